@@ -1,0 +1,455 @@
+/*
+ * tests/util/test_util.c -- unit suite for util/: status, slices and buffers,
+ * UTF-8, coding, checksums, clocks, arena, logger and the config table.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tu.h"
+#include "util/arena.h"
+#include "util/checksum.h"
+#include "util/clock.h"
+#include "util/coding.h"
+#include "util/conf.h"
+#include "util/log.h"
+#include "util/slice.h"
+#include "util/status.h"
+
+START_TEST(status_names_are_distinct)
+{
+    for (int i = 0; i < OM_STATUS_COUNT_; i++) {
+        ck_assert_ptr_nonnull(om_status_str((om_status)i));
+        for (int j = 0; j < i; j++)
+            ck_assert_str_ne(om_status_str((om_status)i), om_status_str((om_status)j));
+    }
+    ck_assert_str_eq(om_status_str(OM_OK), "ok");
+    ck_assert_str_eq(om_status_str((om_status)999), "unknown_status");
+    ck_assert_int_eq(om_status_from_errno(ENOENT), OM_E_NOTFOUND);
+    ck_assert_int_eq(om_status_from_errno(ENOSPC), OM_E_IO);
+    ck_assert_int_eq(om_status_from_errno(ECONNREFUSED), OM_E_UNAVAILABLE);
+    ck_assert_int_eq(OM_ERR(OM_E_CORRUPT), OM_E_CORRUPT);
+}
+END_TEST
+
+START_TEST(slice_compare_and_buf_grow)
+{
+    om_buf b = OM_BUF_INIT;
+
+    ck_assert_int_lt(om_slice_cmp(om_slice_from_str("a"), om_slice_from_str("ab")), 0);
+    ck_assert_int_gt(om_slice_cmp(om_slice_from_str("b"), om_slice_from_str("ab")), 0);
+    ck_assert_int_eq(om_slice_cmp(OM_SLICE_NULL, om_slice_from_str("")), 0);
+    /* bytes compare unsigned: 0xff sorts after 'z' */
+    ck_assert_int_gt(om_slice_cmp(om_slice_make("\xff", 1), om_slice_from_str("z")), 0);
+    ck_assert(om_slice_has_prefix(om_slice_from_str("photos/2024"), om_slice_from_str("photos/")));
+    ck_assert(!om_slice_has_prefix(om_slice_from_str("ph"), om_slice_from_str("photos/")));
+
+    for (int i = 0; i < 10000; i++)
+        ck_assert_int_eq(om_buf_append_byte(&b, (uint8_t)i), OM_OK);
+    ck_assert_uint_eq(b.n, 10000);
+    ck_assert_uint_eq(b.p[9999], (uint8_t)9999);
+    om_buf_reset(&b);
+    ck_assert_int_eq(om_buf_printf(&b, "k=%d s=%s", 42, "x"), OM_OK);
+    ck_assert_str_eq((char *)b.p, "k=42 s=x");
+    size_t n;
+    uint8_t *p = om_buf_take(&b, &n);
+    ck_assert_uint_eq(n, 8);
+    ck_assert_ptr_null(b.p);
+    free(p);
+    om_buf_free(&b);
+}
+END_TEST
+
+START_TEST(utf8_validation)
+{
+    ck_assert(om_utf8_valid(om_slice_from_str("photos/2024/caf\xc3\xa9.jpg")));
+    ck_assert(om_utf8_valid(om_slice_from_str("\xf0\x9f\x98\x80")));  /* U+1F600 */
+    ck_assert(!om_utf8_valid(om_slice_from_str("\xc3")));             /* truncated */
+    ck_assert(!om_utf8_valid(om_slice_from_str("\xc0\xaf")));         /* overlong '/' */
+    ck_assert(!om_utf8_valid(om_slice_from_str("\xed\xa0\x80")));     /* surrogate */
+    ck_assert(!om_utf8_valid(om_slice_from_str("\xf4\x90\x80\x80"))); /* > U+10FFFF */
+    ck_assert(!om_utf8_valid(om_slice_from_str("\xff")));
+}
+END_TEST
+
+START_TEST(coding_roundtrip)
+{
+    static const uint64_t vals[] = {0,          1,          127,        128,
+                                    255,        16383,      16384,      (1u << 21),
+                                    UINT32_MAX, 1ULL << 35, 1ULL << 56, UINT64_MAX - 1,
+                                    UINT64_MAX};
+    om_buf b = OM_BUF_INIT;
+
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+        ck_assert_int_eq(om_buf_put_varint64(&b, vals[i]), OM_OK);
+        ck_assert_int_eq(om_buf_put_fixed64(&b, vals[i]), OM_OK);
+        ck_assert_int_eq(om_buf_put_fixed32(&b, (uint32_t)vals[i]), OM_OK);
+    }
+    ck_assert_int_eq(om_buf_put_lenpref(&b, om_slice_from_str("hello")), OM_OK);
+    om_slice in = om_buf_slice(&b);
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+        uint64_t v;
+        uint32_t v32;
+        ck_assert_int_eq(om_slice_get_varint64(&in, &v), OM_OK);
+        ck_assert_uint_eq(v, vals[i]);
+        ck_assert_int_eq(om_slice_get_fixed64(&in, &v), OM_OK);
+        ck_assert_uint_eq(v, vals[i]);
+        ck_assert_int_eq(om_slice_get_fixed32(&in, &v32), OM_OK);
+        ck_assert_uint_eq(v32, (uint32_t)vals[i]);
+        uint8_t tmp[OM_MAX_VARINT64_LEN];
+        ck_assert_uint_eq(om_varint_len(vals[i]), (size_t)(om_encode_varint64(tmp, vals[i]) - tmp));
+    }
+    om_slice s;
+    ck_assert_int_eq(om_slice_get_lenpref(&in, &s), OM_OK);
+    ck_assert(om_slice_eq(s, om_slice_from_str("hello")));
+    ck_assert_uint_eq(in.n, 0);
+    om_buf_free(&b);
+}
+END_TEST
+
+START_TEST(coding_rejects_bad_input)
+{
+    uint64_t v;
+    uint32_t v32;
+    const uint8_t trunc[] = {0x80, 0x80};
+    const uint8_t toolong[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f};
+    const uint8_t big32[] = {0xff, 0xff, 0xff, 0xff, 0x1f};
+    const uint8_t fixed[4] = {0x78, 0x56, 0x34, 0x12};
+    uint8_t be[8];
+
+    ck_assert_ptr_null(om_decode_varint64(trunc, trunc + 2, &v));
+    ck_assert_ptr_null(om_decode_varint64(toolong, toolong + 10, &v));
+    ck_assert_ptr_null(om_decode_varint32(big32, big32 + 5, &v32));
+    ck_assert_uint_eq(om_get_fixed32(fixed), 0x12345678u); /* little-endian on disk */
+    om_put_be32(be, 0x01020304u);
+    ck_assert_uint_eq(be[0], 1);
+    ck_assert_uint_eq(om_get_be32(be), 0x01020304u);
+    om_put_be64(be, 0x0102030405060708ULL);
+    ck_assert_uint_eq(om_get_be64(be), 0x0102030405060708ULL);
+
+    om_slice in = om_slice_make("\x05hi", 3); /* length 5 but only 2 bytes */
+    om_slice out;
+    ck_assert_int_eq(om_slice_get_lenpref(&in, &out), OM_E_CORRUPT);
+    ck_assert_uint_eq(in.n, 3); /* unchanged on failure */
+}
+END_TEST
+
+START_TEST(checksum_vectors)
+{
+    /* XXH3-64 reference vectors (xxhsum -H3). */
+    ck_assert_uint_eq(om_hash64("", 0), 0x2D06800538D394C2ULL);
+    ck_assert_uint_eq(om_hash64("objmeta", 7), 0x093DAA77562F344BULL);
+    /* The checksum is seeded: never equal to the low bits of the plain hash. */
+    ck_assert_uint_ne(om_checksum32("objmeta", 7), (uint32_t)om_hash64("objmeta", 7));
+    ck_assert_uint_eq(om_checksum32("objmeta", 7),
+                      (uint32_t)om_hash64_seed("objmeta", 7, OM_CHECKSUM_SEED));
+
+    /* Streaming equals one shot, whatever the split. */
+    char data[1000];
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (char)(i * 31);
+    uint32_t whole = om_checksum32(data, sizeof(data));
+    for (size_t cut = 0; cut <= sizeof(data); cut += 97) {
+        om_checksum_state s;
+        om_checksum_begin(&s);
+        om_checksum_update(&s, data, cut);
+        om_checksum_update(&s, data + cut, sizeof(data) - cut);
+        ck_assert_uint_eq(om_checksum_end(&s), whole);
+    }
+    data[500] ^= 1;
+    ck_assert_uint_ne(om_checksum32(data, sizeof(data)), whole);
+}
+END_TEST
+
+START_TEST(clocks_move_forward)
+{
+    uint64_t a = om_clock_mono_ns();
+    uint64_t w = om_clock_wall_ms();
+
+    om_clock_sleep_ms(2);
+    ck_assert_uint_ge(om_clock_mono_ns() - a, 2000000u);
+    ck_assert_uint_gt(w, 1700000000000ULL); /* after 2023 */
+    ck_assert_uint_le(om_clock_mono_ms(), om_clock_mono_ns() / 1000000u + 1);
+}
+END_TEST
+
+START_TEST(arena_alignment_and_usage)
+{
+    om_arena *a;
+
+    ck_assert_int_eq(om_arena_new(4096, &a), OM_OK);
+    size_t before = om_arena_usage(a);
+    for (int i = 1; i < 2000; i++) {
+        uint8_t *p = om_arena_alloc(a, (size_t)(i % 37) + 1);
+        ck_assert_ptr_nonnull(p);
+        ck_assert_uint_eq((uintptr_t)p % 8, 0);
+        memset(p, 0xAB, (size_t)(i % 37) + 1);
+    }
+    void *big = om_arena_alloc(a, 100000);
+    ck_assert_ptr_nonnull(big);
+    memset(big, 0, 100000);
+    ck_assert_uint_gt(om_arena_usage(a), before + 100000);
+    om_arena_free(a);
+    om_arena_free(NULL);
+}
+END_TEST
+
+static char captured[8192];
+
+static void
+capture_sink(om_log_level level, const char *line, void *arg)
+{
+    (void)level;
+    (void)arg;
+    strncat(captured, line, sizeof(captured) - strlen(captured) - 2);
+    strcat(captured, "\n");
+}
+
+static int evaluated;
+
+static int
+side_effect(void)
+{
+    return ++evaluated;
+}
+
+START_TEST(log_levels_and_format)
+{
+#undef OM_LOG_MODULE
+#define OM_LOG_MODULE "testmod"
+    om_log_level lvl;
+
+    captured[0] = '\0';
+    om_log_set_sink(capture_sink, NULL);
+    om_log_set_level(OM_LOG_INFO);
+    om_log(OM_LOG_INFO, "opened path=%s files=%d", "/x", 3);
+    om_log(OM_LOG_DEBUG, "hidden n=%d", side_effect());
+    ck_assert_int_eq(evaluated, 0); /* level checked before arguments are evaluated */
+    ck_assert_ptr_nonnull(strstr(captured, " INFO testmod opened path=/x files=3\n"));
+    ck_assert_ptr_null(strstr(captured, "hidden"));
+    ck_assert_int_eq(captured[4], '-'); /* starts with a date: 2026-... */
+    ck_assert_ptr_nonnull(strchr(captured, 'Z'));
+    ck_assert_int_eq(om_log_level_parse("debug", &lvl), OM_OK);
+    ck_assert_int_eq(lvl, OM_LOG_DEBUG);
+    ck_assert_int_eq(om_log_level_parse("loud", &lvl), OM_E_INVALID);
+    om_log_set_sink(NULL, NULL);
+}
+END_TEST
+
+/* A config struct and table like a binary's. */
+typedef struct demo_conf {
+    char *listen;
+    int64_t workers;
+    int64_t cache;
+    int64_t timeout;
+    bool sync;
+    int mode;
+} demo_conf;
+
+static const char *const demo_modes[] = {"always", "periodic", NULL};
+
+static const om_conf_item demo_items[] = {
+    {"listen", OM_CONF_STR, "127.0.0.1:7000", 0, 0, NULL, offsetof(demo_conf, listen), "address"},
+    {"workers", OM_CONF_INT, "4", 1, 64, NULL, offsetof(demo_conf, workers), "threads"},
+    {"cache-size", OM_CONF_SIZE, "8MiB", 0, 1LL << 40, NULL, offsetof(demo_conf, cache), "cache"},
+    {"timeout", OM_CONF_DURATION, "5s", 1, 3600000, NULL, offsetof(demo_conf, timeout), "t"},
+    {"sync", OM_CONF_BOOL, "true", 0, 0, NULL, offsetof(demo_conf, sync), "fsync"},
+    {"sync-mode", OM_CONF_ENUM, "always", 0, 0, demo_modes, offsetof(demo_conf, mode), "mode"},
+};
+
+static const om_conf_table demo_table = {"demo", "1.0", demo_items,
+                                         sizeof(demo_items) / sizeof(demo_items[0])};
+
+static om_status
+demo_load(demo_conf *c, int argc, char **argv, char *err)
+{
+    om_conf_action act;
+
+    memset(c, 0, sizeof(*c));
+    return om_conf_load(&demo_table, c, argc, argv, &act, err, 256);
+}
+
+START_TEST(conf_defaults)
+{
+    demo_conf c;
+    char err[256];
+    char *argv[] = {"demo", NULL};
+
+    unsetenv("OBJMETA_WORKERS");
+    unsetenv("OBJMETA_CONFIG");
+    ck_assert_int_eq(demo_load(&c, 1, argv, err), OM_OK);
+    ck_assert_str_eq(c.listen, "127.0.0.1:7000");
+    ck_assert_int_eq(c.workers, 4);
+    ck_assert_int_eq(c.cache, 8 << 20);
+    ck_assert_int_eq(c.timeout, 5000);
+    ck_assert(c.sync);
+    ck_assert_int_eq(c.mode, 0);
+    om_conf_fini(&demo_table, &c);
+}
+END_TEST
+
+START_TEST(conf_precedence)
+{
+    const char *dir = tu_tmpdir();
+    char path[512], arg[600];
+    demo_conf c;
+    char err[256];
+
+    snprintf(path, sizeof(path), "%s/demo.conf", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "# comment\nworkers = 8\ncache_size = 1G\ntimeout = 250ms\nlisten = 0.0.0.0:1\n");
+    fclose(f);
+    snprintf(arg, sizeof(arg), "--config=%s", path);
+
+    /* file beats default */
+    char *a1[] = {"demo", arg, NULL};
+    unsetenv("OBJMETA_WORKERS");
+    ck_assert_int_eq(demo_load(&c, 2, a1, err), OM_OK);
+    ck_assert_int_eq(c.workers, 8);
+    ck_assert_int_eq(c.cache, 1LL << 30);
+    ck_assert_int_eq(c.timeout, 250);
+    om_conf_fini(&demo_table, &c);
+
+    /* environment beats file */
+    setenv("OBJMETA_WORKERS", "16", 1);
+    ck_assert_int_eq(demo_load(&c, 2, a1, err), OM_OK);
+    ck_assert_int_eq(c.workers, 16);
+    ck_assert_str_eq(c.listen, "0.0.0.0:1");
+    om_conf_fini(&demo_table, &c);
+
+    /* command line beats environment, both forms */
+    char *a2[] = {"demo", arg, "--workers=32", "--listen", "127.0.0.1:9", "--sync=off", NULL};
+    ck_assert_int_eq(demo_load(&c, 6, a2, err), OM_OK);
+    ck_assert_int_eq(c.workers, 32);
+    ck_assert_str_eq(c.listen, "127.0.0.1:9");
+    ck_assert(!c.sync);
+    om_conf_fini(&demo_table, &c);
+
+    /* config file named in the environment */
+    setenv("OBJMETA_CONFIG", path, 1);
+    unsetenv("OBJMETA_WORKERS");
+    char *a3[] = {"demo", "--sync", NULL};
+    ck_assert_int_eq(demo_load(&c, 2, a3, err), OM_OK);
+    ck_assert_int_eq(c.workers, 8);
+    ck_assert(c.sync);
+    om_conf_fini(&demo_table, &c);
+    unsetenv("OBJMETA_CONFIG");
+}
+END_TEST
+
+START_TEST(conf_errors_name_the_setting)
+{
+    demo_conf c;
+    char err[256];
+    char *bad_bound[] = {"demo", "--workers=65", NULL};
+    char *bad_type[] = {"demo", "--cache-size=lots", NULL};
+    char *unknown[] = {"demo", "--wokers=2", NULL};
+    char *bad_enum[] = {"demo", "--sync-mode=never", NULL};
+    char *positional[] = {"demo", "stray", NULL};
+    char *missing[] = {"demo", "--workers", NULL};
+    char *no_file[] = {"demo", "--config=/nonexistent/objmeta.conf", NULL};
+
+    unsetenv("OBJMETA_WORKERS");
+    ck_assert_int_eq(demo_load(&c, 2, bad_bound, err), OM_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(err, "workers"));
+    ck_assert_ptr_nonnull(strstr(err, "out of range [1, 64]"));
+    om_conf_fini(&demo_table, &c);
+    ck_assert_int_eq(demo_load(&c, 2, bad_type, err), OM_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(err, "cache-size"));
+    om_conf_fini(&demo_table, &c);
+    ck_assert_int_eq(demo_load(&c, 2, unknown, err), OM_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(err, "unknown setting 'wokers'"));
+    om_conf_fini(&demo_table, &c);
+    ck_assert_int_eq(demo_load(&c, 2, bad_enum, err), OM_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(err, "always, periodic"));
+    om_conf_fini(&demo_table, &c);
+    ck_assert_int_eq(demo_load(&c, 2, positional, err), OM_E_INVALID);
+    om_conf_fini(&demo_table, &c);
+    ck_assert_int_eq(demo_load(&c, 2, missing, err), OM_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(err, "needs a value"));
+    om_conf_fini(&demo_table, &c);
+    ck_assert_int_eq(demo_load(&c, 2, no_file, err), OM_E_IO);
+    ck_assert_ptr_nonnull(strstr(err, "/nonexistent/objmeta.conf"));
+    om_conf_fini(&demo_table, &c);
+
+    setenv("OBJMETA_TIMEOUT", "0", 1);
+    char *ok[] = {"demo", NULL};
+    ck_assert_int_eq(demo_load(&c, 1, ok, err), OM_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(err, "environment OBJMETA_TIMEOUT"));
+    unsetenv("OBJMETA_TIMEOUT");
+    om_conf_fini(&demo_table, &c);
+}
+END_TEST
+
+START_TEST(conf_print_roundtrips)
+{
+    const char *dir = tu_tmpdir();
+    char path[512], arg[600];
+    demo_conf c, d;
+    char err[256];
+    char *a1[] = {"demo", "--workers=7", "--cache-size=3M", "--timeout=1500", "--sync=no", NULL};
+
+    ck_assert_int_eq(demo_load(&c, 5, a1, err), OM_OK);
+    snprintf(path, sizeof(path), "%s/printed.conf", dir);
+    FILE *f = fopen(path, "w");
+    om_conf_print(&demo_table, &c, f);
+    fclose(f);
+    snprintf(arg, sizeof(arg), "--config=%s", path);
+    char *a2[] = {"demo", arg, NULL};
+    ck_assert_int_eq(demo_load(&d, 2, a2, err), OM_OK);
+    ck_assert_int_eq(d.workers, 7);
+    ck_assert_int_eq(d.cache, 3 << 20);
+    ck_assert_int_eq(d.timeout, 1500);
+    ck_assert(!d.sync);
+    om_conf_fini(&demo_table, &c);
+    om_conf_fini(&demo_table, &d);
+
+    int64_t v;
+    ck_assert_int_eq(om_parse_size("64KiB", &v), OM_OK);
+    ck_assert_int_eq(v, 65536);
+    ck_assert_int_eq(om_parse_size("99999999999T", &v), OM_E_INVALID); /* overflow */
+    ck_assert_int_eq(om_parse_duration_ms("2m", &v), OM_OK);
+    ck_assert_int_eq(v, 120000);
+    ck_assert_int_eq(om_parse_size("-1", &v), OM_E_INVALID);
+}
+END_TEST
+
+static Suite *
+util_suite(void)
+{
+    Suite *s = suite_create("util");
+    TCase *tc;
+
+    tc = tcase_create("status");
+    tcase_add_test(tc, status_names_are_distinct);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("slice");
+    tcase_add_test(tc, slice_compare_and_buf_grow);
+    tcase_add_test(tc, utf8_validation);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("coding");
+    tcase_add_test(tc, coding_roundtrip);
+    tcase_add_test(tc, coding_rejects_bad_input);
+    tcase_add_test(tc, checksum_vectors);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("clock_arena_log");
+    tcase_add_test(tc, clocks_move_forward);
+    tcase_add_test(tc, arena_alignment_and_usage);
+    tcase_add_test(tc, log_levels_and_format);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("conf");
+    tcase_add_test(tc, conf_defaults);
+    tcase_add_test(tc, conf_precedence);
+    tcase_add_test(tc, conf_errors_name_the_setting);
+    tcase_add_test(tc, conf_print_roundtrips);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    return tu_run(util_suite());
+}

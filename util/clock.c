@@ -1,0 +1,49 @@
+/*
+ * util/clock.c -- clock_gettime wrappers.
+ */
+#include "util/clock.h"
+
+#include <errno.h>
+#include <time.h>
+
+static uint64_t
+clock_read_ns(clockid_t id)
+{
+    struct timespec ts;
+
+    clock_gettime(id, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t
+om_clock_mono_ns(void)
+{
+    return clock_read_ns(CLOCK_MONOTONIC);
+}
+
+uint64_t
+om_clock_mono_ms(void)
+{
+    return om_clock_mono_ns() / 1000000ULL;
+}
+
+uint64_t
+om_clock_wall_ns(void)
+{
+    return clock_read_ns(CLOCK_REALTIME);
+}
+
+uint64_t
+om_clock_wall_ms(void)
+{
+    return om_clock_wall_ns() / 1000000ULL;
+}
+
+void
+om_clock_sleep_ms(uint64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
