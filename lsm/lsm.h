@@ -1,0 +1,221 @@
+/*
+ * lsm/lsm.h -- objmeta's embedded LSM storage engine (public API).
+ *
+ * An lsm_db is one directory holding a write-ahead log, sorted string tables
+ * in levels, a MANIFEST of version edits and a CURRENT pointer. Keys and
+ * values are arbitrary bytes, ordered bytewise (memcmp, shorter first). The
+ * engine knows nothing of protobuf, sockets or objmeta's record format.
+ *
+ * Durability: with LSM_SYNC_ALWAYS (the default) a write returns OM_OK only
+ * after its WAL record is fdatasync'ed; concurrent writers share one sync
+ * (group commit). LSM_SYNC_PERIODIC syncs every sync_period_ms and may lose
+ * the writes of that last period on power loss (not on a process crash).
+ * LSM_SYNC_NONE leaves syncing to the OS.
+ *
+ * Byte layouts: lsm/FORMAT.md.
+ *
+ * Thread-safety: an lsm_db may be used from any number of threads at once;
+ * iterators, batches and snapshots belong to one thread at a time.
+ */
+#ifndef OM_LSM_LSM_H
+#define OM_LSM_LSM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/log.h"
+#include "util/slice.h"
+#include "util/status.h"
+
+typedef struct lsm_db lsm_db;
+typedef struct lsm_batch lsm_batch;
+typedef struct lsm_snapshot lsm_snapshot;
+typedef struct lsm_iter lsm_iter;
+typedef struct lsm_env lsm_env; /* file-system vtable, lsm/env.h; NULL = POSIX */
+
+#define LSM_MAX_LEVELS 7
+#define LSM_MAX_KEY_SIZE (64u * 1024u)
+#define LSM_MAX_VALUE_SIZE (64u * 1024u * 1024u)
+
+typedef enum lsm_sync_mode {
+    LSM_SYNC_ALWAYS = 0, /* fdatasync before a write is acknowledged (group commit) */
+    LSM_SYNC_PERIODIC,   /* fdatasync every sync_period_ms in the background */
+    LSM_SYNC_NONE,       /* never sync explicitly (tests, bulk loads) */
+} lsm_sync_mode;
+
+typedef enum lsm_filter_decision {
+    LSM_FILTER_KEEP = 0,
+    LSM_FILTER_DROP, /* the entry (and older versions below it) disappears */
+} lsm_filter_decision;
+
+/*
+ * A compaction filter is called for every live value a compaction writes
+ * out (not for tombstones). It runs on a background thread and must be
+ * thread-safe; dropping a key must not change the answer for keys it keeps.
+ */
+typedef lsm_filter_decision (*lsm_compaction_filter)(void *arg, int level, om_slice key,
+                                                     om_slice value);
+
+/* The engine logs through this (default: om_log with module "lsm"). */
+typedef void (*lsm_log_fn)(void *arg, om_log_level level, const char *msg);
+
+typedef struct lsm_opts {
+    bool create_if_missing;        /* default true */
+    bool error_if_exists;          /* default false */
+    size_t write_buffer_size;      /* memtable size before a flush; default 64 MiB */
+    int max_immutable_memtables;   /* waiting for flush before writes stall; default 2 */
+    size_t block_size;             /* SSTable data block target; default 4 KiB */
+    int block_restart_interval;    /* keys between restart points; default 16 */
+    int bloom_bits_per_key;        /* 0 disables filters; default 10 (~1% FP) */
+    size_t block_cache_size;       /* bytes of uncompressed blocks; default 64 MiB */
+    int zstd_level;                /* 0 = no compression; default 1 */
+    lsm_sync_mode sync_mode;       /* default LSM_SYNC_ALWAYS */
+    uint32_t sync_period_ms;       /* LSM_SYNC_PERIODIC interval; default 100 */
+    int l0_compaction_trigger;     /* L0 files that start a compaction; default 4 */
+    int l0_slowdown_trigger;       /* L0 files that slow each write by 1 ms; default 20 */
+    int l0_stop_trigger;           /* L0 files that stop writes until compaction; default 36 */
+    int level_multiplier;          /* size ratio between levels; default 10 */
+    uint64_t max_bytes_for_level1; /* default 256 MiB */
+    uint64_t target_file_size;     /* SSTable size target from L1 down; default 64 MiB */
+    int max_open_files;            /* table cache capacity; default 1000 */
+    bool paranoid_checks;          /* verify every table on open; default false */
+    lsm_compaction_filter compaction_filter; /* default NULL */
+    void *compaction_filter_arg;
+    lsm_log_fn log; /* default: om_log */
+    void *log_arg;
+    lsm_env *env; /* default NULL: the POSIX env */
+} lsm_opts;
+
+/* Fill *o with the documented defaults. */
+void lsm_opts_init(lsm_opts *o);
+
+/*
+ * lsm_open -- open (or create) the database in directory `path`.
+ *
+ * Returns:   OM_OK; OM_E_INVALID (bad options, missing and !create_if_missing,
+ *            present and error_if_exists, locked by another process);
+ *            OM_E_CORRUPT (a checksum or format violation that is not a torn
+ *            WAL tail; logged with file and offset); OM_E_IO.
+ * Ownership: *out is closed with lsm_close(). opts is copied.
+ */
+om_status lsm_open(const char *path, const lsm_opts *opts, lsm_db **out);
+
+/*
+ * lsm_close -- wait for background work, sync the WAL, release everything.
+ * Returns the first error of the final sync (the handle is freed regardless).
+ * Accepts NULL.
+ */
+om_status lsm_close(lsm_db *db);
+
+/* lsm_destroy -- remove a closed database's files and directory. */
+om_status lsm_destroy(const char *path, const lsm_opts *opts);
+
+/*
+ * lsm_put / lsm_del / lsm_write -- apply one change or a batch atomically.
+ *
+ * Returns:       OM_OK once durable per sync_mode; OM_E_INVALID for keys over
+ *                LSM_MAX_KEY_SIZE or values over LSM_MAX_VALUE_SIZE; OM_E_IO
+ *                (the database then refuses further writes: background error);
+ *                writes stall (block) rather than fail when compaction lags.
+ * Thread-safety: safe from many threads; concurrent writers share one WAL sync.
+ */
+om_status lsm_put(lsm_db *db, om_slice key, om_slice value);
+om_status lsm_del(lsm_db *db, om_slice key);
+om_status lsm_write(lsm_db *db, lsm_batch *batch);
+
+/* Batches: an ordered list of puts and deletes applied atomically by lsm_write. */
+om_status lsm_batch_new(lsm_batch **out);
+void lsm_batch_free(lsm_batch *b);
+om_status lsm_batch_put(lsm_batch *b, om_slice key, om_slice value);
+om_status lsm_batch_del(lsm_batch *b, om_slice key);
+void lsm_batch_clear(lsm_batch *b);
+uint32_t lsm_batch_count(const lsm_batch *b);
+
+/*
+ * lsm_get -- the newest live value of key (at snap, or now if snap is NULL).
+ *
+ * Returns:   OM_OK and sets *value (replacing its contents); OM_E_NOTFOUND if
+ *            absent or deleted; OM_E_CORRUPT if a block on the way fails its
+ *            checksum; OM_E_IO.
+ * Ownership: *value is the caller's buffer (om_buf_free when done).
+ */
+om_status lsm_get(lsm_db *db, const lsm_snapshot *snap, om_slice key, om_buf *value);
+
+/*
+ * lsm_may_contain -- a cheap check: false means key is certainly absent or
+ * deleted; true means it may be present. Consults memtables and bloom
+ * filters only (no data block reads).
+ */
+bool lsm_may_contain(lsm_db *db, om_slice key);
+
+/* Snapshots: a consistent read view; release every snapshot you take. */
+om_status lsm_snapshot_new(lsm_db *db, lsm_snapshot **out);
+void lsm_snapshot_free(lsm_db *db, lsm_snapshot *snap);
+
+typedef struct lsm_iter_opts {
+    const lsm_snapshot *snapshot; /* NULL: a fresh implicit snapshot */
+    om_slice lower;               /* inclusive lower bound; empty = none */
+    om_slice upper;               /* exclusive upper bound; empty = none */
+    bool fill_cache;              /* add blocks read to the block cache; default true */
+} lsm_iter_opts;
+
+void lsm_iter_opts_init(lsm_iter_opts *o);
+
+/*
+ * Iterators see live values only (tombstones hidden), in ascending key order,
+ * within [lower, upper). They hold a consistent view (their snapshot) and pin
+ * the files they read until freed.
+ *
+ * Ownership: the bounds in opts are copied. lsm_iter_key/value slices are
+ *            valid until the next seek/next/free on the iterator.
+ */
+om_status lsm_iter_new(lsm_db *db, const lsm_iter_opts *opts, lsm_iter **out);
+void lsm_iter_seek_first(lsm_iter *it);
+void lsm_iter_seek(lsm_iter *it, om_slice key); /* first key >= key */
+void lsm_iter_next(lsm_iter *it);
+bool lsm_iter_valid(const lsm_iter *it);
+om_slice lsm_iter_key(const lsm_iter *it);
+om_slice lsm_iter_value(const lsm_iter *it);
+/* OM_OK, or the error that made the iterator invalid early (e.g. OM_E_CORRUPT). */
+om_status lsm_iter_status(const lsm_iter *it);
+void lsm_iter_free(lsm_iter *it);
+
+/* Make the current memtable an SSTable and wait until it is written. */
+om_status lsm_flush(lsm_db *db);
+/* Sync the WAL now (for shutdown in the relaxed sync modes). */
+om_status lsm_sync(lsm_db *db);
+/*
+ * Compact everything overlapping [begin, end] (empty slice = open end) down to
+ * the bottom level, applying the compaction filter; waits until done.
+ */
+om_status lsm_compact_range(lsm_db *db, om_slice begin, om_slice end);
+
+typedef struct lsm_level_stats {
+    uint32_t files;
+    uint64_t bytes;
+} lsm_level_stats;
+
+typedef struct lsm_stats {
+    lsm_level_stats levels[LSM_MAX_LEVELS];
+    uint64_t memtable_bytes;     /* active + immutable */
+    uint64_t live_sst_bytes;     /* sum over levels */
+    uint64_t user_bytes_written; /* key + value bytes accepted by writes */
+    uint64_t wal_bytes_written;
+    uint64_t flush_bytes_written;
+    uint64_t compaction_bytes_read;
+    uint64_t compaction_bytes_written;
+    double write_amplification; /* (wal + flush + compaction writes) / user bytes */
+    uint64_t cache_hits, cache_misses;
+    double cache_hit_ratio;
+    uint64_t bloom_checks, bloom_useful;   /* useful: a filter said "absent" */
+    uint64_t stall_micros;                 /* time writers spent slowed or stopped */
+    uint64_t wal_syncs, wal_synced_writes; /* group commit: writes per sync */
+    uint64_t flushes, compactions;
+    uint64_t last_sequence;
+} lsm_stats;
+
+/* Fill *out with a consistent-enough view of the counters. */
+void lsm_stats_get(lsm_db *db, lsm_stats *out);
+
+#endif /* OM_LSM_LSM_H */

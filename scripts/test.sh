@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Install what is missing, build, and run every test suite twice: a normal
+# build (-O2 -g, build/) and an AddressSanitizer + UBSan build (build-asan/).
+#
+#   scripts/test.sh                 everything (what CI runs)
+#   scripts/test.sh --quick         normal build only
+#   scripts/test.sh --suite lsm     one suite, normal build only
+#
+# meson test runs with -v --print-errorlogs so Check's summary lines are shown.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0
+suite_args=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --quick) quick=1 ;;
+    --suite) suite_args+=(--suite "$2"); quick=1; shift ;;
+    *) echo "usage: scripts/test.sh [--quick] [--suite NAME]" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+scripts/install-deps.sh
+
+jobs=$(nproc 2>/dev/null || echo 2)
+
+setup() { # dir, meson options...
+  local dir=$1; shift
+  if [[ -f "$dir/build.ninja" ]]; then
+    meson setup --reconfigure "$dir" "$@" >/dev/null
+  else
+    meson setup "$dir" "$@"
+  fi
+}
+
+start=$(date +%s)
+echo "== normal build (build/) =="
+setup build --buildtype=debugoptimized
+ninja -C build -j "$jobs"
+meson test -C build -v --print-errorlogs --num-processes "$jobs" "${suite_args[@]}"
+
+if [[ $quick -eq 0 ]]; then
+  echo "== AddressSanitizer + UBSan build (build-asan/) =="
+  setup build-asan --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false
+  ninja -C build-asan -j "$jobs"
+  # UBSAN_OPTIONS=halt_on_error=1 comes from the default test setup (tests/meson.build).
+  meson test -C build-asan -v --print-errorlogs --num-processes "$jobs" --no-suite lint
+fi
+echo "== all tests passed in $(( $(date +%s) - start )) s =="
