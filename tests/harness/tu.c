@@ -271,6 +271,10 @@ tu_proc_start(const char *binary, const tu_proc_opts *o)
         }
     }
     tu_spawn(p, argv, -1);
+    if (!o->no_listen) { /* the child has exec'd its own copy of the strdup'd arguments */
+        free(argv[2]);
+        free(argv[3]);
+    }
     if (o->no_listen)
         return p;
 
