@@ -1,0 +1,633 @@
+/*
+ * rpc/conn.c -- one server connection: reading frames, dispatching requests
+ * to the handler, writing responses, flow control, and closing.
+ *
+ * A connection moves through these states (rpc_int.h: conn_state):
+ *
+ *   OPEN      read frames, dispatch each request to the handler. Reading
+ *             pauses (EV_READ off, so TCP pushes back on the peer) while
+ *             max_inflight requests are unanswered or while the output holds
+ *             more than out_high_water bytes (until it drains to
+ *             out_low_water). After the peer half-closes (EOF), frames still
+ *             buffered are dispatched and the connection closes once every
+ *             answer is flushed.
+ *   DRAINING  graceful shutdown: no more frames are dispatched; close once
+ *             every in-flight request is answered and the output flushed.
+ *   FLUSHING  the stream broke (oversize frame, undecodable message) or the
+ *             connection was over the limit: one id-0 error response is
+ *             going out; in-flight requests are orphaned.
+ *   LINGER    that response is flushed; the write side is shut (FIN) and
+ *             input is read and discarded until the peer closes, so the peer
+ *             reads the error instead of a reset. Bounded by CONN_LINGER_MS.
+ *
+ * Frees happen only where no caller holds the connection: a free requested
+ * while conn_process is on the stack (from a handler that answered
+ * synchronously, say) is deferred until it unwinds.
+ *
+ * Replies answered on the loop thread are packed straight into the
+ * bufferevent's output; replies from other threads arrive packed through the
+ * server's completion queue (rpc_int.h explains the scheme).
+ */
+#define OM_LOG_MODULE "rpc"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "rpc/frame.h"
+#include "rpc/rpc_int.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+/* How long a broken connection may take to flush its error and linger. */
+#define CONN_LINGER_MS 2000
+
+static void conn_process(rpc_conn *c);
+static void conn_flow(rpc_conn *c);
+static void conn_destroy(rpc_conn *c);
+
+static struct evbuffer *
+conn_out(rpc_conn *c)
+{
+    return bufferevent_get_output(c->bev);
+}
+
+/* Take a reply off its connection's in-flight list (it becomes orphaned). */
+static void
+reply_unlink(rpc_reply *r)
+{
+    rpc_conn *c = r->conn;
+
+    if (c == NULL)
+        return;
+    if (r->prev != NULL)
+        r->prev->next = r->next;
+    else
+        c->in_head = r->next;
+    if (r->next != NULL)
+        r->next->prev = r->prev;
+    else
+        c->in_tail = r->prev;
+    r->prev = r->next = NULL;
+    r->conn = NULL;
+    c->ninflight--;
+    c->srv->st.requests_inflight--;
+}
+
+static void
+cq_unref(rpc_cq *q)
+{
+    if (atomic_fetch_sub(&q->refs, 1) == 1) {
+        pthread_mutex_destroy(&q->mu);
+        free(q);
+    }
+}
+
+void
+rpc_reply_destroy(rpc_reply *r)
+{
+    rpc_cq *q = r->cq;
+
+    free(r->frame);
+    free(r);
+    cq_unref(q);
+}
+
+static rpc_reply *
+reply_new(rpc_conn *c, uint64_t id)
+{
+    rpc_reply *r = calloc(1, sizeof(*r));
+
+    if (r == NULL)
+        return NULL;
+    r->cq = c->srv->cq;
+    atomic_fetch_add(&r->cq->refs, 1);
+    r->id = id;
+    r->start_ms = om_clock_mono_ms();
+    r->conn = c;
+    r->prev = c->in_tail;
+    if (c->in_tail != NULL)
+        c->in_tail->next = r;
+    else
+        c->in_head = r;
+    c->in_tail = r;
+    c->ninflight++;
+    c->srv->st.requests_inflight++;
+    return r;
+}
+
+/* Queue a response on the connection; a response too large becomes INTERNAL. */
+static void
+conn_queue_response(rpc_conn *c, const Objmeta__Response *resp)
+{
+    size_t n = 0;
+    om_status st = rpc_frame_encode_evb(conn_out(c), &resp->base, c->srv->o.max_frame, &n);
+
+    if (st == OM_E_INVALID) {
+        char msg[128];
+        Objmeta__Response e = OBJMETA__RESPONSE__INIT;
+        snprintf(msg, sizeof(msg), "response too large (%zu bytes, max_frame %u)",
+                 protobuf_c_message_get_packed_size(&resp->base), c->srv->o.max_frame);
+        om_log(OM_LOG_WARN, "%s peer=%s id=%llu", msg, c->peer, (unsigned long long)resp->id);
+        e.id = resp->id;
+        e.status = OBJMETA__STATUS__INTERNAL;
+        e.message = msg;
+        st = rpc_frame_encode_evb(conn_out(c), &e.base, c->srv->o.max_frame, &n);
+    }
+    if (st != OM_OK) {
+        om_log(OM_LOG_ERROR, "cannot queue response peer=%s id=%llu err=%s", c->peer,
+               (unsigned long long)resp->id, om_status_str(st));
+        return;
+    }
+    c->srv->st.responses_total++;
+    c->srv->st.bytes_out += n;
+    c->last_active_ms = om_clock_mono_ms();
+}
+
+static void conn_send_error(rpc_conn *c, uint64_t id, om_status st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+conn_send_error(rpc_conn *c, uint64_t id, om_status st, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    Objmeta__Response e = OBJMETA__RESPONSE__INIT;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    e.id = id;
+    e.status = rpc_status_to_proto(st);
+    e.message = msg;
+    conn_queue_response(c, &e);
+}
+
+/* Orphan every in-flight request: their answers will be dropped. */
+static void
+conn_orphan_all(rpc_conn *c)
+{
+    while (c->in_head != NULL)
+        reply_unlink(c->in_head);
+}
+
+static void
+conn_set_read(rpc_conn *c, bool on)
+{
+    if (on == c->read_enabled)
+        return;
+    if (on)
+        bufferevent_enable(c->bev, EV_READ);
+    else
+        bufferevent_disable(c->bev, EV_READ);
+    c->read_enabled = on;
+}
+
+static void
+conn_enter(rpc_conn *c, conn_state s)
+{
+    c->state = s;
+    c->state_since_ms = om_clock_mono_ms();
+}
+
+/* The stream is broken: send one id-0 error, then flush, linger and close. */
+static void
+conn_fatal(rpc_conn *c, om_status st, const char *msg)
+{
+    om_log(OM_LOG_DEBUG, "closing connection peer=%s reason=\"%s\"", c->peer, msg);
+    conn_orphan_all(c);
+    conn_send_error(c, 0, st, "%s", msg);
+    conn_set_read(c, false);
+    conn_enter(c, CONN_FLUSHING);
+    conn_flow(c);
+}
+
+static void
+conn_start_linger(rpc_conn *c)
+{
+    /* FIN after the error response; keep reading so the peer sees no reset. */
+    (void)shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    conn_enter(c, CONN_LINGER);
+    evbuffer_drain(bufferevent_get_input(c->bev),
+                   evbuffer_get_length(bufferevent_get_input(c->bev)));
+    conn_set_read(c, true);
+}
+
+/* True when a whole frame (or a broken header) waits in the input. */
+static bool
+conn_has_frame(rpc_conn *c)
+{
+    uint32_t len;
+    om_status st = rpc_frame_evb_peek(bufferevent_get_input(c->bev), c->srv->o.max_frame, &len);
+    return st != OM_E_NOTFOUND;
+}
+
+/*
+ * conn_flow -- recompute whether to read, and close when the state says so.
+ * Called after anything that changes in-flight count, output size or state.
+ */
+static void
+conn_flow(rpc_conn *c)
+{
+    const rpc_server_opts *o = &c->srv->o;
+
+    if (c->free_deferred)
+        return;
+    size_t out = evbuffer_get_length(conn_out(c));
+    switch (c->state) {
+    case CONN_OPEN: {
+        if (c->out_blocked && out <= o->out_low_water)
+            c->out_blocked = false;
+        else if (!c->out_blocked && out > o->out_high_water)
+            c->out_blocked = true;
+        bool can_dispatch = !c->out_blocked && c->ninflight < o->max_inflight;
+        bool want_read = can_dispatch && !c->peer_eof;
+        if (!want_read && c->read_enabled && !c->peer_eof)
+            c->srv->st.backpressure_pauses++;
+        conn_set_read(c, want_read);
+        if (can_dispatch && !c->in_dispatch && conn_has_frame(c)) {
+            conn_process(c); /* frames buffered while paused */
+            return;
+        }
+        if (c->peer_eof && c->ninflight == 0 && out == 0 && !conn_has_frame(c)) {
+            size_t left = evbuffer_get_length(bufferevent_get_input(c->bev));
+            if (left > 0)
+                om_log(OM_LOG_DEBUG, "peer closed inside a frame peer=%s bytes=%zu", c->peer, left);
+            conn_destroy(c);
+        }
+        break;
+    }
+    case CONN_DRAINING:
+        conn_set_read(c, false);
+        if (c->ninflight == 0 && out == 0)
+            conn_destroy(c);
+        break;
+    case CONN_FLUSHING:
+        if (out == 0)
+            conn_start_linger(c);
+        break;
+    case CONN_LINGER:
+        break;
+    }
+}
+
+/* Dispatch every whole frame buffered while the state and limits allow. */
+static void
+conn_process(rpc_conn *c)
+{
+    rpc_server *s = c->srv;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+
+    if (c->in_dispatch)
+        return;
+    c->in_dispatch = true;
+    while (c->state == CONN_OPEN && !c->free_deferred && !c->out_blocked &&
+           c->ninflight < s->o.max_inflight) {
+        uint32_t len = 0;
+        om_slice p;
+        char msg[160];
+        om_status st = rpc_frame_evb_peek(in, s->o.max_frame, &len);
+        if (st == OM_E_NOTFOUND)
+            break;
+        if (st != OM_OK) {
+            s->st.protocol_errors++;
+            snprintf(msg, sizeof(msg), "frame of %u bytes exceeds max_frame %u", len,
+                     s->o.max_frame);
+            conn_fatal(c, OM_E_INVALID, msg);
+            break;
+        }
+        if (rpc_frame_evb_pullup(in, len, &p) != OM_OK) {
+            conn_fatal(c, OM_E_BUSY, "out of memory reading a frame");
+            break;
+        }
+        Objmeta__Request *req = objmeta__request__unpack(NULL, p.n, p.p);
+        rpc_frame_evb_drain(in, len);
+        s->st.bytes_in += RPC_FRAME_HEADER_LEN + (uint64_t)len;
+        if (req == NULL) {
+            s->st.protocol_errors++;
+            snprintf(msg, sizeof(msg), "undecodable request: %u bytes are not an objmeta.Request",
+                     len);
+            conn_fatal(c, OM_E_INVALID, msg);
+            break;
+        }
+        s->st.requests_total++;
+        c->last_active_ms = om_clock_mono_ms();
+        if (req->body_case == OBJMETA__REQUEST__BODY__NOT_SET) {
+            s->st.protocol_errors++;
+            conn_send_error(c, req->id, OM_E_INVALID,
+                            "unknown operation: request %llu carries no operation this "
+                            "server knows",
+                            (unsigned long long)req->id);
+            objmeta__request__free_unpacked(req, NULL);
+            conn_flow(c);
+            continue;
+        }
+        rpc_reply *r = reply_new(c, req->id);
+        if (r == NULL) {
+            conn_send_error(c, req->id, OM_E_BUSY, "out of memory");
+            objmeta__request__free_unpacked(req, NULL);
+            continue;
+        }
+        s->handler(s->handler_arg, req, r);
+        objmeta__request__free_unpacked(req, NULL);
+        conn_flow(c); /* the handler may have answered: recheck high water */
+    }
+    c->in_dispatch = false;
+    if (c->free_deferred) {
+        conn_destroy(c);
+        return;
+    }
+    conn_flow(c);
+}
+
+static void
+conn_readcb(struct bufferevent *bev, void *arg)
+{
+    rpc_conn *c = arg;
+
+    c->last_active_ms = om_clock_mono_ms();
+    if (c->state == CONN_LINGER || c->state == CONN_FLUSHING || c->state == CONN_DRAINING) {
+        struct evbuffer *in = bufferevent_get_input(bev);
+        if (c->state == CONN_LINGER)
+            evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
+    conn_process(c);
+}
+
+static void
+conn_writecb(struct bufferevent *bev, void *arg)
+{
+    rpc_conn *c = arg;
+
+    c->last_active_ms = om_clock_mono_ms();
+    conn_flow(c);
+}
+
+static void
+conn_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+    rpc_conn *c = arg;
+
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && c->state == CONN_OPEN) {
+        /* Half-close: answer what was sent, then close. */
+        c->peer_eof = true;
+        c->read_enabled = false; /* libevent stopped reading */
+        conn_flow(c);
+        return;
+    }
+    if (what & BEV_EVENT_ERROR)
+        om_log(OM_LOG_DEBUG, "connection error peer=%s", c->peer);
+    conn_destroy(c);
+}
+
+static void
+conn_destroy(rpc_conn *c)
+{
+    rpc_server *s = c->srv;
+
+    if (c->in_dispatch) {
+        c->free_deferred = true;
+        conn_set_read(c, false);
+        return;
+    }
+    conn_orphan_all(c);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    if (c->counted)
+        s->st.connections_current--;
+    bufferevent_free(c->bev);
+    free(c);
+    rpc_server_conn_gone(s);
+}
+
+void
+rpc_conn_free(rpc_conn *c)
+{
+    conn_destroy(c);
+}
+
+om_status
+rpc_conn_new(rpc_server *s, int fd, const struct sockaddr *sa, int salen, bool reject)
+{
+    rpc_conn *c = calloc(1, sizeof(*c));
+
+    (void)salen;
+    if (c == NULL) {
+        close(fd);
+        return OM_ERR(OM_E_NOMEM);
+    }
+    c->srv = s;
+    rpc_addr_format(sa, c->peer, sizeof(c->peer));
+    c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (c->bev == NULL) {
+        close(fd);
+        free(c);
+        return OM_ERR(OM_E_NOMEM);
+    }
+    rpc_sock_nodelay(fd);
+    bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
+    /* The write callback fires whenever the output drains to the low mark. */
+    bufferevent_setwatermark(c->bev, EV_WRITE, s->o.out_low_water, 0);
+    bufferevent_enable(c->bev, EV_WRITE);
+    c->next = s->conns;
+    if (s->conns != NULL)
+        s->conns->prev = c;
+    s->conns = c;
+    c->last_active_ms = om_clock_mono_ms();
+    conn_enter(c, CONN_OPEN);
+    if (reject) {
+        char msg[96];
+        s->st.connections_rejected++;
+        snprintf(msg, sizeof(msg), "too many connections (max_connections %u)",
+                 s->o.max_connections);
+        om_log(OM_LOG_WARN, "rejecting connection peer=%s reason=\"%s\"", c->peer, msg);
+        conn_fatal(c, OM_E_BUSY, msg);
+        return OM_OK;
+    }
+    c->counted = true;
+    s->st.connections_current++;
+    s->st.connections_total++;
+    conn_set_read(c, true);
+    return OM_OK;
+}
+
+size_t
+rpc_conn_out_len(const rpc_conn *c)
+{
+    return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+size_t
+rpc_conn_in_len(const rpc_conn *c)
+{
+    return evbuffer_get_length(bufferevent_get_input(c->bev));
+}
+
+void
+rpc_conn_drain(rpc_conn *c)
+{
+    if (c->state != CONN_OPEN)
+        return;
+    conn_enter(c, CONN_DRAINING);
+    conn_flow(c);
+}
+
+void
+rpc_conn_sweep(rpc_conn *c, uint64_t now_ms)
+{
+    const rpc_server_opts *o = &c->srv->o;
+
+    if (c->state == CONN_FLUSHING || c->state == CONN_LINGER) {
+        if (now_ms - c->state_since_ms >= CONN_LINGER_MS)
+            conn_destroy(c);
+        return;
+    }
+    if (o->request_timeout_ms > 0) {
+        bool any = false;
+        /* In-flight lists are in arrival order, so the oldest come first. */
+        while (c->in_head != NULL && now_ms - c->in_head->start_ms >= o->request_timeout_ms) {
+            rpc_reply *r = c->in_head;
+            uint64_t id = r->id;
+            reply_unlink(r);
+            c->srv->st.request_timeouts++;
+            conn_send_error(c, id, OM_E_TIMEOUT, "request %llu not answered within %u ms",
+                            (unsigned long long)id, o->request_timeout_ms);
+            any = true;
+        }
+        if (any) {
+            conn_flow(c);
+            return; /* conn_flow may have freed c */
+        }
+    }
+    if (c->state == CONN_OPEN && o->idle_timeout_ms > 0 && c->ninflight == 0 &&
+        evbuffer_get_length(conn_out(c)) == 0 && now_ms - c->last_active_ms >= o->idle_timeout_ms) {
+        om_log(OM_LOG_DEBUG, "closing idle connection peer=%s idle_ms=%llu", c->peer,
+               (unsigned long long)(now_ms - c->last_active_ms));
+        c->srv->st.idle_closes++;
+        conn_destroy(c);
+    }
+}
+
+void
+rpc_conn_deliver_frame(rpc_reply *r)
+{
+    rpc_conn *c = r->conn;
+
+    reply_unlink(r);
+    if (r->frame == NULL) {
+        conn_send_error(c, r->id, OM_E_INTERNAL, "out of memory packing the response");
+    } else if (evbuffer_add(conn_out(c), r->frame, r->frame_len) == 0) {
+        c->srv->st.responses_total++;
+        c->srv->st.bytes_out += r->frame_len;
+        c->last_active_ms = om_clock_mono_ms();
+    } else {
+        om_log(OM_LOG_ERROR, "cannot queue response peer=%s id=%llu", c->peer,
+               (unsigned long long)r->id);
+    }
+    conn_flow(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Public reply API                                                           */
+
+uint64_t
+rpc_reply_id(const rpc_reply *reply)
+{
+    return reply->id;
+}
+
+/* Pack resp (with the reply's id) into a heap frame on a non-loop thread. */
+static void
+reply_pack_offloop(rpc_reply *r, const Objmeta__Response *resp, uint32_t max_frame)
+{
+    om_buf b = OM_BUF_INIT;
+    om_status st = rpc_frame_encode(&b, &resp->base, max_frame);
+
+    if (st == OM_E_INVALID) {
+        char msg[128];
+        Objmeta__Response e = OBJMETA__RESPONSE__INIT;
+        snprintf(msg, sizeof(msg), "response too large (%zu bytes, max_frame %u)",
+                 protobuf_c_message_get_packed_size(&resp->base), max_frame);
+        om_log(OM_LOG_WARN, "%s id=%llu", msg, (unsigned long long)resp->id);
+        e.id = resp->id;
+        e.status = OBJMETA__STATUS__INTERNAL;
+        e.message = msg;
+        st = rpc_frame_encode(&b, &e.base, max_frame);
+    }
+    if (st != OM_OK) {
+        om_buf_free(&b);
+        return; /* frame stays NULL: the loop answers INTERNAL */
+    }
+    r->frame = om_buf_take(&b, &r->frame_len);
+}
+
+void
+rpc_reply_send(rpc_reply *r, const Objmeta__Response *resp)
+{
+    rpc_cq *q = r->cq;
+    Objmeta__Response copy = *resp;
+
+    copy.id = r->id;
+    if (copy.message == NULL)
+        copy.message = (char *)protobuf_c_empty_string;
+    if (pthread_equal(pthread_self(), q->loop_thread)) {
+        /* Loop thread: q->dead and r->conn are only written here. */
+        rpc_conn *c = r->conn;
+        if (!q->dead && c != NULL) {
+            reply_unlink(r);
+            conn_queue_response(c, &copy);
+            rpc_reply_destroy(r);
+            conn_flow(c);
+            return;
+        }
+        rpc_reply_destroy(r);
+        return;
+    }
+    reply_pack_offloop(r, &copy, q->max_frame);
+    pthread_mutex_lock(&q->mu);
+    if (q->dead) {
+        pthread_mutex_unlock(&q->mu);
+        rpc_reply_destroy(r);
+        return;
+    }
+    r->qnext = NULL;
+    if (q->tail != NULL)
+        q->tail->qnext = r;
+    else
+        q->head = r;
+    q->tail = r;
+    if (!q->wake_pending) {
+        uint64_t one = 1;
+        q->wake_pending = true;
+        /* Under the mutex: the server closes efd only after marking the cq dead. */
+        ssize_t w = write(q->efd, &one, sizeof(one));
+        (void)w; /* EAGAIN means the counter is already non-zero: the loop will wake */
+    }
+    pthread_mutex_unlock(&q->mu);
+}
+
+void
+rpc_reply_error(rpc_reply *reply, om_status st, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    resp.status = rpc_status_to_proto(st);
+    resp.message = msg;
+    rpc_reply_send(reply, &resp);
+}

@@ -1,0 +1,102 @@
+/*
+ * rpc/frame.h -- the one frame codec (private to rpc/ and its tests).
+ *
+ * A frame is a 4-byte big-endian length followed by that many bytes of one
+ * protobuf message (rpc/FRAMING.md). Two decoders share one header check:
+ *
+ *   - rpc_frame_dec: a byte-stream decoder for any source. Feed it bytes in
+ *     any split (down to one byte at a time); it yields whole frames. Used by
+ *     the tests and the fuzz target, and by anyone reading a plain socket.
+ *   - rpc_frame_evb_*: the same rules applied in place to a libevent evbuffer
+ *     (server and client read their bufferevent input with it, without
+ *     copying the bytes out first).
+ *
+ * A header announcing more than max_frame bytes is an error that sticks: the
+ * stream cannot be resynchronised, so the caller closes the connection (after
+ * sending an error response, on the server).
+ *
+ * Encoders pack a protobuf-c message behind its header, into an om_buf or
+ * straight into an evbuffer's reserved space.
+ *
+ * Thread-safety: a decoder belongs to one thread; encoders are reentrant.
+ */
+#ifndef OM_RPC_FRAME_H
+#define OM_RPC_FRAME_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/slice.h"
+#include "util/status.h"
+
+struct evbuffer;
+
+/*
+ * rpc_frame_check_len -- validate an announced length.
+ * Returns: OM_OK; OM_E_CORRUPT when len > max_frame.
+ */
+om_status rpc_frame_check_len(uint32_t len, uint32_t max_frame);
+
+typedef struct rpc_frame_dec {
+    om_buf buf;         /* received bytes not yet returned as frames */
+    size_t off;         /* bytes of buf already consumed (frames handed out) */
+    uint32_t max_frame; /* largest accepted payload */
+    uint32_t bad_len;   /* the oversize length that broke the stream (when err) */
+    om_status err;      /* first error; sticky */
+} rpc_frame_dec;
+
+void rpc_frame_dec_init(rpc_frame_dec *d, uint32_t max_frame);
+void rpc_frame_dec_fini(rpc_frame_dec *d);
+
+/*
+ * rpc_frame_dec_feed -- append received bytes.
+ * Returns: OM_OK; OM_E_NOMEM; or the sticky error. Invalidates slices
+ * returned by rpc_frame_dec_next.
+ */
+om_status rpc_frame_dec_feed(rpc_frame_dec *d, const void *p, size_t n);
+
+/*
+ * rpc_frame_dec_next -- take the next whole frame.
+ * Returns: OM_OK and *payload (the message bytes, borrowed until the next
+ *          feed/next/fini); OM_E_NOTFOUND when no whole frame is buffered
+ *          yet; OM_E_CORRUPT (sticky) when a header exceeds max_frame.
+ */
+om_status rpc_frame_dec_next(rpc_frame_dec *d, om_slice *payload);
+
+/* Bytes buffered that do not yet form a whole frame (non-zero at EOF = truncated). */
+size_t rpc_frame_dec_pending(const rpc_frame_dec *d);
+
+/*
+ * rpc_frame_evb_peek -- look at the front of an evbuffer.
+ * Returns: OM_OK and *len when a whole frame (header + len bytes) is there;
+ *          OM_E_NOTFOUND when more bytes are needed; OM_E_CORRUPT when the
+ *          header exceeds max_frame (*len is then the announced length).
+ */
+om_status rpc_frame_evb_peek(struct evbuffer *in, uint32_t max_frame, uint32_t *len);
+
+/*
+ * rpc_frame_evb_pullup -- make the whole frame of length len (as returned by
+ * rpc_frame_evb_peek) contiguous and return its payload, borrowed until
+ * rpc_frame_evb_drain. Returns OM_OK or OM_E_NOMEM.
+ */
+om_status rpc_frame_evb_pullup(struct evbuffer *in, uint32_t len, om_slice *payload);
+
+/* Remove the frame of payload length len from the front of the evbuffer. */
+void rpc_frame_evb_drain(struct evbuffer *in, uint32_t len);
+
+/*
+ * rpc_frame_encode -- append header + packed msg to out.
+ * Returns: OM_OK; OM_E_INVALID if the packed message exceeds max_frame;
+ *          OM_E_NOMEM. On error out is unchanged.
+ */
+om_status rpc_frame_encode(om_buf *out, const ProtobufCMessage *msg, uint32_t max_frame);
+
+/*
+ * rpc_frame_encode_evb -- the same, packing straight into the evbuffer.
+ * Returns as rpc_frame_encode; *frame_len (if not NULL) gets header + payload bytes.
+ */
+om_status rpc_frame_encode_evb(struct evbuffer *out, const ProtobufCMessage *msg,
+                               uint32_t max_frame, size_t *frame_len);
+
+#endif /* OM_RPC_FRAME_H */

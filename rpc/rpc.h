@@ -1,0 +1,416 @@
+/*
+ * rpc/rpc.h -- the transport of objmeta: protobuf frames over TCP on libevent.
+ *
+ * One module, four parts, all driven by a caller-owned libevent event_base:
+ *
+ *   - the server (rpc_server_*): accepts connections, decodes Request frames,
+ *     hands each request to one handler callback together with a reply handle
+ *     (rpc_reply), and writes the Response whenever the handler sends it --
+ *     synchronously from the handler, or later from any thread. Many requests
+ *     are in flight per connection; responses go out in completion order.
+ *   - the client (rpc_client_*): asynchronous, pipelined calls on one
+ *     connection, matched by id, per-call timeouts, reconnect on the next call
+ *     after a failure; and a blocking wrapper (rpc_sync_client_*) with its own
+ *     private event_base for tools and tests.
+ *   - the HTTP side (rpc_http_*): /healthz and /metrics on their own port, plus
+ *     Prometheus text helpers (rpc_hist, rpc_prom_*).
+ *   - glue: the one om_status <-> wire Status table, the port file, libevent
+ *     logging into om_log.
+ *
+ * The wire format and the conversation rules are in rpc/FRAMING.md.
+ *
+ * Signals: rpc_server_new, rpc_client_new and rpc_http_open set SIGPIPE to
+ * SIG_IGN when it is still at its default (once per process), so that a write
+ * to a socket the peer closed fails with EPIPE instead of killing the process.
+ *
+ * Threads: the server, client and HTTP objects belong to the thread that runs
+ * their event_base (the "loop thread"); only rpc_reply_send()/rpc_reply_error()
+ * and the rpc_hist functions may be called from other threads. A coordinator
+ * runs its rpc_server, its rpc_clients to the shards and its rpc_http on the
+ * same base; a shard answers from LSM worker threads through rpc_reply_send().
+ */
+#ifndef OM_RPC_RPC_H
+#define OM_RPC_RPC_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "objmeta.pb-c.h"
+#include "util/slice.h"
+#include "util/status.h"
+
+struct event_base;
+
+/* Default maximum frame payload (the protobuf message, without the 4-byte length). */
+#define RPC_DEFAULT_MAX_FRAME (16u * 1024u * 1024u)
+/* Bytes of the length prefix before every message. */
+#define RPC_FRAME_HEADER_LEN 4u
+
+/* ------------------------------------------------------------------------ */
+/* Status mapping (the one table; rpc/status_map.c)                          */
+
+/*
+ * rpc_status_to_proto -- the wire Status for an om_status.
+ * Codes without a wire counterpart map to the closest one (OM_E_NOMEM and
+ * OM_E_IO -> INTERNAL); out-of-range values -> INTERNAL.
+ * Thread-safety: pure.
+ */
+Objmeta__Status rpc_status_to_proto(om_status st);
+
+/*
+ * rpc_status_from_proto -- the om_status for a wire Status. Values this build
+ * does not know (a newer peer) -> OM_E_INTERNAL.
+ * Thread-safety: pure.
+ */
+om_status rpc_status_from_proto(Objmeta__Status s);
+
+/* The om_status of a response (rpc_status_from_proto(resp->status)). */
+om_status rpc_response_status(const Objmeta__Response *resp);
+
+/* The upper-case wire name of a status ("NOT_FOUND"); "?" for values this build does not know. */
+const char *rpc_proto_status_name(Objmeta__Status s);
+
+/*
+ * rpc_response_free -- free a Response that rpc handed to the caller
+ * (rpc_sync_client_call). Accepts NULL.
+ */
+void rpc_response_free(Objmeta__Response *resp);
+
+/* ------------------------------------------------------------------------ */
+/* Logging and small helpers                                                 */
+
+/*
+ * rpc_init_logging -- route libevent's internal log messages into om_log
+ * (module "libevent"). Call once at startup, before threads start.
+ */
+void rpc_init_logging(void);
+
+/*
+ * rpc_port_file_write -- write "<name> <port>\n" for each listener to `path`
+ * atomically (a temporary file in the same directory, fsync, rename).
+ * Write it after every listener is bound: test harnesses and scripts wait
+ * for the file and read it once.
+ * Returns: OM_OK; OM_E_INVALID for n == 0 or a bad name; OM_E_IO (logged).
+ * Thread-safety: safe (touches only the file system).
+ */
+om_status rpc_port_file_write(const char *path, const char *const *names, const int *ports,
+                              size_t n);
+
+/* ------------------------------------------------------------------------ */
+/* Server                                                                    */
+
+typedef struct rpc_server rpc_server;
+/* One request awaiting its response; see rpc_handler_fn. */
+typedef struct rpc_reply rpc_reply;
+
+typedef struct rpc_server_opts {
+    /* "host:port" (IPv4, "[v6]:port", or a name); port 0 = any free port
+     * (read it back with rpc_server_port). Default "127.0.0.1:7400". */
+    const char *listen;
+    uint32_t max_frame;          /* largest accepted message; default RPC_DEFAULT_MAX_FRAME */
+    uint32_t max_connections;    /* more are answered BUSY and closed; default 1024 */
+    uint32_t idle_timeout_ms;    /* close a connection with nothing in flight and no
+                                  * bytes for this long; 0 = never; default 300000 */
+    uint32_t request_timeout_ms; /* answer TIMEOUT when the handler has not replied in
+                                  * this long (a later reply is dropped); 0 = never;
+                                  * default 30000 */
+    size_t out_high_water;       /* stop reading a connection while more than this many
+                                  * response bytes wait to be sent; default 4 MiB */
+    size_t out_low_water;        /* resume reading once at most this many wait;
+                                  * default out_high_water / 4 */
+    uint32_t max_inflight;       /* requests handed to the handler and not yet answered,
+                                  * per connection; reading pauses at the limit;
+                                  * default 1024 */
+    int backlog;                 /* listen(2) backlog; default 511 */
+} rpc_server_opts;
+
+/* Fill in the defaults documented above. */
+void rpc_server_opts_init(rpc_server_opts *o);
+
+/*
+ * rpc_handler_fn -- called on the loop thread for every well-formed request
+ * with a known operation (rpc itself answers malformed and unknown ones).
+ *
+ * The handler must make exactly one of rpc_reply_send() / rpc_reply_error()
+ * on `reply`, either before it returns or later from any thread.
+ * Ownership: `req` is freed by rpc when the handler returns; copy what you
+ * need for an asynchronous answer. `reply` stays valid until it is sent.
+ */
+typedef void (*rpc_handler_fn)(void *arg, const Objmeta__Request *req, rpc_reply *reply);
+
+/*
+ * rpc_server_new -- bind the listener and start accepting on `base`.
+ * Returns: OM_OK and *out; OM_E_INVALID for a bad address or option;
+ *          OM_E_IO / OM_E_UNAVAILABLE when the address cannot be bound (logged).
+ * Ownership: the caller owns *out and `base` (which must outlive the server);
+ *            opts is copied (listen string included).
+ * Thread-safety: call on the thread that will run `base`.
+ */
+om_status rpc_server_new(struct event_base *base, const rpc_server_opts *opts,
+                         rpc_handler_fn handler, void *arg, rpc_server **out);
+
+/* The bound TCP port (useful with port 0). */
+int rpc_server_port(const rpc_server *s);
+
+/*
+ * rpc_server_shutdown -- graceful stop: close the listener, stop reading
+ * requests, let requests in flight finish and their responses flush, close
+ * each connection as it drains. When every connection is gone, or after
+ * deadline_ms (0 = wait forever) when the rest are closed by force, call
+ * done(arg) on the loop thread -- or, when done is NULL, event_base_loopexit().
+ * done may call rpc_server_free. Calling rpc_server_shutdown again does nothing.
+ * Thread-safety: loop thread only (install signal handlers with evsignal_new
+ * on the same base).
+ */
+void rpc_server_shutdown(rpc_server *s, uint32_t deadline_ms, void (*done)(void *arg), void *arg);
+
+/*
+ * rpc_server_free -- close the listener and every connection at once. Replies
+ * still held by handlers become no-ops (their rpc_reply_send() frees them).
+ * Accepts NULL. Loop thread only, never from inside a server callback.
+ */
+void rpc_server_free(rpc_server *s);
+
+/* Counters of one server; read with rpc_server_stats (loop thread). */
+typedef struct rpc_server_stats {
+    uint64_t connections_current;
+    uint64_t connections_total;    /* accepted since start */
+    uint64_t connections_rejected; /* over max_connections */
+    uint64_t requests_total;       /* decoded requests (all operations) */
+    uint64_t requests_inflight;    /* handed to the handler, not yet answered */
+    uint64_t responses_total;      /* responses queued for sending */
+    uint64_t protocol_errors;      /* oversize, undecodable, unknown operation */
+    uint64_t request_timeouts;     /* answered TIMEOUT by request_timeout_ms */
+    uint64_t idle_closes;          /* closed by idle_timeout_ms */
+    uint64_t backpressure_pauses;  /* times reading paused on high water or max_inflight */
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t bytes_queued;   /* response bytes waiting in connection output buffers */
+    uint64_t bytes_buffered; /* request bytes read but not yet dispatched */
+} rpc_server_stats;
+
+void rpc_server_get_stats(const rpc_server *s, rpc_server_stats *out);
+
+/*
+ * rpc_reply_send -- answer a request. rpc copies the response (it is packed
+ * before this returns), sets its id to the request's, and sends it; the
+ * caller keeps ownership of `resp` (a stack value is fine). resp->status and
+ * resp->message are sent as given (set status with rpc_status_to_proto;
+ * message must not be NULL -- protobuf-c's default is "").
+ * A response larger than max_frame is replaced by INTERNAL "response too
+ * large". If the connection has closed or the request already timed out, the
+ * response is dropped.
+ * Ownership: consumes `reply` (invalid afterwards).
+ * Thread-safety: any thread. From a non-loop thread the response is queued
+ * and the loop is woken; responses from one thread keep their order.
+ */
+void rpc_reply_send(rpc_reply *reply, const Objmeta__Response *resp);
+
+/*
+ * rpc_reply_error -- answer with a body-less response: status
+ * rpc_status_to_proto(st) and a printf-formatted message (st may be OM_OK for
+ * operations whose answer is only a status).
+ * Ownership and thread-safety as rpc_reply_send.
+ */
+void rpc_reply_error(rpc_reply *reply, om_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* The request id this reply answers (handy for logs). Any thread, before sending. */
+uint64_t rpc_reply_id(const rpc_reply *reply);
+
+/* ------------------------------------------------------------------------ */
+/* Client (asynchronous, on the caller's event_base)                          */
+
+typedef struct rpc_client rpc_client;
+
+typedef struct rpc_client_opts {
+    uint32_t max_frame;            /* largest accepted response; default RPC_DEFAULT_MAX_FRAME */
+    uint32_t connect_timeout_ms;   /* default 3000 */
+    uint32_t default_timeout_ms;   /* used when a call passes timeout 0; default 30000 */
+    uint32_t reconnect_backoff_ms; /* after a failed connect, calls made within this
+                                    * long fail at once (UNAVAILABLE, the same message)
+                                    * without a new connect attempt; 0 = always retry
+                                    * (default) */
+} rpc_client_opts;
+
+void rpc_client_opts_init(rpc_client_opts *o);
+
+/*
+ * rpc_client_cb -- the end of one call, on the loop thread, exactly once.
+ *
+ * st == OM_OK: the server answered; resp is its Response (resp->status may
+ *   still be an error -- that is the server's answer).
+ * st != OM_OK: the transport failed: OM_E_TIMEOUT (no answer within the
+ *   call's timeout), OM_E_UNAVAILABLE (connect failed, connection dropped or
+ *   client freed), OM_E_CORRUPT (the server sent garbage; the connection is
+ *   closed). resp is then a synthetic Response with the mapped status and a
+ *   message naming the cause, so it can be forwarded as is.
+ * Ownership: resp is freed after the callback returns; the callback may call
+ *   rpc_client_call (also on this client) but must not free the client.
+ */
+typedef void (*rpc_client_cb)(void *arg, om_status st, const Objmeta__Response *resp);
+
+/*
+ * rpc_client_new -- a client for "host:port" on `base`. Does not connect yet:
+ * the first call (or rpc_client_connect) does.
+ * Returns: OM_OK and *out; OM_E_INVALID for a malformed address; OM_E_NOMEM.
+ * Ownership: caller owns *out; `base` must outlive it; opts and addr are copied.
+ * Thread-safety: loop thread of `base` for every rpc_client_* function.
+ */
+om_status rpc_client_new(struct event_base *base, const char *addr, const rpc_client_opts *opts,
+                         rpc_client **out);
+
+/*
+ * rpc_client_call -- send one request; cb runs later, exactly once.
+ *
+ * The client assigns the id (req->id is ignored) and packs the request before
+ * returning, so the caller may free `req` at once. Calls are pipelined: many
+ * may be outstanding on the one connection and complete in any order.
+ * timeout_ms 0 = the client's default_timeout_ms. When the client is not
+ * connected (never connected, or the last connection failed) this starts a
+ * connect; calls made meanwhile wait for it.
+ * Returns: OM_OK (cb will run; never from inside this call);
+ *          OM_E_INVALID if the request packs larger than max_frame or has no
+ *          operation; OM_E_UNAVAILABLE from a callback run by
+ *          rpc_client_free; OM_E_NOMEM. On error cb never runs.
+ */
+om_status rpc_client_call(rpc_client *c, const Objmeta__Request *req, uint32_t timeout_ms,
+                          rpc_client_cb cb, void *arg);
+
+/* Start connecting now if not connected or connecting (e.g. to warm a pool). */
+void rpc_client_connect(rpc_client *c);
+
+/* True while a connection is established. */
+bool rpc_client_is_connected(const rpc_client *c);
+
+/* Calls sent and not yet completed. */
+size_t rpc_client_pending(const rpc_client *c);
+
+/* The address given to rpc_client_new. */
+const char *rpc_client_addr(const rpc_client *c);
+
+/*
+ * rpc_client_free -- close the connection; every pending call completes with
+ * OM_E_UNAVAILABLE ("client closed") before this returns. Accepts NULL. Never
+ * from inside one of this client's callbacks.
+ */
+void rpc_client_free(rpc_client *c);
+
+/* ------------------------------------------------------------------------ */
+/* Blocking client (own private event_base; for tools and tests)              */
+
+typedef struct rpc_sync_client rpc_sync_client;
+
+/*
+ * rpc_sync_client_open -- connect to "host:port" and wait for the connection.
+ * Returns: OM_OK and *out; OM_E_INVALID (address); OM_E_UNAVAILABLE (refused,
+ *          unreachable) or OM_E_TIMEOUT (no connection within timeout_ms;
+ *          0 = 3000); messages are logged at DEBUG.
+ * Ownership: caller closes *out with rpc_sync_client_close.
+ * Thread-safety: one thread at a time per client; clients are independent.
+ */
+om_status rpc_sync_client_open(const char *addr, uint32_t timeout_ms, rpc_sync_client **out);
+
+/*
+ * rpc_sync_client_call -- send req and wait for its response.
+ * Returns: OM_OK and *resp (whatever its resp->status: use
+ *          rpc_response_status); transport errors as rpc_client_cb
+ *          (OM_E_TIMEOUT, OM_E_UNAVAILABLE, OM_E_CORRUPT) or OM_E_INVALID,
+ *          and then *resp is untouched. After a transport error the next call
+ *          reconnects; a close noticed between calls (idle timeout, server
+ *          restart) makes this call reconnect first.
+ * Ownership: *resp belongs to the caller: rpc_response_free().
+ */
+om_status rpc_sync_client_call(rpc_sync_client *c, const Objmeta__Request *req, uint32_t timeout_ms,
+                               Objmeta__Response **resp);
+
+/* The message of the last transport error ("" if none); valid until the next call. */
+const char *rpc_sync_client_last_error(const rpc_sync_client *c);
+
+/* Close and free. Accepts NULL. */
+void rpc_sync_client_close(rpc_sync_client *c);
+
+/* ------------------------------------------------------------------------ */
+/* HTTP: /healthz and /metrics (evhttp, on the caller's base)                 */
+
+typedef struct rpc_http rpc_http;
+
+/*
+ * rpc_health_fn -- OM_OK: healthy (200 "ok\n"). Anything else: 503 with the
+ * text appended to `reason` (or the status name when reason stays empty).
+ */
+typedef om_status (*rpc_health_fn)(void *arg, om_buf *reason);
+
+/*
+ * rpc_metrics_fn -- append the Prometheus text exposition to `out`. A non-OK
+ * return gives 500.
+ */
+typedef om_status (*rpc_metrics_fn)(void *arg, om_buf *out);
+
+/*
+ * rpc_http_open -- serve GET /healthz and GET /metrics on `listen`
+ * ("host:port", port 0 = any). Other paths: 404; other methods: 405.
+ * Either callback may be NULL (healthz then always 200; metrics empty).
+ * Returns: OM_OK and *out; OM_E_INVALID (address); OM_E_IO (bind failed, logged).
+ * Ownership: caller closes *out; `base` must outlive it.
+ * Thread-safety: loop thread; callbacks run on it.
+ */
+om_status rpc_http_open(struct event_base *base, const char *listen, rpc_health_fn health,
+                        rpc_metrics_fn metrics, void *arg, rpc_http **out);
+
+int rpc_http_port(const rpc_http *h);
+
+void rpc_http_close(rpc_http *h);
+
+/* ------------------------------------------------------------------------ */
+/* Prometheus helpers                                                         */
+
+/*
+ * Upper bounds of the latency buckets in microseconds: a 1-2-5 series from
+ * 10 us to 10 s (19 bounds), plus +Inf.
+ */
+#define RPC_HIST_BOUNDS 19
+
+/*
+ * rpc_hist -- a latency histogram with fixed log-scale buckets.
+ * A value type: embed it, zero it (or rpc_hist_init) and observe.
+ * Thread-safety: rpc_hist_observe_* from any thread (relaxed atomics);
+ * rendering reads a consistent-enough snapshot (counts may be a few
+ * observations apart under load, never torn).
+ */
+typedef struct rpc_hist {
+    _Atomic uint64_t bucket[RPC_HIST_BOUNDS + 1]; /* non-cumulative; last = +Inf */
+    _Atomic uint64_t count;
+    _Atomic uint64_t sum_ns;
+} rpc_hist;
+
+void rpc_hist_init(rpc_hist *h);
+void rpc_hist_observe_ns(rpc_hist *h, uint64_t ns);
+/* Bucket bound i in microseconds (i < RPC_HIST_BOUNDS). */
+uint64_t rpc_hist_bound_us(unsigned i);
+/* Approximate quantile q in [0,1] in microseconds (upper bound of its bucket; 0 if empty). */
+uint64_t rpc_hist_quantile_us(const rpc_hist *h, double q);
+
+/*
+ * rpc_hist_render -- append `name`_bucket{labels,le="..."} (cumulative, le in
+ * seconds), `name`_sum (seconds) and `name`_count lines. `labels` is the
+ * inside of the braces without them, e.g. `op="store"`, or "" / NULL.
+ * Emit rpc_prom_header once per metric name before the series.
+ */
+om_status rpc_hist_render(const rpc_hist *h, om_buf *out, const char *name, const char *labels);
+
+/* "# HELP name help\n# TYPE name type\n" (type: counter, gauge, histogram). */
+om_status rpc_prom_header(om_buf *out, const char *name, const char *type, const char *help);
+
+/* "name{labels} value\n" (labels may be NULL or ""). */
+om_status rpc_prom_value(om_buf *out, const char *name, const char *labels, double value);
+
+/* Append the server's counters as objmeta_rpc_* metrics (with HELP/TYPE). Loop thread. */
+om_status rpc_server_render_metrics(const rpc_server *s, om_buf *out);
+
+#endif /* OM_RPC_RPC_H */

@@ -1,0 +1,343 @@
+/*
+ * rpc/server.c -- the rpc server: listener, connection list, the completion
+ * queue that carries answers from handler threads back to the loop, the
+ * periodic sweep (idle and request timeouts), graceful shutdown, counters.
+ *
+ * Per-connection work lives in conn.c; the threading scheme is described in
+ * rpc_int.h.
+ */
+#define OM_LOG_MODULE "rpc"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "rpc/rpc_int.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+void
+rpc_server_opts_init(rpc_server_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->listen = "127.0.0.1:7400";
+    o->max_frame = RPC_DEFAULT_MAX_FRAME;
+    o->max_connections = 1024;
+    o->idle_timeout_ms = 300000;
+    o->request_timeout_ms = 30000;
+    o->out_high_water = 4u * 1024u * 1024u;
+    o->out_low_water = o->out_high_water / 4;
+    o->max_inflight = 1024;
+    o->backlog = 511;
+}
+
+/* The sweep period: a fraction of the shortest timeout, within [10, 250] ms. */
+static uint32_t
+server_tick_ms(const rpc_server_opts *o)
+{
+    uint32_t t = 250;
+
+    if (o->idle_timeout_ms > 0 && o->idle_timeout_ms / 8 < t)
+        t = o->idle_timeout_ms / 8;
+    if (o->request_timeout_ms > 0 && o->request_timeout_ms / 8 < t)
+        t = o->request_timeout_ms / 8;
+    return t < 10 ? 10 : t;
+}
+
+static void
+server_accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                 void *arg)
+{
+    rpc_server *s = arg;
+    bool reject = s->shutting_down || s->st.connections_current >= s->o.max_connections;
+
+    (void)lis;
+    (void)rpc_conn_new(s, fd, sa, salen, reject);
+}
+
+static void
+server_accept_error_cb(struct evconnlistener *lis, void *arg)
+{
+    rpc_server *s = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+
+    (void)lis;
+    /* EMFILE and friends: keep the listener; the next accept may succeed. */
+    om_log(OM_LOG_WARN, "accept failed listen=%s err=%s", s->listen_str, strerror(err));
+}
+
+/* The loop side of the completion queue: deliver answers from other threads. */
+static void
+server_cq_cb(evutil_socket_t fd, short what, void *arg)
+{
+    rpc_server *s = arg;
+    rpc_cq *q = s->cq;
+    uint64_t v;
+    rpc_reply *r;
+
+    (void)what;
+    ssize_t n = read(fd, &v, sizeof(v));
+    (void)n; /* EAGAIN: another wake already consumed the counter */
+    pthread_mutex_lock(&q->mu);
+    r = q->head;
+    q->head = q->tail = NULL;
+    q->wake_pending = false;
+    pthread_mutex_unlock(&q->mu);
+    while (r != NULL) {
+        rpc_reply *next = r->qnext;
+        if (r->conn != NULL)
+            rpc_conn_deliver_frame(r);
+        rpc_reply_destroy(r);
+        r = next;
+    }
+}
+
+static void
+server_force_close_all(rpc_server *s)
+{
+    while (s->conns != NULL)
+        rpc_conn_free(s->conns);
+}
+
+static void
+server_sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+    rpc_server *s = arg;
+    uint64_t now = om_clock_mono_ms();
+
+    (void)fd;
+    (void)what;
+    for (rpc_conn *c = s->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        rpc_conn_sweep(c, now);
+    }
+    if (s->shutting_down && s->shutdown_deadline_ms != 0 && now >= s->shutdown_deadline_ms &&
+        s->conns != NULL) {
+        unsigned n = 0;
+        for (rpc_conn *c = s->conns; c != NULL; c = c->next)
+            n++;
+        om_log(OM_LOG_WARN, "shutdown deadline passed: closing connections=%u", n);
+        server_force_close_all(s);
+    }
+}
+
+static void
+server_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    rpc_server *s = arg;
+
+    (void)fd;
+    (void)what;
+    if (s->done_fired)
+        return;
+    s->done_fired = true;
+    om_log(OM_LOG_INFO, "rpc server drained listen=%s", s->listen_str);
+    if (s->done != NULL)
+        s->done(s->done_arg);
+    else
+        event_base_loopexit(s->base, NULL);
+}
+
+void
+rpc_server_conn_gone(rpc_server *s)
+{
+    if (s->shutting_down && s->conns == NULL && !s->done_fired && s->done_ev != NULL)
+        event_active(s->done_ev, 0, 0);
+}
+
+static om_status
+server_cq_new(rpc_server *s)
+{
+    rpc_cq *q = calloc(1, sizeof(*q));
+
+    if (q == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (q->efd < 0) {
+        om_log(OM_LOG_ERROR, "eventfd failed err=%s", strerror(errno));
+        free(q);
+        return OM_ERR(om_status_from_errno(errno));
+    }
+    if (pthread_mutex_init(&q->mu, NULL) != 0) {
+        close(q->efd);
+        free(q);
+        return OM_ERR(OM_E_NOMEM);
+    }
+    atomic_init(&q->refs, 1);
+    q->max_frame = s->o.max_frame;
+    q->loop_thread = pthread_self();
+    s->cq = q;
+    return OM_OK;
+}
+
+static om_status
+server_check_opts(const rpc_server_opts *o)
+{
+    if (o->listen == NULL) {
+        om_log(OM_LOG_ERROR, "rpc server: no listen address");
+        return OM_ERR(OM_E_INVALID);
+    }
+    if (o->max_frame < 64 || o->max_connections == 0 || o->max_inflight == 0 ||
+        o->out_high_water == 0 || o->out_low_water > o->out_high_water || o->backlog <= 0) {
+        om_log(OM_LOG_ERROR,
+               "rpc server: bad options max_frame=%u max_connections=%u max_inflight=%u "
+               "out_high_water=%zu out_low_water=%zu backlog=%d",
+               o->max_frame, o->max_connections, o->max_inflight, o->out_high_water,
+               o->out_low_water, o->backlog);
+        return OM_ERR(OM_E_INVALID);
+    }
+    return OM_OK;
+}
+
+om_status
+rpc_server_new(struct event_base *base, const rpc_server_opts *opts, rpc_handler_fn handler,
+               void *arg, rpc_server **out)
+{
+    om_status st;
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    rpc_server *s;
+
+    if (base == NULL || opts == NULL || handler == NULL)
+        return OM_ERR(OM_E_INVALID);
+    OM_TRY(server_check_opts(opts));
+    rpc_ignore_sigpipe();
+    s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    s->base = base;
+    s->o = *opts;
+    s->handler = handler;
+    s->handler_arg = arg;
+    s->listen_str = strdup(opts->listen);
+    if (s->listen_str == NULL) {
+        st = OM_ERR(OM_E_NOMEM);
+        goto fail;
+    }
+    s->o.listen = s->listen_str;
+    st = rpc_addr_resolve(s->listen_str, true, &ss, &sslen);
+    if (st != OM_OK) {
+        om_log(OM_LOG_ERROR, "rpc server: bad listen address listen=%s", s->listen_str);
+        goto fail;
+    }
+    OM_GOTO(server_cq_new(s));
+    s->cq_ev = event_new(base, s->cq->efd, EV_READ | EV_PERSIST, server_cq_cb, s);
+    s->sweep_ev = event_new(base, -1, EV_PERSIST, server_sweep_cb, s);
+    s->done_ev = event_new(base, -1, 0, server_done_cb, s);
+    if (s->cq_ev == NULL || s->sweep_ev == NULL || s->done_ev == NULL) {
+        st = OM_ERR(OM_E_NOMEM);
+        goto fail;
+    }
+    s->lis =
+        evconnlistener_new_bind(base, server_accept_cb, s,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+                                s->o.backlog, (struct sockaddr *)&ss, (int)sslen);
+    if (s->lis == NULL) {
+        int err = errno;
+        om_log(OM_LOG_ERROR, "rpc server: cannot listen listen=%s err=%s", s->listen_str,
+               strerror(err));
+        st = OM_ERR(err == EADDRINUSE ? OM_E_UNAVAILABLE : om_status_from_errno(err));
+        goto fail;
+    }
+    evconnlistener_set_error_cb(s->lis, server_accept_error_cb);
+    s->port = rpc_sock_port(evconnlistener_get_fd(s->lis));
+    uint32_t tick = server_tick_ms(&s->o);
+    struct timeval tv = {.tv_sec = tick / 1000, .tv_usec = (tick % 1000) * 1000};
+    if (event_add(s->cq_ev, NULL) != 0 || event_add(s->sweep_ev, &tv) != 0) {
+        st = OM_ERR(OM_E_INTERNAL);
+        goto fail;
+    }
+    om_log(OM_LOG_INFO, "rpc server listening listen=%s port=%d", s->listen_str, s->port);
+    *out = s;
+    return OM_OK;
+fail:
+    rpc_server_free(s);
+    return st;
+}
+
+int
+rpc_server_port(const rpc_server *s)
+{
+    return s->port;
+}
+
+void
+rpc_server_shutdown(rpc_server *s, uint32_t deadline_ms, void (*done)(void *arg), void *arg)
+{
+    if (s->shutting_down)
+        return;
+    s->shutting_down = true;
+    s->done = done;
+    s->done_arg = arg;
+    s->shutdown_deadline_ms = deadline_ms ? om_clock_mono_ms() + deadline_ms : 0;
+    /* Close (not just disable) the listener: new connects are refused at once
+     * instead of waiting in the kernel's backlog. */
+    if (s->lis != NULL)
+        evconnlistener_free(s->lis);
+    s->lis = NULL;
+    om_log(OM_LOG_INFO, "rpc server shutting down listen=%s inflight=%llu deadline_ms=%u",
+           s->listen_str, (unsigned long long)s->st.requests_inflight, deadline_ms);
+    for (rpc_conn *c = s->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        rpc_conn_drain(c);
+    }
+    if (s->conns == NULL)
+        event_active(s->done_ev, 0, 0);
+}
+
+void
+rpc_server_free(rpc_server *s)
+{
+    if (s == NULL)
+        return;
+    if (s->lis != NULL)
+        evconnlistener_free(s->lis);
+    s->lis = NULL;
+    s->shutting_down = false; /* no done callback while tearing down */
+    server_force_close_all(s);
+    if (s->cq != NULL) {
+        rpc_cq *q = s->cq;
+        pthread_mutex_lock(&q->mu);
+        q->dead = true;
+        rpc_reply *r = q->head;
+        q->head = q->tail = NULL;
+        pthread_mutex_unlock(&q->mu);
+        while (r != NULL) {
+            rpc_reply *next = r->qnext;
+            rpc_reply_destroy(r);
+            r = next;
+        }
+    }
+    if (s->cq_ev != NULL)
+        event_free(s->cq_ev);
+    if (s->sweep_ev != NULL)
+        event_free(s->sweep_ev);
+    if (s->done_ev != NULL)
+        event_free(s->done_ev);
+    if (s->cq != NULL) {
+        close(s->cq->efd); /* after `dead`: writers check it under the mutex */
+        rpc_cq *q = s->cq;
+        if (atomic_fetch_sub(&q->refs, 1) == 1) {
+            pthread_mutex_destroy(&q->mu);
+            free(q);
+        }
+    }
+    free(s->listen_str);
+    free(s);
+}
+
+void
+rpc_server_get_stats(const rpc_server *s, rpc_server_stats *out)
+{
+    *out = s->st;
+    out->bytes_queued = 0;
+    out->bytes_buffered = 0;
+    for (const rpc_conn *c = s->conns; c != NULL; c = c->next) {
+        out->bytes_queued += rpc_conn_out_len(c);
+        out->bytes_buffered += rpc_conn_in_len(c);
+    }
+}

@@ -1,0 +1,261 @@
+/*
+ * rpc/util.c -- small pieces every rpc file uses: "host:port" parsing and
+ * resolution, socket options, the atomic port file, and routing libevent's
+ * own log messages into om_log.
+ */
+#define OM_LOG_MODULE "rpc"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "rpc/rpc_int.h"
+#include "util/log.h"
+#include "util/slice.h"
+
+om_status
+rpc_addr_split(const char *addr, char *host, size_t hostcap, int *port)
+{
+    const char *colon;
+    const char *hs = addr;
+    size_t hn;
+
+    if (addr == NULL || *addr == '\0') {
+        om_log(OM_LOG_DEBUG, "empty address");
+        return OM_ERR(OM_E_INVALID);
+    }
+    if (addr[0] == '[') {
+        const char *close = strchr(addr, ']');
+        if (close == NULL || close[1] != ':') {
+            om_log(OM_LOG_DEBUG, "bad address addr=%s (want [v6]:port)", addr);
+            return OM_ERR(OM_E_INVALID);
+        }
+        hs = addr + 1;
+        hn = (size_t)(close - hs);
+        colon = close + 1;
+    } else {
+        colon = strrchr(addr, ':');
+        if (colon == NULL) {
+            om_log(OM_LOG_DEBUG, "bad address addr=%s (want host:port)", addr);
+            return OM_ERR(OM_E_INVALID);
+        }
+        hn = (size_t)(colon - addr);
+    }
+    if (hn == 0 || hn >= hostcap) {
+        om_log(OM_LOG_DEBUG, "bad address addr=%s (host)", addr);
+        return OM_ERR(OM_E_INVALID);
+    }
+    char *end;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end != '\0' || errno != 0 || p < 0 || p > 65535) {
+        om_log(OM_LOG_DEBUG, "bad address addr=%s (port)", addr);
+        return OM_ERR(OM_E_INVALID);
+    }
+    memcpy(host, hs, hn);
+    host[hn] = '\0';
+    *port = (int)p;
+    return OM_OK;
+}
+
+om_status
+rpc_addr_resolve(const char *addr, bool passive, struct sockaddr_storage *ss, socklen_t *sslen)
+{
+    char host[256];
+    char portstr[16];
+    int port;
+    struct addrinfo hints, *res = NULL;
+
+    OM_TRY(rpc_addr_split(addr, host, sizeof(host), &port));
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+    int rc = getaddrinfo(host, portstr, &hints, &res);
+    if (rc != 0 || res == NULL) {
+        om_log(OM_LOG_DEBUG, "cannot resolve addr=%s err=%s", addr, gai_strerror(rc));
+        if (res != NULL)
+            freeaddrinfo(res);
+        return OM_ERR(OM_E_INVALID);
+    }
+    if (res->ai_addrlen > sizeof(*ss)) {
+        freeaddrinfo(res);
+        return OM_ERR(OM_E_INTERNAL);
+    }
+    memset(ss, 0, sizeof(*ss));
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *sslen = res->ai_addrlen;
+    freeaddrinfo(res);
+    return OM_OK;
+}
+
+void
+rpc_addr_format(const struct sockaddr *sa, char *buf, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        port = ntohs(in->sin_port);
+        snprintf(buf, cap, "%s:%d", ip, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        port = ntohs(in6->sin6_port);
+        snprintf(buf, cap, "[%s]:%d", ip, port);
+    } else {
+        snprintf(buf, cap, "?");
+    }
+}
+
+void
+rpc_sock_nodelay(int fd)
+{
+    int one = 1;
+    /* Best effort: a failure costs latency, not correctness. */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+int
+rpc_sock_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return 0;
+}
+
+om_status
+rpc_port_file_write(const char *path, const char *const *names, const int *ports, size_t n)
+{
+    om_buf b = OM_BUF_INIT;
+    om_buf tmp = OM_BUF_INIT;
+    om_status st = OM_OK;
+    int fd = -1;
+
+    if (path == NULL || n == 0)
+        return OM_ERR(OM_E_INVALID);
+    for (size_t i = 0; i < n; i++) {
+        if (names[i] == NULL || names[i][0] == '\0' || strpbrk(names[i], " \t\n") != NULL) {
+            om_log(OM_LOG_ERROR, "port file: bad listener name index=%zu", i);
+            st = OM_ERR(OM_E_INVALID);
+            goto fail;
+        }
+        OM_GOTO(om_buf_printf(&b, "%s %d\n", names[i], ports[i]));
+    }
+    OM_GOTO(om_buf_printf(&tmp, "%s.tmp.%ld", path, (long)getpid()));
+    const char *tpath = (const char *)tmp.p;
+    fd = open(tpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        om_log(OM_LOG_ERROR, "port file: open path=%s err=%s", tpath, strerror(errno));
+        st = OM_ERR(om_status_from_errno(errno));
+        goto fail;
+    }
+    size_t off = 0;
+    while (off < b.n) {
+        ssize_t w = write(fd, b.p + off, b.n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            om_log(OM_LOG_ERROR, "port file: write path=%s err=%s", tpath, strerror(errno));
+            st = OM_ERR(OM_E_IO);
+            goto fail_unlink;
+        }
+        off += (size_t)w;
+    }
+    if (fsync(fd) != 0) {
+        om_log(OM_LOG_ERROR, "port file: fsync path=%s err=%s", tpath, strerror(errno));
+        st = OM_ERR(OM_E_IO);
+        goto fail_unlink;
+    }
+    close(fd);
+    fd = -1;
+    if (rename(tpath, path) != 0) {
+        om_log(OM_LOG_ERROR, "port file: rename to path=%s err=%s", path, strerror(errno));
+        st = OM_ERR(OM_E_IO);
+        goto fail_unlink;
+    }
+    om_buf_free(&b);
+    om_buf_free(&tmp);
+    return OM_OK;
+fail_unlink:
+    unlink((const char *)tmp.p);
+fail:
+    if (fd >= 0)
+        close(fd);
+    om_buf_free(&b);
+    om_buf_free(&tmp);
+    return st;
+}
+
+static void
+rpc_libevent_log(int severity, const char *msg)
+{
+    om_log_level lvl;
+
+    switch (severity) {
+    case EVENT_LOG_DEBUG:
+        lvl = OM_LOG_DEBUG;
+        break;
+    case EVENT_LOG_MSG:
+        lvl = OM_LOG_INFO;
+        break;
+    case EVENT_LOG_WARN:
+        lvl = OM_LOG_WARN;
+        break;
+    default:
+        lvl = OM_LOG_ERROR;
+        break;
+    }
+    if ((int)lvl <= om_log_threshold)
+        om_log_write(lvl, "libevent", "%s", msg);
+}
+
+void
+rpc_init_logging(void)
+{
+    event_set_log_callback(rpc_libevent_log);
+}
+
+static void
+rpc_sigpipe_once(void)
+{
+    struct sigaction sa;
+
+    /* Only replace the default: a program that installed its own handler keeps it. */
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = SIG_IGN;
+        sigemptyset(&sa.sa_mask);
+        (void)sigaction(SIGPIPE, &sa, NULL);
+    }
+}
+
+void
+rpc_ignore_sigpipe(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+    pthread_once(&once, rpc_sigpipe_once);
+}
