@@ -49,6 +49,14 @@ typedef struct lsm_env_ops {
     /* An exclusive advisory lock on path (created if absent); held until unlock. */
     om_status (*lock)(lsm_env *env, const char *path, int *handle);
     void (*unlock)(lsm_env *env, int handle);
+    /*
+     * Optional (NULL: not supported): map the whole file read-only. On OM_OK
+     * *p points at *size bytes that stay valid until rfile_close. Call it before
+     * the file is shared between threads. Callers fall back to rfile_read when
+     * it is missing or fails (SSTable readers use it to read blocks without a
+     * system call per block).
+     */
+    om_status (*rfile_map)(lsm_rfile *f, const uint8_t **p, uint64_t *size);
 } lsm_env_ops;
 
 struct lsm_env {
@@ -87,6 +95,14 @@ static inline om_status
 lsm_rfile_read(lsm_rfile *f, uint64_t off, size_t n, uint8_t *dst, size_t *got)
 {
     return f->env->ops->rfile_read(f, off, n, dst, got);
+}
+/* OM_E_INVALID when the file's env cannot map files. */
+static inline om_status
+lsm_rfile_map(lsm_rfile *f, const uint8_t **p, uint64_t *size)
+{
+    if (f->env->ops->rfile_map == NULL)
+        return OM_E_INVALID;
+    return f->env->ops->rfile_map(f, p, size);
 }
 static inline void
 lsm_rfile_close(lsm_rfile *f)

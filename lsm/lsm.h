@@ -10,9 +10,11 @@
  * after its WAL record is fdatasync'ed; concurrent writers share one sync
  * (group commit). LSM_SYNC_PERIODIC syncs every sync_period_ms and may lose
  * the writes of that last period on power loss (not on a process crash).
- * LSM_SYNC_NONE leaves syncing to the OS.
+ * LSM_SYNC_NONE leaves syncing to the OS (a WAL is still synced once when its
+ * memtable is sealed, so only the newest log can have a torn tail).
  *
- * Byte layouts: lsm/FORMAT.md.
+ * Byte layouts: lsm/FORMAT.md. Design (threads, locking order, recovery
+ * procedure): lsm/README.md.
  *
  * Thread-safety: an lsm_db may be used from any number of threads at once;
  * iterators, batches and snapshots belong to one thread at a time.
@@ -53,6 +55,10 @@ typedef enum lsm_filter_decision {
  * A compaction filter is called for every live value a compaction writes
  * out (not for tombstones). It runs on a background thread and must be
  * thread-safe; dropping a key must not change the answer for keys it keeps.
+ * Values a live snapshot can still read are not offered (they stay until the
+ * snapshot is released and a later compaction reaches them); a snapshot taken
+ * while a compaction runs may see a filtered key vanish. lsm_compact_range
+ * offers every value in its range (see lsm/README.md, "Compaction").
  */
 typedef lsm_filter_decision (*lsm_compaction_filter)(void *arg, int level, om_slice key,
                                                      om_slice value);

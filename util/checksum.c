@@ -31,6 +31,12 @@ om_checksum32(const void *p, size_t n)
 void
 om_checksum_begin(om_checksum_state *s)
 {
+    /*
+     * XXH3 only rebuilds its secret when the seed differs from the one in the
+     * state: on uninitialised memory that happens to hold our seed it would
+     * hash with a garbage secret. Start from zero so the seed always differs.
+     */
+    memset(s, 0, sizeof(*s));
     XXH3_64bits_reset_withSeed((XXH3_state_t *)(void *)s->opaque_, OM_CHECKSUM_SEED);
 }
 

@@ -157,6 +157,20 @@ START_TEST(checksum_vectors)
         om_checksum_update(&s, data + cut, sizeof(data) - cut);
         ck_assert_uint_eq(om_checksum_end(&s), whole);
     }
+    /* A state on dirty memory (regression: a stale seed skipped the secret setup). */
+    om_checksum_state *dirty = malloc(sizeof(*dirty));
+    ck_assert_ptr_nonnull(dirty);
+    for (int round = 0; round < 3; round++) {
+        memset(dirty, round == 0 ? 0xA5 : 0, sizeof(*dirty));
+        if (round == 2) { /* leave the seed of a previous use behind, then reuse */
+            om_checksum_begin(dirty);
+            om_checksum_update(dirty, data, 300);
+        }
+        om_checksum_begin(dirty);
+        om_checksum_update(dirty, data, sizeof(data));
+        ck_assert_uint_eq(om_checksum_end(dirty), whole);
+    }
+    free(dirty);
     data[500] ^= 1;
     ck_assert_uint_ne(om_checksum32(data, sizeof(data)), whole);
 }

@@ -1,0 +1,401 @@
+/*
+ * lsm/block.c -- block builder and block iterator (format in block.h and
+ * lsm/FORMAT.md).
+ *
+ * The iterator decodes entries in place: values are slices into the block,
+ * keys are rebuilt from the shared prefix into the iterator's own buffer.
+ * A seek binary-searches the restart points (whose keys are stored whole, so
+ * they are compared without copying) for the last one before the target and
+ * scans forward from there. Any length that would run past the entries, a
+ * restart entry with a shared prefix, or a key too short to be an internal
+ * key turns the iterator invalid with OM_E_CORRUPT.
+ */
+#include "lsm/block.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/coding.h"
+
+/* ---- builder ---- */
+
+void
+lsm_block_builder_init(lsm_block_builder *b, int restart_interval)
+{
+    memset(b, 0, sizeof(*b));
+    b->restart_interval = restart_interval < 1 ? 1 : restart_interval;
+}
+
+void
+lsm_block_builder_fini(lsm_block_builder *b)
+{
+    om_buf_free(&b->buf);
+    om_buf_free(&b->last_key);
+    free(b->restarts);
+    memset(b, 0, sizeof(*b));
+}
+
+void
+lsm_block_builder_reset(lsm_block_builder *b)
+{
+    om_buf_reset(&b->buf);
+    om_buf_reset(&b->last_key);
+    b->nrestarts = 0;
+    b->counter = 0;
+    b->entries = 0;
+    b->finished = false;
+}
+
+static om_status
+builder_push_restart(lsm_block_builder *b, uint32_t off)
+{
+    if (b->nrestarts == b->restarts_cap) {
+        size_t ncap = b->restarts_cap ? b->restarts_cap * 2 : 64;
+        uint32_t *r = realloc(b->restarts, ncap * sizeof(*r));
+
+        if (r == NULL)
+            return OM_ERR(OM_E_NOMEM);
+        b->restarts = r;
+        b->restarts_cap = ncap;
+    }
+    b->restarts[b->nrestarts++] = off;
+    return OM_OK;
+}
+
+om_status
+lsm_block_builder_add(lsm_block_builder *b, om_slice key, om_slice value)
+{
+    uint8_t hdr[3 * OM_MAX_VARINT32_LEN], *p = hdr;
+    size_t shared = 0;
+
+    if (b->counter >= b->restart_interval || b->entries == 0) {
+        OM_TRY(builder_push_restart(b, (uint32_t)b->buf.n));
+        b->counter = 0;
+    } else {
+        size_t lim = key.n < b->last_key.n ? key.n : b->last_key.n;
+
+        while (shared < lim && key.p[shared] == b->last_key.p[shared])
+            shared++;
+    }
+    p = om_encode_varint32(p, (uint32_t)shared);
+    p = om_encode_varint32(p, (uint32_t)(key.n - shared));
+    p = om_encode_varint32(p, (uint32_t)value.n);
+    OM_TRY(om_buf_reserve(&b->buf, (size_t)(p - hdr) + key.n - shared + value.n));
+    OM_TRY(om_buf_append(&b->buf, hdr, (size_t)(p - hdr)));
+    OM_TRY(om_buf_append(&b->buf, key.p + shared, key.n - shared));
+    if (value.n > 0)
+        OM_TRY(om_buf_append(&b->buf, value.p, value.n));
+    /* Keep the full last key: only the unshared tail changes. */
+    b->last_key.n = shared;
+    OM_TRY(om_buf_append(&b->last_key, key.p + shared, key.n - shared));
+    b->counter++;
+    b->entries++;
+    return OM_OK;
+}
+
+size_t
+lsm_block_builder_size(const lsm_block_builder *b)
+{
+    size_t nr = b->nrestarts == 0 ? 1 : b->nrestarts;
+
+    if (b->finished)
+        return b->buf.n;
+    return b->buf.n + 4 * nr + 4;
+}
+
+om_status
+lsm_block_builder_finish(lsm_block_builder *b, om_slice *out)
+{
+    if (!b->finished) {
+        if (b->nrestarts == 0)
+            OM_TRY(builder_push_restart(b, 0));
+        OM_TRY(om_buf_reserve(&b->buf, 4 * b->nrestarts + 4));
+        for (size_t i = 0; i < b->nrestarts; i++)
+            OM_TRY(om_buf_put_fixed32(&b->buf, b->restarts[i]));
+        OM_TRY(om_buf_put_fixed32(&b->buf, (uint32_t)b->nrestarts));
+        b->finished = true;
+    }
+    *out = om_buf_slice(&b->buf);
+    return OM_OK;
+}
+
+/* ---- parsed block ---- */
+
+om_status
+lsm_block_parse(lsm_block *b, uint8_t *data, size_t n, bool take_ownership)
+{
+    uint32_t nr;
+
+    if (n < 4 || n > UINT32_MAX)
+        return OM_ERR(OM_E_CORRUPT);
+    nr = om_get_fixed32(data + n - 4);
+    if (nr == 0 || nr > (n - 4) / 4)
+        return OM_ERR(OM_E_CORRUPT);
+    b->data = data;
+    b->size = n;
+    b->nrestarts = nr;
+    b->restart_off = (uint32_t)(n - 4 - 4 * (size_t)nr);
+    b->owned = take_ownership ? data : NULL;
+    return OM_OK;
+}
+
+void
+lsm_block_free(lsm_block *b)
+{
+    free(b->owned);
+    b->owned = NULL;
+    b->data = NULL;
+    b->size = 0;
+}
+
+/* ---- iterator ---- */
+
+static int
+block_cmp(lsm_block_cmp cmp, om_slice a, om_slice b)
+{
+    return cmp == LSM_CMP_IKEY ? lsm_ikey_cmp(a, b) : om_slice_cmp(a, b);
+}
+
+static void
+biter_corrupt(lsm_block_iter *it)
+{
+    if (it->status == OM_OK)
+        it->status = OM_ERR(OM_E_CORRUPT);
+    it->valid = false;
+    it->cur = it->next_off = it->block->restart_off;
+    om_buf_reset(&it->key);
+}
+
+/*
+ * Decode the entry header at off. On success returns a pointer to the key
+ * delta and sets the three lengths; NULL if the entry does not fit.
+ */
+static const uint8_t *
+biter_decode_header(const lsm_block *b, uint32_t off, uint32_t *shared, uint32_t *unshared,
+                    uint32_t *vlen)
+{
+    const uint8_t *p = b->data + off, *limit = b->data + b->restart_off;
+
+    if (off >= b->restart_off)
+        return NULL;
+    /* Fast path: three one-byte varints. */
+    if (limit - p >= 3 && (p[0] | p[1] | p[2]) < 128) {
+        *shared = p[0];
+        *unshared = p[1];
+        *vlen = p[2];
+        p += 3;
+    } else {
+        if ((p = om_decode_varint32(p, limit, shared)) == NULL)
+            return NULL;
+        if ((p = om_decode_varint32(p, limit, unshared)) == NULL)
+            return NULL;
+        if ((p = om_decode_varint32(p, limit, vlen)) == NULL)
+            return NULL;
+    }
+    if ((uint64_t)*unshared + *vlen > (uint64_t)(limit - p))
+        return NULL;
+    return p;
+}
+
+/* Parse the entry at it->cur into key/value; false (and corrupt) if malformed. */
+static bool
+biter_parse_current(lsm_block_iter *it)
+{
+    const lsm_block *b = it->block;
+    uint32_t shared, unshared, vlen;
+    const uint8_t *p;
+
+    if (it->cur >= b->restart_off) {
+        it->valid = false;
+        return true;
+    }
+    p = biter_decode_header(b, it->cur, &shared, &unshared, &vlen);
+    if (p == NULL || shared > it->key.n) {
+        biter_corrupt(it);
+        return false;
+    }
+    it->key.n = shared;
+    if (om_buf_append(&it->key, p, unshared) != OM_OK) {
+        it->status = OM_E_NOMEM;
+        it->valid = false;
+        return false;
+    }
+    if (it->cmp == LSM_CMP_IKEY && it->key.n < LSM_TRAILER_SIZE) {
+        biter_corrupt(it);
+        return false;
+    }
+    it->value = om_slice_make(p + unshared, vlen);
+    it->next_off = (uint32_t)(p + unshared + vlen - b->data);
+    it->valid = true;
+    return true;
+}
+
+/* The offset of restart point i, or UINT32_MAX if it lies outside the entries. */
+static uint32_t
+biter_restart(const lsm_block_iter *it, uint32_t i)
+{
+    uint32_t off = om_get_fixed32(it->block->data + it->block->restart_off + 4 * (size_t)i);
+
+    return off < it->block->restart_off || (off == 0 && it->block->restart_off == 0) ? off
+                                                                                     : UINT32_MAX;
+}
+
+static void
+biter_seek_to_restart(lsm_block_iter *it, uint32_t i)
+{
+    uint32_t off = biter_restart(it, i);
+
+    if (off == UINT32_MAX) {
+        biter_corrupt(it);
+        return;
+    }
+    it->key.n = 0;
+    it->cur = off;
+    biter_parse_current(it);
+}
+
+static bool
+biter_valid(const lsm_it *base)
+{
+    return ((const lsm_block_iter *)base)->valid;
+}
+
+static void
+biter_seek_first(lsm_it *base)
+{
+    lsm_block_iter *it = (lsm_block_iter *)base;
+
+    if (it->status != OM_OK)
+        return;
+    biter_seek_to_restart(it, 0);
+}
+
+static void
+biter_next(lsm_it *base)
+{
+    lsm_block_iter *it = (lsm_block_iter *)base;
+
+    if (!it->valid)
+        return;
+    it->cur = it->next_off;
+    biter_parse_current(it);
+}
+
+static void
+biter_seek(lsm_it *base, om_slice target)
+{
+    lsm_block_iter *it = (lsm_block_iter *)base;
+    const lsm_block *b = it->block;
+    uint32_t left = 0, right = b->nrestarts - 1;
+
+    if (it->status != OM_OK)
+        return;
+    /* Find the last restart point whose key is < target. */
+    while (left < right) {
+        uint32_t mid = left + (right - left + 1) / 2;
+        uint32_t off = biter_restart(it, mid), shared, unshared, vlen;
+        const uint8_t *p;
+
+        if (off == UINT32_MAX ||
+            (p = biter_decode_header(b, off, &shared, &unshared, &vlen)) == NULL || shared != 0 ||
+            (it->cmp == LSM_CMP_IKEY && unshared < LSM_TRAILER_SIZE)) {
+            biter_corrupt(it);
+            return;
+        }
+        if (block_cmp(it->cmp, om_slice_make(p, unshared), target) < 0)
+            left = mid;
+        else
+            right = mid - 1;
+    }
+    biter_seek_to_restart(it, left);
+    while (it->valid && block_cmp(it->cmp, om_buf_slice(&it->key), target) < 0)
+        biter_next(base);
+}
+
+static om_slice
+biter_key(const lsm_it *base)
+{
+    return om_buf_slice(&((const lsm_block_iter *)base)->key);
+}
+
+static om_slice
+biter_value(const lsm_it *base)
+{
+    return ((const lsm_block_iter *)base)->value;
+}
+
+static om_status
+biter_status(const lsm_it *base)
+{
+    return ((const lsm_block_iter *)base)->status;
+}
+
+static void
+biter_free_embedded(lsm_it *base)
+{
+    lsm_block_iter_fini((lsm_block_iter *)base);
+}
+
+static void
+biter_free_heap(lsm_it *base)
+{
+    lsm_block_iter_fini((lsm_block_iter *)base);
+    free(base);
+}
+
+static const lsm_it_ops biter_embedded_ops = {
+    .valid = biter_valid,
+    .seek_first = biter_seek_first,
+    .seek = biter_seek,
+    .next = biter_next,
+    .key = biter_key,
+    .value = biter_value,
+    .status = biter_status,
+    .free = biter_free_embedded,
+};
+
+static const lsm_it_ops biter_heap_ops = {
+    .valid = biter_valid,
+    .seek_first = biter_seek_first,
+    .seek = biter_seek,
+    .next = biter_next,
+    .key = biter_key,
+    .value = biter_value,
+    .status = biter_status,
+    .free = biter_free_heap,
+};
+
+void
+lsm_block_iter_init(lsm_block_iter *it, const lsm_block *b, lsm_block_cmp cmp)
+{
+    om_buf key = it->key; /* keep the allocation of a re-initialised iterator */
+
+    memset(it, 0, sizeof(*it));
+    it->base.ops = &biter_embedded_ops;
+    it->block = b;
+    it->cmp = cmp;
+    it->cur = it->next_off = b->restart_off;
+    it->key = key;
+    it->key.n = 0;
+    it->status = OM_OK;
+}
+
+void
+lsm_block_iter_fini(lsm_block_iter *it)
+{
+    om_buf_free(&it->key);
+    it->valid = false;
+}
+
+om_status
+lsm_block_iter_new(const lsm_block *b, lsm_block_cmp cmp, lsm_it **out)
+{
+    lsm_block_iter *it = calloc(1, sizeof(*it));
+
+    if (it == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    lsm_block_iter_init(it, b, cmp);
+    it->base.ops = &biter_heap_ops;
+    *out = &it->base;
+    return OM_OK;
+}

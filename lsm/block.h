@@ -1,0 +1,128 @@
+/*
+ * lsm/block.h -- the block format shared by data, index and properties
+ * blocks: builder and reader (private to lsm/).
+ *
+ * A block is a sequence of entries sorted by key, each stored as
+ *
+ *   varint32 shared | varint32 unshared | varint32 value_len |
+ *   key bytes after the shared prefix | value bytes
+ *
+ * where `shared` is the length of the prefix common with the previous key.
+ * Every restart_interval entries a restart point stores the full key
+ * (shared = 0); the block ends with the fixed32 offsets of the restart points
+ * and a fixed32 count, so a seek binary-searches the restart points and then
+ * scans at most restart_interval entries. Layout: lsm/FORMAT.md.
+ *
+ * The reader never trusts its input: every length is bounds-checked and a
+ * malformed block makes the iterator invalid with OM_E_CORRUPT (callers also
+ * verify the block checksum before parsing, so this is defence in depth and
+ * what the fuzzer exercises).
+ *
+ * Thread-safety: a builder belongs to one thread. A parsed lsm_block is
+ * immutable and may be iterated by many threads, each with its own iterator.
+ */
+#ifndef OM_LSM_BLOCK_H
+#define OM_LSM_BLOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lsm/lsm_int.h"
+#include "util/slice.h"
+#include "util/status.h"
+
+/* Key comparison used inside a block: internal-key order or plain bytewise. */
+typedef enum lsm_block_cmp {
+    LSM_CMP_IKEY = 0, /* lsm_ikey_cmp: data and index blocks */
+    LSM_CMP_BYTES,    /* om_slice_cmp: the properties block */
+} lsm_block_cmp;
+
+/* ---- builder ---- */
+
+typedef struct lsm_block_builder {
+    om_buf buf;         /* entries so far */
+    uint32_t *restarts; /* restart offsets */
+    size_t nrestarts, restarts_cap;
+    int restart_interval;
+    int counter; /* entries since the last restart */
+    om_buf last_key;
+    uint64_t entries;
+    bool finished;
+} lsm_block_builder;
+
+/* Set up an empty builder (restart_interval < 1 is taken as 1). */
+void lsm_block_builder_init(lsm_block_builder *b, int restart_interval);
+void lsm_block_builder_fini(lsm_block_builder *b);
+/* Forget the contents, keep the memory. */
+void lsm_block_builder_reset(lsm_block_builder *b);
+
+/*
+ * Append an entry. Requires: key > every key added since the last reset (the
+ * caller checks the order). Returns: OM_OK; OM_E_NOMEM.
+ */
+om_status lsm_block_builder_add(lsm_block_builder *b, om_slice key, om_slice value);
+
+/* Bytes the block would have if finished now. */
+size_t lsm_block_builder_size(const lsm_block_builder *b);
+static inline bool
+lsm_block_builder_empty(const lsm_block_builder *b)
+{
+    return b->entries == 0;
+}
+
+/*
+ * Append the restart array and return the finished block (valid until the
+ * next reset or fini). Returns: OM_OK; OM_E_NOMEM.
+ */
+om_status lsm_block_builder_finish(lsm_block_builder *b, om_slice *out);
+
+/* ---- reader ---- */
+
+/* A parsed block: its bytes and where its restart array starts. */
+typedef struct lsm_block {
+    const uint8_t *data;
+    size_t size;          /* total bytes including restarts */
+    uint32_t restart_off; /* offset of the restart array == end of entries */
+    uint32_t nrestarts;
+    uint8_t *owned; /* heap bytes freed by lsm_block_free, or NULL if borrowed */
+} lsm_block;
+
+/*
+ * lsm_block_parse -- check the restart trailer of `data` and fill *b.
+ * take_ownership: the block frees data (a heap pointer) in lsm_block_free;
+ * only on OM_OK (on failure the caller still owns it).
+ * Returns: OM_OK; OM_E_CORRUPT (too short, bad restart count).
+ */
+om_status lsm_block_parse(lsm_block *b, uint8_t *data, size_t n, bool take_ownership);
+/* Release owned bytes. */
+void lsm_block_free(lsm_block *b);
+
+/* An iterator positioned within one block; embeddable (no allocation). */
+typedef struct lsm_block_iter {
+    lsm_it base;
+    const lsm_block *block;
+    lsm_block_cmp cmp;
+    uint32_t cur;      /* offset of the current entry; == restart_off when past the end */
+    uint32_t next_off; /* offset of the entry after the current one */
+    om_buf key;
+    om_slice value;
+    om_status status;
+    bool valid;
+} lsm_block_iter;
+
+/*
+ * Initialise an iterator over b (not positioned: call a seek first).
+ * Requires: *it is zeroed or was initialised before (its key buffer is reused).
+ */
+void lsm_block_iter_init(lsm_block_iter *it, const lsm_block *b, lsm_block_cmp cmp);
+/* Free the iterator's key buffer (the embedded form; lsm_it_free is for heap iterators). */
+void lsm_block_iter_fini(lsm_block_iter *it);
+
+/*
+ * lsm_block_iter_new -- a heap iterator over b (lsm_it_free releases it).
+ * The block must outlive the iterator. Returns: OM_OK; OM_E_NOMEM.
+ */
+om_status lsm_block_iter_new(const lsm_block *b, lsm_block_cmp cmp, lsm_it **out);
+
+#endif /* OM_LSM_BLOCK_H */

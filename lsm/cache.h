@@ -1,0 +1,81 @@
+/*
+ * lsm/cache.h -- a sharded LRU cache of refcounted entries (private to lsm/).
+ *
+ * Two caches in the engine use it: the block cache (key = table cache id and
+ * block offset, value = an uncompressed block, charge = its bytes) and the
+ * table cache (key = file number, value = an open table, charge = 1).
+ *
+ * The key space is split over 2^shard_bits shards by hash, each with its own
+ * mutex, hash table and LRU list, so concurrent readers rarely contend. Each
+ * shard holds capacity / shards of charge. An entry lives while it is in the
+ * cache or a handle pins it: lookup/insert return a pinned handle, release
+ * unpins it, and the deleter runs when an entry is both out of the cache
+ * (evicted, erased or replaced) and unpinned. Pinned entries are never
+ * evicted; they count against the capacity, so usage may exceed capacity
+ * while many entries are pinned.
+ *
+ * Thread-safety: every function is safe from any thread. The deleter runs on
+ * whichever thread drops the last reference, without any cache lock held.
+ */
+#ifndef OM_LSM_CACHE_H
+#define OM_LSM_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/slice.h"
+#include "util/status.h"
+
+typedef struct lsm_cache lsm_cache;
+typedef struct lsm_cache_handle lsm_cache_handle;
+
+/* Called once per entry when it leaves the cache and is unpinned. */
+typedef void (*lsm_cache_deleter)(om_slice key, void *value);
+
+/*
+ * lsm_cache_new -- a cache holding up to `capacity` units of charge.
+ * shard_bits: log2 of the shard count (0..8); pass -1 for the default (4, or
+ * fewer for small capacities so every shard can hold something).
+ * Returns: OM_OK; OM_E_NOMEM; OM_E_INVALID for shard_bits out of range.
+ */
+om_status lsm_cache_new(size_t capacity, int shard_bits, lsm_cache **out);
+
+/* Free the cache. Requires: no handle is pinned. Runs the deleters. Accepts NULL. */
+void lsm_cache_free(lsm_cache *c);
+
+/*
+ * lsm_cache_insert -- insert (key copied) and return a pinned handle; an
+ * existing entry with the same key is replaced (its deleter runs once unpinned).
+ * Returns:   OM_OK and *out; OM_E_NOMEM (then the value is NOT taken: the
+ *            caller still owns it and the deleter is not called).
+ * Ownership: the cache takes value on OM_OK; release *out with lsm_cache_release.
+ */
+om_status lsm_cache_insert(lsm_cache *c, om_slice key, void *value, size_t charge,
+                           lsm_cache_deleter deleter, lsm_cache_handle **out);
+
+/* A pinned handle for key, or NULL (a miss). Counts a hit or a miss. */
+lsm_cache_handle *lsm_cache_lookup(lsm_cache *c, om_slice key);
+
+/* Unpin. Accepts NULL. */
+void lsm_cache_release(lsm_cache *c, lsm_cache_handle *h);
+
+/* The value of a pinned handle (valid until the handle is released). */
+void *lsm_cache_value(const lsm_cache_handle *h);
+
+/* Drop key from the cache (its entry lives on while pinned). */
+void lsm_cache_erase(lsm_cache *c, om_slice key);
+
+/* A number unique in this cache's life, to build keys of a namespace (one per table). */
+uint64_t lsm_cache_new_id(lsm_cache *c);
+
+/* Sum of the charges of the entries in the cache (pinned or not). */
+size_t lsm_cache_usage(lsm_cache *c);
+size_t lsm_cache_capacity(const lsm_cache *c);
+/* Entries currently in the cache. */
+size_t lsm_cache_count(lsm_cache *c);
+
+/* Lookup counters since creation (relaxed atomic reads). */
+uint64_t lsm_cache_hits(const lsm_cache *c);
+uint64_t lsm_cache_misses(const lsm_cache *c);
+
+#endif /* OM_LSM_CACHE_H */

@@ -1,0 +1,586 @@
+/*
+ * lsm/compaction.c -- leveled compaction (policy in compaction.h) and the
+ * compaction thread.
+ *
+ * The thread picks a compaction under the db mutex (from the current
+ * version, which the compaction then pins), drops the mutex, merges the
+ * inputs into new tables, and installs the result with one version edit
+ * under the manifest lock. Readers keep using whatever version they
+ * pinned; writers are never blocked by a compaction, only slowed or stopped
+ * by the L0 triggers when compaction falls behind. Inputs become obsolete
+ * when the edit is installed and are deleted when their last reader lets go.
+ */
+#define OM_LOG_MODULE "lsm"
+#include "lsm/compaction.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lsm/db_int.h"
+#include "lsm/filename.h"
+#include "util/clock.h"
+
+#define GP_OVERLAP_FACTOR 10
+
+/* ---- picking ---- */
+
+static om_status
+comp_new(lsm_version *v, int level, lsm_compaction **out)
+{
+    lsm_compaction *c = calloc(1, sizeof(*c));
+
+    if (c == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    c->level = level;
+    c->out_level = level + 1;
+    c->v = v;
+    lsm_version_ref(v);
+    *out = c;
+    return OM_OK;
+}
+
+void
+lsm_compaction_free(lsm_compaction *c)
+{
+    if (c == NULL)
+        return;
+    lsm_version_unref(c->v);
+    free(c->in[0]);
+    free(c->in[1]);
+    free(c->gp);
+    free(c);
+}
+
+/* User-key range of a file list. */
+static void
+comp_range(lsm_file_meta *const *f, int n, om_slice *lo, om_slice *hi)
+{
+    for (int i = 0; i < n; i++) {
+        om_slice s = lsm_ikey_user(om_buf_slice(&f[i]->smallest));
+        om_slice l = lsm_ikey_user(om_buf_slice(&f[i]->largest));
+
+        if (i == 0 || om_slice_cmp(s, *lo) < 0)
+            *lo = s;
+        if (i == 0 || om_slice_cmp(l, *hi) > 0)
+            *hi = l;
+    }
+}
+
+/* Inputs at level+1 and grandparents for c->in[0]. */
+static om_status
+comp_finish_inputs(lsm_compaction *c)
+{
+    om_slice lo = OM_SLICE_NULL, hi = OM_SLICE_NULL;
+    om_buf blo = OM_BUF_INIT, bhi = OM_BUF_INIT;
+    om_status st = OM_OK;
+
+    comp_range(c->in[0], c->nin[0], &lo, &hi);
+    if (c->out_level != c->level)
+        OM_GOTO(lsm_version_overlaps(c->v, c->out_level, lo, hi, &c->in[1], &c->nin[1]));
+    if (c->nin[1] > 0) {
+        /* The whole range, copied: the slices point into file metas. */
+        om_slice lo1 = lo, hi1 = hi;
+
+        comp_range(c->in[1], c->nin[1], &lo1, &hi1);
+        if (om_slice_cmp(lo1, lo) < 0)
+            lo = lo1;
+        if (om_slice_cmp(hi1, hi) > 0)
+            hi = hi1;
+    }
+    OM_GOTO(om_buf_set(&blo, lo));
+    OM_GOTO(om_buf_set(&bhi, hi));
+    if (c->out_level + 1 < LSM_MAX_LEVELS)
+        OM_GOTO(lsm_version_overlaps(c->v, c->out_level + 1, om_buf_slice(&blo), om_buf_slice(&bhi),
+                                     &c->gp, &c->ngp));
+fail:
+    om_buf_free(&blo);
+    om_buf_free(&bhi);
+    return st;
+}
+
+om_status
+lsm_compaction_pick(lsm_version *v, const lsm_opts *o, const om_buf *cptr, lsm_compaction **out)
+{
+    lsm_compaction *c = NULL;
+    int level = v->score_level, seed = 0;
+    om_status st;
+
+    if (v->score < 1 || level < 0 || v->nfiles[level] == 0)
+        return OM_E_NOTFOUND;
+    (void)o;
+    OM_TRY(comp_new(v, level, &c));
+    /* Round robin: the first file past the level's compaction pointer. */
+    if (cptr != NULL && cptr[level].n > 0) {
+        for (seed = 0; seed < v->nfiles[level]; seed++)
+            if (lsm_ikey_cmp(om_buf_slice(&v->files[level][seed]->largest),
+                             om_buf_slice(&cptr[level])) > 0)
+                break;
+        if (seed == v->nfiles[level])
+            seed = 0;
+    }
+    if (level == 0) {
+        /* The oldest L0 file as seed, widened to everything overlapping it. */
+        lsm_file_meta *f = v->files[0][0];
+
+        OM_GOTO(lsm_version_overlaps(v, 0, lsm_ikey_user(om_buf_slice(&f->smallest)),
+                                     lsm_ikey_user(om_buf_slice(&f->largest)), &c->in[0],
+                                     &c->nin[0]));
+    } else {
+        c->in[0] = malloc(sizeof(*c->in[0]));
+        if (c->in[0] == NULL)
+            OM_GOTO(OM_ERR(OM_E_NOMEM));
+        c->in[0][0] = v->files[level][seed];
+        c->nin[0] = 1;
+    }
+    OM_GOTO(comp_finish_inputs(c));
+    *out = c;
+    return OM_OK;
+fail:
+    lsm_compaction_free(c);
+    return st;
+}
+
+om_status
+lsm_compaction_range(lsm_version *v, int level, bool in_place, om_slice begin, om_slice end,
+                     lsm_compaction **out)
+{
+    lsm_compaction *c = NULL;
+    om_status st;
+
+    if (level < 0 || level >= LSM_MAX_LEVELS || (level == LSM_MAX_LEVELS - 1 && !in_place) ||
+        (level == 0 && in_place))
+        return OM_ERR(OM_E_INVALID);
+    OM_TRY(comp_new(v, level, &c));
+    c->manual = true;
+    if (in_place)
+        c->out_level = level;
+    OM_GOTO(lsm_version_overlaps(v, level, begin, end, &c->in[0], &c->nin[0]));
+    if (c->nin[0] == 0) {
+        lsm_compaction_free(c);
+        return OM_E_NOTFOUND;
+    }
+    OM_GOTO(comp_finish_inputs(c));
+    *out = c;
+    return OM_OK;
+fail:
+    lsm_compaction_free(c);
+    return st;
+}
+
+bool
+lsm_compaction_is_trivial(const lsm_compaction *c, const lsm_opts *o)
+{
+    uint64_t gp = 0;
+
+    if (c->nin[0] != 1 || c->nin[1] != 0 || c->out_level == c->level)
+        return false;
+    if (c->manual && o->compaction_filter != NULL)
+        return false; /* a manual compaction must run the filter over everything */
+    for (int i = 0; i < c->ngp; i++)
+        gp += c->gp[i]->size;
+    return gp <= GP_OVERLAP_FACTOR * o->target_file_size;
+}
+
+bool
+lsm_compaction_is_base(lsm_compaction *c, om_slice user_key)
+{
+    for (int l = c->out_level + 1; l < LSM_MAX_LEVELS; l++) {
+        const lsm_version *v = c->v;
+
+        while (c->base_idx[l] < v->nfiles[l]) {
+            const lsm_file_meta *f = v->files[l][c->base_idx[l]];
+
+            if (om_slice_cmp(user_key, lsm_ikey_user(om_buf_slice(&f->largest))) <= 0) {
+                if (om_slice_cmp(user_key, lsm_ikey_user(om_buf_slice(&f->smallest))) >= 0)
+                    return false;
+                break;
+            }
+            c->base_idx[l]++;
+        }
+    }
+    return true;
+}
+
+/* ---- survival ---- */
+
+void
+lsm_cdecide_init(lsm_cdecide *d, uint64_t smallest_snapshot, uint64_t newest_snapshot,
+                 lsm_compaction_filter filter, void *filter_arg, int level)
+{
+    memset(d, 0, sizeof(*d));
+    d->smallest_snapshot = smallest_snapshot;
+    d->newest_snapshot = newest_snapshot;
+    d->filter = filter;
+    d->filter_arg = filter_arg;
+    d->level = level;
+}
+
+void
+lsm_cdecide_fini(lsm_cdecide *d)
+{
+    om_buf_free(&d->key);
+}
+
+om_status
+lsm_cdecide_next(lsm_cdecide *d, om_slice ikey, om_slice value, bool is_base, lsm_cverdict *out)
+{
+    lsm_ikey ik;
+    bool first = false;
+    uint64_t newer;
+
+    if (lsm_ikey_parse(ikey, &ik) != OM_OK)
+        return OM_ERR(OM_E_CORRUPT);
+    if (!d->has_key || !om_slice_eq(ik.user_key, om_buf_slice(&d->key))) {
+        OM_TRY(om_buf_set(&d->key, ik.user_key));
+        d->has_key = true;
+        d->last_seq = LSM_MAX_SEQ + 1;
+        first = true;
+    }
+    newer = d->last_seq;
+    d->last_seq = ik.seq;
+    if (newer <= d->smallest_snapshot) {
+        /* A newer entry of this key is visible to every reader: this one is dead. */
+        *out = LSM_CV_DROP;
+        return OM_OK;
+    }
+    if (ik.type == LSM_TYPE_DEL) {
+        *out = ik.seq <= d->smallest_snapshot && is_base ? LSM_CV_DROP : LSM_CV_KEEP;
+        return OM_OK;
+    }
+    if (first && d->filter != NULL && ik.seq > d->newest_snapshot &&
+        d->filter(d->filter_arg, d->level, ik.user_key, value) == LSM_FILTER_DROP) {
+        /* Nothing else reads this value; make the key vanish. */
+        *out = is_base && d->newest_snapshot == 0 ? LSM_CV_DROP : LSM_CV_TOMBSTONE;
+        return OM_OK;
+    }
+    *out = LSM_CV_KEEP;
+    return OM_OK;
+}
+
+/* ---- running ---- */
+
+typedef struct comp_out {
+    lsm_db *db;
+    lsm_compaction *c;
+    lsm_edit *e;
+    lsm_sst_writer *w;
+    uint64_t number;
+    uint64_t gp_bytes; /* grandparent bytes overlapped by the current output */
+    int gp_idx;
+    bool seen_key;
+    uint64_t bytes_written;
+    uint64_t *outputs;
+    int nout;
+} comp_out;
+
+static om_status
+comp_out_finish(comp_out *o)
+{
+    lsm_sst_props props;
+    om_status st;
+
+    if (o->w == NULL)
+        return OM_OK;
+    memset(&props, 0, sizeof(props));
+    if (lsm_sst_writer_entries(o->w) == 0) {
+        lsm_sst_writer_abandon(o->w);
+        o->w = NULL;
+        return OM_OK;
+    }
+    st = lsm_sst_writer_finish(o->w, &props);
+    o->w = NULL;
+    OM_TRY(st);
+    st = lsm_edit_add_file(o->e, o->c->out_level, o->number, props.file_size,
+                           om_buf_slice(&props.smallest), om_buf_slice(&props.largest));
+    o->bytes_written += props.file_size;
+    lsm_sst_props_fini(&props);
+    return st;
+}
+
+static om_status
+comp_out_open(comp_out *o)
+{
+    char path[LSM_PATH_MAX];
+    uint64_t *arr = realloc(o->outputs, sizeof(*arr) * (size_t)(o->nout + 1));
+
+    if (arr == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    o->outputs = arr;
+    o->number = lsm_vset_new_file_number(o->db->vs);
+    o->outputs[o->nout++] = o->number;
+    o->gp_bytes = 0;
+    lsm_sst_path(path, sizeof(path), o->db->dir, o->number);
+    return lsm_sst_writer_open(o->db->env, path, &o->db->topts, &o->w);
+}
+
+/* Should the output be cut before user key k? Advances the grandparent cursor. */
+static bool
+comp_should_cut(comp_out *o, om_slice user_key, const lsm_opts *opts)
+{
+    bool cut = false;
+
+    while (o->gp_idx < o->c->ngp &&
+           om_slice_cmp(user_key, lsm_ikey_user(om_buf_slice(&o->c->gp[o->gp_idx]->largest))) > 0) {
+        if (o->seen_key)
+            o->gp_bytes += o->c->gp[o->gp_idx]->size;
+        o->gp_idx++;
+    }
+    o->seen_key = true;
+    if (o->w == NULL)
+        return false;
+    if (lsm_sst_writer_estimated_size(o->w) >= opts->target_file_size)
+        cut = true;
+    if (o->gp_bytes > GP_OVERLAP_FACTOR * opts->target_file_size)
+        cut = true;
+    return cut;
+}
+
+static om_status
+comp_inputs_iter(lsm_db *db, lsm_compaction *c, lsm_it **out)
+{
+    lsm_it *kids[64 + 2];
+    lsm_it **k = kids;
+    int n = 0;
+    om_status st = OM_OK;
+
+    if (c->level == 0 && c->nin[0] + 1 > 64) {
+        k = calloc((size_t)c->nin[0] + 2, sizeof(*k));
+        if (k == NULL)
+            return OM_ERR(OM_E_NOMEM);
+    }
+    if (c->level == 0) {
+        for (int i = 0; i < c->nin[0] && st == OM_OK; i++) {
+            const lsm_file_meta *f = c->in[0][i];
+
+            st = lsm_table_cache_iter_new(db->tc, f->number, f->size, false, &k[n]);
+            if (st == OM_OK)
+                n++;
+        }
+    } else {
+        st = lsm_level_iter_new(db->tc, c->in[0], c->nin[0], false, &k[n]);
+        if (st == OM_OK)
+            n++;
+    }
+    if (st == OM_OK && c->nin[1] > 0) {
+        st = lsm_level_iter_new(db->tc, c->in[1], c->nin[1], false, &k[n]);
+        if (st == OM_OK)
+            n++;
+    }
+    if (st == OM_OK) {
+        st = lsm_merge_it_new(k, n, out);
+    } else {
+        for (int i = 0; i < n; i++)
+            lsm_it_free(k[i]);
+    }
+    if (k != kids)
+        free(k);
+    return st;
+}
+
+/* Merge the inputs into new tables; fills e with the outputs. */
+static om_status
+comp_run(lsm_db *db, lsm_compaction *c, uint64_t smallest, uint64_t newest, lsm_edit *e,
+         comp_out *o)
+{
+    lsm_cdecide d;
+    lsm_it *it = NULL;
+    om_buf tomb = OM_BUF_INIT;
+    om_status st;
+
+    lsm_cdecide_init(&d, smallest, newest, db->opts.compaction_filter,
+                     db->opts.compaction_filter_arg, c->out_level);
+    o->db = db;
+    o->c = c;
+    o->e = e;
+    OM_GOTO(comp_inputs_iter(db, c, &it));
+    for (lsm_it_seek_first(it); lsm_it_valid(it); lsm_it_next(it)) {
+        om_slice k = lsm_it_key(it), v = lsm_it_value(it);
+        lsm_ikey ik = {OM_SLICE_NULL, 0, LSM_TYPE_DEL};
+        lsm_cverdict verdict;
+        bool new_key;
+
+        if (atomic_load_explicit(&db->closing, memory_order_relaxed))
+            OM_GOTO(OM_E_BUSY); /* abandoned at close; the inputs stay */
+        if (lsm_ikey_parse(k, &ik) != OM_OK) {
+            lsm_logf(&db->opts, OM_LOG_ERROR, "compaction input has a malformed key level=%d",
+                     c->level);
+            OM_GOTO(OM_ERR(OM_E_CORRUPT));
+        }
+        new_key = !d.has_key || !om_slice_eq(ik.user_key, om_buf_slice(&d.key));
+        OM_GOTO(lsm_cdecide_next(&d, k, v,
+                                 (ik.type == LSM_TYPE_DEL || db->opts.compaction_filter != NULL) &&
+                                     lsm_compaction_is_base(c, ik.user_key),
+                                 &verdict));
+        if (verdict == LSM_CV_DROP)
+            continue;
+        if (new_key && comp_should_cut(o, ik.user_key, &db->opts))
+            OM_GOTO(comp_out_finish(o));
+        if (o->w == NULL)
+            OM_GOTO(comp_out_open(o));
+        if (verdict == LSM_CV_TOMBSTONE) {
+            om_buf_reset(&tomb);
+            OM_GOTO(lsm_ikey_append(&tomb, ik.user_key, ik.seq, LSM_TYPE_DEL));
+            OM_GOTO(lsm_sst_writer_add(o->w, om_buf_slice(&tomb), OM_SLICE_NULL));
+        } else {
+            OM_GOTO(lsm_sst_writer_add(o->w, k, v));
+        }
+    }
+    OM_GOTO(lsm_it_status(it));
+    OM_GOTO(comp_out_finish(o));
+fail:
+    lsm_it_free(it);
+    lsm_cdecide_fini(&d);
+    om_buf_free(&tomb);
+    return st;
+}
+
+static om_status
+comp_edit_inputs(lsm_compaction *c, lsm_edit *e)
+{
+    om_slice largest = OM_SLICE_NULL;
+
+    for (int w = 0; w < 2; w++)
+        for (int i = 0; i < c->nin[w]; i++)
+            OM_TRY(lsm_edit_del_file(e, c->level + w, c->in[w][i]->number));
+    for (int i = 0; i < c->nin[0]; i++)
+        if (i == 0 || lsm_ikey_cmp(om_buf_slice(&c->in[0][i]->largest), largest) > 0)
+            largest = om_buf_slice(&c->in[0][i]->largest);
+    return lsm_edit_set_cptr(e, c->level, largest);
+}
+
+static uint64_t
+comp_input_bytes(const lsm_compaction *c)
+{
+    uint64_t b = 0;
+
+    for (int w = 0; w < 2; w++)
+        for (int i = 0; i < c->nin[w]; i++)
+            b += c->in[w][i]->size;
+    return b;
+}
+
+/* Run c (trivially or not) and install the result. Requires: mu not held. */
+static om_status
+comp_do(lsm_db *db, lsm_compaction *c, uint64_t smallest, uint64_t newest)
+{
+    comp_out o;
+    lsm_edit e;
+    om_status st;
+    bool trivial = lsm_compaction_is_trivial(c, &db->opts);
+    uint64_t t0 = om_clock_mono_ns();
+
+    memset(&o, 0, sizeof(o));
+    lsm_edit_init(&e);
+    OM_GOTO(comp_edit_inputs(c, &e));
+    if (trivial) {
+        const lsm_file_meta *f = c->in[0][0];
+
+        OM_GOTO(lsm_edit_add_file(&e, c->out_level, f->number, f->size, om_buf_slice(&f->smallest),
+                                  om_buf_slice(&f->largest)));
+    } else {
+        OM_GOTO(comp_run(db, c, smallest, newest, &e, &o));
+    }
+    pthread_mutex_lock(&db->manifest_mu);
+    st = lsm_vset_log_and_apply(db->vs, &e, NULL, NULL);
+    pthread_mutex_unlock(&db->manifest_mu);
+    if (st != OM_OK) {
+        /* The edit may be on disk (a failed sync): keep the outputs; the next open decides. */
+        free(o.outputs);
+        lsm_edit_fini(&e);
+        return st;
+    }
+    pthread_mutex_lock(&db->mu);
+    st = lsm_db_install_sv(db);
+    pthread_mutex_unlock(&db->mu);
+    if (!trivial) {
+        atomic_fetch_add(&db->st_comp_read, comp_input_bytes(c));
+        atomic_fetch_add(&db->st_comp_written, o.bytes_written);
+    }
+    atomic_fetch_add(&db->st_compactions, 1);
+    lsm_logf(&db->opts, OM_LOG_DEBUG,
+             "compacted level=%d inputs=%d+%d outputs=%d trivial=%d bytes_in=%llu "
+             "bytes_out=%llu ms=%llu",
+             c->level, c->nin[0], c->nin[1], trivial ? 1 : o.nout, trivial,
+             (unsigned long long)comp_input_bytes(c), (unsigned long long)o.bytes_written,
+             (unsigned long long)((om_clock_mono_ns() - t0) / 1000000));
+    lsm_edit_fini(&e);
+    free(o.outputs);
+    return st;
+fail:
+    lsm_sst_writer_abandon(o.w);
+    for (int i = 0; i < o.nout; i++) {
+        char path[LSM_PATH_MAX];
+
+        lsm_sst_path(path, sizeof(path), db->dir, o.outputs[i]);
+        db->env->ops->remove(db->env, path);
+    }
+    free(o.outputs);
+    lsm_edit_fini(&e);
+    return st;
+}
+
+static uint64_t
+comp_newest_snapshot(lsm_db *db)
+{
+    return db->snap_list.prev != &db->snap_list ? db->snap_list.prev->seq : 0;
+}
+
+void *
+lsm_db_compact_main(void *arg)
+{
+    lsm_db *db = arg;
+
+    pthread_mutex_lock(&db->mu);
+    while (!db->shutting_down) {
+        lsm_compaction *c = NULL;
+        db_manual *m = db->manual;
+        lsm_version *v = db->vs->current;
+        uint64_t smallest, newest;
+        om_status st;
+
+        if (db->bg_error != OM_OK || (m == NULL && v->score < 1) || (m != NULL && m->done)) {
+            pthread_cond_wait(&db->compact_cv, &db->mu);
+            continue;
+        }
+        if (m != NULL)
+            st = lsm_compaction_range(v, m->level, m->in_place, om_buf_slice(&m->begin),
+                                      om_buf_slice(&m->end), &c);
+        else
+            st = lsm_compaction_pick(v, &db->opts, db->vs->cptr, &c);
+        if (st == OM_E_NOTFOUND && m != NULL) {
+            m->done = true;
+            m->st = OM_OK;
+            pthread_cond_broadcast(&db->bg_cv);
+            continue;
+        }
+        if (st != OM_OK) {
+            if (st == OM_E_NOTFOUND) {
+                pthread_cond_wait(&db->compact_cv, &db->mu);
+                continue;
+            }
+            lsm_db_set_bg_error(db, st);
+            continue;
+        }
+        smallest = lsm_db_oldest_snapshot(db);
+        newest = comp_newest_snapshot(db);
+        db->compaction_running = true;
+        pthread_mutex_unlock(&db->mu);
+
+        st = comp_do(db, c, smallest, newest);
+        lsm_compaction_free(c);
+
+        pthread_mutex_lock(&db->mu);
+        db->compaction_running = false;
+        if (m != NULL) {
+            m->done = true;
+            m->st = st;
+        }
+        if (st != OM_OK && !(st == OM_E_BUSY && db->shutting_down)) {
+            lsm_logf(&db->opts, OM_LOG_ERROR, "compaction failed status=%s", om_status_str(st));
+            lsm_db_set_bg_error(db, st);
+        }
+        pthread_cond_broadcast(&db->bg_cv);
+    }
+    pthread_mutex_unlock(&db->mu);
+    return NULL;
+}

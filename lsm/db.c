@@ -1,0 +1,827 @@
+/*
+ * lsm/db.c -- opening, recovery, reads, snapshots, statistics and closing.
+ *
+ * Recovery procedure (lsm_open):
+ *   1. Take the LOCK file (a second opener gets OM_E_INVALID).
+ *   2. No CURRENT: create a fresh database (if create_if_missing). Else
+ *      replay the MANIFEST that CURRENT names (version_set.c).
+ *   3. Check that every table the version lists exists (a missing one is
+ *      OM_E_CORRUPT: acknowledged data would be lost).
+ *   4. Replay every WAL with a number >= the MANIFEST's log number, oldest
+ *      first, into memtables, writing each full memtable to an L0 table. A
+ *      torn tail is accepted only at the end of the newest log; it is
+ *      truncated away and logged. Any other damage is OM_E_CORRUPT with the
+ *      file and offset, and the open fails.
+ *   5. Start a new WAL, write a fresh MANIFEST holding the recovered state
+ *      (L0 tables from step 4, the new log number, the last sequence), and
+ *      switch CURRENT to it atomically.
+ *   6. Delete what is now obsolete: older logs and MANIFESTs, tables no
+ *      version lists (outputs of an interrupted flush or compaction).
+ * A crash at any step leaves the old CURRENT, MANIFEST and logs intact, so
+ * recovery simply runs again.
+ */
+#define OM_LOG_MODULE "lsm"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lsm/batch.h"
+#include "lsm/db_int.h"
+#include "lsm/filename.h"
+#include "util/clock.h"
+
+void
+lsm_opts_init(lsm_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->create_if_missing = true;
+    o->error_if_exists = false;
+    o->write_buffer_size = 64u << 20;
+    o->max_immutable_memtables = 2;
+    o->block_size = 4096;
+    o->block_restart_interval = 16;
+    o->bloom_bits_per_key = 10;
+    o->block_cache_size = 64u << 20;
+    o->zstd_level = 1;
+    o->sync_mode = LSM_SYNC_ALWAYS;
+    o->sync_period_ms = 100;
+    o->l0_compaction_trigger = 4;
+    o->l0_slowdown_trigger = 20;
+    o->l0_stop_trigger = 36;
+    o->level_multiplier = 10;
+    o->max_bytes_for_level1 = 256u << 20;
+    o->target_file_size = 64u << 20;
+    o->max_open_files = 1000;
+    o->paranoid_checks = false;
+}
+
+static om_status
+db_check_opts(const lsm_opts *o)
+{
+    const char *why = NULL;
+
+    if (o->write_buffer_size < 4096)
+        why = "write_buffer_size < 4096";
+    else if (o->max_immutable_memtables < 1 || o->max_immutable_memtables > LSM_MAX_IMM - 1)
+        why = "max_immutable_memtables out of range";
+    else if (o->block_size < 64 || o->block_restart_interval < 1)
+        why = "block_size or block_restart_interval too small";
+    else if (o->bloom_bits_per_key < 0 || o->zstd_level < 0 || o->zstd_level > 22)
+        why = "bloom_bits_per_key or zstd_level out of range";
+    else if (o->sync_mode > LSM_SYNC_NONE ||
+             (o->sync_mode == LSM_SYNC_PERIODIC && o->sync_period_ms == 0))
+        why = "bad sync_mode or sync_period_ms";
+    else if (o->l0_compaction_trigger < 1 || o->l0_slowdown_trigger < o->l0_compaction_trigger ||
+             o->l0_stop_trigger < o->l0_slowdown_trigger)
+        why = "L0 triggers must satisfy 1 <= compaction <= slowdown <= stop";
+    else if (o->level_multiplier < 2 || o->max_bytes_for_level1 < 4096 ||
+             o->target_file_size < 1024)
+        why = "level_multiplier, max_bytes_for_level1 or target_file_size too small";
+    if (why != NULL) {
+        lsm_logf(o, OM_LOG_ERROR, "invalid options: %s", why);
+        return OM_ERR(OM_E_INVALID);
+    }
+    return OM_OK;
+}
+
+/* ---- read views ---- */
+
+void
+lsm_sv_unref(lsm_sv *sv)
+{
+    if (sv == NULL || atomic_fetch_sub_explicit(&sv->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    lsm_mem_unref(sv->mem);
+    for (int i = 0; i < sv->nimm; i++)
+        lsm_mem_unref(sv->imm[i]);
+    lsm_version_unref(sv->v);
+    free(sv);
+}
+
+om_status
+lsm_db_install_sv(lsm_db *db)
+{
+    lsm_sv *sv = calloc(1, sizeof(*sv)), *old;
+
+    if (sv == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    atomic_init(&sv->refs, 1);
+    sv->mem = db->mem;
+    lsm_mem_ref(sv->mem);
+    sv->nimm = db->nimm;
+    for (int i = 0; i < db->nimm; i++) {
+        sv->imm[i] = db->imm[i];
+        lsm_mem_ref(sv->imm[i]);
+    }
+    sv->v = lsm_vset_current(db->vs);
+    old = db->sv;
+    db->sv = sv;
+    lsm_sv_unref(old);
+    return OM_OK;
+}
+
+lsm_sv *
+lsm_db_sv_get(lsm_db *db, uint64_t *last_seq)
+{
+    lsm_sv *sv;
+
+    pthread_mutex_lock(&db->mu);
+    sv = db->sv;
+    atomic_fetch_add_explicit(&sv->refs, 1, memory_order_relaxed);
+    *last_seq = atomic_load_explicit(&db->last_seq, memory_order_acquire);
+    pthread_mutex_unlock(&db->mu);
+    return sv;
+}
+
+void
+lsm_db_set_bg_error(lsm_db *db, om_status st)
+{
+    if (st == OM_OK || db->bg_error != OM_OK)
+        return;
+    db->bg_error = st;
+    lsm_logf(&db->opts, OM_LOG_ERROR, "background error: database refuses writes status=%s",
+             om_status_str(st));
+    pthread_cond_broadcast(&db->bg_cv);
+}
+
+uint64_t
+lsm_db_oldest_snapshot(lsm_db *db)
+{
+    if (db->snap_list.next != &db->snap_list)
+        return db->snap_list.next->seq;
+    return atomic_load(&db->last_seq);
+}
+
+/* ---- obsolete files ---- */
+
+void
+lsm_db_delete_obsolete(lsm_db *db)
+{
+    char **names = NULL, path[LSM_PATH_MAX];
+    size_t n = 0;
+    lsm_version *v;
+    uint64_t log_number, manifest_number;
+
+    if (db->env->ops->list(db->env, db->dir, &names, &n) != OM_OK)
+        return;
+    pthread_mutex_lock(&db->mu);
+    v = lsm_vset_current(db->vs);
+    log_number = db->vs->log_number;
+    manifest_number = db->vs->manifest_number;
+    pthread_mutex_unlock(&db->mu);
+    for (size_t i = 0; i < n; i++) {
+        lsm_ftype type;
+        uint64_t num;
+        bool drop = false;
+
+        if (lsm_fname_parse(names[i], &type, &num) != OM_OK)
+            continue;
+        switch (type) {
+        case LSM_FT_LOG:
+            drop = num < log_number;
+            break;
+        case LSM_FT_MANIFEST:
+            drop = num != manifest_number;
+            break;
+        case LSM_FT_TEMP:
+            drop = true;
+            break;
+        case LSM_FT_SST:
+            /* Only at open (no flush or compaction is writing a new table). */
+            drop = true;
+            for (int l = 0; l < LSM_MAX_LEVELS && drop; l++)
+                for (int j = 0; j < v->nfiles[l] && drop; j++)
+                    drop = v->files[l][j]->number != num;
+            break;
+        default:
+            break;
+        }
+        if (drop) {
+            snprintf(path, sizeof(path), "%s/%s", db->dir, names[i]);
+            if (db->env->ops->remove(db->env, path) == OM_OK)
+                lsm_logf(&db->opts, OM_LOG_DEBUG, "removed obsolete file=%s", path);
+        }
+    }
+    lsm_version_unref(v);
+    lsm_env_free_list(names, n);
+}
+
+/* ---- recovery ---- */
+
+static int
+db_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Add an L0 table for m to e (nothing if m is empty). */
+static om_status
+db_recover_flush(lsm_db *db, lsm_memtable *m, lsm_edit *e)
+{
+    uint64_t bytes = 0;
+
+    if (lsm_mem_entries(m) == 0)
+        return OM_OK;
+    OM_TRY(lsm_db_write_level0(db, m, e, &bytes));
+    atomic_fetch_add(&db->st_flush_bytes, bytes);
+    return OM_OK;
+}
+
+static om_status
+db_replay_log(lsm_db *db, uint64_t number, bool last, lsm_memtable **mem, lsm_edit *e,
+              uint64_t *max_seq)
+{
+    char path[LSM_PATH_MAX];
+    lsm_wal_reader *r;
+    om_slice rec;
+    uint64_t records = 0;
+    om_status st;
+
+    lsm_fname(path, sizeof(path), db->dir, LSM_FT_LOG, number);
+    OM_TRY(lsm_wal_reader_open(db->env, path, &r));
+    while ((st = lsm_wal_read(r, &rec)) == OM_OK) {
+        uint64_t seq;
+        uint32_t count;
+
+        if (lsm_batch_validate(rec, &seq, &count) != OM_OK) {
+            lsm_logf(&db->opts, OM_LOG_ERROR,
+                     "corrupt write batch in log file=%s offset=%llu (record ending there)", path,
+                     (unsigned long long)lsm_wal_reader_offset(r));
+            st = OM_ERR(OM_E_CORRUPT);
+            goto out;
+        }
+        OM_GOTO(lsm_batch_apply(rec, *mem));
+        if (count > 0 && seq + count - 1 > *max_seq)
+            *max_seq = seq + count - 1;
+        records++;
+        if (lsm_mem_usage(*mem) > db->opts.write_buffer_size) {
+            OM_GOTO(db_recover_flush(db, *mem, e));
+            lsm_mem_unref(*mem);
+            *mem = NULL;
+            OM_GOTO(lsm_mem_new(0, db->opts.write_buffer_size, mem));
+        }
+    }
+    if (st == OM_E_CORRUPT) {
+        lsm_logf(&db->opts, OM_LOG_ERROR, "corrupt log file=%s offset=%llu", path,
+                 (unsigned long long)lsm_wal_reader_offset(r));
+        goto out;
+    }
+    if (st != OM_E_NOTFOUND)
+        goto out;
+    st = OM_OK;
+    if (lsm_wal_reader_torn(r)) {
+        uint64_t off = lsm_wal_reader_offset(r);
+
+        if (!last) {
+            lsm_logf(&db->opts, OM_LOG_ERROR,
+                     "incomplete record in a log that is not the newest file=%s offset=%llu", path,
+                     (unsigned long long)off);
+            st = OM_ERR(OM_E_CORRUPT);
+            goto out;
+        }
+        lsm_logf(&db->opts, OM_LOG_WARN, "truncating torn log tail file=%s offset=%llu", path,
+                 (unsigned long long)off);
+        OM_GOTO(db->env->ops->truncate(db->env, path, off));
+    }
+    lsm_logf(&db->opts, OM_LOG_INFO, "recovered log file=%s records=%llu", path,
+             (unsigned long long)records);
+out:
+fail:
+    lsm_wal_reader_close(r);
+    return st;
+}
+
+/* Steps 3-6 of the recovery procedure. */
+static om_status
+db_recover_logs(lsm_db *db)
+{
+    char **names = NULL, path[LSM_PATH_MAX];
+    size_t n = 0, nlogs = 0;
+    uint64_t *logs = NULL, max_seq = db->vs->last_seq;
+    lsm_memtable *mem = NULL;
+    lsm_edit e;
+    om_status st;
+    lsm_version *v = db->vs->current;
+
+    lsm_edit_init(&e);
+    OM_GOTO(db->env->ops->list(db->env, db->dir, &names, &n));
+    logs = calloc(n + 1, sizeof(*logs));
+    if (logs == NULL)
+        OM_GOTO(OM_ERR(OM_E_NOMEM));
+    for (size_t i = 0; i < n; i++) {
+        lsm_ftype type;
+        uint64_t num;
+
+        if (lsm_fname_parse(names[i], &type, &num) != OM_OK)
+            continue;
+        lsm_vset_mark_file_number_used(db->vs, num);
+        if (type == LSM_FT_LOG && num >= db->vs->log_number)
+            logs[nlogs++] = num;
+    }
+    /* Every table the version lists must be there. */
+    for (int l = 0; l < LSM_MAX_LEVELS; l++) {
+        for (int j = 0; j < v->nfiles[l]; j++) {
+            bool ok = false;
+
+            lsm_fname(path, sizeof(path), db->dir, LSM_FT_SST, v->files[l][j]->number);
+            OM_GOTO(db->env->ops->exists(db->env, path, &ok));
+            if (!ok) {
+                lsm_logf(&db->opts, OM_LOG_ERROR,
+                         "table listed in the manifest is missing file=%s level=%d", path, l);
+                OM_GOTO(OM_ERR(OM_E_CORRUPT));
+            }
+        }
+    }
+    qsort(logs, nlogs, sizeof(*logs), db_cmp_u64);
+    OM_GOTO(lsm_mem_new(0, db->opts.write_buffer_size, &mem));
+    for (size_t i = 0; i < nlogs; i++)
+        OM_GOTO(db_replay_log(db, logs[i], i + 1 == nlogs, &mem, &e, &max_seq));
+    OM_GOTO(db_recover_flush(db, mem, &e));
+    /* Step 5: the new log, then the new MANIFEST that points past the old logs. */
+    db->wal_number = lsm_vset_new_file_number(db->vs);
+    lsm_fname(path, sizeof(path), db->dir, LSM_FT_LOG, db->wal_number);
+    OM_GOTO(lsm_wal_writer_open(db->env, path, &db->wal));
+    lsm_edit_set_log_number(&e, db->wal_number);
+    lsm_edit_set_last_seq(&e, max_seq);
+    OM_GOTO(lsm_vset_create_manifest(db->vs, &e));
+    atomic_store(&db->last_seq, max_seq);
+fail:
+    lsm_mem_unref(mem);
+    lsm_edit_fini(&e);
+    free(logs);
+    lsm_env_free_list(names, n);
+    return st;
+}
+
+static void
+db_free(lsm_db *db)
+{
+    lsm_sv_unref(db->sv);
+    lsm_mem_unref(db->mem);
+    for (int i = 0; i < db->nimm; i++)
+        lsm_mem_unref(db->imm[i]);
+    lsm_vset_free(db->vs);
+    lsm_table_cache_free(db->tc);
+    lsm_cache_free(db->block_cache);
+    if (db->locked)
+        db->env->ops->unlock(db->env, db->lock_handle);
+    pthread_mutex_destroy(&db->mu);
+    pthread_mutex_destroy(&db->manifest_mu);
+    pthread_cond_destroy(&db->bg_cv);
+    pthread_cond_destroy(&db->flush_cv);
+    pthread_cond_destroy(&db->compact_cv);
+    pthread_cond_destroy(&db->sync_cv);
+    free(db->dir);
+    free(db);
+}
+
+static om_status
+db_start_threads(lsm_db *db)
+{
+    if (pthread_create(&db->flush_thread, NULL, lsm_db_flush_main, db) != 0)
+        return OM_ERR(OM_E_NOMEM);
+    db->have_flush_thread = true;
+    if (pthread_create(&db->compact_thread, NULL, lsm_db_compact_main, db) != 0)
+        return OM_ERR(OM_E_NOMEM);
+    db->have_compact_thread = true;
+    if (db->opts.sync_mode == LSM_SYNC_PERIODIC) {
+        if (pthread_create(&db->sync_thread, NULL, lsm_db_sync_main, db) != 0)
+            return OM_ERR(OM_E_NOMEM);
+        db->have_sync_thread = true;
+    }
+    return OM_OK;
+}
+
+static void
+db_stop_threads(lsm_db *db)
+{
+    pthread_mutex_lock(&db->mu);
+    db->shutting_down = true;
+    atomic_store(&db->closing, true);
+    pthread_cond_broadcast(&db->bg_cv);
+    pthread_cond_broadcast(&db->flush_cv);
+    pthread_cond_broadcast(&db->compact_cv);
+    pthread_cond_broadcast(&db->sync_cv);
+    pthread_mutex_unlock(&db->mu);
+    if (db->have_flush_thread)
+        pthread_join(db->flush_thread, NULL);
+    if (db->have_compact_thread)
+        pthread_join(db->compact_thread, NULL);
+    if (db->have_sync_thread)
+        pthread_join(db->sync_thread, NULL);
+    db->have_flush_thread = db->have_compact_thread = db->have_sync_thread = false;
+}
+
+om_status
+lsm_open(const char *path, const lsm_opts *opts, lsm_db **out)
+{
+    lsm_db *db;
+    lsm_opts defaults;
+    char fpath[LSM_PATH_MAX];
+    bool exists = false;
+    om_status st;
+
+    if (opts == NULL) {
+        lsm_opts_init(&defaults);
+        opts = &defaults;
+    }
+    if (path == NULL || *path == '\0' || strlen(path) > LSM_PATH_MAX - 64)
+        return OM_ERR(OM_E_INVALID);
+    OM_TRY(db_check_opts(opts));
+    db = calloc(1, sizeof(*db));
+    if (db == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    db->opts = *opts;
+    db->env = opts->env != NULL ? opts->env : lsm_env_posix();
+    db->opts.env = db->env;
+    db->dir = strdup(path);
+    pthread_mutex_init(&db->mu, NULL);
+    pthread_mutex_init(&db->manifest_mu, NULL);
+    pthread_cond_init(&db->bg_cv, NULL);
+    pthread_cond_init(&db->flush_cv, NULL);
+    pthread_cond_init(&db->compact_cv, NULL);
+    pthread_cond_init(&db->sync_cv, NULL);
+    db->snap_list.next = db->snap_list.prev = &db->snap_list;
+    if (db->dir == NULL)
+        OM_GOTO(OM_ERR(OM_E_NOMEM));
+    lsm_table_stats_init(&db->tstats);
+
+    OM_GOTO(db->env->ops->exists(db->env, path, &exists));
+    if (!exists && !opts->create_if_missing) {
+        lsm_logf(&db->opts, OM_LOG_ERROR, "database does not exist dir=%s", path);
+        OM_GOTO(OM_ERR(OM_E_INVALID));
+    }
+    OM_GOTO(db->env->ops->mkdir(db->env, path));
+    lsm_fname(fpath, sizeof(fpath), path, LSM_FT_LOCK, 0);
+    st = db->env->ops->lock(db->env, fpath, &db->lock_handle);
+    if (st != OM_OK) {
+        lsm_logf(&db->opts, OM_LOG_ERROR, "database is locked by another process dir=%s", path);
+        OM_GOTO(OM_ERR(OM_E_INVALID));
+    }
+    db->locked = true;
+    if (opts->block_cache_size > 0)
+        OM_GOTO(lsm_cache_new(opts->block_cache_size, 4, &db->block_cache));
+    lsm_table_opts_init(&db->topts, &db->opts, db->block_cache, &db->tstats);
+    db->topts.verify_on_open = opts->paranoid_checks;
+    OM_GOTO(lsm_table_cache_new(db->env, path, &db->topts, opts->max_open_files, &db->tc));
+    OM_GOTO(lsm_vset_new(db->env, path, &db->opts, db->tc, &db->mu, &db->vs));
+
+    lsm_fname(fpath, sizeof(fpath), path, LSM_FT_CURRENT, 0);
+    OM_GOTO(db->env->ops->exists(db->env, fpath, &exists));
+    if (!exists) {
+        if (!opts->create_if_missing) {
+            lsm_logf(&db->opts, OM_LOG_ERROR, "database does not exist dir=%s", path);
+            OM_GOTO(OM_ERR(OM_E_INVALID));
+        }
+        lsm_logf(&db->opts, OM_LOG_INFO, "creating database dir=%s", path);
+    } else {
+        if (opts->error_if_exists) {
+            lsm_logf(&db->opts, OM_LOG_ERROR, "database exists dir=%s", path);
+            OM_GOTO(OM_ERR(OM_E_INVALID));
+        }
+        OM_GOTO(lsm_vset_recover(db->vs));
+    }
+    OM_GOTO(db_recover_logs(db));
+    lsm_db_delete_obsolete(db);
+    OM_GOTO(lsm_mem_new(db->wal_number, db->opts.write_buffer_size, &db->mem));
+    db->mem_id = 1;
+    db->flushed_id = 0;
+    pthread_mutex_lock(&db->mu);
+    st = lsm_db_install_sv(db);
+    pthread_mutex_unlock(&db->mu);
+    OM_GOTO(st);
+    OM_GOTO(db_start_threads(db));
+    *out = db;
+    return OM_OK;
+fail:
+    db_stop_threads(db);
+    lsm_wal_writer_close(db->wal, false);
+    db_free(db);
+    return st;
+}
+
+om_status
+lsm_close(lsm_db *db)
+{
+    om_status st;
+
+    if (db == NULL)
+        return OM_OK;
+    db_stop_threads(db);
+    st = lsm_wal_writer_close(db->wal, db->opts.sync_mode != LSM_SYNC_NONE);
+    if (st == OM_OK)
+        st = db->bg_error;
+    db_free(db);
+    return st;
+}
+
+om_status
+lsm_destroy(const char *path, const lsm_opts *opts)
+{
+    lsm_env *env = opts != NULL && opts->env != NULL ? opts->env : lsm_env_posix();
+    char **names = NULL, fpath[LSM_PATH_MAX];
+    size_t n = 0;
+    int handle;
+    bool exists = false;
+    om_status st = OM_OK;
+
+    OM_TRY(env->ops->exists(env, path, &exists));
+    if (!exists)
+        return OM_OK;
+    lsm_fname(fpath, sizeof(fpath), path, LSM_FT_LOCK, 0);
+    if (env->ops->lock(env, fpath, &handle) != OM_OK) {
+        lsm_logf(opts, OM_LOG_ERROR, "cannot destroy a database in use dir=%s", path);
+        return OM_ERR(OM_E_INVALID);
+    }
+    st = env->ops->list(env, path, &names, &n);
+    for (size_t i = 0; st == OM_OK && i < n; i++) {
+        lsm_ftype type;
+        uint64_t num;
+
+        if (lsm_fname_parse(names[i], &type, &num) != OM_OK || type == LSM_FT_LOCK)
+            continue;
+        snprintf(fpath, sizeof(fpath), "%s/%s", path, names[i]);
+        st = env->ops->remove(env, fpath);
+    }
+    lsm_env_free_list(names, n);
+    lsm_fname(fpath, sizeof(fpath), path, LSM_FT_LOCK, 0);
+    env->ops->unlock(env, handle);
+    if (st == OM_OK)
+        st = env->ops->remove(env, fpath);
+    if (st == OM_OK)
+        st = env->ops->rmdir(env, path);
+    return st;
+}
+
+/* ---- reads ---- */
+
+typedef struct db_get_ctx {
+    bool found;
+    lsm_vtype type;
+    om_buf *value;
+    om_status st;
+} db_get_ctx;
+
+static void
+db_get_cb(void *arg, om_slice ikey, om_slice value)
+{
+    db_get_ctx *c = arg;
+    lsm_ikey ik;
+
+    if (lsm_ikey_parse(ikey, &ik) != OM_OK) {
+        c->found = true;
+        c->st = OM_ERR(OM_E_CORRUPT);
+        return;
+    }
+    c->found = true;
+    c->type = ik.type;
+    c->st = ik.type == LSM_TYPE_VAL ? om_buf_set(c->value, value) : OM_E_NOTFOUND;
+}
+
+/* Look key up in one table; *done when the table decided the answer. */
+static om_status
+db_table_get(lsm_db *db, const lsm_file_meta *f, om_slice lookup, om_buf *value, bool *done)
+{
+    db_get_ctx c = {.value = value, .st = OM_OK};
+    om_status st = lsm_table_cache_get(db->tc, f->number, f->size, lookup, true, db_get_cb, &c);
+
+    if (st == OM_E_NOTFOUND) {
+        *done = false;
+        return OM_OK;
+    }
+    if (st != OM_OK) {
+        *done = true;
+        return st;
+    }
+    *done = c.found;
+    return c.st;
+}
+
+static bool
+db_file_covers(const lsm_file_meta *f, om_slice key)
+{
+    return om_slice_cmp(key, lsm_ikey_user(om_buf_slice(&f->smallest))) >= 0 &&
+           om_slice_cmp(key, lsm_ikey_user(om_buf_slice(&f->largest))) <= 0;
+}
+
+static om_status
+db_version_get(lsm_db *db, const lsm_version *v, om_slice key, uint64_t seq, om_buf *value)
+{
+    om_buf lookup = OM_BUF_INIT;
+    om_slice lk;
+    bool done = false;
+    om_status st;
+
+    OM_GOTO(lsm_ikey_append(&lookup, key, seq, LSM_TYPE_SEEK));
+    lk = om_buf_slice(&lookup);
+    for (int i = v->nfiles[0] - 1; i >= 0; i--) {
+        if (!db_file_covers(v->files[0][i], key))
+            continue;
+        st = db_table_get(db, v->files[0][i], lk, value, &done);
+        if (done)
+            goto fail;
+    }
+    for (int l = 1; l < LSM_MAX_LEVELS; l++) {
+        int idx = lsm_version_find_file(v, l, lk);
+
+        if (idx >= v->nfiles[l] || !db_file_covers(v->files[l][idx], key))
+            continue;
+        st = db_table_get(db, v->files[l][idx], lk, value, &done);
+        if (done)
+            goto fail;
+    }
+    st = OM_E_NOTFOUND;
+fail:
+    om_buf_free(&lookup);
+    return st;
+}
+
+om_status
+lsm_get(lsm_db *db, const lsm_snapshot *snap, om_slice key, om_buf *value)
+{
+    uint64_t last;
+    lsm_sv *sv;
+    om_status st;
+
+    if (key.n > LSM_MAX_KEY_SIZE)
+        return OM_ERR(OM_E_INVALID);
+    sv = lsm_db_sv_get(db, &last);
+    if (snap != NULL)
+        last = snap->seq;
+    if (lsm_mem_get(sv->mem, key, last, value, &st))
+        goto out;
+    for (int i = sv->nimm - 1; i >= 0; i--)
+        if (lsm_mem_get(sv->imm[i], key, last, value, &st))
+            goto out;
+    st = db_version_get(db, sv->v, key, last, value);
+out:
+    lsm_sv_unref(sv);
+    return st;
+}
+
+bool
+lsm_may_contain(lsm_db *db, om_slice key)
+{
+    uint64_t last;
+    lsm_sv *sv = lsm_db_sv_get(db, &last);
+    const lsm_version *v = sv->v;
+    om_buf lookup = OM_BUF_INIT;
+    bool r = true;
+
+    if (lsm_mem_has_key(sv->mem, key))
+        goto out;
+    for (int i = 0; i < sv->nimm; i++)
+        if (lsm_mem_has_key(sv->imm[i], key))
+            goto out;
+    for (int i = v->nfiles[0] - 1; i >= 0; i--) {
+        const lsm_file_meta *f = v->files[0][i];
+
+        if (db_file_covers(f, key) && lsm_table_cache_may_contain(db->tc, f->number, f->size, key))
+            goto out;
+    }
+    if (lsm_ikey_append(&lookup, key, LSM_MAX_SEQ, LSM_TYPE_SEEK) != OM_OK)
+        goto out;
+    for (int l = 1; l < LSM_MAX_LEVELS; l++) {
+        int idx = lsm_version_find_file(v, l, om_buf_slice(&lookup));
+        const lsm_file_meta *f;
+
+        if (idx >= v->nfiles[l])
+            continue;
+        f = v->files[l][idx];
+        if (db_file_covers(f, key) && lsm_table_cache_may_contain(db->tc, f->number, f->size, key))
+            goto out;
+    }
+    r = false;
+out:
+    om_buf_free(&lookup);
+    lsm_sv_unref(sv);
+    return r;
+}
+
+/* ---- snapshots ---- */
+
+om_status
+lsm_snapshot_new(lsm_db *db, lsm_snapshot **out)
+{
+    lsm_snapshot *s = calloc(1, sizeof(*s));
+
+    if (s == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    pthread_mutex_lock(&db->mu);
+    s->seq = atomic_load(&db->last_seq);
+    s->next = &db->snap_list;
+    s->prev = db->snap_list.prev;
+    s->prev->next = s;
+    db->snap_list.prev = s;
+    pthread_mutex_unlock(&db->mu);
+    *out = s;
+    return OM_OK;
+}
+
+void
+lsm_snapshot_free(lsm_db *db, lsm_snapshot *s)
+{
+    if (s == NULL)
+        return;
+    pthread_mutex_lock(&db->mu);
+    s->prev->next = s->next;
+    s->next->prev = s->prev;
+    pthread_mutex_unlock(&db->mu);
+    free(s);
+}
+
+/* ---- maintenance and statistics ---- */
+
+om_status
+lsm_compact_range(lsm_db *db, om_slice begin, om_slice end)
+{
+    db_manual m;
+    om_status st = OM_OK;
+    int max_level = 0;
+
+    OM_TRY(lsm_flush(db));
+    pthread_mutex_lock(&db->mu);
+    for (int l = 0; l < LSM_MAX_LEVELS; l++)
+        if (db->sv->v->nfiles[l] > 0)
+            max_level = l;
+    pthread_mutex_unlock(&db->mu);
+    /*
+     * Push everything down to the deepest level with data (at least L1), then
+     * rewrite that level in place so the filter sees every value.
+     */
+    for (int level = 0; level <= max_level && st == OM_OK; level++) {
+        memset(&m, 0, sizeof(m));
+        m.level = level;
+        m.in_place = level == max_level && level > 0;
+        if (om_buf_set(&m.begin, begin) != OM_OK || om_buf_set(&m.end, end) != OM_OK) {
+            st = OM_ERR(OM_E_NOMEM);
+        } else {
+            pthread_mutex_lock(&db->mu);
+            while (db->manual != NULL && !db->shutting_down && db->bg_error == OM_OK)
+                pthread_cond_wait(&db->bg_cv, &db->mu);
+            if (db->shutting_down || db->bg_error != OM_OK) {
+                st = db->bg_error != OM_OK ? db->bg_error : OM_ERR(OM_E_INVALID);
+            } else {
+                db->manual = &m;
+                pthread_cond_broadcast(&db->compact_cv);
+                while (!m.done && !db->shutting_down && db->bg_error == OM_OK)
+                    pthread_cond_wait(&db->bg_cv, &db->mu);
+                if (db->manual == &m)
+                    db->manual = NULL;
+                st = m.done ? m.st : (db->bg_error != OM_OK ? db->bg_error : OM_E_INVALID);
+                pthread_cond_broadcast(&db->bg_cv);
+            }
+            pthread_mutex_unlock(&db->mu);
+        }
+        om_buf_free(&m.begin);
+        om_buf_free(&m.end);
+    }
+    return st;
+}
+
+void
+lsm_stats_get(lsm_db *db, lsm_stats *out)
+{
+    uint64_t last, wal, user, fl, cw;
+    lsm_sv *sv = lsm_db_sv_get(db, &last);
+    lsm_table_counters tc;
+
+    memset(out, 0, sizeof(*out));
+    for (int l = 0; l < LSM_MAX_LEVELS; l++) {
+        out->levels[l].files = (uint32_t)sv->v->nfiles[l];
+        out->levels[l].bytes = lsm_version_level_bytes(sv->v, l);
+        out->live_sst_bytes += out->levels[l].bytes;
+    }
+    out->memtable_bytes = lsm_mem_usage(sv->mem);
+    for (int i = 0; i < sv->nimm; i++)
+        out->memtable_bytes += lsm_mem_usage(sv->imm[i]);
+    lsm_sv_unref(sv);
+    user = atomic_load(&db->st_user_bytes);
+    wal = atomic_load(&db->st_wal_bytes);
+    fl = atomic_load(&db->st_flush_bytes);
+    cw = atomic_load(&db->st_comp_written);
+    out->user_bytes_written = user;
+    out->wal_bytes_written = wal;
+    out->flush_bytes_written = fl;
+    out->compaction_bytes_read = atomic_load(&db->st_comp_read);
+    out->compaction_bytes_written = cw;
+    out->write_amplification = user > 0 ? (double)(wal + fl + cw) / (double)user : 0.0;
+    if (db->block_cache != NULL) {
+        out->cache_hits = lsm_cache_hits(db->block_cache);
+        out->cache_misses = lsm_cache_misses(db->block_cache);
+    }
+    if (out->cache_hits + out->cache_misses > 0)
+        out->cache_hit_ratio =
+            (double)out->cache_hits / (double)(out->cache_hits + out->cache_misses);
+    lsm_table_stats_get(&db->tstats, &tc);
+    out->bloom_checks = tc.bloom_checks;
+    out->bloom_useful = tc.bloom_useful;
+    out->stall_micros = atomic_load(&db->st_stall_us);
+    out->wal_syncs = atomic_load(&db->st_wal_syncs);
+    out->wal_synced_writes = atomic_load(&db->st_synced_writes);
+    out->flushes = atomic_load(&db->st_flushes);
+    out->compactions = atomic_load(&db->st_compactions);
+    out->last_sequence = last;
+}

@@ -1,0 +1,165 @@
+/*
+ * lsm/db_int.h -- the lsm_db structure shared by db.c, db_write.c,
+ * db_iter.c and compaction.c (private to lsm/).
+ *
+ * Threads. User threads call the API. Three background threads per db:
+ * the flush thread writes immutable memtables to L0 tables; the compaction
+ * thread runs leveled compactions (and manual ones for lsm_compact_range);
+ * the sync thread (LSM_SYNC_PERIODIC only) forces a WAL sync every
+ * sync_period_ms by queueing an empty, sync-only write.
+ *
+ * Locks, in the order they may be taken:
+ *   1. manifest_mu -- one version edit at a time (flush and compaction).
+ *   2. mu          -- the db mutex: writer queue, memtable pointers, the
+ *                     read view (sv), snapshots, background state, and
+ *                     vset->current. Held only briefly; never across I/O
+ *                     except creating the next WAL at a memtable switch.
+ *   3. leaf locks inside the table cache, block cache and env.
+ *
+ * The read view. `sv` bundles the active memtable, the immutables and the
+ * current version with one atomic refcount. It is replaced (under mu) at
+ * every memtable switch, flush and compaction install. A reader takes mu,
+ * references sv and reads last_seq, and drops mu: everything with a
+ * sequence <= that last_seq is reachable from that sv, so the pair is a
+ * consistent view. Readers never wait for I/O of others.
+ *
+ * The write path (db_write.c): writers queue on mu; the writer at the head
+ * is the leader and owns the WAL writer and the active memtable's insert
+ * side until it hands over. See db_write.c for the group commit.
+ */
+#ifndef OM_LSM_DB_INT_H
+#define OM_LSM_DB_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lsm/cache.h"
+#include "lsm/env.h"
+#include "lsm/lsm_int.h"
+#include "lsm/manifest.h"
+#include "lsm/memtable.h"
+#include "lsm/sstable.h"
+#include "lsm/table_cache.h"
+#include "lsm/wal_format.h"
+
+#define LSM_MAX_IMM 64
+
+/* The read view: memtables plus version, refcounted as one. */
+typedef struct lsm_sv {
+    atomic_int refs;
+    lsm_memtable *mem;
+    int nimm;
+    lsm_memtable *imm[LSM_MAX_IMM]; /* oldest first */
+    lsm_version *v;
+} lsm_sv;
+
+struct lsm_snapshot {
+    uint64_t seq;
+    struct lsm_snapshot *prev, *next;
+};
+
+typedef struct db_writer db_writer;
+
+typedef struct db_manual {
+    int level;
+    bool in_place;     /* rewrite the level itself (the deepest one with data) */
+    om_buf begin, end; /* user keys; empty = open */
+    bool done;
+    om_status st;
+} db_manual;
+
+struct lsm_db {
+    char *dir;
+    lsm_opts opts;
+    lsm_env *env;
+    int lock_handle;
+    bool locked;
+
+    lsm_cache *block_cache;
+    lsm_table_stats tstats;
+    lsm_table_opts topts;
+    lsm_table_cache *tc;
+    lsm_vset *vs;
+
+    pthread_mutex_t manifest_mu;
+    pthread_mutex_t mu;
+    pthread_cond_t bg_cv; /* background progress: flush/compaction done, errors */
+
+    /* Under mu. */
+    lsm_memtable *mem;
+    lsm_memtable *imm[LSM_MAX_IMM];
+    int nimm;
+    uint64_t mem_id;       /* id of the active memtable (ids increase at each switch) */
+    uint64_t imm_first_id; /* id of imm[0] */
+    uint64_t flushed_id;   /* every memtable with id <= this is in a table */
+    lsm_wal_writer *wal;   /* touched only by the leader (or under mu at a switch) */
+    uint64_t wal_number;
+    lsm_sv *sv;
+    db_writer *wq_head, *wq_tail;
+    lsm_snapshot snap_list; /* sentinel of a circular list, oldest first */
+    om_status bg_error;
+    bool shutting_down;
+    bool flush_running, compaction_running;
+    db_manual *manual;
+    pthread_cond_t flush_cv, compact_cv, sync_cv;
+    uint64_t unsynced_writes;
+
+    atomic_uint_fast64_t last_seq; /* published with release under mu */
+    atomic_bool closing;           /* shutting_down, readable without mu */
+
+    pthread_t flush_thread, compact_thread, sync_thread;
+    bool have_flush_thread, have_compact_thread, have_sync_thread;
+
+    /* Statistics (relaxed atomics). */
+    atomic_uint_fast64_t st_user_bytes, st_wal_bytes, st_flush_bytes, st_comp_read, st_comp_written,
+        st_stall_us, st_wal_syncs, st_synced_writes, st_flushes, st_compactions;
+};
+
+/* ---- db.c ---- */
+
+/* Build a new read view from the db state. Requires: mu held. */
+om_status lsm_db_install_sv(lsm_db *db);
+/* Reference the read view and read last_seq consistently. */
+lsm_sv *lsm_db_sv_get(lsm_db *db, uint64_t *last_seq);
+void lsm_sv_unref(lsm_sv *sv);
+/* Record a background error (first one wins) and wake everyone. Requires: mu held. */
+void lsm_db_set_bg_error(lsm_db *db, om_status st);
+/* Oldest sequence a live snapshot can see (last_seq if none). Requires: mu held. */
+uint64_t lsm_db_oldest_snapshot(lsm_db *db);
+/*
+ * At open, before background threads run: remove logs below the log number,
+ * old MANIFESTs, CURRENT.tmp and tables the current version does not list.
+ */
+void lsm_db_delete_obsolete(lsm_db *db);
+
+/* ---- db_write.c ---- */
+
+/* Switch memtables if needed, stalling while flushes/compactions lag. Requires: mu held. */
+om_status lsm_db_make_room(lsm_db *db, bool force);
+/* Thread bodies. */
+void *lsm_db_flush_main(void *arg);
+void *lsm_db_sync_main(void *arg);
+/* Flush one memtable to an L0 table; fills e. number is the new file's. */
+om_status lsm_db_write_level0(lsm_db *db, lsm_memtable *m, lsm_edit *e, uint64_t *bytes);
+
+/* ---- compaction.c ---- */
+
+void *lsm_db_compact_main(void *arg);
+
+/* ---- db_iter.c ---- */
+
+/*
+ * An internal iterator over a whole sv (memtables, L0 tables, level
+ * iterators), merged. Requires: sv stays referenced until the iterator is freed.
+ */
+om_status lsm_db_internal_iter(lsm_db *db, lsm_sv *sv, bool fill_cache, lsm_it **out);
+/*
+ * An iterator over sorted, disjoint files (a level >= 1 or part of one),
+ * opening each table lazily. Requires: files outlive the iterator.
+ */
+om_status lsm_level_iter_new(lsm_table_cache *tc, lsm_file_meta *const *files, int n,
+                             bool fill_cache, lsm_it **out);
+
+#endif /* OM_LSM_DB_INT_H */

@@ -1,0 +1,471 @@
+/*
+ * lsm/db_write.c -- the write path: group commit, memtable switches, write
+ * stalls, the flush thread and the periodic sync thread.
+ *
+ * Group commit. Every writer puts a db_writer on the queue (under mu) and
+ * waits until it is either done or at the head. The head is the leader: it
+ * makes room (possibly switching memtables or stalling), takes a group of
+ * queued writers behind it, assigns their sequence numbers, and drops mu.
+ * Without the lock it frames every batch of the group into the WAL, writes
+ * them with one append, fdatasyncs once if any member asked for it (all do
+ * in LSM_SYNC_ALWAYS), and inserts the batches into the memtable: it is the
+ * only memtable writer because only the head of the queue writes. It then
+ * takes mu, publishes the new last sequence (readers see the whole group at
+ * once), marks the group done, wakes the followers and the next head.
+ *
+ * A failed WAL append or sync leaves the log in an unknown state: the error
+ * becomes the db's background error, the group's writers get it, and every
+ * later write is refused with it. Nothing of the failed group is applied.
+ *
+ * Stalls. Before writing, the leader slows down by 1 ms when L0 has
+ * l0_slowdown_trigger files or more (once per write), and waits when the
+ * memtable is full and max_immutable_memtables are still unflushed, or
+ * when L0 has l0_stop_trigger files. Time spent is counted in stall_micros.
+ */
+#define OM_LOG_MODULE "lsm"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lsm/batch.h"
+#include "lsm/db_int.h"
+#include "lsm/filename.h"
+#include "util/clock.h"
+
+/* A group holds at most this many bytes of batches (more only for one big batch). */
+#define DB_MAX_GROUP_BYTES (1u << 20)
+
+struct db_writer {
+    lsm_batch *batch; /* NULL: sync or switch request only */
+    bool sync;
+    bool force_switch;
+    bool done;
+    om_status st;
+    pthread_cond_t cv;
+    db_writer *next;
+};
+
+static void
+db_stall_add(lsm_db *db, uint64_t t0_ns)
+{
+    atomic_fetch_add(&db->st_stall_us, (om_clock_mono_ns() - t0_ns) / 1000);
+}
+
+/* Requires: mu held, the caller is the queue head. */
+static om_status
+db_switch_memtable(lsm_db *db)
+{
+    char path[LSM_PATH_MAX];
+    uint64_t number = lsm_vset_new_file_number(db->vs);
+    lsm_wal_writer *w = NULL;
+    lsm_memtable *m = NULL;
+    om_status st;
+
+    /*
+     * The old log is synced first, even in the relaxed modes, before the
+     * next log exists: a torn tail can then only ever be in the newest log,
+     * which recovery relies on.
+     */
+    st = lsm_wal_sync(db->wal);
+    if (st != OM_OK) {
+        lsm_db_set_bg_error(db, st);
+        return st;
+    }
+    lsm_fname(path, sizeof(path), db->dir, LSM_FT_LOG, number);
+    OM_TRY(lsm_wal_writer_open(db->env, path, &w));
+    st = lsm_mem_new(number, db->opts.write_buffer_size, &m);
+    if (st != OM_OK) {
+        lsm_wal_writer_close(w, false);
+        db->env->ops->remove(db->env, path);
+        return st;
+    }
+    st = lsm_wal_writer_close(db->wal, false);
+    db->wal = w;
+    db->wal_number = number;
+    db->imm[db->nimm++] = db->mem;
+    db->mem = m;
+    db->mem_id++;
+    if (st != OM_OK) {
+        lsm_db_set_bg_error(db, st);
+    } else {
+        st = lsm_db_install_sv(db);
+        if (st != OM_OK)
+            lsm_db_set_bg_error(db, st);
+    }
+    pthread_cond_signal(&db->flush_cv);
+    return st;
+}
+
+om_status
+lsm_db_make_room(lsm_db *db, bool force)
+{
+    bool allow_delay = !force;
+
+    for (;;) {
+        int nl0 = db->vs->current->nfiles[0];
+        uint64_t t0;
+
+        if (db->bg_error != OM_OK)
+            return db->bg_error;
+        if (db->shutting_down)
+            return OM_ERR(OM_E_INVALID);
+        if (allow_delay && nl0 >= db->opts.l0_slowdown_trigger) {
+            t0 = om_clock_mono_ns();
+            pthread_mutex_unlock(&db->mu);
+            om_clock_sleep_ms(1);
+            pthread_mutex_lock(&db->mu);
+            db_stall_add(db, t0);
+            allow_delay = false;
+            continue;
+        }
+        if (!force && lsm_mem_usage(db->mem) <= db->opts.write_buffer_size)
+            return OM_OK;
+        if (db->nimm >= db->opts.max_immutable_memtables || nl0 >= db->opts.l0_stop_trigger) {
+            t0 = om_clock_mono_ns();
+            pthread_cond_signal(&db->flush_cv);
+            pthread_cond_signal(&db->compact_cv);
+            pthread_cond_wait(&db->bg_cv, &db->mu);
+            db_stall_add(db, t0);
+            continue;
+        }
+        OM_TRY(db_switch_memtable(db));
+        force = false;
+    }
+}
+
+static om_status
+db_write(lsm_db *db, lsm_batch *batch, bool sync, bool force_switch)
+{
+    db_writer w = {.batch = batch, .sync = sync, .force_switch = force_switch};
+    db_writer *last, *x;
+    lsm_wal_writer *wal;
+    lsm_memtable *mem;
+    uint64_t seq, wal_before, user_bytes = 0;
+    size_t group_bytes = 0, max_bytes = DB_MAX_GROUP_BYTES;
+    bool need_sync = false;
+    int nbatches = 0;
+    om_status st;
+
+    pthread_cond_init(&w.cv, NULL);
+    pthread_mutex_lock(&db->mu);
+    if (db->wq_tail != NULL)
+        db->wq_tail->next = &w;
+    else
+        db->wq_head = &w;
+    db->wq_tail = &w;
+    while (!w.done && db->wq_head != &w)
+        pthread_cond_wait(&w.cv, &db->mu);
+    if (w.done) {
+        pthread_mutex_unlock(&db->mu);
+        pthread_cond_destroy(&w.cv);
+        return w.st;
+    }
+    /* We lead. */
+    st = lsm_db_make_room(db, force_switch && lsm_mem_entries(db->mem) > 0);
+    last = &w;
+    if (st == OM_OK) {
+        if (batch != NULL && batch->rep.n <= 128u * 1024)
+            max_bytes = batch->rep.n + 128u * 1024; /* keep small writes fast */
+        for (x = &w; x != NULL; x = x->next) {
+            if (x != &w && x->force_switch)
+                break; /* it must make room itself */
+            if (x->batch != NULL) {
+                if (x != &w && group_bytes + x->batch->rep.n > max_bytes)
+                    break;
+                group_bytes += x->batch->rep.n;
+            }
+            last = x;
+        }
+        seq = atomic_load(&db->last_seq);
+        for (x = &w;; x = x->next) {
+            need_sync |= x->sync;
+            if (x->batch != NULL && lsm_batch_count(x->batch) > 0) {
+                lsm_batch_set_seq(x->batch, seq + 1);
+                seq += lsm_batch_count(x->batch);
+                user_bytes += x->batch->bytes;
+                nbatches++;
+            }
+            if (x == last)
+                break;
+        }
+        wal = db->wal;
+        mem = db->mem;
+        pthread_mutex_unlock(&db->mu);
+
+        wal_before = lsm_wal_size(wal);
+        for (x = &w; st == OM_OK; x = x->next) {
+            if (x->batch != NULL && lsm_batch_count(x->batch) > 0)
+                st = lsm_wal_add(wal, lsm_batch_rep(x->batch));
+            if (x == last)
+                break;
+        }
+        if (st == OM_OK)
+            st = need_sync ? lsm_wal_sync(wal) : lsm_wal_flush(wal);
+        if (st == OM_OK && need_sync) {
+            atomic_fetch_add(&db->st_wal_syncs, 1);
+            atomic_fetch_add(&db->st_synced_writes, (uint64_t)nbatches);
+        }
+        for (x = &w; st == OM_OK; x = x->next) {
+            if (x->batch != NULL && lsm_batch_count(x->batch) > 0)
+                st = lsm_batch_apply(lsm_batch_rep(x->batch), mem);
+            if (x == last)
+                break;
+        }
+        atomic_fetch_add(&db->st_wal_bytes, lsm_wal_size(wal) - wal_before);
+
+        pthread_mutex_lock(&db->mu);
+        if (st != OM_OK) {
+            lsm_logf(&db->opts, OM_LOG_ERROR, "write to log failed log=%llu status=%s",
+                     (unsigned long long)db->wal_number, om_status_str(st));
+            lsm_db_set_bg_error(db, st);
+        } else {
+            atomic_store_explicit(&db->last_seq, seq, memory_order_release);
+            atomic_fetch_add(&db->st_user_bytes, user_bytes);
+            if (need_sync)
+                db->unsynced_writes = 0;
+            else
+                db->unsynced_writes += (uint64_t)nbatches;
+        }
+    }
+    /* Hand results to the group and leadership to the next writer. */
+    for (;;) {
+        x = db->wq_head;
+        db->wq_head = x->next;
+        if (db->wq_head == NULL)
+            db->wq_tail = NULL;
+        if (x != &w) {
+            x->st = st;
+            x->done = true;
+            pthread_cond_signal(&x->cv);
+        }
+        if (x == last)
+            break;
+    }
+    if (db->wq_head != NULL)
+        pthread_cond_signal(&db->wq_head->cv);
+    pthread_mutex_unlock(&db->mu);
+    pthread_cond_destroy(&w.cv);
+    return st;
+}
+
+om_status
+lsm_write(lsm_db *db, lsm_batch *batch)
+{
+    if (batch == NULL)
+        return OM_ERR(OM_E_INVALID);
+    if (lsm_batch_count(batch) == 0)
+        return OM_OK;
+    return db_write(db, batch, db->opts.sync_mode == LSM_SYNC_ALWAYS, false);
+}
+
+static om_status
+db_write_one(lsm_db *db, lsm_vtype type, om_slice key, om_slice value)
+{
+    lsm_batch b = {.rep = OM_BUF_INIT, .bytes = 0};
+    uint8_t hdr[LSM_BATCH_HEADER] = {0};
+    om_status st;
+
+    OM_TRY(om_buf_reserve(&b.rep, LSM_BATCH_HEADER + 16 + key.n + value.n));
+    om_buf_append(&b.rep, hdr, sizeof(hdr)); /* cannot fail after the reserve */
+    st = type == LSM_TYPE_VAL ? lsm_batch_put(&b, key, value) : lsm_batch_del(&b, key);
+    if (st == OM_OK)
+        st = lsm_write(db, &b);
+    om_buf_free(&b.rep);
+    return st;
+}
+
+om_status
+lsm_put(lsm_db *db, om_slice key, om_slice value)
+{
+    return db_write_one(db, LSM_TYPE_VAL, key, value);
+}
+
+om_status
+lsm_del(lsm_db *db, om_slice key)
+{
+    return db_write_one(db, LSM_TYPE_DEL, key, OM_SLICE_NULL);
+}
+
+om_status
+lsm_sync(lsm_db *db)
+{
+    return db_write(db, NULL, true, false);
+}
+
+om_status
+lsm_flush(lsm_db *db)
+{
+    uint64_t target;
+    om_status st = db_write(db, NULL, false, true);
+
+    if (st != OM_OK)
+        return st;
+    pthread_mutex_lock(&db->mu);
+    target = db->mem_id - 1;
+    while (db->flushed_id < target && db->bg_error == OM_OK && !db->shutting_down)
+        pthread_cond_wait(&db->bg_cv, &db->mu);
+    st = db->flushed_id >= target ? OM_OK : db->bg_error != OM_OK ? db->bg_error : OM_E_INVALID;
+    pthread_mutex_unlock(&db->mu);
+    return st;
+}
+
+/* ---- flush ---- */
+
+om_status
+lsm_db_write_level0(lsm_db *db, lsm_memtable *m, lsm_edit *e, uint64_t *bytes)
+{
+    char path[LSM_PATH_MAX];
+    uint64_t number = lsm_vset_new_file_number(db->vs);
+    lsm_sst_writer *w = NULL;
+    lsm_sst_props props;
+    lsm_it *it = NULL;
+    om_status st;
+
+    memset(&props, 0, sizeof(props));
+    lsm_sst_path(path, sizeof(path), db->dir, number);
+    OM_TRY(lsm_sst_writer_open(db->env, path, &db->topts, &w));
+    st = lsm_mem_iter(m, &it);
+    if (st != OM_OK) {
+        lsm_sst_writer_abandon(w);
+        return st;
+    }
+    for (lsm_it_seek_first(it); st == OM_OK && lsm_it_valid(it); lsm_it_next(it))
+        st = lsm_sst_writer_add(w, lsm_it_key(it), lsm_it_value(it));
+    if (st == OM_OK)
+        st = lsm_it_status(it);
+    lsm_it_free(it);
+    if (st != OM_OK || lsm_sst_writer_entries(w) == 0) {
+        lsm_sst_writer_abandon(w);
+        *bytes = 0;
+        return st;
+    }
+    OM_TRY(lsm_sst_writer_finish(w, &props));
+    st = lsm_edit_add_file(e, 0, number, props.file_size, om_buf_slice(&props.smallest),
+                           om_buf_slice(&props.largest));
+    *bytes = props.file_size;
+    lsm_sst_props_fini(&props);
+    if (st != OM_OK)
+        db->env->ops->remove(db->env, path);
+    else
+        lsm_logf(&db->opts, OM_LOG_DEBUG, "flushed memtable table=%llu bytes=%llu",
+                 (unsigned long long)number, (unsigned long long)*bytes);
+    return st;
+}
+
+typedef struct flush_install {
+    lsm_db *db;
+    uint64_t id;
+} flush_install;
+
+/* Called by log_and_apply with mu held, right after the new version is current. */
+static void
+db_flush_installed(void *arg)
+{
+    flush_install *fi = arg;
+    lsm_db *db = fi->db;
+    lsm_memtable *m = db->imm[0];
+
+    memmove(db->imm, db->imm + 1, sizeof(db->imm[0]) * (size_t)(db->nimm - 1));
+    db->nimm--;
+    db->imm[db->nimm] = NULL;
+    db->flushed_id = fi->id;
+    if (lsm_db_install_sv(db) != OM_OK)
+        lsm_db_set_bg_error(db, OM_E_NOMEM);
+    lsm_mem_unref(m);
+}
+
+void *
+lsm_db_flush_main(void *arg)
+{
+    lsm_db *db = arg;
+
+    pthread_mutex_lock(&db->mu);
+    while (!db->shutting_down) {
+        lsm_memtable *m;
+        uint64_t next_log, last, id, bytes = 0, log;
+        flush_install fi;
+        lsm_edit e;
+        om_status st;
+
+        if (db->nimm == 0 || db->bg_error != OM_OK) {
+            pthread_cond_wait(&db->flush_cv, &db->mu);
+            continue;
+        }
+        m = db->imm[0];
+        lsm_mem_ref(m);
+        next_log = db->nimm > 1 ? lsm_mem_log_number(db->imm[1]) : db->wal_number;
+        id = db->mem_id - (uint64_t)db->nimm;
+        last = atomic_load(&db->last_seq);
+        db->flush_running = true;
+        pthread_mutex_unlock(&db->mu);
+
+        lsm_edit_init(&e);
+        st = lsm_db_write_level0(db, m, &e, &bytes);
+        if (st == OM_OK) {
+            lsm_edit_set_log_number(&e, next_log);
+            lsm_edit_set_last_seq(&e, last);
+            fi.db = db;
+            fi.id = id;
+            pthread_mutex_lock(&db->manifest_mu);
+            st = lsm_vset_log_and_apply(db->vs, &e, db_flush_installed, &fi);
+            pthread_mutex_unlock(&db->manifest_mu);
+            /*
+             * On failure the table stays: the edit may have reached the disk
+             * before the error (a failed sync), so the next open decides; if
+             * no MANIFEST lists the table it is removed then.
+             */
+        }
+        lsm_edit_fini(&e);
+        log = lsm_mem_log_number(m);
+        lsm_mem_unref(m);
+        if (st == OM_OK && log != 0) {
+            char path[LSM_PATH_MAX];
+
+            lsm_fname(path, sizeof(path), db->dir, LSM_FT_LOG, log);
+            db->env->ops->remove(db->env, path);
+        }
+        pthread_mutex_lock(&db->mu);
+        db->flush_running = false;
+        if (st == OM_OK) {
+            atomic_fetch_add(&db->st_flushes, 1);
+            atomic_fetch_add(&db->st_flush_bytes, bytes);
+            pthread_cond_signal(&db->compact_cv);
+        } else {
+            lsm_logf(&db->opts, OM_LOG_ERROR, "memtable flush failed status=%s", om_status_str(st));
+            lsm_db_set_bg_error(db, st);
+        }
+        pthread_cond_broadcast(&db->bg_cv);
+    }
+    pthread_mutex_unlock(&db->mu);
+    return NULL;
+}
+
+/* ---- periodic sync ---- */
+
+void *
+lsm_db_sync_main(void *arg)
+{
+    lsm_db *db = arg;
+
+    pthread_mutex_lock(&db->mu);
+    while (!db->shutting_down) {
+        struct timespec ts;
+        uint64_t ns;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ns = (uint64_t)ts.tv_nsec + (uint64_t)db->opts.sync_period_ms * 1000000u;
+        ts.tv_sec += (time_t)(ns / 1000000000u);
+        ts.tv_nsec = (long)(ns % 1000000000u);
+        pthread_cond_timedwait(&db->sync_cv, &db->mu, &ts);
+        if (db->shutting_down)
+            break;
+        if (db->unsynced_writes > 0 && db->bg_error == OM_OK) {
+            pthread_mutex_unlock(&db->mu);
+            lsm_sync(db); /* a failure becomes the background error */
+            pthread_mutex_lock(&db->mu);
+        }
+    }
+    pthread_mutex_unlock(&db->mu);
+    return NULL;
+}

@@ -1,0 +1,70 @@
+/*
+ * lsm/memtable.h -- the in-memory write buffer (private to lsm/).
+ *
+ * A memtable holds internal-key entries (user key, sequence, type, value) in
+ * a skiplist whose nodes and entries live in one arena, so memory usage is
+ * the arena's and everything is freed at once. The write path owns the
+ * active memtable; when it is full it becomes immutable and a background
+ * thread writes it to an L0 table. Readers (gets, iterators, the flush)
+ * hold references, so a memtable lives until its last reader is done.
+ *
+ * Entry layout in the arena: varint32 ikey_len | ikey | varint32 val_len | value.
+ *
+ * Thread-safety: lsm_mem_add for one writer at a time; everything else
+ * (get, iterators, usage, ref/unref) from any thread concurrently with it.
+ */
+#ifndef OM_LSM_MEMTABLE_H
+#define OM_LSM_MEMTABLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lsm/lsm_int.h"
+#include "util/slice.h"
+#include "util/status.h"
+
+typedef struct lsm_memtable lsm_memtable;
+
+/*
+ * lsm_mem_new -- an empty memtable with a reference count of 1.
+ * log_number is the WAL file whose records it holds (0 if none);
+ * write_buffer_size sizes the arena blocks (about 1/16 of it, 4..256 KiB).
+ * Returns: OM_OK; OM_E_NOMEM.
+ */
+om_status lsm_mem_new(uint64_t log_number, size_t write_buffer_size, lsm_memtable **out);
+void lsm_mem_ref(lsm_memtable *m);
+/* Drop a reference; the last one frees the memtable (accepts NULL). */
+void lsm_mem_unref(lsm_memtable *m);
+
+/*
+ * lsm_mem_add -- insert (key, seq, type, value). Each (key, seq) pair is unique.
+ * Returns: OM_OK; OM_E_NOMEM (nothing inserted).
+ * Requires: the caller is the only writer.
+ */
+om_status lsm_mem_add(lsm_memtable *m, uint64_t seq, lsm_vtype type, om_slice key, om_slice value);
+
+/*
+ * lsm_mem_get -- the newest entry of key with sequence <= seq.
+ * Returns: true if the memtable decides the answer: then *st is OM_OK (value
+ * copied into *value) or OM_E_NOTFOUND (a tombstone) or OM_E_NOMEM; false if
+ * the key has no visible entry here (look further down).
+ */
+bool lsm_mem_get(lsm_memtable *m, om_slice key, uint64_t seq, om_buf *value, om_status *st);
+
+/* True if any entry (any sequence, value or tombstone) of key is present. */
+bool lsm_mem_has_key(lsm_memtable *m, om_slice key);
+
+/* Bytes of memory the memtable holds. */
+size_t lsm_mem_usage(const lsm_memtable *m);
+uint64_t lsm_mem_entries(const lsm_memtable *m);
+uint64_t lsm_mem_log_number(const lsm_memtable *m);
+
+/*
+ * lsm_mem_iter -- an internal iterator over all entries in internal-key order.
+ * Returns: OM_OK; OM_E_NOMEM. Ownership: the iterator holds a reference to m;
+ * free it with lsm_it_free.
+ */
+om_status lsm_mem_iter(lsm_memtable *m, lsm_it **out);
+
+#endif /* OM_LSM_MEMTABLE_H */

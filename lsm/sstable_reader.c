@@ -1,0 +1,773 @@
+/*
+ * lsm/sstable_reader.c -- opens SSTables, serves point lookups and iterators
+ * (layout: lsm/FORMAT.md, section "SSTable").
+ *
+ * Blocks are read from a read-only mapping of the file when the env offers
+ * one (env rfile_map; no system call per block, as LevelDB does), else with
+ * positional reads. Open reads the fixed-size footer at the end of the file, checks its magic,
+ * version and checksum, and loads the index block, the bloom filter and the
+ * properties into memory for the life of the table. Data blocks are read on
+ * demand through the block cache (key: the table's cache id and the block
+ * offset), or privately when the caller asked not to fill the cache and the
+ * block is not cached already.
+ *
+ * Trust: every block read is checked against its trailer checksum before a
+ * byte of it is parsed, block handles are checked against the file's data
+ * area, and zstd blocks must decompress to exactly the size their frame
+ * declares. Any failure is OM_E_CORRUPT, logged once with the file and the
+ * offset, and counted in the table stats. Never is wrong data returned: a
+ * corrupt block makes the lookup or the iterator fail.
+ *
+ * zstd decompression contexts are kept one per thread (a pthread key whose
+ * destructor frees the context at thread exit), so concurrent readers do not
+ * contend and no context is allocated per block.
+ *
+ * Thread-safety: an open lsm_sst is immutable; any number of threads may
+ * look up and iterate concurrently (each iterator belongs to one thread).
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "lsm/block.h"
+#include "lsm/bloom.h"
+#include "lsm/sstable.h"
+#include "lsm/sstable_format.h"
+#include "util/checksum.h"
+#include "util/coding.h"
+
+struct lsm_sst {
+    lsm_env *env;
+    const lsm_table_opts *o;
+    char *path;
+    uint64_t number;
+    lsm_rfile *f;
+    const uint8_t *map; /* the whole file mapped (env rfile_map), or NULL: pread */
+    uint64_t file_size;
+    uint64_t data_end; /* where the meta blocks start */
+    uint64_t cache_id;
+    lsm_block index;
+    lsm_block filter_block; /* owns the filter bytes, if any */
+    om_slice filter;        /* empty: no filter */
+    lsm_sst_props props;
+};
+
+/* A data block in use: pinned in the cache (h != NULL) or privately owned. */
+typedef struct sst_blockref {
+    lsm_block *b;
+    lsm_cache_handle *h;
+} sst_blockref;
+
+/* ---- per-thread zstd contexts ---- */
+
+static pthread_once_t dctx_once = PTHREAD_ONCE_INIT;
+static pthread_key_t dctx_key;
+static bool dctx_key_ok;
+
+static void
+dctx_destroy(void *p)
+{
+    ZSTD_freeDCtx(p);
+}
+
+static void
+dctx_key_init(void)
+{
+    dctx_key_ok = pthread_key_create(&dctx_key, dctx_destroy) == 0;
+}
+
+/* This thread's context; NULL on allocation failure. */
+static ZSTD_DCtx *
+dctx_get(void)
+{
+    ZSTD_DCtx *d;
+
+    pthread_once(&dctx_once, dctx_key_init);
+    if (!dctx_key_ok)
+        return NULL;
+    d = pthread_getspecific(dctx_key);
+    if (d == NULL) {
+        d = ZSTD_createDCtx();
+        if (d != NULL && pthread_setspecific(dctx_key, d) != 0) {
+            ZSTD_freeDCtx(d);
+            d = NULL;
+        }
+    }
+    return d;
+}
+
+/* ---- block reads ---- */
+
+static om_status
+sst_corrupt(lsm_sst *t, uint64_t off, const char *why)
+{
+    lsm_logf(t->o->log_opts, OM_LOG_ERROR, "sstable corrupt file=%s offset=%llu reason=\"%s\"",
+             t->path, (unsigned long long)off, why);
+    if (t->o->stats != NULL)
+        atomic_fetch_add_explicit(&t->o->stats->corrupt_blocks, 1, memory_order_relaxed);
+    return OM_ERR(OM_E_CORRUPT);
+}
+
+/*
+ * Read the block at (off, size), verify its checksum and decompress it.
+ * Returns OM_OK with *data (heap, owned by the caller) and *n; OM_E_CORRUPT;
+ * OM_E_IO; OM_E_NOMEM.
+ */
+static om_status
+sst_read_block_bytes(lsm_sst *t, uint64_t off, uint64_t size, uint8_t **data, size_t *n)
+{
+    size_t total, got;
+    uint8_t *buf = NULL, type;
+    const uint8_t *src;
+    om_status st;
+
+    if (size > LSM_MAX_BLOCK_SIZE || off > t->data_end || size > t->data_end - off ||
+        LSM_BLOCK_TRAILER_SIZE > t->data_end - off - size)
+        return sst_corrupt(t, off, "block handle outside the file");
+    total = (size_t)size + LSM_BLOCK_TRAILER_SIZE;
+    if (t->o->stats != NULL) {
+        atomic_fetch_add_explicit(&t->o->stats->block_reads, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&t->o->stats->block_read_bytes, total, memory_order_relaxed);
+    }
+    if (t->map != NULL) {
+        /* data_end <= file size (checked at open), so the block lies inside the mapping. */
+        src = t->map + off;
+    } else {
+        buf = malloc(total);
+        if (buf == NULL)
+            return OM_ERR(OM_E_NOMEM);
+        st = lsm_rfile_read(t->f, off, total, buf, &got);
+        if (st != OM_OK) {
+            free(buf);
+            return st;
+        }
+        if (got != total) {
+            free(buf);
+            return sst_corrupt(t, off, "block truncated");
+        }
+        src = buf;
+    }
+    if (om_checksum32(src, (size_t)size + 1) != om_get_fixed32(src + size + 1)) {
+        free(buf);
+        return sst_corrupt(t, off, "block checksum mismatch");
+    }
+    type = src[size];
+    if (type == LSM_BLOCK_RAW) {
+        if (buf == NULL) {
+            /* Cached blocks outlive the table (and its mapping): copy. */
+            if ((buf = malloc(size == 0 ? 1 : (size_t)size)) == NULL)
+                return OM_ERR(OM_E_NOMEM);
+            memcpy(buf, src, (size_t)size);
+        }
+        *data = buf;
+        *n = (size_t)size;
+        return OM_OK;
+    }
+    if (type == LSM_BLOCK_ZSTD) {
+        unsigned long long raw = ZSTD_getFrameContentSize(src, (size_t)size);
+        ZSTD_DCtx *d = dctx_get();
+        uint8_t *out;
+        size_t r;
+
+        if (raw == ZSTD_CONTENTSIZE_UNKNOWN || raw == ZSTD_CONTENTSIZE_ERROR ||
+            raw > LSM_MAX_BLOCK_SIZE) {
+            free(buf);
+            return sst_corrupt(t, off, "zstd frame without a valid size");
+        }
+        if (d == NULL || (out = malloc(raw == 0 ? 1 : (size_t)raw)) == NULL) {
+            free(buf);
+            return OM_ERR(OM_E_NOMEM);
+        }
+        r = ZSTD_decompressDCtx(d, out, (size_t)raw, src, (size_t)size);
+        free(buf);
+        if (ZSTD_isError(r) || r != raw) {
+            free(out);
+            return sst_corrupt(t, off, "zstd block does not decompress");
+        }
+        *data = out;
+        *n = (size_t)raw;
+        return OM_OK;
+    }
+    free(buf);
+    return sst_corrupt(t, off, "unknown block compression type");
+}
+
+/* Read and parse a block into a heap lsm_block that owns its bytes. */
+static om_status
+sst_read_block(lsm_sst *t, uint64_t off, uint64_t size, lsm_block **out)
+{
+    lsm_block *b = malloc(sizeof(*b));
+    uint8_t *data;
+    size_t n;
+    om_status st;
+
+    if (b == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    st = sst_read_block_bytes(t, off, size, &data, &n);
+    if (st != OM_OK) {
+        free(b);
+        return st;
+    }
+    if (lsm_block_parse(b, data, n, true) != OM_OK) {
+        free(data);
+        free(b);
+        return sst_corrupt(t, off, "block restart array malformed");
+    }
+    *out = b;
+    return OM_OK;
+}
+
+static void
+block_cache_deleter(om_slice key, void *value)
+{
+    lsm_block_free(value);
+    free(value);
+}
+
+static void
+blockref_release(lsm_sst *t, sst_blockref *r)
+{
+    if (r->h != NULL)
+        lsm_cache_release(t->o->block_cache, r->h);
+    else if (r->b != NULL) {
+        lsm_block_free(r->b);
+        free(r->b);
+    }
+    r->b = NULL;
+    r->h = NULL;
+}
+
+/* The data block at (off, size), from the cache or the file. */
+static om_status
+sst_block_get(lsm_sst *t, uint64_t off, uint64_t size, bool fill_cache, sst_blockref *out)
+{
+    lsm_cache *c = t->o->block_cache;
+    uint8_t key[16];
+    lsm_block *b;
+
+    if (c != NULL) {
+        om_put_fixed64(key, t->cache_id);
+        om_put_fixed64(key + 8, off);
+        out->h = lsm_cache_lookup(c, om_slice_make(key, sizeof(key)));
+        if (out->h != NULL) {
+            out->b = lsm_cache_value(out->h);
+            return OM_OK;
+        }
+    }
+    OM_TRY(sst_read_block(t, off, size, &b));
+    out->b = b;
+    out->h = NULL;
+    if (c != NULL && fill_cache &&
+        lsm_cache_insert(c, om_slice_make(key, sizeof(key)), b, b->size + sizeof(*b) + 64,
+                         block_cache_deleter, &out->h) != OM_OK)
+        out->h = NULL; /* not cached: stays privately owned */
+    return OM_OK;
+}
+
+/* Decode an index entry's value: varint64 offset, varint64 size. */
+static om_status
+sst_decode_handle(lsm_sst *t, om_slice v, uint64_t *off, uint64_t *size)
+{
+    if (om_slice_get_varint64(&v, off) != OM_OK || om_slice_get_varint64(&v, size) != OM_OK ||
+        v.n != 0)
+        return sst_corrupt(t, 0, "bad block handle in index");
+    return OM_OK;
+}
+
+/* ---- open / close ---- */
+
+static om_status
+sst_read_props(lsm_sst *t, uint64_t off, uint64_t size)
+{
+    static const struct {
+        const char *name;
+        size_t field; /* offsetof in lsm_sst_props; SIZE_MAX for the keys */
+    } fields[] = {
+        {LSM_PROP_DATA_BLOCKS, offsetof(lsm_sst_props, data_blocks)},
+        {LSM_PROP_DATA_BYTES, offsetof(lsm_sst_props, data_bytes)},
+        {LSM_PROP_DELETIONS, offsetof(lsm_sst_props, deletions)},
+        {LSM_PROP_ENTRIES, offsetof(lsm_sst_props, entries)},
+        {LSM_PROP_FILTER_BYTES, offsetof(lsm_sst_props, filter_bytes)},
+        {LSM_PROP_INDEX_BYTES, offsetof(lsm_sst_props, index_bytes)},
+        {LSM_PROP_RAW_DATA_BYTES, offsetof(lsm_sst_props, raw_data_bytes)},
+        {LSM_PROP_RAW_KEY_BYTES, offsetof(lsm_sst_props, raw_key_bytes)},
+        {LSM_PROP_RAW_VALUE_BYTES, offsetof(lsm_sst_props, raw_value_bytes)},
+        {LSM_PROP_SEQ_LARGEST, offsetof(lsm_sst_props, largest_seq)},
+        {LSM_PROP_SEQ_SMALLEST, offsetof(lsm_sst_props, smallest_seq)},
+    };
+    unsigned seen = 0, need = (1u << (sizeof(fields) / sizeof(fields[0]))) - 1;
+    bool have_small = false, have_large = false;
+    lsm_block *b;
+    lsm_block_iter it = {0};
+    om_status st = OM_OK;
+
+    OM_TRY(sst_read_block(t, off, size, &b));
+    lsm_block_iter_init(&it, b, LSM_CMP_BYTES);
+    for (lsm_it_seek_first(&it.base); lsm_it_valid(&it.base); lsm_it_next(&it.base)) {
+        om_slice k = lsm_it_key(&it.base), v = lsm_it_value(&it.base);
+
+        if (om_slice_eq(k, om_slice_from_str(LSM_PROP_SMALLEST))) {
+            st = om_buf_set(&t->props.smallest, v);
+            have_small = true;
+        } else if (om_slice_eq(k, om_slice_from_str(LSM_PROP_LARGEST))) {
+            st = om_buf_set(&t->props.largest, v);
+            have_large = true;
+        } else {
+            for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+                if (om_slice_eq(k, om_slice_from_str(fields[i].name))) {
+                    uint64_t x;
+
+                    if (om_slice_get_varint64(&v, &x) != OM_OK || v.n != 0) {
+                        st = sst_corrupt(t, off, "bad property value");
+                        break;
+                    }
+                    memcpy((uint8_t *)&t->props + fields[i].field, &x, sizeof(x));
+                    seen |= 1u << i;
+                }
+            }
+            /* Unknown names are properties of a newer writer: ignored. */
+        }
+        if (st != OM_OK)
+            break;
+    }
+    if (st == OM_OK && lsm_it_status(&it.base) != OM_OK)
+        st = sst_corrupt(t, off, "properties block malformed");
+    if (st == OM_OK && (seen != need || !have_small || !have_large))
+        st = sst_corrupt(t, off, "properties block incomplete");
+    if (st == OM_OK && t->props.entries > 0 &&
+        (t->props.smallest.n < LSM_TRAILER_SIZE || t->props.largest.n < LSM_TRAILER_SIZE))
+        st = sst_corrupt(t, off, "properties key range malformed");
+    lsm_block_iter_fini(&it);
+    lsm_block_free(b);
+    free(b);
+    t->props.file_size = t->file_size;
+    return st;
+}
+
+/* Read every data block once (paranoid open). */
+static om_status
+sst_verify_blocks(lsm_sst *t)
+{
+    lsm_block_iter it = {0};
+    om_status st = OM_OK;
+
+    lsm_block_iter_init(&it, &t->index, LSM_CMP_IKEY);
+    for (lsm_it_seek_first(&it.base); lsm_it_valid(&it.base) && st == OM_OK;
+         lsm_it_next(&it.base)) {
+        uint64_t off, size;
+        lsm_block *b;
+
+        st = sst_decode_handle(t, lsm_it_value(&it.base), &off, &size);
+        if (st == OM_OK)
+            st = sst_read_block(t, off, size, &b);
+        if (st == OM_OK) {
+            lsm_block_iter bi = {0};
+
+            lsm_block_iter_init(&bi, b, LSM_CMP_IKEY);
+            for (lsm_it_seek_first(&bi.base); lsm_it_valid(&bi.base); lsm_it_next(&bi.base))
+                ;
+            if (lsm_it_status(&bi.base) != OM_OK)
+                st = sst_corrupt(t, off, "data block entries malformed");
+            lsm_block_iter_fini(&bi);
+            lsm_block_free(b);
+            free(b);
+        }
+    }
+    if (st == OM_OK && lsm_it_status(&it.base) != OM_OK)
+        st = sst_corrupt(t, t->data_end, "index block malformed");
+    lsm_block_iter_fini(&it);
+    return st;
+}
+
+static void
+sst_get_handle(const uint8_t *p, uint64_t *off, uint64_t *size)
+{
+    *off = om_get_fixed64(p);
+    *size = om_get_fixed64(p + 8);
+}
+
+om_status
+lsm_sst_open(lsm_env *env, const char *path, uint64_t file_number, uint64_t file_size,
+             const lsm_table_opts *o, lsm_sst **out)
+{
+    uint8_t footer[LSM_FOOTER_SIZE];
+    uint64_t foff, fsize, ioff, isize, poff, psize, actual;
+    lsm_sst *t;
+    size_t got;
+    om_status st;
+
+    t = calloc(1, sizeof(*t));
+    if (t == NULL || (t->path = strdup(path)) == NULL) {
+        free(t);
+        return OM_ERR(OM_E_NOMEM);
+    }
+    t->env = env;
+    t->o = o;
+    t->number = file_number;
+    OM_GOTO(env->ops->rfile_open(env, path, &t->f, &actual));
+    if (file_size != 0 && actual != file_size) {
+        lsm_logf(o->log_opts, OM_LOG_ERROR,
+                 "sstable size mismatch file=%s expected=%llu actual=%llu", path,
+                 (unsigned long long)file_size, (unsigned long long)actual);
+        OM_GOTO(OM_ERR(OM_E_CORRUPT));
+    }
+    t->file_size = actual;
+    /* Prefer a mapping: a block read is then a checksum and a copy, no system call. */
+    {
+        const uint8_t *map;
+        uint64_t msize;
+
+        if (actual > 0 && lsm_rfile_map(t->f, &map, &msize) == OM_OK && msize == actual)
+            t->map = map;
+    }
+    if (actual < LSM_FOOTER_SIZE)
+        OM_GOTO(sst_corrupt(t, 0, "file shorter than the footer"));
+    OM_GOTO(lsm_rfile_read(t->f, actual - LSM_FOOTER_SIZE, LSM_FOOTER_SIZE, footer, &got));
+    if (got != LSM_FOOTER_SIZE)
+        OM_GOTO(sst_corrupt(t, actual - LSM_FOOTER_SIZE, "footer truncated"));
+    if (om_get_fixed64(footer + 56) != LSM_SST_MAGIC)
+        OM_GOTO(sst_corrupt(t, actual - LSM_FOOTER_SIZE, "bad magic (not an sstable)"));
+    if (om_checksum32(footer, LSM_FOOTER_CHECKED_SIZE) != om_get_fixed32(footer + 52))
+        OM_GOTO(sst_corrupt(t, actual - LSM_FOOTER_SIZE, "footer checksum mismatch"));
+    if (om_get_fixed32(footer + 48) != LSM_SST_FORMAT_VERSION)
+        OM_GOTO(sst_corrupt(t, actual - LSM_FOOTER_SIZE, "unsupported format version"));
+    sst_get_handle(footer, &foff, &fsize);
+    sst_get_handle(footer + 16, &ioff, &isize);
+    sst_get_handle(footer + 32, &poff, &psize);
+    /* Blocks must lie before the footer; the read path checks each handle against data_end. */
+    t->data_end = actual - LSM_FOOTER_SIZE;
+    {
+        uint8_t *data;
+        size_t n;
+
+        OM_GOTO(sst_read_block_bytes(t, ioff, isize, &data, &n));
+        if (lsm_block_parse(&t->index, data, n, true) != OM_OK) {
+            free(data);
+            OM_GOTO(sst_corrupt(t, ioff, "index restart array malformed"));
+        }
+        if (fsize > 0) {
+            uint8_t *aligned;
+
+            OM_GOTO(sst_read_block_bytes(t, foff, fsize, &data, &n));
+            /* Align the filter so each of its 64-byte lines is one cache line. */
+            aligned = aligned_alloc(64, (n + 63) / 64 * 64);
+            if (aligned == NULL) {
+                free(data);
+                OM_GOTO(OM_ERR(OM_E_NOMEM));
+            }
+            memcpy(aligned, data, n);
+            free(data);
+            t->filter_block.owned = aligned;
+            t->filter = om_slice_make(aligned, n);
+            if (lsm_bloom_check_filter(t->filter) != OM_OK)
+                OM_GOTO(sst_corrupt(t, foff, "bloom filter malformed"));
+        }
+    }
+    OM_GOTO(sst_read_props(t, poff, psize));
+    /* Data blocks end where the first meta block starts. */
+    t->data_end = fsize > 0 ? foff : ioff;
+    if (poff < t->data_end || ioff < t->data_end)
+        OM_GOTO(sst_corrupt(t, actual - LSM_FOOTER_SIZE, "meta blocks overlap data"));
+    if (o->block_cache != NULL)
+        t->cache_id = lsm_cache_new_id(o->block_cache);
+    if (o->verify_on_open)
+        OM_GOTO(sst_verify_blocks(t));
+    *out = t;
+    return OM_OK;
+fail:
+    lsm_sst_close(t);
+    return st;
+}
+
+void
+lsm_sst_close(lsm_sst *t)
+{
+    if (t == NULL)
+        return;
+    lsm_rfile_close(t->f);
+    lsm_block_free(&t->index);
+    free(t->filter_block.owned);
+    lsm_sst_props_fini(&t->props);
+    free(t->path);
+    free(t);
+}
+
+const lsm_sst_props *
+lsm_sst_props_get(const lsm_sst *t)
+{
+    return &t->props;
+}
+
+uint64_t
+lsm_sst_file_number(const lsm_sst *t)
+{
+    return t->number;
+}
+
+/* ---- lookups ---- */
+
+static bool
+sst_filter_says_absent(lsm_sst *t, om_slice user_key)
+{
+    bool absent;
+
+    if (t->filter.n == 0)
+        return false;
+    absent = !lsm_bloom_may_contain(t->filter, user_key);
+    if (t->o->stats != NULL) {
+        atomic_fetch_add_explicit(&t->o->stats->bloom_checks, 1, memory_order_relaxed);
+        if (absent)
+            atomic_fetch_add_explicit(&t->o->stats->bloom_useful, 1, memory_order_relaxed);
+    }
+    return absent;
+}
+
+bool
+lsm_sst_may_contain(lsm_sst *t, om_slice user_key)
+{
+    return !sst_filter_says_absent(t, user_key);
+}
+
+om_status
+lsm_sst_get(lsm_sst *t, om_slice lookup, bool fill_cache, lsm_sst_get_fn fn, void *arg)
+{
+    lsm_block_iter ii = {0}, di = {0};
+    sst_blockref ref = {0};
+    om_status st = OM_E_NOTFOUND;
+    bool first = true;
+
+    if (lookup.n < LSM_TRAILER_SIZE)
+        return OM_ERR(OM_E_INVALID);
+    if (sst_filter_says_absent(t, lsm_ikey_user(lookup)))
+        return OM_E_NOTFOUND;
+    lsm_block_iter_init(&ii, &t->index, LSM_CMP_IKEY);
+    lsm_it_seek(&ii.base, lookup);
+    /*
+     * The first index entry >= lookup names the block holding the first key >= lookup;
+     * if that block ends before one is found (only possible when a user key spans blocks)
+     * the answer is at the start of the next block.
+     */
+    while (lsm_it_valid(&ii.base)) {
+        uint64_t off, size;
+
+        if ((st = sst_decode_handle(t, lsm_it_value(&ii.base), &off, &size)) != OM_OK)
+            break;
+        if ((st = sst_block_get(t, off, size, fill_cache, &ref)) != OM_OK)
+            break;
+        lsm_block_iter_init(&di, ref.b, LSM_CMP_IKEY);
+        if (first)
+            lsm_it_seek(&di.base, lookup);
+        else
+            lsm_it_seek_first(&di.base);
+        first = false;
+        if (lsm_it_valid(&di.base)) {
+            om_slice k = lsm_it_key(&di.base);
+
+            if (om_slice_eq(lsm_ikey_user(k), lsm_ikey_user(lookup))) {
+                fn(arg, k, lsm_it_value(&di.base));
+                st = OM_OK;
+            } else {
+                st = OM_E_NOTFOUND;
+            }
+            break;
+        }
+        if (lsm_it_status(&di.base) != OM_OK) {
+            st = sst_corrupt(t, off, "data block entries malformed");
+            break;
+        }
+        blockref_release(t, &ref);
+        st = OM_E_NOTFOUND;
+        lsm_it_next(&ii.base);
+    }
+    if (st == OM_E_NOTFOUND && lsm_it_status(&ii.base) != OM_OK)
+        st = sst_corrupt(t, t->data_end, "index block malformed");
+    blockref_release(t, &ref);
+    lsm_block_iter_fini(&di);
+    lsm_block_iter_fini(&ii);
+    return st;
+}
+
+uint64_t
+lsm_sst_approximate_offset(lsm_sst *t, om_slice ikey)
+{
+    lsm_block_iter ii = {0};
+    uint64_t off = t->data_end, size;
+
+    lsm_block_iter_init(&ii, &t->index, LSM_CMP_IKEY);
+    lsm_it_seek(&ii.base, ikey);
+    if (lsm_it_valid(&ii.base)) {
+        om_slice v = lsm_it_value(&ii.base);
+
+        if (om_slice_get_varint64(&v, &off) != OM_OK || om_slice_get_varint64(&v, &size) != OM_OK)
+            off = t->data_end;
+    }
+    lsm_block_iter_fini(&ii);
+    return off;
+}
+
+/* ---- iterator: index block over data blocks ---- */
+
+typedef struct sst_iter {
+    lsm_it base;
+    lsm_sst *t;
+    bool fill_cache;
+    lsm_block_iter index_it;
+    lsm_block_iter data_it;
+    sst_blockref ref;
+    bool have_block;
+    uint64_t block_off;
+    om_status st;
+} sst_iter;
+
+static void
+siter_drop_block(sst_iter *it)
+{
+    blockref_release(it->t, &it->ref);
+    it->have_block = false;
+}
+
+/* Load the block the index iterator points at; false if none or on error. */
+static bool
+siter_load_block(sst_iter *it)
+{
+    uint64_t off, size;
+    om_status st;
+
+    if (!lsm_it_valid(&it->index_it.base)) {
+        siter_drop_block(it);
+        if (lsm_it_status(&it->index_it.base) != OM_OK && it->st == OM_OK)
+            it->st = sst_corrupt(it->t, it->t->data_end, "index block malformed");
+        return false;
+    }
+    st = sst_decode_handle(it->t, lsm_it_value(&it->index_it.base), &off, &size);
+    if (st == OM_OK && it->have_block && off == it->block_off)
+        return true;
+    siter_drop_block(it);
+    if (st == OM_OK)
+        st = sst_block_get(it->t, off, size, it->fill_cache, &it->ref);
+    if (st != OM_OK) {
+        it->st = st;
+        return false;
+    }
+    it->have_block = true;
+    it->block_off = off;
+    lsm_block_iter_init(&it->data_it, it->ref.b, LSM_CMP_IKEY);
+    return true;
+}
+
+/* Move past exhausted blocks to the next entry, if any. */
+static void
+siter_skip_forward(sst_iter *it)
+{
+    while (it->st == OM_OK && it->have_block && !lsm_it_valid(&it->data_it.base)) {
+        if (lsm_it_status(&it->data_it.base) != OM_OK) {
+            it->st = sst_corrupt(it->t, it->block_off, "data block entries malformed");
+            break;
+        }
+        lsm_it_next(&it->index_it.base);
+        if (!siter_load_block(it))
+            break;
+        lsm_it_seek_first(&it->data_it.base);
+    }
+}
+
+static bool
+siter_valid(const lsm_it *base)
+{
+    const sst_iter *it = (const sst_iter *)base;
+
+    return it->st == OM_OK && it->have_block && it->data_it.valid;
+}
+
+static void
+siter_seek_first(lsm_it *base)
+{
+    sst_iter *it = (sst_iter *)base;
+
+    if (it->st != OM_OK)
+        return;
+    lsm_it_seek_first(&it->index_it.base);
+    if (siter_load_block(it))
+        lsm_it_seek_first(&it->data_it.base);
+    siter_skip_forward(it);
+}
+
+static void
+siter_seek(lsm_it *base, om_slice target)
+{
+    sst_iter *it = (sst_iter *)base;
+
+    if (it->st != OM_OK)
+        return;
+    lsm_it_seek(&it->index_it.base, target);
+    if (siter_load_block(it))
+        lsm_it_seek(&it->data_it.base, target);
+    siter_skip_forward(it);
+}
+
+static void
+siter_next(lsm_it *base)
+{
+    sst_iter *it = (sst_iter *)base;
+
+    if (!siter_valid(base))
+        return;
+    lsm_it_next(&it->data_it.base);
+    siter_skip_forward(it);
+}
+
+static om_slice
+siter_key(const lsm_it *base)
+{
+    return lsm_it_key(&((const sst_iter *)base)->data_it.base);
+}
+
+static om_slice
+siter_value(const lsm_it *base)
+{
+    return lsm_it_value(&((const sst_iter *)base)->data_it.base);
+}
+
+static om_status
+siter_status(const lsm_it *base)
+{
+    return ((const sst_iter *)base)->st;
+}
+
+static void
+siter_free(lsm_it *base)
+{
+    sst_iter *it = (sst_iter *)base;
+
+    siter_drop_block(it);
+    lsm_block_iter_fini(&it->index_it);
+    lsm_block_iter_fini(&it->data_it);
+    free(it);
+}
+
+static const lsm_it_ops siter_ops = {
+    .valid = siter_valid,
+    .seek_first = siter_seek_first,
+    .seek = siter_seek,
+    .next = siter_next,
+    .key = siter_key,
+    .value = siter_value,
+    .status = siter_status,
+    .free = siter_free,
+};
+
+om_status
+lsm_sst_iter_new(lsm_sst *t, bool fill_cache, lsm_it **out)
+{
+    sst_iter *it = calloc(1, sizeof(*it));
+
+    if (it == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    it->base.ops = &siter_ops;
+    it->t = t;
+    it->fill_cache = fill_cache;
+    lsm_block_iter_init(&it->index_it, &t->index, LSM_CMP_IKEY);
+    *out = &it->base;
+    return OM_OK;
+}

@@ -1,0 +1,234 @@
+/*
+ * lsm/table_cache.c -- file number -> open SSTable (see table_cache.h).
+ *
+ * Built on lsm_cache with a charge of one per table and capacity
+ * max_open_files; the cache's refcounting gives the pinning: a table is
+ * closed by the cache deleter once it is evicted or erased and the last
+ * handle (lookup, get or iterator) is released.
+ *
+ * Thread-safety: as lsm_cache; lsm_sst is safe for concurrent readers.
+ */
+#include "lsm/table_cache.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/coding.h"
+
+struct lsm_table_cache {
+    lsm_env *env;
+    char *dir;
+    lsm_table_opts topts; /* tables point here: it lives as long as they do */
+    lsm_cache *cache;
+};
+
+static void
+table_deleter(om_slice key, void *value)
+{
+    lsm_sst_close(value);
+}
+
+om_status
+lsm_table_cache_new(lsm_env *env, const char *dir, const lsm_table_opts *topts, int max_open_files,
+                    lsm_table_cache **out)
+{
+    lsm_table_cache *tc = calloc(1, sizeof(*tc));
+    size_t cap = max_open_files < 1 ? 1 : (size_t)max_open_files;
+    int bits = 0;
+    om_status st;
+
+    if (tc == NULL || (tc->dir = strdup(dir)) == NULL) {
+        free(tc);
+        return OM_ERR(OM_E_NOMEM);
+    }
+    /* Shard only when every shard still holds a useful number of tables. */
+    while (bits < 4 && (cap >> (bits + 1)) >= 16)
+        bits++;
+    st = lsm_cache_new(cap, bits, &tc->cache);
+    if (st != OM_OK) {
+        free(tc->dir);
+        free(tc);
+        return st;
+    }
+    tc->env = env;
+    tc->topts = *topts;
+    *out = tc;
+    return OM_OK;
+}
+
+void
+lsm_table_cache_free(lsm_table_cache *tc)
+{
+    if (tc == NULL)
+        return;
+    lsm_cache_free(tc->cache);
+    free(tc->dir);
+    free(tc);
+}
+
+om_status
+lsm_table_cache_ref(lsm_table_cache *tc, uint64_t number, uint64_t file_size, lsm_table_ref **out)
+{
+    uint8_t key[8];
+    lsm_cache_handle *h;
+    lsm_sst *t;
+    char path[4096];
+    om_status st;
+
+    om_put_fixed64(key, number);
+    h = lsm_cache_lookup(tc->cache, om_slice_make(key, sizeof(key)));
+    if (h == NULL) {
+        lsm_sst_path(path, sizeof(path), tc->dir, number);
+        OM_TRY(lsm_sst_open(tc->env, path, number, file_size, &tc->topts, &t));
+        st = lsm_cache_insert(tc->cache, om_slice_make(key, sizeof(key)), t, 1, table_deleter, &h);
+        if (st != OM_OK) {
+            lsm_sst_close(t);
+            return st;
+        }
+    }
+    *out = (lsm_table_ref *)h;
+    return OM_OK;
+}
+
+void
+lsm_table_cache_unref(lsm_table_cache *tc, lsm_table_ref *ref)
+{
+    lsm_cache_release(tc->cache, (lsm_cache_handle *)ref);
+}
+
+lsm_sst *
+lsm_table_ref_sst(const lsm_table_ref *ref)
+{
+    return lsm_cache_value((const lsm_cache_handle *)ref);
+}
+
+om_status
+lsm_table_cache_get(lsm_table_cache *tc, uint64_t number, uint64_t file_size, om_slice lookup_ikey,
+                    bool fill_cache, lsm_sst_get_fn fn, void *arg)
+{
+    lsm_table_ref *ref;
+    om_status st;
+
+    OM_TRY(lsm_table_cache_ref(tc, number, file_size, &ref));
+    st = lsm_sst_get(lsm_table_ref_sst(ref), lookup_ikey, fill_cache, fn, arg);
+    lsm_table_cache_unref(tc, ref);
+    return st;
+}
+
+bool
+lsm_table_cache_may_contain(lsm_table_cache *tc, uint64_t number, uint64_t file_size,
+                            om_slice user_key)
+{
+    lsm_table_ref *ref;
+    bool r;
+
+    if (lsm_table_cache_ref(tc, number, file_size, &ref) != OM_OK)
+        return true;
+    r = lsm_sst_may_contain(lsm_table_ref_sst(ref), user_key);
+    lsm_table_cache_unref(tc, ref);
+    return r;
+}
+
+/* An iterator that forwards to a table iterator and keeps the table pinned. */
+typedef struct tc_iter {
+    lsm_it base;
+    lsm_it *inner;
+    lsm_table_cache *tc;
+    lsm_table_ref *ref;
+} tc_iter;
+
+static bool
+tci_valid(const lsm_it *it)
+{
+    return lsm_it_valid(((const tc_iter *)it)->inner);
+}
+static void
+tci_seek_first(lsm_it *it)
+{
+    lsm_it_seek_first(((tc_iter *)it)->inner);
+}
+static void
+tci_seek(lsm_it *it, om_slice k)
+{
+    lsm_it_seek(((tc_iter *)it)->inner, k);
+}
+static void
+tci_next(lsm_it *it)
+{
+    lsm_it_next(((tc_iter *)it)->inner);
+}
+static om_slice
+tci_key(const lsm_it *it)
+{
+    return lsm_it_key(((const tc_iter *)it)->inner);
+}
+static om_slice
+tci_value(const lsm_it *it)
+{
+    return lsm_it_value(((const tc_iter *)it)->inner);
+}
+static om_status
+tci_status(const lsm_it *it)
+{
+    return lsm_it_status(((const tc_iter *)it)->inner);
+}
+static void
+tci_free(lsm_it *base)
+{
+    tc_iter *it = (tc_iter *)base;
+
+    lsm_it_free(it->inner);
+    lsm_table_cache_unref(it->tc, it->ref);
+    free(it);
+}
+
+static const lsm_it_ops tci_ops = {
+    .valid = tci_valid,
+    .seek_first = tci_seek_first,
+    .seek = tci_seek,
+    .next = tci_next,
+    .key = tci_key,
+    .value = tci_value,
+    .status = tci_status,
+    .free = tci_free,
+};
+
+om_status
+lsm_table_cache_iter_new(lsm_table_cache *tc, uint64_t number, uint64_t file_size, bool fill_cache,
+                         lsm_it **out)
+{
+    tc_iter *it = calloc(1, sizeof(*it));
+    om_status st;
+
+    if (it == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    st = lsm_table_cache_ref(tc, number, file_size, &it->ref);
+    if (st == OM_OK) {
+        st = lsm_sst_iter_new(lsm_table_ref_sst(it->ref), fill_cache, &it->inner);
+        if (st != OM_OK)
+            lsm_table_cache_unref(tc, it->ref);
+    }
+    if (st != OM_OK) {
+        free(it);
+        return st;
+    }
+    it->base.ops = &tci_ops;
+    it->tc = tc;
+    *out = &it->base;
+    return OM_OK;
+}
+
+void
+lsm_table_cache_evict(lsm_table_cache *tc, uint64_t number)
+{
+    uint8_t key[8];
+
+    om_put_fixed64(key, number);
+    lsm_cache_erase(tc->cache, om_slice_make(key, sizeof(key)));
+}
+
+size_t
+lsm_table_cache_open_count(lsm_table_cache *tc)
+{
+    return lsm_cache_count(tc->cache);
+}

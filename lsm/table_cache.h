@@ -1,0 +1,83 @@
+/*
+ * lsm/table_cache.h -- open SSTables by file number (private to lsm/).
+ *
+ * The table cache maps a file number to an open lsm_sst, opening
+ * "<dir>/<number>.sst" (lsm_sst_path) on a miss. It keeps at most
+ * max_open_files tables open (LRU, one unit of charge per table); tables in
+ * use are pinned by refcounted handles and closed only when evicted (or
+ * dropped with lsm_table_cache_evict) and no handle or iterator uses them.
+ * So the DB layer may evict an obsolete file's table and delete the file at
+ * once: readers that still hold it keep reading through their open file
+ * descriptor, and it is closed when the last of them lets go.
+ *
+ * Thread-safety: every function is safe from any thread. Two threads that
+ * miss on the same file at once may both open it; one copy wins the cache
+ * slot and the other is closed when released.
+ */
+#ifndef OM_LSM_TABLE_CACHE_H
+#define OM_LSM_TABLE_CACHE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lsm/cache.h"
+#include "lsm/env.h"
+#include "lsm/lsm_int.h"
+#include "lsm/sstable.h"
+
+typedef struct lsm_table_cache lsm_table_cache;
+/* A pinned open table. */
+typedef struct lsm_table_ref lsm_table_ref;
+
+/*
+ * lsm_table_cache_new -- a cache of tables in directory dir.
+ * max_open_files < 1 is treated as 1. env, and topts' pointees (block cache,
+ * stats, log opts), must outlive the table cache; topts itself and dir are copied.
+ * Returns: OM_OK; OM_E_NOMEM.
+ */
+om_status lsm_table_cache_new(lsm_env *env, const char *dir, const lsm_table_opts *topts,
+                              int max_open_files, lsm_table_cache **out);
+
+/* Close every table and free. Requires: no ref or iterator is alive. Accepts NULL. */
+void lsm_table_cache_free(lsm_table_cache *tc);
+
+/*
+ * lsm_table_cache_ref -- the open table for file `number` of size `file_size`
+ * (opened on a miss).
+ * Returns:   OM_OK and a pinned *out; errors of lsm_sst_open (OM_E_NOTFOUND if
+ *            the file is missing, OM_E_CORRUPT, OM_E_IO, OM_E_NOMEM).
+ * Ownership: release *out with lsm_table_cache_unref.
+ */
+om_status lsm_table_cache_ref(lsm_table_cache *tc, uint64_t number, uint64_t file_size,
+                              lsm_table_ref **out);
+void lsm_table_cache_unref(lsm_table_cache *tc, lsm_table_ref *ref);
+/* The table of a pinned ref. */
+lsm_sst *lsm_table_ref_sst(const lsm_table_ref *ref);
+
+/* lsm_sst_get through the cache (pins the table for the duration of the call). */
+om_status lsm_table_cache_get(lsm_table_cache *tc, uint64_t number, uint64_t file_size,
+                              om_slice lookup_ikey, bool fill_cache, lsm_sst_get_fn fn, void *arg);
+
+/*
+ * lsm_table_cache_may_contain -- the bloom check of lsm_sst_may_contain
+ * through the cache. Returns true when the table cannot be opened (the error
+ * surfaces on a real read).
+ */
+bool lsm_table_cache_may_contain(lsm_table_cache *tc, uint64_t number, uint64_t file_size,
+                                 om_slice user_key);
+
+/*
+ * lsm_table_cache_iter_new -- an iterator over a table that keeps it pinned
+ * until lsm_it_free.
+ * Returns: OM_OK; errors of lsm_table_cache_ref.
+ */
+om_status lsm_table_cache_iter_new(lsm_table_cache *tc, uint64_t number, uint64_t file_size,
+                                   bool fill_cache, lsm_it **out);
+
+/* Drop file `number` from the cache (call when the file became obsolete). */
+void lsm_table_cache_evict(lsm_table_cache *tc, uint64_t number);
+
+/* Tables currently in the cache. */
+size_t lsm_table_cache_open_count(lsm_table_cache *tc);
+
+#endif /* OM_LSM_TABLE_CACHE_H */

@@ -1,0 +1,393 @@
+/*
+ * tests/lsm/fault_env.c -- the fault-injecting env (see fault_env.h).
+ *
+ * Writers are wrapped so that appends and syncs can be failed and the
+ * synced size of every file is known; readers and directory operations go
+ * straight to the POSIX env (renames and removes also update the
+ * bookkeeping, so CURRENT keeps the synced size of CURRENT.tmp).
+ */
+#include "fault_env.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tu.h"
+
+typedef struct fe_track {
+    char *path;
+    uint64_t size, synced;
+    struct fe_track *next;
+} fe_track;
+
+struct fault_env {
+    lsm_env base;
+    lsm_env *inner;
+    pthread_mutex_t mu;
+    int64_t countdown[FAULT_KINDS_]; /* -1: disarmed */
+    char filter[FAULT_KINDS_][64];
+    bool crashed;
+    atomic_uint_fast64_t injected;
+    fe_track *files;
+};
+
+typedef struct fe_wfile {
+    lsm_wfile base;
+    lsm_wfile *inner;
+    fault_env *fe;
+    char *path;
+} fe_wfile;
+
+/* Requires: fe->mu held. */
+static fe_track *
+fe_find(fault_env *fe, const char *path, bool create)
+{
+    for (fe_track *t = fe->files; t != NULL; t = t->next)
+        if (strcmp(t->path, path) == 0)
+            return t;
+    if (!create)
+        return NULL;
+    fe_track *t = calloc(1, sizeof(*t));
+    t->path = strdup(path);
+    t->next = fe->files;
+    fe->files = t;
+    return t;
+}
+
+static void
+fe_forget(fault_env *fe, const char *path)
+{
+    for (fe_track **p = &fe->files; *p != NULL; p = &(*p)->next) {
+        if (strcmp((*p)->path, path) == 0) {
+            fe_track *t = *p;
+
+            *p = t->next;
+            free(t->path);
+            free(t);
+            return;
+        }
+    }
+}
+
+/* Should this operation fail? Requires: fe->mu held. */
+static bool
+fe_trip(fault_env *fe, fault_kind kind, const char *path)
+{
+    if (fe->countdown[kind] < 0 || strstr(path, fe->filter[kind]) == NULL)
+        return false;
+    if (fe->countdown[kind] > 0) {
+        fe->countdown[kind]--;
+        return false;
+    }
+    atomic_fetch_add(&fe->injected, 1);
+    return true;
+}
+
+static om_status
+fe_wfile_open(lsm_env *env, const char *path, bool append, lsm_wfile **out)
+{
+    fault_env *fe = (fault_env *)env;
+    fe_wfile *f = calloc(1, sizeof(*f));
+    om_status st;
+
+    if (f == NULL)
+        return OM_E_NOMEM;
+    st = fe->inner->ops->wfile_open(fe->inner, path, append, &f->inner);
+    if (st != OM_OK) {
+        free(f);
+        return st;
+    }
+    f->base.env = env;
+    f->fe = fe;
+    f->path = strdup(path);
+    pthread_mutex_lock(&fe->mu);
+    fe_track *t = fe_find(fe, path, true);
+    if (!append)
+        t->size = t->synced = 0;
+    pthread_mutex_unlock(&fe->mu);
+    *out = &f->base;
+    return OM_OK;
+}
+
+/* The env lock is held across the real I/O so that a crash never races a write. */
+static om_status
+fe_wfile_append(lsm_wfile *wf, const void *p, size_t n)
+{
+    fe_wfile *f = (fe_wfile *)wf;
+    fault_env *fe = f->fe;
+    size_t keep = n;
+    om_status st = OM_OK, inj = OM_OK;
+
+    pthread_mutex_lock(&fe->mu);
+    if (fe->crashed) {
+        inj = OM_E_IO;
+        keep = 0;
+    } else if (fe_trip(fe, FAULT_WRITE_EIO, f->path) || fe_trip(fe, FAULT_WRITE_NOSPC, f->path)) {
+        inj = OM_E_IO; /* ENOSPC and EIO both surface as OM_E_IO */
+        keep = 0;
+    } else if (fe_trip(fe, FAULT_WRITE_SHORT, f->path)) {
+        inj = OM_E_IO;
+        keep = n / 2;
+    }
+    if (keep > 0)
+        st = lsm_wfile_append(f->inner, p, keep);
+    if (st == OM_OK)
+        fe_find(fe, f->path, true)->size += keep;
+    pthread_mutex_unlock(&fe->mu);
+    return st != OM_OK ? st : inj;
+}
+
+static om_status
+fe_wfile_sync(lsm_wfile *wf)
+{
+    fe_wfile *f = (fe_wfile *)wf;
+    fault_env *fe = f->fe;
+    om_status st = OM_E_IO;
+
+    pthread_mutex_lock(&fe->mu);
+    if (!fe->crashed && !fe_trip(fe, FAULT_SYNC, f->path)) {
+        st = lsm_wfile_sync(f->inner);
+        if (st == OM_OK) {
+            fe_track *t = fe_find(fe, f->path, true);
+
+            t->synced = t->size;
+        }
+    }
+    pthread_mutex_unlock(&fe->mu);
+    return st;
+}
+
+static om_status
+fe_wfile_close(lsm_wfile *wf)
+{
+    fe_wfile *f = (fe_wfile *)wf;
+    om_status st = lsm_wfile_close(f->inner);
+
+    free(f->path);
+    free(f);
+    return st;
+}
+
+static om_status
+fe_rfile_open(lsm_env *env, const char *path, lsm_rfile **out, uint64_t *size)
+{
+    fault_env *fe = (fault_env *)env;
+
+    return fe->inner->ops->rfile_open(fe->inner, path, out, size);
+}
+
+static om_status
+fe_rfile_read(lsm_rfile *f, uint64_t off, size_t n, uint8_t *dst, size_t *got)
+{
+    return lsm_rfile_read(f, off, n, dst, got); /* never reached: rfiles belong to inner */
+}
+
+static void
+fe_rfile_close(lsm_rfile *f)
+{
+    lsm_rfile_close(f);
+}
+
+static om_status
+fe_rename(lsm_env *env, const char *from, const char *to)
+{
+    fault_env *fe = (fault_env *)env;
+    om_status st;
+
+    pthread_mutex_lock(&fe->mu);
+    if (fe->crashed) {
+        pthread_mutex_unlock(&fe->mu);
+        return OM_E_IO;
+    }
+    pthread_mutex_unlock(&fe->mu);
+    st = fe->inner->ops->rename(fe->inner, from, to);
+    if (st == OM_OK) {
+        pthread_mutex_lock(&fe->mu);
+        fe_track *t = fe_find(fe, from, false);
+        fe_forget(fe, to);
+        if (t != NULL) {
+            free(t->path);
+            t->path = strdup(to);
+        }
+        pthread_mutex_unlock(&fe->mu);
+    }
+    return st;
+}
+
+static om_status
+fe_remove(lsm_env *env, const char *path)
+{
+    fault_env *fe = (fault_env *)env;
+    om_status st = fe->inner->ops->remove(fe->inner, path);
+
+    if (st == OM_OK) {
+        pthread_mutex_lock(&fe->mu);
+        fe_forget(fe, path);
+        pthread_mutex_unlock(&fe->mu);
+    }
+    return st;
+}
+
+static om_status
+fe_truncate(lsm_env *env, const char *path, uint64_t size)
+{
+    fault_env *fe = (fault_env *)env;
+    om_status st = fe->inner->ops->truncate(fe->inner, path, size);
+
+    if (st == OM_OK) {
+        pthread_mutex_lock(&fe->mu);
+        fe_track *t = fe_find(fe, path, false);
+        if (t != NULL) {
+            t->size = size;
+            if (t->synced > size)
+                t->synced = size;
+        }
+        pthread_mutex_unlock(&fe->mu);
+    }
+    return st;
+}
+
+static om_status
+fe_mkdir(lsm_env *env, const char *path)
+{
+    return ((fault_env *)env)->inner->ops->mkdir(((fault_env *)env)->inner, path);
+}
+
+static om_status
+fe_rmdir(lsm_env *env, const char *path)
+{
+    return ((fault_env *)env)->inner->ops->rmdir(((fault_env *)env)->inner, path);
+}
+
+static om_status
+fe_exists(lsm_env *env, const char *path, bool *out)
+{
+    return ((fault_env *)env)->inner->ops->exists(((fault_env *)env)->inner, path, out);
+}
+
+static om_status
+fe_list(lsm_env *env, const char *dir, char ***names, size_t *n)
+{
+    return ((fault_env *)env)->inner->ops->list(((fault_env *)env)->inner, dir, names, n);
+}
+
+static om_status
+fe_sync_dir(lsm_env *env, const char *dir)
+{
+    fault_env *fe = (fault_env *)env;
+    bool crashed;
+
+    pthread_mutex_lock(&fe->mu);
+    crashed = fe->crashed;
+    pthread_mutex_unlock(&fe->mu);
+    if (crashed)
+        return OM_E_IO;
+    return fe->inner->ops->sync_dir(fe->inner, dir);
+}
+
+static om_status
+fe_lock(lsm_env *env, const char *path, int *handle)
+{
+    return ((fault_env *)env)->inner->ops->lock(((fault_env *)env)->inner, path, handle);
+}
+
+static void
+fe_unlock(lsm_env *env, int handle)
+{
+    ((fault_env *)env)->inner->ops->unlock(((fault_env *)env)->inner, handle);
+}
+
+static const lsm_env_ops fe_ops = {
+    .wfile_open = fe_wfile_open,
+    .wfile_append = fe_wfile_append,
+    .wfile_sync = fe_wfile_sync,
+    .wfile_close = fe_wfile_close,
+    .rfile_open = fe_rfile_open,
+    .rfile_read = fe_rfile_read,
+    .rfile_close = fe_rfile_close,
+    .rename = fe_rename,
+    .remove = fe_remove,
+    .truncate = fe_truncate,
+    .mkdir = fe_mkdir,
+    .rmdir = fe_rmdir,
+    .exists = fe_exists,
+    .list = fe_list,
+    .sync_dir = fe_sync_dir,
+    .lock = fe_lock,
+    .unlock = fe_unlock,
+};
+
+fault_env *
+fault_env_new(void)
+{
+    fault_env *fe = calloc(1, sizeof(*fe));
+
+    fe->base.ops = &fe_ops;
+    fe->inner = lsm_env_posix();
+    pthread_mutex_init(&fe->mu, NULL);
+    for (int i = 0; i < FAULT_KINDS_; i++)
+        fe->countdown[i] = -1;
+    atomic_init(&fe->injected, 0);
+    return fe;
+}
+
+void
+fault_env_free(fault_env *fe)
+{
+    if (fe == NULL)
+        return;
+    while (fe->files != NULL)
+        fe_forget(fe, fe->files->path);
+    pthread_mutex_destroy(&fe->mu);
+    free(fe);
+}
+
+lsm_env *
+fault_env_get(fault_env *fe)
+{
+    return &fe->base;
+}
+
+void
+fault_env_arm(fault_env *fe, fault_kind kind, const char *path_filter, int64_t nth)
+{
+    pthread_mutex_lock(&fe->mu);
+    fe->countdown[kind] = nth;
+    snprintf(fe->filter[kind], sizeof(fe->filter[kind]), "%s", path_filter);
+    pthread_mutex_unlock(&fe->mu);
+}
+
+void
+fault_env_disarm(fault_env *fe)
+{
+    pthread_mutex_lock(&fe->mu);
+    for (int i = 0; i < FAULT_KINDS_; i++)
+        fe->countdown[i] = -1;
+    pthread_mutex_unlock(&fe->mu);
+}
+
+uint64_t
+fault_env_injected(fault_env *fe)
+{
+    return atomic_load(&fe->injected);
+}
+
+void
+fault_env_crash(fault_env *fe, bool torn, uint64_t *rnd)
+{
+    pthread_mutex_lock(&fe->mu);
+    fe->crashed = true;
+    for (fe_track *t = fe->files; t != NULL; t = t->next) {
+        uint64_t keep = t->synced;
+
+        if (torn && t->size > t->synced)
+            keep += tu_rand(rnd) % (t->size - t->synced + 1);
+        if (keep < t->size)
+            fe->inner->ops->truncate(fe->inner, t->path, keep);
+        t->size = keep;
+    }
+    pthread_mutex_unlock(&fe->mu);
+}

@@ -1,0 +1,428 @@
+/*
+ * tests/lsm/test_compaction.c -- leveled compaction: picking by score with
+ * round-robin compaction pointers, the survival rules (shadowed entries,
+ * tombstones only at the base level, snapshots, the compaction filter), and
+ * the same rules end to end in a database, inspected through its internal
+ * (all-versions) iterator.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lsm/compaction.h"
+#include "lsm/db_int.h"
+#include "tu.h"
+
+static om_buf
+ik(const char *k, uint64_t seq, lsm_vtype t)
+{
+    om_buf b = OM_BUF_INIT;
+
+    lsm_ikey_append(&b, om_slice_from_str(k), seq, t);
+    return b;
+}
+
+static void
+add(lsm_edit *e, int level, uint64_t num, uint64_t size, const char *lo, const char *hi)
+{
+    om_buf a = ik(lo, 9, LSM_TYPE_VAL), b = ik(hi, 8, LSM_TYPE_VAL);
+
+    ck_assert_int_eq(lsm_edit_add_file(e, level, num, size, om_buf_slice(&a), om_buf_slice(&b)),
+                     OM_OK);
+    om_buf_free(&a);
+    om_buf_free(&b);
+}
+
+START_TEST(pick_by_score)
+{
+    lsm_opts o;
+    lsm_edit e;
+    lsm_version *v;
+    lsm_compaction *c;
+    om_buf cptr[LSM_MAX_LEVELS];
+
+    memset(cptr, 0, sizeof(cptr));
+    lsm_opts_init(&o);
+    o.max_bytes_for_level1 = 1000;
+    o.level_multiplier = 10;
+    /* Nothing over its target: no compaction. */
+    lsm_edit_init(&e);
+    add(&e, 0, 1, 10, "a", "c");
+    add(&e, 1, 2, 500, "a", "f");
+    add(&e, 2, 3, 5000, "a", "z");
+    ck_assert_int_eq(lsm_version_apply(NULL, &e, &o, &v), OM_OK);
+    lsm_edit_fini(&e);
+    ck_assert(v->score < 1);
+    ck_assert_int_eq(lsm_compaction_pick(v, &o, cptr, &c), OM_E_NOTFOUND);
+    lsm_version_unref(v);
+
+    /* L1 at 3x its target, L2 at 1.2x, L0 at 2/4: L1 wins. */
+    lsm_edit_init(&e);
+    add(&e, 0, 10, 10, "a", "c");
+    add(&e, 0, 11, 10, "b", "d");
+    add(&e, 1, 20, 1000, "a", "f");
+    add(&e, 1, 21, 1000, "g", "m");
+    add(&e, 1, 22, 1000, "n", "t");
+    add(&e, 2, 30, 6000, "a", "h");
+    add(&e, 2, 31, 6000, "i", "z");
+    add(&e, 3, 40, 10, "a", "z");
+    ck_assert_int_eq(lsm_version_apply(NULL, &e, &o, &v), OM_OK);
+    lsm_edit_fini(&e);
+    ck_assert_int_eq(v->score_level, 1);
+    ck_assert(v->score > 2.9 && v->score < 3.1);
+    ck_assert_int_eq(lsm_compaction_pick(v, &o, cptr, &c), OM_OK);
+    ck_assert_int_eq(c->level, 1);
+    ck_assert_int_eq(c->out_level, 2);
+    ck_assert_int_eq(c->nin[0], 1);
+    ck_assert_uint_eq(c->in[0][0]->number, 20);
+    ck_assert_int_eq(c->nin[1], 1); /* a..f overlaps only 30 */
+    ck_assert_uint_eq(c->in[1][0]->number, 30);
+    ck_assert_int_eq(c->ngp, 1);
+    ck_assert(!lsm_compaction_is_trivial(c, &o));
+    /* Round robin: with the pointer at file 20's largest key, file 21 is next. */
+    om_buf_set(&cptr[1], om_buf_slice(&c->in[0][0]->largest));
+    lsm_compaction_free(c);
+    ck_assert_int_eq(lsm_compaction_pick(v, &o, cptr, &c), OM_OK);
+    ck_assert_uint_eq(c->in[0][0]->number, 21);
+    ck_assert_int_eq(c->nin[1], 2); /* g..m overlaps both L2 files */
+    om_buf_set(&cptr[1], om_buf_slice(&c->in[0][0]->largest));
+    lsm_compaction_free(c);
+    ck_assert_int_eq(lsm_compaction_pick(v, &o, cptr, &c), OM_OK);
+    ck_assert_uint_eq(c->in[0][0]->number, 22);
+    om_buf_set(&cptr[1], om_buf_slice(&c->in[0][0]->largest));
+    lsm_compaction_free(c);
+    ck_assert_int_eq(lsm_compaction_pick(v, &o, cptr, &c), OM_OK);
+    ck_assert_uint_eq(c->in[0][0]->number, 20); /* wrapped around */
+    lsm_compaction_free(c);
+    lsm_version_unref(v);
+
+    /* L0 over its trigger: the overlapping L0 files go together into L1. */
+    lsm_edit_init(&e);
+    add(&e, 0, 50, 10, "a", "c");
+    add(&e, 0, 51, 10, "b", "e");
+    add(&e, 0, 52, 10, "x", "z");
+    add(&e, 0, 53, 10, "d", "f");
+    add(&e, 0, 54, 10, "p", "q");
+    add(&e, 1, 60, 10, "e", "h");
+    ck_assert_int_eq(lsm_version_apply(NULL, &e, &o, &v), OM_OK);
+    lsm_edit_fini(&e);
+    ck_assert_int_eq(v->score_level, 0);
+    ck_assert_int_eq(lsm_compaction_pick(v, &o, cptr, &c), OM_OK);
+    ck_assert_int_eq(c->level, 0);
+    ck_assert_int_eq(c->nin[0], 3); /* 50, 51, 53 chain together; 52 and 54 do not */
+    ck_assert_int_eq(c->nin[1], 1);
+    lsm_compaction_free(c);
+    /* Trivial move: one input, nothing below. */
+    ck_assert_int_eq(
+        lsm_compaction_range(v, 0, false, om_slice_from_str("x"), om_slice_from_str("y"), &c),
+        OM_OK);
+    ck_assert_int_eq(c->nin[0], 1);
+    ck_assert(lsm_compaction_is_trivial(c, &o));
+    lsm_compaction_free(c);
+    ck_assert_int_eq(
+        lsm_compaction_range(v, 1, false, om_slice_from_str("x"), om_slice_from_str("y"), &c),
+        OM_E_NOTFOUND);
+    lsm_version_unref(v);
+    for (int l = 0; l < LSM_MAX_LEVELS; l++)
+        om_buf_free(&cptr[l]);
+}
+END_TEST
+
+static lsm_filter_decision
+drop_prefix(void *arg, int level, om_slice key, om_slice value)
+{
+    (void)level;
+    (void)value;
+    return om_slice_has_prefix(key, om_slice_from_str(arg)) ? LSM_FILTER_DROP : LSM_FILTER_KEEP;
+}
+
+static lsm_cverdict
+decide(lsm_cdecide *d, const char *k, uint64_t seq, lsm_vtype t, bool base)
+{
+    om_buf b = ik(k, seq, t);
+    lsm_cverdict v;
+
+    ck_assert_int_eq(lsm_cdecide_next(d, om_buf_slice(&b), om_slice_from_str("val"), base, &v),
+                     OM_OK);
+    om_buf_free(&b);
+    return v;
+}
+
+START_TEST(survival_rules)
+{
+    lsm_cdecide d;
+
+    /* No snapshots (oldest readable = 100): only the newest version survives. */
+    lsm_cdecide_init(&d, 100, 0, NULL, NULL, 1);
+    ck_assert_int_eq(decide(&d, "a", 50, LSM_TYPE_VAL, false), LSM_CV_KEEP);
+    ck_assert_int_eq(decide(&d, "a", 40, LSM_TYPE_VAL, false), LSM_CV_DROP);
+    ck_assert_int_eq(decide(&d, "a", 30, LSM_TYPE_DEL, false), LSM_CV_DROP);
+    /* A tombstone survives unless the key has no data below (base level). */
+    ck_assert_int_eq(decide(&d, "b", 60, LSM_TYPE_DEL, false), LSM_CV_KEEP);
+    ck_assert_int_eq(decide(&d, "b", 20, LSM_TYPE_VAL, false), LSM_CV_DROP);
+    ck_assert_int_eq(decide(&d, "c", 60, LSM_TYPE_DEL, true), LSM_CV_DROP);
+    ck_assert_int_eq(decide(&d, "c", 20, LSM_TYPE_VAL, true), LSM_CV_DROP);
+    lsm_cdecide_fini(&d);
+
+    /* A snapshot at 45: the version it sees (40) must stay; 30 is dead. */
+    lsm_cdecide_init(&d, 45, 45, NULL, NULL, 1);
+    ck_assert_int_eq(decide(&d, "a", 50, LSM_TYPE_VAL, true), LSM_CV_KEEP);
+    ck_assert_int_eq(decide(&d, "a", 40, LSM_TYPE_VAL, true), LSM_CV_KEEP);
+    ck_assert_int_eq(decide(&d, "a", 30, LSM_TYPE_VAL, true), LSM_CV_DROP);
+    /* A tombstone newer than the snapshot stays even at the base level. */
+    ck_assert_int_eq(decide(&d, "b", 50, LSM_TYPE_DEL, true), LSM_CV_KEEP);
+    ck_assert_int_eq(decide(&d, "b", 44, LSM_TYPE_VAL, true), LSM_CV_KEEP);
+    lsm_cdecide_fini(&d);
+
+    /* The filter: drops the newest value when no snapshot can see it. */
+    lsm_cdecide_init(&d, 100, 0, drop_prefix, "x/", 2);
+    ck_assert_int_eq(decide(&d, "x/1", 50, LSM_TYPE_VAL, true), LSM_CV_DROP);
+    ck_assert_int_eq(decide(&d, "x/1", 40, LSM_TYPE_VAL, true), LSM_CV_DROP);
+    ck_assert_int_eq(decide(&d, "x/2", 50, LSM_TYPE_VAL, false), LSM_CV_TOMBSTONE);
+    ck_assert_int_eq(decide(&d, "x/2", 40, LSM_TYPE_VAL, false), LSM_CV_DROP);
+    ck_assert_int_eq(decide(&d, "y/1", 50, LSM_TYPE_VAL, true), LSM_CV_KEEP);
+    lsm_cdecide_fini(&d);
+    /* ... but not a value a live snapshot (at 60) reads. */
+    lsm_cdecide_init(&d, 60, 60, drop_prefix, "x/", 2);
+    ck_assert_int_eq(decide(&d, "x/1", 50, LSM_TYPE_VAL, true), LSM_CV_KEEP);
+    ck_assert_int_eq(decide(&d, "x/2", 70, LSM_TYPE_VAL, true), LSM_CV_TOMBSTONE);
+    ck_assert_int_eq(decide(&d, "x/2", 55, LSM_TYPE_VAL, true), LSM_CV_KEEP);
+    lsm_cdecide_fini(&d);
+}
+END_TEST
+
+/* Count every internal entry (all versions, tombstones) of keys with a prefix. */
+static void
+count_entries(lsm_db *db, const char *prefix, int *vals, int *dels)
+{
+    uint64_t last;
+    lsm_sv *sv = lsm_db_sv_get(db, &last);
+    lsm_it *it;
+
+    *vals = *dels = 0;
+    ck_assert_int_eq(lsm_db_internal_iter(db, sv, false, &it), OM_OK);
+    for (lsm_it_seek_first(it); lsm_it_valid(it); lsm_it_next(it)) {
+        lsm_ikey k;
+
+        ck_assert_int_eq(lsm_ikey_parse(lsm_it_key(it), &k), OM_OK);
+        if (!om_slice_has_prefix(k.user_key, om_slice_from_str(prefix)))
+            continue;
+        if (k.type == LSM_TYPE_DEL)
+            (*dels)++;
+        else
+            (*vals)++;
+    }
+    ck_assert_int_eq(lsm_it_status(it), OM_OK);
+    lsm_it_free(it);
+    lsm_sv_unref(sv);
+}
+
+static void
+copts(lsm_opts *o)
+{
+    lsm_opts_init(o);
+    o->sync_mode = LSM_SYNC_NONE;
+    o->write_buffer_size = 16 * 1024;
+    o->target_file_size = 8 * 1024;
+    o->max_bytes_for_level1 = 16 * 1024;
+    o->level_multiplier = 4;
+    o->l0_compaction_trigger = 2;
+    o->block_size = 512;
+}
+
+static void
+fill(lsm_db *db, const char *prefix, int n, int round)
+{
+    char k[64], v[128];
+
+    for (int i = 0; i < n; i++) {
+        snprintf(k, sizeof(k), "%s%05d", prefix, i);
+        snprintf(v, sizeof(v), "round-%d-value-%05d-%040d", round, i, i);
+        ck_assert_int_eq(lsm_put(db, om_slice_from_str(k), om_slice_from_str(v)), OM_OK);
+    }
+}
+
+START_TEST(tombstones_dropped_only_at_bottom)
+{
+    const char *dir = tu_tmpdir();
+    lsm_opts o;
+    lsm_db *db;
+    lsm_stats s;
+    int vals, dels;
+    om_buf v = OM_BUF_INIT;
+
+    copts(&o);
+    o.max_bytes_for_level1 = 1u << 30;
+    ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
+    for (int r = 0; r < 3; r++)
+        fill(db, "data/", 1500, r);
+    ck_assert_int_eq(lsm_put(db, om_slice_from_str("m/key"), om_slice_from_str("old")), OM_OK);
+    ck_assert_int_eq(lsm_compact_range(db, OM_SLICE_NULL, OM_SLICE_NULL), OM_OK);
+    lsm_stats_get(db, &s);
+    ck_assert_uint_eq(s.levels[0].files, 0);
+    ck_assert_uint_gt(s.levels[1].files, 1);
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+    /* Reopen with a tiny L1 target: background compaction empties L1 into deeper levels. */
+    o.max_bytes_for_level1 = 4096;
+    ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
+    uint64_t deadline = tu_now_ms() + 30000;
+    do
+        lsm_stats_get(db, &s);
+    while ((s.levels[1].files > 0 || s.levels[0].files > 0) && tu_now_ms() < deadline);
+    ck_assert_uint_eq(s.levels[1].files, 0);
+    ck_assert_uint_gt(s.levels[2].files, 0);
+    count_entries(db, "m/", &vals, &dels);
+    ck_assert_int_eq(vals, 1);
+
+    /* Delete: the tombstone reaches L1 first, above the value: it must stay. */
+    ck_assert_int_eq(lsm_del(db, om_slice_from_str("m/key")), OM_OK);
+    ck_assert_int_eq(lsm_flush(db), OM_OK);
+    {
+        lsm_sv *sv;
+        uint64_t last;
+        lsm_compaction *c;
+
+        sv = lsm_db_sv_get(db, &last);
+        ck_assert_int_eq(sv->v->nfiles[0], 1);
+        ck_assert_int_eq(lsm_compaction_range(sv->v, 0, false, OM_SLICE_NULL, OM_SLICE_NULL, &c),
+                         OM_OK);
+        ck_assert(!lsm_compaction_is_base(c, om_slice_from_str("m/key")));
+        ck_assert(lsm_compaction_is_base(c, om_slice_from_str("zzz")));
+        lsm_compaction_free(c);
+        lsm_sv_unref(sv);
+    }
+    ck_assert_int_eq(lsm_get(db, NULL, om_slice_from_str("m/key"), &v), OM_E_NOTFOUND);
+    /* A second overlapping L0 file triggers the background L0 -> L1 compaction. */
+    ck_assert_int_eq(lsm_put(db, om_slice_from_str("m/a"), om_slice_from_str("x")), OM_OK);
+    ck_assert_int_eq(lsm_put(db, om_slice_from_str("m/z"), om_slice_from_str("x")), OM_OK);
+    ck_assert_int_eq(lsm_flush(db), OM_OK);
+    deadline = tu_now_ms() + 20000;
+    do
+        lsm_stats_get(db, &s);
+    while (s.levels[0].files > 0 && tu_now_ms() < deadline);
+    ck_assert_uint_eq(s.levels[0].files, 0);
+    ck_assert_uint_gt(s.levels[1].files, 0);
+    /* The tombstone now sits in L1, above the old value in a deeper level: kept. */
+    count_entries(db, "m/key", &vals, &dels);
+    ck_assert_int_eq(dels, 1);
+    ck_assert_int_eq(vals, 1);
+    ck_assert_int_eq(lsm_get(db, NULL, om_slice_from_str("m/key"), &v), OM_E_NOTFOUND);
+    /* All the way to the bottom: both disappear. */
+    ck_assert_int_eq(lsm_compact_range(db, OM_SLICE_NULL, OM_SLICE_NULL), OM_OK);
+    count_entries(db, "m/key", &vals, &dels);
+    ck_assert_int_eq(vals, 0);
+    ck_assert_int_eq(dels, 0);
+    ck_assert_int_eq(lsm_get(db, NULL, om_slice_from_str("m/key"), &v), OM_E_NOTFOUND);
+    count_entries(db, "data/", &vals, &dels);
+    ck_assert_int_eq(vals, 1500); /* old rounds gone, one version per key */
+    lsm_stats_get(db, &s);
+    ck_assert_uint_gt(s.compactions, 0);
+    ck_assert_uint_gt(s.compaction_bytes_written, 0);
+    om_buf_free(&v);
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+}
+END_TEST
+
+START_TEST(filter_applied_snapshots_respected)
+{
+    const char *dir = tu_tmpdir();
+    lsm_opts o;
+    lsm_db *db;
+    lsm_snapshot *snap;
+    int vals, dels;
+    om_buf v = OM_BUF_INIT;
+    char k[32];
+
+    copts(&o);
+    o.compaction_filter = drop_prefix;
+    o.compaction_filter_arg = "gone/";
+    ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
+    fill(db, "gone/", 300, 0);
+    fill(db, "kept/", 300, 0);
+    /* A snapshot that reads the values: the filter must leave them alone. */
+    ck_assert_int_eq(lsm_snapshot_new(db, &snap), OM_OK);
+    ck_assert_int_eq(lsm_compact_range(db, OM_SLICE_NULL, OM_SLICE_NULL), OM_OK);
+    ck_assert_int_eq(lsm_get(db, snap, om_slice_from_str("gone/00007"), &v), OM_OK);
+    count_entries(db, "gone/", &vals, &dels);
+    ck_assert_int_eq(vals, 300);
+    lsm_snapshot_free(db, snap);
+    /* Without it, a range compaction drops them (at the bottom: nothing written). */
+    ck_assert_int_eq(lsm_compact_range(db, OM_SLICE_NULL, OM_SLICE_NULL), OM_OK);
+    count_entries(db, "gone/", &vals, &dels);
+    ck_assert_int_eq(vals, 0);
+    ck_assert_int_eq(dels, 0);
+    count_entries(db, "kept/", &vals, &dels);
+    ck_assert_int_eq(vals, 300);
+    for (int i = 0; i < 300; i++) {
+        snprintf(k, sizeof(k), "gone/%05d", i);
+        ck_assert_int_eq(lsm_get(db, NULL, om_slice_from_str(k), &v), OM_E_NOTFOUND);
+        snprintf(k, sizeof(k), "kept/%05d", i);
+        ck_assert_int_eq(lsm_get(db, NULL, om_slice_from_str(k), &v), OM_OK);
+    }
+    /* New writes of filtered keys are visible until a compaction reaches them. */
+    ck_assert_int_eq(lsm_put(db, om_slice_from_str("gone/new"), om_slice_from_str("x")), OM_OK);
+    ck_assert_int_eq(lsm_get(db, NULL, om_slice_from_str("gone/new"), &v), OM_OK);
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+    ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
+    count_entries(db, "kept/", &vals, &dels);
+    ck_assert_int_eq(vals, 300);
+    om_buf_free(&v);
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+}
+END_TEST
+
+START_TEST(background_compaction_keeps_levels_in_shape)
+{
+    const char *dir = tu_tmpdir();
+    lsm_opts o;
+    lsm_db *db;
+    lsm_stats s;
+    uint64_t deadline;
+
+    copts(&o);
+    ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
+    for (int r = 0; r < 4; r++)
+        fill(db, "k/", 2000, r);
+    ck_assert_int_eq(lsm_flush(db), OM_OK);
+    /* Poll until the background work settles: every level within its target. */
+    deadline = tu_now_ms() + 30000;
+    for (;;) {
+        bool ok = true;
+
+        lsm_stats_get(db, &s);
+        ok = s.levels[0].files < (uint32_t)o.l0_compaction_trigger;
+        for (int l = 1; l < LSM_MAX_LEVELS - 1 && ok; l++)
+            ok = s.levels[l].bytes <= lsm_level_max_bytes(&o, l);
+        if (ok || tu_now_ms() > deadline)
+            break;
+    }
+    for (int l = 1; l < LSM_MAX_LEVELS - 1; l++)
+        ck_assert_msg(s.levels[l].bytes <= lsm_level_max_bytes(&o, l), "level %d holds %llu bytes",
+                      l, (unsigned long long)s.levels[l].bytes);
+    ck_assert_uint_gt(s.compactions, 3);
+    ck_assert(s.write_amplification > 1.0);
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+}
+END_TEST
+
+static Suite *
+compaction_suite(void)
+{
+    Suite *s = suite_create("lsm-compaction");
+    TCase *tc = tcase_create("compaction");
+
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, pick_by_score);
+    tcase_add_test(tc, survival_rules);
+    tcase_add_test(tc, tombstones_dropped_only_at_bottom);
+    tcase_add_test(tc, filter_applied_snapshots_respected);
+    tcase_add_test(tc, background_compaction_keeps_levels_in_shape);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    return tu_run(compaction_suite());
+}

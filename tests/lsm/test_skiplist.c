@@ -1,0 +1,288 @@
+/*
+ * tests/lsm/test_skiplist.c -- the skiplist, the memtable and write batch
+ * encoding: ordering, seeks, a reader running concurrently with the single
+ * writer, memtable lookups across sequences and tombstones, and batch
+ * decoding that rejects malformed input.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lsm/batch.h"
+#include "lsm/memtable.h"
+#include "lsm/skiplist.h"
+#include "tu.h"
+#include "util/arena.h"
+#include "util/coding.h"
+
+/* Entries are 8-byte big-endian numbers: memcmp order is numeric order. */
+static int
+u64_cmp(const uint8_t *a, const uint8_t *b)
+{
+    return memcmp(a, b, 8);
+}
+
+static uint8_t *
+u64_entry(om_arena *a, uint64_t v)
+{
+    uint8_t *p = om_arena_alloc(a, 8);
+
+    om_put_be64(p, v);
+    return p;
+}
+
+START_TEST(skiplist_orders_and_seeks)
+{
+    om_arena *a;
+    lsm_skiplist *sl;
+    lsm_skl_iter it;
+    uint64_t seed = tu_seed("skiplist_orders_and_seeks"), rnd = seed;
+    static bool present[20000];
+    uint8_t key[8];
+    int n = 0;
+
+    memset(present, 0, sizeof(present));
+    ck_assert_int_eq(om_arena_new(0, &a), OM_OK);
+    ck_assert_int_eq(lsm_skl_new(a, u64_cmp, seed, &sl), OM_OK);
+    lsm_skl_iter_init(&it, sl);
+    lsm_skl_iter_seek_first(&it);
+    ck_assert(!lsm_skl_iter_valid(&it));
+    for (int i = 0; i < 10000; i++) {
+        uint64_t v = tu_rand(&rnd) % 20000;
+
+        if (present[v])
+            continue;
+        present[v] = true;
+        n++;
+        ck_assert_int_eq(lsm_skl_insert(sl, u64_entry(a, v)), OM_OK);
+    }
+    /* Full scan is sorted and complete. */
+    int seen = 0;
+    uint64_t prev = 0;
+    for (lsm_skl_iter_seek_first(&it); lsm_skl_iter_valid(&it); lsm_skl_iter_next(&it)) {
+        uint64_t v = om_get_be64(lsm_skl_iter_entry(&it));
+
+        ck_assert(present[v]);
+        ck_assert(seen == 0 || v > prev);
+        prev = v;
+        seen++;
+    }
+    ck_assert_int_eq(seen, n);
+    /* Seeks land on the first entry >= target. */
+    for (uint64_t t = 0; t < 20000; t += 37) {
+        uint64_t want = t;
+
+        while (want < 20000 && !present[want])
+            want++;
+        om_put_be64(key, t);
+        lsm_skl_iter_seek(&it, key);
+        if (want == 20000) {
+            ck_assert(!lsm_skl_iter_valid(&it));
+        } else {
+            ck_assert(lsm_skl_iter_valid(&it));
+            ck_assert_uint_eq(om_get_be64(lsm_skl_iter_entry(&it)), want);
+        }
+        ck_assert(lsm_skl_contains(sl, key) == present[t]);
+    }
+    om_arena_free(a);
+}
+END_TEST
+
+typedef struct conc {
+    lsm_skiplist *sl;
+    atomic_uint_fast64_t published; /* all values < published are inserted */
+    atomic_bool stop;
+    int errors;
+    atomic_long scans;
+} conc;
+
+static void *
+conc_reader(void *arg)
+{
+    conc *c = arg;
+    lsm_skl_iter it;
+
+    lsm_skl_iter_init(&it, c->sl);
+    while (!atomic_load(&c->stop)) {
+        uint64_t must = atomic_load(&c->published), prev = 0, count = 0;
+
+        /* Writer inserts even values 0,2,4,...: a scan must be sorted, and hold every
+         * value published before the scan began. */
+        for (lsm_skl_iter_seek_first(&it); lsm_skl_iter_valid(&it); lsm_skl_iter_next(&it)) {
+            uint64_t v = om_get_be64(lsm_skl_iter_entry(&it));
+
+            if ((count > 0 && v <= prev) || v % 2 != 0)
+                c->errors++;
+            if (v < must)
+                count++;
+            prev = v;
+        }
+        if (count != (must + 1) / 2)
+            c->errors++;
+        atomic_fetch_add(&c->scans, 1);
+    }
+    return NULL;
+}
+
+START_TEST(skiplist_concurrent_reader)
+{
+    om_arena *a;
+    conc c;
+    pthread_t th;
+    uint64_t seed = tu_seed("skiplist_concurrent_reader"), rnd = seed;
+    const uint64_t n = 20000;
+    uint64_t *order = malloc(sizeof(uint64_t) * n);
+
+    memset(&c, 0, sizeof(c));
+    ck_assert_int_eq(om_arena_new(0, &a), OM_OK);
+    ck_assert_int_eq(lsm_skl_new(a, u64_cmp, seed, &c.sl), OM_OK);
+    /* Insert in blocks of 100 in random order within each block. */
+    for (uint64_t i = 0; i < n; i++)
+        order[i] = i * 2;
+    for (uint64_t b = 0; b < n; b += 100)
+        for (uint64_t i = b + 99; i > b; i--) {
+            uint64_t j = b + tu_rand(&rnd) % (i - b + 1), t = order[i];
+
+            order[i] = order[j];
+            order[j] = t;
+        }
+    ck_assert_int_eq(pthread_create(&th, NULL, conc_reader, &c), 0);
+    for (uint64_t b = 0; b < n; b += 100) {
+        for (uint64_t i = b; i < b + 100; i++)
+            ck_assert_int_eq(lsm_skl_insert(c.sl, u64_entry(a, order[i])), OM_OK);
+        atomic_store(&c.published, (b + 100) * 2);
+    }
+    /* Let the reader finish at least a few scans over the full list. */
+    uint64_t deadline = tu_now_ms() + 10000;
+    long start = c.scans;
+    while (c.scans < start + 3 && tu_now_ms() < deadline)
+        ;
+    atomic_store(&c.stop, true);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(c.errors, 0);
+    ck_assert_int_gt(c.scans, 0);
+    free(order);
+    om_arena_free(a);
+}
+END_TEST
+
+START_TEST(memtable_versions_and_tombstones)
+{
+    lsm_memtable *m;
+    om_buf v = OM_BUF_INIT;
+    om_status st;
+    lsm_it *it;
+    int n = 0;
+
+    ck_assert_int_eq(lsm_mem_new(7, 1 << 20, &m), OM_OK);
+    ck_assert_uint_eq(lsm_mem_log_number(m), 7);
+    ck_assert_int_eq(
+        lsm_mem_add(m, 1, LSM_TYPE_VAL, om_slice_from_str("k"), om_slice_from_str("v1")), OM_OK);
+    ck_assert_int_eq(lsm_mem_add(m, 3, LSM_TYPE_DEL, om_slice_from_str("k"), OM_SLICE_NULL), OM_OK);
+    ck_assert_int_eq(
+        lsm_mem_add(m, 5, LSM_TYPE_VAL, om_slice_from_str("k"), om_slice_from_str("v5")), OM_OK);
+    ck_assert_int_eq(
+        lsm_mem_add(m, 2, LSM_TYPE_VAL, om_slice_from_str("j"), om_slice_from_str("j2")), OM_OK);
+    ck_assert(!lsm_mem_get(m, om_slice_from_str("k"), 0, &v, &st));
+    ck_assert(lsm_mem_get(m, om_slice_from_str("k"), 1, &v, &st));
+    ck_assert_int_eq(st, OM_OK);
+    ck_assert(v.n == 2 && memcmp(v.p, "v1", 2) == 0);
+    ck_assert(lsm_mem_get(m, om_slice_from_str("k"), 2, &v, &st));
+    ck_assert(lsm_mem_get(m, om_slice_from_str("k"), 4, &v, &st));
+    ck_assert_int_eq(st, OM_E_NOTFOUND);
+    ck_assert(lsm_mem_get(m, om_slice_from_str("k"), 100, &v, &st));
+    ck_assert_int_eq(st, OM_OK);
+    ck_assert(v.n == 2 && memcmp(v.p, "v5", 2) == 0);
+    ck_assert(!lsm_mem_get(m, om_slice_from_str("kk"), 100, &v, &st));
+    ck_assert(!lsm_mem_get(m, om_slice_from_str("a"), 100, &v, &st));
+    ck_assert(lsm_mem_has_key(m, om_slice_from_str("j")));
+    ck_assert(!lsm_mem_has_key(m, om_slice_from_str("i")));
+    ck_assert_uint_eq(lsm_mem_entries(m), 4);
+    ck_assert_uint_gt(lsm_mem_usage(m), 0);
+    /* Iterator: j@2, k@5, k@3, k@1 -- and it keeps the memtable alive. */
+    ck_assert_int_eq(lsm_mem_iter(m, &it), OM_OK);
+    lsm_mem_unref(m);
+    uint64_t want_seq[] = {2, 5, 3, 1};
+    for (lsm_it_seek_first(it); lsm_it_valid(it); lsm_it_next(it)) {
+        lsm_ikey ik;
+
+        ck_assert_int_eq(lsm_ikey_parse(lsm_it_key(it), &ik), OM_OK);
+        ck_assert_uint_eq(ik.seq, want_seq[n]);
+        n++;
+    }
+    ck_assert_int_eq(n, 4);
+    om_buf_reset(&v);
+    lsm_ikey_append(&v, om_slice_from_str("k"), 4, LSM_TYPE_SEEK);
+    lsm_it_seek(it, om_buf_slice(&v));
+    ck_assert(lsm_it_valid(it));
+    ck_assert_uint_eq(lsm_ikey_trailer(lsm_it_key(it)) >> 8, 3);
+    ck_assert_int_eq(lsm_it_status(it), OM_OK);
+    lsm_it_free(it);
+    om_buf_free(&v);
+}
+END_TEST
+
+static om_status
+collect(void *arg, uint64_t seq, lsm_vtype type, om_slice key, om_slice value)
+{
+    om_buf *b = arg;
+
+    return om_buf_printf(b, "%llu:%d:%.*s=%.*s;", (unsigned long long)seq, (int)type, (int)key.n,
+                         (const char *)key.p, (int)value.n, (const char *)value.p);
+}
+
+START_TEST(batch_encode_decode)
+{
+    lsm_batch *b;
+    om_buf out = OM_BUF_INIT, bad = OM_BUF_INIT;
+    uint64_t seq;
+    uint32_t count;
+
+    ck_assert_int_eq(lsm_batch_new(&b), OM_OK);
+    ck_assert_int_eq(lsm_batch_put(b, om_slice_from_str("a"), om_slice_from_str("1")), OM_OK);
+    ck_assert_int_eq(lsm_batch_del(b, om_slice_from_str("b")), OM_OK);
+    ck_assert_int_eq(lsm_batch_put(b, om_slice_from_str("c"), om_slice_from_str("")), OM_OK);
+    lsm_batch_set_seq(b, 41);
+    ck_assert_int_eq(lsm_batch_validate(lsm_batch_rep(b), &seq, &count), OM_OK);
+    ck_assert_uint_eq(seq, 41);
+    ck_assert_uint_eq(count, 3);
+    ck_assert_int_eq(lsm_batch_iterate(lsm_batch_rep(b), collect, &out), OM_OK);
+    om_buf_append_byte(&out, 0);
+    ck_assert_str_eq((char *)out.p, "41:1:a=1;42:0:b=;43:1:c=;");
+    /* Every truncation and a wrong count are rejected. */
+    for (size_t n = 0; n < lsm_batch_rep(b).n; n++)
+        ck_assert_int_eq(lsm_batch_validate(om_slice_make(lsm_batch_rep(b).p, n), &seq, &count),
+                         OM_E_CORRUPT);
+    om_buf_set(&bad, lsm_batch_rep(b));
+    om_put_fixed32(bad.p + 8, 4);
+    ck_assert_int_eq(lsm_batch_validate(om_buf_slice(&bad), &seq, &count), OM_E_CORRUPT);
+    om_put_fixed32(bad.p + 8, 3);
+    bad.p[12] = 7; /* unknown op type */
+    ck_assert_int_eq(lsm_batch_validate(om_buf_slice(&bad), &seq, &count), OM_E_CORRUPT);
+    om_buf_free(&bad);
+    om_buf_free(&out);
+    lsm_batch_free(b);
+}
+END_TEST
+
+static Suite *
+skiplist_suite(void)
+{
+    Suite *s = suite_create("lsm-skiplist");
+    TCase *tc = tcase_create("skiplist");
+
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, skiplist_orders_and_seeks);
+    tcase_add_test(tc, skiplist_concurrent_reader);
+    tcase_add_test(tc, memtable_versions_and_tombstones);
+    tcase_add_test(tc, batch_encode_decode);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    return tu_run(skiplist_suite());
+}
