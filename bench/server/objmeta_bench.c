@@ -1,0 +1,403 @@
+/*
+ * bench/server/objmeta_bench.c -- load generator for objmeta servers (a
+ * shard or the coordinator).
+ *
+ * N connections (rpc's asynchronous client on one libevent loop), each
+ * keeping `pipeline` requests in flight, issue a weighted mix of operations
+ * (store, retrieve, head, exists, delete, list) on keys drawn uniformly from
+ * `keys` keys, with values of `value-size` bytes, for `duration`. Latency is
+ * measured per request from send to answer and kept in a log-linear
+ * histogram (32 sub-buckets per power of two: about 3% resolution), from
+ * which p50/p99/p99.9 are printed, with ops/s per operation and in total.
+ * `--preload` stores every key once first so that reads hit.
+ *
+ * The last lines are machine-readable for bench/server/compare_redis.sh:
+ *   RESULT op=<op|all> ops=<n> ops_per_sec=<x> p50_us=<x> p99_us=<x> p999_us=<x> errors=<n>
+ */
+#include <event2/event.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "rpc/rpc.h"
+#include "util/clock.h"
+#include "util/conf.h"
+
+enum { OP_STORE, OP_RETRIEVE, OP_HEAD, OP_EXISTS, OP_DELETE, OP_LIST, OP_N };
+static const char *const op_names[OP_N] = {"store", "retrieve", "head", "exists", "delete", "list"};
+
+#define HIST_SUB 32
+#define HIST_POW 40
+typedef struct hist {
+    uint64_t b[HIST_POW * HIST_SUB];
+    uint64_t n;
+} hist;
+
+static void
+hist_add(hist *h, uint64_t ns)
+{
+    unsigned p = 0;
+    uint64_t v = ns < HIST_SUB ? HIST_SUB : ns;
+    while ((v >> p) >= 2 * HIST_SUB)
+        p++;
+    unsigned idx = p * HIST_SUB + (unsigned)((v >> p) - HIST_SUB);
+    if (idx >= HIST_POW * HIST_SUB)
+        idx = HIST_POW * HIST_SUB - 1;
+    h->b[idx]++;
+    h->n++;
+}
+
+/* Upper bound of the bucket holding quantile q, in microseconds. */
+static double
+hist_q_us(const hist *h, double q)
+{
+    uint64_t want = (uint64_t)ceil(q * (double)h->n), seen = 0;
+    if (h->n == 0)
+        return 0;
+    for (unsigned i = 0; i < HIST_POW * HIST_SUB; i++) {
+        seen += h->b[i];
+        if (seen >= want && h->b[i] > 0) {
+            unsigned p = i / HIST_SUB, s = i % HIST_SUB;
+            return (double)(((uint64_t)(HIST_SUB + s + 1)) << p) / 1000.0;
+        }
+    }
+    return 0;
+}
+
+static void
+hist_merge(hist *dst, const hist *src)
+{
+    for (unsigned i = 0; i < HIST_POW * HIST_SUB; i++)
+        dst->b[i] += src->b[i];
+    dst->n += src->n;
+}
+
+typedef struct bench {
+    struct event_base *base;
+    rpc_client **conns;
+    int nconn, pipeline, weights[OP_N], wsum;
+    uint64_t keys, seed;
+    size_t value_size;
+    uint8_t *value;
+    const char *bucket;
+    bool stopping, preload;
+    uint64_t preload_next, outstanding;
+    uint64_t ops[OP_N], errors[OP_N];
+    hist h[OP_N];
+    char last_error[256];
+} bench;
+
+typedef struct call {
+    bench *b;
+    int conn, op;
+    uint64_t t0;
+} call;
+
+static uint64_t
+bench_rand(bench *b)
+{
+    b->seed ^= b->seed >> 12;
+    b->seed ^= b->seed << 25;
+    b->seed ^= b->seed >> 27;
+    return b->seed * 2685821657736338717ULL;
+}
+
+static void bench_issue(bench *b, int conn);
+
+static void
+bench_done(void *arg, om_status st, const Objmeta__Response *resp)
+{
+    call *c = arg;
+    bench *b = c->b;
+    om_status rs = st == OM_OK ? rpc_response_status(resp) : st;
+
+    b->outstanding--;
+    if (!b->preload) {
+        /* NOT_FOUND is an answer (a read or delete of a key not stored yet) */
+        if (rs == OM_OK || rs == OM_E_NOTFOUND) {
+            b->ops[c->op]++;
+            hist_add(&b->h[c->op], om_clock_mono_ns() - c->t0);
+        } else {
+            b->errors[c->op]++;
+            snprintf(b->last_error, sizeof(b->last_error), "%s: %s", op_names[c->op],
+                     resp && resp->message ? resp->message : om_status_str(rs));
+        }
+    } else if (rs != OM_OK) {
+        b->errors[OP_STORE]++;
+    }
+    int conn = c->conn;
+    free(c);
+    if (!b->stopping)
+        bench_issue(b, conn);
+    else if (b->outstanding == 0)
+        event_base_loopbreak(b->base);
+}
+
+static void
+bench_issue(bench *b, int conn)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__StoreRequest st = OBJMETA__STORE_REQUEST__INIT;
+    Objmeta__RetrieveRequest rt = OBJMETA__RETRIEVE_REQUEST__INIT;
+    Objmeta__HeadRequest hd = OBJMETA__HEAD_REQUEST__INIT;
+    Objmeta__ExistsRequest ex = OBJMETA__EXISTS_REQUEST__INIT;
+    Objmeta__DeleteRequest dl = OBJMETA__DELETE_REQUEST__INIT;
+    Objmeta__ListRequest ls = OBJMETA__LIST_REQUEST__INIT;
+    char key[32];
+    uint64_t k;
+    int op = OP_STORE;
+    call *c;
+
+    if (b->preload) {
+        if (b->preload_next >= b->keys) {
+            b->stopping = true;
+            if (b->outstanding == 0)
+                event_base_loopbreak(b->base);
+            return;
+        }
+        k = b->preload_next++;
+    } else {
+        int w = (int)(bench_rand(b) % (uint64_t)b->wsum);
+        for (op = 0; op < OP_N; op++) {
+            if (w < b->weights[op])
+                break;
+            w -= b->weights[op];
+        }
+        k = bench_rand(b) % b->keys;
+    }
+    snprintf(key, sizeof(key), "key:%012" PRIu64, k);
+    switch (op) {
+    case OP_STORE:
+        st.bucket = (char *)b->bucket;
+        st.key = key;
+        st.data.data = b->value;
+        st.data.len = b->value_size;
+        req.body_case = OBJMETA__REQUEST__BODY_STORE;
+        req.store = &st;
+        break;
+    case OP_RETRIEVE:
+        rt.bucket = (char *)b->bucket;
+        rt.key = key;
+        req.body_case = OBJMETA__REQUEST__BODY_RETRIEVE;
+        req.retrieve = &rt;
+        break;
+    case OP_HEAD:
+        hd.bucket = (char *)b->bucket;
+        hd.key = key;
+        req.body_case = OBJMETA__REQUEST__BODY_HEAD;
+        req.head = &hd;
+        break;
+    case OP_EXISTS:
+        ex.bucket = (char *)b->bucket;
+        ex.key = key;
+        req.body_case = OBJMETA__REQUEST__BODY_EXISTS;
+        req.exists = &ex;
+        break;
+    case OP_DELETE:
+        dl.bucket = (char *)b->bucket;
+        dl.key = key;
+        req.body_case = OBJMETA__REQUEST__BODY_DELETE;
+        req.delete_ = &dl;
+        break;
+    default:
+        ls.bucket = (char *)b->bucket;
+        ls.start_after = key;
+        ls.max_keys = 100;
+        req.body_case = OBJMETA__REQUEST__BODY_LIST;
+        req.list = &ls;
+        break;
+    }
+    c = calloc(1, sizeof(*c));
+    c->b = b;
+    c->conn = conn;
+    c->op = op;
+    c->t0 = om_clock_mono_ns();
+    if (rpc_client_call(b->conns[conn], &req, 0, bench_done, c) != OM_OK) {
+        free(c);
+        b->errors[op]++;
+        return;
+    }
+    b->outstanding++;
+}
+
+static void
+bench_stop(evutil_socket_t fd, short what, void *arg)
+{
+    bench *b = arg;
+    b->stopping = true;
+    if (b->outstanding == 0)
+        event_base_loopbreak(b->base);
+}
+
+/* Run until stopped (duration timer, or preload finished). */
+static void
+bench_run(bench *b, int64_t duration_ms)
+{
+    struct event *t = NULL;
+    b->stopping = false;
+    if (duration_ms > 0) {
+        struct timeval tv = {duration_ms / 1000, (duration_ms % 1000) * 1000};
+        t = evtimer_new(b->base, bench_stop, b);
+        evtimer_add(t, &tv);
+    }
+    for (int i = 0; i < b->nconn; i++)
+        for (int d = 0; d < b->pipeline; d++)
+            bench_issue(b, i);
+    if (b->outstanding > 0)
+        event_base_dispatch(b->base);
+    if (t)
+        event_free(t);
+}
+
+static int
+parse_mix(bench *b, const char *mix)
+{
+    char *copy = strdup(mix), *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        int op;
+        for (op = 0; op < OP_N; op++)
+            if (strncmp(tok, op_names[op], eq ? (size_t)(eq - tok) : strlen(tok)) == 0 &&
+                strlen(op_names[op]) == (eq ? (size_t)(eq - tok) : strlen(tok)))
+                break;
+        if (op == OP_N) {
+            fprintf(stderr, "objmeta_bench: unknown operation in --ops: %s\n", tok);
+            free(copy);
+            return -1;
+        }
+        b->weights[op] = eq ? atoi(eq + 1) : 1;
+        b->wsum += b->weights[op];
+    }
+    free(copy);
+    return b->wsum > 0 ? 0 : -1;
+}
+
+static void
+print_result(const char *name, uint64_t ops, uint64_t errors, const hist *h, double secs)
+{
+    printf("%-9s %10" PRIu64 " ops %12.0f ops/s  p50 %8.1f us  p99 %8.1f us  p99.9 %8.1f us"
+           "  errors %" PRIu64 "\n",
+           name, ops, (double)ops / secs, hist_q_us(h, 0.5), hist_q_us(h, 0.99),
+           hist_q_us(h, 0.999), errors);
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *addr = "127.0.0.1:7001", *mix = "store=50,retrieve=50";
+    int64_t conns = 50, pipeline = 1, keys = 100000, vsize = 256, duration = 10000;
+    bool preload = false;
+    bench b = {.bucket = "bench", .seed = 0x9e3779b97f4a7c15ULL};
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = true;
+        if (strcmp(a, "--preload") == 0) {
+            preload = true;
+            continue;
+        }
+        if (strcmp(a, "--help") == 0 || v == NULL) {
+            printf("usage: objmeta_bench [--addr H:P] [--connections N] [--pipeline D]\n"
+                   "  [--ops store=50,retrieve=50,head=0,exists=0,delete=0,list=0]\n"
+                   "  [--value-size BYTES] [--keys N] [--duration 10s] [--bucket B] [--preload]\n");
+            return strcmp(a, "--help") == 0 ? 0 : 2;
+        }
+        i++;
+        if (strcmp(a, "--addr") == 0)
+            addr = v;
+        else if (strcmp(a, "--ops") == 0)
+            mix = v;
+        else if (strcmp(a, "--bucket") == 0)
+            b.bucket = v;
+        else if (strcmp(a, "--connections") == 0)
+            ok = om_parse_int(v, &conns) == OM_OK && conns > 0 && conns <= 10000;
+        else if (strcmp(a, "--pipeline") == 0)
+            ok = om_parse_int(v, &pipeline) == OM_OK && pipeline > 0 && pipeline <= 1024;
+        else if (strcmp(a, "--keys") == 0)
+            ok = om_parse_int(v, &keys) == OM_OK && keys > 0;
+        else if (strcmp(a, "--value-size") == 0)
+            ok = om_parse_size(v, &vsize) == OM_OK && vsize >= 0 && vsize <= (64 << 20);
+        else if (strcmp(a, "--duration") == 0)
+            ok = om_parse_duration_ms(v, &duration) == OM_OK && duration > 0;
+        else
+            ok = false;
+        if (!ok) {
+            fprintf(stderr, "objmeta_bench: bad option %s %s\n", a, v);
+            return 2;
+        }
+    }
+    if (parse_mix(&b, mix) != 0)
+        return 2;
+    b.base = event_base_new();
+    b.nconn = (int)conns;
+    b.pipeline = (int)pipeline;
+    b.keys = (uint64_t)keys;
+    b.value_size = (size_t)vsize;
+    b.value = malloc(b.value_size + 1);
+    memset(b.value, 'v', b.value_size + 1);
+    b.conns = calloc((size_t)conns, sizeof(*b.conns));
+    for (int i = 0; i < b.nconn; i++) {
+        rpc_client_opts o;
+        rpc_client_opts_init(&o);
+        if (rpc_client_new(b.base, addr, &o, &b.conns[i]) != OM_OK) {
+            fprintf(stderr, "objmeta_bench: bad address %s\n", addr);
+            return 2;
+        }
+    }
+    if (preload) {
+        uint64_t t0 = om_clock_mono_ns();
+        b.preload = true;
+        bench_run(&b, 0);
+        b.preload = false;
+        printf("preloaded %" PRIu64 " keys of %zu bytes in %.2f s (%" PRIu64 " errors)\n", b.keys,
+               b.value_size, (double)(om_clock_mono_ns() - t0) / 1e9, b.errors[OP_STORE]);
+        b.errors[OP_STORE] = 0;
+    }
+    uint64_t t0 = om_clock_mono_ns();
+    bench_run(&b, duration);
+    double secs = (double)(om_clock_mono_ns() - t0) / 1e9;
+
+    printf("objmeta_bench addr=%s connections=%d pipeline=%d value_size=%zu keys=%" PRIu64
+           " duration=%.2fs ops=%s\n",
+           addr, b.nconn, b.pipeline, b.value_size, b.keys, secs, mix);
+    hist *all = calloc(1, sizeof(hist));
+    uint64_t tot = 0, err = 0;
+    for (int op = 0; op < OP_N; op++) {
+        if (b.weights[op] == 0)
+            continue;
+        print_result(op_names[op], b.ops[op], b.errors[op], &b.h[op], secs);
+        hist_merge(all, &b.h[op]);
+        tot += b.ops[op];
+        err += b.errors[op];
+    }
+    print_result("all", tot, err, all, secs);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("client cpu %.2f s (user %.2f, system %.2f) over %.2f s\n",
+           (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+               (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6,
+           (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6, secs);
+    if (err > 0)
+        printf("last error: %s\n", b.last_error);
+    for (int op = 0; op < OP_N; op++)
+        if (b.weights[op] > 0)
+            printf("RESULT op=%s ops=%" PRIu64 " ops_per_sec=%.0f p50_us=%.1f p99_us=%.1f "
+                   "p999_us=%.1f errors=%" PRIu64 "\n",
+                   op_names[op], b.ops[op], (double)b.ops[op] / secs, hist_q_us(&b.h[op], 0.5),
+                   hist_q_us(&b.h[op], 0.99), hist_q_us(&b.h[op], 0.999), b.errors[op]);
+    printf("RESULT op=all ops=%" PRIu64 " ops_per_sec=%.0f p50_us=%.1f p99_us=%.1f p999_us=%.1f "
+           "errors=%" PRIu64 "\n",
+           tot, (double)tot / secs, hist_q_us(all, 0.5), hist_q_us(all, 0.99),
+           hist_q_us(all, 0.999), err);
+    for (int i = 0; i < b.nconn; i++)
+        rpc_client_free(b.conns[i]);
+    free(b.conns);
+    free(b.value);
+    free(all);
+    event_base_free(b.base);
+    return err > 0 && tot == 0 ? 1 : 0;
+}

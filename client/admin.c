@@ -1,0 +1,428 @@
+/*
+ * client/admin.c -- `objmeta admin`: add-shard, remove-shard, set-weight and
+ * rebalance-status against objmeta-coord (the protocol's AddShard,
+ * RemoveShard, SetWeight and RebalanceStatus; coordinator/MIGRATION.md).
+ *
+ * --wait polls RebalanceStatus every 500 ms until the change is over. On a
+ * terminal it redraws one progress line (\r); otherwise it prints a plain
+ * line every few seconds and whenever the phase changes, so logs stay
+ * readable. A BUSY answer (another change is running) exits 4, a refused
+ * change (unknown or duplicate id, last shard, bad weight) exits 5.
+ */
+#include "client/admin.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rpc/rpc.h"
+#include "util/clock.h"
+
+enum { A_OK = 0, A_USAGE = 2, A_UNAVAILABLE = 4, A_INVALID = 5, A_OTHER = 6 };
+
+static const char admin_usage[] =
+    "usage: objmeta [--addr COORD] [--json] admin COMMAND\n"
+    "  add-shard --id ID --addr HOST:PORT [--weight W] [--wait]\n"
+    "  remove-shard --id ID [--wait]\n"
+    "  set-weight --id ID --weight W [--wait]\n"
+    "  rebalance-status [--json]\n"
+    "Only one ring change runs at a time; --wait follows it to the end.\n";
+
+typedef struct admin {
+    const char *addr;
+    bool json;
+    uint32_t timeout_ms;
+    rpc_sync_client *c;
+} admin;
+
+static int
+admin_exit(om_status st)
+{
+    switch (st) {
+    case OM_OK:
+        return A_OK;
+    case OM_E_UNAVAILABLE:
+    case OM_E_TIMEOUT:
+    case OM_E_BUSY:
+        return A_UNAVAILABLE;
+    case OM_E_INVALID:
+    case OM_E_NOTFOUND:
+        return A_INVALID;
+    default:
+        return A_OTHER;
+    }
+}
+
+static int
+admin_usage_error(const char *msg, const char *arg)
+{
+    fprintf(stderr, "objmeta admin: %s%s\n%s", msg, arg ? arg : "", admin_usage);
+    return A_USAGE;
+}
+
+/* Send req to the coordinator; on OM_OK *resp is an OK response the caller frees. */
+static om_status
+admin_call(admin *a, const Objmeta__Request *req, Objmeta__Response **resp, const char *what)
+{
+    Objmeta__Response *r = NULL;
+    om_status st;
+
+    if (a->c == NULL) {
+        st = rpc_sync_client_open(a->addr, a->timeout_ms < 3000 ? a->timeout_ms : 3000, &a->c);
+        if (st != OM_OK) {
+            fprintf(stderr, "objmeta admin: cannot connect to %s: %s\n", a->addr,
+                    om_status_str(st));
+            return st;
+        }
+    }
+    st = rpc_sync_client_call(a->c, req, a->timeout_ms, &r);
+    if (st != OM_OK) {
+        fprintf(stderr, "objmeta admin: %s: %s: %s\n", what, om_status_str(st),
+                rpc_sync_client_last_error(a->c));
+        return st;
+    }
+    st = rpc_response_status(r);
+    if (st != OM_OK) {
+        if (a->json) {
+            json_t *o = json_pack("{s:b,s:s,s:s}", "ok", 0, "error", om_status_str(st), "message",
+                                  r->message);
+            json_dumpf(o, stdout, JSON_COMPACT);
+            fputc('\n', stdout);
+            json_decref(o);
+        }
+        fprintf(stderr, "objmeta admin: %s: %s: %s\n", what, om_status_str(st), r->message);
+        rpc_response_free(r);
+        return st;
+    }
+    *resp = r;
+    return OM_OK;
+}
+
+static void
+fmt_bytes(double b, char *out, size_t n)
+{
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0;
+
+    while (b >= 1024.0 && i < 4) {
+        b /= 1024.0;
+        i++;
+    }
+    snprintf(out, n, i == 0 ? "%.0f %s" : "%.1f %s", b, u[i]);
+}
+
+static void
+fmt_ms(uint64_t ms, char *out, size_t n)
+{
+    if (ms == 0)
+        snprintf(out, n, "-");
+    else if (ms < 60000)
+        snprintf(out, n, "%.1fs", (double)ms / 1000.0);
+    else
+        snprintf(out, n, "%llum%02llus", (unsigned long long)(ms / 60000),
+                 (unsigned long long)(ms / 1000 % 60));
+}
+
+static om_status
+get_status(admin *a, Objmeta__Response **out)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__RebalanceStatusRequest rq = OBJMETA__REBALANCE_STATUS_REQUEST__INIT;
+    om_status st;
+
+    req.body_case = OBJMETA__REQUEST__BODY_REBALANCE_STATUS;
+    req.rebalance_status = &rq;
+    st = admin_call(a, &req, out, "rebalance-status");
+    if (st == OM_OK && (*out)->body_case != OBJMETA__RESPONSE__BODY_REBALANCE_STATUS) {
+        fprintf(stderr,
+                "objmeta admin: the server sent no rebalance status (is %s a "
+                "coordinator?)\n",
+                a->addr);
+        rpc_response_free(*out);
+        return OM_E_INTERNAL;
+    }
+    return st;
+}
+
+/* One line: phase, records, bytes, rate, ETA. */
+static void
+status_line(const Objmeta__RebalanceStatusResponse *s, char *out, size_t n)
+{
+    char b[32], r[32], e[32];
+
+    fmt_bytes((double)s->bytes_copied, b, sizeof(b));
+    fmt_bytes(s->rate_bytes_per_sec, r, sizeof(r));
+    fmt_ms(s->eta_ms, e, sizeof(e));
+    snprintf(out, n, "%-8s epoch %" PRIu64 "->%" PRIu64 " %" PRIu64 " records %s %s/s ETA %s%s%s",
+             s->phase, s->from_epoch, s->to_epoch, s->records_copied, b, r, e,
+             s->error[0] ? "  last error: " : "", s->error);
+}
+
+static json_t *
+status_json(const Objmeta__RebalanceStatusResponse *s)
+{
+    json_t *o = json_pack(
+        "{s:b,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:f,s:I,s:s,s:I,s:i,s:i}", "active", s->active, "phase",
+        s->phase, "operation", s->operation, "from_epoch", (json_int_t)s->from_epoch, "to_epoch",
+        (json_int_t)s->to_epoch, "started_ms", (json_int_t)s->started_ms, "records_copied",
+        (json_int_t)s->records_copied, "bytes_copied", (json_int_t)s->bytes_copied,
+        "rate_bytes_per_sec", s->rate_bytes_per_sec, "eta_ms", (json_int_t)s->eta_ms, "error",
+        s->error, "last_change_epoch", (json_int_t)s->last_change_epoch, "sources_done",
+        (int)s->sources_done, "sources", (int)s->sources);
+    json_t *ranges = json_array();
+
+    for (size_t i = 0; i < s->n_ranges; i++) {
+        const Objmeta__RangeProgress *r = s->ranges[i];
+        char start[24], end[24];
+        snprintf(start, sizeof(start), "%016" PRIx64, r->start);
+        snprintf(end, sizeof(end), "%016" PRIx64, r->end);
+        json_array_append_new(
+            ranges,
+            json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:f,s:I,s:s}", "start", start, "end", end,
+                      "from", r->from_shard, "to", r->to_shard, "phase", r->phase, "records_copied",
+                      (json_int_t)r->records_copied, "bytes_copied", (json_int_t)r->bytes_copied,
+                      "rate_bytes_per_sec", r->rate_bytes_per_sec, "eta_ms", (json_int_t)r->eta_ms,
+                      "error", r->error));
+    }
+    json_object_set_new(o, "ranges", ranges);
+    return o;
+}
+
+static void
+status_print(const Objmeta__RebalanceStatusResponse *s)
+{
+    char line[512];
+
+    if (!s->active) {
+        printf("no ring change in progress (last change reached epoch %" PRIu64 ")\n",
+               s->last_change_epoch);
+        return;
+    }
+    status_line(s, line, sizeof(line));
+    printf("%s\nchange: %s\nsources done: %u/%u, moving ranges: %zu\n", line, s->operation,
+           s->sources_done, s->sources, s->n_ranges);
+    if (s->n_ranges > 0)
+        printf("%-33s %-10s %-10s %-8s %10s %10s %10s %8s\n", "range", "from", "to", "phase",
+               "records", "bytes", "rate/s", "eta");
+    for (size_t i = 0; i < s->n_ranges; i++) {
+        const Objmeta__RangeProgress *r = s->ranges[i];
+        char b[32], rt[32], e[32];
+        fmt_bytes((double)r->bytes_copied, b, sizeof(b));
+        fmt_bytes(r->rate_bytes_per_sec, rt, sizeof(rt));
+        fmt_ms(r->eta_ms, e, sizeof(e));
+        printf("%016" PRIx64 "-%016" PRIx64 " %-10s %-10s %-8s %10" PRIu64 " %10s %10s %8s%s%s\n",
+               r->start, r->end, r->from_shard, r->to_shard, r->phase, r->records_copied, b, rt, e,
+               r->error[0] ? " " : "", r->error);
+    }
+}
+
+static int
+cmd_status(admin *a)
+{
+    Objmeta__Response *r = NULL;
+    om_status st = get_status(a, &r);
+
+    if (st != OM_OK)
+        return admin_exit(st);
+    if (a->json) {
+        json_t *o = status_json(r->rebalance_status);
+        json_dumpf(o, stdout, JSON_INDENT(2));
+        fputc('\n', stdout);
+        json_decref(o);
+    } else {
+        status_print(r->rebalance_status);
+    }
+    rpc_response_free(r);
+    return A_OK;
+}
+
+/* Follow the change to `to_epoch` until it is over. */
+static int
+wait_change(admin *a, uint64_t to_epoch)
+{
+    bool tty = isatty(STDOUT_FILENO) && !a->json;
+    uint64_t last_plain = 0;
+    char last_phase[32] = "";
+    int fails = 0;
+
+    for (;;) {
+        Objmeta__Response *r = NULL;
+        const Objmeta__RebalanceStatusResponse *s;
+        char line[512];
+        om_status st = get_status(a, &r);
+
+        if (st != OM_OK) {
+            /* the coordinator may be restarting: the change resumes there */
+            if (++fails > 120)
+                return admin_exit(st);
+            om_clock_sleep_ms(500);
+            continue;
+        }
+        fails = 0;
+        s = r->rebalance_status;
+        if (!s->active && s->last_change_epoch >= to_epoch) {
+            if (tty)
+                printf("\r\033[K");
+            if (a->json) {
+                json_t *o = status_json(s);
+                json_dumpf(o, stdout, JSON_COMPACT);
+                fputc('\n', stdout);
+                json_decref(o);
+            } else {
+                char b[32];
+                fmt_bytes((double)s->bytes_copied, b, sizeof(b));
+                printf("done: ring epoch %" PRIu64 ", %" PRIu64 " records (%s) copied\n",
+                       s->last_change_epoch, s->records_copied, b);
+            }
+            rpc_response_free(r);
+            return A_OK;
+        }
+        if (!s->active || s->to_epoch != to_epoch) {
+            fprintf(stderr,
+                    "objmeta admin: the coordinator is not running the change to epoch %" PRIu64
+                    " (phase %s, last change reached epoch %" PRIu64 ")\n",
+                    to_epoch, s->phase, s->last_change_epoch);
+            rpc_response_free(r);
+            return A_OTHER;
+        }
+        status_line(s, line, sizeof(line));
+        if (tty) {
+            printf("\r\033[K%s", line);
+            fflush(stdout);
+        } else if (!a->json &&
+                   (om_clock_mono_ms() - last_plain >= 2000 || strcmp(last_phase, s->phase) != 0)) {
+            printf("%s\n", line);
+            fflush(stdout);
+            last_plain = om_clock_mono_ms();
+        }
+        snprintf(last_phase, sizeof(last_phase), "%s", s->phase);
+        rpc_response_free(r);
+        om_clock_sleep_ms(500);
+    }
+}
+
+static int
+cmd_change(admin *a, const char *cmd, const char *id, const char *saddr, long weight, bool wait)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__AddShardRequest ad = OBJMETA__ADD_SHARD_REQUEST__INIT;
+    Objmeta__RemoveShardRequest rm = OBJMETA__REMOVE_SHARD_REQUEST__INIT;
+    Objmeta__SetWeightRequest sw = OBJMETA__SET_WEIGHT_REQUEST__INIT;
+    const Objmeta__RingChangeResponse *rc = NULL;
+    Objmeta__Response *r = NULL;
+    om_status st;
+    int rcode;
+
+    if (strcmp(cmd, "add-shard") == 0) {
+        ad.id = (char *)id;
+        ad.addr = (char *)saddr;
+        ad.weight = weight > 0 ? (uint32_t)weight : 1;
+        req.body_case = OBJMETA__REQUEST__BODY_ADD_SHARD;
+        req.add_shard = &ad;
+    } else if (strcmp(cmd, "remove-shard") == 0) {
+        rm.id = (char *)id;
+        req.body_case = OBJMETA__REQUEST__BODY_REMOVE_SHARD;
+        req.remove_shard = &rm;
+    } else {
+        sw.id = (char *)id;
+        sw.weight = (uint32_t)weight;
+        req.body_case = OBJMETA__REQUEST__BODY_SET_WEIGHT;
+        req.set_weight = &sw;
+    }
+    st = admin_call(a, &req, &r, cmd);
+    if (st != OM_OK)
+        return admin_exit(st);
+    rc = r->body_case == OBJMETA__RESPONSE__BODY_ADD_SHARD      ? r->add_shard
+         : r->body_case == OBJMETA__RESPONSE__BODY_REMOVE_SHARD ? r->remove_shard
+         : r->body_case == OBJMETA__RESPONSE__BODY_SET_WEIGHT   ? r->set_weight
+                                                                : NULL;
+    if (rc == NULL) {
+        fprintf(stderr, "objmeta admin: %s: the server's answer has no ring change\n", cmd);
+        rpc_response_free(r);
+        return A_OTHER;
+    }
+    if (a->json && !wait) {
+        json_t *o = json_pack("{s:b,s:I,s:I,s:i}", "ok", 1, "from_epoch",
+                              (json_int_t)rc->from_epoch, "to_epoch", (json_int_t)rc->to_epoch,
+                              "moving_ranges", (int)rc->moving_ranges);
+        json_dumpf(o, stdout, JSON_COMPACT);
+        fputc('\n', stdout);
+        json_decref(o);
+    } else if (!a->json) {
+        printf("%s: ring epoch %" PRIu64 " -> %" PRIu64 ", %u hash ranges move\n", cmd,
+               rc->from_epoch, rc->to_epoch, rc->moving_ranges);
+        fflush(stdout);
+    }
+    uint64_t to = rc->to_epoch;
+    rpc_response_free(r);
+    rcode = wait ? wait_change(a, to) : A_OK;
+    return rcode;
+}
+
+int
+objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, int argc, char **argv)
+{
+    admin a = {addr, json, timeout_ms, NULL};
+    const char *id = NULL, *saddr = NULL, *cmd;
+    long weight = 0;
+    bool wait = false;
+    int rc;
+
+    if (argc < 2)
+        return admin_usage_error("no admin command given", NULL);
+    cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(admin_usage, stdout);
+        return A_OK;
+    }
+    for (int i = 2; i < argc; i++) {
+        const char *o = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(o, "--wait") == 0) {
+            wait = true;
+        } else if (strcmp(o, "--json") == 0) {
+            a.json = true;
+        } else if (strcmp(o, "--id") == 0 && v) {
+            id = v;
+            i++;
+        } else if ((strcmp(o, "--shard-addr") == 0 || strcmp(o, "--addr") == 0) && v) {
+            saddr = v;
+            i++;
+        } else if (strcmp(o, "--weight") == 0 && v) {
+            char *end;
+            weight = strtol(v, &end, 10);
+            if (*end != '\0' || weight < 1 || weight > 1000)
+                return admin_usage_error("--weight wants 1..1000, not ", v);
+            i++;
+        } else {
+            return admin_usage_error("unknown or incomplete option ", o);
+        }
+    }
+    if (strcmp(cmd, "rebalance-status") == 0) {
+        if (id || saddr || weight || wait)
+            return admin_usage_error("rebalance-status takes no options but --json", NULL);
+        rc = cmd_status(&a);
+    } else if (strcmp(cmd, "add-shard") == 0 || strcmp(cmd, "remove-shard") == 0 ||
+               strcmp(cmd, "set-weight") == 0) {
+        bool add = cmd[0] == 'a', sw = cmd[0] == 's';
+        if (id == NULL || id[0] == '\0')
+            return admin_usage_error(cmd, " needs --id ID");
+        if (add && (saddr == NULL || strchr(saddr, ':') == NULL))
+            return admin_usage_error("add-shard needs --addr HOST:PORT (the new shard's)", NULL);
+        if (!add && saddr != NULL)
+            return admin_usage_error(cmd, " takes no --addr");
+        if (sw && weight == 0)
+            return admin_usage_error("set-weight needs --weight W", NULL);
+        if (!add && !sw && weight != 0)
+            return admin_usage_error("remove-shard takes no --weight", NULL);
+        rc = cmd_change(&a, cmd, id, saddr, weight, wait);
+    } else {
+        return admin_usage_error("unknown admin command ", cmd);
+    }
+    rpc_sync_client_close(a.c);
+    return rc;
+}

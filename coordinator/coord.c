@@ -1,0 +1,254 @@
+/*
+ * coordinator/coord.c -- the coordinator's life cycle: open (ring from the
+ * data dir or from the initial shard list, token secret, shard pool,
+ * listeners, health checks), readiness, graceful shutdown and close.
+ *
+ * Ring at start-up. The data dir's RING file wins: a coordinator that has
+ * run once keeps its ring (and epoch) across restarts, and --shards is
+ * only read to create the first ring (epoch 1), which is persisted before
+ * the coordinator serves anything. If --shards disagrees with the stored
+ * ring it is ignored with a warning; ring changes go through the admin
+ * operations, never through the command line.
+ */
+#define OM_LOG_MODULE "coord"
+#include <errno.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "coordinator/coord_int.h"
+#include "util/log.h"
+
+void
+coord_opts_init(coord_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->listen = "127.0.0.1:7000";
+    o->http_listen = "127.0.0.1:8000";
+    o->pool_size = 2;
+    o->health_interval_ms = 500;
+    o->health_timeout_ms = 1000;
+    o->shard_timeout_ms = 10000;
+    o->startup_wait_ms = 5000;
+    o->max_frame = RPC_DEFAULT_MAX_FRAME;
+    o->migrate_rate = 64ull << 20;
+    o->migrate_batch = 1u << 20;
+    o->cutover_timeout_ms = 5000;
+    o->clock_margin_ms = 10000;
+}
+
+void
+coord_check_ready(coord *c)
+{
+    if (c->ready_called || c->ready == NULL)
+        return;
+    if (coord_pool_up_count(c) < c->nshards)
+        return;
+    c->ready_called = true;
+    om_log(OM_LOG_INFO, "all shards up shards=%zu ring_epoch=%llu", c->nshards,
+           (unsigned long long)ring_epoch(c->ring));
+    c->ready(c->ready_arg);
+}
+
+static void
+coord_ready_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    coord *c = arg;
+
+    if (c->ready_called || c->ready == NULL)
+        return;
+    c->ready_called = true;
+    om_log(OM_LOG_WARN, "serving with shards down shards_up=%zu shards=%zu", coord_pool_up_count(c),
+           c->nshards);
+    c->ready(c->ready_arg);
+}
+
+static void
+coord_errf(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
+{
+    if (err != NULL && errlen > 0)
+        snprintf(err, errlen, fmt, a, b);
+}
+
+/* Load the stored ring or create the first one from opts->initial_shards. */
+static om_status
+coord_load_ring(coord *c, om_buf *mig, char *err, size_t errlen)
+{
+    ring *given = NULL;
+    om_status st;
+
+    st = coord_ring_store_load_ex(c->data_dir, &c->ring, &c->pending, mig, err, errlen);
+    if (st == OM_OK) {
+        if (c->pending != NULL)
+            om_log(OM_LOG_INFO, "ring change in progress epoch=%llu pending_epoch=%llu",
+                   (unsigned long long)ring_epoch(c->ring),
+                   (unsigned long long)ring_epoch(c->pending));
+        if (c->opts.initial_shards != NULL && c->opts.initial_shards[0] != '\0' &&
+            coord_parse_shards(c->opts.initial_shards, c->opts.vnodes_per_weight, &given, NULL,
+                               0) == OM_OK &&
+            !ring_same_placement(given, c->ring))
+            om_log(OM_LOG_WARN,
+                   "--shards differs from the stored ring and is ignored; "
+                   "change the ring with the admin operations ring_epoch=%llu",
+                   (unsigned long long)ring_epoch(c->ring));
+        ring_unref(given);
+        om_log(OM_LOG_INFO, "ring loaded dir=%s epoch=%llu shards=%zu", c->data_dir,
+               (unsigned long long)ring_epoch(c->ring), ring_shard_count(c->ring));
+        return OM_OK;
+    }
+    if (st != OM_E_NOTFOUND)
+        return st;
+    if (c->opts.initial_shards == NULL || c->opts.initial_shards[0] == '\0') {
+        coord_errf(err, errlen,
+                   "no ring in %s%s: start the first time with --shards id=host:port,...",
+                   c->data_dir, "");
+        return OM_ERR(OM_E_INVALID);
+    }
+    OM_TRY(coord_parse_shards(c->opts.initial_shards, c->opts.vnodes_per_weight, &c->ring, err,
+                              errlen));
+    OM_TRY(coord_ring_store_save(c->data_dir, c->ring, NULL));
+    om_log(OM_LOG_INFO, "ring created dir=%s epoch=1 shards=%zu", c->data_dir,
+           ring_shard_count(c->ring));
+    return OM_OK;
+}
+
+om_status
+coord_open(struct event_base *base, const coord_opts *opts, void (*ready)(void *arg), void *arg,
+           coord **out, char *err, size_t errlen)
+{
+    rpc_server_opts so;
+    om_buf mig = OM_BUF_INIT;
+    coord *c;
+    om_status st;
+
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    if (opts->data_dir == NULL || opts->data_dir[0] == '\0') {
+        coord_errf(err, errlen, "data-dir is not set%s%s", "", "");
+        return OM_ERR(OM_E_INVALID);
+    }
+    if (opts->pool_size == 0 || opts->health_interval_ms == 0 || opts->health_timeout_ms == 0 ||
+        opts->shard_timeout_ms == 0) {
+        coord_errf(err, errlen,
+                   "pool-size, health-interval, health-timeout and shard-timeout "
+                   "must be positive%s%s",
+                   "", "");
+        return OM_ERR(OM_E_INVALID);
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    c->base = base;
+    c->opts = *opts;
+    c->data_dir = strdup(opts->data_dir);
+    c->listen = strdup(opts->listen ? opts->listen : "127.0.0.1:7000");
+    c->http_listen = strdup(opts->http_listen ? opts->http_listen : "");
+    if (c->data_dir == NULL || c->listen == NULL || c->http_listen == NULL) {
+        st = OM_ERR(OM_E_NOMEM);
+        goto fail;
+    }
+    c->opts.data_dir = c->data_dir;
+    c->opts.listen = c->listen;
+    c->opts.http_listen = c->http_listen;
+    c->opts.initial_shards = NULL; /* only read during open */
+    c->ready = ready;
+    c->ready_arg = arg;
+    for (int op = 0; op < COORD_OP_COUNT_; op++)
+        rpc_hist_init(&c->latency[op]);
+
+    if (mkdir(c->data_dir, 0755) != 0 && errno != EEXIST) {
+        int e = errno;
+        om_log(OM_LOG_ERROR, "cannot create data dir=%s err=\"%s\"", c->data_dir, strerror(e));
+        coord_errf(err, errlen, "cannot create data dir %s: %s", c->data_dir, strerror(e));
+        st = OM_ERR(om_status_from_errno(e));
+        goto fail;
+    }
+    c->opts.initial_shards = opts->initial_shards;
+    st = coord_load_ring(c, &mig, err, errlen);
+    c->opts.initial_shards = NULL;
+    if (st != OM_OK)
+        goto fail;
+    OM_GOTO(coord_secret_load(c->data_dir, c->secret));
+    OM_GOTO(coord_pool_open(c));
+    OM_GOTO(coord_mig_open(c, om_buf_slice(&mig), err, errlen));
+    om_buf_free(&mig);
+
+    rpc_server_opts_init(&so);
+    so.listen = c->listen;
+    so.max_frame = c->opts.max_frame;
+    /* answers come from the shards, which have their own deadline */
+    so.request_timeout_ms = c->opts.shard_timeout_ms + 5000;
+    if ((st = rpc_server_new(base, &so, coord_handle, c, &c->server)) != OM_OK) {
+        coord_errf(err, errlen, "cannot listen on %s (%s)", c->listen, om_status_str(st));
+        goto fail;
+    }
+    if (c->http_listen[0] != '\0' &&
+        (st = rpc_http_open(base, c->http_listen, coord_health, coord_render_metrics, c,
+                            &c->http)) != OM_OK) {
+        coord_errf(err, errlen, "cannot serve HTTP on %s (%s)", c->http_listen, om_status_str(st));
+        goto fail;
+    }
+    struct timeval tv = {c->opts.startup_wait_ms / 1000, (c->opts.startup_wait_ms % 1000) * 1000};
+    c->ready_timer = evtimer_new(base, coord_ready_timeout, c);
+    if (c->ready_timer == NULL || evtimer_add(c->ready_timer, &tv) != 0) {
+        st = OM_ERR(OM_E_NOMEM);
+        goto fail;
+    }
+    OM_GOTO(coord_pool_start_health(c));
+    om_log(OM_LOG_INFO, "coordinator listening rpc_port=%d http_port=%d shards=%zu",
+           coord_rpc_port(c), coord_http_port(c), c->nshards);
+    *out = c;
+    return OM_OK;
+fail:
+    om_buf_free(&mig);
+    if (err != NULL && errlen > 0 && err[0] == '\0')
+        snprintf(err, errlen, "coordinator start failed: %s", om_status_str(st));
+    coord_close(c);
+    return st;
+}
+
+int
+coord_rpc_port(const coord *c)
+{
+    return c->server ? rpc_server_port(c->server) : 0;
+}
+
+int
+coord_http_port(const coord *c)
+{
+    return c->http ? rpc_http_port(c->http) : 0;
+}
+
+void
+coord_shutdown(coord *c, uint32_t deadline_ms, void (*done)(void *arg), void *arg)
+{
+    if (c->stopping)
+        return;
+    c->stopping = true;
+    om_log(OM_LOG_INFO, "coordinator shutting down");
+    rpc_server_shutdown(c->server, deadline_ms, done, arg);
+}
+
+void
+coord_close(coord *c)
+{
+    if (c == NULL)
+        return;
+    if (c->health_timer)
+        event_free(c->health_timer);
+    if (c->ready_timer)
+        event_free(c->ready_timer);
+    coord_mig_close(c); /* its timer, held requests and state; its calls end with the pool */
+    /* Shard calls complete first (their callbacks answer through the server). */
+    coord_pool_close(c);
+    rpc_http_close(c->http);
+    rpc_server_free(c->server);
+    ring_unref(c->ring);
+    ring_unref(c->pending);
+    free(c->data_dir);
+    free(c->listen);
+    free(c->http_listen);
+    free(c);
+}

@@ -1,0 +1,289 @@
+/*
+ * coordinator/coord_int.h -- the coord struct and the functions the
+ * coordinator's files share (router.c, fanout.c, shard_pool.c,
+ * ring_store.c). Private to coordinator/ (and its tests).
+ *
+ * Concurrency: none. Everything runs on the loop thread of the event_base
+ * given to coord_open(): the rpc server's handler, the rpc clients'
+ * callbacks, timers and the HTTP callbacks. So no field needs a lock; the
+ * only atomics are inside rpc_hist.
+ *
+ * Lifetimes: a request in flight to a shard holds a context (coord_call,
+ * fan_list) that points at the coord and at a coord_shard. coord_close()
+ * frees the rpc clients first, which completes every pending call (their
+ * callbacks run and release the contexts), and only then the shards.
+ */
+#ifndef OM_COORDINATOR_COORD_INT_H
+#define OM_COORDINATOR_COORD_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "coordinator/coord.h"
+#include "partitioner/ring.h"
+#include "rpc/rpc.h"
+#include "util/slice.h"
+
+struct event;
+
+/* Operations the coordinator counts (metrics, Stats). */
+typedef enum coord_op {
+    COORD_OP_STORE = 0,
+    COORD_OP_RETRIEVE,
+    COORD_OP_HEAD,
+    COORD_OP_EXISTS,
+    COORD_OP_DELETE,
+    COORD_OP_LIST,
+    COORD_OP_STATS,
+    COORD_OP_PING,
+    COORD_OP_GET_RING,
+    COORD_OP_OTHER,
+    COORD_OP_COUNT_
+} coord_op;
+
+#define COORD_NSTATUS 10 /* wire Status values 0..9 */
+#define COORD_SECRET_LEN 32
+
+struct coord_shard;
+
+/*
+ * A request waiting for a shard's answer. When the health check marks the
+ * shard down, every waiter is aborted at once (it answers its client
+ * UNAVAILABLE) instead of waiting for the request's own deadline; the rpc
+ * callback that comes later only releases the context.
+ */
+typedef struct coord_waiter {
+    struct coord_waiter *prev, *next;
+    void (*abort)(struct coord_waiter *w, struct coord_shard *sh);
+} coord_waiter;
+
+/* One shard of the ring as the coordinator sees it. */
+typedef struct coord_shard {
+    struct coord *c;
+    char *id;
+    char *addr;
+    rpc_client **conns; /* pool_size multiplexed connections */
+    uint32_t nconns;
+    uint32_t next_conn; /* round robin */
+    bool up;            /* answers probes, holds the coordinator's ring epoch, id verified */
+    bool ever_up;
+    bool id_verified; /* Ping reported the ring's id since the shard (re)appeared */
+    bool ping_inflight;
+    bool setring_inflight;
+    uint32_t ping_failures; /* consecutive failed probes */
+    uint64_t acked_epoch;   /* ring epoch the shard reported to SetRing */
+    uint64_t acked_pending; /* pending ring epoch it reported (0 = none) */
+    uint64_t sent_epoch;    /* epochs of the SetRing in flight (a stale answer is not a failure) */
+    uint64_t sent_pending;
+    uint64_t last_ok_ms;
+    char why_down[192];   /* reason shown in errors, /healthz and Stats */
+    coord_waiter waiters; /* list head: requests in flight to this shard */
+    /* counters */
+    uint64_t forwarded;
+    uint64_t failed_fast;
+    uint64_t transport_errors;
+} coord_shard;
+
+struct coord {
+    struct event_base *base;
+    coord_opts opts; /* strings point into the copies below */
+    char *data_dir;
+    char *listen;
+    char *http_listen;
+
+    ring *ring;           /* the ring in force, routed by (one reference) */
+    ring *pending;        /* the target ring of the change in progress, or NULL (migrate.c) */
+    coord_shard **shards; /* the pool: every shard of ring and pending, in no set order */
+    size_t nshards;
+    size_t *cur_map;  /* ring_shard_at(ring, i) is shards[cur_map[i]] */
+    size_t *pend_map; /* the same for pending (NULL when no change is in progress) */
+    uint8_t secret[COORD_SECRET_LEN]; /* continuation-token key (ring_store.c) */
+
+    rpc_server *server;
+    rpc_http *http;
+    struct event *health_timer;
+    struct event *ready_timer;
+    void (*ready)(void *arg);
+    void *ready_arg;
+    bool ready_called;
+    bool stopping;
+
+    /* online ring changes (migrate.c, router.c) */
+    struct coord_mig *mig;
+    bool fenced;           /* cutover: requests for moving keys are held */
+    bool hold_lists;       /* ring switch: List requests are held */
+    uint64_t mig_inflight; /* requests for moving keys in flight, forwards included */
+    uint64_t lists_active; /* List requests being answered (fanout.c) */
+    struct coord_held *held_head, *held_tail;
+    size_t held_count;
+    uint64_t forwards_ok, forwards_failed;
+
+    /* metrics */
+    uint64_t answers[COORD_OP_COUNT_][COORD_NSTATUS];
+    rpc_hist latency[COORD_OP_COUNT_];
+    uint64_t list_pages;
+    uint64_t list_shard_fetches;
+    uint64_t list_records_fetched;
+    uint64_t list_records_returned;
+};
+
+typedef struct coord_held coord_held;
+
+/* The pool entry of shard i of the ring in force / of the pending ring. */
+static inline coord_shard *
+coord_cur_shard(const coord *c, size_t ring_idx)
+{
+    return c->shards[c->cur_map[ring_idx]];
+}
+static inline coord_shard *
+coord_pend_shard(const coord *c, size_t ring_idx)
+{
+    return c->shards[c->pend_map[ring_idx]];
+}
+
+/* --- coord.c --------------------------------------------------------------------------------- */
+
+/* Call the ready callback once every shard is up (or, from the timer, when the wait is over). */
+void coord_check_ready(coord *c);
+
+/* --- router.c -------------------------------------------------------------------------------- */
+
+/* The rpc_handler_fn of the coordinator (arg = coord). */
+void coord_handle(void *arg, const Objmeta__Request *req, rpc_reply *reply);
+/* coord_handle with the request's arrival time (held requests are dispatched again later). */
+void coord_dispatch(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply);
+/*
+ * coord_mig_hold -- while c->fenced (keyed requests; the caller decided the key
+ * moves) or c->hold_lists (List), keep a packed copy of req and its reply to
+ * dispatch again when the ring switch is over. Returns false (not held) otherwise.
+ */
+bool coord_mig_hold(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply,
+                    bool is_list);
+/* Dispatch every held request again (after unfencing). */
+void coord_mig_release_held(coord *c);
+/* Send a response and count it (op, status, latency from t0). */
+void coord_answer(coord *c, coord_op op, uint64_t t0, rpc_reply *reply,
+                  const Objmeta__Response *resp);
+void coord_answer_error(coord *c, coord_op op, uint64_t t0, rpc_reply *reply, om_status st,
+                        const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 6, 7)))
+#endif
+    ;
+/* /metrics and /healthz callbacks. */
+om_status coord_render_metrics(void *arg, om_buf *out);
+om_status coord_health(void *arg, om_buf *reason);
+
+/* --- shard_pool.c ---------------------------------------------------------------------------- */
+
+/* Build the pool for c->ring and c->pending (connections are opened lazily by the first call). */
+om_status coord_pool_open(coord *c);
+/*
+ * coord_pool_sync -- after c->ring or c->pending changed: add pool entries
+ * for new shards (and start probing them), rebuild cur_map/pend_map, and
+ * schedule the removal of entries in neither ring (freed from a fresh loop
+ * turn, never inside a callback). Returns OM_OK; OM_E_NOMEM.
+ */
+om_status coord_pool_sync(coord *c);
+/* The pool entry of shard id, or NULL. */
+coord_shard *coord_pool_find(const coord *c, const char *id);
+/* Send SetRing (ring + pending) to every shard now (ring switch). */
+void coord_pool_push_all(coord *c);
+/* Is sh up and holding the coordinator's ring and pending ring? */
+bool coord_pool_in_sync(const coord_shard *sh);
+/* Free every connection (pending calls complete with UNAVAILABLE first) and the shards. */
+void coord_pool_close(coord *c);
+/* Start the periodic health check (first round at once). */
+om_status coord_pool_start_health(coord *c);
+/*
+ * coord_pool_call -- send req (ring_epoch stamped by the caller) to shard sh on
+ * the next connection of its pool. Returns as rpc_client_call.
+ */
+om_status coord_pool_call(coord_shard *sh, const Objmeta__Request *req, rpc_client_cb cb,
+                          void *arg);
+/*
+ * coord_pool_note_failure -- a call to sh failed in transport (st from the
+ * rpc callback); marks it down on a lost connection and probes it again.
+ */
+void coord_pool_note_failure(coord_shard *sh, om_status st, const char *msg);
+/* The shard reported WRONG_SHARD: re-send the ring to it if its epoch may be stale. */
+void coord_pool_note_wrong_shard(coord_shard *sh);
+/* Number of shards up. */
+size_t coord_pool_up_count(const coord *c);
+/* Link a request in flight to sh (abort runs if sh is marked down first) / unlink it. */
+void coord_waiter_add(coord_shard *sh, coord_waiter *w);
+void coord_waiter_remove(coord_waiter *w);
+
+/* --- fanout.c -------------------------------------------------------------------------------- */
+
+/* Answer a List request (fan out, merge, token). */
+void coord_list(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply);
+
+/*
+ * Continuation tokens: "c1" followed by base64url (no padding) of
+ *   version byte (1) | fixed64 params hash | varint length + resume string |
+ *   fixed64 tag
+ * where params hash = xxh3 of bucket 0x00 prefix 0x00 delimiter, and tag =
+ * xxh3 of secret || everything before the tag || secret. The resume string
+ * is the last key or common prefix of the page; the next page starts after
+ * it. The tag detects corruption and tokens made without the coordinator's
+ * secret (it is not a cryptographic MAC; tokens hold nothing secret).
+ */
+om_status coord_token_encode(const uint8_t secret[COORD_SECRET_LEN], om_slice bucket,
+                             om_slice prefix, om_slice delimiter, om_slice resume, om_buf *out);
+/*
+ * Returns: OM_OK and the resume string in *resume (heap copy, caller
+ *          om_buf_free()s); OM_E_INVALID with a message for anything else.
+ */
+om_status coord_token_decode(const uint8_t secret[COORD_SECRET_LEN], om_slice bucket,
+                             om_slice prefix, om_slice delimiter, const char *token, om_buf *resume,
+                             char *err, size_t errlen);
+
+/* Entries per shard for the first fetch of a page of max_keys over n shards. */
+uint32_t coord_list_shard_page(uint32_t max_keys, size_t nshards);
+
+/* --- ring_store.c ---------------------------------------------------------------------------- */
+
+/*
+ * coord_ring_store_load -- read <dir>/RING.
+ * Returns: OM_OK and *cur (and *pending, NULL when none); OM_E_NOTFOUND if
+ *          there is no ring file; OM_E_CORRUPT with a message; OM_E_IO.
+ */
+om_status coord_ring_store_load(const char *dir, ring **cur, ring **pending, char *err,
+                                size_t errlen);
+/* coord_ring_store_save -- write <dir>/RING atomically (tmp, fsync, rename, dir fsync). */
+om_status coord_ring_store_save(const char *dir, const ring *cur, const ring *pending);
+/*
+ * The same with the migration state (tag 3, migrate.c's encoding; empty = none).
+ * load_ex: *mig receives the record (empty when absent).
+ */
+om_status coord_ring_store_save_ex(const char *dir, const ring *cur, const ring *pending,
+                                   om_slice mig);
+om_status coord_ring_store_load_ex(const char *dir, ring **cur, ring **pending, om_buf *mig,
+                                   char *err, size_t errlen);
+
+/* --- migrate.c ------------------------------------------------------------------------------- */
+
+/*
+ * coord_mig_open -- set up the migration state from the RING file's record
+ * (mig may be empty) and start its timer; resumes a change in progress.
+ * Requires c->ring, c->pending loaded and the pool open.
+ * Returns OM_OK; OM_E_CORRUPT (with a message) for a damaged record; OM_E_NOMEM.
+ */
+om_status coord_mig_open(coord *c, om_slice mig, char *err, size_t errlen);
+void coord_mig_close(coord *c);
+/* AddShard / RemoveShard / SetWeight. */
+void coord_mig_admin(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply);
+/* RebalanceStatus. */
+void coord_mig_status(coord *c, uint64_t t0, rpc_reply *reply);
+/* Read <dir>/TOKEN_SECRET, creating it (random bytes, atomically) on first use. */
+om_status coord_secret_load(const char *dir, uint8_t secret[COORD_SECRET_LEN]);
+/*
+ * coord_parse_shards -- "id=host:port[/W],..." (W: weight, default 1) into a
+ * ring of epoch 1. Returns: OM_OK and *out; OM_E_INVALID with a message.
+ */
+om_status coord_parse_shards(const char *spec, uint32_t vnodes_per_weight, ring **out, char *err,
+                             size_t errlen);
+
+#endif /* OM_COORDINATOR_COORD_INT_H */

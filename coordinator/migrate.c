@@ -1,0 +1,1462 @@
+/*
+ * coordinator/migrate.c -- online ring changes: AddShard, RemoveShard and
+ * SetWeight start one, a timer drives it, RebalanceStatus reports it. The
+ * protocol and its reasoning are in coordinator/MIGRATION.md; in short:
+ *
+ *   IDLE --admin op--> COPYING (pass 0: copy, pass 1: catch-up,
+ *        pass 2: final, fenced) --switch--> CLEANUP --compacted--> IDLE
+ *
+ * The ring in force (c->ring, epoch e) and the target (c->pending, e + 1)
+ * are persisted with this state in the RING file (tag 3) before anything
+ * acts on them. Per old owner ("source") the state holds the LSM cursor of
+ * the last batch copied, the watermarks and counters.
+ *
+ * Copy. For each source at most one batch is in flight: MigrateScan (the
+ * source's records in its moving ranges, after the cursor, version >=
+ * the pass's min_version) then ApplyRecords to each new owner named in the
+ * batch; the cursor advances only when every apply succeeded, so a failure
+ * anywhere (a shard down, a timeout) retries the same batch after a backoff
+ * -- applies are idempotent (a record is kept only if newer). A token
+ * bucket (opts.migrate_rate bytes/s over all sources) throttles the copy.
+ * Cursors are persisted at most every MIG_CHECKPOINT_MS during pass 0, so a
+ * coordinator restart resumes near where it stopped.
+ *
+ * Writes meanwhile go to the old owner and are forwarded (router.c). Pass 1
+ * copies again every record with version >= wm0 (the source's clock when
+ * pass 0 started, minus clock_margin_ms): everything written since the copy
+ * began, whether or not its forward reached the new owner. Then the moving
+ * keys are fenced (router.c holds new requests for them), requests for
+ * them still in flight drain, and pass 2 copies what was written since pass
+ * 1 started. Nothing can write a moving key during pass 2, so when it ends
+ * the new owners hold the newest version of every moving record. The
+ * switch persists {ring e+1, no pending, CLEANUP}, routes by e+1, pushes
+ * SetRing to every shard and releases the held requests. A fenced pass
+ * longer than cutover_timeout_ms is abandoned (requests released) and the
+ * cutover retried after another catch-up pass.
+ *
+ * Cleanup asks every old owner that stays in the ring to compact once it
+ * holds ring e+1: its compaction filter drops the records it gave away.
+ *
+ * A coordinator restart during pass 0 resumes from the checkpoints; during
+ * passes 1 and 2 it restarts pass 1 with min_version wm0 (conservative).
+ *
+ * Everything runs on the coordinator's loop thread; callbacks check the
+ * state's generation so that answers to an abandoned pass are ignored.
+ */
+#define OM_LOG_MODULE "migrate"
+#include <event2/event.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coordinator/coord_int.h"
+#include "util/checksum.h"
+#include "util/clock.h"
+#include "util/coding.h"
+#include "util/log.h"
+
+#define MIG_TICK_MS 10
+#define MIG_CHECKPOINT_MS 200
+#define MIG_MAX_RECORDS 4000u
+#define MIG_BACKOFF_MIN_MS 50u
+#define MIG_BACKOFF_MAX_MS 2000u
+#define MIG_COMPACT_TIMEOUT_MS (30u * 60u * 1000u)
+#define MIG_STATE_FORMAT 1
+#define MIG_RATE_WINDOW_MS 2000u
+#define MIG_PIPELINE 2 /* batches of one source being applied while the next is scanned */
+
+typedef enum mig_phase { MIG_IDLE = 0, MIG_COPYING = 1, MIG_CLEANUP = 3 } mig_phase;
+
+/* One moving hash range [start, end). */
+typedef struct mig_rng {
+    uint64_t start, end;
+    size_t src; /* index of its source */
+    char *to;   /* new owner id */
+    uint64_t records, bytes;
+} mig_rng;
+
+/* One old owner and everything it gives away. */
+/* One batch of a source: scanned, its applies out. */
+typedef struct mig_batch {
+    uint32_t seq;
+    uint32_t applies_out;
+    bool failed;
+    om_buf next_cursor;
+    bool next_done;
+    uint64_t records, bytes, scanned;
+    uint64_t *rng_rec, *rng_bytes; /* per range of the source */
+} mig_batch;
+
+typedef struct mig_src {
+    char *id;
+    size_t *rng; /* indexes into m->rng, sorted by start */
+    size_t nrng;
+    Objmeta__HashRange *hr, **hrp; /* the same ranges for MigrateScan */
+    om_buf cursor;                 /* last LSM key of the pass copied (empty: from the start) */
+    bool done;                     /* this pass has reached the end of the source */
+    uint64_t wm0;                  /* source clock at the start of pass 0 minus the margin */
+    uint64_t min_version;          /* filter of the current pass */
+    uint64_t next_wm;              /* source clock at the start of this pass minus the margin */
+    uint64_t records, bytes;       /* copied over all passes */
+    uint64_t pass_scanned, total;  /* for the ETA: bytes examined this pass / source size */
+    bool wm_taken;                 /* this pass's first scan answered (next_wm set) */
+    /* The pipeline: one scan in flight, up to MIG_PIPELINE batches being applied, committed
+     * in order. scan_cursor runs ahead of cursor. */
+    om_buf scan_cursor;
+    bool scan_done, scan_busy;
+    uint32_t gen;  /* m->gen when the pipeline was (re)started */
+    uint32_t sgen; /* bumped to disown answers when the pipeline restarts */
+    mig_batch b[MIG_PIPELINE];
+    uint32_t bhead, bcount, bseq;
+    uint64_t retry_at_ms;
+    uint32_t backoff_ms;
+    char err[256];
+} mig_src;
+
+typedef struct mig_cleanup {
+    char *id;
+    bool done, busy;
+    uint64_t retry_at_ms;
+    uint64_t bytes_before, bytes_after;
+} mig_cleanup;
+
+typedef struct coord_mig {
+    coord *c;
+    mig_phase phase;
+    int pass;            /* 0 copy, 1 catch-up, 2 final (fenced) */
+    bool final_started;  /* pass 2: requests in flight drained, scans running */
+    bool starting;       /* an admin op is checking the new shard */
+    char op[160];        /* "add-shard s4 at 127.0.0.1:7004 weight 1" */
+    uint64_t started_ms; /* wall clock */
+    uint64_t from_epoch, to_epoch;
+    uint64_t last_change_epoch;
+    mig_rng *rng;
+    size_t nrng;
+    mig_src *src;
+    size_t nsrc;
+    mig_cleanup *cl;
+    size_t ncl;
+    uint32_t gen;
+    struct event *timer;
+    double tokens;
+    uint64_t last_tick_ms;
+    uint64_t last_checkpoint_ms;
+    uint64_t fence_start_ms;
+    uint64_t pass_start_ms;
+    uint64_t cutovers_abandoned;
+    uint64_t catchup_records, catchup_bytes; /* re-sent by passes 1 and 2 */
+    /* rate: bytes copied at the start of the current window */
+    uint64_t win_start_ms, win_bytes, rate_prev_bytes;
+    double rate;
+    char err[256];
+} coord_mig;
+
+static void mig_errf(coord_mig *m, char *buf, const char *fmt, ...) OM_PRINTF(3, 4);
+
+static void
+mig_errf(coord_mig *m, char *buf, const char *fmt, ...)
+{
+    va_list ap;
+
+    (void)m;
+    va_start(ap, fmt);
+    vsnprintf(buf, 256, fmt, ap);
+    va_end(ap);
+}
+
+static uint64_t
+mig_total_bytes(const coord_mig *m)
+{
+    uint64_t b = 0;
+    for (size_t i = 0; i < m->nsrc; i++)
+        b += m->src[i].bytes;
+    return b;
+}
+
+static uint64_t
+mig_total_records(const coord_mig *m)
+{
+    uint64_t r = 0;
+    for (size_t i = 0; i < m->nsrc; i++)
+        r += m->src[i].records;
+    return r;
+}
+
+/* --- state: build, free, encode, decode ------------------------------------------------------- */
+
+static void
+mig_free_change(coord_mig *m)
+{
+    for (size_t i = 0; i < m->nrng; i++)
+        free(m->rng[i].to);
+    free(m->rng);
+    for (size_t i = 0; i < m->nsrc; i++) {
+        mig_src *s = &m->src[i];
+        free(s->id);
+        free(s->rng);
+        free(s->hr);
+        free(s->hrp);
+        for (int k = 0; k < MIG_PIPELINE; k++) {
+            free(s->b[k].rng_rec);
+            free(s->b[k].rng_bytes);
+            om_buf_free(&s->b[k].next_cursor);
+        }
+        om_buf_free(&s->cursor);
+        om_buf_free(&s->scan_cursor);
+    }
+    free(m->src);
+    for (size_t i = 0; i < m->ncl; i++)
+        free(m->cl[i].id);
+    free(m->cl);
+    m->rng = NULL;
+    m->src = NULL;
+    m->cl = NULL;
+    m->nrng = m->nsrc = m->ncl = 0;
+    m->gen++;
+}
+
+/* Ranges and sources of the change c->ring -> c->pending. */
+static om_status
+mig_build(coord_mig *m)
+{
+    coord *c = m->c;
+    ring_move *mv = NULL;
+    size_t n = 0;
+    om_status st;
+
+    OM_TRY(ring_diff(c->ring, c->pending, &mv, &n));
+    m->rng = calloc(n ? n : 1, sizeof(*m->rng));
+    m->src = calloc(n ? n : 1, sizeof(*m->src));
+    if (m->rng == NULL || m->src == NULL) {
+        st = OM_ERR(OM_E_NOMEM);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t s;
+        for (s = 0; s < m->nsrc && strcmp(m->src[s].id, mv[i].old_id) != 0; s++)
+            ;
+        if (s == m->nsrc) {
+            m->src[s].id = strdup(mv[i].old_id);
+            if (m->src[s].id == NULL) {
+                st = OM_ERR(OM_E_NOMEM);
+                goto out;
+            }
+            m->nsrc++;
+        }
+        m->rng[i].start = mv[i].start;
+        m->rng[i].end = mv[i].end;
+        m->rng[i].src = s;
+        m->rng[i].to = strdup(mv[i].new_id);
+        m->nrng++;
+        if (m->rng[i].to == NULL) {
+            st = OM_ERR(OM_E_NOMEM);
+            goto out;
+        }
+    }
+    for (size_t s = 0; s < m->nsrc; s++) {
+        mig_src *src = &m->src[s];
+        for (size_t i = 0; i < m->nrng; i++)
+            src->nrng += m->rng[i].src == s;
+        src->rng = calloc(src->nrng, sizeof(*src->rng));
+        src->hr = calloc(src->nrng, sizeof(*src->hr));
+        src->hrp = calloc(src->nrng, sizeof(*src->hrp));
+        if (!src->rng || !src->hr || !src->hrp) {
+            st = OM_ERR(OM_E_NOMEM);
+            goto out;
+        }
+        for (int b = 0; b < MIG_PIPELINE; b++) {
+            src->b[b].rng_rec = calloc(src->nrng, sizeof(uint64_t));
+            src->b[b].rng_bytes = calloc(src->nrng, sizeof(uint64_t));
+            if (!src->b[b].rng_rec || !src->b[b].rng_bytes) {
+                st = OM_ERR(OM_E_NOMEM);
+                goto out;
+            }
+        }
+        size_t k = 0;
+        for (size_t i = 0; i < m->nrng; i++) { /* the diff is sorted by start */
+            if (m->rng[i].src != s)
+                continue;
+            src->rng[k] = i;
+            objmeta__hash_range__init(&src->hr[k]);
+            src->hr[k].start = m->rng[i].start;
+            src->hr[k].end = m->rng[i].end;
+            src->hrp[k] = &src->hr[k];
+            k++;
+        }
+    }
+    st = OM_OK;
+out:
+    free(mv);
+    return st;
+}
+
+static om_status
+mig_encode(const coord_mig *m, om_buf *out)
+{
+    OM_TRY(om_buf_append_byte(out, MIG_STATE_FORMAT));
+    OM_TRY(om_buf_append_byte(out, (uint8_t)m->phase));
+    OM_TRY(om_buf_append_byte(out, (uint8_t)(m->pass > 1 ? 1 : m->pass)));
+    OM_TRY(om_buf_put_lenpref(out, om_slice_from_str(m->op)));
+    OM_TRY(om_buf_put_varint64(out, m->started_ms));
+    OM_TRY(om_buf_put_varint64(out, m->last_change_epoch));
+    OM_TRY(om_buf_put_varint64(out, m->from_epoch));
+    OM_TRY(om_buf_put_varint64(out, m->to_epoch));
+    OM_TRY(om_buf_put_varint64(out, m->nsrc));
+    for (size_t i = 0; i < m->nsrc; i++) {
+        const mig_src *s = &m->src[i];
+        bool keep = m->pass == 0; /* later passes restart from the beginning */
+        OM_TRY(om_buf_put_lenpref(out, om_slice_from_str(s->id)));
+        OM_TRY(om_buf_put_lenpref(out, keep ? om_buf_slice(&s->cursor) : OM_SLICE_NULL));
+        OM_TRY(om_buf_append_byte(out, keep ? s->done : 0));
+        OM_TRY(om_buf_put_varint64(out, s->wm0));
+        OM_TRY(om_buf_put_varint64(out, keep ? s->min_version : s->wm0));
+        OM_TRY(om_buf_put_varint64(out, s->records));
+        OM_TRY(om_buf_put_varint64(out, s->bytes));
+    }
+    OM_TRY(om_buf_put_varint64(out, m->nrng));
+    for (size_t i = 0; i < m->nrng; i++) {
+        OM_TRY(om_buf_put_varint64(out, m->rng[i].records));
+        OM_TRY(om_buf_put_varint64(out, m->rng[i].bytes));
+    }
+    OM_TRY(om_buf_put_varint64(out, m->ncl));
+    for (size_t i = 0; i < m->ncl; i++) {
+        OM_TRY(om_buf_put_lenpref(out, om_slice_from_str(m->cl[i].id)));
+        OM_TRY(om_buf_append_byte(out, m->cl[i].done));
+    }
+    return OM_OK;
+}
+
+static om_status
+get_u8(om_slice *in, uint8_t *v)
+{
+    if (in->n < 1)
+        return OM_E_CORRUPT;
+    *v = in->p[0];
+    in->p++;
+    in->n--;
+    return OM_OK;
+}
+
+/* Overlay a persisted state on m (whose change, if any, is already built). */
+static om_status
+mig_decode(coord_mig *m, om_slice in, char *err, size_t errlen)
+{
+    uint8_t fmt, phase, pass, b;
+    om_slice op, id, cur;
+    uint64_t n, v[5];
+    om_status st = OM_E_CORRUPT;
+
+#define GET(x)                                                                                     \
+    do {                                                                                           \
+        if ((x) != OM_OK)                                                                          \
+            goto bad;                                                                              \
+    } while (0)
+    GET(get_u8(&in, &fmt));
+    if (fmt != MIG_STATE_FORMAT) {
+        snprintf(err, errlen, "migration state has format %u, this build reads %u", fmt,
+                 MIG_STATE_FORMAT);
+        return OM_ERR(OM_E_CORRUPT);
+    }
+    GET(get_u8(&in, &phase));
+    GET(get_u8(&in, &pass));
+    GET(om_slice_get_lenpref(&in, &op));
+    GET(om_slice_get_varint64(&in, &m->started_ms));
+    GET(om_slice_get_varint64(&in, &m->last_change_epoch));
+    GET(om_slice_get_varint64(&in, &m->from_epoch));
+    GET(om_slice_get_varint64(&in, &m->to_epoch));
+    snprintf(m->op, sizeof(m->op), "%.*s", (int)(op.n < 150 ? op.n : 150), (const char *)op.p);
+    m->phase = phase == MIG_COPYING ? MIG_COPYING : phase == MIG_CLEANUP ? MIG_CLEANUP : MIG_IDLE;
+    m->pass = pass ? 1 : 0;
+    GET(om_slice_get_varint64(&in, &n));
+    for (uint64_t i = 0; i < n; i++) {
+        GET(om_slice_get_lenpref(&in, &id));
+        GET(om_slice_get_lenpref(&in, &cur));
+        GET(get_u8(&in, &b));
+        for (int k = 0; k < 4; k++)
+            GET(om_slice_get_varint64(&in, &v[k]));
+        for (size_t s = 0; s < m->nsrc; s++) {
+            if (strlen(m->src[s].id) != id.n || memcmp(m->src[s].id, id.p, id.n) != 0)
+                continue;
+            if ((st = om_buf_set(&m->src[s].cursor, cur)) != OM_OK)
+                return st;
+            m->src[s].done = b != 0;
+            m->src[s].wm0 = v[0];
+            m->src[s].min_version = v[1];
+            m->src[s].records = v[2];
+            m->src[s].bytes = v[3];
+        }
+    }
+    GET(om_slice_get_varint64(&in, &n));
+    for (uint64_t i = 0; i < n; i++) {
+        GET(om_slice_get_varint64(&in, &v[0]));
+        GET(om_slice_get_varint64(&in, &v[1]));
+        if (n == m->nrng) {
+            m->rng[i].records = v[0];
+            m->rng[i].bytes = v[1];
+        }
+    }
+    GET(om_slice_get_varint64(&in, &n));
+    if (n > RING_MAX_SHARDS)
+        goto bad;
+    m->cl = calloc(n ? n : 1, sizeof(*m->cl));
+    if (m->cl == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    for (uint64_t i = 0; i < n; i++) {
+        GET(om_slice_get_lenpref(&in, &id));
+        GET(get_u8(&in, &b));
+        m->cl[i].id = om_slice_strdup(id);
+        if (m->cl[i].id == NULL)
+            return OM_ERR(OM_E_NOMEM);
+        m->cl[i].done = b != 0;
+        m->ncl++;
+    }
+#undef GET
+    return OM_OK;
+bad:
+    snprintf(err, errlen, "migration state in the RING file is truncated or damaged");
+    return OM_ERR(OM_E_CORRUPT);
+}
+
+/* Persist rings and state (atomic RING file). */
+static om_status
+mig_persist(coord_mig *m)
+{
+    om_buf b = OM_BUF_INIT;
+    om_status st = mig_encode(m, &b);
+
+    if (st == OM_OK)
+        st = coord_ring_store_save_ex(m->c->data_dir, m->c->ring, m->c->pending, om_buf_slice(&b));
+    om_buf_free(&b);
+    m->last_checkpoint_ms = om_clock_mono_ms();
+    if (st != OM_OK)
+        mig_errf(m, m->err, "cannot write the RING file: %s", om_status_str(st));
+    return st;
+}
+
+/* --- copying -----------------------------------------------------------------------------------
+ */
+
+/* The range of source s holding hash h (index into s->rng), or SIZE_MAX. */
+static size_t
+src_range_of(const coord_mig *m, const mig_src *s, uint64_t h)
+{
+    size_t lo = 0, hi = s->nrng;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (m->rng[s->rng[mid]].start <= h)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return SIZE_MAX;
+    const mig_rng *r = &m->rng[s->rng[lo - 1]];
+    return ring_range_contains(r->start, r->end, h) ? lo - 1 : SIZE_MAX;
+}
+
+/* Drop the pipeline (answers still out are disowned) and scan again from the cursor. */
+static void
+src_restart(mig_src *s)
+{
+    s->sgen++;
+    s->bcount = 0;
+    s->scan_busy = false;
+    s->scan_done = s->done;
+    if (om_buf_set(&s->scan_cursor, om_buf_slice(&s->cursor)) != OM_OK)
+        om_buf_reset(&s->scan_cursor); /* from the start: correct, only slower */
+}
+
+static void
+src_backoff(coord_mig *m, mig_src *s)
+{
+    src_restart(s);
+    s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : MIG_BACKOFF_MIN_MS;
+    if (s->backoff_ms > MIG_BACKOFF_MAX_MS)
+        s->backoff_ms = MIG_BACKOFF_MAX_MS;
+    s->retry_at_ms = om_clock_mono_ms() + s->backoff_ms;
+    (void)m;
+}
+
+/* Commit the finished batches at the head of the pipeline, in order. */
+static void
+src_commit(coord_mig *m, mig_src *s)
+{
+    bool first = false;
+
+    while (s->bcount > 0) {
+        mig_batch *b = &s->b[s->bhead];
+        if (b->applies_out > 0)
+            return;
+        if (b->failed || om_buf_set(&s->cursor, om_buf_slice(&b->next_cursor)) != OM_OK) {
+            src_backoff(m, s);
+            return;
+        }
+        s->done = b->next_done;
+        s->pass_scanned += b->scanned;
+        if (m->pass == 0) { /* progress counts the copy; catch-up passes re-send recent records */
+            s->records += b->records;
+            s->bytes += b->bytes;
+            for (size_t k = 0; k < s->nrng; k++) {
+                m->rng[s->rng[k]].records += b->rng_rec[k];
+                m->rng[s->rng[k]].bytes += b->rng_bytes[k];
+            }
+        } else {
+            m->catchup_records += b->records;
+            m->catchup_bytes += b->bytes;
+        }
+        if (m->c->opts.migrate_rate > 0 && m->pass < 2) /* the scan paid a full batch: refund */
+            m->tokens += (double)m->c->opts.migrate_batch - (double)b->bytes;
+        first = first || (b->records > 0 && s->records == b->records);
+        s->bhead = (s->bhead + 1) % MIG_PIPELINE;
+        s->bcount--;
+        s->backoff_ms = 0;
+        s->err[0] = '\0';
+    }
+    /* checkpoint: the first records of a source at once, then at most every 200 ms */
+    if (m->pass == 0 && (first || om_clock_mono_ms() - m->last_checkpoint_ms >= MIG_CHECKPOINT_MS))
+        (void)mig_persist(m);
+}
+
+typedef struct mig_call {
+    coord_mig *m;
+    size_t src;
+    uint32_t gen, sgen, seq;
+    char target[RING_ID_MAX + 1];
+} mig_call;
+
+static mig_call *
+mig_call_new(coord_mig *m, size_t src, uint32_t gen)
+{
+    mig_call *mc = calloc(1, sizeof(*mc));
+    if (mc != NULL) {
+        mc->m = m;
+        mc->src = src;
+        mc->gen = gen;
+        if (src < m->nsrc)
+            mc->sgen = m->src[src].sgen;
+    }
+    return mc;
+}
+
+/* The source of a call that is still current, else NULL (an abandoned pass or pipeline). */
+static mig_src *
+call_src(const mig_call *mc)
+{
+    coord_mig *m = mc->m;
+
+    if (mc->gen != m->gen || mc->src >= m->nsrc || m->src[mc->src].gen != mc->gen ||
+        m->src[mc->src].sgen != mc->sgen)
+        return NULL;
+    return &m->src[mc->src];
+}
+
+static void
+apply_cb(void *arg, om_status st, const Objmeta__Response *resp)
+{
+    mig_call *mc = arg;
+    coord_mig *m = mc->m;
+    mig_src *s = call_src(mc);
+    mig_batch *b = NULL;
+
+    if (s != NULL)
+        for (uint32_t i = 0; i < s->bcount; i++)
+            if (s->b[(s->bhead + i) % MIG_PIPELINE].seq == mc->seq)
+                b = &s->b[(s->bhead + i) % MIG_PIPELINE];
+    if (b == NULL) {
+        free(mc);
+        return;
+    }
+    if (st != OM_OK || resp->status != OBJMETA__STATUS__OK) {
+        b->failed = true;
+        mig_errf(m, s->err, "applying records on %s: %s", mc->target,
+                 resp->message[0] ? resp->message : om_status_str(st));
+    }
+    b->applies_out--;
+    src_commit(m, s);
+    free(mc);
+}
+
+static void
+scan_cb(void *arg, om_status st, const Objmeta__Response *resp)
+{
+    mig_call *mc = arg;
+    coord_mig *m = mc->m;
+    coord *c = m->c;
+    const Objmeta__MigrateScanResponse *sr;
+    mig_src *s = call_src(mc);
+    mig_batch *b;
+    coord_shard **tsh = NULL;
+    Objmeta__MigrateRecord ***tr = NULL;
+    size_t *tn = NULL, nt = 0;
+
+    free(mc);
+    if (s == NULL)
+        return;
+    s->scan_busy = false;
+    if (st != OM_OK || resp->status != OBJMETA__STATUS__OK ||
+        resp->body_case != OBJMETA__RESPONSE__BODY_MIGRATE_SCAN) {
+        mig_errf(m, s->err, "scanning %s: %s", s->id,
+                 resp->message[0] ? resp->message : om_status_str(st));
+        src_backoff(m, s);
+        return;
+    }
+    sr = resp->migrate_scan;
+    if (!s->wm_taken) {
+        /* first answer of this pass: the source's clock bounds what later passes must copy */
+        uint64_t margin = (uint64_t)c->opts.clock_margin_ms * 1000;
+        s->next_wm = sr->now_us > margin ? sr->now_us - margin : 1;
+        if (m->pass == 0 && s->wm0 == 0)
+            s->wm0 = s->next_wm;
+        s->wm_taken = true;
+    }
+    s->total = sr->total_bytes;
+    if (om_buf_set(&s->scan_cursor,
+                   om_slice_make(sr->next_after_key.data, sr->next_after_key.len)) != OM_OK)
+        goto nomem;
+    s->scan_done = sr->done;
+    b = &s->b[(s->bhead + s->bcount) % MIG_PIPELINE];
+    s->bcount++;
+    b->seq = ++s->bseq;
+    b->records = sr->n_records;
+    b->bytes = 0;
+    b->scanned = sr->scanned_bytes;
+    b->next_done = sr->done;
+    b->failed = false;
+    b->applies_out = 0;
+    memset(b->rng_rec, 0, s->nrng * sizeof(*b->rng_rec));
+    memset(b->rng_bytes, 0, s->nrng * sizeof(*b->rng_bytes));
+    if (om_buf_set(&b->next_cursor,
+                   om_slice_make(sr->next_after_key.data, sr->next_after_key.len)) != OM_OK)
+        goto nomem;
+    if (sr->n_records > 0) {
+        tsh = calloc(c->nshards, sizeof(*tsh));
+        tr = calloc(c->nshards, sizeof(*tr));
+        tn = calloc(c->nshards, sizeof(*tn));
+        if (tsh == NULL || tr == NULL || tn == NULL)
+            goto nomem;
+    }
+    for (size_t i = 0; i < sr->n_records; i++) {
+        Objmeta__MigrateRecord *r = sr->records[i];
+        uint64_t h = om_hash64(r->key.data, r->key.len);
+        size_t k = src_range_of(m, s, h), t;
+        coord_shard *to;
+
+        if (k == SIZE_MAX) {
+            mig_errf(m, s->err, "source %s returned a record outside its moving ranges", s->id);
+            src_backoff(m, s);
+            goto out;
+        }
+        to = coord_pool_find(c, m->rng[s->rng[k]].to);
+        if (to == NULL) {
+            mig_errf(m, s->err, "new owner %s is not in the pool", m->rng[s->rng[k]].to);
+            src_backoff(m, s);
+            goto out;
+        }
+        b->rng_rec[k]++;
+        b->rng_bytes[k] += r->key.len + r->value.len;
+        b->bytes += r->key.len + r->value.len;
+        for (t = 0; t < nt && tsh[t] != to; t++)
+            ;
+        if (t == nt) {
+            tsh[nt] = to;
+            tr[nt] = calloc(sr->n_records, sizeof(**tr));
+            if (tr[nt] == NULL)
+                goto nomem;
+            nt++;
+        }
+        tr[t][tn[t]++] = r;
+    }
+    b->applies_out = (uint32_t)nt;
+    for (size_t t = 0; t < nt; t++) {
+        Objmeta__Request req = OBJMETA__REQUEST__INIT;
+        Objmeta__ApplyRecordsRequest ar = OBJMETA__APPLY_RECORDS_REQUEST__INIT;
+        mig_call *ac = mig_call_new(m, (size_t)(s - m->src), s->gen);
+
+        ar.records = tr[t];
+        ar.n_records = tn[t];
+        req.body_case = OBJMETA__REQUEST__BODY_APPLY_RECORDS;
+        req.apply_records = &ar;
+        req.ring_epoch = ring_epoch(c->pending);
+        if (ac != NULL) {
+            ac->seq = b->seq;
+            snprintf(ac->target, sizeof(ac->target), "%s", tsh[t]->id);
+        }
+        if (ac == NULL || !tsh[t]->up || coord_pool_call(tsh[t], &req, apply_cb, ac) != OM_OK) {
+            free(ac);
+            b->failed = true;
+            mig_errf(m, s->err, "new owner %s is down: %s", tsh[t]->id, tsh[t]->why_down);
+            b->applies_out--;
+        }
+    }
+    /* callbacks never run inside rpc_client_call, so b is still ours here */
+    src_commit(m, s);
+    goto out;
+nomem:
+    mig_errf(m, s->err, "out of memory");
+    src_backoff(m, s);
+out:
+    if (tr != NULL)
+        for (size_t t = 0; t < nt; t++)
+            free(tr[t]);
+    free(tr);
+    free(tsh);
+    free(tn);
+}
+
+/* Is every new owner of source s up and holding the pending ring? */
+static const char *
+src_targets_ready(const coord_mig *m, const mig_src *s)
+{
+    for (size_t k = 0; k < s->nrng; k++) {
+        coord_shard *to = coord_pool_find(m->c, m->rng[s->rng[k]].to);
+        if (to == NULL || !coord_pool_in_sync(to))
+            return m->rng[s->rng[k]].to;
+    }
+    return NULL;
+}
+
+static void
+src_send_scan(coord_mig *m, size_t i)
+{
+    coord *c = m->c;
+    mig_src *s = &m->src[i];
+    coord_shard *sh = coord_pool_find(c, s->id);
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__MigrateScanRequest sq = OBJMETA__MIGRATE_SCAN_REQUEST__INIT;
+    const char *wait;
+    mig_call *mc;
+
+    if (sh == NULL || !coord_pool_in_sync(sh)) {
+        mig_errf(m, s->err, "waiting for old owner %s: %s", s->id,
+                 sh ? sh->why_down : "not in the pool");
+        return;
+    }
+    if ((wait = src_targets_ready(m, s)) != NULL) {
+        coord_shard *t = coord_pool_find(c, wait);
+        mig_errf(m, s->err, "waiting for new owner %s: %s", wait,
+                 t && t->up ? "installing the pending ring"
+                 : t        ? t->why_down
+                            : "not in pool");
+        return;
+    }
+    if (s->gen != m->gen) { /* a new pass: disown anything of the previous one */
+        s->gen = m->gen;
+        src_restart(s);
+    }
+    mc = mig_call_new(m, i, m->gen);
+    if (mc == NULL)
+        return;
+    sq.ranges = s->hrp;
+    sq.n_ranges = s->nrng;
+    sq.after_key.data = s->scan_cursor.p;
+    sq.after_key.len = s->scan_cursor.n;
+    sq.max_records = MIG_MAX_RECORDS;
+    sq.max_bytes = c->opts.migrate_batch;
+    sq.min_version = s->min_version;
+    sq.max_scan_bytes = 16ull * c->opts.migrate_batch;
+    req.body_case = OBJMETA__REQUEST__BODY_MIGRATE_SCAN;
+    req.migrate_scan = &sq;
+    if (coord_pool_call(sh, &req, scan_cb, mc) != OM_OK) {
+        free(mc);
+        mig_errf(m, s->err, "cannot send a scan to %s", s->id);
+        src_backoff(m, s);
+        return;
+    }
+    s->scan_busy = true;
+    if (c->opts.migrate_rate > 0 && m->pass < 2)
+        m->tokens -= (double)c->opts.migrate_batch; /* refunded at commit down to what it moved */
+}
+
+/* Start pass `pass` for every source: cursors from the start, min_version per the pass. */
+static void
+mig_start_pass(coord_mig *m, int pass)
+{
+    m->gen++; /* answers to the previous pass are ignored */
+    m->pass = pass;
+    m->pass_start_ms = om_clock_mono_ms();
+    for (size_t i = 0; i < m->nsrc; i++) {
+        mig_src *s = &m->src[i];
+        uint64_t prev_wm = s->next_wm;
+        om_buf_reset(&s->cursor);
+        s->done = false;
+        src_restart(s);
+        s->wm_taken = false;
+        s->pass_scanned = 0;
+        s->retry_at_ms = 0;
+        s->backoff_ms = 0;
+        /* pass 1: everything since the copy began; pass 2: since pass 1 began */
+        s->min_version = pass == 1 ? s->wm0 : prev_wm;
+        if (s->min_version == 0)
+            s->min_version = 1;
+    }
+    om_log(OM_LOG_INFO, "migration pass started pass=%d from_epoch=%llu to_epoch=%llu", pass,
+           (unsigned long long)m->from_epoch, (unsigned long long)m->to_epoch);
+}
+
+static void
+mig_unfence(coord_mig *m)
+{
+    coord *c = m->c;
+
+    c->fenced = false;
+    c->hold_lists = false;
+    if (c->held_count > 0)
+        om_log(OM_LOG_INFO, "releasing held requests count=%zu", c->held_count);
+    coord_mig_release_held(c);
+}
+
+/* The final pass is done: persist ring e+1, route by it, tell the shards, release requests. */
+static void
+mig_switch(coord_mig *m)
+{
+    coord *c = m->c;
+    ring *oldr = c->ring, *newr = c->pending;
+    size_t idx;
+
+    /* cleanup list: old owners that stay in the ring */
+    for (size_t i = 0; i < m->ncl; i++)
+        free(m->cl[i].id);
+    free(m->cl);
+    m->ncl = 0;
+    m->cl = calloc(m->nsrc ? m->nsrc : 1, sizeof(*m->cl));
+    if (m->cl == NULL)
+        return;
+    m->ncl = 0;
+    for (size_t i = 0; i < m->nsrc; i++) {
+        if (ring_find(newr, m->src[i].id, &idx) != OM_OK)
+            continue;
+        m->cl[m->ncl].id = strdup(m->src[i].id);
+        if (m->cl[m->ncl].id == NULL)
+            return;
+        m->ncl++;
+    }
+    c->ring = newr;
+    c->pending = NULL;
+    m->phase = MIG_CLEANUP;
+    m->last_change_epoch = ring_epoch(newr);
+    if (mig_persist(m) != OM_OK) {
+        /* not switched: try again at the next tick (still fenced; the cutover timeout applies) */
+        c->pending = newr;
+        c->ring = oldr;
+        m->phase = MIG_COPYING;
+        for (size_t i = 0; i < m->ncl; i++)
+            free(m->cl[i].id);
+        free(m->cl);
+        m->cl = NULL;
+        m->ncl = 0;
+        return;
+    }
+    ring_unref(oldr);
+    if (coord_pool_sync(c) != OM_OK)
+        om_log(OM_LOG_ERROR, "cannot update the shard pool after the switch");
+    coord_pool_push_all(c);
+    om_log(OM_LOG_INFO,
+           "ring switched epoch=%llu fenced_ms=%llu records=%llu bytes=%llu "
+           "catchup_records=%llu catchup_bytes=%llu forwards_ok=%llu forwards_failed=%llu "
+           "held_requests=%zu",
+           (unsigned long long)ring_epoch(newr),
+           (unsigned long long)(om_clock_mono_ms() - m->fence_start_ms),
+           (unsigned long long)mig_total_records(m), (unsigned long long)mig_total_bytes(m),
+           (unsigned long long)m->catchup_records, (unsigned long long)m->catchup_bytes,
+           (unsigned long long)c->forwards_ok, (unsigned long long)c->forwards_failed,
+           c->held_count);
+    mig_unfence(m);
+}
+
+static void
+compact_cb(void *arg, om_status st, const Objmeta__Response *resp)
+{
+    mig_call *mc = arg;
+    coord_mig *m = mc->m;
+
+    if (mc->gen == m->gen && mc->src < m->ncl) {
+        mig_cleanup *cl = &m->cl[mc->src];
+        cl->busy = false;
+        if (st == OM_OK && resp->status == OBJMETA__STATUS__OK &&
+            resp->body_case == OBJMETA__RESPONSE__BODY_COMPACT) {
+            cl->done = true;
+            cl->bytes_before = resp->compact->bytes_before;
+            cl->bytes_after = resp->compact->bytes_after;
+            om_log(OM_LOG_INFO, "old owner compacted id=%s bytes_before=%llu bytes_after=%llu",
+                   cl->id, (unsigned long long)cl->bytes_before,
+                   (unsigned long long)cl->bytes_after);
+            (void)mig_persist(m);
+        } else {
+            mig_errf(m, m->err, "compacting %s: %s", cl->id,
+                     resp->message[0] ? resp->message : om_status_str(st));
+            cl->retry_at_ms = om_clock_mono_ms() + 1000;
+        }
+    }
+    free(mc);
+}
+
+static void
+mig_cleanup_step(coord_mig *m)
+{
+    coord *c = m->c;
+    bool all = true;
+
+    for (size_t i = 0; i < m->ncl; i++) {
+        mig_cleanup *cl = &m->cl[i];
+        coord_shard *sh;
+        if (cl->done)
+            continue;
+        all = false;
+        if (cl->busy || om_clock_mono_ms() < cl->retry_at_ms)
+            continue;
+        sh = coord_pool_find(c, cl->id);
+        if (sh == NULL) {
+            cl->done = true; /* left the ring meanwhile */
+            continue;
+        }
+        if (!coord_pool_in_sync(sh))
+            continue; /* it must hold the new ring, or its filter keeps everything */
+        Objmeta__Request req = OBJMETA__REQUEST__INIT;
+        Objmeta__CompactRequest cq = OBJMETA__COMPACT_REQUEST__INIT;
+        mig_call *mc = mig_call_new(m, i, m->gen);
+        if (mc == NULL)
+            return;
+        req.body_case = OBJMETA__REQUEST__BODY_COMPACT;
+        req.compact = &cq;
+        if (rpc_client_call(sh->conns[sh->next_conn++ % sh->nconns], &req, MIG_COMPACT_TIMEOUT_MS,
+                            compact_cb, mc) != OM_OK) {
+            free(mc);
+            cl->retry_at_ms = om_clock_mono_ms() + 1000;
+            continue;
+        }
+        cl->busy = true;
+    }
+    if (all) {
+        om_log(OM_LOG_INFO, "ring change finished epoch=%llu op=\"%s\"",
+               (unsigned long long)ring_epoch(c->ring), m->op);
+        m->phase = MIG_IDLE;
+        m->err[0] = '\0';
+        (void)mig_persist(m);
+    }
+}
+
+static void
+mig_copy_step(coord_mig *m)
+{
+    coord *c = m->c;
+    uint64_t now = om_clock_mono_ms();
+    bool all_done = true;
+
+    if (c->fenced && now - m->fence_start_ms > c->opts.cutover_timeout_ms) {
+        om_log(OM_LOG_WARN, "cutover took too long; releasing requests and retrying fenced_ms=%llu",
+               (unsigned long long)(now - m->fence_start_ms));
+        m->cutovers_abandoned++;
+        mig_unfence(m);
+        mig_start_pass(m, 1);
+        /* pass 1 again: min_version from the abandoned pass-2 watermark would be enough, but
+         * wm0 is simple and safe */
+        return;
+    }
+    if (m->pass == 2 && !m->final_started) {
+        if (c->mig_inflight > 0)
+            return; /* requests for moving keys still in flight */
+        m->final_started = true;
+        for (size_t i = 0; i < m->nsrc; i++) {
+            uint64_t wm = m->src[i].next_wm; /* pass 1's start */
+            om_buf_reset(&m->src[i].cursor);
+            m->src[i].done = false;
+            src_restart(&m->src[i]);
+            m->src[i].wm_taken = false;
+            m->src[i].pass_scanned = 0;
+            m->src[i].min_version = wm ? wm : 1;
+        }
+    }
+    for (size_t i = 0; i < m->nsrc; i++) {
+        mig_src *s = &m->src[i];
+        if (s->done)
+            continue;
+        all_done = false;
+        if (s->scan_busy || s->scan_done || s->bcount >= MIG_PIPELINE || now < s->retry_at_ms)
+            continue;
+        if (c->opts.migrate_rate > 0 && m->tokens <= 0 && m->pass < 2)
+            continue; /* throttled (the fenced pass is not: requests are waiting) */
+        src_send_scan(m, i);
+    }
+    if (!all_done)
+        return;
+    if (m->pass == 0) {
+        mig_start_pass(m, 1);
+        (void)mig_persist(m);
+    } else if (m->pass == 1) {
+        /* Every shard that is up must hold the pending ring before the switch: afterwards it
+         * is asked with epoch e+1 (a shard that is down gets ring e+1 when it returns). */
+        for (size_t i = 0; i < c->nshards; i++) {
+            if (c->shards[i]->up && !coord_pool_in_sync(c->shards[i])) {
+                mig_errf(m, m->err, "waiting for shard %s to install the pending ring",
+                         c->shards[i]->id);
+                return;
+            }
+        }
+        m->err[0] = '\0';
+        m->gen++;
+        m->pass = 2;
+        m->final_started = false;
+        c->fenced = true;
+        m->fence_start_ms = now;
+        om_log(OM_LOG_INFO, "cutover: moving keys fenced inflight=%llu",
+               (unsigned long long)c->mig_inflight);
+    } else {
+        c->hold_lists = true;
+        if (c->lists_active > 0)
+            return; /* Lists routed with the old epoch finish first */
+        mig_switch(m);
+    }
+}
+
+static void
+mig_rate_update(coord_mig *m, uint64_t now)
+{
+    uint64_t bytes = mig_total_bytes(m);
+
+    if (m->win_start_ms == 0) {
+        m->win_start_ms = now;
+        m->win_bytes = bytes;
+        return;
+    }
+    if (now - m->win_start_ms >= MIG_RATE_WINDOW_MS) {
+        m->rate = (double)(bytes - m->win_bytes) * 1000.0 / (double)(now - m->win_start_ms);
+        m->win_start_ms = now;
+        m->win_bytes = bytes;
+    }
+}
+
+static void
+mig_tick(evutil_socket_t fd, short what, void *arg)
+{
+    coord_mig *m = arg;
+    coord *c = m->c;
+    uint64_t now = om_clock_mono_ms();
+
+    (void)fd;
+    (void)what;
+    if (c->opts.migrate_rate > 0) {
+        double cap = (double)c->opts.migrate_batch;
+        m->tokens += (double)c->opts.migrate_rate * (double)(now - m->last_tick_ms) / 1000.0;
+        if (m->tokens > cap)
+            m->tokens = cap;
+    }
+    m->last_tick_ms = now;
+    if (c->stopping)
+        return;
+    if (m->phase == MIG_COPYING) {
+        mig_rate_update(m, now);
+        mig_copy_step(m);
+    } else if (m->phase == MIG_CLEANUP) {
+        mig_cleanup_step(m);
+    }
+}
+
+/* --- open / close ------------------------------------------------------------------------------
+ */
+
+om_status
+coord_mig_open(coord *c, om_slice state, char *err, size_t errlen)
+{
+    coord_mig *m = calloc(1, sizeof(*m));
+    struct timeval tv = {0, MIG_TICK_MS * 1000};
+    om_status st;
+
+    if (m == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    c->mig = m;
+    m->c = c;
+    m->last_tick_ms = om_clock_mono_ms();
+    if (c->pending != NULL)
+        OM_TRY(mig_build(m));
+    if (state.n > 0)
+        OM_TRY(mig_decode(m, state, err, errlen));
+    for (size_t i = 0; i < m->nsrc; i++)
+        src_restart(&m->src[i]); /* scans resume at the checkpoints */
+    if (c->pending != NULL) {
+        /* the rings say a change is in progress, whatever the record says */
+        m->phase = MIG_COPYING;
+        m->from_epoch = ring_epoch(c->ring);
+        m->to_epoch = ring_epoch(c->pending);
+        if (m->pass >= 1) {
+            for (size_t i = 0; i < m->nsrc; i++)
+                m->src[i].next_wm = m->src[i].wm0;
+            mig_start_pass(m, 1);
+        }
+        om_log(OM_LOG_INFO, "resuming ring change op=\"%s\" pass=%d sources=%zu ranges=%zu", m->op,
+               m->pass, m->nsrc, m->nrng);
+    } else if (m->phase == MIG_COPYING) {
+        m->phase = MIG_IDLE; /* a record without a pending ring: nothing to resume */
+    }
+    m->timer = event_new(c->base, -1, EV_PERSIST, mig_tick, m);
+    if (m->timer == NULL || event_add(m->timer, &tv) != 0)
+        return OM_ERR(OM_E_NOMEM);
+    st = OM_OK;
+    return st;
+}
+
+void
+coord_mig_close(coord *c)
+{
+    coord_mig *m = c->mig;
+
+    if (m == NULL)
+        return;
+    if (m->timer)
+        event_free(m->timer);
+    /* held requests: dispatched normally now (they are answered or fail with the pool) */
+    c->fenced = c->hold_lists = false;
+    while (c->held_head != NULL)
+        coord_mig_release_held(c);
+    mig_free_change(m);
+    free(m);
+    c->mig = NULL;
+}
+
+/* --- admin -------------------------------------------------------------------------------------
+ */
+
+static void
+answer_change(coord *c, coord_op op, uint64_t t0, rpc_reply *reply, Objmeta__Request__BodyCase kind,
+              uint64_t from, uint64_t to, size_t nranges)
+{
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+    Objmeta__RingChangeResponse rc = OBJMETA__RING_CHANGE_RESPONSE__INIT;
+
+    rc.from_epoch = from;
+    rc.to_epoch = to;
+    rc.moving_ranges = (uint32_t)nranges;
+    if (kind == OBJMETA__REQUEST__BODY_ADD_SHARD) {
+        resp.body_case = OBJMETA__RESPONSE__BODY_ADD_SHARD;
+        resp.add_shard = &rc;
+    } else if (kind == OBJMETA__REQUEST__BODY_REMOVE_SHARD) {
+        resp.body_case = OBJMETA__RESPONSE__BODY_REMOVE_SHARD;
+        resp.remove_shard = &rc;
+    } else {
+        resp.body_case = OBJMETA__RESPONSE__BODY_SET_WEIGHT;
+        resp.set_weight = &rc;
+    }
+    coord_answer(c, op, t0, reply, &resp);
+}
+
+/* Begin the change c->ring -> newr (takes the reference). */
+static void
+mig_begin(coord *c, ring *newr, const char *op, Objmeta__Request__BodyCase kind, uint64_t t0,
+          rpc_reply *reply)
+{
+    coord_mig *m = c->mig;
+    uint64_t from = ring_epoch(c->ring);
+    om_status st;
+
+    mig_free_change(m);
+    c->pending = newr;
+    st = mig_build(m);
+    if (st == OM_OK && m->nrng == 0) {
+        /* nothing moves (e.g. only ties changed): switch at once */
+        ring *old = c->ring;
+        c->ring = newr;
+        c->pending = NULL;
+        m->last_change_epoch = ring_epoch(newr);
+        if ((st = coord_ring_store_save(c->data_dir, newr, NULL)) != OM_OK) {
+            c->ring = old;
+            ring_unref(newr);
+            coord_answer_error(c, COORD_OP_OTHER, t0, reply, st, "cannot write the RING file");
+            return;
+        }
+        ring_unref(old);
+        (void)coord_pool_sync(c);
+        coord_pool_push_all(c);
+        answer_change(c, COORD_OP_OTHER, t0, reply, kind, from, ring_epoch(newr), 0);
+        return;
+    }
+    if (st == OM_OK) {
+        m->phase = MIG_COPYING;
+        m->pass = 0;
+        m->final_started = false;
+        snprintf(m->op, sizeof(m->op), "%s", op);
+        m->started_ms = om_clock_wall_ms();
+        m->from_epoch = from;
+        m->to_epoch = ring_epoch(newr);
+        m->err[0] = '\0';
+        m->win_start_ms = 0;
+        m->rate = 0;
+        m->catchup_records = m->catchup_bytes = 0;
+        m->pass_start_ms = om_clock_mono_ms();
+        st = mig_persist(m);
+    }
+    if (st != OM_OK) {
+        mig_free_change(m);
+        m->phase = MIG_IDLE;
+        c->pending = NULL;
+        ring_unref(newr);
+        coord_answer_error(c, COORD_OP_OTHER, t0, reply, st, "cannot start the ring change: %s",
+                           om_status_str(st));
+        return;
+    }
+    if (coord_pool_sync(c) != OM_OK)
+        om_log(OM_LOG_ERROR, "cannot add the new shard to the pool");
+    coord_pool_push_all(c);
+    om_log(OM_LOG_INFO, "ring change started op=\"%s\" from_epoch=%llu to_epoch=%llu ranges=%zu",
+           op, (unsigned long long)from, (unsigned long long)ring_epoch(newr), m->nrng);
+    answer_change(c, COORD_OP_OTHER, t0, reply, kind, from, ring_epoch(newr), m->nrng);
+}
+
+/* AddShard checks first that the new shard answers and holds no records. */
+typedef struct add_probe {
+    coord *c;
+    rpc_client *cl;
+    ring *newr;
+    rpc_reply *reply;
+    uint64_t t0;
+    char op[160];
+    char id[RING_ID_MAX + 1];
+    char addr[RING_ADDR_MAX + 1];
+} add_probe;
+
+static void
+probe_free_client(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    rpc_client_free(arg);
+}
+
+static void
+probe_cb(void *arg, om_status st, const Objmeta__Response *resp)
+{
+    add_probe *p = arg;
+    coord *c = p->c;
+
+    c->mig->starting = false;
+    event_base_once(c->base, -1, EV_TIMEOUT, probe_free_client, p->cl, NULL);
+    if (st != OM_OK) {
+        coord_answer_error(c, COORD_OP_OTHER, p->t0, p->reply, OM_E_UNAVAILABLE,
+                           "add-shard: cannot reach shard %s at %s: %s", p->id, p->addr,
+                           resp->message);
+        ring_unref(p->newr);
+    } else if (resp->status != OBJMETA__STATUS__OK ||
+               resp->body_case != OBJMETA__RESPONSE__BODY_MIGRATE_SCAN) {
+        coord_answer_error(c, COORD_OP_OTHER, p->t0, p->reply, OM_E_INVALID,
+                           "add-shard: %s at %s does not answer like an objmeta-shard of this "
+                           "version: %s %s",
+                           p->id, p->addr, rpc_proto_status_name(resp->status), resp->message);
+        ring_unref(p->newr);
+    } else if (resp->migrate_scan->n_records > 0) {
+        coord_answer_error(c, COORD_OP_OTHER, p->t0, p->reply, OM_E_INVALID,
+                           "add-shard: shard %s at %s already holds records; start it on an "
+                           "empty data dir",
+                           p->id, p->addr);
+        ring_unref(p->newr);
+    } else if (c->mig->phase != MIG_IDLE || c->stopping) {
+        coord_answer_error(c, COORD_OP_OTHER, p->t0, p->reply, OM_E_BUSY,
+                           "another ring change started meanwhile");
+        ring_unref(p->newr);
+    } else {
+        mig_begin(c, p->newr, p->op, OBJMETA__REQUEST__BODY_ADD_SHARD, p->t0, p->reply);
+    }
+    free(p);
+}
+
+static void
+mig_add_shard(coord *c, const Objmeta__AddShardRequest *r, uint64_t t0, rpc_reply *reply)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__MigrateScanRequest sq = OBJMETA__MIGRATE_SCAN_REQUEST__INIT;
+    Objmeta__HashRange all = OBJMETA__HASH_RANGE__INIT, *allp = &all;
+    rpc_client_opts co;
+    ring_shard rs = {r->id, r->addr, r->weight ? r->weight : 1};
+    char err[256];
+    add_probe *p;
+    ring *newr = NULL;
+
+    if (ring_add_node(c->ring, &rs, &newr, err, sizeof(err)) != OM_OK) {
+        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_INVALID, "add-shard: %s", err);
+        return;
+    }
+    p = calloc(1, sizeof(*p));
+    rpc_client_opts_init(&co);
+    co.connect_timeout_ms = c->opts.health_timeout_ms;
+    if (p == NULL || rpc_client_new(c->base, r->addr, &co, &p->cl) != OM_OK) {
+        free(p);
+        ring_unref(newr);
+        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_INVALID, "add-shard: bad address %s",
+                           r->addr);
+        return;
+    }
+    p->c = c;
+    p->newr = newr;
+    p->reply = reply;
+    p->t0 = t0;
+    snprintf(p->id, sizeof(p->id), "%s", r->id);
+    snprintf(p->addr, sizeof(p->addr), "%s", r->addr);
+    snprintf(p->op, sizeof(p->op), "add-shard %s at %s weight %u", r->id, r->addr, rs.weight);
+    sq.ranges = &allp;
+    sq.n_ranges = 1; /* [0, 2^64): any record at all */
+    sq.max_records = 1;
+    req.body_case = OBJMETA__REQUEST__BODY_MIGRATE_SCAN;
+    req.migrate_scan = &sq;
+    if (rpc_client_call(p->cl, &req, c->opts.shard_timeout_ms, probe_cb, p) != OM_OK) {
+        rpc_client_free(p->cl);
+        ring_unref(newr);
+        free(p);
+        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_INTERNAL,
+                           "add-shard: cannot send the probe");
+        return;
+    }
+    c->mig->starting = true;
+}
+
+void
+coord_mig_admin(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply)
+{
+    coord_mig *m = c->mig;
+    char err[256], op[160];
+    ring *newr = NULL;
+
+    if (m->phase != MIG_IDLE || m->starting) {
+        static const char *const names[] = {"idle", "copying", "copying", "cleanup"};
+        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_BUSY,
+                           "a ring change is in progress (%s: %s, epoch %llu -> %llu); wait for "
+                           "it to finish (objmeta admin rebalance-status)",
+                           m->starting ? "starting" : m->op,
+                           m->starting ? "checking the new shard" : names[m->phase],
+                           (unsigned long long)m->from_epoch, (unsigned long long)m->to_epoch);
+        return;
+    }
+    if (c->stopping) {
+        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_UNAVAILABLE,
+                           "the coordinator is shutting down");
+        return;
+    }
+    switch (req->body_case) {
+    case OBJMETA__REQUEST__BODY_ADD_SHARD:
+        mig_add_shard(c, req->add_shard, t0, reply);
+        return;
+    case OBJMETA__REQUEST__BODY_REMOVE_SHARD:
+        if (ring_remove_node(c->ring, req->remove_shard->id, &newr, err, sizeof(err)) != OM_OK) {
+            coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_INVALID, "remove-shard: %s", err);
+            return;
+        }
+        snprintf(op, sizeof(op), "remove-shard %s", req->remove_shard->id);
+        break;
+    case OBJMETA__REQUEST__BODY_SET_WEIGHT: {
+        size_t idx;
+        if (ring_find(c->ring, req->set_weight->id, &idx) == OM_OK &&
+            ring_shard_at(c->ring, idx)->weight == req->set_weight->weight) {
+            coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_INVALID,
+                               "set-weight: shard %s already has weight %u", req->set_weight->id,
+                               req->set_weight->weight);
+            return;
+        }
+        if (ring_set_weight(c->ring, req->set_weight->id, req->set_weight->weight, &newr, err,
+                            sizeof(err)) != OM_OK) {
+            coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_INVALID, "set-weight: %s", err);
+            return;
+        }
+        snprintf(op, sizeof(op), "set-weight %s %u", req->set_weight->id, req->set_weight->weight);
+        break;
+    }
+    default:
+        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_INVALID, "not a ring change");
+        return;
+    }
+    mig_begin(c, newr, op, req->body_case, t0, reply);
+}
+
+/* --- status ------------------------------------------------------------------------------------
+ */
+
+/* Estimated ms left for source s in the current pass (0 = unknown). */
+static uint64_t
+src_eta_ms(const coord_mig *m, const mig_src *s, uint64_t now)
+{
+    double f, elapsed = (double)(now - m->pass_start_ms);
+
+    if (s->done)
+        return 0;
+    if (s->total == 0 || s->pass_scanned == 0)
+        return 0;
+    f = (double)s->pass_scanned / (double)s->total;
+    if (f >= 1.0)
+        f = 0.99;
+    return (uint64_t)(elapsed * (1.0 - f) / f);
+}
+
+void
+coord_mig_status(coord *c, uint64_t t0, rpc_reply *reply)
+{
+    coord_mig *m = c->mig;
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+    Objmeta__RebalanceStatusResponse rs = OBJMETA__REBALANCE_STATUS_RESPONSE__INIT;
+    Objmeta__RangeProgress *rp = NULL, **rpp = NULL;
+    uint64_t now = om_clock_mono_ms(), eta = 0;
+    const char *phase;
+    uint32_t done = 0;
+
+    phase = m->phase == MIG_IDLE      ? "idle"
+            : m->phase == MIG_CLEANUP ? "cleanup"
+            : m->pass == 2            ? "cutover"
+            : m->pass == 1            ? "catch-up"
+                                      : "copying";
+    rs.active = m->phase != MIG_IDLE;
+    rs.phase = (char *)phase;
+    rs.from_epoch = m->from_epoch;
+    rs.to_epoch = m->to_epoch;
+    rs.started_ms = m->started_ms;
+    rs.operation = m->op;
+    rs.records_copied = mig_total_records(m);
+    rs.bytes_copied = mig_total_bytes(m);
+    rs.rate_bytes_per_sec = m->phase == MIG_COPYING ? m->rate : 0;
+    rs.last_change_epoch = m->last_change_epoch;
+    rs.sources = (uint32_t)m->nsrc;
+    rs.error = m->err;
+    for (size_t i = 0; i < m->nsrc; i++) {
+        uint64_t e = src_eta_ms(m, &m->src[i], now);
+        done += m->src[i].done || m->phase != MIG_COPYING;
+        if (e > eta)
+            eta = e;
+        if (rs.error[0] == '\0' && m->src[i].err[0] != '\0' && m->phase == MIG_COPYING)
+            rs.error = m->src[i].err;
+    }
+    rs.sources_done = done;
+    rs.eta_ms = m->phase == MIG_COPYING && m->pass == 0 ? eta : 0;
+    if (m->nrng > 0) {
+        rp = calloc(m->nrng, sizeof(*rp));
+        rpp = calloc(m->nrng, sizeof(*rpp));
+        if (rp == NULL || rpp == NULL) {
+            free(rp);
+            free(rpp);
+            coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_NOMEM, "out of memory");
+            return;
+        }
+    }
+    for (size_t i = 0; i < m->nrng; i++) {
+        const mig_src *s = &m->src[m->rng[i].src];
+        objmeta__range_progress__init(&rp[i]);
+        rp[i].start = m->rng[i].start;
+        rp[i].end = m->rng[i].end;
+        rp[i].from_shard = s->id;
+        rp[i].to_shard = m->rng[i].to;
+        rp[i].phase = m->phase == MIG_IDLE      ? "done"
+                      : m->phase == MIG_CLEANUP ? "done"
+                      : m->pass == 2            ? "cutover"
+                      : m->pass == 1 || s->done ? "copied"
+                                                : "copying";
+        rp[i].records_copied = m->rng[i].records;
+        rp[i].bytes_copied = m->rng[i].bytes;
+        rp[i].rate_bytes_per_sec = m->phase == MIG_COPYING && rs.bytes_copied > 0
+                                       ? m->rate * (double)m->rng[i].bytes / (double)rs.bytes_copied
+                                       : 0;
+        rp[i].eta_ms = m->phase == MIG_COPYING && m->pass == 0 ? src_eta_ms(m, s, now) : 0;
+        rp[i].error = m->phase == MIG_COPYING ? (char *)s->err : (char *)"";
+        rpp[i] = &rp[i];
+    }
+    rs.ranges = rpp;
+    rs.n_ranges = m->nrng;
+    resp.body_case = OBJMETA__RESPONSE__BODY_REBALANCE_STATUS;
+    resp.rebalance_status = &rs;
+    coord_answer(c, COORD_OP_OTHER, t0, reply, &resp);
+    free(rp);
+    free(rpp);
+}

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Start a local objmeta cluster: one coordinator and N shards, each a separate
+# process on loopback, data under one directory. Ctrl-C (or SIGTERM) stops
+# them all together.
+#
+#   scripts/cluster.sh [--shards N] [--data DIR] [--build DIR] [--port P] [--demo] [--fresh]
+#
+# The coordinator listens on 127.0.0.1:P (default 7000, the objmeta tool's
+# default address); shard i listens on 127.0.0.1:(P+100+i), its metrics on
+# 127.0.0.1:(P+200+i); the coordinator's metrics on 127.0.0.1:(P+200).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+shards=3
+data=${OBJMETA_CLUSTER_DATA:-$PWD/objmeta-cluster-data}
+build=build
+port=7000
+demo=0
+fresh=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --shards) shards=$2; shift ;;
+    --data) data=$2; shift ;;
+    --build) build=$2; shift ;;
+    --port) port=$2; shift ;;
+    --demo) demo=1 ;;
+    --fresh) fresh=1 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "cluster.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+[[ "$shards" =~ ^[1-9][0-9]?$ ]] || { echo "cluster.sh: --shards takes 1..99" >&2; exit 2; }
+
+shard_bin=$build/shard/objmeta-shard
+coord_bin=$build/coordinator/objmeta-coord
+cli=$build/client/objmeta
+for b in "$shard_bin" "$coord_bin" "$cli"; do
+  [[ -x $b ]] || { echo "cluster.sh: $b not built (run: meson setup $build && ninja -C $build)" >&2; exit 1; }
+done
+
+[[ $fresh -eq 1 ]] && rm -rf "$data"
+mkdir -p "$data"
+pids=()
+stop_all() {
+  trap - INT TERM EXIT
+  if [[ ${#pids[@]} -gt 0 ]]; then
+    echo
+    echo "cluster: stopping ${#pids[@]} processes"
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+  fi
+}
+trap stop_all INT TERM EXIT
+
+wait_port_file() { # file pid name
+  local deadline=$((SECONDS + 15))
+  while [[ ! -s $1 ]]; do
+    kill -0 "$2" 2>/dev/null || { echo "cluster: $3 exited; see $data/$3.log" >&2; tail -20 "$data/$3.log" >&2; exit 1; }
+    (( SECONDS < deadline )) || { echo "cluster: $3 did not start within 15 s; see $data/$3.log" >&2; exit 1; }
+    sleep 0.05
+  done
+}
+
+spec=""
+for i in $(seq 1 "$shards"); do
+  id=s$i
+  rpc=127.0.0.1:$((port + 100 + i))
+  http=127.0.0.1:$((port + 200 + i))
+  rm -f "$data/$id.ports"
+  "$shard_bin" --id="$id" --listen="$rpc" --http-listen="$http" --data-dir="$data/$id" \
+    --port-file="$data/$id.ports" >"$data/$id.log" 2>&1 &
+  pids+=($!)
+  wait_port_file "$data/$id.ports" "$!" "$id"
+  spec+="${spec:+,}$id=$rpc"
+  echo "cluster: shard $id  rpc $rpc  metrics http://$http/metrics  log $data/$id.log"
+done
+
+rm -f "$data/coord.ports"
+"$coord_bin" --listen="127.0.0.1:$port" --http-listen="127.0.0.1:$((port + 200))" \
+  --data-dir="$data/coord" --port-file="$data/coord.ports" --shards="$spec" >"$data/coord.log" 2>&1 &
+pids+=($!)
+wait_port_file "$data/coord.ports" "$!" coord
+echo "cluster: coordinator  rpc 127.0.0.1:$port  metrics http://127.0.0.1:$((port + 200))/metrics  log $data/coord.log"
+
+om() { echo "\$ objmeta $*"; "$cli" --addr "127.0.0.1:$port" "$@"; }
+if [[ $demo -eq 1 ]]; then
+  echo
+  echo "== demo =="
+  printf 'hello from objmeta\n' >"$data/hello.txt"
+  om put demo-bucket/photos/2024/cat.jpg "$data/hello.txt" --content-type image/jpeg --meta '{"camera":"x100","tags":["cat"]}'
+  om put demo-bucket/photos/2024/dog.jpg "$data/hello.txt" --meta '{"camera":"x100"}'
+  om put demo-bucket/photos/2025/owl.jpg "$data/hello.txt"
+  om put demo-bucket/readme.txt "$data/hello.txt" --content-type text/plain
+  om ls demo-bucket/photos/ --delimiter /
+  om head demo-bucket/photos/2024/cat.jpg
+  om get demo-bucket/readme.txt
+  om put demo-bucket/readme.txt "$data/hello.txt" --if-absent || echo "(exit $?: the key exists, so --if-absent is refused)"
+fi
+
+cat <<EOT
+
+objmeta cluster is up ($shards shards). In another terminal, try:
+  $cli put my-bucket/a/b.txt /etc/hostname --meta '{"owner":"me"}'
+  $cli ls my-bucket --delimiter /
+  $cli get my-bucket/a/b.txt
+  $cli head my-bucket/a/b.txt --json
+  $cli stats
+  curl -s http://127.0.0.1:$((port + 200))/metrics | head
+Press Ctrl-C to stop the cluster (data stays in $data; --fresh starts over).
+EOT
+wait -n "${pids[@]}" || true
+echo "cluster: a process exited; stopping the others (logs in $data)"

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Install what is missing, build, and run a local cluster (coordinator + 3
+# shards on loopback) with a short demo; Ctrl-C stops it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+if [[ ! -f build/build.ninja ]]; then
+  meson setup build --buildtype=debugoptimized
+fi
+ninja -C build
+exec scripts/cluster.sh --build build --demo "$@"

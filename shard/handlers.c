@@ -1,0 +1,942 @@
+/*
+ * shard/handlers.c -- the protocol side of a shard: translates Requests into
+ * the object operations of shard.c and their results into Responses, runs the
+ * worker pool, counts answers and latencies, renders /metrics.
+ *
+ * Threads. shard_rpc_handler runs on the rpc loop thread. Store and Delete
+ * are batched on the loop thread when a loop is attached (shard_attach_loop,
+ * the default of objmeta-shard; see "writes on the loop thread" below), else
+ * they are jobs for the worker pool. List is always a job: a scan must not
+ * block the loop. The pool's opts.workers threads take up to
+ * SHARD_WRITE_BATCH queued writes (and about SHARD_WRITE_BATCH_BYTES of them)
+ * at once and make them one engine write (shard_write_many: one WAL record,
+ * one fsync); concurrent workers share the engine's group commit. Workers
+ * answer through rpc_reply_send(), which is thread-safe. Because rpc frees a
+ * request when the handler returns, a job carries copies of the request's
+ * strings in one allocation. Retrieve, Head and Exists are answered on the
+ * loop thread when opts.inline_reads is set (the default: reads come from the
+ * memtable and the block cache, and a thread hop would cost more than the
+ * read), else they are jobs too.
+ *
+ * shard_pool_stop() lets the workers drain the queue before joining them, so
+ * every accepted request is answered during a graceful shutdown.
+ */
+#define OM_LOG_MODULE "shard"
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shard/list.h"
+#include "shard/shard_int.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+/* Most Store/Delete jobs, and bytes of them, one worker turns into one engine write. */
+#define SHARD_WRITE_BATCH 512
+#define SHARD_WRITE_BATCH_BYTES (1u << 20)
+
+/* A copied request. Strings are NUL-terminated copies inside `mem`. */
+struct shard_job {
+    shard_job *next;
+    shard_op op;
+    rpc_reply *reply;
+    uint64_t t0_ns;
+    om_slice bucket, key;
+    /* store */
+    om_slice data, metadata, content_type;
+    shard_cond cond;
+    uint64_t forced_version;
+    /* list */
+    om_slice prefix, delimiter, start_after, token;
+    uint32_t max_keys;
+    bool include_metadata;
+    uint64_t ring_epoch; /* list: keys the ring of this epoch gives another shard are skipped */
+    uint8_t *mem;
+    size_t mem_used;
+};
+
+/* ---- answers ---- */
+
+static void
+shard_answer(shard *s, shard_op op, uint64_t t0_ns, rpc_reply *reply, Objmeta__Response *resp)
+{
+    unsigned st = (unsigned)resp->status < SHARD_NSTATUS ? (unsigned)resp->status
+                                                         : (unsigned)OBJMETA__STATUS__INTERNAL;
+
+    atomic_fetch_add_explicit(&s->answers[op][st], 1, memory_order_relaxed);
+    rpc_hist_observe_ns(&s->latency[op], om_clock_mono_ns() - t0_ns);
+    rpc_reply_send(reply, resp);
+}
+
+/* An answer that is only a status (an error, or OK for operations without a body). */
+static void
+shard_answer_status(shard *s, shard_op op, uint64_t t0_ns, rpc_reply *reply, om_status st,
+                    const char *msg)
+{
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+
+    resp.status = rpc_status_to_proto(st);
+    resp.message = (char *)(msg && *msg ? msg : om_status_str(st));
+    shard_answer(s, op, t0_ns, reply, &resp);
+}
+
+/* ObjectInfo from a record; strings NUL-terminated in *scratch (freed by the caller). */
+typedef struct info_strings {
+    char *content_type;
+    char *metadata;
+    char etag[17];
+} info_strings;
+
+static om_status
+shard_fill_info(Objmeta__ObjectInfo *oi, info_strings *is, const char *bucket, const char *key,
+                const shard_record *r, bool with_metadata)
+{
+    is->content_type = om_slice_strdup(r->content_type);
+    is->metadata = with_metadata ? om_slice_strdup(r->metadata) : NULL;
+    if (is->content_type == NULL || (with_metadata && is->metadata == NULL))
+        return OM_ERR(OM_E_NOMEM);
+    shard_etag_hex(r->etag, is->etag);
+    oi->bucket = (char *)bucket;
+    oi->key = (char *)key;
+    oi->size = r->size;
+    oi->etag = is->etag;
+    oi->content_type = is->content_type;
+    oi->created_ms = r->created_ms;
+    oi->modified_ms = r->modified_ms;
+    oi->version = r->version;
+    oi->metadata_json = with_metadata ? is->metadata : (char *)"";
+    return OM_OK;
+}
+
+static void
+info_strings_free(info_strings *is)
+{
+    free(is->content_type);
+    free(is->metadata);
+}
+
+/* ---- the operations ---- */
+
+static void
+do_read(shard *s, shard_op op, uint64_t t0, rpc_reply *reply, om_slice bucket, om_slice key)
+{
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+    Objmeta__ObjectInfo oi = OBJMETA__OBJECT_INFO__INIT;
+    Objmeta__RetrieveResponse rr = OBJMETA__RETRIEVE_RESPONSE__INIT;
+    Objmeta__HeadResponse hr = OBJMETA__HEAD_RESPONSE__INIT;
+    Objmeta__ExistsResponse er = OBJMETA__EXISTS_RESPONSE__INIT;
+    info_strings is = {0};
+    om_buf raw = OM_BUF_INIT;
+    shard_record rec;
+    char err[512] = "";
+    om_status st;
+
+    if (op == SHARD_OP_EXISTS) {
+        st = shard_exists(s, bucket, key, err, sizeof(err));
+        if (st == OM_OK || st == OM_E_NOTFOUND) {
+            /* Exists answers OK with exists=false for an absent key (objmeta.proto) */
+            er.exists = st == OM_OK;
+            resp.body_case = OBJMETA__RESPONSE__BODY_EXISTS;
+            resp.exists = &er;
+            shard_answer(s, op, t0, reply, &resp);
+        } else {
+            shard_answer_status(s, op, t0, reply, st, err);
+        }
+        return;
+    }
+    st = shard_get(s, bucket, key, &raw, &rec, err, sizeof(err));
+    if (st == OM_OK)
+        st = shard_fill_info(&oi, &is, (const char *)bucket.p, (const char *)key.p, &rec, true);
+    if (st != OM_OK) {
+        shard_answer_status(s, op, t0, reply, st, err);
+    } else if (op == SHARD_OP_RETRIEVE) {
+        rr.info = &oi;
+        rr.data.data = (uint8_t *)rec.data.p;
+        rr.data.len = rec.data.n;
+        resp.body_case = OBJMETA__RESPONSE__BODY_RETRIEVE;
+        resp.retrieve = &rr;
+        shard_answer(s, op, t0, reply, &resp);
+    } else {
+        hr.info = &oi;
+        resp.body_case = OBJMETA__RESPONSE__BODY_HEAD;
+        resp.head = &hr;
+        shard_answer(s, op, t0, reply, &resp);
+    }
+    info_strings_free(&is);
+    om_buf_free(&raw);
+}
+
+/* The shard_write of a Store or Delete job (its slices borrow the job's memory). */
+static void
+job_to_write(const shard_job *j, shard_write *w)
+{
+    memset(w, 0, sizeof(*w));
+    w->is_delete = j->op == SHARD_OP_DELETE;
+    w->args.bucket = j->bucket;
+    w->args.key = j->key;
+    w->args.data = j->data;
+    w->args.metadata = j->metadata;
+    w->args.content_type = j->content_type;
+    w->args.cond = j->cond;
+    w->args.forced_version = j->forced_version;
+}
+
+static void
+answer_write(shard *s, shard_job *j, const shard_write *w)
+{
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+    Objmeta__StoreResponse sr = OBJMETA__STORE_RESPONSE__INIT;
+    Objmeta__DeleteResponse dr = OBJMETA__DELETE_RESPONSE__INIT;
+    Objmeta__ObjectInfo oi = OBJMETA__OBJECT_INFO__INIT;
+    char etag[17];
+
+    if (w->status != OM_OK) {
+        shard_answer_status(s, j->op, j->t0_ns, j->reply, w->status, w->err);
+        return;
+    }
+    if (j->op == SHARD_OP_DELETE) {
+        dr.version = w->info.version;
+        dr.existed = true;
+        resp.body_case = OBJMETA__RESPONSE__BODY_DELETE;
+        resp.delete_ = &dr;
+        shard_answer(s, j->op, j->t0_ns, j->reply, &resp);
+        return;
+    }
+    shard_etag_hex(w->info.etag, etag);
+    oi.bucket = (char *)j->bucket.p;
+    oi.key = (char *)j->key.p;
+    oi.size = w->info.size;
+    oi.etag = etag;
+    oi.content_type = (char *)j->content_type.p;
+    oi.created_ms = w->info.created_ms;
+    oi.modified_ms = w->info.modified_ms;
+    oi.version = w->info.version;
+    sr.info = &oi;
+    resp.body_case = OBJMETA__RESPONSE__BODY_STORE;
+    resp.store = &sr;
+    shard_answer(s, j->op, j->t0_ns, j->reply, &resp);
+}
+
+/* Run n Store/Delete jobs as one engine write and answer each. */
+static void
+run_writes(shard *s, shard_job **jobs, size_t n)
+{
+    shard_write one, *w = n == 1 ? &one : calloc(n, sizeof(*w));
+
+    if (w == NULL) {
+        for (size_t i = 0; i < n; i++)
+            shard_answer_status(s, jobs[i]->op, jobs[i]->t0_ns, jobs[i]->reply, OM_E_NOMEM,
+                                "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        job_to_write(jobs[i], &w[i]);
+    shard_write_many(s, w, n);
+    for (size_t i = 0; i < n; i++)
+        answer_write(s, jobs[i], &w[i]);
+    if (w != &one)
+        free(w);
+}
+
+/* List results collected for one response. */
+typedef struct list_acc {
+    const char *bucket;
+    bool include_metadata;
+    Objmeta__ObjectInfo *infos;
+    Objmeta__ObjectInfo **entries;
+    info_strings *strs;
+    char **keys;
+    size_t n_entries;
+    char **prefixes;
+    size_t n_prefixes;
+    size_t cap;
+} list_acc;
+
+static om_status
+list_on_entry(void *arg, om_slice key, const shard_record *rec)
+{
+    list_acc *a = arg;
+    size_t i = a->n_entries;
+
+    if (i == a->cap)
+        return OM_ERR(OM_E_INTERNAL); /* the page never exceeds max_keys */
+    a->keys[i] = om_slice_strdup(key);
+    if (a->keys[i] == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    a->n_entries++;
+    objmeta__object_info__init(&a->infos[i]);
+    a->entries[i] = &a->infos[i];
+    return shard_fill_info(&a->infos[i], &a->strs[i], a->bucket, a->keys[i], rec,
+                           a->include_metadata);
+}
+
+static om_status
+list_on_prefix(void *arg, om_slice cp)
+{
+    list_acc *a = arg;
+
+    if (a->n_prefixes == a->cap)
+        return OM_ERR(OM_E_INTERNAL);
+    a->prefixes[a->n_prefixes] = om_slice_strdup(cp);
+    if (a->prefixes[a->n_prefixes] == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    a->n_prefixes++;
+    return OM_OK;
+}
+
+/* The ownership filter of a fenced List: the ring check of each key under the request's epoch. */
+typedef struct list_owner {
+    shard *s;
+    uint64_t epoch;
+    om_slice bucket;
+} list_owner;
+
+static bool
+list_owns(void *arg, om_slice lsm_key)
+{
+    list_owner *lo = arg;
+    size_t kofs = lo->bucket.n + 1;
+    char err[8];
+
+    if (lsm_key.n <= kofs)
+        return true;
+    return lo->s->ring_check(lo->s->ring_check_arg, lo->epoch, lo->bucket,
+                             om_slice_make(lsm_key.p + kofs, lsm_key.n - kofs), err,
+                             sizeof(err)) == OM_OK;
+}
+
+static void
+do_list(shard *s, shard_job *j)
+{
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+    Objmeta__ListResponse lr = OBJMETA__LIST_RESPONSE__INIT;
+    shard_list_req req = {.bucket = j->bucket,
+                          .prefix = j->prefix,
+                          .delimiter = j->delimiter,
+                          .start_after = j->start_after,
+                          .continuation_token = j->token,
+                          .max_keys = j->max_keys,
+                          .max_bytes = s->opts.max_list_bytes,
+                          .count_metadata = j->include_metadata};
+    list_owner lo = {s, j->ring_epoch, j->bucket};
+    shard_list_result res = {.next_token = OM_BUF_INIT};
+    list_acc a = {.bucket = (const char *)j->bucket.p, .include_metadata = j->include_metadata};
+    char err[512] = "";
+    om_status st;
+
+    /* objmeta.proto: max_keys 0 means the default (1000), larger values are clamped */
+    if (req.max_keys == 0 || req.max_keys > SHARD_LIST_MAX)
+        req.max_keys = SHARD_LIST_MAX;
+    if (s->ring_check != NULL && j->ring_epoch != 0) {
+        req.keep = list_owns; /* migration: list only the keys this shard owns */
+        req.keep_arg = &lo;
+    }
+    st = shard_validate_bucket(j->bucket, err, sizeof(err));
+    if (st != OM_OK)
+        goto out;
+    a.cap = req.max_keys;
+    a.infos = calloc(a.cap, sizeof(*a.infos));
+    a.entries = calloc(a.cap, sizeof(*a.entries));
+    a.strs = calloc(a.cap, sizeof(*a.strs));
+    a.keys = calloc(a.cap, sizeof(*a.keys));
+    a.prefixes = calloc(a.cap, sizeof(*a.prefixes));
+    if (!a.infos || !a.entries || !a.strs || !a.keys || !a.prefixes) {
+        st = OM_ERR(OM_E_NOMEM);
+        goto out;
+    }
+    st = shard_list(s->db, &req, list_on_entry, list_on_prefix, &a, &res, err, sizeof(err));
+    if (st != OM_OK)
+        goto out;
+    if (om_buf_append_byte(&res.next_token, 0) != OM_OK) { /* NUL for protobuf-c */
+        st = OM_ERR(OM_E_NOMEM);
+        goto out;
+    }
+    lr.entries = a.entries;
+    lr.n_entries = a.n_entries;
+    lr.common_prefixes = a.prefixes;
+    lr.n_common_prefixes = a.n_prefixes;
+    lr.is_truncated = res.is_truncated;
+    lr.next_continuation_token = (char *)res.next_token.p;
+    lr.key_count = res.key_count;
+    resp.body_case = OBJMETA__RESPONSE__BODY_LIST;
+    resp.list = &lr;
+    shard_answer(s, SHARD_OP_LIST, j->t0_ns, j->reply, &resp);
+out:
+    if (st != OM_OK)
+        shard_answer_status(s, SHARD_OP_LIST, j->t0_ns, j->reply, st, err);
+    for (size_t i = 0; i < a.n_entries; i++) {
+        free(a.keys[i]);
+        info_strings_free(&a.strs[i]);
+    }
+    for (size_t i = 0; i < a.n_prefixes; i++)
+        free(a.prefixes[i]);
+    free(a.infos);
+    free(a.entries);
+    free(a.strs);
+    free(a.keys);
+    free(a.prefixes);
+    om_buf_free(&res.next_token);
+}
+
+static void
+shard_run_job(shard *s, shard_job *j)
+{
+    switch (j->op) {
+    case SHARD_OP_STORE:
+    case SHARD_OP_DELETE:
+        run_writes(s, &j, 1);
+        break;
+    case SHARD_OP_LIST:
+        do_list(s, j);
+        break;
+    default:
+        do_read(s, j->op, j->t0_ns, j->reply, j->bucket, j->key);
+        break;
+    }
+}
+
+/* ---- the pool ---- */
+
+static bool
+job_is_write(const shard_job *j)
+{
+    return j->op == SHARD_OP_STORE || j->op == SHARD_OP_DELETE;
+}
+
+/* Requires: q_mu held and the queue not empty. */
+static shard_job *
+queue_pop(shard *s)
+{
+    shard_job *j = s->q_head;
+
+    s->q_head = j->next;
+    if (s->q_head == NULL)
+        s->q_tail = NULL;
+    s->q_len--;
+    return j;
+}
+
+/*
+ * A worker takes one job, or -- when writes wait at the head of the queue --
+ * up to SHARD_WRITE_BATCH of them (stopping after SHARD_WRITE_BATCH_BYTES), which
+ * become one engine write with one
+ * WAL fsync (Redis's appendfsync always batches a loop iteration the same way).
+ */
+static void *
+shard_worker(void *arg)
+{
+    shard *s = arg;
+    shard_job *jobs[SHARD_WRITE_BATCH]; /* 4 KiB of stack */
+
+    for (;;) {
+        size_t n = 0;
+        pthread_mutex_lock(&s->q_mu);
+        while (s->q_head == NULL && !s->q_stop)
+            pthread_cond_wait(&s->q_cv, &s->q_mu);
+        if (s->q_head == NULL) { /* stopping and drained */
+            pthread_mutex_unlock(&s->q_mu);
+            return NULL;
+        }
+        jobs[n++] = queue_pop(s);
+        size_t bytes = jobs[0]->mem_used;
+        while (job_is_write(jobs[0]) && n < SHARD_WRITE_BATCH && bytes < SHARD_WRITE_BATCH_BYTES &&
+               s->q_head != NULL && job_is_write(s->q_head)) {
+            bytes += s->q_head->mem_used;
+            jobs[n++] = queue_pop(s);
+        }
+        pthread_mutex_unlock(&s->q_mu);
+        if (job_is_write(jobs[0]))
+            run_writes(s, jobs, n);
+        else
+            shard_run_job(s, jobs[0]);
+        for (size_t i = 0; i < n; i++)
+            free(jobs[i]);
+    }
+}
+
+om_status
+shard_pool_start(shard *s)
+{
+    pthread_mutex_init(&s->q_mu, NULL);
+    pthread_cond_init(&s->q_cv, NULL);
+    s->workers = calloc((size_t)s->opts.workers, sizeof(pthread_t));
+    if (s->workers == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    for (int i = 0; i < s->opts.workers; i++) {
+        if (pthread_create(&s->workers[i], NULL, shard_worker, s) != 0) {
+            om_log(OM_LOG_ERROR, "cannot start worker thread index=%d", i);
+            shard_pool_stop(s);
+            return OM_ERR(OM_E_NOMEM);
+        }
+        s->n_workers++;
+    }
+    return OM_OK;
+}
+
+void
+shard_pool_stop(shard *s)
+{
+    pthread_mutex_lock(&s->q_mu);
+    s->q_stop = true;
+    pthread_cond_broadcast(&s->q_cv);
+    pthread_mutex_unlock(&s->q_mu);
+    for (int i = 0; i < s->n_workers; i++)
+        pthread_join(s->workers[i], NULL);
+    s->n_workers = 0;
+    free(s->workers);
+    s->workers = NULL;
+    pthread_cond_destroy(&s->q_cv);
+    pthread_mutex_destroy(&s->q_mu);
+}
+
+static void
+shard_enqueue(shard *s, shard_job *j)
+{
+    pthread_mutex_lock(&s->q_mu);
+    j->next = NULL;
+    if (s->q_tail)
+        s->q_tail->next = j;
+    else
+        s->q_head = j;
+    s->q_tail = j;
+    s->q_len++;
+    pthread_cond_signal(&s->q_cv);
+    pthread_mutex_unlock(&s->q_mu);
+}
+
+/* ---- writes on the loop thread ---- */
+
+/*
+ * With a loop attached (shard_attach_loop), Store and Delete are not handed
+ * to the pool: the handler appends them to a pending list and activates
+ * flush_ev once; libevent runs it after the other callbacks already active in
+ * this loop iteration (the other connections' reads), and it runs everything
+ * pending as batches of shard_write_many -- one WAL fsync per batch -- and
+ * answers on the loop thread. This is Redis's appendfsync-always design: no
+ * thread hand-offs, and the loop blocks while the batch syncs.
+ */
+static void
+shard_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    shard *s = arg;
+    shard_job *head = s->pend_head;
+    shard_job *batch[SHARD_WRITE_BATCH]; /* 4 KiB of stack */
+
+    s->pend_head = s->pend_tail = NULL;
+    while (head != NULL) {
+        size_t n = 0, bytes = 0;
+        while (head != NULL && n < SHARD_WRITE_BATCH &&
+               (n == 0 || bytes < SHARD_WRITE_BATCH_BYTES)) {
+            bytes += head->mem_used;
+            batch[n++] = head;
+            head = head->next;
+        }
+        run_writes(s, batch, n);
+        for (size_t i = 0; i < n; i++)
+            free(batch[i]);
+    }
+}
+
+om_status
+shard_attach_loop(shard *s, struct event_base *base)
+{
+    s->flush_ev = event_new(base, -1, 0, shard_flush_cb, s);
+    return s->flush_ev != NULL ? OM_OK : OM_ERR(OM_E_NOMEM);
+}
+
+void
+shard_detach_loop(shard *s)
+{
+    if (s->flush_ev == NULL)
+        return;
+    shard_flush_cb(-1, 0, s); /* answer what is pending (dropped if the server is gone) */
+    event_free(s->flush_ev);
+    s->flush_ev = NULL;
+}
+
+static void
+shard_submit_write(shard *s, shard_job *j)
+{
+    if (s->flush_ev == NULL) {
+        shard_enqueue(s, j);
+        return;
+    }
+    j->next = NULL;
+    if (s->pend_tail != NULL)
+        s->pend_tail->next = j;
+    else
+        s->pend_head = j;
+    s->pend_tail = j;
+    if (s->pend_head == j)
+        event_active(s->flush_ev, EV_TIMEOUT, 0);
+}
+
+/* Copy n bytes into the job's memory, NUL-terminated. */
+static om_slice
+job_copy(shard_job *j, const void *p, size_t n)
+{
+    uint8_t *d = j->mem + j->mem_used;
+
+    if (n > 0)
+        memcpy(d, p, n);
+    d[n] = 0;
+    j->mem_used += n + 1;
+    return om_slice_make(d, n);
+}
+
+static size_t
+str_len(const char *s)
+{
+    return s ? strlen(s) : 0;
+}
+
+/* A job with room for `bytes` of copied strings (plus one NUL per string). */
+static shard_job *
+job_new(shard_op op, rpc_reply *reply, uint64_t t0, size_t bytes)
+{
+    shard_job *j = calloc(1, sizeof(*j) + bytes + 16);
+
+    if (j == NULL)
+        return NULL;
+    j->op = op;
+    j->reply = reply;
+    j->t0_ns = t0;
+    j->mem = (uint8_t *)(j + 1);
+    return j;
+}
+
+/* ---- Ping and Stats ---- */
+
+static void
+do_ping(shard *s, const Objmeta__PingRequest *p, uint64_t t0, rpc_reply *reply)
+{
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+    Objmeta__PingResponse pr = OBJMETA__PING_RESPONSE__INIT;
+    char server[256];
+
+    snprintf(server, sizeof(server), "objmeta-shard/%s id=%s", OM_VERSION, s->id);
+    if (p != NULL)
+        pr.payload = p->payload;
+    pr.server = server;
+    pr.ring_epoch = 0;
+    resp.body_case = OBJMETA__RESPONSE__BODY_PING;
+    resp.ping = &pr;
+    shard_answer(s, SHARD_OP_PING, t0, reply, &resp);
+}
+
+typedef struct stat_item {
+    const char *name;
+    uint64_t value;
+} stat_item;
+
+static size_t
+shard_stat_items(shard *s, stat_item *v, size_t cap, char names[][48])
+{
+    lsm_stats ls;
+    size_t n = 0;
+
+    lsm_stats_get(s->db, &ls);
+#define ADD(nm, val)                                                                               \
+    do {                                                                                           \
+        if (n < cap)                                                                               \
+            v[n++] = (stat_item){(nm), (uint64_t)(val)};                                           \
+    } while (0)
+    ADD("lsm.memtable_bytes", ls.memtable_bytes);
+    ADD("lsm.live_sst_bytes", ls.live_sst_bytes);
+    ADD("lsm.user_bytes_written", ls.user_bytes_written);
+    ADD("lsm.wal_bytes_written", ls.wal_bytes_written);
+    ADD("lsm.flush_bytes_written", ls.flush_bytes_written);
+    ADD("lsm.compaction_bytes_read", ls.compaction_bytes_read);
+    ADD("lsm.compaction_bytes_written", ls.compaction_bytes_written);
+    ADD("lsm.cache_hits", ls.cache_hits);
+    ADD("lsm.cache_misses", ls.cache_misses);
+    ADD("lsm.bloom_checks", ls.bloom_checks);
+    ADD("lsm.bloom_useful", ls.bloom_useful);
+    ADD("lsm.stall_micros", ls.stall_micros);
+    ADD("lsm.wal_syncs", ls.wal_syncs);
+    ADD("lsm.wal_synced_writes", ls.wal_synced_writes);
+    ADD("lsm.flushes", ls.flushes);
+    ADD("lsm.compactions", ls.compactions);
+    ADD("lsm.last_sequence", ls.last_sequence);
+    for (int l = 0; l < LSM_MAX_LEVELS; l++) {
+        snprintf(names[2 * l], 48, "lsm.level%d.files", l);
+        snprintf(names[2 * l + 1], 48, "lsm.level%d.bytes", l);
+        ADD(names[2 * l], ls.levels[l].files);
+        ADD(names[2 * l + 1], ls.levels[l].bytes);
+    }
+    for (int op = 0; op < SHARD_OP_COUNT_; op++) {
+        uint64_t total = 0;
+        for (int k = 0; k < SHARD_NSTATUS; k++)
+            total += atomic_load_explicit(&s->answers[op][k], memory_order_relaxed);
+        snprintf(names[2 * LSM_MAX_LEVELS + op], 48, "shard.requests.%s",
+                 shard_op_name((shard_op)op));
+        ADD(names[2 * LSM_MAX_LEVELS + op], total);
+    }
+#undef ADD
+    return n;
+}
+
+static void
+do_stats(shard *s, uint64_t t0, rpc_reply *reply)
+{
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+    Objmeta__StatsResponse sr = OBJMETA__STATS_RESPONSE__INIT;
+    Objmeta__StatsCounter ctr[64], *ptr[64];
+    stat_item items[64];
+    char names[2 * LSM_MAX_LEVELS + SHARD_OP_COUNT_][48];
+    om_buf text = OM_BUF_INIT;
+    size_t n = shard_stat_items(s, items, 64, names);
+    om_status st = OM_OK;
+
+    for (size_t i = 0; i < n && st == OM_OK; i++) {
+        objmeta__stats_counter__init(&ctr[i]);
+        ctr[i].name = (char *)items[i].name;
+        ctr[i].value = items[i].value;
+        ptr[i] = &ctr[i];
+        st =
+            om_buf_printf(&text, "%-32s %llu\n", items[i].name, (unsigned long long)items[i].value);
+    }
+    if (st == OM_OK && text.n == 0)
+        st = om_buf_printf(&text, "%s", "");
+    if (st != OM_OK) {
+        shard_answer_status(s, SHARD_OP_STATS, t0, reply, st, "out of memory");
+    } else {
+        sr.counters = ptr;
+        sr.n_counters = n;
+        sr.text = (char *)text.p;
+        resp.body_case = OBJMETA__RESPONSE__BODY_STATS;
+        resp.stats = &sr;
+        shard_answer(s, SHARD_OP_STATS, t0, reply, &resp);
+    }
+    om_buf_free(&text);
+}
+
+/* ---- the handler ---- */
+
+static bool
+shard_fenced(shard *s, const Objmeta__Request *req, shard_op op, const char *bucket,
+             const char *key, uint64_t t0, rpc_reply *reply)
+{
+    char err[512] = "";
+    om_status st;
+
+    if (s->ring_check == NULL)
+        return false;
+    st = s->ring_check(s->ring_check_arg, req->ring_epoch, om_slice_from_str(bucket),
+                       om_slice_from_str(key ? key : ""), err, sizeof(err));
+    if (st == OM_OK)
+        return false;
+    shard_answer_status(s, op, t0, reply, st, err[0] ? err : "not the owner of this key");
+    return true;
+}
+
+static void
+shard_submit_keyed(shard *s, shard_op op, const Objmeta__Request *req, const char *bucket,
+                   const char *key, uint64_t t0, rpc_reply *reply)
+{
+    shard_job *j;
+
+    if (shard_fenced(s, req, op, bucket, key, t0, reply))
+        return;
+    if (s->opts.inline_reads) {
+        do_read(s, op, t0, reply, om_slice_from_str(bucket), om_slice_from_str(key));
+        return;
+    }
+    j = job_new(op, reply, t0, str_len(bucket) + str_len(key));
+    if (j == NULL) {
+        shard_answer_status(s, op, t0, reply, OM_E_NOMEM, "out of memory");
+        return;
+    }
+    j->bucket = job_copy(j, bucket, str_len(bucket));
+    j->key = job_copy(j, key, str_len(key));
+    shard_enqueue(s, j);
+}
+
+static void
+submit_store(shard *s, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply)
+{
+    const Objmeta__StoreRequest *r = req->store;
+    shard_job *j;
+
+    if (shard_fenced(s, req, SHARD_OP_STORE, r->bucket, r->key, t0, reply))
+        return;
+    j = job_new(SHARD_OP_STORE, reply, t0,
+                str_len(r->bucket) + str_len(r->key) + r->data.len + str_len(r->metadata_json) +
+                    str_len(r->content_type));
+    if (j == NULL) {
+        shard_answer_status(s, SHARD_OP_STORE, t0, reply, OM_E_NOMEM, "out of memory");
+        return;
+    }
+    j->bucket = job_copy(j, r->bucket, str_len(r->bucket));
+    j->key = job_copy(j, r->key, str_len(r->key));
+    j->data = job_copy(j, r->data.data, r->data.len);
+    j->metadata = job_copy(j, r->metadata_json, str_len(r->metadata_json));
+    j->content_type = job_copy(j, r->content_type, str_len(r->content_type));
+    if (r->condition_case == OBJMETA__STORE_REQUEST__CONDITION_IF_ABSENT && r->if_absent)
+        j->cond.kind = SHARD_COND_IF_ABSENT;
+    else if (r->condition_case == OBJMETA__STORE_REQUEST__CONDITION_IF_VERSION) {
+        j->cond.kind = SHARD_COND_IF_VERSION;
+        j->cond.version = r->if_version;
+    }
+    if (r->forced_case == OBJMETA__STORE_REQUEST__FORCED_FORCED_VERSION) {
+        if (r->forced_version == 0) {
+            free(j);
+            shard_answer_status(s, SHARD_OP_STORE, t0, reply, OM_E_INVALID,
+                                "forced_version: must not be 0");
+            return;
+        }
+        j->forced_version = r->forced_version;
+    }
+    shard_submit_write(s, j);
+}
+
+static void
+submit_delete(shard *s, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply)
+{
+    const Objmeta__DeleteRequest *r = req->delete_;
+    shard_job *j;
+
+    if (shard_fenced(s, req, SHARD_OP_DELETE, r->bucket, r->key, t0, reply))
+        return;
+    j = job_new(SHARD_OP_DELETE, reply, t0, str_len(r->bucket) + str_len(r->key));
+    if (j == NULL) {
+        shard_answer_status(s, SHARD_OP_DELETE, t0, reply, OM_E_NOMEM, "out of memory");
+        return;
+    }
+    j->bucket = job_copy(j, r->bucket, str_len(r->bucket));
+    j->key = job_copy(j, r->key, str_len(r->key));
+    if (r->condition_case == OBJMETA__DELETE_REQUEST__CONDITION_IF_VERSION) {
+        j->cond.kind = SHARD_COND_IF_VERSION;
+        j->cond.version = r->if_version;
+    }
+    if (r->forced_case == OBJMETA__DELETE_REQUEST__FORCED_FORCED_VERSION) {
+        if (r->forced_version == 0) {
+            free(j);
+            shard_answer_status(s, SHARD_OP_DELETE, t0, reply, OM_E_INVALID,
+                                "forced_version: must not be 0");
+            return;
+        }
+        j->forced_version = r->forced_version;
+    }
+    shard_submit_write(s, j);
+}
+
+static void
+submit_list(shard *s, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply)
+{
+    const Objmeta__ListRequest *r = req->list;
+    shard_job *j;
+
+    if (shard_fenced(s, req, SHARD_OP_LIST, r->bucket, "", t0, reply))
+        return;
+    j = job_new(SHARD_OP_LIST, reply, t0,
+                str_len(r->bucket) + str_len(r->prefix) + str_len(r->delimiter) +
+                    str_len(r->start_after) + str_len(r->continuation_token));
+    if (j == NULL) {
+        shard_answer_status(s, SHARD_OP_LIST, t0, reply, OM_E_NOMEM, "out of memory");
+        return;
+    }
+    j->bucket = job_copy(j, r->bucket, str_len(r->bucket));
+    j->prefix = job_copy(j, r->prefix, str_len(r->prefix));
+    j->delimiter = job_copy(j, r->delimiter, str_len(r->delimiter));
+    j->start_after = job_copy(j, r->start_after, str_len(r->start_after));
+    j->token = job_copy(j, r->continuation_token, str_len(r->continuation_token));
+    j->max_keys = r->max_keys;
+    j->include_metadata = r->include_metadata;
+    j->ring_epoch = req->ring_epoch;
+    shard_enqueue(s, j);
+}
+
+void
+shard_rpc_handler(void *arg, const Objmeta__Request *req, rpc_reply *reply)
+{
+    shard *s = arg;
+    uint64_t t0 = om_clock_mono_ns();
+
+    switch (req->body_case) {
+    case OBJMETA__REQUEST__BODY_STORE:
+        submit_store(s, req, t0, reply);
+        break;
+    case OBJMETA__REQUEST__BODY_RETRIEVE:
+        shard_submit_keyed(s, SHARD_OP_RETRIEVE, req, req->retrieve->bucket, req->retrieve->key, t0,
+                           reply);
+        break;
+    case OBJMETA__REQUEST__BODY_HEAD:
+        shard_submit_keyed(s, SHARD_OP_HEAD, req, req->head->bucket, req->head->key, t0, reply);
+        break;
+    case OBJMETA__REQUEST__BODY_EXISTS:
+        shard_submit_keyed(s, SHARD_OP_EXISTS, req, req->exists->bucket, req->exists->key, t0,
+                           reply);
+        break;
+    case OBJMETA__REQUEST__BODY_DELETE:
+        submit_delete(s, req, t0, reply);
+        break;
+    case OBJMETA__REQUEST__BODY_LIST:
+        submit_list(s, req, t0, reply);
+        break;
+    case OBJMETA__REQUEST__BODY_STATS:
+        do_stats(s, t0, reply);
+        break;
+    case OBJMETA__REQUEST__BODY_PING:
+        do_ping(s, req->ping, t0, reply);
+        break;
+    default:
+        shard_answer_status(s, SHARD_OP_OTHER, t0, reply, OM_E_INVALID,
+                            "operation not served by objmeta-shard");
+        break;
+    }
+}
+
+/* ---- /metrics ---- */
+
+om_status
+shard_render_metrics(shard *s, om_buf *out)
+{
+    stat_item items[64];
+    char names[2 * LSM_MAX_LEVELS + SHARD_OP_COUNT_][48];
+    char labels[96];
+    size_t n;
+
+    OM_TRY(rpc_prom_header(out, "objmeta_shard_requests_total", "counter",
+                           "Requests answered, by operation and status."));
+    for (int op = 0; op < SHARD_OP_COUNT_; op++) {
+        for (int k = 0; k < SHARD_NSTATUS; k++) {
+            uint64_t v = atomic_load_explicit(&s->answers[op][k], memory_order_relaxed);
+            if (v == 0 && k != 0)
+                continue;
+            snprintf(labels, sizeof(labels), "op=\"%s\",status=\"%s\"", shard_op_name((shard_op)op),
+                     rpc_proto_status_name((Objmeta__Status)k));
+            OM_TRY(rpc_prom_value(out, "objmeta_shard_requests_total", labels, (double)v));
+        }
+    }
+    OM_TRY(rpc_prom_header(out, "objmeta_shard_request_duration_seconds", "histogram",
+                           "Time from receiving a request to answering it, by operation."));
+    for (int op = 0; op < SHARD_OP_COUNT_; op++) {
+        snprintf(labels, sizeof(labels), "op=\"%s\"", shard_op_name((shard_op)op));
+        OM_TRY(rpc_hist_render(&s->latency[op], out, "objmeta_shard_request_duration_seconds",
+                               labels));
+    }
+    pthread_mutex_lock(&s->q_mu);
+    size_t qlen = s->q_len;
+    pthread_mutex_unlock(&s->q_mu);
+    OM_TRY(rpc_prom_header(out, "objmeta_shard_queue_length", "gauge",
+                           "Requests waiting for a worker thread."));
+    OM_TRY(rpc_prom_value(out, "objmeta_shard_queue_length", NULL, (double)qlen));
+
+    /* engine statistics, one gauge each: lsm.wal_syncs -> objmeta_lsm_wal_syncs */
+    n = shard_stat_items(s, items, 64, names);
+    for (size_t i = 0; i < n; i++) {
+        char metric[96];
+        size_t m = 0;
+        if (strncmp(items[i].name, "lsm.", 4) != 0)
+            continue;
+        m = (size_t)snprintf(metric, sizeof(metric), "objmeta_%s", items[i].name);
+        for (size_t c = 0; c < m && c < sizeof(metric); c++)
+            if (metric[c] == '.')
+                metric[c] = '_';
+        OM_TRY(rpc_prom_header(out, metric, "gauge", "Storage engine statistic (lsm_stats)."));
+        OM_TRY(rpc_prom_value(out, metric, NULL, (double)items[i].value));
+    }
+    return OM_OK;
+}

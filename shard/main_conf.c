@@ -1,0 +1,52 @@
+/*
+ * shard/main_conf.c -- the settings of objmeta-shard: name, type, default,
+ * bounds and a one-line doc each. `objmeta-shard --print-config` prints them
+ * (deploy/conf/shard.conf.example is that output; a test keeps them equal).
+ */
+#include "shard/main_conf.h"
+
+#include <stddef.h>
+
+const char *const shard_sync_modes[] = {"always", "periodic", "none", NULL};
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+
+#define F(x) offsetof(shard_conf, x)
+static const om_conf_item shard_items[] = {
+    {"listen", OM_CONF_STR, "127.0.0.1:7001", 0, 0, NULL, F(listen), "rpc listener host:port"},
+    {"http-listen", OM_CONF_STR, "auto", 0, 0, NULL, F(http_listen),
+     "/metrics and /healthz host:port; auto = listen port + 1000 (0 if listen port is 0); off"},
+    {"data-dir", OM_CONF_STR, "data/shard", 0, 0, NULL, F(data_dir), "LSM directory"},
+    {"port-file", OM_CONF_STR, "", 0, 0, NULL, F(port_file),
+     "write 'rpc <port>' and 'http <port>' here once bound (empty = none)"},
+    {"id", OM_CONF_STR, "shard-1", 0, 0, NULL, F(id), "shard id shown by Ping"},
+    {"sync-mode", OM_CONF_ENUM, "always", 0, 0, shard_sync_modes, F(sync_mode),
+     "always = fsync the WAL before acknowledging (group commit); periodic; none"},
+    {"sync-period", OM_CONF_DURATION, "100ms", 1, 60000, NULL, F(sync_period),
+     "WAL sync interval for sync-mode=periodic"},
+    {"write-buffer", OM_CONF_SIZE, "64M", 64 * 1024, 4LL << 30, NULL, F(write_buffer),
+     "memtable size before a flush"},
+    {"block-cache", OM_CONF_SIZE, "256M", 0, 1LL << 40, NULL, F(block_cache),
+     "bytes of uncompressed SSTable blocks to cache"},
+    {"max-object-size", OM_CONF_SIZE, "4M", 0, 64LL << 20, NULL, F(max_object_size),
+     "largest object data accepted"},
+    {"max-metadata-size", OM_CONF_SIZE, "64K", 2, 16LL << 20, NULL, F(max_metadata_size),
+     "largest metadata JSON accepted"},
+    {"max-frame", OM_CONF_SIZE, "16M", 1024, 1LL << 30, NULL, F(max_frame),
+     "largest protocol message accepted"},
+    {"max-connections", OM_CONF_INT, "1024", 1, 1000000, NULL, F(max_connections),
+     "connections beyond this are refused with BUSY"},
+    {"idle-timeout", OM_CONF_DURATION, "300s", 0, 86400000, NULL, F(idle_timeout),
+     "close idle connections after this long (0 = never)"},
+    {"request-timeout", OM_CONF_DURATION, "30s", 0, 3600000, NULL, F(request_timeout),
+     "answer TIMEOUT when a request takes longer (0 = never)"},
+    {"workers", OM_CONF_INT, "8", 1, 1024, NULL, F(workers),
+     "threads running lists, and writes when inline-writes is false"},
+    {"inline-reads", OM_CONF_BOOL, "true", 0, 0, NULL, F(inline_reads),
+     "answer retrieve/head/exists on the network thread"},
+    {"inline-writes", OM_CONF_BOOL, "true", 0, 0, NULL, F(inline_writes),
+     "batch store/delete per network-loop iteration on that thread (false: worker threads)"},
+    {"log-level", OM_CONF_ENUM, "info", 0, 0, log_levels, F(log_level),
+     "error, warn, info or debug"},
+};
+const om_conf_table shard_table = {"objmeta-shard", OM_VERSION, shard_items,
+                                   sizeof(shard_items) / sizeof(shard_items[0])};

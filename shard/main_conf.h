@@ -1,0 +1,29 @@
+/*
+ * shard/main_conf.h -- the config table of the objmeta-shard binary (one
+ * declarative table, util/conf.h). Part of the binary, not of om_shard:
+ * libraries get option structs, never config files.
+ *
+ * Thread-safety: const data; loaded once at startup.
+ */
+#ifndef OM_SHARD_MAIN_CONF_H
+#define OM_SHARD_MAIN_CONF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/conf.h"
+
+typedef struct shard_conf {
+    char *listen, *http_listen, *data_dir, *port_file, *id;
+    int sync_mode, log_level;
+    int64_t sync_period, write_buffer, block_cache, max_object_size, max_metadata_size;
+    int64_t max_frame, max_connections, idle_timeout, request_timeout, workers;
+    bool inline_reads, inline_writes;
+} shard_conf;
+
+/* Names of the sync-mode choices, indexed by shard_conf.sync_mode. */
+extern const char *const shard_sync_modes[];
+/* The table: every setting, default, bounds and doc line. */
+extern const om_conf_table shard_table;
+
+#endif /* OM_SHARD_MAIN_CONF_H */

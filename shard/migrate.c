@@ -1,0 +1,905 @@
+/*
+ * shard/migrate.c -- the shard's rings (cur / pending / prev), the fencing
+ * check, SetRing and GetRing, and the migration operations MigrateScan,
+ * ApplyRecords and Compact, plus the compaction filter that drops what the
+ * shard no longer owns. Rules: shard/migrate.h; protocol:
+ * coordinator/MIGRATION.md.
+ *
+ * Threads. SetRing, GetRing and the fencing check are quick and run on the
+ * loop thread (the check also on the shard's workers). Scans, applies and
+ * compactions can take milliseconds to minutes, so they are jobs on a FIFO
+ * served by opts.threads threads of our own, which answer through
+ * rpc_reply_send(). A job carries copies of what it needs from the request
+ * (rpc frees the request when the handler returns).
+ *
+ * Locking. `mu` guards the three ring pointers; everyone else takes
+ * references under it and works without it. ApplyRecords takes the shard's
+ * key stripes (shard_int.h) of one group (MIG_APPLY_STRIPES consecutive
+ * stripes) in ascending order, so it cannot deadlock with writers, which
+ * hold one stripe at a time.
+ */
+#define OM_LOG_MODULE "migrate"
+#include "shard/migrate.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "partitioner/ring.h"
+#include "shard/record.h"
+#include "shard/shard_int.h"
+#include "util/checksum.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define MIG_DEFAULT_MAX_RECORDS 1000u
+#define MIG_DEFAULT_MAX_BYTES (1u << 20)
+#define MIG_DEFAULT_MAX_SCAN (64ull << 20)
+#define MIG_APPLY_STRIPES 32u /* stripes locked together by one apply write */
+
+typedef enum mig_job_kind { MIG_JOB_SCAN, MIG_JOB_APPLY, MIG_JOB_COMPACT } mig_job_kind;
+
+typedef struct mig_range {
+    uint64_t start, end; /* [start, end), end 0 = 2^64 */
+} mig_range;
+
+typedef struct mig_rec {
+    om_slice key, value;
+    uint64_t version;
+} mig_rec;
+
+typedef struct mig_job {
+    struct mig_job *next;
+    mig_job_kind kind;
+    rpc_reply *reply;
+    uint64_t ring_epoch;
+    /* scan */
+    mig_range *ranges;
+    size_t nranges;
+    om_buf after;
+    uint32_t max_records;
+    uint64_t max_bytes, min_version, max_scan;
+    /* apply */
+    mig_rec *recs;
+    size_t nrecs;
+    uint8_t *mem;
+} mig_job;
+
+struct shard_mig {
+    pthread_mutex_t mu;
+    ring *cur, *pending, *prev; /* under mu */
+    char *self;
+    shard_mig_opts opts;
+    shard *s;
+
+    pthread_mutex_t q_mu;
+    pthread_cond_t q_cv;
+    mig_job *q_head, *q_tail;
+    bool q_stop;
+    pthread_t *th;
+    int nth;
+
+    _Atomic uint64_t filter_dropped;
+    _Atomic uint64_t tombstones_dropped;
+};
+
+void
+shard_mig_opts_init(shard_mig_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->tombstone_retention_ms = 7ull * 24 * 3600 * 1000;
+    o->threads = 3;
+}
+
+om_status
+shard_mig_new(const char *self_id, const shard_mig_opts *o, shard_mig **out)
+{
+    shard_mig *m = calloc(1, sizeof(*m));
+
+    if (m == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    if (o != NULL)
+        m->opts = *o;
+    else
+        shard_mig_opts_init(&m->opts);
+    if (m->opts.threads < 1)
+        m->opts.threads = 1;
+    m->self = strdup(self_id ? self_id : "");
+    if (m->self == NULL) {
+        free(m);
+        return OM_ERR(OM_E_NOMEM);
+    }
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_mutex_init(&m->q_mu, NULL);
+    pthread_cond_init(&m->q_cv, NULL);
+    *out = m;
+    return OM_OK;
+}
+
+void
+shard_mig_free(shard_mig *m)
+{
+    if (m == NULL)
+        return;
+    ring_unref(m->cur);
+    ring_unref(m->pending);
+    ring_unref(m->prev);
+    pthread_mutex_destroy(&m->mu);
+    pthread_mutex_destroy(&m->q_mu);
+    pthread_cond_destroy(&m->q_cv);
+    free(m->th);
+    free(m->self);
+    free(m);
+}
+
+/* --- the rings ---------------------------------------------------------------------------------
+ */
+
+typedef struct mig_view {
+    ring *cur, *pending, *prev;
+} mig_view;
+
+static void
+view_get(shard_mig *m, mig_view *v)
+{
+    pthread_mutex_lock(&m->mu);
+    v->cur = m->cur ? ring_ref(m->cur) : NULL;
+    v->pending = m->pending ? ring_ref(m->pending) : NULL;
+    v->prev = m->prev ? ring_ref(m->prev) : NULL;
+    pthread_mutex_unlock(&m->mu);
+}
+
+static void
+view_put(mig_view *v)
+{
+    ring_unref(v->cur);
+    ring_unref(v->pending);
+    ring_unref(v->prev);
+}
+
+/* Does r name shard `self` the owner of hash h? */
+static bool
+mig_owns(const ring *r, const char *self, uint64_t h)
+{
+    return strcmp(ring_shard_at(r, ring_owner(r, h))->id, self) == 0;
+}
+
+uint64_t
+shard_mig_epoch(shard_mig *m)
+{
+    uint64_t e;
+
+    pthread_mutex_lock(&m->mu);
+    e = m->cur ? ring_epoch(m->cur) : 0;
+    pthread_mutex_unlock(&m->mu);
+    return e;
+}
+
+uint64_t
+shard_mig_pending_epoch(shard_mig *m)
+{
+    uint64_t e;
+
+    pthread_mutex_lock(&m->mu);
+    e = m->pending ? ring_epoch(m->pending) : 0;
+    pthread_mutex_unlock(&m->mu);
+    return e;
+}
+
+om_status
+shard_mig_check(void *arg, uint64_t e, om_slice bucket, om_slice key, char *err, size_t errlen)
+{
+    shard_mig *m = arg;
+    om_status st = OM_OK;
+    mig_view v;
+    uint64_t h;
+    const ring *by = NULL;
+
+    if (e == 0)
+        return OM_OK;
+    view_get(m, &v);
+    if (v.cur == NULL) {
+        snprintf(err, errlen, "shard %s holds no ring (request routed with epoch %llu)", m->self,
+                 (unsigned long long)e);
+        st = OM_E_WRONG_SHARD;
+        goto out;
+    }
+    h = key.n > 0 ? ring_key_hash(bucket, key) : 0;
+    if (e == ring_epoch(v.cur)) {
+        by = v.cur;
+    } else if (v.pending != NULL && e == ring_epoch(v.pending)) {
+        by = v.pending;
+    } else if (v.prev != NULL && e == ring_epoch(v.prev) && key.n > 0) {
+        if (!mig_owns(v.prev, m->self, h) || !mig_owns(v.cur, m->self, h)) {
+            snprintf(err, errlen, "key moved: shard %s does not own it under ring epoch %llu",
+                     m->self, (unsigned long long)ring_epoch(v.cur));
+            st = OM_E_WRONG_SHARD;
+        }
+        goto out;
+    } else {
+        snprintf(err, errlen, "shard %s holds ring epoch %llu%s, request routed with %llu", m->self,
+                 (unsigned long long)ring_epoch(v.cur), v.pending ? " (and a pending ring)" : "",
+                 (unsigned long long)e);
+        st = OM_E_WRONG_SHARD;
+        goto out;
+    }
+    if (key.n > 0 && !mig_owns(by, m->self, h)) {
+        snprintf(err, errlen, "key belongs to shard %s under ring epoch %llu, not %s",
+                 ring_shard_at(by, ring_owner(by, h))->id, (unsigned long long)e, m->self);
+        st = OM_E_WRONG_SHARD;
+    }
+out:
+    view_put(&v);
+    return st;
+}
+
+lsm_filter_decision
+shard_mig_compaction_filter(void *arg, int level, om_slice key, om_slice value)
+{
+    shard_mig *m = arg;
+    lsm_filter_decision d = LSM_FILTER_KEEP;
+    mig_view v;
+    uint64_t h;
+
+    (void)level;
+    view_get(m, &v);
+    if (v.cur == NULL)
+        goto out;                /* no ring known (just restarted): keep everything */
+    h = om_hash64(key.p, key.n); /* the LSM key is bucket 0x00 key: its hash is the key hash */
+    if (!mig_owns(v.cur, m->self, h) && (v.pending == NULL || !mig_owns(v.pending, m->self, h))) {
+        atomic_fetch_add_explicit(&m->filter_dropped, 1, memory_order_relaxed);
+        d = LSM_FILTER_DROP;
+        goto out;
+    }
+    if (v.pending == NULL && m->opts.tombstone_retention_ms > 0) {
+        shard_record rec;
+        uint64_t now_us = om_clock_wall_ns() / 1000;
+        if (shard_record_decode(value, &rec) == OM_OK && rec.type == SHARD_REC_TOMBSTONE &&
+            rec.version + m->opts.tombstone_retention_ms * 1000 < now_us) {
+            atomic_fetch_add_explicit(&m->tombstones_dropped, 1, memory_order_relaxed);
+            d = LSM_FILTER_DROP;
+        }
+    }
+out:
+    view_put(&v);
+    return d;
+}
+
+/* --- SetRing / GetRing ------------------------------------------------------------------------ */
+
+static bool
+ring_has(const ring *r, const char *id)
+{
+    size_t idx;
+    return r != NULL && ring_find(r, id, &idx) == OM_OK;
+}
+
+static void
+mig_answer_epochs(shard_mig *m, rpc_reply *reply)
+{
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+    Objmeta__SetRingResponse out = OBJMETA__SET_RING_RESPONSE__INIT;
+
+    pthread_mutex_lock(&m->mu);
+    out.epoch = m->cur ? ring_epoch(m->cur) : 0;
+    out.pending_epoch = m->pending ? ring_epoch(m->pending) : 0;
+    pthread_mutex_unlock(&m->mu);
+    resp.body_case = OBJMETA__RESPONSE__BODY_SET_RING;
+    resp.set_ring = &out;
+    rpc_reply_send(reply, &resp);
+}
+
+om_status
+shard_mig_install(shard_mig *m, const ring *cur, const ring *pending, char *err, size_t errlen)
+{
+    ring *drop[2] = {NULL, NULL};
+    uint64_t held, held_p, want_p = pending ? ring_epoch(pending) : 0;
+    bool changed = false;
+
+    if (pending != NULL && ring_epoch(pending) <= ring_epoch(cur)) {
+        snprintf(err, errlen, "pending epoch %llu is not above the ring's %llu",
+                 (unsigned long long)ring_epoch(pending), (unsigned long long)ring_epoch(cur));
+        return OM_E_INVALID;
+    }
+    if (!ring_has(cur, m->self) && !ring_has(pending, m->self)) {
+        snprintf(err, errlen, "this shard (id %s) is not in ring epoch %llu%s", m->self,
+                 (unsigned long long)ring_epoch(cur), pending ? " nor in the pending ring" : "");
+        return OM_E_INVALID;
+    }
+    pthread_mutex_lock(&m->mu);
+    held = m->cur ? ring_epoch(m->cur) : 0;
+    if (ring_epoch(cur) > held) {
+        drop[0] = m->prev;
+        m->prev = m->cur;
+        m->cur = ring_ref(cur);
+        changed = true;
+    }
+    if (ring_epoch(m->cur) == ring_epoch(cur)) {
+        uint64_t hp = m->pending ? ring_epoch(m->pending) : 0;
+        if (hp != want_p) {
+            drop[1] = m->pending;
+            m->pending = pending ? ring_ref(pending) : NULL;
+            changed = true;
+        }
+    }
+    held = ring_epoch(m->cur);
+    held_p = m->pending ? ring_epoch(m->pending) : 0;
+    pthread_mutex_unlock(&m->mu);
+    if (changed)
+        om_log(OM_LOG_INFO, "rings installed id=%s epoch=%llu pending_epoch=%llu", m->self,
+               (unsigned long long)held, (unsigned long long)held_p);
+    ring_unref(drop[0]);
+    ring_unref(drop[1]);
+    return OM_OK;
+}
+
+static void
+mig_set_ring(shard_mig *m, const Objmeta__SetRingRequest *sr, rpc_reply *reply)
+{
+    char err[256];
+    ring *r = NULL, *p = NULL;
+    uint64_t held, held_p, want_p = sr->pending ? sr->pending->epoch : 0;
+
+    if (sr->ring == NULL) {
+        rpc_reply_error(reply, OM_E_INVALID, "SetRing without a ring");
+        return;
+    }
+    /* The coordinator re-sends its rings as a health probe: answer a known state cheaply. */
+    pthread_mutex_lock(&m->mu);
+    held = m->cur ? ring_epoch(m->cur) : 0;
+    held_p = m->pending ? ring_epoch(m->pending) : 0;
+    pthread_mutex_unlock(&m->mu);
+    if (sr->ring->epoch < held || (sr->ring->epoch == held && want_p == held_p)) {
+        mig_answer_epochs(m, reply);
+        return;
+    }
+    if (ring_from_pb(sr->ring, &r, err, sizeof(err)) != OM_OK) {
+        rpc_reply_error(reply, OM_E_INVALID, "SetRing: %s", err);
+        return;
+    }
+    if (sr->pending != NULL && ring_from_pb(sr->pending, &p, err, sizeof(err)) != OM_OK) {
+        ring_unref(r);
+        rpc_reply_error(reply, OM_E_INVALID, "SetRing: pending: %s", err);
+        return;
+    }
+    if (shard_mig_install(m, r, p, err, sizeof(err)) != OM_OK)
+        rpc_reply_error(reply, OM_E_INVALID, "SetRing: %s", err);
+    else
+        mig_answer_epochs(m, reply);
+    ring_unref(r);
+    ring_unref(p);
+}
+
+static void
+mig_get_ring(shard_mig *m, rpc_reply *reply)
+{
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+    Objmeta__GetRingResponse gr = OBJMETA__GET_RING_RESPONSE__INIT;
+    Objmeta__Ring *pb = NULL, *pp = NULL;
+    mig_view v;
+
+    view_get(m, &v);
+    if (v.cur == NULL) {
+        view_put(&v);
+        rpc_reply_error(reply, OM_E_NOTFOUND, "shard %s holds no ring", m->self);
+        return;
+    }
+    if (ring_to_pb(v.cur, &pb) != OM_OK || (v.pending && ring_to_pb(v.pending, &pp) != OM_OK)) {
+        view_put(&v);
+        ring_pb_free(pb);
+        rpc_reply_error(reply, OM_E_NOMEM, "out of memory");
+        return;
+    }
+    view_put(&v);
+    gr.ring = pb;
+    gr.pending = pp;
+    resp.body_case = OBJMETA__RESPONSE__BODY_GET_RING;
+    resp.get_ring = &gr;
+    rpc_reply_send(reply, &resp);
+    ring_pb_free(pb);
+    ring_pb_free(pp);
+}
+
+/* --- jobs ---------------------------------------------------------------------------------------
+ */
+
+static void
+job_free(mig_job *j)
+{
+    if (j == NULL)
+        return;
+    free(j->ranges);
+    om_buf_free(&j->after);
+    free(j->recs);
+    free(j->mem);
+    free(j);
+}
+
+static bool
+ranges_contain(const mig_range *r, size_t n, uint64_t h)
+{
+    size_t lo = 0, hi = n;
+
+    /* the last range with start <= h */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (r[mid].start <= h)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo > 0 && ring_range_contains(r[lo - 1].start, r[lo - 1].end, h);
+}
+
+static void
+run_scan(shard_mig *m, mig_job *j)
+{
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+    Objmeta__MigrateScanResponse sr = OBJMETA__MIGRATE_SCAN_RESPONSE__INIT;
+    Objmeta__MigrateRecord *recs = NULL, **ptrs = NULL;
+    om_buf mem = OM_BUF_INIT, last = OM_BUF_INIT;
+    size_t n = 0, cap = j->max_records, bytes = 0;
+    uint64_t scanned = 0;
+    lsm_iter_opts io;
+    lsm_iter *it = NULL;
+    lsm_stats ls;
+    om_status st;
+    bool done = false;
+    size_t *offs = NULL; /* record i's key at mem[offs[2i]], value at mem[offs[2i+1]] */
+
+    sr.now_us = om_clock_wall_ns() / 1000;
+    lsm_stats_get(shard_db(m->s), &ls);
+    sr.total_bytes = ls.live_sst_bytes + ls.memtable_bytes;
+    recs = calloc(cap, sizeof(*recs));
+    ptrs = calloc(cap, sizeof(*ptrs));
+    offs = calloc(2 * cap, sizeof(*offs));
+    if (recs == NULL || ptrs == NULL || offs == NULL) {
+        st = OM_ERR(OM_E_NOMEM);
+        goto fail;
+    }
+    lsm_iter_opts_init(&io);
+    io.fill_cache = false; /* a migration scan must not evict the clients' working set */
+    OM_GOTO(lsm_iter_new(shard_db(m->s), &io, &it));
+    if (j->after.n > 0) {
+        lsm_iter_seek(it, om_buf_slice(&j->after));
+        if (lsm_iter_valid(it) && om_slice_eq(lsm_iter_key(it), om_buf_slice(&j->after)))
+            lsm_iter_next(it);
+    } else {
+        lsm_iter_seek_first(it);
+    }
+    for (;; lsm_iter_next(it)) {
+        om_slice k, v;
+        shard_record rec;
+
+        if (!lsm_iter_valid(it)) {
+            OM_GOTO(lsm_iter_status(it));
+            done = true;
+            break;
+        }
+        if (n >= cap || bytes >= j->max_bytes || scanned >= j->max_scan)
+            break;
+        k = lsm_iter_key(it);
+        v = lsm_iter_value(it);
+        scanned += k.n + v.n;
+        OM_GOTO(om_buf_set(&last, k));
+        if (!ranges_contain(j->ranges, j->nranges, om_hash64(k.p, k.n)))
+            continue;
+        if (shard_record_decode(v, &rec) != OM_OK) {
+            om_log(OM_LOG_ERROR, "migration scan: a stored record does not decode id=%s", m->self);
+            st = OM_ERR(OM_E_CORRUPT);
+            goto fail;
+        }
+        if (rec.version < j->min_version)
+            continue;
+        offs[2 * n] = mem.n;
+        OM_GOTO(om_buf_append_slice(&mem, k));
+        offs[2 * n + 1] = mem.n;
+        OM_GOTO(om_buf_append_slice(&mem, v));
+        objmeta__migrate_record__init(&recs[n]);
+        recs[n].key.len = k.n;
+        recs[n].value.len = v.n;
+        recs[n].version = rec.version;
+        ptrs[n] = &recs[n];
+        n++;
+        bytes += k.n + v.n;
+    }
+    for (size_t i = 0; i < n; i++) { /* mem is final now: point into it */
+        recs[i].key.data = mem.p + offs[2 * i];
+        recs[i].value.data = mem.p + offs[2 * i + 1];
+    }
+    sr.records = ptrs;
+    sr.n_records = n;
+    sr.next_after_key.data = last.n > 0 ? last.p : (uint8_t *)j->after.p;
+    sr.next_after_key.len = last.n > 0 ? last.n : j->after.n;
+    sr.done = done;
+    sr.scanned_bytes = scanned;
+    resp.body_case = OBJMETA__RESPONSE__BODY_MIGRATE_SCAN;
+    resp.migrate_scan = &sr;
+    rpc_reply_send(j->reply, &resp);
+    st = OM_OK;
+    j->reply = NULL;
+fail:
+    if (j->reply != NULL)
+        rpc_reply_error(j->reply, st, "migration scan failed: %s", om_status_str(st));
+    lsm_iter_free(it);
+    free(recs);
+    free(ptrs);
+    free(offs);
+    om_buf_free(&mem);
+    om_buf_free(&last);
+}
+
+/* A record of the batch with its stripe, for grouping by stripe. */
+typedef struct apply_ref {
+    uint32_t stripe;
+    uint32_t i;
+} apply_ref;
+
+static int
+cmp_ref(const void *a, const void *b)
+{
+    const apply_ref *x = a, *y = b;
+    if (x->stripe != y->stripe)
+        return x->stripe < y->stripe ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/*
+ * Apply the records refs[0..n) -- all in one group of MIG_APPLY_STRIPES
+ * consecutive stripes, sorted by stripe -- holding those stripes, with one
+ * engine write. Counts into *applied / *skipped.
+ */
+static om_status
+apply_group(shard_mig *m, const mig_rec *recs, const apply_ref *refs, size_t n, lsm_batch *b,
+            uint32_t *applied, uint32_t *skipped)
+{
+    om_buf cur = OM_BUF_INIT;
+    om_status st = OM_OK;
+
+    for (size_t i = 0; i < n; i++) /* ascending: the only order two lockers can agree on */
+        if (i == 0 || refs[i].stripe != refs[i - 1].stripe)
+            pthread_mutex_lock(&m->s->stripes[refs[i].stripe]);
+    lsm_batch_clear(b);
+    for (size_t i = 0; i < n && st == OM_OK; i++) {
+        const mig_rec *r = &recs[refs[i].i];
+        shard_record old;
+        om_status g = lsm_get(shard_db(m->s), NULL, r->key, &cur);
+        if (g == OM_OK && shard_record_decode(om_buf_slice(&cur), &old) == OM_OK &&
+            old.version >= r->version) {
+            (*skipped)++;
+            continue;
+        }
+        if (g != OM_OK && g != OM_E_NOTFOUND) {
+            st = g;
+            break;
+        }
+        st = lsm_batch_put(b, r->key, r->value);
+        (*applied)++;
+    }
+    if (st == OM_OK && lsm_batch_count(b) > 0)
+        st = lsm_write(shard_db(m->s), b);
+    for (size_t i = n; i-- > 0;)
+        if (i == 0 || refs[i].stripe != refs[i - 1].stripe)
+            pthread_mutex_unlock(&m->s->stripes[refs[i].stripe]);
+    om_buf_free(&cur);
+    return st;
+}
+
+/*
+ * Apply every record: grouped by stripe into SHARD_STRIPES / MIG_APPLY_STRIPES
+ * groups of consecutive stripes, one locked write per group, so that a client
+ * write waits for at most one group's write and only if its stripe is in it.
+ * The stripe is shard.c's shard_stripe(): xxh3 of the LSM key modulo SHARD_STRIPES.
+ */
+static om_status
+apply_all(shard_mig *m, const mig_rec *recs, size_t n, uint32_t *applied, uint32_t *skipped)
+{
+    apply_ref *refs = calloc(n ? n : 1, sizeof(*refs));
+    lsm_batch *b = NULL;
+    om_status st;
+
+    if (refs == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    for (size_t i = 0; i < n; i++) {
+        refs[i].stripe = (uint32_t)(om_hash64(recs[i].key.p, recs[i].key.n) % SHARD_STRIPES);
+        refs[i].i = (uint32_t)i;
+    }
+    qsort(refs, n, sizeof(*refs), cmp_ref);
+    st = lsm_batch_new(&b);
+    for (size_t i = 0; st == OM_OK && i < n;) {
+        size_t k = i;
+        while (k < n && refs[k].stripe / MIG_APPLY_STRIPES == refs[i].stripe / MIG_APPLY_STRIPES)
+            k++;
+        st = apply_group(m, recs, refs + i, k - i, b, applied, skipped);
+        i = k;
+    }
+    lsm_batch_free(b);
+    free(refs);
+    return st;
+}
+
+static void
+run_apply(shard_mig *m, mig_job *j)
+{
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+    Objmeta__ApplyRecordsResponse ar = OBJMETA__APPLY_RECORDS_RESPONSE__INIT;
+    uint32_t applied = 0, skipped = 0;
+    mig_view v;
+    om_status st;
+
+    view_get(m, &v);
+    if (v.pending == NULL || ring_epoch(v.pending) != j->ring_epoch) {
+        rpc_reply_error(j->reply, OM_E_WRONG_SHARD,
+                        "shard %s holds pending ring epoch %llu, records sent for %llu", m->self,
+                        (unsigned long long)(v.pending ? ring_epoch(v.pending) : 0),
+                        (unsigned long long)j->ring_epoch);
+        view_put(&v);
+        return;
+    }
+    for (size_t i = 0; i < j->nrecs; i++) {
+        shard_record rec;
+        if (!mig_owns(v.pending, m->self, om_hash64(j->recs[i].key.p, j->recs[i].key.n))) {
+            rpc_reply_error(j->reply, OM_E_INVALID,
+                            "record %zu: its key belongs to another shard under ring epoch %llu", i,
+                            (unsigned long long)j->ring_epoch);
+            view_put(&v);
+            return;
+        }
+        if (shard_record_decode(j->recs[i].value, &rec) != OM_OK ||
+            rec.version != j->recs[i].version) {
+            rpc_reply_error(j->reply, OM_E_CORRUPT, "record %zu does not decode", i);
+            view_put(&v);
+            return;
+        }
+    }
+    view_put(&v);
+    st = apply_all(m, j->recs, j->nrecs, &applied, &skipped);
+    if (st != OM_OK) {
+        rpc_reply_error(j->reply, st, "applying records failed: %s", om_status_str(st));
+        return;
+    }
+    ar.applied = applied;
+    ar.skipped = skipped;
+    resp.body_case = OBJMETA__RESPONSE__BODY_APPLY_RECORDS;
+    resp.apply_records = &ar;
+    rpc_reply_send(j->reply, &resp);
+}
+
+static void
+run_compact(shard_mig *m, mig_job *j)
+{
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+    Objmeta__CompactResponse cr = OBJMETA__COMPACT_RESPONSE__INIT;
+    lsm_stats ls;
+    om_status st;
+
+    lsm_stats_get(shard_db(m->s), &ls);
+    cr.bytes_before = ls.live_sst_bytes + ls.memtable_bytes;
+    st = lsm_compact_range(shard_db(m->s), OM_SLICE_NULL, OM_SLICE_NULL);
+    if (st != OM_OK) {
+        rpc_reply_error(j->reply, st, "compaction failed: %s", om_status_str(st));
+        return;
+    }
+    lsm_stats_get(shard_db(m->s), &ls);
+    cr.bytes_after = ls.live_sst_bytes + ls.memtable_bytes;
+    om_log(OM_LOG_INFO, "compacted id=%s bytes_before=%llu bytes_after=%llu dropped=%llu", m->self,
+           (unsigned long long)cr.bytes_before, (unsigned long long)cr.bytes_after,
+           (unsigned long long)atomic_load(&m->filter_dropped));
+    resp.body_case = OBJMETA__RESPONSE__BODY_COMPACT;
+    resp.compact = &cr;
+    rpc_reply_send(j->reply, &resp);
+}
+
+static void *
+mig_worker(void *arg)
+{
+    shard_mig *m = arg;
+
+    for (;;) {
+        mig_job *j;
+        pthread_mutex_lock(&m->q_mu);
+        while (m->q_head == NULL && !m->q_stop)
+            pthread_cond_wait(&m->q_cv, &m->q_mu);
+        j = m->q_head;
+        if (j == NULL || m->q_stop) {
+            pthread_mutex_unlock(&m->q_mu);
+            return NULL;
+        }
+        m->q_head = j->next;
+        if (m->q_head == NULL)
+            m->q_tail = NULL;
+        pthread_mutex_unlock(&m->q_mu);
+        switch (j->kind) {
+        case MIG_JOB_SCAN:
+            run_scan(m, j);
+            break;
+        case MIG_JOB_APPLY:
+            run_apply(m, j);
+            break;
+        case MIG_JOB_COMPACT:
+            run_compact(m, j);
+            break;
+        }
+        job_free(j);
+    }
+}
+
+om_status
+shard_mig_attach(shard_mig *m, shard *s)
+{
+    m->s = s;
+    m->th = calloc((size_t)m->opts.threads, sizeof(*m->th));
+    if (m->th == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    for (int i = 0; i < m->opts.threads; i++) {
+        if (pthread_create(&m->th[i], NULL, mig_worker, m) != 0) {
+            om_log(OM_LOG_ERROR, "cannot start migration thread index=%d", i);
+            shard_mig_stop(m);
+            return OM_ERR(OM_E_NOMEM);
+        }
+        m->nth++;
+    }
+    return OM_OK;
+}
+
+void
+shard_mig_stop(shard_mig *m)
+{
+    mig_job *j;
+
+    if (m == NULL)
+        return;
+    pthread_mutex_lock(&m->q_mu);
+    m->q_stop = true;
+    j = m->q_head;
+    m->q_head = m->q_tail = NULL;
+    pthread_cond_broadcast(&m->q_cv);
+    pthread_mutex_unlock(&m->q_mu);
+    while (j != NULL) {
+        mig_job *next = j->next;
+        rpc_reply_error(j->reply, OM_E_UNAVAILABLE, "shard %s is shutting down", m->self);
+        job_free(j);
+        j = next;
+    }
+    for (int i = 0; i < m->nth; i++)
+        pthread_join(m->th[i], NULL);
+    m->nth = 0;
+}
+
+static void
+mig_enqueue(shard_mig *m, mig_job *j)
+{
+    pthread_mutex_lock(&m->q_mu);
+    if (m->q_stop || m->s == NULL) {
+        pthread_mutex_unlock(&m->q_mu);
+        rpc_reply_error(j->reply, OM_E_UNAVAILABLE, "shard %s is shutting down", m->self);
+        job_free(j);
+        return;
+    }
+    j->next = NULL;
+    if (m->q_tail)
+        m->q_tail->next = j;
+    else
+        m->q_head = j;
+    m->q_tail = j;
+    pthread_cond_signal(&m->q_cv);
+    pthread_mutex_unlock(&m->q_mu);
+}
+
+static void
+submit_scan(shard_mig *m, const Objmeta__Request *req, rpc_reply *reply)
+{
+    const Objmeta__MigrateScanRequest *r = req->migrate_scan;
+    mig_job *j = calloc(1, sizeof(*j));
+
+    if (j == NULL) {
+        rpc_reply_error(reply, OM_E_NOMEM, "out of memory");
+        return;
+    }
+    j->kind = MIG_JOB_SCAN;
+    j->reply = reply;
+    j->nranges = r->n_ranges;
+    j->ranges = calloc(r->n_ranges ? r->n_ranges : 1, sizeof(*j->ranges));
+    if (j->ranges == NULL ||
+        om_buf_set(&j->after, om_slice_make(r->after_key.data, r->after_key.len)) != OM_OK) {
+        job_free(j);
+        rpc_reply_error(reply, OM_E_NOMEM, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < r->n_ranges; i++) {
+        j->ranges[i].start = r->ranges[i]->start;
+        j->ranges[i].end = r->ranges[i]->end;
+        if ((j->ranges[i].end != 0 && j->ranges[i].end <= j->ranges[i].start) ||
+            (i > 0 && (j->ranges[i - 1].end == 0 || j->ranges[i].start < j->ranges[i - 1].end))) {
+            job_free(j);
+            rpc_reply_error(reply, OM_E_INVALID,
+                            "ranges: range %zu is empty, unsorted or overlaps the one before", i);
+            return;
+        }
+    }
+    j->max_records = r->max_records ? r->max_records : MIG_DEFAULT_MAX_RECORDS;
+    if (j->max_records > 100000)
+        j->max_records = 100000;
+    j->max_bytes = r->max_bytes ? r->max_bytes : MIG_DEFAULT_MAX_BYTES;
+    j->min_version = r->min_version;
+    j->max_scan = r->max_scan_bytes ? r->max_scan_bytes : MIG_DEFAULT_MAX_SCAN;
+    mig_enqueue(m, j);
+}
+
+static void
+submit_apply(shard_mig *m, const Objmeta__Request *req, rpc_reply *reply)
+{
+    const Objmeta__ApplyRecordsRequest *r = req->apply_records;
+    mig_job *j = calloc(1, sizeof(*j));
+    size_t total = 0, off = 0;
+
+    if (j == NULL) {
+        rpc_reply_error(reply, OM_E_NOMEM, "out of memory");
+        return;
+    }
+    j->kind = MIG_JOB_APPLY;
+    j->reply = reply;
+    j->ring_epoch = req->ring_epoch;
+    for (size_t i = 0; i < r->n_records; i++)
+        total += r->records[i]->key.len + r->records[i]->value.len;
+    j->recs = calloc(r->n_records ? r->n_records : 1, sizeof(*j->recs));
+    j->mem = malloc(total ? total : 1);
+    if (j->recs == NULL || j->mem == NULL) {
+        job_free(j);
+        rpc_reply_error(reply, OM_E_NOMEM, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < r->n_records; i++) {
+        const Objmeta__MigrateRecord *mr = r->records[i];
+        if (mr->key.len == 0 || mr->key.len > LSM_MAX_KEY_SIZE) {
+            job_free(j);
+            rpc_reply_error(reply, OM_E_INVALID, "record %zu: bad key length %zu", i, mr->key.len);
+            return;
+        }
+        if (mr->key.len > 0)
+            memcpy(j->mem + off, mr->key.data, mr->key.len);
+        j->recs[i].key = om_slice_make(j->mem + off, mr->key.len);
+        off += mr->key.len;
+        if (mr->value.len > 0)
+            memcpy(j->mem + off, mr->value.data, mr->value.len);
+        j->recs[i].value = om_slice_make(j->mem + off, mr->value.len);
+        off += mr->value.len;
+        j->recs[i].version = mr->version;
+    }
+    j->nrecs = r->n_records;
+    mig_enqueue(m, j);
+}
+
+bool
+shard_mig_handle(shard_mig *m, const Objmeta__Request *req, rpc_reply *reply)
+{
+    mig_job *j;
+
+    switch (req->body_case) {
+    case OBJMETA__REQUEST__BODY_SET_RING:
+        mig_set_ring(m, req->set_ring, reply);
+        return true;
+    case OBJMETA__REQUEST__BODY_GET_RING:
+        mig_get_ring(m, reply);
+        return true;
+    case OBJMETA__REQUEST__BODY_MIGRATE_SCAN:
+        submit_scan(m, req, reply);
+        return true;
+    case OBJMETA__REQUEST__BODY_APPLY_RECORDS:
+        submit_apply(m, req, reply);
+        return true;
+    case OBJMETA__REQUEST__BODY_COMPACT:
+        j = calloc(1, sizeof(*j));
+        if (j == NULL) {
+            rpc_reply_error(reply, OM_E_NOMEM, "out of memory");
+            return true;
+        }
+        j->kind = MIG_JOB_COMPACT;
+        j->reply = reply;
+        mig_enqueue(m, j);
+        return true;
+    default:
+        return false;
+    }
+}

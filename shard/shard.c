@@ -1,0 +1,538 @@
+/*
+ * shard/shard.c -- the object operations of one shard over its LSM tree:
+ * store, get, exists and delete with versions and conditions (the rules are
+ * in shard.h). Protocol translation and threads live in handlers.c.
+ *
+ * Read-check-write: a writer locks the stripe of its key (xxh3 of the LSM key
+ * modulo SHARD_STRIPES), reads the current record, checks the condition,
+ * computes the next version and writes, then unlocks. Readers take no lock:
+ * the engine gives them a consistent value.
+ */
+#define OM_LOG_MODULE "shard"
+#include "shard/shard_int.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "util/checksum.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+static const char *const shard_op_names[SHARD_OP_COUNT_] = {
+    "store", "retrieve", "head", "exists", "delete", "list", "stats", "ping", "other",
+};
+
+const char *
+shard_op_name(shard_op op)
+{
+    return (unsigned)op < SHARD_OP_COUNT_ ? shard_op_names[op] : "other";
+}
+
+static om_status
+shard_msg(om_status st, char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err != NULL && errlen > 0) {
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+/* mkdir -p: the data directory and its parents. */
+static om_status
+shard_make_dirs(const char *path)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+
+    if (n == 0 || n >= sizeof(buf)) {
+        om_log(OM_LOG_ERROR, "bad data directory path=%s", path);
+        return OM_ERR(OM_E_INVALID);
+    }
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        char c = buf[i];
+        if (c != '/' && c != '\0')
+            continue;
+        buf[i] = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+            int e = errno;
+            om_log(OM_LOG_ERROR, "cannot create directory path=%s error=%s", buf, strerror(e));
+            return OM_ERR(om_status_from_errno(e));
+        }
+        buf[i] = c;
+    }
+    return OM_OK;
+}
+
+void
+shard_opts_init(shard_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    lsm_opts_init(&o->lsm);
+    o->max_object_size = SHARD_DEFAULT_MAX_OBJECT;
+    o->max_metadata_size = SHARD_DEFAULT_MAX_METADATA;
+    o->metadata_max_depth = SHARD_DEFAULT_METADATA_DEPTH;
+    o->workers = 8;
+    o->max_list_bytes = 8u << 20;
+    o->inline_reads = true;
+}
+
+om_status
+shard_open(const char *dir, const shard_opts *opts, shard **out)
+{
+    shard *s = calloc(1, sizeof(*s));
+    om_status st;
+
+    if (s == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    s->opts = *opts;
+    s->id = strdup(opts->id ? opts->id : "");
+    s->opts.id = s->id;
+    if (s->opts.workers < 1)
+        s->opts.workers = 1;
+    for (int i = 0; i < SHARD_STRIPES; i++)
+        pthread_mutex_init(&s->stripes[i], NULL);
+    for (int i = 0; i < SHARD_OP_COUNT_; i++)
+        rpc_hist_init(&s->latency[i]);
+    st = s->id ? shard_make_dirs(dir) : OM_ERR(OM_E_NOMEM);
+    if (st == OM_OK)
+        st = lsm_open(dir, &s->opts.lsm, &s->db);
+    if (st != OM_OK) {
+        om_log(OM_LOG_ERROR, "cannot open the engine dir=%s status=%s", dir, om_status_str(st));
+        goto fail;
+    }
+    st = shard_pool_start(s);
+    if (st != OM_OK) {
+        lsm_close(s->db);
+        goto fail;
+    }
+    *out = s;
+    return OM_OK;
+fail:
+    for (int i = 0; i < SHARD_STRIPES; i++)
+        pthread_mutex_destroy(&s->stripes[i]);
+    free(s->id);
+    free(s);
+    return st;
+}
+
+om_status
+shard_close(shard *s)
+{
+    om_status st, st2;
+
+    if (s == NULL)
+        return OM_OK;
+    shard_detach_loop(s);
+    shard_pool_stop(s);
+    st = lsm_sync(s->db);
+    st2 = lsm_close(s->db);
+    if (st == OM_OK)
+        st = st2;
+    for (int i = 0; i < SHARD_STRIPES; i++)
+        pthread_mutex_destroy(&s->stripes[i]);
+    free(s->id);
+    free(s);
+    return st;
+}
+
+void
+shard_set_ring_check(shard *s, shard_ring_check_fn fn, void *arg)
+{
+    s->ring_check = fn;
+    s->ring_check_arg = arg;
+}
+
+lsm_db *
+shard_db(shard *s)
+{
+    return s->db;
+}
+
+static om_status
+shard_validate_addr(om_slice bucket, om_slice key, char *err, size_t errlen)
+{
+    OM_TRY(shard_validate_bucket(bucket, err, errlen));
+    return shard_validate_key(key, err, errlen);
+}
+
+static pthread_mutex_t *
+shard_stripe(shard *s, om_slice lkey)
+{
+    return &s->stripes[om_hash64(lkey.p, lkey.n) % SHARD_STRIPES];
+}
+
+/*
+ * Read the current record (live or tombstone) of lkey into *raw and *rec.
+ * Returns OM_OK, OM_E_NOTFOUND if the engine has nothing, or an engine error.
+ */
+static om_status
+shard_read(shard *s, om_slice lkey, om_buf *raw, shard_record *rec, char *err, size_t errlen)
+{
+    om_status st = lsm_get(s->db, NULL, lkey, raw);
+
+    if (st == OM_E_NOTFOUND)
+        return st;
+    if (st != OM_OK)
+        return shard_msg(st, err, errlen, "storage engine read failed: %s", om_status_str(st));
+    st = shard_record_decode(om_buf_slice(raw), rec);
+    if (st != OM_OK)
+        return shard_msg(st, err, errlen, "stored record does not decode");
+    return OM_OK;
+}
+
+static uint64_t
+shard_next_version(bool have_old, uint64_t old_version)
+{
+    uint64_t now_us = om_clock_wall_ns() / 1000;
+
+    if (have_old && old_version + 1 > now_us)
+        return old_version + 1;
+    return now_us;
+}
+
+static void
+shard_info_from(const shard_record *r, shard_obj_info *info)
+{
+    info->version = r->version;
+    info->size = r->size;
+    info->etag = r->etag;
+    info->created_ms = r->created_ms;
+    info->modified_ms = r->modified_ms;
+}
+
+/* Check a condition against the current record (live tells whether it is a live one). */
+static om_status
+shard_check_cond(shard_cond c, bool live, uint64_t version, char *err, size_t errlen)
+{
+    switch (c.kind) {
+    case SHARD_COND_NONE:
+        return OM_OK;
+    case SHARD_COND_IF_ABSENT:
+        if (live)
+            return shard_msg(OM_E_PRECONDITION, err, errlen,
+                             "if_absent: the object exists (version %llu)",
+                             (unsigned long long)version);
+        return OM_OK;
+    case SHARD_COND_IF_VERSION:
+        if (!live)
+            return shard_msg(OM_E_PRECONDITION, err, errlen,
+                             "if_version: the object does not exist (expected version %llu)",
+                             (unsigned long long)c.version);
+        if (version != c.version)
+            return shard_msg(OM_E_PRECONDITION, err, errlen,
+                             "if_version: current version is %llu, expected %llu",
+                             (unsigned long long)version, (unsigned long long)c.version);
+        return OM_OK;
+    }
+    return shard_msg(OM_E_INVALID, err, errlen, "condition: unknown kind %d", (int)c.kind);
+}
+
+om_status
+shard_get(shard *s, om_slice bucket, om_slice key, om_buf *raw, shard_record *rec, char *err,
+          size_t errlen)
+{
+    om_buf lkey = OM_BUF_INIT;
+    shard_record r;
+    om_status st;
+
+    OM_TRY(shard_validate_addr(bucket, key, err, errlen));
+    OM_GOTO(shard_lsm_key(bucket, key, &lkey));
+    st = shard_read(s, om_buf_slice(&lkey), raw, &r, err, errlen);
+    if (st == OM_OK && r.type == SHARD_REC_TOMBSTONE)
+        st = OM_E_NOTFOUND;
+    if (st == OM_E_NOTFOUND)
+        shard_msg(st, err, errlen, "no such object");
+    if (st == OM_OK)
+        *rec = r;
+fail:
+    om_buf_free(&lkey);
+    return st;
+}
+
+om_status
+shard_exists(shard *s, om_slice bucket, om_slice key, char *err, size_t errlen)
+{
+    om_buf lkey = OM_BUF_INIT, raw = OM_BUF_INIT;
+    shard_record r;
+    om_status st;
+
+    OM_TRY(shard_validate_addr(bucket, key, err, errlen));
+    OM_GOTO(shard_lsm_key(bucket, key, &lkey));
+    if (!lsm_may_contain(s->db, om_buf_slice(&lkey))) {
+        st = OM_E_NOTFOUND;
+    } else {
+        st = shard_read(s, om_buf_slice(&lkey), &raw, &r, err, errlen);
+        if (st == OM_OK && r.type == SHARD_REC_TOMBSTONE)
+            st = OM_E_NOTFOUND;
+    }
+    if (st == OM_E_NOTFOUND)
+        shard_msg(st, err, errlen, "no such object");
+fail:
+    om_buf_free(&lkey);
+    om_buf_free(&raw);
+    return st;
+}
+
+/*
+ * Writes. One write (a store or a delete) goes through three steps:
+ * write_validate (no lock), write_prepare (under the key's stripe: read the
+ * current record, check the condition, assign the version, encode the new
+ * record) and the LSM write. shard_write_many runs a batch of writes with a
+ * single lsm_write -- one WAL record and one fsync for all of them -- while it
+ * holds every stripe involved, taken in ascending index order (the only
+ * place a thread holds more than one stripe, so there is no deadlock).
+ * Writes to a key that appears earlier in the same batch are run after the
+ * batch, one by one, so each sees its predecessor.
+ */
+static om_status
+write_validate(shard *s, shard_write *w)
+{
+    const shard_store_args *a = &w->args;
+
+    OM_TRY(shard_validate_addr(a->bucket, a->key, w->err, sizeof(w->err)));
+    if (w->is_delete) {
+        if (a->cond.kind == SHARD_COND_IF_ABSENT)
+            return shard_msg(OM_E_INVALID, w->err, sizeof(w->err),
+                             "condition: if_absent is not allowed on delete");
+        return OM_OK;
+    }
+    OM_TRY(shard_validate_data(a->data, s->opts.max_object_size, w->err, sizeof(w->err)));
+    OM_TRY(shard_validate_metadata(a->metadata, s->opts.max_metadata_size,
+                                   s->opts.metadata_max_depth, w->err, sizeof(w->err)));
+    return shard_validate_content_type(a->content_type, w->err, sizeof(w->err));
+}
+
+/*
+ * Requires: the stripe of lkey held. Decide w: on OM_OK *val holds the record
+ * to write, or is empty when nothing is to be written (a forwarded write older
+ * than what is held); w->info is filled either way.
+ */
+static om_status
+write_prepare(shard *s, shard_write *w, om_slice lkey, uint64_t etag, om_buf *raw, om_buf *val)
+{
+    const shard_store_args *a = &w->args;
+    shard_record old, rec;
+    bool have_old, live;
+    om_status st;
+
+    om_buf_reset(val);
+    st = shard_read(s, lkey, raw, &old, w->err, sizeof(w->err));
+    if (st != OM_OK && st != OM_E_NOTFOUND)
+        return st;
+    have_old = st == OM_OK;
+    live = have_old && old.type == SHARD_REC_LIVE;
+    OM_TRY(shard_check_cond(a->cond, live, live ? old.version : 0, w->err, sizeof(w->err)));
+    if (a->forced_version != 0 && have_old && old.version >= a->forced_version) {
+        shard_info_from(&old, &w->info); /* a newer write is already here: keep it */
+        return OM_OK;
+    }
+    if (w->is_delete && !live && a->forced_version == 0)
+        return shard_msg(OM_E_NOTFOUND, w->err, sizeof(w->err), "no such object");
+    memset(&rec, 0, sizeof(rec));
+    rec.type = w->is_delete ? SHARD_REC_TOMBSTONE : SHARD_REC_LIVE;
+    rec.version = a->forced_version != 0 ? a->forced_version
+                                         : shard_next_version(have_old, have_old ? old.version : 0);
+    rec.modified_ms = om_clock_wall_ms();
+    rec.etag = etag;
+    if (w->is_delete) {
+        rec.created_ms = live ? old.created_ms : 0;
+    } else {
+        rec.created_ms = live ? old.created_ms : rec.modified_ms;
+        rec.size = a->data.n;
+        rec.content_type = a->content_type;
+        rec.metadata = a->metadata;
+        rec.data = a->data;
+    }
+    st = shard_record_encode(&rec, val);
+    if (st != OM_OK)
+        return shard_msg(st, w->err, sizeof(w->err), "out of memory");
+    shard_info_from(&rec, &w->info);
+    return OM_OK;
+}
+
+static void
+write_fail_engine(shard *s, shard_write *w, om_status st)
+{
+    int none = OM_OK;
+    /* the first engine write error makes /healthz unhealthy (the engine refuses writes now) */
+    atomic_compare_exchange_strong(&s->engine_error, &none, (int)st);
+    w->status = st;
+    shard_msg(st, w->err, sizeof(w->err), "storage engine write failed: %s", om_status_str(st));
+}
+
+/* One write, alone. */
+static void
+write_one(shard *s, shard_write *w)
+{
+    om_buf lkey = OM_BUF_INIT, raw = OM_BUF_INIT, val = OM_BUF_INIT;
+    uint64_t etag = om_hash64(w->args.data.p, w->args.data.n); /* outside the lock */
+    pthread_mutex_t *mu;
+
+    w->err[0] = '\0';
+    w->status = write_validate(s, w);
+    if (w->status != OM_OK)
+        return;
+    if (shard_lsm_key(w->args.bucket, w->args.key, &lkey) != OM_OK) {
+        w->status = shard_msg(OM_E_NOMEM, w->err, sizeof(w->err), "out of memory");
+        return;
+    }
+    mu = shard_stripe(s, om_buf_slice(&lkey));
+    pthread_mutex_lock(mu);
+    w->status = write_prepare(s, w, om_buf_slice(&lkey), etag, &raw, &val);
+    if (w->status == OM_OK && val.n > 0) {
+        om_status st = lsm_put(s->db, om_buf_slice(&lkey), om_buf_slice(&val));
+        if (st != OM_OK)
+            write_fail_engine(s, w, st);
+    }
+    pthread_mutex_unlock(mu);
+    om_buf_free(&lkey);
+    om_buf_free(&raw);
+    om_buf_free(&val);
+}
+
+static int
+cmp_uint(const void *a, const void *b)
+{
+    unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
+    return x < y ? -1 : x > y;
+}
+
+void
+shard_write_many(shard *s, shard_write *w, size_t n)
+{
+    om_buf *lkeys, raw = OM_BUF_INIT, val = OM_BUF_INIT;
+    unsigned *stripe, *locks;
+    bool *in_batch, *deferred;
+    size_t nlocks = 0, nbatch = 0;
+    lsm_batch *batch = NULL;
+    om_status st;
+
+    if (n <= 1) {
+        if (n == 1)
+            write_one(s, w);
+        return;
+    }
+    lkeys = calloc(n, sizeof(*lkeys));
+    stripe = calloc(n, sizeof(*stripe));
+    locks = calloc(n, sizeof(*locks));
+    in_batch = calloc(n, sizeof(*in_batch));
+    deferred = calloc(n, sizeof(*deferred));
+    if (!lkeys || !stripe || !locks || !in_batch || !deferred || lsm_batch_new(&batch) != OM_OK) {
+        /* no memory for the batch: fall back to one write at a time */
+        for (size_t i = 0; i < n; i++)
+            write_one(s, &w[i]);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        w[i].err[0] = '\0';
+        w[i].status = write_validate(s, &w[i]);
+        if (w[i].status != OM_OK)
+            continue;
+        if (shard_lsm_key(w[i].args.bucket, w[i].args.key, &lkeys[i]) != OM_OK) {
+            w[i].status = shard_msg(OM_E_NOMEM, w[i].err, sizeof(w[i].err), "out of memory");
+            continue;
+        }
+        stripe[i] = (unsigned)(om_hash64(lkeys[i].p, lkeys[i].n) % SHARD_STRIPES);
+        for (size_t j = 0; j < i && !deferred[i]; j++)
+            deferred[i] = (in_batch[j] || deferred[j]) && stripe[j] == stripe[i] &&
+                          om_slice_eq(om_buf_slice(&lkeys[j]), om_buf_slice(&lkeys[i]));
+        if (!deferred[i]) {
+            in_batch[i] = true;
+            locks[nlocks++] = stripe[i];
+        }
+    }
+    qsort(locks, nlocks, sizeof(*locks), cmp_uint);
+    for (size_t i = 0; i < nlocks; i++)
+        if (i == 0 || locks[i] != locks[i - 1])
+            pthread_mutex_lock(&s->stripes[locks[i]]);
+    for (size_t i = 0; i < n; i++) {
+        if (!in_batch[i])
+            continue;
+        uint64_t etag = om_hash64(w[i].args.data.p, w[i].args.data.n);
+        w[i].status = write_prepare(s, &w[i], om_buf_slice(&lkeys[i]), etag, &raw, &val);
+        if (w[i].status != OM_OK || val.n == 0) {
+            in_batch[i] = false; /* answered without a write */
+            continue;
+        }
+        st = lsm_batch_put(batch, om_buf_slice(&lkeys[i]), om_buf_slice(&val));
+        if (st != OM_OK) {
+            in_batch[i] = false;
+            write_fail_engine(s, &w[i], st);
+            continue;
+        }
+        nbatch++;
+    }
+    st = nbatch > 0 ? lsm_write(s->db, batch) : OM_OK;
+    if (st != OM_OK)
+        for (size_t i = 0; i < n; i++)
+            if (in_batch[i])
+                write_fail_engine(s, &w[i], st);
+    for (size_t i = nlocks; i-- > 0;)
+        if (i == 0 || locks[i] != locks[i - 1])
+            pthread_mutex_unlock(&s->stripes[locks[i]]);
+    for (size_t i = 0; i < n; i++)
+        if (deferred[i])
+            write_one(s, &w[i]);
+out:
+    for (size_t i = 0; lkeys && i < n; i++)
+        om_buf_free(&lkeys[i]);
+    lsm_batch_free(batch);
+    free(lkeys);
+    free(stripe);
+    free(locks);
+    free(in_batch);
+    free(deferred);
+    om_buf_free(&raw);
+    om_buf_free(&val);
+}
+
+om_status
+shard_store(shard *s, const shard_store_args *a, shard_obj_info *info, char *err, size_t errlen)
+{
+    shard_write w = {.args = *a};
+
+    write_one(s, &w);
+    if (w.status == OM_OK)
+        *info = w.info;
+    else if (err != NULL && errlen > 0)
+        snprintf(err, errlen, "%s", w.err);
+    return w.status;
+}
+
+om_status
+shard_delete(shard *s, om_slice bucket, om_slice key, shard_cond cond, uint64_t forced_version,
+             shard_obj_info *info, char *err, size_t errlen)
+{
+    shard_write w = {
+        .is_delete = true,
+        .args = {.bucket = bucket, .key = key, .cond = cond, .forced_version = forced_version}};
+
+    write_one(s, &w);
+    if (w.status == OM_OK)
+        *info = w.info;
+    else if (err != NULL && errlen > 0)
+        snprintf(err, errlen, "%s", w.err);
+    return w.status;
+}
+
+om_status
+shard_health(void *arg, om_buf *reason)
+{
+    shard *s = arg;
+    int st = atomic_load(&s->engine_error);
+
+    if (st == OM_OK)
+        return OM_OK;
+    om_buf_printf(reason, "storage engine write failed (%s); writes are refused until restart\n",
+                  om_status_str((om_status)st));
+    return (om_status)st;
+}

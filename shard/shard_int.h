@@ -1,0 +1,60 @@
+/*
+ * shard/shard_int.h -- the shard struct, shared by shard.c (object operations)
+ * and handlers.c (protocol, worker pool, metrics). Private to shard/.
+ *
+ * Locking order: a key stripe (stripes[i]) may be held while the engine takes
+ * its own locks; nothing else is held with a stripe. Only shard_write_many
+ * holds several stripes at once, and takes them in ascending index order.
+ */
+#ifndef OM_SHARD_SHARD_INT_H
+#define OM_SHARD_SHARD_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "rpc/rpc.h"
+#include "shard/record.h"
+#include "shard/shard.h"
+
+#define SHARD_STRIPES 256
+#define SHARD_NSTATUS 10 /* wire Status values 0..9; others count as INTERNAL */
+
+/* One request waiting for a worker (handlers.c). */
+typedef struct shard_job shard_job;
+
+struct shard {
+    lsm_db *db;
+    shard_opts opts;
+    char *id; /* opts.id, copied */
+    pthread_mutex_t stripes[SHARD_STRIPES];
+    shard_ring_check_fn ring_check;
+    void *ring_check_arg;
+
+    /* the worker pool: a FIFO of jobs under q_mu; workers drain it before exiting */
+    pthread_mutex_t q_mu;
+    pthread_cond_t q_cv;
+    shard_job *q_head, *q_tail;
+    size_t q_len;
+    bool q_stop;
+    pthread_t *workers;
+    int n_workers;
+
+    /* writes on the loop thread (shard_attach_loop): pending jobs, loop thread only */
+    struct event *flush_ev;
+    shard_job *pend_head, *pend_tail;
+
+    /* the first error of an engine write (an om_status; OM_OK = none), for /healthz */
+    atomic_int engine_error;
+
+    /* metrics: answers by operation and wire status, latency by operation */
+    _Atomic uint64_t answers[SHARD_OP_COUNT_][SHARD_NSTATUS];
+    rpc_hist latency[SHARD_OP_COUNT_];
+};
+
+struct event;
+
+/* handlers.c: start and stop the worker pool (called by shard_open/shard_close). */
+om_status shard_pool_start(shard *s);
+void shard_pool_stop(shard *s);
+
+#endif /* OM_SHARD_SHARD_INT_H */

@@ -1,0 +1,754 @@
+/*
+ * tests/shard/test_shard.c -- unit suite for shard/: input validation, the
+ * record codec, continuation tokens, object operations with versions and
+ * conditions, and ListObjectsV2 against an oracle computed here from random
+ * keys (run directly on a shard in a temporary directory, no network).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shard/list.h"
+#include "shard/record.h"
+#include "shard/shard.h"
+#include "tu.h"
+
+#define S(str) om_slice_from_str(str)
+
+/* ---- validation ---- */
+
+START_TEST(bucket_names)
+{
+    char err[256];
+    const char *good[] = {"abc", "my.bucket-1", "0ab", "a-b.c-d", "1.2.3", "192.168.1.1a"};
+    const char *bad[] = {"ab",         "ABC",  "a_b",         "-abc",    "abc-",        "a..b",
+                         ".abc",       "abc.", "192.168.1.1", "xn--abc", "abc-s3alias", "ab c",
+                         "a\xc3\xa9z", ""};
+    char long_ok[64], long_bad[65];
+
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        ck_assert_msg(shard_validate_bucket(S(good[i]), err, sizeof(err)) == OM_OK, "%s: %s",
+                      good[i], err);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = 0;
+        ck_assert_msg(shard_validate_bucket(S(bad[i]), err, sizeof(err)) == OM_E_INVALID,
+                      "accepted %s", bad[i]);
+        ck_assert_msg(strncmp(err, "bucket: ", 8) == 0, "message %s", err);
+    }
+    memset(long_ok, 'a', 63);
+    long_ok[63] = 0;
+    memset(long_bad, 'a', 64);
+    long_bad[64] = 0;
+    ck_assert_int_eq(shard_validate_bucket(S(long_ok), err, sizeof(err)), OM_OK);
+    ck_assert_int_eq(shard_validate_bucket(S(long_bad), err, sizeof(err)), OM_E_INVALID);
+}
+END_TEST
+
+START_TEST(key_names)
+{
+    char err[256];
+    char big[SHARD_KEY_MAX + 2];
+
+    ck_assert_int_eq(shard_validate_key(S("a"), err, sizeof(err)), OM_OK);
+    ck_assert_int_eq(shard_validate_key(S("photos/\xe6\x97\xa5\xe6\x9c\xac.jpg"), err, sizeof(err)),
+                     OM_OK);
+    ck_assert_int_eq(shard_validate_key(S(""), err, sizeof(err)), OM_E_INVALID);
+    ck_assert_str_eq(err, "key: must not be empty");
+    ck_assert_int_eq(shard_validate_key(S("a\xff"), err, sizeof(err)), OM_E_INVALID);
+    ck_assert_str_eq(err, "key: not valid UTF-8");
+    ck_assert_int_eq(shard_validate_key(S("\xc0\xaf"), err, sizeof(err)), OM_E_INVALID);
+    ck_assert_int_eq(shard_validate_key(S("\xed\xa0\x80"), err, sizeof(err)), OM_E_INVALID);
+    memset(big, 'k', sizeof(big));
+    ck_assert_int_eq(shard_validate_key(om_slice_make(big, SHARD_KEY_MAX), err, sizeof(err)),
+                     OM_OK);
+    ck_assert_int_eq(shard_validate_key(om_slice_make(big, SHARD_KEY_MAX + 1), err, sizeof(err)),
+                     OM_E_INVALID);
+    ck_assert_msg(strstr(err, "key: 1025 bytes") != NULL, "%s", err);
+}
+END_TEST
+
+START_TEST(metadata_json)
+{
+    char err[256];
+    char deep[200];
+    int n = 0;
+
+    ck_assert_int_eq(shard_validate_metadata(S(""), 1024, 32, err, sizeof(err)), OM_OK);
+    ck_assert_int_eq(shard_validate_metadata(S("{}"), 1024, 32, err, sizeof(err)), OM_OK);
+    ck_assert_int_eq(
+        shard_validate_metadata(S("{\"a\":[1,{\"b\":null}]}"), 1024, 32, err, sizeof(err)), OM_OK);
+    const char *bad[] = {"[]",   "1",    "\"s\"", "{", "{\"a\":1,}", "{\"a\":1,\"a\":2}",
+                         "null", "{} {}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = 0;
+        ck_assert_msg(shard_validate_metadata(S(bad[i]), 1024, 32, err, sizeof(err)) ==
+                          OM_E_INVALID,
+                      "accepted %s", bad[i]);
+        ck_assert_msg(strncmp(err, "metadata: ", 10) == 0, "message %s", err);
+    }
+    /* depth: {"a":{"a":...{}}} with d objects has depth d */
+    for (int d = 0; d < 33; d++)
+        n += snprintf(deep + n, sizeof(deep) - (size_t)n, d < 32 ? "{\"a\":" : "{");
+    for (int d = 0; d < 33; d++)
+        deep[n++] = '}';
+    deep[n] = 0;
+    ck_assert_int_eq(shard_validate_metadata(S(deep), 1024, 33, err, sizeof(err)), OM_OK);
+    ck_assert_int_eq(shard_validate_metadata(S(deep), 1024, 32, err, sizeof(err)), OM_E_INVALID);
+    ck_assert_msg(strstr(err, "depth 33") != NULL, "%s", err);
+    ck_assert_int_eq(shard_validate_metadata(S("{\"k\":\"0123456789\"}"), 10, 32, err, sizeof(err)),
+                     OM_E_INVALID);
+    ck_assert_int_eq(shard_validate_data(om_slice_make("abcd", 4), 3, err, sizeof(err)),
+                     OM_E_INVALID);
+    ck_assert_msg(strncmp(err, "data: ", 6) == 0, "%s", err);
+    ck_assert_int_eq(shard_validate_content_type(S("text/plain; charset=utf-8"), err, sizeof(err)),
+                     OM_OK);
+    ck_assert_int_eq(shard_validate_content_type(S("a\nb"), err, sizeof(err)), OM_E_INVALID);
+}
+END_TEST
+
+/* ---- record codec ---- */
+
+START_TEST(record_roundtrip_and_truncation)
+{
+    shard_record r = {0}, d;
+    om_buf b = OM_BUF_INIT;
+    char hex[17];
+
+    r.type = SHARD_REC_LIVE;
+    r.version = 1763730000123456ULL;
+    r.data = S("hello world");
+    r.size = r.data.n;
+    r.etag = 0x0123456789abcdefULL;
+    r.created_ms = 1763730000123ULL;
+    r.modified_ms = 1763730000999ULL;
+    r.content_type = S("text/plain");
+    r.metadata = S("{\"a\":1}");
+    ck_assert_int_eq(shard_record_encode(&r, &b), OM_OK);
+    ck_assert_int_eq(shard_record_decode(om_buf_slice(&b), &d), OM_OK);
+    ck_assert_int_eq(d.type, SHARD_REC_LIVE);
+    ck_assert_uint_eq(d.version, r.version);
+    ck_assert_uint_eq(d.size, 11);
+    ck_assert_uint_eq(d.etag, r.etag);
+    ck_assert_uint_eq(d.created_ms, r.created_ms);
+    ck_assert_uint_eq(d.modified_ms, r.modified_ms);
+    ck_assert(om_slice_eq(d.content_type, r.content_type));
+    ck_assert(om_slice_eq(d.metadata, r.metadata));
+    ck_assert(om_slice_eq(d.data, r.data));
+    shard_etag_hex(r.etag, hex);
+    ck_assert_str_eq(hex, "0123456789abcdef");
+
+    /* every truncation and a wrong format byte are CORRUPT, never a crash */
+    for (size_t n = 0; n < b.n; n++)
+        ck_assert_int_eq(shard_record_decode(om_slice_make(b.p, n), &d), OM_E_CORRUPT);
+    b.p[0] = 9;
+    ck_assert_int_eq(shard_record_decode(om_buf_slice(&b), &d), OM_E_CORRUPT);
+    b.p[0] = SHARD_RECORD_FORMAT;
+    b.p[1] = 7;
+    ck_assert_int_eq(shard_record_decode(om_buf_slice(&b), &d), OM_E_CORRUPT);
+
+    memset(&r, 0, sizeof(r));
+    r.type = SHARD_REC_TOMBSTONE;
+    r.version = 42;
+    ck_assert_int_eq(shard_record_encode(&r, &b), OM_OK);
+    ck_assert_int_eq(shard_record_decode(om_buf_slice(&b), &d), OM_OK);
+    ck_assert_int_eq(d.type, SHARD_REC_TOMBSTONE);
+    ck_assert_uint_eq(d.version, 42);
+    ck_assert_uint_eq(d.data.n, 0);
+    om_buf_free(&b);
+}
+END_TEST
+
+START_TEST(lsm_key_and_successor)
+{
+    om_buf b = OM_BUF_INIT;
+
+    ck_assert_int_eq(shard_lsm_key(S("bkt"), S("a/b"), &b), OM_OK);
+    ck_assert_uint_eq(b.n, 7);
+    ck_assert_mem_eq(b.p, "bkt\0a/b", 7);
+    ck_assert(shard_prefix_successor(S("ab"), &b));
+    ck_assert_mem_eq(b.p, "ac", 2);
+    ck_assert(shard_prefix_successor(om_slice_make("a\xff\xff", 3), &b));
+    ck_assert_uint_eq(b.n, 1);
+    ck_assert_mem_eq(b.p, "b", 1);
+    ck_assert(!shard_prefix_successor(om_slice_make("\xff", 1), &b));
+    ck_assert(!shard_prefix_successor(S(""), &b));
+    om_buf_free(&b);
+}
+END_TEST
+
+/* ---- continuation tokens ---- */
+
+START_TEST(tokens_are_validated)
+{
+    shard_list_req a = {.bucket = S("bkt"), .prefix = S("p/"), .delimiter = S("/")};
+    shard_list_req other = a;
+    om_buf tok = OM_BUF_INIT, resume = OM_BUF_INIT;
+    char err[256];
+    uint64_t seed = tu_seed("tokens_are_validated");
+
+    ck_assert_int_eq(shard_list_token_encode(&a, S("p/x\0"), &tok), OM_OK);
+    ck_assert_int_eq(shard_list_token_decode(&a, om_buf_slice(&tok), &resume, err, sizeof(err)),
+                     OM_OK);
+    ck_assert(om_slice_eq(om_buf_slice(&resume), S("p/x")));
+    other.prefix = S("p/y");
+    ck_assert_int_eq(shard_list_token_decode(&other, om_buf_slice(&tok), &resume, err, sizeof(err)),
+                     OM_E_INVALID);
+    ck_assert_msg(strstr(err, "another bucket") != NULL, "%s", err);
+    other = a;
+    other.bucket = S("bku");
+    ck_assert_int_eq(shard_list_token_decode(&other, om_buf_slice(&tok), &resume, err, sizeof(err)),
+                     OM_E_INVALID);
+
+    /* change any one character: never accepted */
+    for (size_t i = 0; i < tok.n; i++) {
+        uint8_t save = tok.p[i];
+        tok.p[i] = save == 'A' ? 'B' : 'A';
+        ck_assert_int_eq(shard_list_token_decode(&a, om_buf_slice(&tok), &resume, err, sizeof(err)),
+                         OM_E_INVALID);
+        ck_assert_msg(strncmp(err, "continuation_token: ", 20) == 0, "%s", err);
+        tok.p[i] = save;
+    }
+    /* truncations and random text */
+    for (size_t n = 0; n < tok.n; n++)
+        ck_assert_int_eq(
+            shard_list_token_decode(&a, om_slice_make(tok.p, n), &resume, err, sizeof(err)),
+            OM_E_INVALID);
+    for (int i = 0; i < 200; i++) {
+        char junk[64];
+        size_t n = tu_rand(&seed) % sizeof(junk);
+        for (size_t j = 0; j < n; j++)
+            junk[j] = (char)(tu_rand(&seed) & 0xff);
+        ck_assert_int_eq(
+            shard_list_token_decode(&a, om_slice_make(junk, n), &resume, err, sizeof(err)),
+            OM_E_INVALID);
+    }
+    om_buf_free(&tok);
+    om_buf_free(&resume);
+}
+END_TEST
+
+/* ---- operations on a shard ---- */
+
+static shard *
+open_shard(void)
+{
+    shard_opts o;
+    shard *s = NULL;
+
+    shard_opts_init(&o);
+    o.lsm.sync_mode = LSM_SYNC_NONE;
+    o.lsm.write_buffer_size = 256 * 1024; /* exercise flushes in the list test */
+    ck_assert_int_eq(shard_open(tu_tmpdir(), &o, &s), OM_OK);
+    return s;
+}
+
+static om_status
+put(shard *s, const char *bucket, const char *key, const char *data, shard_cond c,
+    shard_obj_info *info)
+{
+    shard_store_args a = {.bucket = S(bucket), .key = S(key), .data = S(data), .cond = c};
+    char err[256];
+    shard_obj_info tmp;
+    return shard_store(s, &a, info ? info : &tmp, err, sizeof(err));
+}
+
+START_TEST(store_get_delete_versions)
+{
+    shard *s = open_shard();
+    shard_obj_info i1, i2, i3, i4;
+    shard_record r;
+    om_buf raw = OM_BUF_INIT;
+    char err[256];
+    shard_cond none = {SHARD_COND_NONE, 0};
+    shard_store_args a = {.bucket = S("bkt"),
+                          .key = S("k1"),
+                          .data = S("payload"),
+                          .metadata = S("{\"owner\":\"x\"}"),
+                          .content_type = S("text/plain")};
+
+    ck_assert_int_eq(shard_store(s, &a, &i1, err, sizeof(err)), OM_OK);
+    ck_assert_uint_eq(i1.size, 7);
+    ck_assert_int_eq(shard_get(s, S("bkt"), S("k1"), &raw, &r, err, sizeof(err)), OM_OK);
+    ck_assert(om_slice_eq(r.data, S("payload")));
+    ck_assert(om_slice_eq(r.metadata, S("{\"owner\":\"x\"}")));
+    ck_assert(om_slice_eq(r.content_type, S("text/plain")));
+    ck_assert_uint_eq(r.version, i1.version);
+    ck_assert_uint_eq(r.etag, i1.etag);
+    ck_assert_int_eq(shard_exists(s, S("bkt"), S("k1"), err, sizeof(err)), OM_OK);
+    ck_assert_int_eq(shard_exists(s, S("bkt"), S("k2"), err, sizeof(err)), OM_E_NOTFOUND);
+
+    ck_assert_int_eq(put(s, "bkt", "k1", "v2", none, &i2), OM_OK);
+    ck_assert_uint_gt(i2.version, i1.version);
+    ck_assert_uint_eq(i2.created_ms, i1.created_ms);
+    ck_assert_int_eq(shard_delete(s, S("bkt"), S("k1"), none, 0, &i3, err, sizeof(err)), OM_OK);
+    ck_assert_uint_gt(i3.version, i2.version);
+    ck_assert_int_eq(shard_get(s, S("bkt"), S("k1"), &raw, &r, err, sizeof(err)), OM_E_NOTFOUND);
+    ck_assert_int_eq(shard_exists(s, S("bkt"), S("k1"), err, sizeof(err)), OM_E_NOTFOUND);
+    ck_assert_int_eq(shard_delete(s, S("bkt"), S("k1"), none, 0, &i3, err, sizeof(err)),
+                     OM_E_NOTFOUND);
+    ck_assert_int_eq(put(s, "bkt", "k1", "v3", none, &i4), OM_OK);
+    ck_assert_uint_gt(i4.version, i3.version); /* strictly increasing across the delete */
+    ck_assert_int_eq(put(s, "BAD", "k1", "v", none, NULL), OM_E_INVALID);
+    om_buf_free(&raw);
+    ck_assert_int_eq(shard_close(s), OM_OK);
+}
+END_TEST
+
+START_TEST(condition_matrix)
+{
+    shard *s = open_shard();
+    shard_obj_info info, cur;
+    char err[256];
+
+    /* absent */
+    ck_assert_int_eq(put(s, "bkt", "a1", "x", (shard_cond){SHARD_COND_IF_VERSION, 1}, NULL),
+                     OM_E_PRECONDITION);
+    ck_assert_int_eq(put(s, "bkt", "a1", "x", (shard_cond){SHARD_COND_IF_ABSENT, 0}, &cur), OM_OK);
+    /* present */
+    ck_assert_int_eq(put(s, "bkt", "a1", "y", (shard_cond){SHARD_COND_IF_ABSENT, 0}, NULL),
+                     OM_E_PRECONDITION);
+    ck_assert_int_eq(
+        put(s, "bkt", "a1", "y", (shard_cond){SHARD_COND_IF_VERSION, cur.version + 1}, NULL),
+        OM_E_PRECONDITION);
+    ck_assert_int_eq(
+        put(s, "bkt", "a1", "y", (shard_cond){SHARD_COND_IF_VERSION, cur.version}, &info), OM_OK);
+    /* the old version no longer matches */
+    ck_assert_int_eq(
+        put(s, "bkt", "a1", "z", (shard_cond){SHARD_COND_IF_VERSION, cur.version}, NULL),
+        OM_E_PRECONDITION);
+    /* delete conditions */
+    ck_assert_int_eq(shard_delete(s, S("bkt"), S("a1"),
+                                  (shard_cond){SHARD_COND_IF_VERSION, cur.version}, 0, &cur, err,
+                                  sizeof(err)),
+                     OM_E_PRECONDITION);
+    ck_assert_int_eq(shard_delete(s, S("bkt"), S("a1"), (shard_cond){SHARD_COND_IF_ABSENT, 0}, 0,
+                                  &cur, err, sizeof(err)),
+                     OM_E_INVALID);
+    ck_assert_int_eq(shard_delete(s, S("bkt"), S("a1"),
+                                  (shard_cond){SHARD_COND_IF_VERSION, info.version}, 0, &cur, err,
+                                  sizeof(err)),
+                     OM_OK);
+    ck_assert_int_eq(shard_delete(s, S("bkt"), S("a1"),
+                                  (shard_cond){SHARD_COND_IF_VERSION, cur.version}, 0, &cur, err,
+                                  sizeof(err)),
+                     OM_E_PRECONDITION);
+    /* deleted counts as absent */
+    ck_assert_int_eq(put(s, "bkt", "a1", "w", (shard_cond){SHARD_COND_IF_ABSENT, 0}, NULL), OM_OK);
+    ck_assert_int_eq(shard_close(s), OM_OK);
+}
+END_TEST
+
+START_TEST(forced_versions_for_migration)
+{
+    shard *s = open_shard();
+    shard_obj_info info;
+    char err[256];
+    shard_store_args a = {
+        .bucket = S("bkt"), .key = S("m"), .data = S("v100"), .forced_version = 100};
+    om_buf raw = OM_BUF_INIT;
+    shard_record r;
+
+    ck_assert_int_eq(shard_store(s, &a, &info, err, sizeof(err)), OM_OK);
+    ck_assert_uint_eq(info.version, 100);
+    a.data = S("v50");
+    a.forced_version = 50; /* older: ignored, the newer record is kept */
+    ck_assert_int_eq(shard_store(s, &a, &info, err, sizeof(err)), OM_OK);
+    ck_assert_uint_eq(info.version, 100);
+    ck_assert_int_eq(shard_get(s, S("bkt"), S("m"), &raw, &r, err, sizeof(err)), OM_OK);
+    ck_assert(om_slice_eq(r.data, S("v100")));
+    /* a forwarded tombstone for a key never seen is kept (it carries the version) */
+    ck_assert_int_eq(shard_delete(s, S("bkt"), S("gone"), (shard_cond){SHARD_COND_NONE, 0}, 70,
+                                  &info, err, sizeof(err)),
+                     OM_OK);
+    ck_assert_uint_eq(info.version, 70);
+    a.key = S("gone");
+    a.forced_version = 60;
+    ck_assert_int_eq(shard_store(s, &a, &info, err, sizeof(err)), OM_OK);
+    ck_assert_int_eq(shard_get(s, S("bkt"), S("gone"), &raw, &r, err, sizeof(err)), OM_E_NOTFOUND);
+    om_buf_free(&raw);
+    ck_assert_int_eq(shard_close(s), OM_OK);
+}
+END_TEST
+
+/* A batch behaves exactly like the same writes made one after another. */
+START_TEST(write_batch_matches_sequential)
+{
+    shard *s = open_shard();
+    shard_write w[8];
+    om_buf raw = OM_BUF_INIT;
+    shard_record r;
+    char err[256];
+    shard_obj_info pre;
+
+    ck_assert_int_eq(put(s, "bkt", "present", "old", (shard_cond){SHARD_COND_NONE, 0}, &pre),
+                     OM_OK);
+    memset(w, 0, sizeof(w));
+    /* 0: create; 1: same key if_absent -> must see 0 and fail */
+    w[0].args = (shard_store_args){
+        .bucket = S("bkt"), .key = S("dup"), .data = S("first"), .cond = {SHARD_COND_IF_ABSENT, 0}};
+    w[1].args = (shard_store_args){.bucket = S("bkt"),
+                                   .key = S("dup"),
+                                   .data = S("second"),
+                                   .cond = {SHARD_COND_IF_ABSENT, 0}};
+    /* 2: invalid bucket; 3: if_version right on "present"; 4: delete of a missing key */
+    w[2].args = (shard_store_args){.bucket = S("B"), .key = S("k"), .data = S("x")};
+    w[3].args = (shard_store_args){.bucket = S("bkt"),
+                                   .key = S("present"),
+                                   .data = S("new"),
+                                   .cond = {SHARD_COND_IF_VERSION, pre.version}};
+    w[4].is_delete = true;
+    w[4].args = (shard_store_args){.bucket = S("bkt"), .key = S("missing")};
+    /* 5: plain store; 6: delete of the key stored by 5 in the same batch; 7: same key again */
+    w[5].args = (shard_store_args){.bucket = S("bkt"), .key = S("tmp"), .data = S("t")};
+    w[6].is_delete = true;
+    w[6].args = (shard_store_args){.bucket = S("bkt"), .key = S("tmp")};
+    w[7].args = (shard_store_args){
+        .bucket = S("bkt"), .key = S("tmp"), .data = S("again"), .cond = {SHARD_COND_IF_ABSENT, 0}};
+    shard_write_many(s, w, 8);
+    ck_assert_int_eq(w[0].status, OM_OK);
+    ck_assert_int_eq(w[1].status, OM_E_PRECONDITION);
+    ck_assert_int_eq(w[2].status, OM_E_INVALID);
+    ck_assert_msg(strncmp(w[2].err, "bucket: ", 8) == 0, "%s", w[2].err);
+    ck_assert_int_eq(w[3].status, OM_OK);
+    ck_assert_uint_gt(w[3].info.version, pre.version);
+    ck_assert_int_eq(w[4].status, OM_E_NOTFOUND);
+    ck_assert_int_eq(w[5].status, OM_OK);
+    ck_assert_int_eq(w[6].status, OM_OK);
+    ck_assert_uint_gt(w[6].info.version, w[5].info.version);
+    ck_assert_int_eq(w[7].status, OM_OK);
+    ck_assert_uint_gt(w[7].info.version, w[6].info.version);
+
+    ck_assert_int_eq(shard_get(s, S("bkt"), S("dup"), &raw, &r, err, sizeof(err)), OM_OK);
+    ck_assert(om_slice_eq(r.data, S("first")));
+    ck_assert_int_eq(shard_get(s, S("bkt"), S("present"), &raw, &r, err, sizeof(err)), OM_OK);
+    ck_assert(om_slice_eq(r.data, S("new")));
+    ck_assert_int_eq(shard_get(s, S("bkt"), S("tmp"), &raw, &r, err, sizeof(err)), OM_OK);
+    ck_assert(om_slice_eq(r.data, S("again")));
+    ck_assert_uint_eq(r.version, w[7].info.version);
+    om_buf_free(&raw);
+    ck_assert_int_eq(shard_close(s), OM_OK);
+}
+END_TEST
+
+/* ---- list against an oracle ---- */
+
+#define NKEYS 400
+
+typedef struct item {
+    char *s;
+    size_t n;
+    bool is_prefix;
+} item;
+
+typedef struct items {
+    item v[4 * NKEYS];
+    int n;
+} items;
+
+static om_status
+collect_entry(void *arg, om_slice key, const shard_record *rec)
+{
+    items *it = arg;
+    ck_assert_int_eq(rec->type, SHARD_REC_LIVE);
+    ck_assert_int_lt(it->n, 4 * NKEYS);
+    it->v[it->n++] = (item){om_slice_strdup(key), key.n, false};
+    return OM_OK;
+}
+
+static om_status
+collect_prefix(void *arg, om_slice cp)
+{
+    items *it = arg;
+    ck_assert_int_lt(it->n, 4 * NKEYS);
+    it->v[it->n++] = (item){om_slice_strdup(cp), cp.n, true};
+    return OM_OK;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+    const item *x = a, *y = b;
+    return om_slice_cmp(om_slice_make(x->s, x->n), om_slice_make(y->s, y->n));
+}
+
+static void
+items_free(items *it)
+{
+    for (int i = 0; i < it->n; i++)
+        free(it->v[i].s);
+    it->n = 0;
+}
+
+/* The expected full listing computed from the sorted live keys. */
+static void
+oracle(const items *live, const char *prefix, const char *delim, const char *start_after,
+       items *out)
+{
+    size_t pn = strlen(prefix), dn = strlen(delim);
+
+    out->n = 0;
+    for (int i = 0; i < live->n; i++) {
+        om_slice k = om_slice_make(live->v[i].s, live->v[i].n);
+        if (!om_slice_has_prefix(k, S(prefix)))
+            continue;
+        if (om_slice_cmp(k, S(start_after)) <= 0)
+            continue;
+        const char *d = dn ? memmem(k.p + pn, k.n - pn, delim, dn) : NULL;
+        if (d != NULL) {
+            size_t cn = (size_t)((const uint8_t *)d - k.p) + dn;
+            if (out->n > 0 && out->v[out->n - 1].is_prefix && out->v[out->n - 1].n == cn &&
+                memcmp(out->v[out->n - 1].s, k.p, cn) == 0)
+                continue;
+            out->v[out->n++] = (item){om_slice_strdup(om_slice_make(k.p, cn)), cn, true};
+        } else {
+            out->v[out->n++] = (item){om_slice_strdup(k), k.n, false};
+        }
+    }
+}
+
+START_TEST(list_matches_oracle)
+{
+    static const char *alphabet[] = {"a", "b", "/", ".", "\xc3\xa9", "z"};
+    static const char *delims[] = {"", "/", "a/", "\xc3\xa9"};
+    uint64_t seed = tu_seed("list_matches_oracle");
+    shard *s = open_shard();
+    items *all = calloc(1, sizeof(items)), *live = calloc(1, sizeof(items));
+    items *want = calloc(1, sizeof(items)), *got = calloc(1, sizeof(items));
+    shard_cond none = {SHARD_COND_NONE, 0};
+    char err[256];
+    shard_obj_info info;
+
+    /* random keys in "bkt", with decoys in neighbouring buckets "bk" and "bkt0" */
+    for (int i = 0; i < NKEYS; i++) {
+        char k[16];
+        int len = 1 + (int)(tu_rand(&seed) % 6), n = 0;
+        for (int j = 0; j < len; j++)
+            n += snprintf(k + n, sizeof(k) - (size_t)n, "%s", alphabet[tu_rand(&seed) % 6]);
+        ck_assert_int_eq(put(s, "bkt", k, "v", none, NULL), OM_OK);
+        ck_assert_int_eq(put(s, "bk0", k, "decoy", none, NULL), OM_OK);
+        ck_assert_int_eq(put(s, "bkt0", k, "decoy", none, NULL), OM_OK);
+        bool dup = false;
+        for (int j = 0; j < all->n && !dup; j++)
+            dup = strcmp(all->v[j].s, k) == 0;
+        if (!dup)
+            all->v[all->n++] = (item){strdup(k), strlen(k), false};
+    }
+    /* delete a fifth of them: tombstones must be invisible */
+    for (int i = 0; i < all->n; i++) {
+        if (tu_rand(&seed) % 5 == 0) {
+            ck_assert_int_eq(
+                shard_delete(s, S("bkt"), S(all->v[i].s), none, 0, &info, err, sizeof(err)), OM_OK);
+        } else {
+            live->v[live->n++] = (item){strdup(all->v[i].s), all->v[i].n, false};
+        }
+    }
+    qsort(live->v, (size_t)live->n, sizeof(item), cmp_str);
+
+    for (int q = 0; q < 150; q++) {
+        char prefix[16] = "", start_after[16] = "";
+        const char *delim = delims[tu_rand(&seed) % 4];
+        uint32_t page = (uint32_t)(tu_rand(&seed) % 4 == 0 ? 1000 : 1 + tu_rand(&seed) % 7);
+        if (tu_rand(&seed) % 2) {
+            const item *k = &live->v[tu_rand(&seed) % (uint64_t)live->n];
+            size_t pn = tu_rand(&seed) % (k->n + 1);
+            while (!om_utf8_valid(om_slice_make(k->s, pn)))
+                pn--; /* do not cut a multi-byte character */
+            memcpy(prefix, k->s, pn);
+            prefix[pn] = 0;
+        }
+        if (tu_rand(&seed) % 3 == 0) {
+            const item *k = &all->v[tu_rand(&seed) % (uint64_t)all->n];
+            memcpy(start_after, k->s, k->n + 1);
+        }
+        oracle(live, prefix, delim, start_after, want);
+
+        shard_list_req req = {.bucket = S("bkt"),
+                              .prefix = S(prefix),
+                              .delimiter = S(delim),
+                              .start_after = S(start_after),
+                              .max_keys = page};
+        shard_list_result res = {0};
+        om_buf token = OM_BUF_INIT;
+        int pages = 0;
+        got->n = 0;
+        for (;;) {
+            int before = got->n;
+            ck_assert_msg(shard_list(shard_db(s), &req, collect_entry, collect_prefix, got, &res,
+                                     err, sizeof(err)) == OM_OK,
+                          "query %d: %s", q, err);
+            ck_assert_int_eq((int)res.key_count, got->n - before);
+            pages++;
+            if (!res.is_truncated) {
+                ck_assert_uint_eq(res.next_token.n, 0);
+                break;
+            }
+            ck_assert_uint_eq(res.key_count, page);
+            ck_assert_uint_gt(res.next_token.n, 0);
+            ck_assert_int_le(pages, 4 * NKEYS);
+            om_buf_set(&token, om_buf_slice(&res.next_token));
+            req.continuation_token = om_buf_slice(&token);
+        }
+        ck_assert_msg(got->n == want->n,
+                      "query %d prefix='%s' delim='%s' after='%s' page=%u: %d != %d", q, prefix,
+                      delim, start_after, page, got->n, want->n);
+        for (int i = 0; i < want->n; i++) {
+            ck_assert_int_eq(got->v[i].is_prefix, want->v[i].is_prefix);
+            ck_assert_msg(got->v[i].n == want->v[i].n &&
+                              memcmp(got->v[i].s, want->v[i].s, want->v[i].n) == 0,
+                          "query %d item %d: got '%s' want '%s'", q, i, got->v[i].s, want->v[i].s);
+        }
+        /* full pages until the last one; an empty listing is one empty page */
+        ck_assert_int_eq(pages, want->n == 0 ? 1 : (want->n + (int)page - 1) / (int)page);
+        items_free(got);
+        items_free(want);
+        om_buf_free(&token);
+        om_buf_free(&res.next_token);
+    }
+    items_free(all);
+    items_free(live);
+    free(all);
+    free(live);
+    free(want);
+    free(got);
+    ck_assert_int_eq(shard_close(s), OM_OK);
+}
+END_TEST
+
+START_TEST(list_limits)
+{
+    shard *s = open_shard();
+    shard_cond none = {SHARD_COND_NONE, 0};
+    items *got = calloc(1, sizeof(items));
+    shard_list_result res = {0};
+    char err[256];
+
+    ck_assert_int_eq(put(s, "bkt", "a", "v", none, NULL), OM_OK);
+    ck_assert_int_eq(put(s, "bkt", "b", "v", none, NULL), OM_OK);
+    shard_list_req req = {.bucket = S("bkt"), .max_keys = 0};
+    ck_assert_int_eq(
+        shard_list(shard_db(s), &req, collect_entry, collect_prefix, got, &res, err, sizeof(err)),
+        OM_OK);
+    ck_assert_int_eq(got->n, 0);
+    ck_assert(!res.is_truncated);
+    req.max_keys = 1001;
+    ck_assert_int_eq(
+        shard_list(shard_db(s), &req, collect_entry, collect_prefix, got, &res, err, sizeof(err)),
+        OM_E_INVALID);
+    ck_assert_msg(strncmp(err, "max_keys: ", 10) == 0, "%s", err);
+    req.max_keys = 1;
+    req.prefix = S("\xff");
+    ck_assert_int_eq(
+        shard_list(shard_db(s), &req, collect_entry, collect_prefix, got, &res, err, sizeof(err)),
+        OM_E_INVALID);
+    /* exactly max_keys entries and nothing after: not truncated */
+    req.prefix = S("");
+    req.max_keys = 2;
+    ck_assert_int_eq(
+        shard_list(shard_db(s), &req, collect_entry, collect_prefix, got, &res, err, sizeof(err)),
+        OM_OK);
+    ck_assert_int_eq(got->n, 2);
+    ck_assert(!res.is_truncated);
+    items_free(got);
+    free(got);
+    om_buf_free(&res.next_token);
+    ck_assert_int_eq(shard_close(s), OM_OK);
+}
+END_TEST
+
+/* A page ends early at its byte budget, and the token continues exactly there. */
+START_TEST(list_byte_budget)
+{
+    shard *s = open_shard();
+    items *got = calloc(1, sizeof(items));
+    char meta[1100], key[16], err[256];
+    om_buf token = OM_BUF_INIT;
+    int pages = 0;
+
+    memset(meta, ' ', sizeof(meta));
+    memcpy(meta, "{\"pad\":1", 8);
+    meta[sizeof(meta) - 2] = '}';
+    meta[sizeof(meta) - 1] = 0;
+    for (int i = 0; i < 10; i++) {
+        snprintf(key, sizeof(key), "k%02d", i);
+        shard_store_args a = {
+            .bucket = S("bkt"), .key = S(key), .data = S("v"), .metadata = S(meta)};
+        shard_obj_info info;
+        ck_assert_int_eq(shard_store(s, &a, &info, err, sizeof(err)), OM_OK);
+    }
+    shard_list_req req = {
+        .bucket = S("bkt"), .max_keys = 1000, .max_bytes = 2600, .count_metadata = true};
+    for (;;) {
+        shard_list_result res = {.next_token = OM_BUF_INIT};
+        int before = got->n;
+        ck_assert_int_eq(shard_list(shard_db(s), &req, collect_entry, collect_prefix, got, &res,
+                                    err, sizeof(err)),
+                         OM_OK);
+        pages++;
+        ck_assert_int_le(got->n - before, 2); /* 2 x (1099 + 3 + 128) fit in 2600, 3 do not */
+        ck_assert_int_ge(got->n - before, 1);
+        if (!res.is_truncated) {
+            om_buf_free(&res.next_token);
+            break;
+        }
+        om_buf_set(&token, om_buf_slice(&res.next_token));
+        req.continuation_token = om_buf_slice(&token);
+        om_buf_free(&res.next_token);
+    }
+    ck_assert_int_eq(pages, 5);
+    ck_assert_int_eq(got->n, 10);
+    for (int i = 0; i < 10; i++) {
+        snprintf(key, sizeof(key), "k%02d", i);
+        ck_assert_str_eq(got->v[i].s, key);
+    }
+    /* one entry over the budget still comes alone: progress is guaranteed */
+    req = (shard_list_req){
+        .bucket = S("bkt"), .max_keys = 1000, .max_bytes = 10, .count_metadata = true};
+    items_free(got);
+    shard_list_result res = {.next_token = OM_BUF_INIT};
+    ck_assert_int_eq(
+        shard_list(shard_db(s), &req, collect_entry, collect_prefix, got, &res, err, sizeof(err)),
+        OM_OK);
+    ck_assert_int_eq(got->n, 1);
+    ck_assert(res.is_truncated);
+    om_buf_free(&res.next_token);
+    items_free(got);
+    free(got);
+    om_buf_free(&token);
+    ck_assert_int_eq(shard_close(s), OM_OK);
+}
+END_TEST
+
+static Suite *
+shard_suite(void)
+{
+    Suite *s = suite_create("shard");
+    TCase *tc = tcase_create("validation");
+    tcase_add_test(tc, bucket_names);
+    tcase_add_test(tc, key_names);
+    tcase_add_test(tc, metadata_json);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("codec");
+    tcase_add_test(tc, record_roundtrip_and_truncation);
+    tcase_add_test(tc, lsm_key_and_successor);
+    tcase_add_test(tc, tokens_are_validated);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("operations");
+    tcase_add_test(tc, store_get_delete_versions);
+    tcase_add_test(tc, condition_matrix);
+    tcase_add_test(tc, forced_versions_for_migration);
+    tcase_add_test(tc, write_batch_matches_sequential);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("list");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, list_matches_oracle);
+    tcase_add_test(tc, list_limits);
+    tcase_add_test(tc, list_byte_budget);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    return tu_run(shard_suite());
+}
