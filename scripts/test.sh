@@ -45,6 +45,6 @@ if [[ $quick -eq 0 ]]; then
   setup build-asan --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false
   ninja -C build-asan -j "$jobs"
   # UBSAN_OPTIONS=halt_on_error=1 comes from the default test setup (tests/meson.build).
-  meson test -C build-asan -v --print-errorlogs --num-processes "$jobs" --no-suite lint
+  meson test -C build-asan -v --print-errorlogs --num-processes "$jobs" --no-suite lint --no-suite deploy
 fi
 echo "== all tests passed in $(( $(date +%s) - start )) s =="
