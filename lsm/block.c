@@ -131,10 +131,23 @@ lsm_block_parse(lsm_block *b, uint8_t *data, size_t n, bool take_ownership)
     nr = om_get_fixed32(data + n - 4);
     if (nr == 0 || nr > (n - 4) / 4)
         return OM_ERR(OM_E_CORRUPT);
+    /*
+     * The restart array must start at 0 and rise strictly inside the entries.
+     * Blocks are checksummed before they get here, so this only matters for a
+     * writer bug or a checksum collision, but it is a few compares per block
+     * and it means a seek can never be steered outside the entries.
+     */
+    uint32_t roff = (uint32_t)(n - 4 - 4 * (size_t)nr), prev = 0;
+    for (uint32_t i = 0; i < nr; i++) {
+        uint32_t r = om_get_fixed32(data + roff + 4 * (size_t)i);
+        if (i == 0 ? r != 0 : (r <= prev || r >= roff))
+            return OM_ERR(OM_E_CORRUPT);
+        prev = r;
+    }
     b->data = data;
     b->size = n;
     b->nrestarts = nr;
-    b->restart_off = (uint32_t)(n - 4 - 4 * (size_t)nr);
+    b->restart_off = roff;
     b->owned = take_ownership ? data : NULL;
     return OM_OK;
 }

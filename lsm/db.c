@@ -114,8 +114,10 @@ lsm_db_install_sv(lsm_db *db)
         lsm_mem_ref(sv->imm[i]);
     }
     sv->v = lsm_vset_current(db->vs);
+    pthread_mutex_lock(&db->sv_mu);
     old = db->sv;
     db->sv = sv;
+    pthread_mutex_unlock(&db->sv_mu);
     lsm_sv_unref(old);
     return OM_OK;
 }
@@ -125,11 +127,11 @@ lsm_db_sv_get(lsm_db *db, uint64_t *last_seq)
 {
     lsm_sv *sv;
 
-    pthread_mutex_lock(&db->mu);
+    pthread_mutex_lock(&db->sv_mu);
     sv = db->sv;
     atomic_fetch_add_explicit(&sv->refs, 1, memory_order_relaxed);
     *last_seq = atomic_load_explicit(&db->last_seq, memory_order_acquire);
-    pthread_mutex_unlock(&db->mu);
+    pthread_mutex_unlock(&db->sv_mu);
     return sv;
 }
 
@@ -368,6 +370,7 @@ db_free(lsm_db *db)
     if (db->locked)
         db->env->ops->unlock(db->env, db->lock_handle);
     pthread_mutex_destroy(&db->mu);
+    pthread_mutex_destroy(&db->sv_mu);
     pthread_mutex_destroy(&db->manifest_mu);
     pthread_cond_destroy(&db->bg_cv);
     pthread_cond_destroy(&db->flush_cv);
@@ -438,6 +441,7 @@ lsm_open(const char *path, const lsm_opts *opts, lsm_db **out)
     db->opts.env = db->env;
     db->dir = strdup(path);
     pthread_mutex_init(&db->mu, NULL);
+    pthread_mutex_init(&db->sv_mu, NULL);
     pthread_mutex_init(&db->manifest_mu, NULL);
     pthread_cond_init(&db->bg_cv, NULL);
     pthread_cond_init(&db->flush_cv, NULL);
@@ -609,32 +613,44 @@ db_file_covers(const lsm_file_meta *f, om_slice key)
 static om_status
 db_version_get(lsm_db *db, const lsm_version *v, om_slice key, uint64_t seq, om_buf *value)
 {
-    om_buf lookup = OM_BUF_INIT;
+    uint8_t stackbuf[256], *heap = NULL, *kp = stackbuf;
     om_slice lk;
     bool done = false;
     om_status st;
 
-    OM_GOTO(lsm_ikey_append(&lookup, key, seq, LSM_TYPE_SEEK));
-    lk = om_buf_slice(&lookup);
+    /* The lookup key on the stack (no allocation) unless the key is long. */
+    if (key.n + LSM_TRAILER_SIZE > sizeof(stackbuf)) {
+        heap = malloc(key.n + LSM_TRAILER_SIZE);
+        if (heap == NULL)
+            return OM_ERR(OM_E_NOMEM);
+        kp = heap;
+    }
+    if (key.n > 0)
+        memcpy(kp, key.p, key.n);
+    om_put_fixed64(kp + key.n, lsm_trailer_pack(seq, LSM_TYPE_SEEK));
+    lk = om_slice_make(kp, key.n + LSM_TRAILER_SIZE);
     for (int i = v->nfiles[0] - 1; i >= 0; i--) {
         if (!db_file_covers(v->files[0][i], key))
             continue;
         st = db_table_get(db, v->files[0][i], lk, value, &done);
         if (done)
-            goto fail;
+            goto out;
     }
     for (int l = 1; l < LSM_MAX_LEVELS; l++) {
-        int idx = lsm_version_find_file(v, l, lk);
+        int idx;
 
+        if (v->nfiles[l] == 0)
+            continue;
+        idx = lsm_version_find_file(v, l, lk);
         if (idx >= v->nfiles[l] || !db_file_covers(v->files[l][idx], key))
             continue;
         st = db_table_get(db, v->files[l][idx], lk, value, &done);
         if (done)
-            goto fail;
+            goto out;
     }
     st = OM_E_NOTFOUND;
-fail:
-    om_buf_free(&lookup);
+out:
+    free(heap);
     return st;
 }
 

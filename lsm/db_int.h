@@ -14,12 +14,16 @@
  *                     read view (sv), snapshots, background state, and
  *                     vset->current. Held only briefly; never across I/O
  *                     except creating the next WAL at a memtable switch.
- *   3. leaf locks inside the table cache, block cache and env.
+ *   3. sv_mu       -- guards the pair (sv pointer, last_seq) for readers, who
+ *                     take only this lock; writers change either with mu
+ *                     held and sv_mu taken inside it, so readers never
+ *                     queue behind the writer queue's work under mu.
+ *   4. leaf locks inside the table cache, block cache and env.
  *
  * The read view. `sv` bundles the active memtable, the immutables and the
- * current version with one atomic refcount. It is replaced (under mu) at
- * every memtable switch, flush and compaction install. A reader takes mu,
- * references sv and reads last_seq, and drops mu: everything with a
+ * current version with one atomic refcount. It is replaced (under mu and
+ * sv_mu) at every memtable switch, flush and compaction install. A reader
+ * takes sv_mu, references sv and reads last_seq, and drops sv_mu: everything with a
  * sequence <= that last_seq is reachable from that sv, so the pair is a
  * consistent view. Readers never wait for I/O of others.
  *
@@ -45,6 +49,7 @@
 #include "lsm/wal_format.h"
 
 #define LSM_MAX_IMM 64
+#define LSM_GC_TRACK 16 /* writer threads a leader may wait for */
 
 /* The read view: memtables plus version, refcounted as one. */
 typedef struct lsm_sv {
@@ -85,7 +90,8 @@ struct lsm_db {
 
     pthread_mutex_t manifest_mu;
     pthread_mutex_t mu;
-    pthread_cond_t bg_cv; /* background progress: flush/compaction done, errors */
+    pthread_mutex_t sv_mu; /* sv and last_seq for readers (see above) */
+    pthread_cond_t bg_cv;  /* background progress: flush/compaction done, errors */
 
     /* Under mu. */
     lsm_memtable *mem;
@@ -105,6 +111,14 @@ struct lsm_db {
     db_manual *manual;
     pthread_cond_t flush_cv, compact_cv, sync_cv;
     uint64_t unsynced_writes;
+    /*
+     * Group commit pacing (under mu, see db_write.c): the writer threads of
+     * the last synced group, when it finished, and the mean sync time.
+     */
+    uintptr_t gc_last_tids[LSM_GC_TRACK];
+    int gc_last_n;
+    uint64_t gc_done_ns, gc_sync_ns;
+    bool gc_waiting; /* the leader waits for writers: enqueuers wake it */
 
     atomic_uint_fast64_t last_seq; /* published with release under mu */
     atomic_bool closing;           /* shutting_down, readable without mu */

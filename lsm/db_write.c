@@ -38,6 +38,7 @@
 
 struct db_writer {
     lsm_batch *batch; /* NULL: sync or switch request only */
+    uintptr_t tid;    /* the writing thread (db_thread_tag's address) */
     bool sync;
     bool force_switch;
     bool done;
@@ -45,6 +46,95 @@ struct db_writer {
     pthread_cond_t cv;
     db_writer *next;
 };
+
+/* Longest a leader waits for the writers of the previous group. */
+#define DB_GC_MAX_WAIT_NS (200u * 1000u)
+
+/* Its address tells writer threads apart. */
+static _Thread_local char db_thread_tag;
+
+/* Writers of the last synced group that are not queued now. Requires: mu held. */
+static int
+db_gc_missing(const lsm_db *db)
+{
+    int missing = 0;
+
+    for (int i = 0; i < db->gc_last_n; i++) {
+        const db_writer *x = db->wq_head;
+
+        while (x != NULL && x->tid != db->gc_last_tids[i])
+            x = x->next;
+        missing += x == NULL;
+    }
+    return missing;
+}
+
+/*
+ * Group commit pacing. While one group syncs, the writers arriving queue up
+ * and become the next group, which syncs as soon as the first one is done;
+ * the first group's writers come back a moment later and wait a whole sync
+ * for the group after that. With n busy writer threads the groups settle at
+ * about n/2 writers. So before a sync the leader waits, briefly, for the
+ * threads of the previous group that are not queued yet: at most a quarter
+ * of the mean sync time and at most DB_GC_MAX_WAIT_NS, and only when that
+ * group has just finished (its threads are still coming back). A lone
+ * writer never waits: its own thread is the previous group.
+ * Requires: mu held, w is the queue head.
+ */
+static void
+db_gc_pace(lsm_db *db, db_writer *w)
+{
+    uint64_t now, wait, deadline;
+    bool sync = false;
+
+    for (const db_writer *x = w; x != NULL && !sync; x = x->next)
+        sync = x->sync;
+    if (!sync || db->gc_last_n == 0)
+        return;
+    wait = db->gc_sync_ns / 4;
+    if (wait > DB_GC_MAX_WAIT_NS)
+        wait = DB_GC_MAX_WAIT_NS;
+    now = om_clock_mono_ns();
+    if (now - db->gc_done_ns > wait || db_gc_missing(db) == 0)
+        return;
+    deadline = now + wait;
+    db->gc_waiting = true;
+    do {
+        struct timespec ts;
+        uint64_t ns;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ns = (uint64_t)ts.tv_nsec + (deadline - now);
+        ts.tv_sec += (time_t)(ns / 1000000000u);
+        ts.tv_nsec = (long)(ns % 1000000000u);
+        pthread_cond_timedwait(&w->cv, &db->mu, &ts);
+        now = om_clock_mono_ns();
+    } while (now < deadline && db_gc_missing(db) > 0 && db->bg_error == OM_OK);
+    db->gc_waiting = false;
+}
+
+/* Remember the threads of a group that just synced, and the sync time. Requires: mu held. */
+static void
+db_gc_note(lsm_db *db, const db_writer *first, const db_writer *last, uint64_t sync_ns)
+{
+    int n = 0;
+
+    for (const db_writer *x = first; n < LSM_GC_TRACK; x = x->next) {
+        bool dup = false;
+
+        for (int i = 0; i < n && !dup; i++)
+            dup = db->gc_last_tids[i] == x->tid;
+        if (!dup)
+            db->gc_last_tids[n++] = x->tid;
+        if (x == last)
+            break;
+    }
+    db->gc_last_n = n;
+    db->gc_done_ns = om_clock_mono_ns();
+    /* Mean sync time: an exponential average over about 8 syncs. */
+    db->gc_sync_ns =
+        db->gc_sync_ns == 0 ? sync_ns : db->gc_sync_ns - db->gc_sync_ns / 8 + sync_ns / 8;
+}
 
 static void
 db_stall_add(lsm_db *db, uint64_t t0_ns)
@@ -137,11 +227,14 @@ lsm_db_make_room(lsm_db *db, bool force)
 static om_status
 db_write(lsm_db *db, lsm_batch *batch, bool sync, bool force_switch)
 {
-    db_writer w = {.batch = batch, .sync = sync, .force_switch = force_switch};
+    db_writer w = {.batch = batch,
+                   .tid = (uintptr_t)&db_thread_tag,
+                   .sync = sync,
+                   .force_switch = force_switch};
     db_writer *last, *x;
     lsm_wal_writer *wal;
     lsm_memtable *mem;
-    uint64_t seq, wal_before, user_bytes = 0;
+    uint64_t seq, wal_before, user_bytes = 0, sync_ns = 0;
     size_t group_bytes = 0, max_bytes = DB_MAX_GROUP_BYTES;
     bool need_sync = false;
     int nbatches = 0;
@@ -154,6 +247,8 @@ db_write(lsm_db *db, lsm_batch *batch, bool sync, bool force_switch)
     else
         db->wq_head = &w;
     db->wq_tail = &w;
+    if (db->gc_waiting && db->wq_head != &w)
+        pthread_cond_signal(&db->wq_head->cv);
     while (!w.done && db->wq_head != &w)
         pthread_cond_wait(&w.cv, &db->mu);
     if (w.done) {
@@ -164,6 +259,8 @@ db_write(lsm_db *db, lsm_batch *batch, bool sync, bool force_switch)
     /* We lead. */
     st = lsm_db_make_room(db, force_switch && lsm_mem_entries(db->mem) > 0);
     last = &w;
+    if (st == OM_OK)
+        db_gc_pace(db, &w);
     if (st == OM_OK) {
         if (batch != NULL && batch->rep.n <= 128u * 1024)
             max_bytes = batch->rep.n + 128u * 1024; /* keep small writes fast */
@@ -200,8 +297,13 @@ db_write(lsm_db *db, lsm_batch *batch, bool sync, bool force_switch)
             if (x == last)
                 break;
         }
-        if (st == OM_OK)
-            st = need_sync ? lsm_wal_sync(wal) : lsm_wal_flush(wal);
+        if (st == OM_OK && need_sync) {
+            sync_ns = om_clock_mono_ns();
+            st = lsm_wal_sync(wal);
+            sync_ns = om_clock_mono_ns() - sync_ns;
+        } else if (st == OM_OK) {
+            st = lsm_wal_flush(wal);
+        }
         if (st == OM_OK && need_sync) {
             atomic_fetch_add(&db->st_wal_syncs, 1);
             atomic_fetch_add(&db->st_synced_writes, (uint64_t)nbatches);
@@ -220,11 +322,14 @@ db_write(lsm_db *db, lsm_batch *batch, bool sync, bool force_switch)
                      (unsigned long long)db->wal_number, om_status_str(st));
             lsm_db_set_bg_error(db, st);
         } else {
+            pthread_mutex_lock(&db->sv_mu);
             atomic_store_explicit(&db->last_seq, seq, memory_order_release);
+            pthread_mutex_unlock(&db->sv_mu);
             atomic_fetch_add(&db->st_user_bytes, user_bytes);
-            if (need_sync)
+            if (need_sync) {
                 db->unsynced_writes = 0;
-            else
+                db_gc_note(db, &w, last, sync_ns);
+            } else
                 db->unsynced_writes += (uint64_t)nbatches;
         }
     }
@@ -262,16 +367,29 @@ lsm_write(lsm_db *db, lsm_batch *batch)
 static om_status
 db_write_one(lsm_db *db, lsm_vtype type, om_slice key, om_slice value)
 {
+    uint8_t stack[1024];
     lsm_batch b = {.rep = OM_BUF_INIT, .bytes = 0};
     uint8_t hdr[LSM_BATCH_HEADER] = {0};
+    size_t need = LSM_BATCH_HEADER + 16 + key.n + value.n;
     om_status st;
 
-    OM_TRY(om_buf_reserve(&b.rep, LSM_BATCH_HEADER + 16 + key.n + value.n));
-    om_buf_append(&b.rep, hdr, sizeof(hdr)); /* cannot fail after the reserve */
+    /*
+     * A small op is encoded on the stack: the batch never grows past `need`
+     * (tag, two varints, key, value), and om_buf only reallocates when an
+     * append goes past cap - 1, so the stack memory is never handed to realloc.
+     */
+    if (key.n <= sizeof(stack) && value.n <= sizeof(stack) && need < sizeof(stack)) {
+        b.rep.p = stack;
+        b.rep.cap = sizeof(stack);
+    } else {
+        OM_TRY(om_buf_reserve(&b.rep, need));
+    }
+    om_buf_append(&b.rep, hdr, sizeof(hdr)); /* cannot fail: room is reserved */
     st = type == LSM_TYPE_VAL ? lsm_batch_put(&b, key, value) : lsm_batch_del(&b, key);
     if (st == OM_OK)
         st = lsm_write(db, &b);
-    om_buf_free(&b.rep);
+    if (b.rep.p != stack)
+        om_buf_free(&b.rep);
     return st;
 }
 

@@ -1,10 +1,10 @@
 /*
  * lsm/memtable.c -- skiplist memtable in an arena.
  *
- * Entries are encoded once into arena memory (layout in memtable.h) and the
- * skiplist indexes pointers to them, ordered by internal key. Seeks encode
- * the target as a length-prefixed internal key, which is all the comparator
- * reads.
+ * Each entry is one skiplist node in the arena (layout in skiplist.h): the
+ * internal key and the value are copied into the node once, and searches
+ * compare the user key and the trailer in place, without building a target
+ * and without allocating.
  */
 #include "lsm/memtable.h"
 
@@ -24,42 +24,6 @@ struct lsm_memtable {
     lsm_skiplist *sl;
 };
 
-/* Lengths are varints; the one-byte case (< 128) is by far the common one. */
-static inline const uint8_t *
-mem_varint(const uint8_t *p, uint32_t *n)
-{
-    if (p[0] < 128) {
-        *n = p[0];
-        return p + 1;
-    }
-    return om_decode_varint32(p, p + OM_MAX_VARINT32_LEN, n);
-}
-
-static inline om_slice
-mem_entry_ikey(const uint8_t *e)
-{
-    uint32_t n = 0;
-    const uint8_t *p = mem_varint(e, &n);
-
-    return om_slice_make(p, n);
-}
-
-static inline om_slice
-mem_entry_value(const uint8_t *e)
-{
-    om_slice k = mem_entry_ikey(e);
-    uint32_t n = 0;
-    const uint8_t *p = mem_varint(k.p + k.n, &n);
-
-    return om_slice_make(p, n);
-}
-
-static int
-mem_cmp(const uint8_t *a, const uint8_t *b)
-{
-    return lsm_ikey_cmp(mem_entry_ikey(a), mem_entry_ikey(b));
-}
-
 om_status
 lsm_mem_new(uint64_t log_number, size_t write_buffer_size, lsm_memtable **out)
 {
@@ -77,7 +41,7 @@ lsm_mem_new(uint64_t log_number, size_t write_buffer_size, lsm_memtable **out)
     atomic_init(&m->entries, 0);
     m->log_number = log_number;
     OM_GOTO(om_arena_new(block, &m->arena));
-    OM_GOTO(lsm_skl_new(m->arena, mem_cmp, (uint64_t)(uintptr_t)m ^ log_number, &m->sl));
+    OM_GOTO(lsm_skl_new(m->arena, (uint64_t)(uintptr_t)m ^ log_number, &m->sl));
     *out = m;
     return OM_OK;
 fail:
@@ -106,101 +70,37 @@ lsm_mem_unref(lsm_memtable *m)
 om_status
 lsm_mem_add(lsm_memtable *m, uint64_t seq, lsm_vtype type, om_slice key, om_slice value)
 {
-    size_t ikn = key.n + LSM_TRAILER_SIZE;
-    size_t len = om_varint_len(ikn) + ikn + om_varint_len(value.n) + value.n;
-    uint8_t *e = om_arena_alloc(m->arena, len), *p;
-
-    if (e == NULL)
-        return OM_ERR(OM_E_NOMEM);
-    p = om_encode_varint32(e, (uint32_t)ikn);
-    if (key.n > 0)
-        memcpy(p, key.p, key.n);
-    p += key.n;
-    om_put_fixed64(p, lsm_trailer_pack(seq, type));
-    p += LSM_TRAILER_SIZE;
-    p = om_encode_varint32(p, (uint32_t)value.n);
-    if (value.n > 0)
-        memcpy(p, value.p, value.n);
-    OM_TRY(lsm_skl_insert(m->sl, e));
+    OM_TRY(lsm_skl_insert(m->sl, key, lsm_trailer_pack(seq, type), value));
     atomic_fetch_add_explicit(&m->entries, 1, memory_order_relaxed);
     return OM_OK;
-}
-
-/* Encode a seek target (length-prefixed internal key) into buf. */
-static om_status
-mem_target(om_buf *buf, om_slice ikey)
-{
-    om_buf_reset(buf);
-    OM_TRY(om_buf_put_varint32(buf, (uint32_t)ikey.n));
-    return om_buf_append(buf, ikey.p, ikey.n);
-}
-
-static om_status
-mem_lookup_target(om_buf *buf, om_slice key, uint64_t seq)
-{
-    om_buf_reset(buf);
-    OM_TRY(om_buf_put_varint32(buf, (uint32_t)(key.n + LSM_TRAILER_SIZE)));
-    return lsm_ikey_append(buf, key, seq, LSM_TYPE_SEEK);
 }
 
 bool
 lsm_mem_get(lsm_memtable *m, om_slice key, uint64_t seq, om_buf *value, om_status *st)
 {
-    uint8_t stack[256];
-    om_buf tgt = OM_BUF_INIT;
     lsm_skl_iter it;
-    lsm_ikey ik;
-    bool found = false;
+    uint64_t t;
 
-    if (key.n + LSM_TRAILER_SIZE + OM_MAX_VARINT32_LEN <= sizeof(stack)) {
-        uint8_t *p = om_encode_varint32(stack, (uint32_t)(key.n + LSM_TRAILER_SIZE));
-
-        if (key.n > 0)
-            memcpy(p, key.p, key.n);
-        om_put_fixed64(p + key.n, lsm_trailer_pack(seq, LSM_TYPE_SEEK));
-        lsm_skl_iter_init(&it, m->sl);
-        lsm_skl_iter_seek(&it, stack);
-    } else {
-        if (mem_lookup_target(&tgt, key, seq) != OM_OK) {
-            *st = OM_ERR(OM_E_NOMEM);
-            om_buf_free(&tgt);
-            return true;
-        }
-        lsm_skl_iter_init(&it, m->sl);
-        lsm_skl_iter_seek(&it, tgt.p);
-        om_buf_free(&tgt);
-    }
-    if (!lsm_skl_iter_valid(&it))
+    lsm_skl_iter_init(&it, m->sl);
+    lsm_skl_iter_seek(&it, key, lsm_trailer_pack(seq, LSM_TYPE_SEEK));
+    if (!lsm_skl_iter_valid(&it) || !om_slice_eq(lsm_skl_iter_user_key(&it), key))
         return false;
-    const uint8_t *e = lsm_skl_iter_entry(&it);
-    if (lsm_ikey_parse(mem_entry_ikey(e), &ik) != OM_OK || !om_slice_eq(ik.user_key, key))
-        return false;
-    found = true;
-    if (ik.type == LSM_TYPE_DEL) {
+    t = lsm_skl_iter_trailer(&it);
+    if ((t & 0xff) == LSM_TYPE_DEL)
         *st = OM_E_NOTFOUND;
-    } else {
-        *st = om_buf_set(value, mem_entry_value(e));
-    }
-    return found;
+    else
+        *st = om_buf_set(value, lsm_skl_iter_value(&it));
+    return true;
 }
 
 bool
 lsm_mem_has_key(lsm_memtable *m, om_slice key)
 {
-    om_buf tgt = OM_BUF_INIT;
     lsm_skl_iter it;
-    bool r = false;
 
-    if (mem_lookup_target(&tgt, key, LSM_MAX_SEQ) != OM_OK) {
-        om_buf_free(&tgt);
-        return true; /* cannot tell: "may contain" */
-    }
     lsm_skl_iter_init(&it, m->sl);
-    lsm_skl_iter_seek(&it, tgt.p);
-    if (lsm_skl_iter_valid(&it))
-        r = om_slice_eq(lsm_ikey_user(mem_entry_ikey(lsm_skl_iter_entry(&it))), key);
-    om_buf_free(&tgt);
-    return r;
+    lsm_skl_iter_seek(&it, key, lsm_trailer_pack(LSM_MAX_SEQ, LSM_TYPE_SEEK));
+    return lsm_skl_iter_valid(&it) && om_slice_eq(lsm_skl_iter_user_key(&it), key);
 }
 
 size_t
@@ -227,7 +127,6 @@ typedef struct mem_it {
     lsm_it base;
     lsm_memtable *m;
     lsm_skl_iter it;
-    om_buf tgt;
     om_status st;
 } mem_it;
 
@@ -248,12 +147,12 @@ mem_it_seek(lsm_it *it, om_slice ikey)
 {
     mem_it *mi = (mem_it *)it;
 
-    if (mem_target(&mi->tgt, ikey) != OM_OK) {
-        mi->st = OM_ERR(OM_E_NOMEM);
+    if (ikey.n < LSM_TRAILER_SIZE) {
+        mi->st = OM_ERR(OM_E_INVALID);
         mi->it.node = NULL;
         return;
     }
-    lsm_skl_iter_seek(&mi->it, mi->tgt.p);
+    lsm_skl_iter_seek(&mi->it, lsm_ikey_user(ikey), lsm_ikey_trailer(ikey));
 }
 
 static void
@@ -265,13 +164,13 @@ mem_it_next(lsm_it *it)
 static om_slice
 mem_it_key(const lsm_it *it)
 {
-    return mem_entry_ikey(lsm_skl_iter_entry(&((const mem_it *)it)->it));
+    return lsm_skl_iter_ikey(&((const mem_it *)it)->it);
 }
 
 static om_slice
 mem_it_value(const lsm_it *it)
 {
-    return mem_entry_value(lsm_skl_iter_entry(&((const mem_it *)it)->it));
+    return lsm_skl_iter_value(&((const mem_it *)it)->it);
 }
 
 static om_status
@@ -286,7 +185,6 @@ mem_it_free(lsm_it *it)
     mem_it *mi = (mem_it *)it;
 
     lsm_mem_unref(mi->m);
-    om_buf_free(&mi->tgt);
     free(mi);
 }
 

@@ -8,7 +8,8 @@
  * thread writes it to an L0 table. Readers (gets, iterators, the flush)
  * hold references, so a memtable lives until its last reader is done.
  *
- * Entry layout in the arena: varint32 ikey_len | ikey | varint32 val_len | value.
+ * Entry layout in the arena: one skiplist node per entry holding the internal
+ * key (user key | trailer) and the value inline (see skiplist.h).
  *
  * Thread-safety: lsm_mem_add for one writer at a time; everything else
  * (get, iterators, usage, ref/unref) from any thread concurrently with it.

@@ -1,5 +1,5 @@
 /*
- * lsm/skiplist.c -- lock-free-read skiplist over arena memory.
+ * lsm/skiplist.c -- lock-free-read skiplist of internal keys over arena memory.
  *
  * Node heights follow a geometric distribution with p = 1/4 (at most
  * LSM_SKL_MAX_HEIGHT levels), drawn from a per-list xorshift generator that
@@ -7,55 +7,98 @@
  * with relaxed stores (nobody can see the node yet), then each predecessor's
  * link is replaced with a release store, bottom level first, so that a reader
  * that finds the node at level i can also find it at every level below.
+ *
+ * Searches compare the user key with memcmp and then the trailer, straight
+ * from the node (layout in skiplist.h). When a search drops a level it
+ * remembers the node that stopped it: meeting that node again on the lower
+ * level needs no comparison.
  */
 #include "lsm/skiplist.h"
 
-#include <stdalign.h>
-#include <stdatomic.h>
 #include <stddef.h>
 #include <string.h>
 
-struct lsm_skl_node {
-    const uint8_t *entry;
-    _Atomic(lsm_skl_node *) next[]; /* height entries */
-};
-
 struct lsm_skiplist {
     om_arena *arena;
-    lsm_skl_cmp cmp;
     uint64_t rnd; /* writer only */
     atomic_int height;
     lsm_skl_node *head;
+    /* Writer only: the last insert and its predecessors at every level. */
+    lsm_skl_node *last;
+    lsm_skl_node *splice[LSM_SKL_MAX_HEIGHT];
+    uint64_t splice_hits;
 };
 
-static lsm_skl_node *
-skl_node_new(lsm_skiplist *sl, const uint8_t *entry, int height)
-{
-    size_t sz = sizeof(lsm_skl_node) + sizeof(_Atomic(lsm_skl_node *)) * (size_t)height;
-    lsm_skl_node *n = om_arena_alloc(sl->arena, sz);
+typedef _Atomic(lsm_skl_node *) skl_link;
 
-    if (n == NULL)
+/* The link of n at level (level 0 is next0, the others sit below the node). */
+static inline skl_link *
+skl_link_at(const lsm_skl_node *n, int level)
+{
+    return (skl_link *)&((lsm_skl_node *)n)->next0 - level;
+}
+
+static inline lsm_skl_node *
+skl_next(const lsm_skl_node *n, int level)
+{
+    return atomic_load_explicit(skl_link_at(n, level), memory_order_acquire);
+}
+
+/* Internal-key order of node n against (k, kn, kt): <0, 0, >0. */
+static inline int
+skl_cmp(const lsm_skl_node *n, const uint8_t *k, size_t kn, uint64_t kt)
+{
+    size_t nn = n->klen, m = nn < kn ? nn : kn;
+    int r = m > 0 ? memcmp(n->key, k, m) : 0;
+    uint64_t nt;
+
+    if (r != 0)
+        return r;
+    if (nn != kn)
+        return nn < kn ? -1 : 1;
+    nt = om_get_fixed64(n->key + nn);
+    return nt > kt ? -1 : (nt < kt ? 1 : 0);
+}
+
+static lsm_skl_node *
+skl_node_new(lsm_skiplist *sl, int height, om_slice key, uint64_t trailer, om_slice value)
+{
+    size_t links = sizeof(skl_link) * (size_t)(height - 1);
+    size_t sz = links + sizeof(lsm_skl_node) + key.n + 8 + value.n;
+    uint8_t *mem = om_arena_alloc(sl->arena, sz);
+    lsm_skl_node *n;
+
+    if (mem == NULL)
         return NULL;
-    n->entry = entry;
+    n = (lsm_skl_node *)(mem + links);
     for (int i = 0; i < height; i++)
-        atomic_init(&n->next[i], NULL);
+        atomic_init(skl_link_at(n, i), NULL);
+    n->klen = (uint32_t)key.n;
+    n->vlen = (uint32_t)value.n;
+    if (key.n > 0)
+        memcpy(n->key, key.p, key.n);
+    om_put_fixed64(n->key + key.n, trailer);
+    if (value.n > 0)
+        memcpy(n->key + key.n + 8, value.p, value.n);
     return n;
 }
 
 om_status
-lsm_skl_new(om_arena *arena, lsm_skl_cmp cmp, uint64_t seed, lsm_skiplist **out)
+lsm_skl_new(om_arena *arena, uint64_t seed, lsm_skiplist **out)
 {
     lsm_skiplist *sl = om_arena_alloc(arena, sizeof(*sl));
 
     if (sl == NULL)
         return OM_ERR(OM_E_NOMEM);
+    memset(sl, 0, sizeof(*sl));
     sl->arena = arena;
-    sl->cmp = cmp;
     sl->rnd = seed ? seed : 0x9e3779b97f4a7c15ULL;
     atomic_init(&sl->height, 1);
-    sl->head = skl_node_new(sl, NULL, LSM_SKL_MAX_HEIGHT);
+    sl->head = skl_node_new(sl, LSM_SKL_MAX_HEIGHT, OM_SLICE_NULL, 0, OM_SLICE_NULL);
     if (sl->head == NULL)
         return OM_ERR(OM_E_NOMEM);
+    for (int i = 0; i < LSM_SKL_MAX_HEIGHT; i++)
+        sl->splice[i] = sl->head;
     *out = sl;
     return OM_OK;
 }
@@ -78,28 +121,25 @@ skl_random_height(lsm_skiplist *sl)
     return h;
 }
 
-static inline lsm_skl_node *
-skl_next(const lsm_skl_node *n, int level)
-{
-    return atomic_load_explicit(&((lsm_skl_node *)n)->next[level], memory_order_acquire);
-}
-
 /*
  * The last node < key at every level (prev may be NULL when only the result
  * is wanted); returns the first node >= key or NULL.
  */
 static lsm_skl_node *
-skl_find_ge(const lsm_skiplist *sl, const uint8_t *key, lsm_skl_node **prev)
+skl_find_ge(const lsm_skiplist *sl, const uint8_t *k, size_t kn, uint64_t kt, lsm_skl_node **prev)
 {
-    lsm_skl_node *x = sl->head;
+    lsm_skl_node *x = sl->head, *known_ge = NULL;
     int level = atomic_load_explicit(&((lsm_skiplist *)sl)->height, memory_order_relaxed) - 1;
 
     for (;;) {
         lsm_skl_node *next = skl_next(x, level);
 
-        if (next != NULL && sl->cmp(next->entry, key) < 0) {
-            x = next;
-            continue;
+        if (next != NULL && next != known_ge) {
+            if (skl_cmp(next, k, kn, kt) < 0) {
+                x = next;
+                continue;
+            }
+            known_ge = next;
         }
         if (prev != NULL)
             prev[level] = x;
@@ -110,15 +150,23 @@ skl_find_ge(const lsm_skiplist *sl, const uint8_t *key, lsm_skl_node **prev)
 }
 
 om_status
-lsm_skl_insert(lsm_skiplist *sl, const uint8_t *entry)
+lsm_skl_insert(lsm_skiplist *sl, om_slice key, uint64_t trailer, om_slice value)
 {
-    lsm_skl_node *prev[LSM_SKL_MAX_HEIGHT];
-    lsm_skl_node *n;
+    lsm_skl_node *prevbuf[LSM_SKL_MAX_HEIGHT], **prev = prevbuf;
+    lsm_skl_node *n, *succ;
     int height, cur = atomic_load_explicit(&sl->height, memory_order_relaxed);
 
-    skl_find_ge(sl, entry, prev);
+    /* Sequential fast path: the key sorts right after the last insert. */
+    if (sl->last != NULL && skl_cmp(sl->last, key.p, key.n, trailer) < 0 &&
+        ((succ = atomic_load_explicit(&sl->last->next0, memory_order_relaxed)) == NULL ||
+         skl_cmp(succ, key.p, key.n, trailer) > 0)) {
+        prev = sl->splice;
+        sl->splice_hits++;
+    } else {
+        skl_find_ge(sl, key.p, key.n, trailer, prevbuf);
+    }
     height = skl_random_height(sl);
-    n = skl_node_new(sl, entry, height);
+    n = skl_node_new(sl, height, key, trailer, value);
     if (n == NULL)
         return OM_ERR(OM_E_NOMEM);
     for (int i = cur; i < height; i++)
@@ -130,20 +178,61 @@ lsm_skl_insert(lsm_skiplist *sl, const uint8_t *entry)
     if (height > cur)
         atomic_store_explicit(&sl->height, height, memory_order_relaxed);
     for (int i = 0; i < height; i++) {
-        atomic_store_explicit(&n->next[i],
-                              atomic_load_explicit(&prev[i]->next[i], memory_order_relaxed),
+        atomic_store_explicit(skl_link_at(n, i),
+                              atomic_load_explicit(skl_link_at(prev[i], i), memory_order_relaxed),
                               memory_order_relaxed);
-        atomic_store_explicit(&prev[i]->next[i], n, memory_order_release);
+        atomic_store_explicit(skl_link_at(prev[i], i), n, memory_order_release);
     }
+    /* The predecessors of whatever sorts right after n. */
+    if (prev != sl->splice)
+        for (int i = height; i < cur; i++)
+            sl->splice[i] = prevbuf[i];
+    for (int i = 0; i < height; i++)
+        sl->splice[i] = n;
+    sl->last = n;
     return OM_OK;
 }
 
 bool
-lsm_skl_contains(const lsm_skiplist *sl, const uint8_t *key)
+lsm_skl_contains(const lsm_skiplist *sl, om_slice key, uint64_t trailer)
 {
-    lsm_skl_node *n = skl_find_ge(sl, key, NULL);
+    lsm_skl_node *n = skl_find_ge(sl, key.p, key.n, trailer, NULL);
 
-    return n != NULL && sl->cmp(n->entry, key) == 0;
+    return n != NULL && skl_cmp(n, key.p, key.n, trailer) == 0;
+}
+
+bool
+lsm_skl_check(const lsm_skiplist *sl)
+{
+    int height = atomic_load_explicit(&((lsm_skiplist *)sl)->height, memory_order_relaxed);
+
+    for (int level = 0; level < LSM_SKL_MAX_HEIGHT; level++) {
+        const lsm_skl_node *x = skl_next(sl->head, level), *lower = sl->head;
+
+        if (level >= height && x != NULL)
+            return false;
+        for (; x != NULL; x = skl_next(x, level)) {
+            const lsm_skl_node *nx = skl_next(x, level);
+
+            if (nx != NULL &&
+                skl_cmp(x, nx->key, nx->klen, om_get_fixed64(nx->key + nx->klen)) >= 0)
+                return false;
+            if (level > 0) {
+                /* x must be reachable on the level below, after the last match. */
+                while (lower != NULL && lower != x)
+                    lower = skl_next(lower, level - 1);
+                if (lower == NULL)
+                    return false;
+            }
+        }
+    }
+    return true;
+}
+
+uint64_t
+lsm_skl_splice_hits(const lsm_skiplist *sl)
+{
+    return sl->splice_hits;
 }
 
 void
@@ -153,22 +242,10 @@ lsm_skl_iter_init(lsm_skl_iter *it, const lsm_skiplist *sl)
     it->node = NULL;
 }
 
-const uint8_t *
-lsm_skl_iter_entry(const lsm_skl_iter *it)
-{
-    return it->node->entry;
-}
-
 void
-lsm_skl_iter_next(lsm_skl_iter *it)
+lsm_skl_iter_seek(lsm_skl_iter *it, om_slice key, uint64_t trailer)
 {
-    it->node = skl_next(it->node, 0);
-}
-
-void
-lsm_skl_iter_seek(lsm_skl_iter *it, const uint8_t *target)
-{
-    it->node = skl_find_ge(it->sl, target, NULL);
+    it->node = skl_find_ge(it->sl, key.p, key.n, trailer, NULL);
 }
 
 void

@@ -1,9 +1,25 @@
 /*
  * lsm/skiplist.h -- the ordered index of a memtable (private to lsm/).
  *
- * A skiplist of opaque entries allocated in an om_arena. Entries are compared
- * with a caller-supplied function; the list never copies or frees them. There
- * is no deletion: the whole list dies with its arena.
+ * A skiplist of internal-key entries allocated in an om_arena. Each entry is
+ * one node holding its links, the user key length, the value length, the
+ * internal key (user key | fixed64_le trailer, the layout of lsm_int.h) and
+ * the value, all in one allocation:
+ *
+ *     next[h-1] .. next[1] | next[0] klen vlen | user key | trailer | value
+ *                            ^ node pointer
+ *
+ * The upper links sit below the node pointer, so the key is at a fixed offset
+ * and the first bytes of it share a cache line with next[0] and the lengths.
+ * The order is internal-key order (user key bytewise ascending, then trailer
+ * descending) and is compared inline, without decoding anything. There is no
+ * deletion: the whole list dies with its arena.
+ *
+ * Sequential inserts. The writer keeps the predecessors of its last insert (a
+ * "splice"). When the next key sorts right after the last one (it is greater
+ * and smaller than the last node's successor), that splice is exactly the
+ * set of predecessors of the new node, and the insert skips the search: an
+ * ascending fill costs two comparisons per insert.
  *
  * Concurrency: one writer at a time (lsm_skl_insert), any number of readers
  * concurrently without locks. A node is fully initialised before it is
@@ -17,35 +33,54 @@
 #ifndef OM_LSM_SKIPLIST_H
 #define OM_LSM_SKIPLIST_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "util/arena.h"
+#include "util/coding.h"
+#include "util/slice.h"
 #include "util/status.h"
 
 #define LSM_SKL_MAX_HEIGHT 12
 
-/* Entry order: <0, 0, >0 as a sorts before, equal to, after b. */
-typedef int (*lsm_skl_cmp)(const uint8_t *a, const uint8_t *b);
-
 typedef struct lsm_skiplist lsm_skiplist;
 typedef struct lsm_skl_node lsm_skl_node;
+
+/* Visible so that the iterator accessors inline; only skiplist.c writes it. */
+struct lsm_skl_node {
+    _Atomic(lsm_skl_node *) next0; /* level 0; level i at ((...)&next0)[-i] */
+    uint32_t klen;                 /* user key bytes */
+    uint32_t vlen;                 /* value bytes */
+    uint8_t key[];                 /* user key | fixed64_le trailer | value */
+};
 
 /*
  * lsm_skl_new -- an empty list whose nodes live in arena.
  * Returns: OM_OK; OM_E_NOMEM. Ownership: freed with the arena.
  */
-om_status lsm_skl_new(om_arena *arena, lsm_skl_cmp cmp, uint64_t seed, lsm_skiplist **out);
+om_status lsm_skl_new(om_arena *arena, uint64_t seed, lsm_skiplist **out);
 
 /*
- * lsm_skl_insert -- add entry (which must compare unequal to every entry in
- * the list). Returns: OM_OK; OM_E_NOMEM (list unchanged).
+ * lsm_skl_insert -- copy (user_key, trailer, value) into a new node. The
+ * (user_key, trailer) pair must differ from every entry in the list.
+ * Returns: OM_OK; OM_E_NOMEM (list unchanged).
  * Requires: the caller is the only writer.
  */
-om_status lsm_skl_insert(lsm_skiplist *sl, const uint8_t *entry);
+om_status lsm_skl_insert(lsm_skiplist *sl, om_slice user_key, uint64_t trailer, om_slice value);
 
-/* True if an entry equal to key is in the list. */
-bool lsm_skl_contains(const lsm_skiplist *sl, const uint8_t *key);
+/* True if an entry with exactly (user_key, trailer) is in the list. */
+bool lsm_skl_contains(const lsm_skiplist *sl, om_slice user_key, uint64_t trailer);
+
+/*
+ * lsm_skl_check -- verify the structure: every level is sorted, and every node
+ * linked at level i is also linked at level i-1. Returns true if it holds.
+ * For tests; requires no concurrent writer.
+ */
+bool lsm_skl_check(const lsm_skiplist *sl);
+
+/* Inserts that took the sequential fast path (for tests and statistics). */
+uint64_t lsm_skl_splice_hits(const lsm_skiplist *sl);
 
 /* A cursor over the list; a plain value, no cleanup needed. */
 typedef struct lsm_skl_iter {
@@ -59,11 +94,34 @@ lsm_skl_iter_valid(const lsm_skl_iter *it)
 {
     return it->node != NULL;
 }
-/* The current entry. Requires: valid. */
-const uint8_t *lsm_skl_iter_entry(const lsm_skl_iter *it);
-void lsm_skl_iter_next(lsm_skl_iter *it);
-/* Position at the first entry >= target (compared with the list's cmp). */
-void lsm_skl_iter_seek(lsm_skl_iter *it, const uint8_t *target);
+/* The current entry's parts. Require: valid. */
+static inline om_slice
+lsm_skl_iter_ikey(const lsm_skl_iter *it)
+{
+    return om_slice_make(it->node->key, (size_t)it->node->klen + 8);
+}
+static inline om_slice
+lsm_skl_iter_user_key(const lsm_skl_iter *it)
+{
+    return om_slice_make(it->node->key, it->node->klen);
+}
+static inline uint64_t
+lsm_skl_iter_trailer(const lsm_skl_iter *it)
+{
+    return om_get_fixed64(it->node->key + it->node->klen);
+}
+static inline om_slice
+lsm_skl_iter_value(const lsm_skl_iter *it)
+{
+    return om_slice_make(it->node->key + it->node->klen + 8, it->node->vlen);
+}
+static inline void
+lsm_skl_iter_next(lsm_skl_iter *it)
+{
+    it->node = atomic_load_explicit(&((lsm_skl_node *)it->node)->next0, memory_order_acquire);
+}
+/* Position at the first entry >= (user_key, trailer) in internal-key order. */
+void lsm_skl_iter_seek(lsm_skl_iter *it, om_slice user_key, uint64_t trailer);
 void lsm_skl_iter_seek_first(lsm_skl_iter *it);
 
 #endif /* OM_LSM_SKIPLIST_H */

@@ -53,7 +53,7 @@ wal_reader_alloc(lsm_wal_reader **out)
 om_status
 lsm_wal_reader_open(lsm_env *env, const char *path, lsm_wal_reader **out)
 {
-    lsm_wal_reader *r;
+    lsm_wal_reader *r = NULL;
     om_status st;
 
     OM_TRY(wal_reader_alloc(&r));
@@ -70,7 +70,7 @@ lsm_wal_reader_open(lsm_env *env, const char *path, lsm_wal_reader **out)
 om_status
 lsm_wal_reader_mem(const uint8_t *data, size_t n, lsm_wal_reader **out)
 {
-    lsm_wal_reader *r;
+    lsm_wal_reader *r = NULL;
 
     OM_TRY(wal_reader_alloc(&r));
     r->mem = data;
@@ -130,7 +130,6 @@ wal_frag_intact(const uint8_t *p, size_t n)
 {
     size_t len;
     uint8_t type;
-    om_checksum_state cs;
 
     if (n < LSM_WAL_HEADER_SIZE)
         return false;
@@ -140,16 +139,8 @@ wal_frag_intact(const uint8_t *p, size_t n)
     len = (size_t)p[4] | ((size_t)p[5] << 8);
     if (len > n - LSM_WAL_HEADER_SIZE)
         return false;
-    /*
-     * Zero the state first: libxxhash's reset_withSeed skips deriving its
-     * secret when stale stack bytes happen to hold the same seed (seen with
-     * xxhash 0.8.1), which gives wrong checksums for records over 240 bytes.
-     */
-    memset(&cs, 0, sizeof(cs));
-    om_checksum_begin(&cs);
-    om_checksum_update(&cs, &type, 1);
-    om_checksum_update(&cs, p + LSM_WAL_HEADER_SIZE, len);
-    return om_checksum_end(&cs) == om_get_fixed32(p);
+    /* The type byte and the payload are contiguous: one-shot checksum. */
+    return om_checksum32(p + LSM_WAL_HEADER_SIZE - 1, len + 1) == om_get_fixed32(p);
 }
 
 /*

@@ -40,25 +40,18 @@ lsm_wal_writer_open(lsm_env *env, const char *path, lsm_wal_writer **out)
 static om_status
 wal_emit(lsm_wal_writer *w, lsm_wal_frag type, const uint8_t *p, size_t n)
 {
-    uint8_t hdr[LSM_WAL_HEADER_SIZE];
-    om_checksum_state cs;
-    uint8_t t = (uint8_t)type;
+    uint8_t hdr[LSM_WAL_HEADER_SIZE], *f;
+    size_t start = w->buf.n;
 
-    /*
-     * Zero the state first: libxxhash's reset_withSeed skips deriving its
-     * secret when stale stack bytes happen to hold the same seed (seen with
-     * xxhash 0.8.1), which gives wrong checksums for records over 240 bytes.
-     */
-    memset(&cs, 0, sizeof(cs));
-    om_checksum_begin(&cs);
-    om_checksum_update(&cs, &t, 1);
-    om_checksum_update(&cs, p, n);
-    om_put_fixed32(hdr, om_checksum_end(&cs));
     hdr[4] = (uint8_t)n;
     hdr[5] = (uint8_t)(n >> 8);
-    hdr[6] = t;
+    hdr[6] = (uint8_t)type;
+    OM_TRY(om_buf_reserve(&w->buf, sizeof(hdr) + n));
     OM_TRY(om_buf_append(&w->buf, hdr, sizeof(hdr)));
     OM_TRY(om_buf_append(&w->buf, p, n));
+    /* The type byte and the payload now sit together: checksum them in one call. */
+    f = w->buf.p + start;
+    om_put_fixed32(f, om_checksum32(f + LSM_WAL_HEADER_SIZE - 1, n + 1));
     w->block_off += LSM_WAL_HEADER_SIZE + n;
     w->size += LSM_WAL_HEADER_SIZE + n;
     return OM_OK;

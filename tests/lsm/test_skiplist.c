@@ -16,20 +16,21 @@
 #include "util/arena.h"
 #include "util/coding.h"
 
-/* Entries are 8-byte big-endian numbers: memcmp order is numeric order. */
-static int
-u64_cmp(const uint8_t *a, const uint8_t *b)
+/* User keys are 8-byte big-endian numbers: memcmp order is numeric order. */
+static om_status
+u64_insert(lsm_skiplist *sl, uint64_t v)
 {
-    return memcmp(a, b, 8);
+    uint8_t k[8];
+
+    om_put_be64(k, v);
+    return lsm_skl_insert(sl, om_slice_make(k, 8), 0, OM_SLICE_NULL);
 }
 
-static uint8_t *
-u64_entry(om_arena *a, uint64_t v)
+static uint64_t
+u64_entry(const lsm_skl_iter *it)
 {
-    uint8_t *p = om_arena_alloc(a, 8);
-
-    om_put_be64(p, v);
-    return p;
+    ck_assert_uint_eq(lsm_skl_iter_user_key(it).n, 8);
+    return om_get_be64(lsm_skl_iter_user_key(it).p);
 }
 
 START_TEST(skiplist_orders_and_seeks)
@@ -44,7 +45,7 @@ START_TEST(skiplist_orders_and_seeks)
 
     memset(present, 0, sizeof(present));
     ck_assert_int_eq(om_arena_new(0, &a), OM_OK);
-    ck_assert_int_eq(lsm_skl_new(a, u64_cmp, seed, &sl), OM_OK);
+    ck_assert_int_eq(lsm_skl_new(a, seed, &sl), OM_OK);
     lsm_skl_iter_init(&it, sl);
     lsm_skl_iter_seek_first(&it);
     ck_assert(!lsm_skl_iter_valid(&it));
@@ -55,13 +56,13 @@ START_TEST(skiplist_orders_and_seeks)
             continue;
         present[v] = true;
         n++;
-        ck_assert_int_eq(lsm_skl_insert(sl, u64_entry(a, v)), OM_OK);
+        ck_assert_int_eq(u64_insert(sl, v), OM_OK);
     }
     /* Full scan is sorted and complete. */
     int seen = 0;
     uint64_t prev = 0;
     for (lsm_skl_iter_seek_first(&it); lsm_skl_iter_valid(&it); lsm_skl_iter_next(&it)) {
-        uint64_t v = om_get_be64(lsm_skl_iter_entry(&it));
+        uint64_t v = u64_entry(&it);
 
         ck_assert(present[v]);
         ck_assert(seen == 0 || v > prev);
@@ -69,6 +70,7 @@ START_TEST(skiplist_orders_and_seeks)
         seen++;
     }
     ck_assert_int_eq(seen, n);
+    ck_assert(lsm_skl_check(sl));
     /* Seeks land on the first entry >= target. */
     for (uint64_t t = 0; t < 20000; t += 37) {
         uint64_t want = t;
@@ -76,14 +78,14 @@ START_TEST(skiplist_orders_and_seeks)
         while (want < 20000 && !present[want])
             want++;
         om_put_be64(key, t);
-        lsm_skl_iter_seek(&it, key);
+        lsm_skl_iter_seek(&it, om_slice_make(key, 8), 0);
         if (want == 20000) {
             ck_assert(!lsm_skl_iter_valid(&it));
         } else {
             ck_assert(lsm_skl_iter_valid(&it));
-            ck_assert_uint_eq(om_get_be64(lsm_skl_iter_entry(&it)), want);
+            ck_assert_uint_eq(u64_entry(&it), want);
         }
-        ck_assert(lsm_skl_contains(sl, key) == present[t]);
+        ck_assert(lsm_skl_contains(sl, om_slice_make(key, 8), 0) == present[t]);
     }
     om_arena_free(a);
 }
@@ -110,7 +112,7 @@ conc_reader(void *arg)
         /* Writer inserts even values 0,2,4,...: a scan must be sorted, and hold every
          * value published before the scan began. */
         for (lsm_skl_iter_seek_first(&it); lsm_skl_iter_valid(&it); lsm_skl_iter_next(&it)) {
-            uint64_t v = om_get_be64(lsm_skl_iter_entry(&it));
+            uint64_t v = u64_entry(&it);
 
             if ((count > 0 && v <= prev) || v % 2 != 0)
                 c->errors++;
@@ -136,7 +138,7 @@ START_TEST(skiplist_concurrent_reader)
 
     memset(&c, 0, sizeof(c));
     ck_assert_int_eq(om_arena_new(0, &a), OM_OK);
-    ck_assert_int_eq(lsm_skl_new(a, u64_cmp, seed, &c.sl), OM_OK);
+    ck_assert_int_eq(lsm_skl_new(a, seed, &c.sl), OM_OK);
     /* Insert in blocks of 100 in random order within each block. */
     for (uint64_t i = 0; i < n; i++)
         order[i] = i * 2;
@@ -150,7 +152,7 @@ START_TEST(skiplist_concurrent_reader)
     ck_assert_int_eq(pthread_create(&th, NULL, conc_reader, &c), 0);
     for (uint64_t b = 0; b < n; b += 100) {
         for (uint64_t i = b; i < b + 100; i++)
-            ck_assert_int_eq(lsm_skl_insert(c.sl, u64_entry(a, order[i])), OM_OK);
+            ck_assert_int_eq(u64_insert(c.sl, order[i]), OM_OK);
         atomic_store(&c.published, (b + 100) * 2);
     }
     /* Let the reader finish at least a few scans over the full list. */
@@ -163,6 +165,188 @@ START_TEST(skiplist_concurrent_reader)
     ck_assert_int_eq(c.errors, 0);
     ck_assert_int_gt(c.scans, 0);
     free(order);
+    om_arena_free(a);
+}
+END_TEST
+
+/* An internal-key entry for the oracle of skiplist_internal_order. */
+typedef struct ent {
+    uint8_t k[6];
+    size_t kn;
+    uint64_t trailer;
+} ent;
+
+static int
+ent_cmp(const void *pa, const void *pb)
+{
+    const ent *a = pa, *b = pb;
+    size_t m = a->kn < b->kn ? a->kn : b->kn;
+    int r = m > 0 ? memcmp(a->k, b->k, m) : 0;
+
+    if (r != 0)
+        return r;
+    if (a->kn != b->kn)
+        return a->kn < b->kn ? -1 : 1;
+    return a->trailer > b->trailer ? -1 : (a->trailer < b->trailer ? 1 : 0);
+}
+
+/* First index in sorted e[0..n) that is >= t. */
+static size_t
+ent_lower_bound(const ent *e, size_t n, const ent *t)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+
+        if (ent_cmp(&e[mid], t) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/*
+ * Internal-key order (user keys that are prefixes of others, the empty key,
+ * several trailers per user key) against a sorted oracle, with inserts in
+ * ascending runs taken in random order, so both the search path and the
+ * sequential splice path build the list; the structure invariants hold and
+ * values come back intact.
+ */
+START_TEST(skiplist_internal_order)
+{
+    uint64_t seed = tu_seed("skiplist_internal_order"), rnd = seed;
+    enum { N = 6000, RUN = 40 };
+    ent *e = malloc(sizeof(ent) * N), *sorted = malloc(sizeof(ent) * N);
+    size_t n = 0, seen = 0;
+    int order[N / RUN];
+    om_arena *a;
+    lsm_skiplist *sl;
+    lsm_skl_iter it;
+
+    /* Unique (key, trailer) pairs over a small alphabet: many shared prefixes. */
+    while (n < N) {
+        ent x;
+        bool dup = false;
+
+        memset(&x, 0, sizeof(x));
+        x.kn = tu_rand(&rnd) % 6;
+        for (size_t i = 0; i < x.kn; i++)
+            x.k[i] = (uint8_t)("ab\x00\xff"[tu_rand(&rnd) % 4]);
+        x.trailer = lsm_trailer_pack(tu_rand(&rnd) % 50, (lsm_vtype)(tu_rand(&rnd) % 2));
+        for (size_t i = 0; i < n && !dup; i++)
+            dup = ent_cmp(&e[i], &x) == 0;
+        if (!dup)
+            e[n++] = x;
+    }
+    memcpy(sorted, e, sizeof(ent) * N);
+    qsort(sorted, N, sizeof(ent), ent_cmp);
+    ck_assert_int_eq(om_arena_new(0, &a), OM_OK);
+    ck_assert_int_eq(lsm_skl_new(a, seed, &sl), OM_OK);
+    for (int r = 0; r < N / RUN; r++)
+        order[r] = r;
+    for (int r = N / RUN - 1; r > 0; r--) {
+        int j = (int)(tu_rand(&rnd) % (uint64_t)(r + 1)), t = order[r];
+
+        order[r] = order[j];
+        order[j] = t;
+    }
+    for (int r = 0; r < N / RUN; r++)
+        for (int i = 0; i < RUN; i++) {
+            const ent *x = &sorted[order[r] * RUN + i];
+            uint8_t val[16];
+
+            om_put_fixed64(val, x->trailer);
+            om_put_fixed64(val + 8, x->kn);
+            ck_assert_int_eq(lsm_skl_insert(sl, om_slice_make(x->k, x->kn), x->trailer,
+                                            om_slice_make(val, x->trailer % 17)),
+                             OM_OK);
+        }
+    ck_assert(lsm_skl_check(sl));
+    /* Each run but its first insert is sequential. */
+    ck_assert_uint_ge(lsm_skl_splice_hits(sl), (uint64_t)(N / RUN) * (RUN - 1));
+    lsm_skl_iter_init(&it, sl);
+    for (lsm_skl_iter_seek_first(&it); lsm_skl_iter_valid(&it); lsm_skl_iter_next(&it), seen++) {
+        const ent *x = &sorted[seen];
+        om_slice v = lsm_skl_iter_value(&it), ik = lsm_skl_iter_ikey(&it);
+
+        ck_assert_uint_lt(seen, N);
+        ck_assert_uint_eq(lsm_skl_iter_user_key(&it).n, x->kn);
+        ck_assert(x->kn == 0 || memcmp(lsm_skl_iter_user_key(&it).p, x->k, x->kn) == 0);
+        ck_assert_uint_eq(lsm_skl_iter_trailer(&it), x->trailer);
+        ck_assert_uint_eq(ik.n, x->kn + 8);
+        ck_assert_uint_eq(lsm_ikey_trailer(ik), x->trailer);
+        ck_assert_uint_eq(v.n, x->trailer % 17);
+        if (v.n >= 8)
+            ck_assert_uint_eq(om_get_fixed64(v.p), x->trailer);
+    }
+    ck_assert_uint_eq(seen, N);
+    /* Seeks to random targets land on the oracle's lower bound. */
+    for (int i = 0; i < 3000; i++) {
+        ent t;
+        size_t want;
+
+        memset(&t, 0, sizeof(t));
+        t.kn = tu_rand(&rnd) % 6;
+        for (size_t j = 0; j < t.kn; j++)
+            t.k[j] = (uint8_t)("ab\x00\xff"[tu_rand(&rnd) % 4]);
+        t.trailer = lsm_trailer_pack(tu_rand(&rnd) % 52, (lsm_vtype)(tu_rand(&rnd) % 2));
+        want = ent_lower_bound(sorted, N, &t);
+        lsm_skl_iter_seek(&it, om_slice_make(t.k, t.kn), t.trailer);
+        if (want == N) {
+            ck_assert(!lsm_skl_iter_valid(&it));
+            continue;
+        }
+        ck_assert(lsm_skl_iter_valid(&it));
+        ck_assert_uint_eq(lsm_skl_iter_trailer(&it), sorted[want].trailer);
+        ck_assert_uint_eq(lsm_skl_iter_user_key(&it).n, sorted[want].kn);
+        ck_assert(lsm_skl_contains(sl, om_slice_make(t.k, t.kn), t.trailer) ==
+                  (ent_cmp(&sorted[want], &t) == 0));
+    }
+    om_arena_free(a);
+    free(e);
+    free(sorted);
+}
+END_TEST
+
+/* Ascending fills take the splice path on every insert after the first; descending never. */
+START_TEST(skiplist_sequential_fill)
+{
+    uint64_t seed = tu_seed("skiplist_sequential_fill");
+    om_arena *a;
+    lsm_skiplist *up, *down;
+    lsm_skl_iter it;
+    uint64_t prev = 0, seen = 0;
+
+    ck_assert_int_eq(om_arena_new(0, &a), OM_OK);
+    ck_assert_int_eq(lsm_skl_new(a, seed, &up), OM_OK);
+    ck_assert_int_eq(lsm_skl_new(a, seed + 1, &down), OM_OK);
+    for (uint64_t i = 0; i < 5000; i++) {
+        ck_assert_int_eq(u64_insert(up, i * 3), OM_OK);
+        ck_assert_int_eq(u64_insert(down, 15000 - i * 3), OM_OK);
+    }
+    ck_assert_uint_eq(lsm_skl_splice_hits(up), 4999);
+    ck_assert_uint_eq(lsm_skl_splice_hits(down), 0);
+    /*
+     * Then fill the gaps of `up` in ascending order: each key is greater than
+     * the last insert but also greater than its successor, so the splice is
+     * never valid and every insert must search.
+     */
+    for (uint64_t j = 0; j < 5000; j++)
+        ck_assert_int_eq(u64_insert(up, j * 3 + 1), OM_OK);
+    ck_assert_uint_eq(lsm_skl_splice_hits(up), 4999);
+    ck_assert(lsm_skl_check(up));
+    ck_assert(lsm_skl_check(down));
+    lsm_skl_iter_init(&it, up);
+    for (lsm_skl_iter_seek_first(&it); lsm_skl_iter_valid(&it); lsm_skl_iter_next(&it), seen++) {
+        uint64_t v = u64_entry(&it);
+
+        ck_assert(seen == 0 || v > prev);
+        ck_assert(v % 3 != 2);
+        prev = v;
+    }
+    ck_assert_uint_eq(seen, 10000);
     om_arena_free(a);
 }
 END_TEST
@@ -275,6 +459,8 @@ skiplist_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, skiplist_orders_and_seeks);
     tcase_add_test(tc, skiplist_concurrent_reader);
+    tcase_add_test(tc, skiplist_internal_order);
+    tcase_add_test(tc, skiplist_sequential_fill);
     tcase_add_test(tc, memtable_versions_and_tombstones);
     tcase_add_test(tc, batch_encode_decode);
     suite_add_tcase(s, tc);

@@ -6,6 +6,7 @@
  * correct data, never wrong data, and truncated files are OM_E_CORRUPT.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -688,6 +689,95 @@ START_TEST(table_cache_pins_and_evicts)
 }
 END_TEST
 
+typedef struct tc_worker {
+    lsm_table_cache *tc;
+    const dataset *d;
+    const lsm_sst_props *p;
+    uint64_t seed;
+    int errors;
+    bool iterate;
+} tc_worker;
+
+static void *
+tc_worker_run(void *arg)
+{
+    tc_worker *w = arg;
+    uint64_t rng = w->seed;
+    got g = {0};
+
+    for (int i = 0; i < 3000; i++) {
+        uint64_t f = 1 + tu_rand(&rng) % 5;
+        size_t j = (size_t)(tu_rand(&rng) % w->d->n);
+
+        if (w->iterate && i % 50 == 0) {
+            lsm_it *it;
+            size_t n = 0;
+
+            if (lsm_table_cache_iter_new(w->tc, f, w->p[f].file_size, i % 100 == 0, &it) != OM_OK) {
+                w->errors++;
+                continue;
+            }
+            for (lsm_it_seek(it, om_buf_slice(&w->d->e[j].ikey)); lsm_it_valid(it) && n < 50;
+                 lsm_it_next(it), n++)
+                if (!om_slice_eq(lsm_it_key(it), om_buf_slice(&w->d->e[j + n].ikey)))
+                    w->errors++;
+            if (lsm_it_status(it) != OM_OK)
+                w->errors++;
+            lsm_it_free(it);
+            continue;
+        }
+        g.calls = 0;
+        if (lsm_table_cache_get(w->tc, f, w->p[f].file_size, om_buf_slice(&w->d->e[j].ikey), true,
+                                got_fn, &g) != OM_OK ||
+            g.calls != 1 || !om_slice_eq(om_buf_slice(&g.value), om_buf_slice(&w->d->e[j].value)))
+            w->errors++;
+        if (i % 97 == 0)
+            lsm_table_cache_evict(w->tc, f);
+    }
+    om_buf_free(&g.ikey);
+    om_buf_free(&g.value);
+    return NULL;
+}
+
+START_TEST(table_cache_two_threads)
+{
+    const char *dir = tu_tmpdir();
+    char path[512];
+    uint64_t seed = tu_seed("table_cache_two_threads");
+    uint64_t rng = seed;
+    dataset d = make_dataset(400, 64, true, &rng);
+    lsm_cache *bc;
+    lsm_table_opts o;
+    lsm_table_cache *tc;
+    lsm_sst_props p[6];
+    tc_worker w[2];
+    pthread_t th[2];
+
+    /* A tiny block cache and two open files for five tables: constant eviction churn. */
+    ck_assert_int_eq(lsm_cache_new(64 * 1024, -1, &bc), OM_OK);
+    table_opts(&o, 1, 1024, bc, NULL);
+    for (int f = 1; f <= 5; f++) {
+        memset(&p[f], 0, sizeof(p[f]));
+        lsm_sst_path(path, sizeof(path), dir, (uint64_t)f);
+        write_table(path, &o, &d, &p[f]);
+    }
+    ck_assert_int_eq(lsm_table_cache_new(lsm_env_posix(), dir, &o, 2, &tc), OM_OK);
+    for (int i = 0; i < 2; i++) {
+        w[i] = (tc_worker){tc, &d, p, seed + (uint64_t)i, 0, i == 1};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, tc_worker_run, &w[i]), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+    ck_assert_int_eq(w[0].errors + w[1].errors, 0);
+    ck_assert_uint_le(lsm_table_cache_open_count(tc), 2);
+    lsm_table_cache_free(tc);
+    lsm_cache_free(bc);
+    for (int f = 1; f <= 5; f++)
+        lsm_sst_props_fini(&p[f]);
+    free_dataset(&d);
+}
+END_TEST
+
 START_TEST(env_posix_basics)
 {
     lsm_env *env = lsm_env_posix();
@@ -767,6 +857,7 @@ sstable_suite(void)
     tcase_add_test(co, sstable_flip_every_byte_zstd);
     tcase_add_test(co, sstable_paranoid_open);
     tcase_add_test(tc, table_cache_pins_and_evicts);
+    tcase_add_test(tc, table_cache_two_threads);
     tcase_add_test(tc, env_posix_basics);
     suite_add_tcase(s, rt);
     suite_add_tcase(s, co);

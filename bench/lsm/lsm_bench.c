@@ -1,0 +1,1184 @@
+/*
+ * bench/lsm/lsm_bench.c -- named workloads over objmeta's LSM engine and,
+ * when built with -Dbench_peers=enabled, over RocksDB and LevelDB through
+ * their C APIs, in the same run and with comparable options.
+ *
+ * Keys look like `bucket-0007/photos/2024/img-00001234.jpg` (key i sorts at
+ * position i, so fillseq writes in key order); values are 256 bytes, half
+ * random and half a repeated pattern (zstd or snappy save about half).
+ *
+ * Workloads (per engine, each on the database the previous one left where
+ * that makes sense):
+ *   fillseq       N puts in key order into a fresh database (no sync)
+ *   fillrandom    N puts in random order into a fresh database (no sync);
+ *                 the database is closed and reopened for the reads below
+ *   readrandom    R gets of random existing keys
+ *   readmissing   R gets of absent keys inside the key range
+ *   seekscan100   R/20 seeks to a random key, then 100 nexts within its bucket
+ *   deleterandom  R deletes of random keys
+ *   fillsync      S puts, each synced, into a fresh database
+ *   fillbatch4    4 threads writing synced batches of 8 puts (S batches in all)
+ *
+ * For each it prints ops/s, p50/p99 latency per operation, and for the
+ * fills space amplification (bytes of files in the database directory after
+ * close / logical key+value bytes) and write amplification (bytes the process
+ * passed to write(2) from open to close, from /proc/self/io wchar, / logical
+ * bytes written). Each workload ends with the ratio of objmeta's ops/s to the
+ * best peer's.
+ *
+ * Options, the same for every engine: 64 MiB write buffer, 4 KiB blocks,
+ * 10-bit bloom filters, 64 MiB block cache, 1000 open files, 2 background
+ * jobs where configurable; compression zstd level 1 for objmeta and RocksDB,
+ * snappy for LevelDB (its only compressor in Debian's 1.23).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lsm/lsm.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#ifdef HAVE_ROCKSDB
+#include <rocksdb/c.h>
+#endif
+#ifdef HAVE_LEVELDB
+#include <leveldb/c.h>
+#endif
+
+#define VALUE_SIZE 256
+#define BUCKETS 16
+#define SCAN_LEN 100
+#define BATCH_KEYS 8
+#define BATCH_THREADS 4
+#define MB (1024u * 1024u)
+
+typedef struct bench_cfg {
+    uint64_t num;      /* keys for fillseq/fillrandom */
+    uint64_t reads;    /* ops for readrandom/readmissing/deleterandom */
+    uint64_t sync_num; /* ops for fillsync, batches for fillbatch4 */
+    const char *dir;
+    uint64_t seed;
+} bench_cfg;
+
+/* ---- keys and values ---- */
+
+static uint64_t keys_per_bucket = 1;
+static uint8_t *value_pool;
+#define VALUE_POOL_SIZE (1u << 20)
+
+static size_t
+make_key(char *buf, uint64_t i, bool missing)
+{
+    return (size_t)snprintf(buf, 64, "bucket-%04" PRIu64 "/photos/2024/img-%08" PRIu64 ".%s",
+                            i / keys_per_bucket, i, missing ? "jpx" : "jpg");
+}
+
+static const uint8_t *
+make_value(uint64_t i)
+{
+    /* Any 256-byte window of the pool is half random bytes, half pattern. */
+    return value_pool + (i * 2654435761u) % (VALUE_POOL_SIZE - VALUE_SIZE);
+}
+
+static void
+values_init(uint64_t seed)
+{
+    uint64_t x = seed | 1;
+
+    value_pool = malloc(VALUE_POOL_SIZE);
+    for (size_t i = 0; i < VALUE_POOL_SIZE; i++) {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        /* 128 random bytes then 128 pattern bytes, repeating, so any 256-byte window is half/half.
+         */
+        value_pool[i] = (i / 128) % 2 == 0 ? (uint8_t)((x * 0x2545F4914F6CDD1DULL) >> 56)
+                                           : (uint8_t)("photos/2024/"[i % 12]);
+    }
+}
+
+static uint64_t
+rnd(uint64_t *s)
+{
+    uint64_t x = *s;
+
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* ---- latency histogram: 64 powers of two x 16 linear sub-buckets, in ns ---- */
+
+typedef struct hist {
+    uint64_t b[64][16];
+    uint64_t n;
+} hist;
+
+static void
+hist_add(hist *h, uint64_t ns)
+{
+    int e = ns < 16 ? 0 : 63 - __builtin_clzll(ns) - 3;
+    uint64_t sub = ns < 16 ? ns : (ns >> e) & 15;
+
+    h->b[e][sub]++;
+    h->n++;
+}
+
+static void
+hist_merge(hist *into, const hist *h)
+{
+    for (int e = 0; e < 64; e++)
+        for (int s = 0; s < 16; s++)
+            into->b[e][s] += h->b[e][s];
+    into->n += h->n;
+}
+
+static double
+hist_pct(const hist *h, double p)
+{
+    uint64_t want = (uint64_t)(p * (double)h->n), seen = 0;
+
+    for (int e = 0; e < 64; e++)
+        for (int s = 0; s < 16; s++) {
+            seen += h->b[e][s];
+            if (seen > want && h->b[e][s] > 0)
+                return e == 0 ? (double)s : (double)((16u + (uint64_t)s) << e) - (1u << e) / 2.0;
+        }
+    return 0;
+}
+
+/* ---- process I/O and directory size ---- */
+
+static uint64_t
+proc_wchar(void)
+{
+    FILE *f = fopen("/proc/self/io", "r");
+    char line[128];
+    uint64_t v = 0;
+
+    if (f == NULL)
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "wchar: %" SCNu64, &v) == 1)
+            break;
+    fclose(f);
+    return v;
+}
+
+/* The 1-minute load average (other work on a shared machine skews every figure). */
+static double
+load_avg(void)
+{
+    FILE *f = fopen("/proc/loadavg", "r");
+    double l = -1;
+
+    if (f != NULL) {
+        if (fscanf(f, "%lf", &l) != 1)
+            l = -1;
+        fclose(f);
+    }
+    return l;
+}
+
+static uint64_t
+dir_bytes(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    uint64_t total = 0;
+    char p[4096];
+    struct stat sb;
+
+    if (d == NULL)
+        return 0;
+    while ((de = readdir(d)) != NULL) {
+        if (snprintf(p, sizeof(p), "%s/%s", dir, de->d_name) >= (int)sizeof(p))
+            continue;
+        if (stat(p, &sb) == 0 && S_ISREG(sb.st_mode))
+            total += (uint64_t)sb.st_size;
+    }
+    closedir(d);
+    return total;
+}
+
+static void
+rm_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    char p[4096];
+
+    if (d == NULL)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (snprintf(p, sizeof(p), "%s/%s", dir, de->d_name) < (int)sizeof(p))
+            unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+/* ---- engines ---- */
+
+typedef struct engine engine;
+
+typedef struct engine_ops {
+    const char *name;
+    /* Returns NULL (after printing why) on failure. */
+    engine *(*open)(const char *dir, bool sync);
+    bool (*put)(engine *e, const char *k, size_t kn, const uint8_t *v, size_t vn);
+    /* n keys and values written atomically with one (synced, if opened so) write. */
+    bool (*batch)(engine *e, char (*keys)[64], const size_t *kn, const uint8_t **v, int n);
+    /* *found; the value is read in full. */
+    bool (*get)(engine *e, const char *k, size_t kn, bool *found);
+    bool (*del)(engine *e, const char *k, size_t kn);
+    /* Seek to k and read up to n entries sharing its first plen bytes; *got counts them. */
+    bool (*scan)(engine *e, const char *k, size_t kn, size_t plen, int n, int *got);
+    void (*close)(engine *e);
+    /* Optional: print engine statistics (--verbose). */
+    void (*stats)(engine *e);
+} engine_ops;
+
+struct engine {
+    const engine_ops *ops;
+};
+
+/* objmeta */
+
+typedef struct om_engine {
+    engine base;
+    lsm_db *db;
+    om_buf val;
+} om_engine;
+
+static engine *
+om_open(const char *dir, bool sync)
+{
+    om_engine *e = calloc(1, sizeof(*e));
+    lsm_opts o;
+    om_status st;
+
+    lsm_opts_init(&o);
+    o.sync_mode = sync ? LSM_SYNC_ALWAYS : LSM_SYNC_NONE;
+    o.write_buffer_size = 64 * MB;
+    o.block_cache_size = 64 * MB;
+    o.bloom_bits_per_key = 10;
+    o.block_size = 4096;
+    o.zstd_level = 1;
+    o.max_open_files = 1000;
+    st = lsm_open(dir, &o, &e->db);
+    if (st != OM_OK) {
+        printf("objmeta: open %s: %s\n", dir, om_status_str(st));
+        free(e);
+        return NULL;
+    }
+    return &e->base;
+}
+
+static bool
+om_put(engine *b, const char *k, size_t kn, const uint8_t *v, size_t vn)
+{
+    return lsm_put(((om_engine *)b)->db, om_slice_make(k, kn), om_slice_make(v, vn)) == OM_OK;
+}
+
+static bool
+om_batch(engine *b, char (*keys)[64], const size_t *kn, const uint8_t **v, int n)
+{
+    lsm_batch *bt;
+    bool ok = true;
+
+    if (lsm_batch_new(&bt) != OM_OK)
+        return false;
+    for (int i = 0; i < n && ok; i++)
+        ok = lsm_batch_put(bt, om_slice_make(keys[i], kn[i]), om_slice_make(v[i], VALUE_SIZE)) ==
+             OM_OK;
+    ok = ok && lsm_write(((om_engine *)b)->db, bt) == OM_OK;
+    lsm_batch_free(bt);
+    return ok;
+}
+
+static bool
+om_get(engine *b, const char *k, size_t kn, bool *found)
+{
+    om_engine *e = (om_engine *)b;
+    om_status st = lsm_get(e->db, NULL, om_slice_make(k, kn), &e->val);
+
+    *found = st == OM_OK;
+    return st == OM_OK || st == OM_E_NOTFOUND;
+}
+
+static bool
+om_del(engine *b, const char *k, size_t kn)
+{
+    return lsm_del(((om_engine *)b)->db, om_slice_make(k, kn)) == OM_OK;
+}
+
+static bool
+om_scan(engine *b, const char *k, size_t kn, size_t plen, int n, int *got)
+{
+    om_engine *e = (om_engine *)b;
+    lsm_iter_opts io;
+    lsm_iter *it;
+    bool ok;
+
+    lsm_iter_opts_init(&io);
+    if (lsm_iter_new(e->db, &io, &it) != OM_OK)
+        return false;
+    *got = 0;
+    for (lsm_iter_seek(it, om_slice_make(k, kn)); lsm_iter_valid(it) && *got < n;
+         lsm_iter_next(it)) {
+        om_slice key = lsm_iter_key(it);
+
+        if (key.n < plen || memcmp(key.p, k, plen) != 0)
+            break;
+        (void)lsm_iter_value(it);
+        (*got)++;
+    }
+    ok = lsm_iter_status(it) == OM_OK;
+    lsm_iter_free(it);
+    return ok;
+}
+
+static void
+om_close(engine *b)
+{
+    om_engine *e = (om_engine *)b;
+
+    lsm_close(e->db);
+    om_buf_free(&e->val);
+    free(e);
+}
+
+static void
+om_stats(engine *b)
+{
+    lsm_stats st;
+
+    lsm_stats_get(((om_engine *)b)->db, &st);
+    printf("    objmeta stats: files/level");
+    for (int l = 0; l < LSM_MAX_LEVELS; l++)
+        printf(" %u", st.levels[l].files);
+    printf(" | cache hit %.2f | bloom useful %" PRIu64 "/%" PRIu64 " | stall %.1f ms | "
+           "flushes %" PRIu64 " compactions %" PRIu64 " | WA %.2f\n",
+           st.cache_hit_ratio, st.bloom_useful, st.bloom_checks, (double)st.stall_micros / 1000.0,
+           st.flushes, st.compactions, st.write_amplification);
+}
+
+static const engine_ops objmeta_ops = {
+    .name = "objmeta",
+    .open = om_open,
+    .put = om_put,
+    .batch = om_batch,
+    .get = om_get,
+    .del = om_del,
+    .scan = om_scan,
+    .close = om_close,
+    .stats = om_stats,
+};
+
+#ifdef HAVE_ROCKSDB
+typedef struct rdb_engine {
+    engine base;
+    rocksdb_t *db;
+    rocksdb_options_t *o;
+    rocksdb_block_based_table_options_t *t;
+    rocksdb_cache_t *cache;
+    rocksdb_writeoptions_t *wo;
+    rocksdb_readoptions_t *ro;
+} rdb_engine;
+
+static engine *
+rdb_open(const char *dir, bool sync)
+{
+    rdb_engine *e = calloc(1, sizeof(*e));
+    char *err = NULL;
+
+    e->o = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(e->o, 1);
+    rocksdb_options_set_write_buffer_size(e->o, 64 * MB);
+    rocksdb_options_set_max_open_files(e->o, 1000);
+    rocksdb_options_set_max_background_jobs(e->o, 2);
+    rocksdb_options_set_compression(e->o, rocksdb_zstd_compression);
+    rocksdb_options_set_compression_options(e->o, -14, 1, 0, 0);
+    e->t = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_size(e->t, 4096);
+    rocksdb_block_based_options_set_filter_policy(e->t, rocksdb_filterpolicy_create_bloom(10));
+    e->cache = rocksdb_cache_create_lru(64 * MB);
+    rocksdb_block_based_options_set_block_cache(e->t, e->cache);
+    rocksdb_options_set_block_based_table_factory(e->o, e->t);
+    e->db = rocksdb_open(e->o, dir, &err);
+    if (err != NULL) {
+        printf("rocksdb: open %s: %s\n", dir, err);
+        free(err);
+        return NULL;
+    }
+    e->wo = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(e->wo, sync);
+    e->ro = rocksdb_readoptions_create();
+    return &e->base;
+}
+
+static bool
+rdb_check(char *err)
+{
+    if (err == NULL)
+        return true;
+    printf("rocksdb: %s\n", err);
+    free(err);
+    return false;
+}
+
+static bool
+rdb_put(engine *b, const char *k, size_t kn, const uint8_t *v, size_t vn)
+{
+    rdb_engine *e = (rdb_engine *)b;
+    char *err = NULL;
+
+    rocksdb_put(e->db, e->wo, k, kn, (const char *)v, vn, &err);
+    return rdb_check(err);
+}
+
+static bool
+rdb_batch(engine *b, char (*keys)[64], const size_t *kn, const uint8_t **v, int n)
+{
+    rdb_engine *e = (rdb_engine *)b;
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    char *err = NULL;
+
+    for (int i = 0; i < n; i++)
+        rocksdb_writebatch_put(wb, keys[i], kn[i], (const char *)v[i], VALUE_SIZE);
+    rocksdb_write(e->db, e->wo, wb, &err);
+    rocksdb_writebatch_destroy(wb);
+    return rdb_check(err);
+}
+
+static bool
+rdb_get(engine *b, const char *k, size_t kn, bool *found)
+{
+    rdb_engine *e = (rdb_engine *)b;
+    char *err = NULL, *v;
+    size_t vn;
+
+    v = rocksdb_get(e->db, e->ro, k, kn, &vn, &err);
+    *found = v != NULL;
+    free(v);
+    return rdb_check(err);
+}
+
+static bool
+rdb_del(engine *b, const char *k, size_t kn)
+{
+    rdb_engine *e = (rdb_engine *)b;
+    char *err = NULL;
+
+    rocksdb_delete(e->db, e->wo, k, kn, &err);
+    return rdb_check(err);
+}
+
+static bool
+rdb_scan(engine *b, const char *k, size_t kn, size_t plen, int n, int *got)
+{
+    rdb_engine *e = (rdb_engine *)b;
+    rocksdb_iterator_t *it = rocksdb_create_iterator(e->db, e->ro);
+    char *err = NULL;
+
+    *got = 0;
+    for (rocksdb_iter_seek(it, k, kn); rocksdb_iter_valid(it) && *got < n; rocksdb_iter_next(it)) {
+        size_t n2, vn;
+        const char *key = rocksdb_iter_key(it, &n2);
+
+        if (n2 < plen || memcmp(key, k, plen) != 0)
+            break;
+        (void)rocksdb_iter_value(it, &vn);
+        (*got)++;
+    }
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    return rdb_check(err);
+}
+
+static void
+rdb_close(engine *b)
+{
+    rdb_engine *e = (rdb_engine *)b;
+
+    rocksdb_close(e->db);
+    rocksdb_writeoptions_destroy(e->wo);
+    rocksdb_readoptions_destroy(e->ro);
+    rocksdb_options_destroy(e->o);
+    rocksdb_block_based_options_destroy(e->t);
+    rocksdb_cache_destroy(e->cache);
+    free(e);
+}
+
+static const engine_ops rocksdb_ops = {
+    .name = "rocksdb",
+    .open = rdb_open,
+    .put = rdb_put,
+    .batch = rdb_batch,
+    .get = rdb_get,
+    .del = rdb_del,
+    .scan = rdb_scan,
+    .close = rdb_close,
+};
+#endif
+
+#ifdef HAVE_LEVELDB
+typedef struct ldb_engine {
+    engine base;
+    leveldb_t *db;
+    leveldb_options_t *o;
+    leveldb_cache_t *cache;
+    leveldb_filterpolicy_t *fp;
+    leveldb_writeoptions_t *wo;
+    leveldb_readoptions_t *ro;
+} ldb_engine;
+
+static bool
+ldb_check(char *err)
+{
+    if (err == NULL)
+        return true;
+    printf("leveldb: %s\n", err);
+    leveldb_free(err);
+    return false;
+}
+
+static engine *
+ldb_open(const char *dir, bool sync)
+{
+    ldb_engine *e = calloc(1, sizeof(*e));
+    char *err = NULL;
+
+    e->o = leveldb_options_create();
+    leveldb_options_set_create_if_missing(e->o, 1);
+    leveldb_options_set_write_buffer_size(e->o, 64 * MB);
+    leveldb_options_set_max_open_files(e->o, 1000);
+    leveldb_options_set_block_size(e->o, 4096);
+    leveldb_options_set_compression(e->o, leveldb_snappy_compression);
+    e->cache = leveldb_cache_create_lru(64 * MB);
+    leveldb_options_set_cache(e->o, e->cache);
+    e->fp = leveldb_filterpolicy_create_bloom(10);
+    leveldb_options_set_filter_policy(e->o, e->fp);
+    e->db = leveldb_open(e->o, dir, &err);
+    if (err != NULL) {
+        printf("leveldb: open %s: %s\n", dir, err);
+        leveldb_free(err);
+        return NULL;
+    }
+    e->wo = leveldb_writeoptions_create();
+    leveldb_writeoptions_set_sync(e->wo, sync);
+    e->ro = leveldb_readoptions_create();
+    return &e->base;
+}
+
+static bool
+ldb_put(engine *b, const char *k, size_t kn, const uint8_t *v, size_t vn)
+{
+    ldb_engine *e = (ldb_engine *)b;
+    char *err = NULL;
+
+    leveldb_put(e->db, e->wo, k, kn, (const char *)v, vn, &err);
+    return ldb_check(err);
+}
+
+static bool
+ldb_batch(engine *b, char (*keys)[64], const size_t *kn, const uint8_t **v, int n)
+{
+    ldb_engine *e = (ldb_engine *)b;
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    char *err = NULL;
+
+    for (int i = 0; i < n; i++)
+        leveldb_writebatch_put(wb, keys[i], kn[i], (const char *)v[i], VALUE_SIZE);
+    leveldb_write(e->db, e->wo, wb, &err);
+    leveldb_writebatch_destroy(wb);
+    return ldb_check(err);
+}
+
+static bool
+ldb_get(engine *b, const char *k, size_t kn, bool *found)
+{
+    ldb_engine *e = (ldb_engine *)b;
+    char *err = NULL, *v;
+    size_t vn;
+
+    v = leveldb_get(e->db, e->ro, k, kn, &vn, &err);
+    *found = v != NULL;
+    leveldb_free(v);
+    return ldb_check(err);
+}
+
+static bool
+ldb_del(engine *b, const char *k, size_t kn)
+{
+    ldb_engine *e = (ldb_engine *)b;
+    char *err = NULL;
+
+    leveldb_delete(e->db, e->wo, k, kn, &err);
+    return ldb_check(err);
+}
+
+static bool
+ldb_scan(engine *b, const char *k, size_t kn, size_t plen, int n, int *got)
+{
+    ldb_engine *e = (ldb_engine *)b;
+    leveldb_iterator_t *it = leveldb_create_iterator(e->db, e->ro);
+    char *err = NULL;
+
+    *got = 0;
+    for (leveldb_iter_seek(it, k, kn); leveldb_iter_valid(it) && *got < n; leveldb_iter_next(it)) {
+        size_t n2, vn;
+        const char *key = leveldb_iter_key(it, &n2);
+
+        if (n2 < plen || memcmp(key, k, plen) != 0)
+            break;
+        (void)leveldb_iter_value(it, &vn);
+        (*got)++;
+    }
+    leveldb_iter_get_error(it, &err);
+    leveldb_iter_destroy(it);
+    return ldb_check(err);
+}
+
+static void
+ldb_close(engine *b)
+{
+    ldb_engine *e = (ldb_engine *)b;
+
+    leveldb_close(e->db);
+    leveldb_writeoptions_destroy(e->wo);
+    leveldb_readoptions_destroy(e->ro);
+    leveldb_options_destroy(e->o);
+    leveldb_cache_destroy(e->cache);
+    leveldb_filterpolicy_destroy(e->fp);
+    free(e);
+}
+
+static const engine_ops leveldb_ops = {
+    .name = "leveldb",
+    .open = ldb_open,
+    .put = ldb_put,
+    .batch = ldb_batch,
+    .get = ldb_get,
+    .del = ldb_del,
+    .scan = ldb_scan,
+    .close = ldb_close,
+};
+#endif
+
+static const engine_ops *const all_engines[] = {
+    &objmeta_ops,
+#ifdef HAVE_ROCKSDB
+    &rocksdb_ops,
+#endif
+#ifdef HAVE_LEVELDB
+    &leveldb_ops,
+#endif
+};
+
+/* ---- workloads ---- */
+
+static const char *const all_workloads[] = {"fillseq",     "fillrandom",  "readrandom",
+                                            "readmissing", "seekscan100", "deleterandom",
+                                            "fillsync",    "fillbatch4"};
+#define NWORKLOADS (sizeof(all_workloads) / sizeof(all_workloads[0]))
+#define NENGINES_MAX 3
+
+typedef struct result {
+    bool ran;
+    double ops_per_s;
+    double p50_us, p99_us, p999_us;
+    double space_amp, write_amp; /* < 0: not measured */
+    uint64_t ops;
+    char note[96];
+} result;
+
+#define MAX_ROUNDS 9
+static result results[NENGINES_MAX][NWORKLOADS];
+static result rres[MAX_ROUNDS][NENGINES_MAX][NWORKLOADS];
+static int rounds = 1;
+static bool verbose;
+
+static uint64_t
+now_ns(void)
+{
+    return om_clock_mono_ns();
+}
+
+static void
+finish(result *r, const hist *h, uint64_t ops, uint64_t t0, uint64_t t1)
+{
+    r->ran = true;
+    r->ops = ops;
+    r->ops_per_s = (double)ops / ((double)(t1 - t0) / 1e9);
+    r->p50_us = hist_pct(h, 0.50) / 1000.0;
+    r->p99_us = hist_pct(h, 0.99) / 1000.0;
+    r->p999_us = hist_pct(h, 0.999) / 1000.0;
+}
+
+static void
+die(const char *engine_name, const char *what)
+{
+    printf("%s: %s failed\n", engine_name, what);
+    exit(1);
+}
+
+/* Which engine directories hold a complete fillrandom database (read workloads need one). */
+static struct {
+    char dir[4096];
+    bool random_full;
+} dir_state[NENGINES_MAX];
+
+static bool *
+dir_random_full(const char *dir)
+{
+    for (int i = 0; i < NENGINES_MAX; i++)
+        if (dir_state[i].dir[0] == 0 || strcmp(dir_state[i].dir, dir) == 0) {
+            snprintf(dir_state[i].dir, sizeof(dir_state[i].dir), "%s", dir);
+            return &dir_state[i].random_full;
+        }
+    return &dir_state[0].random_full; /* not reached: one directory per engine */
+}
+
+/* Fill n keys (in order or a random permutation), then close; measures SA and WA. */
+static void
+run_fill(const engine_ops *ops, const char *dir, uint64_t n, bool random, bool sync, uint64_t seed,
+         result *r)
+{
+    hist *h = calloc(1, sizeof(*h));
+    uint32_t *perm = NULL;
+    uint64_t w0 = proc_wchar(), t0, t1, s = seed;
+    engine *e;
+    char key[64];
+
+    rm_tree(dir);
+    if (random) {
+        perm = malloc(n * sizeof(*perm));
+        for (uint64_t i = 0; i < n; i++)
+            perm[i] = (uint32_t)i;
+        for (uint64_t i = n - 1; i > 0; i--) {
+            uint64_t j = rnd(&s) % (i + 1);
+            uint32_t t = perm[i];
+
+            perm[i] = perm[j];
+            perm[j] = t;
+        }
+    }
+    if ((e = ops->open(dir, sync)) == NULL)
+        exit(1);
+    t0 = now_ns();
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t k = random ? perm[i] : i;
+        size_t kn = make_key(key, k, false);
+        uint64_t a = now_ns();
+
+        if (!ops->put(e, key, kn, make_value(k), VALUE_SIZE))
+            die(ops->name, "put");
+        hist_add(h, now_ns() - a);
+    }
+    t1 = now_ns();
+    if (verbose && ops->stats != NULL)
+        ops->stats(e);
+    ops->close(e);
+    *dir_random_full(dir) = random && !sync;
+    finish(r, h, n, t0, t1);
+    {
+        double logical = (double)n * (double)(make_key(key, n / 2, false) + VALUE_SIZE);
+
+        r->space_amp = (double)dir_bytes(dir) / logical;
+        r->write_amp = (double)(proc_wchar() - w0) / logical;
+    }
+    free(perm);
+    free(h);
+}
+
+typedef enum { OP_READ, OP_MISSING, OP_SCAN, OP_DELETE } op_kind;
+
+static void
+run_ops(const engine_ops *ops, engine *e, op_kind kind, uint64_t count, uint64_t num, uint64_t seed,
+        result *r)
+{
+    hist *h = calloc(1, sizeof(*h));
+    uint64_t t0, t1, s = seed, found = 0, scanned = 0;
+    char key[64];
+
+    t0 = now_ns();
+    for (uint64_t i = 0; i < count; i++) {
+        uint64_t k = rnd(&s) % num;
+        size_t kn = make_key(key, k, kind == OP_MISSING);
+        uint64_t a = now_ns();
+        bool f = false, ok;
+        int got = 0;
+
+        switch (kind) {
+        case OP_READ:
+        case OP_MISSING:
+            ok = ops->get(e, key, kn, &f);
+            found += f;
+            break;
+        case OP_SCAN:
+            /* Scan within the bucket: the prefix up to and including the first '/'. */
+            ok = ops->scan(e, key, kn, 12, SCAN_LEN, &got);
+            scanned += (uint64_t)got;
+            break;
+        default:
+            ok = ops->del(e, key, kn);
+            break;
+        }
+        if (!ok)
+            die(ops->name, "operation");
+        hist_add(h, now_ns() - a);
+    }
+    t1 = now_ns();
+    if (verbose && ops->stats != NULL)
+        ops->stats(e);
+    finish(r, h, count, t0, t1);
+    r->space_amp = r->write_amp = -1;
+    if (kind == OP_READ || kind == OP_MISSING)
+        snprintf(r->note, sizeof(r->note), "found %" PRIu64 "/%" PRIu64, found, count);
+    else if (kind == OP_SCAN)
+        snprintf(r->note, sizeof(r->note), "avg %.1f keys/scan",
+                 count ? (double)scanned / (double)count : 0.0);
+    free(h);
+}
+
+typedef struct batch_worker {
+    const engine_ops *ops;
+    engine *e;
+    uint64_t first, batches, num_keys;
+    hist h;
+} batch_worker;
+
+static void *
+batch_run(void *arg)
+{
+    batch_worker *w = arg;
+    char keys[BATCH_KEYS][64];
+    size_t kn[BATCH_KEYS];
+    const uint8_t *v[BATCH_KEYS];
+    uint64_t s = w->first * 7919 + 1;
+
+    for (uint64_t b = 0; b < w->batches; b++) {
+        uint64_t a;
+
+        for (int i = 0; i < BATCH_KEYS; i++) {
+            uint64_t k = rnd(&s) % w->num_keys;
+
+            kn[i] = make_key(keys[i], k, false);
+            v[i] = make_value(k);
+        }
+        a = now_ns();
+        if (!w->ops->batch(w->e, keys, kn, v, BATCH_KEYS))
+            die(w->ops->name, "batch write");
+        hist_add(&w->h, now_ns() - a);
+    }
+    return NULL;
+}
+
+static void
+run_batch4(const engine_ops *ops, const char *dir, uint64_t batches, uint64_t num, result *r)
+{
+    batch_worker *w = calloc(BATCH_THREADS, sizeof(*w));
+    pthread_t th[BATCH_THREADS];
+    hist *h = calloc(1, sizeof(*h));
+    uint64_t w0 = proc_wchar(), t0, t1;
+    engine *e;
+    char key[64];
+
+    rm_tree(dir);
+    *dir_random_full(dir) = false;
+    if ((e = ops->open(dir, true)) == NULL)
+        exit(1);
+    t0 = now_ns();
+    for (int i = 0; i < BATCH_THREADS; i++) {
+        w[i] = (batch_worker){ops, e, (uint64_t)i + 1, batches / BATCH_THREADS, num, {{{0}}, 0}};
+        pthread_create(&th[i], NULL, batch_run, &w[i]);
+    }
+    for (int i = 0; i < BATCH_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        hist_merge(h, &w[i].h);
+    }
+    t1 = now_ns();
+    ops->close(e);
+    finish(r, h, h->n, t0, t1);
+    {
+        double logical =
+            (double)h->n * BATCH_KEYS * (double)(make_key(key, num / 2, false) + VALUE_SIZE);
+
+        r->space_amp = -1;
+        r->write_amp = (double)(proc_wchar() - w0) / logical;
+    }
+    snprintf(r->note, sizeof(r->note), "%d puts/batch, ops = batches", BATCH_KEYS);
+    free(w);
+    free(h);
+}
+
+static bool
+wanted(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+
+    if (list == NULL)
+        return true;
+    for (const char *p = list; *p;) {
+        const char *c = strchr(p, ',');
+        size_t len = c ? (size_t)(c - p) : strlen(p);
+
+        if (len == n && strncmp(p, name, n) == 0)
+            return true;
+        p += len + (c ? 1 : 0);
+    }
+    return false;
+}
+
+static void
+print_row(const char *wl, const char *eng, const result *r)
+{
+    char sa[16] = "-", wa[16] = "-";
+
+    if (r->space_amp >= 0)
+        snprintf(sa, sizeof(sa), "%.2f", r->space_amp);
+    if (r->write_amp >= 0)
+        snprintf(wa, sizeof(wa), "%.2f", r->write_amp);
+    printf("%-13s %-8s %9" PRIu64 " %10.0f %8.1f %8.1f %9.1f %6s %6s  %s\n", wl, eng, r->ops,
+           r->ops_per_s, r->p50_us, r->p99_us, r->p999_us, sa, wa, r->note);
+    fflush(stdout);
+}
+
+/*
+ * Run workload w on one engine in dir. Read and delete workloads open the
+ * database fillrandom left (filling it first if fillrandom was skipped) and
+ * close it afterwards. Returns false if the engine cannot be opened.
+ */
+static bool
+run_workload(const engine_ops *ops, const char *dir, size_t w, const bench_cfg *cfg, result *r)
+{
+    const char *wl = all_workloads[w];
+    struct stat sb;
+    char cur[4200];
+    engine *e;
+    op_kind k;
+
+    if (strcmp(wl, "fillseq") == 0) {
+        run_fill(ops, dir, cfg->num, false, false, cfg->seed, r);
+        return true;
+    }
+    if (strcmp(wl, "fillrandom") == 0) {
+        run_fill(ops, dir, cfg->num, true, false, cfg->seed, r);
+        return true;
+    }
+    if (strcmp(wl, "fillsync") == 0) {
+        run_fill(ops, dir, cfg->sync_num, true, true, cfg->seed, r);
+        return true;
+    }
+    if (strcmp(wl, "fillbatch4") == 0) {
+        run_batch4(ops, dir, cfg->sync_num, cfg->num, r);
+        return true;
+    }
+    snprintf(cur, sizeof(cur), "%s/CURRENT", dir);
+    if (stat(cur, &sb) != 0 || !*dir_random_full(dir)) {
+        result tmp;
+
+        run_fill(ops, dir, cfg->num, true, false, cfg->seed, &tmp);
+    }
+    if ((e = ops->open(dir, false)) == NULL)
+        return false;
+    k = strcmp(wl, "readrandom") == 0    ? OP_READ
+        : strcmp(wl, "readmissing") == 0 ? OP_MISSING
+        : strcmp(wl, "seekscan100") == 0 ? OP_SCAN
+                                         : OP_DELETE;
+    run_ops(ops, e, k, k == OP_SCAN ? cfg->reads / 20 + 1 : cfg->reads, cfg->num, cfg->seed + w, r);
+    ops->close(e);
+    return true;
+}
+
+static void
+usage(void)
+{
+    printf("usage: lsm_bench [--num=N] [--reads=R] [--sync-num=S] [--engines=a,b]\n"
+           "                 [--workloads=a,b] [--db-dir=DIR] [--seed=X] [--rounds=N]\n"
+           "                 [--verbose]\n"
+           "engines:   objmeta"
+#ifdef HAVE_ROCKSDB
+           ",rocksdb"
+#endif
+#ifdef HAVE_LEVELDB
+           ",leveldb"
+#endif
+           " (built in)\n"
+           "workloads: fillseq,fillrandom,readrandom,readmissing,seekscan100,deleterandom,\n"
+           "           fillsync,fillbatch4\n");
+}
+
+int
+main(int argc, char **argv)
+{
+    bench_cfg cfg = {2000000, 0, 0, "/tmp/lsm_bench", 42};
+    const char *engines = NULL, *workloads = NULL;
+    const engine_ops *run[NENGINES_MAX];
+    size_t nrun = 0;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+
+        if (strncmp(a, "--num=", 6) == 0)
+            cfg.num = strtoull(a + 6, NULL, 10);
+        else if (strncmp(a, "--reads=", 8) == 0)
+            cfg.reads = strtoull(a + 8, NULL, 10);
+        else if (strncmp(a, "--sync-num=", 11) == 0)
+            cfg.sync_num = strtoull(a + 11, NULL, 10);
+        else if (strncmp(a, "--engines=", 10) == 0)
+            engines = a + 10;
+        else if (strncmp(a, "--workloads=", 12) == 0)
+            workloads = a + 12;
+        else if (strncmp(a, "--db-dir=", 9) == 0)
+            cfg.dir = a + 9;
+        else if (strncmp(a, "--rounds=", 9) == 0)
+            rounds = atoi(a + 9);
+        else if (strcmp(a, "--verbose") == 0)
+            verbose = true;
+        else if (strncmp(a, "--seed=", 7) == 0)
+            cfg.seed = strtoull(a + 7, NULL, 10);
+        else {
+            usage();
+            return strcmp(a, "--help") == 0 ? 0 : 2;
+        }
+    }
+    if (rounds < 1 || rounds > MAX_ROUNDS) {
+        printf("--rounds must be 1..%d\n", MAX_ROUNDS);
+        return 2;
+    }
+    if (cfg.num < 1000) {
+        printf("--num must be at least 1000\n");
+        return 2;
+    }
+    if (cfg.reads == 0)
+        cfg.reads = cfg.num / 4 < 1000000 ? cfg.num / 4 : 1000000;
+    if (cfg.sync_num == 0)
+        cfg.sync_num = 2000;
+    keys_per_bucket = (cfg.num + BUCKETS - 1) / BUCKETS;
+    /* The engine's INFO lines (flushes, compactions) would interleave with the table. */
+    om_log_set_level(OM_LOG_WARN);
+    values_init(cfg.seed);
+    for (size_t i = 0; i < sizeof(all_engines) / sizeof(all_engines[0]); i++)
+        if (wanted(engines, all_engines[i]->name))
+            run[nrun++] = all_engines[i];
+    if (engines != NULL) {
+        /* Refuse unknown engine names rather than silently comparing fewer. */
+        for (const char *p = engines; *p;) {
+            const char *c = strchr(p, ',');
+            size_t len = c ? (size_t)(c - p) : strlen(p);
+            bool known = false;
+
+            for (size_t i = 0; i < nrun; i++)
+                known |= strlen(run[i]->name) == len && strncmp(run[i]->name, p, len) == 0;
+            if (!known) {
+                printf("engine '%.*s' is not built in (configure with -Dbench_peers=enabled)\n",
+                       (int)len, p);
+                return 2;
+            }
+            p += len + (c ? 1 : 0);
+        }
+    }
+    mkdir(cfg.dir, 0755);
+    printf("lsm_bench: num=%" PRIu64 " reads=%" PRIu64 " sync_num=%" PRIu64
+           " value=%d bytes (half compressible) dir=%s load=%.2f\n",
+           cfg.num, cfg.reads, cfg.sync_num, VALUE_SIZE, cfg.dir, load_avg());
+    printf("%-13s %-8s %9s %10s %8s %8s %9s %6s %6s  %s\n", "workload", "engine", "ops", "ops/s",
+           "p50(us)", "p99(us)", "p99.9(us)", "spaceA", "writeA", "note");
+
+    /*
+     * Workload-major order: every engine runs a workload before any engine runs
+     * the next, and the engine order rotates each round, so load from
+     * neighbours on a shared machine spreads over the engines instead of
+     * landing on one. Engines are closed between workloads, so one engine's
+     * background compaction never runs during another's measurement.
+     */
+    for (int round = 0; round < rounds; round++) {
+        if (rounds > 1)
+            printf("-- round %d of %d\n", round + 1, rounds);
+        for (size_t w = 0; w < NWORKLOADS; w++) {
+            if (!wanted(workloads, all_workloads[w]))
+                continue;
+            for (size_t j = 0; j < nrun; j++) {
+                size_t ei = (j + (size_t)round) % nrun;
+                char dir[4096];
+
+                snprintf(dir, sizeof(dir), "%s/%s", cfg.dir, run[ei]->name);
+                if (!run_workload(run[ei], dir, w, &cfg, &rres[round][ei][w]))
+                    return 1;
+                print_row(all_workloads[w], run[ei]->name, &rres[round][ei][w]);
+            }
+        }
+    }
+    for (size_t ei = 0; ei < nrun; ei++) {
+        char dir[4096];
+
+        snprintf(dir, sizeof(dir), "%s/%s", cfg.dir, run[ei]->name);
+        rm_tree(dir);
+    }
+    printf("lsm_bench: done, load=%.2f (1-minute load average; %ld cores)\n", load_avg(),
+           sysconf(_SC_NPROCESSORS_ONLN));
+    /* Per engine and workload, the round with the median ops/s. */
+    for (size_t ei = 0; ei < nrun; ei++)
+        for (size_t w = 0; w < NWORKLOADS; w++) {
+            result *rs[MAX_ROUNDS];
+            int n = 0;
+
+            for (int round = 0; round < rounds; round++)
+                if (rres[round][ei][w].ran)
+                    rs[n++] = &rres[round][ei][w];
+            for (int x = 1; x < n; x++)
+                for (int y = x; y > 0 && rs[y - 1]->ops_per_s > rs[y]->ops_per_s; y--) {
+                    result *t = rs[y];
+
+                    rs[y] = rs[y - 1];
+                    rs[y - 1] = t;
+                }
+            if (n > 0)
+                results[ei][w] = *rs[n / 2];
+        }
+    if (rounds > 1) {
+        printf("\nmedian of %d rounds\n", rounds);
+        for (size_t w = 0; w < NWORKLOADS; w++)
+            for (size_t ei = 0; ei < nrun; ei++)
+                if (results[ei][w].ran)
+                    print_row(all_workloads[w], run[ei]->name, &results[ei][w]);
+    }
+
+    if (nrun > 1 && run[0] == &objmeta_ops) {
+        printf("\nratio objmeta / best peer (ops/s; >= 1.00 means objmeta is faster)\n");
+        for (size_t w = 0; w < NWORKLOADS; w++) {
+            double best = 0;
+            const char *who = "-";
+
+            if (!results[0][w].ran)
+                continue;
+            for (size_t ei = 1; ei < nrun; ei++)
+                if (results[ei][w].ran && results[ei][w].ops_per_s > best) {
+                    best = results[ei][w].ops_per_s;
+                    who = run[ei]->name;
+                }
+            if (best > 0)
+                printf("  %-13s %5.2f  (best peer: %s)\n", all_workloads[w],
+                       results[0][w].ops_per_s / best, who);
+        }
+    }
+    free(value_pool);
+    return 0;
+}
