@@ -1,7 +1,7 @@
 /*
  * coordinator/coord_int.h -- the coord struct and the functions the
  * coordinator's files share (router.c, fanout.c, shard_pool.c,
- * ring_store.c). Private to coordinator/ (and its tests).
+ * ring_store.c, migrate.c). Private to coordinator/ (and its tests).
  *
  * Concurrency: none. Everything runs on the loop thread of the event_base
  * given to coord_open(): the rpc server's handler, the rpc clients'
@@ -111,13 +111,18 @@ struct coord {
 
     /* online ring changes (migrate.c, router.c) */
     struct coord_mig *mig;
-    bool fenced;           /* cutover: requests for moving keys are held */
-    bool hold_lists;       /* ring switch: List requests are held */
-    uint64_t mig_inflight; /* requests for moving keys in flight, forwards included */
-    uint64_t lists_active; /* List requests being answered (fanout.c) */
+    bool fenced;             /* cutover: requests for moving keys are held */
+    bool hold_lists;         /* ring switch: List requests are held */
+    uint64_t mig_inflight;   /* requests for moving keys in flight, forwards included */
+    uint64_t unfwd_inflight; /* writes routed while no change was pending, in flight */
+    uint64_t lists_active;   /* List requests being answered (fanout.c) */
     struct coord_held *held_head, *held_tail;
     size_t held_count;
     uint64_t forwards_ok, forwards_failed;
+    /* write latency (µs, EWMA) of Store/Delete answered OK: slow while no change runs (the
+     * baseline), fast always; the copy throttle backs off when fast rises above baseline */
+    double wlat_base_us, wlat_fast_us;
+    uint64_t wlat_n; /* samples taken */
 
     /* metrics */
     uint64_t answers[COORD_OP_COUNT_][COORD_NSTATUS];
@@ -277,6 +282,12 @@ void coord_mig_close(coord *c);
 void coord_mig_admin(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply);
 /* RebalanceStatus. */
 void coord_mig_status(coord *c, uint64_t t0, rpc_reply *reply);
+/*
+ * coord_mig_note_dirty -- a write to a moving key whose copy on the new owner
+ * is not confirmed (forward failed or skipped, outcome unknown): the cutover
+ * copies this key again.
+ */
+void coord_mig_note_dirty(coord *c, const char *bucket, const char *key);
 /* Read <dir>/TOKEN_SECRET, creating it (random bytes, atomically) on first use. */
 om_status coord_secret_load(const char *dir, uint8_t secret[COORD_SECRET_LEN]);
 /*

@@ -3,7 +3,7 @@
  * SetWeight start one, a timer drives it, RebalanceStatus reports it. The
  * protocol and its reasoning are in coordinator/MIGRATION.md; in short:
  *
- *   IDLE --admin op--> COPYING (pass 0: copy, pass 1: catch-up,
+ *   IDLE --admin op--> COPYING (pass 0: copy, [pass 1: catch-up],
  *        pass 2: final, fenced) --switch--> CLEANUP --compacted--> IDLE
  *
  * The ring in force (c->ring, epoch e) and the target (c->pending, e + 1)
@@ -11,34 +11,40 @@
  * acts on them. Per old owner ("source") the state holds the LSM cursor of
  * the last batch copied, the watermarks and counters.
  *
- * Copy. For each source at most one batch is in flight: MigrateScan (the
- * source's records in its moving ranges, after the cursor, version >=
- * the pass's min_version) then ApplyRecords to each new owner named in the
- * batch; the cursor advances only when every apply succeeded, so a failure
- * anywhere (a shard down, a timeout) retries the same batch after a backoff
- * -- applies are idempotent (a record is kept only if newer). A token
- * bucket (opts.migrate_rate bytes/s over all sources) throttles the copy.
- * Cursors are persisted at most every MIG_CHECKPOINT_MS during pass 0, so a
- * coordinator restart resumes near where it stopped.
+ * Copy. Per source a pipeline: one MigrateScan in flight (the source's
+ * records in its moving ranges, after the scan cursor, version >= the
+ * pass's min_version) and up to MIG_PIPELINE scanned batches whose
+ * ApplyRecords (one per new owner named in the batch) are out. Batches
+ * commit in order; the cursor advances only when every apply of a batch
+ * succeeded, so a failure anywhere (a shard down, a timeout) restarts the
+ * pipeline from the cursor after a backoff -- applies are idempotent (a
+ * record is kept only if newer). A token bucket (opts.migrate_rate bytes/s
+ * over all sources) throttles the copy. Cursors are persisted when a source
+ * commits its first records and then at most every MIG_CHECKPOINT_MS during
+ * pass 0, so a coordinator restart resumes near where it stopped.
  *
- * Writes meanwhile go to the old owner and are forwarded (router.c). Pass 1
- * copies again every record with version >= wm0 (the source's clock when
- * pass 0 started, minus clock_margin_ms): everything written since the copy
- * began, whether or not its forward reached the new owner. Then the moving
- * keys are fenced (router.c holds new requests for them), requests for
- * them still in flight drain, and pass 2 copies what was written since pass
- * 1 started. Nothing can write a moving key during pass 2, so when it ends
- * the new owners hold the newest version of every moving record. The
- * switch persists {ring e+1, no pending, CLEANUP}, routes by e+1, pushes
- * SetRing to every shard and releases the held requests. A fenced pass
- * longer than cutover_timeout_ms is abandoned (requests released) and the
- * cutover retried after another catch-up pass.
+ * Writes meanwhile go to the old owner and are forwarded (router.c); a
+ * write whose copy on the new owner is not confirmed lands in the dirty set
+ * (coord_mig_note_dirty). Pass 0 starts once the writes routed before the
+ * change are answered. After it the moving keys are fenced (router.c holds
+ * new requests for them), requests for them still in flight drain, and
+ * pass 2 copies the dirty keys (MigrateScan{keys}). Nothing can write a
+ * moving key during pass 2, so when it ends the new owners hold the newest
+ * version of every moving record. The switch persists {ring e+1, no
+ * pending, CLEANUP}, routes by e+1, pushes SetRing to every shard and
+ * releases the held requests. A fenced pass longer than cutover_timeout_ms
+ * is abandoned (requests released) and retried after a catch-up pass.
+ *
+ * After a restart (or a dirty-set overflow) the dirty set is incomplete:
+ * pass 1 then copies every record with version >= wm0 (the source's clock
+ * when pass 0 started, minus clock_margin_ms) and pass 2 rescans for what
+ * was written since pass 1 began.
  *
  * Cleanup asks every old owner that stays in the ring to compact once it
  * holds ring e+1: its compaction filter drops the records it gave away.
  *
- * A coordinator restart during pass 0 resumes from the checkpoints; during
- * passes 1 and 2 it restarts pass 1 with min_version wm0 (conservative).
+ * A coordinator restart during pass 0 resumes from the checkpoints; later
+ * it restarts pass 1 with min_version wm0 (conservative).
  *
  * Everything runs on the coordinator's loop thread; callbacks check the
  * state's generation so that answers to an abandoned pass are ignored.
@@ -50,7 +56,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coordinator/coord_int.h"
+#include "coordinator/migrate_int.h"
 #include "util/checksum.h"
 #include "util/clock.h"
 #include "util/coding.h"
@@ -64,97 +70,10 @@
 #define MIG_COMPACT_TIMEOUT_MS (30u * 60u * 1000u)
 #define MIG_STATE_FORMAT 1
 #define MIG_RATE_WINDOW_MS 2000u
-#define MIG_PIPELINE 2 /* batches of one source being applied while the next is scanned */
+#define MIG_DIRTY_MAX 200000u /* keys remembered for the cutover; beyond, it rescans everything */
+#define MIG_KEYS_PER_SCAN 1000u
 
-typedef enum mig_phase { MIG_IDLE = 0, MIG_COPYING = 1, MIG_CLEANUP = 3 } mig_phase;
-
-/* One moving hash range [start, end). */
-typedef struct mig_rng {
-    uint64_t start, end;
-    size_t src; /* index of its source */
-    char *to;   /* new owner id */
-    uint64_t records, bytes;
-} mig_rng;
-
-/* One old owner and everything it gives away. */
-/* One batch of a source: scanned, its applies out. */
-typedef struct mig_batch {
-    uint32_t seq;
-    uint32_t applies_out;
-    bool failed;
-    om_buf next_cursor;
-    bool next_done;
-    uint64_t records, bytes, scanned;
-    uint64_t *rng_rec, *rng_bytes; /* per range of the source */
-} mig_batch;
-
-typedef struct mig_src {
-    char *id;
-    size_t *rng; /* indexes into m->rng, sorted by start */
-    size_t nrng;
-    Objmeta__HashRange *hr, **hrp; /* the same ranges for MigrateScan */
-    om_buf cursor;                 /* last LSM key of the pass copied (empty: from the start) */
-    bool done;                     /* this pass has reached the end of the source */
-    uint64_t wm0;                  /* source clock at the start of pass 0 minus the margin */
-    uint64_t min_version;          /* filter of the current pass */
-    uint64_t next_wm;              /* source clock at the start of this pass minus the margin */
-    uint64_t records, bytes;       /* copied over all passes */
-    uint64_t pass_scanned, total;  /* for the ETA: bytes examined this pass / source size */
-    bool wm_taken;                 /* this pass's first scan answered (next_wm set) */
-    /* The pipeline: one scan in flight, up to MIG_PIPELINE batches being applied, committed
-     * in order. scan_cursor runs ahead of cursor. */
-    om_buf scan_cursor;
-    bool scan_done, scan_busy;
-    uint32_t gen;  /* m->gen when the pipeline was (re)started */
-    uint32_t sgen; /* bumped to disown answers when the pipeline restarts */
-    mig_batch b[MIG_PIPELINE];
-    uint32_t bhead, bcount, bseq;
-    uint64_t retry_at_ms;
-    uint32_t backoff_ms;
-    char err[256];
-} mig_src;
-
-typedef struct mig_cleanup {
-    char *id;
-    bool done, busy;
-    uint64_t retry_at_ms;
-    uint64_t bytes_before, bytes_after;
-} mig_cleanup;
-
-typedef struct coord_mig {
-    coord *c;
-    mig_phase phase;
-    int pass;            /* 0 copy, 1 catch-up, 2 final (fenced) */
-    bool final_started;  /* pass 2: requests in flight drained, scans running */
-    bool starting;       /* an admin op is checking the new shard */
-    char op[160];        /* "add-shard s4 at 127.0.0.1:7004 weight 1" */
-    uint64_t started_ms; /* wall clock */
-    uint64_t from_epoch, to_epoch;
-    uint64_t last_change_epoch;
-    mig_rng *rng;
-    size_t nrng;
-    mig_src *src;
-    size_t nsrc;
-    mig_cleanup *cl;
-    size_t ncl;
-    uint32_t gen;
-    struct event *timer;
-    double tokens;
-    uint64_t last_tick_ms;
-    uint64_t last_checkpoint_ms;
-    uint64_t fence_start_ms;
-    uint64_t pass_start_ms;
-    uint64_t cutovers_abandoned;
-    uint64_t catchup_records, catchup_bytes; /* re-sent by passes 1 and 2 */
-    /* rate: bytes copied at the start of the current window */
-    uint64_t win_start_ms, win_bytes, rate_prev_bytes;
-    double rate;
-    char err[256];
-} coord_mig;
-
-static void mig_errf(coord_mig *m, char *buf, const char *fmt, ...) OM_PRINTF(3, 4);
-
-static void
+void
 mig_errf(coord_mig *m, char *buf, const char *fmt, ...)
 {
     va_list ap;
@@ -165,7 +84,7 @@ mig_errf(coord_mig *m, char *buf, const char *fmt, ...)
     va_end(ap);
 }
 
-static uint64_t
+uint64_t
 mig_total_bytes(const coord_mig *m)
 {
     uint64_t b = 0;
@@ -174,7 +93,7 @@ mig_total_bytes(const coord_mig *m)
     return b;
 }
 
-static uint64_t
+uint64_t
 mig_total_records(const coord_mig *m)
 {
     uint64_t r = 0;
@@ -185,7 +104,7 @@ mig_total_records(const coord_mig *m)
 
 /* --- state: build, free, encode, decode ------------------------------------------------------- */
 
-static void
+void
 mig_free_change(coord_mig *m)
 {
     for (size_t i = 0; i < m->nrng; i++)
@@ -204,6 +123,7 @@ mig_free_change(coord_mig *m)
         }
         om_buf_free(&s->cursor);
         om_buf_free(&s->scan_cursor);
+        free(s->dkeys);
     }
     free(m->src);
     for (size_t i = 0; i < m->ncl; i++)
@@ -213,11 +133,17 @@ mig_free_change(coord_mig *m)
     m->src = NULL;
     m->cl = NULL;
     m->nrng = m->nsrc = m->ncl = 0;
+    om_buf_free(&m->dirty_mem);
+    om_buf_free(&m->final_mem);
+    free(m->dirty_off);
+    m->dirty_off = NULL;
+    m->ndirty = m->capdirty = 0;
+    m->dirty_overflow = m->dirty_mode = false;
     m->gen++;
 }
 
 /* Ranges and sources of the change c->ring -> c->pending. */
-static om_status
+om_status
 mig_build(coord_mig *m)
 {
     coord *c = m->c;
@@ -419,7 +345,7 @@ bad:
 }
 
 /* Persist rings and state (atomic RING file). */
-static om_status
+om_status
 mig_persist(coord_mig *m)
 {
     om_buf b = OM_BUF_INIT;
@@ -523,6 +449,7 @@ typedef struct mig_call {
     coord_mig *m;
     size_t src;
     uint32_t gen, sgen, seq;
+    size_t dpos_next; /* dirty mode: the key index after this scan's keys */
     char target[RING_ID_MAX + 1];
 } mig_call;
 
@@ -589,7 +516,10 @@ scan_cb(void *arg, om_status st, const Objmeta__Response *resp)
     mig_batch *b;
     coord_shard **tsh = NULL;
     Objmeta__MigrateRecord ***tr = NULL;
-    size_t *tn = NULL, nt = 0;
+    size_t *tn = NULL, nt = 0, dpos_next = mc->dpos_next;
+    uint8_t dcur[8];
+    om_slice next_key;
+    bool next_done;
 
     free(mc);
     if (s == NULL)
@@ -603,6 +533,8 @@ scan_cb(void *arg, om_status st, const Objmeta__Response *resp)
         return;
     }
     sr = resp->migrate_scan;
+    next_key = om_slice_make(sr->next_after_key.data, sr->next_after_key.len);
+    next_done = sr->done;
     if (!s->wm_taken) {
         /* first answer of this pass: the source's clock bounds what later passes must copy */
         uint64_t margin = (uint64_t)c->opts.clock_margin_ms * 1000;
@@ -612,23 +544,27 @@ scan_cb(void *arg, om_status st, const Objmeta__Response *resp)
         s->wm_taken = true;
     }
     s->total = sr->total_bytes;
-    if (om_buf_set(&s->scan_cursor,
-                   om_slice_make(sr->next_after_key.data, sr->next_after_key.len)) != OM_OK)
+    if (m->pass == 2 && m->dirty_mode) {
+        /* keys mode: the cursor is the index of the next dirty key (8 bytes, big-endian) */
+        om_put_be64(dcur, dpos_next);
+        next_key = om_slice_make(dcur, sizeof(dcur));
+        next_done = dpos_next >= s->ndkeys;
+    }
+    if (om_buf_set(&s->scan_cursor, next_key) != OM_OK)
         goto nomem;
-    s->scan_done = sr->done;
+    s->scan_done = next_done;
     b = &s->b[(s->bhead + s->bcount) % MIG_PIPELINE];
     s->bcount++;
     b->seq = ++s->bseq;
     b->records = sr->n_records;
     b->bytes = 0;
     b->scanned = sr->scanned_bytes;
-    b->next_done = sr->done;
+    b->next_done = next_done;
     b->failed = false;
     b->applies_out = 0;
     memset(b->rng_rec, 0, s->nrng * sizeof(*b->rng_rec));
     memset(b->rng_bytes, 0, s->nrng * sizeof(*b->rng_bytes));
-    if (om_buf_set(&b->next_cursor,
-                   om_slice_make(sr->next_after_key.data, sr->next_after_key.len)) != OM_OK)
+    if (om_buf_set(&b->next_cursor, next_key) != OM_OK)
         goto nomem;
     if (sr->n_records > 0) {
         tsh = calloc(c->nshards, sizeof(*tsh));
@@ -705,6 +641,125 @@ out:
     free(tn);
 }
 
+void
+coord_mig_note_dirty(coord *c, const char *bucket, const char *key)
+{
+    coord_mig *m = c->mig;
+    size_t bn = strlen(bucket), kn = strlen(key);
+
+    if (m == NULL || m->phase != MIG_COPYING || m->dirty_overflow)
+        return;
+    if (m->ndirty + 1 >= m->capdirty || m->ndirty >= MIG_DIRTY_MAX) {
+        size_t cap = m->capdirty ? m->capdirty * 2 : 1024;
+        size_t *v = m->ndirty >= MIG_DIRTY_MAX ? NULL : realloc(m->dirty_off, cap * sizeof(*v));
+        if (v == NULL) {
+            m->dirty_overflow = true; /* the cutover rescans everything instead */
+            om_log(OM_LOG_WARN,
+                   "too many unconfirmed writes to moving keys; the cutover will "
+                   "rescan the moving ranges keys=%zu",
+                   m->ndirty);
+            return;
+        }
+        m->dirty_off = v;
+        m->capdirty = cap;
+        if (m->ndirty == 0)
+            m->dirty_off[0] = 0;
+    }
+    if (om_buf_append(&m->dirty_mem, bucket, bn) != OM_OK ||
+        om_buf_append_byte(&m->dirty_mem, 0) != OM_OK ||
+        om_buf_append(&m->dirty_mem, key, kn) != OM_OK) {
+        m->dirty_overflow = true;
+        return;
+    }
+    m->ndirty++;
+    m->dirty_off[m->ndirty] = m->dirty_mem.n;
+}
+
+static const coord_mig *dirty_sort_m; /* qsort has no argument: set around the one call */
+
+static bool
+dirty_cmp_eq(const coord_mig *m, size_t i, size_t j)
+{
+    size_t n = m->dirty_off[i + 1] - m->dirty_off[i];
+    return n == m->dirty_off[j + 1] - m->dirty_off[j] &&
+           memcmp(m->dirty_mem.p + m->dirty_off[i], m->dirty_mem.p + m->dirty_off[j], n) == 0;
+}
+
+static int
+dirty_cmp(const void *a, const void *b)
+{
+    const coord_mig *m = dirty_sort_m;
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    om_slice x =
+        om_slice_make(m->dirty_mem.p + m->dirty_off[i], m->dirty_off[i + 1] - m->dirty_off[i]);
+    om_slice y =
+        om_slice_make(m->dirty_mem.p + m->dirty_off[j], m->dirty_off[j + 1] - m->dirty_off[j]);
+    return om_slice_cmp(x, y);
+}
+
+/*
+ * Pass 2 in dirty mode: freeze the dirty keys (deduplicated) and give each
+ * source the ones it owns under the ring in force. A source with none is done.
+ */
+static om_status
+mig_build_dirty(coord_mig *m)
+{
+    coord *c = m->c;
+    size_t *idx = calloc(m->ndirty ? m->ndirty : 1, sizeof(*idx));
+    size_t *off = calloc(m->ndirty + 1, sizeof(*off)), nk = 0;
+    om_status st = OM_OK;
+
+    if (idx == NULL || off == NULL) {
+        free(idx);
+        free(off);
+        return OM_ERR(OM_E_NOMEM);
+    }
+    for (size_t i = 0; i < m->ndirty; i++)
+        idx[i] = i;
+    dirty_sort_m = m;
+    qsort(idx, m->ndirty, sizeof(*idx), dirty_cmp);
+    dirty_sort_m = NULL;
+    om_buf_reset(&m->final_mem);
+    for (size_t i = 0; i < m->ndirty && st == OM_OK; i++) {
+        if (i > 0 && dirty_cmp_eq(m, idx[i], idx[i - 1]))
+            continue;
+        off[nk] = m->final_mem.n;
+        st = om_buf_append(&m->final_mem, m->dirty_mem.p + m->dirty_off[idx[i]],
+                           m->dirty_off[idx[i] + 1] - m->dirty_off[idx[i]]);
+        nk++;
+    }
+    off[nk] = m->final_mem.n;
+    for (size_t s = 0; s < m->nsrc && st == OM_OK; s++) {
+        mig_src *src = &m->src[s];
+        free(src->dkeys);
+        src->ndkeys = 0;
+        src->dkeys = calloc(nk ? nk : 1, sizeof(*src->dkeys));
+        if (src->dkeys == NULL)
+            st = OM_ERR(OM_E_NOMEM);
+    }
+    for (size_t k = 0; k < nk && st == OM_OK; k++) {
+        const uint8_t *p = m->final_mem.p + off[k];
+        size_t n = off[k + 1] - off[k];
+        const char *owner = ring_shard_at(c->ring, ring_owner(c->ring, om_hash64(p, n)))->id;
+        for (size_t s = 0; s < m->nsrc; s++) {
+            mig_src *src = &m->src[s];
+            if (strcmp(src->id, owner) != 0)
+                continue;
+            src->dkeys[src->ndkeys].data = (uint8_t *)p;
+            src->dkeys[src->ndkeys].len = n;
+            src->ndkeys++;
+        }
+    }
+    for (size_t s = 0; s < m->nsrc; s++)
+        if (m->src[s].ndkeys == 0)
+            m->src[s].done = true;
+    om_log(OM_LOG_INFO, "cutover copies the unconfirmed writes keys=%zu (of %zu noted)", nk,
+           m->ndirty);
+    free(idx);
+    free(off);
+    return st;
+}
+
 /* Is every new owner of source s up and holding the pending ring? */
 static const char *
 src_targets_ready(const coord_mig *m, const mig_src *s)
@@ -730,7 +785,9 @@ src_send_scan(coord_mig *m, size_t i)
 
     if (sh == NULL || !coord_pool_in_sync(sh)) {
         mig_errf(m, s->err, "waiting for old owner %s: %s", s->id,
-                 sh ? sh->why_down : "not in the pool");
+                 sh == NULL ? "not in the pool"
+                 : sh->up   ? "installing the pending ring"
+                            : sh->why_down);
         return;
     }
     if ((wait = src_targets_ready(m, s)) != NULL) {
@@ -756,6 +813,13 @@ src_send_scan(coord_mig *m, size_t i)
     sq.max_bytes = c->opts.migrate_batch;
     sq.min_version = s->min_version;
     sq.max_scan_bytes = 16ull * c->opts.migrate_batch;
+    if (m->pass == 2 && m->dirty_mode) {
+        size_t pos = s->scan_cursor.n == 8 ? (size_t)om_get_be64(s->scan_cursor.p) : 0;
+        size_t n = s->ndkeys - pos < MIG_KEYS_PER_SCAN ? s->ndkeys - pos : MIG_KEYS_PER_SCAN;
+        sq.keys = s->dkeys + pos;
+        sq.n_keys = n;
+        mc->dpos_next = pos + n;
+    }
     req.body_case = OBJMETA__REQUEST__BODY_MIGRATE_SCAN;
     req.migrate_scan = &sq;
     if (coord_pool_call(sh, &req, scan_cb, mc) != OM_OK) {
@@ -896,15 +960,18 @@ static void
 mig_cleanup_step(coord_mig *m)
 {
     coord *c = m->c;
-    bool all = true;
+    bool all = true, busy = false;
 
+    /* one compaction at a time: they rewrite whole trees, and clients are still served */
+    for (size_t i = 0; i < m->ncl; i++)
+        busy |= m->cl[i].busy;
     for (size_t i = 0; i < m->ncl; i++) {
         mig_cleanup *cl = &m->cl[i];
         coord_shard *sh;
         if (cl->done)
             continue;
         all = false;
-        if (cl->busy || om_clock_mono_ms() < cl->retry_at_ms)
+        if (busy || om_clock_mono_ms() < cl->retry_at_ms)
             continue;
         sh = coord_pool_find(c, cl->id);
         if (sh == NULL) {
@@ -926,7 +993,7 @@ mig_cleanup_step(coord_mig *m)
             cl->retry_at_ms = om_clock_mono_ms() + 1000;
             continue;
         }
-        cl->busy = true;
+        cl->busy = busy = true;
     }
     if (all) {
         om_log(OM_LOG_INFO, "ring change finished epoch=%llu op=\"%s\"",
@@ -954,10 +1021,21 @@ mig_copy_step(coord_mig *m)
          * wm0 is simple and safe */
         return;
     }
+    if (m->pass == 0 && !m->drained) {
+        /* writes routed before the change were not forwarded: the copy starts after them */
+        if (c->unfwd_inflight > 0) {
+            mig_errf(m, m->err, "waiting for %llu writes routed before the change",
+                     (unsigned long long)c->unfwd_inflight);
+            return;
+        }
+        m->drained = true;
+        m->err[0] = '\0';
+    }
     if (m->pass == 2 && !m->final_started) {
         if (c->mig_inflight > 0)
             return; /* requests for moving keys still in flight */
         m->final_started = true;
+        m->dirty_mode = !m->need_catchup && !m->dirty_overflow;
         for (size_t i = 0; i < m->nsrc; i++) {
             uint64_t wm = m->src[i].next_wm; /* pass 1's start */
             om_buf_reset(&m->src[i].cursor);
@@ -965,7 +1043,14 @@ mig_copy_step(coord_mig *m)
             src_restart(&m->src[i]);
             m->src[i].wm_taken = false;
             m->src[i].pass_scanned = 0;
-            m->src[i].min_version = wm ? wm : 1;
+            m->src[i].min_version = m->dirty_mode ? 0 : wm ? wm : 1;
+        }
+        if (m->dirty_mode && mig_build_dirty(m) != OM_OK) {
+            m->dirty_mode = false; /* no memory: scan everything since the copy began */
+            for (size_t i = 0; i < m->nsrc; i++) {
+                m->src[i].done = false;
+                m->src[i].min_version = m->src[i].wm0 ? m->src[i].wm0 : 1;
+            }
         }
     }
     for (size_t i = 0; i < m->nsrc; i++) {
@@ -981,10 +1066,14 @@ mig_copy_step(coord_mig *m)
     }
     if (!all_done)
         return;
-    if (m->pass == 0) {
+    if (m->pass == 0 && (m->need_catchup || m->dirty_overflow)) {
         mig_start_pass(m, 1);
         (void)mig_persist(m);
-    } else if (m->pass == 1) {
+    } else if (m->pass <= 1) {
+        if (m->pass == 0) {
+            m->pass = 1; /* persisted as "past the copy": a restart redoes the catch-up */
+            (void)mig_persist(m);
+        }
         /* Every shard that is up must hold the pending ring before the switch: afterwards it
          * is asked with epoch e+1 (a shard that is down gets ring e+1 when it returns). */
         for (size_t i = 0; i < c->nshards; i++) {
@@ -1016,12 +1105,15 @@ mig_rate_update(coord_mig *m, uint64_t now)
     uint64_t bytes = mig_total_bytes(m);
 
     if (m->win_start_ms == 0) {
-        m->win_start_ms = now;
-        m->win_bytes = bytes;
+        m->win_start_ms = m->start_mono_ms = now;
+        m->win_bytes = m->start_bytes = bytes;
         return;
     }
+    if (!m->rate_windowed && now > m->start_mono_ms) /* before a full window: the average */
+        m->rate = (double)(bytes - m->start_bytes) * 1000.0 / (double)(now - m->start_mono_ms);
     if (now - m->win_start_ms >= MIG_RATE_WINDOW_MS) {
         m->rate = (double)(bytes - m->win_bytes) * 1000.0 / (double)(now - m->win_start_ms);
+        m->rate_windowed = true;
         m->win_start_ms = now;
         m->win_bytes = bytes;
     }
@@ -1037,14 +1129,34 @@ mig_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (c->opts.migrate_rate > 0) {
-        double cap = (double)c->opts.migrate_batch;
-        m->tokens += (double)c->opts.migrate_rate * (double)(now - m->last_tick_ms) / 1000.0;
+        double cap = (double)c->opts.migrate_batch, rate = (double)c->opts.migrate_rate;
+        /*
+         * Adaptive throttle: while the clients' write latency (fast EWMA) is above twice
+         * what it was before the change, halve the copy rate (down to 1/8 of the setting);
+         * once it is back under 1.5x, raise it by a quarter (up to the setting).
+         */
+        if (m->eff_rate <= 0 || m->eff_rate > rate)
+            m->eff_rate = rate;
+        if (m->phase == MIG_COPYING && c->wlat_base_us > 0 && now >= m->adapt_at_ms) {
+            bool fresh = c->wlat_n >= m->adapt_n + 8; /* no recent writes: nobody to protect */
+            m->adapt_n = c->wlat_n;
+            if (fresh && c->wlat_fast_us > 2.0 * c->wlat_base_us)
+                m->eff_rate = m->eff_rate / 2 > rate / 8 ? m->eff_rate / 2 : rate / 8;
+            else if (!fresh || c->wlat_fast_us < 1.5 * c->wlat_base_us)
+                m->eff_rate = m->eff_rate * 1.25 < rate ? m->eff_rate * 1.25 : rate;
+            m->adapt_at_ms = now + 100;
+        }
+        m->tokens += m->eff_rate * (double)(now - m->last_tick_ms) / 1000.0;
         if (m->tokens > cap)
             m->tokens = cap;
     }
     m->last_tick_ms = now;
-    if (c->stopping)
+    if (c->stopping) {
+        /* shutting down: held requests are answered (routed by ring e) instead of waiting */
+        if (c->fenced || c->hold_lists)
+            mig_unfence(m);
         return;
+    }
     if (m->phase == MIG_COPYING) {
         mig_rate_update(m, now);
         mig_copy_step(m);
@@ -1079,6 +1191,8 @@ coord_mig_open(coord *c, om_slice state, char *err, size_t errlen)
         m->phase = MIG_COPYING;
         m->from_epoch = ring_epoch(c->ring);
         m->to_epoch = ring_epoch(c->pending);
+        m->need_catchup = true; /* the writes noted before the restart are gone */
+        m->drained = true;      /* writes of the previous process: covered by the catch-up */
         if (m->pass >= 1) {
             for (size_t i = 0; i < m->nsrc; i++)
                 m->src[i].next_wm = m->src[i].wm0;
@@ -1112,351 +1226,4 @@ coord_mig_close(coord *c)
     mig_free_change(m);
     free(m);
     c->mig = NULL;
-}
-
-/* --- admin -------------------------------------------------------------------------------------
- */
-
-static void
-answer_change(coord *c, coord_op op, uint64_t t0, rpc_reply *reply, Objmeta__Request__BodyCase kind,
-              uint64_t from, uint64_t to, size_t nranges)
-{
-    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
-    Objmeta__RingChangeResponse rc = OBJMETA__RING_CHANGE_RESPONSE__INIT;
-
-    rc.from_epoch = from;
-    rc.to_epoch = to;
-    rc.moving_ranges = (uint32_t)nranges;
-    if (kind == OBJMETA__REQUEST__BODY_ADD_SHARD) {
-        resp.body_case = OBJMETA__RESPONSE__BODY_ADD_SHARD;
-        resp.add_shard = &rc;
-    } else if (kind == OBJMETA__REQUEST__BODY_REMOVE_SHARD) {
-        resp.body_case = OBJMETA__RESPONSE__BODY_REMOVE_SHARD;
-        resp.remove_shard = &rc;
-    } else {
-        resp.body_case = OBJMETA__RESPONSE__BODY_SET_WEIGHT;
-        resp.set_weight = &rc;
-    }
-    coord_answer(c, op, t0, reply, &resp);
-}
-
-/* Begin the change c->ring -> newr (takes the reference). */
-static void
-mig_begin(coord *c, ring *newr, const char *op, Objmeta__Request__BodyCase kind, uint64_t t0,
-          rpc_reply *reply)
-{
-    coord_mig *m = c->mig;
-    uint64_t from = ring_epoch(c->ring);
-    om_status st;
-
-    mig_free_change(m);
-    c->pending = newr;
-    st = mig_build(m);
-    if (st == OM_OK && m->nrng == 0) {
-        /* nothing moves (e.g. only ties changed): switch at once */
-        ring *old = c->ring;
-        c->ring = newr;
-        c->pending = NULL;
-        m->last_change_epoch = ring_epoch(newr);
-        if ((st = coord_ring_store_save(c->data_dir, newr, NULL)) != OM_OK) {
-            c->ring = old;
-            ring_unref(newr);
-            coord_answer_error(c, COORD_OP_OTHER, t0, reply, st, "cannot write the RING file");
-            return;
-        }
-        ring_unref(old);
-        (void)coord_pool_sync(c);
-        coord_pool_push_all(c);
-        answer_change(c, COORD_OP_OTHER, t0, reply, kind, from, ring_epoch(newr), 0);
-        return;
-    }
-    if (st == OM_OK) {
-        m->phase = MIG_COPYING;
-        m->pass = 0;
-        m->final_started = false;
-        snprintf(m->op, sizeof(m->op), "%s", op);
-        m->started_ms = om_clock_wall_ms();
-        m->from_epoch = from;
-        m->to_epoch = ring_epoch(newr);
-        m->err[0] = '\0';
-        m->win_start_ms = 0;
-        m->rate = 0;
-        m->catchup_records = m->catchup_bytes = 0;
-        m->pass_start_ms = om_clock_mono_ms();
-        st = mig_persist(m);
-    }
-    if (st != OM_OK) {
-        mig_free_change(m);
-        m->phase = MIG_IDLE;
-        c->pending = NULL;
-        ring_unref(newr);
-        coord_answer_error(c, COORD_OP_OTHER, t0, reply, st, "cannot start the ring change: %s",
-                           om_status_str(st));
-        return;
-    }
-    if (coord_pool_sync(c) != OM_OK)
-        om_log(OM_LOG_ERROR, "cannot add the new shard to the pool");
-    coord_pool_push_all(c);
-    om_log(OM_LOG_INFO, "ring change started op=\"%s\" from_epoch=%llu to_epoch=%llu ranges=%zu",
-           op, (unsigned long long)from, (unsigned long long)ring_epoch(newr), m->nrng);
-    answer_change(c, COORD_OP_OTHER, t0, reply, kind, from, ring_epoch(newr), m->nrng);
-}
-
-/* AddShard checks first that the new shard answers and holds no records. */
-typedef struct add_probe {
-    coord *c;
-    rpc_client *cl;
-    ring *newr;
-    rpc_reply *reply;
-    uint64_t t0;
-    char op[160];
-    char id[RING_ID_MAX + 1];
-    char addr[RING_ADDR_MAX + 1];
-} add_probe;
-
-static void
-probe_free_client(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    rpc_client_free(arg);
-}
-
-static void
-probe_cb(void *arg, om_status st, const Objmeta__Response *resp)
-{
-    add_probe *p = arg;
-    coord *c = p->c;
-
-    c->mig->starting = false;
-    event_base_once(c->base, -1, EV_TIMEOUT, probe_free_client, p->cl, NULL);
-    if (st != OM_OK) {
-        coord_answer_error(c, COORD_OP_OTHER, p->t0, p->reply, OM_E_UNAVAILABLE,
-                           "add-shard: cannot reach shard %s at %s: %s", p->id, p->addr,
-                           resp->message);
-        ring_unref(p->newr);
-    } else if (resp->status != OBJMETA__STATUS__OK ||
-               resp->body_case != OBJMETA__RESPONSE__BODY_MIGRATE_SCAN) {
-        coord_answer_error(c, COORD_OP_OTHER, p->t0, p->reply, OM_E_INVALID,
-                           "add-shard: %s at %s does not answer like an objmeta-shard of this "
-                           "version: %s %s",
-                           p->id, p->addr, rpc_proto_status_name(resp->status), resp->message);
-        ring_unref(p->newr);
-    } else if (resp->migrate_scan->n_records > 0) {
-        coord_answer_error(c, COORD_OP_OTHER, p->t0, p->reply, OM_E_INVALID,
-                           "add-shard: shard %s at %s already holds records; start it on an "
-                           "empty data dir",
-                           p->id, p->addr);
-        ring_unref(p->newr);
-    } else if (c->mig->phase != MIG_IDLE || c->stopping) {
-        coord_answer_error(c, COORD_OP_OTHER, p->t0, p->reply, OM_E_BUSY,
-                           "another ring change started meanwhile");
-        ring_unref(p->newr);
-    } else {
-        mig_begin(c, p->newr, p->op, OBJMETA__REQUEST__BODY_ADD_SHARD, p->t0, p->reply);
-    }
-    free(p);
-}
-
-static void
-mig_add_shard(coord *c, const Objmeta__AddShardRequest *r, uint64_t t0, rpc_reply *reply)
-{
-    Objmeta__Request req = OBJMETA__REQUEST__INIT;
-    Objmeta__MigrateScanRequest sq = OBJMETA__MIGRATE_SCAN_REQUEST__INIT;
-    Objmeta__HashRange all = OBJMETA__HASH_RANGE__INIT, *allp = &all;
-    rpc_client_opts co;
-    ring_shard rs = {r->id, r->addr, r->weight ? r->weight : 1};
-    char err[256];
-    add_probe *p;
-    ring *newr = NULL;
-
-    if (ring_add_node(c->ring, &rs, &newr, err, sizeof(err)) != OM_OK) {
-        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_INVALID, "add-shard: %s", err);
-        return;
-    }
-    p = calloc(1, sizeof(*p));
-    rpc_client_opts_init(&co);
-    co.connect_timeout_ms = c->opts.health_timeout_ms;
-    if (p == NULL || rpc_client_new(c->base, r->addr, &co, &p->cl) != OM_OK) {
-        free(p);
-        ring_unref(newr);
-        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_INVALID, "add-shard: bad address %s",
-                           r->addr);
-        return;
-    }
-    p->c = c;
-    p->newr = newr;
-    p->reply = reply;
-    p->t0 = t0;
-    snprintf(p->id, sizeof(p->id), "%s", r->id);
-    snprintf(p->addr, sizeof(p->addr), "%s", r->addr);
-    snprintf(p->op, sizeof(p->op), "add-shard %s at %s weight %u", r->id, r->addr, rs.weight);
-    sq.ranges = &allp;
-    sq.n_ranges = 1; /* [0, 2^64): any record at all */
-    sq.max_records = 1;
-    req.body_case = OBJMETA__REQUEST__BODY_MIGRATE_SCAN;
-    req.migrate_scan = &sq;
-    if (rpc_client_call(p->cl, &req, c->opts.shard_timeout_ms, probe_cb, p) != OM_OK) {
-        rpc_client_free(p->cl);
-        ring_unref(newr);
-        free(p);
-        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_INTERNAL,
-                           "add-shard: cannot send the probe");
-        return;
-    }
-    c->mig->starting = true;
-}
-
-void
-coord_mig_admin(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply)
-{
-    coord_mig *m = c->mig;
-    char err[256], op[160];
-    ring *newr = NULL;
-
-    if (m->phase != MIG_IDLE || m->starting) {
-        static const char *const names[] = {"idle", "copying", "copying", "cleanup"};
-        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_BUSY,
-                           "a ring change is in progress (%s: %s, epoch %llu -> %llu); wait for "
-                           "it to finish (objmeta admin rebalance-status)",
-                           m->starting ? "starting" : m->op,
-                           m->starting ? "checking the new shard" : names[m->phase],
-                           (unsigned long long)m->from_epoch, (unsigned long long)m->to_epoch);
-        return;
-    }
-    if (c->stopping) {
-        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_UNAVAILABLE,
-                           "the coordinator is shutting down");
-        return;
-    }
-    switch (req->body_case) {
-    case OBJMETA__REQUEST__BODY_ADD_SHARD:
-        mig_add_shard(c, req->add_shard, t0, reply);
-        return;
-    case OBJMETA__REQUEST__BODY_REMOVE_SHARD:
-        if (ring_remove_node(c->ring, req->remove_shard->id, &newr, err, sizeof(err)) != OM_OK) {
-            coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_INVALID, "remove-shard: %s", err);
-            return;
-        }
-        snprintf(op, sizeof(op), "remove-shard %s", req->remove_shard->id);
-        break;
-    case OBJMETA__REQUEST__BODY_SET_WEIGHT: {
-        size_t idx;
-        if (ring_find(c->ring, req->set_weight->id, &idx) == OM_OK &&
-            ring_shard_at(c->ring, idx)->weight == req->set_weight->weight) {
-            coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_INVALID,
-                               "set-weight: shard %s already has weight %u", req->set_weight->id,
-                               req->set_weight->weight);
-            return;
-        }
-        if (ring_set_weight(c->ring, req->set_weight->id, req->set_weight->weight, &newr, err,
-                            sizeof(err)) != OM_OK) {
-            coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_INVALID, "set-weight: %s", err);
-            return;
-        }
-        snprintf(op, sizeof(op), "set-weight %s %u", req->set_weight->id, req->set_weight->weight);
-        break;
-    }
-    default:
-        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_INVALID, "not a ring change");
-        return;
-    }
-    mig_begin(c, newr, op, req->body_case, t0, reply);
-}
-
-/* --- status ------------------------------------------------------------------------------------
- */
-
-/* Estimated ms left for source s in the current pass (0 = unknown). */
-static uint64_t
-src_eta_ms(const coord_mig *m, const mig_src *s, uint64_t now)
-{
-    double f, elapsed = (double)(now - m->pass_start_ms);
-
-    if (s->done)
-        return 0;
-    if (s->total == 0 || s->pass_scanned == 0)
-        return 0;
-    f = (double)s->pass_scanned / (double)s->total;
-    if (f >= 1.0)
-        f = 0.99;
-    return (uint64_t)(elapsed * (1.0 - f) / f);
-}
-
-void
-coord_mig_status(coord *c, uint64_t t0, rpc_reply *reply)
-{
-    coord_mig *m = c->mig;
-    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
-    Objmeta__RebalanceStatusResponse rs = OBJMETA__REBALANCE_STATUS_RESPONSE__INIT;
-    Objmeta__RangeProgress *rp = NULL, **rpp = NULL;
-    uint64_t now = om_clock_mono_ms(), eta = 0;
-    const char *phase;
-    uint32_t done = 0;
-
-    phase = m->phase == MIG_IDLE      ? "idle"
-            : m->phase == MIG_CLEANUP ? "cleanup"
-            : m->pass == 2            ? "cutover"
-            : m->pass == 1            ? "catch-up"
-                                      : "copying";
-    rs.active = m->phase != MIG_IDLE;
-    rs.phase = (char *)phase;
-    rs.from_epoch = m->from_epoch;
-    rs.to_epoch = m->to_epoch;
-    rs.started_ms = m->started_ms;
-    rs.operation = m->op;
-    rs.records_copied = mig_total_records(m);
-    rs.bytes_copied = mig_total_bytes(m);
-    rs.rate_bytes_per_sec = m->phase == MIG_COPYING ? m->rate : 0;
-    rs.last_change_epoch = m->last_change_epoch;
-    rs.sources = (uint32_t)m->nsrc;
-    rs.error = m->err;
-    for (size_t i = 0; i < m->nsrc; i++) {
-        uint64_t e = src_eta_ms(m, &m->src[i], now);
-        done += m->src[i].done || m->phase != MIG_COPYING;
-        if (e > eta)
-            eta = e;
-        if (rs.error[0] == '\0' && m->src[i].err[0] != '\0' && m->phase == MIG_COPYING)
-            rs.error = m->src[i].err;
-    }
-    rs.sources_done = done;
-    rs.eta_ms = m->phase == MIG_COPYING && m->pass == 0 ? eta : 0;
-    if (m->nrng > 0) {
-        rp = calloc(m->nrng, sizeof(*rp));
-        rpp = calloc(m->nrng, sizeof(*rpp));
-        if (rp == NULL || rpp == NULL) {
-            free(rp);
-            free(rpp);
-            coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_NOMEM, "out of memory");
-            return;
-        }
-    }
-    for (size_t i = 0; i < m->nrng; i++) {
-        const mig_src *s = &m->src[m->rng[i].src];
-        objmeta__range_progress__init(&rp[i]);
-        rp[i].start = m->rng[i].start;
-        rp[i].end = m->rng[i].end;
-        rp[i].from_shard = s->id;
-        rp[i].to_shard = m->rng[i].to;
-        rp[i].phase = m->phase == MIG_IDLE      ? "done"
-                      : m->phase == MIG_CLEANUP ? "done"
-                      : m->pass == 2            ? "cutover"
-                      : m->pass == 1 || s->done ? "copied"
-                                                : "copying";
-        rp[i].records_copied = m->rng[i].records;
-        rp[i].bytes_copied = m->rng[i].bytes;
-        rp[i].rate_bytes_per_sec = m->phase == MIG_COPYING && rs.bytes_copied > 0
-                                       ? m->rate * (double)m->rng[i].bytes / (double)rs.bytes_copied
-                                       : 0;
-        rp[i].eta_ms = m->phase == MIG_COPYING && m->pass == 0 ? src_eta_ms(m, s, now) : 0;
-        rp[i].error = m->phase == MIG_COPYING ? (char *)s->err : (char *)"";
-        rpp[i] = &rp[i];
-    }
-    rs.ranges = rpp;
-    rs.n_ranges = m->nrng;
-    resp.body_case = OBJMETA__RESPONSE__BODY_REBALANCE_STATUS;
-    resp.rebalance_status = &rs;
-    coord_answer(c, COORD_OP_OTHER, t0, reply, &resp);
-    free(rp);
-    free(rpp);
 }

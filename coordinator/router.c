@@ -67,6 +67,7 @@ typedef struct coord_call {
     coord_waiter w; /* first: the abort callback casts back */
     bool answered;  /* aborted when the shard went down */
     bool moving;    /* the key changes owner in the change in progress (counted in mig_inflight) */
+    bool unfwd;     /* a write routed while no change was pending (counted in unfwd_inflight) */
     coord *c;
     coord_shard *sh;
     rpc_reply *reply;
@@ -92,7 +93,17 @@ route_abort(coord_waiter *w, coord_shard *sh)
 typedef struct coord_fwd {
     coord *c;
     coord_shard *sh;
+    char *bucket, *key; /* to mark the key dirty if the forward fails */
 } coord_fwd;
+
+/* bucket and key of a Store or Delete request */
+static void
+request_addr(const Objmeta__Request *req, const char **bucket, const char **key)
+{
+    *bucket =
+        req->body_case == OBJMETA__REQUEST__BODY_STORE ? req->store->bucket : req->delete_->bucket;
+    *key = req->body_case == OBJMETA__REQUEST__BODY_STORE ? req->store->key : req->delete_->key;
+}
 
 static void
 forward_cb(void *arg, om_status st, const Objmeta__Response *resp)
@@ -104,6 +115,7 @@ forward_cb(void *arg, om_status st, const Objmeta__Response *resp)
     if (st == OM_OK && resp->status == OBJMETA__STATUS__OK) {
         c->forwards_ok++;
     } else {
+        coord_mig_note_dirty(c, f->bucket, f->key);
         /* Not the client's problem: the catch-up passes copy every record written since the
          * copy started, this one included. */
         c->forwards_failed++;
@@ -111,6 +123,8 @@ forward_cb(void *arg, om_status st, const Objmeta__Response *resp)
                st != OM_OK ? om_status_str(st) : rpc_proto_status_name(resp->status),
                resp->message);
     }
+    free(f->bucket);
+    free(f->key);
     free(f);
 }
 
@@ -123,8 +137,10 @@ static void
 forward_send(coord *c, Objmeta__Request *req, coord_shard *to, const Objmeta__Response *resp)
 {
     coord_fwd *f = NULL;
+    const char *bucket, *key;
     uint64_t v = 0;
 
+    request_addr(req, &bucket, &key);
     if (req->body_case == OBJMETA__REQUEST__BODY_STORE &&
         resp->body_case == OBJMETA__RESPONSE__BODY_STORE && resp->store->info != NULL) {
         v = resp->store->info->version;
@@ -138,9 +154,16 @@ forward_send(coord *c, Objmeta__Request *req, coord_shard *to, const Objmeta__Re
         req->delete_->forced_case = OBJMETA__DELETE_REQUEST__FORCED_FORCED_VERSION;
         req->delete_->forced_version = v;
     }
-    if (v == 0 || c->pending == NULL || !to->up || (f = malloc(sizeof(*f))) == NULL) {
-        if (v != 0)
+    if (v == 0 || c->pending == NULL || !to->up || (f = calloc(1, sizeof(*f))) == NULL ||
+        (f->bucket = strdup(bucket)) == NULL || (f->key = strdup(key)) == NULL) {
+        if (v != 0) {
             c->forwards_failed++;
+            coord_mig_note_dirty(c, bucket, key);
+        }
+        if (f != NULL) {
+            free(f->bucket);
+            free(f);
+        }
         objmeta__request__free_unpacked(req, NULL);
         return;
     }
@@ -151,6 +174,9 @@ forward_send(coord *c, Objmeta__Request *req, coord_shard *to, const Objmeta__Re
         c->mig_inflight++;
     } else {
         c->forwards_failed++;
+        coord_mig_note_dirty(c, bucket, key);
+        free(f->bucket);
+        free(f->key);
         free(f);
     }
     objmeta__request__free_unpacked(req, NULL);
@@ -245,6 +271,8 @@ route_cb(void *arg, om_status st, const Objmeta__Response *resp)
     coord_waiter_remove(&cc->w);
     if (cc->moving)
         cc->c->mig_inflight--;
+    if (cc->unfwd)
+        cc->c->unfwd_inflight--;
     if (cc->answered) {
         /* answered UNAVAILABLE when the shard was marked down */
     } else if (st != OM_OK) {
@@ -258,13 +286,29 @@ route_cb(void *arg, om_status st, const Objmeta__Response *resp)
                            (unsigned long long)cc->epoch, resp->message);
     } else {
         ok = resp->status == OBJMETA__STATUS__OK;
+        if (ok && (cc->op == COORD_OP_STORE || cc->op == COORD_OP_DELETE)) {
+            coord *c = cc->c;
+            double us = (double)(om_clock_mono_ns() - cc->t0) / 1000.0;
+            if (c->pending == NULL)
+                c->wlat_base_us = c->wlat_base_us > 0 ? 0.99 * c->wlat_base_us + 0.01 * us : us;
+            c->wlat_fast_us = c->wlat_fast_us > 0 ? 0.9 * c->wlat_fast_us + 0.1 * us : us;
+            c->wlat_n++;
+        }
         coord_answer(cc->c, cc->op, cc->t0, cc->reply, resp);
     }
     if (cc->fwd != NULL) {
-        if (ok)
+        if (ok) {
             forward_send(cc->c, cc->fwd, cc->fwd_sh, resp);
-        else
+        } else {
+            const char *bucket, *key;
+            /* not written, or written with an unknown outcome: copy it again at cutover */
+            request_addr(cc->fwd, &bucket, &key);
+            if (st != OM_OK || cc->answered ||
+                (resp->status != OBJMETA__STATUS__PRECONDITION_FAILED &&
+                 resp->status != OBJMETA__STATUS__NOT_FOUND))
+                coord_mig_note_dirty(cc->c, bucket, key);
             objmeta__request__free_unpacked(cc->fwd, NULL);
+        }
     }
     free(cc);
 }
@@ -307,12 +351,15 @@ route(coord *c, coord_op op, const Objmeta__Request *req, const char *bucket, co
         coord_answer_error(c, op, t0, reply, OM_E_NOMEM, "out of memory");
         return;
     }
-    *cc = (coord_call){{NULL, NULL, route_abort}, false, to != NULL, c, sh, reply, op, t0,
+    *cc = (coord_call){{NULL, NULL, route_abort}, false, to != NULL, false, c, sh, reply, op, t0,
                        ring_epoch(c->ring),       NULL,  NULL};
     if (to != NULL && (op == COORD_OP_STORE || op == COORD_OP_DELETE)) {
-        cc->fwd = request_copy(req); /* NULL (no memory): the catch-up pass copies it */
+        cc->fwd = request_copy(req);
         cc->fwd_sh = to;
+        if (cc->fwd == NULL)
+            coord_mig_note_dirty(c, bucket, key); /* no memory to forward: copied at cutover */
     }
+    cc->unfwd = c->pending == NULL && (op == COORD_OP_STORE || op == COORD_OP_DELETE);
     fwd = *req; /* shallow: rpc_client_call packs it before returning */
     fwd.ring_epoch = cc->epoch;
     st = coord_pool_call(sh, &fwd, route_cb, cc);
@@ -326,6 +373,8 @@ route(coord *c, coord_op op, const Objmeta__Request *req, const char *bucket, co
     }
     if (cc->moving)
         c->mig_inflight++;
+    if (cc->unfwd)
+        c->unfwd_inflight++;
     coord_waiter_add(sh, &cc->w);
 }
 
@@ -378,7 +427,7 @@ answer_get_ring(coord *c, uint64_t t0, rpc_reply *reply)
 static void
 answer_stats(coord *c, uint64_t t0, rpc_reply *reply)
 {
-    enum { MAXC = COORD_OP_COUNT_ + 8 };
+    enum { MAXC = COORD_OP_COUNT_ + 12 };
     Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
     Objmeta__StatsResponse sr = OBJMETA__STATS_RESPONSE__INIT;
     Objmeta__StatsCounter cnt[MAXC], *ptrs[MAXC];
@@ -411,6 +460,10 @@ answer_stats(coord *c, uint64_t t0, rpc_reply *reply)
     COUNTER("coord.list.shard_fetches", c->list_shard_fetches);
     COUNTER("coord.list.records_fetched", c->list_records_fetched);
     COUNTER("coord.list.records_returned", c->list_records_returned);
+    COUNTER("coord.migrate.pending_epoch", c->pending ? ring_epoch(c->pending) : 0);
+    COUNTER("coord.migrate.forwards_ok", c->forwards_ok);
+    COUNTER("coord.migrate.forwards_failed", c->forwards_failed);
+    COUNTER("coord.migrate.held_requests", c->held_count);
 #undef COUNTER
 
     st = om_buf_printf(&text, "objmeta-coord %s\nring: ", OM_VERSION);
@@ -542,6 +595,16 @@ coord_render_metrics(void *arg, om_buf *out)
         OM_TRY(rpc_prom_value(out, "objmeta_coord_shard_failed_fast_total", labels,
                               (double)c->shards[i]->failed_fast));
     }
+    OM_TRY(rpc_prom_header(out, "objmeta_coord_migrate_forwards_total", "counter",
+                           "Writes to moving keys forwarded to their new owner, by result."));
+    OM_TRY(rpc_prom_value(out, "objmeta_coord_migrate_forwards_total", "result=\"ok\"",
+                          (double)c->forwards_ok));
+    OM_TRY(rpc_prom_value(out, "objmeta_coord_migrate_forwards_total", "result=\"failed\"",
+                          (double)c->forwards_failed));
+    OM_TRY(rpc_prom_header(out, "objmeta_coord_migrate_pending_epoch", "gauge",
+                           "Epoch of the ring a change in progress moves to (0 = none)."));
+    OM_TRY(rpc_prom_value(out, "objmeta_coord_migrate_pending_epoch", NULL,
+                          c->pending ? (double)ring_epoch(c->pending) : 0));
     OM_TRY(rpc_prom_header(out, "objmeta_coord_list_shard_fetches_total", "counter",
                            "Pages fetched from shards to answer List."));
     OM_TRY(rpc_prom_value(out, "objmeta_coord_list_shard_fetches_total", NULL,

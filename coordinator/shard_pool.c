@@ -1,14 +1,19 @@
 /*
  * coordinator/shard_pool.c -- connections to the shards and their health.
  *
- * Each shard of the ring gets `pool_size` rpc_clients. A client is one TCP
+ * Each shard of the ring in force and of the pending ring (a ring change in
+ * progress, migrate.c) gets `pool_size` rpc_clients; coord_pool_sync adds
+ * entries for new shards and drops, from a fresh loop turn, those in
+ * neither ring. A client is one TCP
  * connection carrying many requests at once (ids match responses), so a
  * slow request never blocks the ones behind it; several connections spread
  * large payloads over several sockets. Requests take the connections in
  * turn. All of it runs on the coordinator's loop thread.
  *
  * Health. Every health_interval_ms each shard gets SetRing with the
- * coordinator's ring on its first connection (unless one is still out).
+ * coordinator's ring and pending ring on its first connection (unless one
+ * is still out); an answer to a SetRing sent before the rings changed is
+ * not a failure, the rings are just sent again.
  * SetRing is idempotent -- the shard keeps the newest ring it was given and
  * answers with the epoch it holds -- so the same call probes liveness and
  * (re)installs the ring, e.g. on a shard that restarted and lost it. After

@@ -36,7 +36,7 @@
 #define MIG_DEFAULT_MAX_RECORDS 1000u
 #define MIG_DEFAULT_MAX_BYTES (1u << 20)
 #define MIG_DEFAULT_MAX_SCAN (64ull << 20)
-#define MIG_APPLY_STRIPES 32u /* stripes locked together by one apply write */
+#define MIG_APPLY_STRIPES 16u /* stripes locked together by one apply write */
 
 typedef enum mig_job_kind { MIG_JOB_SCAN, MIG_JOB_APPLY, MIG_JOB_COMPACT } mig_job_kind;
 
@@ -60,6 +60,8 @@ typedef struct mig_job {
     om_buf after;
     uint32_t max_records;
     uint64_t max_bytes, min_version, max_scan;
+    om_slice *keys; /* keys mode: exactly these LSM keys (copies in mem) */
+    size_t nkeys;
     /* apply */
     mig_rec *recs;
     size_t nrecs;
@@ -412,6 +414,7 @@ job_free(mig_job *j)
     free(j->ranges);
     om_buf_free(&j->after);
     free(j->recs);
+    free(j->keys);
     free(j->mem);
     free(j);
 }
@@ -432,6 +435,54 @@ ranges_contain(const mig_range *r, size_t n, uint64_t h)
     return lo > 0 && ring_range_contains(r[lo - 1].start, r[lo - 1].end, h);
 }
 
+/* Keys mode of MigrateScan: the records of exactly j->keys (those present, in range, new enough).
+ */
+static om_status
+scan_keys(shard_mig *m, mig_job *j, Objmeta__MigrateRecord *recs, Objmeta__MigrateRecord **ptrs,
+          size_t *offs, om_buf *mem, size_t *np)
+{
+    om_buf v = OM_BUF_INIT;
+    size_t n = 0;
+    om_status st = OM_OK;
+
+    for (size_t i = 0; i < j->nkeys && st == OM_OK; i++) {
+        om_slice k = j->keys[i];
+        shard_record rec;
+        om_status g;
+
+        if (!ranges_contain(j->ranges, j->nranges, om_hash64(k.p, k.n)))
+            continue;
+        g = lsm_get(shard_db(m->s), NULL, k, &v);
+        if (g == OM_E_NOTFOUND)
+            continue;
+        if (g != OM_OK) {
+            st = g;
+            break;
+        }
+        if (shard_record_decode(om_buf_slice(&v), &rec) != OM_OK) {
+            st = OM_ERR(OM_E_CORRUPT);
+            break;
+        }
+        if (rec.version < j->min_version)
+            continue;
+        offs[2 * n] = mem->n;
+        if ((st = om_buf_append_slice(mem, k)) != OM_OK)
+            break;
+        offs[2 * n + 1] = mem->n;
+        if ((st = om_buf_append_slice(mem, om_buf_slice(&v))) != OM_OK)
+            break;
+        objmeta__migrate_record__init(&recs[n]);
+        recs[n].key.len = k.n;
+        recs[n].value.len = v.n;
+        recs[n].version = rec.version;
+        ptrs[n] = &recs[n];
+        n++;
+    }
+    om_buf_free(&v);
+    *np = n;
+    return st;
+}
+
 static void
 run_scan(shard_mig *m, mig_job *j)
 {
@@ -439,7 +490,7 @@ run_scan(shard_mig *m, mig_job *j)
     Objmeta__MigrateScanResponse sr = OBJMETA__MIGRATE_SCAN_RESPONSE__INIT;
     Objmeta__MigrateRecord *recs = NULL, **ptrs = NULL;
     om_buf mem = OM_BUF_INIT, last = OM_BUF_INIT;
-    size_t n = 0, cap = j->max_records, bytes = 0;
+    size_t n = 0, cap = j->keys ? (j->nkeys ? j->nkeys : 1) : j->max_records, bytes = 0;
     uint64_t scanned = 0;
     lsm_iter_opts io;
     lsm_iter *it = NULL;
@@ -457,6 +508,13 @@ run_scan(shard_mig *m, mig_job *j)
     if (recs == NULL || ptrs == NULL || offs == NULL) {
         st = OM_ERR(OM_E_NOMEM);
         goto fail;
+    }
+    if (j->keys != NULL) {
+        st = scan_keys(m, j, recs, ptrs, offs, &mem, &n);
+        if (st != OM_OK)
+            goto fail;
+        done = true;
+        goto reply;
     }
     lsm_iter_opts_init(&io);
     io.fill_cache = false; /* a migration scan must not evict the clients' working set */
@@ -504,6 +562,7 @@ run_scan(shard_mig *m, mig_job *j)
         n++;
         bytes += k.n + v.n;
     }
+reply:
     for (size_t i = 0; i < n; i++) { /* mem is final now: point into it */
         recs[i].key.data = mem.p + offs[2 * i];
         recs[i].value.data = mem.p + offs[2 * i + 1];
@@ -817,6 +876,30 @@ submit_scan(shard_mig *m, const Objmeta__Request *req, rpc_reply *reply)
                             "ranges: range %zu is empty, unsorted or overlaps the one before", i);
             return;
         }
+    }
+    if (r->n_keys > 0) {
+        size_t total = 0, off = 0;
+        if (r->n_keys > 100000) {
+            job_free(j);
+            rpc_reply_error(reply, OM_E_INVALID, "keys: at most 100000 per scan");
+            return;
+        }
+        for (size_t i = 0; i < r->n_keys; i++)
+            total += r->keys[i].len;
+        j->keys = calloc(r->n_keys, sizeof(*j->keys));
+        j->mem = malloc(total ? total : 1);
+        if (j->keys == NULL || j->mem == NULL) {
+            job_free(j);
+            rpc_reply_error(reply, OM_E_NOMEM, "out of memory");
+            return;
+        }
+        for (size_t i = 0; i < r->n_keys; i++) {
+            if (r->keys[i].len > 0)
+                memcpy(j->mem + off, r->keys[i].data, r->keys[i].len);
+            j->keys[i] = om_slice_make(j->mem + off, r->keys[i].len);
+            off += r->keys[i].len;
+        }
+        j->nkeys = r->n_keys;
     }
     j->max_records = r->max_records ? r->max_records : MIG_DEFAULT_MAX_RECORDS;
     if (j->max_records > 100000)

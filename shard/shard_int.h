@@ -4,7 +4,8 @@
  *
  * Locking order: a key stripe (stripes[i]) may be held while the engine takes
  * its own locks; nothing else is held with a stripe. Only shard_write_many
- * holds several stripes at once, and takes them in ascending index order.
+ * and migrate.c's ApplyRecords hold several stripes at once, and take them
+ * in ascending index order.
  */
 #ifndef OM_SHARD_SHARD_INT_H
 #define OM_SHARD_SHARD_INT_H

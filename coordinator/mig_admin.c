@@ -1,0 +1,368 @@
+/*
+ * coordinator/mig_admin.c -- the operator's side of online ring changes:
+ * AddShard (after checking that the new shard answers and holds no record),
+ * RemoveShard and SetWeight start a change (migrate.c drives it);
+ * RebalanceStatus reports its phase, totals, rate, ETA and every moving
+ * range. Refusals: BUSY while a change runs, INVALID_ARGUMENT for what the
+ * ring refuses (unknown or duplicate id or address, the last shard, a bad
+ * weight) and for a new shard that holds data. coordinator/MIGRATION.md.
+ */
+#define OM_LOG_MODULE "migrate"
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coordinator/migrate_int.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+/* --- admin -------------------------------------------------------------------------------------
+ */
+
+static void
+answer_change(coord *c, coord_op op, uint64_t t0, rpc_reply *reply, Objmeta__Request__BodyCase kind,
+              uint64_t from, uint64_t to, size_t nranges)
+{
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+    Objmeta__RingChangeResponse rc = OBJMETA__RING_CHANGE_RESPONSE__INIT;
+
+    rc.from_epoch = from;
+    rc.to_epoch = to;
+    rc.moving_ranges = (uint32_t)nranges;
+    if (kind == OBJMETA__REQUEST__BODY_ADD_SHARD) {
+        resp.body_case = OBJMETA__RESPONSE__BODY_ADD_SHARD;
+        resp.add_shard = &rc;
+    } else if (kind == OBJMETA__REQUEST__BODY_REMOVE_SHARD) {
+        resp.body_case = OBJMETA__RESPONSE__BODY_REMOVE_SHARD;
+        resp.remove_shard = &rc;
+    } else {
+        resp.body_case = OBJMETA__RESPONSE__BODY_SET_WEIGHT;
+        resp.set_weight = &rc;
+    }
+    coord_answer(c, op, t0, reply, &resp);
+}
+
+/* Begin the change c->ring -> newr (takes the reference). */
+static void
+mig_begin(coord *c, ring *newr, const char *op, Objmeta__Request__BodyCase kind, uint64_t t0,
+          rpc_reply *reply)
+{
+    coord_mig *m = c->mig;
+    uint64_t from = ring_epoch(c->ring);
+    om_status st;
+
+    mig_free_change(m);
+    c->pending = newr;
+    st = mig_build(m);
+    if (st == OM_OK && m->nrng == 0) {
+        /* nothing moves (e.g. only ties changed): switch at once */
+        ring *old = c->ring;
+        c->ring = newr;
+        c->pending = NULL;
+        m->last_change_epoch = ring_epoch(newr);
+        if ((st = coord_ring_store_save(c->data_dir, newr, NULL)) != OM_OK) {
+            c->ring = old;
+            ring_unref(newr);
+            coord_answer_error(c, COORD_OP_OTHER, t0, reply, st, "cannot write the RING file");
+            return;
+        }
+        ring_unref(old);
+        (void)coord_pool_sync(c);
+        coord_pool_push_all(c);
+        answer_change(c, COORD_OP_OTHER, t0, reply, kind, from, ring_epoch(newr), 0);
+        return;
+    }
+    if (st == OM_OK) {
+        m->phase = MIG_COPYING;
+        m->pass = 0;
+        m->final_started = false;
+        snprintf(m->op, sizeof(m->op), "%s", op);
+        m->started_ms = om_clock_wall_ms();
+        m->from_epoch = from;
+        m->to_epoch = ring_epoch(newr);
+        m->err[0] = '\0';
+        m->win_start_ms = 0;
+        m->rate = 0;
+        m->rate_windowed = false;
+        m->catchup_records = m->catchup_bytes = 0;
+        m->need_catchup = m->drained = false;
+        m->eff_rate = (double)c->opts.migrate_rate; /* the adaptive throttle starts at the top */
+        m->pass_start_ms = om_clock_mono_ms();
+        st = mig_persist(m);
+    }
+    if (st != OM_OK) {
+        mig_free_change(m);
+        m->phase = MIG_IDLE;
+        c->pending = NULL;
+        ring_unref(newr);
+        coord_answer_error(c, COORD_OP_OTHER, t0, reply, st, "cannot start the ring change: %s",
+                           om_status_str(st));
+        return;
+    }
+    if (coord_pool_sync(c) != OM_OK)
+        om_log(OM_LOG_ERROR, "cannot add the new shard to the pool");
+    coord_pool_push_all(c);
+    om_log(OM_LOG_INFO, "ring change started op=\"%s\" from_epoch=%llu to_epoch=%llu ranges=%zu",
+           op, (unsigned long long)from, (unsigned long long)ring_epoch(newr), m->nrng);
+    answer_change(c, COORD_OP_OTHER, t0, reply, kind, from, ring_epoch(newr), m->nrng);
+}
+
+/* AddShard checks first that the new shard answers and holds no records. */
+typedef struct add_probe {
+    coord *c;
+    rpc_client *cl;
+    ring *newr;
+    rpc_reply *reply;
+    uint64_t t0;
+    char op[160];
+    char id[RING_ID_MAX + 1];
+    char addr[RING_ADDR_MAX + 1];
+} add_probe;
+
+static void
+probe_free_client(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    rpc_client_free(arg);
+}
+
+static void
+probe_cb(void *arg, om_status st, const Objmeta__Response *resp)
+{
+    add_probe *p = arg;
+    coord *c = p->c;
+
+    c->mig->starting = false;
+    event_base_once(c->base, -1, EV_TIMEOUT, probe_free_client, p->cl, NULL);
+    if (st != OM_OK) {
+        coord_answer_error(c, COORD_OP_OTHER, p->t0, p->reply, OM_E_UNAVAILABLE,
+                           "add-shard: cannot reach shard %s at %s: %s", p->id, p->addr,
+                           resp->message);
+        ring_unref(p->newr);
+    } else if (resp->status != OBJMETA__STATUS__OK ||
+               resp->body_case != OBJMETA__RESPONSE__BODY_MIGRATE_SCAN) {
+        coord_answer_error(c, COORD_OP_OTHER, p->t0, p->reply, OM_E_INVALID,
+                           "add-shard: %s at %s does not answer like an objmeta-shard of this "
+                           "version: %s %s",
+                           p->id, p->addr, rpc_proto_status_name(resp->status), resp->message);
+        ring_unref(p->newr);
+    } else if (resp->migrate_scan->n_records > 0) {
+        coord_answer_error(c, COORD_OP_OTHER, p->t0, p->reply, OM_E_INVALID,
+                           "add-shard: shard %s at %s already holds records; start it on an "
+                           "empty data dir",
+                           p->id, p->addr);
+        ring_unref(p->newr);
+    } else if (c->mig->phase != MIG_IDLE || c->stopping) {
+        coord_answer_error(c, COORD_OP_OTHER, p->t0, p->reply, OM_E_BUSY,
+                           "another ring change started meanwhile");
+        ring_unref(p->newr);
+    } else {
+        mig_begin(c, p->newr, p->op, OBJMETA__REQUEST__BODY_ADD_SHARD, p->t0, p->reply);
+    }
+    free(p);
+}
+
+static void
+mig_add_shard(coord *c, const Objmeta__AddShardRequest *r, uint64_t t0, rpc_reply *reply)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__MigrateScanRequest sq = OBJMETA__MIGRATE_SCAN_REQUEST__INIT;
+    Objmeta__HashRange all = OBJMETA__HASH_RANGE__INIT, *allp = &all;
+    rpc_client_opts co;
+    ring_shard rs = {r->id, r->addr, r->weight ? r->weight : 1};
+    char err[256];
+    add_probe *p;
+    ring *newr = NULL;
+
+    if (ring_add_node(c->ring, &rs, &newr, err, sizeof(err)) != OM_OK) {
+        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_INVALID, "add-shard: %s", err);
+        return;
+    }
+    p = calloc(1, sizeof(*p));
+    rpc_client_opts_init(&co);
+    co.connect_timeout_ms = c->opts.health_timeout_ms;
+    if (p == NULL || rpc_client_new(c->base, r->addr, &co, &p->cl) != OM_OK) {
+        free(p);
+        ring_unref(newr);
+        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_INVALID, "add-shard: bad address %s",
+                           r->addr);
+        return;
+    }
+    p->c = c;
+    p->newr = newr;
+    p->reply = reply;
+    p->t0 = t0;
+    snprintf(p->id, sizeof(p->id), "%s", r->id);
+    snprintf(p->addr, sizeof(p->addr), "%s", r->addr);
+    snprintf(p->op, sizeof(p->op), "add-shard %s at %s weight %u", r->id, r->addr, rs.weight);
+    sq.ranges = &allp;
+    sq.n_ranges = 1; /* [0, 2^64): any record at all */
+    sq.max_records = 1;
+    req.body_case = OBJMETA__REQUEST__BODY_MIGRATE_SCAN;
+    req.migrate_scan = &sq;
+    if (rpc_client_call(p->cl, &req, c->opts.shard_timeout_ms, probe_cb, p) != OM_OK) {
+        rpc_client_free(p->cl);
+        ring_unref(newr);
+        free(p);
+        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_INTERNAL,
+                           "add-shard: cannot send the probe");
+        return;
+    }
+    c->mig->starting = true;
+}
+
+void
+coord_mig_admin(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply)
+{
+    coord_mig *m = c->mig;
+    char err[256], op[160];
+    ring *newr = NULL;
+
+    if (m->phase != MIG_IDLE || m->starting) {
+        static const char *const names[] = {"idle", "copying", "copying", "cleanup"};
+        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_BUSY,
+                           "a ring change is in progress (%s: %s, epoch %llu -> %llu); wait for "
+                           "it to finish (objmeta admin rebalance-status)",
+                           m->starting ? "starting" : m->op,
+                           m->starting ? "checking the new shard" : names[m->phase],
+                           (unsigned long long)m->from_epoch, (unsigned long long)m->to_epoch);
+        return;
+    }
+    if (c->stopping) {
+        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_UNAVAILABLE,
+                           "the coordinator is shutting down");
+        return;
+    }
+    switch (req->body_case) {
+    case OBJMETA__REQUEST__BODY_ADD_SHARD:
+        mig_add_shard(c, req->add_shard, t0, reply);
+        return;
+    case OBJMETA__REQUEST__BODY_REMOVE_SHARD:
+        if (ring_remove_node(c->ring, req->remove_shard->id, &newr, err, sizeof(err)) != OM_OK) {
+            coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_INVALID, "remove-shard: %s", err);
+            return;
+        }
+        snprintf(op, sizeof(op), "remove-shard %s", req->remove_shard->id);
+        break;
+    case OBJMETA__REQUEST__BODY_SET_WEIGHT: {
+        size_t idx;
+        if (ring_find(c->ring, req->set_weight->id, &idx) == OM_OK &&
+            ring_shard_at(c->ring, idx)->weight == req->set_weight->weight) {
+            coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_INVALID,
+                               "set-weight: shard %s already has weight %u", req->set_weight->id,
+                               req->set_weight->weight);
+            return;
+        }
+        if (ring_set_weight(c->ring, req->set_weight->id, req->set_weight->weight, &newr, err,
+                            sizeof(err)) != OM_OK) {
+            coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_INVALID, "set-weight: %s", err);
+            return;
+        }
+        snprintf(op, sizeof(op), "set-weight %s %u", req->set_weight->id, req->set_weight->weight);
+        break;
+    }
+    default:
+        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_INVALID, "not a ring change");
+        return;
+    }
+    mig_begin(c, newr, op, req->body_case, t0, reply);
+}
+
+/* --- status ------------------------------------------------------------------------------------
+ */
+
+/* Estimated ms left for source s in the current pass (0 = unknown). */
+static uint64_t
+src_eta_ms(const coord_mig *m, const mig_src *s, uint64_t now)
+{
+    double f, elapsed = (double)(now - m->pass_start_ms);
+
+    if (s->done)
+        return 0;
+    if (s->total == 0 || s->pass_scanned == 0)
+        return 0;
+    f = (double)s->pass_scanned / (double)s->total;
+    if (f >= 1.0)
+        f = 0.99;
+    return (uint64_t)(elapsed * (1.0 - f) / f);
+}
+
+void
+coord_mig_status(coord *c, uint64_t t0, rpc_reply *reply)
+{
+    coord_mig *m = c->mig;
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+    Objmeta__RebalanceStatusResponse rs = OBJMETA__REBALANCE_STATUS_RESPONSE__INIT;
+    Objmeta__RangeProgress *rp = NULL, **rpp = NULL;
+    uint64_t now = om_clock_mono_ms(), eta = 0;
+    const char *phase;
+    uint32_t done = 0;
+
+    phase = m->phase == MIG_IDLE      ? "idle"
+            : m->phase == MIG_CLEANUP ? "cleanup"
+            : m->pass == 2            ? "cutover"
+            : m->pass == 1            ? "catch-up"
+                                      : "copying";
+    rs.active = m->phase != MIG_IDLE;
+    rs.phase = (char *)phase;
+    rs.from_epoch = m->from_epoch;
+    rs.to_epoch = m->to_epoch;
+    rs.started_ms = m->started_ms;
+    rs.operation = m->op;
+    rs.records_copied = mig_total_records(m);
+    rs.bytes_copied = mig_total_bytes(m);
+    rs.rate_bytes_per_sec = m->phase == MIG_COPYING ? m->rate : 0;
+    rs.last_change_epoch = m->last_change_epoch;
+    rs.sources = (uint32_t)m->nsrc;
+    rs.error = m->err;
+    for (size_t i = 0; i < m->nsrc; i++) {
+        uint64_t e = src_eta_ms(m, &m->src[i], now);
+        done += m->src[i].done || m->phase != MIG_COPYING;
+        if (e > eta)
+            eta = e;
+        if (rs.error[0] == '\0' && m->src[i].err[0] != '\0' && m->phase == MIG_COPYING)
+            rs.error = m->src[i].err;
+    }
+    rs.sources_done = done;
+    rs.eta_ms = m->phase == MIG_COPYING && m->pass == 0 ? eta : 0;
+    if (m->nrng > 0) {
+        rp = calloc(m->nrng, sizeof(*rp));
+        rpp = calloc(m->nrng, sizeof(*rpp));
+        if (rp == NULL || rpp == NULL) {
+            free(rp);
+            free(rpp);
+            coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_NOMEM, "out of memory");
+            return;
+        }
+    }
+    for (size_t i = 0; i < m->nrng; i++) {
+        const mig_src *s = &m->src[m->rng[i].src];
+        objmeta__range_progress__init(&rp[i]);
+        rp[i].start = m->rng[i].start;
+        rp[i].end = m->rng[i].end;
+        rp[i].from_shard = s->id;
+        rp[i].to_shard = m->rng[i].to;
+        rp[i].phase = m->phase == MIG_IDLE      ? "done"
+                      : m->phase == MIG_CLEANUP ? "done"
+                      : m->pass == 2            ? "cutover"
+                      : m->pass == 1 || s->done ? "copied"
+                                                : "copying";
+        rp[i].records_copied = m->rng[i].records;
+        rp[i].bytes_copied = m->rng[i].bytes;
+        rp[i].rate_bytes_per_sec = m->phase == MIG_COPYING && rs.bytes_copied > 0
+                                       ? m->rate * (double)m->rng[i].bytes / (double)rs.bytes_copied
+                                       : 0;
+        rp[i].eta_ms = m->phase == MIG_COPYING && m->pass == 0 ? src_eta_ms(m, s, now) : 0;
+        rp[i].error = m->phase == MIG_COPYING ? (char *)s->err : (char *)"";
+        rpp[i] = &rp[i];
+    }
+    rs.ranges = rpp;
+    rs.n_ranges = m->nrng;
+    resp.body_case = OBJMETA__RESPONSE__BODY_REBALANCE_STATUS;
+    resp.rebalance_status = &rs;
+    coord_answer(c, COORD_OP_OTHER, t0, reply, &resp);
+    free(rp);
+    free(rpp);
+}

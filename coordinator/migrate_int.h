@@ -1,0 +1,137 @@
+/*
+ * coordinator/migrate_int.h -- the state of an online ring change, shared by
+ * migrate.c (the state machine: copy, cutover, switch, cleanup, persistence)
+ * and mig_admin.c (AddShard/RemoveShard/SetWeight and RebalanceStatus).
+ * Private to coordinator/. Loop thread only, like everything in coord_int.h.
+ * The protocol: coordinator/MIGRATION.md.
+ */
+#ifndef OM_COORDINATOR_MIGRATE_INT_H
+#define OM_COORDINATOR_MIGRATE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "coordinator/coord_int.h"
+#include "util/log.h"
+
+#define MIG_PIPELINE 2 /* batches of one source being applied while the next is scanned */
+
+typedef enum mig_phase { MIG_IDLE = 0, MIG_COPYING = 1, MIG_CLEANUP = 3 } mig_phase;
+
+/* One moving hash range [start, end). */
+typedef struct mig_rng {
+    uint64_t start, end;
+    size_t src; /* index of its source */
+    char *to;   /* new owner id */
+    uint64_t records, bytes;
+} mig_rng;
+
+/* One old owner and everything it gives away. */
+/* One batch of a source: scanned, its applies out. */
+typedef struct mig_batch {
+    uint32_t seq;
+    uint32_t applies_out;
+    bool failed;
+    om_buf next_cursor;
+    bool next_done;
+    uint64_t records, bytes, scanned;
+    uint64_t *rng_rec, *rng_bytes; /* per range of the source */
+} mig_batch;
+
+typedef struct mig_src {
+    char *id;
+    size_t *rng; /* indexes into m->rng, sorted by start */
+    size_t nrng;
+    Objmeta__HashRange *hr, **hrp; /* the same ranges for MigrateScan */
+    om_buf cursor;                 /* last LSM key of the pass copied (empty: from the start) */
+    bool done;                     /* this pass has reached the end of the source */
+    uint64_t wm0;                  /* source clock at the start of pass 0 minus the margin */
+    uint64_t min_version;          /* filter of the current pass */
+    uint64_t next_wm;              /* source clock at the start of this pass minus the margin */
+    uint64_t records, bytes;       /* copied over all passes */
+    uint64_t pass_scanned, total;  /* for the ETA: bytes examined this pass / source size */
+    bool wm_taken;                 /* this pass's first scan answered (next_wm set) */
+    /* The pipeline: one scan in flight, up to MIG_PIPELINE batches being applied, committed
+     * in order. scan_cursor runs ahead of cursor. */
+    om_buf scan_cursor;
+    bool scan_done, scan_busy;
+    ProtobufCBinaryData *dkeys; /* pass 2 in dirty mode: this source's dirty keys */
+    size_t ndkeys;
+    uint32_t gen;  /* m->gen when the pipeline was (re)started */
+    uint32_t sgen; /* bumped to disown answers when the pipeline restarts */
+    mig_batch b[MIG_PIPELINE];
+    uint32_t bhead, bcount, bseq;
+    uint64_t retry_at_ms;
+    uint32_t backoff_ms;
+    char err[256];
+} mig_src;
+
+typedef struct mig_cleanup {
+    char *id;
+    bool done, busy;
+    uint64_t retry_at_ms;
+    uint64_t bytes_before, bytes_after;
+} mig_cleanup;
+
+typedef struct coord_mig {
+    coord *c;
+    mig_phase phase;
+    int pass;            /* 0 copy, 1 catch-up, 2 final (fenced) */
+    bool final_started;  /* pass 2: requests in flight drained, scans running */
+    bool starting;       /* an admin op is checking the new shard */
+    char op[160];        /* "add-shard s4 at 127.0.0.1:7004 weight 1" */
+    uint64_t started_ms; /* wall clock */
+    uint64_t from_epoch, to_epoch;
+    uint64_t last_change_epoch;
+    mig_rng *rng;
+    size_t nrng;
+    mig_src *src;
+    size_t nsrc;
+    mig_cleanup *cl;
+    size_t ncl;
+    uint32_t gen;
+    struct event *timer;
+    double tokens;
+    double eff_rate;      /* the throttle now: opts.migrate_rate, lowered while clients suffer */
+    uint64_t adapt_at_ms; /* next adjustment of eff_rate */
+    uint64_t adapt_n;     /* c->wlat_n at the last adjustment */
+    uint64_t last_tick_ms;
+    uint64_t last_checkpoint_ms;
+    uint64_t fence_start_ms;
+    uint64_t pass_start_ms;
+    uint64_t cutovers_abandoned;
+    uint64_t catchup_records, catchup_bytes; /* re-sent by passes 1 and 2 */
+    /*
+     * Dirty keys: LSM keys of writes to moving keys whose copy on the new owner is not
+     * confirmed. The cutover copies exactly these (dirty_mode) unless they overflowed or
+     * this process did not see the whole change (need_catchup: restarted mid-change).
+     */
+    om_buf dirty_mem;
+    size_t *dirty_off; /* key i is dirty_mem[dirty_off[i] .. dirty_off[i + 1]) */
+    size_t ndirty, capdirty;
+    bool dirty_overflow;
+    bool need_catchup; /* run pass 1 and a full pass 2 (set on resume) */
+    bool drained;      /* writes routed before the change have all been answered */
+    bool dirty_mode;   /* pass 2 copies the dirty keys, not everything */
+    om_buf final_mem;  /* pass 2: the deduplicated dirty keys, frozen */
+    /* rate: bytes copied at the start of the current window */
+    uint64_t win_start_ms, win_bytes, start_mono_ms, start_bytes;
+    bool rate_windowed; /* a full MIG_RATE_WINDOW_MS window has passed */
+    double rate;
+    char err[256];
+} coord_mig;
+
+/* Format a message into one of the state's 256-byte error buffers. */
+void mig_errf(coord_mig *m, char *buf, const char *fmt, ...) OM_PRINTF(3, 4);
+/* Record and byte totals copied by pass 0 over every source. */
+uint64_t mig_total_bytes(const coord_mig *m);
+uint64_t mig_total_records(const coord_mig *m);
+/* Free the ranges, sources, cleanup list and dirty set of the change (bumps the generation). */
+void mig_free_change(coord_mig *m);
+/* Ranges and sources of the change c->ring -> c->pending. Returns OM_OK; OM_E_NOMEM. */
+om_status mig_build(coord_mig *m);
+/* Persist rings and state (atomic RING file); a failure is also noted in m->err. */
+om_status mig_persist(coord_mig *m);
+
+#endif /* OM_COORDINATOR_MIGRATE_INT_H */

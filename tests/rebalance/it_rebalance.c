@@ -1,0 +1,988 @@
+/*
+ * tests/rebalance/it_rebalance.c -- online ring changes with real
+ * processes (objmeta-shard × up to 6, objmeta-coord), under a continuous
+ * load of writers, deleters, readers and paginated listers.
+ *
+ *   changes     (a) add a shard to 3, (b) add two more, (c) remove one,
+ *               (d) change a weight -- one cluster, one change after the
+ *               other, the load running through each
+ *   kill_coord  kill -9 the coordinator mid-copy, restart it on its data dir
+ *   kill_source kill -9 an old owner mid-stream, restart it
+ *   kill_target kill -9 the new shard mid-stream, restart it
+ *   refusals    BUSY while a change runs; a shard holding data is refused
+ *   cli         objmeta admin add-shard --wait / rebalance-status --json
+ *
+ * After each change: every acknowledged write reads back with its value or
+ * a later version; no acknowledged delete is undone; every listing taken
+ * during the move was strictly increasing and held every key that existed
+ * throughout; every key sits on the shard the final ring names and no
+ * longer on its old owner (asked directly, epoch 0); the old owners' data
+ * size fell (after the change's compaction). Without faults, no client
+ * request may fail at all. Kills are timed by polling RebalanceStatus
+ * (records copied > 0 and the copy not done), never by sleeping; the copy
+ * is throttled (--migrate-rate) so that it lasts long enough to be hit.
+ * Seeds are printed (TU_SEED replays one).
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/client.h"
+#include "partitioner/ring.h"
+#include "rpc/rpc.h"
+#include "tu.h"
+#include "util/clock.h"
+
+#define MAXSH 6
+#define BUCKET "rebal-bucket"
+#define NSTABLE 1500 /* keys never written during a change: must always list and read */
+#define NMUT 600     /* keys the load writes and deletes */
+#define STABLE_SIZE 1500
+#define CHANGE_DEADLINE_MS 45000
+
+typedef struct cluster {
+    tu_proc *shard[MAXSH];
+    char addr[MAXSH][64];
+    int port[MAXSH];
+    char id[MAXSH][16];
+    tu_proc *coord;
+    char coord_addr[64];
+    char coord_dir[512];
+    const char *rate;
+} cluster;
+
+static void
+shard_start(cluster *cl, int i, const char *data_dir)
+{
+    char idarg[32], listen[64];
+    const char *extra[5] = {idarg, "--sync-mode=always", "--http-listen=off", NULL, NULL};
+    tu_proc_opts o = {0};
+
+    snprintf(cl->id[i], sizeof(cl->id[i]), "s%d", i + 1);
+    snprintf(idarg, sizeof(idarg), "--id=%s", cl->id[i]);
+    if (cl->port[i] > 0) {
+        snprintf(listen, sizeof(listen), "--listen=127.0.0.1:%d", cl->port[i]);
+        extra[3] = listen;
+    }
+    o.extra = extra;
+    o.data_dir = data_dir;
+    cl->shard[i] = tu_proc_start("$OBJMETA_SHARD", &o);
+    cl->port[i] = tu_proc_port(cl->shard[i], "rpc");
+    snprintf(cl->addr[i], sizeof(cl->addr[i]), "127.0.0.1:%d", cl->port[i]);
+}
+
+static void
+coord_start(cluster *cl, int ninit)
+{
+    char shards[512], rate[64];
+    size_t off = (size_t)snprintf(shards, sizeof(shards), "--shards=");
+    const char *extra[] = {shards,
+                           rate,
+                           "--health-interval=100ms",
+                           "--health-timeout=1s",
+                           "--startup-wait=5s",
+                           "--shard-timeout=8s",
+                           "--migrate-batch=256K",
+                           "--http-listen=off",
+                           NULL};
+    tu_proc_opts o = {0};
+
+    for (int i = 0; i < ninit; i++)
+        off += (size_t)snprintf(shards + off, sizeof(shards) - off, "%s%s=%s", i ? "," : "",
+                                cl->id[i], cl->addr[i]);
+    snprintf(rate, sizeof(rate), "--migrate-rate=%s", cl->rate);
+    o.extra = extra;
+    o.data_dir = cl->coord_dir[0] ? cl->coord_dir : NULL;
+    cl->coord = tu_proc_start("$OBJMETA_COORD", &o);
+    snprintf(cl->coord_dir, sizeof(cl->coord_dir), "%s", tu_proc_data_dir(cl->coord));
+    snprintf(cl->coord_addr, sizeof(cl->coord_addr), "127.0.0.1:%d",
+             tu_proc_port(cl->coord, "rpc"));
+}
+
+static void
+cluster_start(cluster *cl, int nshards, int ninit, const char *rate)
+{
+    memset(cl, 0, sizeof(*cl));
+    cl->rate = rate;
+    for (int i = 0; i < nshards; i++)
+        shard_start(cl, i, NULL);
+    coord_start(cl, ninit);
+}
+
+static void
+proc_stop_checked(tu_proc *p, const char *what)
+{
+    int st;
+
+    if (p == NULL)
+        return;
+    st = tu_proc_stop(p);
+    if (st != 0)
+        tu_proc_dump_stderr(p);
+    ck_assert_msg(st == 0, "%s exited with status %d", what, st);
+    tu_proc_free(p);
+}
+
+static void
+cluster_stop(cluster *cl)
+{
+    proc_stop_checked(cl->coord, "objmeta-coord");
+    for (int i = 0; i < MAXSH; i++)
+        proc_stop_checked(cl->shard[i], cl->id[i]);
+    memset(cl, 0, sizeof(*cl));
+}
+
+static omc_client *
+connect_to(const char *addr)
+{
+    char msg[256];
+    omc_client *c = NULL;
+    uint64_t deadline = tu_now_ms() + 10000;
+
+    while (omc_connect(addr, 3000, &c, msg, sizeof(msg)) != OM_OK) {
+        ck_assert_msg(tu_now_ms() < deadline, "connect %s: %s", addr, msg);
+        om_clock_sleep_ms(20);
+    }
+    omc_set_timeout(c, 20000);
+    return c;
+}
+
+/* One admin request to the coordinator; returns the response (caller frees) or NULL. */
+static Objmeta__Response *
+coord_call(const char *addr, const Objmeta__Request *req)
+{
+    rpc_sync_client *c = NULL;
+    Objmeta__Response *r = NULL;
+
+    if (rpc_sync_client_open(addr, 3000, &c) != OM_OK)
+        return NULL;
+    if (rpc_sync_client_call(c, req, 20000, &r) != OM_OK)
+        r = NULL;
+    rpc_sync_client_close(c);
+    return r;
+}
+
+static Objmeta__Response *
+get_status(const char *addr)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__RebalanceStatusRequest rq = OBJMETA__REBALANCE_STATUS_REQUEST__INIT;
+    Objmeta__Response *r;
+
+    req.body_case = OBJMETA__REQUEST__BODY_REBALANCE_STATUS;
+    req.rebalance_status = &rq;
+    r = coord_call(addr, &req);
+    if (r != NULL && (r->status != OBJMETA__STATUS__OK ||
+                      r->body_case != OBJMETA__RESPONSE__BODY_REBALANCE_STATUS)) {
+        rpc_response_free(r);
+        r = NULL;
+    }
+    return r;
+}
+
+/* Start a change; returns its target epoch (fails the test when refused). */
+static uint64_t
+start_change(cluster *cl, const char *op, const char *id, const char *addr, uint32_t weight)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__AddShardRequest ad = OBJMETA__ADD_SHARD_REQUEST__INIT;
+    Objmeta__RemoveShardRequest rm = OBJMETA__REMOVE_SHARD_REQUEST__INIT;
+    Objmeta__SetWeightRequest sw = OBJMETA__SET_WEIGHT_REQUEST__INIT;
+    Objmeta__Response *r;
+    const Objmeta__RingChangeResponse *rc;
+    uint64_t to;
+
+    if (strcmp(op, "add") == 0) {
+        ad.id = (char *)id;
+        ad.addr = (char *)addr;
+        ad.weight = weight;
+        req.body_case = OBJMETA__REQUEST__BODY_ADD_SHARD;
+        req.add_shard = &ad;
+    } else if (strcmp(op, "remove") == 0) {
+        rm.id = (char *)id;
+        req.body_case = OBJMETA__REQUEST__BODY_REMOVE_SHARD;
+        req.remove_shard = &rm;
+    } else {
+        sw.id = (char *)id;
+        sw.weight = weight;
+        req.body_case = OBJMETA__REQUEST__BODY_SET_WEIGHT;
+        req.set_weight = &sw;
+    }
+    r = coord_call(cl->coord_addr, &req);
+    ck_assert_msg(r != NULL, "%s %s: no answer", op, id);
+    ck_assert_msg(r->status == OBJMETA__STATUS__OK, "%s %s refused: %s", op, id, r->message);
+    rc = r->add_shard ? r->add_shard : r->remove_shard ? r->remove_shard : r->set_weight;
+    ck_assert_ptr_nonnull(rc);
+    ck_assert_uint_eq(rc->to_epoch, rc->from_epoch + 1);
+    to = rc->to_epoch;
+    printf("change %s %s: epoch %llu -> %llu, %u ranges move\n", op, id,
+           (unsigned long long)rc->from_epoch, (unsigned long long)to, rc->moving_ranges);
+    rpc_response_free(r);
+    return to;
+}
+
+/* Poll until the change to `to` is over (idle, last_change_epoch >= to). */
+static void
+wait_change(cluster *cl, uint64_t to)
+{
+    uint64_t t0 = tu_now_ms(), deadline = t0 + CHANGE_DEADLINE_MS;
+    char last_err[256] = "";
+
+    for (;;) {
+        Objmeta__Response *r = get_status(cl->coord_addr);
+        if (r != NULL) {
+            const Objmeta__RebalanceStatusResponse *s = r->rebalance_status;
+            bool over = !s->active && s->last_change_epoch >= to;
+            if (s->error[0])
+                snprintf(last_err, sizeof(last_err), "%s", s->error);
+            if (over)
+                printf("change to epoch %llu done in %llu ms: %llu records, %llu bytes copied\n",
+                       (unsigned long long)to, (unsigned long long)(tu_now_ms() - t0),
+                       (unsigned long long)s->records_copied, (unsigned long long)s->bytes_copied);
+            rpc_response_free(r);
+            if (over)
+                return;
+        }
+        if (tu_now_ms() > deadline) {
+            tu_proc_dump_stderr(cl->coord);
+            ck_abort_msg("change to epoch %llu not done within %d ms (last error: %s)",
+                         (unsigned long long)to, CHANGE_DEADLINE_MS, last_err);
+        }
+        om_clock_sleep_ms(20);
+    }
+}
+
+/* Poll until the copy of the change is under way (records copied, pass 0 not over). */
+static void
+wait_mid_copy(cluster *cl)
+{
+    uint64_t deadline = tu_now_ms() + 20000;
+
+    for (;;) {
+        Objmeta__Response *r = get_status(cl->coord_addr);
+        bool mid = false;
+        if (r != NULL) {
+            const Objmeta__RebalanceStatusResponse *s = r->rebalance_status;
+            mid = s->active && strcmp(s->phase, "copying") == 0 && s->records_copied > 0 &&
+                  s->sources_done < s->sources;
+            rpc_response_free(r);
+        }
+        if (mid)
+            return;
+        ck_assert_msg(tu_now_ms() < deadline, "the copy never got under way");
+        om_clock_sleep_ms(5);
+    }
+}
+
+static ring *
+get_ring(const char *addr)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__GetRingRequest gr = OBJMETA__GET_RING_REQUEST__INIT;
+    Objmeta__Response *r;
+    ring *out = NULL;
+    char err[256];
+
+    req.body_case = OBJMETA__REQUEST__BODY_GET_RING;
+    req.get_ring = &gr;
+    r = coord_call(addr, &req);
+    ck_assert_msg(r != NULL && r->status == OBJMETA__STATUS__OK, "GetRing failed");
+    ck_assert_msg(r->get_ring->pending == NULL, "a change is still pending");
+    ck_assert_int_eq(ring_from_pb(r->get_ring->ring, &out, err, sizeof(err)), OM_OK);
+    rpc_response_free(r);
+    return out;
+}
+
+/* A shard's data size (LSM files + memtables) from Stats, asked directly. */
+static uint64_t
+shard_bytes(const char *addr)
+{
+    omc_client *c = connect_to(addr);
+    omc_stats s;
+    uint64_t b = 0;
+
+    ck_assert_int_eq(omc_stats_get(c, &s), OM_OK);
+    for (size_t i = 0; i < s.n; i++)
+        if (strcmp(s.names[i], "lsm.live_sst_bytes") == 0 ||
+            strcmp(s.names[i], "lsm.memtable_bytes") == 0)
+            b += s.values[i];
+    omc_stats_free(&s);
+    omc_close(c);
+    return b;
+}
+
+/* --- the load ----------------------------------------------------------------------------------
+ */
+
+typedef struct kstate {
+    uint64_t store_v;   /* highest acknowledged store version */
+    uint32_t store_tag; /* its value: writer << 24 | seq */
+    uint32_t store_len;
+    uint64_t del_v;     /* highest acknowledged delete version */
+    bool maybe_deleted; /* a delete whose outcome is unknown (transport error) */
+} kstate;
+
+typedef struct load {
+    cluster *cl;
+    uint64_t seed;
+    atomic_bool stop;
+    bool faults; /* errors allowed (a process is killed) */
+    pthread_mutex_t mu;
+    kstate k[NMUT];
+    atomic_ulong ops, errors, lists, list_pages;
+    char failure[512]; /* first invariant violation seen by a thread */
+    pthread_t th[5];
+    int nth;
+} load;
+
+static void
+load_fail(load *L, const char *fmt, const char *a, unsigned long long b)
+{
+    pthread_mutex_lock(&L->mu);
+    if (L->failure[0] == '\0')
+        snprintf(L->failure, sizeof(L->failure), fmt, a, b);
+    pthread_mutex_unlock(&L->mu);
+}
+
+static void
+mut_key(int i, char *out, size_t n)
+{
+    snprintf(out, n, "m/%05d", i);
+}
+
+static void
+stable_key(int i, char *out, size_t n)
+{
+    snprintf(out, n, "s/%05d", i);
+}
+
+/* The data of a mutable key's write: a tag the checker can recognise, then filler. */
+static size_t
+mut_value(uint32_t tag, uint32_t len, uint8_t *buf)
+{
+    memset(buf, 'a' + (int)(tag % 26), len);
+    memcpy(buf, &tag, sizeof(tag));
+    return len;
+}
+
+static void
+stable_value(int i, uint8_t *buf)
+{
+    memset(buf, 'A' + i % 26, STABLE_SIZE);
+    snprintf((char *)buf, 16, "%08d", i);
+}
+
+typedef struct worker {
+    load *L;
+    int kind; /* 0 writer, 1 deleter, 2 reader, 3 lister */
+    int idx;
+} worker;
+
+static bool
+transient(om_status st)
+{
+    return st == OM_E_UNAVAILABLE || st == OM_E_TIMEOUT || st == OM_E_BUSY;
+}
+
+static void
+note_error(load *L, const char *what, om_status st, omc_client *c)
+{
+    atomic_fetch_add(&L->errors, 1);
+    if (transient(st))
+        om_clock_sleep_ms(10); /* a process is restarting: do not spin */
+    if (!L->faults || !transient(st)) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "%s: %s: %s", what, om_status_str(st), omc_last_message(c));
+        load_fail(L, "%s (%llu)", msg, 0);
+    }
+}
+
+static void
+run_writer(worker *w, omc_client *c, uint64_t *rs)
+{
+    load *L = w->L;
+    uint8_t buf[4096];
+    uint32_t seq = 0;
+
+    while (!atomic_load(&L->stop)) {
+        int i = (int)(tu_rand(rs) % NMUT);
+        char key[32];
+        uint32_t tag = ((uint32_t)w->idx << 24) | (++seq & 0xffffff);
+        uint32_t len = 64 + (uint32_t)(tu_rand(rs) % 2000);
+        omc_info info;
+        om_status st;
+
+        mut_key(i, key, sizeof(key));
+        mut_value(tag, len, buf);
+        st = omc_store(c, BUCKET, key, om_slice_make(buf, len), NULL, &info);
+        atomic_fetch_add(&L->ops, 1);
+        if (st != OM_OK) {
+            note_error(L, "store", st, c);
+            continue;
+        }
+        pthread_mutex_lock(&L->mu);
+        if (info.version > L->k[i].store_v) {
+            L->k[i].store_v = info.version;
+            L->k[i].store_tag = tag;
+            L->k[i].store_len = len;
+        }
+        pthread_mutex_unlock(&L->mu);
+        omc_info_free(&info);
+    }
+}
+
+static void
+run_deleter(worker *w, omc_client *c, uint64_t *rs)
+{
+    load *L = w->L;
+
+    while (!atomic_load(&L->stop)) {
+        int i = (int)(tu_rand(rs) % NMUT);
+        char key[32];
+        uint64_t v = 0;
+        om_status st;
+
+        mut_key(i, key, sizeof(key));
+        st = omc_delete(c, BUCKET, key, NULL, &v);
+        atomic_fetch_add(&L->ops, 1);
+        if (st == OM_E_NOTFOUND)
+            continue;
+        pthread_mutex_lock(&L->mu);
+        if (st == OM_OK && v > L->k[i].del_v)
+            L->k[i].del_v = v;
+        if (st != OM_OK)
+            L->k[i].maybe_deleted = true;
+        pthread_mutex_unlock(&L->mu);
+        if (st != OM_OK)
+            note_error(L, "delete", st, c);
+        om_clock_sleep_ms(2); /* deletes are rarer than writes */
+    }
+}
+
+static void
+run_reader(worker *w, omc_client *c, uint64_t *rs)
+{
+    load *L = w->L;
+    uint8_t want[STABLE_SIZE];
+    om_buf data = OM_BUF_INIT;
+
+    while (!atomic_load(&L->stop)) {
+        int i = (int)(tu_rand(rs) % NSTABLE);
+        char key[32];
+        omc_info info;
+        om_status st;
+
+        stable_key(i, key, sizeof(key));
+        st = omc_retrieve(c, BUCKET, key, &info, &data);
+        atomic_fetch_add(&L->ops, 1);
+        if (st != OM_OK) {
+            note_error(L, "retrieve of a stable key", st, c);
+            continue;
+        }
+        stable_value(i, want);
+        if (data.n != STABLE_SIZE || memcmp(data.p, want, STABLE_SIZE) != 0)
+            load_fail(L, "stable key %s read back wrong data (%llu bytes)", key, data.n);
+        omc_info_free(&info);
+    }
+    om_buf_free(&data);
+}
+
+/* Whole listings, 100 keys a page: strictly increasing, every stable key present. */
+static void
+run_lister(worker *w, omc_client *c, uint64_t *rs)
+{
+    load *L = w->L;
+    (void)rs;
+
+    while (!atomic_load(&L->stop)) {
+        char token[1024] = "", last[64] = "";
+        int stable_seen = 0;
+        bool broken = false;
+
+        for (;;) {
+            omc_list_opts lo = {0};
+            omc_list_page pg;
+            om_status st;
+
+            lo.max_keys = 100;
+            lo.continuation_token = token[0] ? token : NULL;
+            st = omc_list(c, BUCKET, &lo, &pg);
+            if (st != OM_OK) {
+                note_error(L, "list", st, c);
+                broken = true;
+                break;
+            }
+            atomic_fetch_add(&L->list_pages, 1);
+            for (size_t i = 0; i < pg.n_entries; i++) {
+                const char *k = pg.entries[i].key ? pg.entries[i].key : "";
+                if (last[0] && strcmp(k, last) <= 0)
+                    load_fail(L, "listing repeated or reordered key %s (page %llu)", k,
+                              (unsigned long long)atomic_load(&L->list_pages));
+                snprintf(last, sizeof(last), "%s", k);
+                if (strncmp(k, "s/", 2) == 0)
+                    stable_seen++;
+            }
+            snprintf(token, sizeof(token), "%s", pg.next_continuation_token);
+            bool more = pg.is_truncated;
+            omc_list_page_free(&pg);
+            if (!more)
+                break;
+            if (atomic_load(&L->stop) && L->failure[0])
+                break;
+        }
+        if (!broken && stable_seen != NSTABLE)
+            load_fail(L, "a listing missed stable keys (%s%llu seen)", "",
+                      (unsigned long long)stable_seen);
+        if (!broken)
+            atomic_fetch_add(&L->lists, 1);
+    }
+}
+
+static void *
+worker_main(void *arg)
+{
+    worker *w = arg;
+    uint64_t rs = w->L->seed ^ ((uint64_t)(w->kind * 16 + w->idx + 1) * 0x9e3779b97f4a7c15ull);
+    omc_client *c = connect_to(w->L->cl->coord_addr);
+
+    omc_set_timeout(c, 30000);
+    switch (w->kind) {
+    case 0:
+        run_writer(w, c, &rs);
+        break;
+    case 1:
+        run_deleter(w, c, &rs);
+        break;
+    case 2:
+        run_reader(w, c, &rs);
+        break;
+    default:
+        run_lister(w, c, &rs);
+        break;
+    }
+    omc_close(c);
+    free(w);
+    return NULL;
+}
+
+static void
+load_start(load *L)
+{
+    static const int kinds[] = {0, 0, 1, 2, 3};
+
+    atomic_store(&L->stop, false);
+    L->nth = 0;
+    for (int i = 0; i < 5; i++) {
+        worker *w = calloc(1, sizeof(*w));
+        w->L = L;
+        w->kind = kinds[i];
+        w->idx = i + 1;
+        ck_assert_int_eq(pthread_create(&L->th[L->nth++], NULL, worker_main, w), 0);
+    }
+}
+
+static void
+load_stop(load *L)
+{
+    atomic_store(&L->stop, true);
+    for (int i = 0; i < L->nth; i++)
+        pthread_join(L->th[i], NULL);
+    L->nth = 0;
+    printf("load: %lu ops, %lu errors, %lu complete listings (%lu pages)\n",
+           (unsigned long)atomic_load(&L->ops), (unsigned long)atomic_load(&L->errors),
+           (unsigned long)atomic_load(&L->lists), (unsigned long)atomic_load(&L->list_pages));
+    ck_assert_msg(L->failure[0] == '\0', "%s", L->failure);
+}
+
+/* Preload the stable keys (and nothing else) with a few parallel clients. */
+typedef struct preload_arg {
+    const char *addr;
+    int from, to;
+} preload_arg;
+
+static void *
+preload_main(void *arg)
+{
+    preload_arg *p = arg;
+    omc_client *c = connect_to(p->addr);
+    uint8_t buf[STABLE_SIZE];
+
+    for (int i = p->from; i < p->to; i++) {
+        char key[32];
+        stable_key(i, key, sizeof(key));
+        stable_value(i, buf);
+        om_status st = omc_store(c, BUCKET, key, om_slice_make(buf, STABLE_SIZE), NULL, NULL);
+        ck_assert_msg(st == OM_OK, "preload %s: %s", key, omc_last_message(c));
+    }
+    omc_close(c);
+    return NULL;
+}
+
+static void
+preload(cluster *cl)
+{
+    pthread_t th[4];
+    preload_arg a[4];
+
+    for (int t = 0; t < 4; t++) {
+        a[t] = (preload_arg){cl->coord_addr, t * NSTABLE / 4, (t + 1) * NSTABLE / 4};
+        ck_assert_int_eq(pthread_create(&th[t], NULL, preload_main, &a[t]), 0);
+    }
+    for (int t = 0; t < 4; t++)
+        pthread_join(th[t], NULL);
+}
+
+/* --- the checks after a change -----------------------------------------------------------------
+ */
+
+static void
+check_model(load *L)
+{
+    omc_client *c = connect_to(L->cl->coord_addr);
+    om_buf data = OM_BUF_INIT;
+    uint8_t want[4096];
+    int live = 0;
+
+    for (int i = 0; i < NMUT; i++) {
+        char key[32];
+        omc_info info;
+        kstate k = L->k[i];
+        om_status st;
+
+        mut_key(i, key, sizeof(key));
+        st = omc_retrieve(c, BUCKET, key, &info, &data);
+        if (st == OM_E_NOTFOUND) {
+            ck_assert_msg(k.del_v > k.store_v || k.maybe_deleted || k.store_v == 0,
+                          "%s: acknowledged write (version %llu) lost: key is gone, last "
+                          "acknowledged delete %llu",
+                          key, (unsigned long long)k.store_v, (unsigned long long)k.del_v);
+            continue;
+        }
+        ck_assert_msg(st == OM_OK, "%s: %s", key, omc_last_message(c));
+        live++;
+        ck_assert_msg(info.version >= k.store_v,
+                      "%s: read version %llu older than acknowledged write %llu", key,
+                      (unsigned long long)info.version, (unsigned long long)k.store_v);
+        ck_assert_msg(info.version > k.del_v,
+                      "%s: acknowledged delete (version %llu) undone: read version %llu", key,
+                      (unsigned long long)k.del_v, (unsigned long long)info.version);
+        if (info.version == k.store_v) {
+            mut_value(k.store_tag, k.store_len, want);
+            ck_assert_msg(data.n == k.store_len && memcmp(data.p, want, data.n) == 0,
+                          "%s: version %llu reads back other data", key,
+                          (unsigned long long)info.version);
+        }
+        omc_info_free(&info);
+    }
+    om_buf_free(&data);
+    omc_close(c);
+    printf("model: %d mutable keys live, all acknowledged writes and deletes hold\n", live);
+}
+
+/*
+ * Every key is where the final ring says, read directly (epoch 0), and no
+ * longer on any other live shard of the ring (dropped by the cleanup).
+ */
+static void
+check_placement(cluster *cl, bool strict_absence)
+{
+    ring *r = get_ring(cl->coord_addr);
+    omc_client *direct[MAXSH] = {NULL};
+    int misplaced = 0, leftovers = 0, checked = 0;
+
+    for (int i = 0; i < MAXSH; i++) {
+        size_t idx;
+        if (cl->shard[i] != NULL && ring_find(r, cl->id[i], &idx) == OM_OK)
+            direct[i] = connect_to(cl->addr[i]);
+    }
+    for (int k = 0; k < NSTABLE + NMUT; k += 3) {
+        char key[32];
+        const ring_shard *owner;
+        if (k < NSTABLE)
+            stable_key(k, key, sizeof(key));
+        else
+            mut_key(k - NSTABLE, key, sizeof(key));
+        owner = ring_lookup(r, om_slice_from_str(BUCKET), om_slice_from_str(key));
+        for (int i = 0; i < MAXSH; i++) {
+            bool exists = false;
+            if (direct[i] == NULL)
+                continue;
+            ck_assert_int_eq(omc_exists(direct[i], BUCKET, key, &exists), OM_OK);
+            if (strcmp(owner->id, cl->id[i]) == 0) {
+                if (k < NSTABLE && !exists)
+                    misplaced++;
+            } else if (exists) {
+                leftovers++;
+            }
+        }
+        checked++;
+    }
+    for (int i = 0; i < MAXSH; i++)
+        omc_close(direct[i]);
+    ring_unref(r);
+    printf("placement: %d keys checked on every shard, %d missing on their owner, %d left on "
+           "another shard\n",
+           checked, misplaced, leftovers);
+    ck_assert_int_eq(misplaced, 0);
+    if (strict_absence)
+        ck_assert_int_eq(leftovers, 0);
+}
+
+/* --- scenarios ---------------------------------------------------------------------------------
+ */
+
+static void
+run_change(cluster *cl, load *L, const char *op, int shard, uint32_t weight, int *old_owners,
+           int nold)
+{
+    uint64_t before[MAXSH] = {0}, to;
+
+    for (int i = 0; i < nold; i++)
+        before[old_owners[i]] = shard_bytes(cl->addr[old_owners[i]]);
+    load_start(L);
+    to = start_change(cl, op, cl->id[shard], cl->addr[shard], weight);
+    wait_change(cl, to);
+    load_stop(L);
+    check_model(L);
+    check_placement(cl, true);
+    for (int i = 0; i < nold; i++) {
+        uint64_t after = shard_bytes(cl->addr[old_owners[i]]);
+        printf("old owner %s: %llu bytes before, %llu after\n", cl->id[old_owners[i]],
+               (unsigned long long)before[old_owners[i]], (unsigned long long)after);
+        ck_assert_msg(after < before[old_owners[i]], "%s's data did not shrink (%llu -> %llu)",
+                      cl->id[old_owners[i]], (unsigned long long)before[old_owners[i]],
+                      (unsigned long long)after);
+    }
+}
+
+START_TEST(rebalance_changes)
+{
+    cluster cl;
+    load *L = calloc(1, sizeof(*L));
+    int s123[] = {0, 1, 2}, s1234[] = {0, 1, 2, 3};
+
+    pthread_mutex_init(&L->mu, NULL);
+    L->seed = tu_seed("rebalance_changes");
+    L->cl = &cl;
+    cluster_start(&cl, 6, 3, "512K");
+    preload(&cl);
+    /* (a) add a shard to 3 */
+    run_change(&cl, L, "add", 3, 1, s123, 3);
+    /* (b) add two more */
+    run_change(&cl, L, "add", 4, 1, NULL, 0);
+    run_change(&cl, L, "add", 5, 1, NULL, 0);
+    /* (c) remove one: its keys go to the others */
+    run_change(&cl, L, "remove", 1, 0, NULL, 0);
+    /* (d) change a weight: s1 takes more */
+    run_change(&cl, L, "weight", 0, 3, NULL, 0);
+    (void)s1234;
+    /* refusals: unknown id, duplicate id, removing down to nothing is covered by the ring */
+    {
+        Objmeta__Request req = OBJMETA__REQUEST__INIT;
+        Objmeta__RemoveShardRequest rm = OBJMETA__REMOVE_SHARD_REQUEST__INIT;
+        Objmeta__Response *r;
+        rm.id = "nope";
+        req.body_case = OBJMETA__REQUEST__BODY_REMOVE_SHARD;
+        req.remove_shard = &rm;
+        r = coord_call(cl.coord_addr, &req);
+        ck_assert_ptr_nonnull(r);
+        ck_assert_int_eq(r->status, OBJMETA__STATUS__INVALID_ARGUMENT);
+        printf("refused as expected: %s\n", r->message);
+        rpc_response_free(r);
+    }
+    cluster_stop(&cl);
+    pthread_mutex_destroy(&L->mu);
+    free(L);
+}
+END_TEST
+
+/* The change runs while another is refused with BUSY, and a non-empty shard is refused. */
+START_TEST(rebalance_refusals)
+{
+    cluster cl;
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__SetWeightRequest sw = OBJMETA__SET_WEIGHT_REQUEST__INIT;
+    Objmeta__AddShardRequest ad = OBJMETA__ADD_SHARD_REQUEST__INIT;
+    Objmeta__Response *r;
+    uint64_t to;
+
+    cluster_start(&cl, 4, 3, "2M");
+    preload(&cl);
+    /* s4 already holds data written to it directly: refused */
+    {
+        omc_client *c = connect_to(cl.addr[3]);
+        ck_assert_int_eq(omc_store(c, BUCKET, "junk", om_slice_from_str("x"), NULL, NULL), OM_OK);
+        omc_close(c);
+    }
+    ad.id = cl.id[3];
+    ad.addr = cl.addr[3];
+    req.body_case = OBJMETA__REQUEST__BODY_ADD_SHARD;
+    req.add_shard = &ad;
+    r = coord_call(cl.coord_addr, &req);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->status, OBJMETA__STATUS__INVALID_ARGUMENT);
+    ck_assert_ptr_nonnull(strstr(r->message, "already holds records"));
+    printf("refused as expected: %s\n", r->message);
+    rpc_response_free(r);
+
+    to = start_change(&cl, "weight", cl.id[0], NULL, 2);
+    sw.id = cl.id[1];
+    sw.weight = 2;
+    req.body_case = OBJMETA__REQUEST__BODY_SET_WEIGHT;
+    req.set_weight = &sw;
+    r = coord_call(cl.coord_addr, &req);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->status, OBJMETA__STATUS__BUSY);
+    printf("refused as expected: %s\n", r->message);
+    rpc_response_free(r);
+    wait_change(&cl, to);
+    check_placement(&cl, true);
+    cluster_stop(&cl);
+}
+END_TEST
+
+typedef enum fault { KILL_COORD, KILL_SOURCE, KILL_TARGET } fault;
+
+static void
+fault_round(fault f, const char *name)
+{
+    cluster cl;
+    load *L = calloc(1, sizeof(*L));
+    uint64_t to;
+    int victim = f == KILL_SOURCE ? 0 : 3;
+
+    pthread_mutex_init(&L->mu, NULL);
+    L->seed = tu_seed(name);
+    L->cl = &cl;
+    L->faults = true;
+    /* throttled so that the copy of ~1/4 of the data lasts a few seconds */
+    cluster_start(&cl, 4, 3, "512K");
+    preload(&cl);
+    load_start(L);
+    to = start_change(&cl, "add", cl.id[3], cl.addr[3], 1);
+    wait_mid_copy(&cl);
+    if (f == KILL_COORD) {
+        tu_proc_kill9(cl.coord);
+        tu_proc_free(cl.coord);
+        printf("%s: coordinator killed mid-copy\n", name);
+        coord_start(&cl, 3); /* same data dir: resumes from the RING file */
+        {
+            /* it resumes from its checkpoints rather than starting over */
+            Objmeta__Response *r = get_status(cl.coord_addr);
+            ck_assert_ptr_nonnull(r);
+            printf("%s: restarted coordinator reports phase %s, %llu records already copied\n",
+                   name, r->rebalance_status->phase,
+                   (unsigned long long)r->rebalance_status->records_copied);
+            ck_assert(r->rebalance_status->active);
+            ck_assert_uint_gt(r->rebalance_status->records_copied, 0);
+            rpc_response_free(r);
+        }
+    } else {
+        char dir[512];
+        snprintf(dir, sizeof(dir), "%s", tu_proc_data_dir(cl.shard[victim]));
+        tu_proc_kill9(cl.shard[victim]);
+        tu_proc_free(cl.shard[victim]);
+        cl.shard[victim] = NULL;
+        printf("%s: shard %s killed mid-stream\n", name, cl.id[victim]);
+        shard_start(&cl, victim, dir); /* same port and data dir */
+    }
+    wait_change(&cl, to);
+    load_stop(L);
+    check_model(L);
+    check_placement(&cl, true);
+    cluster_stop(&cl);
+    pthread_mutex_destroy(&L->mu);
+    free(L);
+}
+
+START_TEST(rebalance_kill_coord)
+{
+    fault_round(KILL_COORD, "rebalance_kill_coord");
+}
+END_TEST
+
+START_TEST(rebalance_kill_source)
+{
+    fault_round(KILL_SOURCE, "rebalance_kill_source");
+}
+END_TEST
+
+START_TEST(rebalance_kill_target)
+{
+    fault_round(KILL_TARGET, "rebalance_kill_target");
+}
+END_TEST
+
+/* The operator's tool: add-shard --wait (plain lines: stdout is not a terminal), status. */
+START_TEST(rebalance_cli)
+{
+    cluster cl;
+    char *out = NULL, *err = NULL;
+    int rc;
+
+    cluster_start(&cl, 4, 3, "1M");
+    preload(&cl);
+    {
+        const char *argv[] = {"objmeta", "--addr", cl.coord_addr, "admin",  "add-shard", "--id",
+                              cl.id[3],  "--addr", cl.addr[3],    "--wait", NULL};
+        rc = tu_run_cmd(tu_bin("$OBJMETA_CLI"), argv, 60000, &out, &err);
+        printf("objmeta admin add-shard --wait: exit %d\n%s%s", rc, out, err);
+        ck_assert_int_eq(rc, 0);
+        ck_assert_ptr_nonnull(strstr(out, "add-shard: ring epoch 1 -> 2"));
+        ck_assert_ptr_nonnull(strstr(out, "done: ring epoch 2"));
+        ck_assert_ptr_null(strchr(out, '\r')); /* no terminal: no progress redraws */
+        free(out);
+        free(err);
+    }
+    {
+        const char *argv[] = {"objmeta",          "--addr", cl.coord_addr, "admin",
+                              "rebalance-status", "--json", NULL};
+        rc = tu_run_cmd(tu_bin("$OBJMETA_CLI"), argv, 20000, &out, &err);
+        ck_assert_int_eq(rc, 0);
+        ck_assert_ptr_nonnull(strstr(out, "\"active\": false"));
+        ck_assert_ptr_nonnull(strstr(out, "\"last_change_epoch\": 2"));
+        free(out);
+        free(err);
+    }
+    {
+        /* removing a shard that is not there: refused, exit 5, message on stderr */
+        const char *argv[] = {"objmeta",      "--addr", cl.coord_addr, "admin",
+                              "remove-shard", "--id",   "nope",        NULL};
+        rc = tu_run_cmd(tu_bin("$OBJMETA_CLI"), argv, 20000, &out, &err);
+        ck_assert_int_eq(rc, 5);
+        ck_assert_ptr_nonnull(strstr(err, "not in the ring"));
+        free(out);
+        free(err);
+    }
+    check_placement(&cl, true);
+    cluster_stop(&cl);
+}
+END_TEST
+
+static Suite *
+rebalance_suite(void)
+{
+    Suite *s = suite_create("rebalance");
+    TCase *tc = tcase_create("changes");
+
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, rebalance_changes);
+    tcase_add_test(tc, rebalance_refusals);
+    tcase_add_test(tc, rebalance_cli);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("faults");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, rebalance_kill_coord);
+    tcase_add_test(tc, rebalance_kill_source);
+    tcase_add_test(tc, rebalance_kill_target);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    return tu_run(rebalance_suite());
+}
