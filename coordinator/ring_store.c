@@ -44,20 +44,6 @@ static const uint8_t ring_magic[8] = {'O', 'M', 'R', 'I', 'N', 'G', 0, 1};
 #define RING_TAG_MIGRATION 3
 #define RING_FILE_MAX (64u << 20)
 
-static void store_errf(char *err, size_t errlen, const char *fmt, ...) OM_PRINTF(3, 4);
-
-static void
-store_errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static om_status
 store_path(const char *dir, const char *name, char *out, size_t outlen)
 {
@@ -225,12 +211,12 @@ coord_ring_store_load_ex(const char *dir, ring **cur, ring **pending, om_buf *mi
     OM_TRY(store_path(dir, "RING", path, sizeof(path)));
     st = store_read(path, RING_FILE_MAX, &file);
     if (st == OM_E_CORRUPT)
-        store_errf(err, errlen, "%s is larger than %u bytes", path, RING_FILE_MAX);
+        om_errf(err, errlen, "%s is larger than %u bytes", path, RING_FILE_MAX);
     if (st != OM_OK)
         goto out;
     in = om_buf_slice(&file);
     if (in.n < 16 || memcmp(in.p, ring_magic, sizeof(ring_magic)) != 0) {
-        store_errf(err, errlen, "%s is not a ring file (bad magic or too short)", path);
+        om_errf(err, errlen, "%s is not a ring file (bad magic or too short)", path);
         st = OM_ERR(OM_E_CORRUPT);
         goto out;
     }
@@ -239,7 +225,7 @@ coord_ring_store_load_ex(const char *dir, ring **cur, ring **pending, om_buf *mi
     in.p += 16;
     in.n -= 16;
     if (len != in.n || om_checksum32(in.p, in.n) != sum) {
-        store_errf(err, errlen, "%s is damaged (length or checksum mismatch)", path);
+        om_errf(err, errlen, "%s is damaged (length or checksum mismatch)", path);
         st = OM_ERR(OM_E_CORRUPT);
         goto out;
     }
@@ -252,7 +238,7 @@ coord_ring_store_load_ex(const char *dir, ring **cur, ring **pending, om_buf *mi
         in.p++;
         in.n--;
         if (om_slice_get_lenpref(&in, &rec) != OM_OK) {
-            store_errf(err, errlen, "%s: truncated record", path);
+            om_errf(err, errlen, "%s: truncated record", path);
             st = OM_ERR(OM_E_CORRUPT);
             goto out;
         }
@@ -265,18 +251,18 @@ coord_ring_store_load_ex(const char *dir, ring **cur, ring **pending, om_buf *mi
         if (slot == NULL)
             continue; /* a record of a later version */
         if (*slot != NULL) {
-            store_errf(err, errlen, "%s: record %u appears twice", path, tag);
+            om_errf(err, errlen, "%s: record %u appears twice", path, tag);
             st = OM_ERR(OM_E_CORRUPT);
             goto out;
         }
         if ((st = ring_decode(rec, slot, rerr, sizeof(rerr))) != OM_OK) {
-            store_errf(err, errlen, "%s: %s", path, rerr);
+            om_errf(err, errlen, "%s: %s", path, rerr);
             st = OM_ERR(OM_E_CORRUPT);
             goto out;
         }
     }
     if (c == NULL) {
-        store_errf(err, errlen, "%s holds no current ring", path);
+        om_errf(err, errlen, "%s holds no current ring", path);
         st = OM_ERR(OM_E_CORRUPT);
         goto out;
     }
@@ -334,7 +320,7 @@ coord_parse_shards(const char *spec, uint32_t vnodes_per_weight, ring **out, cha
     om_status st = OM_OK;
 
     if (spec == NULL || spec[0] == '\0') {
-        store_errf(err, errlen, "no shards given (--shards id=host:port,...)");
+        om_errf(err, errlen, "no shards given (--shards id=host:port,...)");
         return OM_ERR(OM_E_INVALID);
     }
     copy = strdup(spec);
@@ -353,7 +339,7 @@ coord_parse_shards(const char *spec, uint32_t vnodes_per_weight, ring **out, cha
             continue;
         eq = strchr(item, '=');
         if (eq == NULL) {
-            store_errf(err, errlen, "shard \"%s\" is not id=host:port", item);
+            om_errf(err, errlen, "shard \"%s\" is not id=host:port", item);
             st = OM_ERR(OM_E_INVALID);
             goto out;
         }
@@ -365,13 +351,13 @@ coord_parse_shards(const char *spec, uint32_t vnodes_per_weight, ring **out, cha
             errno = 0;
             w = strtoul(slash + 1, &wend, 10);
             if (errno != 0 || *wend != '\0' || slash[1] == '\0' || w > RING_MAX_WEIGHT) {
-                store_errf(err, errlen, "shard \"%s\": bad weight \"%s\"", item, slash + 1);
+                om_errf(err, errlen, "shard \"%s\": bad weight \"%s\"", item, slash + 1);
                 st = OM_ERR(OM_E_INVALID);
                 goto out;
             }
         }
         if (strchr(eq + 1, ':') == NULL) {
-            store_errf(err, errlen, "shard \"%s\": address \"%s\" is not host:port", item, eq + 1);
+            om_errf(err, errlen, "shard \"%s\": address \"%s\" is not host:port", item, eq + 1);
             st = OM_ERR(OM_E_INVALID);
             goto out;
         }

@@ -63,20 +63,6 @@ typedef struct ring_pt {
     uint32_t idx;
 } ring_pt;
 
-static void ring_errf(char *err, size_t errlen, const char *fmt, ...) OM_PRINTF(3, 4);
-
-static void
-ring_errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* --- hashing --------------------------------------------------------------------------------- */
 
 uint64_t
@@ -149,20 +135,19 @@ ring_check_id(const char *id, char *err, size_t errlen)
     size_t n;
 
     if (id == NULL || id[0] == '\0') {
-        ring_errf(err, errlen, "shard id is empty");
+        om_errf(err, errlen, "shard id is empty");
         return OM_ERR(OM_E_INVALID);
     }
     n = strlen(id);
     if (n > RING_ID_MAX) {
-        ring_errf(err, errlen, "shard id \"%.16s...\" is %zu bytes, more than %u", id, n,
-                  RING_ID_MAX);
+        om_errf(err, errlen, "shard id \"%.16s...\" is %zu bytes, more than %u", id, n,
+                RING_ID_MAX);
         return OM_ERR(OM_E_INVALID);
     }
     for (size_t i = 0; i < n; i++) {
         if (!ring_id_char_ok((unsigned char)id[i])) {
-            ring_errf(err, errlen,
-                      "shard id \"%s\" has byte 0x%02x at %zu; ids use [A-Za-z0-9._:-]", id,
-                      (unsigned char)id[i], i);
+            om_errf(err, errlen, "shard id \"%s\" has byte 0x%02x at %zu; ids use [A-Za-z0-9._:-]",
+                    id, (unsigned char)id[i], i);
             return OM_ERR(OM_E_INVALID);
         }
     }
@@ -175,19 +160,19 @@ ring_check_addr(const char *id, const char *addr, char *err, size_t errlen)
     size_t n;
 
     if (addr == NULL || addr[0] == '\0') {
-        ring_errf(err, errlen, "shard \"%s\" has an empty address", id);
+        om_errf(err, errlen, "shard \"%s\" has an empty address", id);
         return OM_ERR(OM_E_INVALID);
     }
     n = strlen(addr);
     if (n > RING_ADDR_MAX) {
-        ring_errf(err, errlen, "shard \"%s\" address is %zu bytes, more than %u", id, n,
-                  RING_ADDR_MAX);
+        om_errf(err, errlen, "shard \"%s\" address is %zu bytes, more than %u", id, n,
+                RING_ADDR_MAX);
         return OM_ERR(OM_E_INVALID);
     }
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)addr[i];
         if (c <= 0x20 || c >= 0x7f || c == ',') {
-            ring_errf(err, errlen, "shard \"%s\" address has byte 0x%02x at %zu", id, c, i);
+            om_errf(err, errlen, "shard \"%s\" address has byte 0x%02x at %zu", id, c, i);
             return OM_ERR(OM_E_INVALID);
         }
     }
@@ -198,8 +183,8 @@ static om_status
 ring_check_weight(const char *id, uint32_t weight, char *err, size_t errlen)
 {
     if (weight == 0 || weight > RING_MAX_WEIGHT) {
-        ring_errf(err, errlen, "shard \"%s\" has weight %u; weights are 1..%u", id, weight,
-                  RING_MAX_WEIGHT);
+        om_errf(err, errlen, "shard \"%s\" has weight %u; weights are 1..%u", id, weight,
+                RING_MAX_WEIGHT);
         return OM_ERR(OM_E_INVALID);
     }
     return OM_OK;
@@ -257,20 +242,20 @@ ring_check_specs(const ring_shard *shards, size_t n, uint32_t vnodes, uint64_t e
     uint64_t total = 0;
 
     if (n == 0) {
-        ring_errf(err, errlen, "a ring needs at least one shard");
+        om_errf(err, errlen, "a ring needs at least one shard");
         return OM_ERR(OM_E_INVALID);
     }
     if (n > RING_MAX_SHARDS) {
-        ring_errf(err, errlen, "%zu shards, more than the maximum %u", n, RING_MAX_SHARDS);
+        om_errf(err, errlen, "%zu shards, more than the maximum %u", n, RING_MAX_SHARDS);
         return OM_ERR(OM_E_INVALID);
     }
     if (vnodes == 0 || vnodes > RING_MAX_VNODES_PER_WEIGHT) {
-        ring_errf(err, errlen, "vnodes_per_weight %u is out of range 1..%u", vnodes,
-                  RING_MAX_VNODES_PER_WEIGHT);
+        om_errf(err, errlen, "vnodes_per_weight %u is out of range 1..%u", vnodes,
+                RING_MAX_VNODES_PER_WEIGHT);
         return OM_ERR(OM_E_INVALID);
     }
     if (epoch == 0) {
-        ring_errf(err, errlen, "ring epoch 0 is reserved for \"no ring\"");
+        om_errf(err, errlen, "ring epoch 0 is reserved for \"no ring\"");
         return OM_ERR(OM_E_INVALID);
     }
     for (size_t i = 0; i < n; i++) {
@@ -280,8 +265,8 @@ ring_check_specs(const ring_shard *shards, size_t n, uint32_t vnodes, uint64_t e
         total += (uint64_t)shards[i].weight * vnodes;
     }
     if (total > RING_MAX_POINTS) {
-        ring_errf(err, errlen, "%llu points (weights x vnodes_per_weight), more than %u",
-                  (unsigned long long)total, RING_MAX_POINTS);
+        om_errf(err, errlen, "%llu points (weights x vnodes_per_weight), more than %u",
+                (unsigned long long)total, RING_MAX_POINTS);
         return OM_ERR(OM_E_INVALID);
     }
     return OM_OK;
@@ -296,7 +281,7 @@ ring_check_unique(const ring *r, char *err, size_t errlen)
 
     for (size_t i = 1; i < r->nshards; i++) {
         if (strcmp(r->shards[i - 1].id, r->shards[i].id) == 0) {
-            ring_errf(err, errlen, "shard id \"%s\" appears more than once", r->shards[i].id);
+            om_errf(err, errlen, "shard id \"%s\" appears more than once", r->shards[i].id);
             return OM_ERR(OM_E_INVALID);
         }
     }
@@ -308,7 +293,7 @@ ring_check_unique(const ring *r, char *err, size_t errlen)
     qsort(addrs, r->nshards, sizeof(*addrs), ring_str_cmp);
     for (size_t i = 1; i < r->nshards; i++) {
         if (strcmp(addrs[i - 1], addrs[i]) == 0) {
-            ring_errf(err, errlen, "address \"%s\" is given to more than one shard", addrs[i]);
+            om_errf(err, errlen, "address \"%s\" is given to more than one shard", addrs[i]);
             st = OM_ERR(OM_E_INVALID);
             break;
         }
@@ -561,7 +546,7 @@ static om_status
 ring_next_epoch(const ring *r, uint64_t *epoch, char *err, size_t errlen)
 {
     if (r->epoch == UINT64_MAX) {
-        ring_errf(err, errlen, "ring epoch is at its maximum");
+        om_errf(err, errlen, "ring epoch is at its maximum");
         return OM_ERR(OM_E_INVALID);
     }
     *epoch = r->epoch + 1;
@@ -579,7 +564,7 @@ ring_add_node(const ring *r, const ring_shard *s, ring **out, char *err, size_t 
     OM_TRY(ring_next_epoch(r, &epoch, err, errlen));
     OM_TRY(ring_check_id(s->id, err, errlen));
     if (ring_find(r, s->id, &idx) == OM_OK) {
-        ring_errf(err, errlen, "shard \"%s\" is already in the ring", s->id);
+        om_errf(err, errlen, "shard \"%s\" is already in the ring", s->id);
         return OM_ERR(OM_E_INVALID);
     }
     OM_TRY(ring_spec_copy(r, &spec));
@@ -599,11 +584,11 @@ ring_remove_node(const ring *r, const char *id, ring **out, char *err, size_t er
 
     OM_TRY(ring_next_epoch(r, &epoch, err, errlen));
     if (ring_find(r, id, &idx) != OM_OK) {
-        ring_errf(err, errlen, "shard \"%s\" is not in the ring", id);
+        om_errf(err, errlen, "shard \"%s\" is not in the ring", id);
         return OM_ERR(OM_E_INVALID);
     }
     if (r->nshards == 1) {
-        ring_errf(err, errlen, "cannot remove \"%s\": it is the last shard", id);
+        om_errf(err, errlen, "cannot remove \"%s\": it is the last shard", id);
         return OM_ERR(OM_E_INVALID);
     }
     OM_TRY(ring_spec_copy(r, &spec));
@@ -624,7 +609,7 @@ ring_set_weight(const ring *r, const char *id, uint32_t weight, ring **out, char
 
     OM_TRY(ring_next_epoch(r, &epoch, err, errlen));
     if (ring_find(r, id, &idx) != OM_OK) {
-        ring_errf(err, errlen, "shard \"%s\" is not in the ring", id);
+        om_errf(err, errlen, "shard \"%s\" is not in the ring", id);
         return OM_ERR(OM_E_INVALID);
     }
     OM_TRY(ring_spec_copy(r, &spec));
@@ -644,7 +629,7 @@ ring_set_addr(const ring *r, const char *id, const char *addr, ring **out, char 
 
     OM_TRY(ring_next_epoch(r, &epoch, err, errlen));
     if (ring_find(r, id, &idx) != OM_OK) {
-        ring_errf(err, errlen, "shard \"%s\" is not in the ring", id);
+        om_errf(err, errlen, "shard \"%s\" is not in the ring", id);
         return OM_ERR(OM_E_INVALID);
     }
     OM_TRY(ring_spec_copy(r, &spec));

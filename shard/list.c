@@ -17,19 +17,6 @@
 #include "util/checksum.h"
 #include "util/coding.h"
 
-static om_status
-list_invalid(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err != NULL && errlen > 0) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return OM_E_INVALID;
-}
-
 bool
 shard_prefix_successor(om_slice s, om_buf *out)
 {
@@ -161,31 +148,31 @@ shard_list_token_decode(const shard_list_req *req, om_slice token, om_buf *resum
     om_status st = OM_E_INVALID;
 
     if (token.n > 4096) {
-        list_invalid(err, errlen, "continuation_token: too long (%zu bytes)", token.n);
+        om_err_invalid(err, errlen, "continuation_token: too long (%zu bytes)", token.n);
         goto out;
     }
     if (b64_decode(token, &raw) != OM_OK || raw.n < 1 + 8 + 1 + 4) {
-        list_invalid(err, errlen, "continuation_token: not a token of this service");
+        om_err_invalid(err, errlen, "continuation_token: not a token of this service");
         goto out;
     }
     if (om_checksum32(raw.p, raw.n - 4) != om_get_fixed32(raw.p + raw.n - 4)) {
-        list_invalid(err, errlen, "continuation_token: checksum mismatch (corrupted or forged)");
+        om_err_invalid(err, errlen, "continuation_token: checksum mismatch (corrupted or forged)");
         goto out;
     }
     if (raw.p[0] != SHARD_LIST_TOKEN_VERSION) {
-        list_invalid(err, errlen, "continuation_token: unsupported token version %u", raw.p[0]);
+        om_err_invalid(err, errlen, "continuation_token: unsupported token version %u", raw.p[0]);
         goto out;
     }
     in = om_slice_make(raw.p + 1, raw.n - 1 - 4);
     if (om_slice_get_fixed64(&in, &binding) != OM_OK || om_slice_get_lenpref(&in, &key) != OM_OK ||
         in.n != 0) {
-        list_invalid(err, errlen, "continuation_token: malformed");
+        om_err_invalid(err, errlen, "continuation_token: malformed");
         goto out;
     }
     if (binding != token_binding(req)) {
-        list_invalid(err, errlen,
-                     "continuation_token: belongs to a listing with another bucket, prefix or "
-                     "delimiter");
+        om_err_invalid(err, errlen,
+                       "continuation_token: belongs to a listing with another bucket, prefix or "
+                       "delimiter");
         goto out;
     }
     st = om_buf_set(resume, key);
@@ -198,17 +185,17 @@ static om_status
 list_validate(const shard_list_req *req, char *err, size_t errlen)
 {
     if (req->max_keys > SHARD_LIST_MAX)
-        return list_invalid(err, errlen, "max_keys: %u is over the maximum of %d", req->max_keys,
-                            SHARD_LIST_MAX);
+        return om_err_invalid(err, errlen, "max_keys: %u is over the maximum of %d", req->max_keys,
+                              SHARD_LIST_MAX);
     if (req->prefix.n > SHARD_KEY_MAX || !om_utf8_valid(req->prefix))
-        return list_invalid(err, errlen, "prefix: must be valid UTF-8 of at most %d bytes",
-                            SHARD_KEY_MAX);
+        return om_err_invalid(err, errlen, "prefix: must be valid UTF-8 of at most %d bytes",
+                              SHARD_KEY_MAX);
     if (req->delimiter.n > SHARD_KEY_MAX || !om_utf8_valid(req->delimiter))
-        return list_invalid(err, errlen, "delimiter: must be valid UTF-8 of at most %d bytes",
-                            SHARD_KEY_MAX);
+        return om_err_invalid(err, errlen, "delimiter: must be valid UTF-8 of at most %d bytes",
+                              SHARD_KEY_MAX);
     if (req->start_after.n > SHARD_KEY_MAX || !om_utf8_valid(req->start_after))
-        return list_invalid(err, errlen, "start_after: must be valid UTF-8 of at most %d bytes",
-                            SHARD_KEY_MAX);
+        return om_err_invalid(err, errlen, "start_after: must be valid UTF-8 of at most %d bytes",
+                              SHARD_KEY_MAX);
     return OM_OK;
 }
 

@@ -13,19 +13,6 @@
 
 #include "util/coding.h"
 
-static om_status
-rec_invalid(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err != NULL && errlen > 0) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return OM_E_INVALID;
-}
-
 om_status
 shard_record_encode(const shard_record *r, om_buf *out)
 {
@@ -131,26 +118,26 @@ om_status
 shard_validate_bucket(om_slice b, char *err, size_t errlen)
 {
     if (b.n < SHARD_BUCKET_MIN || b.n > SHARD_BUCKET_MAX)
-        return rec_invalid(err, errlen, "bucket: name must be %d to %d bytes long (got %zu)",
-                           SHARD_BUCKET_MIN, SHARD_BUCKET_MAX, b.n);
+        return om_err_invalid(err, errlen, "bucket: name must be %d to %d bytes long (got %zu)",
+                              SHARD_BUCKET_MIN, SHARD_BUCKET_MAX, b.n);
     for (size_t i = 0; i < b.n; i++) {
         uint8_t c = b.p[i];
         if (!is_lower_alnum(c) && c != '.' && c != '-')
-            return rec_invalid(err, errlen,
-                               "bucket: only lower-case letters, digits, '.' and '-' are "
-                               "allowed (byte 0x%02x at offset %zu)",
-                               c, i);
+            return om_err_invalid(err, errlen,
+                                  "bucket: only lower-case letters, digits, '.' and '-' are "
+                                  "allowed (byte 0x%02x at offset %zu)",
+                                  c, i);
         if (c == '.' && i > 0 && b.p[i - 1] == '.')
-            return rec_invalid(err, errlen, "bucket: must not contain two adjacent periods");
+            return om_err_invalid(err, errlen, "bucket: must not contain two adjacent periods");
     }
     if (!is_lower_alnum(b.p[0]) || !is_lower_alnum(b.p[b.n - 1]))
-        return rec_invalid(err, errlen, "bucket: must start and end with a letter or digit");
+        return om_err_invalid(err, errlen, "bucket: must start and end with a letter or digit");
     if (bucket_is_ipv4(b))
-        return rec_invalid(err, errlen, "bucket: must not be formatted as an IP address");
+        return om_err_invalid(err, errlen, "bucket: must not be formatted as an IP address");
     if (b.n >= 4 && memcmp(b.p, "xn--", 4) == 0)
-        return rec_invalid(err, errlen, "bucket: must not start with the prefix 'xn--'");
+        return om_err_invalid(err, errlen, "bucket: must not start with the prefix 'xn--'");
     if (b.n >= 8 && memcmp(b.p + b.n - 8, "-s3alias", 8) == 0)
-        return rec_invalid(err, errlen, "bucket: must not end with the suffix '-s3alias'");
+        return om_err_invalid(err, errlen, "bucket: must not end with the suffix '-s3alias'");
     return OM_OK;
 }
 
@@ -158,12 +145,12 @@ om_status
 shard_validate_key(om_slice key, char *err, size_t errlen)
 {
     if (key.n == 0)
-        return rec_invalid(err, errlen, "key: must not be empty");
+        return om_err_invalid(err, errlen, "key: must not be empty");
     if (key.n > SHARD_KEY_MAX)
-        return rec_invalid(err, errlen, "key: %zu bytes is longer than the limit of %d bytes",
-                           key.n, SHARD_KEY_MAX);
+        return om_err_invalid(err, errlen, "key: %zu bytes is longer than the limit of %d bytes",
+                              key.n, SHARD_KEY_MAX);
     if (!om_utf8_valid(key))
-        return rec_invalid(err, errlen, "key: not valid UTF-8");
+        return om_err_invalid(err, errlen, "key: not valid UTF-8");
     return OM_OK;
 }
 
@@ -208,21 +195,22 @@ shard_validate_metadata(om_slice json, size_t max_bytes, int max_depth, char *er
     if (json.n == 0)
         return OM_OK;
     if (json.n > max_bytes)
-        return rec_invalid(err, errlen, "metadata: %zu bytes is larger than the limit of %zu bytes",
-                           json.n, max_bytes);
+        return om_err_invalid(err, errlen,
+                              "metadata: %zu bytes is larger than the limit of %zu bytes", json.n,
+                              max_bytes);
     v = json_loadb((const char *)json.p, json.n, JSON_REJECT_DUPLICATES, &jerr);
     if (v == NULL)
-        return rec_invalid(err, errlen, "metadata: not valid JSON: %s (line %d, column %d)",
-                           jerr.text, jerr.line, jerr.column);
+        return om_err_invalid(err, errlen, "metadata: not valid JSON: %s (line %d, column %d)",
+                              jerr.text, jerr.line, jerr.column);
     if (!json_is_object(v)) {
         json_decref(v);
-        return rec_invalid(err, errlen, "metadata: must be a JSON object");
+        return om_err_invalid(err, errlen, "metadata: must be a JSON object");
     }
     depth = json_depth(v);
     json_decref(v);
     if (depth > max_depth)
-        return rec_invalid(err, errlen, "metadata: nesting depth %d exceeds the limit of %d", depth,
-                           max_depth);
+        return om_err_invalid(err, errlen, "metadata: nesting depth %d exceeds the limit of %d",
+                              depth, max_depth);
     return OM_OK;
 }
 
@@ -230,13 +218,13 @@ om_status
 shard_validate_content_type(om_slice ct, char *err, size_t errlen)
 {
     if (ct.n > SHARD_CONTENT_TYPE_MAX)
-        return rec_invalid(err, errlen, "content_type: longer than %d bytes",
-                           SHARD_CONTENT_TYPE_MAX);
+        return om_err_invalid(err, errlen, "content_type: longer than %d bytes",
+                              SHARD_CONTENT_TYPE_MAX);
     for (size_t i = 0; i < ct.n; i++)
         if (ct.p[i] < 0x20 || ct.p[i] > 0x7e)
-            return rec_invalid(err, errlen,
-                               "content_type: only printable ASCII is allowed (byte 0x%02x)",
-                               ct.p[i]);
+            return om_err_invalid(err, errlen,
+                                  "content_type: only printable ASCII is allowed (byte 0x%02x)",
+                                  ct.p[i]);
     return OM_OK;
 }
 
@@ -244,7 +232,7 @@ om_status
 shard_validate_data(om_slice data, size_t max_bytes, char *err, size_t errlen)
 {
     if (data.n > max_bytes)
-        return rec_invalid(err, errlen, "data: %zu bytes is larger than the limit of %zu bytes",
-                           data.n, max_bytes);
+        return om_err_invalid(err, errlen, "data: %zu bytes is larger than the limit of %zu bytes",
+                              data.n, max_bytes);
     return OM_OK;
 }

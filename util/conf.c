@@ -19,18 +19,6 @@
 
 #define CONF_ENV_PREFIX "OBJMETA_"
 
-static void
-conf_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* Names match with '-' and '_' treated alike, case-insensitively. */
 static bool
 conf_name_eq(const char *a, const char *b, size_t blen)
@@ -186,8 +174,8 @@ conf_store(const om_conf_item *it, void *conf, const char *value, const char *so
     case OM_CONF_BOOL: {
         bool b;
         if (om_parse_bool(value, &b) != OM_OK) {
-            conf_err(err, errlen, "%s: %s: '%s' is not a bool (true/false, yes/no, on/off, 1/0)",
-                     source, it->name, value);
+            om_errf(err, errlen, "%s: %s: '%s' is not a bool (true/false, yes/no, on/off, 1/0)",
+                    source, it->name, value);
             return OM_E_INVALID;
         }
         memcpy(field, &b, sizeof(b));
@@ -225,21 +213,21 @@ conf_store(const om_conf_item *it, void *conf, const char *value, const char *so
                 strncat(list, i ? ", " : "", sizeof(list) - strlen(list) - 1);
                 strncat(list, it->choices[i], sizeof(list) - strlen(list) - 1);
             }
-            conf_err(err, errlen, "%s: %s: '%s' is not one of: %s", source, it->name, value, list);
+            om_errf(err, errlen, "%s: %s: '%s' is not one of: %s", source, it->name, value, list);
         }
         return OM_E_INVALID;
     }
     if (st != OM_OK) {
-        conf_err(err, errlen, "%s: %s: '%s' is not a valid %s%s", source, it->name, value,
-                 conf_type_name(it->type),
-                 it->type == OM_CONF_SIZE       ? " (e.g. 4096, 64K, 64MiB)"
-                 : it->type == OM_CONF_DURATION ? " (e.g. 250ms, 5s, 2m)"
-                                                : "");
+        om_errf(err, errlen, "%s: %s: '%s' is not a valid %s%s", source, it->name, value,
+                conf_type_name(it->type),
+                it->type == OM_CONF_SIZE       ? " (e.g. 4096, 64K, 64MiB)"
+                : it->type == OM_CONF_DURATION ? " (e.g. 250ms, 5s, 2m)"
+                                               : "");
         return OM_E_INVALID;
     }
     if (v < it->min || v > it->max) {
-        conf_err(err, errlen, "%s: %s: %s is out of range [%" PRId64 ", %" PRId64 "]", source,
-                 it->name, value, it->min, it->max);
+        om_errf(err, errlen, "%s: %s: %s is out of range [%" PRId64 ", %" PRId64 "]", source,
+                it->name, value, it->min, it->max);
         return OM_E_INVALID;
     }
     memcpy(field, &v, sizeof(v));
@@ -253,7 +241,7 @@ om_conf_set(const om_conf_table *t, void *conf, const char *name, const char *va
     const om_conf_item *it = conf_find(t, name, strlen(name));
 
     if (it == NULL) {
-        conf_err(err, errlen, "%s: unknown setting '%s' (see %s --help)", source, name, t->program);
+        om_errf(err, errlen, "%s: unknown setting '%s' (see %s --help)", source, name, t->program);
         return OM_E_INVALID;
     }
     return conf_store(it, conf, value, source, err, errlen);
@@ -290,7 +278,7 @@ conf_load_file(const om_conf_table *t, void *conf, const char *path, char *err, 
     int r;
 
     if (f == NULL) {
-        conf_err(err, errlen, "cannot read config file %s: %s", path, strerror(errno));
+        om_errf(err, errlen, "cannot read config file %s: %s", path, strerror(errno));
         return OM_E_IO;
     }
     r = ini_parse_file(f, conf_ini_handler, &c);
@@ -298,7 +286,7 @@ conf_load_file(const om_conf_table *t, void *conf, const char *path, char *err, 
     if (c.st != OM_OK)
         return c.st;
     if (r != 0) {
-        conf_err(err, errlen, "config file %s: syntax error on line %d", path, r);
+        om_errf(err, errlen, "config file %s: syntax error on line %d", path, r);
         return OM_E_INVALID;
     }
     return OM_OK;
@@ -360,15 +348,15 @@ om_conf_load(const om_conf_table *t, void *conf, int argc, char **argv, om_conf_
             continue;
         }
         if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
-            conf_err(err, errlen, "unexpected argument '%s' (settings are --name=value)", a);
+            om_errf(err, errlen, "unexpected argument '%s' (settings are --name=value)", a);
             return OM_E_INVALID;
         }
         const char *eq = strchr(a, '=');
         size_t nlen = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
         bool is_config = nlen == 6 && strncmp(a + 2, "config", 6) == 0;
         if (!is_config && conf_find(t, a + 2, nlen) == NULL) {
-            conf_err(err, errlen, "command line: unknown setting '%.*s' (see %s --help)", (int)nlen,
-                     a + 2, t->program);
+            om_errf(err, errlen, "command line: unknown setting '%.*s' (see %s --help)", (int)nlen,
+                    a + 2, t->program);
             return OM_E_INVALID;
         }
         const char *val = eq ? eq + 1 : NULL;
@@ -377,7 +365,7 @@ om_conf_load(const om_conf_table *t, void *conf, int argc, char **argv, om_conf_
             if (it != NULL && it->type == OM_CONF_BOOL && (i + 1 >= argc || argv[i + 1][0] == '-'))
                 continue; /* bare --flag */
             if (i + 1 >= argc) {
-                conf_err(err, errlen, "command line: --%.*s needs a value", (int)nlen, a + 2);
+                om_errf(err, errlen, "command line: --%.*s needs a value", (int)nlen, a + 2);
                 return OM_E_INVALID;
             }
             val = argv[++i];
@@ -403,7 +391,7 @@ om_conf_load(const om_conf_table *t, void *conf, int argc, char **argv, om_conf_
         size_t nlen = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
         const char *val = eq ? eq + 1 : NULL;
         if (nlen >= sizeof(name)) {
-            conf_err(err, errlen, "command line: setting name too long");
+            om_errf(err, errlen, "command line: setting name too long");
             return OM_E_INVALID;
         }
         memcpy(name, a + 2, nlen);

@@ -6,6 +6,8 @@
 #include "util/status.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 
 #include "util/log.h"
 
@@ -70,4 +72,32 @@ om_err_origin(om_status st, const char *file, int line, const char *func)
     om_log(OM_LOG_DEBUG, "error created status=%s at=%s:%d func=%s", om_status_str(st), file, line,
            func);
     return st;
+}
+
+static void
+status_vformat(char *err, size_t errlen, const char *fmt, va_list ap)
+{
+    if (err != NULL && errlen > 0)
+        vsnprintf(err, errlen, fmt, ap);
+}
+
+void
+om_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    status_vformat(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+om_status
+om_err_invalid(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    status_vformat(err, errlen, fmt, ap);
+    va_end(ap);
+    return OM_E_INVALID;
 }

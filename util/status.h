@@ -12,6 +12,8 @@
 #ifndef OM_UTIL_STATUS_H
 #define OM_UTIL_STATUS_H
 
+#include <stddef.h>
+
 typedef enum om_status {
     OM_OK = 0,
     OM_E_NOTFOUND,     /* absent or deleted; an answer, not a failure   */
@@ -41,6 +43,21 @@ om_status om_status_from_errno(int err);
 om_status om_err_origin(om_status st, const char *file, int line, const char *func);
 
 #define OM_ERR(code) om_err_origin((code), __FILE__, __LINE__, __func__)
+
+/*
+ * Error messages for people. Functions that can reject input take a caller
+ * buffer (char *err, size_t errlen) and write one line naming the problem.
+ * om_errf formats into it (a NULL or empty buffer is allowed and ignored);
+ * om_err_invalid does the same and returns OM_E_INVALID, for
+ * `return om_err_invalid(err, errlen, "bucket: ...", ...);`.
+ */
+#if defined(__GNUC__)
+#define OM_STATUS_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define OM_STATUS_PRINTF(a, b)
+#endif
+void om_errf(char *err, size_t errlen, const char *fmt, ...) OM_STATUS_PRINTF(3, 4);
+om_status om_err_invalid(char *err, size_t errlen, const char *fmt, ...) OM_STATUS_PRINTF(3, 4);
 
 /* Return the status of x from the current function if it is not OM_OK. */
 #define OM_TRY(x)                                                                                  \
