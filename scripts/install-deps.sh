@@ -16,6 +16,8 @@ pkgs=(
   libjansson-dev libinih-dev
   # tests: Check (+subunit), formatting lint, the Python protocol interop test
   check libsubunit-dev clang-format protobuf-compiler python3 python3-protobuf
+  # libFuzzer smoke run: clang with its fuzzer runtime
+  clang libclang-rt-14-dev
   # the local cluster's demo and scripts
   procps
 )

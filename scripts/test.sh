@@ -47,4 +47,25 @@ if [[ $quick -eq 0 ]]; then
   # UBSAN_OPTIONS=halt_on_error=1 comes from the default test setup (tests/meson.build).
   meson test -C build-asan -v --print-errorlogs --num-processes "$jobs" --no-suite lint --no-suite deploy
 fi
+if [[ $quick -eq 0 ]]; then
+  # The libFuzzer targets (WAL reader, SSTable reader, frame decoder, shard
+  # request handling), built with clang + ASan/UBSan and run briefly each. The
+  # same entry points also run over fixed inputs in the suites above.
+  echo "== libFuzzer smoke run (build-fuzz/, clang, ${FUZZ_SECONDS:-10} s per target) =="
+  if [[ ! -f build-fuzz/build.ninja ]]; then
+    CC=clang meson setup build-fuzz --buildtype=debugoptimized -Dfuzz=true \
+      -Db_sanitize=address,undefined -Db_lundef=false -Dbench_peers=disabled
+  fi
+  targets=(fuzz_wal fuzz_sstable fuzz_frame fuzz_shard)
+  meson compile -C build-fuzz "${targets[@]}"
+  fuzz_dir=$(mktemp -d)
+  for t in "${targets[@]}"; do
+    exe=$(find build-fuzz/tests -name "$t" -type f -perm -u+x | head -1)
+    mkdir -p "$fuzz_dir/$t"
+    (cd "$fuzz_dir" && "$OLDPWD/$exe" -max_total_time="${FUZZ_SECONDS:-10}" -rss_limit_mb=2048 \
+      -print_final_stats=0 "$t" 2>"$t.log") || { cat "$fuzz_dir/$t.log"; echo "fuzz: $t failed"; exit 1; }
+    echo "fuzz: $t: $(grep -E '^Done [0-9]+ runs' "$fuzz_dir/$t.log")"
+  done
+  rm -rf "$fuzz_dir"
+fi
 echo "== all tests passed in $(( $(date +%s) - start )) s =="
