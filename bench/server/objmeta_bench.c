@@ -11,6 +11,21 @@
  * which p50/p99/p99.9 are printed, with ops/s per operation and in total.
  * `--preload` stores every key once first so that reads hit.
  *
+ * List requests ask for `--list-max-keys` keys (default 100) of the bucket,
+ * with `--prefix`/`--delimiter` when given, starting after a random key
+ * drawn so that a full page follows it (key index < keys - max_keys). The
+ * keys of each answered page are counted and reported as keys per page.
+ * `--requests N` stops after N requests (the timed run ends at whichever of
+ * N requests or `--duration` comes first).
+ *
+ * `--direct-shards` measures the shards without the coordinator: the ring
+ * is fetched from --addr (a coordinator, GetRing), every connection becomes
+ * one connection per shard, and each keyed request goes straight to the
+ * key's owner, carrying the ring epoch (so a misrouted request would be
+ * answered WRONG_SHARD and counted as an error). The number of requests in
+ * flight per connection stays `pipeline`, as through the coordinator. List
+ * has no single owner and is refused in this mode.
+ *
  * The last lines are machine-readable for bench/server/compare_redis.sh:
  *   RESULT op=<op|all> ops=<n> ops_per_sec=<x> p50_us=<x> p99_us=<x> p999_us=<x> errors=<n>
  */
@@ -23,6 +38,9 @@
 #include <sys/resource.h>
 
 #include "rpc/rpc.h"
+#ifdef OM_BENCH_RING
+#include "partitioner/ring.h"
+#endif
 #include "util/clock.h"
 #include "util/conf.h"
 
@@ -77,14 +95,19 @@ hist_merge(hist *dst, const hist *src)
 
 typedef struct bench {
     struct event_base *base;
-    rpc_client **conns;
-    int nconn, pipeline, weights[OP_N], wsum;
-    uint64_t keys, seed;
+    rpc_client **conns; /* nconn * nroute: connection i to shard s is conns[i * nroute + s] */
+    int nconn, nroute, pipeline, weights[OP_N], wsum;
+    uint64_t keys, seed, max_requests, issued;
     size_t value_size;
     uint8_t *value;
-    const char *bucket;
+    const char *bucket, *prefix, *delimiter;
+    uint32_t list_max_keys;
     bool stopping, preload;
     uint64_t preload_next, outstanding;
+    uint64_t list_keys, list_truncated;
+#ifdef OM_BENCH_RING
+    ring *ring; /* --direct-shards: the coordinator's ring; NULL otherwise */
+#endif
     uint64_t ops[OP_N], errors[OP_N];
     hist h[OP_N];
     char last_error[256];
@@ -120,6 +143,11 @@ bench_done(void *arg, om_status st, const Objmeta__Response *resp)
         if (rs == OM_OK || rs == OM_E_NOTFOUND) {
             b->ops[c->op]++;
             hist_add(&b->h[c->op], om_clock_mono_ns() - c->t0);
+            if (c->op == OP_LIST && resp != NULL &&
+                resp->body_case == OBJMETA__RESPONSE__BODY_LIST) {
+                b->list_keys += resp->list->key_count;
+                b->list_truncated += resp->list->is_truncated;
+            }
         } else {
             b->errors[c->op]++;
             snprintf(b->last_error, sizeof(b->last_error), "%s: %s", op_names[c->op],
@@ -148,7 +176,7 @@ bench_issue(bench *b, int conn)
     Objmeta__ListRequest ls = OBJMETA__LIST_REQUEST__INIT;
     char key[32];
     uint64_t k;
-    int op = OP_STORE;
+    int op = OP_STORE, route = 0;
     call *c;
 
     if (b->preload) {
@@ -167,6 +195,15 @@ bench_issue(bench *b, int conn)
             w -= b->weights[op];
         }
         k = bench_rand(b) % b->keys;
+        if (op == OP_LIST && b->keys > b->list_max_keys)
+            k %= b->keys - b->list_max_keys; /* a full page follows key k */
+        if (b->max_requests > 0 && b->issued >= b->max_requests) {
+            b->stopping = true;
+            if (b->outstanding == 0)
+                event_base_loopbreak(b->base);
+            return;
+        }
+        b->issued++;
     }
     snprintf(key, sizeof(key), "key:%012" PRIu64, k);
     switch (op) {
@@ -205,17 +242,26 @@ bench_issue(bench *b, int conn)
     default:
         ls.bucket = (char *)b->bucket;
         ls.start_after = key;
-        ls.max_keys = 100;
+        ls.max_keys = b->list_max_keys;
+        ls.prefix = (char *)b->prefix;
+        ls.delimiter = (char *)b->delimiter;
         req.body_case = OBJMETA__REQUEST__BODY_LIST;
         req.list = &ls;
         break;
     }
+#ifdef OM_BENCH_RING
+    if (b->ring != NULL) {
+        route = (int)ring_owner(
+            b->ring, ring_key_hash(om_slice_from_str(b->bucket), om_slice_from_str(key)));
+        req.ring_epoch = ring_epoch(b->ring);
+    }
+#endif
     c = calloc(1, sizeof(*c));
     c->b = b;
     c->conn = conn;
     c->op = op;
     c->t0 = om_clock_mono_ns();
-    if (rpc_client_call(b->conns[conn], &req, 0, bench_done, c) != OM_OK) {
+    if (rpc_client_call(b->conns[conn * b->nroute + route], &req, 0, bench_done, c) != OM_OK) {
         free(c);
         b->errors[op]++;
         return;
@@ -275,6 +321,41 @@ parse_mix(bench *b, const char *mix)
     return b->wsum > 0 ? 0 : -1;
 }
 
+#ifdef OM_BENCH_RING
+/* --direct-shards: the ring the coordinator at addr routes with. */
+static int
+fetch_ring(const char *addr, ring **out)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__GetRingRequest gr = OBJMETA__GET_RING_REQUEST__INIT;
+    Objmeta__Response *resp = NULL;
+    rpc_sync_client *sc = NULL;
+    char err[256] = "";
+    int rc = -1;
+
+    req.body_case = OBJMETA__REQUEST__BODY_GET_RING;
+    req.get_ring = &gr;
+    if (rpc_sync_client_open(addr, 3000, &sc) != OM_OK) {
+        fprintf(stderr, "objmeta_bench: cannot connect to %s for its ring\n", addr);
+        return -1;
+    }
+    if (rpc_sync_client_call(sc, &req, 5000, &resp) != OM_OK)
+        fprintf(stderr, "objmeta_bench: GetRing from %s: %s\n", addr,
+                rpc_sync_client_last_error(sc));
+    else if (rpc_response_status(resp) != OM_OK ||
+             resp->body_case != OBJMETA__RESPONSE__BODY_GET_RING || resp->get_ring->ring == NULL)
+        fprintf(stderr, "objmeta_bench: %s has no ring to give (%s)\n", addr,
+                resp->message && resp->message[0] ? resp->message : "not a coordinator?");
+    else if (ring_from_pb(resp->get_ring->ring, out, err, sizeof(err)) != OM_OK)
+        fprintf(stderr, "objmeta_bench: bad ring from %s: %s\n", addr, err);
+    else
+        rc = 0;
+    rpc_response_free(resp);
+    rpc_sync_client_close(sc);
+    return rc;
+}
+#endif
+
 static void
 print_result(const char *name, uint64_t ops, uint64_t errors, const hist *h, double secs)
 {
@@ -289,8 +370,9 @@ main(int argc, char **argv)
 {
     const char *addr = "127.0.0.1:7001", *mix = "store=50,retrieve=50";
     int64_t conns = 50, pipeline = 1, keys = 100000, vsize = 256, duration = 10000;
-    bool preload = false;
-    bench b = {.bucket = "bench", .seed = 0x9e3779b97f4a7c15ULL};
+    int64_t list_max = 100, requests = 0;
+    bool preload = false, direct = false;
+    bench b = {.bucket = "bench", .prefix = "", .delimiter = "", .seed = 0x9e3779b97f4a7c15ULL};
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -299,10 +381,16 @@ main(int argc, char **argv)
             preload = true;
             continue;
         }
+        if (strcmp(a, "--direct-shards") == 0) {
+            direct = true;
+            continue;
+        }
         if (strcmp(a, "--help") == 0 || v == NULL) {
             printf("usage: objmeta_bench [--addr H:P] [--connections N] [--pipeline D]\n"
                    "  [--ops store=50,retrieve=50,head=0,exists=0,delete=0,list=0]\n"
-                   "  [--value-size BYTES] [--keys N] [--duration 10s] [--bucket B] [--preload]\n");
+                   "  [--value-size BYTES] [--keys N] [--duration 10s] [--bucket B] [--preload]\n"
+                   "  [--requests N] [--list-max-keys N] [--prefix P] [--delimiter D]\n"
+                   "  [--direct-shards]  (--addr is a coordinator; requests go to the owners)\n");
             return strcmp(a, "--help") == 0 ? 0 : 2;
         }
         i++;
@@ -312,6 +400,14 @@ main(int argc, char **argv)
             mix = v;
         else if (strcmp(a, "--bucket") == 0)
             b.bucket = v;
+        else if (strcmp(a, "--prefix") == 0)
+            b.prefix = v;
+        else if (strcmp(a, "--delimiter") == 0)
+            b.delimiter = v;
+        else if (strcmp(a, "--list-max-keys") == 0)
+            ok = om_parse_int(v, &list_max) == OM_OK && list_max > 0 && list_max <= 1000;
+        else if (strcmp(a, "--requests") == 0)
+            ok = om_parse_int(v, &requests) == OM_OK && requests > 0;
         else if (strcmp(a, "--connections") == 0)
             ok = om_parse_int(v, &conns) == OM_OK && conns > 0 && conns <= 10000;
         else if (strcmp(a, "--pipeline") == 0)
@@ -331,6 +427,23 @@ main(int argc, char **argv)
     }
     if (parse_mix(&b, mix) != 0)
         return 2;
+    b.nroute = 1;
+    if (direct) {
+#ifdef OM_BENCH_RING
+        if (b.weights[OP_LIST] > 0) {
+            fprintf(stderr, "objmeta_bench: --direct-shards cannot route list (no single owner)\n");
+            return 2;
+        }
+        if (fetch_ring(addr, &b.ring) != 0)
+            return 1;
+        b.nroute = (int)ring_shard_count(b.ring);
+#else
+        fprintf(stderr, "objmeta_bench: built without partitioner/: no --direct-shards\n");
+        return 2;
+#endif
+    }
+    b.list_max_keys = (uint32_t)list_max;
+    b.max_requests = (uint64_t)requests;
     b.base = event_base_new();
     b.nconn = (int)conns;
     b.pipeline = (int)pipeline;
@@ -338,12 +451,17 @@ main(int argc, char **argv)
     b.value_size = (size_t)vsize;
     b.value = malloc(b.value_size + 1);
     memset(b.value, 'v', b.value_size + 1);
-    b.conns = calloc((size_t)conns, sizeof(*b.conns));
-    for (int i = 0; i < b.nconn; i++) {
+    b.conns = calloc((size_t)conns * (size_t)b.nroute, sizeof(*b.conns));
+    for (int i = 0; i < b.nconn * b.nroute; i++) {
         rpc_client_opts o;
+        const char *to = addr;
+#ifdef OM_BENCH_RING
+        if (b.ring != NULL)
+            to = ring_shard_at(b.ring, (size_t)(i % b.nroute))->addr;
+#endif
         rpc_client_opts_init(&o);
-        if (rpc_client_new(b.base, addr, &o, &b.conns[i]) != OM_OK) {
-            fprintf(stderr, "objmeta_bench: bad address %s\n", addr);
+        if (rpc_client_new(b.base, to, &o, &b.conns[i]) != OM_OK) {
+            fprintf(stderr, "objmeta_bench: bad address %s\n", to);
             return 2;
         }
     }
@@ -360,9 +478,10 @@ main(int argc, char **argv)
     bench_run(&b, duration);
     double secs = (double)(om_clock_mono_ns() - t0) / 1e9;
 
-    printf("objmeta_bench addr=%s connections=%d pipeline=%d value_size=%zu keys=%" PRIu64
+    printf("objmeta_bench addr=%s%s connections=%d pipeline=%d value_size=%zu keys=%" PRIu64
            " duration=%.2fs ops=%s\n",
-           addr, b.nconn, b.pipeline, b.value_size, b.keys, secs, mix);
+           addr, b.nroute > 1 || direct ? " (direct to the owner shards)" : "", b.nconn, b.pipeline,
+           b.value_size, b.keys, secs, mix);
     hist *all = calloc(1, sizeof(hist));
     uint64_t tot = 0, err = 0;
     for (int op = 0; op < OP_N; op++) {
@@ -381,6 +500,11 @@ main(int argc, char **argv)
                (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6,
            (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6, secs);
+    if (b.weights[OP_LIST] > 0 && b.ops[OP_LIST] > 0)
+        printf("list: %.1f keys per page (max_keys %u), %" PRIu64 " of %" PRIu64
+               " pages truncated\n",
+               (double)b.list_keys / (double)b.ops[OP_LIST], b.list_max_keys, b.list_truncated,
+               b.ops[OP_LIST]);
     if (err > 0)
         printf("last error: %s\n", b.last_error);
     for (int op = 0; op < OP_N; op++)
@@ -393,8 +517,11 @@ main(int argc, char **argv)
            "errors=%" PRIu64 "\n",
            tot, (double)tot / secs, hist_q_us(all, 0.5), hist_q_us(all, 0.99),
            hist_q_us(all, 0.999), err);
-    for (int i = 0; i < b.nconn; i++)
+    for (int i = 0; i < b.nconn * b.nroute; i++)
         rpc_client_free(b.conns[i]);
+#ifdef OM_BENCH_RING
+    ring_unref(b.ring);
+#endif
     free(b.conns);
     free(b.value);
     free(all);
