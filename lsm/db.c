@@ -66,7 +66,7 @@ db_check_opts(const lsm_opts *o)
         why = "max_immutable_memtables out of range";
     else if (o->block_size < 64 || o->block_restart_interval < 1)
         why = "block_size or block_restart_interval too small";
-    else if (o->bloom_bits_per_key < 0 || o->zstd_level < 0 || o->zstd_level > 22)
+    else if (o->bloom_bits_per_key < 0 || o->zstd_level < LSM_ZSTD_MIN_LEVEL || o->zstd_level > 22)
         why = "bloom_bits_per_key or zstd_level out of range";
     else if (o->sync_mode > LSM_SYNC_NONE ||
              (o->sync_mode == LSM_SYNC_PERIODIC && o->sync_period_ms == 0))
@@ -610,25 +610,41 @@ db_file_covers(const lsm_file_meta *f, om_slice key)
            om_slice_cmp(key, lsm_ikey_user(om_buf_slice(&f->largest))) <= 0;
 }
 
-static om_status
-db_version_get(lsm_db *db, const lsm_version *v, om_slice key, uint64_t seq, om_buf *value)
+/*
+ * The lookup key (key, seq, LSM_TYPE_SEEK) in stackbuf, or in *heap (which
+ * the caller frees) when the key is too long for it. Returns false if out of memory.
+ */
+#define DB_LOOKUP_STACK 256
+static bool
+db_lookup_key(om_slice key, uint64_t seq, uint8_t *stackbuf, uint8_t **heap, om_slice *out)
 {
-    uint8_t stackbuf[256], *heap = NULL, *kp = stackbuf;
-    om_slice lk;
-    bool done = false;
-    om_status st;
+    uint8_t *kp = stackbuf;
 
-    /* The lookup key on the stack (no allocation) unless the key is long. */
-    if (key.n + LSM_TRAILER_SIZE > sizeof(stackbuf)) {
-        heap = malloc(key.n + LSM_TRAILER_SIZE);
-        if (heap == NULL)
-            return OM_ERR(OM_E_NOMEM);
-        kp = heap;
+    *heap = NULL;
+    if (key.n + LSM_TRAILER_SIZE > DB_LOOKUP_STACK) {
+        *heap = malloc(key.n + LSM_TRAILER_SIZE);
+        if (*heap == NULL)
+            return false;
+        kp = *heap;
     }
     if (key.n > 0)
         memcpy(kp, key.p, key.n);
     om_put_fixed64(kp + key.n, lsm_trailer_pack(seq, LSM_TYPE_SEEK));
-    lk = om_slice_make(kp, key.n + LSM_TRAILER_SIZE);
+    *out = om_slice_make(kp, key.n + LSM_TRAILER_SIZE);
+    return true;
+}
+
+static om_status
+db_version_get(lsm_db *db, const lsm_version *v, om_slice key, uint64_t seq, om_buf *value)
+{
+    uint8_t stackbuf[DB_LOOKUP_STACK], *heap;
+    om_slice lk;
+    bool done = false;
+    om_status st;
+
+    /* The lookup key goes on the stack: no allocation per get. */
+    if (!db_lookup_key(key, seq, stackbuf, &heap, &lk))
+        return OM_ERR(OM_E_NOMEM);
     for (int i = v->nfiles[0] - 1; i >= 0; i--) {
         if (!db_file_covers(v->files[0][i], key))
             continue;
@@ -683,7 +699,8 @@ lsm_may_contain(lsm_db *db, om_slice key)
     uint64_t last;
     lsm_sv *sv = lsm_db_sv_get(db, &last);
     const lsm_version *v = sv->v;
-    om_buf lookup = OM_BUF_INIT;
+    uint8_t stackbuf[DB_LOOKUP_STACK], *heap = NULL;
+    om_slice lk;
     bool r = true;
 
     if (lsm_mem_has_key(sv->mem, key))
@@ -697,12 +714,15 @@ lsm_may_contain(lsm_db *db, om_slice key)
         if (db_file_covers(f, key) && lsm_table_cache_may_contain(db->tc, f->number, f->size, key))
             goto out;
     }
-    if (lsm_ikey_append(&lookup, key, LSM_MAX_SEQ, LSM_TYPE_SEEK) != OM_OK)
+    if (!db_lookup_key(key, LSM_MAX_SEQ, stackbuf, &heap, &lk))
         goto out;
     for (int l = 1; l < LSM_MAX_LEVELS; l++) {
-        int idx = lsm_version_find_file(v, l, om_buf_slice(&lookup));
+        int idx;
         const lsm_file_meta *f;
 
+        if (v->nfiles[l] == 0)
+            continue;
+        idx = lsm_version_find_file(v, l, lk);
         if (idx >= v->nfiles[l])
             continue;
         f = v->files[l][idx];
@@ -711,7 +731,7 @@ lsm_may_contain(lsm_db *db, om_slice key)
     }
     r = false;
 out:
-    om_buf_free(&lookup);
+    free(heap);
     lsm_sv_unref(sv);
     return r;
 }

@@ -49,6 +49,10 @@
 #include "lsm/wal_format.h"
 
 #define LSM_MAX_IMM 64
+/* zstd's fast levels go down to -131072 (ZSTD_minCLevel); lsm_open accepts this range. */
+#define LSM_ZSTD_MIN_LEVEL (-131072)
+/* The zstd level of memtable flushes when the configured level is higher (db_write.c). */
+#define LSM_FLUSH_ZSTD_LEVEL (-3)
 #define LSM_GC_TRACK 16 /* writer threads a leader may wait for */
 
 /* The read view: memtables plus version, refcounted as one. */

@@ -66,6 +66,12 @@ typedef lsm_filter_decision (*lsm_compaction_filter)(void *arg, int level, om_sl
 /* The engine logs through this (default: om_log with module "lsm"). */
 typedef void (*lsm_log_fn)(void *arg, om_log_level level, const char *msg);
 
+/*
+ * Options. zstd_level: 1..22 or zstd's fast levels (negative, down to
+ * -131072); 0 stores blocks raw. Compaction outputs use it as given; tables
+ * written by memtable flushes use min(zstd_level, -3) when it is not 0,
+ * since a flush's output is rewritten by the next compaction anyway.
+ */
 typedef struct lsm_opts {
     bool create_if_missing;        /* default true */
     bool error_if_exists;          /* default false */
@@ -75,7 +81,7 @@ typedef struct lsm_opts {
     int block_restart_interval;    /* keys between restart points; default 16 */
     int bloom_bits_per_key;        /* 0 disables filters; default 10 (~1% FP) */
     size_t block_cache_size;       /* bytes of uncompressed blocks; default 64 MiB */
-    int zstd_level;                /* 0 = no compression; default 1 */
+    int zstd_level;                /* 0 = no compression; default 1 (see above) */
     lsm_sync_mode sync_mode;       /* default LSM_SYNC_ALWAYS */
     uint32_t sync_period_ms;       /* LSM_SYNC_PERIODIC interval; default 100 */
     int l0_compaction_trigger;     /* L0 files that start a compaction; default 4 */

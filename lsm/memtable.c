@@ -1,10 +1,29 @@
 /*
- * lsm/memtable.c -- skiplist memtable in an arena.
+ * lsm/memtable.c -- skiplist memtable in an arena, with a hash index for
+ * point lookups.
  *
- * Each entry is one skiplist node in the arena (layout in skiplist.h): the
- * internal key and the value are copied into the node once, and searches
+ * Each entry is one skiplist node in the key arena (layout in skiplist.h)
+ * with its value in the value arena: both are copied in once, and searches
  * compare the user key and the trailer in place, without building a target
  * and without allocating.
+ *
+ * Hash index. Gets do not search the skiplist: a fixed array of buckets
+ * (sized from the write buffer, about one per 256 bytes of it) chains, for
+ * every user key in the memtable, exactly one node -- its newest version
+ * (highest trailer). The chains go through the nodes' hnext fields. A get
+ * hashes the key, finds that node and walks forward on level 0 (a key's
+ * versions are adjacent there, newest first) to the first version visible
+ * at its sequence: one or two cache misses instead of one per skiplist
+ * level. Iterators and seeks still use the skiplist.
+ *
+ * Concurrency (one writer, lock-free readers): the writer links a node into
+ * the skiplist first, then into its chain -- either at the bucket head (a new
+ * key) or in place of the key's previous newest node (its hnext copied
+ * first, then the link that pointed at the old node is switched with a
+ * release store). A reader that still reaches the old node walks the
+ * skiplist from there and only misses versions newer than any sequence it
+ * may read: a write's sequence is published (last_seq) only after its
+ * memtable insert, hash link included, is complete.
  */
 #include "lsm/memtable.h"
 
@@ -14,38 +33,54 @@
 
 #include "lsm/skiplist.h"
 #include "util/arena.h"
+#include "util/checksum.h"
 #include "util/coding.h"
+
+typedef _Atomic(lsm_skl_node *) mem_link;
 
 struct lsm_memtable {
     atomic_int refs;
     atomic_uint_fast64_t entries;
     uint64_t log_number;
-    om_arena *arena;
+    om_arena *arena;  /* skiplist nodes: links and keys */
+    om_arena *varena; /* values */
     lsm_skiplist *sl;
+    mem_link *buckets; /* hash index: newest node of each user key */
+    size_t mask;       /* buckets - 1 (a power of two) */
 };
 
 om_status
 lsm_mem_new(uint64_t log_number, size_t write_buffer_size, lsm_memtable **out)
 {
     lsm_memtable *m = calloc(1, sizeof(*m));
-    size_t block = write_buffer_size / 16;
+    size_t block = write_buffer_size / 16, nb = 64;
     om_status st;
 
-    if (block < 4096)
-        block = 4096;
+    if (block < 2048)
+        block = 2048;
     if (block > 256 * 1024)
         block = 256 * 1024;
+    while (nb < write_buffer_size / 256 && nb < ((size_t)1 << 20))
+        nb <<= 1;
     if (m == NULL)
         return OM_ERR(OM_E_NOMEM);
     atomic_init(&m->refs, 1);
     atomic_init(&m->entries, 0);
     m->log_number = log_number;
+    /* calloc: all-zero bytes are NULL links on the platforms we build for. */
+    m->buckets = calloc(nb, sizeof(*m->buckets));
+    if (m->buckets == NULL)
+        OM_GOTO(OM_ERR(OM_E_NOMEM));
+    m->mask = nb - 1;
     OM_GOTO(om_arena_new(block, &m->arena));
-    OM_GOTO(lsm_skl_new(m->arena, (uint64_t)(uintptr_t)m ^ log_number, &m->sl));
+    OM_GOTO(om_arena_new(block, &m->varena));
+    OM_GOTO(lsm_skl_new(m->arena, m->varena, (uint64_t)(uintptr_t)m ^ log_number, &m->sl));
     *out = m;
     return OM_OK;
 fail:
     om_arena_free(m->arena);
+    om_arena_free(m->varena);
+    free(m->buckets);
     free(m);
     return st;
 }
@@ -63,14 +98,66 @@ lsm_mem_unref(lsm_memtable *m)
         return;
     if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
         om_arena_free(m->arena);
+        om_arena_free(m->varena);
+        free(m->buckets);
         free(m);
     }
+}
+
+static inline bool
+mem_key_is(const lsm_skl_node *n, om_slice key)
+{
+    return n->klen == key.n && (key.n == 0 || memcmp(n->key, key.p, key.n) == 0);
+}
+
+static inline mem_link *
+mem_bucket(const lsm_memtable *m, om_slice key)
+{
+    return &m->buckets[om_hash64(key.p, key.n) & m->mask];
+}
+
+/* The newest node of key, or NULL. Any thread. */
+static const lsm_skl_node *
+mem_newest(const lsm_memtable *m, om_slice key)
+{
+    const lsm_skl_node *x = atomic_load_explicit(mem_bucket(m, key), memory_order_acquire);
+
+    while (x != NULL && !mem_key_is(x, key))
+        x = atomic_load_explicit(&((lsm_skl_node *)x)->hnext, memory_order_acquire);
+    return x;
+}
+
+/* Put the new node n into the hash index. Requires: the only writer; n is in the skiplist. */
+static void
+mem_hash_link(lsm_memtable *m, lsm_skl_node *n, om_slice key, uint64_t trailer)
+{
+    mem_link *head = mem_bucket(m, key), *link = head;
+    lsm_skl_node *x;
+
+    for (x = atomic_load_explicit(link, memory_order_relaxed); x != NULL;
+         link = &x->hnext, x = atomic_load_explicit(link, memory_order_relaxed)) {
+        if (!mem_key_is(x, key))
+            continue;
+        if (lsm_skl_node_trailer(x) > trailer)
+            return; /* x stays the newest; n is reachable after it on level 0 */
+        atomic_store_explicit(&n->hnext, atomic_load_explicit(&x->hnext, memory_order_relaxed),
+                              memory_order_relaxed);
+        atomic_store_explicit(link, n, memory_order_release);
+        return;
+    }
+    atomic_store_explicit(&n->hnext, atomic_load_explicit(head, memory_order_relaxed),
+                          memory_order_relaxed);
+    atomic_store_explicit(head, n, memory_order_release);
 }
 
 om_status
 lsm_mem_add(lsm_memtable *m, uint64_t seq, lsm_vtype type, om_slice key, om_slice value)
 {
-    OM_TRY(lsm_skl_insert(m->sl, key, lsm_trailer_pack(seq, type), value));
+    uint64_t trailer = lsm_trailer_pack(seq, type);
+    lsm_skl_node *n;
+
+    OM_TRY(lsm_skl_insert(m->sl, key, trailer, value, &n));
+    mem_hash_link(m, n, key, trailer);
     atomic_fetch_add_explicit(&m->entries, 1, memory_order_relaxed);
     return OM_OK;
 }
@@ -78,35 +165,33 @@ lsm_mem_add(lsm_memtable *m, uint64_t seq, lsm_vtype type, om_slice key, om_slic
 bool
 lsm_mem_get(lsm_memtable *m, om_slice key, uint64_t seq, om_buf *value, om_status *st)
 {
-    lsm_skl_iter it;
-    uint64_t t;
+    const uint64_t target = lsm_trailer_pack(seq, LSM_TYPE_SEEK);
+    const lsm_skl_node *x = mem_newest(m, key);
+    uint64_t t = 0;
 
-    lsm_skl_iter_init(&it, m->sl);
-    lsm_skl_iter_seek(&it, key, lsm_trailer_pack(seq, LSM_TYPE_SEEK));
-    if (!lsm_skl_iter_valid(&it) || !om_slice_eq(lsm_skl_iter_user_key(&it), key))
+    /* The first version at or below target: the skiplist seek's answer. */
+    while (x != NULL && mem_key_is(x, key) && (t = lsm_skl_node_trailer(x)) > target)
+        x = lsm_skl_node_next(x);
+    if (x == NULL || !mem_key_is(x, key))
         return false;
-    t = lsm_skl_iter_trailer(&it);
     if ((t & 0xff) == LSM_TYPE_DEL)
         *st = OM_E_NOTFOUND;
     else
-        *st = om_buf_set(value, lsm_skl_iter_value(&it));
+        *st = om_buf_set(value, lsm_skl_node_value(x));
     return true;
 }
 
 bool
 lsm_mem_has_key(lsm_memtable *m, om_slice key)
 {
-    lsm_skl_iter it;
-
-    lsm_skl_iter_init(&it, m->sl);
-    lsm_skl_iter_seek(&it, key, lsm_trailer_pack(LSM_MAX_SEQ, LSM_TYPE_SEEK));
-    return lsm_skl_iter_valid(&it) && om_slice_eq(lsm_skl_iter_user_key(&it), key);
+    return mem_newest(m, key) != NULL;
 }
 
 size_t
 lsm_mem_usage(const lsm_memtable *m)
 {
-    return om_arena_usage(m->arena);
+    return om_arena_usage(m->arena) + om_arena_usage(m->varena) +
+           (m->mask + 1) * sizeof(*m->buckets);
 }
 
 uint64_t

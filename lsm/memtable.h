@@ -8,8 +8,9 @@
  * thread writes it to an L0 table. Readers (gets, iterators, the flush)
  * hold references, so a memtable lives until its last reader is done.
  *
- * Entry layout in the arena: one skiplist node per entry holding the internal
- * key (user key | trailer) and the value inline (see skiplist.h).
+ * Entry layout: one skiplist node per entry in the key arena holding the
+ * internal key (user key | trailer), its value in the value arena (see
+ * skiplist.h); point lookups go through a hash index (see memtable.c).
  *
  * Thread-safety: lsm_mem_add for one writer at a time; everything else
  * (get, iterators, usage, ref/unref) from any thread concurrently with it.

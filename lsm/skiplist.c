@@ -19,7 +19,7 @@
 #include <string.h>
 
 struct lsm_skiplist {
-    om_arena *arena;
+    om_arena *arena, *varena;
     uint64_t rnd; /* writer only */
     atomic_int height;
     lsm_skl_node *head;
@@ -64,34 +64,40 @@ static lsm_skl_node *
 skl_node_new(lsm_skiplist *sl, int height, om_slice key, uint64_t trailer, om_slice value)
 {
     size_t links = sizeof(skl_link) * (size_t)(height - 1);
-    size_t sz = links + sizeof(lsm_skl_node) + key.n + 8 + value.n;
-    uint8_t *mem = om_arena_alloc(sl->arena, sz);
+    size_t sz = links + sizeof(lsm_skl_node) + key.n + 8;
+    uint8_t *mem = om_arena_alloc(sl->arena, sz), *v = NULL;
     lsm_skl_node *n;
 
     if (mem == NULL)
         return NULL;
+    if (value.n > 0 && (v = om_arena_alloc(sl->varena, value.n)) == NULL)
+        return NULL;
     n = (lsm_skl_node *)(mem + links);
     for (int i = 0; i < height; i++)
         atomic_init(skl_link_at(n, i), NULL);
+    atomic_init(&n->hnext, NULL);
     n->klen = (uint32_t)key.n;
     n->vlen = (uint32_t)value.n;
     if (key.n > 0)
         memcpy(n->key, key.p, key.n);
     om_put_fixed64(n->key + key.n, trailer);
     if (value.n > 0)
-        memcpy(n->key + key.n + 8, value.p, value.n);
+        memcpy(v, value.p, value.n);
+    /* An empty value still gets a real address (the end of the node), never NULL. */
+    n->value = value.n > 0 ? v : n->key + key.n + 8;
     return n;
 }
 
 om_status
-lsm_skl_new(om_arena *arena, uint64_t seed, lsm_skiplist **out)
+lsm_skl_new(om_arena *keys, om_arena *values, uint64_t seed, lsm_skiplist **out)
 {
-    lsm_skiplist *sl = om_arena_alloc(arena, sizeof(*sl));
+    lsm_skiplist *sl = om_arena_alloc(keys, sizeof(*sl));
 
     if (sl == NULL)
         return OM_ERR(OM_E_NOMEM);
     memset(sl, 0, sizeof(*sl));
-    sl->arena = arena;
+    sl->arena = keys;
+    sl->varena = values;
     sl->rnd = seed ? seed : 0x9e3779b97f4a7c15ULL;
     atomic_init(&sl->height, 1);
     sl->head = skl_node_new(sl, LSM_SKL_MAX_HEIGHT, OM_SLICE_NULL, 0, OM_SLICE_NULL);
@@ -150,7 +156,8 @@ skl_find_ge(const lsm_skiplist *sl, const uint8_t *k, size_t kn, uint64_t kt, ls
 }
 
 om_status
-lsm_skl_insert(lsm_skiplist *sl, om_slice key, uint64_t trailer, om_slice value)
+lsm_skl_insert(lsm_skiplist *sl, om_slice key, uint64_t trailer, om_slice value,
+               lsm_skl_node **node)
 {
     lsm_skl_node *prevbuf[LSM_SKL_MAX_HEIGHT], **prev = prevbuf;
     lsm_skl_node *n, *succ;
@@ -190,6 +197,8 @@ lsm_skl_insert(lsm_skiplist *sl, om_slice key, uint64_t trailer, om_slice value)
     for (int i = 0; i < height; i++)
         sl->splice[i] = n;
     sl->last = n;
+    if (node != NULL)
+        *node = n;
     return OM_OK;
 }
 

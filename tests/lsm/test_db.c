@@ -358,6 +358,50 @@ START_TEST(lock_options_destroy)
 }
 END_TEST
 
+/*
+ * zstd's fast (negative) levels are accepted, below its minimum refused; a
+ * flush (which compresses with a fast level) and a compaction (with the
+ * configured level) both give back what was written, compressed.
+ */
+START_TEST(zstd_levels)
+{
+    const char *dir = tu_tmpdir();
+    char path[512], k[32], val[300];
+    lsm_opts o;
+    lsm_stats s;
+    lsm_db *db, *db2 = NULL;
+
+    snprintf(path, sizeof(path), "%s/z", dir);
+    small_opts(&o);
+    o.zstd_level = -131073;
+    ck_assert_int_eq(lsm_open(path, &o, &db2), OM_E_INVALID);
+    o.zstd_level = 23;
+    ck_assert_int_eq(lsm_open(path, &o, &db2), OM_E_INVALID);
+    for (int level = -5; level <= 3; level += 4) { /* -5, -1, 3 */
+        small_opts(&o);
+        o.zstd_level = level;
+        db = open_db(path, &o);
+        memset(val, 'z', sizeof(val) - 1);
+        val[sizeof(val) - 1] = 0;
+        for (int i = 0; i < 400; i++) {
+            snprintf(k, sizeof(k), "key%05d", i);
+            put(db, k, val);
+        }
+        ck_assert_int_eq(lsm_flush(db), OM_OK);
+        lsm_stats_get(db, &s);
+        /* 400 x 300 bytes of 'z' compress far below their raw size. */
+        ck_assert_uint_lt(s.live_sst_bytes, 400 * 300 / 4);
+        ck_assert_int_eq(lsm_compact_range(db, OM_SLICE_NULL, OM_SLICE_NULL), OM_OK);
+        for (int i = 0; i < 400; i += 7) {
+            snprintf(k, sizeof(k), "key%05d", i);
+            check_get(db, NULL, k, val);
+        }
+        ck_assert_int_eq(lsm_close(db), OM_OK);
+        ck_assert_int_eq(lsm_destroy(path, &o), OM_OK);
+    }
+}
+END_TEST
+
 typedef struct writer_arg {
     lsm_db *db;
     int id;
@@ -598,6 +642,7 @@ db_suite(void)
     tcase_add_test(tc, reopen_replays_wal_and_tables);
     tcase_add_test(tc, may_contain_and_stats);
     tcase_add_test(tc, lock_options_destroy);
+    tcase_add_test(tc, zstd_levels);
     tcase_add_test(tc, group_commit_many_writers);
     tcase_add_test(tc, periodic_sync_happens);
     tcase_add_test(tc, iterator_pins_files_across_compaction);

@@ -6,6 +6,7 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,7 +24,7 @@ u64_insert(lsm_skiplist *sl, uint64_t v)
     uint8_t k[8];
 
     om_put_be64(k, v);
-    return lsm_skl_insert(sl, om_slice_make(k, 8), 0, OM_SLICE_NULL);
+    return lsm_skl_insert(sl, om_slice_make(k, 8), 0, OM_SLICE_NULL, NULL);
 }
 
 static uint64_t
@@ -45,7 +46,7 @@ START_TEST(skiplist_orders_and_seeks)
 
     memset(present, 0, sizeof(present));
     ck_assert_int_eq(om_arena_new(0, &a), OM_OK);
-    ck_assert_int_eq(lsm_skl_new(a, seed, &sl), OM_OK);
+    ck_assert_int_eq(lsm_skl_new(a, a, seed, &sl), OM_OK);
     lsm_skl_iter_init(&it, sl);
     lsm_skl_iter_seek_first(&it);
     ck_assert(!lsm_skl_iter_valid(&it));
@@ -138,7 +139,7 @@ START_TEST(skiplist_concurrent_reader)
 
     memset(&c, 0, sizeof(c));
     ck_assert_int_eq(om_arena_new(0, &a), OM_OK);
-    ck_assert_int_eq(lsm_skl_new(a, seed, &c.sl), OM_OK);
+    ck_assert_int_eq(lsm_skl_new(a, a, seed, &c.sl), OM_OK);
     /* Insert in blocks of 100 in random order within each block. */
     for (uint64_t i = 0; i < n; i++)
         order[i] = i * 2;
@@ -221,7 +222,7 @@ START_TEST(skiplist_internal_order)
     ent *e = malloc(sizeof(ent) * N), *sorted = malloc(sizeof(ent) * N);
     size_t n = 0, seen = 0;
     int order[N / RUN];
-    om_arena *a;
+    om_arena *a, *va;
     lsm_skiplist *sl;
     lsm_skl_iter it;
 
@@ -243,7 +244,8 @@ START_TEST(skiplist_internal_order)
     memcpy(sorted, e, sizeof(ent) * N);
     qsort(sorted, N, sizeof(ent), ent_cmp);
     ck_assert_int_eq(om_arena_new(0, &a), OM_OK);
-    ck_assert_int_eq(lsm_skl_new(a, seed, &sl), OM_OK);
+    ck_assert_int_eq(om_arena_new(0, &va), OM_OK); /* values apart from the nodes */
+    ck_assert_int_eq(lsm_skl_new(a, va, seed, &sl), OM_OK);
     for (int r = 0; r < N / RUN; r++)
         order[r] = r;
     for (int r = N / RUN - 1; r > 0; r--) {
@@ -260,7 +262,7 @@ START_TEST(skiplist_internal_order)
             om_put_fixed64(val, x->trailer);
             om_put_fixed64(val + 8, x->kn);
             ck_assert_int_eq(lsm_skl_insert(sl, om_slice_make(x->k, x->kn), x->trailer,
-                                            om_slice_make(val, x->trailer % 17)),
+                                            om_slice_make(val, x->trailer % 17), NULL),
                              OM_OK);
         }
     ck_assert(lsm_skl_check(sl));
@@ -278,6 +280,7 @@ START_TEST(skiplist_internal_order)
         ck_assert_uint_eq(ik.n, x->kn + 8);
         ck_assert_uint_eq(lsm_ikey_trailer(ik), x->trailer);
         ck_assert_uint_eq(v.n, x->trailer % 17);
+        ck_assert_ptr_nonnull(v.p); /* empty values too: callers memcmp it */
         if (v.n >= 8)
             ck_assert_uint_eq(om_get_fixed64(v.p), x->trailer);
     }
@@ -305,6 +308,7 @@ START_TEST(skiplist_internal_order)
                   (ent_cmp(&sorted[want], &t) == 0));
     }
     om_arena_free(a);
+    om_arena_free(va);
     free(e);
     free(sorted);
 }
@@ -320,8 +324,8 @@ START_TEST(skiplist_sequential_fill)
     uint64_t prev = 0, seen = 0;
 
     ck_assert_int_eq(om_arena_new(0, &a), OM_OK);
-    ck_assert_int_eq(lsm_skl_new(a, seed, &up), OM_OK);
-    ck_assert_int_eq(lsm_skl_new(a, seed + 1, &down), OM_OK);
+    ck_assert_int_eq(lsm_skl_new(a, a, seed, &up), OM_OK);
+    ck_assert_int_eq(lsm_skl_new(a, a, seed + 1, &down), OM_OK);
     for (uint64_t i = 0; i < 5000; i++) {
         ck_assert_int_eq(u64_insert(up, i * 3), OM_OK);
         ck_assert_int_eq(u64_insert(down, 15000 - i * 3), OM_OK);
@@ -348,6 +352,166 @@ START_TEST(skiplist_sequential_fill)
     }
     ck_assert_uint_eq(seen, 10000);
     om_arena_free(a);
+}
+END_TEST
+
+/*
+ * The memtable's hash index against a brute-force oracle: many versions per
+ * key inserted with sequences out of order (so a newer version may arrive
+ * after an older one and the reverse), values and tombstones; every get at
+ * a random sequence returns the newest version at or below it, and a small
+ * write buffer makes the buckets hold long chains of different keys.
+ */
+typedef struct mop {
+    uint32_t key;
+    uint64_t seq;
+    lsm_vtype type;
+} mop;
+
+START_TEST(memtable_hash_index_matches_oracle)
+{
+    uint64_t seed = tu_seed("memtable_hash_index_matches_oracle"), rnd = seed;
+    enum { NOPS = 8000, NKEYS = 700 };
+    mop *ops = malloc(sizeof(mop) * NOPS);
+    uint64_t *seqs = malloc(sizeof(uint64_t) * NOPS);
+    lsm_memtable *m;
+    om_buf v = OM_BUF_INIT;
+
+    /* Distinct sequences 1..NOPS in random order. */
+    for (int i = 0; i < NOPS; i++)
+        seqs[i] = (uint64_t)i + 1;
+    for (int i = NOPS - 1; i > 0; i--) {
+        int j = (int)(tu_rand(&rnd) % (uint64_t)(i + 1));
+        uint64_t t = seqs[i];
+
+        seqs[i] = seqs[j];
+        seqs[j] = t;
+    }
+    ck_assert_int_eq(lsm_mem_new(1, 16 * 1024, &m), OM_OK); /* few buckets: long chains */
+    for (int i = 0; i < NOPS; i++) {
+        char k[16], val[24];
+        int kn, vn;
+
+        ops[i].key = (uint32_t)(tu_rand(&rnd) % NKEYS);
+        ops[i].seq = seqs[i];
+        ops[i].type = tu_rand(&rnd) % 5 == 0 ? LSM_TYPE_DEL : LSM_TYPE_VAL;
+        kn = snprintf(k, sizeof(k), "key%u", ops[i].key);
+        vn = snprintf(val, sizeof(val), "v%llu", (unsigned long long)ops[i].seq);
+        ck_assert_int_eq(lsm_mem_add(m, ops[i].seq, ops[i].type, om_slice_make(k, (size_t)kn),
+                                     om_slice_make(val, (size_t)vn)),
+                         OM_OK);
+    }
+    for (int q = 0; q < 6000; q++) {
+        uint32_t key = (uint32_t)(tu_rand(&rnd) % (NKEYS + 50)); /* some absent keys */
+        uint64_t at = tu_rand(&rnd) % (NOPS + 2);
+        const mop *best = NULL;
+        char k[16], want[24];
+        int kn = snprintf(k, sizeof(k), "key%u", key);
+        om_status st = OM_OK;
+        bool got;
+
+        for (int i = 0; i < NOPS; i++)
+            if (ops[i].key == key && ops[i].seq <= at && (best == NULL || ops[i].seq > best->seq))
+                best = &ops[i];
+        got = lsm_mem_get(m, om_slice_make(k, (size_t)kn), at, &v, &st);
+        ck_assert_msg(got == (best != NULL), "key%u at %llu: decided %d", key,
+                      (unsigned long long)at, (int)got);
+        if (best == NULL)
+            continue;
+        if (best->type == LSM_TYPE_DEL) {
+            ck_assert_int_eq(st, OM_E_NOTFOUND);
+        } else {
+            int wn = snprintf(want, sizeof(want), "v%llu", (unsigned long long)best->seq);
+
+            ck_assert_int_eq(st, OM_OK);
+            ck_assert(v.n == (size_t)wn && memcmp(v.p, want, v.n) == 0);
+        }
+        ck_assert(lsm_mem_has_key(m, om_slice_make(k, (size_t)kn)));
+    }
+    for (uint32_t key = NKEYS; key < NKEYS + 50; key++) {
+        char k[16];
+        int kn = snprintf(k, sizeof(k), "key%u", key);
+
+        ck_assert(!lsm_mem_has_key(m, om_slice_make(k, (size_t)kn)));
+    }
+    lsm_mem_unref(m);
+    om_buf_free(&v);
+    free(ops);
+    free(seqs);
+}
+END_TEST
+
+/*
+ * A reader running gets concurrently with the writer: the writer adds
+ * sequence s to key s % 64 (value: s), then publishes s; a get at the
+ * published sequence must return exactly the newest version at or below it.
+ */
+typedef struct mconc {
+    lsm_memtable *m;
+    atomic_uint_fast64_t published;
+    atomic_bool stop;
+    atomic_long gets;
+    int errors;
+} mconc;
+
+static void *
+mconc_reader(void *arg)
+{
+    mconc *c = arg;
+    om_buf v = OM_BUF_INIT;
+    uint64_t rnd = 12345;
+
+    while (!atomic_load(&c->stop)) {
+        uint64_t w = atomic_load(&c->published), key = tu_rand(&rnd) % 64, want;
+        char k[16];
+        int kn = snprintf(k, sizeof(k), "key%llu", (unsigned long long)key);
+        om_status st = OM_OK;
+        bool got = lsm_mem_get(c->m, om_slice_make(k, (size_t)kn), w, &v, &st);
+
+        /* The newest s <= w with s % 64 == key, sequences starting at 1. */
+        want = w >= key ? w - (w - key) % 64 : 0;
+        if (want == 0) {
+            if (got)
+                c->errors++;
+        } else if (!got || st != OM_OK || v.n != 8 || om_get_fixed64(v.p) != want) {
+            c->errors++;
+        }
+        atomic_fetch_add(&c->gets, 1);
+    }
+    om_buf_free(&v);
+    return NULL;
+}
+
+START_TEST(memtable_hash_index_concurrent_reader)
+{
+    mconc c;
+    pthread_t th;
+    const uint64_t n = 30000;
+
+    memset(&c, 0, sizeof(c));
+    ck_assert_int_eq(lsm_mem_new(1, 64 * 1024, &c.m), OM_OK);
+    ck_assert_int_eq(pthread_create(&th, NULL, mconc_reader, &c), 0);
+    for (uint64_t s = 1; s <= n; s++) {
+        char k[16];
+        uint8_t val[8];
+        int kn = snprintf(k, sizeof(k), "key%llu", (unsigned long long)(s % 64));
+
+        om_put_fixed64(val, s);
+        ck_assert_int_eq(
+            lsm_mem_add(c.m, s, LSM_TYPE_VAL, om_slice_make(k, (size_t)kn), om_slice_make(val, 8)),
+            OM_OK);
+        atomic_store(&c.published, s);
+    }
+    /* Let the reader run some gets against the complete table too. */
+    uint64_t deadline = tu_now_ms() + 10000;
+    long start = atomic_load(&c.gets);
+    while (atomic_load(&c.gets) < start + 1000 && tu_now_ms() < deadline)
+        ;
+    atomic_store(&c.stop, true);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(c.errors, 0);
+    ck_assert_int_gt(atomic_load(&c.gets), 0);
+    lsm_mem_unref(c.m);
 }
 END_TEST
 
@@ -462,6 +626,8 @@ skiplist_suite(void)
     tcase_add_test(tc, skiplist_internal_order);
     tcase_add_test(tc, skiplist_sequential_fill);
     tcase_add_test(tc, memtable_versions_and_tombstones);
+    tcase_add_test(tc, memtable_hash_index_matches_oracle);
+    tcase_add_test(tc, memtable_hash_index_concurrent_reader);
     tcase_add_test(tc, batch_encode_decode);
     suite_add_tcase(s, tc);
     return s;
