@@ -3,7 +3,10 @@
  * lsm/FORMAT.md).
  *
  * The iterator decodes entries in place: values are slices into the block,
- * keys are rebuilt from the shared prefix into the iterator's own buffer.
+ * whole keys (restart entries) are returned where they lie in the block, and
+ * other keys are rebuilt from the shared prefix into the iterator's own
+ * buffer (inline in the struct for keys up to LSM_BLOCK_ITER_INLINE_KEY
+ * bytes, so a lookup allocates nothing).
  * A seek binary-searches the restart points (whose keys are stored whole, so
  * they are compared without copying) for the last one before the target and
  * scans forward from there. Any length that would run past the entries, a
@@ -163,10 +166,35 @@ lsm_block_free(lsm_block *b)
 
 /* ---- iterator ---- */
 
-static int
-block_cmp(lsm_block_cmp cmp, om_slice a, om_slice b)
+/* The current key's bytes (in the block or in the iterator's buffer). */
+static inline const uint8_t *
+biter_kptr(const lsm_block_iter *it)
 {
-    return cmp == LSM_CMP_IKEY ? lsm_ikey_cmp(a, b) : om_slice_cmp(a, b);
+    if (it->kblock != NULL)
+        return it->kblock;
+    return it->kheap != NULL ? it->kheap : it->kinline;
+}
+
+/*
+ * Key order inside a block, inlined: user key bytes then the trailer
+ * descending for internal keys (same order as lsm_ikey_cmp), plain bytes
+ * otherwise. Requires for LSM_CMP_IKEY: both keys hold a trailer.
+ */
+static inline int
+biter_cmp(lsm_block_cmp cmp, const uint8_t *a, size_t an, om_slice b)
+{
+    size_t tr = cmp == LSM_CMP_IKEY ? LSM_TRAILER_SIZE : 0, ua = an - tr, ub = b.n - tr;
+    size_t m = ua < ub ? ua : ub;
+    int r = m == 0 ? 0 : memcmp(a, b.p, m);
+
+    if (r != 0)
+        return r;
+    if (ua != ub)
+        return ua < ub ? -1 : 1;
+    if (tr == 0)
+        return 0;
+    uint64_t ta = om_get_fixed64(a + ua), tb = om_get_fixed64(b.p + ub);
+    return ta > tb ? -1 : (ta < tb ? 1 : 0);
 }
 
 static void
@@ -176,14 +204,30 @@ biter_corrupt(lsm_block_iter *it)
         it->status = OM_ERR(OM_E_CORRUPT);
     it->valid = false;
     it->cur = it->next_off = it->block->restart_off;
-    om_buf_reset(&it->key);
+    it->kblock = NULL;
+    it->kn = 0;
+}
+
+/* One varint32 with inline paths for the one- and two-byte forms. */
+static inline const uint8_t *
+biter_varint(const uint8_t *p, const uint8_t *limit, uint32_t *v)
+{
+    if (p < limit && p[0] < 128) {
+        *v = p[0];
+        return p + 1;
+    }
+    if (limit - p >= 2 && p[1] < 128) {
+        *v = (uint32_t)(p[0] & 0x7f) | ((uint32_t)p[1] << 7);
+        return p + 2;
+    }
+    return om_decode_varint32(p, limit, v);
 }
 
 /*
  * Decode the entry header at off. On success returns a pointer to the key
  * delta and sets the three lengths; NULL if the entry does not fit.
  */
-static const uint8_t *
+static inline const uint8_t *
 biter_decode_header(const lsm_block *b, uint32_t off, uint32_t *shared, uint32_t *unshared,
                     uint32_t *vlen)
 {
@@ -197,21 +241,56 @@ biter_decode_header(const lsm_block *b, uint32_t off, uint32_t *shared, uint32_t
         *unshared = p[1];
         *vlen = p[2];
         p += 3;
-    } else {
-        if ((p = om_decode_varint32(p, limit, shared)) == NULL)
-            return NULL;
-        if ((p = om_decode_varint32(p, limit, unshared)) == NULL)
-            return NULL;
-        if ((p = om_decode_varint32(p, limit, vlen)) == NULL)
-            return NULL;
+    } else if ((p = biter_varint(p, limit, shared)) == NULL ||
+               (p = biter_varint(p, limit, unshared)) == NULL ||
+               (p = biter_varint(p, limit, vlen)) == NULL) {
+        return NULL;
     }
     if ((uint64_t)*unshared + *vlen > (uint64_t)(limit - p))
         return NULL;
     return p;
 }
 
+/*
+ * Make the current key prev[0, shared) + delta. A whole key (shared == 0) is
+ * left in the block; otherwise it is rebuilt in the buffer (the prefix is
+ * copied only when the previous key was in the block). False on NOMEM.
+ */
+static inline bool
+biter_set_key(lsm_block_iter *it, uint32_t shared, const uint8_t *delta, uint32_t unshared)
+{
+    uint32_t n = shared + unshared, cap = it->kheap != NULL ? it->kcap : LSM_BLOCK_ITER_INLINE_KEY;
+    uint8_t *buf;
+
+    if (shared == 0) {
+        it->kblock = delta;
+        it->kn = unshared;
+        return true;
+    }
+    if (n > cap) {
+        uint32_t ncap = n < 2 * cap ? 2 * cap : n;
+        uint8_t *nb = malloc(ncap);
+
+        if (nb == NULL)
+            return false;
+        memcpy(nb, biter_kptr(it), shared);
+        free(it->kheap);
+        it->kheap = nb;
+        it->kcap = ncap;
+        it->kblock = NULL;
+    }
+    buf = it->kheap != NULL ? it->kheap : it->kinline;
+    if (it->kblock != NULL) {
+        memcpy(buf, it->kblock, shared);
+        it->kblock = NULL;
+    }
+    memcpy(buf + shared, delta, unshared);
+    it->kn = n;
+    return true;
+}
+
 /* Parse the entry at it->cur into key/value; false (and corrupt) if malformed. */
-static bool
+static inline bool
 biter_parse_current(lsm_block_iter *it)
 {
     const lsm_block *b = it->block;
@@ -223,18 +302,14 @@ biter_parse_current(lsm_block_iter *it)
         return true;
     }
     p = biter_decode_header(b, it->cur, &shared, &unshared, &vlen);
-    if (p == NULL || shared > it->key.n) {
+    if (p == NULL || shared > it->kn ||
+        (it->cmp == LSM_CMP_IKEY && (uint64_t)shared + unshared < LSM_TRAILER_SIZE)) {
         biter_corrupt(it);
         return false;
     }
-    it->key.n = shared;
-    if (om_buf_append(&it->key, p, unshared) != OM_OK) {
+    if (!biter_set_key(it, shared, p, unshared)) {
         it->status = OM_E_NOMEM;
         it->valid = false;
-        return false;
-    }
-    if (it->cmp == LSM_CMP_IKEY && it->key.n < LSM_TRAILER_SIZE) {
-        biter_corrupt(it);
         return false;
     }
     it->value = om_slice_make(p + unshared, vlen);
@@ -244,7 +319,7 @@ biter_parse_current(lsm_block_iter *it)
 }
 
 /* The offset of restart point i, or UINT32_MAX if it lies outside the entries. */
-static uint32_t
+static inline uint32_t
 biter_restart(const lsm_block_iter *it, uint32_t i)
 {
     uint32_t off = om_get_fixed32(it->block->data + it->block->restart_off + 4 * (size_t)i);
@@ -262,7 +337,8 @@ biter_seek_to_restart(lsm_block_iter *it, uint32_t i)
         biter_corrupt(it);
         return;
     }
-    it->key.n = 0;
+    it->kblock = NULL;
+    it->kn = 0;
     it->cur = off;
     biter_parse_current(it);
 }
@@ -294,16 +370,29 @@ biter_next(lsm_it *base)
     biter_parse_current(it);
 }
 
+/*
+ * Binary search for the last restart point whose key is < target, comparing
+ * each restart key where it lies in the block (it is stored whole), then a
+ * forward scan from there. The restart entry found by the search is known to
+ * be < target and is not compared again.
+ */
 static void
 biter_seek(lsm_it *base, om_slice target)
 {
     lsm_block_iter *it = (lsm_block_iter *)base;
     const lsm_block *b = it->block;
+    const lsm_block_cmp cmp = it->cmp;
+    const size_t tr = cmp == LSM_CMP_IKEY ? LSM_TRAILER_SIZE : 0;
     uint32_t left = 0, right = b->nrestarts - 1;
 
     if (it->status != OM_OK)
         return;
-    /* Find the last restart point whose key is < target. */
+    if (target.n < tr) {
+        /* Not an internal key: it has no place in internal-key order. */
+        it->status = OM_ERR(OM_E_INVALID);
+        it->valid = false;
+        return;
+    }
     while (left < right) {
         uint32_t mid = left + (right - left + 1) / 2;
         uint32_t off = biter_restart(it, mid), shared, unshared, vlen;
@@ -311,24 +400,30 @@ biter_seek(lsm_it *base, om_slice target)
 
         if (off == UINT32_MAX ||
             (p = biter_decode_header(b, off, &shared, &unshared, &vlen)) == NULL || shared != 0 ||
-            (it->cmp == LSM_CMP_IKEY && unshared < LSM_TRAILER_SIZE)) {
+            unshared < tr) {
             biter_corrupt(it);
             return;
         }
-        if (block_cmp(it->cmp, om_slice_make(p, unshared), target) < 0)
+        if (biter_cmp(cmp, p, unshared, target) < 0)
             left = mid;
         else
             right = mid - 1;
     }
     biter_seek_to_restart(it, left);
-    while (it->valid && block_cmp(it->cmp, om_buf_slice(&it->key), target) < 0)
+    if (left > 0 && it->valid) /* restart `left` compared < target above */
         biter_next(base);
+    while (it->valid && biter_cmp(cmp, biter_kptr(it), it->kn, target) < 0) {
+        it->cur = it->next_off;
+        biter_parse_current(it);
+    }
 }
 
 static om_slice
 biter_key(const lsm_it *base)
 {
-    return om_buf_slice(&((const lsm_block_iter *)base)->key);
+    const lsm_block_iter *it = (const lsm_block_iter *)base;
+
+    return om_slice_make(biter_kptr(it), it->kn);
 }
 
 static om_slice
@@ -381,22 +476,26 @@ static const lsm_it_ops biter_heap_ops = {
 void
 lsm_block_iter_init(lsm_block_iter *it, const lsm_block *b, lsm_block_cmp cmp)
 {
-    om_buf key = it->key; /* keep the allocation of a re-initialised iterator */
-
-    memset(it, 0, sizeof(*it));
+    /* Keep the heap key buffer of a re-initialised iterator; the inline one needs no reset. */
     it->base.ops = &biter_embedded_ops;
     it->block = b;
     it->cmp = cmp;
     it->cur = it->next_off = b->restart_off;
-    it->key = key;
-    it->key.n = 0;
+    it->kblock = NULL;
+    it->kn = 0;
+    it->value = OM_SLICE_NULL;
     it->status = OM_OK;
+    it->valid = false;
 }
 
 void
 lsm_block_iter_fini(lsm_block_iter *it)
 {
-    om_buf_free(&it->key);
+    free(it->kheap);
+    it->kheap = NULL;
+    it->kcap = 0;
+    it->kblock = NULL;
+    it->kn = 0;
     it->valid = false;
 }
 

@@ -98,25 +98,39 @@ om_status lsm_block_parse(lsm_block *b, uint8_t *data, size_t n, bool take_owner
 /* Release owned bytes. */
 void lsm_block_free(lsm_block *b);
 
-/* An iterator positioned within one block; embeddable (no allocation). */
+/* Keys up to this many bytes are rebuilt inside the iterator itself (no allocation). */
+#define LSM_BLOCK_ITER_INLINE_KEY 112
+
+/*
+ * An iterator positioned within one block; embeddable (no allocation for keys
+ * of up to LSM_BLOCK_ITER_INLINE_KEY bytes). A key stored whole in the block
+ * (shared prefix 0: every restart entry) is returned in place; other keys are
+ * rebuilt from the previous key's prefix and the entry's delta into the
+ * iterator's key buffer. The fields are private to block.c.
+ */
 typedef struct lsm_block_iter {
     lsm_it base;
     const lsm_block *block;
     lsm_block_cmp cmp;
-    uint32_t cur;      /* offset of the current entry; == restart_off when past the end */
-    uint32_t next_off; /* offset of the entry after the current one */
-    om_buf key;
+    uint32_t cur;          /* offset of the current entry; == restart_off when past the end */
+    uint32_t next_off;     /* offset of the entry after the current one */
+    const uint8_t *kblock; /* the current key inside the block, or NULL: it is in the buffer */
+    uint32_t kn;           /* current key length */
+    uint32_t kcap;         /* bytes of kheap (0: the inline buffer is used) */
+    uint8_t *kheap;        /* key buffer for keys longer than the inline one, or NULL */
     om_slice value;
     om_status status;
     bool valid;
+    uint8_t kinline[LSM_BLOCK_ITER_INLINE_KEY];
 } lsm_block_iter;
 
 /*
  * Initialise an iterator over b (not positioned: call a seek first).
  * Requires: *it is zeroed or was initialised before (its key buffer is reused).
+ * A positioned iterator must not be copied (its key may live in the struct).
  */
 void lsm_block_iter_init(lsm_block_iter *it, const lsm_block *b, lsm_block_cmp cmp);
-/* Free the iterator's key buffer (the embedded form; lsm_it_free is for heap iterators). */
+/* Free the iterator's heap key buffer, if any (embedded form; heap ones: lsm_it_free). */
 void lsm_block_iter_fini(lsm_block_iter *it);
 
 /*

@@ -586,10 +586,12 @@ db_get_cb(void *arg, om_slice ikey, om_slice value)
 
 /* Look key up in one table; *done when the table decided the answer. */
 static om_status
-db_table_get(lsm_db *db, const lsm_file_meta *f, om_slice lookup, om_buf *value, bool *done)
+db_table_get(lsm_db *db, lsm_file_meta *f, om_slice lookup, om_buf *value, bool *done)
 {
     db_get_ctx c = {.value = value, .st = OM_OK};
-    om_status st = lsm_table_cache_get(db->tc, f->number, f->size, lookup, true, db_get_cb, &c);
+    /* Pin the table in the file description (released when no version lists the file). */
+    om_status st = lsm_table_cache_get_pinned(db->tc, f->vs != NULL ? &f->pin : NULL, f->number,
+                                              f->size, lookup, true, db_get_cb, &c);
 
     if (st == OM_E_NOTFOUND) {
         *done = false;
@@ -709,16 +711,18 @@ lsm_may_contain(lsm_db *db, om_slice key)
         if (lsm_mem_has_key(sv->imm[i], key))
             goto out;
     for (int i = v->nfiles[0] - 1; i >= 0; i--) {
-        const lsm_file_meta *f = v->files[0][i];
+        lsm_file_meta *f = v->files[0][i];
 
-        if (db_file_covers(f, key) && lsm_table_cache_may_contain(db->tc, f->number, f->size, key))
+        if (db_file_covers(f, key) &&
+            lsm_table_cache_may_contain_pinned(db->tc, f->vs != NULL ? &f->pin : NULL, f->number,
+                                               f->size, key))
             goto out;
     }
     if (!db_lookup_key(key, LSM_MAX_SEQ, stackbuf, &heap, &lk))
         goto out;
     for (int l = 1; l < LSM_MAX_LEVELS; l++) {
         int idx;
-        const lsm_file_meta *f;
+        lsm_file_meta *f;
 
         if (v->nfiles[l] == 0)
             continue;
@@ -726,7 +730,9 @@ lsm_may_contain(lsm_db *db, om_slice key)
         if (idx >= v->nfiles[l])
             continue;
         f = v->files[l][idx];
-        if (db_file_covers(f, key) && lsm_table_cache_may_contain(db->tc, f->number, f->size, key))
+        if (db_file_covers(f, key) &&
+            lsm_table_cache_may_contain_pinned(db->tc, f->vs != NULL ? &f->pin : NULL, f->number,
+                                               f->size, key))
             goto out;
     }
     r = false;

@@ -35,6 +35,7 @@ lsm_file_meta_new(uint64_t number, uint64_t size, om_slice smallest, om_slice la
         return OM_ERR(OM_E_NOMEM);
     atomic_init(&f->refs, 1);
     atomic_init(&f->obsolete, false);
+    atomic_init(&f->pin.ref, NULL);
     f->number = number;
     f->size = size;
     if (om_buf_set(&f->smallest, smallest) != OM_OK || om_buf_set(&f->largest, largest) != OM_OK) {
@@ -57,6 +58,9 @@ lsm_file_meta_unref(lsm_file_meta *f)
 {
     if (f == NULL || atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
         return;
+    /* No version lists the file any more, so no reader uses the pin. */
+    if (f->vs != NULL && f->vs->tc != NULL)
+        lsm_table_cache_unpin(f->vs->tc, &f->pin);
     if (f->vs != NULL && atomic_load(&f->obsolete)) {
         char path[LSM_PATH_MAX];
         lsm_vset *vs = f->vs;

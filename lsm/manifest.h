@@ -49,6 +49,12 @@ typedef struct lsm_file_meta {
     om_buf smallest; /* internal keys */
     om_buf largest;
     lsm_vset *vs; /* for the deletion at the last unref; NULL: never delete */
+    /*
+     * The open table, pinned by the first lookup through a version that lists
+     * this file (only when vs != NULL), released at the last unref: while any
+     * version holds the file, lookups skip the table cache's hash and mutex.
+     */
+    lsm_table_pin pin;
 } lsm_file_meta;
 
 /* A new description (refs = 1). Returns OM_OK; OM_E_NOMEM. */

@@ -266,11 +266,34 @@ sst_block_get(lsm_sst *t, uint64_t off, uint64_t size, bool fill_cache, sst_bloc
 }
 
 /* Decode an index entry's value: varint64 offset, varint64 size. */
+static inline const uint8_t *
+sst_varint64(const uint8_t *p, const uint8_t *limit, uint64_t *v)
+{
+    /* Inline for the forms block offsets and sizes mostly take (up to three bytes). */
+    if (limit - p >= 3) {
+        if (p[0] < 128) {
+            *v = p[0];
+            return p + 1;
+        }
+        if (p[1] < 128) {
+            *v = (uint64_t)(p[0] & 0x7f) | ((uint64_t)p[1] << 7);
+            return p + 2;
+        }
+        if (p[2] < 128) {
+            *v = (uint64_t)(p[0] & 0x7f) | ((uint64_t)(p[1] & 0x7f) << 7) | ((uint64_t)p[2] << 14);
+            return p + 3;
+        }
+    }
+    return om_decode_varint64(p, limit, v);
+}
+
 static om_status
 sst_decode_handle(lsm_sst *t, om_slice v, uint64_t *off, uint64_t *size)
 {
-    if (om_slice_get_varint64(&v, off) != OM_OK || om_slice_get_varint64(&v, size) != OM_OK ||
-        v.n != 0)
+    const uint8_t *p = v.p, *limit = v.p + v.n;
+
+    if ((p = sst_varint64(p, limit, off)) == NULL || (p = sst_varint64(p, limit, size)) == NULL ||
+        p != limit)
         return sst_corrupt(t, 0, "bad block handle in index");
     return OM_OK;
 }

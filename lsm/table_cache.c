@@ -4,7 +4,8 @@
  * Built on lsm_cache with a charge of one per table and capacity
  * max_open_files; the cache's refcounting gives the pinning: a table is
  * closed by the cache deleter once it is evicted or erased and the last
- * handle (lookup, get or iterator) is released.
+ * handle (lookup, get, iterator or pin) is released. Pins are counted
+ * against max_open_files (see table_cache.h).
  *
  * Thread-safety: as lsm_cache; lsm_sst is safe for concurrent readers.
  */
@@ -20,6 +21,8 @@ struct lsm_table_cache {
     char *dir;
     lsm_table_opts topts; /* tables point here: it lives as long as they do */
     lsm_cache *cache;
+    size_t pin_limit;      /* max_open_files */
+    atomic_size_t npinned; /* handles held in pins */
 };
 
 static void
@@ -52,6 +55,8 @@ lsm_table_cache_new(lsm_env *env, const char *dir, const lsm_table_opts *topts, 
     }
     tc->env = env;
     tc->topts = *topts;
+    tc->pin_limit = cap;
+    atomic_init(&tc->npinned, 0);
     *out = tc;
     return OM_OK;
 }
@@ -103,30 +108,100 @@ lsm_table_ref_sst(const lsm_table_ref *ref)
 }
 
 om_status
+lsm_table_cache_borrow(lsm_table_cache *tc, lsm_table_pin *pin, uint64_t number, uint64_t file_size,
+                       lsm_table_ref **out, bool *owned)
+{
+    lsm_table_ref *ref, *expected = NULL;
+
+    if (pin != NULL && (ref = atomic_load_explicit(&pin->ref, memory_order_acquire)) != NULL) {
+        *out = ref;
+        *owned = false;
+        return OM_OK;
+    }
+    OM_TRY(lsm_table_cache_ref(tc, number, file_size, &ref));
+    *out = ref;
+    *owned = true;
+    if (pin == NULL)
+        return OM_OK;
+    /* Reserve a pin slot first so that the limit holds under races. */
+    if (atomic_fetch_add_explicit(&tc->npinned, 1, memory_order_relaxed) >= tc->pin_limit) {
+        atomic_fetch_sub_explicit(&tc->npinned, 1, memory_order_relaxed);
+        return OM_OK;
+    }
+    if (atomic_compare_exchange_strong_explicit(&pin->ref, &expected, ref, memory_order_acq_rel,
+                                                memory_order_acquire)) {
+        *owned = false;
+        return OM_OK;
+    }
+    /* Another thread pinned the table first: use its handle. */
+    atomic_fetch_sub_explicit(&tc->npinned, 1, memory_order_relaxed);
+    lsm_table_cache_unref(tc, ref);
+    *out = expected;
+    *owned = false;
+    return OM_OK;
+}
+
+void
+lsm_table_cache_unpin(lsm_table_cache *tc, lsm_table_pin *pin)
+{
+    lsm_table_ref *ref = atomic_exchange_explicit(&pin->ref, NULL, memory_order_acq_rel);
+
+    if (ref == NULL)
+        return;
+    lsm_table_cache_unref(tc, ref);
+    atomic_fetch_sub_explicit(&tc->npinned, 1, memory_order_relaxed);
+}
+
+size_t
+lsm_table_cache_pinned_count(lsm_table_cache *tc)
+{
+    return atomic_load_explicit(&tc->npinned, memory_order_relaxed);
+}
+
+om_status
+lsm_table_cache_get_pinned(lsm_table_cache *tc, lsm_table_pin *pin, uint64_t number,
+                           uint64_t file_size, om_slice lookup_ikey, bool fill_cache,
+                           lsm_sst_get_fn fn, void *arg)
+{
+    lsm_table_ref *ref;
+    bool owned;
+    om_status st;
+
+    OM_TRY(lsm_table_cache_borrow(tc, pin, number, file_size, &ref, &owned));
+    st = lsm_sst_get(lsm_table_ref_sst(ref), lookup_ikey, fill_cache, fn, arg);
+    if (owned)
+        lsm_table_cache_unref(tc, ref);
+    return st;
+}
+
+om_status
 lsm_table_cache_get(lsm_table_cache *tc, uint64_t number, uint64_t file_size, om_slice lookup_ikey,
                     bool fill_cache, lsm_sst_get_fn fn, void *arg)
 {
-    lsm_table_ref *ref;
-    om_status st;
+    return lsm_table_cache_get_pinned(tc, NULL, number, file_size, lookup_ikey, fill_cache, fn,
+                                      arg);
+}
 
-    OM_TRY(lsm_table_cache_ref(tc, number, file_size, &ref));
-    st = lsm_sst_get(lsm_table_ref_sst(ref), lookup_ikey, fill_cache, fn, arg);
-    lsm_table_cache_unref(tc, ref);
-    return st;
+bool
+lsm_table_cache_may_contain_pinned(lsm_table_cache *tc, lsm_table_pin *pin, uint64_t number,
+                                   uint64_t file_size, om_slice user_key)
+{
+    lsm_table_ref *ref;
+    bool owned, r;
+
+    if (lsm_table_cache_borrow(tc, pin, number, file_size, &ref, &owned) != OM_OK)
+        return true;
+    r = lsm_sst_may_contain(lsm_table_ref_sst(ref), user_key);
+    if (owned)
+        lsm_table_cache_unref(tc, ref);
+    return r;
 }
 
 bool
 lsm_table_cache_may_contain(lsm_table_cache *tc, uint64_t number, uint64_t file_size,
                             om_slice user_key)
 {
-    lsm_table_ref *ref;
-    bool r;
-
-    if (lsm_table_cache_ref(tc, number, file_size, &ref) != OM_OK)
-        return true;
-    r = lsm_sst_may_contain(lsm_table_ref_sst(ref), user_key);
-    lsm_table_cache_unref(tc, ref);
-    return r;
+    return lsm_table_cache_may_contain_pinned(tc, NULL, number, file_size, user_key);
 }
 
 /* An iterator that forwards to a table iterator and keeps the table pinned. */

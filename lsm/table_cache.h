@@ -10,6 +10,17 @@
  * once: readers that still hold it keep reading through their open file
  * descriptor, and it is closed when the last of them lets go.
  *
+ * Pins: a long-lived owner of a file (lsm_file_meta, for as long as some
+ * version lists the file) can keep that table's handle in an lsm_table_pin,
+ * taken on first use, so later lookups skip the cache's hash lookup, mutex
+ * and refcount. At most max_open_files tables are pinned at once; past that
+ * lookups take a handle per call as before. Pinned handles count against the
+ * capacity like any handle in use, so the LRU closes unpinned tables first
+ * and the number of open tables stays max_open_files plus the tables that
+ * running lookups and iterators hold beyond it. What changes: a table read
+ * once stays open (up to that limit) until no version lists its file,
+ * instead of until the LRU evicts it.
+ *
  * Thread-safety: every function is safe from any thread. Two threads that
  * miss on the same file at once may both open it; one copy wins the cache
  * slot and the other is closed when released.
@@ -17,7 +28,9 @@
 #ifndef OM_LSM_TABLE_CACHE_H
 #define OM_LSM_TABLE_CACHE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "lsm/cache.h"
@@ -73,6 +86,41 @@ bool lsm_table_cache_may_contain(lsm_table_cache *tc, uint64_t number, uint64_t 
  */
 om_status lsm_table_cache_iter_new(lsm_table_cache *tc, uint64_t number, uint64_t file_size,
                                    bool fill_cache, lsm_it **out);
+
+/*
+ * A slot holding a pinned handle (or NULL). Zero-initialise it; release it
+ * with lsm_table_cache_unpin when its owner goes away (after every reader
+ * that used it has finished).
+ */
+typedef struct lsm_table_pin {
+    _Atomic(lsm_table_ref *) ref;
+} lsm_table_pin;
+
+/*
+ * lsm_table_cache_borrow -- the open table `number`: the pinned handle when
+ * pin holds one; else a new handle, which is stored in pin (pin may be NULL)
+ * when fewer than max_open_files tables are pinned. *owned tells whether the
+ * caller must lsm_table_cache_unref the handle (a pinned handle stays valid
+ * until the pin is released, which the owner only does when no reader uses it).
+ * Returns: as lsm_table_cache_ref.
+ */
+om_status lsm_table_cache_borrow(lsm_table_cache *tc, lsm_table_pin *pin, uint64_t number,
+                                 uint64_t file_size, lsm_table_ref **out, bool *owned);
+
+/* Release a pin's handle, if any (the table closes if it is no longer cached). */
+void lsm_table_cache_unpin(lsm_table_cache *tc, lsm_table_pin *pin);
+
+/* Tables pinned at the moment. */
+size_t lsm_table_cache_pinned_count(lsm_table_cache *tc);
+
+/* lsm_table_cache_get through a pin (pin may be NULL). */
+om_status lsm_table_cache_get_pinned(lsm_table_cache *tc, lsm_table_pin *pin, uint64_t number,
+                                     uint64_t file_size, om_slice lookup_ikey, bool fill_cache,
+                                     lsm_sst_get_fn fn, void *arg);
+
+/* lsm_table_cache_may_contain through a pin (pin may be NULL). */
+bool lsm_table_cache_may_contain_pinned(lsm_table_cache *tc, lsm_table_pin *pin, uint64_t number,
+                                        uint64_t file_size, om_slice user_key);
 
 /* Drop file `number` from the cache (call when the file became obsolete). */
 void lsm_table_cache_evict(lsm_table_cache *tc, uint64_t number);

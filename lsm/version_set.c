@@ -287,9 +287,11 @@ lsm_vset_create_manifest(lsm_vset *vs, lsm_edit *extra)
         om_buf_free(&rec);
         return st;
     }
+    /* Only files new to this version are written: readers of older versions read ->vs. */
     for (int l = 0; l < LSM_MAX_LEVELS; l++)
         for (int i = 0; i < v->nfiles[l]; i++)
-            v->files[l][i]->vs = vs;
+            if (v->files[l][i]->vs != vs)
+                v->files[l][i]->vs = vs;
     pthread_mutex_lock(vs->db_mu);
     lsm_version *old = vs->current;
     vs->current = v;

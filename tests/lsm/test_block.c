@@ -177,6 +177,109 @@ START_TEST(block_empty_and_bytewise)
 }
 END_TEST
 
+/*
+ * A restart entry must hold its whole key (shared 0) and, in an internal-key
+ * block, at least a trailer: the binary search compares restart keys in
+ * place, so a restart with a shared prefix or a short key is OM_E_CORRUPT.
+ */
+START_TEST(block_seek_corrupt_restart_key)
+{
+    for (int damage = 0; damage < 2; damage++) {
+        size_t n;
+        uint8_t *data = build_block(64, 1, &n);
+        lsm_block blk;
+        lsm_block_iter it = {0};
+        om_buf k = OM_BUF_INIT;
+        uint32_t nr, roff, mid_off;
+
+        ck_assert_int_eq(lsm_block_parse(&blk, data, n, false), OM_OK);
+        nr = blk.nrestarts;
+        ck_assert_uint_eq(nr, 64);
+        roff = blk.restart_off;
+        /* The first probe of the binary search is restart nr / 2. */
+        mid_off = om_get_fixed32(data + roff + 4 * (nr / 2));
+        ck_assert_uint_eq(data[mid_off], 0);                    /* shared */
+        ck_assert_uint_ge(data[mid_off + 1], LSM_TRAILER_SIZE); /* unshared */
+        if (damage == 0)
+            data[mid_off] = 1; /* a restart claiming a shared prefix */
+        else
+            data[mid_off + 1] = LSM_TRAILER_SIZE - 1; /* too short for an internal key */
+        lsm_block_iter_init(&it, &blk, LSM_CMP_IKEY);
+        mk_ikey(&k, 17, 100);
+        lsm_it_seek(&it.base, om_buf_slice(&k));
+        ck_assert(!lsm_it_valid(&it.base));
+        ck_assert_int_eq(lsm_it_status(&it.base), OM_E_CORRUPT);
+        /* The error sticks: later seeks stay invalid. */
+        lsm_it_seek_first(&it.base);
+        ck_assert(!lsm_it_valid(&it.base));
+        ck_assert_int_eq(lsm_it_status(&it.base), OM_E_CORRUPT);
+        lsm_block_iter_fini(&it);
+        om_buf_free(&k);
+        free(data);
+    }
+}
+END_TEST
+
+/*
+ * Keys longer than the iterator's inline key buffer, sharing long prefixes,
+ * are rebuilt in a heap buffer: every key read back and every seek must be
+ * exact, also after the iterator is re-initialised over another block.
+ */
+START_TEST(block_long_keys)
+{
+    lsm_block_builder b;
+    om_buf k = OM_BUF_INIT, want = OM_BUF_INIT;
+    om_slice out;
+    lsm_block blk;
+    lsm_block_iter it = {0};
+    char uk[512]; /* longest key: 300 + 1 + 4 + 1 + 121 bytes */
+    const int n = 50;
+
+    lsm_block_builder_init(&b, 16);
+    for (int i = 0; i < n; i++) {
+        /* 300 shared bytes, then a varying tail; lengths vary around the inline size. */
+        int len = snprintf(uk, sizeof(uk), "%0300d/%04d/%0*d", 7, i, 1 + (i % 7) * 20, i);
+
+        om_buf_reset(&k);
+        ck_assert_int_eq(lsm_ikey_append(&k, om_slice_make(uk, (size_t)len), 5, LSM_TYPE_VAL),
+                         OM_OK);
+        ck_assert_int_eq(lsm_block_builder_add(&b, om_buf_slice(&k), om_slice_from_str("v")),
+                         OM_OK);
+    }
+    ck_assert_int_eq(lsm_block_builder_finish(&b, &out), OM_OK);
+    ck_assert_int_eq(lsm_block_parse(&blk, (uint8_t *)out.p, out.n, false), OM_OK);
+    for (int round = 0; round < 2; round++) {
+        int i = 0;
+
+        lsm_block_iter_init(&it, &blk, LSM_CMP_IKEY);
+        for (lsm_it_seek_first(&it.base); lsm_it_valid(&it.base); lsm_it_next(&it.base), i++) {
+            int len = snprintf(uk, sizeof(uk), "%0300d/%04d/%0*d", 7, i, 1 + (i % 7) * 20, i);
+
+            om_buf_reset(&want);
+            ck_assert_int_eq(
+                lsm_ikey_append(&want, om_slice_make(uk, (size_t)len), 5, LSM_TYPE_VAL), OM_OK);
+            ck_assert(om_slice_eq(lsm_it_key(&it.base), om_buf_slice(&want)));
+        }
+        ck_assert_int_eq(i, n);
+        ck_assert_int_eq(lsm_it_status(&it.base), OM_OK);
+        for (int j = n - 1; j >= 0; j -= 3) {
+            int len = snprintf(uk, sizeof(uk), "%0300d/%04d/%0*d", 7, j, 1 + (j % 7) * 20, j);
+
+            om_buf_reset(&want);
+            ck_assert_int_eq(
+                lsm_ikey_append(&want, om_slice_make(uk, (size_t)len), 5, LSM_TYPE_VAL), OM_OK);
+            lsm_it_seek(&it.base, om_buf_slice(&want));
+            ck_assert(lsm_it_valid(&it.base));
+            ck_assert(om_slice_eq(lsm_it_key(&it.base), om_buf_slice(&want)));
+        }
+    }
+    lsm_block_iter_fini(&it);
+    lsm_block_builder_fini(&b);
+    om_buf_free(&k);
+    om_buf_free(&want);
+}
+END_TEST
+
 /* Iterate everything and seek a few keys; return the final status. Must not crash. */
 static om_status
 exercise(const uint8_t *data, size_t n, uint64_t *rng)
@@ -276,6 +379,8 @@ block_suite(void)
     tcase_add_test(tc, block_seek);
     tcase_add_test(tc, block_empty_and_bytewise);
     tcase_add_test(tc, block_corruption);
+    tcase_add_test(tc, block_seek_corrupt_restart_key);
+    tcase_add_test(tc, block_long_keys);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -405,6 +405,77 @@ START_TEST(background_compaction_keeps_levels_in_shape)
 }
 END_TEST
 
+/* Files of the current version whose table is pinned, and the files in it. */
+static size_t
+pinned_files(lsm_db *db, size_t *nfiles)
+{
+    size_t n = 0;
+    lsm_version *v;
+
+    pthread_mutex_lock(&db->mu);
+    v = lsm_vset_current(db->vs);
+    pthread_mutex_unlock(&db->mu);
+    *nfiles = 0;
+    for (int l = 0; l < LSM_MAX_LEVELS; l++)
+        for (int i = 0; i < v->nfiles[l]; i++) {
+            (*nfiles)++;
+            if (atomic_load(&v->files[l][i]->pin.ref) != NULL)
+                n++;
+        }
+    lsm_version_unref(v);
+    return n;
+}
+
+/*
+ * A version pins the tables its gets read: after reading every key each file
+ * of the current version holds its table, and the table cache counts exactly
+ * those pins. When a compaction replaces the files and the old version dies,
+ * their pins are released (the count drops to the new version's pins).
+ */
+START_TEST(version_pins_its_tables)
+{
+    const char *dir = tu_tmpdir();
+    lsm_opts o;
+    lsm_db *db;
+    om_buf v = OM_BUF_INIT;
+    char k[64];
+    size_t nfiles, pinned;
+
+    copts(&o);
+    o.l0_compaction_trigger = 100; /* no background compaction: the files stay put */
+    o.l0_slowdown_trigger = 200;
+    o.l0_stop_trigger = 300;
+    ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
+    for (int r = 0; r < 3; r++) {
+        fill(db, "p/", 1000, r);
+        ck_assert_int_eq(lsm_flush(db), OM_OK);
+    }
+    ck_assert_uint_eq(lsm_table_cache_pinned_count(db->tc), 0);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < 1000; i++) {
+            snprintf(k, sizeof(k), "p/%05d", i);
+            ck_assert_int_eq(lsm_get(db, NULL, om_slice_from_str(k), &v), OM_OK);
+        }
+        /* Every key's newest copy is in the newest files, which got pinned. */
+        pinned = pinned_files(db, &nfiles);
+        ck_assert_uint_gt(nfiles, 1);
+        ck_assert_uint_gt(pinned, 0);
+        ck_assert_uint_eq(lsm_table_cache_pinned_count(db->tc), pinned);
+        if (pass == 1)
+            break;
+        ck_assert_int_eq(lsm_compact_range(db, OM_SLICE_NULL, OM_SLICE_NULL), OM_OK);
+        /* The old files died with the old version and took their pins along. */
+        pinned = pinned_files(db, &nfiles);
+        ck_assert_uint_eq(pinned, 0);
+        ck_assert_uint_eq(lsm_table_cache_pinned_count(db->tc), 0);
+    }
+    /* A pinned table serves may_contain too, and close releases every pin. */
+    ck_assert(lsm_may_contain(db, om_slice_from_str("p/00007")));
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+    om_buf_free(&v);
+}
+END_TEST
+
 static Suite *
 compaction_suite(void)
 {
@@ -417,6 +488,7 @@ compaction_suite(void)
     tcase_add_test(tc, tombstones_dropped_only_at_bottom);
     tcase_add_test(tc, filter_applied_snapshots_respected);
     tcase_add_test(tc, background_compaction_keeps_levels_in_shape);
+    tcase_add_test(tc, version_pins_its_tables);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -739,6 +739,93 @@ tc_worker_run(void *arg)
     return NULL;
 }
 
+/*
+ * Pins: the first borrow through a pin stores the handle there, later ones
+ * return it without a new reference; at most max_open_files (2) tables are
+ * pinned, past that borrows are plain owned handles; the open tables stay
+ * within the limit plus the handles in use; unpin releases the pin and an
+ * evicted, unpinned table is closed.
+ */
+START_TEST(table_cache_pin_limit)
+{
+    const char *dir = tu_tmpdir();
+    char path[512];
+    uint64_t rng = tu_seed("table_cache_pin_limit");
+    dataset d = make_dataset(200, 32, true, &rng);
+    lsm_cache *bc;
+    lsm_table_opts o;
+    lsm_table_cache *tc;
+    lsm_sst_props p[5];
+    lsm_table_pin pins[5];
+    lsm_table_ref *ref, *again;
+    got g = {0};
+    bool owned;
+
+    ck_assert_int_eq(lsm_cache_new(1u << 20, -1, &bc), OM_OK);
+    table_opts(&o, 1, 1024, bc, NULL);
+    for (int f = 1; f <= 4; f++) {
+        memset(&p[f], 0, sizeof(p[f]));
+        lsm_sst_path(path, sizeof(path), dir, (uint64_t)f);
+        write_table(path, &o, &d, &p[f]);
+        atomic_init(&pins[f].ref, NULL);
+    }
+    ck_assert_int_eq(lsm_table_cache_new(lsm_env_posix(), dir, &o, 2, &tc), OM_OK);
+    for (int f = 1; f <= 4; f++) {
+        ck_assert_int_eq(
+            lsm_table_cache_borrow(tc, &pins[f], (uint64_t)f, p[f].file_size, &ref, &owned), OM_OK);
+        /* Tables 1 and 2 are pinned; 3 and 4 are over the limit. */
+        ck_assert(owned == (f > 2));
+        ck_assert(atomic_load(&pins[f].ref) == (f > 2 ? NULL : ref));
+        ck_assert_uint_eq(lsm_table_cache_pinned_count(tc), f > 2 ? 2 : (size_t)f);
+        ck_assert_int_eq(
+            lsm_table_cache_borrow(tc, &pins[f], (uint64_t)f, p[f].file_size, &again, &owned),
+            OM_OK);
+        ck_assert(owned == (f > 2));
+        if (f <= 2)
+            ck_assert(again == ref);
+        else
+            lsm_table_cache_unref(tc, again);
+        ck_assert_int_eq(lsm_table_cache_get_pinned(tc, &pins[f], (uint64_t)f, p[f].file_size,
+                                                    om_buf_slice(&d.e[7].ikey), true, got_fn, &g),
+                         OM_OK);
+        ck_assert(om_slice_eq(om_buf_slice(&g.value), om_buf_slice(&d.e[7].value)));
+        if (owned)
+            lsm_table_cache_unref(tc, ref);
+        /* Two pinned tables plus at most the one handle just released. */
+        ck_assert_uint_le(lsm_table_cache_open_count(tc), 3);
+    }
+    /* Unpinning table 1 frees a slot: table 3 is pinned now. */
+    lsm_table_cache_unpin(tc, &pins[1]);
+    ck_assert(atomic_load(&pins[1].ref) == NULL);
+    ck_assert_uint_eq(lsm_table_cache_pinned_count(tc), 1);
+    lsm_table_cache_unpin(tc, &pins[1]); /* idempotent */
+    ck_assert_uint_eq(lsm_table_cache_pinned_count(tc), 1);
+    ck_assert(lsm_table_cache_may_contain_pinned(tc, &pins[3], 3, p[3].file_size,
+                                                 lsm_ikey_user(om_buf_slice(&d.e[0].ikey))));
+    ck_assert(atomic_load(&pins[3].ref) != NULL);
+    ck_assert_uint_eq(lsm_table_cache_pinned_count(tc), 2);
+    /* An evicted table stays open while pinned and closes at unpin. */
+    lsm_table_cache_evict(tc, 3);
+    lsm_table_cache_evict(tc, 1);
+    lsm_sst_path(path, sizeof(path), dir, 3);
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(lsm_table_cache_get_pinned(tc, &pins[3], 3, p[3].file_size,
+                                                om_buf_slice(&d.e[9].ikey), true, got_fn, &g),
+                     OM_OK);
+    lsm_table_cache_unpin(tc, &pins[3]);
+    lsm_table_cache_unpin(tc, &pins[2]);
+    ck_assert_uint_eq(lsm_table_cache_pinned_count(tc), 0);
+    ck_assert_int_eq(lsm_table_cache_ref(tc, 3, p[3].file_size, &ref), OM_E_NOTFOUND);
+    lsm_table_cache_free(tc);
+    lsm_cache_free(bc);
+    for (int f = 1; f <= 4; f++)
+        lsm_sst_props_fini(&p[f]);
+    om_buf_free(&g.ikey);
+    om_buf_free(&g.value);
+    free_dataset(&d);
+}
+END_TEST
+
 START_TEST(table_cache_two_threads)
 {
     const char *dir = tu_tmpdir();
@@ -857,6 +944,7 @@ sstable_suite(void)
     tcase_add_test(co, sstable_flip_every_byte_zstd);
     tcase_add_test(co, sstable_paranoid_open);
     tcase_add_test(tc, table_cache_pins_and_evicts);
+    tcase_add_test(tc, table_cache_pin_limit);
     tcase_add_test(tc, table_cache_two_threads);
     tcase_add_test(tc, env_posix_basics);
     suite_add_tcase(s, rt);
