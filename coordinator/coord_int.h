@@ -170,6 +170,9 @@ void coord_mig_release_held(coord *c);
 /* Send a response and count it (op, status, latency from t0). */
 void coord_answer(coord *c, coord_op op, uint64_t t0, rpc_reply *reply,
                   const Objmeta__Response *resp);
+/* coord_answer for a shard's response passed on as encoded (only the id is rewritten). */
+void coord_answer_encoded(coord *c, coord_op op, uint64_t t0, rpc_reply *reply,
+                          const Objmeta__Response *resp, om_slice encoded);
 void coord_answer_error(coord *c, coord_op op, uint64_t t0, rpc_reply *reply, om_status st,
                         const char *fmt, ...)
 #if defined(__GNUC__)

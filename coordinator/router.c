@@ -11,7 +11,9 @@
  *   3. otherwise forward the request unchanged except for ring_epoch, which
  *      is set to the ring's epoch (the shard's fence), on the next
  *      connection of the shard's pool;
- *   4. forward the shard's response as is. A transport failure becomes the
+ *   4. forward the shard's response as is: its encoded bytes go to the
+ *      client with only the id rewritten (rpc_reply_send_encoded), no
+ *      re-encoding. A transport failure becomes the
  *      matching status (UNAVAILABLE, TIMEOUT, CORRUPTION) with the shard
  *      named. WRONG_SHARD means the shard does not hold our epoch (it
  *      restarted, or missed a SetRing): the shard is marked down until it
@@ -43,6 +45,17 @@ coord_answer(coord *c, coord_op op, uint64_t t0, rpc_reply *reply, const Objmeta
     c->answers[op][s]++;
     rpc_hist_observe_ns(&c->latency[op], om_clock_mono_ns() - t0);
     rpc_reply_send(reply, resp);
+}
+
+void
+coord_answer_encoded(coord *c, coord_op op, uint64_t t0, rpc_reply *reply,
+                     const Objmeta__Response *resp, om_slice encoded)
+{
+    unsigned s = (unsigned)resp->status < COORD_NSTATUS ? (unsigned)resp->status : 8;
+
+    c->answers[op][s]++;
+    rpc_hist_observe_ns(&c->latency[op], om_clock_mono_ns() - t0);
+    rpc_reply_send_encoded(reply, encoded.p, encoded.n);
 }
 
 void
@@ -294,7 +307,12 @@ route_cb(void *arg, om_status st, const Objmeta__Response *resp)
             c->wlat_fast_us = c->wlat_fast_us > 0 ? 0.9 * c->wlat_fast_us + 0.1 * us : us;
             c->wlat_n++;
         }
-        coord_answer(cc->c, cc->op, cc->t0, cc->reply, resp);
+        /* st == OM_OK: resp was decoded from these bytes (rpc.h) */
+        om_slice enc = rpc_client_response_bytes();
+        if (enc.n > 0)
+            coord_answer_encoded(cc->c, cc->op, cc->t0, cc->reply, resp, enc);
+        else
+            coord_answer(cc->c, cc->op, cc->t0, cc->reply, resp);
     }
     if (cc->fwd != NULL) {
         if (ok) {

@@ -6,9 +6,23 @@
  * Calls live in a hash table keyed by id (ids are sequential per client, so
  * `id & mask` spreads them perfectly). A call is packed into the
  * bufferevent's output as soon as it is made -- also while the connection is
- * still being set up, libevent sends it once connected -- and has its own
- * timer. Responses are matched by id in any order; a response to an unknown
- * id (the call timed out) is dropped.
+ * still being set up, libevent sends it once connected. Responses are
+ * matched by id in any order; a response to an unknown id (the call timed
+ * out) is dropped.
+ *
+ * Timeouts: calls with a timeout sit in a list ordered by deadline (calls
+ * made with the same timeout append at the tail in O(1)), and one timer per
+ * client is armed for the earliest deadline -- no timer is created, added or
+ * deleted per call. A call that completes leaves the list; the timer is not
+ * moved, and when it fires it fails what is due and re-arms for the new head.
+ * Writes: once connected, the bufferevent's EV_WRITE is off; a call marks
+ * the client and flush_ev (activated once per loop iteration) writes every
+ * request of the iteration with one writev straight to the socket, instead
+ * of registering for EPOLLOUT and writing on the next iteration. When the
+ * socket does not take it all, EV_WRITE goes on until the output is empty.
+ * Responses are unpacked into a per-client scratch allocator (rpc_int.h),
+ * released after the callback returns, except for the blocking wrapper, which
+ * keeps the response.
  *
  * Connection states: IDLE (no socket; the next call connects), CONNECTING,
  * CONNECTED, and FAILING (a failure detected inside rpc_client_call is
@@ -41,7 +55,9 @@ struct rpc_call {
     rpc_client_cb cb;
     void *arg;
     uint32_t timeout_ms;
-    struct event *timer;
+    uint64_t deadline_ms; /* monotonic; meaningful when in_dl */
+    bool in_dl;           /* in the client's deadline list */
+    rpc_call *dprev, *dnext;
     rpc_client *c;
     rpc_call *hnext;
 };
@@ -74,6 +90,14 @@ struct rpc_client {
     char last_msg[256];
     uint64_t connect_failed_ms; /* monotonic time of the last failed connect; 0 = none */
     bool closing;               /* rpc_client_free is failing the pending calls */
+    /* Call deadlines: ordered list, one timer armed at timer_at_ms (0 = not armed). */
+    rpc_call *dhead, *dtail;
+    struct event *call_timer;
+    uint64_t timer_at_ms;
+    struct event *flush_ev; /* writes the output directly (see the top) */
+    bool flush_pending;     /* flush_ev is active */
+    bool wr_direct;         /* connected, EV_WRITE off: flush_ev writes */
+    rpc_scratch scratch;    /* responses are unpacked here */
 };
 
 void
@@ -129,6 +153,61 @@ calls_put(rpc_client *c, rpc_call *k)
     c->npending++;
 }
 
+/* Arm the client's call timer for `at_ms` (monotonic). */
+static void
+dl_arm(rpc_client *c, uint64_t at_ms)
+{
+    uint64_t now = om_clock_mono_ms();
+    uint64_t d = at_ms > now ? at_ms - now : 0;
+    struct timeval tv = {.tv_sec = (time_t)(d / 1000), .tv_usec = (suseconds_t)(d % 1000) * 1000};
+
+    if (event_add(c->call_timer, &tv) == 0)
+        c->timer_at_ms = at_ms;
+}
+
+/* Enter a call into the deadline list (calls without a timeout stay out). */
+static void
+dl_insert(rpc_client *c, rpc_call *k)
+{
+    rpc_call *after = c->dtail;
+
+    if (k->timeout_ms == 0)
+        return;
+    k->deadline_ms = om_clock_mono_ms() + k->timeout_ms;
+    while (after != NULL && after->deadline_ms > k->deadline_ms)
+        after = after->dprev;
+    k->dprev = after;
+    k->dnext = after != NULL ? after->dnext : c->dhead;
+    if (k->dnext != NULL)
+        k->dnext->dprev = k;
+    else
+        c->dtail = k;
+    if (after != NULL)
+        after->dnext = k;
+    else
+        c->dhead = k;
+    k->in_dl = true;
+    if (c->timer_at_ms == 0 || k->deadline_ms < c->timer_at_ms)
+        dl_arm(c, k->deadline_ms);
+}
+
+static void
+dl_remove(rpc_client *c, rpc_call *k)
+{
+    if (!k->in_dl)
+        return;
+    if (k->dprev != NULL)
+        k->dprev->dnext = k->dnext;
+    else
+        c->dhead = k->dnext;
+    if (k->dnext != NULL)
+        k->dnext->dprev = k->dprev;
+    else
+        c->dtail = k->dprev;
+    k->dprev = k->dnext = NULL;
+    k->in_dl = false;
+}
+
 static rpc_call *
 calls_take(rpc_client *c, uint64_t id)
 {
@@ -140,6 +219,7 @@ calls_take(rpc_client *c, uint64_t id)
             *pp = k->hnext;
             k->hnext = NULL;
             c->npending--;
+            dl_remove(c, k);
             return k;
         }
     }
@@ -157,18 +237,19 @@ calls_take_all(rpc_client *c)
             rpc_call *k = c->tab[i];
             c->tab[i] = k->hnext;
             k->hnext = list;
+            k->in_dl = false;
+            k->dprev = k->dnext = NULL;
             list = k;
         }
     }
     c->npending = 0;
+    c->dhead = c->dtail = NULL;
     return list;
 }
 
 static void
 call_free(rpc_call *k)
 {
-    if (k->timer != NULL)
-        event_free(k->timer);
     free(k);
 }
 
@@ -201,6 +282,7 @@ client_close_bev(rpc_client *c)
         bufferevent_free(c->bev);
         c->bev = NULL;
     }
+    c->wr_direct = false;
     if (c->connect_timer != NULL)
         event_del(c->connect_timer);
 }
@@ -241,6 +323,15 @@ client_record_failure(rpc_client *c, om_status st, const char *fmt, ...)
     c->last_st = st;
 }
 
+/* The encoded response of the callback running on this thread (rpc_client_response_bytes). */
+static _Thread_local om_slice cb_bytes;
+
+om_slice
+rpc_client_response_bytes(void)
+{
+    return cb_bytes;
+}
+
 static void
 client_readcb(struct bufferevent *bev, void *arg)
 {
@@ -265,14 +356,35 @@ client_readcb(struct bufferevent *bev, void *arg)
             client_fail_all(c, OM_E_UNAVAILABLE, "out of memory reading a response");
             return;
         }
-        Objmeta__Response *resp = objmeta__response__unpack(NULL, p.n, p.p);
-        rpc_frame_evb_drain(in, len);
+        /* The blocking wrapper keeps the response: heap-allocate it then. */
+        ProtobufCAllocator *pa = c->steal_into != NULL ? NULL : rpc_scratch_take(&c->scratch);
+        Objmeta__Response *resp = objmeta__response__unpack(pa, p.n, p.p);
         if (resp == NULL) {
+            rpc_frame_evb_drain(in, len);
+            rpc_scratch_done(&c->scratch, pa, NULL);
             snprintf(msg, sizeof(msg), "undecodable response (%u bytes) from %s", len, c->addr);
             client_record_failure(c, OM_E_CORRUPT, "%s", msg);
             client_fail_all(c, OM_E_CORRUPT, msg);
             return;
         }
+        rpc_call *k = resp->id != 0 ? calls_take(c, resp->id) : NULL;
+        if (k != NULL) {
+            /* The frame stays in the input (p valid) until the callback returns,
+             * for rpc_client_response_bytes. */
+            Objmeta__Response **steal = c->steal_into;
+            om_slice outer = cb_bytes;
+            cb_bytes = p;
+            k->cb(k->arg, OM_OK, resp);
+            cb_bytes = outer;
+            call_free(k);
+            if (c->bev == bev)
+                rpc_frame_evb_drain(in, len); /* else the callback closed the connection */
+            if (pa == NULL && steal != NULL && *steal == resp)
+                continue; /* the blocking wrapper kept it */
+            rpc_scratch_done(&c->scratch, pa, &resp->base);
+            continue;
+        }
+        rpc_frame_evb_drain(in, len);
         if (resp->id == 0) {
             /* About the connection: the server closes it after this. */
             om_status rst = rpc_response_status(resp);
@@ -280,22 +392,12 @@ client_readcb(struct bufferevent *bev, void *arg)
                 rst = OM_E_UNAVAILABLE;
             snprintf(msg, sizeof(msg), "%s: %s", c->addr, resp->message ? resp->message : "");
             client_record_failure(c, rst, "%s", msg);
-            objmeta__response__free_unpacked(resp, NULL);
+            rpc_scratch_done(&c->scratch, pa, &resp->base);
             client_fail_all(c, rst, msg);
             return;
         }
-        rpc_call *k = calls_take(c, resp->id);
-        if (k == NULL) {
-            /* Timed out already (or a confused server): nobody waits for it. */
-            objmeta__response__free_unpacked(resp, NULL);
-            continue;
-        }
-        Objmeta__Response **steal = c->steal_into;
-        k->cb(k->arg, OM_OK, resp);
-        call_free(k);
-        if (steal != NULL && *steal == resp)
-            continue; /* the blocking wrapper kept it */
-        objmeta__response__free_unpacked(resp, NULL);
+        /* Timed out already (or a confused server): nobody waits for it. */
+        rpc_scratch_done(&c->scratch, pa, &resp->base);
     }
 }
 
@@ -311,6 +413,10 @@ client_eventcb(struct bufferevent *bev, short what, void *arg)
         c->state = CLIENT_CONNECTED;
         c->connect_failed_ms = 0;
         event_del(c->connect_timer);
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+            bufferevent_disable(bev, EV_WRITE);
+            c->wr_direct = true;
+        } /* else libevent sends the calls made while connecting; client_writecb */
         rpc_sock_nodelay(bufferevent_getfd(bev));
         c->last_st = OM_OK;
         c->last_msg[0] = '\0';
@@ -329,6 +435,43 @@ client_eventcb(struct bufferevent *bev, short what, void *arg)
                  err ? strerror(err) : "error");
     client_record_failure(c, OM_E_UNAVAILABLE, "%s", msg);
     client_fail_all(c, OM_E_UNAVAILABLE, msg);
+}
+
+/* libevent emptied the output (the write watermark is 0): write directly again. */
+static void
+client_writecb(struct bufferevent *bev, void *arg)
+{
+    rpc_client *c = arg;
+
+    if (bev != c->bev || c->state != CLIENT_CONNECTED)
+        return;
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        bufferevent_disable(bev, EV_WRITE);
+        c->wr_direct = true;
+    }
+}
+
+/* Write what the calls of this loop iteration queued, in one writev. */
+static void
+client_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    rpc_client *c = arg;
+
+    (void)fd;
+    (void)what;
+    c->flush_pending = false;
+    if (c->bev == NULL || !c->wr_direct)
+        return;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (evbuffer_get_length(out) == 0)
+        return;
+    /* A full socket or an error: the bufferevent retries when writable and
+     * reports errors through client_eventcb. */
+    (void)rpc_evb_write_direct(out, bufferevent_getfd(c->bev));
+    if (evbuffer_get_length(out) > 0) {
+        bufferevent_enable(c->bev, EV_WRITE);
+        c->wr_direct = false;
+    }
 }
 
 static void
@@ -401,7 +544,8 @@ client_start_connect(rpc_client *c)
         client_defer_failure(c, OM_E_UNAVAILABLE, "out of memory creating a connection");
         return;
     }
-    bufferevent_setcb(c->bev, client_readcb, NULL, client_eventcb, c);
+    bufferevent_set_max_single_read(c->bev, RPC_MAX_SINGLE_READ); /* see rpc_conn_new */
+    bufferevent_setcb(c->bev, client_readcb, client_writecb, client_eventcb, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     c->state = CLIENT_CONNECTING;
     if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&ss, (int)sslen) != 0) {
@@ -421,6 +565,8 @@ client_start_connect(rpc_client *c)
 
 /* ------------------------------------------------------------------------ */
 /* Public API                                                                 */
+
+static void call_timer_cb(evutil_socket_t fd, short what, void *arg);
 
 om_status
 rpc_client_new(struct event_base *base, const char *addr, const rpc_client_opts *opts,
@@ -449,7 +595,11 @@ rpc_client_new(struct event_base *base, const char *addr, const rpc_client_opts 
     c->tab = calloc(c->mask + 1, sizeof(*c->tab));
     c->connect_timer = evtimer_new(base, client_connect_timeout_cb, c);
     c->fail_ev = event_new(base, -1, 0, client_fail_ev_cb, c);
-    if (c->addr == NULL || c->tab == NULL || c->connect_timer == NULL || c->fail_ev == NULL) {
+    c->call_timer = evtimer_new(base, call_timer_cb, c);
+    c->flush_ev = event_new(base, -1, 0, client_flush_cb, c);
+    rpc_scratch_init(&c->scratch);
+    if (c->addr == NULL || c->tab == NULL || c->connect_timer == NULL || c->fail_ev == NULL ||
+        c->call_timer == NULL || c->flush_ev == NULL) {
         rpc_client_free(c);
         return OM_ERR(OM_E_NOMEM);
     }
@@ -470,26 +620,37 @@ rpc_client_free(rpc_client *c)
         event_free(c->connect_timer);
     if (c->fail_ev != NULL)
         event_free(c->fail_ev);
+    if (c->call_timer != NULL)
+        event_free(c->call_timer);
+    if (c->flush_ev != NULL)
+        event_free(c->flush_ev);
+    rpc_scratch_fini(&c->scratch);
     free(c->tab);
     free(c->addr);
     free(c);
 }
 
+/* Fail every call whose deadline has passed, then re-arm for the next one. */
 static void
-call_timeout_cb(evutil_socket_t fd, short what, void *arg)
+call_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-    rpc_call *k = arg;
-    rpc_client *c = k->c;
+    rpc_client *c = arg;
+    uint64_t now = om_clock_mono_ms();
     char msg[256];
 
     (void)fd;
     (void)what;
-    k = calls_take(c, k->id);
-    if (k == NULL)
-        return;
-    snprintf(msg, sizeof(msg), "no response from %s within %u ms (request %llu)", c->addr,
-             k->timeout_ms, (unsigned long long)k->id);
-    call_fail(k, OM_E_TIMEOUT, msg);
+    c->timer_at_ms = 0;
+    while (c->dhead != NULL && c->dhead->deadline_ms <= now) {
+        rpc_call *k = calls_take(c, c->dhead->id);
+        if (k == NULL)
+            break; /* cannot happen: listed calls are in the table */
+        snprintf(msg, sizeof(msg), "no response from %s within %u ms (request %llu)", c->addr,
+                 k->timeout_ms, (unsigned long long)k->id);
+        call_fail(k, OM_E_TIMEOUT, msg); /* may make new calls: they re-arm */
+    }
+    if (c->dhead != NULL && (c->timer_at_ms == 0 || c->dhead->deadline_ms < c->timer_at_ms))
+        dl_arm(c, c->dhead->deadline_ms);
 }
 
 om_status
@@ -510,11 +671,6 @@ rpc_client_call(rpc_client *c, const Objmeta__Request *req, uint32_t timeout_ms,
     k = calloc(1, sizeof(*k));
     if (k == NULL)
         return OM_ERR(OM_E_NOMEM);
-    k->timer = evtimer_new(c->base, call_timeout_cb, k);
-    if (k->timer == NULL) {
-        free(k);
-        return OM_ERR(OM_E_NOMEM);
-    }
     k->c = c;
     k->cb = cb;
     k->arg = arg;
@@ -531,13 +687,13 @@ rpc_client_call(rpc_client *c, const Objmeta__Request *req, uint32_t timeout_ms,
             call_free(k);
             return st;
         }
-    }
-    if (k->timeout_ms > 0) {
-        struct timeval tv = {.tv_sec = k->timeout_ms / 1000,
-                             .tv_usec = (k->timeout_ms % 1000) * 1000};
-        event_add(k->timer, &tv);
+        if (c->wr_direct && !c->flush_pending) {
+            c->flush_pending = true;
+            event_active(c->flush_ev, EV_TIMEOUT, 0);
+        }
     }
     calls_put(c, k);
+    dl_insert(c, k);
     return OM_OK;
 }
 

@@ -27,9 +27,20 @@
  * Replies answered on the loop thread are packed straight into the
  * bufferevent's output; replies from other threads arrive packed through the
  * server's completion queue (rpc_int.h explains the scheme).
+ *
+ * Writing: the bufferevent's EV_WRITE is normally off. A connection that
+ * queues output joins the server's dirty list, and flush_ev (activated once,
+ * so it runs after the other callbacks of this loop iteration) writes each
+ * dirty connection's output with one writev. Every response of an iteration
+ * goes out in one system call per connection, without registering for
+ * EPOLLOUT and waiting a loop iteration for it (two epoll_ctl calls and a
+ * wake-up per write with a plain bufferevent). Only when the socket does not
+ * take everything is EV_WRITE enabled; libevent then writes the rest, and
+ * conn_writecb turns it off again once the output is empty.
  */
 #define OM_LOG_MODULE "rpc"
 
+#include <assert.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -43,12 +54,14 @@
 #include "rpc/frame.h"
 #include "rpc/rpc_int.h"
 #include "util/clock.h"
+#include "util/coding.h"
 #include "util/log.h"
 
 /* How long a broken connection may take to flush its error and linger. */
 #define CONN_LINGER_MS 2000
 
 static void conn_process(rpc_conn *c);
+static void reply_enqueue(rpc_reply *r);
 static void conn_flow(rpc_conn *c);
 static void conn_destroy(rpc_conn *c);
 
@@ -56,6 +69,53 @@ static struct evbuffer *
 conn_out(rpc_conn *c)
 {
     return bufferevent_get_output(c->bev);
+}
+
+/* Output was queued: write it at the end of this loop iteration. */
+static void
+conn_mark_dirty(rpc_conn *c)
+{
+    rpc_server *s = c->srv;
+
+    if (c->dirty || c->wr_enabled)
+        return; /* already listed, or libevent is writing it */
+    c->dirty = true;
+    c->dprev = NULL;
+    c->dnext = s->dirty;
+    if (s->dirty != NULL)
+        s->dirty->dprev = c;
+    else
+        event_active(s->flush_ev, EV_TIMEOUT, 0);
+    s->dirty = c;
+}
+
+static void
+conn_unmark_dirty(rpc_conn *c)
+{
+    rpc_server *s = c->srv;
+
+    if (!c->dirty)
+        return;
+    if (c->dprev != NULL)
+        c->dprev->dnext = c->dnext;
+    else
+        s->dirty = c->dnext;
+    if (c->dnext != NULL)
+        c->dnext->dprev = c->dprev;
+    c->dprev = c->dnext = NULL;
+    c->dirty = false;
+}
+
+static void
+conn_set_write(rpc_conn *c, bool on)
+{
+    if (on == c->wr_enabled)
+        return;
+    if (on)
+        bufferevent_enable(c->bev, EV_WRITE);
+    else
+        bufferevent_disable(c->bev, EV_WRITE);
+    c->wr_enabled = on;
 }
 
 /* Take a reply off its connection's in-flight list (it becomes orphaned). */
@@ -100,7 +160,7 @@ rpc_reply_destroy(rpc_reply *r)
 }
 
 static rpc_reply *
-reply_new(rpc_conn *c, uint64_t id)
+reply_new(rpc_conn *c, uint64_t id, uint64_t now_ms)
 {
     rpc_reply *r = calloc(1, sizeof(*r));
 
@@ -109,7 +169,7 @@ reply_new(rpc_conn *c, uint64_t id)
     r->cq = c->srv->cq;
     atomic_fetch_add(&r->cq->refs, 1);
     r->id = id;
-    r->start_ms = om_clock_mono_ms();
+    r->start_ms = now_ms;
     r->conn = c;
     r->prev = c->in_tail;
     if (c->in_tail != NULL)
@@ -147,7 +207,7 @@ conn_queue_response(rpc_conn *c, const Objmeta__Response *resp)
     }
     c->srv->st.responses_total++;
     c->srv->st.bytes_out += n;
-    c->last_active_ms = om_clock_mono_ms();
+    conn_mark_dirty(c); /* last_active_ms is stamped when the bytes leave */
 }
 
 static void conn_send_error(rpc_conn *c, uint64_t id, om_status st, const char *fmt, ...)
@@ -283,10 +343,14 @@ conn_process(rpc_conn *c)
 {
     rpc_server *s = c->srv;
     struct evbuffer *in = bufferevent_get_input(c->bev);
+    /* One clock read per batch of frames: request start times (for
+     * request_timeout_ms, swept every few ms) need no finer resolution. */
+    uint64_t now_ms = om_clock_mono_ms();
 
     if (c->in_dispatch)
         return;
     c->in_dispatch = true;
+    c->last_active_ms = now_ms;
     while (c->state == CONN_OPEN && !c->free_deferred && !c->out_blocked &&
            c->ninflight < s->o.max_inflight) {
         uint32_t len = 0;
@@ -306,10 +370,14 @@ conn_process(rpc_conn *c)
             conn_fatal(c, OM_E_BUSY, "out of memory reading a frame");
             break;
         }
-        Objmeta__Request *req = objmeta__request__unpack(NULL, p.n, p.p);
+        /* The handler may answer another connection, which may dispatch
+         * that one's frames from here: the scratch then serves only one. */
+        ProtobufCAllocator *pa = rpc_scratch_take(&s->scratch);
+        Objmeta__Request *req = objmeta__request__unpack(pa, p.n, p.p);
         rpc_frame_evb_drain(in, len);
         s->st.bytes_in += RPC_FRAME_HEADER_LEN + (uint64_t)len;
         if (req == NULL) {
+            rpc_scratch_done(&s->scratch, pa, NULL);
             s->st.protocol_errors++;
             snprintf(msg, sizeof(msg), "undecodable request: %u bytes are not an objmeta.Request",
                      len);
@@ -317,25 +385,24 @@ conn_process(rpc_conn *c)
             break;
         }
         s->st.requests_total++;
-        c->last_active_ms = om_clock_mono_ms();
         if (req->body_case == OBJMETA__REQUEST__BODY__NOT_SET) {
             s->st.protocol_errors++;
             conn_send_error(c, req->id, OM_E_INVALID,
                             "unknown operation: request %llu carries no operation this "
                             "server knows",
                             (unsigned long long)req->id);
-            objmeta__request__free_unpacked(req, NULL);
+            rpc_scratch_done(&s->scratch, pa, &req->base);
             conn_flow(c);
             continue;
         }
-        rpc_reply *r = reply_new(c, req->id);
+        rpc_reply *r = reply_new(c, req->id, now_ms);
         if (r == NULL) {
             conn_send_error(c, req->id, OM_E_BUSY, "out of memory");
-            objmeta__request__free_unpacked(req, NULL);
+            rpc_scratch_done(&s->scratch, pa, &req->base);
             continue;
         }
         s->handler(s->handler_arg, req, r);
-        objmeta__request__free_unpacked(req, NULL);
+        rpc_scratch_done(&s->scratch, pa, &req->base);
         conn_flow(c); /* the handler may have answered: recheck high water */
     }
     c->in_dispatch = false;
@@ -351,9 +418,9 @@ conn_readcb(struct bufferevent *bev, void *arg)
 {
     rpc_conn *c = arg;
 
-    c->last_active_ms = om_clock_mono_ms();
     if (c->state == CONN_LINGER || c->state == CONN_FLUSHING || c->state == CONN_DRAINING) {
         struct evbuffer *in = bufferevent_get_input(bev);
+        c->last_active_ms = om_clock_mono_ms();
         if (c->state == CONN_LINGER)
             evbuffer_drain(in, evbuffer_get_length(in));
         return;
@@ -367,7 +434,31 @@ conn_writecb(struct bufferevent *bev, void *arg)
     rpc_conn *c = arg;
 
     c->last_active_ms = om_clock_mono_ms();
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        conn_set_write(c, false); /* back to direct writes */
     conn_flow(c);
+}
+
+void
+rpc_conn_flush_dirty(rpc_server *s)
+{
+    uint64_t now_ms = om_clock_mono_ms();
+
+    while (s->dirty != NULL) {
+        rpc_conn *c = s->dirty;
+        conn_unmark_dirty(c);
+        struct evbuffer *out = conn_out(c);
+        if (c->wr_enabled || evbuffer_get_length(out) == 0)
+            continue;
+        /* Whatever stops a direct write (a full socket, an error) is left to
+         * the bufferevent: it retries when writable and reports errors
+         * through conn_eventcb, as for any write it makes itself. */
+        if (rpc_evb_write_direct(out, bufferevent_getfd(c->bev)) > 0)
+            c->last_active_ms = now_ms;
+        if (evbuffer_get_length(out) > 0)
+            conn_set_write(c, true);
+        conn_flow(c); /* the output shrank: resume reading, linger, or close */
+    }
 }
 
 static void
@@ -398,6 +489,7 @@ conn_destroy(rpc_conn *c)
         return;
     }
     conn_orphan_all(c);
+    conn_unmark_dirty(c);
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -436,10 +528,15 @@ rpc_conn_new(rpc_server *s, int fd, const struct sockaddr *sa, int salen, bool r
         return OM_ERR(OM_E_NOMEM);
     }
     rpc_sock_nodelay(fd);
+    /* libevent reads at most 16 KiB per callback by default: a connection
+     * carrying many clients' requests (a coordinator's) would then feed a
+     * loop iteration -- and a write batch -- only 16 KiB of them. */
+    bufferevent_set_max_single_read(c->bev, RPC_MAX_SINGLE_READ);
     bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
-    /* The write callback fires whenever the output drains to the low mark. */
+    /* The write callback fires whenever the output drains to the low mark.
+     * EV_WRITE stays off until a direct write leaves bytes behind (above). */
     bufferevent_setwatermark(c->bev, EV_WRITE, s->o.out_low_water, 0);
-    bufferevent_enable(c->bev, EV_WRITE);
+    bufferevent_disable(c->bev, EV_WRITE);
     c->next = s->conns;
     if (s->conns != NULL)
         s->conns->prev = c;
@@ -530,7 +627,7 @@ rpc_conn_deliver_frame(rpc_reply *r)
     } else if (evbuffer_add(conn_out(c), r->frame, r->frame_len) == 0) {
         c->srv->st.responses_total++;
         c->srv->st.bytes_out += r->frame_len;
-        c->last_active_ms = om_clock_mono_ms();
+        conn_mark_dirty(c);
     } else {
         om_log(OM_LOG_ERROR, "cannot queue response peer=%s id=%llu", c->peer,
                (unsigned long long)r->id);
@@ -595,6 +692,15 @@ rpc_reply_send(rpc_reply *r, const Objmeta__Response *resp)
         return;
     }
     reply_pack_offloop(r, &copy, q->max_frame);
+    reply_enqueue(r);
+}
+
+/* Queue a reply packed off the loop (r->frame) for the loop thread. */
+static void
+reply_enqueue(rpc_reply *r)
+{
+    rpc_cq *q = r->cq;
+
     pthread_mutex_lock(&q->mu);
     if (q->dead) {
         pthread_mutex_unlock(&q->mu);
@@ -615,6 +721,80 @@ rpc_reply_send(rpc_reply *r, const Objmeta__Response *resp)
         (void)w; /* EAGAIN means the counter is already non-zero: the loop will wake */
     }
     pthread_mutex_unlock(&q->mu);
+}
+
+/*
+ * The frame (header included) for an encoded response re-addressed to id,
+ * into dst (room for *total bytes, from reply_encoded_size).
+ */
+static om_status
+reply_encoded_size(const uint8_t *p, size_t n, uint64_t id, uint32_t max_frame, size_t *total)
+{
+    size_t len = 0;
+
+    OM_TRY(rpc_frame_id_rewrite_len(p, n, id, &len));
+    if (len > max_frame)
+        return OM_ERR(OM_E_INVALID);
+    *total = RPC_FRAME_HEADER_LEN + len;
+    return OM_OK;
+}
+
+static void
+reply_encoded_write(const uint8_t *p, size_t n, uint64_t id, uint8_t *dst, size_t total)
+{
+    om_put_be32(dst, (uint32_t)(total - RPC_FRAME_HEADER_LEN));
+    size_t w = rpc_frame_id_rewrite(p, n, id, dst + RPC_FRAME_HEADER_LEN);
+    assert(w == total - RPC_FRAME_HEADER_LEN);
+    (void)w;
+}
+
+void
+rpc_reply_send_encoded(rpc_reply *r, const uint8_t *p, size_t n)
+{
+    rpc_cq *q = r->cq;
+    size_t total = 0;
+    om_status st = reply_encoded_size(p, n, r->id, q->max_frame, &total);
+
+    if (st != OM_OK) {
+        om_log(OM_LOG_WARN, "cannot forward an encoded response id=%llu bytes=%zu err=%s",
+               (unsigned long long)r->id, n, om_status_str(st));
+        rpc_reply_error(r, OM_E_INTERNAL, "%s",
+                        st == OM_E_INVALID ? "response too large"
+                                           : "undecodable response to forward");
+        return;
+    }
+    if (pthread_equal(pthread_self(), q->loop_thread)) {
+        rpc_conn *c = r->conn;
+        struct evbuffer_iovec v;
+        if (q->dead || c == NULL) {
+            rpc_reply_destroy(r);
+            return;
+        }
+        reply_unlink(r);
+        if (evbuffer_reserve_space(conn_out(c), (ev_ssize_t)total, &v, 1) == 1 &&
+            v.iov_len >= total) {
+            reply_encoded_write(p, n, r->id, v.iov_base, total);
+            v.iov_len = total;
+            if (evbuffer_commit_space(conn_out(c), &v, 1) == 0) {
+                c->srv->st.responses_total++;
+                c->srv->st.bytes_out += total;
+                conn_mark_dirty(c);
+            }
+        } else {
+            om_log(OM_LOG_ERROR, "cannot queue response peer=%s id=%llu", c->peer,
+                   (unsigned long long)r->id);
+        }
+        rpc_reply_destroy(r);
+        conn_flow(c);
+        return;
+    }
+    /* Another thread: the frame travels through the completion queue. */
+    r->frame = malloc(total);
+    if (r->frame != NULL) {
+        reply_encoded_write(p, n, r->id, r->frame, total);
+        r->frame_len = total;
+    }
+    reply_enqueue(r);
 }
 
 void

@@ -178,3 +178,79 @@ rpc_frame_encode_evb(struct evbuffer *out, const ProtobufCMessage *msg, uint32_t
         *frame_len = total;
     return OM_OK;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Id rewrite                                                                 */
+
+/*
+ * The end of the top-level field starting at p (its tag included), or NULL
+ * when malformed; *field is its field number.
+ */
+static const uint8_t *
+frame_skip_field(const uint8_t *p, const uint8_t *end, uint64_t *field)
+{
+    uint64_t tag = 0, v = 0;
+
+    p = om_decode_varint64(p, end, &tag);
+    if (p == NULL || (tag >> 3) == 0)
+        return NULL;
+    *field = tag >> 3;
+    switch (tag & 7) {
+    case 0: /* varint */
+        return om_decode_varint64(p, end, &v);
+    case 1: /* 64-bit */
+        return (size_t)(end - p) >= 8 ? p + 8 : NULL;
+    case 2: /* length-delimited */
+        p = om_decode_varint64(p, end, &v);
+        if (p == NULL || v > (uint64_t)(end - p))
+            return NULL;
+        return p + v;
+    case 5: /* 32-bit */
+        return (size_t)(end - p) >= 4 ? p + 4 : NULL;
+    default: /* groups (3, 4) are not used by objmeta; 6, 7 do not exist */
+        return NULL;
+    }
+}
+
+om_status
+rpc_frame_id_rewrite_len(const uint8_t *p, size_t n, uint64_t id, size_t *out_len)
+{
+    const uint8_t *end = p + n;
+    size_t len = id != 0 ? 1 + om_varint_len(id) : 0;
+
+    while (p < end) {
+        uint64_t field = 0;
+        const uint8_t *next = frame_skip_field(p, end, &field);
+        if (next == NULL)
+            return OM_ERR(OM_E_CORRUPT);
+        if (field != 1)
+            len += (size_t)(next - p);
+        p = next;
+    }
+    *out_len = len;
+    return OM_OK;
+}
+
+size_t
+rpc_frame_id_rewrite(const uint8_t *p, size_t n, uint64_t id, uint8_t *dst)
+{
+    const uint8_t *end = p + n;
+    uint8_t *d = dst;
+
+    if (id != 0) {
+        *d++ = 0x08; /* field 1, varint */
+        d = om_encode_varint64(d, id);
+    }
+    while (p < end) {
+        uint64_t field = 0;
+        const uint8_t *next = frame_skip_field(p, end, &field);
+        if (next == NULL)
+            break; /* rpc_frame_id_rewrite_len rejected this already */
+        if (field != 1) {
+            memcpy(d, p, (size_t)(next - p));
+            d += next - p;
+        }
+        p = next;
+    }
+    return (size_t)(d - dst);
+}

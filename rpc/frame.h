@@ -99,4 +99,25 @@ om_status rpc_frame_encode(om_buf *out, const ProtobufCMessage *msg, uint32_t ma
 om_status rpc_frame_encode_evb(struct evbuffer *out, const ProtobufCMessage *msg,
                                uint32_t max_frame, size_t *frame_len);
 
+/*
+ * Re-addressing an encoded message (the coordinator forwards a shard's
+ * Response to its client without decoding and re-encoding it). Field 1 is
+ * the id in both Request and Response (a varint). The rewrite walks the
+ * message's top-level fields only (tag, then skip the value by its wire
+ * type), drops every field-1 occurrence, and puts `id` first (nothing when
+ * id is 0, protobuf's default); all other bytes are copied unchanged and in
+ * order, so the result decodes to the same message with only the id changed.
+ *
+ * rpc_frame_id_rewrite_len -- the encoded size of the rewritten message.
+ * Returns: OM_OK and *out_len; OM_E_CORRUPT when the top level is not
+ * well-formed (truncated tag/varint/length, group wire types, field 0).
+ */
+om_status rpc_frame_id_rewrite_len(const uint8_t *p, size_t n, uint64_t id, size_t *out_len);
+/*
+ * rpc_frame_id_rewrite -- write the rewritten message to dst, which has room
+ * for the length rpc_frame_id_rewrite_len returned for the same arguments.
+ * Returns the bytes written. Call only after rpc_frame_id_rewrite_len said OK.
+ */
+size_t rpc_frame_id_rewrite(const uint8_t *p, size_t n, uint64_t id, uint8_t *dst);
+
 #endif /* OM_RPC_FRAME_H */

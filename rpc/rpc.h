@@ -220,6 +220,20 @@ void rpc_reply_error(rpc_reply *reply, om_status st, const char *fmt, ...)
 #endif
     ;
 
+/*
+ * rpc_reply_send_encoded -- answer with a Response that is already encoded
+ * (a proxy passing on another server's answer, see
+ * rpc_client_response_bytes): the message's id field is replaced by the
+ * request's id and every other byte is sent unchanged -- no decode, no
+ * re-encode (rpc/FRAMING.md, "Forwarding encoded responses"). The caller
+ * keeps ownership of the bytes.
+ * A payload that does not parse as a protobuf message at the top level is
+ * answered INTERNAL "undecodable response to forward"; one larger than
+ * max_frame after the rewrite, INTERNAL "response too large".
+ * Ownership: consumes `reply`. Thread-safety: any thread, as rpc_reply_send.
+ */
+void rpc_reply_send_encoded(rpc_reply *reply, const uint8_t *p, size_t n);
+
 /* The request id this reply answers (handy for logs). Any thread, before sending. */
 uint64_t rpc_reply_id(const rpc_reply *reply);
 
@@ -281,6 +295,16 @@ om_status rpc_client_new(struct event_base *base, const char *addr, const rpc_cl
  */
 om_status rpc_client_call(rpc_client *c, const Objmeta__Request *req, uint32_t timeout_ms,
                           rpc_client_cb cb, void *arg);
+
+/*
+ * rpc_client_response_bytes -- inside an rpc_client_cb called with st ==
+ * OM_OK on this thread: the encoded Response it was decoded from (the frame
+ * payload as received, the client's own request id included), to pass on
+ * with rpc_reply_send_encoded. An empty slice anywhere else (outside a
+ * callback, or in a callback with a synthetic response).
+ * Ownership: valid only until the callback returns.
+ */
+om_slice rpc_client_response_bytes(void);
 
 /* Start connecting now if not connected or connecting (e.g. to warm a pool). */
 void rpc_client_connect(rpc_client *c);

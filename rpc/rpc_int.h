@@ -32,8 +32,49 @@
 #include "rpc/rpc.h"
 
 struct bufferevent;
+struct evbuffer;
 struct event;
 struct evconnlistener;
+
+/* util.c: unpack scratch */
+/*
+ * rpc_scratch -- a bump allocator for protobuf-c unpacking on the loop
+ * thread: a decoded message's structs and strings come from an inline block
+ * (overflow from malloc'd blocks), and rpc_scratch_reset() releases all of
+ * it at once instead of protobuf_c_message_free_unpacked's one free() per
+ * field. The ProtobufCAllocator's free is a no-op (protobuf-c calls it when
+ * an unpack fails half-way: the reset reclaims that memory too). `busy`
+ * marks a scratch holding a live message: a nested user (a handler that
+ * answers another connection, which dispatches that connection's frames)
+ * falls back to the default allocator.
+ * Thread-safety: one thread (the loop thread of its owner).
+ */
+#define RPC_SCRATCH_BYTES 16384u
+typedef struct rpc_scratch_big rpc_scratch_big;
+typedef struct rpc_scratch {
+    ProtobufCAllocator pa;
+    size_t used;
+    bool busy;
+    rpc_scratch_big *big;   /* overflow blocks (newest first), freed by reset */
+    rpc_scratch_big *spare; /* one block kept by reset for the next message */
+    _Alignas(16) uint8_t buf[RPC_SCRATCH_BYTES];
+} rpc_scratch;
+void rpc_scratch_init(rpc_scratch *s);
+/* Free the overflow blocks (keeping one spare) and rewind: messages unpacked from it die here. */
+void rpc_scratch_reset(rpc_scratch *s);
+/* Release everything (the owner is going away). */
+void rpc_scratch_fini(rpc_scratch *s);
+/*
+ * rpc_scratch_take -- the allocator to unpack with: s's (marked busy) when it
+ * is free, else NULL (protobuf-c's default: free with free_unpacked).
+ * rpc_scratch_done(s, pa, msg) releases what take handed out: a reset for
+ * the scratch, free_unpacked for the default allocator (msg may be NULL).
+ */
+ProtobufCAllocator *rpc_scratch_take(rpc_scratch *s);
+void rpc_scratch_done(rpc_scratch *s, ProtobufCAllocator *pa, ProtobufCMessage *msg);
+
+/* Most bytes one read callback takes from a socket (libevent's default: 16 KiB). */
+#define RPC_MAX_SINGLE_READ (256u * 1024u)
 
 typedef struct rpc_conn rpc_conn;
 typedef struct rpc_cq rpc_cq;
@@ -77,12 +118,15 @@ struct rpc_conn {
     rpc_reply *in_head, *in_tail;
     uint32_t ninflight;
     conn_state state;
-    bool counted;       /* counts against max_connections */
-    bool read_enabled;  /* EV_READ currently enabled by us */
-    bool out_blocked;   /* over out_high_water until out_low_water */
-    bool in_dispatch;   /* conn_process is on the stack */
-    bool peer_eof;      /* the peer half-closed; answer what was read, then close */
-    bool free_deferred; /* free when conn_process unwinds */
+    bool counted;            /* counts against max_connections */
+    bool read_enabled;       /* EV_READ currently enabled by us */
+    bool out_blocked;        /* over out_high_water until out_low_water */
+    bool in_dispatch;        /* conn_process is on the stack */
+    bool peer_eof;           /* the peer half-closed; answer what was read, then close */
+    bool free_deferred;      /* free when conn_process unwinds */
+    bool dirty;              /* in the server's dirty list: output to write this iteration */
+    bool wr_enabled;         /* EV_WRITE on: the socket was full, libevent finishes the write */
+    rpc_conn *dprev, *dnext; /* server's dirty list */
     uint64_t last_active_ms;
     uint64_t state_since_ms;
     char peer[64];
@@ -100,13 +144,16 @@ struct rpc_server {
     struct event *cq_ev;
     struct event *sweep_ev;
     struct event *done_ev;
-    rpc_conn *conns; /* doubly linked */
+    rpc_conn *conns;        /* doubly linked */
+    rpc_conn *dirty;        /* connections with responses queued this iteration (doubly linked) */
+    struct event *flush_ev; /* writes the dirty connections' output (conn.c) */
     bool shutting_down;
     bool done_fired;
     uint64_t shutdown_deadline_ms; /* 0 = none */
     void (*done)(void *arg);
     void *done_arg;
     rpc_server_stats st;
+    rpc_scratch scratch; /* requests are unpacked here (conn_process) */
 };
 
 /* conn.c */
@@ -118,6 +165,13 @@ void rpc_conn_sweep(rpc_conn *c, uint64_t now_ms);
 void rpc_conn_drain(rpc_conn *c);
 /* Deliver an answer packed on another thread (loop thread; reply->conn != NULL). */
 void rpc_conn_deliver_frame(rpc_reply *r);
+/*
+ * rpc_conn_flush_dirty -- write the output of every connection that queued
+ * responses since the last call, one write(v) each, straight to the socket
+ * (the flush_ev callback, run after the loop iteration's other callbacks).
+ * Whatever the socket does not take is left to the bufferevent's EV_WRITE.
+ */
+void rpc_conn_flush_dirty(rpc_server *s);
 /* Bytes waiting in the connection's output / input buffers. */
 size_t rpc_conn_out_len(const rpc_conn *c);
 size_t rpc_conn_in_len(const rpc_conn *c);
@@ -145,6 +199,15 @@ void rpc_addr_format(const struct sockaddr *sa, char *buf, size_t cap);
  * kill the server. Called by rpc_server_new, rpc_client_new, rpc_http_open.
  */
 void rpc_ignore_sigpipe(void);
+/*
+ * rpc_evb_write_direct -- write a socket bufferevent's output to its fd now,
+ * one writev (evbuffer_write). A socket bufferevent keeps the front of its
+ * output frozen so that only its own write callback drains it; this does what
+ * that callback does: unfreeze, write, freeze again.
+ * Returns the bytes written, or -1 (nothing written: full socket or error --
+ * the caller leaves the rest to the bufferevent's EV_WRITE).
+ */
+int rpc_evb_write_direct(struct evbuffer *out, int fd);
 /* Disable Nagle (best effort). */
 void rpc_sock_nodelay(int fd);
 /* Port of a bound socket; 0 on error. */

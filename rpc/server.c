@@ -126,6 +126,14 @@ server_sweep_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
+server_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    rpc_conn_flush_dirty(arg);
+}
+
+static void
 server_done_cb(evutil_socket_t fd, short what, void *arg)
 {
     rpc_server *s = arg;
@@ -210,6 +218,7 @@ rpc_server_new(struct event_base *base, const rpc_server_opts *opts, rpc_handler
     if (s == NULL)
         return OM_ERR(OM_E_NOMEM);
     s->base = base;
+    rpc_scratch_init(&s->scratch);
     s->o = *opts;
     s->handler = handler;
     s->handler_arg = arg;
@@ -228,7 +237,8 @@ rpc_server_new(struct event_base *base, const rpc_server_opts *opts, rpc_handler
     s->cq_ev = event_new(base, s->cq->efd, EV_READ | EV_PERSIST, server_cq_cb, s);
     s->sweep_ev = event_new(base, -1, EV_PERSIST, server_sweep_cb, s);
     s->done_ev = event_new(base, -1, 0, server_done_cb, s);
-    if (s->cq_ev == NULL || s->sweep_ev == NULL || s->done_ev == NULL) {
+    s->flush_ev = event_new(base, -1, 0, server_flush_cb, s);
+    if (s->cq_ev == NULL || s->sweep_ev == NULL || s->done_ev == NULL || s->flush_ev == NULL) {
         st = OM_ERR(OM_E_NOMEM);
         goto fail;
     }
@@ -318,6 +328,8 @@ rpc_server_free(rpc_server *s)
         event_free(s->sweep_ev);
     if (s->done_ev != NULL)
         event_free(s->done_ev);
+    if (s->flush_ev != NULL)
+        event_free(s->flush_ev);
     if (s->cq != NULL) {
         close(s->cq->efd); /* after `dead`: writers check it under the mutex */
         rpc_cq *q = s->cq;
@@ -326,6 +338,7 @@ rpc_server_free(rpc_server *s)
             free(q);
         }
     }
+    rpc_scratch_fini(&s->scratch);
     free(s->listen_str);
     free(s);
 }

@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -258,4 +259,132 @@ rpc_ignore_sigpipe(void)
     static pthread_once_t once = PTHREAD_ONCE_INIT;
 
     pthread_once(&once, rpc_sigpipe_once);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Unpack scratch (rpc_int.h)                                                 */
+
+struct rpc_scratch_big {
+    rpc_scratch_big *next;
+    size_t cap, used;
+    _Alignas(16) uint8_t mem[];
+};
+
+/* Overflow blocks: at least this big, doubling, so a large message (a List
+ * page of 1000 entries) costs a few mallocs rather than one per field. */
+#define SCRATCH_BLOCK_MIN (64u * 1024u)
+/* A reset keeps one block up to this size for the next message. */
+#define SCRATCH_KEEP_MAX (4u * 1024u * 1024u)
+
+static void *
+scratch_alloc(void *data, size_t n)
+{
+    rpc_scratch *s = data;
+    size_t need = (n + 15u) & ~(size_t)15u;
+
+    if (need < n)
+        return NULL;
+    if (need <= RPC_SCRATCH_BYTES - s->used) {
+        void *p = s->buf + s->used;
+        s->used += need;
+        return p;
+    }
+    rpc_scratch_big *b = s->big;
+    if (b != NULL && need <= b->cap - b->used) {
+        void *p = b->mem + b->used;
+        b->used += need;
+        return p;
+    }
+    size_t cap = b != NULL && b->cap <= SIZE_MAX / 4 ? b->cap * 2 : SCRATCH_BLOCK_MIN;
+    if (cap < need)
+        cap = need;
+    if (s->spare != NULL && s->spare->cap >= need) {
+        b = s->spare; /* the block a reset kept */
+        s->spare = NULL;
+    } else {
+        if (cap > SIZE_MAX - sizeof(rpc_scratch_big))
+            return NULL;
+        b = malloc(sizeof(*b) + cap);
+        if (b == NULL)
+            return NULL;
+        b->cap = cap;
+    }
+    b->used = need;
+    b->next = s->big;
+    s->big = b;
+    return b->mem;
+}
+
+static void
+scratch_free(void *data, void *p)
+{
+    /* Released all at once by rpc_scratch_reset. */
+    (void)data;
+    (void)p;
+}
+
+void
+rpc_scratch_init(rpc_scratch *s)
+{
+    s->pa.alloc = scratch_alloc;
+    s->pa.free = scratch_free;
+    s->pa.allocator_data = s;
+    s->used = 0;
+    s->busy = false;
+    s->big = NULL;
+    s->spare = NULL;
+}
+
+void
+rpc_scratch_reset(rpc_scratch *s)
+{
+    while (s->big != NULL) {
+        rpc_scratch_big *b = s->big;
+        s->big = b->next;
+        if (b->cap <= SCRATCH_KEEP_MAX && (s->spare == NULL || s->spare->cap < b->cap)) {
+            free(s->spare);
+            s->spare = b; /* the largest reasonable block, for the next message */
+        } else {
+            free(b);
+        }
+    }
+    s->used = 0;
+    s->busy = false;
+}
+
+void
+rpc_scratch_fini(rpc_scratch *s)
+{
+    rpc_scratch_reset(s);
+    free(s->spare);
+    s->spare = NULL;
+}
+
+ProtobufCAllocator *
+rpc_scratch_take(rpc_scratch *s)
+{
+    if (s->busy)
+        return NULL;
+    s->busy = true;
+    return &s->pa;
+}
+
+void
+rpc_scratch_done(rpc_scratch *s, ProtobufCAllocator *pa, ProtobufCMessage *msg)
+{
+    if (pa == &s->pa) {
+        rpc_scratch_reset(s);
+        return;
+    }
+    if (msg != NULL)
+        protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+int
+rpc_evb_write_direct(struct evbuffer *out, int fd)
+{
+    evbuffer_unfreeze(out, 1);
+    int n = evbuffer_write(out, fd);
+    evbuffer_freeze(out, 1);
+    return n;
 }

@@ -33,7 +33,7 @@
 #include "util/log.h"
 
 /* Most Store/Delete jobs, and bytes of them, one worker turns into one engine write. */
-#define SHARD_WRITE_BATCH 512
+#define SHARD_WRITE_BATCH 2048
 #define SHARD_WRITE_BATCH_BYTES (1u << 20)
 
 /* A copied request. Strings are NUL-terminated copies inside `mem`. */
@@ -427,7 +427,7 @@ static void *
 shard_worker(void *arg)
 {
     shard *s = arg;
-    shard_job *jobs[SHARD_WRITE_BATCH]; /* 4 KiB of stack */
+    shard_job *jobs[SHARD_WRITE_BATCH]; /* 16 KiB of stack */
 
     for (;;) {
         size_t n = 0;
@@ -521,7 +521,7 @@ shard_flush_cb(evutil_socket_t fd, short what, void *arg)
 {
     shard *s = arg;
     shard_job *head = s->pend_head;
-    shard_job *batch[SHARD_WRITE_BATCH]; /* 4 KiB of stack */
+    shard_job *batch[SHARD_WRITE_BATCH]; /* 16 KiB of stack */
 
     s->pend_head = s->pend_tail = NULL;
     while (head != NULL) {

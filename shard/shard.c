@@ -290,8 +290,11 @@ fail:
  * single lsm_write -- one WAL record and one fsync for all of them -- while it
  * holds every stripe involved, taken in ascending index order (the only
  * place a thread holds more than one stripe, so there is no deadlock).
- * Writes to a key that appears earlier in the same batch are run after the
- * batch, one by one, so each sees its predecessor.
+ * A write to a key that appears earlier in the same batch is decided against
+ * the record its latest predecessor in the batch puts there (or, when no
+ * predecessor writes anything, against the engine), and goes into the same
+ * lsm_write after it: the engine applies a batch in order, so the result is
+ * that of the writes made one after another, with one fsync for all.
  */
 static om_status
 write_validate(shard *s, shard_write *w)
@@ -314,10 +317,13 @@ write_validate(shard *s, shard_write *w)
 /*
  * Requires: the stripe of lkey held. Decide w: on OM_OK *val holds the record
  * to write, or is empty when nothing is to be written (a forwarded write older
- * than what is held); w->info is filled either way.
+ * than what is held); w->info is filled either way. The current record is
+ * `prev` when not NULL (an earlier write of the same batch, not yet in the
+ * engine), else read from the engine.
  */
 static om_status
-write_prepare(shard *s, shard_write *w, om_slice lkey, uint64_t etag, om_buf *raw, om_buf *val)
+write_prepare(shard *s, shard_write *w, om_slice lkey, uint64_t etag, const om_buf *prev,
+              om_buf *raw, om_buf *val)
 {
     const shard_store_args *a = &w->args;
     shard_record old, rec;
@@ -325,7 +331,13 @@ write_prepare(shard *s, shard_write *w, om_slice lkey, uint64_t etag, om_buf *ra
     om_status st;
 
     om_buf_reset(val);
-    st = shard_read(s, lkey, raw, &old, w->err, sizeof(w->err));
+    if (prev != NULL) {
+        st = shard_record_decode(om_buf_slice(prev), &old);
+        if (st != OM_OK)
+            return shard_msg(st, w->err, sizeof(w->err), "batched record does not decode");
+    } else {
+        st = shard_read(s, lkey, raw, &old, w->err, sizeof(w->err));
+    }
     if (st != OM_OK && st != OM_E_NOTFOUND)
         return st;
     have_old = st == OM_OK;
@@ -387,7 +399,7 @@ write_one(shard *s, shard_write *w)
     }
     mu = shard_stripe(s, om_buf_slice(&lkey));
     pthread_mutex_lock(mu);
-    w->status = write_prepare(s, w, om_buf_slice(&lkey), etag, &raw, &val);
+    w->status = write_prepare(s, w, om_buf_slice(&lkey), etag, NULL, &raw, &val);
     if (w->status == OM_OK && val.n > 0) {
         om_status st = lsm_put(s->db, om_buf_slice(&lkey), om_buf_slice(&val));
         if (st != OM_OK)
@@ -409,10 +421,12 @@ cmp_uint(const void *a, const void *b)
 void
 shard_write_many(shard *s, shard_write *w, size_t n)
 {
-    om_buf *lkeys, raw = OM_BUF_INIT, val = OM_BUF_INIT;
+    om_buf *lkeys, *vals, raw = OM_BUF_INIT;
     unsigned *stripe, *locks;
-    bool *in_batch, *deferred;
-    size_t nlocks = 0, nbatch = 0;
+    uint64_t *hash;
+    size_t *last; /* open addressing: key -> 1 + its latest write in the batch; 0 = empty */
+    bool *in_batch, *valid;
+    size_t nlocks = 0, nbatch = 0, mask = 1;
     lsm_batch *batch = NULL;
     om_status st;
 
@@ -422,11 +436,17 @@ shard_write_many(shard *s, shard_write *w, size_t n)
         return;
     }
     lkeys = calloc(n, sizeof(*lkeys));
+    vals = calloc(n, sizeof(*vals));
     stripe = calloc(n, sizeof(*stripe));
     locks = calloc(n, sizeof(*locks));
     in_batch = calloc(n, sizeof(*in_batch));
-    deferred = calloc(n, sizeof(*deferred));
-    if (!lkeys || !stripe || !locks || !in_batch || !deferred || lsm_batch_new(&batch) != OM_OK) {
+    valid = calloc(n, sizeof(*valid));
+    hash = calloc(n, sizeof(*hash));
+    while (mask + 1 < 2 * n)
+        mask = mask * 2 + 1;
+    last = calloc(mask + 1, sizeof(*last));
+    if (!lkeys || !vals || !stripe || !locks || !in_batch || !valid || !hash || !last ||
+        lsm_batch_new(&batch) != OM_OK) {
         /* no memory for the batch: fall back to one write at a time */
         for (size_t i = 0; i < n; i++)
             write_one(s, &w[i]);
@@ -441,34 +461,36 @@ shard_write_many(shard *s, shard_write *w, size_t n)
             w[i].status = shard_msg(OM_E_NOMEM, w[i].err, sizeof(w[i].err), "out of memory");
             continue;
         }
-        stripe[i] = (unsigned)(om_hash64(lkeys[i].p, lkeys[i].n) % SHARD_STRIPES);
-        for (size_t j = 0; j < i && !deferred[i]; j++)
-            deferred[i] = (in_batch[j] || deferred[j]) && stripe[j] == stripe[i] &&
-                          om_slice_eq(om_buf_slice(&lkeys[j]), om_buf_slice(&lkeys[i]));
-        if (!deferred[i]) {
-            in_batch[i] = true;
-            locks[nlocks++] = stripe[i];
-        }
+        hash[i] = om_hash64(lkeys[i].p, lkeys[i].n);
+        stripe[i] = (unsigned)(hash[i] % SHARD_STRIPES);
+        valid[i] = true;
+        locks[nlocks++] = stripe[i];
     }
     qsort(locks, nlocks, sizeof(*locks), cmp_uint);
     for (size_t i = 0; i < nlocks; i++)
         if (i == 0 || locks[i] != locks[i - 1])
             pthread_mutex_lock(&s->stripes[locks[i]]);
     for (size_t i = 0; i < n; i++) {
-        if (!in_batch[i])
+        if (!valid[i])
             continue;
+        /* The latest earlier write of this key that went into the batch. */
+        size_t slot = (size_t)hash[i] & mask;
+        while (last[slot] != 0 &&
+               !(hash[last[slot] - 1] == hash[i] &&
+                 om_slice_eq(om_buf_slice(&lkeys[last[slot] - 1]), om_buf_slice(&lkeys[i]))))
+            slot = (slot + 1) & mask;
+        const om_buf *prev = last[slot] != 0 ? &vals[last[slot] - 1] : NULL;
         uint64_t etag = om_hash64(w[i].args.data.p, w[i].args.data.n);
-        w[i].status = write_prepare(s, &w[i], om_buf_slice(&lkeys[i]), etag, &raw, &val);
-        if (w[i].status != OM_OK || val.n == 0) {
-            in_batch[i] = false; /* answered without a write */
-            continue;
-        }
-        st = lsm_batch_put(batch, om_buf_slice(&lkeys[i]), om_buf_slice(&val));
+        w[i].status = write_prepare(s, &w[i], om_buf_slice(&lkeys[i]), etag, prev, &raw, &vals[i]);
+        if (w[i].status != OM_OK || vals[i].n == 0)
+            continue; /* answered without a write */
+        st = lsm_batch_put(batch, om_buf_slice(&lkeys[i]), om_buf_slice(&vals[i]));
         if (st != OM_OK) {
-            in_batch[i] = false;
             write_fail_engine(s, &w[i], st);
             continue;
         }
+        in_batch[i] = true;
+        last[slot] = i + 1; /* this key's record is now this write's */
         nbatch++;
     }
     st = nbatch > 0 ? lsm_write(s->db, batch) : OM_OK;
@@ -479,20 +501,21 @@ shard_write_many(shard *s, shard_write *w, size_t n)
     for (size_t i = nlocks; i-- > 0;)
         if (i == 0 || locks[i] != locks[i - 1])
             pthread_mutex_unlock(&s->stripes[locks[i]]);
-    for (size_t i = 0; i < n; i++)
-        if (deferred[i])
-            write_one(s, &w[i]);
 out:
     for (size_t i = 0; lkeys && i < n; i++)
         om_buf_free(&lkeys[i]);
+    for (size_t i = 0; vals && i < n; i++)
+        om_buf_free(&vals[i]);
     lsm_batch_free(batch);
     free(lkeys);
+    free(vals);
     free(stripe);
     free(locks);
     free(in_batch);
-    free(deferred);
+    free(valid);
+    free(hash);
+    free(last);
     om_buf_free(&raw);
-    om_buf_free(&val);
 }
 
 om_status

@@ -2,7 +2,8 @@
  * tests/rpc/test_frame.c -- unit suite for the frame codec (rpc/frame.c):
  * encode/decode round trips, a valid stream fed in every two-way split and
  * one byte at a time, seeded random splits, zero-length frames, oversize
- * headers (sticky error), truncated streams, and the evbuffer adapter.
+ * headers (sticky error), truncated streams, the evbuffer adapter, and the
+ * id rewrite used to forward encoded responses.
  */
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -318,6 +319,137 @@ START_TEST(frame_evbuffer_adapter)
 }
 END_TEST
 
+/* Rewrite id to new_id and check: decodes, id replaced, the rest byte-equal to a re-pack. */
+static void
+check_rewrite(const uint8_t *p, size_t n, uint64_t new_id, const Objmeta__Response *want)
+{
+    size_t len = 0;
+    ck_assert_int_eq(rpc_frame_id_rewrite_len(p, n, new_id, &len), OM_OK);
+    uint8_t *out = malloc(len + 1);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_uint_eq(rpc_frame_id_rewrite(p, n, new_id, out), len);
+    Objmeta__Response *got = objmeta__response__unpack(NULL, len, out);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_uint_eq(got->id, new_id);
+    ck_assert_int_eq(got->status, want->status);
+    ck_assert_str_eq(got->message, want->message);
+    ck_assert_int_eq(got->body_case, want->body_case);
+    /* Re-packing the expected message with the new id gives the same bytes
+     * (protobuf-c writes id first, the other fields in number order). */
+    Objmeta__Response w = *want;
+    w.id = new_id;
+    size_t wl = protobuf_c_message_get_packed_size(&w.base);
+    uint8_t *wb = malloc(wl + 1);
+    ck_assert_ptr_nonnull(wb);
+    protobuf_c_message_pack(&w.base, wb);
+    ck_assert_uint_eq(wl, len);
+    ck_assert(memcmp(wb, out, len) == 0);
+    free(wb);
+    objmeta__response__free_unpacked(got, NULL);
+    free(out);
+}
+
+START_TEST(frame_id_rewrite)
+{
+    Objmeta__Response r = OBJMETA__RESPONSE__INIT;
+    Objmeta__PingResponse pr = OBJMETA__PING_RESPONSE__INIT;
+    uint8_t data[300], buf[1024], odd[1100];
+    const uint64_t ids[] = {0, 1, 127, 128, 300, 1ull << 35, UINT64_MAX};
+
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (uint8_t)(i * 7 + 1);
+    pr.payload.data = data;
+    pr.payload.len = sizeof(data);
+    r.status = OBJMETA__STATUS__NOT_FOUND;
+    r.message = "a message";
+    r.body_case = OBJMETA__RESPONSE__BODY_PING;
+    r.ping = &pr;
+    for (size_t a = 0; a < sizeof(ids) / sizeof(ids[0]); a++) {
+        r.id = ids[a];
+        size_t n = protobuf_c_message_pack(&r.base, buf);
+        for (size_t b = 0; b < sizeof(ids) / sizeof(ids[0]); b++)
+            check_rewrite(buf, n, ids[b], &r);
+    }
+    /* The id elsewhere than first, and twice (the last wins on decode):
+     * every occurrence goes. Layout: [fields without id][id=5][rest][id=9]. */
+    r.id = 0;
+    size_t n = protobuf_c_message_pack(&r.base, buf);
+    size_t o = 0;
+    odd[o++] = 0x10; /* status, field 2 varint */
+    odd[o++] = OBJMETA__STATUS__NOT_FOUND;
+    odd[o++] = 0x08; /* id 5 */
+    odd[o++] = 5;
+    ck_assert_uint_eq(buf[0], 0x10); /* the packed message starts with status */
+    memcpy(odd + o, buf + 2, n - 2);
+    o += n - 2;
+    odd[o++] = 0x08; /* id 9 */
+    odd[o++] = 9;
+    Objmeta__Response *dec = objmeta__response__unpack(NULL, o, odd);
+    ck_assert_ptr_nonnull(dec);
+    ck_assert_uint_eq(dec->id, 9);
+    objmeta__response__free_unpacked(dec, NULL);
+    check_rewrite(odd, o, 77, &r);
+    check_rewrite(odd, o, 0, &r);
+    /* Unknown fields of every wire type are kept: field 99 (varint, fixed64,
+     * fixed32, bytes) appended after the known ones. */
+    uint8_t unk[64];
+    size_t u = 0;
+    memcpy(unk, "\x98\x06\x2a", 3); /* field 99 varint 42 */
+    u += 3;
+    memcpy(unk + u,
+           "\x99\x06"
+           "12345678",
+           10); /* field 99 fixed64 */
+    u += 10;
+    memcpy(unk + u,
+           "\x9d\x06"
+           "abcd",
+           6); /* field 99 fixed32 */
+    u += 6;
+    memcpy(unk + u, "\x9a\x06\x03xyz", 6); /* field 99 bytes */
+    u += 6;
+    uint8_t with_unk[1200], out[1300];
+    r.id = 4;
+    n = protobuf_c_message_pack(&r.base, with_unk);
+    memcpy(with_unk + n, unk, u);
+    size_t len = 0;
+    ck_assert_int_eq(rpc_frame_id_rewrite_len(with_unk, n + u, 1000, &len), OM_OK);
+    ck_assert_uint_eq(len, n + u + 1); /* id 4 (1 byte) -> id 1000 (2 bytes) */
+    ck_assert_uint_eq(rpc_frame_id_rewrite(with_unk, n + u, 1000, out), len);
+    ck_assert(memcmp(out + len - u, unk, u) == 0);
+    /* Malformed top levels are refused, never read past the end. */
+    static const struct {
+        const char *p;
+        size_t n;
+    } bad[] = {
+        {"\x08", 1},     /* tag without its varint */
+        {"\x08\x80", 2}, /* truncated varint */
+        {"\x1a\x05"
+         "abc",
+         5},         /* length past the end */
+        {"\x1a", 1}, /* length missing */
+        {"\x09"
+         "1234567",
+         8}, /* fixed64 cut short */
+        {"\x0d"
+         "123",
+         4},             /* fixed32 cut short */
+        {"\x0b\x0c", 2}, /* group wire types */
+        {"\x00\x01", 2}, /* field 0 */
+        {"\x80", 1},     /* truncated tag */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ck_assert_msg(rpc_frame_id_rewrite_len((const uint8_t *)bad[i].p, bad[i].n, 7, &len) ==
+                          OM_E_CORRUPT,
+                      "bad case %zu", i);
+    /* An empty message is a valid one: only the new id. */
+    ck_assert_int_eq(rpc_frame_id_rewrite_len(buf, 0, 300, &len), OM_OK);
+    ck_assert_uint_eq(len, 3);
+    ck_assert_uint_eq(rpc_frame_id_rewrite(buf, 0, 300, out), 3);
+    ck_assert(memcmp(out, "\x08\xac\x02", 3) == 0);
+}
+END_TEST
+
 static Suite *
 frame_suite(void)
 {
@@ -336,6 +468,7 @@ frame_suite(void)
     tc = tcase_create("encode");
     tcase_add_test(tc, frame_encode_too_large);
     tcase_add_test(tc, frame_evbuffer_adapter);
+    tcase_add_test(tc, frame_id_rewrite);
     suite_add_tcase(s, tc);
     return s;
 }

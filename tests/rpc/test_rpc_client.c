@@ -425,6 +425,233 @@ START_TEST(rpc_200_concurrent_connections)
 }
 END_TEST
 
+/*
+ * Per-call timeouts come from one deadline-ordered list and one timer per
+ * client: calls made with different timeouts must still expire in deadline
+ * order, never early, and an answered call must leave the list.
+ */
+START_TEST(rpc_client_deadlines_out_of_call_order)
+{
+    tsrv *t = tsrv_start();
+    struct event *tick;
+    struct event_base *b = client_base(&tick);
+    rpc_client *c;
+    char addr[64];
+    int done = 0, order = 0;
+    cres r[5], burst[200];
+
+    memset(r, 0, sizeof(r));
+    memset(burst, 0, sizeof(burst));
+    for (int i = 0; i < 5; i++) {
+        r[i].done = &done;
+        r[i].order = &order;
+    }
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", t->port);
+    ck_assert_int_eq(rpc_client_new(b, addr, NULL, &c), OM_OK);
+    uint64_t t0 = tu_now_ms();
+    async_call(c, "never", 900, &r[0]);
+    async_call(c, "never", 100, &r[1]);
+    async_call(c, "x", 2000, &r[2]); /* answered at once: leaves the list */
+    async_call(c, "never", 400, &r[3]);
+    async_call(c, "never", 0, &r[4]); /* default_timeout_ms, 30 s: outlives the test */
+    ck_assert(run_until(b, &done, 2, 3000));
+    ck_assert_int_eq(r[2].st, OM_OK);
+    ck_assert_int_eq(r[2].seq, 0);
+    ck_assert_int_eq(r[1].st, OM_E_TIMEOUT);
+    ck_assert_int_eq(r[1].seq, 1);
+    ck_assert_uint_ge(tu_now_ms() - t0, 100);
+    ck_assert(run_until(b, &done, 3, 3000));
+    ck_assert_int_eq(r[3].st, OM_E_TIMEOUT);
+    ck_assert_int_eq(r[3].seq, 2);
+    ck_assert_uint_ge(tu_now_ms() - t0, 400);
+    ck_assert(run_until(b, &done, 4, 3000));
+    ck_assert_int_eq(r[0].st, OM_E_TIMEOUT);
+    ck_assert_int_eq(r[0].seq, 3);
+    ck_assert_ptr_nonnull(strstr(r[0].message, "within 900 ms"));
+    ck_assert_uint_ge(tu_now_ms() - t0, 900);
+    ck_assert_uint_eq(rpc_client_pending(c), 1);
+    /* A burst with equal deadlines (within the test server's MAX_HELD "never" slots, 4 taken): all
+     * expire, in call order. */
+    for (int i = 0; i < 200; i++) {
+        burst[i].done = &done;
+        burst[i].order = &order;
+        async_call(c, "never", 50, &burst[i]);
+    }
+    ck_assert(run_until(b, &done, 204, 5000));
+    for (int i = 0; i < 200; i++) {
+        ck_assert_int_eq(burst[i].st, OM_E_TIMEOUT);
+        ck_assert_int_eq(burst[i].seq, 4 + i); /* in call order */
+    }
+    ck_assert_uint_eq(rpc_client_pending(c), 1);
+    /* The connection still works after all that. */
+    async_call(c, "after", 2000, &r[2]);
+    ck_assert(run_until(b, &done, 205, 3000));
+    ck_assert_str_eq(r[2].payload, "after");
+    rpc_client_free(c);
+    ck_assert_int_eq(done, 206);
+    ck_assert_int_eq(r[4].st, OM_E_UNAVAILABLE);
+    event_free(tick);
+    event_base_free(b);
+    tsrv_stop(t);
+}
+END_TEST
+
+/*
+ * Forwarding encoded responses (the coordinator's path): a proxy server
+ * passes each request to the test server and answers with the upstream's
+ * encoded Response, id rewritten (rpc_reply_send_encoded with
+ * rpc_client_response_bytes) -- on the loop thread, and from another thread.
+ */
+typedef struct proxy {
+    rpc_client *up;
+    int forwarded, offloop;
+} proxy;
+
+typedef struct proxy_call {
+    proxy *px;
+    rpc_reply *reply;
+    bool offloop;
+} proxy_call;
+
+typedef struct offloop_send {
+    rpc_reply *reply;
+    uint8_t *p;
+    size_t n;
+} offloop_send;
+
+static void *
+offloop_send_main(void *arg)
+{
+    offloop_send *o = arg;
+    rpc_reply_send_encoded(o->reply, o->p, o->n);
+    return NULL;
+}
+
+static void
+proxy_cb(void *arg, om_status st, const Objmeta__Response *resp)
+{
+    proxy_call *pc = arg;
+    om_slice enc = rpc_client_response_bytes();
+
+    if (st != OM_OK) {
+        ck_assert_uint_eq(enc.n, 0); /* synthetic: nothing encoded */
+        rpc_reply_send(pc->reply, resp);
+    } else if (pc->offloop) {
+        /* Another thread sends a copy (the bytes die with this callback). */
+        offloop_send o = {pc->reply, malloc(enc.n), enc.n};
+        pthread_t th;
+        ck_assert_ptr_nonnull(o.p);
+        memcpy(o.p, enc.p, enc.n);
+        ck_assert_int_eq(pthread_create(&th, NULL, offloop_send_main, &o), 0);
+        pthread_join(th, NULL);
+        free(o.p);
+        pc->px->offloop++;
+    } else {
+        /* The bytes are the response as the upstream sent it: its own id. */
+        Objmeta__Response *again = objmeta__response__unpack(NULL, enc.n, enc.p);
+        ck_assert_ptr_nonnull(again);
+        ck_assert_uint_eq(again->id, resp->id);
+        objmeta__response__free_unpacked(again, NULL);
+        rpc_reply_send_encoded(pc->reply, enc.p, enc.n);
+    }
+    pc->px->forwarded++;
+    free(pc);
+}
+
+static void
+proxy_handler(void *arg, const Objmeta__Request *req, rpc_reply *reply)
+{
+    proxy *px = arg;
+    const char *pl = req->ping != NULL ? (const char *)req->ping->payload.data : "";
+    size_t pn = req->ping != NULL ? req->ping->payload.len : 0;
+
+    if (pn == 7 && memcmp(pl, "garbage", 7) == 0) {
+        static const uint8_t bad[] = {0x1a, 0x09, 'x'}; /* length past the end */
+        rpc_reply_send_encoded(reply, bad, sizeof(bad));
+        return;
+    }
+    proxy_call *pc = calloc(1, sizeof(*pc));
+    ck_assert_ptr_nonnull(pc);
+    pc->px = px;
+    pc->reply = reply;
+    pc->offloop = pn > 4 && memcmp(pl, "off-", 4) == 0;
+    ck_assert_int_eq(rpc_client_call(px->up, req, 5000, proxy_cb, pc), OM_OK);
+}
+
+START_TEST(rpc_forward_encoded_responses)
+{
+    tsrv *t = tsrv_start();
+    struct event *tick;
+    struct event_base *b = client_base(&tick);
+    rpc_server_opts o;
+    rpc_server *ps;
+    rpc_client *c;
+    proxy px = {0};
+    char addr[64];
+    int done = 0, order = 0;
+    enum { N = 300 };
+    cres r[4], *w = calloc(N, sizeof(*w));
+    char(*payloads)[32] = calloc(N, 32);
+
+    ck_assert_ptr_nonnull(w);
+    ck_assert_ptr_nonnull(payloads);
+    memset(r, 0, sizeof(r));
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", t->port);
+    ck_assert_int_eq(rpc_client_new(b, addr, NULL, &px.up), OM_OK);
+    rpc_server_opts_init(&o);
+    o.listen = "127.0.0.1:0";
+    ck_assert_int_eq(rpc_server_new(b, &o, proxy_handler, &px, &ps), OM_OK);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", rpc_server_port(ps));
+    ck_assert_int_eq(rpc_client_new(b, addr, NULL, &c), OM_OK);
+    ck_assert_uint_eq(rpc_client_response_bytes().n, 0);
+    for (int i = 0; i < 4; i++) {
+        r[i].done = &done;
+        r[i].order = &order;
+    }
+    /* Out of order through the proxy: ids differ on each hop (the proxy's
+     * client numbers its own calls), answers still match. */
+    async_call(c, "x", 5000, &r[0]); /* proxy-client id 1 = client id 1 */
+    async_call(c, "hold", 5000, &r[1]);
+    async_call(c, "release", 5000, &r[2]);
+    async_call(c, "garbage", 5000, &r[3]);
+    ck_assert(run_until(b, &done, 4, 5000));
+    ck_assert_int_eq(r[0].st, OM_OK);
+    ck_assert_str_eq(r[0].payload, "x");
+    ck_assert_int_eq(r[1].st, OM_OK);
+    ck_assert_str_eq(r[1].payload, "hold");
+    ck_assert_str_eq(r[2].payload, "release");
+    ck_assert_int_lt(r[2].seq, r[1].seq);
+    ck_assert_int_eq(r[3].st, OM_OK); /* the server answered: INTERNAL */
+    ck_assert_int_eq(r[3].status, OBJMETA__STATUS__INTERNAL);
+    ck_assert_ptr_nonnull(strstr(r[3].message, "undecodable response to forward"));
+    /* Make the ids of the two hops diverge, then N pipelined calls, every
+     * third one forwarded from another thread, answered by the test
+     * server's worker in any order. */
+    for (int i = 0; i < N; i++) {
+        w[i].done = &done;
+        w[i].order = &order;
+        snprintf(payloads[i], 32, i % 3 == 0 ? "off-worker-%d" : "worker-%d", i);
+        async_call(c, payloads[i], 10000, &w[i]);
+    }
+    ck_assert(run_until(b, &done, 4 + N, 20000));
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(w[i].st, OM_OK);
+        ck_assert_str_eq(w[i].payload, payloads[i]);
+    }
+    ck_assert_int_eq(px.forwarded, 3 + N);
+    ck_assert_int_eq(px.offloop, N / 3);
+    ck_assert_uint_eq(rpc_client_response_bytes().n, 0);
+    rpc_client_free(c);
+    rpc_server_free(ps);
+    rpc_client_free(px.up);
+    free(w);
+    free(payloads);
+    event_free(tick);
+    event_base_free(b);
+    tsrv_stop(t);
+}
+END_TEST
+
 static Suite *
 rpc_client_suite(void)
 {
@@ -434,6 +661,8 @@ rpc_client_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, rpc_sync_connect_refused);
     tcase_add_test(tc, rpc_client_timeout_drop_and_reconnect);
+    tcase_add_test(tc, rpc_client_deadlines_out_of_call_order);
+    tcase_add_test(tc, rpc_forward_encoded_responses);
     tcase_add_test(tc, rpc_client_reconnect_backoff);
     tcase_add_test(tc, rpc_client_connect_timeout);
     tcase_add_test(tc, rpc_client_call_from_callback);
