@@ -42,7 +42,7 @@ static const om_conf_item coord_items[] = {
      "first start only: the ring's shards, id=host:port[/weight],..."},
     {"vnodes-per-weight", OM_CONF_INT, "128", 1, 4096, NULL, F(vnodes),
      "first start only: ring points per unit of shard weight"},
-    {"pool-size", OM_CONF_INT, "2", 1, 64, NULL, F(pool_size),
+    {"pool-size", OM_CONF_INT, "6", 1, 64, NULL, F(pool_size),
      "multiplexed connections to each shard"},
     {"health-interval", OM_CONF_DURATION, "500ms", 10, 60000, NULL, F(health_interval),
      "how often each shard is probed (SetRing, which also reinstalls the ring)"},
