@@ -598,9 +598,13 @@ ring_remove_node(const ring *r, const char *id, ring **out, char *err, size_t er
     return st;
 }
 
-om_status
-ring_set_weight(const ring *r, const char *id, uint32_t weight, ring **out, char *err,
-                size_t errlen)
+/*
+ * The next ring with one shard's weight or address replaced (NULL keeps it);
+ * ring_new validates the result as it does every ring.
+ */
+static om_status
+ring_change_shard(const ring *r, const char *id, const uint32_t *weight, const char *addr,
+                  ring **out, char *err, size_t errlen)
 {
     ring_shard *spec;
     uint64_t epoch = 0;
@@ -613,30 +617,26 @@ ring_set_weight(const ring *r, const char *id, uint32_t weight, ring **out, char
         return OM_ERR(OM_E_INVALID);
     }
     OM_TRY(ring_spec_copy(r, &spec));
-    spec[idx].weight = weight;
+    if (weight != NULL)
+        spec[idx].weight = *weight;
+    if (addr != NULL)
+        spec[idx].addr = addr;
     st = ring_new(spec, r->nshards, r->vnodes, epoch, out, err, errlen);
     free(spec);
     return st;
 }
 
 om_status
+ring_set_weight(const ring *r, const char *id, uint32_t weight, ring **out, char *err,
+                size_t errlen)
+{
+    return ring_change_shard(r, id, &weight, NULL, out, err, errlen);
+}
+
+om_status
 ring_set_addr(const ring *r, const char *id, const char *addr, ring **out, char *err, size_t errlen)
 {
-    ring_shard *spec;
-    uint64_t epoch = 0;
-    size_t idx = 0;
-    om_status st;
-
-    OM_TRY(ring_next_epoch(r, &epoch, err, errlen));
-    if (ring_find(r, id, &idx) != OM_OK) {
-        om_errf(err, errlen, "shard \"%s\" is not in the ring", id);
-        return OM_ERR(OM_E_INVALID);
-    }
-    OM_TRY(ring_spec_copy(r, &spec));
-    spec[idx].addr = addr;
-    st = ring_new(spec, r->nshards, r->vnodes, epoch, out, err, errlen);
-    free(spec);
-    return st;
+    return ring_change_shard(r, id, NULL, addr, out, err, errlen);
 }
 
 bool
