@@ -753,6 +753,25 @@ shard_submit_keyed(shard *s, shard_op op, const Objmeta__Request *req, const cha
     shard_enqueue(s, j);
 }
 
+/*
+ * Submit a Store or Delete job, with the migration's forced version when the
+ * request carries one (0 is never a version a shard assigns, so it is refused).
+ */
+static void
+job_submit_forced(shard *s, shard_job *j, bool has_forced, uint64_t forced_version)
+{
+    if (has_forced) {
+        if (forced_version == 0) {
+            shard_answer_status(s, j->op, j->t0_ns, j->reply, OM_E_INVALID,
+                                "forced_version: must not be 0");
+            free(j);
+            return;
+        }
+        j->forced_version = forced_version;
+    }
+    shard_submit_write(s, j);
+}
+
 static void
 submit_store(shard *s, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply)
 {
@@ -779,16 +798,8 @@ submit_store(shard *s, const Objmeta__Request *req, uint64_t t0, rpc_reply *repl
         j->cond.kind = SHARD_COND_IF_VERSION;
         j->cond.version = r->if_version;
     }
-    if (r->forced_case == OBJMETA__STORE_REQUEST__FORCED_FORCED_VERSION) {
-        if (r->forced_version == 0) {
-            free(j);
-            shard_answer_status(s, SHARD_OP_STORE, t0, reply, OM_E_INVALID,
-                                "forced_version: must not be 0");
-            return;
-        }
-        j->forced_version = r->forced_version;
-    }
-    shard_submit_write(s, j);
+    job_submit_forced(s, j, r->forced_case == OBJMETA__STORE_REQUEST__FORCED_FORCED_VERSION,
+                      r->forced_version);
 }
 
 static void
@@ -810,16 +821,8 @@ submit_delete(shard *s, const Objmeta__Request *req, uint64_t t0, rpc_reply *rep
         j->cond.kind = SHARD_COND_IF_VERSION;
         j->cond.version = r->if_version;
     }
-    if (r->forced_case == OBJMETA__DELETE_REQUEST__FORCED_FORCED_VERSION) {
-        if (r->forced_version == 0) {
-            free(j);
-            shard_answer_status(s, SHARD_OP_DELETE, t0, reply, OM_E_INVALID,
-                                "forced_version: must not be 0");
-            return;
-        }
-        j->forced_version = r->forced_version;
-    }
-    shard_submit_write(s, j);
+    job_submit_forced(s, j, r->forced_case == OBJMETA__DELETE_REQUEST__FORCED_FORCED_VERSION,
+                      r->forced_version);
 }
 
 static void

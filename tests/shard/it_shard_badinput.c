@@ -204,6 +204,61 @@ START_TEST(invalid_fields_name_the_field)
 }
 END_TEST
 
+START_TEST(forced_version_zero_is_refused)
+{
+    int fd = it_sock(tu_proc_port(srv, "rpc"));
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__StoreRequest sr = OBJMETA__STORE_REQUEST__INIT;
+    Objmeta__DeleteRequest dr = OBJMETA__DELETE_REQUEST__INIT;
+    Objmeta__Response *r;
+
+    /* A migration's forced write must carry a real version, for Store and Delete alike. */
+    req.id = 300;
+    req.body_case = OBJMETA__REQUEST__BODY_STORE;
+    req.store = &sr;
+    sr.bucket = "good";
+    sr.key = "forced";
+    sr.metadata_json = "";
+    sr.forced_case = OBJMETA__STORE_REQUEST__FORCED_FORCED_VERSION;
+    sr.forced_version = 0;
+    ck_assert(it_send_request(fd, &req));
+    r = it_recv_response(fd, 5000);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(r->id, 300);
+    ck_assert_int_eq(r->status, OBJMETA__STATUS__INVALID_ARGUMENT);
+    ck_assert_ptr_nonnull(strstr(r->message, "forced_version"));
+    objmeta__response__free_unpacked(r, NULL);
+
+    req.id = 301;
+    req.body_case = OBJMETA__REQUEST__BODY_DELETE;
+    req.delete_ = &dr;
+    dr.bucket = "good";
+    dr.key = "forced";
+    dr.forced_case = OBJMETA__DELETE_REQUEST__FORCED_FORCED_VERSION;
+    dr.forced_version = 0;
+    ck_assert(it_send_request(fd, &req));
+    r = it_recv_response(fd, 5000);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(r->id, 301);
+    ck_assert_int_eq(r->status, OBJMETA__STATUS__INVALID_ARGUMENT);
+    ck_assert_ptr_nonnull(strstr(r->message, "forced_version"));
+    objmeta__response__free_unpacked(r, NULL);
+
+    /* a real forced version is applied */
+    req.id = 302;
+    req.body_case = OBJMETA__REQUEST__BODY_STORE;
+    req.store = &sr; /* the body is a union: delete_ replaced it */
+    sr.forced_version = 42;
+    ck_assert(it_send_request(fd, &req));
+    r = it_recv_response(fd, 5000);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_msg(r->status == OBJMETA__STATUS__OK, "%s", r->message);
+    objmeta__response__free_unpacked(r, NULL);
+    close(fd);
+    it_check_alive(srv);
+}
+END_TEST
+
 START_TEST(client_that_never_reads)
 {
     int slow = it_sock(tu_proc_port(srv, "rpc"));
@@ -283,6 +338,7 @@ badinput_suite(void)
     tcase_add_test(tc, undecodable_message);
     tcase_add_test(tc, unknown_operation_keeps_connection);
     tcase_add_test(tc, invalid_fields_name_the_field);
+    tcase_add_test(tc, forced_version_zero_is_refused);
     tcase_add_test(tc, client_that_never_reads);
     tcase_add_test(tc, two_hundred_connections);
     suite_add_tcase(s, tc);
