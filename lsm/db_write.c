@@ -24,6 +24,7 @@
  */
 #define OM_LOG_MODULE "lsm"
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -516,6 +517,8 @@ lsm_db_flush_main(void *arg)
 {
     lsm_db *db = arg;
 
+    pthread_setname_np(pthread_self(), "lsm-flush"); /* for top -H and perf */
+
     pthread_mutex_lock(&db->mu);
     while (!db->shutting_down) {
         lsm_memtable *m;
@@ -583,6 +586,8 @@ void *
 lsm_db_sync_main(void *arg)
 {
     lsm_db *db = arg;
+
+    pthread_setname_np(pthread_self(), "lsm-sync");
 
     pthread_mutex_lock(&db->mu);
     while (!db->shutting_down) {

@@ -16,6 +16,11 @@
  * at its sequence: one or two cache misses instead of one per skiplist
  * level. Iterators and seeks still use the skiplist.
  *
+ * The same chain walk gives the writer the key's newest node before it
+ * inserts: a newer version goes right in front of it in the skiplist, so an
+ * overwrite of a key already in the memtable is linked without a skiplist
+ * search most of the time (lsm_skl_insert_before).
+ *
  * Concurrency (one writer, lock-free readers): the writer links a node into
  * the skiplist first, then into its chain -- either at the bucket head (a new
  * key) or in place of the key's previous newest node (its hnext copied
@@ -127,37 +132,33 @@ mem_newest(const lsm_memtable *m, om_slice key)
     return x;
 }
 
-/* Put the new node n into the hash index. Requires: the only writer; n is in the skiplist. */
-static void
-mem_hash_link(lsm_memtable *m, lsm_skl_node *n, om_slice key, uint64_t trailer)
-{
-    mem_link *head = mem_bucket(m, key), *link = head;
-    lsm_skl_node *x;
-
-    for (x = atomic_load_explicit(link, memory_order_relaxed); x != NULL;
-         link = &x->hnext, x = atomic_load_explicit(link, memory_order_relaxed)) {
-        if (!mem_key_is(x, key))
-            continue;
-        if (lsm_skl_node_trailer(x) > trailer)
-            return; /* x stays the newest; n is reachable after it on level 0 */
-        atomic_store_explicit(&n->hnext, atomic_load_explicit(&x->hnext, memory_order_relaxed),
-                              memory_order_relaxed);
-        atomic_store_explicit(link, n, memory_order_release);
-        return;
-    }
-    atomic_store_explicit(&n->hnext, atomic_load_explicit(head, memory_order_relaxed),
-                          memory_order_relaxed);
-    atomic_store_explicit(head, n, memory_order_release);
-}
-
 om_status
 lsm_mem_add(lsm_memtable *m, uint64_t seq, lsm_vtype type, om_slice key, om_slice value)
 {
     uint64_t trailer = lsm_trailer_pack(seq, type);
-    lsm_skl_node *n;
+    mem_link *head = mem_bucket(m, key), *link = head;
+    lsm_skl_node *x, *n;
 
-    OM_TRY(lsm_skl_insert(m->sl, key, trailer, value, &n));
-    mem_hash_link(m, n, key, trailer);
+    /* The key's newest node, and the link that points at it. */
+    for (x = atomic_load_explicit(link, memory_order_relaxed); x != NULL && !mem_key_is(x, key);
+         x = atomic_load_explicit(link, memory_order_relaxed))
+        link = &x->hnext;
+    if (x != NULL && lsm_skl_node_trailer(x) > trailer) {
+        /* An older version arriving late: x stays the newest, n follows it on level 0. */
+        OM_TRY(lsm_skl_insert(m->sl, key, trailer, value, &n));
+    } else {
+        /*
+         * A newer version sorts immediately before x (x is the first of the
+         * key's versions): the skiplist can link it there without a search.
+         */
+        OM_TRY(lsm_skl_insert_before(m->sl, key, trailer, value, x, &n));
+        /* Then n replaces x in the chain (or heads the bucket for a new key). */
+        atomic_store_explicit(&n->hnext,
+                              x != NULL ? atomic_load_explicit(&x->hnext, memory_order_relaxed)
+                                        : atomic_load_explicit(head, memory_order_relaxed),
+                              memory_order_relaxed);
+        atomic_store_explicit(x != NULL ? link : head, n, memory_order_release);
+    }
     atomic_fetch_add_explicit(&m->entries, 1, memory_order_relaxed);
     return OM_OK;
 }

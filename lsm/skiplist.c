@@ -26,7 +26,7 @@ struct lsm_skiplist {
     /* Writer only: the last insert and its predecessors at every level. */
     lsm_skl_node *last;
     lsm_skl_node *splice[LSM_SKL_MAX_HEIGHT];
-    uint64_t splice_hits;
+    uint64_t splice_hits, hint_hits;
 };
 
 typedef _Atomic(lsm_skl_node *) skl_link;
@@ -76,6 +76,7 @@ skl_node_new(lsm_skiplist *sl, int height, om_slice key, uint64_t trailer, om_sl
     for (int i = 0; i < height; i++)
         atomic_init(skl_link_at(n, i), NULL);
     atomic_init(&n->hnext, NULL);
+    n->prev0 = NULL;
     n->klen = (uint32_t)key.n;
     n->vlen = (uint32_t)value.n;
     if (key.n > 0)
@@ -156,13 +157,32 @@ skl_find_ge(const lsm_skiplist *sl, const uint8_t *k, size_t kn, uint64_t kt, ls
 }
 
 om_status
-lsm_skl_insert(lsm_skiplist *sl, om_slice key, uint64_t trailer, om_slice value,
-               lsm_skl_node **node)
+lsm_skl_insert_before(lsm_skiplist *sl, om_slice key, uint64_t trailer, om_slice value,
+                      lsm_skl_node *hint, lsm_skl_node **node)
 {
     lsm_skl_node *prevbuf[LSM_SKL_MAX_HEIGHT], **prev = prevbuf;
     lsm_skl_node *n, *succ;
-    int height, cur = atomic_load_explicit(&sl->height, memory_order_relaxed);
+    int height = skl_random_height(sl),
+        cur = atomic_load_explicit(&sl->height, memory_order_relaxed);
 
+    if (hint != NULL && height == 1) {
+        /* Level 0 only: between the hint and its predecessor, no search. */
+        lsm_skl_node *p = hint->prev0;
+
+        n = skl_node_new(sl, 1, key, trailer, value);
+        if (n == NULL)
+            return OM_ERR(OM_E_NOMEM);
+        atomic_store_explicit(&n->next0, hint, memory_order_relaxed);
+        n->prev0 = p;
+        atomic_store_explicit(&p->next0, n, memory_order_release);
+        hint->prev0 = n;
+        /* The splice no longer describes the neighbourhood of the last insert. */
+        sl->last = NULL;
+        sl->hint_hits++;
+        if (node != NULL)
+            *node = n;
+        return OM_OK;
+    }
     /* Sequential fast path: the key sorts right after the last insert. */
     if (sl->last != NULL && skl_cmp(sl->last, key.p, key.n, trailer) < 0 &&
         ((succ = atomic_load_explicit(&sl->last->next0, memory_order_relaxed)) == NULL ||
@@ -172,7 +192,6 @@ lsm_skl_insert(lsm_skiplist *sl, om_slice key, uint64_t trailer, om_slice value,
     } else {
         skl_find_ge(sl, key.p, key.n, trailer, prevbuf);
     }
-    height = skl_random_height(sl);
     n = skl_node_new(sl, height, key, trailer, value);
     if (n == NULL)
         return OM_ERR(OM_E_NOMEM);
@@ -184,6 +203,10 @@ lsm_skl_insert(lsm_skiplist *sl, om_slice key, uint64_t trailer, om_slice value,
      */
     if (height > cur)
         atomic_store_explicit(&sl->height, height, memory_order_relaxed);
+    succ = atomic_load_explicit(&prev[0]->next0, memory_order_relaxed);
+    n->prev0 = prev[0];
+    if (succ != NULL)
+        succ->prev0 = n;
     for (int i = 0; i < height; i++) {
         atomic_store_explicit(skl_link_at(n, i),
                               atomic_load_explicit(skl_link_at(prev[i], i), memory_order_relaxed),
@@ -202,6 +225,13 @@ lsm_skl_insert(lsm_skiplist *sl, om_slice key, uint64_t trailer, om_slice value,
     return OM_OK;
 }
 
+om_status
+lsm_skl_insert(lsm_skiplist *sl, om_slice key, uint64_t trailer, om_slice value,
+               lsm_skl_node **node)
+{
+    return lsm_skl_insert_before(sl, key, trailer, value, NULL, node);
+}
+
 bool
 lsm_skl_contains(const lsm_skiplist *sl, om_slice key, uint64_t trailer)
 {
@@ -215,6 +245,11 @@ lsm_skl_check(const lsm_skiplist *sl)
 {
     int height = atomic_load_explicit(&((lsm_skiplist *)sl)->height, memory_order_relaxed);
 
+    /* Level 0's back links (writer only) mirror its forward links. */
+    for (const lsm_skl_node *p = sl->head, *x = skl_next(p, 0); x != NULL;
+         p = x, x = skl_next(x, 0))
+        if (x->prev0 != p)
+            return false;
     for (int level = 0; level < LSM_SKL_MAX_HEIGHT; level++) {
         const lsm_skl_node *x = skl_next(sl->head, level), *lower = sl->head;
 
@@ -242,6 +277,12 @@ uint64_t
 lsm_skl_splice_hits(const lsm_skiplist *sl)
 {
     return sl->splice_hits;
+}
+
+uint64_t
+lsm_skl_hint_hits(const lsm_skiplist *sl)
+{
+    return sl->hint_hits;
 }
 
 void

@@ -6,7 +6,7 @@
  * to the value (copied into the value arena) and the internal key (user key |
  * fixed64_le trailer, the layout of lsm_int.h), in one allocation:
  *
- *     next[h-1] .. next[1] | next[0] klen vlen value hnext | user key | trailer
+ *     next[h-1] .. next[1] | next[0] klen vlen value hnext prev0 | user key | trailer
  *                            ^ node pointer
  *
  * The upper links sit below the node pointer, so the key is at a fixed offset
@@ -22,6 +22,15 @@
  * and smaller than the last node's successor), that splice is exactly the
  * set of predecessors of the new node, and the insert skips the search: an
  * ascending fill costs two comparisons per insert.
+ *
+ * Inserts before a known successor. A writer that already knows the node
+ * the new entry sorts immediately before (the memtable knows the newest
+ * version of a key from its hash index, and a newer version of that key goes
+ * right in front of it) passes it as a hint. When the new node's random
+ * height is 1 -- three times in four -- the only link to set is on level 0,
+ * between the hint and its level-0 predecessor, which every node keeps in
+ * prev0 (a field only the writer reads or writes), and the search is skipped.
+ * Taller nodes still search, so the list keeps its shape.
  *
  * Concurrency: one writer at a time (lsm_skl_insert), any number of readers
  * concurrently without locks. A node is fully initialised before it is
@@ -56,6 +65,7 @@ struct lsm_skl_node {
     uint32_t vlen;                 /* value bytes */
     const uint8_t *value;          /* in the value arena */
     _Atomic(lsm_skl_node *) hnext; /* the memtable's hash chain (memtable.c); NULL here */
+    lsm_skl_node *prev0;           /* writer only: the level-0 predecessor (head: NULL) */
     uint8_t key[];                 /* user key | fixed64_le trailer */
 };
 
@@ -75,6 +85,17 @@ om_status lsm_skl_new(om_arena *keys, om_arena *values, uint64_t seed, lsm_skipl
  */
 om_status lsm_skl_insert(lsm_skiplist *sl, om_slice user_key, uint64_t trailer, om_slice value,
                          lsm_skl_node **node);
+
+/*
+ * lsm_skl_insert_before -- lsm_skl_insert with a hint: succ, when not NULL,
+ * must be the node that sorts immediately after (user_key, trailer) (no entry
+ * lies between them). Returns and requires as lsm_skl_insert.
+ */
+om_status lsm_skl_insert_before(lsm_skiplist *sl, om_slice user_key, uint64_t trailer,
+                                om_slice value, lsm_skl_node *succ, lsm_skl_node **node);
+
+/* Inserts that used the hint of lsm_skl_insert_before (no search). */
+uint64_t lsm_skl_hint_hits(const lsm_skiplist *sl);
 
 /* A node's parts (any thread; the node is immutable once published). */
 static inline om_slice

@@ -81,6 +81,13 @@ shard_answer_status(shard *s, shard_op op, uint64_t t0_ns, rpc_reply *reply, om_
     shard_answer(s, op, t0_ns, reply, &resp);
 }
 
+static om_status
+shard_msg_nomem(char *err, size_t errlen)
+{
+    snprintf(err, errlen, "out of memory");
+    return OM_ERR(OM_E_NOMEM);
+}
+
 /* ObjectInfo from a record; strings NUL-terminated in *scratch (freed by the caller). */
 typedef struct info_strings {
     char *content_type;
@@ -118,16 +125,44 @@ info_strings_free(info_strings *is)
 
 /* ---- the operations ---- */
 
+/*
+ * Retrieve/Head keep small strings on the stack: the content type is at most
+ * SHARD_CONTENT_TYPE_MAX bytes, and metadata up to READ_STACK_META bytes (the
+ * common case) needs no allocation either.
+ */
+#define READ_STACK_META 2048
+#define READ_SCRATCH_KEEP (64u * 1024u) /* a reused read buffer larger than this is freed */
+
+/* A NUL-terminated copy of sl in stack (when it fits in cap bytes) or *heap. */
+static char *
+read_cstr(om_slice sl, char *stack, size_t cap, char **heap)
+{
+    char *d = sl.n < cap ? stack : (*heap = malloc(sl.n + 1));
+
+    if (d == NULL)
+        return NULL;
+    if (sl.n > 0)
+        memcpy(d, sl.p, sl.n);
+    d[sl.n] = 0;
+    return d;
+}
+
+/*
+ * scratch: the record buffer to use (the loop thread passes one it keeps
+ * across requests), or NULL for a buffer of this call's own.
+ */
 static void
-do_read(shard *s, shard_op op, uint64_t t0, rpc_reply *reply, om_slice bucket, om_slice key)
+do_read(shard *s, shard_op op, uint64_t t0, rpc_reply *reply, om_slice bucket, om_slice key,
+        om_buf *scratch)
 {
     Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
     Objmeta__ObjectInfo oi = OBJMETA__OBJECT_INFO__INIT;
     Objmeta__RetrieveResponse rr = OBJMETA__RETRIEVE_RESPONSE__INIT;
     Objmeta__HeadResponse hr = OBJMETA__HEAD_RESPONSE__INIT;
     Objmeta__ExistsResponse er = OBJMETA__EXISTS_RESPONSE__INIT;
-    info_strings is = {0};
-    om_buf raw = OM_BUF_INIT;
+    om_buf own = OM_BUF_INIT, *raw = scratch != NULL ? scratch : &own;
+    char ctype[SHARD_CONTENT_TYPE_MAX + 1], meta[READ_STACK_META], etag[17];
+    char *ctype_heap = NULL, *meta_heap = NULL;
     shard_record rec;
     char err[512] = "";
     om_status st;
@@ -145,33 +180,52 @@ do_read(shard *s, shard_op op, uint64_t t0, rpc_reply *reply, om_slice bucket, o
         }
         return;
     }
-    st = shard_get(s, bucket, key, &raw, &rec, err, sizeof(err));
-    if (st == OM_OK)
-        st = shard_fill_info(&oi, &is, (const char *)bucket.p, (const char *)key.p, &rec, true);
+    st = shard_get(s, bucket, key, raw, &rec, err, sizeof(err));
+    if (st == OM_OK) {
+        oi.content_type = read_cstr(rec.content_type, ctype, sizeof(ctype), &ctype_heap);
+        oi.metadata_json = read_cstr(rec.metadata, meta, sizeof(meta), &meta_heap);
+        if (oi.content_type == NULL || oi.metadata_json == NULL)
+            st = shard_msg_nomem(err, sizeof(err));
+    }
     if (st != OM_OK) {
         shard_answer_status(s, op, t0, reply, st, err);
-    } else if (op == SHARD_OP_RETRIEVE) {
+        goto out;
+    }
+    shard_etag_hex(rec.etag, etag);
+    oi.bucket = (char *)bucket.p;
+    oi.key = (char *)key.p;
+    oi.size = rec.size;
+    oi.etag = etag;
+    oi.created_ms = rec.created_ms;
+    oi.modified_ms = rec.modified_ms;
+    oi.version = rec.version;
+    if (op == SHARD_OP_RETRIEVE) {
         rr.info = &oi;
         rr.data.data = (uint8_t *)rec.data.p;
         rr.data.len = rec.data.n;
         resp.body_case = OBJMETA__RESPONSE__BODY_RETRIEVE;
         resp.retrieve = &rr;
-        shard_answer(s, op, t0, reply, &resp);
     } else {
         hr.info = &oi;
         resp.body_case = OBJMETA__RESPONSE__BODY_HEAD;
         resp.head = &hr;
-        shard_answer(s, op, t0, reply, &resp);
     }
-    info_strings_free(&is);
-    om_buf_free(&raw);
+    shard_answer(s, op, t0, reply, &resp);
+out:
+    free(ctype_heap);
+    free(meta_heap);
+    if (raw == &own || raw->cap > READ_SCRATCH_KEEP)
+        om_buf_free(raw);
 }
 
-/* The shard_write of a Store or Delete job (its slices borrow the job's memory). */
+/*
+ * The shard_write of a Store or Delete job (its slices borrow the job's
+ * memory). Only the fields shard_write_many reads are set: the error text is
+ * written when there is one, so err[] is not cleared here.
+ */
 static void
 job_to_write(const shard_job *j, shard_write *w)
 {
-    memset(w, 0, sizeof(*w));
     w->is_delete = j->op == SHARD_OP_DELETE;
     w->args.bucket = j->bucket;
     w->args.key = j->key;
@@ -180,6 +234,9 @@ job_to_write(const shard_job *j, shard_write *w)
     w->args.content_type = j->content_type;
     w->args.cond = j->cond;
     w->args.forced_version = j->forced_version;
+    w->status = OM_OK;
+    memset(&w->info, 0, sizeof(w->info));
+    w->err[0] = '\0';
 }
 
 static void
@@ -218,11 +275,14 @@ answer_write(shard *s, shard_job *j, const shard_write *w)
     shard_answer(s, j->op, j->t0_ns, j->reply, &resp);
 }
 
-/* Run n Store/Delete jobs as one engine write and answer each. */
+/*
+ * Run n Store/Delete jobs as one engine write and answer each. `ws`: room
+ * for n shard_writes (the loop thread passes an array it keeps), or NULL.
+ */
 static void
-run_writes(shard *s, shard_job **jobs, size_t n)
+run_writes(shard *s, shard_job **jobs, size_t n, shard_write *ws)
 {
-    shard_write one, *w = n == 1 ? &one : calloc(n, sizeof(*w));
+    shard_write one, *w = ws != NULL ? ws : n == 1 ? &one : malloc(n * sizeof(*w));
 
     if (w == NULL) {
         for (size_t i = 0; i < n; i++)
@@ -235,7 +295,7 @@ run_writes(shard *s, shard_job **jobs, size_t n)
     shard_write_many(s, w, n);
     for (size_t i = 0; i < n; i++)
         answer_write(s, jobs[i], &w[i]);
-    if (w != &one)
+    if (w != &one && w != ws)
         free(w);
 }
 
@@ -385,13 +445,13 @@ shard_run_job(shard *s, shard_job *j)
     switch (j->op) {
     case SHARD_OP_STORE:
     case SHARD_OP_DELETE:
-        run_writes(s, &j, 1);
+        run_writes(s, &j, 1, NULL);
         break;
     case SHARD_OP_LIST:
         do_list(s, j);
         break;
     default:
-        do_read(s, j->op, j->t0_ns, j->reply, j->bucket, j->key);
+        do_read(s, j->op, j->t0_ns, j->reply, j->bucket, j->key, NULL);
         break;
     }
 }
@@ -429,6 +489,8 @@ shard_worker(void *arg)
     shard *s = arg;
     shard_job *jobs[SHARD_WRITE_BATCH]; /* 16 KiB of stack */
 
+    pthread_setname_np(pthread_self(), "shard-worker"); /* for top -H and perf */
+
     for (;;) {
         size_t n = 0;
         pthread_mutex_lock(&s->q_mu);
@@ -447,7 +509,7 @@ shard_worker(void *arg)
         }
         pthread_mutex_unlock(&s->q_mu);
         if (job_is_write(jobs[0]))
-            run_writes(s, jobs, n);
+            run_writes(s, jobs, n, NULL);
         else
             shard_run_job(s, jobs[0]);
         for (size_t i = 0; i < n; i++)
@@ -524,6 +586,9 @@ shard_flush_cb(evutil_socket_t fd, short what, void *arg)
     shard_job *batch[SHARD_WRITE_BATCH]; /* 16 KiB of stack */
 
     s->pend_head = s->pend_tail = NULL;
+    /* the writes of one batch, kept for the next (loop thread only; freed at detach) */
+    if (head != NULL && s->flush_w == NULL)
+        s->flush_w = malloc(SHARD_WRITE_BATCH * sizeof(*s->flush_w));
     while (head != NULL) {
         size_t n = 0, bytes = 0;
         while (head != NULL && n < SHARD_WRITE_BATCH &&
@@ -532,7 +597,7 @@ shard_flush_cb(evutil_socket_t fd, short what, void *arg)
             batch[n++] = head;
             head = head->next;
         }
-        run_writes(s, batch, n);
+        run_writes(s, batch, n, s->flush_w);
         for (size_t i = 0; i < n; i++)
             free(batch[i]);
     }
@@ -553,6 +618,8 @@ shard_detach_loop(shard *s)
     shard_flush_cb(-1, 0, s); /* answer what is pending (dropped if the server is gone) */
     event_free(s->flush_ev);
     s->flush_ev = NULL;
+    free(s->flush_w);
+    s->flush_w = NULL;
 }
 
 static void
@@ -740,7 +807,8 @@ shard_submit_keyed(shard *s, shard_op op, const Objmeta__Request *req, const cha
     if (shard_fenced(s, req, op, bucket, key, t0, reply))
         return;
     if (s->opts.inline_reads) {
-        do_read(s, op, t0, reply, om_slice_from_str(bucket), om_slice_from_str(key));
+        /* the loop thread's record buffer, kept across requests (shard_int.h) */
+        do_read(s, op, t0, reply, om_slice_from_str(bucket), om_slice_from_str(key), &s->read_buf);
         return;
     }
     j = job_new(op, reply, t0, str_len(bucket) + str_len(key));

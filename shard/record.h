@@ -70,6 +70,9 @@ typedef struct shard_record {
  */
 om_status shard_record_encode(const shard_record *r, om_buf *out);
 
+/* shard_record_append -- as shard_record_encode, but appends to out without resetting it. */
+om_status shard_record_append(const shard_record *r, om_buf *out);
+
 /*
  * shard_record_decode -- parse an LSM value.
  * Returns:   OM_OK and fills *r; OM_E_CORRUPT for an unknown format, type or

@@ -100,6 +100,7 @@ shard_open(const char *dir, const shard_opts *opts, shard **out)
         s->opts.workers = 1;
     for (int i = 0; i < SHARD_STRIPES; i++)
         pthread_mutex_init(&s->stripes[i], NULL);
+    pthread_mutex_init(&s->wm_mu, NULL);
     for (int i = 0; i < SHARD_OP_COUNT_; i++)
         rpc_hist_init(&s->latency[i]);
     st = s->id ? shard_make_dirs(dir) : OM_ERR(OM_E_NOMEM);
@@ -119,6 +120,7 @@ shard_open(const char *dir, const shard_opts *opts, shard **out)
 fail:
     for (int i = 0; i < SHARD_STRIPES; i++)
         pthread_mutex_destroy(&s->stripes[i]);
+    pthread_mutex_destroy(&s->wm_mu);
     free(s->id);
     free(s);
     return st;
@@ -133,6 +135,9 @@ shard_close(shard *s)
         return OM_OK;
     shard_detach_loop(s);
     shard_pool_stop(s);
+    om_buf_free(&s->read_buf);
+    shard_wm_scratch_release(s);
+    pthread_mutex_destroy(&s->wm_mu);
     st = lsm_sync(s->db);
     st2 = lsm_close(s->db);
     if (st == OM_OK)
@@ -236,48 +241,62 @@ shard_check_cond(shard_cond c, bool live, uint64_t version, char *err, size_t er
     return shard_msg(OM_E_INVALID, err, errlen, "condition: unknown kind %d", (int)c.kind);
 }
 
+/*
+ * The LSM key of a validated address in a stack buffer: bucket 0x00 key is
+ * at most SHARD_BUCKET_MAX + 1 + SHARD_KEY_MAX bytes, so reads need no
+ * allocation for it. Requires: bucket and key passed shard_validate_addr.
+ */
+#define SHARD_LKEY_MAX (SHARD_BUCKET_MAX + 1 + SHARD_KEY_MAX)
+
+static om_slice
+shard_lkey_stack(om_slice bucket, om_slice key, uint8_t buf[SHARD_LKEY_MAX])
+{
+    memcpy(buf, bucket.p, bucket.n);
+    buf[bucket.n] = 0;
+    if (key.n > 0)
+        memcpy(buf + bucket.n + 1, key.p, key.n);
+    return om_slice_make(buf, bucket.n + 1 + key.n);
+}
+
 om_status
 shard_get(shard *s, om_slice bucket, om_slice key, om_buf *raw, shard_record *rec, char *err,
           size_t errlen)
 {
-    om_buf lkey = OM_BUF_INIT;
+    uint8_t kbuf[SHARD_LKEY_MAX];
     shard_record r;
     om_status st;
 
     OM_TRY(shard_validate_addr(bucket, key, err, errlen));
-    OM_GOTO(shard_lsm_key(bucket, key, &lkey));
-    st = shard_read(s, om_buf_slice(&lkey), raw, &r, err, errlen);
+    st = shard_read(s, shard_lkey_stack(bucket, key, kbuf), raw, &r, err, errlen);
     if (st == OM_OK && r.type == SHARD_REC_TOMBSTONE)
         st = OM_E_NOTFOUND;
     if (st == OM_E_NOTFOUND)
         shard_msg(st, err, errlen, "no such object");
     if (st == OM_OK)
         *rec = r;
-fail:
-    om_buf_free(&lkey);
     return st;
 }
 
 om_status
 shard_exists(shard *s, om_slice bucket, om_slice key, char *err, size_t errlen)
 {
-    om_buf lkey = OM_BUF_INIT, raw = OM_BUF_INIT;
+    uint8_t kbuf[SHARD_LKEY_MAX];
+    om_buf raw = OM_BUF_INIT;
     shard_record r;
+    om_slice lkey;
     om_status st;
 
     OM_TRY(shard_validate_addr(bucket, key, err, errlen));
-    OM_GOTO(shard_lsm_key(bucket, key, &lkey));
-    if (!lsm_may_contain(s->db, om_buf_slice(&lkey))) {
+    lkey = shard_lkey_stack(bucket, key, kbuf);
+    if (!lsm_may_contain(s->db, lkey)) {
         st = OM_E_NOTFOUND;
     } else {
-        st = shard_read(s, om_buf_slice(&lkey), &raw, &r, err, errlen);
+        st = shard_read(s, lkey, &raw, &r, err, errlen);
         if (st == OM_OK && r.type == SHARD_REC_TOMBSTONE)
             st = OM_E_NOTFOUND;
     }
     if (st == OM_E_NOTFOUND)
         shard_msg(st, err, errlen, "no such object");
-fail:
-    om_buf_free(&lkey);
     om_buf_free(&raw);
     return st;
 }
@@ -315,24 +334,26 @@ write_validate(shard *s, shard_write *w)
 }
 
 /*
- * Requires: the stripe of lkey held. Decide w: on OM_OK *val holds the record
- * to write, or is empty when nothing is to be written (a forwarded write older
- * than what is held); w->info is filled either way. The current record is
- * `prev` when not NULL (an earlier write of the same batch, not yet in the
- * engine), else read from the engine.
+ * Requires: the stripe of lkey held. Decide w: on OM_OK the record to write
+ * is appended to *vals and its length goes to *vlen, or *vlen is 0 when
+ * nothing is to be written (a forwarded write older than what is held);
+ * w->info is filled either way. The current record is `prev` when not NULL
+ * (an earlier write of the same batch, not yet in the engine), else read from
+ * the engine into *raw.
  */
 static om_status
-write_prepare(shard *s, shard_write *w, om_slice lkey, uint64_t etag, const om_buf *prev,
-              om_buf *raw, om_buf *val)
+write_prepare(shard *s, shard_write *w, om_slice lkey, uint64_t etag, const om_slice *prev,
+              om_buf *raw, om_buf *vals, size_t *vlen)
 {
     const shard_store_args *a = &w->args;
     shard_record old, rec;
     bool have_old, live;
+    size_t start = vals->n;
     om_status st;
 
-    om_buf_reset(val);
+    *vlen = 0;
     if (prev != NULL) {
-        st = shard_record_decode(om_buf_slice(prev), &old);
+        st = shard_record_decode(*prev, &old);
         if (st != OM_OK)
             return shard_msg(st, w->err, sizeof(w->err), "batched record does not decode");
     } else {
@@ -364,9 +385,12 @@ write_prepare(shard *s, shard_write *w, om_slice lkey, uint64_t etag, const om_b
         rec.metadata = a->metadata;
         rec.data = a->data;
     }
-    st = shard_record_encode(&rec, val);
-    if (st != OM_OK)
+    st = shard_record_append(&rec, vals);
+    if (st != OM_OK) {
+        vals->n = start;
         return shard_msg(st, w->err, sizeof(w->err), "out of memory");
+    }
+    *vlen = vals->n - start;
     shard_info_from(&rec, &w->info);
     return OM_OK;
 }
@@ -388,6 +412,7 @@ write_one(shard *s, shard_write *w)
     om_buf lkey = OM_BUF_INIT, raw = OM_BUF_INIT, val = OM_BUF_INIT;
     uint64_t etag = om_hash64(w->args.data.p, w->args.data.n); /* outside the lock */
     pthread_mutex_t *mu;
+    size_t vlen;
 
     w->err[0] = '\0';
     w->status = write_validate(s, w);
@@ -399,8 +424,8 @@ write_one(shard *s, shard_write *w)
     }
     mu = shard_stripe(s, om_buf_slice(&lkey));
     pthread_mutex_lock(mu);
-    w->status = write_prepare(s, w, om_buf_slice(&lkey), etag, NULL, &raw, &val);
-    if (w->status == OM_OK && val.n > 0) {
+    w->status = write_prepare(s, w, om_buf_slice(&lkey), etag, NULL, &raw, &val, &vlen);
+    if (w->status == OM_OK && vlen > 0) {
         om_status st = lsm_put(s->db, om_buf_slice(&lkey), om_buf_slice(&val));
         if (st != OM_OK)
             write_fail_engine(s, w, st);
@@ -411,23 +436,100 @@ write_one(shard *s, shard_write *w)
     om_buf_free(&val);
 }
 
-static int
-cmp_uint(const void *a, const void *b)
+/*
+ * One write of a shard_write_many batch. The LSM keys of the whole batch
+ * live in one buffer and the encoded records in another (hence offsets: the
+ * buffers grow), so a batch costs a handful of allocations rather than a few
+ * per write.
+ */
+typedef struct wm_item {
+    size_t koff, klen, voff, vlen;
+    uint64_t hash;
+    unsigned stripe;
+    bool valid, in_batch;
+} wm_item;
+
+/*
+ * The buffers of one shard_write_many call. One set is kept in the shard
+ * between calls (s->wm_spare, under wm_mu), so the loop thread's batch after
+ * batch reuses the same memory -- the engine batch and the record buffer of
+ * 800 writes are a quarter megabyte each, which fresh allocations would
+ * fault in page by page. A concurrent caller that finds no spare makes its own.
+ */
+struct shard_wm_scratch {
+    lsm_batch *batch;
+    om_buf keys, vals, raw;
+};
+
+/* A scratch set larger than this is freed rather than kept. */
+#define WM_SCRATCH_KEEP (8u << 20)
+
+static void
+wm_scratch_free(shard_wm_scratch *x)
 {
-    unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
-    return x < y ? -1 : x > y;
+    if (x == NULL)
+        return;
+    lsm_batch_free(x->batch);
+    om_buf_free(&x->keys);
+    om_buf_free(&x->vals);
+    om_buf_free(&x->raw);
+    free(x);
+}
+
+static shard_wm_scratch *
+wm_scratch_get(shard *s)
+{
+    shard_wm_scratch *x;
+
+    pthread_mutex_lock(&s->wm_mu);
+    x = s->wm_spare;
+    s->wm_spare = NULL;
+    pthread_mutex_unlock(&s->wm_mu);
+    if (x != NULL)
+        return x;
+    x = calloc(1, sizeof(*x));
+    if (x == NULL || lsm_batch_new(&x->batch) != OM_OK) {
+        free(x);
+        return NULL;
+    }
+    return x;
+}
+
+static void
+wm_scratch_put(shard *s, shard_wm_scratch *x)
+{
+    if (x->keys.cap + x->vals.cap + x->raw.cap > WM_SCRATCH_KEEP) {
+        wm_scratch_free(x);
+        return;
+    }
+    lsm_batch_clear(x->batch); /* keeps its memory */
+    om_buf_reset(&x->keys);
+    om_buf_reset(&x->vals);
+    om_buf_reset(&x->raw);
+    pthread_mutex_lock(&s->wm_mu);
+    if (s->wm_spare == NULL) {
+        s->wm_spare = x;
+        x = NULL;
+    }
+    pthread_mutex_unlock(&s->wm_mu);
+    wm_scratch_free(x);
+}
+
+void
+shard_wm_scratch_release(shard *s)
+{
+    wm_scratch_free(s->wm_spare);
+    s->wm_spare = NULL;
 }
 
 void
 shard_write_many(shard *s, shard_write *w, size_t n)
 {
-    om_buf *lkeys, *vals, raw = OM_BUF_INIT;
-    unsigned *stripe, *locks;
-    uint64_t *hash;
-    size_t *last; /* open addressing: key -> 1 + its latest write in the batch; 0 = empty */
-    bool *in_batch, *valid;
-    size_t nlocks = 0, nbatch = 0, mask = 1;
-    lsm_batch *batch = NULL;
+    shard_wm_scratch *x = NULL;
+    wm_item *items = NULL;
+    size_t *last = NULL; /* open addressing: key -> 1 + its latest write in the batch; 0 = empty */
+    uint64_t stripes[SHARD_STRIPES / 64] = {0}; /* the stripes to lock, as a bit set */
+    size_t nbatch = 0, mask = 1, kbytes = 0, vbytes = 0;
     om_status st;
 
     if (n <= 1) {
@@ -435,87 +537,93 @@ shard_write_many(shard *s, shard_write *w, size_t n)
             write_one(s, w);
         return;
     }
-    lkeys = calloc(n, sizeof(*lkeys));
-    vals = calloc(n, sizeof(*vals));
-    stripe = calloc(n, sizeof(*stripe));
-    locks = calloc(n, sizeof(*locks));
-    in_batch = calloc(n, sizeof(*in_batch));
-    valid = calloc(n, sizeof(*valid));
-    hash = calloc(n, sizeof(*hash));
     while (mask + 1 < 2 * n)
         mask = mask * 2 + 1;
+    items = calloc(n, sizeof(*items));
     last = calloc(mask + 1, sizeof(*last));
-    if (!lkeys || !vals || !stripe || !locks || !in_batch || !valid || !hash || !last ||
-        lsm_batch_new(&batch) != OM_OK) {
+    for (size_t i = 0; i < n; i++) {
+        const shard_store_args *a = &w[i].args;
+        kbytes += a->bucket.n + 1 + a->key.n;
+        /* 96: the header and two length prefixes (at most 80 bytes) */
+        vbytes += 96 + a->content_type.n + a->metadata.n + a->data.n;
+    }
+    if (!items || !last || (x = wm_scratch_get(s)) == NULL ||
+        om_buf_reserve(&x->keys, kbytes) != OM_OK || om_buf_reserve(&x->vals, vbytes) != OM_OK) {
         /* no memory for the batch: fall back to one write at a time */
         for (size_t i = 0; i < n; i++)
             write_one(s, &w[i]);
         goto out;
     }
+    om_buf *keys = &x->keys, *vals = &x->vals;
     for (size_t i = 0; i < n; i++) {
+        const shard_store_args *a = &w[i].args;
+
         w[i].err[0] = '\0';
         w[i].status = write_validate(s, &w[i]);
         if (w[i].status != OM_OK)
             continue;
-        if (shard_lsm_key(w[i].args.bucket, w[i].args.key, &lkeys[i]) != OM_OK) {
-            w[i].status = shard_msg(OM_E_NOMEM, w[i].err, sizeof(w[i].err), "out of memory");
-            continue;
-        }
-        hash[i] = om_hash64(lkeys[i].p, lkeys[i].n);
-        stripe[i] = (unsigned)(hash[i] % SHARD_STRIPES);
-        valid[i] = true;
-        locks[nlocks++] = stripe[i];
+        /* bucket 0x00 key (shard_lsm_key's layout); the room is reserved: no failure */
+        items[i].koff = keys->n;
+        om_buf_append(keys, a->bucket.p, a->bucket.n);
+        om_buf_append_byte(keys, 0);
+        om_buf_append(keys, a->key.p, a->key.n);
+        items[i].klen = keys->n - items[i].koff;
+        items[i].hash = om_hash64(keys->p + items[i].koff, items[i].klen);
+        items[i].stripe = (unsigned)(items[i].hash % SHARD_STRIPES);
+        items[i].valid = true;
+        stripes[items[i].stripe / 64] |= UINT64_C(1) << (items[i].stripe % 64);
     }
-    qsort(locks, nlocks, sizeof(*locks), cmp_uint);
-    for (size_t i = 0; i < nlocks; i++)
-        if (i == 0 || locks[i] != locks[i - 1])
-            pthread_mutex_lock(&s->stripes[locks[i]]);
+    /* Ascending stripe order, the only order in which a thread takes several. */
+    for (unsigned k = 0; k < SHARD_STRIPES; k++)
+        if (stripes[k / 64] & (UINT64_C(1) << (k % 64)))
+            pthread_mutex_lock(&s->stripes[k]);
     for (size_t i = 0; i < n; i++) {
-        if (!valid[i])
+        wm_item *it = &items[i];
+        om_slice lkey = om_slice_make(keys->p + it->koff, it->klen), prev_val;
+        const om_slice *prev = NULL;
+
+        if (!it->valid)
             continue;
         /* The latest earlier write of this key that went into the batch. */
-        size_t slot = (size_t)hash[i] & mask;
-        while (last[slot] != 0 &&
-               !(hash[last[slot] - 1] == hash[i] &&
-                 om_slice_eq(om_buf_slice(&lkeys[last[slot] - 1]), om_buf_slice(&lkeys[i]))))
+        size_t slot = (size_t)it->hash & mask;
+        while (last[slot] != 0) {
+            const wm_item *o = &items[last[slot] - 1];
+            if (o->hash == it->hash && om_slice_eq(om_slice_make(keys->p + o->koff, o->klen), lkey))
+                break;
             slot = (slot + 1) & mask;
-        const om_buf *prev = last[slot] != 0 ? &vals[last[slot] - 1] : NULL;
+        }
+        if (last[slot] != 0) {
+            const wm_item *o = &items[last[slot] - 1];
+            prev_val = om_slice_make(vals->p + o->voff, o->vlen);
+            prev = &prev_val;
+        }
         uint64_t etag = om_hash64(w[i].args.data.p, w[i].args.data.n);
-        w[i].status = write_prepare(s, &w[i], om_buf_slice(&lkeys[i]), etag, prev, &raw, &vals[i]);
-        if (w[i].status != OM_OK || vals[i].n == 0)
+        it->voff = vals->n;
+        w[i].status = write_prepare(s, &w[i], lkey, etag, prev, &x->raw, vals, &it->vlen);
+        if (w[i].status != OM_OK || it->vlen == 0)
             continue; /* answered without a write */
-        st = lsm_batch_put(batch, om_buf_slice(&lkeys[i]), om_buf_slice(&vals[i]));
+        st = lsm_batch_put(x->batch, lkey, om_slice_make(vals->p + it->voff, it->vlen));
         if (st != OM_OK) {
             write_fail_engine(s, &w[i], st);
             continue;
         }
-        in_batch[i] = true;
+        it->in_batch = true;
         last[slot] = i + 1; /* this key's record is now this write's */
         nbatch++;
     }
-    st = nbatch > 0 ? lsm_write(s->db, batch) : OM_OK;
+    st = nbatch > 0 ? lsm_write(s->db, x->batch) : OM_OK;
     if (st != OM_OK)
         for (size_t i = 0; i < n; i++)
-            if (in_batch[i])
+            if (items[i].in_batch)
                 write_fail_engine(s, &w[i], st);
-    for (size_t i = nlocks; i-- > 0;)
-        if (i == 0 || locks[i] != locks[i - 1])
-            pthread_mutex_unlock(&s->stripes[locks[i]]);
+    for (unsigned k = SHARD_STRIPES; k-- > 0;)
+        if (stripes[k / 64] & (UINT64_C(1) << (k % 64)))
+            pthread_mutex_unlock(&s->stripes[k]);
 out:
-    for (size_t i = 0; lkeys && i < n; i++)
-        om_buf_free(&lkeys[i]);
-    for (size_t i = 0; vals && i < n; i++)
-        om_buf_free(&vals[i]);
-    lsm_batch_free(batch);
-    free(lkeys);
-    free(vals);
-    free(stripe);
-    free(locks);
-    free(in_batch);
-    free(valid);
-    free(hash);
+    if (x != NULL)
+        wm_scratch_put(s, x);
+    free(items);
     free(last);
-    om_buf_free(&raw);
 }
 
 om_status

@@ -181,7 +181,8 @@ om_status shard_delete(shard *s, om_slice bucket, om_slice key, shard_cond cond,
  * Ping, Stats and (with inline_reads) Retrieve/Head/Exists are answered on
  * the loop thread; Store, Delete and List go to the worker pool and are
  * answered from there through rpc_reply_send(). Every keyed request first
- * passes the ring check.
+ * passes the ring check. Call it from one thread (the rpc loop), one request
+ * at a time: the inline reads reuse a buffer of the shard.
  */
 void shard_rpc_handler(void *arg, const Objmeta__Request *req, rpc_reply *reply);
 

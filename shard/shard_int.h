@@ -20,6 +20,9 @@
 #define SHARD_STRIPES 256
 #define SHARD_NSTATUS 10 /* wire Status values 0..9; others count as INTERNAL */
 
+/* The buffers of a shard_write_many call, kept between calls (shard.c). */
+typedef struct shard_wm_scratch shard_wm_scratch;
+
 /* One request waiting for a worker (handlers.c). */
 typedef struct shard_job shard_job;
 
@@ -43,6 +46,18 @@ struct shard {
     /* writes on the loop thread (shard_attach_loop): pending jobs, loop thread only */
     struct event *flush_ev;
     shard_job *pend_head, *pend_tail;
+    shard_write *flush_w; /* SHARD_WRITE_BATCH writes, reused by every batch (or NULL) */
+
+    /*
+     * The record buffer of Retrieve/Head answered inline (inline_reads): one
+     * thread, the one running shard_rpc_handler, uses it, one request at a
+     * time; kept between requests so that a read allocates nothing for it.
+     */
+    om_buf read_buf;
+
+    /* shard_write_many's spare buffers (NULL or one set), under wm_mu */
+    pthread_mutex_t wm_mu;
+    shard_wm_scratch *wm_spare;
 
     /* the first error of an engine write (an om_status; OM_OK = none), for /healthz */
     atomic_int engine_error;
@@ -53,6 +68,9 @@ struct shard {
 };
 
 struct event;
+
+/* shard.c: free the spare buffers of shard_write_many (shard_close). */
+void shard_wm_scratch_release(shard *s);
 
 /* handlers.c: start and stop the worker pool (called by shard_open/shard_close). */
 om_status shard_pool_start(shard *s);

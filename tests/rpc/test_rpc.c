@@ -415,7 +415,13 @@ START_TEST(rpc_connection_limit)
     }
     rpc_server_stats st;
     tsrv_stats(t, &st);
-    ck_assert_uint_eq(st.connections_rejected, 1);
+    /*
+     * 1, or 2 when the client saw the first refusal's close before its call
+     * and reconnected for it (rpc_sync_client_call reconnects a closed
+     * connection): the second attempt is refused with BUSY as well.
+     */
+    ck_assert_uint_ge(st.connections_rejected, 1);
+    ck_assert_uint_le(st.connections_rejected, 2);
     rpc_sync_client_close(c[0]);
     ck_assert(tsrv_wait(t, pred_conns_eq, 3, 3000, NULL));
     assert_serves(t->port);

@@ -4,6 +4,7 @@
  * conditions, and ListObjectsV2 against an oracle computed here from random
  * keys (run directly on a shard in a temporary directory, no network).
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -430,6 +431,146 @@ START_TEST(write_batch_matches_sequential)
 }
 END_TEST
 
+/*
+ * Many batches in a row over few keys: every batch reuses the shard's write
+ * buffers, most writes overwrite a key the memtable already holds (the
+ * skiplist's insert-before path), and two threads write at once (one takes
+ * the spare buffers, the other makes its own). Each thread owns half the keys
+ * and keeps an oracle: the last acknowledged version and data per key, with
+ * versions strictly increasing; conditions check the version each time.
+ */
+#define WB_KEYS 64
+#define WB_BATCHES 60
+#define WB_BATCH 40
+
+typedef struct wb_thread {
+    shard *s;
+    int half; /* keys half*WB_KEYS/2 .. (half+1)*WB_KEYS/2 - 1 */
+    uint64_t rnd;
+    uint64_t version[WB_KEYS];
+    char data[WB_KEYS][32];
+    bool live[WB_KEYS];
+    int failures;
+    char why[256];
+} wb_thread;
+
+static void *
+wb_run(void *arg)
+{
+    wb_thread *t = arg;
+    shard_write w[WB_BATCH];
+    char keys[WB_BATCH][16], datas[WB_BATCH][32];
+    int kidx[WB_BATCH];
+    om_status expect[WB_BATCH];
+
+    for (int b = 0; b < WB_BATCHES && t->failures == 0; b++) {
+        bool live[WB_KEYS], touched[WB_KEYS] = {false};
+
+        memcpy(live, t->live, sizeof(live));
+        memset(w, 0, sizeof(w));
+        for (int i = 0; i < WB_BATCH; i++) {
+            int k = t->half * (WB_KEYS / 2) + (int)(tu_rand(&t->rnd) % (WB_KEYS / 2));
+            uint64_t r = tu_rand(&t->rnd) % 8;
+            bool ok;
+
+            kidx[i] = k;
+            snprintf(keys[i], sizeof(keys[i]), "k%03d", k);
+            snprintf(datas[i], sizeof(datas[i]), "d%d.%d.%d", k, b, i);
+            w[i].args.bucket = S("bkt");
+            w[i].args.key = S(keys[i]);
+            w[i].args.data = S(datas[i]);
+            w[i].is_delete = r == 0;
+            if (w[i].is_delete)
+                w[i].args.data = OM_SLICE_NULL;
+            if (r == 1)
+                w[i].args.cond = (shard_cond){SHARD_COND_IF_ABSENT, 0};
+            /* if_version needs the version ahead: only for a key not yet written in this batch */
+            if (r == 2 && !touched[k])
+                w[i].args.cond = (shard_cond){SHARD_COND_IF_VERSION, t->version[k]};
+            /* the expected answer, as if the writes ran one after another */
+            if (w[i].is_delete)
+                ok = live[k];
+            else if (w[i].args.cond.kind == SHARD_COND_IF_ABSENT)
+                ok = !live[k];
+            else if (w[i].args.cond.kind == SHARD_COND_IF_VERSION)
+                ok = live[k];
+            else
+                ok = true;
+            expect[i] = ok ? OM_OK
+                        : w[i].is_delete && w[i].args.cond.kind == SHARD_COND_NONE
+                            ? OM_E_NOTFOUND
+                            : OM_E_PRECONDITION;
+            if (ok) {
+                live[k] = !w[i].is_delete;
+                touched[k] = true;
+            }
+        }
+        shard_write_many(t->s, w, WB_BATCH);
+        for (int i = 0; i < WB_BATCH; i++) {
+            int k = kidx[i];
+
+            if (w[i].status != expect[i]) {
+                snprintf(t->why, sizeof(t->why), "batch %d write %d key %d: %s, expected %s (%s)",
+                         b, i, k, om_status_str(w[i].status), om_status_str(expect[i]), w[i].err);
+                t->failures++;
+                break;
+            }
+            if (w[i].status != OM_OK)
+                continue;
+            if (w[i].info.version <= t->version[k]) {
+                snprintf(t->why, sizeof(t->why), "key %d: version %llu after %llu", k,
+                         (unsigned long long)w[i].info.version, (unsigned long long)t->version[k]);
+                t->failures++;
+                break;
+            }
+            t->version[k] = w[i].info.version;
+            t->live[k] = !w[i].is_delete;
+            snprintf(t->data[k], sizeof(t->data[k]), "%s", datas[i]);
+        }
+    }
+    return NULL;
+}
+
+START_TEST(write_batches_reuse_buffers)
+{
+    shard *s = open_shard();
+    uint64_t seed = tu_seed("write_batches_reuse_buffers");
+    wb_thread t[2];
+    pthread_t th[2];
+    om_buf raw = OM_BUF_INIT;
+    shard_record r;
+    char err[256], key[16];
+
+    memset(t, 0, sizeof(t));
+    for (int i = 0; i < 2; i++) {
+        t[i].s = s;
+        t[i].half = i;
+        t[i].rnd = seed + (uint64_t)i * 0x9e3779b97f4a7c15ULL;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, wb_run, &t[i]), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+    for (int i = 0; i < 2; i++)
+        ck_assert_msg(t[i].failures == 0, "thread %d: %s", i, t[i].why);
+    for (int k = 0; k < WB_KEYS; k++) {
+        const wb_thread *o = &t[k / (WB_KEYS / 2)];
+        om_status st;
+
+        snprintf(key, sizeof(key), "k%03d", k);
+        st = shard_get(s, S("bkt"), S(key), &raw, &r, err, sizeof(err));
+        if (!o->live[k]) {
+            ck_assert_msg(st == OM_E_NOTFOUND, "key %d: %s", k, om_status_str(st));
+            continue;
+        }
+        ck_assert_msg(st == OM_OK, "key %d: %s", k, err);
+        ck_assert_uint_eq(r.version, o->version[k]);
+        ck_assert_msg(om_slice_eq(r.data, S(o->data[k])), "key %d: data", k);
+    }
+    om_buf_free(&raw);
+    ck_assert_int_eq(shard_close(s), OM_OK);
+}
+END_TEST
+
 /* ---- list against an oracle ---- */
 
 #define NKEYS 400
@@ -737,6 +878,7 @@ shard_suite(void)
     tcase_add_test(tc, condition_matrix);
     tcase_add_test(tc, forced_versions_for_migration);
     tcase_add_test(tc, write_batch_matches_sequential);
+    tcase_add_test(tc, write_batches_reuse_buffers);
     suite_add_tcase(s, tc);
     tc = tcase_create("list");
     tcase_set_timeout(tc, 120);
