@@ -33,8 +33,10 @@ coord_opts_init(coord_opts *o)
     o->shard_timeout_ms = 10000;
     o->startup_wait_ms = 5000;
     o->max_frame = RPC_DEFAULT_MAX_FRAME;
-    o->migrate_rate = 64ull << 20;
+    o->migrate_rate = 128ull << 20;
     o->migrate_batch = 1u << 20;
+    o->migrate_rate_busy = 16ull << 20;
+    o->migrate_batch_busy = 128u << 10;
     o->cutover_timeout_ms = 5000;
     o->clock_margin_ms = 10000;
 }

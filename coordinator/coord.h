@@ -57,8 +57,14 @@ typedef struct coord_opts {
     uint32_t max_frame;          /* largest message in or out; default rpc's 16 MiB */
     /* Online ring changes (coordinator/MIGRATION.md). */
     uint64_t migrate_rate;       /* copy throttle, bytes/s over all sources; 0 = unlimited;
-                                  * default 64 MiB/s */
+                                  * default 128 MiB/s */
     uint32_t migrate_batch;      /* bytes of records per scan batch; default 1 MiB */
+    uint64_t migrate_rate_busy;  /* the throttle while clients are active (a client request
+                                  * within the last 250 ms): at most this (and at most
+                                  * migrate_rate), halved down to 1/8 while client writes
+                                  * are slow; 0 = migrate_rate; default 16 MiB/s */
+    uint32_t migrate_batch_busy; /* batch size while clients are active (at most
+                                  * migrate_batch); 0 = migrate_batch; default 128 KiB */
     uint32_t cutover_timeout_ms; /* a fenced final pass longer than this is abandoned and
                                   * retried after another catch-up pass; default 5000 */
     uint32_t clock_margin_ms;    /* catch-up passes copy records with version >= the

@@ -123,6 +123,8 @@ struct coord {
      * baseline), fast always; the copy throttle backs off when fast rises above baseline */
     double wlat_base_us, wlat_fast_us;
     uint64_t wlat_n; /* samples taken */
+    /* client requests (keyed and List) dispatched: the copy throttle's sign of client load */
+    uint64_t client_reqs;
 
     /* metrics */
     uint64_t answers[COORD_OP_COUNT_][COORD_NSTATUS];

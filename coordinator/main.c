@@ -25,7 +25,8 @@ typedef struct coord_conf {
     int log_level;
     int64_t vnodes, pool_size, health_interval, health_timeout, shard_timeout, startup_wait;
     int64_t max_frame;
-    int64_t migrate_rate, migrate_batch, cutover_timeout, clock_margin;
+    int64_t migrate_rate, migrate_batch, migrate_rate_busy, migrate_batch_busy, cutover_timeout,
+        clock_margin;
 } coord_conf;
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
@@ -54,10 +55,17 @@ static const om_conf_item coord_items[] = {
      "at start, wait this long for every shard before serving anyway"},
     {"max-frame", OM_CONF_SIZE, "16M", 1024, 1LL << 30, NULL, F(max_frame),
      "largest protocol message accepted or forwarded"},
-    {"migrate-rate", OM_CONF_SIZE, "64M", 0, 1LL << 40, NULL, F(migrate_rate),
-     "ring changes: copy at most this many bytes per second (0 = unlimited)"},
+    {"migrate-rate", OM_CONF_SIZE, "128M", 0, 1LL << 40, NULL, F(migrate_rate),
+     "ring changes: copy at most this many bytes per second while no client request "
+     "arrives (0 = unlimited)"},
     {"migrate-batch", OM_CONF_SIZE, "1M", 4096, 64LL << 20, NULL, F(migrate_batch),
      "ring changes: bytes of records per copy batch"},
+    {"migrate-rate-busy", OM_CONF_SIZE, "16M", 0, 1LL << 40, NULL, F(migrate_rate_busy),
+     "ring changes: while clients are active (a request in the last 250 ms) copy at most "
+     "this (and migrate-rate), halved down to 1/8 while client writes take over twice "
+     "their usual time (0 = migrate-rate)"},
+    {"migrate-batch-busy", OM_CONF_SIZE, "128K", 0, 64LL << 20, NULL, F(migrate_batch_busy),
+     "ring changes: bytes per copy batch while clients are active (0 = migrate-batch)"},
     {"cutover-timeout", OM_CONF_DURATION, "5s", 100, 600000, NULL, F(cutover_timeout),
      "ring changes: a cutover (moving keys held) longer than this is retried later"},
     {"clock-margin", OM_CONF_DURATION, "10s", 0, 3600000, NULL, F(clock_margin),
@@ -159,6 +167,8 @@ main(int argc, char **argv)
     o.max_frame = (uint32_t)cf.max_frame;
     o.migrate_rate = (uint64_t)cf.migrate_rate;
     o.migrate_batch = (uint32_t)cf.migrate_batch;
+    o.migrate_rate_busy = (uint64_t)cf.migrate_rate_busy;
+    o.migrate_batch_busy = (uint32_t)cf.migrate_batch_busy;
     o.cutover_timeout_ms = (uint32_t)cf.cutover_timeout;
     o.clock_margin_ms = (uint32_t)cf.clock_margin;
     a.port_file = cf.port_file;

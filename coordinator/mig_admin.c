@@ -87,7 +87,7 @@ mig_begin(coord *c, ring *newr, const char *op, Objmeta__Request__BodyCase kind,
         m->rate_windowed = false;
         m->catchup_records = m->catchup_bytes = 0;
         m->need_catchup = m->drained = false;
-        m->eff_rate = (double)c->opts.migrate_rate; /* the adaptive throttle starts at the top */
+        m->adapt = 1.0; /* the adaptive throttle starts at the top */
         m->pass_start_ms = om_clock_mono_ms();
         st = mig_persist(m);
     }

@@ -18,10 +18,14 @@
  * commit in order; the cursor advances only when every apply of a batch
  * succeeded, so a failure anywhere (a shard down, a timeout) restarts the
  * pipeline from the cursor after a backoff -- applies are idempotent (a
- * record is kept only if newer). A token bucket (opts.migrate_rate bytes/s
- * over all sources) throttles the copy. Cursors are persisted when a source
- * commits its first records and then at most every MIG_CHECKPOINT_MS during
- * pass 0, so a coordinator restart resumes near where it stopped.
+ * record is kept only if newer). A token bucket over all sources throttles
+ * the copy: migrate_rate bytes/s in migrate_batch batches while no client
+ * request arrives, the lower migrate_rate_busy (halved while client writes
+ * are slow) in migrate_batch_busy batches, one at a time, while clients are
+ * active (mig_throttle_update; MIGRATION.md, "Throttle"). Cursors are
+ * persisted when a source commits its first records and then at most every
+ * MIG_CHECKPOINT_MS during pass 0, so a coordinator restart resumes near
+ * where it stopped.
  *
  * Writes meanwhile go to the old owner and are forwarded (router.c); a
  * write whose copy on the new owner is not confirmed lands in the dirty set
@@ -72,6 +76,8 @@
 #define MIG_RATE_WINDOW_MS 2000u
 #define MIG_DIRTY_MAX 200000u /* keys remembered for the cutover; beyond, it rescans everything */
 #define MIG_KEYS_PER_SCAN 1000u
+#define MIG_BUSY_HOLD_MS 250u /* clients count as active this long after their last request */
+#define MIG_ADAPT_MS 100u     /* period of the adaptive back-off */
 
 void
 mig_errf(coord_mig *m, char *buf, const char *fmt, ...)
@@ -432,8 +438,8 @@ src_commit(coord_mig *m, mig_src *s)
             m->catchup_records += b->records;
             m->catchup_bytes += b->bytes;
         }
-        if (m->c->opts.migrate_rate > 0 && m->pass < 2) /* the scan paid a full batch: refund */
-            m->tokens += (double)m->c->opts.migrate_batch - (double)b->bytes;
+        if (b->charged > b->bytes) /* the scan paid a full batch: refund what it did not move */
+            m->tokens += (double)(b->charged - b->bytes);
         first = first || (b->records > 0 && s->records == b->records);
         s->bhead = (s->bhead + 1) % MIG_PIPELINE;
         s->bcount--;
@@ -450,6 +456,7 @@ typedef struct mig_call {
     size_t src;
     uint32_t gen, sgen, seq;
     size_t dpos_next; /* dirty mode: the key index after this scan's keys */
+    uint64_t charged; /* scan: tokens taken when it was sent */
     char target[RING_ID_MAX + 1];
 } mig_call;
 
@@ -479,6 +486,8 @@ call_src(const mig_call *mc)
     return &m->src[mc->src];
 }
 
+static void src_kick(coord_mig *m, mig_src *s);
+
 static void
 apply_cb(void *arg, om_status st, const Objmeta__Response *resp)
 {
@@ -502,6 +511,7 @@ apply_cb(void *arg, om_status st, const Objmeta__Response *resp)
     }
     b->applies_out--;
     src_commit(m, s);
+    src_kick(m, s);
     free(mc);
 }
 
@@ -517,6 +527,7 @@ scan_cb(void *arg, om_status st, const Objmeta__Response *resp)
     coord_shard **tsh = NULL;
     Objmeta__MigrateRecord ***tr = NULL;
     size_t *tn = NULL, nt = 0, dpos_next = mc->dpos_next;
+    uint64_t charged = mc->charged;
     uint8_t dcur[8];
     om_slice next_key;
     bool next_done;
@@ -559,6 +570,7 @@ scan_cb(void *arg, om_status st, const Objmeta__Response *resp)
     b->records = sr->n_records;
     b->bytes = 0;
     b->scanned = sr->scanned_bytes;
+    b->charged = charged;
     b->next_done = next_done;
     b->failed = false;
     b->applies_out = 0;
@@ -628,6 +640,7 @@ scan_cb(void *arg, om_status st, const Objmeta__Response *resp)
     }
     /* callbacks never run inside rpc_client_call, so b is still ours here */
     src_commit(m, s);
+    src_kick(m, s);
     goto out;
 nomem:
     mig_errf(m, s->err, "out of memory");
@@ -782,6 +795,7 @@ src_send_scan(coord_mig *m, size_t i)
     Objmeta__MigrateScanRequest sq = OBJMETA__MIGRATE_SCAN_REQUEST__INIT;
     const char *wait;
     mig_call *mc;
+    uint32_t batch = mig_batch_now(m);
 
     if (sh == NULL || !coord_pool_in_sync(sh)) {
         mig_errf(m, s->err, "waiting for old owner %s: %s", s->id,
@@ -810,9 +824,9 @@ src_send_scan(coord_mig *m, size_t i)
     sq.after_key.data = s->scan_cursor.p;
     sq.after_key.len = s->scan_cursor.n;
     sq.max_records = MIG_MAX_RECORDS;
-    sq.max_bytes = c->opts.migrate_batch;
+    sq.max_bytes = batch;
     sq.min_version = s->min_version;
-    sq.max_scan_bytes = 16ull * c->opts.migrate_batch;
+    sq.max_scan_bytes = 16ull * batch;
     if (m->pass == 2 && m->dirty_mode) {
         size_t pos = s->scan_cursor.n == 8 ? (size_t)om_get_be64(s->scan_cursor.p) : 0;
         size_t n = s->ndkeys - pos < MIG_KEYS_PER_SCAN ? s->ndkeys - pos : MIG_KEYS_PER_SCAN;
@@ -829,8 +843,42 @@ src_send_scan(coord_mig *m, size_t i)
         return;
     }
     s->scan_busy = true;
-    if (c->opts.migrate_rate > 0 && m->pass < 2)
-        m->tokens -= (double)c->opts.migrate_batch; /* refunded at commit down to what it moved */
+    if (mig_rate_now(m) > 0 && m->pass < 2) {
+        mc->charged = batch; /* refunded at commit down to what it moved */
+        m->tokens -= (double)batch;
+    }
+}
+
+/* Send the next scan of source i if its pipeline, the throttle and its backoff allow. */
+static void
+src_try_send(coord_mig *m, size_t i, uint64_t now)
+{
+    mig_src *s = &m->src[i];
+    /* while clients are active one batch per source is applied at a time: a client write on
+     * the new owner meets at most one apply (the fenced pass is not held back) */
+    uint32_t depth = m->busy && m->pass < 2 ? 1 : MIG_PIPELINE;
+
+    if (s->done || s->scan_busy || s->scan_done || s->bcount >= depth || now < s->retry_at_ms)
+        return;
+    if (mig_rate_now(m) > 0 && m->tokens <= 0 && m->pass < 2)
+        return; /* throttled (the fenced pass is not: requests are waiting) */
+    src_send_scan(m, i);
+}
+
+/*
+ * A batch of s was scanned or committed: send its next scan now rather than at the next
+ * tick (a source would otherwise idle up to MIG_TICK_MS per batch), if the copy is in a
+ * state where mig_copy_step would send one. Not while clients are active (except in the
+ * fenced pass): then the tick paces the copy, one scan per source per tick at most, so
+ * that batches come evenly spaced rather than back to back.
+ */
+static void
+src_kick(coord_mig *m, mig_src *s)
+{
+    if (m->phase != MIG_COPYING || m->c->stopping || (m->pass == 0 && !m->drained) ||
+        (m->pass == 2 && !m->final_started) || (m->busy && m->pass < 2))
+        return;
+    src_try_send(m, (size_t)(s - m->src), om_clock_mono_ms());
 }
 
 /* Start pass `pass` for every source: cursors from the start, min_version per the pass. */
@@ -1054,15 +1102,10 @@ mig_copy_step(coord_mig *m)
         }
     }
     for (size_t i = 0; i < m->nsrc; i++) {
-        mig_src *s = &m->src[i];
-        if (s->done)
+        if (m->src[i].done)
             continue;
         all_done = false;
-        if (s->scan_busy || s->scan_done || s->bcount >= MIG_PIPELINE || now < s->retry_at_ms)
-            continue;
-        if (c->opts.migrate_rate > 0 && m->tokens <= 0 && m->pass < 2)
-            continue; /* throttled (the fenced pass is not: requests are waiting) */
-        src_send_scan(m, i);
+        src_try_send(m, i, now);
     }
     if (!all_done)
         return;
@@ -1119,34 +1162,81 @@ mig_rate_update(coord_mig *m, uint64_t now)
     }
 }
 
+double
+mig_rate_now(const coord_mig *m)
+{
+    const coord_opts *o = &m->c->opts;
+    double idle = (double)o->migrate_rate, busy = (double)o->migrate_rate_busy;
+
+    if (!m->busy)
+        return idle;
+    if (busy <= 0 || (idle > 0 && idle < busy))
+        busy = idle; /* 0 (unlimited) stays 0 */
+    return busy * m->adapt;
+}
+
+uint32_t
+mig_batch_now(const coord_mig *m)
+{
+    const coord_opts *o = &m->c->opts;
+
+    if (m->busy && o->migrate_batch_busy > 0 && o->migrate_batch_busy < o->migrate_batch)
+        return o->migrate_batch_busy;
+    return o->migrate_batch;
+}
+
+/*
+ * The throttle's inputs, once per tick. Busy: a client request (keyed or List) was
+ * dispatched within MIG_BUSY_HOLD_MS. Adapt: while busy, every MIG_ADAPT_MS, halve the
+ * busy rate (down to 1/8) while the clients' write latency (fast EWMA) is above twice
+ * its pre-change baseline, raise it by a quarter (up to 1) once it is under 1.5x or no
+ * write was answered.
+ */
+static void
+mig_throttle_update(coord_mig *m, uint64_t now)
+{
+    coord *c = m->c;
+    bool busy;
+
+    if (c->client_reqs != m->seen_reqs) {
+        m->seen_reqs = c->client_reqs;
+        m->busy_until_ms = now + MIG_BUSY_HOLD_MS;
+    }
+    busy = now < m->busy_until_ms;
+    if (busy != m->busy && m->phase == MIG_COPYING)
+        om_log(OM_LOG_DEBUG, "copy throttle %s", busy ? "busy: clients active" : "idle");
+    m->busy = busy;
+    if (m->adapt <= 0 || m->adapt > 1)
+        m->adapt = 1;
+    if (m->phase == MIG_COPYING && busy && c->wlat_base_us > 0 && now >= m->adapt_at_ms) {
+        bool fresh = c->wlat_n >= m->adapt_n + 8; /* enough writes answered to judge */
+        m->adapt_n = c->wlat_n;
+        if (fresh && c->wlat_fast_us > 2.0 * c->wlat_base_us)
+            m->adapt = m->adapt / 2 > 0.125 ? m->adapt / 2 : 0.125;
+        else if (!fresh || c->wlat_fast_us < 1.5 * c->wlat_base_us)
+            m->adapt = m->adapt * 1.25 < 1 ? m->adapt * 1.25 : 1;
+        m->adapt_at_ms = now + MIG_ADAPT_MS;
+    }
+}
+
 static void
 mig_tick(evutil_socket_t fd, short what, void *arg)
 {
     coord_mig *m = arg;
     coord *c = m->c;
     uint64_t now = om_clock_mono_ms();
+    double rate;
 
     (void)fd;
     (void)what;
-    if (c->opts.migrate_rate > 0) {
-        double cap = (double)c->opts.migrate_batch, rate = (double)c->opts.migrate_rate;
-        /*
-         * Adaptive throttle: while the clients' write latency (fast EWMA) is above twice
-         * what it was before the change, halve the copy rate (down to 1/8 of the setting);
-         * once it is back under 1.5x, raise it by a quarter (up to the setting).
-         */
-        if (m->eff_rate <= 0 || m->eff_rate > rate)
-            m->eff_rate = rate;
-        if (m->phase == MIG_COPYING && c->wlat_base_us > 0 && now >= m->adapt_at_ms) {
-            bool fresh = c->wlat_n >= m->adapt_n + 8; /* no recent writes: nobody to protect */
-            m->adapt_n = c->wlat_n;
-            if (fresh && c->wlat_fast_us > 2.0 * c->wlat_base_us)
-                m->eff_rate = m->eff_rate / 2 > rate / 8 ? m->eff_rate / 2 : rate / 8;
-            else if (!fresh || c->wlat_fast_us < 1.5 * c->wlat_base_us)
-                m->eff_rate = m->eff_rate * 1.25 < rate ? m->eff_rate * 1.25 : rate;
-            m->adapt_at_ms = now + 100;
-        }
-        m->tokens += m->eff_rate * (double)(now - m->last_tick_ms) / 1000.0;
+    mig_throttle_update(m, now);
+    rate = mig_rate_now(m);
+    if (rate > 0) {
+        /* the bucket holds one batch, or two ticks' worth at high rates */
+        double cap = (double)mig_batch_now(m);
+        if (cap < rate * 2.0 * MIG_TICK_MS / 1000.0)
+            cap = rate * 2.0 * MIG_TICK_MS / 1000.0;
+        m->tokens += rate * (double)(now - m->last_tick_ms) / 1000.0;
         if (m->tokens > cap)
             m->tokens = cap;
     }
@@ -1202,6 +1292,12 @@ coord_mig_open(coord *c, om_slice state, char *err, size_t errlen)
                m->pass, m->nsrc, m->nrng);
     } else if (m->phase == MIG_COPYING) {
         m->phase = MIG_IDLE; /* a record without a pending ring: nothing to resume */
+    } else if (m->phase == MIG_CLEANUP) {
+        size_t left = 0;
+        for (size_t i = 0; i < m->ncl; i++)
+            left += !m->cl[i].done;
+        om_log(OM_LOG_INFO, "resuming cleanup op=\"%s\" epoch=%llu old_owners_left=%zu", m->op,
+               (unsigned long long)ring_epoch(c->ring), left);
     }
     m->timer = event_new(c->base, -1, EV_PERSIST, mig_tick, m);
     if (m->timer == NULL || event_add(m->timer, &tv) != 0)

@@ -36,6 +36,7 @@ typedef struct mig_batch {
     om_buf next_cursor;
     bool next_done;
     uint64_t records, bytes, scanned;
+    uint64_t charged;              /* tokens its scan took (refunded down to bytes at commit) */
     uint64_t *rng_rec, *rng_bytes; /* per range of the source */
 } mig_batch;
 
@@ -92,10 +93,18 @@ typedef struct coord_mig {
     size_t ncl;
     uint32_t gen;
     struct event *timer;
+    /*
+     * The throttle (MIGRATION.md, "Throttle"): a token bucket filled at mig_rate_now()
+     * bytes/s -- migrate_rate while no client request arrives, the lower migrate_rate_busy
+     * times `adapt` while clients are active -- and batches of mig_batch_now() bytes.
+     */
     double tokens;
-    double eff_rate;      /* the throttle now: opts.migrate_rate, lowered while clients suffer */
-    uint64_t adapt_at_ms; /* next adjustment of eff_rate */
-    uint64_t adapt_n;     /* c->wlat_n at the last adjustment */
+    bool busy;              /* a client request arrived within MIG_BUSY_HOLD_MS */
+    uint64_t busy_until_ms; /* when busy ends unless another request arrives */
+    uint64_t seen_reqs;     /* c->client_reqs at the last tick */
+    double adapt;           /* (1/8 .. 1]: halved while client writes are slow */
+    uint64_t adapt_at_ms;   /* next adjustment of adapt */
+    uint64_t adapt_n;       /* c->wlat_n at the last adjustment */
     uint64_t last_tick_ms;
     uint64_t last_checkpoint_ms;
     uint64_t fence_start_ms;
@@ -131,6 +140,9 @@ uint64_t mig_total_records(const coord_mig *m);
 void mig_free_change(coord_mig *m);
 /* Ranges and sources of the change c->ring -> c->pending. Returns OM_OK; OM_E_NOMEM. */
 om_status mig_build(coord_mig *m);
+/* The copy throttle now: bytes/s (0 = unlimited) and bytes per scan batch. */
+double mig_rate_now(const coord_mig *m);
+uint32_t mig_batch_now(const coord_mig *m);
 /* Persist rings and state (atomic RING file); a failure is also noted in m->err. */
 om_status mig_persist(coord_mig *m);
 

@@ -527,6 +527,18 @@ coord_dispatch(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *re
 {
     switch (req->body_case) {
     case OBJMETA__REQUEST__BODY_STORE:
+    case OBJMETA__REQUEST__BODY_RETRIEVE:
+    case OBJMETA__REQUEST__BODY_HEAD:
+    case OBJMETA__REQUEST__BODY_EXISTS:
+    case OBJMETA__REQUEST__BODY_DELETE:
+    case OBJMETA__REQUEST__BODY_LIST:
+        c->client_reqs++; /* a ring change copies slower while clients are served */
+        break;
+    default:
+        break;
+    }
+    switch (req->body_case) {
+    case OBJMETA__REQUEST__BODY_STORE:
         route(c, COORD_OP_STORE, req, req->store->bucket, req->store->key, t0, reply);
         break;
     case OBJMETA__REQUEST__BODY_RETRIEVE:

@@ -14,9 +14,9 @@
  *
  * Locking. `mu` guards the three ring pointers; everyone else takes
  * references under it and works without it. ApplyRecords takes the shard's
- * key stripes (shard_int.h) of one group (MIG_APPLY_STRIPES consecutive
- * stripes) in ascending order, so it cannot deadlock with writers, which
- * hold one stripe at a time.
+ * key stripes (shard_int.h) of one group of records (consecutive stripes,
+ * about MIG_APPLY_GROUP_BYTES of records) in ascending order, so it cannot
+ * deadlock with writers, which hold one stripe at a time.
  */
 #define OM_LOG_MODULE "migrate"
 #include "shard/migrate.h"
@@ -36,7 +36,7 @@
 #define MIG_DEFAULT_MAX_RECORDS 1000u
 #define MIG_DEFAULT_MAX_BYTES (1u << 20)
 #define MIG_DEFAULT_MAX_SCAN (64ull << 20)
-#define MIG_APPLY_STRIPES 16u /* stripes locked together by one apply write */
+#define MIG_APPLY_GROUP_BYTES (64u << 10) /* record bytes per apply write (one WAL sync) */
 
 typedef enum mig_job_kind { MIG_JOB_SCAN, MIG_JOB_APPLY, MIG_JOB_COMPACT } mig_job_kind;
 
@@ -605,9 +605,8 @@ cmp_ref(const void *a, const void *b)
 }
 
 /*
- * Apply the records refs[0..n) -- all in one group of MIG_APPLY_STRIPES
- * consecutive stripes, sorted by stripe -- holding those stripes, with one
- * engine write. Counts into *applied / *skipped.
+ * Apply the records refs[0..n) -- one group, sorted by stripe -- holding
+ * their stripes, with one engine write. Counts into *applied / *skipped.
  */
 static om_status
 apply_group(shard_mig *m, const mig_rec *recs, const apply_ref *refs, size_t n, lsm_batch *b,
@@ -646,10 +645,13 @@ apply_group(shard_mig *m, const mig_rec *recs, const apply_ref *refs, size_t n, 
 }
 
 /*
- * Apply every record: grouped by stripe into SHARD_STRIPES / MIG_APPLY_STRIPES
- * groups of consecutive stripes, one locked write per group, so that a client
- * write waits for at most one group's write and only if its stripe is in it.
- * The stripe is shard.c's shard_stripe(): xxh3 of the LSM key modulo SHARD_STRIPES.
+ * Apply every record: sorted by stripe and cut into groups of consecutive
+ * stripes holding about MIG_APPLY_GROUP_BYTES of records, one locked write
+ * (one WAL sync) per group, so that a client write waits for at most one
+ * small group write and only if its stripe is in it, while a small batch
+ * (the coordinator sends 128 KiB batches while clients are active) costs
+ * only a sync or two. The stripe is shard.c's shard_stripe(): xxh3 of the
+ * LSM key modulo SHARD_STRIPES.
  */
 static om_status
 apply_all(shard_mig *m, const mig_rec *recs, size_t n, uint32_t *applied, uint32_t *skipped)
@@ -667,9 +669,12 @@ apply_all(shard_mig *m, const mig_rec *recs, size_t n, uint32_t *applied, uint32
     qsort(refs, n, sizeof(*refs), cmp_ref);
     st = lsm_batch_new(&b);
     for (size_t i = 0; st == OM_OK && i < n;) {
-        size_t k = i;
-        while (k < n && refs[k].stripe / MIG_APPLY_STRIPES == refs[i].stripe / MIG_APPLY_STRIPES)
+        size_t k = i, bytes = 0;
+        /* a group ends at a stripe boundary once it holds enough bytes */
+        while (k < n && (bytes < MIG_APPLY_GROUP_BYTES || refs[k].stripe == refs[k - 1].stripe)) {
+            bytes += recs[refs[k].i].key.n + recs[refs[k].i].value.n;
             k++;
+        }
         st = apply_group(m, recs, refs + i, k - i, b, applied, skipped);
         i = k;
     }

@@ -4,18 +4,25 @@
  * client load; client p99 during a migration within 3x its value before).
  *
  * Starts a real cluster in a temporary directory (objmeta-shard x 4 with
- * sync-mode=always, objmeta-coord over the first 3, --migrate-rate=0 unless
- * given), preloads --records records of --value-size bytes, then:
+ * sync-mode=always, objmeta-coord over the first 3 with its default copy
+ * throttle unless --rate/--batch/--rate-busy/--batch-busy are given: they
+ * become --migrate-rate etc.), preloads --records records of --value-size
+ * bytes, then:
  *
- *   1. add-shard s4 with no client load: copy rate of pass 0 (records/s,
- *      MB/s of record bytes) and the time of the whole change;
+ *   1. add-shard s4 with no client load (1 s after the preload): copy rate
+ *      of pass 0 (records/s, MB/s of record bytes) and the time of the whole
+ *      change;
  *   2. --secs of client load (--threads blocking clients, 80 % Retrieve,
  *      20 % Store of preloaded keys) for the "before" latencies;
- *   3. remove-shard s4 under the same load: copy rate under load and the
- *      client latencies while the change runs.
+ *   3. remove-shard s4 under the same load (--weight: set-weight s4 2
+ *      instead, so that the old owners s1..s3 stay and compact in the
+ *      cleanup): copy rate under load and the client latencies while the
+ *      change runs.
  *
  * usage: bench_rebalance --shard PATH --coord PATH [--records N] [--value-size B]
  *                        [--threads T] [--secs S] [--rate R] [--batch B]
+ *                        [--rate-busy R] [--batch-busy B] [--weight]
+ * The load average (/proc/loadavg) is printed at the start and the end.
  */
 
 #include <errno.h>
@@ -45,8 +52,23 @@ typedef struct proc {
 static char tmpdir[256];
 static const char *shard_bin, *coord_bin;
 static int nrecords = 60000, value_size = 1000, nthreads = 8, secs = 3;
-static const char *rate = "0";
-static const char *batch = "1M";
+/* coordinator options passed through (NULL: its default) */
+static const char *rate, *batch, *rate_busy, *batch_busy;
+static bool weight_change; /* --weight: the change under load is set-weight s4 2 */
+
+static void
+print_loadavg(const char *when)
+{
+    char buf[128] = "";
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f != NULL) {
+        if (fgets(buf, sizeof(buf), f) == NULL)
+            buf[0] = '\0';
+        fclose(f);
+    }
+    buf[strcspn(buf, "\n")] = '\0';
+    printf("load average %s: %s\n", when, buf);
+}
 
 static void
 die(const char *msg)
@@ -278,7 +300,9 @@ int
 main(int argc, char **argv)
 {
     proc sh[4], co;
-    char addr[4][64], shards_arg[512], rate_arg[64], batch_arg[64], dirs[5][512], ids[4][32];
+    char addr[4][64], shards_arg[512], opt_arg[4][64], dirs[5][512], ids[4][32];
+    const char *opt_val[4],
+        *opt_name[4] = {"migrate-rate", "migrate-batch", "migrate-rate-busy", "migrate-batch-busy"};
     pthread_t th[64];
     preload_arg pa[8];
     double copy_s, total_s, p50b, p99b, p50d, p99d, p50c, p99c, p50all = 0, p99all = 0;
@@ -305,9 +329,16 @@ main(int argc, char **argv)
             rate = argv[++i];
         else if (strcmp(argv[i], "--batch") == 0 && v)
             batch = argv[++i];
+        else if (strcmp(argv[i], "--weight") == 0)
+            weight_change = true;
+        else if (strcmp(argv[i], "--rate-busy") == 0 && v)
+            rate_busy = argv[++i];
+        else if (strcmp(argv[i], "--batch-busy") == 0 && v)
+            batch_busy = argv[++i];
         else
             die("usage: bench_rebalance --shard PATH --coord PATH [--records N] "
-                "[--value-size B] [--threads T] [--secs S] [--rate R] [--batch B]");
+                "[--value-size B] [--threads T] [--secs S] [--rate R] [--batch B] "
+                "[--rate-busy R] [--batch-busy B] [--weight]");
     }
     if (shard_bin == NULL || coord_bin == NULL || nrecords < 1 || value_size < 1 || nthreads < 1 ||
         nthreads > 64 || secs < 1)
@@ -333,21 +364,28 @@ main(int argc, char **argv)
     }
     snprintf(shards_arg, sizeof(shards_arg), "--shards=s1=%s,s2=%s,s3=%s", addr[0], addr[1],
              addr[2]);
-    snprintf(rate_arg, sizeof(rate_arg), "--migrate-rate=%s", rate);
-    snprintf(batch_arg, sizeof(batch_arg), "--migrate-batch=%s", batch);
     snprintf(dirs[4], sizeof(dirs[4]), "--data-dir=%s/coord", tmpdir);
+    opt_val[0] = rate;
+    opt_val[1] = batch;
+    opt_val[2] = rate_busy;
+    opt_val[3] = batch_busy;
     {
-        const char *args[] = {dirs[4],
-                              "--listen=127.0.0.1:0",
-                              "--http-listen=off",
-                              shards_arg,
-                              rate_arg,
-                              "--health-interval=200ms",
-                              NULL};
+        const char *args[12] = {dirs[4], "--listen=127.0.0.1:0", "--http-listen=off", shards_arg,
+                                "--health-interval=200ms"};
+        int na = 5;
+        for (int i = 0; i < 4; i++) {
+            if (opt_val[i] == NULL)
+                continue;
+            snprintf(opt_arg[i], sizeof(opt_arg[i]), "--%s=%s", opt_name[i], opt_val[i]);
+            args[na++] = opt_arg[i];
+            printf("coordinator option --%s=%s\n", opt_name[i], opt_val[i]);
+        }
+        args[na] = NULL;
         co = spawn(coord_bin, "coord", args);
     }
     snprintf(coord_addr, sizeof(coord_addr), "127.0.0.1:%d", co.port);
 
+    print_loadavg("at start");
     uint64_t t0 = om_clock_mono_ms();
     for (int t = 0; t < 8; t++) {
         pa[t] = (preload_arg){t * nrecords / 8, (t + 1) * nrecords / 8};
@@ -358,7 +396,9 @@ main(int argc, char **argv)
     printf("preload: %d records of %d bytes in %.1f s\n", nrecords, value_size,
            (double)(om_clock_mono_ms() - t0) / 1000.0);
 
-    /* 1. add s4, no client load */
+    /* 1. add s4, no client load: the coordinator counts clients as active for 250 ms after
+     * their last request (MIGRATION.md, "Throttle"), so let the preload's traffic age out */
+    om_clock_sleep_ms(1000);
     {
         Objmeta__Request req = OBJMETA__REQUEST__INIT;
         Objmeta__AddShardRequest ad = OBJMETA__ADD_SHARD_REQUEST__INIT;
@@ -377,24 +417,32 @@ main(int argc, char **argv)
     for (int t = 0; t < nthreads; t++)
         pthread_create(&th[t], NULL, load_main, (void *)(uintptr_t)(t + 1));
     om_clock_sleep_ms((uint64_t)secs * 1000);
-    /* 3. remove s4 under load */
+    /* 3. remove s4 (or raise its weight) under load */
     atomic_store(&phase, 1);
     {
         Objmeta__Request req = OBJMETA__REQUEST__INIT;
         Objmeta__RemoveShardRequest rm = OBJMETA__REMOVE_SHARD_REQUEST__INIT;
-        rm.id = "s4";
-        req.body_case = OBJMETA__REQUEST__BODY_REMOVE_SHARD;
-        req.remove_shard = &rm;
+        Objmeta__SetWeightRequest sw = OBJMETA__SET_WEIGHT_REQUEST__INIT;
+        rm.id = sw.id = "s4";
+        sw.weight = 2;
+        if (weight_change) {
+            req.body_case = OBJMETA__REQUEST__BODY_SET_WEIGHT;
+            req.set_weight = &sw;
+        } else {
+            req.body_case = OBJMETA__REQUEST__BODY_REMOVE_SHARD;
+            req.remove_shard = &rm;
+        }
         run_change(&req, &copy_s, &total_s, &recs, &bytes);
     }
     atomic_store(&phase, 3);
     atomic_store(&stop_load, true);
     for (int t = 0; t < nthreads; t++)
         pthread_join(th[t], NULL);
-    printf("remove-shard, load: copied %llu records, %.1f MB in %.2f s: %.0f records/s, "
+    printf("%s, load: copied %llu records, %.1f MB in %.2f s: %.0f records/s, "
            "%.1f MB/s; whole change %.2f s\n",
-           (unsigned long long)recs, (double)bytes / 1e6, copy_s, (double)recs / copy_s,
-           (double)bytes / 1e6 / copy_s, total_s);
+           weight_change ? "set-weight s4 2" : "remove-shard", (unsigned long long)recs,
+           (double)bytes / 1e6, copy_s, (double)recs / copy_s, (double)bytes / 1e6 / copy_s,
+           total_s);
     percentiles(0, &p50b, &p99b, &nb);
     {
         /* the whole change: copy, cutover and cleanup together (phase 3 holds the merge) */
@@ -416,10 +464,12 @@ main(int argc, char **argv)
            "p99 ratio %.2f\n",
            nthreads, p50b, p99b, nb, secs, p50all, p99all, nall, total_s,
            p99b > 0 ? p99all / p99b : 0);
-    printf("  copy + cutover: p50 %.2f ms p99 %.2f ms (%.2fx, %zu ops); cleanup (old owners "
-           "compact): p50 %.2f ms p99 %.2f ms (%.2fx, %zu ops)\n",
+    printf("  copy + cutover: p50 %.2f ms p99 %.2f ms (%.2fx, %zu ops); after the switch "
+           "(requests held by the cutover answered, old owners compact): p50 %.2f ms p99 %.2f "
+           "ms (%.2fx, %zu ops)\n",
            p50d, p99d, p99b > 0 ? p99d / p99b : 0, nd, p50c, p99c, p99b > 0 ? p99c / p99b : 0, nc);
     free(lat_all);
+    print_loadavg("at end");
 
     stop(&co);
     for (int i = 0; i < 4; i++)

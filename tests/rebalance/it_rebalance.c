@@ -9,6 +9,16 @@
  *   kill_coord  kill -9 the coordinator mid-copy, restart it on its data dir
  *   kill_source kill -9 an old owner mid-stream, restart it
  *   kill_target kill -9 the new shard mid-stream, restart it
+ *   kill_coord_unconfirmed  writes to moving keys whose forward cannot be
+ *               confirmed (the new shard is down), then kill -9 the
+ *               coordinator: the resumed change still carries them over
+ *   kill_coord_cleanup      kill -9 the coordinator while the old owners
+ *               compact (cleanup); it resumes the cleanup and finishes
+ *   throttle    with clients active the copy keeps to --migrate-rate-busy;
+ *               once they stop it runs unthrottled (--migrate-rate=0)
+ *   conditional if-absent and if-version stores and deletes of moving keys
+ *               during a move, and compare-and-set counters racing across
+ *               the cutover: every condition is judged on the newest version
  *   refusals    BUSY while a change runs; a shard holding data is refused
  *   cli         objmeta admin add-shard --wait / rebalance-status --json
  *
@@ -51,6 +61,7 @@ typedef struct cluster {
     char coord_addr[64];
     char coord_dir[512];
     const char *rate;
+    const char *coord_flag; /* one more coordinator flag, or NULL */
 } cluster;
 
 static void
@@ -86,6 +97,7 @@ coord_start(cluster *cl, int ninit)
                            "--shard-timeout=8s",
                            "--migrate-batch=256K",
                            "--http-listen=off",
+                           cl->coord_flag,
                            NULL};
     tu_proc_opts o = {0};
 
@@ -915,6 +927,523 @@ START_TEST(rebalance_kill_target)
 }
 END_TEST
 
+/* --- conditional writes, unconfirmed forwards, cleanup restarts --------------------------------
+ */
+
+/* The coordinator's rings; *pend is NULL when no change is pending. */
+static void
+get_rings(const char *addr, ring **cur, ring **pend)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__GetRingRequest gr = OBJMETA__GET_RING_REQUEST__INIT;
+    Objmeta__Response *r;
+    char err[256];
+
+    req.body_case = OBJMETA__REQUEST__BODY_GET_RING;
+    req.get_ring = &gr;
+    r = coord_call(addr, &req);
+    ck_assert_msg(r != NULL && r->status == OBJMETA__STATUS__OK, "GetRing failed");
+    ck_assert_int_eq(ring_from_pb(r->get_ring->ring, cur, err, sizeof(err)), OM_OK);
+    *pend = NULL;
+    if (r->get_ring->pending != NULL)
+        ck_assert_int_eq(ring_from_pb(r->get_ring->pending, pend, err, sizeof(err)), OM_OK);
+    rpc_response_free(r);
+}
+
+/* n keys "<prefix>NNNNN" whose owner differs between cur and pend (they move). */
+static void
+moving_keys(const ring *cur, const ring *pend, const char *prefix, int n, char (*out)[32])
+{
+    int found = 0;
+
+    for (int i = 0; i < 200000 && found < n; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "%s%05d", prefix, i);
+        if (strcmp(ring_lookup(cur, om_slice_from_str(BUCKET), om_slice_from_str(key))->id,
+                   ring_lookup(pend, om_slice_from_str(BUCKET), om_slice_from_str(key))->id) != 0)
+            snprintf(out[found++], 32, "%s", key);
+    }
+    ck_assert_int_eq(found, n);
+}
+
+static bool
+change_active(cluster *cl)
+{
+    Objmeta__Response *r = get_status(cl->coord_addr);
+    bool active = r != NULL && r->rebalance_status->active;
+
+    if (r != NULL)
+        rpc_response_free(r);
+    return active;
+}
+
+#define NCAS 12 /* compare-and-set counters */
+#define NABS 24 /* keys created with if-absent */
+#define NCASTH 3
+
+typedef struct cas_ctx {
+    cluster *cl;
+    uint64_t seed;
+    char keys[NCAS][32];
+    atomic_ulong ok[NCAS];
+    atomic_ulong conflicts, ops;
+    atomic_bool stop;
+    pthread_mutex_t mu;
+    char failure[512];
+} cas_ctx;
+
+typedef struct cas_worker {
+    cas_ctx *x;
+    int idx;
+} cas_worker;
+
+static void
+cas_fail(cas_ctx *x, const char *what, const char *key, omc_client *c)
+{
+    pthread_mutex_lock(&x->mu);
+    if (x->failure[0] == '\0')
+        snprintf(x->failure, sizeof(x->failure), "%s %s: %s", what, key, omc_last_message(c));
+    pthread_mutex_unlock(&x->mu);
+}
+
+/* Read a counter, store counter + 1 if its version is still the one read. */
+static void *
+cas_main(void *arg)
+{
+    cas_worker *w = arg;
+    cas_ctx *x = w->x;
+    uint64_t rs = x->seed ^ ((uint64_t)(w->idx + 1) * 0x9e3779b97f4a7c15ull);
+    omc_client *c = connect_to(x->cl->coord_addr);
+    om_buf data = OM_BUF_INIT;
+
+    while (!atomic_load(&x->stop)) {
+        int k = (int)(tu_rand(&rs) % NCAS);
+        omc_info info;
+        omc_store_opts so = {0};
+        char val[32];
+        unsigned long long n;
+        om_status st = omc_retrieve(c, BUCKET, x->keys[k], &info, &data);
+
+        atomic_fetch_add(&x->ops, 1);
+        if (st != OM_OK) {
+            cas_fail(x, "retrieve of counter", x->keys[k], c);
+            break;
+        }
+        snprintf(val, sizeof(val), "%.*s", (int)(data.n < 31 ? data.n : 31), (const char *)data.p);
+        n = strtoull(val, NULL, 10);
+        so.has_if_version = true;
+        so.if_version = info.version;
+        omc_info_free(&info);
+        snprintf(val, sizeof(val), "%llu", n + 1);
+        st = omc_store(c, BUCKET, x->keys[k], om_slice_from_str(val), &so, NULL);
+        if (st == OM_OK)
+            atomic_fetch_add(&x->ok[k], 1);
+        else if (st == OM_E_PRECONDITION)
+            atomic_fetch_add(&x->conflicts, 1);
+        else {
+            cas_fail(x, "compare-and-set of counter", x->keys[k], c);
+            break;
+        }
+    }
+    om_buf_free(&data);
+    omc_close(c);
+    return NULL;
+}
+
+/* Store key if absent; expect `want`; returns the new version (0 if refused). */
+static uint64_t
+store_if_absent(omc_client *c, const char *key, const char *val, om_status want)
+{
+    omc_store_opts so = {0};
+    omc_info info;
+    uint64_t v = 0;
+    om_status st;
+
+    so.if_absent = true;
+    st = omc_store(c, BUCKET, key, om_slice_from_str(val), &so, &info);
+    ck_assert_msg(st == want, "store-if-absent %s: %s, expected %s (%s)", key, om_status_str(st),
+                  om_status_str(want), omc_last_message(c));
+    if (st == OM_OK) {
+        v = info.version;
+        omc_info_free(&info);
+    }
+    return v;
+}
+
+static void
+store_if_version(omc_client *c, const char *key, const char *val, uint64_t ver, om_status want,
+                 uint64_t *newv)
+{
+    omc_store_opts so = {0};
+    omc_info info;
+    om_status st;
+
+    so.has_if_version = true;
+    so.if_version = ver;
+    st = omc_store(c, BUCKET, key, om_slice_from_str(val), &so, &info);
+    ck_assert_msg(st == want, "store-if-version %s (%llu): %s, expected %s (%s)", key,
+                  (unsigned long long)ver, om_status_str(st), om_status_str(want),
+                  omc_last_message(c));
+    if (st == OM_OK) {
+        if (newv != NULL)
+            *newv = info.version;
+        omc_info_free(&info);
+    }
+}
+
+/* Read key through c: want its data to be val (NULL: absent). Returns its version. */
+static uint64_t
+expect_value(omc_client *c, const char *key, const char *val)
+{
+    omc_info info;
+    om_buf data = OM_BUF_INIT;
+    uint64_t v = 0;
+    om_status st = omc_retrieve(c, BUCKET, key, &info, &data);
+
+    if (val == NULL) {
+        ck_assert_msg(st == OM_E_NOTFOUND, "%s: expected absent, got %s", key, om_status_str(st));
+    } else {
+        ck_assert_msg(st == OM_OK, "%s: %s (%s)", key, om_status_str(st), omc_last_message(c));
+        ck_assert_msg(data.n == strlen(val) && memcmp(data.p, val, data.n) == 0,
+                      "%s: reads back %.*s, expected %s", key, (int)data.n, (const char *)data.p,
+                      val);
+        v = info.version;
+        omc_info_free(&info);
+    }
+    om_buf_free(&data);
+    return v;
+}
+
+START_TEST(rebalance_conditional)
+{
+    cluster cl;
+    cas_ctx *x = calloc(1, sizeof(*x));
+    cas_worker w[NCASTH];
+    pthread_t th[NCASTH];
+    char abs_keys[NABS][32];
+    uint64_t absv[NABS], to, ops_at_switch, deadline;
+    ring *cur, *pend;
+    omc_client *c;
+    int during = 0;
+
+    pthread_mutex_init(&x->mu, NULL);
+    x->seed = tu_seed("rebalance_conditional");
+    x->cl = &cl;
+    cluster_start(&cl, 4, 3, "512K");
+    preload(&cl);
+    to = start_change(&cl, "add", cl.id[3], cl.addr[3], 1);
+    wait_mid_copy(&cl);
+    get_rings(cl.coord_addr, &cur, &pend);
+    ck_assert_ptr_nonnull(pend);
+    moving_keys(cur, pend, "cas/", NCAS, x->keys);
+    moving_keys(cur, pend, "abs/", NABS, abs_keys);
+    ring_unref(cur);
+    ring_unref(pend);
+    c = connect_to(cl.coord_addr);
+    /* the counters are created with if-absent while the copy runs, then raced on */
+    for (int k = 0; k < NCAS; k++) {
+        store_if_absent(c, x->keys[k], "0", OM_OK);
+        store_if_absent(c, x->keys[k], "0", OM_E_PRECONDITION);
+    }
+    for (int t = 0; t < NCASTH; t++) {
+        w[t] = (cas_worker){x, t};
+        ck_assert_int_eq(pthread_create(&th[t], NULL, cas_main, &w[t]), 0);
+    }
+    /* if-absent / if-version / delete-if-version on moving keys, judged by the old owner */
+    for (int i = 0; i < NABS; i++) {
+        uint64_t v, dv = 0;
+        char val[32];
+        during += change_active(&cl);
+        snprintf(val, sizeof(val), "first-%d", i);
+        v = store_if_absent(c, abs_keys[i], val, OM_OK);
+        store_if_absent(c, abs_keys[i], "second", OM_E_PRECONDITION);
+        store_if_version(c, abs_keys[i], "stale", v - 1, OM_E_PRECONDITION, NULL);
+        dv = v - 1;
+        ck_assert_int_eq(omc_delete(c, BUCKET, abs_keys[i], &dv, NULL), OM_E_PRECONDITION);
+        snprintf(val, sizeof(val), "second-%d", i);
+        store_if_version(c, abs_keys[i], val, v, OM_OK, &absv[i]);
+        if (i % 2 == 1) { /* delete exactly that version, then re-create: absent again */
+            ck_assert_int_eq(omc_delete(c, BUCKET, abs_keys[i], &absv[i], NULL), OM_OK);
+            snprintf(val, sizeof(val), "third-%d", i);
+            absv[i] = store_if_absent(c, abs_keys[i], val, OM_OK);
+        }
+    }
+    printf("conditional: %d of %d key rounds started while the change was active\n", during, NABS);
+    wait_change(&cl, to);
+    /* let the counters race on the new owners for a while after the switch */
+    ops_at_switch = atomic_load(&x->ops);
+    deadline = tu_now_ms() + 20000;
+    while (atomic_load(&x->ops) < ops_at_switch + 200 && x->failure[0] == '\0') {
+        ck_assert_msg(tu_now_ms() < deadline, "counters stalled after the switch");
+        om_clock_sleep_ms(5);
+    }
+    atomic_store(&x->stop, true);
+    for (int t = 0; t < NCASTH; t++)
+        pthread_join(th[t], NULL);
+    ck_assert_msg(x->failure[0] == '\0', "%s", x->failure);
+    /* after the switch, on the new owners: every condition still holds */
+    for (int i = 0; i < NABS; i++) {
+        char val[32];
+        snprintf(val, sizeof(val), i % 2 ? "third-%d" : "second-%d", i);
+        ck_assert_uint_eq(expect_value(c, abs_keys[i], val), absv[i]);
+        store_if_absent(c, abs_keys[i], "again", OM_E_PRECONDITION);
+        store_if_version(c, abs_keys[i], "stale", absv[i] - 1, OM_E_PRECONDITION, NULL);
+    }
+    {
+        unsigned long total = 0;
+        for (int k = 0; k < NCAS; k++) {
+            char want[32];
+            snprintf(want, sizeof(want), "%lu", (unsigned long)atomic_load(&x->ok[k]));
+            expect_value(c, x->keys[k], want); /* one increment per acknowledged CAS */
+            total += atomic_load(&x->ok[k]);
+        }
+        printf("conditional: %lu compare-and-sets acknowledged, %lu refused as stale, %lu "
+               "after the switch\n",
+               total, (unsigned long)atomic_load(&x->conflicts),
+               (unsigned long)(atomic_load(&x->ops) - ops_at_switch));
+    }
+    omc_close(c);
+    check_placement(&cl, true);
+    cluster_stop(&cl);
+    pthread_mutex_destroy(&x->mu);
+    free(x);
+}
+END_TEST
+
+#define NUNC 60
+
+/*
+ * Writes to moving keys while their new owner is down (so their forward is never
+ * confirmed: the coordinator notes them only in memory), then kill -9 the
+ * coordinator: the restarted one does not know them, and its catch-up pass
+ * (every record with version >= wm0, the source's clock when the copy began
+ * minus the margin) must carry them over anyway.
+ */
+START_TEST(rebalance_kill_coord_unconfirmed)
+{
+    cluster cl;
+    char keys[NUNC][32], dir[512];
+    uint64_t ver[NUNC], to;
+    ring *cur, *pend;
+    omc_client *c;
+
+    tu_seed("rebalance_kill_coord_unconfirmed"); /* not randomized: printed for the record */
+    cluster_start(&cl, 4, 3, "512K");
+    preload(&cl);
+    to = start_change(&cl, "add", cl.id[3], cl.addr[3], 1);
+    wait_mid_copy(&cl);
+    get_rings(cl.coord_addr, &cur, &pend);
+    ck_assert_ptr_nonnull(pend);
+    /* "a/..." sorts before every preloaded key ("s/..."), so the copy's cursor is already
+     * past them: the resumed copy (pass 0) will not see them, only the catch-up can */
+    moving_keys(cur, pend, "a/unc/", NUNC, keys);
+    ring_unref(cur);
+    ring_unref(pend);
+    snprintf(dir, sizeof(dir), "%s", tu_proc_data_dir(cl.shard[3]));
+    tu_proc_kill9(cl.shard[3]);
+    tu_proc_free(cl.shard[3]);
+    cl.shard[3] = NULL;
+    c = connect_to(cl.coord_addr);
+    for (int i = 0; i < NUNC; i++) {
+        omc_info info;
+        char val[32];
+        snprintf(val, sizeof(val), "unconfirmed-%d", i);
+        ck_assert_int_eq(omc_store(c, BUCKET, keys[i], om_slice_from_str(val), NULL, &info), OM_OK);
+        ver[i] = info.version;
+        omc_info_free(&info);
+        if (i % 3 == 2) /* and some deletes: their tombstones must travel too */
+            ck_assert_int_eq(omc_delete(c, BUCKET, keys[i], NULL, &ver[i]), OM_OK);
+    }
+    omc_close(c);
+    printf("kill_coord_unconfirmed: %d writes to moving keys acknowledged while their new owner "
+           "was down; killing the coordinator\n",
+           NUNC);
+    tu_proc_kill9(cl.coord);
+    tu_proc_free(cl.coord);
+    shard_start(&cl, 3, dir);
+    coord_start(&cl, 3);
+    wait_change(&cl, to);
+    c = connect_to(cl.coord_addr);
+    for (int pass = 0; pass < 2; pass++) { /* through the coordinator, then on s4 directly */
+        for (int i = 0; i < NUNC; i++) {
+            char val[32];
+            snprintf(val, sizeof(val), "unconfirmed-%d", i);
+            if (i % 3 == 2)
+                expect_value(c, keys[i], NULL);
+            else
+                ck_assert_uint_eq(expect_value(c, keys[i], val), ver[i]);
+        }
+        omc_close(c);
+        c = pass == 0 ? connect_to(cl.addr[3]) : NULL;
+    }
+    check_placement(&cl, true);
+    cluster_stop(&cl);
+}
+END_TEST
+
+/* Does the file hold the string? */
+static bool
+file_contains(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    char line[2048];
+    bool found = false;
+
+    if (f == NULL)
+        return false;
+    while (!found && fgets(line, sizeof(line), f) != NULL)
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* Poll until the change is in cleanup (true) or over (false). */
+static bool
+wait_cleanup(cluster *cl, uint64_t to)
+{
+    uint64_t deadline = tu_now_ms() + CHANGE_DEADLINE_MS;
+
+    for (;;) {
+        Objmeta__Response *r = get_status(cl->coord_addr);
+        int state = 0; /* 1 cleanup, 2 over */
+        if (r != NULL) {
+            const Objmeta__RebalanceStatusResponse *s = r->rebalance_status;
+            if (s->active && strcmp(s->phase, "cleanup") == 0)
+                state = 1;
+            else if (!s->active && s->last_change_epoch >= to)
+                state = 2;
+            rpc_response_free(r);
+        }
+        if (state != 0)
+            return state == 1;
+        ck_assert_msg(tu_now_ms() < deadline, "the change never reached its cleanup");
+    }
+}
+
+/* kill -9 the coordinator while the old owners compact: it resumes the cleanup. */
+START_TEST(rebalance_kill_coord_cleanup)
+{
+    cluster cl;
+    load *L = calloc(1, sizeof(*L));
+    char errpath[600];
+    bool hit = false;
+
+    pthread_mutex_init(&L->mu, NULL);
+    L->seed = tu_seed("rebalance_kill_coord_cleanup");
+    L->cl = &cl;
+    L->faults = true;
+    cluster_start(&cl, 4, 3, "4M");
+    preload(&cl);
+    load_start(L);
+    /* the cleanup lasts as long as the old owners' compactions: if one attempt misses it,
+     * change the new shard's weight and try again */
+    for (int attempt = 0; attempt < 4 && !hit; attempt++) {
+        uint64_t to = attempt == 0
+                          ? start_change(&cl, "add", cl.id[3], cl.addr[3], 1)
+                          : start_change(&cl, "weight", cl.id[3], NULL, (uint32_t)(attempt + 1));
+        if (wait_cleanup(&cl, to)) {
+            tu_proc_kill9(cl.coord);
+            tu_proc_free(cl.coord);
+            coord_start(&cl, 3);
+            snprintf(errpath, sizeof(errpath), "%s.stderr", cl.coord_dir);
+            hit = file_contains(errpath, "resuming cleanup");
+            printf("kill_coord_cleanup: attempt %d: coordinator killed in cleanup; %s\n", attempt,
+                   hit ? "the restarted one resumes the cleanup" : "it had just finished");
+        }
+        wait_change(&cl, to);
+    }
+    load_stop(L);
+    ck_assert_msg(hit, "no attempt killed the coordinator during a cleanup");
+    check_model(L);
+    check_placement(&cl, true); /* strict: the resumed cleanup compacted every old owner */
+    cluster_stop(&cl);
+    pthread_mutex_destroy(&L->mu);
+    free(L);
+}
+END_TEST
+
+static uint64_t
+bytes_copied(cluster *cl, bool *copying)
+{
+    Objmeta__Response *r = get_status(cl->coord_addr);
+    uint64_t b;
+
+    ck_assert_ptr_nonnull(r);
+    b = r->rebalance_status->bytes_copied;
+    *copying = r->rebalance_status->active && strcmp(r->rebalance_status->phase, "copying") == 0;
+    rpc_response_free(r);
+    return b;
+}
+
+#define BUSY_RATE (64u << 10)
+
+/*
+ * The throttle gives way to clients: while the load runs the copy keeps to
+ * --migrate-rate-busy (64 KiB/s here), and when the clients stop it goes at the
+ * idle rate (--migrate-rate=0: unlimited).
+ */
+START_TEST(rebalance_throttle)
+{
+    cluster cl;
+    load *L = calloc(1, sizeof(*L));
+    uint64_t to, b0, b1, t0, t1, deadline;
+    bool copying;
+
+    pthread_mutex_init(&L->mu, NULL);
+    L->seed = tu_seed("rebalance_throttle");
+    L->cl = &cl;
+    memset(&cl, 0, sizeof(cl));
+    cl.rate = "0";
+    cl.coord_flag = "--migrate-rate-busy=64K";
+    for (int i = 0; i < 4; i++)
+        shard_start(&cl, i, NULL);
+    coord_start(&cl, 3);
+    preload(&cl);
+    load_start(L);
+    deadline = tu_now_ms() + 20000;
+    while (atomic_load(&L->ops) < 50) { /* the clients are under way */
+        ck_assert_msg(tu_now_ms() < deadline, "the load did not start");
+        om_clock_sleep_ms(5);
+    }
+    to = start_change(&cl, "add", cl.id[3], cl.addr[3], 1);
+    /* one second of busy copying, measured between two status answers */
+    b0 = bytes_copied(&cl, &copying);
+    t0 = tu_now_ms();
+    while (tu_now_ms() < t0 + 1000)
+        om_clock_sleep_ms(20);
+    b1 = bytes_copied(&cl, &copying);
+    t1 = tu_now_ms();
+    printf("throttle: with clients, %llu bytes copied in %llu ms (busy rate %u B/s), still "
+           "copying: %d\n",
+           (unsigned long long)(b1 - b0), (unsigned long long)(t1 - t0), BUSY_RATE, copying);
+    /* at most the rate plus the bucket (one batch) and one batch in flight */
+    ck_assert_uint_le(b1 - b0, (t1 - t0) * BUSY_RATE / 1000 + 2 * (128u << 10));
+    ck_assert_msg(copying, "the copy ended within a second at the busy rate");
+    load_stop(L);
+    /* idle now: unthrottled, what is left goes much faster than the busy rate */
+    t0 = tu_now_ms();
+    b0 = bytes_copied(&cl, &copying);
+    deadline = t0 + CHANGE_DEADLINE_MS;
+    do { /* until the copy (pass 0) is over; bytes_copied counts pass 0 only */
+        ck_assert_msg(tu_now_ms() < deadline, "the copy did not end");
+        om_clock_sleep_ms(5);
+        b1 = bytes_copied(&cl, &copying);
+    } while (copying);
+    t1 = tu_now_ms();
+    wait_change(&cl, to);
+    printf("throttle: without clients, the remaining %llu bytes in %llu ms (the busy rate would "
+           "take %llu ms)\n",
+           (unsigned long long)(b1 - b0), (unsigned long long)(t1 - t0),
+           (unsigned long long)((b1 - b0) * 1000 / BUSY_RATE));
+    ck_assert_uint_lt((t1 - t0) * BUSY_RATE / 1000, (b1 - b0) / 2);
+    check_model(L);
+    check_placement(&cl, true);
+    cluster_stop(&cl);
+    pthread_mutex_destroy(&L->mu);
+    free(L);
+}
+END_TEST
+
 /* The operator's tool: add-shard --wait (plain lines: stdout is not a terminal), status. */
 START_TEST(rebalance_cli)
 {
@@ -971,12 +1500,16 @@ rebalance_suite(void)
     tcase_add_test(tc, rebalance_changes);
     tcase_add_test(tc, rebalance_refusals);
     tcase_add_test(tc, rebalance_cli);
+    tcase_add_test(tc, rebalance_conditional);
+    tcase_add_test(tc, rebalance_throttle);
     suite_add_tcase(s, tc);
     tc = tcase_create("faults");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, rebalance_kill_coord);
     tcase_add_test(tc, rebalance_kill_source);
     tcase_add_test(tc, rebalance_kill_target);
+    tcase_add_test(tc, rebalance_kill_coord_unconfirmed);
+    tcase_add_test(tc, rebalance_kill_coord_cleanup);
     suite_add_tcase(s, tc);
     return s;
 }
