@@ -153,7 +153,7 @@ omc_store(omc_client *c, const char *bucket, const char *key, om_slice data,
 {
     Objmeta__Request req = OBJMETA__REQUEST__INIT;
     Objmeta__StoreRequest sr = OBJMETA__STORE_REQUEST__INIT;
-    Objmeta__Response *r;
+    Objmeta__Response *r = NULL;
     om_status st;
 
     sr.bucket = (char *)bucket;
@@ -186,7 +186,7 @@ omc_retrieve(omc_client *c, const char *bucket, const char *key, omc_info *info,
 {
     Objmeta__Request req = OBJMETA__REQUEST__INIT;
     Objmeta__RetrieveRequest rr = OBJMETA__RETRIEVE_REQUEST__INIT;
-    Objmeta__Response *r;
+    Objmeta__Response *r = NULL;
     omc_info tmp;
     om_status st;
 
@@ -212,7 +212,7 @@ omc_head(omc_client *c, const char *bucket, const char *key, omc_info *info)
 {
     Objmeta__Request req = OBJMETA__REQUEST__INIT;
     Objmeta__HeadRequest hr = OBJMETA__HEAD_REQUEST__INIT;
-    Objmeta__Response *r;
+    Objmeta__Response *r = NULL;
     om_status st;
 
     hr.bucket = (char *)bucket;
@@ -230,7 +230,7 @@ omc_exists(omc_client *c, const char *bucket, const char *key, bool *exists)
 {
     Objmeta__Request req = OBJMETA__REQUEST__INIT;
     Objmeta__ExistsRequest er = OBJMETA__EXISTS_REQUEST__INIT;
-    Objmeta__Response *r;
+    Objmeta__Response *r = NULL;
 
     er.bucket = (char *)bucket;
     er.key = (char *)key;
@@ -248,7 +248,7 @@ omc_delete(omc_client *c, const char *bucket, const char *key, const uint64_t *i
 {
     Objmeta__Request req = OBJMETA__REQUEST__INIT;
     Objmeta__DeleteRequest dr = OBJMETA__DELETE_REQUEST__INIT;
-    Objmeta__Response *r;
+    Objmeta__Response *r = NULL;
 
     dr.bucket = (char *)bucket;
     dr.key = (char *)key;
@@ -286,7 +286,7 @@ omc_list(omc_client *c, const char *bucket, const omc_list_opts *opts, omc_list_
     Objmeta__Request req = OBJMETA__REQUEST__INIT;
     Objmeta__ListRequest lr = OBJMETA__LIST_REQUEST__INIT;
     Objmeta__ListResponse *l;
-    Objmeta__Response *r;
+    Objmeta__Response *r = NULL;
     omc_list_page p = {0};
     om_status st = OM_OK;
 
@@ -354,7 +354,7 @@ omc_stats_get(omc_client *c, omc_stats *out)
 {
     Objmeta__Request req = OBJMETA__REQUEST__INIT;
     Objmeta__StatsRequest sr = OBJMETA__STATS_REQUEST__INIT;
-    Objmeta__Response *r;
+    Objmeta__Response *r = NULL;
     omc_stats s = {0};
     om_status st = OM_OK;
 
@@ -388,7 +388,7 @@ omc_ping(omc_client *c, char **server)
 {
     Objmeta__Request req = OBJMETA__REQUEST__INIT;
     Objmeta__PingRequest pr = OBJMETA__PING_REQUEST__INIT;
-    Objmeta__Response *r;
+    Objmeta__Response *r = NULL;
     om_status st = OM_OK;
 
     req.body_case = OBJMETA__REQUEST__BODY_PING;

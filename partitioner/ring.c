@@ -556,7 +556,7 @@ ring_next_epoch(const ring *r, uint64_t *epoch, char *err, size_t errlen)
 om_status
 ring_add_node(const ring *r, const ring_shard *s, ring **out, char *err, size_t errlen)
 {
-    ring_shard *spec;
+    ring_shard *spec = NULL;
     uint64_t epoch = 0;
     size_t idx = 0;
     om_status st;
@@ -577,7 +577,7 @@ ring_add_node(const ring *r, const ring_shard *s, ring **out, char *err, size_t 
 om_status
 ring_remove_node(const ring *r, const char *id, ring **out, char *err, size_t errlen)
 {
-    ring_shard *spec;
+    ring_shard *spec = NULL;
     uint64_t epoch = 0;
     size_t idx = 0;
     om_status st;
@@ -606,7 +606,7 @@ static om_status
 ring_change_shard(const ring *r, const char *id, const uint32_t *weight, const char *addr,
                   ring **out, char *err, size_t errlen)
 {
-    ring_shard *spec;
+    ring_shard *spec = NULL;
     uint64_t epoch = 0;
     size_t idx = 0;
     om_status st;

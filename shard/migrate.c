@@ -637,8 +637,8 @@ apply_group(shard_mig *m, const mig_rec *recs, const apply_ref *refs, size_t n, 
     }
     if (st == OM_OK && lsm_batch_count(b) > 0)
         st = lsm_write(shard_db(m->s), b);
-    for (size_t i = n; i-- > 0;)
-        if (i == 0 || refs[i].stripe != refs[i - 1].stripe)
+    for (size_t i = 0; i < n; i++) /* each distinct stripe once; unlock order is free */
+        if (i + 1 == n || refs[i].stripe != refs[i + 1].stripe)
             pthread_mutex_unlock(&m->s->stripes[refs[i].stripe]);
     om_buf_free(&cur);
     return st;
