@@ -18,6 +18,7 @@ for f in $(git ls-files '*.c' '*.h' 2>/dev/null || find . -name '*.[ch]'); do
         base=$(basename "$inc" .h)
         [ "$base" = "$mod" ] && continue         # the module's public header
         [ "$inc" = partitioner/ring.h ] && continue  # partitioner's public header (STYLE.md §3)
+        [ "$inc" = shard/record.h ] && continue      # part of shard.h's API (shard_get fills a shard_record)
         [ "$mod" = "$top" ] && continue          # own folder (or its tests)
         echo "$f: includes private header $inc of module $mod"
         echo x >>"${TMPDIR:-/tmp}/om_lint_$$"
