@@ -88,7 +88,7 @@ bloom_line(uint64_t h, uint32_t nlines)
 }
 
 /* Probe bit positions inside the line: the top 9 bits of a 32-bit multiplicative sequence. */
-#define BLOOM_STEP 0x9E3779B9u
+#define BLOOM_STEP LSM_BLOOM_STEP
 
 om_status
 lsm_bloom_builder_finish(lsm_bloom_builder *b, om_buf *out)
@@ -138,26 +138,23 @@ lsm_bloom_check_filter(om_slice f)
     return OM_OK;
 }
 
+void
+lsm_bloom_probe_init(lsm_bloom_probe *p, om_slice f)
+{
+    p->lines = f.p;
+    p->nlines = (uint32_t)((f.n - 1) / 64);
+    p->k = f.p[f.n - 1];
+}
+
 bool
 lsm_bloom_may_contain_hash(om_slice f, uint64_t h)
 {
-    const uint8_t *line;
-    uint32_t a = (uint32_t)h;
-    int k;
+    lsm_bloom_probe p;
 
     if (lsm_bloom_check_filter(f) != OM_OK)
         return true;
-    line = f.p + (size_t)bloom_line(h, (uint32_t)((f.n - 1) / 64)) * 64;
-    k = f.p[f.n - 1];
-    for (int j = 0; j < k; j++) {
-        uint32_t pos;
-
-        a *= BLOOM_STEP;
-        pos = a >> 23;
-        if ((line[pos >> 3] & (1u << (pos & 7))) == 0)
-            return false;
-    }
-    return true;
+    lsm_bloom_probe_init(&p, f);
+    return lsm_bloom_probe_may_contain(&p, h);
 }
 
 bool

@@ -59,4 +59,40 @@ om_status lsm_bloom_check_filter(om_slice filter);
 bool lsm_bloom_may_contain(om_slice filter, om_slice key);
 bool lsm_bloom_may_contain_hash(om_slice filter, uint64_t h);
 
+/*
+ * A filter that passed lsm_bloom_check_filter, decoded once for repeated
+ * probes (a table keeps one for its life): the probe is then a few
+ * multiplications and one cache line, with no validation per lookup.
+ */
+typedef struct lsm_bloom_probe {
+    const uint8_t *lines; /* nlines x 64 bytes */
+    uint32_t nlines;      /* >= 1 */
+    int k;                /* 1..LSM_BLOOM_MAX_PROBES */
+} lsm_bloom_probe;
+
+/* Requires: lsm_bloom_check_filter(filter) == OM_OK; filter outlives p. */
+void lsm_bloom_probe_init(lsm_bloom_probe *p, om_slice filter);
+
+/* The multiplier of the probe sequence inside a line (FORMAT.md, "Filter block"). */
+#define LSM_BLOOM_STEP 0x9E3779B9u
+
+/* False if the key with om_hash64 h was certainly not added. */
+static inline bool
+lsm_bloom_probe_may_contain(const lsm_bloom_probe *p, uint64_t h)
+{
+    /* The line: the high 32 bits of h, multiply-shifted into [0, nlines). */
+    const uint8_t *line = p->lines + (size_t)(((h >> 32) * (uint64_t)p->nlines) >> 32) * 64;
+    uint32_t a = (uint32_t)h;
+
+    for (int j = 0; j < p->k; j++) {
+        uint32_t pos;
+
+        a *= LSM_BLOOM_STEP;
+        pos = a >> 23;
+        if ((line[pos >> 3] & (1u << (pos & 7))) == 0)
+            return false;
+    }
+    return true;
+}
+
 #endif /* OM_LSM_BLOOM_H */

@@ -217,7 +217,8 @@ lsm_cache_new(size_t capacity, int shard_bits, lsm_cache **out)
 
         memset(s, 0, sizeof(*s));
         pthread_mutex_init(&s->mu, NULL);
-        s->capacity = (capacity + n - 1) / n;
+        /* The shards' capacities add up to exactly `capacity` (usage never exceeds it). */
+        s->capacity = capacity / n + (i < capacity % n ? 1 : 0);
         s->nbuckets = 16;
         s->table = calloc(s->nbuckets, sizeof(*s->table));
         s->lru.next = s->lru.prev = &s->lru;

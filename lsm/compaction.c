@@ -9,12 +9,16 @@
  * pinned; writers are never blocked by a compaction, only slowed or stopped
  * by the L0 triggers when compaction falls behind. Inputs become obsolete
  * when the edit is installed and are deleted when their last reader lets go.
+ * At close a running compaction is abandoned, or finished when it is nearly
+ * done (comp_finish_at_close). A database without writes for a while gets
+ * its L0 tables compacted even below the trigger (the idle rule, comp_idle).
  */
 #define OM_LOG_MODULE "lsm"
 #include "lsm/compaction.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lsm/db_int.h"
 #include "lsm/filename.h"
@@ -98,16 +102,14 @@ fail:
     return st;
 }
 
-om_status
-lsm_compaction_pick(lsm_version *v, const lsm_opts *o, const om_buf *cptr, lsm_compaction **out)
+/* The compaction of `level` (which has files) from its round-robin seed. */
+static om_status
+comp_pick_level(lsm_version *v, int level, const om_buf *cptr, lsm_compaction **out)
 {
     lsm_compaction *c = NULL;
-    int level = v->score_level, seed = 0;
+    int seed = 0;
     om_status st;
 
-    if (v->score < 1 || level < 0 || v->nfiles[level] == 0)
-        return OM_E_NOTFOUND;
-    (void)o;
     OM_TRY(comp_new(v, level, &c));
     /* Round robin: the first file past the level's compaction pointer. */
     if (cptr != NULL && cptr[level].n > 0) {
@@ -138,6 +140,25 @@ lsm_compaction_pick(lsm_version *v, const lsm_opts *o, const om_buf *cptr, lsm_c
 fail:
     lsm_compaction_free(c);
     return st;
+}
+
+om_status
+lsm_compaction_pick(lsm_version *v, const lsm_opts *o, const om_buf *cptr, lsm_compaction **out)
+{
+    int level = v->score_level;
+
+    if (v->score < 1 || level < 0 || v->nfiles[level] == 0)
+        return OM_E_NOTFOUND;
+    (void)o;
+    return comp_pick_level(v, level, cptr, out);
+}
+
+om_status
+lsm_compaction_pick_l0(lsm_version *v, lsm_compaction **out)
+{
+    if (v->nfiles[0] < 2)
+        return OM_E_NOTFOUND;
+    return comp_pick_level(v, 0, NULL, out);
 }
 
 om_status
@@ -271,6 +292,8 @@ typedef struct comp_out {
     uint64_t bytes_written;
     uint64_t *outputs;
     int nout;
+    uint64_t t0;      /* when the merge started */
+    int close_choice; /* at close: 0 not decided yet, 1 finish, -1 abandon */
 } comp_out;
 
 static om_status
@@ -335,6 +358,44 @@ comp_should_cut(comp_out *o, om_slice user_key, const lsm_opts *opts)
     return cut;
 }
 
+static uint64_t comp_input_bytes(const lsm_compaction *c);
+
+/*
+ * The database is closing: finish this compaction or abandon it? An
+ * abandoned compaction is redone from the start at the next open (its inputs
+ * stay), so finishing it saves work; the cost is close latency. Finish when
+ * the rest, at the pace of the part done so far, should take at most
+ * close_compaction_wait_ms and no longer than the part done took (the wait
+ * never exceeds the work it saves). Progress is output bytes over input
+ * bytes: dropped entries make it an underestimate, so the rule errs on
+ * abandoning. Manual compactions are abandoned (lsm_compact_range reports
+ * the close to its caller). Decided once, when the close is first seen.
+ */
+static bool
+comp_finish_at_close(lsm_db *db, const lsm_compaction *c, comp_out *o)
+{
+    uint64_t total = comp_input_bytes(c), done = o->bytes_written;
+    double elapsed, remaining;
+
+    if (o->close_choice != 0)
+        return o->close_choice > 0;
+    o->close_choice = -1;
+    if (o->w != NULL)
+        done += lsm_sst_writer_estimated_size(o->w);
+    if (c->manual || db->opts.close_compaction_wait_ms == 0 || done == 0)
+        return false;
+    elapsed = (double)(om_clock_mono_ns() - o->t0);
+    remaining = done >= total ? 0.0 : elapsed * (double)(total - done) / (double)done;
+    if (remaining <= (double)db->opts.close_compaction_wait_ms * 1e6 && remaining <= elapsed)
+        o->close_choice = 1;
+    lsm_logf(&db->opts, OM_LOG_INFO,
+             "closing: %s compaction level=%d done=%llu%% ran_ms=%.0f expected_remaining_ms=%.0f",
+             o->close_choice > 0 ? "finishing" : "abandoning", c->level,
+             (unsigned long long)(done >= total ? 100 : done * 100 / total), elapsed / 1e6,
+             remaining / 1e6);
+    return o->close_choice > 0;
+}
+
 static om_status
 comp_inputs_iter(lsm_db *db, lsm_compaction *c, lsm_it **out)
 {
@@ -392,6 +453,7 @@ comp_run(lsm_db *db, lsm_compaction *c, uint64_t smallest, uint64_t newest, lsm_
     o->db = db;
     o->c = c;
     o->e = e;
+    o->t0 = om_clock_mono_ns();
     OM_GOTO(comp_inputs_iter(db, c, &it));
     for (lsm_it_seek_first(it); lsm_it_valid(it); lsm_it_next(it)) {
         om_slice k = lsm_it_key(it), v = lsm_it_value(it);
@@ -399,7 +461,8 @@ comp_run(lsm_db *db, lsm_compaction *c, uint64_t smallest, uint64_t newest, lsm_
         lsm_cverdict verdict;
         bool new_key;
 
-        if (atomic_load_explicit(&db->closing, memory_order_relaxed))
+        if (atomic_load_explicit(&db->closing, memory_order_relaxed) &&
+            !comp_finish_at_close(db, c, o))
             OM_GOTO(OM_E_BUSY); /* abandoned at close; the inputs stay */
         if (lsm_ikey_parse(k, &ik) != OM_OK) {
             lsm_logf(&db->opts, OM_LOG_ERROR, "compaction input has a malformed key level=%d",
@@ -525,28 +588,106 @@ comp_newest_snapshot(lsm_db *db)
     return db->snap_list.prev != &db->snap_list ? db->snap_list.prev->seq : 0;
 }
 
+/*
+ * Idle L0 compaction. L0 tables below l0_compaction_trigger stay until
+ * writes bring more, so a database that stops writing with two or three of
+ * them (after a burst of writes, or tables written by recovery at open) makes
+ * every read go through each of them for good. When no write has arrived for
+ * idle_l0_compaction_ms and L0 holds at least two tables, they are compacted
+ * into L1 like any L0 compaction. The thread tracks the last sequence it saw
+ * and since when. Requires: mu held.
+ */
+typedef struct comp_idle {
+    uint64_t seq;      /* last_seq when last looked at */
+    uint64_t since_ns; /* when last_seq last changed (as far as seen) */
+} comp_idle;
+
+/* Whether the idle rule applies to v at all (then the thread waits with a timeout). */
+static bool
+comp_idle_applies(const lsm_db *db, const lsm_version *v)
+{
+    return db->opts.idle_l0_compaction_ms > 0 && v->nfiles[0] >= 2;
+}
+
+/* Whether the database has been idle long enough; updates the tracking. */
+static bool
+comp_idle_due(lsm_db *db, comp_idle *idle)
+{
+    uint64_t seq = atomic_load_explicit(&db->last_seq, memory_order_acquire);
+    uint64_t now = om_clock_mono_ns();
+
+    if (seq != idle->seq) {
+        idle->seq = seq;
+        idle->since_ns = now;
+        return false;
+    }
+    return now - idle->since_ns >= (uint64_t)db->opts.idle_l0_compaction_ms * 1000000u;
+}
+
+/*
+ * Wait on compact_cv; with `timed`, at most until the idle rule could fire.
+ * Requires: mu held.
+ */
+static void
+comp_wait(lsm_db *db, bool timed, const comp_idle *idle)
+{
+    struct timespec ts;
+    uint64_t wait_ns, due;
+
+    if (!timed) {
+        pthread_cond_wait(&db->compact_cv, &db->mu);
+        return;
+    }
+    due = idle->since_ns + (uint64_t)db->opts.idle_l0_compaction_ms * 1000000u;
+    wait_ns = due > om_clock_mono_ns() ? due - om_clock_mono_ns() : 0;
+    /* At least 1 ms: last_seq may have moved, which restarts the idle period. */
+    if (wait_ns < 1000000u)
+        wait_ns = 1000000u;
+    clock_gettime(CLOCK_REALTIME, &ts); /* compact_cv uses the default (realtime) clock */
+    ts.tv_sec += (time_t)(wait_ns / 1000000000u);
+    ts.tv_nsec += (long)(wait_ns % 1000000000u);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&db->compact_cv, &db->mu, &ts);
+}
+
 void *
 lsm_db_compact_main(void *arg)
 {
     lsm_db *db = arg;
+    comp_idle idle = {0, 0};
 
     pthread_mutex_lock(&db->mu);
+    idle.seq = atomic_load(&db->last_seq);
+    idle.since_ns = om_clock_mono_ns();
     while (!db->shutting_down) {
         lsm_compaction *c = NULL;
         db_manual *m = db->manual;
         lsm_version *v = db->vs->current;
         uint64_t smallest, newest;
+        bool idle_l0 = false;
         om_status st;
 
-        if (db->bg_error != OM_OK || (m == NULL && v->score < 1) || (m != NULL && m->done)) {
-            pthread_cond_wait(&db->compact_cv, &db->mu);
+        if (db->bg_error == OM_OK && m == NULL && v->score < 1 && comp_idle_applies(db, v))
+            idle_l0 = comp_idle_due(db, &idle);
+        if (db->bg_error != OM_OK || (m == NULL && v->score < 1 && !idle_l0) ||
+            (m != NULL && m->done)) {
+            /* Timed only while the idle rule may still fire (not after an error). */
+            comp_wait(db, db->bg_error == OM_OK && m == NULL && comp_idle_applies(db, v), &idle);
             continue;
         }
         if (m != NULL)
             st = lsm_compaction_range(v, m->level, m->in_place, om_buf_slice(&m->begin),
                                       om_buf_slice(&m->end), &c);
+        else if (idle_l0)
+            st = lsm_compaction_pick_l0(v, &c);
         else
             st = lsm_compaction_pick(v, &db->opts, db->vs->cptr, &c);
+        if (idle_l0 && st == OM_OK)
+            lsm_logf(&db->opts, OM_LOG_INFO, "idle for %u ms: compacting %d L0 tables",
+                     db->opts.idle_l0_compaction_ms, v->nfiles[0]);
         if (st == OM_E_NOTFOUND && m != NULL) {
             m->done = true;
             m->st = OM_OK;
@@ -570,6 +711,7 @@ lsm_db_compact_main(void *arg)
         lsm_compaction_free(c);
 
         pthread_mutex_lock(&db->mu);
+        idle.since_ns = om_clock_mono_ns(); /* an idle period counts from the last compaction */
         db->compaction_running = false;
         if (m != NULL) {
             m->done = true;

@@ -64,6 +64,14 @@ om_status lsm_compaction_pick(lsm_version *v, const lsm_opts *o, const om_buf *c
                               lsm_compaction **out);
 
 /*
+ * lsm_compaction_pick_l0 -- an L0 compaction whatever the score (L0 tables
+ * plus the L1 files they overlap), for the idle rule of the compaction thread.
+ * Returns: OM_OK and *out; OM_E_NOTFOUND (fewer than two L0 tables); OM_E_NOMEM.
+ * Ownership: as lsm_compaction_pick.
+ */
+om_status lsm_compaction_pick_l0(lsm_version *v, lsm_compaction **out);
+
+/*
  * lsm_compaction_range -- compact the files of `level` overlapping the user
  * keys [begin, end] (empty = open) into level + 1, or, with in_place (for the
  * deepest level holding data, level >= 1), rewrite them within their level

@@ -28,6 +28,7 @@
 #include "lsm/batch.h"
 #include "lsm/db_int.h"
 #include "lsm/filename.h"
+#include "util/checksum.h"
 #include "util/clock.h"
 
 void
@@ -53,6 +54,8 @@ lsm_opts_init(lsm_opts *o)
     o->target_file_size = 64u << 20;
     o->max_open_files = 1000;
     o->paranoid_checks = false;
+    o->close_compaction_wait_ms = 5000;
+    o->idle_l0_compaction_ms = 1000;
 }
 
 static om_status
@@ -584,15 +587,79 @@ db_get_cb(void *arg, om_slice ikey, om_slice value)
     c->st = ik.type == LSM_TYPE_VAL ? om_buf_set(c->value, value) : OM_E_NOTFOUND;
 }
 
+/*
+ * One point lookup's walk over the tables of a version. A missing key is
+ * usually turned away by every table's bloom filter, so that path is kept
+ * lean: the key is hashed once for all tables (on the first table that has a
+ * filter), the filter checks are counted here and added to the shared
+ * statistics once per get, and a table's block search only starts when its
+ * filter lets the key through.
+ */
+typedef struct db_probe {
+    om_slice key; /* user key */
+    uint64_t hash;
+    bool hashed;
+    uint32_t checks, useful;
+} db_probe;
+
+/* The user key's om_hash64, computed on first use. */
+static inline uint64_t
+db_probe_hash(db_probe *p)
+{
+    if (!p->hashed) {
+        p->hash = om_hash64(p->key.p, p->key.n);
+        p->hashed = true;
+    }
+    return p->hash;
+}
+
+static void
+db_probe_count(lsm_db *db, const db_probe *p)
+{
+    if (p->checks == 0)
+        return;
+    atomic_fetch_add_explicit(&db->tstats.bloom_checks, p->checks, memory_order_relaxed);
+    atomic_fetch_add_explicit(&db->tstats.bloom_useful, p->useful, memory_order_relaxed);
+}
+
+/* The open table of f, pinned in the file description (released when no version lists it). */
+static inline om_status
+db_table_borrow(lsm_db *db, lsm_file_meta *f, lsm_table_ref **ref, bool *owned)
+{
+    return lsm_table_cache_borrow(db->tc, f->vs != NULL ? &f->pin : NULL, f->number, f->size, ref,
+                                  owned);
+}
+
+/* Whether the table may hold the probe's key (its filter; true without one). */
+static inline bool
+db_table_may_contain(lsm_sst *t, db_probe *p)
+{
+    if (!lsm_sst_has_filter(t))
+        return true;
+    p->checks++;
+    if (lsm_sst_may_contain_hash(t, db_probe_hash(p)))
+        return true;
+    p->useful++;
+    return false;
+}
+
 /* Look key up in one table; *done when the table decided the answer. */
 static om_status
-db_table_get(lsm_db *db, lsm_file_meta *f, om_slice lookup, om_buf *value, bool *done)
+db_table_get(lsm_db *db, lsm_file_meta *f, om_slice lookup, db_probe *p, om_buf *value, bool *done)
 {
     db_get_ctx c = {.value = value, .st = OM_OK};
-    /* Pin the table in the file description (released when no version lists the file). */
-    om_status st = lsm_table_cache_get_pinned(db->tc, f->vs != NULL ? &f->pin : NULL, f->number,
-                                              f->size, lookup, true, db_get_cb, &c);
+    lsm_table_ref *ref;
+    bool owned;
+    om_status st = db_table_borrow(db, f, &ref, &owned);
 
+    if (st == OM_OK) {
+        lsm_sst *t = lsm_table_ref_sst(ref);
+
+        st = db_table_may_contain(t, p) ? lsm_sst_get_unfiltered(t, lookup, true, db_get_cb, &c)
+                                        : OM_E_NOTFOUND;
+        if (owned)
+            lsm_table_cache_unref(db->tc, ref);
+    }
     if (st == OM_E_NOTFOUND) {
         *done = false;
         return OM_OK;
@@ -605,11 +672,20 @@ db_table_get(lsm_db *db, lsm_file_meta *f, om_slice lookup, om_buf *value, bool 
     return c.st;
 }
 
-static bool
+/* Bytewise order of user key a and the user key of internal key ik (inline: hot in gets). */
+static inline int
+db_ucmp(om_slice a, const om_buf *ik)
+{
+    size_t bn = ik->n - LSM_TRAILER_SIZE, n = a.n < bn ? a.n : bn;
+    int r = n > 0 ? memcmp(a.p, ik->p, n) : 0;
+
+    return r != 0 ? r : (a.n < bn ? -1 : (a.n > bn ? 1 : 0));
+}
+
+static inline bool
 db_file_covers(const lsm_file_meta *f, om_slice key)
 {
-    return om_slice_cmp(key, lsm_ikey_user(om_buf_slice(&f->smallest))) >= 0 &&
-           om_slice_cmp(key, lsm_ikey_user(om_buf_slice(&f->largest))) <= 0;
+    return db_ucmp(key, &f->smallest) >= 0 && db_ucmp(key, &f->largest) <= 0;
 }
 
 /*
@@ -641,6 +717,7 @@ db_version_get(lsm_db *db, const lsm_version *v, om_slice key, uint64_t seq, om_
 {
     uint8_t stackbuf[DB_LOOKUP_STACK], *heap;
     om_slice lk;
+    db_probe p = {.key = key};
     bool done = false;
     om_status st;
 
@@ -650,7 +727,7 @@ db_version_get(lsm_db *db, const lsm_version *v, om_slice key, uint64_t seq, om_
     for (int i = v->nfiles[0] - 1; i >= 0; i--) {
         if (!db_file_covers(v->files[0][i], key))
             continue;
-        st = db_table_get(db, v->files[0][i], lk, value, &done);
+        st = db_table_get(db, v->files[0][i], lk, &p, value, &done);
         if (done)
             goto out;
     }
@@ -662,14 +739,32 @@ db_version_get(lsm_db *db, const lsm_version *v, om_slice key, uint64_t seq, om_
         idx = lsm_version_find_file(v, l, lk);
         if (idx >= v->nfiles[l] || !db_file_covers(v->files[l][idx], key))
             continue;
-        st = db_table_get(db, v->files[l][idx], lk, value, &done);
+        st = db_table_get(db, v->files[l][idx], lk, &p, value, &done);
         if (done)
             goto out;
     }
     st = OM_E_NOTFOUND;
 out:
+    db_probe_count(db, &p);
     free(heap);
     return st;
+}
+
+/* The bloom check of lsm_may_contain for one file (true when the table cannot be opened). */
+static bool
+db_file_may_contain(lsm_db *db, lsm_file_meta *f, db_probe *p)
+{
+    lsm_table_ref *ref;
+    bool owned, r;
+
+    if (!db_file_covers(f, p->key))
+        return false;
+    if (db_table_borrow(db, f, &ref, &owned) != OM_OK)
+        return true; /* the error surfaces on a real read */
+    r = db_table_may_contain(lsm_table_ref_sst(ref), p);
+    if (owned)
+        lsm_table_cache_unref(db->tc, ref);
+    return r;
 }
 
 om_status
@@ -703,6 +798,7 @@ lsm_may_contain(lsm_db *db, om_slice key)
     const lsm_version *v = sv->v;
     uint8_t stackbuf[DB_LOOKUP_STACK], *heap = NULL;
     om_slice lk;
+    db_probe p = {.key = key};
     bool r = true;
 
     if (lsm_mem_has_key(sv->mem, key))
@@ -710,14 +806,9 @@ lsm_may_contain(lsm_db *db, om_slice key)
     for (int i = 0; i < sv->nimm; i++)
         if (lsm_mem_has_key(sv->imm[i], key))
             goto out;
-    for (int i = v->nfiles[0] - 1; i >= 0; i--) {
-        lsm_file_meta *f = v->files[0][i];
-
-        if (db_file_covers(f, key) &&
-            lsm_table_cache_may_contain_pinned(db->tc, f->vs != NULL ? &f->pin : NULL, f->number,
-                                               f->size, key))
+    for (int i = v->nfiles[0] - 1; i >= 0; i--)
+        if (db_file_may_contain(db, v->files[0][i], &p))
             goto out;
-    }
     if (!db_lookup_key(key, LSM_MAX_SEQ, stackbuf, &heap, &lk))
         goto out;
     for (int l = 1; l < LSM_MAX_LEVELS; l++) {
@@ -730,13 +821,12 @@ lsm_may_contain(lsm_db *db, om_slice key)
         if (idx >= v->nfiles[l])
             continue;
         f = v->files[l][idx];
-        if (db_file_covers(f, key) &&
-            lsm_table_cache_may_contain_pinned(db->tc, f->vs != NULL ? &f->pin : NULL, f->number,
-                                               f->size, key))
+        if (db_file_may_contain(db, f, &p))
             goto out;
     }
     r = false;
 out:
+    db_probe_count(db, &p);
     free(heap);
     lsm_sv_unref(sv);
     return r;

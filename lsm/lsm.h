@@ -97,6 +97,20 @@ typedef struct lsm_opts {
     lsm_log_fn log; /* default: om_log */
     void *log_arg;
     lsm_env *env; /* default NULL: the POSIX env */
+    /*
+     * lsm_close and a running automatic compaction: finish it when, from its
+     * progress so far, it should end within this many milliseconds and
+     * within the time it has run already; abandon it otherwise (its inputs
+     * stay and the next open starts it again from the beginning). Default
+     * 5000; 0 always abandons. Finishing keeps work the next open would redo.
+     */
+    uint32_t close_compaction_wait_ms;
+    /*
+     * When no write has arrived for this many milliseconds and L0 holds two
+     * or more tables (fewer than l0_compaction_trigger), compact them into L1
+     * so reads stop going through each of them. Default 1000; 0 disables.
+     */
+    uint32_t idle_l0_compaction_ms;
 } lsm_opts;
 
 /* Fill *o with the documented defaults. */
@@ -115,6 +129,8 @@ om_status lsm_open(const char *path, const lsm_opts *opts, lsm_db **out);
 
 /*
  * lsm_close -- wait for background work, sync the WAL, release everything.
+ * A running compaction is abandoned, or finished when it is expected to end
+ * within opts.close_compaction_wait_ms.
  * Returns the first error of the final sync (the handle is freed regardless).
  * Accepts NULL.
  */
@@ -195,7 +211,22 @@ void lsm_iter_free(lsm_iter *it);
 
 /* Make the current memtable an SSTable and wait until it is written. */
 om_status lsm_flush(lsm_db *db);
-/* Sync the WAL now (for shutdown in the relaxed sync modes). */
+/*
+ * lsm_write_nosync -- lsm_write without waiting for the WAL sync, in every
+ * sync mode: when it returns OM_OK the batch is written to the WAL file (not
+ * synced) and applied to the memtable, and readers see it. It becomes durable
+ * with the next lsm_sync called after it returned (or a synced lsm_write that
+ * starts after it returned). A caller that acknowledges it must wait for that.
+ * lsm_sync -- make durable every write (nosync or not) that returned before
+ * this call; writes made while it runs are not covered (they may be). It does
+ * not hold writers up: they go on, on other threads, while it syncs, so one
+ * thread can write nosync groups while another syncs the previous one.
+ * Returns:       as lsm_write; for lsm_sync OM_OK, the background error, or
+ *                OM_E_IO (which becomes the background error: every later
+ *                write and sync fails with it).
+ * Thread-safety: both safe from many threads, concurrently with each other.
+ */
+om_status lsm_write_nosync(lsm_db *db, lsm_batch *batch);
 om_status lsm_sync(lsm_db *db);
 /*
  * Compact everything overlapping [begin, end] (empty slice = open end) down to

@@ -22,6 +22,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "lsm/lsm.h"
 #include "util/coding.h"
@@ -88,13 +89,20 @@ lsm_ikey_append(om_buf *b, om_slice user_key, uint64_t seq, lsm_vtype type)
     return om_buf_put_fixed64(b, lsm_trailer_pack(seq, type));
 }
 
-/* Internal key order: user key ascending, then trailer (seq, type) descending. */
+/*
+ * Internal key order: user key ascending (bytewise, shorter first on a common
+ * prefix, as om_slice_cmp), then trailer (seq, type) descending. Inline: it
+ * is the comparison of every merge, seek and point lookup.
+ */
 static inline int
 lsm_ikey_cmp(om_slice a, om_slice b)
 {
-    int r = om_slice_cmp(lsm_ikey_user(a), lsm_ikey_user(b));
+    size_t ua = a.n - LSM_TRAILER_SIZE, ub = b.n - LSM_TRAILER_SIZE, m = ua < ub ? ua : ub;
+    int r = m > 0 ? memcmp(a.p, b.p, m) : 0;
     uint64_t ta, tb;
 
+    if (r == 0 && ua != ub)
+        r = ua < ub ? -1 : 1;
     if (r != 0)
         return r;
     ta = lsm_ikey_trailer(a);

@@ -175,6 +175,19 @@ om_status lsm_sst_get(lsm_sst *t, om_slice lookup_ikey, bool fill_cache, lsm_sst
 bool lsm_sst_may_contain(lsm_sst *t, om_slice user_key);
 
 /*
+ * The negative path of a lookup across many tables, with the key hashed once
+ * by the caller. lsm_sst_has_filter: the table has a bloom filter.
+ * lsm_sst_may_contain_hash: false means no entry of the user key whose
+ * om_hash64 is h is in the table (true without a filter); not counted in the
+ * stats (the caller counts). lsm_sst_get_unfiltered: lsm_sst_get without the
+ * filter check (same returns), for a caller that just checked it.
+ */
+bool lsm_sst_has_filter(const lsm_sst *t);
+bool lsm_sst_may_contain_hash(const lsm_sst *t, uint64_t h);
+om_status lsm_sst_get_unfiltered(lsm_sst *t, om_slice lookup_ikey, bool fill_cache,
+                                 lsm_sst_get_fn fn, void *arg);
+
+/*
  * lsm_sst_iter_new -- an iterator over the table's internal keys.
  * Returns:   OM_OK; OM_E_NOMEM.
  * Ownership: free with lsm_it_free before closing the table.

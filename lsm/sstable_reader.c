@@ -50,6 +50,7 @@ struct lsm_sst {
     lsm_block index;
     lsm_block filter_block; /* owns the filter bytes, if any */
     om_slice filter;        /* empty: no filter */
+    lsm_bloom_probe probe;  /* the filter decoded (when filter.n > 0) */
     lsm_sst_props props;
 };
 
@@ -485,6 +486,7 @@ lsm_sst_open(lsm_env *env, const char *path, uint64_t file_number, uint64_t file
             t->filter = om_slice_make(aligned, n);
             if (lsm_bloom_check_filter(t->filter) != OM_OK)
                 OM_GOTO(sst_corrupt(t, foff, "bloom filter malformed"));
+            lsm_bloom_probe_init(&t->probe, t->filter);
         }
     }
     OM_GOTO(sst_read_props(t, poff, psize));
@@ -537,7 +539,7 @@ sst_filter_says_absent(lsm_sst *t, om_slice user_key)
 
     if (t->filter.n == 0)
         return false;
-    absent = !lsm_bloom_may_contain(t->filter, user_key);
+    absent = !lsm_bloom_probe_may_contain(&t->probe, om_hash64(user_key.p, user_key.n));
     if (t->o->stats != NULL) {
         atomic_fetch_add_explicit(&t->o->stats->bloom_checks, 1, memory_order_relaxed);
         if (absent)
@@ -552,8 +554,30 @@ lsm_sst_may_contain(lsm_sst *t, om_slice user_key)
     return !sst_filter_says_absent(t, user_key);
 }
 
+bool
+lsm_sst_has_filter(const lsm_sst *t)
+{
+    return t->filter.n > 0;
+}
+
+bool
+lsm_sst_may_contain_hash(const lsm_sst *t, uint64_t h)
+{
+    return t->filter.n == 0 || lsm_bloom_probe_may_contain(&t->probe, h);
+}
+
 om_status
 lsm_sst_get(lsm_sst *t, om_slice lookup, bool fill_cache, lsm_sst_get_fn fn, void *arg)
+{
+    if (lookup.n < LSM_TRAILER_SIZE)
+        return OM_ERR(OM_E_INVALID);
+    if (sst_filter_says_absent(t, lsm_ikey_user(lookup)))
+        return OM_E_NOTFOUND;
+    return lsm_sst_get_unfiltered(t, lookup, fill_cache, fn, arg);
+}
+
+om_status
+lsm_sst_get_unfiltered(lsm_sst *t, om_slice lookup, bool fill_cache, lsm_sst_get_fn fn, void *arg)
 {
     lsm_block_iter ii = {0}, di = {0};
     sst_blockref ref = {0};
@@ -562,8 +586,6 @@ lsm_sst_get(lsm_sst *t, om_slice lookup, bool fill_cache, lsm_sst_get_fn fn, voi
 
     if (lookup.n < LSM_TRAILER_SIZE)
         return OM_ERR(OM_E_INVALID);
-    if (sst_filter_says_absent(t, lsm_ikey_user(lookup)))
-        return OM_E_NOTFOUND;
     lsm_block_iter_init(&ii, &t->index, LSM_CMP_IKEY);
     lsm_it_seek(&ii.base, lookup);
     /*

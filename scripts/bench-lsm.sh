@@ -4,6 +4,10 @@
 #   scripts/bench-lsm.sh                      2M keys, every engine and workload
 #   scripts/bench-lsm.sh --num=500000         fewer keys (2 shared cores: ~10 min)
 #   scripts/bench-lsm.sh --workloads=fillrandom,readrandom --engines=objmeta,rocksdb
+#   scripts/bench-lsm.sh --workloads=fillrandom --keep --verbose   then
+#   scripts/bench-lsm.sh --workloads=readmissing --keep --verbose  reruns one read
+#                                             workload on the same filled databases;
+#                                             --verbose prints each engine's files per level
 #
 # Installs librocksdb-dev and libleveldb-dev with apt if they are missing,
 # configures a release build in build-bench with -Dbench_peers=enabled (only

@@ -26,6 +26,13 @@
  * bytes written). Each workload ends with the ratio of objmeta's ops/s to the
  * best peer's.
  *
+ * --verbose prints each engine's tree shape (files per level: lsm_stats for
+ * objmeta, the "num-files-at-level<N>" properties of RocksDB and LevelDB)
+ * after each fill and when a read workload opens its database and ends, so a
+ * comparison shows what every engine reads through. --keep leaves the
+ * databases in place (with a "<dir>.filled" marker naming the fill's key
+ * count and seed) so a read workload can be rerun alone on the same data.
+ *
  * Options, the same for every engine: 64 MiB write buffer, 4 KiB blocks,
  * 10-bit bloom filters, 64 MiB block cache, 1000 open files, 2 background
  * jobs where configurable; compression zstd level 1 for objmeta and RocksDB,
@@ -249,8 +256,8 @@ typedef struct engine_ops {
     /* Seek to k and read up to n entries sharing its first plen bytes; *got counts them. */
     bool (*scan)(engine *e, const char *k, size_t kn, size_t plen, int n, int *got);
     void (*close)(engine *e);
-    /* Optional: print engine statistics (--verbose). */
-    void (*stats)(engine *e);
+    /* Optional: print engine statistics, at least the files per level (--verbose). */
+    void (*stats)(engine *e, const char *when);
 } engine_ops;
 
 struct engine {
@@ -364,12 +371,12 @@ om_close(engine *b)
 }
 
 static void
-om_stats(engine *b)
+om_stats(engine *b, const char *when)
 {
     lsm_stats st;
 
     lsm_stats_get(((om_engine *)b)->db, &st);
-    printf("    objmeta stats: files/level");
+    printf("    objmeta stats %-10s files/level", when);
     for (int l = 0; l < LSM_MAX_LEVELS; l++)
         printf(" %u", st.levels[l].files);
     printf(" | cache hit %.2f | bloom useful %" PRIu64 "/%" PRIu64 " | stall %.1f ms | "
@@ -525,6 +532,29 @@ rdb_close(engine *b)
     free(e);
 }
 
+/* The tree shape (files per level) a read goes through, in the format of om_stats. */
+static void
+rdb_stats(engine *b, const char *when)
+{
+    rdb_engine *e = (rdb_engine *)b;
+
+    printf("    rocksdb stats %-10s files/level", when);
+    for (int l = 0; l < 7; l++) {
+        char prop[64], *v;
+
+        snprintf(prop, sizeof(prop), "rocksdb.num-files-at-level%d", l);
+        v = rocksdb_property_value(e->db, prop);
+        printf(" %s", v != NULL ? v : "?");
+        free(v);
+    }
+    {
+        char *l0 = rocksdb_property_value(e->db, "rocksdb.num-running-compactions");
+
+        printf(" | running compactions %s\n", l0 != NULL ? l0 : "?");
+        free(l0);
+    }
+}
+
 static const engine_ops rocksdb_ops = {
     .name = "rocksdb",
     .open = rdb_open,
@@ -534,6 +564,7 @@ static const engine_ops rocksdb_ops = {
     .del = rdb_del,
     .scan = rdb_scan,
     .close = rdb_close,
+    .stats = rdb_stats,
 };
 #endif
 
@@ -669,6 +700,24 @@ ldb_close(engine *b)
     free(e);
 }
 
+/* The tree shape (files per level) a read goes through, in the format of om_stats. */
+static void
+ldb_stats(engine *b, const char *when)
+{
+    ldb_engine *e = (ldb_engine *)b;
+
+    printf("    leveldb stats %-10s files/level", when);
+    for (int l = 0; l < 7; l++) {
+        char prop[64], *v;
+
+        snprintf(prop, sizeof(prop), "leveldb.num-files-at-level%d", l);
+        v = leveldb_property_value(e->db, prop);
+        printf(" %s", v != NULL ? v : "?");
+        leveldb_free(v);
+    }
+    printf("\n");
+}
+
 static const engine_ops leveldb_ops = {
     .name = "leveldb",
     .open = ldb_open,
@@ -678,6 +727,7 @@ static const engine_ops leveldb_ops = {
     .del = ldb_del,
     .scan = ldb_scan,
     .close = ldb_close,
+    .stats = ldb_stats,
 };
 #endif
 
@@ -713,6 +763,7 @@ static result results[NENGINES_MAX][NWORKLOADS];
 static result rres[MAX_ROUNDS][NENGINES_MAX][NWORKLOADS];
 static int rounds = 1;
 static bool verbose;
+static bool keep; /* leave the databases (and fill markers) in place at the end */
 
 static uint64_t
 now_ns(void)
@@ -738,21 +789,67 @@ die(const char *engine_name, const char *what)
     exit(1);
 }
 
-/* Which engine directories hold a complete fillrandom database (read workloads need one). */
-static struct {
-    char dir[4096];
-    bool random_full;
-} dir_state[NENGINES_MAX];
-
-static bool *
-dir_random_full(const char *dir)
+/*
+ * Which engine directories hold a complete fillrandom database (read
+ * workloads need one): the marker file "<dir>.filled" names the key count and
+ * seed of the fill. It is written after a fillrandom closed its database and
+ * removed before anything else changes the directory (a fill, a delete
+ * workload), so with --keep a later run (`--workloads=readmissing`) reuses the
+ * database instead of filling it again.
+ */
+static void
+fill_marker_path(char *buf, size_t n, const char *dir)
 {
-    for (int i = 0; i < NENGINES_MAX; i++)
-        if (dir_state[i].dir[0] == 0 || strcmp(dir_state[i].dir, dir) == 0) {
-            snprintf(dir_state[i].dir, sizeof(dir_state[i].dir), "%s", dir);
-            return &dir_state[i].random_full;
-        }
-    return &dir_state[0].random_full; /* not reached: one directory per engine */
+    snprintf(buf, n, "%s.filled", dir);
+}
+
+static void
+fill_marker_clear(const char *dir)
+{
+    char p[4200];
+
+    fill_marker_path(p, sizeof(p), dir);
+    unlink(p);
+}
+
+static void
+fill_marker_set(const char *dir, uint64_t num, uint64_t seed)
+{
+    char p[4200];
+    FILE *f;
+
+    fill_marker_path(p, sizeof(p), dir);
+    if ((f = fopen(p, "w")) == NULL)
+        return; /* the next read workload fills again */
+    fprintf(f, "fillrandom num=%" PRIu64 " seed=%" PRIu64 "\n", num, seed);
+    fclose(f);
+}
+
+static bool
+fill_marker_matches(const char *dir, uint64_t num, uint64_t seed)
+{
+    char p[4200], want[128], line[128];
+    FILE *f;
+    bool ok;
+
+    fill_marker_path(p, sizeof(p), dir);
+    if ((f = fopen(p, "r")) == NULL)
+        return false;
+    snprintf(want, sizeof(want), "fillrandom num=%" PRIu64 " seed=%" PRIu64 "\n", num, seed);
+    ok = fgets(line, sizeof(line), f) != NULL && strcmp(line, want) == 0;
+    fclose(f);
+    return ok;
+}
+
+/* Close e; with --verbose, say how long it took (an engine may finish background work). */
+static void
+close_timed(const engine_ops *ops, engine *e)
+{
+    uint64_t t0 = now_ns();
+
+    ops->close(e);
+    if (verbose)
+        printf("    %s close: %.0f ms\n", ops->name, (double)(now_ns() - t0) / 1e6);
 }
 
 /* Fill n keys (in order or a random permutation), then close; measures SA and WA. */
@@ -766,6 +863,7 @@ run_fill(const engine_ops *ops, const char *dir, uint64_t n, bool random, bool s
     engine *e;
     char key[64];
 
+    fill_marker_clear(dir);
     rm_tree(dir);
     if (random) {
         perm = malloc(n * sizeof(*perm));
@@ -793,9 +891,10 @@ run_fill(const engine_ops *ops, const char *dir, uint64_t n, bool random, bool s
     }
     t1 = now_ns();
     if (verbose && ops->stats != NULL)
-        ops->stats(e);
-    ops->close(e);
-    *dir_random_full(dir) = random && !sync;
+        ops->stats(e, "(end)");
+    close_timed(ops, e);
+    if (random && !sync)
+        fill_marker_set(dir, n, seed);
     finish(r, h, n, t0, t1);
     {
         double logical = (double)n * (double)(make_key(key, n / 2, false) + VALUE_SIZE);
@@ -846,7 +945,7 @@ run_ops(const engine_ops *ops, engine *e, op_kind kind, uint64_t count, uint64_t
     }
     t1 = now_ns();
     if (verbose && ops->stats != NULL)
-        ops->stats(e);
+        ops->stats(e, "(end)");
     finish(r, h, count, t0, t1);
     r->space_amp = r->write_amp = -1;
     if (kind == OP_READ || kind == OP_MISSING)
@@ -900,8 +999,8 @@ run_batch4(const engine_ops *ops, const char *dir, uint64_t batches, uint64_t nu
     engine *e;
     char key[64];
 
+    fill_marker_clear(dir);
     rm_tree(dir);
-    *dir_random_full(dir) = false;
     if ((e = ops->open(dir, true)) == NULL)
         exit(1);
     t0 = now_ns();
@@ -991,19 +1090,23 @@ run_workload(const engine_ops *ops, const char *dir, size_t w, const bench_cfg *
         return true;
     }
     snprintf(cur, sizeof(cur), "%s/CURRENT", dir);
-    if (stat(cur, &sb) != 0 || !*dir_random_full(dir)) {
+    if (stat(cur, &sb) != 0 || !fill_marker_matches(dir, cfg->num, cfg->seed)) {
         result tmp;
 
         run_fill(ops, dir, cfg->num, true, false, cfg->seed, &tmp);
     }
-    if ((e = ops->open(dir, false)) == NULL)
-        return false;
     k = strcmp(wl, "readrandom") == 0    ? OP_READ
         : strcmp(wl, "readmissing") == 0 ? OP_MISSING
         : strcmp(wl, "seekscan100") == 0 ? OP_SCAN
                                          : OP_DELETE;
+    if (k == OP_DELETE)
+        fill_marker_clear(dir); /* the database no longer holds every key */
+    if ((e = ops->open(dir, false)) == NULL)
+        return false;
+    if (verbose && ops->stats != NULL)
+        ops->stats(e, "(opened)");
     run_ops(ops, e, k, k == OP_SCAN ? cfg->reads / 20 + 1 : cfg->reads, cfg->num, cfg->seed + w, r);
-    ops->close(e);
+    close_timed(ops, e);
     return true;
 }
 
@@ -1012,7 +1115,11 @@ usage(void)
 {
     printf("usage: lsm_bench [--num=N] [--reads=R] [--sync-num=S] [--engines=a,b]\n"
            "                 [--workloads=a,b] [--db-dir=DIR] [--seed=X] [--rounds=N]\n"
-           "                 [--verbose]\n"
+           "                 [--verbose] [--keep]\n"
+           "--verbose: engine statistics (files per level) after each fill, and when a read\n"
+           "           workload opens its database and when it ends\n"
+           "--keep:    leave the databases in --db-dir; a later run's read workloads reuse a\n"
+           "           database fillrandom left with the same --num and --seed\n"
            "engines:   objmeta"
 #ifdef HAVE_ROCKSDB
            ",rocksdb"
@@ -1052,6 +1159,8 @@ main(int argc, char **argv)
             rounds = atoi(a + 9);
         else if (strcmp(a, "--verbose") == 0)
             verbose = true;
+        else if (strcmp(a, "--keep") == 0)
+            keep = true;
         else if (strncmp(a, "--seed=", 7) == 0)
             cfg.seed = strtoull(a + 7, NULL, 10);
         else {
@@ -1126,10 +1235,11 @@ main(int argc, char **argv)
             }
         }
     }
-    for (size_t ei = 0; ei < nrun; ei++) {
+    for (size_t ei = 0; ei < nrun && !keep; ei++) {
         char dir[4096];
 
         snprintf(dir, sizeof(dir), "%s/%s", cfg.dir, run[ei]->name);
+        fill_marker_clear(dir);
         rm_tree(dir);
     }
     printf("lsm_bench: done, load=%.2f (1-minute load average; %ld cores)\n", load_avg(),

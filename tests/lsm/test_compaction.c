@@ -5,6 +5,7 @@
  * the same rules end to end in a database, inspected through its internal
  * (all-versions) iterator.
  */
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -476,6 +477,174 @@ START_TEST(version_pins_its_tables)
 }
 END_TEST
 
+/*
+ * lsm_close during an automatic compaction. A compaction filter holds the
+ * compaction after it has passed `stop_at` of the `total` keys until the
+ * database is closing, so the close decides at a known progress: with most of
+ * the work done and a generous close_compaction_wait_ms the compaction is
+ * finished (L0 empty at the next open); with a quarter done (the rest would
+ * take longer than the part done) or with the wait at 0 it is abandoned (the
+ * L0 files are still there). Every key survives either way.
+ */
+typedef struct hold_arg {
+    _Atomic(lsm_db *) db;
+    atomic_int calls, reached;
+    int stop_at;
+} hold_arg;
+
+static lsm_filter_decision
+hold_at_close(void *arg, int level, om_slice key, om_slice value)
+{
+    hold_arg *h = arg;
+    uint64_t deadline = tu_now_ms() + 20000;
+    lsm_db *db;
+
+    (void)level;
+    (void)key;
+    (void)value;
+    if (atomic_fetch_add(&h->calls, 1) + 1 != h->stop_at)
+        return LSM_FILTER_KEEP;
+    /* lsm_open stores the handle only when it returns; the thread may be faster. */
+    while ((db = atomic_load(&h->db)) == NULL && tu_now_ms() < deadline)
+        sched_yield();
+    atomic_store(&h->reached, 1);
+    while (db != NULL && !atomic_load(&db->closing) && tu_now_ms() < deadline)
+        sched_yield();
+    return LSM_FILTER_KEEP;
+}
+
+static void
+close_during_compaction(int stop_percent, uint32_t wait_ms, bool want_finished)
+{
+    const char *dir = tu_tmpdir();
+    enum { ROUNDS = 6, PER_ROUND = 400 };
+    lsm_opts o;
+    lsm_db *db;
+    lsm_stats s;
+    hold_arg h;
+    om_buf v = OM_BUF_INIT;
+    char k[32], val[64];
+    uint64_t deadline;
+
+    copts(&o);
+    o.write_buffer_size = 1u << 20; /* one L0 table per round (lsm_flush) */
+    o.zstd_level = 0; /* input and output bytes compare: progress is the key fraction */
+    o.target_file_size = 8 * 1024;
+    o.max_bytes_for_level1 = 64u << 20; /* L0 -> L1 only */
+    o.l0_compaction_trigger = 20;       /* no compaction while filling */
+    o.l0_slowdown_trigger = o.l0_stop_trigger = 20;
+    o.idle_l0_compaction_ms = 0; /* L0 stays as the test left it */
+    ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < PER_ROUND; i++) {
+            snprintf(k, sizeof(k), "key%06d", i * ROUNDS + r); /* every table spans the range */
+            snprintf(val, sizeof(val), "value-%06d-%040d", i * ROUNDS + r, r);
+            ck_assert_int_eq(lsm_put(db, om_slice_from_str(k), om_slice_from_str(val)), OM_OK);
+        }
+        ck_assert_int_eq(lsm_flush(db), OM_OK);
+    }
+    lsm_stats_get(db, &s);
+    ck_assert_uint_eq(s.levels[0].files, ROUNDS);
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+
+    /* Reopen with the trigger reached: the compaction starts at once and is held. */
+    memset(&h, 0, sizeof(h));
+    h.stop_at = ROUNDS * PER_ROUND * stop_percent / 100;
+    o.l0_compaction_trigger = 4;
+    o.compaction_filter = hold_at_close;
+    o.compaction_filter_arg = &h;
+    o.close_compaction_wait_ms = wait_ms;
+    db = NULL;
+    ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
+    atomic_store(&h.db, db);
+    deadline = tu_now_ms() + 20000;
+    while (!atomic_load(&h.reached) && tu_now_ms() < deadline)
+        sched_yield();
+    ck_assert_int_eq(atomic_load(&h.reached), 1);
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+
+    /* What the close left, seen without any further compaction. */
+    o.l0_compaction_trigger = o.l0_slowdown_trigger = o.l0_stop_trigger = 20;
+    o.compaction_filter = NULL;
+    ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
+    lsm_stats_get(db, &s);
+    if (want_finished) {
+        ck_assert_uint_eq(s.levels[0].files, 0);
+        ck_assert_uint_gt(s.levels[1].files, 1);
+    } else {
+        ck_assert_uint_eq(s.levels[0].files, ROUNDS);
+        ck_assert_uint_eq(s.levels[1].files, 0);
+    }
+    for (int i = 0; i < ROUNDS * PER_ROUND; i++) {
+        snprintf(k, sizeof(k), "key%06d", i);
+        snprintf(val, sizeof(val), "value-%06d-%040d", i, i % ROUNDS);
+        ck_assert_int_eq(lsm_get(db, NULL, om_slice_from_str(k), &v), OM_OK);
+        ck_assert(om_slice_eq(om_buf_slice(&v), om_slice_from_str(val)));
+    }
+    om_buf_free(&v);
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+}
+
+/* Two L0 tables (below the trigger) and no writes: the idle rule merges them into L1. */
+START_TEST(idle_database_compacts_l0)
+{
+    const char *dir = tu_tmpdir();
+    lsm_opts o;
+    lsm_db *db;
+    lsm_stats s;
+    om_buf v = OM_BUF_INIT;
+    char k[32];
+    uint64_t deadline;
+
+    copts(&o);
+    o.write_buffer_size = 1u << 20;
+    o.max_bytes_for_level1 = 64u << 20;
+    o.l0_compaction_trigger = 8;
+    o.idle_l0_compaction_ms = 200;
+    ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
+    for (int r = 0; r < 3; r++) {
+        for (int i = 0; i < 300; i++) {
+            snprintf(k, sizeof(k), "key%05d", i * 3 + r);
+            ck_assert_int_eq(lsm_put(db, om_slice_from_str(k), om_slice_from_str(k)), OM_OK);
+        }
+        ck_assert_int_eq(lsm_flush(db), OM_OK);
+    }
+    deadline = tu_now_ms() + 20000;
+    do
+        lsm_stats_get(db, &s);
+    while (s.levels[0].files > 0 && tu_now_ms() < deadline);
+    ck_assert_uint_eq(s.levels[0].files, 0);
+    ck_assert_uint_gt(s.levels[1].files, 0);
+    ck_assert_uint_ge(s.compactions, 1);
+    for (int i = 0; i < 900; i++) {
+        snprintf(k, sizeof(k), "key%05d", i);
+        ck_assert_int_eq(lsm_get(db, NULL, om_slice_from_str(k), &v), OM_OK);
+        ck_assert(om_slice_eq(om_buf_slice(&v), om_slice_from_str(k)));
+    }
+    om_buf_free(&v);
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+}
+END_TEST
+
+START_TEST(close_finishes_a_mostly_done_compaction)
+{
+    close_during_compaction(80, 60000, true);
+}
+END_TEST
+
+START_TEST(close_abandons_a_young_compaction)
+{
+    /* A quarter done: the rest would take about three times what the part done took. */
+    close_during_compaction(25, 60000, false);
+}
+END_TEST
+
+START_TEST(close_abandons_when_told_not_to_wait)
+{
+    close_during_compaction(80, 0, false);
+}
+END_TEST
+
 static Suite *
 compaction_suite(void)
 {
@@ -489,6 +658,10 @@ compaction_suite(void)
     tcase_add_test(tc, filter_applied_snapshots_respected);
     tcase_add_test(tc, background_compaction_keeps_levels_in_shape);
     tcase_add_test(tc, version_pins_its_tables);
+    tcase_add_test(tc, idle_database_compacts_l0);
+    tcase_add_test(tc, close_finishes_a_mostly_done_compaction);
+    tcase_add_test(tc, close_abandons_a_young_compaction);
+    tcase_add_test(tc, close_abandons_when_told_not_to_wait);
     suite_add_tcase(s, tc);
     return s;
 }
