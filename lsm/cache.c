@@ -343,6 +343,31 @@ lsm_cache_lookup(lsm_cache *c, om_slice key)
     return (lsm_cache_handle *)e;
 }
 
+bool
+lsm_cache_peek(lsm_cache *c, om_slice key, lsm_cache_peek_fn fn, void *arg)
+{
+    uint64_t hash = om_hash64(key.p, key.n);
+    cache_shard *s = cache_shard_of(c, hash);
+    centry *e;
+
+    pthread_mutex_lock(&s->mu);
+    e = *shard_find(s, key, hash);
+    if (e != NULL) {
+        if (e->refs == 1) {
+            /* Unpinned: move to the young end of the LRU (pinned ones are in in_use). */
+            list_remove(e);
+            list_append(&s->lru, e);
+        }
+        fn(arg, e->value);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (e != NULL)
+        atomic_fetch_add_explicit(&c->hits, 1, memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(&c->misses, 1, memory_order_relaxed);
+    return e != NULL;
+}
+
 void
 lsm_cache_release(lsm_cache *c, lsm_cache_handle *h)
 {

@@ -20,6 +20,7 @@
 #ifndef OM_LSM_CACHE_H
 #define OM_LSM_CACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,6 +56,16 @@ om_status lsm_cache_insert(lsm_cache *c, om_slice key, void *value, size_t charg
 
 /* A pinned handle for key, or NULL (a miss). Counts a hit or a miss. */
 lsm_cache_handle *lsm_cache_lookup(lsm_cache *c, om_slice key);
+
+/*
+ * lsm_cache_peek -- on a hit, call fn(arg, value) under the shard's lock and
+ * mark the entry recently used, without pinning it (one lock round trip
+ * instead of the two of lookup + release). Counts a hit or a miss.
+ * Returns: true on a hit (fn was called), false on a miss.
+ * Requires: fn is short and does not call into this cache; value is valid only during fn.
+ */
+typedef void (*lsm_cache_peek_fn)(void *arg, const void *value);
+bool lsm_cache_peek(lsm_cache *c, om_slice key, lsm_cache_peek_fn fn, void *arg);
 
 /* Unpin. Accepts NULL. */
 void lsm_cache_release(lsm_cache *c, lsm_cache_handle *h);

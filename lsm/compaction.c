@@ -12,6 +12,8 @@
  * At close a running compaction is abandoned, or finished when it is nearly
  * done (comp_finish_at_close). A database without writes for a while gets
  * its L0 tables compacted even below the trigger (the idle rule, comp_idle).
+ * A manual compaction may be paced (lsm_compact_range_rate, comp_pace): the
+ * thread sleeps on compact_cv, so close wakes it at once.
  */
 #define OM_LOG_MODULE "lsm"
 #include "lsm/compaction.h"
@@ -294,7 +296,88 @@ typedef struct comp_out {
     int nout;
     uint64_t t0;      /* when the merge started */
     int close_choice; /* at close: 0 not decided yet, 1 finish, -1 abandon */
+    /* Pacing (comp_pace): bytes per second (0 = unpaced), bytes not yet charged, and the
+     * time at which the bytes charged so far are paid for (GCRA's theoretical arrival time). */
+    uint64_t rate;
+    uint64_t pace_pending;
+    uint64_t pace_tat_ns;
 } comp_out;
+
+/*
+ * Pacing of manual compactions (lsm_compact_range_rate). Every entry read
+ * from the inputs -- kept or dropped -- is charged its key and value bytes,
+ * so the rate bounds the whole work (reading, decompressing, filtering,
+ * compressing, writing), and N bytes of entries take at least N / rate
+ * seconds. A virtual clock (GCRA): each charge moves the time at which the
+ * bytes so far are paid for; when that is ahead of now the thread sleeps
+ * until then. Up to PACE_BURST_NS of unused time is credited (after a slow
+ * stretch the thread catches up only that much). Charges are made per
+ * PACE_CHUNK bytes, so a sleep is about a millisecond or more.
+ *
+ * The sleep is a timed wait on compact_cv: the db mutex is not held while
+ * sleeping, lsm_close (which broadcasts compact_cv after setting
+ * shutting_down) wakes it at once, and the merge loop then abandons the
+ * compaction. The pace is dropped while L0 holds l0_slowdown_trigger tables
+ * or more: while this compaction runs no other can, and writers slowed or
+ * stopped by L0 wait for it, so it had better finish at full speed.
+ */
+#define PACE_CHUNK (64u << 10)
+#define PACE_BURST_NS (50u * 1000000u)
+
+/* Sleep until the monotonic time until_ns, or less (close, L0 backlog). Requires: mu not held. */
+static void
+comp_pace_sleep(lsm_db *db, uint64_t until_ns)
+{
+    pthread_mutex_lock(&db->mu);
+    for (;;) {
+        uint64_t now = om_clock_mono_ns(), wait_ns;
+        struct timespec ts;
+
+        if (now >= until_ns || db->shutting_down || atomic_load(&db->manual_stopped) ||
+            db->vs->current->nfiles[0] >= db->opts.l0_slowdown_trigger)
+            break;
+        wait_ns = until_ns - now;
+        clock_gettime(CLOCK_REALTIME, &ts); /* compact_cv uses the default (realtime) clock */
+        ts.tv_sec += (time_t)(wait_ns / 1000000000u);
+        ts.tv_nsec += (long)(wait_ns % 1000000000u);
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&db->compact_cv, &db->mu, &ts);
+    }
+    pthread_mutex_unlock(&db->mu);
+}
+
+void
+lsm_compact_range_stop(lsm_db *db)
+{
+    pthread_mutex_lock(&db->mu);
+    atomic_store(&db->manual_stopped, true);
+    pthread_cond_broadcast(&db->compact_cv); /* wakes a pacing sleep */
+    pthread_cond_broadcast(&db->bg_cv);
+    pthread_mutex_unlock(&db->mu);
+}
+
+/* Charge n bytes of work; sleeps when ahead of the rate. Requires: mu not held. */
+static void
+comp_pace(lsm_db *db, comp_out *o, uint64_t n)
+{
+    uint64_t now;
+
+    if (o->rate == 0)
+        return;
+    o->pace_pending += n;
+    if (o->pace_pending < PACE_CHUNK)
+        return;
+    now = om_clock_mono_ns();
+    if (o->pace_tat_ns + PACE_BURST_NS < now)
+        o->pace_tat_ns = now - PACE_BURST_NS;
+    o->pace_tat_ns += (uint64_t)((double)o->pace_pending * 1e9 / (double)o->rate);
+    o->pace_pending = 0;
+    if (o->pace_tat_ns > now)
+        comp_pace_sleep(db, o->pace_tat_ns);
+}
 
 static om_status
 comp_out_finish(comp_out *o)
@@ -454,6 +537,7 @@ comp_run(lsm_db *db, lsm_compaction *c, uint64_t smallest, uint64_t newest, lsm_
     o->c = c;
     o->e = e;
     o->t0 = om_clock_mono_ns();
+    o->pace_tat_ns = o->t0;
     OM_GOTO(comp_inputs_iter(db, c, &it));
     for (lsm_it_seek_first(it); lsm_it_valid(it); lsm_it_next(it)) {
         om_slice k = lsm_it_key(it), v = lsm_it_value(it);
@@ -464,11 +548,14 @@ comp_run(lsm_db *db, lsm_compaction *c, uint64_t smallest, uint64_t newest, lsm_
         if (atomic_load_explicit(&db->closing, memory_order_relaxed) &&
             !comp_finish_at_close(db, c, o))
             OM_GOTO(OM_E_BUSY); /* abandoned at close; the inputs stay */
+        if (c->manual && atomic_load_explicit(&db->manual_stopped, memory_order_relaxed))
+            OM_GOTO(OM_E_BUSY); /* lsm_compact_range_stop */
         if (lsm_ikey_parse(k, &ik) != OM_OK) {
             lsm_logf(&db->opts, OM_LOG_ERROR, "compaction input has a malformed key level=%d",
                      c->level);
             OM_GOTO(OM_ERR(OM_E_CORRUPT));
         }
+        comp_pace(db, o, k.n + v.n);
         new_key = !d.has_key || !om_slice_eq(ik.user_key, om_buf_slice(&d.key));
         OM_GOTO(lsm_cdecide_next(&d, k, v,
                                  (ik.type == LSM_TYPE_DEL || db->opts.compaction_filter != NULL) &&
@@ -522,9 +609,12 @@ comp_input_bytes(const lsm_compaction *c)
     return b;
 }
 
-/* Run c (trivially or not) and install the result. Requires: mu not held. */
+/*
+ * Run c (trivially or not) and install the result; rate paces it (0 = full
+ * speed). Requires: mu not held.
+ */
 static om_status
-comp_do(lsm_db *db, lsm_compaction *c, uint64_t smallest, uint64_t newest)
+comp_do(lsm_db *db, lsm_compaction *c, uint64_t smallest, uint64_t newest, uint64_t rate)
 {
     comp_out o;
     lsm_edit e;
@@ -533,6 +623,7 @@ comp_do(lsm_db *db, lsm_compaction *c, uint64_t smallest, uint64_t newest)
     uint64_t t0 = om_clock_mono_ns();
 
     memset(&o, 0, sizeof(o));
+    o.rate = rate;
     lsm_edit_init(&e);
     OM_GOTO(comp_edit_inputs(c, &e));
     if (trivial) {
@@ -705,9 +796,11 @@ lsm_db_compact_main(void *arg)
         smallest = lsm_db_oldest_snapshot(db);
         newest = comp_newest_snapshot(db);
         db->compaction_running = true;
+        if (m != NULL)
+            m->taken = true; /* its caller now waits for done, even at close */
         pthread_mutex_unlock(&db->mu);
 
-        st = comp_do(db, c, smallest, newest);
+        st = comp_do(db, c, smallest, newest, m != NULL ? m->bytes_per_sec : 0);
         lsm_compaction_free(c);
 
         pthread_mutex_lock(&db->mu);
@@ -717,7 +810,9 @@ lsm_db_compact_main(void *arg)
             m->done = true;
             m->st = st;
         }
-        if (st != OM_OK && !(st == OM_E_BUSY && db->shutting_down)) {
+        if (st != OM_OK &&
+            !(st == OM_E_BUSY &&
+              (db->shutting_down || (m != NULL && atomic_load(&db->manual_stopped))))) {
             lsm_logf(&db->opts, OM_LOG_ERROR, "compaction failed status=%s", om_status_str(st));
             lsm_db_set_bg_error(db, st);
         }

@@ -418,6 +418,11 @@ db_stop_threads(lsm_db *db)
     if (db->have_sync_thread)
         pthread_join(db->sync_thread, NULL);
     db->have_flush_thread = db->have_compact_thread = db->have_sync_thread = false;
+    /* lsm_compact_range* callers on other threads leave at once now (see there). */
+    pthread_mutex_lock(&db->mu);
+    while (db->manual_callers > 0)
+        pthread_cond_wait(&db->bg_cv, &db->mu);
+    pthread_mutex_unlock(&db->mu);
 }
 
 om_status
@@ -473,6 +478,7 @@ lsm_open(const char *path, const lsm_opts *opts, lsm_db **out)
     lsm_table_opts_init(&db->topts, &db->opts, db->block_cache, &db->tstats);
     db->topts.verify_on_open = opts->paranoid_checks;
     OM_GOTO(lsm_table_cache_new(db->env, path, &db->topts, opts->max_open_files, &db->tc));
+    OM_GOTO(lsm_table_cache_enable_rows(db->tc, opts->row_cache_size));
     OM_GOTO(lsm_vset_new(db->env, path, &db->opts, db->tc, &db->mu, &db->vs));
 
     lsm_fname(fpath, sizeof(fpath), path, LSM_FT_CURRENT, 0);
@@ -643,6 +649,125 @@ db_table_may_contain(lsm_sst *t, db_probe *p)
     return false;
 }
 
+/*
+ * The lookup key (key, seq, LSM_TYPE_SEEK) in stackbuf, or in *heap (which
+ * the caller frees) when the key is too long for it. Returns false if out of memory.
+ */
+#define DB_LOOKUP_STACK 256
+static bool
+db_lookup_key(om_slice key, uint64_t seq, uint8_t *stackbuf, uint8_t **heap, om_slice *out)
+{
+    uint8_t *kp = stackbuf;
+
+    *heap = NULL;
+    if (key.n + LSM_TRAILER_SIZE > DB_LOOKUP_STACK) {
+        *heap = malloc(key.n + LSM_TRAILER_SIZE);
+        if (*heap == NULL)
+            return false;
+        kp = *heap;
+    }
+    if (key.n > 0)
+        memcpy(kp, key.p, key.n);
+    om_put_fixed64(kp + key.n, lsm_trailer_pack(seq, LSM_TYPE_SEEK));
+    *out = om_slice_make(kp, key.n + LSM_TRAILER_SIZE);
+    return true;
+}
+
+/* Answer a get from a row (value or tombstone). */
+static void
+db_row_answer(db_get_ctx *c, const lsm_row *row)
+{
+    c->found = true;
+    c->type = (lsm_vtype)(row->trailer & 0xff);
+    c->st = c->type == LSM_TYPE_VAL ? om_buf_set(c->value, om_slice_make(row->value, row->n))
+                                    : OM_E_NOTFOUND;
+}
+
+/* Collects the table's newest entry of a key into a new row (a row cache fill). */
+typedef struct db_row_fill {
+    lsm_row *row;
+    om_status st;
+} db_row_fill;
+
+static void
+db_row_fill_cb(void *arg, om_slice ikey, om_slice value)
+{
+    db_row_fill *rf = arg;
+    lsm_ikey ik;
+
+    if (lsm_ikey_parse(ikey, &ik) != OM_OK) {
+        rf->st = OM_ERR(OM_E_CORRUPT);
+        return;
+    }
+    rf->row = lsm_row_new(lsm_trailer_pack(ik.seq, ik.type),
+                          ik.type == LSM_TYPE_VAL ? value : om_slice_make(NULL, 0));
+    if (rf->row == NULL)
+        rf->st = OM_ERR(OM_E_NOMEM);
+}
+
+/*
+ * lsm_sst_get_unfiltered through the row cache. A cached row is the table's
+ * newest entry of the key; it answers when its sequence is visible at the
+ * lookup's sequence. A miss reads the newest entry (lookup at LSM_MAX_SEQ),
+ * caches it, and answers from it when visible. An older snapshot than the
+ * row asks the table at its own sequence (the row cannot tell which older
+ * entry, if any, the table holds). Returns as lsm_sst_get_unfiltered.
+ */
+typedef struct db_row_peek {
+    uint64_t seq; /* the read's sequence */
+    db_get_ctx *c;
+    bool answered; /* false: the row is newer than the read */
+} db_row_peek;
+
+/* Under the row cache shard's lock: answer from the row when the read sees it. */
+static void
+db_row_peek_cb(void *arg, const void *value)
+{
+    db_row_peek *rp = arg;
+    const lsm_row *row = value;
+
+    if ((row->trailer >> 8) <= rp->seq) {
+        db_row_answer(rp->c, row);
+        rp->answered = true;
+    }
+}
+
+static om_status
+db_row_get(lsm_db *db, lsm_sst *t, uint64_t number, om_slice lookup, db_probe *p, db_get_ctx *c)
+{
+    uint64_t seq = om_get_fixed64(lookup.p + lookup.n - LSM_TRAILER_SIZE) >> 8;
+    db_row_peek rp = {.seq = seq, .c = c, .answered = false};
+    uint8_t stackbuf[DB_LOOKUP_STACK], *heap;
+    om_slice newest;
+    db_row_fill rf = {.row = NULL, .st = OM_OK};
+    lsm_cache_handle *h;
+    const lsm_row *row;
+    om_status st;
+
+    /* A hit copies the value out under the shard lock: no pin, one lock round trip. */
+    if (lsm_table_cache_row_peek(db->tc, number, p->key, db_row_peek_cb, &rp))
+        return rp.answered ? OM_OK : lsm_sst_get_unfiltered(t, lookup, true, db_get_cb, c);
+    if (!db_lookup_key(p->key, LSM_MAX_SEQ, stackbuf, &heap, &newest))
+        return OM_ERR(OM_E_NOMEM);
+    st = lsm_sst_get_unfiltered(t, newest, true, db_row_fill_cb, &rf);
+    free(heap);
+    if (st != OM_OK || rf.st != OM_OK) {
+        free(rf.row);
+        return st != OM_OK ? st : rf.st;
+    }
+    row = rf.row;
+    h = lsm_table_cache_row_insert(db->tc, number, p->key, rf.row);
+    if (h == NULL) /* out of memory: the row is gone, ask the table as without a cache */
+        return lsm_sst_get_unfiltered(t, lookup, true, db_get_cb, c);
+    if ((row->trailer >> 8) > seq) {
+        lsm_table_cache_row_release(db->tc, h);
+        return lsm_sst_get_unfiltered(t, lookup, true, db_get_cb, c);
+    }
+    db_row_answer(c, row);
+    lsm_table_cache_row_release(db->tc, h);
+    return OM_OK;
+}
+
 /* Look key up in one table; *done when the table decided the answer. */
 static om_status
 db_table_get(lsm_db *db, lsm_file_meta *f, om_slice lookup, db_probe *p, om_buf *value, bool *done)
@@ -655,8 +780,12 @@ db_table_get(lsm_db *db, lsm_file_meta *f, om_slice lookup, db_probe *p, om_buf 
     if (st == OM_OK) {
         lsm_sst *t = lsm_table_ref_sst(ref);
 
-        st = db_table_may_contain(t, p) ? lsm_sst_get_unfiltered(t, lookup, true, db_get_cb, &c)
-                                        : OM_E_NOTFOUND;
+        if (!db_table_may_contain(t, p))
+            st = OM_E_NOTFOUND;
+        else if (lsm_table_cache_has_rows(db->tc))
+            st = db_row_get(db, t, f->number, lookup, p, &c);
+        else
+            st = lsm_sst_get_unfiltered(t, lookup, true, db_get_cb, &c);
         if (owned)
             lsm_table_cache_unref(db->tc, ref);
     }
@@ -686,30 +815,6 @@ static inline bool
 db_file_covers(const lsm_file_meta *f, om_slice key)
 {
     return db_ucmp(key, &f->smallest) >= 0 && db_ucmp(key, &f->largest) <= 0;
-}
-
-/*
- * The lookup key (key, seq, LSM_TYPE_SEEK) in stackbuf, or in *heap (which
- * the caller frees) when the key is too long for it. Returns false if out of memory.
- */
-#define DB_LOOKUP_STACK 256
-static bool
-db_lookup_key(om_slice key, uint64_t seq, uint8_t *stackbuf, uint8_t **heap, om_slice *out)
-{
-    uint8_t *kp = stackbuf;
-
-    *heap = NULL;
-    if (key.n + LSM_TRAILER_SIZE > DB_LOOKUP_STACK) {
-        *heap = malloc(key.n + LSM_TRAILER_SIZE);
-        if (*heap == NULL)
-            return false;
-        kp = *heap;
-    }
-    if (key.n > 0)
-        memcpy(kp, key.p, key.n);
-    om_put_fixed64(kp + key.n, lsm_trailer_pack(seq, LSM_TYPE_SEEK));
-    *out = om_slice_make(kp, key.n + LSM_TRAILER_SIZE);
-    return true;
 }
 
 static om_status
@@ -869,11 +974,26 @@ lsm_snapshot_free(lsm_db *db, lsm_snapshot *s)
 om_status
 lsm_compact_range(lsm_db *db, om_slice begin, om_slice end)
 {
+    return lsm_compact_range_rate(db, begin, end, 0);
+}
+
+/*
+ * The caller counts itself in manual_callers so that lsm_close, which may run
+ * meanwhile on another thread, frees the db only after it left; once the
+ * compaction thread took a step (m.taken), the caller waits for it to end
+ * even at close (m lives on this stack), which close makes quick (abandon).
+ */
+om_status
+lsm_compact_range_rate(lsm_db *db, om_slice begin, om_slice end, uint64_t bytes_per_sec)
+{
     db_manual m;
     om_status st = OM_OK;
     int max_level = 0;
 
-    OM_TRY(lsm_flush(db));
+    pthread_mutex_lock(&db->mu);
+    db->manual_callers++;
+    pthread_mutex_unlock(&db->mu);
+    st = lsm_flush(db);
     pthread_mutex_lock(&db->mu);
     for (int l = 0; l < LSM_MAX_LEVELS; l++)
         if (db->sv->v->nfiles[l] > 0)
@@ -887,6 +1007,7 @@ lsm_compact_range(lsm_db *db, om_slice begin, om_slice end)
         memset(&m, 0, sizeof(m));
         m.level = level;
         m.in_place = level == max_level && level > 0;
+        m.bytes_per_sec = bytes_per_sec;
         if (om_buf_set(&m.begin, begin) != OM_OK || om_buf_set(&m.end, end) != OM_OK) {
             st = OM_ERR(OM_E_NOMEM);
         } else {
@@ -895,10 +1016,12 @@ lsm_compact_range(lsm_db *db, om_slice begin, om_slice end)
                 pthread_cond_wait(&db->bg_cv, &db->mu);
             if (db->shutting_down || db->bg_error != OM_OK) {
                 st = db->bg_error != OM_OK ? db->bg_error : OM_ERR(OM_E_INVALID);
+            } else if (atomic_load(&db->manual_stopped)) {
+                st = OM_E_BUSY; /* lsm_compact_range_stop */
             } else {
                 db->manual = &m;
                 pthread_cond_broadcast(&db->compact_cv);
-                while (!m.done && !db->shutting_down && db->bg_error == OM_OK)
+                while (!m.done && (m.taken || (!db->shutting_down && db->bg_error == OM_OK)))
                     pthread_cond_wait(&db->bg_cv, &db->mu);
                 if (db->manual == &m)
                     db->manual = NULL;
@@ -910,6 +1033,10 @@ lsm_compact_range(lsm_db *db, om_slice begin, om_slice end)
         om_buf_free(&m.begin);
         om_buf_free(&m.end);
     }
+    pthread_mutex_lock(&db->mu);
+    db->manual_callers--;
+    pthread_cond_broadcast(&db->bg_cv);
+    pthread_mutex_unlock(&db->mu);
     return st;
 }
 
@@ -956,4 +1083,6 @@ lsm_stats_get(lsm_db *db, lsm_stats *out)
     out->flushes = atomic_load(&db->st_flushes);
     out->compactions = atomic_load(&db->st_compactions);
     out->last_sequence = last;
+    out->row_cache_hits = lsm_table_cache_row_hits(db->tc);
+    out->row_cache_misses = lsm_table_cache_row_misses(db->tc);
 }

@@ -76,6 +76,8 @@ typedef struct db_manual {
     bool in_place;     /* rewrite the level itself (the deepest one with data) */
     om_buf begin, end; /* user keys; empty = open */
     bool done;
+    bool taken;             /* the compaction thread runs it: it will set done (under mu) */
+    uint64_t bytes_per_sec; /* pace (compaction.c, comp_pace); 0 = unlimited */
     om_status st;
 } db_manual;
 
@@ -113,6 +115,8 @@ struct lsm_db {
     bool shutting_down;
     bool flush_running, compaction_running;
     db_manual *manual;
+    int manual_callers;         /* threads inside lsm_compact_range*: lsm_close waits for them */
+    atomic_bool manual_stopped; /* lsm_compact_range_stop was called (compaction.c) */
     pthread_cond_t flush_cv, compact_cv, sync_cv;
     uint64_t unsynced_writes;
     /*

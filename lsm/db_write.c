@@ -13,6 +13,14 @@
  * takes mu, publishes the new last sequence (readers see the whole group at
  * once), marks the group done, wakes the followers and the next head.
  *
+ * lsm_write_nosync writes the same way without asking for the sync (in any
+ * mode), and lsm_sync does not queue: it notes the current log under mu,
+ * fdatasyncs it without any lock (lsm_wal_sync_written) while the leaders
+ * go on appending, and reports the result. Every write that returned before
+ * lsm_sync was called is in that log's page cache or in an older log, which
+ * the memtable switch synced before it existed; so the sync covers exactly
+ * what it must. A switch waits until no such sync uses the log it closes.
+ *
  * A failed WAL append or sync leaves the log in an unknown state: the error
  * becomes the db's background error, the group's writers get it, and every
  * later write is refused with it. Nothing of the failed group is applied.
@@ -155,6 +163,9 @@ db_switch_memtable(lsm_db *db)
     lsm_memtable *m = NULL;
     om_status st;
 
+    /* An lsm_sync may be using the old log (without mu): let it finish. */
+    while (lsm_wal_syncers(db->wal, 0) > 0)
+        pthread_cond_wait(&db->bg_cv, &db->mu);
     /*
      * The old log is synced first, even in the relaxed modes, before the
      * next log exists: a torn tail can then only ever be in the newest log,
@@ -409,9 +420,49 @@ lsm_del(lsm_db *db, om_slice key)
 }
 
 om_status
+lsm_write_nosync(lsm_db *db, lsm_batch *batch)
+{
+    if (batch == NULL)
+        return OM_ERR(OM_E_INVALID);
+    if (lsm_batch_count(batch) == 0)
+        return OM_OK;
+    return db_write(db, batch, false, false);
+}
+
+om_status
 lsm_sync(lsm_db *db)
 {
-    return db_write(db, NULL, true, false);
+    lsm_wal_writer *wal;
+    uint64_t writes;
+    om_status st;
+
+    pthread_mutex_lock(&db->mu);
+    st = db->bg_error != OM_OK ? db->bg_error : db->shutting_down ? OM_ERR(OM_E_INVALID) : OM_OK;
+    if (st != OM_OK) {
+        pthread_mutex_unlock(&db->mu);
+        return st;
+    }
+    wal = db->wal;
+    lsm_wal_syncers(wal, 1);
+    writes = db->unsynced_writes; /* covered now; later writes count again */
+    db->unsynced_writes = 0;
+    pthread_mutex_unlock(&db->mu);
+
+    st = lsm_wal_sync_written(wal); /* leaders keep appending meanwhile */
+
+    pthread_mutex_lock(&db->mu);
+    lsm_wal_syncers(wal, -1);
+    if (st != OM_OK) {
+        lsm_logf(&db->opts, OM_LOG_ERROR, "sync of log failed log=%llu status=%s",
+                 (unsigned long long)db->wal_number, om_status_str(st));
+        lsm_db_set_bg_error(db, st);
+    } else {
+        atomic_fetch_add(&db->st_wal_syncs, 1);
+        atomic_fetch_add(&db->st_synced_writes, writes);
+    }
+    pthread_cond_broadcast(&db->bg_cv); /* a memtable switch may wait for this log */
+    pthread_mutex_unlock(&db->mu);
+    return st;
 }
 
 om_status

@@ -111,6 +111,14 @@ typedef struct lsm_opts {
      * so reads stop going through each of them. Default 1000; 0 disables.
      */
     uint32_t idle_l0_compaction_ms;
+    /*
+     * Row cache: bytes of entries that point lookups found in tables, keyed by
+     * (table file number, user key). A repeated lsm_get of a key that lives
+     * in a table then skips the index and data block search. Tables never
+     * change, so entries need no invalidation; they age out by LRU. Default
+     * 0 = off.
+     */
+    size_t row_cache_size;
 } lsm_opts;
 
 /* Fill *o with the documented defaults. */
@@ -233,6 +241,26 @@ om_status lsm_sync(lsm_db *db);
  * the bottom level, applying the compaction filter; waits until done.
  */
 om_status lsm_compact_range(lsm_db *db, om_slice begin, om_slice end);
+/*
+ * lsm_compact_range_rate -- lsm_compact_range at most bytes_per_sec (0 =
+ * unlimited): every entry read (kept or dropped) counts its key and value
+ * bytes, so N bytes of entries take at least about N / bytes_per_sec seconds.
+ * The compaction thread sleeps without the db mutex; while it runs, no
+ * automatic compaction does, so the pace is dropped while L0 holds
+ * l0_slowdown_trigger tables or more.
+ * Returns:       as lsm_compact_range; OM_E_BUSY when lsm_close abandoned it.
+ * Thread-safety: as lsm_compact_range; lsm_close may be called meanwhile from
+ *                another thread: it wakes the pacing, abandons the compaction
+ *                and returns promptly, once this call has returned.
+ */
+om_status lsm_compact_range_rate(lsm_db *db, om_slice begin, om_slice end, uint64_t bytes_per_sec);
+/*
+ * lsm_compact_range_stop -- for a shutdown that must not wait for a paced
+ * compaction: the lsm_compact_range* calls in progress, and every later one,
+ * return OM_E_BUSY soon (their compaction abandoned, nothing lost). Other
+ * operations and automatic compactions go on. Irreversible until lsm_close.
+ */
+void lsm_compact_range_stop(lsm_db *db);
 
 typedef struct lsm_level_stats {
     uint32_t files;
@@ -256,6 +284,7 @@ typedef struct lsm_stats {
     uint64_t wal_syncs, wal_synced_writes; /* group commit: writes per sync */
     uint64_t flushes, compactions;
     uint64_t last_sequence;
+    uint64_t row_cache_hits, row_cache_misses; /* lsm_get table probes (0 when off) */
 } lsm_stats;
 
 /* Fill *out with a consistent-enough view of the counters. */

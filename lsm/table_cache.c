@@ -21,6 +21,7 @@ struct lsm_table_cache {
     char *dir;
     lsm_table_opts topts; /* tables point here: it lives as long as they do */
     lsm_cache *cache;
+    lsm_cache *rows;       /* the row cache, or NULL when off */
     size_t pin_limit;      /* max_open_files */
     atomic_size_t npinned; /* handles held in pins */
 };
@@ -67,6 +68,7 @@ lsm_table_cache_free(lsm_table_cache *tc)
     if (tc == NULL)
         return;
     lsm_cache_free(tc->cache);
+    lsm_cache_free(tc->rows);
     free(tc->dir);
     free(tc);
 }
@@ -306,4 +308,147 @@ size_t
 lsm_table_cache_open_count(lsm_table_cache *tc)
 {
     return lsm_cache_count(tc->cache);
+}
+
+/* ---- row cache ---- */
+
+/*
+ * Per-row bookkeeping beyond key and value bytes: the cache entry header and
+ * its hash chain slot, the lsm_row header and malloc rounding (about).
+ */
+#define ROW_OVERHEAD 96
+
+static void
+row_deleter(om_slice key, void *value)
+{
+    (void)key;
+    free(value);
+}
+
+/*
+ * The row cache key: the file number (fixed64) then the user key, in buf
+ * when it fits, else in *heap (the caller frees). Returns false if out of memory.
+ */
+#define ROW_KEY_STACK 264
+static bool
+row_key(uint64_t number, om_slice user_key, uint8_t *buf, uint8_t **heap, om_slice *out)
+{
+    uint8_t *k = buf;
+
+    *heap = NULL;
+    if (8 + user_key.n > ROW_KEY_STACK) {
+        if ((*heap = malloc(8 + user_key.n)) == NULL)
+            return false;
+        k = *heap;
+    }
+    om_put_fixed64(k, number);
+    if (user_key.n > 0)
+        memcpy(k + 8, user_key.p, user_key.n);
+    *out = om_slice_make(k, 8 + user_key.n);
+    return true;
+}
+
+om_status
+lsm_table_cache_enable_rows(lsm_table_cache *tc, size_t capacity)
+{
+    if (capacity == 0 || tc->rows != NULL)
+        return OM_OK;
+    /* The default sharding: up to 16 shards of at least 256 KiB each. */
+    return lsm_cache_new(capacity, -1, &tc->rows);
+}
+
+bool
+lsm_table_cache_has_rows(const lsm_table_cache *tc)
+{
+    return tc->rows != NULL;
+}
+
+lsm_cache_handle *
+lsm_table_cache_row_lookup(lsm_table_cache *tc, uint64_t number, om_slice user_key,
+                           const lsm_row **row)
+{
+    uint8_t buf[ROW_KEY_STACK], *heap;
+    om_slice k;
+    lsm_cache_handle *h;
+
+    if (!row_key(number, user_key, buf, &heap, &k))
+        return NULL;
+    h = lsm_cache_lookup(tc->rows, k);
+    free(heap);
+    if (h != NULL)
+        *row = lsm_cache_value(h);
+    return h;
+}
+
+bool
+lsm_table_cache_row_peek(lsm_table_cache *tc, uint64_t number, om_slice user_key,
+                         lsm_cache_peek_fn fn, void *arg)
+{
+    uint8_t buf[ROW_KEY_STACK], *heap;
+    om_slice k;
+    bool hit;
+
+    if (!row_key(number, user_key, buf, &heap, &k))
+        return false;
+    hit = lsm_cache_peek(tc->rows, k, fn, arg);
+    free(heap);
+    return hit;
+}
+
+void
+lsm_table_cache_row_release(lsm_table_cache *tc, lsm_cache_handle *h)
+{
+    lsm_cache_release(tc->rows, h);
+}
+
+lsm_row *
+lsm_row_new(uint64_t trailer, om_slice value)
+{
+    lsm_row *r = malloc(sizeof(*r) + value.n);
+
+    if (r == NULL)
+        return NULL;
+    r->trailer = trailer;
+    r->n = value.n;
+    if (value.n > 0)
+        memcpy(r->value, value.p, value.n);
+    return r;
+}
+
+lsm_cache_handle *
+lsm_table_cache_row_insert(lsm_table_cache *tc, uint64_t number, om_slice user_key, lsm_row *row)
+{
+    uint8_t buf[ROW_KEY_STACK], *heap;
+    om_slice k;
+    lsm_cache_handle *h = NULL;
+
+    if (!row_key(number, user_key, buf, &heap, &k)) {
+        free(row);
+        return NULL;
+    }
+    if (lsm_cache_insert(tc->rows, k, row, k.n + sizeof(*row) + row->n + ROW_OVERHEAD, row_deleter,
+                         &h) != OM_OK) {
+        free(row);
+        h = NULL;
+    }
+    free(heap);
+    return h;
+}
+
+uint64_t
+lsm_table_cache_row_hits(const lsm_table_cache *tc)
+{
+    return tc->rows != NULL ? lsm_cache_hits(tc->rows) : 0;
+}
+
+uint64_t
+lsm_table_cache_row_misses(const lsm_table_cache *tc)
+{
+    return tc->rows != NULL ? lsm_cache_misses(tc->rows) : 0;
+}
+
+size_t
+lsm_table_cache_row_usage(lsm_table_cache *tc)
+{
+    return tc->rows != NULL ? lsm_cache_usage(tc->rows) : 0;
 }

@@ -128,4 +128,61 @@ void lsm_table_cache_evict(lsm_table_cache *tc, uint64_t number);
 /* Tables currently in the cache. */
 size_t lsm_table_cache_open_count(lsm_table_cache *tc);
 
+/*
+ * Row cache (lsm_opts.row_cache_size): the entry a point lookup found in a
+ * table, keyed by (file number, user key), in a second lsm_cache charged in
+ * bytes. Only the newest entry of the key in that table is cached (the
+ * lookup that fills it runs at LSM_MAX_SEQ), so a cached row answers a read
+ * at sequence s exactly as the table would whenever row->trailer's sequence
+ * is <= s; otherwise the reader asks the table. Tables are immutable, so
+ * rows are never invalidated: they age out by LRU, and rows of a deleted
+ * file are never asked for again (file numbers are not reused).
+ */
+typedef struct lsm_row {
+    uint64_t trailer; /* lsm_trailer_pack(seq, type) of the entry */
+    size_t n;         /* value bytes (0 for a tombstone) */
+    uint8_t value[];
+} lsm_row;
+
+/*
+ * lsm_table_cache_enable_rows -- create the row cache (call once, before any
+ * read). capacity 0 leaves it off.
+ * Returns: OM_OK; OM_E_NOMEM.
+ */
+om_status lsm_table_cache_enable_rows(lsm_table_cache *tc, size_t capacity);
+/* Whether the row cache is on. */
+bool lsm_table_cache_has_rows(const lsm_table_cache *tc);
+
+/*
+ * lsm_table_cache_row_lookup -- the cached row of user_key in table `number`
+ * (a pinned handle and *row), or NULL. Counts a hit or a miss.
+ * Requires: the row cache is on. Release the handle with lsm_table_cache_row_release.
+ */
+lsm_cache_handle *lsm_table_cache_row_lookup(lsm_table_cache *tc, uint64_t number,
+                                             om_slice user_key, const lsm_row **row);
+void lsm_table_cache_row_release(lsm_table_cache *tc, lsm_cache_handle *h);
+/*
+ * lsm_table_cache_row_peek -- lsm_cache_peek of the row of user_key in table
+ * `number`: fn(arg, row) under the row cache shard's lock (see lsm_cache_peek).
+ * Returns: true on a hit. Requires: the row cache is on.
+ */
+bool lsm_table_cache_row_peek(lsm_table_cache *tc, uint64_t number, om_slice user_key,
+                              lsm_cache_peek_fn fn, void *arg);
+
+/*
+ * lsm_table_cache_row_insert -- cache row (from lsm_row_new) for user_key of
+ * table `number`; it must be the table's newest entry of that key.
+ * Returns:   a pinned handle, or NULL when out of memory (the row is freed then).
+ * Ownership: takes row.
+ */
+lsm_cache_handle *lsm_table_cache_row_insert(lsm_table_cache *tc, uint64_t number,
+                                             om_slice user_key, lsm_row *row);
+/* A row holding trailer and a copy of value, or NULL when out of memory. */
+lsm_row *lsm_row_new(uint64_t trailer, om_slice value);
+
+/* Row cache counters (0 when off) and bytes in use. */
+uint64_t lsm_table_cache_row_hits(const lsm_table_cache *tc);
+uint64_t lsm_table_cache_row_misses(const lsm_table_cache *tc);
+size_t lsm_table_cache_row_usage(lsm_table_cache *tc);
+
 #endif /* OM_LSM_TABLE_CACHE_H */

@@ -62,6 +62,17 @@ om_status lsm_wal_add(lsm_wal_writer *w, om_slice record);
 om_status lsm_wal_flush(lsm_wal_writer *w);
 /* Flush, then fdatasync. */
 om_status lsm_wal_sync(lsm_wal_writer *w);
+/*
+ * lsm_wal_sync_written -- fdatasync what earlier lsm_wal_flush calls wrote,
+ * from a thread other than the writer's (lsm_sync): it touches neither the
+ * buffer nor the sticky error, so the writer may add and flush meanwhile.
+ * Bytes flushed while it runs may or may not be covered.
+ * lsm_wal_syncers -- the number of such syncs running on w, changed by delta
+ * (+1 before, -1 after; 0 reads it). The writer must not be closed while it
+ * is not 0. Requires: the caller's lock around every call (the db mutex).
+ */
+om_status lsm_wal_sync_written(lsm_wal_writer *w);
+int lsm_wal_syncers(lsm_wal_writer *w, int delta);
 /* Bytes framed so far (the file size once flushed). */
 uint64_t lsm_wal_size(const lsm_wal_writer *w);
 /* Flush, optionally sync, and close; returns the first error. Accepts NULL. */

@@ -3,7 +3,9 @@
  *
  * Records are framed into an in-memory buffer and written with one append
  * per lsm_wal_flush, so a group commit costs one write(2) and one
- * fdatasync however many batches it carries.
+ * fdatasync however many batches it carries. lsm_wal_sync_written lets
+ * another thread fdatasync what was written while the owner goes on adding
+ * (lsm_sync overlapping later writes).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,7 @@ struct lsm_wal_writer {
     size_t block_off; /* offset inside the current block */
     om_buf buf;       /* framed, not yet written */
     om_status err;    /* sticky */
+    int syncers;      /* lsm_wal_sync_written calls running (under the db mutex) */
 };
 
 om_status
@@ -131,6 +134,19 @@ lsm_wal_sync(lsm_wal_writer *w)
     if (st != OM_OK)
         w->err = st;
     return st;
+}
+
+om_status
+lsm_wal_sync_written(lsm_wal_writer *w)
+{
+    return lsm_wfile_sync(w->f);
+}
+
+int
+lsm_wal_syncers(lsm_wal_writer *w, int delta)
+{
+    w->syncers += delta;
+    return w->syncers;
 }
 
 uint64_t

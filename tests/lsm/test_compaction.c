@@ -3,8 +3,10 @@
  * round-robin compaction pointers, the survival rules (shadowed entries,
  * tombstones only at the base level, snapshots, the compaction filter), and
  * the same rules end to end in a database, inspected through its internal
- * (all-versions) iterator.
+ * (all-versions) iterator. Also the pacing of lsm_compact_range_rate (a
+ * lower bound on its duration only, and a close that interrupts it).
  */
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -298,9 +300,10 @@ START_TEST(tombstones_dropped_only_at_bottom)
     ck_assert_int_eq(lsm_put(db, om_slice_from_str("m/z"), om_slice_from_str("x")), OM_OK);
     ck_assert_int_eq(lsm_flush(db), OM_OK);
     deadline = tu_now_ms() + 20000;
+    /* the version (L0 empty) is installed before the counter moves: wait for both */
     do
         lsm_stats_get(db, &s);
-    while (s.levels[0].files > 0 && tu_now_ms() < deadline);
+    while ((s.levels[0].files > 0 || s.compactions == 0) && tu_now_ms() < deadline);
     ck_assert_uint_eq(s.levels[0].files, 0);
     ck_assert_uint_gt(s.levels[1].files, 0);
     /* The tombstone now sits in L1, above the old value in a deeper level: kept. */
@@ -610,9 +613,10 @@ START_TEST(idle_database_compacts_l0)
         ck_assert_int_eq(lsm_flush(db), OM_OK);
     }
     deadline = tu_now_ms() + 20000;
+    /* the version (L0 empty) is installed before the counter moves: wait for both */
     do
         lsm_stats_get(db, &s);
-    while (s.levels[0].files > 0 && tu_now_ms() < deadline);
+    while ((s.levels[0].files > 0 || s.compactions == 0) && tu_now_ms() < deadline);
     ck_assert_uint_eq(s.levels[0].files, 0);
     ck_assert_uint_gt(s.levels[1].files, 0);
     ck_assert_uint_ge(s.compactions, 1);
@@ -645,6 +649,202 @@ START_TEST(close_abandons_when_told_not_to_wait)
 }
 END_TEST
 
+/* ---- paced manual compactions (lsm_compact_range_rate) ---- */
+
+enum { PACE_VALUE = 4000, PACE_KEYS = 1024 }; /* about 4 MiB of entries */
+
+/* Drops every odd key; notes that the compaction has started. */
+static atomic_int pace_started;
+
+static lsm_filter_decision
+pace_filter(void *arg, int level, om_slice key, om_slice value)
+{
+    (void)arg;
+    (void)level;
+    (void)value;
+    atomic_store(&pace_started, 1);
+    return (key.p[key.n - 1] - '0') % 2 == 1 ? LSM_FILTER_DROP : LSM_FILTER_KEEP;
+}
+
+/* PACE_KEYS keys with PACE_VALUE-byte values, in L0 tables; returns the bytes of entries. */
+static uint64_t
+pace_fill(const char *dir, lsm_db **out)
+{
+    lsm_opts o;
+    char k[32];
+    uint8_t *val = malloc(PACE_VALUE);
+    uint64_t bytes = 0;
+
+    ck_assert_ptr_nonnull(val);
+    copts(&o);
+    o.zstd_level = 0;
+    o.write_buffer_size = 1u << 20;
+    o.target_file_size = 1u << 20;
+    o.max_bytes_for_level1 = 256u << 20; /* no automatic compaction below L0 */
+    o.l0_compaction_trigger = o.l0_slowdown_trigger = o.l0_stop_trigger = 64;
+    o.idle_l0_compaction_ms = 0;
+    o.compaction_filter = pace_filter;
+    atomic_store(&pace_started, 0);
+    ck_assert_int_eq(lsm_open(dir, &o, out), OM_OK);
+    for (int i = 0; i < PACE_KEYS; i++) {
+        snprintf(k, sizeof(k), "key%06d", i);
+        memset(val, 'a' + i % 26, PACE_VALUE);
+        ck_assert_int_eq(lsm_put(*out, om_slice_from_str(k), om_slice_make(val, PACE_VALUE)),
+                         OM_OK);
+        bytes += strlen(k) + 8 + PACE_VALUE; /* the internal key carries 8 bytes more */
+    }
+    ck_assert_int_eq(lsm_flush(*out), OM_OK);
+    free(val);
+    return bytes;
+}
+
+/*
+ * N bytes of entries compacted at R bytes/s take at least about N / R: checked
+ * with a generous lower bound only (a slow machine takes longer, never less).
+ * The result is the same as unpaced: odd keys dropped, even keys intact.
+ */
+START_TEST(paced_compaction_takes_at_least_bytes_over_rate)
+{
+    const char *dir = tu_tmpdir();
+    const uint64_t rate = 4u << 20;
+    lsm_db *db;
+    lsm_stats s;
+    om_buf v = OM_BUF_INIT;
+    char k[32];
+    uint64_t bytes = pace_fill(dir, &db), t0, ms, want_ms;
+
+    lsm_stats_get(db, &s);
+    ck_assert_uint_gt(s.levels[0].files, 1);
+    t0 = tu_now_ms();
+    ck_assert_int_eq(lsm_compact_range_rate(db, OM_SLICE_NULL, OM_SLICE_NULL, rate), OM_OK);
+    ms = tu_now_ms() - t0;
+    want_ms = bytes * 1000 / rate;
+    printf("paced compaction: %llu bytes at %llu B/s took %llu ms (N/R = %llu ms)\n",
+           (unsigned long long)bytes, (unsigned long long)rate, (unsigned long long)ms,
+           (unsigned long long)want_ms);
+    /* The burst credit (50 ms) and the last unpaid chunk are the only slack. */
+    ck_assert_uint_ge(ms, want_ms * 8 / 10);
+    lsm_stats_get(db, &s);
+    ck_assert_uint_eq(s.levels[0].files, 0);
+    for (int i = 0; i < PACE_KEYS; i++) {
+        snprintf(k, sizeof(k), "key%06d", i);
+        if (i % 2 == 1) {
+            ck_assert_int_eq(lsm_get(db, NULL, om_slice_from_str(k), &v), OM_E_NOTFOUND);
+        } else {
+            ck_assert_int_eq(lsm_get(db, NULL, om_slice_from_str(k), &v), OM_OK);
+            ck_assert_uint_eq(v.n, PACE_VALUE);
+            ck_assert_uint_eq(v.p[0], (uint8_t)('a' + i % 26));
+        }
+    }
+    /* The in-place rewrite of the bottom level is paced too (half the entries are left). */
+    t0 = tu_now_ms();
+    ck_assert_int_eq(lsm_compact_range_rate(db, OM_SLICE_NULL, OM_SLICE_NULL, rate), OM_OK);
+    ms = tu_now_ms() - t0;
+    ck_assert_uint_ge(ms, want_ms / 2 * 8 / 10);
+    om_buf_free(&v);
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+}
+END_TEST
+
+typedef struct pace_call {
+    lsm_db *db;
+    uint64_t rate;
+    om_status st;
+    atomic_int returned;
+} pace_call;
+
+static void *
+pace_thread(void *arg)
+{
+    pace_call *c = arg;
+
+    c->st = lsm_compact_range_rate(c->db, OM_SLICE_NULL, OM_SLICE_NULL, c->rate);
+    atomic_store(&c->returned, 1);
+    return NULL;
+}
+
+/*
+ * A compaction paced to take about a minute; lsm_close from another thread
+ * wakes the pacing and abandons it: the close returns long before the minute
+ * (bound: half of it), the call returns OM_E_BUSY, and nothing is lost.
+ */
+START_TEST(close_wakes_a_paced_compaction)
+{
+    const char *dir = tu_tmpdir();
+    pace_call c;
+    pthread_t th;
+    lsm_opts o;
+    lsm_db *db;
+    om_buf v = OM_BUF_INIT;
+    char k[32];
+    uint64_t bytes, deadline, t0, ms;
+
+    memset(&c, 0, sizeof(c));
+    bytes = pace_fill(dir, &c.db);
+    c.rate = bytes / 60;
+    ck_assert_int_eq(pthread_create(&th, NULL, pace_thread, &c), 0);
+    deadline = tu_now_ms() + 20000;
+    while (!atomic_load(&pace_started) && tu_now_ms() < deadline)
+        sched_yield();
+    ck_assert_int_eq(atomic_load(&pace_started), 1);
+    t0 = tu_now_ms();
+    ck_assert_int_eq(lsm_close(c.db), OM_OK);
+    ms = tu_now_ms() - t0;
+    pthread_join(th, NULL);
+    printf("close during a paced compaction: %llu ms\n", (unsigned long long)ms);
+    ck_assert_uint_lt(ms, 30000);
+    ck_assert_int_eq(c.st, OM_E_BUSY);
+    /* Abandoned: every key is still there. */
+    copts(&o);
+    o.zstd_level = 0;
+    o.idle_l0_compaction_ms = 0;
+    ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
+    for (int i = 0; i < PACE_KEYS; i++) {
+        snprintf(k, sizeof(k), "key%06d", i);
+        ck_assert_int_eq(lsm_get(db, NULL, om_slice_from_str(k), &v), OM_OK);
+    }
+    om_buf_free(&v);
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+}
+END_TEST
+
+/*
+ * lsm_compact_range_stop (a shard shutting down): the paced call returns
+ * OM_E_BUSY long before its minute, later calls too, and the database keeps
+ * working (no background error): writes, reads, flushes.
+ */
+START_TEST(stop_abandons_a_paced_compaction)
+{
+    const char *dir = tu_tmpdir();
+    pace_call c;
+    pthread_t th;
+    om_buf v = OM_BUF_INIT;
+    uint64_t bytes, deadline, t0;
+
+    memset(&c, 0, sizeof(c));
+    bytes = pace_fill(dir, &c.db);
+    c.rate = bytes / 60;
+    ck_assert_int_eq(pthread_create(&th, NULL, pace_thread, &c), 0);
+    deadline = tu_now_ms() + 20000;
+    while (!atomic_load(&pace_started) && tu_now_ms() < deadline)
+        sched_yield();
+    ck_assert_int_eq(atomic_load(&pace_started), 1);
+    t0 = tu_now_ms();
+    lsm_compact_range_stop(c.db);
+    pthread_join(th, NULL);
+    printf("stop during a paced compaction: %llu ms\n", (unsigned long long)(tu_now_ms() - t0));
+    ck_assert_uint_lt(tu_now_ms() - t0, 30000);
+    ck_assert_int_eq(c.st, OM_E_BUSY);
+    ck_assert_int_eq(lsm_compact_range(c.db, OM_SLICE_NULL, OM_SLICE_NULL), OM_E_BUSY);
+    ck_assert_int_eq(lsm_put(c.db, om_slice_from_str("after"), om_slice_from_str("stop")), OM_OK);
+    ck_assert_int_eq(lsm_flush(c.db), OM_OK);
+    ck_assert_int_eq(lsm_get(c.db, NULL, om_slice_from_str("key000001"), &v), OM_OK);
+    ck_assert_int_eq(lsm_get(c.db, NULL, om_slice_from_str("after"), &v), OM_OK);
+    om_buf_free(&v);
+    ck_assert_int_eq(lsm_close(c.db), OM_OK);
+}
+END_TEST
+
 static Suite *
 compaction_suite(void)
 {
@@ -662,6 +862,9 @@ compaction_suite(void)
     tcase_add_test(tc, close_finishes_a_mostly_done_compaction);
     tcase_add_test(tc, close_abandons_a_young_compaction);
     tcase_add_test(tc, close_abandons_when_told_not_to_wait);
+    tcase_add_test(tc, paced_compaction_takes_at_least_bytes_over_rate);
+    tcase_add_test(tc, close_wakes_a_paced_compaction);
+    tcase_add_test(tc, stop_abandons_a_paced_compaction);
     suite_add_tcase(s, tc);
     return s;
 }

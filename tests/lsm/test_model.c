@@ -246,7 +246,9 @@ run_model(const char *name, uint64_t ops, bool with_compaction)
     m->o.l0_compaction_trigger = 2;
     m->o.l0_slowdown_trigger = 6;
     m->o.l0_stop_trigger = 10;
-    m->o.zstd_level = (int)(seed % 2); /* half the runs compress */
+    m->o.zstd_level = (int)(seed % 2);     /* half the runs compress */
+    if (getenv("MODEL_ROW_CACHE") != NULL) /* the row cache variant (see meson.build) */
+        m->o.row_cache_size = (size_t)strtoull(getenv("MODEL_ROW_CACHE"), NULL, 10);
     if (!with_compaction) {
         m->o.write_buffer_size = 1u << 30; /* memtable + WAL only */
     }
@@ -307,15 +309,17 @@ run_model(const char *name, uint64_t ops, bool with_compaction)
     for (int round = 0; round < 2; round++) {
         for (uint32_t k = 0; k < NKEYS; k++)
             check_get(m, k, NULL, m->cur);
+        if (round == 0) /* before a reopen, which starts a new row cache */
+            lsm_stats_get(m->db, &s);
         model_reopen(m);
     }
-    lsm_stats_get(m->db, &s);
     printf("%s: ops=%llu gets=%llu iters=%llu reopens=%llu flushes=%llu compactions=%llu "
-           "levels=%u/%u/%u/%u stall_us=%llu\n",
+           "levels=%u/%u/%u/%u stall_us=%llu row_hits=%llu\n",
            name, (unsigned long long)ops, (unsigned long long)m->gets, (unsigned long long)m->iters,
            (unsigned long long)m->reopens, (unsigned long long)m->flushes,
            (unsigned long long)m->compactions, s.levels[0].files, s.levels[1].files,
-           s.levels[2].files, s.levels[3].files, (unsigned long long)m->stall_us);
+           s.levels[2].files, s.levels[3].files, (unsigned long long)m->stall_us,
+           (unsigned long long)s.row_cache_hits);
     ck_assert_int_eq(lsm_close(m->db), OM_OK);
     free(m);
 }
