@@ -22,10 +22,13 @@
  * every accepted request is answered during a graceful shutdown.
  */
 #define OM_LOG_MODULE "shard"
+#include <errno.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "shard/list.h"
 #include "shard/shard_int.h"
@@ -58,14 +61,151 @@ struct shard_job {
 
 /* ---- answers ---- */
 
+/*
+ * The shard whose loop this thread runs: set on entry to every loop callback
+ * of the shard (the handler, the flush and sync events, detach), so that
+ * shard_answer tells the loop from the workers.
+ */
+static _Thread_local shard *shard_loop_self;
+
+/* A packed reply the loop made while group `need` was not yet durable. */
+struct shard_held {
+    shard_held *next;
+    rpc_reply *reply;
+    shard_op op;
+    unsigned status; /* wire status, for the counters */
+    uint64_t t0_ns, need;
+    size_t n;
+    uint8_t data[]; /* the packed Response */
+};
+
+static unsigned
+answer_status_index(Objmeta__Status status)
+{
+    return (unsigned)status < SHARD_NSTATUS ? (unsigned)status
+                                            : (unsigned)OBJMETA__STATUS__INTERNAL;
+}
+
+static void
+shard_count(shard *s, shard_op op, unsigned st, uint64_t t0_ns)
+{
+    atomic_fetch_add_explicit(&s->answers[op][st], 1, memory_order_relaxed);
+    rpc_hist_observe_ns(&s->latency[op], om_clock_mono_ns() - t0_ns);
+}
+
+/*
+ * The answer to a request whose reply could reveal a write the WAL sync did
+ * not make durable (the sync failed): an error, never the data.
+ */
+static void
+shard_answer_unsynced(shard *s, shard_op op, uint64_t t0_ns, rpc_reply *reply, om_status st)
+{
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+    char msg[160];
+
+    snprintf(msg, sizeof(msg), "WAL sync failed (%s): recent writes may not be durable",
+             om_status_str(st));
+    resp.status = rpc_status_to_proto(st != OM_OK ? st : OM_E_IO);
+    resp.message = msg;
+    shard_count(s, op, answer_status_index(resp.status), t0_ns);
+    rpc_reply_send(reply, &resp);
+}
+
+/* Pack and hold a reply of the loop thread until group `need` is durable. */
+static bool
+shard_hold(shard *s, shard_op op, uint64_t t0_ns, rpc_reply *reply, const Objmeta__Response *resp,
+           uint64_t need)
+{
+    size_t n = objmeta__response__get_packed_size(resp);
+    shard_held *h = malloc(sizeof(*h) + n);
+
+    if (h == NULL)
+        return false;
+    h->n = objmeta__response__pack(resp, h->data);
+    h->next = NULL;
+    h->reply = reply;
+    h->op = op;
+    h->status = answer_status_index(resp->status);
+    h->t0_ns = t0_ns;
+    h->need = need;
+    if (s->held_tail != NULL)
+        s->held_tail->next = h;
+    else
+        s->held_head = h;
+    s->held_tail = h;
+    return true;
+}
+
+/*
+ * Send the held replies the last sync covered, in the order they were made;
+ * after a failed sync, the rest get shard_answer_unsynced. Loop thread.
+ */
+static void
+shard_held_release(shard *s)
+{
+    while (s->held_head != NULL &&
+           (s->held_head->need <= s->loop_durable || s->loop_sync_err != OM_OK)) {
+        shard_held *h = s->held_head;
+
+        s->held_head = h->next;
+        if (s->held_head == NULL)
+            s->held_tail = NULL;
+        if (h->need <= s->loop_durable) {
+            shard_count(s, h->op, h->status, h->t0_ns);
+            rpc_reply_send_encoded(h->reply, h->data, h->n);
+        } else {
+            shard_answer_unsynced(s, h->op, h->t0_ns, h->reply, s->loop_sync_err);
+        }
+        free(h);
+    }
+}
+
+/* A thread other than the loop: wait until every group written so far is durable. */
+static om_status
+shard_wait_durable(shard *s)
+{
+    uint64_t need = atomic_load(&s->gen_started);
+    om_status st;
+
+    pthread_mutex_lock(&s->dur_mu);
+    while (s->durable < need && s->sync_err == OM_OK)
+        pthread_cond_wait(&s->dur_cv, &s->dur_mu);
+    st = s->durable >= need ? OM_OK : s->sync_err;
+    pthread_mutex_unlock(&s->dur_mu);
+    return st;
+}
+
+/*
+ * Every answer goes through here. With overlapped syncs (s->async_sync) no
+ * answer may show a write before it is durable: the loop thread holds its
+ * replies while a group it wrote is not synced (gen_started > loop_durable),
+ * and other threads (List, reads without inline_reads) wait, after making
+ * their answer, until the groups written before they read are durable.
+ */
 static void
 shard_answer(shard *s, shard_op op, uint64_t t0_ns, rpc_reply *reply, Objmeta__Response *resp)
 {
-    unsigned st = (unsigned)resp->status < SHARD_NSTATUS ? (unsigned)resp->status
-                                                         : (unsigned)OBJMETA__STATUS__INTERNAL;
+    if (s->async_sync) {
+        if (shard_loop_self == s) {
+            uint64_t need = atomic_load_explicit(&s->gen_started, memory_order_relaxed);
 
-    atomic_fetch_add_explicit(&s->answers[op][st], 1, memory_order_relaxed);
-    rpc_hist_observe_ns(&s->latency[op], om_clock_mono_ns() - t0_ns);
+            if (need > s->loop_durable) {
+                if (s->loop_sync_err != OM_OK)
+                    shard_answer_unsynced(s, op, t0_ns, reply, s->loop_sync_err);
+                else if (!shard_hold(s, op, t0_ns, reply, resp, need))
+                    shard_answer_unsynced(s, op, t0_ns, reply, OM_E_NOMEM);
+                return;
+            }
+        } else {
+            om_status st = shard_wait_durable(s);
+
+            if (st != OM_OK) {
+                shard_answer_unsynced(s, op, t0_ns, reply, st);
+                return;
+            }
+        }
+    }
+    shard_count(s, op, answer_status_index(resp->status), t0_ns);
     rpc_reply_send(reply, resp);
 }
 
@@ -280,7 +420,7 @@ answer_write(shard *s, shard_job *j, const shard_write *w)
  * for n shard_writes (the loop thread passes an array it keeps), or NULL.
  */
 static void
-run_writes(shard *s, shard_job **jobs, size_t n, shard_write *ws)
+run_writes(shard *s, shard_job **jobs, size_t n, shard_write *ws, bool nosync)
 {
     shard_write one, *w = ws != NULL ? ws : n == 1 ? &one : malloc(n * sizeof(*w));
 
@@ -292,7 +432,7 @@ run_writes(shard *s, shard_job **jobs, size_t n, shard_write *ws)
     }
     for (size_t i = 0; i < n; i++)
         job_to_write(jobs[i], &w[i]);
-    shard_write_many(s, w, n);
+    shard_write_many_ex(s, w, n, nosync);
     for (size_t i = 0; i < n; i++)
         answer_write(s, jobs[i], &w[i]);
     if (w != &one && w != ws)
@@ -445,7 +585,7 @@ shard_run_job(shard *s, shard_job *j)
     switch (j->op) {
     case SHARD_OP_STORE:
     case SHARD_OP_DELETE:
-        run_writes(s, &j, 1, NULL);
+        run_writes(s, &j, 1, NULL, false);
         break;
     case SHARD_OP_LIST:
         do_list(s, j);
@@ -509,7 +649,7 @@ shard_worker(void *arg)
         }
         pthread_mutex_unlock(&s->q_mu);
         if (job_is_write(jobs[0]))
-            run_writes(s, jobs, n, NULL);
+            run_writes(s, jobs, n, NULL, false);
         else
             shard_run_job(s, jobs[0]);
         for (size_t i = 0; i < n; i++)
@@ -574,10 +714,103 @@ shard_enqueue(shard *s, shard_job *j)
  * to the pool: the handler appends them to a pending list and activates
  * flush_ev once; libevent runs it after the other callbacks already active in
  * this loop iteration (the other connections' reads), and it runs everything
- * pending as batches of shard_write_many -- one WAL fsync per batch -- and
- * answers on the loop thread. This is Redis's appendfsync-always design: no
- * thread hand-offs, and the loop blocks while the batch syncs.
+ * pending as batches of shard_write_many (a group) and answers on the loop
+ * thread. This is Redis's appendfsync-always design.
+ *
+ * Without a sync thread each group's lsm_write syncs the WAL, and the loop
+ * blocks meanwhile. With one (async_sync: opts.sync_thread, LSM_SYNC_ALWAYS),
+ * the loop counts the group in gen_started, writes it with lsm_write_nosync
+ * and asks the "shard-sync" thread to lsm_sync up to it, unless a sync is
+ * already running: then the groups written meanwhile are synced right after
+ * it, by one sync. The loop goes on reading and answering; but every reply
+ * it makes while a written group is not yet durable -- a read may show that
+ * group's data, a Store's version may follow it -- is packed and held
+ * (shard_answer), and released in order when the sync thread reports, through
+ * an eventfd, the sync that covers it. Redis does the same: replies leave
+ * after the AOF fsync of their iteration. A failed sync (the engine then
+ * refuses every write) turns the held replies into errors, and so every
+ * later reply that could depend on an unsynced write. Threads other than the
+ * loop wait in shard_answer until the groups written before they read are
+ * durable.
  */
+
+/* Ask the sync thread to cover every group written so far, unless it is busy. Loop thread. */
+static void
+shard_sync_request(shard *s)
+{
+    uint64_t gen = atomic_load_explicit(&s->gen_started, memory_order_relaxed);
+
+    if (s->sync_busy || gen <= s->loop_durable || s->loop_sync_err != OM_OK)
+        return;
+    pthread_mutex_lock(&s->dur_mu);
+    s->sync_req = gen;
+    pthread_cond_signal(&s->req_cv);
+    pthread_mutex_unlock(&s->dur_mu);
+    s->sync_busy = true;
+}
+
+/* Take the sync thread's results, release what they cover, start the next sync. Loop thread. */
+static void
+shard_sync_collect(shard *s)
+{
+    pthread_mutex_lock(&s->dur_mu);
+    s->loop_durable = s->durable;
+    s->loop_sync_err = s->sync_err;
+    s->sync_busy = s->sync_done < s->sync_req;
+    pthread_mutex_unlock(&s->dur_mu);
+    shard_held_release(s);
+    shard_sync_request(s);
+}
+
+static void
+shard_sync_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    uint64_t v;
+
+    (void)what;
+    shard_loop_self = arg;
+    while (read(fd, &v, sizeof(v)) < 0 && errno == EINTR)
+        ;
+    shard_sync_collect(arg);
+}
+
+static void *
+shard_sync_main(void *arg)
+{
+    shard *s = arg;
+
+    pthread_setname_np(pthread_self(), "shard-sync"); /* for top -H and perf */
+    pthread_mutex_lock(&s->dur_mu);
+    for (;;) {
+        uint64_t target, one = 1;
+        om_status st;
+
+        while (s->sync_req == s->sync_done && !s->sync_stop)
+            pthread_cond_wait(&s->req_cv, &s->dur_mu);
+        if (s->sync_req == s->sync_done)
+            break; /* stopping, and every request is done */
+        target = s->sync_req;
+        pthread_mutex_unlock(&s->dur_mu);
+        st = lsm_sync(s->db); /* the loop's later writes go on meanwhile */
+        if (st != OM_OK) {
+            int none = OM_OK;
+            om_log(OM_LOG_ERROR, "WAL sync failed status=%s", om_status_str(st));
+            atomic_compare_exchange_strong(&s->engine_error, &none, (int)st);
+        }
+        pthread_mutex_lock(&s->dur_mu);
+        s->sync_done = target;
+        if (st == OM_OK && target > s->durable)
+            s->durable = target;
+        else if (st != OM_OK && s->sync_err == OM_OK)
+            s->sync_err = st;
+        pthread_cond_broadcast(&s->dur_cv);
+        while (write(s->sync_efd, &one, sizeof(one)) < 0 && errno == EINTR)
+            ;
+    }
+    pthread_mutex_unlock(&s->dur_mu);
+    return NULL;
+}
+
 static void
 shard_flush_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -585,10 +818,16 @@ shard_flush_cb(evutil_socket_t fd, short what, void *arg)
     shard_job *head = s->pend_head;
     shard_job *batch[SHARD_WRITE_BATCH]; /* 16 KiB of stack */
 
+    shard_loop_self = s;
     s->pend_head = s->pend_tail = NULL;
+    if (head == NULL)
+        return;
     /* the writes of one batch, kept for the next (loop thread only; freed at detach) */
-    if (head != NULL && s->flush_w == NULL)
+    if (s->flush_w == NULL)
         s->flush_w = malloc(SHARD_WRITE_BATCH * sizeof(*s->flush_w));
+    /* counted before it is written: a reader that sees the group sees the count */
+    if (s->async_sync)
+        atomic_fetch_add(&s->gen_started, 1);
     while (head != NULL) {
         size_t n = 0, bytes = 0;
         while (head != NULL && n < SHARD_WRITE_BATCH &&
@@ -597,17 +836,104 @@ shard_flush_cb(evutil_socket_t fd, short what, void *arg)
             batch[n++] = head;
             head = head->next;
         }
-        run_writes(s, batch, n, s->flush_w);
+        run_writes(s, batch, n, s->flush_w, s->async_sync);
         for (size_t i = 0; i < n; i++)
             free(batch[i]);
     }
+    if (s->async_sync)
+        shard_sync_request(s);
+}
+
+static om_status
+shard_sync_start(shard *s, struct event_base *base)
+{
+    s->sync_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (s->sync_efd < 0) {
+        om_log(OM_LOG_ERROR, "eventfd failed err=%s", strerror(errno));
+        return OM_ERR(OM_E_IO);
+    }
+    s->sync_ev = event_new(base, s->sync_efd, EV_READ | EV_PERSIST, shard_sync_done_cb, s);
+    if (s->sync_ev == NULL || event_add(s->sync_ev, NULL) != 0)
+        goto fail;
+    pthread_mutex_init(&s->dur_mu, NULL);
+    pthread_cond_init(&s->req_cv, NULL);
+    pthread_cond_init(&s->dur_cv, NULL);
+    s->sync_req = s->sync_done = s->durable = s->loop_durable = 0;
+    atomic_store(&s->gen_started, 0);
+    s->sync_err = s->loop_sync_err = OM_OK;
+    s->sync_stop = s->sync_busy = false;
+    if (pthread_create(&s->sync_thread, NULL, shard_sync_main, s) != 0) {
+        pthread_cond_destroy(&s->dur_cv);
+        pthread_cond_destroy(&s->req_cv);
+        pthread_mutex_destroy(&s->dur_mu);
+        goto fail;
+    }
+    s->have_sync_thread = true;
+    s->async_sync = true;
+    return OM_OK;
+fail:
+    if (s->sync_ev != NULL)
+        event_free(s->sync_ev);
+    s->sync_ev = NULL;
+    close(s->sync_efd);
+    s->sync_efd = -1;
+    return OM_ERR(OM_E_NOMEM);
+}
+
+/*
+ * Detach: stop the sync thread once it has done what it was asked, sync the
+ * rest here, release every held reply (or fail it), free the events.
+ */
+static void
+shard_sync_stop(shard *s)
+{
+    uint64_t gen;
+
+    pthread_mutex_lock(&s->dur_mu);
+    s->sync_stop = true;
+    pthread_cond_signal(&s->req_cv);
+    pthread_mutex_unlock(&s->dur_mu);
+    pthread_join(s->sync_thread, NULL);
+    s->have_sync_thread = false;
+    gen = atomic_load(&s->gen_started);
+    pthread_mutex_lock(&s->dur_mu);
+    if (s->durable < gen && s->sync_err == OM_OK) {
+        om_status st;
+
+        pthread_mutex_unlock(&s->dur_mu);
+        st = lsm_sync(s->db);
+        pthread_mutex_lock(&s->dur_mu);
+        if (st == OM_OK)
+            s->durable = gen;
+        else
+            s->sync_err = st;
+    }
+    s->sync_req = s->sync_done = gen;
+    pthread_cond_broadcast(&s->dur_cv);
+    pthread_mutex_unlock(&s->dur_mu);
+    shard_sync_collect(s);
+    event_free(s->sync_ev);
+    s->sync_ev = NULL;
+    close(s->sync_efd);
+    s->sync_efd = -1;
 }
 
 om_status
 shard_attach_loop(shard *s, struct event_base *base)
 {
     s->flush_ev = event_new(base, -1, 0, shard_flush_cb, s);
-    return s->flush_ev != NULL ? OM_OK : OM_ERR(OM_E_NOMEM);
+    if (s->flush_ev == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    if (s->opts.sync_thread && s->opts.lsm.sync_mode == LSM_SYNC_ALWAYS) {
+        om_status st = shard_sync_start(s, base);
+
+        if (st != OM_OK) {
+            event_free(s->flush_ev);
+            s->flush_ev = NULL;
+            return st;
+        }
+    }
+    return OM_OK;
 }
 
 void
@@ -615,7 +941,10 @@ shard_detach_loop(shard *s)
 {
     if (s->flush_ev == NULL)
         return;
+    shard_loop_self = s;      /* the loop thread, or the one closing the shard after it */
     shard_flush_cb(-1, 0, s); /* answer what is pending (dropped if the server is gone) */
+    if (s->have_sync_thread)
+        shard_sync_stop(s);
     event_free(s->flush_ev);
     s->flush_ev = NULL;
     free(s->flush_w);
@@ -718,6 +1047,7 @@ shard_stat_items(shard *s, stat_item *v, size_t cap, char names[][48])
     ADD("lsm.compaction_bytes_written", ls.compaction_bytes_written);
     ADD("lsm.cache_hits", ls.cache_hits);
     ADD("lsm.cache_misses", ls.cache_misses);
+    ADD("lsm.row_cache_hits", ls.row_cache_hits);
     ADD("lsm.bloom_checks", ls.bloom_checks);
     ADD("lsm.bloom_useful", ls.bloom_useful);
     ADD("lsm.stall_micros", ls.stall_micros);
@@ -925,6 +1255,7 @@ shard_rpc_handler(void *arg, const Objmeta__Request *req, rpc_reply *reply)
     shard *s = arg;
     uint64_t t0 = om_clock_mono_ns();
 
+    shard_loop_self = s;
     switch (req->body_case) {
     case OBJMETA__REQUEST__BODY_STORE:
         submit_store(s, req, t0, reply);

@@ -104,10 +104,12 @@ main(int argc, char **argv)
     so.lsm.sync_period_ms = (uint32_t)c.sync_period;
     so.lsm.write_buffer_size = (size_t)c.write_buffer;
     so.lsm.block_cache_size = (size_t)c.block_cache;
+    so.lsm.row_cache_size = (size_t)c.row_cache;
     so.max_object_size = (size_t)c.max_object_size;
     so.max_metadata_size = (size_t)c.max_metadata_size;
     so.workers = (int)c.workers;
     so.inline_reads = c.inline_reads;
+    so.sync_thread = c.sync_thread;
     so.id = c.id;
     so.max_list_bytes = (size_t)c.max_frame / 2; /* a List page always fits in a frame */
     rpc_server_opts_init(&ro);

@@ -27,6 +27,8 @@ static const om_conf_item shard_items[] = {
      "memtable size before a flush"},
     {"block-cache", OM_CONF_SIZE, "256M", 0, 1LL << 40, NULL, F(block_cache),
      "bytes of uncompressed SSTable blocks to cache"},
+    {"row-cache-size", OM_CONF_SIZE, "64M", 0, 1LL << 40, NULL, F(row_cache),
+     "bytes of entries found in SSTables cached per key (lookups skip the block search; 0 = off)"},
     {"max-object-size", OM_CONF_SIZE, "4M", 0, 64LL << 20, NULL, F(max_object_size),
      "largest object data accepted"},
     {"max-metadata-size", OM_CONF_SIZE, "64K", 2, 16LL << 20, NULL, F(max_metadata_size),
@@ -45,6 +47,9 @@ static const om_conf_item shard_items[] = {
      "answer retrieve/head/exists on the network thread"},
     {"inline-writes", OM_CONF_BOOL, "true", 0, 0, NULL, F(inline_writes),
      "batch store/delete per network-loop iteration on that thread (false: worker threads)"},
+    {"sync-thread", OM_CONF_BOOL, "true", 0, 0, NULL, F(sync_thread),
+     "with inline-writes and sync-mode=always: fsync the WAL on its own thread while the loop "
+     "goes on serving (replies still wait for the fsync)"},
     {"log-level", OM_CONF_ENUM, "info", 0, 0, log_levels, F(log_level),
      "error, warn, info or debug"},
 };

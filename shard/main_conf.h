@@ -17,8 +17,9 @@ typedef struct shard_conf {
     char *listen, *http_listen, *data_dir, *port_file, *id;
     int sync_mode, log_level;
     int64_t sync_period, write_buffer, block_cache, max_object_size, max_metadata_size;
+    int64_t row_cache;
     int64_t max_frame, max_connections, idle_timeout, request_timeout, workers;
-    bool inline_reads, inline_writes;
+    bool inline_reads, inline_writes, sync_thread;
 } shard_conf;
 
 /* Names of the sync-mode choices, indexed by shard_conf.sync_mode. */

@@ -92,6 +92,7 @@ shard_mig_opts_init(shard_mig_opts *o)
     memset(o, 0, sizeof(*o));
     o->tombstone_retention_ms = 7ull * 24 * 3600 * 1000;
     o->threads = 3;
+    o->compact_rate = SHARD_MIG_COMPACT_RATE;
 }
 
 om_status
@@ -737,19 +738,33 @@ run_compact(shard_mig *m, mig_job *j)
     Objmeta__CompactResponse cr = OBJMETA__COMPACT_RESPONSE__INIT;
     lsm_stats ls;
     om_status st;
+    uint64_t t0 = om_clock_mono_ns();
 
     lsm_stats_get(shard_db(m->s), &ls);
     cr.bytes_before = ls.live_sst_bytes + ls.memtable_bytes;
-    st = lsm_compact_range(shard_db(m->s), OM_SLICE_NULL, OM_SLICE_NULL);
+    /*
+     * Paced: the old owners compact while they serve clients. Moved keys are
+     * hash ranges spread over the whole LSM key space, so no key range can be
+     * skipped; the whole tree is rewritten.
+     */
+    st = lsm_compact_range_rate(shard_db(m->s), OM_SLICE_NULL, OM_SLICE_NULL, m->opts.compact_rate);
+    if (st == OM_E_BUSY) {
+        /* shard_mig_stop abandoned it (lsm_compact_range_stop): the coordinator asks again */
+        rpc_reply_error(j->reply, OM_E_UNAVAILABLE, "shard %s is shutting down", m->self);
+        return;
+    }
     if (st != OM_OK) {
         rpc_reply_error(j->reply, st, "compaction failed: %s", om_status_str(st));
         return;
     }
     lsm_stats_get(shard_db(m->s), &ls);
     cr.bytes_after = ls.live_sst_bytes + ls.memtable_bytes;
-    om_log(OM_LOG_INFO, "compacted id=%s bytes_before=%llu bytes_after=%llu dropped=%llu", m->self,
-           (unsigned long long)cr.bytes_before, (unsigned long long)cr.bytes_after,
-           (unsigned long long)atomic_load(&m->filter_dropped));
+    om_log(OM_LOG_INFO,
+           "compacted id=%s bytes_before=%llu bytes_after=%llu dropped=%llu rate=%llu ms=%llu",
+           m->self, (unsigned long long)cr.bytes_before, (unsigned long long)cr.bytes_after,
+           (unsigned long long)atomic_load(&m->filter_dropped),
+           (unsigned long long)m->opts.compact_rate,
+           (unsigned long long)((om_clock_mono_ns() - t0) / 1000000));
     resp.body_case = OBJMETA__RESPONSE__BODY_COMPACT;
     resp.compact = &cr;
     rpc_reply_send(j->reply, &resp);
@@ -820,6 +835,9 @@ shard_mig_stop(shard_mig *m)
     m->q_head = m->q_tail = NULL;
     pthread_cond_broadcast(&m->q_cv);
     pthread_mutex_unlock(&m->q_mu);
+    /* A running (paced) Compact would hold the join for up to minutes: abandon it. */
+    if (m->s != NULL)
+        lsm_compact_range_stop(shard_db(m->s));
     while (j != NULL) {
         mig_job *next = j->next;
         rpc_reply_error(j->reply, OM_E_UNAVAILABLE, "shard %s is shutting down", m->self);

@@ -83,6 +83,7 @@ shard_opts_init(shard_opts *o)
     o->workers = 8;
     o->max_list_bytes = 8u << 20;
     o->inline_reads = true;
+    o->sync_thread = true;
 }
 
 om_status
@@ -525,6 +526,12 @@ shard_wm_scratch_release(shard *s)
 void
 shard_write_many(shard *s, shard_write *w, size_t n)
 {
+    shard_write_many_ex(s, w, n, false);
+}
+
+void
+shard_write_many_ex(shard *s, shard_write *w, size_t n, bool nosync)
+{
     shard_wm_scratch *x = NULL;
     wm_item *items = NULL;
     size_t *last = NULL; /* open addressing: key -> 1 + its latest write in the batch; 0 = empty */
@@ -532,9 +539,10 @@ shard_write_many(shard *s, shard_write *w, size_t n)
     size_t nbatch = 0, mask = 1, kbytes = 0, vbytes = 0;
     om_status st;
 
-    if (n <= 1) {
-        if (n == 1)
-            write_one(s, w);
+    if (n == 0)
+        return;
+    if (n == 1 && !nosync) {
+        write_one(s, w);
         return;
     }
     while (mask + 1 < 2 * n)
@@ -611,7 +619,9 @@ shard_write_many(shard *s, shard_write *w, size_t n)
         last[slot] = i + 1; /* this key's record is now this write's */
         nbatch++;
     }
-    st = nbatch > 0 ? lsm_write(s->db, x->batch) : OM_OK;
+    st = nbatch == 0 ? OM_OK
+         : nosync    ? lsm_write_nosync(s->db, x->batch)
+                     : lsm_write(s->db, x->batch);
     if (st != OM_OK)
         for (size_t i = 0; i < n; i++)
             if (items[i].in_batch)

@@ -52,6 +52,9 @@ typedef struct shard_opts {
     int metadata_max_depth;   /* default 32 */
     int workers;              /* threads running lists (and writes without a loop); default 8 */
     bool inline_reads;        /* Retrieve/Head/Exists on the network thread; default true */
+    bool sync_thread;         /* with a loop and LSM_SYNC_ALWAYS: WAL syncs on a thread of
+                               * their own, overlapping the loop (shard_attach_loop);
+                               * default true */
     const char *id;           /* shown by Ping ("objmeta-shard/<version> id=<id>"); default "" */
     size_t max_list_bytes;    /* a List page ends early beyond this; default 8 MiB (keep it
                                * below the rpc max_frame) */
@@ -190,11 +193,16 @@ void shard_rpc_handler(void *arg, const Objmeta__Request *req, rpc_reply *reply)
  * shard_attach_loop -- run Store and Delete on the loop thread of `base` (the
  * one running the rpc server) instead of the worker pool: the writes that
  * arrive in one loop iteration become batches with one WAL fsync each, as in
- * Redis's appendfsync always, with no thread hand-off; the loop blocks while
- * a batch syncs. Without it, writes go to the worker pool (which batches what
- * is queued). shard_detach_loop (also done by shard_close) answers what is
- * pending and frees the event; call it before freeing `base`.
- * Returns: OM_OK; OM_E_NOMEM.
+ * Redis's appendfsync always. With opts.sync_thread and LSM_SYNC_ALWAYS the
+ * loop writes each group without syncing and a "shard-sync" thread syncs it
+ * while the loop goes on serving; every reply the loop makes while a group
+ * is not yet durable (reads too) is held until the sync covering it ends,
+ * and answered with an error if that sync fails. Otherwise the loop blocks
+ * while a batch syncs. Without a loop, writes go to the worker pool (which
+ * batches what is queued). shard_detach_loop (also done by shard_close)
+ * answers what is pending, syncs, releases the held replies, stops the sync
+ * thread and frees the events; call it before freeing `base`.
+ * Returns: OM_OK; OM_E_NOMEM; OM_E_IO (no eventfd).
  * Thread-safety: loop thread, before serving.
  */
 struct event_base;

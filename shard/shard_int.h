@@ -26,6 +26,9 @@ typedef struct shard_wm_scratch shard_wm_scratch;
 /* One request waiting for a worker (handlers.c). */
 typedef struct shard_job shard_job;
 
+/* A reply of the loop thread held until a WAL sync covers it (handlers.c). */
+typedef struct shard_held shard_held;
+
 struct shard {
     lsm_db *db;
     shard_opts opts;
@@ -49,6 +52,31 @@ struct shard {
     shard_write *flush_w; /* SHARD_WRITE_BATCH writes, reused by every batch (or NULL) */
 
     /*
+     * Overlapped WAL syncs (opts.sync_thread with sync-mode always and a loop,
+     * handlers.c "writes on the loop thread"). The loop writes each group
+     * nosync, after counting it in gen_started, and hands its syncs to
+     * sync_thread. Under dur_mu: sync_req (the group the sync thread is asked
+     * to cover), sync_done (the last one it tried), durable (every group <=
+     * it is durable), sync_err (the first failed sync; sticky), sync_stop.
+     */
+    bool async_sync; /* set by shard_attach_loop, read-only afterwards */
+    _Atomic uint64_t gen_started;
+    pthread_mutex_t dur_mu;
+    pthread_cond_t req_cv, dur_cv;
+    uint64_t sync_req, sync_done, durable;
+    om_status sync_err;
+    bool sync_stop;
+    pthread_t sync_thread;
+    bool have_sync_thread;
+    /* loop thread only: the sync thread's last answer, the held replies, the wake-up */
+    bool sync_busy;
+    uint64_t loop_durable;
+    om_status loop_sync_err;
+    shard_held *held_head, *held_tail;
+    int sync_efd;
+    struct event *sync_ev;
+
+    /*
      * The record buffer of Retrieve/Head answered inline (inline_reads): one
      * thread, the one running shard_rpc_handler, uses it, one request at a
      * time; kept between requests so that a read allocates nothing for it.
@@ -68,6 +96,9 @@ struct shard {
 };
 
 struct event;
+
+/* shard.c: shard_write_many, with nosync: lsm_write_nosync (the caller syncs before answering). */
+void shard_write_many_ex(shard *s, shard_write *w, size_t n, bool nosync);
 
 /* shard.c: free the spare buffers of shard_write_many (shard_close). */
 void shard_wm_scratch_release(shard *s);
