@@ -147,6 +147,22 @@ batch_apply_one(void *arg, uint64_t seq, lsm_vtype type, om_slice key, om_slice 
     return lsm_mem_add(arg, seq, type, key, value);
 }
 
+static om_status
+batch_prefetch_one(void *arg, uint64_t seq, lsm_vtype type, om_slice key, om_slice value)
+{
+    (void)seq;
+    (void)type;
+    (void)value;
+    lsm_mem_prefetch(arg, key);
+    return OM_OK;
+}
+
+void
+lsm_batch_prefetch(om_slice rep, lsm_memtable *m)
+{
+    (void)lsm_batch_iterate(rep, batch_prefetch_one, m);
+}
+
 om_status
 lsm_batch_apply(om_slice rep, lsm_memtable *m)
 {

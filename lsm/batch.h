@@ -53,5 +53,7 @@ om_status lsm_batch_validate(om_slice rep, uint64_t *seq, uint32_t *count);
 
 /* Insert every op of rep into m. Requires: the only memtable writer. */
 om_status lsm_batch_apply(om_slice rep, lsm_memtable *m);
+/* lsm_batch_prefetch -- lsm_mem_prefetch every key of rep (rep as validated). */
+void lsm_batch_prefetch(om_slice rep, lsm_memtable *m);
 
 #endif /* OM_LSM_BATCH_H */

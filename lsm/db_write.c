@@ -304,6 +304,13 @@ db_write(lsm_db *db, lsm_batch *batch, bool sync, bool force_switch)
         mem = db->mem;
         pthread_mutex_unlock(&db->mu);
 
+        /* The memtable's hash buckets load while the log is written. */
+        for (x = &w;; x = x->next) {
+            if (x->batch != NULL && lsm_batch_count(x->batch) > 0)
+                lsm_batch_prefetch(lsm_batch_rep(x->batch), mem);
+            if (x == last)
+                break;
+        }
         wal_before = lsm_wal_size(wal);
         for (x = &w; st == OM_OK; x = x->next) {
             if (x->batch != NULL && lsm_batch_count(x->batch) > 0)

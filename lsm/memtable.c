@@ -65,7 +65,7 @@ lsm_mem_new(uint64_t log_number, size_t write_buffer_size, lsm_memtable **out)
         block = 2048;
     if (block > 256 * 1024)
         block = 256 * 1024;
-    while (nb < write_buffer_size / 256 && nb < ((size_t)1 << 20))
+    while (nb < write_buffer_size / 128 && nb < ((size_t)1 << 21))
         nb <<= 1;
     if (m == NULL)
         return OM_ERR(OM_E_NOMEM);
@@ -130,6 +130,12 @@ mem_newest(const lsm_memtable *m, om_slice key)
     while (x != NULL && !mem_key_is(x, key))
         x = atomic_load_explicit(&((lsm_skl_node *)x)->hnext, memory_order_acquire);
     return x;
+}
+
+void
+lsm_mem_prefetch(const lsm_memtable *m, om_slice key)
+{
+    __builtin_prefetch(mem_bucket(m, key), 1, 3);
 }
 
 om_status

@@ -47,6 +47,13 @@ void lsm_mem_unref(lsm_memtable *m);
 om_status lsm_mem_add(lsm_memtable *m, uint64_t seq, lsm_vtype type, om_slice key, om_slice value);
 
 /*
+ * lsm_mem_prefetch -- start loading the hash-index bucket of key into the
+ * CPU cache, so that a later lsm_mem_add of key does not stall on it (the
+ * writer calls it for a group's keys before its WAL write). Any thread.
+ */
+void lsm_mem_prefetch(const lsm_memtable *m, om_slice key);
+
+/*
  * lsm_mem_get -- the newest entry of key with sequence <= seq.
  * Returns: true if the memtable decides the answer: then *st is OM_OK (value
  * copied into *value) or OM_E_NOTFOUND (a tombstone) or OM_E_NOMEM; false if
