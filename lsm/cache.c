@@ -318,6 +318,13 @@ lsm_cache_insert(lsm_cache *c, om_slice key, void *value, size_t charge, lsm_cac
     return OM_OK;
 }
 
+/* One lookup's hit or miss, for the hit ratio. */
+static void
+cache_count(lsm_cache *c, bool hit)
+{
+    atomic_fetch_add_explicit(hit ? &c->hits : &c->misses, 1, memory_order_relaxed);
+}
+
 lsm_cache_handle *
 lsm_cache_lookup(lsm_cache *c, om_slice key)
 {
@@ -336,10 +343,7 @@ lsm_cache_lookup(lsm_cache *c, om_slice key)
         e->refs++;
     }
     pthread_mutex_unlock(&s->mu);
-    if (e != NULL)
-        atomic_fetch_add_explicit(&c->hits, 1, memory_order_relaxed);
-    else
-        atomic_fetch_add_explicit(&c->misses, 1, memory_order_relaxed);
+    cache_count(c, e != NULL);
     return (lsm_cache_handle *)e;
 }
 
@@ -361,10 +365,7 @@ lsm_cache_peek(lsm_cache *c, om_slice key, lsm_cache_peek_fn fn, void *arg)
         fn(arg, e->value);
     }
     pthread_mutex_unlock(&s->mu);
-    if (e != NULL)
-        atomic_fetch_add_explicit(&c->hits, 1, memory_order_relaxed);
-    else
-        atomic_fetch_add_explicit(&c->misses, 1, memory_order_relaxed);
+    cache_count(c, e != NULL);
     return e != NULL;
 }
 

@@ -577,6 +577,15 @@ typedef struct db_get_ctx {
     om_status st;
 } db_get_ctx;
 
+/* Answer a get from the entry it found: a value or a tombstone. */
+static void
+db_answer(db_get_ctx *c, lsm_vtype type, om_slice value)
+{
+    c->found = true;
+    c->type = type;
+    c->st = type == LSM_TYPE_VAL ? om_buf_set(c->value, value) : OM_E_NOTFOUND;
+}
+
 static void
 db_get_cb(void *arg, om_slice ikey, om_slice value)
 {
@@ -588,9 +597,7 @@ db_get_cb(void *arg, om_slice ikey, om_slice value)
         c->st = OM_ERR(OM_E_CORRUPT);
         return;
     }
-    c->found = true;
-    c->type = ik.type;
-    c->st = ik.type == LSM_TYPE_VAL ? om_buf_set(c->value, value) : OM_E_NOTFOUND;
+    db_answer(c, ik.type, value);
 }
 
 /*
@@ -677,10 +684,7 @@ db_lookup_key(om_slice key, uint64_t seq, uint8_t *stackbuf, uint8_t **heap, om_
 static void
 db_row_answer(db_get_ctx *c, const lsm_row *row)
 {
-    c->found = true;
-    c->type = (lsm_vtype)(row->trailer & 0xff);
-    c->st = c->type == LSM_TYPE_VAL ? om_buf_set(c->value, om_slice_make(row->value, row->n))
-                                    : OM_E_NOTFOUND;
+    db_answer(c, (lsm_vtype)(row->trailer & 0xff), om_slice_make(row->value, row->n));
 }
 
 /* Collects the table's newest entry of a key into a new row (a row cache fill). */
