@@ -31,6 +31,39 @@
 #include "util/checksum.h"
 #include "util/clock.h"
 
+/*
+ * The memtable memory pool keeps the free arena blocks of this many write
+ * buffers at most: one memtable's worth frees up at every flush and the next
+ * memtable takes it back, so 2 leaves room for a flush that finishes while
+ * the pool still holds blocks.
+ */
+#define DB_MEM_POOL_BUFFERS 2
+/*
+ * The prefault thread keeps this much of the pool faulted in ahead of the
+ * writers: a quarter of the write buffer, at most 16 MiB (refilled when the
+ * writers took half of it; a page fault costs microseconds on some VMs, on
+ * the writer's thread otherwise).
+ */
+#define DB_MEM_RESERVE_MAX (16u << 20)
+
+static size_t
+db_mem_reserve(size_t write_buffer_size)
+{
+    size_t r = write_buffer_size / 4;
+
+    return r < DB_MEM_RESERVE_MAX ? r : DB_MEM_RESERVE_MAX;
+}
+
+static void *
+db_prefault_main(void *arg)
+{
+    lsm_db *db = arg;
+
+    pthread_setname_np(pthread_self(), "lsm-prefault");
+    lsm_mem_pool_filler(db->mem_pool);
+    return NULL;
+}
+
 void
 lsm_opts_init(lsm_opts *o)
 {
@@ -56,6 +89,7 @@ lsm_opts_init(lsm_opts *o)
     o->paranoid_checks = false;
     o->close_compaction_wait_ms = 5000;
     o->idle_l0_compaction_ms = 1000;
+    o->memtable_prefault = true;
 }
 
 static om_status
@@ -265,7 +299,7 @@ db_replay_log(lsm_db *db, uint64_t number, bool last, lsm_memtable **mem, lsm_ed
             OM_GOTO(db_recover_flush(db, *mem, e));
             lsm_mem_unref(*mem);
             *mem = NULL;
-            OM_GOTO(lsm_mem_new(0, db->opts.write_buffer_size, mem));
+            OM_GOTO(lsm_mem_new_pooled(0, db->mem_pool, mem));
         }
     }
     if (st == OM_E_CORRUPT) {
@@ -340,7 +374,7 @@ db_recover_logs(lsm_db *db)
         }
     }
     qsort(logs, nlogs, sizeof(*logs), db_cmp_u64);
-    OM_GOTO(lsm_mem_new(0, db->opts.write_buffer_size, &mem));
+    OM_GOTO(lsm_mem_new_pooled(0, db->mem_pool, &mem));
     for (size_t i = 0; i < nlogs; i++)
         OM_GOTO(db_replay_log(db, logs[i], i + 1 == nlogs, &mem, &e, &max_seq));
     OM_GOTO(db_recover_flush(db, mem, &e));
@@ -367,6 +401,7 @@ db_free(lsm_db *db)
     lsm_mem_unref(db->mem);
     for (int i = 0; i < db->nimm; i++)
         lsm_mem_unref(db->imm[i]);
+    lsm_mem_pool_unref(db->mem_pool); /* the memory goes with the last memtable */
     lsm_vset_free(db->vs);
     lsm_table_cache_free(db->tc);
     lsm_cache_free(db->block_cache);
@@ -392,6 +427,12 @@ db_start_threads(lsm_db *db)
     if (pthread_create(&db->compact_thread, NULL, lsm_db_compact_main, db) != 0)
         return OM_ERR(OM_E_NOMEM);
     db->have_compact_thread = true;
+    if (db->opts.memtable_prefault) {
+        lsm_mem_pool_set_reserve(db->mem_pool, db_mem_reserve(db->opts.write_buffer_size));
+        if (pthread_create(&db->prefault_thread, NULL, db_prefault_main, db) != 0)
+            return OM_ERR(OM_E_NOMEM);
+        db->have_prefault_thread = true;
+    }
     if (db->opts.sync_mode == LSM_SYNC_PERIODIC) {
         if (pthread_create(&db->sync_thread, NULL, lsm_db_sync_main, db) != 0)
             return OM_ERR(OM_E_NOMEM);
@@ -411,6 +452,10 @@ db_stop_threads(lsm_db *db)
     pthread_cond_broadcast(&db->compact_cv);
     pthread_cond_broadcast(&db->sync_cv);
     pthread_mutex_unlock(&db->mu);
+    if (db->have_prefault_thread) {
+        lsm_mem_pool_filler_stop(db->mem_pool);
+        pthread_join(db->prefault_thread, NULL);
+    }
     if (db->have_flush_thread)
         pthread_join(db->flush_thread, NULL);
     if (db->have_compact_thread)
@@ -418,6 +463,7 @@ db_stop_threads(lsm_db *db)
     if (db->have_sync_thread)
         pthread_join(db->sync_thread, NULL);
     db->have_flush_thread = db->have_compact_thread = db->have_sync_thread = false;
+    db->have_prefault_thread = false;
     /* lsm_compact_range* callers on other threads leave at once now (see there). */
     pthread_mutex_lock(&db->mu);
     while (db->manual_callers > 0)
@@ -473,6 +519,8 @@ lsm_open(const char *path, const lsm_opts *opts, lsm_db **out)
         OM_GOTO(OM_ERR(OM_E_INVALID));
     }
     db->locked = true;
+    OM_GOTO(lsm_mem_pool_new(opts->write_buffer_size, DB_MEM_POOL_BUFFERS * opts->write_buffer_size,
+                             &db->mem_pool));
     if (opts->block_cache_size > 0)
         OM_GOTO(lsm_cache_new(opts->block_cache_size, 4, &db->block_cache));
     lsm_table_opts_init(&db->topts, &db->opts, db->block_cache, &db->tstats);
@@ -498,7 +546,7 @@ lsm_open(const char *path, const lsm_opts *opts, lsm_db **out)
     }
     OM_GOTO(db_recover_logs(db));
     lsm_db_delete_obsolete(db);
-    OM_GOTO(lsm_mem_new(db->wal_number, db->opts.write_buffer_size, &db->mem));
+    OM_GOTO(lsm_mem_new_pooled(db->wal_number, db->mem_pool, &db->mem));
     db->mem_id = 1;
     db->flushed_id = 0;
     pthread_mutex_lock(&db->mu);
@@ -772,9 +820,10 @@ db_row_get(lsm_db *db, lsm_sst *t, uint64_t number, om_slice lookup, db_probe *p
     return OM_OK;
 }
 
-/* Look key up in one table; *done when the table decided the answer. */
+/* Look key up in one table (rows: via the row cache); *done when the table decided the answer. */
 static om_status
-db_table_get(lsm_db *db, lsm_file_meta *f, om_slice lookup, db_probe *p, om_buf *value, bool *done)
+db_table_get(lsm_db *db, lsm_file_meta *f, om_slice lookup, db_probe *p, bool rows, om_buf *value,
+             bool *done)
 {
     db_get_ctx c = {.value = value, .st = OM_OK};
     lsm_table_ref *ref;
@@ -786,7 +835,7 @@ db_table_get(lsm_db *db, lsm_file_meta *f, om_slice lookup, db_probe *p, om_buf 
 
         if (!db_table_may_contain(t, p))
             st = OM_E_NOTFOUND;
-        else if (lsm_table_cache_has_rows(db->tc))
+        else if (rows && lsm_table_cache_has_rows(db->tc))
             st = db_row_get(db, t, f->number, lookup, p, &c);
         else
             st = lsm_sst_get_unfiltered(t, lookup, true, db_get_cb, &c);
@@ -821,8 +870,10 @@ db_file_covers(const lsm_file_meta *f, om_slice key)
     return db_ucmp(key, &f->smallest) >= 0 && db_ucmp(key, &f->largest) <= 0;
 }
 
+/* rows: through the row cache (when there is one). */
 static om_status
-db_version_get(lsm_db *db, const lsm_version *v, om_slice key, uint64_t seq, om_buf *value)
+db_version_get(lsm_db *db, const lsm_version *v, om_slice key, uint64_t seq, om_buf *value,
+               bool rows)
 {
     uint8_t stackbuf[DB_LOOKUP_STACK], *heap;
     om_slice lk;
@@ -836,7 +887,7 @@ db_version_get(lsm_db *db, const lsm_version *v, om_slice key, uint64_t seq, om_
     for (int i = v->nfiles[0] - 1; i >= 0; i--) {
         if (!db_file_covers(v->files[0][i], key))
             continue;
-        st = db_table_get(db, v->files[0][i], lk, &p, value, &done);
+        st = db_table_get(db, v->files[0][i], lk, &p, rows, value, &done);
         if (done)
             goto out;
     }
@@ -848,7 +899,7 @@ db_version_get(lsm_db *db, const lsm_version *v, om_slice key, uint64_t seq, om_
         idx = lsm_version_find_file(v, l, lk);
         if (idx >= v->nfiles[l] || !db_file_covers(v->files[l][idx], key))
             continue;
-        st = db_table_get(db, v->files[l][idx], lk, &p, value, &done);
+        st = db_table_get(db, v->files[l][idx], lk, &p, rows, value, &done);
         if (done)
             goto out;
     }
@@ -879,6 +930,12 @@ db_file_may_contain(lsm_db *db, lsm_file_meta *f, db_probe *p)
 om_status
 lsm_get(lsm_db *db, const lsm_snapshot *snap, om_slice key, om_buf *value)
 {
+    return lsm_get_ex(db, snap, key, value, 0);
+}
+
+om_status
+lsm_get_ex(lsm_db *db, const lsm_snapshot *snap, om_slice key, om_buf *value, unsigned flags)
+{
     uint64_t last;
     lsm_sv *sv;
     om_status st;
@@ -893,7 +950,7 @@ lsm_get(lsm_db *db, const lsm_snapshot *snap, om_slice key, om_buf *value)
     for (int i = sv->nimm - 1; i >= 0; i--)
         if (lsm_mem_get(sv->imm[i], key, last, value, &st))
             goto out;
-    st = db_version_get(db, sv->v, key, last, value);
+    st = db_version_get(db, sv->v, key, last, value, (flags & LSM_GET_NO_FILL) == 0);
 out:
     lsm_sv_unref(sv);
     return st;
@@ -1050,6 +1107,7 @@ lsm_stats_get(lsm_db *db, lsm_stats *out)
     uint64_t last, wal, user, fl, cw;
     lsm_sv *sv = lsm_db_sv_get(db, &last);
     lsm_table_counters tc;
+    om_arena_pool_stats ps;
 
     memset(out, 0, sizeof(*out));
     for (int l = 0; l < LSM_MAX_LEVELS; l++) {
@@ -1089,4 +1147,8 @@ lsm_stats_get(lsm_db *db, lsm_stats *out)
     out->last_sequence = last;
     out->row_cache_hits = lsm_table_cache_row_hits(db->tc);
     out->row_cache_misses = lsm_table_cache_row_misses(db->tc);
+    lsm_mem_pool_stats(db->mem_pool, &ps);
+    out->mem_pool_reused = ps.reused;
+    out->mem_pool_allocated = ps.allocated;
+    out->mem_pool_bytes = ps.free_bytes;
 }

@@ -6,7 +6,10 @@
  * the flush thread writes immutable memtables to L0 tables; the compaction
  * thread runs leveled compactions (and manual ones for lsm_compact_range);
  * the sync thread (LSM_SYNC_PERIODIC only) forces a WAL sync every
- * sync_period_ms by queueing an empty, sync-only write.
+ * sync_period_ms by queueing an empty, sync-only write. A fourth thread
+ * keeps a reserve of page-faulted-in arena blocks in the memtable pool
+ * (db.c, db_prefault_main), so that the writers' memtable inserts do not
+ * fault fresh memory in.
  *
  * Locks, in the order they may be taken:
  *   1. manifest_mu -- one version edit at a time (flush and compaction).
@@ -18,7 +21,8 @@
  *                     take only this lock; writers change either with mu
  *                     held and sv_mu taken inside it, so readers never
  *                     queue behind the writer queue's work under mu.
- *   4. leaf locks inside the table cache, block cache and env.
+ *   4. leaf locks inside the table cache, block cache, env and the memtable
+ *      block pool (util/arena.c; taken when a memtable dies, even under mu).
  *
  * The read view. `sv` bundles the active memtable, the immutables and the
  * current version with one atomic refcount. It is replaced (under mu and
@@ -88,6 +92,7 @@ struct lsm_db {
     int lock_handle;
     bool locked;
 
+    lsm_mem_pool *mem_pool; /* memtable memory, recycled between memtables (memtable.h) */
     lsm_cache *block_cache;
     lsm_table_stats tstats;
     lsm_table_opts topts;
@@ -131,8 +136,8 @@ struct lsm_db {
     atomic_uint_fast64_t last_seq; /* published with release under mu */
     atomic_bool closing;           /* shutting_down, readable without mu */
 
-    pthread_t flush_thread, compact_thread, sync_thread;
-    bool have_flush_thread, have_compact_thread, have_sync_thread;
+    pthread_t flush_thread, compact_thread, sync_thread, prefault_thread;
+    bool have_flush_thread, have_compact_thread, have_sync_thread, have_prefault_thread;
 
     /* Statistics (relaxed atomics). */
     atomic_uint_fast64_t st_user_bytes, st_wal_bytes, st_flush_bytes, st_comp_read, st_comp_written,

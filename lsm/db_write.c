@@ -178,7 +178,7 @@ db_switch_memtable(lsm_db *db)
     }
     lsm_fname(path, sizeof(path), db->dir, LSM_FT_LOG, number);
     OM_TRY(lsm_wal_writer_open(db->env, path, &w));
-    st = lsm_mem_new(number, db->opts.write_buffer_size, &m);
+    st = lsm_mem_new_pooled(number, db->mem_pool, &m);
     if (st != OM_OK) {
         lsm_wal_writer_close(w, false);
         db->env->ops->remove(db->env, path);

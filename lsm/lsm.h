@@ -119,6 +119,15 @@ typedef struct lsm_opts {
      * 0 = off.
      */
     size_t row_cache_size;
+    /*
+     * Memtable memory comes from a pool that recycles the arena blocks of
+     * flushed memtables (always on). With memtable_prefault, a background
+     * thread also keeps min(write_buffer_size / 4, 16 MiB) of blocks in the
+     * pool faulted in ahead of the writers, so that memtable inserts rarely
+     * touch fresh pages (a page fault costs microseconds on some VMs, on the
+     * writer's thread otherwise). Costs that much memory up front. Default true.
+     */
+    bool memtable_prefault;
 } lsm_opts;
 
 /* Fill *o with the documented defaults. */
@@ -177,6 +186,21 @@ uint32_t lsm_batch_count(const lsm_batch *b);
  * Ownership: *value is the caller's buffer (om_buf_free when done).
  */
 om_status lsm_get(lsm_db *db, const lsm_snapshot *snap, om_slice key, om_buf *value);
+
+/*
+ * lsm_get_ex -- lsm_get with flags (a bitwise OR of LSM_GET_* below; 0 makes
+ * it exactly lsm_get). Returns and ownership as lsm_get.
+ *
+ * LSM_GET_NO_FILL: for a read whose row is about to be shadowed, such as the
+ * read of a key's current value before writing it: the read neither looks
+ * in nor adds to the row cache (opts.row_cache_size), so the row cache's
+ * contents, usage and hit/miss counters stay as they were. The answer is the
+ * same as lsm_get's. The block cache is used as by lsm_get (blocks read from
+ * disk are still added to it).
+ */
+#define LSM_GET_NO_FILL 0x1u
+om_status lsm_get_ex(lsm_db *db, const lsm_snapshot *snap, om_slice key, om_buf *value,
+                     unsigned flags);
 
 /*
  * lsm_may_contain -- a cheap check: false means key is certainly absent or
@@ -285,6 +309,13 @@ typedef struct lsm_stats {
     uint64_t flushes, compactions;
     uint64_t last_sequence;
     uint64_t row_cache_hits, row_cache_misses; /* lsm_get table probes (0 when off) */
+    /*
+     * Memtable memory recycling: arena blocks a new memtable took from the
+     * pool of dead memtables' blocks, blocks it had to get from malloc (the
+     * pool was empty), and the bytes of free blocks the pool holds now (at
+     * most 2 x write_buffer_size).
+     */
+    uint64_t mem_pool_reused, mem_pool_allocated, mem_pool_bytes;
 } lsm_stats;
 
 /* Fill *out with a consistent-enough view of the counters. */

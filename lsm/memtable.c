@@ -50,35 +50,163 @@ struct lsm_memtable {
     om_arena *arena;  /* skiplist nodes: links and keys */
     om_arena *varena; /* values */
     lsm_skiplist *sl;
-    mem_link *buckets; /* hash index: newest node of each user key */
-    size_t mask;       /* buckets - 1 (a power of two) */
+    mem_link *buckets;  /* hash index: newest node of each user key */
+    size_t mask;        /* buckets - 1 (a power of two) */
+    lsm_mem_pool *pool; /* NULL: not pooled */
 };
 
-om_status
-lsm_mem_new(uint64_t log_number, size_t write_buffer_size, lsm_memtable **out)
-{
-    lsm_memtable *m = calloc(1, sizeof(*m));
-    size_t block = write_buffer_size / 16, nb = 64;
-    om_status st;
+/*
+ * The memory of pooled memtables: arena blocks, and one spare bucket array
+ * (all zero when it is parked here) of the size every memtable of this
+ * write_buffer_size uses.
+ */
+struct lsm_mem_pool {
+    atomic_int refs;
+    size_t write_buffer_size;
+    size_t block, nbuckets;
+    om_arena_pool *blocks;
+    _Atomic(mem_link *) spare;
+};
 
-    if (block < 2048)
-        block = 2048;
-    if (block > 256 * 1024)
-        block = 256 * 1024;
+/* Arena block and bucket count for a write buffer size. */
+static void
+mem_geometry(size_t write_buffer_size, size_t *block, size_t *nbuckets)
+{
+    size_t b = write_buffer_size / 16, nb = 64;
+
+    if (b < 2048)
+        b = 2048;
+    if (b > 256 * 1024)
+        b = 256 * 1024;
     while (nb < write_buffer_size / 128 && nb < ((size_t)1 << 21))
         nb <<= 1;
+    *block = b;
+    *nbuckets = nb;
+}
+
+/* calloc: all-zero bytes are NULL links on the platforms we build for. */
+static mem_link *
+mem_buckets_new(size_t nb)
+{
+    return calloc(nb, sizeof(mem_link));
+}
+
+/*
+ * Fault every page of fresh zeroed memory in now, with one write each: a
+ * bucket array fills at random, and a page first read (a get or an insert's
+ * chain walk maps the zero page) and then written faults twice.
+ */
+static void
+mem_touch(void *p, size_t n)
+{
+    for (size_t off = 0; off < n; off += 4096)
+        ((volatile unsigned char *)p)[off] = 0;
+}
+
+om_status
+lsm_mem_pool_new(size_t write_buffer_size, size_t max_bytes, lsm_mem_pool **out)
+{
+    lsm_mem_pool *p = calloc(1, sizeof(*p));
+    om_status st;
+
+    if (p == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    atomic_init(&p->refs, 1);
+    atomic_init(&p->spare, NULL);
+    p->write_buffer_size = write_buffer_size;
+    mem_geometry(write_buffer_size, &p->block, &p->nbuckets);
+    st = om_arena_pool_new(p->block, max_bytes, &p->blocks);
+    if (st != OM_OK) {
+        free(p);
+        return st;
+    }
+    *out = p;
+    return OM_OK;
+}
+
+void
+lsm_mem_pool_unref(lsm_mem_pool *p)
+{
+    if (p == NULL || atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    free(atomic_load_explicit(&p->spare, memory_order_relaxed));
+    om_arena_pool_unref(p->blocks);
+    free(p);
+}
+
+size_t
+lsm_mem_pool_fill(lsm_mem_pool *p, size_t target_bytes)
+{
+    return om_arena_pool_fill(p->blocks, target_bytes);
+}
+
+void
+lsm_mem_pool_set_reserve(lsm_mem_pool *p, size_t reserve_bytes)
+{
+    om_arena_pool_set_reserve(p->blocks, reserve_bytes);
+}
+
+void
+lsm_mem_pool_filler(lsm_mem_pool *p)
+{
+    /* A spare bucket array, faulted in, for the next memtable (the first switch's). */
+    if (atomic_load_explicit(&p->spare, memory_order_relaxed) == NULL) {
+        mem_link *b = mem_buckets_new(p->nbuckets), *none = NULL;
+
+        if (b != NULL) {
+            mem_touch(b, p->nbuckets * sizeof(*b));
+            if (!atomic_compare_exchange_strong_explicit(&p->spare, &none, b, memory_order_release,
+                                                         memory_order_relaxed))
+                free(b);
+        }
+    }
+    om_arena_pool_filler(p->blocks);
+}
+
+void
+lsm_mem_pool_filler_stop(lsm_mem_pool *p)
+{
+    om_arena_pool_filler_stop(p->blocks);
+}
+
+void
+lsm_mem_pool_stats(lsm_mem_pool *p, om_arena_pool_stats *out)
+{
+    om_arena_pool_stats_get(p->blocks, out);
+}
+
+static om_status
+mem_new(uint64_t log_number, size_t write_buffer_size, lsm_mem_pool *pool, lsm_memtable **out)
+{
+    lsm_memtable *m = calloc(1, sizeof(*m));
+    size_t block, nb;
+    om_status st;
+
+    mem_geometry(write_buffer_size, &block, &nb);
     if (m == NULL)
         return OM_ERR(OM_E_NOMEM);
     atomic_init(&m->refs, 1);
     atomic_init(&m->entries, 0);
     m->log_number = log_number;
-    /* calloc: all-zero bytes are NULL links on the platforms we build for. */
-    m->buckets = calloc(nb, sizeof(*m->buckets));
-    if (m->buckets == NULL)
-        OM_GOTO(OM_ERR(OM_E_NOMEM));
+    if (pool != NULL) {
+        atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
+        m->pool = pool;
+        m->buckets = atomic_exchange_explicit(&pool->spare, NULL, memory_order_acquire);
+    }
+    if (m->buckets == NULL) {
+        if ((m->buckets = mem_buckets_new(nb)) == NULL)
+            OM_GOTO(OM_ERR(OM_E_NOMEM));
+        if (pool != NULL)
+            mem_touch(m->buckets, nb * sizeof(*m->buckets));
+    }
     m->mask = nb - 1;
-    OM_GOTO(om_arena_new(block, &m->arena));
-    OM_GOTO(om_arena_new(block, &m->varena));
+    if (pool != NULL) {
+        OM_GOTO(om_arena_new_pooled(pool->blocks, &m->arena));
+        OM_GOTO(om_arena_new_pooled(pool->blocks, &m->varena));
+    } else {
+        OM_GOTO(om_arena_new(block, &m->arena));
+        OM_GOTO(om_arena_new(block, &m->varena));
+    }
     OM_GOTO(lsm_skl_new(m->arena, m->varena, (uint64_t)(uintptr_t)m ^ log_number, &m->sl));
     *out = m;
     return OM_OK;
@@ -86,8 +214,21 @@ fail:
     om_arena_free(m->arena);
     om_arena_free(m->varena);
     free(m->buckets);
+    lsm_mem_pool_unref(m->pool);
     free(m);
     return st;
+}
+
+om_status
+lsm_mem_new(uint64_t log_number, size_t write_buffer_size, lsm_memtable **out)
+{
+    return mem_new(log_number, write_buffer_size, NULL, out);
+}
+
+om_status
+lsm_mem_new_pooled(uint64_t log_number, lsm_mem_pool *pool, lsm_memtable **out)
+{
+    return mem_new(log_number, pool->write_buffer_size, pool, out);
 }
 
 void
@@ -99,14 +240,24 @@ lsm_mem_ref(lsm_memtable *m)
 void
 lsm_mem_unref(lsm_memtable *m)
 {
+    mem_link *none = NULL;
+
     if (m == NULL)
         return;
-    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
-        om_arena_free(m->arena);
-        om_arena_free(m->varena);
-        free(m->buckets);
-        free(m);
+    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    om_arena_free(m->arena);
+    om_arena_free(m->varena);
+    if (m->pool != NULL && atomic_load_explicit(&m->pool->spare, memory_order_relaxed) == NULL) {
+        /* Zeroing here (usually the flush thread) beats faulting a fresh array in. */
+        memset(m->buckets, 0, (m->mask + 1) * sizeof(*m->buckets));
+        if (atomic_compare_exchange_strong_explicit(&m->pool->spare, &none, m->buckets,
+                                                    memory_order_release, memory_order_relaxed))
+            m->buckets = NULL;
     }
+    free(m->buckets);
+    lsm_mem_pool_unref(m->pool);
+    free(m);
 }
 
 static inline bool

@@ -12,8 +12,15 @@
  * internal key (user key | trailer), its value in the value arena (see
  * skiplist.h); point lookups go through a hash index (see memtable.c).
  *
+ * Memory recycling: memtables made with lsm_mem_new_pooled take their arena
+ * blocks from a db-wide lsm_mem_pool and give them back when they die, and
+ * reuse a dead memtable's hash-index buckets (zeroed by the thread that
+ * drops the last reference), so that a steady write load does not page-fault
+ * fresh memory in for every memtable (see util/arena.h).
+ *
  * Thread-safety: lsm_mem_add for one writer at a time; everything else
  * (get, iterators, usage, ref/unref) from any thread concurrently with it.
+ * A pool is safe from any thread.
  */
 #ifndef OM_LSM_MEMTABLE_H
 #define OM_LSM_MEMTABLE_H
@@ -23,10 +30,40 @@
 #include <stdint.h>
 
 #include "lsm/lsm_int.h"
+#include "util/arena.h"
 #include "util/slice.h"
 #include "util/status.h"
 
 typedef struct lsm_memtable lsm_memtable;
+typedef struct lsm_mem_pool lsm_mem_pool;
+
+/*
+ * lsm_mem_pool_new -- a pool for the memtables of one write_buffer_size that
+ * keeps at most max_bytes of free arena blocks (plus one spare bucket array).
+ * Returns: OM_OK; OM_E_NOMEM. Ownership: reference count 1; every pooled
+ * memtable holds a reference, so the pool outlives them; the memory goes
+ * with the last lsm_mem_pool_unref (accepts NULL).
+ */
+om_status lsm_mem_pool_new(size_t write_buffer_size, size_t max_bytes, lsm_mem_pool **out);
+void lsm_mem_pool_unref(lsm_mem_pool *p);
+/*
+ * lsm_mem_pool_fill -- fault free blocks in ahead of use until the pool holds
+ * target_bytes of them (or its cap); call it from a thread that may be slow.
+ * Returns the blocks added.
+ */
+size_t lsm_mem_pool_fill(lsm_mem_pool *p, size_t target_bytes);
+/*
+ * lsm_mem_pool_set_reserve / lsm_mem_pool_filler / lsm_mem_pool_filler_stop --
+ * keep reserve_bytes of pre-faulted blocks in the pool from a thread of the
+ * caller's (om_arena_pool_set_reserve and om_arena_pool_filler, arena.h);
+ * the filler first parks a faulted-in spare bucket array when there is none.
+ * A pooled memtable that finds no spare faults its new array in at once.
+ */
+void lsm_mem_pool_set_reserve(lsm_mem_pool *p, size_t reserve_bytes);
+void lsm_mem_pool_filler(lsm_mem_pool *p);
+void lsm_mem_pool_filler_stop(lsm_mem_pool *p);
+/* Block counters of the pool (see om_arena_pool_stats). */
+void lsm_mem_pool_stats(lsm_mem_pool *p, om_arena_pool_stats *out);
 
 /*
  * lsm_mem_new -- an empty memtable with a reference count of 1.
@@ -35,6 +72,8 @@ typedef struct lsm_memtable lsm_memtable;
  * Returns: OM_OK; OM_E_NOMEM.
  */
 om_status lsm_mem_new(uint64_t log_number, size_t write_buffer_size, lsm_memtable **out);
+/* lsm_mem_new with the pool's write_buffer_size and memory from the pool. Returns as above. */
+om_status lsm_mem_new_pooled(uint64_t log_number, lsm_mem_pool *pool, lsm_memtable **out);
 void lsm_mem_ref(lsm_memtable *m);
 /* Drop a reference; the last one frees the memtable (accepts NULL). */
 void lsm_mem_unref(lsm_memtable *m);

@@ -5,7 +5,9 @@
  * comparing two databases fed the same operations, seed printed); reads at
  * snapshots older than a cached row still see the older entry; tombstones
  * cached in a newer table hide older values; the statistics count hits and
- * misses; and the cache stays within its capacity as rows are evicted.
+ * misses; the cache stays within its capacity as rows are evicted; and
+ * lsm_get_ex with LSM_GET_NO_FILL answers as lsm_get without touching the
+ * row cache (no fill, no lookup, counters unchanged).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -286,6 +288,99 @@ START_TEST(row_cache_respects_capacity)
 }
 END_TEST
 
+/* The answer of lsm_get_ex(flags) as a string, like get_str. */
+static void
+get_ex_str(lsm_db *db, const lsm_snapshot *snap, const char *k, unsigned flags, char *out,
+           size_t cap)
+{
+    om_buf v = OM_BUF_INIT;
+    om_status st = lsm_get_ex(db, snap, S(k), &v, flags);
+
+    if (st == OM_E_NOTFOUND) {
+        snprintf(out, cap, "<none>");
+    } else {
+        ck_assert_msg(st == OM_OK, "get %s: %s", k, om_status_str(st));
+        ck_assert_uint_lt(v.n, cap);
+        memcpy(out, v.p, v.n);
+        out[v.n] = '\0';
+    }
+    om_buf_free(&v);
+}
+
+START_TEST(row_cache_no_fill_read)
+{
+    lsm_db *db = open_db(tu_tmpdir(), 1u << 20);
+    lsm_snapshot *snap;
+    lsm_stats st0, st1;
+    char key[32], val[64], a[256], b[256];
+
+    /* Keys in two tables (some overwritten or deleted in the newer one), some in the memtable. */
+    for (uint32_t i = 0; i < 200; i++) {
+        rkey(i, key);
+        snprintf(val, sizeof(val), "old-%u", i);
+        ck_assert_int_eq(lsm_put(db, S(key), S(val)), OM_OK);
+    }
+    ck_assert_int_eq(lsm_flush(db), OM_OK);
+    ck_assert_int_eq(lsm_snapshot_new(db, &snap), OM_OK);
+    for (uint32_t i = 0; i < 200; i += 3) {
+        rkey(i, key);
+        snprintf(val, sizeof(val), "new-%u", i);
+        ck_assert_int_eq(i % 2 ? lsm_del(db, S(key)) : lsm_put(db, S(key), S(val)), OM_OK);
+    }
+    ck_assert_int_eq(lsm_flush(db), OM_OK);
+    for (uint32_t i = 100; i < 200; i += 5) {
+        rkey(i, key);
+        snprintf(val, sizeof(val), "mem-%u", i);
+        ck_assert_int_eq(lsm_put(db, S(key), S(val)), OM_OK);
+    }
+    /* No-fill reads first: the row cache stays untouched. */
+    lsm_stats_get(db, &st0);
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint32_t i = 0; i < 210; i++) {
+            rkey(i, key);
+            get_ex_str(db, NULL, key, LSM_GET_NO_FILL, a, sizeof(a));
+            get_ex_str(db, snap, key, LSM_GET_NO_FILL, b, sizeof(b));
+            if (i >= 200) {
+                ck_assert_str_eq(a, "<none>");
+                ck_assert_str_eq(b, "<none>");
+            }
+        }
+        lsm_stats_get(db, &st1);
+        ck_assert_uint_eq(st1.row_cache_hits, st0.row_cache_hits);
+        ck_assert_uint_eq(st1.row_cache_misses, st0.row_cache_misses);
+    }
+    /*
+     * One lsm_get of each key visits each (table, key) once: a hit could only
+     * come from a row that a no-fill read had cached.
+     */
+    for (uint32_t i = 0; i < 210; i++) {
+        rkey(i, key);
+        get_str(db, NULL, key, b, sizeof(b));
+    }
+    lsm_stats_get(db, &st1);
+    ck_assert_uint_eq(st1.row_cache_hits, st0.row_cache_hits);
+    ck_assert_uint_gt(st1.row_cache_misses, st0.row_cache_misses + 100);
+    /* The same answers as lsm_get (which fills). */
+    for (uint32_t i = 0; i < 210; i++) {
+        rkey(i, key);
+        get_ex_str(db, NULL, key, LSM_GET_NO_FILL, a, sizeof(a));
+        get_str(db, NULL, key, b, sizeof(b));
+        ck_assert_str_eq(a, b);
+        get_ex_str(db, snap, key, LSM_GET_NO_FILL, a, sizeof(a));
+        get_str(db, snap, key, b, sizeof(b));
+        ck_assert_str_eq(a, b);
+        get_ex_str(db, snap, key, 0, a, sizeof(a));
+        ck_assert_str_eq(a, b);
+    }
+    lsm_stats_get(db, &st1);
+    ck_assert_uint_gt(st1.row_cache_misses, st0.row_cache_misses);
+    ck_assert_uint_gt(st1.row_cache_hits, st0.row_cache_hits);
+    expect(db, NULL, "key-00001", "old-1");
+    lsm_snapshot_free(db, snap);
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+}
+END_TEST
+
 static Suite *
 row_cache_suite(void)
 {
@@ -297,6 +392,7 @@ row_cache_suite(void)
     tcase_add_test(tc, row_cache_off_counts_nothing);
     tcase_add_test(tc, row_cache_matches_cache_off);
     tcase_add_test(tc, row_cache_respects_capacity);
+    tcase_add_test(tc, row_cache_no_fill_read);
     suite_add_tcase(s, tc);
     return s;
 }

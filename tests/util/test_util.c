@@ -1,8 +1,12 @@
 /*
  * tests/util/test_util.c -- unit suite for util/: status, slices and buffers,
- * UTF-8, coding, checksums, clocks, arena, logger and the config table.
+ * UTF-8, coding, checksums, clocks, arena (and its block pool: reuse, the
+ * cap, large blocks, pre-faulting and the filler thread, concurrent
+ * arenas), logger and the
+ * config table.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -206,6 +210,214 @@ START_TEST(arena_alignment_and_usage)
     ck_assert_uint_gt(om_arena_usage(a), before + 100000);
     om_arena_free(a);
     om_arena_free(NULL);
+}
+END_TEST
+
+/* Freed arenas give their standard blocks to the pool; the next arena takes them first. */
+START_TEST(arena_pool_reuses_blocks)
+{
+    om_arena_pool *p;
+    om_arena *a, *b;
+    om_arena_pool_stats ps;
+    void *first, *again, *big;
+
+    ck_assert_int_eq(om_arena_pool_new(4096, 8 * 4096, &p), OM_OK);
+    ck_assert_uint_eq(om_arena_pool_block_size(p), 4096);
+    ck_assert_int_eq(om_arena_new_pooled(p, &a), OM_OK);
+    first = om_arena_alloc(a, 100);
+    ck_assert_ptr_nonnull(first);
+    for (int i = 0; i < 3 * 4096 / 64; i++) /* three more blocks */
+        memset(om_arena_alloc(a, 64), 0xCD, 64);
+    big = om_arena_alloc(a, 3000); /* over a quarter of the block: a block of its own */
+    ck_assert_ptr_nonnull(big);
+    memset(big, 1, 3000);
+    om_arena_pool_stats_get(p, &ps);
+    ck_assert_uint_eq(ps.allocated, 4);
+    ck_assert_uint_eq(ps.reused, 0);
+    om_arena_free(a);
+    om_arena_pool_stats_get(p, &ps);
+    ck_assert_uint_eq(ps.returned, 4); /* not the big block */
+    ck_assert_uint_eq(ps.free_blocks, 4);
+    ck_assert_uint_eq(ps.free_bytes, 4 * 4096);
+    ck_assert_int_eq(om_arena_new_pooled(p, &b), OM_OK);
+    again = om_arena_alloc(b, 8);
+    ck_assert_ptr_nonnull(again);
+    memset(again, 0, 8);
+    om_arena_pool_stats_get(p, &ps);
+    ck_assert_uint_eq(ps.reused, 1);
+    ck_assert_uint_eq(ps.allocated, 4);
+    ck_assert_uint_eq(ps.free_blocks, 3);
+    /* The pool outlives its creator's reference while an arena holds one. */
+    om_arena_pool_unref(p);
+    memset(om_arena_alloc(b, 4000 / 4), 2, 1000);
+    om_arena_free(b);
+    om_arena_pool_unref(NULL);
+}
+END_TEST
+
+/* The pool keeps at most its cap; the rest is freed. fill stops at the target or the cap. */
+START_TEST(arena_pool_bounded_and_fill)
+{
+    om_arena_pool *p;
+    om_arena *a;
+    om_arena_pool_stats ps;
+
+    ck_assert_int_eq(om_arena_pool_new(8192, 3 * 8192, &p), OM_OK);
+    ck_assert_int_eq(om_arena_new_pooled(p, &a), OM_OK);
+    for (int i = 0; i < 10 * 8192 / 1024; i++) /* ten blocks */
+        memset(om_arena_alloc(a, 1024), 7, 1024);
+    om_arena_free(a);
+    om_arena_pool_stats_get(p, &ps);
+    ck_assert_uint_eq(ps.free_blocks, 3);
+    ck_assert_uint_eq(ps.returned, 3);
+    ck_assert_uint_eq(ps.dropped, 7);
+    om_arena_pool_unref(p);
+
+    ck_assert_int_eq(om_arena_pool_new(8192, 4 * 8192, &p), OM_OK);
+    ck_assert_uint_eq(om_arena_pool_fill(p, 2 * 8192), 2);
+    ck_assert_uint_eq(om_arena_pool_fill(p, 2 * 8192), 0);   /* already there */
+    ck_assert_uint_eq(om_arena_pool_fill(p, 100 * 8192), 2); /* up to the cap only */
+    om_arena_pool_stats_get(p, &ps);
+    ck_assert_uint_eq(ps.free_blocks, 4);
+    ck_assert_uint_eq(ps.filled, 4);
+    ck_assert_int_eq(om_arena_new_pooled(p, &a), OM_OK);
+    memset(om_arena_alloc(a, 2000), 3, 2000);
+    om_arena_pool_stats_get(p, &ps);
+    ck_assert_uint_eq(ps.reused, 1);
+    ck_assert_uint_eq(ps.allocated, 0);
+    om_arena_free(a);
+    om_arena_pool_unref(p);
+
+    /* A pool with no room frees every block at once. */
+    ck_assert_int_eq(om_arena_pool_new(8192, 0, &p), OM_OK);
+    ck_assert_uint_eq(om_arena_pool_fill(p, 8192), 0);
+    ck_assert_int_eq(om_arena_new_pooled(p, &a), OM_OK);
+    memset(om_arena_alloc(a, 2000), 3, 2000);
+    om_arena_free(a);
+    om_arena_pool_stats_get(p, &ps);
+    ck_assert_uint_eq(ps.free_blocks, 0);
+    ck_assert_uint_eq(ps.dropped, 1);
+    om_arena_pool_unref(p);
+}
+END_TEST
+
+typedef struct pool_worker {
+    om_arena_pool *p;
+    int id;
+    int bad;
+} pool_worker;
+
+/* Arenas of several threads share one pool: every block a thread holds is its own. */
+static void *
+pool_worker_main(void *arg)
+{
+    pool_worker *w = arg;
+
+    for (int round = 0; round < 200; round++) {
+        om_arena *a;
+        unsigned char *ptrs[64];
+        unsigned char tag = (unsigned char)(w->id * 64 + round % 64);
+
+        if (om_arena_new_pooled(w->p, &a) != OM_OK) {
+            w->bad++;
+            return NULL;
+        }
+        for (int i = 0; i < 64; i++) {
+            ptrs[i] = om_arena_alloc(a, 500);
+            if (ptrs[i] == NULL) {
+                w->bad++;
+                break;
+            }
+            memset(ptrs[i], tag, 500);
+        }
+        for (int i = 0; i < 64 && ptrs[i] != NULL; i++)
+            for (int j = 0; j < 500; j++)
+                if (ptrs[i][j] != tag)
+                    w->bad++;
+        om_arena_free(a);
+    }
+    return NULL;
+}
+
+START_TEST(arena_pool_threads)
+{
+    om_arena_pool *p;
+    pthread_t th[4];
+    pool_worker w[4];
+    om_arena_pool_stats ps;
+
+    ck_assert_int_eq(om_arena_pool_new(4096, 16 * 4096, &p), OM_OK);
+    for (int i = 0; i < 4; i++) {
+        w[i] = (pool_worker){.p = p, .id = i, .bad = 0};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, pool_worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(w[i].bad, 0);
+    }
+    om_arena_pool_stats_get(p, &ps);
+    ck_assert_uint_le(ps.free_blocks, 16);
+    ck_assert_uint_gt(ps.reused, 0);
+    /* Every block was taken once, from the pool or from malloc, and went back or away. */
+    ck_assert_uint_eq(ps.reused + ps.allocated, ps.returned + ps.dropped);
+    om_arena_pool_unref(p);
+}
+END_TEST
+
+static void *
+pool_filler_main(void *arg)
+{
+    om_arena_pool_filler(arg);
+    return NULL;
+}
+
+/* Poll (with a deadline) until the pool holds n free blocks and the filler added `filled`. */
+static bool
+pool_wait_free(om_arena_pool *p, size_t n, uint64_t filled)
+{
+    uint64_t deadline = tu_now_ms() + 10000;
+    om_arena_pool_stats ps;
+
+    for (;;) {
+        om_arena_pool_stats_get(p, &ps);
+        if (ps.free_blocks >= n && ps.filled >= filled)
+            return true;
+        if (tu_now_ms() > deadline)
+            return false;
+        usleep(1000);
+    }
+}
+
+/* The filler fills the reserve at once, refills it when arenas took half, and stops. */
+START_TEST(arena_pool_filler_keeps_reserve)
+{
+    om_arena_pool *p;
+    om_arena *a;
+    om_arena_pool_stats ps;
+    pthread_t th;
+
+    ck_assert_int_eq(om_arena_pool_new(4096, 64 * 4096, &p), OM_OK);
+    om_arena_pool_set_reserve(p, 8 * 4096);
+    ck_assert_int_eq(pthread_create(&th, NULL, pool_filler_main, p), 0);
+    ck_assert(pool_wait_free(p, 8, 8));
+    ck_assert_int_eq(om_arena_new_pooled(p, &a), OM_OK);
+    for (int i = 0; i < 6 * 4096 / 1024; i++) /* six blocks: the pool drops below half */
+        memset(om_arena_alloc(a, 1024), 9, 1024);
+    /*
+     * Refilled to the reserve when it fell to half or less (while the blocks
+     * were taken, or after): at least two more blocks, and over half again.
+     */
+    ck_assert(pool_wait_free(p, 5, 10));
+    om_arena_pool_stats_get(p, &ps);
+    ck_assert_uint_ge(ps.reused, 6);
+    om_arena_pool_filler_stop(p);
+    pthread_join(th, NULL);
+    om_arena_free(a);
+    om_arena_pool_stats_get(p, &ps);
+    ck_assert_uint_le(ps.free_blocks, 64);
+    /* A stopped pool's filler returns at once. */
+    om_arena_pool_filler(p);
+    om_arena_pool_unref(p);
 }
 END_TEST
 
@@ -451,6 +663,10 @@ util_suite(void)
     tc = tcase_create("clock_arena_log");
     tcase_add_test(tc, clocks_move_forward);
     tcase_add_test(tc, arena_alignment_and_usage);
+    tcase_add_test(tc, arena_pool_reuses_blocks);
+    tcase_add_test(tc, arena_pool_bounded_and_fill);
+    tcase_add_test(tc, arena_pool_threads);
+    tcase_add_test(tc, arena_pool_filler_keeps_reserve);
     tcase_add_test(tc, log_levels_and_format);
     suite_add_tcase(s, tc);
     tc = tcase_create("conf");
