@@ -1,122 +1,239 @@
 /*
- * lsm/cache.c -- the sharded LRU cache (see cache.h for the contract).
+ * lsm/cache.c -- the sharded second-chance (CLOCK) cache (see cache.h for
+ * the contract).
  *
- * Design. Each shard has a mutex, a chained hash table that doubles when it
- * holds more entries than buckets, and two circular lists:
+ * Design. Each shard has a mutex, an open-addressing hash table and two
+ * circular lists. The table is an array of {hash, entry} slots probed
+ * linearly from hash & mask; it doubles before it gets more than half full,
+ * so there is always an empty slot to end a probe. A probe compares the
+ * 64-bit hashes stored in the slots (four to a cache line) and reads an
+ * entry only when its hash matches, so a lookup usually touches one slot
+ * line and the entry's header and key (one or two adjacent lines). Deleting
+ * a slot shifts the rest of its cluster back (no tombstones).
  *
- *   lru    entries in the cache that nobody pins, oldest first: eviction
- *          candidates;
- *   in_use entries in the cache that some handle pins.
+ * An entry is one allocation: a header with what a lookup and the eviction
+ * sweep read (list links, value, key length, refs, flags), the key, then a
+ * cold part only insert, eviction and deletion read (deleter, charge, hash).
+ * (Measured: 64-byte aligned entries cost more in glibc's aligned_alloc
+ * than they saved; links in the header make a sweep step touch one entry.)
+ *
+ * Lists:
+ *   lru    entries in the cache, oldest insert or second chance first: the
+ *          eviction candidates, in sweep order. Pinned entries may be on it.
+ *   in_use entries in the cache that the eviction sweep found pinned
+ *          ("parked"); they go back to the young end of lru when unpinned.
+ *
+ * Eviction rule (second chance). A hit (lookup or peek) sets the entry's
+ * referenced bit and writes nothing else: no list relinking, so a hit
+ * touches no other entry's cache line. When a shard is over capacity, the
+ * sweep takes the oldest entry on lru: pinned -> parked on in_use;
+ * referenced -> the bit is cleared and it moves to the young end (another
+ * round); otherwise it is evicted. New entries start unreferenced, so a scan
+ * of keys read once evicts its own entries before older ones that were hit.
  *
  * An entry's refs count its handles plus one while it is in the cache. When
  * refs drops to zero the entry is out of the cache and unpinned, and its
  * deleter runs -- always after the shard mutex is released, so deleters may
  * take other locks (the table cache's deleter closes a file).
  *
- * Invariants (with the shard mutex held): in_cache entries are in the hash
- * table and on exactly one list (lru iff refs == 1); usage is the sum of
- * their charges.
+ * Invariants (with the shard mutex held): in_cache entries are in the table
+ * and on exactly one list (in_use iff parked; parked implies refs > 1);
+ * usage is the sum of their charges; at least one slot is empty (count <=
+ * slots / 2 unless growing the table failed).
  */
 #include "lsm/cache.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "util/checksum.h"
 
-/* List links; the first member of an entry, so a link pointer converts to its entry. */
+#define LINE 64
+
+/* List links; the first member of an entry, so a link pointer converts to it. */
 typedef struct clink {
     struct clink *prev, *next;
 } clink;
 
+/* The header of an entry: what a lookup or the eviction sweep reads; the key follows it. */
 typedef struct centry {
-    clink link;
-    struct centry *next_hash;
+    clink link; /* first: a link pointer converts to its entry */
     void *value;
+    uint32_t klen;
+    uint32_t refs;
+    uint8_t referenced; /* hit since the sweep last passed it */
+    uint8_t in_cache;
+    uint8_t parked; /* on in_use (pinned when the sweep came by) */
+    uint8_t shard;  /* index of its shard */
+    uint8_t key[];
+} centry;
+
+/* The cold part: what only insert, eviction and deletion use; after the key, 8-aligned. */
+typedef struct ccold {
     lsm_cache_deleter deleter;
     size_t charge;
     uint64_t hash;
-    uint32_t refs;
-    bool in_cache;
-    size_t klen;
-    uint8_t key[];
-} centry;
+} ccold;
+
+typedef struct cslot {
+    uint64_t hash;
+    centry *e; /* NULL: empty */
+} cslot;
 
 typedef struct cache_shard {
     pthread_mutex_t mu;
     size_t capacity;
     size_t usage;
     size_t count;
-    centry **table;
-    size_t nbuckets; /* a power of two */
-    clink lru;       /* list heads */
+    cslot *slots;
+    size_t mask; /* number of slots - 1 (a power of two minus one) */
+    clink lru;   /* list heads */
     clink in_use;
-} __attribute__((aligned(64))) cache_shard;
+    /* Lookup counters: written only with mu held (a plain load and store, no
+     * locked read-modify-write), read without it by lsm_cache_hits/misses. */
+    atomic_uint_fast64_t hits, misses;
+    /* Copies of slots and mask for lsm_cache_prefetch, which reads them unlocked. */
+    _Atomic(cslot *) pf_slots;
+    atomic_size_t pf_mask;
+} __attribute__((aligned(LINE))) cache_shard;
 
 struct lsm_cache {
     size_t capacity;
     int shard_bits;
     cache_shard *shards;
     atomic_uint_fast64_t next_id;
-    atomic_uint_fast64_t hits;
-    atomic_uint_fast64_t misses;
 };
 
-static void
-list_remove(centry *e)
+static size_t
+cold_offset(size_t klen)
 {
-    e->link.next->prev = e->link.prev;
-    e->link.prev->next = e->link.next;
+    return (offsetof(centry, key) + klen + 7) & ~(size_t)7;
 }
 
-/* Append before head: the newest position. */
-static void
-list_append(clink *head, centry *e)
+static ccold *
+cold_of(const centry *e)
 {
-    e->link.next = head;
-    e->link.prev = head->prev;
-    e->link.prev->next = &e->link;
-    e->link.next->prev = &e->link;
+    return (ccold *)((char *)e + cold_offset(e->klen));
 }
 
-static centry **
-shard_find(cache_shard *s, om_slice key, uint64_t hash)
+static centry *
+entry_of_link(clink *l)
 {
-    centry **pp = &s->table[hash & (s->nbuckets - 1)];
-
-    while (*pp != NULL &&
-           ((*pp)->hash != hash || (*pp)->klen != key.n || memcmp((*pp)->key, key.p, key.n) != 0))
-        pp = &(*pp)->next_hash;
-    return pp;
+    return (centry *)l;
 }
 
-/* Double the bucket array; on allocation failure keep the longer chains. */
 static void
-shard_grow(cache_shard *s)
+list_remove(clink *l)
 {
-    size_t nb = s->nbuckets * 2;
-    centry **t = calloc(nb, sizeof(*t));
+    l->next->prev = l->prev;
+    l->prev->next = l->next;
+}
 
-    if (t == NULL)
-        return;
-    for (size_t i = 0; i < s->nbuckets; i++) {
-        centry *e = s->table[i];
+/* Append before head: the youngest position. */
+static void
+list_append(clink *head, clink *l)
+{
+    l->next = head;
+    l->prev = head->prev;
+    l->prev->next = l;
+    l->next->prev = l;
+}
 
-        while (e != NULL) {
-            centry *next = e->next_hash;
-            centry **b = &t[e->hash & (nb - 1)];
+/* The slot holding key, or the empty slot that ends its probe sequence. Requires: s->mu held. */
+static size_t
+shard_find(const cache_shard *s, om_slice key, uint64_t hash)
+{
+    size_t i = hash & s->mask;
 
-            e->next_hash = *b;
-            *b = e;
-            e = next;
+    for (;;) {
+        const cslot *sl = &s->slots[i];
+
+        if (sl->e == NULL)
+            return i;
+        if (sl->hash == hash && sl->e->klen == key.n && memcmp(sl->e->key, key.p, key.n) == 0)
+            return i;
+        i = (i + 1) & s->mask;
+    }
+}
+
+/* The slot of an entry known to be in the table. Requires: s->mu held. */
+static size_t
+shard_slot_of(const cache_shard *s, const centry *e, uint64_t hash)
+{
+    size_t i = hash & s->mask;
+
+    while (s->slots[i].e != e)
+        i = (i + 1) & s->mask;
+    return i;
+}
+
+/* Empty slot i, shifting later members of its cluster back (linear probing). */
+static void
+shard_clear_slot(cache_shard *s, size_t i)
+{
+    size_t j = i;
+
+    for (;;) {
+        size_t home;
+
+        j = (j + 1) & s->mask;
+        if (s->slots[j].e == NULL)
+            break;
+        home = s->slots[j].hash & s->mask;
+        /* Move j into the hole at i unless its home lies cyclically in (i, j]. */
+        if (((j - home) & s->mask) >= ((j - i) & s->mask)) {
+            s->slots[i] = s->slots[j];
+            i = j;
         }
     }
-    free(s->table);
-    s->table = t;
-    s->nbuckets = nb;
+    s->slots[i].e = NULL;
+    s->slots[i].hash = 0;
+}
+
+static void
+shard_set_prefetch(cache_shard *s)
+{
+    atomic_store_explicit(&s->pf_slots, s->slots, memory_order_relaxed);
+    atomic_store_explicit(&s->pf_mask, s->mask, memory_order_relaxed);
+}
+
+/* Double the slot array. Returns false (table unchanged) when out of memory. */
+static bool
+shard_grow(cache_shard *s)
+{
+    size_t n = (s->mask + 1) * 2, mask = n - 1;
+    cslot *t = calloc(n, sizeof(*t));
+
+    if (t == NULL)
+        return false;
+    for (size_t i = 0; i <= s->mask; i++) {
+        size_t j;
+
+        if (s->slots[i].e == NULL)
+            continue;
+        j = s->slots[i].hash & mask;
+        while (t[j].e != NULL)
+            j = (j + 1) & mask;
+        t[j] = s->slots[i];
+    }
+    /* A concurrent lsm_cache_prefetch may still read the old array's address: harmless. */
+    free(s->slots);
+    s->slots = t;
+    s->mask = mask;
+    shard_set_prefetch(s);
+    return true;
+}
+
+/* Put e (out of every list) at the young end of lru. */
+static void
+shard_to_lru(cache_shard *s, centry *e)
+{
+    e->parked = 0;
+    list_append(&s->lru, &e->link);
 }
 
 /*
@@ -129,57 +246,86 @@ shard_unref(cache_shard *s, centry *e)
     e->refs--;
     if (e->refs == 0)
         return true;
-    if (e->in_cache && e->refs == 1) {
-        /* No longer pinned: becomes an eviction candidate. */
-        list_remove(e);
-        list_append(&s->lru, e);
+    if (e->refs == 1 && e->parked) {
+        /* Unpinned after the sweep parked it: an eviction candidate again. */
+        list_remove(&e->link);
+        shard_to_lru(s, e);
     }
     return false;
 }
 
-/* Take e out of the cache (hash table already unlinked by the caller). Requires: s->mu held. */
+/* Take e out of the cache (its slot already cleared by the caller). Requires: s->mu held. */
 static bool
 shard_finish_erase(cache_shard *s, centry *e)
 {
-    e->in_cache = false;
-    list_remove(e);
-    s->usage -= e->charge;
+    ccold *k = cold_of(e);
+
+    e->in_cache = 0;
+    e->parked = 0;
+    list_remove(&e->link);
+    s->usage -= k->charge;
     s->count--;
     return shard_unref(s, e);
+}
+
+/* Push e on a singly linked chain of entries to delete (through link.next). */
+static void
+dead_push(clink **dead, centry *e)
+{
+    e->link.next = *dead;
+    *dead = &e->link;
 }
 
 static void
 entry_delete(centry *e)
 {
-    if (e->deleter != NULL)
-        e->deleter(om_slice_make(e->key, e->klen), e->value);
+    ccold *k = cold_of(e);
+
+    if (k->deleter != NULL)
+        k->deleter(om_slice_make(e->key, e->klen), e->value);
     free(e);
 }
 
 static void
-delete_chain(centry *e)
+delete_chain(clink *l)
 {
-    while (e != NULL) {
-        centry *next = e->next_hash;
+    while (l != NULL) {
+        clink *next = l->next;
 
-        entry_delete(e);
-        e = next;
+        entry_delete(entry_of_link(l));
+        l = next;
     }
 }
 
-/* Evict unpinned entries while over capacity; they go onto *dead. Requires: s->mu held. */
+/* Remove an unpinned in-cache entry; onto *dead if that was its last reference. */
 static void
-shard_evict(cache_shard *s, centry **dead)
+shard_drop(cache_shard *s, centry *e, clink **dead)
+{
+    ccold *k = cold_of(e);
+
+    shard_clear_slot(s, shard_slot_of(s, e, k->hash));
+    if (shard_finish_erase(s, e))
+        dead_push(dead, e);
+}
+
+/* The second-chance sweep while over capacity (see the top). Requires: s->mu held. */
+static void
+shard_evict(cache_shard *s, clink **dead)
 {
     while (s->usage > s->capacity && s->lru.next != &s->lru) {
-        centry *old = (centry *)s->lru.next;
-        centry **pp = shard_find(s, om_slice_make(old->key, old->klen), old->hash);
+        clink *l = s->lru.next;
+        centry *e = entry_of_link(l);
 
-        /* Invariant: an lru entry is in the hash table. */
-        *pp = old->next_hash;
-        if (shard_finish_erase(s, old)) {
-            old->next_hash = *dead;
-            *dead = old;
+        if (e->refs > 1) {
+            e->parked = 1;
+            list_remove(l);
+            list_append(&s->in_use, l);
+        } else if (e->referenced) {
+            e->referenced = 0;
+            list_remove(l);
+            list_append(&s->lru, l);
+        } else {
+            shard_drop(s, e, dead);
         }
     }
 }
@@ -202,7 +348,7 @@ lsm_cache_new(size_t capacity, int shard_bits, lsm_cache **out)
     if (c == NULL)
         return OM_ERR(OM_E_NOMEM);
     n = (size_t)1 << shard_bits;
-    c->shards = aligned_alloc(64, n * sizeof(cache_shard));
+    c->shards = aligned_alloc(LINE, n * sizeof(cache_shard));
     if (c->shards == NULL) {
         free(c);
         return OM_ERR(OM_E_NOMEM);
@@ -210,8 +356,6 @@ lsm_cache_new(size_t capacity, int shard_bits, lsm_cache **out)
     c->capacity = capacity;
     c->shard_bits = shard_bits;
     atomic_init(&c->next_id, 1);
-    atomic_init(&c->hits, 0);
-    atomic_init(&c->misses, 0);
     for (size_t i = 0; i < n; i++) {
         cache_shard *s = &c->shards[i];
 
@@ -219,13 +363,17 @@ lsm_cache_new(size_t capacity, int shard_bits, lsm_cache **out)
         pthread_mutex_init(&s->mu, NULL);
         /* The shards' capacities add up to exactly `capacity` (usage never exceeds it). */
         s->capacity = capacity / n + (i < capacity % n ? 1 : 0);
-        s->nbuckets = 16;
-        s->table = calloc(s->nbuckets, sizeof(*s->table));
+        s->mask = 16 - 1;
+        s->slots = calloc(s->mask + 1, sizeof(*s->slots));
         s->lru.next = s->lru.prev = &s->lru;
         s->in_use.next = s->in_use.prev = &s->in_use;
-        if (s->table == NULL) {
+        atomic_init(&s->pf_slots, s->slots);
+        atomic_init(&s->pf_mask, s->mask);
+        atomic_init(&s->hits, 0);
+        atomic_init(&s->misses, 0);
+        if (s->slots == NULL) {
             for (size_t j = 0; j <= i; j++) {
-                free(c->shards[j].table);
+                free(c->shards[j].slots);
                 pthread_mutex_destroy(&c->shards[j].mu);
             }
             free(c->shards);
@@ -237,6 +385,19 @@ lsm_cache_new(size_t capacity, int shard_bits, lsm_cache **out)
     return OM_OK;
 }
 
+/* Move every entry of list head onto *dead (requires: none pinned). */
+static void
+list_drain(clink *head, clink **dead)
+{
+    while (head->next != head) {
+        clink *l = head->next;
+
+        list_remove(l);
+        l->next = *dead;
+        *dead = l;
+    }
+}
+
 void
 lsm_cache_free(lsm_cache *c)
 {
@@ -244,28 +405,23 @@ lsm_cache_free(lsm_cache *c)
         return;
     for (size_t i = 0; i < ((size_t)1 << c->shard_bits); i++) {
         cache_shard *s = &c->shards[i];
-        centry *dead = NULL;
+        clink *dead = NULL;
 
-        /* Requires: nothing pinned, so every entry is on lru with refs == 1. */
-        while (s->lru.next != &s->lru) {
-            centry *e = (centry *)s->lru.next;
-
-            list_remove(e);
-            e->next_hash = dead;
-            dead = e;
-        }
+        /* Requires: nothing pinned (so in_use is empty; drained for safety all the same). */
+        list_drain(&s->lru, &dead);
+        list_drain(&s->in_use, &dead);
         delete_chain(dead);
-        free(s->table);
+        free(s->slots);
         pthread_mutex_destroy(&s->mu);
     }
     free(c->shards);
     free(c);
 }
 
-static cache_shard *
-cache_shard_of(lsm_cache *c, uint64_t hash)
+static size_t
+cache_shard_index(const lsm_cache *c, uint64_t hash)
 {
-    return &c->shards[c->shard_bits == 0 ? 0 : hash >> (64 - c->shard_bits)];
+    return c->shard_bits == 0 ? 0 : (size_t)(hash >> (64 - c->shard_bits));
 }
 
 om_status
@@ -273,43 +429,50 @@ lsm_cache_insert(lsm_cache *c, om_slice key, void *value, size_t charge, lsm_cac
                  lsm_cache_handle **out)
 {
     uint64_t hash = om_hash64(key.p, key.n);
-    cache_shard *s = cache_shard_of(c, hash);
-    centry *e = malloc(sizeof(*e) + key.n);
-    centry *dead = NULL;
-    centry **pp;
+    size_t si = cache_shard_index(c, hash);
+    cache_shard *s = &c->shards[si];
+    centry *e = malloc(cold_offset(key.n) + sizeof(ccold));
+    ccold *k;
+    clink *dead = NULL;
+    size_t i;
 
     if (e == NULL)
         return OM_ERR(OM_E_NOMEM);
     e->value = value;
-    e->deleter = deleter;
-    e->charge = charge;
-    e->hash = hash;
+    e->klen = (uint32_t)key.n;
     e->refs = 2; /* the cache's and the returned handle's */
-    e->in_cache = true;
-    e->klen = key.n;
+    e->referenced = 0;
+    e->in_cache = 1;
+    e->parked = 0;
+    e->shard = (uint8_t)si;
     if (key.n > 0)
         memcpy(e->key, key.p, key.n);
+    k = cold_of(e);
+    k->deleter = deleter;
+    k->charge = charge;
+    k->hash = hash;
 
     pthread_mutex_lock(&s->mu);
-    pp = shard_find(s, key, hash);
-    if (*pp != NULL) {
-        centry *old = *pp;
-
-        e->next_hash = old->next_hash;
-        *pp = e;
-        if (shard_finish_erase(s, old)) {
-            old->next_hash = dead;
-            dead = old;
-        }
-    } else {
-        e->next_hash = NULL;
-        *pp = e;
+    /* Keep the table at most half full; past that only if growing failed and a slot is left. */
+    if ((s->count + 1) * 2 > s->mask + 1 && !shard_grow(s) && s->count + 2 > s->mask + 1) {
+        pthread_mutex_unlock(&s->mu);
+        free(e);
+        return OM_ERR(OM_E_NOMEM);
     }
-    list_append(&s->in_use, e);
+    i = shard_find(s, key, hash);
+    if (s->slots[i].e != NULL) {
+        centry *old = s->slots[i].e;
+
+        s->slots[i].e = e;
+        if (shard_finish_erase(s, old))
+            dead_push(&dead, old);
+    } else {
+        s->slots[i].hash = hash;
+        s->slots[i].e = e;
+    }
+    list_append(&s->lru, &e->link);
     s->usage += charge;
     s->count++;
-    if (s->count > s->nbuckets)
-        shard_grow(s);
     shard_evict(s, &dead);
     pthread_mutex_unlock(&s->mu);
 
@@ -320,30 +483,38 @@ lsm_cache_insert(lsm_cache *c, om_slice key, void *value, size_t charge, lsm_cac
 
 /* One lookup's hit or miss, for the hit ratio. */
 static void
-cache_count(lsm_cache *c, bool hit)
+shard_count(cache_shard *s, bool hit)
 {
-    atomic_fetch_add_explicit(hit ? &c->hits : &c->misses, 1, memory_order_relaxed);
+    atomic_uint_fast64_t *n = hit ? &s->hits : &s->misses;
+
+    /* Requires: s->mu held, so no other writer: no need for an atomic increment. */
+    atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+/* Mark a hit entry for a second chance; stores only when the bit changes. */
+static void
+entry_touch(centry *e)
+{
+    if (!e->referenced)
+        e->referenced = 1;
 }
 
 lsm_cache_handle *
 lsm_cache_lookup(lsm_cache *c, om_slice key)
 {
     uint64_t hash = om_hash64(key.p, key.n);
-    cache_shard *s = cache_shard_of(c, hash);
+    cache_shard *s = &c->shards[cache_shard_index(c, hash)];
     centry *e;
 
     pthread_mutex_lock(&s->mu);
-    e = *shard_find(s, key, hash);
+    e = s->slots[shard_find(s, key, hash)].e;
     if (e != NULL) {
-        if (e->refs == 1) {
-            /* First pin: move from lru to in_use. */
-            list_remove(e);
-            list_append(&s->in_use, e);
-        }
         e->refs++;
+        entry_touch(e);
     }
+    shard_count(s, e != NULL);
     pthread_mutex_unlock(&s->mu);
-    cache_count(c, e != NULL);
     return (lsm_cache_handle *)e;
 }
 
@@ -351,22 +522,30 @@ bool
 lsm_cache_peek(lsm_cache *c, om_slice key, lsm_cache_peek_fn fn, void *arg)
 {
     uint64_t hash = om_hash64(key.p, key.n);
-    cache_shard *s = cache_shard_of(c, hash);
+    cache_shard *s = &c->shards[cache_shard_index(c, hash)];
     centry *e;
 
     pthread_mutex_lock(&s->mu);
-    e = *shard_find(s, key, hash);
+    e = s->slots[shard_find(s, key, hash)].e;
     if (e != NULL) {
-        if (e->refs == 1) {
-            /* Unpinned: move to the young end of the LRU (pinned ones are in in_use). */
-            list_remove(e);
-            list_append(&s->lru, e);
-        }
+        entry_touch(e);
         fn(arg, e->value);
     }
+    shard_count(s, e != NULL);
     pthread_mutex_unlock(&s->mu);
-    cache_count(c, e != NULL);
     return e != NULL;
+}
+
+void
+lsm_cache_prefetch(const lsm_cache *c, om_slice key)
+{
+    uint64_t hash = om_hash64(key.p, key.n);
+    cache_shard *s = &c->shards[cache_shard_index(c, hash)];
+    cslot *slots = atomic_load_explicit(&s->pf_slots, memory_order_relaxed);
+    size_t mask = atomic_load_explicit(&s->pf_mask, memory_order_relaxed);
+
+    /* The pair may be torn by a concurrent grow: a prefetch of a stale address is harmless. */
+    __builtin_prefetch(&slots[hash & mask], 0, 3);
 }
 
 void
@@ -378,7 +557,7 @@ lsm_cache_release(lsm_cache *c, lsm_cache_handle *h)
 
     if (e == NULL)
         return;
-    s = cache_shard_of(c, e->hash);
+    s = &c->shards[e->shard];
     pthread_mutex_lock(&s->mu);
     dead = shard_unref(s, e);
     pthread_mutex_unlock(&s->mu);
@@ -396,20 +575,43 @@ void
 lsm_cache_erase(lsm_cache *c, om_slice key)
 {
     uint64_t hash = om_hash64(key.p, key.n);
-    cache_shard *s = cache_shard_of(c, hash);
-    centry **pp, *e = NULL;
+    cache_shard *s = &c->shards[cache_shard_index(c, hash)];
+    centry *e;
+    size_t i;
     bool dead = false;
 
     pthread_mutex_lock(&s->mu);
-    pp = shard_find(s, key, hash);
-    if (*pp != NULL) {
-        e = *pp;
-        *pp = e->next_hash;
+    i = shard_find(s, key, hash);
+    e = s->slots[i].e;
+    if (e != NULL) {
+        shard_clear_slot(s, i);
         dead = shard_finish_erase(s, e);
     }
     pthread_mutex_unlock(&s->mu);
     if (dead)
         entry_delete(e);
+}
+
+void
+lsm_cache_prune(lsm_cache *c)
+{
+    for (size_t i = 0; i < ((size_t)1 << c->shard_bits); i++) {
+        cache_shard *s = &c->shards[i];
+        clink *dead = NULL, *l;
+
+        pthread_mutex_lock(&s->mu);
+        /* Pinned entries on lru stay (parked ones are on in_use and stay too). */
+        for (l = s->lru.next; l != &s->lru;) {
+            clink *next = l->next;
+            centry *e = entry_of_link(l);
+
+            if (e->refs == 1)
+                shard_drop(s, e, &dead);
+            l = next;
+        }
+        pthread_mutex_unlock(&s->mu);
+        delete_chain(dead);
+    }
 }
 
 uint64_t
@@ -450,14 +652,26 @@ lsm_cache_count(lsm_cache *c)
     return total;
 }
 
+/* Sum one counter over the shards (relaxed reads: a snapshot that may lag by a few lookups). */
+static uint64_t
+cache_sum(const lsm_cache *c, bool hits)
+{
+    uint64_t total = 0;
+
+    for (size_t i = 0; i < ((size_t)1 << c->shard_bits); i++)
+        total += atomic_load_explicit(hits ? &c->shards[i].hits : &c->shards[i].misses,
+                                      memory_order_relaxed);
+    return total;
+}
+
 uint64_t
 lsm_cache_hits(const lsm_cache *c)
 {
-    return atomic_load_explicit(&c->hits, memory_order_relaxed);
+    return cache_sum(c, true);
 }
 
 uint64_t
 lsm_cache_misses(const lsm_cache *c)
 {
-    return atomic_load_explicit(&c->misses, memory_order_relaxed);
+    return cache_sum(c, false);
 }

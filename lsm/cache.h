@@ -1,18 +1,30 @@
 /*
- * lsm/cache.h -- a sharded LRU cache of refcounted entries (private to lsm/).
+ * lsm/cache.h -- a sharded second-chance (CLOCK) cache of refcounted entries
+ * (private to lsm/).
  *
- * Two caches in the engine use it: the block cache (key = table cache id and
- * block offset, value = an uncompressed block, charge = its bytes) and the
- * table cache (key = file number, value = an open table, charge = 1).
+ * Three caches in the engine use it: the block cache (key = table cache id
+ * and block offset, value = an uncompressed block, charge = its bytes), the
+ * table cache (key = file number, value = an open table, charge = 1) and the
+ * row cache (key = file number and user key, value = the row found).
  *
  * The key space is split over 2^shard_bits shards by hash, each with its own
- * mutex, hash table and LRU list, so concurrent readers rarely contend. Each
- * shard holds capacity / shards of charge. An entry lives while it is in the
- * cache or a handle pins it: lookup/insert return a pinned handle, release
- * unpins it, and the deleter runs when an entry is both out of the cache
- * (evicted, erased or replaced) and unpinned. Pinned entries are never
- * evicted; they count against the capacity, so usage may exceed capacity
- * while many entries are pinned.
+ * mutex, hash table and eviction list, so concurrent readers rarely contend.
+ * Each shard holds capacity / shards of charge. An entry lives while it is in
+ * the cache or a handle pins it: lookup/insert return a pinned handle,
+ * release unpins it, and the deleter runs when an entry is both out of the
+ * cache (evicted, erased, pruned or replaced) and unpinned. Pinned entries are
+ * never evicted; they count against the capacity, so usage may exceed
+ * capacity while many entries are pinned (the next insert into the shard
+ * trims it back once they are released).
+ *
+ * Eviction rule: second chance, an approximation of LRU. A hit (lookup or
+ * peek) only marks the entry referenced. When a shard is over capacity it
+ * sweeps its entries from the oldest (in insertion order): a referenced one
+ * loses its mark and moves to the young end (a second chance), an
+ * unreferenced unpinned one is evicted. A new entry starts unreferenced, so
+ * entries inserted once and never read again (a scan) go before older
+ * entries that were hit since the sweep last passed them; those go only when
+ * the sweep comes round again and finds them not hit meanwhile.
  *
  * Thread-safety: every function is safe from any thread. The deleter runs on
  * whichever thread drops the last reference, without any cache lock held.
@@ -59,13 +71,22 @@ lsm_cache_handle *lsm_cache_lookup(lsm_cache *c, om_slice key);
 
 /*
  * lsm_cache_peek -- on a hit, call fn(arg, value) under the shard's lock and
- * mark the entry recently used, without pinning it (one lock round trip
+ * mark the entry referenced, without pinning it (one lock round trip
  * instead of the two of lookup + release). Counts a hit or a miss.
  * Returns: true on a hit (fn was called), false on a miss.
  * Requires: fn is short and does not call into this cache; value is valid only during fn.
  */
 typedef void (*lsm_cache_peek_fn)(void *arg, const void *value);
 bool lsm_cache_peek(lsm_cache *c, om_slice key, lsm_cache_peek_fn fn, void *arg);
+
+/*
+ * lsm_cache_prefetch -- a hint for callers that batch lookups: start loading
+ * the hash table line that a lookup/peek of key will read first, so that
+ * several keys' misses overlap. Takes no lock, changes nothing, counts
+ * nothing; always safe (also on an empty cache, or racing an insert that
+ * grows the table: then it may prefetch a stale address, which is harmless).
+ */
+void lsm_cache_prefetch(const lsm_cache *c, om_slice key);
 
 /* Unpin. Accepts NULL. */
 void lsm_cache_release(lsm_cache *c, lsm_cache_handle *h);
@@ -76,6 +97,9 @@ void *lsm_cache_value(const lsm_cache_handle *h);
 /* Drop key from the cache (its entry lives on while pinned). */
 void lsm_cache_erase(lsm_cache *c, om_slice key);
 
+/* Drop every entry that no handle pins from the cache (pinned entries stay in it). */
+void lsm_cache_prune(lsm_cache *c);
+
 /* A number unique in this cache's life, to build keys of a namespace (one per table). */
 uint64_t lsm_cache_new_id(lsm_cache *c);
 
@@ -85,7 +109,7 @@ size_t lsm_cache_capacity(const lsm_cache *c);
 /* Entries currently in the cache. */
 size_t lsm_cache_count(lsm_cache *c);
 
-/* Lookup counters since creation (relaxed atomic reads). */
+/* Lookup counters since creation (summed over the shards without locking: a snapshot). */
 uint64_t lsm_cache_hits(const lsm_cache *c);
 uint64_t lsm_cache_misses(const lsm_cache *c);
 

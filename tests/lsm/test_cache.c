@@ -1,7 +1,9 @@
 /*
- * tests/lsm/test_cache.c -- unit suite for lsm/cache.c, the sharded LRU:
- * lookup/insert/replace, LRU eviction order, the capacity bound, pinning by
- * handles, deleter accounting, counters, and a two-thread smoke test.
+ * tests/lsm/test_cache.c -- unit suite for lsm/cache.c, the sharded
+ * second-chance cache: lookup/insert/replace, eviction order (a hit entry gets
+ * a second chance), the capacity bound, pinning by handles, deleter
+ * accounting, erase and prune, the prefetch hint, counters, a randomized
+ * comparison against a model, and a two-thread smoke test.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -69,8 +71,8 @@ START_TEST(cache_lru_eviction_order)
     for (uint64_t k = 1; k <= 10; k++)
         put(c, k, 1);
     ck_assert_uint_eq(lsm_cache_usage(c), 10);
-    ck_assert(has(c, 1)); /* 1 becomes the most recently used */
-    put(c, 11, 1);        /* evicts 2, the least recently used */
+    ck_assert(has(c, 1)); /* 1 is hit: it gets a second chance */
+    put(c, 11, 1);        /* evicts 2, the oldest entry not hit */
     ck_assert(!has(c, 2));
     ck_assert(has(c, 1));
     ck_assert(has(c, 3));
@@ -164,6 +166,287 @@ START_TEST(cache_pinned_entries_survive)
 }
 END_TEST
 
+START_TEST(cache_second_chance)
+{
+    lsm_cache *c;
+
+    atomic_store(&deleted, 0);
+    ck_assert_int_eq(lsm_cache_new(3, 0, &c), OM_OK);
+    put(c, 1, 1);
+    put(c, 2, 1);
+    put(c, 3, 1);
+    ck_assert(has(c, 1)); /* a hit: 1 gets a second chance */
+    put(c, 4, 1);         /* the sweep passes 1 (clearing its mark) and evicts 2 */
+    ck_assert_int_eq(atomic_load(&deleted), 1);
+    ck_assert(!has(c, 2));
+    ck_assert(has(c, 1));
+    ck_assert(has(c, 4)); /* marks 1 and 4 (the has() calls above and here) */
+    put(c, 5, 1);         /* 3 is the oldest and was never hit: it goes */
+    ck_assert_int_eq(atomic_load(&deleted), 2);
+    ck_assert(!has(c, 3));
+    ck_assert(has(c, 1));
+    ck_assert(has(c, 4));
+    ck_assert(has(c, 5));
+    ck_assert_uint_eq(lsm_cache_usage(c), 3);
+    /* Everything was hit: the sweep clears every mark in one round (4, 1, 5;
+     * 6 is pinned by its insert), then evicts the first one it meets again. */
+    put(c, 6, 1);
+    ck_assert(!has(c, 4));
+    ck_assert(has(c, 1) && has(c, 5) && has(c, 6));
+    lsm_cache_free(c);
+    ck_assert_int_eq(atomic_load(&deleted), 6);
+}
+END_TEST
+
+START_TEST(cache_prune_keeps_pinned)
+{
+    lsm_cache *c;
+    lsm_cache_handle *h;
+    uint8_t kb[8];
+
+    atomic_store(&deleted, 0);
+    ck_assert_int_eq(lsm_cache_new(1000, 2, &c), OM_OK);
+    for (uint64_t k = 0; k < 50; k++)
+        put(c, k, 2);
+    h = lsm_cache_lookup(c, num_key(kb, 7));
+    ck_assert_ptr_nonnull(h);
+    lsm_cache_prune(c);
+    ck_assert_int_eq(atomic_load(&deleted), 49);
+    ck_assert_uint_eq(lsm_cache_count(c), 1);
+    ck_assert_uint_eq(lsm_cache_usage(c), 2);
+    ck_assert(has(c, 7));
+    ck_assert(!has(c, 8));
+    lsm_cache_release(c, h); /* still in the cache: nothing deleted */
+    ck_assert_int_eq(atomic_load(&deleted), 49);
+    lsm_cache_prune(c);
+    ck_assert_int_eq(atomic_load(&deleted), 50);
+    ck_assert_uint_eq(lsm_cache_count(c), 0);
+    ck_assert_uint_eq(lsm_cache_usage(c), 0);
+    lsm_cache_prune(c); /* empty: no effect */
+    put(c, 7, 1);       /* the cache works after a prune */
+    ck_assert(has(c, 7));
+    lsm_cache_free(c);
+    ck_assert_int_eq(atomic_load(&deleted), 51);
+}
+END_TEST
+
+START_TEST(cache_prefetch_is_harmless)
+{
+    lsm_cache *c;
+    uint8_t kb[8];
+
+    atomic_store(&deleted, 0);
+    ck_assert_int_eq(lsm_cache_new(100000, 3, &c), OM_OK);
+    /* Empty cache, an empty key, absent keys. */
+    lsm_cache_prefetch(c, om_slice_make(kb, 0));
+    for (uint64_t k = 0; k < 64; k++)
+        lsm_cache_prefetch(c, num_key(kb, k));
+    ck_assert_uint_eq(lsm_cache_hits(c) + lsm_cache_misses(c), 0);
+    /* Across table growth and erases, then lookups find exactly what is there. */
+    for (uint64_t k = 0; k < 5000; k++) {
+        lsm_cache_prefetch(c, num_key(kb, k + 1));
+        put(c, k, 1);
+        if (k % 3 == 0)
+            lsm_cache_erase(c, num_key(kb, k));
+    }
+    for (uint64_t k = 0; k < 5000; k++) {
+        lsm_cache_prefetch(c, num_key(kb, k));
+        ck_assert(has(c, k) == (k % 3 != 0));
+    }
+    ck_assert_uint_eq(lsm_cache_hits(c) + lsm_cache_misses(c), 5000);
+    lsm_cache_free(c);
+    ck_assert_int_eq(atomic_load(&deleted), 5000);
+}
+END_TEST
+
+/* ---- randomized comparison against a model ---- */
+
+#define M_KEYS 160
+#define M_HELD 6
+#define M_MAXVALS 40000
+
+/* A model value: the key it belongs to and a serial number. */
+typedef struct mval {
+    uint64_t key, id;
+} mval;
+
+static int m_pins[M_MAXVALS];         /* handles the test holds on value id */
+static atomic_int m_freed[M_MAXVALS]; /* times value id was deleted */
+
+static void
+mval_deleter(om_slice key, void *value)
+{
+    mval *v = value;
+
+    ck_assert_uint_eq(key.n, 8);
+    ck_assert_uint_eq(om_get_fixed64(key.p), v->key);
+    ck_assert_int_eq(m_pins[v->id], 0); /* never deleted while the test pins it */
+    atomic_fetch_add(&m_freed[v->id], 1);
+    free(v);
+}
+
+/* A peek callback: the id of a model value. */
+static void
+peek_id(void *arg, const void *value)
+{
+    *(uint64_t *)arg = ((const mval *)value)->id;
+}
+
+typedef struct mkey {
+    uint64_t cur;  /* id of the value last inserted (0: none yet) */
+    size_t charge; /* its charge */
+    bool maybe;    /* might be in the cache (false: known absent) */
+} mkey;
+
+typedef struct mheld {
+    lsm_cache_handle *h;
+    uint64_t key, id;
+} mheld;
+
+/* Probe every key: each must be absent or hold its current value; usage and count must match. */
+static void
+model_sweep(lsm_cache *c, mkey *m, const mheld *held, int nheld)
+{
+    uint8_t kb[8];
+    size_t usage = 0, count = 0;
+
+    for (uint64_t k = 0; k < M_KEYS; k++) {
+        lsm_cache_handle *h = lsm_cache_lookup(c, num_key(kb, k));
+        bool pinned_current = false;
+
+        for (int i = 0; i < nheld; i++)
+            if (held[i].key == k && held[i].id == m[k].cur && m[k].maybe)
+                pinned_current = true;
+        if (h == NULL) {
+            ck_assert_msg(!pinned_current, "key %llu pinned but missing", (unsigned long long)k);
+            m[k].maybe = false;
+            continue;
+        }
+        ck_assert_msg(m[k].maybe, "key %llu came back after it left", (unsigned long long)k);
+        ck_assert_uint_eq(((mval *)lsm_cache_value(h))->id, m[k].cur);
+        usage += m[k].charge;
+        count++;
+        lsm_cache_release(c, h);
+    }
+    ck_assert_uint_eq(lsm_cache_usage(c), usage);
+    ck_assert_uint_eq(lsm_cache_count(c), count);
+}
+
+static void
+model_run(uint64_t seed, int shard_bits, size_t capacity)
+{
+    lsm_cache *c;
+    mkey m[M_KEYS];
+    mheld held[M_HELD];
+    int nheld = 0;
+    uint64_t rng = seed, next_id = 1;
+    uint8_t kb[8];
+
+    memset(m, 0, sizeof(m));
+    memset(m_pins, 0, sizeof(m_pins));
+    for (int i = 0; i < M_MAXVALS; i++)
+        atomic_store(&m_freed[i], 0);
+    ck_assert_int_eq(lsm_cache_new(capacity, shard_bits, &c), OM_OK);
+    for (int step = 0; step < 12000 && next_id < M_MAXVALS; step++) {
+        uint64_t k = tu_rand(&rng) % M_KEYS, op = tu_rand(&rng) % 100;
+        lsm_cache_handle *h;
+
+        if (op < 35) { /* insert, sometimes keeping the handle */
+            mval *v = malloc(sizeof(*v));
+            size_t charge = 1 + tu_rand(&rng) % 4;
+
+            ck_assert_ptr_nonnull(v);
+            *v = (mval){k, next_id++};
+            ck_assert_int_eq(lsm_cache_insert(c, num_key(kb, k), v, charge, mval_deleter, &h),
+                             OM_OK);
+            m[k] = (mkey){v->id, charge, true};
+            if (nheld < M_HELD && tu_rand(&rng) % 4 == 0) {
+                held[nheld++] = (mheld){h, k, v->id};
+                m_pins[v->id]++;
+            } else {
+                lsm_cache_release(c, h);
+            }
+            /* With nothing pinned, an insert trims its shard back to capacity. */
+            if (nheld == 0 && shard_bits == 0)
+                ck_assert_uint_le(lsm_cache_usage(c), capacity);
+        } else if (op < 65) { /* lookup, sometimes keeping the handle */
+            h = lsm_cache_lookup(c, num_key(kb, k));
+            if (h == NULL) {
+                for (int i = 0; i < nheld; i++)
+                    ck_assert(!(held[i].key == k && held[i].id == m[k].cur && m[k].maybe));
+                m[k].maybe = false;
+                continue;
+            }
+            ck_assert(m[k].maybe);
+            ck_assert_uint_eq(((mval *)lsm_cache_value(h))->id, m[k].cur);
+            if (nheld < M_HELD && tu_rand(&rng) % 4 == 0) {
+                held[nheld++] = (mheld){h, k, m[k].cur};
+                m_pins[m[k].cur]++;
+            } else {
+                lsm_cache_release(c, h);
+            }
+        } else if (op < 85) { /* release a held handle */
+            if (nheld > 0) {
+                int i = (int)(tu_rand(&rng) % (uint64_t)nheld);
+                mval *v = lsm_cache_value(held[i].h);
+
+                /* The value is intact until the release, whatever happened to the key. */
+                ck_assert_uint_eq(v->key, held[i].key);
+                ck_assert_uint_eq(v->id, held[i].id);
+                m_pins[held[i].id]--;
+                lsm_cache_release(c, held[i].h);
+                held[i] = held[--nheld];
+            }
+        } else if (op < 93) { /* erase */
+            lsm_cache_erase(c, num_key(kb, k));
+            m[k].maybe = false;
+        } else if (op < 94) { /* prune: only pinned current values stay */
+            lsm_cache_prune(c);
+            for (uint64_t j = 0; j < M_KEYS; j++) {
+                bool pinned = false;
+
+                for (int i = 0; i < nheld; i++)
+                    pinned |= held[i].key == j && held[i].id == m[j].cur;
+                m[j].maybe = m[j].maybe && pinned;
+            }
+        } else if (op < 95) {
+            model_sweep(c, m, held, nheld);
+        } else { /* a peek */
+            uint64_t got = 0;
+
+            lsm_cache_prefetch(c, num_key(kb, k));
+            if (lsm_cache_peek(c, num_key(kb, k), peek_id, &got)) {
+                ck_assert(m[k].maybe);
+                ck_assert_uint_eq(got, m[k].cur);
+            } else {
+                m[k].maybe = false;
+            }
+        }
+    }
+    model_sweep(c, m, held, nheld);
+    while (nheld > 0) {
+        nheld--;
+        m_pins[held[nheld].id]--;
+        lsm_cache_release(c, held[nheld].h);
+    }
+    lsm_cache_free(c);
+    /* Every value was deleted exactly once. */
+    for (uint64_t id = 1; id < next_id; id++)
+        ck_assert_msg(atomic_load(&m_freed[id]) == 1, "value %llu deleted %d times",
+                      (unsigned long long)id, atomic_load(&m_freed[id]));
+}
+
+START_TEST(cache_model_random)
+{
+    uint64_t seed = tu_seed("cache_model_random");
+
+    /* Tight (about a tenth of the keys fit), loose, and sharded. */
+    model_run(seed, 0, 40);
+    model_run(seed + 1, 0, 250);
+    model_run(seed + 2, 2, 120);
+}
+END_TEST
+
 typedef struct worker {
     lsm_cache *c;
     uint64_t seed;
@@ -240,6 +523,10 @@ cache_suite(void)
     tcase_add_test(tc, cache_lru_eviction_order);
     tcase_add_test(tc, cache_replace_erase_and_counters);
     tcase_add_test(tc, cache_pinned_entries_survive);
+    tcase_add_test(tc, cache_second_chance);
+    tcase_add_test(tc, cache_prune_keeps_pinned);
+    tcase_add_test(tc, cache_prefetch_is_harmless);
+    tcase_add_test(tc, cache_model_random);
     tcase_add_test(tc, cache_two_threads);
     suite_add_tcase(s, tc);
     return s;
