@@ -155,21 +155,35 @@ rpc_reply_destroy(rpc_reply *r)
     rpc_cq *q = r->cq;
 
     free(r->frame);
-    free(r);
+    /* q->dead is written only on the loop thread (rpc_server_free) */
+    if (q->n_pool < RPC_REPLY_POOL && pthread_equal(pthread_self(), q->loop_thread) && !q->dead) {
+        r->qnext = q->pool;
+        q->pool = r;
+        q->n_pool++;
+    } else {
+        free(r);
+    }
     cq_unref(q);
 }
 
 static rpc_reply *
-reply_new(rpc_conn *c, uint64_t id, uint64_t now_ms)
+reply_new(rpc_conn *c, uint64_t id, uint64_t now_ns)
 {
-    rpc_reply *r = calloc(1, sizeof(*r));
+    rpc_cq *q = c->srv->cq;
+    rpc_reply *r = q->pool;
 
-    if (r == NULL)
+    if (r != NULL) {
+        q->pool = r->qnext;
+        q->n_pool--;
+        memset(r, 0, sizeof(*r));
+    } else if ((r = calloc(1, sizeof(*r))) == NULL) {
         return NULL;
-    r->cq = c->srv->cq;
+    }
+    r->cq = q;
     atomic_fetch_add(&r->cq->refs, 1);
     r->id = id;
-    r->start_ms = now_ms;
+    r->start_ns = now_ns;
+    r->start_ms = now_ns / 1000000u;
     r->conn = c;
     r->prev = c->in_tail;
     if (c->in_tail != NULL)
@@ -345,7 +359,7 @@ conn_process(rpc_conn *c)
     struct evbuffer *in = bufferevent_get_input(c->bev);
     /* One clock read per batch of frames: request start times (for
      * request_timeout_ms, swept every few ms) need no finer resolution. */
-    uint64_t now_ms = om_clock_mono_ms();
+    uint64_t now_ns = om_clock_mono_ns(), now_ms = now_ns / 1000000u;
 
     if (c->in_dispatch)
         return;
@@ -373,7 +387,13 @@ conn_process(rpc_conn *c)
         /* The handler may answer another connection, which may dispatch
          * that one's frames from here: the scratch then serves only one. */
         ProtobufCAllocator *pa = rpc_scratch_take(&s->scratch);
-        Objmeta__Request *req = objmeta__request__unpack(pa, p.n, p.p);
+        Objmeta__Request *req = NULL;
+        bool fast = false;
+        /* the hot requests without protobuf-c, into the scratch (frame.h) */
+        if (pa != NULL)
+            req = rpc_fastunpack_request(pa, p.p, p.n, &fast);
+        if (!fast)
+            req = objmeta__request__unpack(pa, p.n, p.p);
         rpc_frame_evb_drain(in, len);
         s->st.bytes_in += RPC_FRAME_HEADER_LEN + (uint64_t)len;
         if (req == NULL) {
@@ -395,7 +415,7 @@ conn_process(rpc_conn *c)
             conn_flow(c);
             continue;
         }
-        rpc_reply *r = reply_new(c, req->id, now_ms);
+        rpc_reply *r = reply_new(c, req->id, now_ns);
         if (r == NULL) {
             conn_send_error(c, req->id, OM_E_BUSY, "out of memory");
             rpc_scratch_done(&s->scratch, pa, &req->base);
@@ -644,6 +664,12 @@ rpc_reply_id(const rpc_reply *reply)
     return reply->id;
 }
 
+uint64_t
+rpc_reply_start_ns(const rpc_reply *reply)
+{
+    return reply->start_ns;
+}
+
 /* Pack resp (with the reply's id) into a heap frame on a non-loop thread. */
 static void
 reply_pack_offloop(rpc_reply *r, const Objmeta__Response *resp, uint32_t max_frame)
@@ -792,6 +818,65 @@ rpc_reply_send_encoded(rpc_reply *r, const uint8_t *p, size_t n)
     r->frame = malloc(total);
     if (r->frame != NULL) {
         reply_encoded_write(p, n, r->id, r->frame, total);
+        r->frame_len = total;
+    }
+    reply_enqueue(r);
+}
+
+/* The frame of a Response packed with id 0, with `id` put in front (total bytes). */
+static void
+packed_frame_write(uint8_t *dst, uint64_t id, const uint8_t *p, size_t n, size_t total)
+{
+    om_put_be32(dst, (uint32_t)(total - RPC_FRAME_HEADER_LEN));
+    dst += RPC_FRAME_HEADER_LEN;
+    if (id != 0) {
+        *dst++ = 0x08; /* field 1 (id), varint */
+        dst = om_encode_varint64(dst, id);
+    }
+    if (n > 0)
+        memcpy(dst, p, n);
+}
+
+void
+rpc_reply_send_packed(rpc_reply *r, const uint8_t *p, size_t n)
+{
+    rpc_cq *q = r->cq;
+    size_t idlen = r->id != 0 ? 1 + om_varint_len(r->id) : 0;
+    size_t total = RPC_FRAME_HEADER_LEN + idlen + n;
+
+    if (total - RPC_FRAME_HEADER_LEN > q->max_frame) {
+        rpc_reply_error(r, OM_E_INTERNAL, "response too large (%zu bytes, max_frame %u)",
+                        total - RPC_FRAME_HEADER_LEN, q->max_frame);
+        return;
+    }
+    if (pthread_equal(pthread_self(), q->loop_thread)) {
+        rpc_conn *c = r->conn;
+        struct evbuffer_iovec v;
+        if (q->dead || c == NULL) {
+            rpc_reply_destroy(r);
+            return;
+        }
+        reply_unlink(r);
+        if (evbuffer_reserve_space(conn_out(c), (ev_ssize_t)total, &v, 1) == 1 &&
+            v.iov_len >= total) {
+            packed_frame_write(v.iov_base, r->id, p, n, total);
+            v.iov_len = total;
+            if (evbuffer_commit_space(conn_out(c), &v, 1) == 0) {
+                c->srv->st.responses_total++;
+                c->srv->st.bytes_out += total;
+                conn_mark_dirty(c);
+            }
+        } else {
+            om_log(OM_LOG_ERROR, "cannot queue response peer=%s id=%llu", c->peer,
+                   (unsigned long long)r->id);
+        }
+        rpc_reply_destroy(r);
+        conn_flow(c);
+        return;
+    }
+    r->frame = malloc(total);
+    if (r->frame != NULL) {
+        packed_frame_write(r->frame, r->id, p, n, total);
         r->frame_len = total;
     }
     reply_enqueue(r);

@@ -139,16 +139,49 @@ frame_packed_size(const ProtobufCMessage *msg, uint32_t max_frame, size_t *n)
     return OM_OK;
 }
 
+/*
+ * A message to encode: a Response the hand-written encoder covers (fast set,
+ * plan filled), or anything else for protobuf-c.
+ */
+typedef struct frame_msg {
+    const ProtobufCMessage *msg;
+    bool fast;
+    rpc_fastpack plan;
+} frame_msg;
+
+static om_status
+frame_msg_size(frame_msg *m, const ProtobufCMessage *msg, uint32_t max_frame, size_t *n)
+{
+    m->msg = msg;
+    m->fast = msg->descriptor == &objmeta__response__descriptor &&
+              rpc_fastpack_plan((const Objmeta__Response *)msg, &m->plan);
+    if (!m->fast)
+        return frame_packed_size(msg, max_frame, n);
+    if (m->plan.total > max_frame)
+        return OM_ERR(OM_E_INVALID);
+    *n = m->plan.total;
+    return OM_OK;
+}
+
+static size_t
+frame_msg_pack(const frame_msg *m, uint8_t *out)
+{
+    if (m->fast)
+        return rpc_fastpack_write((const Objmeta__Response *)m->msg, &m->plan, out);
+    return protobuf_c_message_pack(m->msg, out);
+}
+
 om_status
 rpc_frame_encode(om_buf *out, const ProtobufCMessage *msg, uint32_t max_frame)
 {
     size_t n = 0;
+    frame_msg m;
 
-    OM_TRY(frame_packed_size(msg, max_frame, &n));
+    OM_TRY(frame_msg_size(&m, msg, max_frame, &n));
     OM_TRY(om_buf_reserve(out, RPC_FRAME_HEADER_LEN + n));
     uint8_t *p = out->p + out->n;
     om_put_be32(p, (uint32_t)n);
-    size_t packed = protobuf_c_message_pack(msg, p + RPC_FRAME_HEADER_LEN);
+    size_t packed = frame_msg_pack(&m, p + RPC_FRAME_HEADER_LEN);
     if (packed != n)
         return OM_ERR(OM_E_INTERNAL);
     out->n += RPC_FRAME_HEADER_LEN + n;
@@ -161,15 +194,16 @@ rpc_frame_encode_evb(struct evbuffer *out, const ProtobufCMessage *msg, uint32_t
 {
     size_t n = 0;
     struct evbuffer_iovec v;
+    frame_msg m;
 
-    OM_TRY(frame_packed_size(msg, max_frame, &n));
+    OM_TRY(frame_msg_size(&m, msg, max_frame, &n));
     size_t total = RPC_FRAME_HEADER_LEN + n;
     /* One iovec: libevent then guarantees a single contiguous extent. */
     if (evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) != 1 || v.iov_len < total)
         return OM_ERR(OM_E_NOMEM);
     uint8_t *p = v.iov_base;
     om_put_be32(p, (uint32_t)n);
-    if (protobuf_c_message_pack(msg, p + RPC_FRAME_HEADER_LEN) != n)
+    if (frame_msg_pack(&m, p + RPC_FRAME_HEADER_LEN) != n)
         return OM_ERR(OM_E_INTERNAL);
     v.iov_len = total;
     if (evbuffer_commit_space(out, &v, 1) != 0)

@@ -24,9 +24,11 @@
 #define OM_RPC_FRAME_H
 
 #include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "objmeta.pb-c.h"
 #include "util/slice.h"
 #include "util/status.h"
 
@@ -98,6 +100,39 @@ om_status rpc_frame_encode(om_buf *out, const ProtobufCMessage *msg, uint32_t ma
  */
 om_status rpc_frame_encode_evb(struct evbuffer *out, const ProtobufCMessage *msg,
                                uint32_t max_frame, size_t *frame_len);
+
+/*
+ * rpc_fastpack -- the hand-written Response encoder (fastpack.c): the plan
+ * holds the lengths measured by rpc_fastpack_plan for rpc_fastpack_write.
+ * rpc_fastpack_plan returns false for a Response it does not cover (a body
+ * other than Store, Retrieve, Head, Exists, Delete, or unknown fields): pack
+ * it with protobuf-c. Otherwise fp->total is the packed size, and
+ * rpc_fastpack_write (out has room for fp->total bytes, resp unchanged since
+ * the plan) writes exactly protobuf_c_message_pack's bytes and returns
+ * fp->total. rpc_frame_encode* use it for every Response.
+ */
+typedef struct rpc_fastpack {
+    size_t total;    /* packed size of the Response */
+    size_t msg_len;  /* strlen(message), 0 when left out */
+    size_t body_len; /* the body message's size */
+    size_t info_len; /* the ObjectInfo's size */
+    size_t slen[5];  /* bucket, key, etag, content_type, metadata_json */
+    bool has_body;
+} rpc_fastpack;
+bool rpc_fastpack_plan(const Objmeta__Response *resp, rpc_fastpack *fp);
+size_t rpc_fastpack_write(const Objmeta__Response *resp, const rpc_fastpack *fp, uint8_t *out);
+
+/*
+ * rpc_fastunpack_request -- decode the hot canonical Requests (Store,
+ * Retrieve, Head, Exists; fastpack.c says exactly which) without protobuf-c.
+ * pa must be an allocator whose memory is released all at once (the
+ * server's rpc_scratch): a partial decode is not freed here.
+ * Returns the Request and *handled = true; otherwise NULL and *handled =
+ * false: decode with protobuf_c_message_unpack, which decides (the fast
+ * path never rejects an input, it only declines it).
+ */
+Objmeta__Request *rpc_fastunpack_request(ProtobufCAllocator *pa, const uint8_t *data, size_t n,
+                                         bool *handled);
 
 /*
  * Re-addressing an encoded message (the coordinator forwards a shard's

@@ -234,8 +234,44 @@ void rpc_reply_error(rpc_reply *reply, om_status st, const char *fmt, ...)
  */
 void rpc_reply_send_encoded(rpc_reply *reply, const uint8_t *p, size_t n);
 
+/*
+ * rpc_reply_send_packed -- answer with a Response the caller packed with id
+ * 0 (no field 1, e.g. with rpc_response_pack): rpc puts the request's id in
+ * front -- protobuf-c writes fields in number order, so the result is the
+ * bytes rpc_reply_send would have sent -- and copies the rest unchanged,
+ * without parsing it. The caller keeps ownership of the bytes. A frame over
+ * max_frame is answered INTERNAL "response too large".
+ * Ownership: consumes `reply`. Thread-safety: any thread, as rpc_reply_send.
+ */
+void rpc_reply_send_packed(rpc_reply *reply, const uint8_t *p, size_t n);
+
+/*
+ * rpc_response_packed_size / rpc_response_pack -- protobuf-c's
+ * get_packed_size and pack for a Response, the hot bodies (none, Store,
+ * Retrieve, Head, Exists, Delete) through hand-written encoders that write
+ * the same bytes (rpc/fastpack.c, rpc/FRAMING.md). `out` has room for the
+ * size; pack returns the bytes written. Thread-safety: reentrant.
+ */
+size_t rpc_response_packed_size(const Objmeta__Response *resp);
+size_t rpc_response_pack(const Objmeta__Response *resp, uint8_t *out);
+/*
+ * rpc_response_pack_alloc -- the same in one pass over the strings: measure,
+ * ask alloc(arg, size) for the room, pack into it.
+ * Returns what alloc returned (NULL: alloc failed, nothing packed) and the
+ * packed length in *n. Ownership: the memory is the allocator's.
+ */
+uint8_t *rpc_response_pack_alloc(const Objmeta__Response *resp, void *(*alloc)(void *arg, size_t n),
+                                 void *arg, size_t *n);
+
 /* The request id this reply answers (handy for logs). Any thread, before sending. */
 uint64_t rpc_reply_id(const rpc_reply *reply);
+/*
+ * rpc_reply_start_ns -- when the request was read (om_clock_mono_ns; the
+ * server reads the clock once per batch of frames it takes from a
+ * connection), for latency figures without a clock read per request.
+ * Any thread, before sending.
+ */
+uint64_t rpc_reply_start_ns(const rpc_reply *reply);
 
 /* ------------------------------------------------------------------------ */
 /* Client (asynchronous, on the caller's event_base)                          */

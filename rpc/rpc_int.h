@@ -84,6 +84,7 @@ struct rpc_reply {
     rpc_cq *cq;
     uint64_t id;
     uint64_t start_ms;
+    uint64_t start_ns; /* monotonic; read once per batch of frames (conn_process) */
     /* Loop thread only. */
     rpc_conn *conn; /* NULL: orphaned (timed out, connection closed) */
     rpc_reply *prev, *next;
@@ -102,7 +103,18 @@ struct rpc_cq {
     int efd;
     uint32_t max_frame;    /* immutable: for packing off the loop */
     pthread_t loop_thread; /* immutable: the thread that runs the server's base */
+    /*
+     * Loop thread only: released replies kept for the next requests (a
+     * malloc/free pair per request saved), linked through qnext. Only a
+     * reply destroyed on the loop thread while the server lives goes here;
+     * rpc_server_free empties it after marking the cq dead.
+     */
+    rpc_reply *pool;
+    unsigned n_pool;
 };
+
+/* Most replies a cq keeps for reuse (about 100 bytes each). */
+#define RPC_REPLY_POOL 4096u
 
 typedef enum conn_state {
     CONN_OPEN,     /* reading and dispatching */

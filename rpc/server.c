@@ -316,6 +316,12 @@ rpc_server_free(rpc_server *s)
         rpc_reply *r = q->head;
         q->head = q->tail = NULL;
         pthread_mutex_unlock(&q->mu);
+        while (q->pool != NULL) { /* no reply joins the pool once the cq is dead */
+            rpc_reply *p = q->pool;
+            q->pool = p->qnext;
+            free(p);
+        }
+        q->n_pool = 0;
         while (r != NULL) {
             rpc_reply *next = r->qnext;
             rpc_reply_destroy(r);

@@ -24,6 +24,7 @@
 #define OM_LOG_MODULE "shard"
 #include <errno.h>
 #include <event2/event.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,9 +56,20 @@ struct shard_job {
     uint32_t max_keys;
     bool include_metadata;
     uint64_t ring_epoch; /* list: keys the ring of this epoch gives another shard are skipped */
+    bool in_fifo;        /* memory from s->job_mem (loop thread), else from malloc */
     uint8_t *mem;
     size_t mem_used;
 };
+
+/* Release a job of job_new (s->job_mem on the loop thread, else free). */
+static void
+job_free(shard *s, shard_job *j)
+{
+    if (j->in_fifo)
+        shard_fifo_release(&s->job_mem, j);
+    else
+        free(j);
+}
 
 /* ---- answers ---- */
 
@@ -68,7 +80,12 @@ struct shard_job {
  */
 static _Thread_local shard *shard_loop_self;
 
-/* A packed reply the loop made while group `need` was not yet durable. */
+/*
+ * A packed reply the loop made while group `need` was not yet durable. It
+ * lives in s->held_mem (a shard_fifo: held replies are made and released in
+ * order, so their memory is recycled chunk by chunk instead of one malloc
+ * each); shard_held_release gives it back after sending it.
+ */
 struct shard_held {
     shard_held *next;
     rpc_reply *reply;
@@ -76,7 +93,7 @@ struct shard_held {
     unsigned status; /* wire status, for the counters */
     uint64_t t0_ns, need;
     size_t n;
-    uint8_t data[]; /* the packed Response */
+    uint8_t data[]; /* the packed Response, without the id (rpc_reply_send_packed) */
 };
 
 static unsigned
@@ -86,11 +103,18 @@ answer_status_index(Objmeta__Status status)
                                             : (unsigned)OBJMETA__STATUS__INTERNAL;
 }
 
+/* Count an answer made at now_ns (one clock read serves a batch of answers). */
+static void
+shard_count_at(shard *s, shard_op op, unsigned st, uint64_t t0_ns, uint64_t now_ns)
+{
+    atomic_fetch_add_explicit(&s->answers[op][st], 1, memory_order_relaxed);
+    rpc_hist_observe_ns(&s->latency[op], now_ns > t0_ns ? now_ns - t0_ns : 0);
+}
+
 static void
 shard_count(shard *s, shard_op op, unsigned st, uint64_t t0_ns)
 {
-    atomic_fetch_add_explicit(&s->answers[op][st], 1, memory_order_relaxed);
-    rpc_hist_observe_ns(&s->latency[op], om_clock_mono_ns() - t0_ns);
+    shard_count_at(s, op, st, t0_ns, om_clock_mono_ns());
 }
 
 /*
@@ -111,17 +135,30 @@ shard_answer_unsynced(shard *s, shard_op op, uint64_t t0_ns, rpc_reply *reply, o
     rpc_reply_send(reply, &resp);
 }
 
+/* Room for a held reply of n packed bytes in s->held_mem: returns where the bytes go. */
+static void *
+shard_held_alloc(void *arg, size_t n)
+{
+    shard *s = arg;
+    shard_held *h = shard_fifo_alloc(&s->held_mem, sizeof(*h) + n);
+
+    return h != NULL ? h->data : NULL;
+}
+
 /* Pack and hold a reply of the loop thread until group `need` is durable. */
 static bool
 shard_hold(shard *s, shard_op op, uint64_t t0_ns, rpc_reply *reply, const Objmeta__Response *resp,
            uint64_t need)
 {
-    size_t n = objmeta__response__get_packed_size(resp);
-    shard_held *h = malloc(sizeof(*h) + n);
+    size_t n = 0;
+    /* resp->id is 0: rpc_reply_send_packed puts the id in front */
+    uint8_t *data = rpc_response_pack_alloc(resp, shard_held_alloc, s, &n);
+    shard_held *h;
 
-    if (h == NULL)
+    if (data == NULL)
         return false;
-    h->n = objmeta__response__pack(resp, h->data);
+    h = (shard_held *)(void *)(data - offsetof(shard_held, data));
+    h->n = n;
     h->next = NULL;
     h->reply = reply;
     h->op = op;
@@ -143,6 +180,8 @@ shard_hold(shard *s, shard_op op, uint64_t t0_ns, rpc_reply *reply, const Objmet
 static void
 shard_held_release(shard *s)
 {
+    uint64_t now_ns = s->held_head != NULL ? om_clock_mono_ns() : 0;
+
     while (s->held_head != NULL &&
            (s->held_head->need <= s->loop_durable || s->loop_sync_err != OM_OK)) {
         shard_held *h = s->held_head;
@@ -151,12 +190,12 @@ shard_held_release(shard *s)
         if (s->held_head == NULL)
             s->held_tail = NULL;
         if (h->need <= s->loop_durable) {
-            shard_count(s, h->op, h->status, h->t0_ns);
-            rpc_reply_send_encoded(h->reply, h->data, h->n);
+            shard_count_at(s, h->op, h->status, h->t0_ns, now_ns);
+            rpc_reply_send_packed(h->reply, h->data, h->n);
         } else {
             shard_answer_unsynced(s, h->op, h->t0_ns, h->reply, s->loop_sync_err);
         }
-        free(h);
+        shard_fifo_release(&s->held_mem, h);
     }
 }
 
@@ -653,7 +692,7 @@ shard_worker(void *arg)
         else
             shard_run_job(s, jobs[0]);
         for (size_t i = 0; i < n; i++)
-            free(jobs[i]);
+            job_free(s, jobs[i]);
     }
 }
 
@@ -838,7 +877,7 @@ shard_flush_cb(evutil_socket_t fd, short what, void *arg)
         }
         run_writes(s, batch, n, s->flush_w, s->async_sync);
         for (size_t i = 0; i < n; i++)
-            free(batch[i]);
+            job_free(s, batch[i]);
     }
     if (s->async_sync)
         shard_sync_request(s);
@@ -949,6 +988,9 @@ shard_detach_loop(shard *s)
     s->flush_ev = NULL;
     free(s->flush_w);
     s->flush_w = NULL;
+    /* every job and held reply was answered above: their memory goes now */
+    shard_fifo_fini(&s->job_mem);
+    shard_fifo_fini(&s->held_mem);
 }
 
 static void
@@ -987,17 +1029,27 @@ str_len(const char *s)
     return s ? strlen(s) : 0;
 }
 
-/* A job with room for `bytes` of copied strings (plus one NUL per string). */
+/*
+ * A job with room for `bytes` of copied strings (plus one NUL per string).
+ * A Store or Delete that will run on the loop thread (a loop is attached:
+ * shard_submit_write batches it there) takes its memory from s->job_mem,
+ * recycled after its write group; every other job is malloc'ed (a worker
+ * frees it). Release with job_free (above).
+ */
 static shard_job *
-job_new(shard_op op, rpc_reply *reply, uint64_t t0, size_t bytes)
+job_new(shard *s, shard_op op, rpc_reply *reply, uint64_t t0, size_t bytes)
 {
-    shard_job *j = calloc(1, sizeof(*j) + bytes + 16);
+    size_t n = sizeof(shard_job) + bytes + 16;
+    bool fifo = s->flush_ev != NULL && (op == SHARD_OP_STORE || op == SHARD_OP_DELETE);
+    shard_job *j = fifo ? shard_fifo_alloc(&s->job_mem, n) : malloc(n);
 
     if (j == NULL)
         return NULL;
+    memset(j, 0, sizeof(*j));
     j->op = op;
     j->reply = reply;
     j->t0_ns = t0;
+    j->in_fifo = fifo;
     j->mem = (uint8_t *)(j + 1);
     return j;
 }
@@ -1141,7 +1193,7 @@ shard_submit_keyed(shard *s, shard_op op, const Objmeta__Request *req, const cha
         do_read(s, op, t0, reply, om_slice_from_str(bucket), om_slice_from_str(key), &s->read_buf);
         return;
     }
-    j = job_new(op, reply, t0, str_len(bucket) + str_len(key));
+    j = job_new(s, op, reply, t0, str_len(bucket) + str_len(key));
     if (j == NULL) {
         shard_answer_status(s, op, t0, reply, OM_E_NOMEM, "out of memory");
         return;
@@ -1162,7 +1214,7 @@ job_submit_forced(shard *s, shard_job *j, bool has_forced, uint64_t forced_versi
         if (forced_version == 0) {
             shard_answer_status(s, j->op, j->t0_ns, j->reply, OM_E_INVALID,
                                 "forced_version: must not be 0");
-            free(j);
+            job_free(s, j);
             return;
         }
         j->forced_version = forced_version;
@@ -1178,7 +1230,7 @@ submit_store(shard *s, const Objmeta__Request *req, uint64_t t0, rpc_reply *repl
 
     if (shard_fenced(s, req, SHARD_OP_STORE, r->bucket, r->key, t0, reply))
         return;
-    j = job_new(SHARD_OP_STORE, reply, t0,
+    j = job_new(s, SHARD_OP_STORE, reply, t0,
                 str_len(r->bucket) + str_len(r->key) + r->data.len + str_len(r->metadata_json) +
                     str_len(r->content_type));
     if (j == NULL) {
@@ -1208,7 +1260,7 @@ submit_delete(shard *s, const Objmeta__Request *req, uint64_t t0, rpc_reply *rep
 
     if (shard_fenced(s, req, SHARD_OP_DELETE, r->bucket, r->key, t0, reply))
         return;
-    j = job_new(SHARD_OP_DELETE, reply, t0, str_len(r->bucket) + str_len(r->key));
+    j = job_new(s, SHARD_OP_DELETE, reply, t0, str_len(r->bucket) + str_len(r->key));
     if (j == NULL) {
         shard_answer_status(s, SHARD_OP_DELETE, t0, reply, OM_E_NOMEM, "out of memory");
         return;
@@ -1231,7 +1283,7 @@ submit_list(shard *s, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply
 
     if (shard_fenced(s, req, SHARD_OP_LIST, r->bucket, "", t0, reply))
         return;
-    j = job_new(SHARD_OP_LIST, reply, t0,
+    j = job_new(s, SHARD_OP_LIST, reply, t0,
                 str_len(r->bucket) + str_len(r->prefix) + str_len(r->delimiter) +
                     str_len(r->start_after) + str_len(r->continuation_token));
     if (j == NULL) {
@@ -1253,7 +1305,7 @@ void
 shard_rpc_handler(void *arg, const Objmeta__Request *req, rpc_reply *reply)
 {
     shard *s = arg;
-    uint64_t t0 = om_clock_mono_ns();
+    uint64_t t0 = rpc_reply_start_ns(reply); /* when rpc read the request: no clock read here */
 
     shard_loop_self = s;
     switch (req->body_case) {

@@ -29,6 +29,35 @@ typedef struct shard_job shard_job;
 /* A reply of the loop thread held until a WAL sync covers it (handlers.c). */
 typedef struct shard_held shard_held;
 
+/*
+ * shard_fifo -- recycled memory for objects that die roughly in the order
+ * they were made (shard.c): the loop thread's Store/Delete jobs (released
+ * after the write group that runs them) and held replies (released after
+ * the sync that covers them). Allocations are carved from 64 KiB chunks,
+ * oldest chunk first; a chunk whose allocations are all released is reused
+ * in place (the newest) or kept as a spare (up to SHARD_FIFO_SPARES of them:
+ * fresh pages cost page faults); an allocation larger than a chunk gets a
+ * chunk of its own, freed when it is released. Releases may come in any
+ * order; a chunk lives until its last allocation is released.
+ * Ownership: memory from shard_fifo_alloc is valid until shard_fifo_release
+ * (or shard_fifo_fini, which frees everything, released or not).
+ * Thread-safety: one thread (the loop thread of the shard).
+ */
+#define SHARD_FIFO_CHUNK (64u * 1024u)
+#define SHARD_FIFO_SPARES 8
+typedef struct shard_fifo_chunk shard_fifo_chunk;
+typedef struct shard_fifo {
+    shard_fifo_chunk *head, *tail; /* chunks with live allocations (and the newest), oldest first */
+    shard_fifo_chunk *spare;       /* empty standard chunks */
+    unsigned n_spare;
+} shard_fifo;
+/* 16-byte aligned memory for n bytes; NULL if out of memory. */
+void *shard_fifo_alloc(shard_fifo *f, size_t n);
+/* Give back an allocation of f (p from shard_fifo_alloc). */
+void shard_fifo_release(shard_fifo *f, void *p);
+/* Free every chunk (f is empty and reusable afterwards). */
+void shard_fifo_fini(shard_fifo *f);
+
 struct shard {
     lsm_db *db;
     shard_opts opts;
@@ -73,6 +102,8 @@ struct shard {
     uint64_t loop_durable;
     om_status loop_sync_err;
     shard_held *held_head, *held_tail;
+    shard_fifo held_mem; /* the held replies' memory */
+    shard_fifo job_mem;  /* the pending Store/Delete jobs' memory (inline writes) */
     int sync_efd;
     struct event *sync_ev;
 

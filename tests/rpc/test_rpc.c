@@ -70,6 +70,38 @@ START_TEST(rpc_sync_ping_and_large_payload)
 }
 END_TEST
 
+/*
+ * rpc_reply_send_packed from the loop and from another thread: the id is
+ * put in front of a Response packed with id 0; ids grow past one varint byte.
+ */
+START_TEST(rpc_reply_send_packed_ids)
+{
+    tsrv *t = tsrv_start();
+    char addr[64], payload[64];
+    rpc_sync_client *c;
+    Objmeta__Request r;
+    Objmeta__PingRequest p;
+    Objmeta__Response *resp = NULL;
+
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", t->port);
+    ck_assert_int_eq(rpc_sync_client_open(addr, 3000, &c), OM_OK);
+    for (int i = 0; i < 300; i++) {
+        snprintf(payload, sizeof(payload), "%s-%d", i % 2 ? "packed" : "worker-packed", i);
+        ping_req(&r, &p, payload);
+        ck_assert_int_eq(rpc_sync_client_call(c, &r, 5000, &resp), OM_OK);
+        ck_assert_int_eq(rpc_response_status(resp), OM_OK);
+        ck_assert_uint_eq(resp->id, (uint64_t)i + 1); /* the sync client numbers 1, 2, ... */
+        ck_assert_int_eq(resp->body_case, OBJMETA__RESPONSE__BODY_PING);
+        ck_assert_uint_eq(resp->ping->payload.len, strlen(payload));
+        ck_assert_int_eq(memcmp(resp->ping->payload.data, payload, strlen(payload)), 0);
+        ck_assert_str_eq(resp->ping->server, "test");
+        rpc_response_free(resp);
+    }
+    rpc_sync_client_close(c);
+    tsrv_stop(t);
+}
+END_TEST
+
 START_TEST(rpc_unknown_operation_keeps_connection)
 {
     tsrv *t = tsrv_start();
@@ -617,6 +649,7 @@ rpc_server_suite(void)
 
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, rpc_sync_ping_and_large_payload);
+    tcase_add_test(tc, rpc_reply_send_packed_ids);
     tcase_add_test(tc, rpc_unknown_operation_keeps_connection);
     tcase_add_test(tc, rpc_undecodable_message_closes);
     tcase_add_test(tc, rpc_4gib_length_prefix);

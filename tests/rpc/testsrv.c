@@ -40,6 +40,26 @@ ping_answer(rpc_reply *reply, const void *p, size_t n)
     rpc_reply_send(reply, &resp);
 }
 
+/* The same answer, packed here with id 0 and sent with rpc_reply_send_packed. */
+static void
+ping_answer_packed(rpc_reply *reply, const void *p, size_t n)
+{
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+    Objmeta__PingResponse pr = OBJMETA__PING_RESPONSE__INIT;
+
+    pr.payload.data = (uint8_t *)p;
+    pr.payload.len = n;
+    pr.server = "test";
+    resp.body_case = OBJMETA__RESPONSE__BODY_PING;
+    resp.ping = &pr;
+    size_t len = rpc_response_packed_size(&resp);
+    uint8_t *buf = malloc(len + 1);
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_uint_eq(rpc_response_pack(&resp, buf), len);
+    rpc_reply_send_packed(reply, buf, len);
+    free(buf);
+}
+
 static void
 worker_push(tsrv *t, rpc_reply *r, const char *payload)
 {
@@ -73,7 +93,10 @@ worker_main(void *arg)
         if (t->wq_head == NULL)
             t->wq_tail = NULL;
         pthread_mutex_unlock(&t->mu);
-        ping_answer(w->reply, w->payload, strlen(w->payload));
+        if (strncmp(w->payload, "worker-packed", 13) == 0)
+            ping_answer_packed(w->reply, w->payload, strlen(w->payload));
+        else
+            ping_answer(w->reply, w->payload, strlen(w->payload));
         free(w->payload);
         free(w);
         pthread_mutex_lock(&t->mu);
@@ -113,6 +136,8 @@ tsrv_handler(void *arg, const Objmeta__Request *req, rpc_reply *reply)
         worker_push(t, reply, cmd);
     } else if (strcmp(cmd, "never") == 0 && t->nnever < MAX_HELD) {
         t->never[t->nnever++] = reply;
+    } else if (strncmp(cmd, "packed", 6) == 0) {
+        ping_answer_packed(reply, req->ping->payload.data, req->ping->payload.len);
     } else if (strncmp(cmd, "big:", 4) == 0) {
         size_t len = strtoul(cmd + 4, NULL, 10);
         uint8_t *p = calloc(1, len + 1);

@@ -6,7 +6,10 @@
  *   "hold"       kept until "release" (or the 'r' control command): then a
  *                worker thread answers all held ones -- after "release",
  *                which is answered at once (out of order, off the loop)
- *   "worker..."  answered by the worker thread (echo)
+ *   "worker..."  answered by the worker thread (echo); "worker-packed..."
+ *                through rpc_reply_send_packed
+ *   "packed..."  echoed at once through rpc_reply_send_packed (a Response
+ *                packed with id 0 by rpc_response_pack)
  *   "never"      never answered while the server lives (request timeouts);
  *                answered after rpc_server_free (the dead-queue path)
  *   "big:N"      answered with an N-byte payload
