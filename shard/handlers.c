@@ -920,6 +920,7 @@ shard_writer_submit(shard *s)
         while (s->wq_head != NULL &&
                (s->wq_n >= SHARD_WRITER_QUEUE_JOBS || s->wq_bytes >= SHARD_WRITER_QUEUE_BYTES)) {
             s->wq_loop_waiting = true;
+            atomic_fetch_add_explicit(&s->wq_full_waits, 1, memory_order_relaxed);
             pthread_cond_wait(&s->wq_space_cv, &s->wq_mu);
         }
         s->wq_loop_waiting = false;
@@ -1365,6 +1366,7 @@ shard_stat_items(shard *s, stat_item *v, size_t cap, char names[][48])
     ADD("lsm.flushes", ls.flushes);
     ADD("lsm.compactions", ls.compactions);
     ADD("lsm.last_sequence", ls.last_sequence);
+    ADD("shard.writer_queue_waits", atomic_load(&s->wq_full_waits));
     for (int l = 0; l < LSM_MAX_LEVELS; l++) {
         snprintf(names[2 * l], 48, "lsm.level%d.files", l);
         snprintf(names[2 * l + 1], 48, "lsm.level%d.bytes", l);
@@ -1634,6 +1636,10 @@ shard_render_metrics(shard *s, om_buf *out)
     OM_TRY(rpc_prom_header(out, "objmeta_shard_queue_length", "gauge",
                            "Requests waiting for a worker thread."));
     OM_TRY(rpc_prom_value(out, "objmeta_shard_queue_length", NULL, (double)qlen));
+    OM_TRY(rpc_prom_header(out, "objmeta_shard_writer_queue_waits_total", "counter",
+                           "Times the network loop waited for room in the writer thread's queue."));
+    OM_TRY(rpc_prom_value(out, "objmeta_shard_writer_queue_waits_total", NULL,
+                          (double)atomic_load(&s->wq_full_waits)));
 
     /* engine statistics, one gauge each: lsm.wal_syncs -> objmeta_lsm_wal_syncs */
     n = shard_stat_items(s, items, 64, names);

@@ -93,6 +93,7 @@ struct shard {
     shard_job *wq_head, *wq_tail;
     size_t wq_n, wq_bytes;
     bool wq_stop, wq_writer_idle, wq_loop_waiting;
+    _Atomic uint64_t wq_full_waits; /* times the loop waited for room (Stats) */
     shard_job *done_head, *done_tail;
     shard_job *fin_head, *fin_tail;
 

@@ -14,6 +14,11 @@
  *   sigterm_with_writes_in_flight: connections pipeline thousands of stores
  *     and the server gets SIGTERM while they are in flight: it exits 0, and
  *     after a restart every store it answered OK is there with its data.
+ *   flood_of_pipelined_stores: 10 connections pipeline 1000 small stores
+ *     each, then 4 connections 32 stores of 256 KiB each -- more than the
+ *     writer's queue holds (jobs, then bytes), so the loop waits for room
+ *     (counted in Stats shard.writer_queue_waits, printed): every store is
+ *     answered OK and reads back.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -352,6 +357,153 @@ START_TEST(sigterm_with_writes_in_flight)
 }
 END_TEST
 
+/* ---- a flood of pipelined stores: the loop waits for room in the writer's queue ---- */
+
+#define FLOOD_SMALL_CONNS 10
+#define FLOOD_SMALL 1000 /* per connection (rpc lets 1024 be in flight) */
+#define FLOOD_BIG_CONNS 4
+#define FLOOD_BIG 32
+#define FLOOD_BIG_SIZE (256 * 1024)
+
+typedef struct flood_conn {
+    int port, id, n;
+    bool big;
+    int fd, ok;
+} flood_conn;
+
+static void
+flood_key(char *key, size_t n, bool big, int conn, int i)
+{
+    snprintf(key, n, "%s%d-%05d", big ? "big" : "small", conn, i);
+}
+
+/* The data of store i of a connection: FLOOD_BIG_SIZE or 64 bytes of a pattern. */
+static size_t
+flood_data(uint8_t *buf, bool big, int conn, int i)
+{
+    size_t n = big ? FLOOD_BIG_SIZE : 64;
+
+    for (size_t k = 0; k < n; k++)
+        buf[k] = (uint8_t)(conn * 31 + i * 7 + (int)(k * 13 + k / 251));
+    return n;
+}
+
+static void *
+flood_sender(void *arg)
+{
+    flood_conn *fc = arg;
+    uint8_t *buf = malloc(FLOOD_BIG_SIZE);
+
+    ck_assert_ptr_nonnull(buf);
+    for (int i = 0; i < fc->n; i++) {
+        char key[32];
+        Objmeta__Request req = OBJMETA__REQUEST__INIT;
+        Objmeta__StoreRequest sr = OBJMETA__STORE_REQUEST__INIT;
+
+        flood_key(key, sizeof(key), fc->big, fc->id, i);
+        sr.bucket = "flood";
+        sr.key = key;
+        sr.data.data = buf;
+        sr.data.len = flood_data(buf, fc->big, fc->id, i);
+        req.id = (uint64_t)i + 1;
+        req.body_case = OBJMETA__REQUEST__BODY_STORE;
+        req.store = &sr;
+        ck_assert(it_send_request(fc->fd, &req));
+    }
+    free(buf);
+    return NULL;
+}
+
+static void *
+flood_receiver(void *arg)
+{
+    flood_conn *fc = arg;
+
+    for (int i = 0; i < fc->n; i++) {
+        Objmeta__Response *r = must_recv(fc->fd);
+
+        ck_assert_msg(r->status == OBJMETA__STATUS__OK, "store %llu: %d %s",
+                      (unsigned long long)r->id, r->status, r->message);
+        fc->ok++;
+        objmeta__response__free_unpacked(r, NULL);
+    }
+    return NULL;
+}
+
+/* Run n connections of flood stores to completion; every one must be answered OK. */
+static void
+flood_run(tu_proc *p, int conns, int n, bool big)
+{
+    static flood_conn fcs[FLOOD_SMALL_CONNS];
+    pthread_t snd[FLOOD_SMALL_CONNS], rcv[FLOOD_SMALL_CONNS];
+
+    for (int i = 0; i < conns; i++) {
+        fcs[i] = (flood_conn){.id = i, .n = n, .big = big, .fd = it_sock(tu_proc_port(p, "rpc"))};
+        ck_assert_int_eq(pthread_create(&rcv[i], NULL, flood_receiver, &fcs[i]), 0);
+        ck_assert_int_eq(pthread_create(&snd[i], NULL, flood_sender, &fcs[i]), 0);
+    }
+    for (int i = 0; i < conns; i++) {
+        pthread_join(snd[i], NULL);
+        pthread_join(rcv[i], NULL);
+        ck_assert_int_eq(fcs[i].ok, n);
+        close(fcs[i].fd);
+    }
+}
+
+static void
+flood_check(omc_client *c, int conns, int n, bool big, int step)
+{
+    uint8_t *want = malloc(FLOOD_BIG_SIZE);
+    om_buf data = OM_BUF_INIT;
+
+    ck_assert_ptr_nonnull(want);
+    for (int i = 0; i < conns; i++) {
+        for (int j = 0; j < n; j += step) {
+            char key[32];
+            omc_info info;
+            size_t len = flood_data(want, big, i, j);
+
+            flood_key(key, sizeof(key), big, i, j);
+            ck_assert_msg(omc_retrieve(c, "flood", key, &info, &data) == OM_OK, "%s: %s", key,
+                          omc_last_message(c));
+            ck_assert_msg(data.n == len && memcmp(data.p, want, len) == 0, "%s: wrong data", key);
+            omc_info_free(&info);
+        }
+    }
+    om_buf_free(&data);
+    free(want);
+}
+
+START_TEST(flood_of_pipelined_stores)
+{
+    tu_proc *p = it_start_shard(NULL, modes[_i]);
+    omc_client *c;
+    omc_stats stats;
+    uint64_t waits = 0;
+
+    /* many small stores: up to 10 x 1024 in flight, more than the queue's 8192 jobs */
+    flood_run(p, FLOOD_SMALL_CONNS, FLOOD_SMALL, false);
+    /* large ones: the queue's 4 MiB hold 16 of them */
+    flood_run(p, FLOOD_BIG_CONNS, FLOOD_BIG, true);
+    c = it_client(p);
+    flood_check(c, FLOOD_SMALL_CONNS, FLOOD_SMALL, false, 7);
+    flood_check(c, FLOOD_BIG_CONNS, FLOOD_BIG, true, 1);
+    ck_assert_int_eq(omc_stats_get(c, &stats), OM_OK);
+    for (size_t i = 0; i < stats.n; i++)
+        if (strcmp(stats.names[i], "shard.writer_queue_waits") == 0)
+            waits = stats.values[i];
+    omc_stats_free(&stats);
+    printf("flood (%s): %d small and %d large stores answered OK and read back; the loop "
+           "waited for the writer's queue %llu times\n",
+           mode_names[_i], FLOOD_SMALL_CONNS * FLOOD_SMALL, FLOOD_BIG_CONNS * FLOOD_BIG,
+           (unsigned long long)waits);
+    omc_close(c);
+    int st = tu_proc_stop(p);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
+    tu_proc_free(p);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -361,6 +513,7 @@ main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, cas_counters_match_acknowledged_increments, 0, 2);
     tcase_add_loop_test(tc, sigterm_with_writes_in_flight, 0, 2);
+    tcase_add_loop_test(tc, flood_of_pipelined_stores, 0, 2);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
