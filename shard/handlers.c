@@ -886,13 +886,15 @@ shard_sync_main(void *arg)
  * error. The writer never answers: a reply always leaves from the loop,
  * after the sync that covers it.
  *
- * Backpressure: the loop may queue at most SHARD_WRITER_QUEUE_JOBS jobs and
- * SHARD_WRITER_QUEUE_BYTES bytes of them for the writer (more only when the
- * queue is empty: one job of any size, or a loop iteration's jobs handed over
- * in pieces); beyond that the loop thread blocks on wq_space_cv until the
- * writer takes the queue. At most the queue plus what the writer holds (the
- * previous queue) are in flight, besides the written jobs waiting for their
- * sync. The writer never waits for the loop, so the loop's wait ends.
+ * Backpressure: the loop adds jobs to the writer's queue only while it holds
+ * fewer than SHARD_WRITER_QUEUE_JOBS jobs and SHARD_WRITER_QUEUE_BYTES bytes
+ * of them (so it holds at most one job more than that: a single job larger
+ * than the byte bound still goes through); beyond that the loop thread
+ * blocks on wq_space_cv until the writer takes the queue, and hands over the
+ * rest of the loop iteration's jobs then. At most the queue plus what the
+ * writer holds (the previous queue) are in flight, besides the written jobs
+ * waiting for their sync, which rpc's limits on requests in flight bound.
+ * The writer never waits for the loop, so the loop's wait ends.
  *
  * Shutdown (shard_detach_loop): the pending jobs are handed over, the writer
  * writes everything queued and exits (joined), shard_sync_stop syncs the rest
