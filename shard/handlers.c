@@ -5,8 +5,9 @@
  *
  * Threads. shard_rpc_handler runs on the rpc loop thread. Store and Delete
  * are batched on the loop thread when a loop is attached (shard_attach_loop,
- * the default of objmeta-shard; see "writes on the loop thread" below), else
- * they are jobs for the worker pool. List is always a job: a scan must not
+ * the default of objmeta-shard; see "writes on the loop thread" below) and,
+ * with opts.writer_thread, run on a writer thread ("the writer thread"),
+ * else they are jobs for the worker pool. List is always a job: a scan must not
  * block the loop. The pool's opts.workers threads take up to
  * SHARD_WRITE_BATCH queued writes (and about SHARD_WRITE_BATCH_BYTES of them)
  * at once and make them one engine write (shard_write_many: one WAL record,
@@ -57,6 +58,11 @@ struct shard_job {
     bool include_metadata;
     uint64_t ring_epoch; /* list: keys the ring of this epoch gives another shard are skipped */
     bool in_fifo;        /* memory from s->job_mem (loop thread), else from malloc */
+    /* a write done by the writer thread: its group (gen_started), result, error text (malloc) */
+    uint64_t gen;
+    om_status wstatus;
+    shard_obj_info winfo;
+    char *werr;
     uint8_t *mem;
     size_t mem_used;
 };
@@ -79,6 +85,13 @@ job_free(shard *s, shard_job *j)
  * shard_answer tells the loop from the workers.
  */
 static _Thread_local shard *shard_loop_self;
+
+/*
+ * The group a reply of the loop depends on, when the loop answers a write the
+ * writer thread did (shard_writer_answer): that write's group rather than
+ * every group started so far. 0 = every group started so far (gen_started).
+ */
+static _Thread_local uint64_t shard_answer_gen;
 
 /*
  * A packed reply the loop made while group `need` was not yet durable. It
@@ -226,7 +239,13 @@ shard_answer(shard *s, shard_op op, uint64_t t0_ns, rpc_reply *reply, Objmeta__R
 {
     if (s->async_sync) {
         if (shard_loop_self == s) {
-            uint64_t need = atomic_load_explicit(&s->gen_started, memory_order_relaxed);
+            /*
+             * Acquire: with the writer thread, a group is counted before it
+             * is written, so a read that saw the group's data sees the count.
+             */
+            uint64_t need = shard_answer_gen != 0
+                                ? shard_answer_gen
+                                : atomic_load_explicit(&s->gen_started, memory_order_acquire);
 
             if (need > s->loop_durable) {
                 if (s->loop_sync_err != OM_OK)
@@ -788,7 +807,13 @@ shard_sync_request(shard *s)
     s->sync_busy = true;
 }
 
-/* Take the sync thread's results, release what they cover, start the next sync. Loop thread. */
+static void shard_writer_answer(shard *s);
+
+/*
+ * Take the sync thread's results, release what they cover, start the next
+ * sync (with the writer thread: take its finished writes and answer those
+ * the results cover; the writer asks for the syncs). Loop thread.
+ */
 static void
 shard_sync_collect(shard *s)
 {
@@ -796,9 +821,20 @@ shard_sync_collect(shard *s)
     s->loop_durable = s->durable;
     s->loop_sync_err = s->sync_err;
     s->sync_busy = s->sync_done < s->sync_req;
+    if (s->writer_mode && s->done_head != NULL) {
+        if (s->fin_tail != NULL)
+            s->fin_tail->next = s->done_head;
+        else
+            s->fin_head = s->done_head;
+        s->fin_tail = s->done_tail;
+        s->done_head = s->done_tail = NULL;
+    }
     pthread_mutex_unlock(&s->dur_mu);
     shard_held_release(s);
-    shard_sync_request(s);
+    if (s->writer_mode)
+        shard_writer_answer(s);
+    else
+        shard_sync_request(s);
 }
 
 static void
@@ -850,6 +886,270 @@ shard_sync_main(void *arg)
     return NULL;
 }
 
+/* ---- the writer thread ---- */
+
+/*
+ * With opts.writer_thread (and overlapped syncs, above), the loop does not
+ * run the writes either: shard_flush_cb hands the loop iteration's pending
+ * Store/Delete jobs to the "shard-writer" thread, through a FIFO under wq_mu,
+ * and goes back to reading and answering, so that the network I/O and
+ * protobuf work of the loop and the engine work of the writes (the read
+ * before each write, the WAL write, the memtable insert) run on two cores.
+ * The writer takes everything queued whenever it is free -- the jobs that
+ * arrived while it wrote the last group, a natural group commit -- and
+ * turns it into groups of at most SHARD_WRITE_BATCH jobs (or
+ * SHARD_WRITE_BATCH_BYTES), one shard_write_many each. One writer and a FIFO:
+ * the writes of a key are applied in the order the loop received them, from
+ * one connection or many; conditions and versions are decided under the
+ * stripe locks as before (shard.c).
+ *
+ * For each group the writer
+ *   1. counts it in gen_started BEFORE writing it. This is what keeps the
+ *      loop's reads honest: a Retrieve on the loop that sees the group's
+ *      data (the memtable insert happens after the count, and the engine's
+ *      publication of the insert orders the two) then reads gen_started at
+ *      least as large as the group (shard_answer, acquire) and so holds its
+ *      reply until the group is durable;
+ *   2. writes it with nosync, keeping each job's status, info and error text
+ *      in the job;
+ *   3. under dur_mu, appends the jobs, tagged with the group, to the done
+ *      list and raises sync_req to the group (only the writer asks for syncs
+ *      in this mode: a group is asked for once it is completely written).
+ *      If a sync already failed, no sync will report these jobs: the writer
+ *      wakes the loop through sync_efd itself.
+ * The sync thread syncs and reports through sync_efd (as above); the loop
+ * (shard_sync_collect) moves the done list to its own list (fin_*) and
+ * answers, in order, the jobs whose group the syncs made durable -- with
+ * that group as the reply's dependency (shard_answer_gen), so they go out at
+ * once -- or, after a failed sync, answers every job not covered with the
+ * error. The writer never answers: a reply always leaves from the loop,
+ * after the sync that covers it.
+ *
+ * Backpressure: the loop adds jobs to the writer's queue only while it holds
+ * fewer than SHARD_WRITER_QUEUE_JOBS jobs and SHARD_WRITER_QUEUE_BYTES bytes
+ * of them (so it holds at most one job more than that: a single job larger
+ * than the byte bound still goes through); beyond that the loop thread
+ * blocks on wq_space_cv until the writer takes the queue, and hands over the
+ * rest of the loop iteration's jobs then. At most the queue plus what the
+ * writer holds (the previous queue) are in flight, besides the written jobs
+ * waiting for their sync, which rpc's limits on requests in flight bound.
+ * The writer never waits for the loop, so the loop's wait ends.
+ *
+ * Shutdown (shard_detach_loop): the pending jobs are handed over, the writer
+ * writes everything queued and exits (joined), shard_sync_stop syncs the rest
+ * and its collect answers every job (or fails it when a sync failed).
+ */
+#define SHARD_WRITER_QUEUE_JOBS (4 * SHARD_WRITE_BATCH)
+#define SHARD_WRITER_QUEUE_BYTES (4 * SHARD_WRITE_BATCH_BYTES)
+
+/* Hand the pending jobs to the writer, waiting while its queue is full. Loop thread. */
+static void
+shard_writer_submit(shard *s)
+{
+    shard_job *head = s->pend_head, *tail = s->pend_tail;
+    size_t n = 0, bytes = 0;
+
+    s->pend_head = s->pend_tail = NULL;
+    if (head == NULL)
+        return;
+    for (const shard_job *j = head; j != NULL; j = j->next) {
+        n++;
+        bytes += j->mem_used;
+    }
+    pthread_mutex_lock(&s->wq_mu);
+    while (head != NULL) {
+        while (s->wq_head != NULL &&
+               (s->wq_n >= SHARD_WRITER_QUEUE_JOBS || s->wq_bytes >= SHARD_WRITER_QUEUE_BYTES)) {
+            s->wq_loop_waiting = true;
+            atomic_fetch_add_explicit(&s->wq_full_waits, 1, memory_order_relaxed);
+            pthread_cond_wait(&s->wq_space_cv, &s->wq_mu);
+        }
+        s->wq_loop_waiting = false;
+        if (s->wq_n + n <= SHARD_WRITER_QUEUE_JOBS &&
+            s->wq_bytes + bytes <= SHARD_WRITER_QUEUE_BYTES) {
+            /* the common case: everything fits */
+            if (s->wq_tail != NULL)
+                s->wq_tail->next = head;
+            else
+                s->wq_head = head;
+            s->wq_tail = tail;
+            s->wq_n += n;
+            s->wq_bytes += bytes;
+            head = NULL;
+        } else {
+            /* as much as fits (at least one job), the rest once the writer took the queue */
+            do {
+                shard_job *j = head;
+
+                head = j->next;
+                j->next = NULL;
+                if (s->wq_tail != NULL)
+                    s->wq_tail->next = j;
+                else
+                    s->wq_head = j;
+                s->wq_tail = j;
+                s->wq_n++;
+                s->wq_bytes += j->mem_used;
+                n--;
+                bytes -= j->mem_used;
+            } while (head != NULL && s->wq_n < SHARD_WRITER_QUEUE_JOBS &&
+                     s->wq_bytes < SHARD_WRITER_QUEUE_BYTES);
+        }
+        if (s->wq_writer_idle)
+            pthread_cond_signal(&s->wq_cv);
+    }
+    pthread_mutex_unlock(&s->wq_mu);
+}
+
+/* Write one group (jobs[0..n-1]) and pass it to the loop (see above). Writer thread. */
+static void
+shard_writer_group(shard *s, shard_job **jobs, size_t n)
+{
+    shard_write *w = s->writer_w;
+    uint64_t gen = atomic_fetch_add(&s->gen_started, 1) + 1; /* 1. counted before it is written */
+
+    for (size_t i = 0; i < n; i++)
+        job_to_write(jobs[i], &w[i]);
+    shard_write_many_ex(s, w, n, true); /* 2. */
+    for (size_t i = 0; i < n; i++) {
+        shard_job *j = jobs[i];
+
+        j->gen = gen;
+        j->wstatus = w[i].status;
+        j->winfo = w[i].info;
+        j->werr = w[i].status != OM_OK && w[i].err[0] ? strdup(w[i].err) : NULL;
+        j->next = i + 1 < n ? jobs[i + 1] : NULL;
+    }
+    pthread_mutex_lock(&s->dur_mu); /* 3. */
+    if (s->done_tail != NULL)
+        s->done_tail->next = jobs[0];
+    else
+        s->done_head = jobs[0];
+    s->done_tail = jobs[n - 1];
+    if (s->sync_err != OM_OK) {
+        uint64_t one = 1;
+
+        while (write(s->sync_efd, &one, sizeof(one)) < 0 && errno == EINTR)
+            ;
+    } else if (gen > s->sync_req) {
+        s->sync_req = gen;
+        pthread_cond_signal(&s->req_cv);
+    }
+    pthread_mutex_unlock(&s->dur_mu);
+}
+
+static void *
+shard_writer_main(void *arg)
+{
+    shard *s = arg;
+    shard_job *batch[SHARD_WRITE_BATCH]; /* 16 KiB of stack */
+
+    pthread_setname_np(pthread_self(), "shard-writer"); /* for top -H and perf */
+    pthread_mutex_lock(&s->wq_mu);
+    for (;;) {
+        shard_job *head;
+
+        while (s->wq_head == NULL && !s->wq_stop) {
+            s->wq_writer_idle = true;
+            pthread_cond_wait(&s->wq_cv, &s->wq_mu);
+        }
+        s->wq_writer_idle = false;
+        if (s->wq_head == NULL)
+            break;         /* stopping, and everything handed over is written */
+        head = s->wq_head; /* everything queued */
+        s->wq_head = s->wq_tail = NULL;
+        s->wq_n = s->wq_bytes = 0;
+        if (s->wq_loop_waiting)
+            pthread_cond_signal(&s->wq_space_cv);
+        pthread_mutex_unlock(&s->wq_mu);
+        while (head != NULL) {
+            size_t n = 0, bytes = 0;
+
+            while (head != NULL && n < SHARD_WRITE_BATCH &&
+                   (n == 0 || bytes < SHARD_WRITE_BATCH_BYTES)) {
+                bytes += head->mem_used;
+                batch[n++] = head;
+                head = head->next;
+            }
+            shard_writer_group(s, batch, n);
+        }
+        pthread_mutex_lock(&s->wq_mu);
+    }
+    pthread_mutex_unlock(&s->wq_mu);
+    return NULL;
+}
+
+/*
+ * Answer the writer's jobs the loop's last sync results cover, in order:
+ * those of a durable group as made, the others with the error of a failed
+ * sync. Loop thread (shard_sync_collect).
+ */
+static void
+shard_writer_answer(shard *s)
+{
+    while (s->fin_head != NULL &&
+           (s->fin_head->gen <= s->loop_durable || s->loop_sync_err != OM_OK)) {
+        shard_job *j = s->fin_head;
+        shard_write w;
+
+        s->fin_head = j->next;
+        if (s->fin_head == NULL)
+            s->fin_tail = NULL;
+        w.status = j->wstatus;
+        w.info = j->winfo;
+        snprintf(w.err, sizeof(w.err), "%s", j->werr != NULL ? j->werr : "");
+        shard_answer_gen = j->gen; /* shard_answer holds it unless its group is durable */
+        answer_write(s, j, &w);
+        shard_answer_gen = 0;
+        free(j->werr);
+        job_free(s, j);
+    }
+}
+
+static om_status
+shard_writer_start(shard *s)
+{
+    s->writer_w = malloc(SHARD_WRITE_BATCH * sizeof(*s->writer_w));
+    if (s->writer_w == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    pthread_mutex_init(&s->wq_mu, NULL);
+    pthread_cond_init(&s->wq_cv, NULL);
+    pthread_cond_init(&s->wq_space_cv, NULL);
+    s->wq_head = s->wq_tail = NULL;
+    s->wq_n = s->wq_bytes = 0;
+    s->wq_stop = s->wq_writer_idle = s->wq_loop_waiting = false;
+    s->done_head = s->done_tail = s->fin_head = s->fin_tail = NULL;
+    if (pthread_create(&s->writer, NULL, shard_writer_main, s) != 0) {
+        om_log(OM_LOG_ERROR, "cannot start the writer thread");
+        pthread_cond_destroy(&s->wq_space_cv);
+        pthread_cond_destroy(&s->wq_cv);
+        pthread_mutex_destroy(&s->wq_mu);
+        free(s->writer_w);
+        s->writer_w = NULL;
+        return OM_ERR(OM_E_NOMEM);
+    }
+    s->have_writer = true;
+    s->writer_mode = true;
+    return OM_OK;
+}
+
+/* Let the writer write everything handed to it, join it (detach; the loop is not running). */
+static void
+shard_writer_stop(shard *s)
+{
+    pthread_mutex_lock(&s->wq_mu);
+    s->wq_stop = true;
+    pthread_cond_signal(&s->wq_cv);
+    pthread_mutex_unlock(&s->wq_mu);
+    pthread_join(s->writer, NULL);
+    s->have_writer = false;
+    pthread_cond_destroy(&s->wq_space_cv);
+    pthread_cond_destroy(&s->wq_cv);
+    pthread_mutex_destroy(&s->wq_mu);
+    free(s->writer_w);
+    s->writer_w = NULL;
+}
+
 static void
 shard_flush_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -858,6 +1158,10 @@ shard_flush_cb(evutil_socket_t fd, short what, void *arg)
     shard_job *batch[SHARD_WRITE_BATCH]; /* 16 KiB of stack */
 
     shard_loop_self = s;
+    if (s->writer_mode) {
+        shard_writer_submit(s);
+        return;
+    }
     s->pend_head = s->pend_tail = NULL;
     if (head == NULL)
         return;
@@ -966,7 +1270,12 @@ shard_attach_loop(shard *s, struct event_base *base)
     if (s->opts.sync_thread && s->opts.lsm.sync_mode == LSM_SYNC_ALWAYS) {
         om_status st = shard_sync_start(s, base);
 
+        if (st == OM_OK && s->opts.writer_thread)
+            st = shard_writer_start(s);
         if (st != OM_OK) {
+            if (s->have_sync_thread)
+                shard_sync_stop(s);
+            s->async_sync = false;
             event_free(s->flush_ev);
             s->flush_ev = NULL;
             return st;
@@ -982,8 +1291,11 @@ shard_detach_loop(shard *s)
         return;
     shard_loop_self = s;      /* the loop thread, or the one closing the shard after it */
     shard_flush_cb(-1, 0, s); /* answer what is pending (dropped if the server is gone) */
+    if (s->have_writer)
+        shard_writer_stop(s); /* it writes everything handed to it, then exits */
     if (s->have_sync_thread)
-        shard_sync_stop(s);
+        shard_sync_stop(s); /* syncs the rest; answers the writer's jobs (collect) */
+    s->writer_mode = false;
     event_free(s->flush_ev);
     s->flush_ev = NULL;
     free(s->flush_w);
@@ -1108,6 +1420,7 @@ shard_stat_items(shard *s, stat_item *v, size_t cap, char names[][48])
     ADD("lsm.flushes", ls.flushes);
     ADD("lsm.compactions", ls.compactions);
     ADD("lsm.last_sequence", ls.last_sequence);
+    ADD("shard.writer_queue_waits", atomic_load(&s->wq_full_waits));
     for (int l = 0; l < LSM_MAX_LEVELS; l++) {
         snprintf(names[2 * l], 48, "lsm.level%d.files", l);
         snprintf(names[2 * l + 1], 48, "lsm.level%d.bytes", l);
@@ -1377,6 +1690,10 @@ shard_render_metrics(shard *s, om_buf *out)
     OM_TRY(rpc_prom_header(out, "objmeta_shard_queue_length", "gauge",
                            "Requests waiting for a worker thread."));
     OM_TRY(rpc_prom_value(out, "objmeta_shard_queue_length", NULL, (double)qlen));
+    OM_TRY(rpc_prom_header(out, "objmeta_shard_writer_queue_waits_total", "counter",
+                           "Times the network loop waited for room in the writer thread's queue."));
+    OM_TRY(rpc_prom_value(out, "objmeta_shard_writer_queue_waits_total", NULL,
+                          (double)atomic_load(&s->wq_full_waits)));
 
     /* engine statistics, one gauge each: lsm.wal_syncs -> objmeta_lsm_wal_syncs */
     n = shard_stat_items(s, items, 64, names);

@@ -110,6 +110,7 @@ main(int argc, char **argv)
     so.workers = (int)c.workers;
     so.inline_reads = c.inline_reads;
     so.sync_thread = c.sync_thread;
+    so.writer_thread = c.writer_thread;
     so.id = c.id;
     so.max_list_bytes = (size_t)c.max_frame / 2; /* a List page always fits in a frame */
     rpc_server_opts_init(&ro);

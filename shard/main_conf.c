@@ -50,6 +50,9 @@ static const om_conf_item shard_items[] = {
     {"sync-thread", OM_CONF_BOOL, "true", 0, 0, NULL, F(sync_thread),
      "with inline-writes and sync-mode=always: fsync the WAL on its own thread while the loop "
      "goes on serving (replies still wait for the fsync)"},
+    {"writer-thread", OM_CONF_BOOL, "true", 0, 0, NULL, F(writer_thread),
+     "with sync-thread in effect: run the batched store/delete on a writer thread of their own "
+     "while the loop goes on with network I/O (false: on the loop thread)"},
     {"log-level", OM_CONF_ENUM, "info", 0, 0, log_levels, F(log_level),
      "error, warn, info or debug"},
 };

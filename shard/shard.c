@@ -84,6 +84,7 @@ shard_opts_init(shard_opts *o)
     o->max_list_bytes = 8u << 20;
     o->inline_reads = true;
     o->sync_thread = true;
+    o->writer_thread = true;
 }
 
 om_status

@@ -55,6 +55,9 @@ typedef struct shard_opts {
     bool sync_thread;         /* with a loop and LSM_SYNC_ALWAYS: WAL syncs on a thread of
                                * their own, overlapping the loop (shard_attach_loop);
                                * default true */
+    bool writer_thread;       /* with sync_thread in effect: the loop hands its writes to a
+                               * "shard-writer" thread instead of running them
+                               * (shard_attach_loop); default true */
     const char *id;           /* shown by Ping ("objmeta-shard/<version> id=<id>"); default "" */
     size_t max_list_bytes;    /* a List page ends early beyond this; default 8 MiB (keep it
                                * below the rpc max_frame) */
@@ -197,11 +200,17 @@ void shard_rpc_handler(void *arg, const Objmeta__Request *req, rpc_reply *reply)
  * loop writes each group without syncing and a "shard-sync" thread syncs it
  * while the loop goes on serving; every reply the loop makes while a group
  * is not yet durable (reads too) is held until the sync covering it ends,
- * and answered with an error if that sync fails. Otherwise the loop blocks
- * while a batch syncs. Without a loop, writes go to the worker pool (which
- * batches what is queued). shard_detach_loop (also done by shard_close)
- * answers what is pending, syncs, releases the held replies, stops the sync
- * thread and frees the events; call it before freeing `base`.
+ * and answered with an error if that sync fails. With opts.writer_thread as
+ * well, the loop does not run the writes either: it hands each iteration's
+ * writes to a "shard-writer" thread (FIFO, one writer: a key's writes apply
+ * in the order received) and answers them when the writer has written them
+ * and their sync is done; the loop blocks only while the writer's queue is
+ * full (a few batches). Otherwise the loop blocks while a batch syncs.
+ * Without a loop, writes go to the worker pool (which batches what is
+ * queued). shard_detach_loop (also done by shard_close)
+ * answers what is pending (the writer thread writes everything handed to
+ * it and is joined), syncs, releases the held replies, stops the sync thread
+ * and frees the events; call it before freeing `base`.
  * Returns: OM_OK; OM_E_NOMEM; OM_E_IO (no eventfd).
  * Thread-safety: loop thread, before serving.
  */

@@ -82,9 +82,9 @@ struct shard {
 
     /*
      * Overlapped WAL syncs (opts.sync_thread with sync-mode always and a loop,
-     * handlers.c "writes on the loop thread"). The loop writes each group
-     * nosync, after counting it in gen_started, and hands its syncs to
-     * sync_thread. Under dur_mu: sync_req (the group the sync thread is asked
+     * handlers.c "writes on the loop thread"). The loop (or the writer
+     * thread) writes each group nosync, after counting it in gen_started, and
+     * hands its syncs to sync_thread. Under dur_mu: sync_req (the group the sync thread is asked
      * to cover), sync_done (the last one it tried), durable (every group <=
      * it is durable), sync_err (the first failed sync; sticky), sync_stop.
      */
@@ -106,6 +106,27 @@ struct shard {
     shard_fifo job_mem;  /* the pending Store/Delete jobs' memory (inline writes) */
     int sync_efd;
     struct event *sync_ev;
+
+    /*
+     * The writer thread (opts.writer_thread with async_sync; handlers.c "the
+     * writer thread"): the loop hands it its Store/Delete jobs instead of
+     * writing them. Under wq_mu: the queue (wq_*, with its job and byte
+     * counts), wq_stop, and who waits (the writer for jobs, the loop for
+     * room). Under dur_mu: done_* (written jobs, for the loop). Loop thread
+     * only: fin_* (written jobs waiting for the sync that covers them).
+     */
+    bool writer_mode; /* set by shard_attach_loop, cleared by detach */
+    bool have_writer;
+    pthread_t writer;
+    shard_write *writer_w; /* SHARD_WRITE_BATCH writes, the writer's */
+    pthread_mutex_t wq_mu;
+    pthread_cond_t wq_cv, wq_space_cv;
+    shard_job *wq_head, *wq_tail;
+    size_t wq_n, wq_bytes;
+    bool wq_stop, wq_writer_idle, wq_loop_waiting;
+    _Atomic uint64_t wq_full_waits; /* times the loop waited for room (Stats) */
+    shard_job *done_head, *done_tail;
+    shard_job *fin_head, *fin_tail;
 
     /*
      * The record buffer of Retrieve/Head answered inline (inline_reads): one

@@ -95,11 +95,17 @@ writer_main(void *arg)
     return NULL;
 }
 
-/* _i = 0: writes batched on the loop thread (default); 1: on the worker pool */
+/*
+ * _i = 0: writes batched by the loop and run on the writer thread (default);
+ * 1: on the worker pool; 2: batched and run on the loop thread
+ */
 START_TEST(kill9_loses_no_acknowledged_write)
 {
-    static const char *const extra[2][3] = {{"--sync-mode=always", "--inline-writes=true", NULL},
-                                            {"--sync-mode=always", "--inline-writes=false", NULL}};
+    static const char *const extra[3][4] = {
+        {"--sync-mode=always", "--inline-writes=true", NULL, NULL},
+        {"--sync-mode=always", "--inline-writes=false", NULL, NULL},
+        {"--sync-mode=always", "--inline-writes=true", "--writer-thread=false", NULL}};
+    static const char *const names[3] = {"writer thread", "pool", "loop thread"};
     tu_proc *p = it_start_shard(NULL, extra[_i]);
     char dir[512], addr[64], key[32], val[64];
     pthread_t th[WRITERS];
@@ -151,7 +157,7 @@ START_TEST(kill9_loses_no_acknowledged_write)
         }
     }
     printf("kill9 (%s writes): %d acknowledged writes from %d connections all survived\n",
-           _i ? "pool" : "inline", total, WRITERS);
+           names[_i], total, WRITERS);
     om_buf_free(&data);
     omc_close(c);
     tu_proc_stop(p);
@@ -227,7 +233,7 @@ restart_suite(void)
     TCase *tc = tcase_create("restart");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, graceful_restart_keeps_data);
-    tcase_add_loop_test(tc, kill9_loses_no_acknowledged_write, 0, 2);
+    tcase_add_loop_test(tc, kill9_loses_no_acknowledged_write, 0, 3);
     tcase_add_test(tc, sigterm_under_load_is_graceful);
     suite_add_tcase(s, tc);
     return s;

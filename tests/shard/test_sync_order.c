@@ -1,6 +1,8 @@
 /*
  * tests/shard/test_sync_order.c -- overlapped WAL syncs (shard_attach_loop
  * with opts.sync_thread): no reply may show a write before it is durable.
+ * Each test runs twice: _i = 0 with the writes on the writer thread
+ * (opts.writer_thread, the default), _i = 1 with them on the loop thread.
  *
  * The shard runs in this process on an rpc server whose loop has its own
  * thread, over tests/lsm's fault env, which knows how much of every file was
@@ -66,7 +68,7 @@ loop_main(void *arg)
 }
 
 static void
-server_start(server *sv, const char *dir, fault_env *fe)
+server_start(server *sv, const char *dir, fault_env *fe, bool writer_thread)
 {
     shard_opts so;
     rpc_server_opts ro;
@@ -77,6 +79,7 @@ server_start(server *sv, const char *dir, fault_env *fe)
     so.lsm.env = fault_env_get(fe);
     so.lsm.sync_mode = LSM_SYNC_ALWAYS;
     so.sync_thread = true;
+    so.writer_thread = writer_thread;
     so.workers = 2;
     ck_assert_int_eq(shard_open(dir, &so, &sv->sh), OM_OK);
     sv->base = event_base_new();
@@ -238,7 +241,7 @@ START_TEST(acked_writes_survive_power_loss)
         shard *sh;
         shard_opts so;
 
-        server_start(&sv, dir, fe);
+        server_start(&sv, dir, fe, _i == 0);
         for (int i = 0; i < CLIENTS; i++) {
             memset(&cls[i], 0, sizeof(cls[i]));
             cls[i].sv = &sv;
@@ -273,9 +276,9 @@ START_TEST(acked_writes_survive_power_loss)
             reads += cls[i].nread;
         }
         ck_assert_int_eq(shard_close(sh), OM_OK);
-        printf("round %d: power loss after %d acks; %d stores and %d reads acknowledged, all "
-               "durable\n",
-               round, target, acks, reads);
+        printf("round %d (%s): power loss after %d acks; %d stores and %d reads acknowledged, "
+               "all durable\n",
+               round, _i == 0 ? "writer thread" : "loop writes", target, acks, reads);
         tu_rmrf(dir);
     }
 }
@@ -292,7 +295,7 @@ START_TEST(sync_failure_gives_error_replies)
     Objmeta__Request req = OBJMETA__REQUEST__INIT;
     Objmeta__ListRequest lr = OBJMETA__LIST_REQUEST__INIT;
 
-    server_start(&sv, dir, fe);
+    server_start(&sv, dir, fe, _i == 0);
     ck_assert_int_eq(rpc_sync_client_open(sv.addr, 5000, &c), OM_OK);
     resp = do_store(c, "before", data, sizeof(data));
     ck_assert_int_eq(resp->status, OBJMETA__STATUS__OK);
@@ -333,8 +336,8 @@ main(void)
     TCase *tc = tcase_create("overlapped_sync");
 
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, acked_writes_survive_power_loss);
-    tcase_add_test(tc, sync_failure_gives_error_replies);
+    tcase_add_loop_test(tc, acked_writes_survive_power_loss, 0, 2);
+    tcase_add_loop_test(tc, sync_failure_gives_error_replies, 0, 2);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
