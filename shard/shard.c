@@ -179,12 +179,15 @@ shard_stripe(shard *s, om_slice lkey)
 
 /*
  * Read the current record (live or tombstone) of lkey into *raw and *rec.
+ * flags: LSM_GET_* (LSM_GET_NO_FILL for the read before a write: the row it
+ * finds is about to be shadowed, so caching it would only evict a useful one).
  * Returns OM_OK, OM_E_NOTFOUND if the engine has nothing, or an engine error.
  */
 static om_status
-shard_read(shard *s, om_slice lkey, om_buf *raw, shard_record *rec, char *err, size_t errlen)
+shard_read(shard *s, om_slice lkey, unsigned flags, om_buf *raw, shard_record *rec, char *err,
+           size_t errlen)
 {
-    om_status st = lsm_get(s->db, NULL, lkey, raw);
+    om_status st = lsm_get_ex(s->db, NULL, lkey, raw, flags);
 
     if (st == OM_E_NOTFOUND)
         return st;
@@ -269,7 +272,7 @@ shard_get(shard *s, om_slice bucket, om_slice key, om_buf *raw, shard_record *re
     om_status st;
 
     OM_TRY(shard_validate_addr(bucket, key, err, errlen));
-    st = shard_read(s, shard_lkey_stack(bucket, key, kbuf), raw, &r, err, errlen);
+    st = shard_read(s, shard_lkey_stack(bucket, key, kbuf), 0, raw, &r, err, errlen);
     if (st == OM_OK && r.type == SHARD_REC_TOMBSTONE)
         st = OM_E_NOTFOUND;
     if (st == OM_E_NOTFOUND)
@@ -293,7 +296,7 @@ shard_exists(shard *s, om_slice bucket, om_slice key, char *err, size_t errlen)
     if (!lsm_may_contain(s->db, lkey)) {
         st = OM_E_NOTFOUND;
     } else {
-        st = shard_read(s, lkey, &raw, &r, err, errlen);
+        st = shard_read(s, lkey, 0, &raw, &r, err, errlen);
         if (st == OM_OK && r.type == SHARD_REC_TOMBSTONE)
             st = OM_E_NOTFOUND;
     }
@@ -359,7 +362,7 @@ write_prepare(shard *s, shard_write *w, om_slice lkey, uint64_t etag, const om_s
         if (st != OM_OK)
             return shard_msg(st, w->err, sizeof(w->err), "batched record does not decode");
     } else {
-        st = shard_read(s, lkey, raw, &old, w->err, sizeof(w->err));
+        st = shard_read(s, lkey, LSM_GET_NO_FILL, raw, &old, w->err, sizeof(w->err));
     }
     if (st != OM_OK && st != OM_E_NOTFOUND)
         return st;
