@@ -942,6 +942,47 @@ shard_sync_main(void *arg)
 #define SHARD_WRITER_QUEUE_JOBS (4 * SHARD_WRITE_BATCH)
 #define SHARD_WRITER_QUEUE_BYTES (4 * SHARD_WRITE_BATCH_BYTES)
 
+/*
+ * A small iteration's writes while the writer is idle (nothing queued, nor
+ * being written: only the loop queues, so it stays idle meanwhile) are
+ * written by the loop itself, the writer's way (shard_writer_group): at
+ * pipeline depth 1 a batch is a few writes, and the hop to the writer and
+ * back would cost more than the writes. The FIFO order holds: everything
+ * handed to the writer before is written. Returns false (nothing done) when
+ * the writer is busy or the batch is larger than SHARD_WRITER_INLINE_JOBS.
+ * Loop thread.
+ */
+#define SHARD_WRITER_INLINE_JOBS 64
+
+static void shard_writer_group(shard *s, shard_job **jobs, size_t n, shard_write *w);
+
+static bool
+shard_writer_inline(shard *s)
+{
+    shard_job *batch[SHARD_WRITER_INLINE_JOBS];
+    size_t n = 0;
+    bool idle;
+
+    for (shard_job *j = s->pend_head; j != NULL; j = j->next) {
+        if (n == SHARD_WRITER_INLINE_JOBS)
+            return false;
+        batch[n++] = j;
+    }
+    if (n == 0)
+        return true;
+    if (s->flush_w == NULL &&
+        (s->flush_w = malloc(SHARD_WRITE_BATCH * sizeof(*s->flush_w))) == NULL)
+        return false;
+    pthread_mutex_lock(&s->wq_mu);
+    idle = s->wq_writer_idle && s->wq_head == NULL;
+    pthread_mutex_unlock(&s->wq_mu);
+    if (!idle)
+        return false;
+    s->pend_head = s->pend_tail = NULL;
+    shard_writer_group(s, batch, n, s->flush_w);
+    return true;
+}
+
 /* Hand the pending jobs to the writer, waiting while its queue is full. Loop thread. */
 static void
 shard_writer_submit(shard *s)
@@ -1001,11 +1042,14 @@ shard_writer_submit(shard *s)
     pthread_mutex_unlock(&s->wq_mu);
 }
 
-/* Write one group (jobs[0..n-1]) and pass it to the loop (see above). Writer thread. */
+/*
+ * Write one group (jobs[0..n-1]) with w (room for n writes) and pass it to
+ * the loop (see above). The writer thread, or the loop while the writer is
+ * idle (shard_writer_inline).
+ */
 static void
-shard_writer_group(shard *s, shard_job **jobs, size_t n)
+shard_writer_group(shard *s, shard_job **jobs, size_t n, shard_write *w)
 {
-    shard_write *w = s->writer_w;
     uint64_t gen = atomic_fetch_add(&s->gen_started, 1) + 1; /* 1. counted before it is written */
 
     for (size_t i = 0; i < n; i++)
@@ -1071,7 +1115,7 @@ shard_writer_main(void *arg)
                 batch[n++] = head;
                 head = head->next;
             }
-            shard_writer_group(s, batch, n);
+            shard_writer_group(s, batch, n, s->writer_w);
         }
         pthread_mutex_lock(&s->wq_mu);
     }
@@ -1159,7 +1203,8 @@ shard_flush_cb(evutil_socket_t fd, short what, void *arg)
 
     shard_loop_self = s;
     if (s->writer_mode) {
-        shard_writer_submit(s);
+        if (!shard_writer_inline(s))
+            shard_writer_submit(s);
         return;
     }
     s->pend_head = s->pend_tail = NULL;
