@@ -115,7 +115,7 @@ typedef struct lsm_opts {
      * Row cache: bytes of entries that point lookups found in tables, keyed by
      * (table file number, user key). A repeated lsm_get of a key that lives
      * in a table then skips the index and data block search. Tables never
-     * change, so entries need no invalidation; they age out by LRU. Default
+     * change, so entries need no invalidation; they age out by eviction. Default
      * 0 = off.
      */
     size_t row_cache_size;

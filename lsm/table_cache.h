@@ -3,7 +3,7 @@
  *
  * The table cache maps a file number to an open lsm_sst, opening
  * "<dir>/<number>.sst" (lsm_sst_path) on a miss. It keeps at most
- * max_open_files tables open (LRU, one unit of charge per table); tables in
+ * max_open_files tables open (second-chance eviction, one unit of charge per table); tables in
  * use are pinned by refcounted handles and closed only when evicted (or
  * dropped with lsm_table_cache_evict) and no handle or iterator uses them.
  * So the DB layer may evict an obsolete file's table and delete the file at
@@ -15,11 +15,11 @@
  * taken on first use, so later lookups skip the cache's hash lookup, mutex
  * and refcount. At most max_open_files tables are pinned at once; past that
  * lookups take a handle per call as before. Pinned handles count against the
- * capacity like any handle in use, so the LRU closes unpinned tables first
+ * capacity like any handle in use, so eviction closes unpinned tables first
  * and the number of open tables stays max_open_files plus the tables that
  * running lookups and iterators hold beyond it. What changes: a table read
  * once stays open (up to that limit) until no version lists its file,
- * instead of until the LRU evicts it.
+ * instead of until the cache evicts it.
  *
  * Thread-safety: every function is safe from any thread. Two threads that
  * miss on the same file at once may both open it; one copy wins the cache
@@ -135,7 +135,7 @@ size_t lsm_table_cache_open_count(lsm_table_cache *tc);
  * lookup that fills it runs at LSM_MAX_SEQ), so a cached row answers a read
  * at sequence s exactly as the table would whenever row->trailer's sequence
  * is <= s; otherwise the reader asks the table. Tables are immutable, so
- * rows are never invalidated: they age out by LRU, and rows of a deleted
+ * rows are never invalidated: they age out by eviction, and rows of a deleted
  * file are never asked for again (file numbers are not reused).
  */
 typedef struct lsm_row {
