@@ -765,8 +765,11 @@ reply_encoded_size(const uint8_t *p, size_t n, uint64_t id, uint32_t max_frame, 
     return OM_OK;
 }
 
+/* Writes a reply's whole frame (total bytes, header included) into dst. */
+typedef void (*reply_frame_fn)(uint8_t *dst, uint64_t id, const uint8_t *p, size_t n, size_t total);
+
 static void
-reply_encoded_write(const uint8_t *p, size_t n, uint64_t id, uint8_t *dst, size_t total)
+reply_encoded_write(uint8_t *dst, uint64_t id, const uint8_t *p, size_t n, size_t total)
 {
     om_put_be32(dst, (uint32_t)(total - RPC_FRAME_HEADER_LEN));
     size_t w = rpc_frame_id_rewrite(p, n, id, dst + RPC_FRAME_HEADER_LEN);
@@ -774,21 +777,30 @@ reply_encoded_write(const uint8_t *p, size_t n, uint64_t id, uint8_t *dst, size_
     (void)w;
 }
 
-void
-rpc_reply_send_encoded(rpc_reply *r, const uint8_t *p, size_t n)
+/* The frame of a Response packed with id 0, with `id` put in front (total bytes). */
+static void
+packed_frame_write(uint8_t *dst, uint64_t id, const uint8_t *p, size_t n, size_t total)
+{
+    om_put_be32(dst, (uint32_t)(total - RPC_FRAME_HEADER_LEN));
+    dst += RPC_FRAME_HEADER_LEN;
+    if (id != 0) {
+        *dst++ = 0x08; /* field 1 (id), varint */
+        dst = om_encode_varint64(dst, id);
+    }
+    if (n > 0)
+        memcpy(dst, p, n);
+}
+
+/*
+ * Send r's frame of total bytes that write() makes from (p, n): on the loop
+ * thread straight into the connection's output, from another thread through
+ * the completion queue.
+ */
+static void
+reply_deliver(rpc_reply *r, const uint8_t *p, size_t n, size_t total, reply_frame_fn write)
 {
     rpc_cq *q = r->cq;
-    size_t total = 0;
-    om_status st = reply_encoded_size(p, n, r->id, q->max_frame, &total);
 
-    if (st != OM_OK) {
-        om_log(OM_LOG_WARN, "cannot forward an encoded response id=%llu bytes=%zu err=%s",
-               (unsigned long long)r->id, n, om_status_str(st));
-        rpc_reply_error(r, OM_E_INTERNAL, "%s",
-                        st == OM_E_INVALID ? "response too large"
-                                           : "undecodable response to forward");
-        return;
-    }
     if (pthread_equal(pthread_self(), q->loop_thread)) {
         rpc_conn *c = r->conn;
         struct evbuffer_iovec v;
@@ -799,7 +811,7 @@ rpc_reply_send_encoded(rpc_reply *r, const uint8_t *p, size_t n)
         reply_unlink(r);
         if (evbuffer_reserve_space(conn_out(c), (ev_ssize_t)total, &v, 1) == 1 &&
             v.iov_len >= total) {
-            reply_encoded_write(p, n, r->id, v.iov_base, total);
+            write(v.iov_base, r->id, p, n, total);
             v.iov_len = total;
             if (evbuffer_commit_space(conn_out(c), &v, 1) == 0) {
                 c->srv->st.responses_total++;
@@ -817,24 +829,28 @@ rpc_reply_send_encoded(rpc_reply *r, const uint8_t *p, size_t n)
     /* Another thread: the frame travels through the completion queue. */
     r->frame = malloc(total);
     if (r->frame != NULL) {
-        reply_encoded_write(p, n, r->id, r->frame, total);
+        write(r->frame, r->id, p, n, total);
         r->frame_len = total;
     }
     reply_enqueue(r);
 }
 
-/* The frame of a Response packed with id 0, with `id` put in front (total bytes). */
-static void
-packed_frame_write(uint8_t *dst, uint64_t id, const uint8_t *p, size_t n, size_t total)
+void
+rpc_reply_send_encoded(rpc_reply *r, const uint8_t *p, size_t n)
 {
-    om_put_be32(dst, (uint32_t)(total - RPC_FRAME_HEADER_LEN));
-    dst += RPC_FRAME_HEADER_LEN;
-    if (id != 0) {
-        *dst++ = 0x08; /* field 1 (id), varint */
-        dst = om_encode_varint64(dst, id);
+    rpc_cq *q = r->cq;
+    size_t total = 0;
+    om_status st = reply_encoded_size(p, n, r->id, q->max_frame, &total);
+
+    if (st != OM_OK) {
+        om_log(OM_LOG_WARN, "cannot forward an encoded response id=%llu bytes=%zu err=%s",
+               (unsigned long long)r->id, n, om_status_str(st));
+        rpc_reply_error(r, OM_E_INTERNAL, "%s",
+                        st == OM_E_INVALID ? "response too large"
+                                           : "undecodable response to forward");
+        return;
     }
-    if (n > 0)
-        memcpy(dst, p, n);
+    reply_deliver(r, p, n, total, reply_encoded_write);
 }
 
 void
@@ -849,37 +865,7 @@ rpc_reply_send_packed(rpc_reply *r, const uint8_t *p, size_t n)
                         total - RPC_FRAME_HEADER_LEN, q->max_frame);
         return;
     }
-    if (pthread_equal(pthread_self(), q->loop_thread)) {
-        rpc_conn *c = r->conn;
-        struct evbuffer_iovec v;
-        if (q->dead || c == NULL) {
-            rpc_reply_destroy(r);
-            return;
-        }
-        reply_unlink(r);
-        if (evbuffer_reserve_space(conn_out(c), (ev_ssize_t)total, &v, 1) == 1 &&
-            v.iov_len >= total) {
-            packed_frame_write(v.iov_base, r->id, p, n, total);
-            v.iov_len = total;
-            if (evbuffer_commit_space(conn_out(c), &v, 1) == 0) {
-                c->srv->st.responses_total++;
-                c->srv->st.bytes_out += total;
-                conn_mark_dirty(c);
-            }
-        } else {
-            om_log(OM_LOG_ERROR, "cannot queue response peer=%s id=%llu", c->peer,
-                   (unsigned long long)r->id);
-        }
-        rpc_reply_destroy(r);
-        conn_flow(c);
-        return;
-    }
-    r->frame = malloc(total);
-    if (r->frame != NULL) {
-        packed_frame_write(r->frame, r->id, p, n, total);
-        r->frame_len = total;
-    }
-    reply_enqueue(r);
+    reply_deliver(r, p, n, total, packed_frame_write);
 }
 
 void

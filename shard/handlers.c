@@ -886,6 +886,24 @@ shard_sync_main(void *arg)
     return NULL;
 }
 
+/*
+ * Take the next write group off the job list at *head: at most
+ * SHARD_WRITE_BATCH jobs, and none more once SHARD_WRITE_BATCH_BYTES of
+ * them are taken. Returns how many went to batch.
+ */
+static size_t
+take_group(shard_job **head, shard_job **batch)
+{
+    size_t n = 0, bytes = 0;
+
+    while (*head != NULL && n < SHARD_WRITE_BATCH && (n == 0 || bytes < SHARD_WRITE_BATCH_BYTES)) {
+        bytes += (*head)->mem_used;
+        batch[n++] = *head;
+        *head = (*head)->next;
+    }
+    return n;
+}
+
 /* ---- the writer thread ---- */
 
 /*
@@ -1107,14 +1125,7 @@ shard_writer_main(void *arg)
             pthread_cond_signal(&s->wq_space_cv);
         pthread_mutex_unlock(&s->wq_mu);
         while (head != NULL) {
-            size_t n = 0, bytes = 0;
-
-            while (head != NULL && n < SHARD_WRITE_BATCH &&
-                   (n == 0 || bytes < SHARD_WRITE_BATCH_BYTES)) {
-                bytes += head->mem_used;
-                batch[n++] = head;
-                head = head->next;
-            }
+            size_t n = take_group(&head, batch);
             shard_writer_group(s, batch, n, s->writer_w);
         }
         pthread_mutex_lock(&s->wq_mu);
@@ -1217,13 +1228,7 @@ shard_flush_cb(evutil_socket_t fd, short what, void *arg)
     if (s->async_sync)
         atomic_fetch_add(&s->gen_started, 1);
     while (head != NULL) {
-        size_t n = 0, bytes = 0;
-        while (head != NULL && n < SHARD_WRITE_BATCH &&
-               (n == 0 || bytes < SHARD_WRITE_BATCH_BYTES)) {
-            bytes += head->mem_used;
-            batch[n++] = head;
-            head = head->next;
-        }
+        size_t n = take_group(&head, batch);
         run_writes(s, batch, n, s->flush_w, s->async_sync);
         for (size_t i = 0; i < n; i++)
             job_free(s, batch[i]);
