@@ -22,7 +22,9 @@
  * socket does not take it all, EV_WRITE goes on until the output is empty.
  * Responses are unpacked into a per-client scratch allocator (rpc_int.h),
  * released after the callback returns, except for the blocking wrapper, which
- * keeps the response.
+ * keeps the response. The hot Requests are packed and the hot Responses
+ * decoded by hand (fastpack.c, FRAMING.md), protobuf-c doing the rest; call
+ * records are recycled through a per-client pool.
  *
  * Connection states: IDLE (no socket; the next call connects), CONNECTING,
  * CONNECTED, and FAILING (a failure detected inside rpc_client_call is
@@ -98,7 +100,14 @@ struct rpc_client {
     bool flush_pending;     /* flush_ev is active */
     bool wr_direct;         /* connected, EV_WRITE off: flush_ev writes */
     rpc_scratch scratch;    /* responses are unpacked here */
+    /* Finished calls kept for the next ones (linked through hnext): a
+     * calloc/free pair per call saved. */
+    rpc_call *call_pool;
+    unsigned n_call_pool;
 };
+
+/* Most finished calls a client keeps for reuse (about 80 bytes each). */
+#define RPC_CALL_POOL 4096u
 
 void
 rpc_client_opts_init(rpc_client_opts *o)
@@ -250,7 +259,29 @@ calls_take_all(rpc_client *c)
 static void
 call_free(rpc_call *k)
 {
+    rpc_client *c = k->c;
+
+    if (c->n_call_pool < RPC_CALL_POOL) {
+        k->hnext = c->call_pool;
+        c->call_pool = k;
+        c->n_call_pool++;
+        return;
+    }
     free(k);
+}
+
+/* A zeroed call: from the client's pool, else the heap. */
+static rpc_call *
+call_alloc(rpc_client *c)
+{
+    rpc_call *k = c->call_pool;
+
+    if (k == NULL)
+        return calloc(1, sizeof(*k));
+    c->call_pool = k->hnext;
+    c->n_call_pool--;
+    memset(k, 0, sizeof(*k));
+    return k;
 }
 
 /* Complete a call with a transport failure and a synthetic response. */
@@ -358,7 +389,13 @@ client_readcb(struct bufferevent *bev, void *arg)
         }
         /* The blocking wrapper keeps the response: heap-allocate it then. */
         ProtobufCAllocator *pa = c->steal_into != NULL ? NULL : rpc_scratch_take(&c->scratch);
-        Objmeta__Response *resp = objmeta__response__unpack(pa, p.n, p.p);
+        Objmeta__Response *resp = NULL;
+        bool fast = false;
+        /* the hot responses without protobuf-c, into the scratch (frame.h) */
+        if (pa != NULL)
+            resp = rpc_fastunpack_response(pa, p.p, p.n, &fast);
+        if (!fast)
+            resp = objmeta__response__unpack(pa, p.n, p.p);
         if (resp == NULL) {
             rpc_frame_evb_drain(in, len);
             rpc_scratch_done(&c->scratch, pa, NULL);
@@ -625,6 +662,11 @@ rpc_client_free(rpc_client *c)
     if (c->flush_ev != NULL)
         event_free(c->flush_ev);
     rpc_scratch_fini(&c->scratch);
+    while (c->call_pool != NULL) {
+        rpc_call *k = c->call_pool;
+        c->call_pool = k->hnext;
+        free(k);
+    }
     free(c->tab);
     free(c->addr);
     free(c);
@@ -664,11 +706,13 @@ rpc_client_call(rpc_client *c, const Objmeta__Request *req, uint32_t timeout_ms,
         return OM_ERR(OM_E_INVALID);
     if (c->closing)
         return OM_ERR(OM_E_UNAVAILABLE);
-    if (protobuf_c_message_get_packed_size(&req->base) > c->o.max_frame)
+    /* Connected (or connecting): the frame encoder below checks the size. */
+    if ((c->bev == NULL || c->state == CLIENT_IDLE) &&
+        rpc_request_packed_size(req) > c->o.max_frame)
         return OM_ERR(OM_E_INVALID);
     if (c->npending >= c->mask + 1)
         OM_TRY(calls_grow(c));
-    k = calloc(1, sizeof(*k));
+    k = call_alloc(c);
     if (k == NULL)
         return OM_ERR(OM_E_NOMEM);
     k->c = c;

@@ -140,35 +140,54 @@ frame_packed_size(const ProtobufCMessage *msg, uint32_t max_frame, size_t *n)
 }
 
 /*
- * A message to encode: a Response the hand-written encoder covers (fast set,
- * plan filled), or anything else for protobuf-c.
+ * A message to encode: a Response or Request a hand-written encoder covers
+ * (kind set, its plan filled), or anything else for protobuf-c.
  */
+typedef enum frame_kind { FRAME_PB, FRAME_RESP, FRAME_REQ } frame_kind;
 typedef struct frame_msg {
     const ProtobufCMessage *msg;
-    bool fast;
-    rpc_fastpack plan;
+    frame_kind kind;
+    union {
+        rpc_fastpack resp;
+        rpc_fastpack_req req;
+    } plan;
 } frame_msg;
 
 static om_status
 frame_msg_size(frame_msg *m, const ProtobufCMessage *msg, uint32_t max_frame, size_t *n)
 {
+    size_t total;
+
     m->msg = msg;
-    m->fast = msg->descriptor == &objmeta__response__descriptor &&
-              rpc_fastpack_plan((const Objmeta__Response *)msg, &m->plan);
-    if (!m->fast)
+    if (msg->descriptor == &objmeta__response__descriptor &&
+        rpc_fastpack_plan((const Objmeta__Response *)msg, &m->plan.resp)) {
+        m->kind = FRAME_RESP;
+        total = m->plan.resp.total;
+    } else if (msg->descriptor == &objmeta__request__descriptor &&
+               rpc_fastpack_req_plan((const Objmeta__Request *)msg, &m->plan.req)) {
+        m->kind = FRAME_REQ;
+        total = m->plan.req.total;
+    } else {
+        m->kind = FRAME_PB;
         return frame_packed_size(msg, max_frame, n);
-    if (m->plan.total > max_frame)
+    }
+    if (total > max_frame)
         return OM_ERR(OM_E_INVALID);
-    *n = m->plan.total;
+    *n = total;
     return OM_OK;
 }
 
 static size_t
 frame_msg_pack(const frame_msg *m, uint8_t *out)
 {
-    if (m->fast)
-        return rpc_fastpack_write((const Objmeta__Response *)m->msg, &m->plan, out);
-    return protobuf_c_message_pack(m->msg, out);
+    switch (m->kind) {
+    case FRAME_RESP:
+        return rpc_fastpack_write((const Objmeta__Response *)m->msg, &m->plan.resp, out);
+    case FRAME_REQ:
+        return rpc_fastpack_req_write((const Objmeta__Request *)m->msg, &m->plan.req, out);
+    default:
+        return protobuf_c_message_pack(m->msg, out);
+    }
 }
 
 om_status

@@ -135,6 +135,37 @@ Objmeta__Request *rpc_fastunpack_request(ProtobufCAllocator *pa, const uint8_t *
                                          bool *handled);
 
 /*
+ * rpc_fastpack_req -- the hand-written Request encoder (fastpack.c, the
+ * client side): rpc_fastpack_req_plan covers a Request with a non-NULL
+ * Store, Retrieve, Head, Exists or Delete body and no unknown fields, and
+ * returns false for anything else (pack it with protobuf-c). Then fp->total
+ * is the packed size, and rpc_fastpack_req_write (out has room for
+ * fp->total bytes, req unchanged since the plan) writes exactly
+ * protobuf_c_message_pack's bytes and returns fp->total. rpc_frame_encode*
+ * use it for every Request; rpc_request_packed_size is get_packed_size
+ * through it.
+ */
+typedef struct rpc_fastpack_req {
+    size_t total;    /* packed size of the Request */
+    size_t body_len; /* the body message's size */
+    size_t slen[4];  /* bucket, key, metadata_json, content_type */
+} rpc_fastpack_req;
+bool rpc_fastpack_req_plan(const Objmeta__Request *req, rpc_fastpack_req *fp);
+size_t rpc_fastpack_req_write(const Objmeta__Request *req, const rpc_fastpack_req *fp,
+                              uint8_t *out);
+size_t rpc_request_packed_size(const Objmeta__Request *req);
+
+/*
+ * rpc_fastunpack_response -- decode the hot canonical Responses (none,
+ * Store, Retrieve, Head, Exists, Delete bodies; fastpack.c says exactly
+ * which) without protobuf-c, on the contract of rpc_fastunpack_request:
+ * pa releases its memory all at once (the client's rpc_scratch); NULL and
+ * *handled = false means decode with protobuf_c_message_unpack instead.
+ */
+Objmeta__Response *rpc_fastunpack_response(ProtobufCAllocator *pa, const uint8_t *data, size_t n,
+                                           bool *handled);
+
+/*
  * Re-addressing an encoded message (the coordinator forwards a shard's
  * Response to its client without decoding and re-encoding it). Field 1 is
  * the id in both Request and Response (a varint). The rewrite walks the

@@ -111,13 +111,35 @@ typedef struct bench {
     uint64_t ops[OP_N], errors[OP_N];
     hist h[OP_N];
     char last_error[256];
+    struct call *free_calls; /* finished calls, reused (no malloc per request) */
 } bench;
 
 typedef struct call {
     bench *b;
     int conn, op;
     uint64_t t0;
+    struct call *next; /* in b->free_calls */
 } call;
+
+/* "key:" and k in at least 12 decimal digits (zero-padded), as "key:%012" PRIu64. */
+static void
+format_key(char *out, uint64_t k)
+{
+    char d[20];
+    int n = 0;
+
+    do {
+        d[n++] = (char)('0' + k % 10);
+        k /= 10;
+    } while (k != 0);
+    memcpy(out, "key:", 4);
+    out += 4;
+    for (int i = n; i < 12; i++)
+        *out++ = '0';
+    while (n > 0)
+        *out++ = d[--n];
+    *out = '\0';
+}
 
 static uint64_t
 bench_rand(bench *b)
@@ -157,7 +179,8 @@ bench_done(void *arg, om_status st, const Objmeta__Response *resp)
         b->errors[OP_STORE]++;
     }
     int conn = c->conn;
-    free(c);
+    c->next = b->free_calls;
+    b->free_calls = c;
     if (!b->stopping)
         bench_issue(b, conn);
     else if (b->outstanding == 0)
@@ -205,7 +228,7 @@ bench_issue(bench *b, int conn)
         }
         b->issued++;
     }
-    snprintf(key, sizeof(key), "key:%012" PRIu64, k);
+    format_key(key, k);
     switch (op) {
     case OP_STORE:
         st.bucket = (char *)b->bucket;
@@ -256,7 +279,13 @@ bench_issue(bench *b, int conn)
         req.ring_epoch = ring_epoch(b->ring);
     }
 #endif
-    c = calloc(1, sizeof(*c));
+    c = b->free_calls;
+    if (c != NULL)
+        b->free_calls = c->next;
+    else if ((c = malloc(sizeof(*c))) == NULL) {
+        b->errors[op]++;
+        return;
+    }
     c->b = b;
     c->conn = conn;
     c->op = op;
@@ -522,6 +551,11 @@ main(int argc, char **argv)
 #ifdef OM_BENCH_RING
     ring_unref(b.ring);
 #endif
+    while (b.free_calls != NULL) {
+        call *c = b.free_calls;
+        b.free_calls = c->next;
+        free(c);
+    }
     free(b.conns);
     free(b.value);
     free(all);

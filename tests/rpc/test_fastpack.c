@@ -10,7 +10,11 @@
  * with the id. The request decoder (rpc_fastunpack_request) against protobuf_c_message_unpack on
  * random Requests and mutations of them (flipped bytes, cuts, appended fields, concatenations,
  * which protobuf merges): whatever the fast path takes, protobuf-c must accept too and decode to
- * the same message.
+ * the same message. The client side likewise: the Request encoder
+ * (rpc_fastpack_req_*) against protobuf_c pack on random Requests (NULL / empty / non-ASCII
+ * strings, NULL bodies, oneof members set to 0, non-hot bodies that must be declined), and the
+ * Response decoder (rpc_fastunpack_response) against protobuf_c_message_unpack on random and
+ * mutated Responses.
  */
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -27,6 +31,7 @@
 #define BIG_DATA (300u * 1024u)
 
 static uint64_t rs;
+static bool ascii_strs; /* rnd_str: printable ASCII only (what the decoders take) */
 
 static uint64_t
 rnd(uint64_t n)
@@ -81,7 +86,8 @@ rnd_str(pool *p)
     s = p->str[p->n++];
     len = rnd(3) == 0 ? 120 + rnd(20) : rnd(3) == 0 ? rnd(599) : rnd(40);
     for (size_t i = 0; i < len; i++)
-        s[i] = (char)(1 + rnd(255)); /* any byte but NUL */
+        s[i] = ascii_strs && rnd(50) != 0 ? (char)(' ' + rnd(95))
+                                          : (char)(1 + rnd(255)); /* any byte but NUL */
     s[len] = '\0';
     return s;
 }
@@ -375,81 +381,118 @@ rnd_req_str(pool *p)
     return s;
 }
 
-/* A random Request (mostly the hot bodies) packed by protobuf-c into out. */
-static size_t
-rnd_request(pool *p, uint8_t *out)
+typedef struct reqs {
+    Objmeta__Request r;
+    Objmeta__StoreRequest st;
+    Objmeta__RetrieveRequest rt;
+    Objmeta__HeadRequest hd;
+    Objmeta__ExistsRequest ex;
+    Objmeta__DeleteRequest dl;
+    Objmeta__PingRequest pg;
+} reqs;
+
+/* A request string: rnd_req_str mostly, sometimes NULL / "" / any bytes (rnd_str). */
+static char *
+rnd_any_str(pool *p, bool wild)
 {
-    Objmeta__Request r = OBJMETA__REQUEST__INIT;
-    Objmeta__StoreRequest st = OBJMETA__STORE_REQUEST__INIT;
-    Objmeta__RetrieveRequest rt = OBJMETA__RETRIEVE_REQUEST__INIT;
-    Objmeta__HeadRequest hd = OBJMETA__HEAD_REQUEST__INIT;
-    Objmeta__ExistsRequest ex = OBJMETA__EXISTS_REQUEST__INIT;
-    Objmeta__DeleteRequest dl = OBJMETA__DELETE_REQUEST__INIT;
-    Objmeta__PingRequest pg = OBJMETA__PING_REQUEST__INIT;
+    return wild && rnd(4) == 0 ? rnd_str(p) : rnd_req_str(p);
+}
+
+/* A random Request (mostly the hot bodies); wild: NULL strings and bodies, odd cases too. */
+static void
+rnd_request_msg(reqs *m, pool *p, bool wild)
+{
+    Objmeta__Request *r = &m->r;
 
     p->n = 0;
-    r.id = rnd_u64();
-    r.ring_epoch = rnd(3) == 0 ? rnd_u64() : 0;
+    objmeta__request__init(r);
+    objmeta__store_request__init(&m->st);
+    objmeta__retrieve_request__init(&m->rt);
+    objmeta__head_request__init(&m->hd);
+    objmeta__exists_request__init(&m->ex);
+    objmeta__delete_request__init(&m->dl);
+    objmeta__ping_request__init(&m->pg);
+    r->id = rnd_u64();
+    r->ring_epoch = rnd(3) == 0 ? rnd_u64() : 0;
     switch (rnd(7)) {
     case 0:
     case 1:
-        r.body_case = OBJMETA__REQUEST__BODY_STORE;
-        r.store = &st;
-        st.bucket = rnd_req_str(p);
-        st.key = rnd_req_str(p);
-        st.data.len = rnd(4) == 0 ? 0 : rnd(2000);
-        st.data.data = st.data.len ? p->data : NULL;
-        st.metadata_json = rnd(2) ? rnd_req_str(p) : (char *)"";
-        st.content_type = rnd_req_str(p);
+        r->body_case = OBJMETA__REQUEST__BODY_STORE;
+        r->store = &m->st;
+        m->st.bucket = rnd_any_str(p, wild);
+        m->st.key = rnd_any_str(p, wild);
+        m->st.data.len = rnd(4) == 0 ? 0 : rnd(2000);
+        m->st.data.data = m->st.data.len ? p->data : NULL;
+        m->st.metadata_json = rnd(2) ? rnd_any_str(p, wild) : (char *)"";
+        m->st.content_type = rnd_any_str(p, wild);
         switch (rnd(3)) {
         case 0:
-            st.condition_case = OBJMETA__STORE_REQUEST__CONDITION_IF_ABSENT;
-            st.if_absent = (protobuf_c_boolean)rnd(2);
+            m->st.condition_case = OBJMETA__STORE_REQUEST__CONDITION_IF_ABSENT;
+            m->st.if_absent = (protobuf_c_boolean)rnd(wild ? 3 : 2); /* 2: any non-zero */
             break;
         case 1:
-            st.condition_case = OBJMETA__STORE_REQUEST__CONDITION_IF_VERSION;
-            st.if_version = rnd_u64();
+            m->st.condition_case = OBJMETA__STORE_REQUEST__CONDITION_IF_VERSION;
+            m->st.if_version = rnd_u64();
             break;
         default:
             break;
         }
         if (rnd(4) == 0) {
-            st.forced_case = OBJMETA__STORE_REQUEST__FORCED_FORCED_VERSION;
-            st.forced_version = rnd_u64();
+            m->st.forced_case = OBJMETA__STORE_REQUEST__FORCED_FORCED_VERSION;
+            m->st.forced_version = rnd_u64();
         }
         break;
     case 2:
-        r.body_case = OBJMETA__REQUEST__BODY_RETRIEVE;
-        r.retrieve = &rt;
-        rt.bucket = rnd_req_str(p);
-        rt.key = rnd_req_str(p);
+        r->body_case = OBJMETA__REQUEST__BODY_RETRIEVE;
+        r->retrieve = &m->rt;
+        m->rt.bucket = rnd_any_str(p, wild);
+        m->rt.key = rnd_any_str(p, wild);
         break;
     case 3:
-        r.body_case = OBJMETA__REQUEST__BODY_HEAD;
-        r.head = &hd;
-        hd.bucket = rnd_req_str(p);
-        hd.key = rnd_req_str(p);
+        r->body_case = OBJMETA__REQUEST__BODY_HEAD;
+        r->head = &m->hd;
+        m->hd.bucket = rnd_any_str(p, wild);
+        m->hd.key = rnd_any_str(p, wild);
         break;
     case 4:
-        r.body_case = OBJMETA__REQUEST__BODY_EXISTS;
-        r.exists = &ex;
-        ex.bucket = rnd_req_str(p);
-        ex.key = rnd_req_str(p);
+        r->body_case = OBJMETA__REQUEST__BODY_EXISTS;
+        r->exists = &m->ex;
+        m->ex.bucket = rnd_any_str(p, wild);
+        m->ex.key = rnd_any_str(p, wild);
         break;
     case 5:
-        r.body_case = OBJMETA__REQUEST__BODY_DELETE;
-        r.delete_ = &dl;
-        dl.bucket = rnd_req_str(p);
-        dl.key = rnd_req_str(p);
+        r->body_case = OBJMETA__REQUEST__BODY_DELETE;
+        r->delete_ = &m->dl;
+        m->dl.bucket = rnd_any_str(p, wild);
+        m->dl.key = rnd_any_str(p, wild);
+        if (rnd(3) == 0) {
+            m->dl.condition_case = OBJMETA__DELETE_REQUEST__CONDITION_IF_VERSION;
+            m->dl.if_version = rnd_u64();
+        }
+        if (rnd(4) == 0) {
+            m->dl.forced_case = OBJMETA__DELETE_REQUEST__FORCED_FORCED_VERSION;
+            m->dl.forced_version = rnd_u64();
+        }
         break;
     default:
         if (rnd(2)) {
-            r.body_case = OBJMETA__REQUEST__BODY_PING;
-            r.ping = &pg;
+            r->body_case = OBJMETA__REQUEST__BODY_PING;
+            r->ping = &m->pg;
         }
         break;
     }
-    return protobuf_c_message_pack(&r.base, out);
+    if (wild && r->body_case != OBJMETA__REQUEST__BODY__NOT_SET && rnd(20) == 0)
+        r->store = NULL; /* the oneof's pointer (all members share it) */
+}
+
+/* A random Request (mostly the hot bodies) packed by protobuf-c into out. */
+static size_t
+rnd_request(pool *p, uint8_t *out)
+{
+    reqs m;
+
+    rnd_request_msg(&m, p, false);
+    return protobuf_c_message_pack(&m.r.base, out);
 }
 
 /* Mutate a packed request the ways a peer (or a fuzzer) could. */
@@ -565,6 +608,167 @@ START_TEST(fastunpack_matches_protobuf_c)
 }
 END_TEST
 
+START_TEST(fastpack_req_matches_protobuf_c)
+{
+    uint64_t seed = tu_seed("fastpack_req_matches_protobuf_c");
+    pool *p = calloc(1, sizeof(*p));
+    size_t cap = 64 * 1024;
+    uint8_t *want = malloc(cap), *got = malloc(cap);
+    unsigned fast = 0, hot = 0;
+
+    rs = seed;
+    ck_assert(p && want && got);
+    p->data = malloc(4096);
+    ck_assert_ptr_nonnull(p->data);
+    for (size_t i = 0; i < 4096; i++)
+        p->data[i] = (uint8_t)tu_rand(&rs);
+    for (int round = 0; round < ROUNDS; round++) {
+        reqs m;
+        rpc_fastpack_req fp;
+        rnd_request_msg(&m, p, true);
+        size_t wn = protobuf_c_message_get_packed_size(&m.r.base);
+        ck_assert_uint_le(wn, cap);
+        ck_assert_uint_eq(protobuf_c_message_pack(&m.r.base, want), wn);
+        ck_assert_uint_eq(rpc_request_packed_size(&m.r), wn);
+        bool covered = m.r.store != NULL && m.r.body_case >= OBJMETA__REQUEST__BODY_STORE &&
+                       m.r.body_case <= OBJMETA__REQUEST__BODY_DELETE;
+        hot += covered;
+        if (!rpc_fastpack_req_plan(&m.r, &fp)) {
+            ck_assert_msg(!covered, "round %d (seed %llu): body %d not covered", round,
+                          (unsigned long long)seed, (int)m.r.body_case);
+            continue;
+        }
+        ck_assert(covered);
+        fast++;
+        ck_assert_uint_eq(fp.total, wn);
+        memset(got, 0xa5, wn + 1);
+        size_t gn = rpc_fastpack_req_write(&m.r, &fp, got);
+        if (gn != wn || memcmp(got, want, wn) != 0) {
+            hexdump_diff(got, want, wn);
+            ck_abort_msg("round %d (seed %llu): fast %zu bytes, protobuf-c %zu bytes", round,
+                         (unsigned long long)seed, gn, wn);
+        }
+        ck_assert_uint_eq(got[wn], 0xa5); /* nothing written past the end */
+        /* the frame encoder takes the same path */
+        om_buf fb = {0};
+        ck_assert_int_eq(rpc_frame_encode(&fb, &m.r.base, RPC_DEFAULT_MAX_FRAME), OM_OK);
+        ck_assert_uint_eq(fb.n, RPC_FRAME_HEADER_LEN + wn);
+        ck_assert_uint_eq(om_get_be32(fb.p), wn);
+        ck_assert_mem_eq(fb.p + RPC_FRAME_HEADER_LEN, want, wn);
+        if (wn > 0)
+            ck_assert_int_eq(rpc_frame_encode(&fb, &m.r.base, (uint32_t)wn - 1), OM_E_INVALID);
+        om_buf_free(&fb);
+    }
+    printf("fastpack requests: %u of %u rounds covered\n", fast, ROUNDS);
+    ck_assert_uint_eq(fast, hot);
+    ck_assert_uint_gt(fast, ROUNDS / 2);
+    free(p->data);
+    free(p);
+    free(want);
+    free(got);
+}
+END_TEST
+
+/* Pack a Response with protobuf-c: the bytes the decoders are compared on. */
+static size_t
+pack_response(const Objmeta__Response *r, uint8_t *out)
+{
+    return protobuf_c_message_pack(&r->base, out);
+}
+
+START_TEST(fastunpack_response_matches_protobuf_c)
+{
+    uint64_t seed = tu_seed("fastunpack_response_matches_protobuf_c");
+    pool *p = calloc(1, sizeof(*p));
+    rpc_scratch *sc = malloc(sizeof(*sc));
+    size_t cap = 2 * BIG_DATA + 128 * 1024;
+    uint8_t *in = malloc(cap), *other = malloc(cap), *a = malloc(cap), *b = malloc(cap);
+    unsigned handled_plain = 0, handled_mut = 0, plain = 0;
+
+    rs = seed;
+    ck_assert(p && sc && in && other && a && b);
+    p->data = malloc(BIG_DATA);
+    ck_assert_ptr_nonnull(p->data);
+    for (size_t i = 0; i < BIG_DATA; i++)
+        p->data[i] = (uint8_t)tu_rand(&rs);
+    rpc_scratch_init(sc);
+    for (int round = 0; round < ROUNDS; round++) {
+        msgs m;
+        bool mutated = rnd(2) == 0, handled = false;
+        ascii_strs = rnd(8) != 0;
+        rnd_response(&m, p);
+        size_t n = pack_response(&m.r, in);
+        if (mutated) {
+            rnd_response(&m, p);
+            size_t on = pack_response(&m.r, other);
+            n = mutate(in, n, cap, other, on);
+        } else {
+            plain++;
+        }
+        ProtobufCAllocator *pa = rpc_scratch_take(sc);
+        ck_assert_ptr_nonnull(pa);
+        Objmeta__Response *fast = rpc_fastunpack_response(pa, in, n, &handled);
+        Objmeta__Response *ref = objmeta__response__unpack(NULL, n, in);
+        if (handled) {
+            ck_assert_msg(ref != NULL,
+                          "round %d (seed %llu): fast path took what protobuf-c rejects", round,
+                          (unsigned long long)seed);
+            ck_assert_ptr_nonnull(fast);
+            size_t an = protobuf_c_message_get_packed_size(&fast->base);
+            size_t bn = protobuf_c_message_get_packed_size(&ref->base);
+            ck_assert_uint_le(an, cap);
+            ck_assert_uint_eq(an, bn);
+            ck_assert_uint_eq(protobuf_c_message_pack(&fast->base, a), an);
+            ck_assert_uint_eq(protobuf_c_message_pack(&ref->base, b), bn);
+            ck_assert_msg(memcmp(a, b, an) == 0, "round %d (seed %llu): decoded messages differ",
+                          round, (unsigned long long)seed);
+            /* what the bytes do not show: cases, bools, present-but-empty strings */
+            ck_assert_int_eq(fast->body_case, ref->body_case);
+            ck_assert_int_eq(fast->status, ref->status);
+            ck_assert_uint_eq(fast->id, ref->id);
+            ck_assert_str_eq(fast->message, ref->message);
+            switch (fast->body_case) {
+            case OBJMETA__RESPONSE__BODY_EXISTS:
+                ck_assert_int_eq(fast->exists->exists, ref->exists->exists);
+                break;
+            case OBJMETA__RESPONSE__BODY_DELETE:
+                ck_assert_int_eq(fast->delete_->existed, ref->delete_->existed);
+                break;
+            case OBJMETA__RESPONSE__BODY_STORE:
+                ck_assert_int_eq(fast->store->info == NULL, ref->store->info == NULL);
+                if (fast->store->info != NULL)
+                    ck_assert_str_eq(fast->store->info->key, ref->store->info->key);
+                break;
+            default:
+                break;
+            }
+            if (mutated)
+                handled_mut++;
+            else
+                handled_plain++;
+        } else {
+            ck_assert_ptr_null(fast);
+        }
+        if (ref != NULL)
+            objmeta__response__free_unpacked(ref, NULL);
+        rpc_scratch_done(sc, pa, NULL);
+    }
+    ascii_strs = false;
+    printf("fastunpack responses: %u of %u plain and %u mutated took the fast path\n",
+           handled_plain, plain, handled_mut);
+    ck_assert_uint_gt(handled_plain, plain / 3); /* the fast path is exercised */
+    ck_assert_uint_gt(handled_mut, 0);
+    rpc_scratch_fini(sc);
+    free(sc);
+    free(p->data);
+    free(p);
+    free(in);
+    free(other);
+    free(a);
+    free(b);
+}
+END_TEST
+
 static Suite *
 fastpack_suite(void)
 {
@@ -577,6 +781,8 @@ fastpack_suite(void)
     tcase_add_test(tc, fastpack_id_in_front);
     tcase_add_test(tc, fastpack_falls_back);
     tcase_add_test(tc, fastunpack_matches_protobuf_c);
+    tcase_add_test(tc, fastpack_req_matches_protobuf_c);
+    tcase_add_test(tc, fastunpack_response_matches_protobuf_c);
     suite_add_tcase(s, tc);
     return s;
 }
