@@ -168,3 +168,178 @@ lsm_batch_apply(om_slice rep, lsm_memtable *m)
 {
     return lsm_batch_iterate(rep, batch_apply_one, m);
 }
+
+/* One op of a group being sorted. */
+typedef struct batch_op {
+    const uint8_t *k, *v;
+    uint32_t kn, vn;
+    uint64_t seq;
+    lsm_vtype type;
+} batch_op;
+
+/*
+ * What the sort moves: the 8 key bytes after the prefix every key of the
+ * group shares (big-endian, zero-padded: an "abbreviated key" that decides
+ * most comparisons without touching the keys) and the op's index.
+ */
+typedef struct batch_sortkey {
+    uint64_t abbr;
+    uint32_t i;
+} batch_sortkey;
+
+typedef struct batch_collect {
+    batch_op *ops;
+    size_t n;
+    size_t lcp; /* bytes every key so far shares with the first */
+} batch_collect;
+
+static om_status
+batch_collect_one(void *arg, uint64_t seq, lsm_vtype type, om_slice key, om_slice value)
+{
+    batch_collect *c = arg;
+    batch_op *o = &c->ops[c->n++];
+    size_t l = 0;
+
+    o->k = key.p;
+    o->kn = (uint32_t)key.n;
+    o->v = value.p;
+    o->vn = (uint32_t)value.n;
+    o->seq = seq;
+    o->type = type;
+    if (c->n == 1) {
+        c->lcp = key.n;
+    } else {
+        const uint8_t *f = c->ops[0].k;
+        size_t m = c->lcp < key.n ? c->lcp : key.n;
+
+        while (l < m && f[l] == key.p[l])
+            l++;
+        c->lcp = l;
+    }
+    return OM_OK;
+}
+
+/* Internal-key order of ops a and b: user key ascending, then sequence descending. */
+static int
+batch_op_cmp(const batch_op *a, const batch_op *b)
+{
+    uint32_t m = a->kn < b->kn ? a->kn : b->kn;
+    int r = m > 0 ? memcmp(a->k, b->k, m) : 0;
+
+    if (r != 0)
+        return r;
+    if (a->kn != b->kn)
+        return a->kn < b->kn ? -1 : 1;
+    return a->seq > b->seq ? -1 : (a->seq < b->seq ? 1 : 0);
+}
+
+static inline bool
+batch_sk_less(const batch_sortkey *a, const batch_sortkey *b, const batch_op *ops)
+{
+    if (a->abbr != b->abbr)
+        return a->abbr < b->abbr;
+    return batch_op_cmp(&ops[a->i], &ops[b->i]) < 0;
+}
+
+static inline void
+batch_sk_swap(batch_sortkey *a, batch_sortkey *b)
+{
+    batch_sortkey t = *a;
+
+    *a = *b;
+    *b = t;
+}
+
+/* Quicksort (median of three, insertion sort for short ranges) of v[0..n). */
+static void
+batch_sk_sort(batch_sortkey *v, size_t n, const batch_op *ops)
+{
+    while (n > 16) {
+        size_t mid = n / 2, i = 0, j = n - 1;
+        batch_sortkey pivot;
+
+        if (batch_sk_less(&v[mid], &v[0], ops))
+            batch_sk_swap(&v[mid], &v[0]);
+        if (batch_sk_less(&v[n - 1], &v[0], ops))
+            batch_sk_swap(&v[n - 1], &v[0]);
+        if (batch_sk_less(&v[n - 1], &v[mid], ops))
+            batch_sk_swap(&v[n - 1], &v[mid]);
+        pivot = v[mid];
+        /* Hoare partition: v[0..j] <= pivot <= v[j+1..n). */
+        for (;;) {
+            while (batch_sk_less(&v[i], &pivot, ops))
+                i++;
+            while (batch_sk_less(&pivot, &v[j], ops))
+                j--;
+            if (i >= j)
+                break;
+            batch_sk_swap(&v[i], &v[j]);
+            i++;
+            j--;
+        }
+        /* Recurse into the smaller part, loop on the larger. */
+        if (j + 1 < n - (j + 1)) {
+            batch_sk_sort(v, j + 1, ops);
+            v += j + 1;
+            n -= j + 1;
+        } else {
+            batch_sk_sort(v + j + 1, n - (j + 1), ops);
+            n = j + 1;
+        }
+    }
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && batch_sk_less(&v[j], &v[j - 1], ops); j--)
+            batch_sk_swap(&v[j], &v[j - 1]);
+}
+
+om_status
+lsm_batch_apply_sorted(const om_slice *reps, int n, lsm_memtable *m, void **scratch, size_t *cap)
+{
+    batch_collect c = {.ops = NULL, .n = 0, .lcp = 0};
+    batch_sortkey *sk;
+    size_t total = 0;
+
+    for (int i = 0; i < n; i++)
+        total += om_get_fixed32(reps[i].p + 8);
+    if (total < 2) {
+        for (int i = 0; i < n; i++)
+            OM_TRY(lsm_batch_apply(reps[i], m));
+        return OM_OK;
+    }
+    if (total > *cap) {
+        size_t want = total < 256 ? 256 : total;
+        void *p = realloc(*scratch, want * (sizeof(batch_op) + sizeof(batch_sortkey)));
+
+        if (p == NULL) {
+            for (int i = 0; i < n; i++)
+                OM_TRY(lsm_batch_apply(reps[i], m));
+            return OM_OK;
+        }
+        *scratch = p;
+        *cap = want;
+    }
+    c.ops = *scratch;
+    sk = (batch_sortkey *)(c.ops + *cap);
+    for (int i = 0; i < n; i++)
+        OM_TRY(lsm_batch_iterate(reps[i], batch_collect_one, &c));
+    if (c.n != total)
+        return OM_ERR(OM_E_CORRUPT);
+    for (size_t i = 0; i < c.n; i++) {
+        const batch_op *o = &c.ops[i];
+        uint8_t b[8] = {0};
+        size_t k = o->kn - c.lcp; /* every key is at least lcp bytes long */
+
+        if (k > 0)
+            memcpy(b, o->k + c.lcp, k < 8 ? k : 8);
+        sk[i].abbr = om_get_be64(b);
+        sk[i].i = (uint32_t)i;
+    }
+    batch_sk_sort(sk, c.n, c.ops);
+    for (size_t i = 0; i < c.n; i++) {
+        const batch_op *o = &c.ops[sk[i].i];
+
+        OM_TRY(lsm_mem_add(m, o->seq, o->type, om_slice_make(o->k, o->kn),
+                           om_slice_make(o->v, o->vn)));
+    }
+    return OM_OK;
+}

@@ -53,6 +53,21 @@ om_status lsm_batch_validate(om_slice rep, uint64_t *seq, uint32_t *count);
 
 /* Insert every op of rep into m. Requires: the only memtable writer. */
 om_status lsm_batch_apply(om_slice rep, lsm_memtable *m);
+/*
+ * lsm_batch_apply_sorted -- insert every op of the n batches reps[] into m,
+ * in internal-key order (user key ascending, sequence descending) rather
+ * than in batch order, so that the skiplist's finger search (skiplist.h)
+ * shares the upper part of the descent between neighbouring keys. The
+ * sequences stay those of the batches; the result is the same as applying
+ * the batches one after another (a key's newest version ends first in the
+ * hash index). *scratch (NULL at first, *cap 0) is a buffer kept between
+ * calls by the caller and freed with free(). Falls back to batch order when
+ * the scratch cannot grow.
+ * Returns: as lsm_batch_apply. Requires: the only memtable writer; reps
+ * validated (written by this process or checked by lsm_batch_validate).
+ */
+om_status lsm_batch_apply_sorted(const om_slice *reps, int n, lsm_memtable *m, void **scratch,
+                                 size_t *cap);
 /* lsm_batch_prefetch -- lsm_mem_prefetch every key of rep (rep as validated). */
 void lsm_batch_prefetch(om_slice rep, lsm_memtable *m);
 

@@ -415,6 +415,7 @@ db_free(lsm_db *db)
     pthread_cond_destroy(&db->compact_cv);
     pthread_cond_destroy(&db->sync_cv);
     free(db->dir);
+    free(db->apply_scratch);
     free(db);
 }
 
@@ -954,6 +955,19 @@ lsm_get_ex(lsm_db *db, const lsm_snapshot *snap, om_slice key, om_buf *value, un
 out:
     lsm_sv_unref(sv);
     return st;
+}
+
+void
+lsm_prefetch(lsm_db *db, const om_slice *keys, size_t n)
+{
+    uint64_t last;
+    lsm_sv *sv;
+
+    if (n == 0)
+        return;
+    sv = lsm_db_sv_get(db, &last);
+    lsm_mem_prefetch_gets(sv->mem, keys, n);
+    lsm_sv_unref(sv);
 }
 
 bool

@@ -132,6 +132,9 @@ struct lsm_db {
     int gc_last_n;
     uint64_t gc_done_ns, gc_sync_ns;
     bool gc_waiting; /* the leader waits for writers: enqueuers wake it */
+    /* The leader's buffer for sorting a group's ops (lsm_batch_apply_sorted). */
+    void *apply_scratch;
+    size_t apply_cap;
 
     atomic_uint_fast64_t last_seq; /* published with release under mu */
     atomic_bool closing;           /* shutting_down, readable without mu */

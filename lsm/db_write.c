@@ -8,7 +8,8 @@
  * queued writers behind it, assigns their sequence numbers, and drops mu.
  * Without the lock it frames every batch of the group into the WAL, writes
  * them with one append, fdatasyncs once if any member asked for it (all do
- * in LSM_SYNC_ALWAYS), and inserts the batches into the memtable: it is the
+ * in LSM_SYNC_ALWAYS), and inserts the batches into the memtable, sorted by
+ * key (lsm_batch_apply_sorted): it is the
  * only memtable writer because only the head of the queue writes. It then
  * takes mu, publishes the new last sequence (readers see the whole group at
  * once), marks the group done, wakes the followers and the next head.
@@ -44,6 +45,8 @@
 
 /* A group holds at most this many bytes of batches (more only for one big batch). */
 #define DB_MAX_GROUP_BYTES (1u << 20)
+/* Batches sorted together into the memtable. */
+#define DB_APPLY_CHUNK 32
 
 struct db_writer {
     lsm_batch *batch; /* NULL: sync or switch request only */
@@ -329,10 +332,23 @@ db_write(lsm_db *db, lsm_batch *batch, bool sync, bool force_switch)
             atomic_fetch_add(&db->st_wal_syncs, 1);
             atomic_fetch_add(&db->st_synced_writes, (uint64_t)nbatches);
         }
-        for (x = &w; st == OM_OK; x = x->next) {
-            if (x->batch != NULL && lsm_batch_count(x->batch) > 0)
-                st = lsm_batch_apply(lsm_batch_rep(x->batch), mem);
-            if (x == last)
+        /*
+         * Into the memtable in key order, up to DB_APPLY_CHUNK batches at a
+         * time (any order gives the same memtable: see lsm_batch_apply_sorted).
+         */
+        for (x = &w; st == OM_OK;) {
+            om_slice reps[DB_APPLY_CHUNK];
+            int nr = 0;
+            bool end = false;
+
+            for (; nr < DB_APPLY_CHUNK && !end; x = x->next) {
+                if (x->batch != NULL && lsm_batch_count(x->batch) > 0)
+                    reps[nr++] = lsm_batch_rep(x->batch);
+                end = x == last;
+            }
+            if (nr > 0)
+                st = lsm_batch_apply_sorted(reps, nr, mem, &db->apply_scratch, &db->apply_cap);
+            if (end)
                 break;
         }
         atomic_fetch_add(&db->st_wal_bytes, lsm_wal_size(wal) - wal_before);

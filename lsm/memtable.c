@@ -289,6 +289,32 @@ lsm_mem_prefetch(const lsm_memtable *m, om_slice key)
     __builtin_prefetch(mem_bucket(m, key), 1, 3);
 }
 
+void
+lsm_mem_prefetch_gets(const lsm_memtable *m, const om_slice *keys, size_t n)
+{
+    mem_link *b[32];
+
+    while (n > 0) {
+        size_t k = n < 32 ? n : 32;
+
+        /* All buckets first, so that their misses overlap; then the chains' heads. */
+        for (size_t i = 0; i < k; i++) {
+            b[i] = mem_bucket(m, keys[i]);
+            __builtin_prefetch(b[i], 0, 3);
+        }
+        for (size_t i = 0; i < k; i++) {
+            const lsm_skl_node *x = atomic_load_explicit(b[i], memory_order_acquire);
+
+            if (x != NULL) {
+                __builtin_prefetch(x, 0, 3);
+                __builtin_prefetch((const char *)x + 64, 0, 3);
+            }
+        }
+        keys += k;
+        n -= k;
+    }
+}
+
 om_status
 lsm_mem_add(lsm_memtable *m, uint64_t seq, lsm_vtype type, om_slice key, om_slice value)
 {

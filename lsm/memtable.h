@@ -93,6 +93,13 @@ om_status lsm_mem_add(lsm_memtable *m, uint64_t seq, lsm_vtype type, om_slice ke
 void lsm_mem_prefetch(const lsm_memtable *m, om_slice key);
 
 /*
+ * lsm_mem_prefetch_gets -- start loading what lsm_mem_get of each of keys[0..n)
+ * reads first: the hash-index bucket, then (once the bucket is there) the
+ * first node of its chain. Only a hint: no effect on results. Any thread.
+ */
+void lsm_mem_prefetch_gets(const lsm_memtable *m, const om_slice *keys, size_t n);
+
+/*
  * lsm_mem_get -- the newest entry of key with sequence <= seq.
  * Returns: true if the memtable decides the answer: then *st is OM_OK (value
  * copied into *value) or OM_E_NOTFOUND (a tombstone) or OM_E_NOMEM; false if

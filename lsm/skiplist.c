@@ -23,10 +23,13 @@ struct lsm_skiplist {
     uint64_t rnd; /* writer only */
     atomic_int height;
     lsm_skl_node *head;
-    /* Writer only: the last insert and its predecessors at every level. */
-    lsm_skl_node *last;
+    /*
+     * Writer only: the splice, a node at every level (or the head) such that
+     * splice[i+1] <= splice[i] < the level-(i+1) successor of splice[i+1]
+     * (see skiplist.h, "Finger search").
+     */
     lsm_skl_node *splice[LSM_SKL_MAX_HEIGHT];
-    uint64_t splice_hits, hint_hits;
+    uint64_t splice_hits, finger_hits, hint_hits;
 };
 
 typedef _Atomic(lsm_skl_node *) skl_link;
@@ -133,11 +136,9 @@ skl_random_height(lsm_skiplist *sl)
  * is wanted); returns the first node >= key or NULL.
  */
 static lsm_skl_node *
-skl_find_ge(const lsm_skiplist *sl, const uint8_t *k, size_t kn, uint64_t kt, lsm_skl_node **prev)
+skl_find_from(lsm_skl_node *x, int level, lsm_skl_node *known_ge, const uint8_t *k, size_t kn,
+              uint64_t kt, lsm_skl_node **prev)
 {
-    lsm_skl_node *x = sl->head, *known_ge = NULL;
-    int level = atomic_load_explicit(&((lsm_skiplist *)sl)->height, memory_order_relaxed) - 1;
-
     for (;;) {
         lsm_skl_node *next = skl_next(x, level);
 
@@ -156,11 +157,55 @@ skl_find_ge(const lsm_skiplist *sl, const uint8_t *k, size_t kn, uint64_t kt, ls
     }
 }
 
+static lsm_skl_node *
+skl_find_ge(const lsm_skiplist *sl, const uint8_t *k, size_t kn, uint64_t kt, lsm_skl_node **prev)
+{
+    int level = atomic_load_explicit(&((lsm_skiplist *)sl)->height, memory_order_relaxed) - 1;
+
+    return skl_find_from(sl->head, level, NULL, k, kn, kt, prev);
+}
+
+/*
+ * Writer only: the predecessors of (k, kt) at every level below cur into
+ * prev, starting from the splice when it lies before the key: up from level
+ * 0 to the first level whose splice successor is beyond the key (the splices
+ * above are then the predecessors as they are), and down from there.
+ */
+static void
+skl_find_splice(lsm_skiplist *sl, int cur, const uint8_t *k, size_t kn, uint64_t kt,
+                lsm_skl_node **prev)
+{
+    lsm_skl_node *succ = NULL;
+    int level = 0;
+
+    if (sl->splice[0] != sl->head && skl_cmp(sl->splice[0], k, kn, kt) > 0) {
+        skl_find_ge(sl, k, kn, kt, prev);
+        return;
+    }
+    for (; level < cur; level++) {
+        succ = atomic_load_explicit(skl_link_at(sl->splice[level], level), memory_order_relaxed);
+        if (succ == NULL || skl_cmp(succ, k, kn, kt) > 0)
+            break;
+    }
+    if (level == cur) {
+        /* Beyond every splice successor: go on from the top splice. */
+        level = cur - 1;
+        succ = NULL;
+    }
+    if (level > 0)
+        sl->finger_hits++;
+    else if (sl->splice[0] != sl->head)
+        sl->splice_hits++;
+    for (int i = level + 1; i < cur; i++)
+        prev[i] = sl->splice[i];
+    skl_find_from(sl->splice[level], level, succ, k, kn, kt, prev);
+}
+
 om_status
 lsm_skl_insert_before(lsm_skiplist *sl, om_slice key, uint64_t trailer, om_slice value,
                       lsm_skl_node *hint, lsm_skl_node **node)
 {
-    lsm_skl_node *prevbuf[LSM_SKL_MAX_HEIGHT], **prev = prevbuf;
+    lsm_skl_node *prev[LSM_SKL_MAX_HEIGHT];
     lsm_skl_node *n, *succ;
     int height = skl_random_height(sl),
         cur = atomic_load_explicit(&sl->height, memory_order_relaxed);
@@ -176,22 +221,13 @@ lsm_skl_insert_before(lsm_skiplist *sl, om_slice key, uint64_t trailer, om_slice
         n->prev0 = p;
         atomic_store_explicit(&p->next0, n, memory_order_release);
         hint->prev0 = n;
-        /* The splice no longer describes the neighbourhood of the last insert. */
-        sl->last = NULL;
+        /* Only level 0 changed: the splice still holds (see struct lsm_skiplist). */
         sl->hint_hits++;
         if (node != NULL)
             *node = n;
         return OM_OK;
     }
-    /* Sequential fast path: the key sorts right after the last insert. */
-    if (sl->last != NULL && skl_cmp(sl->last, key.p, key.n, trailer) < 0 &&
-        ((succ = atomic_load_explicit(&sl->last->next0, memory_order_relaxed)) == NULL ||
-         skl_cmp(succ, key.p, key.n, trailer) > 0)) {
-        prev = sl->splice;
-        sl->splice_hits++;
-    } else {
-        skl_find_ge(sl, key.p, key.n, trailer, prevbuf);
-    }
+    skl_find_splice(sl, cur, key.p, key.n, trailer, prev);
     n = skl_node_new(sl, height, key, trailer, value);
     if (n == NULL)
         return OM_ERR(OM_E_NOMEM);
@@ -214,12 +250,10 @@ lsm_skl_insert_before(lsm_skiplist *sl, om_slice key, uint64_t trailer, om_slice
         atomic_store_explicit(skl_link_at(prev[i], i), n, memory_order_release);
     }
     /* The predecessors of whatever sorts right after n. */
-    if (prev != sl->splice)
-        for (int i = height; i < cur; i++)
-            sl->splice[i] = prevbuf[i];
+    for (int i = height; i < cur; i++)
+        sl->splice[i] = prev[i];
     for (int i = 0; i < height; i++)
         sl->splice[i] = n;
-    sl->last = n;
     if (node != NULL)
         *node = n;
     return OM_OK;
@@ -277,6 +311,12 @@ uint64_t
 lsm_skl_splice_hits(const lsm_skiplist *sl)
 {
     return sl->splice_hits;
+}
+
+uint64_t
+lsm_skl_finger_hits(const lsm_skiplist *sl)
+{
+    return sl->finger_hits;
 }
 
 uint64_t

@@ -17,11 +17,18 @@
  * descending) and is compared inline, without decoding anything. There is no
  * deletion: the whole list dies with its arena.
  *
- * Sequential inserts. The writer keeps the predecessors of its last insert (a
- * "splice"). When the next key sorts right after the last one (it is greater
- * and smaller than the last node's successor), that splice is exactly the
- * set of predecessors of the new node, and the insert skips the search: an
- * ascending fill costs two comparisons per insert.
+ * Finger search. The writer keeps a "splice": for every level a node (or
+ * the head) -- after an insert, the new node on its own levels and its
+ * predecessors above -- such that each level's splice node lies between the
+ * splice node of the level above and that node's successor there. When the
+ * next key sorts after splice[0], the search climbs from level 0 to the
+ * first level whose splice successor lies beyond the key (the splice nodes
+ * above it are then the key's predecessors as they are) and descends from
+ * there; otherwise it searches from the head. Ascending inserts therefore
+ * share the hot upper part of the descent: a key right after the last
+ * insert (the successor at level 0 is already beyond it) costs two
+ * comparisons, and a group of keys inserted in sorted order (the write
+ * path's lsm_batch_apply_sorted) costs a short search each.
  *
  * Inserts before a known successor. A writer that already knows the node
  * the new entry sorts immediately before (the memtable knows the newest
@@ -30,7 +37,8 @@
  * height is 1 -- three times in four -- the only link to set is on level 0,
  * between the hint and its level-0 predecessor, which every node keeps in
  * prev0 (a field only the writer reads or writes), and the search is skipped.
- * Taller nodes still search, so the list keeps its shape.
+ * Taller nodes still search, so the list keeps its shape. Such an insert only
+ * changes level 0, between two adjacent nodes, so the splice stays valid.
  *
  * Concurrency: one writer at a time (lsm_skl_insert), any number of readers
  * concurrently without locks. A node is fully initialised before it is
@@ -130,8 +138,13 @@ bool lsm_skl_contains(const lsm_skiplist *sl, om_slice user_key, uint64_t traile
  */
 bool lsm_skl_check(const lsm_skiplist *sl);
 
-/* Inserts that took the sequential fast path (for tests and statistics). */
+/*
+ * Inserts that took the sequential fast path (the key sorts between splice[0]
+ * and its successor: no search), and those that searched from a higher level
+ * of the splice instead of the head (for tests and statistics).
+ */
 uint64_t lsm_skl_splice_hits(const lsm_skiplist *sl);
+uint64_t lsm_skl_finger_hits(const lsm_skiplist *sl);
 
 /* A cursor over the list; a plain value, no cleanup needed. */
 typedef struct lsm_skl_iter {

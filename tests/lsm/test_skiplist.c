@@ -614,6 +614,274 @@ START_TEST(batch_encode_decode)
 }
 END_TEST
 
+/*
+ * Sorted group inserts (lsm_batch_apply_sorted, the skiplist's finger
+ * search): random keys in random batches -- duplicates inside a batch and
+ * across batches, puts and deletes -- applied a few batches at a time, against
+ * a model of every op, while a reader gets random keys at the published
+ * sequence and scans the memtable for order.
+ */
+#define SB_KEYS 500
+#define SB_OPS 40000
+
+typedef struct sb_op {
+    uint32_t key;
+    uint8_t type; /* LSM_TYPE_VAL or LSM_TYPE_DEL */
+} sb_op;
+
+typedef struct sb {
+    lsm_memtable *m;
+    const sb_op *ops;          /* op i has sequence i + 1 */
+    uint32_t *by_key[SB_KEYS]; /* each key's op indices, ascending */
+    uint32_t nby_key[SB_KEYS];
+    atomic_uint_fast64_t published;
+    atomic_bool stop;
+    atomic_long errors, gets, scans;
+} sb;
+
+static int
+sb_key(char *buf, uint32_t key)
+{
+    /* Variable lengths, and keys that are prefixes of others. */
+    return snprintf(buf, 16, "k%u", key);
+}
+
+static void
+sb_value(uint8_t *val, size_t *vn, uint64_t seq)
+{
+    om_put_fixed64(val, seq);
+    *vn = 8 + seq % 9;
+    memset(val + 8, (int)(seq & 0xff), *vn - 8);
+}
+
+/* Check one get of key at sequence s against the model; true if it matches. */
+static bool
+sb_get_ok(sb *c, uint32_t key, uint64_t s, om_buf *v)
+{
+    char k[16];
+    int kn = sb_key(k, key);
+    om_status st = OM_OK;
+    bool got = lsm_mem_get(c->m, om_slice_make(k, (size_t)kn), s, v, &st);
+    const uint32_t *ix = c->by_key[key];
+    size_t lo = 0, hi = c->nby_key[key];
+    uint8_t want[16];
+    size_t wn;
+
+    /* The newest op of key with sequence <= s: index < s. */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+
+        if (ix[mid] < s)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return !got;
+    if (!got)
+        return false;
+    if (c->ops[ix[lo - 1]].type == LSM_TYPE_DEL)
+        return st == OM_E_NOTFOUND;
+    sb_value(want, &wn, (uint64_t)ix[lo - 1] + 1);
+    return st == OM_OK && v->n == wn && memcmp(v->p, want, wn) == 0;
+}
+
+static void *
+sb_reader(void *arg)
+{
+    sb *c = arg;
+    om_buf v = OM_BUF_INIT;
+    uint64_t rnd = 777;
+
+    while (!atomic_load(&c->stop)) {
+        uint64_t s = atomic_load(&c->published);
+
+        for (int i = 0; i < 64; i++) {
+            if (!sb_get_ok(c, (uint32_t)(tu_rand(&rnd) % SB_KEYS), s, &v))
+                atomic_fetch_add(&c->errors, 1);
+            atomic_fetch_add(&c->gets, 1);
+        }
+        if (tu_rand(&rnd) % 8 == 0) {
+            lsm_it *it;
+            om_buf prev = OM_BUF_INIT;
+            bool first = true;
+
+            if (lsm_mem_iter(c->m, &it) != OM_OK) {
+                atomic_fetch_add(&c->errors, 1);
+                continue;
+            }
+            for (lsm_it_seek_first(it); lsm_it_valid(it); lsm_it_next(it)) {
+                om_slice ik = lsm_it_key(it);
+
+                if (!first && lsm_ikey_cmp(om_buf_slice(&prev), ik) >= 0)
+                    atomic_fetch_add(&c->errors, 1);
+                om_buf_set(&prev, ik);
+                first = false;
+            }
+            lsm_it_free(it);
+            om_buf_free(&prev);
+            atomic_fetch_add(&c->scans, 1);
+        }
+    }
+    om_buf_free(&v);
+    return NULL;
+}
+
+START_TEST(memtable_sorted_batches_match_model)
+{
+    uint64_t seed = tu_seed("memtable_sorted_batches_match_model"), rnd = seed;
+    sb_op *ops = malloc(sizeof(sb_op) * SB_OPS);
+    sb *c = calloc(1, sizeof(*c));
+    lsm_batch *b[3];
+    void *scratch = NULL;
+    size_t cap = 0, done = 0;
+    pthread_t th;
+    om_buf v = OM_BUF_INIT;
+
+    ck_assert_ptr_nonnull(ops);
+    ck_assert_ptr_nonnull(c);
+    for (size_t i = 0; i < SB_OPS; i++) {
+        /* A hot tenth of the keys makes duplicates inside a batch common. */
+        ops[i].key = (uint32_t)(tu_rand(&rnd) % 2 ? tu_rand(&rnd) % (SB_KEYS / 10)
+                                                  : tu_rand(&rnd) % SB_KEYS);
+        ops[i].type = tu_rand(&rnd) % 5 == 0 ? LSM_TYPE_DEL : LSM_TYPE_VAL;
+        c->nby_key[ops[i].key]++;
+    }
+    for (int k = 0; k < SB_KEYS; k++) {
+        c->by_key[k] = malloc(sizeof(uint32_t) * (c->nby_key[k] + 1));
+        ck_assert_ptr_nonnull(c->by_key[k]);
+        c->nby_key[k] = 0;
+    }
+    for (size_t i = 0; i < SB_OPS; i++)
+        c->by_key[ops[i].key][c->nby_key[ops[i].key]++] = (uint32_t)i;
+    c->ops = ops;
+    ck_assert_int_eq(lsm_mem_new(1, 1 << 20, &c->m), OM_OK);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(lsm_batch_new(&b[i]), OM_OK);
+    ck_assert_int_eq(pthread_create(&th, NULL, sb_reader, c), 0);
+    while (done < SB_OPS) {
+        int nb = 1 + (int)(tu_rand(&rnd) % 3);
+        om_slice reps[3];
+        size_t start = done;
+
+        for (int j = 0; j < nb; j++) {
+            size_t cnt = 1 + tu_rand(&rnd) % (tu_rand(&rnd) % 4 == 0 ? 400 : 40);
+
+            lsm_batch_clear(b[j]);
+            lsm_batch_set_seq(b[j], done + 1);
+            for (size_t i = 0; i < cnt && done < SB_OPS; i++, done++) {
+                char k[16];
+                uint8_t val[16];
+                size_t vn;
+                om_slice key = om_slice_make(k, (size_t)sb_key(k, ops[done].key));
+
+                sb_value(val, &vn, done + 1);
+                ck_assert_int_eq(ops[done].type == LSM_TYPE_DEL
+                                     ? lsm_batch_del(b[j], key)
+                                     : lsm_batch_put(b[j], key, om_slice_make(val, vn)),
+                                 OM_OK);
+            }
+            reps[j] = lsm_batch_rep(b[j]);
+        }
+        ck_assert_uint_gt(done, start);
+        ck_assert_int_eq(lsm_batch_apply_sorted(reps, nb, c->m, &scratch, &cap), OM_OK);
+        atomic_store(&c->published, done);
+    }
+    /* Let the reader see the complete table too. */
+    uint64_t deadline = tu_now_ms() + 10000;
+    long start = atomic_load(&c->scans);
+    while (atomic_load(&c->scans) < start + 2 && tu_now_ms() < deadline)
+        ;
+    atomic_store(&c->stop, true);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(atomic_load(&c->errors), 0);
+    ck_assert_int_gt(atomic_load(&c->gets), 0);
+    /* Every key at every tenth sequence, and the full table in internal-key order. */
+    for (uint64_t s = 0; s <= SB_OPS; s += SB_OPS / 10)
+        for (uint32_t k = 0; k < SB_KEYS; k++)
+            ck_assert_msg(sb_get_ok(c, k, s, &v), "key %u at seq %llu", k, (unsigned long long)s);
+    {
+        lsm_it *it;
+        size_t n = 0;
+        om_buf prev = OM_BUF_INIT;
+
+        ck_assert_int_eq(lsm_mem_iter(c->m, &it), OM_OK);
+        for (lsm_it_seek_first(it); lsm_it_valid(it); lsm_it_next(it), n++) {
+            if (n > 0)
+                ck_assert_int_lt(lsm_ikey_cmp(om_buf_slice(&prev), lsm_it_key(it)), 0);
+            ck_assert_int_eq(om_buf_set(&prev, lsm_it_key(it)), OM_OK);
+        }
+        ck_assert_uint_eq(n, SB_OPS);
+        lsm_it_free(it);
+        om_buf_free(&prev);
+    }
+    ck_assert_uint_eq(lsm_mem_entries(c->m), SB_OPS);
+    om_buf_free(&v);
+    free(scratch);
+    for (int i = 0; i < 3; i++)
+        lsm_batch_free(b[i]);
+    for (int k = 0; k < SB_KEYS; k++)
+        free(c->by_key[k]);
+    lsm_mem_unref(c->m);
+    free(c);
+    free(ops);
+}
+END_TEST
+
+/* Random groups inserted in sorted order: finger searches build a sound list. */
+START_TEST(skiplist_finger_groups)
+{
+    uint64_t seed = tu_seed("skiplist_finger_groups"), rnd = seed;
+    om_arena *a;
+    lsm_skiplist *sl;
+    enum { NG = 200, GN = 100 };
+    uint64_t *all = malloc(sizeof(uint64_t) * NG * GN), grp[GN], seen = 0, prev = 0;
+    size_t n = 0;
+    lsm_skl_iter it;
+
+    ck_assert_ptr_nonnull(all);
+    ck_assert_int_eq(om_arena_new(0, &a), OM_OK);
+    ck_assert_int_eq(lsm_skl_new(a, a, seed, &sl), OM_OK);
+    for (int g = 0; g < NG; g++) {
+        size_t gn = 0;
+
+        /* Random high part, a unique low part: no duplicates. */
+        for (int i = 0; i < GN; i++)
+            grp[gn++] = (tu_rand(&rnd) % 100000) * (NG * GN) + n + (size_t)i;
+        /* Sorted ascending (insertion sort: small). */
+        for (size_t i = 1; i < gn; i++)
+            for (size_t j = i; j > 0 && grp[j - 1] > grp[j]; j--) {
+                uint64_t t = grp[j];
+
+                grp[j] = grp[j - 1];
+                grp[j - 1] = t;
+            }
+        for (size_t i = 0; i < gn; i++) {
+            ck_assert_int_eq(u64_insert(sl, grp[i]), OM_OK);
+            all[n++] = grp[i];
+        }
+    }
+    ck_assert(lsm_skl_check(sl));
+    ck_assert_uint_gt(lsm_skl_finger_hits(sl), 0);
+    lsm_skl_iter_init(&it, sl);
+    for (lsm_skl_iter_seek_first(&it); lsm_skl_iter_valid(&it); lsm_skl_iter_next(&it), seen++) {
+        uint64_t x = u64_entry(&it);
+
+        ck_assert(seen == 0 || x > prev);
+        prev = x;
+    }
+    ck_assert_uint_eq(seen, n);
+    for (size_t i = 0; i < n; i += 7) {
+        uint8_t k[8];
+
+        om_put_be64(k, all[i]);
+        ck_assert(lsm_skl_contains(sl, om_slice_make(k, 8), 0));
+    }
+    free(all);
+    om_arena_free(a);
+}
+END_TEST
+
 static Suite *
 skiplist_suite(void)
 {
@@ -629,6 +897,8 @@ skiplist_suite(void)
     tcase_add_test(tc, memtable_hash_index_matches_oracle);
     tcase_add_test(tc, memtable_hash_index_concurrent_reader);
     tcase_add_test(tc, batch_encode_decode);
+    tcase_add_test(tc, skiplist_finger_groups);
+    tcase_add_test(tc, memtable_sorted_batches_match_model);
     suite_add_tcase(s, tc);
     return s;
 }
