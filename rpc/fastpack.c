@@ -386,6 +386,17 @@ fu_alloc(ProtobufCAllocator *pa, size_t n)
     return pa->alloc(pa->allocator_data, n);
 }
 
+/* An initialised (empty) message of type d from pa, or NULL. */
+static void *
+fu_msg_new(ProtobufCAllocator *pa, const ProtobufCMessageDescriptor *d)
+{
+    void *m = fu_alloc(pa, d->sizeof_message);
+
+    if (m != NULL)
+        protobuf_c_message_init(d, m);
+    return m;
+}
+
 /* No byte over 0x7f in p[0..n) (eight bytes at a time). */
 static inline bool
 fu_ascii(const uint8_t *p, size_t n)
@@ -518,10 +529,9 @@ rpc_fastunpack_request(ProtobufCAllocator *pa, const uint8_t *data, size_t n, bo
     uint8_t body_tag = 0;
 
     *handled = false;
-    r = fu_alloc(pa, sizeof(*r));
+    r = fu_msg_new(pa, &objmeta__request__descriptor);
     if (r == NULL)
         return NULL;
-    objmeta__request__init(r);
     while (in.p < in.end) {
         uint8_t tag = *in.p++;
         switch (tag) {
@@ -547,44 +557,32 @@ rpc_fastunpack_request(ProtobufCAllocator *pa, const uint8_t *data, size_t n, bo
     }
     switch (body_tag) {
     case 0x52: {
-        Objmeta__StoreRequest *b = fu_alloc(pa, sizeof(*b));
-        if (b == NULL)
-            return NULL;
-        objmeta__store_request__init(b);
-        if (!fu_store(body, pa, b))
+        Objmeta__StoreRequest *b = fu_msg_new(pa, &objmeta__store_request__descriptor);
+        if (b == NULL || !fu_store(body, pa, b))
             return NULL;
         r->body_case = OBJMETA__REQUEST__BODY_STORE;
         r->store = b;
         break;
     }
     case 0x5a: {
-        Objmeta__RetrieveRequest *b = fu_alloc(pa, sizeof(*b));
-        if (b == NULL)
-            return NULL;
-        objmeta__retrieve_request__init(b);
-        if (!fu_keyed(body, pa, &b->bucket, &b->key))
+        Objmeta__RetrieveRequest *b = fu_msg_new(pa, &objmeta__retrieve_request__descriptor);
+        if (b == NULL || !fu_keyed(body, pa, &b->bucket, &b->key))
             return NULL;
         r->body_case = OBJMETA__REQUEST__BODY_RETRIEVE;
         r->retrieve = b;
         break;
     }
     case 0x62: {
-        Objmeta__HeadRequest *b = fu_alloc(pa, sizeof(*b));
-        if (b == NULL)
-            return NULL;
-        objmeta__head_request__init(b);
-        if (!fu_keyed(body, pa, &b->bucket, &b->key))
+        Objmeta__HeadRequest *b = fu_msg_new(pa, &objmeta__head_request__descriptor);
+        if (b == NULL || !fu_keyed(body, pa, &b->bucket, &b->key))
             return NULL;
         r->body_case = OBJMETA__REQUEST__BODY_HEAD;
         r->head = b;
         break;
     }
     case 0x6a: {
-        Objmeta__ExistsRequest *b = fu_alloc(pa, sizeof(*b));
-        if (b == NULL)
-            return NULL;
-        objmeta__exists_request__init(b);
-        if (!fu_keyed(body, pa, &b->bucket, &b->key))
+        Objmeta__ExistsRequest *b = fu_msg_new(pa, &objmeta__exists_request__descriptor);
+        if (b == NULL || !fu_keyed(body, pa, &b->bucket, &b->key))
             return NULL;
         r->body_case = OBJMETA__REQUEST__BODY_EXISTS;
         r->exists = b;
@@ -856,10 +854,9 @@ fu_info_body(fu_in in, ProtobufCAllocator *pa, Objmeta__ObjectInfo **info,
             fu_in sub;
             Objmeta__ObjectInfo *oi;
             seen |= 1u;
-            if (!fu_len(&in, &sub) || (oi = fu_alloc(pa, sizeof(*oi))) == NULL)
-                return false;
-            objmeta__object_info__init(oi);
-            if (!fu_info(sub, pa, oi))
+            if (!fu_len(&in, &sub) ||
+                (oi = fu_msg_new(pa, &objmeta__object_info__descriptor)) == NULL ||
+                !fu_info(sub, pa, oi))
                 return false;
             *info = oi;
         } else if (tag == 0x12 && data != NULL && !(seen & 2u)) {
@@ -909,10 +906,9 @@ rpc_fastunpack_response(ProtobufCAllocator *pa, const uint8_t *data, size_t n, b
     uint8_t body_tag = 0;
 
     *handled = false;
-    r = fu_alloc(pa, sizeof(*r));
+    r = fu_msg_new(pa, &objmeta__response__descriptor);
     if (r == NULL)
         return NULL;
-    objmeta__response__init(r);
     while (in.p < in.end) {
         uint8_t tag = *in.p++;
         unsigned bit = 1u << ((tag >> 3) & 7);
@@ -949,55 +945,40 @@ rpc_fastunpack_response(ProtobufCAllocator *pa, const uint8_t *data, size_t n, b
     case 0:
         break;
     case 0x52: {
-        Objmeta__StoreResponse *b = fu_alloc(pa, sizeof(*b));
-        if (b == NULL)
-            return NULL;
-        objmeta__store_response__init(b);
-        if (!fu_info_body(body, pa, &b->info, NULL))
+        Objmeta__StoreResponse *b = fu_msg_new(pa, &objmeta__store_response__descriptor);
+        if (b == NULL || !fu_info_body(body, pa, &b->info, NULL))
             return NULL;
         r->body_case = OBJMETA__RESPONSE__BODY_STORE;
         r->store = b;
         break;
     }
     case 0x5a: {
-        Objmeta__RetrieveResponse *b = fu_alloc(pa, sizeof(*b));
-        if (b == NULL)
-            return NULL;
-        objmeta__retrieve_response__init(b);
-        if (!fu_info_body(body, pa, &b->info, &b->data))
+        Objmeta__RetrieveResponse *b = fu_msg_new(pa, &objmeta__retrieve_response__descriptor);
+        if (b == NULL || !fu_info_body(body, pa, &b->info, &b->data))
             return NULL;
         r->body_case = OBJMETA__RESPONSE__BODY_RETRIEVE;
         r->retrieve = b;
         break;
     }
     case 0x62: {
-        Objmeta__HeadResponse *b = fu_alloc(pa, sizeof(*b));
-        if (b == NULL)
-            return NULL;
-        objmeta__head_response__init(b);
-        if (!fu_info_body(body, pa, &b->info, NULL))
+        Objmeta__HeadResponse *b = fu_msg_new(pa, &objmeta__head_response__descriptor);
+        if (b == NULL || !fu_info_body(body, pa, &b->info, NULL))
             return NULL;
         r->body_case = OBJMETA__RESPONSE__BODY_HEAD;
         r->head = b;
         break;
     }
     case 0x6a: {
-        Objmeta__ExistsResponse *b = fu_alloc(pa, sizeof(*b));
-        if (b == NULL)
-            return NULL;
-        objmeta__exists_response__init(b);
-        if (!fu_exists(body, b))
+        Objmeta__ExistsResponse *b = fu_msg_new(pa, &objmeta__exists_response__descriptor);
+        if (b == NULL || !fu_exists(body, b))
             return NULL;
         r->body_case = OBJMETA__RESPONSE__BODY_EXISTS;
         r->exists = b;
         break;
     }
     default: {
-        Objmeta__DeleteResponse *b = fu_alloc(pa, sizeof(*b));
-        if (b == NULL)
-            return NULL;
-        objmeta__delete_response__init(b);
-        if (!fu_delete(body, b))
+        Objmeta__DeleteResponse *b = fu_msg_new(pa, &objmeta__delete_response__descriptor);
+        if (b == NULL || !fu_delete(body, b))
             return NULL;
         r->body_case = OBJMETA__RESPONSE__BODY_DELETE;
         r->delete_ = b;
