@@ -289,26 +289,42 @@ lsm_mem_prefetch(const lsm_memtable *m, om_slice key)
     __builtin_prefetch(mem_bucket(m, key), 1, 3);
 }
 
+/* Most bytes of a value lsm_mem_prefetch_gets loads ahead (the rest streams in after). */
+#define MEM_PREFETCH_VALUE 512
+
 void
 lsm_mem_prefetch_gets(const lsm_memtable *m, const om_slice *keys, size_t n)
 {
     mem_link *b[32];
+    const lsm_skl_node *x[32];
 
     while (n > 0) {
         size_t k = n < 32 ? n : 32;
 
-        /* All buckets first, so that their misses overlap; then the chains' heads. */
+        /*
+         * Three rounds, each starting every key's next load before waiting
+         * for any: the buckets; then the chains' heads (waiting for the
+         * buckets); then the values of the heads that are the keys' nodes
+         * (waiting for the heads) -- a get reads its newest version's value
+         * almost always.
+         */
         for (size_t i = 0; i < k; i++) {
             b[i] = mem_bucket(m, keys[i]);
             __builtin_prefetch(b[i], 0, 3);
         }
         for (size_t i = 0; i < k; i++) {
-            const lsm_skl_node *x = atomic_load_explicit(b[i], memory_order_acquire);
-
-            if (x != NULL) {
-                __builtin_prefetch(x, 0, 3);
-                __builtin_prefetch((const char *)x + 64, 0, 3);
+            x[i] = atomic_load_explicit(b[i], memory_order_acquire);
+            if (x[i] != NULL) {
+                __builtin_prefetch(x[i], 0, 3);
+                __builtin_prefetch((const char *)x[i] + 64, 0, 3);
             }
+        }
+        for (size_t i = 0; i < k; i++) {
+            if (x[i] == NULL || !mem_key_is(x[i], keys[i]))
+                continue;
+            size_t vn = x[i]->vlen < MEM_PREFETCH_VALUE ? x[i]->vlen : MEM_PREFETCH_VALUE;
+            for (size_t off = 0; off < vn; off += 64)
+                __builtin_prefetch(x[i]->value + off, 0, 3);
         }
         keys += k;
         n -= k;

@@ -351,6 +351,76 @@ conn_flow(rpc_conn *c)
     }
 }
 
+/*
+ * Read-ahead hints (rpc_server_set_prefetch): the addresses of the keyed
+ * reads among the next `max` whole frames at the front of the input, read
+ * in place. Frames are followed across the input's chunks; a frame whose
+ * payload is split between two chunks is stepped over without a hint.
+ */
+#define CONN_HINT_IOV 8
+static void
+conn_hint_reads(rpc_conn *c, size_t max)
+{
+    rpc_server *s = c->srv;
+    struct evbuffer_iovec v[CONN_HINT_IOV];
+    rpc_key_hint h[RPC_PREFETCH_MAX];
+    size_t nh = 0, vi = 0, off = 0, nframes = 0;
+    int nv = evbuffer_peek(bufferevent_get_input(c->bev), -1, NULL, v, CONN_HINT_IOV);
+
+    if (nv > CONN_HINT_IOV)
+        nv = CONN_HINT_IOV; /* the rest of the input is not looked at */
+    if (max > RPC_PREFETCH_MAX)
+        max = RPC_PREFETCH_MAX;
+    while (nframes < max) {
+        uint8_t hdr[RPC_FRAME_HEADER_LEN];
+        size_t got = 0, len;
+
+        /* the header, possibly split between chunks */
+        while (got < sizeof(hdr) && vi < (size_t)nv) {
+            size_t k =
+                v[vi].iov_len - off < sizeof(hdr) - got ? v[vi].iov_len - off : sizeof(hdr) - got;
+            memcpy(hdr + got, (const uint8_t *)v[vi].iov_base + off, k);
+            got += k;
+            off += k;
+            if (off == v[vi].iov_len) {
+                vi++;
+                off = 0;
+            }
+        }
+        if (got < sizeof(hdr))
+            break;
+        len = om_get_be32(hdr);
+        if (len > s->o.max_frame)
+            break;
+        if (vi < (size_t)nv && v[vi].iov_len - off >= len) {
+            const uint8_t *p = (const uint8_t *)v[vi].iov_base + off;
+            if (rpc_fastpeek_keyed(p, len, &h[nh].bucket, &h[nh].key))
+                nh++;
+            off += len;
+            if (off == v[vi].iov_len) {
+                vi++;
+                off = 0;
+            }
+        } else {
+            /* split payload: skip it, if the chunks we have hold all of it */
+            while (len > 0 && vi < (size_t)nv) {
+                size_t k = v[vi].iov_len - off < len ? v[vi].iov_len - off : len;
+                len -= k;
+                off += k;
+                if (off == v[vi].iov_len) {
+                    vi++;
+                    off = 0;
+                }
+            }
+            if (len > 0)
+                break; /* not whole yet */
+        }
+        nframes++;
+    }
+    if (nh > 0)
+        s->prefetch(s->prefetch_arg, h, nh);
+}
+
 /* Dispatch every whole frame buffered while the state and limits allow. */
 static void
 conn_process(rpc_conn *c)
@@ -360,6 +430,7 @@ conn_process(rpc_conn *c)
     /* One clock read per batch of frames: request start times (for
      * request_timeout_ms, swept every few ms) need no finer resolution. */
     uint64_t now_ns = om_clock_mono_ns(), now_ms = now_ns / 1000000u;
+    size_t unhinted = 0; /* frames left that the last read-ahead hint covered */
 
     if (c->in_dispatch)
         return;
@@ -379,6 +450,14 @@ conn_process(rpc_conn *c)
                      s->o.max_frame);
             conn_fatal(c, OM_E_INVALID, msg);
             break;
+        }
+        if (s->prefetch != NULL && unhinted-- == 0) {
+            /* the next frames' reads, up to what may be dispatched now */
+            unhinted = s->o.max_inflight - c->ninflight;
+            if (unhinted > RPC_PREFETCH_MAX)
+                unhinted = RPC_PREFETCH_MAX;
+            conn_hint_reads(c, unhinted);
+            unhinted--;
         }
         if (rpc_frame_evb_pullup(in, len, &p) != OM_OK) {
             conn_fatal(c, OM_E_BUSY, "out of memory reading a frame");

@@ -595,6 +595,45 @@ rpc_fastunpack_request(ProtobufCAllocator *pa, const uint8_t *data, size_t n, bo
     return r;
 }
 
+/*
+ * rpc_fastpeek_keyed reads the address of a Retrieve, Head or Exists request
+ * in place, for a prefetch hint: the top level may hold id (08), ring_epoch
+ * (10) and the body (5a, 62, 6a); the body its bucket (0a) and key (12).
+ * It allocates nothing and checks only what it needs to stay inside the
+ * bytes: whatever it returns is a hint, and the request is decoded (and
+ * judged) as usual when it is dispatched.
+ */
+bool
+rpc_fastpeek_keyed(const uint8_t *data, size_t n, om_slice *bucket, om_slice *key)
+{
+    fu_in in = {data, data + n}, body = {NULL, NULL}, s;
+    uint64_t ignored;
+
+    while (in.p < in.end) {
+        uint8_t tag = *in.p++;
+        if (tag == 0x08 || tag == 0x10) {
+            if (!fu_varint(&in, &ignored))
+                return false;
+        } else if (tag == 0x5a || tag == 0x62 || tag == 0x6a) {
+            if (!fu_len(&in, &body))
+                return false;
+        } else {
+            return false;
+        }
+    }
+    if (body.p == NULL)
+        return false;
+    *bucket = om_slice_make(NULL, 0);
+    *key = om_slice_make(NULL, 0);
+    while (body.p < body.end) {
+        uint8_t tag = *body.p++;
+        if ((tag != 0x0a && tag != 0x12) || !fu_len(&body, &s))
+            return false;
+        *(tag == 0x0a ? bucket : key) = om_slice_make(s.p, (size_t)(s.end - s.p));
+    }
+    return true;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Requests: an encoder for the hot ones (the client side)                    */
 

@@ -135,6 +135,16 @@ Objmeta__Request *rpc_fastunpack_request(ProtobufCAllocator *pa, const uint8_t *
                                          bool *handled);
 
 /*
+ * rpc_fastpeek_keyed -- the bucket and key of an encoded Retrieve, Head or
+ * Exists Request, read in place (slices into data) without decoding it, for
+ * the server's prefetch hints (rpc_server_set_prefetch). Returns false for
+ * any other request and for a layout it does not follow (then there is no
+ * hint; the request is decoded as usual either way). Missing fields are
+ * empty slices. Thread-safety: pure.
+ */
+bool rpc_fastpeek_keyed(const uint8_t *data, size_t n, om_slice *bucket, om_slice *key);
+
+/*
  * rpc_fastpack_req -- the hand-written Request encoder (fastpack.c, the
  * client side): rpc_fastpack_req_plan covers a Request with a non-NULL
  * Store, Retrieve, Head, Exists or Delete body and no unknown fields, and

@@ -151,6 +151,29 @@ typedef void (*rpc_handler_fn)(void *arg, const Objmeta__Request *req, rpc_reply
 om_status rpc_server_new(struct event_base *base, const rpc_server_opts *opts,
                          rpc_handler_fn handler, void *arg, rpc_server **out);
 
+/*
+ * rpc_prefetch_fn / rpc_server_set_prefetch -- read-ahead hints. Before the
+ * server dispatches the frames buffered on a connection, it looks at up to
+ * RPC_PREFETCH_MAX of the next ones and passes the address (bucket, key) of
+ * each Retrieve, Head and Exists among them to fn, in order, so that the
+ * application can start loading what those reads will touch while the
+ * handler has not run yet (the CPU then waits for several cache misses at
+ * once instead of one after another). A hint is only a hint: the requests
+ * are decoded and dispatched as usual afterwards (or not at all, when the
+ * connection breaks first); fn must not answer anything or change state a
+ * result depends on. Requests of other kinds, frames split across buffer
+ * chunks and unusual encodings are left out. fn NULL: no hints (default).
+ * Ownership: the slices borrow the connection's input; valid during the call.
+ * Thread-safety: fn runs on the loop thread; set it on the loop thread
+ * before serving.
+ */
+#define RPC_PREFETCH_MAX 32u
+typedef struct rpc_key_hint {
+    om_slice bucket, key;
+} rpc_key_hint;
+typedef void (*rpc_prefetch_fn)(void *arg, const rpc_key_hint *hints, size_t n);
+void rpc_server_set_prefetch(rpc_server *s, rpc_prefetch_fn fn, void *arg);
+
 /* The bound TCP port (useful with port 0). */
 int rpc_server_port(const rpc_server *s);
 

@@ -150,6 +150,8 @@ struct rpc_server {
     char *listen_str;
     rpc_handler_fn handler;
     void *handler_arg;
+    rpc_prefetch_fn prefetch; /* read-ahead hints (rpc_server_set_prefetch), or NULL */
+    void *prefetch_arg;
     struct evconnlistener *lis;
     int port;
     rpc_cq *cq;

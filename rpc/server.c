@@ -269,6 +269,13 @@ fail:
     return st;
 }
 
+void
+rpc_server_set_prefetch(rpc_server *s, rpc_prefetch_fn fn, void *arg)
+{
+    s->prefetch = fn;
+    s->prefetch_arg = arg;
+}
+
 int
 rpc_server_port(const rpc_server *s)
 {

@@ -1705,6 +1705,23 @@ shard_rpc_handler(void *arg, const Objmeta__Request *req, rpc_reply *reply)
     }
 }
 
+void
+shard_rpc_prefetch(void *arg, const rpc_key_hint *hints, size_t n)
+{
+    shard *s = arg;
+    om_slice b[SHARD_PREFETCH_MAX], k[SHARD_PREFETCH_MAX];
+
+    if (!s->opts.inline_reads)
+        return; /* the reads run on workers, later: loading now would not help them */
+    if (n > SHARD_PREFETCH_MAX)
+        n = SHARD_PREFETCH_MAX;
+    for (size_t i = 0; i < n; i++) {
+        b[i] = hints[i].bucket;
+        k[i] = hints[i].key;
+    }
+    shard_prefetch_reads(s, b, k, n);
+}
+
 /* ---- /metrics ---- */
 
 om_status

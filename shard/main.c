@@ -133,6 +133,7 @@ main(int argc, char **argv)
         goto out;
     if (rpc_server_new(a.base, &ro, app_handle, &a, &a.srv) != OM_OK)
         goto out;
+    rpc_server_set_prefetch(a.srv, shard_rpc_prefetch, a.sh);
     if (strcmp(c.http_listen, "off") != 0 &&
         rpc_http_open(a.base, haddr, app_health, app_metrics, &a, &a.http) != OM_OK)
         goto out;

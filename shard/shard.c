@@ -282,6 +282,27 @@ shard_get(shard *s, om_slice bucket, om_slice key, om_buf *raw, shard_record *re
     return st;
 }
 
+void
+shard_prefetch_reads(shard *s, const om_slice *buckets, const om_slice *keys, size_t n)
+{
+    uint8_t buf[SHARD_PREFETCH_BYTES];
+    om_slice lk[SHARD_PREFETCH_MAX];
+    size_t used = 0, k = 0;
+
+    for (size_t i = 0; i < n && k < SHARD_PREFETCH_MAX; i++) {
+        size_t len = buckets[i].n + 1 + keys[i].n;
+
+        /* only addresses that fit the LSM key layout: a bad one fails at the read */
+        if (buckets[i].n > SHARD_BUCKET_MAX || keys[i].n > SHARD_KEY_MAX)
+            continue;
+        if (used + len > sizeof(buf))
+            break;
+        lk[k++] = shard_lkey_stack(buckets[i], keys[i], buf + used);
+        used += len;
+    }
+    lsm_prefetch(s->db, lk, k);
+}
+
 om_status
 shard_exists(shard *s, om_slice bucket, om_slice key, char *err, size_t errlen)
 {

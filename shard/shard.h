@@ -193,6 +193,15 @@ om_status shard_delete(shard *s, om_slice bucket, om_slice key, shard_cond cond,
 void shard_rpc_handler(void *arg, const Objmeta__Request *req, rpc_reply *reply);
 
 /*
+ * shard_rpc_prefetch -- the rpc_prefetch_fn of a shard server (arg = the
+ * shard; rpc_server_set_prefetch): with inline_reads, starts loading the
+ * engine's index entries and values of the reads about to be dispatched
+ * (lsm_prefetch), so that their cache misses overlap. No effect on results.
+ * Thread-safety: the rpc loop thread.
+ */
+void shard_rpc_prefetch(void *arg, const rpc_key_hint *hints, size_t n);
+
+/*
  * shard_attach_loop -- run Store and Delete on the loop thread of `base` (the
  * one running the rpc server) instead of the worker pool: the writes that
  * arrive in one loop iteration become batches with one WAL fsync each, as in

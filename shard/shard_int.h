@@ -152,6 +152,16 @@ struct event;
 /* shard.c: shard_write_many, with nosync: lsm_write_nosync (the caller syncs before answering). */
 void shard_write_many_ex(shard *s, shard_write *w, size_t n, bool nosync);
 
+/*
+ * shard.c: shard_prefetch_reads -- lsm_prefetch the LSM keys of up to
+ * SHARD_PREFETCH_MAX addresses (bucket, key) about to be read (at most
+ * SHARD_PREFETCH_BYTES of keys; addresses too long to be valid are left
+ * out). Only a hint: no effect on any result. Any thread.
+ */
+#define SHARD_PREFETCH_MAX 32
+#define SHARD_PREFETCH_BYTES 4096
+void shard_prefetch_reads(shard *s, const om_slice *buckets, const om_slice *keys, size_t n);
+
 /* shard.c: free the spare buffers of shard_write_many (shard_close). */
 void shard_wm_scratch_release(shard *s);
 
