@@ -548,6 +548,57 @@ lsm_cache_prefetch(const lsm_cache *c, om_slice key)
     __builtin_prefetch(&slots[hash & mask], 0, 3);
 }
 
+/* Bytes of an entry's value lsm_cache_prefetch_entries loads (the rest streams in after). */
+#define CACHE_PREFETCH_VALUE 384
+
+void
+lsm_cache_prefetch_entries(lsm_cache *c, const om_slice *keys, size_t n)
+{
+    uint64_t h[LSM_CACHE_PREFETCH_MAX];
+    cache_shard *sh[LSM_CACHE_PREFETCH_MAX];
+
+    if (n > LSM_CACHE_PREFETCH_MAX)
+        n = LSM_CACHE_PREFETCH_MAX;
+    /* Round 1: the slot lines, unlocked (as lsm_cache_prefetch). */
+    for (size_t i = 0; i < n; i++) {
+        h[i] = om_hash64(keys[i].p, keys[i].n);
+        sh[i] = &c->shards[cache_shard_index(c, h[i])];
+        cslot *slots = atomic_load_explicit(&sh[i]->pf_slots, memory_order_relaxed);
+        size_t mask = atomic_load_explicit(&sh[i]->pf_mask, memory_order_relaxed);
+        __builtin_prefetch(&slots[h[i] & mask], 0, 3);
+    }
+    /*
+     * Round 2, under each shard's lock (entries may be evicted and freed by
+     * another thread): the entries whose slot hash matches -- compared
+     * without reading the entry, which is what is being loaded.
+     */
+    for (size_t i = 0; i < n; i++) {
+        cache_shard *s = sh[i];
+
+        pthread_mutex_lock(&s->mu);
+        for (size_t j = h[i] & s->mask; s->slots[j].e != NULL; j = (j + 1) & s->mask) {
+            if (s->slots[j].hash == h[i]) {
+                __builtin_prefetch(s->slots[j].e, 0, 3);
+                __builtin_prefetch((const char *)s->slots[j].e + LINE, 0, 3);
+                break;
+            }
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    /* Round 3: the values of the entries that are the keys'. */
+    for (size_t i = 0; i < n; i++) {
+        cache_shard *s = sh[i];
+        centry *e;
+
+        pthread_mutex_lock(&s->mu);
+        e = s->slots[shard_find(s, keys[i], h[i])].e;
+        if (e != NULL)
+            for (size_t off = 0; off < CACHE_PREFETCH_VALUE; off += LINE)
+                __builtin_prefetch((const char *)e->value + off, 0, 3);
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
 void
 lsm_cache_release(lsm_cache *c, lsm_cache_handle *h)
 {

@@ -88,6 +88,19 @@ bool lsm_cache_peek(lsm_cache *c, om_slice key, lsm_cache_peek_fn fn, void *arg)
  */
 void lsm_cache_prefetch(const lsm_cache *c, om_slice key);
 
+/*
+ * lsm_cache_prefetch_entries -- a deeper hint for up to LSM_CACHE_PREFETCH_MAX
+ * keys about to be looked up: loads, in three rounds that each overlap the
+ * keys' misses, their slot lines, then the entries whose slot hash matches,
+ * then the first CACHE_PREFETCH_VALUE (cache.c) bytes of the values of the
+ * entries that hold the keys (the value pointer is taken as the start of
+ * the value's bytes). Changes nothing and counts nothing; takes each key's
+ * shard lock twice (briefly), so it costs more than lsm_cache_prefetch:
+ * for batches of lookups that mostly hit.
+ */
+#define LSM_CACHE_PREFETCH_MAX 64
+void lsm_cache_prefetch_entries(lsm_cache *c, const om_slice *keys, size_t n);
+
 /* Unpin. Accepts NULL. */
 void lsm_cache_release(lsm_cache *c, lsm_cache_handle *h);
 

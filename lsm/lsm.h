@@ -212,6 +212,18 @@ om_status lsm_get_ex(lsm_db *db, const lsm_snapshot *snap, om_slice key, om_buf 
 void lsm_prefetch(lsm_db *db, const om_slice *keys, size_t n);
 
 /*
+ * lsm_prefetch_reads -- a deeper hint than lsm_prefetch for a batch of point
+ * reads about to be made (a server with several requests in hand): it also
+ * loads the values of the keys it finds in the active memtable, looks for
+ * the others in the immutable memtables, and for those still not found
+ * loads the row cache entries and rows of the tables a get would consult
+ * (lsm/db_prefetch.c). It waits for memory a few times per batch of up to
+ * 32 keys, so it pays when most of the keys are then read. No effect on any
+ * result. Thread-safety: any thread.
+ */
+void lsm_prefetch_reads(lsm_db *db, const om_slice *keys, size_t n);
+
+/*
  * lsm_may_contain -- a cheap check: false means key is certainly absent or
  * deleted; true means it may be present. Consults memtables and bloom
  * filters only (no data block reads).

@@ -289,46 +289,71 @@ lsm_mem_prefetch(const lsm_memtable *m, om_slice key)
     __builtin_prefetch(mem_bucket(m, key), 1, 3);
 }
 
-/* Most bytes of a value lsm_mem_prefetch_gets loads ahead (the rest streams in after). */
+/* Most bytes of a value lsm_mem_prefetch_find loads ahead (the rest streams in after). */
 #define MEM_PREFETCH_VALUE 512
 
 void
-lsm_mem_prefetch_gets(const lsm_memtable *m, const om_slice *keys, size_t n)
+lsm_mem_prefetch_find(const lsm_memtable *m, const om_slice *keys, size_t n, bool *found)
 {
     mem_link *b[32];
     const lsm_skl_node *x[32];
+    size_t idx[32];
 
     while (n > 0) {
-        size_t k = n < 32 ? n : 32;
+        size_t k = n < 32 ? n : 32, w = 0;
 
         /*
          * Three rounds, each starting every key's next load before waiting
          * for any: the buckets; then the chains' heads (waiting for the
          * buckets); then the values of the heads that are the keys' nodes
          * (waiting for the heads) -- a get reads its newest version's value
-         * almost always.
+         * almost always -- or, for a head of another key, the next node of
+         * the chain, which a get walks to.
          */
         for (size_t i = 0; i < k; i++) {
-            b[i] = mem_bucket(m, keys[i]);
-            __builtin_prefetch(b[i], 0, 3);
+            if (found != NULL && found[i])
+                continue;
+            idx[w] = i;
+            b[w] = mem_bucket(m, keys[i]);
+            __builtin_prefetch(b[w], 0, 3);
+            w++;
         }
-        for (size_t i = 0; i < k; i++) {
-            x[i] = atomic_load_explicit(b[i], memory_order_acquire);
-            if (x[i] != NULL) {
-                __builtin_prefetch(x[i], 0, 3);
-                __builtin_prefetch((const char *)x[i] + 64, 0, 3);
+        for (size_t j = 0; j < w; j++) {
+            x[j] = atomic_load_explicit(b[j], memory_order_acquire);
+            if (x[j] != NULL) {
+                __builtin_prefetch(x[j], 0, 3);
+                __builtin_prefetch((const char *)x[j] + 64, 0, 3);
             }
         }
-        for (size_t i = 0; i < k; i++) {
-            if (x[i] == NULL || !mem_key_is(x[i], keys[i]))
+        for (size_t j = 0; j < w; j++) {
+            size_t i = idx[j];
+
+            if (x[j] == NULL)
                 continue;
-            size_t vn = x[i]->vlen < MEM_PREFETCH_VALUE ? x[i]->vlen : MEM_PREFETCH_VALUE;
+            if (!mem_key_is(x[j], keys[i])) {
+                const lsm_skl_node *nx =
+                    atomic_load_explicit(&((lsm_skl_node *)x[j])->hnext, memory_order_acquire);
+                if (nx != NULL)
+                    __builtin_prefetch(nx, 0, 3);
+                continue;
+            }
+            if (found != NULL)
+                found[i] = true;
+            size_t vn = x[j]->vlen < MEM_PREFETCH_VALUE ? x[j]->vlen : MEM_PREFETCH_VALUE;
             for (size_t off = 0; off < vn; off += 64)
-                __builtin_prefetch(x[i]->value + off, 0, 3);
+                __builtin_prefetch(x[j]->value + off, 0, 3);
         }
         keys += k;
+        if (found != NULL)
+            found += k;
         n -= k;
     }
+}
+
+void
+lsm_mem_prefetch_gets(const lsm_memtable *m, const om_slice *keys, size_t n)
+{
+    lsm_mem_prefetch_find(m, keys, n, NULL);
 }
 
 om_status

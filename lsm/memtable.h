@@ -94,10 +94,18 @@ void lsm_mem_prefetch(const lsm_memtable *m, om_slice key);
 
 /*
  * lsm_mem_prefetch_gets -- start loading what lsm_mem_get of each of keys[0..n)
- * reads first: the hash-index bucket, then (once the bucket is there) the
- * first node of its chain. Only a hint: no effect on results. Any thread.
+ * reads: the hash-index bucket, then (once the bucket is there) the first
+ * node of its chain, then (once that is there) the value when the node is
+ * the key's newest version, else the chain's next node. Only a hint: no
+ * effect on results. Any thread.
  */
 void lsm_mem_prefetch_gets(const lsm_memtable *m, const om_slice *keys, size_t n);
+/*
+ * lsm_mem_prefetch_find -- lsm_mem_prefetch_gets for the keys whose found[i]
+ * is false, setting found[i] for those whose newest version it found here
+ * (a hint too: a key it misses may still be in the memtable).
+ */
+void lsm_mem_prefetch_find(const lsm_memtable *m, const om_slice *keys, size_t n, bool *found);
 
 /*
  * lsm_mem_get -- the newest entry of key with sequence <= seq.

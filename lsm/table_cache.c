@@ -396,6 +396,30 @@ lsm_table_cache_row_peek(lsm_table_cache *tc, uint64_t number, om_slice user_key
 }
 
 void
+lsm_table_cache_row_prefetch(lsm_table_cache *tc, const uint64_t *numbers,
+                             const om_slice *user_keys, size_t n)
+{
+    uint8_t buf[LSM_CACHE_PREFETCH_MAX * 64];
+    om_slice k[LSM_CACHE_PREFETCH_MAX];
+    size_t used = 0, nk = 0;
+
+    if (tc->rows == NULL)
+        return;
+    for (size_t i = 0; i < n && nk < LSM_CACHE_PREFETCH_MAX; i++) {
+        size_t len = 8 + user_keys[i].n;
+
+        if (used + len > sizeof(buf))
+            continue;                           /* a long key: no hint for it */
+        om_put_fixed64(buf + used, numbers[i]); /* row_key's layout */
+        if (user_keys[i].n > 0)
+            memcpy(buf + used + 8, user_keys[i].p, user_keys[i].n);
+        k[nk++] = om_slice_make(buf + used, len);
+        used += len;
+    }
+    lsm_cache_prefetch_entries(tc->rows, k, nk);
+}
+
+void
 lsm_table_cache_row_release(lsm_table_cache *tc, lsm_cache_handle *h)
 {
     lsm_cache_release(tc->rows, h);

@@ -170,6 +170,14 @@ bool lsm_table_cache_row_peek(lsm_table_cache *tc, uint64_t number, om_slice use
                               lsm_cache_peek_fn fn, void *arg);
 
 /*
+ * lsm_table_cache_row_prefetch -- lsm_cache_prefetch_entries of the rows of
+ * user_keys[i] in tables numbers[i] (i < n): a hint for a batch of
+ * lsm_table_cache_row_peek calls. No effect without the row cache.
+ */
+void lsm_table_cache_row_prefetch(lsm_table_cache *tc, const uint64_t *numbers,
+                                  const om_slice *user_keys, size_t n);
+
+/*
  * lsm_table_cache_row_insert -- cache row (from lsm_row_new) for user_key of
  * table `number`; it must be the table's newest entry of that key.
  * Returns:   a pinned handle, or NULL when out of memory (the row is freed then).

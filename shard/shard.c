@@ -300,7 +300,7 @@ shard_prefetch_reads(shard *s, const om_slice *buckets, const om_slice *keys, si
         lk[k++] = shard_lkey_stack(buckets[i], keys[i], buf + used);
         used += len;
     }
-    lsm_prefetch(s->db, lk, k);
+    lsm_prefetch_reads(s->db, lk, k);
 }
 
 om_status

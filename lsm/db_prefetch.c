@@ -1,0 +1,140 @@
+/*
+ * lsm/db_prefetch.c -- lsm_prefetch_reads: read-ahead for a batch of point
+ * reads (see lsm.h).
+ *
+ * A get that misses the CPU cache waits for memory several times in a row:
+ * the memtable's hash bucket, the node, the value; or, for a key that lives
+ * in a table, the row cache's slot, its entry, the row. A server that has a
+ * batch of gets in hand (the pipelined requests of one socket read) can
+ * start those loads for all of them first, so that the waits overlap: each
+ * round below starts every key's next load, then waits once for the round's
+ * loads together instead of once per key.
+ *
+ * The rounds follow the order a get searches in: the active memtable
+ * (buckets, chain heads, values: lsm_mem_prefetch_find), then, for the keys
+ * not found there, each immutable memtable, newest first; then, for the
+ * keys still not found and when the row cache is on, the rows of every
+ * table a get may consult (each L0 table whose range covers the key, and
+ * the one file of each deeper level that does) through
+ * lsm_table_cache_row_prefetch. Bloom filters are not consulted: a row
+ * probe of a table without the key finds an empty slot, which costs one
+ * line. Everything here is a hint: it reads the same structures as a get
+ * under the same rules (the read view is referenced, the cache's shards
+ * are locked) and changes nothing.
+ */
+#include <string.h>
+
+#include "lsm/db_int.h"
+#include "lsm/lsm.h"
+#include "util/coding.h"
+
+/* Keys handled per round: the width of the memtable rounds. */
+#define PF_KEYS 32
+/* Internal lookup keys of the deeper levels' file search, per key. */
+#define PF_LOOKUP_MAX 256
+
+/* Bytewise order of user key a and the user key of internal key ik. */
+static int
+pf_ucmp(om_slice a, const om_buf *ik)
+{
+    size_t bn = ik->n - LSM_TRAILER_SIZE, n = a.n < bn ? a.n : bn;
+    int r = n > 0 ? memcmp(a.p, ik->p, n) : 0;
+
+    return r != 0 ? r : (a.n < bn ? -1 : (a.n > bn ? 1 : 0));
+}
+
+static bool
+pf_covers(const lsm_file_meta *f, om_slice key)
+{
+    return pf_ucmp(key, &f->smallest) >= 0 && pf_ucmp(key, &f->largest) <= 0;
+}
+
+/* Collects (table, key) pairs and hands them to the row cache in chunks. */
+typedef struct pf_rows {
+    lsm_table_cache *tc;
+    uint64_t numbers[LSM_CACHE_PREFETCH_MAX];
+    om_slice keys[LSM_CACHE_PREFETCH_MAX];
+    size_t n;
+} pf_rows;
+
+static void
+pf_rows_flush(pf_rows *r)
+{
+    if (r->n > 0)
+        lsm_table_cache_row_prefetch(r->tc, r->numbers, r->keys, r->n);
+    r->n = 0;
+}
+
+static void
+pf_rows_add(pf_rows *r, const lsm_file_meta *f, om_slice key)
+{
+    if (r->n == LSM_CACHE_PREFETCH_MAX)
+        pf_rows_flush(r);
+    r->numbers[r->n] = f->number;
+    r->keys[r->n] = key;
+    r->n++;
+}
+
+/* The rows of every table a get of key may consult. */
+static void
+pf_tables(pf_rows *r, const lsm_version *v, om_slice key)
+{
+    uint8_t lk[PF_LOOKUP_MAX];
+
+    for (int i = v->nfiles[0] - 1; i >= 0; i--)
+        if (pf_covers(v->files[0][i], key))
+            pf_rows_add(r, v->files[0][i], key);
+    if (key.n + LSM_TRAILER_SIZE > sizeof(lk))
+        return; /* a long key: only its L0 hints */
+    if (key.n > 0)
+        memcpy(lk, key.p, key.n);
+    om_put_fixed64(lk + key.n, lsm_trailer_pack(LSM_MAX_SEQ, LSM_TYPE_SEEK));
+    for (int l = 1; l < LSM_MAX_LEVELS; l++) {
+        int idx;
+
+        if (v->nfiles[l] == 0)
+            continue;
+        idx = lsm_version_find_file(v, l, om_slice_make(lk, key.n + LSM_TRAILER_SIZE));
+        if (idx < v->nfiles[l] && pf_covers(v->files[l][idx], key))
+            pf_rows_add(r, v->files[l][idx], key);
+    }
+}
+
+void
+lsm_prefetch_reads(lsm_db *db, const om_slice *keys, size_t n)
+{
+    uint64_t last;
+    lsm_sv *sv;
+
+    if (n == 0)
+        return;
+    sv = lsm_db_sv_get(db, &last);
+    while (n > 0) {
+        size_t k = n < PF_KEYS ? n : PF_KEYS, left = k;
+        bool found[PF_KEYS] = {false};
+
+        lsm_mem_prefetch_find(sv->mem, keys, k, found);
+        for (int m = sv->nimm - 1; m >= 0; m--) {
+            left = 0;
+            for (size_t i = 0; i < k; i++)
+                left += !found[i];
+            if (left == 0)
+                break;
+            lsm_mem_prefetch_find(sv->imm[m], keys, k, found);
+        }
+        left = 0;
+        for (size_t i = 0; i < k; i++)
+            left += !found[i];
+        if (left > 0 && lsm_table_cache_has_rows(db->tc)) {
+            pf_rows r = {.tc = db->tc, .n = 0};
+
+            for (size_t i = 0; i < k; i++)
+                if (!found[i] && keys[i].n <= LSM_MAX_KEY_SIZE)
+                    pf_tables(&r, sv->v, keys[i]);
+            pf_rows_flush(&r);
+        }
+        keys += k;
+        n -= k;
+    }
+    lsm_sv_unref(sv);
+}
