@@ -7,7 +7,9 @@
  * cached in a newer table hide older values; the statistics count hits and
  * misses; the cache stays within its capacity as rows are evicted; and
  * lsm_get_ex with LSM_GET_NO_FILL answers as lsm_get without touching the
- * row cache (no fill, no lookup, counters unchanged).
+ * row cache (no fill, no lookup, counters unchanged); lsm_prefetch_reads
+ * (read-ahead hints, also mixed into the randomized run) changes no answer
+ * and no counter.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,6 +175,18 @@ START_TEST(row_cache_matches_cache_off)
             ck_assert_int_eq(lsm_del(b, S(key)), OM_OK);
         } else if (r < 900) {
             int j = r < 800 || nsnap == 0 ? -1 : (int)(tu_rand(&rnd) % (uint64_t)nsnap);
+
+            if (r % 8 == 0) {
+                /* read-ahead hints for this key and a few others: no effect on answers */
+                char pk[5][32];
+                om_slice ps[6];
+                for (int q = 0; q < 5; q++) {
+                    rkey((uint32_t)(tu_rand(&rnd) % NKEYS), pk[q]);
+                    ps[q] = S(pk[q]);
+                }
+                ps[5] = S(key);
+                lsm_prefetch_reads(a, ps, 6);
+            }
 
             get_str(a, j < 0 ? NULL : sa[j], key, ga, sizeof(ga));
             get_str(b, j < 0 ? NULL : sb[j], key, gb, sizeof(gb));
@@ -381,6 +395,65 @@ START_TEST(row_cache_no_fill_read)
 }
 END_TEST
 
+/*
+ * lsm_prefetch_reads over keys in the memtable, in two tables (rows cached or
+ * not), absent, empty and too long for the hints' stack buffers: the answers
+ * and the row cache counters stay as they were.
+ */
+START_TEST(row_cache_prefetch_reads_changes_nothing)
+{
+    lsm_db *db = open_db(tu_tmpdir(), 1u << 20);
+    lsm_stats st0, st1;
+    char key[32], val[64], before[210][256], got[256];
+    om_slice ks[212];
+    char keys[210][32], longkey[400];
+
+    for (uint32_t i = 0; i < 200; i++) {
+        rkey(i, key);
+        snprintf(val, sizeof(val), "old-%u", i);
+        ck_assert_int_eq(lsm_put(db, S(key), S(val)), OM_OK);
+    }
+    ck_assert_int_eq(lsm_flush(db), OM_OK);
+    for (uint32_t i = 0; i < 200; i += 3) {
+        rkey(i, key);
+        snprintf(val, sizeof(val), "new-%u", i);
+        ck_assert_int_eq(i % 2 ? lsm_del(db, S(key)) : lsm_put(db, S(key), S(val)), OM_OK);
+    }
+    ck_assert_int_eq(lsm_flush(db), OM_OK);
+    for (uint32_t i = 100; i < 200; i += 5) {
+        rkey(i, key);
+        snprintf(val, sizeof(val), "mem-%u", i);
+        ck_assert_int_eq(lsm_put(db, S(key), S(val)), OM_OK);
+    }
+    /* half the keys read once, so that their rows are cached */
+    for (uint32_t i = 0; i < 210; i++) {
+        rkey(i, keys[i]);
+        ks[i] = S(keys[i]);
+        if (i % 2 == 0)
+            get_str(db, NULL, keys[i], before[i], sizeof(before[i]));
+    }
+    memset(longkey, 'z', sizeof(longkey) - 1);
+    longkey[sizeof(longkey) - 1] = '\0';
+    ks[210] = S(longkey);
+    ks[211] = om_slice_make(NULL, 0);
+    lsm_stats_get(db, &st0);
+    lsm_prefetch_reads(db, ks, 212);
+    lsm_prefetch_reads(db, ks + 7, 3);
+    lsm_prefetch_reads(db, ks, 0);
+    lsm_stats_get(db, &st1);
+    ck_assert_uint_eq(st1.row_cache_hits, st0.row_cache_hits);
+    ck_assert_uint_eq(st1.row_cache_misses, st0.row_cache_misses);
+    for (uint32_t i = 0; i < 210; i += 2) {
+        get_str(db, NULL, keys[i], got, sizeof(got));
+        ck_assert_str_eq(got, before[i]);
+    }
+    expect(db, NULL, "key-00001", "old-1");
+    expect(db, NULL, "key-00105", "mem-105");
+    expect(db, NULL, longkey, "<none>");
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+}
+END_TEST
+
 static Suite *
 row_cache_suite(void)
 {
@@ -393,6 +466,7 @@ row_cache_suite(void)
     tcase_add_test(tc, row_cache_matches_cache_off);
     tcase_add_test(tc, row_cache_respects_capacity);
     tcase_add_test(tc, row_cache_no_fill_read);
+    tcase_add_test(tc, row_cache_prefetch_reads_changes_nothing);
     suite_add_tcase(s, tc);
     return s;
 }

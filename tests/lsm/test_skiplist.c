@@ -434,6 +434,32 @@ START_TEST(memtable_hash_index_matches_oracle)
 
         ck_assert(!lsm_mem_has_key(m, om_slice_make(k, (size_t)kn)));
     }
+    /* The read-ahead hint marks only keys it holds and leaves set marks alone. */
+    unsigned marked = 0;
+    for (int q = 0; q < 200; q++) {
+        enum { B = 40 };
+        char kb[B][16];
+        om_slice ks[B];
+        bool found[B], preset[B];
+
+        for (int i = 0; i < B; i++) {
+            int kn =
+                snprintf(kb[i], sizeof(kb[i]), "key%u", (uint32_t)(tu_rand(&rnd) % (NKEYS + 50)));
+            ks[i] = om_slice_make(kb[i], (size_t)kn);
+            found[i] = preset[i] = tu_rand(&rnd) % 4 == 0;
+        }
+        lsm_mem_prefetch_find(m, ks, B, found);
+        lsm_mem_prefetch_gets(m, ks, B);
+        for (int i = 0; i < B; i++) {
+            if (preset[i])
+                ck_assert(found[i]);
+            else if (found[i]) {
+                ck_assert_msg(lsm_mem_has_key(m, ks[i]), "%s marked but absent", kb[i]);
+                marked++;
+            }
+        }
+    }
+    ck_assert_uint_gt(marked, 0);
     lsm_mem_unref(m);
     om_buf_free(&v);
     free(ops);

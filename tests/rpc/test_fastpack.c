@@ -608,6 +608,104 @@ START_TEST(fastunpack_matches_protobuf_c)
 }
 END_TEST
 
+/* The address a keyed request decodes to, or false for other requests. */
+static bool
+keyed_addr(const Objmeta__Request *r, const char **bucket, const char **key)
+{
+    switch (r->body_case) {
+    case OBJMETA__REQUEST__BODY_RETRIEVE:
+        *bucket = r->retrieve->bucket;
+        *key = r->retrieve->key;
+        return true;
+    case OBJMETA__REQUEST__BODY_HEAD:
+        *bucket = r->head->bucket;
+        *key = r->head->key;
+        return true;
+    case OBJMETA__REQUEST__BODY_EXISTS:
+        *bucket = r->exists->bucket;
+        *key = r->exists->key;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The string field sl as the decoder gives it to C: up to its first NUL byte. */
+static bool
+slice_is(om_slice sl, const char *s)
+{
+    const uint8_t *nul = sl.n > 0 ? memchr(sl.p, 0, sl.n) : NULL;
+    size_t n = nul != NULL ? (size_t)(nul - sl.p) : sl.n;
+
+    return n == strlen(s) && (n == 0 || memcmp(sl.p, s, n) == 0);
+}
+
+/*
+ * rpc_fastpeek_keyed (the server's read-ahead hints): on every keyed request
+ * the fast decoder takes, the address it peeks is the decoded one; on any
+ * bytes (mutated too, each in an allocation of its exact size so that ASan
+ * sees a read past the end) it stays inside them.
+ */
+START_TEST(fastpeek_keyed_matches_decode)
+{
+    uint64_t seed = tu_seed("fastpeek_keyed_matches_decode");
+    pool *p = calloc(1, sizeof(*p));
+    rpc_scratch *sc = malloc(sizeof(*sc));
+    size_t cap = 64 * 1024;
+    uint8_t *in = malloc(cap), *other = malloc(cap);
+    unsigned keyed = 0;
+
+    rs = seed;
+    ck_assert(p && sc && in && other);
+    p->data = malloc(4096);
+    ck_assert_ptr_nonnull(p->data);
+    for (size_t i = 0; i < 4096; i++)
+        p->data[i] = (uint8_t)tu_rand(&rs);
+    rpc_scratch_init(sc);
+    for (int round = 0; round < ROUNDS; round++) {
+        size_t n = rnd_request(p, in);
+        bool handled = false, peeked;
+        const char *bucket, *key;
+        om_slice pb, pk;
+
+        if (rnd(2) == 0)
+            n = mutate(in, n, cap, other, rnd_request(p, other));
+        uint8_t *exact = malloc(n > 0 ? n : 1);
+        ck_assert_ptr_nonnull(exact);
+        memcpy(exact, in, n);
+        peeked = rpc_fastpeek_keyed(exact, n, &pb, &pk);
+        if (peeked) {
+            ck_assert(pb.n == 0 || (pb.p >= exact && pb.p + pb.n <= exact + n));
+            ck_assert(pk.n == 0 || (pk.p >= exact && pk.p + pk.n <= exact + n));
+        }
+        ProtobufCAllocator *pa = rpc_scratch_take(sc);
+        ck_assert_ptr_nonnull(pa);
+        Objmeta__Request *fast = rpc_fastunpack_request(pa, exact, n, &handled);
+        if (handled && keyed_addr(fast, &bucket, &key)) {
+            keyed++;
+            ck_assert_msg(peeked, "round %d (seed %llu): no hint for a keyed request", round,
+                          (unsigned long long)seed);
+            ck_assert_msg(slice_is(pb, bucket) && slice_is(pk, key),
+                          "round %d (seed %llu): hint differs from the decoded address", round,
+                          (unsigned long long)seed);
+        }
+        if (handled && fast->body_case == OBJMETA__REQUEST__BODY_STORE)
+            ck_assert_msg(!peeked, "round %d (seed %llu): a hint for a Store", round,
+                          (unsigned long long)seed);
+        rpc_scratch_done(sc, pa, NULL);
+        free(exact);
+    }
+    printf("fastpeek: %u keyed requests checked\n", keyed);
+    ck_assert_uint_gt(keyed, ROUNDS / 20);
+    rpc_scratch_fini(sc);
+    free(sc);
+    free(p->data);
+    free(p);
+    free(in);
+    free(other);
+}
+END_TEST
+
 START_TEST(fastpack_req_matches_protobuf_c)
 {
     uint64_t seed = tu_seed("fastpack_req_matches_protobuf_c");
@@ -781,6 +879,7 @@ fastpack_suite(void)
     tcase_add_test(tc, fastpack_id_in_front);
     tcase_add_test(tc, fastpack_falls_back);
     tcase_add_test(tc, fastunpack_matches_protobuf_c);
+    tcase_add_test(tc, fastpeek_keyed_matches_decode);
     tcase_add_test(tc, fastpack_req_matches_protobuf_c);
     tcase_add_test(tc, fastunpack_response_matches_protobuf_c);
     suite_add_tcase(s, tc);

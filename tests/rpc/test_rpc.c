@@ -363,6 +363,132 @@ START_TEST(rpc_max_inflight_pauses_reading)
 }
 END_TEST
 
+/* Frame i of the hint test: Retrieve, Ping, Head, Store, Exists in turn (keyed: 0, 2, 4). */
+static void
+hint_frame(om_buf *out, unsigned i, char *expect, size_t cap, size_t *elen)
+{
+    Objmeta__Request r = OBJMETA__REQUEST__INIT;
+    Objmeta__RetrieveRequest rr = OBJMETA__RETRIEVE_REQUEST__INIT;
+    Objmeta__HeadRequest hr = OBJMETA__HEAD_REQUEST__INIT;
+    Objmeta__ExistsRequest er = OBJMETA__EXISTS_REQUEST__INIT;
+    Objmeta__StoreRequest sr = OBJMETA__STORE_REQUEST__INIT;
+    Objmeta__PingRequest p = OBJMETA__PING_REQUEST__INIT;
+    char bucket[32], key[64];
+
+    /* keys of varying length, so that frames straddle the input's chunks anywhere */
+    snprintf(bucket, sizeof(bucket), "bkt%u", i % 7);
+    snprintf(key, sizeof(key), "key-%u-%.*s", i, (int)(i % 29), "abcdefghijklmnopqrstuvwxyz0123");
+    r.id = 1 + i;
+    switch (i % 5) {
+    case 0:
+        rr.bucket = bucket;
+        rr.key = key;
+        r.body_case = OBJMETA__REQUEST__BODY_RETRIEVE;
+        r.retrieve = &rr;
+        break;
+    case 1:
+        p.payload.data = (uint8_t *)"x";
+        p.payload.len = 1;
+        r.body_case = OBJMETA__REQUEST__BODY_PING;
+        r.ping = &p;
+        break;
+    case 2:
+        hr.bucket = bucket;
+        hr.key = key;
+        r.body_case = OBJMETA__REQUEST__BODY_HEAD;
+        r.head = &hr;
+        break;
+    case 3:
+        sr.bucket = bucket;
+        sr.key = key;
+        r.body_case = OBJMETA__REQUEST__BODY_STORE;
+        r.store = &sr;
+        break;
+    default:
+        er.bucket = bucket;
+        er.key = key;
+        r.ring_epoch = 7;
+        r.body_case = OBJMETA__REQUEST__BODY_EXISTS;
+        r.exists = &er;
+        break;
+    }
+    ck_assert_int_eq(rpc_frame_encode(out, &r.base, RPC_DEFAULT_MAX_FRAME), OM_OK);
+    if (i % 5 == 0 || i % 5 == 2 || i % 5 == 4) {
+        int w = snprintf(expect + *elen, cap - *elen, "%s/%s\n", bucket, key);
+        ck_assert(w > 0 && (size_t)w < cap - *elen);
+        *elen += (size_t)w;
+    }
+}
+
+/*
+ * Read-ahead hints (rpc_server_set_prefetch): the addresses of the keyed
+ * reads only, in request order, each at most once, none invented -- across
+ * one burst large enough to spread over several input chunks -- and every
+ * request is still answered.
+ */
+START_TEST(rpc_prefetch_hints_follow_requests)
+{
+    enum { N = 3000 };
+    rpc_server_opts o;
+    om_buf b = OM_BUF_INIT;
+    size_t cap = (size_t)N * 64, elen = 0, lpos = 0, epos = 0, lines = 0;
+    char *expect = malloc(cap);
+
+    ck_assert_ptr_nonnull(expect);
+    rpc_server_opts_init(&o);
+    o.max_inflight = 4096;
+    tsrv *t = tsrv_start_hints(&o);
+    int fd = raw_connect(t->port);
+    for (unsigned i = 0; i < N; i++)
+        hint_frame(&b, i, expect, cap, &elen);
+    raw_send(fd, b.p, b.n);
+    for (unsigned i = 0; i < N; i++) {
+        Objmeta__Response *resp = raw_recv(fd);
+        ck_assert_ptr_nonnull(resp);
+        ck_assert_uint_eq(resp->id, 1 + i); /* answered at once, in order */
+        rpc_response_free(resp);
+    }
+    close(fd);
+    /* every answer came after its request's hint: the log is complete */
+    pthread_mutex_lock(&t->mu);
+    size_t log_n = t->hint_log_n;
+    unsigned calls = t->hint_calls;
+    char *log = malloc(log_n + 1);
+    ck_assert_ptr_nonnull(log);
+    if (log_n > 0)
+        memcpy(log, t->hint_log, log_n);
+    pthread_mutex_unlock(&t->mu);
+    tsrv_stop(t);
+    /* every logged line is the next expected one or a later one (a frame
+     * not whole when its batch was hinted gets none) */
+    while (lpos < log_n) {
+        const char *nl = memchr(log + lpos, '\n', log_n - lpos);
+        ck_assert_ptr_nonnull(nl);
+        size_t ln = (size_t)(nl - (log + lpos)) + 1;
+        const char *found = NULL;
+        while (epos < elen) {
+            const char *enl = memchr(expect + epos, '\n', elen - epos);
+            size_t en = (size_t)(enl - (expect + epos)) + 1;
+            bool same = en == ln && memcmp(expect + epos, log + lpos, ln) == 0;
+            epos += en;
+            if (same) {
+                found = log + lpos;
+                break;
+            }
+        }
+        ck_assert_msg(found != NULL, "hint %zu is no later keyed request: %.*s", lines, (int)ln,
+                      log + lpos);
+        lpos += ln;
+        lines++;
+    }
+    printf("prefetch hints: %zu of %u keyed requests in %u calls\n", lines, N * 3 / 5, calls);
+    ck_assert_uint_ge(lines, N / 5); /* most bursts are hinted */
+    free(log);
+    om_buf_free(&b);
+    free(expect);
+}
+END_TEST
+
 START_TEST(rpc_idle_timeout)
 {
     rpc_server_opts o;
@@ -658,6 +784,7 @@ rpc_server_suite(void)
     tcase_add_test(tc, rpc_slow_client_backpressure);
     tcase_add_test(tc, rpc_half_close_still_answered);
     tcase_add_test(tc, rpc_max_inflight_pauses_reading);
+    tcase_add_test(tc, rpc_prefetch_hints_follow_requests);
     tcase_add_test(tc, rpc_idle_timeout);
     tcase_add_test(tc, rpc_connection_limit);
     tcase_add_test(tc, rpc_graceful_shutdown_finishes_inflight);

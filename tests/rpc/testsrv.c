@@ -149,6 +149,34 @@ tsrv_handler(void *arg, const Objmeta__Request *req, rpc_reply *reply)
     rpc_hist_observe_ns(&t->ping_hist, (tu_now_ms() - t0) * 1000000u);
 }
 
+/* The rpc_prefetch_fn of a server started by tsrv_start_hints: log every hint. */
+static void
+tsrv_hint(void *arg, const rpc_key_hint *h, size_t n)
+{
+    tsrv *t = arg;
+
+    ck_assert_uint_gt(n, 0);
+    ck_assert_uint_le(n, RPC_PREFETCH_MAX);
+    pthread_mutex_lock(&t->mu);
+    t->hint_calls++;
+    for (size_t i = 0; i < n; i++) {
+        size_t need = h[i].bucket.n + h[i].key.n + 2;
+        if (t->hint_log_n + need > t->hint_log_cap) {
+            t->hint_log_cap = (t->hint_log_n + need) * 2;
+            t->hint_log = realloc(t->hint_log, t->hint_log_cap + 1);
+            ck_assert_ptr_nonnull(t->hint_log);
+        }
+        memcpy(t->hint_log + t->hint_log_n, h[i].bucket.p, h[i].bucket.n);
+        t->hint_log_n += h[i].bucket.n;
+        t->hint_log[t->hint_log_n++] = '/';
+        memcpy(t->hint_log + t->hint_log_n, h[i].key.p, h[i].key.n);
+        t->hint_log_n += h[i].key.n;
+        t->hint_log[t->hint_log_n++] = '\n';
+        t->hint_log[t->hint_log_n] = '\0';
+    }
+    pthread_mutex_unlock(&t->mu);
+}
+
 static om_status
 test_health(void *arg, om_buf *reason)
 {
@@ -220,6 +248,8 @@ tsrv_main(void *arg)
     t->base = event_base_new();
     st = rpc_server_new(t->base, &t->o, tsrv_handler, t, &t->srv);
     if (st == OM_OK) {
+        if (t->hints)
+            rpc_server_set_prefetch(t->srv, tsrv_hint, t);
         t->port = rpc_server_port(t->srv);
         st = rpc_http_open(t->base, "127.0.0.1:0", test_health, test_metrics, t, &t->http);
         if (st == OM_OK)
@@ -252,12 +282,13 @@ tsrv_main(void *arg)
     return NULL;
 }
 
-tsrv *
-tsrv_start_opts(const rpc_server_opts *o)
+static tsrv *
+tsrv_start_ex(const rpc_server_opts *o, bool hints)
 {
     tsrv *t = calloc(1, sizeof(*t));
 
     ck_assert_ptr_nonnull(t);
+    t->hints = hints;
     t->o = *o;
     if (o->listen == NULL || strcmp(o->listen, "127.0.0.1:7400") == 0)
         t->o.listen = "127.0.0.1:0";
@@ -277,6 +308,18 @@ tsrv_start_opts(const rpc_server_opts *o)
     ck_assert_int_eq(t->start_st, OM_OK);
     ck_assert_int_gt(t->port, 0);
     return t;
+}
+
+tsrv *
+tsrv_start_opts(const rpc_server_opts *o)
+{
+    return tsrv_start_ex(o, false);
+}
+
+tsrv *
+tsrv_start_hints(const rpc_server_opts *o)
+{
+    return tsrv_start_ex(o, true);
 }
 
 tsrv *
@@ -320,6 +363,7 @@ tsrv_join(tsrv *t)
     ck_assert_int_eq(pthread_join(t->wthr, NULL), 0);
     close(t->ctl[0]);
     close(t->ctl[1]);
+    free(t->hint_log);
     free(t);
 }
 

@@ -68,6 +68,12 @@ typedef struct tsrv {
     pthread_cond_t wcv;
     atomic_int unhealthy;
     rpc_hist ping_hist;
+    /* with `hints` (set before tsrv_start_opts' server starts): the read-ahead
+     * hints (rpc_server_set_prefetch) as "bucket/key\n" lines, under mu */
+    bool hints;
+    char *hint_log;
+    size_t hint_log_n, hint_log_cap;
+    unsigned hint_calls;
 } tsrv;
 
 typedef struct cres {
@@ -87,6 +93,8 @@ typedef bool (*stats_pred)(const rpc_server_stats *st, uint64_t arg);
 void tsrv_handler(void *arg, const Objmeta__Request *req, rpc_reply *reply);
 /* Start a server (port 0 unless o->listen names one) and its HTTP side; fails the test on error. */
 tsrv *tsrv_start_opts(const rpc_server_opts *o);
+/* tsrv_start_opts with the read-ahead hints recorded in t->hint_log. */
+tsrv *tsrv_start_hints(const rpc_server_opts *o);
 tsrv *tsrv_start(void);
 /* Send a control command to the loop thread ('g', 's', 'r', 'q'). */
 void tsrv_cmd(tsrv *t, char c);
