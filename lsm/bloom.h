@@ -76,12 +76,19 @@ void lsm_bloom_probe_init(lsm_bloom_probe *p, om_slice filter);
 /* The multiplier of the probe sequence inside a line (FORMAT.md, "Filter block"). */
 #define LSM_BLOOM_STEP 0x9E3779B9u
 
+/* The line a probe of the key with om_hash64 h reads. */
+static inline const uint8_t *
+lsm_bloom_probe_line(const lsm_bloom_probe *p, uint64_t h)
+{
+    /* The line: the high 32 bits of h, multiply-shifted into [0, nlines). */
+    return p->lines + (size_t)(((h >> 32) * (uint64_t)p->nlines) >> 32) * 64;
+}
+
 /* False if the key with om_hash64 h was certainly not added. */
 static inline bool
 lsm_bloom_probe_may_contain(const lsm_bloom_probe *p, uint64_t h)
 {
-    /* The line: the high 32 bits of h, multiply-shifted into [0, nlines). */
-    const uint8_t *line = p->lines + (size_t)(((h >> 32) * (uint64_t)p->nlines) >> 32) * 64;
+    const uint8_t *line = lsm_bloom_probe_line(p, h);
     uint32_t a = (uint32_t)h;
 
     for (int j = 0; j < p->k; j++) {

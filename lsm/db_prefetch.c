@@ -16,7 +16,9 @@
  * keys still not found and when the row cache is on, the rows of every
  * table a get may consult (each L0 table whose range covers the key, and
  * the one file of each deeper level that does) through
- * lsm_table_cache_row_prefetch. Bloom filters are not consulted: a row
+ * lsm_table_cache_row_prefetch, together with those tables' filter lines
+ * (when the table is pinned, as the tables of a live version are after
+ * their first lookup). The filters are only loaded, not consulted: a row
  * probe of a table without the key finds an empty slot, which costs one
  * line. Everything here is a hint: it reads the same structures as a get
  * under the same rules (the read view is referenced, the cache's shards
@@ -26,6 +28,7 @@
 
 #include "lsm/db_int.h"
 #include "lsm/lsm.h"
+#include "util/checksum.h"
 #include "util/coding.h"
 
 /* Keys handled per round: the width of the memtable rounds. */
@@ -65,9 +68,17 @@ pf_rows_flush(pf_rows *r)
     r->n = 0;
 }
 
+/*
+ * The row of key in table f, and the table's filter line for the key (om_hash64
+ * h) when the table is pinned: the version we hold keeps the pin's handle open.
+ */
 static void
-pf_rows_add(pf_rows *r, const lsm_file_meta *f, om_slice key)
+pf_rows_add(pf_rows *r, lsm_file_meta *f, om_slice key, uint64_t h)
 {
+    lsm_table_ref *ref = atomic_load_explicit(&f->pin.ref, memory_order_acquire);
+
+    if (ref != NULL)
+        lsm_sst_prefetch_filter(lsm_table_ref_sst(ref), h);
     if (r->n == LSM_CACHE_PREFETCH_MAX)
         pf_rows_flush(r);
     r->numbers[r->n] = f->number;
@@ -80,10 +91,11 @@ static void
 pf_tables(pf_rows *r, const lsm_version *v, om_slice key)
 {
     uint8_t lk[PF_LOOKUP_MAX];
+    uint64_t h = om_hash64(key.p, key.n); /* the filters' hash (db.c's db_probe_hash) */
 
     for (int i = v->nfiles[0] - 1; i >= 0; i--)
         if (pf_covers(v->files[0][i], key))
-            pf_rows_add(r, v->files[0][i], key);
+            pf_rows_add(r, v->files[0][i], key, h);
     if (key.n + LSM_TRAILER_SIZE > sizeof(lk))
         return; /* a long key: only its L0 hints */
     if (key.n > 0)
@@ -96,7 +108,7 @@ pf_tables(pf_rows *r, const lsm_version *v, om_slice key)
             continue;
         idx = lsm_version_find_file(v, l, om_slice_make(lk, key.n + LSM_TRAILER_SIZE));
         if (idx < v->nfiles[l] && pf_covers(v->files[l][idx], key))
-            pf_rows_add(r, v->files[l][idx], key);
+            pf_rows_add(r, v->files[l][idx], key, h);
     }
 }
 

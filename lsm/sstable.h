@@ -184,6 +184,8 @@ bool lsm_sst_may_contain(lsm_sst *t, om_slice user_key);
  */
 bool lsm_sst_has_filter(const lsm_sst *t);
 bool lsm_sst_may_contain_hash(const lsm_sst *t, uint64_t h);
+/* A hint: start loading the filter line lsm_sst_may_contain_hash(t, h) reads. */
+void lsm_sst_prefetch_filter(const lsm_sst *t, uint64_t h);
 om_status lsm_sst_get_unfiltered(lsm_sst *t, om_slice lookup_ikey, bool fill_cache,
                                  lsm_sst_get_fn fn, void *arg);
 

@@ -566,6 +566,13 @@ lsm_sst_may_contain_hash(const lsm_sst *t, uint64_t h)
     return t->filter.n == 0 || lsm_bloom_probe_may_contain(&t->probe, h);
 }
 
+void
+lsm_sst_prefetch_filter(const lsm_sst *t, uint64_t h)
+{
+    if (t->filter.n > 0)
+        __builtin_prefetch(lsm_bloom_probe_line(&t->probe, h), 0, 3);
+}
+
 om_status
 lsm_sst_get(lsm_sst *t, om_slice lookup, bool fill_cache, lsm_sst_get_fn fn, void *arg)
 {
