@@ -205,8 +205,9 @@ om_status lsm_get_ex(lsm_db *db, const lsm_snapshot *snap, om_slice key, om_buf 
 /*
  * lsm_prefetch -- a hint that keys[0..n) are about to be read with lsm_get /
  * lsm_get_ex: starts loading the active memtable's index entries for them
- * into the CPU cache (a writer reading a group of keys before writing them
- * calls it a few keys ahead). No effect on any result; cheap for small n.
+ * (and the values of those it finds there) into the CPU cache (a writer
+ * reading a group of keys before writing them calls it a few keys ahead).
+ * No effect on any result; cheap for small n.
  * Thread-safety: any thread.
  */
 void lsm_prefetch(lsm_db *db, const om_slice *keys, size_t n);

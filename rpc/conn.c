@@ -24,6 +24,12 @@
  * while conn_process is on the stack (from a handler that answered
  * synchronously, say) is deferred until it unwinds.
  *
+ * Read-ahead hints: with a prefetch function set (rpc_server_set_prefetch),
+ * conn_process first hands it the addresses of the keyed reads among the
+ * next frames (conn_hint_reads, up to RPC_PREFETCH_MAX frames, read in place
+ * without decoding), then every RPC_PREFETCH_MAX dispatched frames again, so
+ * that the handler's data for a pipelined batch loads while it runs.
+ *
  * Replies answered on the loop thread are packed straight into the
  * bufferevent's output; replies from other threads arrive packed through the
  * server's completion queue (rpc_int.h explains the scheme).
