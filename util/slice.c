@@ -146,7 +146,12 @@ om_utf8_valid(om_slice s)
     while (p < end) {
         uint8_t c = *p;
         if (c < 0x80) {
-            p++;
+            uint64_t w;
+            /* ASCII runs (most keys) eight bytes at a time */
+            if (end - p >= 8 && (memcpy(&w, p, 8), (w & 0x8080808080808080ull) == 0))
+                p += 8;
+            else
+                p++;
             continue;
         }
         size_t len;

@@ -137,6 +137,19 @@ START_TEST(record_roundtrip_and_truncation)
     ck_assert(om_slice_eq(d.data, r.data));
     shard_etag_hex(r.etag, hex);
     ck_assert_str_eq(hex, "0123456789abcdef");
+    {
+        /* the formatter against printf's %016llx, on edge and random values */
+        uint64_t rs = tu_seed("etag_hex"),
+                 vals[] = {
+                     0, 1, 0xf, 0xa, 0x9, UINT64_MAX, 0xfedcba9876543210ull, 0xa0a0a0a0a0a0a0a0ull};
+        char want[32];
+        for (int i = 0; i < 2000; i++) {
+            uint64_t v = i < 8 ? vals[i] : tu_rand(&rs);
+            snprintf(want, sizeof(want), "%016llx", (unsigned long long)v);
+            shard_etag_hex(v, hex);
+            ck_assert_str_eq(hex, want);
+        }
+    }
 
     /* every truncation and a wrong format byte are CORRUPT, never a crash */
     for (size_t n = 0; n < b.n; n++)

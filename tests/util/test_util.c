@@ -74,6 +74,23 @@ START_TEST(utf8_validation)
     ck_assert(!om_utf8_valid(om_slice_from_str("\xed\xa0\x80")));     /* surrogate */
     ck_assert(!om_utf8_valid(om_slice_from_str("\xf4\x90\x80\x80"))); /* > U+10FFFF */
     ck_assert(!om_utf8_valid(om_slice_from_str("\xff")));
+    /* ASCII runs are checked eight bytes at a time: a bad or good byte anywhere in them */
+    for (size_t at = 0; at < 24; at++) {
+        char b[25];
+        memset(b, 'a', 24);
+        b[24] = '\0';
+        b[at] = (char)0xff;
+        ck_assert(!om_utf8_valid(om_slice_make(b, 24)));
+        b[at] = (char)0x80; /* a lone continuation byte */
+        ck_assert(!om_utf8_valid(om_slice_make(b, 24)));
+        b[at] = 0x7f;
+        ck_assert(om_utf8_valid(om_slice_make(b, 24)));
+        if (at + 2 <= 24) {
+            memcpy(b + at, "\xc3\xa9", 2);
+            ck_assert(om_utf8_valid(om_slice_make(b, 24)));
+            ck_assert(!om_utf8_valid(om_slice_make(b, at + 1))); /* cut inside */
+        }
+    }
 }
 END_TEST
 
