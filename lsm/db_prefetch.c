@@ -16,13 +16,13 @@
  * keys still not found and when the row cache is on, the rows of every
  * table a get may consult (each L0 table whose range covers the key, and
  * the one file of each deeper level that does) through
- * lsm_table_cache_row_prefetch, together with those tables' filter lines
- * (when the table is pinned, as the tables of a live version are after
- * their first lookup). The filters are only loaded, not consulted: a row
- * probe of a table without the key finds an empty slot, which costs one
- * line. Everything here is a hint: it reads the same structures as a get
- * under the same rules (the read view is referenced, the cache's shards
- * are locked) and changes nothing.
+ * lsm_table_cache_row_prefetch -- in two rounds: first every such table's
+ * bloom filter line loads (tables are pinned, and so open, after their first
+ * lookup), then each key's tables are asked in the get's order and rows are
+ * hinted up to the first table whose filter admits the key, so a key costs
+ * one row probe instead of one per table. Everything here is a hint: it reads the same structures
+ * as a get under the same rules (the read view is referenced, the cache's shards are locked) and
+ * changes nothing.
  */
 #include <string.h>
 
@@ -68,17 +68,9 @@ pf_rows_flush(pf_rows *r)
     r->n = 0;
 }
 
-/*
- * The row of key in table f, and the table's filter line for the key (om_hash64
- * h) when the table is pinned: the version we hold keeps the pin's handle open.
- */
 static void
-pf_rows_add(pf_rows *r, lsm_file_meta *f, om_slice key, uint64_t h)
+pf_rows_add(pf_rows *r, const lsm_file_meta *f, om_slice key)
 {
-    lsm_table_ref *ref = atomic_load_explicit(&f->pin.ref, memory_order_acquire);
-
-    if (ref != NULL)
-        lsm_sst_prefetch_filter(lsm_table_ref_sst(ref), h);
     if (r->n == LSM_CACHE_PREFETCH_MAX)
         pf_rows_flush(r);
     r->numbers[r->n] = f->number;
@@ -86,16 +78,41 @@ pf_rows_add(pf_rows *r, lsm_file_meta *f, om_slice key, uint64_t h)
     r->n++;
 }
 
-/* The rows of every table a get of key may consult. */
+/* A table a get of keys[key] may consult; candidates of one key are listed in the get's order. */
+typedef struct pf_cand {
+    const lsm_file_meta *f;
+    const lsm_sst *t; /* its open table when pinned and filtered, else NULL (no filter to ask) */
+    size_t key;
+} pf_cand;
+
+/* Candidates per chunk of keys (beyond that, keys get no row hints). */
+#define PF_CANDS 256
+
 static void
-pf_tables(pf_rows *r, const lsm_version *v, om_slice key)
+pf_cand_add(pf_cand *c, size_t *nc, lsm_file_meta *f, size_t key, uint64_t h)
+{
+    /* the version we hold keeps a pinned table open */
+    lsm_table_ref *ref = atomic_load_explicit(&f->pin.ref, memory_order_acquire);
+    const lsm_sst *t = ref != NULL ? lsm_table_ref_sst(ref) : NULL;
+
+    if (*nc == PF_CANDS)
+        return;
+    if (t != NULL && !lsm_sst_has_filter(t))
+        t = NULL;
+    if (t != NULL)
+        lsm_sst_prefetch_filter(t, h);
+    c[(*nc)++] = (pf_cand){.f = f, .t = t, .key = key};
+}
+
+/* The tables a get of keys[ki] (om_hash64 h) may consult, in its order. */
+static void
+pf_tables(pf_cand *c, size_t *nc, const lsm_version *v, om_slice key, size_t ki, uint64_t h)
 {
     uint8_t lk[PF_LOOKUP_MAX];
-    uint64_t h = om_hash64(key.p, key.n); /* the filters' hash (db.c's db_probe_hash) */
 
     for (int i = v->nfiles[0] - 1; i >= 0; i--)
         if (pf_covers(v->files[0][i], key))
-            pf_rows_add(r, v->files[0][i], key, h);
+            pf_cand_add(c, nc, v->files[0][i], ki, h);
     if (key.n + LSM_TRAILER_SIZE > sizeof(lk))
         return; /* a long key: only its L0 hints */
     if (key.n > 0)
@@ -108,8 +125,44 @@ pf_tables(pf_rows *r, const lsm_version *v, om_slice key)
             continue;
         idx = lsm_version_find_file(v, l, om_slice_make(lk, key.n + LSM_TRAILER_SIZE));
         if (idx < v->nfiles[l] && pf_covers(v->files[l][idx], key))
-            pf_rows_add(r, v->files[l][idx], key, h);
+            pf_cand_add(c, nc, v->files[l][idx], ki, h);
     }
+}
+
+/*
+ * The row hints of the keys not found in a memtable. Two rounds: list each
+ * key's tables and start loading their filter lines; then, per key, hint the
+ * rows of its tables in the get's order up to the first whose filter admits
+ * the key (a table whose filter cannot be asked is hinted and passed).
+ */
+static void
+pf_table_rows(lsm_db *db, const lsm_version *v, const om_slice *keys, size_t k, const bool *found)
+{
+    pf_cand c[PF_CANDS];
+    uint64_t h[PF_KEYS];
+    bool done[PF_KEYS] = {false};
+    size_t nc = 0;
+    pf_rows r = {.tc = db->tc, .n = 0};
+
+    for (size_t i = 0; i < k; i++) {
+        if (found[i] || keys[i].n > LSM_MAX_KEY_SIZE)
+            continue;
+        h[i] = om_hash64(keys[i].p, keys[i].n); /* the filters' hash (db.c's db_probe_hash) */
+        pf_tables(c, &nc, v, keys[i], i, h[i]);
+    }
+    for (size_t j = 0; j < nc; j++) {
+        size_t ki = c[j].key;
+
+        if (done[ki])
+            continue;
+        if (c[j].t != NULL) {
+            if (!lsm_sst_may_contain_hash(c[j].t, h[ki]))
+                continue;
+            done[ki] = true;
+        }
+        pf_rows_add(&r, c[j].f, keys[ki]);
+    }
+    pf_rows_flush(&r);
 }
 
 void
@@ -137,14 +190,8 @@ lsm_prefetch_reads(lsm_db *db, const om_slice *keys, size_t n)
         left = 0;
         for (size_t i = 0; i < k; i++)
             left += !found[i];
-        if (left > 0 && lsm_table_cache_has_rows(db->tc)) {
-            pf_rows r = {.tc = db->tc, .n = 0};
-
-            for (size_t i = 0; i < k; i++)
-                if (!found[i] && keys[i].n <= LSM_MAX_KEY_SIZE)
-                    pf_tables(&r, sv->v, keys[i]);
-            pf_rows_flush(&r);
-        }
+        if (left > 0 && lsm_table_cache_has_rows(db->tc))
+            pf_table_rows(db, sv->v, keys, k, found);
         keys += k;
         n -= k;
     }
