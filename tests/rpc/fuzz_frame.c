@@ -17,6 +17,7 @@
  * the Response decoder (rpc_fastunpack_response) on every frame read as a
  * Response; and the Request encoder the frame encoder uses for the hot
  * Requests (rpc_fastpack_req_*) must write protobuf_c_message_pack's bytes.
+ * The read-ahead peek (rpc_fastpeek_keyed) must stay inside every frame.
  * Any disagreement traps. Built with -fsanitize=fuzzer only with
  * -Dfuzz=true; tests/rpc/fuzz_smoke.c runs the entry point in every build.
  */
@@ -87,6 +88,12 @@ fuzz_fastunpack(const uint8_t *p, size_t n, const Objmeta__Request *ref)
     ProtobufCAllocator *pa = rpc_scratch_take(sc);
     FUZZ_CHECK(pa != NULL);
     Objmeta__Request *fast = rpc_fastunpack_request(pa, p, n, &handled);
+    om_slice hb, hk;
+    if (rpc_fastpeek_keyed(p, n, &hb, &hk)) {
+        /* the read-ahead peek stays inside the frame */
+        FUZZ_CHECK(hb.n == 0 || (hb.p >= p && hb.p + hb.n <= p + n));
+        FUZZ_CHECK(hk.n == 0 || (hk.p >= p && hk.p + hk.n <= p + n));
+    }
     if (handled) {
         om_buf a = OM_BUF_INIT, b = OM_BUF_INIT;
         FUZZ_CHECK(fast != NULL && ref != NULL);
