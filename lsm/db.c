@@ -90,6 +90,7 @@ lsm_opts_init(lsm_opts *o)
     o->close_compaction_wait_ms = 5000;
     o->idle_l0_compaction_ms = 1000;
     o->memtable_prefault = true;
+    o->wal_preallocate = 1u << 20;
 }
 
 static om_status
@@ -380,8 +381,7 @@ db_recover_logs(lsm_db *db)
     OM_GOTO(db_recover_flush(db, mem, &e));
     /* Step 5: the new log, then the new MANIFEST that points past the old logs. */
     db->wal_number = lsm_vset_new_file_number(db->vs);
-    lsm_fname(path, sizeof(path), db->dir, LSM_FT_LOG, db->wal_number);
-    OM_GOTO(lsm_wal_writer_open(db->env, path, &db->wal));
+    OM_GOTO(lsm_db_wal_open(db, db->wal_number, &db->wal));
     lsm_edit_set_log_number(&e, db->wal_number);
     lsm_edit_set_last_seq(&e, max_seq);
     OM_GOTO(lsm_vset_create_manifest(db->vs, &e));

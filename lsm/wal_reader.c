@@ -10,6 +10,10 @@
  * after the damage means data was written after it: corruption in the
  * middle, reported as OM_E_CORRUPT. Nothing intact after it: a torn tail,
  * reported as the end of the log.
+ *
+ * Zeros from a fragment boundary to the end of the file, outside a record,
+ * are the unused part of a preallocated log (wal_format.h): the clean end
+ * of the log, neither torn nor corrupt.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -175,6 +179,35 @@ wal_intact_after(lsm_wal_reader *r, uint64_t from, bool *found)
     return st;
 }
 
+/* Is every byte from file offset `from` to the end of the file zero? */
+static om_status
+wal_zeros_to_end(lsm_wal_reader *r, uint64_t from, bool *zeros)
+{
+    uint8_t *b = malloc(LSM_WAL_BLOCK_SIZE);
+    uint64_t off = from - from % LSM_WAL_BLOCK_SIZE;
+    size_t start = (size_t)(from % LSM_WAL_BLOCK_SIZE);
+    om_status st = OM_OK;
+
+    if (b == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    *zeros = true;
+    for (; off < r->file_size && *zeros; off += LSM_WAL_BLOCK_SIZE, start = 0) {
+        size_t len;
+
+        st = wal_read_block(r, off, b, &len);
+        if (st != OM_OK)
+            break;
+        for (size_t i = start; i < len; i++) {
+            if (b[i] != 0) {
+                *zeros = false;
+                break;
+            }
+        }
+    }
+    free(b);
+    return st;
+}
+
 /*
  * Damage at file offset `at`: decide between a torn tail and corruption by
  * looking for an intact fragment at or after `scan_from`.
@@ -241,8 +274,19 @@ lsm_wal_read(lsm_wal_reader *r, om_slice *out)
             return OM_E_NOTFOUND;
         }
         p = r->blk + r->pos;
-        if (!wal_frag_intact(p, left))
+        if (!wal_frag_intact(p, left)) {
+            bool zeros = false;
+
+            if (!in_rec && (st = wal_zeros_to_end(r, frag_off, &zeros)) != OM_OK) {
+                r->err = st;
+                return st;
+            }
+            if (zeros) { /* the preallocated, unused end of the log */
+                r->done = true;
+                return OM_E_NOTFOUND;
+            }
             return wal_damage(r, frag_off + 1, frag_off);
+        }
         type = p[6];
         len = (size_t)p[4] | ((size_t)p[5] << 8);
         r->pos += LSM_WAL_HEADER_SIZE + len;
