@@ -209,6 +209,14 @@ om_status lsm_get(lsm_db *db, const lsm_snapshot *snap, om_slice key, om_buf *va
  * disk are still added to it).
  */
 #define LSM_GET_NO_FILL 0x1u
+/*
+ * LSM_GET_HEAD: *value receives only the first LSM_GET_HEAD_BYTES bytes of
+ * the value (all of it when shorter), for a caller that needs no more than a
+ * value's leading fields (the shard's record header before a write); the
+ * rest is neither copied nor brought into the CPU cache.
+ */
+#define LSM_GET_HEAD 0x2u
+#define LSM_GET_HEAD_BYTES 64
 om_status lsm_get_ex(lsm_db *db, const lsm_snapshot *snap, om_slice key, om_buf *value,
                      unsigned flags);
 

@@ -349,6 +349,18 @@ lsm_mem_add(lsm_memtable *m, uint64_t seq, lsm_vtype type, om_slice key, om_slic
 bool
 lsm_mem_get(lsm_memtable *m, om_slice key, uint64_t seq, om_buf *value, om_status *st)
 {
+    om_slice v;
+
+    if (!lsm_mem_find(m, key, seq, &v, st))
+        return false;
+    if (*st == OM_OK)
+        *st = om_buf_set(value, v);
+    return true;
+}
+
+bool
+lsm_mem_find(lsm_memtable *m, om_slice key, uint64_t seq, om_slice *value, om_status *st)
+{
     const uint64_t target = lsm_trailer_pack(seq, LSM_TYPE_SEEK);
     const lsm_skl_node *x = mem_newest(m, key);
     uint64_t t = 0;
@@ -358,10 +370,12 @@ lsm_mem_get(lsm_memtable *m, om_slice key, uint64_t seq, om_buf *value, om_statu
         x = lsm_skl_node_next(x);
     if (x == NULL || !mem_key_is(x, key))
         return false;
-    if ((t & 0xff) == LSM_TYPE_DEL)
+    if ((t & 0xff) == LSM_TYPE_DEL) {
         *st = OM_E_NOTFOUND;
-    else
-        *st = om_buf_set(value, lsm_skl_node_value(x));
+    } else {
+        *st = OM_OK;
+        *value = lsm_skl_node_value(x);
+    }
     return true;
 }
 

@@ -106,6 +106,8 @@ void lsm_mem_prefetch_gets(const lsm_memtable *m, const om_slice *keys, size_t n
  * the key has no visible entry here (look further down).
  */
 bool lsm_mem_get(lsm_memtable *m, om_slice key, uint64_t seq, om_buf *value, om_status *st);
+/* lsm_mem_get without the copy: *value points into m (valid while m is referenced). */
+bool lsm_mem_find(lsm_memtable *m, om_slice key, uint64_t seq, om_slice *value, om_status *st);
 
 /* True if any entry (any sequence, value or tombstone) of key is present. */
 bool lsm_mem_has_key(lsm_memtable *m, om_slice key);

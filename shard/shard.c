@@ -180,9 +180,12 @@ shard_stripe(shard *s, om_slice lkey)
 /*
  * Read the current record (live or tombstone) of lkey into *raw and *rec.
  * flags: LSM_GET_* (LSM_GET_NO_FILL for the read before a write: the row it
- * finds is about to be shadowed, so caching it would only evict a useful one).
- * Returns OM_OK, OM_E_NOTFOUND if the engine has nothing, or an engine error.
+ * finds is about to be shadowed, so caching it would only evict a useful one;
+ * LSM_GET_HEAD when only the head of *rec is wanted: see
+ * shard_record_decode_head). Returns OM_OK, OM_E_NOTFOUND if the engine has
+ * nothing, or an engine error.
  */
+_Static_assert(SHARD_RECORD_HEAD_MAX <= LSM_GET_HEAD_BYTES, "a record head fits LSM_GET_HEAD");
 static om_status
 shard_read(shard *s, om_slice lkey, unsigned flags, om_buf *raw, shard_record *rec, char *err,
            size_t errlen)
@@ -193,7 +196,8 @@ shard_read(shard *s, om_slice lkey, unsigned flags, om_buf *raw, shard_record *r
         return st;
     if (st != OM_OK)
         return shard_msg(st, err, errlen, "storage engine read failed: %s", om_status_str(st));
-    st = shard_record_decode(om_buf_slice(raw), rec);
+    st = flags & LSM_GET_HEAD ? shard_record_decode_head(om_buf_slice(raw), rec)
+                              : shard_record_decode(om_buf_slice(raw), rec);
     if (st != OM_OK)
         return shard_msg(st, err, errlen, "stored record does not decode");
     return OM_OK;
@@ -357,12 +361,14 @@ write_prepare(shard *s, shard_write *w, om_slice lkey, uint64_t etag, const om_s
     om_status st;
 
     *vlen = 0;
+    /* Only the old record's head is used: version, type, times (shard_info_from). */
     if (prev != NULL) {
-        st = shard_record_decode(*prev, &old);
+        st = shard_record_decode_head(*prev, &old);
         if (st != OM_OK)
             return shard_msg(st, w->err, sizeof(w->err), "batched record does not decode");
     } else {
-        st = shard_read(s, lkey, LSM_GET_NO_FILL, raw, &old, w->err, sizeof(w->err));
+        st = shard_read(s, lkey, LSM_GET_NO_FILL | LSM_GET_HEAD, raw, &old, w->err,
+                        sizeof(w->err));
     }
     if (st != OM_OK && st != OM_E_NOTFOUND)
         return st;
