@@ -147,12 +147,31 @@ wal_frag_intact(const uint8_t *p, size_t n)
     return om_checksum32(p + LSM_WAL_HEADER_SIZE - 1, len + 1) == om_get_fixed32(p);
 }
 
-/*
- * Any intact fragment after file offset `from`? Fragments never cross
- * blocks, so each block is scanned on its own.
- */
+/* Block scanners for wal_scan: does bytes [start, len) of block b hold what is sought? */
+typedef bool (*wal_block_pred)(const uint8_t *b, size_t start, size_t len);
+
+/* An intact fragment (fragments never cross blocks, so each block is scanned on its own). */
+static bool
+wal_block_has_intact(const uint8_t *b, size_t start, size_t len)
+{
+    for (size_t i = start; i + LSM_WAL_HEADER_SIZE <= len; i++)
+        if (wal_frag_intact(b + i, len - i))
+            return true;
+    return false;
+}
+
+static bool
+wal_block_has_nonzero(const uint8_t *b, size_t start, size_t len)
+{
+    for (size_t i = start; i < len; i++)
+        if (b[i] != 0)
+            return true;
+    return false;
+}
+
+/* Does any block from file offset `from` to the end of the file satisfy pred? */
 static om_status
-wal_intact_after(lsm_wal_reader *r, uint64_t from, bool *found)
+wal_scan(lsm_wal_reader *r, uint64_t from, wal_block_pred pred, bool *found)
 {
     uint8_t *b = malloc(LSM_WAL_BLOCK_SIZE);
     uint64_t off = from - from % LSM_WAL_BLOCK_SIZE;
@@ -168,41 +187,7 @@ wal_intact_after(lsm_wal_reader *r, uint64_t from, bool *found)
         st = wal_read_block(r, off, b, &len);
         if (st != OM_OK)
             break;
-        for (size_t i = start; i + LSM_WAL_HEADER_SIZE <= len; i++) {
-            if (wal_frag_intact(b + i, len - i)) {
-                *found = true;
-                break;
-            }
-        }
-    }
-    free(b);
-    return st;
-}
-
-/* Is every byte from file offset `from` to the end of the file zero? */
-static om_status
-wal_zeros_to_end(lsm_wal_reader *r, uint64_t from, bool *zeros)
-{
-    uint8_t *b = malloc(LSM_WAL_BLOCK_SIZE);
-    uint64_t off = from - from % LSM_WAL_BLOCK_SIZE;
-    size_t start = (size_t)(from % LSM_WAL_BLOCK_SIZE);
-    om_status st = OM_OK;
-
-    if (b == NULL)
-        return OM_ERR(OM_E_NOMEM);
-    *zeros = true;
-    for (; off < r->file_size && *zeros; off += LSM_WAL_BLOCK_SIZE, start = 0) {
-        size_t len;
-
-        st = wal_read_block(r, off, b, &len);
-        if (st != OM_OK)
-            break;
-        for (size_t i = start; i < len; i++) {
-            if (b[i] != 0) {
-                *zeros = false;
-                break;
-            }
-        }
+        *found = pred(b, start, len);
     }
     free(b);
     return st;
@@ -216,7 +201,7 @@ static om_status
 wal_damage(lsm_wal_reader *r, uint64_t scan_from, uint64_t at)
 {
     bool found;
-    om_status st = wal_intact_after(r, scan_from, &found);
+    om_status st = wal_scan(r, scan_from, wal_block_has_intact, &found);
 
     if (st != OM_OK) {
         r->err = st;
@@ -275,13 +260,13 @@ lsm_wal_read(lsm_wal_reader *r, om_slice *out)
         }
         p = r->blk + r->pos;
         if (!wal_frag_intact(p, left)) {
-            bool zeros = false;
+            bool nonzero = true;
 
-            if (!in_rec && (st = wal_zeros_to_end(r, frag_off, &zeros)) != OM_OK) {
+            if (!in_rec && (st = wal_scan(r, frag_off, wal_block_has_nonzero, &nonzero)) != OM_OK) {
                 r->err = st;
                 return st;
             }
-            if (zeros) { /* the preallocated, unused end of the log */
+            if (!nonzero) { /* zeros to the end: the preallocated, unused end of the log */
                 r->done = true;
                 return OM_E_NOTFOUND;
             }
