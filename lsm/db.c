@@ -980,6 +980,19 @@ lsm_prefetch(lsm_db *db, const om_slice *keys, size_t n)
     lsm_sv_unref(sv);
 }
 
+void
+lsm_prefetch_values(lsm_db *db, const om_slice *keys, size_t n)
+{
+    uint64_t last;
+    lsm_sv *sv;
+
+    if (n == 0)
+        return;
+    sv = lsm_db_sv_get(db, &last);
+    lsm_mem_prefetch_values(sv->mem, keys, n);
+    lsm_sv_unref(sv);
+}
+
 bool
 lsm_may_contain(lsm_db *db, om_slice key)
 {

@@ -228,6 +228,12 @@ om_status lsm_get_ex(lsm_db *db, const lsm_snapshot *snap, om_slice key, om_buf 
  * Thread-safety: any thread.
  */
 void lsm_prefetch(lsm_db *db, const om_slice *keys, size_t n);
+/*
+ * lsm_prefetch_values -- the second stage of lsm_prefetch, for keys given to
+ * it a little earlier (a few gets before): starts loading the first bytes of
+ * their newest memtable values, which a get copies. Same guarantees.
+ */
+void lsm_prefetch_values(lsm_db *db, const om_slice *keys, size_t n);
 
 /*
  * lsm_may_contain -- a cheap check: false means key is certainly absent or

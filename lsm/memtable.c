@@ -346,6 +346,17 @@ lsm_mem_add(lsm_memtable *m, uint64_t seq, lsm_vtype type, om_slice key, om_slic
     return OM_OK;
 }
 
+void
+lsm_mem_prefetch_values(const lsm_memtable *m, const om_slice *keys, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const lsm_skl_node *x = mem_newest(m, keys[i]);
+
+        if (x != NULL)
+            __builtin_prefetch(x->value, 0, 3);
+    }
+}
+
 bool
 lsm_mem_get(lsm_memtable *m, om_slice key, uint64_t seq, om_buf *value, om_status *st)
 {

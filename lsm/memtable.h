@@ -98,6 +98,12 @@ void lsm_mem_prefetch(const lsm_memtable *m, om_slice key);
  * first node of its chain. Only a hint: no effect on results. Any thread.
  */
 void lsm_mem_prefetch_gets(const lsm_memtable *m, const om_slice *keys, size_t n);
+/*
+ * The second stage, for keys given to lsm_mem_prefetch_gets a while before
+ * (their buckets and nodes are in the cache by now): starts loading the
+ * first line of each key's newest value.
+ */
+void lsm_mem_prefetch_values(const lsm_memtable *m, const om_slice *keys, size_t n);
 
 /*
  * lsm_mem_get -- the newest entry of key with sequence <= seq.

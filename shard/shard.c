@@ -539,20 +539,29 @@ shard_write_many(shard *s, shard_write *w, size_t n)
     shard_write_many_ex(s, w, n, false);
 }
 
-/* Writes whose reads are announced to the engine ahead of them (lsm_prefetch). */
+/*
+ * The reads before a group's writes are announced to the engine in chunks of
+ * WM_PREFETCH_AHEAD writes, in two stages: lsm_prefetch (index buckets and
+ * nodes) two chunks ahead, lsm_prefetch_values (the values the read copies)
+ * one chunk ahead, once the nodes are in the cache.
+ */
 #define WM_PREFETCH_AHEAD 8
 
-/* lsm_prefetch the keys of the valid items [from, to) (capped at n). */
+/* Prefetch for the valid items [from, from + WM_PREFETCH_AHEAD) (capped at n). */
 static void
-wm_prefetch(shard *s, const wm_item *items, const om_buf *keys, size_t from, size_t to, size_t n)
+wm_prefetch(shard *s, const wm_item *items, const om_buf *keys, size_t from, size_t n,
+            bool values)
 {
     om_slice ks[WM_PREFETCH_AHEAD];
     size_t k = 0;
 
-    for (size_t i = from; i < to && i < n; i++)
+    for (size_t i = from; i < from + WM_PREFETCH_AHEAD && i < n; i++)
         if (items[i].valid)
             ks[k++] = om_slice_make(keys->p + items[i].koff, items[i].klen);
-    lsm_prefetch(s->db, ks, k);
+    if (values)
+        lsm_prefetch_values(s->db, ks, k);
+    else
+        lsm_prefetch(s->db, ks, k);
 }
 
 void
@@ -611,14 +620,18 @@ shard_write_many_ex(shard *s, shard_write *w, size_t n, bool nosync)
     for (unsigned k = 0; k < SHARD_STRIPES; k++)
         if (stripes[k / 64] & (UINT64_C(1) << (k % 64)))
             pthread_mutex_lock(&s->stripes[k]);
-    wm_prefetch(s, items, keys, 0, WM_PREFETCH_AHEAD, n);
+    wm_prefetch(s, items, keys, 0, n, false);
+    wm_prefetch(s, items, keys, WM_PREFETCH_AHEAD, n, false);
+    wm_prefetch(s, items, keys, 0, n, true);
     for (size_t i = 0; i < n; i++) {
         wm_item *it = &items[i];
         om_slice lkey = om_slice_make(keys->p + it->koff, it->klen), prev_val;
         const om_slice *prev = NULL;
 
-        if (i % WM_PREFETCH_AHEAD == 0)
-            wm_prefetch(s, items, keys, i + WM_PREFETCH_AHEAD, i + 2 * WM_PREFETCH_AHEAD, n);
+        if (i % WM_PREFETCH_AHEAD == 0) {
+            wm_prefetch(s, items, keys, i + 2 * WM_PREFETCH_AHEAD, n, false);
+            wm_prefetch(s, items, keys, i + WM_PREFETCH_AHEAD, n, true);
+        }
         if (!it->valid)
             continue;
         /* The latest earlier write of this key that went into the batch. */
