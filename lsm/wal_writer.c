@@ -21,11 +21,11 @@
 
 struct lsm_wal_writer {
     lsm_wfile *f;
-    uint64_t size;    /* bytes framed (flushed + buffered) */
-    size_t block_off; /* offset inside the current block */
-    om_buf buf;       /* framed, not yet written */
-    om_status err;    /* sticky */
-    int syncers;      /* lsm_wal_sync_written calls running (under the db mutex) */
+    uint64_t size;     /* bytes framed (flushed + buffered) */
+    size_t block_off;  /* offset inside the current block */
+    om_buf buf;        /* framed, not yet written */
+    om_status err;     /* sticky */
+    int syncers;       /* lsm_wal_sync_written calls running (under the db mutex) */
     uint64_t prealloc; /* zero-fill chunk; 0 = off */
     uint64_t zero_end; /* the file holds zeros from the end of the appends to here */
 };

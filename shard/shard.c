@@ -367,8 +367,7 @@ write_prepare(shard *s, shard_write *w, om_slice lkey, uint64_t etag, const om_s
         if (st != OM_OK)
             return shard_msg(st, w->err, sizeof(w->err), "batched record does not decode");
     } else {
-        st = shard_read(s, lkey, LSM_GET_NO_FILL | LSM_GET_HEAD, raw, &old, w->err,
-                        sizeof(w->err));
+        st = shard_read(s, lkey, LSM_GET_NO_FILL | LSM_GET_HEAD, raw, &old, w->err, sizeof(w->err));
     }
     if (st != OM_OK && st != OM_E_NOTFOUND)
         return st;
@@ -549,8 +548,7 @@ shard_write_many(shard *s, shard_write *w, size_t n)
 
 /* Prefetch for the valid items [from, from + WM_PREFETCH_AHEAD) (capped at n). */
 static void
-wm_prefetch(shard *s, const wm_item *items, const om_buf *keys, size_t from, size_t n,
-            bool values)
+wm_prefetch(shard *s, const wm_item *items, const om_buf *keys, size_t from, size_t n, bool values)
 {
     om_slice ks[WM_PREFETCH_AHEAD];
     size_t k = 0;

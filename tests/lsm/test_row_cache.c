@@ -405,8 +405,8 @@ START_TEST(get_head_is_a_prefix)
         for (uint32_t i = 0; i < 300; i += (uint32_t)r + 1) {
             rkey(i, key);
             head_val(i, r, val);
-            ck_assert_int_eq(r == 1 && i % 4 == 0 ? lsm_del(db, S(key)) : lsm_put(db, S(key), S(val)),
-                             OM_OK);
+            ck_assert_int_eq(
+                r == 1 && i % 4 == 0 ? lsm_del(db, S(key)) : lsm_put(db, S(key), S(val)), OM_OK);
         }
         if (r < 2)
             ck_assert_int_eq(lsm_flush(db), OM_OK);
