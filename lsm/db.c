@@ -90,6 +90,7 @@ lsm_opts_init(lsm_opts *o)
     o->close_compaction_wait_ms = 5000;
     o->idle_l0_compaction_ms = 1000;
     o->memtable_prefault = true;
+    o->wal_preallocate = 1u << 20;
 }
 
 static om_status
@@ -380,8 +381,7 @@ db_recover_logs(lsm_db *db)
     OM_GOTO(db_recover_flush(db, mem, &e));
     /* Step 5: the new log, then the new MANIFEST that points past the old logs. */
     db->wal_number = lsm_vset_new_file_number(db->vs);
-    lsm_fname(path, sizeof(path), db->dir, LSM_FT_LOG, db->wal_number);
-    OM_GOTO(lsm_wal_writer_open(db->env, path, &db->wal));
+    OM_GOTO(lsm_db_wal_open(db, db->wal_number, &db->wal));
     lsm_edit_set_log_number(&e, db->wal_number);
     lsm_edit_set_last_seq(&e, max_seq);
     OM_GOTO(lsm_vset_create_manifest(db->vs, &e));
@@ -623,6 +623,7 @@ typedef struct db_get_ctx {
     bool found;
     lsm_vtype type;
     om_buf *value;
+    size_t max; /* copy at most this much of the value (LSM_GET_HEAD) */
     om_status st;
 } db_get_ctx;
 
@@ -632,6 +633,8 @@ db_answer(db_get_ctx *c, lsm_vtype type, om_slice value)
 {
     c->found = true;
     c->type = type;
+    if (value.n > c->max)
+        value.n = c->max;
     c->st = type == LSM_TYPE_VAL ? om_buf_set(c->value, value) : OM_E_NOTFOUND;
 }
 
@@ -662,6 +665,7 @@ typedef struct db_probe {
     uint64_t hash;
     bool hashed;
     uint32_t checks, useful;
+    size_t max; /* value bytes wanted (LSM_GET_HEAD) */
 } db_probe;
 
 /* The user key's om_hash64, computed on first use. */
@@ -826,7 +830,7 @@ static om_status
 db_table_get(lsm_db *db, lsm_file_meta *f, om_slice lookup, db_probe *p, bool rows, om_buf *value,
              bool *done)
 {
-    db_get_ctx c = {.value = value, .st = OM_OK};
+    db_get_ctx c = {.value = value, .max = p->max, .st = OM_OK};
     lsm_table_ref *ref;
     bool owned;
     om_status st = db_table_borrow(db, f, &ref, &owned);
@@ -874,11 +878,11 @@ db_file_covers(const lsm_file_meta *f, om_slice key)
 /* rows: through the row cache (when there is one). */
 static om_status
 db_version_get(lsm_db *db, const lsm_version *v, om_slice key, uint64_t seq, om_buf *value,
-               bool rows)
+               bool rows, size_t max)
 {
     uint8_t stackbuf[DB_LOOKUP_STACK], *heap;
     om_slice lk;
-    db_probe p = {.key = key};
+    db_probe p = {.key = key, .max = max};
     bool done = false;
     om_status st;
 
@@ -937,8 +941,11 @@ lsm_get(lsm_db *db, const lsm_snapshot *snap, om_slice key, om_buf *value)
 om_status
 lsm_get_ex(lsm_db *db, const lsm_snapshot *snap, om_slice key, om_buf *value, unsigned flags)
 {
+    size_t max = flags & LSM_GET_HEAD ? LSM_GET_HEAD_BYTES : SIZE_MAX;
     uint64_t last;
     lsm_sv *sv;
+    om_slice mv;
+    bool found;
     om_status st;
 
     if (key.n > LSM_MAX_KEY_SIZE)
@@ -946,12 +953,15 @@ lsm_get_ex(lsm_db *db, const lsm_snapshot *snap, om_slice key, om_buf *value, un
     sv = lsm_db_sv_get(db, &last);
     if (snap != NULL)
         last = snap->seq;
-    if (lsm_mem_get(sv->mem, key, last, value, &st))
+    found = lsm_mem_find(sv->mem, key, last, &mv, &st);
+    for (int i = sv->nimm - 1; i >= 0 && !found; i--)
+        found = lsm_mem_find(sv->imm[i], key, last, &mv, &st);
+    if (found) {
+        if (st == OM_OK)
+            st = om_buf_set(value, om_slice_make(mv.p, mv.n < max ? mv.n : max));
         goto out;
-    for (int i = sv->nimm - 1; i >= 0; i--)
-        if (lsm_mem_get(sv->imm[i], key, last, value, &st))
-            goto out;
-    st = db_version_get(db, sv->v, key, last, value, (flags & LSM_GET_NO_FILL) == 0);
+    }
+    st = db_version_get(db, sv->v, key, last, value, (flags & LSM_GET_NO_FILL) == 0, max);
 out:
     lsm_sv_unref(sv);
     return st;
@@ -967,6 +977,19 @@ lsm_prefetch(lsm_db *db, const om_slice *keys, size_t n)
         return;
     sv = lsm_db_sv_get(db, &last);
     lsm_mem_prefetch_gets(sv->mem, keys, n);
+    lsm_sv_unref(sv);
+}
+
+void
+lsm_prefetch_values(lsm_db *db, const om_slice *keys, size_t n)
+{
+    uint64_t last;
+    lsm_sv *sv;
+
+    if (n == 0)
+        return;
+    sv = lsm_db_sv_get(db, &last);
+    lsm_mem_prefetch_values(sv->mem, keys, n);
     lsm_sv_unref(sv);
 }
 

@@ -151,6 +151,8 @@ struct lsm_db {
 
 /* Build a new read view from the db state. Requires: mu held. */
 om_status lsm_db_install_sv(lsm_db *db);
+/* Create log `number` in db's directory, preallocated per the options. */
+om_status lsm_db_wal_open(lsm_db *db, uint64_t number, lsm_wal_writer **out);
 /* Reference the read view and read last_seq consistently. */
 lsm_sv *lsm_db_sv_get(lsm_db *db, uint64_t *last_seq);
 void lsm_sv_unref(lsm_sv *sv);

@@ -156,6 +156,18 @@ db_stall_add(lsm_db *db, uint64_t t0_ns)
     atomic_fetch_add(&db->st_stall_us, (om_clock_mono_ns() - t0_ns) / 1000);
 }
 
+om_status
+lsm_db_wal_open(lsm_db *db, uint64_t number, lsm_wal_writer **out)
+{
+    char path[LSM_PATH_MAX];
+
+    lsm_fname(path, sizeof(path), db->dir, LSM_FT_LOG, number);
+    OM_TRY(lsm_wal_writer_open(db->env, path, out));
+    if (db->opts.sync_mode == LSM_SYNC_ALWAYS)
+        lsm_wal_writer_preallocate(*out, db->opts.wal_preallocate);
+    return OM_OK;
+}
+
 /* Requires: mu held, the caller is the queue head. */
 static om_status
 db_switch_memtable(lsm_db *db)
@@ -179,11 +191,11 @@ db_switch_memtable(lsm_db *db)
         lsm_db_set_bg_error(db, st);
         return st;
     }
-    lsm_fname(path, sizeof(path), db->dir, LSM_FT_LOG, number);
-    OM_TRY(lsm_wal_writer_open(db->env, path, &w));
+    OM_TRY(lsm_db_wal_open(db, number, &w));
     st = lsm_mem_new_pooled(number, db->mem_pool, &m);
     if (st != OM_OK) {
         lsm_wal_writer_close(w, false);
+        lsm_fname(path, sizeof(path), db->dir, LSM_FT_LOG, number);
         db->env->ops->remove(db->env, path);
         return st;
     }

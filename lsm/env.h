@@ -57,6 +57,14 @@ typedef struct lsm_env_ops {
      * system call per block).
      */
     om_status (*rfile_map)(lsm_rfile *f, const uint8_t **p, uint64_t *size);
+    /*
+     * Optional (NULL: not supported): write n zero bytes at offset off of a
+     * writer without moving where appends go. The WAL zero-fills ahead of
+     * its appends with it (wal_format.h, "Preallocation"), so that a sync
+     * of later appends there only has data to flush, not a new file size
+     * or new blocks.
+     */
+    om_status (*wfile_zero)(lsm_wfile *f, uint64_t off, uint64_t n);
 } lsm_env_ops;
 
 struct lsm_env {

@@ -108,6 +108,29 @@ posix_wfile_append(lsm_wfile *wf, const void *p, size_t n)
 }
 
 static om_status
+posix_wfile_zero(lsm_wfile *wf, uint64_t off, uint64_t n)
+{
+    static const uint8_t zeros[64 * 1024];
+    posix_wfile *f = (posix_wfile *)wf;
+
+    while (n > 0) {
+        size_t want = n < sizeof(zeros) ? (size_t)n : sizeof(zeros);
+        ssize_t w = pwrite(f->fd, zeros, want, (off_t)off);
+
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return posix_err("pwrite", f->path, errno);
+        }
+        if (w == 0)
+            return posix_err("pwrite", f->path, EIO);
+        off += (uint64_t)w;
+        n -= (uint64_t)w;
+    }
+    return OM_OK;
+}
+
+static om_status
 posix_wfile_sync(lsm_wfile *wf)
 {
     posix_wfile *f = (posix_wfile *)wf;
@@ -416,6 +439,7 @@ static const lsm_env_ops posix_ops = {
     .lock = posix_lock,
     .unlock = posix_unlock,
     .rfile_map = posix_rfile_map,
+    .wfile_zero = posix_wfile_zero,
 };
 
 /* The env holds no mutable state, so one static instance serves every database. */

@@ -353,7 +353,27 @@ lsm_mem_prefetch_find(const lsm_memtable *m, const om_slice *keys, size_t n, boo
 void
 lsm_mem_prefetch_gets(const lsm_memtable *m, const om_slice *keys, size_t n)
 {
-    lsm_mem_prefetch_find(m, keys, n, NULL);
+    mem_link *b[32];
+
+    while (n > 0) {
+        size_t k = n < 32 ? n : 32;
+
+        /* All buckets first, so that their misses overlap; then the chains' heads. */
+        for (size_t i = 0; i < k; i++) {
+            b[i] = mem_bucket(m, keys[i]);
+            __builtin_prefetch(b[i], 0, 3);
+        }
+        for (size_t i = 0; i < k; i++) {
+            const lsm_skl_node *x = atomic_load_explicit(b[i], memory_order_acquire);
+
+            if (x != NULL) {
+                __builtin_prefetch(x, 0, 3);
+                __builtin_prefetch((const char *)x + 64, 0, 3);
+            }
+        }
+        keys += k;
+        n -= k;
+    }
 }
 
 om_status
@@ -387,8 +407,31 @@ lsm_mem_add(lsm_memtable *m, uint64_t seq, lsm_vtype type, om_slice key, om_slic
     return OM_OK;
 }
 
+void
+lsm_mem_prefetch_values(const lsm_memtable *m, const om_slice *keys, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const lsm_skl_node *x = mem_newest(m, keys[i]);
+
+        if (x != NULL)
+            __builtin_prefetch(x->value, 0, 3);
+    }
+}
+
 bool
 lsm_mem_get(lsm_memtable *m, om_slice key, uint64_t seq, om_buf *value, om_status *st)
+{
+    om_slice v;
+
+    if (!lsm_mem_find(m, key, seq, &v, st))
+        return false;
+    if (*st == OM_OK)
+        *st = om_buf_set(value, v);
+    return true;
+}
+
+bool
+lsm_mem_find(lsm_memtable *m, om_slice key, uint64_t seq, om_slice *value, om_status *st)
 {
     const uint64_t target = lsm_trailer_pack(seq, LSM_TYPE_SEEK);
     const lsm_skl_node *x = mem_newest(m, key);
@@ -399,10 +442,12 @@ lsm_mem_get(lsm_memtable *m, om_slice key, uint64_t seq, om_buf *value, om_statu
         x = lsm_skl_node_next(x);
     if (x == NULL || !mem_key_is(x, key))
         return false;
-    if ((t & 0xff) == LSM_TYPE_DEL)
+    if ((t & 0xff) == LSM_TYPE_DEL) {
         *st = OM_E_NOTFOUND;
-    else
-        *st = om_buf_set(value, lsm_skl_node_value(x));
+    } else {
+        *st = OM_OK;
+        *value = lsm_skl_node_value(x);
+    }
     return true;
 }
 

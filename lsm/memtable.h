@@ -94,16 +94,22 @@ void lsm_mem_prefetch(const lsm_memtable *m, om_slice key);
 
 /*
  * lsm_mem_prefetch_gets -- start loading what lsm_mem_get of each of keys[0..n)
- * reads: the hash-index bucket, then (once the bucket is there) the first
- * node of its chain, then (once that is there) the value when the node is
- * the key's newest version, else the chain's next node. Only a hint: no
- * effect on results. Any thread.
+ * reads first: the hash-index bucket, then (once the bucket is there) the
+ * first node of its chain. Only a hint: no effect on results. Any thread.
  */
 void lsm_mem_prefetch_gets(const lsm_memtable *m, const om_slice *keys, size_t n);
 /*
- * lsm_mem_prefetch_find -- lsm_mem_prefetch_gets for the keys whose found[i]
- * is false, setting found[i] for those whose newest version it found here
- * (a hint too: a key it misses may still be in the memtable).
+ * The second stage, for keys given to lsm_mem_prefetch_gets a while before
+ * (their buckets and nodes are in the cache by now): starts loading the
+ * first line of each key's newest value.
+ */
+void lsm_mem_prefetch_values(const lsm_memtable *m, const om_slice *keys, size_t n);
+/*
+ * lsm_mem_prefetch_find -- for a batch about to be read at once: three rounds
+ * over the keys whose found[i] is false -- buckets, chain heads, then (once
+ * the heads are there) the value when the head is the key's newest version,
+ * else the chain's next node -- setting found[i] for the keys it found here
+ * (a hint too: a key it misses may still be in the memtable). Any thread.
  */
 void lsm_mem_prefetch_find(const lsm_memtable *m, const om_slice *keys, size_t n, bool *found);
 
@@ -114,6 +120,8 @@ void lsm_mem_prefetch_find(const lsm_memtable *m, const om_slice *keys, size_t n
  * the key has no visible entry here (look further down).
  */
 bool lsm_mem_get(lsm_memtable *m, om_slice key, uint64_t seq, om_buf *value, om_status *st);
+/* lsm_mem_get without the copy: *value points into m (valid while m is referenced). */
+bool lsm_mem_find(lsm_memtable *m, om_slice key, uint64_t seq, om_slice *value, om_status *st);
 
 /* True if any entry (any sequence, value or tombstone) of key is present. */
 bool lsm_mem_has_key(lsm_memtable *m, om_slice key);

@@ -11,6 +11,10 @@
  * type byte followed by the payload. A block tail shorter than a header is
  * zero-filled. Byte layout: FORMAT.md, "WAL".
  *
+ * Preallocation: a writer may zero-fill ahead of its records
+ * (lsm_wal_writer_preallocate); zeros from a fragment boundary to the end of
+ * the file, outside a record, are the clean end of the log.
+ *
  * Torn tails versus corruption. A process or power failure can leave the end
  * of the last log incomplete; that is normal, and the reader reports it as
  * the end of the log (lsm_wal_reader_torn tells where the last complete
@@ -73,7 +77,17 @@ om_status lsm_wal_sync(lsm_wal_writer *w);
  */
 om_status lsm_wal_sync_written(lsm_wal_writer *w);
 int lsm_wal_syncers(lsm_wal_writer *w, int delta);
-/* Bytes framed so far (the file size once flushed). */
+/*
+ * lsm_wal_writer_preallocate -- keep the file zero-filled up to `chunk`
+ * bytes past its last append (refilled when less than half is left), so that
+ * syncing appends rewrites allocated blocks instead of growing the file: on
+ * ext4 an fdatasync that changes the size commits the journal, one that
+ * does not only flushes data (about twice as fast on the test machine). The
+ * reader takes zeros up to the end of the file as the end of the log. 0
+ * turns it off; so does an env without wfile_zero. Call before adding.
+ */
+void lsm_wal_writer_preallocate(lsm_wal_writer *w, uint64_t chunk);
+/* Bytes framed so far (the file size once flushed, preallocation excluded). */
 uint64_t lsm_wal_size(const lsm_wal_writer *w);
 /* Flush, optionally sync, and close; returns the first error. Accepts NULL. */
 om_status lsm_wal_writer_close(lsm_wal_writer *w, bool sync);

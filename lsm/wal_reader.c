@@ -10,6 +10,10 @@
  * after the damage means data was written after it: corruption in the
  * middle, reported as OM_E_CORRUPT. Nothing intact after it: a torn tail,
  * reported as the end of the log.
+ *
+ * Zeros from a fragment boundary to the end of the file, outside a record,
+ * are the unused part of a preallocated log (wal_format.h): the clean end
+ * of the log, neither torn nor corrupt.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -143,12 +147,31 @@ wal_frag_intact(const uint8_t *p, size_t n)
     return om_checksum32(p + LSM_WAL_HEADER_SIZE - 1, len + 1) == om_get_fixed32(p);
 }
 
-/*
- * Any intact fragment after file offset `from`? Fragments never cross
- * blocks, so each block is scanned on its own.
- */
+/* Block scanners for wal_scan: does bytes [start, len) of block b hold what is sought? */
+typedef bool (*wal_block_pred)(const uint8_t *b, size_t start, size_t len);
+
+/* An intact fragment (fragments never cross blocks, so each block is scanned on its own). */
+static bool
+wal_block_has_intact(const uint8_t *b, size_t start, size_t len)
+{
+    for (size_t i = start; i + LSM_WAL_HEADER_SIZE <= len; i++)
+        if (wal_frag_intact(b + i, len - i))
+            return true;
+    return false;
+}
+
+static bool
+wal_block_has_nonzero(const uint8_t *b, size_t start, size_t len)
+{
+    for (size_t i = start; i < len; i++)
+        if (b[i] != 0)
+            return true;
+    return false;
+}
+
+/* Does any block from file offset `from` to the end of the file satisfy pred? */
 static om_status
-wal_intact_after(lsm_wal_reader *r, uint64_t from, bool *found)
+wal_scan(lsm_wal_reader *r, uint64_t from, wal_block_pred pred, bool *found)
 {
     uint8_t *b = malloc(LSM_WAL_BLOCK_SIZE);
     uint64_t off = from - from % LSM_WAL_BLOCK_SIZE;
@@ -164,12 +187,7 @@ wal_intact_after(lsm_wal_reader *r, uint64_t from, bool *found)
         st = wal_read_block(r, off, b, &len);
         if (st != OM_OK)
             break;
-        for (size_t i = start; i + LSM_WAL_HEADER_SIZE <= len; i++) {
-            if (wal_frag_intact(b + i, len - i)) {
-                *found = true;
-                break;
-            }
-        }
+        *found = pred(b, start, len);
     }
     free(b);
     return st;
@@ -183,7 +201,7 @@ static om_status
 wal_damage(lsm_wal_reader *r, uint64_t scan_from, uint64_t at)
 {
     bool found;
-    om_status st = wal_intact_after(r, scan_from, &found);
+    om_status st = wal_scan(r, scan_from, wal_block_has_intact, &found);
 
     if (st != OM_OK) {
         r->err = st;
@@ -241,8 +259,19 @@ lsm_wal_read(lsm_wal_reader *r, om_slice *out)
             return OM_E_NOTFOUND;
         }
         p = r->blk + r->pos;
-        if (!wal_frag_intact(p, left))
+        if (!wal_frag_intact(p, left)) {
+            bool nonzero = true;
+
+            if (!in_rec && (st = wal_scan(r, frag_off, wal_block_has_nonzero, &nonzero)) != OM_OK) {
+                r->err = st;
+                return st;
+            }
+            if (!nonzero) { /* zeros to the end: the preallocated, unused end of the log */
+                r->done = true;
+                return OM_E_NOTFOUND;
+            }
             return wal_damage(r, frag_off + 1, frag_off);
+        }
         type = p[6];
         len = (size_t)p[4] | ((size_t)p[5] << 8);
         r->pos += LSM_WAL_HEADER_SIZE + len;

@@ -6,6 +6,11 @@
  * fdatasync however many batches it carries. lsm_wal_sync_written lets
  * another thread fdatasync what was written while the owner goes on adding
  * (lsm_sync overlapping later writes).
+ *
+ * Preallocation (wal_format.h): after each flush that leaves less than half
+ * a chunk of zeros ahead of the end, the writer zero-fills up to a chunk past
+ * the end. The sync that follows commits the larger file size once; the
+ * syncs of the appends that then land in the zeroed space only flush data.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,11 +21,13 @@
 
 struct lsm_wal_writer {
     lsm_wfile *f;
-    uint64_t size;    /* bytes framed (flushed + buffered) */
-    size_t block_off; /* offset inside the current block */
-    om_buf buf;       /* framed, not yet written */
-    om_status err;    /* sticky */
-    int syncers;      /* lsm_wal_sync_written calls running (under the db mutex) */
+    uint64_t size;     /* bytes framed (flushed + buffered) */
+    size_t block_off;  /* offset inside the current block */
+    om_buf buf;        /* framed, not yet written */
+    om_status err;     /* sticky */
+    int syncers;       /* lsm_wal_sync_written calls running (under the db mutex) */
+    uint64_t prealloc; /* zero-fill chunk; 0 = off */
+    uint64_t zero_end; /* the file holds zeros from the end of the appends to here */
 };
 
 om_status
@@ -38,6 +45,32 @@ lsm_wal_writer_open(lsm_env *env, const char *path, lsm_wal_writer **out)
     }
     *out = w;
     return OM_OK;
+}
+
+void
+lsm_wal_writer_preallocate(lsm_wal_writer *w, uint64_t chunk)
+{
+    w->prealloc = w->f->env->ops->wfile_zero != NULL ? chunk : 0;
+}
+
+/*
+ * Zero-fill ahead of the appends (all flushed: they end at w->size). A
+ * failure only turns preallocation off: the env has logged it, and the
+ * appends themselves report a full or failing disk.
+ */
+static void
+wal_zero_ahead(lsm_wal_writer *w)
+{
+    uint64_t end = w->size, from;
+
+    if (w->prealloc == 0 || w->zero_end >= end + w->prealloc / 2)
+        return;
+    from = w->zero_end > end ? w->zero_end : end;
+    if (w->f->env->ops->wfile_zero(w->f, from, end + w->prealloc - from) != OM_OK) {
+        w->prealloc = 0;
+        return;
+    }
+    w->zero_end = end + w->prealloc;
 }
 
 static om_status
@@ -121,6 +154,7 @@ lsm_wal_flush(lsm_wal_writer *w)
     om_buf_reset(&w->buf);
     if (w->buf.cap > 4u << 20) /* do not keep a huge buffer after a big record */
         om_buf_free(&w->buf);
+    wal_zero_ahead(w);
     return OM_OK;
 }
 

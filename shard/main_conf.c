@@ -25,6 +25,9 @@ static const om_conf_item shard_items[] = {
      "WAL sync interval for sync-mode=periodic"},
     {"write-buffer", OM_CONF_SIZE, "64M", 64 * 1024, 4LL << 30, NULL, F(write_buffer),
      "memtable size before a flush"},
+    {"wal-preallocate", OM_CONF_SIZE, "1M", 0, 1LL << 30, NULL, F(wal_preallocate),
+     "with sync-mode=always: keep the WAL zero-filled this far ahead of its end so each fsync "
+     "only flushes data (no file-size change to journal); 0 = off"},
     {"block-cache", OM_CONF_SIZE, "256M", 0, 1LL << 40, NULL, F(block_cache),
      "bytes of uncompressed SSTable blocks to cache"},
     {"row-cache-size", OM_CONF_SIZE, "64M", 0, 1LL << 40, NULL, F(row_cache),

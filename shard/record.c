@@ -96,24 +96,48 @@ rec_lenpref(const uint8_t **pp, const uint8_t *end, om_slice *out)
     return true;
 }
 
+/* The fixed-layout head: format through modified_ms; *pp moves past it. */
+static om_status
+rec_decode_head(const uint8_t **pp, const uint8_t *end, shard_record *t)
+{
+    const uint8_t *p = *pp;
+
+    if (end - p < 2 || p[0] != SHARD_RECORD_FORMAT)
+        return OM_ERR(OM_E_CORRUPT);
+    if (p[1] != SHARD_REC_LIVE && p[1] != SHARD_REC_TOMBSTONE)
+        return OM_ERR(OM_E_CORRUPT);
+    t->type = (shard_rec_type)p[1];
+    p += 2;
+    if (!rec_varint(&p, end, &t->version) || !rec_varint(&p, end, &t->size) || end - p < 8)
+        return OM_ERR(OM_E_CORRUPT);
+    t->etag = om_get_fixed64(p);
+    p += 8;
+    if (!rec_varint(&p, end, &t->created_ms) || !rec_varint(&p, end, &t->modified_ms))
+        return OM_ERR(OM_E_CORRUPT);
+    *pp = p;
+    return OM_OK;
+}
+
+om_status
+shard_record_decode_head(om_slice in, shard_record *r)
+{
+    const uint8_t *p = in.p;
+    shard_record t;
+
+    OM_TRY(rec_decode_head(&p, in.p + in.n, &t));
+    t.content_type = t.metadata = t.data = om_slice_make(NULL, 0);
+    *r = t;
+    return OM_OK;
+}
+
 om_status
 shard_record_decode(om_slice in, shard_record *r)
 {
     const uint8_t *p = in.p, *end = in.p + in.n;
     shard_record t;
 
-    if (in.n < 2 || in.p[0] != SHARD_RECORD_FORMAT)
-        return OM_ERR(OM_E_CORRUPT);
-    if (in.p[1] != SHARD_REC_LIVE && in.p[1] != SHARD_REC_TOMBSTONE)
-        return OM_ERR(OM_E_CORRUPT);
-    t.type = (shard_rec_type)in.p[1];
-    p += 2;
-    if (!rec_varint(&p, end, &t.version) || !rec_varint(&p, end, &t.size) || end - p < 8)
-        return OM_ERR(OM_E_CORRUPT);
-    t.etag = om_get_fixed64(p);
-    p += 8;
-    if (!rec_varint(&p, end, &t.created_ms) || !rec_varint(&p, end, &t.modified_ms) ||
-        !rec_lenpref(&p, end, &t.content_type) || !rec_lenpref(&p, end, &t.metadata))
+    OM_TRY(rec_decode_head(&p, end, &t));
+    if (!rec_lenpref(&p, end, &t.content_type) || !rec_lenpref(&p, end, &t.metadata))
         return OM_ERR(OM_E_CORRUPT);
     if ((uint64_t)(end - p) != t.size)
         return OM_ERR(OM_E_CORRUPT);

@@ -81,6 +81,16 @@ om_status shard_record_append(const shard_record *r, om_buf *out);
  */
 om_status shard_record_decode(om_slice in, shard_record *r);
 
+/*
+ * shard_record_decode_head -- parse only the head of an LSM value (format
+ * through modified_ms: type, version, size, etag and times), which takes at
+ * most SHARD_RECORD_HEAD_MAX bytes; `in` may be the value cut anywhere after
+ * it. content_type, metadata and data come back empty.
+ * Returns: OM_OK; OM_E_CORRUPT as shard_record_decode, for the head.
+ */
+#define SHARD_RECORD_HEAD_MAX (2 + 10 + 10 + 8 + 10 + 10)
+om_status shard_record_decode_head(om_slice in, shard_record *r);
+
 /* The 16 lower-case hex digits of an etag, NUL-terminated. */
 void shard_etag_hex(uint64_t etag, char out[17]);
 

@@ -180,9 +180,12 @@ shard_stripe(shard *s, om_slice lkey)
 /*
  * Read the current record (live or tombstone) of lkey into *raw and *rec.
  * flags: LSM_GET_* (LSM_GET_NO_FILL for the read before a write: the row it
- * finds is about to be shadowed, so caching it would only evict a useful one).
- * Returns OM_OK, OM_E_NOTFOUND if the engine has nothing, or an engine error.
+ * finds is about to be shadowed, so caching it would only evict a useful one;
+ * LSM_GET_HEAD when only the head of *rec is wanted: see
+ * shard_record_decode_head). Returns OM_OK, OM_E_NOTFOUND if the engine has
+ * nothing, or an engine error.
  */
+_Static_assert(SHARD_RECORD_HEAD_MAX <= LSM_GET_HEAD_BYTES, "a record head fits LSM_GET_HEAD");
 static om_status
 shard_read(shard *s, om_slice lkey, unsigned flags, om_buf *raw, shard_record *rec, char *err,
            size_t errlen)
@@ -193,7 +196,8 @@ shard_read(shard *s, om_slice lkey, unsigned flags, om_buf *raw, shard_record *r
         return st;
     if (st != OM_OK)
         return shard_msg(st, err, errlen, "storage engine read failed: %s", om_status_str(st));
-    st = shard_record_decode(om_buf_slice(raw), rec);
+    st = flags & LSM_GET_HEAD ? shard_record_decode_head(om_buf_slice(raw), rec)
+                              : shard_record_decode(om_buf_slice(raw), rec);
     if (st != OM_OK)
         return shard_msg(st, err, errlen, "stored record does not decode");
     return OM_OK;
@@ -378,12 +382,13 @@ write_prepare(shard *s, shard_write *w, om_slice lkey, uint64_t etag, const om_s
     om_status st;
 
     *vlen = 0;
+    /* Only the old record's head is used: version, type, times (shard_info_from). */
     if (prev != NULL) {
-        st = shard_record_decode(*prev, &old);
+        st = shard_record_decode_head(*prev, &old);
         if (st != OM_OK)
             return shard_msg(st, w->err, sizeof(w->err), "batched record does not decode");
     } else {
-        st = shard_read(s, lkey, LSM_GET_NO_FILL, raw, &old, w->err, sizeof(w->err));
+        st = shard_read(s, lkey, LSM_GET_NO_FILL | LSM_GET_HEAD, raw, &old, w->err, sizeof(w->err));
     }
     if (st != OM_OK && st != OM_E_NOTFOUND)
         return st;
@@ -554,20 +559,28 @@ shard_write_many(shard *s, shard_write *w, size_t n)
     shard_write_many_ex(s, w, n, false);
 }
 
-/* Writes whose reads are announced to the engine ahead of them (lsm_prefetch). */
+/*
+ * The reads before a group's writes are announced to the engine in chunks of
+ * WM_PREFETCH_AHEAD writes, in two stages: lsm_prefetch (index buckets and
+ * nodes) two chunks ahead, lsm_prefetch_values (the values the read copies)
+ * one chunk ahead, once the nodes are in the cache.
+ */
 #define WM_PREFETCH_AHEAD 8
 
-/* lsm_prefetch the keys of the valid items [from, to) (capped at n). */
+/* Prefetch for the valid items [from, from + WM_PREFETCH_AHEAD) (capped at n). */
 static void
-wm_prefetch(shard *s, const wm_item *items, const om_buf *keys, size_t from, size_t to, size_t n)
+wm_prefetch(shard *s, const wm_item *items, const om_buf *keys, size_t from, size_t n, bool values)
 {
     om_slice ks[WM_PREFETCH_AHEAD];
     size_t k = 0;
 
-    for (size_t i = from; i < to && i < n; i++)
+    for (size_t i = from; i < from + WM_PREFETCH_AHEAD && i < n; i++)
         if (items[i].valid)
             ks[k++] = om_slice_make(keys->p + items[i].koff, items[i].klen);
-    lsm_prefetch(s->db, ks, k);
+    if (values)
+        lsm_prefetch_values(s->db, ks, k);
+    else
+        lsm_prefetch(s->db, ks, k);
 }
 
 void
@@ -626,14 +639,18 @@ shard_write_many_ex(shard *s, shard_write *w, size_t n, bool nosync)
     for (unsigned k = 0; k < SHARD_STRIPES; k++)
         if (stripes[k / 64] & (UINT64_C(1) << (k % 64)))
             pthread_mutex_lock(&s->stripes[k]);
-    wm_prefetch(s, items, keys, 0, WM_PREFETCH_AHEAD, n);
+    wm_prefetch(s, items, keys, 0, n, false);
+    wm_prefetch(s, items, keys, WM_PREFETCH_AHEAD, n, false);
+    wm_prefetch(s, items, keys, 0, n, true);
     for (size_t i = 0; i < n; i++) {
         wm_item *it = &items[i];
         om_slice lkey = om_slice_make(keys->p + it->koff, it->klen), prev_val;
         const om_slice *prev = NULL;
 
-        if (i % WM_PREFETCH_AHEAD == 0)
-            wm_prefetch(s, items, keys, i + WM_PREFETCH_AHEAD, i + 2 * WM_PREFETCH_AHEAD, n);
+        if (i % WM_PREFETCH_AHEAD == 0) {
+            wm_prefetch(s, items, keys, i + 2 * WM_PREFETCH_AHEAD, n, false);
+            wm_prefetch(s, items, keys, i + WM_PREFETCH_AHEAD, n, true);
+        }
         if (!it->valid)
             continue;
         /* The latest earlier write of this key that went into the batch. */

@@ -5,6 +5,10 @@
  * synced size of every file is known; readers and directory operations go
  * straight to the POSIX env (renames and removes also update the
  * bookkeeping, so CURRENT keeps the synced size of CURRENT.tmp).
+ *
+ * Zero-fill (wfile_zero, the WAL's preallocation) is tracked apart from the
+ * appends: a crash keeps the zeros that were synced, so unsynced appends
+ * inside them fall back to zeros, as on a real file system.
  */
 #include "fault_env.h"
 
@@ -20,6 +24,7 @@
 typedef struct fe_track {
     char *path;
     uint64_t size, synced;
+    uint64_t zeroed, zeroed_synced; /* end of the zero-filled space */
     struct fe_track *next;
 } fe_track;
 
@@ -106,7 +111,7 @@ fe_wfile_open(lsm_env *env, const char *path, bool append, lsm_wfile **out)
     pthread_mutex_lock(&fe->mu);
     fe_track *t = fe_find(fe, path, true);
     if (!append)
-        t->size = t->synced = 0;
+        t->size = t->synced = t->zeroed = t->zeroed_synced = 0;
     pthread_mutex_unlock(&fe->mu);
     *out = &f->base;
     return OM_OK;
@@ -154,6 +159,30 @@ fe_wfile_sync(lsm_wfile *wf)
             fe_track *t = fe_find(fe, f->path, true);
 
             t->synced = t->size;
+            t->zeroed_synced = t->zeroed;
+        }
+    }
+    pthread_mutex_unlock(&fe->mu);
+    return st;
+}
+
+/* Fails like an append (a full disk fails both). */
+static om_status
+fe_wfile_zero(lsm_wfile *wf, uint64_t off, uint64_t n)
+{
+    fe_wfile *f = (fe_wfile *)wf;
+    fault_env *fe = f->fe;
+    om_status st = OM_E_IO;
+
+    pthread_mutex_lock(&fe->mu);
+    if (!fe->crashed && !fe_trip(fe, FAULT_WRITE_EIO, f->path) &&
+        !fe_trip(fe, FAULT_WRITE_NOSPC, f->path)) {
+        st = f->inner->env->ops->wfile_zero(f->inner, off, n);
+        if (st == OM_OK) {
+            fe_track *t = fe_find(fe, f->path, true);
+
+            if (off + n > t->zeroed)
+                t->zeroed = off + n;
         }
     }
     pthread_mutex_unlock(&fe->mu);
@@ -318,6 +347,7 @@ static const lsm_env_ops fe_ops = {
     .sync_dir = fe_sync_dir,
     .lock = fe_lock,
     .unlock = fe_unlock,
+    .wfile_zero = fe_wfile_zero,
 };
 
 fault_env *
@@ -385,9 +415,12 @@ fault_env_crash(fault_env *fe, bool torn, uint64_t *rnd)
 
         if (torn && t->size > t->synced)
             keep += tu_rand(rnd) % (t->size - t->synced + 1);
-        if (keep < t->size)
+        if (keep < t->size || t->zeroed > keep) /* also drops unsynced zeros */
             fe->inner->ops->truncate(fe->inner, t->path, keep);
+        if (t->zeroed_synced > keep) /* synced zeros stay, sparse here */
+            fe->inner->ops->truncate(fe->inner, t->path, t->zeroed_synced);
         t->size = keep;
+        t->zeroed = t->zeroed_synced;
     }
     pthread_mutex_unlock(&fe->mu);
 }

@@ -2,7 +2,7 @@
  * tests/lsm/test_db.c -- the public API of the engine end to end: put, get,
  * delete, batches, iterators with bounds and snapshots, reopen (WAL replay
  * and tables), flush, compact_range, may_contain, statistics, the LOCK
- * file, option checks and destroy.
+ * file, option checks and destroy; the prefetch hints change no answer.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -627,6 +627,34 @@ START_TEST(corrupt_table_gives_corrupt)
 }
 END_TEST
 
+/* lsm_prefetch and lsm_prefetch_values on present, deleted, absent and empty keys: hints only. */
+START_TEST(prefetch_hints_change_nothing)
+{
+    lsm_opts o;
+    lsm_db *db;
+    om_slice keys[5];
+
+    small_opts(&o);
+    db = open_db(tu_tmpdir(), &o);
+    put(db, "a", "1");
+    put(db, "b", "2");
+    ck_assert_int_eq(lsm_del(db, S("b")), OM_OK);
+    keys[0] = S("a");
+    keys[1] = S("b");
+    keys[2] = S("zz-absent");
+    keys[3] = S("");
+    keys[4] = S("a");
+    for (size_t n = 0; n <= 5; n++) {
+        lsm_prefetch(db, keys, n);
+        lsm_prefetch_values(db, keys, n);
+    }
+    check_get(db, NULL, "a", "1");
+    check_get(db, NULL, "b", NULL);
+    check_get(db, NULL, "zz-absent", NULL);
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+}
+END_TEST
+
 static Suite *
 db_suite(void)
 {
@@ -648,6 +676,7 @@ db_suite(void)
     tcase_add_test(tc, iterator_pins_files_across_compaction);
     tcase_add_test(tc, stalls_are_counted);
     tcase_add_test(tc, corrupt_table_gives_corrupt);
+    tcase_add_test(tc, prefetch_hints_change_nothing);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -7,9 +7,11 @@
  * cached in a newer table hide older values; the statistics count hits and
  * misses; the cache stays within its capacity as rows are evicted; and
  * lsm_get_ex with LSM_GET_NO_FILL answers as lsm_get without touching the
- * row cache (no fill, no lookup, counters unchanged); lsm_prefetch_reads
- * (read-ahead hints, also mixed into the randomized run) changes no answer
- * and no counter.
+ * row cache (no fill, no lookup, counters unchanged); LSM_GET_HEAD returns
+ * the first LSM_GET_HEAD_BYTES bytes of what lsm_get returns, from the
+ * memtable, tables and cached rows alike; lsm_prefetch_reads (read-ahead
+ * hints, also mixed into the randomized run) changes no answer and no
+ * counter.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -454,6 +456,51 @@ START_TEST(row_cache_prefetch_reads_changes_nothing)
 }
 END_TEST
 
+/* Key i's value in round r: i*37 % 300 bytes, so some are shorter than a head and some longer. */
+static size_t
+head_val(uint32_t i, int r, char *out)
+{
+    size_t n = (i * 37u + (uint32_t)r * 11u) % 300u;
+
+    for (size_t j = 0; j < n; j++)
+        out[j] = (char)('a' + (i + j + (uint32_t)r) % 26);
+    out[n] = '\0';
+    return n;
+}
+
+START_TEST(get_head_is_a_prefix)
+{
+    lsm_db *db = open_db(tu_tmpdir(), 1u << 20);
+    char key[32], val[512], a[512], b[512];
+
+    /* A table, a newer table with overwrites and deletes, and the memtable. */
+    for (int r = 0; r < 3; r++) {
+        for (uint32_t i = 0; i < 300; i += (uint32_t)r + 1) {
+            rkey(i, key);
+            head_val(i, r, val);
+            ck_assert_int_eq(
+                r == 1 && i % 4 == 0 ? lsm_del(db, S(key)) : lsm_put(db, S(key), S(val)), OM_OK);
+        }
+        if (r < 2)
+            ck_assert_int_eq(lsm_flush(db), OM_OK);
+    }
+    /* Twice: the first lsm_get pass fills the row cache, the second reads through it. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint32_t i = 0; i < 310; i++) {
+            rkey(i, key);
+            get_str(db, NULL, key, b, sizeof(b));
+            if (strcmp(b, "<none>") != 0 && strlen(b) > LSM_GET_HEAD_BYTES)
+                b[LSM_GET_HEAD_BYTES] = '\0';
+            get_ex_str(db, NULL, key, LSM_GET_HEAD, a, sizeof(a));
+            ck_assert_str_eq(a, b);
+            get_ex_str(db, NULL, key, LSM_GET_HEAD | LSM_GET_NO_FILL, a, sizeof(a));
+            ck_assert_str_eq(a, b);
+        }
+    }
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+}
+END_TEST
+
 static Suite *
 row_cache_suite(void)
 {
@@ -467,6 +514,7 @@ row_cache_suite(void)
     tcase_add_test(tc, row_cache_respects_capacity);
     tcase_add_test(tc, row_cache_no_fill_read);
     tcase_add_test(tc, row_cache_prefetch_reads_changes_nothing);
+    tcase_add_test(tc, get_head_is_a_prefix);
     suite_add_tcase(s, tc);
     return s;
 }

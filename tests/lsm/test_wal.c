@@ -2,7 +2,8 @@
  * tests/lsm/test_wal.c -- the log format: round trips across block
  * boundaries (file and memory), a torn tail at every cut point of the last
  * record (end of log, truncation offset reported), and bit flips in the
- * middle of a log (OM_E_CORRUPT, never a wrong record).
+ * middle of a log (OM_E_CORRUPT, never a wrong record), and preallocated
+ * logs: a zero tail is the clean end, a torn record before it is torn.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,18 +147,41 @@ torn_every_cut(const size_t *sizes, int n, size_t step)
     bool torn;
     uint64_t off;
 
+    om_buf pad = OM_BUF_INIT;
+    const size_t zeros = 3 * LSM_WAL_BLOCK_SIZE + 11;
+
     img_build(&l, sizes, n, &rnd, 'x');
     for (uint64_t cut = l.start[n - 1]; cut < l.end[n - 1]; cut += step) {
         int got = img_read(&l, l.bytes.p, (size_t)cut, &st, &torn, &off);
+        bool written = false;
 
+        /*
+         * A cut at the record's start is a clean end; so is one that kept
+         * only zero bytes of it (a zero tail: see the padded case below).
+         */
+        for (uint64_t i = l.start[n - 1]; i < cut; i++)
+            written |= l.bytes.p[i] != 0;
         ck_assert_msg(st == OM_E_NOTFOUND, "cut %llu: %s", (unsigned long long)cut,
                       om_status_str(st));
         ck_assert_int_eq(got, n - 1);
         ck_assert_uint_eq(off, l.end[n - 2]);
-        /* Only a cut exactly at the record's start is a clean end. */
-        ck_assert_msg(torn == (cut > l.start[n - 1]), "cut %llu torn=%d", (unsigned long long)cut,
+        ck_assert_msg(torn == written, "cut %llu torn=%d", (unsigned long long)cut, (int)torn);
+
+        /* The same cut in a preallocated log: zeros follow it to the end of the file. */
+        om_buf_reset(&pad);
+        ck_assert_int_eq(om_buf_reserve(&pad, (size_t)cut + zeros), OM_OK);
+        memcpy(pad.p, l.bytes.p, (size_t)cut);
+        memset(pad.p + cut, 0, zeros);
+        pad.n = (size_t)cut + zeros;
+        got = img_read(&l, pad.p, pad.n, &st, &torn, &off);
+        ck_assert_msg(st == OM_E_NOTFOUND, "padded cut %llu: %s", (unsigned long long)cut,
+                      om_status_str(st));
+        ck_assert_int_eq(got, n - 1);
+        ck_assert_uint_eq(off, l.end[n - 2]);
+        ck_assert_msg(torn == written, "padded cut %llu torn=%d", (unsigned long long)cut,
                       (int)torn);
     }
+    om_buf_free(&pad);
     img_free(&l);
 }
 
@@ -225,10 +249,25 @@ START_TEST(wal_garbage_and_zero_tails)
     uint64_t off;
 
     img_build(&l, sizes, 3, &rnd, -1);
-    /* Zeros after the end (a file extended but never written): torn, truncate point kept. */
+    /* Zeros after the end (a preallocated log, or one extended but never written): clean end. */
     om_buf_set(&b, om_buf_slice(&l.bytes));
     for (int i = 0; i < 5000; i++)
         om_buf_append_byte(&b, 0);
+    ck_assert_int_eq(img_read(&l, b.p, b.n, &st, &torn, &off), 3);
+    ck_assert_int_eq(st, OM_E_NOTFOUND);
+    ck_assert(!torn);
+    ck_assert_uint_eq(off, l.end[2]);
+    /* Zeros in place of a record, with an intact one after: corrupt, not an end. */
+    om_buf_set(&b, om_buf_slice(&l.bytes));
+    memset(b.p + l.start[1], 0, (size_t)(l.end[1] - l.start[1]));
+    ck_assert_int_eq(img_read(&l, b.p, b.n, &st, &torn, &off), 1);
+    ck_assert_int_eq(st, OM_E_CORRUPT);
+    ck_assert_uint_eq(off, l.start[1]);
+    /* Garbage after the zeros: not a zero tail; nothing intact, so torn. */
+    om_buf_set(&b, om_buf_slice(&l.bytes));
+    for (int i = 0; i < 5000; i++)
+        om_buf_append_byte(&b, 0);
+    b.p[b.n - 100] = 0x5a;
     ck_assert_int_eq(img_read(&l, b.p, b.n, &st, &torn, &off), 3);
     ck_assert_int_eq(st, OM_E_NOTFOUND);
     ck_assert(torn);
@@ -248,6 +287,56 @@ START_TEST(wal_garbage_and_zero_tails)
 }
 END_TEST
 
+/*
+ * A preallocating writer: the file runs ahead of the records in zeros, never
+ * by more than a chunk, and reads back as exactly the records (clean end).
+ */
+START_TEST(wal_preallocated_roundtrip)
+{
+    uint64_t seed = tu_seed("wal_preallocated_roundtrip"), rnd = seed;
+    const char *dir = tu_tmpdir();
+    const uint64_t chunk = 64 * 1024;
+    lsm_env *env = lsm_env_posix();
+    char path[512];
+    lsm_wal_writer *w;
+    lsm_wal_reader *r;
+    om_buf recs[200];
+    om_slice rec;
+    int n = 200;
+
+    snprintf(path, sizeof(path), "%s/000007.log", dir);
+    ck_assert_int_eq(lsm_wal_writer_open(env, path, &w), OM_OK);
+    lsm_wal_writer_preallocate(w, chunk);
+    for (int i = 0; i < n; i++) {
+        size_t len = i % 50 == 49 ? 70000 : tu_rand(&rnd) % 2000;
+        lsm_rfile *f;
+        uint64_t size;
+
+        memset(&recs[i], 0, sizeof(recs[i]));
+        ck_assert_int_eq(om_buf_reserve(&recs[i], len + 1), OM_OK);
+        for (size_t j = 0; j < len; j++)
+            recs[i].p[j] = (uint8_t)tu_rand(&rnd);
+        recs[i].n = len;
+        ck_assert_int_eq(lsm_wal_add(w, om_buf_slice(&recs[i])), OM_OK);
+        ck_assert_int_eq(i % 2 ? lsm_wal_sync(w) : lsm_wal_flush(w), OM_OK);
+        ck_assert_int_eq(env->ops->rfile_open(env, path, &f, &size), OM_OK);
+        lsm_rfile_close(f);
+        ck_assert_uint_ge(size, lsm_wal_size(w) + chunk / 2);
+        ck_assert_uint_le(size, lsm_wal_size(w) + chunk);
+    }
+    ck_assert_int_eq(lsm_wal_writer_close(w, true), OM_OK);
+    ck_assert_int_eq(lsm_wal_reader_open(env, path, &r), OM_OK);
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_eq(lsm_wal_read(r, &rec), OM_OK);
+        ck_assert_msg(om_slice_eq(rec, om_buf_slice(&recs[i])), "record %d differs", i);
+        om_buf_free(&recs[i]);
+    }
+    ck_assert_int_eq(lsm_wal_read(r, &rec), OM_E_NOTFOUND);
+    ck_assert(!lsm_wal_reader_torn(r));
+    lsm_wal_reader_close(r);
+}
+END_TEST
+
 static Suite *
 wal_suite(void)
 {
@@ -259,6 +348,7 @@ wal_suite(void)
     tcase_add_test(tc, wal_torn_tail_every_cut);
     tcase_add_test(tc, wal_bit_flips_in_middle_are_corrupt);
     tcase_add_test(tc, wal_garbage_and_zero_tails);
+    tcase_add_test(tc, wal_preallocated_roundtrip);
     suite_add_tcase(s, tc);
     return s;
 }

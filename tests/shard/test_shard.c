@@ -151,14 +151,40 @@ START_TEST(record_roundtrip_and_truncation)
         }
     }
 
+    /*
+     * The head alone: from the whole record and from every cut that keeps the
+     * head (up to modified_ms, within SHARD_RECORD_HEAD_MAX bytes); a cut inside
+     * the head is CORRUPT.
+     */
+    size_t head = 0;
+    for (size_t n = 0; n <= b.n; n++) {
+        om_status st = shard_record_decode_head(om_slice_make(b.p, n), &d);
+
+        if (st == OM_OK && head == 0)
+            head = n;
+        ck_assert_int_eq(st, head != 0 ? OM_OK : OM_E_CORRUPT);
+    }
+    ck_assert_uint_gt(head, 0);
+    ck_assert_uint_le(head, SHARD_RECORD_HEAD_MAX);
+    ck_assert_int_eq(shard_record_decode_head(om_slice_make(b.p, head), &d), OM_OK);
+    ck_assert_int_eq(d.type, SHARD_REC_LIVE);
+    ck_assert_uint_eq(d.version, r.version);
+    ck_assert_uint_eq(d.size, 11);
+    ck_assert_uint_eq(d.etag, r.etag);
+    ck_assert_uint_eq(d.created_ms, r.created_ms);
+    ck_assert_uint_eq(d.modified_ms, r.modified_ms);
+    ck_assert_uint_eq(d.content_type.n + d.metadata.n + d.data.n, 0);
+
     /* every truncation and a wrong format byte are CORRUPT, never a crash */
     for (size_t n = 0; n < b.n; n++)
         ck_assert_int_eq(shard_record_decode(om_slice_make(b.p, n), &d), OM_E_CORRUPT);
     b.p[0] = 9;
     ck_assert_int_eq(shard_record_decode(om_buf_slice(&b), &d), OM_E_CORRUPT);
+    ck_assert_int_eq(shard_record_decode_head(om_buf_slice(&b), &d), OM_E_CORRUPT);
     b.p[0] = SHARD_RECORD_FORMAT;
     b.p[1] = 7;
     ck_assert_int_eq(shard_record_decode(om_buf_slice(&b), &d), OM_E_CORRUPT);
+    ck_assert_int_eq(shard_record_decode_head(om_buf_slice(&b), &d), OM_E_CORRUPT);
 
     memset(&r, 0, sizeof(r));
     r.type = SHARD_REC_TOMBSTONE;
