@@ -1711,8 +1711,13 @@ shard_rpc_prefetch(void *arg, const rpc_key_hint *hints, size_t n)
     shard *s = arg;
     om_slice b[SHARD_PREFETCH_MAX], k[SHARD_PREFETCH_MAX];
 
-    if (!s->opts.inline_reads)
-        return; /* the reads run on workers, later: loading now would not help them */
+    /*
+     * Reads on workers run later: loading now would not help them. A lone
+     * read gains nothing either: its get would wait for the same loads, one
+     * after another, right after the hint.
+     */
+    if (!s->opts.inline_reads || n < 2)
+        return;
     if (n > SHARD_PREFETCH_MAX)
         n = SHARD_PREFETCH_MAX;
     for (size_t i = 0; i < n; i++) {

@@ -196,7 +196,8 @@ void shard_rpc_handler(void *arg, const Objmeta__Request *req, rpc_reply *reply)
  * shard_rpc_prefetch -- the rpc_prefetch_fn of a shard server (arg = the
  * shard; rpc_server_set_prefetch): with inline_reads, starts loading the
  * engine's index entries and values of the reads about to be dispatched
- * (lsm_prefetch), so that their cache misses overlap. No effect on results.
+ * (lsm_prefetch_reads), so that their cache misses overlap; nothing for a
+ * single read, whose misses have nothing to overlap with. No effect on results.
  * Thread-safety: the rpc loop thread.
  */
 void shard_rpc_prefetch(void *arg, const rpc_key_hint *hints, size_t n);
