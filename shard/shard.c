@@ -296,8 +296,9 @@ shard_prefetch_reads(shard *s, const om_slice *buckets, const om_slice *keys, si
     for (size_t i = 0; i < n && k < SHARD_PREFETCH_MAX; i++) {
         size_t len = buckets[i].n + 1 + keys[i].n;
 
-        /* only addresses that fit the LSM key layout: a bad one fails at the read */
-        if (buckets[i].n > SHARD_BUCKET_MAX || keys[i].n > SHARD_KEY_MAX)
+        /* only addresses of a valid length (and so non-NULL): a bad one fails at the read */
+        if (buckets[i].n < SHARD_BUCKET_MIN || buckets[i].n > SHARD_BUCKET_MAX || keys[i].n == 0 ||
+            keys[i].n > SHARD_KEY_MAX)
             continue;
         if (used + len > sizeof(buf))
             break;

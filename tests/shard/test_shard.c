@@ -334,6 +334,63 @@ START_TEST(store_get_delete_versions)
 }
 END_TEST
 
+/*
+ * shard_rpc_prefetch (the server's read-ahead hints) over stored, deleted,
+ * absent and invalid addresses, more than one batch of them, with data in
+ * the memtable and in tables: reads answer exactly as before.
+ */
+START_TEST(read_hints_change_nothing)
+{
+    enum { N = 120 };
+    shard *s = open_shard();
+    shard_cond none = {SHARD_COND_NONE, 0};
+    char keys[N][32], data[64], err[256], bigb[100], bigk[2000];
+    rpc_key_hint h[N + 3];
+    om_buf raw = OM_BUF_INIT;
+    shard_record r;
+    shard_obj_info info;
+
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "obj-%d", i);
+        snprintf(data, sizeof(data), "data-%d", i);
+        if (i % 4 != 3)
+            ck_assert_int_eq(put(s, "bkt", keys[i], data, none, NULL), OM_OK);
+        if (i == N / 2) /* the first half goes to a table */
+            ck_assert_int_eq(lsm_flush(shard_db(s)), OM_OK);
+        h[i].bucket = S("bkt");
+        h[i].key = S(keys[i]);
+    }
+    ck_assert_int_eq(shard_delete(s, S("bkt"), S("obj-0"), none, 0, &info, err, sizeof(err)),
+                     OM_OK);
+    memset(bigb, 'b', sizeof(bigb));
+    memset(bigk, 'k', sizeof(bigk));
+    h[N].bucket = om_slice_make(bigb, sizeof(bigb)); /* too long to be valid */
+    h[N].key = S("x");
+    h[N + 1].bucket = S("bkt");
+    h[N + 1].key = om_slice_make(bigk, sizeof(bigk));
+    h[N + 2].bucket = om_slice_make(NULL, 0);
+    h[N + 2].key = om_slice_make(NULL, 0);
+    for (int from = 0; from < N + 3; from += 30) {
+        size_t n = N + 3 - (size_t)from < 30 ? N + 3 - (size_t)from : 30;
+        shard_rpc_prefetch(s, h + from, n);
+    }
+    shard_rpc_prefetch(s, h + N, 3);
+    shard_rpc_prefetch(s, h, 1);
+    for (int i = 0; i < N; i++) {
+        om_status st = shard_get(s, S("bkt"), S(keys[i]), &raw, &r, err, sizeof(err));
+        if (i == 0 || i % 4 == 3) {
+            ck_assert_int_eq(st, OM_E_NOTFOUND);
+            continue;
+        }
+        ck_assert_int_eq(st, OM_OK);
+        snprintf(data, sizeof(data), "data-%d", i);
+        ck_assert(om_slice_eq(r.data, S(data)));
+    }
+    om_buf_free(&raw);
+    ck_assert_int_eq(shard_close(s), OM_OK);
+}
+END_TEST
+
 START_TEST(condition_matrix)
 {
     shard *s = open_shard();
@@ -914,6 +971,7 @@ shard_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("operations");
     tcase_add_test(tc, store_get_delete_versions);
+    tcase_add_test(tc, read_hints_change_nothing);
     tcase_add_test(tc, condition_matrix);
     tcase_add_test(tc, forced_versions_for_migration);
     tcase_add_test(tc, write_batch_matches_sequential);
