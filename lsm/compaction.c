@@ -750,6 +750,8 @@ lsm_db_compact_main(void *arg)
     lsm_db *db = arg;
     comp_idle idle = {0, 0};
 
+    pthread_setname_np(pthread_self(), "lsm-compact"); /* for top -H and perf */
+    lsm_db_background_priority(db);
     pthread_mutex_lock(&db->mu);
     idle.seq = atomic_load(&db->last_seq);
     idle.since_ns = om_clock_mono_ns();

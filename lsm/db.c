@@ -115,6 +115,8 @@ db_check_opts(const lsm_opts *o)
     else if (o->level_multiplier < 2 || o->max_bytes_for_level1 < 4096 ||
              o->target_file_size < 1024)
         why = "level_multiplier, max_bytes_for_level1 or target_file_size too small";
+    else if (o->background_nice < 0 || o->background_nice > 19)
+        why = "background_nice out of range 0-19";
     if (why != NULL) {
         lsm_logf(o, OM_LOG_ERROR, "invalid options: %s", why);
         return OM_ERR(OM_E_INVALID);

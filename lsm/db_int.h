@@ -151,6 +151,8 @@ struct lsm_db {
 
 /* Build a new read view from the db state. Requires: mu held. */
 om_status lsm_db_install_sv(lsm_db *db);
+/* Lower the calling (background) thread's priority by opts.background_nice. */
+void lsm_db_background_priority(lsm_db *db);
 /* Create log `number` in db's directory, preallocated per the options. */
 om_status lsm_db_wal_open(lsm_db *db, uint64_t number, lsm_wal_writer **out);
 /* Reference the read view and read last_seq consistently. */

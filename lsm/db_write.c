@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <string.h>
 #include <time.h>
 
@@ -154,6 +155,15 @@ static void
 db_stall_add(lsm_db *db, uint64_t t0_ns)
 {
     atomic_fetch_add(&db->st_stall_us, (om_clock_mono_ns() - t0_ns) / 1000);
+}
+
+void
+lsm_db_background_priority(lsm_db *db)
+{
+    /* Linux: PRIO_PROCESS with 0 means the calling thread, not the whole process. */
+    if (db->opts.background_nice > 0 && setpriority(PRIO_PROCESS, 0, db->opts.background_nice) != 0)
+        lsm_logf(&db->opts, OM_LOG_WARN, "could not lower background thread priority: %s",
+                 strerror(errno));
 }
 
 om_status
@@ -604,6 +614,7 @@ lsm_db_flush_main(void *arg)
     lsm_db *db = arg;
 
     pthread_setname_np(pthread_self(), "lsm-flush"); /* for top -H and perf */
+    lsm_db_background_priority(db);
 
     pthread_mutex_lock(&db->mu);
     while (!db->shutting_down) {

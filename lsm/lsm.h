@@ -138,6 +138,15 @@ typedef struct lsm_opts {
      * Default 1 MiB; 0 = off. Ignored in the other sync modes.
      */
     size_t wal_preallocate;
+    /*
+     * The flush and compaction threads lower their CPU priority by this much
+     * (a nice value, 0-19, set on each thread: Linux keeps one per thread).
+     * On a machine with fewer cores than busy threads the writers, readers
+     * and the caller's network threads then go first, and the background
+     * work runs in what they leave (a write stall still waits for it, so it
+     * cannot fall behind for long). Default 0 = same priority.
+     */
+    int background_nice;
 } lsm_opts;
 
 /* Fill *o with the documented defaults. */

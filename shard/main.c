@@ -104,6 +104,7 @@ main(int argc, char **argv)
     so.lsm.sync_period_ms = (uint32_t)c.sync_period;
     so.lsm.write_buffer_size = (size_t)c.write_buffer;
     so.lsm.wal_preallocate = (size_t)c.wal_preallocate;
+    so.lsm.background_nice = (int)c.background_nice;
     so.lsm.block_cache_size = (size_t)c.block_cache;
     so.lsm.row_cache_size = (size_t)c.row_cache;
     so.max_object_size = (size_t)c.max_object_size;

@@ -28,6 +28,9 @@ static const om_conf_item shard_items[] = {
     {"wal-preallocate", OM_CONF_SIZE, "1M", 0, 1LL << 30, NULL, F(wal_preallocate),
      "with sync-mode=always: keep the WAL zero-filled this far ahead of its end so each fsync "
      "only flushes data (no file-size change to journal); 0 = off"},
+    {"background-nice", OM_CONF_INT, "5", 0, 19, NULL, F(background_nice),
+     "lower the LSM flush and compaction threads' CPU priority by this nice value, so requests "
+     "go first when cores are short (0 = same priority)"},
     {"block-cache", OM_CONF_SIZE, "256M", 0, 1LL << 40, NULL, F(block_cache),
      "bytes of uncompressed SSTable blocks to cache"},
     {"row-cache-size", OM_CONF_SIZE, "64M", 0, 1LL << 40, NULL, F(row_cache),

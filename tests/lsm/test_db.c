@@ -2,7 +2,8 @@
  * tests/lsm/test_db.c -- the public API of the engine end to end: put, get,
  * delete, batches, iterators with bounds and snapshots, reopen (WAL replay
  * and tables), flush, compact_range, may_contain, statistics, the LOCK
- * file, option checks and destroy; the prefetch hints change no answer.
+ * file, option checks and destroy; the prefetch hints change no answer;
+ * background_nice lowers the flush and compaction threads only.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -627,6 +628,70 @@ START_TEST(corrupt_table_gives_corrupt)
 }
 END_TEST
 
+/* The nice value of this process's thread named `name` (-100: no such thread). */
+static int
+thread_nice(const char *name)
+{
+    char **names = NULL, path[512], buf[1024];
+    size_t n = 0;
+    int nice = -100;
+    lsm_env *env = lsm_env_posix();
+
+    ck_assert_int_eq(env->ops->list(env, "/proc/self/task", &names, &n), OM_OK);
+    for (size_t i = 0; i < n && nice == -100; i++) {
+        FILE *f;
+        char *p;
+
+        snprintf(path, sizeof(path), "/proc/self/task/%s/stat", names[i]);
+        if ((f = fopen(path, "r")) == NULL)
+            continue;
+        if (fgets(buf, sizeof(buf), f) != NULL && (p = strrchr(buf, ')')) != NULL &&
+            strstr(buf, name) != NULL) {
+            /* after "pid (comm)": state is field 3, nice field 19 */
+            int field = 2;
+            long v = 0;
+
+            for (char *t = strtok(p + 1, " "); t != NULL && field < 19; t = strtok(NULL, " ")) {
+                field++;
+                v = strtol(t, NULL, 10);
+            }
+            if (field == 19)
+                nice = (int)v;
+        }
+        fclose(f);
+    }
+    lsm_env_free_list(names, n);
+    return nice;
+}
+
+/* background_nice: checked, and set on the flush and compaction threads only. */
+START_TEST(background_nice_lowers_flush_and_compaction)
+{
+    lsm_opts o;
+    lsm_db *db = NULL;
+    uint64_t deadline;
+
+    small_opts(&o);
+    o.background_nice = 20;
+    ck_assert_int_eq(lsm_open(tu_tmpdir(), &o, &db), OM_E_INVALID);
+    o.background_nice = -1;
+    ck_assert_int_eq(lsm_open(tu_tmpdir(), &o, &db), OM_E_INVALID);
+    o.background_nice = 7;
+    db = open_db(tu_tmpdir(), &o);
+    put(db, "k", "v");
+    /* The threads set it when they start: poll with a deadline. */
+    deadline = tu_now_ms() + 10000;
+    while ((thread_nice("(lsm-flush)") != 7 || thread_nice("(lsm-compact)") != 7) &&
+           tu_now_ms() < deadline)
+        ck_assert_int_eq(lsm_flush(db), OM_OK);
+    ck_assert_int_eq(thread_nice("(lsm-flush)"), 7);
+    ck_assert_int_eq(thread_nice("(lsm-compact)"), 7);
+    ck_assert_int_ne(thread_nice("(test_lsm_db)"), 7);
+    check_get(db, NULL, "k", "v");
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+}
+END_TEST
+
 /* lsm_prefetch and lsm_prefetch_values on present, deleted, absent and empty keys: hints only. */
 START_TEST(prefetch_hints_change_nothing)
 {
@@ -677,6 +742,7 @@ db_suite(void)
     tcase_add_test(tc, stalls_are_counted);
     tcase_add_test(tc, corrupt_table_gives_corrupt);
     tcase_add_test(tc, prefetch_hints_change_nothing);
+    tcase_add_test(tc, background_nice_lowers_flush_and_compaction);
     suite_add_tcase(s, tc);
     return s;
 }
