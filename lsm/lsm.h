@@ -134,8 +134,10 @@ typedef struct lsm_opts {
      * group commit rewrites blocks the file already has instead of growing
      * it: on ext4 that skips a journal commit per sync and halves the sync
      * time (lsm/wal_format.h). Costs writing each WAL byte twice (once as a
-     * zero) and up to this much unused space at the end of the newest log.
-     * Default 1 MiB; 0 = off. Ignored in the other sync modes.
+     * zero) and up to this much unused space at the end of the newest log;
+     * so it pauses while group commits average more than 48 KiB, where the
+     * bytes cost more than the journal commits save. Default 1 MiB; 0 = off.
+     * Ignored in the other sync modes.
      */
     size_t wal_preallocate;
     /*

@@ -11,6 +11,10 @@
  * a chunk of zeros ahead of the end, the writer zero-fills up to a chunk past
  * the end. The sync that follows commits the larger file size once; the
  * syncs of the appends that then land in the zeroed space only flush data.
+ * That pays while syncs are small (a journal commit saved per sync) and
+ * costs while they are large (every byte written twice, the zeros flushed
+ * by some sync): the zero-fill pauses while flushes average more than
+ * LSM_WAL_PREALLOC_MAX_FLUSH bytes.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -21,13 +25,14 @@
 
 struct lsm_wal_writer {
     lsm_wfile *f;
-    uint64_t size;     /* bytes framed (flushed + buffered) */
-    size_t block_off;  /* offset inside the current block */
-    om_buf buf;        /* framed, not yet written */
-    om_status err;     /* sticky */
-    int syncers;       /* lsm_wal_sync_written calls running (under the db mutex) */
-    uint64_t prealloc; /* zero-fill chunk; 0 = off */
-    uint64_t zero_end; /* the file holds zeros from the end of the appends to here */
+    uint64_t size;      /* bytes framed (flushed + buffered) */
+    size_t block_off;   /* offset inside the current block */
+    om_buf buf;         /* framed, not yet written */
+    om_status err;      /* sticky */
+    int syncers;        /* lsm_wal_sync_written calls running (under the db mutex) */
+    uint64_t prealloc;  /* zero-fill chunk; 0 = off */
+    uint64_t zero_end;  /* the file holds zeros from the end of the appends to here */
+    uint64_t avg_flush; /* bytes per flush, moving average (1/8 weight to the newest) */
 };
 
 om_status
@@ -63,7 +68,8 @@ wal_zero_ahead(lsm_wal_writer *w)
 {
     uint64_t end = w->size, from;
 
-    if (w->prealloc == 0 || w->zero_end >= end + w->prealloc / 2)
+    if (w->prealloc == 0 || w->zero_end >= end + w->prealloc / 2 ||
+        w->avg_flush > LSM_WAL_PREALLOC_MAX_FLUSH)
         return;
     from = w->zero_end > end ? w->zero_end : end;
     if (w->f->env->ops->wfile_zero(w->f, from, end + w->prealloc - from) != OM_OK) {
@@ -151,6 +157,7 @@ lsm_wal_flush(lsm_wal_writer *w)
         w->err = st;
         return st;
     }
+    w->avg_flush = w->avg_flush - w->avg_flush / 8 + w->buf.n / 8;
     om_buf_reset(&w->buf);
     if (w->buf.cap > 4u << 20) /* do not keep a huge buffer after a big record */
         om_buf_free(&w->buf);

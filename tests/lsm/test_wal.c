@@ -337,6 +337,40 @@ START_TEST(wal_preallocated_roundtrip)
 }
 END_TEST
 
+/* Flushes larger than LSM_WAL_PREALLOC_MAX_FLUSH on average pause the zero-fill. */
+START_TEST(wal_preallocation_pauses_for_large_flushes)
+{
+    const char *dir = tu_tmpdir();
+    const uint64_t chunk = 256 * 1024;
+    lsm_env *env = lsm_env_posix();
+    char path[512];
+    lsm_wal_writer *w;
+    om_buf rec = OM_BUF_INIT;
+    uint64_t size = 0, grown = 0;
+    lsm_rfile *f;
+
+    snprintf(path, sizeof(path), "%s/000009.log", dir);
+    ck_assert_int_eq(lsm_wal_writer_open(env, path, &w), OM_OK);
+    lsm_wal_writer_preallocate(w, chunk);
+    ck_assert_int_eq(om_buf_reserve(&rec, 4 * LSM_WAL_PREALLOC_MAX_FLUSH), OM_OK);
+    memset(rec.p, 'r', 4 * LSM_WAL_PREALLOC_MAX_FLUSH);
+    rec.n = 4 * LSM_WAL_PREALLOC_MAX_FLUSH;
+    for (int i = 0; i < 40; i++) {
+        ck_assert_int_eq(lsm_wal_add(w, om_buf_slice(&rec)), OM_OK);
+        ck_assert_int_eq(lsm_wal_flush(w), OM_OK);
+        ck_assert_int_eq(env->ops->rfile_open(env, path, &f, &size), OM_OK);
+        lsm_rfile_close(f);
+        if (size > lsm_wal_size(w))
+            grown = size - lsm_wal_size(w);
+    }
+    /* After a few flushes the average is over the bound: the file ends with the records. */
+    ck_assert_uint_eq(size, lsm_wal_size(w));
+    ck_assert_uint_le(grown, chunk);
+    ck_assert_int_eq(lsm_wal_writer_close(w, true), OM_OK);
+    om_buf_free(&rec);
+}
+END_TEST
+
 static Suite *
 wal_suite(void)
 {
@@ -349,6 +383,7 @@ wal_suite(void)
     tcase_add_test(tc, wal_bit_flips_in_middle_are_corrupt);
     tcase_add_test(tc, wal_garbage_and_zero_tails);
     tcase_add_test(tc, wal_preallocated_roundtrip);
+    tcase_add_test(tc, wal_preallocation_pauses_for_large_flushes);
     suite_add_tcase(s, tc);
     return s;
 }
