@@ -861,22 +861,6 @@ db_table_get(lsm_db *db, lsm_file_meta *f, om_slice lookup, db_probe *p, bool ro
     return c.st;
 }
 
-/* Bytewise order of user key a and the user key of internal key ik (inline: hot in gets). */
-static inline int
-db_ucmp(om_slice a, const om_buf *ik)
-{
-    size_t bn = ik->n - LSM_TRAILER_SIZE, n = a.n < bn ? a.n : bn;
-    int r = n > 0 ? memcmp(a.p, ik->p, n) : 0;
-
-    return r != 0 ? r : (a.n < bn ? -1 : (a.n > bn ? 1 : 0));
-}
-
-static inline bool
-db_file_covers(const lsm_file_meta *f, om_slice key)
-{
-    return db_ucmp(key, &f->smallest) >= 0 && db_ucmp(key, &f->largest) <= 0;
-}
-
 /* rows: through the row cache (when there is one). */
 static om_status
 db_version_get(lsm_db *db, const lsm_version *v, om_slice key, uint64_t seq, om_buf *value,
@@ -892,7 +876,7 @@ db_version_get(lsm_db *db, const lsm_version *v, om_slice key, uint64_t seq, om_
     if (!db_lookup_key(key, seq, stackbuf, &heap, &lk))
         return OM_ERR(OM_E_NOMEM);
     for (int i = v->nfiles[0] - 1; i >= 0; i--) {
-        if (!db_file_covers(v->files[0][i], key))
+        if (!lsm_db_file_covers(v->files[0][i], key))
             continue;
         st = db_table_get(db, v->files[0][i], lk, &p, rows, value, &done);
         if (done)
@@ -904,7 +888,7 @@ db_version_get(lsm_db *db, const lsm_version *v, om_slice key, uint64_t seq, om_
         if (v->nfiles[l] == 0)
             continue;
         idx = lsm_version_find_file(v, l, lk);
-        if (idx >= v->nfiles[l] || !db_file_covers(v->files[l][idx], key))
+        if (idx >= v->nfiles[l] || !lsm_db_file_covers(v->files[l][idx], key))
             continue;
         st = db_table_get(db, v->files[l][idx], lk, &p, rows, value, &done);
         if (done)
@@ -924,7 +908,7 @@ db_file_may_contain(lsm_db *db, lsm_file_meta *f, db_probe *p)
     lsm_table_ref *ref;
     bool owned, r;
 
-    if (!db_file_covers(f, p->key))
+    if (!lsm_db_file_covers(f, p->key))
         return false;
     if (db_table_borrow(db, f, &ref, &owned) != OM_OK)
         return true; /* the error surfaces on a real read */
@@ -969,8 +953,10 @@ out:
     return st;
 }
 
-void
-lsm_prefetch(lsm_db *db, const om_slice *keys, size_t n)
+/* Run one of the active memtable's prefetch stages over keys. */
+static void
+db_mem_prefetch(lsm_db *db, const om_slice *keys, size_t n,
+                void (*stage)(const lsm_memtable *, const om_slice *, size_t))
 {
     uint64_t last;
     lsm_sv *sv;
@@ -978,21 +964,20 @@ lsm_prefetch(lsm_db *db, const om_slice *keys, size_t n)
     if (n == 0)
         return;
     sv = lsm_db_sv_get(db, &last);
-    lsm_mem_prefetch_gets(sv->mem, keys, n);
+    stage(sv->mem, keys, n);
     lsm_sv_unref(sv);
+}
+
+void
+lsm_prefetch(lsm_db *db, const om_slice *keys, size_t n)
+{
+    db_mem_prefetch(db, keys, n, lsm_mem_prefetch_gets);
 }
 
 void
 lsm_prefetch_values(lsm_db *db, const om_slice *keys, size_t n)
 {
-    uint64_t last;
-    lsm_sv *sv;
-
-    if (n == 0)
-        return;
-    sv = lsm_db_sv_get(db, &last);
-    lsm_mem_prefetch_values(sv->mem, keys, n);
-    lsm_sv_unref(sv);
+    db_mem_prefetch(db, keys, n, lsm_mem_prefetch_values);
 }
 
 bool

@@ -42,6 +42,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "lsm/cache.h"
 #include "lsm/env.h"
@@ -51,6 +52,23 @@
 #include "lsm/sstable.h"
 #include "lsm/table_cache.h"
 #include "lsm/wal_format.h"
+
+/* Bytewise order of user key a and the user key of internal key ik (inline: hot in gets). */
+static inline int
+lsm_db_ucmp(om_slice a, const om_buf *ik)
+{
+    size_t bn = ik->n - LSM_TRAILER_SIZE, n = a.n < bn ? a.n : bn;
+    int r = n > 0 ? memcmp(a.p, ik->p, n) : 0;
+
+    return r != 0 ? r : (a.n < bn ? -1 : (a.n > bn ? 1 : 0));
+}
+
+/* Does table f's key range cover user key `key`? */
+static inline bool
+lsm_db_file_covers(const lsm_file_meta *f, om_slice key)
+{
+    return lsm_db_ucmp(key, &f->smallest) >= 0 && lsm_db_ucmp(key, &f->largest) <= 0;
+}
 
 #define LSM_MAX_IMM 64
 /* zstd's fast levels go down to -131072 (ZSTD_minCLevel); lsm_open accepts this range. */

@@ -36,22 +36,6 @@
 /* Internal lookup keys of the deeper levels' file search, per key. */
 #define PF_LOOKUP_MAX 256
 
-/* Bytewise order of user key a and the user key of internal key ik. */
-static int
-pf_ucmp(om_slice a, const om_buf *ik)
-{
-    size_t bn = ik->n - LSM_TRAILER_SIZE, n = a.n < bn ? a.n : bn;
-    int r = n > 0 ? memcmp(a.p, ik->p, n) : 0;
-
-    return r != 0 ? r : (a.n < bn ? -1 : (a.n > bn ? 1 : 0));
-}
-
-static bool
-pf_covers(const lsm_file_meta *f, om_slice key)
-{
-    return pf_ucmp(key, &f->smallest) >= 0 && pf_ucmp(key, &f->largest) <= 0;
-}
-
 /* Collects (table, key) pairs and hands them to the row cache in chunks. */
 typedef struct pf_rows {
     lsm_table_cache *tc;
@@ -111,7 +95,7 @@ pf_tables(pf_cand *c, size_t *nc, const lsm_version *v, om_slice key, size_t ki,
     uint8_t lk[PF_LOOKUP_MAX];
 
     for (int i = v->nfiles[0] - 1; i >= 0; i--)
-        if (pf_covers(v->files[0][i], key))
+        if (lsm_db_file_covers(v->files[0][i], key))
             pf_cand_add(c, nc, v->files[0][i], ki, h);
     if (key.n + LSM_TRAILER_SIZE > sizeof(lk))
         return; /* a long key: only its L0 hints */
@@ -124,7 +108,7 @@ pf_tables(pf_cand *c, size_t *nc, const lsm_version *v, om_slice key, size_t ki,
         if (v->nfiles[l] == 0)
             continue;
         idx = lsm_version_find_file(v, l, om_slice_make(lk, key.n + LSM_TRAILER_SIZE));
-        if (idx < v->nfiles[l] && pf_covers(v->files[l][idx], key))
+        if (idx < v->nfiles[l] && lsm_db_file_covers(v->files[l][idx], key))
             pf_cand_add(c, nc, v->files[l][idx], ki, h);
     }
 }
