@@ -207,11 +207,10 @@ lsm_skl_insert_before(lsm_skiplist *sl, om_slice key, uint64_t trailer, om_slice
 {
     lsm_skl_node *prev[LSM_SKL_MAX_HEIGHT];
     lsm_skl_node *n, *succ;
-    int height = skl_random_height(sl),
-        cur = atomic_load_explicit(&sl->height, memory_order_relaxed);
+    int height, cur = atomic_load_explicit(&sl->height, memory_order_relaxed);
 
-    if (hint != NULL && height == 1) {
-        /* Level 0 only: between the hint and its predecessor, no search. */
+    if (hint != NULL) {
+        /* Level 0 only (height 1, see skiplist.h): between the hint and its predecessor. */
         lsm_skl_node *p = hint->prev0;
 
         n = skl_node_new(sl, 1, key, trailer, value);
@@ -227,6 +226,7 @@ lsm_skl_insert_before(lsm_skiplist *sl, om_slice key, uint64_t trailer, om_slice
             *node = n;
         return OM_OK;
     }
+    height = skl_random_height(sl);
     skl_find_splice(sl, cur, key.p, key.n, trailer, prev);
     n = skl_node_new(sl, height, key, trailer, value);
     if (n == NULL)

@@ -33,12 +33,19 @@
  * Inserts before a known successor. A writer that already knows the node
  * the new entry sorts immediately before (the memtable knows the newest
  * version of a key from its hash index, and a newer version of that key goes
- * right in front of it) passes it as a hint. When the new node's random
- * height is 1 -- three times in four -- the only link to set is on level 0,
- * between the hint and its level-0 predecessor, which every node keeps in
- * prev0 (a field only the writer reads or writes), and the search is skipped.
- * Taller nodes still search, so the list keeps its shape. Such an insert only
- * changes level 0, between two adjacent nodes, so the splice stays valid.
+ * right in front of it) passes it as a hint. The new node then gets height
+ * 1 whatever its draw: the only link to set is on level 0, between the hint
+ * and its level-0 predecessor, which every node keeps in prev0 (a field only
+ * the writer reads or writes), and the search is skipped. The tower of a key
+ * stays on its first version in the list, and its newer versions sit in
+ * front of it on level 0 only. A search for any other key steps over them
+ * only when it ends between that tower and the one before (at most the
+ * versions of one key per search), and a read of the key walks its versions
+ * on level 0 anyway (newest first, down to its snapshot). Such an insert
+ * only changes level 0, between two adjacent nodes, so the splice stays
+ * valid. Measured (shard Store at pipeline 16, 100 000 keys, 4 interleaved
+ * rounds on the 2-core VM): searching for tall hinted nodes, as before,
+ * 228-252 k ops/s; height 1, 243-266 k.
  *
  * Concurrency: one writer at a time (lsm_skl_insert), any number of readers
  * concurrently without locks. A node is fully initialised before it is
