@@ -419,18 +419,6 @@ lsm_mem_prefetch_values(const lsm_memtable *m, const om_slice *keys, size_t n)
 }
 
 bool
-lsm_mem_get(lsm_memtable *m, om_slice key, uint64_t seq, om_buf *value, om_status *st)
-{
-    om_slice v;
-
-    if (!lsm_mem_find(m, key, seq, &v, st))
-        return false;
-    if (*st == OM_OK)
-        *st = om_buf_set(value, v);
-    return true;
-}
-
-bool
 lsm_mem_find(lsm_memtable *m, om_slice key, uint64_t seq, om_slice *value, om_status *st)
 {
     const uint64_t target = lsm_trailer_pack(seq, LSM_TYPE_SEEK);

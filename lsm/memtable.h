@@ -93,7 +93,7 @@ om_status lsm_mem_add(lsm_memtable *m, uint64_t seq, lsm_vtype type, om_slice ke
 void lsm_mem_prefetch(const lsm_memtable *m, om_slice key);
 
 /*
- * lsm_mem_prefetch_gets -- start loading what lsm_mem_get of each of keys[0..n)
+ * lsm_mem_prefetch_gets -- start loading what lsm_mem_find of each of keys[0..n)
  * reads first: the hash-index bucket, then (once the bucket is there) the
  * first node of its chain. Only a hint: no effect on results. Any thread.
  */
@@ -114,13 +114,11 @@ void lsm_mem_prefetch_values(const lsm_memtable *m, const om_slice *keys, size_t
 void lsm_mem_prefetch_find(const lsm_memtable *m, const om_slice *keys, size_t n, bool *found);
 
 /*
- * lsm_mem_get -- the newest entry of key with sequence <= seq.
- * Returns: true if the memtable decides the answer: then *st is OM_OK (value
- * copied into *value) or OM_E_NOTFOUND (a tombstone) or OM_E_NOMEM; false if
- * the key has no visible entry here (look further down).
+ * lsm_mem_find -- the newest entry of key with sequence <= seq.
+ * Returns: true if the memtable decides the answer: then *st is OM_OK (*value
+ * points at the value inside m, valid while m is referenced) or OM_E_NOTFOUND
+ * (a tombstone); false if the key has no visible entry here (look further down).
  */
-bool lsm_mem_get(lsm_memtable *m, om_slice key, uint64_t seq, om_buf *value, om_status *st);
-/* lsm_mem_get without the copy: *value points into m (valid while m is referenced). */
 bool lsm_mem_find(lsm_memtable *m, om_slice key, uint64_t seq, om_slice *value, om_status *st);
 
 /* True if any entry (any sequence, value or tombstone) of key is present. */

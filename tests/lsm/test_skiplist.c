@@ -375,7 +375,7 @@ START_TEST(memtable_hash_index_matches_oracle)
     mop *ops = malloc(sizeof(mop) * NOPS);
     uint64_t *seqs = malloc(sizeof(uint64_t) * NOPS);
     lsm_memtable *m;
-    om_buf v = OM_BUF_INIT;
+    om_slice v = {0};
 
     /* Distinct sequences 1..NOPS in random order. */
     for (int i = 0; i < NOPS; i++)
@@ -413,7 +413,7 @@ START_TEST(memtable_hash_index_matches_oracle)
         for (int i = 0; i < NOPS; i++)
             if (ops[i].key == key && ops[i].seq <= at && (best == NULL || ops[i].seq > best->seq))
                 best = &ops[i];
-        got = lsm_mem_get(m, om_slice_make(k, (size_t)kn), at, &v, &st);
+        got = lsm_mem_find(m, om_slice_make(k, (size_t)kn), at, &v, &st);
         ck_assert_msg(got == (best != NULL), "key%u at %llu: decided %d", key,
                       (unsigned long long)at, (int)got);
         if (best == NULL)
@@ -461,7 +461,6 @@ START_TEST(memtable_hash_index_matches_oracle)
     }
     ck_assert_uint_gt(marked, 0);
     lsm_mem_unref(m);
-    om_buf_free(&v);
     free(ops);
     free(seqs);
 }
@@ -484,7 +483,7 @@ static void *
 mconc_reader(void *arg)
 {
     mconc *c = arg;
-    om_buf v = OM_BUF_INIT;
+    om_slice v = {0};
     uint64_t rnd = 12345;
 
     while (!atomic_load(&c->stop)) {
@@ -492,7 +491,7 @@ mconc_reader(void *arg)
         char k[16];
         int kn = snprintf(k, sizeof(k), "key%llu", (unsigned long long)key);
         om_status st = OM_OK;
-        bool got = lsm_mem_get(c->m, om_slice_make(k, (size_t)kn), w, &v, &st);
+        bool got = lsm_mem_find(c->m, om_slice_make(k, (size_t)kn), w, &v, &st);
 
         /* The newest s <= w with s % 64 == key, sequences starting at 1. */
         want = w >= key ? w - (w - key) % 64 : 0;
@@ -504,7 +503,6 @@ mconc_reader(void *arg)
         }
         atomic_fetch_add(&c->gets, 1);
     }
-    om_buf_free(&v);
     return NULL;
 }
 
@@ -545,6 +543,7 @@ START_TEST(memtable_versions_and_tombstones)
 {
     lsm_memtable *m;
     om_buf v = OM_BUF_INIT;
+    om_slice mv = {0};
     om_status st;
     lsm_it *it;
     int n = 0;
@@ -558,18 +557,18 @@ START_TEST(memtable_versions_and_tombstones)
         lsm_mem_add(m, 5, LSM_TYPE_VAL, om_slice_from_str("k"), om_slice_from_str("v5")), OM_OK);
     ck_assert_int_eq(
         lsm_mem_add(m, 2, LSM_TYPE_VAL, om_slice_from_str("j"), om_slice_from_str("j2")), OM_OK);
-    ck_assert(!lsm_mem_get(m, om_slice_from_str("k"), 0, &v, &st));
-    ck_assert(lsm_mem_get(m, om_slice_from_str("k"), 1, &v, &st));
+    ck_assert(!lsm_mem_find(m, om_slice_from_str("k"), 0, &mv, &st));
+    ck_assert(lsm_mem_find(m, om_slice_from_str("k"), 1, &mv, &st));
     ck_assert_int_eq(st, OM_OK);
-    ck_assert(v.n == 2 && memcmp(v.p, "v1", 2) == 0);
-    ck_assert(lsm_mem_get(m, om_slice_from_str("k"), 2, &v, &st));
-    ck_assert(lsm_mem_get(m, om_slice_from_str("k"), 4, &v, &st));
+    ck_assert(mv.n == 2 && memcmp(mv.p, "v1", 2) == 0);
+    ck_assert(lsm_mem_find(m, om_slice_from_str("k"), 2, &mv, &st));
+    ck_assert(lsm_mem_find(m, om_slice_from_str("k"), 4, &mv, &st));
     ck_assert_int_eq(st, OM_E_NOTFOUND);
-    ck_assert(lsm_mem_get(m, om_slice_from_str("k"), 100, &v, &st));
+    ck_assert(lsm_mem_find(m, om_slice_from_str("k"), 100, &mv, &st));
     ck_assert_int_eq(st, OM_OK);
-    ck_assert(v.n == 2 && memcmp(v.p, "v5", 2) == 0);
-    ck_assert(!lsm_mem_get(m, om_slice_from_str("kk"), 100, &v, &st));
-    ck_assert(!lsm_mem_get(m, om_slice_from_str("a"), 100, &v, &st));
+    ck_assert(mv.n == 2 && memcmp(mv.p, "v5", 2) == 0);
+    ck_assert(!lsm_mem_find(m, om_slice_from_str("kk"), 100, &mv, &st));
+    ck_assert(!lsm_mem_find(m, om_slice_from_str("a"), 100, &mv, &st));
     ck_assert(lsm_mem_has_key(m, om_slice_from_str("j")));
     ck_assert(!lsm_mem_has_key(m, om_slice_from_str("i")));
     ck_assert_uint_eq(lsm_mem_entries(m), 4);
@@ -682,12 +681,12 @@ sb_value(uint8_t *val, size_t *vn, uint64_t seq)
 
 /* Check one get of key at sequence s against the model; true if it matches. */
 static bool
-sb_get_ok(sb *c, uint32_t key, uint64_t s, om_buf *v)
+sb_get_ok(sb *c, uint32_t key, uint64_t s, om_slice *v)
 {
     char k[16];
     int kn = sb_key(k, key);
     om_status st = OM_OK;
-    bool got = lsm_mem_get(c->m, om_slice_make(k, (size_t)kn), s, v, &st);
+    bool got = lsm_mem_find(c->m, om_slice_make(k, (size_t)kn), s, v, &st);
     const uint32_t *ix = c->by_key[key];
     size_t lo = 0, hi = c->nby_key[key];
     uint8_t want[16];
@@ -716,7 +715,7 @@ static void *
 sb_reader(void *arg)
 {
     sb *c = arg;
-    om_buf v = OM_BUF_INIT;
+    om_slice v = {0};
     uint64_t rnd = 777;
 
     while (!atomic_load(&c->stop)) {
@@ -749,7 +748,6 @@ sb_reader(void *arg)
             atomic_fetch_add(&c->scans, 1);
         }
     }
-    om_buf_free(&v);
     return NULL;
 }
 
@@ -762,7 +760,7 @@ START_TEST(memtable_sorted_batches_match_model)
     void *scratch = NULL;
     size_t cap = 0, done = 0;
     pthread_t th;
-    om_buf v = OM_BUF_INIT;
+    om_slice v = {0};
 
     ck_assert_ptr_nonnull(ops);
     ck_assert_ptr_nonnull(c);
@@ -842,7 +840,6 @@ START_TEST(memtable_sorted_batches_match_model)
         om_buf_free(&prev);
     }
     ck_assert_uint_eq(lsm_mem_entries(c->m), SB_OPS);
-    om_buf_free(&v);
     free(scratch);
     for (int i = 0; i < 3; i++)
         lsm_batch_free(b[i]);
