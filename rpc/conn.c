@@ -364,64 +364,64 @@ conn_flow(rpc_conn *c)
  * payload is split between two chunks is stepped over without a hint.
  */
 #define CONN_HINT_IOV 8
+
+/* A position in an array of iovecs. */
+typedef struct hint_pos {
+    const struct evbuffer_iovec *v;
+    size_t nv, vi, off;
+} hint_pos;
+
+/* Step over up to n bytes from *p, copying them to dst unless NULL; returns how many. */
+static size_t
+hint_take(hint_pos *p, uint8_t *dst, size_t n)
+{
+    size_t got = 0;
+
+    while (got < n && p->vi < p->nv) {
+        size_t left = p->v[p->vi].iov_len - p->off, k = left < n - got ? left : n - got;
+
+        if (dst != NULL)
+            memcpy(dst + got, (const uint8_t *)p->v[p->vi].iov_base + p->off, k);
+        got += k;
+        p->off += k;
+        if (p->off == p->v[p->vi].iov_len) {
+            p->vi++;
+            p->off = 0;
+        }
+    }
+    return got;
+}
+
 static void
 conn_hint_reads(rpc_conn *c, size_t max)
 {
     rpc_server *s = c->srv;
     struct evbuffer_iovec v[CONN_HINT_IOV];
     rpc_key_hint h[RPC_PREFETCH_MAX];
-    size_t nh = 0, vi = 0, off = 0, nframes = 0;
+    size_t nh = 0, nframes = 0;
     int nv = evbuffer_peek(bufferevent_get_input(c->bev), -1, NULL, v, CONN_HINT_IOV);
+    hint_pos pos = {.v = v, .nv = nv < 0 ? 0 : nv > CONN_HINT_IOV ? CONN_HINT_IOV : (size_t)nv};
 
-    if (nv > CONN_HINT_IOV)
-        nv = CONN_HINT_IOV; /* the rest of the input is not looked at */
+    /* (beyond CONN_HINT_IOV chunks the input is not looked at) */
     if (max > RPC_PREFETCH_MAX)
         max = RPC_PREFETCH_MAX;
-    while (nframes < max) {
+    for (; nframes < max; nframes++) {
         uint8_t hdr[RPC_FRAME_HEADER_LEN];
-        size_t got = 0, len;
+        size_t len;
 
         /* the header, possibly split between chunks */
-        while (got < sizeof(hdr) && vi < (size_t)nv) {
-            size_t k =
-                v[vi].iov_len - off < sizeof(hdr) - got ? v[vi].iov_len - off : sizeof(hdr) - got;
-            memcpy(hdr + got, (const uint8_t *)v[vi].iov_base + off, k);
-            got += k;
-            off += k;
-            if (off == v[vi].iov_len) {
-                vi++;
-                off = 0;
-            }
-        }
-        if (got < sizeof(hdr))
+        if (hint_take(&pos, hdr, sizeof(hdr)) < sizeof(hdr))
             break;
         len = om_get_be32(hdr);
         if (len > s->o.max_frame)
             break;
-        if (vi < (size_t)nv && v[vi].iov_len - off >= len) {
-            const uint8_t *p = (const uint8_t *)v[vi].iov_base + off;
-            if (rpc_fastpeek_keyed(p, len, &h[nh].bucket, &h[nh].key))
-                nh++;
-            off += len;
-            if (off == v[vi].iov_len) {
-                vi++;
-                off = 0;
-            }
-        } else {
-            /* split payload: skip it, if the chunks we have hold all of it */
-            while (len > 0 && vi < (size_t)nv) {
-                size_t k = v[vi].iov_len - off < len ? v[vi].iov_len - off : len;
-                len -= k;
-                off += k;
-                if (off == v[vi].iov_len) {
-                    vi++;
-                    off = 0;
-                }
-            }
-            if (len > 0)
-                break; /* not whole yet */
-        }
-        nframes++;
+        /* a payload inside one chunk is peeked at; a split one only stepped over */
+        if (pos.vi < pos.nv && pos.v[pos.vi].iov_len - pos.off >= len &&
+            rpc_fastpeek_keyed((const uint8_t *)pos.v[pos.vi].iov_base + pos.off, len,
+                               &h[nh].bucket, &h[nh].key))
+            nh++;
+        if (hint_take(&pos, NULL, len) < len)
+            break; /* not whole yet */
     }
     if (nh > 0)
         s->prefetch(s->prefetch_arg, h, nh);
