@@ -2,7 +2,8 @@
  * tests/lsm/test_fault.c -- fault injection through tests/lsm/fault_env:
  * failed and short WAL appends, ENOSPC, failed WAL syncs, failures while
  * flushing tables and writing the MANIFEST, and crashes that keep a torn
- * part of the unsynced tail. In every case the error surfaces as a status,
+ * part of the unsynced tail; a failed WAL zero-fill (preallocation) only
+ * turns preallocation off. In every case the error surfaces as a status,
  * the database refuses writes after a failed WAL write or sync, and a
  * reopen (with a healthy env) finds every acknowledged write and opens
  * cleanly.
@@ -117,6 +118,34 @@ wal_fault_case(fault_kind kind, lsm_sync_mode mode, int64_t nth)
     else
         verify_acked(dir, 0); /* relaxed modes promise nothing; the db must still open */
 }
+
+/*
+ * The WAL's zero-fill ahead of the appends (wal_preallocate) fails on a full
+ * disk: the write that triggered it still succeeds (its append went
+ * through), preallocation stops for that log, and later writes go on.
+ */
+START_TEST(fault_wal_zero_fill_fails)
+{
+    const char *dir = tu_tmpdir();
+    fault_env *fe = fault_env_new();
+    lsm_opts o;
+    lsm_db *db;
+
+    fopts(&o, fe, LSM_SYNC_ALWAYS);
+    ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
+    /* op 0 on the log: the first put's append; op 1: the zero-fill after it */
+    fault_env_arm(fe, FAULT_WRITE_NOSPC, ".log", 1);
+    ck_assert_int_eq(put_i(db, 0), OM_OK);
+    ck_assert_uint_eq(fault_env_injected(fe), 1);
+    fault_env_disarm(fe);
+    for (int i = 1; i < 300; i++)
+        ck_assert_int_eq(put_i(db, i), OM_OK);
+    ck_assert_uint_eq(fault_env_injected(fe), 1);
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+    fault_env_free(fe);
+    verify_acked(dir, 300);
+}
+END_TEST
 
 START_TEST(fault_wal_write_eio)
 {
@@ -262,6 +291,7 @@ fault_suite(void)
 
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, fault_wal_write_eio);
+    tcase_add_test(tc, fault_wal_zero_fill_fails);
     tcase_add_test(tc, fault_wal_enospc);
     tcase_add_test(tc, fault_wal_short_write);
     tcase_add_test(tc, fault_wal_sync_fails);
