@@ -7,12 +7,14 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "tu.h"
 #include "util/arena.h"
+#include "util/assert.h"
 #include "util/checksum.h"
 #include "util/clock.h"
 #include "util/coding.h"
@@ -659,6 +661,36 @@ START_TEST(conf_print_roundtrips)
 }
 END_TEST
 
+/* A broken invariant aborts (the process, so Check sees SIGABRT). */
+START_TEST(assert_always_aborts)
+{
+    om_log_set_level(OM_LOG_ERROR);
+    int x = 1;
+    OM_ASSERT_ALWAYS(x == 1); /* holds: nothing happens */
+    OM_ASSERT_ALWAYS(x == 2);
+}
+END_TEST
+
+START_TEST(assert_owner_checks_the_thread)
+{
+    om_thread_owner o = {0};
+    OM_ASSERT_OWNER(&o); /* unclaimed: anyone */
+    om_thread_owner_set(&o);
+    ck_assert(om_thread_owner_is_me(&o));
+    OM_ASSERT_OWNER(&o);
+}
+END_TEST
+
+#if OM_ASSERTS_ON
+START_TEST(assert_debug_aborts)
+{
+    om_log_set_level(OM_LOG_ERROR);
+    volatile int v = 3;
+    OM_ASSERT(v < 2);
+}
+END_TEST
+#endif
+
 static Suite *
 util_suite(void)
 {
@@ -685,6 +717,13 @@ util_suite(void)
     tcase_add_test(tc, arena_pool_threads);
     tcase_add_test(tc, arena_pool_filler_keeps_reserve);
     tcase_add_test(tc, log_levels_and_format);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("assert");
+    tcase_add_test_raise_signal(tc, assert_always_aborts, SIGABRT);
+    tcase_add_test(tc, assert_owner_checks_the_thread);
+#if OM_ASSERTS_ON
+    tcase_add_test_raise_signal(tc, assert_debug_aborts, SIGABRT);
+#endif
     suite_add_tcase(s, tc);
     tc = tcase_create("conf");
     tcase_add_test(tc, conf_defaults);
