@@ -276,7 +276,7 @@ commit_wait(commit *c, const commit_reply *r)
 {
     om_status st = OM_OK;
 
-    if (atomic_load_explicit(&c->pipeline, memory_order_relaxed))
+    if (atomic_load_explicit(&c->pipeline, memory_order_acquire))
         st = commit_wait_durable(c);
     if (st != OM_OK)
         send_unsynced(c, r->tag, r->t0_ns, r->reply, st);
@@ -660,7 +660,9 @@ pipeline_start(commit *c, struct event_base *base)
     c->sync_stop = c->wq_stop = false;
     if (pthread_create(&c->sync_th, NULL, sync_main, c) != 0)
         return OM_ERR(OM_E_NOMEM);
+    pthread_mutex_lock(&c->dur_mu);
     c->have_sync = true;
+    pthread_mutex_unlock(&c->dur_mu);
     if (pthread_create(&c->writer, NULL, writer_main, c) != 0)
         return OM_ERR(OM_E_NOMEM);
     c->have_writer = true;

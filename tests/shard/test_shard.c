@@ -4,7 +4,8 @@
  * conditions, and ListObjectsV2 against an oracle computed here from random
  * keys (run directly on a shard in a temporary directory, no network), and
  * the shard's invariant checks (a version that does not increase, stripes
- * taken out of order) firing when broken on purpose.
+ * taken out of order, the commit pipeline used from a second thread) firing
+ * when broken on purpose.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shard/commit.h"
 #include "shard/list.h"
 #include "shard/record.h"
 #include "shard/shard.h"
@@ -994,6 +996,50 @@ START_TEST(version_not_increasing_aborts)
 END_TEST
 
 #if OM_ASSERTS_ON
+/* A commit pipeline whose callbacks only count (no engine, no replies). */
+static int commit_written, commit_answered;
+
+static void
+count_write(void *arg, commit_job **jobs, size_t n, bool nosync, void *scratch)
+{
+    commit_written += (int)n;
+}
+
+static void
+count_answer(void *arg, commit_job *j)
+{
+    commit_answered++;
+}
+
+static void *
+submit_main(void *arg)
+{
+    commit *c = arg;
+    commit_job *j = commit_job_alloc(c, sizeof(*j));
+
+    commit_submit(c, j); /* not the thread that serves: SIGABRT */
+    return NULL;
+}
+
+/* "Loop thread only": the pipeline belongs to the thread that first served it. */
+START_TEST(commit_from_another_thread_aborts)
+{
+    commit_ops ops = {.write = count_write, .answer = count_answer};
+    commit *c = NULL;
+    commit_job *j;
+    pthread_t th;
+
+    ck_assert_int_eq(commit_open(NULL, &ops, &c), OM_OK);
+    j = commit_job_alloc(c, sizeof(*j));
+    ck_assert_ptr_nonnull(j);
+    commit_submit(c, j); /* no loop: written and answered at once, on this thread */
+    ck_assert_int_eq(commit_written, 1);
+    ck_assert_int_eq(commit_answered, 1);
+    ck_assert_int_eq(pthread_create(&th, NULL, submit_main, c), 0);
+    pthread_join(th, NULL);
+}
+END_TEST
+
 /* Stripes are taken in ascending order only (debug and sanitizer builds check it). */
 START_TEST(stripes_out_of_order_abort)
 {
@@ -1042,6 +1088,7 @@ shard_suite(void)
     tcase_add_test_raise_signal(tc, version_not_increasing_aborts, SIGABRT);
 #if OM_ASSERTS_ON
     tcase_add_test_raise_signal(tc, stripes_out_of_order_abort, SIGABRT);
+    tcase_add_test_raise_signal(tc, commit_from_another_thread_aborts, SIGABRT);
 #endif
     suite_add_tcase(s, tc);
     return s;
