@@ -32,6 +32,7 @@
 
 #include "shard/fence.h"
 #include "shard/list_page.h"
+#include "shard/metrics.h"
 #include "shard/shard_int.h"
 
 /* Where an answer goes and what it depends on. */

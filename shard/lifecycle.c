@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shard/metrics.h"
 #include "shard/shard_int.h"
 #include "util/log.h"
 

@@ -16,14 +16,9 @@
 #include "lsm/lsm.h"
 #include "rpc/rpc.h"
 #include "shard/shard.h"
+#include "shard/shard_int.h"
 
-#define SHARD_NSTATUS 10 /* wire Status values 0..9; others count as INTERNAL */
 #define SHARD_STATS_MAX 64
-
-typedef struct shard_metrics {
-    _Atomic uint64_t answers[SHARD_OP_COUNT_][SHARD_NSTATUS];
-    rpc_hist latency[SHARD_OP_COUNT_];
-} shard_metrics;
 
 void shard_metrics_init(shard_metrics *m);
 

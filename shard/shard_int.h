@@ -26,13 +26,19 @@
 
 #include "rpc/rpc.h"
 #include "shard/commit.h"
-#include "shard/metrics.h"
 #include "shard/record.h"
 #include "shard/shard.h"
 #include "util/assert.h"
 #include "util/workq.h"
 
 #define SHARD_STRIPES 256
+#define SHARD_NSTATUS 10 /* wire Status values 0..9; others count as INTERNAL */
+
+/* What metrics.c counts: answers by operation and wire status, latency by operation. */
+typedef struct shard_metrics {
+    _Atomic uint64_t answers[SHARD_OP_COUNT_][SHARD_NSTATUS];
+    rpc_hist latency[SHARD_OP_COUNT_];
+} shard_metrics;
 
 /* The buffers of a shard_write_group call, kept between calls (shard.c). */
 typedef struct shard_wm_scratch shard_wm_scratch;
