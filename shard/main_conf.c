@@ -6,8 +6,10 @@
 #include "shard/main_conf.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 const char *const shard_sync_modes[] = {"always", "periodic", "none", NULL};
+static const char *const replica_roles[] = {"none", "primary", "backup", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
 #define F(x) offsetof(shard_conf, x)
@@ -52,6 +54,20 @@ static const om_conf_item shard_items[] = {
      "threads running lists (and retrieve/head/exists when inline-reads is false)"},
     {"inline-reads", OM_CONF_BOOL, "true", 0, 0, NULL, F(inline_reads),
      "answer retrieve/head/exists on the network thread"},
+    {"replica-role", OM_CONF_ENUM, "none", 0, 0, replica_roles, F(replica_role),
+     "replication (shard/REPLICATION.md): none; primary (ships every group commit to the "
+     "replicas and answers only once all have it durable); backup (applies the primary's stream, "
+     "refuses client writes)"},
+    {"replicas", OM_CONF_STR, "", 0, 0, NULL, F(replicas),
+     "replica-role=primary: the backups' rpc addresses, host:port,host:port"},
+    {"replica-group", OM_CONF_STR, "", 0, 0, NULL, F(replica_group),
+     "the replica group's id, the same on its primary and backups (a backup with \"\" accepts "
+     "any)"},
+    {"replica-term", OM_CONF_INT, "1", 1, INT64_MAX, NULL, F(replica_term),
+     "replica-role=primary: the term it leads (static until the etcd configuration manager)"},
+    {"replica-timeout", OM_CONF_DURATION, "2s", 10, 600000, NULL, F(replica_timeout),
+     "replica-role=primary: wait this long for a backup's answer before sending again (writes "
+     "stay held)"},
     {"log-level", OM_CONF_ENUM, "info", 0, 0, log_levels, F(log_level),
      "error, warn, info or debug"},
 };

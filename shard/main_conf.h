@@ -15,13 +15,17 @@
 
 typedef struct shard_conf {
     char *listen, *http_listen, *data_dir, *port_file, *id;
-    int sync_mode, log_level;
+    char *replicas, *replica_group;
+    int sync_mode, log_level, replica_role;
+    int64_t replica_term, replica_timeout;
     int64_t sync_period, write_buffer, block_cache, max_object_size, max_metadata_size;
     int64_t row_cache, wal_preallocate, background_nice;
     int64_t max_frame, max_connections, idle_timeout, request_timeout, workers;
     bool inline_reads;
 } shard_conf;
 
+/* Names of the replica-role choices, indexed by shard_conf.replica_role. */
+enum { SHARD_ROLE_NONE = 0, SHARD_ROLE_PRIMARY, SHARD_ROLE_BACKUP };
 /* Names of the sync-mode choices, indexed by shard_conf.sync_mode. */
 extern const char *const shard_sync_modes[];
 /* The table: every setting, default, bounds and doc line. */

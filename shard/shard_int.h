@@ -50,8 +50,9 @@ struct shard {
     pthread_mutex_t stripes[SHARD_STRIPES];
     shard_ring_check_fn ring_check; /* fence.c */
     void *ring_check_arg;
-    commit *commit; /* Store and Delete (commit.h) */
-    workq *pool;    /* List, and reads without inline_reads (handlers.c) */
+    commit *commit;          /* Store and Delete (commit.h) */
+    struct shard_repl *repl; /* a primary's replication (repl.h), or NULL */
+    workq *pool;             /* List, and reads without inline_reads (handlers.c) */
 
     /*
      * The record buffer of Retrieve/Head answered inline (inline_reads): one
