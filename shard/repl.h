@@ -86,6 +86,9 @@ void shard_replica_close(shard_replica *r);
  *   first_index > last + 1 OM_E_PRECONDITION ("gap"): the sender resends from
  *                          *durable + 1
  *   a record is bad        OM_E_INVALID / OM_E_CORRUPT naming it; nothing applied
+ *   catch_up page          OM_OK: its key range made equal to the page (the
+ *                          records exactly, other keys held there deleted);
+ *                          with done, the index becomes snapshot_index
  *   otherwise              OM_OK: the groups above the last index are applied
  *                          (those at or below it, sent again in the same term,
  *                          are skipped: a resend is idempotent), synced, and

@@ -17,8 +17,13 @@
  *                           one term index i names one group, so a resend
  *                           after a lost answer is idempotent.
  *   overlap, higher term    refused: the new primary's group i may differ
- *                           from the one held -- divergence, whose repair
- *                           comes with the etcd layer.
+ *                           from the one held -- divergence; the primary
+ *                           repairs this replica with a catch-up.
+ *
+ *   catch_up page          the range (after_key, last_key] is made equal to
+ *                          the primary's snapshot page (records written,
+ *                          other keys there deleted); the last page sets the
+ *                          index to the snapshot's. Pages are idempotent.
  *
  * Exact apply. The records are written as the primary wrote them, blind
  * puts with the primary's versions, not "only if newer" like a migration's
@@ -153,6 +158,78 @@ check_record(const Objmeta__MigrateRecord *mr, size_t g, size_t i, char *err, si
     return OM_OK;
 }
 
+static om_slice
+pb_slice(ProtobufCBinaryData b)
+{
+    return om_slice_make(b.data, b.len);
+}
+
+/* A catch-up page: no groups besides, records ascending inside (after_key, last_key]. */
+static om_status
+check_page(const Objmeta__ReplicateRequest *rq, char *err, size_t errlen)
+{
+    const Objmeta__CatchUpPage *pg = rq->catch_up;
+    om_slice after = pb_slice(pg->after_key), last = pb_slice(pg->last_key);
+
+    if (rq->n_groups > 0)
+        return replica_msg(OM_E_INVALID, err, errlen, "groups: not allowed with catch_up");
+    if (!pg->done && om_slice_cmp(last, after) <= 0)
+        return replica_msg(OM_E_INVALID, err, errlen,
+                           "catch_up.last_key: not after after_key (and not done)");
+    for (size_t i = 0; i < pg->n_records; i++) {
+        om_slice k = pb_slice(pg->records[i]->key);
+
+        OM_TRY(check_record(pg->records[i], 0, i, err, errlen));
+        if (om_slice_cmp(k, i > 0 ? pb_slice(pg->records[i - 1]->key) : after) <= 0 ||
+            (!pg->done && om_slice_cmp(k, last) > 0))
+            return replica_msg(OM_E_INVALID, err, errlen,
+                               "catch_up.records[%zu].key: not ascending inside the page's range",
+                               i);
+    }
+    return OM_OK;
+}
+
+/*
+ * Make the page's key range of the engine equal to the page, into b: the
+ * records exactly, and a delete of every other key held there (the reserved
+ * keys excepted). Requires: r->mu held.
+ */
+static om_status
+page_into_batch(shard_replica *r, const Objmeta__CatchUpPage *pg, lsm_batch *b)
+{
+    om_slice after = pb_slice(pg->after_key), last = pb_slice(pg->last_key);
+    lsm_iter_opts io;
+    lsm_iter *it = NULL;
+    size_t j = 0;
+    om_status st;
+
+    for (size_t i = 0; i < pg->n_records; i++)
+        OM_TRY(lsm_batch_put(b, pb_slice(pg->records[i]->key), pb_slice(pg->records[i]->value)));
+    lsm_iter_opts_init(&io);
+    io.lower = after;
+    io.fill_cache = false;
+    OM_TRY(lsm_iter_new(shard_db(r->s), &io, &it));
+    for (lsm_iter_seek_first(it); lsm_iter_valid(it); lsm_iter_next(it)) {
+        om_slice k = lsm_iter_key(it);
+
+        if (om_slice_cmp(k, after) <= 0 || shard_key_is_reserved(k))
+            continue;
+        if (!pg->done && om_slice_cmp(k, last) > 0)
+            break;
+        while (j < pg->n_records && om_slice_cmp(pb_slice(pg->records[j]->key), k) < 0)
+            j++;
+        if (j < pg->n_records && om_slice_eq(pb_slice(pg->records[j]->key), k))
+            continue; /* written above */
+        if (lsm_batch_del(b, k) != OM_OK) {
+            lsm_iter_free(it);
+            return OM_ERR(OM_E_NOMEM);
+        }
+    }
+    st = lsm_iter_status(it);
+    lsm_iter_free(it);
+    return st;
+}
+
 /* Requires: r->mu held. The request against the state held (the table above). */
 static om_status
 check_request(shard_replica *r, const Objmeta__ReplicateRequest *rq, char *err, size_t errlen)
@@ -162,7 +239,7 @@ check_request(shard_replica *r, const Objmeta__ReplicateRequest *rq, char *err, 
     if (r->group[0] != '\0' && strcmp(rq->group, r->group) != 0)
         return replica_msg(OM_E_INVALID, err, errlen,
                            "group: this replica belongs to group %s, not %s", r->group, rq->group);
-    if (rq->term == 0 || rq->first_index == 0)
+    if (rq->term == 0 || (rq->first_index == 0 && rq->catch_up == NULL))
         return replica_msg(OM_E_INVALID, err, errlen, "%s: must be at least 1",
                            rq->term == 0 ? "term" : "first_index");
     if (rq->first_index > UINT64_MAX - rq->n_groups)
@@ -171,6 +248,8 @@ check_request(shard_replica *r, const Objmeta__ReplicateRequest *rq, char *err, 
         return replica_msg(OM_E_PRECONDITION, err, errlen,
                            "stale term: this replica is in term %llu, the request in %llu",
                            (unsigned long long)h->term, (unsigned long long)rq->term);
+    if (rq->catch_up != NULL)
+        return check_page(rq, err, errlen); /* no index: a page replaces a key range */
     if (rq->first_index > h->index + 1)
         return replica_msg(OM_E_PRECONDITION, err, errlen,
                            "gap: this replica holds up to index %llu, the request starts at %llu",
@@ -178,7 +257,7 @@ check_request(shard_replica *r, const Objmeta__ReplicateRequest *rq, char *err, 
     if (rq->term > h->term && rq->first_index <= h->index && rq->n_groups > 0)
         return replica_msg(OM_E_PRECONDITION, err, errlen,
                            "divergence: term %llu resends index %llu, held from term %llu "
-                           "(repair is not built yet: REPLICATION.md)",
+                           "(the primary repairs this replica from a snapshot)",
                            (unsigned long long)rq->term, (unsigned long long)rq->first_index,
                            (unsigned long long)h->term);
     for (size_t g = 0; g < rq->n_groups; g++)
@@ -204,6 +283,14 @@ shard_replica_apply(shard_replica *r, const Objmeta__ReplicateRequest *rq, shard
     next.index = rq->first_index + rq->n_groups - 1;
     if (next.index < r->state.index)
         next.index = r->state.index; /* everything sent is held already */
+    if (rq->catch_up != NULL) {
+        /* the index moves only with the last page: a crash before it starts the catch-up over */
+        next.index = rq->catch_up->done ? rq->catch_up->snapshot_index : r->state.index;
+        st = lsm_batch_new(&b);
+        if (st == OM_OK)
+            st = page_into_batch(r, rq->catch_up, b);
+        goto write;
+    }
     if (next.term == r->state.term && next.index == r->state.index)
         goto out; /* a resend (or a probe): nothing new */
     st = lsm_batch_new(&b);
@@ -215,6 +302,7 @@ shard_replica_apply(shard_replica *r, const Objmeta__ReplicateRequest *rq, shard
             st = lsm_batch_put(b, om_slice_make(mr->key.data, mr->key.len),
                                om_slice_make(mr->value.data, mr->value.len));
         }
+write:
     if (st == OM_OK)
         st = shard_repl_state_put(b, &next);
     if (st == OM_OK)

@@ -13,6 +13,14 @@
  *   stale_primary      backups that followed term 2 refuse a primary of
  *                      term 1: its write is answered with an error, never OK,
  *                      and lands on no backup.
+ *   empty_backup       a primary restarted with a new, empty backup: the
+ *                      backup gets the primary's snapshot (deletes included)
+ *                      and the stream after it before a write is answered.
+ *   former_primary     a failover by hand (static membership): with both
+ *                      backups away the primary makes a write durable
+ *                      locally, unacknowledged, and dies; a backup leads
+ *                      term 2 and the former primary rejoins as a backup:
+ *                      its diverged copy is repaired, the write is nowhere.
  *   backup_role        a backup refuses client writes and serves reads.
  * (and a primary refuses ApplyRecords: migration into a group is not built).
  */
@@ -41,8 +49,10 @@ start_backup(void)
     return it_start_shard(NULL, extra);
 }
 
+/* A primary on data_dir (NULL: a fresh one) shipping to backups a and b. */
 static tu_proc *
-start_primary(const group *g, const char *term, const char *timeout)
+start_primary_on(const char *data_dir, const char *a, const char *b, const char *term,
+                 const char *timeout)
 {
     char replicas[160], t[40], to[48];
     const char *extra[] = {"--replica-role=primary",
@@ -53,10 +63,16 @@ start_primary(const group *g, const char *term, const char *timeout)
                            "--request-timeout=3s",
                            NULL};
 
-    snprintf(replicas, sizeof(replicas), "--replicas=%s,%s", g->baddr[0], g->baddr[1]);
+    snprintf(replicas, sizeof(replicas), "--replicas=%s,%s", a, b);
     snprintf(t, sizeof(t), "--replica-term=%s", term);
     snprintf(to, sizeof(to), "--replica-timeout=%s", timeout);
-    return it_start_shard(NULL, extra);
+    return it_start_shard(data_dir, extra);
+}
+
+static tu_proc *
+start_primary(const group *g, const char *term, const char *timeout)
+{
+    return start_primary_on(NULL, g->baddr[0], g->baddr[1], term, timeout);
 }
 
 static void
@@ -324,6 +340,146 @@ START_TEST(stale_primary_is_refused)
 }
 END_TEST
 
+/* ---- an empty backup catches up ---- */
+
+START_TEST(empty_backup_catches_up)
+{
+    uint64_t seed = tu_seed("empty_backup_catches_up"), rs = seed | 1;
+    static uint64_t ver[300];
+    static bool gone[300];
+    char key[32], val[48], dir[512], b3addr[64];
+    group g;
+    omc_client *c;
+    omc_info info;
+    tu_proc *b3;
+    int ndel = 0;
+
+    group_start(&g, "1");
+    c = it_client(g.p);
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof(key), "k%03d", i);
+        snprintf(val, sizeof(val), "v%llu", (unsigned long long)tu_rand(&rs));
+        ck_assert_int_eq(omc_store(c, "repl", key, om_slice_from_str(val), NULL, &info), OM_OK);
+        ver[i] = info.version;
+        omc_info_free(&info);
+    }
+    for (int i = 0; i < 300; i += 7) {
+        snprintf(key, sizeof(key), "k%03d", i);
+        ck_assert_int_eq(omc_delete(c, "repl", key, NULL, &ver[i]), OM_OK);
+        gone[i] = true;
+        ndel++;
+    }
+    omc_close(c);
+    /* the primary restarts with a new, empty backup in place of the second */
+    snprintf(dir, sizeof(dir), "%s", tu_proc_data_dir(g.p));
+    tu_proc_stop(g.p);
+    tu_proc_free(g.p);
+    b3 = start_backup();
+    snprintf(b3addr, sizeof(b3addr), "%s", it_addr(b3));
+    g.p = start_primary_on(dir, g.baddr[0], b3addr, "1", "500ms");
+    c = it_client(g.p);
+    omc_set_timeout(c, 30000);
+    /* the write waits for the catch-up (b3 lacks every group the primary no longer keeps) */
+    ck_assert_msg(omc_store(c, "repl", "after", om_slice_from_str("x"), NULL, &info) == OM_OK, "%s",
+                  omc_last_message(c));
+    omc_info_free(&info);
+    omc_close(c);
+    c = it_client(b3);
+    for (int i = 0; i < 300; i++) {
+        omc_info bi;
+        om_status st;
+
+        snprintf(key, sizeof(key), "k%03d", i);
+        st = omc_head(c, "repl", key, &bi);
+        if (gone[i]) {
+            ck_assert_msg(st == OM_E_NOTFOUND, "%s: delete undone on the new backup", key);
+            continue;
+        }
+        ck_assert_msg(st == OM_OK, "%s: missing on the new backup", key);
+        ck_assert_uint_eq(bi.version, ver[i]);
+        omc_info_free(&bi);
+    }
+    ck_assert_int_eq(omc_head(c, "repl", "after", &info), OM_OK);
+    omc_info_free(&info);
+    omc_close(c);
+    printf("an empty backup caught up 300 keys (%d deleted) from the primary's snapshot\n", ndel);
+    tu_proc_stop(b3);
+    tu_proc_free(b3);
+    group_stop(&g);
+}
+END_TEST
+
+/* ---- a manual failover: the former primary's unacknowledged write is repaired away ---- */
+
+static tu_proc *
+restart_backup(const char *dir)
+{
+    static const char *const extra[] = {"--replica-role=backup", "--replica-group=g1", NULL};
+    return it_start_shard(dir, extra);
+}
+
+START_TEST(former_primary_is_repaired)
+{
+    char key[32], pdir[512], bdir[2][512], addr[3][64];
+    static uint64_t ver[100];
+    group g;
+    omc_client *c;
+    omc_info info;
+    tu_proc *old;
+
+    group_start(&g, "1");
+    c = it_client(g.p);
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof(key), "k%03d", i);
+        ck_assert_int_eq(omc_store(c, "repl", key, om_slice_from_str("v"), NULL, &info), OM_OK);
+        ver[i] = info.version;
+        omc_info_free(&info);
+    }
+    /* both backups away: the primary makes "ghost" durable locally, never acknowledged */
+    for (int i = 0; i < 2; i++) {
+        snprintf(bdir[i], sizeof(bdir[i]), "%s", tu_proc_data_dir(g.b[i]));
+        tu_proc_stop(g.b[i]);
+        tu_proc_free(g.b[i]);
+    }
+    omc_set_timeout(c, 1500);
+    ck_assert_int_ne(omc_store(c, "repl", "ghost", om_slice_from_str("x"), NULL, NULL), OM_OK);
+    omc_close(c);
+    snprintf(pdir, sizeof(pdir), "%s", tu_proc_data_dir(g.p));
+    tu_proc_kill9(g.p);
+    tu_proc_free(g.p);
+
+    /* failover by hand: backup 0 leads term 2; backup 1 and the former primary follow */
+    g.b[1] = restart_backup(bdir[1]);
+    old = restart_backup(pdir);
+    snprintf(addr[1], sizeof(addr[1]), "%s", it_addr(g.b[1]));
+    snprintf(addr[2], sizeof(addr[2]), "%s", it_addr(old));
+    g.p = start_primary_on(bdir[0], addr[1], addr[2], "2", "500ms");
+    g.b[0] = old; /* stopped with the group */
+    c = it_client(g.p);
+    omc_set_timeout(c, 30000);
+    ck_assert_msg(omc_store(c, "repl", "after", om_slice_from_str("y"), NULL, &info) == OM_OK, "%s",
+                  omc_last_message(c));
+    omc_info_free(&info);
+    ck_assert_int_eq(omc_head(c, "repl", "ghost", &info), OM_E_NOTFOUND);
+    omc_close(c);
+    for (int b = 1; b < 3; b++) {
+        c = it_client(b == 1 ? g.b[1] : old);
+        ck_assert_msg(omc_head(c, "repl", "ghost", &info) == OM_E_NOTFOUND,
+                      "the never-acknowledged write survived on %s", addr[b]);
+        ck_assert_int_eq(omc_head(c, "repl", "after", &info), OM_OK);
+        omc_info_free(&info);
+        for (int i = 0; i < 100; i++) {
+            snprintf(key, sizeof(key), "k%03d", i);
+            ck_assert_int_eq(omc_head(c, "repl", key, &info), OM_OK);
+            ck_assert_uint_eq(info.version, ver[i]);
+            omc_info_free(&info);
+        }
+        omc_close(c);
+    }
+    group_stop(&g);
+}
+END_TEST
+
 START_TEST(backup_refuses_client_writes)
 {
     tu_proc *b = start_backup();
@@ -351,6 +507,8 @@ replication_suite(void)
     tcase_add_test(tc, kill9_primary_loses_nothing_acknowledged);
     tcase_add_test(tc, stopped_backup_holds_writes);
     tcase_add_test(tc, stale_primary_is_refused);
+    tcase_add_test(tc, empty_backup_catches_up);
+    tcase_add_test(tc, former_primary_is_repaired);
     tcase_add_test(tc, backup_refuses_client_writes);
     suite_add_tcase(s, tc);
     return s;

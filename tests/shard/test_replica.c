@@ -12,6 +12,9 @@
  *   resend     a resend in the same term is idempotent, also when it
  *              overlaps: only the groups above the last index apply
  *   restart    state and data survive closing and reopening the shard
+ *   catch-up   a page makes its key range equal to the primary's snapshot
+ *              (records written, other keys deleted, the state key kept);
+ *              the last page sets the index; pages are idempotent
  *   reserved   the state key is invisible to migration: the compaction
  *              filter keeps it whatever the ring says
  */
@@ -244,7 +247,7 @@ START_TEST(refusals_change_nothing)
     ck_assert_int_eq(apply(r, &q, &st, err), OM_E_CORRUPT);
     req_free(&q);
 
-    /* a new term resending a held index: divergence, not built yet */
+    /* a new term resending a held index: divergence (the primary repairs by a catch-up) */
     req_init(&q, "g1", 3, 1);
     req_group(&q);
     req_rec(&q, "k", 150, "v", false);
@@ -363,6 +366,118 @@ START_TEST(state_survives_restart)
 }
 END_TEST
 
+/* Make the last group of q a catch-up page instead (its records, in key order). */
+static void
+req_as_page(req *q, Objmeta__CatchUpPage *pg, const char *after, const char *last,
+            uint64_t snap_index, bool done, om_buf *kbuf)
+{
+    Objmeta__ReplicateGroup *g = q->rq.n_groups > 0 ? &q->g[q->rq.n_groups - 1] : NULL;
+
+    objmeta__catch_up_page__init(pg);
+    pg->snapshot_index = snap_index;
+    pg->done = done;
+    if (after[0] != '\0') {
+        ck_assert_int_eq(shard_lsm_key(S("bkt"), S(after), &kbuf[0]), OM_OK);
+        pg->after_key.data = kbuf[0].p;
+        pg->after_key.len = kbuf[0].n;
+    }
+    if (last[0] != '\0') {
+        ck_assert_int_eq(shard_lsm_key(S("bkt"), S(last), &kbuf[1]), OM_OK);
+        pg->last_key.data = kbuf[1].p;
+        pg->last_key.len = kbuf[1].n;
+    }
+    if (g != NULL) {
+        pg->records = g->records;
+        pg->n_records = g->n_records;
+        q->rq.n_groups = 0;
+    }
+    q->rq.catch_up = pg;
+}
+
+START_TEST(catch_up_pages_replace_ranges)
+{
+    shard *s = open_shard(tu_tmpdir());
+    shard_replica *r = NULL;
+    shard_repl_state st;
+    Objmeta__CatchUpPage pg;
+    om_buf kb[2] = {OM_BUF_INIT, OM_BUF_INIT};
+    char err[256];
+    req q;
+
+    ck_assert_int_eq(shard_replica_open(s, "g1", &r), OM_OK);
+    /* what the backup holds: a, c, e, x (some diverge from the primary) */
+    req_init(&q, "g1", 1, 1);
+    req_group(&q);
+    req_rec(&q, "a", 10, "old", false);
+    req_rec(&q, "c", 11, "old", false);
+    req_rec(&q, "e", 12, "old", false);
+    req_rec(&q, "x", 13, "old", false);
+    ck_assert_int_eq(apply(r, &q, &st, err), OM_OK);
+    req_free(&q);
+
+    /* page 1: ("", d] holds a (newer) and b: c goes, e and x stay */
+    req_init(&q, "g1", 2, 0);
+    req_group(&q);
+    req_rec(&q, "a", 20, "new", false);
+    req_rec(&q, "b", 21, "new", false);
+    req_as_page(&q, &pg, "", "d", 50, false, kb);
+    ck_assert_int_eq(apply(r, &q, &st, err), OM_OK);
+    ck_assert_uint_eq(st.term, 2);
+    ck_assert_uint_eq(st.index, 1); /* the index waits for the last page */
+    ck_assert_uint_eq(version_of(s, "a"), 20);
+    ck_assert_uint_eq(version_of(s, "b"), 21);
+    ck_assert_uint_eq(version_of(s, "c"), 0);
+    ck_assert_uint_eq(version_of(s, "e"), 12);
+    /* the same page again: idempotent */
+    ck_assert_int_eq(apply(r, &q, &st, err), OM_OK);
+    ck_assert_uint_eq(version_of(s, "a"), 20);
+    req_free(&q);
+
+    /* a page whose records leave its range is refused whole */
+    req_init(&q, "g1", 2, 0);
+    req_group(&q);
+    req_rec(&q, "f", 30, "new", false);
+    req_rec(&q, "z", 31, "new", false);
+    req_as_page(&q, &pg, "d", "g", 50, false, kb);
+    ck_assert_int_eq(apply(r, &q, &st, err), OM_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(err, "catch_up.records[1]"));
+    ck_assert_uint_eq(version_of(s, "f"), 0);
+    req_free(&q);
+
+    /* the last page: (d, end) holds e (a tombstone) and f; x goes; the index becomes 50 */
+    req_init(&q, "g1", 2, 0);
+    req_group(&q);
+    req_rec(&q, "e", 40, NULL, true);
+    req_rec(&q, "f", 41, "new", false);
+    req_as_page(&q, &pg, "d", "", 50, true, kb);
+    ck_assert_int_eq(apply(r, &q, &st, err), OM_OK);
+    ck_assert_uint_eq(st.index, 50);
+    ck_assert_uint_eq(version_of(s, "e"), 0);
+    ck_assert_uint_eq(version_of(s, "f"), 41);
+    ck_assert_uint_eq(version_of(s, "x"), 0);
+    ck_assert_uint_eq(version_of(s, "a"), 20);
+    req_free(&q);
+    /* the state key was not deleted by the pages: the stream continues at 51 */
+    ck_assert_int_eq(shard_repl_state_load(shard_db(s), &st), OM_OK);
+    ck_assert_uint_eq(st.index, 50);
+    req_init(&q, "g1", 2, 51);
+    req_group(&q);
+    req_rec(&q, "g", 60, "v", false);
+    ck_assert_int_eq(apply(r, &q, &st, err), OM_OK);
+    ck_assert_uint_eq(st.index, 51);
+    req_free(&q);
+    /* an older term's page is refused */
+    req_init(&q, "g1", 1, 0);
+    req_as_page(&q, &pg, "", "", 60, true, kb);
+    ck_assert_int_eq(apply(r, &q, &st, err), OM_E_PRECONDITION);
+    ck_assert_uint_eq(version_of(s, "g"), 60);
+    om_buf_free(&kb[0]);
+    om_buf_free(&kb[1]);
+    shard_replica_close(r);
+    ck_assert_int_eq(shard_close(s), OM_OK);
+}
+END_TEST
+
 START_TEST(state_key_is_reserved)
 {
     om_slice k = om_slice_make((const uint8_t *)SHARD_REPL_STATE_KEY, SHARD_REPL_STATE_KEY_LEN);
@@ -406,6 +521,7 @@ replica_suite(void)
     tcase_add_test(tc, refusals_change_nothing);
     tcase_add_test(tc, resend_is_idempotent);
     tcase_add_test(tc, state_survives_restart);
+    tcase_add_test(tc, catch_up_pages_replace_ranges);
     tcase_add_test(tc, state_key_is_reserved);
     suite_add_tcase(s, tc);
     return s;
