@@ -590,7 +590,7 @@ coord_list(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply)
         coord_answer_error(c, COORD_OP_LIST, t0, reply, OM_E_INVALID, "bucket is empty");
         return;
     }
-    if (coord_mig_hold(c, req, t0, reply, true))
+    if (coord_mig_hold(c, req, COORD_OP_LIST, t0, reply, true))
         return; /* a ring switch is under way: answered once it is done */
     for (size_t i = 0; i < ring_shard_count(c->ring); i++) {
         coord_shard *sh = coord_cur_shard(c, i);

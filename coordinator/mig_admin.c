@@ -52,9 +52,9 @@ mig_begin(coord *c, ring *newr, const char *op, Objmeta__Request__BodyCase kind,
     uint64_t from = ring_epoch(c->ring);
     om_status st;
 
-    mig_free_change(m);
+    coord_mig_free_change(m);
     c->pending = newr;
-    st = mig_build(m);
+    st = coord_mig_build(m);
     if (st == OM_OK && m->nrng == 0) {
         /* nothing moves (e.g. only ties changed): switch at once */
         ring *old = c->ring;
@@ -89,10 +89,10 @@ mig_begin(coord *c, ring *newr, const char *op, Objmeta__Request__BodyCase kind,
         m->need_catchup = m->drained = false;
         m->adapt = 1.0; /* the adaptive throttle starts at the top */
         m->pass_start_ms = om_clock_mono_ms();
-        st = mig_persist(m);
+        st = coord_mig_persist(m);
     }
     if (st != OM_OK) {
-        mig_free_change(m);
+        coord_mig_free_change(m);
         m->phase = MIG_IDLE;
         c->pending = NULL;
         ring_unref(newr);
@@ -311,8 +311,8 @@ coord_mig_status(coord *c, uint64_t t0, rpc_reply *reply)
     rs.to_epoch = m->to_epoch;
     rs.started_ms = m->started_ms;
     rs.operation = m->op;
-    rs.records_copied = mig_total_records(m);
-    rs.bytes_copied = mig_total_bytes(m);
+    rs.records_copied = coord_mig_total_records(m);
+    rs.bytes_copied = coord_mig_total_bytes(m);
     rs.rate_bytes_per_sec = m->phase == MIG_COPYING ? m->rate : 0;
     rs.last_change_epoch = m->last_change_epoch;
     rs.sources = (uint32_t)m->nsrc;

@@ -68,6 +68,21 @@ coord_waiter_remove(coord_waiter *w)
     w->prev = w->next = NULL;
 }
 
+/* Call the ready callback once every shard is up (coord.c's timer calls it when the wait is
+ * over). */
+static void
+pool_check_ready(coord *c)
+{
+    if (c->ready_called || c->ready == NULL)
+        return;
+    if (coord_pool_up_count(c) < c->nshards)
+        return;
+    c->ready_called = true;
+    om_log(OM_LOG_INFO, "all shards up shards=%zu ring_epoch=%llu", c->nshards,
+           (unsigned long long)ring_epoch(c->ring));
+    c->ready(c->ready_arg);
+}
+
 static void
 pool_mark_down(coord_shard *sh, const char *fmt, ...)
 {
@@ -97,7 +112,7 @@ pool_mark_up(coord_shard *sh)
     sh->up = true;
     sh->ever_up = true;
     sh->why_down[0] = '\0';
-    coord_check_ready(sh->c);
+    pool_check_ready(sh->c);
 }
 
 /* A new pool entry for (id, addr), appended to c->shards. */
