@@ -185,9 +185,8 @@ void coord_answer_error(coord *c, coord_op op, uint64_t t0, rpc_reply *reply, om
     __attribute__((format(printf, 6, 7)))
 #endif
     ;
-/* The metric label of op, and the answers sent for op (every status). */
-const char *coord_op_name(coord_op op);
-uint64_t coord_answers_total(const coord *c, coord_op op);
+/* Answer a Stats request: the counters and a readable report of the ring and the shards. */
+void coord_answer_stats(coord *c, uint64_t t0, rpc_reply *reply);
 /* /metrics and /healthz callbacks. */
 om_status coord_render_metrics(void *arg, om_buf *out);
 om_status coord_health(void *arg, om_buf *reason);

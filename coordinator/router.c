@@ -345,78 +345,6 @@ answer_get_ring(coord *c, uint64_t t0, rpc_reply *reply)
     ring_pb_free(pp);
 }
 
-/* Stats: counters plus a readable report of the ring and the shards. */
-static void
-answer_stats(coord *c, uint64_t t0, rpc_reply *reply)
-{
-    enum { MAXC = COORD_OP_COUNT_ + 12 };
-    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
-    Objmeta__StatsResponse sr = OBJMETA__STATS_RESPONSE__INIT;
-    Objmeta__StatsCounter cnt[MAXC], *ptrs[MAXC];
-    char names[MAXC][48];
-    om_buf text = OM_BUF_INIT;
-    size_t n = 0;
-    om_status st = OM_OK;
-
-#define COUNTER(nm, v)                                                                             \
-    do {                                                                                           \
-        objmeta__stats_counter__init(&cnt[n]);                                                     \
-        snprintf(names[n], sizeof(names[n]), "%s", (nm));                                          \
-        cnt[n].name = names[n];                                                                    \
-        cnt[n].value = (v);                                                                        \
-        ptrs[n] = &cnt[n];                                                                         \
-        n++;                                                                                       \
-    } while (0)
-    for (int op = 0; op < COORD_OP_COUNT_; op++) {
-        char nm[48];
-        snprintf(nm, sizeof(nm), "coord.requests.%s", coord_op_name((coord_op)op));
-        COUNTER(nm, coord_answers_total(c, (coord_op)op));
-    }
-    COUNTER("coord.ring_epoch", ring_epoch(c->ring));
-    COUNTER("coord.shards", c->nshards);
-    COUNTER("coord.shards_up", coord_pool_up_count(c));
-    COUNTER("coord.list.pages", c->list_pages);
-    COUNTER("coord.list.shard_fetches", c->list_shard_fetches);
-    COUNTER("coord.list.records_fetched", c->list_records_fetched);
-    COUNTER("coord.list.records_returned", c->list_records_returned);
-    COUNTER("coord.migrate.pending_epoch", c->pending ? ring_epoch(c->pending) : 0);
-    COUNTER("coord.migrate.forwards_ok", c->forwards_ok);
-    COUNTER("coord.migrate.forwards_failed", c->forwards_failed);
-    COUNTER("coord.migrate.held_requests", c->held_count);
-#undef COUNTER
-
-    st = om_buf_printf(&text, "objmeta-coord %s\nring: ", OM_VERSION);
-    if (st == OM_OK)
-        st = ring_format(c->ring, &text);
-    for (size_t i = 0; st == OM_OK && i < c->nshards; i++) {
-        const coord_shard *sh = c->shards[i];
-        size_t ri;
-        double share =
-            ring_find(c->ring, sh->id, &ri) == OM_OK ? ring_shard_fraction(c->ring, ri) : 0;
-        st = om_buf_printf(&text,
-                           "\nshard %s %s %s forwarded=%llu failed_fast=%llu "
-                           "transport_errors=%llu share=%.4f%s%s",
-                           sh->id, sh->addr, sh->up ? "up" : "DOWN",
-                           (unsigned long long)sh->forwarded, (unsigned long long)sh->failed_fast,
-                           (unsigned long long)sh->transport_errors, share,
-                           sh->up ? "" : " reason=", sh->up ? "" : sh->why_down);
-    }
-    if (st == OM_OK)
-        st = om_buf_printf(&text, "\n");
-    if (st != OM_OK) {
-        om_buf_free(&text);
-        coord_answer_error(c, COORD_OP_STATS, t0, reply, st, "cannot build stats");
-        return;
-    }
-    sr.counters = ptrs;
-    sr.n_counters = n;
-    sr.text = (char *)text.p;
-    resp.body_case = OBJMETA__RESPONSE__BODY_STATS;
-    resp.stats = &sr;
-    coord_answer(c, COORD_OP_STATS, t0, reply, &resp);
-    om_buf_free(&text);
-}
-
 void
 coord_handle(void *arg, const Objmeta__Request *req, rpc_reply *reply)
 {
@@ -461,7 +389,7 @@ coord_dispatch(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *re
         answer_ping(c, req, t0, reply);
         break;
     case OBJMETA__REQUEST__BODY_STATS:
-        answer_stats(c, t0, reply);
+        coord_answer_stats(c, t0, reply);
         break;
     case OBJMETA__REQUEST__BODY_GET_RING:
         answer_get_ring(c, t0, reply);

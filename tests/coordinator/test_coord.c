@@ -1,7 +1,8 @@
 /*
  * tests/coordinator/test_coord.c -- unit suite for coordinator/ internals
  * that need no processes: continuation tokens, list page sizing, the ring
- * file (atomic save, load, damage detection) and the --shards parser.
+ * file (atomic save, load, damage detection), the --shards parser and the
+ * size of the answer table.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -219,6 +220,18 @@ START_TEST(secret_persists)
 }
 END_TEST
 
+/* The answer table (metrics.c) has one column per wire Status. */
+START_TEST(answer_table_covers_every_status)
+{
+    const ProtobufCEnumDescriptor *d = &objmeta__status__descriptor;
+
+    ck_assert_uint_eq(d->n_values, COORD_NSTATUS);
+    for (unsigned i = 0; i < d->n_values; i++)
+        ck_assert_int_lt(d->values[i].value, COORD_NSTATUS);
+    ck_assert_int_lt(COORD_STATUS_UNKNOWN, COORD_NSTATUS);
+}
+END_TEST
+
 static Suite *
 coord_suite(void)
 {
@@ -230,6 +243,7 @@ coord_suite(void)
     tcase_add_test(tc, ring_file_round_trip_and_damage);
     tcase_add_test(tc, shards_parser_rejects_bad_lists);
     tcase_add_test(tc, secret_persists);
+    tcase_add_test(tc, answer_table_covers_every_status);
     suite_add_tcase(s, tc);
     return s;
 }
