@@ -45,6 +45,7 @@
 
 #include "coordinator/coord_int.h"
 #include "util/arena.h"
+#include "util/assert.h"
 #include "util/base64url.h"
 #include "util/checksum.h"
 #include "util/coding.h"
@@ -398,6 +399,10 @@ fan_advance(fan_list *l)
             return;
         }
         fan_entry *e = &best->buf[best->pos++];
+        /* Each shard's stream is strictly increasing (fan_push refuses anything else as
+         * CORRUPT) and entries up to l->last were skipped above, so the merge emits keys in
+         * strictly increasing order: no repeat, and the token's resume point is exact. */
+        OM_ASSERT(!l->have_last || om_slice_cmp(e->s, l->last) > 0);
         if (e->info != NULL)
             l->entries[l->nentries++] = e->info;
         else

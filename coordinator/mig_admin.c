@@ -52,6 +52,8 @@ mig_begin(coord *c, ring *newr, const char *op, Objmeta__Request__BodyCase kind,
     uint64_t from = ring_epoch(c->ring);
     om_status st;
 
+    OM_ASSERT(m->phase == MIG_IDLE && c->pending == NULL);
+    OM_ASSERT(ring_epoch(newr) > from); /* ring epochs only move forward */
     coord_mig_free_change(m);
     c->pending = newr;
     st = coord_mig_build(m);
@@ -74,7 +76,7 @@ mig_begin(coord *c, ring *newr, const char *op, Objmeta__Request__BodyCase kind,
         return;
     }
     if (st == OM_OK) {
-        m->phase = MIG_COPYING;
+        coord_mig_set_phase(m, MIG_COPYING);
         m->pass = 0;
         m->final_started = false;
         snprintf(m->op, sizeof(m->op), "%s", op);
@@ -93,7 +95,8 @@ mig_begin(coord *c, ring *newr, const char *op, Objmeta__Request__BodyCase kind,
     }
     if (st != OM_OK) {
         coord_mig_free_change(m);
-        m->phase = MIG_IDLE;
+        if (m->phase != MIG_IDLE) /* COPYING was set, but could not be persisted */
+            coord_mig_set_phase(m, MIG_IDLE);
         c->pending = NULL;
         ring_unref(newr);
         coord_answer_error(c, COORD_OP_OTHER, t0, reply, st, "cannot start the ring change: %s",

@@ -888,6 +888,9 @@ src_kick(coord_mig *m, mig_src *s)
 static void
 mig_start_pass(coord_mig *m, int pass)
 {
+    /* pass 1 (catch-up) is the only pass restarted: after pass 0, an abandoned cutover or a
+     * restart; pass 0 starts with the change, pass 2 with the fence */
+    OM_ASSERT(pass == 1 && m->phase == MIG_COPYING);
     m->gen++; /* answers to the previous pass are ignored */
     m->pass = pass;
     m->pass_start_ms = om_clock_mono_ms();
@@ -976,6 +979,27 @@ coord_mig_release_held(coord *c)
     }
 }
 
+static bool
+mig_phase_move_legal(mig_phase from, mig_phase to)
+{
+    switch (from) {
+    case MIG_IDLE:
+        return to == MIG_COPYING;
+    case MIG_COPYING:
+        return to == MIG_CLEANUP || to == MIG_IDLE;
+    case MIG_CLEANUP:
+        return to == MIG_IDLE || to == MIG_COPYING;
+    }
+    return false;
+}
+
+void
+coord_mig_set_phase(coord_mig *m, mig_phase to)
+{
+    OM_ASSERT(mig_phase_move_legal(m->phase, to));
+    m->phase = to;
+}
+
 static void
 mig_unfence(coord_mig *m)
 {
@@ -996,6 +1020,10 @@ mig_switch(coord_mig *m)
     ring *oldr = c->ring, *newr = c->pending;
     size_t idx;
 
+    /* The switch ends the fenced final pass; ring epochs only move forward. */
+    OM_ASSERT(m->phase == MIG_COPYING && m->pass == 2 && c->fenced && c->hold_lists);
+    OM_ASSERT(ring_epoch(newr) > ring_epoch(oldr));
+
     /* cleanup list: old owners that stay in the ring */
     for (size_t i = 0; i < m->ncl; i++)
         free(m->cl[i].id);
@@ -1015,13 +1043,14 @@ mig_switch(coord_mig *m)
     }
     c->ring = newr;
     c->pending = NULL;
-    m->phase = MIG_CLEANUP;
+    coord_mig_set_phase(m, MIG_CLEANUP);
+    OM_ASSERT(ring_epoch(newr) > m->last_change_epoch);
     m->last_change_epoch = ring_epoch(newr);
     if (coord_mig_persist(m) != OM_OK) {
         /* not switched: try again at the next tick (still fenced; the cutover timeout applies) */
         c->pending = newr;
         c->ring = oldr;
-        m->phase = MIG_COPYING;
+        coord_mig_set_phase(m, MIG_COPYING);
         for (size_t i = 0; i < m->ncl; i++)
             free(m->cl[i].id);
         free(m->cl);
@@ -1115,7 +1144,7 @@ mig_cleanup_step(coord_mig *m)
     if (all) {
         om_log(OM_LOG_INFO, "ring change finished epoch=%llu op=\"%s\"",
                (unsigned long long)ring_epoch(c->ring), m->op);
-        m->phase = MIG_IDLE;
+        coord_mig_set_phase(m, MIG_IDLE);
         m->err[0] = '\0';
         (void)coord_mig_persist(m);
     }
@@ -1197,6 +1226,7 @@ mig_copy_step(coord_mig *m)
         }
         m->err[0] = '\0';
         m->gen++;
+        OM_ASSERT(m->pass == 1 && !c->fenced); /* the final pass follows the copy or catch-up */
         m->pass = 2;
         m->final_started = false;
         c->fenced = true;
@@ -1347,7 +1377,9 @@ coord_mig_open(coord *c, om_slice state, char *err, size_t errlen)
         src_restart(&m->src[i]); /* scans resume at the checkpoints */
     if (c->pending != NULL) {
         /* the rings say a change is in progress, whatever the record says */
-        m->phase = MIG_COPYING;
+        OM_ASSERT(ring_epoch(c->pending) > ring_epoch(c->ring));
+        if (m->phase != MIG_COPYING)
+            coord_mig_set_phase(m, MIG_COPYING);
         m->from_epoch = ring_epoch(c->ring);
         m->to_epoch = ring_epoch(c->pending);
         m->need_catchup = true; /* the writes noted before the restart are gone */
@@ -1360,7 +1392,7 @@ coord_mig_open(coord *c, om_slice state, char *err, size_t errlen)
         om_log(OM_LOG_INFO, "resuming ring change op=\"%s\" pass=%d sources=%zu ranges=%zu", m->op,
                m->pass, m->nsrc, m->nrng);
     } else if (m->phase == MIG_COPYING) {
-        m->phase = MIG_IDLE; /* a record without a pending ring: nothing to resume */
+        coord_mig_set_phase(m, MIG_IDLE); /* a record without a pending ring: nothing to resume */
     } else if (m->phase == MIG_CLEANUP) {
         size_t left = 0;
         for (size_t i = 0; i < m->ncl; i++)

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "coordinator/coord_int.h"
+#include "util/assert.h"
 #include "util/log.h"
 
 #define MIG_PIPELINE 2 /* batches of one source being applied while the next is scanned */
@@ -143,6 +144,14 @@ om_status coord_mig_build(coord_mig *m);
 /* The copy throttle now: bytes/s (0 = unlimited) and bytes per scan batch. */
 double coord_mig_rate_now(const coord_mig *m);
 uint32_t coord_mig_batch_now(const coord_mig *m);
+/*
+ * coord_mig_set_phase -- move m to phase `to`. The legal moves (checked):
+ * IDLE -> COPYING (a change starts), COPYING -> CLEANUP (the switch),
+ * CLEANUP -> IDLE (the old owners are compacted), and the two undos of a
+ * step whose persistence failed or that has nothing to resume: COPYING ->
+ * IDLE and CLEANUP -> COPYING. Never IDLE -> CLEANUP, never to itself.
+ */
+void coord_mig_set_phase(coord_mig *m, mig_phase to);
 /* Persist rings and state (atomic RING file); a failure is also noted in m->err. */
 om_status coord_mig_persist(coord_mig *m);
 

@@ -35,7 +35,6 @@
  * again within about one health interval.
  */
 #define OM_LOG_MODULE "coord"
-#include <assert.h>
 #include <event2/event.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,6 +42,7 @@
 #include <string.h>
 
 #include "coordinator/coord_int.h"
+#include "util/assert.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -221,7 +221,9 @@ pool_map(const coord *c, const ring *r, size_t **map)
         return OM_ERR(OM_E_NOMEM);
     for (size_t i = 0; i < n; i++) {
         coord_shard *sh = coord_pool_find(c, ring_shard_at(r, i)->id);
-        assert(sh != NULL); /* invariant: the pool holds every shard of both rings */
+        /* The pool holds every shard of both rings (coord_pool_sync adds them first); a
+         * missing one would route its keys to another shard, so this check is always on. */
+        OM_ASSERT_ALWAYS(sh != NULL);
         m[i] = pool_index(c, sh);
     }
     free(*map);
