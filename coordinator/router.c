@@ -30,7 +30,6 @@
  * through c->dispatch (set to coord_dispatch by coord_open).
  */
 #define OM_LOG_MODULE "coord"
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
