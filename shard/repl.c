@@ -66,6 +66,7 @@
 #include "shard/record.h"
 #include "shard/repl.h"
 #include "shard/shard_int.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 /* One group commit as queued for the backups: the protobuf views point into `mem`. */
@@ -86,6 +87,7 @@ typedef struct repl_peer {
     bool have_th;
     uint64_t acked; /* under mu: the backup's durable index as last answered */
     /* catch-up (under mu; snap and cursor used by this peer's thread only) */
+    bool known; /* under mu: the backup answered since this primary started */
     bool catching;
     uint64_t snap_index; /* the snapshot's index: groups above it are kept */
     lsm_snapshot *snap;
@@ -266,15 +268,18 @@ repl_mark(void *arg)
     return m;
 }
 
-/* Requires: mu held. The lowest index every backup acknowledged. */
+/* Requires: mu held. The lowest index every backup acknowledged (0 for one not heard yet). */
 static uint64_t
 min_acked(const shard_repl *r)
 {
     uint64_t m = UINT64_MAX;
 
-    for (size_t i = 0; i < r->npeers; i++)
-        if (r->peers[i].acked < m)
-            m = r->peers[i].acked;
+    for (size_t i = 0; i < r->npeers; i++) {
+        uint64_t a = r->peers[i].known ? r->peers[i].acked : 0;
+
+        if (a < m)
+            m = a;
+    }
     return m;
 }
 
@@ -407,6 +412,7 @@ peer_answer(repl_peer *p, uint64_t first, uint64_t last, const Objmeta__Response
                "backup diverged: repairing it from a snapshot backup=%s term=%llu "
                "index=%llu",
                p->addr, (unsigned long long)a->term, (unsigned long long)a->durable_index);
+        p->known = true;
         catch_up_start(p);
         return;
     }
@@ -426,6 +432,7 @@ peer_answer(repl_peer *p, uint64_t first, uint64_t last, const Objmeta__Response
                    (unsigned long long)a->durable_index, (unsigned long long)first);
         *quiet = st != OM_OK;
         p->acked = a->durable_index;
+        p->known = true;
         trim(r);
         pthread_cond_broadcast(&r->cv);
         return;
@@ -635,12 +642,13 @@ peer_main(void *arg)
             catch_up_step(p, &cli, &quiet);
             continue;
         }
-        if (p->acked >= r->ship_to) {
+        if (p->known && p->acked >= r->ship_to) {
             pthread_cond_wait(&r->cv, &r->mu);
             continue;
         }
-        rq.n_groups = collect(r, p, &groups, &missing);
-        if (rq.n_groups == 0) {
+        /* not heard yet: a probe (no groups) -- where is the backup, in which term? */
+        rq.n_groups = p->known ? collect(r, p, &groups, &missing) : 0;
+        if (rq.n_groups == 0 && p->known) {
             if (missing)
                 catch_up_start(p); /* index `first` is no longer kept */
             else
@@ -697,6 +705,82 @@ shard_repl_handle(shard_repl *r, const Objmeta__Request *req, rpc_reply *reply)
     return true;
 }
 
+/* ---- metrics ---- */
+
+static om_status
+gauge(om_buf *out, const char *name, const char *help, const char *labels, double v)
+{
+    OM_TRY(rpc_prom_header(out, name, "gauge", help));
+    return rpc_prom_value(out, name, labels, v);
+}
+
+/* The per-backup gauges. Requires: mu held (no allocation but the buffer's). */
+static om_status
+render_backups(shard_repl *r, om_buf *out)
+{
+    static const struct {
+        const char *name, *help;
+    } m[4] = {
+        {"objmeta_replication_backup_acked_index", "The last index the backup has durable."},
+        {"objmeta_replication_backup_lag_records", "Group commits the backup lacks."},
+        {"objmeta_replication_backup_lag_bytes", "Bytes of records kept for the backup."},
+        {"objmeta_replication_backup_catching_up", "1 while the backup gets a snapshot."},
+    };
+    char labels[160];
+
+    for (int k = 0; k < 4; k++) {
+        OM_TRY(rpc_prom_header(out, m[k].name, "gauge", m[k].help));
+        for (size_t i = 0; i < r->npeers; i++) {
+            const repl_peer *p = &r->peers[i];
+            double v = (double)p->acked;
+
+            if (k == 1)
+                v = (double)(r->last - (p->acked < r->last ? p->acked : r->last));
+            if (k == 2) {
+                v = 0;
+                for (const repl_group *q = r->head; q != NULL; q = q->next)
+                    v += q->index > p->acked ? (double)q->bytes : 0;
+            }
+            if (k == 3)
+                v = p->catching;
+            snprintf(labels, sizeof(labels), "backup=\"%s\"", p->addr);
+            OM_TRY(rpc_prom_value(out, m[k].name, labels, v));
+        }
+    }
+    return OM_OK;
+}
+
+om_status
+shard_repl_render_metrics(shard *s, om_buf *out)
+{
+    shard_repl_state st;
+    const char *role = s->repl != NULL ? "role=\"primary\"" : "role=\"backup\"";
+    om_status rc = OM_OK;
+
+    if (s->repl == NULL && s->replica == NULL)
+        return OM_OK;
+    if (s->repl != NULL)
+        shard_repl_primary_state(s->repl, &st);
+    else
+        shard_replica_state(s->replica, &st);
+    OM_TRY(gauge(out, "objmeta_replication_role", "This replica's role (label).", role, 1));
+    OM_TRY(gauge(out, "objmeta_replication_term", "The term this replica is in.", NULL,
+                 (double)st.term));
+    OM_TRY(gauge(out, "objmeta_replication_index", "The last group commit written or applied.",
+                 NULL, (double)st.index));
+    if (s->repl == NULL)
+        return OM_OK;
+    pthread_mutex_lock(&s->repl->mu);
+    rc = render_backups(s->repl, out);
+    if (rc == OM_OK)
+        rc = gauge(out, "objmeta_replication_failed",
+                   "1 once replication failed for good (a backup is in a later term, or a "
+                   "group could not be kept): no write is acknowledged any more.",
+                   NULL, s->repl->err != OM_OK);
+    pthread_mutex_unlock(&s->repl->mu);
+    return rc;
+}
+
 /* ---- life ---- */
 
 void
@@ -727,6 +811,36 @@ repl_free(shard_repl *r)
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);
     free(r);
+}
+
+/*
+ * A primary that holds writes (index > 0) serves only once every backup has
+ * confirmed them: a group synced here just before a crash may have reached
+ * no backup, and a read must not show it until it has (the gate only covers
+ * the groups of this run). The probes also raise the backups to this term.
+ */
+static om_status
+await_backups(shard_repl *r, uint64_t index)
+{
+    uint64_t t0 = om_clock_mono_ns(), logged = 0;
+    om_status st;
+
+    pthread_mutex_lock(&r->mu);
+    while (index > 0 && min_acked(r) < index && r->err == OM_OK) {
+        uint64_t waited_s = (om_clock_mono_ns() - t0) / 1000000000u;
+
+        if (waited_s >= logged + 5) {
+            logged = waited_s;
+            om_log(OM_LOG_WARN,
+                   "waiting for every backup to confirm index %llu before serving "
+                   "waited_s=%llu",
+                   (unsigned long long)index, (unsigned long long)waited_s);
+        }
+        pause_ms(r, 1000);
+    }
+    st = r->err;
+    pthread_mutex_unlock(&r->mu);
+    return st;
 }
 
 /* The comma-separated backup addresses into r->peers (empty items are skipped). */
@@ -800,6 +914,11 @@ shard_repl_open(shard *s, const shard_repl_opts *o, shard_repl **out)
             return OM_ERR(OM_E_NOMEM);
         }
         r->peers[i].have_th = true;
+    }
+    st = await_backups(r, held.index);
+    if (st != OM_OK) {
+        shard_repl_close(r);
+        return st;
     }
     s->repl = r;
     commit_set_replication(s->commit,

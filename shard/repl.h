@@ -111,6 +111,15 @@ void shard_replica_state(shard_replica *r, shard_repl_state *out);
  */
 bool shard_replica_handle(shard_replica *r, const Objmeta__Request *req, rpc_reply *reply);
 
+/*
+ * shard_repl_render_metrics -- append the replication metrics of s (none
+ * without a role): objmeta_replication_role{role}, _term, _index; on a
+ * primary per backup _backup_acked_index, _backup_lag_records,
+ * _backup_lag_bytes (kept for it), _backup_catching_up; _failed (a later term
+ * met, or a group could not be kept). Returns OM_OK; OM_E_NOMEM. Any thread.
+ */
+om_status shard_repl_render_metrics(shard *s, om_buf *out);
+
 /* ---- primary ---- */
 
 typedef struct shard_repl shard_repl;

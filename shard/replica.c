@@ -16,9 +16,11 @@
  *   overlap, same term      the groups at or below last are skipped: within
  *                           one term index i names one group, so a resend
  *                           after a lost answer is idempotent.
- *   overlap, higher term    refused: the new primary's group i may differ
- *                           from the one held -- divergence; the primary
- *                           repairs this replica with a catch-up.
+ *   overlap, higher term    refused, also for a probe (no groups): the new
+ *                           primary's group i may differ from the one held,
+ *                           and raising the term over it would relabel it
+ *                           -- divergence; the primary repairs this replica
+ *                           with a catch-up.
  *
  *   catch_up page          the range (after_key, last_key] is made equal to
  *                          the primary's snapshot page (records written,
@@ -254,12 +256,13 @@ check_request(shard_replica *r, const Objmeta__ReplicateRequest *rq, char *err, 
         return replica_msg(OM_E_PRECONDITION, err, errlen,
                            "gap: this replica holds up to index %llu, the request starts at %llu",
                            (unsigned long long)h->index, (unsigned long long)rq->first_index);
-    if (rq->term > h->term && rq->first_index <= h->index && rq->n_groups > 0)
+    /* a probe too: raising the term over indexes of the old one would relabel them */
+    if (rq->term > h->term && rq->first_index <= h->index)
         return replica_msg(OM_E_PRECONDITION, err, errlen,
-                           "divergence: term %llu resends index %llu, held from term %llu "
-                           "(the primary repairs this replica from a snapshot)",
+                           "divergence: term %llu continues at index %llu, this replica holds up "
+                           "to %llu from term %llu (the primary repairs it from a snapshot)",
                            (unsigned long long)rq->term, (unsigned long long)rq->first_index,
-                           (unsigned long long)h->term);
+                           (unsigned long long)h->index, (unsigned long long)h->term);
     for (size_t g = 0; g < rq->n_groups; g++)
         for (size_t i = 0; i < rq->groups[g]->n_records; i++)
             OM_TRY(check_record(rq->groups[g]->records[i], g, i, err, errlen));
@@ -393,6 +396,7 @@ shard_replica_open(shard *s, const char *group, shard_replica **out)
         free(r);
         return st;
     }
+    s->replica = r;
     om_log(OM_LOG_INFO, "backup of group=%s term=%llu index=%llu", r->group,
            (unsigned long long)r->state.term, (unsigned long long)r->state.index);
     *out = r;
@@ -405,6 +409,7 @@ shard_replica_close(shard_replica *r)
     if (r == NULL)
         return;
     workq_close(r->q, replica_cancel);
+    r->s->replica = NULL;
     pthread_mutex_destroy(&r->mu);
     free(r->group);
     free(r);

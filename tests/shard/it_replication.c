@@ -21,6 +21,9 @@
  *                      locally, unacknowledged, and dies; a backup leads
  *                      term 2 and the former primary rejoins as a backup:
  *                      its diverged copy is repaired, the write is nowhere.
+ *   restarted_primary  a primary restarted with a write durable only on
+ *                      itself: both backups get it (probe, gap, catch-up)
+ *                      without any new write.
  *   backup_role        a backup refuses client writes and serves reads.
  * (and a primary refuses ApplyRecords: migration into a group is not built).
  */
@@ -324,8 +327,15 @@ START_TEST(stale_primary_is_refused)
     omc_set_timeout(c, 10000);
     st = omc_store(c, "repl", "t1", om_slice_from_str("1"), NULL, NULL);
     ck_assert_msg(st != OM_OK, "a primary of an older term had a write acknowledged");
-    /* and it stays refused: the error is sticky */
+    /* and it stays refused: the error is sticky, and /metrics says so */
     ck_assert_int_ne(omc_store(c, "repl", "t1b", om_slice_from_str("1"), NULL, NULL), OM_OK);
+    {
+        char *body = NULL;
+
+        ck_assert_int_eq(it_http_get(tu_proc_port(g.p, "http"), "/metrics", &body), 200);
+        ck_assert_ptr_nonnull(strstr(body, "objmeta_replication_failed 1"));
+        free(body);
+    }
     omc_close(c);
     for (int i = 0; i < 2; i++) {
         omc_client *b = it_client(g.b[i]);
@@ -402,6 +412,20 @@ START_TEST(empty_backup_catches_up)
     ck_assert_int_eq(omc_head(c, "repl", "after", &info), OM_OK);
     omc_info_free(&info);
     omc_close(c);
+    {
+        char *body = NULL, want[160];
+
+        ck_assert_int_eq(it_http_get(tu_proc_port(g.p, "http"), "/metrics", &body), 200);
+        ck_assert_ptr_nonnull(strstr(body, "objmeta_replication_role{role=\"primary\"} 1"));
+        snprintf(want, sizeof(want), "objmeta_replication_backup_catching_up{backup=\"%s\"} 0",
+                 b3addr);
+        ck_assert_msg(strstr(body, want) != NULL, "no %s in\n%s", want, body);
+        ck_assert_ptr_nonnull(strstr(body, "objmeta_replication_failed 0"));
+        free(body);
+        ck_assert_int_eq(it_http_get(tu_proc_port(b3, "http"), "/metrics", &body), 200);
+        ck_assert_ptr_nonnull(strstr(body, "objmeta_replication_role{role=\"backup\"} 1"));
+        free(body);
+    }
     printf("an empty backup caught up 300 keys (%d deleted) from the primary's snapshot\n", ndel);
     tu_proc_stop(b3);
     tu_proc_free(b3);
@@ -480,6 +504,55 @@ START_TEST(former_primary_is_repaired)
 }
 END_TEST
 
+/*
+ * ---- a restarted primary brings its backups up to what it holds ----
+ * (It also waits for that before it listens -- await_backups -- but the
+ * catch-up is quick enough here that this test would not see the order.)
+ */
+
+START_TEST(restarted_primary_brings_backups_up)
+{
+    char pdir[512], bdir[2][512], addr[2][64];
+    group g;
+    omc_client *c;
+    omc_info info;
+
+    group_start(&g, "1");
+    c = it_client(g.p);
+    ck_assert_int_eq(omc_store(c, "repl", "k", om_slice_from_str("v"), NULL, NULL), OM_OK);
+    /* both backups away: "late" is durable on the primary only, unacknowledged */
+    for (int i = 0; i < 2; i++) {
+        snprintf(bdir[i], sizeof(bdir[i]), "%s", tu_proc_data_dir(g.b[i]));
+        tu_proc_stop(g.b[i]);
+        tu_proc_free(g.b[i]);
+    }
+    omc_set_timeout(c, 1500);
+    ck_assert_int_ne(omc_store(c, "repl", "late", om_slice_from_str("x"), NULL, NULL), OM_OK);
+    omc_close(c);
+    snprintf(pdir, sizeof(pdir), "%s", tu_proc_data_dir(g.p));
+    tu_proc_kill9(g.p);
+    tu_proc_free(g.p);
+    for (int i = 0; i < 2; i++) {
+        g.b[i] = restart_backup(bdir[i]);
+        snprintf(addr[i], sizeof(addr[i]), "%s", it_addr(g.b[i]));
+    }
+    /* the primary comes back; no write follows, yet both backups get "late" */
+    g.p = start_primary_on(pdir, addr[0], addr[1], "1", "500ms");
+    for (int i = 0; i < 2; i++) {
+        c = it_client(g.b[i]);
+        ck_assert_msg(omc_head(c, "repl", "late", &info) == OM_OK,
+                      "the primary serves a write backup %d lacks", i);
+        omc_info_free(&info);
+        omc_close(c);
+    }
+    c = it_client(g.p);
+    ck_assert_int_eq(omc_head(c, "repl", "late", &info), OM_OK);
+    omc_info_free(&info);
+    omc_close(c);
+    group_stop(&g);
+}
+END_TEST
+
 START_TEST(backup_refuses_client_writes)
 {
     tu_proc *b = start_backup();
@@ -509,6 +582,7 @@ replication_suite(void)
     tcase_add_test(tc, stale_primary_is_refused);
     tcase_add_test(tc, empty_backup_catches_up);
     tcase_add_test(tc, former_primary_is_repaired);
+    tcase_add_test(tc, restarted_primary_brings_backups_up);
     tcase_add_test(tc, backup_refuses_client_writes);
     suite_add_tcase(s, tc);
     return s;

@@ -256,6 +256,12 @@ START_TEST(refusals_change_nothing)
     ck_assert_uint_eq(version_of(s, "k"), 100);
     req_free(&q);
 
+    /* a probe of a new term at a held index: refused too (it would relabel index 1) */
+    req_init(&q, "g1", 3, 1);
+    ck_assert_int_eq(apply(r, &q, &st, err), OM_E_PRECONDITION);
+    ck_assert_ptr_nonnull(strstr(err, "divergence"));
+    ck_assert_uint_eq(st.term, 2);
+
     /* term 0 and index 0 are not valid */
     req_init(&q, "g1", 0, 2);
     ck_assert_int_eq(apply(r, &q, &st, err), OM_E_INVALID);
