@@ -451,7 +451,8 @@ peer_answer(repl_peer *p, uint64_t first, uint64_t last, const Objmeta__Response
  * snapshot is taken after reading `last`, so it holds every group up to
  * snap_index and perhaps a few more -- harmless: the backup then applies
  * the groups above snap_index again, in order, and ends in the primary's
- * state all the same. Requires: mu held (released meanwhile).
+ * state all the same -- and it is synced before any page leaves.
+ * Requires: mu held (released meanwhile).
  */
 static void
 catch_up_start(repl_peer *p)
@@ -463,6 +464,12 @@ catch_up_start(repl_peer *p)
 
     pthread_mutex_unlock(&r->mu);
     st = lsm_snapshot_new(shard_db(r->s), &snap);
+    /* what the snapshot holds is made durable here first: no backup gets a write this
+     * primary could still lose in a crash (REPLICATION.md, "The write rule") */
+    if (st == OM_OK && (st = lsm_sync(shard_db(r->s))) != OM_OK) {
+        lsm_snapshot_free(shard_db(r->s), snap);
+        snap = NULL;
+    }
     pthread_mutex_lock(&r->mu);
     if (st != OM_OK) {
         pause_ms(r, r->opts.retry_ms);
