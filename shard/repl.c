@@ -33,19 +33,20 @@
  *            again, for ever: a backup that does not answer holds the
  *            writes (removal from the in-sync set needs etcd, a later layer).
  *
- * Catch-up: when a backup needs a group no longer queued (a gap answer
- * after a restart of either side, or an empty backup), its shipper takes an
- * engine snapshot at the last queued index s, keeps the groups above s for
- * it, and sends the snapshot in key order as CatchUpPages (replica.c makes
- * each page's key range equal to it); the last page sets the backup to s
- * and the ordinary stream follows (REPLICATION.md, "Catch-up").
+ * Catch-up (repl_catchup.c): when a backup needs a group no longer queued
+ * (a gap answer after a restart of either side, or an empty backup) or
+ * diverged, its shipper takes an engine snapshot at the last queued index
+ * s, keeps the groups above s for it, and sends the snapshot in key order
+ * as CatchUpPages (replica.c makes each page's key range equal to it); the
+ * last page sets the backup to s and the ordinary stream follows
+ * (REPLICATION.md, "Catch-up").
  *
  * Memory: a queued group is freed once every backup acknowledged it. While
  * a backup is away the queue grows up to max_held_bytes; then the writer
  * waits in shard_repl_written (and, behind it, the loop on the writer's
  * queue), which is the pipeline's ordinary backpressure.
  *
- * State and its guards:
+ * State and its guards (the structs: repl_int.h):
  *   writer only   stage, w_index (the index the next seal assigns - 1)
  *   mu            head/tail (the queue), held_bytes, last, ship_to, err,
  *                 stop, every peer's acked
@@ -65,62 +66,12 @@
 
 #include "shard/record.h"
 #include "shard/repl.h"
+#include "shard/repl_int.h"
 #include "shard/shard_int.h"
 #include "util/clock.h"
 #include "util/log.h"
 
-/* One group commit as queued for the backups: the protobuf views point into `mem`. */
-typedef struct repl_group {
-    struct repl_group *next;
-    uint64_t index;
-    size_t bytes;
-    Objmeta__ReplicateGroup pb;
-    Objmeta__MigrateRecord **ptrs;
-    Objmeta__MigrateRecord *recs;
-    uint8_t mem[];
-} repl_group;
-
-typedef struct repl_peer {
-    shard_repl *r;
-    char *addr;
-    pthread_t th;
-    bool have_th;
-    uint64_t acked; /* under mu: the backup's durable index as last answered */
-    /* catch-up (under mu; snap and cursor used by this peer's thread only) */
-    bool known; /* under mu: the backup answered since this primary started */
-    bool catching;
-    uint64_t snap_index; /* the snapshot's index: groups above it are kept */
-    lsm_snapshot *snap;
-    om_buf cursor; /* the last key the backup has from the snapshot */
-} repl_peer;
-
-/* The records staged for the group being written (writer only). */
-typedef struct repl_stage {
-    om_buf mem;  /* key, value, key, value, ... */
-    om_buf lens; /* (size_t key length, size_t value length) per record */
-    size_t n;
-    om_status err; /* sticky: a record could not be kept */
-} repl_stage;
-
-struct shard_repl {
-    shard *s;
-    shard_repl_opts opts;
-    char *group;
-    repl_peer *peers;
-    size_t npeers;
-
-    repl_stage stage; /* writer only */
-    uint64_t w_index; /* writer only */
-
-    pthread_mutex_t mu;
-    pthread_cond_t cv; /* any change of the state under mu */
-    repl_group *head, *tail;
-    size_t held_bytes;
-    uint64_t last;    /* the last index queued */
-    uint64_t ship_to; /* the highest mark published to the shippers */
-    om_status err;    /* sticky: this primary is stale */
-    bool stop;
-};
+/* The structs: repl_int.h. */
 
 void
 shard_repl_opts_init(shard_repl_opts *o)
@@ -304,8 +255,8 @@ repl_ship(void *arg, uint64_t mark)
 /* ---- the shippers ---- */
 
 /* Requires: mu held. Free the groups every backup has (or gets by its catch-up's snapshot). */
-static void
-trim(shard_repl *r)
+void
+repl_trim(shard_repl *r)
 {
     uint64_t m = UINT64_MAX;
 
@@ -329,8 +280,8 @@ trim(shard_repl *r)
 }
 
 /* Requires: mu held. Wait up to ms or until stopped. */
-static void
-pause_ms(shard_repl *r, uint32_t ms)
+void
+repl_pause_ms(shard_repl *r, uint32_t ms)
 {
     struct timespec ts;
 
@@ -377,11 +328,10 @@ collect(shard_repl *r, const repl_peer *p, Objmeta__ReplicateGroup ***out, bool 
     return n;
 }
 
-static void catch_up_start(repl_peer *p);
-
 /* Act on the answer to a Replicate of indexes [first, last]. Requires: mu held. */
-static void
-peer_answer(repl_peer *p, uint64_t first, uint64_t last, const Objmeta__Response *resp, bool *quiet)
+void
+repl_peer_answer(repl_peer *p, uint64_t first, uint64_t last, const Objmeta__Response *resp,
+                 bool *quiet)
 {
     shard_repl *r = p->r;
     const Objmeta__ReplicateResponse *a =
@@ -413,7 +363,7 @@ peer_answer(repl_peer *p, uint64_t first, uint64_t last, const Objmeta__Response
                "index=%llu",
                p->addr, (unsigned long long)a->term, (unsigned long long)a->durable_index);
         p->known = true;
-        catch_up_start(p);
+        repl_catch_up_start(p);
         return;
     }
     if (a != NULL && a->durable_index > r->last) {
@@ -422,7 +372,7 @@ peer_answer(repl_peer *p, uint64_t first, uint64_t last, const Objmeta__Response
                "backup holds an index beyond this primary's backup=%s index=%llu "
                "own_last=%llu: writes are held",
                p->addr, (unsigned long long)a->durable_index, (unsigned long long)r->last);
-        pause_ms(r, r->opts.retry_ms * 10);
+        repl_pause_ms(r, r->opts.retry_ms * 10);
         return;
     }
     if (a != NULL && (st == OM_OK || (st == OM_E_PRECONDITION && a->durable_index < first - 1))) {
@@ -433,7 +383,7 @@ peer_answer(repl_peer *p, uint64_t first, uint64_t last, const Objmeta__Response
         *quiet = st != OM_OK;
         p->acked = a->durable_index;
         p->known = true;
-        trim(r);
+        repl_trim(r);
         pthread_cond_broadcast(&r->cv);
         return;
     }
@@ -441,189 +391,7 @@ peer_answer(repl_peer *p, uint64_t first, uint64_t last, const Objmeta__Response
         om_log(OM_LOG_WARN, "backup answered an error backup=%s status=%s msg=\"%s\"", p->addr,
                om_status_str(st), resp->message);
     *quiet = true;
-    pause_ms(r, r->opts.retry_ms);
-}
-
-/* ---- catch-up ---- */
-
-/*
- * Start a catch-up of p: the backup lacks groups no longer kept. The
- * snapshot is taken after reading `last`, so it holds every group up to
- * snap_index and perhaps a few more -- harmless: the backup then applies
- * the groups above snap_index again, in order, and ends in the primary's
- * state all the same -- and it is synced before any page leaves.
- * Requires: mu held (released meanwhile).
- */
-static void
-catch_up_start(repl_peer *p)
-{
-    shard_repl *r = p->r;
-    uint64_t s = r->last;
-    lsm_snapshot *snap = NULL;
-    om_status st;
-
-    pthread_mutex_unlock(&r->mu);
-    st = lsm_snapshot_new(shard_db(r->s), &snap);
-    /* what the snapshot holds is made durable here first: no backup gets a write this
-     * primary could still lose in a crash (REPLICATION.md, "The write rule") */
-    if (st == OM_OK && (st = lsm_sync(shard_db(r->s))) != OM_OK) {
-        lsm_snapshot_free(shard_db(r->s), snap);
-        snap = NULL;
-    }
-    pthread_mutex_lock(&r->mu);
-    if (st != OM_OK) {
-        pause_ms(r, r->opts.retry_ms);
-        return;
-    }
-    p->snap = snap;
-    p->snap_index = s;
-    p->catching = true;
-    om_buf_reset(&p->cursor);
-    om_log(OM_LOG_INFO,
-           "catch-up of a backup from a snapshot backup=%s from_index=%llu "
-           "snapshot_index=%llu",
-           p->addr, (unsigned long long)p->acked, (unsigned long long)s);
-}
-
-/* The next page of p's snapshot after its cursor (p's thread: the snapshot is p's). */
-static om_status
-catch_up_page(repl_peer *p, Objmeta__CatchUpPage *pg, Objmeta__MigrateRecord **ptrs,
-              Objmeta__MigrateRecord *recs, size_t cap, om_buf *mem, size_t *offs)
-{
-    shard_repl *r = p->r;
-    lsm_iter_opts io;
-    lsm_iter *it = NULL;
-    size_t n = 0, last_off = 0, last_len = 0;
-    om_status st;
-
-    lsm_iter_opts_init(&io);
-    io.snapshot = p->snap;
-    io.lower = om_buf_slice(&p->cursor);
-    io.fill_cache = false; /* a catch-up must not evict the clients' working set */
-    OM_TRY(lsm_iter_new(shard_db(r->s), &io, &it));
-    om_buf_reset(mem);
-    for (lsm_iter_seek_first(it); lsm_iter_valid(it); lsm_iter_next(it)) {
-        om_slice k = lsm_iter_key(it), v = lsm_iter_value(it);
-        shard_record rec;
-
-        if (p->cursor.n > 0 && om_slice_eq(k, om_buf_slice(&p->cursor)))
-            continue;
-        if (n == cap || (n > 0 && mem->n + k.n + v.n > r->opts.max_request_bytes))
-            break;
-        last_off = mem->n;
-        last_len = k.n;
-        if ((st = om_buf_append_slice(mem, k)) != OM_OK ||
-            (st = om_buf_append_slice(mem, v)) != OM_OK)
-            goto out;
-        if (shard_key_is_reserved(k))
-            continue; /* inside the page's range, never sent */
-        if (shard_record_decode_head(v, &rec) != OM_OK) {
-            om_log(OM_LOG_ERROR, "catch-up: a stored record does not decode backup=%s", p->addr);
-            st = OM_ERR(OM_E_CORRUPT);
-            goto out;
-        }
-        objmeta__migrate_record__init(&recs[n]);
-        offs[n] = last_off;
-        recs[n].key.len = k.n;
-        recs[n].value.len = v.n;
-        recs[n].version = rec.version;
-        ptrs[n] = &recs[n];
-        n++;
-    }
-    st = lsm_iter_status(it);
-    if (st != OM_OK)
-        goto out;
-    objmeta__catch_up_page__init(pg);
-    pg->done = !lsm_iter_valid(it);
-    pg->snapshot_index = p->snap_index;
-    pg->after_key.data = p->cursor.p;
-    pg->after_key.len = p->cursor.n;
-    pg->last_key.data = mem->p + last_off;
-    pg->last_key.len = last_len;
-    for (size_t i = 0; i < n; i++) { /* mem is final now: point into it */
-        recs[i].key.data = mem->p + offs[i];
-        recs[i].value.data = mem->p + offs[i] + recs[i].key.len;
-    }
-    pg->records = ptrs;
-    pg->n_records = n;
-out:
-    lsm_iter_free(it);
-    return st;
-}
-
-#define CATCH_UP_PAGE_RECORDS 4096
-
-/*
- * One page of p's catch-up: build it, send it, act on the answer (the last
- * page ends the catch-up: the backup holds snap_index, the stream goes on
- * from there). Requires: mu held (released while building and sending).
- */
-static void
-catch_up_step(repl_peer *p, rpc_sync_client **cli, bool *quiet)
-{
-    shard_repl *r = p->r;
-    Objmeta__Request req = OBJMETA__REQUEST__INIT;
-    Objmeta__ReplicateRequest rq = OBJMETA__REPLICATE_REQUEST__INIT;
-    Objmeta__CatchUpPage pg = OBJMETA__CATCH_UP_PAGE__INIT;
-    Objmeta__MigrateRecord **ptrs = calloc(CATCH_UP_PAGE_RECORDS, sizeof(*ptrs));
-    Objmeta__MigrateRecord *recs = calloc(CATCH_UP_PAGE_RECORDS, sizeof(*recs));
-    size_t *offs = calloc(CATCH_UP_PAGE_RECORDS, sizeof(*offs));
-    Objmeta__Response *resp = NULL;
-    om_buf mem = OM_BUF_INIT;
-    lsm_snapshot *release = NULL;
-    om_status st = OM_ERR(OM_E_NOMEM);
-
-    pthread_mutex_unlock(&r->mu);
-    if (ptrs != NULL && recs != NULL && offs != NULL)
-        st = catch_up_page(p, &pg, ptrs, recs, CATCH_UP_PAGE_RECORDS, &mem, offs);
-    if (st == OM_OK) {
-        rq.group = r->group;
-        rq.term = r->opts.term;
-        rq.first_index = p->snap_index + 1;
-        rq.catch_up = &pg;
-        req.body_case = OBJMETA__REQUEST__BODY_REPLICATE;
-        req.replicate = &rq;
-        if (*cli == NULL)
-            st = rpc_sync_client_open(p->addr, r->opts.timeout_ms, cli);
-        if (st == OM_OK)
-            st = rpc_sync_client_call(*cli, &req, r->opts.timeout_ms, &resp);
-    }
-    pthread_mutex_lock(&r->mu);
-    if (st != OM_OK) {
-        if (!*quiet)
-            om_log(OM_LOG_WARN, "catch-up page failed: retrying backup=%s status=%s", p->addr,
-                   om_status_str(st));
-        *quiet = true;
-        pause_ms(r, r->opts.retry_ms);
-    } else if (rpc_response_status(resp) == OM_OK &&
-               resp->body_case == OBJMETA__RESPONSE__BODY_REPLICATE) {
-        *quiet = false;
-        if (pg.done) {
-            om_log(OM_LOG_INFO, "catch-up done backup=%s index=%llu", p->addr,
-                   (unsigned long long)resp->replicate->durable_index);
-            p->acked = resp->replicate->durable_index;
-            p->catching = false;
-            release = p->snap;
-            p->snap = NULL;
-            trim(r);
-            pthread_cond_broadcast(&r->cv);
-        } else if (om_buf_set(&p->cursor, om_slice_make(pg.last_key.data, pg.last_key.len)) !=
-                   OM_OK) {
-            pause_ms(r, r->opts.retry_ms); /* the same page again */
-        }
-    } else {
-        peer_answer(p, rq.first_index, rq.first_index, resp, quiet); /* a stale term, errors */
-    }
-    rpc_response_free(resp);
-    free(ptrs);
-    free(recs);
-    free(offs);
-    om_buf_free(&mem);
-    if (release != NULL) {
-        pthread_mutex_unlock(&r->mu);
-        lsm_snapshot_free(shard_db(r->s), release);
-        pthread_mutex_lock(&r->mu);
-    }
+    repl_pause_ms(r, r->opts.retry_ms);
 }
 
 static void *
@@ -646,7 +414,7 @@ peer_main(void *arg)
         om_status st;
 
         if (p->catching) {
-            catch_up_step(p, &cli, &quiet);
+            repl_catch_up_step(p, &cli, &quiet);
             continue;
         }
         if (p->known && p->acked >= r->ship_to) {
@@ -657,9 +425,9 @@ peer_main(void *arg)
         rq.n_groups = p->known ? collect(r, p, &groups, &missing) : 0;
         if (rq.n_groups == 0 && p->known) {
             if (missing)
-                catch_up_start(p); /* index `first` is no longer kept */
+                repl_catch_up_start(p); /* index `first` is no longer kept */
             else
-                pause_ms(r, r->opts.retry_ms); /* out of memory */
+                repl_pause_ms(r, r->opts.retry_ms); /* out of memory */
             continue;
         }
         pthread_mutex_unlock(&r->mu);
@@ -679,12 +447,12 @@ peer_main(void *arg)
                 om_log(OM_LOG_WARN, "backup unreachable: writes are held backup=%s status=%s",
                        p->addr, om_status_str(st));
             quiet = true;
-            pause_ms(r, r->opts.retry_ms);
+            repl_pause_ms(r, r->opts.retry_ms);
             continue;
         }
         if (quiet && rpc_response_status(resp) == OM_OK)
             om_log(OM_LOG_INFO, "backup answers again backup=%s", p->addr);
-        peer_answer(p, first, first + rq.n_groups - 1, resp, &quiet);
+        repl_peer_answer(p, first, first + rq.n_groups - 1, resp, &quiet);
         rpc_response_free(resp);
     }
     if (p->snap != NULL) {
@@ -843,7 +611,7 @@ await_backups(shard_repl *r, uint64_t index)
                    "waited_s=%llu",
                    (unsigned long long)index, (unsigned long long)waited_s);
         }
-        pause_ms(r, 1000);
+        repl_pause_ms(r, 1000);
     }
     st = r->err;
     pthread_mutex_unlock(&r->mu);

@@ -9,8 +9,9 @@
  *   fence.c       ring_check (the ring fence, fence.h)
  *   metrics.c     metrics (counters), Stats, /metrics
  *   lifecycle.c   open, attach, detach, close
- *   repl.c        a primary's replication, behind `repl`; replica.c a
- *                 backup's, behind `replica` (repl.h)
+ *   repl.c        a primary's replication, behind `repl` (its catch-up in
+ *                 repl_catchup.c); replica.c a backup's, behind `replica`
+ *                 (repl.h)
  *
  * Lock order (outermost first):
  *   1. key stripes (stripes[i]), several only in ascending index order
