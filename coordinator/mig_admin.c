@@ -108,7 +108,13 @@ mig_begin(coord *c, ring *newr, const char *op, Objmeta__Request__BodyCase kind,
     answer_change(c, COORD_OP_OTHER, t0, reply, kind, from, ring_epoch(newr), m->nrng);
 }
 
-/* AddShard checks first that the new shard answers and holds no records. */
+/*
+ * AddShard checks first, on one connection, that the new shard answers a Ping
+ * with the id the operator gave (a shard started with another --id would
+ * refuse every ring naming it, and the change could never finish), then
+ * that it holds no records (a MigrateScan of the whole hash space for one
+ * record). Only then does the change begin.
+ */
 typedef struct add_probe {
     coord *c;
     rpc_client *cl;
@@ -164,12 +170,78 @@ probe_cb(void *arg, om_status st, const Objmeta__Response *resp)
     free(p);
 }
 
+/* The id in a Ping's server string ("objmeta-shard/0.1.0 id=s1"), or "" if none. */
 static void
-mig_add_shard(coord *c, const Objmeta__AddShardRequest *r, uint64_t t0, rpc_reply *reply)
+probe_server_id(const char *server, char *out, size_t n)
+{
+    const char *p = strstr(server, " id=");
+
+    out[0] = '\0';
+    if (strncmp(server, "objmeta-shard/", 14) == 0 && p != NULL)
+        snprintf(out, n, "%.*s", (int)strcspn(p + 4, " "), p + 4);
+}
+
+/* Second step: the shard must hold no record. */
+static om_status
+probe_send_scan(add_probe *p)
 {
     Objmeta__Request req = OBJMETA__REQUEST__INIT;
     Objmeta__MigrateScanRequest sq = OBJMETA__MIGRATE_SCAN_REQUEST__INIT;
     Objmeta__HashRange all = OBJMETA__HASH_RANGE__INIT, *allp = &all;
+
+    sq.ranges = &allp;
+    sq.n_ranges = 1; /* [0, 2^64): any record at all */
+    sq.max_records = 1;
+    req.body_case = OBJMETA__REQUEST__BODY_MIGRATE_SCAN;
+    req.migrate_scan = &sq;
+    return rpc_client_call(p->cl, &req, p->c->opts.shard_timeout_ms, probe_cb, p);
+}
+
+/* First step: the shard must answer Ping as an objmeta-shard with the id given. */
+static void
+probe_ping_cb(void *arg, om_status st, const Objmeta__Response *resp)
+{
+    add_probe *p = arg;
+    coord *c = p->c;
+    char got[RING_ID_MAX + 1];
+
+    if (st == OM_OK && resp->status == OBJMETA__STATUS__OK &&
+        resp->body_case == OBJMETA__RESPONSE__BODY_PING) {
+        probe_server_id(resp->ping->server, got, sizeof(got));
+        if (strcmp(got, p->id) == 0 && probe_send_scan(p) == OM_OK)
+            return; /* probe_cb goes on */
+        if (strcmp(got, p->id) == 0)
+            coord_answer_error(c, COORD_OP_OTHER, p->t0, p->reply, OM_E_INTERNAL,
+                               "add-shard: cannot send the probe");
+        else if (got[0] == '\0')
+            coord_answer_error(c, COORD_OP_OTHER, p->t0, p->reply, OM_E_INVALID,
+                               "add-shard: %s is not an objmeta-shard (it answers as \"%s\")",
+                               p->addr, resp->ping->server);
+        else
+            coord_answer_error(c, COORD_OP_OTHER, p->t0, p->reply, OM_E_INVALID,
+                               "add-shard: the shard at %s has id %s, not %s: restart it with "
+                               "--id=%s, or add it with --id %s",
+                               p->addr, got, p->id, p->id, got);
+    } else if (st != OM_OK) {
+        coord_answer_error(c, COORD_OP_OTHER, p->t0, p->reply, OM_E_UNAVAILABLE,
+                           "add-shard: cannot reach shard %s at %s: %s", p->id, p->addr,
+                           resp->message);
+    } else {
+        coord_answer_error(c, COORD_OP_OTHER, p->t0, p->reply, OM_E_INVALID,
+                           "add-shard: %s at %s does not answer Ping like an objmeta-shard: %s %s",
+                           p->id, p->addr, rpc_proto_status_name(resp->status), resp->message);
+    }
+    c->mig->starting = false;
+    event_base_once(c->base, -1, EV_TIMEOUT, probe_free_client, p->cl, NULL);
+    ring_unref(p->newr);
+    free(p);
+}
+
+static void
+mig_add_shard(coord *c, const Objmeta__AddShardRequest *r, uint64_t t0, rpc_reply *reply)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__PingRequest pq = OBJMETA__PING_REQUEST__INIT;
     rpc_client_opts co;
     ring_shard rs = {r->id, r->addr, r->weight ? r->weight : 1};
     char err[256];
@@ -197,12 +269,9 @@ mig_add_shard(coord *c, const Objmeta__AddShardRequest *r, uint64_t t0, rpc_repl
     snprintf(p->id, sizeof(p->id), "%s", r->id);
     snprintf(p->addr, sizeof(p->addr), "%s", r->addr);
     snprintf(p->op, sizeof(p->op), "add-shard %s at %s weight %u", r->id, r->addr, rs.weight);
-    sq.ranges = &allp;
-    sq.n_ranges = 1; /* [0, 2^64): any record at all */
-    sq.max_records = 1;
-    req.body_case = OBJMETA__REQUEST__BODY_MIGRATE_SCAN;
-    req.migrate_scan = &sq;
-    if (rpc_client_call(p->cl, &req, c->opts.shard_timeout_ms, probe_cb, p) != OM_OK) {
+    req.body_case = OBJMETA__REQUEST__BODY_PING;
+    req.ping = &pq;
+    if (rpc_client_call(p->cl, &req, c->opts.shard_timeout_ms, probe_ping_cb, p) != OM_OK) {
         rpc_client_free(p->cl);
         ring_unref(newr);
         free(p);
