@@ -8,30 +8,15 @@ set -uo pipefail
 src=$1
 build=$2
 cli=$build/client/objmeta
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/objmeta-ops-addid-XXXXXX")
-d=$tmp/c
-cpid="" spid=""
-cleanup() {
-  [[ -n $spid ]] && kill -TERM "$spid" 2>/dev/null && wait "$spid" 2>/dev/null
-  [[ -n $cpid ]] && kill -TERM "$cpid" 2>/dev/null && wait "$cpid" 2>/dev/null
-  [[ -n ${TU_KEEP:-} ]] || rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() {
-  echo "--- last output"; printf '%s\n' "${out:-}"
-  for f in "$d"/*.log "$tmp"/*.log; do echo "--- $f"; tail -20 "$f"; done
-  echo "check_add_shard_id: $1"
-  exit 1
-}
-until_ok() { local end=$((SECONDS + $1)); shift; until "$@"; do ((SECONDS < end)) || return 1; sleep 0.05; done; }
+# shellcheck source=tests/ops/lib.sh
+. "$(dirname "$0")/lib.sh"
+fail() { echo "--- last output"; printf '%s\n' "${out:-}"; ops_logs; echo "check_add_shard_id: $1"; exit 1; }
+ops_init addid
 
-"$src/scripts/cluster.sh" --build "$build" --port 0 --shards 2 --data "$d" >"$tmp/cluster.out" 2>&1 &
-cpid=$!
-until_ok 60 grep -q '^coord=' "$d/cluster.info" 2>/dev/null || fail "the cluster did not come up"
-coord=$(sed -n 's/^coord=//p' "$d/cluster.info")
+ops_cluster --shards 2
 "$build/shard/objmeta-shard" --id=s5 --listen=127.0.0.1:0 --http-listen=off --data-dir="$tmp/s5" \
   --port-file="$tmp/s5.ports" >"$tmp/s5.log" 2>&1 &
-spid=$!
+ops_pids+=($!)
 until_ok 20 test -s "$tmp/s5.ports" || fail "the new shard did not start"
 s5=127.0.0.1:$(awk '$1 == "rpc" { print $2 }' "$tmp/s5.ports")
 

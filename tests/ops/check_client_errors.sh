@@ -9,13 +9,10 @@ set -uo pipefail
 src=$1
 build=$2
 cli=$build/client/objmeta
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/objmeta-ops-cli-XXXXXX")
-pids=()
-cleanup() {
-  [[ ${#pids[@]} -gt 0 ]] && kill -TERM "${pids[@]}" 2>/dev/null && wait "${pids[@]}" 2>/dev/null
-  [[ -n ${TU_KEEP:-} ]] || rm -rf "$tmp"
-}
-trap cleanup EXIT
+# shellcheck source=tests/ops/lib.sh
+. "$(dirname "$0")/lib.sh"
+fail() { ops_logs; echo "check_client_errors: $1"; exit 1; }
+ops_init cli
 failures=0
 bad() { echo "FAIL: $*"; failures=$((failures + 1)); }
 # expect RC TEXT CMD...: run CMD (10 s limit), want exit RC and TEXT in its output
@@ -27,21 +24,20 @@ expect() {
   [[ $rc -eq $want_rc ]] || bad "exit $rc, want $want_rc: $*"$'\n'"$out"
   grep -qF -- "$want" <<<"$out" || bad "output lacks '$want': $*"$'\n'"$out"
 }
-until_ok() { local end=$((SECONDS + $1)); shift; until "$@"; do ((SECONDS < end)) || return 1; sleep 0.05; done; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # A shard with its metrics listener, both on free ports.
 "$build/shard/objmeta-shard" --id=s1 --listen=127.0.0.1:0 --http-listen=127.0.0.1:0 \
   --data-dir="$tmp/s1" --port-file="$tmp/s1.ports" --sync-mode=none >"$tmp/s1.log" 2>&1 &
-pids+=($!)
+ops_pids+=($!)
 until_ok 20 test -s "$tmp/s1.ports" || { cat "$tmp/s1.log"; echo "shard did not start"; exit 1; }
 rpc=127.0.0.1:$(awk '$1 == "rpc" { print $2 }' "$tmp/s1.ports")
 http=127.0.0.1:$(awk '$1 == "http" { print $2 }' "$tmp/s1.ports")
 # Another HTTP service and a server that accepts but never answers.
 python3 -m http.server --bind 127.0.0.1 0 >"$tmp/http.log" 2>&1 &
-pids+=($!)
+ops_pids+=($!)
 python3 -c 'import socket,time; s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(120)' >"$tmp/silent.port" &
-pids+=($!)
+ops_pids+=($!)
 until_ok 20 grep -q "Serving HTTP" "$tmp/http.log" || bad "python http.server did not start"
 until_ok 20 test -s "$tmp/silent.port" || bad "the silent server did not start"
 other_http=127.0.0.1:$(sed -n 's/.* port \([0-9]*\) .*/\1/p' "$tmp/http.log" | head -1)

@@ -11,30 +11,14 @@
 set -uo pipefail
 src=$1
 build=$2
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/objmeta-ops-drill-XXXXXX")
-d=$tmp/c
 cli=$build/client/objmeta
-cpid=""
-cleanup() {
-  [[ -n $cpid ]] && kill -TERM "$cpid" 2>/dev/null && wait "$cpid" 2>/dev/null
-  [[ -n ${TU_KEEP:-} ]] || rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() {
-  echo "--- cluster.sh output"; cat "$tmp/out"
-  for f in "$d"/*.log; do echo "--- $f"; tail -20 "$f"; done
-  echo "check_cluster_drills: $1"
-  exit 1
-}
-# until DEADLINE_S CMD...: poll CMD every 50 ms until it succeeds
-until_ok() { local end=$((SECONDS + $1)); shift; until "$@"; do ((SECONDS < end)) || return 1; sleep 0.05; done; }
-has_coord() { grep -q '^coord=' "$d/cluster.info" 2>/dev/null; }
+# shellcheck source=tests/ops/lib.sh
+. "$(dirname "$0")/lib.sh"
+fail() { ops_logs; echo "check_cluster_drills: $1"; exit 1; }
 alive() { kill -0 "$1" 2>/dev/null; }
+ops_init drill
 
-"$src/scripts/cluster.sh" --build "$build" --port 0 --data "$d" --restart >"$tmp/out" 2>&1 &
-cpid=$!
-until_ok 60 has_coord || fail "the cluster did not come up"
-coord=$(sed -n 's/^coord=//p' "$d/cluster.info")
+ops_cluster --restart
 pid_s1=$(cat "$d/s1.pid") pid_s2=$(cat "$d/s2.pid") pid_s3=$(cat "$d/s3.pid") pid_c=$(cat "$d/coord.pid")
 ports_s2=$(cat "$d/s2.ports")
 log_before=$(wc -c <"$d/s1.log")
@@ -52,10 +36,10 @@ done
 
 # A clean stop of s3: reported, not restarted, the rest runs on.
 kill -TERM "$pid_s3"
-until_ok 20 grep -q "s3 stopped; the other 3 keep running" "$tmp/out" || fail "s3's stop not reported"
+until_ok 20 grep -q "s3 stopped; the other 3 keep running" "$tmp/cluster.out" || fail "s3's stop not reported"
 # A crash of s2: restarted on the same port.
 kill -KILL "$pid_s2"
-until_ok 20 grep -q "restarted s2" "$tmp/out" || fail "s2 was not restarted"
+until_ok 20 grep -q "restarted s2" "$tmp/cluster.out" || fail "s2 was not restarted"
 [[ $(cat "$d/s2.pid") != "$pid_s2" ]] || fail "s2.pid still names the killed process"
 [[ $(cat "$d/s2.ports") == "$ports_s2" ]] || fail "s2 came back on other ports"
 [[ ! -e $d/s3.pid ]] || fail "s3 was restarted after a clean stop"

@@ -8,32 +8,21 @@
 set -uo pipefail
 src=$1
 build=$2
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/objmeta-ops-readme-XXXXXX")
-d=$tmp/c
-cpid=""
-cleanup() {
-  [[ -n $cpid ]] && kill -TERM "$cpid" 2>/dev/null && wait "$cpid" 2>/dev/null
-  [[ -n ${TU_KEEP:-} ]] || rm -rf "$tmp"
-}
-trap cleanup EXIT
+# shellcheck source=tests/ops/lib.sh
+. "$(dirname "$0")/lib.sh"
 fail() {
   echo "--- quick start block"; printf '%s\n' "$block"
-  echo "--- its output"; cat "$tmp/run.out" 2>/dev/null
-  for f in "$d"/*.log; do echo "--- $f"; tail -20 "$f"; done
+  ops_logs
   echo "check_readme_quickstart: $1"
   exit 1
 }
-until_ok() { local end=$((SECONDS + $1)); shift; until "$@"; do ((SECONDS < end)) || return 1; sleep 0.05; done; }
+ops_init readme
 
 # The first ```sh block after "## Quick start".
 block=$(awk '/^## Quick start/ { q = 1 } q && /^```sh/ { on = 1; next } on && /^```/ { exit } on' "$src/README.md")
 [[ -n $block ]] || fail "no sh block under '## Quick start' in README.md"
 
-"$src/scripts/cluster.sh" --build "$build" --port 0 --data "$d" >"$tmp/cluster.out" 2>&1 &
-cpid=$!
-until_ok 60 grep -q '^coord=' "$d/cluster.info" 2>/dev/null || fail "the cluster did not come up"
-coord=$(sed -n 's/^coord=//p' "$d/cluster.info")
-coord_http=$(sed -n 's/^http=//p' "$d/cluster.info")
+ops_cluster
 s1_http=127.0.0.1:$(awk '$1 == "http" { print $2 }' "$d/s1.ports")
 run=${block//127.0.0.1:7200/$coord_http}
 run=${run//127.0.0.1:7201/$s1_http}
