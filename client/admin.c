@@ -181,18 +181,30 @@ get_status(admin *a, Objmeta__Response **out)
     return st;
 }
 
-/* One line: phase, records, bytes, rate, ETA. */
+/*
+ * One line: phase, records, bytes, rate, ETA; in cleanup (no copying, so no
+ * rate) how many old owners have compacted away what they gave up. The
+ * change's error is something it waits for and retries, not a failure.
+ */
 static void
 status_line(const Objmeta__RebalanceStatusResponse *s, char *out, size_t n)
 {
     char b[32], r[32], e[32];
 
     fmt_bytes((double)s->bytes_copied, b, sizeof(b));
+    if (strcmp(s->phase, "cleanup") == 0) {
+        snprintf(out, n,
+                 "%-8s epoch %" PRIu64 "->%" PRIu64 " %" PRIu64
+                 " records %s copied; old owners compacting: %u/%u done%s%s",
+                 s->phase, s->from_epoch, s->to_epoch, s->records_copied, b, s->sources_done,
+                 s->sources, s->error[0] ? "  waiting: " : "", s->error);
+        return;
+    }
     fmt_bytes(s->rate_bytes_per_sec, r, sizeof(r));
     fmt_ms(s->eta_ms, e, sizeof(e));
     snprintf(out, n, "%-8s epoch %" PRIu64 "->%" PRIu64 " %" PRIu64 " records %s %s/s ETA %s%s%s",
              s->phase, s->from_epoch, s->to_epoch, s->records_copied, b, r, e,
-             s->error[0] ? "  last error: " : "", s->error);
+             s->error[0] ? "  waiting: " : "", s->error);
 }
 
 static json_t *
@@ -230,6 +242,19 @@ status_print(const Objmeta__RebalanceStatusResponse *s)
 {
     char line[512];
 
+    if (!s->active && s->operation[0] != '\0') {
+        /* the last change's summary, kept by the coordinator until the next one */
+        char b[32], t[32];
+        time_t st = (time_t)(s->started_ms / 1000);
+        struct tm tm;
+        fmt_bytes((double)s->bytes_copied, b, sizeof(b));
+        gmtime_r(&st, &tm);
+        strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        printf("no ring change in progress\nlast change: %s, done at epoch %" PRIu64 ": %" PRIu64
+               " records (%s) copied; started %s\n",
+               s->operation, s->last_change_epoch, s->records_copied, b, t);
+        return;
+    }
     if (!s->active) {
         printf("no ring change in progress (last change reached epoch %" PRIu64 ")\n",
                s->last_change_epoch);

@@ -350,11 +350,11 @@ src_eta_ms(const coord_mig *m, const mig_src *s, uint64_t now)
 
     if (s->done)
         return 0;
-    if (s->total == 0 || s->pass_scanned == 0)
+    /* Past the source's estimated size the estimate says nothing: unknown,
+     * rather than a near-zero ETA while records are still being copied. */
+    if (s->total == 0 || s->pass_scanned == 0 || s->pass_scanned >= s->total)
         return 0;
     f = (double)s->pass_scanned / (double)s->total;
-    if (f >= 1.0)
-        f = 0.99;
     return (uint64_t)(elapsed * (1.0 - f) / f);
 }
 
@@ -393,6 +393,13 @@ coord_mig_status(coord *c, uint64_t t0, rpc_reply *reply)
             eta = e;
         if (rs.error[0] == '\0' && m->src[i].err[0] != '\0' && m->phase == MIG_COPYING)
             rs.error = m->src[i].err;
+    }
+    if (m->phase == MIG_CLEANUP) {
+        /* cleanup's progress: the old owners that have compacted away what they gave up */
+        done = 0;
+        for (size_t i = 0; i < m->ncl; i++)
+            done += m->cl[i].done;
+        rs.sources = (uint32_t)m->ncl;
     }
     rs.sources_done = done;
     rs.eta_ms = m->phase == MIG_COPYING && m->pass == 0 ? eta : 0;
