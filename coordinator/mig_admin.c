@@ -358,6 +358,87 @@ src_eta_ms(const coord_mig *m, const mig_src *s, uint64_t now)
     return (uint64_t)(elapsed * (1.0 - f) / f);
 }
 
+/* The change's totals (everything of RebalanceStatus but the ranges), for status and metrics. */
+static void
+mig_fill_totals(coord_mig *m, uint64_t now, Objmeta__RebalanceStatusResponse *rs)
+{
+    uint64_t eta = 0;
+    uint32_t done = 0;
+
+    rs->phase = m->phase == MIG_IDLE      ? "idle"
+                : m->phase == MIG_CLEANUP ? "cleanup"
+                : m->pass == 2            ? "cutover"
+                : m->pass == 1            ? "catch-up"
+                                          : "copying";
+    rs->active = m->phase != MIG_IDLE;
+    rs->from_epoch = m->from_epoch;
+    rs->to_epoch = m->to_epoch;
+    rs->started_ms = m->started_ms;
+    rs->operation = m->op;
+    rs->records_copied = mig_total_records(m);
+    rs->bytes_copied = mig_total_bytes(m);
+    rs->rate_bytes_per_sec = m->phase == MIG_COPYING ? m->rate : 0;
+    rs->last_change_epoch = m->last_change_epoch;
+    rs->sources = (uint32_t)m->nsrc;
+    rs->error = m->err;
+    for (size_t i = 0; i < m->nsrc; i++) {
+        uint64_t e = src_eta_ms(m, &m->src[i], now);
+        done += m->src[i].done || m->phase != MIG_COPYING;
+        if (e > eta)
+            eta = e;
+        if (rs->error[0] == '\0' && m->src[i].err[0] != '\0' && m->phase == MIG_COPYING)
+            rs->error = m->src[i].err;
+    }
+    if (m->phase == MIG_CLEANUP) {
+        /* cleanup's progress: the old owners that have compacted away what they gave up */
+        done = 0;
+        for (size_t i = 0; i < m->ncl; i++)
+            done += m->cl[i].done;
+        rs->sources = (uint32_t)m->ncl;
+    }
+    rs->sources_done = done;
+    rs->eta_ms = m->phase == MIG_COPYING && m->pass == 0 ? eta : 0;
+}
+
+om_status
+coord_mig_render_metrics(coord *c, om_buf *out)
+{
+    static const char *const phases[] = {"idle", "copying", "catch-up", "cutover", "cleanup"};
+    Objmeta__RebalanceStatusResponse rs = OBJMETA__REBALANCE_STATUS_RESPONSE__INIT;
+    char labels[48];
+
+    mig_fill_totals(c->mig, om_clock_mono_ms(), &rs);
+    OM_TRY(rpc_prom_header(out, "objmeta_coord_rebalance_phase", "gauge",
+                           "1 for the phase the ring change is in (idle: none runs)."));
+    for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]); i++) {
+        snprintf(labels, sizeof(labels), "phase=\"%s\"", phases[i]);
+        OM_TRY(rpc_prom_value(out, "objmeta_coord_rebalance_phase", labels,
+                              strcmp(rs.phase, phases[i]) == 0));
+    }
+    OM_TRY(rpc_prom_header(out, "objmeta_coord_rebalance_records_copied", "gauge",
+                           "Records copied by the running (else the last) ring change."));
+    OM_TRY(rpc_prom_value(out, "objmeta_coord_rebalance_records_copied", NULL,
+                          (double)rs.records_copied));
+    OM_TRY(rpc_prom_header(out, "objmeta_coord_rebalance_bytes_copied", "gauge",
+                           "Record bytes copied by the running (else the last) ring change."));
+    OM_TRY(
+        rpc_prom_value(out, "objmeta_coord_rebalance_bytes_copied", NULL, (double)rs.bytes_copied));
+    OM_TRY(rpc_prom_header(out, "objmeta_coord_rebalance_rate_bytes_per_second", "gauge",
+                           "Copy rate of the running ring change (0 outside copying)."));
+    OM_TRY(rpc_prom_value(out, "objmeta_coord_rebalance_rate_bytes_per_second", NULL,
+                          rs.rate_bytes_per_sec));
+    OM_TRY(rpc_prom_header(out, "objmeta_coord_rebalance_eta_seconds", "gauge",
+                           "Estimated time left of the copy (0 = unknown or not copying)."));
+    OM_TRY(rpc_prom_value(out, "objmeta_coord_rebalance_eta_seconds", NULL,
+                          (double)rs.eta_ms / 1000.0));
+    OM_TRY(rpc_prom_header(out, "objmeta_coord_rebalance_sources", "gauge",
+                           "Old owners in the phase, and those done with it, by state."));
+    OM_TRY(rpc_prom_value(out, "objmeta_coord_rebalance_sources", "state=\"done\"",
+                          (double)rs.sources_done));
+    return rpc_prom_value(out, "objmeta_coord_rebalance_sources", "state=\"all\"",
+                          (double)rs.sources);
+}
+
 void
 coord_mig_status(coord *c, uint64_t t0, rpc_reply *reply)
 {
@@ -365,44 +446,9 @@ coord_mig_status(coord *c, uint64_t t0, rpc_reply *reply)
     Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
     Objmeta__RebalanceStatusResponse rs = OBJMETA__REBALANCE_STATUS_RESPONSE__INIT;
     Objmeta__RangeProgress *rp = NULL, **rpp = NULL;
-    uint64_t now = om_clock_mono_ms(), eta = 0;
-    const char *phase;
-    uint32_t done = 0;
+    uint64_t now = om_clock_mono_ms();
 
-    phase = m->phase == MIG_IDLE      ? "idle"
-            : m->phase == MIG_CLEANUP ? "cleanup"
-            : m->pass == 2            ? "cutover"
-            : m->pass == 1            ? "catch-up"
-                                      : "copying";
-    rs.active = m->phase != MIG_IDLE;
-    rs.phase = (char *)phase;
-    rs.from_epoch = m->from_epoch;
-    rs.to_epoch = m->to_epoch;
-    rs.started_ms = m->started_ms;
-    rs.operation = m->op;
-    rs.records_copied = mig_total_records(m);
-    rs.bytes_copied = mig_total_bytes(m);
-    rs.rate_bytes_per_sec = m->phase == MIG_COPYING ? m->rate : 0;
-    rs.last_change_epoch = m->last_change_epoch;
-    rs.sources = (uint32_t)m->nsrc;
-    rs.error = m->err;
-    for (size_t i = 0; i < m->nsrc; i++) {
-        uint64_t e = src_eta_ms(m, &m->src[i], now);
-        done += m->src[i].done || m->phase != MIG_COPYING;
-        if (e > eta)
-            eta = e;
-        if (rs.error[0] == '\0' && m->src[i].err[0] != '\0' && m->phase == MIG_COPYING)
-            rs.error = m->src[i].err;
-    }
-    if (m->phase == MIG_CLEANUP) {
-        /* cleanup's progress: the old owners that have compacted away what they gave up */
-        done = 0;
-        for (size_t i = 0; i < m->ncl; i++)
-            done += m->cl[i].done;
-        rs.sources = (uint32_t)m->ncl;
-    }
-    rs.sources_done = done;
-    rs.eta_ms = m->phase == MIG_COPYING && m->pass == 0 ? eta : 0;
+    mig_fill_totals(m, now, &rs);
     if (m->nrng > 0) {
         rp = calloc(m->nrng, sizeof(*rp));
         rpp = calloc(m->nrng, sizeof(*rpp));

@@ -647,6 +647,8 @@ coord_render_metrics(void *arg, om_buf *out)
                            "Entries returned to List callers."));
     OM_TRY(rpc_prom_value(out, "objmeta_coord_list_records_returned_total", NULL,
                           (double)c->list_records_returned));
+    if (c->mig != NULL)
+        OM_TRY(coord_mig_render_metrics(c, out));
     return rpc_server_render_metrics(c->server, out);
 }
 

@@ -48,6 +48,9 @@ grep -qF "done: ring epoch" <<<"$out" || fail "add-shard --wait did not finish"
 out=$("$cli" --addr "$coord" admin rebalance-status 2>&1) || fail "rebalance-status after the change"
 grep -qE "^last change: add-shard s5 at $s5 weight 1, done at epoch 2: [0-9]+ records" <<<"$out" ||
   fail "rebalance-status does not summarise the last change"
+out=$(curl -s "http://$coord_http/metrics")
+grep -q '^objmeta_coord_rebalance_phase{phase="idle"} 1' <<<"$out" || fail "rebalance phase metric"
+grep -qE '^objmeta_coord_rebalance_records_copied [1-9]' <<<"$out" || fail "records copied metric"
 n=$("$cli" --addr "$coord" --json ls bkt | grep -c '"key"')
 [[ $n -eq 100 ]] || fail "after the change ls bkt shows $n keys, want 100"
 echo "check_add_shard_id: ok"
