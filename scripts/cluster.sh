@@ -73,7 +73,11 @@ if ! flock -n 9; then
   {
     echo "cluster.sh: a cluster already runs on $data${owner:+ (cluster.sh pid $owner)}; nothing was changed."
     [[ -n $coord ]] && echo "  use it:           $cli --addr $coord ping"
-    echo "  stop it:          Ctrl-C in its terminal${owner:+, or kill $owner}"
+    if [[ -n $owner ]] && kill -0 "$owner" 2>/dev/null; then
+      echo "  stop it:          Ctrl-C in its terminal, or kill $owner"
+    else # cluster.sh itself was killed; its servers hold the lock
+      echo "  stop it:          kill \$(cat $data/*.pid)   (its cluster.sh is gone, its servers run on)"
+    fi
     echo "  start a second:   scripts/cluster.sh --port 8000 --data ${data}-2   (or --port 0 for free ports)"
   } >&2
   exit 3
