@@ -4,7 +4,7 @@
 # them all together.
 #
 #   scripts/cluster.sh [--shards N] [--data DIR] [--build DIR] [--port P] [--demo] [--fresh]
-#                      [--restart] [--demo-only]
+#                      [--restart] [--demo-only] [--check]
 #
 # The coordinator listens on 127.0.0.1:P (default 7000, the objmeta tool's
 # default address); shard i listens on 127.0.0.1:(P+100+i), its metrics on
@@ -16,6 +16,7 @@
 # One cluster per data directory: a second start on the same DIR is refused
 # (a lock on DIR) and says how to reach the running one.
 # --demo-only runs the demo and stops the cluster (used by the tests).
+# --check only tells whether DIR is free (exit 0) or taken (exit 3, as above).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,7 @@ port=7000
 demo=0
 fresh=0
 restart=0
+check=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --shards | --data | --build | --port)
@@ -38,7 +40,8 @@ while [[ $# -gt 0 ]]; do
     --demo-only) demo=2 ;;
     --fresh) fresh=1 ;;
     --restart) restart=1 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    --check) check=1 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "cluster.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -56,7 +59,7 @@ shard_bin=$build/shard/objmeta-shard
 coord_bin=$build/coordinator/objmeta-coord
 cli=$build/client/objmeta
 for b in "$shard_bin" "$coord_bin" "$cli"; do
-  [[ -x $b ]] || { echo "cluster.sh: $b not built (run: meson setup $build && ninja -C $build)" >&2; exit 1; }
+  [[ -x $b || $check -eq 1 ]] || { echo "cluster.sh: $b not built (run: meson setup $build && ninja -C $build)" >&2; exit 1; }
 done
 
 # One cluster per data directory. The lock is on the directory itself (so
@@ -81,6 +84,9 @@ if ! flock -n 9; then
     echo "  start a second:   scripts/cluster.sh --port 8000 --data ${data}-2   (or --port 0 for free ports)"
   } >&2
   exit 3
+fi
+if [[ $check -eq 1 ]]; then
+  exit 0
 fi
 if [[ $fresh -eq 1 ]]; then
   find "$data" -mindepth 1 -delete

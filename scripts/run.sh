@@ -6,6 +6,10 @@
 # script then says how to reach it or how to start a second one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Refuse before installing or building anything when the data directory is taken.
+rc=0
+scripts/cluster.sh --check "$@" || rc=$?
+[[ $rc -eq 0 ]] || exit $rc
 scripts/install-deps.sh
 if [[ ! -f build/build.ninja ]]; then
   meson setup build --buildtype=debugoptimized

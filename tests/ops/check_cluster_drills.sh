@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The local cluster as a practice ground (issue 15, points 2 and 3):
-#  - a second scripts/cluster.sh on the same data directory is refused with
-#    exit 3, says how to reach the running cluster, and changes nothing (the
-#    running shard's log and port file stay as they were);
+#  - a second scripts/cluster.sh (or scripts/run.sh) on the same data
+#    directory is refused with exit 3, says how to reach the running cluster,
+#    and changes nothing (the running shard's log and port file stay as they
+#    were; run.sh neither installs nor builds);
 #  - a shard stopped cleanly (SIGTERM) stays stopped and the rest runs on;
 #  - with --restart a shard killed with SIGKILL is started again on the same
 #    port, and the coordinator and the other shards keep their pids;
@@ -30,6 +31,12 @@ rc=$?
 for want in "already runs on $d" "--addr $coord" "--port" "--data"; do
   grep -qF -- "$want" <<<"$out2" || { echo "$out2"; fail "second start does not say: $want"; }
 done
+# run.sh refuses the same way before it installs or builds anything.
+out3=$("$src/scripts/run.sh" --data "$d" 2>&1)
+rc=$?
+[[ $rc -eq 3 ]] || { echo "$out3"; fail "run.sh on a running cluster: exit $rc, want 3"; }
+grep -qF -- "--addr $coord" <<<"$out3" || { echo "$out3"; fail "run.sh does not say how to reach it"; }
+! grep -q "install-deps" <<<"$out3" || fail "run.sh ran install-deps before refusing"
 (( $(wc -c <"$d/s1.log") >= log_before )) || fail "the second start emptied s1.log"
 [[ -s $d/s1.ports && -s $d/coord.ports ]] || fail "the second start removed port files"
 "$cli" --addr "$coord" ping >/dev/null || fail "the coordinator stopped answering after the second start"
