@@ -66,8 +66,7 @@ admin_exit(om_status st)
 static int
 admin_usage_error(const char *msg, const char *arg)
 {
-    fprintf(stderr, "objmeta admin: %s%s\n%s", msg, arg ? arg : "", admin_usage);
-    return A_USAGE;
+    return tool_usage("admin", "%s%s", msg, arg ? arg : ""); /* the tool's one wording */
 }
 
 /*
@@ -486,9 +485,9 @@ objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, int argc, char *
         known = known || strcmp(cmd, cmds[i]) == 0;
     if (!known) {
         const char *s = tool_suggest(cmd, cmds);
-        fprintf(stderr, "objmeta admin: unknown admin command '%s'%s%s%s\n%s", cmd,
-                s ? "; did you mean '" : "", s ? s : "", s ? "'?" : "", admin_usage);
-        return A_USAGE;
+        if (s != NULL)
+            return tool_usage("admin", "unknown admin command '%s'; did you mean '%s'?", cmd, s);
+        return tool_usage("admin", "unknown admin command '%s'", cmd);
     }
     char name[48];
     snprintf(name, sizeof(name), "admin %s", cmd);
