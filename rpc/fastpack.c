@@ -27,9 +27,24 @@
 #include "rpc/frame.h"
 #include "rpc/rpc.h"
 
-/* Tags (field number << 3 | wire type) of the fields encoded here. */
-#define TAG_VARINT(f) ((uint8_t)((f) << 3))
-#define TAG_LEN(f) ((uint8_t)(((f) << 3) | 2))
+/*
+ * Tags: field number << 3 | wire type. Every field coded here has a number
+ * below 16, so each tag is one byte; the bodies' numbers are the generated
+ * oneof cases (OBJMETA__REQUEST__BODY_STORE is 10, the field number), the
+ * other numbers are those of proto/objmeta.proto, named where they are used.
+ * tests/rpc/test_fastpack_schema.c checks every field against the descriptors.
+ */
+#define TAG(f, wire) ((uint8_t)(((unsigned)(f) << 3) | (unsigned)(wire)))
+#define TAG_VARINT(f) TAG(f, PROTOBUF_C_WIRE_TYPE_VARINT)
+#define TAG_LEN(f) TAG(f, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED)
+#define TAG_FIELD(tag) ((unsigned)(tag) >> 3)
+
+/* The hot bodies' tags (Request and Response use the same numbers, 10..14). */
+#define TAG_STORE TAG_LEN(OBJMETA__REQUEST__BODY_STORE)
+#define TAG_RETRIEVE TAG_LEN(OBJMETA__REQUEST__BODY_RETRIEVE)
+#define TAG_HEAD TAG_LEN(OBJMETA__REQUEST__BODY_HEAD)
+#define TAG_EXISTS TAG_LEN(OBJMETA__REQUEST__BODY_EXISTS)
+#define TAG_DELETE TAG_LEN(OBJMETA__REQUEST__BODY_DELETE)
 
 static inline size_t
 fp_varint_len(uint64_t v)
@@ -310,8 +325,8 @@ rpc_response_pack(const Objmeta__Response *resp, uint8_t *out)
 
 /*
  * rpc_fastunpack_request decodes a Request whose top level holds only id
- * (08), ring_epoch (10) and one Store (52), Retrieve (5a), Head (62) or
- * Exists (6a) body, each field at most once, with one-byte tags, varints of
+ * (field 1), ring_epoch (2) and one Store (10), Retrieve (11), Head (12) or
+ * Exists (13) body, each field at most once, with one-byte tags, varints of
  * at most 9 bytes, and strings of ASCII bytes only; inside the body only the
  * fields of that message, each at most once (and at most one condition).
  * Anything else -- another field or body, a repeated field (protobuf-c
@@ -453,7 +468,7 @@ fu_bytes(fu_in *in, ProtobufCAllocator *pa, ProtobufCBinaryData *out)
     return true;
 }
 
-/* Retrieve, Head and Exists requests share the layout bucket (0a), key (12). */
+/* Retrieve, Head and Exists requests share the layout bucket (1), key (2). */
 static bool
 fu_keyed(fu_in in, ProtobufCAllocator *pa, char **bucket, char **key)
 {
@@ -461,7 +476,7 @@ fu_keyed(fu_in in, ProtobufCAllocator *pa, char **bucket, char **key)
 
     while (in.p < in.end) {
         uint8_t tag = *in.p++;
-        unsigned bit = tag == 0x0a ? 1u : tag == 0x12 ? 2u : 0u;
+        unsigned bit = tag == TAG_LEN(1) ? 1u : tag == TAG_LEN(2) ? 2u : 0u;
         if (bit == 0 || (seen & bit) || !fu_str(&in, pa, bit == 1 ? bucket : key))
             return false;
         seen |= bit;
@@ -476,14 +491,13 @@ fu_store(fu_in in, ProtobufCAllocator *pa, Objmeta__StoreRequest *r)
 
     while (in.p < in.end) {
         uint8_t tag = *in.p++;
-        unsigned field = tag >> 3;
+        unsigned field = TAG_FIELD(tag);
         bool ok;
         if ((tag & 0x80) || field < 1 || field > 8 || (seen & (1u << field)))
             return false;
         seen |= 1u << field;
-        if (field <= 5 && (tag & 7) != 2)
-            return false;
-        if (field >= 6 && (tag & 7) != 0)
+        /* 1..5 bucket, key, data, metadata_json, content_type; 6..8 varints */
+        if (tag != (field <= 5 ? TAG_LEN(field) : TAG_VARINT(field)))
             return false;
         switch (field) {
         case 1:
@@ -535,18 +549,18 @@ rpc_fastunpack_request(ProtobufCAllocator *pa, const uint8_t *data, size_t n, bo
     while (in.p < in.end) {
         uint8_t tag = *in.p++;
         switch (tag) {
-        case 0x08:
-        case 0x10:
-            if (seen & (1u << (tag >> 3)))
+        case TAG_VARINT(1): /* id */
+        case TAG_VARINT(2): /* ring_epoch */
+            if (seen & (1u << TAG_FIELD(tag)))
                 return NULL;
-            seen |= 1u << (tag >> 3);
-            if (!fu_varint(&in, tag == 0x08 ? &r->id : &r->ring_epoch))
+            seen |= 1u << TAG_FIELD(tag);
+            if (!fu_varint(&in, tag == TAG_VARINT(1) ? &r->id : &r->ring_epoch))
                 return NULL;
             break;
-        case 0x52:
-        case 0x5a:
-        case 0x62:
-        case 0x6a:
+        case TAG_STORE:
+        case TAG_RETRIEVE:
+        case TAG_HEAD:
+        case TAG_EXISTS:
             if (body_tag != 0 || !fu_len(&in, &body))
                 return NULL;
             body_tag = tag;
@@ -556,7 +570,7 @@ rpc_fastunpack_request(ProtobufCAllocator *pa, const uint8_t *data, size_t n, bo
         }
     }
     switch (body_tag) {
-    case 0x52: {
+    case TAG_STORE: {
         Objmeta__StoreRequest *b = fu_msg_new(pa, &objmeta__store_request__descriptor);
         if (b == NULL || !fu_store(body, pa, b))
             return NULL;
@@ -564,7 +578,7 @@ rpc_fastunpack_request(ProtobufCAllocator *pa, const uint8_t *data, size_t n, bo
         r->store = b;
         break;
     }
-    case 0x5a: {
+    case TAG_RETRIEVE: {
         Objmeta__RetrieveRequest *b = fu_msg_new(pa, &objmeta__retrieve_request__descriptor);
         if (b == NULL || !fu_keyed(body, pa, &b->bucket, &b->key))
             return NULL;
@@ -572,7 +586,7 @@ rpc_fastunpack_request(ProtobufCAllocator *pa, const uint8_t *data, size_t n, bo
         r->retrieve = b;
         break;
     }
-    case 0x62: {
+    case TAG_HEAD: {
         Objmeta__HeadRequest *b = fu_msg_new(pa, &objmeta__head_request__descriptor);
         if (b == NULL || !fu_keyed(body, pa, &b->bucket, &b->key))
             return NULL;
@@ -580,7 +594,7 @@ rpc_fastunpack_request(ProtobufCAllocator *pa, const uint8_t *data, size_t n, bo
         r->head = b;
         break;
     }
-    case 0x6a: {
+    case TAG_EXISTS: {
         Objmeta__ExistsRequest *b = fu_msg_new(pa, &objmeta__exists_request__descriptor);
         if (b == NULL || !fu_keyed(body, pa, &b->bucket, &b->key))
             return NULL;
@@ -597,8 +611,8 @@ rpc_fastunpack_request(ProtobufCAllocator *pa, const uint8_t *data, size_t n, bo
 
 /*
  * rpc_fastpeek_keyed reads the address of a Retrieve, Head or Exists request
- * in place, for a prefetch hint: the top level may hold id (08), ring_epoch
- * (10) and the body (5a, 62, 6a); the body its bucket (0a) and key (12).
+ * in place, for a prefetch hint: the top level may hold id (1), ring_epoch
+ * (2) and the body (11, 12, 13); the body its bucket (1) and key (2).
  * It allocates nothing and checks only what it needs to stay inside the
  * bytes: whatever it returns is a hint, and the request is decoded (and
  * judged) as usual when it is dispatched.
@@ -611,10 +625,10 @@ rpc_fastpeek_keyed(const uint8_t *data, size_t n, om_slice *bucket, om_slice *ke
 
     while (in.p < in.end) {
         uint8_t tag = *in.p++;
-        if (tag == 0x08 || tag == 0x10) {
+        if (tag == TAG_VARINT(1) || tag == TAG_VARINT(2)) { /* id, ring_epoch */
             if (!fu_varint(&in, &ignored))
                 return false;
-        } else if (tag == 0x5a || tag == 0x62 || tag == 0x6a) {
+        } else if (tag == TAG_RETRIEVE || tag == TAG_HEAD || tag == TAG_EXISTS) {
             if (!fu_len(&in, &body))
                 return false;
         } else {
@@ -627,9 +641,9 @@ rpc_fastpeek_keyed(const uint8_t *data, size_t n, om_slice *bucket, om_slice *ke
     *key = om_slice_make(NULL, 0);
     while (body.p < body.end) {
         uint8_t tag = *body.p++;
-        if ((tag != 0x0a && tag != 0x12) || !fu_len(&body, &s))
+        if ((tag != TAG_LEN(1) && tag != TAG_LEN(2)) || !fu_len(&body, &s)) /* bucket, key */
             return false;
-        *(tag == 0x0a ? bucket : key) = om_slice_make(s.p, (size_t)(s.end - s.p));
+        *(tag == TAG_LEN(1) ? bucket : key) = om_slice_make(s.p, (size_t)(s.end - s.p));
     }
     return true;
 }
@@ -822,10 +836,10 @@ rpc_request_packed_size(const Objmeta__Request *req)
 
 /*
  * rpc_fastunpack_response takes a Response whose top level holds only id
- * (08), status (10, one varint byte: 0..127), message (1a) and one Store
- * (52), Retrieve (5a), Head (62), Exists (6a) or Delete (72) body, each at
+ * (field 1), status (2, one varint byte: 0..127), message (3) and one Store
+ * (10), Retrieve (11), Head (12), Exists (13) or Delete (14) body, each at
  * most once; inside the body only that message's fields, each at most once,
- * and inside an ObjectInfo (0a) its nine fields, each at most once. The same
+ * and inside an ObjectInfo (1) its nine fields, each at most once. The same
  * limits as for requests apply (one-byte tags, varints of at most 9 bytes,
  * ASCII strings); anything else is left to protobuf-c.
  */
@@ -837,37 +851,37 @@ fu_info(fu_in in, ProtobufCAllocator *pa, Objmeta__ObjectInfo *oi)
 
     while (in.p < in.end) {
         uint8_t tag = *in.p++;
-        unsigned field = tag >> 3;
+        unsigned field = TAG_FIELD(tag);
         bool ok;
         if ((tag & 0x80) || field < 1 || field > 9 || (seen & (1u << field)))
             return false;
         seen |= 1u << field;
         switch (tag) {
-        case 0x0a:
+        case TAG_LEN(1):
             ok = fu_str(&in, pa, &oi->bucket);
             break;
-        case 0x12:
+        case TAG_LEN(2):
             ok = fu_str(&in, pa, &oi->key);
             break;
-        case 0x18:
+        case TAG_VARINT(3):
             ok = fu_varint(&in, &oi->size);
             break;
-        case 0x22:
+        case TAG_LEN(4):
             ok = fu_str(&in, pa, &oi->etag);
             break;
-        case 0x2a:
+        case TAG_LEN(5):
             ok = fu_str(&in, pa, &oi->content_type);
             break;
-        case 0x30:
+        case TAG_VARINT(6):
             ok = fu_varint(&in, &oi->created_ms);
             break;
-        case 0x38:
+        case TAG_VARINT(7):
             ok = fu_varint(&in, &oi->modified_ms);
             break;
-        case 0x40:
+        case TAG_VARINT(8):
             ok = fu_varint(&in, &oi->version);
             break;
-        case 0x4a:
+        case TAG_LEN(9):
             ok = fu_str(&in, pa, &oi->metadata_json);
             break;
         default:
@@ -880,7 +894,7 @@ fu_info(fu_in in, ProtobufCAllocator *pa, Objmeta__ObjectInfo *oi)
     return true;
 }
 
-/* The info (0a) and, for Retrieve, data (12) of a body; other fields decline. */
+/* The info (1) and, for Retrieve, data (2) of a body; other fields decline. */
 static bool
 fu_info_body(fu_in in, ProtobufCAllocator *pa, Objmeta__ObjectInfo **info,
              ProtobufCBinaryData *data)
@@ -889,7 +903,7 @@ fu_info_body(fu_in in, ProtobufCAllocator *pa, Objmeta__ObjectInfo **info,
 
     while (in.p < in.end) {
         uint8_t tag = *in.p++;
-        if (tag == 0x0a && !(seen & 1u)) {
+        if (tag == TAG_LEN(1) && !(seen & 1u)) {
             fu_in sub;
             Objmeta__ObjectInfo *oi;
             seen |= 1u;
@@ -898,7 +912,7 @@ fu_info_body(fu_in in, ProtobufCAllocator *pa, Objmeta__ObjectInfo **info,
                 !fu_info(sub, pa, oi))
                 return false;
             *info = oi;
-        } else if (tag == 0x12 && data != NULL && !(seen & 2u)) {
+        } else if (tag == TAG_LEN(2) && data != NULL && !(seen & 2u)) {
             seen |= 2u;
             if (!fu_bytes(&in, pa, data))
                 return false;
@@ -912,7 +926,7 @@ fu_info_body(fu_in in, ProtobufCAllocator *pa, Objmeta__ObjectInfo **info,
 static bool
 fu_exists(fu_in in, Objmeta__ExistsResponse *e)
 {
-    if (in.p < in.end && *in.p == 0x08) {
+    if (in.p < in.end && *in.p == TAG_VARINT(1)) { /* exists */
         in.p++;
         if (!fu_bool(&in, &e->exists))
             return false;
@@ -923,12 +937,12 @@ fu_exists(fu_in in, Objmeta__ExistsResponse *e)
 static bool
 fu_delete(fu_in in, Objmeta__DeleteResponse *d)
 {
-    if (in.p < in.end && *in.p == 0x08) {
+    if (in.p < in.end && *in.p == TAG_VARINT(1)) { /* version */
         in.p++;
         if (!fu_varint(&in, &d->version))
             return false;
     }
-    if (in.p < in.end && *in.p == 0x10) {
+    if (in.p < in.end && *in.p == TAG_VARINT(2)) { /* existed */
         in.p++;
         if (!fu_bool(&in, &d->existed))
             return false;
@@ -950,26 +964,26 @@ rpc_fastunpack_response(ProtobufCAllocator *pa, const uint8_t *data, size_t n, b
         return NULL;
     while (in.p < in.end) {
         uint8_t tag = *in.p++;
-        unsigned bit = 1u << ((tag >> 3) & 7);
+        unsigned bit = 1u << (TAG_FIELD(tag) & 7);
         switch (tag) {
-        case 0x08:
+        case TAG_VARINT(1): /* id */
             if ((seen & bit) || !fu_varint(&in, &r->id))
                 return NULL;
             break;
-        case 0x10:
+        case TAG_VARINT(2): /* status */
             if ((seen & bit) || in.p == in.end || *in.p >= 0x80)
                 return NULL;
             r->status = (Objmeta__Status)*in.p++;
             break;
-        case 0x1a:
+        case TAG_LEN(3): /* message */
             if ((seen & bit) || !fu_str(&in, pa, &r->message))
                 return NULL;
             break;
-        case 0x52:
-        case 0x5a:
-        case 0x62:
-        case 0x6a:
-        case 0x72:
+        case TAG_STORE:
+        case TAG_RETRIEVE:
+        case TAG_HEAD:
+        case TAG_EXISTS:
+        case TAG_DELETE:
             if (body_tag != 0 || !fu_len(&in, &body))
                 return NULL;
             body_tag = tag;
@@ -983,7 +997,7 @@ rpc_fastunpack_response(ProtobufCAllocator *pa, const uint8_t *data, size_t n, b
     switch (body_tag) {
     case 0:
         break;
-    case 0x52: {
+    case TAG_STORE: {
         Objmeta__StoreResponse *b = fu_msg_new(pa, &objmeta__store_response__descriptor);
         if (b == NULL || !fu_info_body(body, pa, &b->info, NULL))
             return NULL;
@@ -991,7 +1005,7 @@ rpc_fastunpack_response(ProtobufCAllocator *pa, const uint8_t *data, size_t n, b
         r->store = b;
         break;
     }
-    case 0x5a: {
+    case TAG_RETRIEVE: {
         Objmeta__RetrieveResponse *b = fu_msg_new(pa, &objmeta__retrieve_response__descriptor);
         if (b == NULL || !fu_info_body(body, pa, &b->info, &b->data))
             return NULL;
@@ -999,7 +1013,7 @@ rpc_fastunpack_response(ProtobufCAllocator *pa, const uint8_t *data, size_t n, b
         r->retrieve = b;
         break;
     }
-    case 0x62: {
+    case TAG_HEAD: {
         Objmeta__HeadResponse *b = fu_msg_new(pa, &objmeta__head_response__descriptor);
         if (b == NULL || !fu_info_body(body, pa, &b->info, NULL))
             return NULL;
@@ -1007,7 +1021,7 @@ rpc_fastunpack_response(ProtobufCAllocator *pa, const uint8_t *data, size_t n, b
         r->head = b;
         break;
     }
-    case 0x6a: {
+    case TAG_EXISTS: {
         Objmeta__ExistsResponse *b = fu_msg_new(pa, &objmeta__exists_response__descriptor);
         if (b == NULL || !fu_exists(body, b))
             return NULL;
