@@ -15,8 +15,9 @@
  * page cache, so unsynced writes survive kill -9 too. The fsync part is
  * proven by the power-loss simulations over tests/lsm/fault_env (every file
  * cut back to what was synced): tests/lsm/test_fault.c
- * (fault_crash_with_torn_tail, fault_wal_sync_fails) and, with group commit
- * and replies, tests/shard/test_sync_order.c
+ * (fault_power_loss_keeps_acked_writes: this test's load with a power loss
+ * instead of kill -9; also fault_crash_with_torn_tail, fault_wal_sync_fails)
+ * and, with group commit and replies, tests/shard/test_sync_order.c
  * (acked_writes_survive_power_loss).
  */
 #include <errno.h>

@@ -16,7 +16,8 @@
  * tests/shard/test_sync_order.c (acked_writes_survive_power_loss: the shard
  * over the fault env, every file cut back to its synced size at a random
  * moment; no reply shows a write before it is durable) and
- * tests/lsm/test_fault.c (what lsm_sync synced survives a torn tail; a
+ * tests/lsm/test_fault.c (fault_power_loss_keeps_acked_writes: every
+ * acknowledged LSM_SYNC_ALWAYS write survives a power loss under load; a
  * failed WAL sync is never acknowledged).
  */
 #include <pthread.h>
