@@ -1,9 +1,11 @@
 /*
- * tests/rpc/test_fastpack_schema.c -- rpc/fastpack.c against proto/objmeta.proto, field by field.
+ * tests/rpc/test_fastpack_schema.c -- the hand-written codecs against proto/objmeta.proto, field
+ * by field.
  *
- * The hand-written codecs in rpc/fastpack.c know the hot messages' fields by number, and nothing
- * in the compiler ties that list to the .proto. test_fastpack.c compares them with protobuf-c on
- * random messages, but it builds those messages from the C field names it knows: a field added
+ * The hand-written codecs (rpc/fastpack.c, the server side; rpc/fastpack_client.c, the client
+ * side) know the hot messages' fields by number, and nothing in the compiler ties that list to
+ * the .proto. test_fastpack.c compares them with protobuf-c on random messages, but it builds
+ * those messages from the C field names it knows: a field added
  * to ObjectInfo would never be set there, and its loss on the fast path never seen. This suite
  * builds its messages from protobuf-c's descriptors (ProtobufCMessageDescriptor.fields) instead.
  * For each of the four fast paths it walks every message the path handles -- from Request or
@@ -19,9 +21,11 @@
  * field was round-tripped. A failure names the field (Message.field.field) and the seed.
  *
  * The hot bodies of each path are listed here (fast_paths[]): that list is the fast path's
- * declared scope; everything inside it is taken from the descriptors. A first test runs the
- * builder and the comparison on every message of the .proto through protobuf-c alone, so that a
- * builder that sets nothing, or a comparison that sees nothing, cannot make the others pass.
+ * declared scope; everything inside it is taken from the descriptors. The decoders leave 10-byte
+ * varints to protobuf-c (their documented limit), so for them values stay below 2^63 and int32s
+ * non-negative (short_varints). A first test runs the builder and the comparison on every
+ * message of the .proto through protobuf-c alone, so that a builder that sets nothing, or a
+ * comparison that sees nothing, cannot make the others pass.
  */
 #include <stdio.h>
 #include <stdlib.h>
