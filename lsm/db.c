@@ -430,6 +430,18 @@ db_start_threads(lsm_db *db)
     if (pthread_create(&db->compact_thread, NULL, lsm_db_compact_main, db) != 0)
         return OM_ERR(OM_E_NOMEM);
     db->have_compact_thread = true;
+    if (db->opts.background_nice > 0) {
+        /* set before the thread starts: both compaction threads read it under mu */
+        pthread_mutex_lock(&db->mu);
+        db->have_urgent_thread = true;
+        pthread_mutex_unlock(&db->mu);
+        if (pthread_create(&db->urgent_thread, NULL, lsm_db_compact_urgent_main, db) != 0) {
+            pthread_mutex_lock(&db->mu);
+            db->have_urgent_thread = false;
+            pthread_mutex_unlock(&db->mu);
+            return OM_ERR(OM_E_NOMEM);
+        }
+    }
     if (db->opts.memtable_prefault) {
         lsm_mem_pool_set_reserve(db->mem_pool, db_mem_reserve(db->opts.write_buffer_size));
         if (pthread_create(&db->prefault_thread, NULL, db_prefault_main, db) != 0)
@@ -463,10 +475,12 @@ db_stop_threads(lsm_db *db)
         pthread_join(db->flush_thread, NULL);
     if (db->have_compact_thread)
         pthread_join(db->compact_thread, NULL);
+    if (db->have_urgent_thread)
+        pthread_join(db->urgent_thread, NULL);
     if (db->have_sync_thread)
         pthread_join(db->sync_thread, NULL);
     db->have_flush_thread = db->have_compact_thread = db->have_sync_thread = false;
-    db->have_prefault_thread = false;
+    db->have_prefault_thread = db->have_urgent_thread = false;
     /* lsm_compact_range* callers on other threads leave at once now (see there). */
     pthread_mutex_lock(&db->mu);
     while (db->manual_callers > 0)
@@ -1168,6 +1182,7 @@ lsm_stats_get(lsm_db *db, lsm_stats *out)
     out->wal_synced_writes = atomic_load(&db->st_synced_writes);
     out->flushes = atomic_load(&db->st_flushes);
     out->compactions = atomic_load(&db->st_compactions);
+    out->urgent_compactions = atomic_load(&db->st_urgent_compactions);
     out->last_sequence = last;
     out->row_cache_hits = lsm_table_cache_row_hits(db->tc);
     out->row_cache_misses = lsm_table_cache_row_misses(db->tc);

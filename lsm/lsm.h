@@ -145,8 +145,11 @@ typedef struct lsm_opts {
      * (a nice value, 0-19, set on each thread: Linux keeps one per thread).
      * On a machine with fewer cores than busy threads the writers, readers
      * and the caller's network threads then go first, and the background
-     * work runs in what they leave (a write stall still waits for it, so it
-     * cannot fall behind for long). Default 0 = same priority.
+     * work runs in what they leave. Compactions picked while the debt is
+     * high (score >= 2: L0 at twice l0_compaction_trigger, or a level at
+     * twice its target) run on a second compaction thread at the normal
+     * priority, so a busy foreground cannot starve them for good. Default 0
+     * = same priority (and no second thread).
      */
     int background_nice;
 } lsm_opts;
@@ -363,6 +366,7 @@ typedef struct lsm_stats {
     uint64_t stall_micros;                 /* time writers spent slowed or stopped */
     uint64_t wal_syncs, wal_synced_writes; /* group commit: writes per sync */
     uint64_t flushes, compactions;
+    uint64_t urgent_compactions; /* run by the un-niced thread (background_nice, high debt) */
     uint64_t last_sequence;
     uint64_t row_cache_hits, row_cache_misses; /* lsm_get table probes (0 when off) */
     /*
