@@ -665,6 +665,34 @@ lsm_cache_prune(lsm_cache *c)
     }
 }
 
+/* Drop e from s (pinned or not) if its key starts with prefix. Requires: s->mu held. */
+static void
+shard_drop_prefixed(cache_shard *s, centry *e, om_slice prefix, clink **dead)
+{
+    if (e->klen >= prefix.n && memcmp(e->key, prefix.p, prefix.n) == 0)
+        shard_drop(s, e, dead);
+}
+
+void
+lsm_cache_erase_prefix(lsm_cache *c, om_slice prefix)
+{
+    for (size_t i = 0; i < ((size_t)1 << c->shard_bits); i++) {
+        cache_shard *s = &c->shards[i];
+        clink *dead = NULL;
+
+        pthread_mutex_lock(&s->mu);
+        for (clink *head = &s->lru; head != NULL; head = head == &s->lru ? &s->in_use : NULL)
+            for (clink *l = head->next; l != head;) {
+                clink *next = l->next;
+
+                shard_drop_prefixed(s, entry_of_link(l), prefix, &dead);
+                l = next;
+            }
+        pthread_mutex_unlock(&s->mu);
+        delete_chain(dead);
+    }
+}
+
 uint64_t
 lsm_cache_new_id(lsm_cache *c)
 {

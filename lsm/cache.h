@@ -113,6 +113,14 @@ void lsm_cache_erase(lsm_cache *c, om_slice key);
 /* Drop every entry that no handle pins from the cache (pinned entries stay in it). */
 void lsm_cache_prune(lsm_cache *c);
 
+/*
+ * lsm_cache_erase_prefix -- drop every entry whose key starts with prefix,
+ * as lsm_cache_erase does (pinned ones live on until released). Walks every
+ * entry of the cache, shard by shard: for rare events, like a table whose
+ * blocks or rows can never be read again.
+ */
+void lsm_cache_erase_prefix(lsm_cache *c, om_slice prefix);
+
 /* A number unique in this cache's life, to build keys of a namespace (one per table). */
 uint64_t lsm_cache_new_id(lsm_cache *c);
 

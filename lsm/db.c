@@ -93,6 +93,17 @@ lsm_opts_init(lsm_opts *o)
     o->wal_preallocate = 1u << 20;
 }
 
+void
+lsm_opts_set_memory_budget(lsm_opts *o, uint64_t budget)
+{
+    if (budget < LSM_MIN_MEMORY_BUDGET)
+        budget = LSM_MIN_MEMORY_BUDGET;
+    o->write_buffer_size = (size_t)(budget / 16);
+    o->max_immutable_memtables = 2;
+    o->block_cache_size = (size_t)(budget / 16 * 6);
+    o->row_cache_size = (size_t)(budget / 16 * 2);
+}
+
 static om_status
 db_check_opts(const lsm_opts *o)
 {
@@ -1186,6 +1197,8 @@ lsm_stats_get(lsm_db *db, lsm_stats *out)
     out->last_sequence = last;
     out->row_cache_hits = lsm_table_cache_row_hits(db->tc);
     out->row_cache_misses = lsm_table_cache_row_misses(db->tc);
+    out->row_cache_bytes = lsm_table_cache_row_bytes(db->tc);
+    out->block_cache_bytes = db->block_cache != NULL ? lsm_cache_usage(db->block_cache) : 0;
     lsm_mem_pool_stats(db->mem_pool, &ps);
     out->mem_pool_reused = ps.reused;
     out->mem_pool_allocated = ps.allocated;

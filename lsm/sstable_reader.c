@@ -26,6 +26,7 @@
  * look up and iterate concurrently (each iterator belongs to one thread).
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
@@ -47,6 +48,7 @@ struct lsm_sst {
     uint64_t file_size;
     uint64_t data_end; /* where the meta blocks start */
     uint64_t cache_id;
+    atomic_bool cached; /* a block of this table went into the block cache */
     lsm_block index;
     lsm_block filter_block; /* owns the filter bytes, if any */
     om_slice filter;        /* empty: no filter */
@@ -263,6 +265,8 @@ sst_block_get(lsm_sst *t, uint64_t off, uint64_t size, bool fill_cache, sst_bloc
         lsm_cache_insert(c, om_slice_make(key, sizeof(key)), b, b->size + sizeof(*b) + 64,
                          block_cache_deleter, &out->h) != OM_OK)
         out->h = NULL; /* not cached: stays privately owned */
+    else if (out->h != NULL && !atomic_load_explicit(&t->cached, memory_order_relaxed))
+        atomic_store_explicit(&t->cached, true, memory_order_relaxed);
     return OM_OK;
 }
 
@@ -510,6 +514,18 @@ lsm_sst_close(lsm_sst *t)
 {
     if (t == NULL)
         return;
+    if (atomic_load(&t->cached)) {
+        /*
+         * Its blocks are keyed by this open's cache id, which no later open
+         * reuses: drop them now rather than leave dead data in the cache
+         * until eviction (with tables replaced by compaction, the cache
+         * would otherwise fill to capacity however little data is live).
+         */
+        uint8_t key[8];
+
+        om_put_fixed64(key, t->cache_id);
+        lsm_cache_erase_prefix(t->o->block_cache, om_slice_make(key, sizeof(key)));
+    }
     lsm_rfile_close(t->f);
     lsm_block_free(&t->index);
     free(t->filter_block.owned);

@@ -302,6 +302,9 @@ lsm_table_cache_evict(lsm_table_cache *tc, uint64_t number)
 
     om_put_fixed64(key, number);
     lsm_cache_erase(tc->cache, om_slice_make(key, sizeof(key)));
+    /* The file is gone for good: its rows (keyed by file number first) can never hit again. */
+    if (tc->rows != NULL)
+        lsm_cache_erase_prefix(tc->rows, om_slice_make(key, sizeof(key)));
 }
 
 size_t
@@ -463,6 +466,12 @@ uint64_t
 lsm_table_cache_row_hits(const lsm_table_cache *tc)
 {
     return tc->rows != NULL ? lsm_cache_hits(tc->rows) : 0;
+}
+
+size_t
+lsm_table_cache_row_bytes(lsm_table_cache *tc)
+{
+    return tc->rows != NULL ? lsm_cache_usage(tc->rows) : 0;
 }
 
 uint64_t

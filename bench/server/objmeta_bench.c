@@ -434,7 +434,7 @@ print_server_stats(const char *addr)
     Objmeta__StatsRequest sr = OBJMETA__STATS_REQUEST__INIT;
     Objmeta__Response *resp = NULL;
     rpc_sync_client *sc = NULL;
-    uint64_t files[8] = {0}, sst = 0, mem = 0;
+    uint64_t files[8] = {0}, sst = 0, mem = 0, bc = 0, rc = 0, pool = 0;
 
     req.body_case = OBJMETA__REQUEST__BODY_STATS;
     req.stats = &sr;
@@ -456,11 +456,19 @@ print_server_stats(const char *addr)
             sst = c->value;
         else if (strcmp(c->name, "lsm.memtable_bytes") == 0)
             mem = c->value;
+        else if (strcmp(c->name, "lsm.block_cache_bytes") == 0)
+            bc = c->value;
+        else if (strcmp(c->name, "lsm.row_cache_bytes") == 0)
+            rc = c->value;
+        else if (strcmp(c->name, "lsm.mem_pool_bytes") == 0)
+            pool = c->value;
     }
-    printf(
-        "SHARD l0_files=%" PRIu64 " files=%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64
-        ",%" PRIu64 ",%" PRIu64 " live_sst_bytes=%" PRIu64 " memtable_bytes=%" PRIu64 "\n",
-        files[0], files[0], files[1], files[2], files[3], files[4], files[5], files[6], sst, mem);
+    printf("SHARD l0_files=%" PRIu64 " files=%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64
+           ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 " live_sst_bytes=%" PRIu64 " memtable_bytes=%" PRIu64
+           " mem_pool_bytes=%" PRIu64 " block_cache_bytes=%" PRIu64 " row_cache_bytes=%" PRIu64
+           "\n",
+           files[0], files[0], files[1], files[2], files[3], files[4], files[5], files[6], sst, mem,
+           pool, bc, rc);
 out:
     rpc_response_free(resp);
     rpc_sync_client_close(sc);
