@@ -438,11 +438,8 @@ db_start_threads(lsm_db *db)
     if (pthread_create(&db->flush_thread, NULL, lsm_db_flush_main, db) != 0)
         return OM_ERR(OM_E_NOMEM);
     db->have_flush_thread = true;
-    if (pthread_create(&db->compact_thread, NULL, lsm_db_compact_main, db) != 0)
-        return OM_ERR(OM_E_NOMEM);
-    db->have_compact_thread = true;
     if (db->opts.background_nice > 0) {
-        /* set before the thread starts: both compaction threads read it under mu */
+        /* Before either compaction thread runs: both read it under mu to split the work. */
         pthread_mutex_lock(&db->mu);
         db->have_urgent_thread = true;
         pthread_mutex_unlock(&db->mu);
@@ -453,6 +450,9 @@ db_start_threads(lsm_db *db)
             return OM_ERR(OM_E_NOMEM);
         }
     }
+    if (pthread_create(&db->compact_thread, NULL, lsm_db_compact_main, db) != 0)
+        return OM_ERR(OM_E_NOMEM);
+    db->have_compact_thread = true;
     if (db->opts.memtable_prefault) {
         lsm_mem_pool_set_reserve(db->mem_pool, db_mem_reserve(db->opts.write_buffer_size));
         if (pthread_create(&db->prefault_thread, NULL, db_prefault_main, db) != 0)
