@@ -549,8 +549,11 @@ lsm_open(const char *path, const lsm_opts *opts, lsm_db **out)
     db->locked = true;
     OM_GOTO(lsm_mem_pool_new(opts->write_buffer_size, DB_MEM_POOL_BUFFERS * opts->write_buffer_size,
                              &db->mem_pool));
-    if (opts->block_cache_size > 0)
+    if (opts->block_cache_size > 0) {
         OM_GOTO(lsm_cache_new(opts->block_cache_size, 4, &db->block_cache));
+        /* uniform reads over more data than fits: insert blocks on their second miss */
+        OM_GOTO(lsm_cache_enable_admission(db->block_cache, opts->block_size + 64));
+    }
     lsm_table_opts_init(&db->topts, &db->opts, db->block_cache, &db->tstats);
     db->topts.verify_on_open = opts->paranoid_checks;
     OM_GOTO(lsm_table_cache_new(db->env, path, &db->topts, opts->max_open_files, &db->tc));
@@ -831,6 +834,9 @@ db_row_get(lsm_db *db, lsm_sst *t, uint64_t number, om_slice lookup, db_probe *p
     /* A hit copies the value out under the shard lock: no pin, one lock round trip. */
     if (lsm_table_cache_row_peek(db->tc, number, p->key, db_row_peek_cb, &rp))
         return rp.answered ? OM_OK : lsm_sst_get_unfiltered(t, lookup, true, db_get_cb, c);
+    /* A first miss in a full row cache is not cached (admission, lsm/cache.c): a plain read. */
+    if (!lsm_table_cache_row_admit(db->tc, number, p->key))
+        return lsm_sst_get_unfiltered(t, lookup, true, db_get_cb, c);
     if (!db_lookup_key(p->key, LSM_MAX_SEQ, stackbuf, &heap, &newest))
         return OM_ERR(OM_E_NOMEM);
     st = lsm_sst_get_unfiltered(t, newest, true, db_row_fill_cb, &rf);

@@ -261,7 +261,7 @@ sst_block_get(lsm_sst *t, uint64_t off, uint64_t size, bool fill_cache, sst_bloc
     OM_TRY(sst_read_block(t, off, size, &b));
     out->b = b;
     out->h = NULL;
-    if (c != NULL && fill_cache &&
+    if (c != NULL && fill_cache && lsm_cache_admit(c, om_slice_make(key, sizeof(key))) &&
         lsm_cache_insert(c, om_slice_make(key, sizeof(key)), b, b->size + sizeof(*b) + 64,
                          block_cache_deleter, &out->h) != OM_OK)
         out->h = NULL; /* not cached: stays privately owned */
