@@ -313,6 +313,66 @@ START_TEST(replaced_tables_leave_the_caches)
 }
 END_TEST
 
+/*
+ * Blocks that do not go into the block cache (no cache here, so none does)
+ * are read in place from the table's mapping instead of copied: gets, an
+ * iterator over everything, a compaction and a reopen all read right.
+ */
+START_TEST(uncached_blocks_read_in_place)
+{
+    const char *dir = tu_tmpdir();
+    lsm_opts o;
+    lsm_db *db;
+    lsm_iter_opts io;
+    lsm_iter *it;
+    om_buf v = OM_BUF_INIT;
+    char k[32], val[200];
+    int n;
+
+    lsm_opts_init(&o);
+    o.sync_mode = LSM_SYNC_NONE;
+    o.block_size = 1024;
+    o.block_cache_size = 0;
+    o.zstd_level = 0; /* raw blocks: the ones read in place */
+    o.write_buffer_size = 64 * 1024;
+    for (int round = 0; round < 2; round++) {
+        ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
+        if (round == 0) {
+            for (int i = 0; i < 3000; i++) {
+                snprintf(k, sizeof(k), "key%05d", (i * 7919) % 3000);
+                snprintf(val, sizeof(val), "v%05d-%0150d", (i * 7919) % 3000, i);
+                ck_assert_int_eq(lsm_put(db, S(k), S(val)), OM_OK);
+            }
+            ck_assert_int_eq(lsm_flush(db), OM_OK);
+        }
+        for (int pass = 0; pass < 2; pass++) {
+            for (int i = 0; i < 3000; i += 3) {
+                snprintf(k, sizeof(k), "key%05d", i);
+                ck_assert_int_eq(lsm_get(db, NULL, S(k), &v), OM_OK);
+                ck_assert_uint_eq(v.n, 157);
+                ck_assert(memcmp(v.p, "v", 1) == 0 && memcmp(v.p + 1, k + 3, 5) == 0);
+            }
+            lsm_iter_opts_init(&io);
+            ck_assert_int_eq(lsm_iter_new(db, &io, &it), OM_OK);
+            n = 0;
+            for (lsm_iter_seek_first(it); lsm_iter_valid(it); lsm_iter_next(it)) {
+                snprintf(k, sizeof(k), "key%05d", n);
+                ck_assert(om_slice_eq(lsm_iter_key(it), S(k)));
+                ck_assert_uint_eq(lsm_iter_value(it).n, 157);
+                n++;
+            }
+            ck_assert_int_eq(lsm_iter_status(it), OM_OK);
+            lsm_iter_free(it);
+            ck_assert_int_eq(n, 3000);
+            if (pass == 0)
+                ck_assert_int_eq(lsm_compact_range(db, OM_SLICE_NULL, OM_SLICE_NULL), OM_OK);
+        }
+        ck_assert_int_eq(lsm_close(db), OM_OK);
+    }
+    om_buf_free(&v);
+}
+END_TEST
+
 START_TEST(row_cache_respects_capacity)
 {
     lsm_opts o;
@@ -572,6 +632,7 @@ row_cache_suite(void)
     tcase_add_test(tc, row_cache_snapshot_and_tombstone);
     tcase_add_test(tc, row_cache_off_counts_nothing);
     tcase_add_test(tc, replaced_tables_leave_the_caches);
+    tcase_add_test(tc, uncached_blocks_read_in_place);
     tcase_add_test(tc, row_cache_matches_cache_off);
     tcase_add_test(tc, row_cache_respects_capacity);
     tcase_add_test(tc, row_cache_no_fill_read);
