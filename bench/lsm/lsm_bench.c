@@ -39,7 +39,8 @@
  * holds at most 4 tables (or S seconds pass), printing the shape, so the
  * time compaction needs to catch up shows. --hog=N runs N busy threads
  * beside every workload (a CPU competitor; the background threads of every
- * engine must still keep up). --cache-mb sets every engine's block cache.
+ * engine must still keep up). --cache-mb sets every engine's block cache;
+ * --nice sets objmeta's background_nice (0 by default, the shard runs 5).
  *
  * --verbose prints each engine's tree shape (files per level: lsm_stats for
  * objmeta, the "num-files-at-level<N>" properties of RocksDB and LevelDB)
@@ -97,6 +98,7 @@ typedef struct bench_cfg {
 static uint64_t keys_per_bucket = 1;
 static bg_values vals;               /* --values, --value-size */
 static size_t cache_mb = 64;         /* --cache-mb: every engine's block cache */
+static int om_nice;                  /* --nice: objmeta's background_nice (the shard runs 5) */
 static const char *dist = "uniform"; /* --dist: key choice of reads, scans and deletes */
 
 static size_t
@@ -270,6 +272,7 @@ om_open(const char *dir, bool sync)
     o.block_size = 4096;
     o.zstd_level = 1;
     o.max_open_files = 1000;
+    o.background_nice = om_nice;
     st = lsm_open(dir, &o, &e->db);
     if (st != OM_OK) {
         printf("objmeta: open %s: %s\n", dir, om_status_str(st));
@@ -362,9 +365,9 @@ om_stats(engine *b, const char *when)
     for (int l = 0; l < LSM_MAX_LEVELS; l++)
         printf(" %u", st.levels[l].files);
     printf(" | cache hit %.2f | bloom useful %" PRIu64 "/%" PRIu64 " | stall %.1f ms | "
-           "flushes %" PRIu64 " compactions %" PRIu64 " | WA %.2f\n",
+           "flushes %" PRIu64 " compactions %" PRIu64 " (un-niced %" PRIu64 ") | WA %.2f\n",
            st.cache_hit_ratio, st.bloom_useful, st.bloom_checks, (double)st.stall_micros / 1000.0,
-           st.flushes, st.compactions, st.write_amplification);
+           st.flushes, st.compactions, st.urgent_compactions, st.write_amplification);
 }
 
 static void
@@ -1270,6 +1273,7 @@ usage(void)
            "--shape-ms: print files per level every N ms while a workload runs\n"
            "--settle:  after a fill, wait up to S s (no writes) for L0 <= 4 tables\n"
            "--hog:     N busy threads beside every workload (CPU competition)\n"
+           "--nice:    objmeta's background_nice (0..19; the shard's default is 5)\n"
            "--verbose: engine statistics (files per level) after each fill, and when a read\n"
            "           workload opens its database and when it ends\n"
            "--keep:    leave the databases in --db-dir; a later run's read workloads reuse a\n"
@@ -1339,6 +1343,8 @@ main(int argc, char **argv)
             settle_s = atoi(a + 9);
         else if (strncmp(a, "--hog=", 6) == 0)
             hog_threads = atoi(a + 6);
+        else if (strncmp(a, "--nice=", 7) == 0)
+            om_nice = atoi(a + 7);
         else {
             usage();
             return strcmp(a, "--help") == 0 ? 0 : 2;
@@ -1353,9 +1359,9 @@ main(int argc, char **argv)
         return 2;
     }
     if (vsize < 1 || vsize > (1u << 20) || cache_mb < 1 || shape_ms < 0 || settle_s < 0 ||
-        hog_threads < 0 || hog_threads > 64) {
+        hog_threads < 0 || hog_threads > 64 || om_nice < 0 || om_nice > 19) {
         printf("--value-size must be 1..1048576, --cache-mb >= 1, --shape-ms, --settle and "
-               "--hog >= 0 (hog at most 64)\n");
+               "--hog >= 0 (hog at most 64), --nice 0..19\n");
         return 2;
     }
     if (!bg_keys_init(&kcheck, cfg.num, dist)) {
