@@ -131,7 +131,12 @@ START_TEST(idle_shard_with_little_data_stays_under_100_mib)
            status_kib(tu_proc_pid(p), "RssFile"));
     print_memory_stats(c);
     ck_assert_int_gt(rss, 0);
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    /* Sanitizers' shadow memory inflates RSS several times: run, but do not judge. */
+    printf("sanitizer build: the 100 MiB bound is not checked\n");
+#else
     ck_assert_msg(rss < 100 * 1024, "VmRSS %ld KiB, over 100 MiB", rss);
+#endif
     it_check_alive(p);
     om_buf_free(&data);
     free(val);
