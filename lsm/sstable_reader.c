@@ -543,23 +543,39 @@ fail:
     return st;
 }
 
+/*
+ * Drop the table's blocks from the block cache at its close. They are keyed
+ * by this open's cache id, which no later open reuses, so they could only
+ * sit there until evicted (with tables replaced by compaction the cache
+ * filled to capacity however little data was live). One erase per block of
+ * the index: the cost follows the table's size, not the cache's.
+ */
+static void
+sst_uncache_blocks(lsm_sst *t)
+{
+    lsm_block_iter it = {0};
+    uint8_t key[16];
+
+    om_put_fixed64(key, t->cache_id);
+    lsm_block_iter_init(&it, &t->index, LSM_CMP_IKEY);
+    for (lsm_it_seek_first(&it.base); lsm_it_valid(&it.base); lsm_it_next(&it.base)) {
+        uint64_t off, size;
+
+        if (sst_decode_handle(t, lsm_it_value(&it.base), &off, &size) != OM_OK)
+            break; /* checked at open; a block left behind is only memory until evicted */
+        om_put_fixed64(key + 8, off);
+        lsm_cache_erase(t->o->block_cache, om_slice_make(key, sizeof(key)));
+    }
+    lsm_block_iter_fini(&it);
+}
+
 void
 lsm_sst_close(lsm_sst *t)
 {
     if (t == NULL)
         return;
-    if (atomic_load(&t->cached)) {
-        /*
-         * Its blocks are keyed by this open's cache id, which no later open
-         * reuses: drop them now rather than leave dead data in the cache
-         * until eviction (with tables replaced by compaction, the cache
-         * would otherwise fill to capacity however little data is live).
-         */
-        uint8_t key[8];
-
-        om_put_fixed64(key, t->cache_id);
-        lsm_cache_erase_prefix(t->o->block_cache, om_slice_make(key, sizeof(key)));
-    }
+    if (atomic_load(&t->cached))
+        sst_uncache_blocks(t);
     lsm_rfile_close(t->f);
     lsm_block_free(&t->index);
     free(t->filter_block.owned);
