@@ -68,22 +68,15 @@
 #include <unistd.h>
 
 #include "bench/common/bench_gen.h"
+#include "bench/lsm/lsm_bench.h"
 #include "lsm/lsm.h"
 #include "util/clock.h"
 #include "util/log.h"
-
-#ifdef HAVE_ROCKSDB
-#include <rocksdb/c.h>
-#endif
-#ifdef HAVE_LEVELDB
-#include <leveldb/c.h>
-#endif
 
 #define BUCKETS 16
 #define SCAN_LEN 100
 #define BATCH_KEYS 8
 #define BATCH_THREADS 4
-#define MB (1024u * 1024u)
 
 typedef struct bench_cfg {
     uint64_t num;      /* keys for fillseq/fillrandom */
@@ -97,8 +90,7 @@ typedef struct bench_cfg {
 
 static uint64_t keys_per_bucket = 1;
 static bg_values vals;               /* --values, --value-size */
-static size_t cache_mb = 64;         /* --cache-mb: every engine's block cache */
-static int om_nice;                  /* --nice: objmeta's background_nice (the shard runs 5) */
+static engine_cfg ecfg;              /* --cache-mb, --nice: how every engine is opened */
 static const char *dist = "uniform"; /* --dist: key choice of reads, scans and deletes */
 
 static size_t
@@ -220,550 +212,6 @@ rm_tree(const char *dir)
     closedir(d);
     rmdir(dir);
 }
-
-/* ---- engines ---- */
-
-typedef struct engine engine;
-
-typedef struct engine_ops {
-    const char *name;
-    /* Returns NULL (after printing why) on failure. */
-    engine *(*open)(const char *dir, bool sync);
-    bool (*put)(engine *e, const char *k, size_t kn, const uint8_t *v, size_t vn);
-    /* n keys and values written atomically with one (synced, if opened so) write. */
-    bool (*batch)(engine *e, char (*keys)[64], const size_t *kn, const uint8_t **v,
-                  const size_t *vn, int n);
-    /* *found; the value is read in full. */
-    bool (*get)(engine *e, const char *k, size_t kn, bool *found);
-    bool (*del)(engine *e, const char *k, size_t kn);
-    /* Seek to k and read up to n entries sharing its first plen bytes; *got counts them. */
-    bool (*scan)(engine *e, const char *k, size_t kn, size_t plen, int n, int *got);
-    void (*close)(engine *e);
-    /* Optional: print engine statistics, at least the files per level (--verbose). */
-    void (*stats)(engine *e, const char *when);
-    /* Files per level (7 levels); safe while another thread writes. */
-    void (*levels)(engine *e, int files[7]);
-} engine_ops;
-
-struct engine {
-    const engine_ops *ops;
-};
-
-/* objmeta */
-
-typedef struct om_engine {
-    engine base;
-    lsm_db *db;
-    om_buf val;
-} om_engine;
-
-static engine *
-om_open(const char *dir, bool sync)
-{
-    om_engine *e = calloc(1, sizeof(*e));
-    lsm_opts o;
-    om_status st;
-
-    lsm_opts_init(&o);
-    o.sync_mode = sync ? LSM_SYNC_ALWAYS : LSM_SYNC_NONE;
-    o.write_buffer_size = 64 * MB;
-    o.block_cache_size = cache_mb * MB;
-    o.bloom_bits_per_key = 10;
-    o.block_size = 4096;
-    o.zstd_level = 1;
-    o.max_open_files = 1000;
-    o.background_nice = om_nice;
-    st = lsm_open(dir, &o, &e->db);
-    if (st != OM_OK) {
-        printf("objmeta: open %s: %s\n", dir, om_status_str(st));
-        free(e);
-        return NULL;
-    }
-    return &e->base;
-}
-
-static bool
-om_put(engine *b, const char *k, size_t kn, const uint8_t *v, size_t vn)
-{
-    return lsm_put(((om_engine *)b)->db, om_slice_make(k, kn), om_slice_make(v, vn)) == OM_OK;
-}
-
-static bool
-om_batch(engine *b, char (*keys)[64], const size_t *kn, const uint8_t **v, const size_t *vn, int n)
-{
-    lsm_batch *bt;
-    bool ok = true;
-
-    if (lsm_batch_new(&bt) != OM_OK)
-        return false;
-    for (int i = 0; i < n && ok; i++)
-        ok = lsm_batch_put(bt, om_slice_make(keys[i], kn[i]), om_slice_make(v[i], vn[i])) == OM_OK;
-    ok = ok && lsm_write(((om_engine *)b)->db, bt) == OM_OK;
-    lsm_batch_free(bt);
-    return ok;
-}
-
-static bool
-om_get(engine *b, const char *k, size_t kn, bool *found)
-{
-    om_engine *e = (om_engine *)b;
-    om_status st = lsm_get(e->db, NULL, om_slice_make(k, kn), &e->val);
-
-    *found = st == OM_OK;
-    return st == OM_OK || st == OM_E_NOTFOUND;
-}
-
-static bool
-om_del(engine *b, const char *k, size_t kn)
-{
-    return lsm_del(((om_engine *)b)->db, om_slice_make(k, kn)) == OM_OK;
-}
-
-static bool
-om_scan(engine *b, const char *k, size_t kn, size_t plen, int n, int *got)
-{
-    om_engine *e = (om_engine *)b;
-    lsm_iter_opts io;
-    lsm_iter *it;
-    bool ok;
-
-    lsm_iter_opts_init(&io);
-    if (lsm_iter_new(e->db, &io, &it) != OM_OK)
-        return false;
-    *got = 0;
-    for (lsm_iter_seek(it, om_slice_make(k, kn)); lsm_iter_valid(it) && *got < n;
-         lsm_iter_next(it)) {
-        om_slice key = lsm_iter_key(it);
-
-        if (key.n < plen || memcmp(key.p, k, plen) != 0)
-            break;
-        (void)lsm_iter_value(it);
-        (*got)++;
-    }
-    ok = lsm_iter_status(it) == OM_OK;
-    lsm_iter_free(it);
-    return ok;
-}
-
-static void
-om_close(engine *b)
-{
-    om_engine *e = (om_engine *)b;
-
-    lsm_close(e->db);
-    om_buf_free(&e->val);
-    free(e);
-}
-
-static void
-om_stats(engine *b, const char *when)
-{
-    lsm_stats st;
-
-    lsm_stats_get(((om_engine *)b)->db, &st);
-    printf("    objmeta stats %-10s files/level", when);
-    for (int l = 0; l < LSM_MAX_LEVELS; l++)
-        printf(" %u", st.levels[l].files);
-    printf(" | cache hit %.2f | bloom useful %" PRIu64 "/%" PRIu64 " | stall %.1f ms | "
-           "flushes %" PRIu64 " compactions %" PRIu64 " (un-niced %" PRIu64 ") | WA %.2f\n",
-           st.cache_hit_ratio, st.bloom_useful, st.bloom_checks, (double)st.stall_micros / 1000.0,
-           st.flushes, st.compactions, st.urgent_compactions, st.write_amplification);
-}
-
-static void
-om_levels(engine *b, int files[7])
-{
-    lsm_stats st;
-
-    lsm_stats_get(((om_engine *)b)->db, &st);
-    for (int l = 0; l < 7; l++)
-        files[l] = l < LSM_MAX_LEVELS ? (int)st.levels[l].files : 0;
-}
-
-static const engine_ops objmeta_ops = {
-    .name = "objmeta",
-    .open = om_open,
-    .put = om_put,
-    .batch = om_batch,
-    .get = om_get,
-    .del = om_del,
-    .scan = om_scan,
-    .close = om_close,
-    .stats = om_stats,
-    .levels = om_levels,
-};
-
-#ifdef HAVE_ROCKSDB
-typedef struct rdb_engine {
-    engine base;
-    rocksdb_t *db;
-    rocksdb_options_t *o;
-    rocksdb_block_based_table_options_t *t;
-    rocksdb_cache_t *cache;
-    rocksdb_writeoptions_t *wo;
-    rocksdb_readoptions_t *ro;
-} rdb_engine;
-
-static engine *
-rdb_open(const char *dir, bool sync)
-{
-    rdb_engine *e = calloc(1, sizeof(*e));
-    char *err = NULL;
-
-    e->o = rocksdb_options_create();
-    rocksdb_options_set_create_if_missing(e->o, 1);
-    rocksdb_options_set_write_buffer_size(e->o, 64 * MB);
-    rocksdb_options_set_max_open_files(e->o, 1000);
-    rocksdb_options_set_max_background_jobs(e->o, 2);
-    rocksdb_options_set_compression(e->o, rocksdb_zstd_compression);
-    rocksdb_options_set_compression_options(e->o, -14, 1, 0, 0);
-    e->t = rocksdb_block_based_options_create();
-    rocksdb_block_based_options_set_block_size(e->t, 4096);
-    rocksdb_block_based_options_set_filter_policy(e->t, rocksdb_filterpolicy_create_bloom(10));
-    e->cache = rocksdb_cache_create_lru(cache_mb * MB);
-    rocksdb_block_based_options_set_block_cache(e->t, e->cache);
-    rocksdb_options_set_block_based_table_factory(e->o, e->t);
-    e->db = rocksdb_open(e->o, dir, &err);
-    if (err != NULL) {
-        printf("rocksdb: open %s: %s\n", dir, err);
-        free(err);
-        return NULL;
-    }
-    e->wo = rocksdb_writeoptions_create();
-    rocksdb_writeoptions_set_sync(e->wo, sync);
-    e->ro = rocksdb_readoptions_create();
-    return &e->base;
-}
-
-static bool
-rdb_check(char *err)
-{
-    if (err == NULL)
-        return true;
-    printf("rocksdb: %s\n", err);
-    free(err);
-    return false;
-}
-
-static bool
-rdb_put(engine *b, const char *k, size_t kn, const uint8_t *v, size_t vn)
-{
-    rdb_engine *e = (rdb_engine *)b;
-    char *err = NULL;
-
-    rocksdb_put(e->db, e->wo, k, kn, (const char *)v, vn, &err);
-    return rdb_check(err);
-}
-
-static bool
-rdb_batch(engine *b, char (*keys)[64], const size_t *kn, const uint8_t **v, const size_t *vn, int n)
-{
-    rdb_engine *e = (rdb_engine *)b;
-    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-    char *err = NULL;
-
-    for (int i = 0; i < n; i++)
-        rocksdb_writebatch_put(wb, keys[i], kn[i], (const char *)v[i], vn[i]);
-    rocksdb_write(e->db, e->wo, wb, &err);
-    rocksdb_writebatch_destroy(wb);
-    return rdb_check(err);
-}
-
-static bool
-rdb_get(engine *b, const char *k, size_t kn, bool *found)
-{
-    rdb_engine *e = (rdb_engine *)b;
-    char *err = NULL, *v;
-    size_t vn;
-
-    v = rocksdb_get(e->db, e->ro, k, kn, &vn, &err);
-    *found = v != NULL;
-    free(v);
-    return rdb_check(err);
-}
-
-static bool
-rdb_del(engine *b, const char *k, size_t kn)
-{
-    rdb_engine *e = (rdb_engine *)b;
-    char *err = NULL;
-
-    rocksdb_delete(e->db, e->wo, k, kn, &err);
-    return rdb_check(err);
-}
-
-static bool
-rdb_scan(engine *b, const char *k, size_t kn, size_t plen, int n, int *got)
-{
-    rdb_engine *e = (rdb_engine *)b;
-    rocksdb_iterator_t *it = rocksdb_create_iterator(e->db, e->ro);
-    char *err = NULL;
-
-    *got = 0;
-    for (rocksdb_iter_seek(it, k, kn); rocksdb_iter_valid(it) && *got < n; rocksdb_iter_next(it)) {
-        size_t n2, vn;
-        const char *key = rocksdb_iter_key(it, &n2);
-
-        if (n2 < plen || memcmp(key, k, plen) != 0)
-            break;
-        (void)rocksdb_iter_value(it, &vn);
-        (*got)++;
-    }
-    rocksdb_iter_get_error(it, &err);
-    rocksdb_iter_destroy(it);
-    return rdb_check(err);
-}
-
-static void
-rdb_close(engine *b)
-{
-    rdb_engine *e = (rdb_engine *)b;
-
-    rocksdb_close(e->db);
-    rocksdb_writeoptions_destroy(e->wo);
-    rocksdb_readoptions_destroy(e->ro);
-    rocksdb_options_destroy(e->o);
-    rocksdb_block_based_options_destroy(e->t);
-    rocksdb_cache_destroy(e->cache);
-    free(e);
-}
-
-/* The tree shape (files per level) a read goes through, in the format of om_stats. */
-static void
-rdb_stats(engine *b, const char *when)
-{
-    rdb_engine *e = (rdb_engine *)b;
-
-    printf("    rocksdb stats %-10s files/level", when);
-    for (int l = 0; l < 7; l++) {
-        char prop[64], *v;
-
-        snprintf(prop, sizeof(prop), "rocksdb.num-files-at-level%d", l);
-        v = rocksdb_property_value(e->db, prop);
-        printf(" %s", v != NULL ? v : "?");
-        free(v);
-    }
-    {
-        char *l0 = rocksdb_property_value(e->db, "rocksdb.num-running-compactions");
-
-        printf(" | running compactions %s\n", l0 != NULL ? l0 : "?");
-        free(l0);
-    }
-}
-
-static void
-rdb_levels(engine *b, int files[7])
-{
-    for (int l = 0; l < 7; l++) {
-        char prop[64], *v;
-
-        snprintf(prop, sizeof(prop), "rocksdb.num-files-at-level%d", l);
-        v = rocksdb_property_value(((rdb_engine *)b)->db, prop);
-        files[l] = v != NULL ? atoi(v) : -1;
-        free(v);
-    }
-}
-
-static const engine_ops rocksdb_ops = {
-    .name = "rocksdb",
-    .open = rdb_open,
-    .put = rdb_put,
-    .batch = rdb_batch,
-    .get = rdb_get,
-    .del = rdb_del,
-    .scan = rdb_scan,
-    .close = rdb_close,
-    .stats = rdb_stats,
-    .levels = rdb_levels,
-};
-#endif
-
-#ifdef HAVE_LEVELDB
-typedef struct ldb_engine {
-    engine base;
-    leveldb_t *db;
-    leveldb_options_t *o;
-    leveldb_cache_t *cache;
-    leveldb_filterpolicy_t *fp;
-    leveldb_writeoptions_t *wo;
-    leveldb_readoptions_t *ro;
-} ldb_engine;
-
-static bool
-ldb_check(char *err)
-{
-    if (err == NULL)
-        return true;
-    printf("leveldb: %s\n", err);
-    leveldb_free(err);
-    return false;
-}
-
-static engine *
-ldb_open(const char *dir, bool sync)
-{
-    ldb_engine *e = calloc(1, sizeof(*e));
-    char *err = NULL;
-
-    e->o = leveldb_options_create();
-    leveldb_options_set_create_if_missing(e->o, 1);
-    leveldb_options_set_write_buffer_size(e->o, 64 * MB);
-    leveldb_options_set_max_open_files(e->o, 1000);
-    leveldb_options_set_block_size(e->o, 4096);
-    leveldb_options_set_compression(e->o, leveldb_snappy_compression);
-    e->cache = leveldb_cache_create_lru(cache_mb * MB);
-    leveldb_options_set_cache(e->o, e->cache);
-    e->fp = leveldb_filterpolicy_create_bloom(10);
-    leveldb_options_set_filter_policy(e->o, e->fp);
-    e->db = leveldb_open(e->o, dir, &err);
-    if (err != NULL) {
-        printf("leveldb: open %s: %s\n", dir, err);
-        leveldb_free(err);
-        return NULL;
-    }
-    e->wo = leveldb_writeoptions_create();
-    leveldb_writeoptions_set_sync(e->wo, sync);
-    e->ro = leveldb_readoptions_create();
-    return &e->base;
-}
-
-static bool
-ldb_put(engine *b, const char *k, size_t kn, const uint8_t *v, size_t vn)
-{
-    ldb_engine *e = (ldb_engine *)b;
-    char *err = NULL;
-
-    leveldb_put(e->db, e->wo, k, kn, (const char *)v, vn, &err);
-    return ldb_check(err);
-}
-
-static bool
-ldb_batch(engine *b, char (*keys)[64], const size_t *kn, const uint8_t **v, const size_t *vn, int n)
-{
-    ldb_engine *e = (ldb_engine *)b;
-    leveldb_writebatch_t *wb = leveldb_writebatch_create();
-    char *err = NULL;
-
-    for (int i = 0; i < n; i++)
-        leveldb_writebatch_put(wb, keys[i], kn[i], (const char *)v[i], vn[i]);
-    leveldb_write(e->db, e->wo, wb, &err);
-    leveldb_writebatch_destroy(wb);
-    return ldb_check(err);
-}
-
-static bool
-ldb_get(engine *b, const char *k, size_t kn, bool *found)
-{
-    ldb_engine *e = (ldb_engine *)b;
-    char *err = NULL, *v;
-    size_t vn;
-
-    v = leveldb_get(e->db, e->ro, k, kn, &vn, &err);
-    *found = v != NULL;
-    leveldb_free(v);
-    return ldb_check(err);
-}
-
-static bool
-ldb_del(engine *b, const char *k, size_t kn)
-{
-    ldb_engine *e = (ldb_engine *)b;
-    char *err = NULL;
-
-    leveldb_delete(e->db, e->wo, k, kn, &err);
-    return ldb_check(err);
-}
-
-static bool
-ldb_scan(engine *b, const char *k, size_t kn, size_t plen, int n, int *got)
-{
-    ldb_engine *e = (ldb_engine *)b;
-    leveldb_iterator_t *it = leveldb_create_iterator(e->db, e->ro);
-    char *err = NULL;
-
-    *got = 0;
-    for (leveldb_iter_seek(it, k, kn); leveldb_iter_valid(it) && *got < n; leveldb_iter_next(it)) {
-        size_t n2, vn;
-        const char *key = leveldb_iter_key(it, &n2);
-
-        if (n2 < plen || memcmp(key, k, plen) != 0)
-            break;
-        (void)leveldb_iter_value(it, &vn);
-        (*got)++;
-    }
-    leveldb_iter_get_error(it, &err);
-    leveldb_iter_destroy(it);
-    return ldb_check(err);
-}
-
-static void
-ldb_close(engine *b)
-{
-    ldb_engine *e = (ldb_engine *)b;
-
-    leveldb_close(e->db);
-    leveldb_writeoptions_destroy(e->wo);
-    leveldb_readoptions_destroy(e->ro);
-    leveldb_options_destroy(e->o);
-    leveldb_cache_destroy(e->cache);
-    leveldb_filterpolicy_destroy(e->fp);
-    free(e);
-}
-
-/* The tree shape (files per level) a read goes through, in the format of om_stats. */
-static void
-ldb_stats(engine *b, const char *when)
-{
-    ldb_engine *e = (ldb_engine *)b;
-
-    printf("    leveldb stats %-10s files/level", when);
-    for (int l = 0; l < 7; l++) {
-        char prop[64], *v;
-
-        snprintf(prop, sizeof(prop), "leveldb.num-files-at-level%d", l);
-        v = leveldb_property_value(e->db, prop);
-        printf(" %s", v != NULL ? v : "?");
-        leveldb_free(v);
-    }
-    printf("\n");
-}
-
-static void
-ldb_levels(engine *b, int files[7])
-{
-    for (int l = 0; l < 7; l++) {
-        char prop[64], *v;
-
-        snprintf(prop, sizeof(prop), "leveldb.num-files-at-level%d", l);
-        v = leveldb_property_value(((ldb_engine *)b)->db, prop);
-        files[l] = v != NULL ? atoi(v) : -1;
-        leveldb_free(v);
-    }
-}
-
-static const engine_ops leveldb_ops = {
-    .name = "leveldb",
-    .open = ldb_open,
-    .put = ldb_put,
-    .batch = ldb_batch,
-    .get = ldb_get,
-    .del = ldb_del,
-    .scan = ldb_scan,
-    .close = ldb_close,
-    .stats = ldb_stats,
-    .levels = ldb_levels,
-};
-#endif
-
-static const engine_ops *const all_engines[] = {
-    &objmeta_ops,
-#ifdef HAVE_ROCKSDB
-    &rocksdb_ops,
-#endif
-#ifdef HAVE_LEVELDB
-    &leveldb_ops,
-#endif
-};
 
 /* ---- workloads ---- */
 
@@ -1016,7 +464,7 @@ run_fill(const engine_ops *ops, const char *dir, uint64_t n, bool random, bool s
             perm[j] = t;
         }
     }
-    if ((e = ops->open(dir, sync)) == NULL)
+    if ((e = ops->open(dir, sync, &ecfg)) == NULL)
         exit(1);
     shape_start(&mon, ops, e);
     t0 = now_ns();
@@ -1153,7 +601,7 @@ run_batch4(const engine_ops *ops, const char *dir, uint64_t batches, uint64_t nu
 
     fill_marker_clear(dir);
     rm_tree(dir);
-    if ((e = ops->open(dir, true)) == NULL)
+    if ((e = ops->open(dir, true, &ecfg)) == NULL)
         exit(1);
     t0 = now_ns();
     for (int i = 0; i < BATCH_THREADS; i++) {
@@ -1250,7 +698,7 @@ run_workload(const engine_ops *ops, const char *dir, size_t w, const bench_cfg *
                                          : OP_DELETE;
     if (k == OP_DELETE)
         fill_marker_clear(dir); /* the database no longer holds every key */
-    if ((e = ops->open(dir, false)) == NULL)
+    if ((e = ops->open(dir, false, &ecfg)) == NULL)
         return false;
     if (verbose && ops->stats != NULL)
         ops->stats(e, "(opened)");
@@ -1298,6 +746,8 @@ main(int argc, char **argv)
     const engine_ops *run[NENGINES_MAX];
     size_t nrun = 0;
     bg_value_kind vkind = BG_VALUES_RANDOM;
+    size_t cache_mb = 64;
+    int om_nice = 0;
     uint64_t vsize = 256;
     int hog_threads = 0;
     bg_hog *hog;
@@ -1364,6 +814,8 @@ main(int argc, char **argv)
                "--hog >= 0 (hog at most 64), --nice 0..19\n");
         return 2;
     }
+    ecfg.cache_bytes = cache_mb * MB;
+    ecfg.background_nice = om_nice;
     if (!bg_keys_init(&kcheck, cfg.num, dist)) {
         printf("--dist must be uniform, zipf or zipf:T with 0 < T < 1\n");
         return 2;
@@ -1379,7 +831,7 @@ main(int argc, char **argv)
         printf("out of memory for values\n");
         return 1;
     }
-    for (size_t i = 0; i < sizeof(all_engines) / sizeof(all_engines[0]); i++)
+    for (size_t i = 0; i < n_all_engines; i++)
         if (wanted(engines, all_engines[i]->name))
             run[nrun++] = all_engines[i];
     if (engines != NULL) {
