@@ -17,7 +17,7 @@ typedef struct shard_conf {
     char *listen, *http_listen, *data_dir, *port_file, *id;
     int sync_mode, log_level;
     int64_t sync_period, write_buffer, block_cache, max_object_size, max_metadata_size;
-    int64_t row_cache, wal_preallocate, background_nice;
+    int64_t row_cache, wal_preallocate, background_nice, memory_budget;
     int64_t max_frame, max_connections, idle_timeout, request_timeout, workers;
     bool inline_reads;
 } shard_conf;
