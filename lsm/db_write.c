@@ -256,7 +256,7 @@ lsm_db_make_room(lsm_db *db, bool force)
         if (db->nimm >= db->opts.max_immutable_memtables || nl0 >= db->opts.l0_stop_trigger) {
             t0 = om_clock_mono_ns();
             pthread_cond_signal(&db->flush_cv);
-            pthread_cond_signal(&db->compact_cv);
+            pthread_cond_broadcast(&db->compact_cv);
             pthread_cond_wait(&db->bg_cv, &db->mu);
             db_stall_add(db, t0);
             continue;
@@ -670,7 +670,7 @@ lsm_db_flush_main(void *arg)
         if (st == OM_OK) {
             atomic_fetch_add(&db->st_flushes, 1);
             atomic_fetch_add(&db->st_flush_bytes, bytes);
-            pthread_cond_signal(&db->compact_cv);
+            pthread_cond_broadcast(&db->compact_cv);
         } else {
             lsm_logf(&db->opts, OM_LOG_ERROR, "memtable flush failed status=%s", om_status_str(st));
             lsm_db_set_bg_error(db, st);

@@ -119,6 +119,12 @@ main(int argc, char **argv)
         om_conf_fini(&shard_table, &c);
         return 0;
     }
+    if (c.write_buffer > 0 && c.write_buffer < 64 * 1024) {
+        om_log(OM_LOG_ERROR, "bad configuration: write-buffer must be 0 (from memory-budget) or "
+                             "at least 64K");
+        om_conf_fini(&shard_table, &c);
+        return 2;
+    }
     om_log_set_level((om_log_level)c.log_level);
     rpc_init_logging();
     signal(SIGPIPE, SIG_IGN);
@@ -126,11 +132,12 @@ main(int argc, char **argv)
     shard_opts_init(&so);
     so.lsm.sync_mode = (lsm_sync_mode)c.sync_mode;
     so.lsm.sync_period_ms = (uint32_t)c.sync_period;
-    so.lsm.write_buffer_size = (size_t)c.write_buffer;
+    lsm_opts_set_memory_budget(&so.lsm, (uint64_t)c.memory_budget); /* 0 below: its share */
+    so.lsm.write_buffer_size = c.write_buffer ? (size_t)c.write_buffer : so.lsm.write_buffer_size;
+    so.lsm.block_cache_size = c.block_cache ? (size_t)c.block_cache : so.lsm.block_cache_size;
+    so.lsm.row_cache_size = c.row_cache ? (size_t)c.row_cache : so.lsm.row_cache_size;
     so.lsm.wal_preallocate = (size_t)c.wal_preallocate;
     so.lsm.background_nice = (int)c.background_nice;
-    so.lsm.block_cache_size = (size_t)c.block_cache;
-    so.lsm.row_cache_size = (size_t)c.row_cache;
     so.max_object_size = (size_t)c.max_object_size;
     so.max_metadata_size = (size_t)c.max_metadata_size;
     so.workers = (int)c.workers;

@@ -26,18 +26,24 @@ static const om_conf_item shard_items[] = {
      "periodic; none"},
     {"sync-period", OM_CONF_DURATION, "100ms", 1, 60000, NULL, F(sync_period),
      "WAL sync interval for sync-mode=periodic"},
-    {"write-buffer", OM_CONF_SIZE, "64M", 64 * 1024, 4LL << 30, NULL, F(write_buffer),
-     "memtable size before a flush"},
+    {"memory-budget", OM_CONF_SIZE, "256M", 16LL << 20, 1LL << 42, NULL, F(memory_budget),
+     "memory for the storage engine: memtables 1/16 each (up to 5/16 with two immutable and the "
+     "recycled blocks), block cache 6/16, row cache 2/16, 3/16 left for index and filter blocks, "
+     "compaction and connection buffers; write-buffer, block-cache and row-cache-size override "
+     "their share"},
+    {"write-buffer", OM_CONF_SIZE, "0", 0, 4LL << 30, NULL, F(write_buffer),
+     "memtable size before a flush (0 = memory-budget / 16; at least 64K otherwise)"},
     {"wal-preallocate", OM_CONF_SIZE, "1M", 0, 1LL << 30, NULL, F(wal_preallocate),
      "with sync-mode=always: keep the WAL zero-filled this far ahead of its end so each fsync "
      "only flushes data (no file-size change to journal); 0 = off"},
     {"background-nice", OM_CONF_INT, "5", 0, 19, NULL, F(background_nice),
      "lower the LSM flush and compaction threads' CPU priority by this nice value, so requests "
      "go first when cores are short (0 = same priority)"},
-    {"block-cache", OM_CONF_SIZE, "256M", 0, 1LL << 40, NULL, F(block_cache),
-     "bytes of uncompressed SSTable blocks to cache"},
-    {"row-cache-size", OM_CONF_SIZE, "64M", 0, 1LL << 40, NULL, F(row_cache),
-     "bytes of entries found in SSTables cached per key (lookups skip the block search; 0 = off)"},
+    {"block-cache", OM_CONF_SIZE, "0", 0, 1LL << 40, NULL, F(block_cache),
+     "bytes of uncompressed SSTable blocks to cache (0 = 6/16 of memory-budget)"},
+    {"row-cache-size", OM_CONF_SIZE, "0", 0, 1LL << 40, NULL, F(row_cache),
+     "bytes of entries found in SSTables cached per key, so lookups skip the block search (0 = "
+     "2/16 of memory-budget)"},
     {"max-object-size", OM_CONF_SIZE, "4M", 0, 64LL << 20, NULL, F(max_object_size),
      "largest object data accepted"},
     {"max-metadata-size", OM_CONF_SIZE, "64K", 2, 16LL << 20, NULL, F(max_metadata_size),

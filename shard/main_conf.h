@@ -19,7 +19,7 @@ typedef struct shard_conf {
     int sync_mode, log_level, replica_role;
     int64_t replica_term, replica_timeout;
     int64_t sync_period, write_buffer, block_cache, max_object_size, max_metadata_size;
-    int64_t row_cache, wal_preallocate, background_nice;
+    int64_t row_cache, wal_preallocate, background_nice, memory_budget;
     int64_t max_frame, max_connections, idle_timeout, request_timeout, workers;
     bool inline_reads;
 } shard_conf;
