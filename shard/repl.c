@@ -600,8 +600,10 @@ await_backups(shard_repl *r, uint64_t index)
     uint64_t t0 = om_clock_mono_ns(), logged = 0;
     om_status st;
 
+    if (index == 0)
+        return OM_OK; /* nothing written yet, nothing to protect: a stale term shows at a write */
     pthread_mutex_lock(&r->mu);
-    while (index > 0 && min_acked(r) < index && r->err == OM_OK) {
+    while (min_acked(r) < index && r->err == OM_OK) {
         uint64_t waited_s = (om_clock_mono_ns() - t0) / 1000000000u;
 
         if (waited_s >= logged + 5) {
