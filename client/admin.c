@@ -72,7 +72,18 @@ admin_call(admin *a, const Objmeta__Request *req, Objmeta__Response **resp, cons
     om_status st;
 
     if (a->c == NULL) {
-        st = rpc_sync_client_open(a->addr, a->timeout_ms < 3000 ? a->timeout_ms : 3000, &a->c);
+        /* several coordinators (a,b,c): the first that accepts; admin changes are never resent */
+        const char *p = a->addr;
+
+        st = OM_E_INVALID;
+        while (st != OM_OK && *p != '\0') {
+            size_t n = strcspn(p, ",");
+            char one[256];
+
+            snprintf(one, sizeof(one), "%.*s", (int)n, p);
+            st = rpc_sync_client_open(one, a->timeout_ms < 3000 ? a->timeout_ms : 3000, &a->c);
+            p += n + (p[n] == ',');
+        }
         if (st != OM_OK) {
             fprintf(stderr, "objmeta admin: cannot connect to %s: %s\n", a->addr,
                     om_status_str(st));
