@@ -270,6 +270,16 @@ om_status coord_ring_store_save(const char *dir, const ring *cur, const ring *pe
  */
 om_status coord_ring_store_save_ex(const char *dir, const ring *cur, const ring *pending,
                                    om_slice mig);
+/*
+ * coord_ring_state_encode -- the RING file's bytes (magic, length, checksum,
+ * records) for these rings and migration state, appended to *file.
+ * coord_ring_state_decode -- the reverse; `what` names the source in
+ * messages ("data/coord/RING", "etcd /objmeta/c1/state").
+ * Returns: OM_OK; OM_E_CORRUPT with err naming what is wrong; OM_E_NOMEM.
+ */
+om_status coord_ring_state_encode(const ring *cur, const ring *pending, om_slice mig, om_buf *file);
+om_status coord_ring_state_decode(om_slice in, const char *what, ring **cur, ring **pending,
+                                  om_buf *mig, char *err, size_t errlen);
 om_status coord_ring_store_load_ex(const char *dir, ring **cur, ring **pending, om_buf *mig,
                                    char *err, size_t errlen);
 
