@@ -19,7 +19,10 @@ pkgs=(
   # libFuzzer smoke run: clang with its fuzzer runtime
   clang libclang-rt-14-dev
   # the local cluster's demo and scripts
-  procps
+  procps curl
+  # cluster state in etcd (coordinators with --etcd; the controlplane tests
+  # start a real etcd)
+  etcd-server etcd-client
 )
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(librocksdb-dev libleveldb-dev redis-server redis-tools)
