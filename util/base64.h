@@ -1,6 +1,7 @@
 /*
  * util/base64.h -- RFC 4648 base64 with the standard alphabet and padding,
  * as JSON APIs (etcd's v3 gateway, protobuf's JSON mapping) carry bytes.
+ * (Tokens use the unpadded URL alphabet: util/base64url.h.)
  *
  * Thread-safety: pure functions; safe from any thread.
  */
