@@ -124,6 +124,16 @@ struct coord {
     void (*dispatch)(struct coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply);
     bool stopping;
 
+    /* cluster state and leadership (cstate.c, leader.c) */
+    struct coord_cstate *cs;
+    bool leading;               /* this coordinator may run ring changes */
+    bool reload_pending;        /* another coordinator changed the state: reload when quiet */
+    struct event *reload_timer; /* retries a deferred reload */
+    rpc_client *leader_cl;      /* to the leader, for forwarded admin requests */
+    char leader_cl_addr[300];   /* its address */
+    uint64_t forwarded_admin;   /* admin requests passed to the leader */
+    uint64_t state_reloads;     /* states loaded from another coordinator's save */
+
     /* online ring changes (migrate.c, router.c) */
     struct coord_mig *mig;
     bool fenced;             /* cutover: requests for moving keys are held */
@@ -259,6 +269,20 @@ om_status coord_token_decode(const uint8_t secret[COORD_SECRET_LEN], om_slice bu
 /* Entries per shard for the first fetch of a page of max_keys over n shards. */
 uint32_t coord_list_shard_page(uint32_t max_keys, size_t nshards);
 
+/* --- leader.c ------------------------------------------------------------------------------- */
+
+/* Watch the cluster state and campaign for leadership as `identity` (file backend: leader). */
+om_status coord_leader_start(coord *c, const char *identity);
+void coord_leader_close(coord *c);
+/* May this coordinator change the ring now? (It leads, by etcd and by the local clock.) */
+bool coord_is_leader(const coord *c);
+/*
+ * coord_leader_forward -- on a follower, pass an admin change to the leader
+ * and relay its answer (or UNAVAILABLE naming etcd when no leader is known).
+ * Returns false on the leader (handle it here).
+ */
+bool coord_leader_forward(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply);
+
 /* --- ring_store.c ---------------------------------------------------------------------------- */
 
 /*
@@ -299,6 +323,8 @@ om_status coord_ring_store_load_ex(const char *dir, ring **cur, ring **pending, 
  */
 om_status coord_mig_open(coord *c, om_slice mig, char *err, size_t errlen);
 void coord_mig_close(coord *c);
+/* True while the migration has no call in flight (its state may be replaced). */
+bool coord_mig_quiet(const coord *c);
 /* AddShard / RemoveShard / SetWeight. */
 void coord_mig_admin(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply);
 /* RebalanceStatus. */
@@ -324,6 +350,8 @@ void coord_mig_release_held(coord *c);
 void coord_mig_note_dirty(coord *c, const char *bucket, const char *key);
 /* Read <dir>/TOKEN_SECRET, creating it (random bytes, atomically) on first use. */
 om_status coord_secret_load(const char *dir, uint8_t secret[COORD_SECRET_LEN]);
+/* Fill secret from the system's random source. */
+om_status coord_secret_random(uint8_t secret[COORD_SECRET_LEN]);
 /*
  * coord_parse_shards -- "id=host:port[/W],..." (W: weight, default 1) into a
  * ring of epoch 1. Returns: OM_OK and *out; OM_E_INVALID with a message.

@@ -5,7 +5,10 @@
  * alone, and the one coordinator is always the leader.
  *
  * etcd: key <prefix>/state holds the RING file's bytes; <prefix>/leader is
- * the election key (etcd/election.c), valued with the leader's identity.
+ * the election key (etcd/election.c), valued with the leader's identity;
+ * <prefix>/token-secret the continuation-token key all coordinators share;
+ * <prefix>/writer the identity of the coordinator that wrote the state last
+ * (put in the same transaction).
  *
  *   load   range <prefix>/state; remember its mod_revision as `rev`
  *   save   txn [mod_revision(state) == rev, create_revision(leader) ==
@@ -40,7 +43,7 @@ struct coord_cstate {
     char *dir;
     char where[600];
     /* etcd */
-    char *key_state, *key_leader, *identity;
+    char *key_state, *key_leader, *key_secret, *key_writer, *identity;
     int ttl_s;
     struct event_base *sync_base;
     etcd_client *sync;
@@ -51,6 +54,53 @@ struct coord_cstate {
     coord_cstate_cb changed, role;
     void *arg;
 };
+
+/* ---- synchronous etcd calls ---- */
+
+typedef struct cs_wait {
+    bool done;
+    om_status st;
+    char err[400];
+    int64_t revision;
+    bool succeeded;
+    bool found;
+    int64_t mod_revision;
+    om_buf value;
+} cs_wait;
+
+static void
+cs_wait_cb(const etcd_resp *r, void *arg)
+{
+    cs_wait *w = arg;
+    const etcd_kv *kv = r->nkvs == 1 ? &r->kvs[0] : NULL;
+
+    w->done = true;
+    w->st = r->st;
+    snprintf(w->err, sizeof(w->err), "%s", r->err);
+    w->revision = r->revision;
+    w->succeeded = r->succeeded;
+    if (kv == NULL && r->nops == 1 && r->ops[0].nkvs == 1)
+        kv = &r->ops[0].kvs[0];
+    if (kv != NULL) {
+        w->found = true;
+        w->mod_revision = kv->mod_revision;
+        if (om_buf_set(&w->value, kv->value) != OM_OK)
+            w->st = OM_ERR(OM_E_NOMEM);
+    }
+}
+
+/* Run the private loop until the request completes (each request has its own deadline). */
+static om_status
+cs_run(coord_cstate *s, cs_wait *w, om_status sent)
+{
+    if (sent != OM_OK) {
+        snprintf(w->err, sizeof(w->err), "etcd: cannot send the request: %s", om_status_str(sent));
+        return sent;
+    }
+    while (!w->done)
+        event_base_loop(s->sync_base, EVLOOP_ONCE);
+    return w->st;
+}
 
 /* ---- options and lifetime ---- */
 
@@ -107,12 +157,13 @@ coord_cstate_open(struct event_base *base, const coord_cstate_opts *o, char *err
 
         s->key_state = p ? cs_join(p, "state") : NULL;
         s->key_leader = p ? cs_join(p, "leader") : NULL;
+        s->key_secret = p ? cs_join(p, "token-secret") : NULL;
+        s->key_writer = p ? cs_join(p, "writer") : NULL;
         free(p);
     }
-    s->identity = strdup(o->identity ? o->identity : "");
     s->sync_base = event_base_new();
-    if (s->key_state == NULL || s->key_leader == NULL || s->identity == NULL ||
-        s->sync_base == NULL) {
+    if (s->key_state == NULL || s->key_leader == NULL || s->key_secret == NULL ||
+        s->key_writer == NULL || s->sync_base == NULL) {
         st = OM_ERR(OM_E_NOMEM);
         goto fail;
     }
@@ -135,7 +186,16 @@ coord_cstate_close(coord_cstate *s)
 {
     if (s == NULL)
         return;
-    etcd_election_free(s->elect); /* revokes the lease: a successor need not wait out the TTL */
+    if (s->elect != NULL && etcd_election_lease(s->elect) != 0) {
+        /* revoke now (the election's own revoke would die with the async client), so a
+         * successor need not wait out the TTL */
+        cs_wait w = {0};
+
+        (void)cs_run(s, &w,
+                     etcd_lease_revoke(s->sync, etcd_election_lease(s->elect), cs_wait_cb, &w));
+        om_buf_free(&w.value);
+    }
+    etcd_election_free(s->elect);
     etcd_watch_free(s->watch);
     etcd_client_free(s->async);
     etcd_client_free(s->sync);
@@ -143,6 +203,8 @@ coord_cstate_close(coord_cstate *s)
         event_base_free(s->sync_base);
     free(s->key_state);
     free(s->key_leader);
+    free(s->key_secret);
+    free(s->key_writer);
     free(s->identity);
     free(s->dir);
     free(s);
@@ -173,53 +235,6 @@ coord_cstate_etcd_stats(const coord_cstate *s, etcd_stats *out)
         etcd_client_stats(s->sync, out);
     else
         memset(out, 0, sizeof(*out));
-}
-
-/* ---- synchronous etcd calls ---- */
-
-typedef struct cs_wait {
-    bool done;
-    om_status st;
-    char err[400];
-    int64_t revision;
-    bool succeeded;
-    bool found;
-    int64_t mod_revision;
-    om_buf value;
-} cs_wait;
-
-static void
-cs_wait_cb(const etcd_resp *r, void *arg)
-{
-    cs_wait *w = arg;
-    const etcd_kv *kv = r->nkvs == 1 ? &r->kvs[0] : NULL;
-
-    w->done = true;
-    w->st = r->st;
-    snprintf(w->err, sizeof(w->err), "%s", r->err);
-    w->revision = r->revision;
-    w->succeeded = r->succeeded;
-    if (kv == NULL && r->nops == 1 && r->ops[0].nkvs == 1)
-        kv = &r->ops[0].kvs[0];
-    if (kv != NULL) {
-        w->found = true;
-        w->mod_revision = kv->mod_revision;
-        if (om_buf_set(&w->value, kv->value) != OM_OK)
-            w->st = OM_ERR(OM_E_NOMEM);
-    }
-}
-
-/* Run the private loop until the request completes (each request has its own deadline). */
-static om_status
-cs_run(coord_cstate *s, cs_wait *w, om_status sent)
-{
-    if (sent != OM_OK) {
-        snprintf(w->err, sizeof(w->err), "etcd: cannot send the request: %s", om_status_str(sent));
-        return sent;
-    }
-    while (!w->done)
-        event_base_loop(s->sync_base, EVLOOP_ONCE);
-    return w->st;
 }
 
 static om_status
@@ -270,6 +285,9 @@ etcd_write(coord_cstate *s, const ring *cur, const ring *pending, om_slice mig, 
         }
     }
     etcd_txn_put(t, true, key, om_buf_slice(&bytes), 0);
+    /* who wrote this revision (operators, admin status, the tests' "writes nothing" check) */
+    etcd_txn_put(t, true, om_slice_from_str(s->key_writer),
+                 om_slice_from_str(s->identity ? s->identity : ""), 0);
     etcd_txn_range(t, false, key, false);
     st = cs_run(s, &w, etcd_txn_send(s->sync, t, cs_wait_cb, &w));
     if (st != OM_OK) {
@@ -331,6 +349,44 @@ coord_cstate_create(coord_cstate *s, const ring *cur, char *err, size_t errlen)
     return etcd_write(s, cur, NULL, OM_SLICE_NULL, true, err, errlen);
 }
 
+om_status
+coord_cstate_secret(coord_cstate *s, uint8_t secret[COORD_SECRET_LEN], char *err, size_t errlen)
+{
+    om_slice key;
+    om_status st = OM_OK;
+
+    if (!s->etcd)
+        return coord_secret_load(s->dir, secret);
+    key = om_slice_from_str(s->key_secret);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        cs_wait w = {0};
+        etcd_txn *t = NULL;
+        uint8_t fresh[COORD_SECRET_LEN];
+
+        /* create-if-absent with a fresh key; either way the answer carries the key in force */
+        OM_GOTO(coord_secret_random(fresh));
+        OM_GOTO(etcd_txn_new(&t));
+        etcd_txn_cmp(t, key, ETCD_CMP_CREATE, ETCD_EQ, 0);
+        etcd_txn_put(t, true, key, om_slice_make(fresh, sizeof(fresh)), 0);
+        etcd_txn_range(t, false, key, false);
+        st = cs_run(s, &w, etcd_txn_send(s->sync, t, cs_wait_cb, &w));
+        etcd_txn_free(t);
+        if (st == OM_OK && w.succeeded)
+            memcpy(secret, fresh, COORD_SECRET_LEN);
+        else if (st == OM_OK && w.found && w.value.n == COORD_SECRET_LEN)
+            memcpy(secret, w.value.p, COORD_SECRET_LEN);
+        else if (st == OM_OK)
+            st = OM_ERR(OM_E_CORRUPT);
+        if (st != OM_OK)
+            om_errf(err, errlen, "%s", w.err[0] ? w.err : "etcd: token secret of the wrong size");
+        om_buf_free(&w.value);
+        if (st != OM_E_CORRUPT)
+            break;
+    }
+fail:
+    return st;
+}
+
 /* ---- watching and leading ---- */
 
 static void
@@ -368,8 +424,13 @@ cs_role_cb(etcd_election *e, etcd_role role, om_slice leader, void *arg)
 }
 
 om_status
-coord_cstate_start(coord_cstate *s, coord_cstate_cb changed, coord_cstate_cb role, void *arg)
+coord_cstate_start(coord_cstate *s, const char *identity, coord_cstate_cb changed,
+                   coord_cstate_cb role, void *arg)
 {
+    free(s->identity);
+    s->identity = strdup(identity);
+    if (s->identity == NULL)
+        return OM_ERR(OM_E_NOMEM);
     if (!s->etcd)
         return OM_OK;
     s->changed = changed;

@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "coordinator/coord_int.h"
 #include "etcd/etcd.h"
 #include "partitioner/ring.h"
 #include "util/slice.h"
@@ -45,7 +46,6 @@ typedef struct coord_cstate_opts {
     const char *etcd_prefix; /* "/objmeta/<cluster>" */
     int etcd_timeout_ms;     /* per request; default 2000 */
     int lease_ttl_s;         /* leader lease; default 5 */
-    const char *identity;    /* this coordinator, as clients reach it ("host:port") */
 } coord_cstate_opts;
 
 /* Called on the loop when another coordinator changed the state (reload it), or on a change of
@@ -89,12 +89,23 @@ om_status coord_cstate_save(coord_cstate *s, const ring *cur, const ring *pendin
 om_status coord_cstate_create(coord_cstate *s, const ring *cur, char *err, size_t errlen);
 
 /*
- * coord_cstate_start -- etcd: watch the state and campaign for leadership;
- * changed() runs when another coordinator saved, role() when leadership or
- * the known leader changed. File backend: nothing (always leader).
+ * coord_cstate_secret -- the continuation-token key, shared by every
+ * coordinator of the cluster (file: <dir>/TOKEN_SECRET; etcd:
+ * <prefix>/token-secret, created once by whoever comes first), so a page
+ * token from one coordinator is valid on the others.
  */
-om_status coord_cstate_start(coord_cstate *s, coord_cstate_cb changed, coord_cstate_cb role,
-                             void *arg);
+om_status coord_cstate_secret(coord_cstate *s, uint8_t secret[COORD_SECRET_LEN], char *err,
+                              size_t errlen);
+
+/*
+ * coord_cstate_start -- etcd: watch the state and campaign for leadership
+ * under `identity` (the "host:port" other coordinators forward admin
+ * requests to); changed() runs when another coordinator saved, role() when
+ * leadership or the known leader changed. File backend: nothing (always
+ * leader).
+ */
+om_status coord_cstate_start(coord_cstate *s, const char *identity, coord_cstate_cb changed,
+                             coord_cstate_cb role, void *arg);
 
 /* True if this coordinator may change the state now (file backend: always). */
 bool coord_cstate_is_leader(const coord_cstate *s);

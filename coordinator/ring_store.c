@@ -298,6 +298,25 @@ out:
 }
 
 om_status
+coord_secret_random(uint8_t secret[COORD_SECRET_LEN])
+{
+    size_t got = 0;
+
+    while (got < COORD_SECRET_LEN) {
+        ssize_t r = getrandom(secret + got, COORD_SECRET_LEN - got, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            om_log(OM_LOG_ERROR, "getrandom failed err=\"%s\"", strerror(e));
+            return OM_ERR(om_status_from_errno(e));
+        }
+        got += (size_t)r;
+    }
+    return OM_OK;
+}
+
+om_status
 coord_secret_load(const char *dir, uint8_t secret[COORD_SECRET_LEN])
 {
     char path[4096];
@@ -316,18 +335,7 @@ coord_secret_load(const char *dir, uint8_t secret[COORD_SECRET_LEN])
         om_log(OM_LOG_WARN, "token secret has the wrong size; making a new one file=%s", path);
     else if (st != OM_E_NOTFOUND)
         return st;
-    size_t got = 0;
-    while (got < COORD_SECRET_LEN) {
-        ssize_t r = getrandom(secret + got, COORD_SECRET_LEN - got, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            int e = errno;
-            om_log(OM_LOG_ERROR, "getrandom failed err=\"%s\"", strerror(e));
-            return OM_ERR(om_status_from_errno(e));
-        }
-        got += (size_t)r;
-    }
+    OM_TRY(coord_secret_random(secret));
     return store_write_atomic(dir, "TOKEN_SECRET", secret, COORD_SECRET_LEN);
 }
 

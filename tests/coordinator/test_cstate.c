@@ -39,14 +39,13 @@ next_ring(const ring *r, const char *id)
 }
 
 static coord_cstate *
-open_cs(struct event_base *base, const char *etcd, const char *identity)
+open_cs(struct event_base *base, const char *etcd)
 {
     coord_cstate_opts o = {.data_dir = tu_tmpdir(),
                            .etcd = etcd,
                            .etcd_prefix = "/objmeta/test",
                            .etcd_timeout_ms = 1000,
-                           .lease_ttl_s = 2,
-                           .identity = identity};
+                           .lease_ttl_s = 2};
     coord_cstate *s = NULL;
     char err[256];
 
@@ -56,7 +55,7 @@ open_cs(struct event_base *base, const char *etcd, const char *identity)
 
 START_TEST(file_backend_roundtrip)
 {
-    coord_cstate *s = open_cs(NULL, NULL, "a");
+    coord_cstate *s = open_cs(NULL, NULL);
     ring *r1 = test_ring("s1=127.0.0.1:1,s2=127.0.0.1:2"), *r2 = next_ring(r1, "s3");
     ring *cur = NULL, *pend = NULL;
     om_buf mig = OM_BUF_INIT;
@@ -100,8 +99,8 @@ START_TEST(etcd_saves_compare_what_they_read)
 {
     tu_etcd *e = tu_etcd_start(1);
     struct event_base *base = event_base_new();
-    coord_cstate *a = open_cs(base, tu_etcd_endpoints(e), "a:1");
-    coord_cstate *b = open_cs(base, tu_etcd_endpoints(e), "b:1");
+    coord_cstate *a = open_cs(base, tu_etcd_endpoints(e));
+    coord_cstate *b = open_cs(base, tu_etcd_endpoints(e));
     ring *r1 = test_ring("s1=127.0.0.1:1,s2=127.0.0.1:2"), *r2 = next_ring(r1, "s3");
     ring *r2b = next_ring(r1, "s4");
     ring *cur = NULL, *pend = NULL;
@@ -133,6 +132,15 @@ START_TEST(etcd_saves_compare_what_they_read)
     ck_assert_mem_eq(mig.p, "A", 1);
     ring_unref(cur);
     ring_unref(pend);
+
+    /* the token secret is one for the cluster, whoever asks first */
+    {
+        uint8_t sa[COORD_SECRET_LEN], sb[COORD_SECRET_LEN];
+
+        ck_assert_msg(coord_cstate_secret(a, sa, err, sizeof(err)) == OM_OK, "%s", err);
+        ck_assert_msg(coord_cstate_secret(b, sb, err, sizeof(err)) == OM_OK, "%s", err);
+        ck_assert_mem_eq(sa, sb, COORD_SECRET_LEN);
+    }
 
     /* etcd gone: a save fails at once, naming etcd and the endpoint */
     tu_etcd_stop_member(e, 0);
@@ -206,13 +214,15 @@ START_TEST(etcd_only_the_leader_writes)
     char err[512];
     int lead, follow;
 
-    pair[0] = open_cs(base, tu_etcd_endpoints(e), "a:1");
-    pair[1] = open_cs(base, tu_etcd_endpoints(e), "b:1");
+    pair[0] = open_cs(base, tu_etcd_endpoints(e));
+    pair[1] = open_cs(base, tu_etcd_endpoints(e));
     ck_assert_int_eq(coord_cstate_create(pair[0], r1, err, sizeof(err)), OM_OK);
     ck_assert_int_eq(coord_cstate_load(pair[1], &cur, &pend, &mig, err, sizeof(err)), OM_OK);
     ring_unref(cur);
     for (int i = 0; i < 2; i++)
-        ck_assert_int_eq(coord_cstate_start(pair[i], on_changed, on_role, &seen_by[i]), OM_OK);
+        ck_assert_int_eq(
+            coord_cstate_start(pair[i], i ? "b:1" : "a:1", on_changed, on_role, &seen_by[i]),
+            OM_OK);
     loop_until(base, one_leads, NULL, "one leader");
     lead = coord_cstate_is_leader(pair[0]) ? 0 : 1;
     follow = 1 - lead;
