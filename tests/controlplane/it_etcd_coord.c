@@ -371,6 +371,27 @@ writers_since(int64_t after, writers *w)
     etcd_watch_free(wa);
 }
 
+/* A counter of coordinator addr's Stats (fails the test if absent). */
+static uint64_t
+stat_of(const char *addr, const char *name)
+{
+    omc_client *c = client_of(addr);
+    omc_stats st;
+    uint64_t v = 0;
+    bool found = false;
+
+    ck_assert_int_eq(omc_stats_get(c, &st), OM_OK);
+    for (size_t i = 0; i < st.n; i++)
+        if (strcmp(st.names[i], name) == 0) {
+            v = st.values[i];
+            found = true;
+        }
+    omc_stats_free(&st);
+    omc_close(c);
+    ck_assert_msg(found, "no counter %s", name);
+    return v;
+}
+
 /* ---- tests ---- */
 
 START_TEST(coordinators_route_to_the_owner)
@@ -394,10 +415,27 @@ START_TEST(coordinators_route_to_the_owner)
             expect(c[i], key, val);
         ck_assert_int_eq(holders(&cl, key), 1); /* on its owner only */
     }
+    /* exactly one says it leads; all of them have talked to etcd */
+    {
+        uint64_t deadline = tu_now_ms() + WAIT_MS;
+
+        for (;;) {
+            uint64_t leaders = 0;
+
+            for (int i = 0; i < NCO; i++)
+                leaders += stat_of(cl.coord_addr[i], "coord.leader");
+            if (leaders == 1)
+                break;
+            ck_assert_msg(tu_now_ms() < deadline, "%llu coordinators lead",
+                          (unsigned long long)leaders);
+        }
+    }
     for (int i = 0; i < NCO; i++) {
         uint64_t e, p;
         size_t n;
 
+        ck_assert_uint_gt(stat_of(cl.coord_addr[i], "coord.etcd.requests"), 0);
+        ck_assert_uint_gt(stat_of(cl.coord_addr[i], "coord.state.revision"), 0);
         ck_assert(ring_of(cl.coord_addr[i], &e, &p, &n));
         ck_assert_uint_eq(e, 1);
         ck_assert_uint_eq(n, 3);
