@@ -132,6 +132,7 @@ struct coord {
     rpc_client *leader_cl;      /* to the leader, for forwarded admin requests */
     char leader_cl_addr[300];   /* its address */
     uint64_t forwarded_admin;   /* admin requests passed to the leader */
+    uint64_t proxied_moving;    /* requests for moving keys passed to the leader */
     uint64_t state_reloads;     /* states loaded from another coordinator's save */
 
     /* online ring changes (migrate.c, router.c) */
@@ -282,6 +283,13 @@ bool coord_is_leader(const coord *c);
  * Returns false on the leader (handle it here).
  */
 bool coord_leader_forward(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply);
+/*
+ * coord_leader_proxy -- on a follower, pass a request for a moving key (a
+ * change is in progress) to the leader, which routes it under its fence.
+ * Returns false on the leader (route it here).
+ */
+bool coord_leader_proxy(coord *c, coord_op op, const Objmeta__Request *req, uint64_t t0,
+                        rpc_reply *reply);
 
 /* --- ring_store.c ---------------------------------------------------------------------------- */
 

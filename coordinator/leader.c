@@ -16,6 +16,12 @@
  *     so two operators on two coordinators meet at one place: the first
  *     change starts, the second is answered BUSY. With no leader known the
  *     request is refused with UNAVAILABLE, naming etcd.
+ *   - proxy: while a change is in progress, a follower passes every request
+ *     for a *moving* key to the leader the same way, so the leader alone
+ *     routes them: its forwarding to the new owner, its dirty set and its
+ *     cutover fence (holding moving keys during the final pass) then see
+ *     every such request, as with a single coordinator. Keys that do not
+ *     move, and all keys when no change runs, are routed by the follower.
  *   - take over: a follower that wins the election reloads the state and
  *     resumes the change from its checkpoint the way a restarted
  *     coordinator does (pass 1 catch-up, full pass 2: the previous leader's
@@ -154,11 +160,12 @@ coord_leader_close(coord *c)
     c->leader_cl = NULL;
 }
 
-/* ---- forwarding admin requests ---- */
+/* ---- passing requests to the leader ---- */
 
 typedef struct fwd_call {
     coord *c;
     rpc_reply *reply;
+    coord_op op;
     uint64_t t0;
     char leader[300];
 } fwd_call;
@@ -169,30 +176,30 @@ fwd_cb(void *arg, om_status st, const Objmeta__Response *resp)
     fwd_call *f = arg;
 
     if (st != OM_OK)
-        coord_answer_error(f->c, COORD_OP_OTHER, f->t0, f->reply, OM_E_UNAVAILABLE,
+        coord_answer_error(f->c, f->op, f->t0, f->reply, OM_E_UNAVAILABLE,
                            "this coordinator is a follower and the leader %s did not answer: %s",
                            f->leader, resp->message);
     else
-        coord_answer(f->c, COORD_OP_OTHER, f->t0, f->reply, resp);
+        coord_answer(f->c, f->op, f->t0, f->reply, resp);
     free(f);
 }
 
-bool
-coord_leader_forward(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply)
+/* Send req to the leader and relay its answer; `what` says why in refusals. */
+static void
+leader_send(coord *c, coord_op op, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply,
+            const char *what)
 {
     om_slice leader = coord_cstate_leader(c->cs);
     rpc_client_opts co;
     fwd_call *f;
 
-    if (c->leading && coord_is_leader(c))
-        return false;
     if (leader.n == 0 || c->leading) {
         /* no leader known, or this one lost its lease and has not heard of a successor */
-        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_UNAVAILABLE,
-                           "no coordinator leads the cluster right now (cluster state: %s; is "
-                           "etcd reachable?); retry",
-                           coord_cstate_where(c->cs));
-        return true;
+        coord_answer_error(c, op, t0, reply, OM_E_UNAVAILABLE,
+                           "%s, and no coordinator leads the cluster right now (cluster state: "
+                           "%s; is etcd reachable?); retry",
+                           what, coord_cstate_where(c->cs));
+        return;
     }
     if (c->leader_cl != NULL &&
         (strlen(c->leader_cl_addr) != leader.n || memcmp(c->leader_cl_addr, leader.p, leader.n))) {
@@ -201,29 +208,48 @@ coord_leader_forward(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_rep
     }
     f = calloc(1, sizeof(*f));
     if (f == NULL) {
-        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_INTERNAL, "out of memory");
-        return true;
+        coord_answer_error(c, op, t0, reply, OM_E_NOMEM, "out of memory");
+        return;
     }
-    f->c = c;
-    f->reply = reply;
-    f->t0 = t0;
+    *f = (fwd_call){.c = c, .reply = reply, .op = op, .t0 = t0};
     snprintf(f->leader, sizeof(f->leader), "%.*s", (int)leader.n, (const char *)leader.p);
     if (c->leader_cl == NULL) {
         rpc_client_opts_init(&co);
         co.connect_timeout_ms = c->opts.health_timeout_ms;
         snprintf(c->leader_cl_addr, sizeof(c->leader_cl_addr), "%s", f->leader);
         if (rpc_client_new(c->base, c->leader_cl_addr, &co, &c->leader_cl) != OM_OK) {
-            coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_UNAVAILABLE,
+            coord_answer_error(c, op, t0, reply, OM_E_UNAVAILABLE,
                                "the leader's address %s is not usable", f->leader);
             free(f);
-            return true;
+            return;
         }
     }
-    c->forwarded_admin++;
     if (rpc_client_call(c->leader_cl, req, c->opts.shard_timeout_ms, fwd_cb, f) != OM_OK) {
-        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_UNAVAILABLE,
-                           "cannot forward to the leader %s", f->leader);
+        coord_answer_error(c, op, t0, reply, OM_E_UNAVAILABLE,
+                           "cannot pass the request to the "
+                           "leader %s",
+                           f->leader);
         free(f);
     }
+}
+
+bool
+coord_leader_forward(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply)
+{
+    if (coord_is_leader(c))
+        return false;
+    c->forwarded_admin++;
+    leader_send(c, COORD_OP_OTHER, req, t0, reply, "this coordinator is a follower");
+    return true;
+}
+
+bool
+coord_leader_proxy(coord *c, coord_op op, const Objmeta__Request *req, uint64_t t0,
+                   rpc_reply *reply)
+{
+    if (coord_is_leader(c))
+        return false;
+    c->proxied_moving++;
+    leader_send(c, op, req, t0, reply, "a ring change is in progress");
     return true;
 }

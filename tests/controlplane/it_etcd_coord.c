@@ -539,14 +539,26 @@ START_TEST(leader_killed_mid_change_another_finishes)
     ck_assert_msg(r != NULL && r->status == OBJMETA__STATUS__OK, "add-shard: %s",
                   r ? r->message : "no answer");
     rpc_response_free(r);
-    /* writes and deletes while it copies; the leader dies in the middle */
+    /* writes and deletes while it copies; the leader dies in the middle. Followers pass
+     * moving keys to the leader, so until a successor leads (one lease TTL) those are
+     * refused with UNAVAILABLE -- not acknowledged -- and the client tries again. */
     for (int k = 0; k < 40; k++) {
+        uint64_t until = tu_now_ms() + WAIT_MS;
+        om_status st;
+
         snprintf(key, sizeof(key), "m%03d", k);
-        if (k % 2)
-            ck_assert_msg(omc_delete(c, BUCKET, key, NULL, NULL) == OM_OK, "%s",
-                          omc_last_message(c));
-        else
-            put(c, key, "rewritten");
+        do {
+            st = k % 2 ? omc_delete(c, BUCKET, key, NULL, NULL)
+                       : omc_store(c, BUCKET, key, om_slice_from_str("rewritten"), NULL, NULL);
+            if (st == OM_E_NOTFOUND && k % 2)
+                st = OM_OK; /* an earlier, unacknowledged attempt deleted it */
+            ck_assert_msg(st == OM_OK || (st == OM_E_UNAVAILABLE && tu_now_ms() < until), "%s: %s",
+                          key, omc_last_message(c));
+            if (st != OM_OK) {
+                struct timespec ts = {0, 50 * 1000000L}; /* retry interval */
+                nanosleep(&ts, NULL);
+            }
+        } while (st != OM_OK);
         if (k == 20) {
             uint64_t e, p;
 
@@ -564,6 +576,10 @@ START_TEST(leader_killed_mid_change_another_finishes)
         nanosleep(&ts, NULL);
     }
     wait_change_done(cl.coord_addr[keeper], 2);
+    /* the followers passed the moving keys to the leader */
+    ck_assert_uint_gt(stat_of(cl.coord_addr[keeper], "coord.proxied_moving") +
+                          stat_of(cl.coord_addr[(lead + 2) % NCO], "coord.proxied_moving"),
+                      0);
     for (int k = 0; k < NKEYS; k++) {
         snprintf(key, sizeof(key), "m%03d", k);
         if (k < 40) {
