@@ -430,6 +430,23 @@ START_TEST(coordinators_route_to_the_owner)
                           (unsigned long long)leaders);
         }
     }
+    /* objmeta admin status over the three: one leader, everyone at epoch 1 */
+    {
+        char addrs[256], *out = NULL, *err = NULL;
+        const char *argv[] = {"objmeta", "--addr", addrs, "admin", "status", "--json", NULL};
+        int leaders = 0, at1 = 0;
+
+        snprintf(addrs, sizeof(addrs), "%s,%s,%s", cl.coord_addr[0], cl.coord_addr[1],
+                 cl.coord_addr[2]);
+        ck_assert_int_eq(tu_run_cmd("$OBJMETA_CLI", argv, 10000, &out, &err), 0);
+        for (const char *q = out; (q = strstr(q, "\"role\":\"leader\"")) != NULL; q++)
+            leaders++;
+        for (const char *q = out; (q = strstr(q, "\"epoch\":1,")) != NULL; q++)
+            at1++;
+        ck_assert_msg(leaders == 1 && at1 == NCO, "admin status: %s", out);
+        free(out);
+        free(err);
+    }
     for (int i = 0; i < NCO; i++) {
         uint64_t e, p;
         size_t n;
