@@ -127,6 +127,7 @@ struct coord {
     /* cluster state and leadership (cstate.c, leader.c) */
     struct coord_cstate *cs;
     bool leading;               /* this coordinator may run ring changes */
+    bool following;             /* installing a state the leader saved (quieter logs) */
     bool reload_pending;        /* another coordinator changed the state: reload when quiet */
     struct event *reload_timer; /* retries a deferred reload */
     rpc_client *leader_cl;      /* to the leader, for forwarded admin requests */

@@ -62,6 +62,7 @@ leader_reload(coord *c)
     om_buf mig = OM_BUF_INIT;
     char err[512];
     om_status st;
+    bool rings_moved;
     struct timeval tv = {0, RELOAD_RETRY_MS * 1000};
 
     if (c->stopping)
@@ -84,14 +85,25 @@ leader_reload(coord *c)
     }
     c->reload_pending = false;
     c->state_reloads++;
+    rings_moved = ring_epoch(cur) != ring_epoch(c->ring) ||
+                  (pend ? ring_epoch(pend) : 0) != (c->pending ? ring_epoch(c->pending) : 0);
     coord_mig_close(c);
     ring_unref(c->ring);
     ring_unref(c->pending);
     c->ring = cur;
     c->pending = pend;
+    c->following = !c->leading;
     st = coord_mig_open(c, om_buf_slice(&mig), err, sizeof(err));
+    c->following = false;
+    om_buf_free(&mig);
     if (st != OM_OK)
         om_log(OM_LOG_ERROR, "cannot install the reloaded migration state err=\"%s\"", err);
+    if (!rings_moved && !c->leading) {
+        /* a checkpoint of the leader: new progress, the same rings */
+        om_log(OM_LOG_DEBUG, "cluster state reloaded revision=%lld",
+               (long long)coord_cstate_revision(c->cs));
+        return;
+    }
     if (coord_pool_sync(c) != OM_OK)
         om_log(OM_LOG_ERROR, "cannot update the shard pool after a reload");
     coord_pool_push_all(c);
@@ -99,7 +111,6 @@ leader_reload(coord *c)
            "cluster state reloaded revision=%lld epoch=%llu pending_epoch=%llu leader=%d",
            (long long)coord_cstate_revision(c->cs), (unsigned long long)ring_epoch(c->ring),
            (unsigned long long)(c->pending ? ring_epoch(c->pending) : 0), (int)c->leading);
-    om_buf_free(&mig);
 }
 
 static void

@@ -1418,15 +1418,17 @@ coord_mig_open(coord *c, om_slice state, char *err, size_t errlen)
                 m->src[i].next_wm = m->src[i].wm0;
             mig_start_pass(m, 1);
         }
-        om_log(OM_LOG_INFO, "resuming ring change op=\"%s\" pass=%d sources=%zu ranges=%zu", m->op,
-               m->pass, m->nsrc, m->nrng);
+        om_log(c->following ? OM_LOG_DEBUG : OM_LOG_INFO,
+               "resuming ring change op=\"%s\" pass=%d sources=%zu ranges=%zu", m->op, m->pass,
+               m->nsrc, m->nrng);
     } else if (m->phase == MIG_COPYING) {
         coord_mig_set_phase(m, MIG_IDLE); /* a record without a pending ring: nothing to resume */
     } else if (m->phase == MIG_CLEANUP) {
         size_t left = 0;
         for (size_t i = 0; i < m->ncl; i++)
             left += !m->cl[i].done;
-        om_log(OM_LOG_INFO, "resuming cleanup op=\"%s\" epoch=%llu old_owners_left=%zu", m->op,
+        om_log(c->following ? OM_LOG_DEBUG : OM_LOG_INFO,
+               "resuming cleanup op=\"%s\" epoch=%llu old_owners_left=%zu", m->op,
                (unsigned long long)ring_epoch(c->ring), left);
     }
     m->timer = event_new(c->base, -1, EV_PERSIST, mig_tick, m);
