@@ -23,7 +23,7 @@
  * Responses are unpacked into a per-client scratch allocator (rpc_int.h),
  * released after the callback returns, except for the blocking wrapper, which
  * keeps the response. The hot Requests are packed and the hot Responses
- * decoded by hand (fastpack.c, FRAMING.md), protobuf-c doing the rest; call
+ * decoded by hand (fastpack_client.c, FRAMING.md), protobuf-c doing the rest; call
  * records are recycled through a per-client pool.
  *
  * Connection states: IDLE (no socket; the next call connects), CONNECTING,
