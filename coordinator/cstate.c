@@ -50,7 +50,8 @@ struct coord_cstate {
     etcd_client *async;
     etcd_watch *watch;
     etcd_election *elect;
-    int64_t rev; /* mod_revision of state as last loaded or saved; 0 = absent */
+    int64_t rev;      /* mod_revision of state as last loaded or saved; 0 = absent */
+    int64_t seen_rev; /* highest mod_revision of state the watch reported */
     coord_cstate_cb changed, role;
     void *arg;
 };
@@ -208,6 +209,12 @@ coord_cstate_close(coord_cstate *s)
     free(s->identity);
     free(s->dir);
     free(s);
+}
+
+int64_t
+coord_cstate_seen_revision(const coord_cstate *s)
+{
+    return s->seen_rev > s->rev ? s->seen_rev : s->rev;
 }
 
 const char *
@@ -406,9 +413,12 @@ cs_watch_cb(const etcd_watch_batch *b, void *arg)
         s->changed(s->arg);
         return;
     }
-    for (size_t i = 0; i < b->nevents; i++)
+    for (size_t i = 0; i < b->nevents; i++) {
         if (b->events[i].kv.mod_revision != s->rev)
             foreign = true; /* not our own save */
+        if (b->events[i].kv.mod_revision > s->seen_rev)
+            s->seen_rev = b->events[i].kv.mod_revision;
+    }
     if (foreign)
         s->changed(s->arg);
 }

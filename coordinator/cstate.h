@@ -115,5 +115,11 @@ om_slice coord_cstate_leader(const coord_cstate *s);
 int64_t coord_cstate_revision(const coord_cstate *s);
 /* etcd counters for /metrics (zeros for the file backend). */
 void coord_cstate_etcd_stats(const coord_cstate *s, etcd_stats *out);
+/*
+ * The newest revision of the state the watch has reported (0 for the file
+ * backend). Minus coord_cstate_revision: how far the state this coordinator
+ * loaded lags what etcd told it (watch lag, in revisions; 0 = caught up).
+ */
+int64_t coord_cstate_seen_revision(const coord_cstate *s);
 
 #endif /* OM_COORDINATOR_CSTATE_H */

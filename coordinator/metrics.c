@@ -129,6 +129,12 @@ metric_state_revision(const coord *c)
     return (uint64_t)coord_cstate_revision(c->cs);
 }
 
+static uint64_t
+metric_watch_lag(const coord *c)
+{
+    return (uint64_t)(coord_cstate_seen_revision(c->cs) - coord_cstate_revision(c->cs));
+}
+
 static etcd_stats
 etcd_of(const coord *c)
 {
@@ -205,6 +211,9 @@ static const coord_metric coord_metrics[] = {
     {"coord.state.revision", "objmeta_coord_state_revision", NULL, "gauge",
      "etcd revision of the cluster state this coordinator last loaded or saved (0: file).",
      FN(metric_state_revision)},
+    {"coord.state.watch_lag", "objmeta_coord_state_watch_lag_revisions", NULL, "gauge",
+     "etcd revisions seen by the watch but not yet in the installed state (0: caught up).",
+     FN(metric_watch_lag)},
     {"coord.state.reloads", "objmeta_coord_state_reloads_total", NULL, "counter",
      "Cluster states loaded after another coordinator saved.", FIELD(state_reloads)},
     {"coord.admin.forwarded", "objmeta_coord_admin_forwarded_total", NULL, "counter",

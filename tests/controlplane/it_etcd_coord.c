@@ -461,6 +461,7 @@ START_TEST(coordinators_route_to_the_owner)
 
         ck_assert_uint_gt(stat_of(cl.coord_addr[i], "coord.etcd.requests"), 0);
         ck_assert_uint_gt(stat_of(cl.coord_addr[i], "coord.state.revision"), 0);
+        ck_assert_uint_eq(stat_of(cl.coord_addr[i], "coord.state.watch_lag"), 0);
         ck_assert(ring_of(cl.coord_addr[i], &e, &p, &n));
         ck_assert_uint_eq(e, 1);
         ck_assert_uint_eq(n, 3);
