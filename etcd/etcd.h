@@ -40,7 +40,10 @@
  * Thread-safety: one client and everything made from it belong to the
  * thread running its event_base.
  * Ownership: free watches and elections before their client. Freeing the
- * client drops its outstanding requests without calling their callbacks.
+ * client drops its outstanding requests without calling their callbacks;
+ * never free a client from inside one of its request callbacks (evhttp is
+ * still using the connection then). Watches may be freed from their own
+ * callback.
  */
 #ifndef OM_ETCD_ETCD_H
 #define OM_ETCD_ETCD_H
