@@ -3,7 +3,9 @@
  * shards (public API of coordinator/).
  *
  * The coordinator holds the consistent-hash ring (partitioner/ring.h),
- * persisted in its data dir, and speaks the same protocol as a shard:
+ * persisted in its data dir or, with several coordinators, in etcd (one
+ * elected leader changes it; see MIGRATION.md, "Many coordinators"), and
+ * speaks the same protocol as a shard:
  *
  *   - Store/Retrieve/Head/Exists/Delete go to the shard that owns
  *     (bucket, key) under the ring, stamped with the ring epoch (fencing:
@@ -70,6 +72,13 @@ typedef struct coord_opts {
     uint32_t clock_margin_ms;    /* catch-up passes copy records with version >= the
                                   * source's clock at the previous pass's start minus this;
                                   * default 10000 */
+    /* Cluster state (coordinator/cstate.h): the RING file in data_dir unless etcd is set. */
+    const char *etcd;         /* "http://host:port[,...]"; NULL or "" = file */
+    const char *etcd_prefix;  /* the cluster's keys; default "/objmeta/default" */
+    uint32_t etcd_timeout_ms; /* one etcd request; default 2000 */
+    uint32_t lease_ttl_ms;    /* the leader's etcd lease; default 5000 (whole seconds) */
+    const char *advertise;    /* "host:port" for other coordinators (forwarded admin
+                               * requests); NULL or "" = listen's host and bound port */
 } coord_opts;
 
 /* Fill *o with the defaults documented above (data_dir NULL, initial_shards NULL). */

@@ -4,7 +4,12 @@
 # them all together.
 #
 #   scripts/cluster.sh [--shards N] [--data DIR] [--build DIR] [--port P] [--demo] [--fresh]
-#                      [--restart] [--demo-only] [--check]
+#                      [--restart] [--demo-only] [--check] [--etcd]
+#
+# --etcd: the cluster state in a local 3-member etcd (scripts/etcd-local.sh,
+# client ports P+300, P+302, P+304, data in DIR/etcd) and 3 coordinators on
+# 127.0.0.1:P, P+1, P+2 (metrics P+200, P+250, P+251); one is elected leader.
+# Needs a fixed --port.
 #
 # The coordinator listens on 127.0.0.1:P (default 7000, the objmeta tool's
 # default address); shard i listens on 127.0.0.1:(P+100+i), its metrics on
@@ -28,6 +33,7 @@ demo=0
 fresh=0
 restart=0
 check=0
+etcd=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --shards | --data | --build | --port)
@@ -41,7 +47,8 @@ while [[ $# -gt 0 ]]; do
     --fresh) fresh=1 ;;
     --restart) restart=1 ;;
     --check) check=1 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --etcd) etcd=1 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "cluster.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -49,6 +56,7 @@ done
 [[ "$shards" =~ ^[1-9][0-9]?$ ]] || { echo "cluster.sh: --shards takes 1..99" >&2; exit 2; }
 [[ "$port" =~ ^[0-9]+$ ]] && (( port == 0 || (port >= 1024 && port <= 65000) )) ||
   { echo "cluster.sh: --port takes 0 or 1024..65000" >&2; exit 2; }
+(( etcd == 0 || port != 0 )) || { echo "cluster.sh: --etcd needs a fixed --port (etcd's ports follow it)" >&2; exit 2; }
 
 # addr BASE OFFSET: a listen address, or port 0 when the base is 0
 addr() { if (( $1 == 0 )); then echo 127.0.0.1:0; else echo "127.0.0.1:$(( $1 + $2 ))"; fi; }
@@ -126,7 +134,7 @@ start() {
   local name=$1 rpc=$2 http=$3 bin
   shift 3
   bin=$shard_bin
-  [[ $name == coord ]] && bin=$coord_bin
+  [[ $name == coord* ]] && bin=$coord_bin
   rm -f "$data/$name.ports"
   "$bin" "$@" --listen="$rpc" --http-listen="$http" --port-file="$data/$name.ports" \
     >>"$data/$name.log" 2>&1 &
@@ -152,15 +160,51 @@ for i in $(seq 1 "$shards"); do
 done
 
 coord_args=("--data-dir=$data/coord" "--shards=$spec")
-names+=(coord)
-: >"$data/coord.log"
-start coord "$(addr "$port" 0)" "$(addr "$port" 200)" "${coord_args[@]}" || exit 1
+coords=(coord)
+if (( etcd == 1 )); then
+  # a 3-member etcd first (its own script stops its members when told to)
+  names+=(etcd)
+  scripts/etcd-local.sh --data "$data" --port $(( port + 300 )) >"$data/etcd.log" 2>&1 &
+  pid_of[etcd]=$!
+  name_of[$!]=etcd
+  echo "$!" >"$data/etcd.pid"
+  deadline=$(( SECONDS + 40 ))
+  until grep -q "members ready" "$data/etcd.log"; do
+    kill -0 "${pid_of[etcd]}" 2>/dev/null || { echo "cluster: etcd did not start; see $data/etcd.log" >&2; tail -5 "$data/etcd.log" >&2; exit 1; }
+    (( SECONDS < deadline )) || { echo "cluster: etcd not ready within 40 s; see $data/etcd.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  etcd_eps=$(scripts/etcd-local.sh --endpoints --port $(( port + 300 )))
+  echo "cluster: etcd  $etcd_eps  data $data/etcd  log $data/etcd.log"
+  coord_args+=("--etcd=$etcd_eps" "--etcd-prefix=/objmeta/local")
+  coords=(coord coord2 coord3)
+fi
+coord_args_of() { # NAME: the coordinator's arguments (its own data dir)
+  local a=("${coord_args[@]}")
+  a[0]="--data-dir=$data/$1"
+  printf '%s\n' "${a[@]}"
+}
+for k in "${!coords[@]}"; do
+  name=${coords[$k]}
+  names+=("$name")
+  : >"$data/$name.log"
+  mapfile -t cargs < <(coord_args_of "$name")
+  if (( k == 0 )); then
+    start "$name" "$(addr "$port" 0)" "$(addr "$port" 200)" "${cargs[@]}" || exit 1
+  else
+    start "$name" "$(addr "$port" "$k")" "$(addr "$port" $(( 249 + k )))" "${cargs[@]}" || exit 1
+  fi
+  label=coordinator
+  (( ${#coords[@]} == 1 )) || label="coordinator $name"
+  echo "cluster: $label  rpc ${rpc_of[$name]}  metrics http://${http_of[$name]}/metrics  log $data/$name.log"
+done
 port=${rpc_of[coord]#127.0.0.1:}
 http_port=${http_of[coord]#127.0.0.1:}
-printf 'pid=%s\ncoord=%s\nhttp=%s\n' "$$" "${rpc_of[coord]}" "${http_of[coord]}" >"$data/cluster.info"
-echo "cluster: coordinator  rpc ${rpc_of[coord]}  metrics http://${http_of[coord]}/metrics  log $data/coord.log"
+all_coords=""
+for name in "${coords[@]}"; do all_coords+="${all_coords:+,}${rpc_of[$name]}"; done
+printf 'pid=%s\ncoord=%s\nhttp=%s\ncoords=%s\n' "$$" "${rpc_of[coord]}" "${http_of[coord]}" "$all_coords" >"$data/cluster.info"
 
-om() { echo "\$ objmeta $*"; "$cli" --addr "127.0.0.1:$port" "$@"; }
+om() { echo "\$ objmeta $*"; "$cli" --addr "$all_coords" "$@"; }
 if [[ $demo -ge 1 ]]; then
   echo
   echo "== demo =="
@@ -181,7 +225,11 @@ if [[ $demo -ge 1 ]]; then
 fi
 
 c="$cli"
-(( port == 7000 )) || c="$cli --addr 127.0.0.1:$port"
+(( port == 7000 && etcd == 0 )) || c="$cli --addr $all_coords"
+status_hint=""
+if (( etcd == 1 )); then
+  status_hint="  $c admin status    # which coordinator leads, the epoch each holds"
+fi
 cat <<EOT
 
 objmeta cluster is up ($shards shards). In another terminal, try:
@@ -191,6 +239,7 @@ objmeta cluster is up ($shards shards). In another terminal, try:
   $c head my-bucket/a/b.txt --json
   $c stats
   curl -s http://127.0.0.1:$http_port/metrics | head
+$status_hint
 Stopping one process (kill \$(cat $data/s2.pid)) leaves the others running.
 Press Ctrl-C to stop the cluster (data stays in $data; --fresh starts over).
 EOT
@@ -225,8 +274,12 @@ while :; do
     continue
   fi
   sleep 1 # back off: a process that crashes at start must not spin
-  if [[ $name == coord ]]; then
-    start coord "${rpc_of[coord]}" "${http_of[coord]}" "${coord_args[@]}" || continue
+  if [[ $name == etcd ]]; then
+    echo "cluster: not restarting etcd (see $data/etcd.log)"
+    continue
+  elif [[ $name == coord* ]]; then
+    mapfile -t cargs < <(coord_args_of "$name")
+    start "$name" "${rpc_of[$name]}" "${http_of[$name]}" "${cargs[@]}" || continue
   else
     # shellcheck disable=SC2046
     start "$name" "${rpc_of[$name]}" "${http_of[$name]}" $(shard_args "$name") || continue
