@@ -24,6 +24,7 @@ enum {
     EXIT_UNAVAILABLE = 4,
     EXIT_INVALID = 5,
     EXIT_OTHER = 6,
+    EXIT_DENIED = 7,
 };
 
 static const char usage_text[] =
@@ -55,7 +56,8 @@ static const char usage_text[] =
     "  3  precondition failed (--if-absent / --if-version did not hold)\n"
     "  4  unavailable (cannot connect, timeout, server busy or shutting down)\n"
     "  5  invalid argument (rejected by the server: bucket, key, metadata, size)\n"
-    "  6  any other error (wrong shard, corruption, internal)\n";
+    "  6  any other error (wrong shard, corruption, internal)\n"
+    "  7  unauthenticated or permission denied (credential missing or not enough)\n";
 
 typedef struct cli {
     const char *addr;
@@ -80,6 +82,9 @@ exit_code(om_status st)
         return EXIT_UNAVAILABLE;
     case OM_E_INVALID:
         return EXIT_INVALID;
+    case OM_E_UNAUTHENTICATED:
+    case OM_E_PERMISSION:
+        return EXIT_DENIED;
     default:
         return EXIT_OTHER;
     }

@@ -182,6 +182,9 @@ coord_open(struct event_base *base, const coord_opts *opts, void (*ready)(void *
     so.max_frame = c->opts.max_frame;
     /* answers come from the shards, which have their own deadline */
     so.request_timeout_ms = c->opts.shard_timeout_ms + 5000;
+    if ((st = rpc_roles_parse(c->opts.plaintext_roles ? c->opts.plaintext_roles : "auto",
+                              &so.plaintext_roles, err, errlen)) != OM_OK)
+        goto fail;
     if ((st = rpc_server_new(base, &so, coord_handle, c, &c->server)) != OM_OK) {
         coord_errf(err, errlen, "cannot listen on %s (%s)", c->listen, om_status_str(st));
         goto fail;

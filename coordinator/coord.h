@@ -70,6 +70,8 @@ typedef struct coord_opts {
     uint32_t clock_margin_ms;    /* catch-up passes copy records with version >= the
                                   * source's clock at the previous pass's start minus this;
                                   * default 10000 */
+    const char *plaintext_roles; /* roles of plaintext client connections (rpc_roles_parse);
+                                  * default "auto" */
 } coord_opts;
 
 /* Fill *o with the defaults documented above (data_dir NULL, initial_shards NULL). */

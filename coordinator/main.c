@@ -21,7 +21,7 @@
 #include "util/log.h"
 
 typedef struct coord_conf {
-    char *listen, *http_listen, *data_dir, *port_file, *shards;
+    char *listen, *http_listen, *data_dir, *port_file, *shards, *plaintext_roles;
     int log_level;
     int64_t vnodes, pool_size, health_interval, health_timeout, shard_timeout, startup_wait;
     int64_t max_frame;
@@ -70,6 +70,8 @@ static const om_conf_item coord_items[] = {
      "ring changes: a cutover (moving keys held) longer than this is retried later"},
     {"clock-margin", OM_CONF_DURATION, "10s", 0, 3600000, NULL, F(clock_margin),
      "ring changes: catch-up passes also copy records this much older than the pass start"},
+    {"plaintext-roles", OM_CONF_STR, "auto", 0, 0, NULL, F(plaintext_roles),
+     "roles of plaintext connections (client,admin,peer or none; auto = all on loopback)"},
     {"log-level", OM_CONF_ENUM, "info", 0, 0, log_levels, F(log_level),
      "error, warn, info or debug"},
 };
@@ -171,11 +173,11 @@ main(int argc, char **argv)
     o.migrate_batch_busy = (uint32_t)cf.migrate_batch_busy;
     o.cutover_timeout_ms = (uint32_t)cf.cutover_timeout;
     o.clock_margin_ms = (uint32_t)cf.clock_margin;
+    o.plaintext_roles = cf.plaintext_roles;
     a.port_file = cf.port_file;
     a.rc = 1;
 
-    a.base = event_base_new();
-    if (a.base == NULL)
+    if ((a.base = event_base_new()) == NULL)
         goto out;
     if (coord_open(a.base, &o, app_ready, &a, &a.c, err, sizeof(err)) != OM_OK) {
         om_log(OM_LOG_ERROR, "cannot start: %s", err);

@@ -446,7 +446,7 @@ conn_process(rpc_conn *c)
            c->ninflight < s->o.max_inflight) {
         uint32_t len = 0;
         om_slice p;
-        char msg[160];
+        char msg[160], werr[256];
         om_status st = rpc_frame_evb_peek(in, s->o.max_frame, &len);
         if (st == OM_E_NOTFOUND)
             break;
@@ -479,6 +479,10 @@ conn_process(rpc_conn *c)
             req = rpc_fastunpack_request(pa, p.p, p.n, &fast);
         if (!fast)
             req = objmeta__request__unpack(pa, p.n, p.p);
+        /* strings as they were on the wire, before anyone reads the C copies */
+        om_status wst = req != NULL ? rpc_wire_check_strings(&objmeta__request__descriptor, p.p,
+                                                             p.n, werr, sizeof(werr))
+                                    : OM_OK;
         rpc_frame_evb_drain(in, len);
         s->st.bytes_in += RPC_FRAME_HEADER_LEN + (uint64_t)len;
         if (req == NULL) {
@@ -490,12 +494,29 @@ conn_process(rpc_conn *c)
             break;
         }
         s->st.requests_total++;
+        if (wst != OM_OK) {
+            s->st.protocol_errors++;
+            conn_send_error(c, req->id, OM_E_INVALID, "%s", werr);
+            rpc_scratch_done(&s->scratch, pa, &req->base);
+            conn_flow(c);
+            continue;
+        }
         if (req->body_case == OBJMETA__REQUEST__BODY__NOT_SET) {
             s->st.protocol_errors++;
             conn_send_error(c, req->id, OM_E_INVALID,
                             "unknown operation: request %llu carries no operation this "
                             "server knows",
                             (unsigned long long)req->id);
+            rpc_scratch_done(&s->scratch, pa, &req->base);
+            conn_flow(c);
+            continue;
+        }
+        om_status ast = rpc_auth_check(c->roles, req, werr, sizeof(werr));
+        if (ast != OM_OK) {
+            s->st.requests_denied++;
+            om_log(OM_LOG_DEBUG, "request denied peer=%s id=%llu reason=\"%s\"", c->peer,
+                   (unsigned long long)req->id, werr);
+            conn_send_error(c, req->id, ast, "%s", werr);
             rpc_scratch_done(&s->scratch, pa, &req->base);
             conn_flow(c);
             continue;
@@ -657,6 +678,7 @@ rpc_conn_new(rpc_server *s, int fd, const struct sockaddr *sa, int salen, bool r
         conn_fatal(c, OM_E_BUSY, msg);
         return OM_OK;
     }
+    c->roles = s->plain_roles;
     c->counted = true;
     s->st.connections_current++;
     s->st.connections_total++;

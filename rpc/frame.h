@@ -176,6 +176,17 @@ Objmeta__Response *rpc_fastunpack_response(ProtobufCAllocator *pa, const uint8_t
                                            bool *handled);
 
 /*
+ * rpc_wire_check_strings -- refuse an encoded message of type d in which
+ * any string field, at any depth, carries a NUL byte on the wire
+ * (protobuf-c would silently cut the string there; wirecheck.c).
+ * Returns: OM_OK; OM_E_INVALID with a message naming the field's path
+ * ("store.key: contains a NUL byte ...") in err.
+ * Thread-safety: pure.
+ */
+om_status rpc_wire_check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n,
+                                 char *err, size_t errlen);
+
+/*
  * Re-addressing an encoded message (the coordinator forwards a shard's
  * Response to its client without decoding and re-encoding it). Field 1 is
  * the id in both Request and Response (a varint). The rewrite walks the

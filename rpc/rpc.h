@@ -79,6 +79,38 @@ const char *rpc_proto_status_name(Objmeta__Status s);
 void rpc_response_free(Objmeta__Response *resp);
 
 /* ------------------------------------------------------------------------ */
+/* Roles (rpc/auth.c; README.md, "Security")                                 */
+
+/*
+ * A connection holds a set of roles; each operation needs one of its own
+ * (the one table in rpc/auth.c): client for the data operations, admin for
+ * ring changes, GetRing, RebalanceStatus and Stats, peer for SetRing,
+ * MigrateScan, ApplyRecords, Compact and forced versions. Ping: any role.
+ * The server refuses the rest before dispatch: UNAUTHENTICATED when the
+ * connection holds no role, PERMISSION_DENIED otherwise.
+ */
+#define RPC_ROLE_CLIENT 1u
+#define RPC_ROLE_ADMIN 2u
+#define RPC_ROLE_PEER 4u
+#define RPC_ROLES_ALL (RPC_ROLE_CLIENT | RPC_ROLE_ADMIN | RPC_ROLE_PEER)
+/* rpc_server_opts.plaintext_roles: every role on a loopback address, none elsewhere. */
+#define RPC_ROLES_AUTO 0x80000000u
+
+/*
+ * rpc_roles_parse -- "client,admin,peer" (any subset, comma-separated),
+ * "none" or "" (no role), or "auto" (RPC_ROLES_AUTO) into a mask.
+ * Returns: OM_OK and *out; OM_E_INVALID naming the unknown role in err.
+ * Thread-safety: pure.
+ */
+om_status rpc_roles_parse(const char *s, uint32_t *out, char *err, size_t errlen);
+/* "client,peer" (or "none") for a mask, into buf. */
+void rpc_roles_format(uint32_t roles, char *buf, size_t cap);
+/* The roles of which a connection must hold one to send req (forced versions: peer). */
+uint32_t rpc_request_roles(const Objmeta__Request *req);
+/* The operation's name as in the table ("store", "set_ring"; "unknown"). */
+const char *rpc_request_op_name(const Objmeta__Request *req);
+
+/* ------------------------------------------------------------------------ */
 /* Logging and small helpers                                                 */
 
 /*
@@ -124,6 +156,10 @@ typedef struct rpc_server_opts {
                                   * per connection; reading pauses at the limit;
                                   * default 1024 */
     int backlog;                 /* listen(2) backlog; default 511 */
+    uint32_t plaintext_roles;    /* roles of every connection to this (plaintext)
+                                  * listener: RPC_ROLE_* bits, or RPC_ROLES_AUTO = all
+                                  * of them when the listen address is loopback, none
+                                  * otherwise (a warning is logged); default AUTO */
 } rpc_server_opts;
 
 /* Fill in the defaults documented above. */
@@ -142,7 +178,9 @@ typedef void (*rpc_handler_fn)(void *arg, const Objmeta__Request *req, rpc_reply
 
 /*
  * rpc_server_new -- bind the listener and start accepting on `base`.
- * Returns: OM_OK and *out; OM_E_INVALID for a bad address or option;
+ * Returns: OM_OK and *out; OM_E_INVALID for a bad address or option, or an
+ *          open-file limit below max_connections + 64 that cannot be raised
+ *          (logged: the server would run out of descriptors under load);
  *          OM_E_IO / OM_E_UNAVAILABLE when the address cannot be bound (logged).
  * Ownership: the caller owns *out and `base` (which must outlive the server);
  *            opts is copied (listen string included).
@@ -200,11 +238,13 @@ void rpc_server_free(rpc_server *s);
 typedef struct rpc_server_stats {
     uint64_t connections_current;
     uint64_t connections_total;    /* accepted since start */
-    uint64_t connections_rejected; /* over max_connections */
+    uint64_t connections_rejected; /* over max_connections, or shed out of descriptors */
+    uint64_t accept_pauses;        /* accepting paused: out of file descriptors */
     uint64_t requests_total;       /* decoded requests (all operations) */
     uint64_t requests_inflight;    /* handed to the handler, not yet answered */
     uint64_t responses_total;      /* responses queued for sending */
     uint64_t protocol_errors;      /* oversize, undecodable, unknown operation */
+    uint64_t requests_denied;      /* refused UNAUTHENTICATED or PERMISSION_DENIED */
     uint64_t request_timeouts;     /* answered TIMEOUT by request_timeout_ms */
     uint64_t idle_closes;          /* closed by idle_timeout_ms */
     uint64_t backpressure_pauses;  /* times reading paused on high water or max_inflight */

@@ -141,6 +141,7 @@ struct rpc_conn {
     rpc_conn *dprev, *dnext; /* server's dirty list */
     uint64_t last_active_ms;
     uint64_t state_since_ms;
+    uint32_t roles; /* granted when accepted (auth.c); checked before every dispatch */
     char peer[64];
 };
 
@@ -154,6 +155,7 @@ struct rpc_server {
     void *prefetch_arg;
     struct evconnlistener *lis;
     int port;
+    uint32_t plain_roles; /* o.plaintext_roles with AUTO resolved */
     rpc_cq *cq;
     struct event *cq_ev;
     struct event *sweep_ev;
@@ -168,7 +170,13 @@ struct rpc_server {
     void *done_arg;
     rpc_server_stats st;
     rpc_scratch scratch; /* requests are unpacked here (conn_process) */
+    /* Out of descriptors (server.c): accepting pauses; the reserve sheds one waiting peer. */
+    struct event *accept_ev; /* re-enables the listener after a pause */
+    int reserve_fd;          /* /dev/null, closed to accept-and-refuse one connection */
+    uint64_t accept_failures, accept_log_ms;
 };
+/* Descriptors the server keeps beyond max_connections (startup check, server.c). */
+#define RPC_FD_HEADROOM 64u
 
 /* conn.c */
 om_status rpc_conn_new(rpc_server *s, int fd, const struct sockaddr *sa, int salen, bool reject);
@@ -191,6 +199,14 @@ size_t rpc_conn_out_len(const rpc_conn *c);
 size_t rpc_conn_in_len(const rpc_conn *c);
 /* Release a reply and its cq reference (any thread). */
 void rpc_reply_destroy(rpc_reply *r);
+
+/* auth.c */
+/*
+ * rpc_auth_check -- may a connection holding `roles` send req?
+ * Returns OM_OK; OM_E_UNAUTHENTICATED (roles == 0) or OM_E_PERMISSION with
+ * the operation and the role it needs in err.
+ */
+om_status rpc_auth_check(uint32_t roles, const Objmeta__Request *req, char *err, size_t errlen);
 
 /* server.c */
 /* A connection left the server's list; fire `done` if shutting down and none are left. */

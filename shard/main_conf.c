@@ -59,6 +59,9 @@ static const om_conf_item shard_items[] = {
     {"writer-thread", OM_CONF_BOOL, "true", 0, 0, NULL, F(writer_thread),
      "with sync-thread in effect: run the batched store/delete on a writer thread of their own "
      "while the loop goes on with network I/O (false: on the loop thread)"},
+    {"plaintext-roles", OM_CONF_STR, "auto", 0, 0, NULL, F(plaintext_roles),
+     "roles of plaintext connections: client,admin,peer subsets or none; auto = all on a "
+     "loopback listen address, none elsewhere (README.md, Security)"},
     {"log-level", OM_CONF_ENUM, "info", 0, 0, log_levels, F(log_level),
      "error, warn, info or debug"},
 };

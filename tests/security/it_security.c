@@ -1,0 +1,524 @@
+/*
+ * tests/security/it_security.c -- the trust boundary (issue 13) against the
+ * real objmeta-shard and objmeta-coord processes, over raw sockets:
+ *
+ *   nul          a NUL inside any string field (key, bucket, a shard id
+ *                nested in SetRing) is refused INVALID_ARGUMENT naming the
+ *                field, on shard and coordinator, and writes nothing (D1)
+ *   roles        with plaintext-roles=client every admin and peer request,
+ *                and a Store or Delete carrying forced_version, gets
+ *                PERMISSION_DENIED and changes nothing (D2, D4); the data
+ *                operations still work
+ *   no-role      with plaintext-roles=none every request gets
+ *                UNAUTHENTICATED
+ *   forged-ring  a ring whose epoch jumps far ahead of the held one is
+ *                refused by the shard, even from a peer, and the cluster
+ *                keeps serving (D4)
+ *   descriptors  a shard refuses to start when RLIMIT_NOFILE cannot hold
+ *                max-connections; out of descriptors under load it backs
+ *                off (little CPU, a few log lines) and serves again once
+ *                descriptors are free (D3)
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "it_util.h"
+#include "util/coding.h"
+
+#define BUCKET "my-bucket"
+
+/* ------------------------------------------------------------------------ */
+/* Hand-made protobuf (protobuf-c cannot put a NUL inside a string)           */
+
+typedef struct pbw {
+    uint8_t b[4096];
+    size_t n;
+} pbw;
+
+static void
+pb_varint(pbw *w, uint64_t v)
+{
+    while (v >= 0x80) {
+        w->b[w->n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    w->b[w->n++] = (uint8_t)v;
+}
+
+static void
+pb_lenfield(pbw *w, unsigned field, const void *p, size_t n)
+{
+    ck_assert_uint_lt(w->n + n + 16, sizeof(w->b));
+    pb_varint(w, ((uint64_t)field << 3) | 2);
+    pb_varint(w, n);
+    memcpy(w->b + w->n, p, n);
+    w->n += n;
+}
+
+/* A Request {id, body field `op` = {bucket (1), key (2)[, data (3)]}} framed and sent. */
+static void
+send_raw_keyed(int fd, uint64_t id, unsigned op, const char *bucket, size_t blen, const char *key,
+               size_t klen, const char *data)
+{
+    pbw body = {.n = 0}, req = {.n = 0};
+    uint8_t hdr[4];
+
+    pb_lenfield(&body, 1, bucket, blen);
+    pb_lenfield(&body, 2, key, klen);
+    if (data != NULL)
+        pb_lenfield(&body, 3, data, strlen(data));
+    pb_varint(&req, 1 << 3);
+    pb_varint(&req, id);
+    pb_lenfield(&req, op, body.b, body.n);
+    om_put_be32(hdr, (uint32_t)req.n);
+    ck_assert(it_send(fd, hdr, sizeof(hdr)));
+    ck_assert(it_send(fd, req.b, req.n));
+}
+
+static Objmeta__Response *
+recv_ok(int fd)
+{
+    Objmeta__Response *r = it_recv_response(fd, 10000);
+    ck_assert_msg(r != NULL, "no response");
+    return r;
+}
+
+static void
+expect_status(int fd, uint64_t id, Objmeta__Status want, const char *needle)
+{
+    Objmeta__Response *r = recv_ok(fd);
+
+    ck_assert_uint_eq(r->id, id);
+    ck_assert_msg(r->status == want, "id %llu: status %s (%s), want %s", (unsigned long long)id,
+                  rpc_proto_status_name(r->status), r->message, rpc_proto_status_name(want));
+    if (needle != NULL)
+        ck_assert_msg(strstr(r->message, needle) != NULL, "message \"%s\" lacks \"%s\"", r->message,
+                      needle);
+    objmeta__response__free_unpacked(r, NULL);
+}
+
+static void
+store(int fd, uint64_t id, const char *bucket, const char *key, const char *data)
+{
+    send_raw_keyed(fd, id, OBJMETA__REQUEST__BODY_STORE, bucket, strlen(bucket), key, strlen(key),
+                   data);
+    expect_status(fd, id, OBJMETA__STATUS__OK, NULL);
+}
+
+/* Retrieve bucket/key and check the data. */
+static void
+expect_data(int fd, uint64_t id, const char *bucket, const char *key, const char *want)
+{
+    Objmeta__Response *r;
+
+    send_raw_keyed(fd, id, OBJMETA__REQUEST__BODY_RETRIEVE, bucket, strlen(bucket), key,
+                   strlen(key), NULL);
+    r = recv_ok(fd);
+    ck_assert_msg(r->status == OBJMETA__STATUS__OK, "retrieve %s/%s: %s %s", bucket, key,
+                  rpc_proto_status_name(r->status), r->message);
+    ck_assert_ptr_nonnull(r->retrieve);
+    ck_assert_uint_eq(r->retrieve->data.len, strlen(want));
+    ck_assert(memcmp(r->retrieve->data.data, want, strlen(want)) == 0);
+    objmeta__response__free_unpacked(r, NULL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Processes                                                                  */
+
+static tu_proc *
+start_shard(const char *id, const char *roles)
+{
+    char idarg[64], rolearg[96];
+    const char *extra[] = {"--sync-mode=none", idarg, rolearg, NULL};
+
+    snprintf(idarg, sizeof(idarg), "--id=%s", id);
+    snprintf(rolearg, sizeof(rolearg), "--plaintext-roles=%s", roles);
+    return it_start_shard(NULL, extra);
+}
+
+static tu_proc *
+start_coord(const tu_proc *shard, const char *roles)
+{
+    char shards[128], rolearg[96];
+    const char *extra[] = {shards, rolearg, "--health-interval=100ms", "--startup-wait=5s", NULL};
+    tu_proc_opts o = {.extra = extra};
+
+    snprintf(shards, sizeof(shards), "--shards=s1=%s", it_addr(shard));
+    snprintf(rolearg, sizeof(rolearg), "--plaintext-roles=%s", roles);
+    return tu_proc_start("$OBJMETA_COORD", &o);
+}
+
+static void
+stop(tu_proc *p)
+{
+    int st = tu_proc_stop(p);
+    if (st != 0)
+        tu_proc_dump_stderr(p);
+    ck_assert_int_eq(st, 0);
+    tu_proc_free(p);
+}
+
+/* ------------------------------------------------------------------------ */
+/* D1: NUL inside strings                                                      */
+
+static void
+nul_checks(int port)
+{
+    int fd = it_sock(port);
+
+    store(fd, 1, BUCKET, "photo", "ORIGINAL");
+    send_raw_keyed(fd, 2, OBJMETA__REQUEST__BODY_STORE, BUCKET, strlen(BUCKET), "photo\0evil", 10,
+                   "EVIL");
+    expect_status(fd, 2, OBJMETA__STATUS__INVALID_ARGUMENT, "store.key");
+    expect_data(fd, 3, BUCKET, "photo", "ORIGINAL");
+    send_raw_keyed(fd, 4, OBJMETA__REQUEST__BODY_STORE, "nul-bucket\0junk", 15, "k", 1, "EVIL");
+    expect_status(fd, 4, OBJMETA__STATUS__INVALID_ARGUMENT, "store.bucket");
+    send_raw_keyed(fd, 5, OBJMETA__REQUEST__BODY_RETRIEVE, BUCKET, strlen(BUCKET), "photo\0zzz", 9,
+                   NULL);
+    expect_status(fd, 5, OBJMETA__STATUS__INVALID_ARGUMENT, "retrieve.key");
+    send_raw_keyed(fd, 6, OBJMETA__REQUEST__BODY_DELETE, BUCKET, strlen(BUCKET), "photo\0x", 7,
+                   NULL);
+    expect_status(fd, 6, OBJMETA__STATUS__INVALID_ARGUMENT, "delete.key");
+    send_raw_keyed(fd, 7, OBJMETA__REQUEST__BODY_LIST, BUCKET, strlen(BUCKET), "ph\0", 3, NULL);
+    expect_status(fd, 7, OBJMETA__STATUS__INVALID_ARGUMENT, "list.prefix");
+    /* the connection still works, and nothing was written */
+    expect_data(fd, 8, BUCKET, "photo", "ORIGINAL");
+    send_raw_keyed(fd, 9, OBJMETA__REQUEST__BODY_HEAD, "nul-bucket", 10, "k", 1, NULL);
+    expect_status(fd, 9, OBJMETA__STATUS__NOT_FOUND, NULL);
+    close(fd);
+}
+
+START_TEST(nul_in_strings_refused)
+{
+    tu_proc *sh = start_shard("s1", "auto");
+    tu_proc *co = start_coord(sh, "auto");
+    int fd;
+
+    nul_checks(tu_proc_port(sh, "rpc"));
+    nul_checks(tu_proc_port(co, "rpc"));
+
+    /* nested: SetRing { ring { shards { id = "s1\0x" } } } */
+    {
+        pbw shard = {.n = 0}, ring = {.n = 0}, sr = {.n = 0}, req = {.n = 0};
+        uint8_t hdr[4];
+        pb_lenfield(&shard, 1, "s1\0x", 4);
+        pb_lenfield(&shard, 2, "127.0.0.1:1", 11);
+        pb_varint(&ring, 1 << 3);
+        pb_varint(&ring, 99);
+        pb_lenfield(&ring, 3, shard.b, shard.n);
+        pb_lenfield(&sr, 1, ring.b, ring.n);
+        pb_varint(&req, 1 << 3);
+        pb_varint(&req, 42);
+        pb_lenfield(&req, OBJMETA__REQUEST__BODY_SET_RING, sr.b, sr.n);
+        om_put_be32(hdr, (uint32_t)req.n);
+        fd = it_sock(tu_proc_port(sh, "rpc"));
+        ck_assert(it_send(fd, hdr, 4) && it_send(fd, req.b, req.n));
+        expect_status(fd, 42, OBJMETA__STATUS__INVALID_ARGUMENT, "set_ring.ring.shards.id");
+        close(fd);
+    }
+    stop(co);
+    stop(sh);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Roles                                                                       */
+
+/* Send req (id set here) and expect `want` with a message containing needle. */
+static void
+call_expect(int fd, Objmeta__Request *req, uint64_t id, Objmeta__Status want, const char *needle)
+{
+    req->id = id;
+    ck_assert(it_send_request(fd, req));
+    expect_status(fd, id, want, needle);
+}
+
+/* Every admin and peer operation, and forced versions, refused with `want`. */
+static void
+privileged_refused(int fd, Objmeta__Status want)
+{
+    Objmeta__Request q = OBJMETA__REQUEST__INIT;
+    Objmeta__StatsRequest stats = OBJMETA__STATS_REQUEST__INIT;
+    Objmeta__GetRingRequest gr = OBJMETA__GET_RING_REQUEST__INIT;
+    Objmeta__AddShardRequest as = OBJMETA__ADD_SHARD_REQUEST__INIT;
+    Objmeta__RemoveShardRequest rs = OBJMETA__REMOVE_SHARD_REQUEST__INIT;
+    Objmeta__SetWeightRequest sw = OBJMETA__SET_WEIGHT_REQUEST__INIT;
+    Objmeta__RebalanceStatusRequest rb = OBJMETA__REBALANCE_STATUS_REQUEST__INIT;
+    Objmeta__SetRingRequest sr = OBJMETA__SET_RING_REQUEST__INIT;
+    Objmeta__Ring ring = OBJMETA__RING__INIT;
+    Objmeta__MigrateScanRequest ms = OBJMETA__MIGRATE_SCAN_REQUEST__INIT;
+    Objmeta__ApplyRecordsRequest ar = OBJMETA__APPLY_RECORDS_REQUEST__INIT;
+    Objmeta__CompactRequest cp = OBJMETA__COMPACT_REQUEST__INIT;
+    Objmeta__StoreRequest st = OBJMETA__STORE_REQUEST__INIT;
+    Objmeta__DeleteRequest dl = OBJMETA__DELETE_REQUEST__INIT;
+    const char *who = want == OBJMETA__STATUS__PERMISSION_DENIED ? "role" : "credential";
+    uint64_t id = 100;
+
+    as.id = (char *)"s9";
+    as.addr = (char *)"127.0.0.1:1";
+    rs.id = sw.id = (char *)"s1";
+    sw.weight = 2;
+    ring.epoch = 1ull << 62;
+    sr.ring = &ring;
+    st.bucket = dl.bucket = (char *)BUCKET;
+    st.key = dl.key = (char *)"fv";
+    st.forced_case = OBJMETA__STORE_REQUEST__FORCED_FORCED_VERSION;
+    st.forced_version = UINT64_MAX;
+    dl.forced_case = OBJMETA__DELETE_REQUEST__FORCED_FORCED_VERSION;
+    dl.forced_version = UINT64_MAX;
+#define REFUSE(CASE, FIELD, PTR)                                                                   \
+    do {                                                                                           \
+        q.body_case = CASE;                                                                        \
+        q.FIELD = PTR;                                                                             \
+        call_expect(fd, &q, id++, want, who);                                                      \
+        q.FIELD = NULL;                                                                            \
+    } while (0)
+    REFUSE(OBJMETA__REQUEST__BODY_STATS, stats, &stats);
+    REFUSE(OBJMETA__REQUEST__BODY_GET_RING, get_ring, &gr);
+    REFUSE(OBJMETA__REQUEST__BODY_ADD_SHARD, add_shard, &as);
+    REFUSE(OBJMETA__REQUEST__BODY_REMOVE_SHARD, remove_shard, &rs);
+    REFUSE(OBJMETA__REQUEST__BODY_SET_WEIGHT, set_weight, &sw);
+    REFUSE(OBJMETA__REQUEST__BODY_REBALANCE_STATUS, rebalance_status, &rb);
+    REFUSE(OBJMETA__REQUEST__BODY_SET_RING, set_ring, &sr);
+    REFUSE(OBJMETA__REQUEST__BODY_MIGRATE_SCAN, migrate_scan, &ms);
+    REFUSE(OBJMETA__REQUEST__BODY_APPLY_RECORDS, apply_records, &ar);
+    REFUSE(OBJMETA__REQUEST__BODY_COMPACT, compact, &cp);
+    REFUSE(OBJMETA__REQUEST__BODY_STORE, store, &st);
+    REFUSE(OBJMETA__REQUEST__BODY_DELETE, delete_, &dl);
+#undef REFUSE
+}
+
+START_TEST(client_role_refused_admin_and_peer)
+{
+    tu_proc *sh = start_shard("s1", "client");
+    int fd = it_sock(tu_proc_port(sh, "rpc"));
+
+    store(fd, 1, BUCKET, "fv", "first");
+    privileged_refused(fd, OBJMETA__STATUS__PERMISSION_DENIED);
+    /* D2: the forced store was not applied; versions did not jump */
+    expect_data(fd, 2, BUCKET, "fv", "first");
+    store(fd, 3, BUCKET, "fv", "second");
+    expect_data(fd, 4, BUCKET, "fv", "second");
+    close(fd);
+    stop(sh);
+}
+END_TEST
+
+START_TEST(coordinator_client_role_refused)
+{
+    tu_proc *sh = start_shard("s1", "auto");
+    tu_proc *co = start_coord(sh, "client");
+    int fd = it_sock(tu_proc_port(co, "rpc"));
+
+    store(fd, 1, BUCKET, "fv", "first");
+    privileged_refused(fd, OBJMETA__STATUS__PERMISSION_DENIED);
+    expect_data(fd, 2, BUCKET, "fv", "first");
+    close(fd);
+    stop(co);
+    stop(sh);
+}
+END_TEST
+
+START_TEST(no_role_unauthenticated)
+{
+    tu_proc *sh = start_shard("s1", "none");
+    int fd = it_sock(tu_proc_port(sh, "rpc"));
+    Objmeta__Request q = OBJMETA__REQUEST__INIT;
+    Objmeta__PingRequest ping = OBJMETA__PING_REQUEST__INIT;
+
+    send_raw_keyed(fd, 1, OBJMETA__REQUEST__BODY_STORE, BUCKET, strlen(BUCKET), "k", 1, "v");
+    expect_status(fd, 1, OBJMETA__STATUS__UNAUTHENTICATED, "store needs a credential");
+    send_raw_keyed(fd, 2, OBJMETA__REQUEST__BODY_RETRIEVE, BUCKET, strlen(BUCKET), "k", 1, NULL);
+    expect_status(fd, 2, OBJMETA__STATUS__UNAUTHENTICATED, NULL);
+    q.body_case = OBJMETA__REQUEST__BODY_PING;
+    q.ping = &ping;
+    call_expect(fd, &q, 3, OBJMETA__STATUS__UNAUTHENTICATED, NULL);
+    privileged_refused(fd, OBJMETA__STATUS__UNAUTHENTICATED);
+    close(fd);
+    stop(sh);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* D4: a forged ring                                                          */
+
+/* The ring epoch a shard holds (GetRing; 0 = none). */
+static uint64_t
+held_epoch(int fd, uint64_t id)
+{
+    Objmeta__Request q = OBJMETA__REQUEST__INIT;
+    Objmeta__GetRingRequest gr = OBJMETA__GET_RING_REQUEST__INIT;
+    Objmeta__Response *r;
+    uint64_t e;
+
+    q.id = id;
+    q.body_case = OBJMETA__REQUEST__BODY_GET_RING;
+    q.get_ring = &gr;
+    ck_assert(it_send_request(fd, &q));
+    r = recv_ok(fd);
+    ck_assert_int_eq(r->status, OBJMETA__STATUS__OK);
+    e = r->get_ring != NULL && r->get_ring->ring != NULL ? r->get_ring->ring->epoch : 0;
+    objmeta__response__free_unpacked(r, NULL);
+    return e;
+}
+
+START_TEST(forged_ring_refused)
+{
+    tu_proc *sh = start_shard("s1", "auto");
+    tu_proc *co = start_coord(sh, "auto");
+    int sfd = it_sock(tu_proc_port(sh, "rpc")), cfd = it_sock(tu_proc_port(co, "rpc"));
+    Objmeta__Request q = OBJMETA__REQUEST__INIT;
+    Objmeta__GetRingRequest gr = OBJMETA__GET_RING_REQUEST__INIT;
+    Objmeta__SetRingRequest sr = OBJMETA__SET_RING_REQUEST__INIT;
+    Objmeta__Response *r;
+    uint64_t held = 0, deadline = tu_now_ms() + 10000;
+
+    /* the coordinator installs its ring on the shard within a probe or two */
+    while ((held = held_epoch(sfd, 1)) == 0 && tu_now_ms() < deadline)
+        usleep(20000);
+    ck_assert_uint_gt(held, 0);
+    q.id = 2;
+    q.body_case = OBJMETA__REQUEST__BODY_GET_RING;
+    q.get_ring = &gr;
+    ck_assert(it_send_request(cfd, &q));
+    r = recv_ok(cfd);
+    ck_assert_int_eq(r->status, OBJMETA__STATUS__OK);
+    r->get_ring->ring->epoch = 1ull << 62;
+    sr.ring = r->get_ring->ring;
+    q.get_ring = NULL;
+    q.body_case = OBJMETA__REQUEST__BODY_SET_RING;
+    q.set_ring = &sr;
+    call_expect(sfd, &q, 3, OBJMETA__STATUS__INVALID_ARGUMENT, "ahead of the held epoch");
+    objmeta__response__free_unpacked(r, NULL);
+    ck_assert_uint_eq(held_epoch(sfd, 4), held);
+    /* the coordinator keeps routing to the shard */
+    store(cfd, 5, BUCKET, "after", "forged");
+    expect_data(cfd, 6, BUCKET, "after", "forged");
+    close(sfd);
+    close(cfd);
+    stop(co);
+    stop(sh);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* D3: out of file descriptors                                                 */
+
+START_TEST(nofile_too_low_refused_at_start)
+{
+    struct rlimit rl = {.rlim_cur = 200, .rlim_max = 200};
+    const char *argv[] = {"x", "--listen=127.0.0.1:0", "--http-listen=off", NULL, NULL};
+    char dd[512], *out = NULL, *err = NULL;
+    int rc;
+
+    snprintf(dd, sizeof(dd), "--data-dir=%s", tu_tmpdir());
+    argv[3] = dd;
+    /* this forked test only: the child inherits the limit (hard too, so it cannot raise it) */
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    rc = tu_run_cmd("$OBJMETA_SHARD", argv, 20000, &out, &err);
+    ck_assert_msg(rc != 0, "the shard started with RLIMIT_NOFILE 200 and max-connections 1024");
+    ck_assert_msg(strstr(err, "RLIMIT_NOFILE") != NULL && strstr(err, "max-connections") != NULL,
+                  "unclear message: %s", err);
+    free(out);
+    free(err);
+}
+END_TEST
+
+/* utime + stime of a process in clock ticks. */
+static uint64_t
+proc_cpu_ticks(int pid)
+{
+    char path[64], buf[1024];
+    unsigned long ut = 0, stt = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(buf, sizeof(buf), f));
+    fclose(f);
+    /* fields after the command's closing parenthesis: state is field 3, utime 14, stime 15 */
+    const char *p = strrchr(buf, ')');
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &stt), 2);
+    return (uint64_t)ut + stt;
+}
+
+static size_t
+count_lines_with(const char *path, const char *needle)
+{
+    char line[4096];
+    size_t n = 0;
+    FILE *f = fopen(path, "r");
+
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f) != NULL)
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+#define HOLD_CONNS 300
+
+START_TEST(out_of_descriptors_backs_off)
+{
+    tu_proc *sh = start_shard("s1", "auto");
+    int pid = tu_proc_pid(sh), port = tu_proc_port(sh, "rpc");
+    struct rlimit rl = {.rlim_cur = 128, .rlim_max = 128};
+    int fds[HOLD_CONNS];
+    char errpath[600];
+    long hz = sysconf(_SC_CLK_TCK);
+
+    snprintf(errpath, sizeof(errpath), "%s.stderr", tu_proc_data_dir(sh));
+    /* lower the running shard's limit below what it is about to need */
+    ck_assert_int_eq(prlimit(pid, RLIMIT_NOFILE, &rl, NULL), 0);
+    for (int i = 0; i < HOLD_CONNS; i++)
+        fds[i] = it_sock(port);
+    uint64_t t0 = tu_now_ms(), c0 = proc_cpu_ticks(pid);
+    while (tu_now_ms() - t0 < 2000)
+        usleep(100000); /* measuring an interval, not synchronising */
+    uint64_t c1 = proc_cpu_ticks(pid), ms = tu_now_ms() - t0;
+    double cpu = (double)(c1 - c0) / (double)hz * 1000.0 / (double)ms;
+    size_t lines = count_lines_with(errpath, "accept failed");
+    printf("out of descriptors: cpu %.0f%% over %llu ms, %zu 'accept failed' lines\n", cpu * 100,
+           (unsigned long long)ms, lines);
+    ck_assert_msg(cpu < 0.25, "the shard spins out of descriptors: cpu %.0f%%", cpu * 100);
+    ck_assert_msg(lines >= 1 && lines <= 10, "%zu 'accept failed' lines in ~2 s", lines);
+    for (int i = 0; i < HOLD_CONNS; i++)
+        close(fds[i]);
+    /* descriptors free again: a new client is served once the pause ends */
+    it_check_alive(sh);
+    stop(sh);
+}
+END_TEST
+
+static Suite *
+security_suite(void)
+{
+    Suite *s = suite_create("security");
+    TCase *tc = tcase_create("boundary");
+
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, nul_in_strings_refused);
+    tcase_add_test(tc, client_role_refused_admin_and_peer);
+    tcase_add_test(tc, coordinator_client_role_refused);
+    tcase_add_test(tc, no_role_unauthenticated);
+    tcase_add_test(tc, forged_ring_refused);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("descriptors");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, nofile_too_low_refused_at_start);
+    tcase_add_test(tc, out_of_descriptors_backs_off);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    return tu_run(security_suite());
+}
