@@ -185,6 +185,7 @@ coord_open(struct event_base *base, const coord_opts *opts, void (*ready)(void *
     if ((st = rpc_roles_parse(c->opts.plaintext_roles ? c->opts.plaintext_roles : "auto",
                               &so.plaintext_roles, err, errlen)) != OM_OK)
         goto fail;
+    so.token_keys_file = c->opts.token_keys_file;
     if ((st = rpc_server_new(base, &so, coord_handle, c, &c->server)) != OM_OK) {
         coord_errf(err, errlen, "cannot listen on %s (%s)", c->listen, om_status_str(st));
         goto fail;

@@ -72,6 +72,7 @@ typedef struct coord_opts {
                                   * default 10000 */
     const char *plaintext_roles; /* roles of plaintext client connections (rpc_roles_parse);
                                   * default "auto" */
+    const char *token_keys_file; /* verifies client tokens (rpc_server_opts); NULL = none */
 } coord_opts;
 
 /* Fill *o with the defaults documented above (data_dir NULL, initial_shards NULL). */

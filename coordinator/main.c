@@ -21,7 +21,7 @@
 #include "util/log.h"
 
 typedef struct coord_conf {
-    char *listen, *http_listen, *data_dir, *port_file, *shards, *plaintext_roles;
+    char *listen, *http_listen, *data_dir, *port_file, *shards, *plaintext_roles, *token_keys;
     int log_level;
     int64_t vnodes, pool_size, health_interval, health_timeout, shard_timeout, startup_wait;
     int64_t max_frame;
@@ -72,6 +72,8 @@ static const om_conf_item coord_items[] = {
      "ring changes: catch-up passes also copy records this much older than the pass start"},
     {"plaintext-roles", OM_CONF_STR, "auto", 0, 0, NULL, F(plaintext_roles),
      "roles of plaintext connections (client,admin,peer or none; auto = all on loopback)"},
+    {"token-keys", OM_CONF_STR, "", 0, 0, NULL, F(token_keys),
+     "file of '<kid> <hex secret>' lines verifying client tokens (empty = no tokens)"},
     {"log-level", OM_CONF_ENUM, "info", 0, 0, log_levels, F(log_level),
      "error, warn, info or debug"},
 };
@@ -174,6 +176,7 @@ main(int argc, char **argv)
     o.cutover_timeout_ms = (uint32_t)cf.cutover_timeout;
     o.clock_margin_ms = (uint32_t)cf.clock_margin;
     o.plaintext_roles = cf.plaintext_roles;
+    o.token_keys_file = cf.token_keys;
     a.port_file = cf.port_file;
     a.rc = 1;
 

@@ -21,14 +21,21 @@
  * roles do not include the operation's gets PERMISSION_DENIED, and the
  * message names the operation and the role it needs.
  *
+ * A client token (AuthRequest, rpc/token.c) adds the client role, limited
+ * to the token's bucket scopes (read: Retrieve, Head, Exists, List; write:
+ * also Store, Delete) and its lifetime, unless the transport already
+ * granted the client role without limits.
+ *
  * Ping is open to any role (it is how every kind of caller checks that the
  * server is there); every other operation needs exactly its role. An
  * operation this table does not list needs the peer role: a field added to
  * the proto is closed until someone decides who may use it.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "rpc/rpc_int.h"
 
@@ -56,6 +63,7 @@ static const op_row op_table[] = {
     {OBJMETA__REQUEST__BODY_MIGRATE_SCAN, "migrate_scan", RPC_ROLE_PEER},
     {OBJMETA__REQUEST__BODY_APPLY_RECORDS, "apply_records", RPC_ROLE_PEER},
     {OBJMETA__REQUEST__BODY_COMPACT, "compact", RPC_ROLE_PEER},
+    {OBJMETA__REQUEST__BODY_AUTH, "auth", RPC_ROLES_ALL}, /* answered by conn.c before the check */
 };
 
 #define OP_ROWS (sizeof(op_table) / sizeof(op_table[0]))
@@ -161,14 +169,54 @@ rpc_roles_format(uint32_t roles, char *buf, size_t cap)
         snprintf(buf, cap, "none");
 }
 
-om_status
-rpc_auth_check(uint32_t roles, const Objmeta__Request *req, char *err, size_t errlen)
+/* The bucket of a data operation and whether it writes; NULL for other operations. */
+static const char *
+request_bucket(const Objmeta__Request *req, bool *write)
 {
-    uint32_t need = rpc_request_roles(req);
+    *write = false;
+    switch (req->body_case) {
+    case OBJMETA__REQUEST__BODY_STORE:
+        *write = true;
+        return req->store ? req->store->bucket : NULL;
+    case OBJMETA__REQUEST__BODY_DELETE:
+        *write = true;
+        return req->delete_ ? req->delete_->bucket : NULL;
+    case OBJMETA__REQUEST__BODY_RETRIEVE:
+        return req->retrieve ? req->retrieve->bucket : NULL;
+    case OBJMETA__REQUEST__BODY_HEAD:
+        return req->head ? req->head->bucket : NULL;
+    case OBJMETA__REQUEST__BODY_EXISTS:
+        return req->exists ? req->exists->bucket : NULL;
+    case OBJMETA__REQUEST__BODY_LIST:
+        return req->list ? req->list->bucket : NULL;
+    default:
+        return NULL;
+    }
+}
+
+om_status
+rpc_auth_check(const rpc_conn *c, const Objmeta__Request *req, char *err, size_t errlen)
+{
+    uint32_t need = rpc_request_roles(req), roles = c->roles;
     char want[32], have[32];
 
-    if (roles & need)
-        return OM_OK;
+    if (roles & need) {
+        /* a client role that only a token gave: the token's buckets, until it expires */
+        const rpc_token *t = c->tok;
+        bool write;
+        const char *bucket;
+        if (t == NULL || (c->base_roles & need) || !(need & RPC_ROLE_CLIENT))
+            return OM_OK;
+        if ((uint64_t)time(NULL) >= t->expires_s) {
+            om_errf(err, errlen, "token of %s expired: authenticate again", t->subject);
+            return OM_E_UNAUTHENTICATED;
+        }
+        if ((bucket = request_bucket(req, &write)) == NULL || rpc_token_allows(t, bucket, write))
+            return OM_OK;
+        om_errf(err, errlen, "%s: the token of %s grants no %s access to bucket \"%s\"",
+                rpc_request_op_name(req), t->subject, write ? "write" : "read", bucket);
+        return OM_E_PERMISSION;
+    }
     rpc_roles_format(need, want, sizeof(want));
     if (roles == 0) {
         om_errf(err, errlen,
@@ -182,4 +230,29 @@ rpc_auth_check(uint32_t roles, const Objmeta__Request *req, char *err, size_t er
             rpc_request_op_name(req), request_is_forced(req) ? " with forced_version" : "", want,
             have);
     return OM_E_PERMISSION;
+}
+
+om_status
+rpc_auth_token(rpc_conn *c, const Objmeta__AuthRequest *a, Objmeta__AuthResponse *out, char *err,
+               size_t errlen)
+{
+    rpc_token *t;
+
+    if (c->srv->keys == NULL) {
+        om_errf(err, errlen, "auth: this server accepts no tokens (no token keys configured)");
+        return OM_E_UNAUTHENTICATED;
+    }
+    t = malloc(sizeof(*t));
+    if (t == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    if (rpc_token_verify(c->srv->keys, a->token, (uint64_t)time(NULL), t, err, errlen) != OM_OK) {
+        free(t);
+        return OM_E_UNAUTHENTICATED;
+    }
+    free(c->tok);
+    c->tok = t;
+    c->roles = c->base_roles | RPC_ROLE_CLIENT;
+    out->subject = t->subject;
+    out->expires_unix = t->expires_s;
+    return OM_OK;
 }

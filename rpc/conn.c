@@ -427,6 +427,29 @@ conn_hint_reads(rpc_conn *c, size_t max)
         s->prefetch(s->prefetch_arg, h, nh);
 }
 
+/* An AuthRequest: answered here, never by the handler (auth.c). */
+static void
+conn_auth(rpc_conn *c, const Objmeta__Request *req, char *err, size_t errlen)
+{
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+    Objmeta__AuthResponse ar = OBJMETA__AUTH_RESPONSE__INIT;
+    om_status st = req->auth != NULL ? rpc_auth_token(c, req->auth, &ar, err, errlen)
+                                     : om_err_invalid(err, errlen, "auth: no token");
+
+    if (st != OM_OK) {
+        c->srv->st.requests_denied++;
+        om_log(OM_LOG_INFO, "authentication failed peer=%s reason=\"%s\"", c->peer, err);
+        conn_send_error(c, req->id, st, "%s", err);
+        return;
+    }
+    om_log(OM_LOG_DEBUG, "authenticated peer=%s subject=%s", c->peer, ar.subject);
+    resp.id = req->id;
+    resp.message = (char *)"";
+    resp.body_case = OBJMETA__RESPONSE__BODY_AUTH;
+    resp.auth = &ar;
+    conn_queue_response(c, &resp);
+}
+
 /* Dispatch every whole frame buffered while the state and limits allow. */
 static void
 conn_process(rpc_conn *c)
@@ -511,7 +534,13 @@ conn_process(rpc_conn *c)
             conn_flow(c);
             continue;
         }
-        om_status ast = rpc_auth_check(c->roles, req, werr, sizeof(werr));
+        if (req->body_case == OBJMETA__REQUEST__BODY_AUTH) {
+            conn_auth(c, req, werr, sizeof(werr));
+            rpc_scratch_done(&s->scratch, pa, &req->base);
+            conn_flow(c);
+            continue;
+        }
+        om_status ast = rpc_auth_check(c, req, werr, sizeof(werr));
         if (ast != OM_OK) {
             s->st.requests_denied++;
             om_log(OM_LOG_DEBUG, "request denied peer=%s id=%llu reason=\"%s\"", c->peer,
@@ -625,6 +654,7 @@ conn_destroy(rpc_conn *c)
     if (c->counted)
         s->st.connections_current--;
     bufferevent_free(c->bev);
+    free(c->tok);
     free(c);
     rpc_server_conn_gone(s);
 }
@@ -678,7 +708,7 @@ rpc_conn_new(rpc_server *s, int fd, const struct sockaddr *sa, int salen, bool r
         conn_fatal(c, OM_E_BUSY, msg);
         return OM_OK;
     }
-    c->roles = s->plain_roles;
+    c->roles = c->base_roles = s->plain_roles;
     c->counted = true;
     s->st.connections_current++;
     s->st.connections_total++;

@@ -160,6 +160,9 @@ typedef struct rpc_server_opts {
                                   * listener: RPC_ROLE_* bits, or RPC_ROLES_AUTO = all
                                   * of them when the listen address is loopback, none
                                   * otherwise (a warning is logged); default AUTO */
+    const char *token_keys_file; /* keys that verify client tokens (AuthRequest;
+                                  * rpc/token.c has both formats); NULL or "" = tokens
+                                  * are refused; default NULL */
 } rpc_server_opts;
 
 /* Fill in the defaults documented above. */

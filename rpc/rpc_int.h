@@ -78,6 +78,8 @@ void rpc_scratch_done(rpc_scratch *s, ProtobufCAllocator *pa, ProtobufCMessage *
 
 typedef struct rpc_conn rpc_conn;
 typedef struct rpc_cq rpc_cq;
+typedef struct rpc_token rpc_token;     /* token.c */
+typedef struct rpc_keyring rpc_keyring; /* token.c */
 
 struct rpc_reply {
     /* Immutable after creation (read by any thread). */
@@ -141,7 +143,10 @@ struct rpc_conn {
     rpc_conn *dprev, *dnext; /* server's dirty list */
     uint64_t last_active_ms;
     uint64_t state_since_ms;
-    uint32_t roles; /* granted when accepted (auth.c); checked before every dispatch */
+    uint32_t roles;      /* effective roles (auth.c); checked before every dispatch */
+    uint32_t base_roles; /* granted by the transport when accepted */
+    rpc_token *tok;      /* from an AuthRequest (auth.c), or NULL; scopes the client role
+                          * when the transport did not grant it */
     char peer[64];
 };
 
@@ -156,6 +161,7 @@ struct rpc_server {
     struct evconnlistener *lis;
     int port;
     uint32_t plain_roles; /* o.plaintext_roles with AUTO resolved */
+    rpc_keyring *keys;    /* o.token_keys_file, or NULL: AuthRequest refused */
     rpc_cq *cq;
     struct event *cq_ev;
     struct event *sweep_ev;
@@ -200,13 +206,44 @@ size_t rpc_conn_in_len(const rpc_conn *c);
 /* Release a reply and its cq reference (any thread). */
 void rpc_reply_destroy(rpc_reply *r);
 
+/* token.c: bucket-scoped bearer tokens (format in token.c) */
+#define RPC_TOKEN_KID_MAX 32u
+#define RPC_KEYRING_MAX 16u
+#define RPC_TOKEN_MAX_SCOPES 16u
+#define RPC_TOKEN_PATTERN_MAX 63u
+struct rpc_token {
+    char subject[65];
+    uint64_t expires_s; /* Unix seconds */
+    size_t n;
+    struct {
+        char pattern[RPC_TOKEN_PATTERN_MAX + 1]; /* bucket, prefix ending in '*', or "*" */
+        bool write;                              /* rw (else r) */
+    } scope[RPC_TOKEN_MAX_SCOPES];
+};
+/* Load "<kid> <hex secret>" lines. OM_E_INVALID with the reason in err. */
+om_status rpc_keyring_load(const char *path, rpc_keyring **out, char *err, size_t errlen);
+void rpc_keyring_free(rpc_keyring *kr);
+/* Check signature, expiry and form; fill *out. OM_E_INVALID with the reason in err. */
+om_status rpc_token_verify(const rpc_keyring *kr, const char *tok, uint64_t now_s, rpc_token *out,
+                           char *err, size_t errlen);
+/* May the token read (write = false) or write bucket? */
+bool rpc_token_allows(const rpc_token *t, const char *bucket, bool write);
+
 /* auth.c */
 /*
  * rpc_auth_check -- may a connection holding `roles` send req?
  * Returns OM_OK; OM_E_UNAUTHENTICATED (roles == 0) or OM_E_PERMISSION with
  * the operation and the role it needs in err.
  */
-om_status rpc_auth_check(uint32_t roles, const Objmeta__Request *req, char *err, size_t errlen);
+om_status rpc_auth_check(const rpc_conn *c, const Objmeta__Request *req, char *err, size_t errlen);
+/*
+ * rpc_auth_token -- an AuthRequest on c: verify the token with the server's
+ * keys and, on OK, make it the connection's (client role, its scopes) and
+ * fill *out. Returns OM_OK; OM_E_UNAUTHENTICATED with the reason in err
+ * (no keys configured, bad or expired token); OM_E_NOMEM.
+ */
+om_status rpc_auth_token(rpc_conn *c, const Objmeta__AuthRequest *a, Objmeta__AuthResponse *out,
+                         char *err, size_t errlen);
 
 /* server.c */
 /* A connection left the server's list; fire `done` if shutting down and none are left. */

@@ -383,6 +383,13 @@ rpc_server_new(struct event_base *base, const rpc_server_opts *opts, rpc_handler
         goto fail;
     }
     s->plain_roles = server_plain_roles(s, &ss);
+    if (opts->token_keys_file != NULL && opts->token_keys_file[0] != '\0') {
+        char kerr[256];
+        if ((st = rpc_keyring_load(opts->token_keys_file, &s->keys, kerr, sizeof(kerr))) != OM_OK) {
+            om_log(OM_LOG_ERROR, "rpc server: %s", kerr);
+            goto fail;
+        }
+    }
     OM_GOTO(server_cq_new(s));
     s->cq_ev = event_new(base, s->cq->efd, EV_READ | EV_PERSIST, server_cq_cb, s);
     s->sweep_ev = event_new(base, -1, EV_PERSIST, server_sweep_cb, s);
@@ -509,6 +516,7 @@ rpc_server_free(rpc_server *s)
         }
     }
     rpc_scratch_fini(&s->scratch);
+    rpc_keyring_free(s->keys);
     free(s->listen_str);
     free(s);
 }

@@ -121,6 +121,7 @@ main(int argc, char **argv)
     ro.max_connections = (uint32_t)c.max_connections;
     ro.idle_timeout_ms = (uint32_t)c.idle_timeout;
     ro.request_timeout_ms = (uint32_t)c.request_timeout;
+    ro.token_keys_file = c.token_keys;
     if (rpc_roles_parse(c.plaintext_roles, &ro.plaintext_roles, err, sizeof(err)) != OM_OK) {
         om_log(OM_LOG_ERROR, "bad configuration: plaintext-roles: %s", err);
         goto out;

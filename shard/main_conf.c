@@ -62,6 +62,8 @@ static const om_conf_item shard_items[] = {
     {"plaintext-roles", OM_CONF_STR, "auto", 0, 0, NULL, F(plaintext_roles),
      "roles of plaintext connections: client,admin,peer subsets or none; auto = all on a "
      "loopback listen address, none elsewhere (README.md, Security)"},
+    {"token-keys", OM_CONF_STR, "", 0, 0, NULL, F(token_keys),
+     "file of '<kid> <hex secret>' lines verifying client tokens (empty = no tokens)"},
     {"log-level", OM_CONF_ENUM, "info", 0, 0, log_levels, F(log_level),
      "error, warn, info or debug"},
 };

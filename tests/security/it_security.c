@@ -496,6 +496,165 @@ START_TEST(out_of_descriptors_backs_off)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* Bucket-scoped tokens                                                        */
+
+static char keyfile[600];
+
+/* A key file with key k1 (once per test process). */
+static const char *
+token_keys(void)
+{
+    const char *argv[] = {"x", getenv("OBJMETA_GEN_TOKEN"), "key", "k1", NULL};
+    char *out = NULL, *err = NULL;
+    FILE *f;
+
+    ck_assert_ptr_nonnull(argv[1]);
+    ck_assert_int_eq(tu_run_cmd("/bin/sh", argv, 10000, &out, &err), 0);
+    snprintf(keyfile, sizeof(keyfile), "%s/token.keys", tu_tmpdir());
+    f = fopen(keyfile, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(out, f);
+    fclose(f);
+    free(out);
+    free(err);
+    return keyfile;
+}
+
+/* A token minted by scripts/gen-token.sh (heap string). */
+static char *
+mint(const char *subject, const char *ttl, const char *scopes)
+{
+    const char *argv[] = {
+        "x", getenv("OBJMETA_GEN_TOKEN"), "mint", keyfile, "k1", subject, ttl, scopes, NULL};
+    char *out = NULL, *err = NULL;
+
+    ck_assert_msg(tu_run_cmd("/bin/sh", argv, 10000, &out, &err) == 0, "gen-token: %s", err);
+    out[strcspn(out, "\n")] = '\0';
+    free(err);
+    return out;
+}
+
+static void
+auth_expect(int fd, uint64_t id, const char *token, Objmeta__Status want, const char *needle)
+{
+    Objmeta__Request q = OBJMETA__REQUEST__INIT;
+    Objmeta__AuthRequest a = OBJMETA__AUTH_REQUEST__INIT;
+
+    a.token = (char *)token;
+    q.body_case = OBJMETA__REQUEST__BODY_AUTH;
+    q.auth = &a;
+    call_expect(fd, &q, id, want, needle);
+}
+
+/* The six data operations on bucket/key (store first, delete last): allowed
+ * ones answer OK or NOT_FOUND, the others PERMISSION_DENIED naming the bucket. */
+static void
+six_ops(int fd, uint64_t id, const char *bucket, bool read_ok, bool write_ok)
+{
+    static const unsigned ops[] = {OBJMETA__REQUEST__BODY_STORE, OBJMETA__REQUEST__BODY_RETRIEVE,
+                                   OBJMETA__REQUEST__BODY_HEAD,  OBJMETA__REQUEST__BODY_EXISTS,
+                                   OBJMETA__REQUEST__BODY_LIST,  OBJMETA__REQUEST__BODY_DELETE};
+    const char *key = "obj";
+
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+        bool write =
+            ops[i] == OBJMETA__REQUEST__BODY_STORE || ops[i] == OBJMETA__REQUEST__BODY_DELETE;
+        bool ok = write ? write_ok : read_ok, list = ops[i] == OBJMETA__REQUEST__BODY_LIST;
+        send_raw_keyed(fd, id + i, ops[i], bucket, strlen(bucket), list ? "" : key,
+                       list ? 0 : strlen(key),
+                       ops[i] == OBJMETA__REQUEST__BODY_STORE ? "data" : NULL);
+        Objmeta__Response *r = recv_ok(fd);
+        ck_assert_uint_eq(r->id, id + i);
+        if (ok)
+            ck_assert_msg(
+                r->status == OBJMETA__STATUS__OK || r->status == OBJMETA__STATUS__NOT_FOUND,
+                "%s op %u: %s (%s)", bucket, ops[i], rpc_proto_status_name(r->status), r->message);
+        else
+            ck_assert_msg(r->status == OBJMETA__STATUS__PERMISSION_DENIED &&
+                              strstr(r->message, bucket) != NULL,
+                          "%s op %u: %s (%s), want PERMISSION_DENIED", bucket, ops[i],
+                          rpc_proto_status_name(r->status), r->message);
+        objmeta__response__free_unpacked(r, NULL);
+    }
+}
+
+static void
+token_checks(int port)
+{
+    char *rw = mint("alice", "3600", "bucket-a=rw,logs-*=r"),
+         *ro = mint("bob", "3600", "bucket-*=r");
+    char *old = mint("carol", "0", "*=rw"), *forged = strdup(rw);
+    int fd = it_sock(port), fd2;
+    Objmeta__Request q = OBJMETA__REQUEST__INIT;
+    Objmeta__StatsRequest stats = OBJMETA__STATS_REQUEST__INIT;
+
+    forged[strlen(forged) - 1] = forged[strlen(forged) - 1] == '0' ? '1' : '0';
+    send_raw_keyed(fd, 1, OBJMETA__REQUEST__BODY_STORE, "bucket-a", 8, "obj", 3, "data");
+    expect_status(fd, 1, OBJMETA__STATUS__UNAUTHENTICATED, NULL);
+    auth_expect(fd, 2, forged, OBJMETA__STATUS__UNAUTHENTICATED, "bad signature");
+    auth_expect(fd, 3, old, OBJMETA__STATUS__UNAUTHENTICATED, "expired");
+    /* widening the scope breaks the signature */
+    char *wide = strdup(rw);
+    memcpy(strstr(wide, "bucket-a=rw"), "bucket-*=rw", 11);
+    auth_expect(fd, 4, wide, OBJMETA__STATUS__UNAUTHENTICATED, "bad signature");
+    send_raw_keyed(fd, 5, OBJMETA__REQUEST__BODY_RETRIEVE, "bucket-a", 8, "obj", 3, NULL);
+    expect_status(fd, 5, OBJMETA__STATUS__UNAUTHENTICATED, NULL);
+
+    auth_expect(fd, 6, rw, OBJMETA__STATUS__OK, NULL);
+    six_ops(fd, 10, "bucket-a", true, true);
+    six_ops(fd, 20, "bucket-b", false, false);
+    /* logs-* is read-only: reads go through (NOT_FOUND: nothing there), writes do not */
+    send_raw_keyed(fd, 30, OBJMETA__REQUEST__BODY_HEAD, "logs-1", 6, "obj", 3, NULL);
+    expect_status(fd, 30, OBJMETA__STATUS__NOT_FOUND, NULL);
+    send_raw_keyed(fd, 31, OBJMETA__REQUEST__BODY_STORE, "logs-1", 6, "obj", 3, "x");
+    expect_status(fd, 31, OBJMETA__STATUS__PERMISSION_DENIED, "write access");
+    q.body_case = OBJMETA__REQUEST__BODY_STATS;
+    q.stats = &stats;
+    call_expect(fd, &q, 32, OBJMETA__STATUS__PERMISSION_DENIED, "admin");
+    store(fd, 33, "bucket-a", "kept", "by-alice");
+
+    fd2 = it_sock(port);
+    auth_expect(fd2, 1, ro, OBJMETA__STATUS__OK, NULL);
+    expect_data(fd2, 2, "bucket-a", "kept", "by-alice");
+    six_ops(fd2, 10, "bucket-a", true, false);
+    six_ops(fd2, 20, "other-bucket", false, false);
+    close(fd2);
+    close(fd);
+    free(rw);
+    free(ro);
+    free(old);
+    free(forged);
+    free(wide);
+}
+
+START_TEST(tokens_scope_buckets)
+{
+    char keys[700], rolearg[] = "--plaintext-roles=none";
+    const char *keysfile = token_keys();
+    const char *extra[] = {"--sync-mode=none", "--id=s1", rolearg, keys, NULL};
+    tu_proc *sh, *co;
+
+    snprintf(keys, sizeof(keys), "--token-keys=%s", keysfile);
+    sh = it_start_shard(NULL, extra);
+    token_checks(tu_proc_port(sh, "rpc"));
+    stop(sh);
+
+    /* through a coordinator whose clients hold tokens (its shard trusts it on loopback) */
+    sh = start_shard("s1", "auto");
+    {
+        char shards[128];
+        const char *cx[] = {shards, rolearg, keys, "--health-interval=100ms", NULL};
+        tu_proc_opts o = {.extra = cx};
+        snprintf(shards, sizeof(shards), "--shards=s1=%s", it_addr(sh));
+        co = tu_proc_start("$OBJMETA_COORD", &o);
+    }
+    token_checks(tu_proc_port(co, "rpc"));
+    stop(co);
+    stop(sh);
+}
+END_TEST
+
 static Suite *
 security_suite(void)
 {
@@ -508,6 +667,10 @@ security_suite(void)
     tcase_add_test(tc, coordinator_client_role_refused);
     tcase_add_test(tc, no_role_unauthenticated);
     tcase_add_test(tc, forged_ring_refused);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("tokens");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, tokens_scope_buckets);
     suite_add_tcase(s, tc);
     tc = tcase_create("descriptors");
     tcase_set_timeout(tc, 120);
