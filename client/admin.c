@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client/client.h"
 #include "rpc/rpc.h"
 #include "util/clock.h"
 
@@ -37,6 +38,8 @@ typedef struct admin {
     bool json;
     uint32_t timeout_ms;
     rpc_sync_client *c;
+    const omc_creds *cr;
+    rpc_tls *tls;
 } admin;
 
 static int
@@ -72,10 +75,11 @@ admin_call(admin *a, const Objmeta__Request *req, Objmeta__Response **resp, cons
     om_status st;
 
     if (a->c == NULL) {
-        st = rpc_sync_client_open(a->addr, a->timeout_ms < 3000 ? a->timeout_ms : 3000, &a->c);
+        char msg[512] = "";
+        st = omc_rpc_open(a->addr, a->timeout_ms < 3000 ? a->timeout_ms : 3000, a->cr, &a->c,
+                          &a->tls, msg, sizeof(msg));
         if (st != OM_OK) {
-            fprintf(stderr, "objmeta admin: cannot connect to %s: %s\n", a->addr,
-                    om_status_str(st));
+            fprintf(stderr, "objmeta admin: %s\n", msg);
             return st;
         }
     }
@@ -364,9 +368,10 @@ cmd_change(admin *a, const char *cmd, const char *id, const char *saddr, long we
 }
 
 int
-objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, int argc, char **argv)
+objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, const omc_creds *cr, int argc,
+              char **argv)
 {
-    admin a = {addr, json, timeout_ms, NULL};
+    admin a = {.addr = addr, .json = json, .timeout_ms = timeout_ms, .cr = cr};
     const char *id = NULL, *saddr = NULL, *cmd;
     long weight = 0;
     bool wait = false;
@@ -424,5 +429,6 @@ objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, int argc, char *
         return admin_usage_error("unknown admin command ", cmd);
     }
     rpc_sync_client_close(a.c);
+    rpc_tls_free(a.tls);
     return rc;
 }

@@ -16,6 +16,7 @@
 
 struct omc_client {
     rpc_sync_client *rpc;
+    rpc_tls *tls; /* NULL: plaintext */
     uint32_t timeout_ms;
     char msg[1024];
 };
@@ -29,19 +30,58 @@ omc_set_msg(omc_client *c, const char *fmt, ...)
     va_end(ap);
 }
 
+static bool
+creds_set(const char *s)
+{
+    return s != NULL && s[0] != '\0';
+}
+
 om_status
-omc_connect(const char *addr, uint32_t timeout_ms, omc_client **out, char *msg, size_t msglen)
+omc_rpc_open(const char *addr, uint32_t timeout_ms, const omc_creds *cr, rpc_sync_client **out,
+             rpc_tls **tls, char *msg, size_t msglen)
+{
+    rpc_client_opts o;
+    om_status st;
+
+    *tls = NULL;
+    rpc_client_opts_init(&o);
+    o.connect_timeout_ms = timeout_ms;
+    if (cr != NULL && creds_set(cr->ca)) {
+        rpc_tls_opts t = {.ca_file = cr->ca, .cert_file = cr->cert, .key_file = cr->key};
+        if ((st = rpc_tls_new(&t, false, tls, msg, msglen)) != OM_OK)
+            return st;
+        o.tls = *tls;
+    } else if (cr != NULL && (creds_set(cr->cert) || creds_set(cr->key))) {
+        snprintf(msg, msglen, "--cert and --key need --ca (the cluster CA)");
+        return OM_E_INVALID;
+    }
+    if (cr != NULL && creds_set(cr->token))
+        o.token = cr->token;
+    char why[256] = "";
+    st = rpc_sync_client_open_opts(addr, &o, out, why, sizeof(why));
+    if (st != OM_OK) {
+        if (msg != NULL && msglen > 0)
+            snprintf(msg, msglen, "cannot connect to %s: %s", addr,
+                     st == OM_E_INVALID ? "bad address (want host:port)"
+                     : why[0]           ? why
+                                        : om_status_str(st));
+        rpc_tls_free(*tls);
+        *tls = NULL;
+    }
+    return st;
+}
+
+om_status
+omc_connect_creds(const char *addr, uint32_t timeout_ms, const omc_creds *cr, omc_client **out,
+                  char *msg, size_t msglen)
 {
     omc_client *c = calloc(1, sizeof(*c));
     om_status st;
 
     if (c == NULL)
         return OM_ERR(OM_E_NOMEM);
-    st = rpc_sync_client_open(addr, timeout_ms, &c->rpc);
+    st = omc_rpc_open(addr, timeout_ms, cr, &c->rpc, &c->tls, msg, msglen);
     if (st != OM_OK) {
-        if (msg != NULL && msglen > 0)
-            snprintf(msg, msglen, "cannot connect to %s: %s", addr,
-                     st == OM_E_INVALID ? "bad address (want host:port)" : om_status_str(st));
         free(c);
         return st;
     }
@@ -50,12 +90,19 @@ omc_connect(const char *addr, uint32_t timeout_ms, omc_client **out, char *msg, 
     return OM_OK;
 }
 
+om_status
+omc_connect(const char *addr, uint32_t timeout_ms, omc_client **out, char *msg, size_t msglen)
+{
+    return omc_connect_creds(addr, timeout_ms, NULL, out, msg, msglen);
+}
+
 void
 omc_close(omc_client *c)
 {
     if (c == NULL)
         return;
     rpc_sync_client_close(c->rpc);
+    rpc_tls_free(c->tls);
     free(c);
 }
 

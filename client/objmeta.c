@@ -48,6 +48,9 @@ static const char usage_text[] =
     "  --addr HOST:PORT  server address (default $OBJMETA_ADDR, else 127.0.0.1:7000)\n"
     "  --json            print one JSON document instead of text\n"
     "  --timeout MS      per-request timeout (default 30000)\n"
+    "  --ca FILE         connect with TLS, verifying the server against this CA\n"
+    "  --cert FILE --key FILE  present this client certificate (roles by its OU)\n"
+    "  --token TOKEN     authenticate with a bucket-scoped token (default $OBJMETA_TOKEN)\n"
     "\n"
     "exit codes:\n"
     "  0  ok\n"
@@ -64,6 +67,7 @@ typedef struct cli {
     bool json;
     uint32_t timeout_ms;
     omc_client *c;
+    omc_creds cr; /* --ca --cert --key --token */
 } cli;
 
 static int
@@ -88,6 +92,24 @@ exit_code(om_status st)
     default:
         return EXIT_OTHER;
     }
+}
+
+/* --ca/--cert/--key/--token VALUE (or =VALUE) into *out[k]; true if argv[*i] was one. */
+static bool
+cred_option(char **argv, int argc, int *i, const char *const names[4], const char **out[4])
+{
+    for (int k = 0; k < 4; k++) {
+        size_t n = strlen(names[k]);
+        if (strcmp(argv[*i], names[k]) == 0 && *i + 1 < argc) {
+            *out[k] = argv[++*i];
+            return true;
+        }
+        if (strncmp(argv[*i], names[k], n) == 0 && argv[*i][n] == '=') {
+            *out[k] = argv[*i] + n + 1;
+            return true;
+        }
+    }
+    return false;
 }
 
 static int
@@ -124,7 +146,8 @@ cli_connect(cli *k)
 
     if (k->c != NULL)
         return EXIT_OK;
-    st = omc_connect(k->addr, k->timeout_ms < 3000 ? k->timeout_ms : 3000, &k->c, msg, sizeof(msg));
+    st = omc_connect_creds(k->addr, k->timeout_ms < 3000 ? k->timeout_ms : 3000, &k->cr, &k->c, msg,
+                           sizeof(msg));
     if (st != OM_OK) {
         fprintf(stderr, "objmeta: %s\n", msg);
         if (k->json)
@@ -524,7 +547,10 @@ cmd_stats(cli *k, bool ping)
 int
 main(int argc, char **argv)
 {
-    cli k = {.addr = getenv("OBJMETA_ADDR"), .timeout_ms = 30000};
+    cli k = {
+        .addr = getenv("OBJMETA_ADDR"), .timeout_ms = 30000, .cr.token = getenv("OBJMETA_TOKEN")};
+    const char **cred[] = {&k.cr.ca, &k.cr.cert, &k.cr.key, &k.cr.token};
+    static const char *const cred_opt[] = {"--ca", "--cert", "--key", "--token"};
     int i = 1, rc;
 
     for (; i < argc && argv[i][0] == '-'; i++) {
@@ -537,6 +563,8 @@ main(int argc, char **argv)
             k.addr = argv[++i];
         } else if (strncmp(argv[i], "--addr=", 7) == 0) {
             k.addr = argv[i] + 7;
+        } else if (cred_option(argv, argc, &i, cred_opt, cred)) {
+            continue;
         } else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
             uint64_t t;
             if (!parse_u64(argv[++i], &t) || t == 0 || t > UINT32_MAX)
@@ -556,7 +584,7 @@ main(int argc, char **argv)
         return EXIT_OK;
     }
     if (strcmp(cmd, "admin") == 0) /* own options: its --addr names the new shard */
-        return objmeta_admin(k.addr, k.json, k.timeout_ms, argc - i, argv + i);
+        return objmeta_admin(k.addr, k.json, k.timeout_ms, &k.cr, argc - i, argv + i);
     if (strcmp(cmd, "put") && strcmp(cmd, "get") && strcmp(cmd, "head") && strcmp(cmd, "exists") &&
         strcmp(cmd, "rm") && strcmp(cmd, "ls") && strcmp(cmd, "stats") && strcmp(cmd, "ping"))
         return usage_error("unknown command '%s'", cmd);
@@ -568,7 +596,7 @@ main(int argc, char **argv)
             k.json = true;
         else if (strcmp(argv[j], "--addr") == 0 && j + 1 < argc)
             k.addr = argv[++j];
-        else
+        else if (!cred_option(argv, argc, &j, cred_opt, cred))
             args[n++] = argv[j];
     }
     if (strcmp(cmd, "put") == 0)

@@ -39,6 +39,7 @@ coord_opts_init(coord_opts *o)
     o->migrate_batch_busy = 128u << 10;
     o->cutover_timeout_ms = 5000;
     o->clock_margin_ms = 10000;
+    o->tls_client_auth = RPC_TLS_CLIENT_OPTIONAL;
 }
 
 void
@@ -116,6 +117,22 @@ coord_load_ring(coord *c, om_buf *mig, char *err, size_t errlen)
     return OM_OK;
 }
 
+/* The listener's and the shard connections' TLS, as the options ask. */
+static om_status
+coord_tls_open(coord *c, char *err, size_t errlen)
+{
+    rpc_tls_opts t = {.cert_file = c->opts.tls_cert,
+                      .key_file = c->opts.tls_key,
+                      .ca_file = c->opts.tls_ca,
+                      .client_auth = c->opts.tls_client_auth};
+
+    if (c->opts.tls_cert != NULL && c->opts.tls_cert[0] != '\0')
+        OM_TRY(rpc_tls_new(&t, true, &c->tls_srv, err, errlen));
+    if (c->opts.tls_ca != NULL && c->opts.tls_ca[0] != '\0')
+        OM_TRY(rpc_tls_new(&t, false, &c->tls_cli, err, errlen));
+    return OM_OK;
+}
+
 om_status
 coord_open(struct event_base *base, const coord_opts *opts, void (*ready)(void *arg), void *arg,
            coord **out, char *err, size_t errlen)
@@ -173,6 +190,7 @@ coord_open(struct event_base *base, const coord_opts *opts, void (*ready)(void *
     if (st != OM_OK)
         goto fail;
     OM_GOTO(coord_secret_load(c->data_dir, c->secret));
+    OM_GOTO(coord_tls_open(c, err, errlen));
     OM_GOTO(coord_pool_open(c));
     OM_GOTO(coord_mig_open(c, om_buf_slice(&mig), err, errlen));
     om_buf_free(&mig);
@@ -186,6 +204,7 @@ coord_open(struct event_base *base, const coord_opts *opts, void (*ready)(void *
                               &so.plaintext_roles, err, errlen)) != OM_OK)
         goto fail;
     so.token_keys_file = c->opts.token_keys_file;
+    so.tls = c->tls_srv;
     if ((st = rpc_server_new(base, &so, coord_handle, c, &c->server)) != OM_OK) {
         coord_errf(err, errlen, "cannot listen on %s (%s)", c->listen, om_status_str(st));
         goto fail;
@@ -251,6 +270,8 @@ coord_close(coord *c)
     coord_pool_close(c);
     rpc_http_close(c->http);
     rpc_server_free(c->server);
+    rpc_tls_free(c->tls_srv);
+    rpc_tls_free(c->tls_cli);
     ring_unref(c->ring);
     ring_unref(c->pending);
     free(c->data_dir);

@@ -73,6 +73,11 @@ typedef struct coord_opts {
     const char *plaintext_roles; /* roles of plaintext client connections (rpc_roles_parse);
                                   * default "auto" */
     const char *token_keys_file; /* verifies client tokens (rpc_server_opts); NULL = none */
+    /* TLS (README.md, Security): with tls_cert the listener speaks only TLS; with
+     * tls_ca the connections to the shards use TLS too, presenting tls_cert (a
+     * "peer" certificate of the cluster CA). NULL or "" = off. */
+    const char *tls_cert, *tls_key, *tls_ca;
+    int tls_client_auth; /* RPC_TLS_CLIENT_*; default OPTIONAL */
 } coord_opts;
 
 /* Fill *o with the defaults documented above (data_dir NULL, initial_shards NULL). */

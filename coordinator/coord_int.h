@@ -87,7 +87,9 @@ typedef struct coord_shard {
 
 struct coord {
     struct event_base *base;
-    coord_opts opts; /* strings point into the copies below */
+    rpc_tls *tls_srv; /* the listener's TLS, or NULL */
+    rpc_tls *tls_cli; /* TLS to the shards, or NULL */
+    coord_opts opts;  /* strings point into the copies below */
     char *data_dir;
     char *listen;
     char *http_listen;

@@ -21,14 +21,16 @@
 #include "util/log.h"
 
 typedef struct coord_conf {
-    char *listen, *http_listen, *data_dir, *port_file, *shards, *plaintext_roles, *token_keys;
-    int log_level;
+    char *listen, *http_listen, *data_dir, *port_file, *shards, *plaintext_roles, *token_keys,
+        *tls_cert, *tls_key, *tls_ca;
+    int log_level, tls_client_auth;
     int64_t vnodes, pool_size, health_interval, health_timeout, shard_timeout, startup_wait;
     int64_t max_frame;
     int64_t migrate_rate, migrate_batch, migrate_rate_busy, migrate_batch_busy, cutover_timeout,
         clock_margin;
 } coord_conf;
 
+static const char *const tls_client_auths[] = {"none", "optional", "required", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
 #define F(x) offsetof(coord_conf, x)
@@ -74,6 +76,14 @@ static const om_conf_item coord_items[] = {
      "roles of plaintext connections (client,admin,peer or none; auto = all on loopback)"},
     {"token-keys", OM_CONF_STR, "", 0, 0, NULL, F(token_keys),
      "file of '<kid> <hex secret>' lines verifying client tokens (empty = no tokens)"},
+    {"tls-cert", OM_CONF_STR, "", 0, 0, NULL, F(tls_cert),
+     "PEM certificate chain: serve TLS only (with tls-key; empty = plaintext)"},
+    {"tls-key", OM_CONF_STR, "", 0, 0, NULL, F(tls_key), "PEM private key of tls-cert"},
+    {"tls-ca", OM_CONF_STR, "", 0, 0, NULL, F(tls_ca),
+     "PEM cluster CA: client certificates must chain to it (roles by OU: peer, admin, client)"
+     "; also makes the connections to the shards TLS"},
+    {"tls-client-auth", OM_CONF_ENUM, "optional", 0, 0, tls_client_auths, F(tls_client_auth),
+     "TLS client certificates: none, optional (else a token) or required"},
     {"log-level", OM_CONF_ENUM, "info", 0, 0, log_levels, F(log_level),
      "error, warn, info or debug"},
 };
@@ -177,6 +187,8 @@ main(int argc, char **argv)
     o.clock_margin_ms = (uint32_t)cf.clock_margin;
     o.plaintext_roles = cf.plaintext_roles;
     o.token_keys_file = cf.token_keys;
+    o.tls_cert = cf.tls_cert, o.tls_key = cf.tls_key, o.tls_ca = cf.tls_ca;
+    o.tls_client_auth = cf.tls_client_auth;
     a.port_file = cf.port_file;
     a.rc = 1;
 

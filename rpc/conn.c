@@ -475,8 +475,12 @@ conn_process(rpc_conn *c)
             break;
         if (st != OM_OK) {
             s->st.protocol_errors++;
-            snprintf(msg, sizeof(msg), "frame of %u bytes exceeds max_frame %u", len,
-                     s->o.max_frame);
+            if ((len >> 16) == 0x1603) /* a TLS record header: handshake, version 3.x */
+                snprintf(msg, sizeof(msg), "this port speaks plaintext objmeta, not TLS");
+            else
+                snprintf(msg, sizeof(msg), "frame of %u bytes exceeds max_frame %u", len,
+                         s->o.max_frame);
+            om_log(OM_LOG_INFO, "protocol error peer=%s reason=\"%s\"", c->peer, msg);
             conn_fatal(c, OM_E_INVALID, msg);
             break;
         }
@@ -589,7 +593,7 @@ conn_writecb(struct bufferevent *bev, void *arg)
     rpc_conn *c = arg;
 
     c->last_active_ms = om_clock_mono_ms();
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && !c->tls)
         conn_set_write(c, false); /* back to direct writes */
     conn_flow(c);
 }
@@ -616,11 +620,58 @@ rpc_conn_flush_dirty(rpc_server *s)
     }
 }
 
+/*
+ * A plaintext client on a TLS port: tell it so in its own protocol (an id-0
+ * response, the way connection-level errors travel) before closing, instead
+ * of leaving it a reset. Its unread bytes are drained first so that the
+ * close sends FIN, not RST. Best effort: nonblocking, one write.
+ */
+static void
+conn_refuse_plaintext(rpc_conn *c)
+{
+    static const char msg[] = "this port speaks TLS: connect with TLS and the cluster CA "
+                              "(the objmeta tool: --ca FILE)";
+    Objmeta__Response e = OBJMETA__RESPONSE__INIT;
+    uint8_t frame[RPC_FRAME_HEADER_LEN + sizeof(msg) + 16], junk[4096];
+    int fd = bufferevent_getfd(c->bev);
+
+    if (fd < 0)
+        return;
+    while (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
+        ;
+    e.status = OBJMETA__STATUS__UNAVAILABLE;
+    e.message = (char *)msg;
+    size_t n = protobuf_c_message_pack(&e.base, frame + RPC_FRAME_HEADER_LEN);
+    om_put_be32(frame, (uint32_t)n);
+    ssize_t w = send(fd, frame, RPC_FRAME_HEADER_LEN + n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)w;
+    (void)shutdown(fd, SHUT_WR);
+}
+
 static void
 conn_eventcb(struct bufferevent *bev, short what, void *arg)
 {
     rpc_conn *c = arg;
 
+    if (what & BEV_EVENT_CONNECTED) {
+        /* TLS handshake done: the certificate (if any) says the roles */
+        char who[128], roles[32];
+        c->roles = c->base_roles = rpc_tls_peer_roles(bev, who, sizeof(who));
+        c->tls_ready = true;
+        rpc_roles_format(c->roles, roles, sizeof(roles));
+        om_log(OM_LOG_DEBUG, "tls connection peer=%s cert=%s roles=%s", c->peer, who, roles);
+        return;
+    }
+    if (c->tls && !c->tls_ready) {
+        char why[256];
+        rpc_tls_bev_error(bev, why, sizeof(why));
+        om_log(OM_LOG_INFO, "TLS handshake failed peer=%s reason=\"%s\"", c->peer, why);
+        if (strstr(why, "wrong version number") || strstr(why, "http request") ||
+            strstr(why, "packet length too long") || strstr(why, "unknown protocol"))
+            conn_refuse_plaintext(c);
+        conn_destroy(c);
+        return;
+    }
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && c->state == CONN_OPEN) {
         /* Half-close: answer what was sent, then close. */
         c->peer_eof = true;
@@ -677,7 +728,9 @@ rpc_conn_new(rpc_server *s, int fd, const struct sockaddr *sa, int salen, bool r
     }
     c->srv = s;
     rpc_addr_format(sa, c->peer, sizeof(c->peer));
-    c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->tls = s->o.tls != NULL;
+    c->bev = c->tls ? rpc_tls_bev_accept(s->o.tls, s->base, fd)
+                    : bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (c->bev == NULL) {
         close(fd);
         free(c);
@@ -692,7 +745,10 @@ rpc_conn_new(rpc_server *s, int fd, const struct sockaddr *sa, int salen, bool r
     /* The write callback fires whenever the output drains to the low mark.
      * EV_WRITE stays off until a direct write leaves bytes behind (above). */
     bufferevent_setwatermark(c->bev, EV_WRITE, s->o.out_low_water, 0);
-    bufferevent_disable(c->bev, EV_WRITE);
+    if (c->tls)
+        c->wr_enabled = true; /* TLS: the bufferevent encrypts and writes, never direct writes */
+    else
+        bufferevent_disable(c->bev, EV_WRITE);
     c->next = s->conns;
     if (s->conns != NULL)
         s->conns->prev = c;
@@ -708,7 +764,7 @@ rpc_conn_new(rpc_server *s, int fd, const struct sockaddr *sa, int salen, bool r
         conn_fatal(c, OM_E_BUSY, msg);
         return OM_OK;
     }
-    c->roles = c->base_roles = s->plain_roles;
+    c->roles = c->base_roles = c->tls ? 0 : s->plain_roles; /* TLS: after the handshake */
     c->counted = true;
     s->st.connections_current++;
     s->st.connections_total++;

@@ -111,6 +111,35 @@ uint32_t rpc_request_roles(const Objmeta__Request *req);
 const char *rpc_request_op_name(const Objmeta__Request *req);
 
 /* ------------------------------------------------------------------------ */
+/* TLS (rpc/tls.c; README.md, "Security")                                    */
+
+/*
+ * rpc_tls -- one TLS configuration (an OpenSSL SSL_CTX), shared by a
+ * server's connections or by any number of clients. A server's client
+ * certificates that chain to ca_file grant roles by their subject's OU:
+ * "peer" (every role), "admin" (admin and client), "client" (client).
+ */
+typedef struct rpc_tls rpc_tls;
+#define RPC_TLS_CLIENT_NONE 0     /* server: ask for no client certificate */
+#define RPC_TLS_CLIENT_OPTIONAL 1 /* verify one if sent (roles), accept none (tokens) */
+#define RPC_TLS_CLIENT_REQUIRED 2 /* the handshake fails without a valid one */
+typedef struct rpc_tls_opts {
+    const char *cert_file; /* PEM chain: server certificate, or client certificate (optional) */
+    const char *key_file;  /* PEM private key of cert_file */
+    const char *ca_file;   /* PEM CA(s) the peer's certificate must chain to (client: required) */
+    int client_auth;       /* server only: RPC_TLS_CLIENT_* */
+} rpc_tls_opts;
+
+/*
+ * rpc_tls_new -- load the files into a server (server = true) or client
+ * configuration. Returns OM_OK and *out; OM_E_INVALID naming the file and
+ * OpenSSL's reason in err. Ownership: rpc_tls_free; it must outlive every
+ * server and client given it. Thread-safety: use from one thread.
+ */
+om_status rpc_tls_new(const rpc_tls_opts *o, bool server, rpc_tls **out, char *err, size_t errlen);
+void rpc_tls_free(rpc_tls *t);
+
+/* ------------------------------------------------------------------------ */
 /* Logging and small helpers                                                 */
 
 /*
@@ -163,6 +192,8 @@ typedef struct rpc_server_opts {
     const char *token_keys_file; /* keys that verify client tokens (AuthRequest;
                                   * rpc/token.c has both formats); NULL or "" = tokens
                                   * are refused; default NULL */
+    rpc_tls *tls;                /* TLS on this listener (rpc_tls_new(server)), borrowed;
+                                  * NULL = plaintext (plaintext_roles apply); default NULL */
 } rpc_server_opts;
 
 /* Fill in the defaults documented above. */
@@ -352,6 +383,10 @@ typedef struct rpc_client_opts {
                                     * long fail at once (UNAVAILABLE, the same message)
                                     * without a new connect attempt; 0 = always retry
                                     * (default) */
+    rpc_tls *tls;                  /* connect with TLS (rpc_tls_new(client)), borrowed;
+                                    * NULL = plaintext (default) */
+    const char *token;             /* a client token sent (AuthRequest) first on every
+                                    * connection; copied; NULL = none (default) */
 } rpc_client_opts;
 
 void rpc_client_opts_init(rpc_client_opts *o);
@@ -441,6 +476,10 @@ typedef struct rpc_sync_client rpc_sync_client;
  * Thread-safety: one thread at a time per client; clients are independent.
  */
 om_status rpc_sync_client_open(const char *addr, uint32_t timeout_ms, rpc_sync_client **out);
+/* The same with client options (TLS, token; o->connect_timeout_ms 0 = 3000),
+ * and the reason of a failure in err (may be NULL). */
+om_status rpc_sync_client_open_opts(const char *addr, const rpc_client_opts *o,
+                                    rpc_sync_client **out, char *err, size_t errlen);
 
 /*
  * rpc_sync_client_call -- send req and wait for its response.

@@ -144,7 +144,9 @@ struct rpc_conn {
     uint64_t last_active_ms;
     uint64_t state_since_ms;
     uint32_t roles;      /* effective roles (auth.c); checked before every dispatch */
-    uint32_t base_roles; /* granted by the transport when accepted */
+    uint32_t base_roles; /* granted by the transport: plaintext_roles, or the certificate */
+    bool tls;            /* a TLS connection */
+    bool tls_ready;      /* its handshake finished (roles known) */
     rpc_token *tok;      /* from an AuthRequest (auth.c), or NULL; scopes the client role
                           * when the transport did not grant it */
     char peer[64];
@@ -228,6 +230,18 @@ om_status rpc_token_verify(const rpc_keyring *kr, const char *tok, uint64_t now_
                            char *err, size_t errlen);
 /* May the token read (write = false) or write bucket? */
 bool rpc_token_allows(const rpc_token *t, const char *bucket, bool write);
+
+/* tls.c */
+struct event_base;
+/* A server-side TLS bufferevent on an accepted fd (owns fd and SSL), or NULL. */
+struct bufferevent *rpc_tls_bev_accept(rpc_tls *t, struct event_base *base, int fd);
+/* A client-side TLS bufferevent to connect (bufferevent_socket_connect) that
+ * verifies the server's certificate against host; NULL on failure. */
+struct bufferevent *rpc_tls_bev_connect(rpc_tls *t, struct event_base *base, const char *host);
+/* The roles of a verified peer certificate's OUs (0 without one); its CN into who. */
+uint32_t rpc_tls_peer_roles(struct bufferevent *bev, char *who, size_t cap);
+/* Why a TLS bufferevent failed, as text. */
+void rpc_tls_bev_error(struct bufferevent *bev, char *buf, size_t cap);
 
 /* auth.c */
 /*

@@ -382,7 +382,7 @@ rpc_server_new(struct event_base *base, const rpc_server_opts *opts, rpc_handler
         om_log(OM_LOG_ERROR, "rpc server: bad listen address listen=%s", s->listen_str);
         goto fail;
     }
-    s->plain_roles = server_plain_roles(s, &ss);
+    s->plain_roles = opts->tls != NULL ? 0 : server_plain_roles(s, &ss);
     if (opts->token_keys_file != NULL && opts->token_keys_file[0] != '\0') {
         char kerr[256];
         if ((st = rpc_keyring_load(opts->token_keys_file, &s->keys, kerr, sizeof(kerr))) != OM_OK) {
@@ -421,7 +421,8 @@ rpc_server_new(struct event_base *base, const rpc_server_opts *opts, rpc_handler
         st = OM_ERR(OM_E_INTERNAL);
         goto fail;
     }
-    om_log(OM_LOG_INFO, "rpc server listening listen=%s port=%d", s->listen_str, s->port);
+    om_log(OM_LOG_INFO, "rpc server listening listen=%s port=%d tls=%s", s->listen_str, s->port,
+           opts->tls != NULL ? "on" : "off");
     *out = s;
     return OM_OK;
 fail:

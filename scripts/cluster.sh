@@ -4,13 +4,16 @@
 # them all together.
 #
 #   scripts/cluster.sh [--shards N] [--data DIR] [--build DIR] [--port P] [--demo] [--fresh]
-#                      [--demo-only]
+#                      [--demo-only] [--tls]
 #
 # The coordinator listens on 127.0.0.1:P (default 7000, the objmeta tool's
 # default address); shard i listens on 127.0.0.1:(P+100+i), its metrics on
 # 127.0.0.1:(P+200+i); the coordinator's metrics on 127.0.0.1:(P+200).
 # --port 0 puts every listener on a free port (read back from port files).
 # --demo-only runs the demo and stops the cluster (used by the tests).
+# --tls serves TLS everywhere with development certificates made in DIR/certs
+# (scripts/gen-certs.sh); the objmeta tool then needs --ca, --cert, --key
+# (printed below; the admin certificate grants the client and admin roles).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +23,7 @@ build=build
 port=7000
 demo=0
 fresh=0
+tls=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --shards) shards=$2; shift ;;
@@ -29,7 +33,8 @@ while [[ $# -gt 0 ]]; do
     --demo) demo=1 ;;
     --demo-only) demo=2 ;;
     --fresh) fresh=1 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --tls) tls=1 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "cluster.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -74,6 +79,15 @@ wait_port_file() { # file pid name
   done
 }
 
+tls_args=()
+cli_tls=()
+if [[ $tls -eq 1 ]]; then
+  [[ -f $data/certs/node.pem ]] || scripts/gen-certs.sh "$data/certs" >/dev/null
+  tls_args=(--tls-cert="$data/certs/node.pem" --tls-key="$data/certs/node.key"
+            --tls-ca="$data/certs/ca.pem")
+  cli_tls=(--ca "$data/certs/ca.pem" --cert "$data/certs/admin.pem" --key "$data/certs/admin.key")
+fi
+
 spec=""
 for i in $(seq 1 "$shards"); do
   id=s$i
@@ -81,7 +95,7 @@ for i in $(seq 1 "$shards"); do
   http=$(addr "$port" $((200 + i)))
   rm -f "$data/$id.ports"
   "$shard_bin" --id="$id" --listen="$rpc" --http-listen="$http" --data-dir="$data/$id" \
-    --port-file="$data/$id.ports" >"$data/$id.log" 2>&1 &
+    --port-file="$data/$id.ports" ${tls_args[@]+"${tls_args[@]}"} >"$data/$id.log" 2>&1 &
   pids+=($!)
   wait_port_file "$data/$id.ports" "$!" "$id"
   rpc=127.0.0.1:$(port_of "$data/$id.ports" rpc)
@@ -92,14 +106,15 @@ done
 
 rm -f "$data/coord.ports"
 "$coord_bin" --listen="$(addr "$port" 0)" --http-listen="$(addr "$port" 200)" \
-  --data-dir="$data/coord" --port-file="$data/coord.ports" --shards="$spec" >"$data/coord.log" 2>&1 &
+  --data-dir="$data/coord" --port-file="$data/coord.ports" --shards="$spec" \
+  ${tls_args[@]+"${tls_args[@]}"} >"$data/coord.log" 2>&1 &
 pids+=($!)
 wait_port_file "$data/coord.ports" "$!" coord
 port=$(port_of "$data/coord.ports" rpc)
 http_port=$(port_of "$data/coord.ports" http)
 echo "cluster: coordinator  rpc 127.0.0.1:$port  metrics http://127.0.0.1:$http_port/metrics  log $data/coord.log"
 
-om() { echo "\$ objmeta $*"; "$cli" --addr "127.0.0.1:$port" "$@"; }
+om() { echo "\$ objmeta $*"; "$cli" --addr "127.0.0.1:$port" ${cli_tls[@]+"${cli_tls[@]}"} "$@"; }
 if [[ $demo -ge 1 ]]; then
   echo
   echo "== demo =="
@@ -121,6 +136,7 @@ fi
 
 c="$cli"
 (( port == 7000 )) || c="$cli --addr 127.0.0.1:$port"
+[[ $tls -eq 0 ]] || c="$c ${cli_tls[*]}"
 cat <<EOT
 
 objmeta cluster is up ($shards shards). In another terminal, try:

@@ -236,9 +236,28 @@ call_expect(int fd, Objmeta__Request *req, uint64_t id, Objmeta__Status want, co
     expect_status(fd, id, want, needle);
 }
 
+/* Send a request and check its answer, over some connection (ctx). */
+typedef void (*expect_fn)(void *ctx, Objmeta__Request *req, uint64_t id, Objmeta__Status want,
+                          const char *needle);
+
+static void
+fd_expect(void *ctx, Objmeta__Request *req, uint64_t id, Objmeta__Status want, const char *needle)
+{
+    call_expect(*(int *)ctx, req, id, want, needle);
+}
+
+static void privileged_refused_on(expect_fn send, void *ctx, Objmeta__Status want, bool admin,
+                                  bool peer);
+
 /* Every admin and peer operation, and forced versions, refused with `want`. */
 static void
 privileged_refused(int fd, Objmeta__Status want)
+{
+    privileged_refused_on(fd_expect, &fd, want, true, true);
+}
+
+static void
+privileged_refused_on(expect_fn send, void *ctx, Objmeta__Status want, bool admin, bool peer)
 {
     Objmeta__Request q = OBJMETA__REQUEST__INIT;
     Objmeta__StatsRequest stats = OBJMETA__STATS_REQUEST__INIT;
@@ -273,15 +292,19 @@ privileged_refused(int fd, Objmeta__Status want)
     do {                                                                                           \
         q.body_case = CASE;                                                                        \
         q.FIELD = PTR;                                                                             \
-        call_expect(fd, &q, id++, want, who);                                                      \
+        send(ctx, &q, id++, want, who);                                                            \
         q.FIELD = NULL;                                                                            \
     } while (0)
-    REFUSE(OBJMETA__REQUEST__BODY_STATS, stats, &stats);
-    REFUSE(OBJMETA__REQUEST__BODY_GET_RING, get_ring, &gr);
-    REFUSE(OBJMETA__REQUEST__BODY_ADD_SHARD, add_shard, &as);
-    REFUSE(OBJMETA__REQUEST__BODY_REMOVE_SHARD, remove_shard, &rs);
-    REFUSE(OBJMETA__REQUEST__BODY_SET_WEIGHT, set_weight, &sw);
-    REFUSE(OBJMETA__REQUEST__BODY_REBALANCE_STATUS, rebalance_status, &rb);
+    if (admin) {
+        REFUSE(OBJMETA__REQUEST__BODY_STATS, stats, &stats);
+        REFUSE(OBJMETA__REQUEST__BODY_GET_RING, get_ring, &gr);
+        REFUSE(OBJMETA__REQUEST__BODY_ADD_SHARD, add_shard, &as);
+        REFUSE(OBJMETA__REQUEST__BODY_REMOVE_SHARD, remove_shard, &rs);
+        REFUSE(OBJMETA__REQUEST__BODY_SET_WEIGHT, set_weight, &sw);
+        REFUSE(OBJMETA__REQUEST__BODY_REBALANCE_STATUS, rebalance_status, &rb);
+    }
+    if (!peer)
+        return;
     REFUSE(OBJMETA__REQUEST__BODY_SET_RING, set_ring, &sr);
     REFUSE(OBJMETA__REQUEST__BODY_MIGRATE_SCAN, migrate_scan, &ms);
     REFUSE(OBJMETA__REQUEST__BODY_APPLY_RECORDS, apply_records, &ar);
@@ -400,98 +423,6 @@ START_TEST(forged_ring_refused)
     close(sfd);
     close(cfd);
     stop(co);
-    stop(sh);
-}
-END_TEST
-
-/* ------------------------------------------------------------------------ */
-/* D3: out of file descriptors                                                 */
-
-START_TEST(nofile_too_low_refused_at_start)
-{
-    struct rlimit rl = {.rlim_cur = 200, .rlim_max = 200};
-    const char *argv[] = {"x", "--listen=127.0.0.1:0", "--http-listen=off", NULL, NULL};
-    char dd[512], *out = NULL, *err = NULL;
-    int rc;
-
-    snprintf(dd, sizeof(dd), "--data-dir=%s", tu_tmpdir());
-    argv[3] = dd;
-    /* this forked test only: the child inherits the limit (hard too, so it cannot raise it) */
-    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
-    rc = tu_run_cmd("$OBJMETA_SHARD", argv, 20000, &out, &err);
-    ck_assert_msg(rc != 0, "the shard started with RLIMIT_NOFILE 200 and max-connections 1024");
-    ck_assert_msg(strstr(err, "RLIMIT_NOFILE") != NULL && strstr(err, "max-connections") != NULL,
-                  "unclear message: %s", err);
-    free(out);
-    free(err);
-}
-END_TEST
-
-/* utime + stime of a process in clock ticks. */
-static uint64_t
-proc_cpu_ticks(int pid)
-{
-    char path[64], buf[1024];
-    unsigned long ut = 0, stt = 0;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-    f = fopen(path, "r");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_ptr_nonnull(fgets(buf, sizeof(buf), f));
-    fclose(f);
-    /* fields after the command's closing parenthesis: state is field 3, utime 14, stime 15 */
-    const char *p = strrchr(buf, ')');
-    ck_assert_ptr_nonnull(p);
-    ck_assert_int_eq(
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &stt), 2);
-    return (uint64_t)ut + stt;
-}
-
-static size_t
-count_lines_with(const char *path, const char *needle)
-{
-    char line[4096];
-    size_t n = 0;
-    FILE *f = fopen(path, "r");
-
-    ck_assert_ptr_nonnull(f);
-    while (fgets(line, sizeof(line), f) != NULL)
-        n += strstr(line, needle) != NULL;
-    fclose(f);
-    return n;
-}
-
-#define HOLD_CONNS 300
-
-START_TEST(out_of_descriptors_backs_off)
-{
-    tu_proc *sh = start_shard("s1", "auto");
-    int pid = tu_proc_pid(sh), port = tu_proc_port(sh, "rpc");
-    struct rlimit rl = {.rlim_cur = 128, .rlim_max = 128};
-    int fds[HOLD_CONNS];
-    char errpath[600];
-    long hz = sysconf(_SC_CLK_TCK);
-
-    snprintf(errpath, sizeof(errpath), "%s.stderr", tu_proc_data_dir(sh));
-    /* lower the running shard's limit below what it is about to need */
-    ck_assert_int_eq(prlimit(pid, RLIMIT_NOFILE, &rl, NULL), 0);
-    for (int i = 0; i < HOLD_CONNS; i++)
-        fds[i] = it_sock(port);
-    uint64_t t0 = tu_now_ms(), c0 = proc_cpu_ticks(pid);
-    while (tu_now_ms() - t0 < 2000)
-        usleep(100000); /* measuring an interval, not synchronising */
-    uint64_t c1 = proc_cpu_ticks(pid), ms = tu_now_ms() - t0;
-    double cpu = (double)(c1 - c0) / (double)hz * 1000.0 / (double)ms;
-    size_t lines = count_lines_with(errpath, "accept failed");
-    printf("out of descriptors: cpu %.0f%% over %llu ms, %zu 'accept failed' lines\n", cpu * 100,
-           (unsigned long long)ms, lines);
-    ck_assert_msg(cpu < 0.25, "the shard spins out of descriptors: cpu %.0f%%", cpu * 100);
-    ck_assert_msg(lines >= 1 && lines <= 10, "%zu 'accept failed' lines in ~2 s", lines);
-    for (int i = 0; i < HOLD_CONNS; i++)
-        close(fds[i]);
-    /* descriptors free again: a new client is served once the pause ends */
-    it_check_alive(sh);
     stop(sh);
 }
 END_TEST
@@ -655,6 +586,369 @@ START_TEST(tokens_scope_buckets)
 }
 END_TEST
 
+static size_t
+count_lines_with(const char *path, const char *needle)
+{
+    char line[4096];
+    size_t n = 0;
+    FILE *f = fopen(path, "r");
+
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f) != NULL)
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+/* ------------------------------------------------------------------------ */
+/* TLS and certificates                                                        */
+
+static char certdir[600];
+
+/* Development certificates from scripts/gen-certs.sh --test (once per test process). */
+static void
+make_certs(void)
+{
+    const char *argv[] = {"x", getenv("OBJMETA_GEN_CERTS"), "--test", certdir, NULL};
+    char *out = NULL, *err = NULL;
+
+    ck_assert_ptr_nonnull(argv[1]);
+    snprintf(certdir, sizeof(certdir), "%s/certs", tu_tmpdir());
+    ck_assert_msg(tu_run_cmd("/bin/sh", argv, 30000, &out, &err) == 0, "gen-certs: %s", err);
+    free(out);
+    free(err);
+}
+
+/* certdir/name.ext into a rotating static buffer (a few live at once). */
+static const char *
+cert_file(const char *name, const char *ext)
+{
+    static char buf[8][700];
+    static unsigned k;
+    char *b = buf[k++ % 8];
+
+    snprintf(b, sizeof(buf[0]), "%s/%s.%s", certdir, name, ext);
+    return b;
+}
+
+/* "--tls-cert=..." style arguments for a server presenting node.pem. */
+static void
+tls_server_args(char args[4][768], const char *client_auth)
+{
+    snprintf(args[0], sizeof(args[0]), "--tls-cert=%s", cert_file("node", "pem"));
+    snprintf(args[1], sizeof(args[1]), "--tls-key=%s", cert_file("node", "key"));
+    snprintf(args[2], sizeof(args[2]), "--tls-ca=%s", cert_file("ca", "pem"));
+    snprintf(args[3], sizeof(args[3]), "--tls-client-auth=%s", client_auth);
+}
+
+/* A client TLS configuration trusting `ca` and presenting `cert` (NULL: none). */
+static rpc_tls *
+client_tls(const char *ca, const char *cert)
+{
+    char err[256];
+    rpc_tls *t = NULL;
+    rpc_tls_opts o = {.ca_file = cert_file(ca, "pem"),
+                      .cert_file = cert ? cert_file(cert, "pem") : NULL,
+                      .key_file = cert ? cert_file(cert, "key") : NULL};
+
+    ck_assert_msg(rpc_tls_new(&o, false, &t, err, sizeof(err)) == OM_OK, "client tls: %s", err);
+    return t;
+}
+
+static om_status
+tls_open(int port, rpc_tls *t, const char *token, rpc_sync_client **out, char *err, size_t n)
+{
+    char addr[64];
+    rpc_client_opts o;
+
+    rpc_client_opts_init(&o);
+    o.tls = t;
+    o.token = token;
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    return rpc_sync_client_open_opts(addr, &o, out, err, n);
+}
+
+static void
+sc_expect(void *ctx, Objmeta__Request *req, uint64_t id, Objmeta__Status want, const char *needle)
+{
+    rpc_sync_client *sc = ctx;
+    Objmeta__Response *r = NULL;
+    om_status st;
+
+    req->id = id;
+    st = rpc_sync_client_call(sc, req, 10000, &r);
+    ck_assert_msg(st == OM_OK, "request %llu: transport %s: %s", (unsigned long long)id,
+                  om_status_str(st), rpc_sync_client_last_error(sc));
+    ck_assert_msg(r->status == want, "request %llu: %s (%s), want %s", (unsigned long long)id,
+                  rpc_proto_status_name(r->status), r->message, rpc_proto_status_name(want));
+    if (needle != NULL)
+        ck_assert_msg(strstr(r->message, needle) != NULL, "message \"%s\" lacks \"%s\"", r->message,
+                      needle);
+    rpc_response_free(r);
+}
+
+/* A Store of bucket/key over sc, expecting `want`. */
+static void
+sc_store(rpc_sync_client *sc, uint64_t id, const char *bucket, Objmeta__Status want)
+{
+    Objmeta__Request q = OBJMETA__REQUEST__INIT;
+    Objmeta__StoreRequest st = OBJMETA__STORE_REQUEST__INIT;
+
+    st.bucket = (char *)bucket;
+    st.key = (char *)"tls-key";
+    st.data.data = (uint8_t *)"v";
+    st.data.len = 1;
+    q.body_case = OBJMETA__REQUEST__BODY_STORE;
+    q.store = &st;
+    sc_expect(sc, &q, id, want, NULL);
+}
+
+/* Open a connection expected to work, as `cert` (NULL: none), with token (NULL: none). */
+static rpc_sync_client *
+tls_conn(int port, rpc_tls *t, const char *token)
+{
+    rpc_sync_client *sc = NULL;
+    char err[256] = "";
+
+    ck_assert_msg(tls_open(port, t, token, &sc, err, sizeof(err)) == OM_OK, "tls connect: %s", err);
+    return sc;
+}
+
+/* A certificate the server refuses: the handshake (or the first call) fails. */
+static void
+tls_refused(int port, rpc_tls *t)
+{
+    rpc_sync_client *sc = NULL;
+    char err[256] = "";
+    Objmeta__Request q = OBJMETA__REQUEST__INIT;
+    Objmeta__PingRequest ping = OBJMETA__PING_REQUEST__INIT;
+    Objmeta__Response *r = NULL;
+
+    if (tls_open(port, t, NULL, &sc, err, sizeof(err)) != OM_OK)
+        return;
+    q.id = 1;
+    q.body_case = OBJMETA__REQUEST__BODY_PING;
+    q.ping = &ping;
+    om_status st = rpc_sync_client_call(sc, &q, 10000, &r);
+    ck_assert_msg(st != OM_OK, "a refused certificate got an answer: %s", r ? r->message : "");
+    rpc_sync_client_close(sc);
+}
+
+/* Everything a TLS server at port must do (shard or coordinator). */
+static void
+tls_checks(int port)
+{
+    rpc_tls *t_client = client_tls("ca", "client"), *t_admin = client_tls("ca", "admin");
+    rpc_tls *t_none = client_tls("ca", NULL), *t_foreign = client_tls("ca", "foreign");
+    rpc_tls *t_expired = client_tls("ca", "expired"), *t_wrongca = client_tls("foreign-ca", NULL);
+    char *tok = mint("dave", "3600", "bucket-a=rw");
+    rpc_sync_client *sc;
+    char err[256] = "";
+
+    /* a client certificate: data yes, admin and peer no */
+    sc = tls_conn(port, t_client, NULL);
+    sc_store(sc, 1, "tls-bucket", OBJMETA__STATUS__OK);
+    privileged_refused_on(sc_expect, sc, OBJMETA__STATUS__PERMISSION_DENIED, true, true);
+    rpc_sync_client_close(sc);
+    /* an admin certificate: Stats yes, peer no */
+    sc = tls_conn(port, t_admin, NULL);
+    {
+        Objmeta__Request q = OBJMETA__REQUEST__INIT;
+        Objmeta__StatsRequest stats = OBJMETA__STATS_REQUEST__INIT;
+        q.body_case = OBJMETA__REQUEST__BODY_STATS;
+        q.stats = &stats;
+        sc_expect(sc, &q, 1, OBJMETA__STATUS__OK, NULL);
+    }
+    privileged_refused_on(sc_expect, sc, OBJMETA__STATUS__PERMISSION_DENIED, false, true);
+    rpc_sync_client_close(sc);
+    /* TLS without a certificate: nothing without a token, the token's buckets with one */
+    sc = tls_conn(port, t_none, NULL);
+    sc_store(sc, 1, "tls-bucket", OBJMETA__STATUS__UNAUTHENTICATED);
+    rpc_sync_client_close(sc);
+    sc = tls_conn(port, t_none, tok);
+    sc_store(sc, 1, "bucket-a", OBJMETA__STATUS__OK);
+    sc_store(sc, 2, "bucket-b", OBJMETA__STATUS__PERMISSION_DENIED);
+    rpc_sync_client_close(sc);
+    /* certificates of another CA, or expired, fail the handshake */
+    tls_refused(port, t_foreign);
+    tls_refused(port, t_expired);
+    /* the client refuses a server its CA did not sign */
+    ck_assert(tls_open(port, t_wrongca, NULL, &sc, err, sizeof(err)) != OM_OK);
+    ck_assert_msg(strstr(err, "certificate verify failed") != NULL, "unclear: %s", err);
+    /* plaintext to the TLS port: told so in the protocol it speaks */
+    {
+        int fd = it_sock(port);
+        Objmeta__Response *r;
+        send_raw_keyed(fd, 7, OBJMETA__REQUEST__BODY_HEAD, "tls-bucket", 10, "k", 1, NULL);
+        r = it_recv_response(fd, 10000);
+        ck_assert_ptr_nonnull(r);
+        ck_assert_uint_eq(r->id, 0);
+        ck_assert_msg(strstr(r->message, "speaks TLS") != NULL, "unclear: %s", r->message);
+        objmeta__response__free_unpacked(r, NULL);
+        close(fd);
+    }
+    /* and the server keeps serving */
+    sc = tls_conn(port, t_client, NULL);
+    sc_store(sc, 1, "tls-bucket", OBJMETA__STATUS__OK);
+    rpc_sync_client_close(sc);
+    free(tok);
+    rpc_tls_free(t_client);
+    rpc_tls_free(t_admin);
+    rpc_tls_free(t_none);
+    rpc_tls_free(t_foreign);
+    rpc_tls_free(t_expired);
+    rpc_tls_free(t_wrongca);
+}
+
+START_TEST(tls_everywhere)
+{
+    char sa[4][768], keys[700];
+    tu_proc *sh, *co;
+
+    make_certs();
+    snprintf(keys, sizeof(keys), "--token-keys=%s", token_keys());
+    tls_server_args(sa, "optional");
+    {
+        const char *extra[] = {
+            "--sync-mode=none", "--id=s1", sa[0], sa[1], sa[2], sa[3], keys, NULL};
+        sh = it_start_shard(NULL, extra);
+    }
+    {
+        /* the coordinator talks TLS to the shard with its node (peer) certificate */
+        char shards[128];
+        const char *extra[] = {shards, sa[0], sa[1], sa[2], sa[3], keys, "--health-interval=100ms",
+                               NULL};
+        tu_proc_opts o = {.extra = extra};
+        snprintf(shards, sizeof(shards), "--shards=s1=127.0.0.1:%d", tu_proc_port(sh, "rpc"));
+        co = tu_proc_start("$OBJMETA_COORD", &o);
+    }
+    tls_checks(tu_proc_port(sh, "rpc"));
+    tls_checks(tu_proc_port(co, "rpc"));
+    {
+        char path[700];
+        snprintf(path, sizeof(path), "%s.stderr", tu_proc_data_dir(sh));
+        ck_assert_uint_ge(count_lines_with(path, "unable to get local issuer certificate"), 1);
+        ck_assert_uint_ge(count_lines_with(path, "certificate has expired"), 1);
+        ck_assert_uint_ge(count_lines_with(path, "wrong version number"), 1);
+    }
+    stop(co);
+    stop(sh);
+}
+END_TEST
+
+START_TEST(tls_to_plaintext_port_and_required_certs)
+{
+    char sa[4][768], err[256] = "";
+    rpc_tls *t_none, *t_client;
+    rpc_sync_client *sc = NULL;
+    tu_proc *plain = start_shard("s1", "auto"), *req;
+
+    make_certs();
+    t_none = client_tls("ca", NULL);
+    t_client = client_tls("ca", "client");
+    /* TLS to a plaintext port: a clear error, and the server keeps serving */
+    ck_assert(tls_open(tu_proc_port(plain, "rpc"), t_none, NULL, &sc, err, sizeof(err)) != OM_OK);
+    ck_assert_msg(strstr(err, "plaintext") != NULL, "unclear: %s", err);
+    {
+        int fd = it_sock(tu_proc_port(plain, "rpc"));
+        store(fd, 1, BUCKET, "still", "serving");
+        close(fd);
+    }
+    stop(plain);
+    /* tls-client-auth=required: no certificate, no connection */
+    tls_server_args(sa, "required");
+    {
+        const char *extra[] = {"--sync-mode=none", sa[0], sa[1], sa[2], sa[3], NULL};
+        req = it_start_shard(NULL, extra);
+    }
+    tls_refused(tu_proc_port(req, "rpc"), t_none);
+    sc = tls_conn(tu_proc_port(req, "rpc"), t_client, NULL);
+    sc_store(sc, 1, "tls-bucket", OBJMETA__STATUS__OK);
+    rpc_sync_client_close(sc);
+    stop(req);
+    rpc_tls_free(t_none);
+    rpc_tls_free(t_client);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* D3: out of file descriptors                                                 */
+
+START_TEST(nofile_too_low_refused_at_start)
+{
+    struct rlimit rl = {.rlim_cur = 200, .rlim_max = 200};
+    const char *argv[] = {"x", "--listen=127.0.0.1:0", "--http-listen=off", NULL, NULL};
+    char dd[512], *out = NULL, *err = NULL;
+    int rc;
+
+    snprintf(dd, sizeof(dd), "--data-dir=%s", tu_tmpdir());
+    argv[3] = dd;
+    /* this forked test only: the child inherits the limit (hard too, so it cannot raise it) */
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    rc = tu_run_cmd("$OBJMETA_SHARD", argv, 20000, &out, &err);
+    ck_assert_msg(rc != 0, "the shard started with RLIMIT_NOFILE 200 and max-connections 1024");
+    ck_assert_msg(strstr(err, "RLIMIT_NOFILE") != NULL && strstr(err, "max-connections") != NULL,
+                  "unclear message: %s", err);
+    free(out);
+    free(err);
+}
+END_TEST
+
+/* utime + stime of a process in clock ticks. */
+static uint64_t
+proc_cpu_ticks(int pid)
+{
+    char path[64], buf[1024];
+    unsigned long ut = 0, stt = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(buf, sizeof(buf), f));
+    fclose(f);
+    /* fields after the command's closing parenthesis: state is field 3, utime 14, stime 15 */
+    const char *p = strrchr(buf, ')');
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &stt), 2);
+    return (uint64_t)ut + stt;
+}
+
+#define HOLD_CONNS 300
+
+START_TEST(out_of_descriptors_backs_off)
+{
+    tu_proc *sh = start_shard("s1", "auto");
+    int pid = tu_proc_pid(sh), port = tu_proc_port(sh, "rpc");
+    struct rlimit rl = {.rlim_cur = 128, .rlim_max = 128};
+    int fds[HOLD_CONNS];
+    char errpath[600];
+    long hz = sysconf(_SC_CLK_TCK);
+
+    snprintf(errpath, sizeof(errpath), "%s.stderr", tu_proc_data_dir(sh));
+    /* lower the running shard's limit below what it is about to need */
+    ck_assert_int_eq(prlimit(pid, RLIMIT_NOFILE, &rl, NULL), 0);
+    for (int i = 0; i < HOLD_CONNS; i++)
+        fds[i] = it_sock(port);
+    uint64_t t0 = tu_now_ms(), c0 = proc_cpu_ticks(pid);
+    while (tu_now_ms() - t0 < 2000)
+        usleep(100000); /* measuring an interval, not synchronising */
+    uint64_t c1 = proc_cpu_ticks(pid), ms = tu_now_ms() - t0;
+    double cpu = (double)(c1 - c0) / (double)hz * 1000.0 / (double)ms;
+    size_t lines = count_lines_with(errpath, "accept failed");
+    printf("out of descriptors: cpu %.0f%% over %llu ms, %zu 'accept failed' lines\n", cpu * 100,
+           (unsigned long long)ms, lines);
+    ck_assert_msg(cpu < 0.25, "the shard spins out of descriptors: cpu %.0f%%", cpu * 100);
+    ck_assert_msg(lines >= 1 && lines <= 10, "%zu 'accept failed' lines in ~2 s", lines);
+    for (int i = 0; i < HOLD_CONNS; i++)
+        close(fds[i]);
+    /* descriptors free again: a new client is served once the pause ends */
+    it_check_alive(sh);
+    stop(sh);
+}
+END_TEST
+
 static Suite *
 security_suite(void)
 {
@@ -671,6 +965,11 @@ security_suite(void)
     tc = tcase_create("tokens");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, tokens_scope_buckets);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("tls");
+    tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, tls_everywhere);
+    tcase_add_test(tc, tls_to_plaintext_port_and_required_certs);
     suite_add_tcase(s, tc);
     tc = tcase_create("descriptors");
     tcase_set_timeout(tc, 120);
