@@ -15,8 +15,12 @@
 # ...), and the run with the median ops/s is reported, so that load from
 # elsewhere on the machine drifts into both sides alike.
 #
+# TLS=1 adds a second objmeta-shard serving TLS (mutual TLS, certificates
+# from scripts/gen-certs.sh) and reports Store and Retrieve over TLS against
+# the same operations in plaintext, same run (issue 13's bar: >= 0.8).
+#
 # usage: bench/server/compare_redis.sh [BUILD_DIR]      (default: build)
-# environment: CLIENTS=50 PIPELINES="1 16" VALUE_SIZE=256 KEYS=100000 DURATION=3 ROUNDS=3
+# environment: CLIENTS=50 PIPELINES="1 16" VALUE_SIZE=256 KEYS=100000 DURATION=3 ROUNDS=3 TLS=0
 # needs: redis-server and redis-benchmark (Debian: redis-server redis-tools)
 set -eu
 
@@ -27,6 +31,7 @@ VALUE_SIZE=${VALUE_SIZE:-256}
 KEYS=${KEYS:-100000}
 DURATION=${DURATION:-3}
 ROUNDS=${ROUNDS:-3}
+TLS=${TLS:-0}
 shard=$build/shard/objmeta-shard
 bench=$build/bench/server/objmeta_bench
 
@@ -64,6 +69,18 @@ wait_for() { # file, deadline in tenths of a second
 pids="$pids $!"
 wait_for "$tmp/shard.ports" 100 || { cat "$tmp/shard.log" >&2; exit 1; }
 oport=$(awk '$1 == "rpc" { print $2 }' "$tmp/shard.ports")
+tls_bench=""
+if [ "$TLS" = 1 ]; then
+    "$(dirname "$0")/../../scripts/gen-certs.sh" "$tmp/certs" >/dev/null
+    "$shard" --listen=127.0.0.1:0 --http-listen=off --port-file="$tmp/tls.ports" \
+        --data-dir="$tmp/tls" --sync-mode=always --log-level=warn \
+        --tls-cert="$tmp/certs/node.pem" --tls-key="$tmp/certs/node.key" \
+        --tls-ca="$tmp/certs/ca.pem" </dev/null >/dev/null 2>"$tmp/tls.log" &
+    pids="$pids $!"
+    wait_for "$tmp/tls.ports" 100 || { cat "$tmp/tls.log" >&2; exit 1; }
+    tport=$(awk '$1 == "rpc" { print $2 }' "$tmp/tls.ports")
+    tls_bench="--ca $tmp/certs/ca.pem --cert $tmp/certs/client.pem --key $tmp/certs/client.key"
+fi
 
 # two redis-servers on free ports: one without persistence, one fsyncing every write
 start_redis() { # name, extra args...
@@ -98,7 +115,7 @@ pids="$pids $(cat "$tmp/always.pid")"
 
 objmeta_run() { # ops, pipeline, extra... -> "ops_per_sec p50_us p99_us"
     ops=$1; pl=$2; shift 2
-    "$bench" --addr "127.0.0.1:$oport" --ops "$ops=100" --connections "$CLIENTS" \
+    "$bench" --addr "127.0.0.1:${bench_port:-$oport}" --ops "$ops=100" --connections "$CLIENTS" \
         --pipeline "$pl" --value-size "$VALUE_SIZE" --keys "$KEYS" --duration "${DURATION}s" \
         "$@" >"$tmp/ob.out"
     awk -v op="$ops" '$1 == "RESULT" && $2 == "op=" op {
@@ -136,6 +153,12 @@ while [ "$r" -le "$ROUNDS" ]; do
             echo "3_set_plain $pl $(redis_run "$rport" set "$pl")"
             echo "4_retrieve $pl $(objmeta_run retrieve "$pl")"
             echo "5_get $pl $(redis_run "$rport" get "$pl")"
+            if [ "$TLS" = 1 ]; then
+                # shellcheck disable=SC2086 # the TLS options are several words
+                echo "6_store_tls $pl $(bench_port=$tport objmeta_run store "$pl" $tls_bench)"
+                # shellcheck disable=SC2086
+                echo "7_retrieve_tls $pl $(bench_port=$tport objmeta_run retrieve "$pl" $tls_bench)"
+            fi
         } >>"$results"
     done
     r=$((r + 1))
@@ -152,6 +175,8 @@ label() {
     3_set_plain) echo "redis SET no persistence" ;;
     4_retrieve) echo "objmeta Retrieve" ;;
     5_get) echo "redis GET" ;;
+    6_store_tls) echo "objmeta Store over TLS" ;;
+    7_retrieve_tls) echo "objmeta Retrieve over TLS" ;;
     esac
 }
 
@@ -159,7 +184,9 @@ printf '\n%-34s %4s %12s %10s %10s   (median of %s runs)\n' "benchmark" "pipe" "
     "p50 us" "p99 us" "$ROUNDS"
 summary=""
 for pl in $PIPELINES; do
-    for b in 1_store 2_set_always 3_set_plain 4_retrieve 5_get; do
+    benches="1_store 2_set_always 3_set_plain 4_retrieve 5_get"
+    [ "$TLS" = 1 ] && benches="$benches 6_store_tls 7_retrieve_tls"
+    for b in $benches; do
         # shellcheck disable=SC2046 # three words on purpose
         set -- $(median "$b" "$pl")
         printf '%-34s %4s %12s %10s %10s\n' "$(label "$b")" "$pl" "$1" "$2" "$3"
@@ -171,6 +198,12 @@ for pl in $PIPELINES; do
     rg=$(median 5_get "$pl" | cut -d' ' -f1)
     summary="$summary
 pipeline $pl: Store/SET(always) = $(ratio "$os" "$as") (bar 1.0)   Store/SET(no persistence) = $(ratio "$os" "$rs")   Retrieve/GET = $(ratio "$og" "$rg") (bar 0.8)"
+    if [ "$TLS" = 1 ]; then
+        ts=$(median 6_store_tls "$pl" | cut -d' ' -f1)
+        tg=$(median 7_retrieve_tls "$pl" | cut -d' ' -f1)
+        summary="$summary
+pipeline $pl: TLS/plaintext Store = $(ratio "$ts" "$os") (bar 0.8)   TLS/plaintext Retrieve = $(ratio "$tg" "$og") (bar 0.8)"
+    fi
 done
 echo
 echo "ratios:$summary"
