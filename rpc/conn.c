@@ -427,6 +427,25 @@ conn_hint_reads(rpc_conn *c, size_t max)
         s->prefetch(s->prefetch_arg, h, nh);
 }
 
+/*
+ * A Request whose operation body came in several fragments: decode it again
+ * from the merged encoding (rpc_wire_merge_oneofs), with the default
+ * allocator (*pa updated: rpc_scratch_done frees it). NULL when that fails.
+ */
+static Objmeta__Request *
+conn_unpack_merged(rpc_scratch *sc, ProtobufCAllocator **pa, Objmeta__Request *req, om_slice p)
+{
+    om_buf merged = OM_BUF_INIT;
+    Objmeta__Request *out = NULL;
+
+    if (rpc_wire_merge_oneofs(&objmeta__request__descriptor, p.p, p.n, &merged) == OM_OK)
+        out = objmeta__request__unpack(NULL, merged.n, merged.p);
+    om_buf_free(&merged);
+    rpc_scratch_done(sc, *pa, &req->base);
+    *pa = NULL;
+    return out;
+}
+
 /* An AuthRequest: answered here, never by the handler (auth.c). */
 static void
 conn_auth(rpc_conn *c, const Objmeta__Request *req, char *err, size_t errlen)
@@ -507,9 +526,12 @@ conn_process(rpc_conn *c)
         if (!fast)
             req = objmeta__request__unpack(pa, p.n, p.p);
         /* strings as they were on the wire, before anyone reads the C copies */
+        bool split = false;
         om_status wst = req != NULL ? rpc_wire_check_strings(&objmeta__request__descriptor, p.p,
-                                                             p.n, werr, sizeof(werr))
+                                                             p.n, &split, werr, sizeof(werr))
                                     : OM_OK;
+        if (wst == OM_OK && split)
+            req = conn_unpack_merged(&s->scratch, &pa, req, p);
         rpc_frame_evb_drain(in, len);
         s->st.bytes_in += RPC_FRAME_HEADER_LEN + (uint64_t)len;
         if (req == NULL) {

@@ -184,7 +184,17 @@ Objmeta__Response *rpc_fastunpack_response(ProtobufCAllocator *pa, const uint8_t
  * Thread-safety: pure.
  */
 om_status rpc_wire_check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n,
-                                 char *err, size_t errlen);
+                                 bool *split_oneof, char *err, size_t errlen);
+/*
+ * rpc_wire_check_strings also sets *split_oneof when a message-typed oneof
+ * member occurs more than once at the top level: protobuf merges the
+ * occurrences, protobuf-c keeps the last. rpc_wire_merge_oneofs appends to
+ * out the same message with each such member once (payloads concatenated),
+ * which protobuf-c then decodes as protobuf means (wirecheck.c).
+ * Returns OM_OK; OM_E_NOMEM; OM_E_CORRUPT for a malformed top level.
+ */
+om_status rpc_wire_merge_oneofs(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n,
+                                om_buf *out);
 
 /*
  * Re-addressing an encoded message (the coordinator forwards a shard's

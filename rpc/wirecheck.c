@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "rpc/frame.h"
+#include "util/coding.h"
 
 /* The schema has no recursive messages; this bounds the walk regardless. */
 #define WIRE_MAX_DEPTH 16
@@ -32,8 +33,17 @@
 typedef struct wire_ctx {
     char *err;
     size_t errlen;
+    uint64_t seen, split; /* top level: oneof message members (id < 64) seen, seen twice */
     char path[256];
 } wire_ctx;
+
+/* A message-typed member of a oneof (a Request's operation body). */
+static bool
+wire_is_oneof_msg(const ProtobufCFieldDescriptor *f)
+{
+    return f != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+           (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0 && f->id < 64;
+}
 
 static bool
 wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
@@ -124,6 +134,11 @@ wire_walk(wire_ctx *w, const ProtobufCMessageDescriptor *d, const uint8_t *p, si
             uint64_t id = tag >> 3;
             const ProtobufCFieldDescriptor *f =
                 id <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)id) : NULL;
+            if (depth == 0 && wire_is_oneof_msg(f)) {
+                uint64_t bit = 1ull << f->id;
+                w->split |= w->seen & bit;
+                w->seen |= bit;
+            }
             if (f != NULL)
                 OM_TRY(wire_field(w, f, p, (size_t)len, plen, depth));
             p += len;
@@ -140,11 +155,105 @@ bad:
 }
 
 om_status
-rpc_wire_check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n, char *err,
-                       size_t errlen)
+rpc_wire_check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n,
+                       bool *split_oneof, char *err, size_t errlen)
 {
     wire_ctx w = {.err = err, .errlen = errlen};
 
     w.path[0] = '\0';
-    return wire_walk(&w, d, p, n, 0, 0);
+    OM_TRY(wire_walk(&w, d, p, n, 0, 0));
+    *split_oneof = w.split != 0;
+    return OM_OK;
+}
+
+/*
+ * Merging a split body. Protobuf merges a message field that occurs twice
+ * (the second occurrence's fields are added to the first: FRAMING.md), but
+ * protobuf-c replaces a oneof member instead, so a Store sent as two body
+ * fragments lost the first. Rewriting the top level so that each such
+ * member occurs once, its payloads concatenated in order (which is what a
+ * merge of two encodings means), at the place of its last occurrence (so
+ * that a different member sent later still wins), gives protobuf-c an
+ * input it decodes as protobuf specifies. Other fields are copied as they
+ * are. Only called for the rare input that needs it.
+ */
+static bool
+merge_next(const uint8_t **p, const uint8_t *end, uint64_t *tag, const uint8_t **val, size_t *vn)
+{
+    uint64_t len;
+
+    if (!wire_varint(p, end, tag))
+        return false;
+    *val = *p;
+    switch (*tag & 7) {
+    case 0:
+        if (!wire_varint(p, end, &len))
+            return false;
+        break;
+    case 1:
+    case 5: {
+        size_t k = (*tag & 7) == 1 ? 8 : 4;
+        if ((size_t)(end - *p) < k)
+            return false;
+        *p += k;
+        break;
+    }
+    case 2:
+        if (!wire_varint(p, end, &len) || len > (uint64_t)(end - *p))
+            return false;
+        *val = *p;
+        *p += len;
+        break;
+    default:
+        return false;
+    }
+    *vn = (size_t)(*p - *val);
+    return true;
+}
+
+om_status
+rpc_wire_merge_oneofs(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n, om_buf *out)
+{
+    const uint8_t *end = p + n, *q;
+    uint64_t tag, split = 0, seen = 0;
+    const uint8_t *val, *last[64] = {NULL};
+    size_t vn, total[64] = {0};
+
+    for (q = p; q < end;) {
+        const uint8_t *start = q;
+        if (!merge_next(&q, end, &tag, &val, &vn))
+            return OM_ERR(OM_E_CORRUPT);
+        uint64_t id = tag >> 3;
+        const ProtobufCFieldDescriptor *f =
+            (tag & 7) == 2 && id < 64 ? protobuf_c_message_descriptor_get_field(d, (unsigned)id)
+                                      : NULL;
+        if (wire_is_oneof_msg(f)) {
+            split |= seen & (1ull << id);
+            seen |= 1ull << id;
+            last[id] = start;
+            total[id] += vn;
+        }
+    }
+    for (q = p; q < end;) {
+        const uint8_t *start = q;
+        (void)merge_next(&q, end, &tag, &val, &vn);
+        uint64_t id = tag >> 3;
+        if ((tag & 7) != 2 || id >= 64 || !(split & (1ull << id))) {
+            OM_TRY(om_buf_append(out, start, (size_t)(q - start)));
+            continue;
+        }
+        if (start != last[id])
+            continue; /* folded into the last occurrence */
+        uint8_t hdr[20], *h = hdr;
+        h = om_encode_varint64(h, tag);
+        h = om_encode_varint64(h, total[id]);
+        OM_TRY(om_buf_append(out, hdr, (size_t)(h - hdr)));
+        for (const uint8_t *r = p; r < end;) {
+            uint64_t t2;
+            (void)merge_next(&r, end, &t2, &val, &vn);
+            if (t2 == tag)
+                OM_TRY(om_buf_append(out, val, vn));
+        }
+    }
+    return OM_OK;
 }

@@ -224,6 +224,30 @@ START_TEST(nul_in_strings_refused)
 }
 END_TEST
 
+/* A Store whose body arrives in two fragments is merged (protobuf), not cut to the last one. */
+START_TEST(split_body_merged)
+{
+    tu_proc *sh = start_shard("s1", "auto");
+    int fd = it_sock(tu_proc_port(sh, "rpc"));
+    pbw a = {.n = 0}, b = {.n = 0}, req = {.n = 0};
+    uint8_t hdr[4];
+
+    pb_lenfield(&a, 1, BUCKET, strlen(BUCKET));
+    pb_lenfield(&a, 2, "split", 5);
+    pb_lenfield(&b, 3, "DATA", 4);
+    pb_varint(&req, 1 << 3);
+    pb_varint(&req, 1);
+    pb_lenfield(&req, OBJMETA__REQUEST__BODY_STORE, a.b, a.n);
+    pb_lenfield(&req, OBJMETA__REQUEST__BODY_STORE, b.b, b.n);
+    om_put_be32(hdr, (uint32_t)req.n);
+    ck_assert(it_send(fd, hdr, 4) && it_send(fd, req.b, req.n));
+    expect_status(fd, 1, OBJMETA__STATUS__OK, NULL);
+    expect_data(fd, 2, BUCKET, "split", "DATA");
+    close(fd);
+    stop(sh);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 /* Roles                                                                       */
 
@@ -957,6 +981,7 @@ security_suite(void)
 
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, nul_in_strings_refused);
+    tcase_add_test(tc, split_body_merged);
     tcase_add_test(tc, client_role_refused_admin_and_peer);
     tcase_add_test(tc, coordinator_client_role_refused);
     tcase_add_test(tc, no_role_unauthenticated);
