@@ -320,6 +320,17 @@ conn_flow(rpc_conn *c)
     if (c->free_deferred)
         return;
     size_t out = evbuffer_get_length(conn_out(c));
+    if (out > o->out_hard_limit && (c->state == CONN_OPEN || c->state == CONN_DRAINING)) {
+        /* answers of requests already in flight keep coming after reading
+         * paused: a peer that never reads must not hold them all (issue 13) */
+        om_log(OM_LOG_WARN,
+               "closing a connection that does not read its answers peer=%s "
+               "queued=%zu out_hard_limit=%zu",
+               c->peer, out, o->out_hard_limit);
+        c->srv->st.slow_closes++;
+        conn_destroy(c);
+        return;
+    }
     switch (c->state) {
     case CONN_OPEN: {
         if (c->out_blocked && out <= o->out_low_water)

@@ -181,6 +181,11 @@ typedef struct rpc_server_opts {
                                   * response bytes wait to be sent; default 4 MiB */
     size_t out_low_water;        /* resume reading once at most this many wait;
                                   * default out_high_water / 4 */
+    size_t out_hard_limit;       /* close a connection (a client that sends and never
+                                  * reads) once more than this many response bytes wait
+                                  * (requests already in flight keep answering past
+                                  * out_high_water); 0 = max(32 MiB, 2 * max_frame +
+                                  * out_high_water); default 0 */
     uint32_t max_inflight;       /* requests handed to the handler and not yet answered,
                                   * per connection; reading pauses at the limit;
                                   * default 1024 */
@@ -281,6 +286,7 @@ typedef struct rpc_server_stats {
     uint64_t requests_denied;      /* refused UNAUTHENTICATED or PERMISSION_DENIED */
     uint64_t request_timeouts;     /* answered TIMEOUT by request_timeout_ms */
     uint64_t idle_closes;          /* closed by idle_timeout_ms */
+    uint64_t slow_closes;          /* closed over out_hard_limit (never read its answers) */
     uint64_t backpressure_pauses;  /* times reading paused on high water or max_inflight */
     uint64_t bytes_in;
     uint64_t bytes_out;
@@ -516,6 +522,9 @@ typedef om_status (*rpc_health_fn)(void *arg, om_buf *reason);
  * return gives 500.
  */
 typedef om_status (*rpc_metrics_fn)(void *arg, om_buf *out);
+
+/* Seconds an HTTP connection may take to send its request or read the answer. */
+#define RPC_HTTP_TIMEOUT_S 3
 
 /*
  * rpc_http_open -- serve GET /healthz and GET /metrics on `listen`

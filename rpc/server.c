@@ -377,6 +377,10 @@ rpc_server_new(struct event_base *base, const rpc_server_opts *opts, rpc_handler
         goto fail;
     }
     s->o.listen = s->listen_str;
+    if (s->o.out_hard_limit == 0) {
+        size_t lim = 2 * (size_t)s->o.max_frame + s->o.out_high_water;
+        s->o.out_hard_limit = lim > (32u << 20) ? lim : (32u << 20);
+    }
     st = rpc_addr_resolve(s->listen_str, true, &ss, &sslen);
     if (st != OM_OK) {
         om_log(OM_LOG_ERROR, "rpc server: bad listen address listen=%s", s->listen_str);

@@ -939,6 +939,114 @@ proc_cpu_ticks(int pid)
     return (uint64_t)ut + stt;
 }
 
+/* Resident set of a process in KiB. */
+static long
+proc_rss_kb(int pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+#define BIG_OBJECT (1u << 20)
+#define UNREAD_RETRIEVES 400
+
+/* A client that pipelines large Retrieves and never reads: the coordinator
+ * closes it at out_hard_limit instead of queueing every answer. */
+START_TEST(unread_answers_bounded)
+{
+    tu_proc *sh = start_shard("s1", "auto");
+    tu_proc *co = start_coord(sh, "auto");
+    int port = tu_proc_port(co, "rpc"), pid = tu_proc_pid(co), fd = it_sock(port);
+    Objmeta__Request q = OBJMETA__REQUEST__INIT;
+    Objmeta__StoreRequest st = OBJMETA__STORE_REQUEST__INIT;
+    uint8_t *big = malloc(BIG_OBJECT);
+    long base, peak = 0;
+
+    memset(big, 'b', BIG_OBJECT);
+    st.bucket = (char *)BUCKET;
+    st.key = (char *)"big";
+    st.data.data = big;
+    st.data.len = BIG_OBJECT;
+    q.body_case = OBJMETA__REQUEST__BODY_STORE;
+    q.store = &st;
+    call_expect(fd, &q, 1, OBJMETA__STATUS__OK, NULL);
+    close(fd);
+    free(big);
+    base = proc_rss_kb(pid);
+    fd = it_sock(port);
+    for (int i = 0; i < UNREAD_RETRIEVES; i++)
+        send_raw_keyed(fd, (uint64_t)i + 1, OBJMETA__REQUEST__BODY_RETRIEVE, BUCKET, strlen(BUCKET),
+                       "big", 3, NULL);
+    /* the coordinator closes it once the unread answers pass out_hard_limit
+     * (not reading here: reading would drain them); memory meanwhile stays bounded */
+    uint64_t t0 = tu_now_ms();
+    bool closed = false;
+    while (!closed && tu_now_ms() - t0 < 60000) {
+        char *body = NULL;
+        long rss = proc_rss_kb(pid);
+        peak = rss > peak ? rss : peak;
+        ck_assert_int_eq(it_http_get(tu_proc_port(co, "http"), "/metrics", &body), 200);
+        closed = strstr(body, "objmeta_rpc_slow_closes_total 1") != NULL;
+        free(body);
+        if (!closed)
+            usleep(50000); /* polling with a deadline */
+    }
+    printf("coordinator RSS %ld KiB before, peak %ld KiB with %d unread 1 MiB answers\n", base,
+           peak, UNREAD_RETRIEVES);
+    ck_assert_msg(closed, "the coordinator kept a connection that never reads its answers");
+    /* 400 MiB of answers were asked for; the limit (36 MiB here) plus what is in
+     * transit through the shard connections must stay far below */
+    ck_assert_msg(peak - base < 200 * 1024, "the coordinator grew by %ld KiB", peak - base);
+    close(fd);
+    /* everyone else is served (once the shard connections, busy with those
+     * answers, have passed a health probe again) */
+    fd = it_sock(port);
+    Objmeta__Status last = OBJMETA__STATUS__UNAVAILABLE;
+    for (uint64_t id = 1, end = tu_now_ms() + 20000;
+         last != OBJMETA__STATUS__OK && tu_now_ms() < end; id++) {
+        Objmeta__Response *r;
+        send_raw_keyed(fd, id, OBJMETA__REQUEST__BODY_STORE, BUCKET, strlen(BUCKET), "after", 5,
+                       "ok");
+        r = recv_ok(fd);
+        last = r->status;
+        objmeta__response__free_unpacked(r, NULL);
+        if (last != OBJMETA__STATUS__OK)
+            usleep(50000); /* polling with a deadline */
+    }
+    ck_assert_int_eq(last, OBJMETA__STATUS__OK);
+    close(fd);
+    stop(co);
+    stop(sh);
+}
+END_TEST
+
+/* A request line without its CRLF does not hold the HTTP port open for long. */
+START_TEST(http_partial_request_line_closed)
+{
+    tu_proc *sh = start_shard("s1", "auto");
+    int fd = it_sock(tu_proc_port(sh, "http"));
+    static const char partial[] = "GET /healthz HTTP/1.1";
+    uint64_t t0 = tu_now_ms();
+
+    ck_assert(it_send(fd, partial, sizeof(partial) - 1));
+    ck_assert_msg(it_wait_closed(fd, (RPC_HTTP_TIMEOUT_S + 3) * 1000),
+                  "the HTTP port held a partial request line over %d s", RPC_HTTP_TIMEOUT_S + 3);
+    printf("partial request line closed after %llu ms\n", (unsigned long long)(tu_now_ms() - t0));
+    close(fd);
+    stop(sh);
+}
+END_TEST
+
 #define HOLD_CONNS 300
 
 START_TEST(out_of_descriptors_backs_off)
@@ -1000,6 +1108,8 @@ security_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, nofile_too_low_refused_at_start);
     tcase_add_test(tc, out_of_descriptors_backs_off);
+    tcase_add_test(tc, unread_answers_bounded);
+    tcase_add_test(tc, http_partial_request_line_closed);
     suite_add_tcase(s, tc);
     return s;
 }
