@@ -52,9 +52,11 @@ mig_begin(coord *c, ring *newr, const char *op, Objmeta__Request__BodyCase kind,
     uint64_t from = ring_epoch(c->ring);
     om_status st;
 
-    mig_free_change(m);
+    OM_ASSERT(m->phase == MIG_IDLE && c->pending == NULL);
+    OM_ASSERT(ring_epoch(newr) > from); /* ring epochs only move forward */
+    coord_mig_free_change(m);
     c->pending = newr;
-    st = mig_build(m);
+    st = coord_mig_build(m);
     if (st == OM_OK && m->nrng == 0) {
         /* nothing moves (e.g. only ties changed): switch at once */
         ring *old = c->ring;
@@ -74,7 +76,7 @@ mig_begin(coord *c, ring *newr, const char *op, Objmeta__Request__BodyCase kind,
         return;
     }
     if (st == OM_OK) {
-        m->phase = MIG_COPYING;
+        coord_mig_set_phase(m, MIG_COPYING);
         m->pass = 0;
         m->final_started = false;
         snprintf(m->op, sizeof(m->op), "%s", op);
@@ -89,11 +91,12 @@ mig_begin(coord *c, ring *newr, const char *op, Objmeta__Request__BodyCase kind,
         m->need_catchup = m->drained = false;
         m->adapt = 1.0; /* the adaptive throttle starts at the top */
         m->pass_start_ms = om_clock_mono_ms();
-        st = mig_persist(m);
+        st = coord_mig_persist(m);
     }
     if (st != OM_OK) {
-        mig_free_change(m);
-        m->phase = MIG_IDLE;
+        coord_mig_free_change(m);
+        if (m->phase != MIG_IDLE) /* COPYING was set, but could not be persisted */
+            coord_mig_set_phase(m, MIG_IDLE);
         c->pending = NULL;
         ring_unref(newr);
         coord_answer_error(c, COORD_OP_OTHER, t0, reply, st, "cannot start the ring change: %s",
@@ -312,8 +315,8 @@ coord_mig_status(coord *c, uint64_t t0, rpc_reply *reply)
     rs.to_epoch = m->to_epoch;
     rs.started_ms = m->started_ms;
     rs.operation = m->op;
-    rs.records_copied = mig_total_records(m);
-    rs.bytes_copied = mig_total_bytes(m);
+    rs.records_copied = coord_mig_total_records(m);
+    rs.bytes_copied = coord_mig_total_bytes(m);
     rs.rate_bytes_per_sec = m->phase == MIG_COPYING ? m->rate : 0;
     rs.last_change_epoch = m->last_change_epoch;
     rs.sources = (uint32_t)m->nsrc;
