@@ -53,7 +53,7 @@ typedef enum coord_op {
  * enum's last value (a unit test checks this against the protobuf enum's
  * descriptor). A status this build does not know is counted as INTERNAL.
  */
-#define COORD_NSTATUS (OBJMETA__STATUS__TIMEOUT + 1)
+#define COORD_NSTATUS (OBJMETA__STATUS__PERMISSION_DENIED + 1)
 #define COORD_STATUS_UNKNOWN OBJMETA__STATUS__INTERNAL
 #define COORD_SECRET_LEN 32
 

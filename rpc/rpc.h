@@ -139,6 +139,26 @@ typedef struct rpc_tls_opts {
 om_status rpc_tls_new(const rpc_tls_opts *o, bool server, rpc_tls **out, char *err, size_t errlen);
 void rpc_tls_free(rpc_tls *t);
 
+/*
+ * rpc_mac -- HMAC-SHA256 of p[0..n) under key, truncated to RPC_MAC_LEN bytes:
+ * the tag of the continuation tokens (coordinator/fanout.c, shard/list.c).
+ * rpc_mac_equal compares two tags in constant time.
+ * Thread-safety: pure.
+ */
+#define RPC_MAC_LEN 16u
+void rpc_mac(const uint8_t *key, size_t keylen, const uint8_t *p, size_t n,
+             uint8_t tag[RPC_MAC_LEN]);
+bool rpc_mac_equal(const uint8_t a[RPC_MAC_LEN], const uint8_t b[RPC_MAC_LEN]);
+
+/*
+ * rpc_secret_load -- the first key of a key file (the format of token-keys,
+ * rpc/token.c: "<kid> <hex secret>" lines): the cluster secret that signs
+ * continuation tokens. Returns OM_OK with *n bytes in out (cap >= 64);
+ * OM_E_INVALID with the reason in err.
+ */
+om_status rpc_secret_load(const char *path, uint8_t *out, size_t cap, size_t *n, char *err,
+                          size_t errlen);
+
 /* ------------------------------------------------------------------------ */
 /* Logging and small helpers                                                 */
 

@@ -252,3 +252,39 @@ rpc_token_allows(const rpc_token *t, const char *bucket, bool write)
     }
     return false;
 }
+
+void
+rpc_mac(const uint8_t *key, size_t keylen, const uint8_t *p, size_t n, uint8_t tag[RPC_MAC_LEN])
+{
+    static const uint8_t nokey = 0;
+    uint8_t full[32];
+    unsigned len = 0;
+
+    /* HMAC cannot fail for SHA-256 with in-memory inputs; zero the tag if it did */
+    if (HMAC(EVP_sha256(), keylen ? key : &nokey, (int)keylen, p, n, full, &len) == NULL ||
+        len != sizeof(full))
+        memset(full, 0, sizeof(full));
+    memcpy(tag, full, RPC_MAC_LEN);
+}
+
+bool
+rpc_mac_equal(const uint8_t a[RPC_MAC_LEN], const uint8_t b[RPC_MAC_LEN])
+{
+    return CRYPTO_memcmp(a, b, RPC_MAC_LEN) == 0;
+}
+
+om_status
+rpc_secret_load(const char *path, uint8_t *out, size_t cap, size_t *n, char *err, size_t errlen)
+{
+    rpc_keyring *kr = NULL;
+
+    OM_TRY(rpc_keyring_load(path, &kr, err, errlen));
+    if (kr->k[0].len > cap) {
+        rpc_keyring_free(kr);
+        return om_err_invalid(err, errlen, "secret in %s is longer than %zu bytes", path, cap);
+    }
+    memcpy(out, kr->k[0].secret, kr->k[0].len);
+    *n = kr->k[0].len;
+    rpc_keyring_free(kr);
+    return OM_OK;
+}

@@ -121,6 +121,12 @@ main(int argc, char **argv)
     ro.idle_timeout_ms = (uint32_t)c.idle_timeout;
     ro.request_timeout_ms = (uint32_t)c.request_timeout;
     ro.token_keys_file = c.token_keys;
+    if (c.list_token_secret[0] != '\0' &&
+        rpc_secret_load(c.list_token_secret, so.list_secret, sizeof(so.list_secret),
+                        &so.list_secret_len, err, sizeof(err)) != OM_OK) {
+        om_log(OM_LOG_ERROR, "bad configuration: list-token-secret: %s", err);
+        goto out;
+    }
     if (c.tls_cert[0] != '\0') {
         rpc_tls_opts t = {.cert_file = c.tls_cert,
                           .key_file = c.tls_key,

@@ -58,6 +58,9 @@ static const om_conf_item shard_items[] = {
      "loopback listen address, none elsewhere (README.md, Security)"},
     {"token-keys", OM_CONF_STR, "", 0, 0, NULL, F(token_keys),
      "file of '<kid> <hex secret>' lines verifying client tokens (empty = no tokens)"},
+    {"list-token-secret", OM_CONF_STR, "", 0, 0, NULL, F(list_token_secret),
+     "key file ('<kid> <hex>', the first key) signing List continuation tokens; empty = a "
+     "random secret per start (tokens then end with a restart)"},
     {"tls-cert", OM_CONF_STR, "", 0, 0, NULL, F(tls_cert),
      "PEM certificate chain: serve TLS only (with tls-key; empty = plaintext)"},
     {"tls-key", OM_CONF_STR, "", 0, 0, NULL, F(tls_key), "PEM private key of tls-cert"},

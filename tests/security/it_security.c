@@ -26,6 +26,8 @@
 #include <unistd.h>
 
 #include "it_util.h"
+#include "util/base64url.h"
+#include "util/checksum.h"
 #include "util/coding.h"
 
 #define BUCKET "my-bucket"
@@ -123,6 +125,15 @@ expect_data(int fd, uint64_t id, const char *bucket, const char *key, const char
     ck_assert_uint_eq(r->retrieve->data.len, strlen(want));
     ck_assert(memcmp(r->retrieve->data.data, want, strlen(want)) == 0);
     objmeta__response__free_unpacked(r, NULL);
+}
+
+/* Send req (id set here) and expect `want` with a message containing needle. */
+static void
+call_expect(int fd, Objmeta__Request *req, uint64_t id, Objmeta__Status want, const char *needle)
+{
+    req->id = id;
+    ck_assert(it_send_request(fd, req));
+    expect_status(fd, id, want, needle);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -248,17 +259,59 @@ START_TEST(split_body_merged)
 }
 END_TEST
 
+/*
+ * A shard continuation token made by someone who knows the format but not
+ * the shard's secret: the old layout (checksum instead of a MAC) and the
+ * new one with a made-up tag are both refused.
+ */
+static char *
+forged_list_token(uint8_t version, const char *bucket, const char *resume)
+{
+    om_buf bind = OM_BUF_INIT, raw = OM_BUF_INIT, text = OM_BUF_INIT;
+
+    ck_assert_int_eq(om_buf_put_lenpref(&bind, om_slice_from_str(bucket)), OM_OK);
+    ck_assert_int_eq(om_buf_put_lenpref(&bind, om_slice_from_str("")), OM_OK);
+    ck_assert_int_eq(om_buf_put_lenpref(&bind, om_slice_from_str("")), OM_OK);
+    ck_assert_int_eq(om_buf_append_byte(&raw, version), OM_OK);
+    ck_assert_int_eq(om_buf_put_fixed64(&raw, om_hash64(bind.p, bind.n)), OM_OK);
+    ck_assert_int_eq(om_buf_put_lenpref(&raw, om_slice_from_str(resume)), OM_OK);
+    if (version == 1) {
+        ck_assert_int_eq(om_buf_put_fixed32(&raw, om_checksum32(raw.p, raw.n)), OM_OK);
+    } else {
+        uint8_t tag[RPC_MAC_LEN] = {0};
+        ck_assert_int_eq(om_buf_append(&raw, tag, sizeof(tag)), OM_OK);
+    }
+    ck_assert_int_eq(om_base64url_encode(om_buf_slice(&raw), &text), OM_OK);
+    ck_assert_int_eq(om_buf_append_byte(&text, 0), OM_OK);
+    om_buf_free(&bind);
+    om_buf_free(&raw);
+    return (char *)text.p;
+}
+
+START_TEST(forged_list_token_refused)
+{
+    tu_proc *sh = start_shard("s1", "auto");
+    int fd = it_sock(tu_proc_port(sh, "rpc"));
+    Objmeta__Request q = OBJMETA__REQUEST__INIT;
+    Objmeta__ListRequest l = OBJMETA__LIST_REQUEST__INIT;
+
+    store(fd, 1, BUCKET, "a", "1");
+    l.bucket = (char *)BUCKET;
+    q.body_case = OBJMETA__REQUEST__BODY_LIST;
+    q.list = &l;
+    for (uint8_t v = 1; v <= 2; v++) {
+        char *tok = forged_list_token(v, BUCKET, "a");
+        l.continuation_token = tok;
+        call_expect(fd, &q, 10 + v, OBJMETA__STATUS__INVALID_ARGUMENT, "continuation_token");
+        free(tok);
+    }
+    close(fd);
+    stop(sh);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 /* Roles                                                                       */
-
-/* Send req (id set here) and expect `want` with a message containing needle. */
-static void
-call_expect(int fd, Objmeta__Request *req, uint64_t id, Objmeta__Status want, const char *needle)
-{
-    req->id = id;
-    ck_assert(it_send_request(fd, req));
-    expect_status(fd, id, want, needle);
-}
 
 /* Send a request and check its answer, over some connection (ctx). */
 typedef void (*expect_fn)(void *ctx, Objmeta__Request *req, uint64_t id, Objmeta__Status want,
@@ -1090,6 +1143,7 @@ security_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, nul_in_strings_refused);
     tcase_add_test(tc, split_body_merged);
+    tcase_add_test(tc, forged_list_token_refused);
     tcase_add_test(tc, client_role_refused_admin_and_peer);
     tcase_add_test(tc, coordinator_client_role_refused);
     tcase_add_test(tc, no_role_unauthenticated);
