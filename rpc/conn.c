@@ -438,25 +438,6 @@ conn_hint_reads(rpc_conn *c, size_t max)
         s->prefetch(s->prefetch_arg, h, nh);
 }
 
-/*
- * A Request whose operation body came in several fragments: decode it again
- * from the merged encoding (rpc_wire_merge_oneofs), with the default
- * allocator (*pa updated: rpc_scratch_done frees it). NULL when that fails.
- */
-static Objmeta__Request *
-conn_unpack_merged(rpc_scratch *sc, ProtobufCAllocator **pa, Objmeta__Request *req, om_slice p)
-{
-    om_buf merged = OM_BUF_INIT;
-    Objmeta__Request *out = NULL;
-
-    if (rpc_wire_merge_oneofs(&objmeta__request__descriptor, p.p, p.n, &merged) == OM_OK)
-        out = objmeta__request__unpack(NULL, merged.n, merged.p);
-    om_buf_free(&merged);
-    rpc_scratch_done(sc, *pa, &req->base);
-    *pa = NULL;
-    return out;
-}
-
 /* An AuthRequest: answered here, never by the handler (auth.c). */
 static void
 conn_auth(rpc_conn *c, const Objmeta__Request *req, char *err, size_t errlen)
@@ -542,7 +523,7 @@ conn_process(rpc_conn *c)
                                                              p.n, &split, werr, sizeof(werr))
                                     : OM_OK;
         if (wst == OM_OK && split)
-            req = conn_unpack_merged(&s->scratch, &pa, req, p);
+            req = rpc_wire_unpack_merged(&s->scratch, &pa, req, p);
         rpc_frame_evb_drain(in, len);
         s->st.bytes_in += RPC_FRAME_HEADER_LEN + (uint64_t)len;
         if (req == NULL) {
@@ -653,55 +634,17 @@ rpc_conn_flush_dirty(rpc_server *s)
     }
 }
 
-/*
- * A plaintext client on a TLS port: tell it so in its own protocol (an id-0
- * response, the way connection-level errors travel) before closing, instead
- * of leaving it a reset. Its unread bytes are drained first so that the
- * close sends FIN, not RST. Best effort: nonblocking, one write.
- */
-static void
-conn_refuse_plaintext(rpc_conn *c)
-{
-    static const char msg[] = "this port speaks TLS: connect with TLS and the cluster CA "
-                              "(the objmeta tool: --ca FILE)";
-    Objmeta__Response e = OBJMETA__RESPONSE__INIT;
-    uint8_t frame[RPC_FRAME_HEADER_LEN + sizeof(msg) + 16], junk[4096];
-    int fd = bufferevent_getfd(c->bev);
-
-    if (fd < 0)
-        return;
-    while (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
-        ;
-    e.status = OBJMETA__STATUS__UNAVAILABLE;
-    e.message = (char *)msg;
-    size_t n = protobuf_c_message_pack(&e.base, frame + RPC_FRAME_HEADER_LEN);
-    om_put_be32(frame, (uint32_t)n);
-    ssize_t w = send(fd, frame, RPC_FRAME_HEADER_LEN + n, MSG_DONTWAIT | MSG_NOSIGNAL);
-    (void)w;
-    (void)shutdown(fd, SHUT_WR);
-}
-
 static void
 conn_eventcb(struct bufferevent *bev, short what, void *arg)
 {
     rpc_conn *c = arg;
 
-    if (what & BEV_EVENT_CONNECTED) {
-        /* TLS handshake done: the certificate (if any) says the roles */
-        char who[128], roles[32];
-        c->roles = c->base_roles = rpc_tls_peer_roles(bev, who, sizeof(who));
-        c->tls_ready = true;
-        rpc_roles_format(c->roles, roles, sizeof(roles));
-        om_log(OM_LOG_DEBUG, "tls connection peer=%s cert=%s roles=%s", c->peer, who, roles);
+    if (what & BEV_EVENT_CONNECTED) { /* TLS handshake done: roles from the certificate */
+        rpc_tls_conn_ready(c);
         return;
     }
     if (c->tls && !c->tls_ready) {
-        char why[256];
-        rpc_tls_bev_error(bev, why, sizeof(why));
-        om_log(OM_LOG_INFO, "TLS handshake failed peer=%s reason=\"%s\"", c->peer, why);
-        if (strstr(why, "wrong version number") || strstr(why, "http request") ||
-            strstr(why, "packet length too long") || strstr(why, "unknown protocol"))
-            conn_refuse_plaintext(c);
+        rpc_tls_conn_failed(c);
         conn_destroy(c);
         return;
     }

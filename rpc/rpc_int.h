@@ -242,6 +242,20 @@ struct bufferevent *rpc_tls_bev_connect(rpc_tls *t, struct event_base *base, con
 uint32_t rpc_tls_peer_roles(struct bufferevent *bev, char *who, size_t cap);
 /* Why a TLS bufferevent failed, as text. */
 void rpc_tls_bev_error(struct bufferevent *bev, char *buf, size_t cap);
+/* A server connection's handshake finished: its roles from the certificate. */
+void rpc_tls_conn_ready(rpc_conn *c);
+/* Its handshake failed: log why; a plaintext peer is told the port speaks TLS. */
+void rpc_tls_conn_failed(rpc_conn *c);
+
+/* wirecheck.c */
+/*
+ * rpc_wire_unpack_merged -- a Request whose operation body came in several
+ * fragments (rpc_wire_check_strings' split_oneof), decoded again from the
+ * merged encoding with the default allocator: req is released and *pa set
+ * to NULL (rpc_scratch_done then frees the result). NULL when that fails.
+ */
+Objmeta__Request *rpc_wire_unpack_merged(rpc_scratch *sc, ProtobufCAllocator **pa,
+                                         Objmeta__Request *req, om_slice p);
 
 /* auth.c */
 /*

@@ -28,8 +28,10 @@
 #include <openssl/x509v3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "rpc/rpc_int.h"
+#include "util/coding.h"
 #include "util/log.h"
 
 struct rpc_tls {
@@ -213,4 +215,53 @@ rpc_tls_bev_error(struct bufferevent *bev, char *buf, size_t cap)
     }
     const char *r = ERR_reason_error_string(last);
     snprintf(buf, cap, "%s", r != NULL ? r : "TLS error");
+}
+
+void
+rpc_tls_conn_ready(rpc_conn *c)
+{
+    char who[128], roles[32];
+
+    c->roles = c->base_roles = rpc_tls_peer_roles(c->bev, who, sizeof(who));
+    c->tls_ready = true;
+    rpc_roles_format(c->roles, roles, sizeof(roles));
+    om_log(OM_LOG_DEBUG, "tls connection peer=%s cert=%s roles=%s", c->peer, who, roles);
+}
+
+/*
+ * A plaintext client on a TLS port: tell it so in its own protocol (an id-0
+ * response, the way connection-level errors travel) before the connection
+ * closes, instead of leaving it a reset. Its unread bytes are drained first
+ * so that the close sends FIN, not RST. Best effort: nonblocking, one write.
+ */
+static void
+tls_refuse_plaintext(int fd)
+{
+    static const char msg[] = "this port speaks TLS: connect with TLS and the cluster CA "
+                              "(the objmeta tool: --ca FILE)";
+    Objmeta__Response e = OBJMETA__RESPONSE__INIT;
+    uint8_t frame[RPC_FRAME_HEADER_LEN + sizeof(msg) + 16], junk[4096];
+
+    while (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
+        ;
+    e.status = OBJMETA__STATUS__UNAVAILABLE;
+    e.message = (char *)msg;
+    size_t n = protobuf_c_message_pack(&e.base, frame + RPC_FRAME_HEADER_LEN);
+    om_put_be32(frame, (uint32_t)n);
+    ssize_t w = send(fd, frame, RPC_FRAME_HEADER_LEN + n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)w;
+    (void)shutdown(fd, SHUT_WR);
+}
+
+void
+rpc_tls_conn_failed(rpc_conn *c)
+{
+    char why[256];
+    int fd = bufferevent_getfd(c->bev);
+
+    rpc_tls_bev_error(c->bev, why, sizeof(why));
+    om_log(OM_LOG_INFO, "TLS handshake failed peer=%s reason=\"%s\"", c->peer, why);
+    if (fd >= 0 && (strstr(why, "wrong version number") || strstr(why, "http request") ||
+                    strstr(why, "packet length too long") || strstr(why, "unknown protocol")))
+        tls_refuse_plaintext(fd);
 }

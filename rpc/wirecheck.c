@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "rpc/frame.h"
+#include "rpc/rpc_int.h"
 #include "util/coding.h"
 
 /* The schema has no recursive messages; this bounds the walk regardless. */
@@ -256,4 +257,18 @@ rpc_wire_merge_oneofs(const ProtobufCMessageDescriptor *d, const uint8_t *p, siz
         }
     }
     return OM_OK;
+}
+
+Objmeta__Request *
+rpc_wire_unpack_merged(rpc_scratch *sc, ProtobufCAllocator **pa, Objmeta__Request *req, om_slice p)
+{
+    om_buf merged = OM_BUF_INIT;
+    Objmeta__Request *out = NULL;
+
+    if (rpc_wire_merge_oneofs(&objmeta__request__descriptor, p.p, p.n, &merged) == OM_OK)
+        out = objmeta__request__unpack(NULL, merged.n, merged.p);
+    om_buf_free(&merged);
+    rpc_scratch_done(sc, *pa, &req->base);
+    *pa = NULL;
+    return out;
 }
