@@ -295,6 +295,8 @@ void coord_mig_close(coord *c);
 void coord_mig_admin(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply);
 /* RebalanceStatus. */
 void coord_mig_status(coord *c, uint64_t t0, rpc_reply *reply);
+/* Append the ring change's progress as objmeta_coord_rebalance_* metrics. Loop thread. */
+om_status coord_mig_render_metrics(coord *c, om_buf *out);
 /*
  * coord_mig_hold -- while c->fenced (keyed requests; the caller decided the key
  * moves) or c->hold_lists (List), keep a packed copy of req and its reply to

@@ -281,23 +281,31 @@ coord_render_metrics(void *arg, om_buf *out)
             OM_TRY(rpc_prom_header(out, m->prom, m->type, m->help));
         OM_TRY(rpc_prom_value(out, m->prom, m->labels, (double)metric_value(c, m)));
     }
+    if (c->mig != NULL)
+        OM_TRY(coord_mig_render_metrics(c, out));
     return rpc_server_render_metrics(c->server, out);
 }
 
 /*
- * Healthy while at least one shard is up: one shard down makes only its keys
- * (and List) unavailable, so taking the coordinator out of service would make
- * things worse. Which shards are down is in /metrics and Stats.
+ * Healthy while every shard is up; degraded (serving, /healthz 429 naming the
+ * shards down, /readyz still 200) while some are; unavailable when none is.
+ * One shard down makes only its keys (and List) unavailable, so taking the
+ * coordinator out of a load balancer's rotation would make things worse.
  */
 om_status
 coord_health(void *arg, om_buf *reason)
 {
     coord *c = arg;
+    size_t up = coord_pool_up_count(c);
 
-    if (coord_pool_up_count(c) > 0)
+    if (up == c->nshards)
         return OM_OK;
-    OM_TRY(om_buf_printf(reason, "no shard is up (%zu in the ring)", c->nshards));
+    if (up > 0)
+        OM_TRY(om_buf_printf(reason, "%zu of %zu shards down", c->nshards - up, c->nshards));
+    else
+        OM_TRY(om_buf_printf(reason, "no shard is up (%zu in the ring)", c->nshards));
     for (size_t i = 0; i < c->nshards; i++)
-        OM_TRY(om_buf_printf(reason, "; %s: %s", c->shards[i]->id, c->shards[i]->why_down));
-    return OM_E_UNAVAILABLE;
+        if (!c->shards[i]->up)
+            OM_TRY(om_buf_printf(reason, "; %s: %s", c->shards[i]->id, c->shards[i]->why_down));
+    return up > 0 ? OM_OK : OM_E_UNAVAILABLE;
 }

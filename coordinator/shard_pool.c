@@ -139,7 +139,7 @@ pool_add(coord *c, const char *id, const char *addr, coord_shard **out)
     sh->id = strdup(id);
     sh->addr = strdup(addr);
     sh->conns = calloc(c->opts.pool_size, sizeof(*sh->conns));
-    snprintf(sh->why_down, sizeof(sh->why_down), "not checked yet");
+    snprintf(sh->why_down, sizeof(sh->why_down), "first health check pending");
     sh->waiters.prev = sh->waiters.next = &sh->waiters;
     if (sh->id == NULL || sh->addr == NULL || sh->conns == NULL)
         return OM_ERR(OM_E_NOMEM);

@@ -20,6 +20,11 @@
  *             input is read and discarded until the peer closes, so the peer
  *             reads the error instead of a reset. Bounded by CONN_LINGER_MS.
  *
+ * The only transitions (conn_enter checks them): a new connection enters
+ * OPEN once; OPEN -> DRAINING (rpc_conn_drain), OPEN -> FLUSHING
+ * (conn_fatal), FLUSHING -> LINGER. Nothing leaves DRAINING or LINGER but
+ * the close, so no path leads back to dispatching.
+ *
  * Frees happen only where no caller holds the connection: a free requested
  * while conn_process is on the stack (from a handler that answered
  * synchronously, say) is deferred until it unwinds.
@@ -46,7 +51,6 @@
  */
 #define OM_LOG_MODULE "rpc"
 
-#include <assert.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -59,6 +63,7 @@
 
 #include "rpc/frame.h"
 #include "rpc/rpc_int.h"
+#include "util/assert.h"
 #include "util/clock.h"
 #include "util/coding.h"
 #include "util/log.h"
@@ -272,6 +277,9 @@ conn_set_read(rpc_conn *c, bool on)
 static void
 conn_enter(rpc_conn *c, conn_state s)
 {
+    OM_ASSERT(s == CONN_OPEN     ? c->state_since_ms == 0 /* rpc_conn_new, once */
+              : s == CONN_LINGER ? c->state == CONN_FLUSHING
+                                 : c->state == CONN_OPEN); /* DRAINING, FLUSHING */
     c->state = s;
     c->state_since_ms = om_clock_mono_ms();
 }
@@ -942,7 +950,7 @@ reply_encoded_write(uint8_t *dst, uint64_t id, const uint8_t *p, size_t n, size_
 {
     om_put_be32(dst, (uint32_t)(total - RPC_FRAME_HEADER_LEN));
     size_t w = rpc_frame_id_rewrite(p, n, id, dst + RPC_FRAME_HEADER_LEN);
-    assert(w == total - RPC_FRAME_HEADER_LEN);
+    OM_ASSERT(w == total - RPC_FRAME_HEADER_LEN);
     (void)w;
 }
 

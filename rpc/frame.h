@@ -145,7 +145,7 @@ Objmeta__Request *rpc_fastunpack_request(ProtobufCAllocator *pa, const uint8_t *
 bool rpc_fastpeek_keyed(const uint8_t *data, size_t n, om_slice *bucket, om_slice *key);
 
 /*
- * rpc_fastpack_req -- the hand-written Request encoder (fastpack.c, the
+ * rpc_fastpack_req -- the hand-written Request encoder (fastpack_client.c, the
  * client side): rpc_fastpack_req_plan covers a Request with a non-NULL
  * Store, Retrieve, Head, Exists or Delete body and no unknown fields, and
  * returns false for anything else (pack it with protobuf-c). Then fp->total
@@ -167,7 +167,7 @@ size_t rpc_request_packed_size(const Objmeta__Request *req);
 
 /*
  * rpc_fastunpack_response -- decode the hot canonical Responses (none,
- * Store, Retrieve, Head, Exists, Delete bodies; fastpack.c says exactly
+ * Store, Retrieve, Head, Exists, Delete bodies; fastpack_client.c says exactly
  * which) without protobuf-c, on the contract of rpc_fastunpack_request:
  * pa releases its memory all at once (the client's rpc_scratch); NULL and
  * *handled = false means decode with protobuf_c_message_unpack instead.
