@@ -88,7 +88,9 @@ admin_open(admin *a)
     om_status st = omc_rpc_open(a->addr, hs, a->cr, &a->c, &a->tls, msg, sizeof(msg));
 
     if (st != OM_OK) {
-        a->exit_code = tool_explain(a->addr, st, msg[0] ? msg : NULL);
+        /* a TLS failure has its own reason; otherwise the tool's usual advice */
+        bool tls = a->cr != NULL && a->cr->ca != NULL && a->cr->ca[0] != '\0';
+        a->exit_code = tool_explain(a->addr, st, tls && msg[0] ? msg : NULL);
         return st;
     }
     pr.payload.data = (uint8_t *)"\r\n\r\n";

@@ -242,7 +242,8 @@ cli_connect(cli *k)
         json_connect_error(k, st, msg);
         if (st == OM_E_INVALID)
             return tool_usage(NULL, "%s", msg);
-        return tool_explain(k->addr, st, NULL);
+        /* a TLS failure has its own reason; otherwise the tool's usual advice */
+        return tool_explain(k->addr, st, k->cr.ca != NULL && k->cr.ca[0] ? msg : NULL);
     }
     omc_set_timeout(k->c, hs);
     st = omc_ping(k->c, NULL);

@@ -17,6 +17,10 @@ for want in "stored demo-bucket/photos/2024/cat.jpg" "PRE photos/2024/" "PRE pho
             "hello from objmeta" "exit 3: the key exists" "cluster: demo done" "stopping 4 processes"; do
   grep -qF -- "$want" <<<"$out" || fail "missing from the demo output: $want"
 done
+# --tls: the servers really served TLS
+if [[ " $* " == *" --tls "* ]] && ! grep -q "tls=on" "$data"/c/coord.log; then
+  fail "--tls given but the coordinator did not serve TLS"
+fi
 # Every process must be gone: the servers' pids are in their logs' port files' owners.
 if pgrep -f -- "--data-dir=$data/c/" >/dev/null; then
   fail "processes still running after the demo"
