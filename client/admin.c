@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client/client.h"
 #include "client/tool.h"
 #include "rpc/rpc.h"
 #include "util/clock.h"
@@ -40,6 +41,8 @@ typedef struct admin {
     bool json;
     uint32_t timeout_ms;
     rpc_sync_client *c;
+    const omc_creds *cr; /* --ca --cert --key --auth-token of the tool */
+    rpc_tls *tls;
     int exit_code; /* set when the first contact failed (tool_explain) */
     /* options */
     bool help, wait;
@@ -86,6 +89,7 @@ admin_open(admin *a)
     const char *p = a->addr;
     char one[256] = "";
     om_status st = OM_E_INVALID;
+    bool tls = a->cr != NULL && a->cr->ca != NULL && a->cr->ca[0] != '\0';
 
     pr.payload.data = (uint8_t *)"\r\n\r\n";
     pr.payload.len = 4;
@@ -99,15 +103,22 @@ admin_open(admin *a)
         p += n + (p[n] == ',');
         if (n == 0)
             continue;
-        st = rpc_sync_client_open(one, hs, &a->c);
+        char msg[512] = "";
+        st = omc_rpc_open(one, hs, a->cr, &a->c, &a->tls, msg, sizeof(msg));
         if (st == OM_OK && (st = rpc_sync_client_call(a->c, &req, hs, &r)) == OM_OK) {
             rpc_response_free(r);
             return OM_OK;
         }
+        /* a TLS failure has its own reason; otherwise the tool's usual advice */
         if (*p == '\0')
-            a->exit_code = tool_explain(one, st, a->c ? rpc_sync_client_last_error(a->c) : NULL);
+            a->exit_code = tool_explain(one, st,
+                                        a->c            ? rpc_sync_client_last_error(a->c)
+                                        : tls && msg[0] ? msg
+                                                        : NULL);
         rpc_sync_client_close(a->c);
         a->c = NULL;
+        rpc_tls_free(a->tls);
+        a->tls = NULL;
     }
     if (a->exit_code == 0)
         a->exit_code = tool_explain(a->addr, st, NULL);
@@ -482,8 +493,10 @@ typedef struct coord_view {
 } coord_view;
 
 static bool
-view_of(const char *addr, uint32_t timeout_ms, coord_view *v, char *why, size_t whylen)
+view_of(const char *addr, uint32_t timeout_ms, const omc_creds *cr, coord_view *v, char *why,
+        size_t whylen)
 {
+    rpc_tls *tls = NULL;
     Objmeta__Request req = OBJMETA__REQUEST__INIT;
     Objmeta__StatsRequest sr = OBJMETA__STATS_REQUEST__INIT;
     Objmeta__Response *r = NULL;
@@ -493,16 +506,18 @@ view_of(const char *addr, uint32_t timeout_ms, coord_view *v, char *why, size_t 
     memset(v, 0, sizeof(*v));
     req.body_case = OBJMETA__REQUEST__BODY_STATS;
     req.stats = &sr;
-    st = rpc_sync_client_open(addr, timeout_ms < 3000 ? timeout_ms : 3000, &c);
+    st = omc_rpc_open(addr, timeout_ms < 3000 ? timeout_ms : 3000, cr, &c, &tls, why, whylen);
     if (st == OM_OK)
         st = rpc_sync_client_call(c, &req, timeout_ms, &r);
     if (st == OM_OK &&
         (r->status != OBJMETA__STATUS__OK || r->body_case != OBJMETA__RESPONSE__BODY_STATS))
         st = OM_E_UNAVAILABLE;
     if (st != OM_OK) {
-        snprintf(why, whylen, "%s", r && r->message ? r->message : om_status_str(st));
+        if (r != NULL || c != NULL || why[0] == '\0') /* else: omc_rpc_open's reason */
+            snprintf(why, whylen, "%s", r && r->message ? r->message : om_status_str(st));
         rpc_response_free(r);
         rpc_sync_client_close(c);
+        rpc_tls_free(tls);
         return false;
     }
     for (size_t i = 0; i < r->stats->n_counters; i++) {
@@ -518,6 +533,7 @@ view_of(const char *addr, uint32_t timeout_ms, coord_view *v, char *why, size_t 
     }
     rpc_response_free(r);
     rpc_sync_client_close(c);
+    rpc_tls_free(tls);
     return true;
 }
 
@@ -541,7 +557,7 @@ cmd_coords(admin *a)
         p += n + (p[n] == ',');
         if (n == 0)
             continue;
-        ok = view_of(one, a->timeout_ms, &v, why, sizeof(why));
+        ok = view_of(one, a->timeout_ms, a->cr, &v, why, sizeof(why));
         answered += ok;
         leaders += ok && v.leader;
         if (a->json) {
@@ -571,11 +587,12 @@ cmd_coords(admin *a)
 }
 
 int
-objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, int argc, char **argv)
+objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, const omc_creds *cr, int argc,
+              char **argv)
 {
     static const char *const cmds[] = {
         "add-shard", "remove-shard", "set-weight", "rebalance-status", "status", "help", NULL};
-    admin a = {.addr = addr, .json = json, .timeout_ms = timeout_ms};
+    admin a = {.addr = addr, .json = json, .timeout_ms = timeout_ms, .cr = cr};
     const char *cmd;
     int rc, first;
 
@@ -634,5 +651,6 @@ objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, int argc, char *
         rc = cmd_change(&a, cmd, id, saddr, weight, wait);
     }
     rpc_sync_client_close(a.c);
+    rpc_tls_free(a.tls);
     return rc;
 }

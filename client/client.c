@@ -42,9 +42,11 @@
 
 struct omc_client {
     rpc_sync_client *rpc; /* to addrs[cur]; NULL after a failed failover */
+    rpc_tls *tls;         /* of rpc; NULL: plaintext */
     char *addrs[OMC_MAX_ADDRS];
     size_t naddrs, cur;
     uint32_t timeout_ms, connect_ms;
+    omc_creds cr; /* private copies (NULL = unset), for every reconnect */
     char msg[1024];
 };
 
@@ -57,11 +59,66 @@ omc_set_msg(omc_client *c, const char *fmt, ...)
     va_end(ap);
 }
 
+static bool
+creds_set(const char *s)
+{
+    return s != NULL && s[0] != '\0';
+}
+
 static void
 omc_free_addrs(omc_client *c)
 {
     for (size_t i = 0; i < c->naddrs; i++)
         free(c->addrs[i]);
+    free((char *)c->cr.ca);
+    free((char *)c->cr.cert);
+    free((char *)c->cr.key);
+    free((char *)c->cr.token);
+}
+
+/* Close the connection in use (the TLS context after the connection that uses it). */
+static void
+omc_disconnect(omc_client *c)
+{
+    rpc_sync_client_close(c->rpc);
+    c->rpc = NULL;
+    rpc_tls_free(c->tls);
+    c->tls = NULL;
+}
+
+/* omc_rpc_open, with only the reason in why (no address). */
+static om_status
+omc_rpc_open_why(const char *addr, uint32_t timeout_ms, const omc_creds *cr, rpc_sync_client **out,
+                 rpc_tls **tls, char *why, size_t whylen)
+{
+    rpc_client_opts o;
+    om_status st;
+
+    *tls = NULL;
+    rpc_client_opts_init(&o);
+    o.connect_timeout_ms = timeout_ms;
+    if (cr != NULL && creds_set(cr->ca)) {
+        rpc_tls_opts t = {.ca_file = cr->ca, .cert_file = cr->cert, .key_file = cr->key};
+        if ((st = rpc_tls_new(&t, false, tls, why, whylen)) != OM_OK)
+            return st;
+        o.tls = *tls;
+    } else if (cr != NULL && (creds_set(cr->cert) || creds_set(cr->key))) {
+        snprintf(why, whylen, "--cert and --key need --ca (the cluster CA)");
+        return OM_E_INVALID;
+    }
+    if (cr != NULL && creds_set(cr->token))
+        o.token = cr->token;
+    char w[256] = "";
+    st = rpc_sync_client_open_opts(addr, &o, out, w, sizeof(w));
+    if (st != OM_OK) {
+        snprintf(why, whylen, "%s",
+                 st == OM_E_INVALID ? "bad address (want host:port)"
+                 : w[0]             ? w
+                                    : om_status_str(st));
+        rpc_tls_free(*tls);
+        *tls = NULL;
+    }
+    return st;
 }
 
 /* Connect to the first address, from start, that accepts; OM_OK or the last error. */
@@ -71,26 +128,39 @@ omc_connect_from(omc_client *c, size_t start, char *why, size_t whylen)
     om_status st = OM_E_UNAVAILABLE;
     size_t off = 0;
 
-    rpc_sync_client_close(c->rpc);
-    c->rpc = NULL;
+    omc_disconnect(c);
     for (size_t k = 0; k < c->naddrs; k++) {
         size_t i = (start + k) % c->naddrs;
+        char one[512] = "";
 
-        st = rpc_sync_client_open(c->addrs[i], c->connect_ms, &c->rpc);
+        st = omc_rpc_open_why(c->addrs[i], c->connect_ms, &c->cr, &c->rpc, &c->tls, one,
+                              sizeof(one));
         if (st == OM_OK) {
             c->cur = i;
             return OM_OK;
         }
         if (why != NULL && off < whylen)
             off += (size_t)snprintf(why + off, whylen - off, "%s%s: %s", k ? "; " : "", c->addrs[i],
-                                    st == OM_E_INVALID ? "bad address (want host:port)"
-                                                       : om_status_str(st));
+                                    one[0] ? one : om_status_str(st));
     }
     return st;
 }
 
 om_status
-omc_connect(const char *addr, uint32_t timeout_ms, omc_client **out, char *msg, size_t msglen)
+omc_rpc_open(const char *addr, uint32_t timeout_ms, const omc_creds *cr, rpc_sync_client **out,
+             rpc_tls **tls, char *msg, size_t msglen)
+{
+    char why[512] = "";
+    om_status st = omc_rpc_open_why(addr, timeout_ms, cr, out, tls, why, sizeof(why));
+
+    if (st != OM_OK && msg != NULL && msglen > 0)
+        snprintf(msg, msglen, "cannot connect to %s: %s", addr, why);
+    return st;
+}
+
+om_status
+omc_connect_creds(const char *addr, uint32_t timeout_ms, const omc_creds *cr, omc_client **out,
+                  char *msg, size_t msglen)
 {
     omc_client *c = calloc(1, sizeof(*c));
     char why[768] = "";
@@ -99,6 +169,13 @@ omc_connect(const char *addr, uint32_t timeout_ms, omc_client **out, char *msg, 
 
     if (c == NULL)
         return OM_ERR(OM_E_NOMEM);
+    if (cr != NULL && ((cr->ca && (c->cr.ca = strdup(cr->ca)) == NULL) ||
+                       (cr->cert && (c->cr.cert = strdup(cr->cert)) == NULL) ||
+                       (cr->key && (c->cr.key = strdup(cr->key)) == NULL) ||
+                       (cr->token && (c->cr.token = strdup(cr->token)) == NULL))) {
+        st = OM_ERR(OM_E_NOMEM);
+        goto fail;
+    }
     while (*p != '\0') {
         size_t n = strcspn(p, ",");
 
@@ -133,12 +210,18 @@ fail:
     return st;
 }
 
+om_status
+omc_connect(const char *addr, uint32_t timeout_ms, omc_client **out, char *msg, size_t msglen)
+{
+    return omc_connect_creds(addr, timeout_ms, NULL, out, msg, msglen);
+}
+
 void
 omc_close(omc_client *c)
 {
     if (c == NULL)
         return;
-    rpc_sync_client_close(c->rpc);
+    omc_disconnect(c);
     omc_free_addrs(c);
     free(c);
 }

@@ -40,6 +40,29 @@ om_status omc_connect(const char *addr, uint32_t timeout_ms, omc_client **out, c
 
 /* The address of the server in use ("host:port"). */
 const char *omc_address(const omc_client *c);
+/*
+ * Credentials (README.md, Security): TLS with the cluster CA (ca; cert and
+ * key for a client certificate) and/or a bucket-scoped token. NULL or ""
+ * fields are not used; all empty = plaintext without a token.
+ */
+typedef struct omc_creds {
+    const char *ca, *cert, *key, *token;
+} omc_creds;
+
+/* omc_connect with credentials (cr may be NULL); msg names a bad TLS file. */
+om_status omc_connect_creds(const char *addr, uint32_t timeout_ms, const omc_creds *cr,
+                            omc_client **out, char *msg, size_t msglen);
+
+/*
+ * omc_rpc_open -- the blocking rpc connection omc_connect_creds makes, for
+ * callers that speak rpc themselves (the admin commands). *tls (NULL when
+ * plaintext) must outlive *out: rpc_tls_free it after rpc_sync_client_close.
+ */
+struct rpc_sync_client;
+struct rpc_tls;
+om_status omc_rpc_open(const char *addr, uint32_t timeout_ms, const omc_creds *cr,
+                       struct rpc_sync_client **out, struct rpc_tls **tls, char *msg,
+                       size_t msglen);
 
 /* Close and free. Accepts NULL. */
 void omc_close(omc_client *c);

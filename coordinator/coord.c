@@ -43,6 +43,7 @@ coord_opts_init(coord_opts *o)
     o->etcd_prefix = "/objmeta/default";
     o->etcd_timeout_ms = 2000;
     o->lease_ttl_ms = 5000;
+    o->tls_client_auth = RPC_TLS_CLIENT_OPTIONAL;
 }
 
 static void
@@ -132,6 +133,22 @@ coord_identity(const coord *c, char *out, size_t n)
                  coord_rpc_port(c));
 }
 
+/* The listener's and the shard connections' TLS, as the options ask. */
+static om_status
+coord_tls_open(coord *c, char *err, size_t errlen)
+{
+    rpc_tls_opts t = {.cert_file = c->opts.tls_cert,
+                      .key_file = c->opts.tls_key,
+                      .ca_file = c->opts.tls_ca,
+                      .client_auth = c->opts.tls_client_auth};
+
+    if (c->opts.tls_cert != NULL && c->opts.tls_cert[0] != '\0')
+        OM_TRY(rpc_tls_new(&t, true, &c->tls_srv, err, errlen));
+    if (c->opts.tls_ca != NULL && c->opts.tls_ca[0] != '\0')
+        OM_TRY(rpc_tls_new(&t, false, &c->tls_cli, err, errlen));
+    return OM_OK;
+}
+
 om_status
 coord_open(struct event_base *base, const coord_opts *opts, void (*ready)(void *arg), void *arg,
            coord **out, char *err, size_t errlen)
@@ -200,6 +217,7 @@ coord_open(struct event_base *base, const coord_opts *opts, void (*ready)(void *
     if (st != OM_OK)
         goto fail;
     OM_GOTO(coord_cstate_secret(c->cs, c->secret, err, errlen));
+    OM_GOTO(coord_tls_open(c, err, errlen));
     OM_GOTO(coord_pool_open(c));
     OM_GOTO(coord_mig_open(c, om_buf_slice(&mig), err, errlen));
     om_buf_free(&mig);
@@ -209,6 +227,11 @@ coord_open(struct event_base *base, const coord_opts *opts, void (*ready)(void *
     so.max_frame = c->opts.max_frame;
     /* answers come from the shards, which have their own deadline */
     so.request_timeout_ms = c->opts.shard_timeout_ms + 5000;
+    if ((st = rpc_roles_parse(c->opts.plaintext_roles ? c->opts.plaintext_roles : "auto",
+                              &so.plaintext_roles, err, errlen)) != OM_OK)
+        goto fail;
+    so.token_keys_file = c->opts.token_keys_file;
+    so.tls = c->tls_srv;
     if ((st = rpc_server_new(base, &so, coord_handle, c, &c->server)) != OM_OK) {
         coord_errf(err, errlen, "cannot listen on %s (%s)", c->listen, om_status_str(st));
         goto fail;
@@ -284,6 +307,8 @@ coord_close(coord *c)
     coord_cstate_close(c->cs);
     rpc_http_close(c->http);
     rpc_server_free(c->server);
+    rpc_tls_free(c->tls_srv);
+    rpc_tls_free(c->tls_cli);
     ring_unref(c->ring);
     ring_unref(c->pending);
     free(c->data_dir);

@@ -73,12 +73,20 @@ typedef struct coord_opts {
                                   * source's clock at the previous pass's start minus this;
                                   * default 10000 */
     /* Cluster state (coordinator/cstate.h): the RING file in data_dir unless etcd is set. */
-    const char *etcd;         /* "http://host:port[,...]"; NULL or "" = file */
-    const char *etcd_prefix;  /* the cluster's keys; default "/objmeta/default" */
-    uint32_t etcd_timeout_ms; /* one etcd request; default 2000 */
-    uint32_t lease_ttl_ms;    /* the leader's etcd lease; default 5000 (whole seconds) */
-    const char *advertise;    /* "host:port" for other coordinators (forwarded admin
-                               * requests); NULL or "" = listen's host and bound port */
+    const char *etcd;            /* "http://host:port[,...]"; NULL or "" = file */
+    const char *etcd_prefix;     /* the cluster's keys; default "/objmeta/default" */
+    uint32_t etcd_timeout_ms;    /* one etcd request; default 2000 */
+    uint32_t lease_ttl_ms;       /* the leader's etcd lease; default 5000 (whole seconds) */
+    const char *advertise;       /* "host:port" for other coordinators (forwarded admin
+                                  * requests); NULL or "" = listen's host and bound port */
+    const char *plaintext_roles; /* roles of plaintext client connections (rpc_roles_parse);
+                                  * default "auto" */
+    const char *token_keys_file; /* verifies client tokens (rpc_server_opts); NULL = none */
+    /* TLS (README.md, Security): with tls_cert the listener speaks only TLS; with
+     * tls_ca the connections to the shards use TLS too, presenting tls_cert (a
+     * "peer" certificate of the cluster CA). NULL or "" = off. */
+    const char *tls_cert, *tls_key, *tls_ca;
+    int tls_client_auth; /* RPC_TLS_CLIENT_*; default OPTIONAL */
 } coord_opts;
 
 /* Fill *o with the defaults documented above (data_dir NULL, initial_shards NULL). */

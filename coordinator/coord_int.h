@@ -53,7 +53,7 @@ typedef enum coord_op {
  * enum's last value (a unit test checks this against the protobuf enum's
  * descriptor). A status this build does not know is counted as INTERNAL.
  */
-#define COORD_NSTATUS (OBJMETA__STATUS__TIMEOUT + 1)
+#define COORD_NSTATUS (OBJMETA__STATUS__PERMISSION_DENIED + 1)
 #define COORD_STATUS_UNKNOWN OBJMETA__STATUS__INTERNAL
 #define COORD_SECRET_LEN 32
 
@@ -99,7 +99,9 @@ typedef struct coord_shard {
 
 struct coord {
     struct event_base *base;
-    coord_opts opts; /* strings point into the copies below */
+    rpc_tls *tls_srv; /* the listener's TLS, or NULL */
+    rpc_tls *tls_cli; /* TLS to the shards, or NULL */
+    coord_opts opts;  /* strings point into the copies below */
     char *data_dir;
     char *listen;
     char *http_listen;

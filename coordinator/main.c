@@ -86,8 +86,7 @@ main(int argc, char **argv)
     a.port_file = cf.port_file;
     a.rc = 1;
 
-    a.base = event_base_new();
-    if (a.base == NULL)
+    if ((a.base = event_base_new()) == NULL)
         goto out;
     if (coord_open(a.base, &o, app_ready, &a, &a.c, err, sizeof(err)) != OM_OK) {
         om_log(OM_LOG_ERROR, "cannot start: %s", err);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+static const char *const tls_client_auths[] = {"none", "optional", "required", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
 #define F(x) offsetof(coord_conf, x)
@@ -62,6 +63,18 @@ static const om_conf_item coord_items[] = {
     {"advertise", OM_CONF_STR, "", 0, 0, NULL, F(advertise),
      "etcd: host:port other coordinators forward admin requests to (empty = listen's host "
      "and bound port)"},
+    {"plaintext-roles", OM_CONF_STR, "auto", 0, 0, NULL, F(plaintext_roles),
+     "roles of plaintext connections (client,admin,peer or none; auto = all on loopback)"},
+    {"token-keys", OM_CONF_STR, "", 0, 0, NULL, F(token_keys),
+     "file of '<kid> <hex secret>' lines verifying client tokens (empty = no tokens)"},
+    {"tls-cert", OM_CONF_STR, "", 0, 0, NULL, F(tls_cert),
+     "PEM certificate chain: serve TLS only (with tls-key; empty = plaintext)"},
+    {"tls-key", OM_CONF_STR, "", 0, 0, NULL, F(tls_key), "PEM private key of tls-cert"},
+    {"tls-ca", OM_CONF_STR, "", 0, 0, NULL, F(tls_ca),
+     "PEM cluster CA: client certificates must chain to it (roles by OU: peer, admin, client)"
+     "; also makes the connections to the shards TLS"},
+    {"tls-client-auth", OM_CONF_ENUM, "optional", 0, 0, tls_client_auths, F(tls_client_auth),
+     "TLS client certificates: none, optional (else a token) or required"},
     {"log-level", OM_CONF_ENUM, "info", 0, 0, log_levels, F(log_level),
      "error, warn, info or debug"},
 };
@@ -110,4 +123,8 @@ coord_conf_opts(const coord_conf *cf, coord_opts *o, char *haddr, size_t haddrle
     o->etcd_timeout_ms = (uint32_t)cf->etcd_timeout;
     o->lease_ttl_ms = (uint32_t)cf->lease_ttl;
     o->advertise = cf->advertise;
+    o->plaintext_roles = cf->plaintext_roles;
+    o->token_keys_file = cf->token_keys;
+    o->tls_cert = cf->tls_cert, o->tls_key = cf->tls_key, o->tls_ca = cf->tls_ca;
+    o->tls_client_auth = cf->tls_client_auth;
 }

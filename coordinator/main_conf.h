@@ -23,6 +23,8 @@ typedef struct coord_conf {
         clock_margin;
     char *etcd, *etcd_prefix, *advertise;
     int64_t etcd_timeout, lease_ttl;
+    char *plaintext_roles, *token_keys, *tls_cert, *tls_key, *tls_ca;
+    int tls_client_auth;
 } coord_conf;
 
 extern const om_conf_table coord_table;

@@ -265,6 +265,7 @@ mig_add_shard(coord *c, const Objmeta__AddShardRequest *r, uint64_t t0, rpc_repl
     p = calloc(1, sizeof(*p));
     rpc_client_opts_init(&co);
     co.connect_timeout_ms = c->opts.health_timeout_ms;
+    co.tls = c->tls_cli;
     if (p == NULL || rpc_client_new(c->base, r->addr, &co, &p->cl) != OM_OK) {
         free(p);
         ring_unref(newr);

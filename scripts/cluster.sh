@@ -4,7 +4,7 @@
 # them all together.
 #
 #   scripts/cluster.sh [--shards N] [--data DIR] [--build DIR] [--port P] [--demo] [--fresh]
-#                      [--restart] [--demo-only] [--check] [--etcd]
+#                      [--restart] [--demo-only] [--check] [--etcd] [--tls]
 #
 # --etcd: the cluster state in a local 3-member etcd (scripts/etcd-local.sh,
 # client ports P+300, P+302, P+304, data in DIR/etcd) and 3 coordinators on
@@ -22,6 +22,9 @@
 # (a lock on DIR) and says how to reach the running one.
 # --demo-only runs the demo and stops the cluster (used by the tests).
 # --check only tells whether DIR is free (exit 0) or taken (exit 3, as above).
+# --tls serves TLS everywhere with development certificates made in DIR/certs
+# (scripts/gen-certs.sh); the objmeta tool then needs --ca, --cert, --key
+# (printed below; the admin certificate grants the client and admin roles).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +35,7 @@ port=7000
 demo=0
 fresh=0
 restart=0
+tls=0
 check=0
 etcd=0
 while [[ $# -gt 0 ]]; do
@@ -48,7 +52,8 @@ while [[ $# -gt 0 ]]; do
     --restart) restart=1 ;;
     --check) check=1 ;;
     --etcd) etcd=1 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    --tls) tls=1 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "cluster.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -137,7 +142,7 @@ start() {
   [[ $name == coord* ]] && bin=$coord_bin
   rm -f "$data/$name.ports"
   "$bin" "$@" --listen="$rpc" --http-listen="$http" --port-file="$data/$name.ports" \
-    >>"$data/$name.log" 2>&1 &
+    ${tls_args[@]+"${tls_args[@]}"} >>"$data/$name.log" 2>&1 &
   local pid=$!
   pid_of[$name]=$pid
   name_of[$pid]=$name
@@ -147,6 +152,14 @@ start() {
   http_of[$name]=127.0.0.1:$(port_of "$data/$name.ports" http)
 }
 shard_args() { echo "--id=$1" "--data-dir=$data/$1"; }
+tls_args=()
+cli_tls=()
+if [[ $tls -eq 1 ]]; then
+  [[ -f $data/certs/node.pem ]] || scripts/gen-certs.sh "$data/certs" >/dev/null
+  tls_args=(--tls-cert="$data/certs/node.pem" --tls-key="$data/certs/node.key"
+            --tls-ca="$data/certs/ca.pem")
+  cli_tls=(--ca "$data/certs/ca.pem" --cert "$data/certs/admin.pem" --key "$data/certs/admin.key")
+fi
 
 spec=""
 for i in $(seq 1 "$shards"); do
@@ -204,7 +217,7 @@ all_coords=""
 for name in "${coords[@]}"; do all_coords+="${all_coords:+,}${rpc_of[$name]}"; done
 printf 'pid=%s\ncoord=%s\nhttp=%s\ncoords=%s\n' "$$" "${rpc_of[coord]}" "${http_of[coord]}" "$all_coords" >"$data/cluster.info"
 
-om() { echo "\$ objmeta $*"; "$cli" --addr "$all_coords" "$@"; }
+om() { echo "\$ objmeta $*"; "$cli" --addr "$all_coords" ${cli_tls[@]+"${cli_tls[@]}"} "$@"; }
 if [[ $demo -ge 1 ]]; then
   echo
   echo "== demo =="
@@ -226,6 +239,7 @@ fi
 
 c="$cli"
 (( port == 7000 && etcd == 0 )) || c="$cli --addr $all_coords"
+[[ $tls -eq 0 ]] || c="$c ${cli_tls[*]}"
 status_hint=""
 if (( etcd == 1 )); then
   status_hint="  $c admin status    # which coordinator leads, the epoch each holds"

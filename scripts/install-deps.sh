@@ -14,6 +14,8 @@ pkgs=(
   # libraries of the fixed stack
   libevent-dev libprotobuf-c-dev protobuf-c-compiler libxxhash-dev libzstd-dev
   libjansson-dev libinih-dev
+  # TLS and client tokens (rpc/tls.c, rpc/token.c); openssl for scripts/gen-certs.sh
+  libssl-dev openssl
   # tests: Check (+subunit), formatting lint, the Python protocol interop test
   check libsubunit-dev clang-format protobuf-compiler python3 python3-protobuf
   # libFuzzer smoke run: clang with its fuzzer runtime

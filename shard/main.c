@@ -77,6 +77,7 @@ main(int argc, char **argv)
     shard_opts so;
     rpc_server_opts ro;
     app a = {0};
+    rpc_tls *tls = NULL;
     struct event *sigs[2] = {NULL, NULL};
     int rc = 1;
 
@@ -126,6 +127,28 @@ main(int argc, char **argv)
     ro.max_connections = (uint32_t)c.max_connections;
     ro.idle_timeout_ms = (uint32_t)c.idle_timeout;
     ro.request_timeout_ms = (uint32_t)c.request_timeout;
+    ro.token_keys_file = c.token_keys;
+    if (c.list_token_secret[0] != '\0' &&
+        rpc_secret_load(c.list_token_secret, so.list_secret, sizeof(so.list_secret),
+                        &so.list_secret_len, err, sizeof(err)) != OM_OK) {
+        om_log(OM_LOG_ERROR, "bad configuration: list-token-secret: %s", err);
+        goto out;
+    }
+    if (c.tls_cert[0] != '\0') {
+        rpc_tls_opts t = {.cert_file = c.tls_cert,
+                          .key_file = c.tls_key,
+                          .ca_file = c.tls_ca,
+                          .client_auth = c.tls_client_auth};
+        if (rpc_tls_new(&t, true, &tls, err, sizeof(err)) != OM_OK) {
+            om_log(OM_LOG_ERROR, "bad configuration: %s", err);
+            goto out;
+        }
+        ro.tls = tls;
+    }
+    if (rpc_roles_parse(c.plaintext_roles, &ro.plaintext_roles, err, sizeof(err)) != OM_OK) {
+        om_log(OM_LOG_ERROR, "bad configuration: plaintext-roles: %s", err);
+        goto out;
+    }
     http_addr(&c, haddr, sizeof(haddr));
 
     a.base = event_base_new();
@@ -166,6 +189,7 @@ out:
     if (a.http)
         rpc_http_close(a.http);
     rpc_server_free(a.srv);
+    rpc_tls_free(tls);
     shard_mig_stop(a.mig);
     if (shard_close(a.sh) != OM_OK)
         rc = 1;
