@@ -176,6 +176,27 @@ Objmeta__Response *rpc_fastunpack_response(ProtobufCAllocator *pa, const uint8_t
                                            bool *handled);
 
 /*
+ * rpc_wire_check_strings -- refuse an encoded message of type d in which
+ * any string field, at any depth, carries a NUL byte on the wire
+ * (protobuf-c would silently cut the string there; wirecheck.c).
+ * Returns: OM_OK; OM_E_INVALID with a message naming the field's path
+ * ("store.key: contains a NUL byte ...") in err.
+ * Thread-safety: pure.
+ */
+om_status rpc_wire_check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n,
+                                 bool *split_oneof, char *err, size_t errlen);
+/*
+ * rpc_wire_check_strings also sets *split_oneof when a message-typed oneof
+ * member occurs more than once at the top level: protobuf merges the
+ * occurrences, protobuf-c keeps the last. rpc_wire_merge_oneofs appends to
+ * out the same message with each such member once (payloads concatenated),
+ * which protobuf-c then decodes as protobuf means (wirecheck.c).
+ * Returns OM_OK; OM_E_NOMEM; OM_E_CORRUPT for a malformed top level.
+ */
+om_status rpc_wire_merge_oneofs(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n,
+                                om_buf *out);
+
+/*
  * Re-addressing an encoded message (the coordinator forwards a shard's
  * Response to its client without decoding and re-encoding it). Field 1 is
  * the id in both Request and Response (a varint). The rewrite walks the

@@ -62,24 +62,6 @@ app_on_signal(evutil_socket_t sig, short what, void *arg)
     rpc_server_shutdown(a->srv, 10000, NULL, NULL);
 }
 
-/* replica-role: the primary's shipping or the backup's apply side (repl.h). */
-static om_status
-app_replication(app *a, const shard_conf *c)
-{
-    shard_repl_opts o;
-
-    if (c->replica_role == SHARD_ROLE_BACKUP)
-        return shard_replica_open(a->sh, c->replica_group, &a->replica);
-    if (c->replica_role != SHARD_ROLE_PRIMARY)
-        return OM_OK;
-    shard_repl_opts_init(&o);
-    o.group = c->replica_group;
-    o.term = (uint64_t)c->replica_term;
-    o.backups = c->replicas;
-    o.timeout_ms = (uint32_t)c->replica_timeout;
-    return shard_repl_open(a->sh, &o, &a->repl);
-}
-
 /* http-listen "auto": the host of listen, port + 1000 (0 stays 0). */
 static void
 http_addr(const shard_conf *c, char *out, size_t n)
@@ -101,6 +83,7 @@ main(int argc, char **argv)
     shard_opts so;
     rpc_server_opts ro;
     app a = {0};
+    rpc_tls *tls = NULL;
     struct event *sigs[2] = {NULL, NULL};
     int rc = 1;
 
@@ -150,6 +133,28 @@ main(int argc, char **argv)
     ro.max_connections = (uint32_t)c.max_connections;
     ro.idle_timeout_ms = (uint32_t)c.idle_timeout;
     ro.request_timeout_ms = (uint32_t)c.request_timeout;
+    ro.token_keys_file = c.token_keys;
+    if (c.list_token_secret[0] != '\0' &&
+        rpc_secret_load(c.list_token_secret, so.list_secret, sizeof(so.list_secret),
+                        &so.list_secret_len, err, sizeof(err)) != OM_OK) {
+        om_log(OM_LOG_ERROR, "bad configuration: list-token-secret: %s", err);
+        goto out;
+    }
+    if (c.tls_cert[0] != '\0') {
+        rpc_tls_opts t = {.cert_file = c.tls_cert,
+                          .key_file = c.tls_key,
+                          .ca_file = c.tls_ca,
+                          .client_auth = c.tls_client_auth};
+        if (rpc_tls_new(&t, true, &tls, err, sizeof(err)) != OM_OK) {
+            om_log(OM_LOG_ERROR, "bad configuration: %s", err);
+            goto out;
+        }
+        ro.tls = tls;
+    }
+    if (rpc_roles_parse(c.plaintext_roles, &ro.plaintext_roles, err, sizeof(err)) != OM_OK) {
+        om_log(OM_LOG_ERROR, "bad configuration: plaintext-roles: %s", err);
+        goto out;
+    }
     http_addr(&c, haddr, sizeof(haddr));
 
     a.base = event_base_new();
@@ -160,7 +165,8 @@ main(int argc, char **argv)
     if (shard_open(c.data_dir, &so, &a.sh) != OM_OK || shard_mig_attach(a.mig, a.sh) != OM_OK)
         goto out;
     shard_set_ring_check(a.sh, shard_mig_check, a.mig);
-    if (app_replication(&a, &c) != OM_OK || shard_attach_loop(a.sh, a.base) != OM_OK)
+    if (shard_conf_replication(&c, a.sh, &a.repl, &a.replica) != OM_OK ||
+        shard_attach_loop(a.sh, a.base) != OM_OK)
         goto out;
     if (rpc_server_new(a.base, &ro, app_handle, &a, &a.srv) != OM_OK)
         goto out;
@@ -190,6 +196,7 @@ out:
     if (a.http)
         rpc_http_close(a.http);
     rpc_server_free(a.srv);
+    rpc_tls_free(tls);
     shard_mig_stop(a.mig);
     shard_repl_stop(a.repl); /* a backup that never answers must not hold the exit */
     shard_replica_close(a.replica);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 const char *const shard_sync_modes[] = {"always", "periodic", "none", NULL};
+static const char *const tls_client_auths[] = {"none", "optional", "required", NULL};
 static const char *const replica_roles[] = {"none", "primary", "backup", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
@@ -60,6 +61,21 @@ static const om_conf_item shard_items[] = {
      "threads running lists (and retrieve/head/exists when inline-reads is false)"},
     {"inline-reads", OM_CONF_BOOL, "true", 0, 0, NULL, F(inline_reads),
      "answer retrieve/head/exists on the network thread"},
+    {"plaintext-roles", OM_CONF_STR, "auto", 0, 0, NULL, F(plaintext_roles),
+     "roles of plaintext connections: client,admin,peer subsets or none; auto = all on a "
+     "loopback listen address, none elsewhere (README.md, Security)"},
+    {"token-keys", OM_CONF_STR, "", 0, 0, NULL, F(token_keys),
+     "file of '<kid> <hex secret>' lines verifying client tokens (empty = no tokens)"},
+    {"list-token-secret", OM_CONF_STR, "", 0, 0, NULL, F(list_token_secret),
+     "key file ('<kid> <hex>', the first key) signing List continuation tokens; empty = a "
+     "random secret per start (tokens then end with a restart)"},
+    {"tls-cert", OM_CONF_STR, "", 0, 0, NULL, F(tls_cert),
+     "PEM certificate chain: serve TLS only (with tls-key; empty = plaintext)"},
+    {"tls-key", OM_CONF_STR, "", 0, 0, NULL, F(tls_key), "PEM private key of tls-cert"},
+    {"tls-ca", OM_CONF_STR, "", 0, 0, NULL, F(tls_ca),
+     "PEM cluster CA: client certificates must chain to it (roles by OU: peer, admin, client)"},
+    {"tls-client-auth", OM_CONF_ENUM, "optional", 0, 0, tls_client_auths, F(tls_client_auth),
+     "TLS client certificates: none, optional (else a token) or required"},
     {"replica-role", OM_CONF_ENUM, "none", 0, 0, replica_roles, F(replica_role),
      "replication (shard/REPLICATION.md): none; primary (ships every group commit to the "
      "replicas and answers only once all have it durable); backup (applies the primary's stream, "

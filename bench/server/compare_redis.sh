@@ -29,9 +29,14 @@
 # ...), and the run with the median ops/s is reported, so that load from
 # elsewhere on the machine drifts into both sides alike.
 #
+# TLS=1 adds a second objmeta-shard serving TLS (mutual TLS, certificates
+# from scripts/gen-certs.sh) and reports Store and Retrieve over TLS against
+# the same operations in plaintext, same run (issue 13's bar: >= 0.8).
+#
 # usage: bench/server/compare_redis.sh [BUILD_DIR]      (default: build)
 # environment: CLIENTS=50 PIPELINES="1 16" VALUE_SIZE=256 KEYS=2000000 HOT_KEYS=100000
 #              VALUES=random DISTS=uniform YCSB="A B C E" YCSB_PIPELINE=1 DURATION=3 ROUNDS=3
+#              TLS=0
 # needs: redis-server, redis-benchmark, redis-cli (Debian: redis-server redis-tools)
 set -eu
 
@@ -47,6 +52,7 @@ YCSB=${YCSB-"A B C E"}
 YCSB_PIPELINE=${YCSB_PIPELINE:-1}
 DURATION=${DURATION:-3}
 ROUNDS=${ROUNDS:-3}
+TLS=${TLS:-0}
 shard=$build/shard/objmeta-shard
 bench=$build/bench/server/objmeta_bench
 
@@ -85,6 +91,18 @@ shard_pid=$!
 pids="$pids $shard_pid"
 wait_for "$tmp/shard.ports" 100 || { cat "$tmp/shard.log" >&2; exit 1; }
 oport=$(awk '$1 == "rpc" { print $2 }' "$tmp/shard.ports")
+tls_bench=""
+if [ "$TLS" = 1 ]; then
+    "$(dirname "$0")/../../scripts/gen-certs.sh" "$tmp/certs" >/dev/null
+    "$shard" --listen=127.0.0.1:0 --http-listen=off --port-file="$tmp/tls.ports" \
+        --data-dir="$tmp/tls" --sync-mode=always --log-level=warn \
+        --tls-cert="$tmp/certs/node.pem" --tls-key="$tmp/certs/node.key" \
+        --tls-ca="$tmp/certs/ca.pem" </dev/null >/dev/null 2>"$tmp/tls.log" &
+    pids="$pids $!"
+    wait_for "$tmp/tls.ports" 100 || { cat "$tmp/tls.log" >&2; exit 1; }
+    tport=$(awk '$1 == "rpc" { print $2 }' "$tmp/tls.ports")
+    tls_bench="--ca $tmp/certs/ca.pem --cert $tmp/certs/client.pem --key $tmp/certs/client.key"
+fi
 
 # two redis-servers on free ports: one without persistence, one fsyncing every write
 start_redis() { # name, extra args...
@@ -119,7 +137,7 @@ pids="$pids $(cat "$tmp/always.pid")"
 
 objmeta_run() { # ops, pipeline, keys, dist, extra... -> "ops_per_sec p50_us p99_us"
     ops=$1; pl=$2; nk=$3; dist=$4; shift 4
-    "$bench" --addr "127.0.0.1:$oport" --ops "$ops=100" --connections "$CLIENTS" \
+    "$bench" --addr "127.0.0.1:${bench_port:-$oport}" --ops "$ops=100" --connections "$CLIENTS" \
         --pipeline "$pl" --values "$VALUES" --value-size "$VALUE_SIZE" --keys "$nk" \
         --dist "$dist" --duration "${DURATION}s" "$@" >"$tmp/ob.out"
     awk -v op="$ops" '$1 == "RESULT" && $2 == "op=" op {
@@ -159,6 +177,12 @@ echo "objmeta-shard vs redis-server $(redis-server --version | sed 's/.*v=\([^ ]
 "$bench" --addr "127.0.0.1:$oport" --ops store=100 --connections "$CLIENTS" --pipeline 16 \
     --values "$VALUES" --value-size "$VALUE_SIZE" --keys "$KEYS" --duration 1s --preload |
     grep '^preloaded'
+if [ "$TLS" = 1 ]; then # the TLS shard holds the same data, so its reads are comparable
+    # shellcheck disable=SC2086 # the TLS options are several words
+    "$bench" --addr "127.0.0.1:$tport" --ops store=100 --connections "$CLIENTS" --pipeline 16 \
+        --values "$VALUES" --value-size "$VALUE_SIZE" --keys "$KEYS" --duration 1s --preload \
+        $tls_bench | grep '^preloaded' | sed 's/^/TLS shard: /'
+fi
 for port in "$rport" "$aport"; do
     awk -v n="$KEYS" -v vs="$VALUE_SIZE" 'BEGIN {
         v = sprintf("%*s", vs, ""); gsub(/ /, "x", v)
@@ -188,6 +212,12 @@ while [ "$r" -le "$ROUNDS" ]; do
             echo "9_hot_set_always $pl $(redis_run "$aport" set "$pl" "$HOT_KEYS")"
             echo "a_hot_retrieve $pl $(objmeta_run retrieve "$pl" "$HOT_KEYS" uniform)"
             echo "b_hot_get $pl $(redis_run "$rport" get "$pl" "$HOT_KEYS")"
+            if [ "$TLS" = 1 ]; then
+                # shellcheck disable=SC2086 # the TLS options are several words
+                echo "c_store_tls $pl $(bench_port=$tport objmeta_run store "$pl" "$KEYS" uniform $tls_bench)"
+                # shellcheck disable=SC2086
+                echo "d_retrieve_tls $pl $(bench_port=$tport objmeta_run retrieve "$pl" "$KEYS" uniform $tls_bench)"
+            fi
         } >>"$results"
     done
     for w in $YCSB; do
@@ -214,6 +244,8 @@ label() {
     9_hot_set_always) echo "hot set: redis SET always" ;;
     a_hot_retrieve) echo "hot set: objmeta Retrieve" ;;
     b_hot_get) echo "hot set: redis GET" ;;
+    c_store_tls) echo "objmeta Store over TLS" ;;
+    d_retrieve_tls) echo "objmeta Retrieve over TLS" ;;
     ycsb_*) echo "objmeta YCSB ${1#ycsb_} (all ops)" ;;
     esac
 }
@@ -247,6 +279,11 @@ pipeline $pl, $d keys: Store/SET(always, uniform) = $(ratio "$(ops_of "6_store_$
     done
     summary="$summary
 pipeline $pl, hot set of $HOT_KEYS keys: Store/SET(always) = $(ratio "$(ops_of 8_hot_store "$pl")" "$(ops_of 9_hot_set_always "$pl")")   Retrieve/GET = $(ratio "$(ops_of a_hot_retrieve "$pl")" "$(ops_of b_hot_get "$pl")")"
+    if [ "$TLS" = 1 ]; then
+        row c_store_tls "$pl"; row d_retrieve_tls "$pl"
+        summary="$summary
+pipeline $pl: TLS/plaintext Store = $(ratio "$(ops_of c_store_tls "$pl")" "$os") (bar 0.8)   TLS/plaintext Retrieve = $(ratio "$(ops_of d_retrieve_tls "$pl")" "$og") (bar 0.8)"
+    fi
 done
 for w in $YCSB; do
     row "ycsb_$w" "$YCSB_PIPELINE"

@@ -487,6 +487,8 @@ int
 main(int argc, char **argv)
 {
     const char *addr = "127.0.0.1:7001", *mix = "store=50,retrieve=50";
+    rpc_tls_opts tlso = {0}; /* --ca [--cert --key]: TLS to the server */
+    rpc_tls *tls = NULL;
     int64_t conns = 50, pipeline = 1, keys = 100000, vsize = 256, duration = 10000;
     int64_t list_max = 100, requests = 0;
     bool preload = false, direct = false, stats = false;
@@ -516,7 +518,8 @@ main(int argc, char **argv)
                    "  [--requests N] [--list-max-keys N] [--prefix P] [--delimiter D]\n"
                    "  [--direct-shards]  (--addr is a coordinator; requests go to the owners)\n"
                    "  [--values random|json] [--dist uniform|zipf|zipf:T] [--workload A|B|C|E]\n"
-                   "  [--stats]  (print the server's files per level after the run)\n");
+                   "  [--stats]  (print the server's files per level after the run)\n"
+                   "  [--ca FILE [--cert FILE --key FILE]]  (TLS)\n");
             return strcmp(a, "--help") == 0 ? 0 : 2;
         }
         i++;
@@ -524,6 +527,12 @@ main(int argc, char **argv)
             addr = v;
         else if (strcmp(a, "--ops") == 0)
             mix = v;
+        else if (strcmp(a, "--ca") == 0)
+            tlso.ca_file = v;
+        else if (strcmp(a, "--cert") == 0)
+            tlso.cert_file = v;
+        else if (strcmp(a, "--key") == 0)
+            tlso.key_file = v;
         else if (strcmp(a, "--bucket") == 0)
             b.bucket = v;
         else if (strcmp(a, "--values") == 0)
@@ -567,6 +576,13 @@ main(int argc, char **argv)
         return 2;
     }
     b.key_rng = b.seed;
+    if (tlso.ca_file != NULL) {
+        char err[256];
+        if (rpc_tls_new(&tlso, false, &tls, err, sizeof(err)) != OM_OK) {
+            fprintf(stderr, "objmeta_bench: %s\n", err);
+            return 2;
+        }
+    }
     b.nroute = 1;
     if (direct) {
 #ifdef OM_BENCH_RING
@@ -603,6 +619,7 @@ main(int argc, char **argv)
             to = ring_shard_at(b.ring, (size_t)(i % b.nroute))->addr;
 #endif
         rpc_client_opts_init(&o);
+        o.tls = tls;
         if (rpc_client_new(b.base, to, &o, &b.conns[i]) != OM_OK) {
             fprintf(stderr, "objmeta_bench: bad address %s\n", to);
             return 2;
@@ -664,6 +681,7 @@ main(int argc, char **argv)
            hist_q_us(all, 0.999), err);
     for (int i = 0; i < b.nconn * b.nroute; i++)
         rpc_client_free(b.conns[i]);
+    rpc_tls_free(tls);
 #ifdef OM_BENCH_RING
     ring_unref(b.ring);
 #endif
