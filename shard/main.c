@@ -78,7 +78,6 @@ int
 main(int argc, char **argv)
 {
     shard_conf c = {0};
-    om_conf_action act;
     char err[512], haddr[300];
     shard_opts so;
     rpc_server_opts ro;
@@ -87,21 +86,9 @@ main(int argc, char **argv)
     struct event *sigs[2] = {NULL, NULL};
     int rc = 1;
 
-    if (om_conf_load(&shard_table, &c, argc, argv, &act, err, sizeof(err)) != OM_OK) {
-        om_log(OM_LOG_ERROR, "bad configuration: %s", err);
-        om_conf_fini(&shard_table, &c);
-        return 2;
-    }
-    if (act != OM_CONF_RUN) {
-        if (act == OM_CONF_PRINT)
-            om_conf_print(&shard_table, &c, stdout);
-        else if (act == OM_CONF_HELP)
-            om_conf_usage(&shard_table, stdout);
-        else
-            printf("objmeta-shard %s\n", OM_VERSION);
-        om_conf_fini(&shard_table, &c);
-        return 0;
-    }
+    if ((rc = om_conf_main_load(&shard_table, &c, argc, argv)) != OM_CONF_MAIN_RUN)
+        return rc;
+    rc = 1;
     if (c.write_buffer > 0 && c.write_buffer < 64 * 1024) {
         om_log(OM_LOG_ERROR, "bad configuration: write-buffer must be 0 (from memory-budget) or "
                              "at least 64K");
