@@ -613,12 +613,13 @@ static om_status
 apply_group(shard_mig *m, const mig_rec *recs, const apply_ref *refs, size_t n, lsm_batch *b,
             uint32_t *applied, uint32_t *skipped)
 {
+    uint64_t set[SHARD_STRIPES / 64] = {0};
     om_buf cur = OM_BUF_INIT;
     om_status st = OM_OK;
 
-    for (size_t i = 0; i < n; i++) /* ascending: the only order two lockers can agree on */
-        if (i == 0 || refs[i].stripe != refs[i - 1].stripe)
-            pthread_mutex_lock(&m->s->stripes[refs[i].stripe]);
+    for (size_t i = 0; i < n; i++)
+        set[refs[i].stripe / 64] |= UINT64_C(1) << (refs[i].stripe % 64);
+    shard_stripes_lock(m->s, set);
     lsm_batch_clear(b);
     for (size_t i = 0; i < n && st == OM_OK; i++) {
         const mig_rec *r = &recs[refs[i].i];
@@ -638,9 +639,7 @@ apply_group(shard_mig *m, const mig_rec *recs, const apply_ref *refs, size_t n, 
     }
     if (st == OM_OK && lsm_batch_count(b) > 0)
         st = lsm_write(shard_db(m->s), b);
-    for (size_t i = 0; i < n; i++) /* each distinct stripe once; unlock order is free */
-        if (i + 1 == n || refs[i].stripe != refs[i + 1].stripe)
-            pthread_mutex_unlock(&m->s->stripes[refs[i].stripe]);
+    shard_stripes_unlock(m->s, set);
     om_buf_free(&cur);
     return st;
 }

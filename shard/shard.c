@@ -102,6 +102,12 @@ shard_open(const char *dir, const shard_opts *opts, shard **out)
         s->opts.workers = 1;
     for (int i = 0; i < SHARD_STRIPES; i++)
         pthread_mutex_init(&s->stripes[i], NULL);
+    pthread_rwlockattr_t ga;
+    pthread_rwlockattr_init(&ga);
+    /* a group taking the gate exclusive must not starve behind single writes */
+    pthread_rwlockattr_setkind_np(&ga, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&s->stripes_gate, &ga);
+    pthread_rwlockattr_destroy(&ga);
     pthread_mutex_init(&s->wm_mu, NULL);
     for (int i = 0; i < SHARD_OP_COUNT_; i++)
         rpc_hist_init(&s->latency[i]);
@@ -122,6 +128,7 @@ shard_open(const char *dir, const shard_opts *opts, shard **out)
 fail:
     for (int i = 0; i < SHARD_STRIPES; i++)
         pthread_mutex_destroy(&s->stripes[i]);
+    pthread_rwlock_destroy(&s->stripes_gate);
     pthread_mutex_destroy(&s->wm_mu);
     free(s->id);
     free(s);
@@ -146,6 +153,7 @@ shard_close(shard *s)
         st = st2;
     for (int i = 0; i < SHARD_STRIPES; i++)
         pthread_mutex_destroy(&s->stripes[i]);
+    pthread_rwlock_destroy(&s->stripes_gate);
     free(s->id);
     free(s);
     return st;
@@ -175,6 +183,39 @@ static pthread_mutex_t *
 shard_stripe(shard *s, om_slice lkey)
 {
     return &s->stripes[om_hash64(lkey.p, lkey.n) % SHARD_STRIPES];
+}
+
+static unsigned
+stripes_count(const uint64_t *set)
+{
+    unsigned n = 0;
+
+    for (unsigned w = 0; w < SHARD_STRIPES / 64; w++)
+        n += (unsigned)__builtin_popcountll(set[w]);
+    return n;
+}
+
+void
+shard_stripes_lock(shard *s, const uint64_t *set)
+{
+    if (stripes_count(set) > SHARD_GROUP_MAX_STRIPES) {
+        pthread_rwlock_wrlock(&s->stripes_gate);
+        return;
+    }
+    pthread_rwlock_rdlock(&s->stripes_gate);
+    for (unsigned k = 0; k < SHARD_STRIPES; k++)
+        if (set[k / 64] & (UINT64_C(1) << (k % 64)))
+            pthread_mutex_lock(&s->stripes[k]);
+}
+
+void
+shard_stripes_unlock(shard *s, const uint64_t *set)
+{
+    if (stripes_count(set) <= SHARD_GROUP_MAX_STRIPES)
+        for (unsigned k = SHARD_STRIPES; k-- > 0;)
+            if (set[k / 64] & (UINT64_C(1) << (k % 64)))
+                pthread_mutex_unlock(&s->stripes[k]);
+    pthread_rwlock_unlock(&s->stripes_gate);
 }
 
 /*
@@ -455,6 +496,7 @@ write_one(shard *s, shard_write *w)
         return;
     }
     mu = shard_stripe(s, om_buf_slice(&lkey));
+    pthread_rwlock_rdlock(&s->stripes_gate);
     pthread_mutex_lock(mu);
     w->status = write_prepare(s, w, om_buf_slice(&lkey), etag, NULL, &raw, &val, &vlen);
     if (w->status == OM_OK && vlen > 0) {
@@ -463,6 +505,7 @@ write_one(shard *s, shard_write *w)
             write_fail_engine(s, w, st);
     }
     pthread_mutex_unlock(mu);
+    pthread_rwlock_unlock(&s->stripes_gate);
     om_buf_free(&lkey);
     om_buf_free(&raw);
     om_buf_free(&val);
@@ -636,10 +679,7 @@ shard_write_many_ex(shard *s, shard_write *w, size_t n, bool nosync)
         items[i].valid = true;
         stripes[items[i].stripe / 64] |= UINT64_C(1) << (items[i].stripe % 64);
     }
-    /* Ascending stripe order, the only order in which a thread takes several. */
-    for (unsigned k = 0; k < SHARD_STRIPES; k++)
-        if (stripes[k / 64] & (UINT64_C(1) << (k % 64)))
-            pthread_mutex_lock(&s->stripes[k]);
+    shard_stripes_lock(s, stripes);
     wm_prefetch(s, items, keys, 0, n, false);
     wm_prefetch(s, items, keys, WM_PREFETCH_AHEAD, n, false);
     wm_prefetch(s, items, keys, 0, n, true);
@@ -688,9 +728,7 @@ shard_write_many_ex(shard *s, shard_write *w, size_t n, bool nosync)
         for (size_t i = 0; i < n; i++)
             if (items[i].in_batch)
                 write_fail_engine(s, &w[i], st);
-    for (unsigned k = SHARD_STRIPES; k-- > 0;)
-        if (stripes[k / 64] & (UINT64_C(1) << (k % 64)))
-            pthread_mutex_unlock(&s->stripes[k]);
+    shard_stripes_unlock(s, stripes);
 out:
     if (x != NULL)
         wm_scratch_put(s, x);

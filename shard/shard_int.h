@@ -2,10 +2,14 @@
  * shard/shard_int.h -- the shard struct, shared by shard.c (object operations)
  * and handlers.c (protocol, worker pool, metrics). Private to shard/.
  *
- * Locking order: a key stripe (stripes[i]) may be held while the engine takes
- * its own locks; nothing else is held with a stripe. Only shard_write_many
- * and migrate.c's ApplyRecords hold several stripes at once, and take them
- * in ascending index order.
+ * Locking order: stripes_gate, then key stripes (stripes[i]), which may be
+ * held while the engine takes its own locks; nothing else is held with a
+ * stripe. Every stripe holder holds the gate shared; only shard_write_many
+ * and migrate.c's ApplyRecords hold several stripes at once, through
+ * shard_stripes_lock, in ascending index order -- or, for a group that
+ * would need more than SHARD_GROUP_MAX_STRIPES of them, the gate exclusive
+ * and no stripe (one lock instead of up to 256, and ThreadSanitizer's
+ * deadlock detector tracks at most 64 locks held by one thread).
  */
 #ifndef OM_SHARD_SHARD_INT_H
 #define OM_SHARD_SHARD_INT_H
@@ -18,6 +22,7 @@
 #include "shard/shard.h"
 
 #define SHARD_STRIPES 256
+#define SHARD_GROUP_MAX_STRIPES 32
 #define SHARD_NSTATUS 10 /* wire Status values 0..9; others count as INTERNAL */
 
 /* The buffers of a shard_write_many call, kept between calls (shard.c). */
@@ -63,6 +68,7 @@ struct shard {
     shard_opts opts;
     char *id; /* opts.id, copied */
     pthread_mutex_t stripes[SHARD_STRIPES];
+    pthread_rwlock_t stripes_gate; /* see "Locking order" above */
     shard_ring_check_fn ring_check;
     void *ring_check_arg;
 
@@ -168,5 +174,14 @@ void shard_wm_scratch_release(shard *s);
 /* handlers.c: start and stop the worker pool (called by shard_open/shard_close). */
 om_status shard_pool_start(shard *s);
 void shard_pool_stop(shard *s);
+
+/*
+ * Lock (unlock) the stripes in the bit set `set` (SHARD_STRIPES bits) for a
+ * group write: the gate shared and the stripes in ascending order, or the
+ * gate exclusive when there are more than SHARD_GROUP_MAX_STRIPES of them.
+ * Pass the same set to both.
+ */
+void shard_stripes_lock(shard *s, const uint64_t *set);
+void shard_stripes_unlock(shard *s, const uint64_t *set);
 
 #endif /* OM_SHARD_SHARD_INT_H */
