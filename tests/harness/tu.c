@@ -349,8 +349,8 @@ static bool tu_in_atexit;
 static void
 tu_proc_check_sanitizers(const tu_proc *p)
 {
-    static const char *const marks[] = {"WARNING: ThreadSanitizer", "ERROR: AddressSanitizer",
-                                        "ERROR: LeakSanitizer", "runtime error:"};
+    static const char *const marks[] = {"ThreadSanitizer:", "AddressSanitizer", "LeakSanitizer",
+                                        "runtime error:"};
     char *s;
 
     if (tu_in_atexit || (s = tu_slurp(p->stderr_path)) == NULL)
