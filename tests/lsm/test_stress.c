@@ -161,10 +161,11 @@ st_reader(void *arg)
 /*
  * Scan prefix p (at snap, or now when snap is NULL); seen[j] gets the write
  * each key of the prefix shows. With want != NULL every key must show
- * exactly want[j]; else the windows d[j]..hi[j] apply.
+ * exactly want[j]; else the windows d[j]..hi[j] apply (without a snapshot,
+ * hi[] is loaded here, after the iterator took its view).
  */
 static bool
-st_scan(stress *s, uint32_t p, const lsm_snapshot *snap, const uint32_t *d, const uint32_t *hi,
+st_scan(stress *s, uint32_t p, const lsm_snapshot *snap, const uint32_t *d, uint32_t *hi,
         const long *want, long *seen)
 {
     char lo[16], up[16];
@@ -182,6 +183,10 @@ st_scan(stress *s, uint32_t p, const lsm_snapshot *snap, const uint32_t *d, cons
         tu_cmodel_fail(s->m, "lsm_iter_new: %s", om_status_str(st));
         return false;
     }
+    /* Without a snapshot the iterator's view is taken just now: the windows end here. */
+    if (snap == NULL && want == NULL)
+        for (uint32_t j = 0; j < KPP; j++)
+            hi[j] = tu_cmodel_started(s->m, p * KPP + j);
     for (lsm_iter_seek_first(it);; lsm_iter_next(it)) {
         uint32_t k = KPP, end;
         om_slice ik = OM_SLICE_NULL;
