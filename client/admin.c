@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client/tool.h"
 #include "rpc/rpc.h"
 #include "util/clock.h"
 
@@ -37,6 +38,11 @@ typedef struct admin {
     bool json;
     uint32_t timeout_ms;
     rpc_sync_client *c;
+    int exit_code; /* set when the first contact failed (tool_explain) */
+    /* options */
+    bool help, wait;
+    const char *id, *shard_addr;
+    long weight;
 } admin;
 
 static int
@@ -60,8 +66,40 @@ admin_exit(om_status st)
 static int
 admin_usage_error(const char *msg, const char *arg)
 {
-    fprintf(stderr, "objmeta admin: %s%s\n%s", msg, arg ? arg : "", admin_usage);
-    return A_USAGE;
+    return tool_usage("admin", "%s%s", msg, arg ? arg : ""); /* the tool's one wording */
+}
+
+/*
+ * Connect and ping within TOOL_HANDSHAKE_MS (client/tool.c): a wrong address
+ * (nothing listening, an HTTP port, a silent server) is explained at once.
+ * The ping's payload ends in an empty line so that an HTTP server answers.
+ */
+static om_status
+admin_open(admin *a)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__PingRequest pr = OBJMETA__PING_REQUEST__INIT;
+    Objmeta__Response *r = NULL;
+    uint32_t hs = a->timeout_ms < TOOL_HANDSHAKE_MS ? a->timeout_ms : TOOL_HANDSHAKE_MS;
+    om_status st = rpc_sync_client_open(a->addr, hs, &a->c);
+
+    if (st != OM_OK) {
+        a->exit_code = tool_explain(a->addr, st, NULL);
+        return st;
+    }
+    pr.payload.data = (uint8_t *)"\r\n\r\n";
+    pr.payload.len = 4;
+    req.body_case = OBJMETA__REQUEST__BODY_PING;
+    req.ping = &pr;
+    st = rpc_sync_client_call(a->c, &req, hs, &r);
+    if (st != OM_OK) {
+        a->exit_code = tool_explain(a->addr, st, rpc_sync_client_last_error(a->c));
+        rpc_sync_client_close(a->c);
+        a->c = NULL;
+        return st;
+    }
+    rpc_response_free(r);
+    return OM_OK;
 }
 
 /* Send req to the coordinator; on OM_OK *resp is an OK response the caller frees. */
@@ -71,14 +109,8 @@ admin_call(admin *a, const Objmeta__Request *req, Objmeta__Response **resp, cons
     Objmeta__Response *r = NULL;
     om_status st;
 
-    if (a->c == NULL) {
-        st = rpc_sync_client_open(a->addr, a->timeout_ms < 3000 ? a->timeout_ms : 3000, &a->c);
-        if (st != OM_OK) {
-            fprintf(stderr, "objmeta admin: cannot connect to %s: %s\n", a->addr,
-                    om_status_str(st));
-            return st;
-        }
-    }
+    if (a->c == NULL && (st = admin_open(a)) != OM_OK)
+        return st;
     st = rpc_sync_client_call(a->c, req, a->timeout_ms, &r);
     if (st != OM_OK) {
         fprintf(stderr, "objmeta admin: %s: %s: %s\n", what, om_status_str(st),
@@ -148,18 +180,30 @@ get_status(admin *a, Objmeta__Response **out)
     return st;
 }
 
-/* One line: phase, records, bytes, rate, ETA. */
+/*
+ * One line: phase, records, bytes, rate, ETA; in cleanup (no copying, so no
+ * rate) how many old owners have compacted away what they gave up. The
+ * change's error is something it waits for and retries, not a failure.
+ */
 static void
 status_line(const Objmeta__RebalanceStatusResponse *s, char *out, size_t n)
 {
     char b[32], r[32], e[32];
 
     fmt_bytes((double)s->bytes_copied, b, sizeof(b));
+    if (strcmp(s->phase, "cleanup") == 0) {
+        snprintf(out, n,
+                 "%-8s epoch %" PRIu64 "->%" PRIu64 " %" PRIu64
+                 " records %s copied; old owners compacting: %u/%u done%s%s",
+                 s->phase, s->from_epoch, s->to_epoch, s->records_copied, b, s->sources_done,
+                 s->sources, s->error[0] ? "  waiting: " : "", s->error);
+        return;
+    }
     fmt_bytes(s->rate_bytes_per_sec, r, sizeof(r));
     fmt_ms(s->eta_ms, e, sizeof(e));
     snprintf(out, n, "%-8s epoch %" PRIu64 "->%" PRIu64 " %" PRIu64 " records %s %s/s ETA %s%s%s",
              s->phase, s->from_epoch, s->to_epoch, s->records_copied, b, r, e,
-             s->error[0] ? "  last error: " : "", s->error);
+             s->error[0] ? "  waiting: " : "", s->error);
 }
 
 static json_t *
@@ -197,6 +241,19 @@ status_print(const Objmeta__RebalanceStatusResponse *s)
 {
     char line[512];
 
+    if (!s->active && s->operation[0] != '\0') {
+        /* the last change's summary, kept by the coordinator until the next one */
+        char b[32], t[32];
+        time_t st = (time_t)(s->started_ms / 1000);
+        struct tm tm;
+        fmt_bytes((double)s->bytes_copied, b, sizeof(b));
+        gmtime_r(&st, &tm);
+        strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        printf("no ring change in progress\nlast change: %s, done at epoch %" PRIu64 ": %" PRIu64
+               " records (%s) copied; started %s\n",
+               s->operation, s->last_change_epoch, s->records_copied, b, t);
+        return;
+    }
     if (!s->active) {
         printf("no ring change in progress (last change reached epoch %" PRIu64 ")\n",
                s->last_change_epoch);
@@ -227,7 +284,7 @@ cmd_status(admin *a)
     om_status st = get_status(a, &r);
 
     if (st != OM_OK)
-        return admin_exit(st);
+        return a->exit_code ? a->exit_code : admin_exit(st);
     if (a->json) {
         json_t *o = status_json(r->rebalance_status);
         json_dumpf(o, stdout, JSON_INDENT(2));
@@ -258,7 +315,7 @@ wait_change(admin *a, uint64_t to_epoch)
         if (st != OM_OK) {
             /* the coordinator may be restarting: the change resumes there */
             if (++fails > 120)
-                return admin_exit(st);
+                return a->exit_code ? a->exit_code : admin_exit(st);
             om_clock_sleep_ms(500);
             continue;
         }
@@ -335,7 +392,7 @@ cmd_change(admin *a, const char *cmd, const char *id, const char *saddr, long we
     }
     st = admin_call(a, &req, &r, cmd);
     if (st != OM_OK)
-        return admin_exit(st);
+        return a->exit_code ? a->exit_code : admin_exit(st);
     rc = r->body_case == OBJMETA__RESPONSE__BODY_ADD_SHARD      ? r->add_shard
          : r->body_case == OBJMETA__RESPONSE__BODY_REMOVE_SHARD ? r->remove_shard
          : r->body_case == OBJMETA__RESPONSE__BODY_SET_WEIGHT   ? r->set_weight
@@ -363,56 +420,101 @@ cmd_change(admin *a, const char *cmd, const char *id, const char *saddr, long we
     return rcode;
 }
 
+enum { AOPT_ID = 256, AOPT_ADDR, AOPT_WEIGHT, AOPT_WAIT, AOPT_JSON };
+
+static const struct option admin_opts[] = {{"id", required_argument, NULL, AOPT_ID},
+                                           {"addr", required_argument, NULL, AOPT_ADDR},
+                                           {"shard-addr", required_argument, NULL, AOPT_ADDR},
+                                           {"weight", required_argument, NULL, AOPT_WEIGHT},
+                                           {"wait", no_argument, NULL, AOPT_WAIT},
+                                           {"json", no_argument, NULL, AOPT_JSON},
+                                           {"help", no_argument, NULL, 'h'},
+                                           {NULL, 0, NULL, 0}};
+
+static int
+admin_opt(void *ctx, int code, const char *v)
+{
+    admin *a = ctx;
+    char *end;
+
+    switch (code) {
+    case 'h':
+        a->help = true;
+        break;
+    case AOPT_ID:
+        a->id = v;
+        break;
+    case AOPT_ADDR:
+        a->shard_addr = v;
+        break;
+    case AOPT_WEIGHT:
+        a->weight = strtol(v, &end, 10);
+        if (*end != '\0' || a->weight < 1 || a->weight > 1000)
+            return admin_usage_error("--weight wants 1..1000, not ", v);
+        break;
+    case AOPT_WAIT:
+        a->wait = true;
+        break;
+    case AOPT_JSON:
+        a->json = true;
+        break;
+    default:
+        return admin_usage_error("option not handled", NULL);
+    }
+    return A_OK;
+}
+
 int
 objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, int argc, char **argv)
 {
-    admin a = {addr, json, timeout_ms, NULL};
-    const char *id = NULL, *saddr = NULL, *cmd;
-    long weight = 0;
-    bool wait = false;
-    int rc;
+    static const char *const cmds[] = {"add-shard",        "remove-shard", "set-weight",
+                                       "rebalance-status", "help",         NULL};
+    admin a = {.addr = addr, .json = json, .timeout_ms = timeout_ms};
+    const char *cmd;
+    int rc, first;
 
     if (argc < 2)
         return admin_usage_error("no admin command given", NULL);
     cmd = argv[1];
-    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0 || strcmp(cmd, "-h") == 0) {
         fputs(admin_usage, stdout);
         return A_OK;
     }
-    for (int i = 2; i < argc; i++) {
-        const char *o = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(o, "--wait") == 0) {
-            wait = true;
-        } else if (strcmp(o, "--json") == 0) {
-            a.json = true;
-        } else if (strcmp(o, "--id") == 0 && v) {
-            id = v;
-            i++;
-        } else if ((strcmp(o, "--shard-addr") == 0 || strcmp(o, "--addr") == 0) && v) {
-            saddr = v;
-            i++;
-        } else if (strcmp(o, "--weight") == 0 && v) {
-            char *end;
-            weight = strtol(v, &end, 10);
-            if (*end != '\0' || weight < 1 || weight > 1000)
-                return admin_usage_error("--weight wants 1..1000, not ", v);
-            i++;
-        } else {
-            return admin_usage_error("unknown or incomplete option ", o);
-        }
+    bool known = false;
+    for (size_t i = 0; cmds[i] != NULL; i++)
+        known = known || strcmp(cmd, cmds[i]) == 0;
+    if (!known) {
+        const char *s = tool_suggest(cmd, cmds);
+        if (s != NULL)
+            return tool_usage("admin", "unknown admin command '%s'; did you mean '%s'?", cmd, s);
+        return tool_usage("admin", "unknown admin command '%s'", cmd);
     }
+    char name[48];
+    snprintf(name, sizeof(name), "admin %s", cmd);
+    rc = tool_parse(name, admin_opts, "h", false, argc - 1, argv + 1, admin_opt, &a, &first);
+    if (rc != A_OK)
+        return rc;
+    if (a.help) {
+        fputs(admin_usage, stdout);
+        return A_OK;
+    }
+    if (first < argc - 1)
+        return admin_usage_error("unexpected argument ", argv[1 + first]);
+    const char *id = a.id, *saddr = a.shard_addr;
+    long weight = a.weight;
+    bool wait = a.wait;
     if (strcmp(cmd, "rebalance-status") == 0) {
         if (id || saddr || weight || wait)
             return admin_usage_error("rebalance-status takes no options but --json", NULL);
         rc = cmd_status(&a);
-    } else if (strcmp(cmd, "add-shard") == 0 || strcmp(cmd, "remove-shard") == 0 ||
-               strcmp(cmd, "set-weight") == 0) {
+    } else {
         bool add = cmd[0] == 'a', sw = cmd[0] == 's';
         if (id == NULL || id[0] == '\0')
             return admin_usage_error(cmd, " needs --id ID");
-        if (add && (saddr == NULL || strchr(saddr, ':') == NULL))
+        if (add && saddr == NULL)
             return admin_usage_error("add-shard needs --addr HOST:PORT (the new shard's)", NULL);
+        if (add && (rc = tool_check_addr(saddr)) != A_OK)
+            return rc;
         if (!add && saddr != NULL)
             return admin_usage_error(cmd, " takes no --addr");
         if (sw && weight == 0)
@@ -420,8 +522,6 @@ objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, int argc, char *
         if (!add && !sw && weight != 0)
             return admin_usage_error("remove-shard takes no --weight", NULL);
         rc = cmd_change(&a, cmd, id, saddr, weight, wait);
-    } else {
-        return admin_usage_error("unknown admin command ", cmd);
     }
     rpc_sync_client_close(a.c);
     return rc;

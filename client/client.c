@@ -391,6 +391,11 @@ omc_ping(omc_client *c, char **server)
     Objmeta__Response *r = NULL;
     om_status st = OM_OK;
 
+    /* The payload ends in an empty line: an HTTP server mistaken for an
+     * objmeta one then answers at once (400) instead of waiting for the rest
+     * of a request, and the reply is recognised as HTTP (rpc/client.c). */
+    pr.payload.data = (uint8_t *)"\r\n\r\n";
+    pr.payload.len = 4;
     req.body_case = OBJMETA__REQUEST__BODY_PING;
     req.ping = &pr;
     OM_TRY(omc_call(c, &req, OBJMETA__RESPONSE__BODY_PING, &r));

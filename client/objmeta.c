@@ -3,39 +3,40 @@
  * Talks to a shard or to the coordinator (same protocol). Human-readable
  * output by default, one JSON document with --json. The exit codes are part
  * of the interface (scripts test them) and listed by `objmeta --help`.
+ *
+ * Every command is a row of `commands[]`: its option table (getopt_long,
+ * client/tool.c), its operands and its function. The common options (--addr,
+ * --json, --timeout) are accepted before and after the command name; a new
+ * common option goes into CLI_COMMON_OPTS and cli_opt.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "client/admin.h"
 #include "client/client.h"
+#include "client/tool.h"
 #include "util/conf.h"
-
-enum {
-    EXIT_OK = 0,
-    EXIT_NOT_FOUND = 1,
-    EXIT_USAGE = 2,
-    EXIT_PRECONDITION = 3,
-    EXIT_UNAVAILABLE = 4,
-    EXIT_INVALID = 5,
-    EXIT_OTHER = 6,
-};
 
 static const char usage_text[] =
     "usage: objmeta [--addr HOST:PORT] [--json] [--timeout MS] COMMAND ARGS...\n"
     "\n"
     "commands:\n"
-    "  put BUCKET/KEY [FILE|-] [--meta JSON] [--content-type T] [--if-absent | --if-version V]\n"
-    "                  store FILE (or standard input when FILE is '-' or missing)\n"
-    "  get BUCKET/KEY [FILE|-]   write the data to FILE (default standard output)\n"
+    "  put BUCKET/KEY FILE|- [--meta JSON] [--content-type T] [--if-absent | --if-version V]\n"
+    "                  store FILE ('-': standard input)\n"
+    "  get BUCKET/KEY [FILE | -o FILE] [--force]\n"
+    "                  write the data to FILE (default standard output); an existing\n"
+    "                  FILE is left alone unless --force\n"
     "  head BUCKET/KEY           show size, etag, version, times, content type, metadata\n"
     "  exists BUCKET/KEY         print yes or no (exit 0 or 1)\n"
-    "  rm BUCKET/KEY [--if-version V]\n"
+    "  rm BUCKET/KEY [--if-version V] [--force]\n"
+    "                  delete; a missing key exits 1 (--force: exit 0, as S3's DELETE)\n"
     "  ls BUCKET[/PREFIX] [--delimiter D] [--start-after K] [--max N] [--token T] [--meta]\n"
     "                  list keys; follows continuation tokens unless --max is given\n"
     "  stats                     server counters\n"
@@ -47,51 +48,127 @@ static const char usage_text[] =
     "  --addr HOST:PORT  server address (default $OBJMETA_ADDR, else 127.0.0.1:7000)\n"
     "  --json            print one JSON document instead of text\n"
     "  --timeout MS      per-request timeout (default 30000)\n"
+    "  --version         print the tool's version\n"
+    "  COMMAND --help    the options of one command\n"
     "\n"
     "exit codes:\n"
     "  0  ok\n"
     "  1  not found (get, head, rm of a missing key; exists: no)\n"
-    "  2  usage error\n"
+    "  2  usage error (also: an HTTP port given as --addr, get refusing to overwrite)\n"
     "  3  precondition failed (--if-absent / --if-version did not hold)\n"
     "  4  unavailable (cannot connect, timeout, server busy or shutting down)\n"
     "  5  invalid argument (rejected by the server: bucket, key, metadata, size)\n"
     "  6  any other error (wrong shard, corruption, internal)\n";
 
+/* Long-only option codes (short options use their letter). */
+enum {
+    OPT_ADDR = 256,
+    OPT_JSON,
+    OPT_TIMEOUT,
+    OPT_META,
+    OPT_CONTENT_TYPE,
+    OPT_IF_ABSENT,
+    OPT_IF_VERSION,
+    OPT_DELIMITER,
+    OPT_START_AFTER,
+    OPT_TOKEN,
+    OPT_MAX,
+    OPT_LS_META,
+};
+
+/* The options every command takes. */
+#define CLI_COMMON_OPTS                                                                            \
+    {"addr", required_argument, NULL, OPT_ADDR}, {"json", no_argument, NULL, OPT_JSON},            \
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},                                         \
+    {                                                                                              \
+        "help", no_argument, NULL, 'h'                                                             \
+    }
+
 typedef struct cli {
     const char *addr;
     bool json;
     uint32_t timeout_ms;
+    bool help, version;
     omc_client *c;
+    const char *cmd;
+    /* command options */
+    omc_store_opts store;
+    bool has_if_version;
+    uint64_t if_version;
+    bool force;
+    const char *output;
+    omc_list_opts list;
+    bool one_page;
 } cli;
 
+/* The option callback of every command (tool_parse). */
 static int
-exit_code(om_status st)
+cli_opt(void *ctx, int code, const char *arg)
 {
-    switch (st) {
-    case OM_OK:
-        return EXIT_OK;
-    case OM_E_NOTFOUND:
-        return EXIT_NOT_FOUND;
-    case OM_E_PRECONDITION:
-        return EXIT_PRECONDITION;
-    case OM_E_UNAVAILABLE:
-    case OM_E_TIMEOUT:
-    case OM_E_BUSY:
-        return EXIT_UNAVAILABLE;
-    case OM_E_INVALID:
-        return EXIT_INVALID;
-    default:
-        return EXIT_OTHER;
-    }
-}
+    cli *k = ctx;
+    int64_t v;
 
-static int
-usage_error(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "objmeta: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n(objmeta --help lists the commands)\n");
-    return EXIT_USAGE;
+    switch (code) {
+    case 'h':
+        k->help = true;
+        break;
+    case 'V':
+        k->version = true;
+        break;
+    case OPT_ADDR:
+        k->addr = arg;
+        break;
+    case OPT_JSON:
+        k->json = true;
+        break;
+    case OPT_TIMEOUT:
+        if (om_parse_int(arg, &v) != OM_OK || v <= 0 || v > UINT32_MAX)
+            return tool_usage(k->cmd, "--timeout wants milliseconds, not '%s'", arg);
+        k->timeout_ms = (uint32_t)v;
+        break;
+    case OPT_META:
+        k->store.metadata_json = arg;
+        break;
+    case OPT_CONTENT_TYPE:
+        k->store.content_type = arg;
+        break;
+    case OPT_IF_ABSENT:
+        k->store.if_absent = true;
+        break;
+    case OPT_IF_VERSION:
+        if (om_parse_int(arg, &v) != OM_OK || v < 0)
+            return tool_usage(k->cmd, "--if-version wants a number, not '%s'", arg);
+        k->has_if_version = true;
+        k->if_version = (uint64_t)v;
+        break;
+    case 'f':
+        k->force = true;
+        break;
+    case 'o':
+        k->output = arg;
+        break;
+    case OPT_DELIMITER:
+        k->list.delimiter = arg;
+        break;
+    case OPT_START_AFTER:
+        k->list.start_after = arg;
+        break;
+    case OPT_TOKEN:
+        k->list.continuation_token = arg;
+        break;
+    case OPT_LS_META:
+        k->list.include_metadata = true;
+        break;
+    case OPT_MAX:
+        if (om_parse_int(arg, &v) != OM_OK || v < 1 || v > 1000)
+            return tool_usage(k->cmd, "--max wants a number from 1 to 1000, not '%s'", arg);
+        k->list.max_keys = (uint32_t)v;
+        k->one_page = true;
+        break;
+    default:
+        return tool_usage(k->cmd, "option code %d not handled", code);
+    }
+    return TOOL_EXIT_OK;
 }
 
 /* Report a failed call; returns its exit code. */
@@ -107,28 +184,53 @@ fail(cli *k, const char *what, om_status st)
         json_decref(o);
     }
     fprintf(stderr, "objmeta: %s: %s: %s\n", what, om_status_str(st), msg);
-    return exit_code(st);
+    return tool_exit_code(st);
 }
 
-/* Connect on first use, so that usage errors never depend on the server. */
+static void
+json_connect_error(cli *k, om_status st, const char *msg)
+{
+    if (!k->json)
+        return;
+    json_t *o = json_pack("{s:b,s:s,s:s}", "ok", 0, "error", om_status_str(st), "message",
+                          msg && msg[0] ? msg : "cannot connect");
+    json_dumpf(o, stdout, JSON_COMPACT);
+    fputc('\n', stdout);
+    json_decref(o);
+}
+
+/*
+ * Connect on first use, so that usage errors never depend on the server.
+ * The connect and a first ping share a short deadline (TOOL_HANDSHAKE_MS):
+ * a wrong address is reported at once, never after the request timeout.
+ */
 static int
 cli_connect(cli *k)
 {
+    uint32_t hs = k->timeout_ms < TOOL_HANDSHAKE_MS ? k->timeout_ms : TOOL_HANDSHAKE_MS;
     char msg[512];
     om_status st;
 
     if (k->c != NULL)
-        return EXIT_OK;
-    st = omc_connect(k->addr, k->timeout_ms < 3000 ? k->timeout_ms : 3000, &k->c, msg, sizeof(msg));
+        return TOOL_EXIT_OK;
+    st = omc_connect(k->addr, hs, &k->c, msg, sizeof(msg));
     if (st != OM_OK) {
-        fprintf(stderr, "objmeta: %s\n", msg);
-        if (k->json)
-            printf("{\"ok\": false, \"error\": \"%s\", \"message\": \"cannot connect\"}\n",
-                   om_status_str(st));
-        return st == OM_E_INVALID ? EXIT_USAGE : EXIT_UNAVAILABLE;
+        json_connect_error(k, st, msg);
+        if (st == OM_E_INVALID)
+            return tool_usage(NULL, "%s", msg);
+        return tool_explain(k->addr, st, NULL);
+    }
+    omc_set_timeout(k->c, hs);
+    st = omc_ping(k->c, NULL);
+    if (st != OM_OK) {
+        json_connect_error(k, st, omc_last_message(k->c));
+        int rc = tool_explain(k->addr, st, omc_last_message(k->c));
+        omc_close(k->c);
+        k->c = NULL;
+        return rc;
     }
     omc_set_timeout(k->c, k->timeout_ms);
-    return EXIT_OK;
+    return TOOL_EXIT_OK;
 }
 
 static void
@@ -164,27 +266,27 @@ info_json(const omc_info *i)
 
 /* Split BUCKET/KEY (key required) or BUCKET[/PREFIX] (key optional). */
 static int
-split_path(const char *arg, char **bucket, const char **rest, bool need_key)
+split_path(const cli *k, const char *arg, char **bucket, const char **rest, bool need_key)
 {
     const char *slash = strchr(arg, '/');
     if (slash == NULL && need_key)
-        return usage_error("'%s' is not BUCKET/KEY", arg);
+        return tool_usage(k->cmd, "'%s' is not BUCKET/KEY", arg);
     if (slash != NULL && slash[1] == '\0' && need_key)
-        return usage_error("'%s' has an empty key", arg);
+        return tool_usage(k->cmd, "'%s' has an empty key", arg);
     *bucket = strndup(arg, slash ? (size_t)(slash - arg) : strlen(arg));
     *rest = slash ? slash + 1 : "";
-    return EXIT_OK;
+    return TOOL_EXIT_OK;
 }
 
 static int
 read_all(const char *path, om_buf *out)
 {
-    FILE *f = (path == NULL || strcmp(path, "-") == 0) ? stdin : fopen(path, "rb");
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     char buf[65536];
     size_t n;
     if (f == NULL) {
-        fprintf(stderr, "objmeta: cannot open %s: %s\n", path, strerror(errno));
-        return EXIT_USAGE;
+        fprintf(stderr, "objmeta: put: cannot open %s: %s\n", path, strerror(errno));
+        return TOOL_EXIT_USAGE;
     }
     while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
         if (om_buf_append(out, buf, n) != OM_OK)
@@ -193,76 +295,36 @@ read_all(const char *path, om_buf *out)
     if (f != stdin)
         fclose(f);
     if (bad) {
-        fprintf(stderr, "objmeta: cannot read %s\n", path ? path : "standard input");
-        return EXIT_OTHER;
+        fprintf(stderr, "objmeta: put: cannot read %s\n", f == stdin ? "standard input" : path);
+        return TOOL_EXIT_OTHER;
     }
-    return EXIT_OK;
+    return TOOL_EXIT_OK;
 }
 
-static bool
-parse_u64(const char *s, uint64_t *v)
-{
-    int64_t x;
-    if (om_parse_int(s, &x) != OM_OK || x < 0)
-        return false;
-    *v = (uint64_t)x;
-    return true;
-}
-
-/* Fetch the value of option argv[*i] ("--opt V"); NULL (usage error printed) if missing. */
-static const char *
-opt_value(int argc, char **argv, int *i)
-{
-    if (*i + 1 >= argc) {
-        usage_error("option %s needs a value", argv[*i]);
-        return NULL;
-    }
-    return argv[++*i];
-}
-
+/* put BUCKET/KEY [FILE|-] */
 static int
-cmd_put(cli *k, int argc, char **argv)
+cmd_put(cli *k, int n, char **arg)
 {
-    omc_store_opts o = {0};
-    const char *path = NULL, *target = NULL, *key, *v;
+    const char *path = n > 1 ? arg[1] : "-", *key;
     char *bucket = NULL;
     om_buf data = OM_BUF_INIT;
     omc_info info = {0};
     int rc;
 
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--meta") == 0) {
-            if ((o.metadata_json = opt_value(argc, argv, &i)) == NULL)
-                return EXIT_USAGE;
-        } else if (strcmp(argv[i], "--content-type") == 0) {
-            if ((o.content_type = opt_value(argc, argv, &i)) == NULL)
-                return EXIT_USAGE;
-        } else if (strcmp(argv[i], "--if-absent") == 0) {
-            o.if_absent = true;
-        } else if (strcmp(argv[i], "--if-version") == 0) {
-            if ((v = opt_value(argc, argv, &i)) == NULL)
-                return EXIT_USAGE;
-            if (!parse_u64(v, &o.if_version))
-                return usage_error("--if-version wants a number, not '%s'", v);
-            o.has_if_version = true;
-        } else if (argv[i][0] == '-' && argv[i][1] == '-') {
-            return usage_error("put: unknown option %s", argv[i]);
-        } else if (target == NULL) {
-            target = argv[i];
-        } else if (path == NULL) {
-            path = argv[i];
-        } else {
-            return usage_error("put: unexpected argument '%s'", argv[i]);
-        }
+    if (k->has_if_version) {
+        k->store.has_if_version = true;
+        k->store.if_version = k->if_version;
     }
-    if (target == NULL)
-        return usage_error("%s", "put needs BUCKET/KEY");
-    if (o.if_absent && o.has_if_version)
-        return usage_error("%s", "--if-absent and --if-version exclude each other");
-    if ((rc = split_path(target, &bucket, &key, true)) != EXIT_OK)
+    if (k->store.if_absent && k->store.has_if_version)
+        return tool_usage(k->cmd, "--if-absent and --if-version exclude each other");
+    /* No FILE at a terminal would wait silently for typed data. */
+    if (n == 1 && isatty(STDIN_FILENO))
+        return tool_usage(k->cmd, "no FILE given and standard input is a terminal: give a FILE, "
+                                  "or '-' to type the data (end with Ctrl-D)");
+    if ((rc = split_path(k, arg[0], &bucket, &key, true)) != TOOL_EXIT_OK)
         return rc;
-    if ((rc = read_all(path, &data)) == EXIT_OK && (rc = cli_connect(k)) == EXIT_OK) {
-        om_status st = omc_store(k->c, bucket, key, om_buf_slice(&data), &o, &info);
+    if ((rc = read_all(path, &data)) == TOOL_EXIT_OK && (rc = cli_connect(k)) == TOOL_EXIT_OK) {
+        om_status st = omc_store(k->c, bucket, key, om_buf_slice(&data), &k->store, &info);
         if (st != OM_OK) {
             rc = fail(k, "put", st);
         } else if (k->json) {
@@ -278,22 +340,65 @@ cmd_put(cli *k, int argc, char **argv)
     return rc;
 }
 
-/* get, head, exists: BUCKET/KEY [FILE] */
+/* Write data to path ("-": standard output); an existing file only with --force. */
 static int
-cmd_read(cli *k, const char *cmd, int argc, char **argv)
+write_output(const cli *k, const char *path, const om_buf *data)
 {
+    int fd = STDOUT_FILENO, rc = TOOL_EXIT_OK;
+    size_t off = 0;
+
+    if (strcmp(path, "-") != 0) {
+        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (k->force ? O_TRUNC : O_EXCL), 0666);
+        if (fd < 0 && errno == EEXIST)
+            return tool_usage(k->cmd,
+                              "%s exists; --force overwrites it (without FILE the data "
+                              "goes to standard output)",
+                              path);
+        if (fd < 0) {
+            fprintf(stderr, "objmeta: get: cannot create %s: %s\n", path, strerror(errno));
+            return TOOL_EXIT_OTHER;
+        }
+    }
+    while (off < data->n) {
+        ssize_t w = write(fd, data->p + off, data->n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            fprintf(stderr, "objmeta: get: cannot write %s: %s\n", path, strerror(errno));
+            rc = TOOL_EXIT_OTHER;
+            break;
+        }
+        off += (size_t)w;
+    }
+    if (fd != STDOUT_FILENO && close(fd) != 0 && rc == TOOL_EXIT_OK) {
+        fprintf(stderr, "objmeta: get: cannot write %s: %s\n", path, strerror(errno));
+        rc = TOOL_EXIT_OTHER;
+    }
+    return rc;
+}
+
+/* get, head, exists: BUCKET/KEY (get: [FILE]) */
+static int
+cmd_read(cli *k, int n, char **arg)
+{
+    const char *cmd = k->cmd, *key, *path = k->output ? k->output : n > 1 ? arg[1] : "-";
     char *bucket = NULL;
-    const char *key;
     omc_info info = {0};
     om_buf data = OM_BUF_INIT;
     om_status st;
     int rc;
 
-    if (argc < 2 || argc > (strcmp(cmd, "get") == 0 ? 3 : 2))
-        return usage_error("%s needs BUCKET/KEY (get also takes an output FILE)", cmd);
-    if ((rc = split_path(argv[1], &bucket, &key, true)) != EXIT_OK)
+    if (k->output != NULL && n > 1)
+        return tool_usage(cmd, "give the output FILE once (FILE or -o FILE)");
+    /* refuse before asking the server; open() below re-checks (O_EXCL) */
+    if (!k->force && strcmp(path, "-") != 0 && access(path, F_OK) == 0)
+        return tool_usage(cmd,
+                          "%s exists; --force overwrites it (without FILE the data goes to "
+                          "standard output)",
+                          path);
+    if ((rc = split_path(k, arg[0], &bucket, &key, true)) != TOOL_EXIT_OK)
         return rc;
-    if ((rc = cli_connect(k)) != EXIT_OK) {
+    if ((rc = cli_connect(k)) != TOOL_EXIT_OK) {
         free(bucket);
         return rc;
     }
@@ -307,7 +412,7 @@ cmd_read(cli *k, const char *cmd, int argc, char **argv)
                 print_json(json_pack("{s:b}", "exists", yes));
             else
                 puts(yes ? "yes" : "no");
-            rc = yes ? EXIT_OK : EXIT_NOT_FOUND;
+            rc = yes ? TOOL_EXIT_OK : TOOL_EXIT_NOT_FOUND;
         }
     } else if (strcmp(cmd, "head") == 0) {
         st = omc_head(k->c, bucket, key, &info);
@@ -329,21 +434,17 @@ cmd_read(cli *k, const char *cmd, int argc, char **argv)
         st = omc_retrieve(k->c, bucket, key, &info, &data);
         if (st != OM_OK) {
             rc = fail(k, cmd, st);
-        } else if (k->json) {
+        } else if (k->json && strcmp(path, "-") == 0) {
             json_t *o = info_json(&info);
             json_object_set_new(o, "data", json_stringn_nocheck((const char *)data.p, data.n));
             if (!om_utf8_valid(om_buf_slice(&data)))
                 json_object_set_new(o, "data", json_null()); /* binary: use FILE output */
             print_json(o);
         } else {
-            const char *path = argc == 3 ? argv[2] : "-";
-            FILE *f = strcmp(path, "-") == 0 ? stdout : fopen(path, "wb");
-            if (f == NULL || (data.n > 0 && fwrite(data.p, 1, data.n, f) != data.n)) {
-                fprintf(stderr, "objmeta: cannot write %s: %s\n", path, strerror(errno));
-                rc = EXIT_OTHER;
-            }
-            if (f != NULL && f != stdout && fclose(f) != 0)
-                rc = EXIT_OTHER;
+            fflush(stdout);
+            rc = write_output(k, path, &data);
+            if (rc == TOOL_EXIT_OK && k->json)
+                print_json(info_json(&info));
         }
     }
     omc_info_free(&info);
@@ -352,94 +453,68 @@ cmd_read(cli *k, const char *cmd, int argc, char **argv)
     return rc;
 }
 
+/*
+ * rm BUCKET/KEY. A missing key exits 1 (so that a script can tell a delete
+ * from a no-op, as with get and head); --force makes that exit 0, which is
+ * what S3's idempotent DELETE answers.
+ */
 static int
-cmd_rm(cli *k, int argc, char **argv)
+cmd_rm(cli *k, int n, char **arg)
 {
-    const char *target = NULL, *key, *v;
+    const char *key;
     char *bucket = NULL;
-    uint64_t ifv = 0, version = 0;
-    bool has_ifv = false;
+    uint64_t version = 0;
     int rc;
 
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--if-version") == 0) {
-            if ((v = opt_value(argc, argv, &i)) == NULL)
-                return EXIT_USAGE;
-            if (!parse_u64(v, &ifv))
-                return usage_error("--if-version wants a number, not '%s'", v);
-            has_ifv = true;
-        } else if (target == NULL && argv[i][0] != '-') {
-            target = argv[i];
-        } else {
-            return usage_error("rm: unexpected argument '%s'", argv[i]);
-        }
-    }
-    if (target == NULL)
-        return usage_error("%s", "rm needs BUCKET/KEY");
-    if ((rc = split_path(target, &bucket, &key, true)) != EXIT_OK)
+    if ((rc = split_path(k, arg[0], &bucket, &key, true)) != TOOL_EXIT_OK)
         return rc;
-    if ((rc = cli_connect(k)) != EXIT_OK) {
+    if ((rc = cli_connect(k)) != TOOL_EXIT_OK) {
         free(bucket);
         return rc;
     }
-    om_status st = omc_delete(k->c, bucket, key, has_ifv ? &ifv : NULL, &version);
-    if (st != OM_OK)
+    om_status st =
+        omc_delete(k->c, bucket, key, k->has_if_version ? &k->if_version : NULL, &version);
+    if (st == OM_E_NOTFOUND && k->force) {
+        if (k->json)
+            print_json(json_pack("{s:s,s:s,s:b}", "bucket", bucket, "key", key, "deleted", 0));
+        else
+            printf("absent %s/%s (nothing to delete)\n", bucket, key);
+    } else if (st == OM_E_NOTFOUND && !k->json) {
+        fprintf(stderr,
+                "objmeta: rm: %s/%s does not exist: nothing deleted (rm --force exits 0 for a "
+                "missing key)\n",
+                bucket, key);
+        rc = TOOL_EXIT_NOT_FOUND;
+    } else if (st != OM_OK) {
         rc = fail(k, "rm", st);
-    else if (k->json)
-        print_json(json_pack("{s:s,s:s,s:I}", "bucket", bucket, "key", key, "version",
-                             (json_int_t)version));
-    else
+    } else if (k->json) {
+        print_json(json_pack("{s:s,s:s,s:b,s:I}", "bucket", bucket, "key", key, "deleted", 1,
+                             "version", (json_int_t)version));
+    } else {
         printf("deleted %s/%s version=%" PRIu64 "\n", bucket, key, version);
+    }
     free(bucket);
     return rc;
 }
 
 static int
-cmd_ls(cli *k, int argc, char **argv)
+cmd_ls(cli *k, int n, char **arg)
 {
-    omc_list_opts o = {0};
-    const char *target = NULL, *prefix, *v;
+    omc_list_opts o = k->list;
+    const char *prefix;
     char *bucket = NULL, *token = NULL;
-    bool one_page = false;
+    bool one_page = k->one_page;
     json_t *entries = NULL, *prefixes = NULL;
     omc_list_page p = {0};
     bool truncated = false;
     int rc;
 
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--delimiter") == 0) {
-            if ((o.delimiter = opt_value(argc, argv, &i)) == NULL)
-                return EXIT_USAGE;
-        } else if (strcmp(argv[i], "--start-after") == 0) {
-            if ((o.start_after = opt_value(argc, argv, &i)) == NULL)
-                return EXIT_USAGE;
-        } else if (strcmp(argv[i], "--token") == 0) {
-            if ((o.continuation_token = opt_value(argc, argv, &i)) == NULL)
-                return EXIT_USAGE;
-        } else if (strcmp(argv[i], "--meta") == 0) {
-            o.include_metadata = true;
-        } else if (strcmp(argv[i], "--max") == 0) {
-            uint64_t n;
-            if ((v = opt_value(argc, argv, &i)) == NULL)
-                return EXIT_USAGE;
-            if (!parse_u64(v, &n) || n > 1000 || n == 0)
-                return usage_error("--max wants a number from 1 to 1000, not '%s'", v);
-            o.max_keys = (uint32_t)n;
-            one_page = true;
-        } else if (target == NULL && argv[i][0] != '-') {
-            target = argv[i];
-        } else {
-            return usage_error("ls: unexpected argument '%s'", argv[i]);
-        }
-    }
-    if (target == NULL)
-        return usage_error("%s", "ls needs BUCKET[/PREFIX]");
-    if ((rc = split_path(target, &bucket, &prefix, false)) != EXIT_OK)
+    if ((rc = split_path(k, arg[0], &bucket, &prefix, false)) != TOOL_EXIT_OK)
         return rc;
     o.prefix = prefix;
     entries = json_array();
     prefixes = json_array();
-    if ((rc = cli_connect(k)) != EXIT_OK)
+    if ((rc = cli_connect(k)) != TOOL_EXIT_OK)
         goto out;
     for (;;) {
         om_status st = omc_list(k->c, bucket, &o, &p);
@@ -470,14 +545,14 @@ cmd_ls(cli *k, int argc, char **argv)
             break;
         o.continuation_token = token;
     }
-    if (rc == EXIT_OK && k->json) {
+    if (rc == TOOL_EXIT_OK && k->json) {
         json_t *doc = json_pack("{s:o,s:o,s:b}", "entries", entries, "common_prefixes", prefixes,
                                 "is_truncated", truncated);
         json_object_set_new(doc, "next_continuation_token",
                             json_string(truncated && token ? token : ""));
         entries = prefixes = NULL;
         print_json(doc);
-    } else if (rc == EXIT_OK && truncated) {
+    } else if (rc == TOOL_EXIT_OK && truncated) {
         printf("(truncated; next page: --token %s)\n", token);
     }
 out:
@@ -489,12 +564,13 @@ out:
 }
 
 static int
-cmd_stats(cli *k, bool ping)
+cmd_stats(cli *k, int n, char **arg)
 {
+    bool ping = strcmp(k->cmd, "ping") == 0;
     omc_stats s = {0};
     char *server = NULL;
     int rc = cli_connect(k);
-    if (rc != EXIT_OK)
+    if (rc != TOOL_EXIT_OK)
         return rc;
     om_status st = ping ? omc_ping(k->c, &server) : omc_stats_get(k->c, &s);
     if (st != OM_OK)
@@ -513,71 +589,126 @@ cmd_stats(cli *k, bool ping)
     }
     free(server);
     omc_stats_free(&s);
-    return EXIT_OK;
+    return TOOL_EXIT_OK;
+}
+
+static const struct option global_opts[] = {
+    CLI_COMMON_OPTS, {"version", no_argument, NULL, 'V'}, {NULL, 0, NULL, 0}};
+static const struct option plain_opts[] = {CLI_COMMON_OPTS, {NULL, 0, NULL, 0}};
+static const struct option put_opts[] = {
+    CLI_COMMON_OPTS,
+    {"meta", required_argument, NULL, OPT_META},
+    {"content-type", required_argument, NULL, OPT_CONTENT_TYPE},
+    {"if-absent", no_argument, NULL, OPT_IF_ABSENT},
+    {"if-version", required_argument, NULL, OPT_IF_VERSION},
+    {NULL, 0, NULL, 0}};
+static const struct option get_opts[] = {CLI_COMMON_OPTS,
+                                         {"output", required_argument, NULL, 'o'},
+                                         {"force", no_argument, NULL, 'f'},
+                                         {NULL, 0, NULL, 0}};
+static const struct option rm_opts[] = {CLI_COMMON_OPTS,
+                                        {"if-version", required_argument, NULL, OPT_IF_VERSION},
+                                        {"force", no_argument, NULL, 'f'},
+                                        {NULL, 0, NULL, 0}};
+static const struct option ls_opts[] = {CLI_COMMON_OPTS,
+                                        {"delimiter", required_argument, NULL, OPT_DELIMITER},
+                                        {"start-after", required_argument, NULL, OPT_START_AFTER},
+                                        {"token", required_argument, NULL, OPT_TOKEN},
+                                        {"max", required_argument, NULL, OPT_MAX},
+                                        {"meta", no_argument, NULL, OPT_LS_META},
+                                        {NULL, 0, NULL, 0}};
+
+typedef struct command {
+    const char *name;
+    const struct option *opts;
+    const char *shortopts;
+    int min_args, max_args; /* operands after the command name */
+    int (*run)(cli *k, int n, char **arg);
+    const char *usage;
+} command;
+
+static const command commands[] = {
+    {"put", put_opts, "h", 1, 2, cmd_put,
+     "put BUCKET/KEY FILE|- [--meta JSON] [--content-type T] [--if-absent | --if-version V]"},
+    {"get", get_opts, "ho:f", 1, 2, cmd_read, "get BUCKET/KEY [FILE | -o FILE] [--force]"},
+    {"head", plain_opts, "h", 1, 1, cmd_read, "head BUCKET/KEY"},
+    {"exists", plain_opts, "h", 1, 1, cmd_read, "exists BUCKET/KEY"},
+    {"rm", rm_opts, "hf", 1, 1, cmd_rm, "rm BUCKET/KEY [--if-version V] [--force]"},
+    {"ls", ls_opts, "h", 1, 1, cmd_ls,
+     "ls BUCKET[/PREFIX] [--delimiter D] [--start-after K] [--max N] [--token T] [--meta]"},
+    {"stats", plain_opts, "h", 0, 0, cmd_stats, "stats"},
+    {"ping", plain_opts, "h", 0, 0, cmd_stats, "ping"},
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const command *
+find_command(const char *name)
+{
+    const char *names[N_COMMANDS + 3];
+    size_t i;
+
+    for (i = 0; i < N_COMMANDS; i++) {
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+        names[i] = commands[i].name;
+    }
+    names[i++] = "admin";
+    names[i++] = "help";
+    names[i] = NULL;
+    const char *s = tool_suggest(name, names);
+    if (s != NULL)
+        tool_usage(NULL, "unknown command '%s'; did you mean '%s'?", name, s);
+    else
+        tool_usage(NULL, "unknown command '%s'", name);
+    return NULL;
 }
 
 int
 main(int argc, char **argv)
 {
     cli k = {.addr = getenv("OBJMETA_ADDR"), .timeout_ms = 30000};
-    int i = 1, rc;
+    const command *c;
+    int first, rc;
 
-    for (; i < argc && argv[i][0] == '-'; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            fputs(usage_text, stdout);
-            return EXIT_OK;
-        } else if (strcmp(argv[i], "--json") == 0) {
-            k.json = true;
-        } else if (strcmp(argv[i], "--addr") == 0 && i + 1 < argc) {
-            k.addr = argv[++i];
-        } else if (strncmp(argv[i], "--addr=", 7) == 0) {
-            k.addr = argv[i] + 7;
-        } else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
-            uint64_t t;
-            if (!parse_u64(argv[++i], &t) || t == 0 || t > UINT32_MAX)
-                return usage_error("--timeout wants milliseconds, not '%s'", argv[i]);
-            k.timeout_ms = (uint32_t)t;
-        } else {
-            return usage_error("unknown option %s", argv[i]);
-        }
+    rc = tool_parse(NULL, global_opts, "hV", true, argc, argv, cli_opt, &k, &first);
+    if (rc != TOOL_EXIT_OK)
+        return rc;
+    if (k.version) {
+        printf("objmeta %s\n", OM_VERSION);
+        return TOOL_EXIT_OK;
     }
-    if (i >= argc)
-        return usage_error("%s", "no command given");
+    if (k.help || (first < argc && strcmp(argv[first], "help") == 0)) {
+        fputs(usage_text, stdout);
+        return TOOL_EXIT_OK;
+    }
+    if (first >= argc)
+        return tool_usage(NULL, "no command given");
     if (k.addr == NULL || k.addr[0] == '\0')
         k.addr = "127.0.0.1:7000";
-    const char *cmd = argv[i];
-    if (strcmp(cmd, "help") == 0) {
-        fputs(usage_text, stdout);
-        return EXIT_OK;
+    k.cmd = argv[first];
+    if (strcmp(k.cmd, "admin") == 0) { /* own options: its --addr names the new shard */
+        if ((rc = tool_check_addr(k.addr)) != TOOL_EXIT_OK)
+            return rc;
+        return objmeta_admin(k.addr, k.json, k.timeout_ms, argc - first, argv + first);
     }
-    if (strcmp(cmd, "admin") == 0) /* own options: its --addr names the new shard */
-        return objmeta_admin(k.addr, k.json, k.timeout_ms, argc - i, argv + i);
-    if (strcmp(cmd, "put") && strcmp(cmd, "get") && strcmp(cmd, "head") && strcmp(cmd, "exists") &&
-        strcmp(cmd, "rm") && strcmp(cmd, "ls") && strcmp(cmd, "stats") && strcmp(cmd, "ping"))
-        return usage_error("unknown command '%s'", cmd);
-    /* json and addr may also follow the command */
-    int n = 0;
-    char **args = calloc((size_t)(argc - i) + 1, sizeof(char *));
-    for (int j = i; j < argc; j++) {
-        if (strcmp(argv[j], "--json") == 0)
-            k.json = true;
-        else if (strcmp(argv[j], "--addr") == 0 && j + 1 < argc)
-            k.addr = argv[++j];
-        else
-            args[n++] = argv[j];
+    if ((c = find_command(k.cmd)) == NULL)
+        return TOOL_EXIT_USAGE;
+    argc -= first;
+    argv += first;
+    rc = tool_parse(c->name, c->opts, c->shortopts, false, argc, argv, cli_opt, &k, &first);
+    if (rc != TOOL_EXIT_OK)
+        return rc;
+    if (k.help) {
+        printf("usage: objmeta [--addr HOST:PORT] [--json] [--timeout MS] %s\n", c->usage);
+        return TOOL_EXIT_OK;
     }
-    if (strcmp(cmd, "put") == 0)
-        rc = cmd_put(&k, n, args);
-    else if (strcmp(cmd, "rm") == 0)
-        rc = cmd_rm(&k, n, args);
-    else if (strcmp(cmd, "ls") == 0)
-        rc = cmd_ls(&k, n, args);
-    else if (strcmp(cmd, "stats") == 0 || strcmp(cmd, "ping") == 0)
-        rc = n == 1 ? cmd_stats(&k, strcmp(cmd, "ping") == 0)
-                    : usage_error("%s takes no arguments", cmd);
-    else
-        rc = cmd_read(&k, cmd, n, args);
+    int n = argc - first;
+    if (n < c->min_args || n > c->max_args)
+        return tool_usage(c->name, "%s: usage: objmeta %s",
+                          n < c->min_args ? "missing operand" : "too many operands", c->usage);
+    if ((rc = tool_check_addr(k.addr)) != TOOL_EXIT_OK)
+        return rc;
+    rc = c->run(&k, n, argv + first);
     omc_close(k.c);
-    free(args);
     return rc;
 }

@@ -41,19 +41,6 @@ coord_opts_init(coord_opts *o)
     o->clock_margin_ms = 10000;
 }
 
-void
-coord_check_ready(coord *c)
-{
-    if (c->ready_called || c->ready == NULL)
-        return;
-    if (coord_pool_up_count(c) < c->nshards)
-        return;
-    c->ready_called = true;
-    om_log(OM_LOG_INFO, "all shards up shards=%zu ring_epoch=%llu", c->nshards,
-           (unsigned long long)ring_epoch(c->ring));
-    c->ready(c->ready_arg);
-}
-
 static void
 coord_ready_timeout(evutil_socket_t fd, short what, void *arg)
 {
@@ -156,6 +143,7 @@ coord_open(struct event_base *base, const coord_opts *opts, void (*ready)(void *
     c->opts.http_listen = c->http_listen;
     c->opts.initial_shards = NULL; /* only read during open */
     c->ready = ready;
+    c->dispatch = coord_dispatch;
     c->ready_arg = arg;
     for (int op = 0; op < COORD_OP_COUNT_; op++)
         rpc_hist_init(&c->latency[op]);

@@ -1,7 +1,13 @@
 /*
  * coordinator/coord_int.h -- the coord struct and the functions the
- * coordinator's files share (router.c, fanout.c, shard_pool.c,
- * ring_store.c, migrate.c). Private to coordinator/ (and its tests).
+ * coordinator's files share (router.c, fanout.c, shard_pool.c, metrics.c,
+ * ring_store.c, migrate.c, mig_admin.c). Private to coordinator/ (and its
+ * tests).
+ *
+ * Layering (calls go down only): coord.c (life cycle) > router.c (dispatch,
+ * routing) > fanout.c, mig_admin.c > migrate.c > shard_pool.c, ring_store.c,
+ * metrics.c (answers). The one way back up -- requests held by the cutover
+ * fence are dispatched again -- goes through the c->dispatch pointer.
  *
  * Concurrency: none. Everything runs on the loop thread of the event_base
  * given to coord_open(): the rpc server's handler, the rpc clients'
@@ -42,7 +48,13 @@ typedef enum coord_op {
     COORD_OP_COUNT_
 } coord_op;
 
-#define COORD_NSTATUS 10 /* wire Status values 0..9 */
+/*
+ * Columns of the answer table (metrics.c): one per wire Status, OK .. the
+ * enum's last value (a unit test checks this against the protobuf enum's
+ * descriptor). A status this build does not know is counted as INTERNAL.
+ */
+#define COORD_NSTATUS (OBJMETA__STATUS__TIMEOUT + 1)
+#define COORD_STATUS_UNKNOWN OBJMETA__STATUS__INTERNAL
 #define COORD_SECRET_LEN 32
 
 struct coord_shard;
@@ -107,6 +119,9 @@ struct coord {
     void (*ready)(void *arg);
     void *ready_arg;
     bool ready_called;
+    /* coord_dispatch (router.c), set by coord_open: migrate.c dispatches held requests again
+     * through it, so it does not call up into the router */
+    void (*dispatch)(struct coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply);
     bool stopping;
 
     /* online ring changes (migrate.c, router.c) */
@@ -149,26 +164,15 @@ coord_pend_shard(const coord *c, size_t ring_idx)
     return c->shards[c->pend_map[ring_idx]];
 }
 
-/* --- coord.c --------------------------------------------------------------------------------- */
-
-/* Call the ready callback once every shard is up (or, from the timer, when the wait is over). */
-void coord_check_ready(coord *c);
-
 /* --- router.c -------------------------------------------------------------------------------- */
 
 /* The rpc_handler_fn of the coordinator (arg = coord). */
 void coord_handle(void *arg, const Objmeta__Request *req, rpc_reply *reply);
 /* coord_handle with the request's arrival time (held requests are dispatched again later). */
 void coord_dispatch(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply);
-/*
- * coord_mig_hold -- while c->fenced (keyed requests; the caller decided the key
- * moves) or c->hold_lists (List), keep a packed copy of req and its reply to
- * dispatch again when the ring switch is over. Returns false (not held) otherwise.
- */
-bool coord_mig_hold(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply,
-                    bool is_list);
-/* Dispatch every held request again (after unfencing). */
-void coord_mig_release_held(coord *c);
+
+/* --- metrics.c ------------------------------------------------------------------------------- */
+
 /* Send a response and count it (op, status, latency from t0). */
 void coord_answer(coord *c, coord_op op, uint64_t t0, rpc_reply *reply,
                   const Objmeta__Response *resp);
@@ -181,6 +185,8 @@ void coord_answer_error(coord *c, coord_op op, uint64_t t0, rpc_reply *reply, om
     __attribute__((format(printf, 6, 7)))
 #endif
     ;
+/* Answer a Stats request: the counters and a readable report of the ring and the shards. */
+void coord_answer_stats(coord *c, uint64_t t0, rpc_reply *reply);
 /* /metrics and /healthz callbacks. */
 om_status coord_render_metrics(void *arg, om_buf *out);
 om_status coord_health(void *arg, om_buf *reason);
@@ -287,6 +293,21 @@ void coord_mig_close(coord *c);
 void coord_mig_admin(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply);
 /* RebalanceStatus. */
 void coord_mig_status(coord *c, uint64_t t0, rpc_reply *reply);
+/* Append the ring change's progress as objmeta_coord_rebalance_* metrics. Loop thread. */
+om_status coord_mig_render_metrics(coord *c, om_buf *out);
+/*
+ * coord_mig_hold -- while c->fenced (keyed requests; the caller decided the key
+ * moves) or c->hold_lists (List), keep a packed copy of req and its reply to
+ * dispatch again when the ring switch is over. Without the memory to hold it,
+ * the request is answered BUSY (counted under op): during the fence it must
+ * never reach a shard (MIGRATION.md, "Cutover").
+ * Returns: true when the request is taken care of (held or answered); false
+ *          when no fence applies and the caller routes it.
+ */
+bool coord_mig_hold(coord *c, const Objmeta__Request *req, coord_op op, uint64_t t0,
+                    rpc_reply *reply, bool is_list);
+/* Dispatch every held request again through c->dispatch (after unfencing). */
+void coord_mig_release_held(coord *c);
 /*
  * coord_mig_note_dirty -- a write to a moving key whose copy on the new owner
  * is not confirmed (forward failed or skipped, outcome unknown): the cutover

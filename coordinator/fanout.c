@@ -45,6 +45,8 @@
 
 #include "coordinator/coord_int.h"
 #include "util/arena.h"
+#include "util/assert.h"
+#include "util/base64url.h"
 #include "util/checksum.h"
 #include "util/coding.h"
 #include "util/log.h"
@@ -56,54 +58,6 @@
 #define TOKEN_MAX_RESUME 4096u
 
 /* --- continuation tokens --------------------------------------------------------------------- */
-
-static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static om_status
-b64_encode(const uint8_t *p, size_t n, om_buf *out)
-{
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        size_t k = n - i < 3 ? n - i : 3;
-        if (k > 1)
-            v |= (uint32_t)p[i + 1] << 8;
-        if (k > 2)
-            v |= p[i + 2];
-        for (size_t j = 0; j < k + 1; j++)
-            OM_TRY(om_buf_append_byte(out, (uint8_t)b64url[(v >> (18 - 6 * j)) & 63]));
-    }
-    return OM_OK;
-}
-
-static int
-b64_val(char ch)
-{
-    const char *p = ch ? strchr(b64url, ch) : NULL;
-
-    return p ? (int)(p - b64url) : -1;
-}
-
-/* Returns false on a character outside the alphabet or an impossible length. */
-static bool
-b64_decode(const char *s, size_t n, om_buf *out)
-{
-    if (n % 4 == 1)
-        return false;
-    for (size_t i = 0; i < n; i += 4) {
-        size_t k = n - i < 4 ? n - i : 4;
-        uint32_t v = 0;
-        for (size_t j = 0; j < 4; j++) {
-            int d = j < k ? b64_val(s[i + j]) : 0;
-            if (d < 0)
-                return false;
-            v |= (uint32_t)d << (18 - 6 * j);
-        }
-        for (size_t j = 0; j + 1 < k; j++)
-            if (om_buf_append_byte(out, (uint8_t)(v >> (16 - 8 * j))) != OM_OK)
-                return false;
-    }
-    return true;
-}
 
 static uint64_t
 token_params_hash(om_slice bucket, om_slice prefix, om_slice delimiter)
@@ -148,7 +102,7 @@ coord_token_encode(const uint8_t secret[COORD_SECRET_LEN], om_slice bucket, om_s
     OM_GOTO(token_tag(secret, body.p, body.n, &tag));
     OM_GOTO(om_buf_put_fixed64(&body, tag));
     OM_GOTO(om_buf_append(out, TOKEN_PREFIX, strlen(TOKEN_PREFIX)));
-    OM_GOTO(b64_encode(body.p, body.n, out));
+    OM_GOTO(om_base64url_encode(om_buf_slice(&body), out));
 fail:
     om_buf_free(&body);
     return st;
@@ -174,7 +128,8 @@ coord_token_decode(const uint8_t secret[COORD_SECRET_LEN], om_slice bucket, om_s
 
     if (n < plen || memcmp(token, TOKEN_PREFIX, plen) != 0)
         return token_invalid(err, errlen, "is not a token of this service");
-    if (n > 2 * TOKEN_MAX_RESUME || !b64_decode(token + plen, n - plen, &body)) {
+    if (n > 2 * TOKEN_MAX_RESUME ||
+        om_base64url_decode(om_slice_make(token + plen, n - plen), &body) != OM_OK) {
         om_buf_free(&body);
         return token_invalid(err, errlen, "is malformed");
     }
@@ -444,6 +399,10 @@ fan_advance(fan_list *l)
             return;
         }
         fan_entry *e = &best->buf[best->pos++];
+        /* Each shard's stream is strictly increasing (fan_push refuses anything else as
+         * CORRUPT) and entries up to l->last were skipped above, so the merge emits keys in
+         * strictly increasing order: no repeat, and the token's resume point is exact. */
+        OM_ASSERT(!l->have_last || om_slice_cmp(e->s, l->last) > 0);
         if (e->info != NULL)
             l->entries[l->nentries++] = e->info;
         else
@@ -590,7 +549,7 @@ coord_list(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply)
         coord_answer_error(c, COORD_OP_LIST, t0, reply, OM_E_INVALID, "bucket is empty");
         return;
     }
-    if (coord_mig_hold(c, req, t0, reply, true))
+    if (coord_mig_hold(c, req, COORD_OP_LIST, t0, reply, true))
         return; /* a ring switch is under way: answered once it is done */
     for (size_t i = 0; i < ring_shard_count(c->ring); i++) {
         coord_shard *sh = coord_cur_shard(c, i);

@@ -52,9 +52,11 @@ mig_begin(coord *c, ring *newr, const char *op, Objmeta__Request__BodyCase kind,
     uint64_t from = ring_epoch(c->ring);
     om_status st;
 
-    mig_free_change(m);
+    OM_ASSERT(m->phase == MIG_IDLE && c->pending == NULL);
+    OM_ASSERT(ring_epoch(newr) > from); /* ring epochs only move forward */
+    coord_mig_free_change(m);
     c->pending = newr;
-    st = mig_build(m);
+    st = coord_mig_build(m);
     if (st == OM_OK && m->nrng == 0) {
         /* nothing moves (e.g. only ties changed): switch at once */
         ring *old = c->ring;
@@ -74,7 +76,7 @@ mig_begin(coord *c, ring *newr, const char *op, Objmeta__Request__BodyCase kind,
         return;
     }
     if (st == OM_OK) {
-        m->phase = MIG_COPYING;
+        coord_mig_set_phase(m, MIG_COPYING);
         m->pass = 0;
         m->final_started = false;
         snprintf(m->op, sizeof(m->op), "%s", op);
@@ -89,11 +91,12 @@ mig_begin(coord *c, ring *newr, const char *op, Objmeta__Request__BodyCase kind,
         m->need_catchup = m->drained = false;
         m->adapt = 1.0; /* the adaptive throttle starts at the top */
         m->pass_start_ms = om_clock_mono_ms();
-        st = mig_persist(m);
+        st = coord_mig_persist(m);
     }
     if (st != OM_OK) {
-        mig_free_change(m);
-        m->phase = MIG_IDLE;
+        coord_mig_free_change(m);
+        if (m->phase != MIG_IDLE) /* COPYING was set, but could not be persisted */
+            coord_mig_set_phase(m, MIG_IDLE);
         c->pending = NULL;
         ring_unref(newr);
         coord_answer_error(c, COORD_OP_OTHER, t0, reply, st, "cannot start the ring change: %s",
@@ -108,7 +111,13 @@ mig_begin(coord *c, ring *newr, const char *op, Objmeta__Request__BodyCase kind,
     answer_change(c, COORD_OP_OTHER, t0, reply, kind, from, ring_epoch(newr), m->nrng);
 }
 
-/* AddShard checks first that the new shard answers and holds no records. */
+/*
+ * AddShard checks first, on one connection, that the new shard answers a Ping
+ * with the id the operator gave (a shard started with another --id would
+ * refuse every ring naming it, and the change could never finish), then
+ * that it holds no records (a MigrateScan of the whole hash space for one
+ * record). Only then does the change begin.
+ */
 typedef struct add_probe {
     coord *c;
     rpc_client *cl;
@@ -164,12 +173,78 @@ probe_cb(void *arg, om_status st, const Objmeta__Response *resp)
     free(p);
 }
 
+/* The id in a Ping's server string ("objmeta-shard/0.1.0 id=s1"), or "" if none. */
 static void
-mig_add_shard(coord *c, const Objmeta__AddShardRequest *r, uint64_t t0, rpc_reply *reply)
+probe_server_id(const char *server, char *out, size_t n)
+{
+    const char *p = strstr(server, " id=");
+
+    out[0] = '\0';
+    if (strncmp(server, "objmeta-shard/", 14) == 0 && p != NULL)
+        snprintf(out, n, "%.*s", (int)strcspn(p + 4, " "), p + 4);
+}
+
+/* Second step: the shard must hold no record. */
+static om_status
+probe_send_scan(add_probe *p)
 {
     Objmeta__Request req = OBJMETA__REQUEST__INIT;
     Objmeta__MigrateScanRequest sq = OBJMETA__MIGRATE_SCAN_REQUEST__INIT;
     Objmeta__HashRange all = OBJMETA__HASH_RANGE__INIT, *allp = &all;
+
+    sq.ranges = &allp;
+    sq.n_ranges = 1; /* [0, 2^64): any record at all */
+    sq.max_records = 1;
+    req.body_case = OBJMETA__REQUEST__BODY_MIGRATE_SCAN;
+    req.migrate_scan = &sq;
+    return rpc_client_call(p->cl, &req, p->c->opts.shard_timeout_ms, probe_cb, p);
+}
+
+/* First step: the shard must answer Ping as an objmeta-shard with the id given. */
+static void
+probe_ping_cb(void *arg, om_status st, const Objmeta__Response *resp)
+{
+    add_probe *p = arg;
+    coord *c = p->c;
+    char got[RING_ID_MAX + 1];
+
+    if (st == OM_OK && resp->status == OBJMETA__STATUS__OK &&
+        resp->body_case == OBJMETA__RESPONSE__BODY_PING) {
+        probe_server_id(resp->ping->server, got, sizeof(got));
+        if (strcmp(got, p->id) == 0 && probe_send_scan(p) == OM_OK)
+            return; /* probe_cb goes on */
+        if (strcmp(got, p->id) == 0)
+            coord_answer_error(c, COORD_OP_OTHER, p->t0, p->reply, OM_E_INTERNAL,
+                               "add-shard: cannot send the probe");
+        else if (got[0] == '\0')
+            coord_answer_error(c, COORD_OP_OTHER, p->t0, p->reply, OM_E_INVALID,
+                               "add-shard: %s is not an objmeta-shard (it answers as \"%s\")",
+                               p->addr, resp->ping->server);
+        else
+            coord_answer_error(c, COORD_OP_OTHER, p->t0, p->reply, OM_E_INVALID,
+                               "add-shard: the shard at %s has id %s, not %s: restart it with "
+                               "--id=%s, or add it with --id %s",
+                               p->addr, got, p->id, p->id, got);
+    } else if (st != OM_OK) {
+        coord_answer_error(c, COORD_OP_OTHER, p->t0, p->reply, OM_E_UNAVAILABLE,
+                           "add-shard: cannot reach shard %s at %s: %s", p->id, p->addr,
+                           resp->message);
+    } else {
+        coord_answer_error(c, COORD_OP_OTHER, p->t0, p->reply, OM_E_INVALID,
+                           "add-shard: %s at %s does not answer Ping like an objmeta-shard: %s %s",
+                           p->id, p->addr, rpc_proto_status_name(resp->status), resp->message);
+    }
+    c->mig->starting = false;
+    event_base_once(c->base, -1, EV_TIMEOUT, probe_free_client, p->cl, NULL);
+    ring_unref(p->newr);
+    free(p);
+}
+
+static void
+mig_add_shard(coord *c, const Objmeta__AddShardRequest *r, uint64_t t0, rpc_reply *reply)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__PingRequest pq = OBJMETA__PING_REQUEST__INIT;
     rpc_client_opts co;
     ring_shard rs = {r->id, r->addr, r->weight ? r->weight : 1};
     char err[256];
@@ -197,12 +272,9 @@ mig_add_shard(coord *c, const Objmeta__AddShardRequest *r, uint64_t t0, rpc_repl
     snprintf(p->id, sizeof(p->id), "%s", r->id);
     snprintf(p->addr, sizeof(p->addr), "%s", r->addr);
     snprintf(p->op, sizeof(p->op), "add-shard %s at %s weight %u", r->id, r->addr, rs.weight);
-    sq.ranges = &allp;
-    sq.n_ranges = 1; /* [0, 2^64): any record at all */
-    sq.max_records = 1;
-    req.body_case = OBJMETA__REQUEST__BODY_MIGRATE_SCAN;
-    req.migrate_scan = &sq;
-    if (rpc_client_call(p->cl, &req, c->opts.shard_timeout_ms, probe_cb, p) != OM_OK) {
+    req.body_case = OBJMETA__REQUEST__BODY_PING;
+    req.ping = &pq;
+    if (rpc_client_call(p->cl, &req, c->opts.shard_timeout_ms, probe_ping_cb, p) != OM_OK) {
         rpc_client_free(p->cl);
         ring_unref(newr);
         free(p);
@@ -281,12 +353,93 @@ src_eta_ms(const coord_mig *m, const mig_src *s, uint64_t now)
 
     if (s->done)
         return 0;
-    if (s->total == 0 || s->pass_scanned == 0)
+    /* Past the source's estimated size the estimate says nothing: unknown,
+     * rather than a near-zero ETA while records are still being copied. */
+    if (s->total == 0 || s->pass_scanned == 0 || s->pass_scanned >= s->total)
         return 0;
     f = (double)s->pass_scanned / (double)s->total;
-    if (f >= 1.0)
-        f = 0.99;
     return (uint64_t)(elapsed * (1.0 - f) / f);
+}
+
+/* The change's totals (everything of RebalanceStatus but the ranges), for status and metrics. */
+static void
+mig_fill_totals(coord_mig *m, uint64_t now, Objmeta__RebalanceStatusResponse *rs)
+{
+    uint64_t eta = 0;
+    uint32_t done = 0;
+
+    rs->phase = m->phase == MIG_IDLE      ? "idle"
+                : m->phase == MIG_CLEANUP ? "cleanup"
+                : m->pass == 2            ? "cutover"
+                : m->pass == 1            ? "catch-up"
+                                          : "copying";
+    rs->active = m->phase != MIG_IDLE;
+    rs->from_epoch = m->from_epoch;
+    rs->to_epoch = m->to_epoch;
+    rs->started_ms = m->started_ms;
+    rs->operation = m->op;
+    rs->records_copied = coord_mig_total_records(m);
+    rs->bytes_copied = coord_mig_total_bytes(m);
+    rs->rate_bytes_per_sec = m->phase == MIG_COPYING ? m->rate : 0;
+    rs->last_change_epoch = m->last_change_epoch;
+    rs->sources = (uint32_t)m->nsrc;
+    rs->error = m->err;
+    for (size_t i = 0; i < m->nsrc; i++) {
+        uint64_t e = src_eta_ms(m, &m->src[i], now);
+        done += m->src[i].done || m->phase != MIG_COPYING;
+        if (e > eta)
+            eta = e;
+        if (rs->error[0] == '\0' && m->src[i].err[0] != '\0' && m->phase == MIG_COPYING)
+            rs->error = m->src[i].err;
+    }
+    if (m->phase == MIG_CLEANUP) {
+        /* cleanup's progress: the old owners that have compacted away what they gave up */
+        done = 0;
+        for (size_t i = 0; i < m->ncl; i++)
+            done += m->cl[i].done;
+        rs->sources = (uint32_t)m->ncl;
+    }
+    rs->sources_done = done;
+    rs->eta_ms = m->phase == MIG_COPYING && m->pass == 0 ? eta : 0;
+}
+
+om_status
+coord_mig_render_metrics(coord *c, om_buf *out)
+{
+    static const char *const phases[] = {"idle", "copying", "catch-up", "cutover", "cleanup"};
+    Objmeta__RebalanceStatusResponse rs = OBJMETA__REBALANCE_STATUS_RESPONSE__INIT;
+    char labels[48];
+
+    mig_fill_totals(c->mig, om_clock_mono_ms(), &rs);
+    OM_TRY(rpc_prom_header(out, "objmeta_coord_rebalance_phase", "gauge",
+                           "1 for the phase the ring change is in (idle: none runs)."));
+    for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]); i++) {
+        snprintf(labels, sizeof(labels), "phase=\"%s\"", phases[i]);
+        OM_TRY(rpc_prom_value(out, "objmeta_coord_rebalance_phase", labels,
+                              strcmp(rs.phase, phases[i]) == 0));
+    }
+    OM_TRY(rpc_prom_header(out, "objmeta_coord_rebalance_records_copied", "gauge",
+                           "Records copied by the running (else the last) ring change."));
+    OM_TRY(rpc_prom_value(out, "objmeta_coord_rebalance_records_copied", NULL,
+                          (double)rs.records_copied));
+    OM_TRY(rpc_prom_header(out, "objmeta_coord_rebalance_bytes_copied", "gauge",
+                           "Record bytes copied by the running (else the last) ring change."));
+    OM_TRY(
+        rpc_prom_value(out, "objmeta_coord_rebalance_bytes_copied", NULL, (double)rs.bytes_copied));
+    OM_TRY(rpc_prom_header(out, "objmeta_coord_rebalance_rate_bytes_per_second", "gauge",
+                           "Copy rate of the running ring change (0 outside copying)."));
+    OM_TRY(rpc_prom_value(out, "objmeta_coord_rebalance_rate_bytes_per_second", NULL,
+                          rs.rate_bytes_per_sec));
+    OM_TRY(rpc_prom_header(out, "objmeta_coord_rebalance_eta_seconds", "gauge",
+                           "Estimated time left of the copy (0 = unknown or not copying)."));
+    OM_TRY(rpc_prom_value(out, "objmeta_coord_rebalance_eta_seconds", NULL,
+                          (double)rs.eta_ms / 1000.0));
+    OM_TRY(rpc_prom_header(out, "objmeta_coord_rebalance_sources", "gauge",
+                           "Old owners in the phase, and those done with it, by state."));
+    OM_TRY(rpc_prom_value(out, "objmeta_coord_rebalance_sources", "state=\"done\"",
+                          (double)rs.sources_done));
+    return rpc_prom_value(out, "objmeta_coord_rebalance_sources", "state=\"all\"",
+                          (double)rs.sources);
 }
 
 void
@@ -296,37 +449,9 @@ coord_mig_status(coord *c, uint64_t t0, rpc_reply *reply)
     Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
     Objmeta__RebalanceStatusResponse rs = OBJMETA__REBALANCE_STATUS_RESPONSE__INIT;
     Objmeta__RangeProgress *rp = NULL, **rpp = NULL;
-    uint64_t now = om_clock_mono_ms(), eta = 0;
-    const char *phase;
-    uint32_t done = 0;
+    uint64_t now = om_clock_mono_ms();
 
-    phase = m->phase == MIG_IDLE      ? "idle"
-            : m->phase == MIG_CLEANUP ? "cleanup"
-            : m->pass == 2            ? "cutover"
-            : m->pass == 1            ? "catch-up"
-                                      : "copying";
-    rs.active = m->phase != MIG_IDLE;
-    rs.phase = (char *)phase;
-    rs.from_epoch = m->from_epoch;
-    rs.to_epoch = m->to_epoch;
-    rs.started_ms = m->started_ms;
-    rs.operation = m->op;
-    rs.records_copied = mig_total_records(m);
-    rs.bytes_copied = mig_total_bytes(m);
-    rs.rate_bytes_per_sec = m->phase == MIG_COPYING ? m->rate : 0;
-    rs.last_change_epoch = m->last_change_epoch;
-    rs.sources = (uint32_t)m->nsrc;
-    rs.error = m->err;
-    for (size_t i = 0; i < m->nsrc; i++) {
-        uint64_t e = src_eta_ms(m, &m->src[i], now);
-        done += m->src[i].done || m->phase != MIG_COPYING;
-        if (e > eta)
-            eta = e;
-        if (rs.error[0] == '\0' && m->src[i].err[0] != '\0' && m->phase == MIG_COPYING)
-            rs.error = m->src[i].err;
-    }
-    rs.sources_done = done;
-    rs.eta_ms = m->phase == MIG_COPYING && m->pass == 0 ? eta : 0;
+    mig_fill_totals(m, now, &rs);
     if (m->nrng > 0) {
         rp = calloc(m->nrng, sizeof(*rp));
         rpp = calloc(m->nrng, sizeof(*rpp));

@@ -30,8 +30,10 @@
  * Writes meanwhile go to the old owner and are forwarded (router.c); a
  * write whose copy on the new owner is not confirmed lands in the dirty set
  * (coord_mig_note_dirty). Pass 0 starts once the writes routed before the
- * change are answered. After it the moving keys are fenced (router.c holds
- * new requests for them), requests for them still in flight drain, and
+ * change are answered. After it the moving keys are fenced (router.c and
+ * fanout.c hold new requests for them with coord_mig_hold, below; one that
+ * cannot be held is answered BUSY, never routed), requests for them still
+ * in flight drain, and
  * pass 2 copies the dirty keys (MigrateScan{keys}). Nothing can write a
  * moving key during pass 2, so when it ends the new owners hold the newest
  * version of every moving record. The switch persists {ring e+1, no
@@ -80,7 +82,7 @@
 #define MIG_ADAPT_MS 100u     /* period of the adaptive back-off */
 
 void
-mig_errf(coord_mig *m, char *buf, const char *fmt, ...)
+coord_mig_errf(coord_mig *m, char *buf, const char *fmt, ...)
 {
     va_list ap;
 
@@ -91,7 +93,7 @@ mig_errf(coord_mig *m, char *buf, const char *fmt, ...)
 }
 
 uint64_t
-mig_total_bytes(const coord_mig *m)
+coord_mig_total_bytes(const coord_mig *m)
 {
     uint64_t b = 0;
     for (size_t i = 0; i < m->nsrc; i++)
@@ -100,7 +102,7 @@ mig_total_bytes(const coord_mig *m)
 }
 
 uint64_t
-mig_total_records(const coord_mig *m)
+coord_mig_total_records(const coord_mig *m)
 {
     uint64_t r = 0;
     for (size_t i = 0; i < m->nsrc; i++)
@@ -111,7 +113,7 @@ mig_total_records(const coord_mig *m)
 /* --- state: build, free, encode, decode ------------------------------------------------------- */
 
 void
-mig_free_change(coord_mig *m)
+coord_mig_free_change(coord_mig *m)
 {
     for (size_t i = 0; i < m->nrng; i++)
         free(m->rng[i].to);
@@ -150,7 +152,7 @@ mig_free_change(coord_mig *m)
 
 /* Ranges and sources of the change c->ring -> c->pending. */
 om_status
-mig_build(coord_mig *m)
+coord_mig_build(coord_mig *m)
 {
     coord *c = m->c;
     ring_move *mv = NULL;
@@ -352,7 +354,7 @@ bad:
 
 /* Persist rings and state (atomic RING file). */
 om_status
-mig_persist(coord_mig *m)
+coord_mig_persist(coord_mig *m)
 {
     om_buf b = OM_BUF_INIT;
     om_status st = mig_encode(m, &b);
@@ -362,7 +364,7 @@ mig_persist(coord_mig *m)
     om_buf_free(&b);
     m->last_checkpoint_ms = om_clock_mono_ms();
     if (st != OM_OK)
-        mig_errf(m, m->err, "cannot write the RING file: %s", om_status_str(st));
+        coord_mig_errf(m, m->err, "cannot write the RING file: %s", om_status_str(st));
     return st;
 }
 
@@ -448,7 +450,7 @@ src_commit(coord_mig *m, mig_src *s)
     }
     /* checkpoint: the first records of a source at once, then at most every 200 ms */
     if (m->pass == 0 && (first || om_clock_mono_ms() - m->last_checkpoint_ms >= MIG_CHECKPOINT_MS))
-        (void)mig_persist(m);
+        (void)coord_mig_persist(m);
 }
 
 typedef struct mig_call {
@@ -506,8 +508,8 @@ apply_cb(void *arg, om_status st, const Objmeta__Response *resp)
     }
     if (st != OM_OK || resp->status != OBJMETA__STATUS__OK) {
         b->failed = true;
-        mig_errf(m, s->err, "applying records on %s: %s", mc->target,
-                 resp->message[0] ? resp->message : om_status_str(st));
+        coord_mig_errf(m, s->err, "applying records on %s: %s", mc->target,
+                       resp->message[0] ? resp->message : om_status_str(st));
     }
     b->applies_out--;
     src_commit(m, s);
@@ -538,8 +540,8 @@ scan_cb(void *arg, om_status st, const Objmeta__Response *resp)
     s->scan_busy = false;
     if (st != OM_OK || resp->status != OBJMETA__STATUS__OK ||
         resp->body_case != OBJMETA__RESPONSE__BODY_MIGRATE_SCAN) {
-        mig_errf(m, s->err, "scanning %s: %s", s->id,
-                 resp->message[0] ? resp->message : om_status_str(st));
+        coord_mig_errf(m, s->err, "scanning %s: %s", s->id,
+                       resp->message[0] ? resp->message : om_status_str(st));
         src_backoff(m, s);
         return;
     }
@@ -592,13 +594,14 @@ scan_cb(void *arg, om_status st, const Objmeta__Response *resp)
         coord_shard *to;
 
         if (k == SIZE_MAX) {
-            mig_errf(m, s->err, "source %s returned a record outside its moving ranges", s->id);
+            coord_mig_errf(m, s->err, "source %s returned a record outside its moving ranges",
+                           s->id);
             src_backoff(m, s);
             goto out;
         }
         to = coord_pool_find(c, m->rng[s->rng[k]].to);
         if (to == NULL) {
-            mig_errf(m, s->err, "new owner %s is not in the pool", m->rng[s->rng[k]].to);
+            coord_mig_errf(m, s->err, "new owner %s is not in the pool", m->rng[s->rng[k]].to);
             src_backoff(m, s);
             goto out;
         }
@@ -634,7 +637,7 @@ scan_cb(void *arg, om_status st, const Objmeta__Response *resp)
         if (ac == NULL || !tsh[t]->up || coord_pool_call(tsh[t], &req, apply_cb, ac) != OM_OK) {
             free(ac);
             b->failed = true;
-            mig_errf(m, s->err, "new owner %s is down: %s", tsh[t]->id, tsh[t]->why_down);
+            coord_mig_errf(m, s->err, "new owner %s is down: %s", tsh[t]->id, tsh[t]->why_down);
             b->applies_out--;
         }
     }
@@ -643,7 +646,7 @@ scan_cb(void *arg, om_status st, const Objmeta__Response *resp)
     src_kick(m, s);
     goto out;
 nomem:
-    mig_errf(m, s->err, "out of memory");
+    coord_mig_errf(m, s->err, "out of memory");
     src_backoff(m, s);
 out:
     if (tr != NULL)
@@ -795,21 +798,21 @@ src_send_scan(coord_mig *m, size_t i)
     Objmeta__MigrateScanRequest sq = OBJMETA__MIGRATE_SCAN_REQUEST__INIT;
     const char *wait;
     mig_call *mc;
-    uint32_t batch = mig_batch_now(m);
+    uint32_t batch = coord_mig_batch_now(m);
 
     if (sh == NULL || !coord_pool_in_sync(sh)) {
-        mig_errf(m, s->err, "waiting for old owner %s: %s", s->id,
-                 sh == NULL ? "not in the pool"
-                 : sh->up   ? "installing the pending ring"
-                            : sh->why_down);
+        coord_mig_errf(m, s->err, "waiting for old owner %s: %s", s->id,
+                       sh == NULL ? "not in the pool"
+                       : sh->up   ? "installing the pending ring"
+                                  : sh->why_down);
         return;
     }
     if ((wait = src_targets_ready(m, s)) != NULL) {
         coord_shard *t = coord_pool_find(c, wait);
-        mig_errf(m, s->err, "waiting for new owner %s: %s", wait,
-                 t && t->up ? "installing the pending ring"
-                 : t        ? t->why_down
-                            : "not in pool");
+        coord_mig_errf(m, s->err, "waiting for new owner %s: %s", wait,
+                       t && t->up ? "installing the pending ring"
+                       : t        ? t->why_down
+                                  : "not in pool");
         return;
     }
     if (s->gen != m->gen) { /* a new pass: disown anything of the previous one */
@@ -838,12 +841,12 @@ src_send_scan(coord_mig *m, size_t i)
     req.migrate_scan = &sq;
     if (coord_pool_call(sh, &req, scan_cb, mc) != OM_OK) {
         free(mc);
-        mig_errf(m, s->err, "cannot send a scan to %s", s->id);
+        coord_mig_errf(m, s->err, "cannot send a scan to %s", s->id);
         src_backoff(m, s);
         return;
     }
     s->scan_busy = true;
-    if (mig_rate_now(m) > 0 && m->pass < 2) {
+    if (coord_mig_rate_now(m) > 0 && m->pass < 2) {
         mc->charged = batch; /* refunded at commit down to what it moved */
         m->tokens -= (double)batch;
     }
@@ -860,7 +863,7 @@ src_try_send(coord_mig *m, size_t i, uint64_t now)
 
     if (s->done || s->scan_busy || s->scan_done || s->bcount >= depth || now < s->retry_at_ms)
         return;
-    if (mig_rate_now(m) > 0 && m->tokens <= 0 && m->pass < 2)
+    if (coord_mig_rate_now(m) > 0 && m->tokens <= 0 && m->pass < 2)
         return; /* throttled (the fenced pass is not: requests are waiting) */
     src_send_scan(m, i);
 }
@@ -885,6 +888,9 @@ src_kick(coord_mig *m, mig_src *s)
 static void
 mig_start_pass(coord_mig *m, int pass)
 {
+    /* pass 1 (catch-up) is the only pass restarted: after pass 0, an abandoned cutover or a
+     * restart; pass 0 starts with the change, pass 2 with the fence */
+    OM_ASSERT(pass == 1 && m->phase == MIG_COPYING);
     m->gen++; /* answers to the previous pass are ignored */
     m->pass = pass;
     m->pass_start_ms = om_clock_mono_ms();
@@ -907,6 +913,93 @@ mig_start_pass(coord_mig *m, int pass)
            (unsigned long long)m->from_epoch, (unsigned long long)m->to_epoch);
 }
 
+/* --- held requests (the cutover fence, a ring switch)
+ * ---------------------------------------------- */
+
+struct coord_held {
+    coord_held *next;
+    rpc_reply *reply;
+    uint64_t t0;
+    size_t n;
+    uint8_t *packed;
+};
+
+bool
+coord_mig_hold(coord *c, const Objmeta__Request *req, coord_op op, uint64_t t0, rpc_reply *reply,
+               bool is_list)
+{
+    coord_held *h;
+
+    if (is_list ? !c->hold_lists : !c->fenced)
+        return false;
+    h = calloc(1, sizeof(*h));
+    if (h != NULL) {
+        h->n = objmeta__request__get_packed_size(req);
+        h->packed = malloc(h->n ? h->n : 1);
+    }
+    if (h == NULL || h->packed == NULL) {
+        /* Forwarding now would let a write reach the old owner behind the final pass's back. */
+        free(h);
+        coord_answer_error(c, op, t0, reply, OM_E_BUSY,
+                           "ring switch under way and no memory to hold the request; retry");
+        return true;
+    }
+    objmeta__request__pack(req, h->packed);
+    h->reply = reply;
+    h->t0 = t0;
+    if (c->held_tail)
+        c->held_tail->next = h;
+    else
+        c->held_head = h;
+    c->held_tail = h;
+    c->held_count++;
+    return true;
+}
+
+void
+coord_mig_release_held(coord *c)
+{
+    coord_held *h = c->held_head;
+
+    c->held_head = c->held_tail = NULL;
+    c->held_count = 0;
+    while (h != NULL) {
+        coord_held *next = h->next;
+        Objmeta__Request *req = objmeta__request__unpack(NULL, h->n, h->packed);
+        if (req == NULL) {
+            coord_answer_error(c, COORD_OP_OTHER, h->t0, h->reply, OM_E_NOMEM,
+                               "out of memory while releasing a held request");
+        } else {
+            c->dispatch(c, req, h->t0, h->reply);
+            objmeta__request__free_unpacked(req, NULL);
+        }
+        free(h->packed);
+        free(h);
+        h = next;
+    }
+}
+
+static bool
+mig_phase_move_legal(mig_phase from, mig_phase to)
+{
+    switch (from) {
+    case MIG_IDLE:
+        return to == MIG_COPYING;
+    case MIG_COPYING:
+        return to == MIG_CLEANUP || to == MIG_IDLE;
+    case MIG_CLEANUP:
+        return to == MIG_IDLE || to == MIG_COPYING;
+    }
+    return false;
+}
+
+void
+coord_mig_set_phase(coord_mig *m, mig_phase to)
+{
+    OM_ASSERT(mig_phase_move_legal(m->phase, to));
+    m->phase = to;
+}
+
 static void
 mig_unfence(coord_mig *m)
 {
@@ -927,6 +1020,10 @@ mig_switch(coord_mig *m)
     ring *oldr = c->ring, *newr = c->pending;
     size_t idx;
 
+    /* The switch ends the fenced final pass; ring epochs only move forward. */
+    OM_ASSERT(m->phase == MIG_COPYING && m->pass == 2 && c->fenced && c->hold_lists);
+    OM_ASSERT(ring_epoch(newr) > ring_epoch(oldr));
+
     /* cleanup list: old owners that stay in the ring */
     for (size_t i = 0; i < m->ncl; i++)
         free(m->cl[i].id);
@@ -946,13 +1043,14 @@ mig_switch(coord_mig *m)
     }
     c->ring = newr;
     c->pending = NULL;
-    m->phase = MIG_CLEANUP;
+    coord_mig_set_phase(m, MIG_CLEANUP);
+    OM_ASSERT(ring_epoch(newr) > m->last_change_epoch);
     m->last_change_epoch = ring_epoch(newr);
-    if (mig_persist(m) != OM_OK) {
+    if (coord_mig_persist(m) != OM_OK) {
         /* not switched: try again at the next tick (still fenced; the cutover timeout applies) */
         c->pending = newr;
         c->ring = oldr;
-        m->phase = MIG_COPYING;
+        coord_mig_set_phase(m, MIG_COPYING);
         for (size_t i = 0; i < m->ncl; i++)
             free(m->cl[i].id);
         free(m->cl);
@@ -970,10 +1068,10 @@ mig_switch(coord_mig *m)
            "held_requests=%zu",
            (unsigned long long)ring_epoch(newr),
            (unsigned long long)(om_clock_mono_ms() - m->fence_start_ms),
-           (unsigned long long)mig_total_records(m), (unsigned long long)mig_total_bytes(m),
-           (unsigned long long)m->catchup_records, (unsigned long long)m->catchup_bytes,
-           (unsigned long long)c->forwards_ok, (unsigned long long)c->forwards_failed,
-           c->held_count);
+           (unsigned long long)coord_mig_total_records(m),
+           (unsigned long long)coord_mig_total_bytes(m), (unsigned long long)m->catchup_records,
+           (unsigned long long)m->catchup_bytes, (unsigned long long)c->forwards_ok,
+           (unsigned long long)c->forwards_failed, c->held_count);
     mig_unfence(m);
 }
 
@@ -994,10 +1092,10 @@ compact_cb(void *arg, om_status st, const Objmeta__Response *resp)
             om_log(OM_LOG_INFO, "old owner compacted id=%s bytes_before=%llu bytes_after=%llu",
                    cl->id, (unsigned long long)cl->bytes_before,
                    (unsigned long long)cl->bytes_after);
-            (void)mig_persist(m);
+            (void)coord_mig_persist(m);
         } else {
-            mig_errf(m, m->err, "compacting %s: %s", cl->id,
-                     resp->message[0] ? resp->message : om_status_str(st));
+            coord_mig_errf(m, m->err, "compacting %s: %s", cl->id,
+                           resp->message[0] ? resp->message : om_status_str(st));
             cl->retry_at_ms = om_clock_mono_ms() + 1000;
         }
     }
@@ -1046,9 +1144,9 @@ mig_cleanup_step(coord_mig *m)
     if (all) {
         om_log(OM_LOG_INFO, "ring change finished epoch=%llu op=\"%s\"",
                (unsigned long long)ring_epoch(c->ring), m->op);
-        m->phase = MIG_IDLE;
+        coord_mig_set_phase(m, MIG_IDLE);
         m->err[0] = '\0';
-        (void)mig_persist(m);
+        (void)coord_mig_persist(m);
     }
 }
 
@@ -1072,8 +1170,8 @@ mig_copy_step(coord_mig *m)
     if (m->pass == 0 && !m->drained) {
         /* writes routed before the change were not forwarded: the copy starts after them */
         if (c->unfwd_inflight > 0) {
-            mig_errf(m, m->err, "waiting for %llu writes routed before the change",
-                     (unsigned long long)c->unfwd_inflight);
+            coord_mig_errf(m, m->err, "waiting for %llu writes routed before the change",
+                           (unsigned long long)c->unfwd_inflight);
             return;
         }
         m->drained = true;
@@ -1111,23 +1209,24 @@ mig_copy_step(coord_mig *m)
         return;
     if (m->pass == 0 && (m->need_catchup || m->dirty_overflow)) {
         mig_start_pass(m, 1);
-        (void)mig_persist(m);
+        (void)coord_mig_persist(m);
     } else if (m->pass <= 1) {
         if (m->pass == 0) {
             m->pass = 1; /* persisted as "past the copy": a restart redoes the catch-up */
-            (void)mig_persist(m);
+            (void)coord_mig_persist(m);
         }
         /* Every shard that is up must hold the pending ring before the switch: afterwards it
          * is asked with epoch e+1 (a shard that is down gets ring e+1 when it returns). */
         for (size_t i = 0; i < c->nshards; i++) {
             if (c->shards[i]->up && !coord_pool_in_sync(c->shards[i])) {
-                mig_errf(m, m->err, "waiting for shard %s to install the pending ring",
-                         c->shards[i]->id);
+                coord_mig_errf(m, m->err, "waiting for shard %s to install the pending ring",
+                               c->shards[i]->id);
                 return;
             }
         }
         m->err[0] = '\0';
         m->gen++;
+        OM_ASSERT(m->pass == 1 && !c->fenced); /* the final pass follows the copy or catch-up */
         m->pass = 2;
         m->final_started = false;
         c->fenced = true;
@@ -1145,7 +1244,7 @@ mig_copy_step(coord_mig *m)
 static void
 mig_rate_update(coord_mig *m, uint64_t now)
 {
-    uint64_t bytes = mig_total_bytes(m);
+    uint64_t bytes = coord_mig_total_bytes(m);
 
     if (m->win_start_ms == 0) {
         m->win_start_ms = m->start_mono_ms = now;
@@ -1163,7 +1262,7 @@ mig_rate_update(coord_mig *m, uint64_t now)
 }
 
 double
-mig_rate_now(const coord_mig *m)
+coord_mig_rate_now(const coord_mig *m)
 {
     const coord_opts *o = &m->c->opts;
     double idle = (double)o->migrate_rate, busy = (double)o->migrate_rate_busy;
@@ -1176,7 +1275,7 @@ mig_rate_now(const coord_mig *m)
 }
 
 uint32_t
-mig_batch_now(const coord_mig *m)
+coord_mig_batch_now(const coord_mig *m)
 {
     const coord_opts *o = &m->c->opts;
 
@@ -1230,10 +1329,10 @@ mig_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     mig_throttle_update(m, now);
-    rate = mig_rate_now(m);
+    rate = coord_mig_rate_now(m);
     if (rate > 0) {
         /* the bucket holds one batch, or two ticks' worth at high rates */
-        double cap = (double)mig_batch_now(m);
+        double cap = (double)coord_mig_batch_now(m);
         if (cap < rate * 2.0 * MIG_TICK_MS / 1000.0)
             cap = rate * 2.0 * MIG_TICK_MS / 1000.0;
         m->tokens += rate * (double)(now - m->last_tick_ms) / 1000.0;
@@ -1271,14 +1370,16 @@ coord_mig_open(coord *c, om_slice state, char *err, size_t errlen)
     m->c = c;
     m->last_tick_ms = om_clock_mono_ms();
     if (c->pending != NULL)
-        OM_TRY(mig_build(m));
+        OM_TRY(coord_mig_build(m));
     if (state.n > 0)
         OM_TRY(mig_decode(m, state, err, errlen));
     for (size_t i = 0; i < m->nsrc; i++)
         src_restart(&m->src[i]); /* scans resume at the checkpoints */
     if (c->pending != NULL) {
         /* the rings say a change is in progress, whatever the record says */
-        m->phase = MIG_COPYING;
+        OM_ASSERT(ring_epoch(c->pending) > ring_epoch(c->ring));
+        if (m->phase != MIG_COPYING)
+            coord_mig_set_phase(m, MIG_COPYING);
         m->from_epoch = ring_epoch(c->ring);
         m->to_epoch = ring_epoch(c->pending);
         m->need_catchup = true; /* the writes noted before the restart are gone */
@@ -1291,7 +1392,7 @@ coord_mig_open(coord *c, om_slice state, char *err, size_t errlen)
         om_log(OM_LOG_INFO, "resuming ring change op=\"%s\" pass=%d sources=%zu ranges=%zu", m->op,
                m->pass, m->nsrc, m->nrng);
     } else if (m->phase == MIG_COPYING) {
-        m->phase = MIG_IDLE; /* a record without a pending ring: nothing to resume */
+        coord_mig_set_phase(m, MIG_IDLE); /* a record without a pending ring: nothing to resume */
     } else if (m->phase == MIG_CLEANUP) {
         size_t left = 0;
         for (size_t i = 0; i < m->ncl; i++)
@@ -1319,7 +1420,7 @@ coord_mig_close(coord *c)
     c->fenced = c->hold_lists = false;
     while (c->held_head != NULL)
         coord_mig_release_held(c);
-    mig_free_change(m);
+    coord_mig_free_change(m);
     free(m);
     c->mig = NULL;
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "coordinator/coord_int.h"
+#include "util/assert.h"
 #include "util/log.h"
 
 #define MIG_PIPELINE 2 /* batches of one source being applied while the next is scanned */
@@ -94,9 +95,9 @@ typedef struct coord_mig {
     uint32_t gen;
     struct event *timer;
     /*
-     * The throttle (MIGRATION.md, "Throttle"): a token bucket filled at mig_rate_now()
+     * The throttle (MIGRATION.md, "Throttle"): a token bucket filled at coord_mig_rate_now()
      * bytes/s -- migrate_rate while no client request arrives, the lower migrate_rate_busy
-     * times `adapt` while clients are active -- and batches of mig_batch_now() bytes.
+     * times `adapt` while clients are active -- and batches of coord_mig_batch_now() bytes.
      */
     double tokens;
     bool busy;              /* a client request arrived within MIG_BUSY_HOLD_MS */
@@ -132,18 +133,26 @@ typedef struct coord_mig {
 } coord_mig;
 
 /* Format a message into one of the state's 256-byte error buffers. */
-void mig_errf(coord_mig *m, char *buf, const char *fmt, ...) OM_PRINTF(3, 4);
+void coord_mig_errf(coord_mig *m, char *buf, const char *fmt, ...) OM_PRINTF(3, 4);
 /* Record and byte totals copied by pass 0 over every source. */
-uint64_t mig_total_bytes(const coord_mig *m);
-uint64_t mig_total_records(const coord_mig *m);
+uint64_t coord_mig_total_bytes(const coord_mig *m);
+uint64_t coord_mig_total_records(const coord_mig *m);
 /* Free the ranges, sources, cleanup list and dirty set of the change (bumps the generation). */
-void mig_free_change(coord_mig *m);
+void coord_mig_free_change(coord_mig *m);
 /* Ranges and sources of the change c->ring -> c->pending. Returns OM_OK; OM_E_NOMEM. */
-om_status mig_build(coord_mig *m);
+om_status coord_mig_build(coord_mig *m);
 /* The copy throttle now: bytes/s (0 = unlimited) and bytes per scan batch. */
-double mig_rate_now(const coord_mig *m);
-uint32_t mig_batch_now(const coord_mig *m);
+double coord_mig_rate_now(const coord_mig *m);
+uint32_t coord_mig_batch_now(const coord_mig *m);
+/*
+ * coord_mig_set_phase -- move m to phase `to`. The legal moves (checked):
+ * IDLE -> COPYING (a change starts), COPYING -> CLEANUP (the switch),
+ * CLEANUP -> IDLE (the old owners are compacted), and the two undos of a
+ * step whose persistence failed or that has nothing to resume: COPYING ->
+ * IDLE and CLEANUP -> COPYING. Never IDLE -> CLEANUP, never to itself.
+ */
+void coord_mig_set_phase(coord_mig *m, mig_phase to);
 /* Persist rings and state (atomic RING file); a failure is also noted in m->err. */
-om_status mig_persist(coord_mig *m);
+om_status coord_mig_persist(coord_mig *m);
 
 #endif /* OM_COORDINATOR_MIGRATE_INT_H */

@@ -22,9 +22,14 @@
  *
  * The request was unpacked by rpc and is freed when the handler returns;
  * rpc_client_call packs it before returning, so forwarding needs no copy.
+ *
+ * Layering: this file is the top of the request path. It calls down into
+ * fanout.c (List), mig_admin.c and migrate.c (ring changes, the cutover
+ * fence), shard_pool.c and metrics.c (every answer is sent and counted
+ * there); none of them calls back up. Requests held by the fence come back
+ * through c->dispatch (set to coord_dispatch by coord_open).
  */
 #define OM_LOG_MODULE "coord"
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,47 +37,6 @@
 #include "coordinator/coord_int.h"
 #include "util/clock.h"
 #include "util/log.h"
-
-static const char *const coord_op_names[COORD_OP_COUNT_] = {
-    "store", "retrieve", "head", "exists", "delete", "list", "stats", "ping", "get_ring", "other",
-};
-
-void
-coord_answer(coord *c, coord_op op, uint64_t t0, rpc_reply *reply, const Objmeta__Response *resp)
-{
-    unsigned s = (unsigned)resp->status < COORD_NSTATUS ? (unsigned)resp->status : 8;
-
-    c->answers[op][s]++;
-    rpc_hist_observe_ns(&c->latency[op], om_clock_mono_ns() - t0);
-    rpc_reply_send(reply, resp);
-}
-
-void
-coord_answer_encoded(coord *c, coord_op op, uint64_t t0, rpc_reply *reply,
-                     const Objmeta__Response *resp, om_slice encoded)
-{
-    unsigned s = (unsigned)resp->status < COORD_NSTATUS ? (unsigned)resp->status : 8;
-
-    c->answers[op][s]++;
-    rpc_hist_observe_ns(&c->latency[op], om_clock_mono_ns() - t0);
-    rpc_reply_send_encoded(reply, encoded.p, encoded.n);
-}
-
-void
-coord_answer_error(coord *c, coord_op op, uint64_t t0, rpc_reply *reply, om_status st,
-                   const char *fmt, ...)
-{
-    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
-    char msg[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    resp.status = rpc_status_to_proto(st);
-    resp.message = msg;
-    coord_answer(c, op, t0, reply, &resp);
-}
 
 /* --- keyed operations ------------------------------------------------------------------------ */
 
@@ -211,67 +175,6 @@ request_copy(const Objmeta__Request *req)
     return out;
 }
 
-/* --- held requests (a ring switch is under way) ---------------------------------------------- */
-
-struct coord_held {
-    coord_held *next;
-    rpc_reply *reply;
-    uint64_t t0;
-    size_t n;
-    uint8_t *packed;
-};
-
-bool
-coord_mig_hold(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply, bool is_list)
-{
-    coord_held *h;
-
-    if (is_list ? !c->hold_lists : !c->fenced)
-        return false;
-    h = calloc(1, sizeof(*h));
-    if (h == NULL)
-        return false;
-    h->n = objmeta__request__get_packed_size(req);
-    h->packed = malloc(h->n ? h->n : 1);
-    if (h->packed == NULL) {
-        free(h);
-        return false;
-    }
-    objmeta__request__pack(req, h->packed);
-    h->reply = reply;
-    h->t0 = t0;
-    if (c->held_tail)
-        c->held_tail->next = h;
-    else
-        c->held_head = h;
-    c->held_tail = h;
-    c->held_count++;
-    return true;
-}
-
-void
-coord_mig_release_held(coord *c)
-{
-    coord_held *h = c->held_head;
-
-    c->held_head = c->held_tail = NULL;
-    c->held_count = 0;
-    while (h != NULL) {
-        coord_held *next = h->next;
-        Objmeta__Request *req = objmeta__request__unpack(NULL, h->n, h->packed);
-        if (req == NULL) {
-            coord_answer_error(c, COORD_OP_OTHER, h->t0, h->reply, OM_E_NOMEM,
-                               "out of memory while releasing a held request");
-        } else {
-            coord_dispatch(c, req, h->t0, h->reply);
-            objmeta__request__free_unpacked(req, NULL);
-        }
-        free(h->packed);
-        free(h);
-        h = next;
-    }
-}
-
 /* --- routing --------------------------------------------------------------------------------- */
 
 static void
@@ -355,7 +258,7 @@ route(coord *c, coord_op op, const Objmeta__Request *req, const char *bucket, co
         to = coord_pend_shard(c, ring_owner(c->pending, h));
         if (to == sh)
             to = NULL; /* the key stays where it is */
-        else if (coord_mig_hold(c, req, t0, reply, false))
+        else if (coord_mig_hold(c, req, op, t0, reply, false))
             return; /* cutover: answered once the ring has switched */
     }
     if (!sh->up) {
@@ -441,81 +344,6 @@ answer_get_ring(coord *c, uint64_t t0, rpc_reply *reply)
     ring_pb_free(pp);
 }
 
-/* Stats: counters plus a readable report of the ring and the shards. */
-static void
-answer_stats(coord *c, uint64_t t0, rpc_reply *reply)
-{
-    enum { MAXC = COORD_OP_COUNT_ + 12 };
-    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
-    Objmeta__StatsResponse sr = OBJMETA__STATS_RESPONSE__INIT;
-    Objmeta__StatsCounter cnt[MAXC], *ptrs[MAXC];
-    char names[MAXC][48];
-    om_buf text = OM_BUF_INIT;
-    size_t n = 0;
-    om_status st = OM_OK;
-
-#define COUNTER(nm, v)                                                                             \
-    do {                                                                                           \
-        objmeta__stats_counter__init(&cnt[n]);                                                     \
-        snprintf(names[n], sizeof(names[n]), "%s", (nm));                                          \
-        cnt[n].name = names[n];                                                                    \
-        cnt[n].value = (v);                                                                        \
-        ptrs[n] = &cnt[n];                                                                         \
-        n++;                                                                                       \
-    } while (0)
-    for (int op = 0; op < COORD_OP_COUNT_; op++) {
-        uint64_t total = 0;
-        char nm[48];
-        for (int k = 0; k < COORD_NSTATUS; k++)
-            total += c->answers[op][k];
-        snprintf(nm, sizeof(nm), "coord.requests.%s", coord_op_names[op]);
-        COUNTER(nm, total);
-    }
-    COUNTER("coord.ring_epoch", ring_epoch(c->ring));
-    COUNTER("coord.shards", c->nshards);
-    COUNTER("coord.shards_up", coord_pool_up_count(c));
-    COUNTER("coord.list.pages", c->list_pages);
-    COUNTER("coord.list.shard_fetches", c->list_shard_fetches);
-    COUNTER("coord.list.records_fetched", c->list_records_fetched);
-    COUNTER("coord.list.records_returned", c->list_records_returned);
-    COUNTER("coord.migrate.pending_epoch", c->pending ? ring_epoch(c->pending) : 0);
-    COUNTER("coord.migrate.forwards_ok", c->forwards_ok);
-    COUNTER("coord.migrate.forwards_failed", c->forwards_failed);
-    COUNTER("coord.migrate.held_requests", c->held_count);
-#undef COUNTER
-
-    st = om_buf_printf(&text, "objmeta-coord %s\nring: ", OM_VERSION);
-    if (st == OM_OK)
-        st = ring_format(c->ring, &text);
-    for (size_t i = 0; st == OM_OK && i < c->nshards; i++) {
-        const coord_shard *sh = c->shards[i];
-        size_t ri;
-        double share =
-            ring_find(c->ring, sh->id, &ri) == OM_OK ? ring_shard_fraction(c->ring, ri) : 0;
-        st = om_buf_printf(&text,
-                           "\nshard %s %s %s forwarded=%llu failed_fast=%llu "
-                           "transport_errors=%llu share=%.4f%s%s",
-                           sh->id, sh->addr, sh->up ? "up" : "DOWN",
-                           (unsigned long long)sh->forwarded, (unsigned long long)sh->failed_fast,
-                           (unsigned long long)sh->transport_errors, share,
-                           sh->up ? "" : " reason=", sh->up ? "" : sh->why_down);
-    }
-    if (st == OM_OK)
-        st = om_buf_printf(&text, "\n");
-    if (st != OM_OK) {
-        om_buf_free(&text);
-        coord_answer_error(c, COORD_OP_STATS, t0, reply, st, "cannot build stats");
-        return;
-    }
-    sr.counters = ptrs;
-    sr.n_counters = n;
-    sr.text = (char *)text.p;
-    resp.body_case = OBJMETA__RESPONSE__BODY_STATS;
-    resp.stats = &sr;
-    coord_answer(c, COORD_OP_STATS, t0, reply, &resp);
-    om_buf_free(&text);
-}
-
 void
 coord_handle(void *arg, const Objmeta__Request *req, rpc_reply *reply)
 {
@@ -560,7 +388,7 @@ coord_dispatch(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *re
         answer_ping(c, req, t0, reply);
         break;
     case OBJMETA__REQUEST__BODY_STATS:
-        answer_stats(c, t0, reply);
+        coord_answer_stats(c, t0, reply);
         break;
     case OBJMETA__REQUEST__BODY_GET_RING:
         answer_get_ring(c, t0, reply);
@@ -581,89 +409,4 @@ coord_dispatch(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *re
         coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_INVALID, "unknown operation");
         break;
     }
-}
-
-/* --- /metrics and /healthz ------------------------------------------------------------------- */
-
-om_status
-coord_render_metrics(void *arg, om_buf *out)
-{
-    coord *c = arg;
-    char labels[160];
-
-    OM_TRY(rpc_prom_header(out, "objmeta_coord_requests_total", "counter",
-                           "Requests answered by the coordinator, by operation and status."));
-    for (int op = 0; op < COORD_OP_COUNT_; op++) {
-        for (int k = 0; k < COORD_NSTATUS; k++) {
-            if (c->answers[op][k] == 0 && k != 0)
-                continue;
-            snprintf(labels, sizeof(labels), "op=\"%s\",status=\"%s\"", coord_op_names[op],
-                     rpc_proto_status_name((Objmeta__Status)k));
-            OM_TRY(rpc_prom_value(out, "objmeta_coord_requests_total", labels,
-                                  (double)c->answers[op][k]));
-        }
-    }
-    OM_TRY(rpc_prom_header(out, "objmeta_coord_request_seconds", "histogram",
-                           "Time from receiving a request to answering it, by operation."));
-    for (int op = 0; op < COORD_OP_COUNT_; op++) {
-        snprintf(labels, sizeof(labels), "op=\"%s\"", coord_op_names[op]);
-        OM_TRY(rpc_hist_render(&c->latency[op], out, "objmeta_coord_request_seconds", labels));
-    }
-    OM_TRY(
-        rpc_prom_header(out, "objmeta_coord_ring_epoch", "gauge", "Epoch of the ring in force."));
-    OM_TRY(rpc_prom_value(out, "objmeta_coord_ring_epoch", NULL, (double)ring_epoch(c->ring)));
-    OM_TRY(rpc_prom_header(out, "objmeta_coord_shard_up", "gauge",
-                           "1 if the shard answers pings and holds the ring, else 0."));
-    for (size_t i = 0; i < c->nshards; i++) {
-        snprintf(labels, sizeof(labels), "shard=\"%s\"", c->shards[i]->id);
-        OM_TRY(rpc_prom_value(out, "objmeta_coord_shard_up", labels, c->shards[i]->up));
-    }
-    OM_TRY(rpc_prom_header(out, "objmeta_coord_shard_failed_fast_total", "counter",
-                           "Requests answered UNAVAILABLE at once because their shard was down."));
-    for (size_t i = 0; i < c->nshards; i++) {
-        snprintf(labels, sizeof(labels), "shard=\"%s\"", c->shards[i]->id);
-        OM_TRY(rpc_prom_value(out, "objmeta_coord_shard_failed_fast_total", labels,
-                              (double)c->shards[i]->failed_fast));
-    }
-    OM_TRY(rpc_prom_header(out, "objmeta_coord_migrate_forwards_total", "counter",
-                           "Writes to moving keys forwarded to their new owner, by result."));
-    OM_TRY(rpc_prom_value(out, "objmeta_coord_migrate_forwards_total", "result=\"ok\"",
-                          (double)c->forwards_ok));
-    OM_TRY(rpc_prom_value(out, "objmeta_coord_migrate_forwards_total", "result=\"failed\"",
-                          (double)c->forwards_failed));
-    OM_TRY(rpc_prom_header(out, "objmeta_coord_migrate_pending_epoch", "gauge",
-                           "Epoch of the ring a change in progress moves to (0 = none)."));
-    OM_TRY(rpc_prom_value(out, "objmeta_coord_migrate_pending_epoch", NULL,
-                          c->pending ? (double)ring_epoch(c->pending) : 0));
-    OM_TRY(rpc_prom_header(out, "objmeta_coord_list_shard_fetches_total", "counter",
-                           "Pages fetched from shards to answer List."));
-    OM_TRY(rpc_prom_value(out, "objmeta_coord_list_shard_fetches_total", NULL,
-                          (double)c->list_shard_fetches));
-    OM_TRY(rpc_prom_header(out, "objmeta_coord_list_records_fetched_total", "counter",
-                           "Entries fetched from shards to answer List."));
-    OM_TRY(rpc_prom_value(out, "objmeta_coord_list_records_fetched_total", NULL,
-                          (double)c->list_records_fetched));
-    OM_TRY(rpc_prom_header(out, "objmeta_coord_list_records_returned_total", "counter",
-                           "Entries returned to List callers."));
-    OM_TRY(rpc_prom_value(out, "objmeta_coord_list_records_returned_total", NULL,
-                          (double)c->list_records_returned));
-    return rpc_server_render_metrics(c->server, out);
-}
-
-/*
- * Healthy while at least one shard is up: one shard down makes only its keys
- * (and List) unavailable, so taking the coordinator out of service would make
- * things worse. Which shards are down is in /metrics and Stats.
- */
-om_status
-coord_health(void *arg, om_buf *reason)
-{
-    coord *c = arg;
-
-    if (coord_pool_up_count(c) > 0)
-        return OM_OK;
-    OM_TRY(om_buf_printf(reason, "no shard is up (%zu in the ring)", c->nshards));
-    for (size_t i = 0; i < c->nshards; i++)
-        OM_TRY(om_buf_printf(reason, "; %s: %s", c->shards[i]->id, c->shards[i]->why_down));
-    return OM_E_UNAVAILABLE;
 }

@@ -35,7 +35,6 @@
  * again within about one health interval.
  */
 #define OM_LOG_MODULE "coord"
-#include <assert.h>
 #include <event2/event.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,6 +42,7 @@
 #include <string.h>
 
 #include "coordinator/coord_int.h"
+#include "util/assert.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -66,6 +66,21 @@ coord_waiter_remove(coord_waiter *w)
     w->prev->next = w->next;
     w->next->prev = w->prev;
     w->prev = w->next = NULL;
+}
+
+/* Call the ready callback once every shard is up (coord.c's timer calls it when the wait is
+ * over). */
+static void
+pool_check_ready(coord *c)
+{
+    if (c->ready_called || c->ready == NULL)
+        return;
+    if (coord_pool_up_count(c) < c->nshards)
+        return;
+    c->ready_called = true;
+    om_log(OM_LOG_INFO, "all shards up shards=%zu ring_epoch=%llu", c->nshards,
+           (unsigned long long)ring_epoch(c->ring));
+    c->ready(c->ready_arg);
 }
 
 static void
@@ -97,7 +112,7 @@ pool_mark_up(coord_shard *sh)
     sh->up = true;
     sh->ever_up = true;
     sh->why_down[0] = '\0';
-    coord_check_ready(sh->c);
+    pool_check_ready(sh->c);
 }
 
 /* A new pool entry for (id, addr), appended to c->shards. */
@@ -123,7 +138,7 @@ pool_add(coord *c, const char *id, const char *addr, coord_shard **out)
     sh->id = strdup(id);
     sh->addr = strdup(addr);
     sh->conns = calloc(c->opts.pool_size, sizeof(*sh->conns));
-    snprintf(sh->why_down, sizeof(sh->why_down), "not checked yet");
+    snprintf(sh->why_down, sizeof(sh->why_down), "first health check pending");
     sh->waiters.prev = sh->waiters.next = &sh->waiters;
     if (sh->id == NULL || sh->addr == NULL || sh->conns == NULL)
         return OM_ERR(OM_E_NOMEM);
@@ -206,7 +221,9 @@ pool_map(const coord *c, const ring *r, size_t **map)
         return OM_ERR(OM_E_NOMEM);
     for (size_t i = 0; i < n; i++) {
         coord_shard *sh = coord_pool_find(c, ring_shard_at(r, i)->id);
-        assert(sh != NULL); /* invariant: the pool holds every shard of both rings */
+        /* The pool holds every shard of both rings (coord_pool_sync adds them first); a
+         * missing one would route its keys to another shard, so this check is always on. */
+        OM_ASSERT_ALWAYS(sh != NULL);
         m[i] = pool_index(c, sh);
     }
     free(*map);

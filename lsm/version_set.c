@@ -253,28 +253,43 @@ vset_write_current(lsm_vset *vs, uint64_t number)
     return st;
 }
 
-om_status
-lsm_vset_create_manifest(lsm_vset *vs, lsm_edit *extra)
+/*
+ * vset_switch_manifest -- the one MANIFEST rewrite: write v as the snapshot
+ * edit of the new MANIFEST `number` (its counters raised to those of e when
+ * e is not NULL: e is about to be installed), switch CURRENT to it and
+ * append later edits there. *old_number gets the number of the MANIFEST it
+ * replaces (the caller decides whether to remove that file); path gets the
+ * new file's name.
+ *
+ * A failure before CURRENT is written removes the new file and changes
+ * nothing. After CURRENT is written the new MANIFEST is the live one even if
+ * a later step fails; a failure writing CURRENT leaves both files (CURRENT
+ * may name either) and stops all further edits (vs->err, background error).
+ * Requires: the manifest lock.
+ */
+static om_status
+vset_switch_manifest(lsm_vset *vs, const lsm_version *v, const lsm_edit *e, uint64_t number,
+                     uint64_t *old_number, char path[LSM_PATH_MAX])
 {
-    char path[LSM_PATH_MAX];
-    lsm_version *v = NULL;
     lsm_wal_writer *w = NULL;
     lsm_edit snap;
     om_buf rec = OM_BUF_INIT;
-    uint64_t number = lsm_vset_new_file_number(vs);
     om_status st;
 
     lsm_edit_init(&snap);
-    if (extra != NULL) {
-        OM_GOTO(lsm_version_apply(vs->current, extra, vs->opts, &v));
-        vset_note_edit(vs, extra);
-    } else {
-        v = vs->current;
-        lsm_version_ref(v);
-    }
     OM_GOTO(vset_snapshot(vs, v, &snap));
+    if (e != NULL) {
+        /* The counters as they will be once e is installed. */
+        if (e->log_number > snap.log_number)
+            lsm_edit_set_log_number(&snap, e->log_number);
+        if (e->last_seq > snap.last_seq)
+            lsm_edit_set_last_seq(&snap, e->last_seq);
+        lsm_edit_set_next_file(&snap, atomic_load(&vs->next_file));
+        for (int i = 0; i < e->ncptr; i++)
+            OM_GOTO(lsm_edit_set_cptr(&snap, e->cptr[i].level, om_buf_slice(&e->cptr[i].key)));
+    }
     OM_GOTO(lsm_edit_encode(&snap, &rec));
-    lsm_fname(path, sizeof(path), vs->dir, LSM_FT_MANIFEST, number);
+    lsm_fname(path, LSM_PATH_MAX, vs->dir, LSM_FT_MANIFEST, number);
     OM_GOTO(lsm_wal_writer_open(vs->env, path, &w));
     OM_GOTO(lsm_wal_add(w, om_buf_slice(&rec)));
     OM_GOTO(lsm_wal_sync(w));
@@ -283,8 +298,42 @@ lsm_vset_create_manifest(lsm_vset *vs, lsm_edit *extra)
         /* CURRENT may name either MANIFEST now: keep both, log nothing more. */
         lsm_wal_writer_close(w, false);
         vs->err = st;
-        lsm_edit_fini(&snap);
-        om_buf_free(&rec);
+        goto out;
+    }
+    lsm_wal_writer_close(vs->manifest, false);
+    vs->manifest = w;
+    *old_number = vs->manifest_number;
+    vs->manifest_number = number;
+    goto out;
+fail:
+    if (w != NULL) {
+        lsm_wal_writer_close(w, false);
+        vs->env->ops->remove(vs->env, path);
+    }
+out:
+    lsm_edit_fini(&snap);
+    om_buf_free(&rec);
+    return st;
+}
+
+om_status
+lsm_vset_create_manifest(lsm_vset *vs, lsm_edit *extra)
+{
+    char path[LSM_PATH_MAX];
+    lsm_version *v = NULL, *old;
+    uint64_t number = lsm_vset_new_file_number(vs), old_number;
+    om_status st;
+
+    if (extra != NULL) {
+        OM_TRY(lsm_version_apply(vs->current, extra, vs->opts, &v));
+        vset_note_edit(vs, extra);
+    } else {
+        v = vs->current;
+        lsm_version_ref(v);
+    }
+    st = vset_switch_manifest(vs, v, NULL, number, &old_number, path);
+    if (st != OM_OK) {
+        lsm_version_unref(v);
         return st;
     }
     /* Only files new to this version are written: readers of older versions read ->vs. */
@@ -293,25 +342,11 @@ lsm_vset_create_manifest(lsm_vset *vs, lsm_edit *extra)
             if (v->files[l][i]->vs != vs)
                 v->files[l][i]->vs = vs;
     pthread_mutex_lock(vs->db_mu);
-    lsm_version *old = vs->current;
+    old = vs->current;
     vs->current = v;
     pthread_mutex_unlock(vs->db_mu);
     lsm_version_unref(old);
-    lsm_wal_writer_close(vs->manifest, false);
-    vs->manifest = w;
-    vs->manifest_number = number;
-    lsm_edit_fini(&snap);
-    om_buf_free(&rec);
     return OM_OK;
-fail:
-    if (w != NULL) {
-        lsm_wal_writer_close(w, false);
-        vs->env->ops->remove(vs->env, path);
-    }
-    lsm_version_unref(v);
-    lsm_edit_fini(&snap);
-    om_buf_free(&rec);
-    return st;
 }
 
 /*
@@ -322,57 +357,13 @@ static om_status
 vset_roll(lsm_vset *vs, const lsm_version *v, const lsm_edit *e)
 {
     char path[LSM_PATH_MAX], old_path[LSM_PATH_MAX];
-    uint64_t number = lsm_vset_new_file_number(vs);
-    lsm_wal_writer *w = NULL;
-    lsm_edit snap;
-    om_buf rec = OM_BUF_INIT;
-    om_status st;
+    uint64_t old_number;
 
-    lsm_edit_init(&snap);
-    OM_GOTO(vset_snapshot(vs, v, &snap));
-    /* The counters as they will be once e is installed. */
-    if (e->log_number > snap.log_number)
-        lsm_edit_set_log_number(&snap, e->log_number);
-    if (e->last_seq > snap.last_seq)
-        lsm_edit_set_last_seq(&snap, e->last_seq);
-    lsm_edit_set_next_file(&snap, atomic_load(&vs->next_file));
-    for (int i = 0; i < e->ncptr; i++)
-        OM_GOTO(lsm_edit_set_cptr(&snap, e->cptr[i].level, om_buf_slice(&e->cptr[i].key)));
-    OM_GOTO(lsm_edit_encode(&snap, &rec));
-    lsm_fname(path, sizeof(path), vs->dir, LSM_FT_MANIFEST, number);
-    OM_GOTO(lsm_wal_writer_open(vs->env, path, &w));
-    OM_GOTO(lsm_wal_add(w, om_buf_slice(&rec)));
-    OM_GOTO(lsm_wal_sync(w));
-    /*
-     * After this the new MANIFEST is the live one even if a later step
-     * fails; an error here stops all further edits (background error).
-     */
-    st = vset_write_current(vs, number);
-    if (st != OM_OK) {
-        /* CURRENT may name either MANIFEST now: keep both, log nothing more. */
-        lsm_wal_writer_close(w, false);
-        vs->err = st;
-        lsm_edit_fini(&snap);
-        om_buf_free(&rec);
-        return st;
-    }
-    lsm_fname(old_path, sizeof(old_path), vs->dir, LSM_FT_MANIFEST, vs->manifest_number);
-    lsm_wal_writer_close(vs->manifest, false);
-    vs->manifest = w;
-    vs->manifest_number = number;
+    OM_TRY(vset_switch_manifest(vs, v, e, lsm_vset_new_file_number(vs), &old_number, path));
+    lsm_fname(old_path, sizeof(old_path), vs->dir, LSM_FT_MANIFEST, old_number);
     vs->env->ops->remove(vs->env, old_path);
     lsm_logf(vs->opts, OM_LOG_INFO, "started a new manifest file=%s", path);
-    lsm_edit_fini(&snap);
-    om_buf_free(&rec);
     return OM_OK;
-fail:
-    if (w != NULL) {
-        lsm_wal_writer_close(w, false);
-        vs->env->ops->remove(vs->env, path);
-    }
-    lsm_edit_fini(&snap);
-    om_buf_free(&rec);
-    return st;
 }
 
 static bool

@@ -39,6 +39,7 @@
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
+#include "util/assert.h"
 #include "util/checksum.h"
 #include "util/coding.h"
 #include "util/log.h"
@@ -354,6 +355,9 @@ ring_build_points(ring *r)
     for (size_t i = 0; i < r->npoints; i++) {
         r->hash[i] = pts[i].h;
         r->owner[i] = pts[i].shard;
+        /* lookups (the radix index, the binary search) rely on sorted points */
+        OM_ASSERT(i == 0 || r->hash[i - 1] <= r->hash[i]);
+        OM_ASSERT(r->owner[i] < r->nshards);
     }
     free(pts);
     return ring_build_lut(r);
@@ -492,7 +496,12 @@ ring_upper_bound(const ring *r, uint64_t h)
         base = base[half - 1] <= h ? base + half : base;
         n -= half;
     }
-    return (size_t)(base - r->hash) + (*base <= h);
+    size_t i = (size_t)(base - r->hash) + (*base <= h);
+
+    /* the first point above h: every point before it is <= h */
+    OM_ASSERT(i <= r->npoints && (i == r->npoints || r->hash[i] > h) &&
+              (i == 0 || r->hash[i - 1] <= h));
+    return i;
 }
 
 size_t

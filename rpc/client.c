@@ -363,6 +363,16 @@ rpc_client_response_bytes(void)
     return cb_bytes;
 }
 
+/* True if every byte is printable ASCII. */
+static bool
+rpc_client_is_text(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] < 0x20 || p[i] > 0x7e)
+            return false;
+    return true;
+}
+
 static void
 client_readcb(struct bufferevent *bev, void *arg)
 {
@@ -377,8 +387,18 @@ client_readcb(struct bufferevent *bev, void *arg)
         if (st == OM_E_NOTFOUND)
             return;
         if (st != OM_OK) {
-            snprintf(msg, sizeof(msg), "response frame of %u bytes from %s exceeds max_frame %u",
-                     len, c->addr, c->o.max_frame);
+            /* Four printable bytes read as a length (over 500 MB, never a
+             * real frame): a text service answered, most often HTTP (a
+             * metrics port, a web proxy). Say so rather than quote the size. */
+            uint8_t h[4];
+            if (len >= 0x20202020u && evbuffer_copyout(in, h, 4) == 4 && rpc_client_is_text(h, 4))
+                snprintf(msg, sizeof(msg),
+                         "%s answered in %s (\"%.4s...\"), not the objmeta protocol", c->addr,
+                         memcmp(h, "HTTP", 4) == 0 ? "HTTP" : "text", (const char *)h);
+            else
+                snprintf(msg, sizeof(msg),
+                         "response frame of %u bytes from %s exceeds max_frame %u", len, c->addr,
+                         c->o.max_frame);
             client_record_failure(c, OM_E_CORRUPT, "%s", msg);
             client_fail_all(c, OM_E_CORRUPT, msg);
             return;

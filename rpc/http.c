@@ -1,11 +1,18 @@
 /*
- * rpc/http.c -- the HTTP side of a server: GET /healthz and GET /metrics on
- * their own listener, with libevent's evhttp on the caller's event_base.
+ * rpc/http.c -- the HTTP side of a server: GET /healthz, /readyz and
+ * /metrics on their own listener, with libevent's evhttp on the caller's
+ * event_base.
  *
- * The health callback decides 200 "ok\n" or 503 "<reason>\n"; the metrics
- * callback appends the Prometheus text exposition into an om_buf that is
- * sent as text/plain; version=0.0.4. Both run on the loop thread, so they
- * may read loop-owned state (server counters) without locks.
+ * One health callback answers both probes. /healthz: 200 "ok\n" when all is
+ * well, 429 "degraded: <reason>\n" when the server serves but not everything
+ * (the callback returned OM_OK with a reason; 429 is Consul's "warning"), 503
+ * "<reason>\n" when it cannot serve. /readyz, for load balancers and
+ * readiness probes: 200 "ready\n" unless it cannot serve (then 503), so a
+ * degraded server stays in rotation. The metrics callback appends the
+ * Prometheus text exposition, followed by the process_* metrics and
+ * objmeta_build_info (rpc/prom.c) that every server shares; it is sent as
+ * text/plain; version=0.0.4. Callbacks run on the loop thread, so they may
+ * read loop-owned state (server counters) without locks.
  */
 #define OM_LOG_MODULE "rpc"
 
@@ -44,14 +51,25 @@ http_reply_text(struct evhttp_request *req, int code, const char *reason, const 
     evbuffer_free(b);
 }
 
+/* /healthz (ready_only false) or /readyz (true). */
 static void
-http_healthz(rpc_http *h, struct evhttp_request *req)
+http_health(rpc_http *h, struct evhttp_request *req, bool ready_only)
 {
     om_buf reason = OM_BUF_INIT;
     om_status st = h->health != NULL ? h->health(h->arg, &reason) : OM_OK;
 
-    if (st == OM_OK) {
+    if (st == OM_OK && ready_only) {
+        http_reply_text(req, 200, "OK", "text/plain", "ready\n", 6);
+    } else if (st == OM_OK && reason.n == 0) {
         http_reply_text(req, 200, "OK", "text/plain", "ok\n", 3);
+    } else if (st == OM_OK) {
+        om_buf body = OM_BUF_INIT;
+        if (om_buf_printf(&body, "degraded: %.*s\n", (int)reason.n, (const char *)reason.p) ==
+            OM_OK)
+            http_reply_text(req, 429, "Degraded", "text/plain", body.p, body.n);
+        else
+            evhttp_send_error(req, 500, "out of memory");
+        om_buf_free(&body);
     } else {
         if (reason.n == 0)
             (void)om_buf_printf(&reason, "%s", om_status_str(st));
@@ -66,6 +84,9 @@ http_metrics(rpc_http *h, struct evhttp_request *req)
 {
     om_buf out = OM_BUF_INIT;
     om_status st = h->metrics != NULL ? h->metrics(h->arg, &out) : OM_OK;
+
+    if (st == OM_OK)
+        st = rpc_prom_process(&out);
 
     if (st != OM_OK) {
         om_log(OM_LOG_WARN, "metrics rendering failed err=%s", om_status_str(st));
@@ -85,7 +106,8 @@ http_gencb(struct evhttp_request *req, void *arg)
 
     if (path == NULL || path[0] == '\0')
         path = "/";
-    bool known = strcmp(path, "/healthz") == 0 || strcmp(path, "/metrics") == 0;
+    bool known = strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
+                 strcmp(path, "/metrics") == 0;
     if (!known) {
         evhttp_send_error(req, 404, "not found");
         return;
@@ -95,8 +117,8 @@ http_gencb(struct evhttp_request *req, void *arg)
         evhttp_send_error(req, 405, "method not allowed");
         return;
     }
-    if (strcmp(path, "/healthz") == 0)
-        http_healthz(h, req);
+    if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0)
+        http_health(h, req, path[1] == 'r');
     else
         http_metrics(h, req);
 }

@@ -10,10 +10,14 @@
  * may show in _count but not yet in a bucket -- never the reverse within one
  * bucket, and never a torn value.
  */
+#include <dirent.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "rpc/rpc_int.h"
 
@@ -173,4 +177,100 @@ rpc_server_render_metrics(const rpc_server *s, om_buf *out)
         OM_TRY(om_buf_printf(out, "%s %" PRIu64 "\n", m->name, v));
     }
     return OM_OK;
+}
+
+/* --- process metrics ------------------------------------------------------------------------- */
+
+/* The boot time in seconds since the epoch ("btime" of /proc/stat), 0 if unknown. */
+static uint64_t
+prom_boot_time(void)
+{
+    FILE *f = fopen("/proc/stat", "re");
+    char line[256];
+    unsigned long long bt = 0;
+
+    if (f == NULL)
+        return 0;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "btime %llu", &bt) == 1)
+            break;
+    fclose(f);
+    return bt;
+}
+
+/* Entries of /proc/self/fd (minus the one opendir uses), -1 if unknown. */
+static long
+prom_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    long n = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1;
+}
+
+om_status
+rpc_prom_process(om_buf *out)
+{
+    char buf[1024], labels[160];
+    unsigned long long utime = 0, stime = 0, start = 0, vsize = 0;
+    long long rss = 0;
+    struct rlimit rl;
+    FILE *f = fopen("/proc/self/stat", "re");
+    size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+    const char *p;
+    bool have_stat;
+
+    if (f != NULL)
+        fclose(f);
+    buf[n] = '\0';
+    /* fields 14-15 (utime, stime), 22-24 (starttime, vsize, rss) after "pid (comm)" */
+    p = strrchr(buf, ')');
+    have_stat = p != NULL && sscanf(p + 2,
+                                    "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d "
+                                    "%*d %*d %*d %*d %llu %llu %lld",
+                                    &utime, &stime, &start, &vsize, &rss) == 5;
+    long tck = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+    if (have_stat && tck > 0 && page > 0) {
+        uint64_t boot = prom_boot_time();
+        OM_TRY(rpc_prom_header(out, "process_cpu_seconds_total", "counter",
+                               "Total user and system CPU time spent in seconds."));
+        OM_TRY(rpc_prom_value(out, "process_cpu_seconds_total", NULL,
+                              (double)(utime + stime) / (double)tck));
+        OM_TRY(rpc_prom_header(out, "process_resident_memory_bytes", "gauge",
+                               "Resident memory size in bytes."));
+        OM_TRY(
+            rpc_prom_value(out, "process_resident_memory_bytes", NULL, (double)rss * (double)page));
+        OM_TRY(rpc_prom_header(out, "process_virtual_memory_bytes", "gauge",
+                               "Virtual memory size in bytes."));
+        OM_TRY(rpc_prom_value(out, "process_virtual_memory_bytes", NULL, (double)vsize));
+        if (boot > 0) {
+            OM_TRY(rpc_prom_header(out, "process_start_time_seconds", "gauge",
+                                   "Start time of the process since unix epoch in seconds."));
+            OM_TRY(rpc_prom_value(out, "process_start_time_seconds", NULL,
+                                  (double)boot + (double)start / (double)tck));
+        }
+    }
+    long fds = prom_open_fds();
+    if (fds >= 0) {
+        OM_TRY(
+            rpc_prom_header(out, "process_open_fds", "gauge", "Number of open file descriptors."));
+        OM_TRY(rpc_prom_value(out, "process_open_fds", NULL, (double)fds));
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        OM_TRY(rpc_prom_header(out, "process_max_fds", "gauge",
+                               "Maximum number of open file descriptors."));
+        OM_TRY(rpc_prom_value(out, "process_max_fds", NULL, (double)rl.rlim_cur));
+    }
+    snprintf(labels, sizeof(labels), "version=\"%s\",binary=\"%s\"", OM_VERSION,
+             program_invocation_short_name);
+    OM_TRY(rpc_prom_header(out, "objmeta_build_info", "gauge",
+                           "Always 1; the labels name the version and the binary."));
+    return rpc_prom_value(out, "objmeta_build_info", labels, 1);
 }

@@ -419,13 +419,16 @@ const char *rpc_sync_client_last_error(const rpc_sync_client *c);
 void rpc_sync_client_close(rpc_sync_client *c);
 
 /* ------------------------------------------------------------------------ */
-/* HTTP: /healthz and /metrics (evhttp, on the caller's base)                 */
+/* HTTP: /healthz, /readyz and /metrics (evhttp, on the caller's base)       */
 
 typedef struct rpc_http rpc_http;
 
 /*
- * rpc_health_fn -- OM_OK: healthy (200 "ok\n"). Anything else: 503 with the
- * text appended to `reason` (or the status name when reason stays empty).
+ * rpc_health_fn -- OM_OK with `reason` left empty: healthy (/healthz 200
+ * "ok\n"). OM_OK with a reason appended: degraded, serving but not
+ * everything (/healthz 429 "degraded: <reason>\n"; /readyz still 200).
+ * Anything else: cannot serve (503 with the reason, or the status name when
+ * reason stays empty, on both).
  */
 typedef om_status (*rpc_health_fn)(void *arg, om_buf *reason);
 
@@ -436,7 +439,7 @@ typedef om_status (*rpc_health_fn)(void *arg, om_buf *reason);
 typedef om_status (*rpc_metrics_fn)(void *arg, om_buf *out);
 
 /*
- * rpc_http_open -- serve GET /healthz and GET /metrics on `listen`
+ * rpc_http_open -- serve GET /healthz, /readyz and /metrics on `listen`
  * ("host:port", port 0 = any). Other paths: 404; other methods: 405.
  * Either callback may be NULL (healthz then always 200; metrics empty).
  * Returns: OM_OK and *out; OM_E_INVALID (address); OM_E_IO (bind failed, logged).
@@ -492,6 +495,14 @@ om_status rpc_prom_header(om_buf *out, const char *name, const char *type, const
 
 /* "name{labels} value\n" (labels may be NULL or ""). */
 om_status rpc_prom_value(om_buf *out, const char *name, const char *labels, double value);
+
+/*
+ * rpc_prom_process -- append the process_* metrics of the Prometheus client
+ * conventions (CPU seconds, resident and virtual memory, open and maximum
+ * fds, start time; from /proc/self) and objmeta_build_info{version,binary} 1.
+ * rpc_http appends them to every /metrics answer.
+ */
+om_status rpc_prom_process(om_buf *out);
 
 /* Append the server's counters as objmeta_rpc_* metrics (with HELP/TYPE). Loop thread. */
 om_status rpc_server_render_metrics(const rpc_server *s, om_buf *out);

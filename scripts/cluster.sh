@@ -4,13 +4,19 @@
 # them all together.
 #
 #   scripts/cluster.sh [--shards N] [--data DIR] [--build DIR] [--port P] [--demo] [--fresh]
-#                      [--demo-only]
+#                      [--restart] [--demo-only] [--check]
 #
 # The coordinator listens on 127.0.0.1:P (default 7000, the objmeta tool's
 # default address); shard i listens on 127.0.0.1:(P+100+i), its metrics on
 # 127.0.0.1:(P+200+i); the coordinator's metrics on 127.0.0.1:(P+200).
 # --port 0 puts every listener on a free port (read back from port files).
+# A process that stops or dies leaves the others running (practise the
+# failure drills of the README); --restart starts a crashed one again on the
+# same ports. Each process's pid is in DIR/NAME.pid, its log in DIR/NAME.log.
+# One cluster per data directory: a second start on the same DIR is refused
+# (a lock on DIR) and says how to reach the running one.
 # --demo-only runs the demo and stops the cluster (used by the tests).
+# --check only tells whether DIR is free (exit 0) or taken (exit 3, as above).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,8 +26,12 @@ build=build
 port=7000
 demo=0
 fresh=0
+restart=0
+check=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
+    --shards | --data | --build | --port)
+      [[ $# -ge 2 ]] || { echo "cluster.sh: $1 needs a value (see --help)" >&2; exit 2; } ;;&
     --shards) shards=$2; shift ;;
     --data) data=$2; shift ;;
     --build) build=$2; shift ;;
@@ -29,7 +39,9 @@ while [[ $# -gt 0 ]]; do
     --demo) demo=1 ;;
     --demo-only) demo=2 ;;
     --fresh) fresh=1 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --restart) restart=1 ;;
+    --check) check=1 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "cluster.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -47,20 +59,54 @@ shard_bin=$build/shard/objmeta-shard
 coord_bin=$build/coordinator/objmeta-coord
 cli=$build/client/objmeta
 for b in "$shard_bin" "$coord_bin" "$cli"; do
-  [[ -x $b ]] || { echo "cluster.sh: $b not built (run: meson setup $build && ninja -C $build)" >&2; exit 1; }
+  [[ -x $b || $check -eq 1 ]] || { echo "cluster.sh: $b not built (run: meson setup $build && ninja -C $build)" >&2; exit 1; }
 done
 
-[[ $fresh -eq 1 ]] && rm -rf "$data"
+# One cluster per data directory. The lock is on the directory itself (so
+# --fresh can empty it while holding the lock) and is inherited by the
+# servers: while any of them runs, the directory stays taken, even if this
+# script was killed. Nothing in DIR is touched before the lock is held.
 mkdir -p "$data"
-pids=()
+data=$(cd "$data" && pwd)
+exec 9<"$data"
+if ! flock -n 9; then
+  info=$(cat "$data/cluster.info" 2>/dev/null || true)
+  coord=$(sed -n 's/^coord=//p' <<<"$info")
+  owner=$(sed -n 's/^pid=//p' <<<"$info")
+  {
+    echo "cluster.sh: a cluster already runs on $data${owner:+ (cluster.sh pid $owner)}; nothing was changed."
+    [[ -n $coord ]] && echo "  use it:           $cli --addr $coord ping"
+    if [[ -n $owner ]] && kill -0 "$owner" 2>/dev/null; then
+      echo "  stop it:          Ctrl-C in its terminal, or kill $owner"
+    else # cluster.sh itself was killed; its servers hold the lock
+      echo "  stop it:          kill \$(cat $data/*.pid)   (its cluster.sh is gone, its servers run on)"
+    fi
+    echo "  start a second:   scripts/cluster.sh --port 8000 --data ${data}-2   (or --port 0 for free ports)"
+  } >&2
+  exit 3
+fi
+if [[ $check -eq 1 ]]; then
+  exit 0
+fi
+if [[ $fresh -eq 1 ]]; then
+  find "$data" -mindepth 1 -delete
+fi
+printf 'pid=%s\n' "$$" >"$data/cluster.info"
+
+declare -A pid_of=() name_of=() rpc_of=() http_of=()
+names=()
+live_pids() { local n; for n in "${names[@]}"; do [[ -n ${pid_of[$n]:-} ]] && echo "${pid_of[$n]}"; done; return 0; }
 stop_all() {
   trap - INT TERM EXIT
-  if [[ ${#pids[@]} -gt 0 ]]; then
+  local p
+  mapfile -t p < <(live_pids)
+  if [[ ${#p[@]} -gt 0 ]]; then
     echo
-    echo "cluster: stopping ${#pids[@]} processes"
-    kill -TERM "${pids[@]}" 2>/dev/null || true
-    wait "${pids[@]}" 2>/dev/null || true
+    echo "cluster: stopping ${#p[@]} processes"
+    kill -TERM "${p[@]}" 2>/dev/null || true
+    wait "${p[@]}" 2>/dev/null || true
   fi
+  rm -f "$data/cluster.info" "$data"/*.pid
 }
 trap 'stop_all; exit 0' INT TERM
 trap stop_all EXIT
@@ -68,36 +114,51 @@ trap stop_all EXIT
 wait_port_file() { # file pid name
   local deadline=$((SECONDS + 15))
   while [[ ! -s $1 ]]; do
-    kill -0 "$2" 2>/dev/null || { echo "cluster: $3 exited; see $data/$3.log" >&2; tail -20 "$data/$3.log" >&2; exit 1; }
-    (( SECONDS < deadline )) || { echo "cluster: $3 did not start within 15 s; see $data/$3.log" >&2; exit 1; }
+    kill -0 "$2" 2>/dev/null || { echo "cluster: $3 exited; see $data/$3.log" >&2; tail -20 "$data/$3.log" >&2; return 1; }
+    (( SECONDS < deadline )) || { echo "cluster: $3 did not start within 15 s; see $data/$3.log" >&2; return 1; }
     sleep 0.05
   done
 }
 
+# start NAME RPC HTTP ARGS...: run a server on the given listen addresses,
+# wait for its port file, remember its pid and the ports it bound.
+start() {
+  local name=$1 rpc=$2 http=$3 bin
+  shift 3
+  bin=$shard_bin
+  [[ $name == coord ]] && bin=$coord_bin
+  rm -f "$data/$name.ports"
+  "$bin" "$@" --listen="$rpc" --http-listen="$http" --port-file="$data/$name.ports" \
+    >>"$data/$name.log" 2>&1 &
+  local pid=$!
+  pid_of[$name]=$pid
+  name_of[$pid]=$name
+  echo "$pid" >"$data/$name.pid"
+  wait_port_file "$data/$name.ports" "$pid" "$name" || return 1
+  rpc_of[$name]=127.0.0.1:$(port_of "$data/$name.ports" rpc)
+  http_of[$name]=127.0.0.1:$(port_of "$data/$name.ports" http)
+}
+shard_args() { echo "--id=$1" "--data-dir=$data/$1"; }
+
 spec=""
 for i in $(seq 1 "$shards"); do
   id=s$i
-  rpc=$(addr "$port" $((100 + i)))
-  http=$(addr "$port" $((200 + i)))
-  rm -f "$data/$id.ports"
-  "$shard_bin" --id="$id" --listen="$rpc" --http-listen="$http" --data-dir="$data/$id" \
-    --port-file="$data/$id.ports" >"$data/$id.log" 2>&1 &
-  pids+=($!)
-  wait_port_file "$data/$id.ports" "$!" "$id"
-  rpc=127.0.0.1:$(port_of "$data/$id.ports" rpc)
-  http=127.0.0.1:$(port_of "$data/$id.ports" http)
-  spec+="${spec:+,}$id=$rpc"
-  echo "cluster: shard $id  rpc $rpc  metrics http://$http/metrics  log $data/$id.log"
+  names+=("$id")
+  : >"$data/$id.log"
+  # shellcheck disable=SC2046
+  start "$id" "$(addr "$port" $((100 + i)))" "$(addr "$port" $((200 + i)))" $(shard_args "$id") || exit 1
+  spec+="${spec:+,}$id=${rpc_of[$id]}"
+  echo "cluster: shard $id  rpc ${rpc_of[$id]}  metrics http://${http_of[$id]}/metrics  log $data/$id.log"
 done
 
-rm -f "$data/coord.ports"
-"$coord_bin" --listen="$(addr "$port" 0)" --http-listen="$(addr "$port" 200)" \
-  --data-dir="$data/coord" --port-file="$data/coord.ports" --shards="$spec" >"$data/coord.log" 2>&1 &
-pids+=($!)
-wait_port_file "$data/coord.ports" "$!" coord
-port=$(port_of "$data/coord.ports" rpc)
-http_port=$(port_of "$data/coord.ports" http)
-echo "cluster: coordinator  rpc 127.0.0.1:$port  metrics http://127.0.0.1:$http_port/metrics  log $data/coord.log"
+coord_args=("--data-dir=$data/coord" "--shards=$spec")
+names+=(coord)
+: >"$data/coord.log"
+start coord "$(addr "$port" 0)" "$(addr "$port" 200)" "${coord_args[@]}" || exit 1
+port=${rpc_of[coord]#127.0.0.1:}
+http_port=${http_of[coord]#127.0.0.1:}
+printf 'pid=%s\ncoord=%s\nhttp=%s\n' "$$" "${rpc_of[coord]}" "${http_of[coord]}" >"$data/cluster.info"
+echo "cluster: coordinator  rpc ${rpc_of[coord]}  metrics http://${http_of[coord]}/metrics  log $data/coord.log"
 
 om() { echo "\$ objmeta $*"; "$cli" --addr "127.0.0.1:$port" "$@"; }
 if [[ $demo -ge 1 ]]; then
@@ -130,7 +191,45 @@ objmeta cluster is up ($shards shards). In another terminal, try:
   $c head my-bucket/a/b.txt --json
   $c stats
   curl -s http://127.0.0.1:$http_port/metrics | head
+Stopping one process (kill \$(cat $data/s2.pid)) leaves the others running.
 Press Ctrl-C to stop the cluster (data stays in $data; --fresh starts over).
 EOT
-wait -n "${pids[@]}" || true
-echo "cluster: a process exited; stopping the others (logs in $data)"
+
+# Watch the processes until every one has stopped. A clean exit (status 0:
+# SIGTERM, e.g. a shard removed from the ring and then stopped) is only
+# reported; a crash is restarted on the same ports when --restart was given.
+while :; do
+  mapfile -t live < <(live_pids)
+  if [[ ${#live[@]} -eq 0 ]]; then
+    echo "cluster: every process has stopped (logs in $data)"
+    exit 0
+  fi
+  done_pid=""
+  rc=0
+  wait -n -p done_pid "${live[@]}" || rc=$?
+  [[ -n $done_pid ]] || continue
+  name=${name_of[$done_pid]}
+  unset "name_of[$done_pid]"
+  pid_of[$name]=""
+  rm -f "$data/$name.pid"
+  others=$(( ${#live[@]} - 1 ))
+  how="exited with status $rc"
+  (( rc > 128 )) && how="was killed by signal $(kill -l $((rc - 128)) 2>/dev/null || echo $((rc - 128)))"
+  if (( rc == 0 )); then
+    echo "cluster: $name stopped; the other $others keep running"
+    continue
+  fi
+  echo "cluster: $name $how; the other $others keep running (log $data/$name.log)"
+  if (( restart == 0 )); then
+    echo "cluster: not restarting $name (scripts/cluster.sh --restart restarts crashed processes)"
+    continue
+  fi
+  sleep 1 # back off: a process that crashes at start must not spin
+  if [[ $name == coord ]]; then
+    start coord "${rpc_of[coord]}" "${http_of[coord]}" "${coord_args[@]}" || continue
+  else
+    # shellcheck disable=SC2046
+    start "$name" "${rpc_of[$name]}" "${http_of[$name]}" $(shard_args "$name") || continue
+  fi
+  echo "cluster: restarted $name (pid ${pid_of[$name]}) on ${rpc_of[$name]}"
+done

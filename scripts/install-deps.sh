@@ -18,8 +18,10 @@ pkgs=(
   check libsubunit-dev clang-format protobuf-compiler python3 python3-protobuf
   # libFuzzer smoke run: clang with its fuzzer runtime
   clang libclang-rt-14-dev
-  # the local cluster's demo and scripts
-  procps
+  # the local cluster's demo and scripts; curl for the README's metrics lines
+  procps curl
+  # deploy/ checks: promtool (alert rules, metrics format), yamllint (Kubernetes manifests)
+  prometheus yamllint
 )
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(librocksdb-dev libleveldb-dev redis-server redis-tools)

@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # Install what is missing, build, and run a local cluster (coordinator + 3
-# shards on loopback) with a short demo; Ctrl-C stops it.
+# shards on loopback) with a short demo; Ctrl-C stops it. Options go to
+# scripts/cluster.sh (--port P, --data DIR, --shards N, --fresh, --restart).
+# A cluster already running on the same data directory is left alone: this
+# script then says how to reach it or how to start a second one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Refuse before installing or building anything when the data directory is taken.
+rc=0
+scripts/cluster.sh --check "$@" || rc=$?
+[[ $rc -eq 0 ]] || exit $rc
 scripts/install-deps.sh
 if [[ ! -f build/build.ninja ]]; then
   meson setup build --buildtype=debugoptimized

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "util/base64url.h"
 #include "util/checksum.h"
 #include "util/coding.h"
 
@@ -31,80 +32,6 @@ shard_prefix_successor(om_slice s, om_buf *out)
         return false;
     out->p[n - 1]++;
     return true;
-}
-
-/* ---- base64url without padding ---- */
-
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static om_status
-b64_encode(om_slice in, om_buf *out)
-{
-    size_t i = 0;
-    char q[4];
-
-    om_buf_reset(out);
-    OM_TRY(om_buf_reserve(out, (in.n + 2) / 3 * 4 + 1));
-    while (i < in.n) {
-        uint32_t v = (uint32_t)in.p[i] << 16;
-        size_t k = in.n - i >= 3 ? 3 : in.n - i;
-        if (k > 1)
-            v |= (uint32_t)in.p[i + 1] << 8;
-        if (k > 2)
-            v |= in.p[i + 2];
-        q[0] = b64_alphabet[(v >> 18) & 63];
-        q[1] = b64_alphabet[(v >> 12) & 63];
-        q[2] = b64_alphabet[(v >> 6) & 63];
-        q[3] = b64_alphabet[v & 63];
-        OM_TRY(om_buf_append(out, q, k + 1));
-        i += k;
-    }
-    return OM_OK;
-}
-
-static int
-b64_value(uint8_t c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-/* Returns OM_E_INVALID for characters outside the alphabet or an impossible length. */
-static om_status
-b64_decode(om_slice in, om_buf *out)
-{
-    uint32_t acc = 0;
-    int bits = 0;
-
-    om_buf_reset(out);
-    if (in.n % 4 == 1)
-        return OM_E_INVALID;
-    OM_TRY(om_buf_reserve(out, in.n * 3 / 4 + 1));
-    for (size_t i = 0; i < in.n; i++) {
-        int v = b64_value(in.p[i]);
-        if (v < 0)
-            return OM_E_INVALID;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            OM_TRY(om_buf_append_byte(out, (uint8_t)(acc >> bits)));
-        }
-    }
-    /* leftover bits of a canonical encoding are zero */
-    if ((acc & ((1u << bits) - 1)) != 0)
-        return OM_E_INVALID;
-    return OM_OK;
 }
 
 /* The listing a token is bound to: hash of length-prefixed bucket, prefix, delimiter. */
@@ -132,7 +59,8 @@ shard_list_token_encode(const shard_list_req *req, om_slice resume, om_buf *out)
     OM_GOTO(om_buf_put_fixed64(&raw, token_binding(req)));
     OM_GOTO(om_buf_put_lenpref(&raw, resume));
     OM_GOTO(om_buf_put_fixed32(&raw, om_checksum32(raw.p, raw.n)));
-    st = b64_encode(om_buf_slice(&raw), out);
+    om_buf_reset(out);
+    st = om_base64url_encode(om_buf_slice(&raw), out);
 fail:
     om_buf_free(&raw);
     return st;
@@ -151,7 +79,7 @@ shard_list_token_decode(const shard_list_req *req, om_slice token, om_buf *resum
         om_err_invalid(err, errlen, "continuation_token: too long (%zu bytes)", token.n);
         goto out;
     }
-    if (b64_decode(token, &raw) != OM_OK || raw.n < 1 + 8 + 1 + 4) {
+    if (om_base64url_decode(token, &raw) != OM_OK || raw.n < 1 + 8 + 1 + 4) {
         om_err_invalid(err, errlen, "continuation_token: not a token of this service");
         goto out;
     }

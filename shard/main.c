@@ -111,8 +111,6 @@ main(int argc, char **argv)
     so.max_metadata_size = (size_t)c.max_metadata_size;
     so.workers = (int)c.workers;
     so.inline_reads = c.inline_reads;
-    so.sync_thread = c.sync_thread;
-    so.writer_thread = c.writer_thread;
     so.id = c.id;
     so.max_list_bytes = (size_t)c.max_frame / 2; /* a List page always fits in a frame */
     rpc_server_opts_init(&ro);
@@ -131,7 +129,7 @@ main(int argc, char **argv)
     if (shard_open(c.data_dir, &so, &a.sh) != OM_OK || shard_mig_attach(a.mig, a.sh) != OM_OK)
         goto out;
     shard_set_ring_check(a.sh, shard_mig_check, a.mig);
-    if (c.inline_writes && shard_attach_loop(a.sh, a.base) != OM_OK)
+    if (shard_attach_loop(a.sh, a.base) != OM_OK)
         goto out;
     if (rpc_server_new(a.base, &ro, app_handle, &a, &a.srv) != OM_OK)
         goto out;

@@ -20,7 +20,8 @@ static const om_conf_item shard_items[] = {
      "write 'rpc <port>' and 'http <port>' here once bound (empty = none)"},
     {"id", OM_CONF_STR, "shard-1", 0, 0, NULL, F(id), "shard id shown by Ping"},
     {"sync-mode", OM_CONF_ENUM, "always", 0, 0, shard_sync_modes, F(sync_mode),
-     "always = fsync the WAL before acknowledging (group commit); periodic; none"},
+     "always = fsync the WAL before acknowledging (group commit on a writer and a sync thread); "
+     "periodic; none"},
     {"sync-period", OM_CONF_DURATION, "100ms", 1, 60000, NULL, F(sync_period),
      "WAL sync interval for sync-mode=periodic"},
     {"write-buffer", OM_CONF_SIZE, "64M", 64 * 1024, 4LL << 30, NULL, F(write_buffer),
@@ -48,17 +49,9 @@ static const om_conf_item shard_items[] = {
     {"request-timeout", OM_CONF_DURATION, "30s", 0, 3600000, NULL, F(request_timeout),
      "answer TIMEOUT when a request takes longer (0 = never)"},
     {"workers", OM_CONF_INT, "8", 1, 1024, NULL, F(workers),
-     "threads running lists, and writes when inline-writes is false"},
+     "threads running lists (and retrieve/head/exists when inline-reads is false)"},
     {"inline-reads", OM_CONF_BOOL, "true", 0, 0, NULL, F(inline_reads),
      "answer retrieve/head/exists on the network thread"},
-    {"inline-writes", OM_CONF_BOOL, "true", 0, 0, NULL, F(inline_writes),
-     "batch store/delete per network-loop iteration on that thread (false: worker threads)"},
-    {"sync-thread", OM_CONF_BOOL, "true", 0, 0, NULL, F(sync_thread),
-     "with inline-writes and sync-mode=always: fsync the WAL on its own thread while the loop "
-     "goes on serving (replies still wait for the fsync)"},
-    {"writer-thread", OM_CONF_BOOL, "true", 0, 0, NULL, F(writer_thread),
-     "with sync-thread in effect: run the batched store/delete on a writer thread of their own "
-     "while the loop goes on with network I/O (false: on the loop thread)"},
     {"log-level", OM_CONF_ENUM, "info", 0, 0, log_levels, F(log_level),
      "error, warn, info or debug"},
 };

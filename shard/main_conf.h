@@ -19,7 +19,7 @@ typedef struct shard_conf {
     int64_t sync_period, write_buffer, block_cache, max_object_size, max_metadata_size;
     int64_t row_cache, wal_preallocate, background_nice;
     int64_t max_frame, max_connections, idle_timeout, request_timeout, workers;
-    bool inline_reads, inline_writes, sync_thread, writer_thread;
+    bool inline_reads;
 } shard_conf;
 
 /* Names of the sync-mode choices, indexed by shard_conf.sync_mode. */

@@ -7,16 +7,19 @@
  *
  * Threads. SetRing, GetRing and the fencing check are quick and run on the
  * loop thread (the check also on the shard's workers). Scans, applies and
- * compactions can take milliseconds to minutes, so they are jobs on a FIFO
- * served by opts.threads threads of our own, which answer through
- * rpc_reply_send(). A job carries copies of what it needs from the request
+ * compactions can take milliseconds to minutes, so they are jobs of a worker
+ * pool of opts.threads threads of our own (util/workq.h), which answer
+ * through rpc_reply_send(); stopping answers the jobs still queued
+ * UNAVAILABLE rather than waiting for them. A job carries copies of what it needs from the request
  * (rpc frees the request when the handler returns).
  *
  * Locking. `mu` guards the three ring pointers; everyone else takes
  * references under it and works without it. ApplyRecords takes the shard's
  * key stripes (shard_int.h) of one group of records (consecutive stripes,
- * about MIG_APPLY_GROUP_BYTES of records) in ascending order, so it cannot
- * deadlock with writers, which hold one stripe at a time.
+ * about MIG_APPLY_GROUP_BYTES of records) through shard_stripes_lock: in
+ * ascending order (checked), or the stripes gate alone for a group of more
+ * than SHARD_GROUP_MAX_STRIPES, so it cannot deadlock with the shard's
+ * writers, which take the gate and then theirs in the same order.
  */
 #define OM_LOG_MODULE "migrate"
 #include "shard/migrate.h"
@@ -32,11 +35,13 @@
 #include "util/checksum.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/workq.h"
 
 #define MIG_DEFAULT_MAX_RECORDS 1000u
 #define MIG_DEFAULT_MAX_BYTES (1u << 20)
 #define MIG_DEFAULT_MAX_SCAN (64ull << 20)
 #define MIG_APPLY_GROUP_BYTES (64u << 10) /* record bytes per apply write (one WAL sync) */
+#define MIG_QUEUE_MAX 1024                /* jobs queued; more are answered BUSY */
 
 typedef enum mig_job_kind { MIG_JOB_SCAN, MIG_JOB_APPLY, MIG_JOB_COMPACT } mig_job_kind;
 
@@ -50,7 +55,7 @@ typedef struct mig_rec {
 } mig_rec;
 
 typedef struct mig_job {
-    struct mig_job *next;
+    workq_item item; /* first: the pool's item is the job */
     mig_job_kind kind;
     rpc_reply *reply;
     uint64_t ring_epoch;
@@ -75,12 +80,7 @@ struct shard_mig {
     shard_mig_opts opts;
     shard *s;
 
-    pthread_mutex_t q_mu;
-    pthread_cond_t q_cv;
-    mig_job *q_head, *q_tail;
-    bool q_stop;
-    pthread_t *th;
-    int nth;
+    workq *pool; /* scans, applies, compactions (shard_mig_attach .. shard_mig_stop) */
 
     _Atomic uint64_t filter_dropped;
     _Atomic uint64_t tombstones_dropped;
@@ -114,8 +114,6 @@ shard_mig_new(const char *self_id, const shard_mig_opts *o, shard_mig **out)
         return OM_ERR(OM_E_NOMEM);
     }
     pthread_mutex_init(&m->mu, NULL);
-    pthread_mutex_init(&m->q_mu, NULL);
-    pthread_cond_init(&m->q_cv, NULL);
     *out = m;
     return OM_OK;
 }
@@ -129,9 +127,6 @@ shard_mig_free(shard_mig *m)
     ring_unref(m->pending);
     ring_unref(m->prev);
     pthread_mutex_destroy(&m->mu);
-    pthread_mutex_destroy(&m->q_mu);
-    pthread_cond_destroy(&m->q_cv);
-    free(m->th);
     free(m->self);
     free(m);
 }
@@ -619,7 +614,7 @@ apply_group(shard_mig *m, const mig_rec *recs, const apply_ref *refs, size_t n, 
 
     for (size_t i = 0; i < n; i++)
         set[refs[i].stripe / 64] |= UINT64_C(1) << (refs[i].stripe % 64);
-    shard_stripes_lock(m->s, set);
+    shard_stripes_lock(m->s, set); /* ascending, or the gate alone */
     lsm_batch_clear(b);
     for (size_t i = 0; i < n && st == OM_OK; i++) {
         const mig_rec *r = &recs[refs[i].i];
@@ -650,8 +645,7 @@ apply_group(shard_mig *m, const mig_rec *recs, const apply_ref *refs, size_t n, 
  * (one WAL sync) per group, so that a client write waits for at most one
  * small group write and only if its stripe is in it, while a small batch
  * (the coordinator sends 128 KiB batches while clients are active) costs
- * only a sync or two. The stripe is shard.c's shard_stripe(): xxh3 of the
- * LSM key modulo SHARD_STRIPES.
+ * only a sync or two.
  */
 static om_status
 apply_all(shard_mig *m, const mig_rec *recs, size_t n, uint32_t *applied, uint32_t *skipped)
@@ -663,7 +657,7 @@ apply_all(shard_mig *m, const mig_rec *recs, size_t n, uint32_t *applied, uint32
     if (refs == NULL)
         return OM_ERR(OM_E_NOMEM);
     for (size_t i = 0; i < n; i++) {
-        refs[i].stripe = (uint32_t)(om_hash64(recs[i].key.p, recs[i].key.n) % SHARD_STRIPES);
+        refs[i].stripe = shard_stripe_of(recs[i].key);
         refs[i].i = (uint32_t)i;
     }
     qsort(refs, n, sizeof(*refs), cmp_ref);
@@ -769,103 +763,68 @@ run_compact(shard_mig *m, mig_job *j)
     rpc_reply_send(j->reply, &resp);
 }
 
-static void *
-mig_worker(void *arg)
+/* The pool's job runner (workq). */
+static void
+mig_run(void *arg, workq_item *it)
 {
     shard_mig *m = arg;
+    mig_job *j = (mig_job *)it;
 
-    for (;;) {
-        mig_job *j;
-        pthread_mutex_lock(&m->q_mu);
-        while (m->q_head == NULL && !m->q_stop)
-            pthread_cond_wait(&m->q_cv, &m->q_mu);
-        j = m->q_head;
-        if (j == NULL || m->q_stop) {
-            pthread_mutex_unlock(&m->q_mu);
-            return NULL;
-        }
-        m->q_head = j->next;
-        if (m->q_head == NULL)
-            m->q_tail = NULL;
-        pthread_mutex_unlock(&m->q_mu);
-        switch (j->kind) {
-        case MIG_JOB_SCAN:
-            run_scan(m, j);
-            break;
-        case MIG_JOB_APPLY:
-            run_apply(m, j);
-            break;
-        case MIG_JOB_COMPACT:
-            run_compact(m, j);
-            break;
-        }
-        job_free(j);
+    switch (j->kind) {
+    case MIG_JOB_SCAN:
+        run_scan(m, j);
+        break;
+    case MIG_JOB_APPLY:
+        run_apply(m, j);
+        break;
+    case MIG_JOB_COMPACT:
+        run_compact(m, j);
+        break;
     }
+    job_free(j);
+}
+
+/* shard_mig_stop: a job still queued is answered "try again later". */
+static void
+mig_cancel(void *arg, workq_item *it)
+{
+    shard_mig *m = arg;
+    mig_job *j = (mig_job *)it;
+
+    rpc_reply_error(j->reply, OM_E_UNAVAILABLE, "shard %s is shutting down", m->self);
+    job_free(j);
 }
 
 om_status
 shard_mig_attach(shard_mig *m, shard *s)
 {
     m->s = s;
-    m->th = calloc((size_t)m->opts.threads, sizeof(*m->th));
-    if (m->th == NULL)
-        return OM_ERR(OM_E_NOMEM);
-    for (int i = 0; i < m->opts.threads; i++) {
-        if (pthread_create(&m->th[i], NULL, mig_worker, m) != 0) {
-            om_log(OM_LOG_ERROR, "cannot start migration thread index=%d", i);
-            shard_mig_stop(m);
-            return OM_ERR(OM_E_NOMEM);
-        }
-        m->nth++;
-    }
-    return OM_OK;
+    return workq_open("shard-migrate", m->opts.threads, MIG_QUEUE_MAX, mig_run, m, &m->pool);
 }
 
 void
 shard_mig_stop(shard_mig *m)
 {
-    mig_job *j;
-
-    if (m == NULL)
+    if (m == NULL || m->pool == NULL)
         return;
-    pthread_mutex_lock(&m->q_mu);
-    m->q_stop = true;
-    j = m->q_head;
-    m->q_head = m->q_tail = NULL;
-    pthread_cond_broadcast(&m->q_cv);
-    pthread_mutex_unlock(&m->q_mu);
     /* A running (paced) Compact would hold the join for up to minutes: abandon it. */
-    if (m->s != NULL)
-        lsm_compact_range_stop(shard_db(m->s));
-    while (j != NULL) {
-        mig_job *next = j->next;
-        rpc_reply_error(j->reply, OM_E_UNAVAILABLE, "shard %s is shutting down", m->self);
-        job_free(j);
-        j = next;
-    }
-    for (int i = 0; i < m->nth; i++)
-        pthread_join(m->th[i], NULL);
-    m->nth = 0;
+    lsm_compact_range_stop(shard_db(m->s));
+    workq_close(m->pool, mig_cancel);
+    m->pool = NULL;
 }
 
 static void
 mig_enqueue(shard_mig *m, mig_job *j)
 {
-    pthread_mutex_lock(&m->q_mu);
-    if (m->q_stop || m->s == NULL) {
-        pthread_mutex_unlock(&m->q_mu);
-        rpc_reply_error(j->reply, OM_E_UNAVAILABLE, "shard %s is shutting down", m->self);
-        job_free(j);
+    om_status st = m->pool != NULL ? workq_push(m->pool, &j->item) : OM_E_UNAVAILABLE;
+
+    if (st == OM_OK)
         return;
-    }
-    j->next = NULL;
-    if (m->q_tail)
-        m->q_tail->next = j;
+    if (st == OM_E_BUSY)
+        rpc_reply_error(j->reply, OM_E_BUSY, "shard %s: too many migration jobs queued", m->self);
     else
-        m->q_head = j;
-    m->q_tail = j;
-    pthread_cond_signal(&m->q_cv);
-    pthread_mutex_unlock(&m->q_mu);
+        rpc_reply_error(j->reply, OM_E_UNAVAILABLE, "shard %s is shutting down", m->self);
+    job_free(j);
 }
 
 static void

@@ -1,12 +1,14 @@
 /*
  * shard/shard.c -- the object operations of one shard over its LSM tree:
  * store, get, exists and delete with versions and conditions (the rules are
- * in shard.h). Protocol translation and threads live in handlers.c.
+ * in shard.h). Protocol translation lives in handlers.c, the threads that
+ * write and sync in commit.c, opening and closing in lifecycle.c.
  *
  * Read-check-write: a writer locks the stripe of its key (xxh3 of the LSM key
  * modulo SHARD_STRIPES), reads the current record, checks the condition,
- * computes the next version and writes, then unlocks. Readers take no lock:
- * the engine gives them a consistent value.
+ * computes the next version (checked to increase: shard_version_check) and
+ * writes, then unlocks. Readers take no lock: the engine gives them a
+ * consistent value.
  */
 #define OM_LOG_MODULE "shard"
 #include "shard/shard_int.h"
@@ -72,80 +74,48 @@ shard_make_dirs(const char *path)
     return OM_OK;
 }
 
-void
-shard_opts_init(shard_opts *o)
-{
-    memset(o, 0, sizeof(*o));
-    lsm_opts_init(&o->lsm);
-    o->max_object_size = SHARD_DEFAULT_MAX_OBJECT;
-    o->max_metadata_size = SHARD_DEFAULT_MAX_METADATA;
-    o->metadata_max_depth = SHARD_DEFAULT_METADATA_DEPTH;
-    o->workers = 8;
-    o->max_list_bytes = 8u << 20;
-    o->inline_reads = true;
-    o->sync_thread = true;
-    o->writer_thread = true;
-}
-
+/*
+ * The engine side of shard_open (lifecycle.c): the data directory, the
+ * stripes, the engine. On an error everything it made is undone.
+ */
 om_status
-shard_open(const char *dir, const shard_opts *opts, shard **out)
+shard_engine_open(shard *s, const char *dir)
 {
-    shard *s = calloc(1, sizeof(*s));
+    pthread_rwlockattr_t ga;
     om_status st;
 
-    if (s == NULL)
-        return OM_ERR(OM_E_NOMEM);
-    s->opts = *opts;
-    s->id = strdup(opts->id ? opts->id : "");
-    s->opts.id = s->id;
-    if (s->opts.workers < 1)
-        s->opts.workers = 1;
     for (int i = 0; i < SHARD_STRIPES; i++)
         pthread_mutex_init(&s->stripes[i], NULL);
-    pthread_rwlockattr_t ga;
     pthread_rwlockattr_init(&ga);
     /* a group taking the gate exclusive must not starve behind single writes */
     pthread_rwlockattr_setkind_np(&ga, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init(&s->stripes_gate, &ga);
     pthread_rwlockattr_destroy(&ga);
     pthread_mutex_init(&s->wm_mu, NULL);
-    for (int i = 0; i < SHARD_OP_COUNT_; i++)
-        rpc_hist_init(&s->latency[i]);
-    st = s->id ? shard_make_dirs(dir) : OM_ERR(OM_E_NOMEM);
+    st = shard_make_dirs(dir);
     if (st == OM_OK)
         st = lsm_open(dir, &s->opts.lsm, &s->db);
     if (st != OM_OK) {
         om_log(OM_LOG_ERROR, "cannot open the engine dir=%s status=%s", dir, om_status_str(st));
-        goto fail;
+        for (int i = 0; i < SHARD_STRIPES; i++)
+            pthread_mutex_destroy(&s->stripes[i]);
+        pthread_rwlock_destroy(&s->stripes_gate);
+        pthread_mutex_destroy(&s->wm_mu);
     }
-    st = shard_pool_start(s);
-    if (st != OM_OK) {
-        lsm_close(s->db);
-        goto fail;
-    }
-    *out = s;
-    return OM_OK;
-fail:
-    for (int i = 0; i < SHARD_STRIPES; i++)
-        pthread_mutex_destroy(&s->stripes[i]);
-    pthread_rwlock_destroy(&s->stripes_gate);
-    pthread_mutex_destroy(&s->wm_mu);
-    free(s->id);
-    free(s);
     return st;
 }
 
+static void wm_scratch_free(shard_wm_scratch *x);
+
+/* Sync the WAL and close the engine (no request runs any more). Returns the first error. */
 om_status
-shard_close(shard *s)
+shard_engine_close(shard *s)
 {
     om_status st, st2;
 
-    if (s == NULL)
-        return OM_OK;
-    shard_detach_loop(s);
-    shard_pool_stop(s);
     om_buf_free(&s->read_buf);
-    shard_wm_scratch_release(s);
+    wm_scratch_free(s->wm_spare);
+    s->wm_spare = NULL;
     pthread_mutex_destroy(&s->wm_mu);
     st = lsm_sync(s->db);
     st2 = lsm_close(s->db);
@@ -154,16 +124,7 @@ shard_close(shard *s)
     for (int i = 0; i < SHARD_STRIPES; i++)
         pthread_mutex_destroy(&s->stripes[i]);
     pthread_rwlock_destroy(&s->stripes_gate);
-    free(s->id);
-    free(s);
     return st;
-}
-
-void
-shard_set_ring_check(shard *s, shard_ring_check_fn fn, void *arg)
-{
-    s->ring_check = fn;
-    s->ring_check_arg = arg;
 }
 
 lsm_db *
@@ -179,10 +140,10 @@ shard_validate_addr(om_slice bucket, om_slice key, char *err, size_t errlen)
     return shard_validate_key(key, err, errlen);
 }
 
-static pthread_mutex_t *
-shard_stripe(shard *s, om_slice lkey)
+unsigned
+shard_stripe_of(om_slice lkey)
 {
-    return &s->stripes[om_hash64(lkey.p, lkey.n) % SHARD_STRIPES];
+    return (unsigned)(om_hash64(lkey.p, lkey.n) % SHARD_STRIPES);
 }
 
 static unsigned
@@ -198,6 +159,8 @@ stripes_count(const uint64_t *set)
 void
 shard_stripes_lock(shard *s, const uint64_t *set)
 {
+    int held = -1;
+
     if (stripes_count(set) > SHARD_GROUP_MAX_STRIPES) {
         pthread_rwlock_wrlock(&s->stripes_gate);
         return;
@@ -205,7 +168,7 @@ shard_stripes_lock(shard *s, const uint64_t *set)
     pthread_rwlock_rdlock(&s->stripes_gate);
     for (unsigned k = 0; k < SHARD_STRIPES; k++)
         if (set[k / 64] & (UINT64_C(1) << (k % 64)))
-            pthread_mutex_lock(&s->stripes[k]);
+            shard_stripe_lock(s, k, &held);
 }
 
 void
@@ -380,7 +343,9 @@ shard_exists(shard *s, om_slice bucket, om_slice key, char *err, size_t errlen)
  * record) and the LSM write. shard_write_many runs a batch of writes with a
  * single lsm_write -- one WAL record and one fsync for all of them -- while it
  * holds every stripe involved, taken in ascending index order (the only
- * place a thread holds more than one stripe, so there is no deadlock).
+ * place a thread holds more than one stripe, so there is no deadlock) --
+ * or, past SHARD_GROUP_MAX_STRIPES of them, the stripes gate exclusive,
+ * which excludes every stripe holder (shard_int.h, "Lock order").
  * A write to a key that appears earlier in the same batch is decided against
  * the record its latest predecessor in the batch puts there (or, when no
  * predecessor writes anything, against the engine), and goes into the same
@@ -443,10 +408,14 @@ write_prepare(shard *s, shard_write *w, om_slice lkey, uint64_t etag, const om_s
     }
     if (w->is_delete && !live && a->forced_version == 0)
         return shard_msg(OM_E_NOTFOUND, w->err, sizeof(w->err), "no such object");
+    if (have_old && old.version == UINT64_MAX && a->forced_version == 0)
+        return shard_msg(OM_E_INVALID, w->err, sizeof(w->err),
+                         "version: the key holds the highest version; it cannot be written again");
     memset(&rec, 0, sizeof(rec));
     rec.type = w->is_delete ? SHARD_REC_TOMBSTONE : SHARD_REC_LIVE;
     rec.version = a->forced_version != 0 ? a->forced_version
                                          : shard_next_version(have_old, have_old ? old.version : 0);
+    shard_version_check(have_old, have_old ? old.version : 0, rec.version);
     rec.modified_ms = om_clock_wall_ms();
     rec.etag = etag;
     if (w->is_delete) {
@@ -484,7 +453,8 @@ write_one(shard *s, shard_write *w)
 {
     om_buf lkey = OM_BUF_INIT, raw = OM_BUF_INIT, val = OM_BUF_INIT;
     uint64_t etag = om_hash64(w->args.data.p, w->args.data.n); /* outside the lock */
-    pthread_mutex_t *mu;
+    unsigned stripe;
+    int held = -1;
     size_t vlen;
 
     w->err[0] = '\0';
@@ -495,16 +465,16 @@ write_one(shard *s, shard_write *w)
         w->status = shard_msg(OM_E_NOMEM, w->err, sizeof(w->err), "out of memory");
         return;
     }
-    mu = shard_stripe(s, om_buf_slice(&lkey));
+    stripe = shard_stripe_of(om_buf_slice(&lkey));
     pthread_rwlock_rdlock(&s->stripes_gate);
-    pthread_mutex_lock(mu);
+    shard_stripe_lock(s, stripe, &held);
     w->status = write_prepare(s, w, om_buf_slice(&lkey), etag, NULL, &raw, &val, &vlen);
     if (w->status == OM_OK && vlen > 0) {
         om_status st = lsm_put(s->db, om_buf_slice(&lkey), om_buf_slice(&val));
         if (st != OM_OK)
             write_fail_engine(s, w, st);
     }
-    pthread_mutex_unlock(mu);
+    pthread_mutex_unlock(&s->stripes[stripe]);
     pthread_rwlock_unlock(&s->stripes_gate);
     om_buf_free(&lkey);
     om_buf_free(&raw);
@@ -591,16 +561,9 @@ wm_scratch_put(shard *s, shard_wm_scratch *x)
 }
 
 void
-shard_wm_scratch_release(shard *s)
-{
-    wm_scratch_free(s->wm_spare);
-    s->wm_spare = NULL;
-}
-
-void
 shard_write_many(shard *s, shard_write *w, size_t n)
 {
-    shard_write_many_ex(s, w, n, false);
+    shard_write_group(s, w, n, false);
 }
 
 /*
@@ -628,7 +591,7 @@ wm_prefetch(shard *s, const wm_item *items, const om_buf *keys, size_t from, siz
 }
 
 void
-shard_write_many_ex(shard *s, shard_write *w, size_t n, bool nosync)
+shard_write_group(shard *s, shard_write *w, size_t n, bool nosync)
 {
     shard_wm_scratch *x = NULL;
     wm_item *items = NULL;
@@ -675,11 +638,11 @@ shard_write_many_ex(shard *s, shard_write *w, size_t n, bool nosync)
         om_buf_append(keys, a->key.p, a->key.n);
         items[i].klen = keys->n - items[i].koff;
         items[i].hash = om_hash64(keys->p + items[i].koff, items[i].klen);
-        items[i].stripe = (unsigned)(items[i].hash % SHARD_STRIPES);
+        items[i].stripe = (unsigned)(items[i].hash % SHARD_STRIPES); /* shard_stripe_of */
         items[i].valid = true;
         stripes[items[i].stripe / 64] |= UINT64_C(1) << (items[i].stripe % 64);
     }
-    shard_stripes_lock(s, stripes);
+    shard_stripes_lock(s, stripes); /* ascending, or the gate alone */
     wm_prefetch(s, items, keys, 0, n, false);
     wm_prefetch(s, items, keys, WM_PREFETCH_AHEAD, n, false);
     wm_prefetch(s, items, keys, 0, n, true);
@@ -763,118 +726,4 @@ shard_delete(shard *s, om_slice bucket, om_slice key, shard_cond cond, uint64_t 
     else if (err != NULL && errlen > 0)
         snprintf(err, errlen, "%s", w.err);
     return w.status;
-}
-
-om_status
-shard_health(void *arg, om_buf *reason)
-{
-    shard *s = arg;
-    int st = atomic_load(&s->engine_error);
-
-    if (st == OM_OK)
-        return OM_OK;
-    om_buf_printf(reason, "storage engine write failed (%s); writes are refused until restart\n",
-                  om_status_str((om_status)st));
-    return (om_status)st;
-}
-
-/* ---- shard_fifo (shard_int.h) ---- */
-
-struct shard_fifo_chunk {
-    shard_fifo_chunk *prev, *next;
-    size_t cap;  /* bytes of data[] */
-    size_t used; /* bytes of data[] handed out (allocation headers included) */
-    size_t live; /* allocations not yet released */
-    _Alignas(16) uint8_t data[];
-};
-
-/* Each allocation is preceded by its chunk pointer, padded to keep 16-byte alignment. */
-#define FIFO_HDR 16u
-#define FIFO_STD_CAP (SHARD_FIFO_CHUNK - sizeof(shard_fifo_chunk))
-
-static void
-fifo_unlink(shard_fifo *f, shard_fifo_chunk *c)
-{
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        f->head = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    else
-        f->tail = c->prev;
-    c->prev = c->next = NULL;
-}
-
-void *
-shard_fifo_alloc(shard_fifo *f, size_t n)
-{
-    size_t need = FIFO_HDR + ((n + 15u) & ~(size_t)15u);
-    shard_fifo_chunk *c = f->tail;
-
-    if (need < n)
-        return NULL; /* overflow */
-    if (c == NULL || c->cap - c->used < need) {
-        if (need <= FIFO_STD_CAP && f->spare != NULL) {
-            c = f->spare;
-            f->spare = c->next;
-            f->n_spare--;
-        } else {
-            size_t cap = need <= FIFO_STD_CAP ? FIFO_STD_CAP : need;
-            c = malloc(sizeof(*c) + cap);
-            if (c == NULL)
-                return NULL;
-            c->cap = cap;
-        }
-        c->used = c->live = 0;
-        c->next = NULL;
-        c->prev = f->tail;
-        if (f->tail != NULL)
-            f->tail->next = c;
-        else
-            f->head = c;
-        f->tail = c;
-    }
-    uint8_t *p = c->data + c->used;
-    memcpy(p, &c, sizeof(c));
-    c->used += need;
-    c->live++;
-    return p + FIFO_HDR;
-}
-
-void
-shard_fifo_release(shard_fifo *f, void *p)
-{
-    shard_fifo_chunk *c;
-
-    memcpy(&c, (uint8_t *)p - FIFO_HDR, sizeof(c));
-    if (--c->live > 0)
-        return;
-    if (c == f->tail && c->cap == FIFO_STD_CAP) {
-        c->used = 0; /* the newest chunk: allocate from its start again */
-        return;
-    }
-    fifo_unlink(f, c);
-    if (c->cap == FIFO_STD_CAP && f->n_spare < SHARD_FIFO_SPARES) {
-        c->next = f->spare;
-        f->spare = c;
-        f->n_spare++;
-    } else {
-        free(c);
-    }
-}
-
-void
-shard_fifo_fini(shard_fifo *f)
-{
-    for (int list = 0; list < 2; list++) {
-        shard_fifo_chunk *c = list == 0 ? f->head : f->spare;
-        while (c != NULL) {
-            shard_fifo_chunk *next = c->next;
-            free(c);
-            c = next;
-        }
-    }
-    f->head = f->tail = f->spare = NULL;
-    f->n_spare = 0;
 }

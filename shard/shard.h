@@ -50,14 +50,9 @@ typedef struct shard_opts {
     size_t max_object_size;   /* default 4 MiB */
     size_t max_metadata_size; /* default 64 KiB */
     int metadata_max_depth;   /* default 32 */
-    int workers;              /* threads running lists (and writes without a loop); default 8 */
+    int workers;              /* threads running lists (and reads without inline_reads);
+                               * default 8 */
     bool inline_reads;        /* Retrieve/Head/Exists on the network thread; default true */
-    bool sync_thread;         /* with a loop and LSM_SYNC_ALWAYS: WAL syncs on a thread of
-                               * their own, overlapping the loop (shard_attach_loop);
-                               * default true */
-    bool writer_thread;       /* with sync_thread in effect: the loop hands its writes to a
-                               * "shard-writer" thread instead of running them
-                               * (shard_attach_loop); default true */
     const char *id;           /* shown by Ping ("objmeta-shard/<version> id=<id>"); default "" */
     size_t max_list_bytes;    /* a List page ends early beyond this; default 8 MiB (keep it
                                * below the rpc max_frame) */
@@ -150,8 +145,8 @@ typedef struct shard_write {
  * shard_write_many -- run n writes as one engine write (one WAL record, one
  * fsync), each with its own condition and answer, exactly as if they had been
  * made one after the other. Writes to a key that appears earlier in the batch
- * run after it. Used by the worker pool to turn a queue of writes into group
- * commits.
+ * run after it. The commit pipeline (shard/commit.h) writes each group commit
+ * this way.
  */
 void shard_write_many(shard *s, shard_write *w, size_t n);
 
@@ -185,10 +180,12 @@ om_status shard_delete(shard *s, om_slice bucket, om_slice key, shard_cond cond,
 /*
  * shard_rpc_handler -- the rpc_handler_fn of a shard server (arg = the shard).
  * Ping, Stats and (with inline_reads) Retrieve/Head/Exists are answered on
- * the loop thread; Store, Delete and List go to the worker pool and are
- * answered from there through rpc_reply_send(). Every keyed request first
- * passes the ring check. Call it from one thread (the rpc loop), one request
- * at a time: the inline reads reuse a buffer of the shard.
+ * the calling thread; Store and Delete go to the commit pipeline
+ * (shard/commit.h: written at once without a loop attached, else batched per
+ * loop iteration); List (and reads without inline_reads) go to the worker
+ * pool and are answered from there through rpc_reply_send(). Every keyed
+ * request first passes the ring check. Call it from one thread (the rpc
+ * loop), one request at a time: the inline reads reuse a buffer of the shard.
  */
 void shard_rpc_handler(void *arg, const Objmeta__Request *req, rpc_reply *reply);
 
@@ -203,24 +200,19 @@ void shard_rpc_handler(void *arg, const Objmeta__Request *req, rpc_reply *reply)
 void shard_rpc_prefetch(void *arg, const rpc_key_hint *hints, size_t n);
 
 /*
- * shard_attach_loop -- run Store and Delete on the loop thread of `base` (the
- * one running the rpc server) instead of the worker pool: the writes that
- * arrive in one loop iteration become batches with one WAL fsync each, as in
- * Redis's appendfsync always. With opts.sync_thread and LSM_SYNC_ALWAYS the
- * loop writes each group without syncing and a "shard-sync" thread syncs it
- * while the loop goes on serving; every reply the loop makes while a group
- * is not yet durable (reads too) is held until the sync covering it ends,
- * and answered with an error if that sync fails. With opts.writer_thread as
- * well, the loop does not run the writes either: it hands each iteration's
- * writes to a "shard-writer" thread (FIFO, one writer: a key's writes apply
- * in the order received) and answers them when the writer has written them
- * and their sync is done; the loop blocks only while the writer's queue is
- * full (a few batches). Otherwise the loop blocks while a batch syncs.
- * Without a loop, writes go to the worker pool (which batches what is
- * queued). shard_detach_loop (also done by shard_close)
- * answers what is pending (the writer thread writes everything handed to
- * it and is joined), syncs, releases the held replies, stops the sync thread
- * and frees the events; call it before freeing `base`.
+ * shard_attach_loop -- run Store and Delete on the loop of `base` (the one
+ * running the rpc server): the writes that arrive in one loop iteration
+ * become groups with one WAL write and one fsync each, as in Redis's
+ * appendfsync always. With LSM_SYNC_ALWAYS that is the pipeline of
+ * shard/commit.h: a "shard-writer" thread writes the groups and a
+ * "shard-sync" thread syncs them while the loop goes on serving, and every
+ * reply the loop makes while a group it could reveal is not durable (reads
+ * too) is held until the sync covering it ends (an error if that sync
+ * fails). With periodic or none the loop writes each iteration's group
+ * itself. Without a loop, each write is made at once by the handler.
+ * shard_detach_loop (also done by shard_close) writes and answers what is
+ * pending, joins the threads, syncs and releases the held replies; call it
+ * before freeing `base`, once the loop has stopped.
  * Returns: OM_OK; OM_E_NOMEM; OM_E_IO (no eventfd).
  * Thread-safety: loop thread, before serving.
  */

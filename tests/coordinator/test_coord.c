@@ -1,9 +1,11 @@
 /*
  * tests/coordinator/test_coord.c -- unit suite for coordinator/ internals
  * that need no processes: continuation tokens, list page sizing, the ring
- * file (atomic save, load, damage detection) and the --shards parser.
+ * file (atomic save, load, damage detection), the --shards parser, the
+ * size of the answer table and the legal moves between migration phases.
  */
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,7 @@
 #include <unistd.h>
 
 #include "coordinator/coord_int.h"
+#include "coordinator/migrate_int.h"
 #include "tu.h"
 
 #define ERRLEN 256
@@ -219,6 +222,47 @@ START_TEST(secret_persists)
 }
 END_TEST
 
+/* The answer table (metrics.c) has one column per wire Status. */
+START_TEST(answer_table_covers_every_status)
+{
+    const ProtobufCEnumDescriptor *d = &objmeta__status__descriptor;
+
+    ck_assert_uint_eq(d->n_values, COORD_NSTATUS);
+    for (unsigned i = 0; i < d->n_values; i++)
+        ck_assert_int_lt(d->values[i].value, COORD_NSTATUS);
+    ck_assert_int_lt(COORD_STATUS_UNKNOWN, COORD_NSTATUS);
+}
+END_TEST
+
+/* The change's phases move only along the legal edges (coord_mig_set_phase). */
+START_TEST(mig_phase_legal_moves)
+{
+    coord_mig m;
+
+    memset(&m, 0, sizeof(m));
+    coord_mig_set_phase(&m, MIG_COPYING);
+    coord_mig_set_phase(&m, MIG_CLEANUP);
+    coord_mig_set_phase(&m, MIG_COPYING); /* a switch that could not be persisted */
+    coord_mig_set_phase(&m, MIG_CLEANUP);
+    coord_mig_set_phase(&m, MIG_IDLE);
+    coord_mig_set_phase(&m, MIG_COPYING);
+    coord_mig_set_phase(&m, MIG_IDLE); /* a change that could not start */
+    ck_assert_int_eq(m.phase, MIG_IDLE);
+}
+END_TEST
+
+#if OM_ASSERTS_ON
+/* A change cannot jump from idle to cleanup: the check aborts. */
+START_TEST(mig_phase_illegal_move_aborts)
+{
+    coord_mig m;
+
+    memset(&m, 0, sizeof(m));
+    coord_mig_set_phase(&m, MIG_CLEANUP);
+}
+END_TEST
+#endif
+
 static Suite *
 coord_suite(void)
 {
@@ -230,6 +274,11 @@ coord_suite(void)
     tcase_add_test(tc, ring_file_round_trip_and_damage);
     tcase_add_test(tc, shards_parser_rejects_bad_lists);
     tcase_add_test(tc, secret_persists);
+    tcase_add_test(tc, answer_table_covers_every_status);
+    tcase_add_test(tc, mig_phase_legal_moves);
+#if OM_ASSERTS_ON
+    tcase_add_test_raise_signal(tc, mig_phase_illegal_move_aborts, SIGABRT);
+#endif
     suite_add_tcase(s, tc);
     return s;
 }

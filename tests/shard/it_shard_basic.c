@@ -238,11 +238,11 @@ cas_main(void *arg)
     return NULL;
 }
 
-/* _i = 0: writes batched on the loop thread (default); 1: on the worker pool */
+/* _i = 0: the synchronous path (sync-mode=none); 1: the commit pipeline (sync-mode=always) */
 START_TEST(concurrent_conditions_are_atomic)
 {
-    static const char *const extra[2][3] = {{"--sync-mode=none", "--inline-writes=true", NULL},
-                                            {"--sync-mode=none", "--inline-writes=false", NULL}};
+    static const char *const extra[2][2] = {{"--sync-mode=none", NULL},
+                                            {"--sync-mode=always", NULL}};
     tu_proc *p = it_start_shard(NULL, extra[_i]);
     omc_client *c = it_client(p);
     pthread_t th[CAS_THREADS];
@@ -266,8 +266,8 @@ START_TEST(concurrent_conditions_are_atomic)
     ck_assert_int_eq(omc_retrieve(c, "cas", "counter", &info, &data), OM_OK);
     ck_assert_int_eq(counter_value(&data), CAS_THREADS * CAS_ROUNDS);
     omc_info_free(&info);
-    printf("cas (%s writes): %d increments, %d conflicts refused\n", _i ? "pool" : "inline",
-           CAS_THREADS * CAS_ROUNDS, conflicts);
+    printf("cas (%s writes): %d increments, %d conflicts refused\n",
+           _i ? "pipeline" : "synchronous", CAS_THREADS * CAS_ROUNDS, conflicts);
 
     om_buf_free(&data);
     omc_close(c);

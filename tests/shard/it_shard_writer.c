@@ -1,8 +1,9 @@
 /*
- * tests/shard/it_shard_writer.c -- the real objmeta-shard with its writes on
- * the writer thread (writer-thread = true, the default with inline-writes and
- * sync-mode=always), and for comparison on the loop thread
- * (--writer-thread=false). Loop test index _i: 0 = writer thread, 1 = loop.
+ * tests/shard/it_shard_writer.c -- the real objmeta-shard in both write modes
+ * of shard/commit.h: the pipeline (sync-mode=always, the default: writer and
+ * sync threads) and, for comparison, the synchronous path (sync-mode=periodic:
+ * the loop writes each iteration's group itself). Loop test index _i:
+ * 0 = pipeline, 1 = synchronous.
  *
  *   cas_counters_match_acknowledged_increments: several connections run
  *     if-version compare-and-set increments on the same few counters; each
@@ -30,10 +31,9 @@
 
 #include "it_util.h"
 
-static const char *const modes[2][4] = {
-    {"--sync-mode=always", "--log-level=warn", NULL, NULL},
-    {"--sync-mode=always", "--log-level=warn", "--writer-thread=false", NULL}};
-static const char *const mode_names[2] = {"writer thread", "loop thread"};
+static const char *const modes[2][4] = {{"--sync-mode=always", "--log-level=warn", NULL, NULL},
+                                        {"--sync-mode=periodic", "--log-level=warn", NULL, NULL}};
+static const char *const mode_names[2] = {"pipeline", "synchronous"};
 
 /* ---- CAS counters ---- */
 

@@ -4,12 +4,14 @@
  * with and without conditions (if-absent, if-version right and wrong),
  * deletes with and without if-version, retrieves, heads, exists, and
  * listings of a prefix page by page with continuation tokens. The shard runs
- * with sync-mode=always, a 64 KiB write buffer (flushes and compactions all
- * the time) and tiny caches, in two modes (loop index _i): 0 = writes on the
- * writer thread and fsyncs on the sync thread (the defaults), 1 = writes on
- * the worker pool. Bounded in time: SHARD_STRESS_SECONDS (default 3) per
- * mode. The seed is printed; TU_SEED reruns with the same values and the
- * same operation mix (the interleaving is the scheduler's).
+ * with a 64 KiB write buffer (flushes and compactions all the time) and tiny
+ * caches, in the two write modes (loop index _i; shard/README.md): 0 = the
+ * pipeline (sync-mode=always: writes on the writer thread, fsyncs on the
+ * sync thread, held replies), 1 = synchronous writes on the loop
+ * (sync-mode=periodic, every 5 ms) with Retrieve, Head and Exists on the
+ * worker pool. Bounded in time: SHARD_STRESS_SECONDS (default 3) per mode. The seed is printed;
+ * TU_SEED reruns with the same values and the same operation mix (the interleaving is the
+ * scheduler's).
  *
  * The model is tests/harness/tu_model.h (per-key serialised writes, a read
  * may show only the writes between the last that returned before it began
@@ -348,10 +350,11 @@ START_TEST(eight_clients_against_a_model)
 {
     static const char *const extra[2][10] = {
         {"--sync-mode=always", "--write-buffer=64K", "--block-cache=256K", "--row-cache-size=64K",
-         "--writer-thread=true", "--sync-thread=true", "--log-level=warn", NULL},
-        {"--sync-mode=always", "--write-buffer=64K", "--block-cache=256K", "--row-cache-size=64K",
-         "--inline-writes=false", "--log-level=warn", NULL}};
-    static const char *const names[2] = {"writer and sync threads", "worker pool writes"};
+         "--log-level=warn", NULL},
+        {"--sync-mode=periodic", "--sync-period=5ms", "--inline-reads=false", "--write-buffer=64K",
+         "--block-cache=256K", "--row-cache-size=64K", "--log-level=warn", NULL}};
+    static const char *const names[2] = {"pipeline: writer and sync threads",
+                                         "synchronous writes, reads on the workers"};
     static stress s;
     const char *secs = getenv("SHARD_STRESS_SECONDS");
     tu_proc *p = it_start_shard(NULL, extra[_i]);

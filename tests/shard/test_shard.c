@@ -2,16 +2,22 @@
  * tests/shard/test_shard.c -- unit suite for shard/: input validation, the
  * record codec, continuation tokens, object operations with versions and
  * conditions, and ListObjectsV2 against an oracle computed here from random
- * keys (run directly on a shard in a temporary directory, no network).
+ * keys (run directly on a shard in a temporary directory, no network), and
+ * the shard's invariant checks (a version that does not increase, stripes
+ * taken out of order, the commit pipeline used from a second thread) firing
+ * when broken on purpose.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "shard/commit.h"
 #include "shard/list.h"
 #include "shard/record.h"
 #include "shard/shard.h"
+#include "shard/shard_int.h"
 #include "tu.h"
 
 #define S(str) om_slice_from_str(str)
@@ -955,6 +961,100 @@ START_TEST(list_byte_budget)
 }
 END_TEST
 
+/*
+ * A key holding the highest version (a forwarded write may carry any version)
+ * cannot be written again with an assigned one: refused with a message,
+ * never a wrapped-around (lower) version and never a crash.
+ */
+START_TEST(highest_version_is_refused_not_wrapped)
+{
+    shard *s = open_shard();
+    shard_obj_info info;
+    char err[256];
+    shard_store_args a = {
+        .bucket = S("bkt"), .key = S("max"), .data = S("v"), .forced_version = UINT64_MAX};
+
+    ck_assert_int_eq(shard_store(s, &a, &info, err, sizeof(err)), OM_OK);
+    ck_assert_uint_eq(info.version, UINT64_MAX);
+    a.forced_version = 0;
+    ck_assert_int_eq(shard_store(s, &a, &info, err, sizeof(err)), OM_E_INVALID);
+    ck_assert_msg(strncmp(err, "version: ", 9) == 0, "message %s", err);
+    ck_assert_int_eq(shard_delete(s, S("bkt"), S("max"), (shard_cond){SHARD_COND_NONE, 0}, 0, &info,
+                                  err, sizeof(err)),
+                     OM_E_INVALID);
+    ck_assert_int_eq(shard_close(s), OM_OK);
+}
+END_TEST
+
+/* The version rule is checked in every build: a version that does not increase aborts. */
+START_TEST(version_not_increasing_aborts)
+{
+    shard_version_check(false, 0, 5); /* a new key: any version */
+    shard_version_check(true, 5, 6);
+    shard_version_check(true, 6, 6); /* the same version again: SIGABRT */
+}
+END_TEST
+
+#if OM_ASSERTS_ON
+/* A commit pipeline whose callbacks only count (no engine, no replies). */
+static int commit_written, commit_answered;
+
+static void
+count_write(void *arg, commit_job **jobs, size_t n, bool nosync, void *scratch)
+{
+    commit_written += (int)n;
+}
+
+static void
+count_answer(void *arg, commit_job *j)
+{
+    commit_answered++;
+}
+
+static void *
+submit_main(void *arg)
+{
+    commit *c = arg;
+    commit_job *j = commit_job_alloc(c, sizeof(*j));
+
+    commit_submit(c, j); /* not the thread that serves: SIGABRT */
+    return NULL;
+}
+
+/* "Loop thread only": the pipeline belongs to the thread that first served it. */
+START_TEST(commit_from_another_thread_aborts)
+{
+    commit_ops ops = {.write = count_write, .answer = count_answer};
+    commit *c = NULL;
+    commit_job *j;
+    pthread_t th;
+
+    ck_assert_int_eq(commit_open(NULL, &ops, &c), OM_OK);
+    j = commit_job_alloc(c, sizeof(*j));
+    ck_assert_ptr_nonnull(j);
+    commit_submit(c, j); /* no loop: written and answered at once, on this thread */
+    ck_assert_int_eq(commit_written, 1);
+    ck_assert_int_eq(commit_answered, 1);
+    ck_assert_int_eq(pthread_create(&th, NULL, submit_main, c), 0);
+    pthread_join(th, NULL);
+}
+END_TEST
+
+/* Stripes are taken in ascending order only (debug and sanitizer builds check it). */
+START_TEST(stripes_out_of_order_abort)
+{
+    shard *s = calloc(1, sizeof(*s)); /* zeroed mutexes are unlocked ones */
+    int held = -1;
+
+    ck_assert_ptr_nonnull(s);
+    shard_stripe_lock(s, 3, &held);
+    shard_stripe_lock(s, 7, &held);
+    ck_assert_int_eq(held, 7);
+    shard_stripe_lock(s, 5, &held); /* below one held: SIGABRT */
+}
+END_TEST
+#endif
+
 static Suite *
 shard_suite(void)
 {
@@ -982,6 +1082,14 @@ shard_suite(void)
     tcase_add_test(tc, list_matches_oracle);
     tcase_add_test(tc, list_limits);
     tcase_add_test(tc, list_byte_budget);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("invariants");
+    tcase_add_test(tc, highest_version_is_refused_not_wrapped);
+    tcase_add_test_raise_signal(tc, version_not_increasing_aborts, SIGABRT);
+#if OM_ASSERTS_ON
+    tcase_add_test_raise_signal(tc, stripes_out_of_order_abort, SIGABRT);
+    tcase_add_test_raise_signal(tc, commit_from_another_thread_aborts, SIGABRT);
+#endif
     suite_add_tcase(s, tc);
     return s;
 }

@@ -2,11 +2,12 @@
  * tests/util/test_util.c -- unit suite for util/: status, slices and buffers,
  * UTF-8, coding, checksums, clocks, arena (and its block pool: reuse, the
  * cap, large blocks, pre-faulting and the filler thread, concurrent
- * arenas), logger and the
- * config table.
+ * arenas), logger, the
+ * config table and the worker pool (workq: FIFO, bound, drain, cancel).
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include "util/log.h"
 #include "util/slice.h"
 #include "util/status.h"
+#include "util/workq.h"
 
 START_TEST(status_names_are_distinct)
 {
@@ -691,6 +693,149 @@ START_TEST(assert_debug_aborts)
 END_TEST
 #endif
 
+/* ---- workq ---- */
+
+typedef struct wq_job {
+    workq_item it; /* first: the item is the job */
+    int n;
+} wq_job;
+
+typedef struct wq_state {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool gate_open;
+    int ran, cancelled, last_started, started_in_order;
+} wq_state;
+
+static void
+wq_run(void *arg, workq_item *it)
+{
+    wq_state *w = arg;
+    wq_job *j = (wq_job *)it;
+
+    pthread_mutex_lock(&w->mu);
+    if (j->n == w->last_started + 1)
+        w->started_in_order++;
+    w->last_started = j->n;
+    while (!w->gate_open)
+        pthread_cond_wait(&w->cv, &w->mu);
+    w->ran++;
+    pthread_mutex_unlock(&w->mu);
+    free(j);
+}
+
+static void
+wq_cancel(void *arg, workq_item *it)
+{
+    wq_state *w = arg;
+
+    pthread_mutex_lock(&w->mu);
+    w->cancelled++;
+    pthread_mutex_unlock(&w->mu);
+    free(it);
+}
+
+static wq_job *
+wq_job_new(int n)
+{
+    wq_job *j = calloc(1, sizeof(*j));
+
+    ck_assert_ptr_nonnull(j);
+    j->n = n;
+    return j;
+}
+
+static void
+wq_open_gate(wq_state *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->gate_open = true;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void *
+wq_opener_main(void *arg)
+{
+    wq_open_gate(arg);
+    return NULL;
+}
+
+/* One thread: jobs start in FIFO order; the bound refuses with BUSY; close drains. */
+START_TEST(workq_fifo_bound_and_drain)
+{
+    wq_state w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    workq *q = NULL;
+    wq_job *extra;
+    int pushed = 0;
+
+    ck_assert_int_eq(workq_open("test-wq", 1, 4, wq_run, &w, &q), OM_OK);
+    /* the first job blocks the thread at the gate; 4 more fill the queue */
+    while (pushed < 5) {
+        wq_job *j = wq_job_new(pushed + 1);
+
+        ck_assert_int_eq(workq_push(q, &j->it), OM_OK);
+        pushed++;
+        if (pushed == 1)
+            while (workq_len(q) != 0) /* the thread took it */
+                sched_yield();
+    }
+    ck_assert_uint_eq(workq_len(q), 4);
+    extra = wq_job_new(99);
+    ck_assert_int_eq(workq_push(q, &extra->it), OM_E_BUSY);
+    free(extra);
+    wq_open_gate(&w);
+    workq_close(q, NULL);
+    ck_assert_int_eq(w.ran, 5);
+    ck_assert_int_eq(w.started_in_order, 5);
+    ck_assert_int_eq(w.cancelled, 0);
+}
+END_TEST
+
+/* close with a cancel function: the queued jobs are cancelled, the running one finishes. */
+START_TEST(workq_close_cancels_queued)
+{
+    wq_state w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    workq *q = NULL;
+    wq_job *first = wq_job_new(1);
+
+    ck_assert_int_eq(workq_open("test-wq", 1, 100, wq_run, &w, &q), OM_OK);
+    ck_assert_int_eq(workq_push(q, &first->it), OM_OK);
+    while (workq_len(q) != 0)
+        sched_yield();
+    for (int i = 2; i <= 10; i++) {
+        wq_job *j = wq_job_new(i);
+
+        ck_assert_int_eq(workq_push(q, &j->it), OM_OK);
+    }
+    /* the running job waits at the gate until a helper opens it while close joins */
+    pthread_t opener;
+    ck_assert_int_eq(pthread_create(&opener, NULL, wq_opener_main, &w), 0);
+    workq_close(q, wq_cancel);
+    pthread_join(opener, NULL);
+    ck_assert_int_eq(w.ran + w.cancelled, 10);
+    ck_assert_int_ge(w.ran, 1);
+}
+END_TEST
+
+/* Several threads: every job runs exactly once. */
+START_TEST(workq_many_threads_run_everything)
+{
+    wq_state w = {
+        .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .gate_open = true};
+    workq *q = NULL;
+
+    ck_assert_int_eq(workq_open("test-wq", 4, 100000, wq_run, &w, &q), OM_OK);
+    for (int i = 0; i < 10000; i++) {
+        wq_job *j = wq_job_new(i);
+
+        ck_assert_int_eq(workq_push(q, &j->it), OM_OK);
+    }
+    workq_close(q, NULL);
+    ck_assert_int_eq(w.ran, 10000);
+}
+END_TEST
+
 static Suite *
 util_suite(void)
 {
@@ -730,6 +875,11 @@ util_suite(void)
     tcase_add_test(tc, conf_precedence);
     tcase_add_test(tc, conf_errors_name_the_setting);
     tcase_add_test(tc, conf_print_roundtrips);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("workq");
+    tcase_add_test(tc, workq_fifo_bound_and_drain);
+    tcase_add_test(tc, workq_close_cancels_queued);
+    tcase_add_test(tc, workq_many_threads_run_everything);
     suite_add_tcase(s, tc);
     return s;
 }
