@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client/client.h"
 #include "client/tool.h"
 #include "rpc/rpc.h"
 #include "util/clock.h"
@@ -31,6 +32,8 @@ static const char admin_usage[] =
     "  remove-shard --id ID [--wait]\n"
     "  set-weight --id ID --weight W [--wait]\n"
     "  rebalance-status [--json]\n"
+    "  status [--json]    every coordinator of --addr a,b,c: leader or follower, the ring\n"
+    "                     epoch (and pending epoch) it holds, its cluster-state revision\n"
     "Only one ring change runs at a time; --wait follows it to the end.\n";
 
 typedef struct admin {
@@ -38,6 +41,8 @@ typedef struct admin {
     bool json;
     uint32_t timeout_ms;
     rpc_sync_client *c;
+    const omc_creds *cr; /* --ca --cert --key --auth-token of the tool */
+    rpc_tls *tls;
     int exit_code; /* set when the first contact failed (tool_explain) */
     /* options */
     bool help, wait;
@@ -81,25 +86,43 @@ admin_open(admin *a)
     Objmeta__PingRequest pr = OBJMETA__PING_REQUEST__INIT;
     Objmeta__Response *r = NULL;
     uint32_t hs = a->timeout_ms < TOOL_HANDSHAKE_MS ? a->timeout_ms : TOOL_HANDSHAKE_MS;
-    om_status st = rpc_sync_client_open(a->addr, hs, &a->c);
+    const char *p = a->addr;
+    char one[256] = "";
+    om_status st = OM_E_INVALID;
+    bool tls = a->cr != NULL && a->cr->ca != NULL && a->cr->ca[0] != '\0';
 
-    if (st != OM_OK) {
-        a->exit_code = tool_explain(a->addr, st, NULL);
-        return st;
-    }
     pr.payload.data = (uint8_t *)"\r\n\r\n";
     pr.payload.len = 4;
     req.body_case = OBJMETA__REQUEST__BODY_PING;
     req.ping = &pr;
-    st = rpc_sync_client_call(a->c, &req, hs, &r);
-    if (st != OM_OK) {
-        a->exit_code = tool_explain(a->addr, st, rpc_sync_client_last_error(a->c));
+    /* several coordinators (a,b,c): the first that answers; a change is never resent */
+    while (*p != '\0') {
+        size_t n = strcspn(p, ",");
+
+        snprintf(one, sizeof(one), "%.*s", (int)n, p);
+        p += n + (p[n] == ',');
+        if (n == 0)
+            continue;
+        char msg[512] = "";
+        st = omc_rpc_open(one, hs, a->cr, &a->c, &a->tls, msg, sizeof(msg));
+        if (st == OM_OK && (st = rpc_sync_client_call(a->c, &req, hs, &r)) == OM_OK) {
+            rpc_response_free(r);
+            return OM_OK;
+        }
+        /* a TLS failure has its own reason; otherwise the tool's usual advice */
+        if (*p == '\0')
+            a->exit_code = tool_explain(one, st,
+                                        a->c            ? rpc_sync_client_last_error(a->c)
+                                        : tls && msg[0] ? msg
+                                                        : NULL);
         rpc_sync_client_close(a->c);
         a->c = NULL;
-        return st;
+        rpc_tls_free(a->tls);
+        a->tls = NULL;
     }
-    rpc_response_free(r);
-    return OM_OK;
+    if (a->exit_code == 0)
+        a->exit_code = tool_explain(a->addr, st, NULL);
+    return st;
 }
 
 /* Send req to the coordinator; on OM_OK *resp is an OK response the caller frees. */
@@ -464,12 +487,112 @@ admin_opt(void *ctx, int code, const char *v)
     return A_OK;
 }
 
-int
-objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, int argc, char **argv)
+/* One coordinator's view, from its Stats counters; false if it did not answer. */
+typedef struct coord_view {
+    uint64_t leader, epoch, pending, revision;
+} coord_view;
+
+static bool
+view_of(const char *addr, uint32_t timeout_ms, const omc_creds *cr, coord_view *v, char *why,
+        size_t whylen)
 {
-    static const char *const cmds[] = {"add-shard",        "remove-shard", "set-weight",
-                                       "rebalance-status", "help",         NULL};
-    admin a = {.addr = addr, .json = json, .timeout_ms = timeout_ms};
+    rpc_tls *tls = NULL;
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__StatsRequest sr = OBJMETA__STATS_REQUEST__INIT;
+    Objmeta__Response *r = NULL;
+    rpc_sync_client *c = NULL;
+    om_status st;
+
+    memset(v, 0, sizeof(*v));
+    req.body_case = OBJMETA__REQUEST__BODY_STATS;
+    req.stats = &sr;
+    st = omc_rpc_open(addr, timeout_ms < 3000 ? timeout_ms : 3000, cr, &c, &tls, why, whylen);
+    if (st == OM_OK)
+        st = rpc_sync_client_call(c, &req, timeout_ms, &r);
+    if (st == OM_OK &&
+        (r->status != OBJMETA__STATUS__OK || r->body_case != OBJMETA__RESPONSE__BODY_STATS))
+        st = OM_E_UNAVAILABLE;
+    if (st != OM_OK) {
+        if (r != NULL || c != NULL || why[0] == '\0') /* else: omc_rpc_open's reason */
+            snprintf(why, whylen, "%s", r && r->message ? r->message : om_status_str(st));
+        rpc_response_free(r);
+        rpc_sync_client_close(c);
+        rpc_tls_free(tls);
+        return false;
+    }
+    for (size_t i = 0; i < r->stats->n_counters; i++) {
+        const Objmeta__StatsCounter *k = r->stats->counters[i];
+        if (strcmp(k->name, "coord.leader") == 0)
+            v->leader = k->value;
+        else if (strcmp(k->name, "coord.ring_epoch") == 0)
+            v->epoch = k->value;
+        else if (strcmp(k->name, "coord.migrate.pending_epoch") == 0)
+            v->pending = k->value;
+        else if (strcmp(k->name, "coord.state.revision") == 0)
+            v->revision = k->value;
+    }
+    rpc_response_free(r);
+    rpc_sync_client_close(c);
+    rpc_tls_free(tls);
+    return true;
+}
+
+/* admin status: ask every coordinator of the list for its role and epochs. */
+static int
+cmd_coords(admin *a)
+{
+    const char *p = a->addr;
+    json_t *arr = a->json ? json_array() : NULL;
+    int answered = 0, leaders = 0;
+
+    if (!a->json)
+        printf("%-24s %-9s %6s %8s %9s\n", "COORDINATOR", "ROLE", "EPOCH", "PENDING", "REVISION");
+    while (*p != '\0') {
+        size_t n = strcspn(p, ",");
+        char one[256], why[256];
+        coord_view v;
+        bool ok;
+
+        snprintf(one, sizeof(one), "%.*s", (int)n, p);
+        p += n + (p[n] == ',');
+        if (n == 0)
+            continue;
+        ok = view_of(one, a->timeout_ms, a->cr, &v, why, sizeof(why));
+        answered += ok;
+        leaders += ok && v.leader;
+        if (a->json) {
+            json_t *o =
+                ok ? json_pack("{s:s,s:s,s:I,s:I,s:I}", "addr", one, "role",
+                               v.leader ? "leader" : "follower", "epoch", (json_int_t)v.epoch,
+                               "pending_epoch", (json_int_t)v.pending, "revision",
+                               (json_int_t)v.revision)
+                   : json_pack("{s:s,s:s,s:s}", "addr", one, "role", "unreachable", "error", why);
+            json_array_append_new(arr, o);
+        } else if (ok) {
+            printf("%-24s %-9s %6" PRIu64 " %8" PRIu64 " %9" PRIu64 "\n", one,
+                   v.leader ? "leader" : "follower", v.epoch, v.pending, v.revision);
+        } else {
+            printf("%-24s %-9s %s\n", one, "DOWN", why);
+        }
+    }
+    if (a->json) {
+        json_dumpf(arr, stdout, JSON_COMPACT);
+        fputc('\n', stdout);
+        json_decref(arr);
+    } else if (answered > 0 && leaders != 1) {
+        printf("(%d coordinators answered and %d of them lead%s)\n", answered, leaders,
+               leaders == 0 ? ": none is elected right now, or etcd is unreachable" : "");
+    }
+    return answered > 0 ? A_OK : A_UNAVAILABLE;
+}
+
+int
+objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, const omc_creds *cr, int argc,
+              char **argv)
+{
+    static const char *const cmds[] = {
+        "add-shard", "remove-shard", "set-weight", "rebalance-status", "status", "help", NULL};
+    admin a = {.addr = addr, .json = json, .timeout_ms = timeout_ms, .cr = cr};
     const char *cmd;
     int rc, first;
 
@@ -503,7 +626,11 @@ objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, int argc, char *
     const char *id = a.id, *saddr = a.shard_addr;
     long weight = a.weight;
     bool wait = a.wait;
-    if (strcmp(cmd, "rebalance-status") == 0) {
+    if (strcmp(cmd, "status") == 0) {
+        if (id || saddr || weight || wait)
+            return admin_usage_error("status takes no options but --json", NULL);
+        rc = cmd_coords(&a);
+    } else if (strcmp(cmd, "rebalance-status") == 0) {
         if (id || saddr || weight || wait)
             return admin_usage_error("rebalance-status takes no options but --json", NULL);
         rc = cmd_status(&a);
@@ -524,5 +651,6 @@ objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, int argc, char *
         rc = cmd_change(&a, cmd, id, saddr, weight, wait);
     }
     rpc_sync_client_close(a.c);
+    rpc_tls_free(a.tls);
     return rc;
 }

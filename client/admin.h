@@ -17,6 +17,8 @@
  * Returns: the tool's exit code (0 ok, 2 usage, 4 unavailable or busy,
  *          5 invalid argument, 6 other).
  */
-int objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, int argc, char **argv);
+struct omc_creds;
+int objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, const struct omc_creds *cr,
+                  int argc, char **argv);
 
 #endif /* OM_CLIENT_ADMIN_H */

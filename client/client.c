@@ -3,6 +3,30 @@
  * Requests, waits for the Response, turns its status and message into an
  * om_status plus omc_last_message(), and copies the body into the caller's
  * out-parameters (so no protobuf type crosses the public header).
+ *
+ * Failover. The client holds a list of coordinator addresses and talks to
+ * one at a time. A transport failure (UNAVAILABLE, TIMEOUT: the connection
+ * broke or the server did not answer) moves it to the next address that
+ * accepts a connection, and the call is retried there if that is safe:
+ *
+ *   - Retrieve, Head, Exists, List, Stats, Ping: always (they change nothing).
+ *   - Delete without a condition: retried; NOT_FOUND on the retry means the
+ *     key is gone -- possibly by the first attempt -- and is reported as
+ *     OM_OK with version 0.
+ *   - Store (any condition): never blindly. The client first reads the key
+ *     on the new coordinator. If it holds exactly this store's data, content
+ *     type and metadata, the first attempt landed (or an identical store
+ *     did) and that object's info is the answer. Otherwise the store is sent
+ *     again, conditional on what was read: if_version = the version seen, or
+ *     if_absent if nothing is there; a caller's own condition must still
+ *     hold as well (if_absent with something else present, or if_version
+ *     differing from the version seen, is answered PRECONDITION_FAILED).
+ *     So a retry can never overwrite a write that reached the key after
+ *     the read; a concurrent writer makes it PRECONDITION_FAILED instead.
+ *   - Delete with if_version: not retried (a vanished key cannot tell whose
+ *     delete removed it); the transport error is returned.
+ *
+ * Each call tries every address at most once.
  */
 #define OM_LOG_MODULE "client"
 #include "client/client.h"
@@ -14,9 +38,15 @@
 
 #include "rpc/rpc.h"
 
+#define OMC_MAX_ADDRS 16
+
 struct omc_client {
-    rpc_sync_client *rpc;
-    uint32_t timeout_ms;
+    rpc_sync_client *rpc; /* to addrs[cur]; NULL after a failed failover */
+    rpc_tls *tls;         /* of rpc; NULL: plaintext */
+    char *addrs[OMC_MAX_ADDRS];
+    size_t naddrs, cur;
+    uint32_t timeout_ms, connect_ms;
+    omc_creds cr; /* private copies (NULL = unset), for every reconnect */
     char msg[1024];
 };
 
@@ -29,25 +59,161 @@ omc_set_msg(omc_client *c, const char *fmt, ...)
     va_end(ap);
 }
 
+static bool
+creds_set(const char *s)
+{
+    return s != NULL && s[0] != '\0';
+}
+
+static void
+omc_free_addrs(omc_client *c)
+{
+    for (size_t i = 0; i < c->naddrs; i++)
+        free(c->addrs[i]);
+    free((char *)c->cr.ca);
+    free((char *)c->cr.cert);
+    free((char *)c->cr.key);
+    free((char *)c->cr.token);
+}
+
+/* Close the connection in use (the TLS context after the connection that uses it). */
+static void
+omc_disconnect(omc_client *c)
+{
+    rpc_sync_client_close(c->rpc);
+    c->rpc = NULL;
+    rpc_tls_free(c->tls);
+    c->tls = NULL;
+}
+
+/* omc_rpc_open, with only the reason in why (no address). */
+static om_status
+omc_rpc_open_why(const char *addr, uint32_t timeout_ms, const omc_creds *cr, rpc_sync_client **out,
+                 rpc_tls **tls, char *why, size_t whylen)
+{
+    rpc_client_opts o;
+    om_status st;
+
+    *tls = NULL;
+    rpc_client_opts_init(&o);
+    o.connect_timeout_ms = timeout_ms;
+    if (cr != NULL && creds_set(cr->ca)) {
+        rpc_tls_opts t = {.ca_file = cr->ca, .cert_file = cr->cert, .key_file = cr->key};
+        if ((st = rpc_tls_new(&t, false, tls, why, whylen)) != OM_OK)
+            return st;
+        o.tls = *tls;
+    } else if (cr != NULL && (creds_set(cr->cert) || creds_set(cr->key))) {
+        snprintf(why, whylen, "--cert and --key need --ca (the cluster CA)");
+        return OM_E_INVALID;
+    }
+    if (cr != NULL && creds_set(cr->token))
+        o.token = cr->token;
+    char w[256] = "";
+    st = rpc_sync_client_open_opts(addr, &o, out, w, sizeof(w));
+    if (st != OM_OK) {
+        snprintf(why, whylen, "%s",
+                 st == OM_E_INVALID ? "bad address (want host:port)"
+                 : w[0]             ? w
+                                    : om_status_str(st));
+        rpc_tls_free(*tls);
+        *tls = NULL;
+    }
+    return st;
+}
+
+/* Connect to the first address, from start, that accepts; OM_OK or the last error. */
+static om_status
+omc_connect_from(omc_client *c, size_t start, char *why, size_t whylen)
+{
+    om_status st = OM_E_UNAVAILABLE;
+    size_t off = 0;
+
+    omc_disconnect(c);
+    for (size_t k = 0; k < c->naddrs; k++) {
+        size_t i = (start + k) % c->naddrs;
+        char one[512] = "";
+
+        st = omc_rpc_open_why(c->addrs[i], c->connect_ms, &c->cr, &c->rpc, &c->tls, one,
+                              sizeof(one));
+        if (st == OM_OK) {
+            c->cur = i;
+            return OM_OK;
+        }
+        if (why != NULL && off < whylen)
+            off += (size_t)snprintf(why + off, whylen - off, "%s%s: %s", k ? "; " : "", c->addrs[i],
+                                    one[0] ? one : om_status_str(st));
+    }
+    return st;
+}
+
 om_status
-omc_connect(const char *addr, uint32_t timeout_ms, omc_client **out, char *msg, size_t msglen)
+omc_rpc_open(const char *addr, uint32_t timeout_ms, const omc_creds *cr, rpc_sync_client **out,
+             rpc_tls **tls, char *msg, size_t msglen)
+{
+    char why[512] = "";
+    om_status st = omc_rpc_open_why(addr, timeout_ms, cr, out, tls, why, sizeof(why));
+
+    if (st != OM_OK && msg != NULL && msglen > 0)
+        snprintf(msg, msglen, "cannot connect to %s: %s", addr, why);
+    return st;
+}
+
+om_status
+omc_connect_creds(const char *addr, uint32_t timeout_ms, const omc_creds *cr, omc_client **out,
+                  char *msg, size_t msglen)
 {
     omc_client *c = calloc(1, sizeof(*c));
+    char why[768] = "";
+    const char *p = addr != NULL ? addr : "";
     om_status st;
 
     if (c == NULL)
         return OM_ERR(OM_E_NOMEM);
-    st = rpc_sync_client_open(addr, timeout_ms, &c->rpc);
-    if (st != OM_OK) {
-        if (msg != NULL && msglen > 0)
-            snprintf(msg, msglen, "cannot connect to %s: %s", addr,
-                     st == OM_E_INVALID ? "bad address (want host:port)" : om_status_str(st));
-        free(c);
-        return st;
+    if (cr != NULL && ((cr->ca && (c->cr.ca = strdup(cr->ca)) == NULL) ||
+                       (cr->cert && (c->cr.cert = strdup(cr->cert)) == NULL) ||
+                       (cr->key && (c->cr.key = strdup(cr->key)) == NULL) ||
+                       (cr->token && (c->cr.token = strdup(cr->token)) == NULL))) {
+        st = OM_ERR(OM_E_NOMEM);
+        goto fail;
     }
+    while (*p != '\0') {
+        size_t n = strcspn(p, ",");
+
+        if (n > 0 && c->naddrs == OMC_MAX_ADDRS) {
+            st = OM_ERR(OM_E_INVALID);
+            snprintf(why, sizeof(why), "more than %d addresses", OMC_MAX_ADDRS);
+            goto fail;
+        }
+        if (n > 0 && (c->addrs[c->naddrs++] = strndup(p, n)) == NULL) {
+            st = OM_ERR(OM_E_NOMEM);
+            goto fail;
+        }
+        p += n + (p[n] == ',');
+    }
+    if (c->naddrs == 0) {
+        st = OM_ERR(OM_E_INVALID);
+        snprintf(why, sizeof(why), "no address given");
+        goto fail;
+    }
+    c->connect_ms = timeout_ms;
     c->timeout_ms = 30000;
+    st = omc_connect_from(c, 0, why, sizeof(why));
+    if (st != OM_OK)
+        goto fail;
     *out = c;
     return OM_OK;
+fail:
+    if (msg != NULL && msglen > 0)
+        snprintf(msg, msglen, "cannot connect to %s: %s", addr ? addr : "(none)", why);
+    omc_free_addrs(c);
+    free(c);
+    return st;
+}
+
+om_status
+omc_connect(const char *addr, uint32_t timeout_ms, omc_client **out, char *msg, size_t msglen)
+{
+    return omc_connect_creds(addr, timeout_ms, NULL, out, msg, msglen);
 }
 
 void
@@ -55,8 +221,15 @@ omc_close(omc_client *c)
 {
     if (c == NULL)
         return;
-    rpc_sync_client_close(c->rpc);
+    omc_disconnect(c);
+    omc_free_addrs(c);
     free(c);
+}
+
+const char *
+omc_address(const omc_client *c)
+{
+    return c->addrs[c->cur];
 }
 
 void
@@ -118,18 +291,23 @@ info_copy(const Objmeta__ObjectInfo *oi, omc_info *out)
  * Send req, wait, and check the answer: OM_OK with *resp holding a body of
  * the expected case, or the error (message in c->msg, *resp freed).
  */
+/* One attempt on the current connection. */
 static om_status
-omc_call(omc_client *c, Objmeta__Request *req, Objmeta__Response__BodyCase want,
-         Objmeta__Response **resp)
+omc_call_once(omc_client *c, Objmeta__Request *req, Objmeta__Response__BodyCase want,
+              Objmeta__Response **resp)
 {
     Objmeta__Response *r = NULL;
     om_status st;
 
     c->msg[0] = '\0';
+    if (c->rpc == NULL) {
+        omc_set_msg(c, "no coordinator reachable");
+        return OM_E_UNAVAILABLE;
+    }
     st = rpc_sync_client_call(c->rpc, req, c->timeout_ms, &r);
     if (st != OM_OK) {
         const char *why = rpc_sync_client_last_error(c->rpc);
-        omc_set_msg(c, "%s", why && *why ? why : om_status_str(st));
+        omc_set_msg(c, "%s: %s", c->addrs[c->cur], why && *why ? why : om_status_str(st));
         return st;
     }
     st = rpc_response_status(r);
@@ -147,6 +325,113 @@ omc_call(omc_client *c, Objmeta__Request *req, Objmeta__Response__BodyCase want,
     return OM_OK;
 }
 
+static bool
+omc_transport_error(om_status st)
+{
+    return st == OM_E_UNAVAILABLE || st == OM_E_TIMEOUT;
+}
+
+/*
+ * After a transport failure: move to the next address that accepts a
+ * connection. Returns true if there is one left to try in this call
+ * (*tried counts the addresses used so far).
+ */
+static bool
+omc_failover(omc_client *c, size_t *tried)
+{
+    char keep[sizeof(c->msg)];
+
+    if (*tried >= c->naddrs)
+        return false;
+    memcpy(keep, c->msg, sizeof(keep));
+    if (omc_connect_from(c, (c->cur + 1) % c->naddrs, NULL, 0) != OM_OK) {
+        memcpy(c->msg, keep, sizeof(keep)); /* the original failure is the story */
+        return false;
+    }
+    (*tried)++;
+    return true;
+}
+
+/*
+ * Send req, wait, and check the answer: OM_OK with *resp holding a body of
+ * the expected case, or the error (message in c->msg, *resp freed). A
+ * read-only request is retried on the next addresses after a transport
+ * failure.
+ */
+static om_status
+omc_call(omc_client *c, Objmeta__Request *req, Objmeta__Response__BodyCase want,
+         Objmeta__Response **resp)
+{
+    size_t tried = 1;
+    om_status st;
+
+    while (omc_transport_error(st = omc_call_once(c, req, want, resp)) && omc_failover(c, &tried))
+        ;
+    return st;
+}
+
+/*
+ * The retry of a store whose answer was lost (see the file header): read
+ * the key, and either report the object already there or prepare sr to
+ * store again conditionally. Returns OM_OK with *landed set (then *info
+ * holds the object's info when info is not NULL), or the error to return.
+ */
+static om_status
+store_recheck(omc_client *c, const char *bucket, const char *key, om_slice data,
+              const omc_store_opts *opts, Objmeta__StoreRequest *sr, bool *landed, omc_info *info)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__RetrieveRequest rr = OBJMETA__RETRIEVE_REQUEST__INIT;
+    Objmeta__Response *r = NULL;
+    const Objmeta__RetrieveResponse *got;
+    const char *ctype = opts && opts->content_type ? opts->content_type : "";
+    const char *meta = opts && opts->metadata_json ? opts->metadata_json : "";
+    om_status st;
+
+    rr.bucket = (char *)bucket;
+    rr.key = (char *)key;
+    req.body_case = OBJMETA__REQUEST__BODY_RETRIEVE;
+    req.retrieve = &rr;
+    *landed = false;
+    st = omc_call_once(c, &req, OBJMETA__RESPONSE__BODY_RETRIEVE, &r);
+    if (st == OM_E_NOTFOUND) {
+        if (opts != NULL && opts->has_if_version) {
+            omc_set_msg(c, "store retried after a lost answer: %s/%s no longer exists", bucket,
+                        key);
+            return OM_E_PRECONDITION;
+        }
+        sr->condition_case = OBJMETA__STORE_REQUEST__CONDITION_IF_ABSENT;
+        sr->if_absent = 1;
+        return OM_OK;
+    }
+    if (st != OM_OK)
+        return st;
+    got = r->retrieve;
+    if (got->info != NULL && got->data.len == data.n &&
+        (data.n == 0 || memcmp(got->data.data, data.p, data.n) == 0) &&
+        strcmp(got->info->content_type ? got->info->content_type : "", ctype) == 0 &&
+        strcmp(got->info->metadata_json ? got->info->metadata_json : "", meta) == 0) {
+        *landed = true;
+        st = info != NULL ? info_copy(got->info, info) : OM_OK;
+    } else if (got->info == NULL) {
+        st = OM_ERR(OM_E_CORRUPT);
+    } else if (opts != NULL && opts->if_absent) {
+        omc_set_msg(c, "store retried after a lost answer: %s/%s exists with other contents",
+                    bucket, key);
+        st = OM_E_PRECONDITION;
+    } else if (opts != NULL && opts->has_if_version && got->info->version != opts->if_version) {
+        omc_set_msg(c, "store retried after a lost answer: %s/%s is at version %llu, not %llu",
+                    bucket, key, (unsigned long long)got->info->version,
+                    (unsigned long long)opts->if_version);
+        st = OM_E_PRECONDITION;
+    } else {
+        sr->condition_case = OBJMETA__STORE_REQUEST__CONDITION_IF_VERSION;
+        sr->if_version = got->info->version;
+    }
+    rpc_response_free(r);
+    return st;
+}
+
 om_status
 omc_store(omc_client *c, const char *bucket, const char *key, om_slice data,
           const omc_store_opts *opts, omc_info *info)
@@ -154,6 +439,8 @@ omc_store(omc_client *c, const char *bucket, const char *key, om_slice data,
     Objmeta__Request req = OBJMETA__REQUEST__INIT;
     Objmeta__StoreRequest sr = OBJMETA__STORE_REQUEST__INIT;
     Objmeta__Response *r = NULL;
+    size_t tried = 1;
+    bool landed = false;
     om_status st;
 
     sr.bucket = (char *)bucket;
@@ -175,7 +462,16 @@ omc_store(omc_client *c, const char *bucket, const char *key, om_slice data,
     }
     req.body_case = OBJMETA__REQUEST__BODY_STORE;
     req.store = &sr;
-    OM_TRY(omc_call(c, &req, OBJMETA__RESPONSE__BODY_STORE, &r));
+    st = omc_call_once(c, &req, OBJMETA__RESPONSE__BODY_STORE, &r);
+    while (omc_transport_error(st) && omc_failover(c, &tried)) {
+        st = store_recheck(c, bucket, key, data, opts, &sr, &landed, info);
+        if (st == OM_OK && landed)
+            return OM_OK;
+        if (st == OM_OK)
+            st = omc_call_once(c, &req, OBJMETA__RESPONSE__BODY_STORE, &r);
+    }
+    if (st != OM_OK)
+        return st;
     st = info == NULL ? OM_OK : info_copy(r->store->info, info);
     rpc_response_free(r);
     return st;
@@ -258,7 +554,27 @@ omc_delete(omc_client *c, const char *bucket, const char *key, const uint64_t *i
     }
     req.body_case = OBJMETA__REQUEST__BODY_DELETE;
     req.delete_ = &dr;
-    OM_TRY(omc_call(c, &req, OBJMETA__RESPONSE__BODY_DELETE, &r));
+    if (if_version != NULL) {
+        OM_TRY(omc_call_once(c, &req, OBJMETA__RESPONSE__BODY_DELETE, &r));
+    } else {
+        size_t tried = 1;
+        bool retried = false;
+        om_status st;
+
+        while (
+            omc_transport_error(st = omc_call_once(c, &req, OBJMETA__RESPONSE__BODY_DELETE, &r)) &&
+            omc_failover(c, &tried))
+            retried = true;
+        if (st == OM_E_NOTFOUND && retried) {
+            /* gone, perhaps by the attempt whose answer was lost */
+            c->msg[0] = '\0';
+            if (version != NULL)
+                *version = 0;
+            return OM_OK;
+        }
+        if (st != OM_OK)
+            return st;
+    }
     if (version != NULL)
         *version = r->delete_->version;
     rpc_response_free(r);

@@ -25,13 +25,44 @@
 typedef struct omc_client omc_client;
 
 /*
- * omc_connect -- connect to "host:port" within timeout_ms (0 = 3000).
+ * omc_connect -- connect to "host:port", or to the first that accepts of a
+ * list "host:port,host:port,..." (up to 16; several coordinators), within
+ * timeout_ms (0 = 3000) per address. On a transport failure later calls
+ * move to the next address and retry what is safe to retry: reads always,
+ * unconditional deletes, and stores only after reading the key on the new
+ * coordinator (client.c's header says exactly how).
  * Returns: OM_OK and *out; OM_E_INVALID (address); OM_E_UNAVAILABLE; OM_E_TIMEOUT.
  *          On failure *msg (if not NULL, msglen > 0) receives the reason.
  * Ownership: close *out with omc_close().
  */
 om_status omc_connect(const char *addr, uint32_t timeout_ms, omc_client **out, char *msg,
                       size_t msglen);
+
+/* The address of the server in use ("host:port"). */
+const char *omc_address(const omc_client *c);
+/*
+ * Credentials (README.md, Security): TLS with the cluster CA (ca; cert and
+ * key for a client certificate) and/or a bucket-scoped token. NULL or ""
+ * fields are not used; all empty = plaintext without a token.
+ */
+typedef struct omc_creds {
+    const char *ca, *cert, *key, *token;
+} omc_creds;
+
+/* omc_connect with credentials (cr may be NULL); msg names a bad TLS file. */
+om_status omc_connect_creds(const char *addr, uint32_t timeout_ms, const omc_creds *cr,
+                            omc_client **out, char *msg, size_t msglen);
+
+/*
+ * omc_rpc_open -- the blocking rpc connection omc_connect_creds makes, for
+ * callers that speak rpc themselves (the admin commands). *tls (NULL when
+ * plaintext) must outlive *out: rpc_tls_free it after rpc_sync_client_close.
+ */
+struct rpc_sync_client;
+struct rpc_tls;
+om_status omc_rpc_open(const char *addr, uint32_t timeout_ms, const omc_creds *cr,
+                       struct rpc_sync_client **out, struct rpc_tls **tls, char *msg,
+                       size_t msglen);
 
 /* Close and free. Accepts NULL. */
 void omc_close(omc_client *c);

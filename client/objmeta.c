@@ -45,9 +45,14 @@ static const char usage_text[] =
     "                            set-weight, rebalance-status (objmeta admin help)\n"
     "\n"
     "options:\n"
-    "  --addr HOST:PORT  server address (default $OBJMETA_ADDR, else 127.0.0.1:7000)\n"
+    "  --addr HOST:PORT[,HOST:PORT...]\n"
+    "                    server address, or several coordinators: the next is used when\n"
+    "                    one fails (default $OBJMETA_ADDR, else 127.0.0.1:7000)\n"
     "  --json            print one JSON document instead of text\n"
     "  --timeout MS      per-request timeout (default 30000)\n"
+    "  --ca FILE         connect with TLS, verifying the server against this CA\n"
+    "  --cert F --key F  present this client certificate (roles by its OU)\n"
+    "  --auth-token T    authenticate with a bucket-scoped token (default $OBJMETA_TOKEN)\n"
     "  --version         print the tool's version\n"
     "  COMMAND --help    the options of one command\n"
     "\n"
@@ -58,7 +63,8 @@ static const char usage_text[] =
     "  3  precondition failed (--if-absent / --if-version did not hold)\n"
     "  4  unavailable (cannot connect, timeout, server busy or shutting down)\n"
     "  5  invalid argument (rejected by the server: bucket, key, metadata, size)\n"
-    "  6  any other error (wrong shard, corruption, internal)\n";
+    "  6  any other error (wrong shard, corruption, internal)\n"
+    "  7  unauthenticated or permission denied (credential missing or not enough)\n";
 
 /* Long-only option codes (short options use their letter). */
 enum {
@@ -74,12 +80,19 @@ enum {
     OPT_TOKEN,
     OPT_MAX,
     OPT_LS_META,
+    OPT_CA,
+    OPT_CERT,
+    OPT_KEY,
+    OPT_AUTH_TOKEN,
 };
 
 /* The options every command takes. */
 #define CLI_COMMON_OPTS                                                                            \
     {"addr", required_argument, NULL, OPT_ADDR}, {"json", no_argument, NULL, OPT_JSON},            \
         {"timeout", required_argument, NULL, OPT_TIMEOUT},                                         \
+        {"ca", required_argument, NULL, OPT_CA}, {"cert", required_argument, NULL, OPT_CERT},      \
+        {"key", required_argument, NULL, OPT_KEY},                                                 \
+        {"auth-token", required_argument, NULL, OPT_AUTH_TOKEN},                                   \
     {                                                                                              \
         "help", no_argument, NULL, 'h'                                                             \
     }
@@ -90,6 +103,7 @@ typedef struct cli {
     uint32_t timeout_ms;
     bool help, version;
     omc_client *c;
+    omc_creds cr; /* --ca --cert --key --auth-token */
     const char *cmd;
     /* command options */
     omc_store_opts store;
@@ -117,6 +131,18 @@ cli_opt(void *ctx, int code, const char *arg)
         break;
     case OPT_ADDR:
         k->addr = arg;
+        break;
+    case OPT_CA:
+        k->cr.ca = arg;
+        break;
+    case OPT_CERT:
+        k->cr.cert = arg;
+        break;
+    case OPT_KEY:
+        k->cr.key = arg;
+        break;
+    case OPT_AUTH_TOKEN:
+        k->cr.token = arg;
         break;
     case OPT_JSON:
         k->json = true;
@@ -213,12 +239,13 @@ cli_connect(cli *k)
 
     if (k->c != NULL)
         return TOOL_EXIT_OK;
-    st = omc_connect(k->addr, hs, &k->c, msg, sizeof(msg));
+    st = omc_connect_creds(k->addr, hs, &k->cr, &k->c, msg, sizeof(msg));
     if (st != OM_OK) {
         json_connect_error(k, st, msg);
         if (st == OM_E_INVALID)
             return tool_usage(NULL, "%s", msg);
-        return tool_explain(k->addr, st, NULL);
+        /* a TLS failure has its own reason; otherwise the tool's usual advice */
+        return tool_explain(k->addr, st, k->cr.ca != NULL && k->cr.ca[0] ? msg : NULL);
     }
     omc_set_timeout(k->c, hs);
     st = omc_ping(k->c, NULL);
@@ -666,7 +693,8 @@ find_command(const char *name)
 int
 main(int argc, char **argv)
 {
-    cli k = {.addr = getenv("OBJMETA_ADDR"), .timeout_ms = 30000};
+    cli k = {
+        .addr = getenv("OBJMETA_ADDR"), .timeout_ms = 30000, .cr.token = getenv("OBJMETA_TOKEN")};
     const command *c;
     int first, rc;
 
@@ -689,7 +717,7 @@ main(int argc, char **argv)
     if (strcmp(k.cmd, "admin") == 0) { /* own options: its --addr names the new shard */
         if ((rc = tool_check_addr(k.addr)) != TOOL_EXIT_OK)
             return rc;
-        return objmeta_admin(k.addr, k.json, k.timeout_ms, argc - first, argv + first);
+        return objmeta_admin(k.addr, k.json, k.timeout_ms, &k.cr, argc - first, argv + first);
     }
     if ((c = find_command(k.cmd)) == NULL)
         return TOOL_EXIT_USAGE;

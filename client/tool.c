@@ -181,6 +181,9 @@ tool_exit_code(om_status st)
         return TOOL_EXIT_UNAVAILABLE;
     case OM_E_INVALID:
         return TOOL_EXIT_INVALID;
+    case OM_E_UNAUTHENTICATED:
+    case OM_E_PERMISSION:
+        return TOOL_EXIT_DENIED;
     default:
         return TOOL_EXIT_OTHER;
     }

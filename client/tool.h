@@ -25,6 +25,7 @@ enum {
     TOOL_EXIT_UNAVAILABLE = 4,
     TOOL_EXIT_INVALID = 5,
     TOOL_EXIT_OTHER = 6,
+    TOOL_EXIT_DENIED = 7, /* unauthenticated or permission denied */
 };
 
 /* The longest wait for a connection and for the answer to the first ping. */

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 
 #include "coordinator/coord_int.h"
+#include "coordinator/cstate.h"
 #include "util/log.h"
 
 void
@@ -39,6 +40,10 @@ coord_opts_init(coord_opts *o)
     o->migrate_batch_busy = 128u << 10;
     o->cutover_timeout_ms = 5000;
     o->clock_margin_ms = 10000;
+    o->etcd_prefix = "/objmeta/default";
+    o->etcd_timeout_ms = 2000;
+    o->lease_ttl_ms = 5000;
+    o->tls_client_auth = RPC_TLS_CLIENT_OPTIONAL;
 }
 
 static void
@@ -61,14 +66,18 @@ coord_errf(char *err, size_t errlen, const char *fmt, const char *a, const char 
         snprintf(err, errlen, fmt, a, b);
 }
 
-/* Load the stored ring or create the first one from opts->initial_shards. */
+/*
+ * Load the cluster state or create the first ring from opts->initial_shards
+ * (with etcd, exactly one of the coordinators starting at once creates it;
+ * the others load what it wrote).
+ */
 static om_status
 coord_load_ring(coord *c, om_buf *mig, char *err, size_t errlen)
 {
     ring *given = NULL;
     om_status st;
 
-    st = coord_ring_store_load_ex(c->data_dir, &c->ring, &c->pending, mig, err, errlen);
+    st = coord_cstate_load(c->cs, &c->ring, &c->pending, mig, err, errlen);
     if (st == OM_OK) {
         if (c->pending != NULL)
             om_log(OM_LOG_INFO, "ring change in progress epoch=%llu pending_epoch=%llu",
@@ -83,8 +92,9 @@ coord_load_ring(coord *c, om_buf *mig, char *err, size_t errlen)
                    "change the ring with the admin operations ring_epoch=%llu",
                    (unsigned long long)ring_epoch(c->ring));
         ring_unref(given);
-        om_log(OM_LOG_INFO, "ring loaded dir=%s epoch=%llu shards=%zu", c->data_dir,
-               (unsigned long long)ring_epoch(c->ring), ring_shard_count(c->ring));
+        om_log(OM_LOG_INFO, "ring loaded from=\"%s\" epoch=%llu shards=%zu",
+               coord_cstate_where(c->cs), (unsigned long long)ring_epoch(c->ring),
+               ring_shard_count(c->ring));
         return OM_OK;
     }
     if (st != OM_E_NOTFOUND)
@@ -92,14 +102,50 @@ coord_load_ring(coord *c, om_buf *mig, char *err, size_t errlen)
     if (c->opts.initial_shards == NULL || c->opts.initial_shards[0] == '\0') {
         coord_errf(err, errlen,
                    "no ring in %s%s: start the first time with --shards id=host:port,...",
-                   c->data_dir, "");
+                   coord_cstate_where(c->cs), "");
         return OM_ERR(OM_E_INVALID);
     }
     OM_TRY(coord_parse_shards(c->opts.initial_shards, c->opts.vnodes_per_weight, &c->ring, err,
                               errlen));
-    OM_TRY(coord_ring_store_save(c->data_dir, c->ring, NULL));
-    om_log(OM_LOG_INFO, "ring created dir=%s epoch=1 shards=%zu", c->data_dir,
+    st = coord_cstate_create(c->cs, c->ring, err, errlen);
+    if (st == OM_E_PRECONDITION) {
+        /* another coordinator created it meanwhile: use theirs */
+        ring_unref(c->ring);
+        c->ring = NULL;
+        return coord_load_ring(c, mig, err, errlen);
+    }
+    OM_TRY(st);
+    om_log(OM_LOG_INFO, "ring created in=\"%s\" epoch=1 shards=%zu", coord_cstate_where(c->cs),
            ring_shard_count(c->ring));
+    return OM_OK;
+}
+
+/* The identity other coordinators reach this one by: --advertise, else listen's host and port. */
+static void
+coord_identity(const coord *c, char *out, size_t n)
+{
+    const char *colon = strrchr(c->listen, ':');
+
+    if (c->opts.advertise != NULL && c->opts.advertise[0] != '\0')
+        snprintf(out, n, "%s", c->opts.advertise);
+    else
+        snprintf(out, n, "%.*s:%d", colon ? (int)(colon - c->listen) : 0, c->listen,
+                 coord_rpc_port(c));
+}
+
+/* The listener's and the shard connections' TLS, as the options ask. */
+static om_status
+coord_tls_open(coord *c, char *err, size_t errlen)
+{
+    rpc_tls_opts t = {.cert_file = c->opts.tls_cert,
+                      .key_file = c->opts.tls_key,
+                      .ca_file = c->opts.tls_ca,
+                      .client_auth = c->opts.tls_client_auth};
+
+    if (c->opts.tls_cert != NULL && c->opts.tls_cert[0] != '\0')
+        OM_TRY(rpc_tls_new(&t, true, &c->tls_srv, err, errlen));
+    if (c->opts.tls_ca != NULL && c->opts.tls_ca[0] != '\0')
+        OM_TRY(rpc_tls_new(&t, false, &c->tls_cli, err, errlen));
     return OM_OK;
 }
 
@@ -155,12 +201,23 @@ coord_open(struct event_base *base, const coord_opts *opts, void (*ready)(void *
         st = OM_ERR(om_status_from_errno(e));
         goto fail;
     }
+    {
+        coord_cstate_opts co = {.data_dir = c->data_dir,
+                                .etcd = opts->etcd,
+                                .etcd_prefix = opts->etcd_prefix,
+                                .etcd_timeout_ms = (int)opts->etcd_timeout_ms,
+                                .lease_ttl_s = (int)((opts->lease_ttl_ms + 999) / 1000)};
+
+        OM_GOTO(coord_cstate_open(base, &co, err, errlen, &c->cs));
+    }
+    c->opts.etcd = c->opts.etcd_prefix = c->opts.advertise = NULL; /* only read during open */
     c->opts.initial_shards = opts->initial_shards;
     st = coord_load_ring(c, &mig, err, errlen);
     c->opts.initial_shards = NULL;
     if (st != OM_OK)
         goto fail;
-    OM_GOTO(coord_secret_load(c->data_dir, c->secret));
+    OM_GOTO(coord_cstate_secret(c->cs, c->secret, err, errlen));
+    OM_GOTO(coord_tls_open(c, err, errlen));
     OM_GOTO(coord_pool_open(c));
     OM_GOTO(coord_mig_open(c, om_buf_slice(&mig), err, errlen));
     om_buf_free(&mig);
@@ -170,6 +227,11 @@ coord_open(struct event_base *base, const coord_opts *opts, void (*ready)(void *
     so.max_frame = c->opts.max_frame;
     /* answers come from the shards, which have their own deadline */
     so.request_timeout_ms = c->opts.shard_timeout_ms + 5000;
+    if ((st = rpc_roles_parse(c->opts.plaintext_roles ? c->opts.plaintext_roles : "auto",
+                              &so.plaintext_roles, err, errlen)) != OM_OK)
+        goto fail;
+    so.token_keys_file = c->opts.token_keys_file;
+    so.tls = c->tls_srv;
     if ((st = rpc_server_new(base, &so, coord_handle, c, &c->server)) != OM_OK) {
         coord_errf(err, errlen, "cannot listen on %s (%s)", c->listen, om_status_str(st));
         goto fail;
@@ -187,6 +249,14 @@ coord_open(struct event_base *base, const coord_opts *opts, void (*ready)(void *
         goto fail;
     }
     OM_GOTO(coord_pool_start_health(c));
+    {
+        char id[300];
+
+        c->opts.advertise = opts->advertise;
+        coord_identity(c, id, sizeof(id));
+        c->opts.advertise = NULL;
+        OM_GOTO(coord_leader_start(c, id));
+    }
     om_log(OM_LOG_INFO, "coordinator listening rpc_port=%d http_port=%d shards=%zu",
            coord_rpc_port(c), coord_http_port(c), c->nshards);
     *out = c;
@@ -233,8 +303,12 @@ coord_close(coord *c)
     coord_mig_close(c); /* its timer, held requests and state; its calls end with the pool */
     /* Shard calls complete first (their callbacks answer through the server). */
     coord_pool_close(c);
+    coord_leader_close(c);
+    coord_cstate_close(c->cs);
     rpc_http_close(c->http);
     rpc_server_free(c->server);
+    rpc_tls_free(c->tls_srv);
+    rpc_tls_free(c->tls_cli);
     ring_unref(c->ring);
     ring_unref(c->pending);
     free(c->data_dir);

@@ -3,7 +3,9 @@
  * shards (public API of coordinator/).
  *
  * The coordinator holds the consistent-hash ring (partitioner/ring.h),
- * persisted in its data dir, and speaks the same protocol as a shard:
+ * persisted in its data dir or, with several coordinators, in etcd (one
+ * elected leader changes it; see MIGRATION.md, "Many coordinators"), and
+ * speaks the same protocol as a shard:
  *
  *   - Store/Retrieve/Head/Exists/Delete go to the shard that owns
  *     (bucket, key) under the ring, stamped with the ring epoch (fencing:
@@ -70,6 +72,21 @@ typedef struct coord_opts {
     uint32_t clock_margin_ms;    /* catch-up passes copy records with version >= the
                                   * source's clock at the previous pass's start minus this;
                                   * default 10000 */
+    /* Cluster state (coordinator/cstate.h): the RING file in data_dir unless etcd is set. */
+    const char *etcd;            /* "http://host:port[,...]"; NULL or "" = file */
+    const char *etcd_prefix;     /* the cluster's keys; default "/objmeta/default" */
+    uint32_t etcd_timeout_ms;    /* one etcd request; default 2000 */
+    uint32_t lease_ttl_ms;       /* the leader's etcd lease; default 5000 (whole seconds) */
+    const char *advertise;       /* "host:port" for other coordinators (forwarded admin
+                                  * requests); NULL or "" = listen's host and bound port */
+    const char *plaintext_roles; /* roles of plaintext client connections (rpc_roles_parse);
+                                  * default "auto" */
+    const char *token_keys_file; /* verifies client tokens (rpc_server_opts); NULL = none */
+    /* TLS (README.md, Security): with tls_cert the listener speaks only TLS; with
+     * tls_ca the connections to the shards use TLS too, presenting tls_cert (a
+     * "peer" certificate of the cluster CA). NULL or "" = off. */
+    const char *tls_cert, *tls_key, *tls_ca;
+    int tls_client_auth; /* RPC_TLS_CLIENT_*; default OPTIONAL */
 } coord_opts;
 
 /* Fill *o with the defaults documented above (data_dir NULL, initial_shards NULL). */

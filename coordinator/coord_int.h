@@ -53,7 +53,7 @@ typedef enum coord_op {
  * enum's last value (a unit test checks this against the protobuf enum's
  * descriptor). A status this build does not know is counted as INTERNAL.
  */
-#define COORD_NSTATUS (OBJMETA__STATUS__TIMEOUT + 1)
+#define COORD_NSTATUS (OBJMETA__STATUS__PERMISSION_DENIED + 1)
 #define COORD_STATUS_UNKNOWN OBJMETA__STATUS__INTERNAL
 #define COORD_SECRET_LEN 32
 
@@ -99,7 +99,9 @@ typedef struct coord_shard {
 
 struct coord {
     struct event_base *base;
-    coord_opts opts; /* strings point into the copies below */
+    rpc_tls *tls_srv; /* the listener's TLS, or NULL */
+    rpc_tls *tls_cli; /* TLS to the shards, or NULL */
+    coord_opts opts;  /* strings point into the copies below */
     char *data_dir;
     char *listen;
     char *http_listen;
@@ -123,6 +125,18 @@ struct coord {
      * through it, so it does not call up into the router */
     void (*dispatch)(struct coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply);
     bool stopping;
+
+    /* cluster state and leadership (cstate.c, leader.c) */
+    struct coord_cstate *cs;
+    bool leading;               /* this coordinator may run ring changes */
+    bool following;             /* installing a state the leader saved (quieter logs) */
+    bool reload_pending;        /* another coordinator changed the state: reload when quiet */
+    struct event *reload_timer; /* retries a deferred reload */
+    rpc_client *leader_cl;      /* to the leader, for forwarded admin requests */
+    char leader_cl_addr[300];   /* its address */
+    uint64_t forwarded_admin;   /* admin requests passed to the leader */
+    uint64_t proxied_moving;    /* requests for moving keys passed to the leader */
+    uint64_t state_reloads;     /* states loaded from another coordinator's save */
 
     /* online ring changes (migrate.c, router.c) */
     struct coord_mig *mig;
@@ -259,6 +273,27 @@ om_status coord_token_decode(const uint8_t secret[COORD_SECRET_LEN], om_slice bu
 /* Entries per shard for the first fetch of a page of max_keys over n shards. */
 uint32_t coord_list_shard_page(uint32_t max_keys, size_t nshards);
 
+/* --- leader.c ------------------------------------------------------------------------------- */
+
+/* Watch the cluster state and campaign for leadership as `identity` (file backend: leader). */
+om_status coord_leader_start(coord *c, const char *identity);
+void coord_leader_close(coord *c);
+/* May this coordinator change the ring now? (It leads, by etcd and by the local clock.) */
+bool coord_is_leader(const coord *c);
+/*
+ * coord_leader_forward -- on a follower, pass an admin change to the leader
+ * and relay its answer (or UNAVAILABLE naming etcd when no leader is known).
+ * Returns false on the leader (handle it here).
+ */
+bool coord_leader_forward(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply);
+/*
+ * coord_leader_proxy -- on a follower, pass a request for a moving key (a
+ * change is in progress) to the leader, which routes it under its fence.
+ * Returns false on the leader (route it here).
+ */
+bool coord_leader_proxy(coord *c, coord_op op, const Objmeta__Request *req, uint64_t t0,
+                        rpc_reply *reply);
+
 /* --- ring_store.c ---------------------------------------------------------------------------- */
 
 /*
@@ -276,6 +311,16 @@ om_status coord_ring_store_save(const char *dir, const ring *cur, const ring *pe
  */
 om_status coord_ring_store_save_ex(const char *dir, const ring *cur, const ring *pending,
                                    om_slice mig);
+/*
+ * coord_ring_state_encode -- the RING file's bytes (magic, length, checksum,
+ * records) for these rings and migration state, appended to *file.
+ * coord_ring_state_decode -- the reverse; `what` names the source in
+ * messages ("data/coord/RING", "etcd /objmeta/c1/state").
+ * Returns: OM_OK; OM_E_CORRUPT with err naming what is wrong; OM_E_NOMEM.
+ */
+om_status coord_ring_state_encode(const ring *cur, const ring *pending, om_slice mig, om_buf *file);
+om_status coord_ring_state_decode(om_slice in, const char *what, ring **cur, ring **pending,
+                                  om_buf *mig, char *err, size_t errlen);
 om_status coord_ring_store_load_ex(const char *dir, ring **cur, ring **pending, om_buf *mig,
                                    char *err, size_t errlen);
 
@@ -289,6 +334,8 @@ om_status coord_ring_store_load_ex(const char *dir, ring **cur, ring **pending, 
  */
 om_status coord_mig_open(coord *c, om_slice mig, char *err, size_t errlen);
 void coord_mig_close(coord *c);
+/* True while the migration has no call in flight (its state may be replaced). */
+bool coord_mig_quiet(const coord *c);
 /* AddShard / RemoveShard / SetWeight. */
 void coord_mig_admin(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply);
 /* RebalanceStatus. */
@@ -316,6 +363,8 @@ void coord_mig_release_held(coord *c);
 void coord_mig_note_dirty(coord *c, const char *bucket, const char *key);
 /* Read <dir>/TOKEN_SECRET, creating it (random bytes, atomically) on first use. */
 om_status coord_secret_load(const char *dir, uint8_t secret[COORD_SECRET_LEN]);
+/* Fill secret from the system's random source. */
+om_status coord_secret_random(uint8_t secret[COORD_SECRET_LEN]);
 /*
  * coord_parse_shards -- "id=host:port[/W],..." (W: weight, default 1) into a
  * ring of epoch 1. Returns: OM_OK and *out; OM_E_INVALID with a message.

@@ -28,10 +28,10 @@
  * the page. The next page asks every shard for entries after it
  * (start_after); a shard answers a common prefix equal to it again (its keys
  * are greater than the prefix itself), and the merge drops it as a repeat.
- * The token is bound to bucket, prefix and delimiter and tagged with the
- * coordinator's secret, so a corrupted, forged or misused token gets
- * INVALID_ARGUMENT. When both continuation_token and start_after are given,
- * the token wins (S3 ListObjectsV2).
+ * The token is bound to bucket, prefix and delimiter and tagged with
+ * HMAC-SHA256 under the coordinator's secret (rpc_mac, truncated to 16
+ * bytes), so a corrupted, forged or misused token gets INVALID_ARGUMENT. When both
+ * continuation_token and start_after are given, the token wins (S3 ListObjectsV2).
  *
  * Failure: List needs every shard. If one is down the request gets
  * UNAVAILABLE naming it; an error from any shard ends the request with that
@@ -53,7 +53,7 @@
 
 #define LIST_DEFAULT_MAX_KEYS 1000u
 #define LIST_MIN_REFILL 16u
-#define TOKEN_VERSION 1
+#define TOKEN_VERSION 2
 #define TOKEN_PREFIX "c1"
 #define TOKEN_MAX_RESUME 4096u
 
@@ -73,19 +73,12 @@ token_params_hash(om_slice bucket, om_slice prefix, om_slice delimiter)
     return h;
 }
 
-/* tag = xxh3(secret || body || secret) */
-static om_status
-token_tag(const uint8_t secret[COORD_SECRET_LEN], const uint8_t *body, size_t n, uint64_t *tag)
+/* tag = HMAC-SHA256(secret, body), truncated (rpc_mac) */
+static void
+token_tag(const uint8_t secret[COORD_SECRET_LEN], const uint8_t *body, size_t n,
+          uint8_t tag[RPC_MAC_LEN])
 {
-    om_buf b = OM_BUF_INIT;
-    om_status st;
-
-    if ((st = om_buf_append(&b, secret, COORD_SECRET_LEN)) == OM_OK &&
-        (st = om_buf_append(&b, body, n)) == OM_OK &&
-        (st = om_buf_append(&b, secret, COORD_SECRET_LEN)) == OM_OK)
-        *tag = om_hash64(b.p, b.n);
-    om_buf_free(&b);
-    return st;
+    rpc_mac(secret, COORD_SECRET_LEN, body, n, tag);
 }
 
 om_status
@@ -93,14 +86,14 @@ coord_token_encode(const uint8_t secret[COORD_SECRET_LEN], om_slice bucket, om_s
                    om_slice delimiter, om_slice resume, om_buf *out)
 {
     om_buf body = OM_BUF_INIT;
-    uint64_t tag = 0;
+    uint8_t tag[RPC_MAC_LEN];
     om_status st;
 
     OM_GOTO(om_buf_append_byte(&body, TOKEN_VERSION));
     OM_GOTO(om_buf_put_fixed64(&body, token_params_hash(bucket, prefix, delimiter)));
     OM_GOTO(om_buf_put_lenpref(&body, resume));
-    OM_GOTO(token_tag(secret, body.p, body.n, &tag));
-    OM_GOTO(om_buf_put_fixed64(&body, tag));
+    token_tag(secret, body.p, body.n, tag);
+    OM_GOTO(om_buf_append(&body, tag, sizeof(tag)));
     OM_GOTO(om_buf_append(out, TOKEN_PREFIX, strlen(TOKEN_PREFIX)));
     OM_GOTO(om_base64url_encode(om_buf_slice(&body), out));
 fail:
@@ -123,7 +116,8 @@ coord_token_decode(const uint8_t secret[COORD_SECRET_LEN], om_slice bucket, om_s
     size_t plen = strlen(TOKEN_PREFIX), n = strlen(token);
     om_buf body = OM_BUF_INIT;
     om_slice in, r;
-    uint64_t tag = 0, want, ph;
+    uint8_t want[RPC_MAC_LEN];
+    uint64_t ph;
     om_status st;
 
     if (n < plen || memcmp(token, TOKEN_PREFIX, plen) != 0)
@@ -133,7 +127,7 @@ coord_token_decode(const uint8_t secret[COORD_SECRET_LEN], om_slice bucket, om_s
         om_buf_free(&body);
         return token_invalid(err, errlen, "is malformed");
     }
-    if (body.n < 1 + 8 + 1 + 8) {
+    if (body.n < 1 + 8 + 1 + RPC_MAC_LEN) {
         om_buf_free(&body);
         return token_invalid(err, errlen, "is truncated");
     }
@@ -141,16 +135,12 @@ coord_token_decode(const uint8_t secret[COORD_SECRET_LEN], om_slice bucket, om_s
         om_buf_free(&body);
         return token_invalid(err, errlen, "has an unknown version");
     }
-    if ((st = token_tag(secret, body.p, body.n - 8, &want)) != OM_OK) {
-        om_buf_free(&body);
-        return st;
-    }
-    tag = om_get_fixed64(body.p + body.n - 8);
-    if (tag != want) {
+    token_tag(secret, body.p, body.n - RPC_MAC_LEN, want);
+    if (!rpc_mac_equal(want, body.p + body.n - RPC_MAC_LEN)) {
         om_buf_free(&body);
         return token_invalid(err, errlen, "failed validation (corrupted or not issued here)");
     }
-    in = om_slice_make(body.p + 1, body.n - 1 - 8);
+    in = om_slice_make(body.p + 1, body.n - 1 - RPC_MAC_LEN);
     if (om_slice_get_fixed64(&in, &ph) != OM_OK || om_slice_get_lenpref(&in, &r) != OM_OK ||
         in.n != 0) {
         om_buf_free(&body);

@@ -16,65 +16,10 @@
 #include <string.h>
 
 #include "coordinator/coord.h"
+#include "coordinator/main_conf.h"
 #include "rpc/rpc.h"
 #include "util/conf.h"
 #include "util/log.h"
-
-typedef struct coord_conf {
-    char *listen, *http_listen, *data_dir, *port_file, *shards;
-    int log_level;
-    int64_t vnodes, pool_size, health_interval, health_timeout, shard_timeout, startup_wait;
-    int64_t max_frame;
-    int64_t migrate_rate, migrate_batch, migrate_rate_busy, migrate_batch_busy, cutover_timeout,
-        clock_margin;
-} coord_conf;
-
-static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
-
-#define F(x) offsetof(coord_conf, x)
-static const om_conf_item coord_items[] = {
-    {"listen", OM_CONF_STR, "127.0.0.1:7000", 0, 0, NULL, F(listen), "rpc listener host:port"},
-    {"http-listen", OM_CONF_STR, "auto", 0, 0, NULL, F(http_listen),
-     "/metrics and /healthz host:port; auto = listen port + 1000 (0 if listen port is 0); off"},
-    {"data-dir", OM_CONF_STR, "data/coord", 0, 0, NULL, F(data_dir), "ring state and token secret"},
-    {"port-file", OM_CONF_STR, "", 0, 0, NULL, F(port_file),
-     "write 'rpc <port>' and 'http <port>' here once serving (empty = none)"},
-    {"shards", OM_CONF_STR, "", 0, 0, NULL, F(shards),
-     "first start only: the ring's shards, id=host:port[/weight],..."},
-    {"vnodes-per-weight", OM_CONF_INT, "128", 1, 4096, NULL, F(vnodes),
-     "first start only: ring points per unit of shard weight"},
-    {"pool-size", OM_CONF_INT, "6", 1, 64, NULL, F(pool_size),
-     "multiplexed connections to each shard"},
-    {"health-interval", OM_CONF_DURATION, "500ms", 10, 60000, NULL, F(health_interval),
-     "how often each shard is probed (SetRing, which also reinstalls the ring)"},
-    {"health-timeout", OM_CONF_DURATION, "1s", 10, 60000, NULL, F(health_timeout),
-     "a probe (or connect) slower than this counts as failed"},
-    {"shard-timeout", OM_CONF_DURATION, "10s", 10, 3600000, NULL, F(shard_timeout),
-     "deadline of a request forwarded to a shard"},
-    {"startup-wait", OM_CONF_DURATION, "5s", 0, 600000, NULL, F(startup_wait),
-     "at start, wait this long for every shard before serving anyway"},
-    {"max-frame", OM_CONF_SIZE, "16M", 1024, 1LL << 30, NULL, F(max_frame),
-     "largest protocol message accepted or forwarded"},
-    {"migrate-rate", OM_CONF_SIZE, "128M", 0, 1LL << 40, NULL, F(migrate_rate),
-     "ring changes: copy at most this many bytes per second while no client request "
-     "arrives (0 = unlimited)"},
-    {"migrate-batch", OM_CONF_SIZE, "1M", 4096, 64LL << 20, NULL, F(migrate_batch),
-     "ring changes: bytes of records per copy batch"},
-    {"migrate-rate-busy", OM_CONF_SIZE, "16M", 0, 1LL << 40, NULL, F(migrate_rate_busy),
-     "ring changes: while clients are active (a request in the last 250 ms) copy at most "
-     "this (and migrate-rate), halved down to 1/8 while client writes take over twice "
-     "their usual time (0 = migrate-rate)"},
-    {"migrate-batch-busy", OM_CONF_SIZE, "128K", 0, 64LL << 20, NULL, F(migrate_batch_busy),
-     "ring changes: bytes per copy batch while clients are active (0 = migrate-batch)"},
-    {"cutover-timeout", OM_CONF_DURATION, "5s", 100, 600000, NULL, F(cutover_timeout),
-     "ring changes: a cutover (moving keys held) longer than this is retried later"},
-    {"clock-margin", OM_CONF_DURATION, "10s", 0, 3600000, NULL, F(clock_margin),
-     "ring changes: catch-up passes also copy records this much older than the pass start"},
-    {"log-level", OM_CONF_ENUM, "info", 0, 0, log_levels, F(log_level),
-     "error, warn, info or debug"},
-};
-static const om_conf_table coord_table = {"objmeta-coord", OM_VERSION, coord_items,
-                                          sizeof(coord_items) / sizeof(coord_items[0])};
 
 typedef struct app {
     coord *c;
@@ -108,21 +53,6 @@ app_on_signal(evutil_socket_t sig, short what, void *arg)
     coord_shutdown(a->c, 10000, NULL, NULL); /* NULL done: rpc exits the loop */
 }
 
-static void
-http_addr(const coord_conf *c, char *out, size_t n)
-{
-    const char *colon = strrchr(c->listen, ':');
-    long port = colon ? strtol(colon + 1, NULL, 10) : 0;
-
-    if (strcmp(c->http_listen, "off") == 0)
-        snprintf(out, n, "%s", "");
-    else if (strcmp(c->http_listen, "auto") != 0)
-        snprintf(out, n, "%s", c->http_listen);
-    else
-        snprintf(out, n, "%.*s:%ld", colon ? (int)(colon - c->listen) : 0, c->listen,
-                 port > 0 ? port + 1000 : 0);
-}
-
 int
 main(int argc, char **argv)
 {
@@ -152,30 +82,11 @@ main(int argc, char **argv)
     rpc_init_logging();
     signal(SIGPIPE, SIG_IGN);
 
-    coord_opts_init(&o);
-    o.data_dir = cf.data_dir;
-    o.listen = cf.listen;
-    http_addr(&cf, haddr, sizeof(haddr));
-    o.http_listen = haddr;
-    o.initial_shards = cf.shards;
-    o.vnodes_per_weight = (uint32_t)cf.vnodes;
-    o.pool_size = (uint32_t)cf.pool_size;
-    o.health_interval_ms = (uint32_t)cf.health_interval;
-    o.health_timeout_ms = (uint32_t)cf.health_timeout;
-    o.shard_timeout_ms = (uint32_t)cf.shard_timeout;
-    o.startup_wait_ms = (uint32_t)cf.startup_wait;
-    o.max_frame = (uint32_t)cf.max_frame;
-    o.migrate_rate = (uint64_t)cf.migrate_rate;
-    o.migrate_batch = (uint32_t)cf.migrate_batch;
-    o.migrate_rate_busy = (uint64_t)cf.migrate_rate_busy;
-    o.migrate_batch_busy = (uint32_t)cf.migrate_batch_busy;
-    o.cutover_timeout_ms = (uint32_t)cf.cutover_timeout;
-    o.clock_margin_ms = (uint32_t)cf.clock_margin;
+    coord_conf_opts(&cf, &o, haddr, sizeof(haddr));
     a.port_file = cf.port_file;
     a.rc = 1;
 
-    a.base = event_base_new();
-    if (a.base == NULL)
+    if ((a.base = event_base_new()) == NULL)
         goto out;
     if (coord_open(a.base, &o, app_ready, &a, &a.c, err, sizeof(err)) != OM_OK) {
         om_log(OM_LOG_ERROR, "cannot start: %s", err);

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "coordinator/coord_int.h"
+#include "coordinator/cstate.h"
 #include "util/clock.h"
 
 static const char *const coord_op_names[COORD_OP_COUNT_] = {
@@ -116,6 +117,57 @@ metric_held(const coord *c)
     return c->held_count;
 }
 
+static uint64_t
+metric_leader(const coord *c)
+{
+    return coord_is_leader(c);
+}
+
+static uint64_t
+metric_state_revision(const coord *c)
+{
+    return (uint64_t)coord_cstate_revision(c->cs);
+}
+
+static uint64_t
+metric_watch_lag(const coord *c)
+{
+    return (uint64_t)(coord_cstate_seen_revision(c->cs) - coord_cstate_revision(c->cs));
+}
+
+static etcd_stats
+etcd_of(const coord *c)
+{
+    etcd_stats es;
+
+    coord_cstate_etcd_stats(c->cs, &es);
+    return es;
+}
+
+static uint64_t
+metric_etcd_requests(const coord *c)
+{
+    return etcd_of(c).requests;
+}
+
+static uint64_t
+metric_etcd_errors(const coord *c)
+{
+    return etcd_of(c).errors;
+}
+
+static uint64_t
+metric_etcd_latency_us(const coord *c)
+{
+    return etcd_of(c).latency_us;
+}
+
+static uint64_t
+metric_etcd_failovers(const coord *c)
+{
+    return etcd_of(c).failovers;
+}
+
 /*
  * One row per coordinator-wide counter: its Stats name, its /metrics family
  * (NULL: Stats only), labels, type and help, and where its value is -- a
@@ -154,6 +206,30 @@ static const coord_metric coord_metrics[] = {
      "counter", "Writes to moving keys forwarded to their new owner, by result.",
      FIELD(forwards_failed)},
     {"coord.migrate.held_requests", NULL, NULL, NULL, NULL, FN(metric_held)},
+    {"coord.leader", "objmeta_coord_leader", NULL, "gauge",
+     "1 while this coordinator leads (runs ring changes), 0 while it follows.", FN(metric_leader)},
+    {"coord.state.revision", "objmeta_coord_state_revision", NULL, "gauge",
+     "etcd revision of the cluster state this coordinator last loaded or saved (0: file).",
+     FN(metric_state_revision)},
+    {"coord.state.watch_lag", "objmeta_coord_state_watch_lag_revisions", NULL, "gauge",
+     "etcd revisions seen by the watch but not yet in the installed state (0: caught up).",
+     FN(metric_watch_lag)},
+    {"coord.state.reloads", "objmeta_coord_state_reloads_total", NULL, "counter",
+     "Cluster states loaded after another coordinator saved.", FIELD(state_reloads)},
+    {"coord.admin.forwarded", "objmeta_coord_admin_forwarded_total", NULL, "counter",
+     "Admin changes a follower passed to the leader.", FIELD(forwarded_admin)},
+    {"coord.proxied_moving", "objmeta_coord_proxied_moving_total", NULL, "counter",
+     "Requests for moving keys a follower passed to the leader during a change.",
+     FIELD(proxied_moving)},
+    {"coord.etcd.requests", "objmeta_coord_etcd_requests_total", NULL, "counter",
+     "Cluster-state requests to etcd (loads, saves), any outcome.", FN(metric_etcd_requests)},
+    {"coord.etcd.errors", "objmeta_coord_etcd_errors_total", NULL, "counter",
+     "Cluster-state requests to etcd that failed (unreachable, timeout, refused).",
+     FN(metric_etcd_errors)},
+    /* in seconds on /metrics: written after the table (coord_render_metrics) */
+    {"coord.etcd.latency_us", NULL, NULL, NULL, NULL, FN(metric_etcd_latency_us)},
+    {"coord.etcd.failovers", "objmeta_coord_etcd_failovers_total", NULL, "counter",
+     "Moves of the cluster-state client to another etcd endpoint.", FN(metric_etcd_failovers)},
 };
 #undef FIELD
 #undef FN
@@ -217,8 +293,14 @@ coord_answer_stats(coord *c, uint64_t t0, rpc_reply *reply)
                            (unsigned long long)sh->transport_errors, share,
                            sh->up ? "" : " reason=", sh->up ? "" : sh->why_down);
     }
-    if (st == OM_OK)
-        st = om_buf_printf(&text, "\n");
+    if (st == OM_OK) {
+        om_slice leader = coord_cstate_leader(c->cs);
+
+        st = om_buf_printf(&text, "\nstate: %s revision=%lld role=%s leader=%.*s\n",
+                           coord_cstate_where(c->cs), (long long)coord_cstate_revision(c->cs),
+                           coord_is_leader(c) ? "leader" : "follower", (int)leader.n,
+                           (const char *)leader.p);
+    }
     if (st != OM_OK) {
         om_buf_free(&text);
         coord_answer_error(c, COORD_OP_STATS, t0, reply, st, "cannot build stats");
@@ -283,6 +365,10 @@ coord_render_metrics(void *arg, om_buf *out)
     }
     if (c->mig != NULL)
         OM_TRY(coord_mig_render_metrics(c, out));
+    OM_TRY(rpc_prom_header(out, "objmeta_coord_etcd_request_seconds_total", "counter",
+                           "Sum of the round-trip times of cluster-state requests to etcd."));
+    OM_TRY(rpc_prom_value(out, "objmeta_coord_etcd_request_seconds_total", NULL,
+                          (double)metric_etcd_latency_us(c) / 1e6));
     return rpc_server_render_metrics(c->server, out);
 }
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coordinator/cstate.h"
 #include "coordinator/migrate_int.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -50,6 +51,7 @@ mig_begin(coord *c, ring *newr, const char *op, Objmeta__Request__BodyCase kind,
 {
     coord_mig *m = c->mig;
     uint64_t from = ring_epoch(c->ring);
+    char err[512];
     om_status st;
 
     OM_ASSERT(m->phase == MIG_IDLE && c->pending == NULL);
@@ -63,10 +65,11 @@ mig_begin(coord *c, ring *newr, const char *op, Objmeta__Request__BodyCase kind,
         c->ring = newr;
         c->pending = NULL;
         m->last_change_epoch = ring_epoch(newr);
-        if ((st = coord_ring_store_save(c->data_dir, newr, NULL)) != OM_OK) {
+        if ((st = coord_cstate_save(c->cs, newr, NULL, OM_SLICE_NULL, err, sizeof(err))) != OM_OK) {
             c->ring = old;
+            c->pending = NULL;
             ring_unref(newr);
-            coord_answer_error(c, COORD_OP_OTHER, t0, reply, st, "cannot write the RING file");
+            coord_answer_error(c, COORD_OP_OTHER, t0, reply, st, "cannot save the ring: %s", err);
             return;
         }
         ring_unref(old);
@@ -88,19 +91,23 @@ mig_begin(coord *c, ring *newr, const char *op, Objmeta__Request__BodyCase kind,
         m->rate = 0;
         m->rate_windowed = false;
         m->catchup_records = m->catchup_bytes = 0;
-        m->need_catchup = m->drained = false;
+        /* with other coordinators routing too (etcd), their unconfirmed writes are not in
+         * this one's dirty set: always run the catch-up pass and a full final pass */
+        m->need_catchup = strcmp(coord_cstate_backend(c->cs), "etcd") == 0;
+        m->drained = false;
         m->adapt = 1.0; /* the adaptive throttle starts at the top */
         m->pass_start_ms = om_clock_mono_ms();
         st = coord_mig_persist(m);
     }
     if (st != OM_OK) {
+        snprintf(err, sizeof(err), "%s", m->err[0] ? m->err : om_status_str(st));
         coord_mig_free_change(m);
         if (m->phase != MIG_IDLE) /* COPYING was set, but could not be persisted */
             coord_mig_set_phase(m, MIG_IDLE);
         c->pending = NULL;
         ring_unref(newr);
         coord_answer_error(c, COORD_OP_OTHER, t0, reply, st, "cannot start the ring change: %s",
-                           om_status_str(st));
+                           err);
         return;
     }
     if (coord_pool_sync(c) != OM_OK)
@@ -258,6 +265,7 @@ mig_add_shard(coord *c, const Objmeta__AddShardRequest *r, uint64_t t0, rpc_repl
     p = calloc(1, sizeof(*p));
     rpc_client_opts_init(&co);
     co.connect_timeout_ms = c->opts.health_timeout_ms;
+    co.tls = c->tls_cli;
     if (p == NULL || rpc_client_new(c->base, r->addr, &co, &p->cl) != OM_OK) {
         free(p);
         ring_unref(newr);
@@ -292,6 +300,8 @@ coord_mig_admin(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *r
     char err[256], op[160];
     ring *newr = NULL;
 
+    if (coord_leader_forward(c, req, t0, reply))
+        return; /* a follower: the leader decides */
     if (m->phase != MIG_IDLE || m->starting) {
         static const char *const names[] = {"idle", "copying", "copying", "cleanup"};
         coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_BUSY,

@@ -62,6 +62,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coordinator/cstate.h"
 #include "coordinator/migrate_int.h"
 #include "util/checksum.h"
 #include "util/clock.h"
@@ -357,15 +358,42 @@ om_status
 coord_mig_persist(coord_mig *m)
 {
     om_buf b = OM_BUF_INIT;
+    char err[512] = "";
     om_status st = mig_encode(m, &b);
 
     if (st == OM_OK)
-        st = coord_ring_store_save_ex(m->c->data_dir, m->c->ring, m->c->pending, om_buf_slice(&b));
+        st = coord_cstate_save(m->c->cs, m->c->ring, m->c->pending, om_buf_slice(&b), err,
+                               sizeof(err));
     om_buf_free(&b);
     m->last_checkpoint_ms = om_clock_mono_ms();
-    if (st != OM_OK)
-        coord_mig_errf(m, m->err, "cannot write the RING file: %s", om_status_str(st));
+    if (st != OM_OK) {
+        coord_mig_errf(m, m->err, "cannot save the cluster state: %s",
+                       err[0] ? err : om_status_str(st));
+        om_log(OM_LOG_WARN, "cannot save the cluster state err=\"%s\"", m->err);
+    }
     return st;
+}
+
+bool
+coord_mig_quiet(const coord *c)
+{
+    const coord_mig *m = c->mig;
+
+    if (m == NULL)
+        return true;
+    if (m->starting)
+        return false;
+    for (size_t i = 0; i < m->nsrc; i++) {
+        if (m->src[i].scan_busy)
+            return false;
+        for (size_t k = 0; k < MIG_PIPELINE; k++)
+            if (m->src[i].b[k].applies_out > 0)
+                return false;
+    }
+    for (size_t i = 0; i < m->ncl; i++)
+        if (m->cl[i].busy)
+            return false;
+    return true;
 }
 
 /* --- copying -----------------------------------------------------------------------------------
@@ -1340,8 +1368,9 @@ mig_tick(evutil_socket_t fd, short what, void *arg)
             m->tokens = cap;
     }
     m->last_tick_ms = now;
-    if (c->stopping) {
-        /* shutting down: held requests are answered (routed by ring e) instead of waiting */
+    if (c->stopping || !coord_is_leader(c)) {
+        /* shutting down, or not (or no longer) the leader: held requests are answered (routed
+         * by ring e) instead of waiting, and nothing is copied, switched or saved */
         if (c->fenced || c->hold_lists)
             mig_unfence(m);
         return;
@@ -1389,15 +1418,17 @@ coord_mig_open(coord *c, om_slice state, char *err, size_t errlen)
                 m->src[i].next_wm = m->src[i].wm0;
             mig_start_pass(m, 1);
         }
-        om_log(OM_LOG_INFO, "resuming ring change op=\"%s\" pass=%d sources=%zu ranges=%zu", m->op,
-               m->pass, m->nsrc, m->nrng);
+        om_log(c->following ? OM_LOG_DEBUG : OM_LOG_INFO,
+               "resuming ring change op=\"%s\" pass=%d sources=%zu ranges=%zu", m->op, m->pass,
+               m->nsrc, m->nrng);
     } else if (m->phase == MIG_COPYING) {
         coord_mig_set_phase(m, MIG_IDLE); /* a record without a pending ring: nothing to resume */
     } else if (m->phase == MIG_CLEANUP) {
         size_t left = 0;
         for (size_t i = 0; i < m->ncl; i++)
             left += !m->cl[i].done;
-        om_log(OM_LOG_INFO, "resuming cleanup op=\"%s\" epoch=%llu old_owners_left=%zu", m->op,
+        om_log(c->following ? OM_LOG_DEBUG : OM_LOG_INFO,
+               "resuming cleanup op=\"%s\" epoch=%llu old_owners_left=%zu", m->op,
                (unsigned long long)ring_epoch(c->ring), left);
     }
     m->timer = event_new(c->base, -1, EV_PERSIST, mig_tick, m);

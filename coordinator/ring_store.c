@@ -15,6 +15,9 @@
  *                     counters (optional; encoded by migrate.c)
  *            unknown tags are skipped, so later versions can add records.
  *
+ * The same bytes are the value of <prefix>/state in etcd (cstate_etcd.c):
+ * coord_ring_state_encode / _decode are shared.
+ *
  * Writes are atomic: the bytes go to RING.tmp, which is fsynced, renamed
  * over RING, and the directory is fsynced so the rename itself is durable.
  * A crash leaves either the old or the new file, never a mix; a damaged file
@@ -157,9 +160,9 @@ coord_ring_store_save(const char *dir, const ring *cur, const ring *pending)
 }
 
 om_status
-coord_ring_store_save_ex(const char *dir, const ring *cur, const ring *pending, om_slice mig)
+coord_ring_state_encode(const ring *cur, const ring *pending, om_slice mig, om_buf *file)
 {
-    om_buf payload = OM_BUF_INIT, file = OM_BUF_INIT, enc = OM_BUF_INIT;
+    om_buf payload = OM_BUF_INIT, enc = OM_BUF_INIT;
     om_status st;
 
     OM_GOTO(ring_encode(cur, &enc));
@@ -175,14 +178,25 @@ coord_ring_store_save_ex(const char *dir, const ring *cur, const ring *pending, 
         OM_GOTO(om_buf_append_byte(&payload, RING_TAG_MIGRATION));
         OM_GOTO(om_buf_put_lenpref(&payload, mig));
     }
-    OM_GOTO(om_buf_append(&file, ring_magic, sizeof(ring_magic)));
-    OM_GOTO(om_buf_put_fixed32(&file, (uint32_t)payload.n));
-    OM_GOTO(om_buf_put_fixed32(&file, om_checksum32(payload.p, payload.n)));
-    OM_GOTO(om_buf_append_slice(&file, om_buf_slice(&payload)));
-    OM_GOTO(store_write_atomic(dir, "RING", file.p, file.n));
+    OM_GOTO(om_buf_append(file, ring_magic, sizeof(ring_magic)));
+    OM_GOTO(om_buf_put_fixed32(file, (uint32_t)payload.n));
+    OM_GOTO(om_buf_put_fixed32(file, om_checksum32(payload.p, payload.n)));
+    OM_GOTO(om_buf_append_slice(file, om_buf_slice(&payload)));
 fail:
     om_buf_free(&enc);
     om_buf_free(&payload);
+    return st;
+}
+
+om_status
+coord_ring_store_save_ex(const char *dir, const ring *cur, const ring *pending, om_slice mig)
+{
+    om_buf file = OM_BUF_INIT;
+    om_status st;
+
+    OM_GOTO(coord_ring_state_encode(cur, pending, mig, &file));
+    OM_GOTO(store_write_atomic(dir, "RING", file.p, file.n));
+fail:
     om_buf_free(&file);
     return st;
 }
@@ -203,20 +217,28 @@ coord_ring_store_load_ex(const char *dir, ring **cur, ring **pending, om_buf *mi
 {
     char path[4096];
     om_buf file = OM_BUF_INIT;
-    ring *c = NULL, *p = NULL;
-    om_slice in;
-    uint32_t len, sum;
     om_status st;
 
     OM_TRY(store_path(dir, "RING", path, sizeof(path)));
     st = store_read(path, RING_FILE_MAX, &file);
     if (st == OM_E_CORRUPT)
         om_errf(err, errlen, "%s is larger than %u bytes", path, RING_FILE_MAX);
-    if (st != OM_OK)
-        goto out;
-    in = om_buf_slice(&file);
+    if (st == OM_OK)
+        st = coord_ring_state_decode(om_buf_slice(&file), path, cur, pending, mig, err, errlen);
+    om_buf_free(&file);
+    return st;
+}
+
+om_status
+coord_ring_state_decode(om_slice in, const char *what, ring **cur, ring **pending, om_buf *mig,
+                        char *err, size_t errlen)
+{
+    ring *c = NULL, *p = NULL;
+    uint32_t len, sum;
+    om_status st = OM_OK;
+
     if (in.n < 16 || memcmp(in.p, ring_magic, sizeof(ring_magic)) != 0) {
-        om_errf(err, errlen, "%s is not a ring file (bad magic or too short)", path);
+        om_errf(err, errlen, "%s is not a ring file (bad magic or too short)", what);
         st = OM_ERR(OM_E_CORRUPT);
         goto out;
     }
@@ -225,7 +247,7 @@ coord_ring_store_load_ex(const char *dir, ring **cur, ring **pending, om_buf *mi
     in.p += 16;
     in.n -= 16;
     if (len != in.n || om_checksum32(in.p, in.n) != sum) {
-        om_errf(err, errlen, "%s is damaged (length or checksum mismatch)", path);
+        om_errf(err, errlen, "%s is damaged (length or checksum mismatch)", what);
         st = OM_ERR(OM_E_CORRUPT);
         goto out;
     }
@@ -238,7 +260,7 @@ coord_ring_store_load_ex(const char *dir, ring **cur, ring **pending, om_buf *mi
         in.p++;
         in.n--;
         if (om_slice_get_lenpref(&in, &rec) != OM_OK) {
-            om_errf(err, errlen, "%s: truncated record", path);
+            om_errf(err, errlen, "%s: truncated record", what);
             st = OM_ERR(OM_E_CORRUPT);
             goto out;
         }
@@ -251,18 +273,18 @@ coord_ring_store_load_ex(const char *dir, ring **cur, ring **pending, om_buf *mi
         if (slot == NULL)
             continue; /* a record of a later version */
         if (*slot != NULL) {
-            om_errf(err, errlen, "%s: record %u appears twice", path, tag);
+            om_errf(err, errlen, "%s: record %u appears twice", what, tag);
             st = OM_ERR(OM_E_CORRUPT);
             goto out;
         }
         if ((st = ring_decode(rec, slot, rerr, sizeof(rerr))) != OM_OK) {
-            om_errf(err, errlen, "%s: %s", path, rerr);
+            om_errf(err, errlen, "%s: %s", what, rerr);
             st = OM_ERR(OM_E_CORRUPT);
             goto out;
         }
     }
     if (c == NULL) {
-        om_errf(err, errlen, "%s holds no current ring", path);
+        om_errf(err, errlen, "%s holds no current ring", what);
         st = OM_ERR(OM_E_CORRUPT);
         goto out;
     }
@@ -272,8 +294,26 @@ coord_ring_store_load_ex(const char *dir, ring **cur, ring **pending, om_buf *mi
 out:
     ring_unref(c);
     ring_unref(p);
-    om_buf_free(&file);
     return st;
+}
+
+om_status
+coord_secret_random(uint8_t secret[COORD_SECRET_LEN])
+{
+    size_t got = 0;
+
+    while (got < COORD_SECRET_LEN) {
+        ssize_t r = getrandom(secret + got, COORD_SECRET_LEN - got, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            om_log(OM_LOG_ERROR, "getrandom failed err=\"%s\"", strerror(e));
+            return OM_ERR(om_status_from_errno(e));
+        }
+        got += (size_t)r;
+    }
+    return OM_OK;
 }
 
 om_status
@@ -295,18 +335,7 @@ coord_secret_load(const char *dir, uint8_t secret[COORD_SECRET_LEN])
         om_log(OM_LOG_WARN, "token secret has the wrong size; making a new one file=%s", path);
     else if (st != OM_E_NOTFOUND)
         return st;
-    size_t got = 0;
-    while (got < COORD_SECRET_LEN) {
-        ssize_t r = getrandom(secret + got, COORD_SECRET_LEN - got, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            int e = errno;
-            om_log(OM_LOG_ERROR, "getrandom failed err=\"%s\"", strerror(e));
-            return OM_ERR(om_status_from_errno(e));
-        }
-        got += (size_t)r;
-    }
+    OM_TRY(coord_secret_random(secret));
     return store_write_atomic(dir, "TOKEN_SECRET", secret, COORD_SECRET_LEN);
 }
 

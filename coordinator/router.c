@@ -258,6 +258,8 @@ route(coord *c, coord_op op, const Objmeta__Request *req, const char *bucket, co
         to = coord_pend_shard(c, ring_owner(c->pending, h));
         if (to == sh)
             to = NULL; /* the key stays where it is */
+        else if (coord_leader_proxy(c, op, req, t0, reply))
+            return; /* a follower: the leader routes moving keys (leader.c) */
         else if (coord_mig_hold(c, req, op, t0, reply, false))
             return; /* cutover: answered once the ring has switched */
     }

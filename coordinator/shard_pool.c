@@ -126,6 +126,7 @@ pool_add(coord *c, const char *id, const char *addr, coord_shard **out)
     co.max_frame = c->opts.max_frame;
     co.connect_timeout_ms = c->opts.health_timeout_ms;
     co.default_timeout_ms = c->opts.shard_timeout_ms;
+    co.tls = c->tls_cli;
     v = realloc(c->shards, (c->nshards + 1) * sizeof(*v));
     if (v == NULL)
         return OM_ERR(OM_E_NOMEM);

@@ -36,6 +36,19 @@
  * deleter runs -- always after the shard mutex is released, so deleters may
  * take other locks (the table cache's deleter closes a file).
  *
+ * Admission (lsm_cache_enable_admission; the block and row caches turn it
+ * on). With keys read uniformly from more data than the cache holds, nearly
+ * every lookup misses and every miss inserted an entry and evicted another:
+ * a malloc, a table insert, a sweep and a deleter per read, for entries
+ * that are evicted before they are read again. So once a shard is nearly
+ * full (usage >= 7/8 of its capacity, kept in an atomic flag), a missed key
+ * is admitted only on its second miss within about two cache turnovers: a
+ * "ghost" array of recent missed hashes (direct-mapped, twice the entries
+ * the cache holds, relaxed atomics, no lock) remembers the first.
+ * Frequently read keys (a Zipfian head, a hot set) miss twice quickly and
+ * go in; a uniform stream mostly does not, and the cache keeps what it
+ * holds. Not full: everything goes in, so a cache warms up as before.
+ *
  * Invariants (with the shard mutex held): in_cache entries are in the table
  * and on exactly one list (in_use iff parked; parked implies refs > 1);
  * usage is the sum of their charges; at least one slot is empty (count <=
@@ -99,6 +112,8 @@ typedef struct cache_shard {
     /* Copies of slots and mask for lsm_cache_prefetch, which reads them unlocked. */
     _Atomic(cslot *) pf_slots;
     atomic_size_t pf_mask;
+    /* Usage is at 7/8 of capacity or more (admission applies); written with mu held. */
+    atomic_bool full;
 } __attribute__((aligned(LINE))) cache_shard;
 
 struct lsm_cache {
@@ -106,6 +121,10 @@ struct lsm_cache {
     int shard_bits;
     cache_shard *shards;
     atomic_uint_fast64_t next_id;
+    /* Admission (lsm_cache_enable_admission): key hashes that missed lately, or NULL. */
+    _Atomic uint64_t *ghost;
+    size_t ghost_mask;
+    atomic_uint_fast64_t admitted, rejected;
 };
 
 static size_t
@@ -308,6 +327,16 @@ shard_drop(cache_shard *s, centry *e, clink **dead)
         dead_push(dead, e);
 }
 
+/* Note whether the shard is (nearly) full, for lsm_cache_admit. Requires: s->mu held. */
+static void
+shard_note_usage(cache_shard *s)
+{
+    bool full = s->usage >= s->capacity - s->capacity / 8;
+
+    if (atomic_load_explicit(&s->full, memory_order_relaxed) != full)
+        atomic_store_explicit(&s->full, full, memory_order_relaxed);
+}
+
 /* The second-chance sweep while over capacity (see the top). Requires: s->mu held. */
 static void
 shard_evict(cache_shard *s, clink **dead)
@@ -371,6 +400,7 @@ lsm_cache_new(size_t capacity, int shard_bits, lsm_cache **out)
         atomic_init(&s->pf_mask, s->mask);
         atomic_init(&s->hits, 0);
         atomic_init(&s->misses, 0);
+        atomic_init(&s->full, false);
         if (s->slots == NULL) {
             for (size_t j = 0; j <= i; j++) {
                 free(c->shards[j].slots);
@@ -415,6 +445,7 @@ lsm_cache_free(lsm_cache *c)
         pthread_mutex_destroy(&s->mu);
     }
     free(c->shards);
+    free((void *)c->ghost);
     free(c);
 }
 
@@ -474,6 +505,7 @@ lsm_cache_insert(lsm_cache *c, om_slice key, void *value, size_t charge, lsm_cac
     s->usage += charge;
     s->count++;
     shard_evict(s, &dead);
+    shard_note_usage(s);
     pthread_mutex_unlock(&s->mu);
 
     delete_chain(dead);
@@ -637,6 +669,7 @@ lsm_cache_erase(lsm_cache *c, om_slice key)
     if (e != NULL) {
         shard_clear_slot(s, i);
         dead = shard_finish_erase(s, e);
+        shard_note_usage(s);
     }
     pthread_mutex_unlock(&s->mu);
     if (dead)
@@ -660,9 +693,88 @@ lsm_cache_prune(lsm_cache *c)
                 shard_drop(s, e, &dead);
             l = next;
         }
+        shard_note_usage(s);
         pthread_mutex_unlock(&s->mu);
         delete_chain(dead);
     }
+}
+
+/* Drop e from s (pinned or not) if its key starts with prefix. Requires: s->mu held. */
+static void
+shard_drop_prefixed(cache_shard *s, centry *e, om_slice prefix, clink **dead)
+{
+    if (e->klen >= prefix.n && memcmp(e->key, prefix.p, prefix.n) == 0)
+        shard_drop(s, e, dead);
+}
+
+void
+lsm_cache_erase_prefix(lsm_cache *c, om_slice prefix)
+{
+    for (size_t i = 0; i < ((size_t)1 << c->shard_bits); i++) {
+        cache_shard *s = &c->shards[i];
+        clink *dead = NULL;
+
+        pthread_mutex_lock(&s->mu);
+        for (clink *head = &s->lru; head != NULL; head = head == &s->lru ? &s->in_use : NULL)
+            for (clink *l = head->next; l != head;) {
+                clink *next = l->next;
+
+                shard_drop_prefixed(s, entry_of_link(l), prefix, &dead);
+                l = next;
+            }
+        shard_note_usage(s);
+        pthread_mutex_unlock(&s->mu);
+        delete_chain(dead);
+    }
+}
+
+/* ---- admission ---- */
+
+om_status
+lsm_cache_enable_admission(lsm_cache *c, size_t mean_charge)
+{
+    size_t entries = c->capacity / (mean_charge > 0 ? mean_charge : 1), n = 1024;
+
+    /* Twice the entries the cache holds: a key is remembered for about two cache turnovers. */
+    while (n < 2 * entries && n < ((size_t)1 << 24))
+        n *= 2;
+    if (c->ghost != NULL)
+        return OM_ERR(OM_E_INVALID);
+    c->ghost = calloc(n, sizeof(*c->ghost));
+    if (c->ghost == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    c->ghost_mask = n - 1;
+    return OM_OK;
+}
+
+bool
+lsm_cache_admit(lsm_cache *c, om_slice key)
+{
+    uint64_t hash, tag;
+    _Atomic uint64_t *g;
+
+    if (c->ghost == NULL)
+        return true;
+    hash = om_hash64(key.p, key.n);
+    if (!atomic_load_explicit(&c->shards[cache_shard_index(c, hash)].full, memory_order_relaxed))
+        return true; /* room to spare: everything goes in */
+    /* Slot from bits the shard index does not use; the whole hash (never 0) as the tag. */
+    g = &c->ghost[(size_t)(hash >> 8) & c->ghost_mask];
+    tag = hash | 1;
+    if (atomic_load_explicit(g, memory_order_relaxed) == tag) {
+        atomic_store_explicit(g, 0, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->admitted, 1, memory_order_relaxed);
+        return true;
+    }
+    atomic_store_explicit(g, tag, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->rejected, 1, memory_order_relaxed);
+    return false;
+}
+
+uint64_t
+lsm_cache_admission_rejected(const lsm_cache *c)
+{
+    return atomic_load_explicit(&c->rejected, memory_order_relaxed);
 }
 
 uint64_t

@@ -113,6 +113,33 @@ void lsm_cache_erase(lsm_cache *c, om_slice key);
 /* Drop every entry that no handle pins from the cache (pinned entries stay in it). */
 void lsm_cache_prune(lsm_cache *c);
 
+/*
+ * lsm_cache_erase_prefix -- drop every entry whose key starts with prefix,
+ * as lsm_cache_erase does (pinned ones live on until released). Walks every
+ * entry of the cache, shard by shard: for rare events, like a table whose
+ * blocks or rows can never be read again.
+ */
+void lsm_cache_erase_prefix(lsm_cache *c, om_slice prefix);
+
+/*
+ * lsm_cache_enable_admission -- turn on admission by second touch (cache.c,
+ * "Admission"): once a shard is nearly full, lsm_cache_admit answers true
+ * for a key only if it was refused recently. mean_charge sizes the memory of
+ * refused keys (twice the entries capacity / mean_charge, 8 bytes each).
+ * Returns: OM_OK; OM_E_NOMEM; OM_E_INVALID if already on.
+ * Requires: before the cache is shared between threads.
+ */
+om_status lsm_cache_enable_admission(lsm_cache *c, size_t mean_charge);
+
+/*
+ * lsm_cache_admit -- whether a missed key should be inserted now (always
+ * true without admission). Callers that get false use the value without
+ * caching it. Lock-free; counts admissions and refusals.
+ */
+bool lsm_cache_admit(lsm_cache *c, om_slice key);
+/* Keys refused by admission since creation. */
+uint64_t lsm_cache_admission_rejected(const lsm_cache *c);
+
 /* A number unique in this cache's life, to build keys of a namespace (one per table). */
 uint64_t lsm_cache_new_id(lsm_cache *c);
 

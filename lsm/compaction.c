@@ -13,7 +13,10 @@
  * done (comp_finish_at_close). A database without writes for a while gets
  * its L0 tables compacted even below the trigger (the idle rule, comp_idle).
  * A manual compaction may be paced (lsm_compact_range_rate, comp_pace): the
- * thread sleeps on compact_cv, so close wakes it at once.
+ * thread sleeps on compact_cv, so close wakes it at once. With
+ * background_nice > 0 a second, un-niced thread runs the compactions picked
+ * while the debt is high (comp_main), so a busy foreground cannot starve
+ * compaction for good.
  */
 #define OM_LOG_MODULE "lsm"
 #include "lsm/compaction.h"
@@ -744,31 +747,60 @@ comp_wait(lsm_db *db, bool timed, const comp_idle *idle)
     pthread_cond_timedwait(&db->compact_cv, &db->mu, &ts);
 }
 
-void *
-lsm_db_compact_main(void *arg)
+/*
+ * Compaction debt past which the urgent thread takes over: a score of 2 (L0
+ * at twice l0_compaction_trigger, or a level at twice its target bytes).
+ * Requires: mu held.
+ */
+static bool
+comp_is_urgent(const lsm_db *db, const lsm_version *v)
 {
-    lsm_db *db = arg;
+    return db->have_urgent_thread && db->manual == NULL && v->score >= LSM_COMPACT_URGENT_SCORE;
+}
+
+/*
+ * The body of both compaction threads. Only one compaction runs at a time
+ * (compaction_running). The normal thread runs at background_nice and does
+ * everything -- manual compactions, the idle rule, compactions by score --
+ * except what the urgent thread (nice unchanged, started only when
+ * background_nice > 0) is there for: automatic compactions picked while the
+ * debt is at LSM_COMPACT_URGENT_SCORE or more. A niced thread under CPU
+ * competition gets a small share of a core, so without it compaction debt
+ * grows as long as the foreground keeps the cores busy; raising a thread's
+ * priority back needs privileges, so the boost is a second thread rather
+ * than a setpriority() call.
+ */
+static void *
+comp_main(lsm_db *db, bool urgent)
+{
     comp_idle idle = {0, 0};
 
-    pthread_setname_np(pthread_self(), "lsm-compact"); /* for top -H and perf */
-    lsm_db_background_priority(db);
+    pthread_setname_np(pthread_self(), urgent ? "lsm-compact-hi" : "lsm-compact");
+    if (!urgent)
+        lsm_db_background_priority(db);
     pthread_mutex_lock(&db->mu);
     idle.seq = atomic_load(&db->last_seq);
     idle.since_ns = om_clock_mono_ns();
     while (!db->shutting_down) {
         lsm_compaction *c = NULL;
-        db_manual *m = db->manual;
+        db_manual *m = urgent ? NULL : db->manual;
         lsm_version *v = db->vs->current;
         uint64_t smallest, newest;
         bool idle_l0 = false;
         om_status st;
 
+        if (db->compaction_running || (urgent != comp_is_urgent(db, v) && db->bg_error == OM_OK)) {
+            /* The other thread's turn (or busy): it broadcasts compact_cv when done. */
+            pthread_cond_wait(&db->compact_cv, &db->mu);
+            continue;
+        }
         if (db->bg_error == OM_OK && m == NULL && v->score < 1 && comp_idle_applies(db, v))
-            idle_l0 = comp_idle_due(db, &idle);
+            idle_l0 = !urgent && comp_idle_due(db, &idle);
         if (db->bg_error != OM_OK || (m == NULL && v->score < 1 && !idle_l0) ||
             (m != NULL && m->done)) {
             /* Timed only while the idle rule may still fire (not after an error). */
-            comp_wait(db, db->bg_error == OM_OK && m == NULL && comp_idle_applies(db, v), &idle);
+            comp_wait(db, !urgent && db->bg_error == OM_OK && m == NULL && comp_idle_applies(db, v),
+                      &idle);
             continue;
         }
         if (m != NULL)
@@ -798,6 +830,8 @@ lsm_db_compact_main(void *arg)
         smallest = lsm_db_oldest_snapshot(db);
         newest = comp_newest_snapshot(db);
         db->compaction_running = true;
+        if (urgent)
+            atomic_fetch_add(&db->st_urgent_compactions, 1);
         if (m != NULL)
             m->taken = true; /* its caller now waits for done, even at close */
         pthread_mutex_unlock(&db->mu);
@@ -819,7 +853,20 @@ lsm_db_compact_main(void *arg)
             lsm_db_set_bg_error(db, st);
         }
         pthread_cond_broadcast(&db->bg_cv);
+        pthread_cond_broadcast(&db->compact_cv); /* the other compaction thread's turn may be */
     }
     pthread_mutex_unlock(&db->mu);
     return NULL;
+}
+
+void *
+lsm_db_compact_main(void *arg)
+{
+    return comp_main(arg, false);
+}
+
+void *
+lsm_db_compact_urgent_main(void *arg)
+{
+    return comp_main(arg, true);
 }

@@ -93,6 +93,17 @@ lsm_opts_init(lsm_opts *o)
     o->wal_preallocate = 1u << 20;
 }
 
+void
+lsm_opts_set_memory_budget(lsm_opts *o, uint64_t budget)
+{
+    if (budget < LSM_MIN_MEMORY_BUDGET)
+        budget = LSM_MIN_MEMORY_BUDGET;
+    o->write_buffer_size = (size_t)(budget / 16);
+    o->max_immutable_memtables = 2;
+    o->block_cache_size = (size_t)(budget / 16 * 6);
+    o->row_cache_size = (size_t)(budget / 16 * 2);
+}
+
 static om_status
 db_check_opts(const lsm_opts *o)
 {
@@ -427,6 +438,18 @@ db_start_threads(lsm_db *db)
     if (pthread_create(&db->flush_thread, NULL, lsm_db_flush_main, db) != 0)
         return OM_ERR(OM_E_NOMEM);
     db->have_flush_thread = true;
+    if (db->opts.background_nice > 0) {
+        /* Before either compaction thread runs: both read it under mu to split the work. */
+        pthread_mutex_lock(&db->mu);
+        db->have_urgent_thread = true;
+        pthread_mutex_unlock(&db->mu);
+        if (pthread_create(&db->urgent_thread, NULL, lsm_db_compact_urgent_main, db) != 0) {
+            pthread_mutex_lock(&db->mu);
+            db->have_urgent_thread = false;
+            pthread_mutex_unlock(&db->mu);
+            return OM_ERR(OM_E_NOMEM);
+        }
+    }
     if (pthread_create(&db->compact_thread, NULL, lsm_db_compact_main, db) != 0)
         return OM_ERR(OM_E_NOMEM);
     db->have_compact_thread = true;
@@ -463,10 +486,12 @@ db_stop_threads(lsm_db *db)
         pthread_join(db->flush_thread, NULL);
     if (db->have_compact_thread)
         pthread_join(db->compact_thread, NULL);
+    if (db->have_urgent_thread)
+        pthread_join(db->urgent_thread, NULL);
     if (db->have_sync_thread)
         pthread_join(db->sync_thread, NULL);
     db->have_flush_thread = db->have_compact_thread = db->have_sync_thread = false;
-    db->have_prefault_thread = false;
+    db->have_prefault_thread = db->have_urgent_thread = false;
     /* lsm_compact_range* callers on other threads leave at once now (see there). */
     pthread_mutex_lock(&db->mu);
     while (db->manual_callers > 0)
@@ -524,8 +549,11 @@ lsm_open(const char *path, const lsm_opts *opts, lsm_db **out)
     db->locked = true;
     OM_GOTO(lsm_mem_pool_new(opts->write_buffer_size, DB_MEM_POOL_BUFFERS * opts->write_buffer_size,
                              &db->mem_pool));
-    if (opts->block_cache_size > 0)
+    if (opts->block_cache_size > 0) {
         OM_GOTO(lsm_cache_new(opts->block_cache_size, 4, &db->block_cache));
+        /* uniform reads over more data than fits: insert blocks on their second miss */
+        OM_GOTO(lsm_cache_enable_admission(db->block_cache, opts->block_size + 64));
+    }
     lsm_table_opts_init(&db->topts, &db->opts, db->block_cache, &db->tstats);
     db->topts.verify_on_open = opts->paranoid_checks;
     OM_GOTO(lsm_table_cache_new(db->env, path, &db->topts, opts->max_open_files, &db->tc));
@@ -806,6 +834,9 @@ db_row_get(lsm_db *db, lsm_sst *t, uint64_t number, om_slice lookup, db_probe *p
     /* A hit copies the value out under the shard lock: no pin, one lock round trip. */
     if (lsm_table_cache_row_peek(db->tc, number, p->key, db_row_peek_cb, &rp))
         return rp.answered ? OM_OK : lsm_sst_get_unfiltered(t, lookup, true, db_get_cb, c);
+    /* A first miss in a full row cache is not cached (admission, lsm/cache.c): a plain read. */
+    if (!lsm_table_cache_row_admit(db->tc, number, p->key))
+        return lsm_sst_get_unfiltered(t, lookup, true, db_get_cb, c);
     if (!db_lookup_key(p->key, LSM_MAX_SEQ, stackbuf, &heap, &newest))
         return OM_ERR(OM_E_NOMEM);
     st = lsm_sst_get_unfiltered(t, newest, true, db_row_fill_cb, &rf);
@@ -1168,9 +1199,12 @@ lsm_stats_get(lsm_db *db, lsm_stats *out)
     out->wal_synced_writes = atomic_load(&db->st_synced_writes);
     out->flushes = atomic_load(&db->st_flushes);
     out->compactions = atomic_load(&db->st_compactions);
+    out->urgent_compactions = atomic_load(&db->st_urgent_compactions);
     out->last_sequence = last;
     out->row_cache_hits = lsm_table_cache_row_hits(db->tc);
     out->row_cache_misses = lsm_table_cache_row_misses(db->tc);
+    out->row_cache_bytes = lsm_table_cache_row_bytes(db->tc);
+    out->block_cache_bytes = db->block_cache != NULL ? lsm_cache_usage(db->block_cache) : 0;
     lsm_mem_pool_stats(db->mem_pool, &ps);
     out->mem_pool_reused = ps.reused;
     out->mem_pool_allocated = ps.allocated;

@@ -157,12 +157,14 @@ struct lsm_db {
     atomic_uint_fast64_t last_seq; /* published with release under mu */
     atomic_bool closing;           /* shutting_down, readable without mu */
 
-    pthread_t flush_thread, compact_thread, sync_thread, prefault_thread;
+    pthread_t flush_thread, compact_thread, sync_thread, prefault_thread, urgent_thread;
     bool have_flush_thread, have_compact_thread, have_sync_thread, have_prefault_thread;
+    bool have_urgent_thread; /* the un-niced compaction thread (background_nice > 0) */
 
     /* Statistics (relaxed atomics). */
     atomic_uint_fast64_t st_user_bytes, st_wal_bytes, st_flush_bytes, st_comp_read, st_comp_written,
-        st_stall_us, st_wal_syncs, st_synced_writes, st_flushes, st_compactions;
+        st_stall_us, st_wal_syncs, st_synced_writes, st_flushes, st_compactions,
+        st_urgent_compactions;
 };
 
 /* ---- db.c ---- */
@@ -199,6 +201,9 @@ om_status lsm_db_write_level0(lsm_db *db, lsm_memtable *m, lsm_edit *e, uint64_t
 /* ---- compaction.c ---- */
 
 void *lsm_db_compact_main(void *arg);
+/* The compaction thread for high debt (score >= LSM_COMPACT_URGENT_SCORE), at normal priority. */
+void *lsm_db_compact_urgent_main(void *arg);
+#define LSM_COMPACT_URGENT_SCORE 2.0
 
 /* ---- db_iter.c ---- */
 

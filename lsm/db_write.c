@@ -12,7 +12,9 @@
  * key (lsm_batch_apply_sorted): it is the
  * only memtable writer because only the head of the queue writes. It then
  * takes mu, publishes the new last sequence (readers see the whole group at
- * once), marks the group done, wakes the followers and the next head.
+ * once), marks the group done, wakes the followers and the next head. Only
+ * the head assigns and publishes sequences, so last_seq never goes
+ * backwards (checked where it is published).
  *
  * lsm_write_nosync writes the same way without asking for the sync (in any
  * mode), and lsm_sync does not queue: it notes the current log under mu,
@@ -42,6 +44,7 @@
 #include "lsm/batch.h"
 #include "lsm/db_int.h"
 #include "lsm/filename.h"
+#include "util/assert.h"
 #include "util/clock.h"
 
 /* A group holds at most this many bytes of batches (more only for one big batch). */
@@ -253,7 +256,7 @@ lsm_db_make_room(lsm_db *db, bool force)
         if (db->nimm >= db->opts.max_immutable_memtables || nl0 >= db->opts.l0_stop_trigger) {
             t0 = om_clock_mono_ns();
             pthread_cond_signal(&db->flush_cv);
-            pthread_cond_signal(&db->compact_cv);
+            pthread_cond_broadcast(&db->compact_cv);
             pthread_cond_wait(&db->bg_cv, &db->mu);
             db_stall_add(db, t0);
             continue;
@@ -388,6 +391,7 @@ db_write(lsm_db *db, lsm_batch *batch, bool sync, bool force_switch)
             lsm_db_set_bg_error(db, st);
         } else {
             pthread_mutex_lock(&db->sv_mu);
+            OM_ASSERT(seq >= atomic_load_explicit(&db->last_seq, memory_order_relaxed));
             atomic_store_explicit(&db->last_seq, seq, memory_order_release);
             pthread_mutex_unlock(&db->sv_mu);
             atomic_fetch_add(&db->st_user_bytes, user_bytes);
@@ -672,7 +676,7 @@ lsm_db_flush_main(void *arg)
         if (st == OM_OK) {
             atomic_fetch_add(&db->st_flushes, 1);
             atomic_fetch_add(&db->st_flush_bytes, bytes);
-            pthread_cond_signal(&db->compact_cv);
+            pthread_cond_broadcast(&db->compact_cv);
         } else {
             lsm_logf(&db->opts, OM_LOG_ERROR, "memtable flush failed status=%s", om_status_str(st));
             lsm_db_set_bg_error(db, st);

@@ -145,14 +145,33 @@ typedef struct lsm_opts {
      * (a nice value, 0-19, set on each thread: Linux keeps one per thread).
      * On a machine with fewer cores than busy threads the writers, readers
      * and the caller's network threads then go first, and the background
-     * work runs in what they leave (a write stall still waits for it, so it
-     * cannot fall behind for long). Default 0 = same priority.
+     * work runs in what they leave. Compactions picked while the debt is
+     * high (score >= 2: L0 at twice l0_compaction_trigger, or a level at
+     * twice its target) run on a second compaction thread at the normal
+     * priority, so a busy foreground cannot starve them for good. Default 0
+     * = same priority (and no second thread).
      */
     int background_nice;
 } lsm_opts;
 
 /* Fill *o with the documented defaults. */
 void lsm_opts_init(lsm_opts *o);
+
+/*
+ * lsm_opts_set_memory_budget -- size the engine's memory from one figure:
+ * the memtables (write_buffer_size = budget / 16, max_immutable_memtables =
+ * 2; with the memtable block pool, which recycles up to two write buffers
+ * of dead memtables' blocks, at most 5/16 of the budget, typically 3/16),
+ * the block cache (6/16) and the row cache (2/16). The remaining 3/16 is
+ * left for what is not budgeted here: index and filter blocks of open
+ * tables (about 1.2 bytes per key for 10-bit filters plus ~40 bytes per
+ * 4 KiB data block), compaction and read buffers, and the caller's own
+ * (a server's connections). Budgets under LSM_MIN_MEMORY_BUDGET are taken
+ * as that minimum. Other options are left as they were; set any of the
+ * four after this call to override its share.
+ */
+#define LSM_MIN_MEMORY_BUDGET (16u << 20)
+void lsm_opts_set_memory_budget(lsm_opts *o, uint64_t budget);
 
 /*
  * lsm_open -- open (or create) the database in directory `path`.
@@ -363,8 +382,10 @@ typedef struct lsm_stats {
     uint64_t stall_micros;                 /* time writers spent slowed or stopped */
     uint64_t wal_syncs, wal_synced_writes; /* group commit: writes per sync */
     uint64_t flushes, compactions;
+    uint64_t urgent_compactions; /* run by the un-niced thread (background_nice, high debt) */
     uint64_t last_sequence;
-    uint64_t row_cache_hits, row_cache_misses; /* lsm_get table probes (0 when off) */
+    uint64_t row_cache_hits, row_cache_misses;   /* lsm_get table probes (0 when off) */
+    uint64_t block_cache_bytes, row_cache_bytes; /* what the two caches hold now */
     /*
      * Memtable memory recycling: arena blocks a new memtable took from the
      * pool of dead memtables' blocks, blocks it had to get from malloc (the

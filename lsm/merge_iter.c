@@ -13,11 +13,17 @@
  * An error in any child (its status after a movement) ends the merge: it
  * becomes invalid and reports that status.
  *
+ * Invariant (checked by OM_ASSERT in merge_next): every child yields keys in
+ * strictly increasing internal-key order, so the merged stream strictly
+ * increases in (internal key, child index) order. A child that went
+ * backwards would make the merge skip or repeat keys without any error.
+ *
  * Thread-safety: an iterator belongs to one thread.
  */
 #include <stdlib.h>
 
 #include "lsm/lsm_int.h"
+#include "util/assert.h"
 
 typedef struct merge_it {
     lsm_it base;
@@ -27,6 +33,9 @@ typedef struct merge_it {
     int *heap;     /* child indices */
     int size;
     om_status st;
+#if OM_ASSERTS_ON
+    om_buf last; /* the key merge_next moved past, for the ordering check */
+#endif
 } merge_it;
 
 static bool
@@ -131,6 +140,9 @@ merge_next(lsm_it *base)
     if (!merge_valid(base))
         return;
     top = m->heap[0];
+#if OM_ASSERTS_ON
+    bool check = om_buf_set(&m->last, m->key[top]) == OM_OK; /* the child may reuse its key */
+#endif
     lsm_it_next(m->child[top]);
     if (!merge_child_ok(m, top)) {
         m->size = 0;
@@ -140,6 +152,12 @@ merge_next(lsm_it *base)
         m->heap[0] = m->heap[--m->size];
     if (m->size > 0)
         merge_sift_down(m, 0);
+#if OM_ASSERTS_ON
+    if (check && m->size > 0) {
+        int r = lsm_ikey_cmp(om_buf_slice(&m->last), m->key[m->heap[0]]);
+        OM_ASSERT(r < 0 || (r == 0 && top < m->heap[0]));
+    }
+#endif
 }
 
 static om_slice
@@ -174,6 +192,9 @@ merge_free(lsm_it *base)
     free(m->child);
     free(m->key);
     free(m->heap);
+#if OM_ASSERTS_ON
+    om_buf_free(&m->last);
+#endif
     free(m);
 }
 

@@ -26,6 +26,7 @@
  * look up and iterate concurrently (each iterator belongs to one thread).
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
@@ -47,6 +48,7 @@ struct lsm_sst {
     uint64_t file_size;
     uint64_t data_end; /* where the meta blocks start */
     uint64_t cache_id;
+    atomic_bool cached; /* a block of this table went into the block cache */
     lsm_block index;
     lsm_block filter_block; /* owns the filter bytes, if any */
     om_slice filter;        /* empty: no filter */
@@ -112,11 +114,15 @@ sst_corrupt(lsm_sst *t, uint64_t off, const char *why)
 
 /*
  * Read the block at (off, size), verify its checksum and decompress it.
- * Returns OM_OK with *data (heap, owned by the caller) and *n; OM_E_CORRUPT;
- * OM_E_IO; OM_E_NOMEM.
+ * Returns OM_OK with *data and *n: heap bytes owned by the caller, or --
+ * when borrow is set, the file is mapped and the block is stored raw --
+ * the mapped bytes themselves (*borrowed set; valid while the table is
+ * open), which saves a malloc, a 4 KiB copy and a free per block that is
+ * not going into the cache. OM_E_CORRUPT; OM_E_IO; OM_E_NOMEM.
  */
 static om_status
-sst_read_block_bytes(lsm_sst *t, uint64_t off, uint64_t size, uint8_t **data, size_t *n)
+sst_read_block_bytes_ex(lsm_sst *t, uint64_t off, uint64_t size, bool borrow, uint8_t **data,
+                        size_t *n, bool *borrowed)
 {
     size_t total, got;
     uint8_t *buf = NULL, type;
@@ -154,6 +160,13 @@ sst_read_block_bytes(lsm_sst *t, uint64_t off, uint64_t size, uint8_t **data, si
         return sst_corrupt(t, off, "block checksum mismatch");
     }
     type = src[size];
+    *borrowed = false;
+    if (type == LSM_BLOCK_RAW && buf == NULL && borrow) {
+        *data = (uint8_t *)(uintptr_t)src; /* read only: lsm_block never writes its bytes */
+        *n = (size_t)size;
+        *borrowed = true;
+        return OM_OK;
+    }
     if (type == LSM_BLOCK_RAW) {
         if (buf == NULL) {
             /* Cached blocks outlive the table (and its mapping): copy. */
@@ -194,29 +207,49 @@ sst_read_block_bytes(lsm_sst *t, uint64_t off, uint64_t size, uint8_t **data, si
     return sst_corrupt(t, off, "unknown block compression type");
 }
 
-/* Read and parse a block into a heap lsm_block that owns its bytes. */
+/* sst_read_block_bytes_ex without borrowing: the bytes are always the caller's. */
 static om_status
-sst_read_block(lsm_sst *t, uint64_t off, uint64_t size, lsm_block **out)
+sst_read_block_bytes(lsm_sst *t, uint64_t off, uint64_t size, uint8_t **data, size_t *n)
+{
+    bool borrowed;
+
+    return sst_read_block_bytes_ex(t, off, size, false, data, n, &borrowed);
+}
+
+/*
+ * Read and parse a block into a heap lsm_block that owns its bytes, or with
+ * borrow (a block not going into the cache) may point into the mapping.
+ */
+static om_status
+sst_read_block_ex(lsm_sst *t, uint64_t off, uint64_t size, bool borrow, lsm_block **out)
 {
     lsm_block *b = malloc(sizeof(*b));
     uint8_t *data;
     size_t n;
+    bool borrowed;
     om_status st;
 
     if (b == NULL)
         return OM_ERR(OM_E_NOMEM);
-    st = sst_read_block_bytes(t, off, size, &data, &n);
+    st = sst_read_block_bytes_ex(t, off, size, borrow, &data, &n, &borrowed);
     if (st != OM_OK) {
         free(b);
         return st;
     }
-    if (lsm_block_parse(b, data, n, true) != OM_OK) {
-        free(data);
+    if (lsm_block_parse(b, data, n, !borrowed) != OM_OK) {
+        if (!borrowed)
+            free(data);
         free(b);
         return sst_corrupt(t, off, "block restart array malformed");
     }
     *out = b;
     return OM_OK;
+}
+
+static om_status
+sst_read_block(lsm_sst *t, uint64_t off, uint64_t size, lsm_block **out)
+{
+    return sst_read_block_ex(t, off, size, false, out);
 }
 
 static void
@@ -246,6 +279,7 @@ sst_block_get(lsm_sst *t, uint64_t off, uint64_t size, bool fill_cache, sst_bloc
     lsm_cache *c = t->o->block_cache;
     uint8_t key[16];
     lsm_block *b;
+    bool cache_it;
 
     if (c != NULL) {
         om_put_fixed64(key, t->cache_id);
@@ -256,13 +290,17 @@ sst_block_get(lsm_sst *t, uint64_t off, uint64_t size, bool fill_cache, sst_bloc
             return OM_OK;
         }
     }
-    OM_TRY(sst_read_block(t, off, size, &b));
+    cache_it = c != NULL && fill_cache && lsm_cache_admit(c, om_slice_make(key, sizeof(key)));
+    /* A block that will not be cached is only read while the table is pinned: borrow it. */
+    OM_TRY(sst_read_block_ex(t, off, size, !cache_it, &b));
     out->b = b;
     out->h = NULL;
-    if (c != NULL && fill_cache &&
+    if (cache_it &&
         lsm_cache_insert(c, om_slice_make(key, sizeof(key)), b, b->size + sizeof(*b) + 64,
                          block_cache_deleter, &out->h) != OM_OK)
         out->h = NULL; /* not cached: stays privately owned */
+    else if (out->h != NULL && !atomic_load_explicit(&t->cached, memory_order_relaxed))
+        atomic_store_explicit(&t->cached, true, memory_order_relaxed);
     return OM_OK;
 }
 
@@ -505,11 +543,39 @@ fail:
     return st;
 }
 
+/*
+ * Drop the table's blocks from the block cache at its close. They are keyed
+ * by this open's cache id, which no later open reuses, so they could only
+ * sit there until evicted (with tables replaced by compaction the cache
+ * filled to capacity however little data was live). One erase per block of
+ * the index: the cost follows the table's size, not the cache's.
+ */
+static void
+sst_uncache_blocks(lsm_sst *t)
+{
+    lsm_block_iter it = {0};
+    uint8_t key[16];
+
+    om_put_fixed64(key, t->cache_id);
+    lsm_block_iter_init(&it, &t->index, LSM_CMP_IKEY);
+    for (lsm_it_seek_first(&it.base); lsm_it_valid(&it.base); lsm_it_next(&it.base)) {
+        uint64_t off, size;
+
+        if (sst_decode_handle(t, lsm_it_value(&it.base), &off, &size) != OM_OK)
+            break; /* checked at open; a block left behind is only memory until evicted */
+        om_put_fixed64(key + 8, off);
+        lsm_cache_erase(t->o->block_cache, om_slice_make(key, sizeof(key)));
+    }
+    lsm_block_iter_fini(&it);
+}
+
 void
 lsm_sst_close(lsm_sst *t)
 {
     if (t == NULL)
         return;
+    if (atomic_load(&t->cached))
+        sst_uncache_blocks(t);
     lsm_rfile_close(t->f);
     lsm_block_free(&t->index);
     free(t->filter_block.owned);

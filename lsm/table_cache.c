@@ -302,6 +302,9 @@ lsm_table_cache_evict(lsm_table_cache *tc, uint64_t number)
 
     om_put_fixed64(key, number);
     lsm_cache_erase(tc->cache, om_slice_make(key, sizeof(key)));
+    /* The file is gone for good: its rows (keyed by file number first) can never hit again. */
+    if (tc->rows != NULL)
+        lsm_cache_erase_prefix(tc->rows, om_slice_make(key, sizeof(key)));
 }
 
 size_t
@@ -351,10 +354,32 @@ row_key(uint64_t number, om_slice user_key, uint8_t *buf, uint8_t **heap, om_sli
 om_status
 lsm_table_cache_enable_rows(lsm_table_cache *tc, size_t capacity)
 {
+    om_status st;
+
     if (capacity == 0 || tc->rows != NULL)
         return OM_OK;
     /* The default sharding: up to 16 shards of at least 256 KiB each. */
-    return lsm_cache_new(capacity, -1, &tc->rows);
+    OM_TRY(lsm_cache_new(capacity, -1, &tc->rows));
+    /* Uniform reads over more rows than fit: a row goes in on its second miss (cache.c). */
+    if ((st = lsm_cache_enable_admission(tc->rows, 256 + ROW_OVERHEAD)) != OM_OK) {
+        lsm_cache_free(tc->rows);
+        tc->rows = NULL;
+    }
+    return st;
+}
+
+bool
+lsm_table_cache_row_admit(lsm_table_cache *tc, uint64_t number, om_slice user_key)
+{
+    uint8_t buf[ROW_KEY_STACK], *heap;
+    om_slice k;
+    bool admit;
+
+    if (!row_key(number, user_key, buf, &heap, &k))
+        return false;
+    admit = lsm_cache_admit(tc->rows, k);
+    free(heap);
+    return admit;
 }
 
 bool
@@ -463,6 +488,12 @@ uint64_t
 lsm_table_cache_row_hits(const lsm_table_cache *tc)
 {
     return tc->rows != NULL ? lsm_cache_hits(tc->rows) : 0;
+}
+
+size_t
+lsm_table_cache_row_bytes(lsm_table_cache *tc)
+{
+    return tc->rows != NULL ? lsm_cache_usage(tc->rows) : 0;
 }
 
 uint64_t

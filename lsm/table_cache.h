@@ -191,6 +191,13 @@ lsm_row *lsm_row_new(uint64_t trailer, om_slice value);
 /* Row cache counters (0 when off) and bytes in use. */
 uint64_t lsm_table_cache_row_hits(const lsm_table_cache *tc);
 uint64_t lsm_table_cache_row_misses(const lsm_table_cache *tc);
+/*
+ * Whether a row that missed should be inserted (lsm_cache_admit on its row
+ * key): false means read it from the table without caching it.
+ */
+bool lsm_table_cache_row_admit(lsm_table_cache *tc, uint64_t number, om_slice user_key);
+/* Bytes the row cache holds now (0 when off). */
+size_t lsm_table_cache_row_bytes(lsm_table_cache *tc);
 size_t lsm_table_cache_row_usage(lsm_table_cache *tc);
 
 #endif /* OM_LSM_TABLE_CACHE_H */

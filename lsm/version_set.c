@@ -8,6 +8,14 @@
  * never completed, so it never took effect (edits are synced before they
  * are installed); it is ignored with a warning. Anything else that is wrong
  * is OM_E_CORRUPT, logged with the file and offset.
+ *
+ * Invariants of the edits this process logs (OM_ASSERT in
+ * lsm_vset_log_and_apply and where a MANIFEST is started): edits are applied
+ * in the order they are logged, each on top of the current version, and the
+ * counters they record never go backwards -- the log number and the last
+ * sequence are at least what the MANIFEST already holds, every added file's
+ * number was handed out by lsm_vset_new_file_number (below next_file), and a
+ * new MANIFEST's number is above the live one's.
  */
 #define OM_LOG_MODULE "lsm"
 #include <stdio.h>
@@ -16,6 +24,7 @@
 
 #include "lsm/filename.h"
 #include "lsm/manifest.h"
+#include "util/assert.h"
 
 om_status
 lsm_vset_new(lsm_env *env, const char *dir, const lsm_opts *opts, lsm_table_cache *tc,
@@ -300,6 +309,7 @@ vset_switch_manifest(lsm_vset *vs, const lsm_version *v, const lsm_edit *e, uint
         vs->err = st;
         goto out;
     }
+    OM_ASSERT(number > vs->manifest_number);
     lsm_wal_writer_close(vs->manifest, false);
     vs->manifest = w;
     *old_number = vs->manifest_number;
@@ -391,6 +401,9 @@ lsm_vset_log_and_apply(lsm_vset *vs, lsm_edit *e, void (*installed)(void *arg), 
     if (!e->has_last_seq)
         lsm_edit_set_last_seq(e, vs->last_seq);
     lsm_edit_set_next_file(e, atomic_load(&vs->next_file));
+    OM_ASSERT(e->log_number >= vs->log_number && e->last_seq >= vs->last_seq);
+    for (int i = 0; i < e->nadds; i++)
+        OM_ASSERT(e->adds[i].f->number > 0 && e->adds[i].f->number < e->next_file);
     /* vs->current changes only here, under the manifest lock we hold. */
     OM_TRY(lsm_version_apply(vs->current, e, vs->opts, &v));
     if (lsm_wal_size(vs->manifest) >= vs->manifest_roll_bytes) {

@@ -23,7 +23,7 @@
  * Responses are unpacked into a per-client scratch allocator (rpc_int.h),
  * released after the callback returns, except for the blocking wrapper, which
  * keeps the response. The hot Requests are packed and the hot Responses
- * decoded by hand (fastpack.c, FRAMING.md), protobuf-c doing the rest; call
+ * decoded by hand (fastpack_client.c, FRAMING.md), protobuf-c doing the rest; call
  * records are recycled through a per-client pool.
  *
  * Connection states: IDLE (no socket; the next call connects), CONNECTING,
@@ -104,6 +104,8 @@ struct rpc_client {
      * calloc/free pair per call saved. */
     rpc_call *call_pool;
     unsigned n_call_pool;
+    char host[256]; /* of addr: the name the server's certificate must carry (TLS) */
+    char *token;    /* o.token copied, or NULL: sent first on every connection */
 };
 
 /* Most finished calls a client keeps for reuse (about 80 bytes each). */
@@ -112,6 +114,7 @@ struct rpc_client {
 void
 rpc_client_opts_init(rpc_client_opts *o)
 {
+    memset(o, 0, sizeof(*o));
     o->max_frame = RPC_DEFAULT_MAX_FRAME;
     o->connect_timeout_ms = 3000;
     o->default_timeout_ms = 30000;
@@ -470,10 +473,10 @@ client_eventcb(struct bufferevent *bev, short what, void *arg)
         c->state = CLIENT_CONNECTED;
         c->connect_failed_ms = 0;
         event_del(c->connect_timer);
-        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && c->o.tls == NULL) {
             bufferevent_disable(bev, EV_WRITE);
             c->wr_direct = true;
-        } /* else libevent sends the calls made while connecting; client_writecb */
+        } /* else libevent sends the calls made while connecting; client_writecb (TLS: always) */
         rpc_sock_nodelay(bufferevent_getfd(bev));
         c->last_st = OM_OK;
         c->last_msg[0] = '\0';
@@ -482,10 +485,21 @@ client_eventcb(struct bufferevent *bev, short what, void *arg)
     int err = EVUTIL_SOCKET_ERROR();
     if (c->state == CLIENT_CONNECTING)
         c->connect_failed_ms = om_clock_mono_ms();
-    if (c->state == CLIENT_CONNECTING)
+    if (c->state == CLIENT_CONNECTING && c->o.tls != NULL) {
+        char why[160];
+        rpc_tls_bev_error(bev, why, sizeof(why));
+        snprintf(msg, sizeof(msg), "TLS handshake with %s failed: %s%s", c->addr, why,
+                 strstr(why, "wrong version number") || strstr(why, "packet length too long")
+                     ? " (does the server speak plaintext on this port?)"
+                     : "");
+    } else if (c->state == CLIENT_CONNECTING)
         snprintf(msg, sizeof(msg), "connect to %s failed: %s", c->addr,
                  (what & BEV_EVENT_ERROR) && err ? strerror(err) : "connection closed");
-    else if (what & BEV_EVENT_EOF)
+    else if (c->o.tls != NULL && (what & BEV_EVENT_ERROR)) {
+        char why[160];
+        rpc_tls_bev_error(bev, why, sizeof(why));
+        snprintf(msg, sizeof(msg), "TLS connection to %s failed: %s", c->addr, why);
+    } else if (what & BEV_EVENT_EOF)
         snprintf(msg, sizeof(msg), "connection to %s closed by the server", c->addr);
     else
         snprintf(msg, sizeof(msg), "connection to %s failed: %s", c->addr,
@@ -500,7 +514,7 @@ client_writecb(struct bufferevent *bev, void *arg)
 {
     rpc_client *c = arg;
 
-    if (bev != c->bev || c->state != CLIENT_CONNECTED)
+    if (bev != c->bev || c->state != CLIENT_CONNECTED || c->o.tls != NULL)
         return;
     if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
         bufferevent_disable(bev, EV_WRITE);
@@ -574,6 +588,34 @@ client_defer_failure(rpc_client *c, om_status st, const char *msg)
     event_active(c->fail_ev, 0, 0);
 }
 
+/* The answer to the AuthRequest that opens a connection. */
+static void
+client_auth_cb(void *arg, om_status st, const Objmeta__Response *resp)
+{
+    rpc_client *c = arg;
+
+    if (st == OM_OK && resp->status == OBJMETA__STATUS__OK)
+        return;
+    /* the calls behind it are answered UNAUTHENTICATED by the server */
+    om_log(OM_LOG_WARN, "token refused addr=%s reason=\"%s\"", c->addr, resp->message);
+    c->last_st = OM_E_UNAUTHENTICATED;
+    snprintf(c->last_msg, sizeof(c->last_msg), "token refused by %s: %s", c->addr, resp->message);
+}
+
+/* Queue the AuthRequest ahead of every other call of a new connection. */
+static void
+client_send_auth(rpc_client *c)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__AuthRequest a = OBJMETA__AUTH_REQUEST__INIT;
+
+    a.token = c->token;
+    req.body_case = OBJMETA__REQUEST__BODY_AUTH;
+    req.auth = &a;
+    if (rpc_client_call(c, &req, 0, client_auth_cb, c) != OM_OK)
+        om_log(OM_LOG_WARN, "cannot queue the token addr=%s", c->addr);
+}
+
 static void
 client_start_connect(rpc_client *c)
 {
@@ -596,7 +638,8 @@ client_start_connect(rpc_client *c)
         client_defer_failure(c, OM_E_UNAVAILABLE, msg);
         return;
     }
-    c->bev = bufferevent_socket_new(c->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    c->bev = c->o.tls != NULL ? rpc_tls_bev_connect(c->o.tls, c->base, c->host)
+                              : bufferevent_socket_new(c->base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (c->bev == NULL) {
         client_defer_failure(c, OM_E_UNAVAILABLE, "out of memory creating a connection");
         return;
@@ -618,6 +661,8 @@ client_start_connect(rpc_client *c)
                              .tv_usec = (c->o.connect_timeout_ms % 1000) * 1000};
         event_add(c->connect_timer, &tv);
     }
+    if (c->token != NULL)
+        client_send_auth(c);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -636,6 +681,8 @@ rpc_client_new(struct event_base *base, const char *addr, const rpc_client_opts 
     if (base == NULL || addr == NULL)
         return OM_ERR(OM_E_INVALID);
     OM_TRY(rpc_addr_split(addr, host, sizeof(host), &port));
+    if (opts != NULL && opts->token != NULL && strlen(opts->token) > 4096)
+        return OM_ERR(OM_E_INVALID);
     rpc_ignore_sigpipe();
     c = calloc(1, sizeof(*c));
     if (c == NULL)
@@ -648,6 +695,9 @@ rpc_client_new(struct event_base *base, const char *addr, const rpc_client_opts 
     if (c->o.max_frame == 0)
         c->o.max_frame = RPC_DEFAULT_MAX_FRAME;
     c->addr = strdup(addr);
+    snprintf(c->host, sizeof(c->host), "%s", host);
+    c->token = c->o.token != NULL ? strdup(c->o.token) : NULL;
+    c->o.token = NULL; /* the copy above is the client's */
     c->mask = 63;
     c->tab = calloc(c->mask + 1, sizeof(*c->tab));
     c->connect_timer = evtimer_new(base, client_connect_timeout_cb, c);
@@ -656,7 +706,8 @@ rpc_client_new(struct event_base *base, const char *addr, const rpc_client_opts 
     c->flush_ev = event_new(base, -1, 0, client_flush_cb, c);
     rpc_scratch_init(&c->scratch);
     if (c->addr == NULL || c->tab == NULL || c->connect_timer == NULL || c->fail_ev == NULL ||
-        c->call_timer == NULL || c->flush_ev == NULL) {
+        (opts != NULL && opts->token != NULL && c->token == NULL) || c->call_timer == NULL ||
+        c->flush_ev == NULL) {
         rpc_client_free(c);
         return OM_ERR(OM_E_NOMEM);
     }
@@ -689,6 +740,7 @@ rpc_client_free(rpc_client *c)
     }
     free(c->tab);
     free(c->addr);
+    free(c->token);
     free(c);
 }
 
@@ -822,6 +874,17 @@ om_status
 rpc_sync_client_open(const char *addr, uint32_t timeout_ms, rpc_sync_client **out)
 {
     rpc_client_opts o;
+
+    rpc_client_opts_init(&o);
+    o.connect_timeout_ms = timeout_ms;
+    return rpc_sync_client_open_opts(addr, &o, out, NULL, 0);
+}
+
+om_status
+rpc_sync_client_open_opts(const char *addr, const rpc_client_opts *opts, rpc_sync_client **out,
+                          char *err, size_t errlen)
+{
+    rpc_client_opts o = *opts;
     rpc_sync_client *sc = calloc(1, sizeof(*sc));
     om_status st;
 
@@ -832,8 +895,8 @@ rpc_sync_client_open(const char *addr, uint32_t timeout_ms, rpc_sync_client **ou
         free(sc);
         return OM_ERR(OM_E_NOMEM);
     }
-    rpc_client_opts_init(&o);
-    o.connect_timeout_ms = timeout_ms ? timeout_ms : 3000;
+    if (o.connect_timeout_ms == 0)
+        o.connect_timeout_ms = 3000;
     st = rpc_client_new(sc->base, addr, &o, &sc->c);
     if (st != OM_OK) {
         event_base_free(sc->base);
@@ -846,6 +909,7 @@ rpc_sync_client_open(const char *addr, uint32_t timeout_ms, rpc_sync_client **ou
     if (sc->c->state != CLIENT_CONNECTED) {
         st = sc->c->last_st != OM_OK ? sc->c->last_st : OM_E_UNAVAILABLE;
         om_log(OM_LOG_DEBUG, "rpc connect failed addr=%s reason=\"%s\"", addr, sc->c->last_msg);
+        om_errf(err, errlen, "%s", sc->c->last_msg);
         rpc_sync_client_close(sc);
         return st;
     }

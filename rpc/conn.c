@@ -20,6 +20,11 @@
  *             input is read and discarded until the peer closes, so the peer
  *             reads the error instead of a reset. Bounded by CONN_LINGER_MS.
  *
+ * The only transitions (conn_enter checks them): a new connection enters
+ * OPEN once; OPEN -> DRAINING (rpc_conn_drain), OPEN -> FLUSHING
+ * (conn_fatal), FLUSHING -> LINGER. Nothing leaves DRAINING or LINGER but
+ * the close, so no path leads back to dispatching.
+ *
  * Frees happen only where no caller holds the connection: a free requested
  * while conn_process is on the stack (from a handler that answered
  * synchronously, say) is deferred until it unwinds.
@@ -46,7 +51,6 @@
  */
 #define OM_LOG_MODULE "rpc"
 
-#include <assert.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -59,6 +63,7 @@
 
 #include "rpc/frame.h"
 #include "rpc/rpc_int.h"
+#include "util/assert.h"
 #include "util/clock.h"
 #include "util/coding.h"
 #include "util/log.h"
@@ -272,6 +277,9 @@ conn_set_read(rpc_conn *c, bool on)
 static void
 conn_enter(rpc_conn *c, conn_state s)
 {
+    OM_ASSERT(s == CONN_OPEN     ? c->state_since_ms == 0 /* rpc_conn_new, once */
+              : s == CONN_LINGER ? c->state == CONN_FLUSHING
+                                 : c->state == CONN_OPEN); /* DRAINING, FLUSHING */
     c->state = s;
     c->state_since_ms = om_clock_mono_ms();
 }
@@ -320,6 +328,17 @@ conn_flow(rpc_conn *c)
     if (c->free_deferred)
         return;
     size_t out = evbuffer_get_length(conn_out(c));
+    if (out > o->out_hard_limit && (c->state == CONN_OPEN || c->state == CONN_DRAINING)) {
+        /* answers of requests already in flight keep coming after reading
+         * paused: a peer that never reads must not hold them all (issue 13) */
+        om_log(OM_LOG_WARN,
+               "closing a connection that does not read its answers peer=%s "
+               "queued=%zu out_hard_limit=%zu",
+               c->peer, out, o->out_hard_limit);
+        c->srv->st.slow_closes++;
+        conn_destroy(c);
+        return;
+    }
     switch (c->state) {
     case CONN_OPEN: {
         if (c->out_blocked && out <= o->out_low_water)
@@ -427,6 +446,29 @@ conn_hint_reads(rpc_conn *c, size_t max)
         s->prefetch(s->prefetch_arg, h, nh);
 }
 
+/* An AuthRequest: answered here, never by the handler (auth.c). */
+static void
+conn_auth(rpc_conn *c, const Objmeta__Request *req, char *err, size_t errlen)
+{
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+    Objmeta__AuthResponse ar = OBJMETA__AUTH_RESPONSE__INIT;
+    om_status st = req->auth != NULL ? rpc_auth_token(c, req->auth, &ar, err, errlen)
+                                     : om_err_invalid(err, errlen, "auth: no token");
+
+    if (st != OM_OK) {
+        c->srv->st.requests_denied++;
+        om_log(OM_LOG_INFO, "authentication failed peer=%s reason=\"%s\"", c->peer, err);
+        conn_send_error(c, req->id, st, "%s", err);
+        return;
+    }
+    om_log(OM_LOG_DEBUG, "authenticated peer=%s subject=%s", c->peer, ar.subject);
+    resp.id = req->id;
+    resp.message = (char *)"";
+    resp.body_case = OBJMETA__RESPONSE__BODY_AUTH;
+    resp.auth = &ar;
+    conn_queue_response(c, &resp);
+}
+
 /* Dispatch every whole frame buffered while the state and limits allow. */
 static void
 conn_process(rpc_conn *c)
@@ -446,14 +488,18 @@ conn_process(rpc_conn *c)
            c->ninflight < s->o.max_inflight) {
         uint32_t len = 0;
         om_slice p;
-        char msg[160];
+        char msg[160], werr[256];
         om_status st = rpc_frame_evb_peek(in, s->o.max_frame, &len);
         if (st == OM_E_NOTFOUND)
             break;
         if (st != OM_OK) {
             s->st.protocol_errors++;
-            snprintf(msg, sizeof(msg), "frame of %u bytes exceeds max_frame %u", len,
-                     s->o.max_frame);
+            if ((len >> 16) == 0x1603) /* a TLS record header: handshake, version 3.x */
+                snprintf(msg, sizeof(msg), "this port speaks plaintext objmeta, not TLS");
+            else
+                snprintf(msg, sizeof(msg), "frame of %u bytes exceeds max_frame %u", len,
+                         s->o.max_frame);
+            om_log(OM_LOG_INFO, "protocol error peer=%s reason=\"%s\"", c->peer, msg);
             conn_fatal(c, OM_E_INVALID, msg);
             break;
         }
@@ -479,6 +525,13 @@ conn_process(rpc_conn *c)
             req = rpc_fastunpack_request(pa, p.p, p.n, &fast);
         if (!fast)
             req = objmeta__request__unpack(pa, p.n, p.p);
+        /* strings as they were on the wire, before anyone reads the C copies */
+        bool split = false;
+        om_status wst = req != NULL ? rpc_wire_check_strings(&objmeta__request__descriptor, p.p,
+                                                             p.n, &split, werr, sizeof(werr))
+                                    : OM_OK;
+        if (wst == OM_OK && split)
+            req = rpc_wire_unpack_merged(&s->scratch, &pa, req, p);
         rpc_frame_evb_drain(in, len);
         s->st.bytes_in += RPC_FRAME_HEADER_LEN + (uint64_t)len;
         if (req == NULL) {
@@ -490,12 +543,35 @@ conn_process(rpc_conn *c)
             break;
         }
         s->st.requests_total++;
+        if (wst != OM_OK) {
+            s->st.protocol_errors++;
+            conn_send_error(c, req->id, OM_E_INVALID, "%s", werr);
+            rpc_scratch_done(&s->scratch, pa, &req->base);
+            conn_flow(c);
+            continue;
+        }
         if (req->body_case == OBJMETA__REQUEST__BODY__NOT_SET) {
             s->st.protocol_errors++;
             conn_send_error(c, req->id, OM_E_INVALID,
                             "unknown operation: request %llu carries no operation this "
                             "server knows",
                             (unsigned long long)req->id);
+            rpc_scratch_done(&s->scratch, pa, &req->base);
+            conn_flow(c);
+            continue;
+        }
+        if (req->body_case == OBJMETA__REQUEST__BODY_AUTH) {
+            conn_auth(c, req, werr, sizeof(werr));
+            rpc_scratch_done(&s->scratch, pa, &req->base);
+            conn_flow(c);
+            continue;
+        }
+        om_status ast = rpc_auth_check(c, req, werr, sizeof(werr));
+        if (ast != OM_OK) {
+            s->st.requests_denied++;
+            om_log(OM_LOG_DEBUG, "request denied peer=%s id=%llu reason=\"%s\"", c->peer,
+                   (unsigned long long)req->id, werr);
+            conn_send_error(c, req->id, ast, "%s", werr);
             rpc_scratch_done(&s->scratch, pa, &req->base);
             conn_flow(c);
             continue;
@@ -539,7 +615,7 @@ conn_writecb(struct bufferevent *bev, void *arg)
     rpc_conn *c = arg;
 
     c->last_active_ms = om_clock_mono_ms();
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && !c->tls)
         conn_set_write(c, false); /* back to direct writes */
     conn_flow(c);
 }
@@ -571,6 +647,15 @@ conn_eventcb(struct bufferevent *bev, short what, void *arg)
 {
     rpc_conn *c = arg;
 
+    if (what & BEV_EVENT_CONNECTED) { /* TLS handshake done: roles from the certificate */
+        rpc_tls_conn_ready(c);
+        return;
+    }
+    if (c->tls && !c->tls_ready) {
+        rpc_tls_conn_failed(c);
+        conn_destroy(c);
+        return;
+    }
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && c->state == CONN_OPEN) {
         /* Half-close: answer what was sent, then close. */
         c->peer_eof = true;
@@ -604,6 +689,7 @@ conn_destroy(rpc_conn *c)
     if (c->counted)
         s->st.connections_current--;
     bufferevent_free(c->bev);
+    free(c->tok);
     free(c);
     rpc_server_conn_gone(s);
 }
@@ -626,7 +712,9 @@ rpc_conn_new(rpc_server *s, int fd, const struct sockaddr *sa, int salen, bool r
     }
     c->srv = s;
     rpc_addr_format(sa, c->peer, sizeof(c->peer));
-    c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->tls = s->o.tls != NULL;
+    c->bev = c->tls ? rpc_tls_bev_accept(s->o.tls, s->base, fd)
+                    : bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (c->bev == NULL) {
         close(fd);
         free(c);
@@ -641,7 +729,10 @@ rpc_conn_new(rpc_server *s, int fd, const struct sockaddr *sa, int salen, bool r
     /* The write callback fires whenever the output drains to the low mark.
      * EV_WRITE stays off until a direct write leaves bytes behind (above). */
     bufferevent_setwatermark(c->bev, EV_WRITE, s->o.out_low_water, 0);
-    bufferevent_disable(c->bev, EV_WRITE);
+    if (c->tls)
+        c->wr_enabled = true; /* TLS: the bufferevent encrypts and writes, never direct writes */
+    else
+        bufferevent_disable(c->bev, EV_WRITE);
     c->next = s->conns;
     if (s->conns != NULL)
         s->conns->prev = c;
@@ -657,6 +748,7 @@ rpc_conn_new(rpc_server *s, int fd, const struct sockaddr *sa, int salen, bool r
         conn_fatal(c, OM_E_BUSY, msg);
         return OM_OK;
     }
+    c->roles = c->base_roles = c->tls ? 0 : s->plain_roles; /* TLS: after the handshake */
     c->counted = true;
     s->st.connections_current++;
     s->st.connections_total++;
@@ -858,7 +950,7 @@ reply_encoded_write(uint8_t *dst, uint64_t id, const uint8_t *p, size_t n, size_
 {
     om_put_be32(dst, (uint32_t)(total - RPC_FRAME_HEADER_LEN));
     size_t w = rpc_frame_id_rewrite(p, n, id, dst + RPC_FRAME_HEADER_LEN);
-    assert(w == total - RPC_FRAME_HEADER_LEN);
+    OM_ASSERT(w == total - RPC_FRAME_HEADER_LEN);
     (void)w;
 }
 

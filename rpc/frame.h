@@ -145,7 +145,7 @@ Objmeta__Request *rpc_fastunpack_request(ProtobufCAllocator *pa, const uint8_t *
 bool rpc_fastpeek_keyed(const uint8_t *data, size_t n, om_slice *bucket, om_slice *key);
 
 /*
- * rpc_fastpack_req -- the hand-written Request encoder (fastpack.c, the
+ * rpc_fastpack_req -- the hand-written Request encoder (fastpack_client.c, the
  * client side): rpc_fastpack_req_plan covers a Request with a non-NULL
  * Store, Retrieve, Head, Exists or Delete body and no unknown fields, and
  * returns false for anything else (pack it with protobuf-c). Then fp->total
@@ -167,13 +167,34 @@ size_t rpc_request_packed_size(const Objmeta__Request *req);
 
 /*
  * rpc_fastunpack_response -- decode the hot canonical Responses (none,
- * Store, Retrieve, Head, Exists, Delete bodies; fastpack.c says exactly
+ * Store, Retrieve, Head, Exists, Delete bodies; fastpack_client.c says exactly
  * which) without protobuf-c, on the contract of rpc_fastunpack_request:
  * pa releases its memory all at once (the client's rpc_scratch); NULL and
  * *handled = false means decode with protobuf_c_message_unpack instead.
  */
 Objmeta__Response *rpc_fastunpack_response(ProtobufCAllocator *pa, const uint8_t *data, size_t n,
                                            bool *handled);
+
+/*
+ * rpc_wire_check_strings -- refuse an encoded message of type d in which
+ * any string field, at any depth, carries a NUL byte on the wire
+ * (protobuf-c would silently cut the string there; wirecheck.c).
+ * Returns: OM_OK; OM_E_INVALID with a message naming the field's path
+ * ("store.key: contains a NUL byte ...") in err.
+ * Thread-safety: pure.
+ */
+om_status rpc_wire_check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n,
+                                 bool *split_oneof, char *err, size_t errlen);
+/*
+ * rpc_wire_check_strings also sets *split_oneof when a message-typed oneof
+ * member occurs more than once at the top level: protobuf merges the
+ * occurrences, protobuf-c keeps the last. rpc_wire_merge_oneofs appends to
+ * out the same message with each such member once (payloads concatenated),
+ * which protobuf-c then decodes as protobuf means (wirecheck.c).
+ * Returns OM_OK; OM_E_NOMEM; OM_E_CORRUPT for a malformed top level.
+ */
+om_status rpc_wire_merge_oneofs(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n,
+                                om_buf *out);
 
 /*
  * Re-addressing an encoded message (the coordinator forwards a shard's

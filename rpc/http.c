@@ -151,7 +151,10 @@ rpc_http_open(struct event_base *base, const char *listen, rpc_health_fn health,
     }
     evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
-    evhttp_set_timeout(h->http, 30);
+    /* A scraper or a probe sends its request at once and reads a few KiB:
+     * a connection that takes longer (a request line without its CRLF, a
+     * reader that stalls) is closed after RPC_HTTP_TIMEOUT_S (issue 13). */
+    evhttp_set_timeout(h->http, RPC_HTTP_TIMEOUT_S);
     evhttp_set_max_headers_size(h->http, 16384);
     evhttp_set_max_body_size(h->http, 65536);
     evhttp_set_gencb(h->http, http_gencb, h);

@@ -79,6 +79,87 @@ const char *rpc_proto_status_name(Objmeta__Status s);
 void rpc_response_free(Objmeta__Response *resp);
 
 /* ------------------------------------------------------------------------ */
+/* Roles (rpc/auth.c; README.md, "Security")                                 */
+
+/*
+ * A connection holds a set of roles; each operation needs one of its own
+ * (the one table in rpc/auth.c): client for the data operations, admin for
+ * ring changes, GetRing, RebalanceStatus and Stats, peer for SetRing,
+ * MigrateScan, ApplyRecords, Compact and forced versions. Ping: any role.
+ * The server refuses the rest before dispatch: UNAUTHENTICATED when the
+ * connection holds no role, PERMISSION_DENIED otherwise.
+ */
+#define RPC_ROLE_CLIENT 1u
+#define RPC_ROLE_ADMIN 2u
+#define RPC_ROLE_PEER 4u
+#define RPC_ROLES_ALL (RPC_ROLE_CLIENT | RPC_ROLE_ADMIN | RPC_ROLE_PEER)
+/* rpc_server_opts.plaintext_roles: every role on a loopback address, none elsewhere. */
+#define RPC_ROLES_AUTO 0x80000000u
+
+/*
+ * rpc_roles_parse -- "client,admin,peer" (any subset, comma-separated),
+ * "none" or "" (no role), or "auto" (RPC_ROLES_AUTO) into a mask.
+ * Returns: OM_OK and *out; OM_E_INVALID naming the unknown role in err.
+ * Thread-safety: pure.
+ */
+om_status rpc_roles_parse(const char *s, uint32_t *out, char *err, size_t errlen);
+/* "client,peer" (or "none") for a mask, into buf. */
+void rpc_roles_format(uint32_t roles, char *buf, size_t cap);
+/* The roles of which a connection must hold one to send req (forced versions: peer). */
+uint32_t rpc_request_roles(const Objmeta__Request *req);
+/* The operation's name as in the table ("store", "set_ring"; "unknown"). */
+const char *rpc_request_op_name(const Objmeta__Request *req);
+
+/* ------------------------------------------------------------------------ */
+/* TLS (rpc/tls.c; README.md, "Security")                                    */
+
+/*
+ * rpc_tls -- one TLS configuration (an OpenSSL SSL_CTX), shared by a
+ * server's connections or by any number of clients. A server's client
+ * certificates that chain to ca_file grant roles by their subject's OU:
+ * "peer" (every role), "admin" (admin and client), "client" (client).
+ */
+typedef struct rpc_tls rpc_tls;
+#define RPC_TLS_CLIENT_NONE 0     /* server: ask for no client certificate */
+#define RPC_TLS_CLIENT_OPTIONAL 1 /* verify one if sent (roles), accept none (tokens) */
+#define RPC_TLS_CLIENT_REQUIRED 2 /* the handshake fails without a valid one */
+typedef struct rpc_tls_opts {
+    const char *cert_file; /* PEM chain: server certificate, or client certificate (optional) */
+    const char *key_file;  /* PEM private key of cert_file */
+    const char *ca_file;   /* PEM CA(s) the peer's certificate must chain to (client: required) */
+    int client_auth;       /* server only: RPC_TLS_CLIENT_* */
+} rpc_tls_opts;
+
+/*
+ * rpc_tls_new -- load the files into a server (server = true) or client
+ * configuration. Returns OM_OK and *out; OM_E_INVALID naming the file and
+ * OpenSSL's reason in err. Ownership: rpc_tls_free; it must outlive every
+ * server and client given it. Thread-safety: use from one thread.
+ */
+om_status rpc_tls_new(const rpc_tls_opts *o, bool server, rpc_tls **out, char *err, size_t errlen);
+void rpc_tls_free(rpc_tls *t);
+
+/*
+ * rpc_mac -- HMAC-SHA256 of p[0..n) under key, truncated to RPC_MAC_LEN bytes:
+ * the tag of the continuation tokens (coordinator/fanout.c, shard/list.c).
+ * rpc_mac_equal compares two tags in constant time.
+ * Thread-safety: pure.
+ */
+#define RPC_MAC_LEN 16u
+void rpc_mac(const uint8_t *key, size_t keylen, const uint8_t *p, size_t n,
+             uint8_t tag[RPC_MAC_LEN]);
+bool rpc_mac_equal(const uint8_t a[RPC_MAC_LEN], const uint8_t b[RPC_MAC_LEN]);
+
+/*
+ * rpc_secret_load -- the first key of a key file (the format of token-keys,
+ * rpc/token.c: "<kid> <hex secret>" lines): the cluster secret that signs
+ * continuation tokens. Returns OM_OK with *n bytes in out (cap >= 64);
+ * OM_E_INVALID with the reason in err.
+ */
+om_status rpc_secret_load(const char *path, uint8_t *out, size_t cap, size_t *n, char *err,
+                          size_t errlen);
+
+/* ------------------------------------------------------------------------ */
 /* Logging and small helpers                                                 */
 
 /*
@@ -120,10 +201,24 @@ typedef struct rpc_server_opts {
                                   * response bytes wait to be sent; default 4 MiB */
     size_t out_low_water;        /* resume reading once at most this many wait;
                                   * default out_high_water / 4 */
+    size_t out_hard_limit;       /* close a connection (a client that sends and never
+                                  * reads) once more than this many response bytes wait
+                                  * (requests already in flight keep answering past
+                                  * out_high_water); 0 = max(32 MiB, 2 * max_frame +
+                                  * out_high_water); default 0 */
     uint32_t max_inflight;       /* requests handed to the handler and not yet answered,
                                   * per connection; reading pauses at the limit;
                                   * default 1024 */
     int backlog;                 /* listen(2) backlog; default 511 */
+    uint32_t plaintext_roles;    /* roles of every connection to this (plaintext)
+                                  * listener: RPC_ROLE_* bits, or RPC_ROLES_AUTO = all
+                                  * of them when the listen address is loopback, none
+                                  * otherwise (a warning is logged); default AUTO */
+    const char *token_keys_file; /* keys that verify client tokens (AuthRequest;
+                                  * rpc/token.c has both formats); NULL or "" = tokens
+                                  * are refused; default NULL */
+    rpc_tls *tls;                /* TLS on this listener (rpc_tls_new(server)), borrowed;
+                                  * NULL = plaintext (plaintext_roles apply); default NULL */
 } rpc_server_opts;
 
 /* Fill in the defaults documented above. */
@@ -142,7 +237,9 @@ typedef void (*rpc_handler_fn)(void *arg, const Objmeta__Request *req, rpc_reply
 
 /*
  * rpc_server_new -- bind the listener and start accepting on `base`.
- * Returns: OM_OK and *out; OM_E_INVALID for a bad address or option;
+ * Returns: OM_OK and *out; OM_E_INVALID for a bad address or option, or an
+ *          open-file limit below max_connections + 64 that cannot be raised
+ *          (logged: the server would run out of descriptors under load);
  *          OM_E_IO / OM_E_UNAVAILABLE when the address cannot be bound (logged).
  * Ownership: the caller owns *out and `base` (which must outlive the server);
  *            opts is copied (listen string included).
@@ -200,13 +297,16 @@ void rpc_server_free(rpc_server *s);
 typedef struct rpc_server_stats {
     uint64_t connections_current;
     uint64_t connections_total;    /* accepted since start */
-    uint64_t connections_rejected; /* over max_connections */
+    uint64_t connections_rejected; /* over max_connections, or shed out of descriptors */
+    uint64_t accept_pauses;        /* accepting paused: out of file descriptors */
     uint64_t requests_total;       /* decoded requests (all operations) */
     uint64_t requests_inflight;    /* handed to the handler, not yet answered */
     uint64_t responses_total;      /* responses queued for sending */
     uint64_t protocol_errors;      /* oversize, undecodable, unknown operation */
+    uint64_t requests_denied;      /* refused UNAUTHENTICATED or PERMISSION_DENIED */
     uint64_t request_timeouts;     /* answered TIMEOUT by request_timeout_ms */
     uint64_t idle_closes;          /* closed by idle_timeout_ms */
+    uint64_t slow_closes;          /* closed over out_hard_limit (never read its answers) */
     uint64_t backpressure_pauses;  /* times reading paused on high water or max_inflight */
     uint64_t bytes_in;
     uint64_t bytes_out;
@@ -309,6 +409,10 @@ typedef struct rpc_client_opts {
                                     * long fail at once (UNAVAILABLE, the same message)
                                     * without a new connect attempt; 0 = always retry
                                     * (default) */
+    rpc_tls *tls;                  /* connect with TLS (rpc_tls_new(client)), borrowed;
+                                    * NULL = plaintext (default) */
+    const char *token;             /* a client token sent (AuthRequest) first on every
+                                    * connection; copied; NULL = none (default) */
 } rpc_client_opts;
 
 void rpc_client_opts_init(rpc_client_opts *o);
@@ -398,6 +502,10 @@ typedef struct rpc_sync_client rpc_sync_client;
  * Thread-safety: one thread at a time per client; clients are independent.
  */
 om_status rpc_sync_client_open(const char *addr, uint32_t timeout_ms, rpc_sync_client **out);
+/* The same with client options (TLS, token; o->connect_timeout_ms 0 = 3000),
+ * and the reason of a failure in err (may be NULL). */
+om_status rpc_sync_client_open_opts(const char *addr, const rpc_client_opts *o,
+                                    rpc_sync_client **out, char *err, size_t errlen);
 
 /*
  * rpc_sync_client_call -- send req and wait for its response.
@@ -437,6 +545,9 @@ typedef om_status (*rpc_health_fn)(void *arg, om_buf *reason);
  * return gives 500.
  */
 typedef om_status (*rpc_metrics_fn)(void *arg, om_buf *out);
+
+/* Seconds an HTTP connection may take to send its request or read the answer. */
+#define RPC_HTTP_TIMEOUT_S 3
 
 /*
  * rpc_http_open -- serve GET /healthz, /readyz and /metrics on `listen`

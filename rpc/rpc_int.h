@@ -78,6 +78,8 @@ void rpc_scratch_done(rpc_scratch *s, ProtobufCAllocator *pa, ProtobufCMessage *
 
 typedef struct rpc_conn rpc_conn;
 typedef struct rpc_cq rpc_cq;
+typedef struct rpc_token rpc_token;     /* token.c */
+typedef struct rpc_keyring rpc_keyring; /* token.c */
 
 struct rpc_reply {
     /* Immutable after creation (read by any thread). */
@@ -141,6 +143,12 @@ struct rpc_conn {
     rpc_conn *dprev, *dnext; /* server's dirty list */
     uint64_t last_active_ms;
     uint64_t state_since_ms;
+    uint32_t roles;      /* effective roles (auth.c); checked before every dispatch */
+    uint32_t base_roles; /* granted by the transport: plaintext_roles, or the certificate */
+    bool tls;            /* a TLS connection */
+    bool tls_ready;      /* its handshake finished (roles known) */
+    rpc_token *tok;      /* from an AuthRequest (auth.c), or NULL; scopes the client role
+                          * when the transport did not grant it */
     char peer[64];
 };
 
@@ -154,6 +162,8 @@ struct rpc_server {
     void *prefetch_arg;
     struct evconnlistener *lis;
     int port;
+    uint32_t plain_roles; /* o.plaintext_roles with AUTO resolved */
+    rpc_keyring *keys;    /* o.token_keys_file, or NULL: AuthRequest refused */
     rpc_cq *cq;
     struct event *cq_ev;
     struct event *sweep_ev;
@@ -168,7 +178,13 @@ struct rpc_server {
     void *done_arg;
     rpc_server_stats st;
     rpc_scratch scratch; /* requests are unpacked here (conn_process) */
+    /* Out of descriptors (server.c): accepting pauses; the reserve sheds one waiting peer. */
+    struct event *accept_ev; /* re-enables the listener after a pause */
+    int reserve_fd;          /* /dev/null, closed to accept-and-refuse one connection */
+    uint64_t accept_failures, accept_log_ms;
 };
+/* Descriptors the server keeps beyond max_connections (startup check, server.c). */
+#define RPC_FD_HEADROOM 64u
 
 /* conn.c */
 om_status rpc_conn_new(rpc_server *s, int fd, const struct sockaddr *sa, int salen, bool reject);
@@ -191,6 +207,71 @@ size_t rpc_conn_out_len(const rpc_conn *c);
 size_t rpc_conn_in_len(const rpc_conn *c);
 /* Release a reply and its cq reference (any thread). */
 void rpc_reply_destroy(rpc_reply *r);
+
+/* token.c: bucket-scoped bearer tokens (format in token.c) */
+#define RPC_TOKEN_KID_MAX 32u
+#define RPC_KEYRING_MAX 16u
+#define RPC_TOKEN_MAX_SCOPES 16u
+#define RPC_TOKEN_PATTERN_MAX 63u
+struct rpc_token {
+    char subject[65];
+    uint64_t expires_s; /* Unix seconds */
+    size_t n;
+    struct {
+        char pattern[RPC_TOKEN_PATTERN_MAX + 1]; /* bucket, prefix ending in '*', or "*" */
+        bool write;                              /* rw (else r) */
+    } scope[RPC_TOKEN_MAX_SCOPES];
+};
+/* Load "<kid> <hex secret>" lines. OM_E_INVALID with the reason in err. */
+om_status rpc_keyring_load(const char *path, rpc_keyring **out, char *err, size_t errlen);
+void rpc_keyring_free(rpc_keyring *kr);
+/* Check signature, expiry and form; fill *out. OM_E_INVALID with the reason in err. */
+om_status rpc_token_verify(const rpc_keyring *kr, const char *tok, uint64_t now_s, rpc_token *out,
+                           char *err, size_t errlen);
+/* May the token read (write = false) or write bucket? */
+bool rpc_token_allows(const rpc_token *t, const char *bucket, bool write);
+
+/* tls.c */
+struct event_base;
+/* A server-side TLS bufferevent on an accepted fd (owns fd and SSL), or NULL. */
+struct bufferevent *rpc_tls_bev_accept(rpc_tls *t, struct event_base *base, int fd);
+/* A client-side TLS bufferevent to connect (bufferevent_socket_connect) that
+ * verifies the server's certificate against host; NULL on failure. */
+struct bufferevent *rpc_tls_bev_connect(rpc_tls *t, struct event_base *base, const char *host);
+/* The roles of a verified peer certificate's OUs (0 without one); its CN into who. */
+uint32_t rpc_tls_peer_roles(struct bufferevent *bev, char *who, size_t cap);
+/* Why a TLS bufferevent failed, as text. */
+void rpc_tls_bev_error(struct bufferevent *bev, char *buf, size_t cap);
+/* A server connection's handshake finished: its roles from the certificate. */
+void rpc_tls_conn_ready(rpc_conn *c);
+/* Its handshake failed: log why; a plaintext peer is told the port speaks TLS. */
+void rpc_tls_conn_failed(rpc_conn *c);
+
+/* wirecheck.c */
+/*
+ * rpc_wire_unpack_merged -- a Request whose operation body came in several
+ * fragments (rpc_wire_check_strings' split_oneof), decoded again from the
+ * merged encoding with the default allocator: req is released and *pa set
+ * to NULL (rpc_scratch_done then frees the result). NULL when that fails.
+ */
+Objmeta__Request *rpc_wire_unpack_merged(rpc_scratch *sc, ProtobufCAllocator **pa,
+                                         Objmeta__Request *req, om_slice p);
+
+/* auth.c */
+/*
+ * rpc_auth_check -- may a connection holding `roles` send req?
+ * Returns OM_OK; OM_E_UNAUTHENTICATED (roles == 0) or OM_E_PERMISSION with
+ * the operation and the role it needs in err.
+ */
+om_status rpc_auth_check(const rpc_conn *c, const Objmeta__Request *req, char *err, size_t errlen);
+/*
+ * rpc_auth_token -- an AuthRequest on c: verify the token with the server's
+ * keys and, on OK, make it the connection's (client role, its scopes) and
+ * fill *out. Returns OM_OK; OM_E_UNAUTHENTICATED with the reason in err
+ * (no keys configured, bad or expired token); OM_E_NOMEM.
+ */
+om_status rpc_auth_token(rpc_conn *c, const Objmeta__AuthRequest *a, Objmeta__AuthResponse *out,
+                         char *err, size_t errlen);
 
 /* server.c */
 /* A connection left the server's list; fire `done` if shutting down and none are left. */

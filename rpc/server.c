@@ -8,17 +8,26 @@
  */
 #define OM_LOG_MODULE "rpc"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "rpc/rpc_int.h"
 #include "util/clock.h"
+#include "util/coding.h"
 #include "util/log.h"
+
+/* How long accepting pauses after running out of descriptors. */
+#define SERVER_ACCEPT_PAUSE_MS 100u
 
 void
 rpc_server_opts_init(rpc_server_opts *o)
@@ -33,6 +42,43 @@ rpc_server_opts_init(rpc_server_opts *o)
     o->out_low_water = o->out_high_water / 4;
     o->max_inflight = 1024;
     o->backlog = 511;
+    o->plaintext_roles = RPC_ROLES_AUTO;
+}
+
+/* 127.0.0.0/8 or ::1 (or ::ffff:127.x). */
+static bool
+server_is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+/* The roles a plaintext connection gets (rpc_server_opts.plaintext_roles). */
+static uint32_t
+server_plain_roles(const rpc_server *s, const struct sockaddr_storage *ss)
+{
+    char buf[32];
+    uint32_t r = s->o.plaintext_roles;
+
+    if (r == RPC_ROLES_AUTO) {
+        r = server_is_loopback(ss) ? RPC_ROLES_ALL : 0;
+        if (r == 0)
+            om_log(OM_LOG_WARN,
+                   "plaintext listener on a non-loopback address grants no role: every request "
+                   "is answered UNAUTHENTICATED (configure TLS, or set plaintext-roles) listen=%s",
+                   s->listen_str);
+    }
+    r &= RPC_ROLES_ALL;
+    rpc_roles_format(r, buf, sizeof(buf));
+    om_log(OM_LOG_INFO, "plaintext connections get roles=%s listen=%s", buf, s->listen_str);
+    return r;
 }
 
 /* The sweep period: a fraction of the shortest timeout, within [10, 250] ms. */
@@ -59,15 +105,116 @@ server_accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr
     (void)rpc_conn_new(s, fd, sa, salen, reject);
 }
 
+/*
+ * Out of descriptors (issue 13, D3). The listener stays readable while the
+ * backlog holds connections, so retrying at once spins: the loop burns a
+ * core and logs one line per attempt, and clients time out in the backlog.
+ * Instead: take the reserve descriptor back, accept one waiting connection
+ * with it, tell that peer BUSY and close it (it learns at once rather than
+ * after its timeout), re-open the reserve, and pause accepting for
+ * SERVER_ACCEPT_PAUSE_MS. The log line is rate-limited to one per second
+ * with the count of failures it stands for.
+ */
+static void
+server_reserve_open(rpc_server *s)
+{
+    if (s->reserve_fd < 0)
+        s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void
+server_shed_one(rpc_server *s)
+{
+    static const char msg[] = "server out of file descriptors: try again later";
+    Objmeta__Response e = OBJMETA__RESPONSE__INIT;
+    uint8_t frame[RPC_FRAME_HEADER_LEN + sizeof(msg) + 16];
+    int fd;
+
+    if (s->reserve_fd < 0 || s->lis == NULL)
+        return;
+    close(s->reserve_fd);
+    s->reserve_fd = -1;
+    fd = accept4(evconnlistener_get_fd(s->lis), NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+        e.status = OBJMETA__STATUS__BUSY;
+        e.message = (char *)msg;
+        size_t n = protobuf_c_message_pack(&e.base, frame + RPC_FRAME_HEADER_LEN);
+        om_put_be32(frame, (uint32_t)n);
+        ssize_t w = write(fd, frame, RPC_FRAME_HEADER_LEN + n);
+        (void)w; /* best effort: a fresh socket's buffer takes a few bytes */
+        close(fd);
+        s->st.connections_rejected++;
+    }
+    server_reserve_open(s);
+}
+
+static void
+server_accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    rpc_server *s = arg;
+
+    (void)fd;
+    (void)what;
+    server_reserve_open(s);
+    if (s->lis != NULL)
+        evconnlistener_enable(s->lis);
+}
+
 static void
 server_accept_error_cb(struct evconnlistener *lis, void *arg)
 {
     rpc_server *s = arg;
     int err = EVUTIL_SOCKET_ERROR();
+    uint64_t now = om_clock_mono_ms();
 
-    (void)lis;
-    /* EMFILE and friends: keep the listener; the next accept may succeed. */
-    om_log(OM_LOG_WARN, "accept failed listen=%s err=%s", s->listen_str, strerror(err));
+    s->accept_failures++;
+    if (now - s->accept_log_ms >= 1000 || s->accept_log_ms == 0) {
+        om_log(OM_LOG_WARN,
+               "accept failed listen=%s err=%s failures=%llu (accepting paused %u ms per failure; "
+               "raise the open-file limit or lower max-connections)",
+               s->listen_str, strerror(err), (unsigned long long)s->accept_failures,
+               SERVER_ACCEPT_PAUSE_MS);
+        s->accept_log_ms = now;
+        s->accept_failures = 0;
+    }
+    if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
+        return; /* ECONNABORTED and the like: that connection is gone, go on */
+    server_shed_one(s);
+    struct timeval tv = {0, SERVER_ACCEPT_PAUSE_MS * 1000};
+    evconnlistener_disable(lis);
+    s->st.accept_pauses++;
+    evtimer_add(s->accept_ev, &tv);
+}
+
+/*
+ * Refuse to start when the open-file limit cannot hold max_connections plus
+ * RPC_FD_HEADROOM (the server's own descriptors, the application's files):
+ * out of descriptors at run time the server sheds connections instead of
+ * serving them. A soft limit below that is raised up to the hard one.
+ */
+static om_status
+server_check_nofile(const rpc_server_opts *o)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)o->max_connections + RPC_FD_HEADROOM;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+        return OM_OK;
+    if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need) {
+        rl.rlim_cur = need;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0) {
+            om_log(OM_LOG_INFO, "raised the open-file soft limit to %llu for max_connections=%u",
+                   (unsigned long long)need, o->max_connections);
+            return OM_OK;
+        }
+    }
+    om_log(OM_LOG_ERROR,
+           "rpc server: the open-file limit (RLIMIT_NOFILE soft %llu, hard %llu) is below what "
+           "max_connections=%u needs (%llu = connections + %u for the server's own files): raise "
+           "it (ulimit -n, systemd LimitNOFILE=) or lower max-connections",
+           (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max, o->max_connections,
+           (unsigned long long)need, RPC_FD_HEADROOM);
+    return OM_ERR(OM_E_INVALID);
 }
 
 /* The loop side of the completion queue: deliver answers from other threads. */
@@ -213,11 +360,13 @@ rpc_server_new(struct event_base *base, const rpc_server_opts *opts, rpc_handler
     if (base == NULL || opts == NULL || handler == NULL)
         return OM_ERR(OM_E_INVALID);
     OM_TRY(server_check_opts(opts));
+    OM_TRY(server_check_nofile(opts));
     rpc_ignore_sigpipe();
     s = calloc(1, sizeof(*s));
     if (s == NULL)
         return OM_ERR(OM_E_NOMEM);
     s->base = base;
+    s->reserve_fd = -1;
     rpc_scratch_init(&s->scratch);
     s->o = *opts;
     s->handler = handler;
@@ -228,17 +377,32 @@ rpc_server_new(struct event_base *base, const rpc_server_opts *opts, rpc_handler
         goto fail;
     }
     s->o.listen = s->listen_str;
+    if (s->o.out_hard_limit == 0) {
+        size_t lim = 2 * (size_t)s->o.max_frame + s->o.out_high_water;
+        s->o.out_hard_limit = lim > (32u << 20) ? lim : (32u << 20);
+    }
     st = rpc_addr_resolve(s->listen_str, true, &ss, &sslen);
     if (st != OM_OK) {
         om_log(OM_LOG_ERROR, "rpc server: bad listen address listen=%s", s->listen_str);
         goto fail;
+    }
+    s->plain_roles = opts->tls != NULL ? 0 : server_plain_roles(s, &ss);
+    if (opts->token_keys_file != NULL && opts->token_keys_file[0] != '\0') {
+        char kerr[256];
+        if ((st = rpc_keyring_load(opts->token_keys_file, &s->keys, kerr, sizeof(kerr))) != OM_OK) {
+            om_log(OM_LOG_ERROR, "rpc server: %s", kerr);
+            goto fail;
+        }
     }
     OM_GOTO(server_cq_new(s));
     s->cq_ev = event_new(base, s->cq->efd, EV_READ | EV_PERSIST, server_cq_cb, s);
     s->sweep_ev = event_new(base, -1, EV_PERSIST, server_sweep_cb, s);
     s->done_ev = event_new(base, -1, 0, server_done_cb, s);
     s->flush_ev = event_new(base, -1, 0, server_flush_cb, s);
-    if (s->cq_ev == NULL || s->sweep_ev == NULL || s->done_ev == NULL || s->flush_ev == NULL) {
+    s->accept_ev = evtimer_new(base, server_accept_resume_cb, s);
+    server_reserve_open(s);
+    if (s->cq_ev == NULL || s->sweep_ev == NULL || s->done_ev == NULL || s->flush_ev == NULL ||
+        s->accept_ev == NULL || s->reserve_fd < 0) {
         st = OM_ERR(OM_E_NOMEM);
         goto fail;
     }
@@ -261,7 +425,8 @@ rpc_server_new(struct event_base *base, const rpc_server_opts *opts, rpc_handler
         st = OM_ERR(OM_E_INTERNAL);
         goto fail;
     }
-    om_log(OM_LOG_INFO, "rpc server listening listen=%s port=%d", s->listen_str, s->port);
+    om_log(OM_LOG_INFO, "rpc server listening listen=%s port=%d tls=%s", s->listen_str, s->port,
+           opts->tls != NULL ? "on" : "off");
     *out = s;
     return OM_OK;
 fail:
@@ -343,6 +508,10 @@ rpc_server_free(rpc_server *s)
         event_free(s->done_ev);
     if (s->flush_ev != NULL)
         event_free(s->flush_ev);
+    if (s->accept_ev != NULL)
+        event_free(s->accept_ev);
+    if (s->reserve_fd >= 0)
+        close(s->reserve_fd);
     if (s->cq != NULL) {
         close(s->cq->efd); /* after `dead`: writers check it under the mutex */
         rpc_cq *q = s->cq;
@@ -352,6 +521,7 @@ rpc_server_free(rpc_server *s)
         }
     }
     rpc_scratch_fini(&s->scratch);
+    rpc_keyring_free(s->keys);
     free(s->listen_str);
     free(s);
 }

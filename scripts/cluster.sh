@@ -4,7 +4,12 @@
 # them all together.
 #
 #   scripts/cluster.sh [--shards N] [--data DIR] [--build DIR] [--port P] [--demo] [--fresh]
-#                      [--restart] [--demo-only] [--check]
+#                      [--restart] [--demo-only] [--check] [--etcd] [--tls]
+#
+# --etcd: the cluster state in a local 3-member etcd (scripts/etcd-local.sh,
+# client ports P+300, P+302, P+304, data in DIR/etcd) and 3 coordinators on
+# 127.0.0.1:P, P+1, P+2 (metrics P+200, P+250, P+251); one is elected leader.
+# Needs a fixed --port.
 #
 # The coordinator listens on 127.0.0.1:P (default 7000, the objmeta tool's
 # default address); shard i listens on 127.0.0.1:(P+100+i), its metrics on
@@ -17,6 +22,9 @@
 # (a lock on DIR) and says how to reach the running one.
 # --demo-only runs the demo and stops the cluster (used by the tests).
 # --check only tells whether DIR is free (exit 0) or taken (exit 3, as above).
+# --tls serves TLS everywhere with development certificates made in DIR/certs
+# (scripts/gen-certs.sh); the objmeta tool then needs --ca, --cert, --key
+# (printed below; the admin certificate grants the client and admin roles).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +35,9 @@ port=7000
 demo=0
 fresh=0
 restart=0
+tls=0
 check=0
+etcd=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --shards | --data | --build | --port)
@@ -41,7 +51,9 @@ while [[ $# -gt 0 ]]; do
     --fresh) fresh=1 ;;
     --restart) restart=1 ;;
     --check) check=1 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --etcd) etcd=1 ;;
+    --tls) tls=1 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "cluster.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -49,6 +61,7 @@ done
 [[ "$shards" =~ ^[1-9][0-9]?$ ]] || { echo "cluster.sh: --shards takes 1..99" >&2; exit 2; }
 [[ "$port" =~ ^[0-9]+$ ]] && (( port == 0 || (port >= 1024 && port <= 65000) )) ||
   { echo "cluster.sh: --port takes 0 or 1024..65000" >&2; exit 2; }
+(( etcd == 0 || port != 0 )) || { echo "cluster.sh: --etcd needs a fixed --port (etcd's ports follow it)" >&2; exit 2; }
 
 # addr BASE OFFSET: a listen address, or port 0 when the base is 0
 addr() { if (( $1 == 0 )); then echo 127.0.0.1:0; else echo "127.0.0.1:$(( $1 + $2 ))"; fi; }
@@ -126,10 +139,10 @@ start() {
   local name=$1 rpc=$2 http=$3 bin
   shift 3
   bin=$shard_bin
-  [[ $name == coord ]] && bin=$coord_bin
+  [[ $name == coord* ]] && bin=$coord_bin
   rm -f "$data/$name.ports"
   "$bin" "$@" --listen="$rpc" --http-listen="$http" --port-file="$data/$name.ports" \
-    >>"$data/$name.log" 2>&1 &
+    ${tls_args[@]+"${tls_args[@]}"} >>"$data/$name.log" 2>&1 &
   local pid=$!
   pid_of[$name]=$pid
   name_of[$pid]=$name
@@ -139,6 +152,14 @@ start() {
   http_of[$name]=127.0.0.1:$(port_of "$data/$name.ports" http)
 }
 shard_args() { echo "--id=$1" "--data-dir=$data/$1"; }
+tls_args=()
+cli_tls=()
+if [[ $tls -eq 1 ]]; then
+  [[ -f $data/certs/node.pem ]] || scripts/gen-certs.sh "$data/certs" >/dev/null
+  tls_args=(--tls-cert="$data/certs/node.pem" --tls-key="$data/certs/node.key"
+            --tls-ca="$data/certs/ca.pem")
+  cli_tls=(--ca "$data/certs/ca.pem" --cert "$data/certs/admin.pem" --key "$data/certs/admin.key")
+fi
 
 spec=""
 for i in $(seq 1 "$shards"); do
@@ -152,15 +173,51 @@ for i in $(seq 1 "$shards"); do
 done
 
 coord_args=("--data-dir=$data/coord" "--shards=$spec")
-names+=(coord)
-: >"$data/coord.log"
-start coord "$(addr "$port" 0)" "$(addr "$port" 200)" "${coord_args[@]}" || exit 1
+coords=(coord)
+if (( etcd == 1 )); then
+  # a 3-member etcd first (its own script stops its members when told to)
+  names+=(etcd)
+  scripts/etcd-local.sh --data "$data" --port $(( port + 300 )) >"$data/etcd.log" 2>&1 &
+  pid_of[etcd]=$!
+  name_of[$!]=etcd
+  echo "$!" >"$data/etcd.pid"
+  deadline=$(( SECONDS + 40 ))
+  until grep -q "members ready" "$data/etcd.log"; do
+    kill -0 "${pid_of[etcd]}" 2>/dev/null || { echo "cluster: etcd did not start; see $data/etcd.log" >&2; tail -5 "$data/etcd.log" >&2; exit 1; }
+    (( SECONDS < deadline )) || { echo "cluster: etcd not ready within 40 s; see $data/etcd.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  etcd_eps=$(scripts/etcd-local.sh --endpoints --port $(( port + 300 )))
+  echo "cluster: etcd  $etcd_eps  data $data/etcd  log $data/etcd.log"
+  coord_args+=("--etcd=$etcd_eps" "--etcd-prefix=/objmeta/local")
+  coords=(coord coord2 coord3)
+fi
+coord_args_of() { # NAME: the coordinator's arguments (its own data dir)
+  local a=("${coord_args[@]}")
+  a[0]="--data-dir=$data/$1"
+  printf '%s\n' "${a[@]}"
+}
+for k in "${!coords[@]}"; do
+  name=${coords[$k]}
+  names+=("$name")
+  : >"$data/$name.log"
+  mapfile -t cargs < <(coord_args_of "$name")
+  if (( k == 0 )); then
+    start "$name" "$(addr "$port" 0)" "$(addr "$port" 200)" "${cargs[@]}" || exit 1
+  else
+    start "$name" "$(addr "$port" "$k")" "$(addr "$port" $(( 249 + k )))" "${cargs[@]}" || exit 1
+  fi
+  label=coordinator
+  (( ${#coords[@]} == 1 )) || label="coordinator $name"
+  echo "cluster: $label  rpc ${rpc_of[$name]}  metrics http://${http_of[$name]}/metrics  log $data/$name.log"
+done
 port=${rpc_of[coord]#127.0.0.1:}
 http_port=${http_of[coord]#127.0.0.1:}
-printf 'pid=%s\ncoord=%s\nhttp=%s\n' "$$" "${rpc_of[coord]}" "${http_of[coord]}" >"$data/cluster.info"
-echo "cluster: coordinator  rpc ${rpc_of[coord]}  metrics http://${http_of[coord]}/metrics  log $data/coord.log"
+all_coords=""
+for name in "${coords[@]}"; do all_coords+="${all_coords:+,}${rpc_of[$name]}"; done
+printf 'pid=%s\ncoord=%s\nhttp=%s\ncoords=%s\n' "$$" "${rpc_of[coord]}" "${http_of[coord]}" "$all_coords" >"$data/cluster.info"
 
-om() { echo "\$ objmeta $*"; "$cli" --addr "127.0.0.1:$port" "$@"; }
+om() { echo "\$ objmeta $*"; "$cli" --addr "$all_coords" ${cli_tls[@]+"${cli_tls[@]}"} "$@"; }
 if [[ $demo -ge 1 ]]; then
   echo
   echo "== demo =="
@@ -181,7 +238,12 @@ if [[ $demo -ge 1 ]]; then
 fi
 
 c="$cli"
-(( port == 7000 )) || c="$cli --addr 127.0.0.1:$port"
+(( port == 7000 && etcd == 0 )) || c="$cli --addr $all_coords"
+[[ $tls -eq 0 ]] || c="$c ${cli_tls[*]}"
+status_hint=""
+if (( etcd == 1 )); then
+  status_hint="  $c admin status    # which coordinator leads, the epoch each holds"
+fi
 cat <<EOT
 
 objmeta cluster is up ($shards shards). In another terminal, try:
@@ -191,6 +253,7 @@ objmeta cluster is up ($shards shards). In another terminal, try:
   $c head my-bucket/a/b.txt --json
   $c stats
   curl -s http://127.0.0.1:$http_port/metrics | head
+$status_hint
 Stopping one process (kill \$(cat $data/s2.pid)) leaves the others running.
 Press Ctrl-C to stop the cluster (data stays in $data; --fresh starts over).
 EOT
@@ -225,8 +288,12 @@ while :; do
     continue
   fi
   sleep 1 # back off: a process that crashes at start must not spin
-  if [[ $name == coord ]]; then
-    start coord "${rpc_of[coord]}" "${http_of[coord]}" "${coord_args[@]}" || continue
+  if [[ $name == etcd ]]; then
+    echo "cluster: not restarting etcd (see $data/etcd.log)"
+    continue
+  elif [[ $name == coord* ]]; then
+    mapfile -t cargs < <(coord_args_of "$name")
+    start "$name" "${rpc_of[$name]}" "${http_of[$name]}" "${cargs[@]}" || continue
   else
     # shellcheck disable=SC2046
     start "$name" "${rpc_of[$name]}" "${http_of[$name]}" $(shard_args "$name") || continue

@@ -14,14 +14,20 @@ pkgs=(
   # libraries of the fixed stack
   libevent-dev libprotobuf-c-dev protobuf-c-compiler libxxhash-dev libzstd-dev
   libjansson-dev libinih-dev
+  # TLS and client tokens (rpc/tls.c, rpc/token.c); openssl for scripts/gen-certs.sh
+  libssl-dev openssl
   # tests: Check (+subunit), formatting lint, the Python protocol interop test
   check libsubunit-dev clang-format protobuf-compiler python3 python3-protobuf
   # libFuzzer smoke run: clang with its fuzzer runtime
   clang libclang-rt-14-dev
-  # the local cluster's demo and scripts; curl for the README's metrics lines
+  # the local cluster's demo and scripts; curl for the README's metrics lines and
+  # scripts/etcd-local.sh's readiness probe
   procps curl
   # deploy/ checks: promtool (alert rules, metrics format), yamllint (Kubernetes manifests)
   prometheus yamllint
+  # cluster state in etcd (coordinators with --etcd; the controlplane tests
+  # start a real etcd)
+  etcd-server etcd-client
 )
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(librocksdb-dev libleveldb-dev redis-server redis-tools)

@@ -9,6 +9,7 @@
 #define OM_LOG_MODULE "shard"
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "shard/metrics.h"
 #include "shard/shard_int.h"
@@ -40,6 +41,13 @@ shard_open(const char *dir, const shard_opts *opts, shard **out)
     if (s == NULL)
         return OM_ERR(OM_E_NOMEM);
     s->opts = *opts;
+    if (s->opts.list_secret_len == 0 || s->opts.list_secret_len > sizeof(s->opts.list_secret)) {
+        s->opts.list_secret_len = 32;
+        if (getrandom(s->opts.list_secret, 32, 0) != 32) {
+            free(s);
+            return OM_ERR(OM_E_IO);
+        }
+    }
     s->id = strdup(opts->id ? opts->id : "");
     s->opts.id = s->id;
     if (s->opts.workers < 1)

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "rpc/rpc.h"
 #include "util/base64url.h"
 #include "util/checksum.h"
 #include "util/coding.h"
@@ -58,7 +59,9 @@ shard_list_token_encode(const shard_list_req *req, om_slice resume, om_buf *out)
     OM_GOTO(om_buf_append_byte(&raw, SHARD_LIST_TOKEN_VERSION));
     OM_GOTO(om_buf_put_fixed64(&raw, token_binding(req)));
     OM_GOTO(om_buf_put_lenpref(&raw, resume));
-    OM_GOTO(om_buf_put_fixed32(&raw, om_checksum32(raw.p, raw.n)));
+    uint8_t tag[RPC_MAC_LEN];
+    rpc_mac(req->mac_key.p, req->mac_key.n, raw.p, raw.n, tag);
+    OM_GOTO(om_buf_append(&raw, tag, sizeof(tag)));
     om_buf_reset(out);
     st = om_base64url_encode(om_buf_slice(&raw), out);
 fail:
@@ -79,19 +82,23 @@ shard_list_token_decode(const shard_list_req *req, om_slice token, om_buf *resum
         om_err_invalid(err, errlen, "continuation_token: too long (%zu bytes)", token.n);
         goto out;
     }
-    if (om_base64url_decode(token, &raw) != OM_OK || raw.n < 1 + 8 + 1 + 4) {
+    if (om_base64url_decode(token, &raw) != OM_OK || raw.n < 1 + 8 + 1 + RPC_MAC_LEN) {
         om_err_invalid(err, errlen, "continuation_token: not a token of this service");
         goto out;
     }
-    if (om_checksum32(raw.p, raw.n - 4) != om_get_fixed32(raw.p + raw.n - 4)) {
-        om_err_invalid(err, errlen, "continuation_token: checksum mismatch (corrupted or forged)");
+    uint8_t tag[RPC_MAC_LEN];
+    rpc_mac(req->mac_key.p, req->mac_key.n, raw.p, raw.n - RPC_MAC_LEN, tag);
+    if (!rpc_mac_equal(tag, raw.p + raw.n - RPC_MAC_LEN)) {
+        om_err_invalid(err, errlen,
+                       "continuation_token: failed validation (corrupted, forged, or issued "
+                       "before this shard restarted)");
         goto out;
     }
     if (raw.p[0] != SHARD_LIST_TOKEN_VERSION) {
         om_err_invalid(err, errlen, "continuation_token: unsupported token version %u", raw.p[0]);
         goto out;
     }
-    in = om_slice_make(raw.p + 1, raw.n - 1 - 4);
+    in = om_slice_make(raw.p + 1, raw.n - 1 - RPC_MAC_LEN);
     if (om_slice_get_fixed64(&in, &binding) != OM_OK || om_slice_get_lenpref(&in, &key) != OM_OK ||
         in.n != 0) {
         om_err_invalid(err, errlen, "continuation_token: malformed");

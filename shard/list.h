@@ -14,11 +14,13 @@
  * is_truncated is set only when another entry really follows.
  *
  * Continuation tokens are opaque base64url text of:
- *   u8 token version (1) | fixed64 om_hash64 of (bucket, prefix, delimiter)
+ *   u8 token version (2) | fixed64 om_hash64 of (bucket, prefix, delimiter)
  *   | lenpref resume key (listing restarts at the first key >= it)
- *   | fixed32 om_checksum32 of everything before
- * A token that does not decode, fails its checksum or belongs to another
- * bucket/prefix/delimiter is INVALID_ARGUMENT ("continuation_token: ...").
+ *   | 16-byte HMAC-SHA256 of everything before under req->mac_key (rpc_mac)
+ * so that nobody without the shard's secret (list-token-secret) can make
+ * the shard start a listing at a position of their choosing. A token that
+ * does not decode, fails its tag or belongs to another bucket/prefix/
+ * delimiter is INVALID_ARGUMENT ("continuation_token: ...").
  *
  * Thread-safety: reentrant; runs on the caller's thread against a thread-safe lsm_db.
  */
@@ -34,7 +36,7 @@
 #include "util/status.h"
 
 #define SHARD_LIST_MAX 1000
-#define SHARD_LIST_TOKEN_VERSION 1
+#define SHARD_LIST_TOKEN_VERSION 2
 
 typedef struct shard_list_req {
     om_slice bucket;
@@ -42,6 +44,7 @@ typedef struct shard_list_req {
     om_slice delimiter;
     om_slice start_after;
     om_slice continuation_token; /* empty: none */
+    om_slice mac_key;            /* signs and checks tokens (shard_opts.list_secret) */
     uint32_t max_keys;           /* 0..SHARD_LIST_MAX */
     /*
      * Optional ownership filter (migration, shard/migrate.h): a key for which

@@ -74,6 +74,7 @@ shard_list_page_build(shard *s, const shard_list_args *a, shard_list_page *p, ch
                           .delimiter = a->delimiter,
                           .start_after = a->start_after,
                           .continuation_token = a->token,
+                          .mac_key = om_slice_make(s->opts.list_secret, s->opts.list_secret_len),
                           .max_keys = a->max_keys,
                           .max_bytes = s->opts.max_list_bytes,
                           .count_metadata = a->include_metadata};

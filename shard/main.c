@@ -77,6 +77,7 @@ main(int argc, char **argv)
     shard_opts so;
     rpc_server_opts ro;
     app a = {0};
+    rpc_tls *tls = NULL;
     struct event *sigs[2] = {NULL, NULL};
     int rc = 1;
 
@@ -95,6 +96,12 @@ main(int argc, char **argv)
         om_conf_fini(&shard_table, &c);
         return 0;
     }
+    if (c.write_buffer > 0 && c.write_buffer < 64 * 1024) {
+        om_log(OM_LOG_ERROR, "bad configuration: write-buffer must be 0 (from memory-budget) or "
+                             "at least 64K");
+        om_conf_fini(&shard_table, &c);
+        return 2;
+    }
     om_log_set_level((om_log_level)c.log_level);
     rpc_init_logging();
     signal(SIGPIPE, SIG_IGN);
@@ -102,11 +109,12 @@ main(int argc, char **argv)
     shard_opts_init(&so);
     so.lsm.sync_mode = (lsm_sync_mode)c.sync_mode;
     so.lsm.sync_period_ms = (uint32_t)c.sync_period;
-    so.lsm.write_buffer_size = (size_t)c.write_buffer;
+    lsm_opts_set_memory_budget(&so.lsm, (uint64_t)c.memory_budget); /* 0 below: its share */
+    so.lsm.write_buffer_size = c.write_buffer ? (size_t)c.write_buffer : so.lsm.write_buffer_size;
+    so.lsm.block_cache_size = c.block_cache ? (size_t)c.block_cache : so.lsm.block_cache_size;
+    so.lsm.row_cache_size = c.row_cache ? (size_t)c.row_cache : so.lsm.row_cache_size;
     so.lsm.wal_preallocate = (size_t)c.wal_preallocate;
     so.lsm.background_nice = (int)c.background_nice;
-    so.lsm.block_cache_size = (size_t)c.block_cache;
-    so.lsm.row_cache_size = (size_t)c.row_cache;
     so.max_object_size = (size_t)c.max_object_size;
     so.max_metadata_size = (size_t)c.max_metadata_size;
     so.workers = (int)c.workers;
@@ -119,6 +127,28 @@ main(int argc, char **argv)
     ro.max_connections = (uint32_t)c.max_connections;
     ro.idle_timeout_ms = (uint32_t)c.idle_timeout;
     ro.request_timeout_ms = (uint32_t)c.request_timeout;
+    ro.token_keys_file = c.token_keys;
+    if (c.list_token_secret[0] != '\0' &&
+        rpc_secret_load(c.list_token_secret, so.list_secret, sizeof(so.list_secret),
+                        &so.list_secret_len, err, sizeof(err)) != OM_OK) {
+        om_log(OM_LOG_ERROR, "bad configuration: list-token-secret: %s", err);
+        goto out;
+    }
+    if (c.tls_cert[0] != '\0') {
+        rpc_tls_opts t = {.cert_file = c.tls_cert,
+                          .key_file = c.tls_key,
+                          .ca_file = c.tls_ca,
+                          .client_auth = c.tls_client_auth};
+        if (rpc_tls_new(&t, true, &tls, err, sizeof(err)) != OM_OK) {
+            om_log(OM_LOG_ERROR, "bad configuration: %s", err);
+            goto out;
+        }
+        ro.tls = tls;
+    }
+    if (rpc_roles_parse(c.plaintext_roles, &ro.plaintext_roles, err, sizeof(err)) != OM_OK) {
+        om_log(OM_LOG_ERROR, "bad configuration: plaintext-roles: %s", err);
+        goto out;
+    }
     http_addr(&c, haddr, sizeof(haddr));
 
     a.base = event_base_new();
@@ -159,6 +189,7 @@ out:
     if (a.http)
         rpc_http_close(a.http);
     rpc_server_free(a.srv);
+    rpc_tls_free(tls);
     shard_mig_stop(a.mig);
     if (shard_close(a.sh) != OM_OK)
         rc = 1;

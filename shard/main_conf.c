@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 const char *const shard_sync_modes[] = {"always", "periodic", "none", NULL};
+static const char *const tls_client_auths[] = {"none", "optional", "required", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
 #define F(x) offsetof(shard_conf, x)
@@ -24,18 +25,24 @@ static const om_conf_item shard_items[] = {
      "periodic; none"},
     {"sync-period", OM_CONF_DURATION, "100ms", 1, 60000, NULL, F(sync_period),
      "WAL sync interval for sync-mode=periodic"},
-    {"write-buffer", OM_CONF_SIZE, "64M", 64 * 1024, 4LL << 30, NULL, F(write_buffer),
-     "memtable size before a flush"},
+    {"memory-budget", OM_CONF_SIZE, "256M", 16LL << 20, 1LL << 42, NULL, F(memory_budget),
+     "memory for the storage engine: memtables 1/16 each (up to 5/16 with two immutable and the "
+     "recycled blocks), block cache 6/16, row cache 2/16, 3/16 left for index and filter blocks, "
+     "compaction and connection buffers; write-buffer, block-cache and row-cache-size override "
+     "their share"},
+    {"write-buffer", OM_CONF_SIZE, "0", 0, 4LL << 30, NULL, F(write_buffer),
+     "memtable size before a flush (0 = memory-budget / 16; at least 64K otherwise)"},
     {"wal-preallocate", OM_CONF_SIZE, "1M", 0, 1LL << 30, NULL, F(wal_preallocate),
      "with sync-mode=always: keep the WAL zero-filled this far ahead of its end so each fsync "
      "only flushes data (no file-size change to journal); 0 = off"},
     {"background-nice", OM_CONF_INT, "5", 0, 19, NULL, F(background_nice),
      "lower the LSM flush and compaction threads' CPU priority by this nice value, so requests "
      "go first when cores are short (0 = same priority)"},
-    {"block-cache", OM_CONF_SIZE, "256M", 0, 1LL << 40, NULL, F(block_cache),
-     "bytes of uncompressed SSTable blocks to cache"},
-    {"row-cache-size", OM_CONF_SIZE, "64M", 0, 1LL << 40, NULL, F(row_cache),
-     "bytes of entries found in SSTables cached per key (lookups skip the block search; 0 = off)"},
+    {"block-cache", OM_CONF_SIZE, "0", 0, 1LL << 40, NULL, F(block_cache),
+     "bytes of uncompressed SSTable blocks to cache (0 = 6/16 of memory-budget)"},
+    {"row-cache-size", OM_CONF_SIZE, "0", 0, 1LL << 40, NULL, F(row_cache),
+     "bytes of entries found in SSTables cached per key, so lookups skip the block search (0 = "
+     "2/16 of memory-budget)"},
     {"max-object-size", OM_CONF_SIZE, "4M", 0, 64LL << 20, NULL, F(max_object_size),
      "largest object data accepted"},
     {"max-metadata-size", OM_CONF_SIZE, "64K", 2, 16LL << 20, NULL, F(max_metadata_size),
@@ -52,6 +59,21 @@ static const om_conf_item shard_items[] = {
      "threads running lists (and retrieve/head/exists when inline-reads is false)"},
     {"inline-reads", OM_CONF_BOOL, "true", 0, 0, NULL, F(inline_reads),
      "answer retrieve/head/exists on the network thread"},
+    {"plaintext-roles", OM_CONF_STR, "auto", 0, 0, NULL, F(plaintext_roles),
+     "roles of plaintext connections: client,admin,peer subsets or none; auto = all on a "
+     "loopback listen address, none elsewhere (README.md, Security)"},
+    {"token-keys", OM_CONF_STR, "", 0, 0, NULL, F(token_keys),
+     "file of '<kid> <hex secret>' lines verifying client tokens (empty = no tokens)"},
+    {"list-token-secret", OM_CONF_STR, "", 0, 0, NULL, F(list_token_secret),
+     "key file ('<kid> <hex>', the first key) signing List continuation tokens; empty = a "
+     "random secret per start (tokens then end with a restart)"},
+    {"tls-cert", OM_CONF_STR, "", 0, 0, NULL, F(tls_cert),
+     "PEM certificate chain: serve TLS only (with tls-key; empty = plaintext)"},
+    {"tls-key", OM_CONF_STR, "", 0, 0, NULL, F(tls_key), "PEM private key of tls-cert"},
+    {"tls-ca", OM_CONF_STR, "", 0, 0, NULL, F(tls_ca),
+     "PEM cluster CA: client certificates must chain to it (roles by OU: peer, admin, client)"},
+    {"tls-client-auth", OM_CONF_ENUM, "optional", 0, 0, tls_client_auths, F(tls_client_auth),
+     "TLS client certificates: none, optional (else a token) or required"},
     {"log-level", OM_CONF_ENUM, "info", 0, 0, log_levels, F(log_level),
      "error, warn, info or debug"},
 };

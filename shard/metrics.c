@@ -56,6 +56,9 @@ stat_items(shard *s, stat_item *v, size_t cap, char names[][48])
     ADD("lsm.cache_hits", ls.cache_hits);
     ADD("lsm.cache_misses", ls.cache_misses);
     ADD("lsm.row_cache_hits", ls.row_cache_hits);
+    ADD("lsm.block_cache_bytes", ls.block_cache_bytes);
+    ADD("lsm.row_cache_bytes", ls.row_cache_bytes);
+    ADD("lsm.mem_pool_bytes", ls.mem_pool_bytes);
     ADD("lsm.bloom_checks", ls.bloom_checks);
     ADD("lsm.bloom_useful", ls.bloom_useful);
     ADD("lsm.stall_micros", ls.stall_micros);

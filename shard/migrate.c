@@ -307,6 +307,17 @@ shard_mig_install(shard_mig *m, const ring *cur, const ring *pending, char *err,
     }
     pthread_mutex_lock(&m->mu);
     held = m->cur ? ring_epoch(m->cur) : 0;
+    /* A forged or corrupt epoch far ahead would make every later genuine ring
+     * look old (MIGRATION.md, "Shards learn both rings"): bound the jump. */
+    uint64_t top = want_p > ring_epoch(cur) ? want_p : ring_epoch(cur);
+    if (held != 0 && top > held && top - held > SHARD_MIG_MAX_EPOCH_STEP) {
+        pthread_mutex_unlock(&m->mu);
+        snprintf(err, errlen,
+                 "ring epoch %llu is more than %u ahead of the held epoch %llu (not a successor "
+                 "this shard accepts; restart it to take any ring)",
+                 (unsigned long long)top, SHARD_MIG_MAX_EPOCH_STEP, (unsigned long long)held);
+        return OM_E_INVALID;
+    }
     if (ring_epoch(cur) > held) {
         drop[0] = m->prev;
         m->prev = m->cur;

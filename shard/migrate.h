@@ -126,10 +126,12 @@ bool shard_mig_handle(shard_mig *m, const Objmeta__Request *req, rpc_reply *repl
  * shard_mig_install -- what SetRing does once the rings are decoded: install
  * cur if its epoch is above the one held (the held one becomes prev), and set
  * the pending ring (NULL clears it) when cur is the ring held.
- * Returns:   OM_OK; OM_E_INVALID with a message (pending not above cur, or
- *            this shard in neither ring).
+ * Returns:   OM_OK; OM_E_INVALID with a message (pending not above cur,
+ *            this shard in neither ring, or an epoch more than
+ *            SHARD_MIG_MAX_EPOCH_STEP above the held one).
  * Ownership: takes its own references; the caller keeps its own.
  */
+#define SHARD_MIG_MAX_EPOCH_STEP 1000u
 struct ring;
 om_status shard_mig_install(shard_mig *m, const struct ring *cur, const struct ring *pending,
                             char *err, size_t errlen);

@@ -56,6 +56,9 @@ typedef struct shard_opts {
     const char *id;           /* shown by Ping ("objmeta-shard/<version> id=<id>"); default "" */
     size_t max_list_bytes;    /* a List page ends early beyond this; default 8 MiB (keep it
                                * below the rpc max_frame) */
+    uint8_t list_secret[64];  /* signs continuation tokens (HMAC-SHA256, shard/list.h) */
+    size_t list_secret_len;   /* 0 = 32 random bytes at open: tokens then do not survive a
+                               * restart; default 0 */
 } shard_opts;
 
 /* Fill *o with the documented defaults (lsm_opts_init for the engine). */

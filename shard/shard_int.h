@@ -37,7 +37,7 @@
 #include "util/workq.h"
 
 #define SHARD_STRIPES 256
-#define SHARD_NSTATUS 10 /* wire Status values 0..9; others count as INTERNAL */
+#define SHARD_NSTATUS 12 /* wire Status values 0..11; others count as INTERNAL */
 
 /* What metrics.c counts: answers by operation and wire status, latency by operation. */
 typedef struct shard_metrics {

@@ -24,6 +24,8 @@ static const char *const status_names[OM_STATUS_COUNT_] = {
     [OM_E_WRONG_SHARD] = "wrong_shard",
     [OM_E_PRECONDITION] = "precondition_failed",
     [OM_E_INTERNAL] = "internal",
+    [OM_E_UNAUTHENTICATED] = "unauthenticated",
+    [OM_E_PERMISSION] = "permission_denied",
 };
 
 const char *

@@ -16,18 +16,20 @@
 
 typedef enum om_status {
     OM_OK = 0,
-    OM_E_NOTFOUND,     /* absent or deleted; an answer, not a failure   */
-    OM_E_INVALID,      /* caller error: bad argument, bad state         */
-    OM_E_NOMEM,        /* allocation failed                             */
-    OM_E_IO,           /* errno was logged where it happened            */
-    OM_E_CORRUPT,      /* checksum or format violation (disk or wire)   */
-    OM_E_BUSY,         /* write stall or overload; retry later          */
-    OM_E_TIMEOUT,      /* a deadline passed                             */
-    OM_E_UNAVAILABLE,  /* peer down or refused                          */
-    OM_E_WRONG_SHARD,  /* ring epoch mismatch; caller refreshes ring    */
-    OM_E_PRECONDITION, /* a store/delete condition did not hold         */
-    OM_E_INTERNAL,     /* a bug; logged with its origin                 */
-    OM_STATUS_COUNT_   /* number of codes; not a status                 */
+    OM_E_NOTFOUND,        /* absent or deleted; an answer, not a failure   */
+    OM_E_INVALID,         /* caller error: bad argument, bad state         */
+    OM_E_NOMEM,           /* allocation failed                             */
+    OM_E_IO,              /* errno was logged where it happened            */
+    OM_E_CORRUPT,         /* checksum or format violation (disk or wire)   */
+    OM_E_BUSY,            /* write stall or overload; retry later          */
+    OM_E_TIMEOUT,         /* a deadline passed                             */
+    OM_E_UNAVAILABLE,     /* peer down or refused                          */
+    OM_E_WRONG_SHARD,     /* ring epoch mismatch; caller refreshes ring    */
+    OM_E_PRECONDITION,    /* a store/delete condition did not hold         */
+    OM_E_INTERNAL,        /* a bug; logged with its origin                 */
+    OM_E_UNAUTHENTICATED, /* no credential where the operation needs one */
+    OM_E_PERMISSION,      /* the credential does not grant the operation */
+    OM_STATUS_COUNT_      /* number of codes; not a status                 */
 } om_status;
 
 /* om_status_str -- a stable lower-case name ("ok", "not_found", ...). Never NULL. */

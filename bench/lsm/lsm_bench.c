@@ -4,8 +4,14 @@
  * their C APIs, in the same run and with comparable options.
  *
  * Keys look like `bucket-0007/photos/2024/img-00001234.jpg` (key i sorts at
- * position i, so fillseq writes in key order); values are 256 bytes, half
- * random and half a repeated pattern (zstd or snappy save about half).
+ * position i, so fillseq writes in key order). Values (--values): random
+ * bytes by default (256 of them, --value-size; what compression cannot
+ * shrink, like the object data users store), `json` for ~200-byte JSON
+ * object metadata (compressible: field names repeat), or `half` (half
+ * random, half a repeated pattern: the values of earlier runs). Reads,
+ * scans and deletes choose keys uniformly or Zipfian (--dist=zipf, theta
+ * 0.99 as YCSB; --dist=zipf:T for another theta). bench/common/bench_gen.c
+ * generates both.
  *
  * Workloads (per engine, each on the database the previous one left where
  * that makes sense):
@@ -26,6 +32,16 @@
  * bytes written). Each workload ends with the ratio of objmeta's ops/s to the
  * best peer's.
  *
+ * Every row's note ends with the engine's L0 table count and the process RSS
+ * when the workload ended (before the close). --shape-ms=N prints the tree
+ * shape (files per level) every N ms while a workload runs, and
+ * --settle=S keeps a fill's database open after its last write until L0
+ * holds at most 4 tables (or S seconds pass), printing the shape, so the
+ * time compaction needs to catch up shows. --hog=N runs N busy threads
+ * beside every workload (a CPU competitor; the background threads of every
+ * engine must still keep up). --cache-mb sets every engine's block cache;
+ * --nice sets objmeta's background_nice (0 by default, the shard runs 5).
+ *
  * --verbose prints each engine's tree shape (files per level: lsm_stats for
  * objmeta, the "num-files-at-level<N>" properties of RocksDB and LevelDB)
  * after each fill and when a read workload opens its database and ends, so a
@@ -34,7 +50,7 @@
  * count and seed) so a read workload can be rerun alone on the same data.
  *
  * Options, the same for every engine: 64 MiB write buffer, 4 KiB blocks,
- * 10-bit bloom filters, 64 MiB block cache, 1000 open files, 2 background
+ * 10-bit bloom filters, 64 MiB block cache (--cache-mb), 1000 open files, 2 background
  * jobs where configurable; compression zstd level 1 for objmeta and RocksDB,
  * snappy for LevelDB (its only compressor in Debian's 1.23).
  */
@@ -51,23 +67,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/common/bench_gen.h"
+#include "bench/lsm/lsm_bench.h"
 #include "lsm/lsm.h"
 #include "util/clock.h"
 #include "util/log.h"
 
-#ifdef HAVE_ROCKSDB
-#include <rocksdb/c.h>
-#endif
-#ifdef HAVE_LEVELDB
-#include <leveldb/c.h>
-#endif
-
-#define VALUE_SIZE 256
 #define BUCKETS 16
 #define SCAN_LEN 100
 #define BATCH_KEYS 8
 #define BATCH_THREADS 4
-#define MB (1024u * 1024u)
 
 typedef struct bench_cfg {
     uint64_t num;      /* keys for fillseq/fillrandom */
@@ -80,50 +89,15 @@ typedef struct bench_cfg {
 /* ---- keys and values ---- */
 
 static uint64_t keys_per_bucket = 1;
-static uint8_t *value_pool;
-#define VALUE_POOL_SIZE (1u << 20)
+static bg_values vals;               /* --values, --value-size */
+static engine_cfg ecfg;              /* --cache-mb, --nice: how every engine is opened */
+static const char *dist = "uniform"; /* --dist: key choice of reads, scans and deletes */
 
 static size_t
 make_key(char *buf, uint64_t i, bool missing)
 {
     return (size_t)snprintf(buf, 64, "bucket-%04" PRIu64 "/photos/2024/img-%08" PRIu64 ".%s",
                             i / keys_per_bucket, i, missing ? "jpx" : "jpg");
-}
-
-static const uint8_t *
-make_value(uint64_t i)
-{
-    /* Any 256-byte window of the pool is half random bytes, half pattern. */
-    return value_pool + (i * 2654435761u) % (VALUE_POOL_SIZE - VALUE_SIZE);
-}
-
-static void
-values_init(uint64_t seed)
-{
-    uint64_t x = seed | 1;
-
-    value_pool = malloc(VALUE_POOL_SIZE);
-    for (size_t i = 0; i < VALUE_POOL_SIZE; i++) {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        /* 128 random bytes then 128 pattern bytes, repeating, so any 256-byte window is half/half.
-         */
-        value_pool[i] = (i / 128) % 2 == 0 ? (uint8_t)((x * 0x2545F4914F6CDD1DULL) >> 56)
-                                           : (uint8_t)("photos/2024/"[i % 12]);
-    }
-}
-
-static uint64_t
-rnd(uint64_t *s)
-{
-    uint64_t x = *s;
-
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
 }
 
 /* ---- latency histogram: 64 powers of two x 16 linear sub-buckets, in ns ---- */
@@ -239,508 +213,6 @@ rm_tree(const char *dir)
     rmdir(dir);
 }
 
-/* ---- engines ---- */
-
-typedef struct engine engine;
-
-typedef struct engine_ops {
-    const char *name;
-    /* Returns NULL (after printing why) on failure. */
-    engine *(*open)(const char *dir, bool sync);
-    bool (*put)(engine *e, const char *k, size_t kn, const uint8_t *v, size_t vn);
-    /* n keys and values written atomically with one (synced, if opened so) write. */
-    bool (*batch)(engine *e, char (*keys)[64], const size_t *kn, const uint8_t **v, int n);
-    /* *found; the value is read in full. */
-    bool (*get)(engine *e, const char *k, size_t kn, bool *found);
-    bool (*del)(engine *e, const char *k, size_t kn);
-    /* Seek to k and read up to n entries sharing its first plen bytes; *got counts them. */
-    bool (*scan)(engine *e, const char *k, size_t kn, size_t plen, int n, int *got);
-    void (*close)(engine *e);
-    /* Optional: print engine statistics, at least the files per level (--verbose). */
-    void (*stats)(engine *e, const char *when);
-} engine_ops;
-
-struct engine {
-    const engine_ops *ops;
-};
-
-/* objmeta */
-
-typedef struct om_engine {
-    engine base;
-    lsm_db *db;
-    om_buf val;
-} om_engine;
-
-static engine *
-om_open(const char *dir, bool sync)
-{
-    om_engine *e = calloc(1, sizeof(*e));
-    lsm_opts o;
-    om_status st;
-
-    lsm_opts_init(&o);
-    o.sync_mode = sync ? LSM_SYNC_ALWAYS : LSM_SYNC_NONE;
-    o.write_buffer_size = 64 * MB;
-    o.block_cache_size = 64 * MB;
-    o.bloom_bits_per_key = 10;
-    o.block_size = 4096;
-    o.zstd_level = 1;
-    o.max_open_files = 1000;
-    st = lsm_open(dir, &o, &e->db);
-    if (st != OM_OK) {
-        printf("objmeta: open %s: %s\n", dir, om_status_str(st));
-        free(e);
-        return NULL;
-    }
-    return &e->base;
-}
-
-static bool
-om_put(engine *b, const char *k, size_t kn, const uint8_t *v, size_t vn)
-{
-    return lsm_put(((om_engine *)b)->db, om_slice_make(k, kn), om_slice_make(v, vn)) == OM_OK;
-}
-
-static bool
-om_batch(engine *b, char (*keys)[64], const size_t *kn, const uint8_t **v, int n)
-{
-    lsm_batch *bt;
-    bool ok = true;
-
-    if (lsm_batch_new(&bt) != OM_OK)
-        return false;
-    for (int i = 0; i < n && ok; i++)
-        ok = lsm_batch_put(bt, om_slice_make(keys[i], kn[i]), om_slice_make(v[i], VALUE_SIZE)) ==
-             OM_OK;
-    ok = ok && lsm_write(((om_engine *)b)->db, bt) == OM_OK;
-    lsm_batch_free(bt);
-    return ok;
-}
-
-static bool
-om_get(engine *b, const char *k, size_t kn, bool *found)
-{
-    om_engine *e = (om_engine *)b;
-    om_status st = lsm_get(e->db, NULL, om_slice_make(k, kn), &e->val);
-
-    *found = st == OM_OK;
-    return st == OM_OK || st == OM_E_NOTFOUND;
-}
-
-static bool
-om_del(engine *b, const char *k, size_t kn)
-{
-    return lsm_del(((om_engine *)b)->db, om_slice_make(k, kn)) == OM_OK;
-}
-
-static bool
-om_scan(engine *b, const char *k, size_t kn, size_t plen, int n, int *got)
-{
-    om_engine *e = (om_engine *)b;
-    lsm_iter_opts io;
-    lsm_iter *it;
-    bool ok;
-
-    lsm_iter_opts_init(&io);
-    if (lsm_iter_new(e->db, &io, &it) != OM_OK)
-        return false;
-    *got = 0;
-    for (lsm_iter_seek(it, om_slice_make(k, kn)); lsm_iter_valid(it) && *got < n;
-         lsm_iter_next(it)) {
-        om_slice key = lsm_iter_key(it);
-
-        if (key.n < plen || memcmp(key.p, k, plen) != 0)
-            break;
-        (void)lsm_iter_value(it);
-        (*got)++;
-    }
-    ok = lsm_iter_status(it) == OM_OK;
-    lsm_iter_free(it);
-    return ok;
-}
-
-static void
-om_close(engine *b)
-{
-    om_engine *e = (om_engine *)b;
-
-    lsm_close(e->db);
-    om_buf_free(&e->val);
-    free(e);
-}
-
-static void
-om_stats(engine *b, const char *when)
-{
-    lsm_stats st;
-
-    lsm_stats_get(((om_engine *)b)->db, &st);
-    printf("    objmeta stats %-10s files/level", when);
-    for (int l = 0; l < LSM_MAX_LEVELS; l++)
-        printf(" %u", st.levels[l].files);
-    printf(" | cache hit %.2f | bloom useful %" PRIu64 "/%" PRIu64 " | stall %.1f ms | "
-           "flushes %" PRIu64 " compactions %" PRIu64 " | WA %.2f\n",
-           st.cache_hit_ratio, st.bloom_useful, st.bloom_checks, (double)st.stall_micros / 1000.0,
-           st.flushes, st.compactions, st.write_amplification);
-}
-
-static const engine_ops objmeta_ops = {
-    .name = "objmeta",
-    .open = om_open,
-    .put = om_put,
-    .batch = om_batch,
-    .get = om_get,
-    .del = om_del,
-    .scan = om_scan,
-    .close = om_close,
-    .stats = om_stats,
-};
-
-#ifdef HAVE_ROCKSDB
-typedef struct rdb_engine {
-    engine base;
-    rocksdb_t *db;
-    rocksdb_options_t *o;
-    rocksdb_block_based_table_options_t *t;
-    rocksdb_cache_t *cache;
-    rocksdb_writeoptions_t *wo;
-    rocksdb_readoptions_t *ro;
-} rdb_engine;
-
-static engine *
-rdb_open(const char *dir, bool sync)
-{
-    rdb_engine *e = calloc(1, sizeof(*e));
-    char *err = NULL;
-
-    e->o = rocksdb_options_create();
-    rocksdb_options_set_create_if_missing(e->o, 1);
-    rocksdb_options_set_write_buffer_size(e->o, 64 * MB);
-    rocksdb_options_set_max_open_files(e->o, 1000);
-    rocksdb_options_set_max_background_jobs(e->o, 2);
-    rocksdb_options_set_compression(e->o, rocksdb_zstd_compression);
-    rocksdb_options_set_compression_options(e->o, -14, 1, 0, 0);
-    e->t = rocksdb_block_based_options_create();
-    rocksdb_block_based_options_set_block_size(e->t, 4096);
-    rocksdb_block_based_options_set_filter_policy(e->t, rocksdb_filterpolicy_create_bloom(10));
-    e->cache = rocksdb_cache_create_lru(64 * MB);
-    rocksdb_block_based_options_set_block_cache(e->t, e->cache);
-    rocksdb_options_set_block_based_table_factory(e->o, e->t);
-    e->db = rocksdb_open(e->o, dir, &err);
-    if (err != NULL) {
-        printf("rocksdb: open %s: %s\n", dir, err);
-        free(err);
-        return NULL;
-    }
-    e->wo = rocksdb_writeoptions_create();
-    rocksdb_writeoptions_set_sync(e->wo, sync);
-    e->ro = rocksdb_readoptions_create();
-    return &e->base;
-}
-
-static bool
-rdb_check(char *err)
-{
-    if (err == NULL)
-        return true;
-    printf("rocksdb: %s\n", err);
-    free(err);
-    return false;
-}
-
-static bool
-rdb_put(engine *b, const char *k, size_t kn, const uint8_t *v, size_t vn)
-{
-    rdb_engine *e = (rdb_engine *)b;
-    char *err = NULL;
-
-    rocksdb_put(e->db, e->wo, k, kn, (const char *)v, vn, &err);
-    return rdb_check(err);
-}
-
-static bool
-rdb_batch(engine *b, char (*keys)[64], const size_t *kn, const uint8_t **v, int n)
-{
-    rdb_engine *e = (rdb_engine *)b;
-    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-    char *err = NULL;
-
-    for (int i = 0; i < n; i++)
-        rocksdb_writebatch_put(wb, keys[i], kn[i], (const char *)v[i], VALUE_SIZE);
-    rocksdb_write(e->db, e->wo, wb, &err);
-    rocksdb_writebatch_destroy(wb);
-    return rdb_check(err);
-}
-
-static bool
-rdb_get(engine *b, const char *k, size_t kn, bool *found)
-{
-    rdb_engine *e = (rdb_engine *)b;
-    char *err = NULL, *v;
-    size_t vn;
-
-    v = rocksdb_get(e->db, e->ro, k, kn, &vn, &err);
-    *found = v != NULL;
-    free(v);
-    return rdb_check(err);
-}
-
-static bool
-rdb_del(engine *b, const char *k, size_t kn)
-{
-    rdb_engine *e = (rdb_engine *)b;
-    char *err = NULL;
-
-    rocksdb_delete(e->db, e->wo, k, kn, &err);
-    return rdb_check(err);
-}
-
-static bool
-rdb_scan(engine *b, const char *k, size_t kn, size_t plen, int n, int *got)
-{
-    rdb_engine *e = (rdb_engine *)b;
-    rocksdb_iterator_t *it = rocksdb_create_iterator(e->db, e->ro);
-    char *err = NULL;
-
-    *got = 0;
-    for (rocksdb_iter_seek(it, k, kn); rocksdb_iter_valid(it) && *got < n; rocksdb_iter_next(it)) {
-        size_t n2, vn;
-        const char *key = rocksdb_iter_key(it, &n2);
-
-        if (n2 < plen || memcmp(key, k, plen) != 0)
-            break;
-        (void)rocksdb_iter_value(it, &vn);
-        (*got)++;
-    }
-    rocksdb_iter_get_error(it, &err);
-    rocksdb_iter_destroy(it);
-    return rdb_check(err);
-}
-
-static void
-rdb_close(engine *b)
-{
-    rdb_engine *e = (rdb_engine *)b;
-
-    rocksdb_close(e->db);
-    rocksdb_writeoptions_destroy(e->wo);
-    rocksdb_readoptions_destroy(e->ro);
-    rocksdb_options_destroy(e->o);
-    rocksdb_block_based_options_destroy(e->t);
-    rocksdb_cache_destroy(e->cache);
-    free(e);
-}
-
-/* The tree shape (files per level) a read goes through, in the format of om_stats. */
-static void
-rdb_stats(engine *b, const char *when)
-{
-    rdb_engine *e = (rdb_engine *)b;
-
-    printf("    rocksdb stats %-10s files/level", when);
-    for (int l = 0; l < 7; l++) {
-        char prop[64], *v;
-
-        snprintf(prop, sizeof(prop), "rocksdb.num-files-at-level%d", l);
-        v = rocksdb_property_value(e->db, prop);
-        printf(" %s", v != NULL ? v : "?");
-        free(v);
-    }
-    {
-        char *l0 = rocksdb_property_value(e->db, "rocksdb.num-running-compactions");
-
-        printf(" | running compactions %s\n", l0 != NULL ? l0 : "?");
-        free(l0);
-    }
-}
-
-static const engine_ops rocksdb_ops = {
-    .name = "rocksdb",
-    .open = rdb_open,
-    .put = rdb_put,
-    .batch = rdb_batch,
-    .get = rdb_get,
-    .del = rdb_del,
-    .scan = rdb_scan,
-    .close = rdb_close,
-    .stats = rdb_stats,
-};
-#endif
-
-#ifdef HAVE_LEVELDB
-typedef struct ldb_engine {
-    engine base;
-    leveldb_t *db;
-    leveldb_options_t *o;
-    leveldb_cache_t *cache;
-    leveldb_filterpolicy_t *fp;
-    leveldb_writeoptions_t *wo;
-    leveldb_readoptions_t *ro;
-} ldb_engine;
-
-static bool
-ldb_check(char *err)
-{
-    if (err == NULL)
-        return true;
-    printf("leveldb: %s\n", err);
-    leveldb_free(err);
-    return false;
-}
-
-static engine *
-ldb_open(const char *dir, bool sync)
-{
-    ldb_engine *e = calloc(1, sizeof(*e));
-    char *err = NULL;
-
-    e->o = leveldb_options_create();
-    leveldb_options_set_create_if_missing(e->o, 1);
-    leveldb_options_set_write_buffer_size(e->o, 64 * MB);
-    leveldb_options_set_max_open_files(e->o, 1000);
-    leveldb_options_set_block_size(e->o, 4096);
-    leveldb_options_set_compression(e->o, leveldb_snappy_compression);
-    e->cache = leveldb_cache_create_lru(64 * MB);
-    leveldb_options_set_cache(e->o, e->cache);
-    e->fp = leveldb_filterpolicy_create_bloom(10);
-    leveldb_options_set_filter_policy(e->o, e->fp);
-    e->db = leveldb_open(e->o, dir, &err);
-    if (err != NULL) {
-        printf("leveldb: open %s: %s\n", dir, err);
-        leveldb_free(err);
-        return NULL;
-    }
-    e->wo = leveldb_writeoptions_create();
-    leveldb_writeoptions_set_sync(e->wo, sync);
-    e->ro = leveldb_readoptions_create();
-    return &e->base;
-}
-
-static bool
-ldb_put(engine *b, const char *k, size_t kn, const uint8_t *v, size_t vn)
-{
-    ldb_engine *e = (ldb_engine *)b;
-    char *err = NULL;
-
-    leveldb_put(e->db, e->wo, k, kn, (const char *)v, vn, &err);
-    return ldb_check(err);
-}
-
-static bool
-ldb_batch(engine *b, char (*keys)[64], const size_t *kn, const uint8_t **v, int n)
-{
-    ldb_engine *e = (ldb_engine *)b;
-    leveldb_writebatch_t *wb = leveldb_writebatch_create();
-    char *err = NULL;
-
-    for (int i = 0; i < n; i++)
-        leveldb_writebatch_put(wb, keys[i], kn[i], (const char *)v[i], VALUE_SIZE);
-    leveldb_write(e->db, e->wo, wb, &err);
-    leveldb_writebatch_destroy(wb);
-    return ldb_check(err);
-}
-
-static bool
-ldb_get(engine *b, const char *k, size_t kn, bool *found)
-{
-    ldb_engine *e = (ldb_engine *)b;
-    char *err = NULL, *v;
-    size_t vn;
-
-    v = leveldb_get(e->db, e->ro, k, kn, &vn, &err);
-    *found = v != NULL;
-    leveldb_free(v);
-    return ldb_check(err);
-}
-
-static bool
-ldb_del(engine *b, const char *k, size_t kn)
-{
-    ldb_engine *e = (ldb_engine *)b;
-    char *err = NULL;
-
-    leveldb_delete(e->db, e->wo, k, kn, &err);
-    return ldb_check(err);
-}
-
-static bool
-ldb_scan(engine *b, const char *k, size_t kn, size_t plen, int n, int *got)
-{
-    ldb_engine *e = (ldb_engine *)b;
-    leveldb_iterator_t *it = leveldb_create_iterator(e->db, e->ro);
-    char *err = NULL;
-
-    *got = 0;
-    for (leveldb_iter_seek(it, k, kn); leveldb_iter_valid(it) && *got < n; leveldb_iter_next(it)) {
-        size_t n2, vn;
-        const char *key = leveldb_iter_key(it, &n2);
-
-        if (n2 < plen || memcmp(key, k, plen) != 0)
-            break;
-        (void)leveldb_iter_value(it, &vn);
-        (*got)++;
-    }
-    leveldb_iter_get_error(it, &err);
-    leveldb_iter_destroy(it);
-    return ldb_check(err);
-}
-
-static void
-ldb_close(engine *b)
-{
-    ldb_engine *e = (ldb_engine *)b;
-
-    leveldb_close(e->db);
-    leveldb_writeoptions_destroy(e->wo);
-    leveldb_readoptions_destroy(e->ro);
-    leveldb_options_destroy(e->o);
-    leveldb_cache_destroy(e->cache);
-    leveldb_filterpolicy_destroy(e->fp);
-    free(e);
-}
-
-/* The tree shape (files per level) a read goes through, in the format of om_stats. */
-static void
-ldb_stats(engine *b, const char *when)
-{
-    ldb_engine *e = (ldb_engine *)b;
-
-    printf("    leveldb stats %-10s files/level", when);
-    for (int l = 0; l < 7; l++) {
-        char prop[64], *v;
-
-        snprintf(prop, sizeof(prop), "leveldb.num-files-at-level%d", l);
-        v = leveldb_property_value(e->db, prop);
-        printf(" %s", v != NULL ? v : "?");
-        leveldb_free(v);
-    }
-    printf("\n");
-}
-
-static const engine_ops leveldb_ops = {
-    .name = "leveldb",
-    .open = ldb_open,
-    .put = ldb_put,
-    .batch = ldb_batch,
-    .get = ldb_get,
-    .del = ldb_del,
-    .scan = ldb_scan,
-    .close = ldb_close,
-    .stats = ldb_stats,
-};
-#endif
-
-static const engine_ops *const all_engines[] = {
-    &objmeta_ops,
-#ifdef HAVE_ROCKSDB
-    &rocksdb_ops,
-#endif
-#ifdef HAVE_LEVELDB
-    &leveldb_ops,
-#endif
-};
-
 /* ---- workloads ---- */
 
 static const char *const all_workloads[] = {"fillseq",     "fillrandom",  "readrandom",
@@ -755,7 +227,7 @@ typedef struct result {
     double p50_us, p99_us, p999_us;
     double space_amp, write_amp; /* < 0: not measured */
     uint64_t ops;
-    char note[96];
+    char note[160];
 } result;
 
 #define MAX_ROUNDS 9
@@ -763,7 +235,10 @@ static result results[NENGINES_MAX][NWORKLOADS];
 static result rres[MAX_ROUNDS][NENGINES_MAX][NWORKLOADS];
 static int rounds = 1;
 static bool verbose;
-static bool keep; /* leave the databases (and fill markers) in place at the end */
+static bool keep;    /* leave the databases (and fill markers) in place at the end */
+static int shape_ms; /* --shape-ms: print the tree shape this often during a workload */
+static int settle_s; /* --settle: after a fill, wait up to this long for L0 <= SETTLED_L0 */
+#define SETTLED_L0 4
 
 static uint64_t
 now_ns(void)
@@ -841,6 +316,112 @@ fill_marker_matches(const char *dir, uint64_t num, uint64_t seed)
     return ok;
 }
 
+/* ---- tree shape over time, L0 and RSS in the notes ---- */
+
+static void
+print_shape(const engine_ops *ops, engine *e, uint64_t t0, const char *what)
+{
+    int f[7];
+
+    ops->levels(e, f);
+    printf("    %-8s %-8s t=%6.1fs files/level %d %d %d %d %d %d %d  rss %.0f MiB\n", ops->name,
+           what, (double)(now_ns() - t0) / 1e9, f[0], f[1], f[2], f[3], f[4], f[5], f[6],
+           (double)bg_rss_bytes(0) / MB);
+    fflush(stdout);
+}
+
+/* A thread printing the shape every shape_ms while a workload runs (--shape-ms). */
+typedef struct shape_mon {
+    const engine_ops *ops;
+    engine *e;
+    uint64_t t0;
+    atomic_bool stop;
+    pthread_t th;
+    bool running;
+} shape_mon;
+
+static void *
+shape_main(void *arg)
+{
+    shape_mon *m = arg;
+    uint64_t next = m->t0;
+
+    while (!atomic_load(&m->stop)) {
+        struct timespec ts = {0, 10 * 1000000L};
+
+        if (now_ns() >= next) {
+            print_shape(m->ops, m->e, m->t0, "running");
+            next += (uint64_t)shape_ms * 1000000u;
+        }
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+static void
+shape_start(shape_mon *m, const engine_ops *ops, engine *e)
+{
+    memset(m, 0, sizeof(*m));
+    m->ops = ops;
+    m->e = e;
+    m->t0 = now_ns();
+    atomic_init(&m->stop, false);
+    m->running = shape_ms > 0 && pthread_create(&m->th, NULL, shape_main, m) == 0;
+}
+
+static void
+shape_stop(shape_mon *m)
+{
+    if (!m->running)
+        return;
+    atomic_store(&m->stop, true);
+    pthread_join(m->th, NULL);
+    m->running = false;
+}
+
+/*
+ * --settle: keep a filled database open (no writes) until L0 holds at most
+ * SETTLED_L0 tables or settle_s seconds pass, printing the shape each
+ * second; the outcome goes into the note.
+ */
+static void
+settle(const engine_ops *ops, engine *e, result *r)
+{
+    uint64_t t0 = now_ns(), last = 0;
+    int f[7];
+    size_t n = strlen(r->note);
+
+    for (;;) {
+        struct timespec ts = {0, 50 * 1000000L};
+        double secs = (double)(now_ns() - t0) / 1e9;
+
+        ops->levels(e, f);
+        if (f[0] <= SETTLED_L0 || secs >= settle_s) {
+            snprintf(r->note + n, sizeof(r->note) - n, "%sL0 %s %d after %.1f s", n ? "; " : "",
+                     f[0] <= SETTLED_L0 ? "settled at" : "still", f[0], secs);
+            print_shape(ops, e, t0, "settle");
+            return;
+        }
+        if (now_ns() - last >= 1000000000u) {
+            print_shape(ops, e, t0, "settle");
+            last = now_ns();
+        }
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Append the L0 table count and the process RSS to r's note (before the close). */
+static void
+note_shape(result *r, const engine_ops *ops, engine *e)
+{
+    int f[7];
+    size_t n = strlen(r->note);
+
+    ops->levels(e, f);
+    snprintf(r->note + n, sizeof(r->note) - n, "%sL0=%d rss=%.0fMiB", n ? "; " : "", f[0],
+             (double)bg_rss_bytes(0) / MB);
+}
+
 /* Close e; with --verbose, say how long it took (an engine may finish background work). */
 static void
 close_timed(const engine_ops *ops, engine *e)
@@ -852,17 +433,23 @@ close_timed(const engine_ops *ops, engine *e)
         printf("    %s close: %.0f ms\n", ops->name, (double)(now_ns() - t0) / 1e6);
 }
 
-/* Fill n keys (in order or a random permutation), then close; measures SA and WA. */
+/*
+ * Fill n keys (in order or a random permutation), then (--settle) wait for
+ * compaction, then close; measures SA and WA.
+ */
 static void
 run_fill(const engine_ops *ops, const char *dir, uint64_t n, bool random, bool sync, uint64_t seed,
          result *r)
 {
     hist *h = calloc(1, sizeof(*h));
     uint32_t *perm = NULL;
-    uint64_t w0 = proc_wchar(), t0, t1, s = seed;
+    uint64_t w0 = proc_wchar(), t0, t1, s = seed, logical = 0;
     engine *e;
     char key[64];
+    uint8_t vbuf[BG_JSON_MAX];
+    shape_mon mon;
 
+    r->note[0] = '\0';
     fill_marker_clear(dir);
     rm_tree(dir);
     if (random) {
@@ -870,38 +457,42 @@ run_fill(const engine_ops *ops, const char *dir, uint64_t n, bool random, bool s
         for (uint64_t i = 0; i < n; i++)
             perm[i] = (uint32_t)i;
         for (uint64_t i = n - 1; i > 0; i--) {
-            uint64_t j = rnd(&s) % (i + 1);
+            uint64_t j = bg_rand(&s) % (i + 1);
             uint32_t t = perm[i];
 
             perm[i] = perm[j];
             perm[j] = t;
         }
     }
-    if ((e = ops->open(dir, sync)) == NULL)
+    if ((e = ops->open(dir, sync, &ecfg)) == NULL)
         exit(1);
+    shape_start(&mon, ops, e);
     t0 = now_ns();
     for (uint64_t i = 0; i < n; i++) {
         uint64_t k = random ? perm[i] : i;
         size_t kn = make_key(key, k, false);
+        const uint8_t *v;
+        size_t vn = bg_value(&vals, k, vbuf, &v);
         uint64_t a = now_ns();
 
-        if (!ops->put(e, key, kn, make_value(k), VALUE_SIZE))
+        if (!ops->put(e, key, kn, v, vn))
             die(ops->name, "put");
         hist_add(h, now_ns() - a);
+        logical += kn + vn;
     }
     t1 = now_ns();
+    shape_stop(&mon);
     if (verbose && ops->stats != NULL)
         ops->stats(e, "(end)");
+    note_shape(r, ops, e);
+    if (settle_s > 0)
+        settle(ops, e, r);
     close_timed(ops, e);
     if (random && !sync)
         fill_marker_set(dir, n, seed);
     finish(r, h, n, t0, t1);
-    {
-        double logical = (double)n * (double)(make_key(key, n / 2, false) + VALUE_SIZE);
-
-        r->space_amp = (double)dir_bytes(dir) / logical;
-        r->write_amp = (double)(proc_wchar() - w0) / logical;
-    }
+    r->space_amp = (double)dir_bytes(dir) / (double)logical;
+    r->write_amp = (double)(proc_wchar() - w0) / (double)logical;
     free(perm);
     free(h);
 }
@@ -913,12 +504,17 @@ run_ops(const engine_ops *ops, engine *e, op_kind kind, uint64_t count, uint64_t
         result *r)
 {
     hist *h = calloc(1, sizeof(*h));
-    uint64_t t0, t1, s = seed, found = 0, scanned = 0;
+    uint64_t t0, t1, s = seed | 1, found = 0, scanned = 0;
     char key[64];
+    bg_keys keys;
+    shape_mon mon;
 
+    r->note[0] = '\0';
+    bg_keys_init(&keys, num, dist); /* dist was checked in main */
+    shape_start(&mon, ops, e);
     t0 = now_ns();
     for (uint64_t i = 0; i < count; i++) {
-        uint64_t k = rnd(&s) % num;
+        uint64_t k = bg_keys_next(&keys, &s);
         size_t kn = make_key(key, k, kind == OP_MISSING);
         uint64_t a = now_ns();
         bool f = false, ok;
@@ -944,6 +540,7 @@ run_ops(const engine_ops *ops, engine *e, op_kind kind, uint64_t count, uint64_t
         hist_add(h, now_ns() - a);
     }
     t1 = now_ns();
+    shape_stop(&mon);
     if (verbose && ops->stats != NULL)
         ops->stats(e, "(end)");
     finish(r, h, count, t0, t1);
@@ -953,6 +550,7 @@ run_ops(const engine_ops *ops, engine *e, op_kind kind, uint64_t count, uint64_t
     else if (kind == OP_SCAN)
         snprintf(r->note, sizeof(r->note), "avg %.1f keys/scan",
                  count ? (double)scanned / (double)count : 0.0);
+    note_shape(r, ops, e);
     free(h);
 }
 
@@ -960,6 +558,7 @@ typedef struct batch_worker {
     const engine_ops *ops;
     engine *e;
     uint64_t first, batches, num_keys;
+    uint64_t logical; /* key and value bytes written */
     hist h;
 } batch_worker;
 
@@ -968,21 +567,23 @@ batch_run(void *arg)
 {
     batch_worker *w = arg;
     char keys[BATCH_KEYS][64];
-    size_t kn[BATCH_KEYS];
+    size_t kn[BATCH_KEYS], vn[BATCH_KEYS];
     const uint8_t *v[BATCH_KEYS];
+    uint8_t vbuf[BATCH_KEYS][BG_JSON_MAX];
     uint64_t s = w->first * 7919 + 1;
 
     for (uint64_t b = 0; b < w->batches; b++) {
         uint64_t a;
 
         for (int i = 0; i < BATCH_KEYS; i++) {
-            uint64_t k = rnd(&s) % w->num_keys;
+            uint64_t k = bg_rand(&s) % w->num_keys;
 
             kn[i] = make_key(keys[i], k, false);
-            v[i] = make_value(k);
+            vn[i] = bg_value(&vals, k, vbuf[i], &v[i]);
+            w->logical += kn[i] + vn[i];
         }
         a = now_ns();
-        if (!w->ops->batch(w->e, keys, kn, v, BATCH_KEYS))
+        if (!w->ops->batch(w->e, keys, kn, v, vn, BATCH_KEYS))
             die(w->ops->name, "batch write");
         hist_add(&w->h, now_ns() - a);
     }
@@ -995,34 +596,30 @@ run_batch4(const engine_ops *ops, const char *dir, uint64_t batches, uint64_t nu
     batch_worker *w = calloc(BATCH_THREADS, sizeof(*w));
     pthread_t th[BATCH_THREADS];
     hist *h = calloc(1, sizeof(*h));
-    uint64_t w0 = proc_wchar(), t0, t1;
+    uint64_t w0 = proc_wchar(), t0, t1, logical = 0;
     engine *e;
-    char key[64];
 
     fill_marker_clear(dir);
     rm_tree(dir);
-    if ((e = ops->open(dir, true)) == NULL)
+    if ((e = ops->open(dir, true, &ecfg)) == NULL)
         exit(1);
     t0 = now_ns();
     for (int i = 0; i < BATCH_THREADS; i++) {
-        w[i] = (batch_worker){ops, e, (uint64_t)i + 1, batches / BATCH_THREADS, num, {{{0}}, 0}};
+        w[i] = (batch_worker){ops, e, (uint64_t)i + 1, batches / BATCH_THREADS, num, 0, {{{0}}, 0}};
         pthread_create(&th[i], NULL, batch_run, &w[i]);
     }
     for (int i = 0; i < BATCH_THREADS; i++) {
         pthread_join(th[i], NULL);
         hist_merge(h, &w[i].h);
+        logical += w[i].logical;
     }
     t1 = now_ns();
+    snprintf(r->note, sizeof(r->note), "%d puts/batch, ops = batches", BATCH_KEYS);
+    note_shape(r, ops, e);
     ops->close(e);
     finish(r, h, h->n, t0, t1);
-    {
-        double logical =
-            (double)h->n * BATCH_KEYS * (double)(make_key(key, num / 2, false) + VALUE_SIZE);
-
-        r->space_amp = -1;
-        r->write_amp = (double)(proc_wchar() - w0) / logical;
-    }
-    snprintf(r->note, sizeof(r->note), "%d puts/batch, ops = batches", BATCH_KEYS);
+    r->space_amp = -1;
+    r->write_amp = (double)(proc_wchar() - w0) / (double)logical;
     free(w);
     free(h);
 }
@@ -1091,7 +688,7 @@ run_workload(const engine_ops *ops, const char *dir, size_t w, const bench_cfg *
     }
     snprintf(cur, sizeof(cur), "%s/CURRENT", dir);
     if (stat(cur, &sb) != 0 || !fill_marker_matches(dir, cfg->num, cfg->seed)) {
-        result tmp;
+        result tmp = {0};
 
         run_fill(ops, dir, cfg->num, true, false, cfg->seed, &tmp);
     }
@@ -1101,7 +698,7 @@ run_workload(const engine_ops *ops, const char *dir, size_t w, const bench_cfg *
                                          : OP_DELETE;
     if (k == OP_DELETE)
         fill_marker_clear(dir); /* the database no longer holds every key */
-    if ((e = ops->open(dir, false)) == NULL)
+    if ((e = ops->open(dir, false, &ecfg)) == NULL)
         return false;
     if (verbose && ops->stats != NULL)
         ops->stats(e, "(opened)");
@@ -1115,7 +712,16 @@ usage(void)
 {
     printf("usage: lsm_bench [--num=N] [--reads=R] [--sync-num=S] [--engines=a,b]\n"
            "                 [--workloads=a,b] [--db-dir=DIR] [--seed=X] [--rounds=N]\n"
-           "                 [--verbose] [--keep]\n"
+           "                 [--verbose] [--keep] [--values=random|json|half]\n"
+           "                 [--value-size=B] [--dist=uniform|zipf|zipf:T] [--cache-mb=N]\n"
+           "                 [--shape-ms=N] [--settle=S] [--hog=N]\n"
+           "--values:  random bytes (default), ~200 B JSON metadata, or half random/half\n"
+           "           pattern; --value-size for random and half (default 256)\n"
+           "--dist:    key choice of reads, scans and deletes (zipf: theta 0.99)\n"
+           "--shape-ms: print files per level every N ms while a workload runs\n"
+           "--settle:  after a fill, wait up to S s (no writes) for L0 <= 4 tables\n"
+           "--hog:     N busy threads beside every workload (CPU competition)\n"
+           "--nice:    objmeta's background_nice (0..19; the shard's default is 5)\n"
            "--verbose: engine statistics (files per level) after each fill, and when a read\n"
            "           workload opens its database and when it ends\n"
            "--keep:    leave the databases in --db-dir; a later run's read workloads reuse a\n"
@@ -1139,6 +745,13 @@ main(int argc, char **argv)
     const char *engines = NULL, *workloads = NULL;
     const engine_ops *run[NENGINES_MAX];
     size_t nrun = 0;
+    bg_value_kind vkind = BG_VALUES_RANDOM;
+    size_t cache_mb = 64;
+    int om_nice = 0;
+    uint64_t vsize = 256;
+    int hog_threads = 0;
+    bg_hog *hog;
+    bg_keys kcheck;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -1163,6 +776,25 @@ main(int argc, char **argv)
             keep = true;
         else if (strncmp(a, "--seed=", 7) == 0)
             cfg.seed = strtoull(a + 7, NULL, 10);
+        else if (strncmp(a, "--values=", 9) == 0) {
+            if (!bg_value_kind_parse(a + 9, &vkind)) {
+                printf("--values must be random, json or half\n");
+                return 2;
+            }
+        } else if (strncmp(a, "--value-size=", 13) == 0)
+            vsize = strtoull(a + 13, NULL, 10);
+        else if (strncmp(a, "--dist=", 7) == 0)
+            dist = a + 7;
+        else if (strncmp(a, "--cache-mb=", 11) == 0)
+            cache_mb = strtoull(a + 11, NULL, 10);
+        else if (strncmp(a, "--shape-ms=", 11) == 0)
+            shape_ms = atoi(a + 11);
+        else if (strncmp(a, "--settle=", 9) == 0)
+            settle_s = atoi(a + 9);
+        else if (strncmp(a, "--hog=", 6) == 0)
+            hog_threads = atoi(a + 6);
+        else if (strncmp(a, "--nice=", 7) == 0)
+            om_nice = atoi(a + 7);
         else {
             usage();
             return strcmp(a, "--help") == 0 ? 0 : 2;
@@ -1176,6 +808,18 @@ main(int argc, char **argv)
         printf("--num must be at least 1000\n");
         return 2;
     }
+    if (vsize < 1 || vsize > (1u << 20) || cache_mb < 1 || shape_ms < 0 || settle_s < 0 ||
+        hog_threads < 0 || hog_threads > 64 || om_nice < 0 || om_nice > 19) {
+        printf("--value-size must be 1..1048576, --cache-mb >= 1, --shape-ms, --settle and "
+               "--hog >= 0 (hog at most 64), --nice 0..19\n");
+        return 2;
+    }
+    ecfg.cache_bytes = cache_mb * MB;
+    ecfg.background_nice = om_nice;
+    if (!bg_keys_init(&kcheck, cfg.num, dist)) {
+        printf("--dist must be uniform, zipf or zipf:T with 0 < T < 1\n");
+        return 2;
+    }
     if (cfg.reads == 0)
         cfg.reads = cfg.num / 4 < 1000000 ? cfg.num / 4 : 1000000;
     if (cfg.sync_num == 0)
@@ -1183,8 +827,11 @@ main(int argc, char **argv)
     keys_per_bucket = (cfg.num + BUCKETS - 1) / BUCKETS;
     /* The engine's INFO lines (flushes, compactions) would interleave with the table. */
     om_log_set_level(OM_LOG_WARN);
-    values_init(cfg.seed);
-    for (size_t i = 0; i < sizeof(all_engines) / sizeof(all_engines[0]); i++)
+    if (!bg_values_init(&vals, vkind, (size_t)vsize, cfg.seed)) {
+        printf("out of memory for values\n");
+        return 1;
+    }
+    for (size_t i = 0; i < n_all_engines; i++)
         if (wanted(engines, all_engines[i]->name))
             run[nrun++] = all_engines[i];
     if (engines != NULL) {
@@ -1206,8 +853,13 @@ main(int argc, char **argv)
     }
     mkdir(cfg.dir, 0755);
     printf("lsm_bench: num=%" PRIu64 " reads=%" PRIu64 " sync_num=%" PRIu64
-           " value=%d bytes (half compressible) dir=%s load=%.2f\n",
-           cfg.num, cfg.reads, cfg.sync_num, VALUE_SIZE, cfg.dir, load_avg());
+           " values=%s%s%s dist=%s cache=%zu MiB hog=%d dir=%s load=%.2f\n",
+           cfg.num, cfg.reads, cfg.sync_num, bg_value_kind_name(vkind),
+           vkind == BG_VALUES_JSON ? " (~200 B)" : "", vkind == BG_VALUES_JSON ? "" : " of", dist,
+           cache_mb, hog_threads, cfg.dir, load_avg());
+    if (vkind != BG_VALUES_JSON)
+        printf("           value size %" PRIu64 " bytes\n", vsize);
+    hog = bg_hog_start(hog_threads);
     printf("%-13s %-8s %9s %10s %8s %8s %9s %6s %6s  %s\n", "workload", "engine", "ops", "ops/s",
            "p50(us)", "p99(us)", "p99.9(us)", "spaceA", "writeA", "note");
 
@@ -1235,6 +887,7 @@ main(int argc, char **argv)
             }
         }
     }
+    bg_hog_stop(hog);
     for (size_t ei = 0; ei < nrun && !keep; ei++) {
         char dir[4096];
 
@@ -1289,6 +942,6 @@ main(int argc, char **argv)
                        results[0][w].ops_per_s / best, who);
         }
     }
-    free(value_pool);
+    bg_values_fini(&vals);
     return 0;
 }

@@ -12,6 +12,14 @@
  * `valgrind --tool=callgrind --toggle-collect=phase_get ...` counts only the
  * reads, not the open. --warm runs the same operations once before (outside
  * the collected functions), so the counted pass finds its blocks cached.
+ * --dist=zipf draws the gets' keys from a Zipfian (theta 0.99) instead of
+ * uniformly. --random-values (with --prepare) makes the values random bytes, which the
+ * tables store uncompressed, like most object data. --cache-mb and --row-cache-mb size the block
+ * cache (default 64) and the row cache (default 0, off); a block cache much smaller than the data
+ * (--cache-mb=8 against the 56 MB of 200k keys) gives uniform reads that
+ * miss the cache nearly every time, the case of issue 14. --warm-ops=W runs
+ * W other gets (a different seed) first instead, so the caches are full but
+ * the counted keys were not read just before.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -19,12 +27,15 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/common/bench_gen.h"
 #include "lsm/lsm.h"
 
 #define NBUCKETS 16
 #define VALUE_SIZE 256
 
 static uint64_t num = 200000, keys_per_bucket;
+static bool random_values; /* --random-values: prepare incompressible values (stored raw) */
+static bg_keys key_dist;   /* --dist: key choice of gets (uniform by default) */
 
 static size_t
 make_key(char *buf, uint64_t i, bool missing)
@@ -80,7 +91,8 @@ prepare(lsm_db *db)
         size_t kn = make_key(key, perm[i], false);
 
         for (size_t b = 0; b < VALUE_SIZE; b++)
-            val[b] = b < VALUE_SIZE / 2 ? (uint8_t)rnd(&s) : (uint8_t)('a' + b % 13);
+            val[b] =
+                random_values || b < VALUE_SIZE / 2 ? (uint8_t)rnd(&s) : (uint8_t)('a' + b % 13);
         om_status st = lsm_put(db, om_slice_make(key, kn), om_slice_make(val, sizeof(val)));
         if (st != OM_OK)
             die("put", st);
@@ -99,7 +111,7 @@ loop_get(lsm_db *db, uint64_t ops, bool missing)
     char key[64];
 
     for (uint64_t i = 0; i < ops; i++) {
-        size_t kn = make_key(key, rnd(&s) % num, missing);
+        size_t kn = make_key(key, bg_keys_next(&key_dist, &s), missing);
         om_status st = lsm_get(db, NULL, om_slice_make(key, kn), &v);
 
         if (st == OM_OK)
@@ -169,6 +181,24 @@ warm_get(lsm_db *db, uint64_t ops, bool missing)
     (void)loop_get(db, ops, missing);
 }
 
+/* Gets of other keys than the counted pass's (another seed): fills the caches. */
+__attribute__((noinline, noipa)) static void
+warm_other(lsm_db *db, uint64_t ops)
+{
+    uint64_t s = 11;
+    om_buf v = {0};
+    char key[64];
+
+    for (uint64_t i = 0; i < ops; i++) {
+        size_t kn = make_key(key, bg_keys_next(&key_dist, &s), false);
+        om_status st = lsm_get(db, NULL, om_slice_make(key, kn), &v);
+
+        if (st != OM_OK && st != OM_E_NOTFOUND)
+            die("get", st);
+    }
+    om_buf_free(&v);
+}
+
 __attribute__((noinline, noipa)) static void
 warm_scan(lsm_db *db, uint64_t ops)
 {
@@ -178,9 +208,9 @@ warm_scan(lsm_db *db, uint64_t ops)
 int
 main(int argc, char **argv)
 {
-    const char *dir = NULL, *phase = NULL;
+    const char *dir = NULL, *phase = NULL, *dist = "uniform";
     bool do_prepare = false, warm = false;
-    uint64_t ops = 100000, r = 0;
+    uint64_t ops = 100000, r = 0, cache_mb = 64, row_cache_mb = 0, warm_ops = 0;
     lsm_opts o;
     lsm_db *db;
     om_status st;
@@ -197,11 +227,22 @@ main(int argc, char **argv)
             ops = strtoull(argv[i] + 6, NULL, 10);
         else if (strcmp(argv[i], "--warm") == 0)
             warm = true;
+        else if (strncmp(argv[i], "--warm-ops=", 11) == 0)
+            warm_ops = strtoull(argv[i] + 11, NULL, 10);
+        else if (strncmp(argv[i], "--cache-mb=", 11) == 0)
+            cache_mb = strtoull(argv[i] + 11, NULL, 10);
+        else if (strncmp(argv[i], "--row-cache-mb=", 15) == 0)
+            row_cache_mb = strtoull(argv[i] + 15, NULL, 10);
         else if (strcmp(argv[i], "--prepare") == 0)
             do_prepare = true;
+        else if (strncmp(argv[i], "--dist=", 7) == 0)
+            dist = argv[i] + 7;
+        else if (strcmp(argv[i], "--random-values") == 0)
+            random_values = true;
         else {
             fprintf(stderr, "usage: tbl_read --dir=D (--prepare | --phase=get|missing|scan) "
-                            "[--num=N] [--ops=R] [--warm]\n");
+                            "[--num=N] [--ops=R] [--warm] [--warm-ops=W] [--cache-mb=M] "
+                            "[--row-cache-mb=M]\n");
             return 2;
         }
     }
@@ -210,13 +251,21 @@ main(int argc, char **argv)
         return 2;
     }
     keys_per_bucket = (num + NBUCKETS - 1) / NBUCKETS;
+    if (!bg_keys_init(&key_dist, num, dist)) {
+        fprintf(stderr, "tbl_read: --dist must be uniform, zipf or zipf:T\n");
+        return 2;
+    }
     lsm_opts_init(&o);
     o.sync_mode = LSM_SYNC_NONE;
     o.write_buffer_size = 4u << 20;
     o.target_file_size = 4u << 20;
     o.max_bytes_for_level1 = 16u << 20;
+    o.block_cache_size = (size_t)cache_mb << 20;
+    o.row_cache_size = (size_t)row_cache_mb << 20;
     if ((st = lsm_open(dir, &o, &db)) != OM_OK)
         die("open", st);
+    if (warm_ops > 0 && !do_prepare)
+        warm_other(db, warm_ops);
     if (warm && !do_prepare) {
         /* Same operations, same order, outside the collected functions. */
         if (strcmp(phase, "get") == 0)

@@ -11,29 +11,55 @@
 # redis-benchmark: default --threads 1). The bars of issue 4: Store >= 1.0x
 # Redis SET appendfsync always, Retrieve >= 0.8x Redis GET, at pipeline 1 and 16.
 #
+# The data looks like what a shard holds: KEYS (default 2M) records are
+# preloaded into both servers before anything is timed, objmeta's values are
+# random bytes (VALUES=random; VALUES=json stores ~200-byte JSON user
+# metadata instead, VALUE_SIZE=200 for Redis), so the engine's compressor and
+# a memtable that holds everything do not flatter it. Reads and writes pick
+# keys uniformly; DISTS="uniform zipf" adds objmeta rows with Zipfian keys
+# (theta 0.99) -- redis-benchmark has no Zipfian generator, so those rows are
+# set against Redis's uniform figures and say so. The "hot set" rows read and
+# write only the first HOT_KEYS (100k) of the preloaded keys on both sides
+# (what the script measured before the data grew). YCSB="A B C E" runs the
+# YCSB core mixes through the shard at pipeline YCSB_PIPELINE (objmeta
+# only). At the end: the shard's files per level (L0 is what every read
+# checks) and the RSS of the shard and of both redis-servers.
+#
 # Each measurement runs ROUNDS times, interleaved (objmeta, Redis, objmeta,
 # ...), and the run with the median ops/s is reported, so that load from
 # elsewhere on the machine drifts into both sides alike.
 #
+# TLS=1 adds a second objmeta-shard serving TLS (mutual TLS, certificates
+# from scripts/gen-certs.sh) and reports Store and Retrieve over TLS against
+# the same operations in plaintext, same run (issue 13's bar: >= 0.8).
+#
 # usage: bench/server/compare_redis.sh [BUILD_DIR]      (default: build)
-# environment: CLIENTS=50 PIPELINES="1 16" VALUE_SIZE=256 KEYS=100000 DURATION=3 ROUNDS=3
-# needs: redis-server and redis-benchmark (Debian: redis-server redis-tools)
+# environment: CLIENTS=50 PIPELINES="1 16" VALUE_SIZE=256 KEYS=2000000 HOT_KEYS=100000
+#              VALUES=random DISTS=uniform YCSB="A B C E" YCSB_PIPELINE=1 DURATION=3 ROUNDS=3
+#              TLS=0
+# needs: redis-server, redis-benchmark, redis-cli (Debian: redis-server redis-tools)
 set -eu
 
 build=${1:-build}
 CLIENTS=${CLIENTS:-50}
 PIPELINES=${PIPELINES:-"1 16"}
-VALUE_SIZE=${VALUE_SIZE:-256}
-KEYS=${KEYS:-100000}
+VALUES=${VALUES:-random}
+if [ "$VALUES" = json ]; then VALUE_SIZE=${VALUE_SIZE:-200}; else VALUE_SIZE=${VALUE_SIZE:-256}; fi
+KEYS=${KEYS:-2000000}
+HOT_KEYS=${HOT_KEYS:-100000}
+DISTS=${DISTS:-uniform}
+YCSB=${YCSB-"A B C E"}
+YCSB_PIPELINE=${YCSB_PIPELINE:-1}
 DURATION=${DURATION:-3}
 ROUNDS=${ROUNDS:-3}
+TLS=${TLS:-0}
 shard=$build/shard/objmeta-shard
 bench=$build/bench/server/objmeta_bench
 
 for b in "$shard" "$bench"; do
     [ -x "$b" ] || { echo "compare_redis: $b not built (ninja -C $build)" >&2; exit 2; }
 done
-for b in redis-server redis-benchmark; do
+for b in redis-server redis-benchmark redis-cli; do
     command -v "$b" >/dev/null || {
         echo "compare_redis: $b missing (apt-get install redis-server redis-tools)" >&2; exit 2; }
 done
@@ -61,9 +87,22 @@ wait_for() { # file, deadline in tenths of a second
 "$shard" --listen=127.0.0.1:0 --http-listen=off --port-file="$tmp/shard.ports" \
     --data-dir="$tmp/shard" --sync-mode=always --log-level=warn </dev/null >/dev/null \
     2>"$tmp/shard.log" &
-pids="$pids $!"
+shard_pid=$!
+pids="$pids $shard_pid"
 wait_for "$tmp/shard.ports" 100 || { cat "$tmp/shard.log" >&2; exit 1; }
 oport=$(awk '$1 == "rpc" { print $2 }' "$tmp/shard.ports")
+tls_bench=""
+if [ "$TLS" = 1 ]; then
+    "$(dirname "$0")/../../scripts/gen-certs.sh" "$tmp/certs" >/dev/null
+    "$shard" --listen=127.0.0.1:0 --http-listen=off --port-file="$tmp/tls.ports" \
+        --data-dir="$tmp/tls" --sync-mode=always --log-level=warn \
+        --tls-cert="$tmp/certs/node.pem" --tls-key="$tmp/certs/node.key" \
+        --tls-ca="$tmp/certs/ca.pem" </dev/null >/dev/null 2>"$tmp/tls.log" &
+    pids="$pids $!"
+    wait_for "$tmp/tls.ports" 100 || { cat "$tmp/tls.log" >&2; exit 1; }
+    tport=$(awk '$1 == "rpc" { print $2 }' "$tmp/tls.ports")
+    tls_bench="--ca $tmp/certs/ca.pem --cert $tmp/certs/client.pem --key $tmp/certs/client.key"
+fi
 
 # two redis-servers on free ports: one without persistence, one fsyncing every write
 start_redis() { # name, extra args...
@@ -96,34 +135,62 @@ pids="$pids $(cat "$tmp/plain.pid")"
 aport=$(start_redis always --appendonly yes --appendfsync always)
 pids="$pids $(cat "$tmp/always.pid")"
 
-objmeta_run() { # ops, pipeline, extra... -> "ops_per_sec p50_us p99_us"
-    ops=$1; pl=$2; shift 2
-    "$bench" --addr "127.0.0.1:$oport" --ops "$ops=100" --connections "$CLIENTS" \
-        --pipeline "$pl" --value-size "$VALUE_SIZE" --keys "$KEYS" --duration "${DURATION}s" \
-        "$@" >"$tmp/ob.out"
+objmeta_run() { # ops, pipeline, keys, dist, extra... -> "ops_per_sec p50_us p99_us"
+    ops=$1; pl=$2; nk=$3; dist=$4; shift 4
+    "$bench" --addr "127.0.0.1:${bench_port:-$oport}" --ops "$ops=100" --connections "$CLIENTS" \
+        --pipeline "$pl" --values "$VALUES" --value-size "$VALUE_SIZE" --keys "$nk" \
+        --dist "$dist" --duration "${DURATION}s" "$@" >"$tmp/ob.out"
     awk -v op="$ops" '$1 == "RESULT" && $2 == "op=" op {
         for (i = 3; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
         printf "%s %s %s\n", v["ops_per_sec"], v["p50_us"], v["p99_us"] }' "$tmp/ob.out"
 }
 
-redis_run() { # port, test (set|get), pipeline -> "ops_per_sec p50_us p99_us"
+ycsb_run() { # workload -> "ops_per_sec p50_us p99_us" over all operations
+    "$bench" --addr "127.0.0.1:$oport" --workload "$1" --connections "$CLIENTS" \
+        --pipeline "$YCSB_PIPELINE" --values "$VALUES" --value-size "$VALUE_SIZE" --keys "$KEYS" \
+        --duration "${DURATION}s" >"$tmp/ob.out"
+    awk '$1 == "RESULT" && $2 == "op=all" {
+        for (i = 3; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+        printf "%s %s %s\n", v["ops_per_sec"], v["p50_us"], v["p99_us"] }' "$tmp/ob.out"
+}
+
+redis_run() { # port, test (set|get), pipeline, keys -> "ops_per_sec p50_us p99_us"
     # size -n for about DURATION seconds from a short calibration run
-    cal=$(redis-benchmark -h 127.0.0.1 -p "$1" -c "$CLIENTS" -P "$3" -d "$VALUE_SIZE" -r "$KEYS" \
+    cal=$(redis-benchmark -h 127.0.0.1 -p "$1" -c "$CLIENTS" -P "$3" -d "$VALUE_SIZE" -r "$4" \
         -t "$2" -n 20000 --csv 2>/dev/null | awk -F'"' 'NR == 2 { print int($4) }')
     n=$(( ${cal:-10000} * DURATION ))
     [ "$n" -ge 20000 ] || n=20000
-    redis-benchmark -h 127.0.0.1 -p "$1" -c "$CLIENTS" -P "$3" -d "$VALUE_SIZE" -r "$KEYS" \
+    redis-benchmark -h 127.0.0.1 -p "$1" -c "$CLIENTS" -P "$3" -d "$VALUE_SIZE" -r "$4" \
         -t "$2" -n "$n" --csv 2>/dev/null |
         awk -F'"' 'NR == 2 { printf "%.0f %.1f %.1f\n", $4, $10 * 1000, $14 * 1000 }'
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
+rss_mib() { awk '$1 == "VmRSS:" { printf "%.0f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null; }
+
 echo "objmeta-shard vs redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')," \
-    "clients=$CLIENTS value_size=$VALUE_SIZE keys=$KEYS duration=${DURATION}s," \
-    "$(nproc) CPUs, data in $tmp"
+    "clients=$CLIENTS values=$VALUES value_size=$VALUE_SIZE keys=$KEYS hot_keys=$HOT_KEYS" \
+    "dists=$DISTS duration=${DURATION}s, $(nproc) CPUs, data in $tmp"
+# Preload KEYS records everywhere before timing anything. Redis gets the same
+# keys (key:%012d, redis-benchmark's -r format) through redis-cli --pipe.
 "$bench" --addr "127.0.0.1:$oport" --ops store=100 --connections "$CLIENTS" --pipeline 16 \
-    --value-size "$VALUE_SIZE" --keys "$KEYS" --duration 1s --preload >/dev/null
+    --values "$VALUES" --value-size "$VALUE_SIZE" --keys "$KEYS" --duration 1s --preload |
+    grep '^preloaded'
+if [ "$TLS" = 1 ]; then # the TLS shard holds the same data, so its reads are comparable
+    # shellcheck disable=SC2086 # the TLS options are several words
+    "$bench" --addr "127.0.0.1:$tport" --ops store=100 --connections "$CLIENTS" --pipeline 16 \
+        --values "$VALUES" --value-size "$VALUE_SIZE" --keys "$KEYS" --duration 1s --preload \
+        $tls_bench | grep '^preloaded' | sed 's/^/TLS shard: /'
+fi
+for port in "$rport" "$aport"; do
+    awk -v n="$KEYS" -v vs="$VALUE_SIZE" 'BEGIN {
+        v = sprintf("%*s", vs, ""); gsub(/ /, "x", v)
+        for (i = 0; i < n; i++) {
+            k = sprintf("key:%012d", i)
+            printf "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", length(k), k, vs, v
+        } }' | redis-cli -p "$port" --pipe | tail -1 | sed "s/^/redis preload: /"
+done
 # one line per run: "<bench-id> <pipeline> <ops/s> <p50> <p99>"
 results="$tmp/results"
 : >"$results"
@@ -131,12 +198,30 @@ r=1
 while [ "$r" -le "$ROUNDS" ]; do
     for pl in $PIPELINES; do
         {
-            echo "1_store $pl $(objmeta_run store "$pl")"
-            echo "2_set_always $pl $(redis_run "$aport" set "$pl")"
-            echo "3_set_plain $pl $(redis_run "$rport" set "$pl")"
-            echo "4_retrieve $pl $(objmeta_run retrieve "$pl")"
-            echo "5_get $pl $(redis_run "$rport" get "$pl")"
+            echo "1_store $pl $(objmeta_run store "$pl" "$KEYS" uniform)"
+            echo "2_set_always $pl $(redis_run "$aport" set "$pl" "$KEYS")"
+            echo "3_set_plain $pl $(redis_run "$rport" set "$pl" "$KEYS")"
+            echo "4_retrieve $pl $(objmeta_run retrieve "$pl" "$KEYS" uniform)"
+            echo "5_get $pl $(redis_run "$rport" get "$pl" "$KEYS")"
+            for d in $DISTS; do
+                [ "$d" = uniform ] && continue
+                echo "6_store_$d $pl $(objmeta_run store "$pl" "$KEYS" "$d")"
+                echo "7_retrieve_$d $pl $(objmeta_run retrieve "$pl" "$KEYS" "$d")"
+            done
+            echo "8_hot_store $pl $(objmeta_run store "$pl" "$HOT_KEYS" uniform)"
+            echo "9_hot_set_always $pl $(redis_run "$aport" set "$pl" "$HOT_KEYS")"
+            echo "a_hot_retrieve $pl $(objmeta_run retrieve "$pl" "$HOT_KEYS" uniform)"
+            echo "b_hot_get $pl $(redis_run "$rport" get "$pl" "$HOT_KEYS")"
+            if [ "$TLS" = 1 ]; then
+                # shellcheck disable=SC2086 # the TLS options are several words
+                echo "c_store_tls $pl $(bench_port=$tport objmeta_run store "$pl" "$KEYS" uniform $tls_bench)"
+                # shellcheck disable=SC2086
+                echo "d_retrieve_tls $pl $(bench_port=$tport objmeta_run retrieve "$pl" "$KEYS" uniform $tls_bench)"
+            fi
         } >>"$results"
+    done
+    for w in $YCSB; do
+        echo "ycsb_$w $YCSB_PIPELINE $(ycsb_run "$w")" >>"$results"
     done
     r=$((r + 1))
 done
@@ -145,6 +230,7 @@ median() { # bench-id pipeline -> "ops p50 p99" of the median run
     awk -v b="$1" -v p="$2" '$1 == b && $2 == p { print $3, $4, $5 }' "$results" |
         sort -n | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'
 }
+ops_of() { median "$1" "$2" | cut -d' ' -f1; }
 label() {
     case $1 in
     1_store) echo "objmeta Store (fsync per ack)" ;;
@@ -152,7 +238,21 @@ label() {
     3_set_plain) echo "redis SET no persistence" ;;
     4_retrieve) echo "objmeta Retrieve" ;;
     5_get) echo "redis GET" ;;
+    6_store_*) echo "objmeta Store, ${1#6_store_} keys" ;;
+    7_retrieve_*) echo "objmeta Retrieve, ${1#7_retrieve_} keys" ;;
+    8_hot_store) echo "hot set: objmeta Store" ;;
+    9_hot_set_always) echo "hot set: redis SET always" ;;
+    a_hot_retrieve) echo "hot set: objmeta Retrieve" ;;
+    b_hot_get) echo "hot set: redis GET" ;;
+    c_store_tls) echo "objmeta Store over TLS" ;;
+    d_retrieve_tls) echo "objmeta Retrieve over TLS" ;;
+    ycsb_*) echo "objmeta YCSB ${1#ycsb_} (all ops)" ;;
     esac
+}
+row() { # bench-id pipeline
+    # shellcheck disable=SC2046 # three words on purpose
+    set -- "$1" "$2" $(median "$1" "$2")
+    printf '%-34s %4s %12s %10s %10s\n' "$(label "$1")" "$2" "$3" "$4" "$5"
 }
 
 printf '\n%-34s %4s %12s %10s %10s   (median of %s runs)\n' "benchmark" "pipe" "ops/s" \
@@ -160,18 +260,39 @@ printf '\n%-34s %4s %12s %10s %10s   (median of %s runs)\n' "benchmark" "pipe" "
 summary=""
 for pl in $PIPELINES; do
     for b in 1_store 2_set_always 3_set_plain 4_retrieve 5_get; do
-        # shellcheck disable=SC2046 # three words on purpose
-        set -- $(median "$b" "$pl")
-        printf '%-34s %4s %12s %10s %10s\n' "$(label "$b")" "$pl" "$1" "$2" "$3"
+        row "$b" "$pl"
     done
-    os=$(median 1_store "$pl" | cut -d' ' -f1)
-    as=$(median 2_set_always "$pl" | cut -d' ' -f1)
-    rs=$(median 3_set_plain "$pl" | cut -d' ' -f1)
-    og=$(median 4_retrieve "$pl" | cut -d' ' -f1)
-    rg=$(median 5_get "$pl" | cut -d' ' -f1)
+    for d in $DISTS; do
+        [ "$d" = uniform ] || { row "6_store_$d" "$pl"; row "7_retrieve_$d" "$pl"; }
+    done
+    for b in 8_hot_store 9_hot_set_always a_hot_retrieve b_hot_get; do
+        row "$b" "$pl"
+    done
+    os=$(ops_of 1_store "$pl"); as=$(ops_of 2_set_always "$pl"); rs=$(ops_of 3_set_plain "$pl")
+    og=$(ops_of 4_retrieve "$pl"); rg=$(ops_of 5_get "$pl")
     summary="$summary
-pipeline $pl: Store/SET(always) = $(ratio "$os" "$as") (bar 1.0)   Store/SET(no persistence) = $(ratio "$os" "$rs")   Retrieve/GET = $(ratio "$og" "$rg") (bar 0.8)"
+pipeline $pl, $KEYS keys: Store/SET(always) = $(ratio "$os" "$as") (bar 1.0)   Store/SET(no persistence) = $(ratio "$os" "$rs")   Retrieve/GET = $(ratio "$og" "$rg") (bar 1.0 at pipeline 1, 0.8 at 16)"
+    for d in $DISTS; do
+        [ "$d" = uniform ] && continue
+        summary="$summary
+pipeline $pl, $d keys: Store/SET(always, uniform) = $(ratio "$(ops_of "6_store_$d" "$pl")" "$as")   Retrieve/GET(uniform) = $(ratio "$(ops_of "7_retrieve_$d" "$pl")" "$rg")   (Redis rows are uniform: redis-benchmark has no Zipfian keys)"
+    done
+    summary="$summary
+pipeline $pl, hot set of $HOT_KEYS keys: Store/SET(always) = $(ratio "$(ops_of 8_hot_store "$pl")" "$(ops_of 9_hot_set_always "$pl")")   Retrieve/GET = $(ratio "$(ops_of a_hot_retrieve "$pl")" "$(ops_of b_hot_get "$pl")")"
+    if [ "$TLS" = 1 ]; then
+        row c_store_tls "$pl"; row d_retrieve_tls "$pl"
+        summary="$summary
+pipeline $pl: TLS/plaintext Store = $(ratio "$(ops_of c_store_tls "$pl")" "$os") (bar 0.8)   TLS/plaintext Retrieve = $(ratio "$(ops_of d_retrieve_tls "$pl")" "$og") (bar 0.8)"
+    fi
+done
+for w in $YCSB; do
+    row "ycsb_$w" "$YCSB_PIPELINE"
 done
 echo
 echo "ratios:$summary"
+"$bench" --addr "127.0.0.1:$oport" --ops retrieve=1 --connections 1 --requests 1 --keys "$KEYS" \
+    --duration 1s --stats | grep '^SHARD' || true
+echo "rss: objmeta-shard $(rss_mib "$shard_pid") MiB, redis-server (no persistence)" \
+    "$(rss_mib "$(cat "$tmp/plain.pid")") MiB, redis-server (always)" \
+    "$(rss_mib "$(cat "$tmp/always.pid")") MiB, each holding $KEYS records or more"
 echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -11,6 +11,20 @@
  * which p50/p99/p99.9 are printed, with ops/s per operation and in total.
  * `--preload` stores every key once first so that reads hit.
  *
+ * What is stored and read looks like production by default: `--values
+ * random` (the default) stores `value-size` random bytes as object data (no
+ * two values alike, nothing for the engine's compressor to remove);
+ * `--values json` stores no data and ~200 bytes of JSON user metadata per
+ * object (field names repeat: compressible). `--dist zipf` (theta 0.99, as
+ * YCSB; `zipf:T` for another) draws keys from a scrambled Zipfian instead
+ * of uniformly (bench/common/bench_gen.c). `--workload A|B|C|E` selects a
+ * YCSB core mix instead of --ops: A 50/50 retrieve/store (update heavy), B
+ * 95/5, C retrieve only, E 95% short scans (List of up to 10 keys from a
+ * random key, --list-max-keys to change) and 5% stores. `--stats` asks the
+ * server for its Stats after the run and prints the tree shape (files per
+ * level) and memtable bytes on one line:
+ *   SHARD l0_files=<n> files=<l0,l1,..> live_sst_bytes=<n> memtable_bytes=<n>
+ *
  * List requests ask for `--list-max-keys` keys (default 100) of the bucket,
  * with `--prefix`/`--delimiter` when given, starting after a random key
  * drawn so that a full page follows it (key index < keys - max_keys). The
@@ -37,6 +51,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "bench/common/bench_gen.h"
 #include "rpc/rpc.h"
 #ifdef OM_BENCH_RING
 #include "partitioner/ring.h"
@@ -99,7 +114,9 @@ typedef struct bench {
     int nconn, nroute, pipeline, weights[OP_N], wsum;
     uint64_t keys, seed, max_requests, issued;
     size_t value_size;
-    uint8_t *value;
+    bg_values values;
+    bg_keys key_dist;
+    uint64_t key_rng;
     const char *bucket, *prefix, *delimiter;
     uint32_t list_max_keys;
     bool stopping, preload;
@@ -198,6 +215,9 @@ bench_issue(bench *b, int conn)
     Objmeta__DeleteRequest dl = OBJMETA__DELETE_REQUEST__INIT;
     Objmeta__ListRequest ls = OBJMETA__LIST_REQUEST__INIT;
     char key[32];
+    uint8_t json[BG_JSON_MAX];
+    const uint8_t *val;
+    size_t vn;
     uint64_t k;
     int op = OP_STORE, route = 0;
     call *c;
@@ -217,7 +237,7 @@ bench_issue(bench *b, int conn)
                 break;
             w -= b->weights[op];
         }
-        k = bench_rand(b) % b->keys;
+        k = bg_keys_next(&b->key_dist, &b->key_rng);
         if (op == OP_LIST && b->keys > b->list_max_keys)
             k %= b->keys - b->list_max_keys; /* a full page follows key k */
         if (b->max_requests > 0 && b->issued >= b->max_requests) {
@@ -233,8 +253,14 @@ bench_issue(bench *b, int conn)
     case OP_STORE:
         st.bucket = (char *)b->bucket;
         st.key = key;
-        st.data.data = b->value;
-        st.data.len = b->value_size;
+        vn = bg_value(&b->values, k ^ b->issued, json, &val);
+        if (b->values.kind == BG_VALUES_JSON) {
+            json[vn] = '\0';
+            st.metadata_json = (char *)json;
+        } else {
+            st.data.data = (uint8_t *)val;
+            st.data.len = b->value_size > 0 ? vn : 0;
+        }
         req.body_case = OBJMETA__REQUEST__BODY_STORE;
         req.store = &st;
         break;
@@ -385,6 +411,69 @@ fetch_ring(const char *addr, ring **out)
 }
 #endif
 
+/* YCSB core workloads as --ops mixes; E's scans are short Lists. */
+static const char *
+ycsb_mix(const char *w)
+{
+    static const char *const mixes[][2] = {{"A", "retrieve=50,store=50"},
+                                           {"B", "retrieve=95,store=5"},
+                                           {"C", "retrieve=100"},
+                                           {"E", "list=95,store=5"}};
+
+    for (size_t i = 0; i < sizeof(mixes) / sizeof(mixes[0]); i++)
+        if (strcmp(w, mixes[i][0]) == 0)
+            return mixes[i][1];
+    return NULL;
+}
+
+/* --stats: the server's tree shape and memtable bytes after the run, one line. */
+static void
+print_server_stats(const char *addr)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__StatsRequest sr = OBJMETA__STATS_REQUEST__INIT;
+    Objmeta__Response *resp = NULL;
+    rpc_sync_client *sc = NULL;
+    uint64_t files[8] = {0}, sst = 0, mem = 0, bc = 0, rc = 0, pool = 0;
+
+    req.body_case = OBJMETA__REQUEST__BODY_STATS;
+    req.stats = &sr;
+    if (rpc_sync_client_open(addr, 3000, &sc) != OM_OK ||
+        rpc_sync_client_call(sc, &req, 5000, &resp) != OM_OK ||
+        rpc_response_status(resp) != OM_OK || resp->body_case != OBJMETA__RESPONSE__BODY_STATS) {
+        printf("SHARD stats unavailable\n");
+        goto out;
+    }
+    for (size_t i = 0; i < resp->stats->n_counters; i++) {
+        const Objmeta__StatsCounter *c = resp->stats->counters[i];
+        unsigned l;
+        char tail[8];
+
+        if (sscanf(c->name, "lsm.level%u.file%7s", &l, tail) == 2 && l < 8 &&
+            strcmp(tail, "s") == 0)
+            files[l] = c->value;
+        else if (strcmp(c->name, "lsm.live_sst_bytes") == 0)
+            sst = c->value;
+        else if (strcmp(c->name, "lsm.memtable_bytes") == 0)
+            mem = c->value;
+        else if (strcmp(c->name, "lsm.block_cache_bytes") == 0)
+            bc = c->value;
+        else if (strcmp(c->name, "lsm.row_cache_bytes") == 0)
+            rc = c->value;
+        else if (strcmp(c->name, "lsm.mem_pool_bytes") == 0)
+            pool = c->value;
+    }
+    printf("SHARD l0_files=%" PRIu64 " files=%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64
+           ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 " live_sst_bytes=%" PRIu64 " memtable_bytes=%" PRIu64
+           " mem_pool_bytes=%" PRIu64 " block_cache_bytes=%" PRIu64 " row_cache_bytes=%" PRIu64
+           "\n",
+           files[0], files[0], files[1], files[2], files[3], files[4], files[5], files[6], sst, mem,
+           pool, bc, rc);
+out:
+    rpc_response_free(resp);
+    rpc_sync_client_close(sc);
+}
+
 static void
 print_result(const char *name, uint64_t ops, uint64_t errors, const hist *h, double secs)
 {
@@ -398,9 +487,13 @@ int
 main(int argc, char **argv)
 {
     const char *addr = "127.0.0.1:7001", *mix = "store=50,retrieve=50";
+    rpc_tls_opts tlso = {0}; /* --ca [--cert --key]: TLS to the server */
+    rpc_tls *tls = NULL;
     int64_t conns = 50, pipeline = 1, keys = 100000, vsize = 256, duration = 10000;
     int64_t list_max = 100, requests = 0;
-    bool preload = false, direct = false;
+    bool preload = false, direct = false, stats = false;
+    const char *values = "random", *dist = "uniform", *workload = NULL;
+    bg_value_kind vkind;
     bench b = {.bucket = "bench", .prefix = "", .delimiter = "", .seed = 0x9e3779b97f4a7c15ULL};
 
     for (int i = 1; i < argc; i++) {
@@ -414,12 +507,19 @@ main(int argc, char **argv)
             direct = true;
             continue;
         }
+        if (strcmp(a, "--stats") == 0) {
+            stats = true;
+            continue;
+        }
         if (strcmp(a, "--help") == 0 || v == NULL) {
             printf("usage: objmeta_bench [--addr H:P] [--connections N] [--pipeline D]\n"
                    "  [--ops store=50,retrieve=50,head=0,exists=0,delete=0,list=0]\n"
                    "  [--value-size BYTES] [--keys N] [--duration 10s] [--bucket B] [--preload]\n"
                    "  [--requests N] [--list-max-keys N] [--prefix P] [--delimiter D]\n"
-                   "  [--direct-shards]  (--addr is a coordinator; requests go to the owners)\n");
+                   "  [--direct-shards]  (--addr is a coordinator; requests go to the owners)\n"
+                   "  [--values random|json] [--dist uniform|zipf|zipf:T] [--workload A|B|C|E]\n"
+                   "  [--stats]  (print the server's files per level after the run)\n"
+                   "  [--ca FILE [--cert FILE --key FILE]]  (TLS)\n");
             return strcmp(a, "--help") == 0 ? 0 : 2;
         }
         i++;
@@ -427,8 +527,20 @@ main(int argc, char **argv)
             addr = v;
         else if (strcmp(a, "--ops") == 0)
             mix = v;
+        else if (strcmp(a, "--ca") == 0)
+            tlso.ca_file = v;
+        else if (strcmp(a, "--cert") == 0)
+            tlso.cert_file = v;
+        else if (strcmp(a, "--key") == 0)
+            tlso.key_file = v;
         else if (strcmp(a, "--bucket") == 0)
             b.bucket = v;
+        else if (strcmp(a, "--values") == 0)
+            ok = bg_value_kind_parse(values = v, &vkind) && vkind != BG_VALUES_HALF;
+        else if (strcmp(a, "--dist") == 0)
+            dist = v;
+        else if (strcmp(a, "--workload") == 0)
+            ok = (mix = ycsb_mix(workload = v)) != NULL;
         else if (strcmp(a, "--prefix") == 0)
             b.prefix = v;
         else if (strcmp(a, "--delimiter") == 0)
@@ -454,8 +566,23 @@ main(int argc, char **argv)
             return 2;
         }
     }
+    if (workload != NULL && strcmp(workload, "E") == 0 && list_max == 100)
+        list_max = 10; /* YCSB E: short scans */
     if (parse_mix(&b, mix) != 0)
         return 2;
+    if (!bg_keys_init(&b.key_dist, (uint64_t)keys, dist)) {
+        fprintf(stderr, "objmeta_bench: bad --dist %s (uniform, zipf or zipf:T, 0 < T < 1)\n",
+                dist);
+        return 2;
+    }
+    b.key_rng = b.seed;
+    if (tlso.ca_file != NULL) {
+        char err[256];
+        if (rpc_tls_new(&tlso, false, &tls, err, sizeof(err)) != OM_OK) {
+            fprintf(stderr, "objmeta_bench: %s\n", err);
+            return 2;
+        }
+    }
     b.nroute = 1;
     if (direct) {
 #ifdef OM_BENCH_RING
@@ -478,8 +605,11 @@ main(int argc, char **argv)
     b.pipeline = (int)pipeline;
     b.keys = (uint64_t)keys;
     b.value_size = (size_t)vsize;
-    b.value = malloc(b.value_size + 1);
-    memset(b.value, 'v', b.value_size + 1);
+    bg_value_kind_parse(values, &vkind);
+    if (!bg_values_init(&b.values, vkind, b.value_size > 0 ? b.value_size : 1, b.seed)) {
+        fprintf(stderr, "objmeta_bench: out of memory for values\n");
+        return 1;
+    }
     b.conns = calloc((size_t)conns * (size_t)b.nroute, sizeof(*b.conns));
     for (int i = 0; i < b.nconn * b.nroute; i++) {
         rpc_client_opts o;
@@ -489,6 +619,7 @@ main(int argc, char **argv)
             to = ring_shard_at(b.ring, (size_t)(i % b.nroute))->addr;
 #endif
         rpc_client_opts_init(&o);
+        o.tls = tls;
         if (rpc_client_new(b.base, to, &o, &b.conns[i]) != OM_OK) {
             fprintf(stderr, "objmeta_bench: bad address %s\n", to);
             return 2;
@@ -507,10 +638,12 @@ main(int argc, char **argv)
     bench_run(&b, duration);
     double secs = (double)(om_clock_mono_ns() - t0) / 1e9;
 
-    printf("objmeta_bench addr=%s%s connections=%d pipeline=%d value_size=%zu keys=%" PRIu64
-           " duration=%.2fs ops=%s\n",
-           addr, b.nroute > 1 || direct ? " (direct to the owner shards)" : "", b.nconn, b.pipeline,
-           b.value_size, b.keys, secs, mix);
+    printf(
+        "objmeta_bench addr=%s%s connections=%d pipeline=%d values=%s value_size=%zu keys=%" PRIu64
+        " dist=%s duration=%.2fs ops=%s%s%s\n",
+        addr, b.nroute > 1 || direct ? " (direct to the owner shards)" : "", b.nconn, b.pipeline,
+        values, b.values.kind == BG_VALUES_JSON ? (size_t)0 : b.value_size, b.keys, dist, secs, mix,
+        workload ? " ycsb=" : "", workload ? workload : "");
     hist *all = calloc(1, sizeof(hist));
     uint64_t tot = 0, err = 0;
     for (int op = 0; op < OP_N; op++) {
@@ -548,6 +681,7 @@ main(int argc, char **argv)
            hist_q_us(all, 0.999), err);
     for (int i = 0; i < b.nconn * b.nroute; i++)
         rpc_client_free(b.conns[i]);
+    rpc_tls_free(tls);
 #ifdef OM_BENCH_RING
     ring_unref(b.ring);
 #endif
@@ -557,8 +691,10 @@ main(int argc, char **argv)
         free(c);
     }
     free(b.conns);
-    free(b.value);
+    bg_values_fini(&b.values);
     free(all);
+    if (stats)
+        print_server_stats(addr);
     event_base_free(b.base);
     return err > 0 && tot == 0 ? 1 : 0;
 }

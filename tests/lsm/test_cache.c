@@ -230,6 +230,73 @@ START_TEST(cache_prune_keeps_pinned)
 }
 END_TEST
 
+/* Issue 14: erase_prefix drops the matching entries, pinned ones once released. */
+START_TEST(cache_erase_prefix)
+{
+    lsm_cache *c;
+    lsm_cache_handle *h;
+    uint8_t kb[8], prefix = 5; /* keys are little-endian: the first byte is k % 256 */
+
+    atomic_store(&deleted, 0);
+    ck_assert_int_eq(lsm_cache_new(10000, 2, &c), OM_OK);
+    for (uint64_t k = 0; k < 600; k++)
+        put(c, k, 2);
+    h = lsm_cache_lookup(c, num_key(kb, 261)); /* 261 % 256 == 5: pinned while erased */
+    ck_assert_ptr_nonnull(h);
+    lsm_cache_erase_prefix(c, om_slice_make(&prefix, 1));
+    ck_assert_int_eq(atomic_load(&deleted), 2); /* 5 and 517; 261 lives while pinned */
+    ck_assert_uint_eq(lsm_cache_count(c), 597);
+    ck_assert_uint_eq(lsm_cache_usage(c), 597 * 2);
+    ck_assert(!has(c, 5));
+    ck_assert(!has(c, 261));
+    ck_assert(!has(c, 517));
+    ck_assert(has(c, 4));
+    ck_assert(has(c, 262));
+    ck_assert_uint_eq(*(uint64_t *)lsm_cache_value(h), 261);
+    lsm_cache_release(c, h);
+    ck_assert_int_eq(atomic_load(&deleted), 3);
+    lsm_cache_erase_prefix(c, om_slice_make(kb, 8)); /* a whole key: 261, gone already */
+    ck_assert_uint_eq(lsm_cache_count(c), 597);
+    lsm_cache_free(c);
+    ck_assert_int_eq(atomic_load(&deleted), 600);
+}
+END_TEST
+
+/* Issue 14: admission by second touch, once the shard is nearly full. */
+START_TEST(cache_admission_second_touch)
+{
+    lsm_cache *c, *plain;
+    uint8_t kb[8];
+
+    atomic_store(&deleted, 0);
+    ck_assert_int_eq(lsm_cache_new(100, 0, &plain), OM_OK);
+    ck_assert(lsm_cache_admit(plain, num_key(kb, 1))); /* no admission: always */
+    lsm_cache_free(plain);
+
+    ck_assert_int_eq(lsm_cache_new(100, 0, &c), OM_OK);
+    ck_assert_int_eq(lsm_cache_enable_admission(c, 10), OM_OK);
+    ck_assert_int_eq(lsm_cache_enable_admission(c, 10), OM_E_INVALID);
+    for (uint64_t k = 0; k < 8; k++) { /* 80 of 100: below 7/8, everything goes in */
+        ck_assert(lsm_cache_admit(c, num_key(kb, k)));
+        put(c, k, 10);
+    }
+    ck_assert_uint_eq(lsm_cache_admission_rejected(c), 0);
+    put(c, 8, 10);                                    /* 90 >= 87.5: full from now on */
+    ck_assert(!lsm_cache_admit(c, num_key(kb, 100))); /* first miss: refused, remembered */
+    ck_assert(!lsm_cache_admit(c, num_key(kb, 101)));
+    ck_assert(lsm_cache_admit(c, num_key(kb, 100)));  /* second miss: admitted */
+    ck_assert(!lsm_cache_admit(c, num_key(kb, 100))); /* forgotten once admitted */
+    ck_assert(lsm_cache_admit(c, num_key(kb, 101)));
+    ck_assert_uint_eq(lsm_cache_admission_rejected(c), 3);
+    ck_assert(has(c, 0));            /* what the cache held stays */
+    for (uint64_t k = 0; k < 9; k++) /* room again: everything goes in */
+        lsm_cache_erase(c, num_key(kb, k));
+    ck_assert(lsm_cache_admit(c, num_key(kb, 200)));
+    lsm_cache_free(c);
+    ck_assert_int_eq(atomic_load(&deleted), 9);
+}
+END_TEST
+
 START_TEST(cache_prefetch_is_harmless)
 {
     lsm_cache *c;
@@ -525,6 +592,8 @@ cache_suite(void)
     tcase_add_test(tc, cache_pinned_entries_survive);
     tcase_add_test(tc, cache_second_chance);
     tcase_add_test(tc, cache_prune_keeps_pinned);
+    tcase_add_test(tc, cache_erase_prefix);
+    tcase_add_test(tc, cache_admission_second_touch);
     tcase_add_test(tc, cache_prefetch_is_harmless);
     tcase_add_test(tc, cache_model_random);
     tcase_add_test(tc, cache_two_threads);

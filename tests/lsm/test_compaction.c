@@ -630,6 +630,109 @@ START_TEST(idle_database_compacts_l0)
 }
 END_TEST
 
+/*
+ * Issue 14: a random fill that produced many L0 tables settles to at most
+ * l0_compaction_trigger (4, the default) of them once writes stop, with the
+ * background threads niced or not; every key reads back.
+ */
+static void
+random_fill_settles(int background_nice)
+{
+    const char *dir = tu_tmpdir();
+    uint64_t seed = tu_seed("random_fill_settles"), x = seed | 1, deadline;
+    lsm_opts o;
+    lsm_db *db;
+    lsm_stats s;
+    om_buf v = OM_BUF_INIT;
+    char k[32];
+    uint8_t val[100];
+    enum { N = 20000 };
+
+    lsm_opts_init(&o);
+    o.sync_mode = LSM_SYNC_NONE;
+    o.write_buffer_size = 128u << 10; /* ~20 flushes */
+    o.max_bytes_for_level1 = 1u << 20;
+    o.target_file_size = 256u << 10;
+    o.background_nice = background_nice;
+    o.idle_l0_compaction_ms = 200;
+    ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
+    for (int i = 0; i < N; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        snprintf(k, sizeof(k), "key%08llu", (unsigned long long)(x % (N * 4)));
+        for (size_t j = 0; j < sizeof(val); j++)
+            val[j] = (uint8_t)(x >> (j % 8 * 8)) ^ (uint8_t)j;
+        ck_assert_int_eq(lsm_put(db, om_slice_from_str(k), om_slice_make(val, sizeof(val))), OM_OK);
+    }
+    lsm_stats_get(db, &s);
+    ck_assert_uint_ge(s.flushes, 8);
+    deadline = tu_now_ms() + 60000;
+    do
+        lsm_stats_get(db, &s);
+    while (s.levels[0].files > 4 && tu_now_ms() < deadline);
+    ck_assert_uint_le(s.levels[0].files, 4);
+    for (int i = 0; i < N; i += 97) {
+        x = seed | 1;
+        for (int r = 0; r <= i; r++)
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        snprintf(k, sizeof(k), "key%08llu", (unsigned long long)(x % (N * 4)));
+        ck_assert_int_eq(lsm_get(db, NULL, om_slice_from_str(k), &v), OM_OK);
+    }
+    om_buf_free(&v);
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+}
+
+START_TEST(random_fill_settles_to_four_l0_tables)
+{
+    random_fill_settles(0);
+}
+END_TEST
+
+START_TEST(random_fill_settles_with_niced_background)
+{
+    random_fill_settles(5);
+}
+END_TEST
+
+/*
+ * With background_nice, a debt of score >= 2 (here 10 L0 tables, trigger 4)
+ * is compacted by the un-niced thread.
+ */
+START_TEST(high_debt_runs_on_the_unniced_thread)
+{
+    const char *dir = tu_tmpdir();
+    lsm_opts o;
+    lsm_db *db;
+    lsm_stats s;
+    char k[32];
+    uint64_t deadline;
+
+    copts(&o);
+    o.l0_compaction_trigger = 100; /* build the debt first */
+    o.l0_slowdown_trigger = 200;
+    o.l0_stop_trigger = 300;
+    o.idle_l0_compaction_ms = 0;
+    ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
+    for (int t = 0; t < 10; t++) {
+        snprintf(k, sizeof(k), "key%03d", t);
+        ck_assert_int_eq(lsm_put(db, om_slice_from_str(k), om_slice_from_str(k)), OM_OK);
+        ck_assert_int_eq(lsm_flush(db), OM_OK);
+    }
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+    o.l0_compaction_trigger = 4;
+    o.l0_slowdown_trigger = 20;
+    o.l0_stop_trigger = 36;
+    o.background_nice = 5;
+    ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
+    deadline = tu_now_ms() + 20000;
+    do
+        lsm_stats_get(db, &s);
+    while ((s.levels[0].files > 4 || s.urgent_compactions == 0) && tu_now_ms() < deadline);
+    ck_assert_uint_le(s.levels[0].files, 4);
+    ck_assert_uint_ge(s.urgent_compactions, 1);
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+}
+END_TEST
+
 START_TEST(close_finishes_a_mostly_done_compaction)
 {
     close_during_compaction(80, 60000, true);
@@ -859,6 +962,9 @@ compaction_suite(void)
     tcase_add_test(tc, background_compaction_keeps_levels_in_shape);
     tcase_add_test(tc, version_pins_its_tables);
     tcase_add_test(tc, idle_database_compacts_l0);
+    tcase_add_test(tc, random_fill_settles_to_four_l0_tables);
+    tcase_add_test(tc, random_fill_settles_with_niced_background);
+    tcase_add_test(tc, high_debt_runs_on_the_unniced_thread);
     tcase_add_test(tc, close_finishes_a_mostly_done_compaction);
     tcase_add_test(tc, close_abandons_a_young_compaction);
     tcase_add_test(tc, close_abandons_when_told_not_to_wait);

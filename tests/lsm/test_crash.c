@@ -6,6 +6,19 @@
  * every acknowledged write is there (a key may hold a newer, unacknowledged
  * value, never an older one). At least 20 rounds; the seed is printed.
  * Also: the LOCK file keeps a second process out, and dies with its owner.
+ *
+ * What this proves: recovery after a process crash at any moment (mid
+ * write, flush, compaction or MANIFEST edit) opens cleanly and replays the
+ * WAL to at least the acknowledged state, and no write is acknowledged
+ * before it reached the WAL file. What it cannot prove: that the WAL was
+ * fsynced before the acknowledgement -- the kernel keeps a killed process's
+ * page cache, so unsynced writes survive kill -9 too. The fsync part is
+ * proven by the power-loss simulations over tests/lsm/fault_env (every file
+ * cut back to what was synced): tests/lsm/test_fault.c
+ * (fault_power_loss_keeps_acked_writes: this test's load with a power loss
+ * instead of kill -9; also fault_crash_with_torn_tail, fault_wal_sync_fails)
+ * and, with group commit and replies, tests/shard/test_sync_order.c
+ * (acked_writes_survive_power_loss).
  */
 #include <errno.h>
 #include <poll.h>

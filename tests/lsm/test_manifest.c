@@ -4,6 +4,7 @@
  * and the version set's MANIFEST/CURRENT recovery, including a torn last
  * edit, a corrupt CURRENT and a database whose table went missing.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "lsm/filename.h"
 #include "lsm/manifest.h"
 #include "tu.h"
+#include "util/assert.h"
 
 static om_buf
 ikey(const char *k, uint64_t seq)
@@ -202,6 +204,35 @@ START_TEST(vset_recovery_and_torn_tail)
 }
 END_TEST
 
+/*
+ * An edit that would take the recorded last sequence backwards is a bug in
+ * the caller (OM_ASSERT in lsm_vset_log_and_apply): the process aborts
+ * before anything is written. Registered only where asserts are on.
+ */
+START_TEST(vset_asserts_last_seq_never_goes_back)
+{
+    const char *dir = tu_tmpdir();
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    lsm_opts o;
+    lsm_vset *vs;
+    lsm_edit e;
+
+    lsm_opts_init(&o);
+    vs = vset_open(dir, &o, &mu, false);
+    ck_assert_int_eq(lsm_vset_create_manifest(vs, NULL), OM_OK);
+    lsm_edit_init(&e);
+    add(&e, 1, lsm_vset_new_file_number(vs), "a", "b");
+    lsm_edit_set_last_seq(&e, 1000);
+    ck_assert_int_eq(lsm_vset_log_and_apply(vs, &e, NULL, NULL), OM_OK);
+    lsm_edit_fini(&e);
+    lsm_edit_init(&e);
+    add(&e, 1, lsm_vset_new_file_number(vs), "c", "d");
+    lsm_edit_set_last_seq(&e, 999);
+    lsm_vset_log_and_apply(vs, &e, NULL, NULL); /* aborts */
+    ck_abort_msg("a last sequence going backwards was logged");
+}
+END_TEST
+
 START_TEST(vset_rolls_large_manifest)
 {
     const char *dir = tu_tmpdir();
@@ -372,6 +403,8 @@ manifest_suite(void)
     tcase_add_test(tc, vset_recovery_and_torn_tail);
     tcase_add_test(tc, vset_corrupt_current_and_manifest);
     tcase_add_test(tc, vset_rolls_large_manifest);
+    if (OM_ASSERTS_ON)
+        tcase_add_test_raise_signal(tc, vset_asserts_last_seq_never_goes_back, SIGABRT);
     tcase_add_test(tc, db_refuses_missing_table);
     tcase_add_test(tc, filenames_parse);
     suite_add_tcase(s, tc);

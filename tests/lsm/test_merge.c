@@ -4,6 +4,7 @@
  * sorted oracle, seeks, ties resolved in favour of earlier children, and
  * error propagation from a child.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "lsm/block.h"
 #include "lsm/lsm_int.h"
 #include "tu.h"
+#include "util/assert.h"
 
 typedef struct kv {
     om_buf k, v;
@@ -58,6 +60,16 @@ mk(kv *e, uint64_t user, uint64_t seq, int child)
     ck_assert_int_eq(lsm_ikey_append(&e->k, om_slice_from_str(uk), seq, LSM_TYPE_VAL), OM_OK);
     ck_assert_int_eq(om_buf_printf(&e->v, "c%d-s%llu", child, (unsigned long long)seq), OM_OK);
     e->child = child;
+}
+
+/* An internal key (a value of type LSM_TYPE_VAL). */
+static om_buf
+ikey_of(const char *user, uint64_t seq)
+{
+    om_buf b = OM_BUF_INIT;
+
+    ck_assert_int_eq(lsm_ikey_append(&b, om_slice_from_str(user), seq, LSM_TYPE_VAL), OM_OK);
+    return b;
 }
 
 START_TEST(merge_matches_sorted_oracle)
@@ -225,6 +237,88 @@ START_TEST(merge_propagates_child_errors)
 }
 END_TEST
 
+/* A child that yields its keys in the given order, sorted or not. */
+typedef struct list_it {
+    lsm_it base;
+    const om_buf *keys;
+    int n, i;
+} list_it;
+
+static bool
+list_valid(const lsm_it *it)
+{
+    const list_it *l = (const list_it *)it;
+    return l->i < l->n;
+}
+
+static void
+list_seek_first(lsm_it *it)
+{
+    ((list_it *)it)->i = 0;
+}
+
+static void
+list_seek(lsm_it *it, om_slice ikey)
+{
+    (void)ikey;
+    ((list_it *)it)->i = 0;
+}
+
+static void
+list_next(lsm_it *it)
+{
+    ((list_it *)it)->i++;
+}
+
+static om_slice
+list_key(const lsm_it *it)
+{
+    const list_it *l = (const list_it *)it;
+    return om_buf_slice(&l->keys[l->i]);
+}
+
+static om_status
+list_status(const lsm_it *it)
+{
+    (void)it;
+    return OM_OK;
+}
+
+static void
+list_free(lsm_it *it)
+{
+    (void)it;
+}
+
+static const lsm_it_ops list_ops = {.valid = list_valid,
+                                    .seek_first = list_seek_first,
+                                    .seek = list_seek,
+                                    .next = list_next,
+                                    .key = list_key,
+                                    .value = list_key,
+                                    .status = list_status,
+                                    .free = list_free};
+
+/*
+ * A child that goes backwards breaks the merge's ordering invariant: the
+ * merge aborts (OM_ASSERT in merge_next) instead of yielding keys out of
+ * order. Registered only where asserts are on.
+ */
+START_TEST(merge_asserts_children_in_order)
+{
+    om_buf keys[3] = {ikey_of("b", 1), ikey_of("c", 1), ikey_of("a", 1)}, other = ikey_of("z", 1);
+    list_it a = {{&list_ops}, keys, 3, 0}, b = {{&list_ops}, &other, 1, 0};
+    lsm_it *children[2] = {&a.base, &b.base}, *m;
+
+    ck_assert_int_eq(lsm_merge_it_new(children, 2, &m), OM_OK);
+    lsm_it_seek_first(m);
+    lsm_it_next(m); /* b -> c: in order */
+    ck_assert(om_slice_eq(lsm_it_key(m), om_buf_slice(&keys[1])));
+    lsm_it_next(m); /* c -> a: aborts */
+    ck_abort_msg("the merge yielded a key out of order");
+}
+END_TEST
+
 static Suite *
 merge_suite(void)
 {
@@ -235,6 +329,8 @@ merge_suite(void)
     tcase_add_test(tc, merge_matches_sorted_oracle);
     tcase_add_test(tc, merge_ties_prefer_earlier_children);
     tcase_add_test(tc, merge_propagates_child_errors);
+    if (OM_ASSERTS_ON)
+        tcase_add_test_raise_signal(tc, merge_asserts_children_in_order, SIGABRT);
     suite_add_tcase(s, tc);
     return s;
 }

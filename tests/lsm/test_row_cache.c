@@ -252,6 +252,127 @@ START_TEST(row_cache_matches_cache_off)
 END_TEST
 
 /* Rows beyond the capacity are evicted (oldest first); usage never exceeds it. */
+/*
+ * Issue 14: blocks and rows of tables that a compaction replaced leave the
+ * caches with their tables, instead of sitting there until evicted (the
+ * caches filled to capacity however little data was live).
+ */
+START_TEST(replaced_tables_leave_the_caches)
+{
+    const char *dir = tu_tmpdir();
+    lsm_opts o;
+    lsm_db *db;
+    lsm_stats s;
+    om_buf v = OM_BUF_INIT;
+    char k[32], val[100];
+    uint64_t deadline;
+
+    lsm_opts_init(&o);
+    o.sync_mode = LSM_SYNC_NONE;
+    o.block_size = 1024;
+    o.block_cache_size = 4u << 20;
+    o.row_cache_size = 4u << 20;
+    o.idle_l0_compaction_ms = 0;
+    ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
+    for (int t = 0; t < 2; t++) { /* two overlapping L0 tables: a compaction merges them */
+        for (int i = t; i < 500; i += 2 - t) {
+            snprintf(k, sizeof(k), "key%04d", i);
+            snprintf(val, sizeof(val), "value-%04d-%080d", i, i);
+            ck_assert_int_eq(lsm_put(db, S(k), S(val)), OM_OK);
+        }
+        ck_assert_int_eq(lsm_flush(db), OM_OK);
+    }
+    for (int i = 0; i < 500; i++) {
+        snprintf(k, sizeof(k), "key%04d", i);
+        ck_assert_int_eq(lsm_get(db, NULL, S(k), &v), OM_OK);
+    }
+    lsm_stats_get(db, &s);
+    ck_assert_uint_gt(s.block_cache_bytes, 500 * 100);
+    ck_assert_uint_gt(s.row_cache_bytes, 500 * 100);
+    ck_assert_uint_eq(s.levels[0].files, 2);
+    /* the L0 tables are merged into a new one below: their blocks and rows are dead */
+    ck_assert_int_eq(lsm_compact_range(db, OM_SLICE_NULL, OM_SLICE_NULL), OM_OK);
+    deadline = tu_now_ms() + 10000;
+    do
+        lsm_stats_get(db, &s);
+    while ((s.block_cache_bytes > 0 || s.row_cache_bytes > 0) && tu_now_ms() < deadline);
+    ck_assert_uint_eq(s.levels[0].files, 0);
+    ck_assert_uint_eq(s.block_cache_bytes, 0);
+    ck_assert_uint_eq(s.row_cache_bytes, 0);
+    for (int i = 0; i < 500; i += 7) { /* and the new table fills them again */
+        snprintf(k, sizeof(k), "key%04d", i);
+        snprintf(val, sizeof(val), "value-%04d-%080d", i, i);
+        ck_assert_int_eq(lsm_get(db, NULL, S(k), &v), OM_OK);
+        ck_assert(om_slice_eq(om_buf_slice(&v), S(val)));
+    }
+    lsm_stats_get(db, &s);
+    ck_assert_uint_gt(s.block_cache_bytes, 0);
+    ck_assert_uint_gt(s.row_cache_bytes, 0);
+    om_buf_free(&v);
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+}
+END_TEST
+
+/*
+ * Blocks that do not go into the block cache (no cache here, so none does)
+ * are read in place from the table's mapping instead of copied: gets, an
+ * iterator over everything, a compaction and a reopen all read right.
+ */
+START_TEST(uncached_blocks_read_in_place)
+{
+    const char *dir = tu_tmpdir();
+    lsm_opts o;
+    lsm_db *db;
+    lsm_iter_opts io;
+    lsm_iter *it;
+    om_buf v = OM_BUF_INIT;
+    char k[32], val[200];
+    int n;
+
+    lsm_opts_init(&o);
+    o.sync_mode = LSM_SYNC_NONE;
+    o.block_size = 1024;
+    o.block_cache_size = 0;
+    o.zstd_level = 0; /* raw blocks: the ones read in place */
+    o.write_buffer_size = 64 * 1024;
+    for (int round = 0; round < 2; round++) {
+        ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
+        if (round == 0) {
+            for (int i = 0; i < 3000; i++) {
+                snprintf(k, sizeof(k), "key%05d", (i * 7919) % 3000);
+                snprintf(val, sizeof(val), "v%05d-%0150d", (i * 7919) % 3000, i);
+                ck_assert_int_eq(lsm_put(db, S(k), S(val)), OM_OK);
+            }
+            ck_assert_int_eq(lsm_flush(db), OM_OK);
+        }
+        for (int pass = 0; pass < 2; pass++) {
+            for (int i = 0; i < 3000; i += 3) {
+                snprintf(k, sizeof(k), "key%05d", i);
+                ck_assert_int_eq(lsm_get(db, NULL, S(k), &v), OM_OK);
+                ck_assert_uint_eq(v.n, 157);
+                ck_assert(memcmp(v.p, "v", 1) == 0 && memcmp(v.p + 1, k + 3, 5) == 0);
+            }
+            lsm_iter_opts_init(&io);
+            ck_assert_int_eq(lsm_iter_new(db, &io, &it), OM_OK);
+            n = 0;
+            for (lsm_iter_seek_first(it); lsm_iter_valid(it); lsm_iter_next(it)) {
+                snprintf(k, sizeof(k), "key%05d", n);
+                ck_assert(om_slice_eq(lsm_iter_key(it), S(k)));
+                ck_assert_uint_eq(lsm_iter_value(it).n, 157);
+                n++;
+            }
+            ck_assert_int_eq(lsm_iter_status(it), OM_OK);
+            lsm_iter_free(it);
+            ck_assert_int_eq(n, 3000);
+            if (pass == 0)
+                ck_assert_int_eq(lsm_compact_range(db, OM_SLICE_NULL, OM_SLICE_NULL), OM_OK);
+        }
+        ck_assert_int_eq(lsm_close(db), OM_OK);
+    }
+    om_buf_free(&v);
+}
+END_TEST
+
 START_TEST(row_cache_respects_capacity)
 {
     lsm_opts o;
@@ -510,6 +631,8 @@ row_cache_suite(void)
     tcase_set_timeout(tc, 200);
     tcase_add_test(tc, row_cache_snapshot_and_tombstone);
     tcase_add_test(tc, row_cache_off_counts_nothing);
+    tcase_add_test(tc, replaced_tables_leave_the_caches);
+    tcase_add_test(tc, uncached_blocks_read_in_place);
     tcase_add_test(tc, row_cache_matches_cache_off);
     tcase_add_test(tc, row_cache_respects_capacity);
     tcase_add_test(tc, row_cache_no_fill_read);

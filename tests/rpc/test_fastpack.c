@@ -14,7 +14,8 @@
  * (rpc_fastpack_req_*) against protobuf_c pack on random Requests (NULL / empty / non-ASCII
  * strings, NULL bodies, oneof members set to 0, non-hot bodies that must be declined), and the
  * Response decoder (rpc_fastunpack_response) against protobuf_c_message_unpack on random and
- * mutated Responses.
+ * mutated Responses. These messages are built from the C fields known here; that the fast paths
+ * know every field of the .proto is test_fastpack_schema.c's job (messages from the descriptors).
  */
 #include <event2/buffer.h>
 #include <stdio.h>

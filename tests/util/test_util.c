@@ -16,6 +16,7 @@
 #include "tu.h"
 #include "util/arena.h"
 #include "util/assert.h"
+#include "util/base64.h"
 #include "util/checksum.h"
 #include "util/clock.h"
 #include "util/coding.h"
@@ -38,6 +39,51 @@ START_TEST(status_names_are_distinct)
     ck_assert_int_eq(om_status_from_errno(ENOSPC), OM_E_IO);
     ck_assert_int_eq(om_status_from_errno(ECONNREFUSED), OM_E_UNAVAILABLE);
     ck_assert_int_eq(OM_ERR(OM_E_CORRUPT), OM_E_CORRUPT);
+}
+END_TEST
+
+START_TEST(base64_rfc4648_vectors)
+{
+    static const char *const plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    static const char *const enc[] = {"",         "Zg==",     "Zm8=",    "Zm9v",
+                                      "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    static const char *const bad[] = {
+        "Z", "Zm9v=", "Zg=a", "Z===", "Zh==", "Zm9v!A==", "=Zm9", "Zm-_"};
+    om_buf b = OM_BUF_INIT;
+
+    for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+        om_buf_reset(&b);
+        ck_assert_int_eq(om_base64_encode(om_slice_from_str(plain[i]), &b), OM_OK);
+        ck_assert_uint_eq(b.n, strlen(enc[i]));
+        ck_assert(b.n == 0 || memcmp(b.p, enc[i], b.n) == 0);
+        om_buf_reset(&b);
+        ck_assert_int_eq(om_base64_decode(om_slice_from_str(enc[i]), &b), OM_OK);
+        ck_assert_uint_eq(b.n, strlen(plain[i]));
+        ck_assert(b.n == 0 || memcmp(b.p, plain[i], b.n) == 0);
+    }
+    /* unpadded input decodes too; every byte value survives a round trip */
+    om_buf_reset(&b);
+    ck_assert_int_eq(om_base64_decode(om_slice_from_str("Zm9vYg"), &b), OM_OK);
+    ck_assert_uint_eq(b.n, 4);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        om_buf_reset(&b);
+        ck_assert_msg(om_base64_decode(om_slice_from_str(bad[i]), &b) == OM_E_INVALID, "%s",
+                      bad[i]);
+    }
+    {
+        uint8_t all[256];
+        om_buf e = OM_BUF_INIT;
+
+        for (int i = 0; i < 256; i++)
+            all[i] = (uint8_t)i;
+        ck_assert_int_eq(om_base64_encode(om_slice_make(all, 256), &e), OM_OK);
+        om_buf_reset(&b);
+        ck_assert_int_eq(om_base64_decode(om_buf_slice(&e), &b), OM_OK);
+        ck_assert_uint_eq(b.n, 256);
+        ck_assert_mem_eq(b.p, all, 256);
+        om_buf_free(&e);
+    }
+    om_buf_free(&b);
 }
 END_TEST
 
@@ -847,6 +893,7 @@ util_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("slice");
     tcase_add_test(tc, slice_compare_and_buf_grow);
+    tcase_add_test(tc, base64_rfc4648_vectors);
     tcase_add_test(tc, utf8_validation);
     suite_add_tcase(s, tc);
     tc = tcase_create("coding");

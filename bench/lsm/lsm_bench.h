@@ -1,0 +1,56 @@
+/*
+ * bench/lsm/lsm_bench.h -- the engines lsm_bench drives (objmeta's LSM and,
+ * when built with -Dbench_peers, RocksDB and LevelDB through their C APIs)
+ * behind one table of operations; lsm_bench_engines.c implements them.
+ *
+ * Thread-safety: an engine's put/batch/get may be called from several
+ * threads at once (each engine's own guarantee); levels is safe while
+ * another thread writes.
+ */
+#ifndef OM_BENCH_LSM_BENCH_H
+#define OM_BENCH_LSM_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MB (1024u * 1024u)
+
+/* Options an engine is opened with, the same for every engine where it has them. */
+typedef struct engine_cfg {
+    size_t cache_bytes;  /* block cache (--cache-mb) */
+    int background_nice; /* objmeta's background_nice (--nice) */
+} engine_cfg;
+
+typedef struct engine engine;
+
+typedef struct engine_ops {
+    const char *name;
+    /* Returns NULL (after printing why) on failure. */
+    engine *(*open)(const char *dir, bool sync, const engine_cfg *cfg);
+    bool (*put)(engine *e, const char *k, size_t kn, const uint8_t *v, size_t vn);
+    /* n keys and values written atomically with one (synced, if opened so) write. */
+    bool (*batch)(engine *e, char (*keys)[64], const size_t *kn, const uint8_t **v,
+                  const size_t *vn, int n);
+    /* *found; the value is read in full. */
+    bool (*get)(engine *e, const char *k, size_t kn, bool *found);
+    bool (*del)(engine *e, const char *k, size_t kn);
+    /* Seek to k and read up to n entries sharing its first plen bytes; *got counts them. */
+    bool (*scan)(engine *e, const char *k, size_t kn, size_t plen, int n, int *got);
+    void (*close)(engine *e);
+    /* Optional: print engine statistics, at least the files per level (--verbose). */
+    void (*stats)(engine *e, const char *when);
+    /* Files per level (7 levels); safe while another thread writes. */
+    void (*levels)(engine *e, int files[7]);
+} engine_ops;
+
+struct engine {
+    const engine_ops *ops;
+};
+
+extern const engine_ops objmeta_ops;
+/* objmeta first, then the peers built in. */
+extern const engine_ops *const all_engines[];
+extern const size_t n_all_engines;
+
+#endif

@@ -1,0 +1,130 @@
+/*
+ * coordinator/main_conf.c -- objmeta-coord's settings (main_conf.h): one
+ * declarative table, printed by --print-config and mirrored in
+ * deploy/conf/coord.conf.example (a lint test compares them).
+ */
+#include "coordinator/main_conf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const tls_client_auths[] = {"none", "optional", "required", NULL};
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+
+#define F(x) offsetof(coord_conf, x)
+static const om_conf_item coord_items[] = {
+    {"listen", OM_CONF_STR, "127.0.0.1:7000", 0, 0, NULL, F(listen), "rpc listener host:port"},
+    {"http-listen", OM_CONF_STR, "auto", 0, 0, NULL, F(http_listen),
+     "/metrics and /healthz host:port; auto = listen port + 1000 (0 if listen port is 0); off"},
+    {"data-dir", OM_CONF_STR, "data/coord", 0, 0, NULL, F(data_dir), "ring state and token secret"},
+    {"port-file", OM_CONF_STR, "", 0, 0, NULL, F(port_file),
+     "write 'rpc <port>' and 'http <port>' here once serving (empty = none)"},
+    {"shards", OM_CONF_STR, "", 0, 0, NULL, F(shards),
+     "first start only: the ring's shards, id=host:port[/weight],..."},
+    {"vnodes-per-weight", OM_CONF_INT, "128", 1, 4096, NULL, F(vnodes),
+     "first start only: ring points per unit of shard weight"},
+    {"pool-size", OM_CONF_INT, "6", 1, 64, NULL, F(pool_size),
+     "multiplexed connections to each shard"},
+    {"health-interval", OM_CONF_DURATION, "500ms", 10, 60000, NULL, F(health_interval),
+     "how often each shard is probed (SetRing, which also reinstalls the ring)"},
+    {"health-timeout", OM_CONF_DURATION, "1s", 10, 60000, NULL, F(health_timeout),
+     "a probe (or connect) slower than this counts as failed"},
+    {"shard-timeout", OM_CONF_DURATION, "10s", 10, 3600000, NULL, F(shard_timeout),
+     "deadline of a request forwarded to a shard"},
+    {"startup-wait", OM_CONF_DURATION, "5s", 0, 600000, NULL, F(startup_wait),
+     "at start, wait this long for every shard before serving anyway"},
+    {"max-frame", OM_CONF_SIZE, "16M", 1024, 1LL << 30, NULL, F(max_frame),
+     "largest protocol message accepted or forwarded"},
+    {"migrate-rate", OM_CONF_SIZE, "128M", 0, 1LL << 40, NULL, F(migrate_rate),
+     "ring changes: copy at most this many bytes per second while no client request "
+     "arrives (0 = unlimited)"},
+    {"migrate-batch", OM_CONF_SIZE, "1M", 4096, 64LL << 20, NULL, F(migrate_batch),
+     "ring changes: bytes of records per copy batch"},
+    {"migrate-rate-busy", OM_CONF_SIZE, "16M", 0, 1LL << 40, NULL, F(migrate_rate_busy),
+     "ring changes: while clients are active (a request in the last 250 ms) copy at most "
+     "this (and migrate-rate), halved down to 1/8 while client writes take over twice "
+     "their usual time (0 = migrate-rate)"},
+    {"migrate-batch-busy", OM_CONF_SIZE, "128K", 0, 64LL << 20, NULL, F(migrate_batch_busy),
+     "ring changes: bytes per copy batch while clients are active (0 = migrate-batch)"},
+    {"cutover-timeout", OM_CONF_DURATION, "5s", 100, 600000, NULL, F(cutover_timeout),
+     "ring changes: a cutover (moving keys held) longer than this is retried later"},
+    {"clock-margin", OM_CONF_DURATION, "10s", 0, 3600000, NULL, F(clock_margin),
+     "ring changes: catch-up passes also copy records this much older than the pass start"},
+    {"etcd", OM_CONF_STR, "", 0, 0, NULL, F(etcd),
+     "cluster state in etcd: http://host:port[,...] (empty = the RING file in data-dir, "
+     "one coordinator)"},
+    {"etcd-prefix", OM_CONF_STR, "/objmeta/default", 0, 0, NULL, F(etcd_prefix),
+     "etcd: the cluster's keys live under this prefix (/objmeta/<cluster-name>)"},
+    {"etcd-timeout", OM_CONF_DURATION, "2s", 100, 60000, NULL, F(etcd_timeout),
+     "etcd: deadline of one request (every endpoint tried within it)"},
+    {"lease-ttl", OM_CONF_DURATION, "5s", 2000, 600000, NULL, F(lease_ttl),
+     "etcd: the leader's lease; a dead leader is replaced within about this long"},
+    {"advertise", OM_CONF_STR, "", 0, 0, NULL, F(advertise),
+     "etcd: host:port other coordinators forward admin requests to (empty = listen's host "
+     "and bound port)"},
+    {"plaintext-roles", OM_CONF_STR, "auto", 0, 0, NULL, F(plaintext_roles),
+     "roles of plaintext connections (client,admin,peer or none; auto = all on loopback)"},
+    {"token-keys", OM_CONF_STR, "", 0, 0, NULL, F(token_keys),
+     "file of '<kid> <hex secret>' lines verifying client tokens (empty = no tokens)"},
+    {"tls-cert", OM_CONF_STR, "", 0, 0, NULL, F(tls_cert),
+     "PEM certificate chain: serve TLS only (with tls-key; empty = plaintext)"},
+    {"tls-key", OM_CONF_STR, "", 0, 0, NULL, F(tls_key), "PEM private key of tls-cert"},
+    {"tls-ca", OM_CONF_STR, "", 0, 0, NULL, F(tls_ca),
+     "PEM cluster CA: client certificates must chain to it (roles by OU: peer, admin, client)"
+     "; also makes the connections to the shards TLS"},
+    {"tls-client-auth", OM_CONF_ENUM, "optional", 0, 0, tls_client_auths, F(tls_client_auth),
+     "TLS client certificates: none, optional (else a token) or required"},
+    {"log-level", OM_CONF_ENUM, "info", 0, 0, log_levels, F(log_level),
+     "error, warn, info or debug"},
+};
+const om_conf_table coord_table = {"objmeta-coord", OM_VERSION, coord_items,
+                                   sizeof(coord_items) / sizeof(coord_items[0])};
+
+static void
+http_addr(const coord_conf *c, char *out, size_t n)
+{
+    const char *colon = strrchr(c->listen, ':');
+    long port = colon ? strtol(colon + 1, NULL, 10) : 0;
+
+    if (strcmp(c->http_listen, "off") == 0)
+        snprintf(out, n, "%s", "");
+    else if (strcmp(c->http_listen, "auto") != 0)
+        snprintf(out, n, "%s", c->http_listen);
+    else
+        snprintf(out, n, "%.*s:%ld", colon ? (int)(colon - c->listen) : 0, c->listen,
+                 port > 0 ? port + 1000 : 0);
+}
+
+void
+coord_conf_opts(const coord_conf *cf, coord_opts *o, char *haddr, size_t haddrlen)
+{
+    coord_opts_init(o);
+    o->data_dir = cf->data_dir;
+    o->listen = cf->listen;
+    http_addr(cf, haddr, haddrlen);
+    o->http_listen = haddr;
+    o->initial_shards = cf->shards;
+    o->vnodes_per_weight = (uint32_t)cf->vnodes;
+    o->pool_size = (uint32_t)cf->pool_size;
+    o->health_interval_ms = (uint32_t)cf->health_interval;
+    o->health_timeout_ms = (uint32_t)cf->health_timeout;
+    o->shard_timeout_ms = (uint32_t)cf->shard_timeout;
+    o->startup_wait_ms = (uint32_t)cf->startup_wait;
+    o->max_frame = (uint32_t)cf->max_frame;
+    o->migrate_rate = (uint64_t)cf->migrate_rate;
+    o->migrate_batch = (uint32_t)cf->migrate_batch;
+    o->migrate_rate_busy = (uint64_t)cf->migrate_rate_busy;
+    o->migrate_batch_busy = (uint32_t)cf->migrate_batch_busy;
+    o->cutover_timeout_ms = (uint32_t)cf->cutover_timeout;
+    o->clock_margin_ms = (uint32_t)cf->clock_margin;
+    o->etcd = cf->etcd;
+    o->etcd_prefix = cf->etcd_prefix;
+    o->etcd_timeout_ms = (uint32_t)cf->etcd_timeout;
+    o->lease_ttl_ms = (uint32_t)cf->lease_ttl;
+    o->advertise = cf->advertise;
+    o->plaintext_roles = cf->plaintext_roles;
+    o->token_keys_file = cf->token_keys;
+    o->tls_cert = cf->tls_cert, o->tls_key = cf->tls_key, o->tls_ca = cf->tls_ca;
+    o->tls_client_auth = cf->tls_client_auth;
+}

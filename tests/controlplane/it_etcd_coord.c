@@ -1,0 +1,803 @@
+/*
+ * tests/controlplane/it_etcd_coord.c -- several objmeta-coord processes
+ * over one cluster state in a real etcd (suite controlplane): requests
+ * through each coordinator reach the owner; two add-shard requests at the
+ * same moment on two coordinators make exactly one change (the other is
+ * BUSY); kill -9 of the leader mid-change leaves another to finish it with
+ * no acknowledged write lost and no delete undone; a leader frozen
+ * (SIGSTOP) past its lease writes nothing after its successor's first write
+ * and follows when it wakes; with etcd stopped, data requests go on and
+ * admin changes are refused with UNAVAILABLE naming etcd, and resume once
+ * etcd is back; a client given all three addresses keeps working while the
+ * coordinators are killed and restarted one at a time. Skipped (77) when
+ * etcd is not installed.
+ *
+ * Who wrote which state revision is read from <prefix>/writer (put in the
+ * same transaction as the state) through a watch from a past revision.
+ */
+#include <event2/event.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/client.h"
+#include "etcd/etcd.h"
+#include "rpc/rpc.h"
+#include "tu.h"
+#include "tu_etcd.h"
+
+#define MAXSH 6
+#define NCO 3
+#define PREFIX "/objmeta/it"
+#define BUCKET "cp-bucket"
+#define WAIT_MS 30000
+
+typedef struct cluster {
+    tu_etcd *etcd;
+    tu_proc *shard[MAXSH];
+    char shard_addr[MAXSH][64];
+    int nshards;
+    tu_proc *coord[NCO];
+    char coord_addr[NCO][64];
+    char shards_arg[512];
+    const char *rate; /* --migrate-rate */
+} cluster;
+
+static void
+shard_start(cluster *cl, int i)
+{
+    char idarg[32];
+    const char *extra[] = {idarg, NULL};
+    tu_proc_opts o = {.extra = extra};
+
+    snprintf(idarg, sizeof(idarg), "--id=s%d", i + 1);
+    cl->shard[i] = tu_proc_start("$OBJMETA_SHARD", &o);
+    snprintf(cl->shard_addr[i], sizeof(cl->shard_addr[i]), "127.0.0.1:%d",
+             tu_proc_port(cl->shard[i], "rpc"));
+}
+
+/* Start coordinator i (on its old port again when it ran before). */
+static void
+coord_start(cluster *cl, int i)
+{
+    char etcd[600], rate[64], listen[80];
+    const char *extra[] = {cl->shards_arg,
+                           etcd,
+                           "--etcd-prefix=" PREFIX,
+                           "--lease-ttl=2s",
+                           rate,
+                           "--health-interval=100ms",
+                           "--startup-wait=5s",
+                           "--etcd-timeout=1s",
+                           "--clock-margin=100ms",
+                           NULL,
+                           NULL};
+    tu_proc_opts o = {.extra = extra};
+
+    snprintf(etcd, sizeof(etcd), "--etcd=%s", tu_etcd_endpoints(cl->etcd));
+    snprintf(rate, sizeof(rate), "--migrate-rate=%s", cl->rate ? cl->rate : "128M");
+    if (cl->coord_addr[i][0] != '\0') {
+        snprintf(listen, sizeof(listen), "--listen=%s", cl->coord_addr[i]);
+        extra[9] = listen;
+    }
+    cl->coord[i] = tu_proc_start("$OBJMETA_COORD", &o);
+    snprintf(cl->coord_addr[i], sizeof(cl->coord_addr[i]), "127.0.0.1:%d",
+             tu_proc_port(cl->coord[i], "rpc"));
+}
+
+static void
+cluster_start(cluster *cl, int nshards, const char *rate)
+{
+    size_t off;
+
+    memset(cl, 0, sizeof(*cl));
+    cl->rate = rate;
+    cl->etcd = tu_etcd_start(1);
+    cl->nshards = nshards;
+    off = (size_t)snprintf(cl->shards_arg, sizeof(cl->shards_arg), "--shards=");
+    for (int i = 0; i < nshards; i++) {
+        shard_start(cl, i);
+        off += (size_t)snprintf(cl->shards_arg + off, sizeof(cl->shards_arg) - off, "%ss%d=%s",
+                                i ? "," : "", i + 1, cl->shard_addr[i]);
+    }
+    for (int i = 0; i < NCO; i++)
+        coord_start(cl, i);
+}
+
+static void
+cluster_stop(cluster *cl)
+{
+    for (int i = 0; i < NCO; i++)
+        if (cl->coord[i] != NULL)
+            tu_proc_free(cl->coord[i]);
+    for (int i = 0; i < MAXSH; i++)
+        if (cl->shard[i] != NULL)
+            tu_proc_free(cl->shard[i]);
+    tu_etcd_stop(cl->etcd);
+}
+
+/* ---- requests ---- */
+
+static Objmeta__Response *
+call(const char *addr, const Objmeta__Request *req)
+{
+    rpc_sync_client *c = NULL;
+    Objmeta__Response *r = NULL;
+
+    if (rpc_sync_client_open(addr, 3000, &c) != OM_OK)
+        return NULL;
+    if (rpc_sync_client_call(c, req, 20000, &r) != OM_OK)
+        r = NULL;
+    rpc_sync_client_close(c);
+    return r;
+}
+
+static Objmeta__Response *
+add_shard(const char *coord_addr, const char *id, const char *addr)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__AddShardRequest a = OBJMETA__ADD_SHARD_REQUEST__INIT;
+
+    a.id = (char *)id;
+    a.addr = (char *)addr;
+    a.weight = 1;
+    req.body_case = OBJMETA__REQUEST__BODY_ADD_SHARD;
+    req.add_shard = &a;
+    return call(coord_addr, &req);
+}
+
+/* Ring epoch and pending epoch as coordinator addr sees them; false if it does not answer. */
+static bool
+ring_of(const char *addr, uint64_t *epoch, uint64_t *pending, size_t *nshards)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__GetRingRequest gr = OBJMETA__GET_RING_REQUEST__INIT;
+    Objmeta__Response *r;
+
+    req.body_case = OBJMETA__REQUEST__BODY_GET_RING;
+    req.get_ring = &gr;
+    r = call(addr, &req);
+    if (r == NULL || r->status != OBJMETA__STATUS__OK ||
+        r->body_case != OBJMETA__RESPONSE__BODY_GET_RING) {
+        rpc_response_free(r);
+        return false;
+    }
+    *epoch = r->get_ring->ring ? r->get_ring->ring->epoch : 0;
+    *pending = r->get_ring->pending ? r->get_ring->pending->epoch : 0;
+    if (nshards != NULL)
+        *nshards = r->get_ring->ring ? r->get_ring->ring->n_shards : 0;
+    rpc_response_free(r);
+    return true;
+}
+
+/* The change is finished (epoch reached, nothing pending, idle) as seen by addr. */
+static bool
+change_done(const char *addr, uint64_t epoch)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__RebalanceStatusRequest rq = OBJMETA__REBALANCE_STATUS_REQUEST__INIT;
+    Objmeta__Response *r;
+    uint64_t e = 0, p = 0;
+    bool idle;
+
+    if (!ring_of(addr, &e, &p, NULL) || e < epoch || p != 0)
+        return false;
+    req.body_case = OBJMETA__REQUEST__BODY_REBALANCE_STATUS;
+    req.rebalance_status = &rq;
+    r = call(addr, &req);
+    idle = r != NULL && r->body_case == OBJMETA__RESPONSE__BODY_REBALANCE_STATUS &&
+           !r->rebalance_status->active;
+    rpc_response_free(r);
+    return idle;
+}
+
+static void
+wait_change_done(const char *addr, uint64_t epoch)
+{
+    uint64_t deadline = tu_now_ms() + WAIT_MS;
+
+    while (!change_done(addr, epoch)) {
+        ck_assert_msg(tu_now_ms() < deadline, "change to epoch %llu not done via %s",
+                      (unsigned long long)epoch, addr);
+        struct timespec ts = {0, 50 * 1000000L}; /* poll interval */
+        nanosleep(&ts, NULL);
+    }
+}
+
+static omc_client *
+client_of(const char *addr)
+{
+    omc_client *c = NULL;
+    char msg[256];
+
+    ck_assert_msg(omc_connect(addr, 3000, &c, msg, sizeof(msg)) == OM_OK, "%s", msg);
+    omc_set_timeout(c, 10000);
+    return c;
+}
+
+/* How many shards hold bucket/key (direct, unfenced reads). */
+static int
+holders(cluster *cl, const char *key)
+{
+    int n = 0;
+
+    for (int i = 0; i < MAXSH; i++) {
+        omc_client *c;
+        bool ex = false;
+
+        if (cl->shard[i] == NULL)
+            continue;
+        c = client_of(cl->shard_addr[i]);
+        ck_assert_int_eq(omc_exists(c, BUCKET, key, &ex), OM_OK);
+        n += ex;
+        omc_close(c);
+    }
+    return n;
+}
+
+static void
+put(omc_client *c, const char *key, const char *val)
+{
+    ck_assert_msg(omc_store(c, BUCKET, key, om_slice_from_str(val), NULL, NULL) == OM_OK,
+                  "store %s: %s", key, omc_last_message(c));
+}
+
+static void
+expect(omc_client *c, const char *key, const char *val)
+{
+    om_buf got = OM_BUF_INIT;
+    omc_info info;
+    om_status st = omc_retrieve(c, BUCKET, key, &info, &got);
+
+    if (val == NULL) {
+        ck_assert_msg(st == OM_E_NOTFOUND, "%s: deleted, yet %s", key, om_status_str(st));
+        return;
+    }
+    ck_assert_msg(st == OM_OK, "get %s: %s", key, omc_last_message(c));
+    ck_assert_uint_eq(got.n, strlen(val));
+    ck_assert_mem_eq(got.p, val, got.n);
+    omc_info_free(&info);
+    om_buf_free(&got);
+}
+
+/* ---- etcd: the leader, and who wrote ---- */
+
+static struct event_base *ebase;
+static etcd_client *ecl;
+
+typedef struct eget {
+    bool done;
+    om_status st;
+    char value[128];
+    int64_t revision;
+} eget;
+
+static void
+eget_cb(const etcd_resp *r, void *arg)
+{
+    eget *g = arg;
+
+    g->done = true;
+    g->st = r->st;
+    g->revision = r->revision;
+    if (r->nkvs == 1)
+        snprintf(g->value, sizeof(g->value), "%.*s", (int)r->kvs[0].value.n,
+                 (const char *)r->kvs[0].value.p);
+}
+
+static void
+etcd_open(cluster *cl)
+{
+    etcd_opts o;
+    char err[256];
+
+    ebase = event_base_new();
+    etcd_opts_init(&o);
+    o.endpoints = tu_etcd_endpoints(cl->etcd);
+    ck_assert_msg(etcd_client_new(ebase, &o, err, sizeof(err), &ecl) == OM_OK, "%s", err);
+}
+
+static void
+etcd_close(void)
+{
+    etcd_client_free(ecl);
+    event_base_free(ebase);
+}
+
+static eget
+etcd_get(const char *key)
+{
+    eget g = {0};
+
+    ck_assert_int_eq(etcd_range(ecl, om_slice_from_str(key), false, eget_cb, &g), OM_OK);
+    while (!g.done)
+        event_base_loop(ebase, EVLOOP_ONCE);
+    return g;
+}
+
+/* The index of the coordinator that leads, waiting for one (-1 never: fails the test). */
+static int
+leader_of(cluster *cl)
+{
+    uint64_t deadline = tu_now_ms() + WAIT_MS;
+
+    for (;;) {
+        eget g = etcd_get(PREFIX "/leader");
+
+        for (int i = 0; g.st == OM_OK && i < NCO; i++)
+            if (cl->coord[i] != NULL && strcmp(g.value, cl->coord_addr[i]) == 0)
+                return i;
+        ck_assert_msg(tu_now_ms() < deadline, "no leader in etcd");
+        struct timespec ts = {0, 50 * 1000000L}; /* poll interval */
+        nanosleep(&ts, NULL);
+    }
+}
+
+typedef struct writers {
+    int n;
+    char who[256][64];
+    int64_t rev[256];
+    int64_t upto; /* wait until an event at or past this revision */
+} writers;
+
+static void
+writers_cb(const etcd_watch_batch *b, void *arg)
+{
+    writers *w = arg;
+
+    for (size_t i = 0; b->st == OM_OK && i < b->nevents && w->n < 256; i++, w->n++) {
+        snprintf(w->who[w->n], sizeof(w->who[0]), "%.*s", (int)b->events[i].kv.value.n,
+                 (const char *)b->events[i].kv.value.p);
+        w->rev[w->n] = b->events[i].kv.mod_revision;
+    }
+}
+
+/* Every write of the state after revision `after`, up to the store's current revision. */
+static void
+writers_since(int64_t after, writers *w)
+{
+    etcd_watch *wa;
+    eget now = etcd_get(PREFIX "/writer");
+    uint64_t deadline = tu_now_ms() + WAIT_MS;
+
+    memset(w, 0, sizeof(*w));
+    ck_assert_int_eq(etcd_watch_new(ecl, om_slice_from_str(PREFIX "/writer"), false, after + 1,
+                                    writers_cb, w, &wa),
+                     OM_OK);
+    /* the last write of the key is at or before `now`; wait until it came through */
+    while (w->n == 0 || w->rev[w->n - 1] < now.revision) {
+        eget again = etcd_get(PREFIX "/writer");
+
+        if (w->n > 0 && again.revision == now.revision)
+            break; /* nothing newer will come: the key's last put was seen */
+        ck_assert_msg(tu_now_ms() < deadline, "watch of the writers did not catch up");
+        event_base_loop(ebase, EVLOOP_NONBLOCK);
+        now = again;
+    }
+    etcd_watch_free(wa);
+}
+
+/* A counter of coordinator addr's Stats (fails the test if absent). */
+static uint64_t
+stat_of(const char *addr, const char *name)
+{
+    omc_client *c = client_of(addr);
+    omc_stats st;
+    uint64_t v = 0;
+    bool found = false;
+
+    ck_assert_int_eq(omc_stats_get(c, &st), OM_OK);
+    for (size_t i = 0; i < st.n; i++)
+        if (strcmp(st.names[i], name) == 0) {
+            v = st.values[i];
+            found = true;
+        }
+    omc_stats_free(&st);
+    omc_close(c);
+    ck_assert_msg(found, "no counter %s", name);
+    return v;
+}
+
+/* ---- tests ---- */
+
+START_TEST(coordinators_route_to_the_owner)
+{
+    cluster cl;
+    omc_client *c[NCO];
+    char key[32], val[32];
+
+    cluster_start(&cl, 3, NULL);
+    for (int i = 0; i < NCO; i++)
+        c[i] = client_of(cl.coord_addr[i]);
+    for (int k = 0; k < 30; k++) {
+        snprintf(key, sizeof(key), "k%02d", k);
+        snprintf(val, sizeof(val), "v%02d", k);
+        put(c[k % NCO], key, val);
+    }
+    for (int k = 0; k < 30; k++) {
+        snprintf(key, sizeof(key), "k%02d", k);
+        snprintf(val, sizeof(val), "v%02d", k);
+        for (int i = 0; i < NCO; i++)
+            expect(c[i], key, val);
+        ck_assert_int_eq(holders(&cl, key), 1); /* on its owner only */
+    }
+    /* exactly one says it leads; all of them have talked to etcd */
+    {
+        uint64_t deadline = tu_now_ms() + WAIT_MS;
+
+        for (;;) {
+            uint64_t leaders = 0;
+
+            for (int i = 0; i < NCO; i++)
+                leaders += stat_of(cl.coord_addr[i], "coord.leader");
+            if (leaders == 1)
+                break;
+            ck_assert_msg(tu_now_ms() < deadline, "%llu coordinators lead",
+                          (unsigned long long)leaders);
+        }
+    }
+    /* objmeta admin status over the three: one leader, everyone at epoch 1 */
+    {
+        char addrs[256], *out = NULL, *err = NULL;
+        const char *argv[] = {"objmeta", "--addr", addrs, "admin", "status", "--json", NULL};
+        int leaders = 0, at1 = 0;
+
+        snprintf(addrs, sizeof(addrs), "%s,%s,%s", cl.coord_addr[0], cl.coord_addr[1],
+                 cl.coord_addr[2]);
+        ck_assert_int_eq(tu_run_cmd("$OBJMETA_CLI", argv, 10000, &out, &err), 0);
+        for (const char *q = out; (q = strstr(q, "\"role\":\"leader\"")) != NULL; q++)
+            leaders++;
+        for (const char *q = out; (q = strstr(q, "\"epoch\":1,")) != NULL; q++)
+            at1++;
+        ck_assert_msg(leaders == 1 && at1 == NCO, "admin status: %s", out);
+        free(out);
+        free(err);
+    }
+    for (int i = 0; i < NCO; i++) {
+        uint64_t e, p;
+        size_t n;
+
+        ck_assert_uint_gt(stat_of(cl.coord_addr[i], "coord.etcd.requests"), 0);
+        ck_assert_uint_gt(stat_of(cl.coord_addr[i], "coord.state.revision"), 0);
+        ck_assert_uint_eq(stat_of(cl.coord_addr[i], "coord.state.watch_lag"), 0);
+        ck_assert(ring_of(cl.coord_addr[i], &e, &p, &n));
+        ck_assert_uint_eq(e, 1);
+        ck_assert_uint_eq(n, 3);
+        omc_close(c[i]);
+    }
+    cluster_stop(&cl);
+}
+END_TEST
+
+typedef struct racer {
+    pthread_barrier_t *bar;
+    const char *coord, *id, *addr;
+    Objmeta__Status status;
+    char message[256];
+} racer;
+
+static void *
+racer_main(void *arg)
+{
+    racer *r = arg;
+    Objmeta__Response *resp;
+
+    pthread_barrier_wait(r->bar);
+    resp = add_shard(r->coord, r->id, r->addr);
+    r->status = resp ? resp->status : OBJMETA__STATUS__UNAVAILABLE;
+    snprintf(r->message, sizeof(r->message), "%s", resp && resp->message ? resp->message : "");
+    rpc_response_free(resp);
+    return NULL;
+}
+
+START_TEST(concurrent_add_shard_one_wins)
+{
+    cluster cl;
+    pthread_barrier_t bar;
+    pthread_t th[2];
+    racer r[2];
+    uint64_t e, p;
+    size_t n;
+    int ok = 0, busy = 0;
+
+    cluster_start(&cl, 2, NULL);
+    shard_start(&cl, 2);
+    shard_start(&cl, 3);
+    pthread_barrier_init(&bar, NULL, 2);
+    for (int i = 0; i < 2; i++) {
+        r[i] = (racer){.bar = &bar,
+                       .coord = cl.coord_addr[i],
+                       .id = i ? "s4" : "s3",
+                       .addr = cl.shard_addr[2 + i]};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, racer_main, &r[i]), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&bar);
+    for (int i = 0; i < 2; i++) {
+        ok += r[i].status == OBJMETA__STATUS__OK;
+        busy += r[i].status == OBJMETA__STATUS__BUSY;
+        if (r[i].status == OBJMETA__STATUS__BUSY)
+            ck_assert_msg(strstr(r[i].message, "in progress") != NULL, "%s", r[i].message);
+    }
+    ck_assert_msg(ok == 1 && busy == 1, "answers: %d (%s), %d (%s)", (int)r[0].status, r[0].message,
+                  (int)r[1].status, r[1].message);
+    for (int i = 0; i < NCO; i++)
+        wait_change_done(cl.coord_addr[i], 2);
+    ck_assert(ring_of(cl.coord_addr[2], &e, &p, &n));
+    ck_assert_uint_eq(e, 2); /* exactly one change */
+    ck_assert_uint_eq(n, 3);
+    cluster_stop(&cl);
+}
+END_TEST
+
+#define NKEYS 400
+
+/* Load keys, start a slow add-shard, kill -9 the leader while it copies; another finishes. */
+START_TEST(leader_killed_mid_change_another_finishes)
+{
+    cluster cl;
+    omc_client *c;
+    Objmeta__Response *r;
+    char key[32], val[1100], addrs[256];
+    int lead, keeper;
+    uint64_t deadline, killed_ms = 0;
+    static const char pad[] = "0123456789abcdef";
+
+    cluster_start(&cl, 2, "64K");
+    shard_start(&cl, 2);
+    etcd_open(&cl);
+    lead = leader_of(&cl);
+    keeper = (lead + 1) % NCO;
+    snprintf(addrs, sizeof(addrs), "%s,%s", cl.coord_addr[keeper], cl.coord_addr[(lead + 2) % NCO]);
+    c = client_of(addrs);
+    for (int k = 0; k < NKEYS; k++) {
+        snprintf(key, sizeof(key), "m%03d", k);
+        for (size_t i = 0; i < 1000; i++)
+            val[i] = pad[(k + i) % 16];
+        snprintf(val + 1000, sizeof(val) - 1000, "-%d", k);
+        put(c, key, val);
+    }
+    /* through a follower: forwarded to the leader */
+    r = add_shard(cl.coord_addr[keeper], "s3", cl.shard_addr[2]);
+    ck_assert_msg(r != NULL && r->status == OBJMETA__STATUS__OK, "add-shard: %s",
+                  r ? r->message : "no answer");
+    rpc_response_free(r);
+    /* writes and deletes while it copies; the leader dies in the middle. Followers pass
+     * moving keys to the leader, so until a successor leads (one lease TTL) those are
+     * refused with UNAVAILABLE -- not acknowledged -- and the client tries again. */
+    for (int k = 0; k < 40; k++) {
+        uint64_t until = tu_now_ms() + WAIT_MS;
+        om_status st;
+
+        snprintf(key, sizeof(key), "m%03d", k);
+        do {
+            st = k % 2 ? omc_delete(c, BUCKET, key, NULL, NULL)
+                       : omc_store(c, BUCKET, key, om_slice_from_str("rewritten"), NULL, NULL);
+            if (st == OM_E_NOTFOUND && k % 2)
+                st = OM_OK; /* an earlier, unacknowledged attempt deleted it */
+            ck_assert_msg(st == OM_OK || (st == OM_E_UNAVAILABLE && tu_now_ms() < until), "%s: %s",
+                          key, omc_last_message(c));
+            if (st != OM_OK) {
+                struct timespec ts = {0, 50 * 1000000L}; /* retry interval */
+                nanosleep(&ts, NULL);
+            }
+        } while (st != OM_OK);
+        if (k == 20) {
+            uint64_t e, p;
+
+            ck_assert(ring_of(cl.coord_addr[keeper], &e, &p, NULL));
+            ck_assert_msg(p == 2, "the change is not in progress at the kill (pending %llu)",
+                          (unsigned long long)p);
+            tu_proc_kill9(cl.coord[lead]);
+            killed_ms = tu_now_ms();
+        }
+    }
+    /* another coordinator takes over (the bar: within 2 x the 2 s lease) and finishes */
+    deadline = tu_now_ms() + WAIT_MS;
+    while (leader_of(&cl) == lead) {
+        ck_assert_msg(tu_now_ms() < deadline, "nobody took over");
+        struct timespec ts = {0, 20 * 1000000L}; /* poll interval */
+        nanosleep(&ts, NULL);
+    }
+    printf("takeover after kill -9: %llu ms (lease 2000 ms)\n",
+           (unsigned long long)(tu_now_ms() - killed_ms));
+    ck_assert_uint_le(tu_now_ms() - killed_ms, 2 * 2000);
+    wait_change_done(cl.coord_addr[keeper], 2);
+    /* the followers passed the moving keys to the leader */
+    ck_assert_uint_gt(stat_of(cl.coord_addr[keeper], "coord.proxied_moving") +
+                          stat_of(cl.coord_addr[(lead + 2) % NCO], "coord.proxied_moving"),
+                      0);
+    for (int k = 0; k < NKEYS; k++) {
+        snprintf(key, sizeof(key), "m%03d", k);
+        if (k < 40) {
+            expect(c, key, k % 2 ? NULL : "rewritten");
+        } else {
+            for (size_t i = 0; i < 1000; i++)
+                val[i] = pad[(k + i) % 16];
+            snprintf(val + 1000, sizeof(val) - 1000, "-%d", k);
+            expect(c, key, val);
+        }
+        if (k % 2 == 0 || k >= 40)
+            ck_assert_msg(holders(&cl, key) == 1, "%s is not on exactly its final owner", key);
+    }
+    omc_close(c);
+    etcd_close();
+    cluster_stop(&cl);
+}
+END_TEST
+
+START_TEST(frozen_leader_writes_nothing)
+{
+    cluster cl;
+    Objmeta__Response *r;
+    writers w;
+    int lead, other;
+    int64_t stop_rev;
+    int first_new = -1;
+    uint64_t deadline;
+    omc_client *c;
+    char key[32];
+
+    cluster_start(&cl, 2, "32K");
+    shard_start(&cl, 2);
+    etcd_open(&cl);
+    lead = leader_of(&cl);
+    other = (lead + 1) % NCO;
+    c = client_of(cl.coord_addr[other]);
+    for (int k = 0; k < 200; k++) {
+        char val[600];
+
+        snprintf(key, sizeof(key), "f%03d", k);
+        memset(val, 'a' + k % 26, 500);
+        val[500] = 0;
+        put(c, key, val);
+    }
+    r = add_shard(cl.coord_addr[lead], "s3", cl.shard_addr[2]);
+    ck_assert_msg(r != NULL && r->status == OBJMETA__STATUS__OK, "add-shard: %s",
+                  r ? r->message : "no answer");
+    rpc_response_free(r);
+    /* freeze the leader while it copies (it checkpoints every 200 ms) */
+    kill(tu_proc_pid(cl.coord[lead]), SIGSTOP);
+    stop_rev = etcd_get(PREFIX "/writer").revision;
+    deadline = tu_now_ms() + WAIT_MS;
+    while (leader_of(&cl) == lead) {
+        ck_assert_msg(tu_now_ms() < deadline, "nobody took over from the frozen leader");
+        struct timespec ts = {0, 50 * 1000000L}; /* poll interval */
+        nanosleep(&ts, NULL);
+    }
+    kill(tu_proc_pid(cl.coord[lead]), SIGCONT);
+    wait_change_done(cl.coord_addr[other], 2);
+    /* the woken leader follows: it serves the final ring too */
+    wait_change_done(cl.coord_addr[lead], 2);
+    writers_since(stop_rev, &w);
+    for (int i = 0; i < w.n; i++) {
+        if (first_new < 0 && strcmp(w.who[i], cl.coord_addr[lead]) != 0)
+            first_new = i;
+        if (first_new >= 0)
+            ck_assert_msg(strcmp(w.who[i], cl.coord_addr[lead]) != 0,
+                          "the former leader %s wrote revision %lld after its successor %s",
+                          cl.coord_addr[lead], (long long)w.rev[i], w.who[first_new]);
+    }
+    ck_assert_msg(first_new >= 0, "the successor never wrote the state");
+    for (int k = 0; k < 200; k += 7) {
+        snprintf(key, sizeof(key), "f%03d", k);
+        ck_assert_int_eq(holders(&cl, key), 1);
+    }
+    omc_close(c);
+    etcd_close();
+    cluster_stop(&cl);
+}
+END_TEST
+
+START_TEST(etcd_down_data_flows_admin_refused)
+{
+    cluster cl;
+    omc_client *c;
+    Objmeta__Response *r;
+    char key[32];
+    uint64_t deadline;
+
+    cluster_start(&cl, 2, NULL);
+    shard_start(&cl, 2);
+    c = client_of(cl.coord_addr[1]);
+    put(c, "before", "1");
+    tu_etcd_stop_member(cl.etcd, 0);
+    /* data requests go on with the rings in hand, through every coordinator */
+    for (int i = 0; i < NCO; i++) {
+        omc_client *ci = client_of(cl.coord_addr[i]);
+
+        snprintf(key, sizeof(key), "during-%d", i);
+        put(ci, key, "2");
+        expect(ci, "before", "1");
+        omc_close(ci);
+    }
+    /* admin changes are refused, naming etcd */
+    for (int i = 0; i < NCO; i++) {
+        r = add_shard(cl.coord_addr[i], "s3", cl.shard_addr[2]);
+        ck_assert_ptr_nonnull(r);
+        ck_assert_msg(r->status == OBJMETA__STATUS__UNAVAILABLE && strstr(r->message, "etcd"),
+                      "coordinator %d: status %d: %s", i, (int)r->status, r->message);
+        rpc_response_free(r);
+    }
+    /* etcd back: a leader again, and the change goes through */
+    tu_etcd_restart_member(cl.etcd, 0);
+    deadline = tu_now_ms() + WAIT_MS;
+    for (;;) {
+        r = add_shard(cl.coord_addr[0], "s3", cl.shard_addr[2]);
+        if (r != NULL && r->status == OBJMETA__STATUS__OK)
+            break;
+        ck_assert_msg(tu_now_ms() < deadline, "admin still refused after etcd came back: %s",
+                      r ? r->message : "no answer");
+        rpc_response_free(r);
+        struct timespec ts = {0, 100 * 1000000L}; /* poll interval */
+        nanosleep(&ts, NULL);
+    }
+    rpc_response_free(r);
+    wait_change_done(cl.coord_addr[2], 2);
+    expect(c, "during-0", "2");
+    expect(c, "before", "1");
+    omc_close(c);
+    cluster_stop(&cl);
+}
+END_TEST
+
+START_TEST(rolling_restarts_three_addresses)
+{
+    cluster cl;
+    omc_client *c;
+    char addrs[256], key[32], val[32];
+
+    cluster_start(&cl, 2, NULL);
+    snprintf(addrs, sizeof(addrs), "%s,%s,%s", cl.coord_addr[0], cl.coord_addr[1],
+             cl.coord_addr[2]);
+    c = client_of(addrs);
+    for (int round = 0; round < 2 * NCO; round++) {
+        int victim = round % NCO;
+
+        tu_proc_kill9(cl.coord[victim]);
+        for (int k = 0; k < 5; k++) {
+            snprintf(key, sizeof(key), "roll-%d-%d", round, k);
+            snprintf(val, sizeof(val), "v-%d-%d", round, k);
+            put(c, key, val);
+            expect(c, key, val);
+        }
+        tu_proc_free(cl.coord[victim]);
+        coord_start(&cl, victim);
+    }
+    for (int round = 0; round < 2 * NCO; round++) {
+        snprintf(key, sizeof(key), "roll-%d-4", round);
+        snprintf(val, sizeof(val), "v-%d-4", round);
+        expect(c, key, val);
+    }
+    omc_close(c);
+    cluster_stop(&cl);
+}
+END_TEST
+
+static Suite *
+etcd_coord_suite(void)
+{
+    Suite *s = suite_create("etcd-coordinators");
+    TCase *tc = tcase_create("etcd-coordinators");
+
+    tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, coordinators_route_to_the_owner);
+    tcase_add_test(tc, concurrent_add_shard_one_wins);
+    tcase_add_test(tc, leader_killed_mid_change_another_finishes);
+    tcase_add_test(tc, frozen_leader_writes_nothing);
+    tcase_add_test(tc, etcd_down_data_flows_admin_refused);
+    tcase_add_test(tc, rolling_restarts_three_addresses);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    if (!tu_etcd_available())
+        return 77;
+    return tu_run(etcd_coord_suite());
+}
