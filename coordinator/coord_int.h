@@ -110,8 +110,9 @@ struct coord {
     ring *pending;        /* the target ring of the change in progress, or NULL (migrate.c) */
     coord_shard **shards; /* the pool: every shard of ring and pending, in no set order */
     size_t nshards;
-    size_t *cur_map;  /* ring_shard_at(ring, i) is shards[cur_map[i]] */
-    size_t *pend_map; /* the same for pending (NULL when no change is in progress) */
+    bool pool_closing; /* coord_pool_close runs: no new shard calls (their callbacks fail) */
+    size_t *cur_map;   /* ring_shard_at(ring, i) is shards[cur_map[i]] */
+    size_t *pend_map;  /* the same for pending (NULL when no change is in progress) */
     uint8_t secret[COORD_SECRET_LEN]; /* continuation-token key (ring_store.c) */
 
     rpc_server *server;

@@ -276,6 +276,12 @@ coord_pool_close(coord *c)
 {
     if (c->shards == NULL)
         return;
+    /*
+     * Freeing a connection fails its pending calls, and a failed call's
+     * callback may probe the shard again (pool_push_ring) on a connection
+     * already freed: nothing new is sent from here on.
+     */
+    c->pool_closing = true;
     /* First every connection (pending calls complete and release their contexts)... */
     for (size_t i = 0; i < c->nshards; i++) {
         for (uint32_t k = 0; k < c->shards[i]->nconns; k++) {
@@ -297,8 +303,11 @@ coord_pool_close(coord *c)
 om_status
 coord_pool_call(coord_shard *sh, const Objmeta__Request *req, rpc_client_cb cb, void *arg)
 {
-    rpc_client *cl = sh->conns[sh->next_conn++ % sh->nconns];
+    rpc_client *cl;
 
+    if (sh->c->pool_closing)
+        return OM_E_UNAVAILABLE;
+    cl = sh->conns[sh->next_conn++ % sh->nconns];
     sh->forwarded++;
     return rpc_client_call(cl, req, sh->c->opts.shard_timeout_ms, cb, arg);
 }
@@ -394,7 +403,7 @@ pool_push_ring(coord_shard *sh)
     Objmeta__Ring *pb = NULL, *pp = NULL;
     om_status st;
 
-    if (sh->setring_inflight)
+    if (sh->setring_inflight || sh->c->pool_closing)
         return;
     if ((st = ring_to_pb(sh->c->ring, &pb)) != OM_OK ||
         (sh->c->pending != NULL && (st = ring_to_pb(sh->c->pending, &pp)) != OM_OK)) {
@@ -473,7 +482,7 @@ pool_ping(coord_shard *sh)
     Objmeta__Request req = OBJMETA__REQUEST__INIT;
     Objmeta__PingRequest ping = OBJMETA__PING_REQUEST__INIT;
 
-    if (sh->ping_inflight)
+    if (sh->ping_inflight || sh->c->pool_closing)
         return;
     req.body_case = OBJMETA__REQUEST__BODY_PING;
     req.ping = &ping;

@@ -366,10 +366,16 @@ db_write(lsm_db *db, lsm_batch *batch, bool sync, bool force_switch)
             int nr = 0;
             bool end = false;
 
-            for (; nr < DB_APPLY_CHUNK && !end; x = x->next) {
+            /*
+             * Never step past `last`: its next pointer belongs to the queue,
+             * which other writers extend under mu while we run without it.
+             */
+            while (nr < DB_APPLY_CHUNK && !end) {
                 if (x->batch != NULL && lsm_batch_count(x->batch) > 0)
                     reps[nr++] = lsm_batch_rep(x->batch);
                 end = x == last;
+                if (!end)
+                    x = x->next;
             }
             if (nr > 0)
                 st = lsm_batch_apply_sorted(reps, nr, mem, &db->apply_scratch, &db->apply_cap);

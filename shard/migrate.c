@@ -16,9 +16,10 @@
  * Locking. `mu` guards the three ring pointers; everyone else takes
  * references under it and works without it. ApplyRecords takes the shard's
  * key stripes (shard_int.h) of one group of records (consecutive stripes,
- * about MIG_APPLY_GROUP_BYTES of records) in ascending order through
- * shard_stripe_lock, which checks the order, so it cannot deadlock with the
- * shard's writers, which take theirs in the same order.
+ * about MIG_APPLY_GROUP_BYTES of records) through shard_stripes_lock: in
+ * ascending order (checked), or the stripes gate alone for a group of more
+ * than SHARD_GROUP_MAX_STRIPES, so it cannot deadlock with the shard's
+ * writers, which take the gate and then theirs in the same order.
  */
 #define OM_LOG_MODULE "migrate"
 #include "shard/migrate.h"
@@ -618,13 +619,13 @@ static om_status
 apply_group(shard_mig *m, const mig_rec *recs, const apply_ref *refs, size_t n, lsm_batch *b,
             uint32_t *applied, uint32_t *skipped)
 {
+    uint64_t set[SHARD_STRIPES / 64] = {0};
     om_buf cur = OM_BUF_INIT;
     om_status st = OM_OK;
-    int held = -1;
 
-    for (size_t i = 0; i < n; i++) /* ascending: the only order two lockers can agree on */
-        if (i == 0 || refs[i].stripe != refs[i - 1].stripe)
-            shard_stripe_lock(m->s, refs[i].stripe, &held);
+    for (size_t i = 0; i < n; i++)
+        set[refs[i].stripe / 64] |= UINT64_C(1) << (refs[i].stripe % 64);
+    shard_stripes_lock(m->s, set); /* ascending, or the gate alone */
     lsm_batch_clear(b);
     for (size_t i = 0; i < n && st == OM_OK; i++) {
         const mig_rec *r = &recs[refs[i].i];
@@ -644,9 +645,7 @@ apply_group(shard_mig *m, const mig_rec *recs, const apply_ref *refs, size_t n, 
     }
     if (st == OM_OK && lsm_batch_count(b) > 0)
         st = lsm_write(shard_db(m->s), b);
-    for (size_t i = 0; i < n; i++) /* each distinct stripe once; unlock order is free */
-        if (i + 1 == n || refs[i].stripe != refs[i + 1].stripe)
-            pthread_mutex_unlock(&m->s->stripes[refs[i].stripe]);
+    shard_stripes_unlock(m->s, set);
     om_buf_free(&cur);
     return st;
 }

@@ -82,10 +82,16 @@ shard_make_dirs(const char *path)
 om_status
 shard_engine_open(shard *s, const char *dir)
 {
+    pthread_rwlockattr_t ga;
     om_status st;
 
     for (int i = 0; i < SHARD_STRIPES; i++)
         pthread_mutex_init(&s->stripes[i], NULL);
+    pthread_rwlockattr_init(&ga);
+    /* a group taking the gate exclusive must not starve behind single writes */
+    pthread_rwlockattr_setkind_np(&ga, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&s->stripes_gate, &ga);
+    pthread_rwlockattr_destroy(&ga);
     pthread_mutex_init(&s->wm_mu, NULL);
     st = shard_make_dirs(dir);
     if (st == OM_OK)
@@ -94,6 +100,7 @@ shard_engine_open(shard *s, const char *dir)
         om_log(OM_LOG_ERROR, "cannot open the engine dir=%s status=%s", dir, om_status_str(st));
         for (int i = 0; i < SHARD_STRIPES; i++)
             pthread_mutex_destroy(&s->stripes[i]);
+        pthread_rwlock_destroy(&s->stripes_gate);
         pthread_mutex_destroy(&s->wm_mu);
     }
     return st;
@@ -117,6 +124,7 @@ shard_engine_close(shard *s)
         st = st2;
     for (int i = 0; i < SHARD_STRIPES; i++)
         pthread_mutex_destroy(&s->stripes[i]);
+    pthread_rwlock_destroy(&s->stripes_gate);
     return st;
 }
 
@@ -137,6 +145,41 @@ unsigned
 shard_stripe_of(om_slice lkey)
 {
     return (unsigned)(om_hash64(lkey.p, lkey.n) % SHARD_STRIPES);
+}
+
+static unsigned
+stripes_count(const uint64_t *set)
+{
+    unsigned n = 0;
+
+    for (unsigned w = 0; w < SHARD_STRIPES / 64; w++)
+        n += (unsigned)__builtin_popcountll(set[w]);
+    return n;
+}
+
+void
+shard_stripes_lock(shard *s, const uint64_t *set)
+{
+    int held = -1;
+
+    if (stripes_count(set) > SHARD_GROUP_MAX_STRIPES) {
+        pthread_rwlock_wrlock(&s->stripes_gate);
+        return;
+    }
+    pthread_rwlock_rdlock(&s->stripes_gate);
+    for (unsigned k = 0; k < SHARD_STRIPES; k++)
+        if (set[k / 64] & (UINT64_C(1) << (k % 64)))
+            shard_stripe_lock(s, k, &held);
+}
+
+void
+shard_stripes_unlock(shard *s, const uint64_t *set)
+{
+    if (stripes_count(set) <= SHARD_GROUP_MAX_STRIPES)
+        for (unsigned k = SHARD_STRIPES; k-- > 0;)
+            if (set[k / 64] & (UINT64_C(1) << (k % 64)))
+                pthread_mutex_unlock(&s->stripes[k]);
+    pthread_rwlock_unlock(&s->stripes_gate);
 }
 
 /*
@@ -301,7 +344,9 @@ shard_exists(shard *s, om_slice bucket, om_slice key, char *err, size_t errlen)
  * record) and the LSM write. shard_write_many runs a batch of writes with a
  * single lsm_write -- one WAL record and one fsync for all of them -- while it
  * holds every stripe involved, taken in ascending index order (the only
- * place a thread holds more than one stripe, so there is no deadlock).
+ * place a thread holds more than one stripe, so there is no deadlock) --
+ * or, past SHARD_GROUP_MAX_STRIPES of them, the stripes gate exclusive,
+ * which excludes every stripe holder (shard_int.h, "Lock order").
  * A write to a key that appears earlier in the same batch is decided against
  * the record its latest predecessor in the batch puts there (or, when no
  * predecessor writes anything, against the engine), and goes into the same
@@ -422,6 +467,7 @@ write_one(shard *s, shard_write *w)
         return;
     }
     stripe = shard_stripe_of(om_buf_slice(&lkey));
+    pthread_rwlock_rdlock(&s->stripes_gate);
     shard_stripe_lock(s, stripe, &held);
     w->status = write_prepare(s, w, om_buf_slice(&lkey), etag, NULL, &raw, &val, &vlen);
     if (w->status == OM_OK && vlen > 0) {
@@ -430,6 +476,7 @@ write_one(shard *s, shard_write *w)
             write_fail_engine(s, w, st);
     }
     pthread_mutex_unlock(&s->stripes[stripe]);
+    pthread_rwlock_unlock(&s->stripes_gate);
     om_buf_free(&lkey);
     om_buf_free(&raw);
     om_buf_free(&val);
@@ -551,7 +598,6 @@ shard_write_group(shard *s, shard_write *w, size_t n, bool nosync)
     wm_item *items = NULL;
     size_t *last = NULL; /* open addressing: key -> 1 + its latest write in the batch; 0 = empty */
     uint64_t stripes[SHARD_STRIPES / 64] = {0}; /* the stripes to lock, as a bit set */
-    int held = -1;
     size_t nbatch = 0, mask = 1, kbytes = 0, vbytes = 0;
     om_status st;
 
@@ -608,10 +654,7 @@ shard_write_group(shard *s, shard_write *w, size_t n, bool nosync)
         items[i].valid = true;
         stripes[items[i].stripe / 64] |= UINT64_C(1) << (items[i].stripe % 64);
     }
-    /* Ascending stripe order, the only order in which a thread takes several. */
-    for (unsigned k = 0; k < SHARD_STRIPES; k++)
-        if (stripes[k / 64] & (UINT64_C(1) << (k % 64)))
-            shard_stripe_lock(s, k, &held);
+    shard_stripes_lock(s, stripes); /* ascending, or the gate alone */
     wm_prefetch(s, items, keys, 0, n, false);
     wm_prefetch(s, items, keys, WM_PREFETCH_AHEAD, n, false);
     wm_prefetch(s, items, keys, 0, n, true);
@@ -662,9 +705,7 @@ shard_write_group(shard *s, shard_write *w, size_t n, bool nosync)
         for (size_t i = 0; i < n; i++)
             if (items[i].in_batch)
                 write_fail_engine(s, &w[i], st);
-    for (unsigned k = SHARD_STRIPES; k-- > 0;)
-        if (stripes[k / 64] & (UINT64_C(1) << (k % 64)))
-            pthread_mutex_unlock(&s->stripes[k]);
+    shard_stripes_unlock(s, stripes);
     if (nbatch > 0 && s->repl != NULL)
         shard_repl_written(s->repl, st);
 out:

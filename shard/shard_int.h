@@ -14,10 +14,15 @@
  *                 (repl.h)
  *
  * Lock order (outermost first):
- *   1. key stripes (stripes[i]), several only in ascending index order
+ *   1. stripes_gate: every stripe holder holds it shared; a group that
+ *      would need more than SHARD_GROUP_MAX_STRIPES stripes holds it
+ *      exclusive instead, and no stripe (shard_stripes_lock: one lock
+ *      instead of up to 256, and ThreadSanitizer's deadlock detector
+ *      tracks at most 64 locks held by one thread);
+ *   2. key stripes (stripes[i]), several only in ascending index order
  *      (shard_write_group, migrate.c's ApplyRecords), taken through
  *      shard_stripe_lock, which checks the order;
- *   2. the engine's own locks (lsm_write, lsm_get under a stripe);
+ *   3. the engine's own locks (lsm_write, lsm_get under a stripe);
  *   wm_mu, the commit's mutexes, the pool's and repl.c's are leaves:
  *   nothing else is taken while one is held, and no stripe is held while
  *   one is taken. replica.c's mutex (a backup, where no client writes and
@@ -53,6 +58,7 @@ struct shard {
     shard_opts opts;
     char *id; /* opts.id, copied */
     pthread_mutex_t stripes[SHARD_STRIPES];
+    pthread_rwlock_t stripes_gate;  /* see "Lock order" above */
     shard_ring_check_fn ring_check; /* fence.c */
     void *ring_check_arg;
     commit *commit;                /* Store and Delete (commit.h) */
@@ -110,6 +116,17 @@ shard_stripe_lock(shard *s, unsigned stripe, int *held)
     pthread_mutex_lock(&s->stripes[stripe]);
     *held = (int)stripe;
 }
+
+/*
+ * Lock (unlock) the stripes in the bit set `set` (SHARD_STRIPES bits) for a
+ * group write, with the gate (lock order above): the gate shared and the
+ * stripes in ascending order, or the gate exclusive and no stripe when there
+ * are more than SHARD_GROUP_MAX_STRIPES of them. Pass the same set to both.
+ * A single write takes the gate shared, then its stripe.
+ */
+#define SHARD_GROUP_MAX_STRIPES 32
+void shard_stripes_lock(shard *s, const uint64_t *set);
+void shard_stripes_unlock(shard *s, const uint64_t *set);
 
 /*
  * The version rule (shard.h): a write to a key that holds a record (live or

@@ -338,6 +338,34 @@ tu_wait_deadline(pid_t pid, int timeout_ms, bool *exited)
     }
 }
 
+/*
+ * A sanitizer report in a child (ThreadSanitizer, AddressSanitizer, UBSan,
+ * LeakSanitizer) fails the test that ran it, whether or not the report made
+ * the child fail a request: its stderr is printed and the test aborts. Not
+ * at exit (the test has failed already, and its stderr is printed then).
+ */
+static bool tu_in_atexit;
+
+static void
+tu_proc_check_sanitizers(const tu_proc *p)
+{
+    static const char *const marks[] = {"ThreadSanitizer:", "AddressSanitizer", "LeakSanitizer",
+                                        "runtime error:"};
+    char *s;
+
+    if (tu_in_atexit || (s = tu_slurp(p->stderr_path)) == NULL)
+        return;
+    for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++) {
+        if (strstr(s, marks[i]) != NULL) {
+            free(s);
+            tu_proc_dump_stderr(p);
+            ck_abort_msg("%s (pid %d) printed a sanitizer report (\"%s\"): see its stderr above",
+                         p->binary, (int)p->pid, marks[i]);
+        }
+    }
+    free(s);
+}
+
 int
 tu_proc_stop(tu_proc *p)
 {
@@ -355,6 +383,7 @@ tu_proc_stop(tu_proc *p)
         waitpid(p->pid, &status, 0);
     }
     p->running = false;
+    tu_proc_check_sanitizers(p);
     return status;
 }
 
@@ -368,6 +397,7 @@ tu_proc_kill9(tu_proc *p)
     kill(p->pid, SIGKILL);
     waitpid(p->pid, &status, 0);
     p->running = false;
+    tu_proc_check_sanitizers(p);
 }
 
 void
@@ -435,6 +465,7 @@ tu_run_cmd(const char *binary, const char *const *argv, int timeout_ms, char **o
 static void
 tu_atexit(void)
 {
+    tu_in_atexit = true;
     for (int i = 0; i < TU_MAX_PROCS; i++) {
         tu_proc *p = procs[i];
         if (p == NULL)

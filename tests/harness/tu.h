@@ -10,7 +10,9 @@
  * after a deadline. Every started process is also stopped at exit of the test
  * process (a failing ck_assert exits the forked test), and gets
  * PR_SET_PDEATHSIG so it cannot outlive a crashed test. When a test fails,
- * the stderr of its processes is printed.
+ * the stderr of its processes is printed. A sanitizer report in a child's
+ * stderr (TSan, ASan, UBSan, LSan) fails the test at tu_proc_stop or
+ * tu_proc_kill9, even when the child went on serving.
  *
  * Thread-safety: test code; single-threaded.
  */

@@ -130,7 +130,13 @@ START_TEST(unread_answers_bounded)
     ck_assert_msg(closed, "the coordinator kept a connection that never reads its answers");
     /* 400 MiB of answers were asked for; the limit (36 MiB here) plus what is in
      * transit through the shard connections must stay far below */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    /* ASan's quarantine keeps freed answers resident (TSan's shadow likewise):
+     * the close above is checked, the bound only in plain builds */
+    printf("sanitizer build: the 200 MiB bound is not checked\n");
+#else
     ck_assert_msg(peak - base < 200 * 1024, "the coordinator grew by %ld KiB", peak - base);
+#endif
     close(fd);
     /* everyone else is served (once the shard connections, busy with those
      * answers, have passed a health probe again) */
