@@ -1,7 +1,8 @@
 /*
  * coordinator/migrate_int.h -- the state of an online ring change, shared by
- * migrate.c (the state machine: copy, cutover, switch, cleanup, persistence)
- * and mig_admin.c (AddShard/RemoveShard/SetWeight and RebalanceStatus).
+ * migrate.c (the state machine: cutover, switch, cleanup), mig_copy.c (the
+ * copy pipeline and throttle), mig_state.c (build, persistence) and
+ * mig_admin.c (AddShard/RemoveShard/SetWeight and RebalanceStatus).
  * Private to coordinator/. Loop thread only, like everything in coord_int.h.
  * The protocol: coordinator/MIGRATION.md.
  */
@@ -16,6 +17,7 @@
 #include "util/assert.h"
 #include "util/log.h"
 
+#define MIG_TICK_MS 10 /* period of the state machine's timer */
 #define MIG_PIPELINE 2 /* batches of one source being applied while the next is scanned */
 
 typedef enum mig_phase { MIG_IDLE = 0, MIG_COPYING = 1, MIG_CLEANUP = 3 } mig_phase;
@@ -154,5 +156,34 @@ uint32_t coord_mig_batch_now(const coord_mig *m);
 void coord_mig_set_phase(coord_mig *m, mig_phase to);
 /* Persist rings and state (atomic RING file); a failure is also noted in m->err. */
 om_status coord_mig_persist(coord_mig *m);
+
+/* One rpc of the change in flight (scan, apply, compact): freed by its callback. */
+typedef struct mig_call {
+    coord_mig *m;
+    size_t src; /* index of the source (scan, apply) or of the cleanup entry (compact) */
+    uint32_t gen, sgen, seq;
+    size_t dpos_next; /* dirty mode: the key index after this scan's keys */
+    uint64_t charged; /* scan: tokens taken when it was sent */
+    char target[RING_ID_MAX + 1];
+} mig_call;
+/* A call for source `src` of generation `gen`, or NULL (no memory). */
+mig_call *coord_mig_call_new(coord_mig *m, size_t src, uint32_t gen);
+
+/* --- mig_state.c --- */
+/* Overlay a persisted state on m (whose change, if any, is already built). */
+om_status coord_mig_decode(coord_mig *m, om_slice in, char *err, size_t errlen);
+
+/* --- mig_copy.c: the copy pipeline and its throttle --- */
+/* Drop source s's pipeline (answers still out are disowned) and scan again from its cursor. */
+void coord_mig_src_restart(mig_src *s);
+/* Send source i's next scan if its pipeline has room, its targets are ready and tokens allow. */
+void coord_mig_src_try_send(coord_mig *m, size_t i, uint64_t now);
+/* Start pass 1 (catch-up) for every source: cursors from the start, min_version wm0. */
+void coord_mig_start_pass(coord_mig *m, int pass);
+/* Pass 2 in dirty mode: freeze the dirty set, sorted and split per source. OM_E_NOMEM. */
+om_status coord_mig_build_dirty(coord_mig *m);
+/* Once per tick: the copy rate measured, and the throttle's busy flag and back-off factor. */
+void coord_mig_rate_update(coord_mig *m, uint64_t now);
+void coord_mig_throttle_update(coord_mig *m, uint64_t now);
 
 #endif /* OM_COORDINATOR_MIGRATE_INT_H */
