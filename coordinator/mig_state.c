@@ -301,13 +301,18 @@ bad:
 om_status
 coord_mig_persist(coord_mig *m)
 {
+    return coord_mig_save(m, m, m->c->pending);
+}
+
+om_status
+coord_mig_save(coord_mig *m, const coord_mig *state, const ring *pending)
+{
     om_buf b = OM_BUF_INIT;
     char err[512] = "";
-    om_status st = mig_encode(m, &b);
+    om_status st = mig_encode(state, &b);
 
     if (st == OM_OK)
-        st = coord_cstate_save(m->c->cs, m->c->ring, m->c->pending, om_buf_slice(&b), err,
-                               sizeof(err));
+        st = coord_cstate_save(m->c->cs, m->c->ring, pending, om_buf_slice(&b), err, sizeof(err));
     om_buf_free(&b);
     m->last_checkpoint_ms = om_clock_mono_ms();
     if (st != OM_OK) {

@@ -207,21 +207,23 @@ mig_switch(coord_mig *m)
     OM_ASSERT(m->phase == MIG_COPYING && m->pass == 2 && c->fenced && c->hold_lists);
     OM_ASSERT(ring_epoch(newr) > ring_epoch(oldr));
 
-    /* cleanup list: old owners that stay in the ring */
-    for (size_t i = 0; i < m->ncl; i++)
-        free(m->cl[i].id);
-    free(m->cl);
-    m->ncl = 0;
-    m->cl = calloc(m->nsrc ? m->nsrc : 1, sizeof(*m->cl));
-    if (m->cl == NULL)
+    /* cleanup list: old owners that stay in the ring, after the targets of a cancelled
+     * change (set by coord_mig_cancel; empty otherwise) */
+    size_t ncl0 = m->ncl;
+    mig_cleanup *cl = realloc(m->cl, (ncl0 + m->nsrc + 1) * sizeof(*m->cl));
+    if (cl == NULL)
         return;
-    m->ncl = 0;
+    m->cl = cl;
     for (size_t i = 0; i < m->nsrc; i++) {
         if (ring_find(newr, m->src[i].id, &idx) != OM_OK)
             continue;
+        memset(&m->cl[m->ncl], 0, sizeof(m->cl[m->ncl]));
         m->cl[m->ncl].id = strdup(m->src[i].id);
-        if (m->cl[m->ncl].id == NULL)
+        if (m->cl[m->ncl].id == NULL) {
+            while (m->ncl > ncl0)
+                free(m->cl[--m->ncl].id);
             return;
+        }
         m->ncl++;
     }
     c->ring = newr;
@@ -234,11 +236,8 @@ mig_switch(coord_mig *m)
         c->pending = newr;
         c->ring = oldr;
         coord_mig_set_phase(m, MIG_COPYING);
-        for (size_t i = 0; i < m->ncl; i++)
-            free(m->cl[i].id);
-        free(m->cl);
-        m->cl = NULL;
-        m->ncl = 0;
+        while (m->ncl > ncl0)
+            free(m->cl[--m->ncl].id);
         return;
     }
     ring_unref(oldr);
@@ -256,6 +255,151 @@ mig_switch(coord_mig *m)
            (unsigned long long)m->catchup_bytes, (unsigned long long)c->forwards_ok,
            (unsigned long long)c->forwards_failed, c->held_count);
     mig_unfence(m);
+}
+
+/* --- cancel (MIGRATION.md, "Cancel") ---------------------------------------------------------- */
+
+bool
+coord_mig_cancelling(const coord_mig *m)
+{
+    /* a change that moves nothing never persists COPYING (mig_begin switches at once): a
+     * pending ring with ring e's placement is a cancel, also after a restart */
+    return m->phase == MIG_COPYING && m->nrng == 0;
+}
+
+/* Ring e's placement with epoch `epoch`. */
+static om_status
+ring_renumber(const ring *r, uint64_t epoch, ring **out, char *err, size_t errlen)
+{
+    size_t n = ring_shard_count(r);
+    ring_shard *sh = calloc(n ? n : 1, sizeof(*sh));
+    om_status st;
+
+    if (sh == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    for (size_t i = 0; i < n; i++)
+        sh[i] = *ring_shard_at(r, i);
+    st = ring_new(sh, n, ring_vnodes_per_weight(r), epoch, out, err, errlen);
+    free(sh);
+    return st;
+}
+
+/*
+ * Until the switch the old owners hold every acknowledged write (they judged and versioned
+ * them all) and still own their keys, so going back loses nothing. What the targets copied
+ * must neither become visible nor outlive a later delete: the cancel is run as a change to
+ * ring e's placement under epoch e' = pending + 1 (a fresh epoch: shards tell rings apart
+ * by epoch, so e + 1 cannot be reused). Nothing moves in it, so it goes straight to the
+ * switch once every shard that is up holds e' as its pending ring -- from then on they
+ * refuse applies and forwards routed with e + 1 -- and its cleanup compacts the targets
+ * that stay in the ring (their filter drops every key they do not own under e'). The next
+ * change starts only after that cleanup. Targets outside ring e (an added shard) leave the
+ * pool: they hold copies and AddShard refuses them until their data dir is wiped.
+ */
+om_status
+coord_mig_cancel(coord_mig *m, Objmeta__CancelRebalanceResponse *out, char ***wipe, char *err,
+                 size_t errlen)
+{
+    coord *c = m->c;
+    ring *oldp = c->pending, *np = NULL;
+    coord_mig *next = NULL;
+    mig_cleanup *cl = NULL;
+    size_t ncl = 0, nwipe = 0, idx;
+    char **w = NULL;
+    om_status st;
+
+    OM_ASSERT(m->phase == MIG_COPYING && oldp != NULL && !coord_mig_cancelling(m));
+    *wipe = NULL;
+    out->phase = m->pass == 2 ? "cutover" : m->pass == 1 ? "catch-up" : "copying";
+    out->from_epoch = ring_epoch(c->ring);
+    out->cancelled_epoch = ring_epoch(oldp);
+    OM_TRY(ring_renumber(c->ring, ring_epoch(oldp) + 1, &np, err, errlen));
+    cl = calloc(m->nrng + 1, sizeof(*cl));
+    w = calloc(m->nrng + 1, sizeof(*w));
+    next = malloc(sizeof(*next));
+    if (cl == NULL || w == NULL || next == NULL) {
+        st = OM_ERR(OM_E_NOMEM);
+        goto fail;
+    }
+    for (size_t i = 0; i < m->nrng; i++) {
+        const char *to = m->rng[i].to;
+        bool seen = false, stays = ring_find(c->ring, to, &idx) == OM_OK;
+        for (size_t k = 0; k < ncl; k++)
+            seen |= strcmp(cl[k].id, to) == 0;
+        for (size_t k = 0; k < nwipe; k++)
+            seen |= strcmp(w[k], to) == 0;
+        if (seen)
+            continue;
+        char *id = strdup(to);
+        if (id == NULL) {
+            st = OM_ERR(OM_E_NOMEM);
+            goto fail;
+        }
+        if (stays)
+            cl[ncl++].id = id;
+        else
+            w[nwipe++] = id;
+    }
+    /* the state after the cancel, saved before anything acts on it */
+    *next = *m;
+    next->pass = 0;
+    next->nsrc = next->nrng = 0;
+    next->cl = cl;
+    next->ncl = ncl;
+    next->from_epoch = ring_epoch(c->ring);
+    next->to_epoch = ring_epoch(np);
+    next->started_ms = om_clock_wall_ms();
+    snprintf(next->op, sizeof(next->op), "cancel of %.140s", m->op);
+    if ((st = coord_mig_save(m, next, np)) != OM_OK) {
+        snprintf(err, errlen, "%s", m->err);
+        goto fail;
+    }
+    om_log(OM_LOG_INFO,
+           "ring change cancelled op=\"%s\" phase=%s epoch=%llu cancelled_epoch=%llu "
+           "new_epoch=%llu targets_to_compact=%zu shards_to_wipe=%zu held_requests=%zu",
+           m->op, out->phase, (unsigned long long)ring_epoch(c->ring),
+           (unsigned long long)ring_epoch(oldp), (unsigned long long)ring_epoch(np), ncl, nwipe,
+           c->held_count);
+    coord_mig_free_change(m); /* answers to the cancelled passes are ignored from now on */
+    c->pending = np;
+    ring_unref(oldp);
+    if (coord_mig_build(m) != OM_OK) /* no range moves: no source; nothing lost without */
+        om_log(OM_LOG_WARN, "cancel: out of memory building the empty change");
+    OM_ASSERT_ALWAYS(m->nrng == 0);
+    m->cl = cl;
+    m->ncl = ncl;
+    m->pass = 0;
+    m->final_started = false;
+    memcpy(m->op, next->op, sizeof(m->op));
+    m->from_epoch = next->from_epoch;
+    m->to_epoch = next->to_epoch;
+    m->started_ms = next->started_ms;
+    m->need_catchup = false;
+    m->drained = true; /* nothing is copied */
+    m->err[0] = '\0';
+    m->pass_start_ms = om_clock_mono_ms();
+    free(next);
+    /* the requests held for the cancelled cutover go to their owners under ring e */
+    mig_unfence(m);
+    if (coord_pool_sync(c) != OM_OK)
+        om_log(OM_LOG_ERROR, "cannot update the shard pool after the cancel");
+    coord_pool_push_all(c);
+    out->operation = m->op + strlen("cancel of ");
+    out->to_epoch = ring_epoch(np);
+    out->n_wipe_shards = nwipe;
+    out->wipe_shards = w;
+    *wipe = w;
+    return OM_OK;
+fail:
+    for (size_t k = 0; k < ncl; k++)
+        free(cl[k].id);
+    for (size_t k = 0; k < nwipe; k++)
+        free(w[k]);
+    free(cl);
+    free(w);
+    free(next);
+    ring_unref(np);
+    return st;
 }
 
 static void
@@ -328,6 +472,7 @@ mig_cleanup_step(coord_mig *m)
         om_log(OM_LOG_INFO, "ring change finished epoch=%llu op=\"%s\"",
                (unsigned long long)ring_epoch(c->ring), m->op);
         coord_mig_set_phase(m, MIG_IDLE);
+        m->ended_ms = om_clock_wall_ms();
         m->err[0] = '\0';
         (void)coord_mig_persist(m);
     }

@@ -86,6 +86,7 @@ typedef struct coord_mig {
     bool starting;       /* an admin op is checking the new shard */
     char op[160];        /* "add-shard s4 at 127.0.0.1:7004 weight 1" */
     uint64_t started_ms; /* wall clock */
+    uint64_t ended_ms;   /* wall clock: the end of the last change (in memory only; 0 = unknown) */
     uint64_t from_epoch, to_epoch;
     uint64_t last_change_epoch;
     mig_rng *rng;
@@ -156,6 +157,19 @@ uint32_t coord_mig_batch_now(const coord_mig *m);
 void coord_mig_set_phase(coord_mig *m, mig_phase to);
 /* Persist rings and state (atomic RING file); a failure is also noted in m->err. */
 om_status coord_mig_persist(coord_mig *m);
+/* The same with `state` (a variant of m not installed yet) and `pending` in place of m's. */
+om_status coord_mig_save(coord_mig *m, const coord_mig *state, const ring *pending);
+/* A cancel is under way: a change in which nothing moves (MIGRATION.md, "Cancel"). */
+bool coord_mig_cancelling(const coord_mig *m);
+/*
+ * coord_mig_cancel -- roll back the change in progress (phase COPYING, any pass): the
+ * pending ring is replaced by ring e's placement under a new epoch, held requests are
+ * released, and the targets that stay are compacted at the cleanup. Fills `out` (its
+ * strings point into m or into *wipe, which the caller frees with free()).
+ * Returns: OM_OK; OM_E_NOMEM; the save's error (then nothing changed; message in err).
+ */
+om_status coord_mig_cancel(coord_mig *m, Objmeta__CancelRebalanceResponse *out, char ***wipe,
+                           char *err, size_t errlen);
 
 /* One rpc of the change in flight (scan, apply, compact): freed by its callback. */
 typedef struct mig_call {
