@@ -78,7 +78,7 @@ main(int argc, char **argv)
         om_conf_fini(&coord_table, &cf);
         return 0;
     }
-    om_log_set_level((om_log_level)cf.log_level);
+    om_log_setup((om_log_level)cf.log_level, (om_log_format)cf.log_format);
     rpc_init_logging();
     signal(SIGPIPE, SIG_IGN);
 

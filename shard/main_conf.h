@@ -17,7 +17,7 @@ typedef struct shard_conf {
     char *listen, *http_listen, *data_dir, *port_file, *id, *plaintext_roles, *token_keys;
     char *tls_cert, *tls_key, *tls_ca, *list_token_secret;
     int tls_client_auth;
-    int sync_mode, log_level;
+    int sync_mode, log_level, log_format;
     int64_t sync_period, write_buffer, block_cache, max_object_size, max_metadata_size;
     int64_t row_cache, wal_preallocate, background_nice, memory_budget;
     int64_t max_frame, max_connections, idle_timeout, request_timeout, workers;
