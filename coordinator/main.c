@@ -57,27 +57,14 @@ int
 main(int argc, char **argv)
 {
     coord_conf cf = {0};
-    om_conf_action act;
     char err[512], haddr[300];
     coord_opts o;
     app a = {0};
     struct event *sigs[2] = {NULL, NULL};
+    int rc = om_conf_main_load(&coord_table, &cf, argc, argv);
 
-    if (om_conf_load(&coord_table, &cf, argc, argv, &act, err, sizeof(err)) != OM_OK) {
-        om_log(OM_LOG_ERROR, "bad configuration: %s", err);
-        om_conf_fini(&coord_table, &cf);
-        return 2;
-    }
-    if (act != OM_CONF_RUN) {
-        if (act == OM_CONF_PRINT)
-            om_conf_print(&coord_table, &cf, stdout);
-        else if (act == OM_CONF_HELP)
-            om_conf_usage(&coord_table, stdout);
-        else
-            printf("objmeta-coord %s\n", OM_VERSION);
-        om_conf_fini(&coord_table, &cf);
-        return 0;
-    }
+    if (rc != OM_CONF_MAIN_RUN)
+        return rc;
     om_log_setup((om_log_level)cf.log_level, (om_log_format)cf.log_format);
     rpc_init_logging();
     signal(SIGPIPE, SIG_IGN);

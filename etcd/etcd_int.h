@@ -77,6 +77,13 @@ om_status etcd_json_bytes(const json_t *obj, const char *name, om_arena *a, om_s
 om_status etcd_json_kv(const json_t *obj, om_arena *a, etcd_kv *kv);
 /* Parse "header.revision" of obj into r->revision. */
 om_status etcd_json_header(const json_t *obj, etcd_resp *r);
+/*
+ * obj's member name as an array (*arr) of *n elements, with room for them
+ * (*n * elem bytes) in *out from the arena; absent or empty: *n 0 and *out
+ * NULL. OM_E_CORRUPT when it is not an array, OM_E_NOMEM.
+ */
+om_status etcd_json_array(const json_t *obj, const char *name, om_arena *a, size_t elem,
+                          const json_t **arr, void **out, size_t *n);
 /* Parse a "kvs" array into r->kvs / r->nkvs / r->more. */
 om_status etcd_json_kvs(const json_t *obj, om_arena *a, etcd_resp *r);
 

@@ -156,24 +156,41 @@ etcd_json_header(const json_t *obj, etcd_resp *r)
 }
 
 om_status
+etcd_json_array(const json_t *obj, const char *name, om_arena *a, size_t elem, const json_t **arr,
+                void **out, size_t *n)
+{
+    const json_t *v = json_object_get(obj, name);
+
+    *arr = v;
+    *out = NULL;
+    *n = 0;
+    if (v == NULL)
+        return OM_OK;
+    if (!json_is_array(v))
+        return OM_ERR(OM_E_CORRUPT);
+    *n = json_array_size(v);
+    if (*n == 0)
+        return OM_OK;
+    *out = om_arena_alloc(a, *n * elem);
+    if (*out == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    return OM_OK;
+}
+
+om_status
 etcd_json_kvs(const json_t *obj, om_arena *a, etcd_resp *r)
 {
-    const json_t *arr = json_object_get(obj, "kvs");
     const json_t *more = json_object_get(obj, "more");
+    const json_t *arr;
+    void *mem;
     etcd_kv *kvs;
     size_t n;
 
     r->more = more != NULL && json_is_true(more);
-    if (arr == NULL)
-        return OM_OK;
-    if (!json_is_array(arr))
-        return OM_ERR(OM_E_CORRUPT);
-    n = json_array_size(arr);
+    OM_TRY(etcd_json_array(obj, "kvs", a, sizeof(*kvs), &arr, &mem, &n));
     if (n == 0)
         return OM_OK;
-    kvs = om_arena_alloc(a, n * sizeof(*kvs));
-    if (kvs == NULL)
-        return OM_ERR(OM_E_NOMEM);
+    kvs = mem;
     for (size_t i = 0; i < n; i++)
         OM_TRY(etcd_json_kv(json_array_get(arr, i), a, &kvs[i]));
     r->kvs = kvs;

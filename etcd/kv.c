@@ -29,21 +29,16 @@ static om_status
 parse_txn(json_t *root, om_arena *a, etcd_resp *r)
 {
     const json_t *ok = json_object_get(root, "succeeded");
-    const json_t *arr = json_object_get(root, "responses");
+    const json_t *arr;
+    void *mem;
     etcd_resp *ops;
     size_t n;
 
     r->succeeded = ok != NULL && json_is_true(ok);
-    if (arr == NULL)
-        return OM_OK;
-    if (!json_is_array(arr))
-        return OM_ERR(OM_E_CORRUPT);
-    n = json_array_size(arr);
+    OM_TRY(etcd_json_array(root, "responses", a, sizeof(*ops), &arr, &mem, &n));
     if (n == 0)
         return OM_OK;
-    ops = om_arena_alloc(a, n * sizeof(*ops));
-    if (ops == NULL)
-        return OM_ERR(OM_E_NOMEM);
+    ops = mem;
     for (size_t i = 0; i < n; i++) {
         json_t *op = json_array_get(arr, i);
         json_t *sub;

@@ -1,5 +1,5 @@
 /*
- * lsm/db_int.h -- the lsm_db structure shared by db.c, db_write.c,
+ * lsm/db_int.h -- the lsm_db structure shared by db.c, db_read.c, db_write.c,
  * db_iter.c and compaction.c (private to lsm/).
  *
  * Threads. User threads call the API. Three background threads per db:

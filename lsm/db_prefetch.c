@@ -131,7 +131,7 @@ pf_table_rows(lsm_db *db, const lsm_version *v, const om_slice *keys, size_t k, 
     for (size_t i = 0; i < k; i++) {
         if (found[i] || keys[i].n > LSM_MAX_KEY_SIZE)
             continue;
-        h[i] = om_hash64(keys[i].p, keys[i].n); /* the filters' hash (db.c's db_probe_hash) */
+        h[i] = om_hash64(keys[i].p, keys[i].n); /* the filters' hash (db_read.c's db_probe_hash) */
         pf_tables(c, &nc, v, keys[i], i, h[i]);
     }
     for (size_t j = 0; j < nc; j++) {

@@ -1,6 +1,8 @@
 /*
  * rpc/conn.c -- one server connection: reading frames, dispatching requests
- * to the handler, writing responses, flow control, and closing.
+ * to the handler, writing responses, flow control, and closing. How an
+ * answer gets back to the connection (rpc_reply, from any thread) is
+ * rpc/reply.c's.
  *
  * A connection moves through these states (rpc_int.h: conn_state):
  *
@@ -35,10 +37,6 @@
  * without decoding), then every RPC_PREFETCH_MAX dispatched frames again, so
  * that the handler's data for a pipelined batch loads while it runs.
  *
- * Replies answered on the loop thread are packed straight into the
- * bufferevent's output; replies from other threads arrive packed through the
- * server's completion queue (rpc_int.h explains the scheme).
- *
  * Writing: the bufferevent's EV_WRITE is normally off. A connection that
  * queues output joins the server's dirty list, and flush_ev (activated once,
  * so it runs after the other callbacks of this loop iteration) writes each
@@ -72,19 +70,17 @@
 #define CONN_LINGER_MS 2000
 
 static void conn_process(rpc_conn *c);
-static void reply_enqueue(rpc_reply *r);
-static void conn_flow(rpc_conn *c);
 static void conn_destroy(rpc_conn *c);
 
-static struct evbuffer *
-conn_out(rpc_conn *c)
+struct evbuffer *
+rpc_conn_out(rpc_conn *c)
 {
     return bufferevent_get_output(c->bev);
 }
 
 /* Output was queued: write it at the end of this loop iteration. */
-static void
-conn_mark_dirty(rpc_conn *c)
+void
+rpc_conn_mark_dirty(rpc_conn *c)
 {
     rpc_server *s = c->srv;
 
@@ -129,90 +125,12 @@ conn_set_write(rpc_conn *c, bool on)
     c->wr_enabled = on;
 }
 
-/* Take a reply off its connection's in-flight list (it becomes orphaned). */
-static void
-reply_unlink(rpc_reply *r)
-{
-    rpc_conn *c = r->conn;
-
-    if (c == NULL)
-        return;
-    if (r->prev != NULL)
-        r->prev->next = r->next;
-    else
-        c->in_head = r->next;
-    if (r->next != NULL)
-        r->next->prev = r->prev;
-    else
-        c->in_tail = r->prev;
-    r->prev = r->next = NULL;
-    r->conn = NULL;
-    c->ninflight--;
-    c->srv->st.requests_inflight--;
-}
-
-static void
-cq_unref(rpc_cq *q)
-{
-    if (atomic_fetch_sub(&q->refs, 1) == 1) {
-        pthread_mutex_destroy(&q->mu);
-        free(q);
-    }
-}
-
-void
-rpc_reply_destroy(rpc_reply *r)
-{
-    rpc_cq *q = r->cq;
-
-    free(r->frame);
-    /* q->dead is written only on the loop thread (rpc_server_free) */
-    if (q->n_pool < RPC_REPLY_POOL && pthread_equal(pthread_self(), q->loop_thread) && !q->dead) {
-        r->qnext = q->pool;
-        q->pool = r;
-        q->n_pool++;
-    } else {
-        free(r);
-    }
-    cq_unref(q);
-}
-
-static rpc_reply *
-reply_new(rpc_conn *c, uint64_t id, uint64_t now_ns)
-{
-    rpc_cq *q = c->srv->cq;
-    rpc_reply *r = q->pool;
-
-    if (r != NULL) {
-        q->pool = r->qnext;
-        q->n_pool--;
-        memset(r, 0, sizeof(*r));
-    } else if ((r = calloc(1, sizeof(*r))) == NULL) {
-        return NULL;
-    }
-    r->cq = q;
-    atomic_fetch_add(&r->cq->refs, 1);
-    r->id = id;
-    r->start_ns = now_ns;
-    r->start_ms = now_ns / 1000000u;
-    r->conn = c;
-    r->prev = c->in_tail;
-    if (c->in_tail != NULL)
-        c->in_tail->next = r;
-    else
-        c->in_head = r;
-    c->in_tail = r;
-    c->ninflight++;
-    c->srv->st.requests_inflight++;
-    return r;
-}
-
 /* Queue a response on the connection; a response too large becomes INTERNAL. */
-static void
-conn_queue_response(rpc_conn *c, const Objmeta__Response *resp)
+void
+rpc_conn_queue_response(rpc_conn *c, const Objmeta__Response *resp)
 {
     size_t n = 0;
-    om_status st = rpc_frame_encode_evb(conn_out(c), &resp->base, c->srv->o.max_frame, &n);
+    om_status st = rpc_frame_encode_evb(rpc_conn_out(c), &resp->base, c->srv->o.max_frame, &n);
 
     if (st == OM_E_INVALID) {
         char msg[128];
@@ -223,7 +141,7 @@ conn_queue_response(rpc_conn *c, const Objmeta__Response *resp)
         e.id = resp->id;
         e.status = OBJMETA__STATUS__INTERNAL;
         e.message = msg;
-        st = rpc_frame_encode_evb(conn_out(c), &e.base, c->srv->o.max_frame, &n);
+        st = rpc_frame_encode_evb(rpc_conn_out(c), &e.base, c->srv->o.max_frame, &n);
     }
     if (st != OM_OK) {
         om_log(OM_LOG_ERROR, "cannot queue response peer=%s id=%llu err=%s", c->peer,
@@ -232,7 +150,7 @@ conn_queue_response(rpc_conn *c, const Objmeta__Response *resp)
     }
     c->srv->st.responses_total++;
     c->srv->st.bytes_out += n;
-    conn_mark_dirty(c); /* last_active_ms is stamped when the bytes leave */
+    rpc_conn_mark_dirty(c); /* last_active_ms is stamped when the bytes leave */
 }
 
 static void conn_send_error(rpc_conn *c, uint64_t id, om_status st, const char *fmt, ...)
@@ -251,7 +169,7 @@ conn_send_error(rpc_conn *c, uint64_t id, om_status st, const char *fmt, ...)
     e.id = id;
     e.status = rpc_status_to_proto(st);
     e.message = msg;
-    conn_queue_response(c, &e);
+    rpc_conn_queue_response(c, &e);
 }
 
 /* Orphan every in-flight request: their answers will be dropped. */
@@ -259,7 +177,7 @@ static void
 conn_orphan_all(rpc_conn *c)
 {
     while (c->in_head != NULL)
-        reply_unlink(c->in_head);
+        rpc_reply_unlink(c->in_head);
 }
 
 static void
@@ -293,7 +211,7 @@ conn_fatal(rpc_conn *c, om_status st, const char *msg)
     conn_send_error(c, 0, st, "%s", msg);
     conn_set_read(c, false);
     conn_enter(c, CONN_FLUSHING);
-    conn_flow(c);
+    rpc_conn_flow(c);
 }
 
 static void
@@ -317,17 +235,17 @@ conn_has_frame(rpc_conn *c)
 }
 
 /*
- * conn_flow -- recompute whether to read, and close when the state says so.
+ * rpc_conn_flow -- recompute whether to read, and close when the state says so.
  * Called after anything that changes in-flight count, output size or state.
  */
-static void
-conn_flow(rpc_conn *c)
+void
+rpc_conn_flow(rpc_conn *c)
 {
     const rpc_server_opts *o = &c->srv->o;
 
     if (c->free_deferred)
         return;
-    size_t out = evbuffer_get_length(conn_out(c));
+    size_t out = evbuffer_get_length(rpc_conn_out(c));
     if (out > o->out_hard_limit && (c->state == CONN_OPEN || c->state == CONN_DRAINING)) {
         /* answers of requests already in flight keep coming after reading
          * paused: a peer that never reads must not hold them all (issue 13) */
@@ -466,7 +384,7 @@ conn_auth(rpc_conn *c, const Objmeta__Request *req, char *err, size_t errlen)
     resp.message = (char *)"";
     resp.body_case = OBJMETA__RESPONSE__BODY_AUTH;
     resp.auth = &ar;
-    conn_queue_response(c, &resp);
+    rpc_conn_queue_response(c, &resp);
 }
 
 /* Dispatch every whole frame buffered while the state and limits allow. */
@@ -547,7 +465,7 @@ conn_process(rpc_conn *c)
             s->st.protocol_errors++;
             conn_send_error(c, req->id, OM_E_INVALID, "%s", werr);
             rpc_scratch_done(&s->scratch, pa, &req->base);
-            conn_flow(c);
+            rpc_conn_flow(c);
             continue;
         }
         if (req->body_case == OBJMETA__REQUEST__BODY__NOT_SET) {
@@ -557,13 +475,13 @@ conn_process(rpc_conn *c)
                             "server knows",
                             (unsigned long long)req->id);
             rpc_scratch_done(&s->scratch, pa, &req->base);
-            conn_flow(c);
+            rpc_conn_flow(c);
             continue;
         }
         if (req->body_case == OBJMETA__REQUEST__BODY_AUTH) {
             conn_auth(c, req, werr, sizeof(werr));
             rpc_scratch_done(&s->scratch, pa, &req->base);
-            conn_flow(c);
+            rpc_conn_flow(c);
             continue;
         }
         om_status ast = rpc_auth_check(c, req, werr, sizeof(werr));
@@ -573,10 +491,10 @@ conn_process(rpc_conn *c)
                    (unsigned long long)req->id, werr);
             conn_send_error(c, req->id, ast, "%s", werr);
             rpc_scratch_done(&s->scratch, pa, &req->base);
-            conn_flow(c);
+            rpc_conn_flow(c);
             continue;
         }
-        rpc_reply *r = reply_new(c, req->id, now_ns);
+        rpc_reply *r = rpc_reply_new(c, req->id, now_ns);
         if (r == NULL) {
             conn_send_error(c, req->id, OM_E_BUSY, "out of memory");
             rpc_scratch_done(&s->scratch, pa, &req->base);
@@ -584,14 +502,14 @@ conn_process(rpc_conn *c)
         }
         s->handler(s->handler_arg, req, r);
         rpc_scratch_done(&s->scratch, pa, &req->base);
-        conn_flow(c); /* the handler may have answered: recheck high water */
+        rpc_conn_flow(c); /* the handler may have answered: recheck high water */
     }
     c->in_dispatch = false;
     if (c->free_deferred) {
         conn_destroy(c);
         return;
     }
-    conn_flow(c);
+    rpc_conn_flow(c);
 }
 
 static void
@@ -617,7 +535,7 @@ conn_writecb(struct bufferevent *bev, void *arg)
     c->last_active_ms = om_clock_mono_ms();
     if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && !c->tls)
         conn_set_write(c, false); /* back to direct writes */
-    conn_flow(c);
+    rpc_conn_flow(c);
 }
 
 void
@@ -628,7 +546,7 @@ rpc_conn_flush_dirty(rpc_server *s)
     while (s->dirty != NULL) {
         rpc_conn *c = s->dirty;
         conn_unmark_dirty(c);
-        struct evbuffer *out = conn_out(c);
+        struct evbuffer *out = rpc_conn_out(c);
         if (c->wr_enabled || evbuffer_get_length(out) == 0)
             continue;
         /* Whatever stops a direct write (a full socket, an error) is left to
@@ -638,7 +556,7 @@ rpc_conn_flush_dirty(rpc_server *s)
             c->last_active_ms = now_ms;
         if (evbuffer_get_length(out) > 0)
             conn_set_write(c, true);
-        conn_flow(c); /* the output shrank: resume reading, linger, or close */
+        rpc_conn_flow(c); /* the output shrank: resume reading, linger, or close */
     }
 }
 
@@ -660,7 +578,7 @@ conn_eventcb(struct bufferevent *bev, short what, void *arg)
         /* Half-close: answer what was sent, then close. */
         c->peer_eof = true;
         c->read_enabled = false; /* libevent stopped reading */
-        conn_flow(c);
+        rpc_conn_flow(c);
         return;
     }
     if (what & BEV_EVENT_ERROR)
@@ -774,7 +692,7 @@ rpc_conn_drain(rpc_conn *c)
     if (c->state != CONN_OPEN)
         return;
     conn_enter(c, CONN_DRAINING);
-    conn_flow(c);
+    rpc_conn_flow(c);
 }
 
 void
@@ -793,19 +711,20 @@ rpc_conn_sweep(rpc_conn *c, uint64_t now_ms)
         while (c->in_head != NULL && now_ms - c->in_head->start_ms >= o->request_timeout_ms) {
             rpc_reply *r = c->in_head;
             uint64_t id = r->id;
-            reply_unlink(r);
+            rpc_reply_unlink(r);
             c->srv->st.request_timeouts++;
             conn_send_error(c, id, OM_E_TIMEOUT, "request %llu not answered within %u ms",
                             (unsigned long long)id, o->request_timeout_ms);
             any = true;
         }
         if (any) {
-            conn_flow(c);
+            rpc_conn_flow(c);
             return; /* conn_flow may have freed c */
         }
     }
     if (c->state == CONN_OPEN && o->idle_timeout_ms > 0 && c->ninflight == 0 &&
-        evbuffer_get_length(conn_out(c)) == 0 && now_ms - c->last_active_ms >= o->idle_timeout_ms) {
+        evbuffer_get_length(rpc_conn_out(c)) == 0 &&
+        now_ms - c->last_active_ms >= o->idle_timeout_ms) {
         om_log(OM_LOG_DEBUG, "closing idle connection peer=%s idle_ms=%llu", c->peer,
                (unsigned long long)(now_ms - c->last_active_ms));
         c->srv->st.idle_closes++;
@@ -818,244 +737,16 @@ rpc_conn_deliver_frame(rpc_reply *r)
 {
     rpc_conn *c = r->conn;
 
-    reply_unlink(r);
+    rpc_reply_unlink(r);
     if (r->frame == NULL) {
         conn_send_error(c, r->id, OM_E_INTERNAL, "out of memory packing the response");
-    } else if (evbuffer_add(conn_out(c), r->frame, r->frame_len) == 0) {
+    } else if (evbuffer_add(rpc_conn_out(c), r->frame, r->frame_len) == 0) {
         c->srv->st.responses_total++;
         c->srv->st.bytes_out += r->frame_len;
-        conn_mark_dirty(c);
+        rpc_conn_mark_dirty(c);
     } else {
         om_log(OM_LOG_ERROR, "cannot queue response peer=%s id=%llu", c->peer,
                (unsigned long long)r->id);
     }
-    conn_flow(c);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Public reply API                                                           */
-
-uint64_t
-rpc_reply_id(const rpc_reply *reply)
-{
-    return reply->id;
-}
-
-uint64_t
-rpc_reply_start_ns(const rpc_reply *reply)
-{
-    return reply->start_ns;
-}
-
-/* Pack resp (with the reply's id) into a heap frame on a non-loop thread. */
-static void
-reply_pack_offloop(rpc_reply *r, const Objmeta__Response *resp, uint32_t max_frame)
-{
-    om_buf b = OM_BUF_INIT;
-    om_status st = rpc_frame_encode(&b, &resp->base, max_frame);
-
-    if (st == OM_E_INVALID) {
-        char msg[128];
-        Objmeta__Response e = OBJMETA__RESPONSE__INIT;
-        snprintf(msg, sizeof(msg), "response too large (%zu bytes, max_frame %u)",
-                 protobuf_c_message_get_packed_size(&resp->base), max_frame);
-        om_log(OM_LOG_WARN, "%s id=%llu", msg, (unsigned long long)resp->id);
-        e.id = resp->id;
-        e.status = OBJMETA__STATUS__INTERNAL;
-        e.message = msg;
-        st = rpc_frame_encode(&b, &e.base, max_frame);
-    }
-    if (st != OM_OK) {
-        om_buf_free(&b);
-        return; /* frame stays NULL: the loop answers INTERNAL */
-    }
-    r->frame = om_buf_take(&b, &r->frame_len);
-}
-
-void
-rpc_reply_send(rpc_reply *r, const Objmeta__Response *resp)
-{
-    rpc_cq *q = r->cq;
-    Objmeta__Response copy = *resp;
-
-    copy.id = r->id;
-    if (copy.message == NULL)
-        copy.message = (char *)protobuf_c_empty_string;
-    if (pthread_equal(pthread_self(), q->loop_thread)) {
-        /* Loop thread: q->dead and r->conn are only written here. */
-        rpc_conn *c = r->conn;
-        if (!q->dead && c != NULL) {
-            reply_unlink(r);
-            conn_queue_response(c, &copy);
-            rpc_reply_destroy(r);
-            conn_flow(c);
-            return;
-        }
-        rpc_reply_destroy(r);
-        return;
-    }
-    reply_pack_offloop(r, &copy, q->max_frame);
-    reply_enqueue(r);
-}
-
-/* Queue a reply packed off the loop (r->frame) for the loop thread. */
-static void
-reply_enqueue(rpc_reply *r)
-{
-    rpc_cq *q = r->cq;
-
-    pthread_mutex_lock(&q->mu);
-    if (q->dead) {
-        pthread_mutex_unlock(&q->mu);
-        rpc_reply_destroy(r);
-        return;
-    }
-    r->qnext = NULL;
-    if (q->tail != NULL)
-        q->tail->qnext = r;
-    else
-        q->head = r;
-    q->tail = r;
-    if (!q->wake_pending) {
-        uint64_t one = 1;
-        q->wake_pending = true;
-        /* Under the mutex: the server closes efd only after marking the cq dead. */
-        ssize_t w = write(q->efd, &one, sizeof(one));
-        (void)w; /* EAGAIN means the counter is already non-zero: the loop will wake */
-    }
-    pthread_mutex_unlock(&q->mu);
-}
-
-/*
- * The frame (header included) for an encoded response re-addressed to id,
- * into dst (room for *total bytes, from reply_encoded_size).
- */
-static om_status
-reply_encoded_size(const uint8_t *p, size_t n, uint64_t id, uint32_t max_frame, size_t *total)
-{
-    size_t len = 0;
-
-    OM_TRY(rpc_frame_id_rewrite_len(p, n, id, &len));
-    if (len > max_frame)
-        return OM_ERR(OM_E_INVALID);
-    *total = RPC_FRAME_HEADER_LEN + len;
-    return OM_OK;
-}
-
-/* Writes a reply's whole frame (total bytes, header included) into dst. */
-typedef void (*reply_frame_fn)(uint8_t *dst, uint64_t id, const uint8_t *p, size_t n, size_t total);
-
-static void
-reply_encoded_write(uint8_t *dst, uint64_t id, const uint8_t *p, size_t n, size_t total)
-{
-    om_put_be32(dst, (uint32_t)(total - RPC_FRAME_HEADER_LEN));
-    size_t w = rpc_frame_id_rewrite(p, n, id, dst + RPC_FRAME_HEADER_LEN);
-    OM_ASSERT(w == total - RPC_FRAME_HEADER_LEN);
-    (void)w;
-}
-
-/* The frame of a Response packed with id 0, with `id` put in front (total bytes). */
-static void
-packed_frame_write(uint8_t *dst, uint64_t id, const uint8_t *p, size_t n, size_t total)
-{
-    om_put_be32(dst, (uint32_t)(total - RPC_FRAME_HEADER_LEN));
-    dst += RPC_FRAME_HEADER_LEN;
-    if (id != 0) {
-        *dst++ = 0x08; /* field 1 (id), varint */
-        dst = om_encode_varint64(dst, id);
-    }
-    if (n > 0)
-        memcpy(dst, p, n);
-}
-
-/*
- * Send r's frame of total bytes that write() makes from (p, n): on the loop
- * thread straight into the connection's output, from another thread through
- * the completion queue.
- */
-static void
-reply_deliver(rpc_reply *r, const uint8_t *p, size_t n, size_t total, reply_frame_fn write)
-{
-    rpc_cq *q = r->cq;
-
-    if (pthread_equal(pthread_self(), q->loop_thread)) {
-        rpc_conn *c = r->conn;
-        struct evbuffer_iovec v;
-        if (q->dead || c == NULL) {
-            rpc_reply_destroy(r);
-            return;
-        }
-        reply_unlink(r);
-        if (evbuffer_reserve_space(conn_out(c), (ev_ssize_t)total, &v, 1) == 1 &&
-            v.iov_len >= total) {
-            write(v.iov_base, r->id, p, n, total);
-            v.iov_len = total;
-            if (evbuffer_commit_space(conn_out(c), &v, 1) == 0) {
-                c->srv->st.responses_total++;
-                c->srv->st.bytes_out += total;
-                conn_mark_dirty(c);
-            }
-        } else {
-            om_log(OM_LOG_ERROR, "cannot queue response peer=%s id=%llu", c->peer,
-                   (unsigned long long)r->id);
-        }
-        rpc_reply_destroy(r);
-        conn_flow(c);
-        return;
-    }
-    /* Another thread: the frame travels through the completion queue. */
-    r->frame = malloc(total);
-    if (r->frame != NULL) {
-        write(r->frame, r->id, p, n, total);
-        r->frame_len = total;
-    }
-    reply_enqueue(r);
-}
-
-void
-rpc_reply_send_encoded(rpc_reply *r, const uint8_t *p, size_t n)
-{
-    rpc_cq *q = r->cq;
-    size_t total = 0;
-    om_status st = reply_encoded_size(p, n, r->id, q->max_frame, &total);
-
-    if (st != OM_OK) {
-        om_log(OM_LOG_WARN, "cannot forward an encoded response id=%llu bytes=%zu err=%s",
-               (unsigned long long)r->id, n, om_status_str(st));
-        rpc_reply_error(r, OM_E_INTERNAL, "%s",
-                        st == OM_E_INVALID ? "response too large"
-                                           : "undecodable response to forward");
-        return;
-    }
-    reply_deliver(r, p, n, total, reply_encoded_write);
-}
-
-void
-rpc_reply_send_packed(rpc_reply *r, const uint8_t *p, size_t n)
-{
-    rpc_cq *q = r->cq;
-    size_t idlen = r->id != 0 ? 1 + om_varint_len(r->id) : 0;
-    size_t total = RPC_FRAME_HEADER_LEN + idlen + n;
-
-    if (total - RPC_FRAME_HEADER_LEN > q->max_frame) {
-        rpc_reply_error(r, OM_E_INTERNAL, "response too large (%zu bytes, max_frame %u)",
-                        total - RPC_FRAME_HEADER_LEN, q->max_frame);
-        return;
-    }
-    reply_deliver(r, p, n, total, packed_frame_write);
-}
-
-void
-rpc_reply_error(rpc_reply *reply, om_status st, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    resp.status = rpc_status_to_proto(st);
-    resp.message = msg;
-    rpc_reply_send(reply, &resp);
+    rpc_conn_flow(c);
 }

@@ -254,16 +254,26 @@ rpc_response_pack(const Objmeta__Response *resp, uint8_t *out)
  * allocated from the same allocator.
  */
 
-/* Retrieve, Head and Exists requests share the layout bucket (1), key (2). */
+/*
+ * A Retrieve, Head or Exists request: bucket (1) and key (2), both strings,
+ * at the offsets m's descriptor gives. A message that has grown other
+ * fields is left to protobuf-c (false), so none is dropped here.
+ */
 static bool
-fu_keyed(fu_in in, ProtobufCAllocator *pa, char **bucket, char **key)
+fu_keyed(fu_in in, ProtobufCAllocator *pa, ProtobufCMessage *m)
 {
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    const ProtobufCFieldDescriptor *f = d->fields; /* sorted by number */
     unsigned seen = 0;
 
+    if (d->n_fields != 2 || f[0].id != 1 || f[1].id != 2 || f[0].type != PROTOBUF_C_TYPE_STRING ||
+        f[1].type != PROTOBUF_C_TYPE_STRING)
+        return false;
     while (in.p < in.end) {
         uint8_t tag = *in.p++;
         unsigned bit = tag == TAG_LEN(1) ? 1u : tag == TAG_LEN(2) ? 2u : 0u;
-        if (bit == 0 || (seen & bit) || !fu_str(&in, pa, bit == 1 ? bucket : key))
+        if (bit == 0 || (seen & bit) ||
+            !fu_str(&in, pa, (char **)((uint8_t *)m + f[bit - 1].offset)))
             return false;
         seen |= bit;
     }
@@ -325,6 +335,7 @@ rpc_fastunpack_request(ProtobufCAllocator *pa, const uint8_t *data, size_t n, bo
 {
     fu_in in = {data, data + n}, body = {NULL, NULL};
     Objmeta__Request *r;
+    ProtobufCMessage *b;
     unsigned seen = 0;
     uint8_t body_tag = 0;
 
@@ -355,42 +366,12 @@ rpc_fastunpack_request(ProtobufCAllocator *pa, const uint8_t *data, size_t n, bo
             return NULL;
         }
     }
-    switch (body_tag) {
-    case TAG_STORE: {
-        Objmeta__StoreRequest *b = fu_msg_new(pa, &objmeta__store_request__descriptor);
-        if (b == NULL || !fu_store(body, pa, b))
-            return NULL;
-        r->body_case = OBJMETA__REQUEST__BODY_STORE;
-        r->store = b;
-        break;
-    }
-    case TAG_RETRIEVE: {
-        Objmeta__RetrieveRequest *b = fu_msg_new(pa, &objmeta__retrieve_request__descriptor);
-        if (b == NULL || !fu_keyed(body, pa, &b->bucket, &b->key))
-            return NULL;
-        r->body_case = OBJMETA__REQUEST__BODY_RETRIEVE;
-        r->retrieve = b;
-        break;
-    }
-    case TAG_HEAD: {
-        Objmeta__HeadRequest *b = fu_msg_new(pa, &objmeta__head_request__descriptor);
-        if (b == NULL || !fu_keyed(body, pa, &b->bucket, &b->key))
-            return NULL;
-        r->body_case = OBJMETA__REQUEST__BODY_HEAD;
-        r->head = b;
-        break;
-    }
-    case TAG_EXISTS: {
-        Objmeta__ExistsRequest *b = fu_msg_new(pa, &objmeta__exists_request__descriptor);
-        if (b == NULL || !fu_keyed(body, pa, &b->bucket, &b->key))
-            return NULL;
-        r->body_case = OBJMETA__REQUEST__BODY_EXISTS;
-        r->exists = b;
-        break;
-    }
-    default:
+    if (body_tag == 0)
         return NULL; /* no body: protobuf-c (the server answers "unknown operation") */
-    }
+    b = fu_body_new(pa, &r->base, TAG_FIELD(body_tag));
+    if (b == NULL ||
+        !(body_tag == TAG_STORE ? fu_store(body, pa, r->store) : fu_keyed(body, pa, b)))
+        return NULL;
     *handled = true;
     return r;
 }

@@ -321,6 +321,7 @@ rpc_fastunpack_response(ProtobufCAllocator *pa, const uint8_t *data, size_t n, b
     Objmeta__Response *r;
     unsigned seen = 0;
     uint8_t body_tag = 0;
+    bool ok;
 
     *handled = false;
     r = fu_msg_new(pa, &objmeta__response__descriptor);
@@ -358,50 +359,31 @@ rpc_fastunpack_response(ProtobufCAllocator *pa, const uint8_t *data, size_t n, b
         }
         seen |= bit;
     }
+    /* the body message, set as r's oneof member: r->store ... r->delete_ */
+    if (body_tag != 0 && fu_body_new(pa, &r->base, TAG_FIELD(body_tag)) == NULL)
+        return NULL;
     switch (body_tag) {
     case 0:
+        ok = true;
         break;
-    case TAG_STORE: {
-        Objmeta__StoreResponse *b = fu_msg_new(pa, &objmeta__store_response__descriptor);
-        if (b == NULL || !fu_info_body(body, pa, &b->info, NULL))
-            return NULL;
-        r->body_case = OBJMETA__RESPONSE__BODY_STORE;
-        r->store = b;
+    case TAG_STORE:
+        ok = fu_info_body(body, pa, &r->store->info, NULL);
         break;
-    }
-    case TAG_RETRIEVE: {
-        Objmeta__RetrieveResponse *b = fu_msg_new(pa, &objmeta__retrieve_response__descriptor);
-        if (b == NULL || !fu_info_body(body, pa, &b->info, &b->data))
-            return NULL;
-        r->body_case = OBJMETA__RESPONSE__BODY_RETRIEVE;
-        r->retrieve = b;
+    case TAG_RETRIEVE:
+        ok = fu_info_body(body, pa, &r->retrieve->info, &r->retrieve->data);
         break;
-    }
-    case TAG_HEAD: {
-        Objmeta__HeadResponse *b = fu_msg_new(pa, &objmeta__head_response__descriptor);
-        if (b == NULL || !fu_info_body(body, pa, &b->info, NULL))
-            return NULL;
-        r->body_case = OBJMETA__RESPONSE__BODY_HEAD;
-        r->head = b;
+    case TAG_HEAD:
+        ok = fu_info_body(body, pa, &r->head->info, NULL);
+        break;
+    case TAG_EXISTS:
+        ok = fu_exists(body, r->exists);
+        break;
+    default:
+        ok = fu_delete(body, r->delete_);
         break;
     }
-    case TAG_EXISTS: {
-        Objmeta__ExistsResponse *b = fu_msg_new(pa, &objmeta__exists_response__descriptor);
-        if (b == NULL || !fu_exists(body, b))
-            return NULL;
-        r->body_case = OBJMETA__RESPONSE__BODY_EXISTS;
-        r->exists = b;
-        break;
-    }
-    default: {
-        Objmeta__DeleteResponse *b = fu_msg_new(pa, &objmeta__delete_response__descriptor);
-        if (b == NULL || !fu_delete(body, b))
-            return NULL;
-        r->body_case = OBJMETA__RESPONSE__BODY_DELETE;
-        r->delete_ = b;
-        break;
-    }
-    }
+    if (!ok)
+        return NULL;
     *handled = true;
     return r;
 }

@@ -176,6 +176,31 @@ fu_msg_new(ProtobufCAllocator *pa, const ProtobufCMessageDescriptor *d)
     return m;
 }
 
+/*
+ * fu_body_new -- a new, empty message for the oneof body field `field` of
+ * top (a Request or a Response), of the type the field's descriptor names,
+ * set as top's body (oneof case and member, at the descriptor's offsets, as
+ * protobuf-c sets them). NULL: top has no such message field, or no memory.
+ */
+static inline void *
+fu_body_new(ProtobufCAllocator *pa, ProtobufCMessage *top, unsigned field)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field(top->descriptor, field);
+    ProtobufCMessage *b;
+    uint32_t which = field;
+
+    if (f == NULL || f->type != PROTOBUF_C_TYPE_MESSAGE ||
+        (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) == 0)
+        return NULL;
+    b = fu_msg_new(pa, f->descriptor);
+    if (b == NULL)
+        return NULL;
+    memcpy((uint8_t *)top + f->quantifier_offset, &which, sizeof(which));
+    memcpy((uint8_t *)top + f->offset, &b, sizeof(b));
+    return b;
+}
+
 /* No byte over 0x7f in p[0..n) (eight bytes at a time). */
 static inline bool
 fu_ascii(const uint8_t *p, size_t n)

@@ -1,5 +1,5 @@
 /*
- * rpc/rpc_int.h -- private structures shared by server.c and conn.c, and
+ * rpc/rpc_int.h -- private structures shared by server.c, conn.c and reply.c, and
  * helpers shared by every rpc file (address parsing, socket options).
  *
  * Concurrency scheme of the server (the one place threads meet):
@@ -205,6 +205,20 @@ void rpc_conn_flush_dirty(rpc_server *s);
 /* Bytes waiting in the connection's output / input buffers. */
 size_t rpc_conn_out_len(const rpc_conn *c);
 size_t rpc_conn_in_len(const rpc_conn *c);
+/* The connection's output buffer (loop thread). */
+struct evbuffer *rpc_conn_out(rpc_conn *c);
+/* Output was queued: write it at the end of this loop iteration. */
+void rpc_conn_mark_dirty(rpc_conn *c);
+/* Queue a response on the connection; a response too large becomes INTERNAL. */
+void rpc_conn_queue_response(rpc_conn *c, const Objmeta__Response *resp);
+/* Recompute whether to read, and close when the state says so (may free c). */
+void rpc_conn_flow(rpc_conn *c);
+
+/* reply.c */
+/* A reply for request id, linked into c's in-flight list (loop thread; NULL: no memory). */
+rpc_reply *rpc_reply_new(rpc_conn *c, uint64_t id, uint64_t now_ns);
+/* Take a reply off its connection's in-flight list: it becomes orphaned (loop thread). */
+void rpc_reply_unlink(rpc_reply *r);
 /* Release a reply and its cq reference (any thread). */
 void rpc_reply_destroy(rpc_reply *r);
 

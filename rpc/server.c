@@ -3,8 +3,8 @@
  * queue that carries answers from handler threads back to the loop, the
  * periodic sweep (idle and request timeouts), graceful shutdown, counters.
  *
- * Per-connection work lives in conn.c; the threading scheme is described in
- * rpc_int.h.
+ * Per-connection work lives in conn.c, answering a request in reply.c; the
+ * threading scheme is described in rpc_int.h.
  */
 #define OM_LOG_MODULE "rpc"
 

@@ -17,6 +17,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util/log.h"
+
 #define CONF_ENV_PREFIX "OBJMETA_"
 
 /* Names match with '-' and '_' treated alike, case-insensitively. */
@@ -497,4 +499,27 @@ om_conf_fini(const om_conf_table *t, void *conf)
         s = NULL;
         memcpy(field, &s, sizeof(s));
     }
+}
+
+int
+om_conf_main_load(const om_conf_table *t, void *conf, int argc, char **argv)
+{
+    om_conf_action act;
+    char err[512];
+
+    if (om_conf_load(t, conf, argc, argv, &act, err, sizeof(err)) != OM_OK) {
+        om_log(OM_LOG_ERROR, "bad configuration: %s", err);
+        om_conf_fini(t, conf);
+        return 2;
+    }
+    if (act == OM_CONF_RUN)
+        return OM_CONF_MAIN_RUN;
+    if (act == OM_CONF_PRINT)
+        om_conf_print(t, conf, stdout);
+    else if (act == OM_CONF_HELP)
+        om_conf_usage(t, stdout);
+    else
+        fprintf(stdout, "%s %s\n", t->program, t->version);
+    om_conf_fini(t, conf);
+    return 0;
 }

@@ -92,6 +92,21 @@ void om_conf_usage(const om_conf_table *t, FILE *out);
 /* Release string fields. */
 void om_conf_fini(const om_conf_table *t, void *conf);
 
+/* om_conf_main_load's answer when the daemon should go on and run. */
+#define OM_CONF_MAIN_RUN (-1)
+
+/*
+ * om_conf_main_load -- a daemon main()'s configuration step: om_conf_load,
+ * then whatever the command line asked for instead of running
+ * (--print-config, --help, --version: printed on stdout).
+ *
+ * Returns:   OM_CONF_MAIN_RUN: *conf is loaded, run (and om_conf_fini it at
+ *            exit); otherwise the process's exit code, *conf already
+ *            released: 0 after printing, 2 for a bad configuration (logged,
+ *            naming the setting).
+ */
+int om_conf_main_load(const om_conf_table *t, void *conf, int argc, char **argv);
+
 /* Parsers shared with other command-line front ends. OM_E_INVALID on bad text. */
 om_status om_parse_size(const char *s, int64_t *out);
 om_status om_parse_duration_ms(const char *s, int64_t *out);

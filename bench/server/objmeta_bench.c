@@ -249,10 +249,11 @@ bench_issue(bench *b, int conn)
         b->issued++;
     }
     format_key(key, k);
+    /* each kind of request is its own message type; they name the object alike */
+    st.bucket = rt.bucket = hd.bucket = ex.bucket = dl.bucket = ls.bucket = (char *)b->bucket;
+    st.key = rt.key = hd.key = ex.key = dl.key = key;
     switch (op) {
     case OP_STORE:
-        st.bucket = (char *)b->bucket;
-        st.key = key;
         vn = bg_value(&b->values, k ^ b->issued, json, &val);
         if (b->values.kind == BG_VALUES_JSON) {
             json[vn] = '\0';
@@ -265,31 +266,22 @@ bench_issue(bench *b, int conn)
         req.store = &st;
         break;
     case OP_RETRIEVE:
-        rt.bucket = (char *)b->bucket;
-        rt.key = key;
         req.body_case = OBJMETA__REQUEST__BODY_RETRIEVE;
         req.retrieve = &rt;
         break;
     case OP_HEAD:
-        hd.bucket = (char *)b->bucket;
-        hd.key = key;
         req.body_case = OBJMETA__REQUEST__BODY_HEAD;
         req.head = &hd;
         break;
     case OP_EXISTS:
-        ex.bucket = (char *)b->bucket;
-        ex.key = key;
         req.body_case = OBJMETA__REQUEST__BODY_EXISTS;
         req.exists = &ex;
         break;
     case OP_DELETE:
-        dl.bucket = (char *)b->bucket;
-        dl.key = key;
         req.body_case = OBJMETA__REQUEST__BODY_DELETE;
         req.delete_ = &dl;
         break;
     default:
-        ls.bucket = (char *)b->bucket;
         ls.start_after = key;
         ls.max_keys = b->list_max_keys;
         ls.prefix = (char *)b->prefix;

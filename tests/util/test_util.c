@@ -704,6 +704,36 @@ START_TEST(conf_errors_name_the_setting)
 }
 END_TEST
 
+START_TEST(conf_main_load_exit_codes)
+{
+    demo_conf c;
+    char *run[] = {"demo", "--workers=7", NULL};
+    char *ver[] = {"demo", "--version", NULL};
+    char *help[] = {"demo", "--help", NULL};
+    char *bad[] = {"demo", "--workers=0", NULL};
+    char *unknown[] = {"demo", "--no-such-setting=1", NULL};
+
+    unsetenv("OBJMETA_WORKERS");
+    unsetenv("OBJMETA_CONFIG");
+    memset(&c, 0, sizeof(c));
+    ck_assert_int_eq(om_conf_main_load(&demo_table, &c, 2, run), OM_CONF_MAIN_RUN);
+    ck_assert_int_eq(c.workers, 7);
+    ck_assert_str_eq(c.listen, "127.0.0.1:7000");
+    om_conf_fini(&demo_table, &c);
+    /* printing actions exit 0 and leave nothing to release */
+    memset(&c, 0, sizeof(c));
+    ck_assert_int_eq(om_conf_main_load(&demo_table, &c, 2, ver), 0);
+    ck_assert_ptr_null(c.listen);
+    ck_assert_int_eq(om_conf_main_load(&demo_table, &c, 2, help), 0);
+    ck_assert_ptr_null(c.listen);
+    /* a bad or unknown setting exits 2 */
+    ck_assert_int_eq(om_conf_main_load(&demo_table, &c, 2, bad), 2);
+    ck_assert_ptr_null(c.listen);
+    ck_assert_int_eq(om_conf_main_load(&demo_table, &c, 2, unknown), 2);
+    ck_assert_ptr_null(c.listen);
+}
+END_TEST
+
 START_TEST(conf_print_roundtrips)
 {
     const char *dir = tu_tmpdir();
@@ -951,6 +981,7 @@ util_suite(void)
     tcase_add_test(tc, conf_precedence);
     tcase_add_test(tc, conf_errors_name_the_setting);
     tcase_add_test(tc, conf_print_roundtrips);
+    tcase_add_test(tc, conf_main_load_exit_codes);
     suite_add_tcase(s, tc);
     tc = tcase_create("workq");
     tcase_add_test(tc, workq_fifo_bound_and_drain);
