@@ -394,7 +394,9 @@ pool_push_ring(coord_shard *sh)
     Objmeta__Ring *pb = NULL, *pp = NULL;
     om_status st;
 
-    if (sh->setring_inflight)
+    /* the pool is closing (coord_pool_close frees the connections in order, and a call
+     * failed on a later one lands here): nothing to push to */
+    if (sh->setring_inflight || sh->conns[0] == NULL)
         return;
     if ((st = ring_to_pb(sh->c->ring, &pb)) != OM_OK ||
         (sh->c->pending != NULL && (st = ring_to_pb(sh->c->pending, &pp)) != OM_OK)) {
