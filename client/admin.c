@@ -1,13 +1,15 @@
 /*
- * client/admin.c -- `objmeta admin`: add-shard, remove-shard, set-weight and
- * rebalance-status against objmeta-coord (the protocol's AddShard,
- * RemoveShard, SetWeight and RebalanceStatus; coordinator/MIGRATION.md).
+ * client/admin.c -- `objmeta admin`: add-shard, remove-shard, set-weight,
+ * cancel and rebalance-status against objmeta-coord (the protocol's
+ * AddShard, RemoveShard, SetWeight, CancelRebalance and RebalanceStatus;
+ * coordinator/MIGRATION.md).
  *
  * --wait polls RebalanceStatus every 500 ms until the change is over. On a
  * terminal it redraws one progress line (\r); otherwise it prints a plain
  * line every few seconds and whenever the phase changes, so logs stay
  * readable. A BUSY answer (another change is running) exits 4, a refused
- * change (unknown or duplicate id, last shard, bad weight) exits 5.
+ * change (unknown or duplicate id, last shard, bad weight) exits 5, and so
+ * does a refused cancel (no change, or one already switched).
  */
 #include "client/admin.h"
 
@@ -31,6 +33,7 @@ static const char admin_usage[] =
     "  add-shard --id ID --addr HOST:PORT [--weight W] [--wait]\n"
     "  remove-shard --id ID [--wait]\n"
     "  set-weight --id ID --weight W [--wait]\n"
+    "  cancel [--wait]    roll back the change in progress (not once it has switched)\n"
     "  rebalance-status [--json]\n"
     "  status [--json]    every coordinator of --addr a,b,c: leader or follower, the ring\n"
     "                     epoch (and pending epoch) it holds, its cluster-state revision\n"
@@ -215,11 +218,14 @@ status_line(const Objmeta__RebalanceStatusResponse *s, char *out, size_t n)
 
     fmt_bytes((double)s->bytes_copied, b, sizeof(b));
     if (strcmp(s->phase, "cleanup") == 0) {
+        char bb[32], ba[32];
+        fmt_bytes((double)s->cleanup_bytes_before, bb, sizeof(bb));
+        fmt_bytes((double)s->cleanup_bytes_after, ba, sizeof(ba));
         snprintf(out, n,
                  "%-8s epoch %" PRIu64 "->%" PRIu64 " %" PRIu64
-                 " records %s copied; old owners compacting: %u/%u done%s%s",
+                 " records %s copied; old owners compacting: %u/%u done (%s -> %s)%s%s",
                  s->phase, s->from_epoch, s->to_epoch, s->records_copied, b, s->sources_done,
-                 s->sources, s->error[0] ? "  waiting: " : "", s->error);
+                 s->sources, bb, ba, s->error[0] ? "  waiting: " : "", s->error);
         return;
     }
     fmt_bytes(s->rate_bytes_per_sec, r, sizeof(r));
@@ -241,6 +247,11 @@ status_json(const Objmeta__RebalanceStatusResponse *s)
         s->error, "last_change_epoch", (json_int_t)s->last_change_epoch, "sources_done",
         (int)s->sources_done, "sources", (int)s->sources);
     json_t *ranges = json_array();
+
+    json_object_set_new(o, "duration_ms", json_integer((json_int_t)s->duration_ms));
+    json_object_set_new(o, "cleanup_bytes_before",
+                        json_integer((json_int_t)s->cleanup_bytes_before));
+    json_object_set_new(o, "cleanup_bytes_after", json_integer((json_int_t)s->cleanup_bytes_after));
 
     for (size_t i = 0; i < s->n_ranges; i++) {
         const Objmeta__RangeProgress *r = s->ranges[i];
@@ -266,15 +277,21 @@ status_print(const Objmeta__RebalanceStatusResponse *s)
 
     if (!s->active && s->operation[0] != '\0') {
         /* the last change's summary, kept by the coordinator until the next one */
-        char b[32], t[32];
+        char b[32], t[32], d[32], bb[32], ba[32];
         time_t st = (time_t)(s->started_ms / 1000);
         struct tm tm;
         fmt_bytes((double)s->bytes_copied, b, sizeof(b));
         gmtime_r(&st, &tm);
         strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        fmt_ms(s->duration_ms, d, sizeof(d));
         printf("no ring change in progress\nlast change: %s, done at epoch %" PRIu64 ": %" PRIu64
-               " records (%s) copied; started %s\n",
-               s->operation, s->last_change_epoch, s->records_copied, b, t);
+               " records (%s) copied; started %s, took %s\n",
+               s->operation, s->last_change_epoch, s->records_copied, b, t, d);
+        if (s->cleanup_bytes_before > 0) {
+            fmt_bytes((double)s->cleanup_bytes_before, bb, sizeof(bb));
+            fmt_bytes((double)s->cleanup_bytes_after, ba, sizeof(ba));
+            printf("cleanup: old owners compacted from %s to %s\n", bb, ba);
+        }
         return;
     }
     if (!s->active) {
@@ -282,9 +299,11 @@ status_print(const Objmeta__RebalanceStatusResponse *s)
                s->last_change_epoch);
         return;
     }
+    char d[32];
     status_line(s, line, sizeof(line));
-    printf("%s\nchange: %s\nsources done: %u/%u, moving ranges: %zu\n", line, s->operation,
-           s->sources_done, s->sources, s->n_ranges);
+    fmt_ms(s->duration_ms, d, sizeof(d));
+    printf("%s\nchange: %s (running for %s)\nsources done: %u/%u, moving ranges: %zu\n", line,
+           s->operation, d, s->sources_done, s->sources, s->n_ranges);
     if (s->n_ranges > 0)
         printf("%-33s %-10s %-10s %-8s %10s %10s %10s %8s\n", "range", "from", "to", "phase",
                "records", "bytes", "rate/s", "eta");
@@ -443,6 +462,61 @@ cmd_change(admin *a, const char *cmd, const char *id, const char *saddr, long we
     return rcode;
 }
 
+/* CancelRebalance; --wait follows the cancel (a change of its own) to its end. */
+static int
+cmd_cancel(admin *a, bool wait)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__CancelRebalanceRequest cq = OBJMETA__CANCEL_REBALANCE_REQUEST__INIT;
+    const Objmeta__CancelRebalanceResponse *cr;
+    Objmeta__Response *r = NULL;
+    om_status st;
+
+    req.body_case = OBJMETA__REQUEST__BODY_CANCEL_REBALANCE;
+    req.cancel_rebalance = &cq;
+    st = admin_call(a, &req, &r, "cancel");
+    if (st == OM_E_PRECONDITION)
+        return A_INVALID; /* nothing to cancel, or past the switch: refused */
+    if (st != OM_OK)
+        return a->exit_code ? a->exit_code : admin_exit(st);
+    if (r->body_case != OBJMETA__RESPONSE__BODY_CANCEL_REBALANCE) {
+        fprintf(stderr, "objmeta admin: cancel: the server's answer has no cancel\n");
+        rpc_response_free(r);
+        return A_OTHER;
+    }
+    cr = r->cancel_rebalance;
+    if (a->json && !wait) {
+        json_t *o =
+            json_pack("{s:b,s:s,s:s,s:I,s:I,s:I,s:b,s:[]}", "ok", 1, "operation", cr->operation,
+                      "phase", cr->phase, "from_epoch", (json_int_t)cr->from_epoch, "to_epoch",
+                      (json_int_t)cr->to_epoch, "cancelled_epoch", (json_int_t)cr->cancelled_epoch,
+                      "already", (int)cr->already, "wipe_shards");
+        for (size_t i = 0; o != NULL && i < cr->n_wipe_shards; i++)
+            json_array_append_new(json_object_get(o, "wipe_shards"),
+                                  json_string(cr->wipe_shards[i]));
+        json_dumpf(o, stdout, JSON_COMPACT);
+        fputc('\n', stdout);
+        json_decref(o);
+    } else if (!a->json) {
+        if (cr->already)
+            printf("cancel: already under way (%s); ring epoch %" PRIu64 " -> %" PRIu64 "\n",
+                   cr->operation, cr->from_epoch, cr->to_epoch);
+        else
+            printf("cancel: %s cancelled while %s; ring epoch %" PRIu64
+                   " stays in force (as epoch %" PRIu64 "), pending epoch %" PRIu64
+                   " dropped; the shards that received copies compact them\n",
+                   cr->operation, cr->phase, cr->from_epoch, cr->to_epoch, cr->cancelled_epoch);
+        for (size_t i = 0; i < cr->n_wipe_shards; i++)
+            printf("shard %s left the cluster holding copies: wipe its data dir before adding "
+                   "it again\n",
+                   cr->wipe_shards[i]);
+        fflush(stdout);
+    }
+    uint64_t to = cr->to_epoch;
+    rpc_response_free(r);
+    return wait ? wait_change(a, to) : A_OK;
+}
+
 enum { AOPT_ID = 256, AOPT_ADDR, AOPT_WEIGHT, AOPT_WAIT, AOPT_JSON };
 
 static const struct option admin_opts[] = {{"id", required_argument, NULL, AOPT_ID},
@@ -590,8 +664,8 @@ int
 objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, const omc_creds *cr, int argc,
               char **argv)
 {
-    static const char *const cmds[] = {
-        "add-shard", "remove-shard", "set-weight", "rebalance-status", "status", "help", NULL};
+    static const char *const cmds[] = {"add-shard",        "remove-shard", "set-weight", "cancel",
+                                       "rebalance-status", "status",       "help",       NULL};
     admin a = {.addr = addr, .json = json, .timeout_ms = timeout_ms, .cr = cr};
     const char *cmd;
     int rc, first;
@@ -634,6 +708,10 @@ objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, const omc_creds 
         if (id || saddr || weight || wait)
             return admin_usage_error("rebalance-status takes no options but --json", NULL);
         rc = cmd_status(&a);
+    } else if (strcmp(cmd, "cancel") == 0) {
+        if (id || saddr || weight)
+            return admin_usage_error("cancel takes no options but --wait and --json", NULL);
+        rc = cmd_cancel(&a, wait);
     } else {
         bool add = cmd[0] == 'a', sw = cmd[0] == 's';
         if (id == NULL || id[0] == '\0')

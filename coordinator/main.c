@@ -65,7 +65,7 @@ main(int argc, char **argv)
 
     if (rc != OM_CONF_MAIN_RUN)
         return rc;
-    om_log_set_level((om_log_level)cf.log_level);
+    om_log_setup((om_log_level)cf.log_level, (om_log_format)cf.log_format);
     rpc_init_logging();
     signal(SIGPIPE, SIG_IGN);
 

@@ -11,6 +11,7 @@
 
 static const char *const tls_client_auths[] = {"none", "optional", "required", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
 
 #define F(x) offsetof(coord_conf, x)
 static const om_conf_item coord_items[] = {
@@ -77,6 +78,8 @@ static const om_conf_item coord_items[] = {
      "TLS client certificates: none, optional (else a token) or required"},
     {"log-level", OM_CONF_ENUM, "info", 0, 0, log_levels, F(log_level),
      "error, warn, info or debug"},
+    {"log-format", OM_CONF_ENUM, "text", 0, 0, log_formats, F(log_format),
+     "text (one line per event) or json (one JSON object per line)"},
 };
 const om_conf_table coord_table = {"objmeta-coord", OM_VERSION, coord_items,
                                    sizeof(coord_items) / sizeof(coord_items[0])};

@@ -1,7 +1,8 @@
 /*
  * coordinator/mig_admin.c -- the operator's side of online ring changes:
  * AddShard (after checking that the new shard answers and holds no record),
- * RemoveShard and SetWeight start a change (migrate.c drives it);
+ * RemoveShard and SetWeight start a change (migrate.c drives it),
+ * CancelRebalance rolls one back;
  * RebalanceStatus reports its phase, totals, rate, ETA and every moving
  * range. Refusals: BUSY while a change runs, INVALID_ARGUMENT for what the
  * ring refuses (unknown or duplicate id or address, the last shard, a bad
@@ -84,6 +85,7 @@ mig_begin(coord *c, ring *newr, const char *op, Objmeta__Request__BodyCase kind,
         m->final_started = false;
         snprintf(m->op, sizeof(m->op), "%s", op);
         m->started_ms = om_clock_wall_ms();
+        m->ended_ms = 0;
         m->from_epoch = from;
         m->to_epoch = ring_epoch(newr);
         m->err[0] = '\0';
@@ -293,6 +295,71 @@ mig_add_shard(coord *c, const Objmeta__AddShardRequest *r, uint64_t t0, rpc_repl
     c->mig->starting = true;
 }
 
+/*
+ * CancelRebalance: a change that has not switched is rolled back (coord_mig_cancel); one
+ * that has is past undoing -- its old owners' compaction only frees space, and stopping it
+ * would leave them holding records a later change must not find -- so it is refused with
+ * what to do instead. A second cancel while the first runs answers the same, `already`.
+ */
+static void
+mig_cancel_admin(coord *c, uint64_t t0, rpc_reply *reply)
+{
+    coord_mig *m = c->mig;
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+    Objmeta__CancelRebalanceResponse cr = OBJMETA__CANCEL_REBALANCE_RESPONSE__INIT;
+    char err[512] = "", **wipe = NULL;
+    size_t left = 0;
+
+    if (m->starting) {
+        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_BUSY,
+                           "cancel: a ring change is starting (checking the new shard); retry "
+                           "in a moment");
+        return;
+    }
+    if (m->phase == MIG_IDLE) {
+        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_PRECONDITION,
+                           "cancel: no ring change is in progress (ring epoch %llu)",
+                           (unsigned long long)ring_epoch(c->ring));
+        return;
+    }
+    if (m->phase == MIG_CLEANUP) {
+        for (size_t i = 0; i < m->ncl; i++)
+            left += !m->cl[i].done;
+        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_PRECONDITION,
+                           "cancel: %s has already switched to ring epoch %llu; only its cleanup "
+                           "is left (%zu of %zu old owners still to compact), which cannot be "
+                           "cancelled and finishes by itself. To undo the change, start the "
+                           "inverse one once rebalance-status says idle",
+                           m->op, (unsigned long long)ring_epoch(c->ring), left, m->ncl);
+        return;
+    }
+    if (c->stopping) {
+        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_UNAVAILABLE,
+                           "the coordinator is shutting down");
+        return;
+    }
+    if (coord_mig_cancelling(m)) {
+        cr.already = true;
+        cr.operation = m->op;
+        cr.phase = "cancelling";
+        cr.from_epoch = ring_epoch(c->ring);
+        cr.to_epoch = ring_epoch(c->pending);
+    } else {
+        om_status st = coord_mig_cancel(m, &cr, &wipe, err, sizeof(err));
+        if (st != OM_OK) {
+            coord_answer_error(c, COORD_OP_OTHER, t0, reply, st, "cancel: %s",
+                               err[0] ? err : om_status_str(st));
+            return;
+        }
+    }
+    resp.body_case = OBJMETA__RESPONSE__BODY_CANCEL_REBALANCE;
+    resp.cancel_rebalance = &cr;
+    coord_answer(c, COORD_OP_OTHER, t0, reply, &resp);
+    for (size_t i = 0; wipe != NULL && i < cr.n_wipe_shards; i++)
+        free(wipe[i]);
+    free(wipe);
+}
+
 void
 coord_mig_admin(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply)
 {
@@ -302,6 +369,10 @@ coord_mig_admin(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *r
 
     if (coord_leader_forward(c, req, t0, reply))
         return; /* a follower: the leader decides */
+    if (req->body_case == OBJMETA__REQUEST__BODY_CANCEL_REBALANCE) {
+        mig_cancel_admin(c, t0, reply);
+        return;
+    }
     if (m->phase != MIG_IDLE || m->starting) {
         static const char *const names[] = {"idle", "copying", "copying", "cleanup"};
         coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_BUSY,
@@ -375,7 +446,7 @@ src_eta_ms(const coord_mig *m, const mig_src *s, uint64_t now)
 static void
 mig_fill_totals(coord_mig *m, uint64_t now, Objmeta__RebalanceStatusResponse *rs)
 {
-    uint64_t eta = 0;
+    uint64_t eta = 0, wall = om_clock_wall_ms();
     uint32_t done = 0;
 
     rs->phase = m->phase == MIG_IDLE      ? "idle"
@@ -409,6 +480,14 @@ mig_fill_totals(coord_mig *m, uint64_t now, Objmeta__RebalanceStatusResponse *rs
             done += m->cl[i].done;
         rs->sources = (uint32_t)m->ncl;
     }
+    for (size_t i = 0; i < m->ncl; i++) {
+        rs->cleanup_bytes_before += m->cl[i].bytes_before;
+        rs->cleanup_bytes_after += m->cl[i].bytes_after;
+    }
+    if (m->phase != MIG_IDLE && m->started_ms > 0 && wall >= m->started_ms)
+        rs->duration_ms = wall - m->started_ms;
+    else if (m->phase == MIG_IDLE && m->ended_ms >= m->started_ms && m->started_ms > 0)
+        rs->duration_ms = m->ended_ms - m->started_ms;
     rs->sources_done = done;
     rs->eta_ms = m->phase == MIG_COPYING && m->pass == 0 ? eta : 0;
 }

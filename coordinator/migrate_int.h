@@ -1,7 +1,8 @@
 /*
  * coordinator/migrate_int.h -- the state of an online ring change, shared by
- * migrate.c (the state machine: copy, cutover, switch, cleanup, persistence)
- * and mig_admin.c (AddShard/RemoveShard/SetWeight and RebalanceStatus).
+ * migrate.c (the state machine: cutover, switch, cleanup), mig_copy.c (the
+ * copy pipeline and throttle), mig_state.c (build, persistence) and
+ * mig_admin.c (AddShard/RemoveShard/SetWeight and RebalanceStatus).
  * Private to coordinator/. Loop thread only, like everything in coord_int.h.
  * The protocol: coordinator/MIGRATION.md.
  */
@@ -16,6 +17,7 @@
 #include "util/assert.h"
 #include "util/log.h"
 
+#define MIG_TICK_MS 10 /* period of the state machine's timer */
 #define MIG_PIPELINE 2 /* batches of one source being applied while the next is scanned */
 
 typedef enum mig_phase { MIG_IDLE = 0, MIG_COPYING = 1, MIG_CLEANUP = 3 } mig_phase;
@@ -84,6 +86,7 @@ typedef struct coord_mig {
     bool starting;       /* an admin op is checking the new shard */
     char op[160];        /* "add-shard s4 at 127.0.0.1:7004 weight 1" */
     uint64_t started_ms; /* wall clock */
+    uint64_t ended_ms;   /* wall clock: the end of the last change (in memory only; 0 = unknown) */
     uint64_t from_epoch, to_epoch;
     uint64_t last_change_epoch;
     mig_rng *rng;
@@ -154,5 +157,47 @@ uint32_t coord_mig_batch_now(const coord_mig *m);
 void coord_mig_set_phase(coord_mig *m, mig_phase to);
 /* Persist rings and state (atomic RING file); a failure is also noted in m->err. */
 om_status coord_mig_persist(coord_mig *m);
+/* The same with `state` (a variant of m not installed yet) and `pending` in place of m's. */
+om_status coord_mig_save(coord_mig *m, const coord_mig *state, const ring *pending);
+/* A cancel is under way: a change in which nothing moves (MIGRATION.md, "Cancel"). */
+bool coord_mig_cancelling(const coord_mig *m);
+/*
+ * coord_mig_cancel -- roll back the change in progress (phase COPYING, any pass): the
+ * pending ring is replaced by ring e's placement under a new epoch, held requests are
+ * released, and the targets that stay are compacted at the cleanup. Fills `out` (its
+ * strings point into m or into *wipe, which the caller frees with free()).
+ * Returns: OM_OK; OM_E_NOMEM; the save's error (then nothing changed; message in err).
+ */
+om_status coord_mig_cancel(coord_mig *m, Objmeta__CancelRebalanceResponse *out, char ***wipe,
+                           char *err, size_t errlen);
+
+/* One rpc of the change in flight (scan, apply, compact): freed by its callback. */
+typedef struct mig_call {
+    coord_mig *m;
+    size_t src; /* index of the source (scan, apply) or of the cleanup entry (compact) */
+    uint32_t gen, sgen, seq;
+    size_t dpos_next; /* dirty mode: the key index after this scan's keys */
+    uint64_t charged; /* scan: tokens taken when it was sent */
+    char target[RING_ID_MAX + 1];
+} mig_call;
+/* A call for source `src` of generation `gen`, or NULL (no memory). */
+mig_call *coord_mig_call_new(coord_mig *m, size_t src, uint32_t gen);
+
+/* --- mig_state.c --- */
+/* Overlay a persisted state on m (whose change, if any, is already built). */
+om_status coord_mig_decode(coord_mig *m, om_slice in, char *err, size_t errlen);
+
+/* --- mig_copy.c: the copy pipeline and its throttle --- */
+/* Drop source s's pipeline (answers still out are disowned) and scan again from its cursor. */
+void coord_mig_src_restart(mig_src *s);
+/* Send source i's next scan if its pipeline has room, its targets are ready and tokens allow. */
+void coord_mig_src_try_send(coord_mig *m, size_t i, uint64_t now);
+/* Start pass 1 (catch-up) for every source: cursors from the start, min_version wm0. */
+void coord_mig_start_pass(coord_mig *m, int pass);
+/* Pass 2 in dirty mode: freeze the dirty set, sorted and split per source. OM_E_NOMEM. */
+om_status coord_mig_build_dirty(coord_mig *m);
+/* Once per tick: the copy rate measured, and the throttle's busy flag and back-off factor. */
+void coord_mig_rate_update(coord_mig *m, uint64_t now);
+void coord_mig_throttle_update(coord_mig *m, uint64_t now);
 
 #endif /* OM_COORDINATOR_MIGRATE_INT_H */

@@ -402,6 +402,7 @@ coord_dispatch(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *re
     case OBJMETA__REQUEST__BODY_ADD_SHARD:
     case OBJMETA__REQUEST__BODY_REMOVE_SHARD:
     case OBJMETA__REQUEST__BODY_SET_WEIGHT:
+    case OBJMETA__REQUEST__BODY_CANCEL_REBALANCE:
         coord_mig_admin(c, req, t0, reply);
         break;
     case OBJMETA__REQUEST__BODY_REBALANCE_STATUS:

@@ -60,6 +60,7 @@ static const op_row op_table[] = {
     {OBJMETA__REQUEST__BODY_SET_WEIGHT, "set_weight", RPC_ROLE_ADMIN},
     {OBJMETA__REQUEST__BODY_REBALANCE_STATUS, "rebalance_status", RPC_ROLE_ADMIN},
     {OBJMETA__REQUEST__BODY_SET_RING, "set_ring", RPC_ROLE_PEER},
+    {OBJMETA__REQUEST__BODY_CANCEL_REBALANCE, "cancel_rebalance", RPC_ROLE_ADMIN},
     {OBJMETA__REQUEST__BODY_MIGRATE_SCAN, "migrate_scan", RPC_ROLE_PEER},
     {OBJMETA__REQUEST__BODY_APPLY_RECORDS, "apply_records", RPC_ROLE_PEER},
     {OBJMETA__REQUEST__BODY_COMPACT, "compact", RPC_ROLE_PEER},

@@ -95,7 +95,7 @@ main(int argc, char **argv)
         om_conf_fini(&shard_table, &c);
         return 2;
     }
-    om_log_set_level((om_log_level)c.log_level);
+    om_log_setup((om_log_level)c.log_level, (om_log_format)c.log_format);
     rpc_init_logging();
     signal(SIGPIPE, SIG_IGN);
 

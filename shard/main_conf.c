@@ -12,6 +12,7 @@ const char *const shard_sync_modes[] = {"always", "periodic", "none", NULL};
 static const char *const tls_client_auths[] = {"none", "optional", "required", NULL};
 static const char *const replica_roles[] = {"none", "primary", "backup", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
 
 #define F(x) offsetof(shard_conf, x)
 static const om_conf_item shard_items[] = {
@@ -92,6 +93,8 @@ static const om_conf_item shard_items[] = {
      "stay held)"},
     {"log-level", OM_CONF_ENUM, "info", 0, 0, log_levels, F(log_level),
      "error, warn, info or debug"},
+    {"log-format", OM_CONF_ENUM, "text", 0, 0, log_formats, F(log_format),
+     "text (one line per event) or json (one JSON object per line)"},
 };
 const om_conf_table shard_table = {"objmeta-shard", OM_VERSION, shard_items,
                                    sizeof(shard_items) / sizeof(shard_items[0])};

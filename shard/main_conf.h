@@ -18,7 +18,7 @@ typedef struct shard_conf {
     char *listen, *http_listen, *data_dir, *port_file, *id, *plaintext_roles, *token_keys;
     char *tls_cert, *tls_key, *tls_ca, *list_token_secret;
     int tls_client_auth;
-    int sync_mode, log_level;
+    int sync_mode, log_level, log_format;
     char *replicas, *replica_group;
     int replica_role;
     int64_t replica_term, replica_timeout;

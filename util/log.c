@@ -3,11 +3,13 @@
  *
  * The line is formatted into a stack buffer and written with one write(2) so
  * that lines from different threads never interleave. Lines longer than the
- * buffer are cut and end in "...".
+ * buffer are cut and end in "..." (in JSON, the message is cut and the object
+ * still closed, so every line parses).
  */
 #define OM_LOG_MODULE "log"
 #include "util/log.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -16,10 +18,12 @@
 
 int om_log_threshold = OM_LOG_INFO;
 
+static om_log_format log_format = OM_LOG_FORMAT_TEXT;
 static om_log_sink log_sink;
 static void *log_sink_arg;
 
 static const char *const level_names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
+static const char *const json_level_names[] = {"error", "warn", "info", "debug"};
 
 const char *
 om_log_level_str(om_log_level level)
@@ -52,6 +56,76 @@ om_log_level_parse(const char *name, om_log_level *out)
 }
 
 void
+om_log_set_format(om_log_format format)
+{
+    log_format = format;
+}
+
+void
+om_log_setup(om_log_level level, om_log_format format)
+{
+    om_log_set_level(level);
+    om_log_set_format(format);
+}
+
+/*
+ * Append s to line[*n ..] as the inside of a JSON string, leaving `reserve` bytes free;
+ * returns false if s did not fit (what fitted is kept, cut at a character boundary of the
+ * escaping).
+ */
+static bool
+json_append(char *line, size_t cap, size_t *n, const char *s, size_t reserve)
+{
+    for (; *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+        char esc[8];
+        size_t k;
+
+        if (ch == '"' || ch == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)ch;
+            k = 2;
+        } else if (ch == '\n') {
+            memcpy(esc, "\\n", 2);
+            k = 2;
+        } else if (ch < 0x20) {
+            k = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", ch);
+        } else {
+            esc[0] = (char)ch;
+            k = 1;
+        }
+        if (*n + k + reserve > cap)
+            return false;
+        memcpy(line + *n, esc, k);
+        *n += k;
+    }
+    return true;
+}
+
+/* {"ts":...,"level":...,"module":...,"msg":...} into line (cap bytes, room for '\n'). */
+static size_t
+json_line(char *line, size_t cap, const char *ts, om_log_level level, const char *module,
+          const char *msg)
+{
+    size_t n = 0;
+    int r = snprintf(line, cap, "{\"ts\":\"%s\",\"level\":\"%s\",\"module\":\"", ts,
+                     (unsigned)level <= OM_LOG_DEBUG ? json_level_names[level] : "?");
+
+    n = r > 0 ? (size_t)r : 0;
+    (void)json_append(line, cap, &n, module, 16);
+    memcpy(line + n, "\",\"msg\":\"", 9);
+    n += 9;
+    if (!json_append(line, cap, &n, msg, 8)) { /* cut: "...\"}" and the newline fit */
+        memcpy(line + n, "...", 3);
+        n += 3;
+    }
+    memcpy(line + n, "\"}", 2);
+    n += 2;
+    line[n] = '\0';
+    return n;
+}
+
+void
 om_log_set_sink(om_log_sink sink, void *arg)
 {
     log_sink = sink;
@@ -69,6 +143,18 @@ om_log_vwrite(om_log_level level, const char *module, const char *fmt, va_list a
 
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
+    if (log_format == OM_LOG_FORMAT_JSON) {
+        char stamp[40], msg[3072];
+        size_t k = strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(stamp + k, sizeof(stamp) - k, ".%03ldZ", ts.tv_nsec / 1000000L);
+        r = vsnprintf(msg, sizeof(msg), fmt, ap);
+        if (r >= (int)sizeof(msg))
+            memcpy(msg + sizeof(msg) - 4, "...", 4);
+        else if (r < 0)
+            msg[0] = '\0';
+        n = json_line(line, sizeof(line) - 1, stamp, level, module, msg);
+        goto out;
+    }
     n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
     r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s %s ", ts.tv_nsec / 1000000L,
                  om_log_level_str(level), module);
@@ -87,6 +173,7 @@ om_log_vwrite(om_log_level level, const char *module, const char *fmt, va_list a
         n += (size_t)r;
     }
     line[n] = '\0';
+out:
     if (log_sink != NULL) {
         log_sink(level, line, log_sink_arg);
         return;

@@ -8,13 +8,19 @@
  *
  *   2026-11-21T13:05:01.123Z INFO wal recovered log=000012.log records=412
  *
+ * With om_log_set_format(OM_LOG_FORMAT_JSON) (config `log-format = json`)
+ * each line is one JSON object instead, for log collectors:
+ *
+ *   {"ts":"2026-11-21T13:05:01.123Z","level":"info","module":"wal","msg":"recovered log=000012.log
+ * records=412"}
+ *
  * om_log() is a macro that compares the level with the threshold before any
  * argument is evaluated or formatted, so DEBUG calls cost one branch when off.
  * Each .c file names its module with `#define OM_LOG_MODULE "wal"` before it
  * includes this header.
  *
  * Thread-safety: om_log() is safe from any thread (each line is written with a
- * single write). om_log_set_level() and om_log_set_sink() are meant to be
+ * single write). om_log_set_level(), om_log_set_format() and om_log_set_sink() are meant to be
  * called once at startup, before threads start.
  */
 #ifndef OM_UTIL_LOG_H
@@ -65,6 +71,13 @@ void om_log_set_level(om_log_level level);
 om_status om_log_level_parse(const char *name, om_log_level *out);
 
 const char *om_log_level_str(om_log_level level);
+
+typedef enum om_log_format { OM_LOG_FORMAT_TEXT = 0, OM_LOG_FORMAT_JSON = 1 } om_log_format;
+
+/* The line format: text (the default) or one JSON object per line. */
+void om_log_set_format(om_log_format format);
+/* Both at once, from a binary's configuration (log-level, log-format). */
+void om_log_setup(om_log_level level, om_log_format format);
 
 /* Install a sink (NULL restores stderr). */
 void om_log_set_sink(om_log_sink sink, void *arg);

@@ -4,7 +4,8 @@
  * through each coordinator reach the owner; two add-shard requests at the
  * same moment on two coordinators make exactly one change (the other is
  * BUSY); kill -9 of the leader mid-change leaves another to finish it with
- * no acknowledged write lost and no delete undone; a leader frozen
+ * no acknowledged write lost and no delete undone; a cancel sent to a
+ * follower is carried out by the leader; a leader frozen
  * (SIGSTOP) past its lease writes nothing after its successor's first write
  * and follows when it wakes; with etcd stopped, data requests go on and
  * admin changes are refused with UNAVAILABLE naming etcd, and resume once
@@ -629,6 +630,90 @@ START_TEST(leader_killed_mid_change_another_finishes)
 }
 END_TEST
 
+/*
+ * CancelRebalance sent to a follower: forwarded, the leader cancels mid-copy. Every
+ * coordinator ends on the two old shards under a new epoch (3), writes and deletes made
+ * during the copy hold, and the shard that was being added leaves holding copies, so it is
+ * refused until wiped.
+ */
+START_TEST(cancel_through_a_follower)
+{
+    cluster cl;
+    omc_client *c;
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__CancelRebalanceRequest cq = OBJMETA__CANCEL_REBALANCE_REQUEST__INIT;
+    Objmeta__Response *r;
+    char key[32], val[1100];
+    int lead, fol;
+    uint64_t e = 0, p = 0;
+    size_t n = 0;
+
+    cluster_start(&cl, 2, "64K");
+    shard_start(&cl, 2);
+    etcd_open(&cl);
+    lead = leader_of(&cl);
+    fol = (lead + 1) % NCO;
+    c = client_of(cl.coord_addr[fol]);
+    for (int k = 0; k < NKEYS; k++) {
+        snprintf(key, sizeof(key), "c%03d", k);
+        memset(val, 'a' + k % 26, 1000);
+        snprintf(val + 1000, sizeof(val) - 1000, "-%d", k);
+        put(c, key, val);
+    }
+    r = add_shard(cl.coord_addr[fol], "s3", cl.shard_addr[2]);
+    ck_assert_msg(r != NULL && r->status == OBJMETA__STATUS__OK, "add-shard: %s",
+                  r ? r->message : "no answer");
+    rpc_response_free(r);
+    for (int k = 0; k < 40; k++) { /* while it copies (64 KiB/s: seconds) */
+        snprintf(key, sizeof(key), "c%03d", k);
+        if (k % 2)
+            ck_assert_int_eq(omc_delete(c, BUCKET, key, NULL, NULL), OM_OK);
+        else
+            put(c, key, "rewritten");
+    }
+    req.body_case = OBJMETA__REQUEST__BODY_CANCEL_REBALANCE;
+    req.cancel_rebalance = &cq;
+    r = call(cl.coord_addr[fol], &req);
+    ck_assert_msg(r != NULL && r->status == OBJMETA__STATUS__OK, "cancel: %s",
+                  r ? r->message : "no answer");
+    printf("cancel through a follower: %s while %s, epoch %llu -> %llu, wipe %s\n",
+           r->cancel_rebalance->operation, r->cancel_rebalance->phase,
+           (unsigned long long)r->cancel_rebalance->from_epoch,
+           (unsigned long long)r->cancel_rebalance->to_epoch,
+           r->cancel_rebalance->n_wipe_shards ? r->cancel_rebalance->wipe_shards[0] : "-");
+    ck_assert_uint_eq(r->cancel_rebalance->to_epoch, 3);
+    ck_assert_uint_eq(r->cancel_rebalance->n_wipe_shards, 1);
+    ck_assert_str_eq(r->cancel_rebalance->wipe_shards[0], "s3");
+    rpc_response_free(r);
+    for (int i = 0; i < NCO; i++) {
+        wait_change_done(cl.coord_addr[i], 3);
+        ck_assert(ring_of(cl.coord_addr[i], &e, &p, &n));
+        ck_assert_uint_eq(e, 3);
+        ck_assert_uint_eq(n, 2);
+    }
+    r = add_shard(cl.coord_addr[lead], "s3", cl.shard_addr[2]);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_msg(r->status == OBJMETA__STATUS__INVALID_ARGUMENT &&
+                      strstr(r->message, "already holds records") != NULL,
+                  "re-adding the cancelled shard: %s", r->message);
+    rpc_response_free(r);
+    ck_assert_int_eq(tu_proc_stop(cl.shard[2]), 0); /* out of the cluster: its copies too */
+    tu_proc_free(cl.shard[2]);
+    cl.shard[2] = NULL;
+    for (int k = 0; k < NKEYS; k++) {
+        snprintf(key, sizeof(key), "c%03d", k);
+        memset(val, 'a' + k % 26, 1000);
+        snprintf(val + 1000, sizeof(val) - 1000, "-%d", k);
+        expect(c, key, k < 40 ? (k % 2 ? NULL : "rewritten") : val);
+        if (k % 2 == 0 || k >= 40)
+            ck_assert_msg(holders(&cl, key) == 1, "%s is not on exactly its owner", key);
+    }
+    omc_close(c);
+    etcd_close();
+    cluster_stop(&cl);
+}
+END_TEST
+
 START_TEST(frozen_leader_writes_nothing)
 {
     cluster cl;
@@ -787,6 +872,7 @@ etcd_coord_suite(void)
     tcase_add_test(tc, coordinators_route_to_the_owner);
     tcase_add_test(tc, concurrent_add_shard_one_wins);
     tcase_add_test(tc, leader_killed_mid_change_another_finishes);
+    tcase_add_test(tc, cancel_through_a_follower);
     tcase_add_test(tc, frozen_leader_writes_nothing);
     tcase_add_test(tc, etcd_down_data_flows_admin_refused);
     tcase_add_test(tc, rolling_restarts_three_addresses);

@@ -21,6 +21,10 @@
  *               the cutover: every condition is judged on the newest version
  *   refusals    BUSY while a change runs; a shard holding data is refused
  *   cli         objmeta admin add-shard --wait / rebalance-status --json
+ *   cancel      objmeta admin cancel while copying (a set-weight, an
+ *               add-shard), refused in the cleanup and when idle
+ *   cancel_cutover  objmeta admin cancel during the fenced final pass (an
+ *               old owner stopped so that the fence holds)
  *
  * After each change: every acknowledged write reads back with its value or
  * a later version; no acknowledged delete is undone; every listing taken
@@ -34,6 +38,7 @@
  * Seeds are printed (TU_SEED replays one).
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,14 +118,22 @@ coord_start(cluster *cl, int ninit)
              tu_proc_port(cl->coord, "rpc"));
 }
 
+/* nshards shards, the first ninit in the ring; coord_flag: one more coordinator flag or NULL */
 static void
-cluster_start(cluster *cl, int nshards, int ninit, const char *rate)
+cluster_start_with(cluster *cl, int nshards, int ninit, const char *rate, const char *coord_flag)
 {
     memset(cl, 0, sizeof(*cl));
     cl->rate = rate;
+    cl->coord_flag = coord_flag;
     for (int i = 0; i < nshards; i++)
         shard_start(cl, i, NULL);
     coord_start(cl, ninit);
+}
+
+static void
+cluster_start(cluster *cl, int nshards, int ninit, const char *rate)
+{
+    cluster_start_with(cl, nshards, ninit, rate, NULL);
 }
 
 static void
@@ -811,12 +824,31 @@ START_TEST(rebalance_changes)
 END_TEST
 
 /* The change runs while another is refused with BUSY, and a non-empty shard is refused. */
+/* AddShard of shard i, which holds records: refused, the message says why. */
+static void
+expect_add_refused_holding(cluster *cl, int i)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__AddShardRequest ad = OBJMETA__ADD_SHARD_REQUEST__INIT;
+    Objmeta__Response *r;
+
+    ad.id = cl->id[i];
+    ad.addr = cl->addr[i];
+    req.body_case = OBJMETA__REQUEST__BODY_ADD_SHARD;
+    req.add_shard = &ad;
+    r = coord_call(cl->coord_addr, &req);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->status, OBJMETA__STATUS__INVALID_ARGUMENT);
+    ck_assert_ptr_nonnull(strstr(r->message, "already holds records"));
+    printf("refused as expected: %s\n", r->message);
+    rpc_response_free(r);
+}
+
 START_TEST(rebalance_refusals)
 {
     cluster cl;
     Objmeta__Request req = OBJMETA__REQUEST__INIT;
     Objmeta__SetWeightRequest sw = OBJMETA__SET_WEIGHT_REQUEST__INIT;
-    Objmeta__AddShardRequest ad = OBJMETA__ADD_SHARD_REQUEST__INIT;
     Objmeta__Response *r;
     uint64_t to;
 
@@ -828,16 +860,7 @@ START_TEST(rebalance_refusals)
         ck_assert_int_eq(omc_store(c, BUCKET, "junk", om_slice_from_str("x"), NULL, NULL), OM_OK);
         omc_close(c);
     }
-    ad.id = cl.id[3];
-    ad.addr = cl.addr[3];
-    req.body_case = OBJMETA__REQUEST__BODY_ADD_SHARD;
-    req.add_shard = &ad;
-    r = coord_call(cl.coord_addr, &req);
-    ck_assert_ptr_nonnull(r);
-    ck_assert_int_eq(r->status, OBJMETA__STATUS__INVALID_ARGUMENT);
-    ck_assert_ptr_nonnull(strstr(r->message, "already holds records"));
-    printf("refused as expected: %s\n", r->message);
-    rpc_response_free(r);
+    expect_add_refused_holding(&cl, 3);
 
     to = start_change(&cl, "weight", cl.id[0], NULL, 2);
     sw.id = cl.id[1];
@@ -1392,12 +1415,7 @@ START_TEST(rebalance_throttle)
     pthread_mutex_init(&L->mu, NULL);
     L->seed = tu_seed("rebalance_throttle");
     L->cl = &cl;
-    memset(&cl, 0, sizeof(cl));
-    cl.rate = "0";
-    cl.coord_flag = "--migrate-rate-busy=64K";
-    for (int i = 0; i < 4; i++)
-        shard_start(&cl, i, NULL);
-    coord_start(&cl, 3);
+    cluster_start_with(&cl, 4, 3, "0", "--migrate-rate-busy=64K");
     preload(&cl);
     load_start(L);
     deadline = tu_now_ms() + 20000;
@@ -1472,6 +1490,11 @@ START_TEST(rebalance_cli)
         ck_assert_int_eq(rc, 0);
         ck_assert_ptr_nonnull(strstr(out, "\"active\": false"));
         ck_assert_ptr_nonnull(strstr(out, "\"last_change_epoch\": 2"));
+        /* the summary keeps how long it took and what the cleanup compacted */
+        ck_assert_ptr_nonnull(strstr(out, "\"duration_ms\": "));
+        ck_assert_ptr_null(strstr(out, "\"duration_ms\": 0,"));
+        ck_assert_ptr_nonnull(strstr(out, "\"cleanup_bytes_before\": "));
+        ck_assert_ptr_null(strstr(out, "\"cleanup_bytes_before\": 0,"));
         free(out);
         free(err);
     }
@@ -1485,8 +1508,281 @@ START_TEST(rebalance_cli)
         free(out);
         free(err);
     }
+    {
+        /* nothing to cancel: refused, exit 5 */
+        const char *argv[] = {"objmeta", "--addr", cl.coord_addr, "admin", "cancel", NULL};
+        rc = tu_run_cmd(tu_bin("$OBJMETA_CLI"), argv, 20000, &out, &err);
+        ck_assert_int_eq(rc, 5);
+        ck_assert_ptr_nonnull(strstr(err, "no ring change is in progress"));
+        free(out);
+        free(err);
+    }
     check_placement(&cl, true);
     cluster_stop(&cl);
+}
+END_TEST
+
+/* --- cancel (coordinator/MIGRATION.md, "Cancel") ----------------------------------------------
+ */
+
+/* CancelRebalance; returns the response (caller frees), never NULL. */
+static Objmeta__Response *
+cancel_call(cluster *cl)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__CancelRebalanceRequest cq = OBJMETA__CANCEL_REBALANCE_REQUEST__INIT;
+    Objmeta__Response *r;
+
+    req.body_case = OBJMETA__REQUEST__BODY_CANCEL_REBALANCE;
+    req.cancel_rebalance = &cq;
+    r = coord_call(cl->coord_addr, &req);
+    ck_assert_msg(r != NULL, "cancel: no answer");
+    printf("cancel: %s %s\n", rpc_proto_status_name(r->status), r->message);
+    return r;
+}
+
+/*
+ * Cancel the change to `to` mid-copy, by request or with `objmeta admin cancel --wait`:
+ * the answer names the phase and the epochs; the cancel then runs to its end (epoch
+ * to + 1, ring e's placement). Returns how many shards the answer says to wipe.
+ */
+static size_t
+cancel_mid_copy(cluster *cl, uint64_t to, const ring *before, bool cli)
+{
+    Objmeta__Response *r;
+    const Objmeta__CancelRebalanceResponse *cr;
+    size_t nwipe = 0;
+    ring *after;
+
+    wait_mid_copy(cl);
+    if (cli) {
+        const char *argv[] = {"objmeta", "--addr", cl->coord_addr, "admin", "cancel",
+                              "--wait",  NULL};
+        char *out = NULL, *err = NULL, want[64];
+        int rc = tu_run_cmd(tu_bin("$OBJMETA_CLI"), argv, 60000, &out, &err);
+        printf("objmeta admin cancel --wait: exit %d\n%s%s", rc, out, err);
+        ck_assert_int_eq(rc, 0);
+        ck_assert_ptr_nonnull(strstr(out, "cancelled while copying"));
+        snprintf(want, sizeof(want), "done: ring epoch %llu", (unsigned long long)(to + 1));
+        ck_assert_ptr_nonnull(strstr(out, want));
+        nwipe = strstr(out, "left the cluster holding copies") != NULL;
+        free(out);
+        free(err);
+    } else {
+        r = cancel_call(cl);
+        ck_assert_int_eq(r->status, OBJMETA__STATUS__OK);
+        ck_assert_int_eq(r->body_case, OBJMETA__RESPONSE__BODY_CANCEL_REBALANCE);
+        cr = r->cancel_rebalance;
+        ck_assert(!cr->already);
+        ck_assert_str_eq(cr->phase, "copying");
+        ck_assert_uint_eq(cr->from_epoch, to - 1);
+        ck_assert_uint_eq(cr->cancelled_epoch, to);
+        ck_assert_uint_eq(cr->to_epoch, to + 1);
+        nwipe = cr->n_wipe_shards;
+        rpc_response_free(r);
+        /* a second cancel while the first runs answers the same, "already" (unless the
+         * first has finished meanwhile: then there is nothing to cancel) */
+        r = cancel_call(cl);
+        ck_assert(r->status == OBJMETA__STATUS__OK
+                      ? r->cancel_rebalance->already
+                      : strstr(r->message, "no ring change is in progress") != NULL);
+        rpc_response_free(r);
+    }
+    wait_change(cl, to + 1);
+    after = get_ring(cl->coord_addr);
+    ck_assert_uint_eq(ring_epoch(after), to + 1);
+    ck_assert_msg(ring_same_placement(before, after), "the cancel did not restore the placement");
+    ring_unref(after);
+    return nwipe;
+}
+
+/*
+ * Cancel in each phase, under the load. Copying: a set-weight (its target stays in the
+ * ring and must compact its copies away) and an add-shard (the new shard leaves holding
+ * copies, and is refused until wiped). Past the switch: refused, the cleanup finishes.
+ * Idle: refused. After each: no acknowledged write lost, no delete undone, every key on
+ * its owner and on no other shard, and a new change runs to its end.
+ */
+START_TEST(rebalance_cancel)
+{
+    cluster cl;
+    load *L = calloc(1, sizeof(*L));
+    Objmeta__Response *r;
+    ring *before;
+    uint64_t to;
+    bool hit = false;
+
+    pthread_mutex_init(&L->mu, NULL);
+    L->seed = tu_seed("rebalance_cancel");
+    L->cl = &cl;
+    cluster_start(&cl, 4, 3, "2M");
+    preload(&cl);
+
+    /* idle: nothing to cancel */
+    r = cancel_call(&cl);
+    ck_assert_int_eq(r->status, OBJMETA__STATUS__PRECONDITION_FAILED);
+    ck_assert_ptr_nonnull(strstr(r->message, "no ring change is in progress"));
+    rpc_response_free(r);
+
+    /* copying, set-weight: s1's copies must not survive */
+    before = get_ring(cl.coord_addr);
+    load_start(L);
+    to = start_change(&cl, "weight", cl.id[0], NULL, 3);
+    ck_assert_uint_eq(cancel_mid_copy(&cl, to, before, false), 0);
+    load_stop(L);
+    ring_unref(before);
+    check_model(L);
+    check_placement(&cl, true); /* strict: the target compacted what it had copied */
+
+    /* copying, add-shard, with the tool: s4 leaves with copies */
+    before = get_ring(cl.coord_addr);
+    load_start(L);
+    to = start_change(&cl, "add", cl.id[3], cl.addr[3], 1);
+    ck_assert_uint_eq(cancel_mid_copy(&cl, to, before, true), 1);
+    load_stop(L);
+    ring_unref(before);
+    check_model(L);
+    check_placement(&cl, true);
+    expect_add_refused_holding(&cl, 3);
+
+    /* past the switch: refused, the change finishes; a cleanup can be short, so retry */
+    load_start(L);
+    for (int attempt = 0; attempt < 4 && !hit; attempt++) {
+        to = start_change(&cl, "weight", cl.id[attempt % 3], NULL, (uint32_t)(attempt + 2));
+        if (wait_cleanup(&cl, to)) {
+            r = cancel_call(&cl);
+            if (r->status == OBJMETA__STATUS__PRECONDITION_FAILED &&
+                strstr(r->message, "only its cleanup") != NULL)
+                hit = true;
+            else /* the cleanup ended meanwhile: nothing to cancel */
+                ck_assert_ptr_nonnull(strstr(r->message, "no ring change is in progress"));
+            rpc_response_free(r);
+        }
+        wait_change(&cl, to);
+    }
+    load_stop(L);
+    ck_assert_msg(hit, "no attempt reached a cleanup to refuse the cancel in");
+    check_model(L);
+    check_placement(&cl, true);
+    cluster_stop(&cl);
+    pthread_mutex_destroy(&L->mu);
+    free(L);
+}
+END_TEST
+
+/*
+ * Poll the coordinator's log from *off for a line holding `needle`: true once seen, false
+ * if the change to `to` is over first. Reads only what was appended since the last call.
+ */
+static bool
+log_wait(cluster *cl, const char *needle, long *off, uint64_t to)
+{
+    char path[600], line[2048];
+    uint64_t next_status = 0, deadline = tu_now_ms() + CHANGE_DEADLINE_MS;
+
+    snprintf(path, sizeof(path), "%s.stderr", cl->coord_dir);
+    for (;;) {
+        FILE *f = fopen(path, "r");
+        if (f != NULL && fseek(f, *off, SEEK_SET) == 0) {
+            while (fgets(line, sizeof(line), f) != NULL) {
+                size_t n = strlen(line);
+                if (line[n - 1] != '\n')
+                    break; /* a line being written: read it whole next time */
+                *off += (long)n;
+                if (strstr(line, needle) != NULL) {
+                    fclose(f);
+                    return true;
+                }
+            }
+        }
+        if (f != NULL)
+            fclose(f);
+        if (tu_now_ms() >= next_status) {
+            Objmeta__Response *r = get_status(cl->coord_addr);
+            bool over = r != NULL && !r->rebalance_status->active &&
+                        r->rebalance_status->last_change_epoch >= to;
+            rpc_response_free(r);
+            if (over)
+                return false;
+            next_status = tu_now_ms() + 50;
+        }
+        ck_assert_msg(tu_now_ms() < deadline, "the change to epoch %llu never fenced",
+                      (unsigned long long)to);
+        om_clock_sleep_ms(1);
+    }
+}
+
+/*
+ * Cancel during the cutover. The fenced pass waits for the requests for moving keys in
+ * flight; the test stops an old owner (SIGSTOP) as soon as the coordinator logs the fence,
+ * so a request to it stays in flight and the fence holds (--cutover-timeout 30 s) until the
+ * cancel, which must release the held requests and go back to ring e's placement. A
+ * fenced pass can end before the stop lands: then the change finishes and the test tries
+ * again with another change.
+ */
+START_TEST(rebalance_cancel_cutover)
+{
+    cluster cl;
+    load *L = calloc(1, sizeof(*L));
+    long off = 0;
+    bool hit = false;
+    uint64_t to;
+
+    pthread_mutex_init(&L->mu, NULL);
+    L->seed = tu_seed("rebalance_cancel_cutover");
+    L->cl = &cl;
+    L->faults = true; /* the stopped shard's keys are unavailable meanwhile */
+    cluster_start_with(&cl, 3, 3, "0", "--cutover-timeout=30s");
+    preload(&cl);
+    load_start(L);
+    for (int attempt = 0; attempt < 8 && !hit; attempt++) {
+        ring *before = get_ring(cl.coord_addr);
+        int stopped = 1 + attempt % 2; /* s2 or s3: an old owner of the set-weight of s1 */
+        to = start_change(&cl, "weight", cl.id[0], NULL, (uint32_t)(attempt + 2));
+        if (log_wait(&cl, "cutover: moving keys fenced", &off, to)) {
+            Objmeta__Response *r = NULL;
+            ck_assert_int_eq(kill(tu_proc_pid(cl.shard[stopped]), SIGSTOP), 0);
+            om_clock_sleep_ms(100); /* the fence either holds on the stopped shard or is over */
+            Objmeta__Response *st = get_status(cl.coord_addr);
+            bool cutover = st != NULL && st->rebalance_status->active &&
+                           strcmp(st->rebalance_status->phase, "cutover") == 0;
+            rpc_response_free(st);
+            if (cutover)
+                r = cancel_call(&cl);
+            ck_assert_int_eq(kill(tu_proc_pid(cl.shard[stopped]), SIGCONT), 0);
+            if (r != NULL && r->status == OBJMETA__STATUS__OK) {
+                ck_assert_str_eq(r->cancel_rebalance->phase, "cutover");
+                ck_assert_uint_eq(r->cancel_rebalance->to_epoch, to + 1);
+                hit = true;
+            }
+            rpc_response_free(r);
+            printf("cancel_cutover: attempt %d: %s\n", attempt,
+                   hit       ? "cancelled in the cutover"
+                   : cutover ? "the cutover ended before the cancel"
+                             : "the cutover was over before the stop");
+        }
+        if (hit) {
+            ring *after;
+            wait_change(&cl, to + 1);
+            after = get_ring(cl.coord_addr);
+            ck_assert_msg(ring_same_placement(before, after),
+                          "the cancel did not restore the ring");
+            ring_unref(after);
+        } else {
+            wait_change(&cl, to);
+        }
+        ring_unref(before);
+    }
+    ck_assert_msg(hit, "no attempt cancelled during a cutover");
+    /* a new change starts and finishes after the cancel */
+    to = start_change(&cl, "weight", cl.id[1], NULL, 5);
+    wait_change(&cl, to);
+    load_stop(L);
+    check_model(L);
+    check_placement(&cl, true);
+    cluster_stop(&cl);
+    pthread_mutex_destroy(&L->mu);
+    free(L);
 }
 END_TEST
 
@@ -1502,6 +1798,11 @@ rebalance_suite(void)
     tcase_add_test(tc, rebalance_cli);
     tcase_add_test(tc, rebalance_conditional);
     tcase_add_test(tc, rebalance_throttle);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("cancel");
+    tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, rebalance_cancel);
+    tcase_add_test(tc, rebalance_cancel_cutover);
     suite_add_tcase(s, tc);
     tc = tcase_create("faults");
     tcase_set_timeout(tc, 120);

@@ -173,6 +173,7 @@ privileged_refused_on(expect_fn send, void *ctx, Objmeta__Status want, bool admi
     Objmeta__RemoveShardRequest rs = OBJMETA__REMOVE_SHARD_REQUEST__INIT;
     Objmeta__SetWeightRequest sw = OBJMETA__SET_WEIGHT_REQUEST__INIT;
     Objmeta__RebalanceStatusRequest rb = OBJMETA__REBALANCE_STATUS_REQUEST__INIT;
+    Objmeta__CancelRebalanceRequest cr = OBJMETA__CANCEL_REBALANCE_REQUEST__INIT;
     Objmeta__SetRingRequest sr = OBJMETA__SET_RING_REQUEST__INIT;
     Objmeta__Ring ring = OBJMETA__RING__INIT;
     Objmeta__MigrateScanRequest ms = OBJMETA__MIGRATE_SCAN_REQUEST__INIT;
@@ -209,6 +210,7 @@ privileged_refused_on(expect_fn send, void *ctx, Objmeta__Status want, bool admi
         REFUSE(OBJMETA__REQUEST__BODY_REMOVE_SHARD, remove_shard, &rs);
         REFUSE(OBJMETA__REQUEST__BODY_SET_WEIGHT, set_weight, &sw);
         REFUSE(OBJMETA__REQUEST__BODY_REBALANCE_STATUS, rebalance_status, &rb);
+        REFUSE(OBJMETA__REQUEST__BODY_CANCEL_REBALANCE, cancel_rebalance, &cr);
     }
     if (!peer)
         return;

@@ -530,6 +530,34 @@ START_TEST(log_levels_and_format)
 }
 END_TEST
 
+/* log-format = json: one object per line, the message escaped, a long one cut but closed. */
+START_TEST(log_json_format)
+{
+    static char big[6000];
+    const char *p;
+
+    captured[0] = '\0';
+    om_log_set_sink(capture_sink, NULL);
+    om_log_set_level(OM_LOG_INFO);
+    om_log_set_format(OM_LOG_FORMAT_JSON);
+    om_log(OM_LOG_WARN, "odd key=\"%s\" tab=%s", "a\\b", "x\ty\nz");
+    ck_assert_int_eq(strncmp(captured, "{\"ts\":\"", 7), 0);
+    ck_assert_int_eq(captured[11], '-'); /* {"ts":"2026-... */
+    ck_assert_ptr_nonnull(strstr(captured, "Z\",\"level\":\"warn\",\"module\":\"testmod\","
+                                           "\"msg\":\"odd key=\\\"a\\\\b\\\" "
+                                           "tab=x\\u0009y\\nz\"}\n"));
+    captured[0] = '\0';
+    memset(big, 'q', sizeof(big) - 1);
+    om_log(OM_LOG_INFO, "%s", big);
+    p = strchr(captured, '\n');
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(strncmp(p - 5, "...\"}", 5), 0); /* cut, still one closed object */
+    ck_assert_uint_lt((size_t)(p - captured), 4096);
+    om_log_set_format(OM_LOG_FORMAT_TEXT);
+    om_log_set_sink(NULL, NULL);
+}
+END_TEST
+
 /* A config struct and table like a binary's. */
 typedef struct demo_conf {
     char *listen;
@@ -939,6 +967,7 @@ util_suite(void)
     tcase_add_test(tc, arena_pool_threads);
     tcase_add_test(tc, arena_pool_filler_keeps_reserve);
     tcase_add_test(tc, log_levels_and_format);
+    tcase_add_test(tc, log_json_format);
     suite_add_tcase(s, tc);
     tc = tcase_create("assert");
     tcase_add_test_raise_signal(tc, assert_always_aborts, SIGABRT);
