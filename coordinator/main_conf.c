@@ -5,13 +5,11 @@
  */
 #include "coordinator/main_conf.h"
 
+#include "rpc/rpc.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char *const tls_client_auths[] = {"none", "optional", "required", NULL};
-static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
-static const char *const log_formats[] = {"text", "json", NULL};
 
 #define F(x) offsetof(coord_conf, x)
 static const om_conf_item coord_items[] = {
@@ -64,22 +62,8 @@ static const om_conf_item coord_items[] = {
     {"advertise", OM_CONF_STR, "", 0, 0, NULL, F(advertise),
      "etcd: host:port other coordinators forward admin requests to (empty = listen's host "
      "and bound port)"},
-    {"plaintext-roles", OM_CONF_STR, "auto", 0, 0, NULL, F(plaintext_roles),
-     "roles of plaintext connections (client,admin,peer or none; auto = all on loopback)"},
-    {"token-keys", OM_CONF_STR, "", 0, 0, NULL, F(token_keys),
-     "file of '<kid> <hex secret>' lines verifying client tokens (empty = no tokens)"},
-    {"tls-cert", OM_CONF_STR, "", 0, 0, NULL, F(tls_cert),
-     "PEM certificate chain: serve TLS only (with tls-key; empty = plaintext)"},
-    {"tls-key", OM_CONF_STR, "", 0, 0, NULL, F(tls_key), "PEM private key of tls-cert"},
-    {"tls-ca", OM_CONF_STR, "", 0, 0, NULL, F(tls_ca),
-     "PEM cluster CA: client certificates must chain to it (roles by OU: peer, admin, client)"
-     "; also makes the connections to the shards TLS"},
-    {"tls-client-auth", OM_CONF_ENUM, "optional", 0, 0, tls_client_auths, F(tls_client_auth),
-     "TLS client certificates: none, optional (else a token) or required"},
-    {"log-level", OM_CONF_ENUM, "info", 0, 0, log_levels, F(log_level),
-     "error, warn, info or debug"},
-    {"log-format", OM_CONF_ENUM, "text", 0, 0, log_formats, F(log_format),
-     "text (one line per event) or json (one JSON object per line)"},
+    RPC_CONF_TRUST_ITEMS(coord_conf),
+    RPC_CONF_LOG_ITEMS(coord_conf),
 };
 const om_conf_table coord_table = {"objmeta-coord", OM_VERSION, coord_items,
                                    sizeof(coord_items) / sizeof(coord_items[0])};

@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 #include "objmeta.pb-c.h"
+#include "util/conf.h"
 #include "util/slice.h"
 #include "util/status.h"
 
@@ -617,5 +618,47 @@ om_status rpc_prom_process(om_buf *out);
 
 /* Append the server's counters as objmeta_rpc_* metrics (with HELP/TYPE). Loop thread. */
 om_status rpc_server_render_metrics(const rpc_server *s, om_buf *out);
+
+/*
+ * Settings every objmeta server shares, as rows of its configuration table
+ * (util/conf.h): who may do what on its listener (plaintext roles, client
+ * tokens, TLS) and how it logs. objmeta-shard and objmeta-coord both expand
+ * these macros, so the names, defaults, bounds and doc lines exist once.
+ *
+ * RPC_CONF_TRUST_ITEMS(T): T has char *plaintext_roles, *token_keys,
+ * *tls_cert, *tls_key, *tls_ca and int tls_client_auth (RPC_TLS_CLIENT_*).
+ * RPC_CONF_LOG_ITEMS(T): T has int log_level (om_log_level) and int
+ * log_format (om_log_format).
+ */
+/* Index = RPC_TLS_CLIENT_*; index = om_log_level; index = om_log_format. */
+extern const char *const rpc_conf_tls_client_auths[];
+extern const char *const rpc_conf_log_levels[];
+extern const char *const rpc_conf_log_formats[];
+
+/* One table row per setting reads better than the formatter's layout. */
+/* clang-format off */
+#define RPC_CONF_TRUST_ITEMS(T)                                                                    \
+    {"plaintext-roles", OM_CONF_STR, "auto", 0, 0, NULL, offsetof(T, plaintext_roles),             \
+     "roles of plaintext connections: client,admin,peer subsets or none; auto = all on a "         \
+     "loopback listen address, none elsewhere (README.md, Security)"},                             \
+    {"token-keys", OM_CONF_STR, "", 0, 0, NULL, offsetof(T, token_keys),                           \
+     "file of '<kid> <hex secret>' lines verifying client tokens (empty = no tokens)"},            \
+    {"tls-cert", OM_CONF_STR, "", 0, 0, NULL, offsetof(T, tls_cert),                               \
+     "PEM certificate chain: serve TLS only (with tls-key; empty = plaintext)"},                   \
+    {"tls-key", OM_CONF_STR, "", 0, 0, NULL, offsetof(T, tls_key),                                 \
+     "PEM private key of tls-cert"},                                                               \
+    {"tls-ca", OM_CONF_STR, "", 0, 0, NULL, offsetof(T, tls_ca),                                   \
+     "PEM cluster CA: client certificates must chain to it (roles by OU: peer, admin, "            \
+     "client); a coordinator also connects to its shards with TLS then"},                          \
+    {"tls-client-auth", OM_CONF_ENUM, "optional", 0, 0, rpc_conf_tls_client_auths,                 \
+     offsetof(T, tls_client_auth),                                                                 \
+     "TLS client certificates: none, optional (else a token) or required"}
+
+#define RPC_CONF_LOG_ITEMS(T)                                                                      \
+    {"log-level", OM_CONF_ENUM, "info", 0, 0, rpc_conf_log_levels, offsetof(T, log_level),         \
+     "error, warn, info or debug"},                                                                \
+    {"log-format", OM_CONF_ENUM, "text", 0, 0, rpc_conf_log_formats, offsetof(T, log_format),      \
+     "text (one line per event) or json (one JSON object per line)"}
+/* clang-format on */
 
 #endif /* OM_RPC_RPC_H */

@@ -388,3 +388,8 @@ rpc_evb_write_direct(struct evbuffer *out, int fd)
     evbuffer_freeze(out, 1);
     return n;
 }
+
+/* The choices of the shared settings (rpc.h, RPC_CONF_*_ITEMS): index = value. */
+const char *const rpc_conf_tls_client_auths[] = {"none", "optional", "required", NULL};
+const char *const rpc_conf_log_levels[] = {"error", "warn", "info", "debug", NULL};
+const char *const rpc_conf_log_formats[] = {"text", "json", NULL};

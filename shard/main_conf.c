@@ -8,11 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rpc/rpc.h"
+
 const char *const shard_sync_modes[] = {"always", "periodic", "none", NULL};
-static const char *const tls_client_auths[] = {"none", "optional", "required", NULL};
 static const char *const replica_roles[] = {"none", "primary", "backup", NULL};
-static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
-static const char *const log_formats[] = {"text", "json", NULL};
 
 #define F(x) offsetof(shard_conf, x)
 static const om_conf_item shard_items[] = {
@@ -62,21 +61,10 @@ static const om_conf_item shard_items[] = {
      "threads running lists (and retrieve/head/exists when inline-reads is false)"},
     {"inline-reads", OM_CONF_BOOL, "true", 0, 0, NULL, F(inline_reads),
      "answer retrieve/head/exists on the network thread"},
-    {"plaintext-roles", OM_CONF_STR, "auto", 0, 0, NULL, F(plaintext_roles),
-     "roles of plaintext connections: client,admin,peer subsets or none; auto = all on a "
-     "loopback listen address, none elsewhere (README.md, Security)"},
-    {"token-keys", OM_CONF_STR, "", 0, 0, NULL, F(token_keys),
-     "file of '<kid> <hex secret>' lines verifying client tokens (empty = no tokens)"},
     {"list-token-secret", OM_CONF_STR, "", 0, 0, NULL, F(list_token_secret),
      "key file ('<kid> <hex>', the first key) signing List continuation tokens; empty = a "
      "random secret per start (tokens then end with a restart)"},
-    {"tls-cert", OM_CONF_STR, "", 0, 0, NULL, F(tls_cert),
-     "PEM certificate chain: serve TLS only (with tls-key; empty = plaintext)"},
-    {"tls-key", OM_CONF_STR, "", 0, 0, NULL, F(tls_key), "PEM private key of tls-cert"},
-    {"tls-ca", OM_CONF_STR, "", 0, 0, NULL, F(tls_ca),
-     "PEM cluster CA: client certificates must chain to it (roles by OU: peer, admin, client)"},
-    {"tls-client-auth", OM_CONF_ENUM, "optional", 0, 0, tls_client_auths, F(tls_client_auth),
-     "TLS client certificates: none, optional (else a token) or required"},
+    RPC_CONF_TRUST_ITEMS(shard_conf),
     {"replica-role", OM_CONF_ENUM, "none", 0, 0, replica_roles, F(replica_role),
      "replication (shard/REPLICATION.md): none; primary (ships every group commit to the "
      "replicas and answers only once all have it durable); backup (applies the primary's stream, "
@@ -91,10 +79,7 @@ static const om_conf_item shard_items[] = {
     {"replica-timeout", OM_CONF_DURATION, "2s", 10, 600000, NULL, F(replica_timeout),
      "replica-role=primary: wait this long for a backup's answer before sending again (writes "
      "stay held)"},
-    {"log-level", OM_CONF_ENUM, "info", 0, 0, log_levels, F(log_level),
-     "error, warn, info or debug"},
-    {"log-format", OM_CONF_ENUM, "text", 0, 0, log_formats, F(log_format),
-     "text (one line per event) or json (one JSON object per line)"},
+    RPC_CONF_LOG_ITEMS(shard_conf),
 };
 const om_conf_table shard_table = {"objmeta-shard", OM_VERSION, shard_items,
                                    sizeof(shard_items) / sizeof(shard_items[0])};
