@@ -26,6 +26,8 @@
  *   two probes in a row time out or fail otherwise -> down
  *   a forwarded request loses its connection       -> down at once, re-probe
  *   probe answered with another epoch, or refused  -> down (logged)
+ *   probe refused as from an older cluster state   -> unchanged (this
+ *     coordinator is behind; its watch brings the newer state)
  *   probe answered with our epoch, id verified     -> up
  *   shard answers WRONG_SHARD to a request         -> down, re-probe
  *
@@ -42,6 +44,7 @@
 #include <string.h>
 
 #include "coordinator/coord_int.h"
+#include "coordinator/cstate.h"
 #include "util/assert.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -348,6 +351,14 @@ pool_setring_cb(void *arg, om_status st, const Objmeta__Response *resp)
         pool_push_ring(sh);
         return;
     }
+    if (resp->status == OBJMETA__STATUS__PRECONDITION_FAILED) {
+        /* The shard took a pending ring from a newer cluster state at our epoch: this
+         * coordinator is behind. Requests it routes by that epoch are still served, and
+         * its watch brings the newer state; its rings do not replace the newer ones. */
+        om_log(OM_LOG_INFO, "shard holds a newer cluster state id=%s msg=\"%s\"", sh->id,
+               resp->message);
+        return;
+    }
     if (resp->status != OBJMETA__STATUS__OK ||
         resp->body_case != OBJMETA__RESPONSE__BODY_SET_RING) {
         if (sh->up || strstr(sh->why_down, "refused ring") == NULL)
@@ -404,6 +415,7 @@ pool_push_ring(coord_shard *sh)
     }
     sr.ring = pb;
     sr.pending = pp;
+    sr.state_revision = (uint64_t)coord_cstate_revision(sh->c->cs); /* the shard's fence */
     req.body_case = OBJMETA__REQUEST__BODY_SET_RING;
     req.set_ring = &sr;
     req.ring_epoch = ring_epoch(sh->c->ring);

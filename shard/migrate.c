@@ -75,6 +75,7 @@ typedef struct mig_job {
 struct shard_mig {
     pthread_mutex_t mu;
     ring *cur, *pending, *prev; /* under mu */
+    uint64_t state_rev; /* under mu: newest cluster-state revision accepted at cur's epoch */
     char *self;
     shard_mig_opts opts;
     shard *s;
@@ -281,6 +282,7 @@ mig_answer_epochs(shard_mig *m, rpc_reply *reply)
     pthread_mutex_lock(&m->mu);
     out.epoch = m->cur ? ring_epoch(m->cur) : 0;
     out.pending_epoch = m->pending ? ring_epoch(m->pending) : 0;
+    out.state_revision = m->state_rev;
     pthread_mutex_unlock(&m->mu);
     resp.body_case = OBJMETA__RESPONSE__BODY_SET_RING;
     resp.set_ring = &out;
@@ -342,12 +344,29 @@ shard_mig_install(shard_mig *m, const ring *cur, const ring *pending, char *err,
     return OM_OK;
 }
 
+/*
+ * Rings are ordered by (epoch, cluster-state revision): at the epoch it holds
+ * the shard takes a new pending ring only from a revision not older than the
+ * newest it accepted, so a coordinator behind the cluster state cannot drop
+ * or bring back a pending ring (MIGRATION.md, "Fencing with many
+ * coordinators"). Revision 0 (file backend) is not compared. Loop thread.
+ */
+static void
+mig_note_revision(shard_mig *m, uint64_t epoch, uint64_t rev)
+{
+    pthread_mutex_lock(&m->mu);
+    if (rev != 0 && m->cur != NULL && ring_epoch(m->cur) == epoch && rev > m->state_rev)
+        m->state_rev = rev;
+    pthread_mutex_unlock(&m->mu);
+}
+
 static void
 mig_set_ring(shard_mig *m, const Objmeta__SetRingRequest *sr, rpc_reply *reply)
 {
     char err[256];
     ring *r = NULL, *p = NULL;
-    uint64_t held, held_p, want_p = sr->pending ? sr->pending->epoch : 0;
+    uint64_t held, held_p, held_rev, want_p = sr->pending ? sr->pending->epoch : 0;
+    uint64_t rev = sr->state_revision;
 
     if (sr->ring == NULL) {
         rpc_reply_error(reply, OM_E_INVALID, "SetRing without a ring");
@@ -357,9 +376,21 @@ mig_set_ring(shard_mig *m, const Objmeta__SetRingRequest *sr, rpc_reply *reply)
     pthread_mutex_lock(&m->mu);
     held = m->cur ? ring_epoch(m->cur) : 0;
     held_p = m->pending ? ring_epoch(m->pending) : 0;
+    held_rev = m->state_rev;
     pthread_mutex_unlock(&m->mu);
     if (sr->ring->epoch < held || (sr->ring->epoch == held && want_p == held_p)) {
+        mig_note_revision(m, sr->ring->epoch, rev);
         mig_answer_epochs(m, reply);
+        return;
+    }
+    if (sr->ring->epoch == held && rev != 0 && rev < held_rev) {
+        rpc_reply_error(reply, OM_E_PRECONDITION,
+                        "SetRing: stale cluster state: pending epoch %llu from state revision "
+                        "%llu, but shard %s holds ring epoch %llu with pending %llu from the newer "
+                        "revision %llu (the sender must reload the cluster state)",
+                        (unsigned long long)want_p, (unsigned long long)rev, m->self,
+                        (unsigned long long)held, (unsigned long long)held_p,
+                        (unsigned long long)held_rev);
         return;
     }
     if (ring_from_pb(sr->ring, &r, err, sizeof(err)) != OM_OK) {
@@ -371,10 +402,16 @@ mig_set_ring(shard_mig *m, const Objmeta__SetRingRequest *sr, rpc_reply *reply)
         rpc_reply_error(reply, OM_E_INVALID, "SetRing: pending: %s", err);
         return;
     }
-    if (shard_mig_install(m, r, p, err, sizeof(err)) != OM_OK)
+    if (shard_mig_install(m, r, p, err, sizeof(err)) != OM_OK) {
         rpc_reply_error(reply, OM_E_INVALID, "SetRing: %s", err);
-    else
+    } else {
+        pthread_mutex_lock(&m->mu);
+        if (ring_epoch(m->cur) > held) /* a new epoch: its revisions start here */
+            m->state_rev = 0;
+        pthread_mutex_unlock(&m->mu);
+        mig_note_revision(m, sr->ring->epoch, rev);
         mig_answer_epochs(m, reply);
+    }
     ring_unref(r);
     ring_unref(p);
 }
