@@ -128,9 +128,12 @@ struct coord {
 
     /* cluster state and leadership (cstate.c, leader.c) */
     struct coord_cstate *cs;
-    bool leading;               /* this coordinator may run ring changes */
-    bool following;             /* installing a state the leader saved (quieter logs) */
-    bool reload_pending;        /* another coordinator changed the state: reload when quiet */
+    bool leading;        /* this coordinator may run ring changes */
+    bool following;      /* installing a state the leader saved (quieter logs) */
+    bool reload_pending; /* another coordinator changed the state: reload when quiet */
+    /* coord_test_delay: the phase being delayed and since when */
+    const char *test_delay_phase;
+    uint64_t test_delay_since_ms;
     struct event *reload_timer; /* retries a deferred reload */
     rpc_client *leader_cl;      /* to the leader, for forwarded admin requests */
     char leader_cl_addr[300];   /* its address */
@@ -280,6 +283,14 @@ om_status coord_leader_start(coord *c, const char *identity);
 void coord_leader_close(coord *c);
 /* May this coordinator change the ring now? (It leads, by etcd and by the local clock.) */
 bool coord_is_leader(const coord *c);
+/*
+ * coord_test_delay -- the testing aid --test-phase-delay: true while the
+ * leader is within test_phase_delay_ms of entering `phase` (a string literal:
+ * "cutover", "cleanup"; NULL = neither), so the migration tick does nothing
+ * and a test can kill the leader in that phase. Always false when the
+ * option is 0 (the default).
+ */
+bool coord_test_delay(coord *c, const char *phase, uint64_t now_ms);
 /*
  * coord_leader_forward -- on a follower, pass an admin change to the leader
  * and relay its answer (or UNAVAILABLE naming etcd when no leader is known).

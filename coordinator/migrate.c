@@ -1375,6 +1375,12 @@ mig_tick(evutil_socket_t fd, short what, void *arg)
             mig_unfence(m);
         return;
     }
+    if (coord_test_delay(c,
+                         m->phase == MIG_CLEANUP                   ? "cleanup"
+                         : m->phase == MIG_COPYING && m->pass == 2 ? "cutover"
+                                                                   : NULL,
+                         now))
+        return; /* --test-phase-delay, a testing aid */
     if (m->phase == MIG_COPYING) {
         mig_rate_update(m, now);
         mig_copy_step(m);
