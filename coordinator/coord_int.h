@@ -128,18 +128,18 @@ struct coord {
 
     /* cluster state and leadership (cstate.c, leader.c) */
     struct coord_cstate *cs;
-    bool leading;        /* this coordinator may run ring changes */
-    bool following;      /* installing a state the leader saved (quieter logs) */
-    bool reload_pending; /* another coordinator changed the state: reload when quiet */
-    /* coord_test_delay: the phase being delayed and since when */
-    const char *test_delay_phase;
-    uint64_t test_delay_since_ms;
+    bool leading;               /* this coordinator may run ring changes */
+    bool following;             /* installing a state the leader saved (quieter logs) */
+    bool reload_pending;        /* another coordinator changed the state: reload when quiet */
     struct event *reload_timer; /* retries a deferred reload */
     rpc_client *leader_cl;      /* to the leader, for forwarded admin requests */
     char leader_cl_addr[300];   /* its address */
     uint64_t forwarded_admin;   /* admin requests passed to the leader */
     uint64_t proxied_moving;    /* requests for moving keys passed to the leader */
     uint64_t state_reloads;     /* states loaded from another coordinator's save */
+    /* coord_test_delay: the phase being delayed and since when */
+    const char *test_delay_phase;
+    uint64_t test_delay_since_ms;
 
     /* online ring changes (migrate.c, router.c) */
     struct coord_mig *mig;
