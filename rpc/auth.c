@@ -63,6 +63,7 @@ static const op_row op_table[] = {
     {OBJMETA__REQUEST__BODY_MIGRATE_SCAN, "migrate_scan", RPC_ROLE_PEER},
     {OBJMETA__REQUEST__BODY_APPLY_RECORDS, "apply_records", RPC_ROLE_PEER},
     {OBJMETA__REQUEST__BODY_COMPACT, "compact", RPC_ROLE_PEER},
+    {OBJMETA__REQUEST__BODY_REPLICATE, "replicate", RPC_ROLE_PEER}, /* shard/REPLICATION.md */
     {OBJMETA__REQUEST__BODY_AUTH, "auth", RPC_ROLES_ALL}, /* answered by conn.c before the check */
 };
 

@@ -94,6 +94,7 @@ typedef struct commit_held {
 struct commit {
     lsm_db *db;
     commit_ops ops;
+    commit_repl repl; /* ship == NULL: no replication */
     om_thread_owner loop;
     _Atomic bool pipeline; /* writer and sync threads in use (commit_attach) */
     _Atomic uint64_t started;
@@ -163,7 +164,8 @@ send_unsynced(commit *c, unsigned tag, uint64_t t0_ns, rpc_reply *reply, om_stat
     Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
     char msg[160];
 
-    snprintf(msg, sizeof(msg), "WAL sync failed (%s): recent writes may not be durable",
+    snprintf(msg, sizeof(msg),
+             "WAL sync or replication failed (%s): recent writes may not be durable",
              om_status_str(st));
     resp.status = rpc_status_to_proto(st != OM_OK ? st : OM_E_IO);
     resp.message = msg;
@@ -497,6 +499,24 @@ writer_submit(commit *c)
 
 /* ---- the sync thread ---- */
 
+void
+commit_set_replication(commit *c, const commit_repl *r)
+{
+    c->repl = *r;
+}
+
+/* Sync the groups written so far and, replicated, ship them (commit.h): they become durable. */
+static om_status
+sync_groups(commit *c)
+{
+    uint64_t mark = c->repl.ship != NULL ? c->repl.mark(c->repl.arg) : 0;
+    om_status st = lsm_sync(c->db);
+
+    if (st == OM_OK && c->repl.ship != NULL)
+        st = c->repl.ship(c->repl.arg, mark);
+    return st;
+}
+
 static void *
 sync_main(void *arg)
 {
@@ -517,13 +537,13 @@ sync_main(void *arg)
         pthread_mutex_unlock(&c->dur_mu);
         /*
          * The group becomes durable: every group <= target is in the WAL
-         * file; the sync makes it durable here. Replication ships the groups
-         * up to target to the backups at this point and waits for them
-         * before `durable` advances (commit.h).
+         * file; the sync makes it durable here, and replication (when set)
+         * ships the groups to the backups and waits for them before
+         * `durable` advances (commit.h, shard/repl.c).
          */
-        st = lsm_sync(c->db); /* the later groups go on being written meanwhile */
+        st = sync_groups(c); /* the later groups go on being written meanwhile */
         if (st != OM_OK)
-            om_log(OM_LOG_ERROR, "WAL sync failed status=%s", om_status_str(st));
+            om_log(OM_LOG_ERROR, "WAL sync or replication failed status=%s", om_status_str(st));
         pthread_mutex_lock(&c->dur_mu);
         c->sync_done = target;
         if (st == OM_OK && target > c->durable)
@@ -716,7 +736,7 @@ sync_stop(commit *c)
         om_status st;
 
         pthread_mutex_unlock(&c->dur_mu);
-        st = lsm_sync(c->db);
+        st = sync_groups(c);
         pthread_mutex_lock(&c->dur_mu);
         if (st == OM_OK)
             c->durable = gen;

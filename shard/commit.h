@@ -100,6 +100,21 @@ typedef struct commit_ops {
     size_t write_scratch; /* bytes of scratch for a full group */
 } commit_ops;
 
+/*
+ * Replication (shard/repl.h): mark runs right before each sync of the
+ * groups, ship(mark) right after it succeeds; the groups become durable only
+ * if ship returns OM_OK (its error fails them like a failed sync). Both run
+ * on the sync thread (or commit_detach's) with no commit lock held.
+ */
+typedef struct commit_repl {
+    uint64_t (*mark)(void *arg);
+    om_status (*ship)(void *arg, uint64_t mark);
+    void *arg;
+} commit_repl;
+
+/* commit_set_replication -- as above; before commit_attach. */
+void commit_set_replication(commit *c, const commit_repl *r);
+
 /* commit_reply.after: every group started so far (a read, an error, a Ping). */
 #define COMMIT_AFTER_ALL 0
 

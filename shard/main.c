@@ -14,12 +14,15 @@
 
 #include "shard/main_conf.h"
 #include "shard/migrate.h"
+#include "shard/repl.h"
 #include "shard/shard.h"
 #include "util/log.h"
 
 typedef struct app {
     shard *sh;
-    shard_mig *mig; /* rings from the coordinator (SetRing), fencing, migration (migrate.h) */
+    shard_mig *mig;   /* rings from the coordinator (SetRing), fencing, migration (migrate.h) */
+    shard_repl *repl; /* replica-role primary (repl.h) */
+    shard_replica *replica; /* replica-role backup */
     rpc_server *srv;
     rpc_http *http;
     struct event_base *base;
@@ -44,6 +47,9 @@ static void
 app_handle(void *arg, const Objmeta__Request *req, rpc_reply *reply)
 {
     app *a = arg;
+    if ((a->replica != NULL && shard_replica_handle(a->replica, req, reply)) ||
+        (a->repl != NULL && shard_repl_handle(a->repl, req, reply)))
+        return;
     if (!shard_mig_handle(a->mig, req, reply))
         shard_rpc_handler(a->sh, req, reply);
 }
@@ -159,7 +165,8 @@ main(int argc, char **argv)
     if (shard_open(c.data_dir, &so, &a.sh) != OM_OK || shard_mig_attach(a.mig, a.sh) != OM_OK)
         goto out;
     shard_set_ring_check(a.sh, shard_mig_check, a.mig);
-    if (shard_attach_loop(a.sh, a.base) != OM_OK)
+    if (shard_conf_replication(&c, a.sh, &a.repl, &a.replica) != OM_OK ||
+        shard_attach_loop(a.sh, a.base) != OM_OK)
         goto out;
     if (rpc_server_new(a.base, &ro, app_handle, &a, &a.srv) != OM_OK)
         goto out;
@@ -191,8 +198,11 @@ out:
     rpc_server_free(a.srv);
     rpc_tls_free(tls);
     shard_mig_stop(a.mig);
+    shard_repl_stop(a.repl); /* a backup that never answers must not hold the exit */
+    shard_replica_close(a.replica);
     if (shard_close(a.sh) != OM_OK)
         rc = 1;
+    shard_repl_close(a.repl);
     shard_mig_free(a.mig);
     if (a.base)
         event_base_free(a.base);

@@ -6,9 +6,11 @@
 #include "shard/main_conf.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 const char *const shard_sync_modes[] = {"always", "periodic", "none", NULL};
 static const char *const tls_client_auths[] = {"none", "optional", "required", NULL};
+static const char *const replica_roles[] = {"none", "primary", "backup", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
 #define F(x) offsetof(shard_conf, x)
@@ -74,6 +76,20 @@ static const om_conf_item shard_items[] = {
      "PEM cluster CA: client certificates must chain to it (roles by OU: peer, admin, client)"},
     {"tls-client-auth", OM_CONF_ENUM, "optional", 0, 0, tls_client_auths, F(tls_client_auth),
      "TLS client certificates: none, optional (else a token) or required"},
+    {"replica-role", OM_CONF_ENUM, "none", 0, 0, replica_roles, F(replica_role),
+     "replication (shard/REPLICATION.md): none; primary (ships every group commit to the "
+     "replicas and answers only once all have it durable); backup (applies the primary's stream, "
+     "refuses client writes)"},
+    {"replicas", OM_CONF_STR, "", 0, 0, NULL, F(replicas),
+     "replica-role=primary: the backups' rpc addresses, host:port,host:port"},
+    {"replica-group", OM_CONF_STR, "", 0, 0, NULL, F(replica_group),
+     "the replica group's id, the same on its primary and backups (a backup with \"\" accepts "
+     "any)"},
+    {"replica-term", OM_CONF_INT, "1", 1, INT64_MAX, NULL, F(replica_term),
+     "replica-role=primary: the term it leads (static until the etcd configuration manager)"},
+    {"replica-timeout", OM_CONF_DURATION, "2s", 10, 600000, NULL, F(replica_timeout),
+     "replica-role=primary: wait this long for a backup's answer before sending again (writes "
+     "stay held)"},
     {"log-level", OM_CONF_ENUM, "info", 0, 0, log_levels, F(log_level),
      "error, warn, info or debug"},
 };

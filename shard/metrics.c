@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "shard/commit.h"
+#include "shard/repl.h"
 #include "shard/shard_int.h"
 #include "util/workq.h"
 
@@ -151,6 +152,8 @@ shard_render_metrics(shard *s, om_buf *out)
                            "Times the network loop waited for room in the writer thread's queue."));
     OM_TRY(rpc_prom_value(out, "objmeta_shard_writer_queue_waits_total", NULL,
                           (double)commit_queue_waits(s->commit)));
+
+    OM_TRY(shard_repl_render_metrics(s, out)); /* role, term, index, per-backup lag */
 
     /* engine statistics, one gauge each: lsm.wal_syncs -> objmeta_lsm_wal_syncs */
     n = stat_items(s, items, SHARD_STATS_MAX, names);

@@ -242,8 +242,8 @@ shard_mig_compaction_filter(void *arg, int level, om_slice key, om_slice value)
 
     (void)level;
     view_get(m, &v);
-    if (v.cur == NULL)
-        goto out;                /* no ring known (just restarted): keep everything */
+    if (v.cur == NULL || shard_key_is_reserved(key))
+        goto out; /* no ring known (just restarted), or the replica's own state: keep */
     h = om_hash64(key.p, key.n); /* the LSM key is bucket 0x00 key: its hash is the key hash */
     if (!mig_owns(v.cur, m->self, h) && (v.pending == NULL || !mig_owns(v.pending, m->self, h))) {
         atomic_fetch_add_explicit(&m->filter_dropped, 1, memory_order_relaxed);
@@ -493,7 +493,7 @@ scan_keys(shard_mig *m, mig_job *j, Objmeta__MigrateRecord *recs, Objmeta__Migra
         shard_record rec;
         om_status g;
 
-        if (!ranges_contain(j->ranges, j->nranges, om_hash64(k.p, k.n)))
+        if (shard_key_is_reserved(k) || !ranges_contain(j->ranges, j->nranges, om_hash64(k.p, k.n)))
             continue;
         g = lsm_get(shard_db(m->s), NULL, k, &v);
         if (g == OM_E_NOTFOUND)
@@ -584,8 +584,8 @@ run_scan(shard_mig *m, mig_job *j)
         v = lsm_iter_value(it);
         scanned += k.n + v.n;
         OM_GOTO(om_buf_set(&last, k));
-        if (!ranges_contain(j->ranges, j->nranges, om_hash64(k.p, k.n)))
-            continue;
+        if (shard_key_is_reserved(k) || !ranges_contain(j->ranges, j->nranges, om_hash64(k.p, k.n)))
+            continue; /* the replica's own state (REPLICATION.md) never moves */
         if (shard_record_decode(v, &rec) != OM_OK) {
             om_log(OM_LOG_ERROR, "migration scan: a stored record does not decode id=%s", m->self);
             st = OM_ERR(OM_E_CORRUPT);
@@ -965,7 +965,8 @@ submit_apply(shard_mig *m, const Objmeta__Request *req, rpc_reply *reply)
     }
     for (size_t i = 0; i < r->n_records; i++) {
         const Objmeta__MigrateRecord *mr = r->records[i];
-        if (mr->key.len == 0 || mr->key.len > LSM_MAX_KEY_SIZE) {
+        if (mr->key.len == 0 || mr->key.len > LSM_MAX_KEY_SIZE ||
+            shard_key_is_reserved(om_slice_make(mr->key.data, mr->key.len))) {
             job_free(j);
             rpc_reply_error(reply, OM_E_INVALID, "record %zu: bad key length %zu", i, mr->key.len);
             return;

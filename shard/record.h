@@ -19,6 +19,11 @@
  *   lenpref  metadata     the user's JSON object text, or empty
  *   bytes    data         the rest of the value; its length must equal size
  *
+ * Reserved keys: an LSM key whose first byte is 0x00 (an empty bucket, which
+ * no valid address has) holds the shard's own state, not a record -- the
+ * replication state (term, last index; shard/REPLICATION.md). Scans that
+ * move or filter records (migration, the compaction filter) skip them.
+ *
  * A tombstone has the same layout with size 0 and empty strings; it keeps the
  * version (and created_ms of the deleted object) so a migration can tell
  * which of two copies is newer. The LSM checksums every block, so the record
@@ -93,6 +98,13 @@ om_status shard_record_decode_head(om_slice in, shard_record *r);
 
 /* The 16 lower-case hex digits of an etag, NUL-terminated. */
 void shard_etag_hex(uint64_t etag, char out[17]);
+
+/* shard_key_is_reserved -- an LSM key of the shard's own state (see above), not a record. */
+static inline bool
+shard_key_is_reserved(om_slice lkey)
+{
+    return lkey.n > 0 && lkey.p[0] == 0;
+}
 
 /*
  * shard_lsm_key -- out = bucket 0x00 key (out is reset first).

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "shard/repl.h"
 #include "util/checksum.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -556,6 +557,13 @@ shard_write_group(shard *s, shard_write *w, size_t n, bool nosync)
 
     if (n == 0)
         return;
+    if (s->repl != NULL && !nosync) {
+        /* a primary's groups are shipped by the pipeline's sync step (repl.h): no other way */
+        for (size_t i = 0; i < n; i++)
+            w[i].status = shard_msg(OM_E_INTERNAL, w[i].err, sizeof(w[i].err),
+                                    "a replicated shard writes only through the commit pipeline");
+        return;
+    }
     if (n == 1 && !nosync) {
         write_one(s, w);
         return;
@@ -572,9 +580,13 @@ shard_write_group(shard *s, shard_write *w, size_t n, bool nosync)
     }
     if (!items || !last || (x = wm_scratch_get(s)) == NULL ||
         om_buf_reserve(&x->keys, kbytes) != OM_OK || om_buf_reserve(&x->vals, vbytes) != OM_OK) {
-        /* no memory for the batch: fall back to one write at a time */
-        for (size_t i = 0; i < n; i++)
-            write_one(s, &w[i]);
+        /* no memory for the batch: fall back to one write at a time (unreplicated: refuse) */
+        for (size_t i = 0; i < n; i++) {
+            if (s->repl == NULL)
+                write_one(s, &w[i]);
+            else
+                w[i].status = shard_msg(OM_E_NOMEM, w[i].err, sizeof(w[i].err), "out of memory");
+        }
         goto out;
     }
     om_buf *keys = &x->keys, *vals = &x->vals;
@@ -640,10 +652,12 @@ shard_write_group(shard *s, shard_write *w, size_t n, bool nosync)
         it->in_batch = true;
         last[slot] = i + 1; /* this key's record is now this write's */
         nbatch++;
+        if (s->repl != NULL) /* a primary keeps the group for its backups (repl.h) */
+            shard_repl_stage(s->repl, lkey, om_slice_make(vals->p + it->voff, it->vlen));
     }
-    st = nbatch == 0 ? OM_OK
-         : nosync    ? lsm_write_nosync(s->db, x->batch)
-                     : lsm_write(s->db, x->batch);
+    st = nbatch > 0 && s->repl != NULL ? shard_repl_seal(s->repl, x->batch) : OM_OK;
+    if (st == OM_OK && nbatch > 0)
+        st = nosync ? lsm_write_nosync(s->db, x->batch) : lsm_write(s->db, x->batch);
     if (st != OM_OK)
         for (size_t i = 0; i < n; i++)
             if (items[i].in_batch)
@@ -651,6 +665,8 @@ shard_write_group(shard *s, shard_write *w, size_t n, bool nosync)
     for (unsigned k = SHARD_STRIPES; k-- > 0;)
         if (stripes[k / 64] & (UINT64_C(1) << (k % 64)))
             pthread_mutex_unlock(&s->stripes[k]);
+    if (nbatch > 0 && s->repl != NULL)
+        shard_repl_written(s->repl, st);
 out:
     if (x != NULL)
         wm_scratch_put(s, x);

@@ -9,14 +9,19 @@
  *   fence.c       ring_check (the ring fence, fence.h)
  *   metrics.c     metrics (counters), Stats, /metrics
  *   lifecycle.c   open, attach, detach, close
+ *   repl.c        a primary's replication, behind `repl` (its catch-up in
+ *                 repl_catchup.c); replica.c a backup's, behind `replica`
+ *                 (repl.h)
  *
  * Lock order (outermost first):
  *   1. key stripes (stripes[i]), several only in ascending index order
  *      (shard_write_group, migrate.c's ApplyRecords), taken through
  *      shard_stripe_lock, which checks the order;
  *   2. the engine's own locks (lsm_write, lsm_get under a stripe);
- *   wm_mu, the commit's mutexes and the pool's are leaves: nothing else is
- *   taken while one is held, and no stripe is held while one is taken.
+ *   wm_mu, the commit's mutexes, the pool's and repl.c's are leaves:
+ *   nothing else is taken while one is held, and no stripe is held while
+ *   one is taken. replica.c's mutex (a backup, where no client writes and
+ *   so no stripe is taken) is held across its engine write: level 1.
  */
 #ifndef OM_SHARD_SHARD_INT_H
 #define OM_SHARD_SHARD_INT_H
@@ -50,8 +55,10 @@ struct shard {
     pthread_mutex_t stripes[SHARD_STRIPES];
     shard_ring_check_fn ring_check; /* fence.c */
     void *ring_check_arg;
-    commit *commit; /* Store and Delete (commit.h) */
-    workq *pool;    /* List, and reads without inline_reads (handlers.c) */
+    commit *commit;                /* Store and Delete (commit.h) */
+    struct shard_repl *repl;       /* a primary's replication (repl.h), or NULL */
+    struct shard_replica *replica; /* a backup's (repl.h), or NULL */
+    workq *pool;                   /* List, and reads without inline_reads (handlers.c) */
 
     /*
      * The record buffer of Retrieve/Head answered inline (inline_reads): one

@@ -1,0 +1,202 @@
+/*
+ * shard/repl_catchup.c -- catch-up of a backup from a snapshot of the
+ * primary (repl.c's shippers call it; REPLICATION.md, "Catch-up" and
+ * "Divergence repair").
+ *
+ * A backup that needs a group the primary no longer keeps (either side
+ * restarted, an empty disk) or that diverged (it holds indexes of an older
+ * term) gets the primary's engine snapshot at index s in key order, as
+ * CatchUpPages; the backup makes each page's key range equal to the page
+ * (replica.c), the last page sets it to index s, and the shipper's ordinary
+ * stream follows from s + 1. While a peer catches up, the groups above s
+ * stay queued for it (repl_trim). The snapshot and the cursor are the peer
+ * thread's own; the rest is under mu (repl_int.h).
+ */
+#define OM_LOG_MODULE "repl"
+#include <stdlib.h>
+#include <string.h>
+
+#include "shard/record.h"
+#include "shard/repl_int.h"
+#include "shard/shard_int.h"
+#include "util/log.h"
+
+/*
+ * Start a catch-up of p: the backup lacks groups no longer kept. The
+ * snapshot is taken after reading `last`, so it holds every group up to
+ * snap_index and perhaps a few more -- harmless: the backup then applies
+ * the groups above snap_index again, in order, and ends in the primary's
+ * state all the same -- and it is synced before any page leaves.
+ * Requires: mu held (released meanwhile).
+ */
+void
+repl_catch_up_start(repl_peer *p)
+{
+    shard_repl *r = p->r;
+    uint64_t s = r->last;
+    lsm_snapshot *snap = NULL;
+    om_status st;
+
+    pthread_mutex_unlock(&r->mu);
+    st = lsm_snapshot_new(shard_db(r->s), &snap);
+    /* what the snapshot holds is made durable here first: no backup gets a write this
+     * primary could still lose in a crash (REPLICATION.md, "The write rule") */
+    if (st == OM_OK && (st = lsm_sync(shard_db(r->s))) != OM_OK) {
+        lsm_snapshot_free(shard_db(r->s), snap);
+        snap = NULL;
+    }
+    pthread_mutex_lock(&r->mu);
+    if (st != OM_OK) {
+        repl_pause_ms(r, r->opts.retry_ms);
+        return;
+    }
+    p->snap = snap;
+    p->snap_index = s;
+    p->catching = true;
+    om_buf_reset(&p->cursor);
+    om_log(OM_LOG_INFO,
+           "catch-up of a backup from a snapshot backup=%s from_index=%llu "
+           "snapshot_index=%llu",
+           p->addr, (unsigned long long)p->acked, (unsigned long long)s);
+}
+
+/* The next page of p's snapshot after its cursor (p's thread: the snapshot is p's). */
+static om_status
+catch_up_page(repl_peer *p, Objmeta__CatchUpPage *pg, Objmeta__MigrateRecord **ptrs,
+              Objmeta__MigrateRecord *recs, size_t cap, om_buf *mem, size_t *offs)
+{
+    shard_repl *r = p->r;
+    lsm_iter_opts io;
+    lsm_iter *it = NULL;
+    size_t n = 0, last_off = 0, last_len = 0;
+    om_status st;
+
+    lsm_iter_opts_init(&io);
+    io.snapshot = p->snap;
+    io.lower = om_buf_slice(&p->cursor);
+    io.fill_cache = false; /* a catch-up must not evict the clients' working set */
+    OM_TRY(lsm_iter_new(shard_db(r->s), &io, &it));
+    om_buf_reset(mem);
+    for (lsm_iter_seek_first(it); lsm_iter_valid(it); lsm_iter_next(it)) {
+        om_slice k = lsm_iter_key(it), v = lsm_iter_value(it);
+        shard_record rec;
+
+        if (p->cursor.n > 0 && om_slice_eq(k, om_buf_slice(&p->cursor)))
+            continue;
+        if (n == cap || (n > 0 && mem->n + k.n + v.n > r->opts.max_request_bytes))
+            break;
+        last_off = mem->n;
+        last_len = k.n;
+        if ((st = om_buf_append_slice(mem, k)) != OM_OK ||
+            (st = om_buf_append_slice(mem, v)) != OM_OK)
+            goto out;
+        if (shard_key_is_reserved(k))
+            continue; /* inside the page's range, never sent */
+        if (shard_record_decode_head(v, &rec) != OM_OK) {
+            om_log(OM_LOG_ERROR, "catch-up: a stored record does not decode backup=%s", p->addr);
+            st = OM_ERR(OM_E_CORRUPT);
+            goto out;
+        }
+        objmeta__migrate_record__init(&recs[n]);
+        offs[n] = last_off;
+        recs[n].key.len = k.n;
+        recs[n].value.len = v.n;
+        recs[n].version = rec.version;
+        ptrs[n] = &recs[n];
+        n++;
+    }
+    st = lsm_iter_status(it);
+    if (st != OM_OK)
+        goto out;
+    objmeta__catch_up_page__init(pg);
+    pg->done = !lsm_iter_valid(it);
+    pg->snapshot_index = p->snap_index;
+    pg->after_key.data = p->cursor.p;
+    pg->after_key.len = p->cursor.n;
+    pg->last_key.data = mem->p + last_off;
+    pg->last_key.len = last_len;
+    for (size_t i = 0; i < n; i++) { /* mem is final now: point into it */
+        recs[i].key.data = mem->p + offs[i];
+        recs[i].value.data = mem->p + offs[i] + recs[i].key.len;
+    }
+    pg->records = ptrs;
+    pg->n_records = n;
+out:
+    lsm_iter_free(it);
+    return st;
+}
+
+#define CATCH_UP_PAGE_RECORDS 4096
+
+/*
+ * One page of p's catch-up: build it, send it, act on the answer (the last
+ * page ends the catch-up: the backup holds snap_index, the stream goes on
+ * from there). Requires: mu held (released while building and sending).
+ */
+void
+repl_catch_up_step(repl_peer *p, rpc_sync_client **cli, bool *quiet)
+{
+    shard_repl *r = p->r;
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__ReplicateRequest rq = OBJMETA__REPLICATE_REQUEST__INIT;
+    Objmeta__CatchUpPage pg = OBJMETA__CATCH_UP_PAGE__INIT;
+    Objmeta__MigrateRecord **ptrs = calloc(CATCH_UP_PAGE_RECORDS, sizeof(*ptrs));
+    Objmeta__MigrateRecord *recs = calloc(CATCH_UP_PAGE_RECORDS, sizeof(*recs));
+    size_t *offs = calloc(CATCH_UP_PAGE_RECORDS, sizeof(*offs));
+    Objmeta__Response *resp = NULL;
+    om_buf mem = OM_BUF_INIT;
+    lsm_snapshot *release = NULL;
+    om_status st = OM_ERR(OM_E_NOMEM);
+
+    pthread_mutex_unlock(&r->mu);
+    if (ptrs != NULL && recs != NULL && offs != NULL)
+        st = catch_up_page(p, &pg, ptrs, recs, CATCH_UP_PAGE_RECORDS, &mem, offs);
+    if (st == OM_OK) {
+        rq.group = r->group;
+        rq.term = r->opts.term;
+        rq.first_index = p->snap_index + 1;
+        rq.catch_up = &pg;
+        req.body_case = OBJMETA__REQUEST__BODY_REPLICATE;
+        req.replicate = &rq;
+        if (*cli == NULL)
+            st = rpc_sync_client_open(p->addr, r->opts.timeout_ms, cli);
+        if (st == OM_OK)
+            st = rpc_sync_client_call(*cli, &req, r->opts.timeout_ms, &resp);
+    }
+    pthread_mutex_lock(&r->mu);
+    if (st != OM_OK) {
+        if (!*quiet)
+            om_log(OM_LOG_WARN, "catch-up page failed: retrying backup=%s status=%s", p->addr,
+                   om_status_str(st));
+        *quiet = true;
+        repl_pause_ms(r, r->opts.retry_ms);
+    } else if (rpc_response_status(resp) == OM_OK &&
+               resp->body_case == OBJMETA__RESPONSE__BODY_REPLICATE) {
+        *quiet = false;
+        if (pg.done) {
+            om_log(OM_LOG_INFO, "catch-up done backup=%s index=%llu", p->addr,
+                   (unsigned long long)resp->replicate->durable_index);
+            p->acked = resp->replicate->durable_index;
+            p->catching = false;
+            release = p->snap;
+            p->snap = NULL;
+            repl_trim(r);
+            pthread_cond_broadcast(&r->cv);
+        } else if (om_buf_set(&p->cursor, om_slice_make(pg.last_key.data, pg.last_key.len)) !=
+                   OM_OK) {
+            repl_pause_ms(r, r->opts.retry_ms); /* the same page again */
+        }
+    } else {
+        repl_peer_answer(p, rq.first_index, rq.first_index, resp, quiet); /* a stale term, errors */
+    }
+    rpc_response_free(resp);
+    free(ptrs);
+    free(recs);
+    free(offs);
+    om_buf_free(&mem);
+    if (release != NULL) {
+        pthread_mutex_unlock(&r->mu);
+        lsm_snapshot_free(shard_db(r->s), release);
+        pthread_mutex_lock(&r->mu);
+    }
+}
