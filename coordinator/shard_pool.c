@@ -405,8 +405,8 @@ pool_push_ring(coord_shard *sh)
     Objmeta__Ring *pb = NULL, *pp = NULL;
     om_status st;
 
-    if (sh->setring_inflight)
-        return;
+    if (sh->setring_inflight || sh->conns[0] == NULL)
+        return; /* conns[0] is NULL while coord_pool_close fails the other connections' calls */
     if ((st = ring_to_pb(sh->c->ring, &pb)) != OM_OK ||
         (sh->c->pending != NULL && (st = ring_to_pb(sh->c->pending, &pp)) != OM_OK)) {
         ring_pb_free(pb);
@@ -485,7 +485,7 @@ pool_ping(coord_shard *sh)
     Objmeta__Request req = OBJMETA__REQUEST__INIT;
     Objmeta__PingRequest ping = OBJMETA__PING_REQUEST__INIT;
 
-    if (sh->ping_inflight)
+    if (sh->ping_inflight || sh->conns[0] == NULL)
         return;
     req.body_case = OBJMETA__REQUEST__BODY_PING;
     req.ping = &ping;
