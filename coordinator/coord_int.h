@@ -88,6 +88,8 @@ typedef struct coord_shard {
     uint64_t acked_pending; /* pending ring epoch it reported (0 = none) */
     uint64_t sent_epoch;    /* epochs of the SetRing in flight (a stale answer is not a failure) */
     uint64_t sent_pending;
+    uint32_t sent_fence; /* its fence field (pool_fence) */
+    bool acked_fenced;   /* the shard reported its cutover fence on */
     uint64_t last_ok_ms;
     char why_down[192];   /* reason shown in errors, /healthz and Stats */
     coord_waiter waiters; /* list head: requests in flight to this shard */
@@ -144,6 +146,7 @@ struct coord {
     /* online ring changes (migrate.c, router.c) */
     struct coord_mig *mig;
     bool fenced;             /* cutover: requests for moving keys are held */
+    bool shard_fence;        /* cutover: the old owners fence the moving keys too (SetRing) */
     bool hold_lists;         /* ring switch: List requests are held */
     uint64_t mig_inflight;   /* requests for moving keys in flight, forwards included */
     uint64_t unfwd_inflight; /* writes routed while no change was pending, in flight */
@@ -225,6 +228,14 @@ coord_shard *coord_pool_find(const coord *c, const char *id);
 void coord_pool_push_all(coord *c);
 /* Is sh up and holding the coordinator's ring and pending ring? */
 bool coord_pool_in_sync(const coord_shard *sh);
+/*
+ * coord_pool_fence_shards -- the leader's cutover (MIGRATION.md, "Fencing
+ * with many coordinators"): set c->shard_fence and send SetRing with the
+ * fence on to every shard that has not confirmed it. True once every shard
+ * that is up has (the final pass may start: no write routed by the old
+ * epoch for a moving key can land on an old owner after it).
+ */
+bool coord_pool_fence_shards(coord *c);
 /* Free every connection (pending calls complete with UNAVAILABLE first) and the shards. */
 void coord_pool_close(coord *c);
 /* Start the periodic health check (first round at once). */

@@ -1035,6 +1035,10 @@ mig_unfence(coord_mig *m)
 
     c->fenced = false;
     c->hold_lists = false;
+    if (c->shard_fence) {
+        c->shard_fence = false;
+        coord_pool_push_all(c); /* the shards' fence off */
+    }
     if (c->held_count > 0)
         om_log(OM_LOG_INFO, "releasing held requests count=%zu", c->held_count);
     coord_mig_release_held(c);
@@ -1208,6 +1212,8 @@ mig_copy_step(coord_mig *m)
     if (m->pass == 2 && !m->final_started) {
         if (c->mig_inflight > 0)
             return; /* requests for moving keys still in flight */
+        if (!coord_pool_fence_shards(c))
+            return; /* the old owners refuse moving keys routed by e first (MIGRATION.md) */
         m->final_started = true;
         m->dirty_mode = !m->need_catchup && !m->dirty_overflow;
         for (size_t i = 0; i < m->nsrc; i++) {

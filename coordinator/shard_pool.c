@@ -329,13 +329,26 @@ coord_pool_in_sync(const coord_shard *sh)
            sh->acked_pending == (c->pending ? ring_epoch(c->pending) : 0);
 }
 
+/*
+ * SetRing's fence field: followers leave the shard's fence alone (0); the
+ * leader turns it on (1) during its cutover and off (2) otherwise.
+ */
+static uint32_t
+pool_fence(const coord *c)
+{
+    if (!coord_is_leader(c))
+        return 0;
+    return c->shard_fence && c->pending != NULL ? 1 : 2;
+}
+
 static void
 pool_setring_cb(void *arg, om_status st, const Objmeta__Response *resp)
 {
     coord_shard *sh = arg;
     uint64_t want = ring_epoch(sh->c->ring);
     uint64_t want_p = sh->c->pending ? ring_epoch(sh->c->pending) : 0;
-    bool stale = sh->sent_epoch != want || sh->sent_pending != want_p;
+    bool stale =
+        sh->sent_epoch != want || sh->sent_pending != want_p || sh->sent_fence != pool_fence(sh->c);
 
     sh->setring_inflight = false;
     if (st != OM_OK) {
@@ -371,6 +384,7 @@ pool_setring_cb(void *arg, om_status st, const Objmeta__Response *resp)
     sh->last_ok_ms = om_clock_mono_ms();
     sh->acked_epoch = resp->set_ring->epoch;
     sh->acked_pending = resp->set_ring->pending_epoch;
+    sh->acked_fenced = resp->set_ring->fenced;
     if (sh->acked_epoch != want || sh->acked_pending != want_p) {
         if (sh->up || strstr(sh->why_down, "holds ring epoch") == NULL)
             om_log(OM_LOG_ERROR,
@@ -416,6 +430,7 @@ pool_push_ring(coord_shard *sh)
     sr.ring = pb;
     sr.pending = pp;
     sr.state_revision = (uint64_t)coord_cstate_revision(sh->c->cs); /* the shard's fence */
+    sr.fence = pool_fence(sh->c);
     req.body_case = OBJMETA__REQUEST__BODY_SET_RING;
     req.set_ring = &sr;
     req.ring_epoch = ring_epoch(sh->c->ring);
@@ -428,7 +443,25 @@ pool_push_ring(coord_shard *sh)
     }
     sh->sent_epoch = ring_epoch(sh->c->ring);
     sh->sent_pending = sh->c->pending ? ring_epoch(sh->c->pending) : 0;
+    sh->sent_fence = sr.fence;
     sh->setring_inflight = true;
+}
+
+bool
+coord_pool_fence_shards(coord *c)
+{
+    bool all = true;
+
+    c->shard_fence = true;
+    for (size_t i = 0; i < c->nshards; i++) {
+        coord_shard *sh = c->shards[i];
+
+        if (sh->up && !(sh->acked_fenced && sh->sent_fence == 1)) {
+            pool_push_ring(sh); /* one in flight: its answer is stale and it is sent again */
+            all = false;
+        }
+    }
+    return all;
 }
 
 void

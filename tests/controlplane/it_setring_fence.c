@@ -12,6 +12,13 @@
  *                     a probe of the held rings from an older revision is
  *                     answered OK (a follower a checkpoint behind is no
  *                     failure)
+ *   cutover-fence     with the fence on (the leader's cutover), keyed
+ *                     requests routed by the current epoch for keys that
+ *                     move away are WRONG_SHARD naming the new owner; keys
+ *                     that stay, direct access (epoch 0), Lists, and the
+ *                     pending epoch are served; a follower's probe (fence
+ *                     0) leaves it on, the leader's off ends it, and so
+ *                     does the switch to the pending ring
  *   forged-client     a SetRing from a connection with only the client
  *                     role (far-ahead epoch and revision) is refused
  *                     PERMISSION_DENIED and the shard keeps serving
@@ -28,7 +35,7 @@
 #include "tu.h"
 
 typedef struct rings {
-    ring *e1, *e2, *e3; /* s1 alone; s1+s2; s2 alone (s1 leaves) */
+    ring *e1, *e2, *e3; /* s1 alone; s1+s2 at epoch 2; s1+s2 at epoch 3 */
 } rings;
 
 static void
@@ -51,9 +58,10 @@ rings_free(rings *r)
     ring_unref(r->e3);
 }
 
-/* SetRing{cur, pending, rev} on c; the response (caller frees). */
+/* SetRing{cur, pending, rev, fence} on c; the response (caller frees). */
 static Objmeta__Response *
-set_ring(rpc_sync_client *c, const ring *cur, const ring *pending, uint64_t rev)
+set_ring_fence(rpc_sync_client *c, const ring *cur, const ring *pending, uint64_t rev,
+               uint32_t fence)
 {
     Objmeta__Request req = OBJMETA__REQUEST__INIT;
     Objmeta__SetRingRequest sr = OBJMETA__SET_RING_REQUEST__INIT;
@@ -63,6 +71,7 @@ set_ring(rpc_sync_client *c, const ring *cur, const ring *pending, uint64_t rev)
     if (pending != NULL)
         ck_assert(ring_to_pb(pending, &sr.pending) == OM_OK);
     sr.state_revision = rev;
+    sr.fence = fence;
     req.body_case = OBJMETA__REQUEST__BODY_SET_RING;
     req.set_ring = &sr;
     req.ring_epoch = ring_epoch(cur);
@@ -70,6 +79,12 @@ set_ring(rpc_sync_client *c, const ring *cur, const ring *pending, uint64_t rev)
     ring_pb_free(sr.ring);
     ring_pb_free(sr.pending);
     return resp;
+}
+
+static Objmeta__Response *
+set_ring(rpc_sync_client *c, const ring *cur, const ring *pending, uint64_t rev)
+{
+    return set_ring_fence(c, cur, pending, rev, 0);
 }
 
 /* SetRing must be answered OK holding (epoch, pending). */
@@ -175,6 +190,110 @@ START_TEST(newer_state_wins)
 }
 END_TEST
 
+/* Store key with ring_epoch epoch; the status (message into msg). */
+static Objmeta__Status
+store(rpc_sync_client *c, const char *key, uint64_t epoch, char *msg, size_t cap)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__StoreRequest st = OBJMETA__STORE_REQUEST__INIT;
+    Objmeta__Response *r = NULL;
+    Objmeta__Status status;
+
+    st.bucket = "bucket-one";
+    st.key = (char *)key;
+    st.data.data = (uint8_t *)"v";
+    st.data.len = 1;
+    req.body_case = OBJMETA__REQUEST__BODY_STORE;
+    req.store = &st;
+    req.ring_epoch = epoch;
+    ck_assert(rpc_sync_client_call(c, &req, 5000, &r) == OM_OK);
+    status = r->status;
+    snprintf(msg, cap, "%s", r->message);
+    rpc_response_free(r);
+    return status;
+}
+
+/* Does a List routed with epoch show key? */
+static bool
+listed(rpc_sync_client *c, const char *key, uint64_t epoch)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__ListRequest lr = OBJMETA__LIST_REQUEST__INIT;
+    Objmeta__Response *r = NULL;
+    bool found = false;
+
+    lr.bucket = "bucket-one";
+    req.body_case = OBJMETA__REQUEST__BODY_LIST;
+    req.list = &lr;
+    req.ring_epoch = epoch;
+    ck_assert(rpc_sync_client_call(c, &req, 5000, &r) == OM_OK);
+    ck_assert_msg(r->status == OBJMETA__STATUS__OK, "List: %s", r->message);
+    for (size_t i = 0; i < r->list->n_entries; i++)
+        found |= strcmp(r->list->entries[i]->key, key) == 0;
+    rpc_response_free(r);
+    return found;
+}
+
+/* SetRing with a fence op; the fenced flag of the answer. */
+static bool
+fence_op(rpc_sync_client *c, const ring *cur, const ring *pending, uint64_t rev, uint32_t op)
+{
+    Objmeta__Response *r = set_ring_fence(c, cur, pending, rev, op);
+    bool on;
+
+    ck_assert_msg(r->status == OBJMETA__STATUS__OK, "SetRing fence %u: %s", op, r->message);
+    on = r->set_ring->fenced;
+    rpc_response_free(r);
+    return on;
+}
+
+START_TEST(cutover_fence)
+{
+    tu_proc *sh = shard_start("auto");
+    rpc_sync_client *c = open_client(sh);
+    char moving[32] = "", staying[32] = "", msg[512];
+    rings rg;
+
+    rings_make(&rg);
+    /* one key that moves from s1 to s2 under e2, one that stays on s1 */
+    for (int i = 0; i < 1000 && (!moving[0] || !staying[0]); i++) {
+        char k[32];
+        const ring_shard *o;
+
+        snprintf(k, sizeof(k), "key-%d", i);
+        o = ring_lookup(rg.e2, om_slice_from_str("bucket-one"), om_slice_from_str(k));
+        snprintf(strcmp(o->id, "s2") == 0 ? moving : staying, 32, "%s", k);
+    }
+    ck_assert(moving[0] && staying[0]);
+    set_ring_ok(c, rg.e1, NULL, 10, 1, 0);
+    set_ring_ok(c, rg.e1, rg.e2, 20, 1, 2);
+    ck_assert_int_eq(store(c, moving, 1, msg, sizeof(msg)), OBJMETA__STATUS__OK);
+    /* the leader's cutover: the fence on */
+    ck_assert(fence_op(c, rg.e1, rg.e2, 20, 1));
+    ck_assert_int_eq(store(c, moving, 1, msg, sizeof(msg)), OBJMETA__STATUS__WRONG_SHARD);
+    ck_assert_msg(strstr(msg, "moving to shard s2") && strstr(msg, "fenced for the cutover"),
+                  "message: %s", msg);
+    ck_assert_int_eq(store(c, staying, 1, msg, sizeof(msg)), OBJMETA__STATUS__OK);
+    ck_assert_int_eq(store(c, moving, 0, msg, sizeof(msg)), OBJMETA__STATUS__OK);
+    ck_assert(listed(c, moving, 1));
+    /* a follower's probe leaves it on; a stale leader's "off" (older revision) too */
+    ck_assert(fence_op(c, rg.e1, rg.e2, 20, 0));
+    ck_assert(fence_op(c, rg.e1, rg.e2, 15, 2));
+    ck_assert_int_eq(store(c, moving, 1, msg, sizeof(msg)), OBJMETA__STATUS__WRONG_SHARD);
+    /* the leader's "off" (an abandoned cutover) ends it */
+    ck_assert(!fence_op(c, rg.e1, rg.e2, 20, 2));
+    ck_assert_int_eq(store(c, moving, 1, msg, sizeof(msg)), OBJMETA__STATUS__OK);
+    /* on again, then the switch to e2 ends it */
+    ck_assert(fence_op(c, rg.e1, rg.e2, 25, 1));
+    ck_assert(!fence_op(c, rg.e2, NULL, 30, 0));
+    ck_assert_int_eq(store(c, staying, 2, msg, sizeof(msg)), OBJMETA__STATUS__OK);
+    rings_free(&rg);
+    rpc_sync_client_close(c);
+    ck_assert_int_eq(tu_proc_stop(sh), 0);
+    tu_proc_free(sh);
+}
+END_TEST
+
 START_TEST(forged_setring_from_client_refused)
 {
     tu_proc *sh = shard_start("client");
@@ -216,6 +335,7 @@ setring_fence_suite(void)
 
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, newer_state_wins);
+    tcase_add_test(tc, cutover_fence);
     tcase_add_test(tc, forged_setring_from_client_refused);
     suite_add_tcase(s, tc);
     return s;
