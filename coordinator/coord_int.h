@@ -88,6 +88,8 @@ typedef struct coord_shard {
     uint64_t acked_pending; /* pending ring epoch it reported (0 = none) */
     uint64_t sent_epoch;    /* epochs of the SetRing in flight (a stale answer is not a failure) */
     uint64_t sent_pending;
+    uint32_t sent_fence; /* its fence field (pool_fence) */
+    bool acked_fenced;   /* the shard reported its cutover fence on */
     uint64_t last_ok_ms;
     char why_down[192];   /* reason shown in errors, /healthz and Stats */
     coord_waiter waiters; /* list head: requests in flight to this shard */
@@ -138,10 +140,14 @@ struct coord {
     uint64_t forwarded_admin;   /* admin requests passed to the leader */
     uint64_t proxied_moving;    /* requests for moving keys passed to the leader */
     uint64_t state_reloads;     /* states loaded from another coordinator's save */
+    /* coord_test_delay: the phase being delayed and since when */
+    const char *test_delay_phase;
+    uint64_t test_delay_since_ms;
 
     /* online ring changes (migrate.c, router.c) */
     struct coord_mig *mig;
     bool fenced;             /* cutover: requests for moving keys are held */
+    bool shard_fence;        /* cutover: the old owners fence the moving keys too (SetRing) */
     bool hold_lists;         /* ring switch: List requests are held */
     uint64_t mig_inflight;   /* requests for moving keys in flight, forwards included */
     uint64_t unfwd_inflight; /* writes routed while no change was pending, in flight */
@@ -223,6 +229,14 @@ coord_shard *coord_pool_find(const coord *c, const char *id);
 void coord_pool_push_all(coord *c);
 /* Is sh up and holding the coordinator's ring and pending ring? */
 bool coord_pool_in_sync(const coord_shard *sh);
+/*
+ * coord_pool_fence_shards -- the leader's cutover (MIGRATION.md, "Fencing
+ * with many coordinators"): set c->shard_fence and send SetRing with the
+ * fence on to every shard that has not confirmed it. True once every shard
+ * that is up has (the final pass may start: no write routed by the old
+ * epoch for a moving key can land on an old owner after it).
+ */
+bool coord_pool_fence_shards(coord *c);
 /* Free every connection (pending calls complete with UNAVAILABLE first) and the shards. */
 void coord_pool_close(coord *c);
 /* Start the periodic health check (first round at once). */
@@ -281,6 +295,14 @@ om_status coord_leader_start(coord *c, const char *identity);
 void coord_leader_close(coord *c);
 /* May this coordinator change the ring now? (It leads, by etcd and by the local clock.) */
 bool coord_is_leader(const coord *c);
+/*
+ * coord_test_delay -- the testing aid --test-phase-delay: true while the
+ * leader is within test_phase_delay_ms of entering `phase` (a string literal:
+ * "cutover", "cleanup"; NULL = neither), so the migration tick does nothing
+ * and a test can kill the leader in that phase. Always false when the
+ * option is 0 (the default).
+ */
+bool coord_test_delay(coord *c, const char *phase, uint64_t now_ms);
 /*
  * coord_leader_forward -- on a follower, pass an admin change to the leader
  * and relay its answer (or UNAVAILABLE naming etcd when no leader is known).

@@ -54,6 +54,22 @@ coord_is_leader(const coord *c)
     return coord_cstate_is_leader(c->cs);
 }
 
+bool
+coord_test_delay(coord *c, const char *phase, uint64_t now_ms)
+{
+    if (c->opts.test_phase_delay_ms == 0 || phase == NULL) {
+        c->test_delay_phase = NULL;
+        return false;
+    }
+    if (c->test_delay_phase != phase) {
+        c->test_delay_phase = phase;
+        c->test_delay_since_ms = now_ms;
+        om_log(OM_LOG_INFO, "test-phase-delay: pausing phase=%s ms=%u", phase,
+               c->opts.test_phase_delay_ms);
+    }
+    return now_ms - c->test_delay_since_ms < c->opts.test_phase_delay_ms;
+}
+
 /* Replace rings and migration state with the stored ones. */
 static void
 leader_reload(coord *c)

@@ -48,6 +48,9 @@ static const om_conf_item coord_items[] = {
      "ring changes: bytes per copy batch while clients are active (0 = migrate-batch)"},
     {"cutover-timeout", OM_CONF_DURATION, "5s", 100, 600000, NULL, F(cutover_timeout),
      "ring changes: a cutover (moving keys held) longer than this is retried later"},
+    {"test-phase-delay", OM_CONF_DURATION, "0", 0, 60000, NULL, F(test_phase_delay),
+     "testing aid, never for production: the leader waits this long on entering cutover "
+     "(moving keys held) and cleanup, so a test can act in those phases (0 = off)"},
     {"clock-margin", OM_CONF_DURATION, "10s", 0, 3600000, NULL, F(clock_margin),
      "ring changes: catch-up passes also copy records this much older than the pass start"},
     {"etcd", OM_CONF_STR, "", 0, 0, NULL, F(etcd),
@@ -105,6 +108,7 @@ coord_conf_opts(const coord_conf *cf, coord_opts *o, char *haddr, size_t haddrle
     o->migrate_batch_busy = (uint32_t)cf->migrate_batch_busy;
     o->cutover_timeout_ms = (uint32_t)cf->cutover_timeout;
     o->clock_margin_ms = (uint32_t)cf->clock_margin;
+    o->test_phase_delay_ms = (uint32_t)cf->test_phase_delay;
     o->etcd = cf->etcd;
     o->etcd_prefix = cf->etcd_prefix;
     o->etcd_timeout_ms = (uint32_t)cf->etcd_timeout;

@@ -20,7 +20,7 @@ typedef struct coord_conf {
     int64_t vnodes, pool_size, health_interval, health_timeout, shard_timeout, startup_wait;
     int64_t max_frame;
     int64_t migrate_rate, migrate_batch, migrate_rate_busy, migrate_batch_busy, cutover_timeout,
-        clock_margin;
+        clock_margin, test_phase_delay;
     char *etcd, *etcd_prefix, *advertise;
     int64_t etcd_timeout, lease_ttl;
     char *plaintext_roles, *token_keys, *tls_cert, *tls_key, *tls_ca;

@@ -190,6 +190,10 @@ mig_unfence(coord_mig *m)
 
     c->fenced = false;
     c->hold_lists = false;
+    if (c->shard_fence) {
+        c->shard_fence = false;
+        coord_pool_push_all(c); /* the shards' fence off */
+    }
     if (c->held_count > 0)
         om_log(OM_LOG_INFO, "releasing held requests count=%zu", c->held_count);
     coord_mig_release_held(c);
@@ -508,6 +512,8 @@ mig_copy_step(coord_mig *m)
     if (m->pass == 2 && !m->final_started) {
         if (c->mig_inflight > 0)
             return; /* requests for moving keys still in flight */
+        if (!coord_pool_fence_shards(c))
+            return; /* the old owners refuse moving keys routed by e first (MIGRATION.md) */
         m->final_started = true;
         m->dirty_mode = !m->need_catchup && !m->dirty_overflow;
         for (size_t i = 0; i < m->nsrc; i++) {
@@ -598,6 +604,12 @@ mig_tick(evutil_socket_t fd, short what, void *arg)
             mig_unfence(m);
         return;
     }
+    if (coord_test_delay(c,
+                         m->phase == MIG_CLEANUP                   ? "cleanup"
+                         : m->phase == MIG_COPYING && m->pass == 2 ? "cutover"
+                                                                   : NULL,
+                         now))
+        return; /* --test-phase-delay, a testing aid */
     if (m->phase == MIG_COPYING) {
         coord_mig_rate_update(m, now);
         mig_copy_step(m);

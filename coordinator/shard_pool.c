@@ -26,6 +26,8 @@
  *   two probes in a row time out or fail otherwise -> down
  *   a forwarded request loses its connection       -> down at once, re-probe
  *   probe answered with another epoch, or refused  -> down (logged)
+ *   probe refused as from an older cluster state   -> unchanged (this
+ *     coordinator is behind; its watch brings the newer state)
  *   probe answered with our epoch, id verified     -> up
  *   shard answers WRONG_SHARD to a request         -> down, re-probe
  *
@@ -42,6 +44,7 @@
 #include <string.h>
 
 #include "coordinator/coord_int.h"
+#include "coordinator/cstate.h"
 #include "util/assert.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -335,13 +338,26 @@ coord_pool_in_sync(const coord_shard *sh)
            sh->acked_pending == (c->pending ? ring_epoch(c->pending) : 0);
 }
 
+/*
+ * SetRing's fence field: followers leave the shard's fence alone (0); the
+ * leader turns it on (1) during its cutover and off (2) otherwise.
+ */
+static uint32_t
+pool_fence(const coord *c)
+{
+    if (!coord_is_leader(c))
+        return 0;
+    return c->shard_fence && c->pending != NULL ? 1 : 2;
+}
+
 static void
 pool_setring_cb(void *arg, om_status st, const Objmeta__Response *resp)
 {
     coord_shard *sh = arg;
     uint64_t want = ring_epoch(sh->c->ring);
     uint64_t want_p = sh->c->pending ? ring_epoch(sh->c->pending) : 0;
-    bool stale = sh->sent_epoch != want || sh->sent_pending != want_p;
+    bool stale =
+        sh->sent_epoch != want || sh->sent_pending != want_p || sh->sent_fence != pool_fence(sh->c);
 
     sh->setring_inflight = false;
     if (st != OM_OK) {
@@ -357,6 +373,14 @@ pool_setring_cb(void *arg, om_status st, const Objmeta__Response *resp)
         pool_push_ring(sh);
         return;
     }
+    if (resp->status == OBJMETA__STATUS__PRECONDITION_FAILED) {
+        /* The shard took a pending ring from a newer cluster state at our epoch: this
+         * coordinator is behind. Requests it routes by that epoch are still served, and
+         * its watch brings the newer state; its rings do not replace the newer ones. */
+        om_log(OM_LOG_INFO, "shard holds a newer cluster state id=%s msg=\"%s\"", sh->id,
+               resp->message);
+        return;
+    }
     if (resp->status != OBJMETA__STATUS__OK ||
         resp->body_case != OBJMETA__RESPONSE__BODY_SET_RING) {
         if (sh->up || strstr(sh->why_down, "refused ring") == NULL)
@@ -369,6 +393,7 @@ pool_setring_cb(void *arg, om_status st, const Objmeta__Response *resp)
     sh->last_ok_ms = om_clock_mono_ms();
     sh->acked_epoch = resp->set_ring->epoch;
     sh->acked_pending = resp->set_ring->pending_epoch;
+    sh->acked_fenced = resp->set_ring->fenced;
     if (sh->acked_epoch != want || sh->acked_pending != want_p) {
         if (sh->up || strstr(sh->why_down, "holds ring epoch") == NULL)
             om_log(OM_LOG_ERROR,
@@ -413,6 +438,8 @@ pool_push_ring(coord_shard *sh)
     }
     sr.ring = pb;
     sr.pending = pp;
+    sr.state_revision = (uint64_t)coord_cstate_revision(sh->c->cs); /* the shard's fence */
+    sr.fence = pool_fence(sh->c);
     req.body_case = OBJMETA__REQUEST__BODY_SET_RING;
     req.set_ring = &sr;
     req.ring_epoch = ring_epoch(sh->c->ring);
@@ -425,7 +452,25 @@ pool_push_ring(coord_shard *sh)
     }
     sh->sent_epoch = ring_epoch(sh->c->ring);
     sh->sent_pending = sh->c->pending ? ring_epoch(sh->c->pending) : 0;
+    sh->sent_fence = sr.fence;
     sh->setring_inflight = true;
+}
+
+bool
+coord_pool_fence_shards(coord *c)
+{
+    bool all = true;
+
+    c->shard_fence = true;
+    for (size_t i = 0; i < c->nshards; i++) {
+        coord_shard *sh = c->shards[i];
+
+        if (sh->up && !(sh->acked_fenced && sh->sent_fence == 1)) {
+            pool_push_ring(sh); /* one in flight: its answer is stale and it is sent again */
+            all = false;
+        }
+    }
+    return all;
 }
 
 void

@@ -15,6 +15,13 @@ shard_set_ring_check(shard *s, shard_ring_check_fn fn, void *arg)
     s->ring_check_arg = arg;
 }
 
+void
+shard_set_move_fence(shard *s, shard_ring_check_fn fn, void *arg)
+{
+    s->move_fence = fn;
+    s->move_fence_arg = arg;
+}
+
 om_status
 shard_fence_check(shard *s, uint64_t ring_epoch, om_slice bucket, om_slice key, char *err,
                   size_t errlen)
@@ -26,6 +33,8 @@ shard_fence_check(shard *s, uint64_t ring_epoch, om_slice bucket, om_slice key, 
     if (errlen > 0)
         err[0] = '\0';
     st = s->ring_check(s->ring_check_arg, ring_epoch, bucket, key, err, errlen);
+    if (st == OM_OK && key.n > 0 && s->move_fence != NULL)
+        st = s->move_fence(s->move_fence_arg, ring_epoch, bucket, key, err, errlen);
     if (st != OM_OK && errlen > 0 && err[0] == '\0')
         snprintf(err, errlen, "not the owner of this key");
     return st;

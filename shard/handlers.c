@@ -65,6 +65,9 @@ typedef struct shard_job {
     char *werr;
     uint8_t *mem;
     size_t mem_used;
+    /* a barrier (shard_commit_barrier): no write; barrier(barrier_arg) when answered */
+    void (*barrier)(void *arg);
+    void *barrier_arg;
 } shard_job;
 
 /* ---- answers ---- */
@@ -232,18 +235,24 @@ write_group(void *arg, commit_job **jobs, size_t n, bool nosync, void *scratch)
 {
     shard *s = arg;
     shard_write one, *w = scratch != NULL ? scratch : n == 1 ? &one : malloc(n * sizeof(*w));
+    size_t k = 0;
 
     for (size_t i = 0; i < n && w != NULL; i++)
-        job_to_write((shard_job *)jobs[i], &w[i]);
-    if (w != NULL)
-        shard_write_group(s, w, n, nosync);
+        if (((shard_job *)jobs[i])->barrier == NULL)
+            job_to_write((shard_job *)jobs[i], &w[k++]);
+    if (w != NULL && k > 0)
+        shard_write_group(s, w, k, nosync);
+    k = 0;
     for (size_t i = 0; i < n; i++) {
         shard_job *j = (shard_job *)jobs[i];
 
-        j->wstatus = w != NULL ? w[i].status : OM_ERR(OM_E_NOMEM);
+        if (j->barrier != NULL)
+            continue; /* barriers write nothing; the writes' results are w[0..k) */
+        j->wstatus = w != NULL ? w[k].status : OM_ERR(OM_E_NOMEM);
         if (w != NULL && j->wstatus == OM_OK)
-            j->winfo = w[i].info;
-        j->werr = w != NULL && j->wstatus != OM_OK && w[i].err[0] ? strdup(w[i].err) : NULL;
+            j->winfo = w[k].info;
+        j->werr = w != NULL && j->wstatus != OM_OK && w[k].err[0] ? strdup(w[k].err) : NULL;
+        k++;
     }
     if (w != &one && w != scratch)
         free(w);
@@ -261,6 +270,10 @@ answer_write(void *arg, commit_job *cj)
     Objmeta__ObjectInfo oi = OBJMETA__OBJECT_INFO__INIT;
     char etag[17];
 
+    if (j->barrier != NULL) {
+        j->barrier(j->barrier_arg); /* every job before it is answered: written and durable */
+        return;
+    }
     j->to.after = cj->group;
     if (j->wstatus != OM_OK) {
         answer_status(s, &j->to, j->wstatus, j->werr);
@@ -404,6 +417,24 @@ job_new(shard *s, const answer_to *to, size_t bytes)
     j->to = *to;
     j->mem = (uint8_t *)(j + 1);
     return j;
+}
+
+om_status
+shard_commit_barrier(shard *s, void (*fn)(void *arg), void *arg)
+{
+    shard_job *j = (shard_job *)commit_job_alloc(s->commit, sizeof(shard_job));
+    bool in_fifo;
+
+    if (j == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    in_fifo = j->cj.in_fifo; /* set by commit_job_alloc */
+    memset(j, 0, sizeof(*j));
+    j->cj.in_fifo = in_fifo;
+    j->cj.bytes = sizeof(*j);
+    j->barrier = fn;
+    j->barrier_arg = arg;
+    commit_submit(s->commit, &j->cj);
+    return OM_OK;
 }
 
 /* ---- Ping and Stats ---- */

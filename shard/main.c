@@ -152,6 +152,7 @@ main(int argc, char **argv)
     if (shard_open(c.data_dir, &so, &a.sh) != OM_OK || shard_mig_attach(a.mig, a.sh) != OM_OK)
         goto out;
     shard_set_ring_check(a.sh, shard_mig_check, a.mig);
+    shard_set_move_fence(a.sh, shard_mig_move_fence, a.mig);
     if (shard_conf_replication(&c, a.sh, &a.repl, &a.replica) != OM_OK ||
         shard_attach_loop(a.sh, a.base) != OM_OK)
         goto out;

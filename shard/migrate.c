@@ -76,6 +76,8 @@ typedef struct mig_job {
 struct shard_mig {
     pthread_mutex_t mu;
     ring *cur, *pending, *prev; /* under mu */
+    uint64_t state_rev;  /* under mu: newest cluster-state revision accepted at cur's epoch */
+    _Atomic bool fenced; /* written under mu: the cutover fence (shard_mig_move_fence) */
     char *self;
     shard_mig_opts opts;
     shard *s;
@@ -232,6 +234,32 @@ out:
     return st;
 }
 
+om_status
+shard_mig_move_fence(void *arg, uint64_t e, om_slice bucket, om_slice key, char *err, size_t errlen)
+{
+    shard_mig *m = arg;
+    om_status st = OM_OK;
+    mig_view v;
+    uint64_t h;
+
+    if (e == 0 || key.n == 0 || !atomic_load_explicit(&m->fenced, memory_order_acquire))
+        return OM_OK;
+    view_get(m, &v);
+    if (v.cur != NULL && v.pending != NULL && e == ring_epoch(v.cur)) {
+        h = ring_key_hash(bucket, key);
+        if (mig_owns(v.cur, m->self, h) && !mig_owns(v.pending, m->self, h)) {
+            snprintf(err, errlen,
+                     "key is moving to shard %s (ring epoch %llu): shard %s is fenced for the "
+                     "cutover and serves it no longer by epoch %llu",
+                     ring_shard_at(v.pending, ring_owner(v.pending, h))->id,
+                     (unsigned long long)ring_epoch(v.pending), m->self, (unsigned long long)e);
+            st = OM_E_WRONG_SHARD;
+        }
+    }
+    view_put(&v);
+    return st;
+}
+
 lsm_filter_decision
 shard_mig_compaction_filter(void *arg, int level, om_slice key, om_slice value)
 {
@@ -282,6 +310,8 @@ mig_answer_epochs(shard_mig *m, rpc_reply *reply)
     pthread_mutex_lock(&m->mu);
     out.epoch = m->cur ? ring_epoch(m->cur) : 0;
     out.pending_epoch = m->pending ? ring_epoch(m->pending) : 0;
+    out.state_revision = m->state_rev;
+    out.fenced = atomic_load(&m->fenced);
     pthread_mutex_unlock(&m->mu);
     resp.body_case = OBJMETA__RESPONSE__BODY_SET_RING;
     resp.set_ring = &out;
@@ -319,6 +349,7 @@ shard_mig_install(shard_mig *m, const ring *cur, const ring *pending, char *err,
         return OM_E_INVALID;
     }
     if (ring_epoch(cur) > held) {
+        atomic_store(&m->fenced, false); /* the fence belongs to one pending ring */
         drop[0] = m->prev;
         m->prev = m->cur;
         m->cur = ring_ref(cur);
@@ -327,6 +358,7 @@ shard_mig_install(shard_mig *m, const ring *cur, const ring *pending, char *err,
     if (ring_epoch(m->cur) == ring_epoch(cur)) {
         uint64_t hp = m->pending ? ring_epoch(m->pending) : 0;
         if (hp != want_p) {
+            atomic_store(&m->fenced, false);
             drop[1] = m->pending;
             m->pending = pending ? ring_ref(pending) : NULL;
             changed = true;
@@ -343,12 +375,83 @@ shard_mig_install(shard_mig *m, const ring *cur, const ring *pending, char *err,
     return OM_OK;
 }
 
+/*
+ * Rings are ordered by (epoch, cluster-state revision): at the epoch it holds
+ * the shard takes a new pending ring only from a revision not older than the
+ * newest it accepted, so a coordinator behind the cluster state cannot drop
+ * or bring back a pending ring (MIGRATION.md, "Fencing with many
+ * coordinators"). Revision 0 (file backend) is not compared. Loop thread.
+ */
+static void
+mig_note_revision(shard_mig *m, uint64_t epoch, uint64_t rev)
+{
+    pthread_mutex_lock(&m->mu);
+    if (rev != 0 && m->cur != NULL && ring_epoch(m->cur) == epoch && rev > m->state_rev)
+        m->state_rev = rev;
+    pthread_mutex_unlock(&m->mu);
+}
+
+typedef struct mig_fence_wait {
+    shard_mig *m;
+    rpc_reply *reply;
+} mig_fence_wait;
+
+static void
+mig_fence_drained(void *arg)
+{
+    mig_fence_wait *w = arg;
+
+    mig_answer_epochs(w->m, w->reply);
+    free(w);
+}
+
+/*
+ * The rings of sr are held: apply sr->fence -- only from the held rings and a
+ * revision not older than the held one -- and answer. Turning the fence on
+ * is answered through a commit barrier, so the answer leaves after every
+ * write that passed the check before it (same loop thread) is durable.
+ */
+static void
+mig_fence_answer(shard_mig *m, const Objmeta__SetRingRequest *sr, rpc_reply *reply)
+{
+    uint64_t want_p = sr->pending ? sr->pending->epoch : 0;
+    bool on = false, was = false;
+    mig_fence_wait *w;
+
+    pthread_mutex_lock(&m->mu);
+    if (sr->fence != 0 && m->cur != NULL && sr->ring->epoch == ring_epoch(m->cur) &&
+        (sr->state_revision == 0 || sr->state_revision >= m->state_rev)) {
+        on = sr->fence == 1 && m->pending != NULL && want_p == ring_epoch(m->pending);
+        was = atomic_exchange(&m->fenced, on);
+    }
+    pthread_mutex_unlock(&m->mu);
+    if (on != was)
+        om_log(OM_LOG_INFO, "cutover fence %s id=%s epoch=%llu pending_epoch=%llu",
+               on ? "on" : "off", m->self, (unsigned long long)sr->ring->epoch,
+               (unsigned long long)want_p);
+    if (!on || m->s == NULL) {
+        mig_answer_epochs(m, reply);
+        return;
+    }
+    w = malloc(sizeof(*w));
+    if (w == NULL) {
+        rpc_reply_error(reply, OM_E_NOMEM, "out of memory");
+        return;
+    }
+    *w = (mig_fence_wait){.m = m, .reply = reply};
+    if (shard_commit_barrier(m->s, mig_fence_drained, w) != OM_OK) {
+        free(w);
+        rpc_reply_error(reply, OM_E_NOMEM, "out of memory");
+    }
+}
+
 static void
 mig_set_ring(shard_mig *m, const Objmeta__SetRingRequest *sr, rpc_reply *reply)
 {
     char err[256];
     ring *r = NULL, *p = NULL;
-    uint64_t held, held_p, want_p = sr->pending ? sr->pending->epoch : 0;
+    uint64_t held, held_p, held_rev, want_p = sr->pending ? sr->pending->epoch : 0;
+    uint64_t rev = sr->state_revision;
 
     if (sr->ring == NULL) {
         rpc_reply_error(reply, OM_E_INVALID, "SetRing without a ring");
@@ -358,9 +461,21 @@ mig_set_ring(shard_mig *m, const Objmeta__SetRingRequest *sr, rpc_reply *reply)
     pthread_mutex_lock(&m->mu);
     held = m->cur ? ring_epoch(m->cur) : 0;
     held_p = m->pending ? ring_epoch(m->pending) : 0;
+    held_rev = m->state_rev;
     pthread_mutex_unlock(&m->mu);
     if (sr->ring->epoch < held || (sr->ring->epoch == held && want_p == held_p)) {
-        mig_answer_epochs(m, reply);
+        mig_note_revision(m, sr->ring->epoch, rev);
+        mig_fence_answer(m, sr, reply);
+        return;
+    }
+    if (sr->ring->epoch == held && rev != 0 && rev < held_rev) {
+        rpc_reply_error(reply, OM_E_PRECONDITION,
+                        "SetRing: stale cluster state: pending epoch %llu from state revision "
+                        "%llu, but shard %s holds ring epoch %llu with pending %llu from the newer "
+                        "revision %llu (the sender must reload the cluster state)",
+                        (unsigned long long)want_p, (unsigned long long)rev, m->self,
+                        (unsigned long long)held, (unsigned long long)held_p,
+                        (unsigned long long)held_rev);
         return;
     }
     if (ring_from_pb(sr->ring, &r, err, sizeof(err)) != OM_OK) {
@@ -372,10 +487,16 @@ mig_set_ring(shard_mig *m, const Objmeta__SetRingRequest *sr, rpc_reply *reply)
         rpc_reply_error(reply, OM_E_INVALID, "SetRing: pending: %s", err);
         return;
     }
-    if (shard_mig_install(m, r, p, err, sizeof(err)) != OM_OK)
+    if (shard_mig_install(m, r, p, err, sizeof(err)) != OM_OK) {
         rpc_reply_error(reply, OM_E_INVALID, "SetRing: %s", err);
-    else
-        mig_answer_epochs(m, reply);
+    } else {
+        pthread_mutex_lock(&m->mu);
+        if (ring_epoch(m->cur) > held) /* a new epoch: its revisions start here */
+            m->state_rev = 0;
+        pthread_mutex_unlock(&m->mu);
+        mig_note_revision(m, sr->ring->epoch, rev);
+        mig_fence_answer(m, sr, reply);
+    }
     ring_unref(r);
     ring_unref(p);
 }

@@ -112,6 +112,16 @@ void shard_mig_free(shard_mig *m);
 om_status shard_mig_check(void *arg, uint64_t ring_epoch, om_slice bucket, om_slice key, char *err,
                           size_t errlen);
 
+/*
+ * The cutover fence, a shard_ring_check_fn for keyed requests only
+ * (shard_set_move_fence): while a SetRing turned it on (coordinator/
+ * MIGRATION.md, "Fencing with many coordinators"), a request routed by the
+ * current epoch for a key this shard owns now but not under the pending ring
+ * is OM_E_WRONG_SHARD. Any thread.
+ */
+om_status shard_mig_move_fence(void *arg, uint64_t ring_epoch, om_slice bucket, om_slice key,
+                               char *err, size_t errlen);
+
 /* An lsm_compaction_filter (arg = the shard_mig). */
 lsm_filter_decision shard_mig_compaction_filter(void *arg, int level, om_slice key, om_slice value);
 

@@ -87,6 +87,12 @@ om_status shard_open(const char *dir, const shard_opts *opts, shard **out);
 om_status shard_close(shard *s);
 
 void shard_set_ring_check(shard *s, shard_ring_check_fn fn, void *arg);
+/*
+ * shard_set_move_fence -- a second check for keyed requests only (not the
+ * List filter): the cutover fence of shard_mig (migrate.h). Same rules as
+ * shard_set_ring_check.
+ */
+void shard_set_move_fence(shard *s, shard_ring_check_fn fn, void *arg);
 
 /* The engine, for statistics and tests. Valid until shard_close(). */
 lsm_db *shard_db(shard *s);

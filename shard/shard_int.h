@@ -61,6 +61,8 @@ struct shard {
     pthread_rwlock_t stripes_gate;  /* see "Lock order" above */
     shard_ring_check_fn ring_check; /* fence.c */
     void *ring_check_arg;
+    shard_ring_check_fn move_fence; /* fence.c: keyed requests only */
+    void *move_fence_arg;
     commit *commit;                /* Store and Delete (commit.h) */
     struct shard_repl *repl;       /* a primary's replication (repl.h), or NULL */
     struct shard_replica *replica; /* a backup's (repl.h), or NULL */
@@ -109,6 +111,14 @@ om_status shard_engine_close(shard *s);
  * would break the lock order, which OM_ASSERT checks (debug builds).
  */
 unsigned shard_stripe_of(om_slice lkey);
+
+/*
+ * shard_commit_barrier -- a no-op job at the tail of the commit pipeline:
+ * fn(arg) runs on the loop when it is answered, i.e. once every write
+ * submitted before it is written and durable (handlers.c). Loop thread.
+ * Returns: OM_OK (fn will run); OM_E_NOMEM (it will not).
+ */
+om_status shard_commit_barrier(shard *s, void (*fn)(void *arg), void *arg);
 static inline void
 shard_stripe_lock(shard *s, unsigned stripe, int *held)
 {

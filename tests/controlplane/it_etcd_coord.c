@@ -3,9 +3,11 @@
  * over one cluster state in a real etcd (suite controlplane): requests
  * through each coordinator reach the owner; two add-shard requests at the
  * same moment on two coordinators make exactly one change (the other is
- * BUSY); kill -9 of the leader mid-change leaves another to finish it with
- * no acknowledged write lost and no delete undone; a cancel sent to a
- * follower is carried out by the leader; a leader frozen
+ * BUSY); kill -9 of the leader while it copies, in cutover and in cleanup
+ * (held open by the testing aid --test-phase-delay) leaves another to
+ * finish it with no acknowledged write lost, no delete undone and every
+ * key on its final owner; a cancel sent to a follower is carried out by
+ * the leader; a leader frozen
  * (SIGSTOP) past its lease writes nothing after its successor's first write
  * and follows when it wakes; with etcd stopped, data requests go on and
  * admin changes are refused with UNAVAILABLE naming etcd, and resume once
@@ -43,7 +45,8 @@ typedef struct cluster {
     tu_proc *coord[NCO];
     char coord_addr[NCO][64];
     char shards_arg[512];
-    const char *rate; /* --migrate-rate */
+    const char *rate;  /* --migrate-rate */
+    const char *extra; /* one more coordinator argument, or NULL */
 } cluster;
 
 static void
@@ -74,6 +77,7 @@ coord_start(cluster *cl, int i)
                            "--etcd-timeout=1s",
                            "--clock-margin=100ms",
                            NULL,
+                           NULL,
                            NULL};
     tu_proc_opts o = {.extra = extra};
 
@@ -83,18 +87,21 @@ coord_start(cluster *cl, int i)
         snprintf(listen, sizeof(listen), "--listen=%s", cl->coord_addr[i]);
         extra[9] = listen;
     }
+    if (cl->extra != NULL)
+        extra[extra[9] ? 10 : 9] = cl->extra;
     cl->coord[i] = tu_proc_start("$OBJMETA_COORD", &o);
     snprintf(cl->coord_addr[i], sizeof(cl->coord_addr[i]), "127.0.0.1:%d",
              tu_proc_port(cl->coord[i], "rpc"));
 }
 
 static void
-cluster_start(cluster *cl, int nshards, const char *rate)
+cluster_start_with(cluster *cl, int nshards, const char *rate, const char *extra)
 {
     size_t off;
 
     memset(cl, 0, sizeof(*cl));
     cl->rate = rate;
+    cl->extra = extra;
     cl->etcd = tu_etcd_start(1);
     cl->nshards = nshards;
     off = (size_t)snprintf(cl->shards_arg, sizeof(cl->shards_arg), "--shards=");
@@ -105,6 +112,12 @@ cluster_start(cluster *cl, int nshards, const char *rate)
     }
     for (int i = 0; i < NCO; i++)
         coord_start(cl, i);
+}
+
+static void
+cluster_start(cluster *cl, int nshards, const char *rate)
+{
+    cluster_start_with(cl, nshards, rate, NULL);
 }
 
 static void
@@ -173,25 +186,34 @@ ring_of(const char *addr, uint64_t *epoch, uint64_t *pending, size_t *nshards)
     return true;
 }
 
-/* The change is finished (epoch reached, nothing pending, idle) as seen by addr. */
-static bool
-change_done(const char *addr, uint64_t epoch)
+/* The phase addr's RebalanceStatus reports into out ("" if it does not answer). */
+static void
+phase_of(const char *addr, char *out, size_t cap)
 {
     Objmeta__Request req = OBJMETA__REQUEST__INIT;
     Objmeta__RebalanceStatusRequest rq = OBJMETA__REBALANCE_STATUS_REQUEST__INIT;
     Objmeta__Response *r;
-    uint64_t e = 0, p = 0;
-    bool idle;
 
-    if (!ring_of(addr, &e, &p, NULL) || e < epoch || p != 0)
-        return false;
     req.body_case = OBJMETA__REQUEST__BODY_REBALANCE_STATUS;
     req.rebalance_status = &rq;
     r = call(addr, &req);
-    idle = r != NULL && r->body_case == OBJMETA__RESPONSE__BODY_REBALANCE_STATUS &&
-           !r->rebalance_status->active;
+    out[0] = '\0';
+    if (r != NULL && r->body_case == OBJMETA__RESPONSE__BODY_REBALANCE_STATUS)
+        snprintf(out, cap, "%s", r->rebalance_status->phase);
     rpc_response_free(r);
-    return idle;
+}
+
+/* The change is finished (epoch reached, nothing pending, idle) as seen by addr. */
+static bool
+change_done(const char *addr, uint64_t epoch)
+{
+    uint64_t e = 0, p = 0;
+    char phase[32];
+
+    if (!ring_of(addr, &e, &p, NULL) || e < epoch || p != 0)
+        return false;
+    phase_of(addr, phase, sizeof(phase));
+    return strcmp(phase, "idle") == 0;
 }
 
 static void
@@ -536,8 +558,14 @@ END_TEST
 
 #define NKEYS 400
 
-/* Load keys, start a slow add-shard, kill -9 the leader while it copies; another finishes. */
-START_TEST(leader_killed_mid_change_another_finishes)
+/*
+ * Load keys, start a slow add-shard, write and delete while it runs, and kill -9 the leader
+ * once it reports `phase` ("copying", "cutover", "cleanup"; the last two are held open by
+ * the testing aid --test-phase-delay): another coordinator finishes the change with no
+ * acknowledged write lost, no acknowledged delete undone, every key on its final owner.
+ */
+static void
+leader_killed_during(const char *phase)
 {
     cluster cl;
     omc_client *c;
@@ -547,7 +575,9 @@ START_TEST(leader_killed_mid_change_another_finishes)
     uint64_t deadline, killed_ms = 0;
     static const char pad[] = "0123456789abcdef";
 
-    cluster_start(&cl, 2, "64K");
+    printf("kill -9 of the leader during %s\n", phase);
+    cluster_start_with(&cl, 2, "64K",
+                       strcmp(phase, "copying") != 0 ? "--test-phase-delay=1500ms" : NULL);
     shard_start(&cl, 2);
     etcd_open(&cl);
     lead = leader_of(&cl);
@@ -587,11 +617,16 @@ START_TEST(leader_killed_mid_change_another_finishes)
             }
         } while (st != OM_OK);
         if (k == 20) {
-            uint64_t e, p;
+            char now[32];
+            uint64_t phase_until = tu_now_ms() + WAIT_MS;
 
-            ck_assert(ring_of(cl.coord_addr[keeper], &e, &p, NULL));
-            ck_assert_msg(p == 2, "the change is not in progress at the kill (pending %llu)",
-                          (unsigned long long)p);
+            for (phase_of(cl.coord_addr[lead], now, sizeof(now)); strcmp(now, phase) != 0;
+                 phase_of(cl.coord_addr[lead], now, sizeof(now))) {
+                ck_assert_msg(tu_now_ms() < phase_until,
+                              "the leader never reported %s (now \"%s\")", phase, now);
+                struct timespec ts = {0, 10 * 1000000L}; /* poll interval */
+                nanosleep(&ts, NULL);
+            }
             tu_proc_kill9(cl.coord[lead]);
             killed_ms = tu_now_ms();
         }
@@ -627,6 +662,23 @@ START_TEST(leader_killed_mid_change_another_finishes)
     omc_close(c);
     etcd_close();
     cluster_stop(&cl);
+}
+
+START_TEST(leader_killed_mid_change_another_finishes)
+{
+    leader_killed_during("copying");
+}
+END_TEST
+
+START_TEST(leader_killed_in_cutover_another_finishes)
+{
+    leader_killed_during("cutover");
+}
+END_TEST
+
+START_TEST(leader_killed_in_cleanup_another_finishes)
+{
+    leader_killed_during("cleanup");
 }
 END_TEST
 
@@ -873,6 +925,8 @@ etcd_coord_suite(void)
     tcase_add_test(tc, concurrent_add_shard_one_wins);
     tcase_add_test(tc, leader_killed_mid_change_another_finishes);
     tcase_add_test(tc, cancel_through_a_follower);
+    tcase_add_test(tc, leader_killed_in_cutover_another_finishes);
+    tcase_add_test(tc, leader_killed_in_cleanup_another_finishes);
     tcase_add_test(tc, frozen_leader_writes_nothing);
     tcase_add_test(tc, etcd_down_data_flows_admin_refused);
     tcase_add_test(tc, rolling_restarts_three_addresses);
