@@ -35,6 +35,9 @@ typedef struct wire_ctx {
     char *err;
     size_t errlen;
     uint64_t seen, split; /* top level: oneof message members (id < 64) seen, seen twice */
+    /* names of the message fields entered, outermost first: the path of an error,
+     * formatted only when one is reported (a request that passes costs no printf) */
+    const char *names[WIRE_MAX_DEPTH + 2];
     char path[256];
 } wire_ctx;
 
@@ -63,52 +66,55 @@ wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 }
 
 static om_status wire_walk(wire_ctx *w, const ProtobufCMessageDescriptor *d, const uint8_t *p,
-                           size_t n, size_t plen, unsigned depth);
+                           size_t n, unsigned depth);
 
-/* Append ".name" (or "name" at the top) to the path; returns the old length. */
-static size_t
-wire_path_push(wire_ctx *w, size_t plen, const char *name)
+/* The dotted path of names[0..n) into w->path ("store.key"); "" for n = 0. */
+static const char *
+wire_path(wire_ctx *w, unsigned n)
 {
-    int k = snprintf(w->path + plen, sizeof(w->path) - plen, "%s%s", plen ? "." : "", name);
+    size_t off = 0;
 
-    if (k < 0 || (size_t)k >= sizeof(w->path) - plen)
-        return sizeof(w->path) - 1;
-    return plen + (size_t)k;
+    w->path[0] = '\0';
+    for (unsigned i = 0; i < n && off < sizeof(w->path); i++) {
+        int k = snprintf(w->path + off, sizeof(w->path) - off, "%s%s", i ? "." : "", w->names[i]);
+        if (k < 0)
+            break;
+        off += (size_t)k;
+    }
+    return w->path;
 }
 
 /* One length-delimited field of d: a string to check or a message to enter. */
 static om_status
-wire_field(wire_ctx *w, const ProtobufCFieldDescriptor *f, const uint8_t *p, size_t n, size_t plen,
+wire_field(wire_ctx *w, const ProtobufCFieldDescriptor *f, const uint8_t *p, size_t n,
            unsigned depth)
 {
-    size_t fl;
-
     if (f->type == PROTOBUF_C_TYPE_STRING) {
         const uint8_t *nul = memchr(p, 0, n);
         if (nul == NULL)
             return OM_OK;
-        fl = wire_path_push(w, plen, f->name);
+        w->names[depth] = f->name;
         return om_err_invalid(w->err, w->errlen,
-                              "%.*s: contains a NUL byte at offset %zu of %zu (NUL is not "
+                              "%s: contains a NUL byte at offset %zu of %zu (NUL is not "
                               "allowed in strings)",
-                              (int)fl, w->path, (size_t)(nul - p), n);
+                              wire_path(w, depth + 1), (size_t)(nul - p), n);
     }
     if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
-        fl = wire_path_push(w, plen, f->name);
-        return wire_walk(w, f->descriptor, p, n, fl, depth + 1);
+        w->names[depth] = f->name;
+        return wire_walk(w, f->descriptor, p, n, depth + 1);
     }
     return OM_OK; /* bytes, or a packed repeated scalar */
 }
 
 static om_status
-wire_walk(wire_ctx *w, const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n, size_t plen,
+wire_walk(wire_ctx *w, const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n,
           unsigned depth)
 {
     const uint8_t *end = p + n;
 
     if (depth > WIRE_MAX_DEPTH)
-        return om_err_invalid(w->err, w->errlen, "%.*s: messages nested too deep", (int)plen,
-                              w->path);
+        return om_err_invalid(w->err, w->errlen, "%s: messages nested too deep",
+                              wire_path(w, depth));
     while (p < end) {
         uint64_t tag, len;
 
@@ -141,7 +147,7 @@ wire_walk(wire_ctx *w, const ProtobufCMessageDescriptor *d, const uint8_t *p, si
                 w->seen |= bit;
             }
             if (f != NULL)
-                OM_TRY(wire_field(w, f, p, (size_t)len, plen, depth));
+                OM_TRY(wire_field(w, f, p, (size_t)len, depth));
             p += len;
             break;
         }
@@ -151,8 +157,8 @@ wire_walk(wire_ctx *w, const ProtobufCMessageDescriptor *d, const uint8_t *p, si
     }
     return OM_OK;
 bad:
-    return om_err_invalid(w->err, w->errlen, "%.*s: malformed encoding", (int)plen,
-                          plen ? w->path : d->name);
+    return om_err_invalid(w->err, w->errlen, "%s: malformed encoding",
+                          depth ? wire_path(w, depth) : d->name);
 }
 
 om_status
@@ -161,8 +167,7 @@ rpc_wire_check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *p, si
 {
     wire_ctx w = {.err = err, .errlen = errlen};
 
-    w.path[0] = '\0';
-    OM_TRY(wire_walk(&w, d, p, n, 0, 0));
+    OM_TRY(wire_walk(&w, d, p, n, 0));
     *split_oneof = w.split != 0;
     return OM_OK;
 }
