@@ -289,9 +289,8 @@ fu_store(fu_in in, ProtobufCAllocator *pa, Objmeta__StoreRequest *r)
         uint8_t tag = *in.p++;
         unsigned field = TAG_FIELD(tag);
         bool ok;
-        if ((tag & 0x80) || field < 1 || field > 8 || (seen & (1u << field)))
+        if (!fp_tag_once(tag, 8, &seen))
             return false;
-        seen |= 1u << field;
         /* 1..5 bucket, key, data, metadata_json, content_type; 6..8 varints */
         if (tag != (field <= 5 ? TAG_LEN(field) : TAG_VARINT(field)))
             return false;

@@ -215,11 +215,9 @@ fu_info(fu_in in, ProtobufCAllocator *pa, Objmeta__ObjectInfo *oi)
 
     while (in.p < in.end) {
         uint8_t tag = *in.p++;
-        unsigned field = TAG_FIELD(tag);
         bool ok;
-        if ((tag & 0x80) || field < 1 || field > 9 || (seen & (1u << field)))
+        if (!fp_tag_once(tag, 9, &seen))
             return false;
-        seen |= 1u << field;
         switch (tag) {
         case TAG_LEN(1):
             ok = fu_str(&in, pa, &oi->bucket);

@@ -28,6 +28,22 @@
 #define TAG_LEN(f) TAG(f, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED)
 #define TAG_FIELD(tag) ((unsigned)(tag) >> 3)
 
+/*
+ * fp_tag_once -- the decoders' rule for a tag inside a body: one byte, a
+ * field number 1..max_field, each field at most once (*seen: a bit per
+ * field). False leaves the message to protobuf-c.
+ */
+static inline bool
+fp_tag_once(uint8_t tag, unsigned max_field, unsigned *seen)
+{
+    unsigned field = TAG_FIELD(tag);
+
+    if ((tag & 0x80) || field < 1 || field > max_field || (*seen & (1u << field)))
+        return false;
+    *seen |= 1u << field;
+    return true;
+}
+
 /* The hot bodies' tags (Request and Response use the same numbers, 10..14). */
 #define TAG_STORE TAG_LEN(OBJMETA__REQUEST__BODY_STORE)
 #define TAG_RETRIEVE TAG_LEN(OBJMETA__REQUEST__BODY_RETRIEVE)
