@@ -406,6 +406,13 @@ fail:
     return st;
 }
 
+const char *
+coord_mig_request_id(coord_mig *m)
+{
+    snprintf(m->rid, sizeof(m->rid), "change-e%llu", (unsigned long long)m->to_epoch);
+    return m->rid;
+}
+
 static void
 compact_cb(void *arg, om_status st, const Objmeta__Response *resp)
 {
@@ -464,6 +471,7 @@ mig_cleanup_step(coord_mig *m)
             return;
         req.body_case = OBJMETA__REQUEST__BODY_COMPACT;
         req.compact = &cq;
+        req.request_id = (char *)coord_mig_request_id(m);
         if (rpc_client_call(sh->conns[sh->next_conn++ % sh->nconns], &req, MIG_COMPACT_TIMEOUT_MS,
                             compact_cb, mc) != OM_OK) {
             free(mc);

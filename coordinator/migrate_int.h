@@ -133,7 +133,15 @@ typedef struct coord_mig {
     bool rate_windowed; /* a full MIG_RATE_WINDOW_MS window has passed */
     double rate;
     char err[256];
+    char rid[32]; /* coord_mig_request_id */
 } coord_mig;
+
+/*
+ * coord_mig_request_id -- the request id the change's own requests carry (scan, apply,
+ * compact): "change-e<to_epoch>", so that a shard's log lines about a change can be found.
+ * Valid until the next call.
+ */
+const char *coord_mig_request_id(coord_mig *m);
 
 /* Format a message into one of the state's 256-byte error buffers. */
 void coord_mig_errf(coord_mig *m, char *buf, const char *fmt, ...) OM_PRINTF(3, 4);

@@ -120,6 +120,7 @@ main(int argc, char **argv)
     ro.max_connections = (uint32_t)c.max_connections;
     ro.idle_timeout_ms = (uint32_t)c.idle_timeout;
     ro.request_timeout_ms = (uint32_t)c.request_timeout;
+    ro.slow_request_ms = (uint32_t)c.slow_request;
     ro.token_keys_file = c.token_keys;
     if (c.list_token_secret[0] != '\0' &&
         rpc_secret_load(c.list_token_secret, so.list_secret, sizeof(so.list_secret),

@@ -19,6 +19,7 @@ typedef struct shard_conf {
     char *tls_cert, *tls_key, *tls_ca, *list_token_secret;
     int tls_client_auth;
     int sync_mode, log_level, log_format;
+    int64_t slow_request;
     char *replicas, *replica_group;
     int replica_role;
     int64_t replica_term, replica_timeout;
