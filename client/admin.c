@@ -46,7 +46,8 @@ typedef struct admin {
     rpc_sync_client *c;
     const omc_creds *cr; /* --ca --cert --key --auth-token of the tool */
     rpc_tls *tls;
-    int exit_code; /* set when the first contact failed (tool_explain) */
+    int exit_code;   /* set when the first contact failed (tool_explain) */
+    const char *rid; /* request_id of every request */
     /* options */
     bool help, wait;
     const char *id, *shard_addr;
@@ -98,6 +99,7 @@ admin_open(admin *a)
     pr.payload.len = 4;
     req.body_case = OBJMETA__REQUEST__BODY_PING;
     req.ping = &pr;
+    req.request_id = (char *)a->rid;
     /* several coordinators (a,b,c): the first that answers; a change is never resent */
     while (*p != '\0') {
         size_t n = strcspn(p, ",");
@@ -130,29 +132,32 @@ admin_open(admin *a)
 
 /* Send req to the coordinator; on OM_OK *resp is an OK response the caller frees. */
 static om_status
-admin_call(admin *a, const Objmeta__Request *req, Objmeta__Response **resp, const char *what)
+admin_call(admin *a, const Objmeta__Request *in, Objmeta__Response **resp, const char *what)
 {
+    Objmeta__Request req = *in;
     Objmeta__Response *r = NULL;
     om_status st;
 
     if (a->c == NULL && (st = admin_open(a)) != OM_OK)
         return st;
-    st = rpc_sync_client_call(a->c, req, a->timeout_ms, &r);
+    req.request_id = (char *)a->rid;
+    st = rpc_sync_client_call(a->c, &req, a->timeout_ms, &r);
     if (st != OM_OK) {
-        fprintf(stderr, "objmeta admin: %s: %s: %s\n", what, om_status_str(st),
-                rpc_sync_client_last_error(a->c));
+        fprintf(stderr, "objmeta admin: %s: %s: %s (request id %s)\n", what, om_status_str(st),
+                rpc_sync_client_last_error(a->c), a->rid);
         return st;
     }
     st = rpc_response_status(r);
     if (st != OM_OK) {
         if (a->json) {
-            json_t *o = json_pack("{s:b,s:s,s:s}", "ok", 0, "error", om_status_str(st), "message",
-                                  r->message);
+            json_t *o = json_pack("{s:b,s:s,s:s,s:s}", "ok", 0, "error", om_status_str(st),
+                                  "message", r->message, "request_id", a->rid);
             json_dumpf(o, stdout, JSON_COMPACT);
             fputc('\n', stdout);
             json_decref(o);
         }
-        fprintf(stderr, "objmeta admin: %s: %s: %s\n", what, om_status_str(st), r->message);
+        fprintf(stderr, "objmeta admin: %s: %s: %s (request id %s)\n", what, om_status_str(st),
+                r->message, a->rid);
         rpc_response_free(r);
         return st;
     }
@@ -698,12 +703,12 @@ cmd_coords(admin *a)
 }
 
 int
-objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, const omc_creds *cr, int argc,
-              char **argv)
+objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, const omc_creds *cr,
+              const char *rid, int argc, char **argv)
 {
     static const char *const cmds[] = {"add-shard",        "remove-shard", "set-weight", "cancel",
                                        "rebalance-status", "status",       "help",       NULL};
-    admin a = {.addr = addr, .json = json, .timeout_ms = timeout_ms, .cr = cr};
+    admin a = {.addr = addr, .json = json, .timeout_ms = timeout_ms, .cr = cr, .rid = rid};
     const char *cmd;
     int rc, first;
 

@@ -240,6 +240,19 @@ json_connect_error(cli *k, om_status st, const char *msg)
     json_decref(o);
 }
 
+/* --request-id, or else an id to quote from an error when asking the servers' logs about it. */
+static void
+cli_make_request_id(cli *k)
+{
+    uint64_t r = 0;
+
+    if (k->rid[0] != '\0')
+        return;
+    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+        r = (uint64_t)time(NULL) * 1000003u ^ (uint64_t)getpid();
+    snprintf(k->rid, sizeof(k->rid), "cli-%016llx", (unsigned long long)r);
+}
+
 /*
  * Connect on first use, so that usage errors never depend on the server.
  * The connect and a first ping share a short deadline (TOOL_HANDSHAKE_MS):
@@ -254,13 +267,7 @@ cli_connect(cli *k)
 
     if (k->c != NULL)
         return TOOL_EXIT_OK;
-    if (k->rid[0] == '\0') {
-        /* an id to quote from the error message when asking what happened in the servers' logs */
-        uint64_t r = 0;
-        if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
-            r = (uint64_t)time(NULL) * 1000003u ^ (uint64_t)getpid();
-        snprintf(k->rid, sizeof(k->rid), "cli-%016llx", (unsigned long long)r);
-    }
+    cli_make_request_id(k);
     st = omc_connect_creds(k->addr, hs, &k->cr, &k->c, msg, sizeof(msg));
     if (st != OM_OK) {
         json_connect_error(k, st, msg);
@@ -741,7 +748,9 @@ main(int argc, char **argv)
     if (strcmp(k.cmd, "admin") == 0) { /* own options: its --addr names the new shard */
         if ((rc = tool_check_addr(k.addr)) != TOOL_EXIT_OK)
             return rc;
-        return objmeta_admin(k.addr, k.json, k.timeout_ms, &k.cr, argc - first, argv + first);
+        cli_make_request_id(&k);
+        return objmeta_admin(k.addr, k.json, k.timeout_ms, &k.cr, k.rid, argc - first,
+                             argv + first);
     }
     if ((c = find_command(k.cmd)) == NULL)
         return TOOL_EXIT_USAGE;

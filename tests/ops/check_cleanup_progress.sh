@@ -16,12 +16,12 @@ cli=$build/client/objmeta
 fail() { echo "--- last output"; printf '%s\n' "${out:-}"; ops_logs; echo "check_cleanup_progress: $1"; exit 1; }
 ops_init cleanup
 
-# Each old owner holds ~3 MB of entries, read about twice (L0, then the deepest level in
-# place): at 2 MiB/s its compaction takes a few seconds.
-export OBJMETA_CLEANUP_COMPACT_RATE=2M
+# Each old owner holds ~4 MB of entries, read about twice (L0, then the deepest level in
+# place): at 1 MiB/s its compaction takes a few seconds.
+export OBJMETA_CLEANUP_COMPACT_RATE=1M
 ops_cluster --shards 2
-out=$("$build/bench/server/objmeta_bench" --addr "$coord" --preload --keys 6000 --value-size 1000 \
-  --bucket cleanup-bkt --connections 4 2>&1) || fail "preloading 6000 records"
+out=$("$build/bench/server/objmeta_bench" --addr "$coord" --preload --requests 1 --keys 8000 --value-size 1000 \
+  --bucket cleanup-bkt --connections 4 2>&1) || fail "preloading 8000 records"
 "$build/shard/objmeta-shard" --id=s3 --listen=127.0.0.1:0 --http-listen=off --data-dir="$tmp/s3" \
   --port-file="$tmp/s3.ports" >"$tmp/s3.log" 2>&1 &
 ops_pids+=($!)

@@ -10,8 +10,9 @@
 #  - error answers: a bad bucket (refused by the coordinator) and a failed
 #    --if-version (refused by the owning shard) are logged with their status
 #    and the id, and the tool prints the id it used;
-#  - the tool makes an id when given none and prints it on an error; the
-#    coordinator makes one for a request without any (an admin call).
+#  - the tool makes an id when given none and prints it on an error, and
+#    sends it with the admin commands too; the coordinator makes one for a
+#    request without any (the load generator's) and passes it to the shard.
 # Usage: SRCROOT BUILDROOT
 set -uo pipefail
 src=$1
@@ -100,10 +101,35 @@ made=$(sed -n 's/.*(request id \(cli-[0-9a-f]*\)).*/\1/p' <<<"$out")
 [[ -n $made ]] || fail "the tool printed no request id it made"
 wait_logged "$made" coord 'op=head .*status=NOT_FOUND' || fail "the made id $made is not in the coordinator's log"
 
-# A request without an id (the admin commands send none): the coordinator makes one.
-out=$(cli admin rebalance-status 2>&1) || fail "rebalance-status"
-until_ok 10 grep -qE '"msg":"request op=rebalance_status [^"]*","request_id":"[0-9a-f]{8}-[0-9a-f]+"' "$d/coord.log" ||
-  fail "the coordinator made no request id for a request without one"
+# The admin commands carry the tool's id too.
+out=$(cli --request-id ops-admin-1 admin rebalance-status 2>&1) || fail "rebalance-status"
+wait_logged ops-admin-1 coord 'request op=rebalance_status .*status=OK' ||
+  fail "the coordinator's log has no rebalance_status line with request id ops-admin-1"
+
+# A request without an id (the load generator sends none): the coordinator makes one and
+# passes it to the owning shard.
+out=$("$build/bench/server/objmeta_bench" --addr "$coord" --preload --keys 1 --requests 1 --bucket rid-bench \
+  2>&1) || fail "objmeta_bench --preload"
+# made_id: the id of the coordinator's first OK store line whose id it made
+made_id() {
+  python3 - "$d/coord.log" <<'PY'
+import json, re, sys
+for line in open(sys.argv[1], errors="replace"):
+    if line.startswith("{"):
+        o = json.loads(line)
+        if re.match(r"request op=store .*status=OK", o["msg"]) and \
+                re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]+", o.get("request_id", "")):
+            print(o["request_id"])
+            break
+PY
+}
+until_ok 10 test -n "$(made_id)" || fail "the coordinator made no request id for a store without one"
+made=$(made_id)
+found=0
+for s in "${shards[@]}"; do
+  logged "$made" "$s" | grep -q 'op=store .*status=OK' && found=$((found + 1))
+done
+[[ $found -eq 1 ]] || fail "the coordinator's id $made is in $found shard logs, want 1 (the owner)"
 for p in coord "${shards[@]}"; do
   out=$(logged none "$p" | grep BAD-JSON) && fail "$p's log has lines that are not JSON"
 done
