@@ -20,6 +20,17 @@
  *      acknowledges the ring again and the client gets a retryable
  *      UNAVAILABLE, never a misrouted answer.
  *
+ * Replica groups (groups.c, shard/REPLICATION.md "Routing"): the owner may
+ * be a group whose primary is failing over (coord_shard_waits). Its
+ * requests are then parked -- a packed copy, the reply and the arrival
+ * time -- and dispatched again from the top when the group table changes
+ * or its entry comes up; the tick answers UNAVAILABLE those older than
+ * failover_wait_ms. A request for a group keeps a copy while in flight,
+ * so that one the former primary failed (its connection broke, it
+ * answered UNAVAILABLE, or a backup refused it) can be parked and sent
+ * once more -- only when that cannot change its outcome
+ * (route_may_retry).
+ *
  * The request was unpacked by rpc and is freed when the handler returns;
  * rpc_client_call packs it before returning, so forwarding needs no copy.
  *
@@ -386,13 +397,64 @@ struct coord_parked {
 };
 
 #define PARK_TICK_MS 100
+#define PARK_MAX 65536 /* beyond this many waiting requests, new ones are answered at once */
 
+static void
+park_expired(coord *c, coord_op op, uint64_t t0, rpc_reply *reply, const char *group,
+             uint64_t waited_ms)
+{
+    c->parked_expired++;
+    coord_answer_error(c, op, t0, reply, OM_E_UNAVAILABLE,
+                       "replica group %s has no primary that answers (waited %llu ms for a "
+                       "failover); retry",
+                       group, (unsigned long long)waited_ms);
+}
+
+/* Append p to the parked list (the tick runs while the list is not empty). */
+static void
+park_append(coord *c, struct coord_parked *p)
+{
+    struct timeval tv = {0, PARK_TICK_MS * 1000};
+
+    p->next = NULL;
+    if (c->parked_tail != NULL)
+        c->parked_tail->next = p;
+    else
+        c->parked_head = p;
+    c->parked_tail = p;
+    if (c->parked_count++ == 0)
+        evtimer_add(c->park_timer, &tv);
+}
+
+/*
+ * Every PARK_TICK_MS while requests wait: answer those past their deadline.
+ * (They are dispatched again only when something changed: the group table or
+ * an entry coming up, coord_route_release.)
+ */
 static void
 park_tick(evutil_socket_t fd, short what, void *arg)
 {
+    coord *c = arg;
+    struct coord_parked **pp = &c->parked_head, *p;
+    uint64_t now = om_clock_mono_ns();
+
     (void)fd;
     (void)what;
-    coord_route_release(arg);
+    c->parked_tail = NULL;
+    while ((p = *pp) != NULL) {
+        uint64_t waited_ms = (now - p->t0) / 1000000;
+        if (waited_ms < c->opts.failover_wait_ms) {
+            c->parked_tail = p;
+            pp = &p->next;
+            continue;
+        }
+        *pp = p->next;
+        c->parked_count--;
+        park_expired(c, p->op, p->t0, p->reply, p->group, waited_ms);
+        free(p);
+    }
+    if (c->parked_count == 0)
+        evtimer_del(c->park_timer);
 }
 
 void
@@ -402,14 +464,15 @@ coord_route_park(coord *c, const Objmeta__Request *req, coord_op op, uint64_t t0
     uint64_t waited_ms = (om_clock_mono_ns() - t0) / 1000000;
     size_t n = objmeta__request__get_packed_size(req);
     struct coord_parked *p;
-    struct timeval tv = {0, PARK_TICK_MS * 1000};
 
     if (waited_ms >= c->opts.failover_wait_ms || c->stopping) {
-        c->parked_expired++;
-        coord_answer_error(c, op, t0, reply, OM_E_UNAVAILABLE,
-                           "replica group %s has no primary that answers (waited %llu ms for a "
-                           "failover); retry",
-                           group, (unsigned long long)waited_ms);
+        park_expired(c, op, t0, reply, group, waited_ms);
+        return;
+    }
+    if (c->parked_count >= PARK_MAX) {
+        coord_answer_error(c, op, t0, reply, OM_E_BUSY,
+                           "replica group %s is failing over and %d requests already wait; retry",
+                           group, PARK_MAX);
         return;
     }
     if (c->park_timer == NULL)
@@ -425,19 +488,12 @@ coord_route_park(coord *c, const Objmeta__Request *req, coord_op op, uint64_t t0
     }
     objmeta__request__pack(req, p->packed);
     p->n = n;
-    p->next = NULL;
     p->reply = reply;
     p->t0 = t0;
     p->op = op;
     p->retried = retried;
     snprintf(p->group, sizeof(p->group), "%s", group);
-    if (c->parked_tail != NULL)
-        c->parked_tail->next = p;
-    else
-        c->parked_head = p;
-    c->parked_tail = p;
-    if (c->parked_count++ == 0)
-        evtimer_add(c->park_timer, &tv);
+    park_append(c, p);
     if (!c->releasing)
         c->parked_total++; /* a request parked again by a release is counted once */
 }
@@ -453,8 +509,15 @@ coord_route_release(coord *c)
         evtimer_del(c->park_timer);
     while (p != NULL) {
         struct coord_parked *next = p->next;
-        Objmeta__Request *req = objmeta__request__unpack(NULL, p->n, p->packed);
+        coord_shard *sh = coord_pool_find(c, p->group);
+        Objmeta__Request *req;
 
+        if (sh != NULL && coord_shard_waits(sh) && !c->stopping) {
+            park_append(c, p); /* its group still has no primary: it keeps waiting */
+            p = next;
+            continue;
+        }
+        req = objmeta__request__unpack(NULL, p->n, p->packed);
         if (req == NULL) {
             coord_answer_error(c, p->op, p->t0, p->reply, OM_E_NOMEM,
                                "out of memory while releasing a request held for a failover");
