@@ -6,12 +6,14 @@
  * the group id as its --id):
  *
  *   routing_follows   the group's configuration is written into etcd by
- *                     hand; the primary is stopped, and while the
+ *                     hand; a reader runs throughout; the primary is killed
+ *                     (kill -9), and while the
  *                     coordinator shows the group waiting, a client keeps
  *                     storing and reading through it; a backup is restarted
  *                     as primary of term 2 and the new configuration is
  *                     written: every request made during the switch is
- *                     answered OK (it waited, it did not fail), and every
+ *                     answered OK (it waited, it did not fail; a read the
+ *                     dead primary failed is sent again), and every
  *                     acknowledged write reads back through the new primary.
  *   admin_groups      `objmeta admin add-group` (configuration and ring),
  *                     `groups` (roles, in-sync, reachable), verify of
@@ -214,6 +216,42 @@ config_json(char *out, size_t n, const char *gid, int term, const char *primary,
 
 /* ---- routing follows a primary change ---- */
 
+/* Reads one key over and over from before the primary goes until after the switch: a read in
+ * flight when it goes is sent again to the next primary, never failed. */
+typedef struct reader {
+    const char *addr;
+    atomic_bool stop;
+    atomic_int ok, failed;
+    char first_error[256];
+} reader;
+
+static void *
+reader_main(void *arg)
+{
+    reader *r = arg;
+    omc_client *c = NULL;
+    char msg[256];
+
+    ck_assert(omc_connect(r->addr, 5000, &c, msg, sizeof(msg)) == OM_OK);
+    omc_set_timeout(c, 30000);
+    while (!atomic_load(&r->stop)) {
+        omc_info info;
+        om_buf data = OM_BUF_INIT;
+        om_status st = omc_retrieve(c, BUCKET, "before", &info, &data);
+
+        if (st == OM_OK) {
+            omc_info_free(&info);
+            atomic_fetch_add(&r->ok, 1);
+        } else if (atomic_fetch_add(&r->failed, 1) == 0) {
+            snprintf(r->first_error, sizeof(r->first_error), "%s: %s", om_status_str(st),
+                     omc_last_message(c));
+        }
+        om_buf_free(&data);
+    }
+    omc_close(c);
+    return NULL;
+}
+
 typedef struct loader {
     const char *addr;
     atomic_bool stop;
@@ -269,7 +307,8 @@ START_TEST(routing_follows)
     char shards[128], conf[1024], reps[80];
     const char *ids[3] = {"p", "b1", "b2"}, *addrs[3];
     loader l = {0};
-    pthread_t th;
+    reader rd = {0};
+    pthread_t th, rth;
 
     if (!tu_etcd_available())
         return;
@@ -294,8 +333,17 @@ START_TEST(routing_follows)
         omc_close(cc);
     }
 
-    /* the primary goes; the coordinator holds the group's requests */
-    tu_proc_stop(g.p);
+    /* reads run across the whole switch */
+    rd.addr = coord_addr(co);
+    ck_assert_int_eq(pthread_create(&rth, NULL, reader_main, &rd), 0);
+    {
+        uint64_t deadline = tu_now_ms() + WAIT_MS;
+        while (atomic_load(&rd.ok) < 50)
+            ck_assert(tu_now_ms() < deadline);
+    }
+    /* the primary dies (kill -9: reads in flight lose their connection); the coordinator
+     * holds the group's requests */
+    tu_proc_kill9(g.p);
     tu_proc_free(g.p);
     g.p = NULL;
     wait_metric(co, "\nobjmeta_coord_group_waiting{group=\"g1\"}", 1);
@@ -341,6 +389,21 @@ START_TEST(routing_follows)
     }
     atomic_store(&l.stop, true);
     pthread_join(th, NULL);
+    {
+        int before = atomic_load(&rd.ok); /* and reads flow through the new primary */
+        uint64_t deadline = tu_now_ms() + WAIT_MS;
+        while (atomic_load(&rd.ok) < before + 50)
+            ck_assert(tu_now_ms() < deadline);
+    }
+    atomic_store(&rd.stop, true);
+    pthread_join(rth, NULL);
+    ck_assert_msg(rd.failed == 0, "%d reads failed across the switch, first: %s", rd.failed,
+                  rd.first_error);
+    printf("routing_follows: %d reads, %d store+read pairs across the switch; the coordinator "
+           "parked %g requests, %g of them sent again after the former primary failed them\n",
+           atomic_load(&rd.ok), atomic_load(&l.ok),
+           coord_metric(co, "\nobjmeta_coord_parked_total{kind=\"all\"}"),
+           coord_metric(co, "\nobjmeta_coord_parked_total{kind=\"retried\"}"));
     ck_assert_msg(l.failed == 0, "a request failed during the switch: %s", l.first_error);
     ck_assert_double_eq(coord_metric(co, "\nobjmeta_coord_group_term{group=\"g1\"}"), 2);
     ck_assert_double_ge(
