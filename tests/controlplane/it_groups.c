@@ -6,7 +6,9 @@
  * the group id as its --id):
  *
  *   routing_follows   the group's configuration is written into etcd by
- *                     hand; a reader runs throughout; the primary is killed
+ *                     hand; its leader key deleted: a List waits (parked)
+ *                     until the key names the primary again; a reader runs
+ *                     throughout; the primary is killed
  *                     (kill -9), and while the
  *                     coordinator shows the group waiting, a client keeps
  *                     storing and reading through it; a backup is restarted
@@ -60,6 +62,8 @@ eput_cb(const etcd_resp *r, void *arg)
     p->st = r->st;
 }
 
+/* Put key = value, or delete key when value is NULL. */
+/* Put key = value, or delete key when value is NULL. */
 static void
 etcd_put_str(const tu_etcd *e, const char *key, const char *value)
 {
@@ -72,8 +76,11 @@ etcd_put_str(const tu_etcd *e, const char *key, const char *value)
     etcd_opts_init(&o);
     o.endpoints = tu_etcd_endpoints(e);
     ck_assert_msg(etcd_client_new(base, &o, err, sizeof(err), &cl) == OM_OK, "%s", err);
-    ck_assert_int_eq(etcd_put(cl, om_slice_from_str(key), om_slice_from_str(value), 0, eput_cb, &p),
-                     OM_OK);
+    if (value != NULL)
+        ck_assert_int_eq(
+            etcd_put(cl, om_slice_from_str(key), om_slice_from_str(value), 0, eput_cb, &p), OM_OK);
+    else
+        ck_assert_int_eq(etcd_delete(cl, om_slice_from_str(key), false, eput_cb, &p), OM_OK);
     while (!p.done)
         event_base_loop(base, EVLOOP_ONCE);
     ck_assert_int_eq(p.st, OM_OK);
@@ -299,6 +306,34 @@ loader_main(void *arg)
     return NULL;
 }
 
+/* One List through the coordinator, in a thread. */
+typedef struct lister {
+    const char *addr;
+    atomic_bool done;
+    om_status st;
+    size_t n;
+} lister;
+
+static void *
+lister_main(void *arg)
+{
+    lister *l = arg;
+    omc_client *c = NULL;
+    omc_list_page page;
+    char msg[256];
+
+    ck_assert(omc_connect(l->addr, 5000, &c, msg, sizeof(msg)) == OM_OK);
+    omc_set_timeout(c, 30000);
+    l->st = omc_list(c, BUCKET, NULL, &page);
+    if (l->st == OM_OK) {
+        l->n = page.n_entries;
+        omc_list_page_free(&page);
+    }
+    omc_close(c);
+    atomic_store(&l->done, true);
+    return NULL;
+}
+
 START_TEST(routing_follows)
 {
     tu_etcd *e;
@@ -333,6 +368,26 @@ START_TEST(routing_follows)
         omc_close(cc);
     }
 
+    /* the leader key: present and naming the primary, then gone (its lease ended): the
+     * group's requests -- a List here -- wait until a leader key names the primary again */
+    etcd_put_str(e, PREFIX "/groups/g1/leader", "p 1");
+    wait_metric(co, "\nobjmeta_coord_group_leader_present{group=\"g1\"}", 1);
+    ck_assert_double_eq(coord_metric(co, "\nobjmeta_coord_group_waiting{group=\"g1\"}"), 0);
+    etcd_put_str(e, PREFIX "/groups/g1/leader", NULL);
+    wait_metric(co, "\nobjmeta_coord_group_waiting{group=\"g1\"}", 1);
+    {
+        lister ls = {.addr = coord_addr(co)};
+        pthread_t lth;
+        ck_assert_int_eq(pthread_create(&lth, NULL, lister_main, &ls), 0);
+        wait_metric(co, "\nobjmeta_coord_parked ", 1);
+        ck_assert(!atomic_load(&ls.done));
+        etcd_put_str(e, PREFIX "/groups/g1/leader", "p 1");
+        pthread_join(lth, NULL);
+        ck_assert_int_eq(ls.st, OM_OK);
+        ck_assert_uint_eq(ls.n, 1);
+    }
+    wait_metric(co, "\nobjmeta_coord_group_waiting{group=\"g1\"}", 0);
+
     /* reads run across the whole switch */
     rd.addr = coord_addr(co);
     ck_assert_int_eq(pthread_create(&rth, NULL, reader_main, &rd), 0);
@@ -344,6 +399,7 @@ START_TEST(routing_follows)
     /* the primary dies (kill -9: reads in flight lose their connection); the coordinator
      * holds the group's requests */
     tu_proc_kill9(g.p);
+    etcd_put_str(e, PREFIX "/groups/g1/leader", NULL); /* its lease ends */
     tu_proc_free(g.p);
     g.p = NULL;
     wait_metric(co, "\nobjmeta_coord_group_waiting{group=\"g1\"}", 1);
@@ -377,6 +433,7 @@ START_TEST(routing_follows)
         addrs2[0] = na, addrs2[1] = g.baddr[1];
         config_json(conf, sizeof(conf), "g1", 2, "b1", ids2, addrs2, 2);
         etcd_put_str(e, PREFIX "/groups/g1/config", conf);
+        etcd_put_str(e, PREFIX "/groups/g1/leader", "b1 2"); /* as the new primary would */
     }
     {
         uint64_t deadline = tu_now_ms() + WAIT_MS;
