@@ -25,7 +25,8 @@
  *                     unknown replica) and a promote that is taken; then one
  *                     backup's record changed directly (the backup started
  *                     standalone on its data dir): verify reports the range
- *                     and exits 7, both ways.
+ *                     and exits 7, both ways; remove-group moves its keys
+ *                     out of the ring, then deletes its configuration.
  */
 #include <event2/event.h>
 #include <pthread.h>
@@ -682,6 +683,30 @@ START_TEST(admin_groups)
     ck_assert_msg(rc == 0 && strstr(out, "term 2 primary b"), "promote exit %d: %s", rc, out);
     free(out);
     wait_metric(co, "\nobjmeta_coord_group_term{group=\"g2\"}", 2);
+
+    /* remove-group: out of the ring (its keys move to s1), then the configuration goes */
+    rc = admin(coord_addr(co), &out, "remove-group", "--id", "g2", NULL, NULL, NULL, NULL);
+    ck_assert_msg(rc == 0 && strstr(out, "configuration deleted"), "remove-group exit %d: %s", rc,
+                  out);
+    free(out);
+    rc = admin(coord_addr(co), &out, "remove-group", "--id", "g2", NULL, NULL, NULL, NULL);
+    ck_assert_msg(rc == 5, "remove-group of a removed group: exit %d", rc); /* NOT_FOUND */
+    free(out);
+    {
+        omc_client *cc = NULL;
+        char msg[256];
+        omc_info info;
+        om_buf data = OM_BUF_INIT;
+        ck_assert(omc_connect(coord_addr(co), 5000, &cc, msg, sizeof(msg)) == OM_OK);
+        for (int i = 0; i < 200; i += 13) { /* every key is on s1 now */
+            char key[32];
+            snprintf(key, sizeof(key), "k%03d", i);
+            ck_assert_int_eq(omc_retrieve(cc, BUCKET, key, &info, &data), OM_OK);
+            omc_info_free(&info);
+        }
+        om_buf_free(&data);
+        omc_close(cc);
+    }
 
     tu_proc_stop(co);
     tu_proc_free(co);
