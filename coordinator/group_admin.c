@@ -1,7 +1,7 @@
 /*
  * coordinator/group_admin.c -- the operator's requests on replica groups
  * (AddGroup, RemoveGroup, Promote, AddReplica, RemoveReplica, Groups,
- * Verify; shard/REPLICATION.md, "Group configuration").
+ * Verify; coordinator/GROUPS.md, "Administration").
  *
  * Every change of a configuration is one etcd transaction on
  * <prefix>/groups/<gid>/config that compares what this request read:

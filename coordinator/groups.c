@@ -1,8 +1,8 @@
 /*
  * coordinator/groups.c -- the replica group table: what every coordinator
  * (etcd backend) knows of each group's configuration, kept current by a
- * watch, and how routing follows it (shard/REPLICATION.md, "Group
- * configuration" and "Routing").
+ * watch, and how routing follows it (coordinator/GROUPS.md, "Routing";
+ * the keys are shard/REPLICATION.md's "Group configuration").
  *
  * The keys (the schema the shards share; fixed):
  *
@@ -454,10 +454,17 @@ groups_watch_cb(const etcd_watch_batch *b, void *arg)
         event_base_once(c->base, -1, EV_TIMEOUT, coord_groups_reload_cb, c, NULL);
         return;
     }
+    /* a batch is one etcd revision or more: a campaign's transaction puts the configuration
+     * and the leader key at once, so the pool follows the batch, not each event */
     for (size_t i = 0; i < b->nevents; i++) {
         coord_group *g = groups_note(t, &b->events[i].kv, b->events[i].type == ETCD_EV_PUT);
         if (g != NULL)
-            group_apply(c, g);
+            g->touched = true;
+    }
+    for (size_t i = 0; i < t->n; i++) {
+        if (t->v[i]->touched)
+            group_apply(c, t->v[i]);
+        t->v[i]->touched = false;
     }
     for (size_t i = 0; i < c->nshards; i++)
         if (coord_group_find(c, c->shards[i]->id) == NULL ||

@@ -41,6 +41,7 @@ typedef struct coord_group {
     bool leader_seen;    /* it existed at some time since this coordinator started */
     char leader[300];    /* its value */
     uint64_t primary_changes;
+    bool touched; /* changed by the watch batch being applied (groups.c) */
 } coord_group;
 
 /* Decode / encode the config key's JSON. decode: OM_E_INVALID with err naming the problem. */

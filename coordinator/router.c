@@ -20,7 +20,7 @@
  *      acknowledges the ring again and the client gets a retryable
  *      UNAVAILABLE, never a misrouted answer.
  *
- * Replica groups (groups.c, shard/REPLICATION.md "Routing"): the owner may
+ * Replica groups (groups.c, coordinator/GROUPS.md "Routing"): the owner may
  * be a group whose primary is failing over (coord_shard_waits). Its
  * requests are then parked -- a packed copy, the reply and the arrival
  * time -- and dispatched again from the top when the group table changes

@@ -1,7 +1,7 @@
 /*
  * shard/verify.c -- Digest: a fingerprint of this replica's live records per
  * hash range, so that `objmeta admin verify` can tell whether the replicas
- * of a group hold the same data (shard/REPLICATION.md, "Verify"; the start
+ * of a group hold the same data (coordinator/GROUPS.md, "Verify"; the start
  * of anti-entropy).
  *
  * What is compared. For each requested range [start, end) of the 64-bit
