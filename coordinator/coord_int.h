@@ -171,8 +171,7 @@ struct coord {
     struct coord_parked *parked_head, *parked_tail;
     size_t parked_count;
     struct event *park_timer;
-    bool dispatch_retry; /* set while router.c dispatches a parked request that was sent once */
-    bool releasing;      /* set while router.c dispatches a parked request */
+    bool releasing; /* set while router.c dispatches a parked request */
     uint64_t parked_total, parked_retried, parked_expired;
 
     /* metrics */
@@ -209,12 +208,11 @@ void coord_dispatch(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_repl
  * coord_route_park -- hold a request for a replicated group that has no
  * usable primary right now (failover: the primary is down, or its leader key
  * is gone) and dispatch it again when the group table or the pool changes,
- * until t0 + failover_wait_ms; then it is answered UNAVAILABLE. `retried`:
- * it was sent once already and must not be sent a third time.
+ * until t0 + failover_wait_ms; then it is answered UNAVAILABLE.
  * Without memory for the copy it is answered at once (UNAVAILABLE).
  */
 void coord_route_park(coord *c, const Objmeta__Request *req, coord_op op, uint64_t t0,
-                      rpc_reply *reply, bool retried, const char *group);
+                      rpc_reply *reply, const char *group);
 /* A heap copy of a request (pack + unpack; free_unpacked it); NULL when out of memory. */
 Objmeta__Request *coord_request_copy(const Objmeta__Request *req);
 /* Dispatch every parked request again (or answer it, past its deadline). */

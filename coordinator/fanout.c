@@ -545,7 +545,7 @@ coord_list(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply)
         coord_shard *sh = coord_cur_shard(c, i);
         if (coord_shard_waits(sh)) {
             /* a replicated group between primaries: listed when it has one */
-            coord_route_park(c, req, COORD_OP_LIST, t0, reply, false, sh->id);
+            coord_route_park(c, req, COORD_OP_LIST, t0, reply, sh->id);
             return;
         }
     }

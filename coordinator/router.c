@@ -24,12 +24,12 @@
  * be a group whose primary is failing over (coord_shard_waits). Its
  * requests are then parked -- a packed copy, the reply and the arrival
  * time -- and dispatched again from the top when the group table changes
- * or its entry comes up; the tick answers UNAVAILABLE those older than
- * failover_wait_ms. A request for a group keeps a copy while in flight,
- * so that one the former primary failed (its connection broke, it
- * answered UNAVAILABLE, or a backup refused it) can be parked and sent
- * once more -- only when that cannot change its outcome
- * (route_may_retry).
+ * or its entry comes up, and every PARK_TICK_MS; those older than
+ * failover_wait_ms are answered UNAVAILABLE. A request for a group keeps a
+ * copy while in flight, so that one the primary failed (its connection
+ * broke, it answered UNAVAILABLE, it does not serve yet, or it is a backup
+ * now) can be parked and sent again -- only when that cannot change its
+ * outcome (route_may_retry).
  *
  * The request was unpacked by rpc and is freed when the handler returns;
  * rpc_client_call packs it before returning, so forwarding needs no copy.
@@ -55,7 +55,6 @@
 typedef struct coord_call {
     coord_waiter w; /* first: the abort callback casts back */
     bool answered;  /* aborted when the shard went down */
-    bool retried;   /* sent once before (a parked request): never a third time */
     bool moving;    /* the key changes owner in the change in progress (counted in mig_inflight) */
     bool unfwd;     /* a write routed while no change was pending (counted in unfwd_inflight) */
     coord *c;
@@ -71,18 +70,20 @@ typedef struct coord_call {
 } coord_call;
 
 /*
- * May a request that failed on a group's primary go to the next one? Only
- * what a second attempt cannot turn into a different outcome (the client
- * library's rules, client/client.c): reads always; an unconditional Delete
- * (deleting twice leaves the key deleted, and a Delete of an absent key is
- * answered OK); any request the replica refused before acting on it (a
- * backup refusing a write). A Store whose outcome is unknown is not: the
- * client library re-reads the key before it stores again.
+ * May a request that failed on a group's primary be sent again (to the next
+ * primary, or to this one once it serves)? Only when another attempt cannot
+ * turn into a different outcome (the client library's rules,
+ * client/client.c): reads always; an unconditional Delete (deleting twice
+ * leaves the key deleted, and a Delete of an absent key is answered OK);
+ * any request the replica refused before acting on it (route_refused). A
+ * Store or conditional Delete whose outcome is unknown is not: the client
+ * library re-reads the key before it writes again. As often as the
+ * failover deadline allows: each attempt is as safe as the first.
  */
 static bool
 route_may_retry(const coord_call *cc, bool refused_unapplied)
 {
-    if (cc->again == NULL || cc->retried)
+    if (cc->again == NULL)
         return false;
     if (refused_unapplied)
         return true;
@@ -98,6 +99,25 @@ route_may_retry(const coord_call *cc, bool refused_unapplied)
     }
 }
 
+/*
+ * Did a replica refuse the request before acting on it? A backup refuses
+ * client writes ("is a backup", shard/replica.c); a primary that does not
+ * serve yet or any more, and a replica changing roles, refuse every client
+ * operation before looking at it (shard/repl_etcd.c). All are UNAVAILABLE;
+ * the message is what tells them from an UNAVAILABLE of unknown outcome
+ * (a write whose replication failed).
+ */
+static bool
+route_refused(const Objmeta__Response *resp)
+{
+    static const char *const marks[] = {"is a backup", "does not serve yet", "changing roles"};
+
+    for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++)
+        if (resp->message != NULL && strstr(resp->message, marks[i]) != NULL)
+            return true;
+    return false;
+}
+
 /* Park cc's request for the group's next primary (counted as a retry). */
 static void
 route_retry(coord_call *cc, const char *why)
@@ -105,7 +125,7 @@ route_retry(coord_call *cc, const char *why)
     om_log(OM_LOG_DEBUG, "request for group %s waits for its next primary why=\"%s\"", cc->sh->id,
            why);
     cc->c->parked_retried++;
-    coord_route_park(cc->c, cc->again, cc->op, cc->t0, cc->reply, true, cc->sh->id);
+    coord_route_park(cc->c, cc->again, cc->op, cc->t0, cc->reply, cc->sh->id);
 }
 
 static void
@@ -257,8 +277,9 @@ route_cb(void *arg, om_status st, const Objmeta__Response *resp)
                                sh->addr, resp->message);
         }
     } else if (resp->status == OBJMETA__STATUS__UNAVAILABLE &&
-               route_may_retry(cc, strstr(resp->message, "is a backup") != NULL)) {
-        /* a backup (the configuration moved on), or a primary that stopped serving */
+               route_may_retry(cc, route_refused(resp))) {
+        /* a backup (the configuration moved on), a primary that stopped serving or does not
+         * serve yet */
         cc->answered = true;
         route_retry(cc, resp->message);
     } else if (resp->status == OBJMETA__STATUS__WRONG_SHARD) {
@@ -340,7 +361,7 @@ route(coord *c, coord_op op, const Objmeta__Request *req, const char *bucket, co
             return; /* cutover: answered once the ring has switched */
     }
     if (coord_shard_waits(sh)) {
-        coord_route_park(c, req, op, t0, reply, c->dispatch_retry, sh->id);
+        coord_route_park(c, req, op, t0, reply, sh->id);
         return; /* a replicated group between primaries: routed again when it has one */
     }
     if (!sh->up) {
@@ -370,8 +391,7 @@ route(coord *c, coord_op op, const Objmeta__Request *req, const char *bucket, co
             coord_mig_note_dirty(c, bucket, key); /* no memory to forward: copied at cutover */
     }
     cc->unfwd = c->pending == NULL && (op == COORD_OP_STORE || op == COORD_OP_DELETE);
-    cc->retried = c->dispatch_retry;
-    if (sh->replicated && !cc->retried)
+    if (sh->replicated)
         cc->again = coord_request_copy(req); /* NULL (no memory): answered, not retried */
     fwd = *req; /* shallow: rpc_client_call packs it before returning */
     fwd.ring_epoch = cc->epoch;
@@ -400,7 +420,6 @@ struct coord_parked {
     rpc_reply *reply;
     uint64_t t0;
     coord_op op;
-    bool retried;
     char group[RING_ID_MAX + 1];
     size_t n;
     uint8_t packed[]; /* the request */
@@ -436,40 +455,18 @@ park_append(coord *c, struct coord_parked *p)
         evtimer_add(c->park_timer, &tv);
 }
 
-/*
- * Every PARK_TICK_MS while requests wait: answer those past their deadline.
- * (They are dispatched again only when something changed: the group table or
- * an entry coming up, coord_route_release.)
- */
+/* Every PARK_TICK_MS while requests wait: a release pass (it also expires them). */
 static void
 park_tick(evutil_socket_t fd, short what, void *arg)
 {
-    coord *c = arg;
-    struct coord_parked **pp = &c->parked_head, *p;
-    uint64_t now = om_clock_mono_ns();
-
     (void)fd;
     (void)what;
-    c->parked_tail = NULL;
-    while ((p = *pp) != NULL) {
-        uint64_t waited_ms = (now - p->t0) / 1000000;
-        if (waited_ms < c->opts.failover_wait_ms) {
-            c->parked_tail = p;
-            pp = &p->next;
-            continue;
-        }
-        *pp = p->next;
-        c->parked_count--;
-        park_expired(c, p->op, p->t0, p->reply, p->group, waited_ms);
-        free(p);
-    }
-    if (c->parked_count == 0)
-        evtimer_del(c->park_timer);
+    coord_route_release(arg);
 }
 
 void
 coord_route_park(coord *c, const Objmeta__Request *req, coord_op op, uint64_t t0, rpc_reply *reply,
-                 bool retried, const char *group)
+                 const char *group)
 {
     uint64_t waited_ms = (om_clock_mono_ns() - t0) / 1000000;
     size_t n = objmeta__request__get_packed_size(req);
@@ -501,7 +498,6 @@ coord_route_park(coord *c, const Objmeta__Request *req, coord_op op, uint64_t t0
     p->reply = reply;
     p->t0 = t0;
     p->op = op;
-    p->retried = retried;
     snprintf(p->group, sizeof(p->group), "%s", group);
     park_append(c, p);
     if (!c->releasing)
@@ -520,8 +516,15 @@ coord_route_release(coord *c)
     while (p != NULL) {
         struct coord_parked *next = p->next;
         coord_shard *sh = coord_pool_find(c, p->group);
+        uint64_t waited_ms = (om_clock_mono_ns() - p->t0) / 1000000;
         Objmeta__Request *req;
 
+        if (waited_ms >= c->opts.failover_wait_ms) {
+            park_expired(c, p->op, p->t0, p->reply, p->group, waited_ms);
+            free(p);
+            p = next;
+            continue;
+        }
         if (sh != NULL && coord_shard_waits(sh) && !c->stopping) {
             park_append(c, p); /* its group still has no primary: it keeps waiting */
             p = next;
@@ -533,10 +536,9 @@ coord_route_release(coord *c)
                                "out of memory while releasing a request held for a failover");
         } else {
             /* routed again: sent to the group's primary now, or parked again until its deadline */
-            c->dispatch_retry = p->retried;
             c->releasing = true;
             c->dispatch(c, req, p->t0, p->reply);
-            c->releasing = c->dispatch_retry = false;
+            c->releasing = false;
             objmeta__request__free_unpacked(req, NULL);
         }
         free(p);
