@@ -21,7 +21,8 @@ typedef struct admin {
     rpc_sync_client *c;
     const omc_creds *cr; /* --ca --cert --key --auth-token of the tool */
     rpc_tls *tls;
-    int exit_code; /* set when the first contact failed (tool_explain) */
+    int exit_code;   /* set when the first contact failed (tool_explain) */
+    const char *rid; /* request_id of every request */
     /* options */
     bool help, wait;
     const char *id, *shard_addr;
