@@ -246,10 +246,6 @@ gadm_read_cb(const etcd_resp *r, void *arg)
         a->rev_read = r->kvs[0].mod_revision;
     }
     st = a->change(a, curp, &a->written, err, sizeof(err));
-    if (st == OM_E_NOTFOUND && a->remove && curp == NULL) {
-        gadm_fail(a, OM_E_NOTFOUND, "%s", err);
-        goto out;
-    }
     if (st != OM_OK) {
         gadm_fail(a, st, "%s", err);
         goto out;

@@ -120,6 +120,17 @@ pool_mark_up(coord_shard *sh)
         coord_route_release(sh->c); /* requests waiting for this group's primary */
 }
 
+/* The options of a connection to a shard. */
+static void
+pool_client_opts(const coord *c, rpc_client_opts *co)
+{
+    rpc_client_opts_init(co);
+    co->max_frame = c->opts.max_frame;
+    co->connect_timeout_ms = c->opts.health_timeout_ms;
+    co->default_timeout_ms = c->opts.shard_timeout_ms;
+    co->tls = c->tls_cli;
+}
+
 /* A new pool entry for (id, addr), appended to c->shards. */
 static om_status
 pool_add(coord *c, const char *id, const char *addr, coord_shard **out)
@@ -127,11 +138,7 @@ pool_add(coord *c, const char *id, const char *addr, coord_shard **out)
     rpc_client_opts co;
     coord_shard *sh, **v;
 
-    rpc_client_opts_init(&co);
-    co.max_frame = c->opts.max_frame;
-    co.connect_timeout_ms = c->opts.health_timeout_ms;
-    co.default_timeout_ms = c->opts.shard_timeout_ms;
-    co.tls = c->tls_cli;
+    pool_client_opts(c, &co);
     v = realloc(c->shards, (c->nshards + 1) * sizeof(*v));
     if (v == NULL)
         return OM_ERR(OM_E_NOMEM);
@@ -326,11 +333,7 @@ coord_pool_retarget(coord_shard *sh, const char *addr)
     char *a = strdup(addr);
     uint32_t n = 0, oldn = sh->nconns;
 
-    rpc_client_opts_init(&co);
-    co.max_frame = c->opts.max_frame;
-    co.connect_timeout_ms = c->opts.health_timeout_ms;
-    co.default_timeout_ms = c->opts.shard_timeout_ms;
-    co.tls = c->tls_cli;
+    pool_client_opts(c, &co);
     while (fresh != NULL && a != NULL && n < c->opts.pool_size &&
            rpc_client_new(c->base, a, &co, &fresh[n]) == OM_OK)
         n++;
