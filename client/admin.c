@@ -9,9 +9,11 @@
  * line every few seconds and whenever the phase changes, so logs stay
  * readable. A BUSY answer (another change is running) exits 4, a refused
  * change (unknown or duplicate id, last shard, bad weight) exits 5, and so
- * does a refused cancel (no change, or one already switched).
+ * does a refused cancel (no change, or one already switched). The replica
+ * group commands (add-group ... verify) are in admin_group.c.
  */
 #include "client/admin.h"
+#include "client/admin_int.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -26,8 +28,6 @@
 #include "rpc/rpc.h"
 #include "util/clock.h"
 
-enum { A_OK = 0, A_USAGE = 2, A_UNAVAILABLE = 4, A_INVALID = 5, A_OTHER = 6 };
-
 static const char admin_usage[] =
     "usage: objmeta [--addr COORD] [--json] admin COMMAND\n"
     "  add-shard --id ID --addr HOST:PORT [--weight W] [--wait]\n"
@@ -37,24 +37,18 @@ static const char admin_usage[] =
     "  rebalance-status [--json]\n"
     "  status [--json]    every coordinator of --addr a,b,c: leader or follower, the ring\n"
     "                     epoch (and pending epoch) it holds, its cluster-state revision\n"
+    "Replica groups (etcd cluster state; shard/REPLICATION.md):\n"
+    "  add-group --id G --replicas A@HOST:PORT,B@HOST:PORT,... [--weight W] [--wait]\n"
+    "  remove-group --id G        out of the ring (waits for the change), then its configuration\n"
+    "  groups [--json]            per group and replica: role, in-sync, reachable, term, leader\n"
+    "  promote --group G --replica X            planned switchover (X must be in sync)\n"
+    "  add-replica --group G --replica X@HOST:PORT\n"
+    "  remove-replica --group G --replica X\n"
+    "  verify --group G [--ranges N]           compare the replicas' digests (exit 0: identical)\n"
+    "  verify --shards HOST:PORT,... [--ranges N]   the same against shards directly\n"
     "Only one ring change runs at a time; --wait follows it to the end.\n";
 
-typedef struct admin {
-    const char *addr;
-    bool json;
-    uint32_t timeout_ms;
-    rpc_sync_client *c;
-    const omc_creds *cr; /* --ca --cert --key --auth-token of the tool */
-    rpc_tls *tls;
-    int exit_code;   /* set when the first contact failed (tool_explain) */
-    const char *rid; /* request_id of every request */
-    /* options */
-    bool help, wait;
-    const char *id, *shard_addr;
-    long weight;
-} admin;
-
-static int
+int
 admin_exit(om_status st)
 {
     switch (st) {
@@ -72,7 +66,7 @@ admin_exit(om_status st)
     }
 }
 
-static int
+int
 admin_usage_error(const char *msg, const char *arg)
 {
     return tool_usage("admin", "%s%s", msg, arg ? arg : ""); /* the tool's one wording */
@@ -131,7 +125,7 @@ admin_open(admin *a)
 }
 
 /* Send req to the coordinator; on OM_OK *resp is an OK response the caller frees. */
-static om_status
+om_status
 admin_call(admin *a, const Objmeta__Request *in, Objmeta__Response **resp, const char *what)
 {
     Objmeta__Request req = *in;
@@ -382,7 +376,7 @@ cmd_status(admin *a)
 }
 
 /* Follow the change to `to_epoch` until it is over. */
-static int
+int
 wait_change(admin *a, uint64_t to_epoch)
 {
     bool tty = isatty(STDOUT_FILENO) && !a->json;
@@ -559,7 +553,18 @@ cmd_cancel(admin *a, bool wait)
     return wait ? wait_change(a, to) : A_OK;
 }
 
-enum { AOPT_ID = 256, AOPT_ADDR, AOPT_WEIGHT, AOPT_WAIT, AOPT_JSON };
+enum {
+    AOPT_ID = 256,
+    AOPT_ADDR,
+    AOPT_WEIGHT,
+    AOPT_WAIT,
+    AOPT_JSON,
+    AOPT_REPLICAS,
+    AOPT_GROUP,
+    AOPT_REPLICA,
+    AOPT_RANGES,
+    AOPT_SHARDS
+};
 
 static const struct option admin_opts[] = {{"id", required_argument, NULL, AOPT_ID},
                                            {"addr", required_argument, NULL, AOPT_ADDR},
@@ -567,6 +572,11 @@ static const struct option admin_opts[] = {{"id", required_argument, NULL, AOPT_
                                            {"weight", required_argument, NULL, AOPT_WEIGHT},
                                            {"wait", no_argument, NULL, AOPT_WAIT},
                                            {"json", no_argument, NULL, AOPT_JSON},
+                                           {"replicas", required_argument, NULL, AOPT_REPLICAS},
+                                           {"group", required_argument, NULL, AOPT_GROUP},
+                                           {"replica", required_argument, NULL, AOPT_REPLICA},
+                                           {"ranges", required_argument, NULL, AOPT_RANGES},
+                                           {"shards", required_argument, NULL, AOPT_SHARDS},
                                            {"help", no_argument, NULL, 'h'},
                                            {NULL, 0, NULL, 0}};
 
@@ -596,6 +606,23 @@ admin_opt(void *ctx, int code, const char *v)
         break;
     case AOPT_JSON:
         a->json = true;
+        break;
+    case AOPT_REPLICAS:
+        a->replicas = v;
+        break;
+    case AOPT_GROUP:
+        a->group = v;
+        break;
+    case AOPT_REPLICA:
+        a->replica = v;
+        break;
+    case AOPT_SHARDS:
+        a->shards = v;
+        break;
+    case AOPT_RANGES:
+        a->ranges = strtol(v, &end, 10);
+        if (*end != '\0' || a->ranges < 1 || a->ranges > 4096)
+            return admin_usage_error("--ranges wants 1..4096, not ", v);
         break;
     default:
         return admin_usage_error("option not handled", NULL);
@@ -706,8 +733,10 @@ int
 objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, const omc_creds *cr,
               const char *rid, int argc, char **argv)
 {
-    static const char *const cmds[] = {"add-shard",        "remove-shard", "set-weight", "cancel",
-                                       "rebalance-status", "status",       "help",       NULL};
+    static const char *const cmds[] = {
+        "add-shard", "remove-shard", "set-weight",     "cancel",       "rebalance-status",
+        "status",    "help",         "add-group",      "remove-group", "groups",
+        "promote",   "add-replica",  "remove-replica", "verify",       NULL};
     admin a = {.addr = addr, .json = json, .timeout_ms = timeout_ms, .cr = cr, .rid = rid};
     const char *cmd;
     int rc, first;
@@ -742,7 +771,13 @@ objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, const omc_creds 
     const char *id = a.id, *saddr = a.shard_addr;
     long weight = a.weight;
     bool wait = a.wait;
-    if (strcmp(cmd, "status") == 0) {
+    bool group_opts = a.replicas || a.group || a.replica || a.ranges || a.shards;
+    if (admin_is_group_cmd(cmd)) {
+        rc = admin_group_run(&a, cmd); /* admin_group.c */
+    } else if (group_opts) {
+        return admin_usage_error(cmd, " takes none of --replicas --group --replica --ranges "
+                                      "--shards");
+    } else if (strcmp(cmd, "status") == 0) {
         if (id || saddr || weight || wait)
             return admin_usage_error("status takes no options but --json", NULL);
         rc = cmd_coords(&a);

@@ -81,6 +81,8 @@ typedef struct coord_opts {
     const char *etcd_prefix;     /* the cluster's keys; default "/objmeta/default" */
     uint32_t etcd_timeout_ms;    /* one etcd request; default 2000 */
     uint32_t lease_ttl_ms;       /* the leader's etcd lease; default 5000 (whole seconds) */
+    uint32_t failover_wait_ms;   /* a request for a replica group without a usable primary
+                                  * (failover) waits this long for the next one; default 7000 */
     const char *advertise;       /* "host:port" for other coordinators (forwarded admin
                                   * requests); NULL or "" = listen's host and bound port */
     const char *plaintext_roles; /* roles of plaintext client connections (rpc_roles_parse);

@@ -122,4 +122,13 @@ void coord_cstate_etcd_stats(const coord_cstate *s, etcd_stats *out);
  */
 int64_t coord_cstate_seen_revision(const coord_cstate *s);
 
+/*
+ * coord_cstate_etcd -- the etcd client of the coordinator's loop (the one
+ * the watch and the election use) and the cluster's key prefix without a
+ * trailing '/' (groups.c: the replica groups live under <prefix>/groups/).
+ * NULL for the file backend.
+ */
+etcd_client *coord_cstate_etcd(const coord_cstate *s);
+const char *coord_cstate_prefix(const coord_cstate *s);
+
 #endif /* OM_COORDINATOR_CSTATE_H */

@@ -545,6 +545,14 @@ coord_list(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply)
         return; /* a ring switch is under way: answered once it is done */
     for (size_t i = 0; i < ring_shard_count(c->ring); i++) {
         coord_shard *sh = coord_cur_shard(c, i);
+        if (coord_shard_waits(sh)) {
+            /* a replicated group between primaries: listed when it has one */
+            coord_route_park(c, req, COORD_OP_LIST, t0, reply, sh->id);
+            return;
+        }
+    }
+    for (size_t i = 0; i < ring_shard_count(c->ring); i++) {
+        coord_shard *sh = coord_cur_shard(c, i);
         if (!sh->up) {
             sh->failed_fast++;
             coord_answer_error(c, COORD_OP_LIST, t0, reply, OM_E_UNAVAILABLE,

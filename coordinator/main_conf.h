@@ -23,7 +23,7 @@ typedef struct coord_conf {
     int64_t migrate_rate, migrate_batch, migrate_rate_busy, migrate_batch_busy, cutover_timeout,
         clock_margin, test_phase_delay;
     char *etcd, *etcd_prefix, *advertise;
-    int64_t etcd_timeout, lease_ttl;
+    int64_t etcd_timeout, lease_ttl, failover_wait;
     char *plaintext_roles, *token_keys, *tls_cert, *tls_key, *tls_ca;
     int tls_client_auth;
 } coord_conf;
