@@ -522,9 +522,12 @@ gauge(om_buf *out, const char *name, const char *help, const char *labels, doubl
     return rpc_prom_value(out, name, labels, v);
 }
 
-/* Requires: mu held. Backup i's state (shard_repl_peer_get). */
+/*
+ * Requires: mu held. Backup i's state (shard_repl_peer_get); lag_bytes and
+ * lag_s only with `lag` (a walk over the groups kept for it).
+ */
 static void
-peer_info(const shard_repl *r, size_t i, uint64_t now, shard_repl_peer_info *o)
+peer_info(const shard_repl *r, size_t i, uint64_t now, bool lag, shard_repl_peer_info *o)
 {
     const repl_peer *p = &r->peers[i];
     bool owes = !p->known || p->catching || p->acked < r->ship_to;
@@ -538,7 +541,7 @@ peer_info(const shard_repl *r, size_t i, uint64_t now, shard_repl_peer_info *o)
     o->silent = owes && now - p->progress_ns > (uint64_t)r->opts.timeout_ms * 1000000u;
     o->answering = p->known && now - p->answer_ns < (uint64_t)r->opts.timeout_ms * 1000000u;
     o->lag_records = r->last - (p->acked < r->last ? p->acked : r->last);
-    for (const repl_group *q = r->head; q != NULL; q = q->next) {
+    for (const repl_group *q = lag ? r->head : NULL; q != NULL; q = q->next) {
         if (q->index <= p->acked)
             continue;
         if (o->lag_bytes == 0)
@@ -570,7 +573,7 @@ render_backups(shard_repl *r, om_buf *out)
             shard_repl_peer_info pi;
             double v[6];
 
-            peer_info(r, i, now, &pi);
+            peer_info(r, i, now, true, &pi);
             v[0] = (double)pi.acked;
             v[1] = (double)pi.lag_records;
             v[2] = (double)pi.lag_bytes;
@@ -627,7 +630,7 @@ void
 shard_repl_peer_get(shard_repl *r, size_t i, shard_repl_peer_info *out)
 {
     pthread_mutex_lock(&r->mu);
-    peer_info(r, i, om_clock_mono_ns(), out);
+    peer_info(r, i, om_clock_mono_ns(), false, out);
     pthread_mutex_unlock(&r->mu);
 }
 

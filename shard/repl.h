@@ -182,13 +182,13 @@ typedef struct shard_repl_peer_info {
     bool answering;       /* answered within timeout_ms */
     uint64_t acked;       /* its durable index as last answered */
     uint64_t lag_records; /* group commits it lacks */
-    uint64_t lag_bytes;   /* bytes of records kept for it */
-    double lag_s;         /* age of the oldest group it lacks (0: none) */
+    uint64_t lag_bytes;   /* bytes of records kept for it (metrics only; 0 from peer_get) */
+    double lag_s;         /* age of the oldest group it lacks (metrics only, as lag_bytes) */
 } shard_repl_peer_info;
 
 /* Backups (every replica but this one). Any thread. */
 size_t shard_repl_peer_count(const shard_repl *r);
-/* Backup i's state. Any thread. */
+/* Backup i's state (without the lag in bytes and seconds: a walk, for /metrics). Any thread. */
 void shard_repl_peer_get(shard_repl *r, size_t i, shard_repl_peer_info *out);
 /* Count backup i in the in-sync set or not (ship recomputes at once). Any thread. */
 void shard_repl_set_in_sync(shard_repl *r, size_t i, bool in_sync);

@@ -44,7 +44,7 @@ typedef struct cluster {
     tu_etcd *etcd;
     tu_proc *p[NREP];
     char dir[NREP][256];
-    int port[NREP];
+    int port[NREP], http[NREP];
     char addr[NREP][64];
 } cluster;
 
@@ -58,11 +58,11 @@ pause_ms(int ms)
 static void
 start_replica(cluster *cl, int i, bool fresh)
 {
-    char listen[64], etcd[300], id[32];
+    char listen[64], etcd[300], id[32], http[64];
     const char *extra[] = {"--sync-mode=always",
                            "--log-level=info",
                            listen,
-                           "--http-listen=off",
+                           http,
                            etcd,
                            "--etcd-prefix=" PREFIX,
                            "--replica-group=g1",
@@ -74,6 +74,7 @@ start_replica(cluster *cl, int i, bool fresh)
     tu_proc_opts o = {.data_dir = fresh ? NULL : cl->dir[i], .extra = extra};
 
     snprintf(listen, sizeof(listen), "--listen=127.0.0.1:%d", cl->port[i]);
+    snprintf(http, sizeof(http), "--http-listen=127.0.0.1:%d", cl->http[i]);
     snprintf(etcd, sizeof(etcd), "--etcd=%s", tu_etcd_endpoints(cl->etcd));
     snprintf(id, sizeof(id), "--replica-id=r%d", i);
     cl->p[i] = tu_proc_start("$OBJMETA_SHARD", &o);
@@ -116,26 +117,44 @@ read_config(const cluster *cl, long *term, int *primary, int *in_sync)
     free(out);
 }
 
+/* Put the configuration as an admin does: every replica in sync, `primary` leads `term`. */
 static void
-cluster_start(cluster *cl)
+put_config(const cluster *cl, int term, int primary)
 {
     char cfg[1024];
     const char *args[] = {"put", CFG_KEY, cfg, NULL};
 
+    snprintf(cfg, sizeof(cfg),
+             "{\"group\":\"g1\",\"term\":%d,\"primary\":\"r%d\",\"replicas\":[{\"id\":\"r0\","
+             "\"addr\":\"%s\"},{\"id\":\"r1\",\"addr\":\"%s\"},{\"id\":\"r2\",\"addr\":\"%s\"}],"
+             "\"in_sync\":[\"r0\",\"r1\",\"r2\"]}",
+             term, primary, cl->addr[0], cl->addr[1], cl->addr[2]);
+    free(etcdctl(cl, args));
+}
+
+static void
+cluster_start(cluster *cl)
+{
     memset(cl, 0, sizeof(*cl));
     cl->etcd = tu_etcd_start(1);
     for (int i = 0; i < NREP; i++) {
         cl->port[i] = tu_free_port();
+        cl->http[i] = tu_free_port();
         snprintf(cl->addr[i], sizeof(cl->addr[i]), "127.0.0.1:%d", cl->port[i]);
         start_replica(cl, i, true);
     }
-    /* what `admin add-group` writes: term 1, the first replica primary, every replica in sync */
-    snprintf(cfg, sizeof(cfg),
-             "{\"group\":\"g1\",\"term\":1,\"primary\":\"r0\",\"replicas\":[{\"id\":\"r0\","
-             "\"addr\":\"%s\"},{\"id\":\"r1\",\"addr\":\"%s\"},{\"id\":\"r2\",\"addr\":\"%s\"}],"
-             "\"in_sync\":[\"r0\",\"r1\",\"r2\"]}",
-             cl->addr[0], cl->addr[1], cl->addr[2]);
-    free(etcdctl(cl, args));
+    put_config(cl, 1, 0); /* what `admin add-group` writes: term 1, the first replica primary */
+}
+
+/* Fail unless replica i's /metrics has the line `line`. */
+static void
+check_metric(const cluster *cl, int i, const char *line)
+{
+    char *body = NULL;
+
+    ck_assert_int_eq(it_http_get(cl->http[i], "/metrics", &body), 200);
+    ck_assert_msg(strstr(body, line) != NULL, "r%d /metrics lacks \"%s\"", i, line);
+    free(body);
 }
 
 static void
@@ -475,6 +494,8 @@ START_TEST(kill9_backup_removed)
     wait_in_sync(&r.cl, NREP - 1, 10000); /* removed by the primary's transaction */
     wait_acked(r.w, WRITERS, 200, 10000); /* and the writes go on without it */
     printf("backup r2 removed from the in-sync set; writes continue\n");
+    check_metric(&r.cl, 0, "objmeta_replication_in_sync_size 2\n");
+    check_metric(&r.cl, 0, "objmeta_replication_backup_in_sync{backup=\"");
     start_replica(&r.cl, 2, false);
     wait_in_sync(&r.cl, NREP, 20000);
     wait_acked(r.w, WRITERS, 100, 10000);
@@ -516,6 +537,60 @@ START_TEST(sigstop_primary)
 }
 END_TEST
 
+START_TEST(promote_switchover)
+{
+    static run r;
+    long term;
+    int pr, in;
+
+    run_start(&r, "promote_switchover");
+    wait_acked(r.w, WRITERS, 200, 20000);
+    put_config(&r.cl, 2, 1); /* admin promote r1: the old primary must stop, r1 take over */
+    ck_assert_int_eq(wait_primary(&r.cl, 0, 10000), 1);
+    read_config(&r.cl, &term, &pr, &in);
+    ck_assert_int_eq(term, 2);
+    ck_assert_int_eq(pr, 1);
+    wait_acked(r.w, WRITERS, 200, 10000);
+    wait_in_sync(&r.cl, NREP, 10000);
+    check_metric(&r.cl, 1, "objmeta_replication_role{role=\"primary\"} 1\n");
+    check_metric(&r.cl, 1, "objmeta_replication_serving 1\n");
+    check_metric(&r.cl, 1, "objmeta_replication_failovers_total 1\n");
+    check_metric(&r.cl, 2, "objmeta_replication_term 2\n");
+    printf("promoted r1 leads term 2; writes continue\n");
+    run_finish(&r);
+}
+END_TEST
+
+START_TEST(etcd_unreachable)
+{
+    static run r;
+    uint64_t t0, deadline, until;
+    int acked;
+
+    run_start(&r, "etcd_unreachable");
+    wait_acked(r.w, WRITERS, 200, 20000);
+    tu_etcd_stop_member(r.cl.etcd, 0);
+    t0 = tu_now_ms();
+    /* the primary stops serving before its lease could have expired in etcd */
+    deadline = t0 + TTL_MS;
+    while (try_store(&r.cl, 0, "probe") == OM_OK) {
+        ck_assert_msg(tu_now_ms() < deadline, "the primary serves past its lease without etcd");
+        pause_ms(20);
+    }
+    printf("etcd stopped: the primary stopped serving after %llu ms\n",
+           (unsigned long long)(tu_now_ms() - t0));
+    acked = writers_acked(r.w, WRITERS);
+    for (until = tu_now_ms() + 1000; tu_now_ms() < until; pause_ms(20))
+        ck_assert_int_eq(writers_acked(r.w, WRITERS), acked); /* nobody acknowledges */
+    tu_etcd_restart_member(r.cl.etcd, 0);
+    (void)wait_primary(&r.cl, -1, 20000);
+    wait_acked(r.w, WRITERS, 100, 10000);
+    wait_in_sync(&r.cl, NREP, 20000);
+    printf("etcd back: a primary serves again\n");
+    run_finish(&r);
+}
+END_TEST
+
 START_TEST(wiped_backup)
 {
     static run r;
@@ -546,6 +621,8 @@ main(void)
     tcase_add_test(tc, kill9_backup_removed);
     tcase_add_test(tc, sigstop_primary);
     tcase_add_test(tc, wiped_backup);
+    tcase_add_test(tc, promote_switchover);
+    tcase_add_test(tc, etcd_unreachable);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
