@@ -97,6 +97,7 @@ struct shard_repl_etcd {
     bool loaded, loading;
 
     grp_cfg cfg;
+    uint64_t cfg_ns; /* when cfg arrived */
     bool leader_present;
     char leader_val[96];
 
@@ -425,6 +426,9 @@ maybe_lead(shard_repl_etcd *a)
     }
     if (held.index == 0)
         return; /* an empty disk in the in-sync set: perhaps wiped; never campaign from it */
+    if (a->cfg.term > held.term &&
+        om_clock_mono_ns() - a->cfg_ns < (uint64_t)a->o.lease_ttl_ms * 1000000u)
+        return; /* a new term names another primary that has not reached us yet: its turn */
     next.term = (a->cfg.term > held.term ? a->cfg.term : held.term) + 1;
     snprintf(next.primary, sizeof(next.primary), "%s", a->id);
     old = cfg_find(&a->cfg, a->cfg.primary);
@@ -520,6 +524,30 @@ evaluate(shard_repl_etcd *a)
 
 /* ---- following the keys ---- */
 
+/*
+ * A primary's backups are fixed when it starts leading: a configuration of
+ * the same term with the same replicas (ids and addresses, in any order)
+ * only moves them in the list (remap peer_cfg); false when the set differs.
+ */
+static bool
+remap_peers(shard_repl_etcd *a, const grp_cfg *g)
+{
+    size_t map[MAX_REPLICAS], n = a->repl != NULL ? shard_repl_peer_count(a->repl) : 0;
+
+    if (g->n != n + 1 || cfg_find(g, a->id) < 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        const size_t k = a->peer_cfg[i];
+        int j = cfg_find(g, a->cfg.id[k]);
+
+        if (j < 0 || strcmp(g->addr[j], a->cfg.addr[k]) != 0)
+            return false;
+        map[i] = (size_t)j;
+    }
+    memcpy(a->peer_cfg, map, n * sizeof(map[0]));
+    return true;
+}
+
 static void
 on_kv(shard_repl_etcd *a, const etcd_kv *kv, bool deleted)
 {
@@ -542,7 +570,14 @@ on_kv(shard_repl_etcd *a, const etcd_kv *kv, bool deleted)
         om_log(OM_LOG_ERROR, "bad group configuration key=%s: %s", a->kcfg, err);
         return;
     }
+    if (a->role == ROLE_PRIMARY && g.term == a->term && strcmp(g.primary, a->id) == 0 &&
+        !remap_peers(a, &g)) {
+        a->cfg = g;
+        stop_primary(a, "the group's replicas changed: leading again with the new set");
+        return;
+    }
     a->cfg = g;
+    a->cfg_ns = om_clock_mono_ns();
     if (a->role == ROLE_PRIMARY && a->repl != NULL && g.term == a->term &&
         strcmp(g.primary, a->id) == 0)
         for (size_t i = 0; i < shard_repl_peer_count(a->repl); i++) {
