@@ -535,7 +535,10 @@ writer_submit(commit *c)
 void
 commit_set_replication(commit *c, const commit_repl *r)
 {
+    /* under dur_mu: the sync thread reads repl after taking it for the next request */
+    pthread_mutex_lock(&c->dur_mu);
     c->repl = *r;
+    pthread_mutex_unlock(&c->dur_mu);
 }
 
 /* Sync the groups written so far and, replicated, ship them (commit.h): they become durable. */
