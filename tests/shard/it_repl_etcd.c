@@ -16,6 +16,14 @@
  *                            on the old primary is acknowledged.
  *   wiped_backup             a backup's data directory wiped: full catch-up,
  *                            then in-sync again.
+ *   promote_switchover       a configuration of a later term naming a backup
+ *                            (admin promote): the old primary stops, the
+ *                            named one takes over; /metrics says so.
+ *   etcd_unreachable         etcd stopped: the primary stops serving before
+ *                            its lease could expire; etcd back: a primary
+ *                            serves again, the set is whole.
+ *   sigterm_rolling          SIGTERM of the primary, three times: it resigns,
+ *                            a backup serves well within one lease TTL.
  *
  * Each ends with every acknowledged write read back from EVERY replica
  * directly, and the replicas identical key by key (versions included).
@@ -591,6 +599,34 @@ START_TEST(etcd_unreachable)
 }
 END_TEST
 
+START_TEST(sigterm_rolling)
+{
+    static run r;
+    int primary = 0;
+
+    run_start(&r, "sigterm_rolling");
+    for (int round = 0; round < 3; round++) {
+        uint64_t t0, took;
+        int next;
+
+        wait_acked(r.w, WRITERS, 100, 20000);
+        t0 = tu_now_ms();
+        replica_down(&r.cl, primary, false); /* a restart of a rolling upgrade */
+        next = wait_primary(&r.cl, primary, TTL_MS + 5000);
+        took = tu_now_ms() - t0;
+        printf("round %d: SIGTERM of r%d: r%d serves after %llu ms\n", round, primary, next,
+               (unsigned long long)took);
+        /* it resigned (lease revoked): no wait for the lease to expire */
+        ck_assert_msg(took < TTL_MS, "failover after SIGTERM took %llu ms",
+                      (unsigned long long)took);
+        start_replica(&r.cl, primary, false);
+        wait_in_sync(&r.cl, NREP, 20000);
+        primary = next;
+    }
+    run_finish(&r);
+}
+END_TEST
+
 START_TEST(wiped_backup)
 {
     static run r;
@@ -623,6 +659,7 @@ main(void)
     tcase_add_test(tc, wiped_backup);
     tcase_add_test(tc, promote_switchover);
     tcase_add_test(tc, etcd_unreachable);
+    tcase_add_test(tc, sigterm_rolling);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
