@@ -37,8 +37,7 @@ app_metrics(void *arg, om_buf *out)
 {
     app *a = arg;
     OM_TRY(shard_render_metrics(a->sh, out));
-    if (a->repl.etcd != NULL)
-        OM_TRY(shard_repl_etcd_render_metrics(a->repl.etcd, out));
+    OM_TRY(shard_repl_etcd_render_metrics(a->repl.etcd, out)); /* accepts NULL */
     return rpc_server_render_metrics(a->srv, out);
 }
 
@@ -54,12 +53,17 @@ app_handle(void *arg, const Objmeta__Request *req, rpc_reply *reply)
 }
 
 static void
+app_stop(void *arg)
+{
+    rpc_server_shutdown(((app *)arg)->srv, 10000, NULL, NULL);
+}
+
+static void
 app_on_signal(evutil_socket_t sig, short what, void *arg)
 {
     app *a = arg;
     om_log(OM_LOG_INFO, "shutting down signal=%d", (int)sig);
-    shard_repl_etcd_shutdown(a->repl.etcd); /* a primary resigns: the next one starts now */
-    rpc_server_shutdown(a->srv, 10000, NULL, NULL);
+    shard_repl_etcd_shutdown(a->repl.etcd, app_stop, a); /* a primary resigns first */
 }
 
 /* A demoted primary: stop at once; main executes the binary again (it returns a backup). */

@@ -120,6 +120,8 @@ struct shard_repl_etcd {
     bool serving;
     uint64_t failovers;
     bool restart_asked;
+    void (*then)(void *); /* after giving the lease back (give_up) */
+    void *then_arg;
 };
 
 static void evaluate(shard_repl_etcd *a);
@@ -231,53 +233,79 @@ cfg_in_sync_size(const grp_cfg *g)
 
 /* ---- stopping ---- */
 
+/* Run `then` once: the revoke answered, or it did not within 500 ms. */
 static void
-restart_now(evutil_socket_t fd, short what, void *arg)
+then_now(shard_repl_etcd *a)
 {
-    shard_repl_etcd *a = arg;
+    void (*f)(void *) = a->then;
 
-    (void)fd;
-    (void)what;
-    a->o.restart(a->o.restart_arg);
+    a->then = NULL;
+    if (f != NULL)
+        f(a->then_arg);
 }
 
-/* Stop serving at once and give the lease back (the leader key goes with it). */
 static void
-give_up(shard_repl_etcd *a)
+then_timer(evutil_socket_t fd, short what, void *arg)
 {
+    (void)fd;
+    (void)what;
+    then_now(arg);
+}
+
+static void
+revoke_cb(const etcd_resp *r, void *arg)
+{
+    (void)r;
+    then_now(arg);
+}
+
+/*
+ * Stop serving at once and give the lease back (the leader key goes with
+ * it, so the next primary need not wait for it to expire); then `then`.
+ */
+static void
+give_up(shard_repl_etcd *a, void (*then)(void *), void *arg)
+{
+    struct timeval tv = {0, 500 * 1000};
+
     a->role = ROLE_STOPPING;
     a->serving = false;
     commit_set_lease(a->s->commit, 0); /* no reply leaves from now on */
     if (a->repl != NULL)
         shard_repl_fail(a->repl); /* held replies fail; nothing more is shipped */
-    if (a->lease != 0)
-        (void)etcd_lease_revoke(a->c, a->lease, NULL, NULL);
+    a->then = then;
+    a->then_arg = arg;
+    if (a->lease != 0 && etcd_lease_revoke(a->c, a->lease, revoke_cb, a) == OM_OK &&
+        event_base_once(a->base, -1, EV_TIMEOUT, then_timer, a, &tv) == 0) {
+        a->lease = 0;
+        return; /* the loop must run until the revoke is out */
+    }
     a->lease = 0;
+    then_now(a);
 }
 
 void
-shard_repl_etcd_shutdown(shard_repl_etcd *a)
+shard_repl_etcd_shutdown(shard_repl_etcd *a, void (*then)(void *), void *arg)
 {
-    if (a == NULL || a->role != ROLE_PRIMARY)
+    if (a == NULL || a->role != ROLE_PRIMARY) {
+        then(arg);
         return;
+    }
     om_log(OM_LOG_INFO, "primary resigns for the shutdown group=%s term=%" PRIu64, a->group,
            a->term);
-    give_up(a);
+    give_up(a, then, arg);
 }
 
 /* Stop serving at once, give the lease back, and be executed again as a backup. */
 static void
 stop_primary(shard_repl_etcd *a, const char *why)
 {
-    struct timeval tv = {0, 300 * 1000}; /* room for the revoke to reach etcd */
-
     if (a->role != ROLE_PRIMARY)
         return;
     om_log(OM_LOG_WARN, "primary stops serving group=%s term=%" PRIu64 " why=\"%s\"", a->group,
            a->term, why);
-    give_up(a);
     a->restart_asked = true;
-    event_base_once(a->base, -1, EV_TIMEOUT, restart_now, a, &tv);
+    give_up(a, a->o.restart, a->o.restart_arg);
 }
 
 /* ---- becoming primary ---- */
@@ -635,9 +663,9 @@ lease_confirmed(shard_repl_etcd *a, int64_t ttl_s)
     uint64_t ttl_ns = (uint64_t)ttl_s * 1000000000u;
 
     a->ttl_s = ttl_s;
-    /* etcd counts the TTL from when it got the request, after ka_sent: 5% and 50 ms spare
+    /* etcd counts the TTL from when it got the request, after ka_sent: 10% and 100 ms spare
      * for a clock running slow (REPLICATION.md, "Lease reads") */
-    a->lease_until_ns = a->ka_sent_ns + ttl_ns - ttl_ns / 20 - 50000000u;
+    a->lease_until_ns = a->ka_sent_ns + ttl_ns - ttl_ns / 10 - 100000000u;
     if (a->role == ROLE_PRIMARY)
         commit_set_lease(a->s->commit, a->lease_until_ns);
 }
@@ -761,10 +789,12 @@ om_status
 shard_repl_etcd_render_metrics(shard_repl_etcd *a, om_buf *out)
 {
     uint64_t now = om_clock_mono_ns();
-    double left = a->role == ROLE_PRIMARY && a->lease_until_ns > now
+    double left = a != NULL && a->role == ROLE_PRIMARY && a->lease_until_ns > now
                       ? (double)(a->lease_until_ns - now) / 1e9
                       : 0;
 
+    if (a == NULL)
+        return OM_OK;
     OM_TRY(gauge(out, "objmeta_replication_config_term",
                  "The term of the group configuration in etcd.", (double)a->cfg.term));
     OM_TRY(gauge(out, "objmeta_replication_in_sync_size",

@@ -61,15 +61,17 @@ om_status shard_repl_etcd_open(shard *s, struct event_base *base, const shard_re
  */
 bool shard_repl_etcd_handle(shard_repl_etcd *a, const Objmeta__Request *req, rpc_reply *reply);
 
-/* The etcd layer's gauges (config term, in-sync size, failovers, serving, lease). */
+/* The etcd layer's gauges (config term, in-sync size, failovers, serving, lease); NULL: none. */
 om_status shard_repl_etcd_render_metrics(shard_repl_etcd *a, om_buf *out);
 
 /*
  * shard_repl_etcd_shutdown -- a primary about to exit (SIGTERM) resigns at
  * once: nothing more is answered, its lease is revoked, and a backup takes
- * over without waiting for the lease to expire. Loop thread. Accepts NULL.
+ * over without waiting for the lease to expire. then(arg) runs when the
+ * revoke answered (at most 500 ms later; at once for a backup or NULL):
+ * the loop must run until then. Loop thread.
  */
-void shard_repl_etcd_shutdown(shard_repl_etcd *a);
+void shard_repl_etcd_shutdown(shard_repl_etcd *a, void (*then)(void *), void *arg);
 
 /*
  * shard_repl_etcd_stop -- before shard_close: stop following etcd, stop the
