@@ -5,10 +5,11 @@
  * follow the primary (a refusal or error moves a writer to the next
  * replica), and the configuration read back from etcd with etcdctl.
  *
- *   kill9_primary_failover   rounds of kill -9 of the primary at a random
- *                            moment: a new primary serves within the lease
- *                            TTL + 1 s; the killed replica restarts, is
- *                            repaired and rejoins the in-sync set.
+ *   kill9_primary_failover   10 rounds (REPL_ROUNDS) of kill -9 of the
+ *                            primary at a random moment: a new primary
+ *                            serves within the lease TTL + 1 s; the killed
+ *                            replica restarts, is repaired and rejoins the
+ *                            in-sync set.
  *   kill9_backup_removed     kill -9 of a backup: it leaves the in-sync set
  *                            and writes continue; restarted, it rejoins.
  *   sigstop_primary          SIGSTOP of the primary past its lease: a new
@@ -24,6 +25,8 @@
  *                            serves again, the set is whole.
  *   sigterm_rolling          SIGTERM of the primary, three times: it resigns,
  *                            a backup serves well within one lease TTL.
+ *   static_settings_refused  with etcd, replica-role / replicas and a listen
+ *                            port 0 are refused with a message naming them.
  *
  * Each ends with every acknowledged write read back from EVERY replica
  * directly, and the replicas identical key by key (versions included).
@@ -458,7 +461,7 @@ START_TEST(kill9_primary_failover)
 {
     static run r;
     const char *env = getenv("REPL_ROUNDS");
-    int rounds = env != NULL && atoi(env) > 0 ? atoi(env) : 3, primary = 0;
+    int rounds = env != NULL && atoi(env) > 0 ? atoi(env) : 10, primary = 0;
     uint64_t worst = 0, rs;
 
     run_start(&r, "kill9_primary_failover");
@@ -627,6 +630,40 @@ START_TEST(sigterm_rolling)
 }
 END_TEST
 
+START_TEST(static_settings_refused)
+{
+    static const struct {
+        const char *setting, *listen, *msg;
+    } c[] = {
+        {"--replica-role=primary", "--listen=127.0.0.1:7", "leave replica-role"},
+        {"--replicas=127.0.0.1:9", "--listen=127.0.0.1:7", "leave replica-role"},
+        {"--replica-lease-ttl=2s", "--listen=127.0.0.1:0", "needs a fixed port"},
+    };
+
+    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        char dir[300], *out = NULL, *err = NULL;
+        const char *argv[] = {"objmeta-shard",
+                              dir,
+                              "--etcd=http://127.0.0.1:1",
+                              "--replica-group=g1",
+                              "--replica-id=r0",
+                              c[i].listen,
+                              c[i].setting,
+                              "--http-listen=off",
+                              NULL};
+        int rc;
+
+        snprintf(dir, sizeof(dir), "--data-dir=%s", tu_tmpdir());
+        rc = tu_run_cmd("$OBJMETA_SHARD", argv, 10000, &out, &err);
+        ck_assert_msg(rc != 0, "%s accepted with etcd", c[i].setting);
+        ck_assert_msg(err != NULL && strstr(err, c[i].msg) != NULL, "%s: stderr lacks \"%s\": %s",
+                      c[i].setting, c[i].msg, err ? err : "");
+        free(out);
+        free(err);
+    }
+}
+END_TEST
+
 START_TEST(wiped_backup)
 {
     static run r;
@@ -660,6 +697,7 @@ main(void)
     tcase_add_test(tc, promote_switchover);
     tcase_add_test(tc, etcd_unreachable);
     tcase_add_test(tc, sigterm_rolling);
+    tcase_add_test(tc, static_settings_refused);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
