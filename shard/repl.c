@@ -433,6 +433,7 @@ peer_main(void *arg)
     shard_repl *r = p->r;
     rpc_sync_client *cli = NULL;
     bool quiet = false; /* the current trouble is logged already */
+    const uint64_t half_timeout_ns = (uint64_t)r->opts.timeout_ms * 500000u;
 
     pthread_setname_np(pthread_self(), "shard-ship");
     pthread_mutex_lock(&r->mu);
@@ -441,7 +442,7 @@ peer_main(void *arg)
         Objmeta__ReplicateRequest rq = OBJMETA__REPLICATE_REQUEST__INIT;
         Objmeta__ReplicateGroup **groups = NULL;
         Objmeta__Response *resp = NULL;
-        bool missing;
+        bool missing, idle;
         uint64_t first = p->acked + 1;
         om_status st;
 
@@ -449,13 +450,22 @@ peer_main(void *arg)
             repl_catch_up_step(p, &cli, &quiet);
             continue;
         }
-        if (p->known && p->acked >= r->ship_to) {
+        idle = p->known && p->acked >= r->ship_to;
+        if (idle && p->in_sync) {
             pthread_cond_wait(&r->cv, &r->mu);
             continue;
         }
-        /* not heard yet: a probe (no groups) -- where is the backup, in which term? */
-        rq.n_groups = p->known ? collect(r, p, &groups, &missing) : 0;
-        if (rq.n_groups == 0 && p->known) {
+        if (idle && om_clock_mono_ns() - p->answer_ns < half_timeout_ns) {
+            repl_pause_ms(r, r->opts.timeout_ms / 2);
+            continue;
+        }
+        /*
+         * A probe (no groups): not heard yet -- where is the backup, in which
+         * term? -- or idle out of the in-sync set: its answers show that it
+         * is back, so that it can rejoin without waiting for a write.
+         */
+        rq.n_groups = p->known && !idle ? collect(r, p, &groups, &missing) : 0;
+        if (rq.n_groups == 0 && p->known && !idle) {
             if (missing)
                 repl_catch_up_start(p); /* index `first` is no longer kept */
             else
