@@ -363,8 +363,14 @@ coord_handle(void *arg, const Objmeta__Request *req, rpc_reply *reply)
 }
 
 void
-coord_dispatch(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply)
+coord_dispatch(coord *c, const Objmeta__Request *in, uint64_t t0, rpc_reply *reply)
 {
+    /* Whatever is sent on behalf of this request -- routed, proxied to the leader, held and
+     * replayed -- carries its request id (the client's, or the one rpc made: rpc.h). */
+    Objmeta__Request with_id = *in;
+    const Objmeta__Request *req = &with_id;
+
+    with_id.request_id = (char *)rpc_reply_request_id(reply);
     switch (req->body_case) {
     case OBJMETA__REQUEST__BODY_STORE:
     case OBJMETA__REQUEST__BODY_RETRIEVE:

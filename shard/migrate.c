@@ -884,6 +884,8 @@ run_compact(shard_mig *m, mig_job *j)
     }
     lsm_stats_get(shard_db(m->s), &ls);
     cr.bytes_after = ls.live_sst_bytes + ls.memtable_bytes;
+    bool running;
+    lsm_compact_range_progress(shard_db(m->s), &cr.bytes_done, &cr.bytes_total, &running);
     om_log(OM_LOG_INFO,
            "compacted id=%s bytes_before=%llu bytes_after=%llu dropped=%llu rate=%llu ms=%llu",
            m->self, (unsigned long long)cr.bytes_before, (unsigned long long)cr.bytes_after,
@@ -893,6 +895,28 @@ run_compact(shard_mig *m, mig_job *j)
     resp.body_case = OBJMETA__RESPONSE__BODY_COMPACT;
     resp.compact = &cr;
     rpc_reply_send(j->reply, &resp);
+}
+
+/*
+ * A progress request (CompactRequest.progress), answered at once on the loop thread: how far
+ * the compaction in progress has got, or, while none runs, the bytes one would read.
+ */
+static void
+compact_progress(shard_mig *m, rpc_reply *reply)
+{
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+    Objmeta__CompactResponse cr = OBJMETA__COMPACT_RESPONSE__INIT;
+    bool running;
+
+    lsm_compact_range_progress(shard_db(m->s), &cr.bytes_done, &cr.bytes_total, &running);
+    cr.running = running;
+    if (!running) {
+        cr.bytes_done = 0;
+        cr.bytes_total = lsm_compact_range_estimate(shard_db(m->s));
+    }
+    resp.body_case = OBJMETA__RESPONSE__BODY_COMPACT;
+    resp.compact = &cr;
+    rpc_reply_send(reply, &resp);
 }
 
 /* The pool's job runner (workq). */
@@ -1087,6 +1111,10 @@ shard_mig_handle(shard_mig *m, const Objmeta__Request *req, rpc_reply *reply)
         submit_apply(m, req, reply);
         return true;
     case OBJMETA__REQUEST__BODY_COMPACT:
+        if (req->compact->progress) {
+            compact_progress(m, reply);
+            return true;
+        }
         j = calloc(1, sizeof(*j));
         if (j == NULL) {
             rpc_reply_error(reply, OM_E_NOMEM, "out of memory");
