@@ -83,7 +83,9 @@ start_replica(cluster *cl, int i, bool fresh)
                            "--replica-timeout=500ms",
                            "--request-timeout=3s",
                            NULL};
-    tu_proc_opts o = {.data_dir = fresh ? NULL : cl->dir[i], .extra = extra};
+    /* 30 s: a machine busy with other fsyncs can make an engine recovery slow */
+    tu_proc_opts o = {
+        .data_dir = fresh ? NULL : cl->dir[i], .extra = extra, .start_timeout_ms = 30000};
 
     snprintf(listen, sizeof(listen), "--listen=127.0.0.1:%d", cl->port[i]);
     snprintf(http, sizeof(http), "--http-listen=127.0.0.1:%d", cl->http[i]);
@@ -105,8 +107,17 @@ etcdctl(const cluster *cl, const char *const *args)
     for (int i = 0; args[i] != NULL && n < 7; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
-    rc = tu_run_cmd("/usr/bin/etcdctl", argv, 10000, &out, &err);
-    ck_assert_msg(rc == 0, "etcdctl failed: %s", err ? err : "");
+    /* a loaded machine can make one call slow: again, up to three times (get and put
+     * of the same value are idempotent) */
+    for (int attempt = 0;; attempt++) {
+        rc = tu_run_cmd("/usr/bin/etcdctl", argv, 15000, &out, &err);
+        if (rc == 0 || attempt == 2)
+            break;
+        printf("etcdctl %s: status %d (%s), again\n", args[0], rc, err ? err : "");
+        free(out);
+        free(err);
+    }
+    ck_assert_msg(rc == 0, "etcdctl failed: status %d: %s", rc, err ? err : "");
     free(err);
     return out;
 }
