@@ -31,7 +31,11 @@
  *            held replies become errors; nothing more is acknowledged).
  *            Transport errors and other refusals pause retry_ms and send
  *            again, for ever: a backup that does not answer holds the
- *            writes (removal from the in-sync set needs etcd, a later layer).
+ *            writes -- with static membership until it answers; with etcd
+ *            until repl_etcd.c removed it from the in-sync set, the only
+ *            backups ship(mark) waits for (shard_repl_set_in_sync). A
+ *            backup out of the set still gets the stream, and a probe when
+ *            idle, so that it can rejoin.
  *
  * Catch-up (repl_catchup.c): when a backup needs a group no longer queued
  * (a gap answer after a restart of either side, or an empty backup) or

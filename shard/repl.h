@@ -126,7 +126,7 @@ typedef struct shard_repl shard_repl;
 
 typedef struct shard_repl_opts {
     const char *group;        /* replica group id sent with every Replicate */
-    uint64_t term;            /* >= 1; static for now (REPLICATION.md) */
+    uint64_t term;            /* >= 1: replica-term, or the group configuration's (etcd) */
     const char *backups;      /* "host:port,host:port,...": at least one backup */
     uint32_t timeout_ms;      /* one Replicate call; then it is sent again. Default 2000 */
     uint32_t retry_ms;        /* pause after a failed call. Default 200 */
