@@ -14,15 +14,13 @@
 
 #include "shard/main_conf.h"
 #include "shard/migrate.h"
-#include "shard/repl.h"
 #include "shard/shard.h"
 #include "util/log.h"
 
 typedef struct app {
     shard *sh;
-    shard_mig *mig;   /* rings from the coordinator (SetRing), fencing, migration (migrate.h) */
-    shard_repl *repl; /* replica-role primary (repl.h) */
-    shard_replica *replica; /* replica-role backup */
+    shard_mig *mig;       /* rings from the coordinator (SetRing), fencing, migration (migrate.h) */
+    shard_conf_repl repl; /* replication: static or from etcd (main_repl.c) */
     rpc_server *srv;
     rpc_http *http;
     struct event_base *base;
@@ -39,6 +37,7 @@ app_metrics(void *arg, om_buf *out)
 {
     app *a = arg;
     OM_TRY(shard_render_metrics(a->sh, out));
+    OM_TRY(shard_repl_etcd_render_metrics(a->repl.etcd, out)); /* accepts NULL */
     return rpc_server_render_metrics(a->srv, out);
 }
 
@@ -47,11 +46,16 @@ static void
 app_handle(void *arg, const Objmeta__Request *req, rpc_reply *reply)
 {
     app *a = arg;
-    if ((a->replica != NULL && shard_replica_handle(a->replica, req, reply)) ||
-        (a->repl != NULL && shard_repl_handle(a->repl, req, reply)))
+    if (shard_conf_repl_handle(&a->repl, req, reply))
         return;
     if (!shard_mig_handle(a->mig, req, reply))
         shard_rpc_handler(a->sh, req, reply);
+}
+
+static void
+app_stop(void *arg)
+{
+    rpc_server_shutdown(((app *)arg)->srv, 10000, NULL, NULL);
 }
 
 static void
@@ -59,19 +63,14 @@ app_on_signal(evutil_socket_t sig, short what, void *arg)
 {
     app *a = arg;
     om_log(OM_LOG_INFO, "shutting down signal=%d", (int)sig);
-    rpc_server_shutdown(a->srv, 10000, NULL, NULL);
+    shard_repl_etcd_shutdown(a->repl.etcd, app_stop, a); /* a primary resigns first */
 }
 
-/* http-listen "auto": the host of listen, port + 1000 (0 stays 0). */
+/* A demoted primary: stop at once; main executes the binary again (it returns a backup). */
 static void
-http_addr(const shard_conf *c, char *out, size_t n)
+app_restart(void *arg)
 {
-    const char *colon = strrchr(c->listen, ':');
-    long port = colon ? strtol(colon + 1, NULL, 10) : 0;
-    if (strcmp(c->http_listen, "auto") != 0 || colon == NULL)
-        snprintf(out, n, "%s", c->http_listen);
-    else
-        snprintf(out, n, "%.*s:%ld", (int)(colon - c->listen), c->listen, port ? port + 1000 : 0);
+    rpc_server_shutdown(((app *)arg)->srv, 500, NULL, NULL); /* every reply fails now anyway */
 }
 
 int
@@ -138,7 +137,7 @@ main(int argc, char **argv)
         om_log(OM_LOG_ERROR, "bad configuration: plaintext-roles: %s", err);
         goto out;
     }
-    http_addr(&c, haddr, sizeof(haddr));
+    shard_conf_http_addr(&c, haddr, sizeof(haddr));
 
     a.base = event_base_new();
     if (a.base == NULL || shard_mig_new(c.id, &mo, &a.mig) != OM_OK)
@@ -149,7 +148,7 @@ main(int argc, char **argv)
         goto out;
     shard_set_ring_check(a.sh, shard_mig_check, a.mig);
     shard_set_move_fence(a.sh, shard_mig_move_fence, a.mig);
-    if (shard_conf_replication(&c, a.sh, &a.repl, &a.replica) != OM_OK ||
+    if (shard_conf_replication(&c, a.sh, a.base, app_restart, &a, &a.repl) != OM_OK ||
         shard_attach_loop(a.sh, a.base) != OM_OK)
         goto out;
     if (rpc_server_new(a.base, &ro, app_handle, &a, &a.srv) != OM_OK)
@@ -182,15 +181,14 @@ out:
     rpc_server_free(a.srv);
     rpc_tls_free(tls);
     shard_mig_stop(a.mig);
-    shard_repl_stop(a.repl); /* a backup that never answers must not hold the exit */
-    shard_replica_close(a.replica);
+    bool again = shard_conf_repl_stop(&a.repl);
     if (shard_close(a.sh) != OM_OK)
         rc = 1;
-    shard_repl_close(a.repl);
+    shard_conf_repl_free(&a.repl);
     shard_mig_free(a.mig);
     if (a.base)
         event_base_free(a.base);
     om_log(rc == 0 ? OM_LOG_INFO : OM_LOG_ERROR, "exit status=%d", rc);
     om_conf_fini(&shard_table, &c);
-    return rc;
+    return again && rc == 0 ? shard_conf_exec_again(argv) : rc;
 }
