@@ -466,3 +466,9 @@ coord_cstate_leader(const coord_cstate *s)
         return om_slice_from_str(s->identity ? s->identity : "");
     return s->elect != NULL ? etcd_election_leader(s->elect) : OM_SLICE_NULL;
 }
+
+bool
+coord_cstate_in_touch(const coord_cstate *s)
+{
+    return !s->etcd || (s->elect != NULL && etcd_election_in_touch(s->elect));
+}
