@@ -9,9 +9,8 @@
 # --etcd: the cluster state in a local 3-member etcd (scripts/etcd-local.sh,
 # client ports P+300, P+302, P+304, data in DIR/etcd) and 3 coordinators on
 # 127.0.0.1:P, P+1, P+2 (metrics P+200, P+250, P+251); one is elected leader.
-# With --port 0 the coordinators take free ports and etcd a block of 6 ports
-# that nothing listens on (probed: etcd cannot report ports it picked; kept
-# in DIR/etcd.port for the next start on DIR).
+# With --port 0 the coordinators take free ports and etcd a free block of 6
+# (scripts/etcd-local.sh --port 0).
 #
 # The coordinator listens on 127.0.0.1:P (default 7000, the objmeta tool's
 # default address); shard i listens on 127.0.0.1:(P+100+i), its metrics on
@@ -178,22 +177,7 @@ coords=(coord)
 if (( etcd == 1 )); then
   # a 3-member etcd first (its own script stops its members when told to)
   names+=(etcd)
-  etcd_port=$(( port + 300 ))
-  if (( port == 0 )) && [[ -s $data/etcd.port ]]; then
-    etcd_port=$(cat "$data/etcd.port") # etcd's members know each other by these ports
-  elif (( port == 0 )); then
-    # a block of 6 loopback ports nothing listens on (a connect is refused on each)
-    for (( tries = 0; ; tries++ )); do
-      (( tries < 50 )) || { echo "cluster: no free block of 6 ports for etcd" >&2; exit 1; }
-      etcd_port=$(( 20000 + RANDOM % 40000 ))
-      taken=0
-      for (( i = 0; i < 6; i++ )); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$(( etcd_port + i ))") 2>/dev/null && taken=1
-      done
-      (( taken == 0 )) && break
-    done
-    echo "$etcd_port" >"$data/etcd.port"
-  fi
+  etcd_port=$(( port == 0 ? 0 : port + 300 ))
   scripts/etcd-local.sh --data "$data" --port "$etcd_port" >"$data/etcd.log" 2>&1 &
   pid_of[etcd]=$!
   name_of[$!]=etcd
@@ -204,7 +188,7 @@ if (( etcd == 1 )); then
     (( SECONDS < deadline )) || { echo "cluster: etcd not ready within 40 s; see $data/etcd.log" >&2; exit 1; }
     sleep 0.1
   done
-  etcd_eps=$(scripts/etcd-local.sh --endpoints --port "$etcd_port")
+  etcd_eps=$(sed -n 's/.* members ready; endpoints //p' "$data/etcd.log")
   echo "cluster: etcd  $etcd_eps  data $data/etcd  log $data/etcd.log"
   coord_args+=("--etcd=$etcd_eps" "--etcd-prefix=/objmeta/local")
   coords=(coord coord2 coord3)
