@@ -52,3 +52,9 @@ bench_start() {
     PORT=$(awk '$1 == "rpc" { print $2 }' "$tmp/$name.ports")
     HTTP_PORT=$(awk '$1 == "http" { print $2 }' "$tmp/$name.ports")
 }
+
+cpu_s() { # PID... -> their user+system CPU seconds so far, summed
+    local p
+    for p in "$@"; do cat "/proc/$p/stat"; done |
+        awk -v hz="$(getconf CLK_TCK)" '{ t += $14 + $15 } END { printf "%.2f", t / hz }'
+}

@@ -13,7 +13,10 @@
 #    round-robin (objmeta_bench --addr a,b,c), so every variant has the same
 #    requests in flight. ROUNDS interleaved rounds (the order of the four
 #    rotates each round); the median ops/s of each is reported, and its ratio
-#    to file mode. Bar: every etcd figure >= 0.9x file mode.
+#    to file mode. Bar: every etcd figure >= 0.9x file mode. The CPU the
+#    variant's coordinators and the shards used per request (from
+#    /proc/PID/stat around each run) is reported too: on a small machine
+#    shared with other work it tells a cost of the etcd mode from scheduling.
 #
 # 2. Leader takeover. TAKEOVERS rounds: read which etcd coordinator leads
 #    (its /metrics objmeta_coord_leader 1), kill -9 it, and time until one of
@@ -64,11 +67,11 @@ start() {
     HTTP=$HTTP_PORT
 }
 
-# result FILE -> "ops_per_sec errors" of objmeta_bench's op=all RESULT line
+# result FILE -> "ops_per_sec errors ops" of objmeta_bench's op=all RESULT line
 result() {
     awk '$1 == "RESULT" && $2 == "op=all" {
         for (i = 3; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-        printf "%s %s\n", v["ops_per_sec"], v["errors"] }' "$1"
+        printf "%s %s %s\n", v["ops_per_sec"], v["errors"], v["ops"] }' "$1"
 }
 
 echo "compare_etcd: $(nproc) CPUs ($(lscpu | sed -n 's/^Model name: *//p')), load average" \
@@ -78,9 +81,11 @@ echo "clients=$CLIENTS pipelines=\"$PIPELINES\" value_size=$VALUE_SIZE keys=$KEY
 
 # --- the cluster ---------------------------------------------------------------------------------
 spec=""
+shard_pids=()
 for i in 1 2 3; do
     start "s$i" 127.0.0.1:0 "$shard_bin" --id="s$i"
     spec+="${spec:+,}s$i=127.0.0.1:$PORT"
+    shard_pids+=("$PID")
 done
 scripts/etcd-local.sh --data "$tmp" --port 0 >"$tmp/etcd.log" 2>&1 &
 pids+=($!)
@@ -95,6 +100,7 @@ eps=$(sed -n 's/.* members ready; endpoints //p' "$tmp/etcd.log")
 start file 127.0.0.1:0 "$coord_bin" --shards="$spec"
 declare -A addr_of http_of pid_of
 addr_of[file]=127.0.0.1:$PORT
+pid_of[file]=$PID
 etcd_args=("--shards=$spec" "--etcd=$eps" "--etcd-prefix=/objmeta/bench" "--lease-ttl=${TTL}s")
 for i in 1 2 3; do
     start "e$i" 127.0.0.1:0 "$coord_bin" "${etcd_args[@]}"
@@ -102,6 +108,14 @@ for i in 1 2 3; do
     http_of[e$i]=127.0.0.1:$HTTP
     pid_of[e$i]=$PID
 done
+target_pids() { # file | etcdN -> the pids of its coordinators
+    case $1 in
+        file) echo "${pid_of[file]}" ;;
+        etcd1) echo "${pid_of[e1]}" ;;
+        etcd2) echo "${pid_of[e1]} ${pid_of[e2]}" ;;
+        etcd3) echo "${pid_of[e1]} ${pid_of[e2]} ${pid_of[e3]}" ;;
+    esac
+}
 target_addr() { # file | etcd1 | etcd2 | etcd3 -> the --addr list
     case $1 in
         file) echo "${addr_of[file]}" ;;
@@ -126,6 +140,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
     for pl in $PIPELINES; do
         for op in store retrieve; do
             for t in "${order[@]}"; do
+                # shellcheck disable=SC2046 # one pid a word
+                c0=$(cpu_s $(target_pids "$t"))
+                s0=$(cpu_s "${shard_pids[@]}")
                 "$bench" --addr "$(target_addr "$t")" --ops "$op=1" --connections "$CLIENTS" \
                     --pipeline "$pl" --value-size "$VALUE_SIZE" --keys "$KEYS" \
                     --duration "${DURATION}s" >"$tmp/run.out"
@@ -136,7 +153,12 @@ for ((r = 1; r <= ROUNDS; r++)); do
                     cat "$tmp/run.out" >&2
                     exit 1
                 fi
-                echo "$t $op $pl $1" >>"$results"
+                # shellcheck disable=SC2046 # one pid a word
+                echo "$t $op $pl $1" \
+                    "$(awk -v a="$(cpu_s $(target_pids "$t"))" -v b="$c0" -v n="$3" \
+                        'BEGIN { printf "%.1f", 1e6 * (a - b) / n }')" \
+                    "$(awk -v a="$(cpu_s "${shard_pids[@]}")" -v b="$s0" -v n="$3" \
+                        'BEGIN { printf "%.1f", 1e6 * (a - b) / n }')" >>"$results"
             done
         done
     done
@@ -169,6 +191,21 @@ done
 echo
 echo "ratios to file mode (bar: every one >= 0.90):$ratios"
 echo "throughput bar: $( ((bar_ok)) && echo met || echo MISSED)"
+echo
+echo "CPU per request, median of $ROUNDS (us: all coordinators of the variant, then the 3 shards):"
+for pl in $PIPELINES; do
+    for op in store retrieve; do
+        line=$(printf '%-10s %4s' "$op" "$pl")
+        for t in "${targets[@]}"; do
+            cc=$(awk -v t="$t" -v o="$op" -v p="$pl" '$1 == t && $2 == o && $3 == p { print $5 }' \
+                "$results" | median)
+            sc=$(awk -v t="$t" -v o="$op" -v p="$pl" '$1 == t && $2 == o && $3 == p { print $6 }' \
+                "$results" | median)
+            line+=" $t $cc/$sc"
+        done
+        echo "$line"
+    done
+done
 
 # --- 2. takeover ---------------------------------------------------------------------------------
 leading() { # NAME -> exit 0 when its /metrics says it leads

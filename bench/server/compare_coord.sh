@@ -86,11 +86,6 @@ result() {
         printf "%s %s %s %s %s\n", v["ops_per_sec"], v["p50_us"], v["p99_us"], v["errors"], v["ops"] }' "$1"
 }
 
-cpu_s() { # PID... -> their user+system CPU seconds so far, summed
-    local p
-    for p in "$@"; do cat "/proc/$p/stat"; done |
-        awk -v hz="$(getconf CLK_TCK)" '{ t += $14 + $15 } END { printf "%.2f", t / hz }'
-}
 
 # check FILE WHAT: fail loudly when a run had errors (a misrouted request, a shard down)
 check() {
