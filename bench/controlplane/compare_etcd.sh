@@ -90,7 +90,7 @@ done
 scripts/etcd-local.sh --data "$tmp" --port 0 >"$tmp/etcd.log" 2>&1 &
 pids+=($!)
 deadline=$((SECONDS + 40))
-until grep -q "members ready" "$tmp/etcd.log"; do
+until grep -q "members ready" "$tmp/etcd.log" 2>/dev/null; do
     (( SECONDS < deadline )) && kill -0 "${pids[-1]}" 2>/dev/null ||
         { echo "compare_etcd: etcd did not start:" >&2; cat "$tmp/etcd.log" >&2; exit 1; }
     sleep 0.1
