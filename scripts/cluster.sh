@@ -183,7 +183,7 @@ if (( etcd == 1 )); then
   name_of[$!]=etcd
   echo "$!" >"$data/etcd.pid"
   deadline=$(( SECONDS + 40 ))
-  until grep -q "members ready" "$data/etcd.log"; do
+  until grep -q "members ready" "$data/etcd.log" 2>/dev/null; do
     kill -0 "${pid_of[etcd]}" 2>/dev/null || { echo "cluster: etcd did not start; see $data/etcd.log" >&2; tail -5 "$data/etcd.log" >&2; exit 1; }
     (( SECONDS < deadline )) || { echo "cluster: etcd not ready within 40 s; see $data/etcd.log" >&2; exit 1; }
     sleep 0.1
