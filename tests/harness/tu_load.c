@@ -45,6 +45,7 @@ struct tu_load {
     char failure[512]; /* first invariant violation seen by a thread */
     pthread_t th[NWORKERS];
     int nth;
+    uint64_t t_start; /* tu_now_ms() at tu_load_start */
 };
 
 typedef struct worker {
@@ -223,8 +224,9 @@ run_lister(worker *w, omc_client *c, uint64_t *rs)
 
     while (!atomic_load(&L->stop)) {
         char token[1024] = "", last[64] = "";
-        int stable_seen = 0;
+        int stable_seen = 0, next_stable = 0, first_missing = -1, pages = 0;
         bool broken = false;
+        uint64_t t0 = tu_now_ms();
 
         for (;;) {
             omc_list_opts lo = {0};
@@ -246,9 +248,17 @@ run_lister(worker *w, omc_client *c, uint64_t *rs)
                     load_fail(L, "listing repeated or reordered key %s (page %llu)", k,
                               (unsigned long long)atomic_load(&L->list_pages));
                 snprintf(last, sizeof(last), "%s", k);
-                if (strncmp(k, "s/", 2) == 0)
+                if (strncmp(k, "s/", 2) == 0) {
+                    int idx = atoi(k + 2);
+
+                    if (first_missing < 0 && idx > next_stable)
+                        first_missing =
+                            next_stable; /* keys come in order: those skipped are missing */
+                    next_stable = idx + 1;
                     stable_seen++;
+                }
             }
+            pages++;
             snprintf(token, sizeof(token), "%s", pg.next_continuation_token);
             bool more = pg.is_truncated;
             omc_list_page_free(&pg);
@@ -257,9 +267,19 @@ run_lister(worker *w, omc_client *c, uint64_t *rs)
             if (atomic_load(&L->stop) && L->failure[0])
                 break;
         }
-        if (!broken && stable_seen != L->nstable)
-            load_fail(L, "a listing missed stable keys (%s%llu seen)", "",
-                      (unsigned long long)stable_seen);
+        if (!broken && stable_seen != L->nstable) {
+            char what[160];
+
+            if (first_missing < 0)
+                first_missing = next_stable;
+            snprintf(what, sizeof(what),
+                     "%d of %d seen, the first missing s/%05d; %d pages from %llu to %llu ms after "
+                     "the load started",
+                     stable_seen, L->nstable, first_missing, pages,
+                     (unsigned long long)(t0 - L->t_start),
+                     (unsigned long long)(tu_now_ms() - L->t_start));
+            load_fail(L, "a listing missed stable keys (%s)", what, 0);
+        }
         if (!broken)
             atomic_fetch_add(&L->lists, 1);
     }
@@ -328,6 +348,7 @@ tu_load_start(tu_load *L)
 
     atomic_store(&L->stop, false);
     L->nth = 0;
+    L->t_start = tu_now_ms();
     for (int i = 0; i < NWORKERS; i++) {
         worker *w = calloc(1, sizeof(*w));
 
@@ -350,6 +371,12 @@ tu_load_stop(tu_load *L)
            (unsigned long)atomic_load(&L->ops), (unsigned long)atomic_load(&L->errors),
            (unsigned long)atomic_load(&L->lists), (unsigned long)atomic_load(&L->list_pages));
     ck_assert_msg(L->failure[0] == '\0', "%s", L->failure);
+}
+
+uint64_t
+tu_load_started_ms(const tu_load *L)
+{
+    return L->t_start;
 }
 
 uint64_t

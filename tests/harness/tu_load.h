@@ -51,6 +51,8 @@ void tu_load_start(tu_load *L);
 void tu_load_stop(tu_load *L);
 /* Read every mutable key back: acknowledged writes and deletes hold (fails the test if not). */
 void tu_load_check(tu_load *L);
+/* tu_now_ms() when tu_load_start ran (failure messages give times from there). */
+uint64_t tu_load_started_ms(const tu_load *L);
 /* Requests made so far, complete listings so far. */
 uint64_t tu_load_ops(tu_load *L);
 uint64_t tu_load_lists(tu_load *L);
