@@ -46,7 +46,8 @@ typedef struct admin {
     rpc_sync_client *c;
     const omc_creds *cr; /* --ca --cert --key --auth-token of the tool */
     rpc_tls *tls;
-    int exit_code; /* set when the first contact failed (tool_explain) */
+    int exit_code;   /* set when the first contact failed (tool_explain) */
+    const char *rid; /* request_id of every request */
     /* options */
     bool help, wait;
     const char *id, *shard_addr;
@@ -98,6 +99,7 @@ admin_open(admin *a)
     pr.payload.len = 4;
     req.body_case = OBJMETA__REQUEST__BODY_PING;
     req.ping = &pr;
+    req.request_id = (char *)a->rid;
     /* several coordinators (a,b,c): the first that answers; a change is never resent */
     while (*p != '\0') {
         size_t n = strcspn(p, ",");
@@ -130,29 +132,32 @@ admin_open(admin *a)
 
 /* Send req to the coordinator; on OM_OK *resp is an OK response the caller frees. */
 static om_status
-admin_call(admin *a, const Objmeta__Request *req, Objmeta__Response **resp, const char *what)
+admin_call(admin *a, const Objmeta__Request *in, Objmeta__Response **resp, const char *what)
 {
+    Objmeta__Request req = *in;
     Objmeta__Response *r = NULL;
     om_status st;
 
     if (a->c == NULL && (st = admin_open(a)) != OM_OK)
         return st;
-    st = rpc_sync_client_call(a->c, req, a->timeout_ms, &r);
+    req.request_id = (char *)a->rid;
+    st = rpc_sync_client_call(a->c, &req, a->timeout_ms, &r);
     if (st != OM_OK) {
-        fprintf(stderr, "objmeta admin: %s: %s: %s\n", what, om_status_str(st),
-                rpc_sync_client_last_error(a->c));
+        fprintf(stderr, "objmeta admin: %s: %s: %s (request id %s)\n", what, om_status_str(st),
+                rpc_sync_client_last_error(a->c), a->rid);
         return st;
     }
     st = rpc_response_status(r);
     if (st != OM_OK) {
         if (a->json) {
-            json_t *o = json_pack("{s:b,s:s,s:s}", "ok", 0, "error", om_status_str(st), "message",
-                                  r->message);
+            json_t *o = json_pack("{s:b,s:s,s:s,s:s}", "ok", 0, "error", om_status_str(st),
+                                  "message", r->message, "request_id", a->rid);
             json_dumpf(o, stdout, JSON_COMPACT);
             fputc('\n', stdout);
             json_decref(o);
         }
-        fprintf(stderr, "objmeta admin: %s: %s: %s\n", what, om_status_str(st), r->message);
+        fprintf(stderr, "objmeta admin: %s: %s: %s (request id %s)\n", what, om_status_str(st),
+                r->message, a->rid);
         rpc_response_free(r);
         return st;
     }
@@ -206,10 +211,23 @@ get_status(admin *a, Objmeta__Response **out)
     return st;
 }
 
+/* "12.0 MiB of 40.0 MiB (30%)": compaction bytes read of their total. */
+static void
+fmt_done_of(uint64_t done, uint64_t total, char *out, size_t n)
+{
+    char d[32], t[32];
+
+    fmt_bytes((double)done, d, sizeof(d));
+    fmt_bytes((double)total, t, sizeof(t));
+    snprintf(out, n, "%s of %s (%u%%)", d, t,
+             total > 0 ? (unsigned)(done >= total ? 100 : done * 100 / total) : 0u);
+}
+
 /*
- * One line: phase, records, bytes, rate, ETA; in cleanup (no copying, so no
- * rate) how many old owners have compacted away what they gave up. The
- * change's error is something it waits for and retries, not a failure.
+ * One line: phase, records, bytes, rate, ETA; in cleanup the old owners'
+ * compactions instead (table bytes read of their total, their rate and
+ * ETA) and how many have compacted away what they gave up. The change's
+ * error is something it waits for and retries, not a failure.
  */
 static void
 status_line(const Objmeta__RebalanceStatusResponse *s, char *out, size_t n)
@@ -218,14 +236,15 @@ status_line(const Objmeta__RebalanceStatusResponse *s, char *out, size_t n)
 
     fmt_bytes((double)s->bytes_copied, b, sizeof(b));
     if (strcmp(s->phase, "cleanup") == 0) {
-        char bb[32], ba[32];
-        fmt_bytes((double)s->cleanup_bytes_before, bb, sizeof(bb));
-        fmt_bytes((double)s->cleanup_bytes_after, ba, sizeof(ba));
+        char of[96];
+        fmt_done_of(s->cleanup_bytes_done, s->cleanup_bytes_total, of, sizeof(of));
+        fmt_bytes(s->rate_bytes_per_sec, r, sizeof(r));
+        fmt_ms(s->eta_ms, e, sizeof(e));
         snprintf(out, n,
                  "%-8s epoch %" PRIu64 "->%" PRIu64 " %" PRIu64
-                 " records %s copied; old owners compacting: %u/%u done (%s -> %s)%s%s",
-                 s->phase, s->from_epoch, s->to_epoch, s->records_copied, b, s->sources_done,
-                 s->sources, bb, ba, s->error[0] ? "  waiting: " : "", s->error);
+                 " records %s copied; old owners compacting: %s %s/s ETA %s, %u/%u done%s%s",
+                 s->phase, s->from_epoch, s->to_epoch, s->records_copied, b, of, r, e,
+                 s->sources_done, s->sources, s->error[0] ? "  waiting: " : "", s->error);
         return;
     }
     fmt_bytes(s->rate_bytes_per_sec, r, sizeof(r));
@@ -252,6 +271,18 @@ status_json(const Objmeta__RebalanceStatusResponse *s)
     json_object_set_new(o, "cleanup_bytes_before",
                         json_integer((json_int_t)s->cleanup_bytes_before));
     json_object_set_new(o, "cleanup_bytes_after", json_integer((json_int_t)s->cleanup_bytes_after));
+    json_object_set_new(o, "cleanup_bytes_done", json_integer((json_int_t)s->cleanup_bytes_done));
+    json_object_set_new(o, "cleanup_bytes_total", json_integer((json_int_t)s->cleanup_bytes_total));
+    json_t *cl = json_array();
+    for (size_t i = 0; i < s->n_cleanup; i++) {
+        const Objmeta__CleanupProgress *p = s->cleanup[i];
+        json_array_append_new(cl, json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "shard", p->shard, "state",
+                                            p->state, "bytes_done", (json_int_t)p->bytes_done,
+                                            "bytes_total", (json_int_t)p->bytes_total,
+                                            "bytes_before", (json_int_t)p->bytes_before,
+                                            "bytes_after", (json_int_t)p->bytes_after));
+    }
+    json_object_set_new(o, "cleanup", cl);
 
     for (size_t i = 0; i < s->n_ranges; i++) {
         const Objmeta__RangeProgress *r = s->ranges[i];
@@ -287,10 +318,13 @@ status_print(const Objmeta__RebalanceStatusResponse *s)
         printf("no ring change in progress\nlast change: %s, done at epoch %" PRIu64 ": %" PRIu64
                " records (%s) copied; started %s, took %s\n",
                s->operation, s->last_change_epoch, s->records_copied, b, t, d);
-        if (s->cleanup_bytes_before > 0) {
+        if (s->cleanup_bytes_before > 0 || s->cleanup_bytes_total > 0) {
+            char of[96];
             fmt_bytes((double)s->cleanup_bytes_before, bb, sizeof(bb));
             fmt_bytes((double)s->cleanup_bytes_after, ba, sizeof(ba));
-            printf("cleanup: old owners compacted from %s to %s\n", bb, ba);
+            fmt_done_of(s->cleanup_bytes_done, s->cleanup_bytes_total, of, sizeof(of));
+            printf("cleanup: old owners compacted from %s to %s (compactions read %s)\n", bb, ba,
+                   of);
         }
         return;
     }
@@ -307,6 +341,14 @@ status_print(const Objmeta__RebalanceStatusResponse *s)
     if (s->n_ranges > 0)
         printf("%-33s %-10s %-10s %-8s %10s %10s %10s %8s\n", "range", "from", "to", "phase",
                "records", "bytes", "rate/s", "eta");
+    if (strcmp(s->phase, "cleanup") == 0 && s->n_cleanup > 0)
+        printf("%-10s %-10s %s\n", "old owner", "state", "compacted");
+    for (size_t i = 0; strcmp(s->phase, "cleanup") == 0 && i < s->n_cleanup; i++) {
+        const Objmeta__CleanupProgress *p = s->cleanup[i];
+        char of[96];
+        fmt_done_of(p->bytes_done, p->bytes_total, of, sizeof(of));
+        printf("%-10s %-10s %s\n", p->shard, p->state, p->bytes_total > 0 ? of : "-");
+    }
     for (size_t i = 0; i < s->n_ranges; i++) {
         const Objmeta__RangeProgress *r = s->ranges[i];
         char b[32], rt[32], e[32];
@@ -661,12 +703,12 @@ cmd_coords(admin *a)
 }
 
 int
-objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, const omc_creds *cr, int argc,
-              char **argv)
+objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, const omc_creds *cr,
+              const char *rid, int argc, char **argv)
 {
     static const char *const cmds[] = {"add-shard",        "remove-shard", "set-weight", "cancel",
                                        "rebalance-status", "status",       "help",       NULL};
-    admin a = {.addr = addr, .json = json, .timeout_ms = timeout_ms, .cr = cr};
+    admin a = {.addr = addr, .json = json, .timeout_ms = timeout_ms, .cr = cr, .rid = rid};
     const char *cmd;
     int rc, first;
 

@@ -32,6 +32,7 @@ coord_opts_init(coord_opts *o)
     o->health_interval_ms = 500;
     o->health_timeout_ms = 1000;
     o->shard_timeout_ms = 10000;
+    o->slow_request_ms = 1000;
     o->startup_wait_ms = 5000;
     o->max_frame = RPC_DEFAULT_MAX_FRAME;
     o->migrate_rate = 128ull << 20;
@@ -227,6 +228,8 @@ coord_open(struct event_base *base, const coord_opts *opts, void (*ready)(void *
     so.max_frame = c->opts.max_frame;
     /* answers come from the shards, which have their own deadline */
     so.request_timeout_ms = c->opts.shard_timeout_ms + 5000;
+    so.slow_request_ms = c->opts.slow_request_ms;
+    so.make_request_ids = true; /* passed on to the shards (router.c, fanout.c) */
     if ((st = rpc_roles_parse(c->opts.plaintext_roles ? c->opts.plaintext_roles : "auto",
                               &so.plaintext_roles, err, errlen)) != OM_OK)
         goto fail;

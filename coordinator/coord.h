@@ -54,6 +54,7 @@ typedef struct coord_opts {
     uint32_t health_interval_ms; /* probe (SetRing) period per shard; default 500 */
     uint32_t health_timeout_ms;  /* a slower probe counts as a failure; default 1000 */
     uint32_t shard_timeout_ms;   /* deadline of a request forwarded to a shard; default 10000 */
+    uint32_t slow_request_ms;    /* log slower answers at WARN (rpc_server_opts); default 1000 */
     uint32_t startup_wait_ms;    /* coord_open's ready callback waits this long for every
                                   * shard to come up; default 5000 */
     uint32_t max_frame;          /* largest message in or out; default rpc's 16 MiB */

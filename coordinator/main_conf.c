@@ -100,6 +100,7 @@ coord_conf_opts(const coord_conf *cf, coord_opts *o, char *haddr, size_t haddrle
     o->health_interval_ms = (uint32_t)cf->health_interval;
     o->health_timeout_ms = (uint32_t)cf->health_timeout;
     o->shard_timeout_ms = (uint32_t)cf->shard_timeout;
+    o->slow_request_ms = (uint32_t)cf->slow_request;
     o->startup_wait_ms = (uint32_t)cf->startup_wait;
     o->max_frame = (uint32_t)cf->max_frame;
     o->migrate_rate = (uint64_t)cf->migrate_rate;

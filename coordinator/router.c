@@ -52,7 +52,8 @@ typedef struct coord_call {
     uint64_t t0;
     uint64_t epoch;
     Objmeta__Request *fwd; /* migration: a copy to forward to the new owner once acknowledged */
-    coord_shard *fwd_sh;
+    coord_shard *fwd_sh;   /* valid only while the pending ring is still fwd_epoch's */
+    uint64_t fwd_epoch;    /* the pending ring's epoch when the call was routed */
 } coord_call;
 
 static void
@@ -217,7 +218,15 @@ route_cb(void *arg, om_status st, const Objmeta__Response *resp)
         else
             coord_answer(cc->c, cc->op, cc->t0, cc->reply, resp);
     }
-    if (cc->fwd != NULL) {
+    if (cc->fwd != NULL &&
+        (cc->c->pending == NULL || ring_epoch(cc->c->pending) != cc->fwd_epoch)) {
+        /*
+         * The change this forward belonged to is over (switched, or cancelled): its target
+         * may have left the pool (pool_gc frees it) and nothing is forwarded under a ring
+         * that is not pending any more. A later change copies the key anew.
+         */
+        objmeta__request__free_unpacked(cc->fwd, NULL);
+    } else if (cc->fwd != NULL) {
         if (ok) {
             forward_send(cc->c, cc->fwd, cc->fwd_sh, resp);
         } else {
@@ -275,10 +284,11 @@ route(coord *c, coord_op op, const Objmeta__Request *req, const char *bucket, co
         return;
     }
     *cc = (coord_call){{NULL, NULL, route_abort}, false, to != NULL, false, c, sh, reply, op, t0,
-                       ring_epoch(c->ring),       NULL,  NULL};
+                       ring_epoch(c->ring),       NULL,  NULL,       0};
     if (to != NULL && (op == COORD_OP_STORE || op == COORD_OP_DELETE)) {
         cc->fwd = request_copy(req);
         cc->fwd_sh = to;
+        cc->fwd_epoch = ring_epoch(c->pending);
         if (cc->fwd == NULL)
             coord_mig_note_dirty(c, bucket, key); /* no memory to forward: copied at cutover */
     }
@@ -353,8 +363,14 @@ coord_handle(void *arg, const Objmeta__Request *req, rpc_reply *reply)
 }
 
 void
-coord_dispatch(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply)
+coord_dispatch(coord *c, const Objmeta__Request *in, uint64_t t0, rpc_reply *reply)
 {
+    /* Whatever is sent on behalf of this request -- routed, proxied to the leader, held and
+     * replayed -- carries its request id (the client's, or the one rpc made: rpc.h). */
+    Objmeta__Request with_id = *in;
+    const Objmeta__Request *req = &with_id;
+
+    with_id.request_id = (char *)rpc_reply_request_id(reply);
     switch (req->body_case) {
     case OBJMETA__REQUEST__BODY_STORE:
     case OBJMETA__REQUEST__BODY_RETRIEVE:

@@ -80,6 +80,7 @@ main(int argc, char **argv)
     shard_conf c = {0};
     char err[512], haddr[300];
     shard_opts so;
+    shard_mig_opts mo;
     rpc_server_opts ro;
     app a = {0};
     rpc_tls *tls = NULL;
@@ -114,13 +115,8 @@ main(int argc, char **argv)
     so.inline_reads = c.inline_reads;
     so.id = c.id;
     so.max_list_bytes = (size_t)c.max_frame / 2; /* a List page always fits in a frame */
-    rpc_server_opts_init(&ro);
-    ro.listen = c.listen;
-    ro.max_frame = (uint32_t)c.max_frame;
-    ro.max_connections = (uint32_t)c.max_connections;
-    ro.idle_timeout_ms = (uint32_t)c.idle_timeout;
-    ro.request_timeout_ms = (uint32_t)c.request_timeout;
-    ro.token_keys_file = c.token_keys;
+    shard_conf_rpc_opts(&c, &ro);
+    shard_conf_mig_opts(&c, &mo);
     if (c.list_token_secret[0] != '\0' &&
         rpc_secret_load(c.list_token_secret, so.list_secret, sizeof(so.list_secret),
                         &so.list_secret_len, err, sizeof(err)) != OM_OK) {
@@ -145,7 +141,7 @@ main(int argc, char **argv)
     http_addr(&c, haddr, sizeof(haddr));
 
     a.base = event_base_new();
-    if (a.base == NULL || shard_mig_new(c.id, NULL, &a.mig) != OM_OK)
+    if (a.base == NULL || shard_mig_new(c.id, &mo, &a.mig) != OM_OK)
         goto out;
     so.lsm.compaction_filter = shard_mig_compaction_filter; /* drops keys moved away */
     so.lsm.compaction_filter_arg = a.mig;

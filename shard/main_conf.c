@@ -59,6 +59,9 @@ static const om_conf_item shard_items[] = {
      "answer TIMEOUT when a request takes longer (0 = never)"},
     {"workers", OM_CONF_INT, "8", 1, 1024, NULL, F(workers),
      "threads running lists (and retrieve/head/exists when inline-reads is false)"},
+    {"cleanup-compact-rate", OM_CONF_SIZE, "32M", 0, 1LL << 40, NULL, F(cleanup_compact_rate),
+     "pace of the compaction that drops what a ring change moved away (its cleanup), bytes of "
+     "entries read per second; 0 = full speed"},
     {"inline-reads", OM_CONF_BOOL, "true", 0, 0, NULL, F(inline_reads),
      "answer retrieve/head/exists on the network thread"},
     {"list-token-secret", OM_CONF_STR, "", 0, 0, NULL, F(list_token_secret),
@@ -83,3 +86,23 @@ static const om_conf_item shard_items[] = {
 };
 const om_conf_table shard_table = {"objmeta-shard", OM_VERSION, shard_items,
                                    sizeof(shard_items) / sizeof(shard_items[0])};
+
+void
+shard_conf_rpc_opts(const shard_conf *c, rpc_server_opts *ro)
+{
+    rpc_server_opts_init(ro);
+    ro->listen = c->listen;
+    ro->max_frame = (uint32_t)c->max_frame;
+    ro->max_connections = (uint32_t)c->max_connections;
+    ro->idle_timeout_ms = (uint32_t)c->idle_timeout;
+    ro->request_timeout_ms = (uint32_t)c->request_timeout;
+    ro->slow_request_ms = (uint32_t)c->slow_request;
+    ro->token_keys_file = c->token_keys;
+}
+
+void
+shard_conf_mig_opts(const shard_conf *c, shard_mig_opts *mo)
+{
+    shard_mig_opts_init(mo);
+    mo->compact_rate = (uint64_t)c->cleanup_compact_rate;
+}

@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "rpc/rpc.h"
+#include "shard/migrate.h"
 #include "shard/repl.h"
 #include "util/conf.h"
 
@@ -19,12 +21,14 @@ typedef struct shard_conf {
     char *tls_cert, *tls_key, *tls_ca, *list_token_secret;
     int tls_client_auth;
     int sync_mode, log_level, log_format;
+    int64_t slow_request;
     char *replicas, *replica_group;
     int replica_role;
     int64_t replica_term, replica_timeout;
     int64_t sync_period, write_buffer, block_cache, max_object_size, max_metadata_size;
     int64_t row_cache, wal_preallocate, background_nice, memory_budget;
     int64_t max_frame, max_connections, idle_timeout, request_timeout, workers;
+    int64_t cleanup_compact_rate;
     bool inline_reads;
 } shard_conf;
 
@@ -34,6 +38,10 @@ enum { SHARD_ROLE_NONE = 0, SHARD_ROLE_PRIMARY, SHARD_ROLE_BACKUP };
 extern const char *const shard_sync_modes[];
 /* The table: every setting, default, bounds and doc line. */
 extern const om_conf_table shard_table;
+
+/* The rpc server's and the migration's options from the settings (main_conf.c). */
+void shard_conf_rpc_opts(const shard_conf *c, rpc_server_opts *ro);
+void shard_conf_mig_opts(const shard_conf *c, shard_mig_opts *mo);
 
 /*
  * shard_conf_replication (main_repl.c) -- start the replica role the
