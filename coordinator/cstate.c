@@ -480,3 +480,9 @@ coord_cstate_prefix(const coord_cstate *s)
 {
     return s->prefix;
 }
+
+bool
+coord_cstate_in_touch(const coord_cstate *s)
+{
+    return !s->etcd || (s->elect != NULL && etcd_election_in_touch(s->elect));
+}

@@ -32,6 +32,9 @@
  * `--requests N` stops after N requests (the timed run ends at whichever of
  * N requests or `--duration` comes first).
  *
+ * `--addr a,b,c` (several coordinators) spreads the connections over them
+ * round-robin: connection i talks to address i mod n.
+ *
  * `--direct-shards` measures the shards without the coordinator: the ring
  * is fetched from --addr (a coordinator, GetRing), every connection becomes
  * one connection per shard, and each keyed request goes straight to the
@@ -324,6 +327,27 @@ parse_mix(bench *b, const char *mix)
 }
 
 #ifdef OM_BENCH_RING
+/* Address i mod n of the comma-separated list into out (cap bytes); false if too long. */
+static bool
+nth_addr(const char *list, int i, char *out, size_t cap)
+{
+    int n = 1;
+    const char *p = list, *end;
+
+    for (const char *q = list; *q; q++)
+        n += *q == ',';
+    for (int k = i % n; k > 0; k--)
+        p = strchr(p, ',') + 1;
+    end = strchr(p, ',');
+    if (end == NULL)
+        end = p + strlen(p);
+    if ((size_t)(end - p) >= cap)
+        return false;
+    memcpy(out, p, (size_t)(end - p));
+    out[end - p] = '\0';
+    return true;
+}
+
 /* --direct-shards: the ring the coordinator at addr routes with. */
 static int
 fetch_ring(const char *addr, ring **out)
@@ -425,6 +449,7 @@ int
 main(int argc, char **argv)
 {
     const char *addr = "127.0.0.1:7001", *mix = "store=50,retrieve=50";
+    char first[256];         /* the first of the --addr list: GetRing, Stats */
     rpc_tls_opts tlso = {0}; /* --ca [--cert --key]: TLS to the server */
     rpc_tls *tls = NULL;
     int64_t conns = 50, pipeline = 1, keys = 100000, vsize = 256, duration = 10000;
@@ -450,7 +475,7 @@ main(int argc, char **argv)
             continue;
         }
         if (strcmp(a, "--help") == 0 || v == NULL) {
-            printf("usage: objmeta_bench [--addr H:P] [--connections N] [--pipeline D]\n"
+            printf("usage: objmeta_bench [--addr H:P[,H:P...]] [--connections N] [--pipeline D]\n"
                    "  [--ops store=50,retrieve=50,head=0,exists=0,delete=0,list=0]\n"
                    "  [--value-size BYTES] [--keys N] [--duration 10s] [--bucket B] [--preload]\n"
                    "  [--requests N] [--list-max-keys N] [--prefix P] [--delimiter D]\n"
@@ -521,6 +546,10 @@ main(int argc, char **argv)
             return 2;
         }
     }
+    if (!nth_addr(addr, 0, first, sizeof(first))) {
+        fprintf(stderr, "objmeta_bench: bad address %s\n", addr);
+        return 2;
+    }
     b.nroute = 1;
     if (direct) {
 #ifdef OM_BENCH_RING
@@ -528,7 +557,7 @@ main(int argc, char **argv)
             fprintf(stderr, "objmeta_bench: --direct-shards cannot route list (no single owner)\n");
             return 2;
         }
-        if (fetch_ring(addr, &b.ring) != 0)
+        if (fetch_ring(first, &b.ring) != 0)
             return 1;
         b.nroute = (int)ring_shard_count(b.ring);
 #else
@@ -551,7 +580,13 @@ main(int argc, char **argv)
     b.conns = calloc((size_t)conns * (size_t)b.nroute, sizeof(*b.conns));
     for (int i = 0; i < b.nconn * b.nroute; i++) {
         rpc_client_opts o;
-        const char *to = addr;
+        char one[256];
+        const char *to = one;
+
+        if (!nth_addr(addr, direct ? 0 : i, one, sizeof(one))) {
+            fprintf(stderr, "objmeta_bench: bad address %s\n", addr);
+            return 2;
+        }
 #ifdef OM_BENCH_RING
         if (b.ring != NULL)
             to = ring_shard_at(b.ring, (size_t)(i % b.nroute))->addr;
@@ -626,7 +661,7 @@ main(int argc, char **argv)
     bg_values_fini(&b.values);
     free(all);
     if (stats)
-        print_server_stats(addr);
+        print_server_stats(first);
     event_base_free(b.base);
     return err > 0 && tot == 0 ? 1 : 0;
 }
