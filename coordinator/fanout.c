@@ -203,6 +203,7 @@ typedef struct fan_list {
     om_arena *arena;
     char *bucket, *prefix, *delimiter, *start_after;
     char *rid; /* the client request's id, sent with every page request (rpc_reply_request_id) */
+    Objmeta__Request *again; /* with replicated groups: a copy, parked if a primary fails */
     bool include_metadata;
     uint32_t max_keys;
     fan_shard *sh;
@@ -240,6 +241,8 @@ fan_free(fan_list *l)
     free(l->sh);
     free(l->entries);
     free(l->prefixes);
+    if (l->again != NULL)
+        objmeta__request__free_unpacked(l->again, NULL);
     om_arena_free(l->arena);
     free(l);
 }
@@ -270,12 +273,33 @@ fan_fail(fan_list *l, om_status st, const char *fmt, ...)
 
 static void fan_page_cb(void *arg, om_status st, const Objmeta__Response *resp);
 
-/* The shard went down while a page was out: the listing cannot complete. */
+/*
+ * A replicated group's primary failed a page (it died, or it refused before
+ * listing: a backup, not serving yet): a List is a read, so the whole
+ * request waits for the group's next primary and starts again there
+ * (coord_route_park), instead of failing. Nothing has been answered yet: the
+ * pages are merged before the one answer. False when it cannot wait.
+ */
+static bool
+fan_retry(fan_list *l, coord_shard *sh, const char *why)
+{
+    if (l->answered || l->again == NULL || !sh->replicated)
+        return false;
+    om_log(OM_LOG_DEBUG, "List waits for group %s's next primary why=\"%s\"", sh->id, why);
+    l->answered = true; /* by the parked request, from now on */
+    l->c->parked_retried++;
+    coord_route_park(l->c, l->again, COORD_OP_LIST, l->t0, l->reply, sh->id);
+    return true;
+}
+
+/* The shard went down while a page was out: the listing cannot complete here. */
 static void
 fan_abort(coord_waiter *w, coord_shard *sh)
 {
     fan_shard *fs = (fan_shard *)w;
 
+    if (fan_retry(fs->l, sh, sh->why_down))
+        return;
     fan_fail(fs->l, OM_E_UNAVAILABLE, "List needs every shard; shard %s (%s) went down: %s", sh->id,
              sh->addr, sh->why_down);
 }
@@ -475,9 +499,12 @@ fan_page_cb(void *arg, om_status st, const Objmeta__Response *resp)
         goto out;
     if (st != OM_OK) {
         coord_pool_note_failure(fs->sh, st, resp->message);
-        fan_fail(l, st, "shard %s (%s): %s", fs->sh->id, fs->sh->addr, resp->message);
+        if (!fan_retry(l, fs->sh, resp->message))
+            fan_fail(l, st, "shard %s (%s): %s", fs->sh->id, fs->sh->addr, resp->message);
         goto out;
     }
+    if (resp->status == OBJMETA__STATUS__UNAVAILABLE && fan_retry(l, fs->sh, resp->message))
+        goto out;
     if (resp->status == OBJMETA__STATUS__WRONG_SHARD) {
         coord_pool_note_wrong_shard(fs->sh);
         fan_fail(l, OM_E_UNAVAILABLE, "shard %s is not on ring epoch %llu yet (%s); retry",
@@ -580,6 +607,9 @@ coord_list(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply)
     l->delimiter = fan_strdup(l, lq->delimiter);
     l->rid = fan_strdup(l, rpc_reply_request_id(reply));
     l->nsh = ring_shard_count(c->ring);
+    for (size_t i = 0; i < l->nsh && l->again == NULL; i++)
+        if (coord_cur_shard(c, i)->replicated)
+            l->again = coord_request_copy(req); /* NULL (no memory): failed, not retried */
     l->sh = calloc(l->nsh, sizeof(*l->sh));
     l->entries = calloc(l->max_keys, sizeof(*l->entries));
     l->prefixes = calloc(l->max_keys, sizeof(*l->prefixes));
