@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Install what is missing, build, and run a local cluster (coordinator + 3
-# shards on loopback) with a short demo; Ctrl-C stops it. Options go to
-# scripts/cluster.sh (--port P, --data DIR, --shards N, --fresh, --restart).
+# Install what is missing, build, and run a local cluster on loopback that
+# survives kill -9 of any one process (a 3-member etcd, 3 coordinators, 3
+# replica groups x 3 replicas) with a short demo; Ctrl-C stops it. Options go
+# to scripts/cluster.sh (--simple for one coordinator and 3 unreplicated
+# shards, --port P, --data DIR, --shards N, --replicas R, --fresh, --restart).
 # A cluster already running on the same data directory is left alone: this
 # script then says how to reach it or how to start a second one.
 set -euo pipefail

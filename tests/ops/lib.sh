@@ -26,9 +26,12 @@ until_ok() {
   until "$@"; do ((SECONDS < end)) || return 1; sleep 0.05; done
 }
 # ops_cluster ARGS...: scripts/cluster.sh ARGS in the background (output in
-# $tmp/cluster.out), up within 60 s; sets cpid, coord and coord_http.
+# $tmp/cluster.out), up within 60 s; sets cpid, coord and coord_http. The
+# small file-mode cluster (--simple) unless ARGS name another mode.
 ops_cluster() {
-  "$src/scripts/cluster.sh" --build "$build" --port 0 --data "$d" "$@" >"$tmp/cluster.out" 2>&1 &
+  local mode=--simple
+  [[ " $* " != *" --etcd "* && " $* " != *" --replicated "* ]] || mode=""
+  "$src/scripts/cluster.sh" --build "$build" --port 0 --data "$d" ${mode:+"$mode"} "$@" >"$tmp/cluster.out" 2>&1 &
   cpid=$!
   until_ok 60 grep -q '^coord=' "$d/cluster.info" 2>/dev/null || fail "the cluster did not come up"
   coord=$(sed -n 's/^coord=//p' "$d/cluster.info")
