@@ -62,18 +62,6 @@ app_on_signal(evutil_socket_t sig, short what, void *arg)
     rpc_server_shutdown(a->srv, 10000, NULL, NULL);
 }
 
-/* http-listen "auto": the host of listen, port + 1000 (0 stays 0). */
-static void
-http_addr(const shard_conf *c, char *out, size_t n)
-{
-    const char *colon = strrchr(c->listen, ':');
-    long port = colon ? strtol(colon + 1, NULL, 10) : 0;
-    if (strcmp(c->http_listen, "auto") != 0 || colon == NULL)
-        snprintf(out, n, "%s", c->http_listen);
-    else
-        snprintf(out, n, "%.*s:%ld", (int)(colon - c->listen), c->listen, port ? port + 1000 : 0);
-}
-
 int
 main(int argc, char **argv)
 {
@@ -142,7 +130,7 @@ main(int argc, char **argv)
         om_log(OM_LOG_ERROR, "bad configuration: plaintext-roles: %s", err);
         goto out;
     }
-    http_addr(&c, haddr, sizeof(haddr));
+    rpc_conf_http_addr(c.listen, c.http_listen, haddr, sizeof(haddr));
 
     a.base = event_base_new();
     if (a.base == NULL || shard_mig_new(c.id, NULL, &a.mig) != OM_OK)
@@ -159,7 +147,7 @@ main(int argc, char **argv)
     if (rpc_server_new(a.base, &ro, app_handle, &a, &a.srv) != OM_OK)
         goto out;
     rpc_server_set_prefetch(a.srv, shard_rpc_prefetch, a.sh);
-    if (strcmp(c.http_listen, "off") != 0 &&
+    if (haddr[0] != '\0' &&
         rpc_http_open(a.base, haddr, app_health, app_metrics, &a, &a.http) != OM_OK)
         goto out;
     {
