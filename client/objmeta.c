@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +116,35 @@ typedef struct cli {
     bool one_page;
 } cli;
 
+/*
+ * The options that only keep their argument (`str`) or set a flag: where in
+ * the cli each one goes. cli_opt parses the rest (numbers).
+ */
+typedef struct cli_slot {
+    int code;
+    size_t offset; /* in cli: a const char * (str) or a bool */
+    bool str;
+} cli_slot;
+static const cli_slot cli_slots[] = {
+    {'h', offsetof(cli, help), false},
+    {'V', offsetof(cli, version), false},
+    {OPT_ADDR, offsetof(cli, addr), true},
+    {OPT_CA, offsetof(cli, cr.ca), true},
+    {OPT_CERT, offsetof(cli, cr.cert), true},
+    {OPT_KEY, offsetof(cli, cr.key), true},
+    {OPT_AUTH_TOKEN, offsetof(cli, cr.token), true},
+    {OPT_JSON, offsetof(cli, json), false},
+    {OPT_META, offsetof(cli, store.metadata_json), true},
+    {OPT_CONTENT_TYPE, offsetof(cli, store.content_type), true},
+    {OPT_IF_ABSENT, offsetof(cli, store.if_absent), false},
+    {'f', offsetof(cli, force), false},
+    {'o', offsetof(cli, output), true},
+    {OPT_DELIMITER, offsetof(cli, list.delimiter), true},
+    {OPT_START_AFTER, offsetof(cli, list.start_after), true},
+    {OPT_TOKEN, offsetof(cli, list.continuation_token), true},
+    {OPT_LS_META, offsetof(cli, list.include_metadata), false},
+};
+
 /* The option callback of every command (tool_parse). */
 static int
 cli_opt(void *ctx, int code, const char *arg)
@@ -122,68 +152,28 @@ cli_opt(void *ctx, int code, const char *arg)
     cli *k = ctx;
     int64_t v;
 
+    for (size_t i = 0; i < sizeof(cli_slots) / sizeof(cli_slots[0]); i++) {
+        char *field = (char *)k + cli_slots[i].offset;
+
+        if (cli_slots[i].code != code)
+            continue;
+        if (cli_slots[i].str)
+            *(const char **)(void *)field = arg;
+        else
+            *(bool *)(void *)field = true;
+        return TOOL_EXIT_OK;
+    }
     switch (code) {
-    case 'h':
-        k->help = true;
-        break;
-    case 'V':
-        k->version = true;
-        break;
-    case OPT_ADDR:
-        k->addr = arg;
-        break;
-    case OPT_CA:
-        k->cr.ca = arg;
-        break;
-    case OPT_CERT:
-        k->cr.cert = arg;
-        break;
-    case OPT_KEY:
-        k->cr.key = arg;
-        break;
-    case OPT_AUTH_TOKEN:
-        k->cr.token = arg;
-        break;
-    case OPT_JSON:
-        k->json = true;
-        break;
     case OPT_TIMEOUT:
         if (om_parse_int(arg, &v) != OM_OK || v <= 0 || v > UINT32_MAX)
             return tool_usage(k->cmd, "--timeout wants milliseconds, not '%s'", arg);
         k->timeout_ms = (uint32_t)v;
-        break;
-    case OPT_META:
-        k->store.metadata_json = arg;
-        break;
-    case OPT_CONTENT_TYPE:
-        k->store.content_type = arg;
-        break;
-    case OPT_IF_ABSENT:
-        k->store.if_absent = true;
         break;
     case OPT_IF_VERSION:
         if (om_parse_int(arg, &v) != OM_OK || v < 0)
             return tool_usage(k->cmd, "--if-version wants a number, not '%s'", arg);
         k->has_if_version = true;
         k->if_version = (uint64_t)v;
-        break;
-    case 'f':
-        k->force = true;
-        break;
-    case 'o':
-        k->output = arg;
-        break;
-    case OPT_DELIMITER:
-        k->list.delimiter = arg;
-        break;
-    case OPT_START_AFTER:
-        k->list.start_after = arg;
-        break;
-    case OPT_TOKEN:
-        k->list.continuation_token = arg;
-        break;
-    case OPT_LS_META:
-        k->list.include_metadata = true;
         break;
     case OPT_MAX:
         if (om_parse_int(arg, &v) != OM_OK || v < 1 || v > 1000)
