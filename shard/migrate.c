@@ -10,13 +10,16 @@
  * compactions can take milliseconds to minutes, so they are jobs of a worker
  * pool of opts.threads threads of our own (util/workq.h), which answer
  * through rpc_reply_send(); stopping answers the jobs still queued
- * UNAVAILABLE rather than waiting for them. A job carries copies of what it
- * needs from the request (rpc frees the request when the handler returns).
+ * UNAVAILABLE rather than waiting for them. A job carries copies of what it needs from the request
+ * (rpc frees the request when the handler returns).
  *
  * Locking. `mu` guards the three ring pointers; everyone else takes
- * references under it and works without it. ApplyRecords writes through
- * shard_apply_newer (shard.c), which takes the key stripes in the shard's
- * lock order (shard_int.h).
+ * references under it and works without it. ApplyRecords takes the shard's
+ * key stripes (shard_int.h) of one group of records (consecutive stripes,
+ * about MIG_APPLY_GROUP_BYTES of records) through shard_stripes_lock: in
+ * ascending order (checked), or the stripes gate alone for a group of more
+ * than SHARD_GROUP_MAX_STRIPES, so it cannot deadlock with the shard's
+ * writers, which take the gate and then theirs in the same order.
  */
 #define OM_LOG_MODULE "migrate"
 #include "shard/migrate.h"
@@ -37,7 +40,8 @@
 #define MIG_DEFAULT_MAX_RECORDS 1000u
 #define MIG_DEFAULT_MAX_BYTES (1u << 20)
 #define MIG_DEFAULT_MAX_SCAN (64ull << 20)
-#define MIG_QUEUE_MAX 1024 /* jobs queued; more are answered BUSY */
+#define MIG_APPLY_GROUP_BYTES (64u << 10) /* record bytes per apply write (one WAL sync) */
+#define MIG_QUEUE_MAX 1024                /* jobs queued; more are answered BUSY */
 
 typedef enum mig_job_kind { MIG_JOB_SCAN, MIG_JOB_APPLY, MIG_JOB_COMPACT } mig_job_kind;
 
@@ -45,7 +49,10 @@ typedef struct mig_range {
     uint64_t start, end; /* [start, end), end 0 = 2^64 */
 } mig_range;
 
-typedef shard_apply_rec mig_rec;
+typedef struct mig_rec {
+    om_slice key, value;
+    uint64_t version;
+} mig_rec;
 
 typedef struct mig_job {
     workq_item item; /* first: the pool's item is the job */
@@ -710,6 +717,98 @@ fail:
     om_buf_free(&last);
 }
 
+/* A record of the batch with its stripe, for grouping by stripe. */
+typedef struct apply_ref {
+    uint32_t stripe;
+    uint32_t i;
+} apply_ref;
+
+static int
+cmp_ref(const void *a, const void *b)
+{
+    const apply_ref *x = a, *y = b;
+    if (x->stripe != y->stripe)
+        return x->stripe < y->stripe ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/*
+ * Apply the records refs[0..n) -- one group, sorted by stripe -- holding
+ * their stripes, with one engine write. Counts into *applied / *skipped.
+ */
+static om_status
+apply_group(shard_mig *m, const mig_rec *recs, const apply_ref *refs, size_t n, lsm_batch *b,
+            uint32_t *applied, uint32_t *skipped)
+{
+    uint64_t set[SHARD_STRIPES / 64] = {0};
+    om_buf cur = OM_BUF_INIT;
+    om_status st = OM_OK;
+
+    for (size_t i = 0; i < n; i++)
+        set[refs[i].stripe / 64] |= UINT64_C(1) << (refs[i].stripe % 64);
+    shard_stripes_lock(m->s, set); /* ascending, or the gate alone */
+    lsm_batch_clear(b);
+    for (size_t i = 0; i < n && st == OM_OK; i++) {
+        const mig_rec *r = &recs[refs[i].i];
+        shard_record old;
+        om_status g = lsm_get(shard_db(m->s), NULL, r->key, &cur);
+        if (g == OM_OK && shard_record_decode(om_buf_slice(&cur), &old) == OM_OK &&
+            old.version >= r->version) {
+            (*skipped)++;
+            continue;
+        }
+        if (g != OM_OK && g != OM_E_NOTFOUND) {
+            st = g;
+            break;
+        }
+        st = lsm_batch_put(b, r->key, r->value);
+        (*applied)++;
+    }
+    if (st == OM_OK && lsm_batch_count(b) > 0)
+        st = lsm_write(shard_db(m->s), b);
+    shard_stripes_unlock(m->s, set);
+    om_buf_free(&cur);
+    return st;
+}
+
+/*
+ * Apply every record: sorted by stripe and cut into groups of consecutive
+ * stripes holding about MIG_APPLY_GROUP_BYTES of records, one locked write
+ * (one WAL sync) per group, so that a client write waits for at most one
+ * small group write and only if its stripe is in it, while a small batch
+ * (the coordinator sends 128 KiB batches while clients are active) costs
+ * only a sync or two.
+ */
+static om_status
+apply_all(shard_mig *m, const mig_rec *recs, size_t n, uint32_t *applied, uint32_t *skipped)
+{
+    apply_ref *refs = calloc(n ? n : 1, sizeof(*refs));
+    lsm_batch *b = NULL;
+    om_status st;
+
+    if (refs == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    for (size_t i = 0; i < n; i++) {
+        refs[i].stripe = shard_stripe_of(recs[i].key);
+        refs[i].i = (uint32_t)i;
+    }
+    qsort(refs, n, sizeof(*refs), cmp_ref);
+    st = lsm_batch_new(&b);
+    for (size_t i = 0; st == OM_OK && i < n;) {
+        size_t k = i, bytes = 0;
+        /* a group ends at a stripe boundary once it holds enough bytes */
+        while (k < n && (bytes < MIG_APPLY_GROUP_BYTES || refs[k].stripe == refs[k - 1].stripe)) {
+            bytes += recs[refs[k].i].key.n + recs[refs[k].i].value.n;
+            k++;
+        }
+        st = apply_group(m, recs, refs + i, k - i, b, applied, skipped);
+        i = k;
+    }
+    lsm_batch_free(b);
+    free(refs);
+    return st;
+}
+
 static void
 run_apply(shard_mig *m, mig_job *j)
 {
@@ -720,32 +819,36 @@ run_apply(shard_mig *m, mig_job *j)
     om_status st;
 
     view_get(m, &v);
-    st = v.pending == NULL || ring_epoch(v.pending) != j->ring_epoch ? OM_E_WRONG_SHARD : OM_OK;
-    if (st != OM_OK)
-        rpc_reply_error(j->reply, st,
+    if (v.pending == NULL || ring_epoch(v.pending) != j->ring_epoch) {
+        rpc_reply_error(j->reply, OM_E_WRONG_SHARD,
                         "shard %s holds pending ring epoch %llu, records sent for %llu", m->self,
                         (unsigned long long)(v.pending ? ring_epoch(v.pending) : 0),
                         (unsigned long long)j->ring_epoch);
-    for (size_t i = 0; i < j->nrecs && st == OM_OK; i++) {
+        view_put(&v);
+        return;
+    }
+    for (size_t i = 0; i < j->nrecs; i++) {
         shard_record rec;
-
         if (!mig_owns(v.pending, m->self, om_hash64(j->recs[i].key.p, j->recs[i].key.n))) {
-            st = OM_E_INVALID;
-            rpc_reply_error(j->reply, st,
+            rpc_reply_error(j->reply, OM_E_INVALID,
                             "record %zu: its key belongs to another shard under ring epoch %llu", i,
                             (unsigned long long)j->ring_epoch);
-        } else if (shard_record_decode(j->recs[i].value, &rec) != OM_OK ||
-                   rec.version != j->recs[i].version) {
-            st = OM_E_CORRUPT;
-            rpc_reply_error(j->reply, st, "record %zu does not decode", i);
+            view_put(&v);
+            return;
+        }
+        if (shard_record_decode(j->recs[i].value, &rec) != OM_OK ||
+            rec.version != j->recs[i].version) {
+            rpc_reply_error(j->reply, OM_E_CORRUPT, "record %zu does not decode", i);
+            view_put(&v);
+            return;
         }
     }
     view_put(&v);
-    if (st == OM_OK &&
-        (st = shard_apply_newer(m->s, j->recs, j->nrecs, &applied, &skipped)) != OM_OK)
+    st = apply_all(m, j->recs, j->nrecs, &applied, &skipped);
+    if (st != OM_OK) {
         rpc_reply_error(j->reply, st, "applying records failed: %s", om_status_str(st));
-    if (st != OM_OK)
-        return; /* answered */
+        return;
+    }
     ar.applied = applied;
     ar.skipped = skipped;
     resp.body_case = OBJMETA__RESPONSE__BODY_APPLY_RECORDS;

@@ -8,9 +8,7 @@
  * modulo SHARD_STRIPES), reads the current record, checks the condition,
  * computes the next version (checked to increase: shard_version_check) and
  * writes, then unlocks. Readers take no lock: the engine gives them a
- * consistent value. A migration's records (shard_apply_newer) follow the
- * same rule with the version they carry: under their stripes, a record is
- * written only if it is newer than the shard's copy.
+ * consistent value.
  */
 #define OM_LOG_MODULE "shard"
 #include "shard/shard_int.h"
@@ -752,96 +750,4 @@ shard_delete(shard *s, om_slice bucket, om_slice key, shard_cond cond, uint64_t 
     else if (err != NULL && errlen > 0)
         snprintf(err, errlen, "%s", w.err);
     return w.status;
-}
-
-/* ---- versioned apply (ApplyRecords) ---- */
-
-/* A record of the batch with its stripe, for grouping by stripe. */
-typedef struct apply_ref {
-    uint32_t stripe;
-    uint32_t i;
-} apply_ref;
-
-static int
-cmp_ref(const void *a, const void *b)
-{
-    const apply_ref *x = a, *y = b;
-    if (x->stripe != y->stripe)
-        return x->stripe < y->stripe ? -1 : 1;
-    return x->i < y->i ? -1 : x->i > y->i;
-}
-
-/*
- * Apply the records refs[0..n) -- one group, sorted by stripe -- holding
- * their stripes, with one engine write. Counts into *applied / *skipped.
- */
-static om_status
-apply_group(shard *s, const shard_apply_rec *recs, const apply_ref *refs, size_t n, lsm_batch *b,
-            uint32_t *applied, uint32_t *skipped)
-{
-    uint64_t set[SHARD_STRIPES / 64] = {0};
-    om_buf cur = OM_BUF_INIT;
-    om_status st = OM_OK;
-
-    for (size_t i = 0; i < n; i++)
-        set[refs[i].stripe / 64] |= UINT64_C(1) << (refs[i].stripe % 64);
-    shard_stripes_lock(s, set); /* ascending, or the gate alone */
-    lsm_batch_clear(b);
-    for (size_t i = 0; i < n && st == OM_OK; i++) {
-        const shard_apply_rec *r = &recs[refs[i].i];
-        shard_record old;
-        om_status g = lsm_get(shard_db(s), NULL, r->key, &cur);
-        if (g == OM_OK && shard_record_decode(om_buf_slice(&cur), &old) == OM_OK &&
-            old.version >= r->version) {
-            (*skipped)++;
-            continue;
-        }
-        if (g != OM_OK && g != OM_E_NOTFOUND) {
-            st = g;
-            break;
-        }
-        st = lsm_batch_put(b, r->key, r->value);
-        (*applied)++;
-    }
-    if (st == OM_OK && lsm_batch_count(b) > 0)
-        st = lsm_write(shard_db(s), b);
-    shard_stripes_unlock(s, set);
-    om_buf_free(&cur);
-    return st;
-}
-
-/*
- * A small batch (the coordinator sends 128 KiB batches while clients are
- * active) costs only a sync or two; a client write waits for at most one
- * small group write, and only if its stripe is in it.
- */
-om_status
-shard_apply_newer(shard *s, const shard_apply_rec *recs, size_t n, uint32_t *applied,
-                  uint32_t *skipped)
-{
-    apply_ref *refs = calloc(n ? n : 1, sizeof(*refs));
-    lsm_batch *b = NULL;
-    om_status st;
-
-    if (refs == NULL)
-        return OM_ERR(OM_E_NOMEM);
-    for (size_t i = 0; i < n; i++) {
-        refs[i].stripe = shard_stripe_of(recs[i].key);
-        refs[i].i = (uint32_t)i;
-    }
-    qsort(refs, n, sizeof(*refs), cmp_ref);
-    st = lsm_batch_new(&b);
-    for (size_t i = 0; st == OM_OK && i < n;) {
-        size_t k = i, bytes = 0;
-        /* a group ends at a stripe boundary once it holds enough bytes */
-        while (k < n && (bytes < SHARD_APPLY_GROUP_BYTES || refs[k].stripe == refs[k - 1].stripe)) {
-            bytes += recs[refs[k].i].key.n + recs[refs[k].i].value.n;
-            k++;
-        }
-        st = apply_group(s, recs, refs + i, k - i, b, applied, skipped);
-        i = k;
-    }
-    lsm_batch_free(b);
-    free(refs);
-    return st;
 }

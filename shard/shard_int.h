@@ -91,25 +91,6 @@ struct shard {
  */
 void shard_write_group(shard *s, shard_write *w, size_t n, bool nosync);
 
-/*
- * shard_apply_newer -- write each record (LSM key, encoded record, its
- * version) whose version is newer than the one the shard holds for the key
- * (live or tombstone); count the written in *applied, the others in
- * *skipped. The records are sorted by key stripe and cut into groups of
- * consecutive stripes holding about SHARD_APPLY_GROUP_BYTES, each compared
- * and written under its stripes (shard_stripes_lock, the writers' lock
- * order) with one engine write (one WAL sync). Any thread but the loop.
- * Returns: OM_OK; OM_E_NOMEM or the engine's error (earlier groups stay
- * written: applying again is idempotent).
- */
-#define SHARD_APPLY_GROUP_BYTES (64u << 10)
-typedef struct shard_apply_rec {
-    om_slice key, value;
-    uint64_t version;
-} shard_apply_rec;
-om_status shard_apply_newer(shard *s, const shard_apply_rec *recs, size_t n, uint32_t *applied,
-                            uint32_t *skipped);
-
 /* shard_rpc_prefetch (shard.c) loads at most this many keys, of this many bytes in all. */
 #define SHARD_PREFETCH_MAX 32
 #define SHARD_PREFETCH_BYTES 4096
