@@ -9,9 +9,11 @@
  * line every few seconds and whenever the phase changes, so logs stay
  * readable. A BUSY answer (another change is running) exits 4, a refused
  * change (unknown or duplicate id, last shard, bad weight) exits 5, and so
- * does a refused cancel (no change, or one already switched).
+ * does a refused cancel (no change, or one already switched). The replica
+ * group commands (add-group ... verify) are in admin_group.c.
  */
 #include "client/admin.h"
+#include "client/admin_int.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -26,8 +28,6 @@
 #include "rpc/rpc.h"
 #include "util/clock.h"
 
-enum { A_OK = 0, A_USAGE = 2, A_UNAVAILABLE = 4, A_INVALID = 5, A_OTHER = 6 };
-
 static const char admin_usage[] =
     "usage: objmeta [--addr COORD] [--json] admin COMMAND\n"
     "  add-shard --id ID --addr HOST:PORT [--weight W] [--wait]\n"
@@ -37,23 +37,18 @@ static const char admin_usage[] =
     "  rebalance-status [--json]\n"
     "  status [--json]    every coordinator of --addr a,b,c: leader or follower, the ring\n"
     "                     epoch (and pending epoch) it holds, its cluster-state revision\n"
+    "Replica groups (etcd cluster state; shard/REPLICATION.md):\n"
+    "  add-group --id G --replicas A@HOST:PORT,B@HOST:PORT,... [--weight W] [--wait]\n"
+    "  remove-group --id G        out of the ring (waits for the change), then its configuration\n"
+    "  groups [--json]            per group and replica: role, in-sync, reachable, term, leader\n"
+    "  promote --group G --replica X            planned switchover (X must be in sync)\n"
+    "  add-replica --group G --replica X@HOST:PORT\n"
+    "  remove-replica --group G --replica X\n"
+    "  verify --group G [--ranges N]           compare the replicas' digests (exit 0: identical)\n"
+    "  verify --shards HOST:PORT,... [--ranges N]   the same against shards directly\n"
     "Only one ring change runs at a time; --wait follows it to the end.\n";
 
-typedef struct admin {
-    const char *addr;
-    bool json;
-    uint32_t timeout_ms;
-    rpc_sync_client *c;
-    const omc_creds *cr; /* --ca --cert --key --auth-token of the tool */
-    rpc_tls *tls;
-    int exit_code; /* set when the first contact failed (tool_explain) */
-    /* options */
-    bool help, wait;
-    const char *id, *shard_addr;
-    long weight;
-} admin;
-
-static int
+int
 admin_exit(om_status st)
 {
     switch (st) {
@@ -71,7 +66,7 @@ admin_exit(om_status st)
     }
 }
 
-static int
+int
 admin_usage_error(const char *msg, const char *arg)
 {
     return tool_usage("admin", "%s%s", msg, arg ? arg : ""); /* the tool's one wording */
@@ -98,6 +93,7 @@ admin_open(admin *a)
     pr.payload.len = 4;
     req.body_case = OBJMETA__REQUEST__BODY_PING;
     req.ping = &pr;
+    req.request_id = (char *)a->rid;
     /* several coordinators (a,b,c): the first that answers; a change is never resent */
     while (*p != '\0') {
         size_t n = strcspn(p, ",");
@@ -129,30 +125,33 @@ admin_open(admin *a)
 }
 
 /* Send req to the coordinator; on OM_OK *resp is an OK response the caller frees. */
-static om_status
-admin_call(admin *a, const Objmeta__Request *req, Objmeta__Response **resp, const char *what)
+om_status
+admin_call(admin *a, const Objmeta__Request *in, Objmeta__Response **resp, const char *what)
 {
+    Objmeta__Request req = *in;
     Objmeta__Response *r = NULL;
     om_status st;
 
     if (a->c == NULL && (st = admin_open(a)) != OM_OK)
         return st;
-    st = rpc_sync_client_call(a->c, req, a->timeout_ms, &r);
+    req.request_id = (char *)a->rid;
+    st = rpc_sync_client_call(a->c, &req, a->timeout_ms, &r);
     if (st != OM_OK) {
-        fprintf(stderr, "objmeta admin: %s: %s: %s\n", what, om_status_str(st),
-                rpc_sync_client_last_error(a->c));
+        fprintf(stderr, "objmeta admin: %s: %s: %s (request id %s)\n", what, om_status_str(st),
+                rpc_sync_client_last_error(a->c), a->rid);
         return st;
     }
     st = rpc_response_status(r);
     if (st != OM_OK) {
         if (a->json) {
-            json_t *o = json_pack("{s:b,s:s,s:s}", "ok", 0, "error", om_status_str(st), "message",
-                                  r->message);
+            json_t *o = json_pack("{s:b,s:s,s:s,s:s}", "ok", 0, "error", om_status_str(st),
+                                  "message", r->message, "request_id", a->rid);
             json_dumpf(o, stdout, JSON_COMPACT);
             fputc('\n', stdout);
             json_decref(o);
         }
-        fprintf(stderr, "objmeta admin: %s: %s: %s\n", what, om_status_str(st), r->message);
+        fprintf(stderr, "objmeta admin: %s: %s: %s (request id %s)\n", what, om_status_str(st),
+                r->message, a->rid);
         rpc_response_free(r);
         return st;
     }
@@ -206,10 +205,23 @@ get_status(admin *a, Objmeta__Response **out)
     return st;
 }
 
+/* "12.0 MiB of 40.0 MiB (30%)": compaction bytes read of their total. */
+static void
+fmt_done_of(uint64_t done, uint64_t total, char *out, size_t n)
+{
+    char d[32], t[32];
+
+    fmt_bytes((double)done, d, sizeof(d));
+    fmt_bytes((double)total, t, sizeof(t));
+    snprintf(out, n, "%s of %s (%u%%)", d, t,
+             total > 0 ? (unsigned)(done >= total ? 100 : done * 100 / total) : 0u);
+}
+
 /*
- * One line: phase, records, bytes, rate, ETA; in cleanup (no copying, so no
- * rate) how many old owners have compacted away what they gave up. The
- * change's error is something it waits for and retries, not a failure.
+ * One line: phase, records, bytes, rate, ETA; in cleanup the old owners'
+ * compactions instead (table bytes read of their total, their rate and
+ * ETA) and how many have compacted away what they gave up. The change's
+ * error is something it waits for and retries, not a failure.
  */
 static void
 status_line(const Objmeta__RebalanceStatusResponse *s, char *out, size_t n)
@@ -218,14 +230,15 @@ status_line(const Objmeta__RebalanceStatusResponse *s, char *out, size_t n)
 
     fmt_bytes((double)s->bytes_copied, b, sizeof(b));
     if (strcmp(s->phase, "cleanup") == 0) {
-        char bb[32], ba[32];
-        fmt_bytes((double)s->cleanup_bytes_before, bb, sizeof(bb));
-        fmt_bytes((double)s->cleanup_bytes_after, ba, sizeof(ba));
+        char of[96];
+        fmt_done_of(s->cleanup_bytes_done, s->cleanup_bytes_total, of, sizeof(of));
+        fmt_bytes(s->rate_bytes_per_sec, r, sizeof(r));
+        fmt_ms(s->eta_ms, e, sizeof(e));
         snprintf(out, n,
                  "%-8s epoch %" PRIu64 "->%" PRIu64 " %" PRIu64
-                 " records %s copied; old owners compacting: %u/%u done (%s -> %s)%s%s",
-                 s->phase, s->from_epoch, s->to_epoch, s->records_copied, b, s->sources_done,
-                 s->sources, bb, ba, s->error[0] ? "  waiting: " : "", s->error);
+                 " records %s copied; old owners compacting: %s %s/s ETA %s, %u/%u done%s%s",
+                 s->phase, s->from_epoch, s->to_epoch, s->records_copied, b, of, r, e,
+                 s->sources_done, s->sources, s->error[0] ? "  waiting: " : "", s->error);
         return;
     }
     fmt_bytes(s->rate_bytes_per_sec, r, sizeof(r));
@@ -252,6 +265,18 @@ status_json(const Objmeta__RebalanceStatusResponse *s)
     json_object_set_new(o, "cleanup_bytes_before",
                         json_integer((json_int_t)s->cleanup_bytes_before));
     json_object_set_new(o, "cleanup_bytes_after", json_integer((json_int_t)s->cleanup_bytes_after));
+    json_object_set_new(o, "cleanup_bytes_done", json_integer((json_int_t)s->cleanup_bytes_done));
+    json_object_set_new(o, "cleanup_bytes_total", json_integer((json_int_t)s->cleanup_bytes_total));
+    json_t *cl = json_array();
+    for (size_t i = 0; i < s->n_cleanup; i++) {
+        const Objmeta__CleanupProgress *p = s->cleanup[i];
+        json_array_append_new(cl, json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "shard", p->shard, "state",
+                                            p->state, "bytes_done", (json_int_t)p->bytes_done,
+                                            "bytes_total", (json_int_t)p->bytes_total,
+                                            "bytes_before", (json_int_t)p->bytes_before,
+                                            "bytes_after", (json_int_t)p->bytes_after));
+    }
+    json_object_set_new(o, "cleanup", cl);
 
     for (size_t i = 0; i < s->n_ranges; i++) {
         const Objmeta__RangeProgress *r = s->ranges[i];
@@ -287,10 +312,13 @@ status_print(const Objmeta__RebalanceStatusResponse *s)
         printf("no ring change in progress\nlast change: %s, done at epoch %" PRIu64 ": %" PRIu64
                " records (%s) copied; started %s, took %s\n",
                s->operation, s->last_change_epoch, s->records_copied, b, t, d);
-        if (s->cleanup_bytes_before > 0) {
+        if (s->cleanup_bytes_before > 0 || s->cleanup_bytes_total > 0) {
+            char of[96];
             fmt_bytes((double)s->cleanup_bytes_before, bb, sizeof(bb));
             fmt_bytes((double)s->cleanup_bytes_after, ba, sizeof(ba));
-            printf("cleanup: old owners compacted from %s to %s\n", bb, ba);
+            fmt_done_of(s->cleanup_bytes_done, s->cleanup_bytes_total, of, sizeof(of));
+            printf("cleanup: old owners compacted from %s to %s (compactions read %s)\n", bb, ba,
+                   of);
         }
         return;
     }
@@ -307,6 +335,14 @@ status_print(const Objmeta__RebalanceStatusResponse *s)
     if (s->n_ranges > 0)
         printf("%-33s %-10s %-10s %-8s %10s %10s %10s %8s\n", "range", "from", "to", "phase",
                "records", "bytes", "rate/s", "eta");
+    if (strcmp(s->phase, "cleanup") == 0 && s->n_cleanup > 0)
+        printf("%-10s %-10s %s\n", "old owner", "state", "compacted");
+    for (size_t i = 0; strcmp(s->phase, "cleanup") == 0 && i < s->n_cleanup; i++) {
+        const Objmeta__CleanupProgress *p = s->cleanup[i];
+        char of[96];
+        fmt_done_of(p->bytes_done, p->bytes_total, of, sizeof(of));
+        printf("%-10s %-10s %s\n", p->shard, p->state, p->bytes_total > 0 ? of : "-");
+    }
     for (size_t i = 0; i < s->n_ranges; i++) {
         const Objmeta__RangeProgress *r = s->ranges[i];
         char b[32], rt[32], e[32];
@@ -340,7 +376,7 @@ cmd_status(admin *a)
 }
 
 /* Follow the change to `to_epoch` until it is over. */
-static int
+int
 wait_change(admin *a, uint64_t to_epoch)
 {
     bool tty = isatty(STDOUT_FILENO) && !a->json;
@@ -517,7 +553,18 @@ cmd_cancel(admin *a, bool wait)
     return wait ? wait_change(a, to) : A_OK;
 }
 
-enum { AOPT_ID = 256, AOPT_ADDR, AOPT_WEIGHT, AOPT_WAIT, AOPT_JSON };
+enum {
+    AOPT_ID = 256,
+    AOPT_ADDR,
+    AOPT_WEIGHT,
+    AOPT_WAIT,
+    AOPT_JSON,
+    AOPT_REPLICAS,
+    AOPT_GROUP,
+    AOPT_REPLICA,
+    AOPT_RANGES,
+    AOPT_SHARDS
+};
 
 static const struct option admin_opts[] = {{"id", required_argument, NULL, AOPT_ID},
                                            {"addr", required_argument, NULL, AOPT_ADDR},
@@ -525,6 +572,11 @@ static const struct option admin_opts[] = {{"id", required_argument, NULL, AOPT_
                                            {"weight", required_argument, NULL, AOPT_WEIGHT},
                                            {"wait", no_argument, NULL, AOPT_WAIT},
                                            {"json", no_argument, NULL, AOPT_JSON},
+                                           {"replicas", required_argument, NULL, AOPT_REPLICAS},
+                                           {"group", required_argument, NULL, AOPT_GROUP},
+                                           {"replica", required_argument, NULL, AOPT_REPLICA},
+                                           {"ranges", required_argument, NULL, AOPT_RANGES},
+                                           {"shards", required_argument, NULL, AOPT_SHARDS},
                                            {"help", no_argument, NULL, 'h'},
                                            {NULL, 0, NULL, 0}};
 
@@ -554,6 +606,23 @@ admin_opt(void *ctx, int code, const char *v)
         break;
     case AOPT_JSON:
         a->json = true;
+        break;
+    case AOPT_REPLICAS:
+        a->replicas = v;
+        break;
+    case AOPT_GROUP:
+        a->group = v;
+        break;
+    case AOPT_REPLICA:
+        a->replica = v;
+        break;
+    case AOPT_SHARDS:
+        a->shards = v;
+        break;
+    case AOPT_RANGES:
+        a->ranges = strtol(v, &end, 10);
+        if (*end != '\0' || a->ranges < 1 || a->ranges > 4096)
+            return admin_usage_error("--ranges wants 1..4096, not ", v);
         break;
     default:
         return admin_usage_error("option not handled", NULL);
@@ -661,12 +730,14 @@ cmd_coords(admin *a)
 }
 
 int
-objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, const omc_creds *cr, int argc,
-              char **argv)
+objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, const omc_creds *cr,
+              const char *rid, int argc, char **argv)
 {
-    static const char *const cmds[] = {"add-shard",        "remove-shard", "set-weight", "cancel",
-                                       "rebalance-status", "status",       "help",       NULL};
-    admin a = {.addr = addr, .json = json, .timeout_ms = timeout_ms, .cr = cr};
+    static const char *const cmds[] = {
+        "add-shard", "remove-shard", "set-weight",     "cancel",       "rebalance-status",
+        "status",    "help",         "add-group",      "remove-group", "groups",
+        "promote",   "add-replica",  "remove-replica", "verify",       NULL};
+    admin a = {.addr = addr, .json = json, .timeout_ms = timeout_ms, .cr = cr, .rid = rid};
     const char *cmd;
     int rc, first;
 
@@ -700,7 +771,13 @@ objmeta_admin(const char *addr, bool json, uint32_t timeout_ms, const omc_creds 
     const char *id = a.id, *saddr = a.shard_addr;
     long weight = a.weight;
     bool wait = a.wait;
-    if (strcmp(cmd, "status") == 0) {
+    bool group_opts = a.replicas || a.group || a.replica || a.ranges || a.shards;
+    if (admin_is_group_cmd(cmd)) {
+        rc = admin_group_run(&a, cmd); /* admin_group.c */
+    } else if (group_opts) {
+        return admin_usage_error(cmd, " takes none of --replicas --group --replica --ranges "
+                                      "--shards");
+    } else if (strcmp(cmd, "status") == 0) {
         if (id || saddr || weight || wait)
             return admin_usage_error("status takes no options but --json", NULL);
         rc = cmd_coords(&a);

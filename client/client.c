@@ -48,6 +48,7 @@ struct omc_client {
     uint32_t timeout_ms, connect_ms;
     omc_creds cr; /* private copies (NULL = unset), for every reconnect */
     char msg[1024];
+    char rid[RPC_REQUEST_ID_MAX + 1]; /* request_id of every request ("" = none) */
 };
 
 static void
@@ -238,6 +239,18 @@ omc_set_timeout(omc_client *c, uint32_t timeout_ms)
     c->timeout_ms = timeout_ms;
 }
 
+om_status
+omc_set_request_id(omc_client *c, const char *rid, char *err, size_t errlen)
+{
+    size_t n = rid != NULL ? strlen(rid) : 0;
+
+    OM_TRY(rpc_request_id_check((const uint8_t *)rid, n, err, errlen));
+    if (n > 0)
+        memcpy(c->rid, rid, n);
+    c->rid[n] = '\0';
+    return OM_OK;
+}
+
 const char *
 omc_last_message(const omc_client *c)
 {
@@ -304,6 +317,8 @@ omc_call_once(omc_client *c, Objmeta__Request *req, Objmeta__Response__BodyCase 
         omc_set_msg(c, "no coordinator reachable");
         return OM_E_UNAVAILABLE;
     }
+    if (c->rid[0] != '\0')
+        req->request_id = c->rid;
     st = rpc_sync_client_call(c->rpc, req, c->timeout_ms, &r);
     if (st != OM_OK) {
         const char *why = rpc_sync_client_last_error(c->rpc);

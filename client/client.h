@@ -70,6 +70,14 @@ void omc_close(omc_client *c);
 /* Per-call timeout in ms (default 30000). */
 void omc_set_timeout(omc_client *c, uint32_t timeout_ms);
 
+/*
+ * omc_set_request_id -- send rid as the request_id of every later request
+ * (NULL or "" = none), so that the servers' log lines about them can be
+ * found by it (rpc.h gives the rule for ids).
+ * Returns: OM_OK; OM_E_INVALID with the reason in err. rid is copied.
+ */
+om_status omc_set_request_id(omc_client *c, const char *rid, char *err, size_t errlen);
+
 /* The message of the last call's result ("" after OM_OK); valid until the next call. */
 const char *omc_last_message(const omc_client *c);
 

@@ -17,12 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "client/admin.h"
 #include "client/client.h"
 #include "client/tool.h"
+#include "rpc/rpc.h"
 #include "util/conf.h"
 
 static const char usage_text[] =
@@ -43,7 +45,8 @@ static const char usage_text[] =
     "  stats                     server counters\n"
     "  ping                      round trip to the server\n"
     "  admin COMMAND             ring changes on the coordinator: add-shard, remove-shard,\n"
-    "                            set-weight, rebalance-status (objmeta admin help)\n"
+    "                            set-weight, rebalance-status; replica groups: add-group,\n"
+    "                            groups, promote, verify, ... (objmeta admin help)\n"
     "\n"
     "options:\n"
     "  --addr HOST:PORT[,HOST:PORT...]\n"
@@ -54,6 +57,8 @@ static const char usage_text[] =
     "  --ca FILE         connect with TLS, verifying the server against this CA\n"
     "  --cert F --key F  present this client certificate (roles by its OU)\n"
     "  --auth-token T    authenticate with a bucket-scoped token (default $OBJMETA_TOKEN)\n"
+    "  --request-id ID   the id the servers log this command's requests under (rid=,\n"
+    "                    \"request_id\"); default a new cli-<random> id, printed on errors\n"
     "  --version         print the tool's version\n"
     "  COMMAND --help    the options of one command\n"
     "\n"
@@ -85,6 +90,7 @@ enum {
     OPT_CERT,
     OPT_KEY,
     OPT_AUTH_TOKEN,
+    OPT_REQUEST_ID,
 };
 
 /* The options every command takes. */
@@ -94,6 +100,7 @@ enum {
         {"ca", required_argument, NULL, OPT_CA}, {"cert", required_argument, NULL, OPT_CERT},      \
         {"key", required_argument, NULL, OPT_KEY},                                                 \
         {"auth-token", required_argument, NULL, OPT_AUTH_TOKEN},                                   \
+        {"request-id", required_argument, NULL, OPT_REQUEST_ID},                                   \
     {                                                                                              \
         "help", no_argument, NULL, 'h'                                                             \
     }
@@ -104,7 +111,8 @@ typedef struct cli {
     uint32_t timeout_ms;
     bool help, version;
     omc_client *c;
-    omc_creds cr; /* --ca --cert --key --auth-token */
+    omc_creds cr;                     /* --ca --cert --key --auth-token */
+    char rid[RPC_REQUEST_ID_MAX + 1]; /* --request-id, or made by cli_connect */
     const char *cmd;
     /* command options */
     omc_store_opts store;
@@ -164,6 +172,14 @@ cli_opt(void *ctx, int code, const char *arg)
         return TOOL_EXIT_OK;
     }
     switch (code) {
+    case OPT_REQUEST_ID: {
+        char why[160];
+        if (arg[0] == '\0' ||
+            rpc_request_id_check((const uint8_t *)arg, strlen(arg), why, sizeof(why)) != OM_OK)
+            return tool_usage(k->cmd, "--request-id: %s", arg[0] ? why : "empty");
+        snprintf(k->rid, sizeof(k->rid), "%s", arg);
+        break;
+    }
     case OPT_TIMEOUT:
         if (om_parse_int(arg, &v) != OM_OK || v <= 0 || v > UINT32_MAX)
             return tool_usage(k->cmd, "--timeout wants milliseconds, not '%s'", arg);
@@ -193,13 +209,13 @@ fail(cli *k, const char *what, om_status st)
 {
     const char *msg = k->c ? omc_last_message(k->c) : "";
     if (k->json) {
-        json_t *o = json_pack("{s:b,s:s,s:s,s:s}", "ok", 0, "error", om_status_str(st), "message",
-                              msg, "operation", what);
+        json_t *o = json_pack("{s:b,s:s,s:s,s:s,s:s}", "ok", 0, "error", om_status_str(st),
+                              "message", msg, "operation", what, "request_id", k->rid);
         json_dumpf(o, stdout, JSON_COMPACT);
         fputc('\n', stdout);
         json_decref(o);
     }
-    fprintf(stderr, "objmeta: %s: %s: %s\n", what, om_status_str(st), msg);
+    fprintf(stderr, "objmeta: %s: %s: %s (request id %s)\n", what, om_status_str(st), msg, k->rid);
     return tool_exit_code(st);
 }
 
@@ -213,6 +229,19 @@ json_connect_error(cli *k, om_status st, const char *msg)
     json_dumpf(o, stdout, JSON_COMPACT);
     fputc('\n', stdout);
     json_decref(o);
+}
+
+/* --request-id, or else an id to quote from an error when asking the servers' logs about it. */
+static void
+cli_make_request_id(cli *k)
+{
+    uint64_t r = 0;
+
+    if (k->rid[0] != '\0')
+        return;
+    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+        r = (uint64_t)time(NULL) * 1000003u ^ (uint64_t)getpid();
+    snprintf(k->rid, sizeof(k->rid), "cli-%016llx", (unsigned long long)r);
 }
 
 /*
@@ -229,6 +258,7 @@ cli_connect(cli *k)
 
     if (k->c != NULL)
         return TOOL_EXIT_OK;
+    cli_make_request_id(k);
     st = omc_connect_creds(k->addr, hs, &k->cr, &k->c, msg, sizeof(msg));
     if (st != OM_OK) {
         json_connect_error(k, st, msg);
@@ -238,6 +268,8 @@ cli_connect(cli *k)
         return tool_explain(k->addr, st, k->cr.ca != NULL && k->cr.ca[0] ? msg : NULL);
     }
     omc_set_timeout(k->c, hs);
+    if (omc_set_request_id(k->c, k->rid, msg, sizeof(msg)) != OM_OK)
+        return tool_usage(NULL, "%s", msg); /* checked when parsed; kept for a made one */
     st = omc_ping(k->c, NULL);
     if (st != OM_OK) {
         json_connect_error(k, st, omc_last_message(k->c));
@@ -707,7 +739,9 @@ main(int argc, char **argv)
     if (strcmp(k.cmd, "admin") == 0) { /* own options: its --addr names the new shard */
         if ((rc = tool_check_addr(k.addr)) != TOOL_EXIT_OK)
             return rc;
-        return objmeta_admin(k.addr, k.json, k.timeout_ms, &k.cr, argc - first, argv + first);
+        cli_make_request_id(&k);
+        return objmeta_admin(k.addr, k.json, k.timeout_ms, &k.cr, k.rid, argc - first,
+                             argv + first);
     }
     if ((c = find_command(k.cmd)) == NULL)
         return TOOL_EXIT_USAGE;

@@ -32,6 +32,7 @@ coord_opts_init(coord_opts *o)
     o->health_interval_ms = 500;
     o->health_timeout_ms = 1000;
     o->shard_timeout_ms = 10000;
+    o->slow_request_ms = 1000;
     o->startup_wait_ms = 5000;
     o->max_frame = RPC_DEFAULT_MAX_FRAME;
     o->idle_timeout_ms = 300000;
@@ -44,6 +45,7 @@ coord_opts_init(coord_opts *o)
     o->etcd_prefix = "/objmeta/default";
     o->etcd_timeout_ms = 2000;
     o->lease_ttl_ms = 5000;
+    o->failover_wait_ms = 7000;
     o->tls_client_auth = RPC_TLS_CLIENT_OPTIONAL;
 }
 
@@ -220,6 +222,7 @@ coord_open(struct event_base *base, const coord_opts *opts, void (*ready)(void *
     OM_GOTO(coord_cstate_secret(c->cs, c->secret, err, errlen));
     OM_GOTO(coord_tls_open(c, err, errlen));
     OM_GOTO(coord_pool_open(c));
+    OM_GOTO(coord_groups_open(c));
     OM_GOTO(coord_mig_open(c, om_buf_slice(&mig), err, errlen));
     om_buf_free(&mig);
 
@@ -230,7 +233,9 @@ coord_open(struct event_base *base, const coord_opts *opts, void (*ready)(void *
         so.max_connections = c->opts.max_connections;
     so.idle_timeout_ms = c->opts.idle_timeout_ms;
     /* answers come from the shards, which have their own deadline */
-    so.request_timeout_ms = c->opts.shard_timeout_ms + 5000;
+    so.request_timeout_ms = c->opts.shard_timeout_ms + c->opts.failover_wait_ms + 5000;
+    so.slow_request_ms = c->opts.slow_request_ms;
+    so.make_request_ids = true; /* passed on to the shards (router.c, fanout.c) */
     if ((st = rpc_roles_parse(c->opts.plaintext_roles ? c->opts.plaintext_roles : "auto",
                               &so.plaintext_roles, err, errlen)) != OM_OK)
         goto fail;
@@ -304,10 +309,12 @@ coord_close(coord *c)
         event_free(c->health_timer);
     if (c->ready_timer)
         event_free(c->ready_timer);
-    coord_mig_close(c); /* its timer, held requests and state; its calls end with the pool */
+    coord_mig_close(c);        /* its timer, held requests and state; its calls end with the pool */
+    coord_route_park_close(c); /* requests waiting for a group's primary are answered */
     /* Shard calls complete first (their callbacks answer through the server). */
     coord_pool_close(c);
     coord_leader_close(c);
+    coord_groups_close(c); /* its watch, before the etcd client goes */
     coord_cstate_close(c->cs);
     rpc_http_close(c->http);
     rpc_server_free(c->server);

@@ -54,6 +54,7 @@ typedef struct coord_opts {
     uint32_t health_interval_ms; /* probe (SetRing) period per shard; default 500 */
     uint32_t health_timeout_ms;  /* a slower probe counts as a failure; default 1000 */
     uint32_t shard_timeout_ms;   /* deadline of a request forwarded to a shard; default 10000 */
+    uint32_t slow_request_ms;    /* log slower answers at WARN (rpc_server_opts); default 1000 */
     uint32_t startup_wait_ms;    /* coord_open's ready callback waits this long for every
                                   * shard to come up; default 5000 */
     uint32_t max_frame;          /* largest message in or out; default rpc's 16 MiB */
@@ -84,6 +85,8 @@ typedef struct coord_opts {
     const char *etcd_prefix;     /* the cluster's keys; default "/objmeta/default" */
     uint32_t etcd_timeout_ms;    /* one etcd request; default 2000 */
     uint32_t lease_ttl_ms;       /* the leader's etcd lease; default 5000 (whole seconds) */
+    uint32_t failover_wait_ms;   /* a request for a replica group without a usable primary
+                                  * (failover) waits this long for the next one; default 7000 */
     const char *advertise;       /* "host:port" for other coordinators (forwarded admin
                                   * requests); NULL or "" = listen's host and bound port */
     const char *plaintext_roles; /* roles of plaintext client connections (rpc_roles_parse);

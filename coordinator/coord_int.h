@@ -93,6 +93,10 @@ typedef struct coord_shard {
     uint64_t last_ok_ms;
     char why_down[192];   /* reason shown in errors, /healthz and Stats */
     coord_waiter waiters; /* list head: requests in flight to this shard */
+    /* replica group (groups.c): a configuration in etcd names this member's replicas;
+     * addr is then its primary's and follows the configuration */
+    bool replicated;
+    bool failover; /* the primary's leader key went away: wait for the next primary */
     /* counters */
     uint64_t forwarded;
     uint64_t failed_fast;
@@ -162,6 +166,14 @@ struct coord {
     /* client requests (keyed and List) dispatched: the copy throttle's sign of client load */
     uint64_t client_reqs;
 
+    /* replica groups (groups.c) and requests waiting for a group's primary (router.c) */
+    struct coord_groups *groups;
+    struct coord_parked *parked_head, *parked_tail;
+    size_t parked_count;
+    struct event *park_timer;
+    bool releasing; /* set while router.c dispatches a parked request */
+    uint64_t parked_total, parked_retried, parked_expired;
+
     /* metrics */
     uint64_t answers[COORD_OP_COUNT_][COORD_NSTATUS];
     rpc_hist latency[COORD_OP_COUNT_];
@@ -191,6 +203,46 @@ coord_pend_shard(const coord *c, size_t ring_idx)
 void coord_handle(void *arg, const Objmeta__Request *req, rpc_reply *reply);
 /* coord_handle with the request's arrival time (held requests are dispatched again later). */
 void coord_dispatch(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply);
+
+/*
+ * coord_route_park -- hold a request for a replicated group that has no
+ * usable primary right now (failover: the primary is down, or its leader key
+ * is gone) and dispatch it again when the group table or the pool changes,
+ * until t0 + failover_wait_ms; then it is answered UNAVAILABLE.
+ * Without memory for the copy it is answered at once (UNAVAILABLE).
+ */
+void coord_route_park(coord *c, const Objmeta__Request *req, coord_op op, uint64_t t0,
+                      rpc_reply *reply, const char *group);
+/* A heap copy of a request (pack + unpack; free_unpacked it); NULL when out of memory. */
+Objmeta__Request *coord_request_copy(const Objmeta__Request *req);
+/* Dispatch every parked request again (or answer it, past its deadline). */
+void coord_route_release(coord *c);
+/* Answer every parked request UNAVAILABLE (shutdown). */
+void coord_route_park_close(coord *c);
+/* Should a request for sh wait for a new primary rather than be sent or refused? */
+static inline bool
+coord_shard_waits(const coord_shard *sh)
+{
+    return sh->replicated && (!sh->up || sh->failover);
+}
+
+/* --- groups.c -------------------------------------------------------------------------------- */
+
+/*
+ * coord_groups_open -- etcd backend: read <prefix>/groups/ and watch it;
+ * every change of a group's primary moves its pool entry to the new
+ * address (coord_pool_retarget) and releases the parked requests. File
+ * backend: nothing (no group has a configuration).
+ */
+om_status coord_groups_open(coord *c);
+void coord_groups_close(coord *c);
+/* A new pool entry: mark it replicated and point it at its primary if a configuration names
+ * one. Returns the address to use (addr when there is no configuration). */
+const char *coord_groups_route_addr(coord *c, coord_shard *sh, const char *addr);
+/* Append the objmeta_coord_group_* metrics. */
+om_status coord_groups_render_metrics(coord *c, om_buf *out);
+/* Replica group administration (group_admin.c): AddGroup ... Verify. */
+void coord_group_admin(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply);
 
 /* --- metrics.c ------------------------------------------------------------------------------- */
 
@@ -254,6 +306,12 @@ om_status coord_pool_call(coord_shard *sh, const Objmeta__Request *req, rpc_clie
 void coord_pool_note_failure(coord_shard *sh, om_status st, const char *msg);
 /* The shard reported WRONG_SHARD: re-send the ring to it if its epoch may be stale. */
 void coord_pool_note_wrong_shard(coord_shard *sh);
+/*
+ * coord_pool_retarget -- the group's primary moved to addr: new connections
+ * to it, the old ones freed (their calls fail and are retried or parked by
+ * their owners), the entry down until the new primary answers a probe.
+ */
+void coord_pool_retarget(coord_shard *sh, const char *addr);
 /* Number of shards up. */
 size_t coord_pool_up_count(const coord *c);
 /* Link a request in flight to sh (abort runs if sh is marked down first) / unlink it. */

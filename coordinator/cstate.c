@@ -43,6 +43,7 @@ struct coord_cstate {
     char *dir;
     char where[600];
     /* etcd */
+    char *prefix; /* without a trailing '/' */
     char *key_state, *key_leader, *key_secret, *key_writer, *identity;
     int ttl_s;
     struct event_base *sync_base;
@@ -160,11 +161,11 @@ coord_cstate_open(struct event_base *base, const coord_cstate_opts *o, char *err
         s->key_leader = p ? cs_join(p, "leader") : NULL;
         s->key_secret = p ? cs_join(p, "token-secret") : NULL;
         s->key_writer = p ? cs_join(p, "writer") : NULL;
-        free(p);
+        s->prefix = p;
     }
     s->sync_base = event_base_new();
     if (s->key_state == NULL || s->key_leader == NULL || s->key_secret == NULL ||
-        s->key_writer == NULL || s->sync_base == NULL) {
+        s->key_writer == NULL || s->prefix == NULL || s->sync_base == NULL) {
         st = OM_ERR(OM_E_NOMEM);
         goto fail;
     }
@@ -206,6 +207,7 @@ coord_cstate_close(coord_cstate *s)
     free(s->key_leader);
     free(s->key_secret);
     free(s->key_writer);
+    free(s->prefix);
     free(s->identity);
     free(s->dir);
     free(s);
@@ -465,4 +467,22 @@ coord_cstate_leader(const coord_cstate *s)
     if (!s->etcd)
         return om_slice_from_str(s->identity ? s->identity : "");
     return s->elect != NULL ? etcd_election_leader(s->elect) : OM_SLICE_NULL;
+}
+
+etcd_client *
+coord_cstate_etcd(const coord_cstate *s)
+{
+    return s->etcd ? s->async : NULL;
+}
+
+const char *
+coord_cstate_prefix(const coord_cstate *s)
+{
+    return s->prefix;
+}
+
+bool
+coord_cstate_in_touch(const coord_cstate *s)
+{
+    return !s->etcd || (s->elect != NULL && etcd_election_in_touch(s->elect));
 }

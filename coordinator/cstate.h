@@ -122,4 +122,21 @@ void coord_cstate_etcd_stats(const coord_cstate *s, etcd_stats *out);
  */
 int64_t coord_cstate_seen_revision(const coord_cstate *s);
 
+/*
+ * coord_cstate_etcd -- the etcd client of the coordinator's loop (the one
+ * the watch and the election use) and the cluster's key prefix without a
+ * trailing '/' (groups.c: the replica groups live under <prefix>/groups/).
+ * NULL for the file backend.
+ */
+etcd_client *coord_cstate_etcd(const coord_cstate *s);
+const char *coord_cstate_prefix(const coord_cstate *s);
+
+/*
+ * True while this coordinator is in touch with the cluster state: always for
+ * the file backend; for etcd, while etcd confirmed its lease within one TTL
+ * (etcd_election_in_touch). A follower cut off from etcd keeps serving data
+ * on the rings it holds but cannot tell who leads.
+ */
+bool coord_cstate_in_touch(const coord_cstate *s);
+
 #endif /* OM_COORDINATOR_CSTATE_H */

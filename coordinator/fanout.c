@@ -202,6 +202,7 @@ typedef struct fan_list {
     uint64_t epoch;
     om_arena *arena;
     char *bucket, *prefix, *delimiter, *start_after;
+    char *rid; /* the client request's id, sent with every page request (rpc_reply_request_id) */
     bool include_metadata;
     uint32_t max_keys;
     fan_shard *sh;
@@ -299,6 +300,7 @@ fan_fetch(fan_shard *fs, uint32_t page)
     req.body_case = OBJMETA__REQUEST__BODY_LIST;
     req.list = &lq;
     req.ring_epoch = l->epoch;
+    req.request_id = l->rid;
     st = coord_pool_call(fs->sh, &req, fan_page_cb, fs);
     if (st != OM_OK) {
         fan_fail(l, st, "cannot send List to shard %s: %s", fs->sh->id, om_status_str(st));
@@ -543,6 +545,14 @@ coord_list(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply)
         return; /* a ring switch is under way: answered once it is done */
     for (size_t i = 0; i < ring_shard_count(c->ring); i++) {
         coord_shard *sh = coord_cur_shard(c, i);
+        if (coord_shard_waits(sh)) {
+            /* a replicated group between primaries: listed when it has one */
+            coord_route_park(c, req, COORD_OP_LIST, t0, reply, sh->id);
+            return;
+        }
+    }
+    for (size_t i = 0; i < ring_shard_count(c->ring); i++) {
+        coord_shard *sh = coord_cur_shard(c, i);
         if (!sh->up) {
             sh->failed_fast++;
             coord_answer_error(c, COORD_OP_LIST, t0, reply, OM_E_UNAVAILABLE,
@@ -568,12 +578,13 @@ coord_list(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply)
     l->bucket = fan_strdup(l, lq->bucket);
     l->prefix = fan_strdup(l, lq->prefix);
     l->delimiter = fan_strdup(l, lq->delimiter);
+    l->rid = fan_strdup(l, rpc_reply_request_id(reply));
     l->nsh = ring_shard_count(c->ring);
     l->sh = calloc(l->nsh, sizeof(*l->sh));
     l->entries = calloc(l->max_keys, sizeof(*l->entries));
     l->prefixes = calloc(l->max_keys, sizeof(*l->prefixes));
-    if (l->bucket == NULL || l->prefix == NULL || l->delimiter == NULL || l->sh == NULL ||
-        l->entries == NULL || l->prefixes == NULL) {
+    if (l->bucket == NULL || l->prefix == NULL || l->delimiter == NULL || l->rid == NULL ||
+        l->sh == NULL || l->entries == NULL || l->prefixes == NULL) {
         l->answered = true;
         coord_answer_error(c, COORD_OP_LIST, t0, reply, OM_E_NOMEM, "out of memory");
         fan_free(l);

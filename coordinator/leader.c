@@ -15,7 +15,12 @@
  *     go to the leader over one rpc connection and its answer is relayed,
  *     so two operators on two coordinators meet at one place: the first
  *     change starts, the second is answered BUSY. With no leader known the
- *     request is refused with UNAVAILABLE, naming etcd.
+ *     request is refused with UNAVAILABLE, naming etcd; so it is while
+ *     this follower is cut off from etcd (no lease keep-alive answered
+ *     within the TTL: coord_cstate_in_touch), as the leader it knows may be
+ *     gone. Data requests go on with the rings it holds, and once etcd
+ *     answers again its watch resumes from the revision it stopped at and
+ *     it reloads the state (catching up with any change made meanwhile).
  *   - proxy: while a change is in progress, a follower passes every request
  *     for a *moving* key to the leader the same way, so the leader alone
  *     routes them: its forwarding to the new owner, its dirty set and its
@@ -265,6 +270,16 @@ coord_leader_forward(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_rep
 {
     if (coord_is_leader(c))
         return false;
+    if (!coord_cstate_in_touch(c->cs)) {
+        /* the leader it knows may be gone: two coordinators must not both think they decide */
+        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_UNAVAILABLE,
+                           "this coordinator is a follower cut off from etcd (%s: no answer to "
+                           "its lease keep-alives for over the lease TTL), so it cannot tell "
+                           "which coordinator leads; retry, or send the change to another "
+                           "coordinator",
+                           coord_cstate_where(c->cs));
+        return true;
+    }
     c->forwarded_admin++;
     leader_send(c, COORD_OP_OTHER, req, t0, reply, "this coordinator is a follower");
     return true;

@@ -54,6 +54,9 @@ static const om_conf_item coord_items[] = {
      "etcd: deadline of one request (every endpoint tried within it)"},
     {"lease-ttl", OM_CONF_DURATION, "5s", 2000, 600000, NULL, F(lease_ttl),
      "etcd: the leader's lease; a dead leader is replaced within about this long"},
+    {"failover-wait", OM_CONF_DURATION, "7s", 0, 600000, NULL, F(failover_wait),
+     "etcd: a request for a replica group whose primary is failing over waits this long for "
+     "the next primary (a little above the shards' primary lease) before UNAVAILABLE"},
     {"advertise", OM_CONF_STR, "", 0, 0, NULL, F(advertise),
      "etcd: host:port other coordinators forward admin requests to (empty = listen's host "
      "and bound port)"},
@@ -77,6 +80,7 @@ coord_conf_opts(const coord_conf *cf, coord_opts *o, char *haddr, size_t haddrle
     o->health_interval_ms = (uint32_t)cf->health_interval;
     o->health_timeout_ms = (uint32_t)cf->health_timeout;
     o->shard_timeout_ms = (uint32_t)cf->shard_timeout;
+    o->slow_request_ms = (uint32_t)cf->slow_request;
     o->startup_wait_ms = (uint32_t)cf->startup_wait;
     o->max_frame = (uint32_t)cf->max_frame;
     o->max_connections = (uint32_t)cf->max_connections;
@@ -92,6 +96,7 @@ coord_conf_opts(const coord_conf *cf, coord_opts *o, char *haddr, size_t haddrle
     o->etcd_prefix = cf->etcd_prefix;
     o->etcd_timeout_ms = (uint32_t)cf->etcd_timeout;
     o->lease_ttl_ms = (uint32_t)cf->lease_ttl;
+    o->failover_wait_ms = (uint32_t)cf->failover_wait;
     o->advertise = cf->advertise;
     o->plaintext_roles = cf->plaintext_roles;
     o->token_keys_file = cf->token_keys;

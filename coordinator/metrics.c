@@ -365,6 +365,7 @@ coord_render_metrics(void *arg, om_buf *out)
     }
     if (c->mig != NULL)
         OM_TRY(coord_mig_render_metrics(c, out));
+    OM_TRY(coord_groups_render_metrics(c, out));
     OM_TRY(rpc_prom_header(out, "objmeta_coord_etcd_request_seconds_total", "counter",
                            "Sum of the round-trip times of cluster-state requests to etcd."));
     OM_TRY(rpc_prom_value(out, "objmeta_coord_etcd_request_seconds_total", NULL,

@@ -484,12 +484,49 @@ mig_fill_totals(coord_mig *m, uint64_t now, Objmeta__RebalanceStatusResponse *rs
         rs->cleanup_bytes_before += m->cl[i].bytes_before;
         rs->cleanup_bytes_after += m->cl[i].bytes_after;
     }
+    coord_mig_cleanup_bytes(m, &rs->cleanup_bytes_done, &rs->cleanup_bytes_total);
+    if (m->phase == MIG_CLEANUP && m->cl_t0_ms > 0 && now > m->cl_t0_ms &&
+        rs->cleanup_bytes_done > m->cl_done0) {
+        /* the compactions' rate since the first one started here, and the rest at that rate */
+        rs->rate_bytes_per_sec =
+            (double)(rs->cleanup_bytes_done - m->cl_done0) * 1000.0 / (double)(now - m->cl_t0_ms);
+        rs->eta_ms = (uint64_t)((double)(rs->cleanup_bytes_total - rs->cleanup_bytes_done) *
+                                1000.0 / rs->rate_bytes_per_sec);
+        if (rs->eta_ms == 0 && rs->cleanup_bytes_total > rs->cleanup_bytes_done)
+            rs->eta_ms = 1;
+    }
     if (m->phase != MIG_IDLE && m->started_ms > 0 && wall >= m->started_ms)
         rs->duration_ms = wall - m->started_ms;
     else if (m->phase == MIG_IDLE && m->ended_ms >= m->started_ms && m->started_ms > 0)
         rs->duration_ms = m->ended_ms - m->started_ms;
     rs->sources_done = done;
-    rs->eta_ms = m->phase == MIG_COPYING && m->pass == 0 ? eta : 0;
+    if (m->phase != MIG_CLEANUP)
+        rs->eta_ms = m->phase == MIG_COPYING && m->pass == 0 ? eta : 0;
+}
+
+/* The cleanup's compaction bytes, overall and per old owner (kept after the change ends). */
+static om_status
+mig_render_cleanup(const coord_mig *m, const Objmeta__RebalanceStatusResponse *rs, om_buf *out)
+{
+    static const char name[] = "objmeta_coord_rebalance_cleanup_bytes";
+    char labels[RING_ID_MAX + 48];
+
+    OM_TRY(rpc_prom_header(out, name, "gauge",
+                           "Cleanup of the running (else the last) ring change: table bytes the "
+                           "old owners' compactions read (state done) of their estimated total "
+                           "(state total), overall and per old owner (shard)."));
+    OM_TRY(rpc_prom_value(out, name, "state=\"done\"", (double)rs->cleanup_bytes_done));
+    OM_TRY(rpc_prom_value(out, name, "state=\"total\"", (double)rs->cleanup_bytes_total));
+    for (size_t i = 0; i < m->ncl; i++) {
+        snprintf(labels, sizeof(labels), "state=\"done\",shard=\"%s\"", m->cl[i].id);
+        OM_TRY(rpc_prom_value(out, name, labels, (double)m->cl[i].bytes_done));
+        snprintf(labels, sizeof(labels), "state=\"total\",shard=\"%s\"", m->cl[i].id);
+        OM_TRY(rpc_prom_value(out, name, labels,
+                              (double)(m->cl[i].bytes_total > m->cl[i].bytes_done
+                                           ? m->cl[i].bytes_total
+                                           : m->cl[i].bytes_done)));
+    }
+    return OM_OK;
 }
 
 om_status
@@ -516,19 +553,22 @@ coord_mig_render_metrics(coord *c, om_buf *out)
     OM_TRY(
         rpc_prom_value(out, "objmeta_coord_rebalance_bytes_copied", NULL, (double)rs.bytes_copied));
     OM_TRY(rpc_prom_header(out, "objmeta_coord_rebalance_rate_bytes_per_second", "gauge",
-                           "Copy rate of the running ring change (0 outside copying)."));
+                           "Copy rate of the running ring change; in cleanup, the old owners' "
+                           "compaction rate (0 when idle)."));
     OM_TRY(rpc_prom_value(out, "objmeta_coord_rebalance_rate_bytes_per_second", NULL,
                           rs.rate_bytes_per_sec));
     OM_TRY(rpc_prom_header(out, "objmeta_coord_rebalance_eta_seconds", "gauge",
-                           "Estimated time left of the copy (0 = unknown or not copying)."));
+                           "Estimated time left of the copy, or of the cleanup's compactions "
+                           "(0 = unknown or idle)."));
     OM_TRY(rpc_prom_value(out, "objmeta_coord_rebalance_eta_seconds", NULL,
                           (double)rs.eta_ms / 1000.0));
     OM_TRY(rpc_prom_header(out, "objmeta_coord_rebalance_sources", "gauge",
                            "Old owners in the phase, and those done with it, by state."));
     OM_TRY(rpc_prom_value(out, "objmeta_coord_rebalance_sources", "state=\"done\"",
                           (double)rs.sources_done));
-    return rpc_prom_value(out, "objmeta_coord_rebalance_sources", "state=\"all\"",
-                          (double)rs.sources);
+    OM_TRY(rpc_prom_value(out, "objmeta_coord_rebalance_sources", "state=\"all\"",
+                          (double)rs.sources));
+    return mig_render_cleanup(c->mig, &rs, out);
 }
 
 void
@@ -538,18 +578,26 @@ coord_mig_status(coord *c, uint64_t t0, rpc_reply *reply)
     Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
     Objmeta__RebalanceStatusResponse rs = OBJMETA__REBALANCE_STATUS_RESPONSE__INIT;
     Objmeta__RangeProgress *rp = NULL, **rpp = NULL;
+    Objmeta__CleanupProgress *cp = NULL, **cpp = NULL;
     uint64_t now = om_clock_mono_ms();
 
     mig_fill_totals(m, now, &rs);
+    if (m->ncl > 0) {
+        cp = calloc(m->ncl, sizeof(*cp));
+        cpp = calloc(m->ncl, sizeof(*cpp));
+    }
     if (m->nrng > 0) {
         rp = calloc(m->nrng, sizeof(*rp));
         rpp = calloc(m->nrng, sizeof(*rpp));
-        if (rp == NULL || rpp == NULL) {
-            free(rp);
-            free(rpp);
-            coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_NOMEM, "out of memory");
-            return;
-        }
+    }
+    if ((m->nrng > 0 && (rp == NULL || rpp == NULL)) ||
+        (m->ncl > 0 && (cp == NULL || cpp == NULL))) {
+        free(rp);
+        free(rpp);
+        free(cp);
+        free(cpp);
+        coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_NOMEM, "out of memory");
+        return;
     }
     for (size_t i = 0; i < m->nrng; i++) {
         const mig_src *s = &m->src[m->rng[i].src];
@@ -574,9 +622,24 @@ coord_mig_status(coord *c, uint64_t t0, rpc_reply *reply)
     }
     rs.ranges = rpp;
     rs.n_ranges = m->nrng;
+    for (size_t i = 0; i < m->ncl; i++) {
+        const mig_cleanup *cl = &m->cl[i];
+        objmeta__cleanup_progress__init(&cp[i]);
+        cp[i].shard = cl->id;
+        cp[i].state = cl->done ? "done" : cl->busy ? "compacting" : "waiting";
+        cp[i].bytes_done = cl->bytes_done;
+        cp[i].bytes_total = cl->bytes_total > cl->bytes_done ? cl->bytes_total : cl->bytes_done;
+        cp[i].bytes_before = cl->bytes_before;
+        cp[i].bytes_after = cl->bytes_after;
+        cpp[i] = &cp[i];
+    }
+    rs.cleanup = cpp;
+    rs.n_cleanup = m->ncl;
     resp.body_case = OBJMETA__RESPONSE__BODY_REBALANCE_STATUS;
     resp.rebalance_status = &rs;
     coord_answer(c, COORD_OP_OTHER, t0, reply, &resp);
     free(rp);
     free(rpp);
+    free(cp);
+    free(cpp);
 }

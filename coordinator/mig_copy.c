@@ -293,6 +293,7 @@ scan_cb(void *arg, om_status st, const Objmeta__Response *resp)
         req.body_case = OBJMETA__REQUEST__BODY_APPLY_RECORDS;
         req.apply_records = &ar;
         req.ring_epoch = ring_epoch(c->pending);
+        req.request_id = (char *)coord_mig_request_id(m);
         if (ac != NULL) {
             ac->seq = b->seq;
             snprintf(ac->target, sizeof(ac->target), "%s", tsh[t]->id);
@@ -502,6 +503,7 @@ src_send_scan(coord_mig *m, size_t i)
     }
     req.body_case = OBJMETA__REQUEST__BODY_MIGRATE_SCAN;
     req.migrate_scan = &sq;
+    req.request_id = (char *)coord_mig_request_id(m);
     if (coord_pool_call(sh, &req, scan_cb, mc) != OM_OK) {
         free(mc);
         coord_mig_errf(m, s->err, "cannot send a scan to %s", s->id);

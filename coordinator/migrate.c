@@ -51,6 +51,12 @@
  *
  * Cleanup asks every old owner that stays in the ring to compact once it
  * holds ring e+1: its compaction filter drops the records it gave away.
+ * One compacts at a time. Its progress comes from polls (CompactRequest
+ * with progress, every MIG_CLEANUP_POLL_MS, answered at once by the shard
+ * from lsm_compact_range_progress: table bytes read of the total); each
+ * waiting owner is polled once for the bytes its compaction will read, so
+ * the status has a total for the whole cleanup, a rate (bytes done since
+ * the first Compact over the time since) and an ETA from them.
  *
  * A coordinator restart during pass 0 resumes from the checkpoints; later
  * it restarts pass 1 with min_version wm0 (conservative).
@@ -73,6 +79,9 @@
 #include "util/log.h"
 
 #define MIG_COMPACT_TIMEOUT_MS (30u * 60u * 1000u)
+/* How often the old owner that compacts is asked for its progress, and how long it may take. */
+#define MIG_CLEANUP_POLL_MS 500u
+#define MIG_CLEANUP_POLL_TIMEOUT_MS 2000u
 
 bool
 coord_mig_quiet(const coord *c)
@@ -181,6 +190,8 @@ coord_mig_set_phase(coord_mig *m, mig_phase to)
 {
     OM_ASSERT(mig_phase_move_legal(m->phase, to));
     m->phase = to;
+    if (to == MIG_CLEANUP)
+        m->cl_t0_ms = m->cl_done0 = 0; /* the cleanup's rate starts with its first Compact */
 }
 
 static void
@@ -406,6 +417,13 @@ fail:
     return st;
 }
 
+const char *
+coord_mig_request_id(coord_mig *m)
+{
+    snprintf(m->rid, sizeof(m->rid), "change-e%llu", (unsigned long long)m->to_epoch);
+    return m->rid;
+}
+
 static void
 compact_cb(void *arg, om_status st, const Objmeta__Response *resp)
 {
@@ -420,6 +438,12 @@ compact_cb(void *arg, om_status st, const Objmeta__Response *resp)
             cl->done = true;
             cl->bytes_before = resp->compact->bytes_before;
             cl->bytes_after = resp->compact->bytes_after;
+            if (resp->compact->bytes_total > 0) { /* what it read in the end */
+                cl->bytes_done = resp->compact->bytes_done;
+                cl->bytes_total = resp->compact->bytes_total;
+            } else {
+                cl->bytes_total = cl->bytes_done; /* a shard that reports no progress */
+            }
             om_log(OM_LOG_INFO, "old owner compacted id=%s bytes_before=%llu bytes_after=%llu",
                    cl->id, (unsigned long long)cl->bytes_before,
                    (unsigned long long)cl->bytes_after);
@@ -434,6 +458,70 @@ compact_cb(void *arg, om_status st, const Objmeta__Response *resp)
 }
 
 static void
+cleanup_poll_cb(void *arg, om_status st, const Objmeta__Response *resp)
+{
+    mig_call *mc = arg;
+    coord_mig *m = mc->m;
+
+    if (mc->gen == m->gen && mc->src < m->ncl) {
+        mig_cleanup *cl = &m->cl[mc->src];
+        cl->polling = false;
+        if (!cl->done && st == OM_OK && resp->status == OBJMETA__STATUS__OK &&
+            resp->body_case == OBJMETA__RESPONSE__BODY_COMPACT) {
+            const Objmeta__CompactResponse *cr = resp->compact;
+            if (cr->running && cl->busy) {
+                cl->bytes_done = cr->bytes_done;
+                cl->bytes_total = cr->bytes_total;
+            } else if (!cr->running && (!cl->busy || cl->bytes_total == 0)) {
+                /* not started (or queued): what it will read; a compaction that just ended
+                 * keeps its last figures until its own answer brings the final ones */
+                cl->bytes_done = 0;
+                cl->bytes_total = cr->bytes_total;
+            }
+        }
+    }
+    free(mc);
+}
+
+/* Ask old owner i (shard sh) how far its compaction has got (or how much it will read). */
+static void
+cleanup_poll(coord_mig *m, size_t i, coord_shard *sh, uint64_t now)
+{
+    mig_cleanup *cl = &m->cl[i];
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__CompactRequest cq = OBJMETA__COMPACT_REQUEST__INIT;
+    mig_call *mc;
+
+    if (cl->polling || now < cl->poll_at_ms || !sh->up)
+        return;
+    if ((mc = coord_mig_call_new(m, i, m->gen)) == NULL)
+        return;
+    cq.progress = true;
+    req.body_case = OBJMETA__REQUEST__BODY_COMPACT;
+    req.compact = &cq;
+    req.request_id = (char *)coord_mig_request_id(m);
+    cl->poll_at_ms = now + MIG_CLEANUP_POLL_MS;
+    if (rpc_client_call(sh->conns[sh->next_conn++ % sh->nconns], &req, MIG_CLEANUP_POLL_TIMEOUT_MS,
+                        cleanup_poll_cb, mc) != OM_OK) {
+        free(mc);
+        return;
+    }
+    cl->polling = true;
+}
+
+/* The cleanup's totals: table bytes its compactions read of their total (estimated). */
+void
+coord_mig_cleanup_bytes(const coord_mig *m, uint64_t *done, uint64_t *total)
+{
+    *done = *total = 0;
+    for (size_t i = 0; i < m->ncl; i++) {
+        *done += m->cl[i].bytes_done;
+        *total +=
+            m->cl[i].bytes_total > m->cl[i].bytes_done ? m->cl[i].bytes_total : m->cl[i].bytes_done;
+    }
+}
+
+static void
 mig_cleanup_step(coord_mig *m)
 {
     coord *c = m->c;
@@ -444,13 +532,17 @@ mig_cleanup_step(coord_mig *m)
         busy |= m->cl[i].busy;
     for (size_t i = 0; i < m->ncl; i++) {
         mig_cleanup *cl = &m->cl[i];
+        uint64_t now = om_clock_mono_ms();
         coord_shard *sh;
         if (cl->done)
             continue;
         all = false;
-        if (busy || om_clock_mono_ms() < cl->retry_at_ms)
-            continue;
         sh = coord_pool_find(c, cl->id);
+        /* progress: every poll period from the one compacting, once from the others */
+        if (sh != NULL && (cl->busy || cl->bytes_total == 0))
+            cleanup_poll(m, i, sh, now);
+        if (busy || now < cl->retry_at_ms)
+            continue;
         if (sh == NULL) {
             cl->done = true; /* left the ring meanwhile */
             continue;
@@ -464,6 +556,7 @@ mig_cleanup_step(coord_mig *m)
             return;
         req.body_case = OBJMETA__REQUEST__BODY_COMPACT;
         req.compact = &cq;
+        req.request_id = (char *)coord_mig_request_id(m);
         if (rpc_client_call(sh->conns[sh->next_conn++ % sh->nconns], &req, MIG_COMPACT_TIMEOUT_MS,
                             compact_cb, mc) != OM_OK) {
             free(mc);
@@ -471,6 +564,11 @@ mig_cleanup_step(coord_mig *m)
             continue;
         }
         cl->busy = busy = true;
+        if (m->cl_t0_ms == 0) {
+            uint64_t total;
+            m->cl_t0_ms = om_clock_mono_ms();
+            coord_mig_cleanup_bytes(m, &m->cl_done0, &total);
+        }
     }
     if (all) {
         om_log(OM_LOG_INFO, "ring change finished epoch=%llu op=\"%s\"",

@@ -76,6 +76,11 @@ typedef struct mig_cleanup {
     bool done, busy;
     uint64_t retry_at_ms;
     uint64_t bytes_before, bytes_after;
+    /* The compaction's progress (CompactResponse): table bytes read of the total, from the
+     * polls (CompactRequest.progress) and the final answer; in memory only. */
+    uint64_t bytes_done, bytes_total;
+    bool polling;        /* a progress request is out */
+    uint64_t poll_at_ms; /* the next one */
 } mig_cleanup;
 
 typedef struct coord_mig {
@@ -95,6 +100,9 @@ typedef struct coord_mig {
     size_t nsrc;
     mig_cleanup *cl;
     size_t ncl;
+    /* cleanup rate: when this process sent its first Compact of the cleanup, and the bytes
+     * already done then (the rate is the bytes done since over the time since) */
+    uint64_t cl_t0_ms, cl_done0;
     uint32_t gen;
     struct event *timer;
     /*
@@ -133,7 +141,15 @@ typedef struct coord_mig {
     bool rate_windowed; /* a full MIG_RATE_WINDOW_MS window has passed */
     double rate;
     char err[256];
+    char rid[32]; /* coord_mig_request_id */
 } coord_mig;
+
+/*
+ * coord_mig_request_id -- the request id the change's own requests carry (scan, apply,
+ * compact): "change-e<to_epoch>", so that a shard's log lines about a change can be found.
+ * Valid until the next call.
+ */
+const char *coord_mig_request_id(coord_mig *m);
 
 /* Format a message into one of the state's 256-byte error buffers. */
 void coord_mig_errf(coord_mig *m, char *buf, const char *fmt, ...) OM_PRINTF(3, 4);
@@ -170,6 +186,9 @@ bool coord_mig_cancelling(const coord_mig *m);
  */
 om_status coord_mig_cancel(coord_mig *m, Objmeta__CancelRebalanceResponse *out, char ***wipe,
                            char *err, size_t errlen);
+
+/* The cleanup's compaction bytes read and their (estimated) total, over every old owner. */
+void coord_mig_cleanup_bytes(const coord_mig *m, uint64_t *done, uint64_t *total);
 
 /* One rpc of the change in flight (scan, apply, compact): freed by its callback. */
 typedef struct mig_call {

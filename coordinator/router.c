@@ -20,6 +20,17 @@
  *      acknowledges the ring again and the client gets a retryable
  *      UNAVAILABLE, never a misrouted answer.
  *
+ * Replica groups (groups.c, coordinator/GROUPS.md "Routing"): the owner may
+ * be a group whose primary is failing over (coord_shard_waits). Its
+ * requests are then parked -- a packed copy, the reply and the arrival
+ * time -- and dispatched again from the top when the group table changes
+ * or its entry comes up, and every PARK_TICK_MS; those older than
+ * failover_wait_ms are answered UNAVAILABLE. A request for a group keeps a
+ * copy while in flight, so that one the primary failed (its connection
+ * broke, it answered UNAVAILABLE, it does not serve yet, or it is a backup
+ * now) can be parked and sent again -- only when that cannot change its
+ * outcome (route_may_retry).
+ *
  * The request was unpacked by rpc and is freed when the handler returns;
  * rpc_client_call packs it before returning, so forwarding needs no copy.
  *
@@ -30,6 +41,7 @@
  * through c->dispatch (set to coord_dispatch by coord_open).
  */
 #define OM_LOG_MODULE "coord"
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,9 +63,70 @@ typedef struct coord_call {
     coord_op op;
     uint64_t t0;
     uint64_t epoch;
-    Objmeta__Request *fwd; /* migration: a copy to forward to the new owner once acknowledged */
-    coord_shard *fwd_sh;
+    Objmeta__Request *fwd;   /* migration: a copy to forward to the new owner once acknowledged */
+    coord_shard *fwd_sh;     /* valid only while the pending ring is still fwd_epoch's */
+    uint64_t fwd_epoch;      /* the pending ring's epoch when the call was routed */
+    Objmeta__Request *again; /* a replicated group's request: a copy to send to the next primary */
 } coord_call;
+
+/*
+ * May a request that failed on a group's primary be sent again (to the next
+ * primary, or to this one once it serves)? Only when another attempt cannot
+ * turn into a different outcome (the client library's rules,
+ * client/client.c): reads always; an unconditional Delete (deleting twice
+ * leaves the key deleted, and a Delete of an absent key is answered OK);
+ * any request the replica refused before acting on it (route_refused). A
+ * Store or conditional Delete whose outcome is unknown is not: the client
+ * library re-reads the key before it writes again. As often as the
+ * failover deadline allows: each attempt is as safe as the first.
+ */
+static bool
+route_may_retry(const coord_call *cc, bool refused_unapplied)
+{
+    if (cc->again == NULL)
+        return false;
+    if (refused_unapplied)
+        return true;
+    switch (cc->op) {
+    case COORD_OP_RETRIEVE:
+    case COORD_OP_HEAD:
+    case COORD_OP_EXISTS:
+        return true;
+    case COORD_OP_DELETE:
+        return cc->again->delete_->condition_case == OBJMETA__DELETE_REQUEST__CONDITION__NOT_SET;
+    default:
+        return false;
+    }
+}
+
+/*
+ * Did a replica refuse the request before acting on it? A backup refuses
+ * client writes ("is a backup", shard/replica.c); a primary that does not
+ * serve yet or any more, and a replica changing roles, refuse every client
+ * operation before looking at it (shard/repl_etcd.c). All are UNAVAILABLE;
+ * the message is what tells them from an UNAVAILABLE of unknown outcome
+ * (a write whose replication failed).
+ */
+static bool
+route_refused(const Objmeta__Response *resp)
+{
+    static const char *const marks[] = {"is a backup", "does not serve yet", "changing roles"};
+
+    for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++)
+        if (resp->message != NULL && strstr(resp->message, marks[i]) != NULL)
+            return true;
+    return false;
+}
+
+/* Park cc's request for the group's next primary (counted as a retry). */
+static void
+route_retry(coord_call *cc, const char *why)
+{
+    om_log(OM_LOG_DEBUG, "request for group %s waits for its next primary why=\"%s\"", cc->sh->id,
+           why);
+    cc->c->parked_retried++;
+    coord_route_park(cc->c, cc->again, cc->op, cc->t0, cc->reply, cc->sh->id);
+}
 
 static void
 route_abort(coord_waiter *w, coord_shard *sh)
@@ -61,6 +134,10 @@ route_abort(coord_waiter *w, coord_shard *sh)
     coord_call *cc = (coord_call *)w;
 
     cc->answered = true;
+    if (route_may_retry(cc, false)) {
+        route_retry(cc, sh->why_down);
+        return;
+    }
     coord_answer_error(cc->c, cc->op, cc->t0, cc->reply, OM_E_UNAVAILABLE,
                        "shard %s (%s) went down: %s", sh->id, sh->addr, sh->why_down);
 }
@@ -159,9 +236,8 @@ forward_send(coord *c, Objmeta__Request *req, coord_shard *to, const Objmeta__Re
     objmeta__request__free_unpacked(req, NULL);
 }
 
-/* A heap copy of a request (pack + unpack); NULL when out of memory. */
-static Objmeta__Request *
-request_copy(const Objmeta__Request *req)
+Objmeta__Request *
+coord_request_copy(const Objmeta__Request *req)
 {
     size_t n = objmeta__request__get_packed_size(req);
     uint8_t *buf = malloc(n ? n : 1);
@@ -190,11 +266,22 @@ route_cb(void *arg, om_status st, const Objmeta__Response *resp)
     if (cc->unfwd)
         cc->c->unfwd_inflight--;
     if (cc->answered) {
-        /* answered UNAVAILABLE when the shard was marked down */
+        /* answered UNAVAILABLE (or parked) when the shard was marked down */
     } else if (st != OM_OK) {
         coord_pool_note_failure(sh, st, resp->message);
-        coord_answer_error(cc->c, cc->op, cc->t0, cc->reply, st, "shard %s (%s): %s", sh->id,
-                           sh->addr, resp->message);
+        if ((st == OM_E_UNAVAILABLE || st == OM_E_TIMEOUT) && route_may_retry(cc, false)) {
+            cc->answered = true;
+            route_retry(cc, resp->message);
+        } else {
+            coord_answer_error(cc->c, cc->op, cc->t0, cc->reply, st, "shard %s (%s): %s", sh->id,
+                               sh->addr, resp->message);
+        }
+    } else if (resp->status == OBJMETA__STATUS__UNAVAILABLE &&
+               route_may_retry(cc, route_refused(resp))) {
+        /* a backup (the configuration moved on), a primary that stopped serving or does not
+         * serve yet */
+        cc->answered = true;
+        route_retry(cc, resp->message);
     } else if (resp->status == OBJMETA__STATUS__WRONG_SHARD) {
         coord_pool_note_wrong_shard(sh);
         coord_answer_error(cc->c, cc->op, cc->t0, cc->reply, OM_E_UNAVAILABLE,
@@ -217,7 +304,15 @@ route_cb(void *arg, om_status st, const Objmeta__Response *resp)
         else
             coord_answer(cc->c, cc->op, cc->t0, cc->reply, resp);
     }
-    if (cc->fwd != NULL) {
+    if (cc->fwd != NULL &&
+        (cc->c->pending == NULL || ring_epoch(cc->c->pending) != cc->fwd_epoch)) {
+        /*
+         * The change this forward belonged to is over (switched, or cancelled): its target
+         * may have left the pool (pool_gc frees it) and nothing is forwarded under a ring
+         * that is not pending any more. A later change copies the key anew.
+         */
+        objmeta__request__free_unpacked(cc->fwd, NULL);
+    } else if (cc->fwd != NULL) {
         if (ok) {
             forward_send(cc->c, cc->fwd, cc->fwd_sh, resp);
         } else {
@@ -231,6 +326,8 @@ route_cb(void *arg, om_status st, const Objmeta__Response *resp)
             objmeta__request__free_unpacked(cc->fwd, NULL);
         }
     }
+    if (cc->again != NULL)
+        objmeta__request__free_unpacked(cc->again, NULL);
     free(cc);
 }
 
@@ -263,6 +360,10 @@ route(coord *c, coord_op op, const Objmeta__Request *req, const char *bucket, co
         else if (coord_mig_hold(c, req, op, t0, reply, false))
             return; /* cutover: answered once the ring has switched */
     }
+    if (coord_shard_waits(sh)) {
+        coord_route_park(c, req, op, t0, reply, sh->id);
+        return; /* a replicated group between primaries: routed again when it has one */
+    }
     if (!sh->up) {
         sh->failed_fast++;
         coord_answer_error(c, op, t0, reply, OM_E_UNAVAILABLE, "shard %s (%s) is down: %s", sh->id,
@@ -274,21 +375,32 @@ route(coord *c, coord_op op, const Objmeta__Request *req, const char *bucket, co
         coord_answer_error(c, op, t0, reply, OM_E_NOMEM, "out of memory");
         return;
     }
-    *cc = (coord_call){{NULL, NULL, route_abort}, false, to != NULL, false, c, sh, reply, op, t0,
-                       ring_epoch(c->ring),       NULL,  NULL};
+    *cc = (coord_call){.w = {NULL, NULL, route_abort},
+                       .moving = to != NULL,
+                       .c = c,
+                       .sh = sh,
+                       .reply = reply,
+                       .op = op,
+                       .t0 = t0,
+                       .epoch = ring_epoch(c->ring)};
     if (to != NULL && (op == COORD_OP_STORE || op == COORD_OP_DELETE)) {
-        cc->fwd = request_copy(req);
+        cc->fwd = coord_request_copy(req);
         cc->fwd_sh = to;
+        cc->fwd_epoch = ring_epoch(c->pending);
         if (cc->fwd == NULL)
             coord_mig_note_dirty(c, bucket, key); /* no memory to forward: copied at cutover */
     }
     cc->unfwd = c->pending == NULL && (op == COORD_OP_STORE || op == COORD_OP_DELETE);
+    if (sh->replicated)
+        cc->again = coord_request_copy(req); /* NULL (no memory): answered, not retried */
     fwd = *req; /* shallow: rpc_client_call packs it before returning */
     fwd.ring_epoch = cc->epoch;
     st = coord_pool_call(sh, &fwd, route_cb, cc);
     if (st != OM_OK) {
         if (cc->fwd)
             objmeta__request__free_unpacked(cc->fwd, NULL);
+        if (cc->again)
+            objmeta__request__free_unpacked(cc->again, NULL);
         free(cc);
         coord_answer_error(c, op, t0, reply, st, "cannot forward to shard %s: %s", sh->id,
                            om_status_str(st));
@@ -299,6 +411,158 @@ route(coord *c, coord_op op, const Objmeta__Request *req, const char *bucket, co
     if (cc->unfwd)
         c->unfwd_inflight++;
     coord_waiter_add(sh, &cc->w);
+}
+
+/* --- waiting for a group's next primary ------------------------------------------------------ */
+
+struct coord_parked {
+    struct coord_parked *next;
+    rpc_reply *reply;
+    uint64_t t0;
+    coord_op op;
+    char group[RING_ID_MAX + 1];
+    size_t n;
+    uint8_t packed[]; /* the request */
+};
+
+#define PARK_TICK_MS 100
+#define PARK_MAX 65536 /* beyond this many waiting requests, new ones are answered at once */
+
+static void
+park_expired(coord *c, coord_op op, uint64_t t0, rpc_reply *reply, const char *group,
+             uint64_t waited_ms)
+{
+    c->parked_expired++;
+    coord_answer_error(c, op, t0, reply, OM_E_UNAVAILABLE,
+                       "replica group %s has no primary that answers (waited %llu ms for a "
+                       "failover); retry",
+                       group, (unsigned long long)waited_ms);
+}
+
+/* Append p to the parked list (the tick runs while the list is not empty). */
+static void
+park_append(coord *c, struct coord_parked *p)
+{
+    struct timeval tv = {0, PARK_TICK_MS * 1000};
+
+    p->next = NULL;
+    if (c->parked_tail != NULL)
+        c->parked_tail->next = p;
+    else
+        c->parked_head = p;
+    c->parked_tail = p;
+    if (c->parked_count++ == 0)
+        evtimer_add(c->park_timer, &tv);
+}
+
+/* Every PARK_TICK_MS while requests wait: a release pass (it also expires them). */
+static void
+park_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    coord_route_release(arg);
+}
+
+void
+coord_route_park(coord *c, const Objmeta__Request *req, coord_op op, uint64_t t0, rpc_reply *reply,
+                 const char *group)
+{
+    uint64_t waited_ms = (om_clock_mono_ns() - t0) / 1000000;
+    size_t n = objmeta__request__get_packed_size(req);
+    struct coord_parked *p;
+
+    if (waited_ms >= c->opts.failover_wait_ms || c->stopping) {
+        park_expired(c, op, t0, reply, group, waited_ms);
+        return;
+    }
+    if (c->parked_count >= PARK_MAX) {
+        coord_answer_error(c, op, t0, reply, OM_E_BUSY,
+                           "replica group %s is failing over and %d requests already wait; retry",
+                           group, PARK_MAX);
+        return;
+    }
+    if (c->park_timer == NULL)
+        c->park_timer = event_new(c->base, -1, EV_PERSIST, park_tick, c);
+    p = malloc(sizeof(*p) + n);
+    if (p == NULL || c->park_timer == NULL) {
+        free(p);
+        coord_answer_error(c, op, t0, reply, OM_E_UNAVAILABLE,
+                           "replica group %s is failing over and there is no memory to hold the "
+                           "request; retry",
+                           group);
+        return;
+    }
+    objmeta__request__pack(req, p->packed);
+    p->n = n;
+    p->reply = reply;
+    p->t0 = t0;
+    p->op = op;
+    snprintf(p->group, sizeof(p->group), "%s", group);
+    park_append(c, p);
+    if (!c->releasing)
+        c->parked_total++; /* a request parked again by a release is counted once */
+}
+
+void
+coord_route_release(coord *c)
+{
+    struct coord_parked *p = c->parked_head;
+
+    c->parked_head = c->parked_tail = NULL;
+    c->parked_count = 0;
+    if (c->park_timer != NULL)
+        evtimer_del(c->park_timer);
+    while (p != NULL) {
+        struct coord_parked *next = p->next;
+        coord_shard *sh = coord_pool_find(c, p->group);
+        uint64_t waited_ms = (om_clock_mono_ns() - p->t0) / 1000000;
+        Objmeta__Request *req;
+
+        if (waited_ms >= c->opts.failover_wait_ms) {
+            park_expired(c, p->op, p->t0, p->reply, p->group, waited_ms);
+            free(p);
+            p = next;
+            continue;
+        }
+        if (sh != NULL && coord_shard_waits(sh) && !c->stopping) {
+            park_append(c, p); /* its group still has no primary: it keeps waiting */
+            p = next;
+            continue;
+        }
+        req = objmeta__request__unpack(NULL, p->n, p->packed);
+        if (req == NULL) {
+            coord_answer_error(c, p->op, p->t0, p->reply, OM_E_NOMEM,
+                               "out of memory while releasing a request held for a failover");
+        } else {
+            /* routed again: sent to the group's primary now, or parked again until its deadline */
+            c->releasing = true;
+            c->dispatch(c, req, p->t0, p->reply);
+            c->releasing = false;
+            objmeta__request__free_unpacked(req, NULL);
+        }
+        free(p);
+        p = next;
+    }
+}
+
+void
+coord_route_park_close(coord *c)
+{
+    struct coord_parked *p = c->parked_head;
+
+    c->parked_head = c->parked_tail = NULL;
+    c->parked_count = 0;
+    while (p != NULL) {
+        struct coord_parked *next = p->next;
+        coord_answer_error(c, p->op, p->t0, p->reply, OM_E_UNAVAILABLE,
+                           "the coordinator is closing; replica group %s had no primary", p->group);
+        free(p);
+        p = next;
+    }
+    if (c->park_timer != NULL)
+        event_free(c->park_timer);
+    c->park_timer = NULL;
 }
 
 /* --- answered here --------------------------------------------------------------------------- */
@@ -353,8 +617,14 @@ coord_handle(void *arg, const Objmeta__Request *req, rpc_reply *reply)
 }
 
 void
-coord_dispatch(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *reply)
+coord_dispatch(coord *c, const Objmeta__Request *in, uint64_t t0, rpc_reply *reply)
 {
+    /* Whatever is sent on behalf of this request -- routed, proxied to the leader, held and
+     * replayed -- carries its request id (the client's, or the one rpc made: rpc.h). */
+    Objmeta__Request with_id = *in;
+    const Objmeta__Request *req = &with_id;
+
+    with_id.request_id = (char *)rpc_reply_request_id(reply);
     switch (req->body_case) {
     case OBJMETA__REQUEST__BODY_STORE:
     case OBJMETA__REQUEST__BODY_RETRIEVE:
@@ -407,6 +677,15 @@ coord_dispatch(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_reply *re
         break;
     case OBJMETA__REQUEST__BODY_REBALANCE_STATUS:
         coord_mig_status(c, t0, reply);
+        break;
+    case OBJMETA__REQUEST__BODY_ADD_GROUP:
+    case OBJMETA__REQUEST__BODY_REMOVE_GROUP:
+    case OBJMETA__REQUEST__BODY_GROUPS:
+    case OBJMETA__REQUEST__BODY_PROMOTE:
+    case OBJMETA__REQUEST__BODY_ADD_REPLICA:
+    case OBJMETA__REQUEST__BODY_REMOVE_REPLICA:
+    case OBJMETA__REQUEST__BODY_VERIFY:
+        coord_group_admin(c, req, t0, reply); /* group_admin.c */
         break;
     default:
         coord_answer_error(c, COORD_OP_OTHER, t0, reply, OM_E_INVALID, "unknown operation");

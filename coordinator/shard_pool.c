@@ -116,6 +116,19 @@ pool_mark_up(coord_shard *sh)
     sh->ever_up = true;
     sh->why_down[0] = '\0';
     pool_check_ready(sh->c);
+    if (sh->replicated && sh->c->parked_count > 0)
+        coord_route_release(sh->c); /* requests waiting for this group's primary */
+}
+
+/* The options of a connection to a shard. */
+static void
+pool_client_opts(const coord *c, rpc_client_opts *co)
+{
+    rpc_client_opts_init(co);
+    co->max_frame = c->opts.max_frame;
+    co->connect_timeout_ms = c->opts.health_timeout_ms;
+    co->default_timeout_ms = c->opts.shard_timeout_ms;
+    co->tls = c->tls_cli;
 }
 
 /* A new pool entry for (id, addr), appended to c->shards. */
@@ -125,11 +138,7 @@ pool_add(coord *c, const char *id, const char *addr, coord_shard **out)
     rpc_client_opts co;
     coord_shard *sh, **v;
 
-    rpc_client_opts_init(&co);
-    co.max_frame = c->opts.max_frame;
-    co.connect_timeout_ms = c->opts.health_timeout_ms;
-    co.default_timeout_ms = c->opts.shard_timeout_ms;
-    co.tls = c->tls_cli;
+    pool_client_opts(c, &co);
     v = realloc(c->shards, (c->nshards + 1) * sizeof(*v));
     if (v == NULL)
         return OM_ERR(OM_E_NOMEM);
@@ -140,7 +149,7 @@ pool_add(coord *c, const char *id, const char *addr, coord_shard **out)
     c->shards[c->nshards++] = sh;
     sh->c = c;
     sh->id = strdup(id);
-    sh->addr = strdup(addr);
+    sh->addr = strdup(sh->id ? coord_groups_route_addr(c, sh, addr) : addr);
     sh->conns = calloc(c->opts.pool_size, sizeof(*sh->conns));
     snprintf(sh->why_down, sizeof(sh->why_down), "first health check pending");
     sh->waiters.prev = sh->waiters.next = &sh->waiters;
@@ -313,6 +322,44 @@ coord_pool_call(coord_shard *sh, const Objmeta__Request *req, rpc_client_cb cb, 
     cl = sh->conns[sh->next_conn++ % sh->nconns];
     sh->forwarded++;
     return rpc_client_call(cl, req, sh->c->opts.shard_timeout_ms, cb, arg);
+}
+
+void
+coord_pool_retarget(coord_shard *sh, const char *addr)
+{
+    coord *c = sh->c;
+    rpc_client_opts co;
+    rpc_client **old = sh->conns, **fresh = calloc(c->opts.pool_size, sizeof(*fresh));
+    char *a = strdup(addr);
+    uint32_t n = 0, oldn = sh->nconns;
+
+    pool_client_opts(c, &co);
+    while (fresh != NULL && a != NULL && n < c->opts.pool_size &&
+           rpc_client_new(c->base, a, &co, &fresh[n]) == OM_OK)
+        n++;
+    if (fresh == NULL || a == NULL || n < c->opts.pool_size) {
+        om_log(OM_LOG_ERROR, "cannot connect to the new primary id=%s addr=%s", sh->id, addr);
+        for (uint32_t k = 0; k < n; k++)
+            rpc_client_free(fresh[k]);
+        free(fresh);
+        free(a);
+        return;
+    }
+    /* the new connections first: callbacks of the old calls that run below probe (and
+     * route) through sh->conns */
+    sh->conns = fresh;
+    sh->nconns = n;
+    sh->next_conn = 0;
+    free(sh->addr);
+    sh->addr = a;
+    sh->id_verified = false;
+    pool_mark_down(sh, "the group's primary moved to %s; probing it", addr);
+    for (uint32_t k = 0; k < oldn; k++)
+        rpc_client_free(old[k]); /* pending calls complete with UNAVAILABLE */
+    free(old);
+    sh->setring_inflight = false;
+    sh->ping_inflight = false;
+    pool_push_ring(sh);
 }
 
 size_t

@@ -373,6 +373,12 @@ etcd_election_leader(const etcd_election *e)
     return om_buf_slice(&e->leader);
 }
 
+bool
+etcd_election_in_touch(const etcd_election *e)
+{
+    return !e->campaigning || om_clock_mono_ms() < e->lease_until_ms;
+}
+
 om_status
 etcd_election_guard(const etcd_election *e, etcd_txn *t)
 {

@@ -235,6 +235,13 @@ bool etcd_election_is_leader(const etcd_election *e);
 /* The current leader's value (empty: none known). Valid until the next loop turn. */
 om_slice etcd_election_leader(const etcd_election *e);
 /*
+ * True while etcd confirmed this candidate's lease less than one TTL ago (a
+ * keep-alive sent then was answered), i.e. this process is in touch with
+ * etcd and its view of the leader is current; false once it is cut off (and
+ * before its first lease). Candidates only: an observer is always "in touch".
+ */
+bool etcd_election_in_touch(const etcd_election *e);
+/*
  * etcd_election_guard -- add to t the compare "the election key still has
  * the create_revision this candidate won it with". Returns OM_E_PRECONDITION
  * (nothing added) when not leader.

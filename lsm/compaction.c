@@ -304,6 +304,10 @@ typedef struct comp_out {
     uint64_t rate;
     uint64_t pace_pending;
     uint64_t pace_tat_ns;
+    /* Progress of a manual compaction (lsm_compact_range_progress): the step's table bytes
+     * (file) and raw entry bytes (raw), the raw bytes read so far, db->manual_done at the
+     * step's start (base); raw == 0: not tracked. */
+    uint64_t prog_base, prog_file, prog_raw, prog_read, prog_unposted;
 } comp_out;
 
 /*
@@ -360,6 +364,74 @@ lsm_compact_range_stop(lsm_db *db)
     pthread_cond_broadcast(&db->compact_cv); /* wakes a pacing sleep */
     pthread_cond_broadcast(&db->bg_cv);
     pthread_mutex_unlock(&db->mu);
+}
+
+/*
+ * Progress of manual compactions (lsm_compact_range_progress). A call of
+ * lsm_compact_range* runs one step per level with data: level l's tables
+ * and the overlapping ones of l + 1 merged into l + 1, and last the deepest
+ * level rewritten in place. What a step writes is read again by the next,
+ * so with S(l) the table bytes of level l, C(l) = S(from) + ... + S(l), the
+ * steps read C(l) + S(l + 1) for each l below the deepest and C(deepest) in
+ * place: lsm_manual_estimate. The compaction filter makes the outputs
+ * smaller than that model says, which each step's fresh estimate (db.c)
+ * corrects. Within a step, progress is the raw entry bytes read over the
+ * step's raw bytes (the tables' properties, what comp_pace charges),
+ * scaled to the step's table bytes and posted every PACE_CHUNK.
+ */
+uint64_t
+lsm_manual_estimate(const lsm_version *v, int from, int max_level, uint64_t unflushed)
+{
+    uint64_t est = 0, cum = unflushed; /* flushed into L0 first (from is 0 then) */
+
+    for (int l = from < 0 ? 0 : from; l <= max_level && l < LSM_MAX_LEVELS; l++) {
+        bool in_place = l == max_level && l > 0;
+        cum += lsm_version_level_bytes(v, l);
+        if (cum == 0)
+            continue; /* nothing at or above l: the step finds no input */
+        est += cum;   /* level l as the steps above left it */
+        if (!in_place && l + 1 < LSM_MAX_LEVELS)
+            est += lsm_version_level_bytes(v, l + 1); /* and the tables of l + 1 it merges with */
+    }
+    return est;
+}
+
+/* Raw key and value bytes of c's inputs (their tables' properties); 0 if unknown. */
+static uint64_t
+comp_raw_bytes(lsm_db *db, const lsm_compaction *c)
+{
+    uint64_t raw = 0;
+
+    for (int w = 0; w < 2; w++) {
+        for (int i = 0; i < c->nin[w]; i++) {
+            lsm_table_ref *ref;
+            if (lsm_table_cache_ref(db->tc, c->in[w][i]->number, c->in[w][i]->size, &ref) != OM_OK)
+                return 0;
+            const lsm_sst_props *p = lsm_sst_props_get(lsm_table_ref_sst(ref));
+            raw += p->raw_key_bytes + p->raw_value_bytes;
+            lsm_table_cache_unref(db->tc, ref);
+        }
+    }
+    return raw;
+}
+
+/* n raw bytes of a manual step read: post its share of the step's table bytes now and then. */
+static void
+comp_progress(lsm_db *db, comp_out *o, uint64_t n)
+{
+    uint64_t part;
+
+    if (o->prog_raw == 0)
+        return;
+    o->prog_read += n;
+    o->prog_unposted += n;
+    if (o->prog_unposted < PACE_CHUNK)
+        return;
+    o->prog_unposted = 0;
+    part = o->prog_read >= o->prog_raw
+               ? o->prog_file
+               : (uint64_t)((double)o->prog_file * (double)o->prog_read / (double)o->prog_raw);
+    atomic_store_explicit(&db->manual_done, o->prog_base + part, memory_order_relaxed);
 }
 
 /* Charge n bytes of work; sleeps when ahead of the rate. Requires: mu not held. */
@@ -559,6 +631,7 @@ comp_run(lsm_db *db, lsm_compaction *c, uint64_t smallest, uint64_t newest, lsm_
             OM_GOTO(OM_ERR(OM_E_CORRUPT));
         }
         comp_pace(db, o, k.n + v.n);
+        comp_progress(db, o, k.n + v.n);
         new_key = !d.has_key || !om_slice_eq(ik.user_key, om_buf_slice(&d.key));
         OM_GOTO(lsm_cdecide_next(&d, k, v,
                                  (ik.type == LSM_TYPE_DEL || db->opts.compaction_filter != NULL) &&
@@ -617,7 +690,7 @@ comp_input_bytes(const lsm_compaction *c)
  * speed). Requires: mu not held.
  */
 static om_status
-comp_do(lsm_db *db, lsm_compaction *c, uint64_t smallest, uint64_t newest, uint64_t rate)
+comp_do(lsm_db *db, lsm_compaction *c, uint64_t smallest, uint64_t newest, const db_manual *m)
 {
     comp_out o;
     lsm_edit e;
@@ -626,7 +699,12 @@ comp_do(lsm_db *db, lsm_compaction *c, uint64_t smallest, uint64_t newest, uint6
     uint64_t t0 = om_clock_mono_ns();
 
     memset(&o, 0, sizeof(o));
-    o.rate = rate;
+    o.rate = m != NULL ? m->bytes_per_sec : 0;
+    if (m != NULL && !trivial) {
+        o.prog_base = m->done_base;
+        o.prog_file = comp_input_bytes(c);
+        o.prog_raw = comp_raw_bytes(db, c);
+    }
     lsm_edit_init(&e);
     OM_GOTO(comp_edit_inputs(c, &e));
     if (trivial) {
@@ -653,6 +731,8 @@ comp_do(lsm_db *db, lsm_compaction *c, uint64_t smallest, uint64_t newest, uint6
         atomic_fetch_add(&db->st_comp_read, comp_input_bytes(c));
         atomic_fetch_add(&db->st_comp_written, o.bytes_written);
     }
+    if (m != NULL) /* the step is read through: its whole input counts */
+        atomic_store(&db->manual_done, m->done_base + comp_input_bytes(c));
     atomic_fetch_add(&db->st_compactions, 1);
     lsm_logf(&db->opts, OM_LOG_DEBUG,
              "compacted level=%d inputs=%d+%d outputs=%d trivial=%d bytes_in=%llu "
@@ -836,7 +916,7 @@ comp_main(lsm_db *db, bool urgent)
             m->taken = true; /* its caller now waits for done, even at close */
         pthread_mutex_unlock(&db->mu);
 
-        st = comp_do(db, c, smallest, newest, m != NULL ? m->bytes_per_sec : 0);
+        st = comp_do(db, c, smallest, newest, m);
         lsm_compaction_free(c);
 
         pthread_mutex_lock(&db->mu);

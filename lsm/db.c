@@ -709,6 +709,9 @@ lsm_compact_range_rate(lsm_db *db, om_slice begin, om_slice end, uint64_t bytes_
     for (int l = 0; l < LSM_MAX_LEVELS; l++)
         if (db->sv->v->nfiles[l] > 0)
             max_level = l;
+    atomic_store(&db->manual_done, 0);
+    atomic_store(&db->manual_total, lsm_manual_estimate(db->vs->current, 0, max_level, 0));
+    atomic_store(&db->manual_running, true);
     pthread_mutex_unlock(&db->mu);
     /*
      * Push everything down to the deepest level with data (at least L1), then
@@ -730,6 +733,12 @@ lsm_compact_range_rate(lsm_db *db, om_slice begin, om_slice end, uint64_t bytes_
             } else if (atomic_load(&db->manual_stopped)) {
                 st = OM_E_BUSY; /* lsm_compact_range_stop */
             } else {
+                /* progress: what is done, plus this step and the ones below it, estimated from
+                 * the tables as they are now (what the filter dropped is not read again) */
+                m.done_base = atomic_load(&db->manual_done);
+                atomic_store(&db->manual_total,
+                             m.done_base +
+                                 lsm_manual_estimate(db->vs->current, level, max_level, 0));
                 db->manual = &m;
                 pthread_cond_broadcast(&db->compact_cv);
                 while (!m.done && (m.taken || (!db->shutting_down && db->bg_error == OM_OK)))
@@ -745,10 +754,42 @@ lsm_compact_range_rate(lsm_db *db, om_slice begin, om_slice end, uint64_t bytes_
         om_buf_free(&m.end);
     }
     pthread_mutex_lock(&db->mu);
+    if (st == OM_OK) /* read through: the last estimate is what was read */
+        atomic_store(&db->manual_total, atomic_load(&db->manual_done));
+    atomic_store(&db->manual_running, false);
     db->manual_callers--;
     pthread_cond_broadcast(&db->bg_cv);
     pthread_mutex_unlock(&db->mu);
     return st;
+}
+
+void
+lsm_compact_range_progress(lsm_db *db, uint64_t *done, uint64_t *total, bool *running)
+{
+    uint64_t d = atomic_load(&db->manual_done), t = atomic_load(&db->manual_total);
+
+    *running = atomic_load(&db->manual_running);
+    *done = d;
+    *total = t > d ? t : d; /* a step may read more than its estimate (writes meanwhile) */
+}
+
+uint64_t
+lsm_compact_range_estimate(lsm_db *db)
+{
+    uint64_t est, unflushed;
+    int max_level = 0;
+
+    pthread_mutex_lock(&db->mu);
+    /* memory used by memtables with entries: about the data they hold */
+    unflushed = lsm_mem_entries(db->mem) > 0 ? lsm_mem_usage(db->mem) : 0;
+    for (int i = 0; i < db->nimm; i++)
+        unflushed += lsm_mem_entries(db->imm[i]) > 0 ? lsm_mem_usage(db->imm[i]) : 0;
+    for (int l = 0; l < LSM_MAX_LEVELS; l++)
+        if (db->vs->current->nfiles[l] > 0)
+            max_level = l;
+    est = lsm_manual_estimate(db->vs->current, 0, max_level, unflushed);
+    pthread_mutex_unlock(&db->mu);
+    return est;
 }
 
 void

@@ -100,6 +100,7 @@ typedef struct db_manual {
     bool done;
     bool taken;             /* the compaction thread runs it: it will set done (under mu) */
     uint64_t bytes_per_sec; /* pace (compaction.c, comp_pace); 0 = unlimited */
+    uint64_t done_base;     /* manual_done when this step started (progress) */
     om_status st;
 } db_manual;
 
@@ -140,6 +141,10 @@ struct lsm_db {
     db_manual *manual;
     int manual_callers;         /* threads inside lsm_compact_range*: lsm_close waits for them */
     atomic_bool manual_stopped; /* lsm_compact_range_stop was called (compaction.c) */
+    /* lsm_compact_range_progress: written by the caller of lsm_compact_range* (total, running)
+     * and by the compaction thread (done, as entries are read) */
+    _Atomic uint64_t manual_done, manual_total;
+    atomic_bool manual_running;
     pthread_cond_t flush_cv, compact_cv, sync_cv;
     uint64_t unsynced_writes;
     /*
@@ -218,5 +223,14 @@ om_status lsm_db_internal_iter(lsm_db *db, lsm_sv *sv, bool fill_cache, lsm_it *
  */
 om_status lsm_level_iter_new(lsm_table_cache *tc, lsm_file_meta *const *files, int n,
                              bool fill_cache, lsm_it **out);
+
+/*
+ * lsm_manual_estimate -- table bytes the steps from level `from` to max_level
+ * of a manual compaction of everything would read, from v's level sizes
+ * (compaction.c explains the model), with `unflushed` bytes of memtables
+ * that its flush would add to L0 (from 0 only). Requires: v pinned (mu
+ * held, or a ref).
+ */
+uint64_t lsm_manual_estimate(const lsm_version *v, int from, int max_level, uint64_t unflushed);
 
 #endif /* OM_LSM_DB_INT_H */

@@ -360,6 +360,27 @@ om_status lsm_compact_range_rate(lsm_db *db, om_slice begin, om_slice end, uint6
  * operations and automatic compactions go on. Irreversible until lsm_close.
  */
 void lsm_compact_range_stop(lsm_db *db);
+/*
+ * lsm_compact_range_progress -- how far the lsm_compact_range* call in
+ * progress has got, in table bytes read: *done of *total. A call compacts
+ * level by level (each step reads a level's tables and the overlapping ones
+ * of the next, the last one rewrites the deepest level in place), so the
+ * total is the sum of the steps' inputs: estimated from the tables when the
+ * call starts, and again from the tables at the start of each step -- so it
+ * shrinks by what the compaction filter dropped, which the later steps do
+ * not read again. Within a step, done advances with the entries read (their
+ * share of the step's raw key and value bytes). When the call ends, done ==
+ * total. *running false: no call runs; *done and *total are the last call's
+ * (0 before any).
+ * Thread-safety: any thread, concurrently with everything.
+ */
+void lsm_compact_range_progress(lsm_db *db, uint64_t *done, uint64_t *total, bool *running);
+/*
+ * lsm_compact_range_estimate -- the table bytes a full lsm_compact_range
+ * (open begin and end) would read if it started now (the total above).
+ * Thread-safety: any thread.
+ */
+uint64_t lsm_compact_range_estimate(lsm_db *db);
 
 typedef struct lsm_level_stats {
     uint32_t files;

@@ -65,6 +65,15 @@ static const op_row op_table[] = {
     {OBJMETA__REQUEST__BODY_APPLY_RECORDS, "apply_records", RPC_ROLE_PEER},
     {OBJMETA__REQUEST__BODY_COMPACT, "compact", RPC_ROLE_PEER},
     {OBJMETA__REQUEST__BODY_REPLICATE, "replicate", RPC_ROLE_PEER}, /* shard/REPLICATION.md */
+    {OBJMETA__REQUEST__BODY_DIGEST, "digest", RPC_ROLE_PEER | RPC_ROLE_ADMIN}, /* shard/verify.c */
+    /* replica groups (coordinator/groups.c) */
+    {OBJMETA__REQUEST__BODY_ADD_GROUP, "add_group", RPC_ROLE_ADMIN},
+    {OBJMETA__REQUEST__BODY_REMOVE_GROUP, "remove_group", RPC_ROLE_ADMIN},
+    {OBJMETA__REQUEST__BODY_GROUPS, "groups", RPC_ROLE_ADMIN},
+    {OBJMETA__REQUEST__BODY_PROMOTE, "promote", RPC_ROLE_ADMIN},
+    {OBJMETA__REQUEST__BODY_ADD_REPLICA, "add_replica", RPC_ROLE_ADMIN},
+    {OBJMETA__REQUEST__BODY_REMOVE_REPLICA, "remove_replica", RPC_ROLE_ADMIN},
+    {OBJMETA__REQUEST__BODY_VERIFY, "verify", RPC_ROLE_ADMIN},
     {OBJMETA__REQUEST__BODY_AUTH, "auth", RPC_ROLES_ALL}, /* answered by conn.c before the check */
 };
 

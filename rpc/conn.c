@@ -500,6 +500,7 @@ conn_process(rpc_conn *c)
             rpc_scratch_done(&s->scratch, pa, &req->base);
             continue;
         }
+        rpc_reply_take_request(r, req);
         s->handler(s->handler_arg, req, r);
         rpc_scratch_done(&s->scratch, pa, &req->base);
         rpc_conn_flow(c); /* the handler may have answered: recheck high water */
@@ -711,6 +712,8 @@ rpc_conn_sweep(rpc_conn *c, uint64_t now_ms)
         while (c->in_head != NULL && now_ms - c->in_head->start_ms >= o->request_timeout_ms) {
             rpc_reply *r = c->in_head;
             uint64_t id = r->id;
+            om_log_rid(OM_LOG_WARN, r->rid, "request timed out op=%s id=%llu peer=%s timeout_ms=%u",
+                       rpc_op_name(r->op), (unsigned long long)id, c->peer, o->request_timeout_ms);
             rpc_reply_unlink(r);
             c->srv->st.request_timeouts++;
             conn_send_error(c, id, OM_E_TIMEOUT, "request %llu not answered within %u ms",

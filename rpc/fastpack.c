@@ -240,7 +240,7 @@ rpc_response_pack(const Objmeta__Response *resp, uint8_t *out)
 
 /*
  * rpc_fastunpack_request decodes a Request whose top level holds only id
- * (field 1), ring_epoch (2) and one Store (10), Retrieve (11), Head (12) or
+ * (field 1), ring_epoch (2), request_id (3) and one Store (10), Retrieve (11), Head (12) or
  * Exists (13) body, each field at most once, with one-byte tags, varints of
  * at most 9 bytes, and strings of ASCII bytes only; inside the body only the
  * fields of that message, each at most once (and at most one condition).
@@ -353,6 +353,11 @@ rpc_fastunpack_request(ProtobufCAllocator *pa, const uint8_t *data, size_t n, bo
             if (!fu_varint(&in, tag == TAG_VARINT(1) ? &r->id : &r->ring_epoch))
                 return NULL;
             break;
+        case TAG_LEN(RPC_REQUEST_ID_FIELD):
+            if ((seen & (1u << RPC_REQUEST_ID_FIELD)) || !fu_str(&in, pa, &r->request_id))
+                return NULL;
+            seen |= 1u << RPC_REQUEST_ID_FIELD;
+            break;
         case TAG_STORE:
         case TAG_RETRIEVE:
         case TAG_HEAD:
@@ -378,7 +383,7 @@ rpc_fastunpack_request(ProtobufCAllocator *pa, const uint8_t *data, size_t n, bo
 /*
  * rpc_fastpeek_keyed reads the address of a Retrieve, Head or Exists request
  * in place, for a prefetch hint: the top level may hold id (1), ring_epoch
- * (2) and the body (11, 12, 13); the body its bucket (1) and key (2).
+ * (2), request_id (3) and the body (11, 12, 13); the body its bucket (1) and key (2).
  * It allocates nothing and checks only what it needs to stay inside the
  * bytes: whatever it returns is a hint, and the request is decoded (and
  * judged) as usual when it is dispatched.
@@ -393,6 +398,9 @@ rpc_fastpeek_keyed(const uint8_t *data, size_t n, om_slice *bucket, om_slice *ke
         uint8_t tag = *in.p++;
         if (tag == TAG_VARINT(1) || tag == TAG_VARINT(2)) { /* id, ring_epoch */
             if (!fu_varint(&in, &ignored))
+                return false;
+        } else if (tag == TAG_LEN(RPC_REQUEST_ID_FIELD)) {
+            if (!fu_len(&in, &s))
                 return false;
         } else if (tag == TAG_RETRIEVE || tag == TAG_HEAD || tag == TAG_EXISTS) {
             if (!fu_len(&in, &body))

@@ -18,7 +18,7 @@
 /*
  * rpc_fastpack_req_plan covers a Request (no unknown fields anywhere) with a
  * non-NULL Store, Retrieve, Head, Exists or Delete body, and writes what
- * protobuf-c writes for it: id (1), ring_epoch (2), then the body (10..14,
+ * protobuf-c writes for it: id (1), ring_epoch (2), request_id (3), then the body (10..14,
  * one-byte tags). Oneof members of the bodies (Store's if_absent /
  * if_version / forced_version, Delete's if_version / forced_version) are
  * sent whenever their case names them, zero or not, as protobuf-c does.
@@ -113,7 +113,9 @@ rpc_fastpack_req_plan(const Objmeta__Request *r, rpc_fastpack_req *fp)
     if (body->n_unknown_fields != 0)
         return false;
     fp->body_len = b;
-    fp->total = fp_u64_size(r->id) + fp_u64_size(r->ring_epoch) + fp_ld_size(b);
+    fp->rid_len = fp_strlen(r->request_id);
+    fp->total = fp_u64_size(r->id) + fp_u64_size(r->ring_epoch) + fp_ld_size(b) +
+                (fp->rid_len > 0 ? fp_ld_size(fp->rid_len) : 0);
     return true;
 }
 
@@ -125,6 +127,7 @@ rpc_fastpack_req_write(const Objmeta__Request *r, const rpc_fastpack_req *fp, ui
 
     p = fp_put_u64(p, 1, r->id);
     p = fp_put_u64(p, 2, r->ring_epoch);
+    p = fp_put_str(p, RPC_REQUEST_ID_FIELD, r->request_id, fp->rid_len);
     *p++ = TAG_LEN((unsigned)r->body_case);
     p = fp_put_varint(p, fp->body_len);
     switch (r->body_case) {

@@ -159,6 +159,7 @@ typedef struct rpc_fastpack_req {
     size_t total;    /* packed size of the Request */
     size_t body_len; /* the body message's size */
     size_t slen[4];  /* bucket, key, metadata_json, content_type */
+    size_t rid_len;  /* request_id */
 } rpc_fastpack_req;
 bool rpc_fastpack_req_plan(const Objmeta__Request *req, rpc_fastpack_req *fp);
 size_t rpc_fastpack_req_write(const Objmeta__Request *req, const rpc_fastpack_req *fp,
@@ -175,12 +176,16 @@ size_t rpc_request_packed_size(const Objmeta__Request *req);
 Objmeta__Response *rpc_fastunpack_response(ProtobufCAllocator *pa, const uint8_t *data, size_t n,
                                            bool *handled);
 
+/* Request.request_id's field number (proto/objmeta.proto; the wire checks and the fast codecs). */
+#define RPC_REQUEST_ID_FIELD 3
+
 /*
  * rpc_wire_check_strings -- refuse an encoded message of type d in which
  * any string field, at any depth, carries a NUL byte on the wire
  * (protobuf-c would silently cut the string there; wirecheck.c).
  * Returns: OM_OK; OM_E_INVALID with a message naming the field's path
- * ("store.key: contains a NUL byte ...") in err.
+ * ("store.key: contains a NUL byte ...") in err. A Request's request_id
+ * must also pass rpc_request_id_check.
  * Thread-safety: pure.
  */
 om_status rpc_wire_check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n,

@@ -165,6 +165,7 @@ rpc_reply_send(rpc_reply *r, const Objmeta__Response *resp)
     copy.id = r->id;
     if (copy.message == NULL)
         copy.message = (char *)protobuf_c_empty_string;
+    reqlog_answered(r, copy.status, copy.message, strlen(copy.message));
     if (pthread_equal(pthread_self(), q->loop_thread)) {
         /* Loop thread: q->dead and r->conn are only written here. */
         rpc_conn *c = r->conn;
@@ -311,6 +312,7 @@ rpc_reply_send_encoded(rpc_reply *r, const uint8_t *p, size_t n)
                                            : "undecodable response to forward");
         return;
     }
+    reqlog_answered_encoded(r, p, n);
     reply_deliver(r, p, n, total, reply_encoded_write);
 }
 
@@ -326,6 +328,7 @@ rpc_reply_send_packed(rpc_reply *r, const uint8_t *p, size_t n)
                         total - RPC_FRAME_HEADER_LEN, q->max_frame);
         return;
     }
+    reqlog_answered_encoded(r, p, n);
     reply_deliver(r, p, n, total, packed_frame_write);
 }
 

@@ -181,6 +181,31 @@ om_status rpc_port_file_write(const char *path, const char *const *names, const 
                               size_t n);
 
 /* ------------------------------------------------------------------------ */
+/* Request ids                                                               */
+
+/*
+ * A Request's request_id (proto/objmeta.proto) is repeated in every log line
+ * about the request, on the coordinator and on the shards it asks: 1 to
+ * RPC_REQUEST_ID_MAX bytes of printable ASCII other than space, '"' and
+ * '\\' ("" = none).
+ */
+#define RPC_REQUEST_ID_MAX 64u
+
+static inline bool
+rpc_request_id_char(uint8_t ch)
+{
+    return ch > 0x20 && ch < 0x7f && ch != '"' && ch != '\\';
+}
+
+/*
+ * rpc_request_id_check -- the rule above for the n bytes at p (the server
+ * applies it to every Request as it arrived on the wire; clients before
+ * they send). Returns: OM_OK; OM_E_INVALID with "request_id: ..." in err.
+ * Thread-safety: pure.
+ */
+om_status rpc_request_id_check(const uint8_t *p, size_t n, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------------ */
 /* Server                                                                    */
 
 typedef struct rpc_server rpc_server;
@@ -220,6 +245,11 @@ typedef struct rpc_server_opts {
                                   * are refused; default NULL */
     rpc_tls *tls;                /* TLS on this listener (rpc_tls_new(server)), borrowed;
                                   * NULL = plaintext (plaintext_roles apply); default NULL */
+    uint32_t slow_request_ms;    /* an answer that took this long is logged at WARN
+                                  * ("slow request", with its request id); 0 = never;
+                                  * default 1000 (every answer is logged at DEBUG) */
+    bool make_request_ids;       /* give a request without a request_id one of its own
+                                  * (rpc_reply_request_id); default false */
 } rpc_server_opts;
 
 /* Fill in the defaults documented above. */
@@ -386,6 +416,14 @@ size_t rpc_response_pack(const Objmeta__Response *resp, uint8_t *out);
  */
 uint8_t *rpc_response_pack_alloc(const Objmeta__Response *resp, void *(*alloc)(void *arg, size_t n),
                                  void *arg, size_t *n);
+
+/*
+ * rpc_reply_request_id -- the request_id of the request this reply answers,
+ * or the one the server made for it (make_request_ids); "" = none. For log
+ * lines (om_log_rid) and for the requests sent on its behalf.
+ * Ownership: valid until the reply is sent. Thread-safety: any thread.
+ */
+const char *rpc_reply_request_id(const rpc_reply *reply);
 
 /* The request id this reply answers (handy for logs). Any thread, before sending. */
 uint64_t rpc_reply_id(const rpc_reply *reply);
@@ -630,8 +668,9 @@ om_status rpc_server_render_metrics(const rpc_server *s, om_buf *out);
  * idle_timeout (rpc_server_opts); rpc_conf_http_addr() resolves http-listen.
  * RPC_CONF_TRUST_ITEMS(T): T has char *plaintext_roles, *token_keys,
  * *tls_cert, *tls_key, *tls_ca and int tls_client_auth (RPC_TLS_CLIENT_*).
- * RPC_CONF_LOG_ITEMS(T): T has int log_level (om_log_level) and int
- * log_format (om_log_format).
+ * RPC_CONF_LOG_ITEMS(T): T has int log_level (om_log_level), int
+ * log_format (om_log_format) and int64_t slow_request (ms, for
+ * rpc_server_opts.slow_request_ms).
  */
 /* Index = RPC_TLS_CLIENT_*; index = om_log_level; index = om_log_format. */
 extern const char *const rpc_conf_tls_client_auths[];
@@ -680,7 +719,10 @@ void rpc_conf_http_addr(const char *listen, const char *http_listen, char *out, 
     {"log-level", OM_CONF_ENUM, "info", 0, 0, rpc_conf_log_levels, offsetof(T, log_level),         \
      "error, warn, info or debug"},                                                                \
     {"log-format", OM_CONF_ENUM, "text", 0, 0, rpc_conf_log_formats, offsetof(T, log_format),      \
-     "text (one line per event) or json (one JSON object per line)"}
+     "text (one line per event) or json (one JSON object per line)"},                             \
+    {"slow-request", OM_CONF_DURATION, "1s", 0, 3600000, NULL, offsetof(T, slow_request),          \
+     "log an answer that took this long at warn, with its request id (0 = never; every answer "    \
+     "is logged at debug)"}
 /* clang-format on */
 
 #endif /* OM_RPC_RPC_H */

@@ -86,7 +86,9 @@ struct rpc_reply {
     rpc_cq *cq;
     uint64_t id;
     uint64_t start_ms;
-    uint64_t start_ns; /* monotonic; read once per batch of frames (conn_process) */
+    uint64_t start_ns;                /* monotonic; read once per batch of frames (conn_process) */
+    uint32_t op;                      /* the Request's body case (reqlog.c) */
+    char rid[RPC_REQUEST_ID_MAX + 1]; /* its request_id, or the one made for it; "" = none */
     /* Loop thread only. */
     rpc_conn *conn; /* NULL: orphaned (timed out, connection closed) */
     rpc_reply *prev, *next;
@@ -113,6 +115,14 @@ struct rpc_cq {
      */
     rpc_reply *pool;
     unsigned n_pool;
+    /* reqlog.c: immutable after rpc_cq_reqlog_init, except as noted */
+    uint64_t slow_ns;              /* log answers this slow at WARN; 0 = never */
+    bool make_ids;                 /* give requests without a request_id one */
+    char id_tag[12];               /* the made ids' prefix */
+    uint64_t id_seq;               /* loop thread only: the made ids' counter */
+    _Atomic uint64_t warn_sec;     /* the second warn_n counts */
+    atomic_uint warn_n;            /* WARN request lines in it */
+    _Atomic uint64_t warn_dropped; /* left out since the last one logged */
 };
 
 /* Most replies a cq keeps for reuse (about 100 bytes each). */
@@ -217,6 +227,17 @@ void rpc_conn_flow(rpc_conn *c);
 /* reply.c */
 /* A reply for request id, linked into c's in-flight list (loop thread; NULL: no memory). */
 rpc_reply *rpc_reply_new(rpc_conn *c, uint64_t id, uint64_t now_ns);
+
+/* reqlog.c: the request's id and operation into the reply (loop thread, at dispatch). */
+void rpc_reply_take_request(rpc_reply *r, const Objmeta__Request *req);
+/* reqlog.c: the name of a Request body case ("store"), "?" for none. */
+const char *rpc_op_name(uint32_t op);
+/* reqlog.c: the server's log options into its cq (at creation). */
+void rpc_cq_reqlog_init(rpc_cq *q, uint32_t slow_request_ms, bool make_ids);
+/* reqlog.c: the request's log line, as its answer (status, message) leaves; any thread. */
+void reqlog_answered(rpc_reply *r, Objmeta__Status status, const char *msg, size_t msg_len);
+/* The same for an encoded Response (status and message read from its top level). */
+void reqlog_answered_encoded(rpc_reply *r, const uint8_t *p, size_t n);
 /* Take a reply off its connection's in-flight list: it becomes orphaned (loop thread). */
 void rpc_reply_unlink(rpc_reply *r);
 /* Release a reply and its cq reference (any thread). */

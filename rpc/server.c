@@ -43,6 +43,7 @@ rpc_server_opts_init(rpc_server_opts *o)
     o->max_inflight = 1024;
     o->backlog = 511;
     o->plaintext_roles = RPC_ROLES_AUTO;
+    o->slow_request_ms = 1000;
 }
 
 /* 127.0.0.0/8 or ::1 (or ::ffff:127.x). */
@@ -325,6 +326,7 @@ server_cq_new(rpc_server *s)
     atomic_init(&q->refs, 1);
     q->max_frame = s->o.max_frame;
     q->loop_thread = pthread_self();
+    rpc_cq_reqlog_init(q, s->o.slow_request_ms, s->o.make_request_ids);
     s->cq = q;
     return OM_OK;
 }

@@ -20,6 +20,12 @@
  * reach it; it still bounds every read and refuses what it cannot follow.
  * Cost: one pass over the tags, plus memchr over string payloads (keys and
  * buckets, not object data).
+ *
+ * One field has rules of its own: Request.request_id, which every log line
+ * about the request repeats (`rid=` in text, "request_id" in JSON), holds
+ * at most RPC_REQUEST_ID_MAX bytes of printable ASCII without space, '"'
+ * or '\\', so that it stays one token in a text line and needs no
+ * escaping in JSON (rpc_request_id_check, shared with the client tool).
  */
 #include <stdio.h>
 #include <string.h>
@@ -148,6 +154,8 @@ wire_walk(wire_ctx *w, const ProtobufCMessageDescriptor *d, const uint8_t *p, si
             }
             if (f != NULL)
                 OM_TRY(wire_field(w, f, p, (size_t)len, depth));
+            if (depth == 0 && d == &objmeta__request__descriptor && id == RPC_REQUEST_ID_FIELD)
+                OM_TRY(rpc_request_id_check(p, (size_t)len, w->err, w->errlen));
             p += len;
             break;
         }
@@ -159,6 +167,21 @@ wire_walk(wire_ctx *w, const ProtobufCMessageDescriptor *d, const uint8_t *p, si
 bad:
     return om_err_invalid(w->err, w->errlen, "%s: malformed encoding",
                           depth ? wire_path(w, depth) : d->name);
+}
+
+om_status
+rpc_request_id_check(const uint8_t *p, size_t n, char *err, size_t errlen)
+{
+    if (n > RPC_REQUEST_ID_MAX)
+        return om_err_invalid(err, errlen, "request_id: %zu bytes, at most %u", n,
+                              RPC_REQUEST_ID_MAX);
+    for (size_t i = 0; i < n; i++)
+        if (!rpc_request_id_char(p[i]))
+            return om_err_invalid(err, errlen,
+                                  "request_id: byte 0x%02x at offset %zu is not allowed "
+                                  "(printable ASCII without space, '\"' or '\\')",
+                                  p[i], i);
+    return OM_OK;
 }
 
 om_status

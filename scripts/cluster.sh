@@ -9,7 +9,8 @@
 # --etcd: the cluster state in a local 3-member etcd (scripts/etcd-local.sh,
 # client ports P+300, P+302, P+304, data in DIR/etcd) and 3 coordinators on
 # 127.0.0.1:P, P+1, P+2 (metrics P+200, P+250, P+251); one is elected leader.
-# Needs a fixed --port.
+# With --port 0 the coordinators take free ports and etcd a free block of 6
+# (scripts/etcd-local.sh --port 0).
 #
 # The coordinator listens on 127.0.0.1:P (default 7000, the objmeta tool's
 # default address); shard i listens on 127.0.0.1:(P+100+i), its metrics on
@@ -61,7 +62,6 @@ done
 [[ "$shards" =~ ^[1-9][0-9]?$ ]] || { echo "cluster.sh: --shards takes 1..99" >&2; exit 2; }
 [[ "$port" =~ ^[0-9]+$ ]] && (( port == 0 || (port >= 1024 && port <= 65000) )) ||
   { echo "cluster.sh: --port takes 0 or 1024..65000" >&2; exit 2; }
-(( etcd == 0 || port != 0 )) || { echo "cluster.sh: --etcd needs a fixed --port (etcd's ports follow it)" >&2; exit 2; }
 
 # addr BASE OFFSET: a listen address, or port 0 when the base is 0
 addr() { if (( $1 == 0 )); then echo 127.0.0.1:0; else echo "127.0.0.1:$(( $1 + $2 ))"; fi; }
@@ -177,17 +177,18 @@ coords=(coord)
 if (( etcd == 1 )); then
   # a 3-member etcd first (its own script stops its members when told to)
   names+=(etcd)
-  scripts/etcd-local.sh --data "$data" --port $(( port + 300 )) >"$data/etcd.log" 2>&1 &
+  etcd_port=$(( port == 0 ? 0 : port + 300 ))
+  scripts/etcd-local.sh --data "$data" --port "$etcd_port" >"$data/etcd.log" 2>&1 &
   pid_of[etcd]=$!
   name_of[$!]=etcd
   echo "$!" >"$data/etcd.pid"
   deadline=$(( SECONDS + 40 ))
-  until grep -q "members ready" "$data/etcd.log"; do
+  until grep -q "members ready" "$data/etcd.log" 2>/dev/null; do
     kill -0 "${pid_of[etcd]}" 2>/dev/null || { echo "cluster: etcd did not start; see $data/etcd.log" >&2; tail -5 "$data/etcd.log" >&2; exit 1; }
     (( SECONDS < deadline )) || { echo "cluster: etcd not ready within 40 s; see $data/etcd.log" >&2; exit 1; }
     sleep 0.1
   done
-  etcd_eps=$(scripts/etcd-local.sh --endpoints --port $(( port + 300 )))
+  etcd_eps=$(sed -n 's/.* members ready; endpoints //p' "$data/etcd.log")
   echo "cluster: etcd  $etcd_eps  data $data/etcd  log $data/etcd.log"
   coord_args+=("--etcd=$etcd_eps" "--etcd-prefix=/objmeta/local")
   coords=(coord coord2 coord3)

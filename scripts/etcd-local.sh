@@ -8,8 +8,11 @@
 #   scripts/etcd-local.sh --endpoints [--port P] [--members N]   # print the client URLs
 #
 # Member i serves clients on 127.0.0.1:(P+2i) and peers on 127.0.0.1:(P+2i+1)
-# (default P = 2379). Ready when every member answers /health; the client
-# endpoints (for --etcd=) are printed then.
+# (default P = 2379). --port 0: a block of 2N ports below 32768 that no TCP
+# socket uses (ss; etcd cannot report ports it picked itself), kept in DIR/etcd/port
+# so that the next start on DIR finds its members at the same addresses.
+# Ready when every member answers /health; the client endpoints (for
+# --etcd=) are printed then, on the line "... members ready; endpoints URLS".
 set -euo pipefail
 
 data=${OBJMETA_CLUSTER_DATA:-$PWD/objmeta-cluster-data}
@@ -24,14 +27,34 @@ while [[ $# -gt 0 ]]; do
     --members) members=$2; shift ;;
     --fresh) fresh=1 ;;
     --endpoints) print_only=1 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "etcd-local.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 [[ "$members" =~ ^[1-7]$ ]] || { echo "etcd-local.sh: --members takes 1..7" >&2; exit 2; }
-[[ "$port" =~ ^[0-9]+$ ]] && (( port >= 1024 && port <= 65000 )) ||
-  { echo "etcd-local.sh: --port takes 1024..65000" >&2; exit 2; }
+[[ "$port" =~ ^[0-9]+$ ]] && (( port == 0 || (port >= 1024 && port <= 65000) )) ||
+  { echo "etcd-local.sh: --port takes 0 or 1024..65000" >&2; exit 2; }
+dir=$data/etcd
+if (( port == 0 )) && [[ -s $dir/port ]]; then
+  port=$(cat "$dir/port")
+elif (( port == 0 )); then
+  (( print_only == 0 )) || { echo "etcd-local.sh: --endpoints --port 0: no $dir/port yet" >&2; exit 2; }
+  # local ports of every TCP socket (any state: listeners, connections, TIME_WAIT)
+  in_use=$(ss -Htan 2>/dev/null | awk '{ n = split($4, a, ":"); print a[n] }' | sort -u) ||
+    { echo "etcd-local.sh: --port 0 needs ss (Debian iproute2)" >&2; exit 1; }
+  for (( tries = 0; ; tries++ )); do
+    (( tries < 50 )) || { echo "etcd-local.sh: no free block of $(( 2 * members )) ports" >&2; exit 1; }
+    port=$(( 20000 + RANDOM % 12000 )) # below the kernel's ephemeral range (32768-)
+    taken=0
+    for (( i = 0; i < 2 * members; i++ )); do
+      grep -qx "$(( port + i ))" <<<"$in_use" && taken=1
+    done
+    (( taken == 0 )) && break
+  done
+  mkdir -p "$dir"
+  echo "$port" >"$dir/port"
+fi
 
 client_url() { echo "http://127.0.0.1:$(( port + 2 * $1 ))"; }
 peer_url() { echo "http://127.0.0.1:$(( port + 2 * $1 + 1 ))"; }
@@ -49,8 +72,9 @@ fi
 etcd_bin=${ETCD_BIN:-$(command -v etcd || true)}
 [[ -x "$etcd_bin" ]] || { echo "etcd-local.sh: etcd not installed (scripts/install-deps.sh installs etcd-server)" >&2; exit 1; }
 
-dir=$data/etcd
-[[ $fresh -eq 1 ]] && rm -rf "$dir"
+if [[ $fresh -eq 1 ]]; then
+  rm -rf "$dir/m"*
+fi
 mkdir -p "$dir"
 pids=()
 stop_all() {

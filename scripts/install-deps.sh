@@ -21,8 +21,8 @@ pkgs=(
   # libFuzzer smoke run: clang with its fuzzer runtime
   clang libclang-rt-14-dev
   # the local cluster's demo and scripts; curl for the README's metrics lines and
-  # scripts/etcd-local.sh's readiness probe
-  procps curl
+  # scripts/etcd-local.sh's readiness probe; ss (iproute2) for its free ports
+  procps curl iproute2
   # deploy/ checks: promtool (alert rules, metrics format), yamllint (Kubernetes manifests)
   prometheus yamllint
   # cluster state in etcd (coordinators with --etcd; the controlplane tests

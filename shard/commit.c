@@ -98,6 +98,7 @@ struct commit {
     om_thread_owner loop;
     _Atomic bool pipeline; /* writer and sync threads in use (commit_attach) */
     _Atomic uint64_t started;
+    _Atomic uint64_t lease_until; /* replies leave only before it (commit_set_lease) */
 
     /* loop thread only */
     struct event *flush_ev;
@@ -157,26 +158,56 @@ wake_loop(commit *c)
         ;
 }
 
-/* The answer to a reply that could reveal a write the failed sync did not make durable. */
+/*
+ * The answer to a reply that could reveal a write the failed sync did not
+ * make durable (st != OM_OK), or that comes too late: the primary's lease
+ * ended (st == OM_OK: UNAVAILABLE).
+ */
 static void
 send_unsynced(commit *c, unsigned tag, uint64_t t0_ns, rpc_reply *reply, om_status st)
 {
     Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
     char msg[160];
 
-    snprintf(msg, sizeof(msg),
-             "WAL sync or replication failed (%s): recent writes may not be durable",
-             om_status_str(st));
-    resp.status = rpc_status_to_proto(st != OM_OK ? st : OM_E_IO);
+    if (st == OM_OK)
+        snprintf(msg, sizeof(msg),
+                 "this primary's lease has ended: no reply may leave it (another replica may "
+                 "lead the group now; shard/REPLICATION.md)");
+    else
+        snprintf(msg, sizeof(msg),
+                 "WAL sync or replication failed (%s): recent writes may not be durable",
+                 om_status_str(st));
+    resp.status = rpc_status_to_proto(st != OM_OK ? st : OM_E_UNAVAILABLE);
     resp.message = msg;
     c->ops.sent(c->ops.arg, tag, (unsigned)resp.status, t0_ns, om_clock_mono_ns());
     rpc_reply_send(reply, &resp);
 }
 
+/* The lease check of a reply leaving at now_ns (commit_set_lease). */
+static bool
+lease_over(const commit *c, uint64_t now_ns)
+{
+    uint64_t until = atomic_load_explicit(&c->lease_until, memory_order_acquire);
+
+    return until != UINT64_MAX && now_ns >= until;
+}
+
+void
+commit_set_lease(commit *c, uint64_t until_ns)
+{
+    atomic_store_explicit(&c->lease_until, until_ns, memory_order_release);
+}
+
 static void
 send_now(commit *c, const commit_reply *r)
 {
-    c->ops.sent(c->ops.arg, r->tag, (unsigned)r->resp->status, r->t0_ns, om_clock_mono_ns());
+    uint64_t now_ns = om_clock_mono_ns();
+
+    if (lease_over(c, now_ns)) {
+        send_unsynced(c, r->tag, r->t0_ns, r->reply, OM_OK);
+        return;
+    }
+    c->ops.sent(c->ops.arg, r->tag, (unsigned)r->resp->status, r->t0_ns, now_ns);
     rpc_reply_send(r->reply, r->resp);
 }
 
@@ -228,7 +259,9 @@ held_release(commit *c)
         c->held_head = h->next;
         if (c->held_head == NULL)
             c->held_tail = NULL;
-        if (h->need <= c->loop_durable) {
+        if (h->need <= c->loop_durable && lease_over(c, now_ns)) {
+            send_unsynced(c, h->tag, h->t0_ns, h->reply, OM_OK);
+        } else if (h->need <= c->loop_durable) {
             c->ops.sent(c->ops.arg, h->tag, h->status, h->t0_ns, now_ns);
             rpc_reply_send_packed(h->reply, h->data, h->n);
         } else {
@@ -502,7 +535,10 @@ writer_submit(commit *c)
 void
 commit_set_replication(commit *c, const commit_repl *r)
 {
+    /* under dur_mu: the sync thread reads repl after taking it for the next request */
+    pthread_mutex_lock(&c->dur_mu);
     c->repl = *r;
+    pthread_mutex_unlock(&c->dur_mu);
 }
 
 /* Sync the groups written so far and, replicated, ship them (commit.h): they become durable. */
@@ -654,6 +690,7 @@ commit_open(lsm_db *db, const commit_ops *ops, commit **out)
     c->db = db;
     c->ops = *ops;
     c->efd = -1;
+    atomic_init(&c->lease_until, UINT64_MAX);
     pthread_mutex_init(&c->dur_mu, NULL);
     pthread_cond_init(&c->req_cv, NULL);
     pthread_cond_init(&c->dur_cv, NULL);

@@ -112,8 +112,23 @@ typedef struct commit_repl {
     void *arg;
 } commit_repl;
 
-/* commit_set_replication -- as above; before commit_attach. */
+/*
+ * commit_set_replication -- as above; before commit_attach, or on the loop
+ * thread while no write is in the pipeline (a backup promoted: it took no
+ * client writes; the writer and sync threads see it through the queues'
+ * mutexes, which every later group passes).
+ */
 void commit_set_replication(commit *c, const commit_repl *r);
+
+/*
+ * commit_set_lease -- a primary's lease (shard/REPLICATION.md, "Lease
+ * reads"): every reply that leaves at or after until_ns (monotonic clock;
+ * the gate, the held replies, commit_wait) is replaced by UNAVAILABLE --
+ * checked when it leaves, so a process paused with replies in hand does not
+ * send them when it wakes. UINT64_MAX (the default): no lease; 0: nothing
+ * leaves. Any thread.
+ */
+void commit_set_lease(commit *c, uint64_t until_ns);
 
 /* commit_reply.after: every group started so far (a read, an error, a Ping). */
 #define COMMIT_AFTER_ALL 0

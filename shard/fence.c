@@ -64,3 +64,19 @@ shard_fence_list_init(shard *s, uint64_t ring_epoch, om_slice bucket, shard_fenc
         req->keep_arg = f;
     }
 }
+
+om_status
+shard_fence_list_done(const shard_fence_list *f, char *err, size_t errlen)
+{
+    om_status st;
+
+    if (f->s->ring_check == NULL || f->epoch == 0)
+        return OM_OK;
+    st = f->s->ring_check(f->s->ring_check_arg, f->epoch, f->bucket, OM_SLICE_NULL, err, errlen);
+    if (st != OM_OK && errlen > 0)
+        snprintf(err, errlen,
+                 "the ring moved past epoch %llu while this List ran (a ring change switched); "
+                 "retry by the new ring",
+                 (unsigned long long)f->epoch);
+    return st;
+}

@@ -38,5 +38,18 @@ typedef struct shard_fence_list {
 } shard_fence_list;
 void shard_fence_list_init(shard *s, uint64_t ring_epoch, om_slice bucket, shard_fence_list *f,
                            shard_list_req *req);
+/*
+ * shard_fence_list_done -- after the scan: was the page filtered by the
+ * request's ring throughout? A List is admitted (shard_fence_check) when its
+ * epoch is the shard's cur or pending ring, but it runs later on a worker;
+ * if the ring switched meanwhile, the epoch became `prev`, whose per-key
+ * check keeps only keys owned under prev *and* cur -- the keys that moved
+ * away would be silently missing from a page routed by the old ring (a
+ * follower coordinator that has not heard of the switch yet). Rings only
+ * move forward, so the epoch still being cur or pending now means it was
+ * throughout. Returns: OM_OK; OM_E_WRONG_SHARD (err says why; the
+ * coordinator retries by the new ring).
+ */
+om_status shard_fence_list_done(const shard_fence_list *f, char *err, size_t errlen);
 
 #endif /* OM_SHARD_FENCE_H */

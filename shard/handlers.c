@@ -554,7 +554,10 @@ shard_rpc_handler(void *arg, const Objmeta__Request *req, rpc_reply *reply)
         do_ping(s, req->ping, &to);
         break;
     default:
-        answer_status(s, &to, OM_E_INVALID, "operation not served by objmeta-shard");
+        if (req->body_case == OBJMETA__REQUEST__BODY_DIGEST)
+            shard_verify_digest(s, req->digest, reply); /* verify.c */
+        else
+            answer_status(s, &to, OM_E_INVALID, "operation not served by objmeta-shard");
         break;
     }
 }

@@ -81,8 +81,9 @@ shard_close(shard *s)
 
     if (s == NULL)
         return OM_OK;
-    commit_detach(s->commit);   /* answers every write, releases every held reply */
-    workq_close(s->pool, NULL); /* drains: every queued List and read is answered */
+    commit_detach(s->commit);       /* answers every write, releases every held reply */
+    workq_close(s->pool, NULL);     /* drains: every queued List and read is answered */
+    workq_close(s->verify_q, NULL); /* drains: every queued Digest is answered */
     commit_close(s->commit);
     st = shard_engine_close(s);
     free(s->id);

@@ -99,6 +99,7 @@ shard_list_page_build(shard *s, const shard_list_args *a, shard_list_page *p, ch
     if (!p->infos || !p->entries || !p->strs || !p->keys || !p->prefixes)
         return OM_ERR(OM_E_NOMEM);
     OM_TRY(shard_list(s->db, &req, page_on_entry, page_on_prefix, p, &p->res, err, errlen));
+    OM_TRY(shard_fence_list_done(&fence, err, errlen));
     OM_TRY(om_buf_append_byte(&p->res.next_token, 0)); /* NUL for protobuf-c */
     p->lr.entries = p->entries;
     p->lr.n_entries = p->n_entries;

@@ -14,15 +14,13 @@
 
 #include "shard/main_conf.h"
 #include "shard/migrate.h"
-#include "shard/repl.h"
 #include "shard/shard.h"
 #include "util/log.h"
 
 typedef struct app {
     shard *sh;
-    shard_mig *mig;   /* rings from the coordinator (SetRing), fencing, migration (migrate.h) */
-    shard_repl *repl; /* replica-role primary (repl.h) */
-    shard_replica *replica; /* replica-role backup */
+    shard_mig *mig;       /* rings from the coordinator (SetRing), fencing, migration (migrate.h) */
+    shard_conf_repl repl; /* replication: static or from etcd (main_repl.c) */
     rpc_server *srv;
     rpc_http *http;
     struct event_base *base;
@@ -39,6 +37,7 @@ app_metrics(void *arg, om_buf *out)
 {
     app *a = arg;
     OM_TRY(shard_render_metrics(a->sh, out));
+    OM_TRY(shard_repl_etcd_render_metrics(a->repl.etcd, out)); /* accepts NULL */
     return rpc_server_render_metrics(a->srv, out);
 }
 
@@ -47,11 +46,16 @@ static void
 app_handle(void *arg, const Objmeta__Request *req, rpc_reply *reply)
 {
     app *a = arg;
-    if ((a->replica != NULL && shard_replica_handle(a->replica, req, reply)) ||
-        (a->repl != NULL && shard_repl_handle(a->repl, req, reply)))
+    if (shard_conf_repl_handle(&a->repl, req, reply))
         return;
     if (!shard_mig_handle(a->mig, req, reply))
         shard_rpc_handler(a->sh, req, reply);
+}
+
+static void
+app_stop(void *arg)
+{
+    rpc_server_shutdown(((app *)arg)->srv, 10000, NULL, NULL);
 }
 
 static void
@@ -59,7 +63,14 @@ app_on_signal(evutil_socket_t sig, short what, void *arg)
 {
     app *a = arg;
     om_log(OM_LOG_INFO, "shutting down signal=%d", (int)sig);
-    rpc_server_shutdown(a->srv, 10000, NULL, NULL);
+    shard_repl_etcd_shutdown(a->repl.etcd, app_stop, a); /* a primary resigns first */
+}
+
+/* A demoted primary: stop at once; main executes the binary again (it returns a backup). */
+static void
+app_restart(void *arg)
+{
+    rpc_server_shutdown(((app *)arg)->srv, 500, NULL, NULL); /* every reply fails now anyway */
 }
 
 int
@@ -68,6 +79,7 @@ main(int argc, char **argv)
     shard_conf c = {0};
     char err[512], haddr[300];
     shard_opts so;
+    shard_mig_opts mo;
     rpc_server_opts ro;
     app a = {0};
     rpc_tls *tls = NULL;
@@ -102,13 +114,8 @@ main(int argc, char **argv)
     so.inline_reads = c.inline_reads;
     so.id = c.id;
     so.max_list_bytes = (size_t)c.max_frame / 2; /* a List page always fits in a frame */
-    rpc_server_opts_init(&ro);
-    ro.listen = c.listen;
-    ro.max_frame = (uint32_t)c.max_frame;
-    ro.max_connections = (uint32_t)c.max_connections;
-    ro.idle_timeout_ms = (uint32_t)c.idle_timeout;
-    ro.request_timeout_ms = (uint32_t)c.request_timeout;
-    ro.token_keys_file = c.token_keys;
+    shard_conf_rpc_opts(&c, &ro);
+    shard_conf_mig_opts(&c, &mo);
     if (c.list_token_secret[0] != '\0' &&
         rpc_secret_load(c.list_token_secret, so.list_secret, sizeof(so.list_secret),
                         &so.list_secret_len, err, sizeof(err)) != OM_OK) {
@@ -133,7 +140,7 @@ main(int argc, char **argv)
     rpc_conf_http_addr(c.listen, c.http_listen, haddr, sizeof(haddr));
 
     a.base = event_base_new();
-    if (a.base == NULL || shard_mig_new(c.id, NULL, &a.mig) != OM_OK)
+    if (a.base == NULL || shard_mig_new(c.id, &mo, &a.mig) != OM_OK)
         goto out;
     so.lsm.compaction_filter = shard_mig_compaction_filter; /* drops keys moved away */
     so.lsm.compaction_filter_arg = a.mig;
@@ -141,7 +148,7 @@ main(int argc, char **argv)
         goto out;
     shard_set_ring_check(a.sh, shard_mig_check, a.mig);
     shard_set_move_fence(a.sh, shard_mig_move_fence, a.mig);
-    if (shard_conf_replication(&c, a.sh, &a.repl, &a.replica) != OM_OK ||
+    if (shard_conf_replication(&c, a.sh, a.base, app_restart, &a, &a.repl) != OM_OK ||
         shard_attach_loop(a.sh, a.base) != OM_OK)
         goto out;
     if (rpc_server_new(a.base, &ro, app_handle, &a, &a.srv) != OM_OK)
@@ -174,15 +181,14 @@ out:
     rpc_server_free(a.srv);
     rpc_tls_free(tls);
     shard_mig_stop(a.mig);
-    shard_repl_stop(a.repl); /* a backup that never answers must not hold the exit */
-    shard_replica_close(a.replica);
+    bool again = shard_conf_repl_stop(&a.repl);
     if (shard_close(a.sh) != OM_OK)
         rc = 1;
-    shard_repl_close(a.repl);
+    shard_conf_repl_free(&a.repl);
     shard_mig_free(a.mig);
     if (a.base)
         event_base_free(a.base);
     om_log(rc == 0 ? OM_LOG_INFO : OM_LOG_ERROR, "exit status=%d", rc);
     om_conf_fini(&shard_table, &c);
-    return rc;
+    return again && rc == 0 ? shard_conf_exec_again(argv) : rc;
 }

@@ -7,6 +7,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "rpc/rpc.h"
 
@@ -49,12 +52,27 @@ static const om_conf_item shard_items[] = {
      "answer TIMEOUT when a request takes longer (0 = never)"},
     {"workers", OM_CONF_INT, "8", 1, 1024, NULL, F(workers),
      "threads running lists (and retrieve/head/exists when inline-reads is false)"},
+    {"cleanup-compact-rate", OM_CONF_SIZE, "32M", 0, 1LL << 40, NULL, F(cleanup_compact_rate),
+     "pace of the compaction that drops what a ring change moved away (its cleanup), bytes of "
+     "entries read per second; 0 = full speed"},
     {"inline-reads", OM_CONF_BOOL, "true", 0, 0, NULL, F(inline_reads),
      "answer retrieve/head/exists on the network thread"},
     {"list-token-secret", OM_CONF_STR, "", 0, 0, NULL, F(list_token_secret),
      "key file ('<kid> <hex>', the first key) signing List continuation tokens; empty = a "
      "random secret per start (tokens then end with a restart)"},
     RPC_CONF_TRUST_ITEMS(shard_conf),
+    {"etcd", OM_CONF_STR, "", 0, 0, NULL, F(etcd),
+     "replication with the group configuration in etcd: http://host:port[,...] (the "
+     "coordinators' etcd; empty = static membership or none). Needs replica-group, replica-id "
+     "and a fixed listen port; replica-role, replicas and replica-term must stay unset"},
+    {"etcd-prefix", OM_CONF_STR, "/objmeta/default", 0, 0, NULL, F(etcd_prefix),
+     "etcd: the cluster's keys live under this prefix (/objmeta/<cluster-name>, as the "
+     "coordinators'); the group's under <prefix>/groups/<replica-group>/"},
+    {"replica-id", OM_CONF_STR, "", 0, 0, NULL, F(replica_id),
+     "etcd: this replica's id in the group configuration"},
+    {"replica-lease-ttl", OM_CONF_DURATION, "5s", 1000, 600000, NULL, F(replica_lease_ttl),
+     "etcd: the primary's lease (whole seconds); a dead primary is replaced within about this "
+     "long, and a primary cut off from etcd stops serving before it ends"},
     {"replica-role", OM_CONF_ENUM, "none", 0, 0, replica_roles, F(replica_role),
      "replication (shard/REPLICATION.md): none; primary (ships every group commit to the "
      "replicas and answers only once all have it durable); backup (applies the primary's stream, "
@@ -65,11 +83,32 @@ static const om_conf_item shard_items[] = {
      "the replica group's id, the same on its primary and backups (a backup with \"\" accepts "
      "any)"},
     {"replica-term", OM_CONF_INT, "1", 1, INT64_MAX, NULL, F(replica_term),
-     "replica-role=primary: the term it leads (static until the etcd configuration manager)"},
+     "replica-role=primary: the term it leads (static membership; with etcd the terms come "
+     "from the group configuration)"},
     {"replica-timeout", OM_CONF_DURATION, "2s", 10, 600000, NULL, F(replica_timeout),
-     "replica-role=primary: wait this long for a backup's answer before sending again (writes "
-     "stay held)"},
+     "wait this long for a backup's answer before sending again; static membership: the writes "
+     "stay held; etcd: the primary then removes the backup from the in-sync set"},
     RPC_CONF_LOG_ITEMS(shard_conf),
 };
 const om_conf_table shard_table = {"objmeta-shard", OM_VERSION, shard_items,
                                    sizeof(shard_items) / sizeof(shard_items[0])};
+
+void
+shard_conf_rpc_opts(const shard_conf *c, rpc_server_opts *ro)
+{
+    rpc_server_opts_init(ro);
+    ro->listen = c->listen;
+    ro->max_frame = (uint32_t)c->max_frame;
+    ro->max_connections = (uint32_t)c->max_connections;
+    ro->idle_timeout_ms = (uint32_t)c->idle_timeout;
+    ro->request_timeout_ms = (uint32_t)c->request_timeout;
+    ro->slow_request_ms = (uint32_t)c->slow_request;
+    ro->token_keys_file = c->token_keys;
+}
+
+void
+shard_conf_mig_opts(const shard_conf *c, shard_mig_opts *mo)
+{
+    shard_mig_opts_init(mo);
+    mo->compact_rate = (uint64_t)c->cleanup_compact_rate;
+}

@@ -11,7 +11,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "rpc/rpc.h"
+#include "shard/migrate.h"
 #include "shard/repl.h"
+#include "shard/repl_etcd.h"
 #include "util/conf.h"
 
 typedef struct shard_conf {
@@ -19,12 +22,14 @@ typedef struct shard_conf {
     char *tls_cert, *tls_key, *tls_ca, *list_token_secret;
     int tls_client_auth;
     int sync_mode, log_level, log_format;
-    char *replicas, *replica_group;
+    int64_t slow_request;
+    char *replicas, *replica_group, *etcd, *etcd_prefix, *replica_id;
     int replica_role;
-    int64_t replica_term, replica_timeout;
+    int64_t replica_term, replica_timeout, replica_lease_ttl;
     int64_t sync_period, write_buffer, block_cache, max_object_size, max_metadata_size;
     int64_t row_cache, wal_preallocate, background_nice, memory_budget;
     int64_t max_frame, max_connections, idle_timeout, request_timeout, workers;
+    int64_t cleanup_compact_rate;
     bool inline_reads;
 } shard_conf;
 
@@ -35,13 +40,37 @@ extern const char *const shard_sync_modes[];
 /* The table: every setting, default, bounds and doc line. */
 extern const om_conf_table shard_table;
 
+/* The rpc server's and the migration's options from the settings (main_conf.c). */
+void shard_conf_rpc_opts(const shard_conf *c, rpc_server_opts *ro);
+void shard_conf_mig_opts(const shard_conf *c, shard_mig_opts *mo);
+
+/* The replication objects one of which the settings start (main_repl.c). */
+typedef struct shard_conf_repl {
+    shard_repl *primary;   /* replica-role primary */
+    shard_replica *backup; /* replica-role backup */
+    shard_repl_etcd *etcd; /* etcd: either role, as the group configuration says */
+} shard_conf_repl;
+
 /*
- * shard_conf_replication (main_repl.c) -- start the replica role the
- * settings name: a backup's apply side into *backup, a primary's shipping
- * into *primary, nothing for none. Call after shard_open, before
- * shard_attach_loop. Returns: as shard_replica_open / shard_repl_open.
+ * shard_conf_replication (main_repl.c) -- start what the settings name:
+ * static membership (replica-role), the etcd layer (etcd), or nothing.
+ * restart(arg) is how the etcd layer stops a demoted primary (main executes
+ * the binary again). Call after shard_open, before shard_attach_loop.
+ * Returns: OM_OK; OM_E_INVALID (a clear message logged); the objects' errors.
  */
-om_status shard_conf_replication(const shard_conf *c, shard *sh, shard_repl **primary,
-                                 shard_replica **backup);
+om_status shard_conf_replication(const shard_conf *c, shard *sh, struct event_base *base,
+                                 void (*restart)(void *), void *arg, shard_conf_repl *out);
+
+/* The role's say on a request (true: answered). Loop thread. */
+bool shard_conf_repl_handle(shard_conf_repl *r, const Objmeta__Request *req, rpc_reply *reply);
+
+/*
+ * shard_conf_repl_stop -- before shard_close; true when the process must
+ * execute itself again (a demoted primary). shard_conf_repl_free after it.
+ */
+bool shard_conf_repl_stop(shard_conf_repl *r);
+void shard_conf_repl_free(shard_conf_repl *r);
+/* Execute this binary again with the same arguments; returns 1 only if exec failed. */
+int shard_conf_exec_again(char **argv);
 
 #endif /* OM_SHARD_MAIN_CONF_H */

@@ -1,17 +1,62 @@
 /*
- * shard/main_repl.c -- the replica-role settings of objmeta-shard turned
- * into the replication objects (shard/repl.h; design: shard/REPLICATION.md).
- * Part of the binary, like main_conf.c: the library takes option structs.
+ * shard/main_repl.c -- the replication settings of objmeta-shard turned
+ * into the replication objects (shard/repl.h, shard/repl_etcd.h; design:
+ * shard/REPLICATION.md). Part of the binary, like main_conf.c: the library
+ * takes option structs.
  */
+#define OM_LOG_MODULE "main"
+#include <string.h>
+#include <unistd.h>
+
 #include "shard/main_conf.h"
+#include "util/log.h"
+
+/* The etcd layer: membership, terms and roles come from the group configuration. */
+static om_status
+start_etcd(const shard_conf *c, shard *sh, struct event_base *base, void (*restart)(void *),
+           void *arg, shard_conf_repl *out)
+{
+    const char *colon = strrchr(c->listen, ':');
+    shard_repl_etcd_opts o = {.endpoints = c->etcd,
+                              .prefix = c->etcd_prefix,
+                              .group = c->replica_group,
+                              .id = c->replica_id,
+                              .lease_ttl_ms = (uint32_t)c->replica_lease_ttl,
+                              .timeout_ms = (uint32_t)c->replica_timeout,
+                              .restart = restart,
+                              .restart_arg = arg};
+    char err[256];
+
+    if (c->replica_role != SHARD_ROLE_NONE || c->replicas[0] != '\0' || c->replica_term != 1) {
+        om_log(OM_LOG_ERROR, "bad configuration: with etcd the group configuration names the "
+                             "primary, the replicas and the term: leave replica-role, replicas "
+                             "and replica-term unset");
+        return OM_ERR(OM_E_INVALID);
+    }
+    if (colon == NULL || strcmp(colon, ":0") == 0) {
+        om_log(OM_LOG_ERROR,
+               "bad configuration: with etcd, listen needs a fixed port (the group "
+               "configuration names this replica's address) listen=%s",
+               c->listen);
+        return OM_ERR(OM_E_INVALID);
+    }
+    if (shard_repl_etcd_open(sh, base, &o, err, sizeof(err), &out->etcd) != OM_OK) {
+        om_log(OM_LOG_ERROR, "bad configuration: %s", err);
+        return OM_ERR(OM_E_INVALID);
+    }
+    return OM_OK;
+}
 
 om_status
-shard_conf_replication(const shard_conf *c, shard *sh, shard_repl **primary, shard_replica **backup)
+shard_conf_replication(const shard_conf *c, shard *sh, struct event_base *base,
+                       void (*restart)(void *), void *arg, shard_conf_repl *out)
 {
     shard_repl_opts o;
 
+    if (c->etcd[0] != '\0')
+        return start_etcd(c, sh, base, restart, arg, out);
     if (c->replica_role == SHARD_ROLE_BACKUP)
-        return shard_replica_open(sh, c->replica_group, backup);
+        return shard_replica_open(sh, c->replica_group, &out->backup);
     if (c->replica_role != SHARD_ROLE_PRIMARY)
         return OM_OK;
     shard_repl_opts_init(&o);
@@ -19,5 +64,39 @@ shard_conf_replication(const shard_conf *c, shard *sh, shard_repl **primary, sha
     o.term = (uint64_t)c->replica_term;
     o.backups = c->replicas;
     o.timeout_ms = (uint32_t)c->replica_timeout;
-    return shard_repl_open(sh, &o, primary);
+    return shard_repl_open(sh, &o, &out->primary);
+}
+
+bool
+shard_conf_repl_handle(shard_conf_repl *r, const Objmeta__Request *req, rpc_reply *reply)
+{
+    return (r->etcd != NULL && shard_repl_etcd_handle(r->etcd, req, reply)) ||
+           (r->backup != NULL && shard_replica_handle(r->backup, req, reply)) ||
+           (r->primary != NULL && shard_repl_handle(r->primary, req, reply));
+}
+
+bool
+shard_conf_repl_stop(shard_conf_repl *r)
+{
+    shard_repl_stop(r->primary); /* a backup that never answers must not hold the exit */
+    shard_replica_close(r->backup);
+    r->backup = NULL;
+    return shard_repl_etcd_stop(r->etcd);
+}
+
+void
+shard_conf_repl_free(shard_conf_repl *r)
+{
+    shard_repl_close(r->primary);
+    shard_repl_etcd_free(r->etcd);
+    memset(r, 0, sizeof(*r));
+}
+
+int
+shard_conf_exec_again(char **argv)
+{
+    om_log(OM_LOG_WARN, "executing again as a backup (shard/REPLICATION.md, \"Failover\")");
+    execv("/proc/self/exe", argv);
+    om_log(OM_LOG_ERROR, "exec failed: exiting instead");
+    return 1;
 }

@@ -1,92 +1,30 @@
 /*
  * shard/migrate.c -- the shard's rings (cur / pending / prev), the fencing
- * check, SetRing and GetRing, and the migration operations MigrateScan,
- * ApplyRecords and Compact, plus the compaction filter that drops what the
- * shard no longer owns. Rules: shard/migrate.h; protocol:
- * coordinator/MIGRATION.md.
+ * check, SetRing and GetRing, and the compaction filter that drops what the
+ * shard no longer owns; the migration operations MigrateScan, ApplyRecords
+ * and Compact run in shard/mig_jobs.c (what both share: migrate_int.h).
+ * Rules: shard/migrate.h; protocol: coordinator/MIGRATION.md.
  *
  * Threads. SetRing, GetRing and the fencing check are quick and run on the
- * loop thread (the check also on the shard's workers). Scans, applies and
- * compactions can take milliseconds to minutes, so they are jobs of a worker
- * pool of opts.threads threads of our own (util/workq.h), which answer
- * through rpc_reply_send(); stopping answers the jobs still queued
- * UNAVAILABLE rather than waiting for them. A job carries copies of what it needs from the request
- * (rpc frees the request when the handler returns).
+ * loop thread (the check also on the shard's workers); the compaction filter
+ * runs on the engine's compaction threads.
  *
  * Locking. `mu` guards the three ring pointers; everyone else takes
- * references under it and works without it. ApplyRecords takes the shard's
- * key stripes (shard_int.h) of one group of records (consecutive stripes,
- * about MIG_APPLY_GROUP_BYTES of records) through shard_stripes_lock: in
- * ascending order (checked), or the stripes gate alone for a group of more
- * than SHARD_GROUP_MAX_STRIPES, so it cannot deadlock with the shard's
- * writers, which take the gate and then theirs in the same order.
+ * references under it (mig_view_get) and works without it.
  */
 #define OM_LOG_MODULE "migrate"
 #include "shard/migrate.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "partitioner/ring.h"
+#include "shard/migrate_int.h"
 #include "shard/record.h"
 #include "shard/shard_int.h"
 #include "util/checksum.h"
 #include "util/clock.h"
 #include "util/log.h"
-#include "util/workq.h"
-
-#define MIG_DEFAULT_MAX_RECORDS 1000u
-#define MIG_DEFAULT_MAX_BYTES (1u << 20)
-#define MIG_DEFAULT_MAX_SCAN (64ull << 20)
-#define MIG_APPLY_GROUP_BYTES (64u << 10) /* record bytes per apply write (one WAL sync) */
-#define MIG_QUEUE_MAX 1024                /* jobs queued; more are answered BUSY */
-
-typedef enum mig_job_kind { MIG_JOB_SCAN, MIG_JOB_APPLY, MIG_JOB_COMPACT } mig_job_kind;
-
-typedef struct mig_range {
-    uint64_t start, end; /* [start, end), end 0 = 2^64 */
-} mig_range;
-
-typedef struct mig_rec {
-    om_slice key, value;
-    uint64_t version;
-} mig_rec;
-
-typedef struct mig_job {
-    workq_item item; /* first: the pool's item is the job */
-    mig_job_kind kind;
-    rpc_reply *reply;
-    uint64_t ring_epoch;
-    /* scan */
-    mig_range *ranges;
-    size_t nranges;
-    om_buf after;
-    uint32_t max_records;
-    uint64_t max_bytes, min_version, max_scan;
-    om_slice *keys; /* keys mode: exactly these LSM keys (copies in mem) */
-    size_t nkeys;
-    /* apply */
-    mig_rec *recs;
-    size_t nrecs;
-    uint8_t *mem;
-} mig_job;
-
-struct shard_mig {
-    pthread_mutex_t mu;
-    ring *cur, *pending, *prev; /* under mu */
-    uint64_t state_rev;  /* under mu: newest cluster-state revision accepted at cur's epoch */
-    _Atomic bool fenced; /* written under mu: the cutover fence (shard_mig_move_fence) */
-    char *self;
-    shard_mig_opts opts;
-    shard *s;
-
-    workq *pool; /* scans, applies, compactions (shard_mig_attach .. shard_mig_stop) */
-
-    _Atomic uint64_t filter_dropped;
-    _Atomic uint64_t tombstones_dropped;
-};
 
 void
 shard_mig_opts_init(shard_mig_opts *o)
@@ -136,12 +74,8 @@ shard_mig_free(shard_mig *m)
 /* --- the rings ---------------------------------------------------------------------------------
  */
 
-typedef struct mig_view {
-    ring *cur, *pending, *prev;
-} mig_view;
-
-static void
-view_get(shard_mig *m, mig_view *v)
+void
+mig_view_get(shard_mig *m, mig_view *v)
 {
     pthread_mutex_lock(&m->mu);
     v->cur = m->cur ? ring_ref(m->cur) : NULL;
@@ -150,8 +84,8 @@ view_get(shard_mig *m, mig_view *v)
     pthread_mutex_unlock(&m->mu);
 }
 
-static void
-view_put(mig_view *v)
+void
+mig_view_put(mig_view *v)
 {
     ring_unref(v->cur);
     ring_unref(v->pending);
@@ -159,7 +93,7 @@ view_put(mig_view *v)
 }
 
 /* Does r name shard `self` the owner of hash h? */
-static bool
+bool
 mig_owns(const ring *r, const char *self, uint64_t h)
 {
     return strcmp(ring_shard_at(r, ring_owner(r, h))->id, self) == 0;
@@ -198,7 +132,7 @@ shard_mig_check(void *arg, uint64_t e, om_slice bucket, om_slice key, char *err,
 
     if (e == 0)
         return OM_OK;
-    view_get(m, &v);
+    mig_view_get(m, &v);
     if (v.cur == NULL) {
         snprintf(err, errlen, "shard %s holds no ring (request routed with epoch %llu)", m->self,
                  (unsigned long long)e);
@@ -230,7 +164,7 @@ shard_mig_check(void *arg, uint64_t e, om_slice bucket, om_slice key, char *err,
         st = OM_E_WRONG_SHARD;
     }
 out:
-    view_put(&v);
+    mig_view_put(&v);
     return st;
 }
 
@@ -244,7 +178,7 @@ shard_mig_move_fence(void *arg, uint64_t e, om_slice bucket, om_slice key, char 
 
     if (e == 0 || key.n == 0 || !atomic_load_explicit(&m->fenced, memory_order_acquire))
         return OM_OK;
-    view_get(m, &v);
+    mig_view_get(m, &v);
     if (v.cur != NULL && v.pending != NULL && e == ring_epoch(v.cur)) {
         h = ring_key_hash(bucket, key);
         if (mig_owns(v.cur, m->self, h) && !mig_owns(v.pending, m->self, h)) {
@@ -256,7 +190,7 @@ shard_mig_move_fence(void *arg, uint64_t e, om_slice bucket, om_slice key, char 
             st = OM_E_WRONG_SHARD;
         }
     }
-    view_put(&v);
+    mig_view_put(&v);
     return st;
 }
 
@@ -269,7 +203,7 @@ shard_mig_compaction_filter(void *arg, int level, om_slice key, om_slice value)
     uint64_t h;
 
     (void)level;
-    view_get(m, &v);
+    mig_view_get(m, &v);
     if (v.cur == NULL || shard_key_is_reserved(key))
         goto out; /* no ring known (just restarted), or the replica's own state: keep */
     h = om_hash64(key.p, key.n); /* the LSM key is bucket 0x00 key: its hash is the key hash */
@@ -288,7 +222,7 @@ shard_mig_compaction_filter(void *arg, int level, om_slice key, om_slice value)
         }
     }
 out:
-    view_put(&v);
+    mig_view_put(&v);
     return d;
 }
 
@@ -509,19 +443,19 @@ mig_get_ring(shard_mig *m, rpc_reply *reply)
     Objmeta__Ring *pb = NULL, *pp = NULL;
     mig_view v;
 
-    view_get(m, &v);
+    mig_view_get(m, &v);
     if (v.cur == NULL) {
-        view_put(&v);
+        mig_view_put(&v);
         rpc_reply_error(reply, OM_E_NOTFOUND, "shard %s holds no ring", m->self);
         return;
     }
     if (ring_to_pb(v.cur, &pb) != OM_OK || (v.pending && ring_to_pb(v.pending, &pp) != OM_OK)) {
-        view_put(&v);
+        mig_view_put(&v);
         ring_pb_free(pb);
         rpc_reply_error(reply, OM_E_NOMEM, "out of memory");
         return;
     }
-    view_put(&v);
+    mig_view_put(&v);
     gr.ring = pb;
     gr.pending = pp;
     resp.body_case = OBJMETA__RESPONSE__BODY_GET_RING;
@@ -531,548 +465,9 @@ mig_get_ring(shard_mig *m, rpc_reply *reply)
     ring_pb_free(pp);
 }
 
-/* --- jobs ---------------------------------------------------------------------------------------
- */
-
-static void
-job_free(mig_job *j)
-{
-    if (j == NULL)
-        return;
-    free(j->ranges);
-    om_buf_free(&j->after);
-    free(j->recs);
-    free(j->keys);
-    free(j->mem);
-    free(j);
-}
-
-static bool
-ranges_contain(const mig_range *r, size_t n, uint64_t h)
-{
-    size_t lo = 0, hi = n;
-
-    /* the last range with start <= h */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (r[mid].start <= h)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo > 0 && ring_range_contains(r[lo - 1].start, r[lo - 1].end, h);
-}
-
-/* Keys mode of MigrateScan: the records of exactly j->keys (those present, in range, new enough).
- */
-static om_status
-scan_keys(shard_mig *m, mig_job *j, Objmeta__MigrateRecord *recs, Objmeta__MigrateRecord **ptrs,
-          size_t *offs, om_buf *mem, size_t *np)
-{
-    om_buf v = OM_BUF_INIT;
-    size_t n = 0;
-    om_status st = OM_OK;
-
-    for (size_t i = 0; i < j->nkeys && st == OM_OK; i++) {
-        om_slice k = j->keys[i];
-        shard_record rec;
-        om_status g;
-
-        if (shard_key_is_reserved(k) || !ranges_contain(j->ranges, j->nranges, om_hash64(k.p, k.n)))
-            continue;
-        g = lsm_get(shard_db(m->s), NULL, k, &v);
-        if (g == OM_E_NOTFOUND)
-            continue;
-        if (g != OM_OK) {
-            st = g;
-            break;
-        }
-        if (shard_record_decode(om_buf_slice(&v), &rec) != OM_OK) {
-            st = OM_ERR(OM_E_CORRUPT);
-            break;
-        }
-        if (rec.version < j->min_version)
-            continue;
-        offs[2 * n] = mem->n;
-        if ((st = om_buf_append_slice(mem, k)) != OM_OK)
-            break;
-        offs[2 * n + 1] = mem->n;
-        if ((st = om_buf_append_slice(mem, om_buf_slice(&v))) != OM_OK)
-            break;
-        objmeta__migrate_record__init(&recs[n]);
-        recs[n].key.len = k.n;
-        recs[n].value.len = v.n;
-        recs[n].version = rec.version;
-        ptrs[n] = &recs[n];
-        n++;
-    }
-    om_buf_free(&v);
-    *np = n;
-    return st;
-}
-
-static void
-run_scan(shard_mig *m, mig_job *j)
-{
-    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
-    Objmeta__MigrateScanResponse sr = OBJMETA__MIGRATE_SCAN_RESPONSE__INIT;
-    Objmeta__MigrateRecord *recs = NULL, **ptrs = NULL;
-    om_buf mem = OM_BUF_INIT, last = OM_BUF_INIT;
-    size_t n = 0, cap = j->keys ? (j->nkeys ? j->nkeys : 1) : j->max_records, bytes = 0;
-    uint64_t scanned = 0;
-    lsm_iter_opts io;
-    lsm_iter *it = NULL;
-    lsm_stats ls;
-    om_status st;
-    bool done = false;
-    size_t *offs = NULL; /* record i's key at mem[offs[2i]], value at mem[offs[2i+1]] */
-
-    sr.now_us = om_clock_wall_ns() / 1000;
-    lsm_stats_get(shard_db(m->s), &ls);
-    sr.total_bytes = ls.live_sst_bytes + ls.memtable_bytes;
-    recs = calloc(cap, sizeof(*recs));
-    ptrs = calloc(cap, sizeof(*ptrs));
-    offs = calloc(2 * cap, sizeof(*offs));
-    if (recs == NULL || ptrs == NULL || offs == NULL) {
-        st = OM_ERR(OM_E_NOMEM);
-        goto fail;
-    }
-    if (j->keys != NULL) {
-        st = scan_keys(m, j, recs, ptrs, offs, &mem, &n);
-        if (st != OM_OK)
-            goto fail;
-        done = true;
-        goto reply;
-    }
-    lsm_iter_opts_init(&io);
-    io.fill_cache = false; /* a migration scan must not evict the clients' working set */
-    OM_GOTO(lsm_iter_new(shard_db(m->s), &io, &it));
-    if (j->after.n > 0) {
-        lsm_iter_seek(it, om_buf_slice(&j->after));
-        if (lsm_iter_valid(it) && om_slice_eq(lsm_iter_key(it), om_buf_slice(&j->after)))
-            lsm_iter_next(it);
-    } else {
-        lsm_iter_seek_first(it);
-    }
-    for (;; lsm_iter_next(it)) {
-        om_slice k, v;
-        shard_record rec;
-
-        if (!lsm_iter_valid(it)) {
-            OM_GOTO(lsm_iter_status(it));
-            done = true;
-            break;
-        }
-        if (n >= cap || bytes >= j->max_bytes || scanned >= j->max_scan)
-            break;
-        k = lsm_iter_key(it);
-        v = lsm_iter_value(it);
-        scanned += k.n + v.n;
-        OM_GOTO(om_buf_set(&last, k));
-        if (shard_key_is_reserved(k) || !ranges_contain(j->ranges, j->nranges, om_hash64(k.p, k.n)))
-            continue; /* the replica's own state (REPLICATION.md) never moves */
-        if (shard_record_decode(v, &rec) != OM_OK) {
-            om_log(OM_LOG_ERROR, "migration scan: a stored record does not decode id=%s", m->self);
-            st = OM_ERR(OM_E_CORRUPT);
-            goto fail;
-        }
-        if (rec.version < j->min_version)
-            continue;
-        offs[2 * n] = mem.n;
-        OM_GOTO(om_buf_append_slice(&mem, k));
-        offs[2 * n + 1] = mem.n;
-        OM_GOTO(om_buf_append_slice(&mem, v));
-        objmeta__migrate_record__init(&recs[n]);
-        recs[n].key.len = k.n;
-        recs[n].value.len = v.n;
-        recs[n].version = rec.version;
-        ptrs[n] = &recs[n];
-        n++;
-        bytes += k.n + v.n;
-    }
-reply:
-    for (size_t i = 0; i < n; i++) { /* mem is final now: point into it */
-        recs[i].key.data = mem.p + offs[2 * i];
-        recs[i].value.data = mem.p + offs[2 * i + 1];
-    }
-    sr.records = ptrs;
-    sr.n_records = n;
-    sr.next_after_key.data = last.n > 0 ? last.p : (uint8_t *)j->after.p;
-    sr.next_after_key.len = last.n > 0 ? last.n : j->after.n;
-    sr.done = done;
-    sr.scanned_bytes = scanned;
-    resp.body_case = OBJMETA__RESPONSE__BODY_MIGRATE_SCAN;
-    resp.migrate_scan = &sr;
-    rpc_reply_send(j->reply, &resp);
-    st = OM_OK;
-    j->reply = NULL;
-fail:
-    if (j->reply != NULL)
-        rpc_reply_error(j->reply, st, "migration scan failed: %s", om_status_str(st));
-    lsm_iter_free(it);
-    free(recs);
-    free(ptrs);
-    free(offs);
-    om_buf_free(&mem);
-    om_buf_free(&last);
-}
-
-/* A record of the batch with its stripe, for grouping by stripe. */
-typedef struct apply_ref {
-    uint32_t stripe;
-    uint32_t i;
-} apply_ref;
-
-static int
-cmp_ref(const void *a, const void *b)
-{
-    const apply_ref *x = a, *y = b;
-    if (x->stripe != y->stripe)
-        return x->stripe < y->stripe ? -1 : 1;
-    return x->i < y->i ? -1 : x->i > y->i;
-}
-
-/*
- * Apply the records refs[0..n) -- one group, sorted by stripe -- holding
- * their stripes, with one engine write. Counts into *applied / *skipped.
- */
-static om_status
-apply_group(shard_mig *m, const mig_rec *recs, const apply_ref *refs, size_t n, lsm_batch *b,
-            uint32_t *applied, uint32_t *skipped)
-{
-    uint64_t set[SHARD_STRIPES / 64] = {0};
-    om_buf cur = OM_BUF_INIT;
-    om_status st = OM_OK;
-
-    for (size_t i = 0; i < n; i++)
-        set[refs[i].stripe / 64] |= UINT64_C(1) << (refs[i].stripe % 64);
-    shard_stripes_lock(m->s, set); /* ascending, or the gate alone */
-    lsm_batch_clear(b);
-    for (size_t i = 0; i < n && st == OM_OK; i++) {
-        const mig_rec *r = &recs[refs[i].i];
-        shard_record old;
-        om_status g = lsm_get(shard_db(m->s), NULL, r->key, &cur);
-        if (g == OM_OK && shard_record_decode(om_buf_slice(&cur), &old) == OM_OK &&
-            old.version >= r->version) {
-            (*skipped)++;
-            continue;
-        }
-        if (g != OM_OK && g != OM_E_NOTFOUND) {
-            st = g;
-            break;
-        }
-        st = lsm_batch_put(b, r->key, r->value);
-        (*applied)++;
-    }
-    if (st == OM_OK && lsm_batch_count(b) > 0)
-        st = lsm_write(shard_db(m->s), b);
-    shard_stripes_unlock(m->s, set);
-    om_buf_free(&cur);
-    return st;
-}
-
-/*
- * Apply every record: sorted by stripe and cut into groups of consecutive
- * stripes holding about MIG_APPLY_GROUP_BYTES of records, one locked write
- * (one WAL sync) per group, so that a client write waits for at most one
- * small group write and only if its stripe is in it, while a small batch
- * (the coordinator sends 128 KiB batches while clients are active) costs
- * only a sync or two.
- */
-static om_status
-apply_all(shard_mig *m, const mig_rec *recs, size_t n, uint32_t *applied, uint32_t *skipped)
-{
-    apply_ref *refs = calloc(n ? n : 1, sizeof(*refs));
-    lsm_batch *b = NULL;
-    om_status st;
-
-    if (refs == NULL)
-        return OM_ERR(OM_E_NOMEM);
-    for (size_t i = 0; i < n; i++) {
-        refs[i].stripe = shard_stripe_of(recs[i].key);
-        refs[i].i = (uint32_t)i;
-    }
-    qsort(refs, n, sizeof(*refs), cmp_ref);
-    st = lsm_batch_new(&b);
-    for (size_t i = 0; st == OM_OK && i < n;) {
-        size_t k = i, bytes = 0;
-        /* a group ends at a stripe boundary once it holds enough bytes */
-        while (k < n && (bytes < MIG_APPLY_GROUP_BYTES || refs[k].stripe == refs[k - 1].stripe)) {
-            bytes += recs[refs[k].i].key.n + recs[refs[k].i].value.n;
-            k++;
-        }
-        st = apply_group(m, recs, refs + i, k - i, b, applied, skipped);
-        i = k;
-    }
-    lsm_batch_free(b);
-    free(refs);
-    return st;
-}
-
-static void
-run_apply(shard_mig *m, mig_job *j)
-{
-    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
-    Objmeta__ApplyRecordsResponse ar = OBJMETA__APPLY_RECORDS_RESPONSE__INIT;
-    uint32_t applied = 0, skipped = 0;
-    mig_view v;
-    om_status st;
-
-    view_get(m, &v);
-    if (v.pending == NULL || ring_epoch(v.pending) != j->ring_epoch) {
-        rpc_reply_error(j->reply, OM_E_WRONG_SHARD,
-                        "shard %s holds pending ring epoch %llu, records sent for %llu", m->self,
-                        (unsigned long long)(v.pending ? ring_epoch(v.pending) : 0),
-                        (unsigned long long)j->ring_epoch);
-        view_put(&v);
-        return;
-    }
-    for (size_t i = 0; i < j->nrecs; i++) {
-        shard_record rec;
-        if (!mig_owns(v.pending, m->self, om_hash64(j->recs[i].key.p, j->recs[i].key.n))) {
-            rpc_reply_error(j->reply, OM_E_INVALID,
-                            "record %zu: its key belongs to another shard under ring epoch %llu", i,
-                            (unsigned long long)j->ring_epoch);
-            view_put(&v);
-            return;
-        }
-        if (shard_record_decode(j->recs[i].value, &rec) != OM_OK ||
-            rec.version != j->recs[i].version) {
-            rpc_reply_error(j->reply, OM_E_CORRUPT, "record %zu does not decode", i);
-            view_put(&v);
-            return;
-        }
-    }
-    view_put(&v);
-    st = apply_all(m, j->recs, j->nrecs, &applied, &skipped);
-    if (st != OM_OK) {
-        rpc_reply_error(j->reply, st, "applying records failed: %s", om_status_str(st));
-        return;
-    }
-    ar.applied = applied;
-    ar.skipped = skipped;
-    resp.body_case = OBJMETA__RESPONSE__BODY_APPLY_RECORDS;
-    resp.apply_records = &ar;
-    rpc_reply_send(j->reply, &resp);
-}
-
-static void
-run_compact(shard_mig *m, mig_job *j)
-{
-    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
-    Objmeta__CompactResponse cr = OBJMETA__COMPACT_RESPONSE__INIT;
-    lsm_stats ls;
-    om_status st;
-    uint64_t t0 = om_clock_mono_ns();
-
-    lsm_stats_get(shard_db(m->s), &ls);
-    cr.bytes_before = ls.live_sst_bytes + ls.memtable_bytes;
-    /*
-     * Paced: the old owners compact while they serve clients. Moved keys are
-     * hash ranges spread over the whole LSM key space, so no key range can be
-     * skipped; the whole tree is rewritten.
-     */
-    st = lsm_compact_range_rate(shard_db(m->s), OM_SLICE_NULL, OM_SLICE_NULL, m->opts.compact_rate);
-    if (st == OM_E_BUSY) {
-        /* shard_mig_stop abandoned it (lsm_compact_range_stop): the coordinator asks again */
-        rpc_reply_error(j->reply, OM_E_UNAVAILABLE, "shard %s is shutting down", m->self);
-        return;
-    }
-    if (st != OM_OK) {
-        rpc_reply_error(j->reply, st, "compaction failed: %s", om_status_str(st));
-        return;
-    }
-    lsm_stats_get(shard_db(m->s), &ls);
-    cr.bytes_after = ls.live_sst_bytes + ls.memtable_bytes;
-    om_log(OM_LOG_INFO,
-           "compacted id=%s bytes_before=%llu bytes_after=%llu dropped=%llu rate=%llu ms=%llu",
-           m->self, (unsigned long long)cr.bytes_before, (unsigned long long)cr.bytes_after,
-           (unsigned long long)atomic_load(&m->filter_dropped),
-           (unsigned long long)m->opts.compact_rate,
-           (unsigned long long)((om_clock_mono_ns() - t0) / 1000000));
-    resp.body_case = OBJMETA__RESPONSE__BODY_COMPACT;
-    resp.compact = &cr;
-    rpc_reply_send(j->reply, &resp);
-}
-
-/* The pool's job runner (workq). */
-static void
-mig_run(void *arg, workq_item *it)
-{
-    shard_mig *m = arg;
-    mig_job *j = (mig_job *)it;
-
-    switch (j->kind) {
-    case MIG_JOB_SCAN:
-        run_scan(m, j);
-        break;
-    case MIG_JOB_APPLY:
-        run_apply(m, j);
-        break;
-    case MIG_JOB_COMPACT:
-        run_compact(m, j);
-        break;
-    }
-    job_free(j);
-}
-
-/* shard_mig_stop: a job still queued is answered "try again later". */
-static void
-mig_cancel(void *arg, workq_item *it)
-{
-    shard_mig *m = arg;
-    mig_job *j = (mig_job *)it;
-
-    rpc_reply_error(j->reply, OM_E_UNAVAILABLE, "shard %s is shutting down", m->self);
-    job_free(j);
-}
-
-om_status
-shard_mig_attach(shard_mig *m, shard *s)
-{
-    m->s = s;
-    return workq_open("shard-migrate", m->opts.threads, MIG_QUEUE_MAX, mig_run, m, &m->pool);
-}
-
-void
-shard_mig_stop(shard_mig *m)
-{
-    if (m == NULL || m->pool == NULL)
-        return;
-    /* A running (paced) Compact would hold the join for up to minutes: abandon it. */
-    lsm_compact_range_stop(shard_db(m->s));
-    workq_close(m->pool, mig_cancel);
-    m->pool = NULL;
-}
-
-static void
-mig_enqueue(shard_mig *m, mig_job *j)
-{
-    om_status st = m->pool != NULL ? workq_push(m->pool, &j->item) : OM_E_UNAVAILABLE;
-
-    if (st == OM_OK)
-        return;
-    if (st == OM_E_BUSY)
-        rpc_reply_error(j->reply, OM_E_BUSY, "shard %s: too many migration jobs queued", m->self);
-    else
-        rpc_reply_error(j->reply, OM_E_UNAVAILABLE, "shard %s is shutting down", m->self);
-    job_free(j);
-}
-
-static void
-submit_scan(shard_mig *m, const Objmeta__Request *req, rpc_reply *reply)
-{
-    const Objmeta__MigrateScanRequest *r = req->migrate_scan;
-    mig_job *j = calloc(1, sizeof(*j));
-
-    if (j == NULL) {
-        rpc_reply_error(reply, OM_E_NOMEM, "out of memory");
-        return;
-    }
-    j->kind = MIG_JOB_SCAN;
-    j->reply = reply;
-    j->nranges = r->n_ranges;
-    j->ranges = calloc(r->n_ranges ? r->n_ranges : 1, sizeof(*j->ranges));
-    if (j->ranges == NULL ||
-        om_buf_set(&j->after, om_slice_make(r->after_key.data, r->after_key.len)) != OM_OK) {
-        job_free(j);
-        rpc_reply_error(reply, OM_E_NOMEM, "out of memory");
-        return;
-    }
-    for (size_t i = 0; i < r->n_ranges; i++) {
-        j->ranges[i].start = r->ranges[i]->start;
-        j->ranges[i].end = r->ranges[i]->end;
-        if ((j->ranges[i].end != 0 && j->ranges[i].end <= j->ranges[i].start) ||
-            (i > 0 && (j->ranges[i - 1].end == 0 || j->ranges[i].start < j->ranges[i - 1].end))) {
-            job_free(j);
-            rpc_reply_error(reply, OM_E_INVALID,
-                            "ranges: range %zu is empty, unsorted or overlaps the one before", i);
-            return;
-        }
-    }
-    if (r->n_keys > 0) {
-        size_t total = 0, off = 0;
-        if (r->n_keys > 100000) {
-            job_free(j);
-            rpc_reply_error(reply, OM_E_INVALID, "keys: at most 100000 per scan");
-            return;
-        }
-        for (size_t i = 0; i < r->n_keys; i++)
-            total += r->keys[i].len;
-        j->keys = calloc(r->n_keys, sizeof(*j->keys));
-        j->mem = malloc(total ? total : 1);
-        if (j->keys == NULL || j->mem == NULL) {
-            job_free(j);
-            rpc_reply_error(reply, OM_E_NOMEM, "out of memory");
-            return;
-        }
-        for (size_t i = 0; i < r->n_keys; i++) {
-            if (r->keys[i].len > 0)
-                memcpy(j->mem + off, r->keys[i].data, r->keys[i].len);
-            j->keys[i] = om_slice_make(j->mem + off, r->keys[i].len);
-            off += r->keys[i].len;
-        }
-        j->nkeys = r->n_keys;
-    }
-    j->max_records = r->max_records ? r->max_records : MIG_DEFAULT_MAX_RECORDS;
-    if (j->max_records > 100000)
-        j->max_records = 100000;
-    j->max_bytes = r->max_bytes ? r->max_bytes : MIG_DEFAULT_MAX_BYTES;
-    j->min_version = r->min_version;
-    j->max_scan = r->max_scan_bytes ? r->max_scan_bytes : MIG_DEFAULT_MAX_SCAN;
-    mig_enqueue(m, j);
-}
-
-static void
-submit_apply(shard_mig *m, const Objmeta__Request *req, rpc_reply *reply)
-{
-    const Objmeta__ApplyRecordsRequest *r = req->apply_records;
-    mig_job *j = calloc(1, sizeof(*j));
-    size_t total = 0, off = 0;
-
-    if (j == NULL) {
-        rpc_reply_error(reply, OM_E_NOMEM, "out of memory");
-        return;
-    }
-    j->kind = MIG_JOB_APPLY;
-    j->reply = reply;
-    j->ring_epoch = req->ring_epoch;
-    for (size_t i = 0; i < r->n_records; i++)
-        total += r->records[i]->key.len + r->records[i]->value.len;
-    j->recs = calloc(r->n_records ? r->n_records : 1, sizeof(*j->recs));
-    j->mem = malloc(total ? total : 1);
-    if (j->recs == NULL || j->mem == NULL) {
-        job_free(j);
-        rpc_reply_error(reply, OM_E_NOMEM, "out of memory");
-        return;
-    }
-    for (size_t i = 0; i < r->n_records; i++) {
-        const Objmeta__MigrateRecord *mr = r->records[i];
-        if (mr->key.len == 0 || mr->key.len > LSM_MAX_KEY_SIZE ||
-            shard_key_is_reserved(om_slice_make(mr->key.data, mr->key.len))) {
-            job_free(j);
-            rpc_reply_error(reply, OM_E_INVALID, "record %zu: bad key length %zu", i, mr->key.len);
-            return;
-        }
-        if (mr->key.len > 0)
-            memcpy(j->mem + off, mr->key.data, mr->key.len);
-        j->recs[i].key = om_slice_make(j->mem + off, mr->key.len);
-        off += mr->key.len;
-        if (mr->value.len > 0)
-            memcpy(j->mem + off, mr->value.data, mr->value.len);
-        j->recs[i].value = om_slice_make(j->mem + off, mr->value.len);
-        off += mr->value.len;
-        j->recs[i].version = mr->version;
-    }
-    j->nrecs = r->n_records;
-    mig_enqueue(m, j);
-}
-
 bool
 shard_mig_handle(shard_mig *m, const Objmeta__Request *req, rpc_reply *reply)
 {
-    mig_job *j;
-
     switch (req->body_case) {
     case OBJMETA__REQUEST__BODY_SET_RING:
         mig_set_ring(m, req->set_ring, reply);
@@ -1080,23 +475,7 @@ shard_mig_handle(shard_mig *m, const Objmeta__Request *req, rpc_reply *reply)
     case OBJMETA__REQUEST__BODY_GET_RING:
         mig_get_ring(m, reply);
         return true;
-    case OBJMETA__REQUEST__BODY_MIGRATE_SCAN:
-        submit_scan(m, req, reply);
-        return true;
-    case OBJMETA__REQUEST__BODY_APPLY_RECORDS:
-        submit_apply(m, req, reply);
-        return true;
-    case OBJMETA__REQUEST__BODY_COMPACT:
-        j = calloc(1, sizeof(*j));
-        if (j == NULL) {
-            rpc_reply_error(reply, OM_E_NOMEM, "out of memory");
-            return true;
-        }
-        j->kind = MIG_JOB_COMPACT;
-        j->reply = reply;
-        mig_enqueue(m, j);
-        return true;
     default:
-        return false;
+        return mig_jobs_handle(m, req, reply); /* scans, applies, compactions */
     }
 }

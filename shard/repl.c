@@ -31,7 +31,11 @@
  *            held replies become errors; nothing more is acknowledged).
  *            Transport errors and other refusals pause retry_ms and send
  *            again, for ever: a backup that does not answer holds the
- *            writes (removal from the in-sync set needs etcd, a later layer).
+ *            writes -- with static membership until it answers; with etcd
+ *            until repl_etcd.c removed it from the in-sync set, the only
+ *            backups ship(mark) waits for (shard_repl_set_in_sync). A
+ *            backup out of the set still gets the stream, and a probe when
+ *            idle, so that it can rejoin.
  *
  * Catch-up (repl_catchup.c): when a backup needs a group no longer queued
  * (a gap answer after a restart of either side, or an empty backup) or
@@ -129,6 +133,7 @@ group_from_stage(const repl_stage *g, uint64_t index)
     memset(q, 0, sizeof(*q));
     q->index = index;
     q->bytes = bytes;
+    q->t_ns = om_clock_mono_ns();
     /* pointers first, then the structs: both arrays stay aligned in mem */
     q->ptrs = (Objmeta__MigrateRecord **)(void *)q->mem;
     q->recs = (Objmeta__MigrateRecord *)(void *)(q->mem + n * sizeof(Objmeta__MigrateRecord *));
@@ -199,6 +204,7 @@ shard_repl_written(shard_repl *r, om_status st)
     r->tail = q;
     r->last = q->index;
     r->held_bytes += q->bytes;
+    repl_trim(r); /* nothing to keep when no backup needs it (none in sync, none near) */
     /* backpressure: a backup away for long holds at most max_held_bytes here */
     while (r->held_bytes > r->opts.max_held_bytes && !r->stop && r->err == OM_OK)
         pthread_cond_wait(&r->cv, &r->mu);
@@ -219,7 +225,10 @@ repl_mark(void *arg)
     return m;
 }
 
-/* Requires: mu held. The lowest index every backup acknowledged (0 for one not heard yet). */
+/*
+ * Requires: mu held. The lowest index every in-sync backup acknowledged (0
+ * for one not heard yet; UINT64_MAX with none: the primary alone is the set).
+ */
 static uint64_t
 min_acked(const shard_repl *r)
 {
@@ -227,6 +236,9 @@ min_acked(const shard_repl *r)
 
     for (size_t i = 0; i < r->npeers; i++) {
         uint64_t a = r->peers[i].known ? r->peers[i].acked : 0;
+
+        if (!r->peers[i].in_sync)
+            continue;
 
         if (a < m)
             m = a;
@@ -242,6 +254,9 @@ repl_ship(void *arg, uint64_t mark)
 
     pthread_mutex_lock(&r->mu);
     if (mark > r->ship_to) {
+        for (size_t i = 0; i < r->npeers; i++) /* a backup idle until now owes nothing yet */
+            if (r->peers[i].known && !r->peers[i].catching && r->peers[i].acked >= r->ship_to)
+                repl_progress(&r->peers[i]);
         r->ship_to = mark;
         pthread_cond_broadcast(&r->cv);
     }
@@ -254,17 +269,23 @@ repl_ship(void *arg, uint64_t mark)
 
 /* ---- the shippers ---- */
 
-/* Requires: mu held. Free the groups every backup has (or gets by its catch-up's snapshot). */
+/*
+ * Requires: mu held. Free the groups every backup has (or gets by its
+ * catch-up's snapshot). A backup out of the in-sync set keeps groups only
+ * while they fill less than half of max_held_bytes: beyond, it gets a
+ * catch-up when it returns, and the writes never wait for it.
+ */
 void
 repl_trim(shard_repl *r)
 {
     uint64_t m = UINT64_MAX;
+    bool keep_out = r->held_bytes <= r->opts.max_held_bytes / 2;
 
     for (size_t i = 0; i < r->npeers; i++) {
         const repl_peer *p = &r->peers[i];
         uint64_t floor = p->catching ? p->snap_index : p->acked;
 
-        if (floor < m)
+        if (floor < m && (p->in_sync || keep_out))
             m = floor;
     }
 
@@ -277,6 +298,18 @@ repl_trim(shard_repl *r)
         r->held_bytes -= q->bytes;
         free(q);
     }
+}
+
+void
+repl_progress(repl_peer *p)
+{
+    p->progress_ns = om_clock_mono_ns();
+}
+
+void
+repl_answered(repl_peer *p)
+{
+    p->answer_ns = om_clock_mono_ns();
 }
 
 /* Requires: mu held. Wait up to ms or until stopped. */
@@ -363,6 +396,7 @@ repl_peer_answer(repl_peer *p, uint64_t first, uint64_t last, const Objmeta__Res
                "index=%llu",
                p->addr, (unsigned long long)a->term, (unsigned long long)a->durable_index);
         p->known = true;
+        repl_progress(p);
         repl_catch_up_start(p);
         return;
     }
@@ -381,6 +415,8 @@ repl_peer_answer(repl_peer *p, uint64_t first, uint64_t last, const Objmeta__Res
             om_log(OM_LOG_WARN, "backup is behind backup=%s index=%llu sent_from=%llu", p->addr,
                    (unsigned long long)a->durable_index, (unsigned long long)first);
         *quiet = st != OM_OK;
+        if (!p->known || a->durable_index > p->acked || a->durable_index >= r->ship_to)
+            repl_progress(p);
         p->acked = a->durable_index;
         p->known = true;
         repl_trim(r);
@@ -401,6 +437,7 @@ peer_main(void *arg)
     shard_repl *r = p->r;
     rpc_sync_client *cli = NULL;
     bool quiet = false; /* the current trouble is logged already */
+    const uint64_t half_timeout_ns = (uint64_t)r->opts.timeout_ms * 500000u;
 
     pthread_setname_np(pthread_self(), "shard-ship");
     pthread_mutex_lock(&r->mu);
@@ -409,7 +446,7 @@ peer_main(void *arg)
         Objmeta__ReplicateRequest rq = OBJMETA__REPLICATE_REQUEST__INIT;
         Objmeta__ReplicateGroup **groups = NULL;
         Objmeta__Response *resp = NULL;
-        bool missing;
+        bool missing, idle;
         uint64_t first = p->acked + 1;
         om_status st;
 
@@ -417,13 +454,22 @@ peer_main(void *arg)
             repl_catch_up_step(p, &cli, &quiet);
             continue;
         }
-        if (p->known && p->acked >= r->ship_to) {
+        idle = p->known && p->acked >= r->ship_to;
+        if (idle && p->in_sync) {
             pthread_cond_wait(&r->cv, &r->mu);
             continue;
         }
-        /* not heard yet: a probe (no groups) -- where is the backup, in which term? */
-        rq.n_groups = p->known ? collect(r, p, &groups, &missing) : 0;
-        if (rq.n_groups == 0 && p->known) {
+        if (idle && om_clock_mono_ns() - p->answer_ns < half_timeout_ns) {
+            repl_pause_ms(r, r->opts.timeout_ms / 2);
+            continue;
+        }
+        /*
+         * A probe (no groups): not heard yet -- where is the backup, in which
+         * term? -- or idle out of the in-sync set: its answers show that it
+         * is back, so that it can rejoin without waiting for a write.
+         */
+        rq.n_groups = p->known && !idle ? collect(r, p, &groups, &missing) : 0;
+        if (rq.n_groups == 0 && p->known && !idle) {
             if (missing)
                 repl_catch_up_start(p); /* index `first` is no longer kept */
             else
@@ -452,6 +498,7 @@ peer_main(void *arg)
         }
         if (quiet && rpc_response_status(resp) == OM_OK)
             om_log(OM_LOG_INFO, "backup answers again backup=%s", p->addr);
+        repl_answered(p);
         repl_peer_answer(p, first, first + rq.n_groups - 1, resp, &quiet);
         rpc_response_free(resp);
     }
@@ -489,37 +536,66 @@ gauge(om_buf *out, const char *name, const char *help, const char *labels, doubl
     return rpc_prom_value(out, name, labels, v);
 }
 
+/*
+ * Requires: mu held. Backup i's state (shard_repl_peer_get); lag_bytes and
+ * lag_s only with `lag` (a walk over the groups kept for it).
+ */
+static void
+peer_info(const shard_repl *r, size_t i, uint64_t now, bool lag, shard_repl_peer_info *o)
+{
+    const repl_peer *p = &r->peers[i];
+    bool owes = !p->known || p->catching || p->acked < r->ship_to;
+
+    memset(o, 0, sizeof(*o));
+    o->addr = p->addr;
+    o->in_sync = p->in_sync;
+    o->known = p->known;
+    o->catching = p->catching;
+    o->acked = p->acked;
+    o->silent = owes && now - p->progress_ns > (uint64_t)r->opts.timeout_ms * 1000000u;
+    o->answering = p->known && now - p->answer_ns < (uint64_t)r->opts.timeout_ms * 1000000u;
+    o->lag_records = r->last - (p->acked < r->last ? p->acked : r->last);
+    for (const repl_group *q = lag ? r->head : NULL; q != NULL; q = q->next) {
+        if (q->index <= p->acked)
+            continue;
+        if (o->lag_bytes == 0)
+            o->lag_s = (double)(now - q->t_ns) / 1e9;
+        o->lag_bytes += q->bytes;
+    }
+}
+
 /* The per-backup gauges. Requires: mu held (no allocation but the buffer's). */
 static om_status
 render_backups(shard_repl *r, om_buf *out)
 {
     static const struct {
         const char *name, *help;
-    } m[4] = {
+    } m[6] = {
         {"objmeta_replication_backup_acked_index", "The last index the backup has durable."},
         {"objmeta_replication_backup_lag_records", "Group commits the backup lacks."},
         {"objmeta_replication_backup_lag_bytes", "Bytes of records kept for the backup."},
+        {"objmeta_replication_backup_lag_seconds", "Age of the oldest group the backup lacks."},
         {"objmeta_replication_backup_catching_up", "1 while the backup gets a snapshot."},
+        {"objmeta_replication_backup_in_sync", "1 while writes wait for the backup."},
     };
     char labels[160];
+    uint64_t now = om_clock_mono_ns();
 
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 6; k++) {
         OM_TRY(rpc_prom_header(out, m[k].name, "gauge", m[k].help));
         for (size_t i = 0; i < r->npeers; i++) {
-            const repl_peer *p = &r->peers[i];
-            double v = (double)p->acked;
+            shard_repl_peer_info pi;
+            double v[6];
 
-            if (k == 1)
-                v = (double)(r->last - (p->acked < r->last ? p->acked : r->last));
-            if (k == 2) {
-                v = 0;
-                for (const repl_group *q = r->head; q != NULL; q = q->next)
-                    v += q->index > p->acked ? (double)q->bytes : 0;
-            }
-            if (k == 3)
-                v = p->catching;
-            snprintf(labels, sizeof(labels), "backup=\"%s\"", p->addr);
-            OM_TRY(rpc_prom_value(out, m[k].name, labels, v));
+            peer_info(r, i, now, true, &pi);
+            v[0] = (double)pi.acked;
+            v[1] = (double)pi.lag_records;
+            v[2] = (double)pi.lag_bytes;
+            v[3] = pi.lag_s;
+            v[4] = pi.catching;
+            v[5] = pi.in_sync;
+            snprintf(labels, sizeof(labels), "backup=\"%s\"", pi.addr);
+            OM_TRY(rpc_prom_value(out, m[k].name, labels, v[k]));
         }
     }
     return OM_OK;
@@ -554,6 +630,56 @@ shard_repl_render_metrics(shard *s, om_buf *out)
                    NULL, s->repl->err != OM_OK);
     pthread_mutex_unlock(&s->repl->mu);
     return rc;
+}
+
+/* ---- the in-sync set (shard/repl_etcd.c) ---- */
+
+size_t
+shard_repl_peer_count(const shard_repl *r)
+{
+    return r->npeers;
+}
+
+void
+shard_repl_peer_get(shard_repl *r, size_t i, shard_repl_peer_info *out)
+{
+    pthread_mutex_lock(&r->mu);
+    peer_info(r, i, om_clock_mono_ns(), false, out);
+    pthread_mutex_unlock(&r->mu);
+}
+
+void
+shard_repl_set_in_sync(shard_repl *r, size_t i, bool in_sync)
+{
+    pthread_mutex_lock(&r->mu);
+    if (r->peers[i].in_sync != in_sync) {
+        r->peers[i].in_sync = in_sync;
+        repl_progress(&r->peers[i]); /* silence counts from now */
+        repl_trim(r);
+        pthread_cond_broadcast(&r->cv); /* ship and a waiting writer look again */
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+bool
+shard_repl_ready(shard_repl *r, uint64_t index)
+{
+    bool ok;
+
+    pthread_mutex_lock(&r->mu);
+    ok = r->err == OM_OK && min_acked(r) >= index;
+    pthread_mutex_unlock(&r->mu);
+    return ok;
+}
+
+void
+shard_repl_fail(shard_repl *r)
+{
+    pthread_mutex_lock(&r->mu);
+    if (r->err == OM_OK)
+        r->err = OM_ERR(OM_E_UNAVAILABLE);
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
 }
 
 /* ---- life ---- */
@@ -684,6 +810,8 @@ shard_repl_open(shard *s, const shard_repl_opts *o, shard_repl **out)
     for (size_t i = 0; i < r->npeers; i++) {
         r->peers[i].r = r;
         r->peers[i].acked = held.index; /* until a backup says otherwise (a gap) */
+        r->peers[i].in_sync = true;
+        repl_progress(&r->peers[i]);
     }
     for (size_t i = 0; i < r->npeers; i++) {
         if (pthread_create(&r->peers[i].th, NULL, peer_main, &r->peers[i]) != 0) {
@@ -692,7 +820,7 @@ shard_repl_open(shard *s, const shard_repl_opts *o, shard_repl **out)
         }
         r->peers[i].have_th = true;
     }
-    st = await_backups(r, held.index);
+    st = o->no_await ? OM_OK : await_backups(r, held.index);
     if (st != OM_OK) {
         shard_repl_close(r);
         return st;

@@ -126,13 +126,15 @@ typedef struct shard_repl shard_repl;
 
 typedef struct shard_repl_opts {
     const char *group;        /* replica group id sent with every Replicate */
-    uint64_t term;            /* >= 1; static for now (REPLICATION.md) */
+    uint64_t term;            /* >= 1: replica-term, or the group configuration's (etcd) */
     const char *backups;      /* "host:port,host:port,...": at least one backup */
     uint32_t timeout_ms;      /* one Replicate call; then it is sent again. Default 2000 */
     uint32_t retry_ms;        /* pause after a failed call. Default 200 */
     size_t max_request_bytes; /* records per Replicate request. Default 4 MiB */
     size_t max_held_bytes;    /* records kept for backups; beyond it the writer waits.
                                * Default 256 MiB */
+    bool no_await;            /* open returns at once: the caller waits with shard_repl_ready
+                               * (the etcd layer, which must stay on its loop meanwhile) */
 } shard_repl_opts;
 
 void shard_repl_opts_init(shard_repl_opts *o);
@@ -166,6 +168,38 @@ void shard_repl_close(shard_repl *r);
  * operation. Loop thread.
  */
 bool shard_repl_handle(shard_repl *r, const Objmeta__Request *req, rpc_reply *reply);
+
+/*
+ * The in-sync set as the primary applies it (shard/repl_etcd.c keeps it equal
+ * to the group configuration): ship waits only for the backups in it, and a
+ * backup out of it gets the stream (and, when needed, a catch-up) without
+ * holding a write. Every backup starts in it.
+ */
+typedef struct shard_repl_peer_info {
+    const char *addr; /* valid while the primary lives */
+    bool in_sync, known, catching;
+    bool silent;          /* owes an answer and gave none for timeout_ms */
+    bool answering;       /* answered within timeout_ms */
+    uint64_t acked;       /* its durable index as last answered */
+    uint64_t lag_records; /* group commits it lacks */
+    uint64_t lag_bytes;   /* bytes of records kept for it (metrics only; 0 from peer_get) */
+    double lag_s;         /* age of the oldest group it lacks (metrics only, as lag_bytes) */
+} shard_repl_peer_info;
+
+/* Backups (every replica but this one). Any thread. */
+size_t shard_repl_peer_count(const shard_repl *r);
+/* Backup i's state (without the lag in bytes and seconds: a walk, for /metrics). Any thread. */
+void shard_repl_peer_get(shard_repl *r, size_t i, shard_repl_peer_info *out);
+/* Count backup i in the in-sync set or not (ship recomputes at once). Any thread. */
+void shard_repl_set_in_sync(shard_repl *r, size_t i, bool in_sync);
+/*
+ * True when every in-sync backup confirmed index `index` durable (the wait
+ * of a primary that holds writes before it serves: see shard_repl_open).
+ * Any thread.
+ */
+bool shard_repl_ready(shard_repl *r, uint64_t index);
+/* Fail for good now, without joining anything (a demoted primary). Any thread. */
+void shard_repl_fail(shard_repl *r);
 
 /* The primary's state: term and the last index written. Any thread. */
 void shard_repl_primary_state(shard_repl *r, shard_repl_state *out);

@@ -173,6 +173,8 @@ repl_catch_up_step(repl_peer *p, rpc_sync_client **cli, bool *quiet)
     } else if (rpc_response_status(resp) == OM_OK &&
                resp->body_case == OBJMETA__RESPONSE__BODY_REPLICATE) {
         *quiet = false;
+        repl_progress(p);
+        repl_answered(p);
         if (pg.done) {
             om_log(OM_LOG_INFO, "catch-up done backup=%s index=%llu", p->addr,
                    (unsigned long long)resp->replicate->durable_index);

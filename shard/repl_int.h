@@ -21,6 +21,7 @@ typedef struct repl_group {
     struct repl_group *next;
     uint64_t index;
     size_t bytes;
+    uint64_t t_ns; /* when it was queued (lag in seconds) */
     Objmeta__ReplicateGroup pb;
     Objmeta__MigrateRecord **ptrs;
     Objmeta__MigrateRecord *recs;
@@ -35,6 +36,11 @@ typedef struct repl_peer {
     uint64_t acked; /* under mu: the backup's durable index as last answered */
     /* catch-up (under mu; snap and cursor used by this peer's thread only) */
     bool known; /* under mu: the backup answered since this primary started */
+    /* under mu: ship waits for this backup (the in-sync set; always true with static
+     * membership, the group configuration's with etcd: shard/repl_etcd.c) */
+    bool in_sync;
+    uint64_t progress_ns; /* under mu: the last answer that moved it on (silence: repl.h) */
+    uint64_t answer_ns;   /* under mu: the last answer of any kind */
     bool catching;
     uint64_t snap_index; /* the snapshot's index: groups above it are kept */
     lsm_snapshot *snap;
@@ -71,6 +77,11 @@ struct shard_repl {
 
 /* Requires: mu held. Free the groups every backup has (or gets by its catch-up's snapshot). */
 void repl_trim(shard_repl *r);
+
+/* Requires: mu held. p answered and moved on (or had nothing to do): not silent. */
+void repl_progress(repl_peer *p);
+/* Requires: mu held. p answered a request (any status). */
+void repl_answered(repl_peer *p);
 
 /* Requires: mu held. Wait up to ms or until stopped. */
 void repl_pause_ms(shard_repl *r, uint32_t ms);

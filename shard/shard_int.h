@@ -67,6 +67,7 @@ struct shard {
     struct shard_repl *repl;       /* a primary's replication (repl.h), or NULL */
     struct shard_replica *replica; /* a backup's (repl.h), or NULL */
     workq *pool;                   /* List, and reads without inline_reads (handlers.c) */
+    workq *verify_q;               /* Digest scans (verify.c), opened on first use */
 
     /*
      * The record buffer of Retrieve/Head answered inline (inline_reads): one
@@ -147,5 +148,7 @@ shard_version_check(bool have_old, uint64_t old_version, uint64_t new_version)
 /* handlers.c: the commit pipeline's callbacks and the worker pool's job runner. */
 void shard_commit_ops(shard *s, commit_ops *ops);
 void shard_pool_run(void *arg, workq_item *it);
+/* verify.c: answer a Digest request (from the loop thread; the scan runs on verify_q). */
+void shard_verify_digest(shard *s, const Objmeta__DigestRequest *r, rpc_reply *reply);
 
 #endif /* OM_SHARD_SHARD_INT_H */

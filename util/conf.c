@@ -460,6 +460,34 @@ conf_format(const om_conf_item *it, const void *conf, char *out, size_t outlen)
     snprintf(out, outlen, "%" PRId64, v);
 }
 
+/* A setting's doc as "# " comment lines of at most ~78 columns, broken at spaces: the config
+ * reader (inih) takes lines of up to 200 bytes, so a printed config must load back. */
+static void
+conf_print_doc(FILE *out, const char *doc)
+{
+    const size_t width = 76;
+
+    while (*doc != '\0') {
+        size_t n = strlen(doc);
+
+        if (n > width) {
+            const char *sp = NULL;
+
+            for (const char *q = doc; q <= doc + width; q++)
+                if (*q == ' ')
+                    sp = q;
+            if (sp == NULL)
+                sp = strchr(doc + width, ' ');
+            if (sp != NULL)
+                n = (size_t)(sp - doc);
+        }
+        fprintf(out, "# %.*s\n", (int)n, doc);
+        doc += n;
+        while (*doc == ' ')
+            doc++;
+    }
+}
+
 void
 om_conf_print(const om_conf_table *t, const void *conf, FILE *out)
 {
@@ -468,7 +496,9 @@ om_conf_print(const om_conf_table *t, const void *conf, FILE *out)
     fprintf(out, "# %s %s effective configuration\n", t->program, t->version);
     for (size_t i = 0; i < t->n; i++) {
         conf_format(&t->items[i], conf, val, sizeof(val));
-        fprintf(out, "\n# %s\n%s = %s\n", t->items[i].doc, t->items[i].name, val);
+        fputc('\n', out);
+        conf_print_doc(out, t->items[i].doc);
+        fprintf(out, "%s = %s\n", t->items[i].name, val);
     }
 }
 

@@ -22,6 +22,9 @@ static om_log_format log_format = OM_LOG_FORMAT_TEXT;
 static om_log_sink log_sink;
 static void *log_sink_arg;
 
+/* The longest request id written (rpc.h's RPC_REQUEST_ID_MAX; longer ones are cut). */
+#define OM_LOG_RID_MAX 64
+
 static const char *const level_names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
 static const char *const json_level_names[] = {"error", "warn", "info", "debug"};
 
@@ -102,11 +105,16 @@ json_append(char *line, size_t cap, size_t *n, const char *s, size_t reserve)
     return true;
 }
 
-/* {"ts":...,"level":...,"module":...,"msg":...} into line (cap bytes, room for '\n'). */
+/*
+ * {"ts":...,"level":...,"module":...,"msg":...[,"request_id":...]} into line (cap bytes, room
+ * for '\n'). The request id (at most a few dozen bytes, rpc.h) is kept when the message is cut.
+ */
 static size_t
 json_line(char *line, size_t cap, const char *ts, om_log_level level, const char *module,
-          const char *msg)
+          const char *msg, const char *rid)
 {
+    size_t rid_room = rid != NULL ? 16 + 2 * strlen(rid) : 0;
+
     size_t n = 0;
     int r = snprintf(line, cap, "{\"ts\":\"%s\",\"level\":\"%s\",\"module\":\"", ts,
                      (unsigned)level <= OM_LOG_DEBUG ? json_level_names[level] : "?");
@@ -115,9 +123,14 @@ json_line(char *line, size_t cap, const char *ts, om_log_level level, const char
     (void)json_append(line, cap, &n, module, 16);
     memcpy(line + n, "\",\"msg\":\"", 9);
     n += 9;
-    if (!json_append(line, cap, &n, msg, 8)) { /* cut: "...\"}" and the newline fit */
+    if (!json_append(line, cap, &n, msg, 8 + rid_room)) { /* cut: "...\"}" and the newline fit */
         memcpy(line + n, "...", 3);
         n += 3;
+    }
+    if (rid != NULL) {
+        memcpy(line + n, "\",\"request_id\":\"", 16);
+        n += 16;
+        (void)json_append(line, cap, &n, rid, 3);
     }
     memcpy(line + n, "\"}", 2);
     n += 2;
@@ -132,8 +145,8 @@ om_log_set_sink(om_log_sink sink, void *arg)
     log_sink_arg = arg;
 }
 
-void
-om_log_vwrite(om_log_level level, const char *module, const char *fmt, va_list ap)
+static void
+log_vwrite(om_log_level level, const char *module, const char *rid, const char *fmt, va_list ap)
 {
     char line[4096];
     struct timespec ts;
@@ -152,25 +165,31 @@ om_log_vwrite(om_log_level level, const char *module, const char *fmt, va_list a
             memcpy(msg + sizeof(msg) - 4, "...", 4);
         else if (r < 0)
             msg[0] = '\0';
-        n = json_line(line, sizeof(line) - 1, stamp, level, module, msg);
+        n = json_line(line, sizeof(line) - 1, stamp, level, module, msg, rid);
         goto out;
     }
+    size_t rid_room = rid != NULL ? 5 + strlen(rid) : 0; /* " rid=" */
     n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
     r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s %s ", ts.tv_nsec / 1000000L,
                  om_log_level_str(level), module);
     if (r > 0)
         n += (size_t)r;
-    r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+    r = vsnprintf(line + n, sizeof(line) - n - rid_room, fmt, ap);
     if (r < 0) {
         r = 0;
     }
-    if ((size_t)r >= sizeof(line) - n - 1) {
-        /* cut: leave room for "...\n" */
-        n = sizeof(line) - 5;
+    if ((size_t)r >= sizeof(line) - n - rid_room - 1) {
+        /* cut: leave room for "...", the request id and "\n" */
+        n = sizeof(line) - rid_room - 5;
         memcpy(line + n, "...", 3);
         n += 3;
     } else {
         n += (size_t)r;
+    }
+    if (rid != NULL) {
+        memcpy(line + n, " rid=", 5);
+        memcpy(line + n + 5, rid, rid_room - 5);
+        n += rid_room;
     }
     line[n] = '\0';
 out:
@@ -182,6 +201,33 @@ out:
     /* One write per line; a short write to stderr is not worth a retry loop. */
     ssize_t w = write(STDERR_FILENO, line, n);
     (void)w;
+}
+
+void
+om_log_vwrite(om_log_level level, const char *module, const char *fmt, va_list ap)
+{
+    log_vwrite(level, module, NULL, fmt, ap);
+}
+
+void
+om_log_write_rid(om_log_level level, const char *module, const char *rid, const char *fmt, ...)
+{
+    va_list ap;
+    char safe[OM_LOG_RID_MAX + 1];
+
+    if (rid != NULL && rid[0] != '\0') {
+        /* one token in a text line, whatever the caller passed (rpc checks it at the wire) */
+        size_t i = 0;
+        for (; rid[i] != '\0' && i < OM_LOG_RID_MAX; i++)
+            safe[i] = (unsigned char)rid[i] > 0x20 && (unsigned char)rid[i] < 0x7f ? rid[i] : '?';
+        safe[i] = '\0';
+        rid = safe;
+    } else {
+        rid = NULL;
+    }
+    va_start(ap, fmt);
+    log_vwrite(level, module, rid, fmt, ap);
+    va_end(ap);
 }
 
 void

@@ -14,6 +14,11 @@
  *   {"ts":"2026-11-21T13:05:01.123Z","level":"info","module":"wal","msg":"recovered log=000012.log
  * records=412"}
  *
+ * om_log_rid() writes a line about one request and adds its request id (the
+ * Request's request_id, rpc.h) as a field of its own: ` rid=<id>` at the end
+ * of a text line, "request_id":"<id>" in a JSON line. A NULL or empty id adds
+ * nothing. An operator follows a request from coordinator to shard by it.
+ *
  * om_log() is a macro that compares the level with the threshold before any
  * argument is evaluated or formatted, so DEBUG calls cost one branch when off.
  * Each .c file names its module with `#define OM_LOG_MODULE "wal"` before it
@@ -53,6 +58,12 @@ typedef void (*om_log_sink)(om_log_level level, const char *line, void *arg);
             om_log_write((level), OM_LOG_MODULE, __VA_ARGS__);                                     \
     } while (0)
 
+#define om_log_rid(level, rid, ...)                                                                \
+    do {                                                                                           \
+        if ((int)(level) <= om_log_threshold)                                                      \
+            om_log_write_rid((level), OM_LOG_MODULE, (rid), __VA_ARGS__);                          \
+    } while (0)
+
 #if defined(__GNUC__)
 #define OM_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
@@ -60,6 +71,8 @@ typedef void (*om_log_sink)(om_log_level level, const char *line, void *arg);
 #endif
 
 void om_log_write(om_log_level level, const char *module, const char *fmt, ...) OM_PRINTF(3, 4);
+void om_log_write_rid(om_log_level level, const char *module, const char *rid, const char *fmt, ...)
+    OM_PRINTF(4, 5);
 void om_log_vwrite(om_log_level level, const char *module, const char *fmt, va_list ap);
 
 void om_log_set_level(om_log_level level);

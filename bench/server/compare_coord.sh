@@ -51,42 +51,15 @@ for b in "$shard_bin" "$coord_bin" "$bench"; do
 done
 (( LIST_KEYS > LIST_PAGE )) || { echo "compare_coord: LIST_KEYS must exceed LIST_PAGE" >&2; exit 2; }
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/objmeta-coord-bench.XXXXXX")
-pids=()
-cleanup() {
-    trap - EXIT INT TERM
-    if (( ${#pids[@]} > 0 )); then
-        kill -TERM "${pids[@]}" 2>/dev/null || true
-        local deadline=$((SECONDS + 10)) p
-        for p in "${pids[@]}"; do
-            while kill -0 "$p" 2>/dev/null && (( SECONDS < deadline )); do sleep 0.1; done
-            kill -KILL "$p" 2>/dev/null || true
-        done
-        wait 2>/dev/null || true
-    fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/common/servers.sh
+. "$(dirname "$0")/../common/servers.sh"
+bench_servers_init coord-bench
 
-# start NAME PROGRAM ARGS...: start a server with a port file under $tmp, wait
-# (15 s at most) until it serves; sets PORT (its rpc port) and PID.
+# start NAME PROGRAM ARGS...: a server on a free port, no /metrics; sets PORT and PID.
 start() {
-    local name=$1 prog=$2 deadline=$((SECONDS + 15))
+    local name=$1 prog=$2
     shift 2
-    "$prog" --listen=127.0.0.1:0 --http-listen=off --port-file="$tmp/$name.ports" \
-        --data-dir="$tmp/$name" --log-level=warn "$@" </dev/null >/dev/null 2>"$tmp/$name.log" &
-    PID=$!
-    pids+=("$PID")
-    while [[ ! -s $tmp/$name.ports ]]; do
-        if ! kill -0 "$PID" 2>/dev/null || (( SECONDS >= deadline )); then
-            echo "compare_coord: $name did not start; its log:" >&2
-            tail -20 "$tmp/$name.log" >&2
-            exit 1
-        fi
-        sleep 0.05
-    done
-    PORT=$(awk '$1 == "rpc" { print $2 }' "$tmp/$name.ports")
+    bench_start "$name" 127.0.0.1:0 off "$prog" "$@"
 }
 
 # cluster NAME N: N shards NAME-s1..NAME-sN and coordinator NAME-coord;
@@ -113,11 +86,6 @@ result() {
         printf "%s %s %s %s %s\n", v["ops_per_sec"], v["p50_us"], v["p99_us"], v["errors"], v["ops"] }' "$1"
 }
 
-cpu_s() { # PID... -> their user+system CPU seconds so far, summed
-    local p
-    for p in "$@"; do cat "/proc/$p/stat"; done |
-        awk -v hz="$(getconf CLK_TCK)" '{ t += $14 + $15 } END { printf "%.2f", t / hz }'
-}
 
 # check FILE WHAT: fail loudly when a run had errors (a misrouted request, a shard down)
 check() {

@@ -64,24 +64,9 @@ for b in redis-server redis-benchmark redis-cli; do
         echo "compare_redis: $b missing (apt-get install redis-server redis-tools)" >&2; exit 2; }
 done
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/objmeta-vs-redis.XXXXXX")
-pids=""
-cleanup() {
-    for p in $pids; do kill "$p" 2>/dev/null || true; done
-    # the redis-servers are not our children (started in $(...)): poll until gone
-    n=0
-    for p in $pids; do
-        while kill -0 "$p" 2>/dev/null && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
-    done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
-
-wait_for() { # file, deadline in tenths of a second
-    n=0
-    while [ ! -s "$1" ] && [ $n -lt "$2" ]; do sleep 0.1; n=$((n + 1)); done
-    [ -s "$1" ]
-}
+# shellcheck source=bench/common/bench_lib.sh
+. "$(dirname "$0")/../common/bench_lib.sh"
+bench_tmp objmeta-vs-redis
 
 # objmeta-shard, durable
 "$shard" --listen=127.0.0.1:0 --http-listen=off --port-file="$tmp/shard.ports" \

@@ -32,6 +32,9 @@
  * `--requests N` stops after N requests (the timed run ends at whichever of
  * N requests or `--duration` comes first).
  *
+ * `--addr a,b,c` (several coordinators) spreads the connections over them
+ * round-robin: connection i talks to address i mod n.
+ *
  * `--direct-shards` measures the shards without the coordinator: the ring
  * is fetched from --addr (a coordinator, GetRing), every connection becomes
  * one connection per shard, and each keyed request goes straight to the
@@ -52,6 +55,7 @@
 #include <sys/resource.h>
 
 #include "bench/common/bench_gen.h"
+#include "bench/common/bench_hist.h"
 #include "rpc/rpc.h"
 #ifdef OM_BENCH_RING
 #include "partitioner/ring.h"
@@ -61,52 +65,6 @@
 
 enum { OP_STORE, OP_RETRIEVE, OP_HEAD, OP_EXISTS, OP_DELETE, OP_LIST, OP_N };
 static const char *const op_names[OP_N] = {"store", "retrieve", "head", "exists", "delete", "list"};
-
-#define HIST_SUB 32
-#define HIST_POW 40
-typedef struct hist {
-    uint64_t b[HIST_POW * HIST_SUB];
-    uint64_t n;
-} hist;
-
-static void
-hist_add(hist *h, uint64_t ns)
-{
-    unsigned p = 0;
-    uint64_t v = ns < HIST_SUB ? HIST_SUB : ns;
-    while ((v >> p) >= 2 * HIST_SUB)
-        p++;
-    unsigned idx = p * HIST_SUB + (unsigned)((v >> p) - HIST_SUB);
-    if (idx >= HIST_POW * HIST_SUB)
-        idx = HIST_POW * HIST_SUB - 1;
-    h->b[idx]++;
-    h->n++;
-}
-
-/* Upper bound of the bucket holding quantile q, in microseconds. */
-static double
-hist_q_us(const hist *h, double q)
-{
-    uint64_t want = (uint64_t)ceil(q * (double)h->n), seen = 0;
-    if (h->n == 0)
-        return 0;
-    for (unsigned i = 0; i < HIST_POW * HIST_SUB; i++) {
-        seen += h->b[i];
-        if (seen >= want && h->b[i] > 0) {
-            unsigned p = i / HIST_SUB, s = i % HIST_SUB;
-            return (double)(((uint64_t)(HIST_SUB + s + 1)) << p) / 1000.0;
-        }
-    }
-    return 0;
-}
-
-static void
-hist_merge(hist *dst, const hist *src)
-{
-    for (unsigned i = 0; i < HIST_POW * HIST_SUB; i++)
-        dst->b[i] += src->b[i];
-    dst->n += src->n;
-}
 
 typedef struct bench {
     struct event_base *base;
@@ -126,7 +84,7 @@ typedef struct bench {
     ring *ring; /* --direct-shards: the coordinator's ring; NULL otherwise */
 #endif
     uint64_t ops[OP_N], errors[OP_N];
-    hist h[OP_N];
+    bh_hist h[OP_N];
     char last_error[256];
     struct call *free_calls; /* finished calls, reused (no malloc per request) */
 } bench;
@@ -181,7 +139,7 @@ bench_done(void *arg, om_status st, const Objmeta__Response *resp)
         /* NOT_FOUND is an answer (a read or delete of a key not stored yet) */
         if (rs == OM_OK || rs == OM_E_NOTFOUND) {
             b->ops[c->op]++;
-            hist_add(&b->h[c->op], om_clock_mono_ns() - c->t0);
+            bh_add(&b->h[c->op], om_clock_mono_ns() - c->t0);
             if (c->op == OP_LIST && resp != NULL &&
                 resp->body_case == OBJMETA__RESPONSE__BODY_LIST) {
                 b->list_keys += resp->list->key_count;
@@ -369,6 +327,27 @@ parse_mix(bench *b, const char *mix)
 }
 
 #ifdef OM_BENCH_RING
+/* Address i mod n of the comma-separated list into out (cap bytes); false if too long. */
+static bool
+nth_addr(const char *list, int i, char *out, size_t cap)
+{
+    int n = 1;
+    const char *p = list, *end;
+
+    for (const char *q = list; *q; q++)
+        n += *q == ',';
+    for (int k = i % n; k > 0; k--)
+        p = strchr(p, ',') + 1;
+    end = strchr(p, ',');
+    if (end == NULL)
+        end = p + strlen(p);
+    if ((size_t)(end - p) >= cap)
+        return false;
+    memcpy(out, p, (size_t)(end - p));
+    out[end - p] = '\0';
+    return true;
+}
+
 /* --direct-shards: the ring the coordinator at addr routes with. */
 static int
 fetch_ring(const char *addr, ring **out)
@@ -466,19 +445,11 @@ out:
     rpc_sync_client_close(sc);
 }
 
-static void
-print_result(const char *name, uint64_t ops, uint64_t errors, const hist *h, double secs)
-{
-    printf("%-9s %10" PRIu64 " ops %12.0f ops/s  p50 %8.1f us  p99 %8.1f us  p99.9 %8.1f us"
-           "  errors %" PRIu64 "\n",
-           name, ops, (double)ops / secs, hist_q_us(h, 0.5), hist_q_us(h, 0.99),
-           hist_q_us(h, 0.999), errors);
-}
-
 int
 main(int argc, char **argv)
 {
     const char *addr = "127.0.0.1:7001", *mix = "store=50,retrieve=50";
+    char first[256];         /* the first of the --addr list: GetRing, Stats */
     rpc_tls_opts tlso = {0}; /* --ca [--cert --key]: TLS to the server */
     rpc_tls *tls = NULL;
     int64_t conns = 50, pipeline = 1, keys = 100000, vsize = 256, duration = 10000;
@@ -504,7 +475,7 @@ main(int argc, char **argv)
             continue;
         }
         if (strcmp(a, "--help") == 0 || v == NULL) {
-            printf("usage: objmeta_bench [--addr H:P] [--connections N] [--pipeline D]\n"
+            printf("usage: objmeta_bench [--addr H:P[,H:P...]] [--connections N] [--pipeline D]\n"
                    "  [--ops store=50,retrieve=50,head=0,exists=0,delete=0,list=0]\n"
                    "  [--value-size BYTES] [--keys N] [--duration 10s] [--bucket B] [--preload]\n"
                    "  [--requests N] [--list-max-keys N] [--prefix P] [--delimiter D]\n"
@@ -575,6 +546,10 @@ main(int argc, char **argv)
             return 2;
         }
     }
+    if (!nth_addr(addr, 0, first, sizeof(first))) {
+        fprintf(stderr, "objmeta_bench: bad address %s\n", addr);
+        return 2;
+    }
     b.nroute = 1;
     if (direct) {
 #ifdef OM_BENCH_RING
@@ -582,7 +557,7 @@ main(int argc, char **argv)
             fprintf(stderr, "objmeta_bench: --direct-shards cannot route list (no single owner)\n");
             return 2;
         }
-        if (fetch_ring(addr, &b.ring) != 0)
+        if (fetch_ring(first, &b.ring) != 0)
             return 1;
         b.nroute = (int)ring_shard_count(b.ring);
 #else
@@ -605,7 +580,13 @@ main(int argc, char **argv)
     b.conns = calloc((size_t)conns * (size_t)b.nroute, sizeof(*b.conns));
     for (int i = 0; i < b.nconn * b.nroute; i++) {
         rpc_client_opts o;
-        const char *to = addr;
+        char one[256];
+        const char *to = one;
+
+        if (!nth_addr(addr, direct ? 0 : i, one, sizeof(one))) {
+            fprintf(stderr, "objmeta_bench: bad address %s\n", addr);
+            return 2;
+        }
 #ifdef OM_BENCH_RING
         if (b.ring != NULL)
             to = ring_shard_at(b.ring, (size_t)(i % b.nroute))->addr;
@@ -636,17 +617,17 @@ main(int argc, char **argv)
         addr, b.nroute > 1 || direct ? " (direct to the owner shards)" : "", b.nconn, b.pipeline,
         values, b.values.kind == BG_VALUES_JSON ? (size_t)0 : b.value_size, b.keys, dist, secs, mix,
         workload ? " ycsb=" : "", workload ? workload : "");
-    hist *all = calloc(1, sizeof(hist));
+    bh_hist *all = calloc(1, sizeof(bh_hist));
     uint64_t tot = 0, err = 0;
     for (int op = 0; op < OP_N; op++) {
         if (b.weights[op] == 0)
             continue;
-        print_result(op_names[op], b.ops[op], b.errors[op], &b.h[op], secs);
-        hist_merge(all, &b.h[op]);
+        bh_print(op_names[op], b.ops[op], b.errors[op], &b.h[op], secs);
+        bh_merge(all, &b.h[op]);
         tot += b.ops[op];
         err += b.errors[op];
     }
-    print_result("all", tot, err, all, secs);
+    bh_print("all", tot, err, all, secs);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("client cpu %.2f s (user %.2f, system %.2f) over %.2f s\n",
@@ -663,14 +644,8 @@ main(int argc, char **argv)
         printf("last error: %s\n", b.last_error);
     for (int op = 0; op < OP_N; op++)
         if (b.weights[op] > 0)
-            printf("RESULT op=%s ops=%" PRIu64 " ops_per_sec=%.0f p50_us=%.1f p99_us=%.1f "
-                   "p999_us=%.1f errors=%" PRIu64 "\n",
-                   op_names[op], b.ops[op], (double)b.ops[op] / secs, hist_q_us(&b.h[op], 0.5),
-                   hist_q_us(&b.h[op], 0.99), hist_q_us(&b.h[op], 0.999), b.errors[op]);
-    printf("RESULT op=all ops=%" PRIu64 " ops_per_sec=%.0f p50_us=%.1f p99_us=%.1f p999_us=%.1f "
-           "errors=%" PRIu64 "\n",
-           tot, (double)tot / secs, hist_q_us(all, 0.5), hist_q_us(all, 0.99),
-           hist_q_us(all, 0.999), err);
+            bh_print_result(op_names[op], b.ops[op], b.errors[op], &b.h[op], secs);
+    bh_print_result("all", tot, err, all, secs);
     for (int i = 0; i < b.nconn * b.nroute; i++)
         rpc_client_free(b.conns[i]);
     rpc_tls_free(tls);
@@ -686,7 +661,7 @@ main(int argc, char **argv)
     bg_values_fini(&b.values);
     free(all);
     if (stats)
-        print_server_stats(addr);
+        print_server_stats(first);
     event_base_free(b.base);
     return err > 0 && tot == 0 ? 1 : 0;
 }

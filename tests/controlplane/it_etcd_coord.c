@@ -11,7 +11,11 @@
  * (SIGSTOP) past its lease writes nothing after its successor's first write
  * and follows when it wakes; with etcd stopped, data requests go on and
  * admin changes are refused with UNAVAILABLE naming etcd, and resume once
- * etcd is back; a client given all three addresses keeps working while the
+ * etcd is back; a follower cut off from etcd alone (its own member stopped)
+ * serves data on its ring, refuses admin changes naming etcd and catches up
+ * with the change the leader made meanwhile once the member returns; during
+ * the kill -9 scenarios the rebalance suite's load (tests/harness/tu_load.c)
+ * checks that listings stay exact; a client given all three addresses keeps working while the
  * coordinators are killed and restarted one at a time. Skipped (77) when
  * etcd is not installed.
  *
@@ -30,6 +34,7 @@
 #include "rpc/rpc.h"
 #include "tu.h"
 #include "tu_etcd.h"
+#include "tu_load.h"
 
 #define MAXSH 6
 #define NCO 3
@@ -47,6 +52,7 @@ typedef struct cluster {
     char shards_arg[512];
     const char *rate;  /* --migrate-rate */
     const char *extra; /* one more coordinator argument, or NULL */
+    bool own_member;   /* coordinator i talks to etcd member i only (3 members) */
 } cluster;
 
 static void
@@ -81,7 +87,8 @@ coord_start(cluster *cl, int i)
                            NULL};
     tu_proc_opts o = {.extra = extra};
 
-    snprintf(etcd, sizeof(etcd), "--etcd=%s", tu_etcd_endpoints(cl->etcd));
+    snprintf(etcd, sizeof(etcd), "--etcd=%s",
+             cl->own_member ? tu_etcd_member_url(cl->etcd, i) : tu_etcd_endpoints(cl->etcd));
     snprintf(rate, sizeof(rate), "--migrate-rate=%s", cl->rate ? cl->rate : "128M");
     if (cl->coord_addr[i][0] != '\0') {
         snprintf(listen, sizeof(listen), "--listen=%s", cl->coord_addr[i]);
@@ -95,14 +102,15 @@ coord_start(cluster *cl, int i)
 }
 
 static void
-cluster_start_with(cluster *cl, int nshards, const char *rate, const char *extra)
+cluster_start_etcd(cluster *cl, int nshards, const char *rate, const char *extra, bool own_member)
 {
     size_t off;
 
     memset(cl, 0, sizeof(*cl));
     cl->rate = rate;
     cl->extra = extra;
-    cl->etcd = tu_etcd_start(1);
+    cl->own_member = own_member;
+    cl->etcd = tu_etcd_start(own_member ? NCO : 1);
     cl->nshards = nshards;
     off = (size_t)snprintf(cl->shards_arg, sizeof(cl->shards_arg), "--shards=");
     for (int i = 0; i < nshards; i++) {
@@ -112,6 +120,12 @@ cluster_start_with(cluster *cl, int nshards, const char *rate, const char *extra
     }
     for (int i = 0; i < NCO; i++)
         coord_start(cl, i);
+}
+
+static void
+cluster_start_with(cluster *cl, int nshards, const char *rate, const char *extra)
+{
+    cluster_start_etcd(cl, nshards, rate, extra, false);
 }
 
 static void
@@ -222,8 +236,11 @@ wait_change_done(const char *addr, uint64_t epoch)
     uint64_t deadline = tu_now_ms() + WAIT_MS;
 
     while (!change_done(addr, epoch)) {
-        ck_assert_msg(tu_now_ms() < deadline, "change to epoch %llu not done via %s",
-                      (unsigned long long)epoch, addr);
+        char phase[32];
+
+        phase_of(addr, phase, sizeof(phase));
+        ck_assert_msg(tu_now_ms() < deadline, "change to epoch %llu not done via %s (phase %s)",
+                      (unsigned long long)epoch, addr, phase);
         struct timespec ts = {0, 50 * 1000000L}; /* poll interval */
         nanosleep(&ts, NULL);
     }
@@ -242,7 +259,7 @@ client_of(const char *addr)
 
 /* How many shards hold bucket/key (direct, unfenced reads). */
 static int
-holders(cluster *cl, const char *key)
+holders_in(cluster *cl, const char *bucket, const char *key)
 {
     int n = 0;
 
@@ -253,11 +270,17 @@ holders(cluster *cl, const char *key)
         if (cl->shard[i] == NULL)
             continue;
         c = client_of(cl->shard_addr[i]);
-        ck_assert_int_eq(omc_exists(c, BUCKET, key, &ex), OM_OK);
+        ck_assert_int_eq(omc_exists(c, bucket, key, &ex), OM_OK);
         n += ex;
         omc_close(c);
     }
     return n;
+}
+
+static int
+holders(cluster *cl, const char *key)
+{
+    return holders_in(cl, BUCKET, key);
 }
 
 static void
@@ -557,12 +580,18 @@ START_TEST(concurrent_add_shard_one_wins)
 END_TEST
 
 #define NKEYS 400
+#define LOAD_BUCKET "cp-load"
+#define LOAD_NSTABLE 200
+#define LOAD_NMUT 100
 
 /*
  * Load keys, start a slow add-shard, write and delete while it runs, and kill -9 the leader
  * once it reports `phase` ("copying", "cutover", "cleanup"; the last two are held open by
  * the testing aid --test-phase-delay): another coordinator finishes the change with no
  * acknowledged write lost, no acknowledged delete undone, every key on its final owner.
+ * Throughout, the rebalance suite's load (tu_load.h) runs through the two followers: its
+ * listings taken during the change never repeat a key nor miss one that existed
+ * throughout, and its acknowledged writes and deletes hold afterwards.
  */
 static void
 leader_killed_during(const char *phase)
@@ -572,11 +601,14 @@ leader_killed_during(const char *phase)
     Objmeta__Response *r;
     char key[32], val[1100], addrs[256];
     int lead, keeper;
-    uint64_t deadline, killed_ms = 0;
+    uint64_t deadline, killed_ms = 0, lists_before;
     static const char pad[] = "0123456789abcdef";
+    tu_load *L;
 
     printf("kill -9 of the leader during %s\n", phase);
-    cluster_start_with(&cl, 2, "64K",
+    /* 256 KiB/s: the load's busy clients throttle the copy down to 1/8 of that, and it must
+     * still end within WAIT_MS; without them the copy of ~1/3 of 1 MB lasts over a second */
+    cluster_start_with(&cl, 2, "256K",
                        strcmp(phase, "copying") != 0 ? "--test-phase-delay=1500ms" : NULL);
     shard_start(&cl, 2);
     etcd_open(&cl);
@@ -591,12 +623,15 @@ leader_killed_during(const char *phase)
         snprintf(val + 1000, sizeof(val) - 1000, "-%d", k);
         put(c, key, val);
     }
+    L = tu_load_new(addrs, LOAD_BUCKET, LOAD_NSTABLE, LOAD_NMUT, tu_seed(phase), true);
+    tu_load_preload(L);
+    tu_load_start(L);
     /* through a follower: forwarded to the leader */
     r = add_shard(cl.coord_addr[keeper], "s3", cl.shard_addr[2]);
     ck_assert_msg(r != NULL && r->status == OBJMETA__STATUS__OK, "add-shard: %s",
                   r ? r->message : "no answer");
     rpc_response_free(r);
-    /* writes and deletes while it copies; the leader dies in the middle. Followers pass
+    /* writes and deletes while it copies; the leader dies after the sixth. Followers pass
      * moving keys to the leader, so until a successor leads (one lease TTL) those are
      * refused with UNAVAILABLE -- not acknowledged -- and the client tries again. */
     for (int k = 0; k < 40; k++) {
@@ -616,7 +651,7 @@ leader_killed_during(const char *phase)
                 nanosleep(&ts, NULL);
             }
         } while (st != OM_OK);
-        if (k == 20) {
+        if (k == 5) { /* early: on a busy machine the copy may not outlast 20 slow writes */
             char now[32];
             uint64_t phase_until = tu_now_ms() + WAIT_MS;
 
@@ -638,10 +673,25 @@ leader_killed_during(const char *phase)
         struct timespec ts = {0, 20 * 1000000L}; /* poll interval */
         nanosleep(&ts, NULL);
     }
-    printf("takeover after kill -9: %llu ms (lease 2000 ms)\n",
-           (unsigned long long)(tu_now_ms() - killed_ms));
+    printf("takeover after kill -9: %llu ms (lease 2000 ms); killed %llu ms after the load "
+           "started\n",
+           (unsigned long long)(tu_now_ms() - killed_ms),
+           (unsigned long long)(killed_ms - tu_load_started_ms(L)));
+    fflush(stdout);
     ck_assert_uint_le(tu_now_ms() - killed_ms, 2 * 2000);
+    lists_before = tu_load_lists(L);
     wait_change_done(cl.coord_addr[keeper], 2);
+    tu_load_stop(L);
+    printf("%llu complete listings after the takeover, during the rest of the change\n",
+           (unsigned long long)(tu_load_lists(L) - lists_before));
+    ck_assert_uint_gt(tu_load_lists(L), 0);
+    tu_load_check(L);
+    for (int k = 0; k < LOAD_NSTABLE; k += 5) {
+        tu_load_stable_key(k, key, sizeof(key));
+        ck_assert_msg(holders_in(&cl, LOAD_BUCKET, key) == 1,
+                      "%s is not on exactly its final owner", key);
+    }
+    tu_load_free(L);
     /* the followers passed the moving keys to the leader */
     ck_assert_uint_gt(stat_of(cl.coord_addr[keeper], "coord.proxied_moving") +
                           stat_of(cl.coord_addr[(lead + 2) % NCO], "coord.proxied_moving"),
@@ -700,7 +750,9 @@ START_TEST(cancel_through_a_follower)
     uint64_t e = 0, p = 0;
     size_t n = 0;
 
-    cluster_start(&cl, 2, "64K");
+    /* 32 KiB/s: the copy (~1/3 of 400 KB) lasts seconds, so 40 writes and the cancel come
+     * before the switch even on a busy machine */
+    cluster_start(&cl, 2, "32K");
     shard_start(&cl, 2);
     etcd_open(&cl);
     lead = leader_of(&cl);
@@ -716,7 +768,7 @@ START_TEST(cancel_through_a_follower)
     ck_assert_msg(r != NULL && r->status == OBJMETA__STATUS__OK, "add-shard: %s",
                   r ? r->message : "no answer");
     rpc_response_free(r);
-    for (int k = 0; k < 40; k++) { /* while it copies (64 KiB/s: seconds) */
+    for (int k = 0; k < 40; k++) { /* while it copies */
         snprintf(key, sizeof(key), "c%03d", k);
         if (k % 2)
             ck_assert_int_eq(omc_delete(c, BUCKET, key, NULL, NULL), OM_OK);
@@ -881,6 +933,126 @@ START_TEST(etcd_down_data_flows_admin_refused)
 }
 END_TEST
 
+static Objmeta__Response *
+cancel_via(const char *addr)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__CancelRebalanceRequest cq = OBJMETA__CANCEL_REBALANCE_REQUEST__INIT;
+
+    req.body_case = OBJMETA__REQUEST__BODY_CANCEL_REBALANCE;
+    req.cancel_rebalance = &cq;
+    return call(addr, &req);
+}
+
+/* Refused with UNAVAILABLE, the message naming etcd. */
+static bool
+refused_naming_etcd(const Objmeta__Response *r)
+{
+    return r != NULL && r->status == OBJMETA__STATUS__UNAVAILABLE && r->message != NULL &&
+           strstr(r->message, "etcd") != NULL;
+}
+
+/*
+ * Three etcd members, coordinator i talking to member i only; the member of a follower
+ * stops (etcd keeps its quorum, the leader goes on). The follower keeps serving data on
+ * the ring it holds and refuses admin changes with UNAVAILABLE naming etcd; the leader
+ * meanwhile adds a shard; once the member is back the follower catches up with the ring.
+ */
+START_TEST(follower_cut_off_from_etcd)
+{
+    cluster cl;
+    omc_client *c;
+    Objmeta__Response *r;
+    char key[32];
+    int lead, fol;
+    uint64_t e = 0, p = 0, deadline;
+
+    cluster_start_etcd(&cl, 2, NULL, NULL, true);
+    shard_start(&cl, 2);
+    etcd_open(&cl);
+    lead = leader_of(&cl);
+    fol = (lead + 1) % NCO;
+    c = client_of(cl.coord_addr[fol]);
+    put(c, "before", "1");
+    tu_etcd_stop_member(cl.etcd, fol);
+    /* once its lease keep-alives go unanswered for a TTL it knows it is cut off; until then
+     * a cancel is passed to the leader, which has nothing to cancel (never OK) */
+    deadline = tu_now_ms() + WAIT_MS;
+    for (;;) {
+        r = cancel_via(cl.coord_addr[fol]);
+        ck_assert_msg(r != NULL && r->status != OBJMETA__STATUS__OK, "cancel via the follower: %s",
+                      r ? r->message : "no answer");
+        if (refused_naming_etcd(r))
+            break;
+        ck_assert_msg(tu_now_ms() < deadline, "the follower never noticed it is cut off: %s",
+                      r->message);
+        rpc_response_free(r);
+        struct timespec ts = {0, 100 * 1000000L}; /* poll interval */
+        nanosleep(&ts, NULL);
+    }
+    printf("cut-off follower refuses: %s\n", r->message);
+    rpc_response_free(r);
+    r = add_shard(cl.coord_addr[fol], "s3", cl.shard_addr[2]);
+    ck_assert_msg(refused_naming_etcd(r), "add-shard via the cut-off follower: %s",
+                  r ? r->message : "no answer");
+    rpc_response_free(r);
+    /* data goes on through it, on the ring it holds */
+    for (int k = 0; k < 20; k++) {
+        snprintf(key, sizeof(key), "cut-%02d", k);
+        put(c, key, key);
+        expect(c, key, key);
+    }
+    expect(c, "before", "1");
+    /* the leader, in touch with etcd, makes a change meanwhile (retried while etcd's own
+     * leader moves, if the stopped member led it) */
+    deadline = tu_now_ms() + WAIT_MS;
+    for (;;) {
+        lead = leader_of(&cl);
+        ck_assert_int_ne(lead, fol);
+        r = add_shard(cl.coord_addr[lead], "s3", cl.shard_addr[2]);
+        if (r != NULL && r->status == OBJMETA__STATUS__OK)
+            break;
+        ck_assert_msg(tu_now_ms() < deadline &&
+                          (r == NULL || r->status == OBJMETA__STATUS__UNAVAILABLE),
+                      "add-shard via the leader: %s", r ? r->message : "no answer");
+        rpc_response_free(r);
+        struct timespec ts = {0, 100 * 1000000L}; /* poll interval */
+        nanosleep(&ts, NULL);
+    }
+    rpc_response_free(r);
+    wait_change_done(cl.coord_addr[lead], 2);
+    ck_assert(ring_of(cl.coord_addr[fol], &e, &p, NULL));
+    ck_assert_msg(e == 1, "the cut-off follower saw epoch %llu", (unsigned long long)e);
+    /* etcd back: it catches up with the ring, and passes admin requests on again */
+    tu_etcd_restart_member(cl.etcd, fol);
+    wait_change_done(cl.coord_addr[fol], 2);
+    deadline = tu_now_ms() + WAIT_MS;
+    for (;;) {
+        r = cancel_via(cl.coord_addr[fol]);
+        ck_assert_ptr_nonnull(r);
+        if (r->status == OBJMETA__STATUS__PRECONDITION_FAILED)
+            break; /* the leader's answer: nothing to cancel */
+        ck_assert_msg(tu_now_ms() < deadline, "cancel via the follower after etcd returned: %s",
+                      r->message);
+        rpc_response_free(r);
+        struct timespec ts = {0, 100 * 1000000L}; /* poll interval */
+        nanosleep(&ts, NULL);
+    }
+    rpc_response_free(r);
+    omc_close(c);
+    c = client_of(cl.coord_addr[fol]);
+    expect(c, "before", "1");
+    for (int k = 0; k < 20; k++) {
+        snprintf(key, sizeof(key), "cut-%02d", k);
+        expect(c, key, key);
+        ck_assert_int_eq(holders(&cl, key), 1);
+    }
+    omc_close(c);
+    etcd_close();
+    cluster_stop(&cl);
+}
+END_TEST
+
 START_TEST(rolling_restarts_three_addresses)
 {
     cluster cl;
@@ -929,6 +1101,7 @@ etcd_coord_suite(void)
     tcase_add_test(tc, leader_killed_in_cleanup_another_finishes);
     tcase_add_test(tc, frozen_leader_writes_nothing);
     tcase_add_test(tc, etcd_down_data_flows_admin_refused);
+    tcase_add_test(tc, follower_cut_off_from_etcd);
     tcase_add_test(tc, rolling_restarts_three_addresses);
     suite_add_tcase(s, tc);
     return s;

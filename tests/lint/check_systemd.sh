@@ -16,7 +16,7 @@ for u in "$root"/deploy/systemd/*.service; do
     name=$(basename "$u")
     case "$name" in
         objmeta-shard@.service) bin=$shard_bin; name=objmeta-shard@1.service ;;
-        objmeta-coord.service) bin=${coord_bin:-$shard_bin} ;;
+        objmeta-coord.service | objmeta-coord-etcd.service) bin=${coord_bin:-$shard_bin} ;;
         *) bin=/bin/true ;;
     esac
     sed "s#^ExecStart=/usr/local/bin/objmeta-[a-z]*#ExecStart=$bin#" "$u" >"$tmp/$name"

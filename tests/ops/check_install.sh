@@ -6,7 +6,10 @@
 #    --config file's example beside it) and pass `systemd-analyze verify`
 #    (the unit is verified with the destdir in front of its paths, since the
 #    host has nothing installed under the prefix);
-#  - every installed binary answers --help and --version (exit 0);
+#  - every installed binary answers --help and --version (exit 0); the
+#    coordinator loads both example configs (file and etcd mode);
+#  - the etcd-mode Kubernetes manifest runs 3 coordinator replicas with a
+#    readiness probe on /readyz and --etcd;
 #  - the Kubernetes manifests and the Prometheus files pass yamllint with its
 #    default rules; .dockerignore keeps build output and cluster data out of
 #    the container build.
@@ -24,7 +27,7 @@ out=$(meson install -C "$build" --destdir "$root" --no-rebuild --quiet 2>&1) || 
 prefix=$(meson introspect "$build" --buildoptions |
   python3 -c 'import json,sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"] == "prefix"))')
 units=$(find "$root" -path '*/systemd/system/*.service' | sort)
-[[ $(wc -l <<<"$units") -eq 2 ]] || fail "want 2 installed units, found: $units"
+[[ $(wc -l <<<"$units") -eq 3 ]] || fail "want 3 installed units, found: $units"
 for b in objmeta objmeta-shard objmeta-coord; do
   bin=$root$prefix/bin/$b
   [[ -x $bin ]] || fail "$b not installed in $prefix/bin"
@@ -32,11 +35,23 @@ for b in objmeta objmeta-shard objmeta-coord; do
   grep -qi "usage" <<<"$out" || fail "$b --help prints no usage"
   out=$("$bin" --version 2>&1) || fail "$b --version exits $?"
 done
-for f in etc/objmeta/coord.conf.example etc/objmeta/shard.conf.example \
+for f in etc/objmeta/coord.conf.example etc/objmeta/coord-etcd.conf.example etc/objmeta/shard.conf.example \
          share/objmeta/prometheus/objmeta-alerts.yml share/objmeta/grafana/objmeta-dashboard.json \
          share/doc/objmeta/README.md; do
   [[ -f $root$prefix/$f ]] || fail "$prefix/$f not installed"
 done
+
+# the example configs load as they are (--print-config checks every setting, connects nowhere)
+for f in coord.conf.example coord-etcd.conf.example; do
+  out=$("$root$prefix/bin/objmeta-coord" --config="$root$prefix/etc/objmeta/$f" --print-config 2>&1) ||
+    fail "objmeta-coord does not load $f"
+done
+# etcd mode on Kubernetes: 3 coordinator replicas, ready by their health endpoint
+k8s=$src/deploy/k8s/coordinator-etcd.yaml
+out=$(cat "$k8s")
+grep -q '^  replicas: 3$' "$k8s" || fail "$k8s: the coordinator Deployment does not run 3 replicas"
+grep -A1 'readinessProbe:' "$k8s" | grep -q 'path: /readyz' || fail "$k8s: no readiness probe on /readyz"
+grep -q -- '--etcd=' "$k8s" || fail "$k8s: the coordinators are not given --etcd"
 
 if command -v systemd-analyze >/dev/null; then
   mkdir -p "$tmp/units"

@@ -48,13 +48,13 @@
 #include "partitioner/ring.h"
 #include "rpc/rpc.h"
 #include "tu.h"
+#include "tu_load.h"
 #include "util/clock.h"
 
 #define MAXSH 6
 #define BUCKET "rebal-bucket"
 #define NSTABLE 1500 /* keys never written during a change: must always list and read */
 #define NMUT 600     /* keys the load writes and deletes */
-#define STABLE_SIZE 1500
 #define CHANGE_DEADLINE_MS 45000
 
 typedef struct cluster {
@@ -157,21 +157,6 @@ cluster_stop(cluster *cl)
     for (int i = 0; i < MAXSH; i++)
         proc_stop_checked(cl->shard[i], cl->id[i]);
     memset(cl, 0, sizeof(*cl));
-}
-
-static omc_client *
-connect_to(const char *addr)
-{
-    char msg[256];
-    omc_client *c = NULL;
-    uint64_t deadline = tu_now_ms() + 10000;
-
-    while (omc_connect(addr, 3000, &c, msg, sizeof(msg)) != OM_OK) {
-        ck_assert_msg(tu_now_ms() < deadline, "connect %s: %s", addr, msg);
-        om_clock_sleep_ms(20);
-    }
-    omc_set_timeout(c, 20000);
-    return c;
 }
 
 /* One admin request to the coordinator; returns the response (caller frees) or NULL. */
@@ -324,7 +309,7 @@ get_ring(const char *addr)
 static uint64_t
 shard_bytes(const char *addr)
 {
-    omc_client *c = connect_to(addr);
+    omc_client *c = tu_omc_connect(addr);
     omc_stats s;
     uint64_t b = 0;
 
@@ -338,372 +323,17 @@ shard_bytes(const char *addr)
     return b;
 }
 
-/* --- the load ----------------------------------------------------------------------------------
+/* --- the load (tests/harness/tu_load.c) and the checks after a change --------------------------
  */
 
-typedef struct kstate {
-    uint64_t store_v;   /* highest acknowledged store version */
-    uint32_t store_tag; /* its value: writer << 24 | seq */
-    uint32_t store_len;
-    uint64_t del_v;     /* highest acknowledged delete version */
-    bool maybe_deleted; /* a delete whose outcome is unknown (transport error) */
-} kstate;
-
-typedef struct load {
-    cluster *cl;
-    uint64_t seed;
-    atomic_bool stop;
-    bool faults; /* errors allowed (a process is killed) */
-    pthread_mutex_t mu;
-    kstate k[NMUT];
-    atomic_ulong ops, errors, lists, list_pages;
-    char failure[512]; /* first invariant violation seen by a thread */
-    pthread_t th[5];
-    int nth;
-} load;
-
-static void
-load_fail(load *L, const char *fmt, const char *a, unsigned long long b)
-{
-    pthread_mutex_lock(&L->mu);
-    if (L->failure[0] == '\0')
-        snprintf(L->failure, sizeof(L->failure), fmt, a, b);
-    pthread_mutex_unlock(&L->mu);
-}
-
-static void
-mut_key(int i, char *out, size_t n)
-{
-    snprintf(out, n, "m/%05d", i);
-}
-
-static void
-stable_key(int i, char *out, size_t n)
-{
-    snprintf(out, n, "s/%05d", i);
-}
-
-/* The data of a mutable key's write: a tag the checker can recognise, then filler. */
-static size_t
-mut_value(uint32_t tag, uint32_t len, uint8_t *buf)
-{
-    memset(buf, 'a' + (int)(tag % 26), len);
-    memcpy(buf, &tag, sizeof(tag));
-    return len;
-}
-
-static void
-stable_value(int i, uint8_t *buf)
-{
-    memset(buf, 'A' + i % 26, STABLE_SIZE);
-    snprintf((char *)buf, 16, "%08d", i);
-}
-
-typedef struct worker {
-    load *L;
-    int kind; /* 0 writer, 1 deleter, 2 reader, 3 lister */
-    int idx;
-} worker;
-
-static bool
-transient(om_status st)
-{
-    return st == OM_E_UNAVAILABLE || st == OM_E_TIMEOUT || st == OM_E_BUSY;
-}
-
-static void
-note_error(load *L, const char *what, om_status st, omc_client *c)
-{
-    atomic_fetch_add(&L->errors, 1);
-    if (transient(st))
-        om_clock_sleep_ms(10); /* a process is restarting: do not spin */
-    if (!L->faults || !transient(st)) {
-        char msg[256];
-        snprintf(msg, sizeof(msg), "%s: %s: %s", what, om_status_str(st), omc_last_message(c));
-        load_fail(L, "%s (%llu)", msg, 0);
-    }
-}
-
-static void
-run_writer(worker *w, omc_client *c, uint64_t *rs)
-{
-    load *L = w->L;
-    uint8_t buf[4096];
-    uint32_t seq = 0;
-
-    while (!atomic_load(&L->stop)) {
-        int i = (int)(tu_rand(rs) % NMUT);
-        char key[32];
-        uint32_t tag = ((uint32_t)w->idx << 24) | (++seq & 0xffffff);
-        uint32_t len = 64 + (uint32_t)(tu_rand(rs) % 2000);
-        omc_info info;
-        om_status st;
-
-        mut_key(i, key, sizeof(key));
-        mut_value(tag, len, buf);
-        st = omc_store(c, BUCKET, key, om_slice_make(buf, len), NULL, &info);
-        atomic_fetch_add(&L->ops, 1);
-        if (st != OM_OK) {
-            note_error(L, "store", st, c);
-            continue;
-        }
-        pthread_mutex_lock(&L->mu);
-        if (info.version > L->k[i].store_v) {
-            L->k[i].store_v = info.version;
-            L->k[i].store_tag = tag;
-            L->k[i].store_len = len;
-        }
-        pthread_mutex_unlock(&L->mu);
-        omc_info_free(&info);
-    }
-}
-
-static void
-run_deleter(worker *w, omc_client *c, uint64_t *rs)
-{
-    load *L = w->L;
-
-    while (!atomic_load(&L->stop)) {
-        int i = (int)(tu_rand(rs) % NMUT);
-        char key[32];
-        uint64_t v = 0;
-        om_status st;
-
-        mut_key(i, key, sizeof(key));
-        st = omc_delete(c, BUCKET, key, NULL, &v);
-        atomic_fetch_add(&L->ops, 1);
-        if (st == OM_E_NOTFOUND)
-            continue;
-        pthread_mutex_lock(&L->mu);
-        if (st == OM_OK && v > L->k[i].del_v)
-            L->k[i].del_v = v;
-        if (st != OM_OK)
-            L->k[i].maybe_deleted = true;
-        pthread_mutex_unlock(&L->mu);
-        if (st != OM_OK)
-            note_error(L, "delete", st, c);
-        om_clock_sleep_ms(2); /* deletes are rarer than writes */
-    }
-}
-
-static void
-run_reader(worker *w, omc_client *c, uint64_t *rs)
-{
-    load *L = w->L;
-    uint8_t want[STABLE_SIZE];
-    om_buf data = OM_BUF_INIT;
-
-    while (!atomic_load(&L->stop)) {
-        int i = (int)(tu_rand(rs) % NSTABLE);
-        char key[32];
-        omc_info info;
-        om_status st;
-
-        stable_key(i, key, sizeof(key));
-        st = omc_retrieve(c, BUCKET, key, &info, &data);
-        atomic_fetch_add(&L->ops, 1);
-        if (st != OM_OK) {
-            note_error(L, "retrieve of a stable key", st, c);
-            continue;
-        }
-        stable_value(i, want);
-        if (data.n != STABLE_SIZE || memcmp(data.p, want, STABLE_SIZE) != 0)
-            load_fail(L, "stable key %s read back wrong data (%llu bytes)", key, data.n);
-        omc_info_free(&info);
-    }
-    om_buf_free(&data);
-}
-
-/* Whole listings, 100 keys a page: strictly increasing, every stable key present. */
-static void
-run_lister(worker *w, omc_client *c, uint64_t *rs)
-{
-    load *L = w->L;
-    (void)rs;
-
-    while (!atomic_load(&L->stop)) {
-        char token[1024] = "", last[64] = "";
-        int stable_seen = 0;
-        bool broken = false;
-
-        for (;;) {
-            omc_list_opts lo = {0};
-            omc_list_page pg;
-            om_status st;
-
-            lo.max_keys = 100;
-            lo.continuation_token = token[0] ? token : NULL;
-            st = omc_list(c, BUCKET, &lo, &pg);
-            if (st != OM_OK) {
-                note_error(L, "list", st, c);
-                broken = true;
-                break;
-            }
-            atomic_fetch_add(&L->list_pages, 1);
-            for (size_t i = 0; i < pg.n_entries; i++) {
-                const char *k = pg.entries[i].key ? pg.entries[i].key : "";
-                if (last[0] && strcmp(k, last) <= 0)
-                    load_fail(L, "listing repeated or reordered key %s (page %llu)", k,
-                              (unsigned long long)atomic_load(&L->list_pages));
-                snprintf(last, sizeof(last), "%s", k);
-                if (strncmp(k, "s/", 2) == 0)
-                    stable_seen++;
-            }
-            snprintf(token, sizeof(token), "%s", pg.next_continuation_token);
-            bool more = pg.is_truncated;
-            omc_list_page_free(&pg);
-            if (!more)
-                break;
-            if (atomic_load(&L->stop) && L->failure[0])
-                break;
-        }
-        if (!broken && stable_seen != NSTABLE)
-            load_fail(L, "a listing missed stable keys (%s%llu seen)", "",
-                      (unsigned long long)stable_seen);
-        if (!broken)
-            atomic_fetch_add(&L->lists, 1);
-    }
-}
-
-static void *
-worker_main(void *arg)
-{
-    worker *w = arg;
-    uint64_t rs = w->L->seed ^ ((uint64_t)(w->kind * 16 + w->idx + 1) * 0x9e3779b97f4a7c15ull);
-    omc_client *c = connect_to(w->L->cl->coord_addr);
-
-    omc_set_timeout(c, 30000);
-    switch (w->kind) {
-    case 0:
-        run_writer(w, c, &rs);
-        break;
-    case 1:
-        run_deleter(w, c, &rs);
-        break;
-    case 2:
-        run_reader(w, c, &rs);
-        break;
-    default:
-        run_lister(w, c, &rs);
-        break;
-    }
-    omc_close(c);
-    free(w);
-    return NULL;
-}
-
-static void
-load_start(load *L)
-{
-    static const int kinds[] = {0, 0, 1, 2, 3};
-
-    atomic_store(&L->stop, false);
-    L->nth = 0;
-    for (int i = 0; i < 5; i++) {
-        worker *w = calloc(1, sizeof(*w));
-        w->L = L;
-        w->kind = kinds[i];
-        w->idx = i + 1;
-        ck_assert_int_eq(pthread_create(&L->th[L->nth++], NULL, worker_main, w), 0);
-    }
-}
-
-static void
-load_stop(load *L)
-{
-    atomic_store(&L->stop, true);
-    for (int i = 0; i < L->nth; i++)
-        pthread_join(L->th[i], NULL);
-    L->nth = 0;
-    printf("load: %lu ops, %lu errors, %lu complete listings (%lu pages)\n",
-           (unsigned long)atomic_load(&L->ops), (unsigned long)atomic_load(&L->errors),
-           (unsigned long)atomic_load(&L->lists), (unsigned long)atomic_load(&L->list_pages));
-    ck_assert_msg(L->failure[0] == '\0', "%s", L->failure);
-}
-
-/* Preload the stable keys (and nothing else) with a few parallel clients. */
-typedef struct preload_arg {
-    const char *addr;
-    int from, to;
-} preload_arg;
-
-static void *
-preload_main(void *arg)
-{
-    preload_arg *p = arg;
-    omc_client *c = connect_to(p->addr);
-    uint8_t buf[STABLE_SIZE];
-
-    for (int i = p->from; i < p->to; i++) {
-        char key[32];
-        stable_key(i, key, sizeof(key));
-        stable_value(i, buf);
-        om_status st = omc_store(c, BUCKET, key, om_slice_make(buf, STABLE_SIZE), NULL, NULL);
-        ck_assert_msg(st == OM_OK, "preload %s: %s", key, omc_last_message(c));
-    }
-    omc_close(c);
-    return NULL;
-}
-
+/* Preload the stable keys of the load (tu_load.h). */
 static void
 preload(cluster *cl)
 {
-    pthread_t th[4];
-    preload_arg a[4];
+    tu_load *L = tu_load_new(cl->coord_addr, BUCKET, NSTABLE, NMUT, 0, false);
 
-    for (int t = 0; t < 4; t++) {
-        a[t] = (preload_arg){cl->coord_addr, t * NSTABLE / 4, (t + 1) * NSTABLE / 4};
-        ck_assert_int_eq(pthread_create(&th[t], NULL, preload_main, &a[t]), 0);
-    }
-    for (int t = 0; t < 4; t++)
-        pthread_join(th[t], NULL);
-}
-
-/* --- the checks after a change -----------------------------------------------------------------
- */
-
-static void
-check_model(load *L)
-{
-    omc_client *c = connect_to(L->cl->coord_addr);
-    om_buf data = OM_BUF_INIT;
-    uint8_t want[4096];
-    int live = 0;
-
-    for (int i = 0; i < NMUT; i++) {
-        char key[32];
-        omc_info info;
-        kstate k = L->k[i];
-        om_status st;
-
-        mut_key(i, key, sizeof(key));
-        st = omc_retrieve(c, BUCKET, key, &info, &data);
-        if (st == OM_E_NOTFOUND) {
-            ck_assert_msg(k.del_v > k.store_v || k.maybe_deleted || k.store_v == 0,
-                          "%s: acknowledged write (version %llu) lost: key is gone, last "
-                          "acknowledged delete %llu",
-                          key, (unsigned long long)k.store_v, (unsigned long long)k.del_v);
-            continue;
-        }
-        ck_assert_msg(st == OM_OK, "%s: %s", key, omc_last_message(c));
-        live++;
-        ck_assert_msg(info.version >= k.store_v,
-                      "%s: read version %llu older than acknowledged write %llu", key,
-                      (unsigned long long)info.version, (unsigned long long)k.store_v);
-        ck_assert_msg(info.version > k.del_v,
-                      "%s: acknowledged delete (version %llu) undone: read version %llu", key,
-                      (unsigned long long)k.del_v, (unsigned long long)info.version);
-        if (info.version == k.store_v) {
-            mut_value(k.store_tag, k.store_len, want);
-            ck_assert_msg(data.n == k.store_len && memcmp(data.p, want, data.n) == 0,
-                          "%s: version %llu reads back other data", key,
-                          (unsigned long long)info.version);
-        }
-        omc_info_free(&info);
-    }
-    om_buf_free(&data);
-    omc_close(c);
-    printf("model: %d mutable keys live, all acknowledged writes and deletes hold\n", live);
+    tu_load_preload(L);
+    tu_load_free(L);
 }
 
 /*
@@ -720,15 +350,15 @@ check_placement(cluster *cl, bool strict_absence)
     for (int i = 0; i < MAXSH; i++) {
         size_t idx;
         if (cl->shard[i] != NULL && ring_find(r, cl->id[i], &idx) == OM_OK)
-            direct[i] = connect_to(cl->addr[i]);
+            direct[i] = tu_omc_connect(cl->addr[i]);
     }
     for (int k = 0; k < NSTABLE + NMUT; k += 3) {
         char key[32];
         const ring_shard *owner;
         if (k < NSTABLE)
-            stable_key(k, key, sizeof(key));
+            tu_load_stable_key(k, key, sizeof(key));
         else
-            mut_key(k - NSTABLE, key, sizeof(key));
+            tu_load_mut_key(k - NSTABLE, key, sizeof(key));
         owner = ring_lookup(r, om_slice_from_str(BUCKET), om_slice_from_str(key));
         for (int i = 0; i < MAXSH; i++) {
             bool exists = false;
@@ -759,18 +389,18 @@ check_placement(cluster *cl, bool strict_absence)
  */
 
 static void
-run_change(cluster *cl, load *L, const char *op, int shard, uint32_t weight, int *old_owners,
+run_change(cluster *cl, tu_load *L, const char *op, int shard, uint32_t weight, int *old_owners,
            int nold)
 {
     uint64_t before[MAXSH] = {0}, to;
 
     for (int i = 0; i < nold; i++)
         before[old_owners[i]] = shard_bytes(cl->addr[old_owners[i]]);
-    load_start(L);
+    tu_load_start(L);
     to = start_change(cl, op, cl->id[shard], cl->addr[shard], weight);
     wait_change(cl, to);
-    load_stop(L);
-    check_model(L);
+    tu_load_stop(L);
+    tu_load_check(L);
     check_placement(cl, true);
     for (int i = 0; i < nold; i++) {
         uint64_t after = shard_bytes(cl->addr[old_owners[i]]);
@@ -785,12 +415,10 @@ run_change(cluster *cl, load *L, const char *op, int shard, uint32_t weight, int
 START_TEST(rebalance_changes)
 {
     cluster cl;
-    load *L = calloc(1, sizeof(*L));
+    tu_load *L;
     int s123[] = {0, 1, 2}, s1234[] = {0, 1, 2, 3};
 
-    pthread_mutex_init(&L->mu, NULL);
-    L->seed = tu_seed("rebalance_changes");
-    L->cl = &cl;
+    L = tu_load_new(cl.coord_addr, BUCKET, NSTABLE, NMUT, tu_seed("rebalance_changes"), false);
     cluster_start(&cl, 6, 3, "512K");
     preload(&cl);
     /* (a) add a shard to 3 */
@@ -818,8 +446,7 @@ START_TEST(rebalance_changes)
         rpc_response_free(r);
     }
     cluster_stop(&cl);
-    pthread_mutex_destroy(&L->mu);
-    free(L);
+    tu_load_free(L);
 }
 END_TEST
 
@@ -856,7 +483,7 @@ START_TEST(rebalance_refusals)
     preload(&cl);
     /* s4 already holds data written to it directly: refused */
     {
-        omc_client *c = connect_to(cl.addr[3]);
+        omc_client *c = tu_omc_connect(cl.addr[3]);
         ck_assert_int_eq(omc_store(c, BUCKET, "junk", om_slice_from_str("x"), NULL, NULL), OM_OK);
         omc_close(c);
     }
@@ -884,18 +511,15 @@ static void
 fault_round(fault f, const char *name)
 {
     cluster cl;
-    load *L = calloc(1, sizeof(*L));
+    tu_load *L;
     uint64_t to;
     int victim = f == KILL_SOURCE ? 0 : 3;
 
-    pthread_mutex_init(&L->mu, NULL);
-    L->seed = tu_seed(name);
-    L->cl = &cl;
-    L->faults = true;
+    L = tu_load_new(cl.coord_addr, BUCKET, NSTABLE, NMUT, tu_seed(name), true);
     /* throttled so that the copy of ~1/4 of the data lasts a few seconds */
     cluster_start(&cl, 4, 3, "512K");
     preload(&cl);
-    load_start(L);
+    tu_load_start(L);
     to = start_change(&cl, "add", cl.id[3], cl.addr[3], 1);
     wait_mid_copy(&cl);
     if (f == KILL_COORD) {
@@ -924,12 +548,11 @@ fault_round(fault f, const char *name)
         shard_start(&cl, victim, dir); /* same port and data dir */
     }
     wait_change(&cl, to);
-    load_stop(L);
-    check_model(L);
+    tu_load_stop(L);
+    tu_load_check(L);
     check_placement(&cl, true);
     cluster_stop(&cl);
-    pthread_mutex_destroy(&L->mu);
-    free(L);
+    tu_load_free(L);
 }
 
 START_TEST(rebalance_kill_coord)
@@ -1036,7 +659,7 @@ cas_main(void *arg)
     cas_worker *w = arg;
     cas_ctx *x = w->x;
     uint64_t rs = x->seed ^ ((uint64_t)(w->idx + 1) * 0x9e3779b97f4a7c15ull);
-    omc_client *c = connect_to(x->cl->coord_addr);
+    omc_client *c = tu_omc_connect(x->cl->coord_addr);
     om_buf data = OM_BUF_INIT;
 
     while (!atomic_load(&x->stop)) {
@@ -1162,7 +785,7 @@ START_TEST(rebalance_conditional)
     moving_keys(cur, pend, "abs/", NABS, abs_keys);
     ring_unref(cur);
     ring_unref(pend);
-    c = connect_to(cl.coord_addr);
+    c = tu_omc_connect(cl.coord_addr);
     /* the counters are created with if-absent while the copy runs, then raced on */
     for (int k = 0; k < NCAS; k++) {
         store_if_absent(c, x->keys[k], "0", OM_OK);
@@ -1266,7 +889,7 @@ START_TEST(rebalance_kill_coord_unconfirmed)
     tu_proc_kill9(cl.shard[3]);
     tu_proc_free(cl.shard[3]);
     cl.shard[3] = NULL;
-    c = connect_to(cl.coord_addr);
+    c = tu_omc_connect(cl.coord_addr);
     for (int i = 0; i < NUNC; i++) {
         omc_info info;
         char val[32];
@@ -1286,7 +909,7 @@ START_TEST(rebalance_kill_coord_unconfirmed)
     shard_start(&cl, 3, dir);
     coord_start(&cl, 3);
     wait_change(&cl, to);
-    c = connect_to(cl.coord_addr);
+    c = tu_omc_connect(cl.coord_addr);
     for (int pass = 0; pass < 2; pass++) { /* through the coordinator, then on s4 directly */
         for (int i = 0; i < NUNC; i++) {
             char val[32];
@@ -1297,7 +920,7 @@ START_TEST(rebalance_kill_coord_unconfirmed)
                 ck_assert_uint_eq(expect_value(c, keys[i], val), ver[i]);
         }
         omc_close(c);
-        c = pass == 0 ? connect_to(cl.addr[3]) : NULL;
+        c = pass == 0 ? tu_omc_connect(cl.addr[3]) : NULL;
     }
     check_placement(&cl, true);
     cluster_stop(&cl);
@@ -1347,17 +970,15 @@ wait_cleanup(cluster *cl, uint64_t to)
 START_TEST(rebalance_kill_coord_cleanup)
 {
     cluster cl;
-    load *L = calloc(1, sizeof(*L));
+    tu_load *L;
     char errpath[600];
     bool hit = false;
 
-    pthread_mutex_init(&L->mu, NULL);
-    L->seed = tu_seed("rebalance_kill_coord_cleanup");
-    L->cl = &cl;
-    L->faults = true;
+    L = tu_load_new(cl.coord_addr, BUCKET, NSTABLE, NMUT, tu_seed("rebalance_kill_coord_cleanup"),
+                    true);
     cluster_start(&cl, 4, 3, "4M");
     preload(&cl);
-    load_start(L);
+    tu_load_start(L);
     /* the cleanup lasts as long as the old owners' compactions: if one attempt misses it,
      * change the new shard's weight and try again */
     for (int attempt = 0; attempt < 4 && !hit; attempt++) {
@@ -1375,13 +996,12 @@ START_TEST(rebalance_kill_coord_cleanup)
         }
         wait_change(&cl, to);
     }
-    load_stop(L);
+    tu_load_stop(L);
     ck_assert_msg(hit, "no attempt killed the coordinator during a cleanup");
-    check_model(L);
+    tu_load_check(L);
     check_placement(&cl, true); /* strict: the resumed cleanup compacted every old owner */
     cluster_stop(&cl);
-    pthread_mutex_destroy(&L->mu);
-    free(L);
+    tu_load_free(L);
 }
 END_TEST
 
@@ -1408,18 +1028,16 @@ bytes_copied(cluster *cl, bool *copying)
 START_TEST(rebalance_throttle)
 {
     cluster cl;
-    load *L = calloc(1, sizeof(*L));
+    tu_load *L;
     uint64_t to, b0, b1, t0, t1, deadline;
     bool copying;
 
-    pthread_mutex_init(&L->mu, NULL);
-    L->seed = tu_seed("rebalance_throttle");
-    L->cl = &cl;
+    L = tu_load_new(cl.coord_addr, BUCKET, NSTABLE, NMUT, tu_seed("rebalance_throttle"), false);
     cluster_start_with(&cl, 4, 3, "0", "--migrate-rate-busy=64K");
     preload(&cl);
-    load_start(L);
+    tu_load_start(L);
     deadline = tu_now_ms() + 20000;
-    while (atomic_load(&L->ops) < 50) { /* the clients are under way */
+    while (tu_load_ops(L) < 50) { /* the clients are under way */
         ck_assert_msg(tu_now_ms() < deadline, "the load did not start");
         om_clock_sleep_ms(5);
     }
@@ -1437,7 +1055,7 @@ START_TEST(rebalance_throttle)
     /* at most the rate plus the bucket (one batch) and one batch in flight */
     ck_assert_uint_le(b1 - b0, (t1 - t0) * BUSY_RATE / 1000 + 2 * (128u << 10));
     ck_assert_msg(copying, "the copy ended within a second at the busy rate");
-    load_stop(L);
+    tu_load_stop(L);
     /* idle now: unthrottled, what is left goes much faster than the busy rate */
     t0 = tu_now_ms();
     b0 = bytes_copied(&cl, &copying);
@@ -1454,11 +1072,10 @@ START_TEST(rebalance_throttle)
            (unsigned long long)(b1 - b0), (unsigned long long)(t1 - t0),
            (unsigned long long)((b1 - b0) * 1000 / BUSY_RATE));
     ck_assert_uint_lt((t1 - t0) * BUSY_RATE / 1000, (b1 - b0) / 2);
-    check_model(L);
+    tu_load_check(L);
     check_placement(&cl, true);
     cluster_stop(&cl);
-    pthread_mutex_destroy(&L->mu);
-    free(L);
+    tu_load_free(L);
 }
 END_TEST
 
@@ -1606,15 +1223,13 @@ cancel_mid_copy(cluster *cl, uint64_t to, const ring *before, bool cli)
 START_TEST(rebalance_cancel)
 {
     cluster cl;
-    load *L = calloc(1, sizeof(*L));
+    tu_load *L;
     Objmeta__Response *r;
     ring *before;
     uint64_t to;
     bool hit = false;
 
-    pthread_mutex_init(&L->mu, NULL);
-    L->seed = tu_seed("rebalance_cancel");
-    L->cl = &cl;
+    L = tu_load_new(cl.coord_addr, BUCKET, NSTABLE, NMUT, tu_seed("rebalance_cancel"), false);
     cluster_start(&cl, 4, 3, "2M");
     preload(&cl);
 
@@ -1626,27 +1241,27 @@ START_TEST(rebalance_cancel)
 
     /* copying, set-weight: s1's copies must not survive */
     before = get_ring(cl.coord_addr);
-    load_start(L);
+    tu_load_start(L);
     to = start_change(&cl, "weight", cl.id[0], NULL, 3);
     ck_assert_uint_eq(cancel_mid_copy(&cl, to, before, false), 0);
-    load_stop(L);
+    tu_load_stop(L);
     ring_unref(before);
-    check_model(L);
+    tu_load_check(L);
     check_placement(&cl, true); /* strict: the target compacted what it had copied */
 
     /* copying, add-shard, with the tool: s4 leaves with copies */
     before = get_ring(cl.coord_addr);
-    load_start(L);
+    tu_load_start(L);
     to = start_change(&cl, "add", cl.id[3], cl.addr[3], 1);
     ck_assert_uint_eq(cancel_mid_copy(&cl, to, before, true), 1);
-    load_stop(L);
+    tu_load_stop(L);
     ring_unref(before);
-    check_model(L);
+    tu_load_check(L);
     check_placement(&cl, true);
     expect_add_refused_holding(&cl, 3);
 
     /* past the switch: refused, the change finishes; a cleanup can be short, so retry */
-    load_start(L);
+    tu_load_start(L);
     for (int attempt = 0; attempt < 4 && !hit; attempt++) {
         to = start_change(&cl, "weight", cl.id[attempt % 3], NULL, (uint32_t)(attempt + 2));
         if (wait_cleanup(&cl, to)) {
@@ -1660,13 +1275,12 @@ START_TEST(rebalance_cancel)
         }
         wait_change(&cl, to);
     }
-    load_stop(L);
+    tu_load_stop(L);
     ck_assert_msg(hit, "no attempt reached a cleanup to refuse the cancel in");
-    check_model(L);
+    tu_load_check(L);
     check_placement(&cl, true);
     cluster_stop(&cl);
-    pthread_mutex_destroy(&L->mu);
-    free(L);
+    tu_load_free(L);
 }
 END_TEST
 
@@ -1723,18 +1337,16 @@ log_wait(cluster *cl, const char *needle, long *off, uint64_t to)
 START_TEST(rebalance_cancel_cutover)
 {
     cluster cl;
-    load *L = calloc(1, sizeof(*L));
+    tu_load *L;
     long off = 0;
     bool hit = false;
     uint64_t to;
 
-    pthread_mutex_init(&L->mu, NULL);
-    L->seed = tu_seed("rebalance_cancel_cutover");
-    L->cl = &cl;
-    L->faults = true; /* the stopped shard's keys are unavailable meanwhile */
+    L = tu_load_new(cl.coord_addr, BUCKET, NSTABLE, NMUT, tu_seed("rebalance_cancel_cutover"),
+                    true); /* the stopped shard's keys are unavailable meanwhile */
     cluster_start_with(&cl, 3, 3, "0", "--cutover-timeout=30s");
     preload(&cl);
-    load_start(L);
+    tu_load_start(L);
     for (int attempt = 0; attempt < 8 && !hit; attempt++) {
         ring *before = get_ring(cl.coord_addr);
         int stopped = 1 + attempt % 2; /* s2 or s3: an old owner of the set-weight of s1 */
@@ -1777,12 +1389,11 @@ START_TEST(rebalance_cancel_cutover)
     /* a new change starts and finishes after the cancel */
     to = start_change(&cl, "weight", cl.id[1], NULL, 5);
     wait_change(&cl, to);
-    load_stop(L);
-    check_model(L);
+    tu_load_stop(L);
+    tu_load_check(L);
     check_placement(&cl, true);
     cluster_stop(&cl);
-    pthread_mutex_destroy(&L->mu);
-    free(L);
+    tu_load_free(L);
 }
 END_TEST
 

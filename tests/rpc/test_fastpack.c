@@ -868,6 +868,49 @@ START_TEST(fastunpack_response_matches_protobuf_c)
 }
 END_TEST
 
+/* Request.request_id at the wire: the NUL rule, the length bound and the characters, by name. */
+START_TEST(wire_check_request_id)
+{
+    static const struct {
+        const char *rid;
+        size_t n; /* wire length (a NUL inside counts) */
+        bool ok;
+        const char *why;
+    } cases[] = {
+        {"5f3a9c21-2a", 11, true, NULL},
+        {"x", 1, true, NULL},
+        {"has space", 9, false, "request_id: byte 0x20 at offset 3"},
+        {"q\"uote", 6, false, "request_id: byte 0x22 at offset 1"},
+        {"nul\0tail", 8, false, "request_id: contains a NUL byte at offset 3"},
+        {"0123456789012345678901234567890123456789012345678901234567890123", 64, true, NULL},
+        {"0123456789012345678901234567890123456789012345678901234567890123x", 65, false,
+         "request_id: 65 bytes, at most 64"},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        Objmeta__Request r = OBJMETA__REQUEST__INIT;
+        Objmeta__PingRequest pq = OBJMETA__PING_REQUEST__INIT;
+        uint8_t buf[256], *p = buf;
+        char err[256] = "";
+        bool split = false;
+
+        r.id = 7;
+        r.body_case = OBJMETA__REQUEST__BODY_PING;
+        r.ping = &pq;
+        p += objmeta__request__pack(&r, p);
+        *p++ = (uint8_t)(RPC_REQUEST_ID_FIELD << 3 | 2); /* the field by hand: NUL included */
+        *p++ = (uint8_t)cases[i].n;
+        memcpy(p, cases[i].rid, cases[i].n);
+        p += cases[i].n;
+        om_status st = rpc_wire_check_strings(&objmeta__request__descriptor, buf, (size_t)(p - buf),
+                                              &split, err, sizeof(err));
+        ck_assert_msg((st == OM_OK) == cases[i].ok, "case %zu: %s", i, err);
+        if (!cases[i].ok)
+            ck_assert_msg(strstr(err, cases[i].why) != NULL, "case %zu: %s", i, err);
+    }
+}
+END_TEST
+
 static Suite *
 fastpack_suite(void)
 {
@@ -883,6 +926,7 @@ fastpack_suite(void)
     tcase_add_test(tc, fastpeek_keyed_matches_decode);
     tcase_add_test(tc, fastpack_req_matches_protobuf_c);
     tcase_add_test(tc, fastunpack_response_matches_protobuf_c);
+    tcase_add_test(tc, wire_check_request_id);
     suite_add_tcase(s, tc);
     return s;
 }

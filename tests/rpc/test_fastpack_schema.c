@@ -39,7 +39,7 @@
 #define ROUNDS 3000
 #define MAX_DEPTH 6
 #define BUF_CAP (1u << 20)
-#define MAX_DESCS 64
+#define MAX_DESCS 128
 #define MAX_FIELDS 64
 
 static uint64_t rs;

@@ -90,6 +90,23 @@ START_TEST(nul_in_strings_refused)
         expect_status(fd, 42, OBJMETA__STATUS__INVALID_ARGUMENT, "set_ring.ring.shards.id");
         close(fd);
     }
+    /* the replica group bodies too: AddGroup { replicas { id = "a\0x" } } to the coordinator */
+    {
+        pbw spec = {.n = 0}, ag = {.n = 0}, req = {.n = 0};
+        uint8_t hdr[4];
+        pb_lenfield(&spec, 1, "a\0x", 3);
+        pb_lenfield(&spec, 2, "127.0.0.1:1", 11);
+        pb_lenfield(&ag, 1, "g1", 2);
+        pb_lenfield(&ag, 2, spec.b, spec.n);
+        pb_varint(&req, 1 << 3);
+        pb_varint(&req, 43);
+        pb_lenfield(&req, OBJMETA__REQUEST__BODY_ADD_GROUP, ag.b, ag.n);
+        om_put_be32(hdr, (uint32_t)req.n);
+        fd = it_sock(tu_proc_port(co, "rpc"));
+        ck_assert(it_send(fd, hdr, 4) && it_send(fd, req.b, req.n));
+        expect_status(fd, 43, OBJMETA__STATUS__INVALID_ARGUMENT, "add_group.replicas.id");
+        close(fd);
+    }
     stop(co);
     stop(sh);
 }

@@ -19,6 +19,9 @@
  *   sync_failure_gives_error_replies: the WAL sync fails: the Store is
  *     answered with an error, and so are a read of that key on the loop and
  *     a List on a worker (both could show the unsynced write).
+ *   lease_deadline_stops_replies: a primary's lease (commit_set_lease):
+ *     before the deadline replies leave; past it a held Store reply, a
+ *     read on the loop and a List on a worker all become UNAVAILABLE.
  */
 #include <check.h>
 #include <event2/event.h>
@@ -30,9 +33,12 @@
 
 #include "fault_env.h"
 #include "rpc/rpc.h"
+#include "shard/commit.h"
 #include "shard/record.h"
 #include "shard/shard.h"
+#include "shard/shard_int.h"
 #include "tu.h"
+#include "util/clock.h"
 
 #define CLIENTS 4
 #define MAX_OPS 4000 /* per client */
@@ -329,6 +335,48 @@ START_TEST(sync_failure_gives_error_replies)
 }
 END_TEST
 
+START_TEST(lease_deadline_stops_replies)
+{
+    const char *dir = tu_tmpdir();
+    fault_env *fe = fault_env_new();
+    rpc_sync_client *c = NULL;
+    server sv;
+    uint8_t data[16] = {7};
+    Objmeta__Response *resp;
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__ListRequest lr = OBJMETA__LIST_REQUEST__INIT;
+
+    server_start(&sv, dir, fe, true);
+    ck_assert_int_eq(rpc_sync_client_open(sv.addr, 5000, &c), OM_OK);
+    commit_set_lease(sv.sh->commit, om_clock_mono_ns() + 60ull * 1000000000u);
+    resp = do_store(c, "in-lease", data, sizeof(data));
+    ck_assert_int_eq(resp->status, OBJMETA__STATUS__OK);
+    rpc_response_free(resp);
+    commit_set_lease(sv.sh->commit, om_clock_mono_ns()); /* over from now */
+    resp = do_store(c, "late", data, sizeof(data));      /* held for its sync, released late */
+    ck_assert_int_eq(resp->status, OBJMETA__STATUS__UNAVAILABLE);
+    ck_assert_ptr_nonnull(strstr(resp->message, "lease"));
+    rpc_response_free(resp);
+    resp = do_retrieve(c, "in-lease");
+    ck_assert_int_eq(resp->status, OBJMETA__STATUS__UNAVAILABLE);
+    rpc_response_free(resp);
+    lr.bucket = "sync";
+    req.body_case = OBJMETA__REQUEST__BODY_LIST;
+    req.list = &lr;
+    resp = call(c, &req);
+    ck_assert_int_eq(resp->status, OBJMETA__STATUS__UNAVAILABLE);
+    rpc_response_free(resp);
+    commit_set_lease(sv.sh->commit, UINT64_MAX); /* no lease: everything leaves again */
+    resp = do_retrieve(c, "in-lease");
+    ck_assert_int_eq(resp->status, OBJMETA__STATUS__OK);
+    rpc_response_free(resp);
+    rpc_sync_client_close(c);
+    server_stop(&sv);
+    fault_env_free(fe);
+    tu_rmrf(dir);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -338,6 +386,7 @@ main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, acked_writes_survive_power_loss, 0, 2);
     tcase_add_test(tc, sync_failure_gives_error_replies);
+    tcase_add_test(tc, lease_deadline_stops_replies);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

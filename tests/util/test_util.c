@@ -558,6 +558,46 @@ START_TEST(log_json_format)
 }
 END_TEST
 
+/* om_log_rid: the request id as a field of its own, kept when a long message is cut. */
+START_TEST(log_request_id)
+{
+    static char big[6000];
+    const char *p;
+
+    captured[0] = '\0';
+    om_log_set_sink(capture_sink, NULL);
+    om_log_set_level(OM_LOG_INFO);
+    om_log_rid(OM_LOG_INFO, "abc-12", "request op=%s", "store");
+    ck_assert_ptr_nonnull(strstr(captured, " INFO testmod request op=store rid=abc-12\n"));
+    captured[0] = '\0';
+    om_log_rid(OM_LOG_INFO, "", "no id");
+    ck_assert_ptr_nonnull(strstr(captured, "no id\n"));
+    ck_assert_ptr_null(strstr(captured, "rid="));
+    captured[0] = '\0';
+    om_log_rid(OM_LOG_INFO, "sp ace", "odd"); /* one token whatever the caller passes */
+    ck_assert_ptr_nonnull(strstr(captured, "odd rid=sp?ace\n"));
+    captured[0] = '\0';
+    memset(big, 'q', sizeof(big) - 1);
+    om_log_rid(OM_LOG_INFO, "long-1", "%s", big);
+    p = strchr(captured, '\n');
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(strncmp(p - 14, "... rid=long-1", 14), 0);
+    om_log_set_format(OM_LOG_FORMAT_JSON);
+    captured[0] = '\0';
+    om_log_rid(OM_LOG_WARN, "abc-12", "slow request ms=%d", 1200);
+    ck_assert_ptr_nonnull(
+        strstr(captured, "\"msg\":\"slow request ms=1200\",\"request_id\":\"abc-12\"}\n"));
+    captured[0] = '\0';
+    om_log_rid(OM_LOG_INFO, "long-2", "%s", big);
+    p = strchr(captured, '\n');
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(strncmp(p - 27, "...\",\"request_id\":\"long-2\"}", 27), 0);
+    ck_assert_uint_lt((size_t)(p - captured), 4096);
+    om_log_set_format(OM_LOG_FORMAT_TEXT);
+    om_log_set_sink(NULL, NULL);
+}
+END_TEST
+
 /* A config struct and table like a binary's. */
 typedef struct demo_conf {
     char *listen;
@@ -968,6 +1008,7 @@ util_suite(void)
     tcase_add_test(tc, arena_pool_filler_keeps_reserve);
     tcase_add_test(tc, log_levels_and_format);
     tcase_add_test(tc, log_json_format);
+    tcase_add_test(tc, log_request_id);
     suite_add_tcase(s, tc);
     tc = tcase_create("assert");
     tcase_add_test_raise_signal(tc, assert_always_aborts, SIGABRT);

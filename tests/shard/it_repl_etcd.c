@@ -1,0 +1,731 @@
+/*
+ * tests/shard/it_repl_etcd.c -- replication with the group configuration in
+ * etcd (shard/REPLICATION.md; shard/repl_etcd.c): a real etcd, three real
+ * objmeta-shard replicas of group g1, writers under a load model that
+ * follow the primary (a refusal or error moves a writer to the next
+ * replica), and the configuration read back from etcd with etcdctl.
+ *
+ *   kill9_primary_failover   10 rounds (REPL_ROUNDS) of kill -9 of the
+ *                            primary at a random moment: a new primary
+ *                            serves within the lease TTL + 1 s; the killed
+ *                            replica restarts, is repaired and rejoins the
+ *                            in-sync set.
+ *   kill9_backup_removed     kill -9 of a backup: it leaves the in-sync set
+ *                            and writes continue; restarted, it rejoins --
+ *                            under the load, and once more with none.
+ *   sigstop_primary          SIGSTOP of the primary past its lease: a new
+ *                            term begins; after SIGCONT no write of a writer
+ *                            on the old primary is acknowledged.
+ *   wiped_backup             a backup's data directory wiped: full catch-up,
+ *                            then in-sync again.
+ *   promote_switchover       a configuration of a later term naming a backup
+ *                            (admin promote): the old primary stops, the
+ *                            named one takes over; /metrics says so.
+ *   etcd_unreachable         etcd stopped: the primary stops serving before
+ *                            its lease could expire; etcd back: a primary
+ *                            serves again, the set is whole.
+ *   sigterm_rolling          SIGTERM of the primary, three times: it resigns,
+ *                            a backup serves well within one lease TTL.
+ *   static_settings_refused  with etcd, replica-role / replicas and a listen
+ *                            port 0 are refused with a message naming them.
+ *
+ * Each ends with every acknowledged write read back from EVERY replica
+ * directly, and the replicas identical key by key (versions included).
+ * The seed of the moments is printed (TEST_SEED repeats a run).
+ */
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "it_util.h"
+#include "tu_etcd.h"
+
+#define NREP 3
+#define WRITERS 3
+#define KEYS_PER_WRITER 40
+#define TTL_MS 2000
+#define PREFIX "/objmeta/itrepl"
+#define CFG_KEY PREFIX "/groups/g1/config"
+
+typedef struct cluster {
+    tu_etcd *etcd;
+    tu_proc *p[NREP];
+    char dir[NREP][256];
+    int port[NREP], http[NREP];
+    char addr[NREP][64];
+} cluster;
+
+static void
+pause_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void
+start_replica(cluster *cl, int i, bool fresh)
+{
+    char listen[64], etcd[300], id[32], http[64];
+    const char *extra[] = {"--sync-mode=always",
+                           "--log-level=info",
+                           listen,
+                           http,
+                           etcd,
+                           "--etcd-prefix=" PREFIX,
+                           "--replica-group=g1",
+                           id,
+                           "--replica-lease-ttl=2s",
+                           "--replica-timeout=500ms",
+                           "--request-timeout=3s",
+                           NULL};
+    /* 30 s: a machine busy with other fsyncs can make an engine recovery slow */
+    tu_proc_opts o = {
+        .data_dir = fresh ? NULL : cl->dir[i], .extra = extra, .start_timeout_ms = 30000};
+
+    snprintf(listen, sizeof(listen), "--listen=127.0.0.1:%d", cl->port[i]);
+    snprintf(http, sizeof(http), "--http-listen=127.0.0.1:%d", cl->http[i]);
+    snprintf(etcd, sizeof(etcd), "--etcd=%s", tu_etcd_endpoints(cl->etcd));
+    snprintf(id, sizeof(id), "--replica-id=r%d", i);
+    cl->p[i] = tu_proc_start("$OBJMETA_SHARD", &o);
+    snprintf(cl->dir[i], sizeof(cl->dir[i]), "%s", tu_proc_data_dir(cl->p[i]));
+}
+
+static char *
+etcdctl(const cluster *cl, const char *const *args)
+{
+    char ep[300];
+    const char *argv[8] = {"etcdctl", ep};
+    char *out = NULL, *err = NULL;
+    int n = 2, rc;
+
+    snprintf(ep, sizeof(ep), "--endpoints=%s", tu_etcd_endpoints(cl->etcd));
+    for (int i = 0; args[i] != NULL && n < 7; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    /* a loaded machine can make one call slow: again, up to three times (get and put
+     * of the same value are idempotent) */
+    for (int attempt = 0;; attempt++) {
+        rc = tu_run_cmd("/usr/bin/etcdctl", argv, 15000, &out, &err);
+        if (rc == 0 || attempt == 2)
+            break;
+        printf("etcdctl %s: status %d (%s), again\n", args[0], rc, err ? err : "");
+        free(out);
+        free(err);
+    }
+    ck_assert_msg(rc == 0, "etcdctl failed: status %d: %s", rc, err ? err : "");
+    free(err);
+    return out;
+}
+
+/* The group configuration: term, primary index (-1: none known), in-sync size. */
+static void
+read_config(const cluster *cl, long *term, int *primary, int *in_sync)
+{
+    static const char *const args[] = {"get", CFG_KEY, "--print-value-only", NULL};
+    char *out = etcdctl(cl, args);
+    json_t *j = json_loads(out, 0, NULL);
+    const char *pr;
+
+    ck_assert_msg(j != NULL, "config is not JSON: %s", out);
+    *term = (long)json_integer_value(json_object_get(j, "term"));
+    pr = json_string_value(json_object_get(j, "primary"));
+    *primary = pr != NULL && pr[0] == 'r' ? atoi(pr + 1) : -1;
+    *in_sync = (int)json_array_size(json_object_get(j, "in_sync"));
+    json_decref(j);
+    free(out);
+}
+
+/* Put the configuration as an admin does: every replica in sync, `primary` leads `term`. */
+static void
+put_config(const cluster *cl, int term, int primary)
+{
+    char cfg[1024];
+    const char *args[] = {"put", CFG_KEY, cfg, NULL};
+
+    snprintf(cfg, sizeof(cfg),
+             "{\"group\":\"g1\",\"term\":%d,\"primary\":\"r%d\",\"replicas\":[{\"id\":\"r0\","
+             "\"addr\":\"%s\"},{\"id\":\"r1\",\"addr\":\"%s\"},{\"id\":\"r2\",\"addr\":\"%s\"}],"
+             "\"in_sync\":[\"r0\",\"r1\",\"r2\"]}",
+             term, primary, cl->addr[0], cl->addr[1], cl->addr[2]);
+    free(etcdctl(cl, args));
+}
+
+static void
+cluster_start(cluster *cl)
+{
+    memset(cl, 0, sizeof(*cl));
+    cl->etcd = tu_etcd_start(1);
+    for (int i = 0; i < NREP; i++) {
+        cl->port[i] = tu_free_port();
+        cl->http[i] = tu_free_port();
+        snprintf(cl->addr[i], sizeof(cl->addr[i]), "127.0.0.1:%d", cl->port[i]);
+        start_replica(cl, i, true);
+    }
+    put_config(cl, 1, 0); /* what `admin add-group` writes: term 1, the first replica primary */
+}
+
+/* Fail unless replica i's /metrics has the line `line`. */
+static void
+check_metric(const cluster *cl, int i, const char *line)
+{
+    char *body = NULL;
+
+    ck_assert_int_eq(it_http_get(cl->http[i], "/metrics", &body), 200);
+    ck_assert_msg(strstr(body, line) != NULL, "r%d /metrics lacks \"%s\"", i, line);
+    free(body);
+}
+
+static void
+cluster_stop(cluster *cl)
+{
+    for (int i = 0; i < NREP; i++)
+        if (cl->p[i] != NULL) {
+            tu_proc_stop(cl->p[i]);
+            tu_proc_free(cl->p[i]);
+            cl->p[i] = NULL;
+        }
+    tu_etcd_stop(cl->etcd);
+}
+
+/* Store on replica i; OM_OK when it serves as primary. */
+static om_status
+try_store(const cluster *cl, int i, const char *key)
+{
+    omc_client *c = NULL;
+    char msg[128];
+    om_status st = omc_connect(cl->addr[i], 1000, &c, msg, sizeof(msg));
+
+    if (st == OM_OK) {
+        omc_set_timeout(c, 3000);
+        st = omc_store(c, "repl", key, om_slice_from_str("probe"), NULL, NULL);
+        omc_close(c);
+    }
+    return st;
+}
+
+/* Wait until some replica but `not` accepts a write; returns it (fails after timeout_ms). */
+static int
+wait_primary(const cluster *cl, int not, int timeout_ms)
+{
+    uint64_t deadline = tu_now_ms() + (uint64_t)timeout_ms;
+
+    for (;;) {
+        for (int i = 0; i < NREP; i++)
+            if (i != not &&cl->p[i] != NULL && try_store(cl, i, "probe") == OM_OK)
+                return i;
+        ck_assert_msg(tu_now_ms() < deadline, "no primary serves within %d ms", timeout_ms);
+        pause_ms(20); /* polling */
+    }
+}
+
+/* Wait until the configuration's in-sync set has n members. */
+static void
+wait_in_sync(const cluster *cl, int n, int timeout_ms)
+{
+    uint64_t deadline = tu_now_ms() + (uint64_t)timeout_ms;
+    long term;
+    int pr, in;
+
+    for (;;) {
+        read_config(cl, &term, &pr, &in);
+        if (in == n)
+            return;
+        ck_assert_msg(tu_now_ms() < deadline, "in-sync set has %d members, not %d (term %ld)", in,
+                      n, term);
+        pause_ms(50);
+    }
+}
+
+/* ---- the writers: follow the primary, keep what was acknowledged ---- */
+
+typedef struct key_state {
+    uint64_t version; /* of the last acknowledged write (0: none) */
+    bool deleted;
+    bool uncertain; /* a later write failed: it may or may not have happened */
+    char data[48];
+} key_state;
+
+typedef struct writer {
+    const cluster *cl;
+    int id, fixed; /* fixed >= 0: stay on that replica (a writer on the old primary) */
+    uint64_t seed;
+    atomic_int acked;
+    atomic_bool *stop;
+    _Atomic uint64_t ok_after_ms; /* sigstop: the time of the last OK from the fixed replica */
+    key_state keys[KEYS_PER_WRITER];
+} writer;
+
+static void *
+writer_main(void *arg)
+{
+    writer *w = arg;
+    omc_client *c = NULL;
+    uint64_t rs = w->seed | 1;
+    int cur = w->fixed >= 0 ? w->fixed : 0;
+    char key[32], val[48], msg[128];
+
+    while (!atomic_load(w->stop)) {
+        int k = (int)(tu_rand(&rs) % KEYS_PER_WRITER);
+        key_state *ks = &w->keys[k];
+        bool del = ks->version != 0 && !ks->deleted && tu_rand(&rs) % 4 == 0;
+        omc_info info;
+        uint64_t v = 0;
+        om_status st;
+
+        if (c == NULL && omc_connect(w->cl->addr[cur], 1000, &c, msg, sizeof(msg)) != OM_OK) {
+            c = NULL;
+            cur = w->fixed >= 0 ? cur : (cur + 1) % NREP;
+            pause_ms(20); /* backoff */
+            continue;
+        }
+        omc_set_timeout(c, 4000);
+        snprintf(key, sizeof(key), "w%d-%02d", w->id, k);
+        snprintf(val, sizeof(val), "v-%d-%d-%llu", w->id, k, (unsigned long long)tu_rand(&rs));
+        st = del ? omc_delete(c, "repl", key, NULL, &v)
+                 : omc_store(c, "repl", key, om_slice_from_str(val), NULL, &info);
+        if (st != OM_OK) {
+            /* perhaps written (a primary that died or lost its lease with it in hand) */
+            ks->uncertain = true;
+            omc_close(c);
+            c = NULL;
+            cur = w->fixed >= 0 ? cur : (cur + 1) % NREP;
+            pause_ms(10); /* backoff */
+            continue;
+        }
+        if (!del) {
+            v = info.version;
+            omc_info_free(&info);
+            snprintf(ks->data, sizeof(ks->data), "%s", val);
+        }
+        ck_assert_uint_gt(v, ks->version); /* versions increase per key */
+        ks->version = v;
+        ks->deleted = del;
+        ks->uncertain = false; /* a later acknowledged write decides the key */
+        atomic_store(&w->ok_after_ms, tu_now_ms());
+        atomic_fetch_add(&w->acked, 1);
+    }
+    omc_close(c);
+    return NULL;
+}
+
+static void
+writers_start(writer *w, pthread_t *th, int n, const cluster *cl, uint64_t seed, atomic_bool *stop)
+{
+    for (int i = 0; i < n; i++) {
+        memset(&w[i], 0, sizeof(w[i]));
+        w[i].cl = cl;
+        w[i].id = i;
+        w[i].fixed = -1;
+        w[i].seed = seed + (uint64_t)i * 7919;
+        w[i].stop = stop;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, writer_main, &w[i]), 0);
+    }
+}
+
+static int
+writers_acked(writer *w, int n)
+{
+    int t = 0;
+    for (int i = 0; i < n; i++)
+        t += atomic_load(&w[i].acked);
+    return t;
+}
+
+/* Wait until the writers acknowledged `more` writes beyond now. */
+static void
+wait_acked(writer *w, int n, int more, int timeout_ms)
+{
+    int target = writers_acked(w, n) + more;
+    uint64_t deadline = tu_now_ms() + (uint64_t)timeout_ms;
+
+    while (writers_acked(w, n) < target) {
+        ck_assert_msg(tu_now_ms() < deadline, "writes do not continue (%d of %d acknowledged)",
+                      writers_acked(w, n), target);
+        pause_ms(5);
+    }
+}
+
+/*
+ * Every acknowledged write on every replica as acknowledged, and the
+ * replicas identical key by key (uncertain keys included). Polls until the
+ * replicas agree (a backup applies the last groups a moment after the
+ * primary answered).
+ */
+static void
+check_replicas(const cluster *cl, writer *w, int nw)
+{
+    omc_client *c[NREP];
+    om_buf data = OM_BUF_INIT, first = OM_BUF_INIT;
+    char key[32], msg[128];
+    int checked = 0;
+
+    for (int r = 0; r < NREP; r++)
+        ck_assert_int_eq(omc_connect(cl->addr[r], 5000, &c[r], msg, sizeof(msg)), OM_OK);
+    for (int i = 0; i < nw; i++)
+        for (int k = 0; k < KEYS_PER_WRITER; k++) {
+            const key_state *ks = &w[i].keys[k];
+            uint64_t deadline = tu_now_ms() + 10000;
+
+            snprintf(key, sizeof(key), "w%d-%02d", i, k);
+            for (;;) {
+                om_status st0 = OM_OK;
+                uint64_t v0 = 0;
+                bool same = true;
+
+                for (int r = 0; r < NREP; r++) {
+                    omc_info info = {0};
+                    om_status st = omc_retrieve(c[r], "repl", key, &info, &data);
+
+                    ck_assert_msg(st == OM_OK || st == OM_E_NOTFOUND, "%s on %s: %s", key,
+                                  cl->addr[r], omc_last_message(c[r]));
+                    if (!ks->uncertain && ks->version != 0) {
+                        if (ks->deleted)
+                            ck_assert_msg(st == OM_E_NOTFOUND,
+                                          "%s: acknowledged delete undone "
+                                          "on %s",
+                                          key, cl->addr[r]);
+                        else {
+                            ck_assert_msg(st == OM_OK, "%s: acknowledged write missing on %s", key,
+                                          cl->addr[r]);
+                            ck_assert_uint_eq(info.version, ks->version);
+                            ck_assert(
+                                om_slice_eq(om_buf_slice(&data), om_slice_from_str(ks->data)));
+                        }
+                    }
+                    if (r == 0) {
+                        st0 = st;
+                        v0 = st == OM_OK ? info.version : 0;
+                        ck_assert_int_eq(om_buf_set(&first, om_buf_slice(&data)), OM_OK);
+                    } else if (st != st0 || (st == OM_OK && (info.version != v0 ||
+                                                             !om_slice_eq(om_buf_slice(&data),
+                                                                          om_buf_slice(&first)))))
+                        same = false;
+                    if (st == OM_OK)
+                        omc_info_free(&info);
+                }
+                if (same)
+                    break;
+                ck_assert_msg(tu_now_ms() < deadline, "%s differs between the replicas", key);
+                pause_ms(50);
+            }
+            checked++;
+        }
+    for (int r = 0; r < NREP; r++)
+        omc_close(c[r]);
+    om_buf_free(&data);
+    om_buf_free(&first);
+    printf("  %d keys identical on the %d replicas, every acknowledged write as acknowledged\n",
+           checked, NREP);
+}
+
+/* ---- scenarios ---- */
+
+/* One scenario: the cluster, WRITERS writers following the primary (+1 spare slot). */
+typedef struct run {
+    cluster cl;
+    writer w[WRITERS + 1];
+    pthread_t th[WRITERS + 1];
+    int nw;
+    bool joined;
+    atomic_bool stop;
+    uint64_t seed;
+} run;
+
+static void
+run_start(run *r, const char *name)
+{
+    memset(r, 0, sizeof(*r));
+    r->seed = tu_seed(name);
+    cluster_start(&r->cl);
+    ck_assert_int_eq(wait_primary(&r->cl, -1, 15000), 0); /* the configuration named r0 */
+    r->nw = WRITERS;
+    writers_start(r->w, r->th, WRITERS, &r->cl, r->seed, &r->stop);
+}
+
+static void
+writers_stop(run *r)
+{
+    atomic_store(&r->stop, true);
+    for (int i = 0; i < r->nw && !r->joined; i++)
+        pthread_join(r->th[i], NULL);
+    r->joined = true;
+}
+
+/* Stop the writers, check every replica, stop everything. */
+static void
+run_finish(run *r)
+{
+    writers_stop(r);
+    check_replicas(&r->cl, r->w, r->nw);
+    cluster_stop(&r->cl);
+}
+
+/* Take replica i down: kill -9 (or SIGTERM). */
+static void
+replica_down(cluster *cl, int i, bool kill9)
+{
+    if (kill9)
+        tu_proc_kill9(cl->p[i]);
+    else
+        tu_proc_stop(cl->p[i]);
+    tu_proc_free(cl->p[i]);
+    cl->p[i] = NULL;
+}
+
+START_TEST(kill9_primary_failover)
+{
+    static run r;
+    const char *env = getenv("REPL_ROUNDS");
+    int rounds = env != NULL && atoi(env) > 0 ? atoi(env) : 10, primary = 0;
+    uint64_t worst = 0, rs;
+
+    run_start(&r, "kill9_primary_failover");
+    rs = r.seed | 1;
+    for (int round = 0; round < rounds; round++) {
+        uint64_t t0, took;
+        long term;
+        int pr, in, next;
+
+        wait_acked(r.w, WRITERS, 100, 20000);
+        pause_ms((int)(tu_rand(&rs) % 700)); /* a random moment of the load */
+        read_config(&r.cl, &term, &pr, &in);
+        ck_assert_int_eq(pr, primary);
+        t0 = tu_now_ms();
+        replica_down(&r.cl, primary, true);
+        next = wait_primary(&r.cl, primary, TTL_MS + 5000);
+        took = tu_now_ms() - t0;
+        worst = took > worst ? took : worst;
+        printf("round %d: kill -9 of r%d (term %ld): r%d serves after %llu ms\n", round, primary,
+               term, next, (unsigned long long)took);
+        ck_assert_msg(took <= TTL_MS + 1000, "failover took %llu ms > lease TTL + 1 s",
+                      (unsigned long long)took);
+        wait_acked(r.w, WRITERS, 50, 10000);
+        start_replica(&r.cl, primary, false); /* rejoins: repaired, then in sync again */
+        wait_in_sync(&r.cl, NREP, 20000);
+        primary = next;
+    }
+    printf("%d rounds, worst failover %llu ms, %d writes acknowledged\n", rounds,
+           (unsigned long long)worst, writers_acked(r.w, WRITERS));
+    run_finish(&r);
+}
+END_TEST
+
+START_TEST(kill9_backup_removed)
+{
+    static run r;
+
+    run_start(&r, "kill9_backup_removed");
+    wait_acked(r.w, WRITERS, 200, 20000);
+    replica_down(&r.cl, 2, true);
+    wait_in_sync(&r.cl, NREP - 1, 10000); /* removed by the primary's transaction */
+    wait_acked(r.w, WRITERS, 200, 10000); /* and the writes go on without it */
+    printf("backup r2 removed from the in-sync set; writes continue\n");
+    check_metric(&r.cl, 0, "objmeta_replication_in_sync_size 2\n");
+    check_metric(&r.cl, 0, "objmeta_replication_backup_in_sync{backup=\"");
+    start_replica(&r.cl, 2, false);
+    wait_in_sync(&r.cl, NREP, 20000);
+    wait_acked(r.w, WRITERS, 100, 10000);
+    printf("backup r2 rejoined the in-sync set\n");
+    /* again, and back while nothing is written: the shipper's retries find it */
+    replica_down(&r.cl, 2, true);
+    wait_in_sync(&r.cl, NREP - 1, 10000);
+    wait_acked(r.w, WRITERS, 100, 10000);
+    writers_stop(&r);
+    start_replica(&r.cl, 2, false);
+    wait_in_sync(&r.cl, NREP, 10000);
+    printf("backup r2 rejoined an idle group\n");
+    run_finish(&r);
+}
+END_TEST
+
+START_TEST(sigstop_primary)
+{
+    static run r;
+    writer *old;
+    uint64_t t_new, until;
+    long term;
+    int pr, in, next;
+
+    run_start(&r, "sigstop_primary");
+    /* one more writer that stays on r0, the primary about to be stopped */
+    old = &r.w[WRITERS];
+    *old = (writer){.cl = &r.cl, .id = WRITERS, .fixed = 0, .seed = r.seed ^ 77, .stop = &r.stop};
+    ck_assert_int_eq(pthread_create(&r.th[WRITERS], NULL, writer_main, old), 0);
+    r.nw = WRITERS + 1;
+    wait_acked(r.w, WRITERS + 1, 200, 20000);
+    ck_assert_int_eq(kill(tu_proc_pid(r.cl.p[0]), SIGSTOP), 0);
+    next = wait_primary(&r.cl, 0, TTL_MS + 5000);
+    t_new = tu_now_ms();
+    read_config(&r.cl, &term, &pr, &in);
+    printf("r0 stopped: r%d leads term %ld\n", next, term);
+    wait_acked(r.w, WRITERS, 100, 10000);
+    ck_assert_int_eq(kill(tu_proc_pid(r.cl.p[0]), SIGCONT), 0);
+    /* the old primary wakes past its lease: nothing more is acknowledged by it */
+    for (until = tu_now_ms() + 3000; tu_now_ms() < until; pause_ms(20))
+        ck_assert_msg(atomic_load(&old->ok_after_ms) < t_new,
+                      "the old primary acknowledged a write after the new term began");
+    wait_in_sync(&r.cl, NREP, 20000); /* it came back a backup and was repaired */
+    printf("old primary: %d writes acknowledged, none after the new term\n",
+           atomic_load(&old->acked));
+    run_finish(&r);
+}
+END_TEST
+
+START_TEST(promote_switchover)
+{
+    static run r;
+    long term;
+    int pr, in;
+
+    run_start(&r, "promote_switchover");
+    wait_acked(r.w, WRITERS, 200, 20000);
+    put_config(&r.cl, 2, 1); /* admin promote r1: the old primary must stop, r1 take over */
+    ck_assert_int_eq(wait_primary(&r.cl, 0, 10000), 1);
+    read_config(&r.cl, &term, &pr, &in);
+    ck_assert_int_eq(term, 2);
+    ck_assert_int_eq(pr, 1);
+    wait_acked(r.w, WRITERS, 200, 10000);
+    wait_in_sync(&r.cl, NREP, 10000);
+    check_metric(&r.cl, 1, "objmeta_replication_role{role=\"primary\"} 1\n");
+    check_metric(&r.cl, 1, "objmeta_replication_serving 1\n");
+    check_metric(&r.cl, 1, "objmeta_replication_failovers_total 1\n");
+    check_metric(&r.cl, 2, "objmeta_replication_term 2\n");
+    printf("promoted r1 leads term 2; writes continue\n");
+    run_finish(&r);
+}
+END_TEST
+
+START_TEST(etcd_unreachable)
+{
+    static run r;
+    uint64_t t0, deadline, until;
+    int acked;
+
+    run_start(&r, "etcd_unreachable");
+    wait_acked(r.w, WRITERS, 200, 20000);
+    tu_etcd_stop_member(r.cl.etcd, 0);
+    t0 = tu_now_ms();
+    /* the primary stops serving before its lease could have expired in etcd */
+    deadline = t0 + TTL_MS;
+    while (try_store(&r.cl, 0, "probe") == OM_OK) {
+        ck_assert_msg(tu_now_ms() < deadline, "the primary serves past its lease without etcd");
+        pause_ms(20);
+    }
+    printf("etcd stopped: the primary stopped serving after %llu ms\n",
+           (unsigned long long)(tu_now_ms() - t0));
+    acked = writers_acked(r.w, WRITERS);
+    for (until = tu_now_ms() + 1000; tu_now_ms() < until; pause_ms(20))
+        ck_assert_int_eq(writers_acked(r.w, WRITERS), acked); /* nobody acknowledges */
+    tu_etcd_restart_member(r.cl.etcd, 0);
+    (void)wait_primary(&r.cl, -1, 20000);
+    wait_acked(r.w, WRITERS, 100, 10000);
+    wait_in_sync(&r.cl, NREP, 20000);
+    printf("etcd back: a primary serves again\n");
+    run_finish(&r);
+}
+END_TEST
+
+START_TEST(sigterm_rolling)
+{
+    static run r;
+    int primary = 0;
+
+    run_start(&r, "sigterm_rolling");
+    for (int round = 0; round < 3; round++) {
+        uint64_t t0, took;
+        int next;
+
+        wait_acked(r.w, WRITERS, 100, 20000);
+        t0 = tu_now_ms();
+        replica_down(&r.cl, primary, false); /* a restart of a rolling upgrade */
+        next = wait_primary(&r.cl, primary, TTL_MS + 5000);
+        took = tu_now_ms() - t0;
+        printf("round %d: SIGTERM of r%d: r%d serves after %llu ms\n", round, primary, next,
+               (unsigned long long)took);
+        /* it resigned (lease revoked): no wait for the lease to expire */
+        ck_assert_msg(took < TTL_MS, "failover after SIGTERM took %llu ms",
+                      (unsigned long long)took);
+        start_replica(&r.cl, primary, false);
+        wait_in_sync(&r.cl, NREP, 20000);
+        primary = next;
+    }
+    run_finish(&r);
+}
+END_TEST
+
+START_TEST(static_settings_refused)
+{
+    static const struct {
+        const char *setting, *listen, *msg;
+    } c[] = {
+        {"--replica-role=primary", "--listen=127.0.0.1:7", "leave replica-role"},
+        {"--replicas=127.0.0.1:9", "--listen=127.0.0.1:7", "leave replica-role"},
+        {"--replica-lease-ttl=2s", "--listen=127.0.0.1:0", "needs a fixed port"},
+    };
+
+    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        char dir[300], *out = NULL, *err = NULL;
+        const char *argv[] = {"objmeta-shard",
+                              dir,
+                              "--etcd=http://127.0.0.1:1",
+                              "--replica-group=g1",
+                              "--replica-id=r0",
+                              c[i].listen,
+                              c[i].setting,
+                              "--http-listen=off",
+                              NULL};
+        int rc;
+
+        snprintf(dir, sizeof(dir), "--data-dir=%s", tu_tmpdir());
+        rc = tu_run_cmd("$OBJMETA_SHARD", argv, 10000, &out, &err);
+        ck_assert_msg(rc != 0, "%s accepted with etcd", c[i].setting);
+        ck_assert_msg(err != NULL && strstr(err, c[i].msg) != NULL, "%s: stderr lacks \"%s\": %s",
+                      c[i].setting, c[i].msg, err ? err : "");
+        free(out);
+        free(err);
+    }
+}
+END_TEST
+
+START_TEST(wiped_backup)
+{
+    static run r;
+
+    run_start(&r, "wiped_backup");
+    wait_acked(r.w, WRITERS, 300, 20000);
+    replica_down(&r.cl, 1, false);
+    tu_rmrf(r.cl.dir[1]);
+    wait_in_sync(&r.cl, NREP - 1, 10000);
+    start_replica(&r.cl, 1, false); /* the same path, now empty */
+    wait_in_sync(&r.cl, NREP, 30000);
+    wait_acked(r.w, WRITERS, 100, 10000);
+    printf("wiped backup r1 caught up and is in sync again\n");
+    run_finish(&r);
+}
+END_TEST
+
+int
+main(void)
+{
+    Suite *s = suite_create("repl_etcd");
+    TCase *tc = tcase_create("etcd");
+
+    if (!tu_etcd_available())
+        return 77;
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, kill9_primary_failover);
+    tcase_add_test(tc, kill9_backup_removed);
+    tcase_add_test(tc, sigstop_primary);
+    tcase_add_test(tc, wiped_backup);
+    tcase_add_test(tc, promote_switchover);
+    tcase_add_test(tc, etcd_unreachable);
+    tcase_add_test(tc, sigterm_rolling);
+    tcase_add_test(tc, static_settings_refused);
+    suite_add_tcase(s, tc);
+    return tu_run(s);
+}
