@@ -124,16 +124,8 @@ typedef struct cli {
     bool one_page;
 } cli;
 
-/*
- * The options that only keep their argument (`str`) or set a flag: where in
- * the cli each one goes. cli_opt parses the rest (numbers).
- */
-typedef struct cli_slot {
-    int code;
-    size_t offset; /* in cli: a const char * (str) or a bool */
-    bool str;
-} cli_slot;
-static const cli_slot cli_slots[] = {
+/* The options that only keep their argument or set a flag; cli_opt parses the rest. */
+static const tool_slot cli_slots[] = {
     {'h', offsetof(cli, help), false},
     {'V', offsetof(cli, version), false},
     {OPT_ADDR, offsetof(cli, addr), true},
@@ -160,17 +152,8 @@ cli_opt(void *ctx, int code, const char *arg)
     cli *k = ctx;
     int64_t v;
 
-    for (size_t i = 0; i < sizeof(cli_slots) / sizeof(cli_slots[0]); i++) {
-        char *field = (char *)k + cli_slots[i].offset;
-
-        if (cli_slots[i].code != code)
-            continue;
-        if (cli_slots[i].str)
-            *(const char **)(void *)field = arg;
-        else
-            *(bool *)(void *)field = true;
+    if (tool_slot_set(cli_slots, sizeof(cli_slots) / sizeof(cli_slots[0]), k, code, arg))
         return TOOL_EXIT_OK;
-    }
     switch (code) {
     case OPT_REQUEST_ID: {
         char why[160];
