@@ -16,6 +16,7 @@
 #include "client/admin_int.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -580,44 +581,32 @@ static const struct option admin_opts[] = {{"id", required_argument, NULL, AOPT_
                                            {"help", no_argument, NULL, 'h'},
                                            {NULL, 0, NULL, 0}};
 
+/* The options that only keep their argument or set a flag; admin_opt parses the numbers. */
+static const tool_slot admin_slots[] = {
+    {'h', offsetof(admin, help), false},
+    {AOPT_ID, offsetof(admin, id), true},
+    {AOPT_ADDR, offsetof(admin, shard_addr), true},
+    {AOPT_WAIT, offsetof(admin, wait), false},
+    {AOPT_JSON, offsetof(admin, json), false},
+    {AOPT_REPLICAS, offsetof(admin, replicas), true},
+    {AOPT_GROUP, offsetof(admin, group), true},
+    {AOPT_REPLICA, offsetof(admin, replica), true},
+    {AOPT_SHARDS, offsetof(admin, shards), true},
+};
+
 static int
 admin_opt(void *ctx, int code, const char *v)
 {
     admin *a = ctx;
     char *end;
 
+    if (tool_slot_set(admin_slots, sizeof(admin_slots) / sizeof(admin_slots[0]), a, code, v))
+        return A_OK;
     switch (code) {
-    case 'h':
-        a->help = true;
-        break;
-    case AOPT_ID:
-        a->id = v;
-        break;
-    case AOPT_ADDR:
-        a->shard_addr = v;
-        break;
     case AOPT_WEIGHT:
         a->weight = strtol(v, &end, 10);
         if (*end != '\0' || a->weight < 1 || a->weight > 1000)
             return admin_usage_error("--weight wants 1..1000, not ", v);
-        break;
-    case AOPT_WAIT:
-        a->wait = true;
-        break;
-    case AOPT_JSON:
-        a->json = true;
-        break;
-    case AOPT_REPLICAS:
-        a->replicas = v;
-        break;
-    case AOPT_GROUP:
-        a->group = v;
-        break;
-    case AOPT_REPLICA:
-        a->replica = v;
-        break;
-    case AOPT_SHARDS:
-        a->shards = v;
         break;
     case AOPT_RANGES:
         a->ranges = strtol(v, &end, 10);

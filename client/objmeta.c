@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +124,27 @@ typedef struct cli {
     bool one_page;
 } cli;
 
+/* The options that only keep their argument or set a flag; cli_opt parses the rest. */
+static const tool_slot cli_slots[] = {
+    {'h', offsetof(cli, help), false},
+    {'V', offsetof(cli, version), false},
+    {OPT_ADDR, offsetof(cli, addr), true},
+    {OPT_CA, offsetof(cli, cr.ca), true},
+    {OPT_CERT, offsetof(cli, cr.cert), true},
+    {OPT_KEY, offsetof(cli, cr.key), true},
+    {OPT_AUTH_TOKEN, offsetof(cli, cr.token), true},
+    {OPT_JSON, offsetof(cli, json), false},
+    {OPT_META, offsetof(cli, store.metadata_json), true},
+    {OPT_CONTENT_TYPE, offsetof(cli, store.content_type), true},
+    {OPT_IF_ABSENT, offsetof(cli, store.if_absent), false},
+    {'f', offsetof(cli, force), false},
+    {'o', offsetof(cli, output), true},
+    {OPT_DELIMITER, offsetof(cli, list.delimiter), true},
+    {OPT_START_AFTER, offsetof(cli, list.start_after), true},
+    {OPT_TOKEN, offsetof(cli, list.continuation_token), true},
+    {OPT_LS_META, offsetof(cli, list.include_metadata), false},
+};
+
 /* The option callback of every command (tool_parse). */
 static int
 cli_opt(void *ctx, int code, const char *arg)
@@ -130,28 +152,9 @@ cli_opt(void *ctx, int code, const char *arg)
     cli *k = ctx;
     int64_t v;
 
+    if (tool_slot_set(cli_slots, sizeof(cli_slots) / sizeof(cli_slots[0]), k, code, arg))
+        return TOOL_EXIT_OK;
     switch (code) {
-    case 'h':
-        k->help = true;
-        break;
-    case 'V':
-        k->version = true;
-        break;
-    case OPT_ADDR:
-        k->addr = arg;
-        break;
-    case OPT_CA:
-        k->cr.ca = arg;
-        break;
-    case OPT_CERT:
-        k->cr.cert = arg;
-        break;
-    case OPT_KEY:
-        k->cr.key = arg;
-        break;
-    case OPT_AUTH_TOKEN:
-        k->cr.token = arg;
-        break;
     case OPT_REQUEST_ID: {
         char why[160];
         if (arg[0] == '\0' ||
@@ -160,46 +163,16 @@ cli_opt(void *ctx, int code, const char *arg)
         snprintf(k->rid, sizeof(k->rid), "%s", arg);
         break;
     }
-    case OPT_JSON:
-        k->json = true;
-        break;
     case OPT_TIMEOUT:
         if (om_parse_int(arg, &v) != OM_OK || v <= 0 || v > UINT32_MAX)
             return tool_usage(k->cmd, "--timeout wants milliseconds, not '%s'", arg);
         k->timeout_ms = (uint32_t)v;
-        break;
-    case OPT_META:
-        k->store.metadata_json = arg;
-        break;
-    case OPT_CONTENT_TYPE:
-        k->store.content_type = arg;
-        break;
-    case OPT_IF_ABSENT:
-        k->store.if_absent = true;
         break;
     case OPT_IF_VERSION:
         if (om_parse_int(arg, &v) != OM_OK || v < 0)
             return tool_usage(k->cmd, "--if-version wants a number, not '%s'", arg);
         k->has_if_version = true;
         k->if_version = (uint64_t)v;
-        break;
-    case 'f':
-        k->force = true;
-        break;
-    case 'o':
-        k->output = arg;
-        break;
-    case OPT_DELIMITER:
-        k->list.delimiter = arg;
-        break;
-    case OPT_START_AFTER:
-        k->list.start_after = arg;
-        break;
-    case OPT_TOKEN:
-        k->list.continuation_token = arg;
-        break;
-    case OPT_LS_META:
-        k->list.include_metadata = true;
         break;
     case OPT_MAX:
         if (om_parse_int(arg, &v) != OM_OK || v < 1 || v > 1000)

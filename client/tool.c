@@ -234,3 +234,20 @@ tool_explain(const char *addr, om_status st, const char *msg)
             msg ? msg : "");
     return tool_exit_code(st);
 }
+
+bool
+tool_slot_set(const tool_slot *tab, size_t n, void *obj, int code, const char *arg)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *field = (char *)obj + tab[i].offset;
+
+        if (tab[i].code != code)
+            continue;
+        if (tab[i].str)
+            *(const char **)(void *)field = arg;
+        else
+            *(bool *)(void *)field = true;
+        return true;
+    }
+    return false;
+}

@@ -12,6 +12,7 @@
 
 #include <getopt.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "util/status.h"
@@ -39,6 +40,20 @@ int tool_usage(const char *cmd, const char *fmt, ...) __attribute__((format(prin
 
 /* Called for each option getopt_long returns (code = the table's val). Returns an exit code. */
 typedef int (*tool_opt_fn)(void *ctx, int code, const char *arg);
+
+/*
+ * tool_slot -- an option that only keeps its argument (str) or sets a flag
+ * (bool): where in the caller's options struct it goes. A command's option
+ * callback hands such options to tool_slot_set and parses the rest itself.
+ */
+typedef struct tool_slot {
+    int code;      /* the option table's val */
+    size_t offset; /* in the options struct: a const char * (str) or a bool */
+    bool str;
+} tool_slot;
+
+/* Store option `code` into obj by its row of tab[0..n); false if no row names it. */
+bool tool_slot_set(const tool_slot *tab, size_t n, void *obj, int code, const char *arg);
 
 /*
  * tool_parse -- run getopt_long over argv (argv[0] is the command's name) with

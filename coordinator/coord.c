@@ -35,6 +35,7 @@ coord_opts_init(coord_opts *o)
     o->slow_request_ms = 1000;
     o->startup_wait_ms = 5000;
     o->max_frame = RPC_DEFAULT_MAX_FRAME;
+    o->idle_timeout_ms = 300000;
     o->migrate_rate = 128ull << 20;
     o->migrate_batch = 1u << 20;
     o->migrate_rate_busy = 16ull << 20;
@@ -228,6 +229,9 @@ coord_open(struct event_base *base, const coord_opts *opts, void (*ready)(void *
     rpc_server_opts_init(&so);
     so.listen = c->listen;
     so.max_frame = c->opts.max_frame;
+    if (c->opts.max_connections > 0)
+        so.max_connections = c->opts.max_connections;
+    so.idle_timeout_ms = c->opts.idle_timeout_ms;
     /* answers come from the shards, which have their own deadline */
     so.request_timeout_ms = c->opts.shard_timeout_ms + c->opts.failover_wait_ms + 5000;
     so.slow_request_ms = c->opts.slow_request_ms;

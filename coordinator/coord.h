@@ -58,6 +58,10 @@ typedef struct coord_opts {
     uint32_t startup_wait_ms;    /* coord_open's ready callback waits this long for every
                                   * shard to come up; default 5000 */
     uint32_t max_frame;          /* largest message in or out; default rpc's 16 MiB */
+    uint32_t max_connections;    /* client connections beyond this are refused BUSY; 0 =
+                                  * rpc's default (1024) */
+    uint32_t idle_timeout_ms;    /* close an idle client connection; 0 = never; default
+                                  * rpc's (300 s) */
     /* Online ring changes (coordinator/MIGRATION.md). */
     uint64_t migrate_rate;       /* copy throttle, bytes/s over all sources; 0 = unlimited;
                                   * default 128 MiB/s */

@@ -7,18 +7,12 @@
 
 #include "rpc/rpc.h"
 
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include <stddef.h>
 
 #define F(x) offsetof(coord_conf, x)
 static const om_conf_item coord_items[] = {
-    {"listen", OM_CONF_STR, "127.0.0.1:7000", 0, 0, NULL, F(listen), "rpc listener host:port"},
-    {"http-listen", OM_CONF_STR, "auto", 0, 0, NULL, F(http_listen),
-     "/metrics and /healthz host:port; auto = listen port + 1000 (0 if listen port is 0); off"},
+    RPC_CONF_LISTEN_ITEMS(coord_conf, "127.0.0.1:7000"),
     {"data-dir", OM_CONF_STR, "data/coord", 0, 0, NULL, F(data_dir), "ring state and token secret"},
-    {"port-file", OM_CONF_STR, "", 0, 0, NULL, F(port_file),
-     "write 'rpc <port>' and 'http <port>' here once serving (empty = none)"},
     {"shards", OM_CONF_STR, "", 0, 0, NULL, F(shards),
      "first start only: the ring's shards, id=host:port[/weight],..."},
     {"vnodes-per-weight", OM_CONF_INT, "128", 1, 4096, NULL, F(vnodes),
@@ -33,8 +27,6 @@ static const om_conf_item coord_items[] = {
      "deadline of a request forwarded to a shard"},
     {"startup-wait", OM_CONF_DURATION, "5s", 0, 600000, NULL, F(startup_wait),
      "at start, wait this long for every shard before serving anyway"},
-    {"max-frame", OM_CONF_SIZE, "16M", 1024, 1LL << 30, NULL, F(max_frame),
-     "largest protocol message accepted or forwarded"},
     {"migrate-rate", OM_CONF_SIZE, "128M", 0, 1LL << 40, NULL, F(migrate_rate),
      "ring changes: copy at most this many bytes per second while no client request "
      "arrives (0 = unlimited)"},
@@ -74,28 +66,13 @@ static const om_conf_item coord_items[] = {
 const om_conf_table coord_table = {"objmeta-coord", OM_VERSION, coord_items,
                                    sizeof(coord_items) / sizeof(coord_items[0])};
 
-static void
-http_addr(const coord_conf *c, char *out, size_t n)
-{
-    const char *colon = strrchr(c->listen, ':');
-    long port = colon ? strtol(colon + 1, NULL, 10) : 0;
-
-    if (strcmp(c->http_listen, "off") == 0)
-        snprintf(out, n, "%s", "");
-    else if (strcmp(c->http_listen, "auto") != 0)
-        snprintf(out, n, "%s", c->http_listen);
-    else
-        snprintf(out, n, "%.*s:%ld", colon ? (int)(colon - c->listen) : 0, c->listen,
-                 port > 0 ? port + 1000 : 0);
-}
-
 void
 coord_conf_opts(const coord_conf *cf, coord_opts *o, char *haddr, size_t haddrlen)
 {
     coord_opts_init(o);
     o->data_dir = cf->data_dir;
     o->listen = cf->listen;
-    http_addr(cf, haddr, haddrlen);
+    rpc_conf_http_addr(cf->listen, cf->http_listen, haddr, haddrlen);
     o->http_listen = haddr;
     o->initial_shards = cf->shards;
     o->vnodes_per_weight = (uint32_t)cf->vnodes;
@@ -106,6 +83,8 @@ coord_conf_opts(const coord_conf *cf, coord_opts *o, char *haddr, size_t haddrle
     o->slow_request_ms = (uint32_t)cf->slow_request;
     o->startup_wait_ms = (uint32_t)cf->startup_wait;
     o->max_frame = (uint32_t)cf->max_frame;
+    o->max_connections = (uint32_t)cf->max_connections;
+    o->idle_timeout_ms = (uint32_t)cf->idle_timeout;
     o->migrate_rate = (uint64_t)cf->migrate_rate;
     o->migrate_batch = (uint32_t)cf->migrate_batch;
     o->migrate_rate_busy = (uint64_t)cf->migrate_rate_busy;

@@ -19,7 +19,7 @@ typedef struct coord_conf {
     int log_level, log_format;
     int64_t slow_request;
     int64_t vnodes, pool_size, health_interval, health_timeout, shard_timeout, startup_wait;
-    int64_t max_frame;
+    int64_t max_frame, max_connections, idle_timeout;
     int64_t migrate_rate, migrate_batch, migrate_rate_busy, migrate_batch_busy, cutover_timeout,
         clock_margin, test_phase_delay;
     char *etcd, *etcd_prefix, *advertise;

@@ -451,27 +451,9 @@ biter_free_heap(lsm_it *base)
     free(base);
 }
 
-static const lsm_it_ops biter_embedded_ops = {
-    .valid = biter_valid,
-    .seek_first = biter_seek_first,
-    .seek = biter_seek,
-    .next = biter_next,
-    .key = biter_key,
-    .value = biter_value,
-    .status = biter_status,
-    .free = biter_free_embedded,
-};
+static const lsm_it_ops biter_embedded_ops = LSM_IT_OPS(biter, biter_free_embedded);
 
-static const lsm_it_ops biter_heap_ops = {
-    .valid = biter_valid,
-    .seek_first = biter_seek_first,
-    .seek = biter_seek,
-    .next = biter_next,
-    .key = biter_key,
-    .value = biter_value,
-    .status = biter_status,
-    .free = biter_free_heap,
-};
+static const lsm_it_ops biter_heap_ops = LSM_IT_OPS(biter, biter_free_heap);
 
 void
 lsm_block_iter_init(lsm_block_iter *it, const lsm_block *b, lsm_block_cmp cmp)

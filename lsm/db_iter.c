@@ -146,16 +146,7 @@ level_it_free(lsm_it *it)
     free(li);
 }
 
-static const lsm_it_ops level_it_ops = {
-    .valid = level_it_valid,
-    .seek_first = level_it_seek_first,
-    .seek = level_it_seek,
-    .next = level_it_next,
-    .key = level_it_key,
-    .value = level_it_value,
-    .status = level_it_status,
-    .free = level_it_free,
-};
+static const lsm_it_ops level_it_ops = LSM_IT_OPS(level_it, level_it_free);
 
 om_status
 lsm_level_iter_new(lsm_table_cache *tc, lsm_file_meta *const *files, int n, bool fill_cache,

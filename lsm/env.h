@@ -9,6 +9,9 @@
  *
  * Every file object starts with a pointer to its env, so calls dispatch
  * through f->env->ops. Wrapping envs embed the wrapped env's files.
+ * The POSIX env's operations keep no state of the env they are called
+ * through (they only record it in the files they open), so an env built on
+ * it starts from a copy of lsm_env_posix()->ops and replaces what it changes.
  *
  * Thread-safety: an env is shared by all threads; a file object belongs to
  * one thread at a time, except lsm_rfile_read which is safe concurrently.

@@ -134,6 +134,17 @@ struct lsm_it {
     const lsm_it_ops *ops;
 };
 
+/*
+ * LSM_IT_OPS(p, free_fn) -- the lsm_it_ops of an iterator whose operations
+ * are named p_valid, p_seek_first, p_seek, p_next, p_key, p_value and
+ * p_status (every iterator in lsm/ follows this), freed by free_fn.
+ */
+#define LSM_IT_OPS(p, free_fn)                                                                     \
+    {                                                                                              \
+        .valid = p##_valid, .seek_first = p##_seek_first, .seek = p##_seek, .next = p##_next,      \
+        .key = p##_key, .value = p##_value, .status = p##_status, .free = free_fn,                 \
+    }
+
 static inline bool
 lsm_it_valid(const lsm_it *it)
 {

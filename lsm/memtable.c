@@ -531,16 +531,7 @@ mem_it_free(lsm_it *it)
     free(mi);
 }
 
-static const lsm_it_ops mem_it_ops = {
-    .valid = mem_it_valid,
-    .seek_first = mem_it_seek_first,
-    .seek = mem_it_seek,
-    .next = mem_it_next,
-    .key = mem_it_key,
-    .value = mem_it_value,
-    .status = mem_it_status,
-    .free = mem_it_free,
-};
+static const lsm_it_ops mem_it_ops = LSM_IT_OPS(mem_it, mem_it_free);
 
 om_status
 lsm_mem_iter(lsm_memtable *m, lsm_it **out)

@@ -198,16 +198,7 @@ merge_free(lsm_it *base)
     free(m);
 }
 
-static const lsm_it_ops merge_ops = {
-    .valid = merge_valid,
-    .seek_first = merge_seek_first,
-    .seek = merge_seek,
-    .next = merge_next,
-    .key = merge_key,
-    .value = merge_value,
-    .status = merge_status,
-    .free = merge_free,
-};
+static const lsm_it_ops merge_ops = LSM_IT_OPS(merge, merge_free);
 
 om_status
 lsm_merge_it_new(lsm_it **children, int n, lsm_it **out)

@@ -864,16 +864,7 @@ siter_free(lsm_it *base)
     free(it);
 }
 
-static const lsm_it_ops siter_ops = {
-    .valid = siter_valid,
-    .seek_first = siter_seek_first,
-    .seek = siter_seek,
-    .next = siter_next,
-    .key = siter_key,
-    .value = siter_value,
-    .status = siter_status,
-    .free = siter_free,
-};
+static const lsm_it_ops siter_ops = LSM_IT_OPS(siter, siter_free);
 
 om_status
 lsm_sst_iter_new(lsm_sst *t, bool fill_cache, lsm_it **out)

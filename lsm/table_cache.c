@@ -259,16 +259,7 @@ tci_free(lsm_it *base)
     free(it);
 }
 
-static const lsm_it_ops tci_ops = {
-    .valid = tci_valid,
-    .seek_first = tci_seek_first,
-    .seek = tci_seek,
-    .next = tci_next,
-    .key = tci_key,
-    .value = tci_value,
-    .status = tci_status,
-    .free = tci_free,
-};
+static const lsm_it_ops tci_ops = LSM_IT_OPS(tci, tci_free);
 
 om_status
 lsm_table_cache_iter_new(lsm_table_cache *tc, uint64_t number, uint64_t file_size, bool fill_cache,

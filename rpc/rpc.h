@@ -663,6 +663,9 @@ om_status rpc_server_render_metrics(const rpc_server *s, om_buf *out);
  * tokens, TLS) and how it logs. objmeta-shard and objmeta-coord both expand
  * these macros, so the names, defaults, bounds and doc lines exist once.
  *
+ * RPC_CONF_LISTEN_ITEMS(T, LISTEN): T has char *listen (default LISTEN),
+ * *http_listen, *port_file and int64_t max_frame, max_connections,
+ * idle_timeout (rpc_server_opts); rpc_conf_http_addr() resolves http-listen.
  * RPC_CONF_TRUST_ITEMS(T): T has char *plaintext_roles, *token_keys,
  * *tls_cert, *tls_key, *tls_ca and int tls_client_auth (RPC_TLS_CLIENT_*).
  * RPC_CONF_LOG_ITEMS(T): T has int log_level (om_log_level), int
@@ -674,8 +677,27 @@ extern const char *const rpc_conf_tls_client_auths[];
 extern const char *const rpc_conf_log_levels[];
 extern const char *const rpc_conf_log_formats[];
 
+/*
+ * rpc_conf_http_addr -- the address http-listen names, in out: "" for "off"
+ * (no HTTP listener); for "auto" the host of listen with its port + 1000
+ * (port 0, any free port, stays 0); any other value as it is.
+ */
+void rpc_conf_http_addr(const char *listen, const char *http_listen, char *out, size_t n);
+
 /* One table row per setting reads better than the formatter's layout. */
 /* clang-format off */
+#define RPC_CONF_LISTEN_ITEMS(T, LISTEN)                                                           \
+    {"listen", OM_CONF_STR, LISTEN, 0, 0, NULL, offsetof(T, listen), "rpc listener host:port"},    \
+    {"http-listen", OM_CONF_STR, "auto", 0, 0, NULL, offsetof(T, http_listen),                     \
+     "/metrics and /healthz host:port; auto = listen port + 1000 (0 if listen port is 0); off"},   \
+    {"port-file", OM_CONF_STR, "", 0, 0, NULL, offsetof(T, port_file),                             \
+     "write 'rpc <port>' and 'http <port>' here once bound (empty = none)"},                       \
+    {"max-frame", OM_CONF_SIZE, "16M", 1024, 1LL << 30, NULL, offsetof(T, max_frame),              \
+     "largest protocol message accepted (and forwarded, by a coordinator)"},                      \
+    {"max-connections", OM_CONF_INT, "1024", 1, 1000000, NULL, offsetof(T, max_connections),       \
+     "connections beyond this are refused with BUSY"},                                             \
+    {"idle-timeout", OM_CONF_DURATION, "300s", 0, 86400000, NULL, offsetof(T, idle_timeout),       \
+     "close idle connections after this long (0 = never)"}
 #define RPC_CONF_TRUST_ITEMS(T)                                                                    \
     {"plaintext-roles", OM_CONF_STR, "auto", 0, 0, NULL, offsetof(T, plaintext_roles),             \
      "roles of plaintext connections: client,admin,peer subsets or none; auto = all on a "         \

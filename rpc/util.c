@@ -393,3 +393,18 @@ rpc_evb_write_direct(struct evbuffer *out, int fd)
 const char *const rpc_conf_tls_client_auths[] = {"none", "optional", "required", NULL};
 const char *const rpc_conf_log_levels[] = {"error", "warn", "info", "debug", NULL};
 const char *const rpc_conf_log_formats[] = {"text", "json", NULL};
+
+void
+rpc_conf_http_addr(const char *listen, const char *http_listen, char *out, size_t n)
+{
+    const char *colon = strrchr(listen, ':');
+    long port = colon ? strtol(colon + 1, NULL, 10) : 0;
+
+    if (strcmp(http_listen, "off") == 0)
+        snprintf(out, n, "%s", "");
+    else if (strcmp(http_listen, "auto") != 0)
+        snprintf(out, n, "%s", http_listen);
+    else
+        snprintf(out, n, "%.*s:%ld", colon ? (int)(colon - listen) : 0, listen,
+                 port > 0 ? port + 1000 : 0);
+}

@@ -14,15 +14,15 @@
  *                                the block cache, and a thread hop would cost
  *                                more than the read), else the worker pool
  *   Store, Delete                the commit pipeline (commit_submit), which
- *                                calls back write_group and answer_write
+ *                                calls back shard_job_write_group (job.c)
+ *                                and answer_write
  *   List                         the worker pool (a scan must not block the
  *                                loop)
- * Because rpc frees a request when the handler returns, a job carries copies
- * of the request's strings in its own allocation (job_new, job_copy); write
- * jobs take theirs from the pipeline (commit_job_alloc), which recycles
- * them. Jobs on the workers answer through commit_wait (rpc_reply_send is
- * thread-safe); the pool drains its queue on shard_close, so every accepted
- * request is answered during a graceful shutdown.
+ * A job (job.h) carries copies of the request's strings, because rpc frees
+ * the request when the handler returns. Jobs on the workers answer through
+ * commit_wait (rpc_reply_send is thread-safe); the pool drains its queue on
+ * shard_close, so every accepted request is answered during a graceful
+ * shutdown.
  */
 #define OM_LOG_MODULE "shard"
 #include <stddef.h>
@@ -31,44 +31,10 @@
 #include <string.h>
 
 #include "shard/fence.h"
+#include "shard/job.h"
 #include "shard/list_page.h"
 #include "shard/metrics.h"
 #include "shard/shard_int.h"
-
-/* Where an answer goes and what it depends on. */
-typedef struct answer_to {
-    rpc_reply *reply;
-    shard_op op;
-    uint64_t t0_ns;
-    uint64_t after; /* the write group it depends on (commit_reply.after) */
-    bool loop;      /* made on the loop thread (commit_gate), else a worker (commit_wait) */
-} answer_to;
-
-/* A copied request. Strings are NUL-terminated copies inside `mem`. */
-typedef struct shard_job {
-    commit_job cj;   /* first: a Store or Delete is a job of the commit pipeline */
-    workq_item item; /* a List or a read on the worker pool */
-    answer_to to;
-    om_slice bucket, key;
-    /* store */
-    om_slice data, metadata, content_type;
-    shard_cond cond;
-    uint64_t forced_version;
-    /* list */
-    om_slice prefix, delimiter, start_after, token;
-    uint32_t max_keys;
-    bool include_metadata;
-    uint64_t ring_epoch; /* list: keys the ring of this epoch gives another shard are skipped */
-    /* a write's result (write_group): status, info, error text (malloc, or NULL) */
-    om_status wstatus;
-    shard_obj_info winfo;
-    char *werr;
-    uint8_t *mem;
-    size_t mem_used;
-    /* a barrier (shard_commit_barrier): no write; barrier(barrier_arg) when answered */
-    void (*barrier)(void *arg);
-    void *barrier_arg;
-} shard_job;
 
 /* ---- answers ---- */
 
@@ -98,15 +64,6 @@ answer_status(shard *s, const answer_to *to, om_status st, const char *msg)
     answer(s, to, &resp);
 }
 
-/* commit_ops.sent: count an answer as it leaves. */
-static void
-count_sent(void *arg, unsigned tag, unsigned status, uint64_t t0_ns, uint64_t now_ns)
-{
-    shard *s = arg;
-
-    shard_metrics_count(&s->metrics, (shard_op)tag, status, t0_ns, now_ns);
-}
-
 static om_status
 shard_msg_nomem(char *err, size_t errlen)
 {
@@ -134,6 +91,21 @@ read_cstr(om_slice sl, char *stack, size_t cap, char **heap)
         memcpy(d, sl.p, sl.n);
     d[sl.n] = 0;
     return d;
+}
+
+/* Fill oi for (bucket, key) with the system fields `in`; etag: room for 16 hex digits. */
+static void
+object_info(Objmeta__ObjectInfo *oi, om_slice bucket, om_slice key, const shard_obj_info *in,
+            char *etag)
+{
+    shard_etag_hex(in->etag, etag);
+    oi->bucket = (char *)bucket.p;
+    oi->key = (char *)key.p;
+    oi->size = in->size;
+    oi->etag = etag;
+    oi->created_ms = in->created_ms;
+    oi->modified_ms = in->modified_ms;
+    oi->version = in->version;
 }
 
 /*
@@ -179,14 +151,13 @@ do_read(shard *s, const answer_to *to, om_slice bucket, om_slice key, om_buf *sc
         answer_status(s, to, st, err);
         goto out;
     }
-    shard_etag_hex(rec.etag, etag);
-    oi.bucket = (char *)bucket.p;
-    oi.key = (char *)key.p;
-    oi.size = rec.size;
-    oi.etag = etag;
-    oi.created_ms = rec.created_ms;
-    oi.modified_ms = rec.modified_ms;
-    oi.version = rec.version;
+    object_info(&oi, bucket, key,
+                &(shard_obj_info){.version = rec.version,
+                                  .size = rec.size,
+                                  .etag = rec.etag,
+                                  .created_ms = rec.created_ms,
+                                  .modified_ms = rec.modified_ms},
+                etag);
     if (to->op == SHARD_OP_RETRIEVE) {
         rr.info = &oi;
         rr.data.data = (uint8_t *)rec.data.p;
@@ -207,56 +178,6 @@ out:
 }
 
 /* ---- Store and Delete (the commit pipeline's callbacks) ---- */
-
-/*
- * The shard_write of a Store or Delete job (its slices borrow the job's
- * memory). Only the fields shard_write_many reads are set: the error text is
- * written when there is one, so err[] is not cleared here.
- */
-static void
-job_to_write(const shard_job *j, shard_write *w)
-{
-    w->is_delete = j->to.op == SHARD_OP_DELETE;
-    w->args.bucket = j->bucket;
-    w->args.key = j->key;
-    w->args.data = j->data;
-    w->args.metadata = j->metadata;
-    w->args.content_type = j->content_type;
-    w->args.cond = j->cond;
-    w->args.forced_version = j->forced_version;
-    w->status = OM_OK;
-    memset(&w->info, 0, sizeof(w->info));
-    w->err[0] = '\0';
-}
-
-/* commit_ops.write: one group as one engine write; each result stays in its job. */
-static void
-write_group(void *arg, commit_job **jobs, size_t n, bool nosync, void *scratch)
-{
-    shard *s = arg;
-    shard_write one, *w = scratch != NULL ? scratch : n == 1 ? &one : malloc(n * sizeof(*w));
-    size_t k = 0;
-
-    for (size_t i = 0; i < n && w != NULL; i++)
-        if (((shard_job *)jobs[i])->barrier == NULL)
-            job_to_write((shard_job *)jobs[i], &w[k++]);
-    if (w != NULL && k > 0)
-        shard_write_group(s, w, k, nosync);
-    k = 0;
-    for (size_t i = 0; i < n; i++) {
-        shard_job *j = (shard_job *)jobs[i];
-
-        if (j->barrier != NULL)
-            continue; /* barriers write nothing; the writes' results are w[0..k) */
-        j->wstatus = w != NULL ? w[k].status : OM_ERR(OM_E_NOMEM);
-        if (w != NULL && j->wstatus == OM_OK)
-            j->winfo = w[k].info;
-        j->werr = w != NULL && j->wstatus != OM_OK && w[k].err[0] ? strdup(w[k].err) : NULL;
-        k++;
-    }
-    if (w != &one && w != scratch)
-        free(w);
-}
 
 /* commit_ops.answer: the Response of a written job, gated on its group. Loop thread. */
 static void
@@ -288,15 +209,8 @@ answer_write(void *arg, commit_job *cj)
         answer(s, &j->to, &resp);
         return;
     }
-    shard_etag_hex(j->winfo.etag, etag);
-    oi.bucket = (char *)j->bucket.p;
-    oi.key = (char *)j->key.p;
-    oi.size = j->winfo.size;
-    oi.etag = etag;
+    object_info(&oi, j->bucket, j->key, &j->winfo, etag);
     oi.content_type = (char *)j->content_type.p;
-    oi.created_ms = j->winfo.created_ms;
-    oi.modified_ms = j->winfo.modified_ms;
-    oi.version = j->winfo.version;
     sr.info = &oi;
     resp.body_case = OBJMETA__RESPONSE__BODY_STORE;
     resp.store = &sr;
@@ -306,9 +220,9 @@ answer_write(void *arg, commit_job *cj)
 void
 shard_commit_ops(shard *s, commit_ops *ops)
 {
-    *ops = (commit_ops){.write = write_group,
+    *ops = (commit_ops){.write = shard_job_write_group,
                         .answer = answer_write,
-                        .sent = count_sent,
+                        .sent = shard_metrics_sent,
                         .arg = s,
                         .write_scratch = COMMIT_GROUP_MAX * sizeof(shard_write)};
 }
@@ -394,47 +308,19 @@ str_len(const char *s)
 }
 
 /*
- * A job with room for `bytes` of copied strings (plus one NUL per string):
- * a Store or Delete from the commit pipeline (commit_job_alloc), any other
- * malloc'ed (the worker frees it).
+ * A job for `to` with room for `bytes` of copied strings (plus one NUL per
+ * string), or NULL after answering "out of memory".
  */
 static shard_job *
 job_new(shard *s, const answer_to *to, size_t bytes)
 {
-    size_t n = sizeof(shard_job) + bytes + 16;
-    bool write = to->op == SHARD_OP_STORE || to->op == SHARD_OP_DELETE;
-    shard_job *j = write ? (shard_job *)commit_job_alloc(s->commit, n) : malloc(n);
-
-    bool in_fifo;
-
-    if (j == NULL) {
-        answer_status(s, to, OM_E_NOMEM, "out of memory");
-        return NULL;
-    }
-    in_fifo = write && j->cj.in_fifo; /* set by commit_job_alloc */
-    memset(j, 0, sizeof(*j));
-    j->cj.in_fifo = in_fifo;
-    j->to = *to;
-    j->mem = (uint8_t *)(j + 1);
-    return j;
-}
-
-om_status
-shard_commit_barrier(shard *s, void (*fn)(void *arg), void *arg)
-{
-    shard_job *j = (shard_job *)commit_job_alloc(s->commit, sizeof(shard_job));
-    bool in_fifo;
+    shard_job *j = shard_job_new(s, to->op == SHARD_OP_STORE || to->op == SHARD_OP_DELETE, bytes);
 
     if (j == NULL)
-        return OM_ERR(OM_E_NOMEM);
-    in_fifo = j->cj.in_fifo; /* set by commit_job_alloc */
-    memset(j, 0, sizeof(*j));
-    j->cj.in_fifo = in_fifo;
-    j->cj.bytes = sizeof(*j);
-    j->barrier = fn;
-    j->barrier_arg = arg;
-    commit_submit(s->commit, &j->cj);
-    return OM_OK;
+        answer_status(s, to, OM_E_NOMEM, "out of memory");
+    else
+        j->to = *to;
+    return j;
 }
 
 /* ---- Ping and Stats ---- */
@@ -674,26 +560,4 @@ shard_rpc_handler(void *arg, const Objmeta__Request *req, rpc_reply *reply)
             answer_status(s, &to, OM_E_INVALID, "operation not served by objmeta-shard");
         break;
     }
-}
-
-void
-shard_rpc_prefetch(void *arg, const rpc_key_hint *hints, size_t n)
-{
-    shard *s = arg;
-    om_slice b[SHARD_PREFETCH_MAX], k[SHARD_PREFETCH_MAX];
-
-    /*
-     * Reads on workers run later: loading now would not help them. A lone
-     * read gains nothing either: its get would wait for the same loads, one
-     * after another, right after the hint.
-     */
-    if (!s->opts.inline_reads || n < 2)
-        return;
-    if (n > SHARD_PREFETCH_MAX)
-        n = SHARD_PREFETCH_MAX;
-    for (size_t i = 0; i < n; i++) {
-        b[i] = hints[i].bucket;
-        k[i] = hints[i].key;
-    }
-    shard_prefetch_reads(s, b, k, n);
 }

@@ -137,7 +137,7 @@ main(int argc, char **argv)
         om_log(OM_LOG_ERROR, "bad configuration: plaintext-roles: %s", err);
         goto out;
     }
-    shard_conf_http_addr(&c, haddr, sizeof(haddr));
+    rpc_conf_http_addr(c.listen, c.http_listen, haddr, sizeof(haddr));
 
     a.base = event_base_new();
     if (a.base == NULL || shard_mig_new(c.id, &mo, &a.mig) != OM_OK)
@@ -154,7 +154,7 @@ main(int argc, char **argv)
     if (rpc_server_new(a.base, &ro, app_handle, &a, &a.srv) != OM_OK)
         goto out;
     rpc_server_set_prefetch(a.srv, shard_rpc_prefetch, a.sh);
-    if (strcmp(c.http_listen, "off") != 0 &&
+    if (haddr[0] != '\0' &&
         rpc_http_open(a.base, haddr, app_health, app_metrics, &a, &a.http) != OM_OK)
         goto out;
     {

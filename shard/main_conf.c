@@ -18,12 +18,8 @@ static const char *const replica_roles[] = {"none", "primary", "backup", NULL};
 
 #define F(x) offsetof(shard_conf, x)
 static const om_conf_item shard_items[] = {
-    {"listen", OM_CONF_STR, "127.0.0.1:7001", 0, 0, NULL, F(listen), "rpc listener host:port"},
-    {"http-listen", OM_CONF_STR, "auto", 0, 0, NULL, F(http_listen),
-     "/metrics and /healthz host:port; auto = listen port + 1000 (0 if listen port is 0); off"},
+    RPC_CONF_LISTEN_ITEMS(shard_conf, "127.0.0.1:7001"),
     {"data-dir", OM_CONF_STR, "data/shard", 0, 0, NULL, F(data_dir), "LSM directory"},
-    {"port-file", OM_CONF_STR, "", 0, 0, NULL, F(port_file),
-     "write 'rpc <port>' and 'http <port>' here once bound (empty = none)"},
     {"id", OM_CONF_STR, "shard-1", 0, 0, NULL, F(id), "shard id shown by Ping"},
     {"sync-mode", OM_CONF_ENUM, "always", 0, 0, shard_sync_modes, F(sync_mode),
      "always = fsync the WAL before acknowledging (group commit on a writer and a sync thread); "
@@ -52,12 +48,6 @@ static const om_conf_item shard_items[] = {
      "largest object data accepted"},
     {"max-metadata-size", OM_CONF_SIZE, "64K", 2, 16LL << 20, NULL, F(max_metadata_size),
      "largest metadata JSON accepted"},
-    {"max-frame", OM_CONF_SIZE, "16M", 1024, 1LL << 30, NULL, F(max_frame),
-     "largest protocol message accepted"},
-    {"max-connections", OM_CONF_INT, "1024", 1, 1000000, NULL, F(max_connections),
-     "connections beyond this are refused with BUSY"},
-    {"idle-timeout", OM_CONF_DURATION, "300s", 0, 86400000, NULL, F(idle_timeout),
-     "close idle connections after this long (0 = never)"},
     {"request-timeout", OM_CONF_DURATION, "30s", 0, 3600000, NULL, F(request_timeout),
      "answer TIMEOUT when a request takes longer (0 = never)"},
     {"workers", OM_CONF_INT, "8", 1, 1024, NULL, F(workers),
@@ -102,18 +92,6 @@ static const om_conf_item shard_items[] = {
 };
 const om_conf_table shard_table = {"objmeta-shard", OM_VERSION, shard_items,
                                    sizeof(shard_items) / sizeof(shard_items[0])};
-
-/* http-listen "auto": the host of listen, port + 1000 (0 stays 0). */
-void
-shard_conf_http_addr(const shard_conf *c, char *out, size_t n)
-{
-    const char *colon = strrchr(c->listen, ':');
-    long port = colon ? strtol(colon + 1, NULL, 10) : 0;
-    if (strcmp(c->http_listen, "auto") != 0 || colon == NULL)
-        snprintf(out, n, "%s", c->http_listen);
-    else
-        snprintf(out, n, "%.*s:%ld", (int)(colon - c->listen), c->listen, port ? port + 1000 : 0);
-}
 
 void
 shard_conf_rpc_opts(const shard_conf *c, rpc_server_opts *ro)

@@ -37,8 +37,6 @@ typedef struct shard_conf {
 enum { SHARD_ROLE_NONE = 0, SHARD_ROLE_PRIMARY, SHARD_ROLE_BACKUP };
 /* Names of the sync-mode choices, indexed by shard_conf.sync_mode. */
 extern const char *const shard_sync_modes[];
-/* http-listen as an address: "auto" = the host of listen, port + 1000 (0 stays 0). */
-void shard_conf_http_addr(const shard_conf *c, char *out, size_t n);
 /* The table: every setting, default, bounds and doc line. */
 extern const om_conf_table shard_table;
 

@@ -21,8 +21,10 @@ shard_metrics_init(shard_metrics *m)
 }
 
 void
-shard_metrics_count(shard_metrics *m, shard_op op, unsigned status, uint64_t t0_ns, uint64_t now_ns)
+shard_metrics_sent(void *arg, unsigned tag, unsigned status, uint64_t t0_ns, uint64_t now_ns)
 {
+    shard_metrics *m = &((shard *)arg)->metrics;
+    shard_op op = (shard_op)tag;
     unsigned st = status < SHARD_NSTATUS ? status : (unsigned)OBJMETA__STATUS__INTERNAL;
 
     atomic_fetch_add_explicit(&m->answers[op][st], 1, memory_order_relaxed);

@@ -4,7 +4,7 @@
  * answer and the /metrics page (private to shard/; shard_render_metrics is
  * in shard.h).
  *
- * Thread-safety: shard_metrics_count from any thread (relaxed atomics and
+ * Thread-safety: shard_metrics_sent from any thread (relaxed atomics and
  * rpc_hist); the builders from any thread.
  */
 #ifndef OM_SHARD_METRICS_H
@@ -22,9 +22,12 @@
 
 void shard_metrics_init(shard_metrics *m);
 
-/* Count an answer with wire status `status`, made at now_ns for a request read at t0_ns. */
-void shard_metrics_count(shard_metrics *m, shard_op op, unsigned status, uint64_t t0_ns,
-                         uint64_t now_ns);
+/*
+ * shard_metrics_sent -- commit_ops.sent (arg = the shard): count an answer of
+ * operation `tag` (shard_op) with wire status `status`, sent at now_ns for a
+ * request read at t0_ns.
+ */
+void shard_metrics_sent(void *arg, unsigned tag, unsigned status, uint64_t t0_ns, uint64_t now_ns);
 
 /*
  * shard_stats_msg -- a StatsResponse and the memory it points into.

@@ -292,22 +292,30 @@ shard_get(shard *s, om_slice bucket, om_slice key, om_buf *raw, shard_record *re
 }
 
 void
-shard_prefetch_reads(shard *s, const om_slice *buckets, const om_slice *keys, size_t n)
+shard_rpc_prefetch(void *arg, const rpc_key_hint *hints, size_t n)
 {
+    shard *s = arg;
     uint8_t buf[SHARD_PREFETCH_BYTES];
     om_slice lk[SHARD_PREFETCH_MAX];
     size_t used = 0, k = 0;
 
-    for (size_t i = 0; i < n && k < SHARD_PREFETCH_MAX; i++) {
-        size_t len = buckets[i].n + 1 + keys[i].n;
+    /*
+     * Reads on workers run later: loading now would not help them. A lone
+     * read gains nothing either: its get would wait for the same loads, one
+     * after another, right after the hint.
+     */
+    if (!s->opts.inline_reads || n < 2)
+        return;
+    for (size_t i = 0; i < n && i < SHARD_PREFETCH_MAX; i++) {
+        om_slice b = hints[i].bucket, key = hints[i].key;
+        size_t len = b.n + 1 + key.n;
 
         /* only addresses of a valid length (and so non-NULL): a bad one fails at the read */
-        if (buckets[i].n < SHARD_BUCKET_MIN || buckets[i].n > SHARD_BUCKET_MAX || keys[i].n == 0 ||
-            keys[i].n > SHARD_KEY_MAX)
+        if (b.n < SHARD_BUCKET_MIN || b.n > SHARD_BUCKET_MAX || key.n == 0 || key.n > SHARD_KEY_MAX)
             continue;
         if (used + len > sizeof(buf))
             break;
-        lk[k++] = shard_lkey_stack(buckets[i], keys[i], buf + used);
+        lk[k++] = shard_lkey_stack(b, key, buf + used);
         used += len;
     }
     lsm_prefetch_reads(s->db, lk, k);

@@ -92,15 +92,9 @@ struct shard {
  */
 void shard_write_group(shard *s, shard_write *w, size_t n, bool nosync);
 
-/*
- * shard.c: shard_prefetch_reads -- lsm_prefetch the LSM keys of up to
- * SHARD_PREFETCH_MAX addresses (bucket, key) about to be read (at most
- * SHARD_PREFETCH_BYTES of keys; addresses too long to be valid are left
- * out). Only a hint: no effect on any result. Any thread.
- */
+/* shard_rpc_prefetch (shard.c) loads at most this many keys, of this many bytes in all. */
 #define SHARD_PREFETCH_MAX 32
 #define SHARD_PREFETCH_BYTES 4096
-void shard_prefetch_reads(shard *s, const om_slice *buckets, const om_slice *keys, size_t n);
 
 /* shard.c: the engine side of shard_open / shard_close (stripes, scratch, lsm). */
 om_status shard_engine_open(shard *s, const char *dir);
@@ -116,7 +110,7 @@ unsigned shard_stripe_of(om_slice lkey);
 /*
  * shard_commit_barrier -- a no-op job at the tail of the commit pipeline:
  * fn(arg) runs on the loop when it is answered, i.e. once every write
- * submitted before it is written and durable (handlers.c). Loop thread.
+ * submitted before it is written and durable (job.c). Loop thread.
  * Returns: OM_OK (fn will run); OM_E_NOMEM (it will not).
  */
 om_status shard_commit_barrier(shard *s, void (*fn)(void *arg), void *arg);

@@ -464,7 +464,7 @@ run_fill(const engine_ops *ops, const char *dir, uint64_t n, bool random, bool s
             perm[j] = t;
         }
     }
-    if ((e = ops->open(dir, sync, &ecfg)) == NULL)
+    if ((e = ops->open(ops, dir, sync, &ecfg)) == NULL)
         exit(1);
     shape_start(&mon, ops, e);
     t0 = now_ns();
@@ -601,7 +601,7 @@ run_batch4(const engine_ops *ops, const char *dir, uint64_t batches, uint64_t nu
 
     fill_marker_clear(dir);
     rm_tree(dir);
-    if ((e = ops->open(dir, true, &ecfg)) == NULL)
+    if ((e = ops->open(ops, dir, true, &ecfg)) == NULL)
         exit(1);
     t0 = now_ns();
     for (int i = 0; i < BATCH_THREADS; i++) {
@@ -698,7 +698,7 @@ run_workload(const engine_ops *ops, const char *dir, size_t w, const bench_cfg *
                                          : OP_DELETE;
     if (k == OP_DELETE)
         fill_marker_clear(dir); /* the database no longer holds every key */
-    if ((e = ops->open(dir, false, &ecfg)) == NULL)
+    if ((e = ops->open(ops, dir, false, &ecfg)) == NULL)
         return false;
     if (verbose && ops->stats != NULL)
         ops->stats(e, "(opened)");
@@ -743,8 +743,8 @@ main(int argc, char **argv)
 {
     bench_cfg cfg = {2000000, 0, 0, "/tmp/lsm_bench", 42};
     const char *engines = NULL, *workloads = NULL;
-    const engine_ops *run[NENGINES_MAX];
-    size_t nrun = 0;
+    const engine_ops *run[NENGINES_MAX], *const *all;
+    size_t nrun = 0, n_all;
     bg_value_kind vkind = BG_VALUES_RANDOM;
     size_t cache_mb = 64;
     int om_nice = 0;
@@ -831,9 +831,10 @@ main(int argc, char **argv)
         printf("out of memory for values\n");
         return 1;
     }
-    for (size_t i = 0; i < n_all_engines; i++)
-        if (wanted(engines, all_engines[i]->name))
-            run[nrun++] = all_engines[i];
+    all = engines_all(&n_all);
+    for (size_t i = 0; i < n_all; i++)
+        if (wanted(engines, all[i]->name))
+            run[nrun++] = all[i];
     if (engines != NULL) {
         /* Refuse unknown engine names rather than silently comparing fewer. */
         for (const char *p = engines; *p;) {

@@ -26,8 +26,10 @@ typedef struct engine engine;
 
 typedef struct engine_ops {
     const char *name;
-    /* Returns NULL (after printing why) on failure. */
-    engine *(*open)(const char *dir, bool sync, const engine_cfg *cfg);
+    const void *impl; /* the engine's own description, for open (the peers: which library) */
+    /* open(self, ...): self is this table. Returns NULL (after printing why) on failure. */
+    engine *(*open)(const struct engine_ops *self, const char *dir, bool sync,
+                    const engine_cfg *cfg);
     bool (*put)(engine *e, const char *k, size_t kn, const uint8_t *v, size_t vn);
     /* n keys and values written atomically with one (synced, if opened so) write. */
     bool (*batch)(engine *e, char (*keys)[64], const size_t *kn, const uint8_t **v,
@@ -49,8 +51,7 @@ struct engine {
 };
 
 extern const engine_ops objmeta_ops;
-/* objmeta first, then the peers built in. */
-extern const engine_ops *const all_engines[];
-extern const size_t n_all_engines;
+/* The engines built in, objmeta first, then the peers; *n of them. Call from one thread. */
+const engine_ops *const *engines_all(size_t *n);
 
 #endif

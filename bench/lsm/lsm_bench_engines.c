@@ -17,6 +17,10 @@
 #include "lsm/lsm.h"
 #include "util/slice.h"
 
+#if defined(HAVE_ROCKSDB) || defined(HAVE_LEVELDB)
+#include <dlfcn.h>
+#include <stddef.h>
+#endif
 #ifdef HAVE_ROCKSDB
 #include <rocksdb/c.h>
 #endif
@@ -33,12 +37,13 @@ typedef struct om_engine {
 } om_engine;
 
 static engine *
-om_open(const char *dir, bool sync, const engine_cfg *cfg)
+om_open(const engine_ops *self, const char *dir, bool sync, const engine_cfg *cfg)
 {
     om_engine *e = calloc(1, sizeof(*e));
     lsm_opts o;
     om_status st;
 
+    (void)self;
     lsm_opts_init(&o);
     o.sync_mode = sync ? LSM_SYNC_ALWAYS : LSM_SYNC_NONE;
     o.write_buffer_size = 64 * MB;
@@ -168,375 +173,400 @@ const engine_ops objmeta_ops = {
     .levels = om_levels,
 };
 
-#ifdef HAVE_ROCKSDB
-typedef struct rdb_engine {
-    engine base;
-    rocksdb_t *db;
-    rocksdb_options_t *o;
-    rocksdb_block_based_table_options_t *t;
-    rocksdb_cache_t *cache;
-    rocksdb_writeoptions_t *wo;
-    rocksdb_readoptions_t *ro;
-} rdb_engine;
+#if defined(HAVE_ROCKSDB) || defined(HAVE_LEVELDB)
+/*
+ * The peers. RocksDB's and LevelDB's C APIs are one API under two prefixes
+ * (rocksdb_put and leveldb_put, ...), each with its own handle types. So
+ * one adapter (peer_*) serves both: peer_bind looks up the functions named
+ * in peer_names under the library's prefix in this binary (which links
+ * both), and a row of peer_libs holds what differs: the settings that are
+ * not the same in both APIs (configure). engines_all gives each row a copy
+ * of peer_ops with its name. The adapter holds handles as void *: peer_api's
+ * types differ from the libraries' only in the pointee types of handles.
+ */
+typedef struct peer_api {
+    void (*put)(void *db, const void *wo, const char *k, size_t kn, const char *v, size_t vn,
+                char **err);
+    void (*del)(void *db, const void *wo, const char *k, size_t kn, char **err);
+    char *(*get)(void *db, const void *ro, const char *k, size_t kn, size_t *vn, char **err);
+    void *(*batch_new)(void);
+    void (*batch_put)(void *wb, const char *k, size_t kn, const char *v, size_t vn);
+    void (*write)(void *db, const void *wo, void *wb, char **err);
+    void (*batch_free)(void *wb);
+    void *(*iter_new)(void *db, const void *ro);
+    void (*iter_seek)(void *it, const char *k, size_t kn);
+    unsigned char (*iter_valid)(const void *it);
+    void (*iter_next)(void *it);
+    const char *(*iter_key)(const void *it, size_t *n);
+    const char *(*iter_value)(const void *it, size_t *n);
+    void (*iter_error)(const void *it, char **err);
+    void (*iter_free)(void *it);
+    char *(*property)(void *db, const char *name);
+    void (*close)(void *db);
+    void (*wopts_free)(void *wo);
+    void (*ropts_free)(void *ro);
+    void (*free)(void *p);
+    void *(*options_create)(void);
+    void (*set_create_if_missing)(void *o, unsigned char v);
+    void (*set_write_buffer_size)(void *o, size_t v);
+    void (*set_max_open_files)(void *o, int v);
+    void *(*cache_create_lru)(size_t capacity);
+    void *(*open)(const void *o, const char *dir, char **err);
+    void *(*wopts_new)(void);
+    void (*wopts_set_sync)(void *wo, unsigned char v);
+    void *(*ropts_new)(void);
+    void (*options_free)(void *o);
+    void (*cache_free)(void *cache);
+} peer_api;
 
-static engine *
-rdb_open(const char *dir, bool sync, const engine_cfg *cfg)
-{
-    rdb_engine *e = calloc(1, sizeof(*e));
-    char *err = NULL;
-
-    e->o = rocksdb_options_create();
-    rocksdb_options_set_create_if_missing(e->o, 1);
-    rocksdb_options_set_write_buffer_size(e->o, 64 * MB);
-    rocksdb_options_set_max_open_files(e->o, 1000);
-    rocksdb_options_set_max_background_jobs(e->o, 2);
-    rocksdb_options_set_compression(e->o, rocksdb_zstd_compression);
-    rocksdb_options_set_compression_options(e->o, -14, 1, 0, 0);
-    e->t = rocksdb_block_based_options_create();
-    rocksdb_block_based_options_set_block_size(e->t, 4096);
-    rocksdb_block_based_options_set_filter_policy(e->t, rocksdb_filterpolicy_create_bloom(10));
-    e->cache = rocksdb_cache_create_lru(cfg->cache_bytes);
-    rocksdb_block_based_options_set_block_cache(e->t, e->cache);
-    rocksdb_options_set_block_based_table_factory(e->o, e->t);
-    e->db = rocksdb_open(e->o, dir, &err);
-    if (err != NULL) {
-        printf("rocksdb: open %s: %s\n", dir, err);
-        free(err);
-        return NULL;
-    }
-    e->wo = rocksdb_writeoptions_create();
-    rocksdb_writeoptions_set_sync(e->wo, sync);
-    e->ro = rocksdb_readoptions_create();
-    return &e->base;
-}
-
-static bool
-rdb_check(char *err)
-{
-    if (err == NULL)
-        return true;
-    printf("rocksdb: %s\n", err);
-    free(err);
-    return false;
-}
-
-static bool
-rdb_put(engine *b, const char *k, size_t kn, const uint8_t *v, size_t vn)
-{
-    rdb_engine *e = (rdb_engine *)b;
-    char *err = NULL;
-
-    rocksdb_put(e->db, e->wo, k, kn, (const char *)v, vn, &err);
-    return rdb_check(err);
-}
-
-static bool
-rdb_batch(engine *b, char (*keys)[64], const size_t *kn, const uint8_t **v, const size_t *vn, int n)
-{
-    rdb_engine *e = (rdb_engine *)b;
-    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-    char *err = NULL;
-
-    for (int i = 0; i < n; i++)
-        rocksdb_writebatch_put(wb, keys[i], kn[i], (const char *)v[i], vn[i]);
-    rocksdb_write(e->db, e->wo, wb, &err);
-    rocksdb_writebatch_destroy(wb);
-    return rdb_check(err);
-}
-
-static bool
-rdb_get(engine *b, const char *k, size_t kn, bool *found)
-{
-    rdb_engine *e = (rdb_engine *)b;
-    char *err = NULL, *v;
-    size_t vn;
-
-    v = rocksdb_get(e->db, e->ro, k, kn, &vn, &err);
-    *found = v != NULL;
-    free(v);
-    return rdb_check(err);
-}
-
-static bool
-rdb_del(engine *b, const char *k, size_t kn)
-{
-    rdb_engine *e = (rdb_engine *)b;
-    char *err = NULL;
-
-    rocksdb_delete(e->db, e->wo, k, kn, &err);
-    return rdb_check(err);
-}
-
-static bool
-rdb_scan(engine *b, const char *k, size_t kn, size_t plen, int n, int *got)
-{
-    rdb_engine *e = (rdb_engine *)b;
-    rocksdb_iterator_t *it = rocksdb_create_iterator(e->db, e->ro);
-    char *err = NULL;
-
-    *got = 0;
-    for (rocksdb_iter_seek(it, k, kn); rocksdb_iter_valid(it) && *got < n; rocksdb_iter_next(it)) {
-        size_t n2, vn;
-        const char *key = rocksdb_iter_key(it, &n2);
-
-        if (n2 < plen || memcmp(key, k, plen) != 0)
-            break;
-        (void)rocksdb_iter_value(it, &vn);
-        (*got)++;
-    }
-    rocksdb_iter_get_error(it, &err);
-    rocksdb_iter_destroy(it);
-    return rdb_check(err);
-}
-
-static void
-rdb_close(engine *b)
-{
-    rdb_engine *e = (rdb_engine *)b;
-
-    rocksdb_close(e->db);
-    rocksdb_writeoptions_destroy(e->wo);
-    rocksdb_readoptions_destroy(e->ro);
-    rocksdb_options_destroy(e->o);
-    rocksdb_block_based_options_destroy(e->t);
-    rocksdb_cache_destroy(e->cache);
-    free(e);
-}
-
-/* The tree shape (files per level) a read goes through, in the format of om_stats. */
-static void
-rdb_stats(engine *b, const char *when)
-{
-    rdb_engine *e = (rdb_engine *)b;
-
-    printf("    rocksdb stats %-10s files/level", when);
-    for (int l = 0; l < 7; l++) {
-        char prop[64], *v;
-
-        snprintf(prop, sizeof(prop), "rocksdb.num-files-at-level%d", l);
-        v = rocksdb_property_value(e->db, prop);
-        printf(" %s", v != NULL ? v : "?");
-        free(v);
-    }
-    {
-        char *l0 = rocksdb_property_value(e->db, "rocksdb.num-running-compactions");
-
-        printf(" | running compactions %s\n", l0 != NULL ? l0 : "?");
-        free(l0);
-    }
-}
-
-static void
-rdb_levels(engine *b, int files[7])
-{
-    for (int l = 0; l < 7; l++) {
-        char prop[64], *v;
-
-        snprintf(prop, sizeof(prop), "rocksdb.num-files-at-level%d", l);
-        v = rocksdb_property_value(((rdb_engine *)b)->db, prop);
-        files[l] = v != NULL ? atoi(v) : -1;
-        free(v);
-    }
-}
-
-const engine_ops rocksdb_ops = {
-    .name = "rocksdb",
-    .open = rdb_open,
-    .put = rdb_put,
-    .batch = rdb_batch,
-    .get = rdb_get,
-    .del = rdb_del,
-    .scan = rdb_scan,
-    .close = rdb_close,
-    .stats = rdb_stats,
-    .levels = rdb_levels,
+/* Each peer_api function's name after the library's "rocksdb_" or "leveldb_". */
+static const struct {
+    const char *name;
+    size_t offset;
+} peer_names[] = {
+    {"put", offsetof(peer_api, put)},
+    {"delete", offsetof(peer_api, del)},
+    {"get", offsetof(peer_api, get)},
+    {"writebatch_create", offsetof(peer_api, batch_new)},
+    {"writebatch_put", offsetof(peer_api, batch_put)},
+    {"write", offsetof(peer_api, write)},
+    {"writebatch_destroy", offsetof(peer_api, batch_free)},
+    {"create_iterator", offsetof(peer_api, iter_new)},
+    {"iter_seek", offsetof(peer_api, iter_seek)},
+    {"iter_valid", offsetof(peer_api, iter_valid)},
+    {"iter_next", offsetof(peer_api, iter_next)},
+    {"iter_key", offsetof(peer_api, iter_key)},
+    {"iter_value", offsetof(peer_api, iter_value)},
+    {"iter_get_error", offsetof(peer_api, iter_error)},
+    {"iter_destroy", offsetof(peer_api, iter_free)},
+    {"property_value", offsetof(peer_api, property)},
+    {"close", offsetof(peer_api, close)},
+    {"writeoptions_destroy", offsetof(peer_api, wopts_free)},
+    {"readoptions_destroy", offsetof(peer_api, ropts_free)},
+    {"free", offsetof(peer_api, free)},
+    {"options_create", offsetof(peer_api, options_create)},
+    {"options_set_create_if_missing", offsetof(peer_api, set_create_if_missing)},
+    {"options_set_write_buffer_size", offsetof(peer_api, set_write_buffer_size)},
+    {"options_set_max_open_files", offsetof(peer_api, set_max_open_files)},
+    {"cache_create_lru", offsetof(peer_api, cache_create_lru)},
+    {"open", offsetof(peer_api, open)},
+    {"writeoptions_create", offsetof(peer_api, wopts_new)},
+    {"writeoptions_set_sync", offsetof(peer_api, wopts_set_sync)},
+    {"readoptions_create", offsetof(peer_api, ropts_new)},
+    {"options_destroy", offsetof(peer_api, options_free)},
+    {"cache_destroy", offsetof(peer_api, cache_free)},
 };
-#endif
 
-#ifdef HAVE_LEVELDB
-typedef struct ldb_engine {
+typedef struct peer_engine {
     engine base;
-    leveldb_t *db;
-    leveldb_options_t *o;
-    leveldb_cache_t *cache;
-    leveldb_filterpolicy_t *fp;
-    leveldb_writeoptions_t *wo;
-    leveldb_readoptions_t *ro;
-} ldb_engine;
+    const char *lib; /* "rocksdb", "leveldb": the prefix of its functions and properties */
+    peer_api f;
+    void *db, *wo, *ro, *o, *cache;
+    void *own; /* the library's own settings object (peer_lib.configure) */
+    void (*own_free)(void *own);
+} peer_engine;
 
+/* What is not the same in both libraries (engine_ops.impl). */
+typedef struct peer_lib {
+    const char *name; /* the prefix of its functions and properties */
+    /* The settings beyond those peer_open makes (e->o and e->cache exist); sets e->own. */
+    void (*configure)(peer_engine *e);
+    const char *own_free; /* the name of the function that frees e->own, after the prefix */
+} peer_lib;
+
+/* The function "<lib>_<name>" of this binary, or NULL (printed). */
+static void *
+peer_sym(void *self, const char *lib, const char *name)
+{
+    char sym[64];
+    void *fn;
+
+    snprintf(sym, sizeof(sym), "%s_%s", lib, name);
+    fn = dlsym(self, sym);
+    if (fn == NULL)
+        printf("%s: no function %s in this binary\n", lib, sym);
+    return fn;
+}
+
+/*
+ * Fill e->f and e->own_free with the functions of e->lib; false (and
+ * printed) if one is missing. POSIX: a function's address fits a void *.
+ */
 static bool
-ldb_check(char *err)
+peer_bind(peer_engine *e, const peer_lib *lib)
+{
+    void *self = dlopen(NULL, RTLD_NOW), *fn = self;
+
+    if (self == NULL)
+        printf("%s: dlopen: %s\n", e->lib, dlerror());
+    for (size_t i = 0; fn != NULL && i < sizeof(peer_names) / sizeof(peer_names[0]); i++) {
+        fn = peer_sym(self, e->lib, peer_names[i].name);
+        memcpy((char *)&e->f + peer_names[i].offset, &fn, sizeof(fn));
+    }
+    if (fn != NULL)
+        fn = peer_sym(self, e->lib, lib->own_free);
+    memcpy(&e->own_free, &fn, sizeof(fn));
+    if (self != NULL)
+        dlclose(self); /* the functions stay: the binary links the library */
+    return fn != NULL;
+}
+
+/* An error from the library (freed here): false and printed; NULL: true. */
+static bool
+peer_check(peer_engine *e, char *err)
 {
     if (err == NULL)
         return true;
-    printf("leveldb: %s\n", err);
-    leveldb_free(err);
+    printf("%s: %s\n", e->lib, err);
+    e->f.free(err);
     return false;
 }
 
-static engine *
-ldb_open(const char *dir, bool sync, const engine_cfg *cfg)
+/* Free what peer_open made (db closed or never opened). */
+static void
+peer_free(peer_engine *e)
 {
-    ldb_engine *e = calloc(1, sizeof(*e));
+    e->f.wopts_free(e->wo);
+    e->f.ropts_free(e->ro);
+    e->f.options_free(e->o);
+    if (e->own != NULL)
+        e->own_free(e->own);
+    e->f.cache_free(e->cache);
+    free(e);
+}
+
+/* engine_ops.open of the peers: the options every engine shares (top of this file), then lib's. */
+static engine *
+peer_open(const engine_ops *self, const char *dir, bool sync, const engine_cfg *cfg)
+{
+    const peer_lib *lib = self->impl;
+    peer_engine *e = calloc(1, sizeof(*e));
     char *err = NULL;
 
-    e->o = leveldb_options_create();
-    leveldb_options_set_create_if_missing(e->o, 1);
-    leveldb_options_set_write_buffer_size(e->o, 64 * MB);
-    leveldb_options_set_max_open_files(e->o, 1000);
-    leveldb_options_set_block_size(e->o, 4096);
-    leveldb_options_set_compression(e->o, leveldb_snappy_compression);
-    e->cache = leveldb_cache_create_lru(cfg->cache_bytes);
-    leveldb_options_set_cache(e->o, e->cache);
-    e->fp = leveldb_filterpolicy_create_bloom(10);
-    leveldb_options_set_filter_policy(e->o, e->fp);
-    e->db = leveldb_open(e->o, dir, &err);
-    if (err != NULL) {
-        printf("leveldb: open %s: %s\n", dir, err);
-        leveldb_free(err);
+    if (e == NULL)
+        return NULL;
+    e->lib = self->name;
+    if (!peer_bind(e, lib)) {
+        free(e);
         return NULL;
     }
-    e->wo = leveldb_writeoptions_create();
-    leveldb_writeoptions_set_sync(e->wo, sync);
-    e->ro = leveldb_readoptions_create();
-    return &e->base;
+    e->o = e->f.options_create();
+    e->f.set_create_if_missing(e->o, 1);
+    e->f.set_write_buffer_size(e->o, 64 * MB);
+    e->f.set_max_open_files(e->o, 1000);
+    e->cache = e->f.cache_create_lru(cfg->cache_bytes);
+    lib->configure(e);
+    e->wo = e->f.wopts_new();
+    e->f.wopts_set_sync(e->wo, sync);
+    e->ro = e->f.ropts_new();
+    e->db = e->f.open(e->o, dir, &err);
+    if (err == NULL)
+        return &e->base;
+    printf("%s: open %s: %s\n", e->lib, dir, err);
+    e->f.free(err);
+    peer_free(e);
+    return NULL;
 }
 
 static bool
-ldb_put(engine *b, const char *k, size_t kn, const uint8_t *v, size_t vn)
+peer_put(engine *b, const char *k, size_t kn, const uint8_t *v, size_t vn)
 {
-    ldb_engine *e = (ldb_engine *)b;
+    peer_engine *e = (peer_engine *)b;
     char *err = NULL;
 
-    leveldb_put(e->db, e->wo, k, kn, (const char *)v, vn, &err);
-    return ldb_check(err);
+    e->f.put(e->db, e->wo, k, kn, (const char *)v, vn, &err);
+    return peer_check(e, err);
 }
 
 static bool
-ldb_batch(engine *b, char (*keys)[64], const size_t *kn, const uint8_t **v, const size_t *vn, int n)
+peer_batch(engine *b, char (*keys)[64], const size_t *kn, const uint8_t **v, const size_t *vn,
+           int n)
 {
-    ldb_engine *e = (ldb_engine *)b;
-    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    peer_engine *e = (peer_engine *)b;
+    void *wb = e->f.batch_new();
     char *err = NULL;
 
     for (int i = 0; i < n; i++)
-        leveldb_writebatch_put(wb, keys[i], kn[i], (const char *)v[i], vn[i]);
-    leveldb_write(e->db, e->wo, wb, &err);
-    leveldb_writebatch_destroy(wb);
-    return ldb_check(err);
+        e->f.batch_put(wb, keys[i], kn[i], (const char *)v[i], vn[i]);
+    e->f.write(e->db, e->wo, wb, &err);
+    e->f.batch_free(wb);
+    return peer_check(e, err);
 }
 
 static bool
-ldb_get(engine *b, const char *k, size_t kn, bool *found)
+peer_get(engine *b, const char *k, size_t kn, bool *found)
 {
-    ldb_engine *e = (ldb_engine *)b;
+    peer_engine *e = (peer_engine *)b;
     char *err = NULL, *v;
     size_t vn;
 
-    v = leveldb_get(e->db, e->ro, k, kn, &vn, &err);
+    v = e->f.get(e->db, e->ro, k, kn, &vn, &err);
     *found = v != NULL;
-    leveldb_free(v);
-    return ldb_check(err);
+    e->f.free(v);
+    return peer_check(e, err);
 }
 
 static bool
-ldb_del(engine *b, const char *k, size_t kn)
+peer_del(engine *b, const char *k, size_t kn)
 {
-    ldb_engine *e = (ldb_engine *)b;
+    peer_engine *e = (peer_engine *)b;
     char *err = NULL;
 
-    leveldb_delete(e->db, e->wo, k, kn, &err);
-    return ldb_check(err);
+    e->f.del(e->db, e->wo, k, kn, &err);
+    return peer_check(e, err);
 }
 
 static bool
-ldb_scan(engine *b, const char *k, size_t kn, size_t plen, int n, int *got)
+peer_scan(engine *b, const char *k, size_t kn, size_t plen, int n, int *got)
 {
-    ldb_engine *e = (ldb_engine *)b;
-    leveldb_iterator_t *it = leveldb_create_iterator(e->db, e->ro);
+    peer_engine *e = (peer_engine *)b;
+    void *it = e->f.iter_new(e->db, e->ro);
     char *err = NULL;
 
     *got = 0;
-    for (leveldb_iter_seek(it, k, kn); leveldb_iter_valid(it) && *got < n; leveldb_iter_next(it)) {
+    for (e->f.iter_seek(it, k, kn); e->f.iter_valid(it) && *got < n; e->f.iter_next(it)) {
         size_t n2, vn;
-        const char *key = leveldb_iter_key(it, &n2);
+        const char *key = e->f.iter_key(it, &n2);
 
         if (n2 < plen || memcmp(key, k, plen) != 0)
             break;
-        (void)leveldb_iter_value(it, &vn);
+        (void)e->f.iter_value(it, &vn);
         (*got)++;
     }
-    leveldb_iter_get_error(it, &err);
-    leveldb_iter_destroy(it);
-    return ldb_check(err);
+    e->f.iter_error(it, &err);
+    e->f.iter_free(it);
+    return peer_check(e, err);
 }
 
 static void
-ldb_close(engine *b)
+peer_close(engine *b)
 {
-    ldb_engine *e = (ldb_engine *)b;
+    peer_engine *e = (peer_engine *)b;
 
-    leveldb_close(e->db);
-    leveldb_writeoptions_destroy(e->wo);
-    leveldb_readoptions_destroy(e->ro);
-    leveldb_options_destroy(e->o);
-    leveldb_cache_destroy(e->cache);
-    leveldb_filterpolicy_destroy(e->fp);
-    free(e);
+    e->f.close(e->db);
+    peer_free(e);
+}
+
+/* The value of property "<lib>.<name>" (free with e->f.free), or NULL. */
+static char *
+peer_property(peer_engine *e, const char *name)
+{
+    char prop[64];
+
+    snprintf(prop, sizeof(prop), "%s.%s", e->lib, name);
+    return e->f.property(e->db, prop);
 }
 
 /* The tree shape (files per level) a read goes through, in the format of om_stats. */
 static void
-ldb_stats(engine *b, const char *when)
+peer_stats(engine *b, const char *when)
 {
-    ldb_engine *e = (ldb_engine *)b;
+    peer_engine *e = (peer_engine *)b;
+    char name[32], *v;
 
-    printf("    leveldb stats %-10s files/level", when);
+    printf("    %s stats %-10s files/level", e->lib, when);
     for (int l = 0; l < 7; l++) {
-        char prop[64], *v;
-
-        snprintf(prop, sizeof(prop), "leveldb.num-files-at-level%d", l);
-        v = leveldb_property_value(e->db, prop);
+        snprintf(name, sizeof(name), "num-files-at-level%d", l);
+        v = peer_property(e, name);
         printf(" %s", v != NULL ? v : "?");
-        leveldb_free(v);
+        e->f.free(v);
     }
+    v = peer_property(e, "num-running-compactions"); /* RocksDB only */
+    if (v != NULL)
+        printf(" | running compactions %s", v);
+    e->f.free(v);
     printf("\n");
 }
 
 static void
-ldb_levels(engine *b, int files[7])
+peer_levels(engine *b, int files[7])
 {
-    for (int l = 0; l < 7; l++) {
-        char prop[64], *v;
+    peer_engine *e = (peer_engine *)b;
+    char name[32], *v;
 
-        snprintf(prop, sizeof(prop), "leveldb.num-files-at-level%d", l);
-        v = leveldb_property_value(((ldb_engine *)b)->db, prop);
+    for (int l = 0; l < 7; l++) {
+        snprintf(name, sizeof(name), "num-files-at-level%d", l);
+        v = peer_property(e, name);
         files[l] = v != NULL ? atoi(v) : -1;
-        leveldb_free(v);
+        e->f.free(v);
     }
 }
-
-const engine_ops leveldb_ops = {
-    .name = "leveldb",
-    .open = ldb_open,
-    .put = ldb_put,
-    .batch = ldb_batch,
-    .get = ldb_get,
-    .del = ldb_del,
-    .scan = ldb_scan,
-    .close = ldb_close,
-    .stats = ldb_stats,
-    .levels = ldb_levels,
-};
 #endif
 
-const engine_ops *const all_engines[] = {
-    &objmeta_ops,
+#if defined(HAVE_ROCKSDB) || defined(HAVE_LEVELDB)
 #ifdef HAVE_ROCKSDB
-    &rocksdb_ops,
+/* RocksDB: zstd level 1, 2 background jobs; blocks, bloom filters and cache in table options. */
+static void
+rdb_configure(peer_engine *e)
+{
+    rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
+
+    rocksdb_options_set_max_background_jobs(e->o, 2);
+    rocksdb_options_set_compression(e->o, rocksdb_zstd_compression);
+    rocksdb_options_set_compression_options(e->o, -14, 1, 0, 0);
+    rocksdb_block_based_options_set_block_size(t, 4096);
+    rocksdb_block_based_options_set_filter_policy(t, rocksdb_filterpolicy_create_bloom(10));
+    rocksdb_block_based_options_set_block_cache(t, e->cache);
+    rocksdb_options_set_block_based_table_factory(e->o, t);
+    e->own = t;
+}
+#endif
+
+#ifdef HAVE_LEVELDB
+/* LevelDB: snappy (its only compressor in Debian's 1.23); the rest in its options. */
+static void
+ldb_configure(peer_engine *e)
+{
+    leveldb_filterpolicy_t *fp = leveldb_filterpolicy_create_bloom(10);
+
+    leveldb_options_set_block_size(e->o, 4096);
+    leveldb_options_set_compression(e->o, leveldb_snappy_compression);
+    leveldb_options_set_cache(e->o, e->cache);
+    leveldb_options_set_filter_policy(e->o, fp);
+    e->own = fp;
+}
+#endif
+
+/* The peers built in: a row per library, and the adapter's table (name and impl per row). */
+static const peer_lib peer_libs[] = {
+#ifdef HAVE_ROCKSDB
+    {.name = "rocksdb", .configure = rdb_configure, .own_free = "block_based_options_destroy"},
 #endif
 #ifdef HAVE_LEVELDB
-    &leveldb_ops,
+    {.name = "leveldb", .configure = ldb_configure, .own_free = "filterpolicy_destroy"},
 #endif
 };
-const size_t n_all_engines = sizeof(all_engines) / sizeof(all_engines[0]);
+#define PEERS (sizeof(peer_libs) / sizeof(peer_libs[0]))
+static const engine_ops peer_ops = {
+    .open = peer_open,
+    .put = peer_put,
+    .batch = peer_batch,
+    .get = peer_get,
+    .del = peer_del,
+    .scan = peer_scan,
+    .close = peer_close,
+    .stats = peer_stats,
+    .levels = peer_levels,
+};
+#endif
+
+const engine_ops *const *
+engines_all(size_t *n)
+{
+#if defined(HAVE_ROCKSDB) || defined(HAVE_LEVELDB)
+    static engine_ops peers[PEERS];
+    static const engine_ops *all[1 + PEERS];
+
+    for (size_t i = 0; i < PEERS; i++) {
+        peers[i] = peer_ops;
+        peers[i].name = peer_libs[i].name;
+        peers[i].impl = &peer_libs[i];
+        all[1 + i] = &peers[i];
+    }
+#else
+    static const engine_ops *all[1];
+#endif
+    all[0] = &objmeta_ops;
+    *n = sizeof(all) / sizeof(all[0]);
+    return all;
+}

@@ -1,0 +1,101 @@
+/*
+ * shard/job.c -- the memory of a job and the write of a job group
+ * (job.h).
+ *
+ * A Store or Delete never reaches the engine alone: the commit pipeline
+ * (commit.c) collects the jobs submitted while the previous group was being
+ * written and hands them here as one group, on the writer thread (or the
+ * loop thread in the synchronous modes). shard_job_write_group turns them
+ * into one shard_write_group call, so a group is one engine write with one
+ * WAL record batch; each job then carries its own status, object info and
+ * error text back to handlers.c, which answers it once the pipeline's gate
+ * says its group is durable.
+ *
+ * A barrier is a job with no write: it passes through the same queue, so
+ * when it is answered every write submitted before it is written and
+ * durable. Migration uses it to drain the writes in flight before a
+ * cutover fence (shard_commit_barrier, migrate.c).
+ */
+#include "shard/job.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+shard_job *
+shard_job_new(shard *s, bool write, size_t bytes)
+{
+    size_t n = sizeof(shard_job) + bytes + 16;
+    shard_job *j = write ? (shard_job *)commit_job_alloc(s->commit, n) : malloc(n);
+    bool in_fifo;
+
+    if (j == NULL)
+        return NULL;
+    in_fifo = write && j->cj.in_fifo; /* set by commit_job_alloc */
+    memset(j, 0, sizeof(*j));
+    j->cj.in_fifo = in_fifo;
+    j->mem = (uint8_t *)(j + 1);
+    return j;
+}
+
+om_status
+shard_commit_barrier(shard *s, void (*fn)(void *arg), void *arg)
+{
+    shard_job *j = shard_job_new(s, true, 0);
+
+    if (j == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    j->cj.bytes = sizeof(*j);
+    j->barrier = fn;
+    j->barrier_arg = arg;
+    commit_submit(s->commit, &j->cj);
+    return OM_OK;
+}
+
+/*
+ * The shard_write of a Store or Delete job (its slices borrow the job's
+ * memory). Only the fields shard_write_many reads are set: the error text is
+ * written when there is one, so err[] is not cleared here.
+ */
+static void
+job_to_write(const shard_job *j, shard_write *w)
+{
+    w->is_delete = j->to.op == SHARD_OP_DELETE;
+    w->args.bucket = j->bucket;
+    w->args.key = j->key;
+    w->args.data = j->data;
+    w->args.metadata = j->metadata;
+    w->args.content_type = j->content_type;
+    w->args.cond = j->cond;
+    w->args.forced_version = j->forced_version;
+    w->status = OM_OK;
+    memset(&w->info, 0, sizeof(w->info));
+    w->err[0] = '\0';
+}
+
+void
+shard_job_write_group(void *arg, commit_job **jobs, size_t n, bool nosync, void *scratch)
+{
+    shard *s = arg;
+    shard_write one, *w = scratch != NULL ? scratch : n == 1 ? &one : malloc(n * sizeof(*w));
+    size_t k = 0;
+
+    for (size_t i = 0; i < n && w != NULL; i++)
+        if (((shard_job *)jobs[i])->barrier == NULL)
+            job_to_write((shard_job *)jobs[i], &w[k++]);
+    if (w != NULL && k > 0)
+        shard_write_group(s, w, k, nosync);
+    k = 0;
+    for (size_t i = 0; i < n; i++) {
+        shard_job *j = (shard_job *)jobs[i];
+
+        if (j->barrier != NULL)
+            continue; /* barriers write nothing; the writes' results are w[0..k) */
+        j->wstatus = w != NULL ? w[k].status : OM_ERR(OM_E_NOMEM);
+        if (w != NULL && j->wstatus == OM_OK)
+            j->winfo = w[k].info;
+        j->werr = w != NULL && j->wstatus != OM_OK && w[k].err[0] ? strdup(w[k].err) : NULL;
+        k++;
+    }
+    if (w != &one && w != scratch)
+        free(w);
+}
