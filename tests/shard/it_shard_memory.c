@@ -3,8 +3,9 @@
  * default memory-budget (256 MiB), fits its memory to the data. A shard that
  * holds little data (13,000 objects of 2 KiB, 27 MB) but saw many writes
  * (4,000 of them stored 24 times: ~220 MB through the memtables, several
- * flushes and compactions) and reads from its tables stays under 100 MiB
- * resident once idle: memtables,
+ * flushes and compactions) and reads from its tables stays under 100 MiB of
+ * anonymous memory once idle (mapped table pages, which the kernel reclaims,
+ * are reported but not counted): memtables,
  * caches and buffers are sized by the budget, and cached blocks and rows of
  * tables that compaction replaced are dropped with their tables instead of
  * filling the caches to capacity. Under the old defaults (64 MiB memtables,
@@ -135,7 +136,16 @@ START_TEST(idle_shard_with_little_data_stays_under_100_mib)
     /* Sanitizers' shadow memory inflates RSS several times: run, but do not judge. */
     printf("sanitizer build: the 100 MiB bound is not checked\n");
 #else
-    ck_assert_msg(rss < 100 * 1024, "VmRSS %ld KiB, over 100 MiB", rss);
+    /*
+     * The bound is on anonymous memory -- what the shard allocates, which the
+     * budget governs. VmRSS also counts the table files' pages the engine has
+     * mapped (RssFile): page cache the kernel reclaims under pressure, and
+     * more or less of it is resident depending on what else the machine
+     * reads (13 MiB here when quiet).
+     */
+    ck_assert_msg(status_kib(tu_proc_pid(p), "RssAnon") < 100 * 1024,
+                  "RssAnon %ld KiB, over 100 MiB (VmRSS %ld KiB)",
+                  status_kib(tu_proc_pid(p), "RssAnon"), rss);
 #endif
     it_check_alive(p);
     om_buf_free(&data);
