@@ -337,7 +337,7 @@ read_all(const char *path, om_buf *out)
 static int
 cmd_put(cli *k, int n, char **arg)
 {
-    const char *path = n > 1 ? arg[1] : "-", *key;
+    const char *path = n > 1 ? arg[1] : "-", *key = NULL;
     char *bucket = NULL;
     om_buf data = OM_BUF_INIT;
     omc_info info = {0};
@@ -413,7 +413,7 @@ write_output(const cli *k, const char *path, const om_buf *data)
 static int
 cmd_read(cli *k, int n, char **arg)
 {
-    const char *cmd = k->cmd, *key, *path = k->output ? k->output : n > 1 ? arg[1] : "-";
+    const char *cmd = k->cmd, *key = NULL, *path = k->output ? k->output : n > 1 ? arg[1] : "-";
     char *bucket = NULL;
     omc_info info = {0};
     om_buf data = OM_BUF_INIT;
@@ -493,7 +493,7 @@ cmd_read(cli *k, int n, char **arg)
 static int
 cmd_rm(cli *k, int n, char **arg)
 {
-    const char *key;
+    const char *key = NULL;
     char *bucket = NULL;
     uint64_t version = 0;
     int rc;
