@@ -124,8 +124,9 @@ lsm_block_builder_finish(lsm_block_builder *b, om_slice *out)
 
 /* ---- parsed block ---- */
 
-om_status
-lsm_block_parse(lsm_block *b, uint8_t *data, size_t n, bool take_ownership)
+/* Read the trailer (restart count) of data[0, n) into *b; the restarts are not walked. */
+static om_status
+block_parse_trailer(lsm_block *b, const uint8_t *data, size_t n)
 {
     uint32_t nr;
 
@@ -134,25 +135,42 @@ lsm_block_parse(lsm_block *b, uint8_t *data, size_t n, bool take_ownership)
     nr = om_get_fixed32(data + n - 4);
     if (nr == 0 || nr > (n - 4) / 4)
         return OM_ERR(OM_E_CORRUPT);
+    b->data = data;
+    b->size = n;
+    b->nrestarts = nr;
+    b->restart_off = (uint32_t)(n - 4 - 4 * (size_t)nr);
+    b->owned = NULL;
+    return OM_OK;
+}
+
+om_status
+lsm_block_parse(lsm_block *b, uint8_t *data, size_t n, bool take_ownership)
+{
+    lsm_block p;
+    uint32_t prev = 0;
+
+    OM_TRY(block_parse_trailer(&p, data, n));
     /*
      * The restart array must start at 0 and rise strictly inside the entries.
      * Blocks are checksummed before they get here, so this only matters for a
      * writer bug or a checksum collision, but it is a few compares per block
      * and it means a seek can never be steered outside the entries.
      */
-    uint32_t roff = (uint32_t)(n - 4 - 4 * (size_t)nr), prev = 0;
-    for (uint32_t i = 0; i < nr; i++) {
-        uint32_t r = om_get_fixed32(data + roff + 4 * (size_t)i);
-        if (i == 0 ? r != 0 : (r <= prev || r >= roff))
+    for (uint32_t i = 0; i < p.nrestarts; i++) {
+        uint32_t r = om_get_fixed32(data + p.restart_off + 4 * (size_t)i);
+        if (i == 0 ? r != 0 : (r <= prev || r >= p.restart_off))
             return OM_ERR(OM_E_CORRUPT);
         prev = r;
     }
-    b->data = data;
-    b->size = n;
-    b->nrestarts = nr;
-    b->restart_off = roff;
-    b->owned = take_ownership ? data : NULL;
+    p.owned = take_ownership ? data : NULL;
+    *b = p;
     return OM_OK;
+}
+
+om_status
+lsm_block_parse_again(lsm_block *b, const uint8_t *data, size_t n)
+{
+    return block_parse_trailer(b, data, n);
 }
 
 void
@@ -340,6 +358,7 @@ biter_seek_to_restart(lsm_block_iter *it, uint32_t i)
     it->kblock = NULL;
     it->kn = 0;
     it->cur = off;
+    it->ordinal = i;
     biter_parse_current(it);
 }
 
@@ -367,6 +386,7 @@ biter_next(lsm_it *base)
     if (!it->valid)
         return;
     it->cur = it->next_off;
+    it->ordinal++;
     biter_parse_current(it);
 }
 
@@ -414,6 +434,7 @@ biter_seek(lsm_it *base, om_slice target)
         biter_next(base);
     while (it->valid && biter_cmp(cmp, biter_kptr(it), it->kn, target) < 0) {
         it->cur = it->next_off;
+        it->ordinal++;
         biter_parse_current(it);
     }
 }
@@ -481,6 +502,7 @@ lsm_block_iter_init(lsm_block_iter *it, const lsm_block *b, lsm_block_cmp cmp)
     it->block = b;
     it->cmp = cmp;
     it->cur = it->next_off = b->restart_off;
+    it->ordinal = 0;
     it->kblock = NULL;
     it->kn = 0;
     it->value = OM_SLICE_NULL;

@@ -95,6 +95,14 @@ typedef struct lsm_block {
  * Returns: OM_OK; OM_E_CORRUPT (too short, bad restart count).
  */
 om_status lsm_block_parse(lsm_block *b, uint8_t *data, size_t n, bool take_ownership);
+/*
+ * lsm_block_parse_again -- fill *b from bytes that passed lsm_block_parse
+ * before (the same immutable bytes: a mapped table's block verified once).
+ * Reads only the restart count; the restart array is not walked again (a
+ * seek still bounds-checks every restart offset it uses).
+ * Returns: OM_OK; OM_E_CORRUPT (restart count out of range).
+ */
+om_status lsm_block_parse_again(lsm_block *b, const uint8_t *data, size_t n);
 /* Release owned bytes. */
 void lsm_block_free(lsm_block *b);
 
@@ -114,6 +122,7 @@ typedef struct lsm_block_iter {
     lsm_block_cmp cmp;
     uint32_t cur;          /* offset of the current entry; == restart_off when past the end */
     uint32_t next_off;     /* offset of the entry after the current one */
+    uint32_t ordinal;      /* restart index of the last seek's start + entries stepped since */
     const uint8_t *kblock; /* the current key inside the block, or NULL: it is in the buffer */
     uint32_t kn;           /* current key length */
     uint32_t kcap;         /* bytes of kheap (0: the inline buffer is used) */
@@ -132,6 +141,17 @@ typedef struct lsm_block_iter {
 void lsm_block_iter_init(lsm_block_iter *it, const lsm_block *b, lsm_block_cmp cmp);
 /* Free the iterator's heap key buffer, if any (embedded form; heap ones: lsm_it_free). */
 void lsm_block_iter_fini(lsm_block_iter *it);
+
+/*
+ * The ordinal of the current entry in a block with a restart point at every
+ * entry (index blocks: the number of the data block it names). Requires: the
+ * iterator is valid. Meaningless for blocks with longer restart intervals.
+ */
+static inline uint32_t
+lsm_block_iter_ordinal(const lsm_block_iter *it)
+{
+    return it->ordinal;
+}
 
 /*
  * lsm_block_iter_new -- a heap iterator over b (lsm_it_free releases it).

@@ -40,11 +40,13 @@ typedef struct lsm_table_stats {
     atomic_uint_fast64_t block_reads;  /* blocks read from files (cache misses + no-cache reads) */
     atomic_uint_fast64_t block_read_bytes;
     atomic_uint_fast64_t corrupt_blocks; /* checksum/format failures seen */
+    atomic_uint_fast64_t block_checks;   /* data block checksums computed (a mapped block: once) */
 } lsm_table_stats;
 
 /* A plain copy of lsm_table_stats. */
 typedef struct lsm_table_counters {
-    uint64_t bloom_checks, bloom_useful, block_reads, block_read_bytes, corrupt_blocks;
+    uint64_t bloom_checks, bloom_useful, block_reads, block_read_bytes, corrupt_blocks,
+        block_checks;
 } lsm_table_counters;
 
 void lsm_table_stats_init(lsm_table_stats *s);

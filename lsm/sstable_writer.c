@@ -63,6 +63,7 @@ lsm_table_stats_init(lsm_table_stats *s)
     atomic_init(&s->block_reads, 0);
     atomic_init(&s->block_read_bytes, 0);
     atomic_init(&s->corrupt_blocks, 0);
+    atomic_init(&s->block_checks, 0);
 }
 
 void
@@ -73,6 +74,7 @@ lsm_table_stats_get(const lsm_table_stats *s, lsm_table_counters *out)
     out->block_reads = atomic_load_explicit(&s->block_reads, memory_order_relaxed);
     out->block_read_bytes = atomic_load_explicit(&s->block_read_bytes, memory_order_relaxed);
     out->corrupt_blocks = atomic_load_explicit(&s->corrupt_blocks, memory_order_relaxed);
+    out->block_checks = atomic_load_explicit(&s->block_checks, memory_order_relaxed);
 }
 
 void
