@@ -63,6 +63,7 @@ typedef struct lsm_table_opts {
     lsm_table_stats *stats;   /* may be NULL */
     const lsm_opts *log_opts; /* where lsm_logf sends messages; may be NULL */
     bool verify_on_open;      /* read and check every data block when opening */
+    bool key_index;           /* writers: data blocks with a key index (format version 2) */
 } lsm_table_opts;
 
 /*

@@ -555,7 +555,8 @@ lsm_sst_open(lsm_env *env, const char *path, uint64_t file_number, uint64_t file
         OM_GOTO(sst_corrupt(t, actual - LSM_FOOTER_SIZE, "bad magic (not an sstable)"));
     if (om_checksum32(footer, LSM_FOOTER_CHECKED_SIZE) != om_get_fixed32(footer + 52))
         OM_GOTO(sst_corrupt(t, actual - LSM_FOOTER_SIZE, "footer checksum mismatch"));
-    if (om_get_fixed32(footer + 48) != LSM_SST_FORMAT_VERSION)
+    if (om_get_fixed32(footer + 48) != LSM_SST_FORMAT_VERSION &&
+        om_get_fixed32(footer + 48) != LSM_SST_FORMAT_V1)
         OM_GOTO(sst_corrupt(t, actual - LSM_FOOTER_SIZE, "unsupported format version"));
     sst_get_handle(footer, &foff, &fsize);
     sst_get_handle(footer + 16, &ioff, &isize);
@@ -746,10 +747,20 @@ lsm_sst_get_unfiltered(lsm_sst *t, om_slice lookup, bool fill_cache, lsm_sst_get
             OM_OK)
             break;
         lsm_block_iter_init(&di, ref.b, LSM_CMP_IKEY);
-        if (first)
-            lsm_it_seek(&di.base, lookup);
-        else
+        if (!first) {
             lsm_it_seek_first(&di.base);
+        } else if (!lsm_block_iter_seek_point(&di, lookup)) {
+            /*
+             * The block's key index says the user key is not in it. The next
+             * block starts after the index entry's separator, so it cannot
+             * hold the key either unless the separator has the same user key.
+             */
+            if (om_slice_cmp(lsm_ikey_user(lookup), lsm_ikey_user(lsm_it_key(&ii.base))) < 0) {
+                st = OM_E_NOTFOUND;
+                break;
+            }
+            lsm_it_seek(&di.base, lookup);
+        }
         first = false;
         if (lsm_it_valid(&di.base)) {
             om_slice k = lsm_it_key(&di.base);

@@ -86,6 +86,7 @@ lsm_table_opts_init(lsm_table_opts *t, const lsm_opts *o, lsm_cache *block_cache
     t->restart_interval = 16;
     t->bloom_bits_per_key = 10;
     t->zstd_level = 1;
+    t->key_index = true;
     if (o != NULL) {
         t->block_size = o->block_size;
         t->restart_interval = o->block_restart_interval;
@@ -273,6 +274,8 @@ lsm_sst_writer_open(lsm_env *env, const char *path, const lsm_table_opts *o, lsm
     w->env = env;
     w->o = o;
     lsm_block_builder_init(&w->data, o->restart_interval);
+    if (o->key_index)
+        lsm_block_builder_key_index(&w->data);
     lsm_block_builder_init(&w->index, LSM_INDEX_RESTART_INTERVAL);
     lsm_bloom_builder_init(&w->bloom, o->bloom_bits_per_key);
     w->use_bloom = o->bloom_bits_per_key > 0;
@@ -421,7 +424,7 @@ writer_finish_blocks(lsm_sst_writer *w)
     put_handle(footer, foff, fsize);
     put_handle(footer + 16, ioff, isize);
     put_handle(footer + 32, poff, psize);
-    om_put_fixed32(footer + 48, LSM_SST_FORMAT_VERSION);
+    om_put_fixed32(footer + 48, w->o->key_index ? LSM_SST_FORMAT_VERSION : LSM_SST_FORMAT_V1);
     om_put_fixed32(footer + 52, om_checksum32(footer, LSM_FOOTER_CHECKED_SIZE));
     om_put_fixed64(footer + 56, LSM_SST_MAGIC);
     OM_TRY(om_buf_append(&w->out, footer, sizeof(footer)));
