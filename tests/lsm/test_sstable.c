@@ -400,6 +400,45 @@ START_TEST(sstable_roundtrip_format_v1)
 }
 END_TEST
 
+START_TEST(sstable_compression_sampling)
+{
+    /*
+     * Random values, then compressible ones: the writer stops trying zstd on
+     * the incompressible run (sampling) and compresses again once a sampled
+     * block shrinks; the table reads back whole either way.
+     */
+    const char *dir = tu_tmpdir();
+    char path[512];
+    uint64_t rng = tu_seed("sstable_compression_sampling");
+    dataset d = make_dataset(8000, 256, false, &rng);
+    lsm_table_opts o;
+    lsm_sst_props wp = {0};
+    lsm_sst *t;
+    uint64_t half_raw = 0;
+
+    use_env(true);
+    for (size_t i = d.n / 2; i < d.n; i++) {
+        for (size_t j = 0; j < d.e[i].value.n; j++)
+            d.e[i].value.p[j] = (uint8_t)('a' + j % 7);
+        half_raw += d.e[i].ikey.n + d.e[i].value.n;
+    }
+    table_opts(&o, 1, 4096, NULL, NULL);
+    snprintf(path, sizeof(path), "%s/000009.sst", dir);
+    write_table(path, &o, &d, &wp);
+    printf("sstable_compression_sampling: raw_data=%llu data=%llu compressible half=%llu\n",
+           (unsigned long long)wp.raw_data_bytes, (unsigned long long)wp.data_bytes,
+           (unsigned long long)half_raw);
+    /* The compressible half shrinks to a small part of itself, the rest stays raw. */
+    ck_assert_uint_lt(wp.data_bytes, wp.raw_data_bytes - half_raw * 3 / 4);
+    ck_assert_uint_gt(wp.data_bytes, (wp.raw_data_bytes - half_raw) * 95 / 100);
+    ck_assert_int_eq(lsm_sst_open(test_env, path, 9, wp.file_size, &o, &t), OM_OK);
+    check_scan(t, &d, false);
+    lsm_sst_close(t);
+    lsm_sst_props_fini(&wp);
+    free_dataset(&d);
+}
+END_TEST
+
 START_TEST(sstable_empty_and_writer_errors)
 {
     const char *dir = tu_tmpdir();
@@ -1000,6 +1039,7 @@ sstable_suite(void)
     tcase_add_test(rt, sstable_roundtrip_raw);
     tcase_add_test(rt, sstable_roundtrip_incompressible);
     tcase_add_test(rt, sstable_roundtrip_format_v1);
+    tcase_add_test(rt, sstable_compression_sampling);
     tcase_add_test(rt, sstable_empty_and_writer_errors);
     tcase_add_test(co, sstable_flip_every_byte_raw);
     tcase_add_test(co, sstable_flip_every_byte_zstd);
