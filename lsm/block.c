@@ -498,6 +498,26 @@ biter_next(lsm_it *base)
 }
 
 /*
+ * The key of restart point i where it lies in the block (its length in
+ * *kn), or NULL with the iterator made corrupt: a restart outside the
+ * entries, a malformed entry, a shared prefix, a key shorter than tr.
+ */
+static inline const uint8_t *
+biter_restart_key(lsm_block_iter *it, uint32_t i, size_t tr, uint32_t *kn)
+{
+    uint32_t off = biter_restart(it, i), shared, vlen;
+    const uint8_t *p;
+
+    if (off == UINT32_MAX ||
+        (p = biter_decode_header(it->block, off, &shared, kn, &vlen)) == NULL || shared != 0 ||
+        *kn < tr) {
+        biter_corrupt(it);
+        return NULL;
+    }
+    return p;
+}
+
+/*
  * Binary search for the last restart point whose key is < target, comparing
  * each restart key where it lies in the block (it is stored whole), then a
  * forward scan from there. The restart entry found by the search is known to
@@ -521,17 +541,12 @@ biter_seek(lsm_it *base, om_slice target)
         return;
     }
     while (left < right) {
-        uint32_t mid = left + (right - left + 1) / 2;
-        uint32_t off = biter_restart(it, mid), shared, unshared, vlen;
-        const uint8_t *p;
+        uint32_t mid = left + (right - left + 1) / 2, kn;
+        const uint8_t *p = biter_restart_key(it, mid, tr, &kn);
 
-        if (off == UINT32_MAX ||
-            (p = biter_decode_header(b, off, &shared, &unshared, &vlen)) == NULL || shared != 0 ||
-            unshared < tr) {
-            biter_corrupt(it);
+        if (p == NULL)
             return;
-        }
-        if (biter_cmp(cmp, p, unshared, target) < 0)
+        if (biter_cmp(cmp, p, kn, target) < 0)
             left = mid;
         else
             right = mid - 1;
@@ -544,6 +559,41 @@ biter_seek(lsm_it *base, om_slice target)
         it->ordinal++;
         biter_parse_current(it);
     }
+}
+
+void
+lsm_block_iter_seek_between(lsm_block_iter *it, om_slice target, uint32_t lo, uint32_t hi)
+{
+    const lsm_block *b = it->block;
+    const size_t tr = it->cmp == LSM_CMP_IKEY ? LSM_TRAILER_SIZE : 0;
+
+    if (it->status != OM_OK)
+        return;
+    if ((lo < hi && target.n < tr) || hi > b->nrestarts || lo > hi) {
+        it->status = OM_ERR(OM_E_INVALID);
+        it->valid = false;
+        return;
+    }
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2, kn;
+        const uint8_t *p = biter_restart_key(it, mid, tr, &kn);
+
+        if (p == NULL)
+            return;
+        if (biter_cmp(it->cmp, p, kn, target) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == b->nrestarts) { /* every key < target: past the end */
+        it->valid = false;
+        it->cur = it->next_off = b->restart_off;
+        it->kblock = NULL;
+        it->kn = 0;
+        it->ordinal = lo;
+        return;
+    }
+    biter_seek_to_restart(it, lo);
 }
 
 /*

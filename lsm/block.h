@@ -180,6 +180,16 @@ void lsm_block_iter_init(lsm_block_iter *it, const lsm_block *b, lsm_block_cmp c
 void lsm_block_iter_fini(lsm_block_iter *it);
 
 /*
+ * lsm_block_iter_seek_between -- lsm_it_seek(target) in a block with a
+ * restart point at every entry (index blocks), when the caller knows that
+ * the keys of entries before lo are < target and those from hi on >=
+ * target: a binary search over [lo, hi) only (lo == hi: positions at entry
+ * lo, or past the end, without reading target). Requires lo <= hi <= the
+ * block's restart count.
+ */
+void lsm_block_iter_seek_between(lsm_block_iter *it, om_slice target, uint32_t lo, uint32_t hi);
+
+/*
  * lsm_block_iter_seek_point -- a point lookup's seek. Positions the iterator
  * as lsm_it_seek(target) would (the first entry >= target), through the
  * block's key index when it has one, and returns true; returns false

@@ -304,6 +304,19 @@ roundtrip(int zstd, bool compressible, bool with_cache, bool map)
             ck_assert_int_eq(st, OM_E_NOTFOUND);
         }
     }
+    /* Before the first key (the index search's samples start at the first separator). */
+    om_buf_reset(&k);
+    ck_assert_int_eq(lsm_ikey_append(&k, om_slice_from_str("a"), 1, LSM_TYPE_VAL), OM_OK);
+    lsm_it_seek(it, om_buf_slice(&k));
+    ck_assert(lsm_it_valid(it));
+    ck_assert(om_slice_eq(lsm_it_key(it), om_buf_slice(&d.e[0].ikey)));
+    ck_assert_int_eq(lsm_sst_get(t, om_buf_slice(&k), true, got_fn, &g), OM_E_NOTFOUND);
+    /* Every table key and every gap between keys, in order (crosses every sample boundary). */
+    for (size_t i = 0; i < d.n; i += 7) {
+        lsm_it_seek(it, om_buf_slice(&d.e[i].ikey));
+        ck_assert(lsm_it_valid(it));
+        ck_assert(om_slice_eq(lsm_it_key(it), om_buf_slice(&d.e[i].ikey)));
+    }
     /* Past the end. */
     om_buf_reset(&k);
     ck_assert_int_eq(lsm_ikey_append(&k, om_slice_from_str("zzzz"), 1, LSM_TYPE_VAL), OM_OK);
