@@ -18,7 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/checksum.h"
 #include "util/coding.h"
+
+static inline uint32_t
+get_fixed16(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8;
+}
 
 /* ---- builder ---- */
 
@@ -34,8 +41,17 @@ lsm_block_builder_fini(lsm_block_builder *b)
 {
     om_buf_free(&b->buf);
     om_buf_free(&b->last_key);
+    om_buf_free(&b->first_key);
     free(b->restarts);
+    free(b->koffs);
+    free(b->kfps);
     memset(b, 0, sizeof(*b));
+}
+
+void
+lsm_block_builder_key_index(lsm_block_builder *b)
+{
+    b->key_index = true;
 }
 
 void
@@ -47,6 +63,9 @@ lsm_block_builder_reset(lsm_block_builder *b)
     b->counter = 0;
     b->entries = 0;
     b->finished = false;
+    om_buf_reset(&b->first_key);
+    b->nkeys = 0;
+    b->keys_overflow = false;
 }
 
 static om_status
@@ -65,20 +84,71 @@ builder_push_restart(lsm_block_builder *b, uint32_t off)
     return OM_OK;
 }
 
+/* Note the entry about to be added at the end of buf, the first of its user key, in the key index.
+ */
+static om_status
+builder_index_key(lsm_block_builder *b, om_slice key)
+{
+    if (b->nkeys == LSM_BLOCK_INDEX_MAX_KEYS || b->buf.n > UINT16_MAX) {
+        b->keys_overflow = true;
+        return OM_OK;
+    }
+    if (b->nkeys == b->keys_cap) {
+        size_t ncap = b->keys_cap ? b->keys_cap * 2 : 32;
+        uint16_t *o = realloc(b->koffs, ncap * sizeof(*o));
+
+        if (o == NULL)
+            return OM_ERR(OM_E_NOMEM);
+        b->koffs = o;
+        uint8_t *f = realloc(b->kfps, ncap);
+        if (f == NULL)
+            return OM_ERR(OM_E_NOMEM);
+        b->kfps = f;
+        b->keys_cap = ncap;
+    }
+    b->koffs[b->nkeys] = (uint16_t)b->buf.n;
+    b->kfps[b->nkeys] = lsm_block_key_fp(om_hash64(key.p, key.n - LSM_TRAILER_SIZE));
+    b->nkeys++;
+    return OM_OK;
+}
+
 om_status
 lsm_block_builder_add(lsm_block_builder *b, om_slice key, om_slice value)
 {
     uint8_t hdr[3 * OM_MAX_VARINT32_LEN], *p = hdr;
-    size_t shared = 0;
+    size_t shared = 0, lcp = 0;
+    bool indexed = false; /* the first entry of its user key in a key-indexed block */
 
+    if (b->entries > 0) {
+        size_t lim = key.n < b->last_key.n ? key.n : b->last_key.n;
+
+        while (lcp < lim && key.p[lcp] == b->last_key.p[lcp])
+            lcp++;
+    }
+    if (b->key_index && !b->keys_overflow) {
+        if (key.n < LSM_TRAILER_SIZE) {
+            b->keys_overflow = true; /* not an internal key: no index */
+        } else if (b->entries == 0 || key.n != b->last_key.n ||
+                   lcp < key.n - LSM_TRAILER_SIZE) { /* else an older version of the last key */
+            OM_TRY(builder_index_key(b, key));
+            indexed = !b->keys_overflow;
+        }
+    }
     if (b->counter >= b->restart_interval || b->entries == 0) {
         OM_TRY(builder_push_restart(b, (uint32_t)b->buf.n));
         b->counter = 0;
-    } else {
-        size_t lim = key.n < b->last_key.n ? key.n : b->last_key.n;
-
-        while (shared < lim && key.p[shared] == b->last_key.p[shared])
+        if (b->entries == 0 && b->key_index)
+            OM_TRY(om_buf_set(&b->first_key, key));
+    } else if (indexed) {
+        /*
+         * Against the first key, so a lookup through the index rebuilds the
+         * key from the first one (no further than the previous key shares:
+         * always, keys being sorted, so readers decode it as ever).
+         */
+        while (shared < lcp && shared < b->first_key.n && key.p[shared] == b->first_key.p[shared])
             shared++;
+    } else {
+        shared = lcp;
     }
     p = om_encode_varint32(p, (uint32_t)shared);
     p = om_encode_varint32(p, (uint32_t)(key.n - shared));
@@ -96,6 +166,13 @@ lsm_block_builder_add(lsm_block_builder *b, om_slice key, om_slice value)
     return OM_OK;
 }
 
+/* Whether the finished block carries a key index. */
+static bool
+builder_has_index(const lsm_block_builder *b)
+{
+    return b->key_index && !b->keys_overflow && b->nkeys > 0;
+}
+
 size_t
 lsm_block_builder_size(const lsm_block_builder *b)
 {
@@ -103,19 +180,32 @@ lsm_block_builder_size(const lsm_block_builder *b)
 
     if (b->finished)
         return b->buf.n;
-    return b->buf.n + 4 * nr + 4;
+    return b->buf.n + 4 * nr + 4 + (builder_has_index(b) ? 3 * b->nkeys + 2 : 0);
 }
 
 om_status
 lsm_block_builder_finish(lsm_block_builder *b, om_slice *out)
 {
     if (!b->finished) {
+        bool idx = builder_has_index(b);
+
         if (b->nrestarts == 0)
             OM_TRY(builder_push_restart(b, 0));
-        OM_TRY(om_buf_reserve(&b->buf, 4 * b->nrestarts + 4));
+        OM_TRY(om_buf_reserve(&b->buf, 4 * b->nrestarts + 4 + (idx ? 3 * b->nkeys + 2 : 0)));
         for (size_t i = 0; i < b->nrestarts; i++)
             OM_TRY(om_buf_put_fixed32(&b->buf, b->restarts[i]));
-        OM_TRY(om_buf_put_fixed32(&b->buf, (uint32_t)b->nrestarts));
+        if (idx) {
+            for (size_t i = 0; i < b->nkeys; i++) {
+                uint8_t le[2] = {(uint8_t)b->koffs[i], (uint8_t)(b->koffs[i] >> 8)};
+
+                OM_TRY(om_buf_append(&b->buf, le, 2));
+            }
+            OM_TRY(om_buf_append(&b->buf, b->kfps, b->nkeys));
+            uint8_t cnt[2] = {(uint8_t)b->nkeys, (uint8_t)(b->nkeys >> 8)};
+            OM_TRY(om_buf_append(&b->buf, cnt, 2));
+        }
+        OM_TRY(
+            om_buf_put_fixed32(&b->buf, (uint32_t)b->nrestarts | (idx ? LSM_BLOCK_INDEX_FLAG : 0)));
         b->finished = true;
     }
     *out = om_buf_slice(&b->buf);
@@ -124,35 +214,70 @@ lsm_block_builder_finish(lsm_block_builder *b, om_slice *out)
 
 /* ---- parsed block ---- */
 
-om_status
-lsm_block_parse(lsm_block *b, uint8_t *data, size_t n, bool take_ownership)
+/* Read the trailer (restart count) of data[0, n) into *b; the restarts are not walked. */
+static om_status
+block_parse_trailer(lsm_block *b, const uint8_t *data, size_t n)
 {
-    uint32_t nr;
+    uint32_t word, nr, nkeys = 0;
+    size_t tail;
 
     if (n < 4 || n > UINT32_MAX)
         return OM_ERR(OM_E_CORRUPT);
-    nr = om_get_fixed32(data + n - 4);
-    if (nr == 0 || nr > (n - 4) / 4)
+    word = om_get_fixed32(data + n - 4);
+    nr = word & ~LSM_BLOCK_INDEX_FLAG;
+    tail = 4 + 4 * (size_t)nr;
+    if (word & LSM_BLOCK_INDEX_FLAG) {
+        if (n < 6 || (nkeys = get_fixed16(data + n - 6)) == 0 || nkeys > LSM_BLOCK_INDEX_MAX_KEYS)
+            return OM_ERR(OM_E_CORRUPT);
+        tail += 2 + 3 * (size_t)nkeys;
+    }
+    if (nr == 0 || tail > n)
         return OM_ERR(OM_E_CORRUPT);
+    b->data = data;
+    b->size = n;
+    b->nrestarts = nr;
+    b->restart_off = (uint32_t)(n - tail);
+    b->nkeys = nkeys;
+    b->keys_off = b->restart_off + 4 * nr;
+    b->owned = NULL;
+    return OM_OK;
+}
+
+om_status
+lsm_block_parse(lsm_block *b, uint8_t *data, size_t n, bool take_ownership)
+{
+    lsm_block p;
+    uint32_t prev = 0;
+
+    OM_TRY(block_parse_trailer(&p, data, n));
     /*
      * The restart array must start at 0 and rise strictly inside the entries.
      * Blocks are checksummed before they get here, so this only matters for a
      * writer bug or a checksum collision, but it is a few compares per block
      * and it means a seek can never be steered outside the entries.
      */
-    uint32_t roff = (uint32_t)(n - 4 - 4 * (size_t)nr), prev = 0;
-    for (uint32_t i = 0; i < nr; i++) {
-        uint32_t r = om_get_fixed32(data + roff + 4 * (size_t)i);
-        if (i == 0 ? r != 0 : (r <= prev || r >= roff))
+    for (uint32_t i = 0; i < p.nrestarts; i++) {
+        uint32_t r = om_get_fixed32(data + p.restart_off + 4 * (size_t)i);
+        if (i == 0 ? r != 0 : (r <= prev || r >= p.restart_off))
             return OM_ERR(OM_E_CORRUPT);
         prev = r;
     }
-    b->data = data;
-    b->size = n;
-    b->nrestarts = nr;
-    b->restart_off = roff;
-    b->owned = take_ownership ? data : NULL;
+    /* The key index's entry offsets likewise: from 0, rising, inside the entries. */
+    for (uint32_t i = 0; i < p.nkeys; i++) {
+        uint32_t o = get_fixed16(data + p.keys_off + 2 * (size_t)i);
+        if (i == 0 ? o != 0 : (o <= prev || o >= p.restart_off))
+            return OM_ERR(OM_E_CORRUPT);
+        prev = o;
+    }
+    p.owned = take_ownership ? data : NULL;
+    *b = p;
     return OM_OK;
+}
+
+om_status
+lsm_block_parse_again(lsm_block *b, const uint8_t *data, size_t n)
+{
+    return block_parse_trailer(b, data, n);
 }
 
 void
@@ -340,6 +465,7 @@ biter_seek_to_restart(lsm_block_iter *it, uint32_t i)
     it->kblock = NULL;
     it->kn = 0;
     it->cur = off;
+    it->ordinal = i;
     biter_parse_current(it);
 }
 
@@ -367,7 +493,28 @@ biter_next(lsm_it *base)
     if (!it->valid)
         return;
     it->cur = it->next_off;
+    it->ordinal++;
     biter_parse_current(it);
+}
+
+/*
+ * The key of restart point i where it lies in the block (its length in
+ * *kn), or NULL with the iterator made corrupt: a restart outside the
+ * entries, a malformed entry, a shared prefix, a key shorter than tr.
+ */
+static inline const uint8_t *
+biter_restart_key(lsm_block_iter *it, uint32_t i, size_t tr, uint32_t *kn)
+{
+    uint32_t off = biter_restart(it, i), shared, vlen;
+    const uint8_t *p;
+
+    if (off == UINT32_MAX ||
+        (p = biter_decode_header(it->block, off, &shared, kn, &vlen)) == NULL || shared != 0 ||
+        *kn < tr) {
+        biter_corrupt(it);
+        return NULL;
+    }
+    return p;
 }
 
 /*
@@ -394,17 +541,12 @@ biter_seek(lsm_it *base, om_slice target)
         return;
     }
     while (left < right) {
-        uint32_t mid = left + (right - left + 1) / 2;
-        uint32_t off = biter_restart(it, mid), shared, unshared, vlen;
-        const uint8_t *p;
+        uint32_t mid = left + (right - left + 1) / 2, kn;
+        const uint8_t *p = biter_restart_key(it, mid, tr, &kn);
 
-        if (off == UINT32_MAX ||
-            (p = biter_decode_header(b, off, &shared, &unshared, &vlen)) == NULL || shared != 0 ||
-            unshared < tr) {
-            biter_corrupt(it);
+        if (p == NULL)
             return;
-        }
-        if (biter_cmp(cmp, p, unshared, target) < 0)
+        if (biter_cmp(cmp, p, kn, target) < 0)
             left = mid;
         else
             right = mid - 1;
@@ -414,8 +556,102 @@ biter_seek(lsm_it *base, om_slice target)
         biter_next(base);
     while (it->valid && biter_cmp(cmp, biter_kptr(it), it->kn, target) < 0) {
         it->cur = it->next_off;
+        it->ordinal++;
         biter_parse_current(it);
     }
+}
+
+void
+lsm_block_iter_seek_between(lsm_block_iter *it, om_slice target, uint32_t lo, uint32_t hi)
+{
+    const lsm_block *b = it->block;
+    const size_t tr = it->cmp == LSM_CMP_IKEY ? LSM_TRAILER_SIZE : 0;
+
+    if (it->status != OM_OK)
+        return;
+    if ((lo < hi && target.n < tr) || hi > b->nrestarts || lo > hi) {
+        it->status = OM_ERR(OM_E_INVALID);
+        it->valid = false;
+        return;
+    }
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2, kn;
+        const uint8_t *p = biter_restart_key(it, mid, tr, &kn);
+
+        if (p == NULL)
+            return;
+        if (biter_cmp(it->cmp, p, kn, target) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == b->nrestarts) { /* every key < target: past the end */
+        it->valid = false;
+        it->cur = it->next_off = b->restart_off;
+        it->kblock = NULL;
+        it->kn = 0;
+        it->ordinal = lo;
+        return;
+    }
+    biter_seek_to_restart(it, lo);
+}
+
+/*
+ * Position at the entry at off, taking its key's shared prefix from the
+ * block's first key (a key-indexed block compresses against it).
+ */
+static void
+biter_at_entry(lsm_block_iter *it, uint32_t off)
+{
+    biter_seek_to_restart(it, 0);
+    if (!it->valid || off == 0)
+        return;
+    if (off >= it->block->restart_off) {
+        biter_corrupt(it);
+        return;
+    }
+    it->cur = off;
+    biter_parse_current(it);
+}
+
+bool
+lsm_block_iter_seek_point(lsm_block_iter *it, om_slice target)
+{
+    const lsm_block *b = it->block;
+    const uint8_t *offs, *fps, *p, *end;
+    size_t un;
+    uint8_t fp;
+
+    if (b->nkeys == 0 || it->cmp != LSM_CMP_IKEY || it->status != OM_OK ||
+        target.n < LSM_TRAILER_SIZE) {
+        biter_seek(&it->base, target);
+        return true;
+    }
+    un = target.n - LSM_TRAILER_SIZE;
+    offs = b->data + b->keys_off;
+    p = fps = offs + 2 * (size_t)b->nkeys;
+    end = fps + b->nkeys;
+    fp = lsm_block_key_fp(om_hash64(target.p, un));
+    while (p < end && (p = memchr(p, fp, (size_t)(end - p))) != NULL) {
+        biter_at_entry(it, get_fixed16(offs + 2 * (size_t)(p - fps)));
+        if (!it->valid)
+            return true; /* corrupt: the status says so */
+        if (it->kn - LSM_TRAILER_SIZE == un && memcmp(biter_kptr(it), target.p, un) == 0) {
+            /* The user key's newest entry here; newer ones than target come first. */
+            while (it->valid && biter_cmp(LSM_CMP_IKEY, biter_kptr(it), it->kn, target) < 0) {
+                it->cur = it->next_off;
+                it->ordinal++;
+                biter_parse_current(it);
+            }
+            return true;
+        }
+        p++;
+    }
+    it->valid = false;
+    it->cur = it->next_off = b->restart_off;
+    it->kblock = NULL;
+    it->kn = 0;
+    return false;
 }
 
 static om_slice
@@ -463,6 +699,7 @@ lsm_block_iter_init(lsm_block_iter *it, const lsm_block *b, lsm_block_cmp cmp)
     it->block = b;
     it->cmp = cmp;
     it->cur = it->next_off = b->restart_off;
+    it->ordinal = 0;
     it->kblock = NULL;
     it->kn = 0;
     it->value = OM_SLICE_NULL;

@@ -13,6 +13,17 @@
  * and a fixed32 count, so a seek binary-searches the restart points and then
  * scans at most restart_interval entries. Layout: lsm/FORMAT.md.
  *
+ * Key index (data blocks of format version 2, lsm_block_builder_key_index):
+ * a point lookup finds its entry without the search. The builder then
+ * compresses every key against the block's first key (not the previous
+ * one), so any entry's key is the first key's prefix plus its own bytes,
+ * and appends after the restart array one fixed16 entry offset and one
+ * fingerprint byte per distinct user key, a fixed16 count, and sets the
+ * top bit of the restart count word. Readers that do not look at the index
+ * decode such a block exactly as before (a key's prefix shared with the
+ * first key is shared with the previous key too, keys being sorted).
+ * Layout and limits: lsm/FORMAT.md.
+ *
  * The reader never trusts its input: every length is bounds-checked and a
  * malformed block makes the iterator invalid with OM_E_CORRUPT (callers also
  * verify the block checksum before parsing, so this is defence in depth and
@@ -49,10 +60,34 @@ typedef struct lsm_block_builder {
     om_buf last_key;
     uint64_t entries;
     bool finished;
+    /* Key index (lsm_block_builder_key_index): first key, per user key offset and fingerprint. */
+    bool key_index;
+    om_buf first_key;
+    uint16_t *koffs;
+    uint8_t *kfps;
+    size_t nkeys, keys_cap;
+    bool keys_overflow; /* too many keys or bytes for the index: the block goes without */
 } lsm_block_builder;
+
+/* A key index holds at most this many user keys, at entry offsets below 65536. */
+#define LSM_BLOCK_INDEX_MAX_KEYS 4096u
+/* The top bit of the restart count word: a key index follows the restart array. */
+#define LSM_BLOCK_INDEX_FLAG 0x80000000u
+
+/* The fingerprint byte of a user key's om_hash64 in a block's key index. */
+static inline uint8_t
+lsm_block_key_fp(uint64_t h)
+{
+    return (uint8_t)((h * UINT64_C(0x9E3779B97F4A7C15)) >> 56);
+}
 
 /* Set up an empty builder (restart_interval < 1 is taken as 1). */
 void lsm_block_builder_init(lsm_block_builder *b, int restart_interval);
+/*
+ * Build blocks with a key index from now on (data blocks of internal keys:
+ * every key added must be an internal key). Call on an empty builder.
+ */
+void lsm_block_builder_key_index(lsm_block_builder *b);
 void lsm_block_builder_fini(lsm_block_builder *b);
 /* Forget the contents, keep the memory. */
 void lsm_block_builder_reset(lsm_block_builder *b);
@@ -85,7 +120,9 @@ typedef struct lsm_block {
     size_t size;          /* total bytes including restarts */
     uint32_t restart_off; /* offset of the restart array == end of entries */
     uint32_t nrestarts;
-    uint8_t *owned; /* heap bytes freed by lsm_block_free, or NULL if borrowed */
+    uint32_t nkeys;    /* user keys in the key index (0: none) */
+    uint32_t keys_off; /* offset of the index's fixed16 entry offsets (fingerprints follow) */
+    uint8_t *owned;    /* heap bytes freed by lsm_block_free, or NULL if borrowed */
 } lsm_block;
 
 /*
@@ -95,6 +132,14 @@ typedef struct lsm_block {
  * Returns: OM_OK; OM_E_CORRUPT (too short, bad restart count).
  */
 om_status lsm_block_parse(lsm_block *b, uint8_t *data, size_t n, bool take_ownership);
+/*
+ * lsm_block_parse_again -- fill *b from bytes that passed lsm_block_parse
+ * before (the same immutable bytes: a mapped table's block verified once).
+ * Reads only the restart count; the restart array is not walked again (a
+ * seek still bounds-checks every restart offset it uses).
+ * Returns: OM_OK; OM_E_CORRUPT (restart count out of range).
+ */
+om_status lsm_block_parse_again(lsm_block *b, const uint8_t *data, size_t n);
 /* Release owned bytes. */
 void lsm_block_free(lsm_block *b);
 
@@ -114,6 +159,7 @@ typedef struct lsm_block_iter {
     lsm_block_cmp cmp;
     uint32_t cur;          /* offset of the current entry; == restart_off when past the end */
     uint32_t next_off;     /* offset of the entry after the current one */
+    uint32_t ordinal;      /* restart index of the last seek's start + entries stepped since */
     const uint8_t *kblock; /* the current key inside the block, or NULL: it is in the buffer */
     uint32_t kn;           /* current key length */
     uint32_t kcap;         /* bytes of kheap (0: the inline buffer is used) */
@@ -132,6 +178,38 @@ typedef struct lsm_block_iter {
 void lsm_block_iter_init(lsm_block_iter *it, const lsm_block *b, lsm_block_cmp cmp);
 /* Free the iterator's heap key buffer, if any (embedded form; heap ones: lsm_it_free). */
 void lsm_block_iter_fini(lsm_block_iter *it);
+
+/*
+ * lsm_block_iter_seek_between -- lsm_it_seek(target) in a block with a
+ * restart point at every entry (index blocks), when the caller knows that
+ * the keys of entries before lo are < target and those from hi on >=
+ * target: a binary search over [lo, hi) only (lo == hi: positions at entry
+ * lo, or past the end, without reading target). Requires lo <= hi <= the
+ * block's restart count.
+ */
+void lsm_block_iter_seek_between(lsm_block_iter *it, om_slice target, uint32_t lo, uint32_t hi);
+
+/*
+ * lsm_block_iter_seek_point -- a point lookup's seek. Positions the iterator
+ * as lsm_it_seek(target) would (the first entry >= target), through the
+ * block's key index when it has one, and returns true; returns false
+ * (iterator not valid, status OM_OK) when the key index says no entry of
+ * target's user key is in the block -- where a seek would have stopped at a
+ * larger user key or run off the block's end. Blocks without an index, and
+ * iterators that are not LSM_CMP_IKEY, always seek.
+ */
+bool lsm_block_iter_seek_point(lsm_block_iter *it, om_slice target);
+
+/*
+ * The ordinal of the current entry in a block with a restart point at every
+ * entry (index blocks: the number of the data block it names). Requires: the
+ * iterator is valid. Meaningless for blocks with longer restart intervals.
+ */
+static inline uint32_t
+lsm_block_iter_ordinal(const lsm_block_iter *it)
+{
+    return it->ordinal;
+}
 
 /*
  * lsm_block_iter_new -- a heap iterator over b (lsm_it_free releases it).

@@ -40,11 +40,13 @@ typedef struct lsm_table_stats {
     atomic_uint_fast64_t block_reads;  /* blocks read from files (cache misses + no-cache reads) */
     atomic_uint_fast64_t block_read_bytes;
     atomic_uint_fast64_t corrupt_blocks; /* checksum/format failures seen */
+    atomic_uint_fast64_t block_checks;   /* data block checksums computed (a mapped block: once) */
 } lsm_table_stats;
 
 /* A plain copy of lsm_table_stats. */
 typedef struct lsm_table_counters {
-    uint64_t bloom_checks, bloom_useful, block_reads, block_read_bytes, corrupt_blocks;
+    uint64_t bloom_checks, bloom_useful, block_reads, block_read_bytes, corrupt_blocks,
+        block_checks;
 } lsm_table_counters;
 
 void lsm_table_stats_init(lsm_table_stats *s);
@@ -61,6 +63,7 @@ typedef struct lsm_table_opts {
     lsm_table_stats *stats;   /* may be NULL */
     const lsm_opts *log_opts; /* where lsm_logf sends messages; may be NULL */
     bool verify_on_open;      /* read and check every data block when opening */
+    bool key_index;           /* writers: data blocks with a key index (format version 2) */
 } lsm_table_opts;
 
 /*

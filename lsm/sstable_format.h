@@ -41,7 +41,9 @@
  */
 #define LSM_FOOTER_SIZE 64
 #define LSM_FOOTER_CHECKED_SIZE 52
-#define LSM_SST_FORMAT_VERSION 1u
+/* Version 2: data blocks may carry a key index (lsm/block.h); readers take 1 and 2. */
+#define LSM_SST_FORMAT_VERSION 2u
+#define LSM_SST_FORMAT_V1 1u
 #define LSM_SST_MAGIC UINT64_C(0x31747373746d6a6f) /* "ojmtsst1" little-endian */
 
 /* Index blocks use a restart point at every entry so a seek is a pure binary search. */

@@ -153,6 +153,14 @@ redis_run() { # port, test (set|get), pipeline, keys -> "ops_per_sec p50_us p99_
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
 rss_mib() { awk '$1 == "VmRSS:" { printf "%.0f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null; }
+# RSS split: anonymous (heap: memtables, caches, buffers) and file-backed (the
+# shard's SSTables are mapped read-only: those pages are the kernel's page
+# cache, shared and reclaimable, counted in RSS only once touched)
+rss_split() {
+    awk '$1 == "RssAnon:" { a = $2 } $1 == "RssFile:" { f = $2 }
+        END { printf "anonymous %.0f MiB + mapped files %.0f MiB", a / 1024, f / 1024 }' \
+        "/proc/$1/status" 2>/dev/null
+}
 
 echo "objmeta-shard vs redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')," \
     "clients=$CLIENTS values=$VALUES value_size=$VALUE_SIZE keys=$KEYS hot_keys=$HOT_KEYS" \
@@ -277,7 +285,10 @@ echo
 echo "ratios:$summary"
 "$bench" --addr "127.0.0.1:$oport" --ops retrieve=1 --connections 1 --requests 1 --keys "$KEYS" \
     --duration 1s --stats | grep '^SHARD' || true
-echo "rss: objmeta-shard $(rss_mib "$shard_pid") MiB, redis-server (no persistence)" \
+echo "rss: objmeta-shard $(rss_mib "$shard_pid") MiB ($(rss_split "$shard_pid")), redis-server (no persistence)" \
     "$(rss_mib "$(cat "$tmp/plain.pid")") MiB, redis-server (always)" \
     "$(rss_mib "$(cat "$tmp/always.pid")") MiB, each holding $KEYS records or more"
+echo "rss ratio: objmeta-shard anonymous / redis-server (no persistence) =" \
+    "$(ratio "$(awk '$1 == "RssAnon:" { print $2 }' "/proc/$shard_pid/status")" \
+        "$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$(cat "$tmp/plain.pid")/status")") (bar 0.6)"
 echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"

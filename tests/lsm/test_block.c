@@ -32,14 +32,28 @@ mk_value(om_buf *b, int i)
                      OM_OK);
 }
 
+/* Finish b, free it and return a heap copy of the block (its size in *size). */
+static uint8_t *
+finish_copy(lsm_block_builder *b, size_t *size)
+{
+    om_slice out;
+    uint8_t *copy;
+
+    ck_assert_int_eq(lsm_block_builder_finish(b, &out), OM_OK);
+    ck_assert_uint_eq(out.n, lsm_block_builder_size(b));
+    copy = malloc(out.n);
+    memcpy(copy, out.p, out.n);
+    *size = out.n;
+    lsm_block_builder_fini(b);
+    return copy;
+}
+
 /* Build a block of n keys (even numbers 0, 2, ... so odd ones fall between). */
 static uint8_t *
 build_block(int n, int interval, size_t *size)
 {
     lsm_block_builder b;
     om_buf k = OM_BUF_INIT, v = OM_BUF_INIT;
-    om_slice out;
-    uint8_t *copy;
 
     lsm_block_builder_init(&b, interval);
     for (int i = 0; i < n; i++) {
@@ -47,15 +61,9 @@ build_block(int n, int interval, size_t *size)
         mk_value(&v, 2 * i);
         ck_assert_int_eq(lsm_block_builder_add(&b, om_buf_slice(&k), om_buf_slice(&v)), OM_OK);
     }
-    ck_assert_int_eq(lsm_block_builder_finish(&b, &out), OM_OK);
-    ck_assert_uint_eq(out.n, lsm_block_builder_size(&b));
-    copy = malloc(out.n);
-    memcpy(copy, out.p, out.n);
-    *size = out.n;
-    lsm_block_builder_fini(&b);
     om_buf_free(&k);
     om_buf_free(&v);
-    return copy;
+    return finish_copy(&b, size);
 }
 
 START_TEST(block_roundtrip_and_restarts)
@@ -306,12 +314,187 @@ exercise(const uint8_t *data, size_t n, uint64_t *rng)
         lsm_it_seek(&it.base, om_buf_slice(&k));
         if (lsm_it_status(&it.base) != OM_OK)
             st = lsm_it_status(&it.base);
+        lsm_block_iter_init(&it, &blk, LSM_CMP_IKEY);
+        lsm_block_iter_seek_point(&it, om_buf_slice(&k));
+        if (lsm_it_status(&it.base) != OM_OK)
+            st = lsm_it_status(&it.base);
+        lsm_block_iter_init(&it, &blk, LSM_CMP_IKEY);
     }
     lsm_block_iter_fini(&it);
     lsm_block_free(&blk);
     om_buf_free(&k);
     return st;
 }
+
+/*
+ * A key-indexed block: user keys 2i (i < n), 1 + i % 3 versions each
+ * (sequences 300, 200, 100; every 5th newest version a tombstone).
+ */
+static uint8_t *
+build_indexed_block(int n, int interval, bool key_index, size_t *size, int *nentries)
+{
+    lsm_block_builder b;
+    om_buf k = OM_BUF_INIT, v = OM_BUF_INIT;
+    char uk[32];
+
+    *nentries = 0;
+    lsm_block_builder_init(&b, interval);
+    if (key_index)
+        lsm_block_builder_key_index(&b);
+    for (int i = 0; i < n; i++) {
+        snprintf(uk, sizeof(uk), "bucket/key-%08d", 2 * i);
+        for (int ver = 0; ver <= i % 3; ver++) {
+            lsm_vtype t = ver == 0 && i % 5 == 0 ? LSM_TYPE_DEL : LSM_TYPE_VAL;
+
+            om_buf_reset(&k);
+            ck_assert_int_eq(lsm_ikey_append(&k, om_slice_from_str(uk), 300 - 100 * ver, t), OM_OK);
+            mk_value(&v, 2 * i + ver);
+            ck_assert_int_eq(lsm_block_builder_add(&b, om_buf_slice(&k), om_buf_slice(&v)), OM_OK);
+            (*nentries)++;
+        }
+    }
+    om_buf_free(&k);
+    om_buf_free(&v);
+    return finish_copy(&b, size);
+}
+
+/* seek_point agrees with a seek for every key present, absent and between, at every sequence. */
+static void
+check_seek_point(const lsm_block *blk, int n)
+{
+    lsm_block_iter a = {0}, p = {0};
+    om_buf k = OM_BUF_INIT;
+    char uk[32];
+    static const uint64_t seqs[] = {LSM_MAX_SEQ, 301, 300, 250, 200, 150, 100, 50, 0};
+    int said_absent = 0;
+
+    for (int i = -1; i <= 2 * n + 1; i++) {
+        snprintf(uk, sizeof(uk), "bucket/key-%08d", i);
+        for (size_t s = 0; s < sizeof(seqs) / sizeof(seqs[0]); s++) {
+            om_buf_reset(&k);
+            ck_assert_int_eq(lsm_ikey_append(&k, om_slice_from_str(uk), seqs[s], LSM_TYPE_SEEK),
+                             OM_OK);
+            lsm_block_iter_init(&a, blk, LSM_CMP_IKEY);
+            lsm_block_iter_init(&p, blk, LSM_CMP_IKEY);
+            lsm_it_seek(&a.base, om_buf_slice(&k));
+            if (lsm_block_iter_seek_point(&p, om_buf_slice(&k))) {
+                ck_assert_int_eq(lsm_it_valid(&p.base), lsm_it_valid(&a.base));
+                if (lsm_it_valid(&a.base)) {
+                    ck_assert(om_slice_eq(lsm_it_key(&p.base), lsm_it_key(&a.base)));
+                    ck_assert(om_slice_eq(lsm_it_value(&p.base), lsm_it_value(&a.base)));
+                }
+            } else {
+                /* Absent: a seek stops at another user key or runs off the end. */
+                said_absent++;
+                ck_assert(!lsm_it_valid(&p.base));
+                ck_assert(i < 0 || i % 2 == 1 || i >= 2 * n);
+                if (lsm_it_valid(&a.base))
+                    ck_assert(!om_slice_eq(lsm_ikey_user(lsm_it_key(&a.base)),
+                                           lsm_ikey_user(om_buf_slice(&k))));
+            }
+            ck_assert_int_eq(lsm_it_status(&p.base), OM_OK);
+        }
+    }
+    if (blk->nkeys > 0)
+        ck_assert_int_gt(said_absent, 0);
+    lsm_block_iter_fini(&a);
+    lsm_block_iter_fini(&p);
+    om_buf_free(&k);
+}
+
+START_TEST(block_key_index)
+{
+    int sizes[] = {1, 2, 15, 16, 17, 200};
+
+    for (size_t z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++) {
+        int n = sizes[z], ne, ne2;
+        size_t size, size2;
+        uint8_t *data = build_indexed_block(n, 16, true, &size, &ne);
+        uint8_t *plain = build_indexed_block(n, 16, false, &size2, &ne2);
+        lsm_block blk, pb;
+        lsm_block_iter a = {0}, b = {0};
+        int count = 0;
+
+        ck_assert_int_eq(lsm_block_parse(&blk, data, size, true), OM_OK);
+        ck_assert_int_eq(lsm_block_parse(&pb, plain, size2, true), OM_OK);
+        ck_assert_uint_eq(blk.nkeys, (uint32_t)n);
+        ck_assert_uint_eq(pb.nkeys, 0);
+        /* The index costs 3 bytes per user key and 2 more; prefixes against the first key little.
+         */
+        ck_assert_uint_le(size, size2 + 3 * (size_t)n + 2 + (size_t)ne * 2);
+        /* Both decode to the same entries in order (the plain decoder reads indexed blocks). */
+        lsm_block_iter_init(&a, &blk, LSM_CMP_IKEY);
+        lsm_block_iter_init(&b, &pb, LSM_CMP_IKEY);
+        for (lsm_it_seek_first(&a.base), lsm_it_seek_first(&b.base); lsm_it_valid(&a.base);
+             lsm_it_next(&a.base), lsm_it_next(&b.base), count++) {
+            ck_assert(lsm_it_valid(&b.base));
+            ck_assert(om_slice_eq(lsm_it_key(&a.base), lsm_it_key(&b.base)));
+            ck_assert(om_slice_eq(lsm_it_value(&a.base), lsm_it_value(&b.base)));
+        }
+        ck_assert(!lsm_it_valid(&b.base));
+        ck_assert_int_eq(lsm_it_status(&a.base), OM_OK);
+        ck_assert_int_eq(count, ne);
+        check_seek_point(&blk, n);
+        check_seek_point(&pb, n);
+        /* Parsed again from the same bytes: the same index. */
+        lsm_block again;
+        ck_assert_int_eq(lsm_block_parse_again(&again, data, size), OM_OK);
+        ck_assert_uint_eq(again.nkeys, blk.nkeys);
+        ck_assert_uint_eq(again.restart_off, blk.restart_off);
+        lsm_block_iter_fini(&a);
+        lsm_block_iter_fini(&b);
+        lsm_block_free(&blk);
+        lsm_block_free(&pb);
+    }
+}
+END_TEST
+
+START_TEST(block_key_index_corrupt)
+{
+    int ne;
+    size_t size;
+    uint8_t *data = build_indexed_block(40, 16, true, &size, &ne), *bad = malloc(size);
+    lsm_block blk;
+
+    /* The count or an offset out of place: the parse refuses the block. */
+    memcpy(bad, data, size);
+    bad[size - 6] = 0xff;
+    bad[size - 5] = 0xff;
+    ck_assert_int_eq(lsm_block_parse(&blk, bad, size, false), OM_E_CORRUPT);
+    memcpy(bad, data, size);
+    bad[size - 6 - 40 - 2 * 40] = 1; /* the first offset must be 0 */
+    ck_assert_int_eq(lsm_block_parse(&blk, bad, size, false), OM_E_CORRUPT);
+    memcpy(bad, data, size);
+    bad[size - 6 - 40 - 2] = 0xff; /* the last offset past the entries */
+    bad[size - 6 - 40 - 1] = 0xff;
+    ck_assert_int_eq(lsm_block_parse(&blk, bad, size, false), OM_E_CORRUPT);
+    /* A fingerprint changed: the key is not found through the index (never another key's entry). */
+    memcpy(bad, data, size);
+    for (int j = 0; j < 40; j++)
+        bad[size - 6 - 40 + j] ^= 0x5a;
+    ck_assert_int_eq(lsm_block_parse(&blk, bad, size, false), OM_OK);
+    {
+        lsm_block_iter it = {0};
+        om_buf k = OM_BUF_INIT;
+
+        for (int i = 0; i < 40; i++) {
+            char uk[32];
+
+            snprintf(uk, sizeof(uk), "bucket/key-%08d", 2 * i);
+            om_buf_reset(&k);
+            ck_assert_int_eq(lsm_ikey_append(&k, om_slice_from_str(uk), LSM_MAX_SEQ, LSM_TYPE_SEEK),
+                             OM_OK);
+            lsm_block_iter_init(&it, &blk, LSM_CMP_IKEY);
+            if (lsm_block_iter_seek_point(&it, om_buf_slice(&k)) && lsm_it_valid(&it.base))
+                ck_assert(om_slice_eq(lsm_ikey_user(lsm_it_key(&it.base)), om_slice_from_str(uk)));
+        }
+        lsm_block_iter_fini(&it);
+        om_buf_free(&k);
+    }
+    free(bad);
+    free(data);
+}
+END_TEST
 
 START_TEST(block_corruption)
 {
@@ -381,6 +564,8 @@ block_suite(void)
     tcase_add_test(tc, block_corruption);
     tcase_add_test(tc, block_seek_corrupt_restart_key);
     tcase_add_test(tc, block_long_keys);
+    tcase_add_test(tc, block_key_index);
+    tcase_add_test(tc, block_key_index_corrupt);
     suite_add_tcase(s, tc);
     return s;
 }
