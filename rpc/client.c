@@ -885,10 +885,17 @@ sync_cb(void *arg, om_status st, const Objmeta__Response *resp)
 om_status
 rpc_sync_client_open(const char *addr, uint32_t timeout_ms, rpc_sync_client **out)
 {
+    return rpc_sync_client_open_tls(addr, timeout_ms, NULL, out);
+}
+
+om_status
+rpc_sync_client_open_tls(const char *addr, uint32_t timeout_ms, rpc_tls *tls, rpc_sync_client **out)
+{
     rpc_client_opts o;
 
     rpc_client_opts_init(&o);
     o.connect_timeout_ms = timeout_ms;
+    o.tls = tls;
     return rpc_sync_client_open_opts(addr, &o, out, NULL, 0);
 }
 

@@ -82,7 +82,7 @@ main(int argc, char **argv)
     shard_opts so;
     rpc_server_opts ro;
     app a = {0};
-    rpc_tls *tls = NULL;
+    rpc_tls *tls = NULL, *repl_tls = NULL; /* the listener's; the shippers' (main_repl.c) */
     struct event *sigs[2] = {NULL, NULL};
     int rc = 1;
 
@@ -153,7 +153,7 @@ main(int argc, char **argv)
         goto out;
     shard_set_ring_check(a.sh, shard_mig_check, a.mig);
     shard_set_move_fence(a.sh, shard_mig_move_fence, a.mig);
-    if (shard_conf_replication(&c, a.sh, &a.repl, &a.replica) != OM_OK ||
+    if (shard_conf_replication(&c, a.sh, &a.repl, &a.replica, &repl_tls) != OM_OK ||
         shard_attach_loop(a.sh, a.base) != OM_OK)
         goto out;
     if (rpc_server_new(a.base, &ro, app_handle, &a, &a.srv) != OM_OK)
@@ -191,6 +191,7 @@ out:
     if (shard_close(a.sh) != OM_OK)
         rc = 1;
     shard_repl_close(a.repl);
+    rpc_tls_free(repl_tls);
     shard_mig_free(a.mig);
     if (a.base)
         event_base_free(a.base);

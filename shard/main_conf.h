@@ -38,10 +38,13 @@ extern const om_conf_table shard_table;
 /*
  * shard_conf_replication (main_repl.c) -- start the replica role the
  * settings name: a backup's apply side into *backup, a primary's shipping
- * into *primary, nothing for none. Call after shard_open, before
- * shard_attach_loop. Returns: as shard_replica_open / shard_repl_open.
+ * into *primary (over TLS with the client context it puts in *tls when the
+ * shard has a certificate), nothing for none. Call after shard_open, before
+ * shard_attach_loop. Returns: as shard_replica_open / shard_repl_open;
+ * OM_E_INVALID (logged) for TLS settings a client cannot use.
+ * Ownership: the caller frees *tls (rpc_tls_free) after shard_repl_close.
  */
 om_status shard_conf_replication(const shard_conf *c, shard *sh, shard_repl **primary,
-                                 shard_replica **backup);
+                                 shard_replica **backup, rpc_tls **tls);
 
 #endif /* OM_SHARD_MAIN_CONF_H */

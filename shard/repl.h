@@ -133,6 +133,8 @@ typedef struct shard_repl_opts {
     size_t max_request_bytes; /* records per Replicate request. Default 4 MiB */
     size_t max_held_bytes;    /* records kept for backups; beyond it the writer waits.
                                * Default 256 MiB */
+    rpc_tls *tls;             /* NULL: plaintext; else the shippers' client context (the shard's
+                               * certificate and the cluster CA). Borrowed: outlives the repl */
 } shard_repl_opts;
 
 void shard_repl_opts_init(shard_repl_opts *o);
