@@ -33,9 +33,11 @@
 # scripts/gen-certs.sh) against the same operations in plaintext, same run
 # (issue 13's bar: >= 0.8). Both sides are the one shard on its one data
 # directory: for each pipeline depth of each round it is restarted serving
-# TLS, then restarted in plaintext, and each start is followed by a 1 s
-# Retrieve warm-up (the block and row caches start empty), so the pair
-# differs only in the transport -- no second shard compacts beside it.
+# TLS and restarted in plaintext (the order alternating by round), and each
+# start is followed by a 1 s Retrieve warm-up (the block and row caches
+# start empty), so the pair differs only in the transport -- no second
+# shard compacts beside it. The clients connect (TLS handshakes included)
+# before the clock starts.
 # TLS=only runs just that pair (no Redis, no other rows).
 #
 # usage: bench/server/compare_redis.sh [BUILD_DIR]      (default: build)
@@ -77,7 +79,7 @@ cleanup() {
     for p in $shard_pid $pids; do kill "$p" 2>/dev/null || true; done
     # the redis-servers are not our children (started in $(...)): poll until gone
     n=0
-    for p in $pids; do
+    for p in $shard_pid $pids; do
         while kill -0 "$p" 2>/dev/null && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
     done
     rm -rf "$tmp"
@@ -203,26 +205,28 @@ $full && for port in "$rport" "$aport"; do
             printf "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", length(k), k, vs, v
         } }' | redis-cli -p "$port" --pipe | tail -1 | sed "s/^/redis preload: /"
 done
-# Store and Retrieve over TLS, then in plaintext, on the one shard restarted
-# on the same data (see the top); it serves plaintext again afterwards.
+# Store and Retrieve over TLS and in plaintext, on the one shard restarted on
+# the same data (see the top); the order alternates by round, so neither
+# side always inherits the other's compactions; plaintext again afterwards.
+restart_warm() { # [TLS server options]: restart the shard, then a 1 s Retrieve warm-up
+    stop_shard
+    start_shard "$@"
+    # shellcheck disable=SC2086 # the TLS options are several words
+    DURATION=1 bench_port=$sport objmeta_run retrieve 16 "$KEYS" uniform ${1:+$tls_bench} >/dev/null
+}
 tls_pair() { # pipeline
-    for mode in tls plain; do
-        stop_shard
-        if [ "$mode" = tls ]; then
-            # shellcheck disable=SC2086 # the TLS options are several words
-            start_shard $tls_serve
-            opts=$tls_bench
-        else
-            start_shard
-            opts=""
-        fi
+    modes="tls plain"
+    [ $((r % 2)) = 1 ] || modes="plain tls"
+    for mode in $modes; do
+        opts=""
         # shellcheck disable=SC2086
-        DURATION=1 bench_port=$sport objmeta_run retrieve 16 "$KEYS" uniform $opts >/dev/null
+        if [ "$mode" = tls ]; then restart_warm $tls_serve; opts=$tls_bench; else restart_warm; fi
         # shellcheck disable=SC2086
         echo "c_store_$mode $1 $(bench_port=$sport objmeta_run store "$1" "$KEYS" uniform $opts)"
         # shellcheck disable=SC2086
         echo "d_retrieve_$mode $1 $(bench_port=$sport objmeta_run retrieve "$1" "$KEYS" uniform $opts)"
     done
+    if [ "$mode" = tls ]; then restart_warm; fi
 }
 
 # one line per run: "<bench-id> <pipeline> <ops/s> <p50> <p99>"
