@@ -191,18 +191,12 @@ conn_orphan_all(rpc_conn *c)
 static void
 conn_set_read(rpc_conn *c, bool on)
 {
-    bool in_dispatch = c->in_dispatch;
-
     if (on == c->read_enabled)
         return;
-    /* TLS: enabling decrypts what is buffered and runs the read callback
-     * at once; the caller dispatches those frames (rpc_conn_flow) */
-    c->in_dispatch = true;
     if (on)
-        bufferevent_enable(c->bev, EV_READ);
+        bufferevent_enable(c->bev, EV_READ); /* TLS: its callbacks are deferred (tls.c) */
     else
         bufferevent_disable(c->bev, EV_READ);
-    c->in_dispatch = in_dispatch;
     c->read_enabled = on;
 }
 

@@ -168,10 +168,18 @@ tls_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
     bufferevent_trigger(bev, EV_WRITE, BEV_OPT_DEFER_CALLBACKS);
 }
 
-/* An SSL filter over a socket bufferevent on fd (-1: to connect); NULL on failure. */
+/*
+ * An SSL filter over a socket bufferevent on fd (-1: to connect); NULL on
+ * failure. Enabling EV_READ on a filter decrypts what is buffered and runs
+ * the read (or event) callback at once; a server connection, which enables
+ * reading from inside its flow control (conn.c) and may be closed by those
+ * callbacks, gets them deferred to the loop (BEV_OPT_DEFER_CALLBACKS).
+ */
 static struct bufferevent *
 tls_bev_new(struct event_base *base, int fd, SSL *ssl, enum bufferevent_ssl_state state)
 {
+    int opts =
+        BEV_OPT_CLOSE_ON_FREE | (state == BUFFEREVENT_SSL_ACCEPTING ? BEV_OPT_DEFER_CALLBACKS : 0);
     struct bufferevent *under = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE), *bev;
 
     if (under == NULL) {
@@ -179,7 +187,7 @@ tls_bev_new(struct event_base *base, int fd, SSL *ssl, enum bufferevent_ssl_stat
         return NULL;
     }
     bufferevent_set_max_single_read(under, RPC_MAX_SINGLE_READ);
-    bev = bufferevent_openssl_filter_new(base, under, ssl, state, BEV_OPT_CLOSE_ON_FREE);
+    bev = bufferevent_openssl_filter_new(base, under, ssl, state, opts);
     if (bev == NULL) { /* it freed ssl */
         bufferevent_free(under);
         return NULL;
