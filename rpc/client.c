@@ -20,6 +20,7 @@
  * request of the iteration with one writev straight to the socket, instead
  * of registering for EPOLLOUT and writing on the next iteration. When the
  * socket does not take it all, EV_WRITE goes on until the output is empty.
+ * Over TLS the same, rpc_tls_flush encrypting the iteration's requests first.
  * Responses are unpacked into a per-client scratch allocator (rpc_int.h),
  * released after the callback returns, except for the blocking wrapper, which
  * keeps the response. The hot Requests are packed and the hot Responses
@@ -473,10 +474,16 @@ client_eventcb(struct bufferevent *bev, short what, void *arg)
         c->state = CLIENT_CONNECTED;
         c->connect_failed_ms = 0;
         event_del(c->connect_timer);
-        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && c->o.tls == NULL) {
+        if (c->o.tls != NULL) { /* the calls made while connecting: rpc_tls_flush */
+            c->wr_direct = true;
+            if (!c->flush_pending && evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+                c->flush_pending = true;
+                event_active(c->flush_ev, EV_TIMEOUT, 0);
+            }
+        } else if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
             bufferevent_disable(bev, EV_WRITE);
             c->wr_direct = true;
-        } /* else libevent sends the calls made while connecting; client_writecb (TLS: always) */
+        } /* else libevent sends the calls made while connecting; client_writecb */
         rpc_sock_nodelay(bufferevent_getfd(bev));
         c->last_st = OM_OK;
         c->last_msg[0] = '\0';
@@ -515,7 +522,7 @@ client_writecb(struct bufferevent *bev, void *arg)
     rpc_client *c = arg;
 
     if (bev != c->bev || c->state != CLIENT_CONNECTED || c->o.tls != NULL)
-        return;
+        return; /* TLS: the socket's output emptied (rpc_tls_flush); nothing to switch */
     if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
         bufferevent_disable(bev, EV_WRITE);
         c->wr_direct = true;
@@ -534,6 +541,10 @@ client_flush_cb(evutil_socket_t fd, short what, void *arg)
     if (c->bev == NULL || !c->wr_direct)
         return;
     struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->o.tls != NULL) {
+        (void)rpc_tls_flush(c->bev); /* what the socket does not take, libevent writes */
+        return;
+    }
     if (evbuffer_get_length(out) == 0)
         return;
     /* A full socket or an error: the bufferevent retries when writable and
@@ -646,9 +657,10 @@ client_start_connect(rpc_client *c)
     }
     bufferevent_set_max_single_read(c->bev, RPC_MAX_SINGLE_READ); /* see rpc_conn_new */
     bufferevent_setcb(c->bev, client_readcb, client_writecb, client_eventcb, c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_enable(c->bev, c->o.tls != NULL ? EV_READ : EV_READ | EV_WRITE);
     c->state = CLIENT_CONNECTING;
-    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&ss, (int)sslen) != 0) {
+    if (bufferevent_socket_connect(rpc_tls_socket_bev(c->bev), (struct sockaddr *)&ss,
+                                   (int)sslen) != 0) {
         int err = errno;
         c->connect_failed_ms = om_clock_mono_ms();
         snprintf(msg, sizeof(msg), "connect to %s failed: %s", c->addr,
@@ -873,10 +885,17 @@ sync_cb(void *arg, om_status st, const Objmeta__Response *resp)
 om_status
 rpc_sync_client_open(const char *addr, uint32_t timeout_ms, rpc_sync_client **out)
 {
+    return rpc_sync_client_open_tls(addr, timeout_ms, NULL, out);
+}
+
+om_status
+rpc_sync_client_open_tls(const char *addr, uint32_t timeout_ms, rpc_tls *tls, rpc_sync_client **out)
+{
     rpc_client_opts o;
 
     rpc_client_opts_init(&o);
     o.connect_timeout_ms = timeout_ms;
+    o.tls = tls;
     return rpc_sync_client_open_opts(addr, &o, out, NULL, 0);
 }
 

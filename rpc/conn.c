@@ -45,7 +45,8 @@
  * EPOLLOUT and waiting a loop iteration for it (two epoll_ctl calls and a
  * wake-up per write with a plain bufferevent). Only when the socket does not
  * take everything is EV_WRITE enabled; libevent then writes the rest, and
- * conn_writecb turns it off again once the output is empty.
+ * conn_writecb turns it off again once the output is empty. TLS connections
+ * take the same path, rpc_tls_flush encrypting the output first (tls.c).
  */
 #define OM_LOG_MODULE "rpc"
 
@@ -76,6 +77,13 @@ struct evbuffer *
 rpc_conn_out(rpc_conn *c)
 {
     return bufferevent_get_output(c->bev);
+}
+
+/* Bytes queued and not yet sent (TLS: before and after encryption). */
+static size_t
+conn_queued(const rpc_conn *c)
+{
+    return c->tls ? rpc_tls_queued(c->bev) : evbuffer_get_length(bufferevent_get_output(c->bev));
 }
 
 /* Output was queued: write it at the end of this loop iteration. */
@@ -186,7 +194,7 @@ conn_set_read(rpc_conn *c, bool on)
     if (on == c->read_enabled)
         return;
     if (on)
-        bufferevent_enable(c->bev, EV_READ);
+        bufferevent_enable(c->bev, EV_READ); /* TLS: its callbacks are deferred (tls.c) */
     else
         bufferevent_disable(c->bev, EV_READ);
     c->read_enabled = on;
@@ -245,7 +253,7 @@ rpc_conn_flow(rpc_conn *c)
 
     if (c->free_deferred)
         return;
-    size_t out = evbuffer_get_length(rpc_conn_out(c));
+    size_t out = conn_queued(c);
     if (out > o->out_hard_limit && (c->state == CONN_OPEN || c->state == CONN_DRAINING)) {
         /* answers of requests already in flight keep coming after reading
          * paused: a peer that never reads must not hold them all (issue 13) */
@@ -525,6 +533,10 @@ conn_readcb(struct bufferevent *bev, void *arg)
             evbuffer_drain(in, evbuffer_get_length(in));
         return;
     }
+    /* libevent decrypts the first requests (and runs this) before it
+     * reports the finished handshake: the roles first */
+    if (c->tls && !c->tls_ready)
+        rpc_tls_conn_ready(c);
     conn_process(c);
 }
 
@@ -534,8 +546,8 @@ conn_writecb(struct bufferevent *bev, void *arg)
     rpc_conn *c = arg;
 
     c->last_active_ms = om_clock_mono_ms();
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && !c->tls)
-        conn_set_write(c, false); /* back to direct writes */
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        conn_set_write(c, false); /* back to direct writes (TLS: rpc_tls_flush) */
     rpc_conn_flow(c);
 }
 
@@ -548,6 +560,12 @@ rpc_conn_flush_dirty(rpc_server *s)
         rpc_conn *c = s->dirty;
         conn_unmark_dirty(c);
         struct evbuffer *out = rpc_conn_out(c);
+        if (c->tls) {
+            if (rpc_tls_flush(c->bev))
+                c->last_active_ms = now_ms;
+            rpc_conn_flow(c);
+            continue;
+        }
         if (c->wr_enabled || evbuffer_get_length(out) == 0)
             continue;
         /* Whatever stops a direct write (a full socket, an error) is left to
@@ -648,10 +666,7 @@ rpc_conn_new(rpc_server *s, int fd, const struct sockaddr *sa, int salen, bool r
     /* The write callback fires whenever the output drains to the low mark.
      * EV_WRITE stays off until a direct write leaves bytes behind (above). */
     bufferevent_setwatermark(c->bev, EV_WRITE, s->o.out_low_water, 0);
-    if (c->tls)
-        c->wr_enabled = true; /* TLS: the bufferevent encrypts and writes, never direct writes */
-    else
-        bufferevent_disable(c->bev, EV_WRITE);
+    bufferevent_disable(c->bev, EV_WRITE); /* TLS: already off (rpc_tls_flush) */
     c->next = s->conns;
     if (s->conns != NULL)
         s->conns->prev = c;
@@ -678,7 +693,7 @@ rpc_conn_new(rpc_server *s, int fd, const struct sockaddr *sa, int salen, bool r
 size_t
 rpc_conn_out_len(const rpc_conn *c)
 {
-    return evbuffer_get_length(bufferevent_get_output(c->bev));
+    return conn_queued(c);
 }
 
 size_t
@@ -726,8 +741,7 @@ rpc_conn_sweep(rpc_conn *c, uint64_t now_ms)
         }
     }
     if (c->state == CONN_OPEN && o->idle_timeout_ms > 0 && c->ninflight == 0 &&
-        evbuffer_get_length(rpc_conn_out(c)) == 0 &&
-        now_ms - c->last_active_ms >= o->idle_timeout_ms) {
+        conn_queued(c) == 0 && now_ms - c->last_active_ms >= o->idle_timeout_ms) {
         om_log(OM_LOG_DEBUG, "closing idle connection peer=%s idle_ms=%llu", c->peer,
                (unsigned long long)(now_ms - c->last_active_ms));
         c->srv->st.idle_closes++;

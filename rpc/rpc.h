@@ -541,6 +541,10 @@ typedef struct rpc_sync_client rpc_sync_client;
  * Thread-safety: one thread at a time per client; clients are independent.
  */
 om_status rpc_sync_client_open(const char *addr, uint32_t timeout_ms, rpc_sync_client **out);
+/* The same over TLS when tls is not NULL (a client context: rpc_tls_new with
+ * server = false; its certificate, if any, is this side's credential). */
+om_status rpc_sync_client_open_tls(const char *addr, uint32_t timeout_ms, rpc_tls *tls,
+                                   rpc_sync_client **out);
 /* The same with client options (TLS, token; o->connect_timeout_ms 0 = 3000),
  * and the reason of a failure in err (may be NULL). */
 om_status rpc_sync_client_open_opts(const char *addr, const rpc_client_opts *o,

@@ -270,9 +270,18 @@ bool rpc_token_allows(const rpc_token *t, const char *bucket, bool write);
 struct event_base;
 /* A server-side TLS bufferevent on an accepted fd (owns fd and SSL), or NULL. */
 struct bufferevent *rpc_tls_bev_accept(rpc_tls *t, struct event_base *base, int fd);
-/* A client-side TLS bufferevent to connect (bufferevent_socket_connect) that
- * verifies the server's certificate against host; NULL on failure. */
+/* A client-side TLS bufferevent to connect (bufferevent_socket_connect on
+ * rpc_tls_socket_bev) that verifies the server's certificate against host;
+ * NULL on failure. Both kinds start with EV_WRITE off: see rpc_tls_flush. */
 struct bufferevent *rpc_tls_bev_connect(rpc_tls *t, struct event_base *base, const char *host);
+/* The socket bufferevent under a TLS one (bev itself for a plaintext one). */
+struct bufferevent *rpc_tls_socket_bev(struct bufferevent *bev);
+/* Bytes queued and not yet sent: plaintext not encrypted, and records not written. */
+size_t rpc_tls_queued(struct bufferevent *bev);
+/* Encrypt what the TLS bufferevent's output holds and write it to the
+ * socket now (one writev); what the socket does not take, libevent writes
+ * later, then runs bev's write callback. True when bytes were written. */
+bool rpc_tls_flush(struct bufferevent *bev);
 /* The roles of a verified peer certificate's OUs (0 without one); its CN into who. */
 uint32_t rpc_tls_peer_roles(struct bufferevent *bev, char *who, size_t cap);
 /* Why a TLS bufferevent failed, as text. */

@@ -49,6 +49,7 @@ typedef struct shard_conf_repl {
     shard_repl *primary;   /* replica-role primary */
     shard_replica *backup; /* replica-role backup */
     shard_repl_etcd *etcd; /* etcd: either role, as the group configuration says */
+    rpc_tls *tls;          /* the shippers' client context when the shard serves TLS */
 } shard_conf_repl;
 
 /*

@@ -3,6 +3,12 @@
  * into the replication objects (shard/repl.h, shard/repl_etcd.h; design:
  * shard/REPLICATION.md). Part of the binary, like main_conf.c: the library
  * takes option structs.
+ *
+ * A primary whose shard serves TLS ships over TLS too, as the coordinator
+ * dials shards (coordinator/coord.c): a client context with the shard's own
+ * certificate and key (OU=peer: the peer role Replicate needs) and the
+ * cluster CA, which the backup's certificate must chain to. A backup may
+ * then grant plaintext nothing (plaintext-roles = none).
  */
 #define OM_LOG_MODULE "main"
 #include <string.h>
@@ -24,7 +30,8 @@ start_etcd(const shard_conf *c, shard *sh, struct event_base *base, void (*resta
                               .lease_ttl_ms = (uint32_t)c->replica_lease_ttl,
                               .timeout_ms = (uint32_t)c->replica_timeout,
                               .restart = restart,
-                              .restart_arg = arg};
+                              .restart_arg = arg,
+                              .tls = out->tls};
     char err[256];
 
     if (c->replica_role != SHARD_ROLE_NONE || c->replicas[0] != '\0' || c->replica_term != 1) {
@@ -52,7 +59,15 @@ shard_conf_replication(const shard_conf *c, shard *sh, struct event_base *base,
                        void (*restart)(void *), void *arg, shard_conf_repl *out)
 {
     shard_repl_opts o;
+    char err[512];
 
+    if (c->tls_cert[0] != '\0' && (c->etcd[0] != '\0' || c->replica_role == SHARD_ROLE_PRIMARY)) {
+        rpc_tls_opts t = {.cert_file = c->tls_cert, .key_file = c->tls_key, .ca_file = c->tls_ca};
+        if (rpc_tls_new(&t, false, &out->tls, err, sizeof(err)) != OM_OK) {
+            om_log(OM_LOG_ERROR, "bad configuration: replication over TLS: %s", err);
+            return OM_ERR(OM_E_INVALID);
+        }
+    }
     if (c->etcd[0] != '\0')
         return start_etcd(c, sh, base, restart, arg, out);
     if (c->replica_role == SHARD_ROLE_BACKUP)
@@ -64,6 +79,7 @@ shard_conf_replication(const shard_conf *c, shard *sh, struct event_base *base,
     o.term = (uint64_t)c->replica_term;
     o.backups = c->replicas;
     o.timeout_ms = (uint32_t)c->replica_timeout;
+    o.tls = out->tls;
     return shard_repl_open(sh, &o, &out->primary);
 }
 
@@ -89,6 +105,7 @@ shard_conf_repl_free(shard_conf_repl *r)
 {
     shard_repl_close(r->primary);
     shard_repl_etcd_free(r->etcd);
+    rpc_tls_free(r->tls); /* after every shipper that borrowed it */
     memset(r, 0, sizeof(*r));
 }
 

@@ -483,7 +483,8 @@ peer_main(void *arg)
         rq.groups = groups;
         req.body_case = OBJMETA__REQUEST__BODY_REPLICATE;
         req.replicate = &rq;
-        st = cli != NULL ? OM_OK : rpc_sync_client_open(p->addr, r->opts.timeout_ms, &cli);
+        st = cli != NULL ? OM_OK
+                         : rpc_sync_client_open_tls(p->addr, r->opts.timeout_ms, r->opts.tls, &cli);
         if (st == OM_OK)
             st = rpc_sync_client_call(cli, &req, r->opts.timeout_ms, &resp);
         free(groups);

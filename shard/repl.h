@@ -135,6 +135,8 @@ typedef struct shard_repl_opts {
                                * Default 256 MiB */
     bool no_await;            /* open returns at once: the caller waits with shard_repl_ready
                                * (the etcd layer, which must stay on its loop meanwhile) */
+    rpc_tls *tls;             /* NULL: plaintext; else the shippers' client context (the shard's
+                               * certificate and the cluster CA). Borrowed: outlives the repl */
 } shard_repl_opts;
 
 void shard_repl_opts_init(shard_repl_opts *o);

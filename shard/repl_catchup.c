@@ -159,7 +159,7 @@ repl_catch_up_step(repl_peer *p, rpc_sync_client **cli, bool *quiet)
         req.body_case = OBJMETA__REQUEST__BODY_REPLICATE;
         req.replicate = &rq;
         if (*cli == NULL)
-            st = rpc_sync_client_open(p->addr, r->opts.timeout_ms, cli);
+            st = rpc_sync_client_open_tls(p->addr, r->opts.timeout_ms, r->opts.tls, cli);
         if (st == OM_OK)
             st = rpc_sync_client_call(*cli, &req, r->opts.timeout_ms, &resp);
     }

@@ -43,6 +43,7 @@ typedef struct shard_repl_etcd_opts {
     /* stop serving and return from the loop: main executes the binary again (loop thread) */
     void (*restart)(void *arg);
     void *restart_arg;
+    rpc_tls *tls; /* NULL: ship in plaintext; else the shippers' client context (borrowed) */
 } shard_repl_etcd_opts;
 
 /*

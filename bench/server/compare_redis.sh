@@ -29,14 +29,21 @@
 # ...), and the run with the median ops/s is reported, so that load from
 # elsewhere on the machine drifts into both sides alike.
 #
-# TLS=1 adds a second objmeta-shard serving TLS (mutual TLS, certificates
-# from scripts/gen-certs.sh) and reports Store and Retrieve over TLS against
-# the same operations in plaintext, same run (issue 13's bar: >= 0.8).
+# TLS=1 adds Store and Retrieve over TLS (mutual TLS, certificates from
+# scripts/gen-certs.sh) against the same operations in plaintext, same run
+# (issue 13's bar: >= 0.8). Both sides are the one shard on its one data
+# directory: for each pipeline depth of each round it is restarted serving
+# TLS and restarted in plaintext (the order alternating by round), and each
+# start is followed by a 1 s Retrieve warm-up (the block and row caches
+# start empty), so the pair differs only in the transport -- no second
+# shard compacts beside it. The clients connect (TLS handshakes included)
+# before the clock starts.
+# TLS=only runs just that pair (no Redis, no other rows).
 #
 # usage: bench/server/compare_redis.sh [BUILD_DIR]      (default: build)
 # environment: CLIENTS=50 PIPELINES="1 16" VALUE_SIZE=256 KEYS=2000000 HOT_KEYS=100000
 #              VALUES=random DISTS=uniform YCSB="A B C E" YCSB_PIPELINE=1 DURATION=3 ROUNDS=3
-#              TLS=0
+#              TLS=0 (1: add the TLS pair; only: nothing else)
 # needs: redis-server, redis-benchmark, redis-cli (Debian: redis-server redis-tools)
 set -eu
 
@@ -60,6 +67,7 @@ for b in "$shard" "$bench"; do
     [ -x "$b" ] || { echo "compare_redis: $b not built (ninja -C $build)" >&2; exit 2; }
 done
 for b in redis-server redis-benchmark redis-cli; do
+    [ "${TLS:-0}" = only ] && break
     command -v "$b" >/dev/null || {
         echo "compare_redis: $b missing (apt-get install redis-server redis-tools)" >&2; exit 2; }
 done
@@ -67,27 +75,38 @@ done
 # shellcheck source=bench/common/bench_lib.sh
 . "$(dirname "$0")/../common/bench_lib.sh"
 bench_tmp objmeta-vs-redis
+shard_pid=""
+# the shard is restarted (plaintext / TLS): stop whichever runs, then the rest
+cleanup() { pids="$shard_pid $pids"; bench_cleanup; }
+trap cleanup EXIT INT TERM
 
-# objmeta-shard, durable
-"$shard" --listen=127.0.0.1:0 --http-listen=off --port-file="$tmp/shard.ports" \
-    --data-dir="$tmp/shard" --sync-mode=always --log-level=warn </dev/null >/dev/null \
-    2>"$tmp/shard.log" &
-shard_pid=$!
-pids="$pids $shard_pid"
-wait_for "$tmp/shard.ports" 100 || { cat "$tmp/shard.log" >&2; exit 1; }
-oport=$(awk '$1 == "rpc" { print $2 }' "$tmp/shard.ports")
+# objmeta-shard, durable; start_shard [TLS options] (re)starts it on the same data
+start_shard() {
+    rm -f "$tmp/shard.ports"
+    "$shard" --listen=127.0.0.1:0 --http-listen=off --port-file="$tmp/shard.ports" \
+        --data-dir="$tmp/shard" --sync-mode=always --log-level=warn "$@" </dev/null >/dev/null \
+        2>>"$tmp/shard.log" &
+    shard_pid=$!
+    wait_for "$tmp/shard.ports" 600 || { cat "$tmp/shard.log" >&2; exit 1; }
+    sport=$(awk '$1 == "rpc" { print $2 }' "$tmp/shard.ports")
+    [ $# -gt 0 ] || oport=$sport
+}
+stop_shard() {
+    kill "$shard_pid"
+    wait "$shard_pid" || { echo "compare_redis: the shard exited with an error" >&2; exit 1; }
+    shard_pid=""
+}
+start_shard
 tls_bench=""
-if [ "$TLS" = 1 ]; then
+tls_serve=""
+if [ "$TLS" != 0 ]; then
     "$(dirname "$0")/../../scripts/gen-certs.sh" "$tmp/certs" >/dev/null
-    "$shard" --listen=127.0.0.1:0 --http-listen=off --port-file="$tmp/tls.ports" \
-        --data-dir="$tmp/tls" --sync-mode=always --log-level=warn \
-        --tls-cert="$tmp/certs/node.pem" --tls-key="$tmp/certs/node.key" \
-        --tls-ca="$tmp/certs/ca.pem" </dev/null >/dev/null 2>"$tmp/tls.log" &
-    pids="$pids $!"
-    wait_for "$tmp/tls.ports" 100 || { cat "$tmp/tls.log" >&2; exit 1; }
-    tport=$(awk '$1 == "rpc" { print $2 }' "$tmp/tls.ports")
+    tls_serve="--tls-cert=$tmp/certs/node.pem --tls-key=$tmp/certs/node.key"
+    tls_serve="$tls_serve --tls-ca=$tmp/certs/ca.pem"
     tls_bench="--ca $tmp/certs/ca.pem --cert $tmp/certs/client.pem --key $tmp/certs/client.key"
 fi
+full=true
+[ "$TLS" = only ] && full=false
 
 # two redis-servers on free ports: one without persistence, one fsyncing every write
 start_redis() { # name, extra args...
@@ -115,10 +134,12 @@ start_redis() { # name, extra args...
     echo "compare_redis: cannot start redis-server ($name)" >&2
     return 1
 }
-rport=$(start_redis plain --appendonly no)
-pids="$pids $(cat "$tmp/plain.pid")"
-aport=$(start_redis always --appendonly yes --appendfsync always)
-pids="$pids $(cat "$tmp/always.pid")"
+if $full; then
+    rport=$(start_redis plain --appendonly no)
+    pids="$pids $(cat "$tmp/plain.pid")"
+    aport=$(start_redis always --appendonly yes --appendfsync always)
+    pids="$pids $(cat "$tmp/always.pid")"
+fi
 
 objmeta_run() { # ops, pipeline, keys, dist, extra... -> "ops_per_sec p50_us p99_us"
     ops=$1; pl=$2; nk=$3; dist=$4; shift 4
@@ -162,7 +183,8 @@ rss_split() {
         "/proc/$1/status" 2>/dev/null
 }
 
-echo "objmeta-shard vs redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')," \
+if $full; then peer="redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')"; else peer="itself over TLS"; fi
+echo "objmeta-shard vs $peer," \
     "clients=$CLIENTS values=$VALUES value_size=$VALUE_SIZE keys=$KEYS hot_keys=$HOT_KEYS" \
     "dists=$DISTS duration=${DURATION}s, $(nproc) CPUs, data in $tmp"
 # Preload KEYS records everywhere before timing anything. Redis gets the same
@@ -170,13 +192,8 @@ echo "objmeta-shard vs redis-server $(redis-server --version | sed 's/.*v=\([^ ]
 "$bench" --addr "127.0.0.1:$oport" --ops store=100 --connections "$CLIENTS" --pipeline 16 \
     --values "$VALUES" --value-size "$VALUE_SIZE" --keys "$KEYS" --duration 1s --preload |
     grep '^preloaded'
-if [ "$TLS" = 1 ]; then # the TLS shard holds the same data, so its reads are comparable
-    # shellcheck disable=SC2086 # the TLS options are several words
-    "$bench" --addr "127.0.0.1:$tport" --ops store=100 --connections "$CLIENTS" --pipeline 16 \
-        --values "$VALUES" --value-size "$VALUE_SIZE" --keys "$KEYS" --duration 1s --preload \
-        $tls_bench | grep '^preloaded' | sed 's/^/TLS shard: /'
-fi
-for port in "$rport" "$aport"; do
+$full || YCSB=""
+$full && for port in "$rport" "$aport"; do
     awk -v n="$KEYS" -v vs="$VALUE_SIZE" 'BEGIN {
         v = sprintf("%*s", vs, ""); gsub(/ /, "x", v)
         for (i = 0; i < n; i++) {
@@ -184,12 +201,40 @@ for port in "$rport" "$aport"; do
             printf "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", length(k), k, vs, v
         } }' | redis-cli -p "$port" --pipe | tail -1 | sed "s/^/redis preload: /"
 done
+# Store and Retrieve over TLS and in plaintext, on the one shard restarted on
+# the same data (see the top); the order alternates by round, so neither
+# side always inherits the other's compactions; plaintext again afterwards.
+restart_warm() { # [TLS server options]: restart the shard, then a 1 s Retrieve warm-up
+    stop_shard
+    start_shard "$@"
+    # shellcheck disable=SC2086 # the TLS options are several words
+    DURATION=1 bench_port=$sport objmeta_run retrieve 16 "$KEYS" uniform ${1:+$tls_bench} >/dev/null
+}
+tls_pair() { # pipeline
+    modes="tls plain"
+    [ $((r % 2)) = 1 ] || modes="plain tls"
+    for mode in $modes; do
+        opts=""
+        # shellcheck disable=SC2086
+        if [ "$mode" = tls ]; then restart_warm $tls_serve; opts=$tls_bench; else restart_warm; fi
+        # shellcheck disable=SC2086
+        echo "c_store_$mode $1 $(bench_port=$sport objmeta_run store "$1" "$KEYS" uniform $opts)"
+        # shellcheck disable=SC2086
+        echo "d_retrieve_$mode $1 $(bench_port=$sport objmeta_run retrieve "$1" "$KEYS" uniform $opts)"
+    done
+    if [ "$mode" = tls ]; then restart_warm; fi
+}
+
 # one line per run: "<bench-id> <pipeline> <ops/s> <p50> <p99>"
 results="$tmp/results"
 : >"$results"
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
     for pl in $PIPELINES; do
+        if ! $full; then
+            tls_pair "$pl" >>"$results"
+            continue
+        fi
         {
             echo "1_store $pl $(objmeta_run store "$pl" "$KEYS" uniform)"
             echo "2_set_always $pl $(redis_run "$aport" set "$pl" "$KEYS")"
@@ -205,12 +250,7 @@ while [ "$r" -le "$ROUNDS" ]; do
             echo "9_hot_set_always $pl $(redis_run "$aport" set "$pl" "$HOT_KEYS")"
             echo "a_hot_retrieve $pl $(objmeta_run retrieve "$pl" "$HOT_KEYS" uniform)"
             echo "b_hot_get $pl $(redis_run "$rport" get "$pl" "$HOT_KEYS")"
-            if [ "$TLS" = 1 ]; then
-                # shellcheck disable=SC2086 # the TLS options are several words
-                echo "c_store_tls $pl $(bench_port=$tport objmeta_run store "$pl" "$KEYS" uniform $tls_bench)"
-                # shellcheck disable=SC2086
-                echo "d_retrieve_tls $pl $(bench_port=$tport objmeta_run retrieve "$pl" "$KEYS" uniform $tls_bench)"
-            fi
+            [ "$TLS" = 0 ] || tls_pair "$pl"
         } >>"$results"
     done
     for w in $YCSB; do
@@ -238,7 +278,9 @@ label() {
     a_hot_retrieve) echo "hot set: objmeta Retrieve" ;;
     b_hot_get) echo "hot set: redis GET" ;;
     c_store_tls) echo "objmeta Store over TLS" ;;
+    c_store_plain) echo "objmeta Store, plaintext (pair)" ;;
     d_retrieve_tls) echo "objmeta Retrieve over TLS" ;;
+    d_retrieve_plain) echo "objmeta Retrieve, plaintext (pair)" ;;
     ycsb_*) echo "objmeta YCSB ${1#ycsb_} (all ops)" ;;
     esac
 }
@@ -252,6 +294,14 @@ printf '\n%-34s %4s %12s %10s %10s   (median of %s runs)\n' "benchmark" "pipe" "
     "p50 us" "p99 us" "$ROUNDS"
 summary=""
 for pl in $PIPELINES; do
+    if [ "$TLS" != 0 ]; then
+        for b in c_store_tls c_store_plain d_retrieve_tls d_retrieve_plain; do
+            row "$b" "$pl"
+        done
+        summary="$summary
+pipeline $pl: TLS/plaintext Store = $(ratio "$(ops_of c_store_tls "$pl")" "$(ops_of c_store_plain "$pl")") (bar 0.8)   TLS/plaintext Retrieve = $(ratio "$(ops_of d_retrieve_tls "$pl")" "$(ops_of d_retrieve_plain "$pl")") (bar 0.8)"
+        $full || continue
+    fi
     for b in 1_store 2_set_always 3_set_plain 4_retrieve 5_get; do
         row "$b" "$pl"
     done
@@ -272,23 +322,19 @@ pipeline $pl, $d keys: Store/SET(always, uniform) = $(ratio "$(ops_of "6_store_$
     done
     summary="$summary
 pipeline $pl, hot set of $HOT_KEYS keys: Store/SET(always) = $(ratio "$(ops_of 8_hot_store "$pl")" "$(ops_of 9_hot_set_always "$pl")")   Retrieve/GET = $(ratio "$(ops_of a_hot_retrieve "$pl")" "$(ops_of b_hot_get "$pl")")"
-    if [ "$TLS" = 1 ]; then
-        row c_store_tls "$pl"; row d_retrieve_tls "$pl"
-        summary="$summary
-pipeline $pl: TLS/plaintext Store = $(ratio "$(ops_of c_store_tls "$pl")" "$os") (bar 0.8)   TLS/plaintext Retrieve = $(ratio "$(ops_of d_retrieve_tls "$pl")" "$og") (bar 0.8)"
-    fi
 done
 for w in $YCSB; do
     row "ycsb_$w" "$YCSB_PIPELINE"
 done
 echo
 echo "ratios:$summary"
+[ "$TLS" = 0 ] || awk '$1 ~ /^[cd]_/ { printf "run: %s pipeline %s %s ops/s\n", $1, $2, $3 }' "$results"
 "$bench" --addr "127.0.0.1:$oport" --ops retrieve=1 --connections 1 --requests 1 --keys "$KEYS" \
     --duration 1s --stats | grep '^SHARD' || true
-echo "rss: objmeta-shard $(rss_mib "$shard_pid") MiB ($(rss_split "$shard_pid")), redis-server (no persistence)" \
+$full && echo "rss: objmeta-shard $(rss_mib "$shard_pid") MiB ($(rss_split "$shard_pid")), redis-server (no persistence)" \
     "$(rss_mib "$(cat "$tmp/plain.pid")") MiB, redis-server (always)" \
     "$(rss_mib "$(cat "$tmp/always.pid")") MiB, each holding $KEYS records or more"
-echo "rss ratio: objmeta-shard anonymous / redis-server (no persistence) =" \
+$full && echo "rss ratio: objmeta-shard anonymous / redis-server (no persistence) =" \
     "$(ratio "$(awk '$1 == "RssAnon:" { print $2 }' "/proc/$shard_pid/status")" \
         "$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$(cat "$tmp/plain.pid")/status")") (bar 0.6)"
 echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"

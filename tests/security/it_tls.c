@@ -12,7 +12,12 @@
  *               told so, and the server keeps serving
  *   mix-ups     TLS to a plaintext port names plaintext; with
  *               tls-client-auth=required no certificate, no connection
+ *   replication a TLS-only primary and backup (plaintext-roles=none): the
+ *               primary ships over TLS with its own certificate; a write
+ *               is acknowledged with the backup holding it, and with the
+ *               backup stopped (SIGSTOP) it is not acknowledged
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,6 +298,93 @@ START_TEST(tls_to_plaintext_port_and_required_certs)
 }
 END_TEST
 
+/* A Head of tls-bucket/key over sc, expecting `want`. */
+static void
+sc_head(rpc_sync_client *sc, uint64_t id, const char *key, Objmeta__Status want)
+{
+    Objmeta__Request q = OBJMETA__REQUEST__INIT;
+    Objmeta__HeadRequest hd = OBJMETA__HEAD_REQUEST__INIT;
+
+    hd.bucket = (char *)"tls-bucket";
+    hd.key = (char *)key;
+    q.body_case = OBJMETA__REQUEST__BODY_HEAD;
+    q.head = &hd;
+    sc_expect(sc, &q, id, want, NULL);
+}
+
+/* A TLS-only replica of g1: a backup, or (replicas: "--replicas=...") its primary. */
+static tu_proc *
+start_tls_replica(const char *replicas)
+{
+    char sa[4][768];
+    const char *extra[] = {replicas ? "--replica-role=primary" : "--replica-role=backup",
+                           "--replica-group=g1",
+                           "--plaintext-roles=none",
+                           "--request-timeout=3s",
+                           sa[0],
+                           sa[1],
+                           sa[2],
+                           sa[3],
+                           replicas,
+                           "--replica-term=1",
+                           "--replica-timeout=500ms",
+                           NULL};
+
+    tls_server_args(sa, "optional");
+    return it_start_shard(NULL, extra); /* a backup's list ends at replicas (NULL) */
+}
+
+START_TEST(tls_replication)
+{
+    char replicas[96];
+    rpc_tls *t_client;
+    rpc_sync_client *sp, *sb;
+    tu_proc *b, *p;
+
+    make_certs();
+    t_client = client_tls("ca", "client");
+    b = start_tls_replica(NULL);
+    snprintf(replicas, sizeof(replicas), "--replicas=127.0.0.1:%d", tu_proc_port(b, "rpc"));
+    p = start_tls_replica(replicas);
+    sp = tls_conn(tu_proc_port(p, "rpc"), t_client, NULL);
+    sb = tls_conn(tu_proc_port(b, "rpc"), t_client, NULL);
+    /* acknowledged: the backup holds it */
+    sc_store(sp, 1, "tls-bucket", OBJMETA__STATUS__OK);
+    sc_head(sb, 2, "tls-key", OBJMETA__STATUS__OK);
+    {
+        /* the backup stopped: the write is held, not acknowledged */
+        Objmeta__Request q = OBJMETA__REQUEST__INIT;
+        Objmeta__StoreRequest st = OBJMETA__STORE_REQUEST__INIT;
+        Objmeta__Response *r = NULL;
+        om_status ts;
+
+        st.bucket = (char *)"tls-bucket";
+        st.key = (char *)"held";
+        q.id = 3;
+        q.body_case = OBJMETA__REQUEST__BODY_STORE;
+        q.store = &st;
+        ck_assert_int_eq(kill(tu_proc_pid(b), SIGSTOP), 0);
+        ts = rpc_sync_client_call(sp, &q, 2500, &r);
+        ck_assert_msg(ts != OM_OK || r->status != OBJMETA__STATUS__OK,
+                      "a write was acknowledged while the backup was stopped");
+        rpc_response_free(r);
+        ck_assert_int_eq(kill(tu_proc_pid(b), SIGCONT), 0);
+    }
+    {
+        /* TLS is the only way in: plaintext to the backup gets no role */
+        int fd = it_sock(tu_proc_port(b, "rpc"));
+        send_raw_keyed(fd, 4, OBJMETA__REQUEST__BODY_HEAD, "tls-bucket", 10, "tls-key", 7, NULL);
+        expect_status(fd, 0, OBJMETA__STATUS__UNAVAILABLE, "speaks TLS");
+        close(fd);
+    }
+    rpc_sync_client_close(sb);
+    rpc_sync_client_close(sp);
+    stop(p);
+    stop(b);
+    rpc_tls_free(t_client);
+}
+END_TEST
+
 static Suite *
 tls_suite(void)
 {
@@ -303,6 +395,7 @@ tls_suite(void)
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, tls_everywhere);
     tcase_add_test(tc, tls_to_plaintext_port_and_required_certs);
+    tcase_add_test(tc, tls_replication);
     suite_add_tcase(s, tc);
     return s;
 }
