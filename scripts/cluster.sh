@@ -81,8 +81,6 @@ esac
 [[ "$replicas" =~ ^[1-5]$ ]] || { echo "cluster.sh: --replicas takes 1..5" >&2; exit 2; }
 (( replicas == 1 || etcd == 1 )) ||
   { echo "cluster.sh: replicas need the etcd cluster state (drop --simple)" >&2; exit 2; }
-(( tls == 0 || replicas == 1 )) ||
-  { echo "cluster.sh: --tls with replicas: replicas ship to each other in plaintext for now; add --simple or --etcd" >&2; exit 2; }
 (( shards * replicas <= 45 )) ||
   { echo "cluster.sh: at most 45 shard processes (--shards x --replicas)" >&2; exit 2; }
 [[ "$port" =~ ^[0-9]+$ ]] && (( port == 0 || (port >= 1024 && port <= 65000) )) ||
