@@ -453,10 +453,11 @@ maybe_lead(shard_repl_etcd *a)
         txn_send(a, &next, 1, -1);
         return;
     }
-    if (strcmp(a->cfg.primary, a->id) == 0)
+    if (strcmp(a->cfg.primary, a->id) == 0 && cfg_in_sync_size(&a->cfg) > 1)
         return; /* this term's primary, restarted: it may hold writes never acknowledged,
                  * which must disappear (REPLICATION.md, "Divergence"): another in-sync
-                 * replica leads, and this one is repaired as a backup */
+                 * replica leads, and this one is repaired as a backup (alone in the
+                 * in-sync set it leads again: nobody else holds the acknowledged writes) */
     if (held.index == 0)
         return; /* an empty disk in the in-sync set: perhaps wiped; never campaign from it */
     if (a->cfg.term > held.term &&
