@@ -1,6 +1,6 @@
 /*
- * lsm/sstable_reader.c -- opens SSTables, serves point lookups and iterators
- * (layout: lsm/FORMAT.md, section "SSTable").
+ * lsm/sstable_reader.c -- opens SSTables and serves point lookups; the
+ * iterator is lsm/sstable_iter.c (layout: lsm/FORMAT.md, section "SSTable").
  *
  * Blocks are read from a read-only mapping of the file when the env offers
  * one (env rfile_map; no system call per block, as LevelDB does), else with
@@ -51,46 +51,10 @@
 
 #include "lsm/block.h"
 #include "lsm/bloom.h"
-#include "lsm/sstable.h"
 #include "lsm/sstable_format.h"
+#include "lsm/sstable_int.h"
 #include "util/checksum.h"
 #include "util/coding.h"
-
-struct lsm_sst {
-    lsm_env *env;
-    const lsm_table_opts *o;
-    char *path;
-    uint64_t number;
-    lsm_rfile *f;
-    const uint8_t *map; /* the whole file mapped (env rfile_map), or NULL: pread */
-    uint64_t file_size;
-    uint64_t data_end; /* where the meta blocks start */
-    uint64_t cache_id;
-    atomic_bool cached; /* a block of this table went into the block cache */
-    lsm_block index;
-    lsm_block filter_block; /* owns the filter bytes, if any */
-    om_slice filter;        /* empty: no filter */
-    lsm_bloom_probe probe;  /* the filter decoded (when filter.n > 0) */
-    lsm_sst_props props;
-    /* Mapped tables: bit i set once data block i (index ordinal) passed its checks. */
-    _Atomic uint64_t *checked;
-    uint32_t nchecked; /* bits in checked (data blocks in the index) */
-    /* Index search: every SST_IX_SAMPLE-th separator, whole, one after another. */
-    om_buf ixkeys;
-    uint32_t *ixoff; /* sample i is ixkeys[ixoff[i], ixoff[i + 1]) */
-    uint32_t nixs;   /* samples (0: search the index block only) */
-};
-
-/*
- * A data block in use: pinned in the cache (h != NULL, b its value), or
- * read for this use only (b == &local; its bytes owned by local or borrowed
- * from the mapping).
- */
-typedef struct sst_blockref {
-    lsm_block *b;
-    lsm_cache_handle *h;
-    lsm_block local;
-} sst_blockref;
 
 /* ---- per-thread zstd contexts ---- */
 
@@ -132,7 +96,7 @@ dctx_get(void)
 
 /* ---- block reads ---- */
 
-static om_status
+om_status
 sst_corrupt(lsm_sst *t, uint64_t off, const char *why)
 {
     lsm_logf(t->o->log_opts, OM_LOG_ERROR, "sstable corrupt file=%s offset=%llu reason=\"%s\"",
@@ -322,8 +286,8 @@ block_cache_deleter(om_slice key, void *value)
     free(value);
 }
 
-static void
-blockref_release(lsm_sst *t, sst_blockref *r)
+void
+sst_blockref_release(lsm_sst *t, sst_blockref *r)
 {
     if (r->h != NULL)
         lsm_cache_release(t->o->block_cache, r->h);
@@ -337,7 +301,7 @@ blockref_release(lsm_sst *t, sst_blockref *r)
 }
 
 /* Data block number ord at (off, size), from the cache or the file. */
-static om_status
+om_status
 sst_block_get(lsm_sst *t, uint64_t off, uint64_t size, uint32_t ord, bool fill_cache,
               sst_blockref *out)
 {
@@ -402,7 +366,7 @@ sst_varint64(const uint8_t *p, const uint8_t *limit, uint64_t *v)
     return om_decode_varint64(p, limit, v);
 }
 
-static om_status
+om_status
 sst_decode_handle(lsm_sst *t, om_slice v, uint64_t *off, uint64_t *size)
 {
     const uint8_t *p = v.p, *limit = v.p + v.n;
@@ -457,7 +421,7 @@ sst_build_ix_samples(lsm_sst *t)
  * table: they stay in the CPU cache), then over the SST_IX_SAMPLE entries
  * between two samples in the index block.
  */
-static void
+void
 sst_index_seek(const lsm_sst *t, lsm_block_iter *ii, om_slice ikey)
 {
     uint32_t lo = 0, hi = t->nixs;
@@ -863,13 +827,13 @@ lsm_sst_get_unfiltered(lsm_sst *t, om_slice lookup, bool fill_cache, lsm_sst_get
             st = sst_corrupt(t, off, "data block entries malformed");
             break;
         }
-        blockref_release(t, &ref);
+        sst_blockref_release(t, &ref);
         st = OM_E_NOTFOUND;
         lsm_it_next(&ii.base);
     }
     if (st == OM_E_NOTFOUND && lsm_it_status(&ii.base) != OM_OK)
         st = sst_corrupt(t, t->data_end, "index block malformed");
-    blockref_release(t, &ref);
+    sst_blockref_release(t, &ref);
     lsm_block_iter_fini(&di);
     lsm_block_iter_fini(&ii);
     return st;
@@ -891,162 +855,4 @@ lsm_sst_approximate_offset(lsm_sst *t, om_slice ikey)
     }
     lsm_block_iter_fini(&ii);
     return off;
-}
-
-/* ---- iterator: index block over data blocks ---- */
-
-typedef struct sst_iter {
-    lsm_it base;
-    lsm_sst *t;
-    bool fill_cache;
-    lsm_block_iter index_it;
-    lsm_block_iter data_it;
-    sst_blockref ref;
-    bool have_block;
-    uint64_t block_off;
-    om_status st;
-} sst_iter;
-
-static void
-siter_drop_block(sst_iter *it)
-{
-    blockref_release(it->t, &it->ref);
-    it->have_block = false;
-}
-
-/* Load the block the index iterator points at; false if none or on error. */
-static bool
-siter_load_block(sst_iter *it)
-{
-    uint64_t off, size;
-    om_status st;
-
-    if (!lsm_it_valid(&it->index_it.base)) {
-        siter_drop_block(it);
-        if (lsm_it_status(&it->index_it.base) != OM_OK && it->st == OM_OK)
-            it->st = sst_corrupt(it->t, it->t->data_end, "index block malformed");
-        return false;
-    }
-    st = sst_decode_handle(it->t, lsm_it_value(&it->index_it.base), &off, &size);
-    if (st == OM_OK && it->have_block && off == it->block_off)
-        return true;
-    siter_drop_block(it);
-    if (st == OM_OK)
-        st = sst_block_get(it->t, off, size, lsm_block_iter_ordinal(&it->index_it), it->fill_cache,
-                           &it->ref);
-    if (st != OM_OK) {
-        it->st = st;
-        return false;
-    }
-    it->have_block = true;
-    it->block_off = off;
-    lsm_block_iter_init(&it->data_it, it->ref.b, LSM_CMP_IKEY);
-    return true;
-}
-
-/* Move past exhausted blocks to the next entry, if any. */
-static void
-siter_skip_forward(sst_iter *it)
-{
-    while (it->st == OM_OK && it->have_block && !lsm_it_valid(&it->data_it.base)) {
-        if (lsm_it_status(&it->data_it.base) != OM_OK) {
-            it->st = sst_corrupt(it->t, it->block_off, "data block entries malformed");
-            break;
-        }
-        lsm_it_next(&it->index_it.base);
-        if (!siter_load_block(it))
-            break;
-        lsm_it_seek_first(&it->data_it.base);
-    }
-}
-
-static bool
-siter_valid(const lsm_it *base)
-{
-    const sst_iter *it = (const sst_iter *)base;
-
-    return it->st == OM_OK && it->have_block && it->data_it.valid;
-}
-
-static void
-siter_seek_first(lsm_it *base)
-{
-    sst_iter *it = (sst_iter *)base;
-
-    if (it->st != OM_OK)
-        return;
-    lsm_it_seek_first(&it->index_it.base);
-    if (siter_load_block(it))
-        lsm_it_seek_first(&it->data_it.base);
-    siter_skip_forward(it);
-}
-
-static void
-siter_seek(lsm_it *base, om_slice target)
-{
-    sst_iter *it = (sst_iter *)base;
-
-    if (it->st != OM_OK)
-        return;
-    sst_index_seek(it->t, &it->index_it, target);
-    if (siter_load_block(it))
-        lsm_it_seek(&it->data_it.base, target);
-    siter_skip_forward(it);
-}
-
-static void
-siter_next(lsm_it *base)
-{
-    sst_iter *it = (sst_iter *)base;
-
-    if (!siter_valid(base))
-        return;
-    lsm_it_next(&it->data_it.base);
-    siter_skip_forward(it);
-}
-
-static om_slice
-siter_key(const lsm_it *base)
-{
-    return lsm_it_key(&((const sst_iter *)base)->data_it.base);
-}
-
-static om_slice
-siter_value(const lsm_it *base)
-{
-    return lsm_it_value(&((const sst_iter *)base)->data_it.base);
-}
-
-static om_status
-siter_status(const lsm_it *base)
-{
-    return ((const sst_iter *)base)->st;
-}
-
-static void
-siter_free(lsm_it *base)
-{
-    sst_iter *it = (sst_iter *)base;
-
-    siter_drop_block(it);
-    lsm_block_iter_fini(&it->index_it);
-    lsm_block_iter_fini(&it->data_it);
-    free(it);
-}
-
-static const lsm_it_ops siter_ops = LSM_IT_OPS(siter, siter_free);
-
-om_status
-lsm_sst_iter_new(lsm_sst *t, bool fill_cache, lsm_it **out)
-{
-    sst_iter *it = calloc(1, sizeof(*it));
-
-    if (it == NULL)
-        return OM_ERR(OM_E_NOMEM);
-    it->base.ops = &siter_ops;
-    it->t = t;
-    it->fill_cache = fill_cache;
-    lsm_block_iter_init(&it->index_it, &t->index, LSM_CMP_IKEY);
-    *out = &it->base;
-    return OM_OK;
 }
