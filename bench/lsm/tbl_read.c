@@ -102,8 +102,14 @@ prepare(lsm_db *db)
         die("flush", OM_E_IO);
 }
 
-/* The phase_* and warm_* wrappers are not inlined so that callgrind can toggle on them. */
-__attribute__((noinline, noipa)) static uint64_t
+/* The phase_* and warm_* wrappers are not inlined so that callgrind can toggle on them
+ * (gcc's noipa also keeps it from cloning them; clang has no such attribute). */
+#if defined(__clang__)
+#define TBL_PHASE __attribute__((noinline))
+#else
+#define TBL_PHASE __attribute__((noinline, noipa))
+#endif
+TBL_PHASE static uint64_t
 loop_get(lsm_db *db, uint64_t ops, bool missing)
 {
     uint64_t s = missing ? 7 : 5, found = 0;
@@ -123,7 +129,7 @@ loop_get(lsm_db *db, uint64_t ops, bool missing)
     return found;
 }
 
-__attribute__((noinline, noipa)) static uint64_t
+TBL_PHASE static uint64_t
 loop_scan(lsm_db *db, uint64_t ops)
 {
     uint64_t s = 9, seen = 0;
@@ -148,7 +154,7 @@ loop_scan(lsm_db *db, uint64_t ops)
     return seen;
 }
 
-__attribute__((noinline, noipa)) static uint64_t
+TBL_PHASE static uint64_t
 phase_get(lsm_db *db, uint64_t ops, bool missing)
 {
     uint64_t r = loop_get(db, ops, missing);
@@ -157,7 +163,7 @@ phase_get(lsm_db *db, uint64_t ops, bool missing)
     return r;
 }
 
-__attribute__((noinline, noipa)) static uint64_t
+TBL_PHASE static uint64_t
 phase_missing(lsm_db *db, uint64_t ops)
 {
     uint64_t r = loop_get(db, ops, true);
@@ -166,7 +172,7 @@ phase_missing(lsm_db *db, uint64_t ops)
     return r;
 }
 
-__attribute__((noinline, noipa)) static uint64_t
+TBL_PHASE static uint64_t
 phase_scan(lsm_db *db, uint64_t ops)
 {
     uint64_t r = loop_scan(db, ops);
@@ -175,14 +181,14 @@ phase_scan(lsm_db *db, uint64_t ops)
     return r;
 }
 
-__attribute__((noinline, noipa)) static void
+TBL_PHASE static void
 warm_get(lsm_db *db, uint64_t ops, bool missing)
 {
     (void)loop_get(db, ops, missing);
 }
 
 /* Gets of other keys than the counted pass's (another seed): fills the caches. */
-__attribute__((noinline, noipa)) static void
+TBL_PHASE static void
 warm_other(lsm_db *db, uint64_t ops)
 {
     uint64_t s = 11;
@@ -199,7 +205,7 @@ warm_other(lsm_db *db, uint64_t ops)
     om_buf_free(&v);
 }
 
-__attribute__((noinline, noipa)) static void
+TBL_PHASE static void
 warm_scan(lsm_db *db, uint64_t ops)
 {
     (void)loop_scan(db, ops);

@@ -246,7 +246,7 @@ main(int argc, char **argv)
     long value_size = 256;
     uint64_t seed = 1;
     char host[256];
-    const char *colon;
+    const char *colon = NULL;
     struct timeval tv;
     struct event *stop;
     double secs;
@@ -256,10 +256,10 @@ main(int argc, char **argv)
     b.pipeline = 1;
     b.keys = 2000000;
     b.redis_wait = 2;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (v == NULL)
-            usage();
+    if (argc % 2 == 0)
+        usage(); /* every option takes a value */
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *a = argv[i], *v = argv[i + 1];
         if (strcmp(a, "--target") == 0)
             target = v;
         else if (strcmp(a, "--addr") == 0)
@@ -283,7 +283,6 @@ main(int argc, char **argv)
             }
         } else
             usage();
-        i++;
     }
     if (target == NULL || addr == NULL || (colon = strrchr(addr, ':')) == NULL ||
         (size_t)(colon - addr) >= sizeof(host) || b.nconn < 1 || b.pipeline < 1 ||
