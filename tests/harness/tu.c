@@ -289,7 +289,18 @@ tu_proc_start(const char *binary, const tu_proc_opts *o)
             ck_abort_msg("%s exited during startup (status %d)", p->binary, status);
         }
         if (tu_now_ms() > deadline) {
+            char proc[64], *wchan, *stat;
+
             tu_proc_dump_stderr(p);
+            /* where it waits, for the report: a start that hangs must be diagnosable */
+            snprintf(proc, sizeof(proc), "/proc/%d/wchan", (int)p->pid);
+            wchan = tu_slurp(proc);
+            snprintf(proc, sizeof(proc), "/proc/%d/stat", (int)p->pid);
+            stat = tu_slurp(proc);
+            fprintf(stderr, "pid %d: wchan=%s stat=%s\n", (int)p->pid, wchan ? wchan : "?",
+                    stat ? stat : "?");
+            free(wchan);
+            free(stat);
             ck_abort_msg("%s did not write its port file within %d ms", p->binary, timeout);
         }
         struct timespec ts = {0, 5 * 1000000L}; /* poll interval, not synchronisation */

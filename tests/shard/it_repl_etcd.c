@@ -83,9 +83,10 @@ start_replica(cluster *cl, int i, bool fresh)
                            "--replica-timeout=500ms",
                            "--request-timeout=3s",
                            NULL};
-    /* 30 s: a machine busy with other fsyncs can make an engine recovery slow */
+    /* 60 s: a machine busy with other fsyncs (or a ThreadSanitizer build) can make an
+     * engine recovery slow; a start that hangs still fails, with where it waits */
     tu_proc_opts o = {
-        .data_dir = fresh ? NULL : cl->dir[i], .extra = extra, .start_timeout_ms = 30000};
+        .data_dir = fresh ? NULL : cl->dir[i], .extra = extra, .start_timeout_ms = 60000};
 
     snprintf(listen, sizeof(listen), "--listen=127.0.0.1:%d", cl->port[i]);
     snprintf(http, sizeof(http), "--http-listen=127.0.0.1:%d", cl->http[i]);
