@@ -16,7 +16,9 @@
  *                          and add-group g3 at once: g2 is a source that
  *                          fails over while the change starts.
  *
- * Each ends, with the load stopped and every replica back in sync, with:
+ * Every listing taken meanwhile has its keys strictly ascending across its
+ * pages (none repeated) and every key that existed throughout. Each ends,
+ * with the load stopped and every replica back in sync, with:
  * every key reads back through the coordinator as its last acknowledged
  * write left it (or as a write whose outcome the writer could not know),
  * so no acknowledged write is lost and no acknowledged delete undone; every
@@ -42,7 +44,9 @@
 #define PREFIX "/objmeta/grpmig"
 #define BUCKET "mig"
 #define NREP 3
-#define NKEYS 480
+#define NKEYS 480  /* the writers' keys */
+#define NSTABLE 60 /* more keys, stored once and never written again: every listing has them */
+#define NALL (NKEYS + NSTABLE)
 #define VALUE_BYTES 2048
 #define WRITERS 3
 #define MAX_PENDING 16
@@ -281,16 +285,16 @@ typedef struct load {
     const char *addr;
     atomic_bool stop;
     uint64_t seed;
-    kstate keys[NKEYS];
-    int next_op[NKEYS];
-    atomic_int acked, unknown, reads, read_errors, bad;
+    kstate keys[NALL];
+    int next_op[NALL];
+    atomic_int acked, unknown, reads, read_errors, bad, lists, list_errors;
     char first_bad[256];
     pthread_mutex_t mu; /* first_bad */
 } load;
 
 typedef struct worker {
     load *l;
-    int w; /* writer index, or -1: the reader */
+    int w; /* writer index, or -1: the reader, -2: the lister */
 } worker;
 
 static void
@@ -388,7 +392,7 @@ reader_step(load *l, omc_client *c, uint64_t *rs)
     om_buf data = OM_BUF_INIT;
     om_status st;
 
-    snprintf(name, sizeof(name), "k%04d", (int)(tu_rand(rs) % NKEYS));
+    snprintf(name, sizeof(name), "k%04d", (int)(tu_rand(rs) % NALL));
     st = omc_retrieve(c, BUCKET, name, &info, &data);
     if (st == OM_OK)
         omc_info_free(&info);
@@ -399,6 +403,55 @@ reader_step(load *l, omc_client *c, uint64_t *rs)
     else
         note_bad(l, "a read failed: %s: %s", om_status_str(st), omc_last_message(c));
     om_buf_free(&data);
+}
+
+/*
+ * One whole listing, 97 keys a page: keys strictly ascending across pages
+ * (none repeated, none out of order) and every stable key present. A
+ * retryable error restarts it.
+ */
+static void
+lister_step(load *l, omc_client *c)
+{
+    char prev[64] = "", token[512] = "";
+    int stable = 0;
+
+    for (;;) {
+        omc_list_opts o = {.max_keys = 97, .continuation_token = token[0] ? token : NULL};
+        omc_list_page page;
+        om_status st = omc_list(c, BUCKET, &o, &page);
+        bool more;
+
+        if (st != OM_OK) {
+            if (retryable(st))
+                atomic_fetch_add(&l->list_errors, 1);
+            else
+                note_bad(l, "a listing failed: %s: %s", om_status_str(st), omc_last_message(c));
+            return;
+        }
+        for (size_t i = 0; i < page.n_entries; i++) {
+            const char *k = page.entries[i].key;
+            int n;
+
+            if (strcmp(prev, k) >= 0)
+                note_bad(l, "a listing repeats or reorders keys: %s after %s", k, prev);
+            snprintf(prev, sizeof(prev), "%s", k);
+            if (sscanf(k, "k%d", &n) == 1 && n >= NKEYS && n < NALL)
+                stable++;
+        }
+        more = page.is_truncated;
+        snprintf(token, sizeof(token), "%s", more ? page.next_continuation_token : "");
+        omc_list_page_free(&page);
+        if (!more)
+            break;
+    }
+    if (stable != NSTABLE) {
+        char got[16], want[16];
+        snprintf(got, sizeof(got), "%d", stable);
+        snprintf(want, sizeof(want), "%d", NSTABLE);
+        note_bad(l, "a listing missed keys that existed throughout: %s of %s", got, want);
+    }
+    atomic_fetch_add(&l->lists, 1);
 }
 
 static void *
@@ -412,17 +465,21 @@ worker_main(void *arg)
     while (!atomic_load(&l->stop)) {
         if (wk->w >= 0)
             writer_step(l, c, &rs, wk->w);
-        else
+        else if (wk->w == -1)
             reader_step(l, c, &rs);
+        else
+            lister_step(l, c);
     }
     omc_close(c);
     return NULL;
 }
 
+#define WORKERS (WRITERS + 2) /* the writers, a reader, a lister */
+
 typedef struct run {
     load l;
-    worker wk[WRITERS + 1];
-    pthread_t th[WRITERS + 1];
+    worker wk[WORKERS];
+    pthread_t th[WORKERS];
 } run;
 
 /* Every key stored once (the data a change copies), then the load starts. */
@@ -437,7 +494,7 @@ run_start(run *r, const char *coord, const char *name)
     r->l.seed = tu_seed(name);
     pthread_mutex_init(&r->l.mu, NULL);
     c = load_client(&r->l);
-    for (int i = 0; i < NKEYS; i++) {
+    for (int i = 0; i < NALL; i++) {
         uint64_t deadline = tu_now_ms() + WAIT_MS;
         om_status st;
 
@@ -454,9 +511,9 @@ run_start(run *r, const char *coord, const char *name)
         r->l.next_op[i] = 1;
     }
     omc_close(c);
-    for (int i = 0; i <= WRITERS; i++) {
+    for (int i = 0; i < WORKERS; i++) {
         r->wk[i].l = &r->l;
-        r->wk[i].w = i < WRITERS ? i : -1;
+        r->wk[i].w = i < WRITERS ? i : WRITERS - 1 - i; /* then -1, -2 */
         ck_assert_int_eq(pthread_create(&r->th[i], NULL, worker_main, &r->wk[i]), 0);
     }
 }
@@ -465,12 +522,14 @@ static void
 run_stop(run *r)
 {
     atomic_store(&r->l.stop, true);
-    for (int i = 0; i <= WRITERS; i++)
+    for (int i = 0; i < WORKERS; i++)
         pthread_join(r->th[i], NULL);
     printf("load: %d writes acknowledged, %d with an unknown outcome; %d reads (%d retryable "
-           "errors)\n",
+           "errors); %d whole listings (%d restarted after a retryable error)\n",
            atomic_load(&r->l.acked), atomic_load(&r->l.unknown), atomic_load(&r->l.reads),
-           atomic_load(&r->l.read_errors));
+           atomic_load(&r->l.read_errors), atomic_load(&r->l.lists),
+           atomic_load(&r->l.list_errors));
+    ck_assert_int_gt(atomic_load(&r->l.lists), 0);
     ck_assert_msg(atomic_load(&r->l.bad) == 0, "%d requests failed for good, first: %s",
                   atomic_load(&r->l.bad), r->l.first_bad);
 }
@@ -504,7 +563,7 @@ check_all(run *r, const tu_proc *co, group *const *gs, int ng)
     for (int g = 0; g < ng; g++)
         for (int i = 0; i < NREP; i++)
             direct[g][i] = it_client(gs[g]->p[i]);
-    for (int key = 0; key < NKEYS; key++) {
+    for (int key = 0; key < NALL; key++) {
         char name[16];
         omc_info info;
         om_buf data = OM_BUF_INIT;
