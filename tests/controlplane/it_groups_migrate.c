@@ -3,8 +3,9 @@
  * replica groups (shard/REPLICATION.md, "Migration into a group";
  * coordinator/GROUPS.md): a real etcd, a real objmeta-coord with the etcd
  * cluster state, and groups of three objmeta-shard replicas in etcd mode
- * (lease, failover), under a load of writers (stores and deletes, each
- * key owned by one writer) and a reader, all through the coordinator.
+ * (lease, failover), under the ring-change tests' load through the
+ * coordinator (tests/harness/tu_load.h: writers, a deleter, a reader and a
+ * paginated lister).
  *
  *   add_group_under_load   g1 holds data; add-group g2 while the load
  *                          runs.
@@ -16,12 +17,10 @@
  *                          and add-group g3 at once: g2 is a source that
  *                          fails over while the change starts.
  *
- * Every listing taken meanwhile has its keys strictly ascending across its
- * pages (none repeated) and every key that existed throughout. Each ends,
- * with the load stopped and every replica back in sync, with:
- * every key reads back through the coordinator as its last acknowledged
- * write left it (or as a write whose outcome the writer could not know),
- * so no acknowledged write is lost and no acknowledged delete undone; every
+ * Every listing taken meanwhile never repeats a key nor misses one that
+ * existed throughout (tu_load). Each ends, with the load stopped and every
+ * replica back in sync, with: every acknowledged write reads back (its
+ * value or a later one) and no acknowledged delete is undone; every
  * live key is on all three replicas of exactly one group -- the one the
  * coordinator reads it from -- so the moved keys were purged from every
  * replica of their old group; and `admin verify` finds each group's
@@ -30,7 +29,6 @@
  */
 #include <jansson.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,18 +36,15 @@
 #include "client/client.h"
 #include "it_util.h"
 #include "tu.h"
+#include "tu_load.h"
 #include "tu_etcd.h"
 #include "util/clock.h"
 
 #define PREFIX "/objmeta/grpmig"
 #define BUCKET "mig"
 #define NREP 3
-#define NKEYS 480  /* the writers' keys */
-#define NSTABLE 60 /* more keys, stored once and never written again: every listing has them */
-#define NALL (NKEYS + NSTABLE)
-#define VALUE_BYTES 2048
-#define WRITERS 3
-#define MAX_PENDING 16
+#define NSTABLE 400 /* stored once (1500 bytes each), never written again: what a change copies */
+#define NMUT 200    /* written and deleted all the time */
 #define WAIT_MS 90000
 
 /* ---- processes ---- */
@@ -266,340 +261,70 @@ coord_metric(const tu_proc *c, const char *series)
 
 #define PHASE(name) "\nobjmeta_coord_rebalance_phase{phase=\"" name "\"} "
 
-/* ---- the load ---- */
+/* ---- the checks ---- */
 
-/*
- * What a key may hold. Op numbers grow per key (one writer per key): op n
- * stores the value "key:n:" (padded), op -n deletes. `acked` is the last
- * acknowledged op (0: none yet, the key absent); pending, the ops since
- * whose outcome the writer could not know.
- */
-typedef struct kstate {
-    int acked;
-    int pending[MAX_PENDING];
-    int npending;
-    bool unknown; /* more unknown outcomes than pending holds: any of them */
-} kstate;
-
-typedef struct load {
-    const char *addr;
-    atomic_bool stop;
-    uint64_t seed;
-    kstate keys[NALL];
-    int next_op[NALL];
-    atomic_int acked, unknown, reads, read_errors, bad, lists, list_errors;
-    char first_bad[256];
-    pthread_mutex_t mu; /* first_bad */
-} load;
-
-typedef struct worker {
-    load *l;
-    int w; /* writer index, or -1: the reader, -2: the lister */
-} worker;
-
+/* Key i of the load: the stable keys first, then the mutable ones. */
 static void
-note_bad(load *l, const char *fmt, const char *a, const char *b)
+load_key(int i, char *out, size_t n)
 {
-    pthread_mutex_lock(&l->mu);
-    if (atomic_fetch_add(&l->bad, 1) == 0)
-        snprintf(l->first_bad, sizeof(l->first_bad), fmt, a, b);
-    pthread_mutex_unlock(&l->mu);
-}
-
-static void
-value_of(int key, int op, char *buf)
-{
-    int n = snprintf(buf, VALUE_BYTES + 1, "%04d:%d:", key, op);
-
-    memset(buf + n, 'a' + (op % 26), (size_t)(VALUE_BYTES - n));
-    buf[VALUE_BYTES] = '\0';
-}
-
-/* Can the key hold op (0: absent, negative: deleted)? */
-static bool
-kstate_allows(const kstate *k, int op)
-{
-    bool absent = op <= 0;
-
-    if (k->unknown)
-        return true;
-    if (k->acked == op || (absent && k->acked <= 0))
-        return true;
-    for (int i = 0; i < k->npending; i++)
-        if (k->pending[i] == op || (absent && k->pending[i] < 0))
-            return true;
-    return false;
-}
-
-/* A retryable refusal (or one whose outcome the client cannot know). */
-static bool
-retryable(om_status st)
-{
-    return st == OM_E_UNAVAILABLE || st == OM_E_BUSY || st == OM_E_TIMEOUT || st == OM_E_IO;
-}
-
-static omc_client *
-load_client(const load *l)
-{
-    omc_client *c = NULL;
-    char msg[256];
-
-    ck_assert_msg(omc_connect(l->addr, 5000, &c, msg, sizeof(msg)) == OM_OK, "%s", msg);
-    omc_set_timeout(c, 30000);
-    return c;
-}
-
-static void
-writer_step(load *l, omc_client *c, uint64_t *rs, int w)
-{
-    int key = (int)(tu_rand(rs) % (NKEYS / WRITERS)) * WRITERS + w;
-    kstate *k = &l->keys[key];
-    int op = ++l->next_op[key];
-    char name[16], val[VALUE_BYTES + 1];
-    om_status st;
-
-    snprintf(name, sizeof(name), "k%04d", key);
-    if (tu_rand(rs) % 4 == 0) {
-        op = -op;
-        st = omc_delete(c, BUCKET, name, NULL, NULL);
-        if (st == OM_E_NOTFOUND)
-            st = OM_OK; /* definite: absent now */
-    } else {
-        value_of(key, op, val);
-        st = omc_store(c, BUCKET, name, om_slice_make(val, VALUE_BYTES), NULL, NULL);
-    }
-    if (st == OM_OK) {
-        k->acked = op;
-        k->npending = 0;
-        k->unknown = false;
-        atomic_fetch_add(&l->acked, 1);
-        return;
-    }
-    if (!retryable(st))
-        note_bad(l, "a write failed: %s: %s", om_status_str(st), omc_last_message(c));
-    atomic_fetch_add(&l->unknown, 1);
-    if (k->npending < MAX_PENDING)
-        k->pending[k->npending++] = op;
+    if (i < NSTABLE)
+        tu_load_stable_key(i, out, n);
     else
-        k->unknown = true;
-}
-
-static void
-reader_step(load *l, omc_client *c, uint64_t *rs)
-{
-    char name[16];
-    omc_info info;
-    om_buf data = OM_BUF_INIT;
-    om_status st;
-
-    snprintf(name, sizeof(name), "k%04d", (int)(tu_rand(rs) % NALL));
-    st = omc_retrieve(c, BUCKET, name, &info, &data);
-    if (st == OM_OK)
-        omc_info_free(&info);
-    if (st == OM_OK || st == OM_E_NOTFOUND)
-        atomic_fetch_add(&l->reads, 1);
-    else if (retryable(st))
-        atomic_fetch_add(&l->read_errors, 1);
-    else
-        note_bad(l, "a read failed: %s: %s", om_status_str(st), omc_last_message(c));
-    om_buf_free(&data);
+        tu_load_mut_key(i - NSTABLE, out, n);
 }
 
 /*
- * One whole listing, 97 keys a page: keys strictly ascending across pages
- * (none repeated, none out of order) and every stable key present. A
- * retryable error restarts it.
+ * The checks at the end (load stopped, every replica in sync): the load's
+ * model through the coordinator (tu_load_check); every live key on all the
+ * replicas of exactly one group with the version the coordinator reads,
+ * every absent key on none; the replicas of every group identical.
  */
 static void
-lister_step(load *l, omc_client *c)
+check_all(tu_load *L, const tu_proc *co, group *const *gs, int ng)
 {
-    char prev[64] = "", token[512] = "";
-    int stable = 0;
-
-    for (;;) {
-        omc_list_opts o = {.max_keys = 97, .continuation_token = token[0] ? token : NULL};
-        omc_list_page page;
-        om_status st = omc_list(c, BUCKET, &o, &page);
-        bool more;
-
-        if (st != OM_OK) {
-            if (retryable(st))
-                atomic_fetch_add(&l->list_errors, 1);
-            else
-                note_bad(l, "a listing failed: %s: %s", om_status_str(st), omc_last_message(c));
-            return;
-        }
-        for (size_t i = 0; i < page.n_entries; i++) {
-            const char *k = page.entries[i].key;
-            int n;
-
-            if (strcmp(prev, k) >= 0)
-                note_bad(l, "a listing repeats or reorders keys: %s after %s", k, prev);
-            snprintf(prev, sizeof(prev), "%s", k);
-            if (sscanf(k, "k%d", &n) == 1 && n >= NKEYS && n < NALL)
-                stable++;
-        }
-        more = page.is_truncated;
-        snprintf(token, sizeof(token), "%s", more ? page.next_continuation_token : "");
-        omc_list_page_free(&page);
-        if (!more)
-            break;
-    }
-    if (stable != NSTABLE) {
-        char got[16], want[16];
-        snprintf(got, sizeof(got), "%d", stable);
-        snprintf(want, sizeof(want), "%d", NSTABLE);
-        note_bad(l, "a listing missed keys that existed throughout: %s of %s", got, want);
-    }
-    atomic_fetch_add(&l->lists, 1);
-}
-
-static void *
-worker_main(void *arg)
-{
-    worker *wk = arg;
-    load *l = wk->l;
-    omc_client *c = load_client(l);
-    uint64_t rs = l->seed * 31 + (uint64_t)(wk->w + 2);
-
-    while (!atomic_load(&l->stop)) {
-        if (wk->w >= 0)
-            writer_step(l, c, &rs, wk->w);
-        else if (wk->w == -1)
-            reader_step(l, c, &rs);
-        else
-            lister_step(l, c);
-    }
-    omc_close(c);
-    return NULL;
-}
-
-#define WORKERS (WRITERS + 2) /* the writers, a reader, a lister */
-
-typedef struct run {
-    load l;
-    worker wk[WORKERS];
-    pthread_t th[WORKERS];
-} run;
-
-/* Every key stored once (the data a change copies), then the load starts. */
-static void
-run_start(run *r, const char *coord, const char *name)
-{
-    omc_client *c;
-    char key[16], val[VALUE_BYTES + 1];
-
-    memset(r, 0, sizeof(*r));
-    r->l.addr = coord;
-    r->l.seed = tu_seed(name);
-    pthread_mutex_init(&r->l.mu, NULL);
-    c = load_client(&r->l);
-    for (int i = 0; i < NALL; i++) {
-        uint64_t deadline = tu_now_ms() + WAIT_MS;
-        om_status st;
-
-        snprintf(key, sizeof(key), "k%04d", i);
-        value_of(i, 1, val);
-        /* the first stores may meet a group whose primary does not serve yet */
-        while ((st = omc_store(c, BUCKET, key, om_slice_make(val, VALUE_BYTES), NULL, NULL)) !=
-               OM_OK) {
-            ck_assert_msg(retryable(st) && tu_now_ms() < deadline, "preload %s: %s: %s", key,
-                          om_status_str(st), omc_last_message(c));
-            om_clock_sleep_ms(50);
-        }
-        r->l.keys[i].acked = 1;
-        r->l.next_op[i] = 1;
-    }
-    omc_close(c);
-    for (int i = 0; i < WORKERS; i++) {
-        r->wk[i].l = &r->l;
-        r->wk[i].w = i < WRITERS ? i : WRITERS - 1 - i; /* then -1, -2 */
-        ck_assert_int_eq(pthread_create(&r->th[i], NULL, worker_main, &r->wk[i]), 0);
-    }
-}
-
-static void
-run_stop(run *r)
-{
-    atomic_store(&r->l.stop, true);
-    for (int i = 0; i < WORKERS; i++)
-        pthread_join(r->th[i], NULL);
-    printf("load: %d writes acknowledged, %d with an unknown outcome; %d reads (%d retryable "
-           "errors); %d whole listings (%d restarted after a retryable error)\n",
-           atomic_load(&r->l.acked), atomic_load(&r->l.unknown), atomic_load(&r->l.reads),
-           atomic_load(&r->l.read_errors), atomic_load(&r->l.lists),
-           atomic_load(&r->l.list_errors));
-    ck_assert_int_gt(atomic_load(&r->l.lists), 0);
-    ck_assert_msg(atomic_load(&r->l.bad) == 0, "%d requests failed for good, first: %s",
-                  atomic_load(&r->l.bad), r->l.first_bad);
-}
-
-/* The op a read shows: n for a value "key:n:", 0 for absent. */
-static int
-op_of(om_status st, const om_buf *data, int key)
-{
-    int k = -1, op = 0;
-
-    if (st == OM_E_NOTFOUND)
-        return 0;
-    ck_assert_msg(st == OM_OK, "k%04d: %s", key, om_status_str(st));
-    ck_assert_msg(data->n == VALUE_BYTES && sscanf((const char *)data->p, "%d:%d:", &k, &op) == 2 &&
-                      k == key,
-                  "k%04d: a value of %zu bytes that is not one of its own", key, data->n);
-    return op;
-}
-
-/*
- * The checks at the end (load stopped, every replica in sync): every key as
- * the model allows, through the coordinator; every live key on all the
- * replicas of exactly one group; the replicas of every group identical.
- */
-static void
-check_all(run *r, const tu_proc *co, group *const *gs, int ng)
-{
-    omc_client *c = load_client(&r->l), *direct[4][NREP];
+    omc_client *c = tu_omc_connect(coord_addr(co)), *direct[3][NREP];
     int live = 0;
 
+    tu_load_check(L);
     for (int g = 0; g < ng; g++)
         for (int i = 0; i < NREP; i++)
             direct[g][i] = it_client(gs[g]->p[i]);
-    for (int key = 0; key < NALL; key++) {
-        char name[16];
+    for (int key = 0; key < NSTABLE + NMUT; key++) {
+        char name[32];
         omc_info info;
         om_buf data = OM_BUF_INIT;
         om_status st;
-        int op, holders = 0, holder = -1;
+        uint64_t version = 0;
+        int holders = 0, holder = -1;
 
-        snprintf(name, sizeof(name), "k%04d", key);
+        load_key(key, name, sizeof(name));
         st = omc_retrieve(c, BUCKET, name, &info, &data);
-        if (st == OM_OK)
+        ck_assert_msg(st == OM_OK || st == OM_E_NOTFOUND, "%s: %s", name, om_status_str(st));
+        if (st == OM_OK) {
+            version = info.version;
             omc_info_free(&info);
-        op = op_of(st, &data, key);
-        ck_assert_msg(kstate_allows(&r->l.keys[key], op),
-                      "k%04d reads as op %d; last acknowledged %d, %d unknown outcomes", key, op,
-                      r->l.keys[key].acked, r->l.keys[key].npending);
+        }
         for (int g = 0; g < ng; g++)
             for (int i = 0; i < NREP; i++) {
-                om_buf d2 = OM_BUF_INIT;
-                om_status s2 = omc_retrieve(direct[g][i], BUCKET, name, &info, &d2);
-                if (s2 == OM_OK) {
-                    omc_info_free(&info);
-                    ck_assert_msg(op_of(s2, &d2, key) == op,
-                                  "k%04d: %s/r%d holds op %d, the coordinator reads %d", key,
-                                  gs[g]->id, i, op_of(s2, &d2, key), op);
-                    holders++;
-                    ck_assert_msg(holder < 0 || holder == g, "k%04d is on %s and on %s", key,
-                                  gs[holder]->id, gs[g]->id);
-                    holder = g;
-                } else {
-                    ck_assert_msg(s2 == OM_E_NOTFOUND, "k%04d on %s/r%d: %s", key, gs[g]->id, i,
-                                  om_status_str(s2));
-                }
-                om_buf_free(&d2);
+                om_status s2 = omc_retrieve(direct[g][i], BUCKET, name, &info, &data);
+
+                ck_assert_msg(s2 == OM_OK || s2 == OM_E_NOTFOUND, "%s on %s/r%d: %s", name,
+                              gs[g]->id, i, om_status_str(s2));
+                if (s2 != OM_OK)
+                    continue;
+                ck_assert_msg(info.version == version,
+                              "%s: %s/r%d holds version %llu, the coordinator reads %llu", name,
+                              gs[g]->id, i, (unsigned long long)info.version,
+                              (unsigned long long)version);
+                omc_info_free(&info);
+                ck_assert_msg(holder < 0 || holder == g, "%s is on %s and on %s", name,
+                              gs[holder]->id, gs[g]->id);
+                holder = g;
+                holders++;
             }
-        ck_assert_msg(holders == (op > 0 ? NREP : 0), "k%04d (op %d) is on %d replicas", key, op,
-                      holders);
-        live += op > 0;
+        ck_assert_msg(holders == (st == OM_OK ? NREP : 0), "%s (%s) is on %d replicas", name,
+                      om_status_str(st), holders);
+        live += st == OM_OK;
         om_buf_free(&data);
     }
     for (int g = 0; g < ng; g++)
@@ -626,6 +351,20 @@ check_all(run *r, const tu_proc *co, group *const *gs, int ng)
     }
     printf("%d live keys, each on the %d replicas of one group; %d groups verified identical\n",
            live, NREP, ng);
+}
+
+/* The load (tests/harness/tu_load.h), preloaded and started. */
+static tu_load *
+load_start(const tu_proc *co, const char *name, bool faults)
+{
+    static char addr[64];
+    tu_load *L;
+
+    snprintf(addr, sizeof(addr), "%s", coord_addr(co));
+    L = tu_load_new(addr, BUCKET, NSTABLE, NMUT, tu_seed(name), faults);
+    tu_load_preload(L);
+    tu_load_start(L);
+    return L;
 }
 
 /* ---- the change ---- */
@@ -700,7 +439,7 @@ add_group_scenario(const char *name, int kill)
     tu_proc *co;
     char shards[128];
     change ch;
-    run *r = calloc(1, sizeof(*r));
+    tu_load *L;
     int killed = -1;
     group *victim = kill == KILL_SOURCE ? &g1 : &g2;
 
@@ -709,7 +448,7 @@ add_group_scenario(const char *name, int kill)
     group_put_config(&g1);
     snprintf(shards, sizeof(shards), "g1=%s", g1.addr[0]);
     co = start_coord(shards);
-    run_start(r, coord_addr(co), name);
+    L = load_start(co, name, kill != KILL_NONE); /* without a kill no request may fail */
     group_start(&g2, "g2");
     change_start(&ch, coord_addr(co), &g2);
     if (kill != KILL_NONE) {
@@ -719,16 +458,16 @@ add_group_scenario(const char *name, int kill)
         replica_start(victim, killed, false); /* it returns as a backup and rejoins */
     }
     change_finish(&ch);
-    run_stop(r);
+    tu_load_stop(L);
     wait_all_in_sync(&g1);
     wait_all_in_sync(&g2);
-    check_all(r, co, gs, 2);
+    check_all(L, co, gs, 2);
     tu_proc_stop(co);
     tu_proc_free(co);
     group_stop(&g1);
     group_stop(&g2);
     tu_etcd_stop(etcd);
-    free(r);
+    tu_load_free(L);
 }
 
 START_TEST(add_group_under_load)
@@ -758,12 +497,11 @@ START_TEST(add_during_failover)
     tu_proc *co;
     char shards[200];
     change ch;
-    run *r;
+    tu_load *L;
     int killed;
 
     if (!tu_etcd_available())
         return;
-    r = calloc(1, sizeof(*r));
     etcd = tu_etcd_start(1);
     group_start(&g1, "g1");
     group_put_config(&g1);
@@ -771,7 +509,7 @@ START_TEST(add_during_failover)
     group_put_config(&g2);
     snprintf(shards, sizeof(shards), "g1=%s,g2=%s", g1.addr[0], g2.addr[0]);
     co = start_coord(shards);
-    run_start(r, coord_addr(co), "add_during_failover");
+    L = load_start(co, "add_during_failover", true);
     group_start(&g3, "g3");
     {
         long term;
@@ -798,16 +536,16 @@ START_TEST(add_during_failover)
     }
     replica_start(&g2, killed, false);
     change_finish(&ch);
-    run_stop(r);
+    tu_load_stop(L);
     for (int g = 0; g < 3; g++)
         wait_all_in_sync(gs[g]);
-    check_all(r, co, gs, 3);
+    check_all(L, co, gs, 3);
     tu_proc_stop(co);
     tu_proc_free(co);
     for (int g = 0; g < 3; g++)
         group_stop(gs[g]);
     tu_etcd_stop(etcd);
-    free(r);
+    tu_load_free(L);
 }
 END_TEST
 
