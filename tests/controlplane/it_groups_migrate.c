@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "client/client.h"
+#include "cp_groups.h"
 #include "it_util.h"
 #include "tu.h"
 #include "tu_load.h"
@@ -115,36 +116,11 @@ group_replicas_arg(const group *g, char *out, size_t n)
     snprintf(out, n, "r0@%s,r1@%s,r2@%s", g->addr[0], g->addr[1], g->addr[2]);
 }
 
-static char *
-etcdctl(const char *const *args)
-{
-    char ep[300];
-    const char *argv[8] = {"etcdctl", ep};
-    char *out = NULL, *err = NULL;
-    int n = 2, rc;
-
-    snprintf(ep, sizeof(ep), "--endpoints=%s", tu_etcd_endpoints(etcd));
-    for (int i = 0; args[i] != NULL && n < 7; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    for (int attempt = 0;; attempt++) { /* a loaded machine can make one call slow */
-        rc = tu_run_cmd("/usr/bin/etcdctl", argv, 15000, &out, &err);
-        if (rc == 0 || attempt == 2)
-            break;
-        free(out);
-        free(err);
-    }
-    ck_assert_msg(rc == 0, "etcdctl failed: status %d: %s", rc, err ? err : "");
-    free(err);
-    return out;
-}
-
 /* What `admin add-group` writes: term 1, r0 primary, every replica in sync. */
 static void
 group_put_config(const group *g)
 {
     char key[128], cfg[1024];
-    const char *args[] = {"put", key, cfg, NULL};
 
     snprintf(key, sizeof(key), PREFIX "/groups/%s/config", g->id);
     snprintf(cfg, sizeof(cfg),
@@ -152,21 +128,20 @@ group_put_config(const group *g)
              "\"addr\":\"%s\"},{\"id\":\"r1\",\"addr\":\"%s\"},{\"id\":\"r2\",\"addr\":\"%s\"}],"
              "\"in_sync\":[\"r0\",\"r1\",\"r2\"]}",
              g->id, g->addr[0], g->addr[1], g->addr[2]);
-    free(etcdctl(args));
+    cp_etcd_put(etcd, key, cfg);
 }
 
-/* The group's configured primary (index) and in-sync size, from etcd. */
+/* The group's configured term, primary (index) and in-sync size, from etcd. */
 static void
 group_config(const group *g, long *term, int *primary, int *in_sync)
 {
-    char key[128];
-    const char *args[] = {"get", key, "--print-value-only", NULL};
-    char *out;
+    char key[128], *out;
     json_t *j;
     const char *pr;
 
     snprintf(key, sizeof(key), PREFIX "/groups/%s/config", g->id);
-    out = etcdctl(args);
+    out = cp_etcd_get(etcd, key);
+    ck_assert_msg(out != NULL, "group %s has no configuration", g->id);
     j = json_loads(out, 0, NULL);
     ck_assert_msg(j != NULL, "config of %s is not JSON: %s", g->id, out);
     *term = (long)json_integer_value(json_object_get(j, "term"));
@@ -222,41 +197,11 @@ wait_all_in_sync(const group *g)
 static tu_proc *
 start_coord(const char *shards)
 {
-    char sarg[400], earg[300];
-    const char *extra[] = {sarg, earg, "--etcd-prefix=" PREFIX, "--lease-ttl=2s",
-                           "--health-interval=100ms", "--etcd-timeout=2s", "--failover-wait=15s",
-                           /* slow enough that a copy of ~0.5 MB lasts seconds */
-                           "--migrate-rate=256K", "--migrate-rate-busy=128K", "--migrate-batch=32K",
-                           "--migrate-batch-busy=16K", NULL};
-    tu_proc_opts o = {.extra = extra};
+    /* slow enough that a copy of ~0.6 MB lasts seconds */
+    static const char *const rates[] = {"--migrate-rate=256K", "--migrate-rate-busy=128K",
+                                        "--migrate-batch=32K", "--migrate-batch-busy=16K", NULL};
 
-    snprintf(sarg, sizeof(sarg), "--shards=%s", shards);
-    snprintf(earg, sizeof(earg), "--etcd=%s", tu_etcd_endpoints(etcd));
-    return tu_proc_start("$OBJMETA_COORD", &o);
-}
-
-static const char *
-coord_addr(const tu_proc *c)
-{
-    static char buf[64];
-
-    snprintf(buf, sizeof(buf), "127.0.0.1:%d", tu_proc_port(c, "rpc"));
-    return buf;
-}
-
-/* The value of the metric line starting with `series` on the coordinator (-1: none). */
-static double
-coord_metric(const tu_proc *c, const char *series)
-{
-    char *body = NULL;
-    double v = -1;
-    const char *p;
-
-    if (it_http_get(tu_proc_port(c, "http"), "/metrics", &body) == 200 && body != NULL &&
-        (p = strstr(body, series)) != NULL)
-        v = strtod(p + strlen(series), NULL);
-    free(body);
-    return v;
+    return cp_coord_start(etcd, PREFIX, shards, rates);
 }
 
 #define PHASE(name) "\nobjmeta_coord_rebalance_phase{phase=\"" name "\"} "
@@ -282,7 +227,7 @@ load_key(int i, char *out, size_t n)
 static void
 check_all(tu_load *L, const tu_proc *co, group *const *gs, int ng)
 {
-    omc_client *c = tu_omc_connect(coord_addr(co)), *direct[3][NREP];
+    omc_client *c = tu_omc_connect(cp_coord_addr(co)), *direct[3][NREP];
     int live = 0;
 
     tu_load_check(L);
@@ -332,8 +277,8 @@ check_all(tu_load *L, const tu_proc *co, group *const *gs, int ng)
             omc_close(direct[g][i]);
     omc_close(c);
     for (int g = 0; g < ng; g++) {
-        const char *argv[] = {"objmeta", "--addr",  coord_addr(co), "admin",
-                              "verify",  "--group", gs[g]->id,      NULL};
+        const char *argv[] = {"objmeta", "--addr",  cp_coord_addr(co), "admin",
+                              "verify",  "--group", gs[g]->id,         NULL};
         uint64_t deadline = tu_now_ms() + WAIT_MS;
         char *out = NULL, *err = NULL;
         int rc;
@@ -360,7 +305,7 @@ load_start(const tu_proc *co, const char *name, bool faults)
     static char addr[64];
     tu_load *L;
 
-    snprintf(addr, sizeof(addr), "%s", coord_addr(co));
+    snprintf(addr, sizeof(addr), "%s", cp_coord_addr(co));
     L = tu_load_new(addr, BUCKET, NSTABLE, NMUT, tu_seed(name), faults);
     tu_load_preload(L);
     tu_load_start(L);
@@ -425,8 +370,8 @@ wait_copying(const tu_proc *co)
 {
     uint64_t deadline = tu_now_ms() + WAIT_MS;
 
-    while (coord_metric(co, PHASE("copying")) != 1 ||
-           coord_metric(co, "\nobjmeta_coord_rebalance_records_copied ") < 1)
+    while (cp_coord_metric(co, PHASE("copying")) != 1 ||
+           cp_coord_metric(co, "\nobjmeta_coord_rebalance_records_copied ") < 1)
         ck_assert_msg(tu_now_ms() < deadline, "the change never copied");
 }
 
@@ -450,11 +395,11 @@ add_group_scenario(const char *name, int kill)
     co = start_coord(shards);
     L = load_start(co, name, kill != KILL_NONE); /* without a kill no request may fail */
     group_start(&g2, "g2");
-    change_start(&ch, coord_addr(co), &g2);
+    change_start(&ch, cp_coord_addr(co), &g2);
     if (kill != KILL_NONE) {
         wait_copying(co);
         killed = kill_primary(victim);
-        ck_assert_msg(coord_metric(co, PHASE("idle")) != 1, "the change ended before the kill");
+        ck_assert_msg(cp_coord_metric(co, PHASE("idle")) != 1, "the change ended before the kill");
         replica_start(victim, killed, false); /* it returns as a backup and rejoins */
     }
     change_finish(&ch);
@@ -520,7 +465,7 @@ START_TEST(add_during_failover)
         g2.p[pr] = NULL;
         killed = pr;
     }
-    change_start(&ch, coord_addr(co), &g3);
+    change_start(&ch, cp_coord_addr(co), &g3);
     {
         long term;
         int pr, n;
