@@ -159,6 +159,12 @@ probe_cb(void *arg, om_status st, const Objmeta__Response *resp)
                            "add-shard: cannot reach shard %s at %s: %s", p->id, p->addr,
                            resp->message);
         ring_unref(p->newr);
+    } else if (resp->status == OBJMETA__STATUS__UNAVAILABLE) {
+        /* a group's primary that does not serve yet (it is taking over): ask again */
+        coord_answer_error(c, COORD_OP_OTHER, p->t0, p->reply, OM_E_UNAVAILABLE,
+                           "add-shard: shard %s at %s does not serve yet (%s); retry", p->id,
+                           p->addr, resp->message);
+        ring_unref(p->newr);
     } else if (resp->status != OBJMETA__STATUS__OK ||
                resp->body_case != OBJMETA__RESPONSE__BODY_MIGRATE_SCAN) {
         coord_answer_error(c, COORD_OP_OTHER, p->t0, p->reply, OM_E_INVALID,

@@ -195,6 +195,10 @@ answer_write(void *arg, commit_job *cj)
         j->barrier(j->barrier_arg); /* every job before it is answered: written and durable */
         return;
     }
+    if (j->other_answer != NULL) {
+        j->other_answer(j->other_arg, cj->group);
+        return;
+    }
     j->to.after = cj->group;
     if (j->wstatus != OM_OK) {
         answer_status(s, &j->to, j->wstatus, j->werr);

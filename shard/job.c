@@ -15,6 +15,13 @@
  * when it is answered every write submitted before it is written and
  * durable. Migration uses it to drain the writes in flight before a
  * cutover fence (shard_commit_barrier, migrate.c).
+ *
+ * An other write (shard_commit_other) is a write the pipeline does not
+ * decide itself: migration's ApplyRecords ("only if newer") and the purge of
+ * moved keys on a replicated primary (mig_jobs.c). It runs on the writer's
+ * thread after the group's Stores and Deletes, so it is ordered with them and
+ * with the replication index (the writer is the one thread that seals
+ * groups), and its answer waits in the gate like theirs.
  */
 #include "shard/job.h"
 
@@ -51,6 +58,22 @@ shard_commit_barrier(shard *s, void (*fn)(void *arg), void *arg)
     return OM_OK;
 }
 
+om_status
+shard_commit_other(shard *s, size_t bytes, void (*write)(void *arg, bool nosync),
+                   void (*answer)(void *arg, uint64_t group), void *arg)
+{
+    shard_job *j = shard_job_new(s, true, 0);
+
+    if (j == NULL)
+        return OM_ERR(OM_E_NOMEM);
+    j->cj.bytes = sizeof(*j) + bytes;
+    j->other_write = write;
+    j->other_answer = answer;
+    j->other_arg = arg;
+    commit_submit(s->commit, &j->cj);
+    return OM_OK;
+}
+
 /*
  * The shard_write of a Store or Delete job (its slices borrow the job's
  * memory). Only the fields shard_write_many reads are set: the error text is
@@ -80,7 +103,7 @@ shard_job_write_group(void *arg, commit_job **jobs, size_t n, bool nosync, void 
     size_t k = 0;
 
     for (size_t i = 0; i < n && w != NULL; i++)
-        if (((shard_job *)jobs[i])->barrier == NULL)
+        if (((shard_job *)jobs[i])->barrier == NULL && ((shard_job *)jobs[i])->other_write == NULL)
             job_to_write((shard_job *)jobs[i], &w[k++]);
     if (w != NULL && k > 0)
         shard_write_group(s, w, k, nosync);
@@ -88,7 +111,9 @@ shard_job_write_group(void *arg, commit_job **jobs, size_t n, bool nosync, void 
     for (size_t i = 0; i < n; i++) {
         shard_job *j = (shard_job *)jobs[i];
 
-        if (j->barrier != NULL)
+        if (j->other_write != NULL)
+            j->other_write(j->other_arg, nosync); /* its own engine writes, after the group's */
+        if (j->barrier != NULL || j->other_write != NULL)
             continue; /* barriers write nothing; the writes' results are w[0..k) */
         j->wstatus = w != NULL ? w[k].status : OM_ERR(OM_E_NOMEM);
         if (w != NULL && j->wstatus == OM_OK)

@@ -59,6 +59,15 @@ typedef struct shard_job {
     /* a barrier (shard_commit_barrier): no write; barrier(barrier_arg) when answered */
     void (*barrier)(void *arg);
     void *barrier_arg;
+    /*
+     * An other write (shard_commit_other: migration's ApplyRecords and purges
+     * on a replicated primary): other_write(other_arg, nosync) writes in the
+     * group's place, after its Stores and Deletes, on the writer's thread;
+     * other_answer(other_arg, group) answers on the loop thread.
+     */
+    void (*other_write)(void *arg, bool nosync);
+    void (*other_answer)(void *arg, uint64_t group);
+    void *other_arg;
 } shard_job;
 
 /*

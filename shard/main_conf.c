@@ -111,4 +111,5 @@ shard_conf_mig_opts(const shard_conf *c, shard_mig_opts *mo)
 {
     shard_mig_opts_init(mo);
     mo->compact_rate = (uint64_t)c->cleanup_compact_rate;
+    mo->replicated = c->etcd[0] != '\0' || c->replica_role != SHARD_ROLE_NONE;
 }

@@ -87,8 +87,7 @@ bool
 shard_conf_repl_handle(shard_conf_repl *r, const Objmeta__Request *req, rpc_reply *reply)
 {
     return (r->etcd != NULL && shard_repl_etcd_handle(r->etcd, req, reply)) ||
-           (r->backup != NULL && shard_replica_handle(r->backup, req, reply)) ||
-           (r->primary != NULL && shard_repl_handle(r->primary, req, reply));
+           (r->backup != NULL && shard_replica_handle(r->backup, req, reply));
 }
 
 bool

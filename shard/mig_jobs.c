@@ -15,6 +15,16 @@
  * when the handler returns). A Compact progress request is answered at once
  * on the loop thread.
  *
+ * A replicated primary (shard/REPLICATION.md, "Migration into a group")
+ * writes through the replication stream instead: its ApplyRecords and the
+ * purge that starts its Compact are jobs of the commit pipeline
+ * (shard_commit_other), run on its writer, so every record they write is
+ * shipped to the backups as part of a group commit and their answers leave
+ * only once every in-sync replica has those groups durable, within the
+ * lease. A MigrateScan's answer (and a Compact's) waits for the groups
+ * started before it (commit_wait): a scan never hands a target a write that
+ * is not yet durable on every in-sync replica, which a failover could undo.
+ *
  * Locking. ApplyRecords takes the shard's key stripes (shard_int.h) of one
  * group of records (consecutive stripes, about MIG_APPLY_GROUP_BYTES of
  * records) through shard_stripes_lock: in ascending order (checked), or the
@@ -29,6 +39,7 @@
 
 #include "shard/migrate_int.h"
 #include "shard/record.h"
+#include "shard/repl.h"
 #include "shard/shard_int.h"
 #include "util/checksum.h"
 #include "util/clock.h"
@@ -39,6 +50,8 @@
 #define MIG_DEFAULT_MAX_SCAN (64ull << 20)
 #define MIG_APPLY_GROUP_BYTES (64u << 10) /* record bytes per apply write (one WAL sync) */
 #define MIG_QUEUE_MAX 1024                /* jobs queued; more are answered BUSY */
+#define MIG_PURGE_SCAN (1u << 20)         /* bytes a purge step reads on the pipeline's writer */
+#define MIG_PURGE_MAX 4096u               /* keys one purge step deletes (one group commit) */
 
 typedef enum mig_job_kind { MIG_JOB_SCAN, MIG_JOB_APPLY, MIG_JOB_COMPACT } mig_job_kind;
 
@@ -68,7 +81,15 @@ typedef struct mig_job {
     mig_rec *recs;
     size_t nrecs;
     uint8_t *mem;
+    uint32_t applied, skipped;
+    /* apply on a replicated primary (apply_piped); compact: applied counts the keys purged */
+    shard_mig *mig;
+    bool purged_all; /* compact on a replicated primary: the purge reached the end */
+    om_status wst;
+    uint64_t t0_ns;
 } mig_job;
+
+static void mig_enqueue(shard_mig *m, mig_job *j);
 
 /* --- jobs ---------------------------------------------------------------------------------------
  */
@@ -165,6 +186,7 @@ run_scan(shard_mig *m, mig_job *j)
     om_status st;
     bool done = false;
     size_t *offs = NULL; /* record i's key at mem[offs[2i]], value at mem[offs[2i+1]] */
+    uint64_t t0 = om_clock_mono_ns();
 
     sr.now_us = om_clock_wall_ns() / 1000;
     lsm_stats_get(shard_db(m->s), &ls);
@@ -242,7 +264,18 @@ reply:
     sr.scanned_bytes = scanned;
     resp.body_case = OBJMETA__RESPONSE__BODY_MIGRATE_SCAN;
     resp.migrate_scan = &sr;
-    rpc_reply_send(j->reply, &resp);
+    /*
+     * Only records that are durable leave: the scan's snapshot may show
+     * writes of groups not yet synced -- on a replicated primary, not yet on
+     * every in-sync backup, writes a failover could undo, which a target
+     * must not get. Every such group started before this point, so waiting
+     * for the groups started so far covers them (and checks the lease).
+     */
+    commit_wait(m->s->commit, &(commit_reply){.reply = j->reply,
+                                              .resp = &resp,
+                                              .tag = SHARD_OP_OTHER,
+                                              .t0_ns = t0,
+                                              .after = COMMIT_AFTER_ALL});
     st = OM_OK;
     j->reply = NULL;
 fail:
@@ -274,14 +307,20 @@ cmp_ref(const void *a, const void *b)
 /*
  * Apply the records refs[0..n) -- one group, sorted by stripe -- holding
  * their stripes, with one engine write. Counts into *applied / *skipped.
+ * piped: on the commit pipeline's writer (a replicated primary, apply_piped):
+ * the group is staged and sealed for the backups like any group commit
+ * (repl.h) and written without a sync (nosync), which the pipeline's sync
+ * step makes and replicates before the answer leaves.
  */
 static om_status
 apply_group(shard_mig *m, const mig_rec *recs, const apply_ref *refs, size_t n, lsm_batch *b,
-            uint32_t *applied, uint32_t *skipped)
+            bool piped, bool nosync, uint32_t *applied, uint32_t *skipped)
 {
+    struct shard_repl *repl = piped ? m->s->repl : NULL;
     uint64_t set[SHARD_STRIPES / 64] = {0};
     om_buf cur = OM_BUF_INIT;
     om_status st = OM_OK;
+    size_t puts;
 
     for (size_t i = 0; i < n; i++)
         set[refs[i].stripe / 64] |= UINT64_C(1) << (refs[i].stripe % 64);
@@ -301,11 +340,18 @@ apply_group(shard_mig *m, const mig_rec *recs, const apply_ref *refs, size_t n, 
             break;
         }
         st = lsm_batch_put(b, r->key, r->value);
+        if (st == OM_OK && repl != NULL) /* exactly this record goes to every backup */
+            shard_repl_stage(repl, r->key, r->value);
         (*applied)++;
     }
-    if (st == OM_OK && lsm_batch_count(b) > 0)
-        st = lsm_write(shard_db(m->s), b);
+    puts = lsm_batch_count(b);
+    if (st == OM_OK && puts > 0 && repl != NULL)
+        st = shard_repl_seal(repl, b);
+    if (st == OM_OK && puts > 0)
+        st = nosync ? lsm_write_nosync(shard_db(m->s), b) : lsm_write(shard_db(m->s), b);
     shard_stripes_unlock(m->s, set);
+    if (puts > 0 && repl != NULL)
+        shard_repl_written(repl, st); /* no stripe held (repl.h) */
     om_buf_free(&cur);
     return st;
 }
@@ -319,7 +365,8 @@ apply_group(shard_mig *m, const mig_rec *recs, const apply_ref *refs, size_t n, 
  * only a sync or two.
  */
 static om_status
-apply_all(shard_mig *m, const mig_rec *recs, size_t n, uint32_t *applied, uint32_t *skipped)
+apply_all(shard_mig *m, const mig_rec *recs, size_t n, bool piped, bool nosync, uint32_t *applied,
+          uint32_t *skipped)
 {
     apply_ref *refs = calloc(n ? n : 1, sizeof(*refs));
     lsm_batch *b = NULL;
@@ -340,7 +387,7 @@ apply_all(shard_mig *m, const mig_rec *recs, size_t n, uint32_t *applied, uint32
             bytes += recs[refs[k].i].key.n + recs[refs[k].i].value.n;
             k++;
         }
-        st = apply_group(m, recs, refs + i, k - i, b, applied, skipped);
+        st = apply_group(m, recs, refs + i, k - i, b, piped, nosync, applied, skipped);
         i = k;
     }
     lsm_batch_free(b);
@@ -348,14 +395,16 @@ apply_all(shard_mig *m, const mig_rec *recs, size_t n, uint32_t *applied, uint32
     return st;
 }
 
-static void
-run_apply(shard_mig *m, mig_job *j)
+/*
+ * The checks of an ApplyRecords batch against the rings held: the pending
+ * ring it was sent for, every key owned under it, every record decoding
+ * with the version named. false: answered with the refusal.
+ */
+static bool
+apply_check(shard_mig *m, mig_job *j)
 {
-    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
-    Objmeta__ApplyRecordsResponse ar = OBJMETA__APPLY_RECORDS_RESPONSE__INIT;
-    uint32_t applied = 0, skipped = 0;
     mig_view v;
-    om_status st;
+    bool ok = true;
 
     mig_view_get(m, &v);
     if (v.pending == NULL || ring_epoch(v.pending) != j->ring_epoch) {
@@ -363,36 +412,212 @@ run_apply(shard_mig *m, mig_job *j)
                         "shard %s holds pending ring epoch %llu, records sent for %llu", m->self,
                         (unsigned long long)(v.pending ? ring_epoch(v.pending) : 0),
                         (unsigned long long)j->ring_epoch);
-        mig_view_put(&v);
-        return;
+        ok = false;
     }
-    for (size_t i = 0; i < j->nrecs; i++) {
+    for (size_t i = 0; ok && i < j->nrecs; i++) {
         shard_record rec;
         if (!mig_owns(v.pending, m->self, om_hash64(j->recs[i].key.p, j->recs[i].key.n))) {
             rpc_reply_error(j->reply, OM_E_INVALID,
                             "record %zu: its key belongs to another shard under ring epoch %llu", i,
                             (unsigned long long)j->ring_epoch);
-            mig_view_put(&v);
-            return;
-        }
-        if (shard_record_decode(j->recs[i].value, &rec) != OM_OK ||
-            rec.version != j->recs[i].version) {
+            ok = false;
+        } else if (shard_record_decode(j->recs[i].value, &rec) != OM_OK ||
+                   rec.version != j->recs[i].version) {
             rpc_reply_error(j->reply, OM_E_CORRUPT, "record %zu does not decode", i);
-            mig_view_put(&v);
-            return;
+            ok = false;
         }
     }
     mig_view_put(&v);
-    st = apply_all(m, j->recs, j->nrecs, &applied, &skipped);
+    return ok;
+}
+
+/* The answer of an applied batch (wst: how the writes went). */
+static void
+apply_answer(mig_job *j, Objmeta__Response *resp, Objmeta__ApplyRecordsResponse *ar)
+{
+    ar->applied = j->applied;
+    ar->skipped = j->skipped;
+    resp->body_case = OBJMETA__RESPONSE__BODY_APPLY_RECORDS;
+    resp->apply_records = ar;
+}
+
+static void
+run_apply(shard_mig *m, mig_job *j)
+{
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+    Objmeta__ApplyRecordsResponse ar = OBJMETA__APPLY_RECORDS_RESPONSE__INIT;
+    om_status st;
+
+    if (!apply_check(m, j))
+        return;
+    st = apply_all(m, j->recs, j->nrecs, false, false, &j->applied, &j->skipped);
     if (st != OM_OK) {
         rpc_reply_error(j->reply, st, "applying records failed: %s", om_status_str(st));
         return;
     }
-    ar.applied = applied;
-    ar.skipped = skipped;
-    resp.body_case = OBJMETA__RESPONSE__BODY_APPLY_RECORDS;
-    resp.apply_records = &ar;
+    apply_answer(j, &resp, &ar);
     rpc_reply_send(j->reply, &resp);
+}
+
+/*
+ * ApplyRecords on a replicated primary (shard/REPLICATION.md, "Migration
+ * into a group"): the batch is a job of the commit pipeline. Its writer
+ * decides "only if newer" under the key stripes like any apply, and the
+ * records written go to the backups as ordinary group commits (exact
+ * records); the answer waits in the gate until every in-sync replica has
+ * them durable and leaves only within the primary's lease, like a Store's.
+ */
+static void
+apply_piped_write(void *arg, bool nosync)
+{
+    mig_job *j = arg;
+    shard_mig *m = j->mig;
+
+    if (m->s->repl == NULL || !nosync) /* a primary writes only through the pipeline */
+        j->wst = OM_ERR(OM_E_UNAVAILABLE);
+    else
+        j->wst = apply_all(m, j->recs, j->nrecs, true, true, &j->applied, &j->skipped);
+}
+
+static void
+apply_piped_answer(void *arg, uint64_t group)
+{
+    mig_job *j = arg;
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+    Objmeta__ApplyRecordsResponse ar = OBJMETA__APPLY_RECORDS_RESPONSE__INIT;
+    char msg[160];
+    commit_reply r = {
+        .reply = j->reply, .resp = &resp, .tag = SHARD_OP_OTHER, .t0_ns = j->t0_ns, .after = group};
+
+    if (j->wst == OM_OK) {
+        apply_answer(j, &resp, &ar);
+    } else {
+        snprintf(msg, sizeof(msg), "shard %s: applying records failed: %s (not a primary now?)",
+                 j->mig->self, om_status_str(j->wst));
+        resp.status = rpc_status_to_proto(j->wst);
+        resp.message = msg;
+    }
+    commit_gate(j->mig->s->commit, &r);
+    job_free(j);
+}
+
+static void
+apply_piped(shard_mig *m, mig_job *j)
+{
+    size_t bytes = 0;
+
+    if (!apply_check(m, j)) {
+        job_free(j);
+        return;
+    }
+    for (size_t i = 0; i < j->nrecs; i++)
+        bytes += j->recs[i].key.n + j->recs[i].value.n;
+    j->mig = m;
+    j->t0_ns = om_clock_mono_ns();
+    if (shard_commit_other(m->s, bytes, apply_piped_write, apply_piped_answer, j) != OM_OK) {
+        rpc_reply_error(j->reply, OM_E_NOMEM, "out of memory");
+        job_free(j);
+    }
+}
+
+/*
+ * Compact on a replicated primary starts with the purge (migrate.h): steps
+ * of the commit pipeline, each on its writer -- the one thread that writes
+ * on a primary, so no stripe is needed -- reading at most MIG_PURGE_SCAN
+ * bytes from the cursor j->after and deleting the keys owned neither under
+ * cur nor under pending as one group commit, which goes to every backup as
+ * purge records (no value). The answer of a step starts the next one; the
+ * last hands the job to the pool, which compacts. Versions play no part: a
+ * moved key is written by nobody here any more (the rings fence it).
+ */
+static void
+purge_write(void *arg, bool nosync)
+{
+    mig_job *j = arg;
+    shard_mig *m = j->mig;
+    struct shard_repl *repl = m->s->repl;
+    lsm_batch *b = NULL;
+    lsm_iter *it = NULL;
+    lsm_iter_opts io;
+    uint64_t scanned = 0;
+    uint32_t dels = 0;
+    om_status st = OM_OK, ist = OM_OK;
+    mig_view v;
+
+    mig_view_get(m, &v);
+    if (repl == NULL || !nosync || v.cur == NULL) {
+        st = OM_ERR(v.cur == NULL ? OM_E_WRONG_SHARD : OM_E_UNAVAILABLE);
+        goto fail;
+    }
+    lsm_iter_opts_init(&io);
+    io.fill_cache = false;
+    OM_GOTO(lsm_batch_new(&b));
+    OM_GOTO(lsm_iter_new(shard_db(m->s), &io, &it));
+    lsm_iter_seek(it, om_buf_slice(&j->after));
+    if (j->after.n > 0 && lsm_iter_valid(it) &&
+        om_slice_eq(lsm_iter_key(it), om_buf_slice(&j->after)))
+        lsm_iter_next(it);
+    for (;; lsm_iter_next(it)) {
+        om_slice k;
+        uint64_t h;
+
+        if (!lsm_iter_valid(it)) {
+            ist = lsm_iter_status(it);
+            j->purged_all = ist == OM_OK;
+            break;
+        }
+        if (scanned >= MIG_PURGE_SCAN || dels >= MIG_PURGE_MAX)
+            break;
+        k = lsm_iter_key(it);
+        scanned += k.n + lsm_iter_value(it).n;
+        if ((ist = om_buf_set(&j->after, k)) != OM_OK)
+            break;
+        h = om_hash64(k.p, k.n);
+        if (shard_key_is_reserved(k) || mig_owns(v.cur, m->self, h) ||
+            (v.pending != NULL && mig_owns(v.pending, m->self, h)))
+            continue;
+        if ((ist = lsm_batch_del(b, k)) != OM_OK)
+            break;
+        shard_repl_stage(repl, k, OM_SLICE_NULL);
+        dels++;
+    }
+    lsm_iter_free(it);
+    it = NULL;
+    if (dels > 0) { /* what was staged is written (a half-written group would stop shipping) */
+        st = shard_repl_seal(repl, b);
+        if (st == OM_OK)
+            st = lsm_write_nosync(shard_db(m->s), b);
+        shard_repl_written(repl, st);
+        j->applied += dels;
+    }
+    if (st == OM_OK)
+        st = ist;
+fail:
+    j->wst = st;
+    lsm_iter_free(it);
+    lsm_batch_free(b);
+    mig_view_put(&v);
+}
+
+static void
+purge_answer(void *arg, uint64_t group)
+{
+    mig_job *j = arg;
+    shard_mig *m = j->mig;
+
+    (void)group; /* the compaction's answer waits for every group (run_compact) */
+    if (j->wst != OM_OK) {
+        rpc_reply_error(j->reply, j->wst, "shard %s: purging the keys moved away failed: %s",
+                        m->self, om_status_str(j->wst));
+        job_free(j);
+    } else if (!j->purged_all) {
+        if (shard_commit_other(m->s, MIG_PURGE_SCAN, purge_write, purge_answer, j) != OM_OK) {
+            rpc_reply_error(j->reply, OM_E_NOMEM, "out of memory");
+            job_free(j);
+        }
+    } else {
+        mig_enqueue(m, j); /* the compaction */
+    }
 }
 
 static void
@@ -426,14 +651,20 @@ run_compact(shard_mig *m, mig_job *j)
     bool running;
     lsm_compact_range_progress(shard_db(m->s), &cr.bytes_done, &cr.bytes_total, &running);
     om_log(OM_LOG_INFO,
-           "compacted id=%s bytes_before=%llu bytes_after=%llu dropped=%llu rate=%llu ms=%llu",
+           "compacted id=%s bytes_before=%llu bytes_after=%llu dropped=%llu purged=%u rate=%llu "
+           "ms=%llu",
            m->self, (unsigned long long)cr.bytes_before, (unsigned long long)cr.bytes_after,
-           (unsigned long long)atomic_load(&m->filter_dropped),
+           (unsigned long long)atomic_load(&m->filter_dropped), j->applied,
            (unsigned long long)m->opts.compact_rate,
            (unsigned long long)((om_clock_mono_ns() - t0) / 1000000));
     resp.body_case = OBJMETA__RESPONSE__BODY_COMPACT;
     resp.compact = &cr;
-    rpc_reply_send(j->reply, &resp);
+    /* a purge's deletes are on every in-sync replica before the cleanup counts as done */
+    commit_wait(m->s->commit, &(commit_reply){.reply = j->reply,
+                                              .resp = &resp,
+                                              .tag = SHARD_OP_OTHER,
+                                              .t0_ns = t0,
+                                              .after = COMMIT_AFTER_ALL});
 }
 
 /*
@@ -628,7 +859,10 @@ submit_apply(shard_mig *m, const Objmeta__Request *req, rpc_reply *reply)
         j->recs[i].version = mr->version;
     }
     j->nrecs = r->n_records;
-    mig_enqueue(m, j);
+    if (m->s->repl != NULL) /* a replicated primary: through the replication stream */
+        apply_piped(m, j);
+    else
+        mig_enqueue(m, j);
 }
 
 bool
@@ -655,7 +889,13 @@ mig_jobs_handle(shard_mig *m, const Objmeta__Request *req, rpc_reply *reply)
         }
         j->kind = MIG_JOB_COMPACT;
         j->reply = reply;
-        mig_enqueue(m, j);
+        j->mig = m;
+        if (m->s->repl == NULL) /* else the purge first, through the replication stream */
+            mig_enqueue(m, j);
+        else if (shard_commit_other(m->s, MIG_PURGE_SCAN, purge_write, purge_answer, j) != OM_OK) {
+            rpc_reply_error(reply, OM_E_NOMEM, "out of memory");
+            job_free(j);
+        }
         return true;
     default:
         return false;

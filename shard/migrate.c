@@ -207,7 +207,8 @@ shard_mig_compaction_filter(void *arg, int level, om_slice key, om_slice value)
     if (v.cur == NULL || shard_key_is_reserved(key))
         goto out; /* no ring known (just restarted), or the replica's own state: keep */
     h = om_hash64(key.p, key.n); /* the LSM key is bucket 0x00 key: its hash is the key hash */
-    if (!mig_owns(v.cur, m->self, h) && (v.pending == NULL || !mig_owns(v.pending, m->self, h))) {
+    if (!m->opts.replicated && !mig_owns(v.cur, m->self, h) &&
+        (v.pending == NULL || !mig_owns(v.pending, m->self, h))) {
         atomic_fetch_add_explicit(&m->filter_dropped, 1, memory_order_relaxed);
         d = LSM_FILTER_DROP;
         goto out;

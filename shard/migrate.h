@@ -43,13 +43,18 @@
  *                  copy. Requires ring_epoch == the pending epoch held.
  *   Compact        lsm_compact_range_rate over everything, paced at
  *                  opts.compact_rate: the compaction filter drops the records
- *                  this shard no longer owns, without starving clients.
+ *                  this shard no longer owns, without starving clients. On a
+ *                  replicated primary a purge comes first: the keys owned
+ *                  neither under cur nor under pending are deleted by group
+ *                  commits that go to every backup, and the answer waits
+ *                  until every in-sync replica has them durable.
  *
  * Compaction filter (shard_mig_compaction_filter): with a ring held, a
  * record is dropped iff its key is owned by another shard under cur AND
  * (no pending ring, or another shard under pending too). Tombstones older
  * than tombstone_retention_ms are dropped when no change is pending. With
- * no ring held (just restarted) nothing is dropped.
+ * no ring held (just restarted) nothing is dropped, and with opts.replicated
+ * no moved key (the purge deletes them on every replica alike).
  *
  * Thread-safety: shard_mig_check, shard_mig_compaction_filter and the
  * handlers run on any thread; the rings are swapped under a mutex and each
@@ -82,6 +87,13 @@ typedef struct shard_mig_opts {
      * while it ran (coordinator/MIGRATION.md, "Cleanup").
      */
     uint64_t compact_rate;
+    /*
+     * A replica of a group (shard/REPLICATION.md): the compaction filter keeps
+     * the keys moved away -- each replica compacts on its own, so dropping
+     * them there would make the replicas differ -- and Compact on the primary
+     * first purges them through the replication stream (mig_jobs.c).
+     */
+    bool replicated;
 } shard_mig_opts;
 
 #define SHARD_MIG_COMPACT_RATE (32ull << 20) /* 32 MiB/s */

@@ -164,14 +164,6 @@ void shard_repl_stop(shard_repl *r);
 void shard_repl_close(shard_repl *r);
 
 /*
- * shard_repl_handle -- on a primary: refuse ApplyRecords (it writes around
- * the commit pipeline, so its records would reach no backup: migration with
- * replica groups is a later layer); false (reply untouched) for every other
- * operation. Loop thread.
- */
-bool shard_repl_handle(shard_repl *r, const Objmeta__Request *req, rpc_reply *reply);
-
-/*
  * The in-sync set as the primary applies it (shard/repl_etcd.c keeps it equal
  * to the group configuration): ship waits only for the backups in it, and a
  * backup out of it gets the stream (and, when needed, a catch-up) without

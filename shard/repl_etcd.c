@@ -751,7 +751,13 @@ shard_repl_etcd_handle(shard_repl_etcd *a, const Objmeta__Request *req, rpc_repl
     case OBJMETA__REQUEST__BODY_HEAD:
     case OBJMETA__REQUEST__BODY_EXISTS:
     case OBJMETA__REQUEST__BODY_LIST:
+    /* a ring change's copy and cleanup: served, and answered, only as a client's would be */
+    case OBJMETA__REQUEST__BODY_MIGRATE_SCAN:
+    case OBJMETA__REQUEST__BODY_APPLY_RECORDS:
         client_op = true;
+        break;
+    case OBJMETA__REQUEST__BODY_COMPACT: /* its purge writes; a progress poll only reads */
+        client_op = !req->compact->progress;
         break;
     default:
         break;
@@ -774,9 +780,8 @@ shard_repl_etcd_handle(shard_repl_etcd *a, const Objmeta__Request *req, rpc_repl
         return true;
     }
     if (a->role == ROLE_PRIMARY)
-        return a->repl != NULL && shard_repl_handle(a->repl, req, reply);
-    if (client_op || req->body_case == OBJMETA__REQUEST__BODY_REPLICATE ||
-        req->body_case == OBJMETA__REQUEST__BODY_APPLY_RECORDS) {
+        return false; /* served: writes and migration's applies go through the stream */
+    if (client_op || req->body_case == OBJMETA__REQUEST__BODY_REPLICATE) {
         rpc_reply_error(reply, OM_E_UNAVAILABLE,
                         "group %s: this replica is changing roles (a failover)", a->group);
         return true;

@@ -58,7 +58,8 @@ om_status shard_repl_etcd_open(shard *s, struct event_base *base, const shard_re
 /*
  * shard_repl_etcd_handle -- the role's say on a request: a backup's
  * (shard_replica_handle), a primary's refusals (not serving yet, lease
- * over: UNAVAILABLE naming why; ApplyRecords), true when answered.
+ * over: UNAVAILABLE naming why, for client requests and migration's
+ * MigrateScan, ApplyRecords and Compact), true when answered.
  */
 bool shard_repl_etcd_handle(shard_repl_etcd *a, const Objmeta__Request *req, rpc_reply *reply);
 

@@ -150,6 +150,8 @@ check_record(const Objmeta__MigrateRecord *mr, size_t g, size_t i, char *err, si
     if (k.n == 0 || k.n > LSM_MAX_KEY_SIZE || shard_key_is_reserved(k))
         return replica_msg(OM_E_INVALID, err, errlen,
                            "groups[%zu].records[%zu].key: empty, too long or reserved", g, i);
+    if (mr->value.len == 0 && mr->version == 0)
+        return OM_OK; /* a purge: the key moved to another group and goes (mig_jobs.c) */
     if (shard_record_decode(om_slice_make(mr->value.data, mr->value.len), &rec) != OM_OK)
         return replica_msg(OM_E_CORRUPT, err, errlen,
                            "groups[%zu].records[%zu].value: does not decode as a record", g, i);
@@ -182,6 +184,8 @@ check_page(const Objmeta__ReplicateRequest *rq, char *err, size_t errlen)
         om_slice k = pb_slice(pg->records[i]->key);
 
         OM_TRY(check_record(pg->records[i], 0, i, err, errlen));
+        if (pg->records[i]->value.len == 0) /* a page holds records; a purge is absence */
+            return replica_msg(OM_E_INVALID, err, errlen, "catch_up.records[%zu].value: empty", i);
         if (om_slice_cmp(k, i > 0 ? pb_slice(pg->records[i - 1]->key) : after) <= 0 ||
             (!pg->done && om_slice_cmp(k, last) > 0))
             return replica_msg(OM_E_INVALID, err, errlen,
@@ -302,8 +306,11 @@ shard_replica_apply(shard_replica *r, const Objmeta__ReplicateRequest *rq, shard
         for (size_t i = 0; st == OM_OK && i < rq->groups[g]->n_records; i++) {
             const Objmeta__MigrateRecord *mr = rq->groups[g]->records[i];
 
-            st = lsm_batch_put(b, om_slice_make(mr->key.data, mr->key.len),
-                               om_slice_make(mr->value.data, mr->value.len));
+            if (mr->value.len == 0) /* a purge (check_record) */
+                st = lsm_batch_del(b, om_slice_make(mr->key.data, mr->key.len));
+            else
+                st = lsm_batch_put(b, om_slice_make(mr->key.data, mr->key.len),
+                                   om_slice_make(mr->value.data, mr->value.len));
         }
 write:
     if (st == OM_OK)

@@ -114,6 +114,17 @@ unsigned shard_stripe_of(om_slice lkey);
  * Returns: OM_OK (fn will run); OM_E_NOMEM (it will not).
  */
 om_status shard_commit_barrier(shard *s, void (*fn)(void *arg), void *arg);
+
+/*
+ * shard_commit_other -- a write job the caller carries out itself (job.c):
+ * write(arg, nosync) runs on the pipeline's writer (after the Stores and
+ * Deletes of its group; nosync as commit_ops.write), then answer(arg, group)
+ * on the loop with the group its writes belong to (for commit_gate's
+ * `after`). bytes: its size, for the pipeline's bounds. Loop thread.
+ * Returns: OM_OK (both will run); OM_E_NOMEM (neither will).
+ */
+om_status shard_commit_other(shard *s, size_t bytes, void (*write)(void *arg, bool nosync),
+                             void (*answer)(void *arg, uint64_t group), void *arg);
 static inline void
 shard_stripe_lock(shard *s, unsigned stripe, int *held)
 {

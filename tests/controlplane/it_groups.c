@@ -28,7 +28,6 @@
  *                     and exits 7, both ways; remove-group moves its keys
  *                     out of the ring, then deletes its configuration.
  */
-#include <event2/event.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -36,9 +35,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cp_groups.h"
 #include "it_util.h"
 #include "client/client.h"
-#include "etcd/etcd.h"
 #include "tu.h"
 #include "tu_etcd.h"
 #include "util/clock.h"
@@ -46,48 +45,6 @@
 #define PREFIX "/objmeta/grp"
 #define BUCKET "grp-bucket"
 #define WAIT_MS 30000
-
-/* ---- etcd ---- */
-
-typedef struct eput {
-    bool done;
-    om_status st;
-} eput;
-
-static void
-eput_cb(const etcd_resp *r, void *arg)
-{
-    eput *p = arg;
-
-    p->done = true;
-    p->st = r->st;
-}
-
-/* Put key = value, or delete key when value is NULL. */
-/* Put key = value, or delete key when value is NULL. */
-static void
-etcd_put_str(const tu_etcd *e, const char *key, const char *value)
-{
-    struct event_base *base = event_base_new();
-    etcd_client *cl = NULL;
-    etcd_opts o;
-    char err[256];
-    eput p = {0};
-
-    etcd_opts_init(&o);
-    o.endpoints = tu_etcd_endpoints(e);
-    ck_assert_msg(etcd_client_new(base, &o, err, sizeof(err), &cl) == OM_OK, "%s", err);
-    if (value != NULL)
-        ck_assert_int_eq(
-            etcd_put(cl, om_slice_from_str(key), om_slice_from_str(value), 0, eput_cb, &p), OM_OK);
-    else
-        ck_assert_int_eq(etcd_delete(cl, om_slice_from_str(key), false, eput_cb, &p), OM_OK);
-    while (!p.done)
-        event_base_loop(base, EVLOOP_ONCE);
-    ck_assert_int_eq(p.st, OM_OK);
-    etcd_client_free(cl);
-    event_base_free(base);
-}
 
 /* ---- processes ---- */
 
@@ -151,44 +108,7 @@ grp_stop(grp *g)
 static tu_proc *
 start_coord(const tu_etcd *e, const char *shards)
 {
-    char sarg[300], earg[300];
-    const char *extra[] = {sarg,
-                           earg,
-                           "--etcd-prefix=" PREFIX,
-                           "--lease-ttl=2s",
-                           "--health-interval=100ms",
-                           "--etcd-timeout=1s",
-                           "--failover-wait=15s",
-                           NULL};
-    tu_proc_opts o = {.extra = extra};
-
-    snprintf(sarg, sizeof(sarg), "--shards=%s", shards);
-    snprintf(earg, sizeof(earg), "--etcd=%s", tu_etcd_endpoints(e));
-    return tu_proc_start("$OBJMETA_COORD", &o);
-}
-
-static const char *
-coord_addr(const tu_proc *c)
-{
-    static char buf[64];
-
-    snprintf(buf, sizeof(buf), "127.0.0.1:%d", tu_proc_port(c, "rpc"));
-    return buf;
-}
-
-/* The value of the metric line starting with `series` on the coordinator's /metrics (-1: none). */
-static double
-coord_metric(const tu_proc *c, const char *series)
-{
-    char *body = NULL;
-    double v = -1;
-    const char *p;
-
-    if (it_http_get(tu_proc_port(c, "http"), "/metrics", &body) == 200 && body != NULL &&
-        (p = strstr(body, series)) != NULL)
-        v = strtod(p + strlen(series), NULL); /* series starts with '\n': a value line */
-    free(body);
-    return v;
+    return cp_coord_start(e, PREFIX, shards, NULL);
 }
 
 static void
@@ -196,9 +116,9 @@ wait_metric(const tu_proc *c, const char *series, double want)
 {
     uint64_t deadline = tu_now_ms() + WAIT_MS;
 
-    while (coord_metric(c, series) != want) {
+    while (cp_coord_metric(c, series) != want) {
         ck_assert_msg(tu_now_ms() < deadline, "%s never reached %g (is %g)", series, want,
-                      coord_metric(c, series));
+                      cp_coord_metric(c, series));
         om_clock_sleep_ms(50);
     }
 }
@@ -352,7 +272,7 @@ START_TEST(routing_follows)
     grp_start(&g, "g1");
     addrs[0] = g.paddr, addrs[1] = g.baddr[0], addrs[2] = g.baddr[1];
     config_json(conf, sizeof(conf), "g1", 1, "p", ids, addrs, 3);
-    etcd_put_str(e, PREFIX "/groups/g1/config", conf);
+    cp_etcd_put(e, PREFIX "/groups/g1/config", conf);
     snprintf(shards, sizeof(shards), "g1=%s", g.paddr);
     co = start_coord(e, shards);
     wait_metric(co, "\nobjmeta_coord_group_term{group=\"g1\"}", 1);
@@ -362,7 +282,7 @@ START_TEST(routing_follows)
         omc_client *cc = NULL;
         char msg[256];
         omc_info info;
-        ck_assert(omc_connect(coord_addr(co), 5000, &cc, msg, sizeof(msg)) == OM_OK);
+        ck_assert(omc_connect(cp_coord_addr(co), 5000, &cc, msg, sizeof(msg)) == OM_OK);
         ck_assert_int_eq(omc_store(cc, BUCKET, "before", om_slice_from_str("b"), NULL, &info),
                          OM_OK);
         omc_info_free(&info);
@@ -371,18 +291,18 @@ START_TEST(routing_follows)
 
     /* the leader key: present and naming the primary, then gone (its lease ended): the
      * group's requests -- a List here -- wait until a leader key names the primary again */
-    etcd_put_str(e, PREFIX "/groups/g1/leader", "p 1");
+    cp_etcd_put(e, PREFIX "/groups/g1/leader", "p 1");
     wait_metric(co, "\nobjmeta_coord_group_leader_present{group=\"g1\"}", 1);
-    ck_assert_double_eq(coord_metric(co, "\nobjmeta_coord_group_waiting{group=\"g1\"}"), 0);
-    etcd_put_str(e, PREFIX "/groups/g1/leader", NULL);
+    ck_assert_double_eq(cp_coord_metric(co, "\nobjmeta_coord_group_waiting{group=\"g1\"}"), 0);
+    cp_etcd_put(e, PREFIX "/groups/g1/leader", NULL);
     wait_metric(co, "\nobjmeta_coord_group_waiting{group=\"g1\"}", 1);
     {
-        lister ls = {.addr = coord_addr(co)};
+        lister ls = {.addr = cp_coord_addr(co)};
         pthread_t lth;
         ck_assert_int_eq(pthread_create(&lth, NULL, lister_main, &ls), 0);
         wait_metric(co, "\nobjmeta_coord_parked ", 1);
         ck_assert(!atomic_load(&ls.done));
-        etcd_put_str(e, PREFIX "/groups/g1/leader", "p 1");
+        cp_etcd_put(e, PREFIX "/groups/g1/leader", "p 1");
         pthread_join(lth, NULL);
         ck_assert_int_eq(ls.st, OM_OK);
         ck_assert_uint_eq(ls.n, 1);
@@ -390,7 +310,7 @@ START_TEST(routing_follows)
     wait_metric(co, "\nobjmeta_coord_group_waiting{group=\"g1\"}", 0);
 
     /* reads run across the whole switch */
-    rd.addr = coord_addr(co);
+    rd.addr = cp_coord_addr(co);
     ck_assert_int_eq(pthread_create(&rth, NULL, reader_main, &rd), 0);
     {
         uint64_t deadline = tu_now_ms() + WAIT_MS;
@@ -400,11 +320,11 @@ START_TEST(routing_follows)
     /* the primary dies (kill -9: reads in flight lose their connection); the coordinator
      * holds the group's requests */
     tu_proc_kill9(g.p);
-    etcd_put_str(e, PREFIX "/groups/g1/leader", NULL); /* its lease ends */
+    cp_etcd_put(e, PREFIX "/groups/g1/leader", NULL); /* its lease ends */
     tu_proc_free(g.p);
     g.p = NULL;
     wait_metric(co, "\nobjmeta_coord_group_waiting{group=\"g1\"}", 1);
-    l.addr = coord_addr(co);
+    l.addr = cp_coord_addr(co);
     ck_assert_int_eq(pthread_create(&th, NULL, loader_main, &l), 0);
     {
         uint64_t deadline = tu_now_ms() + WAIT_MS;
@@ -433,8 +353,8 @@ START_TEST(routing_follows)
         snprintf(na, sizeof(na), "%s", it_addr(np));
         addrs2[0] = na, addrs2[1] = g.baddr[1];
         config_json(conf, sizeof(conf), "g1", 2, "b1", ids2, addrs2, 2);
-        etcd_put_str(e, PREFIX "/groups/g1/config", conf);
-        etcd_put_str(e, PREFIX "/groups/g1/leader", "b1 2"); /* as the new primary would */
+        cp_etcd_put(e, PREFIX "/groups/g1/config", conf);
+        cp_etcd_put(e, PREFIX "/groups/g1/leader", "b1 2"); /* as the new primary would */
     }
     {
         uint64_t deadline = tu_now_ms() + WAIT_MS;
@@ -460,18 +380,18 @@ START_TEST(routing_follows)
     printf("routing_follows: %d reads, %d store+read pairs across the switch; the coordinator "
            "parked %g requests, %g of them sent again after the former primary failed them\n",
            atomic_load(&rd.ok), atomic_load(&l.ok),
-           coord_metric(co, "\nobjmeta_coord_parked_total{kind=\"all\"}"),
-           coord_metric(co, "\nobjmeta_coord_parked_total{kind=\"retried\"}"));
+           cp_coord_metric(co, "\nobjmeta_coord_parked_total{kind=\"all\"}"),
+           cp_coord_metric(co, "\nobjmeta_coord_parked_total{kind=\"retried\"}"));
     ck_assert_msg(l.failed == 0, "a request failed during the switch: %s", l.first_error);
-    ck_assert_double_eq(coord_metric(co, "\nobjmeta_coord_group_term{group=\"g1\"}"), 2);
+    ck_assert_double_eq(cp_coord_metric(co, "\nobjmeta_coord_group_term{group=\"g1\"}"), 2);
     ck_assert_double_ge(
-        coord_metric(co, "\nobjmeta_coord_group_primary_changes_total{group=\"g1\"}"), 1);
+        cp_coord_metric(co, "\nobjmeta_coord_group_primary_changes_total{group=\"g1\"}"), 1);
 
     /* every acknowledged write reads back through the new primary */
     {
         omc_client *cc = NULL;
         char msg[256], key[32];
-        ck_assert(omc_connect(coord_addr(co), 5000, &cc, msg, sizeof(msg)) == OM_OK);
+        ck_assert(omc_connect(cp_coord_addr(co), 5000, &cc, msg, sizeof(msg)) == OM_OK);
         for (int i = 0; i < l.nstored; i++) {
             omc_info info;
             om_buf data = OM_BUF_INIT;
@@ -540,18 +460,19 @@ START_TEST(admin_groups)
     wait_metric(co, "\nobjmeta_coord_leader ", 1); /* ring changes need the elected leader */
     /* add-group writes the configuration and adds g2 to the ring */
     snprintf(reps, sizeof(reps), "a@%s,b@%s,c@%s", g.paddr, g.baddr[0], g.baddr[1]);
-    rc = admin(coord_addr(co), &out, "add-group", "--id", "g2", "--replicas", reps, "--wait", NULL);
+    rc = admin(cp_coord_addr(co), &out, "add-group", "--id", "g2", "--replicas", reps, "--wait",
+               NULL);
     ck_assert_msg(rc == 0, "add-group exit %d: %s", rc, out);
     free(out);
     wait_metric(co, "\nobjmeta_coord_group_term{group=\"g2\"}", 1);
-    rc = admin(coord_addr(co), &out, "groups", NULL, NULL, NULL, NULL, NULL, NULL);
+    rc = admin(cp_coord_addr(co), &out, "groups", NULL, NULL, NULL, NULL, NULL, NULL);
     ck_assert_int_eq(rc, 0);
     ck_assert_msg(strstr(out, "g2") && strstr(out, "primary") && strstr(out, "backup") &&
                       strstr(out, "in the ring"),
                   "groups: %s", out);
     free(out);
     {
-        const char *argv[] = {"objmeta", "--addr", coord_addr(co), "--json", "admin",
+        const char *argv[] = {"objmeta", "--addr", cp_coord_addr(co), "--json", "admin",
                               "groups",  NULL};
         char *err = NULL;
         ck_assert_int_eq(tu_run_cmd("$OBJMETA_CLI", argv, 30000, &out, &err), 0);
@@ -567,7 +488,7 @@ START_TEST(admin_groups)
     {
         omc_client *cc = NULL;
         char msg[256], key[32];
-        ck_assert(omc_connect(coord_addr(co), 5000, &cc, msg, sizeof(msg)) == OM_OK);
+        ck_assert(omc_connect(cp_coord_addr(co), 5000, &cc, msg, sizeof(msg)) == OM_OK);
         for (int i = 0; i < 200; i++) {
             omc_info info;
             snprintf(key, sizeof(key), "k%03d", i);
@@ -578,22 +499,23 @@ START_TEST(admin_groups)
         omc_close(cc);
     }
     /* identical replicas: exit 0, through the coordinator and directly */
-    rc = admin(coord_addr(co), &out, "verify", "--group", "g2", NULL, NULL, NULL, NULL);
+    rc = admin(cp_coord_addr(co), &out, "verify", "--group", "g2", NULL, NULL, NULL, NULL);
     ck_assert_msg(rc == 0 && strstr(out, "identical"), "verify exit %d: %s", rc, out);
     free(out);
     snprintf(direct, sizeof(direct), "%s,%s,%s", g.paddr, g.baddr[0], g.baddr[1]);
-    rc = admin(coord_addr(co), &out, "verify", "--shards", direct, "--ranges", "16", NULL, NULL);
+    rc = admin(cp_coord_addr(co), &out, "verify", "--shards", direct, "--ranges", "16", NULL, NULL);
     ck_assert_msg(rc == 0 && strstr(out, "identical"), "verify --shards exit %d: %s", rc, out);
     free(out);
 
     /* add-replica: in replicas, not in sync; promote refuses it */
     extra = start_backup("g2", NULL);
     snprintf(one, sizeof(one), "d@%s", it_addr(extra));
-    rc = admin(coord_addr(co), &out, "add-replica", "--group", "g2", "--replica", one, NULL, NULL);
+    rc = admin(cp_coord_addr(co), &out, "add-replica", "--group", "g2", "--replica", one, NULL,
+               NULL);
     ck_assert_msg(rc == 0, "add-replica exit %d: %s", rc, out);
     free(out);
     {
-        const char *argv[] = {"objmeta", "--addr", coord_addr(co), "--json", "admin",
+        const char *argv[] = {"objmeta", "--addr", cp_coord_addr(co), "--json", "admin",
                               "groups",  NULL};
         char *err = NULL;
         uint64_t deadline = tu_now_ms() + WAIT_MS;
@@ -609,20 +531,21 @@ START_TEST(admin_groups)
         ck_assert_msg(strstr(out, "\"in_sync\":false"), "groups: %s", out);
         free(out);
     }
-    rc = admin(coord_addr(co), &out, "promote", "--group", "g2", "--replica", "d", NULL, NULL);
+    rc = admin(cp_coord_addr(co), &out, "promote", "--group", "g2", "--replica", "d", NULL, NULL);
     ck_assert_msg(rc == 6, "promote of a replica not in sync: exit %d", rc); /* PRECONDITION */
     free(out);
-    rc = admin(coord_addr(co), &out, "promote", "--group", "nosuch", "--replica", "a", NULL, NULL);
+    rc = admin(cp_coord_addr(co), &out, "promote", "--group", "nosuch", "--replica", "a", NULL,
+               NULL);
     ck_assert_msg(rc == 5, "promote in an unknown group: exit %d", rc); /* NOT_FOUND */
     free(out);
-    rc = admin(coord_addr(co), &out, "promote", "--group", "g2", "--replica", "zz", NULL, NULL);
+    rc = admin(cp_coord_addr(co), &out, "promote", "--group", "g2", "--replica", "zz", NULL, NULL);
     ck_assert_msg(rc == 5, "promote of an unknown replica: exit %d", rc);
     free(out);
-    rc = admin(coord_addr(co), &out, "remove-replica", "--group", "g2", "--replica", "a", NULL,
+    rc = admin(cp_coord_addr(co), &out, "remove-replica", "--group", "g2", "--replica", "a", NULL,
                NULL);
     ck_assert_msg(rc == 6, "remove-replica of the primary: exit %d", rc);
     free(out);
-    rc = admin(coord_addr(co), &out, "remove-replica", "--group", "g2", "--replica", "d", NULL,
+    rc = admin(cp_coord_addr(co), &out, "remove-replica", "--group", "g2", "--replica", "d", NULL,
                NULL);
     ck_assert_msg(rc == 0, "remove-replica exit %d: %s", rc, out);
     free(out);
@@ -652,7 +575,7 @@ START_TEST(admin_groups)
         snprintf(g.baddr[1], sizeof(g.baddr[1]), "%s", it_addr(g.b[1]));
     }
     snprintf(direct, sizeof(direct), "%s,%s,%s", g.paddr, g.baddr[0], g.baddr[1]);
-    rc = admin(coord_addr(co), &out, "verify", "--shards", direct, NULL, NULL, NULL, NULL);
+    rc = admin(cp_coord_addr(co), &out, "verify", "--shards", direct, NULL, NULL, NULL, NULL);
     ck_assert_msg(rc == 7 && strstr(out, "differs") && strstr(out, "1 of 64 ranges differ"),
                   "verify --shards after the change: exit %d: %s", rc, out);
     free(out);
@@ -661,12 +584,12 @@ START_TEST(admin_groups)
         const char *ids[3] = {"a", "b", "c"}, *addrs[3] = {g.paddr, g.baddr[0], g.baddr[1]};
         char conf[1024];
         config_json(conf, sizeof(conf), "g2", 1, "a", ids, addrs, 3);
-        etcd_put_str(e, PREFIX "/groups/g2/config", conf);
+        cp_etcd_put(e, PREFIX "/groups/g2/config", conf);
     }
     {
         uint64_t deadline = tu_now_ms() + WAIT_MS;
         for (;;) {
-            rc = admin(coord_addr(co), &out, "verify", "--group", "g2", NULL, NULL, NULL, NULL);
+            rc = admin(cp_coord_addr(co), &out, "verify", "--group", "g2", NULL, NULL, NULL, NULL);
             if (rc == 7)
                 break;
             ck_assert_msg(tu_now_ms() < deadline, "verify --group never saw the change: %d: %s", rc,
@@ -679,17 +602,17 @@ START_TEST(admin_groups)
     }
 
     /* promote b: term 2, b primary (the coordinator follows it) */
-    rc = admin(coord_addr(co), &out, "promote", "--group", "g2", "--replica", "b", NULL, NULL);
+    rc = admin(cp_coord_addr(co), &out, "promote", "--group", "g2", "--replica", "b", NULL, NULL);
     ck_assert_msg(rc == 0 && strstr(out, "term 2 primary b"), "promote exit %d: %s", rc, out);
     free(out);
     wait_metric(co, "\nobjmeta_coord_group_term{group=\"g2\"}", 2);
 
     /* remove-group: out of the ring (its keys move to s1), then the configuration goes */
-    rc = admin(coord_addr(co), &out, "remove-group", "--id", "g2", NULL, NULL, NULL, NULL);
+    rc = admin(cp_coord_addr(co), &out, "remove-group", "--id", "g2", NULL, NULL, NULL, NULL);
     ck_assert_msg(rc == 0 && strstr(out, "configuration deleted"), "remove-group exit %d: %s", rc,
                   out);
     free(out);
-    rc = admin(coord_addr(co), &out, "remove-group", "--id", "g2", NULL, NULL, NULL, NULL);
+    rc = admin(cp_coord_addr(co), &out, "remove-group", "--id", "g2", NULL, NULL, NULL, NULL);
     ck_assert_msg(rc == 5, "remove-group of a removed group: exit %d", rc); /* NOT_FOUND */
     free(out);
     {
@@ -697,7 +620,7 @@ START_TEST(admin_groups)
         char msg[256];
         omc_info info;
         om_buf data = OM_BUF_INIT;
-        ck_assert(omc_connect(coord_addr(co), 5000, &cc, msg, sizeof(msg)) == OM_OK);
+        ck_assert(omc_connect(cp_coord_addr(co), 5000, &cc, msg, sizeof(msg)) == OM_OK);
         for (int i = 0; i < 200; i += 13) { /* every key is on s1 now */
             char key[32];
             snprintf(key, sizeof(key), "k%03d", i);

@@ -17,6 +17,9 @@
  *              the last page sets the index; pages are idempotent
  *   reserved   the state key is invisible to migration: the compaction
  *              filter keeps it whatever the ring says
+ *   purge      a purge record (no value, version 0) deletes its key; a
+ *              value-less record with a version, or one in a page, is
+ *              refused
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -518,6 +521,64 @@ START_TEST(state_key_is_reserved)
 }
 END_TEST
 
+/*
+ * A purge record (no value, version 0: a key moved to another group, deleted by the primary's
+ * cleanup, shard/mig_jobs.c) deletes the key outright; a value-less record with a version, or
+ * in a catch-up page, is refused and changes nothing.
+ */
+START_TEST(purge_records_delete)
+{
+    shard *s = open_shard(tu_tmpdir());
+    shard_replica *r = NULL;
+    shard_repl_state st;
+    Objmeta__CatchUpPage pg;
+    om_buf kb[2] = {OM_BUF_INIT, OM_BUF_INIT};
+    om_buf raw = OM_BUF_INIT;
+    char err[256];
+    req q;
+
+    ck_assert_int_eq(shard_replica_open(s, "g1", &r), OM_OK);
+    req_init(&q, "g1", 1, 1);
+    req_group(&q);
+    req_rec(&q, "a", 10, "A", false);
+    req_rec(&q, "b", 11, "B", false);
+    ck_assert_int_eq(apply(r, &q, &st, err), OM_OK);
+    req_free(&q);
+
+    /* a value-less record with a version: refused, nothing changes */
+    req_init(&q, "g1", 1, 2);
+    req_group(&q);
+    req_rec(&q, "a", 12, "x", false);
+    q.r[0][0].value.len = 0;
+    ck_assert_int_eq(apply(r, &q, &st, err), OM_E_CORRUPT);
+    ck_assert_uint_eq(version_of(s, "a"), 10);
+    /* version 0: a purge, and the key is gone -- not a tombstone, nothing at all */
+    q.r[0][0].version = 0;
+    ck_assert_int_eq(apply(r, &q, &st, err), OM_OK);
+    ck_assert_uint_eq(st.index, 2);
+    ck_assert_uint_eq(version_of(s, "a"), 0);
+    ck_assert_uint_eq(version_of(s, "b"), 11);
+    ck_assert_int_eq(lsm_get(shard_db(s), NULL, om_buf_slice(&q.key[0][0]), &raw), OM_E_NOTFOUND);
+    req_free(&q);
+
+    /* a page holds records; an empty value there is refused */
+    req_init(&q, "g1", 1, 3);
+    req_group(&q);
+    req_rec(&q, "b", 11, "B", false);
+    q.r[0][0].value.len = 0;
+    q.r[0][0].version = 0;
+    req_as_page(&q, &pg, "", "", 2, true, kb);
+    ck_assert_int_eq(apply(r, &q, &st, err), OM_E_INVALID);
+    ck_assert_uint_eq(version_of(s, "b"), 11);
+    req_free(&q);
+    om_buf_free(&kb[0]);
+    om_buf_free(&kb[1]);
+    om_buf_free(&raw);
+    shard_replica_close(r);
+    ck_assert_int_eq(shard_close(s), OM_OK);
+}
+END_TEST
+
 static Suite *
 replica_suite(void)
 {
@@ -529,6 +590,7 @@ replica_suite(void)
     tcase_add_test(tc, state_survives_restart);
     tcase_add_test(tc, catch_up_pages_replace_ranges);
     tcase_add_test(tc, state_key_is_reserved);
+    tcase_add_test(tc, purge_records_delete);
     suite_add_tcase(s, tc);
     return s;
 }
