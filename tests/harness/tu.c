@@ -10,10 +10,10 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -180,6 +180,15 @@ tu_proc_dump_stderr(const tu_proc *p)
     free(s);
 }
 
+char *
+tu_proc_stderr(const tu_proc *p)
+{
+    char *s = tu_slurp(p->stderr_path);
+
+    ck_assert_ptr_nonnull(s);
+    return s;
+}
+
 static bool
 tu_read_ports(tu_proc *p)
 {
@@ -198,32 +207,39 @@ tu_read_ports(tu_proc *p)
     return p->ports_n > 0;
 }
 
+/*
+ * Start argv[0] with argv, its stderr appended to p->stderr_path and its
+ * stdout there too (or into out_fd). posix_spawn, not fork: this process is
+ * multi-threaded while tests run, and no code of it may run in the child
+ * (tu_exec.c, the program started first, says why and sets PDEATHSIG).
+ */
 static void
 tu_spawn(tu_proc *p, char **argv, int out_fd)
 {
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    char parent[24], *av[132];
+    posix_spawn_file_actions_t fa;
+    int argc = 0, rc;
+    pid_t pid;
 
-    ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        int fd = open(p->stderr_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        if (fd >= 0) {
-            dup2(fd, STDERR_FILENO);
-            if (out_fd < 0)
-                dup2(fd, STDOUT_FILENO);
-            close(fd);
-        }
-        if (out_fd >= 0) {
-            dup2(out_fd, STDOUT_FILENO);
-            close(out_fd);
-        }
-        execv(argv[0], argv);
-        dprintf(STDERR_FILENO, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
+    snprintf(parent, sizeof(parent), "%d", (int)getpid());
+    av[argc++] = TU_EXEC_PATH;
+    av[argc++] = parent;
+    for (int i = 0; argv[i] != NULL && argc < 131; i++)
+        av[argc++] = argv[i];
+    av[argc] = NULL;
+    ck_assert_int_eq(posix_spawn_file_actions_init(&fa), 0);
+    ck_assert_int_eq(posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, p->stderr_path,
+                                                      O_WRONLY | O_CREAT | O_APPEND, 0644),
+                     0);
+    if (out_fd >= 0) {
+        ck_assert_int_eq(posix_spawn_file_actions_adddup2(&fa, out_fd, STDOUT_FILENO), 0);
+        ck_assert_int_eq(posix_spawn_file_actions_addclose(&fa, out_fd), 0);
+    } else {
+        ck_assert_int_eq(posix_spawn_file_actions_adddup2(&fa, STDERR_FILENO, STDOUT_FILENO), 0);
     }
+    rc = posix_spawn(&pid, TU_EXEC_PATH, &fa, NULL, av, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    ck_assert_msg(rc == 0, "posix_spawn %s: %s", argv[0], strerror(rc));
     p->pid = pid;
     p->running = true;
 }
@@ -278,11 +294,15 @@ tu_proc_start(const char *binary, const tu_proc_opts *o)
     if (o->no_listen)
         return p;
 
-    uint64_t deadline = tu_now_ms() + (uint64_t)timeout;
+    uint64_t t0 = tu_now_ms(), deadline = t0 + (uint64_t)timeout;
     for (;;) {
         int status;
-        if (tu_read_ports(p))
+        if (tu_read_ports(p)) {
+            if (tu_now_ms() - t0 > 3000) /* a slow start is worth a line in the log */
+                printf("%s (pid %d) took %llu ms to start\n", p->binary, (int)p->pid,
+                       (unsigned long long)(tu_now_ms() - t0));
             return p;
+        }
         if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
             p->running = false;
             tu_proc_dump_stderr(p);
