@@ -88,6 +88,10 @@ static const om_conf_item shard_items[] = {
     {"replica-timeout", OM_CONF_DURATION, "2s", 10, 600000, NULL, F(replica_timeout),
      "wait this long for a backup's answer before sending again; static membership: the writes "
      "stay held; etcd: the primary then removes the backup from the in-sync set"},
+    {"test-drop-shipment-key", OM_CONF_STR, "", 0, 0, NULL, F(test_drop_shipment_key),
+     "testing aid, never for production: as primary, ship nothing from the first group commit "
+     "holding a key that contains this string on (it is durable here and never acknowledged), "
+     "so a test can kill the primary with such a write in hand (empty = off)"},
     RPC_CONF_LOG_ITEMS(shard_conf),
 };
 const om_conf_table shard_table = {"objmeta-shard", OM_VERSION, shard_items,

@@ -23,7 +23,7 @@ typedef struct shard_conf {
     int tls_client_auth;
     int sync_mode, log_level, log_format;
     int64_t slow_request;
-    char *replicas, *replica_group, *etcd, *etcd_prefix, *replica_id;
+    char *replicas, *replica_group, *etcd, *etcd_prefix, *replica_id, *test_drop_shipment_key;
     int replica_role;
     int64_t replica_term, replica_timeout, replica_lease_ttl;
     int64_t sync_period, write_buffer, block_cache, max_object_size, max_metadata_size;

@@ -31,7 +31,8 @@ start_etcd(const shard_conf *c, shard *sh, struct event_base *base, void (*resta
                               .timeout_ms = (uint32_t)c->replica_timeout,
                               .restart = restart,
                               .restart_arg = arg,
-                              .tls = out->tls};
+                              .tls = out->tls,
+                              .test_drop_key = c->test_drop_shipment_key};
     char err[256];
 
     if (c->replica_role != SHARD_ROLE_NONE || c->replicas[0] != '\0' || c->replica_term != 1) {
@@ -80,6 +81,7 @@ shard_conf_replication(const shard_conf *c, shard *sh, struct event_base *base,
     o.backups = c->replicas;
     o.timeout_ms = (uint32_t)c->replica_timeout;
     o.tls = out->tls;
+    o.drop_key = c->test_drop_shipment_key;
     return shard_repl_open(sh, &o, &out->primary);
 }
 

@@ -99,6 +99,9 @@ shard_repl_stage(shard_repl *r, om_slice key, om_slice value)
 
     if (g->err != OM_OK)
         return;
+    if (r->opts.drop_key != NULL && r->opts.drop_key[0] != '\0' &&
+        memmem(key.p, key.n, r->opts.drop_key, strlen(r->opts.drop_key)) != NULL)
+        g->drop = true;
     if (om_buf_append_slice(&g->mem, key) != OM_OK ||
         om_buf_append_slice(&g->mem, value) != OM_OK ||
         om_buf_append(&g->lens, lens, sizeof(lens)) != OM_OK)
@@ -170,6 +173,7 @@ void
 shard_repl_written(shard_repl *r, om_status st)
 {
     repl_group *q = NULL;
+    bool drop = r->stage.drop;
 
     if (st == OM_OK) {
         q = group_from_stage(&r->stage, r->w_index + 1);
@@ -177,6 +181,7 @@ shard_repl_written(shard_repl *r, om_status st)
             st = OM_ERR(OM_E_NOMEM);
     }
     r->stage.n = 0;
+    r->stage.drop = false;
     r->stage.err = OM_OK;
     om_buf_reset(&r->stage.mem);
     om_buf_reset(&r->stage.lens);
@@ -205,6 +210,8 @@ shard_repl_written(shard_repl *r, om_status st)
         r->head = q;
     r->tail = q;
     r->last = q->index;
+    if (drop && r->drop_from == 0)
+        r->drop_from = q->index;
     r->held_bytes += q->bytes;
     repl_trim(r); /* nothing to keep when no backup needs it (none in sync, none near) */
     /* backpressure: a backup away for long holds at most max_held_bytes here */
@@ -252,14 +259,20 @@ static om_status
 repl_ship(void *arg, uint64_t mark)
 {
     shard_repl *r = arg;
+    uint64_t pub;
     om_status st;
 
     pthread_mutex_lock(&r->mu);
-    if (mark > r->ship_to) {
+    /* the testing aid test-drop-shipment-key: groups from drop_from on are never published */
+    pub = r->drop_from != 0 && mark >= r->drop_from ? r->drop_from - 1 : mark;
+    if (pub < mark) /* once: the sync step waits below for acknowledgements that never come */
+        om_log(OM_LOG_WARN, "test-drop-shipment-key: durable here, never shipped index=%llu",
+               (unsigned long long)mark);
+    if (pub > r->ship_to) {
         for (size_t i = 0; i < r->npeers; i++) /* a backup idle until now owes nothing yet */
             if (r->peers[i].known && !r->peers[i].catching && r->peers[i].acked >= r->ship_to)
                 repl_progress(&r->peers[i]);
-        r->ship_to = mark;
+        r->ship_to = pub;
         pthread_cond_broadcast(&r->cv);
     }
     while (min_acked(r) < mark && !r->stop && r->err == OM_OK)

@@ -137,6 +137,9 @@ typedef struct shard_repl_opts {
                                * (the etcd layer, which must stay on its loop meanwhile) */
     rpc_tls *tls;             /* NULL: plaintext; else the shippers' client context (the shard's
                                * certificate and the cluster CA). Borrowed: outlives the repl */
+    const char *drop_key;     /* testing aid (setting test-drop-shipment-key), NULL or "" off:
+                               * from the first group holding a key that contains it on,
+                               * nothing is shipped (durable here, never acknowledged) */
 } shard_repl_opts;
 
 void shard_repl_opts_init(shard_repl_opts *o);

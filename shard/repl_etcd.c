@@ -338,6 +338,7 @@ become_primary(shard_repl_etcd *a, uint64_t term)
     o.timeout_ms = a->o.timeout_ms;
     o.no_await = true;
     o.tls = a->o.tls;
+    o.drop_key = a->o.test_drop_key;
     if (n == 0) {
         /* a group of one: nothing to ship */
         a->serving = true;

@@ -44,6 +44,7 @@ typedef struct shard_repl_etcd_opts {
     void (*restart)(void *arg);
     void *restart_arg;
     rpc_tls *tls; /* NULL: ship in plaintext; else the shippers' client context (borrowed) */
+    const char *test_drop_key; /* testing aid: shard_repl_opts.drop_key of each term led */
 } shard_repl_etcd_opts;
 
 /*

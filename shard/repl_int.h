@@ -53,6 +53,7 @@ typedef struct repl_stage {
     om_buf lens; /* (size_t key length, size_t value length) per record */
     size_t n;
     om_status err; /* sticky: a record could not be kept */
+    bool drop;     /* a key holds opts.drop_key */
 } repl_stage;
 
 struct shard_repl {
@@ -73,6 +74,7 @@ struct shard_repl {
     uint64_t ship_to; /* the highest mark published to the shippers */
     om_status err;    /* sticky: this primary is stale */
     bool stop;
+    uint64_t drop_from; /* testing aid: the first group never shipped (0: none) */
 };
 
 /* Requires: mu held. Free the groups every backup has (or gets by its catch-up's snapshot). */

@@ -6,14 +6,15 @@
  */
 #include "tu.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -147,24 +148,31 @@ tu_bin(const char *binary)
     return binary;
 }
 
+/* A whole file as a heap string ("" if it cannot be opened; NULL without memory). Reads to
+ * EOF: /proc files say they are empty. */
 static char *
 tu_slurp(const char *path)
 {
     FILE *f = fopen(path, "r");
+    size_t n = 0, cap = 4096;
     char *buf;
-    long n;
 
     if (f == NULL)
         return strdup("");
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = malloc((size_t)(n < 0 ? 0 : n) + 1);
-    if (buf == NULL) {
+    if ((buf = malloc(cap)) == NULL) {
         fclose(f);
         return NULL;
     }
-    n = (long)fread(buf, 1, (size_t)(n < 0 ? 0 : n), f);
+    for (;;) {
+        n += fread(buf + n, 1, cap - 1 - n, f);
+        if (n < cap - 1)
+            break;
+        char *more = realloc(buf, cap * 2);
+        if (more == NULL)
+            break;
+        buf = more;
+        cap *= 2;
+    }
     buf[n] = '\0';
     fclose(f);
     return buf;
@@ -178,6 +186,67 @@ tu_proc_dump_stderr(const tu_proc *p)
     fprintf(stderr, "----- stderr of %s (pid %d) -----\n%s----- end of stderr -----\n", p->binary,
             (int)p->pid, s ? s : "");
     free(s);
+}
+
+char *
+tu_proc_stderr(const tu_proc *p)
+{
+    char *s = tu_slurp(p->stderr_path);
+
+    ck_assert_ptr_nonnull(s);
+    return s;
+}
+
+/*
+ * Where a process that does not start waits, for the failure report: which
+ * program it runs (tu-exec not yet replaced: it never reached the server),
+ * its state, the system call it is in, and per thread the kernel function
+ * it sleeps in (and the kernel stack where readable).
+ */
+static void
+tu_proc_dump_where(pid_t pid)
+{
+    static const char *const files[] = {"status", "syscall", "stack"};
+    char path[512], exe[4096] = "?";
+    ssize_t n;
+    DIR *d;
+
+    snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+    if ((n = readlink(path, exe, sizeof(exe) - 1)) >= 0)
+        exe[n] = '\0';
+    fprintf(stderr, "----- pid %d runs %s -----\n", (int)pid, exe);
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char *s;
+
+        snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, files[i]);
+        s = tu_slurp(path);
+        if (i == 0 && s != NULL && strstr(s, "State:") != NULL) /* the State line only */
+            fprintf(stderr, "%.*s\n", (int)strcspn(strstr(s, "State:"), "\n"), strstr(s, "State:"));
+        else if (i > 0)
+            fprintf(stderr, "%s: %s\n", files[i], s != NULL && s[0] ? s : "(unreadable)\n");
+        free(s);
+    }
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    if ((d = opendir(path)) != NULL) {
+        struct dirent *de;
+
+        while ((de = readdir(d)) != NULL) {
+            char *comm, *wchan;
+
+            if (de->d_name[0] == '.')
+                continue;
+            snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", (int)pid, de->d_name);
+            comm = tu_slurp(path);
+            snprintf(path, sizeof(path), "/proc/%d/task/%s/wchan", (int)pid, de->d_name);
+            wchan = tu_slurp(path);
+            fprintf(stderr, "thread %s %.*s: wchan=%s\n", de->d_name,
+                    comm ? (int)strcspn(comm, "\n") : 1, comm ? comm : "?", wchan ? wchan : "?");
+            free(comm);
+            free(wchan);
+        }
+        closedir(d);
+    }
+    fprintf(stderr, "----- end of pid %d -----\n", (int)pid);
 }
 
 static bool
@@ -198,32 +267,41 @@ tu_read_ports(tu_proc *p)
     return p->ports_n > 0;
 }
 
+/*
+ * Start argv[0] with argv, its stderr appended to p->stderr_path and its
+ * stdout there too (or into out_fd). posix_spawn, not fork: this process is
+ * multi-threaded while tests run, and no code of it may run in the child
+ * (tu_exec.c, the program started first, says why and sets PDEATHSIG).
+ */
 static void
 tu_spawn(tu_proc *p, char **argv, int out_fd)
 {
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    char parent[24], *av[132];
+    posix_spawn_file_actions_t fa;
+    int argc = 0, rc;
+    pid_t pid;
 
-    ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        int fd = open(p->stderr_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        if (fd >= 0) {
-            dup2(fd, STDERR_FILENO);
-            if (out_fd < 0)
-                dup2(fd, STDOUT_FILENO);
-            close(fd);
-        }
-        if (out_fd >= 0) {
-            dup2(out_fd, STDOUT_FILENO);
-            close(out_fd);
-        }
-        execv(argv[0], argv);
-        dprintf(STDERR_FILENO, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
+    snprintf(parent, sizeof(parent), "%d", (int)getpid());
+    av[argc++] = TU_EXEC_PATH;
+    av[argc++] = parent;
+    for (int i = 0; argv[i] != NULL && argc < 131; i++)
+        av[argc++] = argv[i];
+    av[argc] = NULL;
+    ck_assert_int_eq(posix_spawn_file_actions_init(&fa), 0);
+    ck_assert_int_eq(posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, p->stderr_path,
+                                                      O_WRONLY | O_CREAT | O_APPEND, 0644),
+                     0);
+    if (out_fd >= 0) {
+        ck_assert_int_eq(posix_spawn_file_actions_adddup2(&fa, out_fd, STDOUT_FILENO), 0);
+        ck_assert_int_eq(posix_spawn_file_actions_addclose(&fa, out_fd), 0);
+    } else {
+        ck_assert_int_eq(posix_spawn_file_actions_adddup2(&fa, STDERR_FILENO, STDOUT_FILENO), 0);
     }
+    /* none of this process's descriptors (client sockets, files) outlives it in a server */
+    ck_assert_int_eq(posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1), 0);
+    rc = posix_spawn(&pid, TU_EXEC_PATH, &fa, NULL, av, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    ck_assert_msg(rc == 0, "posix_spawn %s: %s", argv[0], strerror(rc));
     p->pid = pid;
     p->running = true;
 }
@@ -278,29 +356,23 @@ tu_proc_start(const char *binary, const tu_proc_opts *o)
     if (o->no_listen)
         return p;
 
-    uint64_t deadline = tu_now_ms() + (uint64_t)timeout;
+    uint64_t t0 = tu_now_ms(), deadline = t0 + (uint64_t)timeout;
     for (;;) {
         int status;
-        if (tu_read_ports(p))
+        if (tu_read_ports(p)) {
+            if (tu_now_ms() - t0 > 3000) /* a slow start is worth a line in the log */
+                printf("%s (pid %d) took %llu ms to start\n", p->binary, (int)p->pid,
+                       (unsigned long long)(tu_now_ms() - t0));
             return p;
+        }
         if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
             p->running = false;
             tu_proc_dump_stderr(p);
             ck_abort_msg("%s exited during startup (status %d)", p->binary, status);
         }
         if (tu_now_ms() > deadline) {
-            char proc[64], *wchan, *stat;
-
             tu_proc_dump_stderr(p);
-            /* where it waits, for the report: a start that hangs must be diagnosable */
-            snprintf(proc, sizeof(proc), "/proc/%d/wchan", (int)p->pid);
-            wchan = tu_slurp(proc);
-            snprintf(proc, sizeof(proc), "/proc/%d/stat", (int)p->pid);
-            stat = tu_slurp(proc);
-            fprintf(stderr, "pid %d: wchan=%s stat=%s\n", (int)p->pid, wchan ? wchan : "?",
-                    stat ? stat : "?");
-            free(wchan);
-            free(stat);
+            tu_proc_dump_where(p->pid);
             ck_abort_msg("%s did not write its port file within %d ms", p->binary, timeout);
         }
         struct timespec ts = {0, 5 * 1000000L}; /* poll interval, not synchronisation */

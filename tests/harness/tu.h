@@ -71,6 +71,8 @@ void tu_proc_kill9(tu_proc *p);
 void tu_proc_free(tu_proc *p);
 /* Print the child's stderr to our stderr. */
 void tu_proc_dump_stderr(const tu_proc *p);
+/* The child's stderr so far (every start of its data dir), a heap string the caller frees. */
+char *tu_proc_stderr(const tu_proc *p);
 
 /*
  * Run a binary to completion with argv (NULL-terminated, argv[0] is ignored

@@ -42,7 +42,8 @@ struct tu_load {
     pthread_mutex_t mu;
     kstate *k;
     atomic_ulong ops, errors, lists, list_pages;
-    char failure[512]; /* first invariant violation seen by a thread */
+    atomic_ulong max_ms; /* the longest store, delete or read, answered or failed */
+    char failure[512];   /* first invariant violation seen by a thread */
     pthread_t th[NWORKERS];
     int nth;
     uint64_t t_start; /* tu_now_ms() at tu_load_start */
@@ -106,6 +107,16 @@ stable_value(int i, uint8_t *buf)
     snprintf((char *)buf, 16, "%08d", i);
 }
 
+/* A request that began at t0 (tu_now_ms) has its answer: keep the longest wait. */
+static void
+note_latency(tu_load *L, uint64_t t0)
+{
+    unsigned long ms = (unsigned long)(tu_now_ms() - t0), cur = atomic_load(&L->max_ms);
+
+    while (ms > cur && !atomic_compare_exchange_weak(&L->max_ms, &cur, ms))
+        ;
+}
+
 static bool
 transient(om_status st)
 {
@@ -139,10 +150,12 @@ run_writer(worker *w, omc_client *c, uint64_t *rs)
         uint32_t len = 64 + (uint32_t)(tu_rand(rs) % 2000);
         omc_info info;
         om_status st;
+        uint64_t t0 = tu_now_ms();
 
         tu_load_mut_key(i, key, sizeof(key));
         mut_value(tag, len, buf);
         st = omc_store(c, L->bucket, key, om_slice_make(buf, len), NULL, &info);
+        note_latency(L, t0);
         atomic_fetch_add(&L->ops, 1);
         if (st != OM_OK) {
             note_error(L, "store", st, c);
@@ -167,11 +180,12 @@ run_deleter(worker *w, omc_client *c, uint64_t *rs)
     while (!atomic_load(&L->stop)) {
         int i = (int)(tu_rand(rs) % (uint64_t)L->nmut);
         char key[32];
-        uint64_t v = 0;
+        uint64_t v = 0, t0 = tu_now_ms();
         om_status st;
 
         tu_load_mut_key(i, key, sizeof(key));
         st = omc_delete(c, L->bucket, key, NULL, &v);
+        note_latency(L, t0);
         atomic_fetch_add(&L->ops, 1);
         if (st == OM_E_NOTFOUND)
             continue;
@@ -199,9 +213,11 @@ run_reader(worker *w, omc_client *c, uint64_t *rs)
         char key[32];
         omc_info info;
         om_status st;
+        uint64_t t0 = tu_now_ms();
 
         tu_load_stable_key(i, key, sizeof(key));
         st = omc_retrieve(c, L->bucket, key, &info, &data);
+        note_latency(L, t0);
         atomic_fetch_add(&L->ops, 1);
         if (st != OM_OK) {
             note_error(L, "retrieve of a stable key", st, c);
@@ -383,6 +399,18 @@ uint64_t
 tu_load_ops(tu_load *L)
 {
     return atomic_load(&L->ops);
+}
+
+uint64_t
+tu_load_max_latency_ms(tu_load *L)
+{
+    return atomic_load(&L->max_ms);
+}
+
+uint64_t
+tu_load_errors(tu_load *L)
+{
+    return atomic_load(&L->errors);
 }
 
 uint64_t

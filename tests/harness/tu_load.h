@@ -53,8 +53,11 @@ void tu_load_stop(tu_load *L);
 void tu_load_check(tu_load *L);
 /* tu_now_ms() when tu_load_start ran (failure messages give times from there). */
 uint64_t tu_load_started_ms(const tu_load *L);
-/* Requests made so far, complete listings so far. */
+/* Requests made so far, those that failed, complete listings so far. */
 uint64_t tu_load_ops(tu_load *L);
+uint64_t tu_load_errors(tu_load *L);
+/* The longest a store, delete or read waited for its answer (or failure), in ms. */
+uint64_t tu_load_max_latency_ms(tu_load *L);
 uint64_t tu_load_lists(tu_load *L);
 /* Stable key i ("s/%05d"), mutable key i ("m/%05d") into out. */
 void tu_load_stable_key(int i, char *out, size_t n);

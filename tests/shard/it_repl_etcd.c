@@ -28,10 +28,25 @@
  *                            a backup serves well within one lease TTL.
  *   static_settings_refused  with etcd, replica-role / replicas and a listen
  *                            port 0 are refused with a message naming them.
+ *   drop_shipment            (tcase faults) r0 runs with the testing aid
+ *                            test-drop-shipment-key: a write of that key is
+ *                            made durable on r0 and never shipped; r0 dies
+ *                            (kill -9) holding it; after the failover and
+ *                            r0's rejoin the write is gone on every
+ *                            replica, it was never acknowledged, and no
+ *                            read or listing through the primary showed it.
  *
- * Each ends with every acknowledged write read back from EVERY replica
- * directly, and the replicas identical key by key (versions included).
- * The seed of the moments is printed (TEST_SEED repeats a run).
+ * Beside the writers, a reader of stable keys and a paginated lister follow
+ * the primary throughout (every read returns its stable key, every complete
+ * listing holds every stable key once and in order). Each scenario ends with
+ * every acknowledged write read back from EVERY replica directly, the
+ * replicas identical key by key (versions included), and `objmeta admin
+ * verify --shards` finding them identical. The seed of the moments is
+ * printed (TU_SEED repeats a run).
+ *
+ * Reads go to the primary, as a coordinator sends them: a backup answers
+ * a direct read from its own engine, and a former primary restarted as a
+ * backup shows its never-acknowledged writes until it is repaired.
  */
 #include <jansson.h>
 #include <pthread.h>
@@ -54,6 +69,7 @@
 
 typedef struct cluster {
     tu_etcd *etcd;
+    const char *drop_key; /* r0's test-drop-shipment-key while set (drop_shipment) */
     tu_proc *p[NREP];
     char dir[NREP][256];
     int port[NREP], http[NREP];
@@ -70,8 +86,9 @@ pause_ms(int ms)
 static void
 start_replica(cluster *cl, int i, bool fresh)
 {
-    char listen[64], etcd[300], id[32], http[64];
+    char listen[64], etcd[300], id[32], http[64], drop[96] = "--log-level=info";
     const char *extra[] = {"--sync-mode=always",
+                           drop,
                            "--log-level=info",
                            listen,
                            http,
@@ -92,6 +109,8 @@ start_replica(cluster *cl, int i, bool fresh)
     snprintf(http, sizeof(http), "--http-listen=127.0.0.1:%d", cl->http[i]);
     snprintf(etcd, sizeof(etcd), "--etcd=%s", tu_etcd_endpoints(cl->etcd));
     snprintf(id, sizeof(id), "--replica-id=r%d", i);
+    if (i == 0 && cl->drop_key != NULL)
+        snprintf(drop, sizeof(drop), "--test-drop-shipment-key=%s", cl->drop_key);
     cl->p[i] = tu_proc_start("$OBJMETA_SHARD", &o);
     snprintf(cl->dir[i], sizeof(cl->dir[i]), "%s", tu_proc_data_dir(cl->p[i]));
 }
@@ -159,7 +178,10 @@ put_config(const cluster *cl, int term, int primary)
 static void
 cluster_start(cluster *cl)
 {
+    const char *drop_key = cl->drop_key;
+
     memset(cl, 0, sizeof(*cl));
+    cl->drop_key = drop_key;
     cl->etcd = tu_etcd_start(1);
     for (int i = 0; i < NREP; i++) {
         cl->port[i] = tu_free_port();
@@ -257,6 +279,7 @@ typedef struct writer {
     uint64_t seed;
     atomic_int acked;
     atomic_bool *stop;
+    atomic_int *hint; /* the replica that acknowledged last: the readers' primary (or NULL) */
     _Atomic uint64_t ok_after_ms; /* sigstop: the time of the last OK from the fixed replica */
     key_state keys[KEYS_PER_WRITER];
 } writer;
@@ -307,6 +330,8 @@ writer_main(void *arg)
         ks->version = v;
         ks->deleted = del;
         ks->uncertain = false; /* a later acknowledged write decides the key */
+        if (w->hint != NULL)
+            atomic_store(w->hint, cur);
         atomic_store(&w->ok_after_ms, tu_now_ms());
         atomic_fetch_add(&w->acked, 1);
     }
@@ -315,7 +340,8 @@ writer_main(void *arg)
 }
 
 static void
-writers_start(writer *w, pthread_t *th, int n, const cluster *cl, uint64_t seed, atomic_bool *stop)
+writers_start(writer *w, pthread_t *th, int n, const cluster *cl, uint64_t seed, atomic_bool *stop,
+              atomic_int *hint)
 {
     for (int i = 0; i < n; i++) {
         memset(&w[i], 0, sizeof(w[i]));
@@ -324,6 +350,7 @@ writers_start(writer *w, pthread_t *th, int n, const cluster *cl, uint64_t seed,
         w[i].fixed = -1;
         w[i].seed = seed + (uint64_t)i * 7919;
         w[i].stop = stop;
+        w[i].hint = hint;
         ck_assert_int_eq(pthread_create(&th[i], NULL, writer_main, &w[i]), 0);
     }
 }
@@ -335,6 +362,157 @@ writers_acked(writer *w, int n)
     for (int i = 0; i < n; i++)
         t += atomic_load(&w[i].acked);
     return t;
+}
+
+/*
+ * ---- the readers: a reader of the stable keys and a paginated lister on the
+ * replica the writers last saw acknowledge (the primary, as far as a client
+ * knows), and a watcher of the dropped key there too ----
+ *
+ * NSTABLE stable keys ("s-%03d") are written before the load and never
+ * again: every read must return them, every complete listing must hold them
+ * all, in strictly increasing key order, and no key of a write whose
+ * shipment was dropped. A listing cut by an error or a primary change
+ * starts again (its continuation token is the old primary's). The first
+ * violation is kept; the test thread fails on it after joining.
+ */
+#define NSTABLE 60
+#define DROPPED_KEY "dropped-1"
+
+typedef enum obs_kind { OBS_READER, OBS_LISTER, OBS_WATCHER } obs_kind;
+
+typedef struct observer {
+    const cluster *cl;
+    obs_kind kind;
+    atomic_int *hint;
+    atomic_bool *stop;
+    uint64_t seed;
+    atomic_int done; /* reads, complete listings, or watched reads */
+    char failure[256];
+} observer;
+
+static void
+obs_fail(observer *o, const char *what, const char *key, int replica)
+{
+    if (o->failure[0] == '\0')
+        snprintf(o->failure, sizeof(o->failure), "%s: %s on r%d", what, key, replica);
+}
+
+/* One complete listing of "repl" on replica cur: false if cut short (an error). */
+static bool
+list_once(observer *o, omc_client *c, int cur)
+{
+    char token[1024] = "", last[64] = "";
+    int next_stable = 0;
+
+    for (;;) {
+        omc_list_opts lo = {.max_keys = 25, .continuation_token = token[0] ? token : NULL};
+        omc_list_page pg;
+        bool more;
+
+        if (omc_list(c, "repl", &lo, &pg) != OM_OK)
+            return false;
+        for (size_t i = 0; i < pg.n_entries; i++) {
+            const char *k = pg.entries[i].key != NULL ? pg.entries[i].key : "";
+
+            if (last[0] != '\0' && strcmp(k, last) <= 0)
+                obs_fail(o, "a listing repeated or reordered a key", k, cur);
+            if (strcmp(k, DROPPED_KEY) == 0)
+                obs_fail(o, "a listing showed the write whose shipment was dropped", k, cur);
+            if (strncmp(k, "s-", 2) == 0 && atoi(k + 2) != next_stable++)
+                obs_fail(o, "a listing missed a stable key before", k, cur);
+            snprintf(last, sizeof(last), "%s", k);
+        }
+        snprintf(token, sizeof(token), "%s", pg.next_continuation_token);
+        more = pg.is_truncated;
+        omc_list_page_free(&pg);
+        if (!more)
+            break;
+        if (atomic_load(o->hint) != cur)
+            return false; /* the primary changed: its token is not the next one's */
+    }
+    if (next_stable != NSTABLE)
+        obs_fail(o, "a complete listing lacks stable keys from", "s-...", cur);
+    return true;
+}
+
+static void *
+observer_main(void *arg)
+{
+    observer *o = arg;
+    omc_client *c = NULL;
+    om_buf data = OM_BUF_INIT;
+    uint64_t rs = o->seed | 1;
+    int cur = -1;
+    char key[32], want[32], msg[128];
+
+    while (!atomic_load(o->stop)) {
+        int want_cur = atomic_load(o->hint);
+        omc_info info;
+        om_status st;
+
+        if (c != NULL && want_cur != cur) {
+            omc_close(c);
+            c = NULL;
+        }
+        cur = want_cur;
+        if (c == NULL && omc_connect(o->cl->addr[cur], 1000, &c, msg, sizeof(msg)) != OM_OK) {
+            c = NULL;
+            pause_ms(20); /* backoff: the replica is down */
+            continue;
+        }
+        omc_set_timeout(c, 4000);
+        if (o->kind == OBS_LISTER) {
+            if (list_once(o, c, cur))
+                atomic_fetch_add(&o->done, 1);
+            continue;
+        }
+        if (o->kind == OBS_WATCHER) {
+            pause_ms(2); /* pacing */
+            snprintf(key, sizeof(key), "%s", DROPPED_KEY);
+        } else {
+            int i = (int)(tu_rand(&rs) % NSTABLE);
+            snprintf(key, sizeof(key), "s-%03d", i);
+            snprintf(want, sizeof(want), "stable-%d", i);
+        }
+        st = omc_retrieve(c, "repl", key, &info, &data);
+        if (st == OM_OK) {
+            if (o->kind == OBS_WATCHER)
+                obs_fail(o, "the write whose shipment was dropped was read", key, cur);
+            else if (!om_slice_eq(om_buf_slice(&data), om_slice_from_str(want)))
+                obs_fail(o, "a stable key read back other data", key, cur);
+            omc_info_free(&info);
+        } else if (st == OM_E_NOTFOUND && o->kind == OBS_READER) {
+            obs_fail(o, "a stable key was missing", key, cur);
+        } else if (st != OM_E_NOTFOUND) {
+            omc_close(c); /* the replica went down or does not serve: look again */
+            c = NULL;
+            pause_ms(10);
+            continue;
+        }
+        atomic_fetch_add(&o->done, 1);
+    }
+    omc_close(c);
+    om_buf_free(&data);
+    return NULL;
+}
+
+/* Store the stable keys through the first primary (r0). */
+static void
+preload_stable(const cluster *cl)
+{
+    omc_client *c = NULL;
+    char key[32], val[32], msg[128];
+
+    ck_assert_int_eq(omc_connect(cl->addr[0], 5000, &c, msg, sizeof(msg)), OM_OK);
+    omc_set_timeout(c, 10000);
+    for (int i = 0; i < NSTABLE; i++) {
+        snprintf(key, sizeof(key), "s-%03d", i);
+        snprintf(val, sizeof(val), "stable-%d", i);
+        ck_assert_msg(omc_store(c, "repl", key, om_slice_from_str(val), NULL, NULL) == OM_OK,
+                      "preload %s: %s", key, omc_last_message(c));
+    }
+    omc_close(c);
 }
 
 /* Wait until the writers acknowledged `more` writes beyond now. */
@@ -432,37 +610,83 @@ typedef struct run {
     writer w[WRITERS + 1];
     pthread_t th[WRITERS + 1];
     int nw;
+    observer obs[3]; /* a reader and a lister; a watcher in drop_shipment */
+    pthread_t obs_th[3];
+    int nobs;
+    atomic_int hint;
     bool joined;
     atomic_bool stop;
     uint64_t seed;
 } run;
 
 static void
-run_start(run *r, const char *name)
+observer_start(run *r, obs_kind kind)
 {
-    memset(r, 0, sizeof(*r));
-    r->seed = tu_seed(name);
-    cluster_start(&r->cl);
-    ck_assert_int_eq(wait_primary(&r->cl, -1, 15000), 0); /* the configuration named r0 */
-    r->nw = WRITERS;
-    writers_start(r->w, r->th, WRITERS, &r->cl, r->seed, &r->stop);
+    observer *o = &r->obs[r->nobs];
+
+    memset(o, 0, sizeof(*o));
+    o->cl = &r->cl;
+    o->kind = kind;
+    o->hint = &r->hint;
+    o->stop = &r->stop;
+    o->seed = r->seed ^ (0x5bd1e995u * (uint64_t)(kind + 1));
+    ck_assert_int_eq(pthread_create(&r->obs_th[r->nobs], NULL, observer_main, o), 0);
+    r->nobs++;
 }
 
 static void
-writers_stop(run *r)
+run_start(run *r, const char *name)
 {
-    atomic_store(&r->stop, true);
-    for (int i = 0; i < r->nw && !r->joined; i++)
-        pthread_join(r->th[i], NULL);
-    r->joined = true;
+    const char *drop_key = r->cl.drop_key;
+
+    memset(r, 0, sizeof(*r));
+    r->seed = tu_seed(name);
+    r->cl.drop_key = drop_key; /* set by the test before */
+    cluster_start(&r->cl);
+    ck_assert_int_eq(wait_primary(&r->cl, -1, 15000), 0); /* the configuration named r0 */
+    preload_stable(&r->cl);
+    r->nw = WRITERS;
+    writers_start(r->w, r->th, WRITERS, &r->cl, r->seed, &r->stop, &r->hint);
+    observer_start(r, OBS_READER);
+    observer_start(r, OBS_LISTER);
 }
 
-/* Stop the writers, check every replica, stop everything. */
+/* Stop the writers and the readers; fail on what the readers saw. */
+static void
+writers_stop(run *r)
+{
+    if (r->joined)
+        return;
+    atomic_store(&r->stop, true);
+    for (int i = 0; i < r->nw; i++)
+        pthread_join(r->th[i], NULL);
+    for (int i = 0; i < r->nobs; i++)
+        pthread_join(r->obs_th[i], NULL);
+    r->joined = true;
+    for (int i = 0; i < r->nobs; i++)
+        ck_assert_msg(r->obs[i].failure[0] == '\0', "%s", r->obs[i].failure);
+    printf("  readers: %d stable reads, %d complete listings (every stable key, in order)\n",
+           atomic_load(&r->obs[0].done), atomic_load(&r->obs[1].done));
+}
+
+/* `objmeta admin verify --shards` of the three replicas: identical. */
+static void
+verify_identical(const cluster *cl)
+{
+    char shards[200];
+
+    snprintf(shards, sizeof(shards), "%s,%s,%s", cl->addr[0], cl->addr[1], cl->addr[2]);
+    it_verify_identical(NULL, "--shards", shards);
+    printf("  verify: the replicas are identical\n");
+}
+
+/* Stop the writers and readers, check every replica, verify, stop everything. */
 static void
 run_finish(run *r)
 {
     writers_stop(r);
     check_replicas(&r->cl, r->w, r->nw);
+    verify_identical(&r->cl);
     cluster_stop(&r->cl);
 }
 
@@ -512,6 +736,82 @@ START_TEST(kill9_primary_failover)
     }
     printf("%d rounds, worst failover %llu ms, %d writes acknowledged\n", rounds,
            (unsigned long long)worst, writers_acked(r.w, WRITERS));
+    run_finish(&r);
+}
+END_TEST
+
+/* The write of DROPPED_KEY on r0, in a thread: it must never be acknowledged. */
+typedef struct dropper {
+    const cluster *cl;
+    om_status st;
+    char msg[200];
+} dropper;
+
+static void *
+dropper_main(void *arg)
+{
+    dropper *d = arg;
+    omc_client *c = NULL;
+
+    d->st = omc_connect(d->cl->addr[0], 1000, &c, d->msg, sizeof(d->msg));
+    if (d->st == OM_OK) {
+        omc_set_timeout(c, 60000); /* it waits for its acknowledgements until r0 dies */
+        d->st = omc_store(c, "repl", DROPPED_KEY, om_slice_from_str("never"), NULL, NULL);
+        snprintf(d->msg, sizeof(d->msg), "%s", omc_last_message(c));
+        omc_close(c);
+    }
+    return NULL;
+}
+
+START_TEST(drop_shipment)
+{
+    static run r;
+    dropper d = {.cl = &r.cl};
+    pthread_t dth;
+    uint64_t deadline;
+    int next;
+
+    r.cl.drop_key = DROPPED_KEY; /* r0: ship nothing from the group holding it on */
+    run_start(&r, "drop_shipment");
+    observer_start(&r, OBS_WATCHER); /* reads DROPPED_KEY as clients do, from now to the end */
+    wait_acked(r.w, WRITERS, 100, 20000);
+    ck_assert_int_eq(pthread_create(&dth, NULL, dropper_main, &d), 0);
+    /* r0 made the group durable and shipped nothing: its log says so after the sync */
+    for (deadline = tu_now_ms() + 20000;; pause_ms(20)) {
+        char *err = tu_proc_stderr(r.cl.p[0]);
+        bool held = strstr(err, "test-drop-shipment-key: durable here") != NULL;
+
+        free(err);
+        if (held)
+            break;
+        ck_assert_msg(tu_now_ms() < deadline, "r0 never held the dropped write");
+    }
+    pause_ms(300); /* the write stays in hand a moment: readers and listers look meanwhile */
+    replica_down(&r.cl, 0, true);
+    pthread_join(dth, NULL);
+    ck_assert_msg(d.st != OM_OK, "the write whose shipment was dropped was acknowledged");
+    next = wait_primary(&r.cl, 0, TTL_MS + 5000);
+    printf("r0 died holding %s (%s); r%d leads\n", DROPPED_KEY, om_status_str(d.st), next);
+    wait_acked(r.w, WRITERS, 50, 10000);
+    r.cl.drop_key = NULL;
+    start_replica(&r.cl, 0, false); /* rejoins: repaired from the new primary */
+    wait_in_sync(&r.cl, NREP, 20000);
+    wait_acked(r.w, WRITERS, 50, 10000);
+    writers_stop(&r);
+    for (int i = 0; i < NREP; i++) { /* gone everywhere, r0 included */
+        omc_client *c = NULL;
+        char msg[128];
+        omc_info info;
+        om_buf data = OM_BUF_INIT;
+
+        ck_assert_int_eq(omc_connect(r.cl.addr[i], 5000, &c, msg, sizeof(msg)), OM_OK);
+        ck_assert_msg(omc_retrieve(c, "repl", DROPPED_KEY, &info, &data) == OM_E_NOTFOUND,
+                      "r%d holds the write whose shipment was dropped", i);
+        om_buf_free(&data);
+        omc_close(c);
+    }
+    printf("  %s is gone on every replica; %d reads of it never found it\n", DROPPED_KEY,
+           atomic_load(&r.obs[2].done));
     run_finish(&r);
 }
 END_TEST
@@ -727,6 +1027,11 @@ main(void)
     tcase_add_test(tc, etcd_unreachable);
     tcase_add_test(tc, sigterm_rolling);
     tcase_add_test(tc, static_settings_refused);
+    suite_add_tcase(s, tc);
+    /* the fault hooks (CK_RUN_CASE=faults runs them alone) */
+    tc = tcase_create("faults");
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, drop_shipment);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/coding.h"
@@ -217,4 +218,30 @@ it_check_alive(const tu_proc *p)
     om_buf_free(&data);
     free(server);
     omc_close(c);
+}
+
+void
+it_verify_identical(const char *coord, const char *flag, const char *value)
+{
+    const char *argv[] = {"objmeta", "--addr", coord, "admin", "verify", flag, value, NULL};
+    const char **av = coord != NULL ? argv : argv + 2; /* av[0] is replaced by the binary */
+    uint64_t deadline = tu_now_ms() + 20000;
+
+    if (coord == NULL)
+        av[0] = "objmeta";
+    for (;;) {
+        char *out = NULL, *err = NULL;
+        int rc = tu_run_cmd("$OBJMETA_CLI", av, 30000, &out, &err);
+        bool same = rc == 0 && out != NULL && strstr(out, "identical") != NULL;
+
+        if (!same && tu_now_ms() >= deadline)
+            ck_abort_msg("verify %s %s: exit %d: %s %s", flag, value, rc, out ? out : "",
+                         err ? err : "");
+        free(out);
+        free(err);
+        if (same)
+            return;
+        struct timespec ts = {0, 200 * 1000000L}; /* poll interval: backups apply last */
+        nanosleep(&ts, NULL);
+    }
 }

@@ -44,4 +44,11 @@ int it_http_get(int port, const char *path, char **body);
 /* Fail the test unless the server answers a ping and a store/retrieve round trip. */
 void it_check_alive(const tu_proc *p);
 
+/*
+ * `objmeta [--addr coord] admin verify FLAG VALUE` ($OBJMETA_CLI; coord NULL:
+ * none, for --shards) until it exits 0 finding the replicas identical; fails
+ * the test after 20 s (a backup applies the last groups a moment late).
+ */
+void it_verify_identical(const char *coord, const char *flag, const char *value);
+
 #endif /* OM_TESTS_SHARD_IT_UTIL_H */
