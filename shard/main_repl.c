@@ -11,6 +11,9 @@
  * then grant plaintext nothing (plaintext-roles = none).
  */
 #define OM_LOG_MODULE "main"
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -110,10 +113,36 @@ shard_conf_repl_free(shard_conf_repl *r)
     memset(r, 0, sizeof(*r));
 }
 
+/* Marks every descriptor above stderr close-on-exec. Sockets that libevent
+ * and the etcd client opened without O_CLOEXEC would otherwise live on in
+ * the new process: a peer would keep seeing an open connection that nobody
+ * reads. /proc/self/fd, not close_range(2): no kernel or libc version rule. */
+static void
+cloexec_all(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL) {
+        om_log(OM_LOG_WARN, "cannot list /proc/self/fd: descriptors may leak into the new process");
+        return;
+    }
+    int self = dirfd(d);
+    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+        char *end = NULL;
+        long fd = strtol(e->d_name, &end, 10);
+        if (end == e->d_name || *end != '\0' || fd <= 2 || fd == self)
+            continue;
+        int fl = fcntl((int)fd, F_GETFD);
+        if (fl >= 0)
+            (void)fcntl((int)fd, F_SETFD, fl | FD_CLOEXEC);
+    }
+    closedir(d);
+}
+
 int
 shard_conf_exec_again(char **argv)
 {
     om_log(OM_LOG_WARN, "executing again as a backup (shard/REPLICATION.md, \"Failover\")");
+    cloexec_all();
     execv("/proc/self/exe", argv);
     om_log(OM_LOG_ERROR, "exec failed: exiting instead");
     return 1;
