@@ -48,6 +48,7 @@
 
 #include "coordinator/cstate.h"
 #include "coordinator/groups_int.h"
+#include "util/assert.h"
 #include "util/log.h"
 
 #define VERIFY_DEFAULT_RANGES 64u
@@ -333,6 +334,7 @@ change_add_group(gadm *a, const coord_group_conf *cur, coord_group_conf *out, ch
                  size_t errlen)
 {
     const Objmeta__AddGroupRequest *r = a->req->add_group;
+    coord_replica reps[COORD_GROUP_MAX_REPLICAS];
     coord_group_conf g = {.term = 1};
 
     if (cur != NULL) {
@@ -348,24 +350,16 @@ change_add_group(gadm *a, const coord_group_conf *cur, coord_group_conf *out, ch
                                   a->gid, cur->term, cur->primary);
         return conf_copy(cur, out);
     }
-    g.id = strdup(r->id);
-    g.primary = strdup(r->replicas[0]->id);
-    g.replicas = calloc(r->n_replicas, sizeof(*g.replicas));
-    if (g.id == NULL || g.primary == NULL || g.replicas == NULL)
-        goto nomem;
-    for (size_t i = 0; i < r->n_replicas; i++) {
-        g.replicas[i].id = strdup(r->replicas[i]->id);
-        g.replicas[i].addr = strdup(r->replicas[i]->addr);
-        g.replicas[i].in_sync = true;
-        g.nreplicas = i + 1;
-        if (g.replicas[i].id == NULL || g.replicas[i].addr == NULL)
-            goto nomem;
-    }
-    *out = g;
-    return OM_OK;
-nomem:
-    coord_group_conf_clear(&g);
-    return OM_ERR(OM_E_NOMEM);
+    OM_ASSERT_ALWAYS(r->n_replicas >= 1 &&
+                     r->n_replicas <= COORD_GROUP_MAX_REPLICAS); /* gadm_check_add */
+    /* the request's replicas as a configuration (borrowed), then one copy of it */
+    g.id = r->id;
+    g.primary = r->replicas[0]->id;
+    g.replicas = reps;
+    g.nreplicas = r->n_replicas;
+    for (size_t i = 0; i < r->n_replicas; i++)
+        reps[i] = (coord_replica){r->replicas[i]->id, r->replicas[i]->addr, true};
+    return conf_copy(&g, out);
 }
 
 static om_status

@@ -112,6 +112,16 @@ void shard_replica_state(shard_replica *r, shard_repl_state *out);
 bool shard_replica_handle(shard_replica *r, const Objmeta__Request *req, rpc_reply *reply);
 
 /*
+ * shard_reply_not_applied -- answer UNAVAILABLE with not_applied set and a
+ * printf-formatted message: this replica refused the request before acting
+ * on it (a backup asked for a write, a primary that does not serve, a
+ * replica changing roles), so a router may send it again to the group's
+ * next primary whatever the operation. Loop thread.
+ */
+void shard_reply_not_applied(rpc_reply *reply, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*
  * shard_repl_render_metrics -- append the replication metrics of s (none
  * without a role): objmeta_replication_role{role}, _term, _index; on a
  * primary per backup _backup_acked_index, _backup_lag_records,

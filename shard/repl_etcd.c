@@ -768,17 +768,17 @@ shard_repl_etcd_handle(shard_repl_etcd *a, const Objmeta__Request *req, rpc_repl
     }
     if (a->role == ROLE_PRIMARY && client_op &&
         (!a->serving || om_clock_mono_ns() >= a->lease_until_ns)) {
-        rpc_reply_error(reply, OM_E_UNAVAILABLE, "group %s: this primary does not serve yet (%s)",
-                        a->group,
-                        a->serving ? "its lease has ended" : "waiting for the in-sync backups");
+        shard_reply_not_applied(reply, "group %s: this primary does not serve yet (%s)", a->group,
+                                a->serving ? "its lease has ended"
+                                           : "waiting for the in-sync backups");
         return true;
     }
     if (a->role == ROLE_PRIMARY)
         return a->repl != NULL && shard_repl_handle(a->repl, req, reply);
     if (client_op || req->body_case == OBJMETA__REQUEST__BODY_REPLICATE ||
         req->body_case == OBJMETA__REQUEST__BODY_APPLY_RECORDS) {
-        rpc_reply_error(reply, OM_E_UNAVAILABLE,
-                        "group %s: this replica is changing roles (a failover)", a->group);
+        shard_reply_not_applied(reply, "group %s: this replica is changing roles (a failover)",
+                                a->group);
         return true;
     }
     return false;
