@@ -59,6 +59,7 @@ typedef struct shard_job {
     /* a barrier (shard_commit_barrier): no write; barrier(barrier_arg) when answered */
     void (*barrier)(void *arg);
     void *barrier_arg;
+    bool term_mark; /* the barrier writes a primary's empty group (shard_commit_term_mark) */
 } shard_job;
 
 /*

@@ -88,6 +88,10 @@ static const om_conf_item shard_items[] = {
     {"replica-timeout", OM_CONF_DURATION, "2s", 10, 600000, NULL, F(replica_timeout),
      "wait this long for a backup's answer before sending again; static membership: the writes "
      "stay held; etcd: the primary then removes the backup from the in-sync set"},
+    {"replica-catch-up-rate", OM_CONF_SIZE, "16M", 0, 1LL << 40, NULL, F(replica_catch_up_rate),
+     "a primary sends the snapshot pages of a catch-up at most this fast, in key and value "
+     "bytes per second, while the backup is out of the in-sync set (no write waits for it; the "
+     "migration copy's busy rate); 0 = full speed"},
     RPC_CONF_LOG_ITEMS(shard_conf),
 };
 const om_conf_table shard_table = {"objmeta-shard", OM_VERSION, shard_items,

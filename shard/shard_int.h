@@ -114,6 +114,16 @@ unsigned shard_stripe_of(om_slice lkey);
  * Returns: OM_OK (fn will run); OM_E_NOMEM (it will not).
  */
 om_status shard_commit_barrier(shard *s, void (*fn)(void *arg), void *arg);
+
+/*
+ * shard_commit_term_mark -- shard_commit_barrier that first writes, on a
+ * primary, one group commit of no record: only the replica state (term,
+ * index + 1), shipped like any group. The etcd layer writes one per term as
+ * soon as its primary serves, so every in-sync replica of a group that ever
+ * had a primary holds a non-empty log and may campaign (REPLICATION.md,
+ * "Failover"). Loop thread. Returns as shard_commit_barrier.
+ */
+om_status shard_commit_term_mark(shard *s, void (*fn)(void *arg), void *arg);
 static inline void
 shard_stripe_lock(shard *s, unsigned stripe, int *held)
 {
