@@ -14,8 +14,8 @@
  *
  * Throttle: while the backup is out of the in-sync set no write waits for
  * it, so the pages go at most at catch_up_rate (key and value bytes per
- * second, the migration copy's busy rate by default), paced like the
- * manual compaction's pace in lsm/compaction.c (GCRA: the time at which the
+ * second, the migration copy's busy rate by default), paced as the
+ * migration's cleanup compaction is (om_clock_pace: the time at which the
  * bytes sent so far are paid for; the thread waits until then, credited at
  * most CATCH_UP_BURST_NS of unused time). A backup in the in-sync set
  * (static membership, or one the etcd layer has not removed yet) holds the
@@ -143,9 +143,7 @@ catch_up_pace(repl_peer *p, size_t b)
         p->cu_tat_ns = now;
         return;
     }
-    if (p->cu_tat_ns + CATCH_UP_BURST_NS < now)
-        p->cu_tat_ns = now - CATCH_UP_BURST_NS;
-    p->cu_tat_ns += (uint64_t)((double)b * 1e9 / (double)r->opts.catch_up_rate);
+    p->cu_tat_ns = om_clock_pace(p->cu_tat_ns, b, r->opts.catch_up_rate, CATCH_UP_BURST_NS, now);
     while (!r->stop && !p->in_sync && (now = om_clock_mono_ns()) < p->cu_tat_ns)
         repl_pause_ms(r, (uint32_t)((p->cu_tat_ns - now) / 1000000u) + 1);
 }
