@@ -208,8 +208,8 @@ cmd_groups(admin *a)
     if (a->json)
         arr = json_array();
     else
-        printf("%-12s %-12s %-22s %-8s %-7s %-5s %s\n", "GROUP", "REPLICA", "ADDR", "ROLE",
-               "IN-SYNC", "TERM", "STATE");
+        printf("%-12s %-12s %-22s %-8s %-7s %-5s %-8s %-12s %-10s %s\n", "GROUP", "REPLICA", "ADDR",
+               "ROLE", "IN-SYNC", "TERM", "INDEX", "STATE", "LAG", "LAG-BYTES");
     for (size_t i = 0; i < r->groups->n_groups; i++) {
         const Objmeta__GroupStatus *g = r->groups->groups[i];
         json_t *reps = a->json ? json_array() : NULL;
@@ -217,14 +217,27 @@ cmd_groups(admin *a)
         for (size_t j = 0; j < g->n_replicas; j++) {
             const Objmeta__ReplicaStatus *x = g->replicas[j];
             if (a->json) {
-                json_array_append_new(reps,
-                                      json_pack("{s:s,s:s,s:s,s:b,s:b,s:s}", "id", x->id, "addr",
-                                                x->addr, "role", x->role, "in_sync", x->in_sync,
-                                                "reachable", x->reachable, "error", x->error));
+                json_array_append_new(
+                    reps,
+                    json_pack("{s:s,s:s,s:s,s:b,s:b,s:s,s:s,s:I,s:I,s:I,s:I,s:I}", "id", x->id,
+                              "addr", x->addr, "role", x->role, "in_sync", x->in_sync, "reachable",
+                              x->reachable, "error", x->error, "state", x->state, "index",
+                              (json_int_t)x->index, "lag_records", (json_int_t)x->lag_records,
+                              "lag_bytes", (json_int_t)x->lag_bytes, "catch_up_bytes",
+                              (json_int_t)x->catch_up_bytes, "catch_up_total",
+                              (json_int_t)x->catch_up_total));
                 continue;
             }
-            printf("%-12s %-12s %-22s %-8s %-7s %-5" PRIu64 " %s\n", g->id, x->id, x->addr, x->role,
-                   x->in_sync ? "yes" : "no", g->term, x->reachable ? "up" : x->error);
+            printf("%-12s %-12s %-22s %-8s %-7s %-5" PRIu64 " %-8" PRIu64 " %-12s %-10" PRIu64
+                   " %" PRIu64,
+                   g->id, x->id, x->addr, x->role, x->in_sync ? "yes" : "no", g->term, x->index,
+                   x->state, x->lag_records, x->lag_bytes);
+            if (x->catch_up_bytes > 0)
+                printf(" (catch-up: %" PRIu64 " of about %" PRIu64 " bytes sent)",
+                       x->catch_up_bytes, x->catch_up_total);
+            if (!x->reachable)
+                printf(" (%s)", x->error);
+            printf("\n");
         }
         if (a->json) {
             json_array_append_new(
@@ -246,7 +259,6 @@ cmd_groups(admin *a)
     } else if (r->groups->n_groups == 0) {
         printf("(no replica group has a configuration)\n");
     }
-    /* replication lag is not reported here yet: the shards' /metrics carry it */
     rpc_response_free(r);
     return A_OK;
 }

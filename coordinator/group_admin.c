@@ -48,6 +48,7 @@
 
 #include "coordinator/cstate.h"
 #include "coordinator/groups_int.h"
+#include "util/assert.h"
 #include "util/log.h"
 
 #define VERIFY_DEFAULT_RANGES 64u
@@ -333,6 +334,7 @@ change_add_group(gadm *a, const coord_group_conf *cur, coord_group_conf *out, ch
                  size_t errlen)
 {
     const Objmeta__AddGroupRequest *r = a->req->add_group;
+    coord_replica reps[COORD_GROUP_MAX_REPLICAS];
     coord_group_conf g = {.term = 1};
 
     if (cur != NULL) {
@@ -348,24 +350,16 @@ change_add_group(gadm *a, const coord_group_conf *cur, coord_group_conf *out, ch
                                   a->gid, cur->term, cur->primary);
         return conf_copy(cur, out);
     }
-    g.id = strdup(r->id);
-    g.primary = strdup(r->replicas[0]->id);
-    g.replicas = calloc(r->n_replicas, sizeof(*g.replicas));
-    if (g.id == NULL || g.primary == NULL || g.replicas == NULL)
-        goto nomem;
-    for (size_t i = 0; i < r->n_replicas; i++) {
-        g.replicas[i].id = strdup(r->replicas[i]->id);
-        g.replicas[i].addr = strdup(r->replicas[i]->addr);
-        g.replicas[i].in_sync = true;
-        g.nreplicas = i + 1;
-        if (g.replicas[i].id == NULL || g.replicas[i].addr == NULL)
-            goto nomem;
-    }
-    *out = g;
-    return OM_OK;
-nomem:
-    coord_group_conf_clear(&g);
-    return OM_ERR(OM_E_NOMEM);
+    OM_ASSERT_ALWAYS(r->n_replicas >= 1 &&
+                     r->n_replicas <= COORD_GROUP_MAX_REPLICAS); /* gadm_check_add */
+    /* the request's replicas as a configuration (borrowed), then one copy of it */
+    g.id = r->id;
+    g.primary = r->replicas[0]->id;
+    g.replicas = reps;
+    g.nreplicas = r->n_replicas;
+    for (size_t i = 0; i < r->n_replicas; i++)
+        reps[i] = (coord_replica){r->replicas[i]->id, r->replicas[i]->addr, true};
+    return conf_copy(&g, out);
 }
 
 static om_status
@@ -490,7 +484,8 @@ typedef struct rq_one {
     bool in_sync;
     bool done;
     char err[300];
-    Objmeta__DigestResponse *digest; /* Verify: a copy of the answer */
+    /* a copy of what the answer brought: Verify's DigestResponse, Groups' ReplicationState */
+    ProtobufCMessage *got;
 } rq_one;
 
 struct rq_set {
@@ -515,10 +510,60 @@ static void
 rq_set_free(rq_set *s)
 {
     for (size_t i = 0; i < s->n; i++)
-        if (s->v[i].digest != NULL)
-            objmeta__digest_response__free_unpacked(s->v[i].digest, NULL);
+        if (s->v[i].got != NULL)
+            protobuf_c_message_free_unpacked(s->v[i].got, NULL);
     free(s->v);
     free(s);
+}
+
+/* The primary's account of the backup at addr in group gid (NULL: the primary did not answer). */
+static const Objmeta__BackupState *
+rq_backup_state(const rq_set *s, const char *gid, const char *addr)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        const Objmeta__ReplicationState *rs = (const Objmeta__ReplicationState *)s->v[i].got;
+        if (rs == NULL || strcmp(s->v[i].gid, gid) != 0 || strcmp(rs->role, "primary") != 0)
+            continue;
+        for (size_t j = 0; j < rs->n_backups; j++)
+            if (strcmp(rs->backups[j]->addr, addr) == 0)
+                return rs->backups[j];
+    }
+    return NULL;
+}
+
+/*
+ * One replica's line: the configuration's role and in-sync flag, its own
+ * index, and the primary's account of it (lag, catch-up): the state is
+ * "down" (no answer), "primary", "catching-up", "in-sync" or "out-of-sync".
+ */
+static void
+rq_replica_status(const rq_set *s, const rq_one *o, Objmeta__ReplicaStatus *rs)
+{
+    const Objmeta__ReplicationState *own = (const Objmeta__ReplicationState *)o->got;
+    const Objmeta__BackupState *b = rq_backup_state(s, o->gid, o->addr);
+
+    objmeta__replica_status__init(rs);
+    rs->id = (char *)o->id;
+    rs->addr = (char *)o->addr;
+    rs->role = (char *)o->role;
+    rs->in_sync = o->in_sync;
+    rs->reachable = o->err[0] == '\0';
+    rs->error = (char *)o->err;
+    rs->index = own != NULL ? own->index : 0;
+    if (b != NULL) {
+        rs->lag_records = b->lag_records;
+        rs->lag_bytes = b->lag_bytes;
+        rs->catch_up_bytes = b->catch_up_bytes;
+        rs->catch_up_total = b->catch_up_total;
+    }
+    if (!rs->reachable)
+        rs->state = "down";
+    else if (strcmp(o->role, "primary") == 0)
+        rs->state = "primary";
+    else if (b != NULL && b->catching_up)
+        rs->state = "catching-up";
+    else
+        rs->state = o->in_sync ? "in-sync" : "out-of-sync";
 }
 
 /* Groups: every configured group, its replicas as asked. */
@@ -559,13 +604,7 @@ rq_answer_groups(rq_set *s)
             rq_one *o = &s->v[j];
             if (strcmp(o->gid, g->conf.id) != 0)
                 continue;
-            objmeta__replica_status__init(&rs[ri]);
-            rs[ri].id = o->id;
-            rs[ri].addr = o->addr;
-            rs[ri].role = o->role;
-            rs[ri].in_sync = o->in_sync;
-            rs[ri].reachable = o->err[0] == '\0';
-            rs[ri].error = o->err;
+            rq_replica_status(s, o, &rs[ri]);
             rp[ri] = &rs[ri];
             ri++;
             gs[k].n_replicas++;
@@ -603,7 +642,7 @@ rq_answer_verify(rq_set *s)
         rd[i].id = s->v[i].id;
         rd[i].addr = s->v[i].addr;
         rd[i].error = s->v[i].err;
-        rd[i].digest = s->v[i].digest;
+        rd[i].digest = (Objmeta__DigestResponse *)s->v[i].got;
         rp[i] = &rd[i];
     }
     vr.group = s->gid;
@@ -615,6 +654,22 @@ rq_answer_verify(rq_set *s)
 out:
     free(rd);
     free(rp);
+}
+
+/* A copy of m that outlives the answer (NULL: out of memory). */
+static ProtobufCMessage *
+rq_copy(const ProtobufCMessage *m)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(n ? n : 1);
+    ProtobufCMessage *out = NULL;
+
+    if (buf != NULL) {
+        protobuf_c_message_pack(m, buf);
+        out = protobuf_c_message_unpack(m->descriptor, NULL, n, buf);
+    }
+    free(buf);
+    return out;
 }
 
 static void
@@ -630,18 +685,12 @@ rq_cb(void *arg, om_status st, const Objmeta__Response *resp)
         snprintf(o->err, sizeof(o->err), "%s: %s", rpc_proto_status_name(resp->status),
                  resp->message);
     else if (s->verify && resp->body_case == OBJMETA__RESPONSE__BODY_DIGEST) {
-        size_t n = objmeta__digest_response__get_packed_size(resp->digest);
-        uint8_t *buf = malloc(n ? n : 1);
-
-        if (buf != NULL) {
-            objmeta__digest_response__pack(resp->digest, buf);
-            o->digest = objmeta__digest_response__unpack(NULL, n, buf);
-        }
-        free(buf);
-        if (o->digest == NULL)
+        if ((o->got = rq_copy(&resp->digest->base)) == NULL)
             snprintf(o->err, sizeof(o->err), "out of memory for the digest");
     } else if (s->verify) {
         snprintf(o->err, sizeof(o->err), "answered without a digest");
+    } else if (resp->body_case == OBJMETA__RESPONSE__BODY_PING && resp->ping->replication != NULL) {
+        o->got = rq_copy(&resp->ping->replication->base); /* NULL: shown without its state */
     }
     /* never free a client inside its own callback */
     event_base_once(s->c->base, -1, EV_TIMEOUT, rq_free_client, o->cl, NULL);
@@ -732,6 +781,7 @@ gadm_groups(coord *c, uint64_t t0, rpc_reply *reply)
     size_t n = 0;
     rq_set *s;
 
+    pq.now = true; /* a primary whose writes wait for a stuck backup still answers */
     for (size_t i = 0; i < coord_groups_count(c); i++)
         n += coord_group_at(c, i)->have_config ? coord_group_at(c, i)->conf.nreplicas : 0;
     if ((s = rq_set_new(c, t0, reply, n)) == NULL)

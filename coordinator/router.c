@@ -75,7 +75,9 @@ typedef struct coord_call {
  * turn into a different outcome (the client library's rules,
  * client/client.c): reads always; an unconditional Delete (deleting twice
  * leaves the key deleted, and a Delete of an absent key is answered OK);
- * any request the replica refused before acting on it (route_refused). A
+ * any request the replica refused before acting on it (the answer's
+ * not_applied: a backup asked for a write, a primary that does not serve
+ * yet or any more, a replica changing roles; shard/repl.h). A
  * Store or conditional Delete whose outcome is unknown is not: the client
  * library re-reads the key before it writes again. As often as the
  * failover deadline allows: each attempt is as safe as the first.
@@ -97,25 +99,6 @@ route_may_retry(const coord_call *cc, bool refused_unapplied)
     default:
         return false;
     }
-}
-
-/*
- * Did a replica refuse the request before acting on it? A backup refuses
- * client writes ("is a backup", shard/replica.c); a primary that does not
- * serve yet or any more, and a replica changing roles, refuse every client
- * operation before looking at it (shard/repl_etcd.c). All are UNAVAILABLE;
- * the message is what tells them from an UNAVAILABLE of unknown outcome
- * (a write whose replication failed).
- */
-static bool
-route_refused(const Objmeta__Response *resp)
-{
-    static const char *const marks[] = {"is a backup", "does not serve yet", "changing roles"};
-
-    for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++)
-        if (resp->message != NULL && strstr(resp->message, marks[i]) != NULL)
-            return true;
-    return false;
 }
 
 /* Park cc's request for the group's next primary (counted as a retry). */
@@ -277,7 +260,7 @@ route_cb(void *arg, om_status st, const Objmeta__Response *resp)
                                sh->addr, resp->message);
         }
     } else if (resp->status == OBJMETA__STATUS__UNAVAILABLE &&
-               route_may_retry(cc, route_refused(resp))) {
+               route_may_retry(cc, resp->not_applied)) {
         /* a backup (the configuration moved on), a primary that stopped serving or does not
          * serve yet */
         cc->answered = true;

@@ -315,7 +315,7 @@ typedef struct comp_out {
  * from the inputs -- kept or dropped -- is charged its key and value bytes,
  * so the rate bounds the whole work (reading, decompressing, filtering,
  * compressing, writing), and N bytes of entries take at least N / rate
- * seconds. A virtual clock (GCRA): each charge moves the time at which the
+ * seconds. A virtual clock (GCRA, om_clock_pace): each charge moves the time at which the
  * bytes so far are paid for; when that is ahead of now the thread sleeps
  * until then. Up to PACE_BURST_NS of unused time is credited (after a slow
  * stretch the thread catches up only that much). Charges are made per
@@ -446,9 +446,7 @@ comp_pace(lsm_db *db, comp_out *o, uint64_t n)
     if (o->pace_pending < PACE_CHUNK)
         return;
     now = om_clock_mono_ns();
-    if (o->pace_tat_ns + PACE_BURST_NS < now)
-        o->pace_tat_ns = now - PACE_BURST_NS;
-    o->pace_tat_ns += (uint64_t)((double)o->pace_pending * 1e9 / (double)o->rate);
+    o->pace_tat_ns = om_clock_pace(o->pace_tat_ns, o->pace_pending, o->rate, PACE_BURST_NS, now);
     o->pace_pending = 0;
     if (o->pace_tat_ns > now)
         comp_pace_sleep(db, o->pace_tat_ns);

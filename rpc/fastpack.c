@@ -3,7 +3,7 @@
  * decoder for the hot Requests (the server side; the client side, an
  * encoder for the hot Requests and a decoder for the hot Responses, is
  * rpc/fastpack_client.c; what both use is rpc/fastpack_int.h). Encoders: the
- * envelope (id, status, message) with a Store, Retrieve, Head, Exists or
+ * envelope (id, status, message, not_applied) with a Store, Retrieve, Head, Exists or
  * Delete body, or none. They produce byte for byte what protobuf-c's
  * get_packed_size/pack produce for the same Objmeta__Response (the
  * rpc-fastpack test compares the two on random messages), without walking
@@ -118,6 +118,8 @@ rpc_fastpack_plan(const Objmeta__Response *r, rpc_fastpack *fp)
         n += 1 + fp_varint_len(fp_int32_wire((int32_t)r->status));
     if (fp->msg_len > 0)
         n += fp_ld_size(fp->msg_len);
+    if (r->not_applied)
+        n += 2;
     fp->info_len = oi != NULL ? fp_info_plan(oi, fp) : 0;
     fp->body_len = 0;
     if (body != NULL) {
@@ -160,6 +162,10 @@ rpc_fastpack_write(const Objmeta__Response *r, const rpc_fastpack *fp, uint8_t *
         p = fp_put_varint(p, fp_int32_wire((int32_t)r->status));
     }
     p = fp_put_str(p, 3, r->message, fp->msg_len);
+    if (r->not_applied) {
+        *p++ = TAG_VARINT(4);
+        *p++ = 1;
+    }
     if (fp->has_body) {
         const ProtobufCMessage *body = NULL;
         const Objmeta__ObjectInfo *oi = fp_body_info(r, &body);

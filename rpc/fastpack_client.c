@@ -203,7 +203,7 @@ rpc_request_packed_size(const Objmeta__Request *req)
 
 /*
  * rpc_fastunpack_response takes a Response whose top level holds only id
- * (field 1), status (2, one varint byte: 0..127), message (3) and one Store
+ * (field 1), status (2, one varint byte: 0..127), message (3), not_applied (4) and one Store
  * (10), Retrieve (11), Head (12), Exists (13) or Delete (14) body, each at
  * most once; inside the body only that message's fields, each at most once,
  * and inside an ObjectInfo (1) its nine fields, each at most once. The same
@@ -343,6 +343,10 @@ rpc_fastunpack_response(ProtobufCAllocator *pa, const uint8_t *data, size_t n, b
             break;
         case TAG_LEN(3): /* message */
             if ((seen & bit) || !fu_str(&in, pa, &r->message))
+                return NULL;
+            break;
+        case TAG_VARINT(4): /* not_applied */
+            if ((seen & bit) || !fu_bool(&in, &r->not_applied))
                 return NULL;
             break;
         case TAG_STORE:

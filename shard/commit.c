@@ -275,7 +275,7 @@ void
 commit_gate(commit *c, const commit_reply *r)
 {
     loop_check(c);
-    if (atomic_load_explicit(&c->pipeline, memory_order_relaxed)) {
+    if (atomic_load_explicit(&c->pipeline, memory_order_relaxed) && r->after != COMMIT_AFTER_NONE) {
         /* acquire: a group is counted before it is written (see above) */
         uint64_t need = r->after != COMMIT_AFTER_ALL
                             ? r->after

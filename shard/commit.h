@@ -132,6 +132,8 @@ void commit_set_lease(commit *c, uint64_t until_ns);
 
 /* commit_reply.after: every group started so far (a read, an error, a Ping). */
 #define COMMIT_AFTER_ALL 0
+/* commit_reply.after: no group (it shows no data: a Ping asked `now`); sent at once. */
+#define COMMIT_AFTER_NONE UINT64_MAX
 
 typedef struct commit_reply {
     rpc_reply *reply;

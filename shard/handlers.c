@@ -34,6 +34,7 @@
 #include "shard/job.h"
 #include "shard/list_page.h"
 #include "shard/metrics.h"
+#include "shard/repl.h"
 #include "shard/shard_int.h"
 
 /* ---- answers ---- */
@@ -334,6 +335,9 @@ do_ping(shard *s, const Objmeta__PingRequest *p, const answer_to *to)
 {
     Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
     Objmeta__PingResponse pr = OBJMETA__PING_RESPONSE__INIT;
+    Objmeta__ReplicationState rs = OBJMETA__REPLICATION_STATE__INIT;
+    Objmeta__BackupState bs[SHARD_REPL_PING_BACKUPS], *bp[SHARD_REPL_PING_BACKUPS];
+    answer_to now = *to;
     char server[256];
 
     snprintf(server, sizeof(server), "objmeta-shard/%s id=%s", OM_VERSION, s->id);
@@ -341,9 +345,13 @@ do_ping(shard *s, const Objmeta__PingRequest *p, const answer_to *to)
         pr.payload = p->payload;
     pr.server = server;
     pr.ring_epoch = 0;
+    if (shard_repl_ping_state(s, &rs, bs, bp, SHARD_REPL_PING_BACKUPS))
+        pr.replication = &rs;
     resp.body_case = OBJMETA__RESPONSE__BODY_PING;
     resp.ping = &pr;
-    answer(s, to, &resp);
+    if (p != NULL && p->now)
+        now.after = COMMIT_AFTER_NONE; /* it shows no data: not held behind the writes */
+    answer(s, &now, &resp);
 }
 
 static void

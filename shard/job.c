@@ -28,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shard/repl.h"
+
 shard_job *
 shard_job_new(shard *s, bool write, size_t bytes)
 {
@@ -44,8 +46,8 @@ shard_job_new(shard *s, bool write, size_t bytes)
     return j;
 }
 
-om_status
-shard_commit_barrier(shard *s, void (*fn)(void *arg), void *arg)
+static om_status
+submit_barrier(shard *s, void (*fn)(void *arg), void *arg, bool term_mark)
 {
     shard_job *j = shard_job_new(s, true, 0);
 
@@ -54,6 +56,7 @@ shard_commit_barrier(shard *s, void (*fn)(void *arg), void *arg)
     j->cj.bytes = sizeof(*j);
     j->barrier = fn;
     j->barrier_arg = arg;
+    j->term_mark = term_mark;
     commit_submit(s->commit, &j->cj);
     return OM_OK;
 }
@@ -72,6 +75,37 @@ shard_commit_other(shard *s, size_t bytes, void (*write)(void *arg, bool nosync)
     j->other_arg = arg;
     commit_submit(s->commit, &j->cj);
     return OM_OK;
+}
+
+om_status
+shard_commit_barrier(shard *s, void (*fn)(void *arg), void *arg)
+{
+    return submit_barrier(s, fn, arg, false);
+}
+
+om_status
+shard_commit_term_mark(shard *s, void (*fn)(void *arg), void *arg)
+{
+    return submit_barrier(s, fn, arg, true);
+}
+
+/*
+ * A primary's group commit of no record: the replica state alone, staged,
+ * sealed, written and queued for the backups as shard_write_group does for
+ * records (a failure fails the primary's replication there, repl.c).
+ */
+static void
+write_term_mark(shard *s, bool nosync)
+{
+    lsm_batch *b = NULL;
+    om_status st = lsm_batch_new(&b);
+
+    if (st == OM_OK)
+        st = shard_repl_seal(s->repl, b);
+    if (st == OM_OK)
+        st = nosync ? lsm_write_nosync(s->db, b) : lsm_write(s->db, b);
+    shard_repl_written(s->repl, st);
+    lsm_batch_free(b);
 }
 
 /*
@@ -123,4 +157,7 @@ shard_job_write_group(void *arg, commit_job **jobs, size_t n, bool nosync, void 
     }
     if (w != &one && w != scratch)
         free(w);
+    for (size_t i = 0; i < n; i++)
+        if (((shard_job *)jobs[i])->term_mark && s->repl != NULL)
+            write_term_mark(s, nosync);
 }

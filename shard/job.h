@@ -68,6 +68,7 @@ typedef struct shard_job {
     void (*other_write)(void *arg, bool nosync);
     void (*other_answer)(void *arg, uint64_t group);
     void *other_arg;
+    bool term_mark; /* the barrier writes a primary's empty group (shard_commit_term_mark) */
 } shard_job;
 
 /*

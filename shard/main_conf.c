@@ -92,6 +92,10 @@ static const om_conf_item shard_items[] = {
      "testing aid, never for production: as primary, ship nothing from the first group commit "
      "holding a key that contains this string on (it is durable here and never acknowledged), "
      "so a test can kill the primary with such a write in hand (empty = off)"},
+    {"replica-catch-up-rate", OM_CONF_SIZE, "16M", 0, 1LL << 40, NULL, F(replica_catch_up_rate),
+     "a primary sends the snapshot pages of a catch-up at most this fast, in key and value "
+     "bytes per second, while the backup is out of the in-sync set (no write waits for it; the "
+     "migration copy's busy rate); 0 = full speed"},
     RPC_CONF_LOG_ITEMS(shard_conf),
 };
 const om_conf_table shard_table = {"objmeta-shard", OM_VERSION, shard_items,

@@ -25,7 +25,7 @@ typedef struct shard_conf {
     int64_t slow_request;
     char *replicas, *replica_group, *etcd, *etcd_prefix, *replica_id, *test_drop_shipment_key;
     int replica_role;
-    int64_t replica_term, replica_timeout, replica_lease_ttl;
+    int64_t replica_term, replica_timeout, replica_lease_ttl, replica_catch_up_rate;
     int64_t sync_period, write_buffer, block_cache, max_object_size, max_metadata_size;
     int64_t row_cache, wal_preallocate, background_nice, memory_budget;
     int64_t max_frame, max_connections, idle_timeout, request_timeout, workers;

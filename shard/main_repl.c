@@ -32,6 +32,7 @@ start_etcd(const shard_conf *c, shard *sh, struct event_base *base, void (*resta
                               .id = c->replica_id,
                               .lease_ttl_ms = (uint32_t)c->replica_lease_ttl,
                               .timeout_ms = (uint32_t)c->replica_timeout,
+                              .catch_up_rate = (uint64_t)c->replica_catch_up_rate,
                               .restart = restart,
                               .restart_arg = arg,
                               .tls = out->tls,
@@ -83,6 +84,7 @@ shard_conf_replication(const shard_conf *c, shard *sh, struct event_base *base,
     o.term = (uint64_t)c->replica_term;
     o.backups = c->replicas;
     o.timeout_ms = (uint32_t)c->replica_timeout;
+    o.catch_up_rate = (uint64_t)c->replica_catch_up_rate;
     o.tls = out->tls;
     o.drop_key = c->test_drop_shipment_key;
     return shard_repl_open(sh, &o, &out->primary);

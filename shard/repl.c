@@ -87,6 +87,7 @@ shard_repl_opts_init(shard_repl_opts *o)
     o->retry_ms = 200;
     o->max_request_bytes = 4u << 20;
     o->max_held_bytes = 256u << 20;
+    o->catch_up_rate = 16u << 20;
 }
 
 /* ---- the writer's hooks (shard.c) ---- */
@@ -115,7 +116,7 @@ shard_repl_seal(shard_repl *r, lsm_batch *b)
 {
     shard_repl_state next = {.term = r->opts.term, .index = r->w_index + 1};
 
-    OM_ASSERT(r->stage.n > 0 || r->stage.err != OM_OK); /* sealed only with records */
+    /* no record staged: a term mark (shard_commit_term_mark), the replica state alone */
     if (r->stage.err != OM_OK)
         return r->stage.err;
     return shard_repl_state_put(b, &next);
@@ -559,6 +560,11 @@ peer_info(const shard_repl *r, size_t i, uint64_t now, bool lag, shard_repl_peer
     o->silent = owes && now - p->progress_ns > (uint64_t)r->opts.timeout_ms * 1000000u;
     o->answering = p->known && now - p->answer_ns < (uint64_t)r->opts.timeout_ms * 1000000u;
     o->lag_records = r->last - (p->acked < r->last ? p->acked : r->last);
+    if (p->catching) {
+        o->cu_bytes = p->cu_bytes;
+        o->cu_records = p->cu_records;
+        o->cu_total = p->cu_total;
+    }
     for (const repl_group *q = lag ? r->head : NULL; q != NULL; q = q->next) {
         if (q->index <= p->acked)
             continue;
@@ -574,22 +580,27 @@ render_backups(shard_repl *r, om_buf *out)
 {
     static const struct {
         const char *name, *help;
-    } m[6] = {
+    } m[9] = {
         {"objmeta_replication_backup_acked_index", "The last index the backup has durable."},
         {"objmeta_replication_backup_lag_records", "Group commits the backup lacks."},
         {"objmeta_replication_backup_lag_bytes", "Bytes of records kept for the backup."},
         {"objmeta_replication_backup_lag_seconds", "Age of the oldest group the backup lacks."},
         {"objmeta_replication_backup_catching_up", "1 while the backup gets a snapshot."},
         {"objmeta_replication_backup_in_sync", "1 while writes wait for the backup."},
+        {"objmeta_replication_catch_up_bytes",
+         "Catch-up: key and value bytes of the snapshot sent (0 when not catching up)."},
+        {"objmeta_replication_catch_up_total_bytes",
+         "Catch-up: the snapshot's estimated bytes (its tables and memtables)."},
+        {"objmeta_replication_catch_up_records", "Catch-up: records of the snapshot sent."},
     };
     char labels[160];
     uint64_t now = om_clock_mono_ns();
 
-    for (int k = 0; k < 6; k++) {
+    for (int k = 0; k < 9; k++) {
         OM_TRY(rpc_prom_header(out, m[k].name, "gauge", m[k].help));
         for (size_t i = 0; i < r->npeers; i++) {
             shard_repl_peer_info pi;
-            double v[6];
+            double v[9];
 
             peer_info(r, i, now, true, &pi);
             v[0] = (double)pi.acked;
@@ -598,6 +609,9 @@ render_backups(shard_repl *r, om_buf *out)
             v[3] = pi.lag_s;
             v[4] = pi.catching;
             v[5] = pi.in_sync;
+            v[6] = (double)pi.cu_bytes;
+            v[7] = (double)pi.cu_total;
+            v[8] = (double)pi.cu_records;
             snprintf(labels, sizeof(labels), "backup=\"%s\"", pi.addr);
             OM_TRY(rpc_prom_value(out, m[k].name, labels, v[k]));
         }
@@ -634,6 +648,51 @@ shard_repl_render_metrics(shard *s, om_buf *out)
                    NULL, s->repl->err != OM_OK);
     pthread_mutex_unlock(&s->repl->mu);
     return rc;
+}
+
+bool
+shard_repl_ping_state(shard *s, Objmeta__ReplicationState *out, Objmeta__BackupState *bs,
+                      Objmeta__BackupState **bp, size_t cap)
+{
+    shard_repl_state st;
+    uint64_t now = om_clock_mono_ns();
+    shard_repl *r = s->repl;
+
+    if (r == NULL && s->replica == NULL)
+        return false;
+    if (r != NULL)
+        shard_repl_primary_state(r, &st);
+    else
+        shard_replica_state(s->replica, &st);
+    out->role = r != NULL ? "primary" : "backup";
+    out->term = st.term;
+    out->index = st.index;
+    out->backups = bp;
+    out->n_backups = 0;
+    if (r == NULL)
+        return true;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->npeers && i < cap; i++) {
+        shard_repl_peer_info pi;
+        Objmeta__BackupState *b = &bs[i];
+
+        peer_info(r, i, now, true, &pi);
+        objmeta__backup_state__init(b);
+        b->addr = (char *)pi.addr;
+        b->acked_index = pi.acked;
+        b->lag_records = pi.lag_records;
+        b->lag_bytes = pi.lag_bytes;
+        b->in_sync = pi.in_sync;
+        b->catching_up = pi.catching;
+        b->answering = pi.answering;
+        b->catch_up_bytes = pi.cu_bytes;
+        b->catch_up_total = pi.cu_total;
+        b->catch_up_records = pi.cu_records;
+        bp[i] = b;
+        out->n_backups = i + 1;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return true;
 }
 
 /* ---- the in-sync set (shard/repl_etcd.c) ---- */

@@ -112,6 +112,16 @@ void shard_replica_state(shard_replica *r, shard_repl_state *out);
 bool shard_replica_handle(shard_replica *r, const Objmeta__Request *req, rpc_reply *reply);
 
 /*
+ * shard_reply_not_applied -- answer UNAVAILABLE with not_applied set and a
+ * printf-formatted message: this replica refused the request before acting
+ * on it (a backup asked for a write, a primary that does not serve, a
+ * replica changing roles), so a router may send it again to the group's
+ * next primary whatever the operation. Loop thread.
+ */
+void shard_reply_not_applied(rpc_reply *reply, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*
  * shard_repl_render_metrics -- append the replication metrics of s (none
  * without a role): objmeta_replication_role{role}, _term, _index; on a
  * primary per backup _backup_acked_index, _backup_lag_records,
@@ -119,6 +129,16 @@ bool shard_replica_handle(shard_replica *r, const Objmeta__Request *req, rpc_rep
  * met, or a group could not be kept). Returns OM_OK; OM_E_NOMEM. Any thread.
  */
 om_status shard_repl_render_metrics(shard *s, om_buf *out);
+
+/*
+ * shard_repl_ping_state -- s's replication state for its Ping answer (the
+ * coordinator's Groups): role, term, index and, on a primary, each backup's
+ * (into bs / bp, room for cap; strings borrowed from the primary). False
+ * (nothing set) without a role. Loop thread.
+ */
+#define SHARD_REPL_PING_BACKUPS 8 /* backups a Ping answer lists at most (etcd groups: 4) */
+bool shard_repl_ping_state(shard *s, Objmeta__ReplicationState *out, Objmeta__BackupState *bs,
+                           Objmeta__BackupState **bp, size_t cap);
 
 /* ---- primary ---- */
 
@@ -133,6 +153,8 @@ typedef struct shard_repl_opts {
     size_t max_request_bytes; /* records per Replicate request. Default 4 MiB */
     size_t max_held_bytes;    /* records kept for backups; beyond it the writer waits.
                                * Default 256 MiB */
+    uint64_t catch_up_rate;   /* snapshot pages to a backup out of the in-sync set, bytes/s
+                               * (repl_catchup.c); 0 = unlimited. Default 16 MiB/s */
     bool no_await;            /* open returns at once: the caller waits with shard_repl_ready
                                * (the etcd layer, which must stay on its loop meanwhile) */
     rpc_tls *tls;             /* NULL: plaintext; else the shippers' client context (the shard's
@@ -181,6 +203,8 @@ typedef struct shard_repl_peer_info {
     uint64_t lag_records; /* group commits it lacks */
     uint64_t lag_bytes;   /* bytes of records kept for it (metrics only; 0 from peer_get) */
     double lag_s;         /* age of the oldest group it lacks (metrics only, as lag_bytes) */
+    /* while catching: key and value bytes and records sent, the snapshot's estimated bytes */
+    uint64_t cu_bytes, cu_records, cu_total;
 } shard_repl_peer_info;
 
 /* Backups (every replica but this one). Any thread. */

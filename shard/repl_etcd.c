@@ -336,6 +336,7 @@ become_primary(shard_repl_etcd *a, uint64_t term)
     o.term = term;
     o.backups = backups;
     o.timeout_ms = a->o.timeout_ms;
+    o.catch_up_rate = a->o.catch_up_rate;
     o.no_await = true;
     o.tls = a->o.tls;
     o.drop_key = a->o.test_drop_key;
@@ -522,6 +523,14 @@ tend_in_sync(shard_repl_etcd *a)
     }
 }
 
+/* The term mark is durable on every in-sync replica (shard_commit_term_mark). */
+static void
+term_mark_done(void *arg)
+{
+    (void)arg;
+    om_log(OM_LOG_INFO, "the term's first group commit is on every in-sync replica");
+}
+
 /* What the configuration, the leader key and the clock say to do now. */
 static void
 evaluate(shard_repl_etcd *a)
@@ -553,6 +562,9 @@ evaluate(shard_repl_etcd *a)
     if (!a->serving && (a->repl == NULL || shard_repl_ready(a->repl, a->start_index))) {
         a->serving = true;
         om_log(OM_LOG_INFO, "primary serves group=%s term=%" PRIu64, a->group, a->term);
+        /* the term's first group commit, so that no in-sync replica's log stays empty */
+        if (a->repl != NULL && shard_commit_term_mark(a->s, term_mark_done, NULL) != OM_OK)
+            om_log(OM_LOG_WARN, "no memory for the term mark group=%s", a->group);
     }
     tend_in_sync(a);
 }
@@ -775,16 +787,16 @@ shard_repl_etcd_handle(shard_repl_etcd *a, const Objmeta__Request *req, rpc_repl
     }
     if (a->role == ROLE_PRIMARY && client_op &&
         (!a->serving || om_clock_mono_ns() >= a->lease_until_ns)) {
-        rpc_reply_error(reply, OM_E_UNAVAILABLE, "group %s: this primary does not serve yet (%s)",
-                        a->group,
-                        a->serving ? "its lease has ended" : "waiting for the in-sync backups");
+        shard_reply_not_applied(reply, "group %s: this primary does not serve yet (%s)", a->group,
+                                a->serving ? "its lease has ended"
+                                           : "waiting for the in-sync backups");
         return true;
     }
     if (a->role == ROLE_PRIMARY)
         return false; /* served: writes and migration's applies go through the stream */
     if (client_op || req->body_case == OBJMETA__REQUEST__BODY_REPLICATE) {
-        rpc_reply_error(reply, OM_E_UNAVAILABLE,
-                        "group %s: this replica is changing roles (a failover)", a->group);
+        shard_reply_not_applied(reply, "group %s: this replica is changing roles (a failover)",
+                                a->group);
         return true;
     }
     return false;

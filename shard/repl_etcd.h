@@ -33,12 +33,13 @@ struct event_base;
 typedef struct shard_repl_etcd shard_repl_etcd;
 
 typedef struct shard_repl_etcd_opts {
-    const char *endpoints; /* etcd: http://host:port[,...] */
-    const char *prefix;    /* the cluster's keys: <prefix>/groups/<group>/... */
-    const char *group;     /* replica group id */
-    const char *id;        /* this replica's id in the group configuration */
-    uint32_t lease_ttl_ms; /* the primary's lease (rounded up to seconds) */
-    uint32_t timeout_ms;   /* a backup silent this long leaves the in-sync set */
+    const char *endpoints;  /* etcd: http://host:port[,...] */
+    const char *prefix;     /* the cluster's keys: <prefix>/groups/<group>/... */
+    const char *group;      /* replica group id */
+    const char *id;         /* this replica's id in the group configuration */
+    uint32_t lease_ttl_ms;  /* the primary's lease (rounded up to seconds) */
+    uint32_t timeout_ms;    /* a backup silent this long leaves the in-sync set */
+    uint64_t catch_up_rate; /* shard_repl_opts.catch_up_rate */
     uint32_t etcd_timeout_ms;
     /* stop serving and return from the loop: main executes the binary again (loop thread) */
     void (*restart)(void *arg);

@@ -42,6 +42,10 @@ typedef struct repl_peer {
     uint64_t progress_ns; /* under mu: the last answer that moved it on (silence: repl.h) */
     uint64_t answer_ns;   /* under mu: the last answer of any kind */
     bool catching;
+    /* the catch-up's progress (under mu; repl_catchup.c): since t0, the pages, records and key
+     * and value bytes sent, the snapshot's estimated bytes, the last progress line, and the
+     * pace (the time the bytes sent so far are paid for at catch_up_rate) */
+    uint64_t cu_t0_ns, cu_log_ns, cu_pages, cu_records, cu_bytes, cu_total, cu_tat_ns;
     uint64_t snap_index; /* the snapshot's index: groups above it are kept */
     lsm_snapshot *snap;
     om_buf cursor; /* the last key the backup has from the snapshot */

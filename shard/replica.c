@@ -451,6 +451,22 @@ replica_submit(shard_replica *r, const Objmeta__ReplicateRequest *rq, rpc_reply 
                         "the backup cannot take the request: %s", om_status_str(st));
 }
 
+void
+shard_reply_not_applied(rpc_reply *reply, const char *fmt, ...)
+{
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    resp.status = OBJMETA__STATUS__UNAVAILABLE;
+    resp.message = msg;
+    resp.not_applied = true;
+    rpc_reply_send(reply, &resp);
+}
+
 bool
 shard_replica_handle(shard_replica *r, const Objmeta__Request *req, rpc_reply *reply)
 {
@@ -461,8 +477,8 @@ shard_replica_handle(shard_replica *r, const Objmeta__Request *req, rpc_reply *r
     case OBJMETA__REQUEST__BODY_STORE:
     case OBJMETA__REQUEST__BODY_DELETE:
     case OBJMETA__REQUEST__BODY_APPLY_RECORDS:
-        rpc_reply_error(reply, OM_E_UNAVAILABLE,
-                        "this replica is a backup of group %s: writes go to the primary", r->group);
+        shard_reply_not_applied(
+            reply, "this replica is a backup of group %s: writes go to the primary", r->group);
         return true;
     default:
         return false;

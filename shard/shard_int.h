@@ -125,6 +125,17 @@ om_status shard_commit_barrier(shard *s, void (*fn)(void *arg), void *arg);
  */
 om_status shard_commit_other(shard *s, size_t bytes, void (*write)(void *arg, bool nosync),
                              void (*answer)(void *arg, uint64_t group), void *arg);
+
+/*
+ * shard_commit_term_mark -- shard_commit_barrier that first writes, on a
+ * primary, one group commit of no record: only the replica state (term,
+ * index + 1), shipped like any group. The etcd layer writes one per term as
+ * soon as its primary serves, so every in-sync replica of a group that ever
+ * had a primary holds a non-empty log and may campaign (REPLICATION.md,
+ * "Failover"). Loop thread. Returns as shard_commit_barrier.
+ */
+om_status shard_commit_term_mark(shard *s, void (*fn)(void *arg), void *arg);
+
 static inline void
 shard_stripe_lock(shard *s, unsigned stripe, int *held)
 {

@@ -47,3 +47,11 @@ om_clock_sleep_ms(uint64_t ms)
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
 }
+
+uint64_t
+om_clock_pace(uint64_t tat_ns, uint64_t n, uint64_t rate, uint64_t burst_ns, uint64_t now)
+{
+    if (tat_ns + burst_ns < now)
+        tat_ns = now - burst_ns;
+    return tat_ns + (uint64_t)((double)n * 1e9 / (double)rate);
+}

@@ -22,4 +22,15 @@ uint64_t om_clock_wall_ms(void);
 /* Sleep for ms milliseconds (restarted on EINTR). Not for synchronising tests. */
 void om_clock_sleep_ms(uint64_t ms);
 
+/*
+ * om_clock_pace -- pacing of background work at `rate` units per second
+ * (GCRA): tat_ns is the monotonic time at which the units charged so far
+ * are paid for; charging n more at `now` returns the new one, crediting at
+ * most burst_ns of time left unused (after a slow stretch the work catches
+ * up only that much). The caller waits until the result before it goes on.
+ * rate > 0. Used by the manual compaction (lsm/compaction.c) and the
+ * replica catch-up (shard/repl_catchup.c).
+ */
+uint64_t om_clock_pace(uint64_t tat_ns, uint64_t n, uint64_t rate, uint64_t burst_ns, uint64_t now);
+
 #endif /* OM_UTIL_CLOCK_H */

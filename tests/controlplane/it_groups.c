@@ -18,7 +18,10 @@
  *                     dead primary failed is sent again), and every
  *                     acknowledged write reads back through the new primary.
  *   admin_groups      `objmeta admin add-group` (configuration and ring),
- *                     `groups` (roles, in-sync, reachable), verify of
+ *                     `groups` (roles, in-sync, reachable; and the lag: a
+ *                     SIGSTOPped backup shows down, lagging by the held
+ *                     write in records and bytes, then in-sync at the
+ *                     primary's index after SIGCONT), verify of
  *                     identical replicas (exit 0, through the coordinator
  *                     and directly), add-replica / remove-replica, promote's
  *                     refusals (a replica not in sync, an unknown group, an
@@ -441,6 +444,116 @@ admin(const char *addr, char **out, const char *a1, const char *a2, const char *
     return rc;
 }
 
+/* One replica's line of `objmeta admin groups` (text): its index, state, lag. */
+typedef struct rep_line {
+    unsigned long long index, lag, lag_bytes;
+    char state[32];
+} rep_line;
+
+static bool
+groups_line(const char *coord, const char *gid, const char *rid, rep_line *out)
+{
+    char *o = NULL, *save = NULL;
+    bool found = false;
+
+    if (admin(coord, &o, "groups", NULL, NULL, NULL, NULL, NULL, NULL) != 0) {
+        free(o);
+        return false;
+    }
+    for (char *line = strtok_r(o, "\n", &save); line != NULL && !found;
+         line = strtok_r(NULL, "\n", &save)) {
+        char g[64], r[64], addr[128], role[16], insync[8];
+        unsigned long long term;
+        found = sscanf(line, "%63s %63s %127s %15s %7s %llu %llu %31s %llu %llu", g, r, addr, role,
+                       insync, &term, &out->index, out->state, &out->lag, &out->lag_bytes) == 10 &&
+                strcmp(g, gid) == 0 && strcmp(r, rid) == 0;
+    }
+    free(o);
+    return found;
+}
+
+typedef struct held_store {
+    const char *addr;
+    om_status st;
+} held_store;
+
+static void *
+held_store_main(void *arg)
+{
+    held_store *h = arg;
+    omc_client *c = NULL;
+    char msg[256], value[4096];
+    omc_info info;
+
+    memset(value, 'v', sizeof(value));
+    h->st = omc_connect(h->addr, 5000, &c, msg, sizeof(msg));
+    if (h->st != OM_OK)
+        return NULL;
+    omc_set_timeout(c, 60000);
+    /* the first key g2 owns (the others are s1's: WRONG_SHARD at once) */
+    for (int i = 0; i < 1000; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "lag-key-%d", i);
+        h->st = omc_store(c, BUCKET, key, om_slice_make((const uint8_t *)value, sizeof(value)),
+                          NULL, &info);
+        if (h->st == OM_OK)
+            omc_info_free(&info);
+        if (h->st != OM_E_WRONG_SHARD)
+            break;
+    }
+    omc_close(c);
+    return NULL;
+}
+
+/*
+ * `groups` shows the lag: backup b stopped (SIGSTOP) while a write waits for
+ * it is "down", lagging by at least one group commit of at least the
+ * write's bytes (the primary's account); after SIGCONT the write is
+ * answered and b is in-sync at the primary's index, lag 0.
+ */
+static void
+check_groups_lag(const char *coord, grp *g)
+{
+    held_store h = {.addr = g->paddr, .st = OM_E_INTERNAL};
+    pthread_t th;
+    rep_line a = {0}, b = {0};
+    uint64_t deadline;
+
+    ck_assert(kill(tu_proc_pid(g->b[0]), SIGSTOP) == 0);
+    ck_assert(pthread_create(&th, NULL, held_store_main, &h) == 0);
+    deadline = tu_now_ms() + WAIT_MS;
+    for (;;) {
+        bool found = groups_line(coord, "g2", "b", &b);
+        if (found && strcmp(b.state, "down") == 0 && b.lag >= 1 && b.lag_bytes >= 4096)
+            break;
+        if (tu_now_ms() >= deadline) {
+            char *o = NULL;
+            admin(coord, &o, "groups", NULL, NULL, NULL, NULL, NULL, NULL);
+            fprintf(stdout, "groups: %s\nheld store: %s\n", o, om_status_str(h.st));
+            fflush(stdout);
+            free(o);
+        }
+        ck_assert_msg(tu_now_ms() < deadline,
+                      "groups never showed b down and lagging: found %d state %s lag %llu/%llu",
+                      found, found ? b.state : "", b.lag, b.lag_bytes);
+        om_clock_sleep_ms(100);
+    }
+    ck_assert(kill(tu_proc_pid(g->b[0]), SIGCONT) == 0);
+    pthread_join(th, NULL);
+    ck_assert_msg(h.st == OM_OK, "the held store: %s", om_status_str(h.st));
+    deadline = tu_now_ms() + WAIT_MS;
+    for (;;) {
+        if (groups_line(coord, "g2", "a", &a) && groups_line(coord, "g2", "b", &b) &&
+            strcmp(a.state, "primary") == 0 && strcmp(b.state, "in-sync") == 0 && b.lag == 0 &&
+            b.lag_bytes == 0 && b.index == a.index && a.index > 0)
+            break;
+        ck_assert_msg(tu_now_ms() < deadline,
+                      "groups never showed b in sync again: a %s %llu, b %s %llu lag %llu/%llu",
+                      a.state, a.index, b.state, b.index, b.lag, b.lag_bytes);
+        om_clock_sleep_ms(100);
+    }
+}
+
 START_TEST(admin_groups)
 {
     tu_etcd *e;
@@ -506,6 +619,7 @@ START_TEST(admin_groups)
     rc = admin(cp_coord_addr(co), &out, "verify", "--shards", direct, "--ranges", "16", NULL, NULL);
     ck_assert_msg(rc == 0 && strstr(out, "identical"), "verify --shards exit %d: %s", rc, out);
     free(out);
+    check_groups_lag(cp_coord_addr(co), &g);
 
     /* add-replica: in replicas, not in sync; promote refuses it */
     extra = start_backup("g2", NULL);

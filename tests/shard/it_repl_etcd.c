@@ -17,7 +17,16 @@
  *                            term begins; after SIGCONT no write of a writer
  *                            on the old primary is acknowledged.
  *   wiped_backup             a backup's data directory wiped: full catch-up,
- *                            then in-sync again.
+ *                            then in-sync again; the catch-up is throttled
+ *                            (replica-catch-up-rate 4K: it takes at least
+ *                            its bytes but the last page's / the rate, in
+ *                            small pages, says the primary's "catch-up
+ *                            done" line).
+ *   empty_group_failover     a group that never stored anything: its
+ *                            primary's term mark gives every replica index
+ *                            1 with no client write; kill -9 of the primary:
+ *                            a backup takes over within the lease TTL + 1 s
+ *                            (no admin promote), the killed one rejoins.
  *   promote_switchover       a configuration of a later term naming a backup
  *                            (admin promote): the old primary stops, the
  *                            named one takes over; /metrics says so.
@@ -83,12 +92,16 @@ pause_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+/* The catch-up throttle of the replicas started from now on (wiped_backup). */
+static const char *catch_up_rate = "--replica-catch-up-rate=16M";
+
 static void
 start_replica(cluster *cl, int i, bool fresh)
 {
     char listen[64], etcd[300], id[32], http[64], drop[96] = "--log-level=info";
     const char *extra[] = {"--sync-mode=always",
                            drop,
+                           catch_up_rate,
                            "--log-level=info",
                            listen,
                            http,
@@ -201,6 +214,25 @@ check_metric(const cluster *cl, int i, const char *line)
     ck_assert_int_eq(it_http_get(cl->http[i], "/metrics", &body), 200);
     ck_assert_msg(strstr(body, line) != NULL, "r%d /metrics lacks \"%s\"", i, line);
     free(body);
+}
+
+/* Wait until replica i's /metrics has the line `line` (fails after timeout_ms). */
+static void
+wait_metric(const cluster *cl, int i, const char *line, int timeout_ms)
+{
+    uint64_t deadline = tu_now_ms() + (uint64_t)timeout_ms;
+
+    for (;;) {
+        char *body = NULL;
+        bool has = it_http_get(cl->http[i], "/metrics", &body) == 200 && strstr(body, line);
+
+        free(body);
+        if (has)
+            return;
+        ck_assert_msg(tu_now_ms() < deadline, "r%d /metrics lacks \"%s\" after %d ms", i, line,
+                      timeout_ms);
+        pause_ms(50);
+    }
 }
 
 static void
@@ -877,6 +909,34 @@ START_TEST(sigstop_primary)
 }
 END_TEST
 
+START_TEST(empty_group_failover)
+{
+    static cluster cl;
+    uint64_t t0, took;
+    long term;
+    int pr, in, next;
+
+    cluster_start(&cl);
+    wait_metric(&cl, 0, "objmeta_replication_serving 1\n", 15000);
+    for (int i = 0; i < NREP; i++) /* the term mark, and no client write */
+        wait_metric(&cl, i, "objmeta_replication_index 1\n", 10000);
+    t0 = tu_now_ms();
+    replica_down(&cl, 0, true);
+    next = wait_primary(&cl, 0, TTL_MS + 5000);
+    took = tu_now_ms() - t0;
+    read_config(&cl, &term, &pr, &in);
+    printf("empty group: kill -9 of r0, r%d serves term %ld after %llu ms\n", next, term,
+           (unsigned long long)took);
+    ck_assert_int_eq(term, 2);
+    ck_assert_int_eq(pr, next);
+    ck_assert_msg(took <= TTL_MS + 1000, "failover took %llu ms > lease TTL + 1 s",
+                  (unsigned long long)took);
+    start_replica(&cl, 0, false);
+    wait_in_sync(&cl, NREP, 20000);
+    cluster_stop(&cl);
+}
+END_TEST
+
 START_TEST(promote_switchover)
 {
     static run r;
@@ -993,10 +1053,42 @@ START_TEST(static_settings_refused)
 }
 END_TEST
 
+/*
+ * The primary's "catch-up done" line for the backup on port `port`: pages,
+ * bytes and seconds (false: none yet).
+ */
+static bool
+catch_up_done(const cluster *cl, int primary, int port, unsigned long long *pages,
+              unsigned long long *bytes, double *secs)
+{
+    char path[300], line[1024], backup[64];
+    FILE *f;
+    bool found = false;
+
+    snprintf(path, sizeof(path), "%s.stderr", cl->dir[primary]);
+    snprintf(backup, sizeof(backup), "backup=127.0.0.1:%d ", port);
+    if ((f = fopen(path, "r")) == NULL)
+        return false;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        const char *p = strstr(line, "catch-up done ");
+        unsigned long long records, index;
+        if (p != NULL && strstr(p, backup) != NULL)
+            found = sscanf(strstr(p, "index="),
+                           "index=%llu pages=%llu records=%llu bytes=%llu elapsed_s=%lf", &index,
+                           pages, &records, bytes, secs) == 5;
+    }
+    fclose(f);
+    return found;
+}
+
 START_TEST(wiped_backup)
 {
     static run r;
+    unsigned long long pages = 0, bytes = 0;
+    double secs = 0, least;
+    uint64_t deadline;
 
+    catch_up_rate = "--replica-catch-up-rate=4K";
     run_start(&r, "wiped_backup");
     wait_acked(r.w, WRITERS, 300, 20000);
     replica_down(&r.cl, 1, false);
@@ -1006,6 +1098,19 @@ START_TEST(wiped_backup)
     wait_in_sync(&r.cl, NREP, 30000);
     wait_acked(r.w, WRITERS, 100, 10000);
     printf("wiped backup r1 caught up and is in sync again\n");
+    deadline = tu_now_ms() + 10000;
+    while (!catch_up_done(&r.cl, 0, r.cl.port[1], &pages, &bytes, &secs)) {
+        ck_assert_msg(tu_now_ms() < deadline, "r0 logged no \"catch-up done\" for r1");
+        pause_ms(50);
+    }
+    /* 4 KiB/s: pages of at most 4 KiB, each paid for before the next, so every page but the
+     * last (at most 4 KiB) took its bytes / the rate */
+    least = bytes > 4096 ? (double)(bytes - 4096) / 4096.0 - 0.01 : 0;
+    printf("catch-up: %llu pages, %llu bytes in %.2f s (at least %.2f s at 4 KiB/s)\n", pages,
+           bytes, secs, least);
+    ck_assert_msg(bytes > 4096 && pages >= bytes / 4096, "pages %llu for %llu bytes", pages, bytes);
+    ck_assert_msg(secs >= least, "catch-up of %llu bytes took %.2f s: not throttled", bytes, secs);
+    catch_up_rate = "--replica-catch-up-rate=16M";
     run_finish(&r);
 }
 END_TEST
@@ -1023,6 +1128,7 @@ main(void)
     tcase_add_test(tc, kill9_backup_removed);
     tcase_add_test(tc, sigstop_primary);
     tcase_add_test(tc, wiped_backup);
+    tcase_add_test(tc, empty_group_failover);
     tcase_add_test(tc, promote_switchover);
     tcase_add_test(tc, etcd_unreachable);
     tcase_add_test(tc, sigterm_rolling);

@@ -24,7 +24,8 @@
  *   restarted_primary  a primary restarted with a write durable only on
  *                      itself: both backups get it (probe, gap, catch-up)
  *                      without any new write.
- *   backup_role        a backup refuses client writes and serves reads.
+ *   backup_role        a backup refuses client writes (UNAVAILABLE with
+ *                      Response.not_applied on the wire) and serves reads.
  * (ApplyRecords: a primary takes it through the stream -- without the
  * pending ring it was sent for, WRONG_SHARD -- and a backup refuses it;
  * migration into groups end to end: tests/controlplane/it_groups_migrate.c).
@@ -570,6 +571,24 @@ START_TEST(backup_refuses_client_writes)
     ck_assert_int_eq(omc_store(c, "repl", "k", om_slice_from_str("x"), NULL, NULL),
                      OM_E_UNAVAILABLE);
     ck_assert_ptr_nonnull(strstr(omc_last_message(c), "backup"));
+    {
+        /* on the wire: refused before acting (Response.not_applied: routers may resend it) */
+        Objmeta__Request req = OBJMETA__REQUEST__INIT;
+        Objmeta__StoreRequest sr = OBJMETA__STORE_REQUEST__INIT;
+        Objmeta__Response *resp = NULL;
+        rpc_sync_client *sc = NULL;
+
+        sr.bucket = "repl";
+        sr.key = "k";
+        req.body_case = OBJMETA__REQUEST__BODY_STORE;
+        req.store = &sr;
+        ck_assert_int_eq(rpc_sync_client_open(it_addr(b), 5000, &sc), OM_OK);
+        ck_assert_int_eq(rpc_sync_client_call(sc, &req, 5000, &resp), OM_OK);
+        ck_assert_int_eq(rpc_response_status(resp), OM_E_UNAVAILABLE);
+        ck_assert_msg(resp->not_applied, "a backup's refusal lacks not_applied");
+        rpc_response_free(resp);
+        rpc_sync_client_close(sc);
+    }
     ck_assert_int_eq(omc_delete(c, "repl", "k", NULL, NULL), OM_E_UNAVAILABLE);
     ck_assert_int_eq(omc_exists(c, "repl", "k", &ex), OM_OK);
     ck_assert(!ex);

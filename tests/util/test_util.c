@@ -259,6 +259,20 @@ START_TEST(clocks_move_forward)
 }
 END_TEST
 
+/* om_clock_pace: n units take n / rate seconds; at most the burst of unused time is credited. */
+START_TEST(clock_pace_gcra)
+{
+    const uint64_t s = 1000000000u, burst = 50000000u;
+
+    /* 1000 units at 1000/s: paid for one second after the start */
+    ck_assert_uint_eq(om_clock_pace(10 * s, 1000, 1000, burst, 10 * s), 11 * s);
+    /* charged before they are paid for: the debt grows (the caller waits longer) */
+    ck_assert_uint_eq(om_clock_pace(11 * s, 500, 1000, burst, 10 * s), 11 * s + s / 2);
+    /* idle for long: only the burst is credited */
+    ck_assert_uint_eq(om_clock_pace(11 * s, 1000, 1000, burst, 20 * s), 21 * s - burst);
+}
+END_TEST
+
 START_TEST(arena_alignment_and_usage)
 {
     om_arena *a;
@@ -1001,6 +1015,7 @@ util_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("clock_arena_log");
     tcase_add_test(tc, clocks_move_forward);
+    tcase_add_test(tc, clock_pace_gcra);
     tcase_add_test(tc, arena_alignment_and_usage);
     tcase_add_test(tc, arena_pool_reuses_blocks);
     tcase_add_test(tc, arena_pool_bounded_and_fill);
