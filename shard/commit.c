@@ -574,8 +574,9 @@ sync_main(void *arg)
         /*
          * The group becomes durable: every group <= target is in the WAL
          * file; the sync makes it durable here, and replication (when set)
-         * ships the groups to the backups and waits for them before
-         * `durable` advances (commit.h, shard/repl.c).
+         * waits for the backups to have them durable -- shipped since they
+         * were written, or from here -- before `durable` advances (commit.h,
+         * shard/repl.c).
          */
         st = sync_groups(c); /* the later groups go on being written meanwhile */
         if (st != OM_OK)

@@ -40,9 +40,11 @@
  *
  * Replication plugs in at one place: the sync thread's step that turns a
  * written group into a durable one (commit.c, "the group becomes durable").
- * Shipping the group to the backups and waiting for their acknowledgement
- * there, before `durable` advances, keeps every other rule above as it is:
- * the gate opens only for groups that are both synced and replicated.
+ * Waiting there for the backups' acknowledgement, before `durable` advances,
+ * keeps every other rule above as it is: the gate opens only for groups that
+ * are both synced and replicated. (The shipping itself may start earlier,
+ * when the group is written, so that the backups' fsyncs run while this
+ * one's does: shard/repl.c.)
  *
  * Lock order: commit's two mutexes (the writer queue's and the durability
  * state's) are never held together, and neither is held while ops.write or
@@ -102,9 +104,11 @@ typedef struct commit_ops {
 
 /*
  * Replication (shard/repl.h): mark runs right before each sync of the
- * groups, ship(mark) right after it succeeds; the groups become durable only
- * if ship returns OM_OK (its error fails them like a failed sync). Both run
- * on the sync thread (or commit_detach's) with no commit lock held.
+ * groups, ship(mark) right after it succeeds and waits for the backups (who
+ * may have had the groups since they were written); the groups become
+ * durable only if ship returns OM_OK (its error fails them like a failed
+ * sync). Both run on the sync thread (or commit_detach's) with no commit lock
+ * held.
  */
 typedef struct commit_repl {
     uint64_t (*mark)(void *arg);

@@ -10,17 +10,27 @@
  *            the engine batch (shard_repl_stage), then seals the group
  *            (shard_repl_seal: the replica state (term, index + 1) joins the
  *            same batch, so the index is durable exactly with the data),
- *            writes it, and hands it over (shard_repl_written: the group is
- *            queued for shipping, `last` moves on). One writer at a time:
- *            the pipeline writes groups one after another (commit.h).
+ *            writes it -- into the WAL file, not yet synced -- and hands it
+ *            over (shard_repl_written: the group is queued, `last` moves on,
+ *            and once this term is durable here (below) it is published to
+ *            the shippers at once). One writer at a time: the pipeline
+ *            writes groups one after another (commit.h).
  *   sync     commit's sync step (commit_set_replication): mark = `last`
  *            BEFORE lsm_sync -- every group queued by then is in the WAL,
  *            so the sync covers it -- and after the sync, ship(mark):
- *            publish mark to the shippers and wait until every backup has
- *            acknowledged it durable. Only then does `durable` advance and
- *            the gate release the replies. A group is never sent before the
- *            primary's own sync covers it, so a backup never holds a group
- *            its primary could lose in a crash (REPLICATION.md, "Crashes").
+ *            publish mark (if not yet) and wait until every in-sync backup
+ *            has acknowledged it durable. Only then does `durable` advance
+ *            and the gate release the replies: a reply needs the primary's
+ *            sync AND every in-sync backup's, which run at the same time.
+ *            Shipping before the own sync means a backup may hold a group
+ *            its primary then loses (a machine crash between write and
+ *            sync). Safe because that primary never writes the same index
+ *            of the same term again (REPLICATION.md, "The write rule"): with
+ *            etcd a restarted primary never leads its term again -- it knows
+ *            the term it led because its first group of each term ships only
+ *            after its own sync (term_durable) -- and with static membership,
+ *            where a restarted primary keeps its term, its first answer from
+ *            each backup must not be above start_index (else it holds).
  *   shipper  per backup: while the backup's acknowledged index is below the
  *            published mark, send Replicate(first = acked + 1, the queued
  *            groups up to the mark, at most max_request_bytes) over a
@@ -53,10 +63,11 @@
  * State and its guards (the structs: repl_int.h):
  *   writer only   stage, w_index (the index the next seal assigns - 1)
  *   mu            head/tail (the queue), held_bytes, last, ship_to, err,
- *                 stop, every peer's acked
- *   immutable     a queued group's contents (shippers read them unlocked:
- *                 a group is freed only when every peer's acked passed it,
- *                 and a shipper reads only groups above its own acked)
+ *                 stop, term_durable, every peer's acked
+ *   immutable     start_index; a queued group's contents (shippers read
+ *                 them unlocked: a group is freed only when every peer's
+ *                 acked passed it, and a shipper reads only groups above
+ *                 its own acked)
  * mu is a leaf (shard_int.h): the writer takes it after the stripes are
  * released, the sync thread with no commit lock held.
  */
@@ -170,6 +181,25 @@ group_from_stage(const repl_stage *g, uint64_t index)
     return q;
 }
 
+/*
+ * Requires: mu held. Let the shippers send every group up to mark (the
+ * shippers' ship_to). A backup idle until now owes nothing yet: its silence
+ * counts from here.
+ */
+static void
+publish(shard_repl *r, uint64_t mark)
+{
+    if (r->drop_from != 0 && mark >= r->drop_from)
+        mark = r->drop_from - 1; /* test-drop-shipment-key: never published from drop_from on */
+    if (mark <= r->ship_to)
+        return;
+    for (size_t i = 0; i < r->npeers; i++)
+        if (r->peers[i].known && !r->peers[i].catching && r->peers[i].acked >= r->ship_to)
+            repl_progress(&r->peers[i]);
+    r->ship_to = mark;
+    pthread_cond_broadcast(&r->cv);
+}
+
 void
 shard_repl_written(shard_repl *r, om_status st)
 {
@@ -231,6 +261,8 @@ repl_mark(void *arg)
 
     pthread_mutex_lock(&r->mu);
     m = r->last;
+    if (r->term_durable)
+        publish(r, m); /* shipped while the sync thread syncs them here (header) */
     pthread_mutex_unlock(&r->mu);
     return m;
 }
@@ -260,22 +292,15 @@ static om_status
 repl_ship(void *arg, uint64_t mark)
 {
     shard_repl *r = arg;
-    uint64_t pub;
     om_status st;
 
     pthread_mutex_lock(&r->mu);
-    /* the testing aid test-drop-shipment-key: groups from drop_from on are never published */
-    pub = r->drop_from != 0 && mark >= r->drop_from ? r->drop_from - 1 : mark;
-    if (pub < mark) /* once: the sync step waits below for acknowledgements that never come */
+    if (mark > r->start_index)
+        r->term_durable = true; /* the sync before this covered a group of this term */
+    if (r->drop_from != 0 && mark >= r->drop_from) /* once: the wait below never ends */
         om_log(OM_LOG_WARN, "test-drop-shipment-key: durable here, never shipped index=%llu",
                (unsigned long long)mark);
-    if (pub > r->ship_to) {
-        for (size_t i = 0; i < r->npeers; i++) /* a backup idle until now owes nothing yet */
-            if (r->peers[i].known && !r->peers[i].catching && r->peers[i].acked >= r->ship_to)
-                repl_progress(&r->peers[i]);
-        r->ship_to = pub;
-        pthread_cond_broadcast(&r->cv);
-    }
+    publish(r, mark);
     while (min_acked(r) < mark && !r->stop && r->err == OM_OK)
         pthread_cond_wait(&r->cv, &r->mu);
     st = r->err != OM_OK ? r->err : min_acked(r) >= mark ? OM_OK : OM_ERR(OM_E_UNAVAILABLE);
@@ -416,8 +441,13 @@ repl_peer_answer(repl_peer *p, uint64_t first, uint64_t last, const Objmeta__Res
         repl_catch_up_start(p);
         return;
     }
-    if (a != NULL && a->durable_index > r->last) {
-        /* more than this primary ever wrote: not this primary's history */
+    if (a != NULL && a->durable_index > (p->known ? r->last : r->start_index)) {
+        /*
+         * More than this primary ever wrote -- or, at the first answer, more
+         * than it held when it started: groups an earlier run of it shipped
+         * before its own sync and then lost (a machine crash), which this run
+         * may write again differently. Not this primary's history.
+         */
         om_log(OM_LOG_ERROR,
                "backup holds an index beyond this primary's backup=%s index=%llu "
                "own_last=%llu: writes are held",
@@ -869,7 +899,8 @@ shard_repl_open(shard *s, const shard_repl_opts *o, shard_repl **out)
         repl_free(r);
         return st;
     }
-    r->w_index = r->last = r->ship_to = held.index;
+    r->w_index = r->last = r->ship_to = r->start_index = held.index;
+    r->term_durable = held.term == o->term; /* restarted in its term (static membership) */
     for (size_t i = 0; i < r->npeers; i++) {
         r->peers[i].r = r;
         r->peers[i].acked = held.index; /* until a backup says otherwise (a gap) */

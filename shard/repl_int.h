@@ -74,9 +74,12 @@ struct shard_repl {
     pthread_cond_t cv; /* any change of the state under mu */
     repl_group *head, *tail;
     size_t held_bytes;
-    uint64_t last;    /* the last index queued */
-    uint64_t ship_to; /* the highest mark published to the shippers */
-    om_status err;    /* sticky: this primary is stale */
+    uint64_t last;        /* the last index queued */
+    uint64_t ship_to;     /* the highest mark published to the shippers */
+    uint64_t start_index; /* the last index on disk when this primary started (immutable) */
+    /* this term is in the replica state on this disk: groups ship before their sync here */
+    bool term_durable;
+    om_status err; /* sticky: this primary is stale */
     bool stop;
     uint64_t drop_from; /* testing aid: the first group never shipped (0: none) */
 };

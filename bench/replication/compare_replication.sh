@@ -29,9 +29,14 @@
 # Redis, R=3, ...). Bars (issue 18): R=3 >= 10x etcd put and >= 1.0x Redis
 # SET + WAIT 2, at CLIENTS clients, pipeline 1 and 16.
 #
+# A/B: BASE_BUILD=<another build dir> adds a second R=3 group of that
+# build's objmeta-shard ("r3base"), preloaded the same way and run right
+# after r3 in every round, and prints R=3 / R=3 base (a change's effect,
+# same run, interleaved). SIDES picks the sides run each round.
+#
 # usage: bench/replication/compare_replication.sh [BUILD_DIR]   (default: build)
 # environment: CLIENTS=50 PIPELINES="1 16" KEYS=500000 VALUE_SIZE=256 DURATION=5
-#              ROUNDS=3 ETCD_PORT=23790
+#              ROUNDS=3 ETCD_PORT=23790 BASE_BUILD= SIDES="r3 [r3base] r1 etcd redis"
 # needs: etcd (etcd-server), redis-server and redis-cli (redis-server, redis-tools)
 set -eu
 
@@ -43,11 +48,17 @@ VALUE_SIZE=${VALUE_SIZE:-256}
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-3}
 ETCD_PORT=${ETCD_PORT:-23790}
+BASE_BUILD=${BASE_BUILD:-}
+if [ -n "$BASE_BUILD" ]; then SIDES=${SIDES:-"r3 r3base r1 etcd redis"}
+else SIDES=${SIDES:-"r3 r1 etcd redis"}; fi
 here=$(cd "$(dirname "$0")" && pwd)
 shard=$build/shard/objmeta-shard
 bench=$build/bench/server/objmeta_bench
 peer=$build/bench/replication/peer_write_bench
 
+base_shard=$BASE_BUILD/shard/objmeta-shard
+[ -z "$BASE_BUILD" ] || [ -x "$base_shard" ] || {
+    echo "compare_replication: $base_shard not built" >&2; exit 2; }
 for b in "$shard" "$bench" "$peer"; do
     [ -x "$b" ] || { echo "compare_replication: $b not built (ninja -C $build)" >&2; exit 2; }
 done
@@ -60,9 +71,9 @@ done
 . "$(dirname "$0")/../common/bench_lib.sh"
 bench_tmp objmeta-repl-bench
 
-start_shard() { # name, extra args... -> rpc port
+start_shard() { # name, extra args... -> rpc port (SHARD_BIN: another binary)
     name=$1; shift
-    "$shard" --listen=127.0.0.1:0 --http-listen=off --port-file="$tmp/$name.ports" \
+    "${SHARD_BIN:-$shard}" --listen=127.0.0.1:0 --http-listen=off --port-file="$tmp/$name.ports" \
         --data-dir="$tmp/$name" --sync-mode=always --log-level=warn "$@" </dev/null \
         >/dev/null 2>"$tmp/$name.log" &
     echo $! >"$tmp/$name.pid"
@@ -76,6 +87,15 @@ b1=$(start_shard b1 --replica-role=backup --replica-group=g1); pids="$pids $(cat
 b2=$(start_shard b2 --replica-role=backup --replica-group=g1); pids="$pids $(cat "$tmp/b2.pid")"
 p3=$(start_shard p3 --replica-role=primary --replica-group=g1 \
     --replicas="127.0.0.1:$b1,127.0.0.1:$b2"); pids="$pids $(cat "$tmp/p3.pid")"
+p3base=""
+if [ -n "$BASE_BUILD" ]; then # the same group from the base build
+    SHARD_BIN=$base_shard
+    c1=$(start_shard c1 --replica-role=backup --replica-group=g2); pids="$pids $(cat "$tmp/c1.pid")"
+    c2=$(start_shard c2 --replica-role=backup --replica-group=g2); pids="$pids $(cat "$tmp/c2.pid")"
+    p3base=$(start_shard p3base --replica-role=primary --replica-group=g2 \
+        --replicas="127.0.0.1:$c1,127.0.0.1:$c2"); pids="$pids $(cat "$tmp/p3base.pid")"
+    SHARD_BIN=""
+fi
 
 # etcd: three members on loopback; the load goes to the leader
 "$here/../../scripts/etcd-local.sh" --data "$tmp" --port "$ETCD_PORT" --fresh \
@@ -114,12 +134,12 @@ until [ "$(redis-cli -p "$rport" info replication 2>/dev/null | grep -c "state=o
 done
 
 echo "preloading $KEYS records into objmeta R=1 and R=3 ..."
-for port in $p1 $p3; do
+for port in $p1 $p3 $p3base; do
     "$bench" --addr "127.0.0.1:$port" --ops store=100 --connections "$CLIENTS" --pipeline 16 \
         --values random --value-size "$VALUE_SIZE" --keys "$KEYS" --preload --requests 1 \
         --duration 1s >/dev/null
 done
-for port in $p1 $p3; do
+for port in $p1 $p3 $p3base; do
     "$bench" --addr "127.0.0.1:$port" --ops store=100 --connections 1 --requests 1 --keys 1 \
         --duration 1s --stats | grep '^SHARD' | sed "s/^/port $port: /"
 done
@@ -132,8 +152,8 @@ result() { # file -> ops_per_sec p50_us p99_us
 run() { # side, pipeline -> appends "side pl ops p50 p99" to $tmp/all
     side=$1; pl=$2
     case $side in
-    r3|r1)
-        port=$p3; [ "$side" = r1 ] && port=$p1
+    r3|r1|r3base)
+        port=$p3; [ "$side" = r1 ] && port=$p1; [ "$side" = r3base ] && port=$p3base
         "$bench" --addr "127.0.0.1:$port" --ops store=100 --connections "$CLIENTS" \
             --pipeline "$pl" --values random --value-size "$VALUE_SIZE" --keys "$KEYS" \
             --duration "${DURATION}s" >"$tmp/run.out" ;;
@@ -152,7 +172,9 @@ run() { # side, pipeline -> appends "side pl ops p50 p99" to $tmp/all
 r=1
 while [ $r -le "$ROUNDS" ]; do
     for pl in $PIPELINES; do
-        for side in r3 r1 etcd redis; do run "$side" "$pl"; done
+        order=$SIDES # every other round backwards: no side always runs first
+        [ $((r % 2)) = 0 ] && order=$(echo "$SIDES" | awk '{ for (i = NF; i > 0; i--) printf "%s ", $i }')
+        for side in $order; do run "$side" "$pl"; done
     done
     r=$((r + 1))
 done
@@ -167,7 +189,7 @@ echo
 echo "== medians of $ROUNDS rounds, $CLIENTS clients, $VALUE_SIZE-byte random values, $KEYS keys"
 printf "%-8s %-9s %12s %10s %10s\n" pipeline side "ops/s" "p50 us" "p99 us"
 for pl in $PIPELINES; do
-    for side in r3 r1 etcd redis; do
+    for side in $SIDES; do
         # shellcheck disable=SC2046 # three words: ops, p50, p99
         set -- $(median "$side" "$pl")
         printf "%-8s %-9s %12s %10s %10s\n" "$pl" "$side" "$1" "$2" "$3"
@@ -179,4 +201,14 @@ for pl in $PIPELINES; do
     echo "pipeline $pl: R=3/R=1 = $(ratio "$r3" "$(median r1 "$pl" | cut -d' ' -f1)")" \
         " R=3/etcd put = $(ratio "$r3" "$(median etcd "$pl" | cut -d' ' -f1)") (bar 10)" \
         " R=3/Redis SET+WAIT 2 = $(ratio "$r3" "$(median redis "$pl" | cut -d' ' -f1)") (bar 1.0)"
+    [ -z "$BASE_BUILD" ] ||
+        echo "pipeline $pl: R=3/R=3 base = $(ratio "$r3" "$(median r3base "$pl" | cut -d' ' -f1)")"
+done
+# per round, r3 / r3base (the A/B's spread)
+for pl in $PIPELINES; do
+    [ -n "$BASE_BUILD" ] || break
+    awk -v p="$pl" '$2 == p && $1 == "r3" { a[++na] = $3 } $2 == p && $1 == "r3base" { b[++nb] = $3 }
+        END { printf "pipeline %s: R=3/R=3 base per round:", p
+              for (i = 1; i <= na && i <= nb; i++) printf " %.2f", (b[i] > 0 ? a[i] / b[i] : 0)
+              print "" }' "$tmp/all"
 done

@@ -24,6 +24,10 @@
  *   restarted_primary  a primary restarted with a write durable only on
  *                      itself: both backups get it (probe, gap, catch-up)
  *                      without any new write.
+ *   primary_behind     a primary restarted behind its backups in its own
+ *                      term (a machine crash lost groups it had shipped):
+ *                      it holds the writes instead of writing those indexes
+ *                      again.
  *   backup_role        a backup refuses client writes (UNAVAILABLE with
  *                      Response.not_applied on the wire) and serves reads.
  * (ApplyRecords: a primary takes it through the stream -- without the
@@ -562,6 +566,45 @@ START_TEST(restarted_primary_brings_backups_up)
 }
 END_TEST
 
+/*
+ * ---- a primary behind its backups in its own term holds ----
+ * What a machine crash can leave since groups ship before the primary's own
+ * sync (REPLICATION.md, "Shipping before the primary's sync"): backups
+ * holding an index of the term that the restarted primary lost. Simulated by
+ * restarting the primary of term 1 on an empty disk: it must not write index
+ * 1 again and have it acknowledged over the backups' different index 1.
+ */
+
+START_TEST(primary_behind_its_backups_holds)
+{
+    group g;
+    omc_client *c;
+    omc_info info;
+    om_status st;
+
+    group_start(&g, "1");
+    c = it_client(g.p);
+    ck_assert_int_eq(omc_store(c, "repl", "k", om_slice_from_str("v"), NULL, NULL), OM_OK);
+    omc_close(c);
+    tu_proc_kill9(g.p);
+    tu_proc_free(g.p);
+    g.p = start_primary(&g, "1", "500ms"); /* index 0, the backups at 1 */
+    c = it_client(g.p);
+    omc_set_timeout(c, 1500);
+    st = omc_store(c, "repl", "again", om_slice_from_str("x"), NULL, NULL);
+    ck_assert_msg(st != OM_OK, "a primary behind its backups had a write acknowledged");
+    omc_close(c);
+    for (int i = 0; i < 2; i++) {
+        c = it_client(g.b[i]);
+        ck_assert_int_eq(omc_head(c, "repl", "k", &info), OM_OK);
+        omc_info_free(&info);
+        ck_assert_int_eq(omc_head(c, "repl", "again", &info), OM_E_NOTFOUND);
+        omc_close(c);
+    }
+    group_stop(&g);
+}
+END_TEST
+
 START_TEST(backup_refuses_client_writes)
 {
     tu_proc *b = start_backup();
@@ -610,6 +653,7 @@ replication_suite(void)
     tcase_add_test(tc, empty_backup_catches_up);
     tcase_add_test(tc, former_primary_is_repaired);
     tcase_add_test(tc, restarted_primary_brings_backups_up);
+    tcase_add_test(tc, primary_behind_its_backups_holds);
     tcase_add_test(tc, backup_refuses_client_writes);
     suite_add_tcase(s, tc);
     return s;
