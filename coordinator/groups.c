@@ -295,6 +295,8 @@ coord_groups_route_addr(coord *c, coord_shard *sh, const char *addr)
     if (g != NULL) {
         sh->replicated = g->have_config;
         sh->failover = g->have_config && g->leader_seen && !group_leader_matches(g);
+    } else if (c->groups != NULL && !c->groups->loaded) {
+        sh->replicated = sh->failover = true; /* unknown until the table is read: held */
     }
     return a != NULL ? a : addr;
 }
@@ -496,6 +498,11 @@ coord_groups_open(coord *c)
     t->c = c;
     t->etcd = coord_cstate_etcd(c->cs);
     c->groups = t;
+    /* Until the table is read, no entry's kind is known: a group's request sent to a primary
+     * that does not serve yet could not be sent again. They wait (coord_shard_waits), and the
+     * load releases them, routed by what it found. */
+    for (size_t i = 0; i < c->nshards; i++)
+        c->shards[i]->replicated = c->shards[i]->failover = true;
     coord_groups_reload_cb(-1, 0, c);
     return OM_OK;
 }
