@@ -48,6 +48,9 @@
  * Frequently read keys (a Zipfian head, a hot set) miss twice quickly and
  * go in; a uniform stream mostly does not, and the cache keeps what it
  * holds. Not full: everything goes in, so a cache warms up as before.
+ * The ghost slot is a memory miss of its own on a large cache, so lookup
+ * and peek start loading it before they probe (while admission applies):
+ * the two misses then overlap instead of following each other.
  *
  * Invariants (with the shard mutex held): in_cache entries are in the table
  * and on exactly one list (in_use iff parked; parked implies refs > 1);
@@ -532,6 +535,26 @@ entry_touch(centry *e)
         e->referenced = 1;
 }
 
+/* The ghost slot of a key's hash (admission; requires c->ghost). */
+static _Atomic uint64_t *
+ghost_slot(const lsm_cache *c, uint64_t hash)
+{
+    /* Slot from bits the shard index does not use. */
+    return &c->ghost[(size_t)(hash >> 8) & c->ghost_mask];
+}
+
+/*
+ * Start loading the ghost slot a miss of hash will ask lsm_cache_admit
+ * about, so that its (likely) memory miss overlaps the slot probe's
+ * instead of following it. Only when admission applies to the shard.
+ */
+static inline void
+ghost_prefetch(const lsm_cache *c, const cache_shard *s, uint64_t hash)
+{
+    if (c->ghost != NULL && atomic_load_explicit(&s->full, memory_order_relaxed))
+        __builtin_prefetch(ghost_slot(c, hash), 1, 3);
+}
+
 lsm_cache_handle *
 lsm_cache_lookup(lsm_cache *c, om_slice key)
 {
@@ -539,6 +562,7 @@ lsm_cache_lookup(lsm_cache *c, om_slice key)
     cache_shard *s = &c->shards[cache_shard_index(c, hash)];
     centry *e;
 
+    ghost_prefetch(c, s, hash);
     pthread_mutex_lock(&s->mu);
     e = s->slots[shard_find(s, key, hash)].e;
     if (e != NULL) {
@@ -557,6 +581,7 @@ lsm_cache_peek(lsm_cache *c, om_slice key, lsm_cache_peek_fn fn, void *arg)
     cache_shard *s = &c->shards[cache_shard_index(c, hash)];
     centry *e;
 
+    ghost_prefetch(c, s, hash);
     pthread_mutex_lock(&s->mu);
     e = s->slots[shard_find(s, key, hash)].e;
     if (e != NULL) {
@@ -598,6 +623,7 @@ lsm_cache_prefetch_entries(lsm_cache *c, const om_slice *keys, size_t n)
         cslot *slots = atomic_load_explicit(&sh[i]->pf_slots, memory_order_relaxed);
         size_t mask = atomic_load_explicit(&sh[i]->pf_mask, memory_order_relaxed);
         __builtin_prefetch(&slots[h[i] & mask], 0, 3);
+        ghost_prefetch(c, sh[i], h[i]);
     }
     /*
      * Round 2, under each shard's lock (entries may be evicted and freed by
@@ -758,8 +784,8 @@ lsm_cache_admit(lsm_cache *c, om_slice key)
     hash = om_hash64(key.p, key.n);
     if (!atomic_load_explicit(&c->shards[cache_shard_index(c, hash)].full, memory_order_relaxed))
         return true; /* room to spare: everything goes in */
-    /* Slot from bits the shard index does not use; the whole hash (never 0) as the tag. */
-    g = &c->ghost[(size_t)(hash >> 8) & c->ghost_mask];
+    /* The whole hash (never 0) as the tag. */
+    g = ghost_slot(c, hash);
     tag = hash | 1;
     if (atomic_load_explicit(g, memory_order_relaxed) == tag) {
         atomic_store_explicit(g, 0, memory_order_relaxed);
