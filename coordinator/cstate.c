@@ -8,7 +8,9 @@
  * the election key (etcd/election.c), valued with the leader's identity;
  * <prefix>/token-secret the continuation-token key all coordinators share;
  * <prefix>/writer the identity of the coordinator that wrote the state last
- * (put in the same transaction).
+ * (put in the same transaction); <prefix>/state-checkpoint the migration
+ * record of the leader's latest checkpoint (progress of pass 0: cursors and
+ * counters; the rings are those of the state).
  *
  *   load   range <prefix>/state; remember its mod_revision as `rev`
  *   save   txn [mod_revision(state) == rev, create_revision(leader) ==
@@ -19,12 +21,30 @@
  *          follows. So two coordinators can never both move the epoch or
  *          the phase from the same state: the second compare fails.
  *   create txn [create_revision(state) == 0] put state (bootstrap)
+ *   checkpoint  txn [mod_revision(state) == rev, create_revision(leader)
+ *          == won] put state-checkpoint, put writer -- sent on the
+ *          coordinator's loop without waiting (the loop keeps serving). One
+ *          is in flight at a time; a newer one replaces the one queued
+ *          behind it, and a queued one is dropped when a save happens
+ *          first (the save holds newer state). A checkpoint answered with a
+ *          failed compare after this coordinator's own save was superseded
+ *          by it (nothing to do); one that lost to anyone else makes this
+ *          coordinator reload and follow, as a lost save does.
+ *   load   range over the prefix <prefix>/state: the state and, when its
+ *          mod_revision is newer than the state's, the checkpoint's record
+ *          replaces the state's. A checkpoint can only land while the state
+ *          is still the one it was taken from (its compare), so a newer
+ *          checkpoint always belongs to the state in force; an older one is
+ *          left over from before the last save and ignored.
  *
  * Synchronous requests run on a private event_base with their own client
  * (`sync`); the watch of <prefix>/state and the election run on the
  * coordinator's base with another client (`async`), so a blocking save
- * never waits behind a streamed watch. A watch event whose revision is the
- * one this coordinator just wrote is its own save and is ignored.
+ * never waits behind a streamed watch; checkpoints go through `async` too.
+ * The watch covers the state and the checkpoint. An event at a revision
+ * this coordinator already loaded or wrote itself (`known`), or on the
+ * checkpoint while its own checkpoint is in flight (the event may come
+ * before the answer), is not news and is ignored.
  */
 #define OM_LOG_MODULE "cstate"
 
@@ -44,7 +64,7 @@ struct coord_cstate {
     char where[600];
     /* etcd */
     char *prefix; /* without a trailing '/' */
-    char *key_state, *key_leader, *key_secret, *key_writer, *identity;
+    char *key_state, *key_leader, *key_secret, *key_writer, *key_ck, *identity;
     int ttl_s;
     struct event_base *sync_base;
     etcd_client *sync;
@@ -53,6 +73,11 @@ struct coord_cstate {
     etcd_election *elect;
     int64_t rev;      /* mod_revision of state as last loaded or saved; 0 = absent */
     int64_t seen_rev; /* highest mod_revision of state the watch reported */
+    int64_t known;    /* newest revision loaded or written by this coordinator */
+    /* checkpoints: the one in flight (sent under state revision ck_sent_rev), the one queued */
+    bool ck_inflight, ck_queued;
+    int64_t ck_sent_rev, ck_queued_rev;
+    om_buf ck_next;
     coord_cstate_cb changed, role;
     void *arg;
 };
@@ -161,11 +186,12 @@ coord_cstate_open(struct event_base *base, const coord_cstate_opts *o, char *err
         s->key_leader = p ? cs_join(p, "leader") : NULL;
         s->key_secret = p ? cs_join(p, "token-secret") : NULL;
         s->key_writer = p ? cs_join(p, "writer") : NULL;
+        s->key_ck = p ? cs_join(p, "state-checkpoint") : NULL;
         s->prefix = p;
     }
     s->sync_base = event_base_new();
     if (s->key_state == NULL || s->key_leader == NULL || s->key_secret == NULL ||
-        s->key_writer == NULL || s->prefix == NULL || s->sync_base == NULL) {
+        s->key_writer == NULL || s->key_ck == NULL || s->prefix == NULL || s->sync_base == NULL) {
         st = OM_ERR(OM_E_NOMEM);
         goto fail;
     }
@@ -207,6 +233,8 @@ coord_cstate_close(coord_cstate *s)
     free(s->key_leader);
     free(s->key_secret);
     free(s->key_writer);
+    free(s->key_ck);
+    om_buf_free(&s->ck_next);
     free(s->prefix);
     free(s->identity);
     free(s->dir);
@@ -246,25 +274,79 @@ coord_cstate_etcd_stats(const coord_cstate *s, etcd_stats *out)
         memset(out, 0, sizeof(*out));
 }
 
+/* The answer to a load: the state and the checkpoint (a range over the prefix <prefix>/state). */
+typedef struct cs_load {
+    const coord_cstate *s;
+    bool done;
+    om_status st;
+    char err[400];
+    int64_t revision;
+    int64_t state_rev, ck_rev; /* mod_revision; 0 = absent */
+    om_buf state, ck;
+} cs_load;
+
+static bool
+key_is(om_slice key, const char *name)
+{
+    return key.n == strlen(name) && memcmp(key.p, name, key.n) == 0;
+}
+
+static void
+cs_load_cb(const etcd_resp *r, void *arg)
+{
+    cs_load *l = arg;
+
+    l->done = true;
+    l->st = r->st;
+    snprintf(l->err, sizeof(l->err), "%s", r->err);
+    l->revision = r->revision;
+    for (size_t i = 0; i < r->nkvs && l->st == OM_OK; i++) {
+        const etcd_kv *kv = &r->kvs[i];
+        bool state = key_is(kv->key, l->s->key_state);
+
+        if (!state && !key_is(kv->key, l->s->key_ck))
+            continue; /* another key that happens to share the prefix */
+        if (om_buf_set(state ? &l->state : &l->ck, kv->value) != OM_OK)
+            l->st = OM_ERR(OM_E_NOMEM);
+        *(state ? &l->state_rev : &l->ck_rev) = kv->mod_revision;
+    }
+}
+
 static om_status
 etcd_load(coord_cstate *s, ring **cur, ring **pending, om_buf *mig, char *err, size_t errlen)
 {
-    cs_wait w = {0};
-    om_status st =
-        cs_run(s, &w, etcd_range(s->sync, om_slice_from_str(s->key_state), false, cs_wait_cb, &w));
+    cs_load l = {.s = s};
+    om_status st = etcd_range(s->sync, om_slice_from_str(s->key_state), true, cs_load_cb, &l);
 
+    if (st != OM_OK)
+        snprintf(l.err, sizeof(l.err), "etcd: cannot send the request: %s", om_status_str(st));
+    while (st == OM_OK && !l.done)
+        event_base_loop(s->sync_base, EVLOOP_ONCE);
+    if (st == OM_OK)
+        st = l.st;
     if (st != OM_OK) {
-        om_errf(err, errlen, "%s", w.err);
-    } else if (!w.found) {
+        om_errf(err, errlen, "%s", l.err);
+    } else if (l.state_rev == 0) {
         s->rev = 0;
         st = OM_E_NOTFOUND;
     } else {
-        st = coord_ring_state_decode(om_buf_slice(&w.value), s->where, cur, pending, mig, err,
+        st = coord_ring_state_decode(om_buf_slice(&l.state), s->where, cur, pending, mig, err,
                                      errlen);
-        if (st == OM_OK)
-            s->rev = w.mod_revision;
+        if (st == OM_OK && l.ck_rev > l.state_rev &&
+            om_buf_set(mig, om_buf_slice(&l.ck)) != OM_OK) {
+            ring_unref(*cur);
+            ring_unref(*pending);
+            *cur = *pending = NULL;
+            st = OM_ERR(OM_E_NOMEM);
+        }
+        if (st == OM_OK) {
+            s->rev = l.state_rev;
+            if (l.revision > s->known)
+                s->known = l.revision;
+        }
     }
-    om_buf_free(&w.value);
+    om_buf_free(&l.state);
+    om_buf_free(&l.ck);
     return st;
 }
 
@@ -304,7 +386,7 @@ etcd_write(coord_cstate *s, const ring *cur, const ring *pending, om_slice mig, 
         goto fail;
     }
     if (w.succeeded) {
-        s->rev = w.revision;
+        s->rev = s->known = w.revision;
         goto fail; /* done: st is OM_OK */
     }
     if (create)
@@ -322,6 +404,93 @@ fail:
     om_buf_free(&bytes);
     om_buf_free(&w.value);
     return st;
+}
+
+/* ---- checkpoints (asynchronous) ---- */
+
+static void ck_send(coord_cstate *s);
+
+static void
+cs_ck_cb(const etcd_resp *r, void *arg)
+{
+    coord_cstate *s = arg;
+
+    s->ck_inflight = false;
+    if (r->st != OM_OK) {
+        /* applied or not, it does not change the state's revision: the next one retries */
+        om_log(OM_LOG_WARN, "checkpoint not saved err=\"%s\"", r->err);
+    } else if (r->succeeded) {
+        if (r->revision > s->known)
+            s->known = r->revision;
+    } else if (s->ck_sent_rev == s->rev) {
+        /* not superseded by our own save: someone else wrote, or the lease is gone */
+        om_log(OM_LOG_WARN,
+               "checkpoint refused: %s changed under this coordinator or it lost its "
+               "leader lease; reloading",
+               s->where);
+        s->ck_queued = false;
+        if (s->changed != NULL)
+            s->changed(s->arg);
+        return;
+    }
+    ck_send(s);
+}
+
+/* Send the queued checkpoint if it still belongs to the state in force. */
+static void
+ck_send(coord_cstate *s)
+{
+    etcd_txn *t = NULL;
+    om_status st;
+
+    if (!s->ck_queued || s->ck_inflight)
+        return;
+    s->ck_queued = false;
+    if (s->ck_queued_rev != s->rev)
+        return; /* a save came after it: the state written holds newer progress */
+    if ((st = etcd_txn_new(&t)) != OM_OK)
+        goto fail;
+    etcd_txn_cmp(t, om_slice_from_str(s->key_state), ETCD_CMP_MOD, ETCD_EQ, s->rev);
+    if (s->elect == NULL || etcd_election_guard(s->elect, t) != OM_OK) {
+        etcd_txn_free(t);
+        return; /* no longer the leader: the role callback makes it follow */
+    }
+    etcd_txn_put(t, true, om_slice_from_str(s->key_ck), om_buf_slice(&s->ck_next), 0);
+    etcd_txn_put(t, true, om_slice_from_str(s->key_writer),
+                 om_slice_from_str(s->identity ? s->identity : ""), 0);
+    st = etcd_txn_send(s->async, t, cs_ck_cb, s);
+    etcd_txn_free(t);
+    if (st == OM_OK) {
+        s->ck_inflight = true;
+        s->ck_sent_rev = s->rev;
+        return;
+    }
+fail:
+    om_log(OM_LOG_WARN, "cannot send a checkpoint: %s", om_status_str(st));
+}
+
+om_status
+coord_cstate_checkpoint(coord_cstate *s, const ring *cur, const ring *pending, om_slice mig,
+                        char *err, size_t errlen)
+{
+    if (!s->etcd)
+        return coord_cstate_save(s, cur, pending, mig, err, errlen);
+    if (!coord_cstate_is_leader(s)) {
+        om_errf(err, errlen, "not the leader: the cluster state in %s is changed by %.*s", s->where,
+                (int)coord_cstate_leader(s).n, (const char *)coord_cstate_leader(s).p);
+        return OM_E_PRECONDITION;
+    }
+    OM_TRY(om_buf_set(&s->ck_next, mig));
+    s->ck_queued = true;
+    s->ck_queued_rev = s->rev;
+    ck_send(s);
+    return OM_OK;
+}
+
+bool
+coord_cstate_checkpoints_idle(const coord_cstate *s)
+{
+    return !s->ck_inflight && !s->ck_queued;
 }
 
 /* ---- the interface ---- */
@@ -409,17 +578,23 @@ cs_watch_cb(const etcd_watch_batch *b, void *arg)
         om_log(OM_LOG_WARN, "state watch ended, restarting err=%s", b->err);
         etcd_watch_free(s->watch);
         s->watch = NULL;
-        if (etcd_watch_new(s->async, om_slice_from_str(s->key_state), false, 0, cs_watch_cb, s,
+        if (etcd_watch_new(s->async, om_slice_from_str(s->key_state), true, 0, cs_watch_cb, s,
                            &s->watch) != OM_OK)
             om_log(OM_LOG_ERROR, "cannot watch the cluster state key=%s", s->key_state);
         s->changed(s->arg);
         return;
     }
     for (size_t i = 0; i < b->nevents; i++) {
-        if (b->events[i].kv.mod_revision != s->rev)
-            foreign = true; /* not our own save */
-        if (b->events[i].kv.mod_revision > s->seen_rev)
-            s->seen_rev = b->events[i].kv.mod_revision;
+        const etcd_kv *kv = &b->events[i].kv;
+        bool state = key_is(kv->key, s->key_state);
+
+        if (!state && !key_is(kv->key, s->key_ck))
+            continue;
+        if (state && kv->mod_revision > s->seen_rev)
+            s->seen_rev = kv->mod_revision;
+        if (kv->mod_revision <= s->known || (!state && s->ck_inflight))
+            continue; /* loaded already, or our own save or checkpoint */
+        foreign = true;
     }
     if (foreign)
         s->changed(s->arg);
@@ -448,8 +623,8 @@ coord_cstate_start(coord_cstate *s, const char *identity, coord_cstate_cb change
     s->changed = changed;
     s->role = role;
     s->arg = arg;
-    OM_TRY(etcd_watch_new(s->async, om_slice_from_str(s->key_state), false, s->rev + 1, cs_watch_cb,
-                          s, &s->watch));
+    OM_TRY(etcd_watch_new(s->async, om_slice_from_str(s->key_state), true, s->known + 1,
+                          cs_watch_cb, s, &s->watch));
     OM_TRY(etcd_election_new(s->async, om_slice_from_str(s->key_leader), s->ttl_s, cs_role_cb, s,
                              &s->elect));
     return etcd_election_campaign(s->elect, om_slice_from_str(s->identity));

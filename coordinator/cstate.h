@@ -19,8 +19,10 @@
  *
  * Loads and saves are synchronous: the etcd backend runs its requests on a
  * private event_base (a save costs one etcd round trip on the loop, as the
- * file backend costs an fsync), bounded by the etcd timeout. The watch and
- * the election run asynchronously on the coordinator's loop.
+ * file backend costs an fsync), bounded by the etcd timeout. Checkpoints
+ * (the copy's progress every 200 ms; same rings, same phase) are not: the
+ * etcd backend sends them on the coordinator's loop and goes on serving.
+ * The watch and the election run asynchronously on the coordinator's loop.
  *
  * Thread-safety: loop thread only.
  */
@@ -80,6 +82,21 @@ om_status coord_cstate_load(coord_cstate *s, ring **cur, ring **pending, om_buf 
  */
 om_status coord_cstate_save(coord_cstate *s, const ring *cur, const ring *pending, om_slice mig,
                             char *err, size_t errlen);
+
+/*
+ * coord_cstate_checkpoint -- record new progress of the change in force
+ * (mig: the migration record; cur and pending must be the rings of the
+ * last load or save). File backend: coord_cstate_save. etcd: queued and
+ * sent on the loop (cstate.c, "checkpoint"), under the same conditions as
+ * a save; returns before etcd answers. A checkpoint refused because another
+ * coordinator wrote or the lease ended runs changed() (reload and follow);
+ * one overtaken by this coordinator's own save is dropped.
+ * Returns: OM_OK (queued); OM_E_PRECONDITION when not the leader; OM_E_NOMEM.
+ */
+om_status coord_cstate_checkpoint(coord_cstate *s, const ring *cur, const ring *pending,
+                                  om_slice mig, char *err, size_t errlen);
+/* True when no checkpoint is in flight or queued (always for the file backend). */
+bool coord_cstate_checkpoints_idle(const coord_cstate *s);
 
 /*
  * coord_cstate_create -- write the first state only if there is none

@@ -122,7 +122,7 @@ src_commit(coord_mig *m, mig_src *s)
     }
     /* checkpoint: the first records of a source at once, then at most every 200 ms */
     if (m->pass == 0 && (first || om_clock_mono_ms() - m->last_checkpoint_ms >= MIG_CHECKPOINT_MS))
-        (void)coord_mig_persist(m);
+        (void)coord_mig_checkpoint(m);
 }
 
 mig_call *

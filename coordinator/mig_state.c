@@ -304,14 +304,18 @@ coord_mig_persist(coord_mig *m)
     return coord_mig_save(m, m, m->c->pending);
 }
 
-om_status
-coord_mig_save(coord_mig *m, const coord_mig *state, const ring *pending)
+/* Save (checkpoint: without waiting for etcd; only progress changed since the last save). */
+static om_status
+mig_save(coord_mig *m, const coord_mig *state, const ring *pending, bool checkpoint)
 {
     om_buf b = OM_BUF_INIT;
     char err[512] = "";
     om_status st = mig_encode(state, &b);
 
-    if (st == OM_OK)
+    if (st == OM_OK && checkpoint)
+        st = coord_cstate_checkpoint(m->c->cs, m->c->ring, pending, om_buf_slice(&b), err,
+                                     sizeof(err));
+    else if (st == OM_OK)
         st = coord_cstate_save(m->c->cs, m->c->ring, pending, om_buf_slice(&b), err, sizeof(err));
     om_buf_free(&b);
     m->last_checkpoint_ms = om_clock_mono_ms();
@@ -321,4 +325,16 @@ coord_mig_save(coord_mig *m, const coord_mig *state, const ring *pending)
         om_log(OM_LOG_WARN, "cannot save the cluster state err=\"%s\"", m->err);
     }
     return st;
+}
+
+om_status
+coord_mig_save(coord_mig *m, const coord_mig *state, const ring *pending)
+{
+    return mig_save(m, state, pending, false);
+}
+
+om_status
+coord_mig_checkpoint(coord_mig *m)
+{
+    return mig_save(m, m, m->c->pending, true);
 }

@@ -175,6 +175,8 @@ void coord_mig_set_phase(coord_mig *m, mig_phase to);
 om_status coord_mig_persist(coord_mig *m);
 /* The same with `state` (a variant of m not installed yet) and `pending` in place of m's. */
 om_status coord_mig_save(coord_mig *m, const coord_mig *state, const ring *pending);
+/* Persist the copy's progress (pass 0) without waiting for etcd (coord_cstate_checkpoint). */
+om_status coord_mig_checkpoint(coord_mig *m);
 /* A cancel is under way: a change in which nothing moves (MIGRATION.md, "Cancel"). */
 bool coord_mig_cancelling(const coord_mig *m);
 /*

@@ -844,6 +844,12 @@ rpc_client_pending(const rpc_client *c)
     return c->npending;
 }
 
+bool
+rpc_client_batching(const rpc_client *c)
+{
+    return c->flush_pending;
+}
+
 const char *
 rpc_client_addr(const rpc_client *c)
 {

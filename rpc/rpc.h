@@ -517,6 +517,14 @@ bool rpc_client_is_connected(const rpc_client *c);
 /* Calls sent and not yet completed. */
 size_t rpc_client_pending(const rpc_client *c);
 
+/*
+ * True while calls made during this loop iteration wait to be written
+ * together (at its end, with one write). A caller that spreads calls over
+ * several clients to one server sends more with the same client meanwhile:
+ * one write and one read per iteration instead of one per call.
+ */
+bool rpc_client_batching(const rpc_client *c);
+
 /* The address given to rpc_client_new. */
 const char *rpc_client_addr(const rpc_client *c);
 

@@ -204,6 +204,13 @@ follower_heard(void *arg)
     return seen_by[*(int *)arg].changed > 0;
 }
 
+/* The leader's checkpoints are all answered (none in flight, none queued). */
+static bool
+ck_landed(void *arg)
+{
+    return coord_cstate_checkpoints_idle(pair[*(int *)arg]);
+}
+
 START_TEST(etcd_only_the_leader_writes)
 {
     tu_etcd *e = tu_etcd_start(1);
@@ -241,6 +248,44 @@ START_TEST(etcd_only_the_leader_writes)
     ck_assert(ring_equal(pend, r2));
     ring_unref(cur);
     ring_unref(pend);
+
+    /* checkpoints: sent without waiting, heard by the follower, read back over the state's
+     * record; a save afterwards wins over an older checkpoint; only the leader checkpoints */
+    seen_by[follow].changed = 0;
+    ck_assert_int_eq(
+        coord_cstate_checkpoint(pair[follow], r1, r2, om_slice_from_str("F"), err, sizeof(err)),
+        OM_E_PRECONDITION);
+    ck_assert_int_eq(
+        coord_cstate_checkpoint(pair[lead], r1, r2, om_slice_from_str("C1"), err, sizeof(err)),
+        OM_OK);
+    ck_assert_int_eq(
+        coord_cstate_checkpoint(pair[lead], r1, r2, om_slice_from_str("C2"), err, sizeof(err)),
+        OM_OK);
+    loop_until(base, ck_landed, &lead, "the checkpoints");
+    ck_assert_int_eq(coord_cstate_load(pair[follow], &cur, &pend, &mig, err, sizeof(err)), OM_OK);
+    ck_assert(ring_equal(pend, r2));
+    ck_assert_uint_eq(mig.n, 2);
+    ck_assert_mem_eq(mig.p, "C2", 2); /* the newer replaced the queued one */
+    ring_unref(cur);
+    ring_unref(pend);
+    loop_until(base, follower_heard, &follow, "the follower's watch of the checkpoint");
+    /* a checkpoint in flight, then a save: the save's record is the one in force */
+    ck_assert_int_eq(
+        coord_cstate_checkpoint(pair[lead], r1, r2, om_slice_from_str("C3"), err, sizeof(err)),
+        OM_OK);
+    ck_assert_int_eq(
+        coord_cstate_checkpoint(pair[lead], r1, r2, om_slice_from_str("C4"), err, sizeof(err)),
+        OM_OK);
+    ck_assert_msg(coord_cstate_save(pair[lead], r1, r2, om_slice_from_str("S"), err, sizeof(err)) ==
+                      OM_OK,
+                  "%s", err);
+    loop_until(base, ck_landed, &lead, "the checkpoint in flight");
+    ck_assert_int_eq(coord_cstate_load(pair[follow], &cur, &pend, &mig, err, sizeof(err)), OM_OK);
+    ck_assert_uint_eq(mig.n, 1);
+    ck_assert_mem_eq(mig.p, "S", 1);
+    ring_unref(cur);
+    ring_unref(pend);
+    ck_assert_int_eq(seen_by[lead].changed, 0); /* its own writes are not news to it */
 
     /* the leader closes (resigns): the other takes over and may write */
     coord_cstate_close(pair[lead]);
