@@ -373,9 +373,12 @@ tls_filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t lim,
         return t->dead ? BEV_ERROR : BEV_NEED_MORE;
     while ((lim < 0 || got < lim) && (evbuffer_get_length(src) > 0 || SSL_has_pending(t->ssl))) {
         struct evbuffer_iovec v;
-        size_t n = 0;
+        size_t n = 0, in = evbuffer_get_length(src);
         int r;
-        if (evbuffer_reserve_space(dst, TLS_RECORD_MAX, &v, 1) < 1) {
+        /* a record's plaintext is shorter than its ciphertext: a small
+         * request takes the input chain's free space, not a 16 KiB chunk */
+        if (evbuffer_reserve_space(
+                dst, in > 0 && in < TLS_RECORD_MAX ? (ev_ssize_t)in : TLS_RECORD_MAX, &v, 1) < 1) {
             tls_end(t, BEV_EVENT_ERROR | BEV_EVENT_READING);
             break;
         }
