@@ -311,7 +311,7 @@ client_close_bev(rpc_client *c)
         /* libevent closes the fd when the bufferevent is finalized, which is
          * deferred to the next loop iteration; shut the socket now so the
          * server sees the close even if the caller's loop stops here. */
-        evutil_socket_t fd = bufferevent_getfd(c->bev);
+        evutil_socket_t fd = bufferevent_getfd(rpc_tls_socket_bev(c->bev));
         if (fd >= 0)
             (void)shutdown(fd, SHUT_RDWR);
         bufferevent_free(c->bev);
@@ -484,7 +484,7 @@ client_eventcb(struct bufferevent *bev, short what, void *arg)
             bufferevent_disable(bev, EV_WRITE);
             c->wr_direct = true;
         } /* else libevent sends the calls made while connecting; client_writecb */
-        rpc_sock_nodelay(bufferevent_getfd(bev));
+        rpc_sock_nodelay(bufferevent_getfd(rpc_tls_socket_bev(bev)));
         c->last_st = OM_OK;
         c->last_msg[0] = '\0';
         return;

@@ -193,9 +193,11 @@ conn_set_read(rpc_conn *c, bool on)
 {
     if (on == c->read_enabled)
         return;
-    if (on)
-        bufferevent_enable(c->bev, EV_READ); /* TLS: its callbacks are deferred (tls.c) */
-    else
+    if (on) {
+        bufferevent_enable(c->bev, EV_READ);
+        if (c->tls)
+            rpc_tls_kick(c->bev); /* what arrived while paused (its callbacks are deferred) */
+    } else
         bufferevent_disable(c->bev, EV_READ);
     c->read_enabled = on;
 }
@@ -226,7 +228,7 @@ static void
 conn_start_linger(rpc_conn *c)
 {
     /* FIN after the error response; keep reading so the peer sees no reset. */
-    (void)shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    (void)shutdown(bufferevent_getfd(rpc_tls_socket_bev(c->bev)), SHUT_WR);
     conn_enter(c, CONN_LINGER);
     evbuffer_drain(bufferevent_get_input(c->bev),
                    evbuffer_get_length(bufferevent_get_input(c->bev)));

@@ -282,6 +282,9 @@ size_t rpc_tls_queued(struct bufferevent *bev);
  * socket now (one writev); what the socket does not take, libevent writes
  * later, then runs bev's write callback. True when bytes were written. */
 bool rpc_tls_flush(struct bufferevent *bev);
+/* After the owner enabled EV_READ again: decrypt what arrived meanwhile
+ * (buffered ciphertext raises no readiness event), in a deferred callback. */
+void rpc_tls_kick(struct bufferevent *bev);
 /* The roles of a verified peer certificate's OUs (0 without one); its CN into who. */
 uint32_t rpc_tls_peer_roles(struct bufferevent *bev, char *who, size_t cap);
 /* Why a TLS bufferevent failed, as text. */

@@ -1,6 +1,6 @@
 /*
  * rpc/tls.c -- TLS for every rpc listener and client connection (OpenSSL
- * through libevent's bufferevent_openssl), and the roles a certificate
+ * under a libevent filter bufferevent of ours), and the roles a certificate
  * grants (README.md, "Security").
  *
  * One rpc_tls holds one SSL_CTX: a server's (certificate, key, the CA its
@@ -19,32 +19,39 @@
  * handshake with a certificate of another CA, an expired one, or plaintext
  * bytes fails, and the connection is closed with the reason logged.
  *
- * The transport is a filter: an SSL bufferevent over a socket bufferevent
- * (bufferevent_openssl_filter_new), not the SSL on the socket. On the
- * socket the SSL reads a record's 5-byte header and its body with two
- * read() calls, libevent takes one record per readiness event, and every
- * SSL_write is a write() of its own: over 3 syscalls per request at
- * pipeline 1, and one loop turn per record at 16 (issue 13, the TLS bar).
- * Over a socket bufferevent, one read() takes whatever arrived and the SSL
- * decrypts every record of it from memory. Writes follow the plaintext
- * scheme (conn.c, client.c): answers and calls queue as plaintext in the
- * SSL bufferevent while its EV_WRITE is off; once per loop turn
- * rpc_tls_flush encrypts all of them into the socket bufferevent's output
- * (a few records of up to 4 KiB) and writes it with one writev. When the
- * socket does not take it all, the socket bufferevent's EV_WRITE goes on
- * until its output is empty (tls_out_cb), then the owner's write callback
- * runs, as libevent's own write would have triggered it. Renegotiation is
- * refused (SSL_OP_NO_RENEGOTIATION), so a write never waits for a read.
+ * The transport is a libevent filter bufferevent (bufferevent_filter_new)
+ * over a socket bufferevent, with our own filter functions and a BIO that
+ * reads and writes the socket bufferevent's evbuffers (no syscall of its
+ * own): one read() takes whatever arrived, and the SSL, reading ahead,
+ * decrypts every record of it from memory. libevent's bufferevent_openssl
+ * did the same at about a quarter more CPU per record than needed: it
+ * clears the OpenSSL error queue before every call (some 800 instructions
+ * each in OpenSSL 3), calls SSL_read once more per readiness event only to
+ * hear "want read", and makes one record per evbuffer chain. Here the
+ * queue is cleared only when not empty, SSL_read runs only while bytes are
+ * buffered, and a write is one record per 16 KiB (issue 13, the TLS bar;
+ * docs/PERFORMANCE.md). Writes follow the plaintext scheme (conn.c,
+ * client.c): answers and calls queue as plaintext in the filter's output
+ * while its EV_WRITE is off; once per loop turn rpc_tls_flush encrypts all
+ * of them into the socket bufferevent's output and writes it with one
+ * writev. When the socket does not take it all, the socket bufferevent's
+ * EV_WRITE goes on until its output is empty (tls_out_cb), then the
+ * owner's write callback runs, as libevent's own write would have
+ * triggered it. During the handshake libevent writes the flights.
+ * Renegotiation is refused (SSL_OP_NO_RENEGOTIATION), so a write never
+ * waits for a read. The owner hears BEV_EVENT_CONNECTED when the handshake
+ * has finished, BEV_EVENT_ERROR when it or a record fails (the reason:
+ * rpc_tls_bev_error) and BEV_EVENT_EOF on close_notify or the socket's end.
  */
 #define OM_LOG_MODULE "tls"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -151,54 +158,376 @@ rpc_tls_free(rpc_tls *t)
 }
 
 /*
+ * One TLS connection: the SSL, the filter bufferevent its owner uses and
+ * the socket bufferevent under it, whose callbacks (installed by libevent
+ * for the filter) it wraps to see the TCP connect and the end of the stream;
+ * found from the filter through the socket bufferevent's callback argument.
+ * Thread-safety: the owner's loop thread only. Ownership: the filter's
+ * context, freed with it (tls_link_free).
+ */
+typedef struct tls_link {
+    SSL *ssl;
+    struct bufferevent *bev, *under;
+    bufferevent_data_cb f_read, f_write; /* libevent's filter callbacks on under */
+    bufferevent_event_cb f_event;
+    void *f_arg;
+    unsigned long err; /* the OpenSSL error that ended the connection (0: none yet) */
+    bool dead;         /* failed or closed by the peer: nothing more is decrypted */
+} tls_link;
+
+/* The largest TLS record's plaintext: one SSL_read or SSL_write at most. */
+#define TLS_RECORD_MAX 16384
+
+static tls_link *
+tls_link_of(struct bufferevent *bev)
+{
+    struct bufferevent *under = bufferevent_get_underlying(bev);
+    void *arg = NULL;
+
+    if (under != NULL)
+        bufferevent_getcb(under, NULL, NULL, NULL, &arg);
+    return arg;
+}
+
+/*
+ * SSL_get_error needs an empty error queue before the call; clearing it is
+ * costly in OpenSSL 3 (about 800 instructions), so only when it is not empty.
+ */
+static void
+tls_clear_errors(void)
+{
+    if (ERR_peek_error() != 0)
+        ERR_clear_error();
+}
+
+/* The BIO under the SSL: ciphertext from the socket bufferevent's input
+ * and to its output, no syscall of its own. */
+static int
+tls_bio_read(BIO *b, char *out, int len)
+{
+    tls_link *t = BIO_get_data(b);
+    int n = evbuffer_remove(bufferevent_get_input(t->under), out, (size_t)len);
+
+    BIO_clear_retry_flags(b);
+    if (n == 0) {
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    return n;
+}
+
+static int
+tls_bio_write(BIO *b, const char *in, int len)
+{
+    tls_link *t = BIO_get_data(b);
+
+    BIO_clear_retry_flags(b);
+    return evbuffer_add(bufferevent_get_output(t->under), in, (size_t)len) == 0 ? len : -1;
+}
+
+static long
+tls_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    tls_link *t = BIO_get_data(b);
+
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    case BIO_CTRL_PENDING:
+        return (long)evbuffer_get_length(bufferevent_get_input(t->under));
+    case BIO_CTRL_WPENDING:
+        return (long)evbuffer_get_length(bufferevent_get_output(t->under));
+    default:
+        return 0;
+    }
+}
+
+static BIO_METHOD *tls_bio_method;
+
+static void
+tls_bio_method_init(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "objmeta-evbuffer");
+
+    if (m != NULL &&
+        (BIO_meth_set_read(m, tls_bio_read) != 1 || BIO_meth_set_write(m, tls_bio_write) != 1 ||
+         BIO_meth_set_ctrl(m, tls_bio_ctrl) != 1)) {
+        BIO_meth_free(m);
+        m = NULL;
+    }
+    tls_bio_method = m; /* process-wide, never freed */
+}
+
+/* The connection is over: send the SSL's alert if it wrote one, and tell
+ * the owner (deferred: libevent may be inside the filter, which the
+ * owner's callback may free). During the handshake libevent writes. */
+static void
+tls_end(tls_link *t, short what)
+{
+    struct evbuffer *out = bufferevent_get_output(t->under);
+
+    t->dead = true;
+    bufferevent_disable(t->under, EV_READ);
+    if (evbuffer_get_length(out) > 0 && SSL_is_init_finished(t->ssl)) /* the alert, best effort */
+        (void)rpc_evb_write_direct(out, bufferevent_getfd(t->under));
+    bufferevent_trigger_event(t->bev, what, BEV_OPT_DEFER_CALLBACKS);
+}
+
+/* An SSL call failed with ret: wait for more input, or end the connection. */
+static void
+tls_io_failed(tls_link *t, int ret)
+{
+    int e = SSL_get_error(t->ssl, ret);
+    unsigned long x;
+
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return;
+    if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify */
+        tls_end(t, BEV_EVENT_EOF | BEV_EVENT_READING);
+        return;
+    }
+    while ((x = ERR_get_error()) != 0) /* the last real error says most */
+        if (ERR_GET_LIB(x) != 0)
+            t->err = x;
+    tls_end(t, BEV_EVENT_ERROR | BEV_EVENT_READING);
+}
+
+/* What the SSL wrote outside an SSL_write (tickets, alerts, key update
+ * answers) goes out through libevent. */
+static void
+tls_send_pending(tls_link *t)
+{
+    if (evbuffer_get_length(bufferevent_get_output(t->under)) > 0 &&
+        !(bufferevent_get_enabled(t->under) & EV_WRITE))
+        bufferevent_enable(t->under, EV_WRITE);
+}
+
+/* Encrypt src into the socket bufferevent's output: one record per
+ * TLS_RECORD_MAX bytes, whatever the evbuffer's chains. */
+static bool
+tls_encrypt(tls_link *t, struct evbuffer *src)
+{
+    size_t len;
+
+    if (t->dead || !SSL_is_init_finished(t->ssl))
+        return false; /* the handshake's end encrypts what waits */
+    while ((len = evbuffer_get_length(src)) > 0) {
+        size_t n = len < TLS_RECORD_MAX ? len : TLS_RECORD_MAX, w = 0;
+        unsigned char *p = evbuffer_pullup(src, (ev_ssize_t)n);
+        int r;
+        if (p == NULL) {
+            tls_end(t, BEV_EVENT_ERROR | BEV_EVENT_WRITING);
+            return false;
+        }
+        tls_clear_errors();
+        r = SSL_write_ex(t->ssl, p, n, &w);
+        if (r != 1) {
+            tls_io_failed(t, r);
+            return false;
+        }
+        evbuffer_drain(src, w);
+    }
+    return true;
+}
+
+/* Drive the handshake; true once it has finished. */
+static bool
+tls_handshake(tls_link *t)
+{
+    int r;
+
+    if (SSL_is_init_finished(t->ssl))
+        return true;
+    tls_clear_errors();
+    r = SSL_do_handshake(t->ssl);
+    if (r != 1) {
+        tls_io_failed(t, r); /* libevent writes the flights: under's EV_WRITE is on */
+        return false;
+    }
+    (void)tls_encrypt(t, bufferevent_get_output(t->bev)); /* queued while shaking hands */
+    if (evbuffer_get_length(bufferevent_get_output(t->under)) == 0)
+        bufferevent_disable(t->under, EV_WRITE); /* else tls_out_cb, once written */
+    bufferevent_trigger_event(t->bev, BEV_EVENT_CONNECTED, BEV_OPT_DEFER_CALLBACKS);
+    return true;
+}
+
+/*
+ * Decrypt what arrived (src, the socket bufferevent's input) into dst, the
+ * filter's input. SSL_read is called only while a record may be there: its
+ * read-ahead takes all of src at once, and a further call that can only
+ * answer "want read" costs as much as a record's bookkeeping.
+ */
+static enum bufferevent_filter_result
+tls_filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t lim,
+              enum bufferevent_flush_mode mode, void *arg)
+{
+    tls_link *t = arg;
+    ev_ssize_t got = 0;
+
+    (void)mode;
+    if (t->dead)
+        return BEV_ERROR;
+    if (!tls_handshake(t))
+        return t->dead ? BEV_ERROR : BEV_NEED_MORE;
+    while ((lim < 0 || got < lim) && (evbuffer_get_length(src) > 0 || SSL_has_pending(t->ssl))) {
+        struct evbuffer_iovec v;
+        size_t n = 0, in = evbuffer_get_length(src);
+        int r;
+        /* a record's plaintext is shorter than its ciphertext: a small
+         * request takes the input chain's free space, not a 16 KiB chunk */
+        if (evbuffer_reserve_space(
+                dst, in > 0 && in < TLS_RECORD_MAX ? (ev_ssize_t)in : TLS_RECORD_MAX, &v, 1) < 1) {
+            tls_end(t, BEV_EVENT_ERROR | BEV_EVENT_READING);
+            break;
+        }
+        tls_clear_errors();
+        r = SSL_read_ex(t->ssl, v.iov_base, v.iov_len, &n);
+        if (r != 1) {
+            (void)evbuffer_commit_space(dst, &v, 0);
+            tls_io_failed(t, r);
+            break;
+        }
+        v.iov_len = n;
+        (void)evbuffer_commit_space(dst, &v, 1);
+        got += (ev_ssize_t)n;
+    }
+    tls_send_pending(t);
+    return got > 0 ? BEV_OK : t->dead ? BEV_ERROR : BEV_NEED_MORE;
+}
+
+/* libevent encrypts through this when the owner enables EV_WRITE on the
+ * filter (our owners do not: rpc_tls_flush); never a plaintext pass-through. */
+static enum bufferevent_filter_result
+tls_filter_out(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t lim,
+               enum bufferevent_flush_mode mode, void *arg)
+{
+    tls_link *t = arg;
+
+    (void)dst;
+    (void)lim;
+    (void)mode;
+    if (t->dead)
+        return BEV_ERROR;
+    return tls_encrypt(t, src) ? BEV_OK : t->dead ? BEV_ERROR : BEV_NEED_MORE;
+}
+
+static void
+tls_under_read(struct bufferevent *under, void *arg)
+{
+    tls_link *t = arg;
+
+    t->f_read(under, t->f_arg);
+}
+
+static void
+tls_under_write(struct bufferevent *under, void *arg)
+{
+    tls_link *t = arg;
+
+    t->f_write(under, t->f_arg);
+}
+
+/*
+ * The TCP connection is up (a client): send the ClientHello; the owner
+ * hears BEV_EVENT_CONNECTED when the handshake has finished. The end of the
+ * stream: first decrypt what is buffered (the owner may have paused
+ * reading), as a plaintext connection keeps its input.
+ */
+static void
+tls_under_event(struct bufferevent *under, short what, void *arg)
+{
+    tls_link *t = arg;
+
+    if (what & BEV_EVENT_CONNECTED) {
+        (void)tls_handshake(t);
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) && !t->dead && SSL_is_init_finished(t->ssl))
+        (void)tls_filter_in(bufferevent_get_input(under), bufferevent_get_input(t->bev), -1,
+                            BEV_FINISHED, t);
+    t->f_event(under, what, t->f_arg);
+}
+
+static void
+tls_link_free(void *arg)
+{
+    tls_link *t = arg;
+
+    SSL_free(t->ssl);
+    free(t);
+}
+
+/*
  * The socket bufferevent's output emptied after the socket had been full:
  * back to direct writes, and tell the owner as libevent's write would.
- * Not during the handshake, whose flights libevent writes.
+ * During the handshake libevent writes the flights.
  */
 static void
 tls_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
-    struct bufferevent *bev = arg, *under = bufferevent_get_underlying(bev);
+    tls_link *t = arg;
 
     if (info->n_deleted == 0 || evbuffer_get_length(buf) > 0 ||
-        !(bufferevent_get_enabled(under) & EV_WRITE) ||
-        !SSL_is_init_finished(bufferevent_openssl_get_ssl(bev)))
+        !(bufferevent_get_enabled(t->under) & EV_WRITE) || !SSL_is_init_finished(t->ssl))
         return;
-    bufferevent_disable(under, EV_WRITE);
-    bufferevent_trigger(bev, EV_WRITE, BEV_OPT_DEFER_CALLBACKS);
+    bufferevent_disable(t->under, EV_WRITE);
+    bufferevent_trigger(t->bev, EV_WRITE, BEV_OPT_DEFER_CALLBACKS);
 }
 
 /*
- * An SSL filter over a socket bufferevent on fd (-1: to connect); NULL on
- * failure. Enabling EV_READ on a filter decrypts what is buffered and runs
- * the read (or event) callback at once; a server connection, which enables
- * reading from inside its flow control (conn.c) and may be closed by those
- * callbacks, gets them deferred to the loop (BEV_OPT_DEFER_CALLBACKS).
+ * A TLS filter over a socket bufferevent on fd (-1: to connect); NULL on
+ * failure (ssl freed). A server connection, which enables reading from
+ * inside its flow control (conn.c) and may be closed by its callbacks, gets
+ * them deferred to the loop (BEV_OPT_DEFER_CALLBACKS).
  */
 static struct bufferevent *
-tls_bev_new(struct event_base *base, int fd, SSL *ssl, enum bufferevent_ssl_state state)
+tls_bev_new(struct event_base *base, int fd, SSL *ssl, bool accept)
 {
-    int opts =
-        BEV_OPT_CLOSE_ON_FREE | (state == BUFFEREVENT_SSL_ACCEPTING ? BEV_OPT_DEFER_CALLBACKS : 0);
-    struct bufferevent *under = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE), *bev;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    int opts = BEV_OPT_CLOSE_ON_FREE | (accept ? BEV_OPT_DEFER_CALLBACKS : 0);
+    struct bufferevent *under = NULL, *bev;
+    tls_link *t = NULL;
+    BIO *bio = NULL;
 
-    if (under == NULL) {
-        SSL_free(ssl);
-        return NULL;
-    }
+    (void)pthread_once(&once, tls_bio_method_init);
+    if (tls_bio_method == NULL || (t = calloc(1, sizeof(*t))) == NULL ||
+        (bio = BIO_new(tls_bio_method)) == NULL)
+        goto fail;
+    BIO_set_data(bio, t);
+    BIO_set_init(bio, 1);
+    SSL_set_bio(ssl, bio, bio);
+    if (accept)
+        SSL_set_accept_state(ssl);
+    else
+        SSL_set_connect_state(ssl);
+    t->ssl = ssl;
+    under = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (under == NULL)
+        goto fail;
+    t->under = under;
     bufferevent_set_max_single_read(under, RPC_MAX_SINGLE_READ);
-    bev = bufferevent_openssl_filter_new(base, under, ssl, state, opts);
-    if (bev == NULL) { /* it freed ssl */
-        bufferevent_free(under);
-        return NULL;
-    }
-    if (evbuffer_add_cb(bufferevent_get_output(under), tls_out_cb, bev) == NULL) {
+    bev = bufferevent_filter_new(under, tls_filter_in, tls_filter_out, opts, tls_link_free, t);
+    if (bev == NULL)
+        goto fail;
+    t->bev = bev; /* from here on bufferevent_free(bev) frees t, ssl and under */
+    bufferevent_getcb(under, &t->f_read, &t->f_write, &t->f_event, &t->f_arg);
+    bufferevent_setcb(under, tls_under_read, tls_under_write, tls_under_event, t);
+    if (evbuffer_add_cb(bufferevent_get_output(under), tls_out_cb, t) == NULL) {
         bufferevent_free(bev);
         return NULL;
     }
-    bufferevent_set_max_single_read(bev, RPC_MAX_SINGLE_READ);
     bufferevent_disable(bev, EV_WRITE); /* rpc_tls_flush encrypts */
     return bev;
+fail:
+    if (under != NULL)
+        bufferevent_free(under);
+    SSL_free(ssl); /* and bio, once set */
+    if (bio != NULL && t != NULL && t->ssl == NULL)
+        BIO_free(bio);
+    free(t);
+    return NULL;
 }
 
 struct bufferevent *
@@ -206,7 +535,7 @@ rpc_tls_bev_accept(rpc_tls *t, struct event_base *base, int fd)
 {
     SSL *ssl = SSL_new(t->ctx);
 
-    return ssl != NULL ? tls_bev_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING) : NULL;
+    return ssl != NULL ? tls_bev_new(base, fd, ssl, true) : NULL;
 }
 
 struct bufferevent *
@@ -226,7 +555,7 @@ rpc_tls_bev_connect(rpc_tls *t, struct event_base *base, const char *host)
             return NULL;
         }
     }
-    return tls_bev_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING);
+    return tls_bev_new(base, -1, ssl, false);
 }
 
 struct bufferevent *
@@ -247,28 +576,37 @@ rpc_tls_queued(struct bufferevent *bev)
 bool
 rpc_tls_flush(struct bufferevent *bev)
 {
-    struct bufferevent *under = bufferevent_get_underlying(bev);
-    struct evbuffer *out = bufferevent_get_output(under);
+    tls_link *t = tls_link_of(bev);
+    struct evbuffer *out = bufferevent_get_output(t->under);
     int n = 0;
 
-    if (evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
-        bufferevent_enable(bev, EV_WRITE); /* encrypts the output into out */
-        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-            bufferevent_disable(bev, EV_WRITE);
-    }
-    if (evbuffer_get_length(out) == 0 || (bufferevent_get_enabled(under) & EV_WRITE))
+    if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+        (void)tls_encrypt(t, bufferevent_get_output(bev));
+    if (evbuffer_get_length(out) == 0 || (bufferevent_get_enabled(t->under) & EV_WRITE))
         return false; /* nothing to write, or libevent is writing (the socket was full) */
-    n = rpc_evb_write_direct(out, bufferevent_getfd(under));
+    n = rpc_evb_write_direct(out, bufferevent_getfd(t->under));
     if (evbuffer_get_length(out) > 0)
-        bufferevent_enable(under, EV_WRITE);
+        bufferevent_enable(t->under, EV_WRITE);
     return n > 0;
+}
+
+void
+rpc_tls_kick(struct bufferevent *bev)
+{
+    tls_link *t = tls_link_of(bev);
+
+    if (t != NULL && !t->dead &&
+        (evbuffer_get_length(bufferevent_get_input(t->under)) > 0 || SSL_has_pending(t->ssl)))
+        bufferevent_trigger(t->under, EV_READ,
+                            BEV_OPT_DEFER_CALLBACKS | BEV_TRIG_IGNORE_WATERMARKS);
 }
 
 /* Roles from the OUs of a verified peer certificate. */
 uint32_t
 rpc_tls_peer_roles(struct bufferevent *bev, char *who, size_t cap)
 {
-    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    tls_link *t = tls_link_of(bev);
+    SSL *ssl = t != NULL ? t->ssl : NULL;
     X509 *cert;
     uint32_t roles = 0;
 
@@ -298,16 +636,13 @@ rpc_tls_peer_roles(struct bufferevent *bev, char *who, size_t cap)
 void
 rpc_tls_bev_error(struct bufferevent *bev, char *buf, size_t cap)
 {
-    SSL *ssl = bufferevent_openssl_get_ssl(bev);
-    unsigned long e, last = 0;
-    long vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
+    tls_link *t = tls_link_of(bev);
+    unsigned long e, last = t != NULL ? t->err : 0;
+    long vr = t != NULL ? SSL_get_verify_result(t->ssl) : X509_V_OK;
 
-    /* libevent keeps the OpenSSL errors of the failed call; the last real one says most */
-    while ((e = bufferevent_get_openssl_error(bev)) != 0)
-        if (ERR_GET_LIB(e) != 0)
-            last = e;
+    /* the error that ended the connection (tls_io_failed), else the queue's last real one */
     while ((e = ERR_get_error()) != 0)
-        if (ERR_GET_LIB(e) != 0)
+        if (ERR_GET_LIB(e) != 0 && (t == NULL || t->err == 0))
             last = e;
     if (vr != X509_V_OK) {
         snprintf(buf, cap, "certificate verify failed: %s", X509_verify_cert_error_string(vr));
@@ -363,7 +698,7 @@ void
 rpc_tls_conn_failed(rpc_conn *c)
 {
     char why[256];
-    int fd = bufferevent_getfd(c->bev);
+    int fd = bufferevent_getfd(rpc_tls_socket_bev(c->bev));
 
     rpc_tls_bev_error(c->bev, why, sizeof(why));
     om_log(OM_LOG_INFO, "TLS handshake failed peer=%s reason=\"%s\"", c->peer, why);
