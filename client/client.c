@@ -23,6 +23,11 @@
  *     differing from the version seen, is answered PRECONDITION_FAILED).
  *     So a retry can never overwrite a write that reached the key after
  *     the read; a concurrent writer makes it PRECONDITION_FAILED instead.
+ *     The first attempt itself may become visible between the read and the
+ *     retry (a replicated group shows a write only once every in-sync
+ *     replica holds it), so a refused retry reads the key again, up to
+ *     OMC_STORE_LOOKS reads in all: finding this store's contents there
+ *     means it landed; anything else is handled as above.
  *   - Delete with if_version: not retried (a vanished key cannot tell whose
  *     delete removed it); the transport error is returned.
  *
@@ -39,6 +44,10 @@
 #include "rpc/rpc.h"
 
 #define OMC_MAX_ADDRS 16
+/* How often a store whose answer was lost reads the key again when its
+ * conditional retry is refused (the first attempt may become visible
+ * between the read and the retry). */
+#define OMC_STORE_LOOKS 3
 
 struct omc_client {
     rpc_sync_client *rpc; /* to addrs[cur]; NULL after a failed failover */
@@ -479,11 +488,16 @@ omc_store(omc_client *c, const char *bucket, const char *key, om_slice data,
     req.store = &sr;
     st = omc_call_once(c, &req, OBJMETA__RESPONSE__BODY_STORE, &r);
     while (omc_transport_error(st) && omc_failover(c, &tried)) {
-        st = store_recheck(c, bucket, key, data, opts, &sr, &landed, info);
-        if (st == OM_OK && landed)
-            return OM_OK;
-        if (st == OM_OK)
+        for (int look = 1;; look++) {
+            st = store_recheck(c, bucket, key, data, opts, &sr, &landed, info);
+            if (st != OM_OK)
+                break;
+            if (landed)
+                return OM_OK;
             st = omc_call_once(c, &req, OBJMETA__RESPONSE__BODY_STORE, &r);
+            if (st != OM_E_PRECONDITION || look == OMC_STORE_LOOKS)
+                break; /* only a refused retry looks again */
+        }
     }
     if (st != OM_OK)
         return st;
