@@ -171,6 +171,20 @@ scan_keys(shard_mig *m, mig_job *j, Objmeta__MigrateRecord *recs, Objmeta__Migra
     return st;
 }
 
+/*
+ * Answer resp once every group started so far is durable -- on a replicated
+ * primary, on every in-sync backup too -- with the lease checked (commit_wait).
+ */
+static void
+answer_when_durable(shard_mig *m, rpc_reply *reply, Objmeta__Response *resp, uint64_t t0)
+{
+    commit_wait(m->s->commit, &(commit_reply){.reply = reply,
+                                              .resp = resp,
+                                              .tag = SHARD_OP_OTHER,
+                                              .t0_ns = t0,
+                                              .after = COMMIT_AFTER_ALL});
+}
+
 static void
 run_scan(shard_mig *m, mig_job *j)
 {
@@ -271,11 +285,7 @@ reply:
      * must not get. Every such group started before this point, so waiting
      * for the groups started so far covers them (and checks the lease).
      */
-    commit_wait(m->s->commit, &(commit_reply){.reply = j->reply,
-                                              .resp = &resp,
-                                              .tag = SHARD_OP_OTHER,
-                                              .t0_ns = t0,
-                                              .after = COMMIT_AFTER_ALL});
+    answer_when_durable(m, j->reply, &resp, t0);
     st = OM_OK;
     j->reply = NULL;
 fail:
@@ -660,11 +670,7 @@ run_compact(shard_mig *m, mig_job *j)
     resp.body_case = OBJMETA__RESPONSE__BODY_COMPACT;
     resp.compact = &cr;
     /* a purge's deletes are on every in-sync replica before the cleanup counts as done */
-    commit_wait(m->s->commit, &(commit_reply){.reply = j->reply,
-                                              .resp = &resp,
-                                              .tag = SHARD_OP_OTHER,
-                                              .t0_ns = t0,
-                                              .after = COMMIT_AFTER_ALL});
+    answer_when_durable(m, j->reply, &resp, t0);
 }
 
 /*

@@ -189,6 +189,8 @@ group_from_stage(const repl_stage *g, uint64_t index)
 static void
 publish(shard_repl *r, uint64_t mark)
 {
+    /* ship before the primary's own sync only once a group of this term is durable here */
+    OM_ASSERT(mark <= r->start_index || r->term_durable);
     if (r->drop_from != 0 && mark >= r->drop_from)
         mark = r->drop_from - 1; /* test-drop-shipment-key: never published from drop_from on */
     if (mark <= r->ship_to)
