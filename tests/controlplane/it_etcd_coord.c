@@ -548,7 +548,10 @@ START_TEST(concurrent_add_shard_one_wins)
     size_t n;
     int ok = 0, busy = 0;
 
-    cluster_start(&cl, 2, NULL);
+    /* The change of an empty cluster would end within ~100 ms, and a racer delayed that long
+     * (a busy machine, a sanitizer build) would then start a second, legitimate change: hold
+     * cutover and cleanup open so the change the other racer meets is still in progress. */
+    cluster_start_with(&cl, 2, NULL, "--test-phase-delay=1000ms");
     shard_start(&cl, 2);
     shard_start(&cl, 3);
     pthread_barrier_init(&bar, NULL, 2);
