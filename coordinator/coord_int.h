@@ -83,10 +83,11 @@ typedef struct coord_shard {
     bool id_verified; /* Ping reported the ring's id since the shard (re)appeared */
     bool ping_inflight;
     bool setring_inflight;
-    uint32_t ping_failures; /* consecutive failed probes */
-    uint64_t acked_epoch;   /* ring epoch the shard reported to SetRing */
-    uint64_t acked_pending; /* pending ring epoch it reported (0 = none) */
-    uint64_t sent_epoch;    /* epochs of the SetRing in flight (a stale answer is not a failure) */
+    uint32_t ping_failures;  /* consecutive failed probes */
+    uint64_t probe_answered; /* rpc_client_answered(conns[0]) when the SetRing probe left */
+    uint64_t acked_epoch;    /* ring epoch the shard reported to SetRing */
+    uint64_t acked_pending;  /* pending ring epoch it reported (0 = none) */
+    uint64_t sent_epoch;     /* epochs of the SetRing in flight (a stale answer is not a failure) */
     uint64_t sent_pending;
     uint32_t sent_fence; /* its fence field (pool_fence) */
     bool acked_fenced;   /* the shard reported its cutover fence on */

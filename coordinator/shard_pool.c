@@ -25,6 +25,9 @@
  *
  *   probe fails with a lost/refused connection     -> down at once
  *   two probes in a row time out or fail otherwise -> down
+ *   probe times out while answers to other calls   -> unchanged (busy, not
+ *     kept arriving on its connection                 dead: it waited behind
+ *                                                     them; asked again)
  *   a forwarded request loses its connection       -> down at once, re-probe
  *   probe answered with another epoch, or refused  -> down (logged)
  *   probe refused as from an older cluster state   -> unchanged (this
@@ -413,6 +416,13 @@ pool_setring_cb(void *arg, om_status st, const Objmeta__Response *resp)
         sh->sent_epoch != want || sh->sent_pending != want_p || sh->sent_fence != pool_fence(sh->c);
 
     sh->setring_inflight = false;
+    if (st == OM_E_TIMEOUT && rpc_client_answered(sh->conns[0]) != sh->probe_answered) {
+        /* Answers arrived on the probe's connection while it waited: the probe is queued
+         * behind them (large Retrieves on a busy machine), the shard is alive. Not a
+         * failure; the next health tick asks again. */
+        om_log(OM_LOG_DEBUG, "probe timed out behind answers id=%s addr=%s", sh->id, sh->addr);
+        return;
+    }
     if (st != OM_OK) {
         sh->ping_failures++;
         sh->id_verified = false;
@@ -506,6 +516,7 @@ pool_push_ring(coord_shard *sh)
     sh->sent_epoch = ring_epoch(sh->c->ring);
     sh->sent_pending = sh->c->pending ? ring_epoch(sh->c->pending) : 0;
     sh->sent_fence = sr.fence;
+    sh->probe_answered = rpc_client_answered(sh->conns[0]);
     sh->setring_inflight = true;
 }
 

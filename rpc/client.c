@@ -86,6 +86,7 @@ struct rpc_client {
     rpc_call **tab;
     size_t mask; /* table size - 1 */
     size_t npending;
+    uint64_t answered; /* calls completed by a response from the server (any connection) */
     /* The blocking wrapper takes ownership of the response in its callback. */
     Objmeta__Response **steal_into;
     /* Last connection failure (for rpc_sync_client_open and the backoff). */
@@ -430,6 +431,7 @@ client_readcb(struct bufferevent *bev, void *arg)
         }
         rpc_call *k = resp->id != 0 ? calls_take(c, resp->id) : NULL;
         if (k != NULL) {
+            c->answered++;
             /* The frame stays in the input (p valid) until the callback returns,
              * for rpc_client_response_bytes. */
             Objmeta__Response **steal = c->steal_into;
@@ -842,6 +844,12 @@ size_t
 rpc_client_pending(const rpc_client *c)
 {
     return c->npending;
+}
+
+uint64_t
+rpc_client_answered(const rpc_client *c)
+{
+    return c->answered;
 }
 
 bool

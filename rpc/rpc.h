@@ -517,6 +517,10 @@ bool rpc_client_is_connected(const rpc_client *c);
 /* Calls sent and not yet completed. */
 size_t rpc_client_pending(const rpc_client *c);
 
+/* Calls completed so far by a response from the server: a caller whose call
+ * timed out can tell a busy connection (this moved meanwhile) from a dead one. */
+uint64_t rpc_client_answered(const rpc_client *c);
+
 /*
  * True while calls made during this loop iteration wait to be written
  * together (at its end, with one write). A caller that spreads calls over
