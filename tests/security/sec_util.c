@@ -129,8 +129,15 @@ start_shard(const char *id, const char *roles)
 tu_proc *
 start_coord(const tu_proc *shard, const char *roles)
 {
+    return start_coord_with(shard, roles, NULL);
+}
+
+tu_proc *
+start_coord_with(const tu_proc *shard, const char *roles, const char *more)
+{
     char shards[128], rolearg[96];
-    const char *extra[] = {shards, rolearg, "--health-interval=100ms", "--startup-wait=5s", NULL};
+    const char *extra[] = {shards, rolearg, "--health-interval=100ms", "--startup-wait=5s",
+                           more,   NULL};
     tu_proc_opts o = {.extra = extra};
 
     snprintf(shards, sizeof(shards), "--shards=s1=%s", it_addr(shard));

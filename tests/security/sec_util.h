@@ -43,6 +43,8 @@ void call_expect(int fd, Objmeta__Request *req, uint64_t id, Objmeta__Status wan
 tu_proc *start_shard(const char *id, const char *roles);
 /* objmeta-coord in front of one shard (s1), with --plaintext-roles. */
 tu_proc *start_coord(const tu_proc *shard, const char *roles);
+/* start_coord with one more argument (NULL: none). */
+tu_proc *start_coord_with(const tu_proc *shard, const char *roles, const char *more);
 /* Stop and free; the process must exit 0. */
 void stop(tu_proc *p);
 
