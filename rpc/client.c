@@ -668,6 +668,7 @@ client_start_connect(rpc_client *c)
         client_defer_failure(c, OM_E_UNAVAILABLE, msg);
         return;
     }
+    rpc_bev_read_direct(rpc_tls_socket_bev(c->bev)); /* its fd is set now */
     if (c->o.connect_timeout_ms > 0) {
         struct timeval tv = {.tv_sec = c->o.connect_timeout_ms / 1000,
                              .tv_usec = (c->o.connect_timeout_ms % 1000) * 1000};

@@ -47,6 +47,10 @@
  * take everything is EV_WRITE enabled; libevent then writes the rest, and
  * conn_writecb turns it off again once the output is empty. TLS connections
  * take the same path, rpc_tls_flush encrypting the output first (tls.c).
+ *
+ * Reading: the socket bufferevent reads through rpc_bev_read_direct (util.c),
+ * one read() per readiness event, without the FIONREAD ioctl libevent makes
+ * before each read (TLS: the socket bufferevent under the filter).
  */
 #define OM_LOG_MODULE "rpc"
 
@@ -660,6 +664,7 @@ rpc_conn_new(rpc_server *s, int fd, const struct sockaddr *sa, int salen, bool r
         return OM_ERR(OM_E_NOMEM);
     }
     rpc_sock_nodelay(fd);
+    rpc_bev_read_direct(rpc_tls_socket_bev(c->bev));
     /* libevent reads at most 16 KiB per callback by default: a connection
      * carrying many clients' requests (a coordinator's) would then feed a
      * loop iteration -- and a write batch -- only 16 KiB of them. */

@@ -75,6 +75,9 @@ void rpc_scratch_done(rpc_scratch *s, ProtobufCAllocator *pa, ProtobufCMessage *
 
 /* Most bytes one read callback takes from a socket (libevent's default: 16 KiB). */
 #define RPC_MAX_SINGLE_READ (256u * 1024u)
+/* What one read asks for (rpc_bev_read_direct): a pipelined batch of small
+ * frames in one go, without a chain per read larger than needed. */
+#define RPC_READ_CHUNK (16u * 1024u)
 
 typedef struct rpc_conn rpc_conn;
 typedef struct rpc_cq rpc_cq;
@@ -350,6 +353,20 @@ void rpc_ignore_sigpipe(void);
  * the caller leaves the rest to the bufferevent's EV_WRITE).
  */
 int rpc_evb_write_direct(struct evbuffer *out, int fd);
+/*
+ * rpc_bev_read_direct -- make a socket bufferevent (with its fd set: after
+ * bufferevent_socket_new on a socket, or after bufferevent_socket_connect)
+ * read without libevent's FIONREAD ioctl. libevent asks the socket how many
+ * bytes wait before every read, one system call in four of a pipeline-1
+ * request; this read callback reads RPC_READ_CHUNK bytes at a time into the
+ * input instead (again while a read fills its space, up to
+ * RPC_MAX_SINGLE_READ), then runs the read callback through
+ * bufferevent_trigger, or on EOF or error disables reading and reports the
+ * event, as libevent's does. Enabling, disabling and suspending reading are
+ * libevent's as before (the same event, another callback). No read
+ * watermark, rate limit or read timeout may be set on bev.
+ */
+void rpc_bev_read_direct(struct bufferevent *bev);
 /* Disable Nagle (best effort). */
 void rpc_sock_nodelay(int fd);
 /* Port of a bound socket; 0 on error. */
