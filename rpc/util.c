@@ -394,11 +394,11 @@ rpc_evb_write_direct(struct evbuffer *out, int fd)
 
 /* One read(v) into in's free space; the bytes read, 0 at EOF, -1 (errno). */
 static ssize_t
-evb_read_chunk(struct evbuffer *in, int fd, size_t *asked)
+evb_read_chunk(struct evbuffer *in, int fd, size_t want, size_t *asked)
 {
     struct evbuffer_iovec v[2];
     struct iovec iov[2];
-    int nv = evbuffer_reserve_space(in, RPC_READ_CHUNK, v, 2);
+    int nv = evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2);
     ssize_t n;
 
     if (nv < 1) {
@@ -439,7 +439,7 @@ bev_direct_readcb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     evbuffer_unfreeze(in, 0); /* libevent keeps the end frozen outside its reads */
     do {
-        n = evb_read_chunk(in, fd, &asked);
+        n = evb_read_chunk(in, fd, total == 0 ? RPC_READ_FIRST : RPC_READ_NEXT, &asked);
         if (n > 0)
             total += (size_t)n;
         else if (n < 0)
