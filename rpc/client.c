@@ -21,6 +21,8 @@
  * of registering for EPOLLOUT and writing on the next iteration. When the
  * socket does not take it all, EV_WRITE goes on until the output is empty.
  * Over TLS the same, rpc_tls_flush encrypting the iteration's requests first.
+ * Reads: once connected, the socket bufferevent reads through
+ * rpc_bev_read_direct (util.c), without libevent's FIONREAD before each read.
  * Responses are unpacked into a per-client scratch allocator (rpc_int.h),
  * released after the callback returns, except for the blocking wrapper, which
  * keeps the response. The hot Requests are packed and the hot Responses
