@@ -21,6 +21,8 @@
  * of registering for EPOLLOUT and writing on the next iteration. When the
  * socket does not take it all, EV_WRITE goes on until the output is empty.
  * Over TLS the same, rpc_tls_flush encrypting the iteration's requests first.
+ * Reads: once connected, the socket bufferevent reads through
+ * rpc_bev_read_direct (util.c), without libevent's FIONREAD before each read.
  * Responses are unpacked into a per-client scratch allocator (rpc_int.h),
  * released after the callback returns, except for the blocking wrapper, which
  * keeps the response. The hot Requests are packed and the hot Responses
@@ -670,6 +672,7 @@ client_start_connect(rpc_client *c)
         client_defer_failure(c, OM_E_UNAVAILABLE, msg);
         return;
     }
+    rpc_bev_read_direct(rpc_tls_socket_bev(c->bev)); /* its fd is set now */
     if (c->o.connect_timeout_ms > 0) {
         struct timeval tv = {.tv_sec = c->o.connect_timeout_ms / 1000,
                              .tv_usec = (c->o.connect_timeout_ms % 1000) * 1000};

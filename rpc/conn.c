@@ -47,6 +47,10 @@
  * take everything is EV_WRITE enabled; libevent then writes the rest, and
  * conn_writecb turns it off again once the output is empty. TLS connections
  * take the same path, rpc_tls_flush encrypting the output first (tls.c).
+ *
+ * Reading: the socket bufferevent reads through rpc_bev_read_direct (util.c),
+ * one read() per readiness event, without the FIONREAD ioctl libevent makes
+ * before each read (TLS: the socket bufferevent under the filter).
  */
 #define OM_LOG_MODULE "rpc"
 
@@ -79,11 +83,15 @@ rpc_conn_out(rpc_conn *c)
     return bufferevent_get_output(c->bev);
 }
 
-/* Bytes queued and not yet sent (TLS: before and after encryption). */
+/* Bytes queued and not yet sent (TLS: plaintext not encrypted, and records
+ * not written; sock_out is kept because finding it costs a libevent control
+ * call, and this runs several times per request). */
 static size_t
 conn_queued(const rpc_conn *c)
 {
-    return c->tls ? rpc_tls_queued(c->bev) : evbuffer_get_length(bufferevent_get_output(c->bev));
+    size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
+
+    return c->tls ? n + evbuffer_get_length(c->sock_out) : n;
 }
 
 /* Output was queued: write it at the end of this loop iteration. */
@@ -660,6 +668,8 @@ rpc_conn_new(rpc_server *s, int fd, const struct sockaddr *sa, int salen, bool r
         return OM_ERR(OM_E_NOMEM);
     }
     rpc_sock_nodelay(fd);
+    rpc_bev_read_direct(rpc_tls_socket_bev(c->bev));
+    c->sock_out = bufferevent_get_output(rpc_tls_socket_bev(c->bev));
     /* libevent reads at most 16 KiB per callback by default: a connection
      * carrying many clients' requests (a coordinator's) would then feed a
      * loop iteration -- and a write batch -- only 16 KiB of them. */

@@ -75,6 +75,14 @@ void rpc_scratch_done(rpc_scratch *s, ProtobufCAllocator *pa, ProtobufCMessage *
 
 /* Most bytes one read callback takes from a socket (libevent's default: 16 KiB). */
 #define RPC_MAX_SINGLE_READ (256u * 1024u)
+/* What one read asks for (rpc_bev_read_direct): first a request's worth,
+ * then, while reads fill what they asked for, a pipelined batch at a time.
+ * Each is 64 bytes below a power of two, so that the evbuffer chain it
+ * allocates (data plus libevent's 48-byte chain header) is that power of
+ * two; 1 KiB chains come from malloc's per-thread cache (4 KiB ones cost
+ * some 400 instructions more per read, allocated and freed). */
+#define RPC_READ_FIRST (1024u - 64u)
+#define RPC_READ_NEXT (65536u - 64u)
 
 typedef struct rpc_conn rpc_conn;
 typedef struct rpc_cq rpc_cq;
@@ -138,7 +146,8 @@ typedef enum conn_state {
 struct rpc_conn {
     rpc_server *srv;
     struct bufferevent *bev;
-    rpc_conn *prev, *next; /* server's connection list */
+    struct evbuffer *sock_out; /* TLS: the socket bufferevent's output (records not written) */
+    rpc_conn *prev, *next;     /* server's connection list */
     rpc_reply *in_head, *in_tail;
     uint32_t ninflight;
     conn_state state;
@@ -276,8 +285,6 @@ struct bufferevent *rpc_tls_bev_accept(rpc_tls *t, struct event_base *base, int 
 struct bufferevent *rpc_tls_bev_connect(rpc_tls *t, struct event_base *base, const char *host);
 /* The socket bufferevent under a TLS one (bev itself for a plaintext one). */
 struct bufferevent *rpc_tls_socket_bev(struct bufferevent *bev);
-/* Bytes queued and not yet sent: plaintext not encrypted, and records not written. */
-size_t rpc_tls_queued(struct bufferevent *bev);
 /* Encrypt what the TLS bufferevent's output holds and write it to the
  * socket now (one writev); what the socket does not take, libevent writes
  * later, then runs bev's write callback. True when bytes were written. */
@@ -350,6 +357,20 @@ void rpc_ignore_sigpipe(void);
  * the caller leaves the rest to the bufferevent's EV_WRITE).
  */
 int rpc_evb_write_direct(struct evbuffer *out, int fd);
+/*
+ * rpc_bev_read_direct -- make a socket bufferevent (with its fd set: after
+ * bufferevent_socket_new on a socket, or after bufferevent_socket_connect)
+ * read without libevent's FIONREAD ioctl. libevent asks the socket how many
+ * bytes wait before every read, one system call in four of a pipeline-1
+ * request; this read callback reads into the input's free space instead
+ * (RPC_READ_FIRST bytes, then RPC_READ_NEXT again while a read fills what
+ * it asked for, up to RPC_MAX_SINGLE_READ), then runs the read callback through
+ * bufferevent_trigger, or on EOF or error disables reading and reports the
+ * event, as libevent's does. Enabling, disabling and suspending reading are
+ * libevent's as before (the same event, another callback). No read
+ * watermark, rate limit or read timeout may be set on bev.
+ */
+void rpc_bev_read_direct(struct bufferevent *bev);
 /* Disable Nagle (best effort). */
 void rpc_sock_nodelay(int fd);
 /* Port of a bound socket; 0 on error. */

@@ -566,13 +566,6 @@ rpc_tls_socket_bev(struct bufferevent *bev)
     return under != NULL ? under : bev;
 }
 
-size_t
-rpc_tls_queued(struct bufferevent *bev)
-{
-    return evbuffer_get_length(bufferevent_get_output(bev)) +
-           evbuffer_get_length(bufferevent_get_output(bufferevent_get_underlying(bev)));
-}
-
 bool
 rpc_tls_flush(struct bufferevent *bev)
 {

@@ -8,6 +8,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -20,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "rpc/rpc_int.h"
@@ -387,6 +390,86 @@ rpc_evb_write_direct(struct evbuffer *out, int fd)
     int n = evbuffer_write(out, fd);
     evbuffer_freeze(out, 1);
     return n;
+}
+
+/* One read(v) into in's free space; the bytes read, 0 at EOF, -1 (errno). */
+static ssize_t
+evb_read_chunk(struct evbuffer *in, int fd, size_t want, size_t *asked)
+{
+    struct evbuffer_iovec v[2];
+    struct iovec iov[2];
+    int nv = evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2);
+    ssize_t n;
+
+    if (nv < 1) {
+        errno = ENOMEM;
+        return -1;
+    }
+    *asked = 0;
+    for (int i = 0; i < nv; i++) {
+        iov[i].iov_base = v[i].iov_base;
+        iov[i].iov_len = v[i].iov_len;
+        *asked += v[i].iov_len;
+    }
+    n = nv == 1 ? read(fd, iov[0].iov_base, iov[0].iov_len) : readv(fd, iov, nv);
+    if (n <= 0) {
+        (void)evbuffer_commit_space(in, v, 0);
+        return n;
+    }
+    size_t left = (size_t)n;
+    for (int i = 0; i < nv; i++) {
+        v[i].iov_len = left < v[i].iov_len ? left : v[i].iov_len;
+        left -= v[i].iov_len;
+    }
+    (void)evbuffer_commit_space(in, v, nv);
+    return n;
+}
+
+/* rpc_bev_read_direct's read callback (what libevent's bufferevent_readcb
+ * does, less the FIONREAD, the watermarks and the rate limits). */
+static void
+bev_direct_readcb(evutil_socket_t fd, short what, void *arg)
+{
+    struct bufferevent *bev = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t total = 0, asked = 0;
+    ssize_t n;
+    int err = 0;
+
+    (void)what;
+    evbuffer_unfreeze(in, 0); /* libevent keeps the end frozen outside its reads */
+    do {
+        n = evb_read_chunk(in, fd, total == 0 ? RPC_READ_FIRST : RPC_READ_NEXT, &asked);
+        if (n > 0)
+            total += (size_t)n;
+        else if (n < 0)
+            err = errno;
+    } while (n > 0 && (size_t)n == asked && total < RPC_MAX_SINGLE_READ);
+    evbuffer_freeze(in, 0);
+    if (total > 0) /* the end or the error, if one came, again on the next turn */
+        bufferevent_trigger(bev, EV_READ, 0);
+    else if (n == 0 || (err != EAGAIN && err != EWOULDBLOCK && err != EINTR)) {
+        bufferevent_disable(bev, EV_READ);
+        bufferevent_trigger_event(
+            bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), 0);
+    }
+}
+
+void
+rpc_bev_read_direct(struct bufferevent *bev)
+{
+    struct event *ev = &bev->ev_read;
+    evutil_socket_t fd = event_get_fd(ev);
+    bool pending = event_pending(ev, EV_READ, NULL) != 0;
+
+    if (fd < 0)
+        return;
+    if (pending)
+        (void)event_del(ev);
+    (void)event_assign(ev, bev->ev_base, fd, EV_READ | EV_PERSIST | EV_FINALIZE, bev_direct_readcb,
+                       bev);
+    if (pending)
+        (void)event_add(ev, NULL);
 }
 
 /* The choices of the shared settings (rpc.h, RPC_CONF_*_ITEMS): index = value. */
