@@ -50,21 +50,79 @@ tu_etcd_available(void)
     return false;
 }
 
-int
-tu_free_port(void)
+/* The kernel's ephemeral range (outgoing connections and port-0 binds take ports there). */
+static void
+ephemeral_range(int *lo, int *hi)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int port;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+
+    *lo = 32768;
+    *hi = 60999;
+    if (f != NULL) {
+        if (fscanf(f, "%d %d", lo, hi) != 2) {
+            *lo = 32768;
+            *hi = 60999;
+        }
+        fclose(f);
+    }
+}
+
+/* True if 127.0.0.1:port can be bound now (then released). */
+static bool
+port_bindable(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool ok;
 
     ck_assert_int_ge(fd, 0);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    port = ntohs(a.sin_port);
+    ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
     close(fd);
-    return port;
+    return ok;
+}
+
+/*
+ * A port for a process that cannot take port 0 and report it (etcd, a shard
+ * restarted on its old address). It is taken below the ephemeral range: a
+ * port released there is soon handed to some outgoing connection of another
+ * test, and the process then fails with "address already in use". Ports are
+ * drawn at random, so concurrent tests rarely pick the same one.
+ */
+int
+tu_free_port(void)
+{
+    static uint64_t x;
+    int lo, hi;
+
+    ephemeral_range(&lo, &hi);
+    if (x == 0)
+        x = ((uint64_t)getpid() << 32) ^ tu_now_ms() ^ 0x9e3779b97f4a7c15ull;
+    if (lo > 12000) {
+        for (int tries = 0; tries < 200; tries++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            int port = 10000 + (int)(x % (uint64_t)(lo - 10000));
+            if (port_bindable(port))
+                return port;
+        }
+    }
+    /* no room below the range: the kernel's choice */
+    {
+        struct sockaddr_in a = {.sin_family = AF_INET};
+        socklen_t len = sizeof(a);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int port;
+
+        ck_assert_int_ge(fd, 0);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+        port = ntohs(a.sin_port);
+        close(fd);
+        return port;
+    }
 }
 
 /* One GET /health; true if the member says it is healthy. */

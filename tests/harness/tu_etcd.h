@@ -38,7 +38,8 @@ void tu_etcd_wait_healthy(const tu_etcd *e, int i, int timeout_ms);
 /* Stop every member and free. */
 void tu_etcd_stop(tu_etcd *e);
 
-/* A free TCP port on 127.0.0.1 (bound to port 0, read back, closed). */
+/* A free TCP port on 127.0.0.1 for a process that cannot bind port 0 (drawn at random
+ * below the kernel's ephemeral range; checked bindable, then released). */
 int tu_free_port(void);
 
 #endif /* OM_TESTS_TU_ETCD_H */
