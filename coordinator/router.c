@@ -74,7 +74,10 @@ typedef struct coord_call {
  * primary, or to this one once it serves)? Only when another attempt cannot
  * turn into a different outcome (the client library's rules,
  * client/client.c): reads always; an unconditional Delete (deleting twice
- * leaves the key deleted, and a Delete of an absent key is answered OK);
+ * leaves the key deleted; when the first attempt was applied, the retry
+ * answers NOT_FOUND, which the client library reports as OK with version 0
+ * -- a caller speaking the protocol itself must read NOT_FOUND on a Delete
+ * as "the key is gone", as S3 does);
  * any request the replica refused before acting on it (the answer's
  * not_applied: a backup asked for a write, a primary that does not serve
  * yet or any more, a replica changing roles; shard/repl.h). A
