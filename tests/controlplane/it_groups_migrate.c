@@ -296,6 +296,34 @@ held_rings(rpc_sync_client *c, ring **cur, ring **pend)
     return ok;
 }
 
+/*
+ * Is replica c fenced for the cutover? Asked as a follower coordinator's probe
+ * would: SetRing with the rings it holds, fence 0 ("leave it"), revision 0 (not
+ * compared) -- which changes nothing and answers the fence's state.
+ */
+static bool
+is_fenced(rpc_sync_client *c, const ring *cur, const ring *pend)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__SetRingRequest sr = OBJMETA__SET_RING_REQUEST__INIT;
+    Objmeta__Response *r = NULL;
+    bool fenced;
+
+    ck_assert(ring_to_pb(cur, &sr.ring) == OM_OK);
+    ck_assert(ring_to_pb(pend, &sr.pending) == OM_OK);
+    req.body_case = OBJMETA__REQUEST__BODY_SET_RING;
+    req.set_ring = &sr;
+    req.ring_epoch = ring_epoch(cur);
+    ck_assert(rpc_sync_client_call(c, &req, 5000, &r) == OM_OK);
+    ck_assert_msg(r->status == OBJMETA__STATUS__OK && r->set_ring != NULL, "SetRing: %s",
+                  r->message);
+    fenced = r->set_ring->fenced;
+    rpc_response_free(r);
+    ring_pb_free(sr.ring);
+    ring_pb_free(sr.pending);
+    return fenced;
+}
+
 /* Store key (not one of the load's) on c routed by ring epoch e; the status, message in msg. */
 static Objmeta__Status
 store_by_epoch(rpc_sync_client *c, const char *key, uint64_t e, char *msg, size_t cap)
@@ -320,29 +348,39 @@ store_by_epoch(rpc_sync_client *c, const char *key, uint64_t e, char *msg, size_
 }
 
 /*
- * Replica i of g, g's primary during the held cutover, refuses what a
+ * g's primary during the held cutover -- the replica (other than `skip`, a
+ * killed one) that holds rings: backups never get any -- refuses what a
  * coordinator cut off from etcd would send it: a Store routed by the ring in
  * force for a key that moves away from g. Acknowledged, that write would be
  * lost: the final pass copies only the keys the leader noted, and cleanup
- * purges the key from g. Polls while the replica holds no ring yet (a new
- * primary, until the coordinator's probe) or does not serve yet.
+ * purges the key from g. Polls every 5 ms while no replica holds rings yet (a
+ * new primary, until the coordinator's probe) or the primary does not serve
+ * yet; from the first poll that sees the rings the fence must be on too (the
+ * probe installs both in one step: a fence one probe later would leave a
+ * window). Returns the primary's index.
  */
-static void
-check_fenced(const group *g, int i, const tu_proc *co)
+static int
+check_fenced(const group *g, int skip, const tu_proc *co)
 {
-    rpc_sync_client *c = NULL;
+    rpc_sync_client *c[NREP] = {NULL};
     uint64_t deadline = tu_now_ms() + WAIT_MS;
-    int tries = 0;
+    int tries = 0, i = -1;
 
-    ck_assert_int_eq(rpc_sync_client_open(g->addr[i], 5000, &c), OM_OK);
+    for (int r = 0; r < NREP; r++)
+        if (r != skip && g->p[r] != NULL)
+            ck_assert_int_eq(rpc_sync_client_open(g->addr[r], 5000, &c[r]), OM_OK);
     for (;; tries++) {
         ring *cur = NULL, *pend = NULL;
         char key[32] = "", msg[512];
         Objmeta__Status st = OBJMETA__STATUS__UNAVAILABLE;
         uint64_t e = 0;
 
-        ck_assert_msg(tu_now_ms() < deadline, "%s/r%d never held the rings", g->id, i);
-        if (held_rings(c, &cur, &pend)) {
+        ck_assert_msg(tu_now_ms() < deadline, "no replica of %s came to hold the rings", g->id);
+        /* the first replica seen holding rings is the primary: backups never get one */
+        for (int r = 0; r < NREP && i < 0; r++)
+            if (c[r] != NULL && held_rings(c[r], &cur, &pend))
+                i = r;
+        if (i >= 0 && (cur != NULL || held_rings(c[i], &cur, &pend))) {
             ck_assert_msg(pend != NULL,
                           "%s/r%d: the change switched before its primary was checked (the "
                           "hold of the cutover is too short)",
@@ -356,8 +394,10 @@ check_fenced(const group *g, int i, const tu_proc *co)
                     key[0] = '\0'; /* not a key that moves away from g */
             }
             ck_assert_msg(key[0] != '\0', "no key moves away from %s", g->id);
+            ck_assert_msg(is_fenced(c[i], cur, pend),
+                          "%s/r%d holds the rings of the cutover but not its fence", g->id, i);
             e = ring_epoch(cur);
-            st = store_by_epoch(c, key, e, msg, sizeof(msg));
+            st = store_by_epoch(c[i], key, e, msg, sizeof(msg));
         }
         ring_unref(cur);
         ring_unref(pend);
@@ -374,7 +414,10 @@ check_fenced(const group *g, int i, const tu_proc *co)
         printf("%s/r%d fenced for the cutover after %d polls: %s\n", g->id, i, tries, msg);
         break;
     }
-    rpc_sync_client_close(c);
+    for (int r = 0; r < NREP; r++)
+        if (c[r] != NULL)
+            rpc_sync_client_close(c[r]);
+    return i;
 }
 
 /* ---- the checks ---- */
@@ -659,12 +702,13 @@ START_TEST(add_during_failover)
         wait_cutover_held(co);
         t0 = tu_now_ms();
         group_config(&g1, &t1, &p1, &n);
-        check_fenced(&g1, p1, co); /* the old primary, as every old owner */
+        ck_assert_int_eq(check_fenced(&g1, -1, co), p1); /* the old primary, as every old owner */
         k1 = kill_primary_only(&g1, &t1);
         k3 = kill_primary_only(&g3, &t3);
-        p1 = wait_new_primary(&g1, k1, t1, t0);
+        /* its next primary, probed during the cutover: checked from the moment it holds rings */
+        p1 = check_fenced(&g1, k1, co);
+        ck_assert_int_eq(wait_new_primary(&g1, k1, t1, t0), p1);
         wait_new_primary(&g3, k3, t3, t0);
-        check_fenced(&g1, p1, co); /* its next primary, probed during the cutover */
         ck_assert_msg(cp_coord_metric(co, PHASE("cutover")) == 1,
                       "the cutover ended before both groups failed over (hold %d ms)", hold);
         printf("cutover held %d ms: g1 and g3 failed over within it after %llu ms\n", hold,
