@@ -219,7 +219,8 @@ wait_all_in_sync(const group *g)
 
 /*
  * hold_ms > 0: the cutover (and the start of cleanup) is held that long by the testing aid
- * --test-phase-delay, and the cutover timeout is set above it.
+ * --test-phase-delay, and the cutover timeout is set above it (0: both left out, the NULL
+ * ends the list).
  */
 static tu_proc *
 start_coord(const char *shards, int hold_ms)
