@@ -77,8 +77,9 @@ typedef struct coord_opts {
     uint32_t clock_margin_ms;    /* catch-up passes copy records with version >= the
                                   * source's clock at the previous pass's start minus this;
                                   * default 10000 */
-    /* Testing aid (--test-phase-delay): the leader pauses this long on entering cutover and
-     * cleanup (coord_test_delay); 0 = off, the default. */
+    /* Testing aid (--test-phase-delay): the leader pauses this long in cutover, once the
+     * shards confirmed the fence, and on entering cleanup (coord_test_delay); 0 = off, the
+     * default. */
     uint32_t test_phase_delay_ms;
     /* Cluster state (coordinator/cstate.h): the RING file in data_dir unless etcd is set. */
     const char *etcd;            /* "http://host:port[,...]"; NULL or "" = file */

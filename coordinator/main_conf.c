@@ -41,8 +41,9 @@ static const om_conf_item coord_items[] = {
     {"cutover-timeout", OM_CONF_DURATION, "5s", 100, 600000, NULL, F(cutover_timeout),
      "ring changes: a cutover (moving keys held) longer than this is retried later"},
     {"test-phase-delay", OM_CONF_DURATION, "0", 0, 60000, NULL, F(test_phase_delay),
-     "testing aid, never for production: the leader waits this long on entering cutover "
-     "(moving keys held) and cleanup, so a test can act in those phases (0 = off)"},
+     "testing aid, never for production: the leader waits this long in cutover (moving keys "
+     "held, the shards fenced) and on entering cleanup, so a test can act in those phases "
+     "(0 = off)"},
     {"clock-margin", OM_CONF_DURATION, "10s", 0, 3600000, NULL, F(clock_margin),
      "ring changes: catch-up passes also copy records this much older than the pass start"},
     {"etcd", OM_CONF_STR, "", 0, 0, NULL, F(etcd),

@@ -630,6 +630,8 @@ mig_copy_step(coord_mig *m)
                 m->src[i].min_version = m->src[i].wm0 ? m->src[i].wm0 : 1;
             }
         }
+        if (coord_test_delay(c, "cutover", now))
+            return; /* --test-phase-delay: paused with the moving keys fenced everywhere */
     }
     for (size_t i = 0; i < m->nsrc; i++) {
         if (m->src[i].done)
@@ -702,12 +704,14 @@ mig_tick(evutil_socket_t fd, short what, void *arg)
             mig_unfence(m);
         return;
     }
+    /* --test-phase-delay, a testing aid: the cutover's pause begins in mig_copy_step, once the
+     * shards confirmed the fence */
     if (coord_test_delay(c,
-                         m->phase == MIG_CLEANUP                   ? "cleanup"
-                         : m->phase == MIG_COPYING && m->pass == 2 ? "cutover"
-                                                                   : NULL,
+                         m->phase == MIG_CLEANUP                                       ? "cleanup"
+                         : m->phase == MIG_COPYING && m->pass == 2 && m->final_started ? "cutover"
+                                                                                       : NULL,
                          now))
-        return; /* --test-phase-delay, a testing aid */
+        return;
     if (m->phase == MIG_COPYING) {
         coord_mig_rate_update(m, now);
         mig_copy_step(m);

@@ -9,13 +9,25 @@
  *
  *   add_group_under_load   g1 holds data; add-group g2 while the load
  *                          runs.
- *   source_primary_killed  kill -9 of g1's primary (the source) while the
- *                          copy runs: the change finishes against the new
- *                          primary; the killed replica restarts and rejoins.
- *   target_primary_killed  the same for g2's primary (the target).
+ *   primaries_killed_mid_copy
+ *                          kill -9 of g1's primary (the source) and of g2's
+ *                          (the target) while the copy runs: the change
+ *                          finishes against the new primaries; the killed
+ *                          replicas restart and rejoin.
  *   add_during_failover    g1 and g2 in the ring; kill -9 of g2's primary
  *                          and add-group g3 at once: g2 is a source that
- *                          fails over while the change starts.
+ *                          fails over while the change starts. Then, in
+ *                          the cutover (the coordinator holds the moving
+ *                          keys and the old owners are fenced; held open
+ *                          by the testing aid --test-phase-delay), kill -9
+ *                          of g1's primary (a source) and of g3's (the
+ *                          target): each group's next primary is probed
+ *                          with the rings and the fence, so g1's refuses a
+ *                          write routed by the old ring for a moving key
+ *                          -- what a coordinator cut off from etcd would
+ *                          send (coordinator/MIGRATION.md, "Fencing with
+ *                          many coordinators"), and a write the final pass
+ *                          would miss -- exactly as its old primary did.
  *
  * Every listing taken meanwhile never repeats a key nor misses one that
  * existed throughout (tu_load). Each ends, with the load stopped and every
@@ -36,6 +48,8 @@
 #include "client/client.h"
 #include "cp_groups.h"
 #include "it_util.h"
+#include "partitioner/ring.h"
+#include "rpc/rpc.h"
 #include "tu.h"
 #include "tu_load.h"
 #include "tu_etcd.h"
@@ -152,29 +166,38 @@ group_config(const group *g, long *term, int *primary, int *in_sync)
     free(out);
 }
 
-/* kill -9 of the group's primary; returns once another replica leads a later term. */
+/* kill -9 of the group's primary (its index); *term = the term it led. */
 static int
-kill_primary(group *g)
+kill_primary_only(group *g, long *term)
 {
-    long term, t2;
-    int pr, p2, n;
-    uint64_t deadline = tu_now_ms() + WAIT_MS, t0 = tu_now_ms();
+    int pr, n;
 
-    group_config(g, &term, &pr, &n);
+    group_config(g, term, &pr, &n);
     ck_assert_msg(pr >= 0 && g->p[pr] != NULL, "group %s has no running primary", g->id);
     tu_proc_kill9(g->p[pr]);
     tu_proc_free(g->p[pr]);
     g->p[pr] = NULL;
+    return pr;
+}
+
+/* Wait until a replica other than `killed` leads a term after `term`; returns its index. */
+static int
+wait_new_primary(const group *g, int killed, long term, uint64_t t0)
+{
+    long t2;
+    int p2, n;
+    uint64_t deadline = tu_now_ms() + WAIT_MS;
+
     for (;;) {
         group_config(g, &t2, &p2, &n);
-        if (t2 > term && p2 != pr)
+        if (t2 > term && p2 != killed)
             break;
         ck_assert_msg(tu_now_ms() < deadline, "group %s: no new primary after kill -9", g->id);
-        om_clock_sleep_ms(100);
+        om_clock_sleep_ms(100); /* poll interval */
     }
-    printf("group %s: r%d killed (term %ld), r%d leads term %ld after %llu ms\n", g->id, pr, term,
-           p2, t2, (unsigned long long)(tu_now_ms() - t0));
-    return pr;
+    printf("group %s: r%d killed (term %ld), r%d leads term %ld after %llu ms\n", g->id, killed,
+           term, p2, t2, (unsigned long long)(tu_now_ms() - t0));
+    return p2;
 }
 
 static void
@@ -194,17 +217,209 @@ wait_all_in_sync(const group *g)
     }
 }
 
+/*
+ * hold_ms > 0: the cutover (and the start of cleanup) is held that long by the testing aid
+ * --test-phase-delay, and the cutover timeout is set above it (0: both left out, the NULL
+ * ends the list).
+ */
 static tu_proc *
-start_coord(const char *shards)
+start_coord(const char *shards, int hold_ms)
 {
     /* slow enough that a copy of ~0.6 MB lasts seconds */
-    static const char *const rates[] = {"--migrate-rate=256K", "--migrate-rate-busy=128K",
-                                        "--migrate-batch=32K", "--migrate-batch-busy=16K", NULL};
+    char hold[64], timeout[64];
+    const char *const more[] = {"--migrate-rate=256K",
+                                "--migrate-rate-busy=128K",
+                                "--migrate-batch=32K",
+                                "--migrate-batch-busy=16K",
+                                hold_ms > 0 ? hold : NULL,
+                                timeout,
+                                NULL};
 
-    return cp_coord_start(etcd, PREFIX, shards, rates);
+    snprintf(hold, sizeof(hold), "--test-phase-delay=%dms", hold_ms);
+    snprintf(timeout, sizeof(timeout), "--cutover-timeout=%dms", hold_ms + 10000);
+    return cp_coord_start(etcd, PREFIX, shards, more);
 }
 
 #define PHASE(name) "\nobjmeta_coord_rebalance_phase{phase=\"" name "\"} "
+
+/* ---- the cutover fence on a group's primary ---- */
+
+/* The hold of the cutover, in ms (tests/controlplane/meson.build: longer under a sanitizer). */
+static int
+hold_ms(void)
+{
+    const char *v = getenv("GROUPS_MIGRATE_HOLD_MS");
+
+    return v != NULL && atoi(v) > 0 ? atoi(v) : 5000;
+}
+
+/* Wait until the coordinator pauses in cutover: moving keys held, the shards fenced. */
+static void
+wait_cutover_held(const tu_proc *co)
+{
+    uint64_t deadline = tu_now_ms() + WAIT_MS;
+
+    for (;;) {
+        char *log = tu_proc_stderr(co);
+        bool held = log != NULL && strstr(log, "test-phase-delay: pausing phase=cutover") != NULL;
+
+        free(log);
+        if (held)
+            return;
+        ck_assert_msg(tu_now_ms() < deadline, "the change never reached its cutover");
+        om_clock_sleep_ms(20); /* poll interval */
+    }
+}
+
+/* The rings replica c holds (false: none yet, a new primary before the coordinator's probe). */
+static bool
+held_rings(rpc_sync_client *c, ring **cur, ring **pend)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__GetRingRequest gr = OBJMETA__GET_RING_REQUEST__INIT;
+    Objmeta__Response *r = NULL;
+    char err[128];
+    bool ok;
+
+    req.body_case = OBJMETA__REQUEST__BODY_GET_RING;
+    req.get_ring = &gr;
+    ck_assert(rpc_sync_client_call(c, &req, 5000, &r) == OM_OK);
+    ok = r->status == OBJMETA__STATUS__OK;
+    ck_assert_msg(ok || r->status == OBJMETA__STATUS__NOT_FOUND, "GetRing: %s", r->message);
+    *cur = *pend = NULL;
+    if (ok) {
+        ck_assert_msg(ring_from_pb(r->get_ring->ring, cur, err, sizeof(err)) == OM_OK, "%s", err);
+        if (r->get_ring->pending != NULL)
+            ck_assert_msg(ring_from_pb(r->get_ring->pending, pend, err, sizeof(err)) == OM_OK, "%s",
+                          err);
+    }
+    rpc_response_free(r);
+    return ok;
+}
+
+/*
+ * Is replica c fenced for the cutover? Asked as a follower coordinator's probe
+ * would: SetRing with the rings it holds, fence 0 ("leave it"), revision 0 (not
+ * compared) -- which changes nothing and answers the fence's state.
+ */
+static bool
+is_fenced(rpc_sync_client *c, const ring *cur, const ring *pend)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__SetRingRequest sr = OBJMETA__SET_RING_REQUEST__INIT;
+    Objmeta__Response *r = NULL;
+    bool fenced;
+
+    ck_assert(ring_to_pb(cur, &sr.ring) == OM_OK);
+    ck_assert(ring_to_pb(pend, &sr.pending) == OM_OK);
+    req.body_case = OBJMETA__REQUEST__BODY_SET_RING;
+    req.set_ring = &sr;
+    req.ring_epoch = ring_epoch(cur);
+    ck_assert(rpc_sync_client_call(c, &req, 5000, &r) == OM_OK);
+    ck_assert_msg(r->status == OBJMETA__STATUS__OK && r->set_ring != NULL, "SetRing: %s",
+                  r->message);
+    fenced = r->set_ring->fenced;
+    rpc_response_free(r);
+    ring_pb_free(sr.ring);
+    ring_pb_free(sr.pending);
+    return fenced;
+}
+
+/* Store key (not one of the load's) on c routed by ring epoch e; the status, message in msg. */
+static Objmeta__Status
+store_by_epoch(rpc_sync_client *c, const char *key, uint64_t e, char *msg, size_t cap)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__StoreRequest st = OBJMETA__STORE_REQUEST__INIT;
+    Objmeta__Response *r = NULL;
+    Objmeta__Status status;
+
+    st.bucket = BUCKET;
+    st.key = (char *)key;
+    st.data.data = (uint8_t *)"stale";
+    st.data.len = 5;
+    req.body_case = OBJMETA__REQUEST__BODY_STORE;
+    req.store = &st;
+    req.ring_epoch = e;
+    ck_assert(rpc_sync_client_call(c, &req, 5000, &r) == OM_OK);
+    status = r->status;
+    snprintf(msg, cap, "%s", r->message);
+    rpc_response_free(r);
+    return status;
+}
+
+/*
+ * g's primary during the held cutover -- the replica (other than `skip`, a
+ * killed one) that holds rings: backups never get any -- refuses what a
+ * coordinator cut off from etcd would send it: a Store routed by the ring in
+ * force for a key that moves away from g. Acknowledged, that write would be
+ * lost: the final pass copies only the keys the leader noted, and cleanup
+ * purges the key from g. Polls every 5 ms while no replica holds rings yet (a
+ * new primary, until the coordinator's probe) or the primary does not serve
+ * yet; from the first poll that sees the rings the fence must be on too (the
+ * probe installs both in one step: a fence one probe later would leave a
+ * window). Returns the primary's index.
+ */
+static int
+check_fenced(const group *g, int skip, const tu_proc *co)
+{
+    rpc_sync_client *c[NREP] = {NULL};
+    uint64_t deadline = tu_now_ms() + WAIT_MS;
+    int tries = 0, i = -1;
+
+    for (int r = 0; r < NREP; r++)
+        if (r != skip && g->p[r] != NULL)
+            ck_assert_int_eq(rpc_sync_client_open(g->addr[r], 5000, &c[r]), OM_OK);
+    for (;; tries++) {
+        ring *cur = NULL, *pend = NULL;
+        char key[32] = "", msg[512];
+        Objmeta__Status st = OBJMETA__STATUS__UNAVAILABLE;
+        uint64_t e = 0;
+
+        ck_assert_msg(tu_now_ms() < deadline, "no replica of %s came to hold the rings", g->id);
+        /* the first replica seen holding rings is the primary: backups never get one */
+        for (int r = 0; r < NREP && i < 0; r++)
+            if (c[r] != NULL && held_rings(c[r], &cur, &pend))
+                i = r;
+        if (i >= 0 && (cur != NULL || held_rings(c[i], &cur, &pend))) {
+            ck_assert_msg(pend != NULL,
+                          "%s/r%d: the change switched before its primary was checked (the "
+                          "hold of the cutover is too short)",
+                          g->id, i);
+            for (int k = 0; k < 100000 && key[0] == '\0'; k++) {
+                snprintf(key, sizeof(key), "fence-probe-%d", k);
+                if (strcmp(ring_lookup(cur, om_slice_from_str(BUCKET), om_slice_from_str(key))->id,
+                           g->id) != 0 ||
+                    strcmp(ring_lookup(pend, om_slice_from_str(BUCKET), om_slice_from_str(key))->id,
+                           g->id) == 0)
+                    key[0] = '\0'; /* not a key that moves away from g */
+            }
+            ck_assert_msg(key[0] != '\0', "no key moves away from %s", g->id);
+            ck_assert_msg(is_fenced(c[i], cur, pend),
+                          "%s/r%d holds the rings of the cutover but not its fence", g->id, i);
+            e = ring_epoch(cur);
+            st = store_by_epoch(c[i], key, e, msg, sizeof(msg));
+        }
+        ring_unref(cur);
+        ring_unref(pend);
+        if (st == OBJMETA__STATUS__UNAVAILABLE) {
+            om_clock_sleep_ms(5); /* poll interval: the coordinator's probe comes */
+            continue;
+        }
+        ck_assert_msg(st == OBJMETA__STATUS__WRONG_SHARD && strstr(msg, "fenced for the cutover"),
+                      "%s/r%d answered %s (\"%s\") to a Store of %s routed by epoch %llu during "
+                      "the cutover (coordinator phase cutover: %g): an acknowledged write the "
+                      "final pass would miss",
+                      g->id, i, st == OBJMETA__STATUS__OK ? "OK" : "not fenced", msg, key,
+                      (unsigned long long)e, cp_coord_metric(co, PHASE("cutover")));
+        printf("%s/r%d fenced for the cutover after %d polls: %s\n", g->id, i, tries, msg);
+        break;
+    }
+    for (int r = 0; r < NREP; r++)
+        if (c[r] != NULL)
+            rpc_sync_client_close(c[r]);
+    return i;
+}
 
 /* ---- the checks ---- */
 
@@ -375,32 +590,38 @@ wait_copying(const tu_proc *co)
         ck_assert_msg(tu_now_ms() < deadline, "the change never copied");
 }
 
-enum { KILL_NONE, KILL_SOURCE, KILL_TARGET };
-
+/* g1 holds data; add-group g2 under the load; kill: of both primaries while the copy runs. */
 static void
-add_group_scenario(const char *name, int kill)
+add_group_scenario(const char *name, bool kill)
 {
     group g1, g2, *gs[2] = {&g1, &g2};
     tu_proc *co;
     char shards[128];
     change ch;
     tu_load *L;
-    int killed = -1;
-    group *victim = kill == KILL_SOURCE ? &g1 : &g2;
 
     etcd = tu_etcd_start(1);
     group_start(&g1, "g1");
     group_put_config(&g1);
     snprintf(shards, sizeof(shards), "g1=%s", g1.addr[0]);
-    co = start_coord(shards);
-    L = load_start(co, name, kill != KILL_NONE); /* without a kill no request may fail */
+    co = start_coord(shards, 0);
+    L = load_start(co, name, kill); /* without a kill no request may fail */
     group_start(&g2, "g2");
     change_start(&ch, cp_coord_addr(co), &g2);
-    if (kill != KILL_NONE) {
+    if (kill) {
+        long t1, t2;
+        int k1, k2;
+        uint64_t t0;
+
         wait_copying(co);
-        killed = kill_primary(victim);
-        ck_assert_msg(cp_coord_metric(co, PHASE("idle")) != 1, "the change ended before the kill");
-        replica_start(victim, killed, false); /* it returns as a backup and rejoins */
+        t0 = tu_now_ms();
+        k1 = kill_primary_only(&g1, &t1); /* the source */
+        k2 = kill_primary_only(&g2, &t2); /* the target */
+        ck_assert_msg(cp_coord_metric(co, PHASE("copying")) == 1, "the copy ended before the kill");
+        wait_new_primary(&g1, k1, t1, t0);
+        wait_new_primary(&g2, k2, t2, t0);
+        replica_start(&g1, k1, false); /* they return as backups and rejoin */
+        replica_start(&g2, k2, false);
     }
     change_finish(&ch);
     tu_load_stop(L);
@@ -418,21 +639,14 @@ add_group_scenario(const char *name, int kill)
 START_TEST(add_group_under_load)
 {
     if (tu_etcd_available())
-        add_group_scenario("add_group_under_load", KILL_NONE);
+        add_group_scenario("add_group_under_load", false);
 }
 END_TEST
 
-START_TEST(source_primary_killed)
+START_TEST(primaries_killed_mid_copy)
 {
     if (tu_etcd_available())
-        add_group_scenario("source_primary_killed", KILL_SOURCE);
-}
-END_TEST
-
-START_TEST(target_primary_killed)
-{
-    if (tu_etcd_available())
-        add_group_scenario("target_primary_killed", KILL_TARGET);
+        add_group_scenario("primaries_killed_mid_copy", true);
 }
 END_TEST
 
@@ -443,7 +657,7 @@ START_TEST(add_during_failover)
     char shards[200];
     change ch;
     tu_load *L;
-    int killed;
+    int killed, hold = hold_ms();
 
     if (!tu_etcd_available())
         return;
@@ -453,7 +667,7 @@ START_TEST(add_during_failover)
     group_start(&g2, "g2");
     group_put_config(&g2);
     snprintf(shards, sizeof(shards), "g1=%s,g2=%s", g1.addr[0], g2.addr[0]);
-    co = start_coord(shards);
+    co = start_coord(shards, hold);
     L = load_start(co, "add_during_failover", true);
     group_start(&g3, "g3");
     {
@@ -480,6 +694,29 @@ START_TEST(add_during_failover)
         printf("g2: r%d killed, r%d leads term %ld; add-group g3 meanwhile\n", killed, pr, term);
     }
     replica_start(&g2, killed, false);
+    {
+        /* the cutover, held: kill -9 of a source's primary (g1) and of the target's (g3) */
+        long t1, t3;
+        int k1, k3, p1, n;
+        uint64_t t0;
+
+        wait_cutover_held(co);
+        t0 = tu_now_ms();
+        group_config(&g1, &t1, &p1, &n);
+        ck_assert_int_eq(check_fenced(&g1, -1, co), p1); /* the old primary, as every old owner */
+        k1 = kill_primary_only(&g1, &t1);
+        k3 = kill_primary_only(&g3, &t3);
+        /* its next primary, probed during the cutover: checked from the moment it holds rings */
+        p1 = check_fenced(&g1, k1, co);
+        ck_assert_int_eq(wait_new_primary(&g1, k1, t1, t0), p1);
+        wait_new_primary(&g3, k3, t3, t0);
+        ck_assert_msg(cp_coord_metric(co, PHASE("cutover")) == 1,
+                      "the cutover ended before both groups failed over (hold %d ms)", hold);
+        printf("cutover held %d ms: g1 and g3 failed over within it after %llu ms\n", hold,
+               (unsigned long long)(tu_now_ms() - t0));
+        replica_start(&g1, k1, false);
+        replica_start(&g3, k3, false);
+    }
     change_finish(&ch);
     tu_load_stop(L);
     for (int g = 0; g < 3; g++)
@@ -502,8 +739,7 @@ groups_migrate_suite(void)
 
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, add_group_under_load);
-    tcase_add_test(tc, source_primary_killed);
-    tcase_add_test(tc, target_primary_killed);
+    tcase_add_test(tc, primaries_killed_mid_copy);
     tcase_add_test(tc, add_during_failover);
     suite_add_tcase(s, tc);
     return s;

@@ -28,8 +28,14 @@ typedef struct kstate {
     uint64_t store_v;   /* highest acknowledged store version */
     uint32_t store_tag; /* its value: writer << 24 | seq */
     uint32_t store_len;
-    uint64_t del_v;     /* highest acknowledged delete version */
-    bool maybe_deleted; /* a delete whose outcome is unknown (transport error) */
+    uint64_t del_v;         /* highest acknowledged delete version */
+    bool maybe_deleted;     /* a delete whose outcome is unknown (transport error) */
+    uint64_t store_sent_ms; /* tu_now_ms() when the store of store_v was sent */
+    /* the latest answer to a delete that found the key gone although an earlier attempt of
+     * it may have deleted it (its answer lost, the request retried: by the client library,
+     * which then answers OK with version 0, or -- with faults -- by a coordinator, which
+     * passes the retry's NOT_FOUND on): a store sent before it may have been deleted */
+    uint64_t gone_ms;
 } kstate;
 
 struct tu_load {
@@ -163,6 +169,7 @@ run_writer(worker *w, omc_client *c, uint64_t *rs)
         }
         pthread_mutex_lock(&L->mu);
         if (info.version > L->k[i].store_v) {
+            L->k[i].store_sent_ms = t0;
             L->k[i].store_v = info.version;
             L->k[i].store_tag = tag;
             L->k[i].store_len = len;
@@ -187,15 +194,17 @@ run_deleter(worker *w, omc_client *c, uint64_t *rs)
         st = omc_delete(c, L->bucket, key, NULL, &v);
         note_latency(L, t0);
         atomic_fetch_add(&L->ops, 1);
-        if (st == OM_E_NOTFOUND)
-            continue;
+        if (st == OM_E_NOTFOUND && !L->faults)
+            continue; /* nothing to delete: no process fails, so no attempt was retried */
         pthread_mutex_lock(&L->mu);
+        if (st == OM_E_NOTFOUND || (st == OM_OK && v == 0))
+            L->k[i].gone_ms = tu_now_ms();
         if (st == OM_OK && v > L->k[i].del_v)
             L->k[i].del_v = v;
-        if (st != OM_OK)
+        if (st != OM_OK && st != OM_E_NOTFOUND)
             L->k[i].maybe_deleted = true;
         pthread_mutex_unlock(&L->mu);
-        if (st != OM_OK)
+        if (st != OM_OK && st != OM_E_NOTFOUND)
             note_error(L, "delete", st, c);
         om_clock_sleep_ms(2); /* deletes are rarer than writes */
     }
@@ -475,7 +484,8 @@ tu_load_check(tu_load *L)
         tu_load_mut_key(i, key, sizeof(key));
         st = omc_retrieve(c, L->bucket, key, &info, &data);
         if (st == OM_E_NOTFOUND) {
-            ck_assert_msg(k.del_v > k.store_v || k.maybe_deleted || k.store_v == 0,
+            ck_assert_msg(k.del_v > k.store_v || k.maybe_deleted || k.store_v == 0 ||
+                              k.store_sent_ms < k.gone_ms,
                           "%s: acknowledged write (version %llu) lost: key is gone, last "
                           "acknowledged delete %llu",
                           key, (unsigned long long)k.store_v, (unsigned long long)k.del_v);

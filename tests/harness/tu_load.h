@@ -10,6 +10,10 @@
  * deletes. Per mutable key the model keeps the highest acknowledged store
  * version (with its value's tag and length) and the highest acknowledged
  * delete version; a delete with no answer marks the key "maybe deleted".
+ * A delete that finds the key gone may follow an attempt of its own that
+ * deleted it and whose answer was lost (the client library then answers OK
+ * with version 0; with `faults` a coordinator's retry answers NOT_FOUND):
+ * the key's absence then excuses the stores sent before that answer.
  *
  * Checks while running: a stable key reads back its own bytes; a listing
  * (100 keys a page) is strictly increasing (never repeats a key) and holds

@@ -67,11 +67,11 @@
 #include <time.h>
 
 #include "it_util.h"
+#include "it_writers.h"
 #include "tu_etcd.h"
 
 #define NREP 3
 #define WRITERS 3
-#define KEYS_PER_WRITER 40
 #define TTL_MS 2000
 #define PREFIX "/objmeta/itrepl"
 #define CFG_KEY PREFIX "/groups/g1/config"
@@ -296,106 +296,6 @@ wait_in_sync(const cluster *cl, int n, int timeout_ms)
     }
 }
 
-/* ---- the writers: follow the primary, keep what was acknowledged ---- */
-
-typedef struct key_state {
-    uint64_t version; /* of the last acknowledged write (0: none) */
-    bool deleted;
-    bool uncertain; /* a later write failed: it may or may not have happened */
-    char data[48];
-} key_state;
-
-typedef struct writer {
-    const cluster *cl;
-    int id, fixed; /* fixed >= 0: stay on that replica (a writer on the old primary) */
-    uint64_t seed;
-    atomic_int acked;
-    atomic_bool *stop;
-    atomic_int *hint; /* the replica that acknowledged last: the readers' primary (or NULL) */
-    _Atomic uint64_t ok_after_ms; /* sigstop: the time of the last OK from the fixed replica */
-    key_state keys[KEYS_PER_WRITER];
-} writer;
-
-static void *
-writer_main(void *arg)
-{
-    writer *w = arg;
-    omc_client *c = NULL;
-    uint64_t rs = w->seed | 1;
-    int cur = w->fixed >= 0 ? w->fixed : 0;
-    char key[32], val[48], msg[128];
-
-    while (!atomic_load(w->stop)) {
-        int k = (int)(tu_rand(&rs) % KEYS_PER_WRITER);
-        key_state *ks = &w->keys[k];
-        bool del = ks->version != 0 && !ks->deleted && tu_rand(&rs) % 4 == 0;
-        omc_info info;
-        uint64_t v = 0;
-        om_status st;
-
-        if (c == NULL && omc_connect(w->cl->addr[cur], 1000, &c, msg, sizeof(msg)) != OM_OK) {
-            c = NULL;
-            cur = w->fixed >= 0 ? cur : (cur + 1) % NREP;
-            pause_ms(20); /* backoff */
-            continue;
-        }
-        omc_set_timeout(c, 4000);
-        snprintf(key, sizeof(key), "w%d-%02d", w->id, k);
-        snprintf(val, sizeof(val), "v-%d-%d-%llu", w->id, k, (unsigned long long)tu_rand(&rs));
-        st = del ? omc_delete(c, "repl", key, NULL, &v)
-                 : omc_store(c, "repl", key, om_slice_from_str(val), NULL, &info);
-        if (st != OM_OK) {
-            /* perhaps written (a primary that died or lost its lease with it in hand) */
-            ks->uncertain = true;
-            omc_close(c);
-            c = NULL;
-            cur = w->fixed >= 0 ? cur : (cur + 1) % NREP;
-            pause_ms(10); /* backoff */
-            continue;
-        }
-        if (!del) {
-            v = info.version;
-            omc_info_free(&info);
-            snprintf(ks->data, sizeof(ks->data), "%s", val);
-        }
-        ck_assert_uint_gt(v, ks->version); /* versions increase per key */
-        ks->version = v;
-        ks->deleted = del;
-        ks->uncertain = false; /* a later acknowledged write decides the key */
-        if (w->hint != NULL)
-            atomic_store(w->hint, cur);
-        atomic_store(&w->ok_after_ms, tu_now_ms());
-        atomic_fetch_add(&w->acked, 1);
-    }
-    omc_close(c);
-    return NULL;
-}
-
-static void
-writers_start(writer *w, pthread_t *th, int n, const cluster *cl, uint64_t seed, atomic_bool *stop,
-              atomic_int *hint)
-{
-    for (int i = 0; i < n; i++) {
-        memset(&w[i], 0, sizeof(w[i]));
-        w[i].cl = cl;
-        w[i].id = i;
-        w[i].fixed = -1;
-        w[i].seed = seed + (uint64_t)i * 7919;
-        w[i].stop = stop;
-        w[i].hint = hint;
-        ck_assert_int_eq(pthread_create(&th[i], NULL, writer_main, &w[i]), 0);
-    }
-}
-
-static int
-writers_acked(writer *w, int n)
-{
-    int t = 0;
-    for (int i = 0; i < n; i++)
-        t += atomic_load(&w[i].acked);
-    return t;
-}
-
 /*
  * ---- the readers: a reader of the stable keys and a paginated lister on the
  * replica the writers last saw acknowledge (the primary, as far as a client
@@ -547,20 +447,6 @@ preload_stable(const cluster *cl)
     omc_close(c);
 }
 
-/* Wait until the writers acknowledged `more` writes beyond now. */
-static void
-wait_acked(writer *w, int n, int more, int timeout_ms)
-{
-    int target = writers_acked(w, n) + more;
-    uint64_t deadline = tu_now_ms() + (uint64_t)timeout_ms;
-
-    while (writers_acked(w, n) < target) {
-        ck_assert_msg(tu_now_ms() < deadline, "writes do not continue (%d of %d acknowledged)",
-                      writers_acked(w, n), target);
-        pause_ms(5);
-    }
-}
-
 /*
  * Every acknowledged write on every replica as acknowledged, and the
  * replicas identical key by key (uncertain keys included). Polls until the
@@ -568,7 +454,7 @@ wait_acked(writer *w, int n, int more, int timeout_ms)
  * primary answered).
  */
 static void
-check_replicas(const cluster *cl, writer *w, int nw)
+check_replicas(const cluster *cl, it_writer *w, int nw)
 {
     omc_client *c[NREP];
     om_buf data = OM_BUF_INIT, first = OM_BUF_INIT;
@@ -578,11 +464,11 @@ check_replicas(const cluster *cl, writer *w, int nw)
     for (int r = 0; r < NREP; r++)
         ck_assert_int_eq(omc_connect(cl->addr[r], 5000, &c[r], msg, sizeof(msg)), OM_OK);
     for (int i = 0; i < nw; i++)
-        for (int k = 0; k < KEYS_PER_WRITER; k++) {
-            const key_state *ks = &w[i].keys[k];
+        for (int k = 0; k < IT_WRITER_KEYS; k++) {
+            const it_wkey *ks = &w[i].keys[k];
             uint64_t deadline = tu_now_ms() + 10000;
 
-            snprintf(key, sizeof(key), "w%d-%02d", i, k);
+            it_writer_key(i, k, key, sizeof(key));
             for (;;) {
                 om_status st0 = OM_OK;
                 uint64_t v0 = 0;
@@ -594,20 +480,7 @@ check_replicas(const cluster *cl, writer *w, int nw)
 
                     ck_assert_msg(st == OM_OK || st == OM_E_NOTFOUND, "%s on %s: %s", key,
                                   cl->addr[r], omc_last_message(c[r]));
-                    if (!ks->uncertain && ks->version != 0) {
-                        if (ks->deleted)
-                            ck_assert_msg(st == OM_E_NOTFOUND,
-                                          "%s: acknowledged delete undone "
-                                          "on %s",
-                                          key, cl->addr[r]);
-                        else {
-                            ck_assert_msg(st == OM_OK, "%s: acknowledged write missing on %s", key,
-                                          cl->addr[r]);
-                            ck_assert_uint_eq(info.version, ks->version);
-                            ck_assert(
-                                om_slice_eq(om_buf_slice(&data), om_slice_from_str(ks->data)));
-                        }
-                    }
+                    it_wkey_check(ks, key, cl->addr[r], st, info.version, om_buf_slice(&data));
                     if (r == 0) {
                         st0 = st;
                         v0 = st == OM_OK ? info.version : 0;
@@ -639,7 +512,7 @@ check_replicas(const cluster *cl, writer *w, int nw)
 /* One scenario: the cluster, WRITERS writers following the primary (+1 spare slot). */
 typedef struct run {
     cluster cl;
-    writer w[WRITERS + 1];
+    it_writer w[WRITERS + 1];
     pthread_t th[WRITERS + 1];
     int nw;
     observer obs[3]; /* a reader and a lister; a watcher in drop_shipment */
@@ -678,7 +551,17 @@ run_start(run *r, const char *name)
     ck_assert_int_eq(wait_primary(&r->cl, -1, 15000), 0); /* the configuration named r0 */
     preload_stable(&r->cl);
     r->nw = WRITERS;
-    writers_start(r->w, r->th, WRITERS, &r->cl, r->seed, &r->stop, &r->hint);
+    /* they follow the primary: a refusal or an error moves a writer to the next replica */
+    it_writers_start(r->w, r->th, WRITERS,
+                     &(it_writer){.addrs = {r->cl.addr[0], r->cl.addr[1], r->cl.addr[2]},
+                                  .naddrs = NREP,
+                                  .bucket = "repl",
+                                  .connect_ms = 1000,
+                                  .timeout_ms = 4000,
+                                  .backoff_ms = 10,
+                                  .stop = &r->stop,
+                                  .hint = &r->hint},
+                     r->seed);
     observer_start(r, OBS_READER);
     observer_start(r, OBS_LISTER);
 }
@@ -748,7 +631,7 @@ START_TEST(kill9_primary_failover)
         long term;
         int pr, in, next;
 
-        wait_acked(r.w, WRITERS, 100, 20000);
+        it_writers_wait_acked(r.w, WRITERS, 100, 20000);
         pause_ms((int)(tu_rand(&rs) % 700)); /* a random moment of the load */
         read_config(&r.cl, &term, &pr, &in);
         ck_assert_int_eq(pr, primary);
@@ -761,13 +644,13 @@ START_TEST(kill9_primary_failover)
                term, next, (unsigned long long)took);
         ck_assert_msg(took <= TTL_MS + 1000, "failover took %llu ms > lease TTL + 1 s",
                       (unsigned long long)took);
-        wait_acked(r.w, WRITERS, 50, 10000);
+        it_writers_wait_acked(r.w, WRITERS, 50, 10000);
         start_replica(&r.cl, primary, false); /* rejoins: repaired, then in sync again */
         wait_in_sync(&r.cl, NREP, 20000);
         primary = next;
     }
     printf("%d rounds, worst failover %llu ms, %d writes acknowledged\n", rounds,
-           (unsigned long long)worst, writers_acked(r.w, WRITERS));
+           (unsigned long long)worst, it_writers_acked(r.w, WRITERS));
     run_finish(&r);
 }
 END_TEST
@@ -806,7 +689,7 @@ START_TEST(drop_shipment)
     r.cl.drop_key = DROPPED_KEY; /* r0: ship nothing from the group holding it on */
     run_start(&r, "drop_shipment");
     observer_start(&r, OBS_WATCHER); /* reads DROPPED_KEY as clients do, from now to the end */
-    wait_acked(r.w, WRITERS, 100, 20000);
+    it_writers_wait_acked(r.w, WRITERS, 100, 20000);
     ck_assert_int_eq(pthread_create(&dth, NULL, dropper_main, &d), 0);
     /* r0 made the group durable and shipped nothing: its log says so after the sync */
     for (deadline = tu_now_ms() + 20000;; pause_ms(20)) {
@@ -824,11 +707,11 @@ START_TEST(drop_shipment)
     ck_assert_msg(d.st != OM_OK, "the write whose shipment was dropped was acknowledged");
     next = wait_primary(&r.cl, 0, TTL_MS + 5000);
     printf("r0 died holding %s (%s); r%d leads\n", DROPPED_KEY, om_status_str(d.st), next);
-    wait_acked(r.w, WRITERS, 50, 10000);
+    it_writers_wait_acked(r.w, WRITERS, 50, 10000);
     r.cl.drop_key = NULL;
     start_replica(&r.cl, 0, false); /* rejoins: repaired from the new primary */
     wait_in_sync(&r.cl, NREP, 20000);
-    wait_acked(r.w, WRITERS, 50, 10000);
+    it_writers_wait_acked(r.w, WRITERS, 50, 10000);
     writers_stop(&r);
     for (int i = 0; i < NREP; i++) { /* gone everywhere, r0 included */
         omc_client *c = NULL;
@@ -853,21 +736,21 @@ START_TEST(kill9_backup_removed)
     static run r;
 
     run_start(&r, "kill9_backup_removed");
-    wait_acked(r.w, WRITERS, 200, 20000);
+    it_writers_wait_acked(r.w, WRITERS, 200, 20000);
     replica_down(&r.cl, 2, true);
-    wait_in_sync(&r.cl, NREP - 1, 10000); /* removed by the primary's transaction */
-    wait_acked(r.w, WRITERS, 200, 10000); /* and the writes go on without it */
+    wait_in_sync(&r.cl, NREP - 1, 10000);            /* removed by the primary's transaction */
+    it_writers_wait_acked(r.w, WRITERS, 200, 10000); /* and the writes go on without it */
     printf("backup r2 removed from the in-sync set; writes continue\n");
     check_metric(&r.cl, 0, "objmeta_replication_in_sync_size 2\n");
     check_metric(&r.cl, 0, "objmeta_replication_backup_in_sync{backup=\"");
     start_replica(&r.cl, 2, false);
     wait_in_sync(&r.cl, NREP, 20000);
-    wait_acked(r.w, WRITERS, 100, 10000);
+    it_writers_wait_acked(r.w, WRITERS, 100, 10000);
     printf("backup r2 rejoined the in-sync set\n");
     /* again, and back while nothing is written: the shipper's retries find it */
     replica_down(&r.cl, 2, true);
     wait_in_sync(&r.cl, NREP - 1, 10000);
-    wait_acked(r.w, WRITERS, 100, 10000);
+    it_writers_wait_acked(r.w, WRITERS, 100, 10000);
     writers_stop(&r);
     start_replica(&r.cl, 2, false);
     wait_in_sync(&r.cl, NREP, 10000);
@@ -879,7 +762,7 @@ END_TEST
 START_TEST(sigstop_primary)
 {
     static run r;
-    writer *old;
+    it_writer *old;
     uint64_t t_new, until;
     long term;
     int pr, in, next;
@@ -887,16 +770,24 @@ START_TEST(sigstop_primary)
     run_start(&r, "sigstop_primary");
     /* one more writer that stays on r0, the primary about to be stopped */
     old = &r.w[WRITERS];
-    *old = (writer){.cl = &r.cl, .id = WRITERS, .fixed = 0, .seed = r.seed ^ 77, .stop = &r.stop};
-    ck_assert_int_eq(pthread_create(&r.th[WRITERS], NULL, writer_main, old), 0);
+    it_writers_start(old, &r.th[WRITERS], 1,
+                     &(it_writer){.addrs = {r.cl.addr[0]},
+                                  .naddrs = 1,
+                                  .bucket = "repl",
+                                  .connect_ms = 1000,
+                                  .timeout_ms = 4000,
+                                  .backoff_ms = 10,
+                                  .stop = &r.stop,
+                                  .id = WRITERS},
+                     r.seed ^ 77);
     r.nw = WRITERS + 1;
-    wait_acked(r.w, WRITERS + 1, 200, 20000);
+    it_writers_wait_acked(r.w, WRITERS + 1, 200, 20000);
     ck_assert_int_eq(kill(tu_proc_pid(r.cl.p[0]), SIGSTOP), 0);
     next = wait_primary(&r.cl, 0, TTL_MS + 5000);
     t_new = tu_now_ms();
     read_config(&r.cl, &term, &pr, &in);
     printf("r0 stopped: r%d leads term %ld\n", next, term);
-    wait_acked(r.w, WRITERS, 100, 10000);
+    it_writers_wait_acked(r.w, WRITERS, 100, 10000);
     ck_assert_int_eq(kill(tu_proc_pid(r.cl.p[0]), SIGCONT), 0);
     /* the old primary wakes past its lease: nothing more is acknowledged by it */
     for (until = tu_now_ms() + 3000; tu_now_ms() < until; pause_ms(20))
@@ -944,13 +835,13 @@ START_TEST(promote_switchover)
     int pr, in;
 
     run_start(&r, "promote_switchover");
-    wait_acked(r.w, WRITERS, 200, 20000);
+    it_writers_wait_acked(r.w, WRITERS, 200, 20000);
     put_config(&r.cl, 2, 1); /* admin promote r1: the old primary must stop, r1 take over */
     ck_assert_int_eq(wait_primary(&r.cl, 0, 10000), 1);
     read_config(&r.cl, &term, &pr, &in);
     ck_assert_int_eq(term, 2);
     ck_assert_int_eq(pr, 1);
-    wait_acked(r.w, WRITERS, 200, 10000);
+    it_writers_wait_acked(r.w, WRITERS, 200, 10000);
     wait_in_sync(&r.cl, NREP, 10000);
     check_metric(&r.cl, 1, "objmeta_replication_role{role=\"primary\"} 1\n");
     check_metric(&r.cl, 1, "objmeta_replication_serving 1\n");
@@ -968,7 +859,7 @@ START_TEST(etcd_unreachable)
     int acked;
 
     run_start(&r, "etcd_unreachable");
-    wait_acked(r.w, WRITERS, 200, 20000);
+    it_writers_wait_acked(r.w, WRITERS, 200, 20000);
     tu_etcd_stop_member(r.cl.etcd, 0);
     t0 = tu_now_ms();
     /* the primary stops serving before its lease could have expired in etcd */
@@ -979,12 +870,12 @@ START_TEST(etcd_unreachable)
     }
     printf("etcd stopped: the primary stopped serving after %llu ms\n",
            (unsigned long long)(tu_now_ms() - t0));
-    acked = writers_acked(r.w, WRITERS);
+    acked = it_writers_acked(r.w, WRITERS);
     for (until = tu_now_ms() + 1000; tu_now_ms() < until; pause_ms(20))
-        ck_assert_int_eq(writers_acked(r.w, WRITERS), acked); /* nobody acknowledges */
+        ck_assert_int_eq(it_writers_acked(r.w, WRITERS), acked); /* nobody acknowledges */
     tu_etcd_restart_member(r.cl.etcd, 0);
     (void)wait_primary(&r.cl, -1, 20000);
-    wait_acked(r.w, WRITERS, 100, 10000);
+    it_writers_wait_acked(r.w, WRITERS, 100, 10000);
     wait_in_sync(&r.cl, NREP, 20000);
     printf("etcd back: a primary serves again\n");
     run_finish(&r);
@@ -1001,7 +892,7 @@ START_TEST(sigterm_rolling)
         uint64_t t0, took;
         int next;
 
-        wait_acked(r.w, WRITERS, 100, 20000);
+        it_writers_wait_acked(r.w, WRITERS, 100, 20000);
         t0 = tu_now_ms();
         replica_down(&r.cl, primary, false); /* a restart of a rolling upgrade */
         next = wait_primary(&r.cl, primary, TTL_MS + 5000);
@@ -1090,13 +981,13 @@ START_TEST(wiped_backup)
 
     catch_up_rate = "--replica-catch-up-rate=4K";
     run_start(&r, "wiped_backup");
-    wait_acked(r.w, WRITERS, 300, 20000);
+    it_writers_wait_acked(r.w, WRITERS, 300, 20000);
     replica_down(&r.cl, 1, false);
     tu_rmrf(r.cl.dir[1]);
     wait_in_sync(&r.cl, NREP - 1, 10000);
     start_replica(&r.cl, 1, false); /* the same path, now empty */
     wait_in_sync(&r.cl, NREP, 30000);
-    wait_acked(r.w, WRITERS, 100, 10000);
+    it_writers_wait_acked(r.w, WRITERS, 100, 10000);
     printf("wiped backup r1 caught up and is in sync again\n");
     deadline = tu_now_ms() + 10000;
     while (!catch_up_done(&r.cl, 0, r.cl.port[1], &pages, &bytes, &secs)) {

@@ -28,6 +28,7 @@
 
 #include "fault_env.h"
 #include "it_util.h"
+#include "it_writers.h"
 #include "shard/record.h"
 #include "shard/repl.h"
 #include "shard/shard.h"
@@ -36,7 +37,6 @@
 #define BUCKET "powerloss"
 #define GROUP "g1"
 #define WRITERS 3
-#define KEYS 40    /* per writer */
 #define NSTABLE 30 /* "s-%03d": written first, never again */
 
 /* ---- the backup: a shard and its replica over the fault env, served on a loop thread ---- */
@@ -128,69 +128,7 @@ backup_stop(backup *b)
     fault_env_free(b->fe);
 }
 
-/* ---- the load: writers and deleters with a model, and a lister ---- */
-
-typedef struct kstate {
-    uint64_t version; /* of the last acknowledged store or delete (0: none) */
-    bool deleted, uncertain;
-    char data[48];
-} kstate;
-
-typedef struct loadw {
-    const char *addr;
-    int id;
-    uint64_t seed;
-    atomic_bool *stop;
-    atomic_int acked;
-    kstate k[KEYS];
-} loadw;
-
-static void *
-writer_main(void *arg)
-{
-    loadw *w = arg;
-    omc_client *c = NULL;
-    uint64_t rs = w->seed | 1;
-    char key[32], val[48], msg[128];
-
-    while (!atomic_load(w->stop)) {
-        int i = (int)(tu_rand(&rs) % KEYS);
-        kstate *ks = &w->k[i];
-        bool del = ks->version != 0 && !ks->deleted && tu_rand(&rs) % 4 == 0;
-        omc_info info;
-        uint64_t v = 0;
-        om_status st;
-
-        if (c == NULL && omc_connect(w->addr, 1000, &c, msg, sizeof(msg)) != OM_OK) {
-            c = NULL;
-            om_clock_sleep_ms(20); /* backoff */
-            continue;
-        }
-        omc_set_timeout(c, 2000); /* held while the backup is away: the write is uncertain */
-        snprintf(key, sizeof(key), "w%d-%02d", w->id, i);
-        snprintf(val, sizeof(val), "v-%d-%d-%llu", w->id, i, (unsigned long long)tu_rand(&rs));
-        st = del ? omc_delete(c, BUCKET, key, NULL, &v)
-                 : omc_store(c, BUCKET, key, om_slice_from_str(val), NULL, &info);
-        if (st != OM_OK) {
-            ks->uncertain = true;
-            omc_close(c);
-            c = NULL;
-            continue;
-        }
-        if (!del) {
-            v = info.version;
-            omc_info_free(&info);
-            snprintf(ks->data, sizeof(ks->data), "%s", val);
-        }
-        ck_assert_uint_gt(v, ks->version); /* versions increase per key */
-        ks->version = v;
-        ks->deleted = del;
-        ks->uncertain = false; /* a later acknowledged write decides the key */
-        atomic_fetch_add(&w->acked, 1);
-    }
-    omc_close(c);
-    return NULL;
-}
+/* ---- the load: the writers (it_writers.h) and a lister ---- */
 
 typedef struct lister {
     const char *addr;
@@ -252,7 +190,7 @@ lister_main(void *arg)
 }
 
 typedef struct load {
-    loadw w[WRITERS];
+    it_writer w[WRITERS];
     lister l;
     pthread_t th[WRITERS + 1];
     atomic_bool stop;
@@ -262,13 +200,15 @@ static void
 load_start(load *L, const char *addr, uint64_t seed)
 {
     atomic_store(&L->stop, false);
-    for (int i = 0; i < WRITERS; i++) {
-        L->w[i].addr = addr;
-        L->w[i].id = i;
-        L->w[i].seed = seed + (uint64_t)i * 7919;
-        L->w[i].stop = &L->stop;
-        ck_assert_int_eq(pthread_create(&L->th[i], NULL, writer_main, &L->w[i]), 0);
-    }
+    /* a write held while the backup is away times out: its key is uncertain */
+    it_writers_start(L->w, L->th, WRITERS,
+                     &(it_writer){.addrs = {addr},
+                                  .naddrs = 1,
+                                  .bucket = BUCKET,
+                                  .connect_ms = 1000,
+                                  .timeout_ms = 2000,
+                                  .stop = &L->stop},
+                     seed);
     L->l.addr = addr;
     L->l.stop = &L->stop;
     ck_assert_int_eq(pthread_create(&L->th[WRITERS], NULL, lister_main, &L->l), 0);
@@ -283,29 +223,6 @@ load_stop(load *L)
     ck_assert_msg(L->l.failure[0] == '\0', "%s", L->l.failure);
 }
 
-static int
-load_acked(load *L)
-{
-    int n = 0;
-
-    for (int i = 0; i < WRITERS; i++)
-        n += atomic_load(&L->w[i].acked);
-    return n;
-}
-
-static void
-wait_acked(load *L, int more)
-{
-    int target = load_acked(L) + more;
-    uint64_t deadline = tu_now_ms() + 30000;
-
-    while (load_acked(L) < target) {
-        ck_assert_msg(tu_now_ms() < deadline, "writes do not continue (%d of %d)", load_acked(L),
-                      target);
-        om_clock_sleep_ms(5); /* polling */
-    }
-}
-
 /* Every acknowledged write and delete on the backup's reopened engine. */
 static int
 check_backup_engine(shard *sh, load *L)
@@ -313,30 +230,19 @@ check_backup_engine(shard *sh, load *L)
     int checked = 0;
 
     for (int i = 0; i < WRITERS; i++)
-        for (int k = 0; k < KEYS; k++) {
-            const kstate *ks = &L->w[i].k[k];
+        for (int k = 0; k < IT_WRITER_KEYS; k++) {
             shard_record rec;
             om_buf raw = OM_BUF_INIT;
             char key[32], err[256] = "";
             om_status st;
 
-            if (ks->version == 0 || ks->uncertain)
-                continue; /* a later write may or may not have happened */
-            snprintf(key, sizeof(key), "w%d-%02d", i, k);
+            it_writer_key(i, k, key, sizeof(key));
             st = shard_get(sh, om_slice_from_str(BUCKET), om_slice_from_str(key), &raw, &rec, err,
                            sizeof(err));
-            if (ks->deleted)
-                ck_assert_msg(st == OM_E_NOTFOUND,
-                              "%s: acknowledged delete (version %llu) undone on the backup", key,
-                              (unsigned long long)ks->version);
-            else {
-                ck_assert_msg(st == OM_OK, "%s: acknowledged write (version %llu) lost: %s", key,
-                              (unsigned long long)ks->version, om_status_str(st));
-                ck_assert_uint_eq(rec.version, ks->version);
-                ck_assert(om_slice_eq(rec.data, om_slice_from_str(ks->data)));
-            }
+            checked += it_wkey_check(&L->w[i].keys[k], key, "the backup", st,
+                                     st == OM_OK ? rec.version : 0,
+                                     st == OM_OK ? rec.data : om_slice_from_str(""));
             om_buf_free(&raw);
-            checked++;
         }
     return checked;
 }
@@ -353,10 +259,10 @@ check_identical(const char *paddr, const char *baddr, load *L)
     for (int r = 0; r < 2; r++)
         ck_assert_int_eq(omc_connect(addr[r], 5000, &c[r], msg, sizeof(msg)), OM_OK);
     for (int i = 0; i < WRITERS; i++)
-        for (int k = 0; k < KEYS; k++) {
+        for (int k = 0; k < IT_WRITER_KEYS; k++) {
             char key[32];
 
-            snprintf(key, sizeof(key), "w%d-%02d", i, k);
+            it_writer_key(i, k, key, sizeof(key));
             for (;;) {
                 om_status st[2];
                 uint64_t v[2] = {0, 0};
@@ -376,10 +282,8 @@ check_identical(const char *paddr, const char *baddr, load *L)
                 }
                 same = st[0] == st[1] && v[0] == v[1] &&
                        om_slice_eq(om_buf_slice(&data[0]), om_buf_slice(&data[1]));
-                if (!L->w[i].k[k].uncertain && L->w[i].k[k].version != 0)
-                    ck_assert_msg(L->w[i].k[k].deleted ? st[0] == OM_E_NOTFOUND
-                                                       : v[0] == L->w[i].k[k].version,
-                                  "%s: the primary lost an acknowledged write or delete", key);
+                it_wkey_check(&L->w[i].keys[k], key, "the primary", st[0], v[0],
+                              om_buf_slice(&data[0]));
                 om_buf_free(&data[0]);
                 om_buf_free(&data[1]);
                 if (same)
@@ -428,7 +332,7 @@ START_TEST(backup_power_loss)
     for (int round = 0; round < 3; round++) {
         int after = 50 + (int)(tu_rand(&rnd) % 300), checked;
 
-        wait_acked(&L, after);
+        it_writers_wait_acked(L.w, WRITERS, after, 30000);
         fault_env_crash(b.fe, true, &rnd); /* the power fails: unsynced data is gone */
         load_stop(&L);                     /* answers now wait for the backup, then time out */
         backup_stop(&b);
@@ -445,7 +349,7 @@ START_TEST(backup_power_loss)
                round, after, checked);
         backup_start(&b, bdir, b.port); /* back on its address: the primary resends */
         load_start(&L, paddr, tu_rand(&rnd));
-        wait_acked(&L, 100);
+        it_writers_wait_acked(L.w, WRITERS, 100, 30000);
     }
     load_stop(&L);
     check_identical(paddr, baddr, &L);

@@ -40,12 +40,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "it_util.h"
+#include "it_writers.h"
 
 #define WRITERS 4
-#define KEYS_PER_WRITER 40
 
 typedef struct group {
     tu_proc *b[2], *p;
@@ -111,67 +110,9 @@ group_stop(group *g)
 
 /* ---- kill -9 of the primary under a load ---- */
 
-typedef struct key_state {
-    uint64_t version; /* of the last acknowledged write; 0 = none acknowledged */
-    bool deleted;     /* that write was a delete */
-    bool uncertain;   /* a write was in flight when the primary died */
-    char data[48];
-} key_state;
-
-typedef struct writer {
-    const char *addr;
-    int id;
-    uint64_t seed;
-    atomic_int acked;
-    atomic_bool *stop;
-    key_state keys[KEYS_PER_WRITER];
-} writer;
-
-static void *
-writer_main(void *arg)
-{
-    writer *w = arg;
-    omc_client *c = NULL;
-    uint64_t rs = w->seed | 1;
-    char key[32], msg[128];
-
-    if (omc_connect(w->addr, 5000, &c, msg, sizeof(msg)) != OM_OK)
-        return NULL;
-    omc_set_timeout(c, 10000);
-    while (!atomic_load(w->stop)) {
-        int k = (int)(tu_rand(&rs) % KEYS_PER_WRITER);
-        key_state *ks = &w->keys[k];
-        bool del = ks->version != 0 && !ks->deleted && tu_rand(&rs) % 4 == 0;
-        omc_info info;
-        uint64_t v = 0;
-        om_status st;
-        char val[48];
-
-        snprintf(key, sizeof(key), "w%d-%02d", w->id, k);
-        snprintf(val, sizeof(val), "v-%d-%d-%llu", w->id, k, (unsigned long long)tu_rand(&rs));
-        st = del ? omc_delete(c, "repl", key, NULL, &v)
-                 : omc_store(c, "repl", key, om_slice_from_str(val), NULL, &info);
-        if (st != OM_OK) {
-            ks->uncertain = true; /* the primary died with it in flight */
-            break;
-        }
-        if (!del) {
-            v = info.version;
-            omc_info_free(&info);
-            snprintf(ks->data, sizeof(ks->data), "%s", val);
-        }
-        ck_assert_uint_gt(v, ks->version); /* versions increase per key */
-        ks->version = v;
-        ks->deleted = del;
-        atomic_fetch_add(&w->acked, 1);
-    }
-    omc_close(c);
-    return NULL;
-}
-
 /* Every acknowledged write of the writers is on the replica at addr, as acknowledged. */
 static int
-check_replica(const char *addr, writer *w)
+check_replica(const char *addr, it_writer *w)
 {
     omc_client *c = NULL;
     om_buf data = OM_BUF_INIT;
@@ -180,26 +121,16 @@ check_replica(const char *addr, writer *w)
 
     ck_assert_int_eq(omc_connect(addr, 5000, &c, msg, sizeof(msg)), OM_OK);
     for (int i = 0; i < WRITERS; i++)
-        for (int k = 0; k < KEYS_PER_WRITER; k++) {
-            const key_state *ks = &w[i].keys[k];
-            omc_info info;
+        for (int k = 0; k < IT_WRITER_KEYS; k++) {
+            omc_info info = {0};
             om_status st;
 
-            if (ks->version == 0 || ks->uncertain)
-                continue;
-            snprintf(key, sizeof(key), "w%d-%02d", i, k);
+            it_writer_key(i, k, key, sizeof(key));
             st = omc_retrieve(c, "repl", key, &info, &data);
-            if (ks->deleted) {
-                ck_assert_msg(st == OM_E_NOTFOUND, "%s: acknowledged delete undone on %s", key,
-                              addr);
-            } else {
-                ck_assert_msg(st == OM_OK, "%s: acknowledged write missing on %s (%s)", key, addr,
-                              omc_last_message(c));
-                ck_assert_uint_eq(info.version, ks->version);
-                ck_assert(om_slice_eq(om_buf_slice(&data), om_slice_from_str(ks->data)));
+            checked +=
+                it_wkey_check(&w[i].keys[k], key, addr, st, info.version, om_buf_slice(&data));
+            if (st == OM_OK)
                 omc_info_free(&info);
-            }
-            checked++;
         }
     om_buf_free(&data);
     omc_close(c);
@@ -208,39 +139,29 @@ check_replica(const char *addr, writer *w)
 
 START_TEST(kill9_primary_loses_nothing_acknowledged)
 {
-    uint64_t seed = tu_seed("kill9_primary_loses_nothing_acknowledged");
-    static writer w[WRITERS];
+    static it_writer w[WRITERS];
     pthread_t th[WRITERS];
     atomic_bool stop = false;
-    uint64_t deadline = tu_now_ms() + 30000;
     group g;
     int total;
 
     group_start(&g, "1");
-    for (int i = 0; i < WRITERS; i++) {
-        memset(&w[i], 0, sizeof(w[i]));
-        w[i].addr = g.paddr;
-        w[i].id = i;
-        w[i].seed = seed + (uint64_t)i * 7919;
-        w[i].stop = &stop;
-        ck_assert_int_eq(pthread_create(&th[i], NULL, writer_main, &w[i]), 0);
-    }
-    do { /* polling the counters, not synchronising */
-        struct timespec ts = {0, 2 * 1000000L};
-        nanosleep(&ts, NULL);
-        total = 0;
-        for (int i = 0; i < WRITERS; i++)
-            total += atomic_load(&w[i].acked);
-    } while (total < 400 && tu_now_ms() < deadline);
+    /* the writers stop at their first failure: the primary died */
+    it_writers_start(w, th, WRITERS,
+                     &(it_writer){.addrs = {g.paddr},
+                                  .naddrs = 1,
+                                  .bucket = "repl",
+                                  .connect_ms = 5000,
+                                  .timeout_ms = 10000,
+                                  .stop_on_error = true,
+                                  .stop = &stop},
+                     tu_seed("kill9_primary_loses_nothing_acknowledged"));
+    it_writers_wait_acked(w, WRITERS, 400, 30000);
     tu_proc_kill9(g.p); /* in the middle of the load */
     tu_proc_free(g.p);
     g.p = NULL;
-    atomic_store(&stop, true);
-    for (int i = 0; i < WRITERS; i++)
-        pthread_join(th[i], NULL);
-    total = 0;
-    for (int i = 0; i < WRITERS; i++)
-        total += atomic_load(&w[i].acked);
+    it_writers_join(w, th, WRITERS);
+    total = it_writers_acked(w, WRITERS);
     ck_assert_int_gt(total, 0);
     int c0 = check_replica(g.baddr[0], w), c1 = check_replica(g.baddr[1], w);
     ck_assert_int_eq(c0, c1);
