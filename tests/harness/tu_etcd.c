@@ -87,7 +87,9 @@ port_bindable(int port)
  * restarted on its old address). It is taken below the ephemeral range: a
  * port released there is soon handed to some outgoing connection of another
  * test, and the process then fails with "address already in use". Ports are
- * drawn at random, so concurrent tests rarely pick the same one.
+ * drawn at random, so concurrent tests rarely pick the same one. port + 1000
+ * (a server's automatic HTTP port, rpc_conf_http_addr) is free and below the
+ * range too.
  */
 int
 tu_free_port(void)
@@ -103,8 +105,8 @@ tu_free_port(void)
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            int port = 10000 + (int)(x % (uint64_t)(lo - 10000));
-            if (port_bindable(port))
+            int port = 10000 + (int)(x % (uint64_t)(lo - 11000));
+            if (port_bindable(port) && port_bindable(port + 1000))
                 return port;
         }
     }

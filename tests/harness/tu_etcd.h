@@ -39,7 +39,7 @@ void tu_etcd_wait_healthy(const tu_etcd *e, int i, int timeout_ms);
 void tu_etcd_stop(tu_etcd *e);
 
 /* A free TCP port on 127.0.0.1 for a process that cannot bind port 0 (drawn at random
- * below the kernel's ephemeral range; checked bindable, then released). */
+ * below the kernel's ephemeral range; it and port + 1000 checked bindable, released). */
 int tu_free_port(void);
 
 #endif /* OM_TESTS_TU_ETCD_H */
