@@ -792,23 +792,6 @@ lsm_compact_range_estimate(lsm_db *db)
     return est;
 }
 
-/* lsm_stats.pending_compaction_bytes from the files and bytes per level in st. */
-static uint64_t
-stats_debt(const lsm_stats *st, const lsm_opts *o)
-{
-    uint64_t debt = 0;
-
-    if ((int)st->levels[0].files >= o->l0_compaction_trigger)
-        debt = st->levels[0].bytes;
-    for (int l = 1; l < LSM_MAX_LEVELS - 1; l++) {
-        uint64_t target = lsm_level_max_bytes(o, l);
-
-        if (st->levels[l].bytes > target)
-            debt += st->levels[l].bytes - target;
-    }
-    return debt;
-}
-
 void
 lsm_stats_get(lsm_db *db, lsm_stats *out)
 {
@@ -823,7 +806,7 @@ lsm_stats_get(lsm_db *db, lsm_stats *out)
         out->levels[l].bytes = lsm_version_level_bytes(sv->v, l);
         out->live_sst_bytes += out->levels[l].bytes;
     }
-    out->pending_compaction_bytes = stats_debt(out, &db->opts);
+    out->pending_compaction_bytes = lsm_version_debt(sv->v, &db->opts);
     out->memtable_bytes = lsm_mem_usage(sv->mem);
     for (int i = 0; i < sv->nimm; i++)
         out->memtable_bytes += lsm_mem_usage(sv->imm[i]);

@@ -787,7 +787,7 @@ usage(void)
            "                 [--verbose] [--keep] [--values=random|json|half]\n"
            "                 [--value-size=B] [--dist=uniform|zipf|zipf:T] [--cache-mb=N]\n"
            "                 [--shape-ms=N] [--settle=S] [--hog=N] [--nice=N]\n"
-           "                 [--write-buffer-mb=N]\n"
+           "                 [--write-buffer-mb=N] [--l1-mb=N]\n"
            "--values:  random bytes (default), ~200 B JSON metadata, or half random/half\n"
            "           pattern; --value-size for random and half (default 256)\n"
            "--dist:    key choice of reads, scans and deletes (zipf: theta 0.99)\n"
@@ -796,6 +796,8 @@ usage(void)
            "--hog:     N busy threads beside every workload (CPU competition)\n"
            "--nice:    objmeta's background_nice (0..19; the shard's default is 5)\n"
            "--write-buffer-mb: every engine's memtable size (default 64; the shard's 16)\n"
+           "--l1-mb:   objmeta's max_bytes_for_level1 (default: the engine's)\n"
+           "LSM_BENCH_DEBUG=1 in the environment logs the engine's flushes and compactions\n"
            "--verbose: engine statistics (files per level) after each fill, and when a read\n"
            "           workload opens its database and when it ends\n"
            "--keep:    leave the databases in --db-dir; a later run's read workloads reuse a\n"
@@ -820,7 +822,7 @@ main(int argc, char **argv)
     const engine_ops *run[NENGINES_MAX], *const *all;
     size_t nrun = 0, n_all;
     bg_value_kind vkind = BG_VALUES_RANDOM;
-    size_t cache_mb = 64, wbuf_mb = 64;
+    size_t cache_mb = 64, wbuf_mb = 64, l1_mb = 0;
     int om_nice = 0;
     uint64_t vsize = 256;
     int hog_threads = 0;
@@ -863,6 +865,8 @@ main(int argc, char **argv)
             cache_mb = strtoull(a + 11, NULL, 10);
         else if (strncmp(a, "--write-buffer-mb=", 18) == 0)
             wbuf_mb = strtoull(a + 18, NULL, 10);
+        else if (strncmp(a, "--l1-mb=", 8) == 0)
+            l1_mb = strtoull(a + 8, NULL, 10);
         else if (strncmp(a, "--shape-ms=", 11) == 0)
             shape_ms = atoi(a + 11);
         else if (strncmp(a, "--settle=", 9) == 0)
@@ -894,6 +898,7 @@ main(int argc, char **argv)
     ecfg.cache_bytes = cache_mb * MB;
     ecfg.background_nice = om_nice;
     ecfg.write_buffer = wbuf_mb * MB;
+    ecfg.l1_bytes = (uint64_t)l1_mb * MB;
     if (!bg_keys_init(&kcheck, cfg.num, dist)) {
         printf("--dist must be uniform, zipf or zipf:T with 0 < T < 1\n");
         return 2;
@@ -904,7 +909,7 @@ main(int argc, char **argv)
         cfg.sync_num = 2000;
     keys_per_bucket = (cfg.num + BUCKETS - 1) / BUCKETS;
     /* The engine's INFO lines (flushes, compactions) would interleave with the table. */
-    om_log_set_level(OM_LOG_WARN);
+    om_log_set_level(getenv("LSM_BENCH_DEBUG") ? OM_LOG_DEBUG : OM_LOG_WARN);
     if (!bg_values_init(&vals, vkind, (size_t)vsize, cfg.seed)) {
         printf("out of memory for values\n");
         return 1;

@@ -20,6 +20,7 @@
 typedef struct engine_cfg {
     size_t cache_bytes;  /* block cache (--cache-mb) */
     size_t write_buffer; /* memtable size (--write-buffer-mb; 64 MiB, objmeta's default) */
+    uint64_t l1_bytes;   /* objmeta's max_bytes_for_level1 (--l1-mb; 0: the engine's default) */
     int background_nice; /* objmeta's background_nice (--nice) */
 } engine_cfg;
 

@@ -52,6 +52,8 @@ om_open(const engine_ops *self, const char *dir, bool sync, const engine_cfg *cf
     o.zstd_level = 1;
     o.max_open_files = 1000;
     o.background_nice = cfg->background_nice;
+    if (cfg->l1_bytes > 0)
+        o.max_bytes_for_level1 = cfg->l1_bytes;
     e->base.l0_slowdown = o.l0_slowdown_trigger;
     st = lsm_open(dir, &o, &e->db);
     if (st != OM_OK) {
