@@ -337,11 +337,15 @@ static void
 print_shape(const engine_ops *ops, engine *e, uint64_t t0, const char *what)
 {
     int f[7];
+    double debt = debt_mib(ops, e);
+    char d[32] = "-";
 
     ops->levels(e, f);
-    printf("    %-8s %-8s t=%6.1fs files/level %d %d %d %d %d %d %d  debt %.0f MiB  rss %.0f MiB\n",
+    if (debt >= 0)
+        snprintf(d, sizeof(d), "%.0f MiB", debt);
+    printf("    %-8s %-8s t=%6.1fs files/level %d %d %d %d %d %d %d  debt %s  rss %.0f MiB\n",
            ops->name, what, (double)(now_ns() - t0) / 1e9, f[0], f[1], f[2], f[3], f[4], f[5], f[6],
-           debt_mib(ops, e), (double)bg_rss_bytes(0) / MB);
+           d, (double)bg_rss_bytes(0) / MB);
     fflush(stdout);
 }
 
@@ -466,9 +470,11 @@ settle(const engine_ops *ops, engine *e, result *r)
 
         ops->levels(e, f);
         if (f[0] <= SETTLED_L0 || secs >= settle_s) {
-            snprintf(r->note + n, sizeof(r->note) - n, "%sL0 %s %d after %.1f s, debt %.0f MiB",
-                     n ? "; " : "", f[0] <= SETTLED_L0 ? "settled at" : "still", f[0], secs,
-                     debt_mib(ops, e));
+            snprintf(r->note + n, sizeof(r->note) - n, "%sL0 %s %d after %.1f s", n ? "; " : "",
+                     f[0] <= SETTLED_L0 ? "settled at" : "still", f[0], secs);
+            n = strlen(r->note);
+            if (debt_mib(ops, e) >= 0)
+                snprintf(r->note + n, sizeof(r->note) - n, ", debt %.0f MiB", debt_mib(ops, e));
             print_shape(ops, e, t0, "settle");
             return;
         }
