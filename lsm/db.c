@@ -806,6 +806,7 @@ lsm_stats_get(lsm_db *db, lsm_stats *out)
         out->levels[l].bytes = lsm_version_level_bytes(sv->v, l);
         out->live_sst_bytes += out->levels[l].bytes;
     }
+    out->pending_compaction_bytes = lsm_version_debt(sv->v, &db->opts);
     out->memtable_bytes = lsm_mem_usage(sv->mem);
     for (int i = 0; i < sv->nimm; i++)
         out->memtable_bytes += lsm_mem_usage(sv->imm[i]);

@@ -389,8 +389,15 @@ typedef struct lsm_level_stats {
 
 typedef struct lsm_stats {
     lsm_level_stats levels[LSM_MAX_LEVELS];
-    uint64_t memtable_bytes;     /* active + immutable */
-    uint64_t live_sst_bytes;     /* sum over levels */
+    uint64_t memtable_bytes; /* active + immutable */
+    uint64_t live_sst_bytes; /* sum over levels */
+    /*
+     * Compaction debt: the bytes above their level's target (levels 1 and
+     * down), plus all of L0's while it holds l0_compaction_trigger tables or
+     * more -- what compaction must move down before every level scores below
+     * 1 (the rewrite of the overlapping next-level tables not counted).
+     */
+    uint64_t pending_compaction_bytes;
     uint64_t user_bytes_written; /* key + value bytes accepted by writes */
     uint64_t wal_bytes_written;
     uint64_t flush_bytes_written;

@@ -362,6 +362,22 @@ version_score(lsm_version *v, const lsm_opts *o)
     }
 }
 
+uint64_t
+lsm_version_debt(const lsm_version *v, const lsm_opts *o)
+{
+    uint64_t debt = 0;
+
+    if (v->nfiles[0] >= o->l0_compaction_trigger)
+        debt = lsm_version_level_bytes(v, 0);
+    for (int l = 1; l < LSM_MAX_LEVELS - 1; l++) {
+        uint64_t bytes = lsm_version_level_bytes(v, l), target = lsm_level_max_bytes(o, l);
+
+        if (bytes > target)
+            debt += bytes - target;
+    }
+    return debt;
+}
+
 static bool
 edit_deletes(const lsm_edit *e, int level, uint64_t number)
 {

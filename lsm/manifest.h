@@ -109,6 +109,12 @@ void lsm_version_ref(lsm_version *v);
 /* Release; the last reference frees it and releases its files. Accepts NULL. */
 void lsm_version_unref(lsm_version *v);
 uint64_t lsm_version_level_bytes(const lsm_version *v, int level);
+/*
+ * Compaction debt (lsm_stats.pending_compaction_bytes): the bytes above their
+ * level's target (levels 1 and down, not the last), plus all of L0's while it
+ * holds l0_compaction_trigger tables or more.
+ */
+uint64_t lsm_version_debt(const lsm_version *v, const lsm_opts *o);
 
 /*
  * lsm_version_apply -- a new version: base (may be NULL = empty) with e applied.

@@ -37,7 +37,11 @@
  * shape (files per level) every N ms while a workload runs, and
  * --settle=S keeps a fill's database open after its last write until L0
  * holds at most 4 tables (or S seconds pass), printing the shape, so the
- * time compaction needs to catch up shows. --hog=N runs N busy threads
+ * time compaction needs to catch up shows. Beside every workload a watch
+ * samples L0 and the compaction debt every 100 ms and prints a "watch" line
+ * under the row: L0's peak, the time L0 spent at or above the engine's
+ * slowdown trigger (in all and the longest stretch), and the debt's peak and
+ * its value when the workload ended (shape_mon). --hog=N runs N busy threads
  * beside every workload (a CPU competitor; the background threads of every
  * engine must still keep up). --cache-mb sets every engine's block cache;
  * --nice sets objmeta's background_nice (0 by default, the shard runs 5).
@@ -49,7 +53,8 @@
  * databases in place (with a "<dir>.filled" marker naming the fill's key
  * count and seed) so a read workload can be rerun alone on the same data.
  *
- * Options, the same for every engine: 64 MiB write buffer, 4 KiB blocks,
+ * Options, the same for every engine: 64 MiB write buffer (objmeta's
+ * default; --write-buffer-mb, the shard's memory budget gives 16), 4 KiB blocks,
  * 10-bit bloom filters, 64 MiB block cache (--cache-mb), 1000 open files, 2 background
  * jobs where configurable; compression zstd level 1 for objmeta and RocksDB,
  * snappy for LevelDB (its only compressor in Debian's 1.23).
@@ -228,6 +233,7 @@ typedef struct result {
     double space_amp, write_amp; /* < 0: not measured */
     uint64_t ops;
     char note[160];
+    char watch[160]; /* the watch's findings (shape_stop) */
 } result;
 
 #define MAX_ROUNDS 9
@@ -318,19 +324,42 @@ fill_marker_matches(const char *dir, uint64_t num, uint64_t seed)
 
 /* ---- tree shape over time, L0 and RSS in the notes ---- */
 
+/* The engine's compaction debt in MiB, or -1 if it has no estimate. */
+static double
+debt_mib(const engine_ops *ops, engine *e)
+{
+    int64_t d = ops->debt != NULL ? ops->debt(e) : -1;
+
+    return d < 0 ? -1.0 : (double)d / MB;
+}
+
 static void
 print_shape(const engine_ops *ops, engine *e, uint64_t t0, const char *what)
 {
     int f[7];
+    double debt = debt_mib(ops, e);
+    char d[32] = "-";
 
     ops->levels(e, f);
-    printf("    %-8s %-8s t=%6.1fs files/level %d %d %d %d %d %d %d  rss %.0f MiB\n", ops->name,
-           what, (double)(now_ns() - t0) / 1e9, f[0], f[1], f[2], f[3], f[4], f[5], f[6],
-           (double)bg_rss_bytes(0) / MB);
+    if (debt >= 0)
+        snprintf(d, sizeof(d), "%.0f MiB", debt);
+    printf("    %-8s %-8s t=%6.1fs files/level %d %d %d %d %d %d %d  debt %s  rss %.0f MiB\n",
+           ops->name, what, (double)(now_ns() - t0) / 1e9, f[0], f[1], f[2], f[3], f[4], f[5], f[6],
+           d, (double)bg_rss_bytes(0) / MB);
     fflush(stdout);
 }
 
-/* A thread printing the shape every shape_ms while a workload runs (--shape-ms). */
+/*
+ * The watch: a thread beside every workload samples the engine's L0 table
+ * count and compaction debt every WATCH_MS (and with --shape-ms prints the
+ * shape every shape_ms). A workload's "watch" line then says how far L0
+ * rose, how long it stayed at or above the engine's slowdown trigger (the
+ * writes were being slowed) in all and in the longest stretch, and the debt
+ * at its largest and when the workload ended -- issue 14's check that
+ * compaction keeps up under a sustained write load.
+ */
+#define WATCH_MS 100
+
 typedef struct shape_mon {
     const engine_ops *ops;
     engine *e;
@@ -338,20 +367,52 @@ typedef struct shape_mon {
     atomic_bool stop;
     pthread_t th;
     bool running;
+    /* the samples: the thread's alone until shape_stop joined it */
+    uint64_t last_ns;                      /* time of the previous sample */
+    int l0_max;                            /* largest L0 sampled */
+    uint64_t slow_ns, stretch_ns, long_ns; /* at or above the slowdown trigger */
+    double debt_max, debt_end;             /* MiB; -1: the engine has no estimate */
 } shape_mon;
+
+static void
+watch_sample(shape_mon *m)
+{
+    uint64_t now = now_ns(), dt = now - m->last_ns;
+    int f[7];
+
+    m->ops->levels(m->e, f);
+    m->debt_end = debt_mib(m->ops, m->e);
+    if (m->debt_end > m->debt_max)
+        m->debt_max = m->debt_end;
+    if (f[0] > m->l0_max)
+        m->l0_max = f[0];
+    if (f[0] >= m->e->l0_slowdown) {
+        m->slow_ns += dt;
+        m->stretch_ns += dt;
+        if (m->stretch_ns > m->long_ns)
+            m->long_ns = m->stretch_ns;
+    } else {
+        m->stretch_ns = 0;
+    }
+    m->last_ns = now;
+}
 
 static void *
 shape_main(void *arg)
 {
     shape_mon *m = arg;
-    uint64_t next = m->t0;
+    uint64_t next_print = m->t0, next_sample = m->t0 + WATCH_MS * 1000000u;
 
     while (!atomic_load(&m->stop)) {
         struct timespec ts = {0, 10 * 1000000L};
 
-        if (now_ns() >= next) {
+        if (shape_ms > 0 && now_ns() >= next_print) {
             print_shape(m->ops, m->e, m->t0, "running");
-            next += (uint64_t)shape_ms * 1000000u;
+            next_print += (uint64_t)shape_ms * 1000000u;
+        }
+        if (now_ns() >= next_sample) {
+            watch_sample(m);
+            next_sample += WATCH_MS * 1000000u;
         }
         nanosleep(&ts, NULL);
     }
@@ -364,19 +425,31 @@ shape_start(shape_mon *m, const engine_ops *ops, engine *e)
     memset(m, 0, sizeof(*m));
     m->ops = ops;
     m->e = e;
-    m->t0 = now_ns();
+    m->t0 = m->last_ns = now_ns();
+    m->debt_max = -1;
     atomic_init(&m->stop, false);
-    m->running = shape_ms > 0 && pthread_create(&m->th, NULL, shape_main, m) == 0;
+    m->running = pthread_create(&m->th, NULL, shape_main, m) == 0;
 }
 
+/* Stop the watch, take a last sample, and put its line into r->watch. */
 static void
-shape_stop(shape_mon *m)
+shape_stop(shape_mon *m, result *r)
 {
+    double secs = (double)(now_ns() - m->t0) / 1e9;
+    int n;
+
     if (!m->running)
         return;
     atomic_store(&m->stop, true);
     pthread_join(m->th, NULL);
     m->running = false;
+    watch_sample(m);
+    n = snprintf(r->watch, sizeof(r->watch),
+                 "L0 max %d, >= slowdown (%d) %.1f of %.1f s, longest %.1f s", m->l0_max,
+                 m->e->l0_slowdown, (double)m->slow_ns / 1e9, secs, (double)m->long_ns / 1e9);
+    if (m->debt_max >= 0)
+        snprintf(r->watch + n, sizeof(r->watch) - (size_t)n, "; debt max %.0f MiB, end %.0f MiB",
+                 m->debt_max, m->debt_end);
 }
 
 /*
@@ -399,6 +472,9 @@ settle(const engine_ops *ops, engine *e, result *r)
         if (f[0] <= SETTLED_L0 || secs >= settle_s) {
             snprintf(r->note + n, sizeof(r->note) - n, "%sL0 %s %d after %.1f s", n ? "; " : "",
                      f[0] <= SETTLED_L0 ? "settled at" : "still", f[0], secs);
+            n = strlen(r->note);
+            if (debt_mib(ops, e) >= 0)
+                snprintf(r->note + n, sizeof(r->note) - n, ", debt %.0f MiB", debt_mib(ops, e));
             print_shape(ops, e, t0, "settle");
             return;
         }
@@ -449,7 +525,7 @@ run_fill(const engine_ops *ops, const char *dir, uint64_t n, bool random, bool s
     uint8_t vbuf[BG_JSON_MAX];
     shape_mon mon;
 
-    r->note[0] = '\0';
+    r->note[0] = r->watch[0] = '\0';
     fill_marker_clear(dir);
     rm_tree(dir);
     if (random) {
@@ -481,7 +557,7 @@ run_fill(const engine_ops *ops, const char *dir, uint64_t n, bool random, bool s
         logical += kn + vn;
     }
     t1 = now_ns();
-    shape_stop(&mon);
+    shape_stop(&mon, r);
     if (verbose && ops->stats != NULL)
         ops->stats(e, "(end)");
     note_shape(r, ops, e);
@@ -509,7 +585,7 @@ run_ops(const engine_ops *ops, engine *e, op_kind kind, uint64_t count, uint64_t
     bg_keys keys;
     shape_mon mon;
 
-    r->note[0] = '\0';
+    r->note[0] = r->watch[0] = '\0';
     bg_keys_init(&keys, num, dist); /* dist was checked in main */
     shape_start(&mon, ops, e);
     t0 = now_ns();
@@ -540,7 +616,7 @@ run_ops(const engine_ops *ops, engine *e, op_kind kind, uint64_t count, uint64_t
         hist_add(h, now_ns() - a);
     }
     t1 = now_ns();
-    shape_stop(&mon);
+    shape_stop(&mon, r);
     if (verbose && ops->stats != NULL)
         ops->stats(e, "(end)");
     finish(r, h, count, t0, t1);
@@ -653,6 +729,8 @@ print_row(const char *wl, const char *eng, const result *r)
         snprintf(wa, sizeof(wa), "%.2f", r->write_amp);
     printf("%-13s %-8s %9" PRIu64 " %10.0f %8.1f %8.1f %9.1f %6s %6s  %s\n", wl, eng, r->ops,
            r->ops_per_s, r->p50_us, r->p99_us, r->p999_us, sa, wa, r->note);
+    if (r->watch[0] != '\0')
+        printf("%-13s %-8s   watch: %s\n", "", "", r->watch);
     fflush(stdout);
 }
 
@@ -714,7 +792,8 @@ usage(void)
            "                 [--workloads=a,b] [--db-dir=DIR] [--seed=X] [--rounds=N]\n"
            "                 [--verbose] [--keep] [--values=random|json|half]\n"
            "                 [--value-size=B] [--dist=uniform|zipf|zipf:T] [--cache-mb=N]\n"
-           "                 [--shape-ms=N] [--settle=S] [--hog=N]\n"
+           "                 [--shape-ms=N] [--settle=S] [--hog=N] [--nice=N]\n"
+           "                 [--write-buffer-mb=N] [--l1-mb=N]\n"
            "--values:  random bytes (default), ~200 B JSON metadata, or half random/half\n"
            "           pattern; --value-size for random and half (default 256)\n"
            "--dist:    key choice of reads, scans and deletes (zipf: theta 0.99)\n"
@@ -722,6 +801,9 @@ usage(void)
            "--settle:  after a fill, wait up to S s (no writes) for L0 <= 4 tables\n"
            "--hog:     N busy threads beside every workload (CPU competition)\n"
            "--nice:    objmeta's background_nice (0..19; the shard's default is 5)\n"
+           "--write-buffer-mb: every engine's memtable size (default 64; the shard's 16)\n"
+           "--l1-mb:   objmeta's max_bytes_for_level1 (default: the engine's)\n"
+           "LSM_BENCH_DEBUG=1 in the environment logs the engine's flushes and compactions\n"
            "--verbose: engine statistics (files per level) after each fill, and when a read\n"
            "           workload opens its database and when it ends\n"
            "--keep:    leave the databases in --db-dir; a later run's read workloads reuse a\n"
@@ -746,7 +828,7 @@ main(int argc, char **argv)
     const engine_ops *run[NENGINES_MAX], *const *all;
     size_t nrun = 0, n_all;
     bg_value_kind vkind = BG_VALUES_RANDOM;
-    size_t cache_mb = 64;
+    size_t cache_mb = 64, wbuf_mb = 64, l1_mb = 0;
     int om_nice = 0;
     uint64_t vsize = 256;
     int hog_threads = 0;
@@ -787,6 +869,10 @@ main(int argc, char **argv)
             dist = a + 7;
         else if (strncmp(a, "--cache-mb=", 11) == 0)
             cache_mb = strtoull(a + 11, NULL, 10);
+        else if (strncmp(a, "--write-buffer-mb=", 18) == 0)
+            wbuf_mb = strtoull(a + 18, NULL, 10);
+        else if (strncmp(a, "--l1-mb=", 8) == 0)
+            l1_mb = strtoull(a + 8, NULL, 10);
         else if (strncmp(a, "--shape-ms=", 11) == 0)
             shape_ms = atoi(a + 11);
         else if (strncmp(a, "--settle=", 9) == 0)
@@ -809,13 +895,16 @@ main(int argc, char **argv)
         return 2;
     }
     if (vsize < 1 || vsize > (1u << 20) || cache_mb < 1 || shape_ms < 0 || settle_s < 0 ||
-        hog_threads < 0 || hog_threads > 64 || om_nice < 0 || om_nice > 19) {
+        hog_threads < 0 || hog_threads > 64 || om_nice < 0 || om_nice > 19 || wbuf_mb < 1 ||
+        wbuf_mb > 4096) {
         printf("--value-size must be 1..1048576, --cache-mb >= 1, --shape-ms, --settle and "
-               "--hog >= 0 (hog at most 64), --nice 0..19\n");
+               "--hog >= 0 (hog at most 64), --nice 0..19, --write-buffer-mb 1..4096\n");
         return 2;
     }
     ecfg.cache_bytes = cache_mb * MB;
     ecfg.background_nice = om_nice;
+    ecfg.write_buffer = wbuf_mb * MB;
+    ecfg.l1_bytes = (uint64_t)l1_mb * MB;
     if (!bg_keys_init(&kcheck, cfg.num, dist)) {
         printf("--dist must be uniform, zipf or zipf:T with 0 < T < 1\n");
         return 2;
@@ -826,7 +915,7 @@ main(int argc, char **argv)
         cfg.sync_num = 2000;
     keys_per_bucket = (cfg.num + BUCKETS - 1) / BUCKETS;
     /* The engine's INFO lines (flushes, compactions) would interleave with the table. */
-    om_log_set_level(OM_LOG_WARN);
+    om_log_set_level(getenv("LSM_BENCH_DEBUG") ? OM_LOG_DEBUG : OM_LOG_WARN);
     if (!bg_values_init(&vals, vkind, (size_t)vsize, cfg.seed)) {
         printf("out of memory for values\n");
         return 1;
@@ -854,10 +943,11 @@ main(int argc, char **argv)
     }
     mkdir(cfg.dir, 0755);
     printf("lsm_bench: num=%" PRIu64 " reads=%" PRIu64 " sync_num=%" PRIu64
-           " values=%s%s%s dist=%s cache=%zu MiB hog=%d dir=%s load=%.2f\n",
+           " values=%s%s%s dist=%s cache=%zu MiB write buffer=%zu MiB hog=%d nice=%d dir=%s"
+           " load=%.2f\n",
            cfg.num, cfg.reads, cfg.sync_num, bg_value_kind_name(vkind),
            vkind == BG_VALUES_JSON ? " (~200 B)" : "", vkind == BG_VALUES_JSON ? "" : " of", dist,
-           cache_mb, hog_threads, cfg.dir, load_avg());
+           cache_mb, wbuf_mb, hog_threads, om_nice, cfg.dir, load_avg());
     if (vkind != BG_VALUES_JSON)
         printf("           value size %" PRIu64 " bytes\n", vsize);
     hog = bg_hog_start(hog_threads);

@@ -19,6 +19,8 @@
 /* Options an engine is opened with, the same for every engine where it has them. */
 typedef struct engine_cfg {
     size_t cache_bytes;  /* block cache (--cache-mb) */
+    size_t write_buffer; /* memtable size (--write-buffer-mb; 64 MiB, objmeta's default) */
+    uint64_t l1_bytes;   /* objmeta's max_bytes_for_level1 (--l1-mb; 0: the engine's default) */
     int background_nice; /* objmeta's background_nice (--nice) */
 } engine_cfg;
 
@@ -44,10 +46,13 @@ typedef struct engine_ops {
     void (*stats)(engine *e, const char *when);
     /* Files per level (7 levels); safe while another thread writes. */
     void (*levels)(engine *e, int files[7]);
+    /* Compaction debt in bytes as the engine estimates it, -1 if it has no estimate. */
+    int64_t (*debt)(engine *e);
 } engine_ops;
 
 struct engine {
     const engine_ops *ops;
+    int l0_slowdown; /* L0 tables at which the engine starts slowing writes */
 };
 
 extern const engine_ops objmeta_ops;

@@ -1,11 +1,10 @@
 /*
  * bench/lsm/lsm_bench_engines.c -- the engines of lsm_bench (lsm_bench.h):
  * objmeta's LSM engine, and RocksDB and LevelDB through their C APIs when
- * built with -Dbench_peers. Options, the same for every engine: 64 MiB
- * write buffer, 4 KiB blocks, 10-bit bloom filters, the configured block
- * cache, 1000 open files, 2 background jobs where configurable;
- * compression zstd level 1 for objmeta and RocksDB, snappy for LevelDB
- * (its only compressor in Debian's 1.23).
+ * built with -Dbench_peers. Options, the same for every engine: the
+ * configured write buffer (64 MiB unless --write-buffer-mb), 4 KiB blocks, 10-bit bloom filters,
+ * the configured block cache, 1000 open files, 2 background jobs where configurable; compression
+ * zstd level 1 for objmeta and RocksDB, snappy for LevelDB (its only compressor in Debian's 1.23).
  */
 #include "bench/lsm/lsm_bench.h"
 
@@ -46,13 +45,16 @@ om_open(const engine_ops *self, const char *dir, bool sync, const engine_cfg *cf
     (void)self;
     lsm_opts_init(&o);
     o.sync_mode = sync ? LSM_SYNC_ALWAYS : LSM_SYNC_NONE;
-    o.write_buffer_size = 64 * MB;
+    o.write_buffer_size = cfg->write_buffer;
     o.block_cache_size = cfg->cache_bytes;
     o.bloom_bits_per_key = 10;
     o.block_size = 4096;
     o.zstd_level = 1;
     o.max_open_files = 1000;
     o.background_nice = cfg->background_nice;
+    if (cfg->l1_bytes > 0)
+        o.max_bytes_for_level1 = cfg->l1_bytes;
+    e->base.l0_slowdown = o.l0_slowdown_trigger;
     st = lsm_open(dir, &o, &e->db);
     if (st != OM_OK) {
         printf("objmeta: open %s: %s\n", dir, om_status_str(st));
@@ -160,6 +162,15 @@ om_levels(engine *b, int files[7])
         files[l] = l < LSM_MAX_LEVELS ? (int)st.levels[l].files : 0;
 }
 
+static int64_t
+om_debt(engine *b)
+{
+    lsm_stats st;
+
+    lsm_stats_get(((om_engine *)b)->db, &st);
+    return (int64_t)st.pending_compaction_bytes;
+}
+
 const engine_ops objmeta_ops = {
     .name = "objmeta",
     .open = om_open,
@@ -171,6 +182,7 @@ const engine_ops objmeta_ops = {
     .close = om_close,
     .stats = om_stats,
     .levels = om_levels,
+    .debt = om_debt,
 };
 
 #if defined(HAVE_ROCKSDB) || defined(HAVE_LEVELDB)
@@ -352,7 +364,7 @@ peer_open(const engine_ops *self, const char *dir, bool sync, const engine_cfg *
     }
     e->o = e->f.options_create();
     e->f.set_create_if_missing(e->o, 1);
-    e->f.set_write_buffer_size(e->o, 64 * MB);
+    e->f.set_write_buffer_size(e->o, cfg->write_buffer);
     e->f.set_max_open_files(e->o, 1000);
     e->cache = e->f.cache_create_lru(cfg->cache_bytes);
     lib->configure(e);
@@ -491,6 +503,18 @@ peer_levels(engine *b, int files[7])
         e->f.free(v);
     }
 }
+
+/* RocksDB's estimate-pending-compaction-bytes; LevelDB has none (-1). */
+static int64_t
+peer_debt(engine *b)
+{
+    peer_engine *e = (peer_engine *)b;
+    char *v = peer_property(e, "estimate-pending-compaction-bytes");
+    int64_t d = v != NULL ? strtoll(v, NULL, 10) : -1;
+
+    e->f.free(v);
+    return d;
+}
 #endif
 
 #if defined(HAVE_ROCKSDB) || defined(HAVE_LEVELDB)
@@ -509,6 +533,7 @@ rdb_configure(peer_engine *e)
     rocksdb_block_based_options_set_block_cache(t, e->cache);
     rocksdb_options_set_block_based_table_factory(e->o, t);
     e->own = t;
+    e->base.l0_slowdown = 20; /* level0_slowdown_writes_trigger, RocksDB's default */
 }
 #endif
 
@@ -524,6 +549,7 @@ ldb_configure(peer_engine *e)
     leveldb_options_set_cache(e->o, e->cache);
     leveldb_options_set_filter_policy(e->o, fp);
     e->own = fp;
+    e->base.l0_slowdown = 8; /* config::kL0_SlowdownWritesTrigger, fixed in LevelDB */
 }
 #endif
 
@@ -547,6 +573,7 @@ static const engine_ops peer_ops = {
     .close = peer_close,
     .stats = peer_stats,
     .levels = peer_levels,
+    .debt = peer_debt,
 };
 #endif
 

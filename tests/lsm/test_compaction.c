@@ -57,6 +57,7 @@ START_TEST(pick_by_score)
     ck_assert_int_eq(lsm_version_apply(NULL, &e, &o, &v), OM_OK);
     lsm_edit_fini(&e);
     ck_assert(v->score < 1);
+    ck_assert_uint_eq(lsm_version_debt(v, &o), 0);
     ck_assert_int_eq(lsm_compaction_pick(v, &o, cptr, &c), OM_E_NOTFOUND);
     lsm_version_unref(v);
 
@@ -74,6 +75,8 @@ START_TEST(pick_by_score)
     lsm_edit_fini(&e);
     ck_assert_int_eq(v->score_level, 1);
     ck_assert(v->score > 2.9 && v->score < 3.1);
+    /* Debt: L1 2000 over its 1000, L2 2000 over its 10000; L0 below its trigger adds none. */
+    ck_assert_uint_eq(lsm_version_debt(v, &o), 4000);
     ck_assert_int_eq(lsm_compaction_pick(v, &o, cptr, &c), OM_OK);
     ck_assert_int_eq(c->level, 1);
     ck_assert_int_eq(c->out_level, 2);
@@ -111,6 +114,7 @@ START_TEST(pick_by_score)
     ck_assert_int_eq(lsm_version_apply(NULL, &e, &o, &v), OM_OK);
     lsm_edit_fini(&e);
     ck_assert_int_eq(v->score_level, 0);
+    ck_assert_uint_eq(lsm_version_debt(v, &o), 50); /* all of L0, at its trigger */
     ck_assert_int_eq(lsm_compaction_pick(v, &o, cptr, &c), OM_OK);
     ck_assert_int_eq(c->level, 0);
     ck_assert_int_eq(c->nin[0], 3); /* 50, 51, 53 chain together; 52 and 54 do not */
