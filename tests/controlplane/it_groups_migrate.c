@@ -325,29 +325,6 @@ is_fenced(rpc_sync_client *c, const ring *cur, const ring *pend)
     return fenced;
 }
 
-/* Store key (not one of the load's) on c routed by ring epoch e; the status, message in msg. */
-static Objmeta__Status
-store_by_epoch(rpc_sync_client *c, const char *key, uint64_t e, char *msg, size_t cap)
-{
-    Objmeta__Request req = OBJMETA__REQUEST__INIT;
-    Objmeta__StoreRequest st = OBJMETA__STORE_REQUEST__INIT;
-    Objmeta__Response *r = NULL;
-    Objmeta__Status status;
-
-    st.bucket = BUCKET;
-    st.key = (char *)key;
-    st.data.data = (uint8_t *)"stale";
-    st.data.len = 5;
-    req.body_case = OBJMETA__REQUEST__BODY_STORE;
-    req.store = &st;
-    req.ring_epoch = e;
-    ck_assert(rpc_sync_client_call(c, &req, 5000, &r) == OM_OK);
-    status = r->status;
-    snprintf(msg, cap, "%s", r->message);
-    rpc_response_free(r);
-    return status;
-}
-
 /*
  * g's primary during the held cutover -- the replica (other than `skip`, a
  * killed one) that holds rings: backups never get any -- refuses what a
@@ -398,7 +375,7 @@ check_fenced(const group *g, int skip, const tu_proc *co)
             ck_assert_msg(is_fenced(c[i], cur, pend),
                           "%s/r%d holds the rings of the cutover but not its fence", g->id, i);
             e = ring_epoch(cur);
-            st = store_by_epoch(c[i], key, e, msg, sizeof(msg));
+            st = it_store_at_epoch(c[i], BUCKET, key, "stale", e, msg, sizeof(msg));
         }
         ring_unref(cur);
         ring_unref(pend);

@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "partitioner/ring.h"
+#include "it_util.h"
 #include "rpc/rpc.h"
 #include "tu.h"
 
@@ -190,29 +191,6 @@ START_TEST(newer_state_wins)
 }
 END_TEST
 
-/* Store key with ring_epoch epoch; the status (message into msg). */
-static Objmeta__Status
-store(rpc_sync_client *c, const char *key, uint64_t epoch, char *msg, size_t cap)
-{
-    Objmeta__Request req = OBJMETA__REQUEST__INIT;
-    Objmeta__StoreRequest st = OBJMETA__STORE_REQUEST__INIT;
-    Objmeta__Response *r = NULL;
-    Objmeta__Status status;
-
-    st.bucket = "bucket-one";
-    st.key = (char *)key;
-    st.data.data = (uint8_t *)"v";
-    st.data.len = 1;
-    req.body_case = OBJMETA__REQUEST__BODY_STORE;
-    req.store = &st;
-    req.ring_epoch = epoch;
-    ck_assert(rpc_sync_client_call(c, &req, 5000, &r) == OM_OK);
-    status = r->status;
-    snprintf(msg, cap, "%s", r->message);
-    rpc_response_free(r);
-    return status;
-}
-
 /* Does a List routed with epoch show key? */
 static bool
 listed(rpc_sync_client *c, const char *key, uint64_t epoch)
@@ -267,26 +245,33 @@ START_TEST(cutover_fence)
     ck_assert(moving[0] && staying[0]);
     set_ring_ok(c, rg.e1, NULL, 10, 1, 0);
     set_ring_ok(c, rg.e1, rg.e2, 20, 1, 2);
-    ck_assert_int_eq(store(c, moving, 1, msg, sizeof(msg)), OBJMETA__STATUS__OK);
+    ck_assert_int_eq(it_store_at_epoch(c, "bucket-one", moving, "v", 1, msg, sizeof(msg)),
+                     OBJMETA__STATUS__OK);
     /* the leader's cutover: the fence on */
     ck_assert(fence_op(c, rg.e1, rg.e2, 20, 1));
-    ck_assert_int_eq(store(c, moving, 1, msg, sizeof(msg)), OBJMETA__STATUS__WRONG_SHARD);
+    ck_assert_int_eq(it_store_at_epoch(c, "bucket-one", moving, "v", 1, msg, sizeof(msg)),
+                     OBJMETA__STATUS__WRONG_SHARD);
     ck_assert_msg(strstr(msg, "moving to shard s2") && strstr(msg, "fenced for the cutover"),
                   "message: %s", msg);
-    ck_assert_int_eq(store(c, staying, 1, msg, sizeof(msg)), OBJMETA__STATUS__OK);
-    ck_assert_int_eq(store(c, moving, 0, msg, sizeof(msg)), OBJMETA__STATUS__OK);
+    ck_assert_int_eq(it_store_at_epoch(c, "bucket-one", staying, "v", 1, msg, sizeof(msg)),
+                     OBJMETA__STATUS__OK);
+    ck_assert_int_eq(it_store_at_epoch(c, "bucket-one", moving, "v", 0, msg, sizeof(msg)),
+                     OBJMETA__STATUS__OK);
     ck_assert(listed(c, moving, 1));
     /* a follower's probe leaves it on; a stale leader's "off" (older revision) too */
     ck_assert(fence_op(c, rg.e1, rg.e2, 20, 0));
     ck_assert(fence_op(c, rg.e1, rg.e2, 15, 2));
-    ck_assert_int_eq(store(c, moving, 1, msg, sizeof(msg)), OBJMETA__STATUS__WRONG_SHARD);
+    ck_assert_int_eq(it_store_at_epoch(c, "bucket-one", moving, "v", 1, msg, sizeof(msg)),
+                     OBJMETA__STATUS__WRONG_SHARD);
     /* the leader's "off" (an abandoned cutover) ends it */
     ck_assert(!fence_op(c, rg.e1, rg.e2, 20, 2));
-    ck_assert_int_eq(store(c, moving, 1, msg, sizeof(msg)), OBJMETA__STATUS__OK);
+    ck_assert_int_eq(it_store_at_epoch(c, "bucket-one", moving, "v", 1, msg, sizeof(msg)),
+                     OBJMETA__STATUS__OK);
     /* on again, then the switch to e2 ends it */
     ck_assert(fence_op(c, rg.e1, rg.e2, 25, 1));
     ck_assert(!fence_op(c, rg.e2, NULL, 30, 0));
-    ck_assert_int_eq(store(c, staying, 2, msg, sizeof(msg)), OBJMETA__STATUS__OK);
+    ck_assert_int_eq(it_store_at_epoch(c, "bucket-one", staying, "v", 2, msg, sizeof(msg)),
+                     OBJMETA__STATUS__OK);
     rings_free(&rg);
     rpc_sync_client_close(c);
     ck_assert_int_eq(tu_proc_stop(sh), 0);

@@ -245,3 +245,26 @@ it_verify_identical(const char *coord, const char *flag, const char *value)
         nanosleep(&ts, NULL);
     }
 }
+
+Objmeta__Status
+it_store_at_epoch(rpc_sync_client *c, const char *bucket, const char *key, const char *data,
+                  uint64_t epoch, char *msg, size_t cap)
+{
+    Objmeta__Request req = OBJMETA__REQUEST__INIT;
+    Objmeta__StoreRequest st = OBJMETA__STORE_REQUEST__INIT;
+    Objmeta__Response *r = NULL;
+    Objmeta__Status status;
+
+    st.bucket = (char *)bucket;
+    st.key = (char *)key;
+    st.data.data = (uint8_t *)data;
+    st.data.len = strlen(data);
+    req.body_case = OBJMETA__REQUEST__BODY_STORE;
+    req.store = &st;
+    req.ring_epoch = epoch;
+    ck_assert(rpc_sync_client_call(c, &req, 5000, &r) == OM_OK);
+    status = r->status;
+    snprintf(msg, cap, "%s", r->message);
+    rpc_response_free(r);
+    return status;
+}

@@ -17,6 +17,10 @@
 #include "rpc/rpc.h"
 #include "tu.h"
 
+/* A Store of bucket/key = data on c routed by ring epoch `epoch` (0 = none); returns the
+ * answer's status, its message in msg (fails the test if no answer comes in 5 s). */
+Objmeta__Status it_store_at_epoch(rpc_sync_client *c, const char *bucket, const char *key,
+                                  const char *data, uint64_t epoch, char *msg, size_t cap);
 /* Start objmeta-shard ($OBJMETA_SHARD) with the harness; extra is NULL-terminated or NULL. */
 tu_proc *it_start_shard(const char *data_dir, const char *const *extra);
 /* "127.0.0.1:<rpc port>" in a static buffer per process (valid until the next call). */
