@@ -656,6 +656,7 @@ START_TEST(concurrent_add_shard_one_wins)
 END_TEST
 
 #define NKEYS 400
+#define VPAD 4000
 #define LOAD_BUCKET "cp-load"
 #define LOAD_NSTABLE 200
 #define LOAD_NMUT 100
@@ -675,7 +676,7 @@ leader_killed_during(const char *phase)
     cluster cl;
     omc_client *c;
     Objmeta__Response *r;
-    char key[32], val[1100], addrs[256];
+    char key[32], val[VPAD + 16], addrs[256];
     int lead, keeper;
     uint64_t killed_ms = 0, lists_before, took;
     static const char pad[] = "0123456789abcdef";
@@ -684,7 +685,10 @@ leader_killed_during(const char *phase)
 
     printf("kill -9 of the leader during %s\n", phase);
     /* 256 KiB/s: the load's busy clients throttle the copy down to 1/8 of that, and it must
-     * still end within WAIT_MS; without them the copy of ~1/3 of 1 MB lasts over a second */
+     * still end within WAIT_MS. s3's share of NKEYS values of VPAD bytes (~260 KB) lasts
+     * about a second at full rate: long enough to be seen copying on a busy machine (with
+     * 1 KB values it took 0.26 s, and a slower rate let the catch-up pass trail the load's
+     * writes for over WAIT_MS). Cutover and cleanup are held open by the testing aid. */
     cluster_start_with(&cl, 2, "256K",
                        strcmp(phase, "copying") != 0 ? "--test-phase-delay=1500ms" : NULL);
     shard_start(&cl, 2);
@@ -695,9 +699,9 @@ leader_killed_during(const char *phase)
     c = client_of(addrs);
     for (int k = 0; k < NKEYS; k++) {
         snprintf(key, sizeof(key), "m%03d", k);
-        for (size_t i = 0; i < 1000; i++)
+        for (size_t i = 0; i < VPAD; i++)
             val[i] = pad[(k + i) % 16];
-        snprintf(val + 1000, sizeof(val) - 1000, "-%d", k);
+        snprintf(val + VPAD, sizeof(val) - VPAD, "-%d", k);
         put(c, key, val);
     }
     L = tu_load_new(addrs, LOAD_BUCKET, LOAD_NSTABLE, LOAD_NMUT, tu_seed(phase), true);
@@ -708,7 +712,9 @@ leader_killed_during(const char *phase)
     ck_assert_msg(r != NULL && r->status == OBJMETA__STATUS__OK, "add-shard: %s",
                   r ? r->message : "no answer");
     rpc_response_free(r);
-    /* writes and deletes while it copies; the leader dies after the sixth. Followers pass
+    /* writes and deletes while it copies; the leader dies after the first (the load's
+     * writes ran before it: a copy may end within a second, before a few slow writes
+     * on a busy machine did, and the leader would never be seen copying). Followers pass
      * moving keys to the leader, so until a successor leads (one lease TTL) those are
      * refused with UNAVAILABLE -- not acknowledged -- and the client tries again. */
     for (int k = 0; k < 40; k++) {
@@ -728,7 +734,7 @@ leader_killed_during(const char *phase)
                 nanosleep(&ts, NULL);
             }
         } while (st != OM_OK);
-        if (k == 5) { /* early: on a busy machine the copy may not outlast 20 slow writes */
+        if (k == 0) {
             char now[32];
             uint64_t phase_until = tu_now_ms() + WAIT_MS;
 
@@ -774,9 +780,9 @@ leader_killed_during(const char *phase)
         if (k < 40) {
             expect(c, key, k % 2 ? NULL : "rewritten");
         } else {
-            for (size_t i = 0; i < 1000; i++)
+            for (size_t i = 0; i < VPAD; i++)
                 val[i] = pad[(k + i) % 16];
-            snprintf(val + 1000, sizeof(val) - 1000, "-%d", k);
+            snprintf(val + VPAD, sizeof(val) - VPAD, "-%d", k);
             expect(c, key, val);
         }
         if (k % 2 == 0 || k >= 40)
