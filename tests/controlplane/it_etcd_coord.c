@@ -990,6 +990,25 @@ START_TEST(etcd_down_data_flows_admin_refused)
                       "coordinator %d: status %d: %s", i, (int)r->status, r->message);
         rpc_response_free(r);
     }
+    /* a coordinator starting now keeps trying etcd for --startup-wait, then says why not */
+    {
+        char etcd[600], dir[600], *out = NULL, *err = NULL;
+        const char *argv[] = {"objmeta-coord",
+                              etcd,
+                              "--etcd-prefix=" PREFIX,
+                              "--etcd-timeout=1s",
+                              "--startup-wait=1s",
+                              "--listen=127.0.0.1:0",
+                              dir,
+                              NULL};
+
+        snprintf(etcd, sizeof(etcd), "--etcd=%s", tu_etcd_endpoints(cl.etcd));
+        snprintf(dir, sizeof(dir), "--data-dir=%s/coord-no-etcd", tu_tmpdir());
+        ck_assert_int_ne(tu_run_cmd("$OBJMETA_COORD", argv, 20000, &out, &err), 0);
+        ck_assert_msg(strstr(err, "trying again") && strstr(err, "cannot start: etcd"), "%s", err);
+        free(out);
+        free(err);
+    }
     /* etcd back: a leader again, and the change goes through */
     tu_etcd_restart_member(cl.etcd, 0);
     deadline = tu_now_ms() + WAIT_MS;
