@@ -22,11 +22,12 @@
 #      on hosts of their own more coordinators add capacity.
 #    Every row has the same requests in flight. ROUNDS interleaved rounds (the
 #    order of the seven rotates each round); the median ops/s of each row is
-#    reported, and its ratio to file mode. Bar: lead, fol1 and fol2 >= 0.9x
-#    file mode. The CPU the row's coordinators and the shards used per
-#    request (from /proc/PID/stat around each run) is reported too: on a
-#    small machine shared with other work it tells a cost of the etcd mode
-#    from scheduling.
+#    reported, its ratio to file mode, and the lowest and highest ratio to
+#    file mode within one round (how far the load moved it). Bar: the
+#    median ratios of lead, fol1 and fol2 >= 0.9x file mode. The CPU the
+#    row's coordinators and the shards used per request (from /proc/PID/stat
+#    around each run) is reported too: on a small machine shared with other
+#    work it tells a cost of the etcd mode from scheduling.
 #
 # 2. Leader takeover. TAKEOVERS rounds: read which etcd coordinator leads
 #    (its /metrics objmeta_coord_leader 1), kill -9 it, and time until one of
@@ -182,7 +183,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
                     "$(awk -v a="$(cpu_s $(target_pids "$t"))" -v b="$c0" -v n="$3" \
                         'BEGIN { printf "%.1f", 1e6 * (a - b) / n }')" \
                     "$(awk -v a="$(cpu_s "${shard_pids[@]}")" -v b="$s0" -v n="$3" \
-                        'BEGIN { printf "%.1f", 1e6 * (a - b) / n }')" >>"$results"
+                        'BEGIN { printf "%.1f", 1e6 * (a - b) / n }')" "$r" >>"$results"
             done
         done
     done
@@ -197,6 +198,13 @@ median() { sort -g | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
 col() { # ROW OP PIPE FIELD -> the median of that field over the rounds
     awk -v t="$1" -v o="$2" -v p="$3" -v f="$4" '$1 == t && $2 == o && $3 == p { print $f }' \
         "$results" | median
+}
+span() { # ROW OP PIPE -> "lo-hi" of the row's ratio to file mode within each round
+    awk -v t="$1" -v o="$2" -v p="$3" '$2 == o && $3 == p && $1 == "file" { f[$7] = $4 }
+        $2 == o && $3 == p && $1 == t { v[$7] = $4 }
+        END { lo = 1e9; hi = 0
+              for (r in v) { x = v[r] / f[r]; if (x < lo) lo = x; if (x > hi) hi = x }
+              printf "%.2f-%.2f", lo, hi }' "$results"
 }
 echo
 echo "Rows: file = the file-mode coordinator; lead, fol1, fol2 = all $CLIENTS connections through"
@@ -223,9 +231,9 @@ for pl in $PIPELINES; do
         for t in lead fol1 fol2 etcd1 etcd2 etcd3; do
             x=$(awk -v a="${med[$t]}" -v b="${med[file]}" 'BEGIN { printf "%.2f", a / b }')
             case $t in
-                etcd*) spread+=" $t/file=$x" ;;
+                etcd*) spread+=" $t/file=$x ($(span "$t" "$op" "$pl"))" ;;
                 *)
-                    ratios+=" $t/file=$x"
+                    ratios+=" $t/file=$x ($(span "$t" "$op" "$pl"))"
                     awk -v x="$x" 'BEGIN { exit !(x < 0.9) }' && bar_ok=0
                     ;;
             esac
@@ -233,7 +241,8 @@ for pl in $PIPELINES; do
     done
 done
 echo
-echo "through each etcd-mode coordinator alone, ratio to file mode (bar: every one >= 0.90):$ratios"
+echo "through each etcd-mode coordinator alone, ratio of the medians to file mode (in brackets:"
+echo "the lowest and highest ratio within one round; bar: every median ratio >= 0.90):$ratios"
 echo "throughput bar: $( ((bar_ok)) && echo met || echo MISSED)"
 echo "spread over 1..3 etcd-mode coordinators on this host, ratio to file mode (no bar):$spread"
 echo
