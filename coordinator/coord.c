@@ -345,6 +345,7 @@ coord_close(coord *c)
     coord_route_park_close(c); /* requests waiting for a group's primary are answered */
     /* Shard calls complete first (their callbacks answer through the server). */
     coord_pool_close(c);
+    coord_route_close(c);
     coord_leader_close(c);
     coord_groups_close(c); /* its watch, before the etcd client goes */
     coord_cstate_close(c->cs);

@@ -173,6 +173,9 @@ struct coord {
     size_t parked_count;
     struct event *park_timer;
     bool releasing; /* set while router.c dispatches a parked request */
+    /* router.c: contexts of finished shard calls, reused (no malloc/free per request) */
+    struct coord_call *free_calls;
+    size_t nfree_calls;
     uint64_t parked_total, parked_retried, parked_expired;
 
     /* metrics */
@@ -220,6 +223,8 @@ Objmeta__Request *coord_request_copy(const Objmeta__Request *req);
 void coord_route_release(coord *c);
 /* Answer every parked request UNAVAILABLE (shutdown). */
 void coord_route_park_close(coord *c);
+/* Free the cache of call contexts (after coord_pool_close: no shard call is in flight). */
+void coord_route_close(coord *c);
 /* Should a request for sh wait for a new primary rather than be sent or refused? */
 static inline bool
 coord_shard_waits(const coord_shard *sh)
@@ -250,8 +255,9 @@ void coord_group_admin(coord *c, const Objmeta__Request *req, uint64_t t0, rpc_r
 /* Send a response and count it (op, status, latency from t0). */
 void coord_answer(coord *c, coord_op op, uint64_t t0, rpc_reply *reply,
                   const Objmeta__Response *resp);
-/* coord_answer for a shard's response passed on as encoded (only the id is rewritten). */
-void coord_answer_encoded(coord *c, coord_op op, uint64_t t0, rpc_reply *reply,
+/* coord_answer for a shard's response passed on as encoded (only the id is rewritten); now is
+ * om_clock_mono_ns() as the caller read it. */
+void coord_answer_encoded(coord *c, coord_op op, uint64_t t0, uint64_t now, rpc_reply *reply,
                           const Objmeta__Response *resp, om_slice encoded);
 void coord_answer_error(coord *c, coord_op op, uint64_t t0, rpc_reply *reply, om_status st,
                         const char *fmt, ...)

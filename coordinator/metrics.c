@@ -44,28 +44,28 @@ coord_answers_total(const coord *c, coord_op op)
     return total;
 }
 
-/* Count one answer of op with wire status s and its latency from t0. */
+/* Count one answer of op with wire status s and its latency, now - t0. */
 static void
-answer_count(coord *c, coord_op op, uint64_t t0, Objmeta__Status s)
+answer_count(coord *c, coord_op op, uint64_t t0, uint64_t now, Objmeta__Status s)
 {
     unsigned col = (unsigned)s < COORD_NSTATUS ? (unsigned)s : (unsigned)COORD_STATUS_UNKNOWN;
 
     c->answers[op][col]++;
-    rpc_hist_observe_ns(&c->latency[op], om_clock_mono_ns() - t0);
+    rpc_hist_observe_ns(&c->latency[op], now - t0);
 }
 
 void
 coord_answer(coord *c, coord_op op, uint64_t t0, rpc_reply *reply, const Objmeta__Response *resp)
 {
-    answer_count(c, op, t0, resp->status);
+    answer_count(c, op, t0, om_clock_mono_ns(), resp->status);
     rpc_reply_send(reply, resp);
 }
 
 void
-coord_answer_encoded(coord *c, coord_op op, uint64_t t0, rpc_reply *reply,
+coord_answer_encoded(coord *c, coord_op op, uint64_t t0, uint64_t now, rpc_reply *reply,
                      const Objmeta__Response *resp, om_slice encoded)
 {
-    answer_count(c, op, t0, resp->status);
+    answer_count(c, op, t0, now, resp->status);
     rpc_reply_send_encoded(reply, encoded.p, encoded.n);
 }
 

@@ -33,6 +33,13 @@
  *
  * The request was unpacked by rpc and is freed when the handler returns;
  * rpc_client_call packs it before returning, so forwarding needs no copy.
+ * What a forward costs the coordinator itself per request, at pipeline 1
+ * (issue 17): no allocation (call contexts come back to a cache,
+ * CALL_CACHE_MAX of them), two clock reads (rpc's arrival time of the
+ * request's batch is t0; one read when the answer comes serves the write
+ * latency and the answer's histogram), the ring lookup and the counters.
+ * The rest is rpc's: decode, re-encode, the shard's answer decoded and
+ * passed on encoded.
  *
  * Layering: this file is the top of the request path. It calls down into
  * fanout.c (List), mig_admin.c and migrate.c (ring changes, the cutover
@@ -67,6 +74,7 @@ typedef struct coord_call {
     coord_shard *fwd_sh;     /* valid only while the pending ring is still fwd_epoch's */
     uint64_t fwd_epoch;      /* the pending ring's epoch when the call was routed */
     Objmeta__Request *again; /* a replicated group's request: a copy to send to the next primary */
+    struct coord_call *next_free; /* in c->free_calls */
 } coord_call;
 
 /*
@@ -239,6 +247,44 @@ coord_request_copy(const Objmeta__Request *req)
 
 /* --- routing --------------------------------------------------------------------------------- */
 
+#define CALL_CACHE_MAX 1024 /* finished call contexts kept for reuse */
+
+/* A call context, from the cache or malloc'd; the caller sets every field. */
+static coord_call *
+call_new(coord *c)
+{
+    coord_call *cc = c->free_calls;
+
+    if (cc == NULL)
+        return malloc(sizeof(*cc));
+    c->free_calls = cc->next_free;
+    c->nfree_calls--;
+    return cc;
+}
+
+static void
+call_free(coord *c, coord_call *cc)
+{
+    if (c->nfree_calls >= CALL_CACHE_MAX) {
+        free(cc);
+        return;
+    }
+    cc->next_free = c->free_calls;
+    c->free_calls = cc;
+    c->nfree_calls++;
+}
+
+void
+coord_route_close(coord *c)
+{
+    while (c->free_calls != NULL) {
+        coord_call *cc = c->free_calls;
+        c->free_calls = cc->next_free;
+        free(cc);
+    }
+    c->nfree_calls = 0;
+}
+
 static void
 route_cb(void *arg, om_status st, const Objmeta__Response *resp)
 {
@@ -274,10 +320,11 @@ route_cb(void *arg, om_status st, const Objmeta__Response *resp)
                            "shard %s is not on ring epoch %llu yet (%s); retry", sh->id,
                            (unsigned long long)cc->epoch, resp->message);
     } else {
+        uint64_t now = om_clock_mono_ns();
         ok = resp->status == OBJMETA__STATUS__OK;
         if (ok && (cc->op == COORD_OP_STORE || cc->op == COORD_OP_DELETE)) {
             coord *c = cc->c;
-            double us = (double)(om_clock_mono_ns() - cc->t0) / 1000.0;
+            double us = (double)(now - cc->t0) / 1000.0;
             if (c->pending == NULL)
                 c->wlat_base_us = c->wlat_base_us > 0 ? 0.99 * c->wlat_base_us + 0.01 * us : us;
             c->wlat_fast_us = c->wlat_fast_us > 0 ? 0.9 * c->wlat_fast_us + 0.1 * us : us;
@@ -286,7 +333,7 @@ route_cb(void *arg, om_status st, const Objmeta__Response *resp)
         /* st == OM_OK: resp was decoded from these bytes (rpc.h) */
         om_slice enc = rpc_client_response_bytes();
         if (enc.n > 0)
-            coord_answer_encoded(cc->c, cc->op, cc->t0, cc->reply, resp, enc);
+            coord_answer_encoded(cc->c, cc->op, cc->t0, now, cc->reply, resp, enc);
         else
             coord_answer(cc->c, cc->op, cc->t0, cc->reply, resp);
     }
@@ -314,7 +361,7 @@ route_cb(void *arg, om_status st, const Objmeta__Response *resp)
     }
     if (cc->again != NULL)
         objmeta__request__free_unpacked(cc->again, NULL);
-    free(cc);
+    call_free(cc->c, cc);
 }
 
 static void
@@ -356,7 +403,7 @@ route(coord *c, coord_op op, const Objmeta__Request *req, const char *bucket, co
                            sh->addr, sh->why_down);
         return;
     }
-    cc = calloc(1, sizeof(*cc));
+    cc = call_new(c);
     if (cc == NULL) {
         coord_answer_error(c, op, t0, reply, OM_E_NOMEM, "out of memory");
         return;
@@ -387,7 +434,7 @@ route(coord *c, coord_op op, const Objmeta__Request *req, const char *bucket, co
             objmeta__request__free_unpacked(cc->fwd, NULL);
         if (cc->again)
             objmeta__request__free_unpacked(cc->again, NULL);
-        free(cc);
+        call_free(c, cc);
         coord_answer_error(c, op, t0, reply, st, "cannot forward to shard %s: %s", sh->id,
                            om_status_str(st));
         return;
@@ -599,7 +646,8 @@ answer_get_ring(coord *c, uint64_t t0, rpc_reply *reply)
 void
 coord_handle(void *arg, const Objmeta__Request *req, rpc_reply *reply)
 {
-    coord_dispatch(arg, req, om_clock_mono_ns(), reply);
+    /* when rpc read the request's batch: no clock read per request */
+    coord_dispatch(arg, req, rpc_reply_start_ns(reply), reply);
 }
 
 void

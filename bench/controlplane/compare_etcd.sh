@@ -5,18 +5,29 @@
 # 1. Data path. 3 objmeta-shard processes, one local 3-member etcd
 #    (scripts/etcd-local.sh --port 0, data under the run's temporary directory), one
 #    objmeta-coord in file mode and 3 objmeta-coord in etcd mode, all over
-#    the SAME shards (same ring, epoch 1). objmeta_bench Store and Retrieve
-#    (VALUE_SIZE-byte values, CLIENTS connections, each pipeline depth of
-#    PIPELINES) through: the file-mode coordinator (file), the first etcd
-#    coordinator (etcd1), the first two (etcd2) and all three (etcd3) -- with
-#    several coordinators the CLIENTS connections are spread over them
-#    round-robin (objmeta_bench --addr a,b,c), so every variant has the same
-#    requests in flight. ROUNDS interleaved rounds (the order of the four
-#    rotates each round); the median ops/s of each is reported, and its ratio
-#    to file mode. Bar: every etcd figure >= 0.9x file mode. The CPU the
-#    variant's coordinators and the shards used per request (from
-#    /proc/PID/stat around each run) is reported too: on a small machine
-#    shared with other work it tells a cost of the etcd mode from scheduling.
+#    the SAME shards (same ring, epoch 1), all running throughout.
+#    objmeta_bench Store and Retrieve (VALUE_SIZE-byte values, CLIENTS
+#    connections, each pipeline depth of PIPELINES) through:
+#    - file: the file-mode coordinator;
+#    - lead, fol1, fol2 (the bar: "through any coordinator"): the whole load
+#      through ONE etcd-mode coordinator -- the leader, then each follower --
+#      while the other two run beside it. Which one leads is read from their
+#      /metrics (objmeta_coord_leader 1) before and after every round, not
+#      assumed; a round in which it changed is reported;
+#    - etcd1, etcd2, etcd3 (capacity spread, no bar): the CLIENTS connections
+#      spread round-robin over the first 1, 2 and 3 etcd-mode coordinators
+#      (objmeta_bench --addr a,b,c). On one 2-core host that also runs the
+#      shards, etcd and the client this measures more processes sharing the
+#      same cores (fewer requests per loop turn and system call), not etcd;
+#      on hosts of their own more coordinators add capacity.
+#    Every row has the same requests in flight. ROUNDS interleaved rounds (the
+#    order of the seven rotates each round); the median ops/s of each row is
+#    reported, its ratio to file mode, and the lowest and highest ratio to
+#    file mode within one round (how far the load moved it). Bar: the
+#    median ratios of lead, fol1 and fol2 >= 0.9x file mode. The CPU the
+#    row's coordinators and the shards used per request (from /proc/PID/stat
+#    around each run) is reported too: on a small machine shared with other
+#    work it tells a cost of the etcd mode from scheduling.
 #
 # 2. Leader takeover. TAKEOVERS rounds: read which etcd coordinator leads
 #    (its /metrics objmeta_coord_leader 1), kill -9 it, and time until one of
@@ -108,21 +119,28 @@ for i in 1 2 3; do
     http_of[e$i]=127.0.0.1:$HTTP
     pid_of[e$i]=$PID
 done
-target_pids() { # file | etcdN -> the pids of its coordinators
-    case $1 in
-        file) echo "${pid_of[file]}" ;;
-        etcd1) echo "${pid_of[e1]}" ;;
-        etcd2) echo "${pid_of[e1]} ${pid_of[e2]}" ;;
-        etcd3) echo "${pid_of[e1]} ${pid_of[e2]} ${pid_of[e3]}" ;;
-    esac
+declare -A via # row -> the coordinator(s) it sends through (lead/fol1/fol2: set each round)
+via[file]=file via[etcd1]=e1 via[etcd2]="e1 e2" via[etcd3]="e1 e2 e3"
+target_pids() { # row -> the pids of its coordinators
+    local n
+    for n in ${via[$1]}; do echo "${pid_of[$n]}"; done
 }
-target_addr() { # file | etcd1 | etcd2 | etcd3 -> the --addr list
-    case $1 in
-        file) echo "${addr_of[file]}" ;;
-        etcd1) echo "${addr_of[e1]}" ;;
-        etcd2) echo "${addr_of[e1]},${addr_of[e2]}" ;;
-        etcd3) echo "${addr_of[e1]},${addr_of[e2]},${addr_of[e3]}" ;;
-    esac
+target_addr() { # row -> the --addr list
+    local n out=""
+    for n in ${via[$1]}; do out+="${out:+,}${addr_of[$n]}"; done
+    echo "$out"
+}
+leading() { # NAME -> exit 0 when its /metrics says it leads
+    curl -fsS -m 1 "http://${http_of[$1]}/metrics" 2>/dev/null | grep -q '^objmeta_coord_leader 1'
+}
+leader_now() { # the name of the coordinator that says it leads (waits up to 30 s)
+    local deadline=$((SECONDS + 30)) n
+    for (( ; SECONDS < deadline; )); do
+        for n in e1 e2 e3; do leading "$n" && { echo "$n"; return; }; done
+        sleep 0.05
+    done
+    echo "compare_etcd: no coordinator leads" >&2
+    exit 1
 }
 "$bench" --addr "${addr_of[file]}" --keys "$KEYS" --value-size "$VALUE_SIZE" --preload \
     --ops retrieve=1 --requests 1 --connections "$CLIENTS" --pipeline 16 >"$tmp/run.out"
@@ -133,10 +151,17 @@ echo "cluster: shards $spec; etcd $eps; file-mode coordinator ${addr_of[file]};"
 # --- 1. throughput -------------------------------------------------------------------------------
 results=$tmp/results
 : >"$results"
-targets=(file etcd1 etcd2 etcd3)
+targets=(file lead fol1 fol2 etcd1 etcd2 etcd3)
+nt=${#targets[@]}
 for ((r = 1; r <= ROUNDS; r++)); do
+    # the roles, read from /metrics: lead = the one that says it leads, fol1/fol2 = the others
+    ldr=$(leader_now)
+    via[lead]=$ldr
+    fols=()
+    for n in e1 e2 e3; do [[ $n != "$ldr" ]] && fols+=("$n"); done
+    via[fol1]=${fols[0]} via[fol2]=${fols[1]}
     order=()
-    for ((k = 0; k < 4; k++)); do order+=("${targets[$(((k + r - 1) % 4))]}"); done
+    for ((k = 0; k < nt; k++)); do order+=("${targets[$(((k + r - 1) % nt))]}"); done
     for pl in $PIPELINES; do
         for op in store retrieve; do
             for t in "${order[@]}"; do
@@ -158,68 +183,81 @@ for ((r = 1; r <= ROUNDS; r++)); do
                     "$(awk -v a="$(cpu_s $(target_pids "$t"))" -v b="$c0" -v n="$3" \
                         'BEGIN { printf "%.1f", 1e6 * (a - b) / n }')" \
                     "$(awk -v a="$(cpu_s "${shard_pids[@]}")" -v b="$s0" -v n="$3" \
-                        'BEGIN { printf "%.1f", 1e6 * (a - b) / n }')" >>"$results"
+                        'BEGIN { printf "%.1f", 1e6 * (a - b) / n }')" "$r" >>"$results"
             done
         done
     done
-    echo "round $r of $ROUNDS done (order ${order[*]}; load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    after=$(leader_now)
+    [[ $after == "$ldr" ]] || echo "compare_etcd: round $r: the leader moved from $ldr to $after" \
+        "during the round; its lead/fol rows mix roles"
+    echo "round $r of $ROUNDS done (leader $ldr, followers ${via[fol1]} ${via[fol2]};" \
+        "order ${order[*]}; load average $(cut -d' ' -f1-3 /proc/loadavg))"
 done
 
 median() { sort -g | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
-printf '\n%-10s %4s %12s %12s %12s %12s   (median ops/s of %s rounds)\n' op pipe file \
-    "etcd 1 coord" "etcd 2" "etcd 3" "$ROUNDS"
+col() { # ROW OP PIPE FIELD -> the median of that field over the rounds
+    awk -v t="$1" -v o="$2" -v p="$3" -v f="$4" '$1 == t && $2 == o && $3 == p { print $f }' \
+        "$results" | median
+}
+span() { # ROW OP PIPE -> "lo-hi" of the row's ratio to file mode within each round
+    awk -v t="$1" -v o="$2" -v p="$3" '$2 == o && $3 == p && $1 == "file" { f[$7] = $4 }
+        $2 == o && $3 == p && $1 == t { v[$7] = $4 }
+        END { lo = 1e9; hi = 0
+              for (r in v) { x = v[r] / f[r]; if (x < lo) lo = x; if (x > hi) hi = x }
+              printf "%.2f-%.2f", lo, hi }' "$results"
+}
+echo
+echo "Rows: file = the file-mode coordinator; lead, fol1, fol2 = all $CLIENTS connections through"
+echo "one etcd-mode coordinator alone (the leader, each follower; the bar); etcd1..3 = the"
+echo "connections spread over 1..3 etcd-mode coordinators (capacity spread over processes on"
+echo "this one host; no bar). Median ops/s of $ROUNDS rounds:"
+printf '%-10s %4s' op pipe
+for t in "${targets[@]}"; do printf ' %9s' "$t"; done
+echo
 bar_ok=1
 ratios=""
+spread=""
 for pl in $PIPELINES; do
     for op in store retrieve; do
         line=$(printf '%-10s %4s' "$op" "$pl")
         declare -A med
         for t in "${targets[@]}"; do
-            med[$t]=$(awk -v t="$t" -v o="$op" -v p="$pl" '$1 == t && $2 == o && $3 == p { print $4 }' \
-                "$results" | median)
-            line+=$(printf ' %12.0f' "${med[$t]}")
+            med[$t]=$(col "$t" "$op" "$pl" 4)
+            line+=$(printf ' %9.0f' "${med[$t]}")
         done
         echo "$line"
         ratios+=$(printf '\n%-10s %4s' "$op" "$pl")
-        for t in etcd1 etcd2 etcd3; do
+        spread+=$(printf '\n%-10s %4s' "$op" "$pl")
+        for t in lead fol1 fol2 etcd1 etcd2 etcd3; do
             x=$(awk -v a="${med[$t]}" -v b="${med[file]}" 'BEGIN { printf "%.2f", a / b }')
-            ratios+=" $t/file=$x"
-            awk -v x="$x" 'BEGIN { exit !(x < 0.9) }' && bar_ok=0
+            case $t in
+                etcd*) spread+=" $t/file=$x ($(span "$t" "$op" "$pl"))" ;;
+                *)
+                    ratios+=" $t/file=$x ($(span "$t" "$op" "$pl"))"
+                    awk -v x="$x" 'BEGIN { exit !(x < 0.9) }' && bar_ok=0
+                    ;;
+            esac
         done
     done
 done
 echo
-echo "ratios to file mode (bar: every one >= 0.90):$ratios"
+echo "through each etcd-mode coordinator alone, ratio of the medians to file mode (in brackets:"
+echo "the lowest and highest ratio within one round; bar: every median ratio >= 0.90):$ratios"
 echo "throughput bar: $( ((bar_ok)) && echo met || echo MISSED)"
+echo "spread over 1..3 etcd-mode coordinators on this host, ratio to file mode (no bar):$spread"
 echo
-echo "CPU per request, median of $ROUNDS (us: all coordinators of the variant, then the 3 shards):"
+echo "CPU per request, median of $ROUNDS (us: the row's coordinators, then the 3 shards):"
 for pl in $PIPELINES; do
     for op in store retrieve; do
         line=$(printf '%-10s %4s' "$op" "$pl")
         for t in "${targets[@]}"; do
-            cc=$(awk -v t="$t" -v o="$op" -v p="$pl" '$1 == t && $2 == o && $3 == p { print $5 }' \
-                "$results" | median)
-            sc=$(awk -v t="$t" -v o="$op" -v p="$pl" '$1 == t && $2 == o && $3 == p { print $6 }' \
-                "$results" | median)
-            line+=" $t $cc/$sc"
+            line+=" $t $(col "$t" "$op" "$pl" 5)/$(col "$t" "$op" "$pl" 6)"
         done
         echo "$line"
     done
 done
 
 # --- 2. takeover ---------------------------------------------------------------------------------
-leading() { # NAME -> exit 0 when its /metrics says it leads
-    curl -fsS -m 1 "http://${http_of[$1]}/metrics" 2>/dev/null | grep -q '^objmeta_coord_leader 1'
-}
-leader_now() { # the name of the coordinator that says it leads (waits up to 30 s)
-    local deadline=$((SECONDS + 30)) n
-    for (( ; SECONDS < deadline; )); do
-        for n in e1 e2 e3; do leading "$n" && { echo "$n"; return; }; done
-        sleep 0.05
-    done
-    echo "compare_etcd: no coordinator leads" >&2
-    exit 1
-}
 times=()
 for ((r = 1; r <= TAKEOVERS; r++)); do
     old=$(leader_now)
