@@ -570,3 +570,21 @@ tu_atexit(void)
         }
     }
 }
+
+void
+tu_gen_certs(bool test_certs, char *dir, size_t cap)
+{
+    const char *script = getenv("OBJMETA_GEN_CERTS");
+    const char *argv[5] = {"sh", script, NULL};
+    char *out = NULL, *err = NULL;
+    int n = 2;
+
+    ck_assert_msg(script != NULL, "OBJMETA_GEN_CERTS is not set");
+    snprintf(dir, cap, "%s/certs", tu_tmpdir());
+    if (test_certs)
+        argv[n++] = "--test";
+    argv[n] = dir;
+    ck_assert_msg(tu_run_cmd("/bin/sh", argv, 30000, &out, &err) == 0, "gen-certs: %s", err);
+    free(out);
+    free(err);
+}

@@ -36,14 +36,7 @@ static char certdir[600];
 static void
 make_certs(void)
 {
-    const char *argv[] = {"x", getenv("OBJMETA_GEN_CERTS"), "--test", certdir, NULL};
-    char *out = NULL, *err = NULL;
-
-    ck_assert_ptr_nonnull(argv[1]);
-    snprintf(certdir, sizeof(certdir), "%s/certs", tu_tmpdir());
-    ck_assert_msg(tu_run_cmd("/bin/sh", argv, 30000, &out, &err) == 0, "gen-certs: %s", err);
-    free(out);
-    free(err);
+    tu_gen_certs(true, certdir, sizeof(certdir));
 }
 
 /* certdir/name.ext into a rotating static buffer (a few live at once). */
