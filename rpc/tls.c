@@ -29,8 +29,8 @@
  * each in OpenSSL 3), calls SSL_read once more per readiness event only to
  * hear "want read", and makes one record per evbuffer chain. Here the
  * queue is looked at only after a call failed (tls_retry_clean), SSL_read
- * runs only while bytes are buffered, and a write is one record per 16 KiB (issue 13, the TLS bar;
- * docs/PERFORMANCE.md). Writes follow the plaintext scheme (conn.c,
+ * runs only while bytes are buffered, and a write is one record per 16
+ * KiB (issue 13, the TLS bar; docs/PERFORMANCE.md). Writes follow the plaintext scheme (conn.c,
  * client.c): answers and calls queue as plaintext in the filter's output
  * while its EV_WRITE is off; once per loop turn rpc_tls_flush encrypts all
  * of them into the socket bufferevent's output and writes it with one

@@ -2,7 +2,7 @@
  * tests/rpc/test_rpc_tls.c -- the TLS filter's record handling (rpc/tls.c)
  * against the in-process test server serving TLS, from a client whose
  * OpenSSL writes into memory, so that the test decides how the ciphertext
- * reaches the socket:
+ * reaches the socket (one test, one server, a connection for each part):
  *
  *   records   several records in one read, a record header and a record
  *             body split across reads, a request of two full-size records
@@ -203,10 +203,10 @@ mc_expect(mclient *m, const char *want, size_t wlen)
     memmove(buf, buf + RPC_FRAME_HEADER_LEN + n, have);
 }
 
-START_TEST(tls_records_split_and_joined)
+/* Records joined in one read, split across reads, larger than a read. */
+static void
+records_split_and_joined(tsrv *t)
 {
-    rpc_tls *tls;
-    tsrv *t = tls_server(&tls);
     mclient m;
     size_t la, lb, lc, lbig;
     size_t bigsz = 2 * 16000;
@@ -247,15 +247,12 @@ START_TEST(tls_records_split_and_joined)
     free(d);
     free(big);
     mc_close(&m);
-    tsrv_stop(t);
-    rpc_tls_free(tls);
 }
-END_TEST
 
-START_TEST(tls_stale_error_queue_keeps_the_connection)
+/* A partial record read while a stale error sits in the server's queue. */
+static void
+stale_error_queue_keeps_the_connection(tsrv *t)
 {
-    rpc_tls *tls;
-    tsrv *t = tls_server(&tls);
     mclient m;
     size_t le, lb, lc;
 
@@ -285,6 +282,16 @@ START_TEST(tls_stale_error_queue_keeps_the_connection)
     free(b);
     free(c);
     mc_close(&m);
+}
+
+/* One server (and one set of certificates) for both: each connection is fresh. */
+START_TEST(tls_record_boundaries)
+{
+    rpc_tls *tls;
+    tsrv *t = tls_server(&tls);
+
+    records_split_and_joined(t);
+    stale_error_queue_keeps_the_connection(t);
     tsrv_stop(t);
     rpc_tls_free(tls);
 }
@@ -297,8 +304,7 @@ rpc_tls_suite(void)
     TCase *tc = tcase_create("records");
 
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, tls_records_split_and_joined);
-    tcase_add_test(tc, tls_stale_error_queue_keeps_the_connection);
+    tcase_add_test(tc, tls_record_boundaries);
     suite_add_tcase(s, tc);
     return s;
 }
