@@ -54,7 +54,8 @@ tls_server(rpc_tls **tls)
     rpc_server_opts o;
     char err[256];
 
-    tu_gen_certs(false, certdir, sizeof(certdir));
+    snprintf(certdir, sizeof(certdir), "%s/certs", tu_tmpdir());
+    tu_gen_certs(false, certdir);
     to.cert_file = cert("node.pem");
     to.key_file = cert("node.key");
     to.ca_file = cert("ca.pem");

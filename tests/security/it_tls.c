@@ -32,11 +32,15 @@
 
 static char certdir[600];
 
-/* Development certificates from scripts/gen-certs.sh --test (once per test process). */
+/*
+ * Development certificates from scripts/gen-certs.sh --test, made by the
+ * first test that needs them in a directory of main's (each test runs in a
+ * child process, whose exit removes the directories it made).
+ */
 static void
 make_certs(void)
 {
-    tu_gen_certs(true, certdir, sizeof(certdir));
+    tu_gen_certs(true, certdir);
 }
 
 /* certdir/name.ext into a rotating static buffer (a few live at once). */
@@ -396,5 +400,17 @@ tls_suite(void)
 int
 main(void)
 {
-    return tu_run(tls_suite());
+    const char *tmp = getenv("TMPDIR");
+    char base[500];
+    int rc;
+
+    snprintf(base, sizeof(base), "%s/objmeta-it-tls-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (mkdtemp(base) == NULL) {
+        perror("mkdtemp");
+        return EXIT_FAILURE;
+    }
+    snprintf(certdir, sizeof(certdir), "%s/certs", base);
+    rc = tu_run(tls_suite());
+    tu_rmrf(base);
+    return rc;
 }
