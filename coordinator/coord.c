@@ -20,6 +20,7 @@
 
 #include "coordinator/coord_int.h"
 #include "coordinator/cstate.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 void
@@ -123,6 +124,24 @@ coord_load_ring(coord *c, om_buf *mig, char *err, size_t errlen)
     return OM_OK;
 }
 
+/*
+ * A startup step against etcd whose request timed out or found no endpoint answering (etcd
+ * busy, electing, or starting beside us) is worth another try, every 200 ms until
+ * --startup-wait has passed: both steps are safe to repeat (a range; create-if-absent
+ * transactions whose retry reads what an unanswered first attempt wrote).
+ */
+static bool
+coord_startup_retry(const coord *c, bool etcd, om_status st, uint64_t t0, char *err)
+{
+    if (!etcd || (st != OM_E_UNAVAILABLE && st != OM_E_TIMEOUT) ||
+        om_clock_mono_ms() - t0 >= c->opts.startup_wait_ms)
+        return false;
+    om_log(OM_LOG_WARN, "cluster state not read yet, trying again err=\"%s\"", err);
+    err[0] = '\0';
+    om_clock_sleep_ms(200);
+    return true;
+}
+
 /* The identity other coordinators reach this one by: --advertise, else listen's host and port. */
 static void
 coord_identity(const coord *c, char *out, size_t n)
@@ -160,6 +179,8 @@ coord_open(struct event_base *base, const coord_opts *opts, void (*ready)(void *
     om_buf mig = OM_BUF_INIT;
     coord *c;
     om_status st;
+    bool etcd = opts->etcd != NULL && opts->etcd[0] != '\0';
+    uint64_t t0;
 
     if (err != NULL && errlen > 0)
         err[0] = '\0';
@@ -215,11 +236,22 @@ coord_open(struct event_base *base, const coord_opts *opts, void (*ready)(void *
     }
     c->opts.etcd = c->opts.etcd_prefix = c->opts.advertise = NULL; /* only read during open */
     c->opts.initial_shards = opts->initial_shards;
-    st = coord_load_ring(c, &mig, err, errlen);
+    t0 = om_clock_mono_ms();
+    while ((st = coord_load_ring(c, &mig, err, errlen)) != OM_OK &&
+           coord_startup_retry(c, etcd, st, t0, err)) {
+        ring_unref(c->ring); /* a first ring parsed before its create failed */
+        ring_unref(c->pending);
+        c->ring = c->pending = NULL;
+        om_buf_free(&mig);
+    }
     c->opts.initial_shards = NULL;
     if (st != OM_OK)
         goto fail;
-    OM_GOTO(coord_cstate_secret(c->cs, c->secret, err, errlen));
+    while ((st = coord_cstate_secret(c->cs, c->secret, err, errlen)) != OM_OK &&
+           coord_startup_retry(c, etcd, st, t0, err))
+        ;
+    if (st != OM_OK)
+        goto fail;
     OM_GOTO(coord_tls_open(c, err, errlen));
     OM_GOTO(coord_pool_open(c));
     OM_GOTO(coord_groups_open(c));

@@ -26,7 +26,8 @@ static const om_conf_item coord_items[] = {
     {"shard-timeout", OM_CONF_DURATION, "10s", 10, 3600000, NULL, F(shard_timeout),
      "deadline of a request forwarded to a shard"},
     {"startup-wait", OM_CONF_DURATION, "5s", 0, 600000, NULL, F(startup_wait),
-     "at start, wait this long for every shard before serving anyway"},
+     "at start, wait this long for every shard before serving anyway, and keep trying "
+     "etcd this long when it does not answer"},
     {"migrate-rate", OM_CONF_SIZE, "128M", 0, 1LL << 40, NULL, F(migrate_rate),
      "ring changes: copy at most this many bytes per second while no client request "
      "arrives (0 = unlimited)"},

@@ -1,6 +1,7 @@
 /*
- * lsm/compaction.c -- leveled compaction (policy in compaction.h) and the
- * compaction thread.
+ * lsm/compaction.c -- leveled compaction (policy in compaction.h): picking,
+ * survival, running a compaction and installing it. The threads that choose
+ * when to run one are in compaction_thread.c.
  *
  * The thread picks a compaction under the db mutex (from the current
  * version, which the compaction then pins), drops the mutex, merges the
@@ -15,8 +16,9 @@
  * A manual compaction may be paced (lsm_compact_range_rate, comp_pace): the
  * thread sleeps on compact_cv, so close wakes it at once. With
  * background_nice > 0 a second, un-niced thread runs the compactions picked
- * while the debt is high (comp_main), so a busy foreground cannot starve
- * compaction for good.
+ * while the debt is high (compaction_thread.c), so a busy foreground cannot starve
+ * compaction for good; when L0 turns urgent it runs an L0->L1 compaction
+ * beside the niced one, or makes a young niced one yield.
  */
 #define OM_LOG_MODULE "lsm"
 #include "lsm/compaction.h"
@@ -27,9 +29,12 @@
 
 #include "lsm/db_int.h"
 #include "lsm/filename.h"
+#include "util/assert.h"
 #include "util/clock.h"
 
 #define GP_OVERLAP_FACTOR 10
+
+void (*lsm_compaction_test_hook)(lsm_compaction *c, bool urgent);
 
 /* ---- picking ---- */
 
@@ -74,6 +79,82 @@ comp_range(lsm_file_meta *const *f, int n, om_slice *lo, om_slice *hi)
             *hi = l;
     }
 }
+
+/* User-key range of all of c's inputs (c has at least one). */
+static void
+comp_all_range(const lsm_compaction *c, om_slice *lo, om_slice *hi)
+{
+    comp_range(c->in[0], c->nin[0], lo, hi);
+    if (c->nin[1] > 0) {
+        om_slice lo1 = *lo, hi1 = *hi;
+
+        comp_range(c->in[1], c->nin[1], &lo1, &hi1);
+        if (om_slice_cmp(lo1, *lo) < 0)
+            *lo = lo1;
+        if (om_slice_cmp(hi1, *hi) > 0)
+            *hi = hi1;
+    }
+}
+
+static bool
+comp_touches(const lsm_compaction *c, int level)
+{
+    return c->level == level || c->out_level == level;
+}
+
+bool
+lsm_compaction_conflicts(const lsm_compaction *a, const lsm_compaction *b)
+{
+    om_slice alo = OM_SLICE_NULL, ahi = OM_SLICE_NULL, blo = OM_SLICE_NULL, bhi = OM_SLICE_NULL;
+
+    if (!comp_touches(b, a->level) && !comp_touches(b, a->out_level))
+        return false;
+    comp_all_range(a, &alo, &ahi);
+    comp_all_range(b, &blo, &bhi);
+    return om_slice_cmp(alo, bhi) <= 0 && om_slice_cmp(blo, ahi) <= 0;
+}
+
+/* Is file number n an input of c? */
+static bool
+comp_has_input(const lsm_compaction *c, uint64_t n)
+{
+    for (int w = 0; w < 2; w++)
+        for (int i = 0; i < c->nin[w]; i++)
+            if (c->in[w][i]->number == n)
+                return true;
+    return false;
+}
+
+bool
+lsm_compaction_share_no_file(const lsm_compaction *a, const lsm_compaction *b)
+{
+    for (int w = 0; w < 2; w++)
+        for (int i = 0; i < a->nin[w]; i++)
+            if (comp_has_input(b, a->in[w][i]->number))
+                return false;
+    return true;
+}
+
+#if OM_ASSERTS_ON
+/* Is every input of c still in v at its level (no other compaction took it)? */
+static bool
+comp_inputs_in(const lsm_compaction *c, const lsm_version *v)
+{
+    for (int w = 0; w < 2; w++) {
+        int level = c->level + w;
+
+        for (int i = 0; i < c->nin[w]; i++) {
+            bool found = false;
+
+            for (int j = 0; j < v->nfiles[level] && !found; j++)
+                found = v->files[level][j] == c->in[w][i];
+            if (!found)
+                return false;
+        }
+    }
+    return true;
+}
+#endif
 
 /* Inputs at level+1 and grandparents for c->in[0]. */
 static om_status
@@ -299,6 +380,7 @@ typedef struct comp_out {
     int nout;
     uint64_t t0;      /* when the merge started */
     int close_choice; /* at close: 0 not decided yet, 1 finish, -1 abandon */
+    int yield_choice; /* asked to yield (c->yield): 0 not decided yet, 1 finish, -1 abandon */
     /* Pacing (comp_pace): bytes per second (0 = unpaced), bytes not yet charged, and the
      * time at which the bytes charged so far are paid for (GCRA's theoretical arrival time). */
     uint64_t rate;
@@ -325,11 +407,26 @@ typedef struct comp_out {
  * sleeping, lsm_close (which broadcasts compact_cv after setting
  * shutting_down) wakes it at once, and the merge loop then abandons the
  * compaction. The pace is dropped while L0 holds l0_slowdown_trigger tables
- * or more: while this compaction runs no other can, and writers slowed or
+ * or more: while this (manual) compaction runs no other can, and writers slowed or
  * stopped by L0 wait for it, so it had better finish at full speed.
  */
 #define PACE_CHUNK (64u << 10)
 #define PACE_BURST_NS (50u * 1000000u)
+
+void
+lsm_db_compact_wait_ns(lsm_db *db, uint64_t wait_ns)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts); /* compact_cv uses the default (realtime) clock */
+    ts.tv_sec += (time_t)(wait_ns / 1000000000u);
+    ts.tv_nsec += (long)(wait_ns % 1000000000u);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&db->compact_cv, &db->mu, &ts);
+}
 
 /* Sleep until the monotonic time until_ns, or less (close, L0 backlog). Requires: mu not held. */
 static void
@@ -338,20 +435,12 @@ comp_pace_sleep(lsm_db *db, uint64_t until_ns)
     pthread_mutex_lock(&db->mu);
     for (;;) {
         uint64_t now = om_clock_mono_ns(), wait_ns;
-        struct timespec ts;
 
         if (now >= until_ns || db->shutting_down || atomic_load(&db->manual_stopped) ||
             db->vs->current->nfiles[0] >= db->opts.l0_slowdown_trigger)
             break;
         wait_ns = until_ns - now;
-        clock_gettime(CLOCK_REALTIME, &ts); /* compact_cv uses the default (realtime) clock */
-        ts.tv_sec += (time_t)(wait_ns / 1000000000u);
-        ts.tv_nsec += (long)(wait_ns % 1000000000u);
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&db->compact_cv, &db->mu, &ts);
+        lsm_db_compact_wait_ns(db, wait_ns);
     }
     pthread_mutex_unlock(&db->mu);
 }
@@ -552,6 +641,31 @@ comp_finish_at_close(lsm_db *db, const lsm_compaction *c, comp_out *o)
     return o->close_choice > 0;
 }
 
+/*
+ * The urgent thread needs this (niced) compaction's files: abandon it when
+ * it is less than half done -- the urgent thread then runs the compaction
+ * L0 needs at full priority, and this one is picked again later -- or
+ * finish it (the urgent thread waits, as before). Progress as at close.
+ * Decided once, when the request is first seen.
+ */
+static bool
+comp_yield_now(lsm_db *db, const lsm_compaction *c, comp_out *o)
+{
+    uint64_t total = comp_input_bytes(c), done = o->bytes_written;
+
+    if (o->yield_choice != 0)
+        return o->yield_choice < 0;
+    if (o->w != NULL)
+        done += lsm_sst_writer_estimated_size(o->w);
+    o->yield_choice = done < total / 2 ? -1 : 1;
+    lsm_logf(&db->opts, OM_LOG_INFO,
+             "L0 urgent: %s niced compaction level=%d done=%llu%% ran_ms=%llu",
+             o->yield_choice < 0 ? "abandoning" : "finishing", c->level,
+             (unsigned long long)(total == 0 || done >= total ? 100 : done * 100 / total),
+             (unsigned long long)((om_clock_mono_ns() - o->t0) / 1000000));
+    return o->yield_choice < 0;
+}
+
 static om_status
 comp_inputs_iter(lsm_db *db, lsm_compaction *c, lsm_it **out)
 {
@@ -623,6 +737,8 @@ comp_run(lsm_db *db, lsm_compaction *c, uint64_t smallest, uint64_t newest, lsm_
             OM_GOTO(OM_E_BUSY); /* abandoned at close; the inputs stay */
         if (c->manual && atomic_load_explicit(&db->manual_stopped, memory_order_relaxed))
             OM_GOTO(OM_E_BUSY); /* lsm_compact_range_stop */
+        if (atomic_load_explicit(&c->yield, memory_order_relaxed) && comp_yield_now(db, c, o))
+            OM_GOTO(OM_E_BUSY); /* the urgent thread redoes what L0 needs */
         if (lsm_ikey_parse(k, &ik) != OM_OK) {
             lsm_logf(&db->opts, OM_LOG_ERROR, "compaction input has a malformed key level=%d",
                      c->level);
@@ -683,12 +799,9 @@ comp_input_bytes(const lsm_compaction *c)
     return b;
 }
 
-/*
- * Run c (trivially or not) and install the result; rate paces it (0 = full
- * speed). Requires: mu not held.
- */
-static om_status
-comp_do(lsm_db *db, lsm_compaction *c, uint64_t smallest, uint64_t newest, const db_manual *m)
+om_status
+lsm_compaction_do(lsm_db *db, lsm_compaction *c, uint64_t smallest, uint64_t newest,
+                  const db_manual *m)
 {
     comp_out o;
     lsm_edit e;
@@ -714,6 +827,12 @@ comp_do(lsm_db *db, lsm_compaction *c, uint64_t smallest, uint64_t newest, const
         OM_GOTO(comp_run(db, c, smallest, newest, &e, &o));
     }
     pthread_mutex_lock(&db->manifest_mu);
+#if OM_ASSERTS_ON
+    /* No file in two compactions: nobody installed an edit deleting c's inputs meanwhile. */
+    pthread_mutex_lock(&db->mu);
+    OM_ASSERT(comp_inputs_in(c, db->vs->current));
+    pthread_mutex_unlock(&db->mu);
+#endif
     st = lsm_vset_log_and_apply(db->vs, &e, NULL, NULL);
     pthread_mutex_unlock(&db->manifest_mu);
     if (st != OM_OK) {
@@ -752,199 +871,4 @@ fail:
     free(o.outputs);
     lsm_edit_fini(&e);
     return st;
-}
-
-static uint64_t
-comp_newest_snapshot(lsm_db *db)
-{
-    return db->snap_list.prev != &db->snap_list ? db->snap_list.prev->seq : 0;
-}
-
-/*
- * Idle L0 compaction. L0 tables below l0_compaction_trigger stay until
- * writes bring more, so a database that stops writing with two or three of
- * them (after a burst of writes, or tables written by recovery at open) makes
- * every read go through each of them for good. When no write has arrived for
- * idle_l0_compaction_ms and L0 holds at least two tables, they are compacted
- * into L1 like any L0 compaction. The thread tracks the last sequence it saw
- * and since when. Requires: mu held.
- */
-typedef struct comp_idle {
-    uint64_t seq;      /* last_seq when last looked at */
-    uint64_t since_ns; /* when last_seq last changed (as far as seen) */
-} comp_idle;
-
-/* Whether the idle rule applies to v at all (then the thread waits with a timeout). */
-static bool
-comp_idle_applies(const lsm_db *db, const lsm_version *v)
-{
-    return db->opts.idle_l0_compaction_ms > 0 && v->nfiles[0] >= 2;
-}
-
-/* Whether the database has been idle long enough; updates the tracking. */
-static bool
-comp_idle_due(lsm_db *db, comp_idle *idle)
-{
-    uint64_t seq = atomic_load_explicit(&db->last_seq, memory_order_acquire);
-    uint64_t now = om_clock_mono_ns();
-
-    if (seq != idle->seq) {
-        idle->seq = seq;
-        idle->since_ns = now;
-        return false;
-    }
-    return now - idle->since_ns >= (uint64_t)db->opts.idle_l0_compaction_ms * 1000000u;
-}
-
-/*
- * Wait on compact_cv; with `timed`, at most until the idle rule could fire.
- * Requires: mu held.
- */
-static void
-comp_wait(lsm_db *db, bool timed, const comp_idle *idle)
-{
-    struct timespec ts;
-    uint64_t wait_ns, due;
-
-    if (!timed) {
-        pthread_cond_wait(&db->compact_cv, &db->mu);
-        return;
-    }
-    due = idle->since_ns + (uint64_t)db->opts.idle_l0_compaction_ms * 1000000u;
-    wait_ns = due > om_clock_mono_ns() ? due - om_clock_mono_ns() : 0;
-    /* At least 1 ms: last_seq may have moved, which restarts the idle period. */
-    if (wait_ns < 1000000u)
-        wait_ns = 1000000u;
-    clock_gettime(CLOCK_REALTIME, &ts); /* compact_cv uses the default (realtime) clock */
-    ts.tv_sec += (time_t)(wait_ns / 1000000000u);
-    ts.tv_nsec += (long)(wait_ns % 1000000000u);
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&db->compact_cv, &db->mu, &ts);
-}
-
-/*
- * Compaction debt past which the urgent thread takes over: a score of 2 (L0
- * at twice l0_compaction_trigger, or a level at twice its target bytes).
- * Requires: mu held.
- */
-static bool
-comp_is_urgent(const lsm_db *db, const lsm_version *v)
-{
-    return db->have_urgent_thread && db->manual == NULL && v->score >= LSM_COMPACT_URGENT_SCORE;
-}
-
-/*
- * The body of both compaction threads. Only one compaction runs at a time
- * (compaction_running). The normal thread runs at background_nice and does
- * everything -- manual compactions, the idle rule, compactions by score --
- * except what the urgent thread (nice unchanged, started only when
- * background_nice > 0) is there for: automatic compactions picked while the
- * debt is at LSM_COMPACT_URGENT_SCORE or more. A niced thread under CPU
- * competition gets a small share of a core, so without it compaction debt
- * grows as long as the foreground keeps the cores busy; raising a thread's
- * priority back needs privileges, so the boost is a second thread rather
- * than a setpriority() call.
- */
-static void *
-comp_main(lsm_db *db, bool urgent)
-{
-    comp_idle idle = {0, 0};
-
-    pthread_setname_np(pthread_self(), urgent ? "lsm-compact-hi" : "lsm-compact");
-    if (!urgent)
-        lsm_db_background_priority(db);
-    pthread_mutex_lock(&db->mu);
-    idle.seq = atomic_load(&db->last_seq);
-    idle.since_ns = om_clock_mono_ns();
-    while (!db->shutting_down) {
-        lsm_compaction *c = NULL;
-        db_manual *m = urgent ? NULL : db->manual;
-        lsm_version *v = db->vs->current;
-        uint64_t smallest, newest;
-        bool idle_l0 = false;
-        om_status st;
-
-        if (db->compaction_running || (urgent != comp_is_urgent(db, v) && db->bg_error == OM_OK)) {
-            /* The other thread's turn (or busy): it broadcasts compact_cv when done. */
-            pthread_cond_wait(&db->compact_cv, &db->mu);
-            continue;
-        }
-        if (db->bg_error == OM_OK && m == NULL && v->score < 1 && comp_idle_applies(db, v))
-            idle_l0 = !urgent && comp_idle_due(db, &idle);
-        if (db->bg_error != OM_OK || (m == NULL && v->score < 1 && !idle_l0) ||
-            (m != NULL && m->done)) {
-            /* Timed only while the idle rule may still fire (not after an error). */
-            comp_wait(db, !urgent && db->bg_error == OM_OK && m == NULL && comp_idle_applies(db, v),
-                      &idle);
-            continue;
-        }
-        if (m != NULL)
-            st = lsm_compaction_range(v, m->level, m->in_place, om_buf_slice(&m->begin),
-                                      om_buf_slice(&m->end), &c);
-        else if (idle_l0)
-            st = lsm_compaction_pick_l0(v, &c);
-        else
-            st = lsm_compaction_pick(v, &db->opts, db->vs->cptr, &c);
-        if (idle_l0 && st == OM_OK)
-            lsm_logf(&db->opts, OM_LOG_INFO, "idle for %u ms: compacting %d L0 tables",
-                     db->opts.idle_l0_compaction_ms, v->nfiles[0]);
-        if (st == OM_E_NOTFOUND && m != NULL) {
-            m->done = true;
-            m->st = OM_OK;
-            pthread_cond_broadcast(&db->bg_cv);
-            continue;
-        }
-        if (st != OM_OK) {
-            if (st == OM_E_NOTFOUND) {
-                pthread_cond_wait(&db->compact_cv, &db->mu);
-                continue;
-            }
-            lsm_db_set_bg_error(db, st);
-            continue;
-        }
-        smallest = lsm_db_oldest_snapshot(db);
-        newest = comp_newest_snapshot(db);
-        db->compaction_running = true;
-        if (urgent)
-            atomic_fetch_add(&db->st_urgent_compactions, 1);
-        if (m != NULL)
-            m->taken = true; /* its caller now waits for done, even at close */
-        pthread_mutex_unlock(&db->mu);
-
-        st = comp_do(db, c, smallest, newest, m);
-        lsm_compaction_free(c);
-
-        pthread_mutex_lock(&db->mu);
-        idle.since_ns = om_clock_mono_ns(); /* an idle period counts from the last compaction */
-        db->compaction_running = false;
-        if (m != NULL) {
-            m->done = true;
-            m->st = st;
-        }
-        if (st != OM_OK &&
-            !(st == OM_E_BUSY &&
-              (db->shutting_down || (m != NULL && atomic_load(&db->manual_stopped))))) {
-            lsm_logf(&db->opts, OM_LOG_ERROR, "compaction failed status=%s", om_status_str(st));
-            lsm_db_set_bg_error(db, st);
-        }
-        pthread_cond_broadcast(&db->bg_cv);
-        pthread_cond_broadcast(&db->compact_cv); /* the other compaction thread's turn may be */
-    }
-    pthread_mutex_unlock(&db->mu);
-    return NULL;
-}
-
-void *
-lsm_db_compact_main(void *arg)
-{
-    return comp_main(arg, false);
-}
-
-void *
-lsm_db_compact_urgent_main(void *arg)
-{
-    return comp_main(arg, true);
 }

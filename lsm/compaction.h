@@ -29,12 +29,20 @@
  * compaction of the output stays small), but never between two entries of
  * one user key, so the files of a level stay disjoint by user key.
  *
- * Thread-safety: a compaction object belongs to the compaction thread; it
+ * Two at once. With background_nice > 0 the un-niced thread may run an
+ * L0->L1 compaction beside the niced thread's compaction of deeper levels
+ * when L0 turns urgent, if the two do not conflict (lsm_compaction_conflicts);
+ * if they do, it asks the niced one to yield (`yield`), which abandons it
+ * when it is less than half done (compaction.c, comp_yield_now).
+ *
+ * Thread-safety: a compaction object belongs to the compaction thread that
+ * runs it (`yield` may be set by the other one, under the db mutex); it
  * pins its input version.
  */
 #ifndef OM_LSM_COMPACTION_H
 #define OM_LSM_COMPACTION_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -50,6 +58,7 @@ typedef struct lsm_compaction {
     lsm_file_meta **gp; /* grandparents: out_level + 1 files overlapping the inputs */
     int ngp;
     bool manual;
+    atomic_bool yield; /* the other compaction thread needs these files: give up if young */
     /* Base-level check state: per deeper level, the file index reached. */
     int base_idx[LSM_MAX_LEVELS];
 } lsm_compaction;
@@ -82,6 +91,25 @@ om_status lsm_compaction_range(lsm_version *v, int level, bool in_place, om_slic
                                om_slice end, lsm_compaction **out);
 
 void lsm_compaction_free(lsm_compaction *c);
+
+/*
+ * lsm_compaction_conflicts -- could a and b not run at once? They conflict
+ * when they touch a common level (as input or output) with overlapping
+ * user-key ranges (all their inputs). Compactions that do not conflict
+ * share no input file and write disjoint key ranges of any common level, so
+ * their version edits apply in either order and keep every level >= 1
+ * sorted and non-overlapping.
+ */
+bool lsm_compaction_conflicts(const lsm_compaction *a, const lsm_compaction *b);
+
+/* The invariant of two running compactions: no file is an input of both. */
+bool lsm_compaction_share_no_file(const lsm_compaction *a, const lsm_compaction *b);
+
+/*
+ * Tests only: when set, each compaction thread calls it as a compaction
+ * starts (mu not held; urgent: the un-niced thread). NULL otherwise.
+ */
+extern void (*lsm_compaction_test_hook)(lsm_compaction *c, bool urgent);
 
 /* True if the compaction can move its one input file down unchanged. */
 bool lsm_compaction_is_trivial(const lsm_compaction *c, const lsm_opts *o);

@@ -137,7 +137,9 @@ struct lsm_db {
     lsm_snapshot snap_list; /* sentinel of a circular list, oldest first */
     om_status bg_error;
     bool shutting_down;
-    bool flush_running, compaction_running;
+    bool flush_running;
+    /* The compactions running: [0] the niced (or only) thread's, [1] the urgent thread's. */
+    struct lsm_compaction *running[2];
     db_manual *manual;
     int manual_callers;         /* threads inside lsm_compact_range*: lsm_close waits for them */
     atomic_bool manual_stopped; /* lsm_compact_range_stop was called (compaction.c) */
@@ -204,6 +206,20 @@ void *lsm_db_sync_main(void *arg);
 om_status lsm_db_write_level0(lsm_db *db, lsm_memtable *m, lsm_edit *e, uint64_t *bytes);
 
 /* ---- compaction.c ---- */
+
+struct lsm_compaction;
+/*
+ * lsm_compaction_do -- run c (trivially or not) and install the result; m:
+ * the manual compaction it is a step of (pace, progress), or NULL.
+ * Requires: mu not held.
+ */
+om_status lsm_compaction_do(lsm_db *db, struct lsm_compaction *c, uint64_t smallest,
+                            uint64_t newest, const db_manual *m);
+
+/* Wait on compact_cv for at most wait_ns. Requires: mu held. */
+void lsm_db_compact_wait_ns(lsm_db *db, uint64_t wait_ns);
+
+/* ---- compaction_thread.c ---- */
 
 void *lsm_db_compact_main(void *arg);
 /* The compaction thread for high debt (score >= LSM_COMPACT_URGENT_SCORE), at normal priority. */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lsm/compaction.h"
@@ -738,6 +739,242 @@ START_TEST(high_debt_runs_on_the_unniced_thread)
 }
 END_TEST
 
+/*
+ * Two compactions at once (issue 14). A test hook holds the niced thread's
+ * compaction open: one of L1 (hold_level 1) or L0 (hold_level 0). The
+ * hook records what the urgent thread starts meanwhile; a held compaction
+ * is let go when the test says so or when it is asked to yield.
+ */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int hold_level;
+    bool release;
+    int held;        /* niced compactions of hold_level held so far */
+    int l0_beside;   /* urgent L0 compactions started while one was held */
+    bool yield_seen; /* the held compaction was asked to yield */
+} hk = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false, 0, 0, false};
+
+static void
+hold_hook(lsm_compaction *c, bool urgent)
+{
+    pthread_mutex_lock(&hk.mu);
+    if (!urgent && c->level == hk.hold_level && !c->manual && !hk.release && !hk.yield_seen) {
+        hk.held++;
+        pthread_cond_broadcast(&hk.cv);
+        while (!hk.release && !atomic_load(&c->yield)) {
+            struct timespec ts;
+
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 10 * 1000000;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&hk.cv, &hk.mu, &ts); /* polls c->yield */
+        }
+        hk.yield_seen = atomic_load(&c->yield); /* then no more holds */
+        hk.held--;
+    } else if (urgent && c->level == 0 && hk.held > 0) {
+        hk.l0_beside++;
+    }
+    pthread_cond_broadcast(&hk.cv);
+    pthread_mutex_unlock(&hk.mu);
+}
+
+/* Wait until *what >= n or 20 s pass; the value seen. */
+static int
+hook_wait(const int *what, int n)
+{
+    uint64_t deadline = tu_now_ms() + 20000;
+    int v;
+
+    pthread_mutex_lock(&hk.mu);
+    while (*what < n && tu_now_ms() < deadline) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec++;
+        pthread_cond_timedwait(&hk.cv, &hk.mu, &ts);
+    }
+    v = *what;
+    pthread_mutex_unlock(&hk.mu);
+    return v;
+}
+
+/* The hook's state, read under its lock. */
+static void
+hook_state(int *held, bool *yield_seen)
+{
+    pthread_mutex_lock(&hk.mu);
+    *held = hk.held;
+    *yield_seen = hk.yield_seen;
+    pthread_mutex_unlock(&hk.mu);
+}
+
+static void
+hook_release(void)
+{
+    pthread_mutex_lock(&hk.mu);
+    hk.release = true;
+    pthread_cond_broadcast(&hk.cv);
+    pthread_mutex_unlock(&hk.mu);
+}
+
+/* Key i of L0 table t (every table spans the same keys of its prefix) and its value. */
+static void
+l0_kv(const char *prefix, int t, int i, char *k, size_t kn, uint8_t *v, size_t vn)
+{
+    uint64_t x = ((uint64_t)t << 32 | (uint64_t)i) * 0x9E3779B97F4A7C15u | 1;
+
+    snprintf(k, kn, "%s%02d-%03d", prefix, i, t);
+    for (size_t j = 0; j < vn; j++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        v[j] = (uint8_t)x; /* incompressible: the level sizes are what the test sets */
+    }
+}
+
+/* Tables first .. first + n - 1 of 20 keys in L0, each flushed. */
+static void
+l0_tables(lsm_db *db, const char *prefix, int first, int n)
+{
+    char k[32];
+    uint8_t v[200];
+
+    for (int t = first; t < first + n; t++) {
+        for (int i = 0; i < 20; i++) {
+            l0_kv(prefix, t, i, k, sizeof(k), v, sizeof(v));
+            ck_assert_int_eq(lsm_put(db, om_slice_from_str(k), om_slice_make(v, sizeof(v))), OM_OK);
+        }
+        ck_assert_int_eq(lsm_flush(db), OM_OK);
+    }
+}
+
+/* Every key l0_tables wrote reads back. */
+static void
+l0_tables_read(lsm_db *db, const char *prefix, int n)
+{
+    om_buf got = OM_BUF_INIT;
+    char k[32];
+    uint8_t v[200];
+
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < 20; i++) {
+            l0_kv(prefix, t, i, k, sizeof(k), v, sizeof(v));
+            ck_assert_int_eq(lsm_get(db, NULL, om_slice_from_str(k), &got), OM_OK);
+            ck_assert(om_slice_eq(om_buf_slice(&got), om_slice_make(v, sizeof(v))));
+        }
+    om_buf_free(&got);
+}
+
+static void
+beside_opts(lsm_opts *o)
+{
+    copts(o);
+    o->l0_compaction_trigger = 4; /* urgent at 8 L0 tables */
+    o->l0_slowdown_trigger = 200;
+    o->l0_stop_trigger = 300;
+    o->idle_l0_compaction_ms = 0;
+    o->background_nice = 5;
+}
+
+/*
+ * While the niced thread's L1->L2 compaction (keys a...) is held open, L0
+ * (keys z...) reaches twice its trigger: the urgent thread runs an L0->L1
+ * compaction beside it -- the two share no level range -- instead of
+ * waiting for it.
+ */
+START_TEST(l0_compaction_runs_beside_a_deeper_one)
+{
+    const char *dir = tu_tmpdir();
+    lsm_opts o;
+    lsm_db *db;
+    lsm_stats s;
+    uint64_t deadline;
+    int held;
+    bool yield_seen;
+
+    beside_opts(&o);
+    o.max_bytes_for_level1 = 1u << 20; /* keys a... stay in L1 */
+    ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
+    l0_tables(db, "a", 0, 12);
+    ck_assert_int_eq(lsm_compact_range(db, OM_SLICE_NULL, OM_SLICE_NULL), OM_OK);
+    lsm_stats_get(db, &s);
+    ck_assert_uint_eq(s.levels[0].files, 0);
+    ck_assert_uint_gt(s.levels[1].bytes, 0); /* the deepest level with data, rewritten in place */
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+
+    /* L1 at 1.5 times its target: the niced thread's compaction (score < 2). */
+    o.max_bytes_for_level1 = s.levels[1].bytes * 2 / 3;
+    hk.hold_level = 1;
+    lsm_compaction_test_hook = hold_hook;
+    ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
+    ck_assert_int_eq(hook_wait(&hk.held, 1), 1);
+    l0_tables(db, "z", 0, 8);
+    ck_assert_int_ge(hook_wait(&hk.l0_beside, 1), 1);
+    hook_state(&held, &yield_seen);
+    ck_assert(!yield_seen && held == 1); /* still held: nothing was asked of it */
+    hook_release();
+    deadline = tu_now_ms() + 20000;
+    do
+        lsm_stats_get(db, &s);
+    while (s.levels[0].files > 4 && tu_now_ms() < deadline);
+    ck_assert_uint_le(s.levels[0].files, 4);
+    ck_assert_uint_ge(s.urgent_compactions, 1);
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+    lsm_compaction_test_hook = NULL;
+    ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
+    l0_tables_read(db, "a", 12);
+    l0_tables_read(db, "z", 8);
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+}
+END_TEST
+
+/*
+ * The niced thread's L0->L1 compaction (5 tables, score 1.25) is held open
+ * and L0 reaches twice its trigger: the urgent thread's L0 compaction would
+ * share its files, so it asks it to yield; the niced one, not half done,
+ * gives up (no background error), and the urgent thread compacts L0.
+ */
+START_TEST(young_niced_compaction_yields_to_urgent_l0)
+{
+    const char *dir = tu_tmpdir();
+    lsm_opts o;
+    lsm_db *db;
+    lsm_stats s;
+    uint64_t deadline;
+    int held;
+    bool yield_seen;
+
+    beside_opts(&o);
+    o.l0_compaction_trigger = 100; /* 5 L0 tables first */
+    ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
+    l0_tables(db, "k", 0, 5);
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+    o.l0_compaction_trigger = 4;
+    hk.hold_level = 0;
+    lsm_compaction_test_hook = hold_hook;
+    ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
+    ck_assert_int_eq(hook_wait(&hk.held, 1), 1);
+    l0_tables(db, "k", 5, 3);
+    deadline = tu_now_ms() + 20000;
+    do
+        lsm_stats_get(db, &s);
+    while ((s.levels[0].files > 4 || s.urgent_compactions == 0) && tu_now_ms() < deadline);
+    hook_release();
+    hook_state(&held, &yield_seen);
+    ck_assert(yield_seen);
+    ck_assert_uint_le(s.levels[0].files, 4);
+    ck_assert_uint_ge(s.urgent_compactions, 1);
+    l0_tables(db, "k", 8, 1); /* no background error */
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+    lsm_compaction_test_hook = NULL;
+    ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
+    l0_tables_read(db, "k", 9);
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+}
+END_TEST
+
 START_TEST(close_finishes_a_mostly_done_compaction)
 {
     close_during_compaction(80, 60000, true);
@@ -1026,6 +1263,8 @@ compaction_suite(void)
     tcase_add_test(tc, random_fill_settles_to_four_l0_tables);
     tcase_add_test(tc, random_fill_settles_with_niced_background);
     tcase_add_test(tc, high_debt_runs_on_the_unniced_thread);
+    tcase_add_test(tc, l0_compaction_runs_beside_a_deeper_one);
+    tcase_add_test(tc, young_niced_compaction_yields_to_urgent_l0);
     tcase_add_test(tc, close_finishes_a_mostly_done_compaction);
     tcase_add_test(tc, close_abandons_a_young_compaction);
     tcase_add_test(tc, close_abandons_when_told_not_to_wait);

@@ -6,7 +6,8 @@
  * scans at snapshots, each scanned twice with point reads at the snapshot in
  * between, and scans without a snapshot), 1 thread forcing flushes and range
  * compactions; a 64 KiB write buffer and tiny tables, so flushes and
- * compactions run all the time, and the periodic sync thread every 2 ms.
+ * compactions run all the time, and the periodic sync thread every 2 ms;
+ * in most runs niced background threads, so two compactions may run at once.
  * Bounded in time: LSM_STRESS_SECONDS (default 3). The seed is printed;
  * TU_SEED reruns with the same values and the same operation mix (the
  * interleaving is the scheduler's).
@@ -385,6 +386,9 @@ START_TEST(stress_eight_threads)
     o.sync_mode = LSM_SYNC_PERIODIC;
     o.sync_period_ms = 2;
     o.zstd_level = (int)(s.seed / 2 % 2);
+    /* Niced background in 3 runs of 4: two compaction threads, an urgent L0->L1 compaction
+     * beside a deeper one or a young one yielding to it (compaction_thread.c). */
+    o.background_nice = s.seed / 4 % 4 != 0 ? 5 : 0;
     ck_assert_int_eq(lsm_open(dir, &o, &s.db), OM_OK);
     s.m = tu_cmodel_new(s.seed, NKEYS, secs ? strtoull(secs, NULL, 10) : 3);
 
