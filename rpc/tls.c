@@ -28,9 +28,9 @@
  * clears the OpenSSL error queue before every call (some 800 instructions
  * each in OpenSSL 3), calls SSL_read once more per readiness event only to
  * hear "want read", and makes one record per evbuffer chain. Here the
- * queue is cleared only when not empty, SSL_read runs only while bytes are
- * buffered, and a write is one record per 16 KiB (issue 13, the TLS bar;
- * docs/PERFORMANCE.md). Writes follow the plaintext scheme (conn.c,
+ * queue is looked at only after a call failed (tls_retry_clean), SSL_read
+ * runs only while bytes are buffered, and a write is one record per 16
+ * KiB (issue 13, the TLS bar; docs/PERFORMANCE.md). Writes follow the plaintext scheme (conn.c,
  * client.c): answers and calls queue as plaintext in the filter's output
  * while its EV_WRITE is off; once per loop turn rpc_tls_flush encrypts all
  * of them into the socket bufferevent's output and writes it with one
@@ -190,14 +190,29 @@ tls_link_of(struct bufferevent *bev)
 }
 
 /*
- * SSL_get_error needs an empty error queue before the call; clearing it is
- * costly in OpenSSL 3 (about 800 instructions), so only when it is not empty.
+ * After an SSL call failed: true when the caller should repeat it once.
+ * SSL_get_error needs an empty error queue before the call, but even
+ * looking at the queue costs some 200 instructions in OpenSSL 3 (the
+ * thread's error state), twice a request on each side, and a call that
+ * succeeds never looks. So the queue is not checked before a call; a
+ * failure that leaves it non-empty may have found errors some other
+ * OpenSSL call of this thread left there (SSL_get_error would then say
+ * SSL_ERROR_SSL whatever happened), so the queue is emptied and the call
+ * repeated: a call that wants more input wants it again, now from a clean
+ * queue, and an SSL that failed fails again (it refuses I/O after a fatal
+ * error). The newest error is kept as the reason in case it was the SSL's.
  */
-static void
-tls_clear_errors(void)
+static bool
+tls_retry_clean(tls_link *t, int *tries)
 {
-    if (ERR_peek_error() != 0)
-        ERR_clear_error();
+    unsigned long e;
+
+    if ((*tries)++ > 0 || ERR_peek_error() == 0)
+        return false;
+    while ((e = ERR_get_error()) != 0)
+        if (ERR_GET_LIB(e) != 0)
+            t->err = e;
+    return true;
 }
 
 /* The BIO under the SSL: ciphertext from the socket bufferevent's input
@@ -282,8 +297,10 @@ tls_io_failed(tls_link *t, int ret)
     int e = SSL_get_error(t->ssl, ret);
     unsigned long x;
 
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        t->err = 0; /* what tls_retry_clean kept was not the SSL's */
         return;
+    }
     if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify */
         tls_end(t, BEV_EVENT_EOF | BEV_EVENT_READING);
         return;
@@ -316,13 +333,13 @@ tls_encrypt(tls_link *t, struct evbuffer *src)
     while ((len = evbuffer_get_length(src)) > 0) {
         size_t n = len < TLS_RECORD_MAX ? len : TLS_RECORD_MAX, w = 0;
         unsigned char *p = evbuffer_pullup(src, (ev_ssize_t)n);
-        int r;
+        int r, tries = 0;
         if (p == NULL) {
             tls_end(t, BEV_EVENT_ERROR | BEV_EVENT_WRITING);
             return false;
         }
-        tls_clear_errors();
-        r = SSL_write_ex(t->ssl, p, n, &w);
+        while ((r = SSL_write_ex(t->ssl, p, n, &w)) != 1 && tls_retry_clean(t, &tries))
+            ;
         if (r != 1) {
             tls_io_failed(t, r);
             return false;
@@ -336,12 +353,12 @@ tls_encrypt(tls_link *t, struct evbuffer *src)
 static bool
 tls_handshake(tls_link *t)
 {
-    int r;
+    int r, tries = 0;
 
     if (SSL_is_init_finished(t->ssl))
         return true;
-    tls_clear_errors();
-    r = SSL_do_handshake(t->ssl);
+    while ((r = SSL_do_handshake(t->ssl)) != 1 && tls_retry_clean(t, &tries))
+        ;
     if (r != 1) {
         tls_io_failed(t, r); /* libevent writes the flights: under's EV_WRITE is on */
         return false;
@@ -374,7 +391,7 @@ tls_filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t lim,
     while ((lim < 0 || got < lim) && (evbuffer_get_length(src) > 0 || SSL_has_pending(t->ssl))) {
         struct evbuffer_iovec v;
         size_t n = 0, in = evbuffer_get_length(src);
-        int r;
+        int r, tries = 0;
         /* a record's plaintext is shorter than its ciphertext: a small
          * request takes the input chain's free space, not a 16 KiB chunk */
         if (evbuffer_reserve_space(
@@ -382,8 +399,9 @@ tls_filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t lim,
             tls_end(t, BEV_EVENT_ERROR | BEV_EVENT_READING);
             break;
         }
-        tls_clear_errors();
-        r = SSL_read_ex(t->ssl, v.iov_base, v.iov_len, &n);
+        while ((r = SSL_read_ex(t->ssl, v.iov_base, v.iov_len, &n)) != 1 &&
+               tls_retry_clean(t, &tries))
+            ;
         if (r != 1) {
             (void)evbuffer_commit_space(dst, &v, 0);
             tls_io_failed(t, r);

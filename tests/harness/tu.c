@@ -570,3 +570,24 @@ tu_atexit(void)
         }
     }
 }
+
+void
+tu_gen_certs(bool test_certs, const char *dir)
+{
+    const char *script = getenv("OBJMETA_GEN_CERTS");
+    const char *argv[5] = {"sh", script, NULL};
+    char *out = NULL, *err = NULL, done[4200];
+    int n = 2;
+
+    ck_assert_msg(script != NULL, "OBJMETA_GEN_CERTS is not set");
+    /* the script's last file: a run cut short is made again */
+    snprintf(done, sizeof(done), "%s/%s", dir, test_certs ? "expired.pem" : "client.pem");
+    if (access(done, R_OK) == 0)
+        return;
+    if (test_certs)
+        argv[n++] = "--test";
+    argv[n] = dir;
+    ck_assert_msg(tu_run_cmd("/bin/sh", argv, 30000, &out, &err) == 0, "gen-certs: %s", err);
+    free(out);
+    free(err);
+}

@@ -81,6 +81,13 @@ char *tu_proc_stderr(const tu_proc *p);
  */
 int tu_run_cmd(const char *binary, const char *const *argv, int timeout_ms, char **out, char **err);
 
+/*
+ * Development certificates from scripts/gen-certs.sh (its path in
+ * $OBJMETA_GEN_CERTS) into dir, unless an earlier call made them there;
+ * test_certs adds the ones a server must refuse (--test). Fails the test on error.
+ */
+void tu_gen_certs(bool test_certs, const char *dir);
+
 /* Resolve a binary path from a `$ENV_NAME` reference or return it as is. */
 const char *tu_bin(const char *binary);
 

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <openssl/err.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -138,6 +139,10 @@ tsrv_handler(void *arg, const Objmeta__Request *req, rpc_reply *reply)
         t->never[t->nnever++] = reply;
     } else if (strncmp(cmd, "packed", 6) == 0) {
         ping_answer_packed(reply, req->ping->payload.data, req->ping->payload.len);
+    } else if (strcmp(cmd, "openssl-error") == 0) {
+        ERR_raise(ERR_LIB_USER,
+                  ERR_R_PASSED_INVALID_ARGUMENT); /* left in the loop thread's queue */
+        ping_answer(reply, cmd, n);
     } else if (strncmp(cmd, "big:", 4) == 0) {
         size_t len = strtoul(cmd + 4, NULL, 10);
         uint8_t *p = calloc(1, len + 1);

@@ -13,6 +13,8 @@
  *   "never"      never answered while the server lives (request timeouts);
  *                answered after rpc_server_free (the dead-queue path)
  *   "big:N"      answered with an N-byte payload
+ *   "openssl-error" echoed, leaving an error in the loop thread's OpenSSL
+ *                error queue (what a failed OpenSSL call elsewhere leaves)
  *   anything else: echoed at once from the handler
  * It runs its own event_base in a thread; the test thread steers it through
  * a control pipe (tsrv_cmd: 'g' stats snapshot, 's' graceful shutdown, 'r'

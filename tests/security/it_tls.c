@@ -32,18 +32,15 @@
 
 static char certdir[600];
 
-/* Development certificates from scripts/gen-certs.sh --test (once per test process). */
+/*
+ * Development certificates from scripts/gen-certs.sh --test, made by the
+ * first test that needs them in a directory of main's (each test runs in a
+ * child process, whose exit removes the directories it made).
+ */
 static void
 make_certs(void)
 {
-    const char *argv[] = {"x", getenv("OBJMETA_GEN_CERTS"), "--test", certdir, NULL};
-    char *out = NULL, *err = NULL;
-
-    ck_assert_ptr_nonnull(argv[1]);
-    snprintf(certdir, sizeof(certdir), "%s/certs", tu_tmpdir());
-    ck_assert_msg(tu_run_cmd("/bin/sh", argv, 30000, &out, &err) == 0, "gen-certs: %s", err);
-    free(out);
-    free(err);
+    tu_gen_certs(true, certdir);
 }
 
 /* certdir/name.ext into a rotating static buffer (a few live at once). */
@@ -403,5 +400,17 @@ tls_suite(void)
 int
 main(void)
 {
-    return tu_run(tls_suite());
+    const char *tmp = getenv("TMPDIR");
+    char base[500];
+    int rc;
+
+    snprintf(base, sizeof(base), "%s/objmeta-it-tls-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (mkdtemp(base) == NULL) {
+        perror("mkdtemp");
+        return EXIT_FAILURE;
+    }
+    snprintf(certdir, sizeof(certdir), "%s/certs", base);
+    rc = tu_run(tls_suite());
+    tu_rmrf(base);
+    return rc;
 }
