@@ -27,7 +27,12 @@
 #
 # Each measurement runs ROUNDS times, interleaved (objmeta, Redis, objmeta,
 # ...), and the run with the median ops/s is reported, so that load from
-# elsewhere on the machine drifts into both sides alike.
+# elsewhere on the machine drifts into both sides alike. Beside ops/s and
+# latency each row gives the server's CPU per operation ("srv us/op": the
+# shard's or the redis-server's user + system time over the run, from
+# /proc, divided by the operations it answered): steadier than ops/s on a
+# shared machine, and it says which side bounds a run -- a server whose one
+# network thread serves N ops/s at about 1e6/N us per op is saturated.
 #
 # TLS=1 adds Store and Retrieve over TLS (mutual TLS, certificates from
 # scripts/gen-certs.sh) against the same operations in plaintext, same run
@@ -141,14 +146,27 @@ if $full; then
     pids="$pids $(cat "$tmp/always.pid")"
 fi
 
-objmeta_run() { # ops, pipeline, keys, dist, extra... -> "ops_per_sec p50_us p99_us"
+hz=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# us of CPU per operation: ticks before, ticks after, operations
+cpu_per_op() {
+    awk -v a="$1" -v b="$2" -v n="$3" -v hz="$hz" \
+        'BEGIN { if (n > 0) printf "%.2f", (b - a) / hz * 1e6 / n; else print "-" }'
+}
+
+objmeta_run() { # ops, pipeline, keys, dist, extra... -> "ops_per_sec p50_us p99_us srv_us_per_op"
     ops=$1; pl=$2; nk=$3; dist=$4; shift 4
+    t0=$(cpu_ticks "$shard_pid")
     "$bench" --addr "127.0.0.1:${bench_port:-$oport}" --ops "$ops=100" --connections "$CLIENTS" \
         --pipeline "$pl" --values "$VALUES" --value-size "$VALUE_SIZE" --keys "$nk" \
         --dist "$dist" --duration "${DURATION}s" "$@" >"$tmp/ob.out"
-    awk -v op="$ops" '$1 == "RESULT" && $2 == "op=" op {
+    t1=$(cpu_ticks "$shard_pid")
+    n=$(awk -v op="$ops" '$1 == "RESULT" && $2 == "op=" op {
+        for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "ops") print kv[2] } }' \
+        "$tmp/ob.out")
+    awk -v op="$ops" -v cpu="$(cpu_per_op "$t0" "$t1" "${n:-0}")" '$1 == "RESULT" && $2 == "op=" op {
         for (i = 3; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-        printf "%s %s %s\n", v["ops_per_sec"], v["p50_us"], v["p99_us"] }' "$tmp/ob.out"
+        printf "%s %s %s %s\n", v["ops_per_sec"], v["p50_us"], v["p99_us"], cpu }' "$tmp/ob.out"
 }
 
 ycsb_run() { # workload -> "ops_per_sec p50_us p99_us" over all operations
@@ -160,15 +178,19 @@ ycsb_run() { # workload -> "ops_per_sec p50_us p99_us" over all operations
         printf "%s %s %s\n", v["ops_per_sec"], v["p50_us"], v["p99_us"] }' "$tmp/ob.out"
 }
 
-redis_run() { # port, test (set|get), pipeline, keys -> "ops_per_sec p50_us p99_us"
+redis_run() { # port, test (set|get), pipeline, keys -> "ops_per_sec p50_us p99_us srv_us_per_op"
     # size -n for about DURATION seconds from a short calibration run
     cal=$(redis-benchmark -h 127.0.0.1 -p "$1" -c "$CLIENTS" -P "$3" -d "$VALUE_SIZE" -r "$4" \
         -t "$2" -n 20000 --csv 2>/dev/null | awk -F'"' 'NR == 2 { print int($4) }')
     n=$(( ${cal:-10000} * DURATION ))
     [ "$n" -ge 20000 ] || n=20000
+    if [ "$1" = "$rport" ]; then rpid=$(cat "$tmp/plain.pid"); else rpid=$(cat "$tmp/always.pid"); fi
+    t0=$(cpu_ticks "$rpid")
     redis-benchmark -h 127.0.0.1 -p "$1" -c "$CLIENTS" -P "$3" -d "$VALUE_SIZE" -r "$4" \
-        -t "$2" -n "$n" --csv 2>/dev/null |
-        awk -F'"' 'NR == 2 { printf "%.0f %.1f %.1f\n", $4, $10 * 1000, $14 * 1000 }'
+        -t "$2" -n "$n" --csv 2>/dev/null >"$tmp/rb.out"
+    t1=$(cpu_ticks "$rpid")
+    awk -F'"' -v cpu="$(cpu_per_op "$t0" "$t1" "$n")" \
+        'NR == 2 { printf "%.0f %.1f %.1f %s\n", $4, $10 * 1000, $14 * 1000, cpu }' "$tmp/rb.out"
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
@@ -259,8 +281,8 @@ while [ "$r" -le "$ROUNDS" ]; do
     r=$((r + 1))
 done
 
-median() { # bench-id pipeline -> "ops p50 p99" of the median run
-    awk -v b="$1" -v p="$2" '$1 == b && $2 == p { print $3, $4, $5 }' "$results" |
+median() { # bench-id pipeline -> "ops p50 p99 srv_us_per_op" of the median run
+    awk -v b="$1" -v p="$2" '$1 == b && $2 == p { print $3, $4, $5, ($6 == "" ? "-" : $6) }' "$results" |
         sort -n | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'
 }
 ops_of() { median "$1" "$2" | cut -d' ' -f1; }
@@ -285,13 +307,13 @@ label() {
     esac
 }
 row() { # bench-id pipeline
-    # shellcheck disable=SC2046 # three words on purpose
+    # shellcheck disable=SC2046 # four words on purpose
     set -- "$1" "$2" $(median "$1" "$2")
-    printf '%-34s %4s %12s %10s %10s\n' "$(label "$1")" "$2" "$3" "$4" "$5"
+    printf '%-34s %4s %12s %10s %10s %10s\n' "$(label "$1")" "$2" "$3" "$4" "$5" "${6:--}"
 }
 
-printf '\n%-34s %4s %12s %10s %10s   (median of %s runs)\n' "benchmark" "pipe" "ops/s" \
-    "p50 us" "p99 us" "$ROUNDS"
+printf '\n%-34s %4s %12s %10s %10s %10s   (median of %s runs)\n' "benchmark" "pipe" "ops/s" \
+    "p50 us" "p99 us" "srv us/op" "$ROUNDS"
 summary=""
 for pl in $PIPELINES; do
     if [ "$TLS" != 0 ]; then
