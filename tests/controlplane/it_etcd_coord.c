@@ -656,10 +656,22 @@ START_TEST(concurrent_add_shard_one_wins)
 END_TEST
 
 #define NKEYS 400
-#define VPAD 4000 /* the longest value's padding (copying); 1000 for the other phases */
+#define VPAD 4000       /* padding of each value while the leader dies copying */
+#define VPAD_SHORT 1000 /* in the other phases: saves the sanitizer builds a few seconds */
 #define LOAD_BUCKET "cp-load"
 #define LOAD_NSTABLE 200
 #define LOAD_NMUT 100
+
+/* Key k's value: vpad bytes of a pattern shifted by k, then "-k". */
+static void
+load_value(char *val, size_t cap, int k, size_t vpad)
+{
+    static const char pad[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < vpad; i++)
+        val[i] = pad[(k + i) % 16];
+    snprintf(val + vpad, cap - vpad, "-%d", k);
+}
 
 /*
  * Load keys, start a slow add-shard, write and delete while it runs, and kill -9 the leader
@@ -679,7 +691,6 @@ leader_killed_during(const char *phase)
     char key[32], val[VPAD + 16], addrs[256];
     int lead, keeper;
     uint64_t killed_ms = 0, lists_before, took;
-    static const char pad[] = "0123456789abcdef";
     takeover tw;
     tu_load *L;
 
@@ -690,7 +701,7 @@ leader_killed_during(const char *phase)
      * 1 KB values it took 0.26 s, and a slower rate let the catch-up pass trail the load's
      * writes for over WAIT_MS). Cutover and cleanup are held open by the testing aid, and
      * 1 KB values save the sanitizer builds a few seconds there. */
-    size_t vpad = strcmp(phase, "copying") == 0 ? VPAD : 1000;
+    size_t vpad = strcmp(phase, "copying") == 0 ? VPAD : VPAD_SHORT;
     cluster_start_with(&cl, 2, "256K",
                        strcmp(phase, "copying") != 0 ? "--test-phase-delay=1500ms" : NULL);
     shard_start(&cl, 2);
@@ -701,9 +712,7 @@ leader_killed_during(const char *phase)
     c = client_of(addrs);
     for (int k = 0; k < NKEYS; k++) {
         snprintf(key, sizeof(key), "m%03d", k);
-        for (size_t i = 0; i < vpad; i++)
-            val[i] = pad[(k + i) % 16];
-        snprintf(val + vpad, sizeof(val) - vpad, "-%d", k);
+        load_value(val, sizeof(val), k, vpad);
         put(c, key, val);
     }
     L = tu_load_new(addrs, LOAD_BUCKET, LOAD_NSTABLE, LOAD_NMUT, tu_seed(phase), true);
@@ -782,9 +791,7 @@ leader_killed_during(const char *phase)
         if (k < 40) {
             expect(c, key, k % 2 ? NULL : "rewritten");
         } else {
-            for (size_t i = 0; i < vpad; i++)
-                val[i] = pad[(k + i) % 16];
-            snprintf(val + vpad, sizeof(val) - vpad, "-%d", k);
+            load_value(val, sizeof(val), k, vpad);
             expect(c, key, val);
         }
         if (k % 2 == 0 || k >= 40)
