@@ -154,28 +154,31 @@ cpu_per_op() {
         'BEGIN { if (n > 0) printf "%.2f", (b - a) / hz * 1e6 / n; else print "-" }'
 }
 
-objmeta_run() { # ops, pipeline, keys, dist, extra... -> "ops_per_sec p50_us p99_us srv_us_per_op"
-    ops=$1; pl=$2; nk=$3; dist=$4; shift 4
+# objmeta_bench with its arguments, timed against the shard's CPU; op: the RESULT line to
+# report (an operation, or "all") -> "ops_per_sec p50_us p99_us srv_us_per_op"
+ob_run() { # op, objmeta_bench arguments...
+    op=$1; shift
     t0=$(cpu_ticks "$shard_pid")
-    "$bench" --addr "127.0.0.1:${bench_port:-$oport}" --ops "$ops=100" --connections "$CLIENTS" \
-        --pipeline "$pl" --values "$VALUES" --value-size "$VALUE_SIZE" --keys "$nk" \
-        --dist "$dist" --duration "${DURATION}s" "$@" >"$tmp/ob.out"
+    "$bench" "$@" >"$tmp/ob.out"
     t1=$(cpu_ticks "$shard_pid")
-    n=$(awk -v op="$ops" '$1 == "RESULT" && $2 == "op=" op {
-        for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "ops") print kv[2] } }' \
-        "$tmp/ob.out")
-    awk -v op="$ops" -v cpu="$(cpu_per_op "$t0" "$t1" "${n:-0}")" '$1 == "RESULT" && $2 == "op=" op {
+    # shellcheck disable=SC2046 # four words on purpose
+    set -- $(awk -v op="$op" '$1 == "RESULT" && $2 == "op=" op {
         for (i = 3; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-        printf "%s %s %s %s\n", v["ops_per_sec"], v["p50_us"], v["p99_us"], cpu }' "$tmp/ob.out"
+        print v["ops_per_sec"], v["p50_us"], v["p99_us"], v["ops"]; exit }' "$tmp/ob.out")
+    if [ $# -eq 4 ]; then echo "$1 $2 $3 $(cpu_per_op "$t0" "$t1" "$4")"; fi
 }
 
-ycsb_run() { # workload -> "ops_per_sec p50_us p99_us" over all operations
-    "$bench" --addr "127.0.0.1:$oport" --workload "$1" --connections "$CLIENTS" \
+objmeta_run() { # ops, pipeline, keys, dist, extra... -> "ops_per_sec p50_us p99_us srv_us_per_op"
+    ops=$1; pl=$2; nk=$3; dist=$4; shift 4
+    ob_run "$ops" --addr "127.0.0.1:${bench_port:-$oport}" --ops "$ops=100" \
+        --connections "$CLIENTS" --pipeline "$pl" --values "$VALUES" --value-size "$VALUE_SIZE" \
+        --keys "$nk" --dist "$dist" --duration "${DURATION}s" "$@"
+}
+
+ycsb_run() { # workload -> "ops_per_sec p50_us p99_us srv_us_per_op" over all operations
+    ob_run all --addr "127.0.0.1:$oport" --workload "$1" --connections "$CLIENTS" \
         --pipeline "$YCSB_PIPELINE" --values "$VALUES" --value-size "$VALUE_SIZE" --keys "$KEYS" \
-        --duration "${DURATION}s" >"$tmp/ob.out"
-    awk '$1 == "RESULT" && $2 == "op=all" {
-        for (i = 3; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-        printf "%s %s %s\n", v["ops_per_sec"], v["p50_us"], v["p99_us"] }' "$tmp/ob.out"
+        --duration "${DURATION}s"
 }
 
 redis_run() { # port, test (set|get), pipeline, keys -> "ops_per_sec p50_us p99_us srv_us_per_op"
@@ -282,7 +285,7 @@ while [ "$r" -le "$ROUNDS" ]; do
 done
 
 median() { # bench-id pipeline -> "ops p50 p99 srv_us_per_op" of the median run
-    awk -v b="$1" -v p="$2" '$1 == b && $2 == p { print $3, $4, $5, ($6 == "" ? "-" : $6) }' "$results" |
+    awk -v b="$1" -v p="$2" '$1 == b && $2 == p { print $3, $4, $5, $6 }' "$results" |
         sort -n | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'
 }
 ops_of() { median "$1" "$2" | cut -d' ' -f1; }
