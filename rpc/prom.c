@@ -177,10 +177,16 @@ rpc_server_render_metrics(const rpc_server *s, om_buf *out)
     rpc_server_stats st;
 
     rpc_server_get_stats(s, &st);
+    return rpc_server_render_stats(&st, out);
+}
+
+om_status
+rpc_server_render_stats(const rpc_server_stats *st, om_buf *out)
+{
     for (size_t i = 0; i < sizeof(server_metrics) / sizeof(server_metrics[0]); i++) {
         const server_metric *m = &server_metrics[i];
         uint64_t v;
-        memcpy(&v, (const char *)&st + m->offset, sizeof(v));
+        memcpy(&v, (const char *)st + m->offset, sizeof(v));
         OM_TRY(rpc_prom_header(out, m->name, m->type, m->help));
         OM_TRY(om_buf_printf(out, "%s %" PRIu64 "\n", m->name, v));
     }

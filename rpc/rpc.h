@@ -250,6 +250,9 @@ typedef struct rpc_server_opts {
                                   * default 1000 (every answer is logged at DEBUG) */
     bool make_request_ids;       /* give a request without a request_id one of its own
                                   * (rpc_reply_request_id); default false */
+    bool reuse_port;             /* SO_REUSEPORT: several servers (one per loop thread of
+                                  * one process) listen on the same port and the kernel
+                                  * spreads new connections over them; default false */
 } rpc_server_opts;
 
 /* Fill in the defaults documented above. */
@@ -346,6 +349,9 @@ typedef struct rpc_server_stats {
 } rpc_server_stats;
 
 void rpc_server_get_stats(const rpc_server *s, rpc_server_stats *out);
+
+/* Add every counter of `from` to `to` (the servers of several loop threads as one). Pure. */
+void rpc_server_stats_add(rpc_server_stats *to, const rpc_server_stats *from);
 
 /*
  * rpc_reply_send -- answer a request. rpc copies the response (it is packed
@@ -672,6 +678,8 @@ om_status rpc_prom_process(om_buf *out);
 
 /* Append the server's counters as objmeta_rpc_* metrics (with HELP/TYPE). Loop thread. */
 om_status rpc_server_render_metrics(const rpc_server *s, om_buf *out);
+/* The same from counters in hand (rpc_server_get_stats, summed with rpc_server_stats_add). */
+om_status rpc_server_render_stats(const rpc_server_stats *st, om_buf *out);
 
 /*
  * Settings every objmeta server shares, as rows of its configuration table

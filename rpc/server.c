@@ -410,7 +410,8 @@ rpc_server_new(struct event_base *base, const rpc_server_opts *opts, rpc_handler
     }
     s->lis =
         evconnlistener_new_bind(base, server_accept_cb, s,
-                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC |
+                                    (s->o.reuse_port ? LEV_OPT_REUSEABLE_PORT : 0),
                                 s->o.backlog, (struct sockaddr *)&ss, (int)sslen);
     if (s->lis == NULL) {
         int err = errno;
@@ -538,4 +539,15 @@ rpc_server_get_stats(const rpc_server *s, rpc_server_stats *out)
         out->bytes_queued += rpc_conn_out_len(c);
         out->bytes_buffered += rpc_conn_in_len(c);
     }
+}
+
+void
+rpc_server_stats_add(rpc_server_stats *to, const rpc_server_stats *from)
+{
+    uint64_t *t = (uint64_t *)(void *)to;
+    const uint64_t *f = (const uint64_t *)(const void *)from;
+
+    _Static_assert(sizeof(rpc_server_stats) % sizeof(uint64_t) == 0, "counters only");
+    for (size_t i = 0; i < sizeof(*to) / sizeof(uint64_t); i++)
+        t[i] += f[i];
 }

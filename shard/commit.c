@@ -66,6 +66,7 @@
 #include <event2/event.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,10 +87,13 @@ typedef struct commit_held {
     struct commit_held *next;
     rpc_reply *reply;
     unsigned tag, status;
+    bool heap; /* malloc'd by commit_send (another loop thread), else in held_mem */
     uint64_t t0_ns, need;
     size_t n;
     uint8_t data[]; /* the packed Response, without the id (rpc_reply_send_packed) */
 } commit_held;
+/* hold() assigns the header after the data is packed: no padding of it may overlap data */
+_Static_assert(offsetof(commit_held, data) == sizeof(commit_held), "commit_held: data at the end");
 
 struct commit {
     lsm_db *db;
@@ -99,6 +103,11 @@ struct commit {
     _Atomic bool pipeline; /* writer and sync threads in use (commit_attach) */
     _Atomic uint64_t started;
     _Atomic uint64_t lease_until; /* replies leave only before it (commit_set_lease) */
+    _Atomic uint64_t durable_pub; /* `durable` as commit_send reads it without dur_mu */
+
+    /* under fq_mu: commit_send's replies waiting for a sync, for the loop's held list */
+    pthread_mutex_t fq_mu;
+    commit_held *fq_head, *fq_tail;
 
     /* loop thread only */
     struct event *flush_ev;
@@ -235,7 +244,8 @@ hold(commit *c, const commit_reply *r, uint64_t need)
                        .status = (unsigned)r->resp->status,
                        .t0_ns = r->t0_ns,
                        .need = need,
-                       .n = n};
+                       .n = n,
+                       .heap = false};
     /* released in order: a later reply never depends on an earlier group */
     OM_ASSERT(c->held_tail == NULL || c->held_tail->need <= need);
     if (c->held_tail != NULL)
@@ -267,7 +277,10 @@ held_release(commit *c)
         } else {
             send_unsynced(c, h->tag, h->t0_ns, h->reply, c->loop_sync_err);
         }
-        shard_fifo_release(&c->held_mem, h);
+        if (h->heap)
+            free(h);
+        else
+            shard_fifo_release(&c->held_mem, h);
     }
 }
 
@@ -285,6 +298,96 @@ commit_gate(commit *c, const commit_reply *r)
             if (c->loop_sync_err != OM_OK)
                 send_unsynced(c, r->tag, r->t0_ns, r->reply, c->loop_sync_err);
             else if (!hold(c, r, need))
+                send_unsynced(c, r->tag, r->t0_ns, r->reply, OM_E_NOMEM);
+            return;
+        }
+    }
+    send_now(c, r);
+}
+
+static void *
+heap_alloc(void *arg, size_t n)
+{
+    commit_held **out = arg;
+
+    *out = malloc(sizeof(**out) + n);
+    return *out != NULL ? (*out)->data : NULL;
+}
+
+/*
+ * A reply of another thread that must wait for group `need`: packed into
+ * memory of its own and queued for the loop, which moves it into its held
+ * list (fq_take) and releases it with the others.
+ */
+static bool
+hold_foreign(commit *c, const commit_reply *r, uint64_t need)
+{
+    commit_held *h = NULL;
+    size_t n = 0;
+
+    if (rpc_response_pack_alloc(r->resp, heap_alloc, &h, &n) == NULL) {
+        free(h);
+        return false;
+    }
+    h->next = NULL;
+    h->reply = r->reply;
+    h->tag = r->tag;
+    h->status = (unsigned)r->resp->status;
+    h->t0_ns = r->t0_ns;
+    h->need = need;
+    h->n = n;
+    h->heap = true;
+    pthread_mutex_lock(&c->fq_mu);
+    if (c->fq_tail != NULL)
+        c->fq_tail->next = h;
+    else
+        c->fq_head = h;
+    c->fq_tail = h;
+    pthread_mutex_unlock(&c->fq_mu);
+    wake_loop(c); /* after the push: the loop then sees it, whenever the sync ends */
+    return true;
+}
+
+/*
+ * Move commit_send's queued replies to the end of the held list. A reply
+ * there may have asked for an earlier group than the list's last; it then
+ * waits for that one too (later, never wrong), which keeps the list in order.
+ */
+static void
+fq_take(commit *c)
+{
+    commit_held *h;
+
+    pthread_mutex_lock(&c->fq_mu);
+    h = c->fq_head;
+    c->fq_head = c->fq_tail = NULL;
+    pthread_mutex_unlock(&c->fq_mu);
+    while (h != NULL) {
+        commit_held *next = h->next;
+
+        h->next = NULL;
+        if (c->held_tail != NULL && h->need < c->held_tail->need)
+            h->need = c->held_tail->need;
+        if (c->held_tail != NULL)
+            c->held_tail->next = h;
+        else
+            c->held_head = h;
+        c->held_tail = h;
+        h = next;
+    }
+}
+
+void
+commit_send(commit *c, const commit_reply *r)
+{
+    if (atomic_load_explicit(&c->pipeline, memory_order_acquire) && r->after != COMMIT_AFTER_NONE) {
+        /* acquire: a group is counted before it is written (see above) */
+        uint64_t need = r->after != COMMIT_AFTER_ALL
+                            ? r->after
+                            : atomic_load_explicit(&c->started, memory_order_acquire);
+
+        if (need > atomic_load_explicit(&c->durable_pub, memory_order_acquire)) {
+            if (!hold_foreign(c, r, need))
                 send_unsynced(c, r->tag, r->t0_ns, r->reply, OM_E_NOMEM);
             return;
         }
@@ -583,9 +686,10 @@ sync_main(void *arg)
             om_log(OM_LOG_ERROR, "WAL sync or replication failed status=%s", om_status_str(st));
         pthread_mutex_lock(&c->dur_mu);
         c->sync_done = target;
-        if (st == OM_OK && target > c->durable)
+        if (st == OM_OK && target > c->durable) {
             c->durable = target;
-        else if (st != OM_OK && c->sync_err == OM_OK)
+            atomic_store_explicit(&c->durable_pub, target, memory_order_release);
+        } else if (st != OM_OK && c->sync_err == OM_OK)
             c->sync_err = st;
         OM_ASSERT(c->durable <= c->written);
         pthread_cond_broadcast(&c->dur_cv);
@@ -617,6 +721,7 @@ commit_collect(commit *c)
         c->done_head = c->done_tail = NULL;
     }
     pthread_mutex_unlock(&c->dur_mu);
+    fq_take(c);
     held_release(c);
     while (c->fin_head != NULL &&
            (c->fin_head->group <= c->loop_durable || c->loop_sync_err != OM_OK)) {
@@ -692,6 +797,8 @@ commit_open(lsm_db *db, const commit_ops *ops, commit **out)
     c->ops = *ops;
     c->efd = -1;
     atomic_init(&c->lease_until, UINT64_MAX);
+    atomic_init(&c->durable_pub, 0);
+    pthread_mutex_init(&c->fq_mu, NULL);
     pthread_mutex_init(&c->dur_mu, NULL);
     pthread_cond_init(&c->req_cv, NULL);
     pthread_cond_init(&c->dur_cv, NULL);
@@ -776,10 +883,12 @@ sync_stop(commit *c)
         pthread_mutex_unlock(&c->dur_mu);
         st = sync_groups(c);
         pthread_mutex_lock(&c->dur_mu);
-        if (st == OM_OK)
+        if (st == OM_OK) {
             c->durable = gen;
-        else
+            atomic_store_explicit(&c->durable_pub, gen, memory_order_release);
+        } else {
             c->sync_err = st;
+        }
     }
     c->sync_req = c->sync_done = gen;
     c->have_sync = false; /* commit_wait_durable waits no more */
@@ -803,6 +912,7 @@ commit_detach(commit *c)
     }
     atomic_store(&c->pipeline, false);
     OM_ASSERT(c->held_head == NULL && c->fin_head == NULL && c->pend_head == NULL);
+    OM_ASSERT(c->fq_head == NULL); /* commit_send's threads stopped before the detach */
     if (c->efd_ev != NULL)
         event_free(c->efd_ev);
     if (c->efd >= 0)
@@ -831,6 +941,7 @@ commit_close(commit *c)
     pthread_cond_destroy(&c->dur_cv);
     pthread_cond_destroy(&c->req_cv);
     pthread_mutex_destroy(&c->dur_mu);
+    pthread_mutex_destroy(&c->fq_mu);
     free(c);
 }
 

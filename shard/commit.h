@@ -3,7 +3,7 @@
  * becomes one write of a group commit, and how no reply leaves the shard
  * before the writes it could reveal are durable (private to shard/).
  *
- * The contract, in three calls:
+ * The contract, in four calls:
  *
  *   commit_submit(c, job)     loop thread: a write job enters the pipeline;
  *                             the pipeline writes it in a group (ops.write)
@@ -16,6 +16,9 @@
  *                             wait until every group started before is
  *                             durable (commit_wait_durable), then send -- or
  *                             send the error of a failed sync.
+ *   commit_send(c, reply)     read loops (shard/loops.h), which must not
+ *                             block: send now if that group is durable, else
+ *                             queue the packed reply for the loop's gate.
  *
  * Two modes, chosen by commit_attach:
  *
@@ -190,6 +193,17 @@ void commit_gate(commit *c, const commit_reply *r);
 
 /* commit_wait -- see above. Any thread but the loop. */
 void commit_wait(commit *c, const commit_reply *r);
+
+/*
+ * commit_send -- commit_gate for the other loop threads of the shard (its
+ * read loops, shard/loops.h), which must not block: a reply whose group is
+ * already durable leaves at once from the calling thread; another is packed
+ * and queued for the loop thread, which holds and releases it with its own
+ * (held in order, it may wait for a later group than it asked for, never an
+ * earlier one). Any thread but the loop; every such thread stops before
+ * commit_detach.
+ */
+void commit_send(commit *c, const commit_reply *r);
 
 /*
  * commit_wait_durable -- wait until every group started so far is durable.

@@ -48,10 +48,17 @@ answer(shard *s, const answer_to *to, const Objmeta__Response *resp)
                       .t0_ns = to->t0_ns,
                       .after = to->after};
 
-    if (to->loop)
+    switch (to->via) {
+    case ANSWER_GATE:
         commit_gate(s->commit, &r);
-    else
+        break;
+    case ANSWER_WAIT:
         commit_wait(s->commit, &r);
+        break;
+    case ANSWER_SEND:
+        commit_send(s->commit, &r);
+        break;
+    }
 }
 
 /* An answer that is only a status (an error, or OK for operations without a body). */
@@ -280,11 +287,11 @@ pool_push(shard *s, shard_job *j)
 {
     om_status st;
 
-    j->to.loop = false;
+    j->to.via = ANSWER_WAIT;
     st = workq_push(s->pool, &j->item);
     if (st == OM_OK)
         return;
-    j->to.loop = true;
+    j->to.via = ANSWER_GATE;
     answer_status(s, &j->to, st,
                   st == OM_E_BUSY ? "too many requests queued for the workers"
                                   : "the shard is shutting down");
@@ -538,7 +545,7 @@ shard_rpc_handler(void *arg, const Objmeta__Request *req, rpc_reply *reply)
                     .op = request_op(req->body_case),
                     .t0_ns = rpc_reply_start_ns(reply),
                     .after = COMMIT_AFTER_ALL,
-                    .loop = true};
+                    .via = ANSWER_GATE};
 
     switch (to.op) {
     case SHARD_OP_STORE:
@@ -572,4 +579,35 @@ shard_rpc_handler(void *arg, const Objmeta__Request *req, rpc_reply *reply)
             answer_status(s, &to, OM_E_INVALID, "operation not served by objmeta-shard");
         break;
     }
+}
+
+bool
+shard_rpc_read_loop_handler(shard *s, om_buf *read_buf, const Objmeta__Request *req,
+                            rpc_reply *reply)
+{
+    answer_to to = {.reply = reply,
+                    .op = request_op(req->body_case),
+                    .t0_ns = rpc_reply_start_ns(reply),
+                    .after = COMMIT_AFTER_ALL,
+                    .via = ANSWER_SEND};
+    const char *bucket, *key;
+
+    switch (to.op) {
+    case SHARD_OP_RETRIEVE:
+        bucket = req->retrieve->bucket, key = req->retrieve->key;
+        break;
+    case SHARD_OP_HEAD:
+        bucket = req->head->bucket, key = req->head->key;
+        break;
+    case SHARD_OP_EXISTS:
+        bucket = req->exists->bucket, key = req->exists->key;
+        break;
+    default:
+        return false;
+    }
+    if (!s->opts.inline_reads || !atomic_load_explicit(&s->reads_anywhere, memory_order_acquire))
+        return false; /* the worker pool; or the replication state decides, on the loop */
+    if (!fenced(s, req, &to, bucket, key))
+        do_read(s, &to, om_slice_from_str(bucket), om_slice_from_str(key), read_buf);
+    return true;
 }

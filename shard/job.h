@@ -26,13 +26,20 @@
 #include "shard/shard_int.h"
 #include "util/workq.h"
 
+/* Which thread makes an answer, and so through which call of commit.h it leaves. */
+typedef enum answer_via {
+    ANSWER_GATE, /* the loop thread: commit_gate */
+    ANSWER_WAIT, /* a worker of the pool, which may block: commit_wait */
+    ANSWER_SEND, /* a read loop (loops.h), which must not block: commit_send */
+} answer_via;
+
 /* Where an answer goes and what it depends on. */
 typedef struct answer_to {
     rpc_reply *reply;
     shard_op op;
     uint64_t t0_ns;
     uint64_t after; /* the write group it depends on (commit_reply.after) */
-    bool loop;      /* made on the loop thread (commit_gate), else a worker (commit_wait) */
+    answer_via via;
 } answer_to;
 
 /* A copied request. Strings are NUL-terminated copies inside `mem`. */

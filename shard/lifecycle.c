@@ -53,6 +53,7 @@ shard_open(const char *dir, const shard_opts *opts, shard **out)
     if (s->opts.workers < 1)
         s->opts.workers = 1;
     shard_metrics_init(&s->metrics);
+    atomic_init(&s->reads_anywhere, true);
     st = s->id != NULL ? shard_engine_open(s, dir) : OM_ERR(OM_E_NOMEM);
     if (st != OM_OK)
         goto fail;
@@ -116,4 +117,10 @@ shard_health(void *arg, om_buf *reason)
     om_buf_printf(reason, "storage engine write failed (%s); writes are refused until restart\n",
                   om_status_str(st));
     return st;
+}
+
+void
+shard_set_reads_anywhere(shard *s, bool on)
+{
+    atomic_store_explicit(&s->reads_anywhere, on, memory_order_release);
 }

@@ -1,8 +1,9 @@
 /*
  * shard/main.c -- objmeta-shard: parse the config table, open the shard,
  * serve the protocol (rpc) and /metrics + /healthz (HTTP) on one libevent
- * loop, write the port file, and shut down gracefully on SIGTERM/SIGINT:
- * stop accepting, answer requests in flight, sync the WAL, close, exit 0.
+ * loop (with read loops beside it on the rpc port: shard/loops.h), write the
+ * port file, and shut down gracefully on SIGTERM/SIGINT: stop accepting,
+ * answer requests in flight, sync the WAL, close, exit 0.
  * Settings and defaults: shard/README.md and `objmeta-shard --print-config`.
  */
 #define OM_LOG_MODULE "main"
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shard/loops.h"
 #include "shard/main_conf.h"
 #include "shard/migrate.h"
 #include "shard/shard.h"
@@ -22,6 +24,7 @@ typedef struct app {
     shard_mig *mig;       /* rings from the coordinator (SetRing), fencing, migration (migrate.h) */
     shard_conf_repl repl; /* replication: static or from etcd (main_repl.c) */
     rpc_server *srv;
+    shard_loops *loops; /* the read loops, or NULL */
     rpc_http *http;
     struct event_base *base;
 } app;
@@ -37,8 +40,13 @@ app_metrics(void *arg, om_buf *out)
 {
     app *a = arg;
     OM_TRY(shard_render_metrics(a->sh, out));
+    rpc_server_stats st;
+
     OM_TRY(shard_repl_etcd_render_metrics(a->repl.etcd, out)); /* accepts NULL */
-    return rpc_server_render_metrics(a->srv, out);
+    rpc_server_get_stats(a->srv, &st);
+    OM_TRY(shard_loops_render_metrics(a->loops, &st, out));
+    shard_loops_add_stats(a->loops, &st);
+    return rpc_server_render_stats(&st, out);
 }
 
 /* SetRing/GetRing and the migration operations go to shard_mig, everything else to the shard. */
@@ -52,10 +60,17 @@ app_handle(void *arg, const Objmeta__Request *req, rpc_reply *reply)
         shard_rpc_handler(a->sh, req, reply);
 }
 
+/* Stop every listener of the port; the loop exits once they all drained (loops.h). */
+static void
+app_shutdown(app *a, uint32_t deadline_ms)
+{
+    shard_loops_shutdown(a->loops, a->srv, deadline_ms);
+}
+
 static void
 app_stop(void *arg)
 {
-    rpc_server_shutdown(((app *)arg)->srv, 10000, NULL, NULL);
+    app_shutdown(arg, 10000);
 }
 
 static void
@@ -70,14 +85,14 @@ app_on_signal(evutil_socket_t sig, short what, void *arg)
 static void
 app_restart(void *arg)
 {
-    rpc_server_shutdown(((app *)arg)->srv, 500, NULL, NULL); /* every reply fails now anyway */
+    app_shutdown(arg, 500); /* every reply fails now anyway */
 }
 
 int
 main(int argc, char **argv)
 {
     shard_conf c = {0};
-    char err[512], haddr[300];
+    char haddr[300];
     shard_opts so;
     shard_mig_opts mo;
     rpc_server_opts ro;
@@ -99,44 +114,11 @@ main(int argc, char **argv)
     rpc_init_logging();
     signal(SIGPIPE, SIG_IGN);
 
-    shard_opts_init(&so);
-    so.lsm.sync_mode = (lsm_sync_mode)c.sync_mode;
-    so.lsm.sync_period_ms = (uint32_t)c.sync_period;
-    lsm_opts_set_memory_budget(&so.lsm, (uint64_t)c.memory_budget); /* 0 below: its share */
-    so.lsm.write_buffer_size = c.write_buffer ? (size_t)c.write_buffer : so.lsm.write_buffer_size;
-    so.lsm.block_cache_size = c.block_cache ? (size_t)c.block_cache : so.lsm.block_cache_size;
-    so.lsm.row_cache_size = c.row_cache ? (size_t)c.row_cache : so.lsm.row_cache_size;
-    so.lsm.wal_preallocate = (size_t)c.wal_preallocate;
-    so.lsm.background_nice = (int)c.background_nice;
-    so.max_object_size = (size_t)c.max_object_size;
-    so.max_metadata_size = (size_t)c.max_metadata_size;
-    so.workers = (int)c.workers;
-    so.inline_reads = c.inline_reads;
-    so.id = c.id;
-    so.max_list_bytes = (size_t)c.max_frame / 2; /* a List page always fits in a frame */
+    shard_conf_shard_opts(&c, &so);
     shard_conf_rpc_opts(&c, &ro);
     shard_conf_mig_opts(&c, &mo);
-    if (c.list_token_secret[0] != '\0' &&
-        rpc_secret_load(c.list_token_secret, so.list_secret, sizeof(so.list_secret),
-                        &so.list_secret_len, err, sizeof(err)) != OM_OK) {
-        om_log(OM_LOG_ERROR, "bad configuration: list-token-secret: %s", err);
+    if (shard_conf_trust(&c, &so, &ro, &tls) != OM_OK)
         goto out;
-    }
-    if (c.tls_cert[0] != '\0') {
-        rpc_tls_opts t = {.cert_file = c.tls_cert,
-                          .key_file = c.tls_key,
-                          .ca_file = c.tls_ca,
-                          .client_auth = c.tls_client_auth};
-        if (rpc_tls_new(&t, true, &tls, err, sizeof(err)) != OM_OK) {
-            om_log(OM_LOG_ERROR, "bad configuration: %s", err);
-            goto out;
-        }
-        ro.tls = tls;
-    }
-    if (rpc_roles_parse(c.plaintext_roles, &ro.plaintext_roles, err, sizeof(err)) != OM_OK) {
-        om_log(OM_LOG_ERROR, "bad configuration: plaintext-roles: %s", err);
-        goto out;
-    }
     rpc_conf_http_addr(c.listen, c.http_listen, haddr, sizeof(haddr));
 
     a.base = event_base_new();
@@ -154,6 +136,16 @@ main(int argc, char **argv)
     if (rpc_server_new(a.base, &ro, app_handle, &a, &a.srv) != OM_OK)
         goto out;
     rpc_server_set_prefetch(a.srv, shard_rpc_prefetch, a.sh);
+    if (shard_conf_loops(&c) > 1 &&
+        shard_loops_start(&(shard_loops_opts){.sh = a.sh,
+                                              .ro = &ro,
+                                              .port = rpc_server_port(a.srv),
+                                              .n = shard_conf_loops(&c) - 1,
+                                              .base = a.base,
+                                              .handler = app_handle,
+                                              .handler_arg = &a},
+                          &a.loops) != OM_OK)
+        goto out;
     if (haddr[0] != '\0' &&
         rpc_http_open(a.base, haddr, app_health, app_metrics, &a, &a.http) != OM_OK)
         goto out;
@@ -178,6 +170,7 @@ out:
             event_free(sigs[i]);
     if (a.http)
         rpc_http_close(a.http);
+    shard_loops_free(a.loops); /* before the shard closes: they read it */
     rpc_server_free(a.srv);
     rpc_tls_free(tls);
     shard_mig_stop(a.mig);

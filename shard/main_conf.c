@@ -3,6 +3,7 @@
  * bounds and a one-line doc each. `objmeta-shard --print-config` prints them
  * (deploy/conf/shard.conf.example is that output; a test keeps them equal).
  */
+#define OM_LOG_MODULE "main"
 #include "shard/main_conf.h"
 
 #include <stddef.h>
@@ -10,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rpc/rpc.h"
+#include "util/log.h"
 
 const char *const shard_sync_modes[] = {"always", "periodic", "none", NULL};
 static const char *const replica_roles[] = {"none", "primary", "backup", NULL};
@@ -57,6 +60,12 @@ static const om_conf_item shard_items[] = {
      "entries read per second; 0 = full speed"},
     {"inline-reads", OM_CONF_BOOL, "true", 0, 0, NULL, F(inline_reads),
      "answer retrieve/head/exists on the network thread"},
+    {"loops", OM_CONF_INT, "0", 0, 32, NULL, F(loops),
+     "network threads serving the rpc port (shard/README.md, \"Threads\"): the first runs "
+     "everything, each other one has a listener of its own on the same port (SO_REUSEPORT), "
+     "answers retrieve/head/exists itself and hands other requests to the first; "
+     "max-connections is shared out among them; 0 = one per online CPU, at most 4 (1 when "
+     "inline-reads is false)"},
     {"list-token-secret", OM_CONF_STR, "", 0, 0, NULL, F(list_token_secret),
      "key file ('<kid> <hex>', the first key) signing List continuation tokens; empty = a "
      "random secret per start (tokens then end with a restart)"},
@@ -102,6 +111,41 @@ const om_conf_table shard_table = {"objmeta-shard", OM_VERSION, shard_items,
                                    sizeof(shard_items) / sizeof(shard_items[0])};
 
 void
+shard_conf_shard_opts(const shard_conf *c, shard_opts *so)
+{
+    shard_opts_init(so);
+    so->lsm.sync_mode = (lsm_sync_mode)c->sync_mode;
+    so->lsm.sync_period_ms = (uint32_t)c->sync_period;
+    lsm_opts_set_memory_budget(&so->lsm, (uint64_t)c->memory_budget); /* 0 below: its share */
+    if (c->write_buffer)
+        so->lsm.write_buffer_size = (size_t)c->write_buffer;
+    if (c->block_cache)
+        so->lsm.block_cache_size = (size_t)c->block_cache;
+    if (c->row_cache)
+        so->lsm.row_cache_size = (size_t)c->row_cache;
+    so->lsm.wal_preallocate = (size_t)c->wal_preallocate;
+    so->lsm.background_nice = (int)c->background_nice;
+    so->max_object_size = (size_t)c->max_object_size;
+    so->max_metadata_size = (size_t)c->max_metadata_size;
+    so->workers = (int)c->workers;
+    so->inline_reads = c->inline_reads;
+    so->id = c->id;
+    so->max_list_bytes = (size_t)c->max_frame / 2; /* a List page always fits in a frame */
+}
+
+unsigned
+shard_conf_loops(const shard_conf *c)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+    if (c->loops > 0)
+        return (unsigned)c->loops;
+    if (!c->inline_reads || cpus < 1)
+        return 1;
+    return cpus < SHARD_CONF_LOOPS_AUTO_MAX ? (unsigned)cpus : SHARD_CONF_LOOPS_AUTO_MAX;
+}
+
+void
 shard_conf_rpc_opts(const shard_conf *c, rpc_server_opts *ro)
 {
     rpc_server_opts_init(ro);
@@ -112,6 +156,42 @@ shard_conf_rpc_opts(const shard_conf *c, rpc_server_opts *ro)
     ro->request_timeout_ms = (uint32_t)c->request_timeout;
     ro->slow_request_ms = (uint32_t)c->slow_request;
     ro->token_keys_file = c->token_keys;
+    if (shard_conf_loops(c) > 1) {
+        unsigned n = shard_conf_loops(c);
+
+        ro->reuse_port = true;
+        ro->max_connections = (ro->max_connections + n - 1) / n; /* per loop */
+    }
+}
+
+om_status
+shard_conf_trust(const shard_conf *c, shard_opts *so, rpc_server_opts *ro, rpc_tls **tls)
+{
+    char err[512];
+
+    *tls = NULL;
+    if (c->list_token_secret[0] != '\0' &&
+        rpc_secret_load(c->list_token_secret, so->list_secret, sizeof(so->list_secret),
+                        &so->list_secret_len, err, sizeof(err)) != OM_OK) {
+        om_log(OM_LOG_ERROR, "bad configuration: list-token-secret: %s", err);
+        return OM_ERR(OM_E_INVALID);
+    }
+    if (c->tls_cert[0] != '\0') {
+        rpc_tls_opts t = {.cert_file = c->tls_cert,
+                          .key_file = c->tls_key,
+                          .ca_file = c->tls_ca,
+                          .client_auth = c->tls_client_auth};
+        if (rpc_tls_new(&t, true, tls, err, sizeof(err)) != OM_OK) {
+            om_log(OM_LOG_ERROR, "bad configuration: %s", err);
+            return OM_ERR(OM_E_INVALID);
+        }
+        ro->tls = *tls;
+    }
+    if (rpc_roles_parse(c->plaintext_roles, &ro->plaintext_roles, err, sizeof(err)) != OM_OK) {
+        om_log(OM_LOG_ERROR, "bad configuration: plaintext-roles: %s", err);
+        return OM_ERR(OM_E_INVALID); /* *tls: the caller frees it */
+    }
+    return OM_OK;
 }
 
 void

@@ -29,7 +29,7 @@ typedef struct shard_conf {
     int64_t sync_period, write_buffer, block_cache, max_object_size, max_metadata_size;
     int64_t row_cache, wal_preallocate, background_nice, memory_budget;
     int64_t max_frame, max_connections, idle_timeout, request_timeout, workers;
-    int64_t cleanup_compact_rate;
+    int64_t cleanup_compact_rate, loops;
     bool inline_reads;
 } shard_conf;
 
@@ -40,9 +40,24 @@ extern const char *const shard_sync_modes[];
 /* The table: every setting, default, bounds and doc line. */
 extern const om_conf_table shard_table;
 
-/* The rpc server's and the migration's options from the settings (main_conf.c). */
+/* The shard's, the rpc server's and the migration's options from the settings (main_conf.c). */
+void shard_conf_shard_opts(const shard_conf *c, shard_opts *so);
 void shard_conf_rpc_opts(const shard_conf *c, rpc_server_opts *ro);
+/*
+ * shard_conf_trust -- the List token secret into so, TLS (*tls, the caller
+ * frees it with rpc_tls_free, also after an error) and the plaintext roles
+ * into ro. Returns: OM_OK; OM_E_INVALID (a clear message logged).
+ */
+om_status shard_conf_trust(const shard_conf *c, shard_opts *so, rpc_server_opts *ro, rpc_tls **tls);
 void shard_conf_mig_opts(const shard_conf *c, shard_mig_opts *mo);
+
+/*
+ * The loop threads serving the rpc port, main one included (setting `loops`,
+ * 0 = auto: one per online CPU, at most SHARD_CONF_LOOPS_AUTO_MAX; one
+ * without inline-reads, which leaves reads to the worker pool).
+ */
+#define SHARD_CONF_LOOPS_AUTO_MAX 4
+unsigned shard_conf_loops(const shard_conf *c);
 
 /* The replication objects one of which the settings start (main_repl.c). */
 typedef struct shard_conf_repl {

@@ -260,6 +260,18 @@ revoke_cb(const etcd_resp *r, void *arg)
 }
 
 /*
+ * Whether this replica serves clients; the shard's read loops serve reads
+ * only while it does (shard_set_reads_anywhere), the loop thread decides
+ * every other time (shard_repl_etcd_handle).
+ */
+static void
+set_serving(shard_repl_etcd *a, bool on)
+{
+    a->serving = on;
+    shard_set_reads_anywhere(a->s, on && a->role == ROLE_PRIMARY);
+}
+
+/*
  * Stop serving at once and give the lease back (the leader key goes with
  * it, so the next primary need not wait for it to expire); then `then`.
  */
@@ -269,7 +281,7 @@ give_up(shard_repl_etcd *a, void (*then)(void *), void *arg)
     struct timeval tv = {0, 500 * 1000};
 
     a->role = ROLE_STOPPING;
-    a->serving = false;
+    set_serving(a, false);
     commit_set_lease(a->s->commit, 0); /* no reply leaves from now on */
     if (a->repl != NULL)
         shard_repl_fail(a->repl); /* held replies fail; nothing more is shipped */
@@ -342,7 +354,7 @@ become_primary(shard_repl_etcd *a, uint64_t term)
     o.drop_key = a->o.test_drop_key;
     if (n == 0) {
         /* a group of one: nothing to ship */
-        a->serving = true;
+        set_serving(a, true);
         commit_set_lease(a->s->commit, a->lease_until_ns);
         om_log(OM_LOG_INFO, "primary of a group of one group=%s term=%" PRIu64, a->group, term);
         return;
@@ -360,7 +372,7 @@ become_primary(shard_repl_etcd *a, uint64_t term)
         shard_repl_set_in_sync(a->repl, i, a->cfg.in_sync[a->peer_cfg[i]]);
     shard_repl_primary_state(a->repl, &held);
     a->start_index = held.index;
-    a->serving = false; /* until the in-sync backups confirmed start_index (tick) */
+    set_serving(a, false); /* until the in-sync backups confirmed start_index (tick) */
     commit_set_lease(a->s->commit, a->lease_until_ns);
     om_log(OM_LOG_INFO,
            "primary of group=%s term=%" PRIu64 " index=%" PRIu64
@@ -560,7 +572,7 @@ evaluate(shard_repl_etcd *a)
         return;
     }
     if (!a->serving && (a->repl == NULL || shard_repl_ready(a->repl, a->start_index))) {
-        a->serving = true;
+        set_serving(a, true);
         om_log(OM_LOG_INFO, "primary serves group=%s term=%" PRIu64, a->group, a->term);
         /* the term's first group commit, so that no in-sync replica's log stays empty */
         if (a->repl != NULL && shard_commit_term_mark(a->s, term_mark_done, NULL) != OM_OK)
@@ -864,6 +876,7 @@ shard_repl_etcd_open(shard *s, struct event_base *base, const shard_repl_etcd_op
     a->s = s;
     a->base = base;
     a->o = *o;
+    shard_set_reads_anywhere(s, false); /* until this replica leads its group and serves */
     a->group = strdup(o->group);
     a->id = strdup(o->id);
     snprintf(a->kdir, sizeof(a->kdir), "%s/groups/%s/", o->prefix, o->group);

@@ -199,6 +199,29 @@ om_status shard_delete(shard *s, om_slice bucket, om_slice key, shard_cond cond,
 void shard_rpc_handler(void *arg, const Objmeta__Request *req, rpc_reply *reply);
 
 /*
+ * shard_rpc_read_loop_handler -- the part of shard_rpc_handler a read loop
+ * (shard/loops.h) serves itself: Retrieve, Head and Exists, read inline into
+ * read_buf (the calling thread's own buffer, kept across its requests) and
+ * answered through commit_send, while reads may be served off the loop
+ * thread (shard_set_reads_anywhere). Returns true when it answered; false
+ * for anything else, which the caller hands to the loop thread unchanged.
+ * Thread-safety: any thread but the loop's; one read_buf per thread.
+ */
+bool shard_rpc_read_loop_handler(shard *s, om_buf *read_buf, const Objmeta__Request *req,
+                                 rpc_reply *reply);
+
+/*
+ * shard_set_reads_anywhere -- whether threads other than the loop may serve
+ * client reads (true after shard_open). The replication state clears it
+ * while only the loop thread can decide whether a read may be served (a
+ * primary that does not serve yet, a replica changing roles, an etcd-mode
+ * backup) and sets it while this replica serves reads; what a read loop
+ * sends is also subject to the primary's lease (commit_set_lease) when it
+ * leaves. Thread-safety: any thread.
+ */
+void shard_set_reads_anywhere(shard *s, bool on);
+
+/*
  * shard_rpc_prefetch -- the rpc_prefetch_fn of a shard server (arg = the
  * shard; rpc_server_set_prefetch): with inline_reads, starts loading the
  * engine's index entries and values of the reads about to be dispatched

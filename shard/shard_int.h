@@ -83,6 +83,9 @@ struct shard {
     /* the first error of an engine write (an om_status; OM_OK = none), for /healthz */
     atomic_int engine_error;
 
+    /* shard_set_reads_anywhere: read loops (loops.h) may serve Retrieve/Head/Exists */
+    atomic_bool reads_anywhere;
+
     shard_metrics metrics;
 };
 

@@ -3,7 +3,10 @@
  * reply may show a write before it is durable. acked_writes_survive_power_loss
  * runs in both write modes: _i = 0 the pipeline (shard_attach_loop with
  * LSM_SYNC_ALWAYS: writer and sync threads, held replies), _i = 1 the
- * synchronous path (no loop attached: each write synced before its answer).
+ * synchronous path (no loop attached: each write synced before its answer),
+ * _i = 2 the pipeline with the reads on a read loop (a second server on a
+ * thread of its own, shard_rpc_read_loop_handler: replies through
+ * commit_send, held for the loop when their group is not durable yet).
  *
  * The shard runs in this process on an rpc server whose loop has its own
  * thread, over tests/lsm's fault env, which knows how much of every file was
@@ -51,6 +54,13 @@ typedef struct server {
     atomic_bool stop;
     pthread_t loop;
     char addr[64];
+    /* the read loop (read_loop_start), or rsrv NULL */
+    struct event_base *rbase;
+    rpc_server *rsrv;
+    struct event *rtick;
+    pthread_t rloop;
+    om_buf rbuf;
+    char raddr[64];
 } server;
 
 /* Stops the loop once asked (the loop belongs to its thread). */
@@ -72,6 +82,55 @@ loop_main(void *arg)
 
     event_base_dispatch(sv->base);
     return NULL;
+}
+
+/* The read loop's ticks stop it as tick_cb stops the main loop. */
+static void
+rtick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    server *sv = arg;
+
+    (void)fd;
+    (void)what;
+    if (atomic_load(&sv->stop))
+        event_base_loopbreak(sv->rbase);
+}
+
+static void *
+rloop_main(void *arg)
+{
+    server *sv = arg;
+
+    event_base_dispatch(sv->rbase);
+    return NULL;
+}
+
+static void
+read_loop_handle(void *arg, const Objmeta__Request *req, rpc_reply *reply)
+{
+    server *sv = arg;
+
+    if (!shard_rpc_read_loop_handler(sv->sh, &sv->rbuf, req, reply))
+        rpc_reply_error(reply, OM_E_INVALID, "this test's read loop serves reads only");
+}
+
+/* A second server for reads on its own thread (the objmeta-shard binary's read loops). */
+static void
+read_loop_start(server *sv)
+{
+    rpc_server_opts ro;
+    struct timeval tv = {0, 2000};
+
+    sv->rbase = event_base_new();
+    ck_assert_ptr_nonnull(sv->rbase);
+    rpc_server_opts_init(&ro);
+    ro.listen = "127.0.0.1:0";
+    sv->rbuf = OM_BUF_INIT;
+    ck_assert_int_eq(rpc_server_new(sv->rbase, &ro, read_loop_handle, sv, &sv->rsrv), OM_OK);
+    sv->rtick = event_new(sv->rbase, -1, EV_PERSIST, rtick_cb, sv);
+    ck_assert_int_eq(event_add(sv->rtick, &tv), 0);
+    snprintf(sv->raddr, sizeof(sv->raddr), "127.0.0.1:%d", rpc_server_port(sv->rsrv));
+    ck_assert_int_eq(pthread_create(&sv->rloop, NULL, rloop_main, sv), 0);
 }
 
 static void
@@ -97,6 +156,7 @@ server_start(server *sv, const char *dir, fault_env *fe, bool pipeline)
     sv->tick = event_new(sv->base, -1, EV_PERSIST, tick_cb, sv);
     ck_assert_int_eq(event_add(sv->tick, &tv), 0);
     snprintf(sv->addr, sizeof(sv->addr), "127.0.0.1:%d", rpc_server_port(sv->srv));
+    snprintf(sv->raddr, sizeof(sv->raddr), "%s", sv->addr); /* until read_loop_start */
     ck_assert_int_eq(pthread_create(&sv->loop, NULL, loop_main, sv), 0);
 }
 
@@ -105,6 +165,13 @@ static void
 server_stop(server *sv)
 {
     atomic_store(&sv->stop, true);
+    if (sv->rsrv != NULL) { /* read loops stop before the shard closes (commit_send) */
+        pthread_join(sv->rloop, NULL);
+        event_free(sv->rtick);
+        rpc_server_free(sv->rsrv);
+        event_base_free(sv->rbase);
+        om_buf_free(&sv->rbuf);
+    }
     pthread_join(sv->loop, NULL);
     event_free(sv->tick);
     rpc_server_free(sv->srv);
@@ -172,10 +239,11 @@ static void *
 client_main(void *arg)
 {
     client *cl = arg;
-    rpc_sync_client *c = NULL;
+    rpc_sync_client *c = NULL, *rc = NULL;
     uint8_t data[256];
 
     ck_assert_int_eq(rpc_sync_client_open(cl->sv->addr, 5000, &c), OM_OK);
+    ck_assert_int_eq(rpc_sync_client_open(cl->sv->raddr, 5000, &rc), OM_OK);
     for (int i = 0; i < MAX_OPS && !atomic_load(&cl->stop); i++) {
         char key[32];
         Objmeta__Response *resp;
@@ -202,7 +270,7 @@ client_main(void *arg)
         if (pi < 0)
             continue;
         snprintf(key, sizeof(key), "c%d-%d", peer->id, pi);
-        resp = do_retrieve(c, key);
+        resp = do_retrieve(rc, key);
         if (resp->status == OBJMETA__STATUS__OK) {
             ck_assert_ptr_nonnull(resp->retrieve);
             snprintf(cl->read[cl->nread].key, sizeof(cl->read[0].key), "%s", key);
@@ -211,6 +279,7 @@ client_main(void *arg)
         rpc_response_free(resp);
     }
     rpc_sync_client_close(c);
+    rpc_sync_client_close(rc);
     return NULL;
 }
 
@@ -247,7 +316,9 @@ START_TEST(acked_writes_survive_power_loss)
         shard *sh;
         shard_opts so;
 
-        server_start(&sv, dir, fe, _i == 0);
+        server_start(&sv, dir, fe, _i != 1);
+        if (_i == 2)
+            read_loop_start(&sv);
         for (int i = 0; i < CLIENTS; i++) {
             memset(&cls[i], 0, sizeof(cls[i]));
             cls[i].sv = &sv;
@@ -284,7 +355,11 @@ START_TEST(acked_writes_survive_power_loss)
         ck_assert_int_eq(shard_close(sh), OM_OK);
         printf("round %d (%s): power loss after %d acks; %d stores and %d reads acknowledged, "
                "all durable\n",
-               round, _i == 0 ? "pipeline" : "synchronous", target, acks, reads);
+               round,
+               _i == 0   ? "pipeline"
+               : _i == 1 ? "synchronous"
+                         : "pipeline, read loop",
+               target, acks, reads);
         tu_rmrf(dir);
     }
 }
@@ -294,7 +369,7 @@ START_TEST(sync_failure_gives_error_replies)
 {
     const char *dir = tu_tmpdir();
     fault_env *fe = fault_env_new();
-    rpc_sync_client *c = NULL;
+    rpc_sync_client *c = NULL, *rc = NULL;
     server sv;
     uint8_t data[64] = {1, 2, 3};
     Objmeta__Response *resp;
@@ -302,7 +377,9 @@ START_TEST(sync_failure_gives_error_replies)
     Objmeta__ListRequest lr = OBJMETA__LIST_REQUEST__INIT;
 
     server_start(&sv, dir, fe, true);
+    read_loop_start(&sv);
     ck_assert_int_eq(rpc_sync_client_open(sv.addr, 5000, &c), OM_OK);
+    ck_assert_int_eq(rpc_sync_client_open(sv.raddr, 5000, &rc), OM_OK);
     resp = do_store(c, "before", data, sizeof(data));
     ck_assert_int_eq(resp->status, OBJMETA__STATUS__OK);
     rpc_response_free(resp);
@@ -316,6 +393,11 @@ START_TEST(sync_failure_gives_error_replies)
     resp = do_retrieve(c, "lost");
     ck_assert_msg(resp->status != OBJMETA__STATUS__OK, "read of an unsynced write answered");
     rpc_response_free(resp);
+    /* nor a read on a read loop (commit_send) */
+    resp = do_retrieve(rc, "lost");
+    ck_assert_msg(resp->status != OBJMETA__STATUS__OK,
+                  "read loop: read of an unsynced write answered");
+    rpc_response_free(resp);
     /* List runs on a worker thread: it must not show it either */
     lr.bucket = "sync";
     req.body_case = OBJMETA__REQUEST__BODY_LIST;
@@ -328,6 +410,7 @@ START_TEST(sync_failure_gives_error_replies)
     ck_assert_int_ne(resp->status, OBJMETA__STATUS__OK);
     rpc_response_free(resp);
     ck_assert_int_gt(fault_env_injected(fe), 0);
+    rpc_sync_client_close(rc);
     rpc_sync_client_close(c);
     server_stop(&sv);
     fault_env_free(fe);
@@ -384,7 +467,7 @@ main(void)
     TCase *tc = tcase_create("overlapped_sync");
 
     tcase_set_timeout(tc, 120);
-    tcase_add_loop_test(tc, acked_writes_survive_power_loss, 0, 2);
+    tcase_add_loop_test(tc, acked_writes_survive_power_loss, 0, 3);
     tcase_add_test(tc, sync_failure_gives_error_replies);
     tcase_add_test(tc, lease_deadline_stops_replies);
     suite_add_tcase(s, tc);
