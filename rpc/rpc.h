@@ -250,9 +250,11 @@ typedef struct rpc_server_opts {
                                   * default 1000 (every answer is logged at DEBUG) */
     bool make_request_ids;       /* give a request without a request_id one of its own
                                   * (rpc_reply_request_id); default false */
-    bool reuse_port;             /* SO_REUSEPORT: several servers (one per loop thread of
-                                  * one process) listen on the same port and the kernel
-                                  * spreads new connections over them; default false */
+    bool adopt_only;             /* bind nothing: connections come from rpc_server_adopt
+                                  * (another server's accept hook hands them over: one
+                                  * server per loop thread of a process); listen still
+                                  * names the address (logs, plaintext roles); default
+                                  * false */
 } rpc_server_opts;
 
 /* Fill in the defaults documented above. */
@@ -305,7 +307,28 @@ typedef struct rpc_key_hint {
 typedef void (*rpc_prefetch_fn)(void *arg, const rpc_key_hint *hints, size_t n);
 void rpc_server_set_prefetch(rpc_server *s, rpc_prefetch_fn fn, void *arg);
 
-/* The bound TCP port (useful with port 0). */
+/*
+ * rpc_server_set_accept_hook -- offer each connection this server accepts
+ * to fn first (loop thread): fn returns true when it took the descriptor
+ * (it hands it to another server with rpc_server_adopt), false when this
+ * server is to serve it. Connections the server refuses (over
+ * max_connections, shutting down) are not offered. fn NULL: none (default).
+ * Thread-safety: loop thread.
+ */
+typedef bool (*rpc_accept_fn)(void *arg, int fd);
+void rpc_server_set_accept_hook(rpc_server *s, rpc_accept_fn fn, void *arg);
+
+/*
+ * rpc_server_adopt -- serve an accepted connection (fd, owned from here on)
+ * on s, a server made with adopt_only, on its loop thread: it is woken to
+ * take it. A server over max_connections or shutting down answers it BUSY
+ * and closes it, as its own listener would. Ownership: consumes fd.
+ * Thread-safety: any thread, while s is not freed (the caller stops handing
+ * descriptors over before it asks s's loop to shut down).
+ */
+void rpc_server_adopt(rpc_server *s, int fd);
+
+/* The bound TCP port (useful with port 0; 0 for an adopt_only server). */
 int rpc_server_port(const rpc_server *s);
 
 /*

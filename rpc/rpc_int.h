@@ -201,6 +201,15 @@ struct rpc_server {
     struct event *accept_ev; /* re-enables the listener after a pause */
     int reserve_fd;          /* /dev/null, closed to accept-and-refuse one connection */
     uint64_t accept_failures, accept_log_ms;
+    rpc_accept_fn accept_hook; /* rpc_server_set_accept_hook, or NULL */
+    void *accept_hook_arg;
+    /* adopt_only: descriptors rpc_server_adopt queued (under adopt_mu), and its wake-up */
+    pthread_mutex_t adopt_mu;
+    bool have_adopt_mu;
+    int *adopt_fds;
+    size_t adopt_n, adopt_cap;
+    int adopt_efd;
+    struct event *adopt_ev;
 };
 /* Descriptors the server keeps beyond max_connections (startup check, server.c). */
 #define RPC_FD_HEADROOM 64u

@@ -23,6 +23,7 @@
 
 #include "rpc/rpc_int.h"
 #include "util/clock.h"
+#include "util/assert.h"
 #include "util/coding.h"
 #include "util/log.h"
 
@@ -103,7 +104,96 @@ server_accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr
     bool reject = s->shutting_down || s->st.connections_current >= s->o.max_connections;
 
     (void)lis;
+    if (!reject && s->accept_hook != NULL && s->accept_hook(s->accept_hook_arg, fd))
+        return; /* handed to another server */
     (void)rpc_conn_new(s, fd, sa, salen, reject);
+}
+
+/* ---- adopted connections (adopt_only) ---- */
+
+void
+rpc_server_set_accept_hook(rpc_server *s, rpc_accept_fn fn, void *arg)
+{
+    s->accept_hook = fn;
+    s->accept_hook_arg = arg;
+}
+
+void
+rpc_server_adopt(rpc_server *s, int fd)
+{
+    uint64_t one = 1;
+    bool queued = false;
+
+    OM_ASSERT(s->o.adopt_only);
+    pthread_mutex_lock(&s->adopt_mu);
+    if (s->adopt_n == s->adopt_cap) {
+        size_t cap = s->adopt_cap ? 2 * s->adopt_cap : 16;
+        int *p = realloc(s->adopt_fds, cap * sizeof(*p));
+        if (p != NULL) {
+            s->adopt_fds = p;
+            s->adopt_cap = cap;
+        }
+    }
+    if (s->adopt_n < s->adopt_cap) {
+        s->adopt_fds[s->adopt_n++] = fd;
+        queued = true;
+    }
+    pthread_mutex_unlock(&s->adopt_mu);
+    if (!queued) {
+        om_log(OM_LOG_WARN, "out of memory handing a connection over listen=%s", s->listen_str);
+        close(fd);
+        return;
+    }
+    while (write(s->adopt_efd, &one, sizeof(one)) < 0 && errno == EINTR)
+        ;
+}
+
+static void
+server_adopt_cb(evutil_socket_t efd, short what, void *arg)
+{
+    rpc_server *s = arg;
+    uint64_t v;
+    int fds[64];
+    size_t n;
+
+    (void)what;
+    while (read(efd, &v, sizeof(v)) < 0 && errno == EINTR)
+        ;
+    do {
+        pthread_mutex_lock(&s->adopt_mu);
+        n = s->adopt_n < 64 ? s->adopt_n : 64;
+        memcpy(fds, s->adopt_fds, n * sizeof(int));
+        memmove(s->adopt_fds, s->adopt_fds + n, (s->adopt_n - n) * sizeof(int));
+        s->adopt_n -= n;
+        pthread_mutex_unlock(&s->adopt_mu);
+        for (size_t i = 0; i < n; i++) {
+            struct sockaddr_storage ss;
+            socklen_t len = sizeof(ss);
+            bool reject = s->shutting_down || s->st.connections_current >= s->o.max_connections;
+
+            if (getpeername(fds[i], (struct sockaddr *)&ss, &len) != 0) {
+                close(fds[i]); /* the peer is gone already */
+                continue;
+            }
+            (void)rpc_conn_new(s, fds[i], (struct sockaddr *)&ss, (int)len, reject);
+        }
+    } while (n == 64);
+}
+
+/* An adopt_only server's queue and wake-up instead of a listener. */
+static om_status
+server_adopt_open(rpc_server *s)
+{
+    if (pthread_mutex_init(&s->adopt_mu, NULL) != 0)
+        return OM_ERR(OM_E_NOMEM);
+    s->have_adopt_mu = true;
+    s->adopt_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (s->adopt_efd < 0)
+        return OM_ERR(om_status_from_errno(errno));
+    s->adopt_ev = event_new(s->base, s->adopt_efd, EV_READ | EV_PERSIST, server_adopt_cb, s);
+    if (s->adopt_ev == NULL || event_add(s->adopt_ev, NULL) != 0)
+        return OM_ERR(OM_E_NOMEM);
+    return OM_OK;
 }
 
 /*
@@ -369,6 +459,7 @@ rpc_server_new(struct event_base *base, const rpc_server_opts *opts, rpc_handler
         return OM_ERR(OM_E_NOMEM);
     s->base = base;
     s->reserve_fd = -1;
+    s->adopt_efd = -1;
     rpc_scratch_init(&s->scratch);
     s->o = *opts;
     s->handler = handler;
@@ -408,10 +499,13 @@ rpc_server_new(struct event_base *base, const rpc_server_opts *opts, rpc_handler
         st = OM_ERR(OM_E_NOMEM);
         goto fail;
     }
+    if (s->o.adopt_only) {
+        OM_GOTO(server_adopt_open(s));
+        goto serving;
+    }
     s->lis =
         evconnlistener_new_bind(base, server_accept_cb, s,
-                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC |
-                                    (s->o.reuse_port ? LEV_OPT_REUSEABLE_PORT : 0),
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
                                 s->o.backlog, (struct sockaddr *)&ss, (int)sslen);
     if (s->lis == NULL) {
         int err = errno;
@@ -422,14 +516,16 @@ rpc_server_new(struct event_base *base, const rpc_server_opts *opts, rpc_handler
     }
     evconnlistener_set_error_cb(s->lis, server_accept_error_cb);
     s->port = rpc_sock_port(evconnlistener_get_fd(s->lis));
+serving:;
     uint32_t tick = server_tick_ms(&s->o);
     struct timeval tv = {.tv_sec = tick / 1000, .tv_usec = (tick % 1000) * 1000};
     if (event_add(s->cq_ev, NULL) != 0 || event_add(s->sweep_ev, &tv) != 0) {
         st = OM_ERR(OM_E_INTERNAL);
         goto fail;
     }
-    om_log(OM_LOG_INFO, "rpc server listening listen=%s port=%d tls=%s", s->listen_str, s->port,
-           opts->tls != NULL ? "on" : "off");
+    om_log(OM_LOG_INFO, "rpc server %s listen=%s port=%d tls=%s",
+           s->o.adopt_only ? "serving connections handed over" : "listening", s->listen_str,
+           s->port, opts->tls != NULL ? "on" : "off");
     *out = s;
     return OM_OK;
 fail:
@@ -515,6 +611,15 @@ rpc_server_free(rpc_server *s)
         event_free(s->accept_ev);
     if (s->reserve_fd >= 0)
         close(s->reserve_fd);
+    if (s->adopt_ev != NULL)
+        event_free(s->adopt_ev);
+    if (s->adopt_efd >= 0)
+        close(s->adopt_efd);
+    for (size_t i = 0; i < s->adopt_n; i++)
+        close(s->adopt_fds[i]); /* handed over, never served */
+    free(s->adopt_fds);
+    if (s->have_adopt_mu)
+        pthread_mutex_destroy(&s->adopt_mu);
     if (s->cq != NULL) {
         close(s->cq->efd); /* after `dead`: writers check it under the mutex */
         rpc_cq *q = s->cq;

@@ -1,10 +1,11 @@
 /*
  * shard/loops.c -- read loops (contract: loops.h).
  *
- * Each read loop is a thread with an event_base, an rpc server on the main
- * server's address (reuse_port) and a record buffer for its inline reads.
- * Between it and the main loop there are three paths, each a list or a
- * value under `mu` plus an eventfd to wake the reader:
+ * Each read loop is a thread with an event_base, an adopt_only rpc server
+ * and a record buffer for its inline reads. The main server's accept hook
+ * (rr_accept) deals new connections out in turn. Between a read loop and
+ * the main loop there are three more paths, each a list or a value under
+ * `mu` plus an eventfd to wake the reader:
  *   handed-on requests   read loop -> main: a packed Request and its reply
  *                        (fwd list, fwd_fd); the main loop decodes it and
  *                        runs its handler;
@@ -60,7 +61,6 @@ typedef struct read_loop {
 struct shard_loops {
     shard_loops_opts o;
     rpc_server_opts ro;
-    char listen[320];
     read_loop rl[SHARD_LOOPS_MAX];
     _Atomic uint32_t deadline_ms;
     atomic_bool stop_now;
@@ -71,6 +71,7 @@ struct shard_loops {
     unsigned ready, exited;        /* under mu */
 
     /* the main loop's thread only */
+    unsigned next; /* rr_accept: the loop the next connection goes to (0 = the main one) */
     int fwd_fd, exit_fd;
     struct event *fwd_ev, *exit_ev;
     bool shutting_down, main_stopping;
@@ -275,6 +276,23 @@ exit_cb(evutil_socket_t fd, short what, void *arg)
     maybe_done(arg);
 }
 
+/*
+ * The main server's accept hook: connections go to the loops in turn. None
+ * is handed over once the shutdown began (the read loops stop first).
+ */
+static bool
+rr_accept(void *arg, int fd)
+{
+    shard_loops *l = arg;
+    unsigned k = l->next;
+
+    l->next = k == l->o.n ? 0 : k + 1;
+    if (k == 0 || l->shutting_down)
+        return false;
+    rpc_server_adopt(l->rl[k - 1].srv, fd);
+    return true;
+}
+
 /* Tell every started loop to act on its control values. */
 static void
 ctl_all(shard_loops *l)
@@ -289,6 +307,7 @@ shard_loops_free(shard_loops *l)
 {
     if (l == NULL)
         return;
+    rpc_server_set_accept_hook(l->o.srv, NULL, NULL);
     atomic_store(&l->stop_now, true);
     ctl_all(l);
     for (unsigned i = 0; i < l->o.n; i++) {
@@ -319,19 +338,15 @@ om_status
 shard_loops_start(const shard_loops_opts *o, shard_loops **out)
 {
     shard_loops *l;
-    const char *colon = strrchr(o->ro->listen, ':');
     unsigned nstarted = 0;
     om_status st = OM_OK;
 
-    OM_ASSERT(o->n >= 1 && o->n <= SHARD_LOOPS_MAX && o->ro->reuse_port);
+    OM_ASSERT(o->n >= 1 && o->n <= SHARD_LOOPS_MAX);
     if ((l = calloc(1, sizeof(*l))) == NULL)
         return OM_ERR(OM_E_NOMEM);
     l->o = *o;
     l->ro = *o->ro;
-    /* the host part as written (brackets and all), the port the main server bound */
-    snprintf(l->listen, sizeof(l->listen), "%.*s:%d",
-             colon != NULL ? (int)(colon - o->ro->listen) : 0, o->ro->listen, o->port);
-    l->ro.listen = l->listen;
+    l->ro.adopt_only = true;
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
     l->fwd_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -371,11 +386,12 @@ shard_loops_start(const shard_loops_opts *o, shard_loops **out)
     pthread_mutex_unlock(&l->mu);
     if (st != OM_OK)
         goto fail;
-    om_log(OM_LOG_INFO, "read loops serving listen=%s loops=%u", l->listen, o->n + 1);
+    rpc_server_set_accept_hook(o->srv, rr_accept, l);
+    om_log(OM_LOG_INFO, "read loops serving listen=%s loops=%u", l->ro.listen, o->n + 1);
     *out = l;
     return OM_OK;
 fail:
-    om_log(OM_LOG_ERROR, "read loops did not start listen=%s status=%s", l->listen,
+    om_log(OM_LOG_ERROR, "read loops did not start listen=%s status=%s", l->ro.listen,
            om_status_str(st));
     shard_loops_free(l);
     return st;

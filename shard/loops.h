@@ -6,9 +6,12 @@
  * one that may (shard/commit.h's "loop thread"). At two million keys a
  * Retrieve costs that thread 4 to 10 microseconds, most of it the engine's
  * cache misses, and it saturates one core while the others idle. A read loop
- * is another thread with an event_base and an rpc server of its own on the
- * same address (SO_REUSEPORT: the kernel spreads new connections over the
- * listeners). It answers Retrieve, Head and Exists itself
+ * is another thread with an event_base and an rpc server of its own that
+ * binds nothing (adopt_only): the main server's listener accepts every
+ * connection and hands them out in turn -- the first to itself, the next to
+ * read loop 1, and so on (rpc_server_set_accept_hook, rpc_server_adopt), so
+ * even a coordinator's two connections land on two loops. A read loop
+ * answers Retrieve, Head and Exists itself
  * (shard_rpc_read_loop_handler; their replies pass commit_send, so a read
  * still never shows a write that is not durable and replicated, and none
  * leaves after the primary's lease), and hands every other request, packed,
@@ -40,8 +43,8 @@ typedef struct shard_loops shard_loops;
 
 typedef struct shard_loops_opts {
     shard *sh;
-    const rpc_server_opts *ro; /* the main server's (copied); bound to `port` with reuse_port */
-    int port;                  /* the port the main server bound */
+    const rpc_server_opts *ro; /* the main server's (copied, made adopt_only) */
+    rpc_server *srv;           /* the main server: its accept hook hands connections out */
     unsigned n;                /* read loops, 1..SHARD_LOOPS_MAX */
     struct event_base *base;   /* the main loop, which runs the requests handed to it */
     rpc_handler_fn handler;    /* ... with this handler, as its own server does */
@@ -49,9 +52,9 @@ typedef struct shard_loops_opts {
 } shard_loops_opts;
 
 /*
- * shard_loops_start -- start o->n read loops; each binds its listener before
- * this returns, so a client that reads the port file may reach any of them.
- * The main server must have been made with reuse_port.
+ * shard_loops_start -- start o->n read loops (each ready to take connections
+ * when this returns) and hand them connections from the main server's
+ * accept hook.
  * Returns: OM_OK and *out; OM_E_NOMEM; the rpc server's errors (logged).
  */
 om_status shard_loops_start(const shard_loops_opts *o, shard_loops **out);

@@ -139,7 +139,7 @@ main(int argc, char **argv)
     if (shard_conf_loops(&c) > 1 &&
         shard_loops_start(&(shard_loops_opts){.sh = a.sh,
                                               .ro = &ro,
-                                              .port = rpc_server_port(a.srv),
+                                              .srv = a.srv,
                                               .n = shard_conf_loops(&c) - 1,
                                               .base = a.base,
                                               .handler = app_handle,

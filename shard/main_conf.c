@@ -61,11 +61,11 @@ static const om_conf_item shard_items[] = {
     {"inline-reads", OM_CONF_BOOL, "true", 0, 0, NULL, F(inline_reads),
      "answer retrieve/head/exists on the network thread"},
     {"loops", OM_CONF_INT, "0", 0, 32, NULL, F(loops),
-     "network threads serving the rpc port (shard/README.md, \"Threads\"): the first runs "
-     "everything, each other one has a listener of its own on the same port (SO_REUSEPORT), "
-     "answers retrieve/head/exists itself and hands other requests to the first; "
-     "max-connections is shared out among them; 0 = one per online CPU, at most 4 (1 when "
-     "inline-reads is false)"},
+     "network threads serving the rpc port (shard/README.md, \"Threads\"): the first accepts "
+     "connections and deals them out in turn and runs everything but reads; each other one "
+     "answers retrieve/head/exists on its connections itself and hands other requests to the "
+     "first; max-connections is shared out among them; 0 = one per online CPU, at most 4 (1 "
+     "when inline-reads is false)"},
     {"list-token-secret", OM_CONF_STR, "", 0, 0, NULL, F(list_token_secret),
      "key file ('<kid> <hex>', the first key) signing List continuation tokens; empty = a "
      "random secret per start (tokens then end with a restart)"},
@@ -159,7 +159,6 @@ shard_conf_rpc_opts(const shard_conf *c, rpc_server_opts *ro)
     if (shard_conf_loops(c) > 1) {
         unsigned n = shard_conf_loops(c);
 
-        ro->reuse_port = true;
         ro->max_connections = (ro->max_connections + n - 1) / n; /* per loop */
     }
 }

@@ -91,10 +91,21 @@ port_bindable(int port)
  * (a server's automatic HTTP port, rpc_conf_http_addr) is free and below the
  * range too.
  */
+/* Whether this process handed out port (or took it as another's port + 1000) already. */
+static bool
+port_given(const int *given, int n, int port)
+{
+    for (int i = 0; i < n; i++)
+        if (given[i] == port || given[i] + 1000 == port || given[i] == port + 1000)
+            return true;
+    return false;
+}
+
 int
 tu_free_port(void)
 {
     static uint64_t x;
+    static int given[256], ngiven; /* a port picked but not bound yet is still bindable */
     int lo, hi;
 
     ephemeral_range(&lo, &hi);
@@ -106,8 +117,12 @@ tu_free_port(void)
             x ^= x >> 7;
             x ^= x << 17;
             int port = 10000 + (int)(x % (uint64_t)(lo - 11000));
-            if (port_bindable(port) && port_bindable(port + 1000))
+            if (!port_given(given, ngiven, port) && port_bindable(port) &&
+                port_bindable(port + 1000)) {
+                if (ngiven < (int)(sizeof(given) / sizeof(given[0])))
+                    given[ngiven++] = port;
                 return port;
+            }
         }
     }
     /* no room below the range: the kernel's choice */
