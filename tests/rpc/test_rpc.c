@@ -589,6 +589,122 @@ START_TEST(rpc_connection_limit)
 }
 END_TEST
 
+/* ---- a listener handing connections to an adopt_only server ---- */
+
+typedef struct adopt_pair {
+    struct event_base *base;
+    rpc_server *lis, *adopter;
+    struct event *tick;
+    atomic_bool stop;
+    int offered;
+} adopt_pair;
+
+/* Ping answered with the name of the server (arg) that served the connection. */
+static void
+named_ping(void *arg, const Objmeta__Request *req, rpc_reply *reply)
+{
+    Objmeta__Response resp = OBJMETA__RESPONSE__INIT;
+    Objmeta__PingResponse pr = OBJMETA__PING_RESPONSE__INIT;
+
+    (void)req;
+    pr.server = arg;
+    resp.body_case = OBJMETA__RESPONSE__BODY_PING;
+    resp.ping = &pr;
+    rpc_reply_send(reply, &resp);
+}
+
+/* The accept hook: every second connection goes to the adopter. */
+static bool
+hand_every_other(void *arg, int fd)
+{
+    adopt_pair *p = arg;
+
+    if (p->offered++ % 2 == 0)
+        return false;
+    rpc_server_adopt(p->adopter, fd);
+    return true;
+}
+
+static void
+adopt_tick(evutil_socket_t fd, short what, void *arg)
+{
+    adopt_pair *p = arg;
+
+    (void)fd;
+    (void)what;
+    if (atomic_load(&p->stop))
+        event_base_loopbreak(p->base);
+}
+
+static void *
+adopt_loop(void *arg)
+{
+    event_base_dispatch(((adopt_pair *)arg)->base);
+    return NULL;
+}
+
+/*
+ * rpc_server_set_accept_hook + rpc_server_adopt: connections the listener's
+ * hook hands over are served by the adopt_only server (its handler answers),
+ * the others by the listener; the adopter refuses BUSY over its
+ * max_connections as a listener would. Both servers on one loop here (the
+ * shard runs one per thread; test_sync_order and it_shard_loops cover that).
+ */
+START_TEST(rpc_adopted_connections)
+{
+    static adopt_pair p;
+    rpc_server_opts lo, ao;
+    struct timeval tv = {0, 2000};
+    pthread_t th;
+    rpc_sync_client *c[4];
+    char addr[64];
+    Objmeta__Request r;
+    Objmeta__PingRequest pg;
+    Objmeta__Response *resp;
+    static const char *const want[3] = {"listener", "adopter", "listener"};
+
+    memset(&p, 0, sizeof(p));
+    p.base = event_base_new();
+    rpc_server_opts_init(&lo);
+    lo.listen = "127.0.0.1:0";
+    ao = lo;
+    ao.adopt_only = true;
+    ao.max_connections = 1;
+    ck_assert_int_eq(rpc_server_new(p.base, &lo, named_ping, "listener", &p.lis), OM_OK);
+    ck_assert_int_eq(rpc_server_new(p.base, &ao, named_ping, "adopter", &p.adopter), OM_OK);
+    ck_assert_int_eq(rpc_server_port(p.adopter), 0);
+    rpc_server_set_accept_hook(p.lis, hand_every_other, &p);
+    p.tick = event_new(p.base, -1, EV_PERSIST, adopt_tick, &p);
+    ck_assert_int_eq(event_add(p.tick, &tv), 0);
+    ck_assert_int_eq(pthread_create(&th, NULL, adopt_loop, &p), 0);
+
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", rpc_server_port(p.lis));
+    ping_req(&r, &pg, "x");
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(rpc_sync_client_open(addr, 3000, &c[i]), OM_OK);
+        ck_assert_int_eq(rpc_sync_client_call(c[i], &r, 3000, &resp), OM_OK);
+        ck_assert_str_eq(resp->ping->server, want[i]);
+        rpc_response_free(resp);
+    }
+    /* the fourth goes to the adopter, which holds its one connection already */
+    om_status st = rpc_sync_client_open(addr, 3000, &c[3]);
+    if (st == OM_OK) {
+        ck_assert_int_eq(rpc_sync_client_call(c[3], &r, 3000, &resp), OM_E_BUSY);
+        rpc_sync_client_close(c[3]);
+    } else {
+        ck_assert_int_eq(st, OM_E_BUSY);
+    }
+    for (int i = 0; i < 3; i++)
+        rpc_sync_client_close(c[i]);
+    atomic_store(&p.stop, true);
+    pthread_join(th, NULL);
+    event_free(p.tick);
+    rpc_server_free(p.adopter);
+    rpc_server_free(p.lis);
+    event_base_free(p.base);
+}
+END_TEST
+
 START_TEST(rpc_graceful_shutdown_finishes_inflight)
 {
     tsrv *t = tsrv_start();
@@ -787,6 +903,7 @@ rpc_server_suite(void)
     tcase_add_test(tc, rpc_prefetch_hints_follow_requests);
     tcase_add_test(tc, rpc_idle_timeout);
     tcase_add_test(tc, rpc_connection_limit);
+    tcase_add_test(tc, rpc_adopted_connections);
     tcase_add_test(tc, rpc_graceful_shutdown_finishes_inflight);
     tcase_add_test(tc, rpc_request_timeout);
     tcase_add_test(tc, rpc_http_healthz_and_metrics);
