@@ -6,6 +6,7 @@
 #define OM_LOG_MODULE "main"
 #include "shard/main_conf.h"
 
+#include <sched.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -64,8 +65,8 @@ static const om_conf_item shard_items[] = {
      "network threads serving the rpc port (shard/README.md, \"Threads\"): the first accepts "
      "connections and deals them out in turn and runs everything but reads; each other one "
      "answers retrieve/head/exists on its connections itself and hands other requests to the "
-     "first; max-connections is shared out among them; 0 = one per online CPU, at most 4 (1 "
-     "when inline-reads is false)"},
+     "first; max-connections is shared out among them; 0 = one per CPU the process may run on "
+     "(nproc), at most 4 (1 when inline-reads is false)"},
     {"list-token-secret", OM_CONF_STR, "", 0, 0, NULL, F(list_token_secret),
      "key file ('<kid> <hex>', the first key) signing List continuation tokens; empty = a "
      "random secret per start (tokens then end with a restart)"},
@@ -136,7 +137,10 @@ shard_conf_shard_opts(const shard_conf *c, shard_opts *so)
 unsigned
 shard_conf_loops(const shard_conf *c)
 {
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t set;
+    /* the CPUs this process may run on (taskset, a cpuset), as nproc counts them */
+    long cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set)
+                                                             : sysconf(_SC_NPROCESSORS_ONLN);
 
     if (c->loops > 0)
         return (unsigned)c->loops;

@@ -53,8 +53,9 @@ void shard_conf_mig_opts(const shard_conf *c, shard_mig_opts *mo);
 
 /*
  * The loop threads serving the rpc port, main one included (setting `loops`,
- * 0 = auto: one per online CPU, at most SHARD_CONF_LOOPS_AUTO_MAX; one
- * without inline-reads, which leaves reads to the worker pool).
+ * 0 = auto: one per CPU the process may run on, at most
+ * SHARD_CONF_LOOPS_AUTO_MAX; one without inline-reads, which leaves reads to
+ * the worker pool).
  */
 #define SHARD_CONF_LOOPS_AUTO_MAX 4
 unsigned shard_conf_loops(const shard_conf *c);
