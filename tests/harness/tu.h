@@ -42,6 +42,17 @@ uint64_t tu_rand(uint64_t *state);
 /* Milliseconds on the monotonic clock, for polling with a deadline. */
 uint64_t tu_now_ms(void);
 
+/*
+ * An event_base dispatched on a thread of its own (tu_loop.c): start it once
+ * everything on the base is set up (the thread creation orders those writes
+ * before the loop's reads); tu_loop_stop breaks the loop within ~2 ms,
+ * joins the thread and frees the tu_loop, not the base.
+ */
+struct event_base;
+typedef struct tu_loop tu_loop;
+tu_loop *tu_loop_start(struct event_base *base);
+void tu_loop_stop(tu_loop *l);
+
 /* A running binary of the project. */
 typedef struct tu_proc tu_proc;
 

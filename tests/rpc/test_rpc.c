@@ -592,10 +592,7 @@ END_TEST
 /* ---- a listener handing connections to an adopt_only server ---- */
 
 typedef struct adopt_pair {
-    struct event_base *base;
-    rpc_server *lis, *adopter;
-    struct event *tick;
-    atomic_bool stop;
+    rpc_server *adopter;
     int offered;
 } adopt_pair;
 
@@ -625,24 +622,6 @@ hand_every_other(void *arg, int fd)
     return true;
 }
 
-static void
-adopt_tick(evutil_socket_t fd, short what, void *arg)
-{
-    adopt_pair *p = arg;
-
-    (void)fd;
-    (void)what;
-    if (atomic_load(&p->stop))
-        event_base_loopbreak(p->base);
-}
-
-static void *
-adopt_loop(void *arg)
-{
-    event_base_dispatch(((adopt_pair *)arg)->base);
-    return NULL;
-}
-
 /*
  * rpc_server_set_accept_hook + rpc_server_adopt: connections the listener's
  * hook hands over are served by the adopt_only server (its handler answers),
@@ -653,9 +632,10 @@ adopt_loop(void *arg)
 START_TEST(rpc_adopted_connections)
 {
     static adopt_pair p;
+    struct event_base *base = event_base_new();
+    rpc_server *lis = NULL;
+    tu_loop *loop;
     rpc_server_opts lo, ao;
-    struct timeval tv = {0, 2000};
-    pthread_t th;
     rpc_sync_client *c[4];
     char addr[64];
     Objmeta__Request r;
@@ -664,21 +644,18 @@ START_TEST(rpc_adopted_connections)
     static const char *const want[3] = {"listener", "adopter", "listener"};
 
     memset(&p, 0, sizeof(p));
-    p.base = event_base_new();
     rpc_server_opts_init(&lo);
     lo.listen = "127.0.0.1:0";
     ao = lo;
     ao.adopt_only = true;
     ao.max_connections = 1;
-    ck_assert_int_eq(rpc_server_new(p.base, &lo, named_ping, "listener", &p.lis), OM_OK);
-    ck_assert_int_eq(rpc_server_new(p.base, &ao, named_ping, "adopter", &p.adopter), OM_OK);
+    ck_assert_int_eq(rpc_server_new(base, &lo, named_ping, "listener", &lis), OM_OK);
+    ck_assert_int_eq(rpc_server_new(base, &ao, named_ping, "adopter", &p.adopter), OM_OK);
     ck_assert_int_eq(rpc_server_port(p.adopter), 0);
-    rpc_server_set_accept_hook(p.lis, hand_every_other, &p);
-    p.tick = event_new(p.base, -1, EV_PERSIST, adopt_tick, &p);
-    ck_assert_int_eq(event_add(p.tick, &tv), 0);
-    ck_assert_int_eq(pthread_create(&th, NULL, adopt_loop, &p), 0);
+    rpc_server_set_accept_hook(lis, hand_every_other, &p);
+    loop = tu_loop_start(base);
 
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", rpc_server_port(p.lis));
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", rpc_server_port(lis));
     ping_req(&r, &pg, "x");
     for (int i = 0; i < 3; i++) {
         ck_assert_int_eq(rpc_sync_client_open(addr, 3000, &c[i]), OM_OK);
@@ -696,12 +673,10 @@ START_TEST(rpc_adopted_connections)
     }
     for (int i = 0; i < 3; i++)
         rpc_sync_client_close(c[i]);
-    atomic_store(&p.stop, true);
-    pthread_join(th, NULL);
-    event_free(p.tick);
+    tu_loop_stop(loop);
     rpc_server_free(p.adopter);
-    rpc_server_free(p.lis);
-    event_base_free(p.base);
+    rpc_server_free(lis);
+    event_base_free(base);
 }
 END_TEST
 

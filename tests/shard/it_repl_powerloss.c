@@ -47,9 +47,7 @@ typedef struct backup {
     shard_replica *rep;
     struct event_base *base;
     rpc_server *srv;
-    struct event *tick;
-    atomic_bool stop;
-    pthread_t loop;
+    tu_loop *loop;
     int port;
 } backup;
 
@@ -62,31 +60,12 @@ backup_handle(void *arg, const Objmeta__Request *req, rpc_reply *reply)
         shard_rpc_handler(b->sh, req, reply);
 }
 
-static void
-tick_cb(evutil_socket_t fd, short what, void *arg)
-{
-    backup *b = arg;
-
-    (void)fd;
-    (void)what;
-    if (atomic_load(&b->stop))
-        event_base_loopbreak(b->base);
-}
-
-static void *
-loop_main(void *arg)
-{
-    event_base_dispatch(((backup *)arg)->base);
-    return NULL;
-}
-
 /* Open the backup on dir (a new fault env) and serve it on port (0: a free one). */
 static void
 backup_start(backup *b, const char *dir, int port)
 {
     shard_opts so;
     rpc_server_opts ro;
-    struct timeval tv = {0, 2000};
     char listen[64];
     uint64_t deadline = tu_now_ms() + 10000;
 
@@ -109,18 +88,14 @@ backup_start(backup *b, const char *dir, int port)
         om_clock_sleep_ms(50);
     }
     b->port = rpc_server_port(b->srv);
-    b->tick = event_new(b->base, -1, EV_PERSIST, tick_cb, b);
-    ck_assert_int_eq(event_add(b->tick, &tv), 0);
-    ck_assert_int_eq(pthread_create(&b->loop, NULL, loop_main, b), 0);
+    b->loop = tu_loop_start(b->base);
 }
 
 /* Stop serving and close (after a power loss every write fails: errors are expected). */
 static void
 backup_stop(backup *b)
 {
-    atomic_store(&b->stop, true);
-    pthread_join(b->loop, NULL);
-    event_free(b->tick);
+    tu_loop_stop(b->loop);
     rpc_server_free(b->srv);
     shard_replica_close(b->rep);
     (void)shard_close(b->sh);

@@ -50,60 +50,15 @@ typedef struct server {
     struct event_base *base;
     rpc_server *srv;
     shard *sh;
-    struct event *tick;
-    atomic_bool stop;
-    pthread_t loop;
+    tu_loop *loop;
     char addr[64];
     /* the read loop (read_loop_start), or rsrv NULL */
     struct event_base *rbase;
     rpc_server *rsrv;
-    struct event *rtick;
-    pthread_t rloop;
+    tu_loop *rloop;
     om_buf rbuf;
     char raddr[64];
 } server;
-
-/* Stops the loop once asked (the loop belongs to its thread). */
-static void
-tick_cb(evutil_socket_t fd, short what, void *arg)
-{
-    server *sv = arg;
-
-    (void)fd;
-    (void)what;
-    if (atomic_load(&sv->stop))
-        event_base_loopbreak(sv->base);
-}
-
-static void *
-loop_main(void *arg)
-{
-    server *sv = arg;
-
-    event_base_dispatch(sv->base);
-    return NULL;
-}
-
-/* The read loop's ticks stop it as tick_cb stops the main loop. */
-static void
-rtick_cb(evutil_socket_t fd, short what, void *arg)
-{
-    server *sv = arg;
-
-    (void)fd;
-    (void)what;
-    if (atomic_load(&sv->stop))
-        event_base_loopbreak(sv->rbase);
-}
-
-static void *
-rloop_main(void *arg)
-{
-    server *sv = arg;
-
-    event_base_dispatch(sv->rbase);
-    return NULL;
-}
 
 static void
 read_loop_handle(void *arg, const Objmeta__Request *req, rpc_reply *reply)
@@ -119,7 +74,6 @@ static void
 read_loop_start(server *sv)
 {
     rpc_server_opts ro;
-    struct timeval tv = {0, 2000};
 
     sv->rbase = event_base_new();
     ck_assert_ptr_nonnull(sv->rbase);
@@ -127,10 +81,8 @@ read_loop_start(server *sv)
     ro.listen = "127.0.0.1:0";
     sv->rbuf = OM_BUF_INIT;
     ck_assert_int_eq(rpc_server_new(sv->rbase, &ro, read_loop_handle, sv, &sv->rsrv), OM_OK);
-    sv->rtick = event_new(sv->rbase, -1, EV_PERSIST, rtick_cb, sv);
-    ck_assert_int_eq(event_add(sv->rtick, &tv), 0);
     snprintf(sv->raddr, sizeof(sv->raddr), "127.0.0.1:%d", rpc_server_port(sv->rsrv));
-    ck_assert_int_eq(pthread_create(&sv->rloop, NULL, rloop_main, sv), 0);
+    sv->rloop = tu_loop_start(sv->rbase);
 }
 
 static void
@@ -138,7 +90,6 @@ server_start(server *sv, const char *dir, fault_env *fe, bool pipeline)
 {
     shard_opts so;
     rpc_server_opts ro;
-    struct timeval tv = {0, 2000};
 
     memset(sv, 0, sizeof(*sv));
     shard_opts_init(&so);
@@ -153,27 +104,22 @@ server_start(server *sv, const char *dir, fault_env *fe, bool pipeline)
     ck_assert_int_eq(rpc_server_new(sv->base, &ro, shard_rpc_handler, sv->sh, &sv->srv), OM_OK);
     if (pipeline)
         ck_assert_int_eq(shard_attach_loop(sv->sh, sv->base), OM_OK);
-    sv->tick = event_new(sv->base, -1, EV_PERSIST, tick_cb, sv);
-    ck_assert_int_eq(event_add(sv->tick, &tv), 0);
     snprintf(sv->addr, sizeof(sv->addr), "127.0.0.1:%d", rpc_server_port(sv->srv));
     snprintf(sv->raddr, sizeof(sv->raddr), "%s", sv->addr); /* until read_loop_start */
-    ck_assert_int_eq(pthread_create(&sv->loop, NULL, loop_main, sv), 0);
+    sv->loop = tu_loop_start(sv->base);
 }
 
 /* Stop the loop, then free the server and close the shard (its final sync may fail). */
 static void
 server_stop(server *sv)
 {
-    atomic_store(&sv->stop, true);
     if (sv->rsrv != NULL) { /* read loops stop before the shard closes (commit_send) */
-        pthread_join(sv->rloop, NULL);
-        event_free(sv->rtick);
+        tu_loop_stop(sv->rloop);
         rpc_server_free(sv->rsrv);
         event_base_free(sv->rbase);
         om_buf_free(&sv->rbuf);
     }
-    pthread_join(sv->loop, NULL);
-    event_free(sv->tick);
+    tu_loop_stop(sv->loop);
     rpc_server_free(sv->srv);
     shard_close(sv->sh);
     event_base_free(sv->base);
