@@ -229,6 +229,28 @@ held_alloc(void *arg, size_t n)
     return h != NULL ? h->data : NULL;
 }
 
+/* The header of a held reply whose n packed bytes are already in h->data. */
+static void
+held_init(commit_held *h, const commit_reply *r, uint64_t need, size_t n, bool heap)
+{
+    *h = (commit_held){.reply = r->reply,
+                       .tag = r->tag,
+                       .status = (unsigned)r->resp->status,
+                       .t0_ns = r->t0_ns,
+                       .need = need,
+                       .n = n,
+                       .heap = heap};
+}
+
+/* The group a reply must wait for (the pipeline in use, r->after not NONE). */
+static uint64_t
+reply_need(commit *c, const commit_reply *r)
+{
+    /* acquire: a group is counted before it is written (see above) */
+    return r->after != COMMIT_AFTER_ALL ? r->after
+                                        : atomic_load_explicit(&c->started, memory_order_acquire);
+}
+
 static bool
 hold(commit *c, const commit_reply *r, uint64_t need)
 {
@@ -239,13 +261,7 @@ hold(commit *c, const commit_reply *r, uint64_t need)
     if (data == NULL)
         return false;
     h = (commit_held *)(void *)(data - offsetof(commit_held, data));
-    *h = (commit_held){.reply = r->reply,
-                       .tag = r->tag,
-                       .status = (unsigned)r->resp->status,
-                       .t0_ns = r->t0_ns,
-                       .need = need,
-                       .n = n,
-                       .heap = false};
+    held_init(h, r, need, n, false);
     /* released in order: a later reply never depends on an earlier group */
     OM_ASSERT(c->held_tail == NULL || c->held_tail->need <= need);
     if (c->held_tail != NULL)
@@ -289,10 +305,7 @@ commit_gate(commit *c, const commit_reply *r)
 {
     loop_check(c);
     if (atomic_load_explicit(&c->pipeline, memory_order_relaxed) && r->after != COMMIT_AFTER_NONE) {
-        /* acquire: a group is counted before it is written (see above) */
-        uint64_t need = r->after != COMMIT_AFTER_ALL
-                            ? r->after
-                            : atomic_load_explicit(&c->started, memory_order_acquire);
+        uint64_t need = reply_need(c, r);
 
         if (need > c->loop_durable) {
             if (c->loop_sync_err != OM_OK)
@@ -324,27 +337,27 @@ hold_foreign(commit *c, const commit_reply *r, uint64_t need)
 {
     commit_held *h = NULL;
     size_t n = 0;
+    bool first;
 
     if (rpc_response_pack_alloc(r->resp, heap_alloc, &h, &n) == NULL) {
         free(h);
         return false;
     }
-    h->next = NULL;
-    h->reply = r->reply;
-    h->tag = r->tag;
-    h->status = (unsigned)r->resp->status;
-    h->t0_ns = r->t0_ns;
-    h->need = need;
-    h->n = n;
-    h->heap = true;
+    held_init(h, r, need, n, true);
     pthread_mutex_lock(&c->fq_mu);
     if (c->fq_tail != NULL)
         c->fq_tail->next = h;
     else
         c->fq_head = h;
     c->fq_tail = h;
+    first = c->fq_head == h;
     pthread_mutex_unlock(&c->fq_mu);
-    wake_loop(c); /* after the push: the loop then sees it, whenever the sync ends */
+    /*
+     * After the push, and only onto an empty queue: a non-empty one has a
+     * wake-up coming (efd_cb reads the eventfd before fq_take empties it).
+     */
+    if (first)
+        wake_loop(c);
     return true;
 }
 
@@ -381,10 +394,7 @@ void
 commit_send(commit *c, const commit_reply *r)
 {
     if (atomic_load_explicit(&c->pipeline, memory_order_acquire) && r->after != COMMIT_AFTER_NONE) {
-        /* acquire: a group is counted before it is written (see above) */
-        uint64_t need = r->after != COMMIT_AFTER_ALL
-                            ? r->after
-                            : atomic_load_explicit(&c->started, memory_order_acquire);
+        uint64_t need = reply_need(c, r);
 
         if (need > atomic_load_explicit(&c->durable_pub, memory_order_acquire)) {
             if (!hold_foreign(c, r, need))
