@@ -322,7 +322,8 @@ void rpc_server_set_accept_hook(rpc_server *s, rpc_accept_fn fn, void *arg);
  * rpc_server_adopt -- serve an accepted connection (fd, owned from here on)
  * on s, a server made with adopt_only, on its loop thread: it is woken to
  * take it. A server over max_connections or shutting down answers it BUSY
- * and closes it, as its own listener would. Ownership: consumes fd.
+ * and closes it, as its own listener would; one with tens of thousands
+ * waiting closes it at once (logged). Ownership: consumes fd.
  * Thread-safety: any thread, while s is not freed (the caller stops handing
  * descriptors over before it asks s's loop to shut down).
  */

@@ -203,12 +203,8 @@ struct rpc_server {
     uint64_t accept_failures, accept_log_ms;
     rpc_accept_fn accept_hook; /* rpc_server_set_accept_hook, or NULL */
     void *accept_hook_arg;
-    /* adopt_only: descriptors rpc_server_adopt queued (under adopt_mu), and its wake-up */
-    pthread_mutex_t adopt_mu;
-    bool have_adopt_mu;
-    int *adopt_fds;
-    size_t adopt_n, adopt_cap;
-    int adopt_efd;
+    /* adopt_only: rpc_server_adopt writes descriptor numbers to adopt_pipe[1] */
+    int adopt_pipe[2];
     struct event *adopt_ev;
 };
 /* Descriptors the server keeps beyond max_connections (startup check, server.c). */

@@ -121,76 +121,44 @@ rpc_server_set_accept_hook(rpc_server *s, rpc_accept_fn fn, void *arg)
 void
 rpc_server_adopt(rpc_server *s, int fd)
 {
-    uint64_t one = 1;
-    bool queued = false;
-
     OM_ASSERT(s->o.adopt_only);
-    pthread_mutex_lock(&s->adopt_mu);
-    if (s->adopt_n == s->adopt_cap) {
-        size_t cap = s->adopt_cap ? 2 * s->adopt_cap : 16;
-        int *p = realloc(s->adopt_fds, cap * sizeof(*p));
-        if (p != NULL) {
-            s->adopt_fds = p;
-            s->adopt_cap = cap;
-        }
-    }
-    if (s->adopt_n < s->adopt_cap) {
-        s->adopt_fds[s->adopt_n++] = fd;
-        queued = true;
-    }
-    pthread_mutex_unlock(&s->adopt_mu);
-    if (!queued) {
-        om_log(OM_LOG_WARN, "out of memory handing a connection over listen=%s", s->listen_str);
+    /* a descriptor number through the pipe: 4 bytes, written whole (PIPE_BUF) or not at all */
+    if (write(s->adopt_pipe[1], &fd, sizeof(fd)) != (ssize_t)sizeof(fd)) {
+        om_log(OM_LOG_WARN, "cannot hand a connection over listen=%s err=%s", s->listen_str,
+               strerror(errno));
         close(fd);
-        return;
     }
-    while (write(s->adopt_efd, &one, sizeof(one)) < 0 && errno == EINTR)
-        ;
 }
 
 static void
-server_adopt_cb(evutil_socket_t efd, short what, void *arg)
+server_adopt_cb(evutil_socket_t pfd, short what, void *arg)
 {
     rpc_server *s = arg;
-    uint64_t v;
-    int fds[64];
-    size_t n;
+    int fd;
 
     (void)what;
-    while (read(efd, &v, sizeof(v)) < 0 && errno == EINTR)
-        ;
-    do {
-        pthread_mutex_lock(&s->adopt_mu);
-        n = s->adopt_n < 64 ? s->adopt_n : 64;
-        memcpy(fds, s->adopt_fds, n * sizeof(int));
-        memmove(s->adopt_fds, s->adopt_fds + n, (s->adopt_n - n) * sizeof(int));
-        s->adopt_n -= n;
-        pthread_mutex_unlock(&s->adopt_mu);
-        for (size_t i = 0; i < n; i++) {
-            struct sockaddr_storage ss;
-            socklen_t len = sizeof(ss);
-            bool reject = s->shutting_down || s->st.connections_current >= s->o.max_connections;
+    while (read(pfd, &fd, sizeof(fd)) == (ssize_t)sizeof(fd)) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        bool reject = s->shutting_down || s->st.connections_current >= s->o.max_connections;
 
-            if (getpeername(fds[i], (struct sockaddr *)&ss, &len) != 0) {
-                close(fds[i]); /* the peer is gone already */
-                continue;
-            }
-            (void)rpc_conn_new(s, fds[i], (struct sockaddr *)&ss, (int)len, reject);
+        if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0) {
+            close(fd); /* the peer is gone already */
+            continue;
         }
-    } while (n == 64);
+        (void)rpc_conn_new(s, fd, (struct sockaddr *)&ss, (int)len, reject);
+    }
 }
 
-/* An adopt_only server's queue and wake-up instead of a listener. */
+/* An adopt_only server's pipe of handed-over descriptors instead of a listener. */
 static om_status
 server_adopt_open(rpc_server *s)
 {
-    if (pthread_mutex_init(&s->adopt_mu, NULL) != 0)
-        return OM_ERR(OM_E_NOMEM);
-    s->have_adopt_mu = true;
-    s->adopt_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (s->adopt_efd < 0)
+    if (pipe2(s->adopt_pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+        s->adopt_pipe[0] = s->adopt_pipe[1] = -1;
         return OM_ERR(om_status_from_errno(errno));
-    s->adopt_ev = event_new(s->base, s->adopt_efd, EV_READ | EV_PERSIST, server_adopt_cb, s);
+    }
+    s->adopt_ev = event_new(s->base, s->adopt_pipe[0], EV_READ | EV_PERSIST, server_adopt_cb, s);
     if (s->adopt_ev == NULL || event_add(s->adopt_ev, NULL) != 0)
         return OM_ERR(OM_E_NOMEM);
     return OM_OK;
@@ -459,7 +427,7 @@ rpc_server_new(struct event_base *base, const rpc_server_opts *opts, rpc_handler
         return OM_ERR(OM_E_NOMEM);
     s->base = base;
     s->reserve_fd = -1;
-    s->adopt_efd = -1;
+    s->adopt_pipe[0] = s->adopt_pipe[1] = -1;
     rpc_scratch_init(&s->scratch);
     s->o = *opts;
     s->handler = handler;
@@ -613,13 +581,14 @@ rpc_server_free(rpc_server *s)
         close(s->reserve_fd);
     if (s->adopt_ev != NULL)
         event_free(s->adopt_ev);
-    if (s->adopt_efd >= 0)
-        close(s->adopt_efd);
-    for (size_t i = 0; i < s->adopt_n; i++)
-        close(s->adopt_fds[i]); /* handed over, never served */
-    free(s->adopt_fds);
-    if (s->have_adopt_mu)
-        pthread_mutex_destroy(&s->adopt_mu);
+    if (s->adopt_pipe[0] >= 0) {
+        int fd;
+
+        while (read(s->adopt_pipe[0], &fd, sizeof(fd)) == (ssize_t)sizeof(fd))
+            close(fd); /* handed over, never served */
+        close(s->adopt_pipe[0]);
+        close(s->adopt_pipe[1]);
+    }
     if (s->cq != NULL) {
         close(s->cq->efd); /* after `dead`: writers check it under the mutex */
         rpc_cq *q = s->cq;
