@@ -105,6 +105,10 @@ struct commit {
     _Atomic uint64_t lease_until; /* replies leave only before it (commit_set_lease) */
     _Atomic uint64_t durable_pub; /* `durable` as commit_send reads it without dur_mu */
 
+    /* commit_render_metrics: groups written, their jobs, write and sync times (any thread) */
+    _Atomic uint64_t groups, jobs;
+    rpc_hist write_hist, sync_hist;
+
     /* under fq_mu: commit_send's replies waiting for a sync, for the loop's held list */
     pthread_mutex_t fq_mu;
     commit_held *fq_head, *fq_tail;
@@ -477,6 +481,18 @@ take_group(commit_job **head, commit_job **batch)
     return n;
 }
 
+/* ops.write of one group, counted and timed for commit_render_metrics. */
+static void
+write_timed(commit *c, commit_job **jobs, size_t n, bool nosync, void *scratch)
+{
+    uint64_t t0 = om_clock_mono_ns();
+
+    c->ops.write(c->ops.arg, jobs, n, nosync, scratch);
+    rpc_hist_observe_ns(&c->write_hist, om_clock_mono_ns() - t0);
+    atomic_fetch_add_explicit(&c->groups, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->jobs, n, memory_order_relaxed);
+}
+
 /* Sync mode: write the jobs at head in groups, each synced as the engine says, and answer them. */
 static void
 run_sync(commit *c, commit_job *head, void *scratch)
@@ -486,7 +502,7 @@ run_sync(commit *c, commit_job *head, void *scratch)
     while (head != NULL) {
         size_t n = take_group(&head, batch);
 
-        c->ops.write(c->ops.arg, batch, n, false, scratch);
+        write_timed(c, batch, n, false, scratch);
         for (size_t i = 0; i < n; i++)
             answer_and_free(c, batch[i]);
     }
@@ -500,7 +516,7 @@ writer_group(commit *c, commit_job **jobs, size_t n, void *scratch)
 {
     uint64_t gen = atomic_fetch_add(&c->started, 1) + 1; /* 1. counted before it is written */
 
-    c->ops.write(c->ops.arg, jobs, n, true, scratch); /* 2. */
+    write_timed(c, jobs, n, true, scratch); /* 2. */
     for (size_t i = 0; i < n; i++) {
         jobs[i]->group = gen;
         jobs[i]->next = i + 1 < n ? jobs[i + 1] : NULL;
@@ -659,7 +675,10 @@ static om_status
 sync_groups(commit *c)
 {
     uint64_t mark = c->repl.ship != NULL ? c->repl.mark(c->repl.arg) : 0;
+    uint64_t t0 = om_clock_mono_ns();
     om_status st = lsm_sync(c->db);
+
+    rpc_hist_observe_ns(&c->sync_hist, om_clock_mono_ns() - t0);
 
     if (st == OM_OK && c->repl.ship != NULL)
         st = c->repl.ship(c->repl.arg, mark);
@@ -808,6 +827,10 @@ commit_open(lsm_db *db, const commit_ops *ops, commit **out)
     c->efd = -1;
     atomic_init(&c->lease_until, UINT64_MAX);
     atomic_init(&c->durable_pub, 0);
+    atomic_init(&c->groups, 0);
+    atomic_init(&c->jobs, 0);
+    rpc_hist_init(&c->write_hist);
+    rpc_hist_init(&c->sync_hist);
     pthread_mutex_init(&c->fq_mu, NULL);
     pthread_mutex_init(&c->dur_mu, NULL);
     pthread_cond_init(&c->req_cv, NULL);
@@ -970,4 +993,26 @@ uint64_t
 commit_queue_waits(commit *c)
 {
     return atomic_load_explicit(&c->wq_full_waits, memory_order_relaxed);
+}
+
+om_status
+commit_render_metrics(commit *c, om_buf *out)
+{
+    OM_TRY(rpc_prom_header(out, "objmeta_shard_commit_groups_total", "counter",
+                           "Groups of Stores and Deletes written together (one WAL write each)."));
+    OM_TRY(rpc_prom_value(out, "objmeta_shard_commit_groups_total", NULL,
+                          (double)atomic_load_explicit(&c->groups, memory_order_relaxed)));
+    OM_TRY(rpc_prom_header(out, "objmeta_shard_commit_writes_total", "counter",
+                           "Stores and Deletes written in those groups."));
+    OM_TRY(rpc_prom_value(out, "objmeta_shard_commit_writes_total", NULL,
+                          (double)atomic_load_explicit(&c->jobs, memory_order_relaxed)));
+    OM_TRY(rpc_prom_header(out, "objmeta_shard_commit_write_duration_seconds", "histogram",
+                           "Time to write one group: the reads before the writes, the WAL write "
+                           "and the memtable inserts (with sync-mode other than always, the "
+                           "sync too)."));
+    OM_TRY(
+        rpc_hist_render(&c->write_hist, out, "objmeta_shard_commit_write_duration_seconds", NULL));
+    OM_TRY(rpc_prom_header(out, "objmeta_shard_commit_sync_duration_seconds", "histogram",
+                           "Time of one WAL sync of the commit pipeline (sync-mode always)."));
+    return rpc_hist_render(&c->sync_hist, out, "objmeta_shard_commit_sync_duration_seconds", NULL);
 }

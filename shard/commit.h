@@ -217,4 +217,12 @@ om_status commit_error(commit *c);
 /* Times the loop waited for room in the writer's queue (Stats, /metrics). Any thread. */
 uint64_t commit_queue_waits(commit *c);
 
+/*
+ * commit_render_metrics -- append the pipeline's Prometheus metrics to out:
+ * groups written and the Stores and Deletes in them (their ratio is the group
+ * size), the time each group took to write (its sum, as a rate, is how busy
+ * the writer is) and each WAL sync's. Returns: OM_OK; OM_E_NOMEM. Any thread.
+ */
+om_status commit_render_metrics(commit *c, om_buf *out);
+
 #endif /* OM_SHARD_COMMIT_H */

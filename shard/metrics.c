@@ -154,6 +154,7 @@ shard_render_metrics(shard *s, om_buf *out)
                            "Times the network loop waited for room in the writer thread's queue."));
     OM_TRY(rpc_prom_value(out, "objmeta_shard_writer_queue_waits_total", NULL,
                           (double)commit_queue_waits(s->commit)));
+    OM_TRY(commit_render_metrics(s->commit, out));
 
     OM_TRY(shard_repl_render_metrics(s, out)); /* role, term, index, per-backup lag */
 

@@ -276,6 +276,82 @@ START_TEST(concurrent_conditions_are_atomic)
 }
 END_TEST
 
+/* The value of the sample `name` (no labels) on a /metrics page; fails the test if absent. */
+static double
+metric_value(const char *body, const char *name)
+{
+    size_t n = strlen(name);
+
+    for (const char *p = body; (p = strstr(p, name)) != NULL; p += n)
+        if ((p == body || p[-1] == '\n') && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    ck_abort_msg("no sample %s in /metrics:\n%s", name, body);
+    return 0;
+}
+
+typedef struct commit_sample {
+    double groups, writes, write_n, write_sum, sync_n, sync_sum;
+} commit_sample;
+
+static commit_sample
+commit_metrics(int http)
+{
+    char *body = NULL;
+    commit_sample c;
+
+    ck_assert_int_eq(it_http_get(http, "/metrics", &body), 200);
+    c.groups = metric_value(body, "objmeta_shard_commit_groups_total");
+    c.writes = metric_value(body, "objmeta_shard_commit_writes_total");
+    c.write_n = metric_value(body, "objmeta_shard_commit_write_duration_seconds_count");
+    c.write_sum = metric_value(body, "objmeta_shard_commit_write_duration_seconds_sum");
+    c.sync_n = metric_value(body, "objmeta_shard_commit_sync_duration_seconds_count");
+    c.sync_sum = metric_value(body, "objmeta_shard_commit_sync_duration_seconds_sum");
+    free(body);
+    return c;
+}
+
+/*
+ * The commit pipeline's metrics count every Store and Delete that reached the
+ * writer (a refused Delete too: it was decided there), the groups they went
+ * in, each group's write and -- with sync-mode always -- each WAL sync.
+ * _i = 0: sync-mode always (the pipeline); 1: sync-mode none (no sync to time).
+ */
+START_TEST(commit_pipeline_metrics)
+{
+    static const char *const extra[2][2] = {{"--sync-mode=always", NULL},
+                                            {"--sync-mode=none", NULL}};
+    tu_proc *p = it_start_shard(NULL, extra[_i]);
+    omc_client *c = it_client(p);
+    int http = tu_proc_port(p, "http");
+    commit_sample a = commit_metrics(http), b;
+    char key[32];
+
+    for (int i = 0; i < 10; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        ck_assert_int_eq(omc_store(c, "metrics", key, S("value"), NULL, NULL), OM_OK);
+    }
+    ck_assert_int_eq(omc_delete(c, "metrics", "k0", NULL, NULL), OM_OK);
+    ck_assert_int_eq(omc_delete(c, "metrics", "k0", NULL, NULL), OM_E_NOTFOUND);
+    b = commit_metrics(http);
+    ck_assert_msg(b.writes - a.writes == 12, "writes %g -> %g", a.writes, b.writes);
+    /* one client, one request at a time: each write is a group of its own */
+    ck_assert_msg(b.groups - a.groups == 12, "groups %g -> %g", a.groups, b.groups);
+    ck_assert_msg(b.write_n - a.write_n == b.groups - a.groups, "write count %g -> %g", a.write_n,
+                  b.write_n);
+    ck_assert(b.write_sum > a.write_sum);
+    if (_i == 0) {
+        ck_assert_msg(b.sync_n - a.sync_n >= 1 && b.sync_n - a.sync_n <= 12, "syncs %g -> %g",
+                      a.sync_n, b.sync_n);
+        ck_assert(b.sync_sum > a.sync_sum);
+    } else {
+        ck_assert_msg(b.sync_n == 0, "sync-mode none: %g syncs", b.sync_n);
+    }
+    omc_close(c);
+    tu_proc_stop(p);
+    tu_proc_free(p);
+}
+END_TEST
+
 /* deploy/conf/shard.conf.example is exactly what --print-config prints. */
 START_TEST(print_config_matches_example)
 {
@@ -333,6 +409,7 @@ basic_suite(void)
     tcase_add_test(tc, every_operation);
     tcase_add_test(tc, condition_matrix);
     tcase_add_loop_test(tc, concurrent_conditions_are_atomic, 0, 2);
+    tcase_add_loop_test(tc, commit_pipeline_metrics, 0, 2);
     tcase_add_test(tc, print_config_matches_example);
     suite_add_tcase(s, tc);
     return s;
