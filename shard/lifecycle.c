@@ -62,7 +62,10 @@ shard_open(const char *dir, const shard_opts *opts, shard **out)
     if (st == OM_OK)
         st = workq_open("shard-worker", s->opts.workers, SHARD_POOL_QUEUE_MAX, shard_pool_run, s,
                         &s->pool);
+    if (st == OM_OK)
+        st = shard_wreads_open(s);
     if (st != OM_OK) {
+        workq_close(s->pool, NULL);
         commit_close(s->commit);
         shard_engine_close(s);
         goto fail;
@@ -86,6 +89,7 @@ shard_close(shard *s)
     workq_close(s->pool, NULL);     /* drains: every queued List and read is answered */
     workq_close(s->verify_q, NULL); /* drains: every queued Digest is answered */
     commit_close(s->commit);
+    workq_close(s->wreads, NULL); /* no group is written after commit_close */
     st = shard_engine_close(s);
     free(s->id);
     free(s);

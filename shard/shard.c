@@ -24,6 +24,7 @@
 #include "util/checksum.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/workq.h"
 
 static const char *const shard_op_names[SHARD_OP_COUNT_] = {
     "store", "retrieve", "head", "exists", "delete", "list", "stats", "ping", "other",
@@ -380,16 +381,27 @@ write_validate(shard *s, shard_write *w)
 }
 
 /*
+ * The engine's record of a key as read before a group's writes (the head
+ * only): st is OM_OK (rec holds it), OM_E_NOTFOUND, or an engine error whose
+ * message is in the write's err.
+ */
+typedef struct shard_preread {
+    om_status st;
+    shard_record rec;
+} shard_preread;
+
+/*
  * Requires: the stripe of lkey held. Decide w: on OM_OK the record to write
  * is appended to *vals and its length goes to *vlen, or *vlen is 0 when
  * nothing is to be written (a forwarded write older than what is held);
  * w->info is filled either way. The current record is `prev` when not NULL
- * (an earlier write of the same batch, not yet in the engine), else read from
- * the engine into *raw.
+ * (an earlier write of the same batch, not yet in the engine), else `pre`
+ * when not NULL (read under the same stripes: wm_read_chunks), else read
+ * from the engine into *raw.
  */
 static om_status
 write_prepare(shard *s, shard_write *w, om_slice lkey, uint64_t etag, const om_slice *prev,
-              om_buf *raw, om_buf *vals, size_t *vlen)
+              const shard_preread *pre, om_buf *raw, om_buf *vals, size_t *vlen)
 {
     const shard_store_args *a = &w->args;
     shard_record old, rec;
@@ -403,6 +415,9 @@ write_prepare(shard *s, shard_write *w, om_slice lkey, uint64_t etag, const om_s
         st = shard_record_decode_head(*prev, &old);
         if (st != OM_OK)
             return shard_msg(st, w->err, sizeof(w->err), "batched record does not decode");
+    } else if (pre != NULL) {
+        st = pre->st;
+        old = pre->rec;
     } else {
         st = shard_read(s, lkey, LSM_GET_NO_FILL | LSM_GET_HEAD, raw, &old, w->err, sizeof(w->err));
     }
@@ -477,7 +492,7 @@ write_one(shard *s, shard_write *w)
     stripe = shard_stripe_of(om_buf_slice(&lkey));
     pthread_rwlock_rdlock(&s->stripes_gate);
     shard_stripe_lock(s, stripe, &held);
-    w->status = write_prepare(s, w, om_buf_slice(&lkey), etag, NULL, &raw, &val, &vlen);
+    w->status = write_prepare(s, w, om_buf_slice(&lkey), etag, NULL, NULL, &raw, &val, &vlen);
     if (w->status == OM_OK && vlen > 0) {
         om_status st = lsm_put(s->db, om_buf_slice(&lkey), om_buf_slice(&val));
         if (st != OM_OK)
@@ -501,6 +516,7 @@ typedef struct wm_item {
     uint64_t hash;
     unsigned stripe;
     bool valid, in_batch;
+    shard_preread pre; /* the engine's record, read before the writes (valid items) */
 } wm_item;
 
 /*
@@ -576,12 +592,37 @@ shard_write_many(shard *s, shard_write *w, size_t n)
 }
 
 /*
- * The reads before a group's writes are announced to the engine in chunks of
- * WM_PREFETCH_AHEAD writes, in two stages: lsm_prefetch (index buckets and
- * nodes) two chunks ahead, lsm_prefetch_values (the values the read copies)
- * one chunk ahead, once the nodes are in the cache.
+ * The reads before a group's writes. The group's valid items are read in
+ * chunks of WM_PREFETCH_AHEAD, taken from one cursor by the writing thread
+ * and -- for a group of at least WM_HELP_MIN items -- by the shard's read
+ * helper as well (s->wreads, a queue of one thread), so that a large group's
+ * reads, most of a Store's cost on the writer, run on two cores. The writer
+ * never waits for a helper that has not started: it takes every chunk left,
+ * then waits only for the chunks the helper has taken (at most two). All of
+ * it happens under the group's stripes and before anything of the group is
+ * written, so each read sees what it would see right before its write: the
+ * engine changes only through the group's own batch, written after them.
+ * The reads of a chunk are announced to the engine in two stages:
+ * lsm_prefetch (index buckets and nodes) a chunk ahead, lsm_prefetch_values
+ * (the values the reads copy) just before the chunk.
  */
 #define WM_PREFETCH_AHEAD 8
+#define WM_HELP_MIN 32
+
+typedef struct wm_reads {
+    workq_item item; /* first: the helper's job is the item */
+    shard *s;
+    shard_write *w;
+    wm_item *items;
+    const om_buf *keys;
+    size_t n;
+    bool helped;        /* pushed to the helper: mu, cv and refs are live */
+    atomic_size_t next; /* the first item of the next chunk to take */
+    atomic_size_t done; /* items of the chunks read */
+    atomic_int refs;    /* the writer's, and the helper's until it has run */
+    pthread_mutex_t mu; /* with cv: the writer waits for done == n */
+    pthread_cond_t cv;
+} wm_reads;
 
 /* Prefetch for the valid items [from, from + WM_PREFETCH_AHEAD) (capped at n). */
 static void
@@ -597,6 +638,99 @@ wm_prefetch(shard *s, const wm_item *items, const om_buf *keys, size_t from, siz
         lsm_prefetch_values(s->db, ks, k);
     else
         lsm_prefetch(s->db, ks, k);
+}
+
+/* Take chunks from r's cursor and read them until none is left. */
+static void
+wm_read_chunks(wm_reads *r, om_buf *raw)
+{
+    size_t n = r->n, cur = atomic_fetch_add(&r->next, WM_PREFETCH_AHEAD);
+
+    if (cur < n)
+        wm_prefetch(r->s, r->items, r->keys, cur, n, false);
+    while (cur < n) {
+        size_t end = cur + WM_PREFETCH_AHEAD < n ? cur + WM_PREFETCH_AHEAD : n;
+        size_t nxt = atomic_fetch_add(&r->next, WM_PREFETCH_AHEAD);
+
+        if (nxt < n)
+            wm_prefetch(r->s, r->items, r->keys, nxt, n, false);
+        wm_prefetch(r->s, r->items, r->keys, cur, n, true);
+        for (size_t i = cur; i < end; i++) {
+            wm_item *it = &r->items[i];
+            if (it->valid)
+                it->pre.st = shard_read(r->s, om_slice_make(r->keys->p + it->koff, it->klen),
+                                        LSM_GET_NO_FILL | LSM_GET_HEAD, raw, &it->pre.rec,
+                                        r->w[i].err, sizeof(r->w[i].err));
+        }
+        if (atomic_fetch_add(&r->done, end - cur) + (end - cur) == n && r->helped) {
+            pthread_mutex_lock(&r->mu);
+            pthread_cond_broadcast(&r->cv);
+            pthread_mutex_unlock(&r->mu);
+        }
+        cur = nxt;
+    }
+}
+
+static void
+wm_reads_unref(wm_reads *r)
+{
+    if (atomic_fetch_sub(&r->refs, 1) != 1)
+        return;
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
+
+/* The read helper's job runner (workq): its share of one group's reads. */
+static void
+wm_help_run(void *arg, workq_item *it)
+{
+    wm_reads *r = (wm_reads *)(void *)it;
+    om_buf raw = OM_BUF_INIT;
+
+    (void)arg;
+    wm_read_chunks(r, &raw);
+    om_buf_free(&raw);
+    wm_reads_unref(r);
+}
+
+/* Read the engine's record of every valid item into items[i].pre (see above). */
+static void
+wm_read_all(shard *s, shard_write *w, wm_item *items, const om_buf *keys, size_t n, om_buf *raw)
+{
+    wm_reads local, *r = NULL;
+
+    if (s->wreads != NULL && n >= WM_HELP_MIN && (r = calloc(1, sizeof(*r))) != NULL) {
+        pthread_mutex_init(&r->mu, NULL);
+        pthread_cond_init(&r->cv, NULL);
+        r->helped = true;
+        atomic_init(&r->refs, 2);
+    } else {
+        r = memset(&local, 0, sizeof(local));
+    }
+    r->s = s;
+    r->w = w;
+    r->items = items;
+    r->keys = keys;
+    r->n = n;
+    atomic_init(&r->next, 0);
+    atomic_init(&r->done, 0);
+    if (r->helped && workq_push(s->wreads, &r->item) != OM_OK)
+        atomic_fetch_sub(&r->refs, 1); /* not queued: the writer reads it all */
+    wm_read_chunks(r, raw);
+    if (!r->helped)
+        return;
+    pthread_mutex_lock(&r->mu);
+    while (atomic_load(&r->done) < n)
+        pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+    wm_reads_unref(r);
+}
+
+om_status
+shard_wreads_open(shard *s)
+{
+    return workq_open("shard-wreads", 1, 64, wm_help_run, s, &s->wreads);
 }
 
 void
@@ -663,18 +797,12 @@ shard_write_group(shard *s, shard_write *w, size_t n, bool nosync)
         stripes[items[i].stripe / 64] |= UINT64_C(1) << (items[i].stripe % 64);
     }
     shard_stripes_lock(s, stripes); /* ascending, or the gate alone */
-    wm_prefetch(s, items, keys, 0, n, false);
-    wm_prefetch(s, items, keys, WM_PREFETCH_AHEAD, n, false);
-    wm_prefetch(s, items, keys, 0, n, true);
+    wm_read_all(s, w, items, keys, n, &x->raw);
     for (size_t i = 0; i < n; i++) {
         wm_item *it = &items[i];
         om_slice lkey = om_slice_make(keys->p + it->koff, it->klen), prev_val;
         const om_slice *prev = NULL;
 
-        if (i % WM_PREFETCH_AHEAD == 0) {
-            wm_prefetch(s, items, keys, i + 2 * WM_PREFETCH_AHEAD, n, false);
-            wm_prefetch(s, items, keys, i + WM_PREFETCH_AHEAD, n, true);
-        }
         if (!it->valid)
             continue;
         /* The latest earlier write of this key that went into the batch. */
@@ -692,7 +820,7 @@ shard_write_group(shard *s, shard_write *w, size_t n, bool nosync)
         }
         uint64_t etag = om_hash64(w[i].args.data.p, w[i].args.data.n);
         it->voff = vals->n;
-        w[i].status = write_prepare(s, &w[i], lkey, etag, prev, &x->raw, vals, &it->vlen);
+        w[i].status = write_prepare(s, &w[i], lkey, etag, prev, &it->pre, &x->raw, vals, &it->vlen);
         if (w[i].status != OM_OK || it->vlen == 0)
             continue; /* answered without a write */
         st = lsm_batch_put(x->batch, lkey, om_slice_make(vals->p + it->voff, it->vlen));

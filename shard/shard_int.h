@@ -25,7 +25,10 @@
  *   3. the engine's own locks (lsm_write, lsm_get under a stripe);
  *   wm_mu, the commit's mutexes, the pool's and repl.c's are leaves:
  *   nothing else is taken while one is held, and no stripe is held while
- *   one is taken. replica.c's mutex (a backup, where no client writes and
+ *   one is taken; the group reads' mutex and the read helper's queue
+ *   (wreads, shard.c) are leaves taken by a writer that holds its group's
+ *   stripes -- the helper holds nothing while it reads, and the writer waits
+ *   only for reads the helper has started. replica.c's mutex (a backup, where no client writes and
  *   so no stripe is taken) is held across its engine write: level 1.
  */
 #ifndef OM_SHARD_SHARD_INT_H
@@ -68,6 +71,7 @@ struct shard {
     struct shard_replica *replica; /* a backup's (repl.h), or NULL */
     workq *pool;                   /* List, and reads without inline_reads (handlers.c) */
     workq *verify_q;               /* Digest scans (verify.c), opened on first use */
+    workq *wreads;                 /* helps read before a group's writes (shard.c), or NULL */
 
     /*
      * The record buffer of Retrieve/Head answered inline (inline_reads): one
@@ -94,6 +98,13 @@ struct shard {
  * before answering: the commit pipeline).
  */
 void shard_write_group(shard *s, shard_write *w, size_t n, bool nosync);
+
+/*
+ * shard.c: start the thread that helps shard_write_group read before a
+ * group's writes (s->wreads; closed with workq_close once no group can be
+ * written: after commit_close). Returns OM_OK; OM_E_NOMEM.
+ */
+om_status shard_wreads_open(shard *s);
 
 /* shard_rpc_prefetch (shard.c) loads at most this many keys, of this many bytes in all. */
 #define SHARD_PREFETCH_MAX 32
