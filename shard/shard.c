@@ -718,13 +718,15 @@ wm_read_all(shard *s, shard_write *w, wm_item *items, const om_buf *keys, size_t
     if (r->helped && workq_push(s->wreads, &r->item) != OM_OK)
         atomic_fetch_sub(&r->refs, 1); /* not queued: the writer reads it all */
     wm_read_chunks(r, raw);
-    if (!r->helped)
-        return;
-    pthread_mutex_lock(&r->mu);
-    while (atomic_load(&r->done) < n)
-        pthread_cond_wait(&r->cv, &r->mu);
-    pthread_mutex_unlock(&r->mu);
-    wm_reads_unref(r);
+    if (r->helped) {
+        pthread_mutex_lock(&r->mu);
+        while (atomic_load(&r->done) < n)
+            pthread_cond_wait(&r->cv, &r->mu);
+        pthread_mutex_unlock(&r->mu);
+    }
+    OM_ASSERT(atomic_load(&r->done) == n); /* every item read once, by one of the two */
+    if (r->helped)
+        wm_reads_unref(r);
 }
 
 om_status
