@@ -27,17 +27,24 @@ typedef struct cluster {
     char shards_arg[512];
 } cluster;
 
+/*
+ * Coordinator i on a port of tu_free_port's (below the ephemeral range, its
+ * HTTP port + 1000 too), so that coord_restart can take it again: a port the
+ * kernel picked is soon another process's.
+ */
 static void
 coord_start(cluster *cl, int i)
 {
-    const char *extra[] = {cl->shards_arg, "--health-interval=100ms", "--startup-wait=5s", NULL};
+    char listen[80];
+    const char *extra[] = {cl->shards_arg, "--health-interval=100ms", "--startup-wait=5s", listen,
+                           NULL};
     tu_proc_opts o = {.extra = extra};
 
+    snprintf(cl->coord_addr[i], sizeof(cl->coord_addr[i]), "127.0.0.1:%d", tu_free_port());
+    snprintf(listen, sizeof(listen), "--listen=%s", cl->coord_addr[i]);
     o.data_dir = cl->coord_dir[i][0] ? cl->coord_dir[i] : NULL;
     cl->coord[i] = tu_proc_start("$OBJMETA_COORD", &o);
     snprintf(cl->coord_dir[i], sizeof(cl->coord_dir[i]), "%s", tu_proc_data_dir(cl->coord[i]));
-    snprintf(cl->coord_addr[i], sizeof(cl->coord_addr[i]), "127.0.0.1:%d",
-             tu_proc_port(cl->coord[i], "rpc"));
 }
 
 static void

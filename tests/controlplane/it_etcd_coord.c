@@ -90,12 +90,12 @@ coord_start(cluster *cl, int i)
     snprintf(etcd, sizeof(etcd), "--etcd=%s",
              cl->own_member ? tu_etcd_member_url(cl->etcd, i) : tu_etcd_endpoints(cl->etcd));
     snprintf(rate, sizeof(rate), "--migrate-rate=%s", cl->rate ? cl->rate : "128M");
-    if (cl->coord_addr[i][0] != '\0') {
-        snprintf(listen, sizeof(listen), "--listen=%s", cl->coord_addr[i]);
-        extra[9] = listen;
-    }
-    if (cl->extra != NULL)
-        extra[extra[9] ? 10 : 9] = cl->extra;
+    /* a port of tu_free_port's (its HTTP port + 1000 too): free again at a restart */
+    if (cl->coord_addr[i][0] == '\0')
+        snprintf(cl->coord_addr[i], sizeof(cl->coord_addr[i]), "127.0.0.1:%d", tu_free_port());
+    snprintf(listen, sizeof(listen), "--listen=%s", cl->coord_addr[i]);
+    extra[9] = listen;
+    extra[10] = cl->extra;
     cl->coord[i] = tu_proc_start("$OBJMETA_COORD", &o);
     snprintf(cl->coord_addr[i], sizeof(cl->coord_addr[i]), "127.0.0.1:%d",
              tu_proc_port(cl->coord[i], "rpc"));

@@ -86,17 +86,23 @@ replica_start(cluster *cl, int g, int r)
 static void
 coord_start(cluster *cl, int i)
 {
-    char etcd[300], listen[80] = "--health-interval=100ms";
-    const char *extra[] = {
-        cl->shards_arg, etcd, "--etcd-prefix=" PREFIX, "--lease-ttl=2s", "--etcd-timeout=1s",
-        listen,         NULL};
+    char etcd[300], listen[80];
+    const char *extra[] = {cl->shards_arg,
+                           etcd,
+                           "--etcd-prefix=" PREFIX,
+                           "--lease-ttl=2s",
+                           "--etcd-timeout=1s",
+                           "--health-interval=100ms",
+                           listen,
+                           NULL};
     tu_proc_opts o = {.extra = extra};
 
     snprintf(etcd, sizeof(etcd), "--etcd=%s", tu_etcd_endpoints(cl->etcd));
-    if (cl->caddr[i][0] != '\0')
-        snprintf(listen, sizeof(listen), "--listen=%s", cl->caddr[i]);
+    /* a port of tu_free_port's (its HTTP port + 1000 too): free again at a restart */
+    if (cl->caddr[i][0] == '\0')
+        snprintf(cl->caddr[i], sizeof(cl->caddr[i]), "127.0.0.1:%d", tu_free_port());
+    snprintf(listen, sizeof(listen), "--listen=%s", cl->caddr[i]);
     cl->co[i] = tu_proc_start("$OBJMETA_COORD", &o);
-    snprintf(cl->caddr[i], sizeof(cl->caddr[i]), "127.0.0.1:%d", tu_proc_port(cl->co[i], "rpc"));
 }
 
 /* Put group g's first configuration (what `admin add-group` writes): term 1, r0 primary. */
