@@ -59,8 +59,10 @@ shard_start(cluster *cl, int i, const char *sync_mode, const char *data_dir, int
     snprintf(idarg, sizeof(idarg), "--id=%s", cl->shard_id[i]);
     snprintf(syncarg, sizeof(syncarg), "--sync-mode=%s", sync_mode);
     if (port > 0) {
+        /* its old rpc port, and an HTTP port of the kernel's: port + 1000 may be another's now */
         snprintf(listen, sizeof(listen), "--listen=127.0.0.1:%d", port);
         extra[2] = listen;
+        extra[3] = "--http-listen=127.0.0.1:0";
     }
     o.extra = extra;
     o.data_dir = data_dir;
