@@ -53,13 +53,13 @@ typedef struct script {
 typedef struct fake {
     script *sc;
     struct event_base *base;
-    struct event *tick;
+    tu_loop *loop; /* runs base */
     rpc_server *srv;
     int port;    /* B: the scripted server */
     int drop_fd; /* A: accepts, reads, closes */
     int drop_port;
     atomic_bool stop, ready;
-    pthread_t loop_thr, drop_thr;
+    pthread_t drop_thr;
 } fake;
 
 static void
@@ -141,26 +141,6 @@ handler(void *arg, const Objmeta__Request *req, rpc_reply *reply)
     atomic_store(&sc->at, at + 1);
 }
 
-static void
-tick_cb(evutil_socket_t fd, short what, void *arg)
-{
-    fake *f = arg;
-
-    (void)fd;
-    (void)what;
-    if (atomic_load(&f->stop))
-        event_base_loopexit(f->base, NULL);
-}
-
-static void *
-loop_main(void *arg)
-{
-    fake *f = arg;
-
-    event_base_dispatch(f->base);
-    return NULL;
-}
-
 /* A: accept connections; read whatever arrives, then close without answering. */
 static void *
 drop_main(void *arg)
@@ -187,7 +167,6 @@ fake_start(fake *f, script *sc)
     rpc_server_opts o;
     struct sockaddr_in sa = {.sin_family = AF_INET};
     socklen_t len = sizeof(sa);
-    struct timeval tv = {0, 20 * 1000};
 
     memset(f, 0, sizeof(*f));
     f->sc = sc;
@@ -197,8 +176,6 @@ fake_start(fake *f, script *sc)
     o.listen = "127.0.0.1:0";
     ck_assert_int_eq(rpc_server_new(f->base, &o, handler, f, &f->srv), OM_OK);
     f->port = rpc_server_port(f->srv);
-    f->tick = event_new(f->base, -1, EV_PERSIST, tick_cb, f);
-    event_add(f->tick, &tv);
 
     f->drop_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ck_assert_int_ge(f->drop_fd, 0);
@@ -211,7 +188,7 @@ fake_start(fake *f, script *sc)
     struct timeval rt = {0, 100 * 1000};
     ck_assert_int_eq(setsockopt(f->drop_fd, SOL_SOCKET, SO_RCVTIMEO, &rt, sizeof(rt)), 0);
 
-    ck_assert_int_eq(pthread_create(&f->loop_thr, NULL, loop_main, f), 0);
+    f->loop = tu_loop_start(f->base);
     ck_assert_int_eq(pthread_create(&f->drop_thr, NULL, drop_main, f), 0);
 }
 
@@ -219,10 +196,9 @@ static void
 fake_stop(fake *f)
 {
     atomic_store(&f->stop, true);
-    pthread_join(f->loop_thr, NULL);
+    tu_loop_stop(f->loop);
     pthread_join(f->drop_thr, NULL);
     rpc_server_free(f->srv);
-    event_free(f->tick);
     event_base_free(f->base);
     close(f->drop_fd);
 }
