@@ -276,17 +276,14 @@ START_TEST(concurrent_conditions_are_atomic)
 }
 END_TEST
 
-/* The value of the sample `name` (no labels) on a /metrics page; fails the test if absent. */
+/* The value of the series `name` on a /metrics page; fails the test if absent. */
 static double
 metric_value(const char *body, const char *name)
 {
-    size_t n = strlen(name);
+    double v = it_metric(body, name);
 
-    for (const char *p = body; (p = strstr(p, name)) != NULL; p += n)
-        if ((p == body || p[-1] == '\n') && p[n] == ' ')
-            return strtod(p + n + 1, NULL);
-    ck_abort_msg("no sample %s in /metrics:\n%s", name, body);
-    return 0;
+    ck_assert_msg(v >= 0, "no series %s in /metrics:\n%s", name, body);
+    return v;
 }
 
 typedef struct commit_sample {

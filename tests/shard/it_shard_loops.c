@@ -155,18 +155,6 @@ start_workers(worker *ws, pthread_t *th, const tu_proc *p, uint64_t seed, _Atomi
     }
 }
 
-/* The value of the series `name` (a full series name with labels) in a /metrics body; -1 if none.
- */
-static double
-series(const char *body, const char *name)
-{
-    const char *at = strstr(body, name);
-
-    while (at != NULL && at != body && at[-1] != '\n')
-        at = strstr(at + 1, name);
-    return at != NULL ? strtod(at + strlen(name), NULL) : -1;
-}
-
 START_TEST(reads_follow_acked_writes)
 {
     static const char *const extra[] = {"--loops=3", "--sync-mode=always", NULL};
@@ -202,12 +190,12 @@ START_TEST(reads_follow_acked_writes)
             double v;
 
             snprintf(name, sizeof(name), "objmeta_shard_loop_requests_total{loop=\"%d\"}", loop);
-            v = series(body, name);
+            v = it_metric(body, name);
             ck_assert_msg(v >= 0, "no %s in /metrics:\n%s", name, body);
             busy += v > 0;
             reqs += v;
         }
-        total = series(body, "objmeta_rpc_requests_total ");
+        total = it_metric(body, "objmeta_rpc_requests_total");
     } while ((busy < 3 || total < THREADS * ROUNDS * 5) && tu_now_ms() < deadline);
     /* connections are dealt out in turn: 14 over 3 loops leave none idle */
     ck_assert_msg(busy == 3, "14 connections, requests on %d of 3 loops:\n%s", busy, body);

@@ -165,6 +165,17 @@ it_wait_closed(int fd, int timeout_ms)
     }
 }
 
+double
+it_metric(const char *body, const char *series)
+{
+    size_t n = strlen(series);
+
+    for (const char *p = body; (p = strstr(p, series)) != NULL; p += n)
+        if ((p == body || p[-1] == '\n') && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    return -1;
+}
+
 int
 it_http_get(int port, const char *path, char **body)
 {

@@ -45,6 +45,13 @@ bool it_wait_closed(int fd, int timeout_ms);
 /* GET path on 127.0.0.1:port; returns the HTTP status and the body in *body (malloc'd). */
 int it_http_get(int port, const char *path, char **body);
 
+/*
+ * The value of one series on a /metrics page: `series` is its whole name,
+ * labels included (objmeta_shard_loop_requests_total{loop="1"}); -1 if the
+ * page has no line starting with it.
+ */
+double it_metric(const char *body, const char *series);
+
 /* Fail the test unless the server answers a ping and a store/retrieve round trip. */
 void it_check_alive(const tu_proc *p);
 
