@@ -28,8 +28,9 @@
  *   one is taken; the group reads' mutex and the read helper's queue
  *   (wreads, shard.c) are leaves taken by a writer that holds its group's
  *   stripes -- the helper holds nothing while it reads, and the writer waits
- *   only for reads the helper has started. replica.c's mutex (a backup, where no client writes and
- *   so no stripe is taken) is held across its engine write: level 1.
+ *   only for reads the helper has started. replica.c's mutex (a backup,
+ *   where no client writes and so no stripe is taken) is held across its
+ *   engine write: level 1.
  */
 #ifndef OM_SHARD_SHARD_INT_H
 #define OM_SHARD_SHARD_INT_H
