@@ -30,7 +30,7 @@ it_writer_main(void *arg)
         it_wkey *ks = &w->keys[k];
         bool del = ks->version != 0 && !ks->deleted && tu_rand(&rs) % 4 == 0;
         omc_info info;
-        uint64_t v = 0;
+        uint64_t v = 0, sent;
         om_status st;
 
         if (c == NULL && omc_connect(w->addrs[cur], w->connect_ms, &c, msg, sizeof(msg)) != OM_OK) {
@@ -44,6 +44,7 @@ it_writer_main(void *arg)
         omc_set_timeout(c, w->timeout_ms);
         it_writer_key(w->id, k, key, sizeof(key));
         snprintf(val, sizeof(val), "v-%d-%d-%llu", w->id, k, (unsigned long long)tu_rand(&rs));
+        sent = tu_now_ms();
         st = del ? omc_delete(c, w->bucket, key, NULL, &v)
                  : omc_store(c, w->bucket, key, om_slice_from_str(val), NULL, &info);
         if (st != OM_OK) {
@@ -69,6 +70,7 @@ it_writer_main(void *arg)
         ks->uncertain = false; /* a later acknowledged write decides the key */
         if (w->hint != NULL)
             atomic_store(w->hint, cur);
+        atomic_store(&w->ok_sent_ms, sent);
         atomic_store(&w->ok_after_ms, tu_now_ms());
         atomic_fetch_add(&w->acked, 1);
     }

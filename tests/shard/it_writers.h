@@ -15,7 +15,7 @@
  * is stored.
  *
  * Thread-safety: a writer's keys belong to its thread until it is joined;
- * `acked`, `ok_after_ms` and the caller's stop and hint flags are atomics
+ * `acked`, `ok_after_ms`, `ok_sent_ms` and the caller's stop and hint flags are atomics
  * that any thread may read.
  */
 #ifndef OM_TESTS_SHARD_IT_WRITERS_H
@@ -57,6 +57,7 @@ typedef struct it_writer {
     /* what it did */
     atomic_int acked;             /* acknowledged writes */
     _Atomic uint64_t ok_after_ms; /* tu_now_ms() of the last acknowledgement */
+    _Atomic uint64_t ok_sent_ms;  /* tu_now_ms() when the last acknowledged write was sent */
     it_wkey keys[IT_WRITER_KEYS];
 } it_writer;
 
