@@ -883,8 +883,8 @@ START_TEST(etcd_unreachable)
         ck_assert_int_le(it_writers_acked(r.w, WRITERS), acked + WRITERS);
         for (int i = 0; i < WRITERS; i++)
             ck_assert_msg(atomic_load(&r.w[i].ok_sent_ms) <= refused_sent,
-                          "writer %d: a write sent %llu ms after the refused probe was acknowledged",
-                          i, (unsigned long long)(atomic_load(&r.w[i].ok_sent_ms) - refused_sent));
+                          "writer %d: a write sent %llu ms after the refusal was acknowledged", i,
+                          (unsigned long long)(atomic_load(&r.w[i].ok_sent_ms) - refused_sent));
     }
     tu_etcd_restart_member(r.cl.etcd, 0);
     (void)wait_primary(&r.cl, -1, 20000);
