@@ -97,8 +97,6 @@ coord_start(cluster *cl, int i)
     extra[9] = listen;
     extra[10] = cl->extra;
     cl->coord[i] = tu_proc_start("$OBJMETA_COORD", &o);
-    snprintf(cl->coord_addr[i], sizeof(cl->coord_addr[i]), "127.0.0.1:%d",
-             tu_proc_port(cl->coord[i], "rpc"));
 }
 
 static void
