@@ -75,8 +75,11 @@ rpc_reply_destroy(rpc_reply *r)
     rpc_cq *q = r->cq;
 
     free(r->frame);
-    /* q->dead is written only on the loop thread (rpc_server_free) */
-    if (q->n_pool < RPC_REPLY_POOL && pthread_equal(pthread_self(), q->loop_thread) && !q->dead) {
+    /*
+     * The pool and n_pool belong to the loop thread, and it writes dead (rpc_server_free):
+     * another thread must not read them here, without the mutex, so the thread goes first.
+     */
+    if (pthread_equal(pthread_self(), q->loop_thread) && q->n_pool < RPC_REPLY_POOL && !q->dead) {
         r->qnext = q->pool;
         q->pool = r;
         q->n_pool++;
