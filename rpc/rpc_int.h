@@ -301,6 +301,8 @@ void rpc_tls_kick(struct bufferevent *bev);
 uint32_t rpc_tls_peer_roles(struct bufferevent *bev, char *who, size_t cap);
 /* Why a TLS bufferevent failed, as text. */
 void rpc_tls_bev_error(struct bufferevent *bev, char *buf, size_t cap);
+/* Connections whose records our TLS 1.3 layer took over (rpc/tls_rec.h), process-wide. */
+uint64_t rpc_tls_records_taken(void);
 /* A server connection's handshake finished: its roles from the certificate. */
 void rpc_tls_conn_ready(rpc_conn *c);
 /* Its handshake failed: log why; a plaintext peer is told the port speaks TLS. */

@@ -155,6 +155,9 @@ tls_refused(int port, rpc_tls *t)
     q.ping = &ping;
     om_status st = rpc_sync_client_call(sc, &q, 10000, &r);
     ck_assert_msg(st != OM_OK, "a refused certificate got an answer: %s", r ? r->message : "");
+    /* the server's alert, read by the client's record layer, says why */
+    ck_assert_msg(strstr(rpc_sync_client_last_error(sc), "alert") != NULL, "unclear: %s",
+                  rpc_sync_client_last_error(sc));
     rpc_sync_client_close(sc);
 }
 
