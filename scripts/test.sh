@@ -78,14 +78,14 @@ if [[ $quick -eq 0 ]]; then
 fi
 if [[ $quick -eq 0 ]]; then
   # The libFuzzer targets (WAL reader, SSTable reader, frame decoder, shard
-  # request handling), built with clang + ASan/UBSan and run briefly each. The
+  # request handling, TLS record layer), built with clang + ASan/UBSan and run briefly each. The
   # same entry points also run over fixed inputs in the suites above.
   echo "== libFuzzer smoke run (build-fuzz/, clang, ${FUZZ_SECONDS:-10} s per target) =="
   if [[ ! -f build-fuzz/build.ninja ]]; then
     CC=clang meson setup build-fuzz --buildtype=debugoptimized -Dfuzz=true \
       -Db_sanitize=address,undefined -Db_lundef=false -Dbench_peers=disabled
   fi
-  targets=(fuzz_wal fuzz_sstable fuzz_frame fuzz_shard)
+  targets=(fuzz_wal fuzz_sstable fuzz_frame fuzz_shard fuzz_tls_rec)
   meson compile -C build-fuzz "${targets[@]}"
   fuzz_dir=$(mktemp -d)
   for t in "${targets[@]}"; do

@@ -15,6 +15,8 @@
  *   messages   padding, alerts (close_notify, fatal, the one we send on a
  *              failure), tickets to a client across records, and what
  *              neither side may send
+ *   fuzz       the fuzz target's entry point (fuzz_tls_rec.c) over seeded
+ *              random inputs
  */
 #include <check.h>
 #include <stdlib.h>
@@ -330,6 +332,27 @@ START_TEST(inner_messages)
 }
 END_TEST
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The fuzz target's entry point (tests/rpc/fuzz_tls_rec.c) over seeded
+ * random inputs: its own checks trap. */
+START_TEST(fuzz_entry_smoke)
+{
+    static uint8_t in[4096];
+    uint64_t seed = tu_seed("fuzz_entry_smoke");
+
+    for (int round = 0; round < 400; round++) {
+        size_t n = 1 + tu_rand(&seed) % sizeof(in);
+        for (size_t i = 0; i < n; i++)
+            in[i] = (uint8_t)tu_rand(&seed);
+        /* mostly data records, so that pairs live long */
+        for (size_t i = 1; i + 1 < n && round % 2 == 0; i += 2 + in[i + 1])
+            in[i] = (uint8_t)(TLS_CT_APPDATA << 2 | (in[i] & 3));
+        ck_assert_int_eq(LLVMFuzzerTestOneInput(in, n), 0);
+    }
+}
+END_TEST
+
 static Suite *
 tls_rec_suite(void)
 {
@@ -341,6 +364,7 @@ tls_rec_suite(void)
     tcase_add_test(tc, headers_are_checked);
     tcase_add_test(tc, key_updates);
     tcase_add_test(tc, inner_messages);
+    tcase_add_test(tc, fuzz_entry_smoke);
     suite_add_tcase(s, tc);
     return s;
 }
