@@ -195,7 +195,6 @@ typedef struct tls_link {
     void *f_arg;
     unsigned long err; /* the OpenSSL error that ended the connection (0: none yet) */
     bool dead;         /* failed or closed by the peer: nothing more is decrypted */
-    bool server;
     /* after a TLS 1.3 handshake: our record layer (NULL: OpenSSL's), and
      * the application traffic secrets OpenSSL logged for it until then */
     tls_rec *rec;
@@ -204,9 +203,6 @@ typedef struct tls_link {
     size_t slen;
     uint8_t csec[TLS_REC_SECRET_MAX], ssec[TLS_REC_SECRET_MAX];
 } tls_link;
-
-/* The largest TLS record's plaintext: one SSL_read or SSL_write at most. */
-#define TLS_RECORD_MAX 16384
 
 /*
  * OpenSSL's key log: the one place OpenSSL 3.0 gives out a TLS 1.3
@@ -269,11 +265,12 @@ static void
 tls_take_records(tls_link *t)
 {
     const SSL_CIPHER *c = SSL_get_current_cipher(t->ssl);
+    bool server = SSL_is_server(t->ssl) == 1;
 
     if (SSL_version(t->ssl) == TLS1_3_VERSION && t->secrets == 3 && c != NULL &&
-        !SSL_has_pending(t->ssl) && (!t->server || SSL_get_num_tickets(t->ssl) == 0))
-        t->rec = tls_rec_new(SSL_CIPHER_get_protocol_id(c), t->server ? t->csec : t->ssec,
-                             t->server ? t->ssec : t->csec, t->slen, t->server);
+        !SSL_has_pending(t->ssl) && (!server || SSL_get_num_tickets(t->ssl) == 0))
+        t->rec = tls_rec_new(SSL_CIPHER_get_protocol_id(c), server ? t->csec : t->ssec,
+                             server ? t->ssec : t->csec, t->slen, server);
     OPENSSL_cleanse(t->csec, sizeof(t->csec));
     OPENSSL_cleanse(t->ssec, sizeof(t->ssec));
     if (t->rec == NULL) {
@@ -491,7 +488,7 @@ tls_rec_encrypt(tls_link *t, struct evbuffer *src)
 }
 
 /* Encrypt src into the socket bufferevent's output: one record per
- * TLS_RECORD_MAX bytes, whatever the evbuffer's chains. */
+ * TLS_REC_PLAIN_MAX bytes, whatever the evbuffer's chains. */
 static bool
 tls_encrypt(tls_link *t, struct evbuffer *src)
 {
@@ -502,7 +499,7 @@ tls_encrypt(tls_link *t, struct evbuffer *src)
     if (t->rec != NULL)
         return tls_rec_encrypt(t, src);
     while ((len = evbuffer_get_length(src)) > 0) {
-        size_t n = len < TLS_RECORD_MAX ? len : TLS_RECORD_MAX, w = 0;
+        size_t n = len < TLS_REC_PLAIN_MAX ? len : TLS_REC_PLAIN_MAX, w = 0;
         unsigned char *p = evbuffer_pullup(src, (ev_ssize_t)n);
         int r, tries = 0;
         if (p == NULL) {
@@ -614,7 +611,8 @@ tls_filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t lim,
         /* a record's plaintext is shorter than its ciphertext: a small
          * request takes the input chain's free space, not a 16 KiB chunk */
         if (evbuffer_reserve_space(
-                dst, in > 0 && in < TLS_RECORD_MAX ? (ev_ssize_t)in : TLS_RECORD_MAX, &v, 1) < 1) {
+                dst, in > 0 && in < TLS_REC_PLAIN_MAX ? (ev_ssize_t)in : TLS_REC_PLAIN_MAX, &v, 1) <
+            1) {
             tls_end(t, BEV_EVENT_ERROR | BEV_EVENT_READING);
             break;
         }
@@ -738,7 +736,6 @@ tls_bev_new(struct event_base *base, int fd, SSL *ssl, bool accept)
     BIO_set_init(bio, 1);
     SSL_set_bio(ssl, bio, bio);
     SSL_set_app_data(ssl, t); /* tls_keylog */
-    t->server = accept;
     if (accept)
         SSL_set_accept_state(ssl);
     else

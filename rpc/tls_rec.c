@@ -194,7 +194,7 @@ tls_rec_why(const tls_rec *r)
     return r->why[0] ? r->why : "TLS record layer failure";
 }
 
-/* Fail with the alert to send and the reason. */
+/* Fail with the alert to send (0: none) and the reason. */
 static tls_rec_result rec_fail(tls_rec *r, uint8_t alert, const char *fmt, ...) OM_PRINTF(3, 4);
 
 static tls_rec_result
@@ -342,6 +342,7 @@ rec_handshake(tls_rec *r, const uint8_t *p, size_t n)
             i += k;
             continue;
         }
+        OM_ASSERT(r->hs_have < sizeof(r->hs)); /* a ticket's header, or a KeyUpdate */
         r->hs[r->hs_have++] = p[i++];
         if (r->hs_have < 4)
             continue;
@@ -427,11 +428,8 @@ tls_rec_open(tls_rec *r, const uint8_t *rec, size_t n, uint8_t *out, size_t *out
             return TLS_REC_EOF;
         if (out[1] == ALERT_USER_CANCELED)
             return TLS_REC_DATA; /* a close_notify follows */
-        r->failed = true;
-        r->alert = 0; /* none answers a fatal alert */
-        snprintf(r->why, sizeof(r->why), "the peer sent TLS alert %u \"%s\"", out[1],
-                 alert_name(out[1]));
-        return TLS_REC_ERROR;
+        /* none answers a fatal alert */
+        return rec_fail(r, 0, "the peer sent TLS alert %u \"%s\"", out[1], alert_name(out[1]));
     case TLS_CT_HANDSHAKE:
         return rec_handshake(r, out, plen);
     default:

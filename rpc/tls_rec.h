@@ -87,15 +87,16 @@ tls_rec_result tls_rec_open(tls_rec *r, const uint8_t *rec, size_t n, uint8_t *o
  */
 bool tls_rec_seal(tls_rec *r, uint8_t ct, uint8_t *buf, size_t n, size_t *outlen);
 
+/* Room tls_rec_pending and tls_rec_alert need. */
+#define TLS_REC_CONTROL_MAX (TLS_REC_HEADER + 8 + TLS_REC_OVERHEAD)
+
 /*
  * A record the layer must send before the next one it seals (a KeyUpdate:
  * asked for by the peer, or the write key's record limit): sealed into buf
- * (room for TLS_REC_HEADER + 4 + TLS_REC_OVERHEAD + 1 bytes), its length
- * returned, and the write key replaced; 0 when nothing waits.
+ * (TLS_REC_CONTROL_MAX bytes), its length returned, and the write key
+ * replaced; 0 when nothing waits.
  */
 size_t tls_rec_pending(tls_rec *r, uint8_t *buf);
-/* Room tls_rec_pending and tls_rec_alert need. */
-#define TLS_REC_CONTROL_MAX (TLS_REC_HEADER + 8 + TLS_REC_OVERHEAD)
 
 /*
  * Seal a fatal alert (RFC 8446 6.2; its description: the reason the layer
