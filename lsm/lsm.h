@@ -80,7 +80,7 @@ typedef struct lsm_opts {
     size_t block_size;             /* SSTable data block target; default 4 KiB */
     int block_restart_interval;    /* keys between restart points; default 16 */
     int bloom_bits_per_key;        /* 0 disables filters; default 10 (~1% FP) */
-    size_t block_cache_size;       /* bytes of uncompressed blocks; default 64 MiB */
+    size_t block_cache_size;       /* bytes of decompressed blocks; default 64 MiB (README) */
     int zstd_level;                /* 0 = no compression; default 1 (see above) */
     lsm_sync_mode sync_mode;       /* default LSM_SYNC_ALWAYS */
     uint32_t sync_period_ms;       /* LSM_SYNC_PERIODIC interval; default 100 */

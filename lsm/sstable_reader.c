@@ -311,6 +311,23 @@ sst_block_get(lsm_sst *t, uint64_t off, uint64_t size, uint32_t ord, bool fill_c
     bool cache_it;
     om_status st;
 
+    /*
+     * A raw block of a mapped table is read in place, never through the
+     * cache: borrowed, it costs no copy, and no checksum after the first
+     * read (sst_block_checked), so a cache hit would save nothing that its
+     * lookup does not cost, and a cached copy would only duplicate what the
+     * page cache holds. The cache keeps the blocks that cost something to
+     * make: decompressed ones, and those of tables read with pread. The
+     * compression type is the trailer's first byte; the read checks it with
+     * the rest of the block.
+     */
+    if (t->map != NULL && off < t->data_end && size < t->data_end - off &&
+        t->map[off + size] == LSM_BLOCK_RAW) {
+        OM_TRY(sst_read_block_into(t, off, size, true, ord, &out->local));
+        out->b = &out->local;
+        out->h = NULL;
+        return OM_OK;
+    }
     if (c != NULL) {
         om_put_fixed64(key, t->cache_id);
         om_put_fixed64(key + 8, off);
