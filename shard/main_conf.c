@@ -44,7 +44,8 @@ static const om_conf_item shard_items[] = {
      "lower the LSM flush and compaction threads' CPU priority by this nice value, so requests "
      "go first when cores are short (0 = same priority)"},
     {"block-cache", OM_CONF_SIZE, "0", 0, 1LL << 40, NULL, F(block_cache),
-     "bytes of uncompressed SSTable blocks to cache (0 = 6/16 of memory-budget)"},
+     "bytes of decompressed SSTable blocks to cache (0 = 6/16 of memory-budget); blocks stored "
+     "raw are read in place from the mapped tables and never cached"},
     {"row-cache-size", OM_CONF_SIZE, "0", 0, 1LL << 40, NULL, F(row_cache),
      "bytes of entries found in SSTables cached per key, so lookups skip the block search (0 = "
      "2/16 of memory-budget)"},
