@@ -365,5 +365,7 @@ $full && echo "rss ratio: objmeta-shard anonymous / redis-server (no persistence
 # The same with the mapped table pages the run has touched: reads use them in
 # place (the block cache holds only decompressed blocks), so they are the
 # shard's read working set, though the kernel may drop them under pressure.
-$full && echo "rss ratio with the mapped table files: objmeta-shard VmRSS / redis-server"     "(no persistence) = $(ratio "$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$shard_pid/status")"         "$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$(cat "$tmp/plain.pid")/status")")"
+$full && echo "rss ratio with the mapped table files: objmeta-shard VmRSS / redis-server" \
+    "(no persistence) = $(ratio "$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$shard_pid/status")" \
+        "$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$(cat "$tmp/plain.pid")/status")")"
 echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
