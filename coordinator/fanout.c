@@ -193,6 +193,8 @@ typedef struct fan_shard {
     bool inflight; /* a page request is out */
     char *token;   /* the shard's token for its next page (arena) */
     om_slice tail; /* last entry received */
+    /* After the shard refused its own token: the next page starts after this entry (tail). */
+    const char *resume;
 } fan_shard;
 
 typedef struct fan_list {
@@ -317,6 +319,8 @@ fan_fetch(fan_shard *fs, uint32_t page)
     lq.delimiter = l->delimiter;
     if (fs->token != NULL)
         lq.continuation_token = fs->token;
+    else if (fs->resume != NULL)
+        lq.start_after = (char *)fs->resume;
     else
         lq.start_after = l->start_after;
     lq.max_keys = page;
@@ -503,6 +507,24 @@ fan_page_cb(void *arg, om_status st, const Objmeta__Response *resp)
             fan_fail(l, st, "shard %s (%s): %s", fs->sh->id, fs->sh->addr, resp->message);
         goto out;
     }
+    if (resp->status == OBJMETA__STATUS__INVALID_ARGUMENT && fs->token != NULL) {
+        /*
+         * The shard refused the token it gave for this page: its key is
+         * per process (list-token-secret unset), so the shard restarted, or
+         * its group's primary changed, since the last page. Nothing else in
+         * the request changed since it was accepted. Ask again from the last
+         * entry it sent (its tail: a token is kept only after a page with
+         * entries), as start_after; a common prefix equal to it comes back
+         * and is dropped below.
+         */
+        OM_ASSERT(fs->tail.p != NULL);
+        om_log(OM_LOG_INFO, "List resumes shard %s after its refused page token why=\"%s\"",
+               fs->sh->id, resp->message);
+        fs->resume = (const char *)fs->tail.p; /* NUL-terminated in the arena (fan_push) */
+        fs->token = NULL;
+        fan_advance(l);
+        goto out;
+    }
     if (resp->status == OBJMETA__STATUS__UNAVAILABLE && fan_retry(l, fs->sh, resp->message))
         goto out;
     if (resp->status == OBJMETA__STATUS__WRONG_SHARD) {
@@ -526,6 +548,10 @@ fan_page_cb(void *arg, om_status st, const Objmeta__Response *resp)
         bool take_key =
             j == lr->n_common_prefixes ||
             (i < lr->n_entries && strcmp(lr->entries[i]->key, lr->common_prefixes[j]) < 0);
+        if (!take_key && fs->resume != NULL && strcmp(lr->common_prefixes[j], fs->resume) == 0) {
+            j++; /* the prefix the resumed page started after, again */
+            continue;
+        }
         st = take_key ? fan_push(fs, NULL, lr->entries[i++])
                       : fan_push(fs, lr->common_prefixes[j++], NULL);
         if (st != OM_OK) {
@@ -546,6 +572,7 @@ fan_page_cb(void *arg, om_status st, const Objmeta__Response *resp)
             goto out;
         }
         fs->token = fan_strdup(l, lr->next_continuation_token);
+        fs->resume = NULL;
         if (fs->token == NULL) {
             fan_fail(l, OM_E_NOMEM, "out of memory");
             goto out;
