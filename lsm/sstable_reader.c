@@ -321,14 +321,10 @@ sst_block_get(lsm_sst *t, uint64_t off, uint64_t size, uint32_t ord, bool fill_c
      * compression type is the trailer's first byte; the read checks it with
      * the rest of the block.
      */
-    if (t->map != NULL && off < t->data_end && size < t->data_end - off &&
-        t->map[off + size] == LSM_BLOCK_RAW) {
-        OM_TRY(sst_read_block_into(t, off, size, true, ord, &out->local));
-        out->b = &out->local;
-        out->h = NULL;
-        return OM_OK;
-    }
-    if (c != NULL) {
+    bool in_place = t->map != NULL && off < t->data_end && size < t->data_end - off &&
+                    t->map[off + size] == LSM_BLOCK_RAW;
+
+    if (c != NULL && !in_place) {
         om_put_fixed64(key, t->cache_id);
         om_put_fixed64(key + 8, off);
         out->h = lsm_cache_lookup(c, om_slice_make(key, sizeof(key)));
@@ -337,7 +333,8 @@ sst_block_get(lsm_sst *t, uint64_t off, uint64_t size, uint32_t ord, bool fill_c
             return OM_OK;
         }
     }
-    cache_it = c != NULL && fill_cache && lsm_cache_admit(c, om_slice_make(key, sizeof(key)));
+    cache_it =
+        !in_place && c != NULL && fill_cache && lsm_cache_admit(c, om_slice_make(key, sizeof(key)));
     if (!cache_it) {
         /* Only read while the table is pinned: borrow it, no allocation. */
         OM_TRY(sst_read_block_into(t, off, size, true, ord, &out->local));
