@@ -359,13 +359,12 @@ echo "ratios:$summary"
 $full && echo "rss: objmeta-shard $(rss_mib "$shard_pid") MiB ($(rss_split "$shard_pid")), redis-server (no persistence)" \
     "$(rss_mib "$(cat "$tmp/plain.pid")") MiB, redis-server (always)" \
     "$(rss_mib "$(cat "$tmp/always.pid")") MiB, each holding $KEYS records or more"
+status_kb() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; } # pid field
 $full && echo "rss ratio: objmeta-shard anonymous / redis-server (no persistence) =" \
-    "$(ratio "$(awk '$1 == "RssAnon:" { print $2 }' "/proc/$shard_pid/status")" \
-        "$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$(cat "$tmp/plain.pid")/status")") (bar 0.6)"
+    "$(ratio "$(status_kb "$shard_pid" RssAnon)" "$(status_kb "$(cat "$tmp/plain.pid")" VmRSS)") (bar 0.6)"
 # The same with the mapped table pages the run has touched: reads use them in
 # place (the block cache holds only decompressed blocks), so they are the
 # shard's read working set, though the kernel may drop them under pressure.
 $full && echo "rss ratio with the mapped table files: objmeta-shard VmRSS / redis-server" \
-    "(no persistence) = $(ratio "$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$shard_pid/status")" \
-        "$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$(cat "$tmp/plain.pid")/status")")"
+    "(no persistence) = $(ratio "$(status_kb "$shard_pid" VmRSS)" "$(status_kb "$(cat "$tmp/plain.pid")" VmRSS)")"
 echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
