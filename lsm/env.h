@@ -68,6 +68,15 @@ typedef struct lsm_env_ops {
      * or new blocks.
      */
     om_status (*wfile_zero)(lsm_wfile *f, uint64_t off, uint64_t n);
+    /*
+     * Optional (NULL: not supported): start writing bytes [off, off + n) of a
+     * writer out to the device without waiting for it and without making
+     * them durable (only wfile_sync does). SSTable writers call it every
+     * LSM_SST_WRITEBACK bytes so that a table's dirty pages never pile up
+     * until its sync: a burst of tens of MiB queued on the device at once
+     * holds up every sync behind it, the WAL's included.
+     */
+    om_status (*wfile_writeback)(lsm_wfile *f, uint64_t off, uint64_t n);
 } lsm_env_ops;
 
 struct lsm_env {

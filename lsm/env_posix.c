@@ -4,7 +4,9 @@
  * This is the syscall boundary of the engine (STYLE.md §5): every errno is
  * converted to an om_status here and logged once, with the operation and the
  * path, so callers only pass statuses on. Writers append with write(2) in a
- * loop that survives short writes and EINTR; syncs use fdatasync(2); readers
+ * loop that survives short writes and EINTR; syncs use fdatasync(2), and
+ * wfile_writeback starts the write-out of a range early with
+ * sync_file_range(2) (SYNC_FILE_RANGE_WRITE: no wait, no durability); readers
  * use pread(2) so one open file serves many threads at once, or a read-only
  * mmap(2) of the whole file (rfile_map) that SSTable readers prefer. Renames are
  * atomic replacements; sync_dir fsyncs the directory so a rename or a new
@@ -127,6 +129,23 @@ posix_wfile_zero(lsm_wfile *wf, uint64_t off, uint64_t n)
         off += (uint64_t)w;
         n -= (uint64_t)w;
     }
+    return OM_OK;
+}
+
+static om_status
+posix_wfile_writeback(lsm_wfile *wf, uint64_t off, uint64_t n)
+{
+    posix_wfile *f = (posix_wfile *)wf;
+
+    if (n == 0)
+        return OM_OK;
+    if (off > INT64_MAX || n > INT64_MAX - off) {
+        om_log(OM_LOG_ERROR, "sync_file_range failed path=%s err=\"range %llu+%llu out of bounds\"",
+               f->path, (unsigned long long)off, (unsigned long long)n);
+        return OM_ERR(OM_E_INVALID);
+    }
+    if (sync_file_range(f->fd, (off_t)off, (off_t)n, SYNC_FILE_RANGE_WRITE) != 0)
+        return posix_err("sync_file_range", f->path, errno);
     return OM_OK;
 }
 
@@ -440,6 +459,7 @@ static const lsm_env_ops posix_ops = {
     .unlock = posix_unlock,
     .rfile_map = posix_rfile_map,
     .wfile_zero = posix_wfile_zero,
+    .wfile_writeback = posix_wfile_writeback,
 };
 
 /* The env holds no mutable state, so one static instance serves every database. */

@@ -99,6 +99,9 @@ void lsm_sst_props_fini(lsm_sst_props *p);
 
 /* ---- writer ---- */
 
+/* A writer asks its env to start writing out every this many bytes (env.h wfile_writeback). */
+#define LSM_SST_WRITEBACK (1u << 20)
+
 typedef struct lsm_sst_writer lsm_sst_writer;
 
 /*

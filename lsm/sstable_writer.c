@@ -11,6 +11,12 @@
  * last <= k < next (LevelDB's trick; it keeps the index small). The filter
  * collects one xxh3 hash per user key.
  *
+ * Every LSM_SST_WRITEBACK bytes handed to the env are also handed to its
+ * wfile_writeback (env.h): the device writes a table as it grows, so the
+ * sync at the end has at most that much left, and a flush or compaction
+ * never queues a whole table's pages on the device at once in front of the
+ * WAL's syncs (RocksDB's bytes_per_sync). Measured: see docs/PERFORMANCE.md.
+ *
  * finish() writes the filter, index and properties blocks and the footer,
  * then fdatasyncs and closes. Errors are sticky: the first one is kept,
  * later calls return it, and finish reports it and removes the partial file.
@@ -51,8 +57,10 @@ struct lsm_sst_writer {
     const lsm_table_opts *o;
     char *path;
     lsm_wfile *f;
-    uint64_t offset; /* logical file size: written plus buffered */
-    om_buf out;      /* bytes not yet handed to the env */
+    uint64_t offset;  /* logical file size: written plus buffered */
+    uint64_t written; /* bytes handed to the env */
+    uint64_t wb_from; /* bytes before it were given to wfile_writeback */
+    om_buf out;       /* bytes not yet handed to the env */
     lsm_block_builder data;
     lsm_block_builder index;
     lsm_bloom_builder bloom;
@@ -144,7 +152,13 @@ writer_drain(lsm_sst_writer *w)
     if (w->out.n == 0)
         return OM_OK;
     st = lsm_wfile_append(w->f, w->out.p, w->out.n);
+    w->written += w->out.n;
     om_buf_reset(&w->out);
+    if (st == OM_OK && w->env->ops->wfile_writeback != NULL &&
+        w->written - w->wb_from >= LSM_SST_WRITEBACK) {
+        st = w->env->ops->wfile_writeback(w->f, w->wb_from, w->written - w->wb_from);
+        w->wb_from = w->written;
+    }
     return st;
 }
 

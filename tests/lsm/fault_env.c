@@ -189,6 +189,25 @@ fe_wfile_zero(lsm_wfile *wf, uint64_t off, uint64_t n)
     return st;
 }
 
+/*
+ * Passed on (it makes nothing durable, so a crash still cuts the file back
+ * to its synced size); injects no fault of its own, so an armed fault still
+ * trips on the nth append or sync. After a crash it fails like a write.
+ */
+static om_status
+fe_wfile_writeback(lsm_wfile *wf, uint64_t off, uint64_t n)
+{
+    fe_wfile *f = (fe_wfile *)wf;
+    fault_env *fe = f->fe;
+    om_status st = OM_E_IO;
+
+    pthread_mutex_lock(&fe->mu);
+    if (!fe->crashed)
+        st = f->inner->env->ops->wfile_writeback(f->inner, off, n);
+    pthread_mutex_unlock(&fe->mu);
+    return st;
+}
+
 static om_status
 fe_wfile_close(lsm_wfile *wf)
 {
@@ -290,6 +309,7 @@ fe_ops_init(void)
     fe_ops.wfile_append = fe_wfile_append;
     fe_ops.wfile_sync = fe_wfile_sync;
     fe_ops.wfile_zero = fe_wfile_zero;
+    fe_ops.wfile_writeback = fe_wfile_writeback;
     fe_ops.wfile_close = fe_wfile_close;
     fe_ops.rename = fe_rename;
     fe_ops.remove = fe_remove;

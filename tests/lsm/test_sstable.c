@@ -683,6 +683,78 @@ START_TEST(sstable_empty_and_writer_errors)
 }
 END_TEST
 
+/*
+ * The POSIX env with wfile_writeback recorded: the ranges a writer asked to
+ * have written out, or failed with wb_fail.
+ */
+static lsm_env_ops wb_ops;
+static lsm_env wb_env;
+static uint64_t wb_end, wb_calls, wb_min_len;
+static bool wb_gap;
+static om_status wb_fail;
+
+static om_status
+wb_writeback(lsm_wfile *f, uint64_t off, uint64_t n)
+{
+    if (wb_fail != OM_OK)
+        return wb_fail;
+    if (off != wb_end)
+        wb_gap = true;
+    wb_end = off + n;
+    wb_calls++;
+    if (wb_min_len == 0 || n < wb_min_len)
+        wb_min_len = n;
+    return lsm_env_posix()->ops->wfile_writeback(f, off, n);
+}
+
+/*
+ * A table's writer hands its file to wfile_writeback as it grows: in
+ * contiguous ranges from the start, each at least LSM_SST_WRITEBACK long,
+ * so at most that much (plus a write chunk) is left for the final sync.
+ * A failed write-out fails the table like a failed append.
+ */
+START_TEST(sstable_writes_back_as_it_grows)
+{
+    const char *dir = tu_tmpdir();
+    uint64_t rng = tu_seed("sstable_writes_back_as_it_grows");
+    dataset d = make_dataset(12000, 300, false, &rng); /* ~7 MiB of random values */
+    char path[512];
+    lsm_table_opts o;
+    lsm_sst_props p = {0};
+    lsm_sst_writer *w;
+    bool ex;
+
+    wb_ops = *lsm_env_posix()->ops;
+    wb_ops.wfile_writeback = wb_writeback;
+    wb_env.ops = &wb_ops;
+    test_env_sel = &wb_env;
+    table_opts(&o, 3, 4096, NULL, NULL);
+    snprintf(path, sizeof(path), "%s/000001.sst", dir);
+    write_table(path, &o, &d, &p);
+    ck_assert_uint_gt(p.file_size, 4 * LSM_SST_WRITEBACK);
+    ck_assert(!wb_gap);
+    ck_assert_uint_ge(wb_calls, p.file_size / LSM_SST_WRITEBACK - 1);
+    ck_assert_uint_ge(wb_min_len, LSM_SST_WRITEBACK);
+    ck_assert_uint_le(wb_end, p.file_size);
+    ck_assert_uint_ge(wb_end + LSM_SST_WRITEBACK + 256 * 1024, p.file_size);
+    lsm_sst_props_fini(&p);
+
+    wb_fail = OM_E_IO;
+    snprintf(path, sizeof(path), "%s/000002.sst", dir);
+    ck_assert_int_eq(lsm_sst_writer_open(test_env, path, &o, &w), OM_OK);
+    om_status st = OM_OK;
+    for (size_t i = 0; i < d.n && st == OM_OK; i++)
+        st = lsm_sst_writer_add(w, om_buf_slice(&d.e[i].ikey), om_buf_slice(&d.e[i].value));
+    ck_assert_int_eq(st, OM_E_IO);
+    ck_assert_int_eq(lsm_sst_writer_finish(w, NULL), OM_E_IO);
+    ck_assert_int_eq(lsm_env_posix()->ops->exists(lsm_env_posix(), path, &ex), OM_OK);
+    ck_assert(!ex);
+    wb_fail = OM_OK;
+    test_env_sel = NULL;
+    free_dataset(&d);
+}
+END_TEST
+
 static uint8_t *
 slurp(const char *path, size_t *n)
 {
@@ -1168,6 +1240,9 @@ START_TEST(env_posix_basics)
     snprintf(lock, sizeof(lock), "%s/LOCK", dir);
     ck_assert_int_eq(env->ops->wfile_open(env, a, false, &w), OM_OK);
     ck_assert_int_eq(lsm_wfile_append(w, "hello ", 6), OM_OK);
+    ck_assert_int_eq(env->ops->wfile_writeback(w, 0, 6), OM_OK);
+    ck_assert_int_eq(env->ops->wfile_writeback(w, 6, 0), OM_OK);
+    ck_assert_int_eq(env->ops->wfile_writeback(w, UINT64_MAX - 1, 6), OM_E_INVALID);
     ck_assert_int_eq(lsm_wfile_sync(w), OM_OK);
     ck_assert_int_eq(lsm_wfile_close(w), OM_OK);
     ck_assert_int_eq(env->ops->wfile_open(env, a, true, &w), OM_OK);
@@ -1226,6 +1301,7 @@ sstable_suite(void)
     tcase_add_test(rt, sstable_index_search);
     tcase_add_test(rt, sstable_compression_sampling);
     tcase_add_test(rt, sstable_empty_and_writer_errors);
+    tcase_add_test(rt, sstable_writes_back_as_it_grows);
     tcase_add_test(co, sstable_flip_every_byte_raw);
     tcase_add_test(co, sstable_flip_every_byte_zstd);
     tcase_add_test(co, sstable_paranoid_open);
