@@ -61,18 +61,8 @@ lsm_file_meta_unref(lsm_file_meta *f)
     /* No version lists the file any more, so no reader uses the pin. */
     if (f->vs != NULL && f->vs->tc != NULL)
         lsm_table_cache_unpin(f->vs->tc, &f->pin);
-    if (f->vs != NULL && atomic_load(&f->obsolete)) {
-        char path[LSM_PATH_MAX];
-        lsm_vset *vs = f->vs;
-
-        if (vs->tc != NULL)
-            lsm_table_cache_evict(vs->tc, f->number);
-        lsm_fname(path, sizeof(path), vs->dir, LSM_FT_SST, f->number);
-        if (vs->env->ops->remove(vs->env, path) == OM_OK)
-            atomic_fetch_add_explicit(&vs->deleted_files, 1, memory_order_relaxed);
-        else
-            lsm_logf(vs->opts, OM_LOG_WARN, "cannot remove obsolete table file=%s", path);
-    }
+    if (f->vs != NULL && atomic_load(&f->obsolete))
+        lsm_vset_drop_table(f->vs, f->number, f->size);
     om_buf_free(&f->smallest);
     om_buf_free(&f->largest);
     free(f);

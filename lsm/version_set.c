@@ -26,6 +26,69 @@
 #include "lsm/manifest.h"
 #include "util/assert.h"
 
+/* Tables waiting for the deleter; beyond it the thread that drops one removes it. */
+#define VSET_DELETER_QUEUE 4096
+
+/* A table for the deleter (lsm_vset_drop_table). */
+typedef struct vset_drop {
+    workq_item item; /* first: the job is the item */
+    lsm_vset *vs;
+    uint64_t number, size;
+} vset_drop;
+
+/*
+ * Evict the table and remove its file. A large file is first cut down from
+ * its end in LSM_DELETE_CHUNK steps: freeing 64 MiB at once made the journal
+ * commit that carried it (with the file system's discard, which frees the
+ * blocks on the device as well) 20-35 ms long, and every WAL sync waiting
+ * for a commit waited that long; in steps each commit carries a few MiB
+ * (RocksDB deletes in chunks for the same reason).
+ */
+static void
+vset_remove_table(lsm_vset *vs, uint64_t number, uint64_t size)
+{
+    char path[LSM_PATH_MAX];
+
+    if (vs->tc != NULL)
+        lsm_table_cache_evict(vs->tc, number);
+    lsm_fname(path, sizeof(path), vs->dir, LSM_FT_SST, number);
+    /* from the end, LSM_DELETE_CHUNK at a time; a failure leaves the rest to the remove */
+    for (uint64_t sz = size; sz > LSM_DELETE_CHUNK; sz -= LSM_DELETE_CHUNK)
+        if (vs->env->ops->truncate(vs->env, path, sz - LSM_DELETE_CHUNK) != OM_OK)
+            break;
+    if (vs->env->ops->remove(vs->env, path) == OM_OK)
+        atomic_fetch_add_explicit(&vs->deleted_files, 1, memory_order_relaxed);
+    else
+        lsm_logf(vs->opts, OM_LOG_WARN, "cannot remove obsolete table file=%s", path);
+}
+
+/* The deleter's job runner (workq). */
+static void
+vset_drop_run(void *arg, workq_item *it)
+{
+    vset_drop *d = (vset_drop *)(void *)it;
+
+    (void)arg;
+    vset_remove_table(d->vs, d->number, d->size);
+    free(d);
+}
+
+void
+lsm_vset_drop_table(lsm_vset *vs, uint64_t number, uint64_t size)
+{
+    vset_drop *d = vs->deleter != NULL ? malloc(sizeof(*d)) : NULL;
+
+    if (d != NULL) {
+        d->vs = vs;
+        d->number = number;
+        d->size = size;
+        if (workq_push(vs->deleter, &d->item) == OM_OK)
+            return;
+        free(d);
+    }
+    vset_remove_table(vs, number, size);
+}
+
 om_status
 lsm_vset_new(lsm_env *env, const char *dir, const lsm_opts *opts, lsm_table_cache *tc,
              pthread_mutex_t *db_mu, lsm_vset **out)
@@ -50,6 +113,11 @@ lsm_vset_new(lsm_env *env, const char *dir, const lsm_opts *opts, lsm_table_cach
         return OM_ERR(OM_E_NOMEM);
     }
     st = lsm_version_apply(NULL, &empty, opts, &vs->current);
+    if (st == OM_OK) {
+        st = workq_open("lsm-delete", 1, VSET_DELETER_QUEUE, vset_drop_run, NULL, &vs->deleter);
+        if (st != OM_OK)
+            lsm_version_unref(vs->current);
+    }
     if (st != OM_OK) {
         free(vs->dir);
         free(vs);
@@ -66,6 +134,8 @@ lsm_vset_free(lsm_vset *vs)
         return;
     lsm_wal_writer_close(vs->manifest, false);
     lsm_version_unref(vs->current);
+    /* the last pushes were the unref's above, on this thread: none races the close */
+    workq_close(vs->deleter, NULL);
     for (int l = 0; l < LSM_MAX_LEVELS; l++)
         om_buf_free(&vs->cptr[l]);
     free(vs->dir);

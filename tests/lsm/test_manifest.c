@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lsm/filename.h"
 #include "lsm/manifest.h"
@@ -334,6 +335,73 @@ START_TEST(vset_corrupt_current_and_manifest)
 }
 END_TEST
 
+/* The POSIX env with truncates and removes of tables recorded, and their threads. */
+static lsm_env_ops dr_ops;
+static lsm_env dr_env;
+static pthread_t dr_caller;
+static uint64_t dr_cuts[8];
+static int dr_ncuts, dr_removes, dr_on_caller;
+
+static om_status
+dr_truncate(lsm_env *env, const char *path, uint64_t size)
+{
+    (void)env;
+    if (dr_ncuts < 8)
+        dr_cuts[dr_ncuts] = size;
+    dr_ncuts++;
+    dr_on_caller += pthread_equal(pthread_self(), dr_caller);
+    return lsm_env_posix()->ops->truncate(lsm_env_posix(), path, size);
+}
+
+static om_status
+dr_remove(lsm_env *env, const char *path)
+{
+    (void)env;
+    dr_removes++;
+    dr_on_caller += pthread_equal(pthread_self(), dr_caller);
+    return lsm_env_posix()->ops->remove(lsm_env_posix(), path);
+}
+
+/*
+ * A dropped table is removed on the deleter's thread, cut down from its end
+ * in LSM_DELETE_CHUNK steps first; lsm_vset_free waits for it. A table that
+ * is already gone costs a warning, nothing more.
+ */
+START_TEST(vset_drops_tables_in_steps_off_the_caller)
+{
+    const char *dir = tu_tmpdir();
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    uint64_t size = 2 * LSM_DELETE_CHUNK + 12345;
+    char path[512];
+    lsm_opts o;
+    lsm_vset *vs;
+    bool ex;
+    FILE *f;
+
+    lsm_opts_init(&o);
+    dr_ops = *lsm_env_posix()->ops;
+    dr_ops.truncate = dr_truncate;
+    dr_ops.remove = dr_remove;
+    dr_env.ops = &dr_ops;
+    dr_caller = pthread_self();
+    lsm_fname(path, sizeof(path), dir, LSM_FT_SST, 7);
+    ck_assert_ptr_nonnull(f = fopen(path, "wb"));
+    ck_assert_int_eq(ftruncate(fileno(f), (off_t)size), 0);
+    fclose(f);
+    ck_assert_int_eq(lsm_vset_new(&dr_env, dir, &o, NULL, &mu, &vs), OM_OK);
+    lsm_vset_drop_table(vs, 7, size);
+    lsm_vset_drop_table(vs, 8, 100); /* no such file */
+    lsm_vset_free(vs);
+    ck_assert_int_eq(dr_ncuts, 2);
+    ck_assert_uint_eq(dr_cuts[0], LSM_DELETE_CHUNK + 12345);
+    ck_assert_uint_eq(dr_cuts[1], 12345);
+    ck_assert_int_eq(dr_removes, 2);
+    ck_assert_int_eq(dr_on_caller, 0);
+    ck_assert_int_eq(lsm_env_posix()->ops->exists(lsm_env_posix(), path, &ex), OM_OK);
+    ck_assert(!ex);
+}
+END_TEST
+
 START_TEST(db_refuses_missing_table)
 {
     const char *dir = tu_tmpdir();
@@ -403,6 +471,7 @@ manifest_suite(void)
     tcase_add_test(tc, vset_recovery_and_torn_tail);
     tcase_add_test(tc, vset_corrupt_current_and_manifest);
     tcase_add_test(tc, vset_rolls_large_manifest);
+    tcase_add_test(tc, vset_drops_tables_in_steps_off_the_caller);
     if (OM_ASSERTS_ON)
         tcase_add_test_raise_signal(tc, vset_asserts_last_seq_never_goes_back, SIGABRT);
     tcase_add_test(tc, db_refuses_missing_table);
