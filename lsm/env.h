@@ -77,6 +77,13 @@ typedef struct lsm_env_ops {
      * holds up every sync behind it, the WAL's included.
      */
     om_status (*wfile_writeback)(lsm_wfile *f, uint64_t off, uint64_t n);
+    /*
+     * Optional (NULL: not known): how many names the file at path has (its
+     * hard link count). The deleter cuts an obsolete table down in steps
+     * before removing it only when this says 1: a table an operator has
+     * hard-linked (a backup taken with `cp -al` or `ln`) keeps its data.
+     */
+    om_status (*links)(lsm_env *env, const char *path, uint64_t *n);
 } lsm_env_ops;
 
 struct lsm_env {

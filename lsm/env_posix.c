@@ -300,6 +300,18 @@ posix_truncate(lsm_env *env, const char *path, uint64_t size)
 }
 
 static om_status
+posix_links(lsm_env *env, const char *path, uint64_t *n)
+{
+    struct stat sb;
+
+    (void)env;
+    if (stat(path, &sb) != 0)
+        return posix_err("stat", path, errno);
+    *n = (uint64_t)sb.st_nlink;
+    return OM_OK;
+}
+
+static om_status
 posix_mkdir(lsm_env *env, const char *path)
 {
     struct stat sb;
@@ -460,6 +472,7 @@ static const lsm_env_ops posix_ops = {
     .rfile_map = posix_rfile_map,
     .wfile_zero = posix_wfile_zero,
     .wfile_writeback = posix_wfile_writeback,
+    .links = posix_links,
 };
 
 /* The env holds no mutable state, so one static instance serves every database. */

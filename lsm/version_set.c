@@ -52,10 +52,17 @@ vset_remove_table(lsm_vset *vs, uint64_t number, uint64_t size)
     if (vs->tc != NULL)
         lsm_table_cache_evict(vs->tc, number);
     lsm_fname(path, sizeof(path), vs->dir, LSM_FT_SST, number);
-    /* from the end, LSM_DELETE_CHUNK at a time; a failure leaves the rest to the remove */
-    for (uint64_t sz = size; sz > LSM_DELETE_CHUNK; sz -= LSM_DELETE_CHUNK)
-        if (vs->env->ops->truncate(vs->env, path, sz - LSM_DELETE_CHUNK) != OM_OK)
-            break;
+    /*
+     * From the end, LSM_DELETE_CHUNK at a time, and only when the file has no
+     * other name (a hard link would lose its data); a failure leaves the rest
+     * to the remove.
+     */
+    uint64_t links = 0;
+    if (size > LSM_DELETE_CHUNK && vs->env->ops->links != NULL &&
+        vs->env->ops->links(vs->env, path, &links) == OM_OK && links == 1)
+        for (uint64_t sz = size; sz > LSM_DELETE_CHUNK; sz -= LSM_DELETE_CHUNK)
+            if (vs->env->ops->truncate(vs->env, path, sz - LSM_DELETE_CHUNK) != OM_OK)
+                break;
     if (vs->env->ops->remove(vs->env, path) == OM_OK)
         atomic_fetch_add_explicit(&vs->deleted_files, 1, memory_order_relaxed);
     else

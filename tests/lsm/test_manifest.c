@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lsm/filename.h"
@@ -364,15 +365,17 @@ dr_remove(lsm_env *env, const char *path)
 
 /*
  * A dropped table is removed on the deleter's thread, cut down from its end
- * in LSM_DELETE_CHUNK steps first; lsm_vset_free waits for it. A table that
- * is already gone costs a warning, nothing more.
+ * in LSM_DELETE_CHUNK steps first -- unless it has another name, which keeps
+ * its data; lsm_vset_free waits for it. A table that is already gone costs a
+ * warning, nothing more.
  */
 START_TEST(vset_drops_tables_in_steps_off_the_caller)
 {
     const char *dir = tu_tmpdir();
     pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
     uint64_t size = 2 * LSM_DELETE_CHUNK + 12345;
-    char path[512];
+    char path[512], path9[512], backup[600];
+    struct stat sb;
     lsm_opts o;
     lsm_vset *vs;
     bool ex;
@@ -388,17 +391,29 @@ START_TEST(vset_drops_tables_in_steps_off_the_caller)
     ck_assert_ptr_nonnull(f = fopen(path, "wb"));
     ck_assert_int_eq(ftruncate(fileno(f), (off_t)size), 0);
     fclose(f);
+    /* table 9: as large, with a second name (an operator's hard-linked backup) */
+    lsm_fname(path9, sizeof(path9), dir, LSM_FT_SST, 9);
+    snprintf(backup, sizeof(backup), "%s/backup-000009.sst", dir);
+    ck_assert_ptr_nonnull(f = fopen(path9, "wb"));
+    ck_assert_int_eq(ftruncate(fileno(f), (off_t)size), 0);
+    fclose(f);
+    ck_assert_int_eq(link(path9, backup), 0);
     ck_assert_int_eq(lsm_vset_new(&dr_env, dir, &o, NULL, &mu, &vs), OM_OK);
     lsm_vset_drop_table(vs, 7, size);
     lsm_vset_drop_table(vs, 8, 100); /* no such file */
+    lsm_vset_drop_table(vs, 9, size);
     lsm_vset_free(vs);
-    ck_assert_int_eq(dr_ncuts, 2);
+    ck_assert_int_eq(dr_ncuts, 2); /* table 7 only */
     ck_assert_uint_eq(dr_cuts[0], LSM_DELETE_CHUNK + 12345);
     ck_assert_uint_eq(dr_cuts[1], 12345);
-    ck_assert_int_eq(dr_removes, 2);
+    ck_assert_int_eq(dr_removes, 3);
     ck_assert_int_eq(dr_on_caller, 0);
     ck_assert_int_eq(lsm_env_posix()->ops->exists(lsm_env_posix(), path, &ex), OM_OK);
     ck_assert(!ex);
+    ck_assert_int_eq(lsm_env_posix()->ops->exists(lsm_env_posix(), path9, &ex), OM_OK);
+    ck_assert(!ex);
+    ck_assert_int_eq(stat(backup, &sb), 0);
+    ck_assert_int_eq(sb.st_size, (off_t)size); /* the backup keeps every byte */
 }
 END_TEST
 

@@ -1261,6 +1261,9 @@ START_TEST(env_posix_basics)
     ck_assert_uint_eq(size, 5);
     lsm_rfile_close(r);
     ck_assert_int_eq(env->ops->rfile_open(env, a, &r, &size), OM_E_NOTFOUND);
+    ck_assert_int_eq(env->ops->links(env, b, &size), OM_OK);
+    ck_assert_uint_eq(size, 1);
+    ck_assert_int_eq(env->ops->links(env, a, &size), OM_E_NOTFOUND);
     ck_assert_int_eq(env->ops->mkdir(env, sub), OM_OK);
     ck_assert_int_eq(env->ops->mkdir(env, sub), OM_OK);
     ck_assert_int_eq(env->ops->list(env, dir, &names, &n), OM_OK);
