@@ -37,8 +37,8 @@
  * UNAVAILABLE naming it; an error from any shard ends the request with that
  * shard's status and message -- except a shard refusing its own page token
  * (it restarted, or its group's primary changed, between two pages): that
- * shard is asked again after the last entry it sent (fan_page_cb). A context is freed once it has
- * answered and no shard call is outstanding.
+ * shard is asked again after the last entry it sent (fan_page_cb). A
+ * context is freed once it has answered and no shard call is outstanding.
  */
 #define OM_LOG_MODULE "coord"
 #include <stdio.h>

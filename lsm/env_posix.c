@@ -139,11 +139,8 @@ posix_wfile_writeback(lsm_wfile *wf, uint64_t off, uint64_t n)
 
     if (n == 0)
         return OM_OK;
-    if (off > INT64_MAX || n > INT64_MAX - off) {
-        om_log(OM_LOG_ERROR, "sync_file_range failed path=%s err=\"range %llu+%llu out of bounds\"",
-               f->path, (unsigned long long)off, (unsigned long long)n);
-        return OM_ERR(OM_E_INVALID);
-    }
+    if (off > INT64_MAX || n > INT64_MAX - off) /* beyond off_t */
+        return posix_err("sync_file_range", f->path, EINVAL);
     if (sync_file_range(f->fd, (off_t)off, (off_t)n, SYNC_FILE_RANGE_WRITE) != 0)
         return posix_err("sync_file_range", f->path, errno);
     return OM_OK;

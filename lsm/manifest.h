@@ -181,9 +181,10 @@ void lsm_vset_free(lsm_vset *vs);
  * lsm_vset_drop_table -- table `number` (of `size` bytes) is obsolete and no
  * version lists it any more: evict it from the table cache and remove its
  * file (cut down LSM_DELETE_CHUNK at a time first, unless the env says it
- * has another name), on the deleter's thread. Done on the calling
- * thread instead when the job cannot be queued (no memory, a full queue, a closing set), so a table
- * is never left behind. Any thread; called by lsm_file_meta_unref.
+ * has another name), on the deleter's thread. Done on the calling thread
+ * instead when the job cannot be queued (no memory, a full queue), so a
+ * table is never left behind. Any thread, before lsm_vset_free's drain
+ * (asserted); called by lsm_file_meta_unref.
  */
 void lsm_vset_drop_table(lsm_vset *vs, uint64_t number, uint64_t size);
 

@@ -57,8 +57,7 @@ struct lsm_sst_writer {
     const lsm_table_opts *o;
     char *path;
     lsm_wfile *f;
-    uint64_t offset;  /* logical file size: written plus buffered */
-    uint64_t written; /* bytes handed to the env */
+    uint64_t offset;  /* logical file size: handed to the env plus `out` */
     uint64_t wb_from; /* bytes before it were given to wfile_writeback */
     om_buf out;       /* bytes not yet handed to the env */
     lsm_block_builder data;
@@ -152,12 +151,11 @@ writer_drain(lsm_sst_writer *w)
     if (w->out.n == 0)
         return OM_OK;
     st = lsm_wfile_append(w->f, w->out.p, w->out.n);
-    w->written += w->out.n;
-    om_buf_reset(&w->out);
+    om_buf_reset(&w->out); /* now all of offset is handed to the env */
     if (st == OM_OK && w->env->ops->wfile_writeback != NULL &&
-        w->written - w->wb_from >= LSM_SST_WRITEBACK) {
-        st = w->env->ops->wfile_writeback(w->f, w->wb_from, w->written - w->wb_from);
-        w->wb_from = w->written;
+        w->offset - w->wb_from >= LSM_SST_WRITEBACK) {
+        st = w->env->ops->wfile_writeback(w->f, w->wb_from, w->offset - w->wb_from);
+        w->wb_from = w->offset;
     }
     return st;
 }

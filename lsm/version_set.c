@@ -83,8 +83,9 @@ vset_drop_run(void *arg, workq_item *it)
 void
 lsm_vset_drop_table(lsm_vset *vs, uint64_t number, uint64_t size)
 {
-    vset_drop *d = vs->deleter != NULL ? malloc(sizeof(*d)) : NULL;
+    vset_drop *d = malloc(sizeof(*d));
 
+    OM_ASSERT(vs->deleter != NULL); /* no table is dropped once lsm_vset_free closed it */
     if (d != NULL) {
         d->vs = vs;
         d->number = number;
@@ -143,6 +144,7 @@ lsm_vset_free(lsm_vset *vs)
     lsm_version_unref(vs->current);
     /* the last pushes were the unref's above, on this thread: none races the close */
     workq_close(vs->deleter, NULL);
+    vs->deleter = NULL;
     for (int l = 0; l < LSM_MAX_LEVELS; l++)
         om_buf_free(&vs->cptr[l]);
     free(vs->dir);
