@@ -25,7 +25,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "lsm/db_int.h"
 #include "lsm/filename.h"
@@ -416,16 +415,7 @@ typedef struct comp_out {
 void
 lsm_db_compact_wait_ns(lsm_db *db, uint64_t wait_ns)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts); /* compact_cv uses the default (realtime) clock */
-    ts.tv_sec += (time_t)(wait_ns / 1000000000u);
-    ts.tv_nsec += (long)(wait_ns % 1000000000u);
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&db->compact_cv, &db->mu, &ts);
+    om_clock_cond_wait_ns(&db->compact_cv, &db->mu, wait_ns);
 }
 
 /* Sleep until the monotonic time until_ns, or less (close, L0 backlog). Requires: mu not held. */

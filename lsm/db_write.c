@@ -39,7 +39,6 @@
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <string.h>
-#include <time.h>
 
 #include "lsm/batch.h"
 #include "lsm/db_int.h"
@@ -118,14 +117,7 @@ db_gc_pace(lsm_db *db, db_writer *w)
     deadline = now + wait;
     db->gc_waiting = true;
     do {
-        struct timespec ts;
-        uint64_t ns;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ns = (uint64_t)ts.tv_nsec + (deadline - now);
-        ts.tv_sec += (time_t)(ns / 1000000000u);
-        ts.tv_nsec = (long)(ns % 1000000000u);
-        pthread_cond_timedwait(&w->cv, &db->mu, &ts);
+        om_clock_cond_wait_ns(&w->cv, &db->mu, deadline - now);
         now = om_clock_mono_ns();
     } while (now < deadline && db_gc_missing(db) > 0 && db->bg_error == OM_OK);
     db->gc_waiting = false;
@@ -698,14 +690,7 @@ lsm_db_sync_main(void *arg)
 
     pthread_mutex_lock(&db->mu);
     while (!db->shutting_down) {
-        struct timespec ts;
-        uint64_t ns;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ns = (uint64_t)ts.tv_nsec + (uint64_t)db->opts.sync_period_ms * 1000000u;
-        ts.tv_sec += (time_t)(ns / 1000000000u);
-        ts.tv_nsec = (long)(ns % 1000000000u);
-        pthread_cond_timedwait(&db->sync_cv, &db->mu, &ts);
+        om_clock_cond_wait_ns(&db->sync_cv, &db->mu, (uint64_t)db->opts.sync_period_ms * 1000000u);
         if (db->shutting_down)
             break;
         if (db->unsynced_writes > 0 && db->bg_error == OM_OK) {

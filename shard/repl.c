@@ -77,7 +77,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "shard/record.h"
 #include "shard/repl.h"
@@ -359,17 +358,8 @@ repl_answered(repl_peer *p)
 void
 repl_pause_ms(shard_repl *r, uint32_t ms)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
     if (!r->stop)
-        pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+        om_clock_cond_wait_ns(&r->cv, &r->mu, (uint64_t)ms * 1000000u);
 }
 
 /*

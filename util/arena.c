@@ -18,7 +18,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <time.h>
+
+#include "util/clock.h"
 
 #define ARENA_DEFAULT_BLOCK (64 * 1024)
 #define ARENA_ALIGN 8
@@ -220,15 +221,7 @@ om_arena_pool_filler(om_arena_pool *p)
             filled_to = reserve;
             if (p->nfree < reserve / 2 + 1 && p->nfree < p->max_blocks && !p->stop) {
                 /* Out of memory, or taken as fast as filled: do not spin. */
-                struct timespec ts;
-
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 10 * 1000 * 1000;
-                if (ts.tv_nsec >= 1000000000L) {
-                    ts.tv_sec++;
-                    ts.tv_nsec -= 1000000000L;
-                }
-                pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+                om_clock_cond_wait_ns(&p->cv, &p->mu, 10u * 1000 * 1000);
             }
             continue;
         }

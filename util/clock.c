@@ -48,6 +48,19 @@ om_clock_sleep_ms(uint64_t ms)
         ;
 }
 
+int
+om_clock_cond_wait_ns(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t wait_ns)
+{
+    struct timespec ts;
+    uint64_t ns;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ns = (uint64_t)ts.tv_nsec + wait_ns % 1000000000u;
+    ts.tv_sec += (time_t)(wait_ns / 1000000000u + ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    return pthread_cond_timedwait(cv, mu, &ts);
+}
+
 uint64_t
 om_clock_pace(uint64_t tat_ns, uint64_t n, uint64_t rate, uint64_t burst_ns, uint64_t now)
 {

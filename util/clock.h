@@ -9,6 +9,7 @@
 #ifndef OM_UTIL_CLOCK_H
 #define OM_UTIL_CLOCK_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 /* Nanoseconds since an arbitrary fixed point; never goes backwards. */
@@ -21,6 +22,14 @@ uint64_t om_clock_wall_ns(void);
 uint64_t om_clock_wall_ms(void);
 /* Sleep for ms milliseconds (restarted on EINTR). Not for synchronising tests. */
 void om_clock_sleep_ms(uint64_t ms);
+
+/*
+ * om_clock_cond_wait_ns -- pthread_cond_timedwait for at most wait_ns from
+ * now, on a condition variable with the default (realtime) clock; mu held.
+ * Returns what pthread_cond_timedwait returned (0, ETIMEDOUT). A wall clock
+ * step shortens or lengthens the wait: callers recheck their state anyway.
+ */
+int om_clock_cond_wait_ns(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t wait_ns);
 
 /*
  * om_clock_pace -- pacing of background work at `rate` units per second

@@ -273,6 +273,45 @@ START_TEST(clock_pace_gcra)
 }
 END_TEST
 
+/* om_clock_cond_wait_ns: times out after about the wait, or returns when signalled. */
+static pthread_mutex_t cw_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cw_cv = PTHREAD_COND_INITIALIZER;
+static bool cw_flag;
+
+static void *
+cw_signaller(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&cw_mu);
+    cw_flag = true;
+    pthread_cond_signal(&cw_cv);
+    pthread_mutex_unlock(&cw_mu);
+    return NULL;
+}
+
+START_TEST(clock_cond_wait_ns)
+{
+    uint64_t t0 = om_clock_mono_ns(), deadline = tu_now_ms() + 10000, spent = 0;
+    pthread_t th;
+    int rc;
+
+    pthread_mutex_lock(&cw_mu);
+    do { /* spurious wakeups are allowed: wait again for what is left */
+        rc = om_clock_cond_wait_ns(&cw_cv, &cw_mu, 20000000u - spent);
+        spent = om_clock_mono_ns() - t0;
+    } while (rc == 0 && spent < 20000000u);
+    ck_assert_int_eq(rc, ETIMEDOUT);
+    ck_assert_uint_ge(om_clock_mono_ns() - t0, 19000000u); /* 20 ms, a realtime clock's ms off */
+    /* Almost two seconds: the seconds carry into tv_sec (an EINVAL would return at once). */
+    ck_assert_int_eq(pthread_create(&th, NULL, cw_signaller, NULL), 0);
+    while (!cw_flag && tu_now_ms() < deadline)
+        ck_assert_int_ne(om_clock_cond_wait_ns(&cw_cv, &cw_mu, 1999999999u), EINVAL);
+    ck_assert(cw_flag);
+    pthread_mutex_unlock(&cw_mu);
+    pthread_join(th, NULL);
+}
+END_TEST
+
 START_TEST(arena_alignment_and_usage)
 {
     om_arena *a;
@@ -1016,6 +1055,7 @@ util_suite(void)
     tc = tcase_create("clock_arena_log");
     tcase_add_test(tc, clocks_move_forward);
     tcase_add_test(tc, clock_pace_gcra);
+    tcase_add_test(tc, clock_cond_wait_ns);
     tcase_add_test(tc, arena_alignment_and_usage);
     tcase_add_test(tc, arena_pool_reuses_blocks);
     tcase_add_test(tc, arena_pool_bounded_and_fill);
