@@ -610,15 +610,105 @@ db_flush_installed(void *arg)
     lsm_mem_unref(m);
 }
 
+/*
+ * Idle flush (opts.idle_flush_ms). The flush thread watches last_seq: once
+ * it has not moved for idle_flush_ms, the thread switches a memtable that
+ * holds a quarter of write_buffer_size or more (then flushes it as any
+ * other) and, with no immutable memtable left, trims the memtable pool to
+ * its reserve -- once per idle period. It switches only as the head of the
+ * write queue and only when the queue is empty and a slot is free, so it
+ * never waits for room: a stall waits for this very thread. The quarter
+ * keeps a trickle of writes from making tiny tables: a small memtable costs
+ * little memory.
+ */
+typedef struct db_idle {
+    uint64_t seq;      /* last_seq when last looked at */
+    uint64_t since_ns; /* when last_seq last changed (as far as seen) */
+    bool done;         /* this idle period's work is done */
+} db_idle;
+
+/*
+ * Switch the memtable as the write queue's head; returns whether it did.
+ * Requires: mu held, queue empty, nimm < max.
+ */
+static bool
+db_idle_switch(lsm_db *db)
+{
+    db_writer w = {.force_switch = true};
+    size_t bytes = lsm_mem_usage(db->mem);
+    om_status st;
+
+    OM_ASSERT(db->wq_head == NULL && db->nimm < db->opts.max_immutable_memtables);
+    pthread_cond_init(&w.cv, NULL);
+    db->wq_head = db->wq_tail = &w; /* writers that come meanwhile queue behind it */
+    st = db_switch_memtable(db);
+    OM_ASSERT(db->wq_head == &w);
+    db->wq_head = w.next;
+    if (db->wq_head == NULL)
+        db->wq_tail = NULL;
+    else
+        pthread_cond_signal(&db->wq_head->cv);
+    pthread_cond_destroy(&w.cv);
+    if (st == OM_OK)
+        lsm_logf(&db->opts, OM_LOG_INFO, "idle for %u ms: flushing the memtable (%zu bytes)",
+                 db->opts.idle_flush_ms, bytes);
+    else /* a failed log or memtable: writers meet it themselves; nothing is lost */
+        lsm_logf(&db->opts, OM_LOG_WARN, "idle flush: memtable switch failed status=%s",
+                 om_status_str(st));
+    return st == OM_OK;
+}
+
+/*
+ * With no immutable memtable: wait for one, or until the idle rule is due,
+ * and apply it. Requires: mu held (released while waiting or trimming).
+ */
+static void
+db_flush_idle_wait(lsm_db *db, db_idle *idle)
+{
+    uint64_t seq = atomic_load_explicit(&db->last_seq, memory_order_acquire);
+    uint64_t now = om_clock_mono_ns(), period = (uint64_t)db->opts.idle_flush_ms * 1000000u;
+
+    if (db->opts.idle_flush_ms == 0 || db->bg_error != OM_OK) {
+        pthread_cond_wait(&db->flush_cv, &db->mu);
+        return;
+    }
+    if (seq != idle->seq) {
+        idle->seq = seq;
+        idle->since_ns = now;
+        idle->done = false;
+    }
+    if (idle->done || now - idle->since_ns < period) {
+        /* Writes move last_seq without waking this thread: look again a period on at most. */
+        om_clock_cond_wait_ns(&db->flush_cv, &db->mu,
+                              idle->done ? period : idle->since_ns + period - now);
+        return;
+    }
+    if (lsm_mem_usage(db->mem) >= db->opts.write_buffer_size / 4 && lsm_mem_entries(db->mem) > 0) {
+        if (db->wq_head == NULL && db->nimm < db->opts.max_immutable_memtables &&
+            db_idle_switch(db))
+            return; /* the flush runs, then (still idle, the memtable empty) the trim */
+        /* A writer is at work after all, or the switch failed: try a period later. */
+        idle->since_ns = om_clock_mono_ns();
+        return;
+    }
+    idle->done = true;
+    pthread_mutex_unlock(&db->mu);
+    lsm_mem_pool_trim(db->mem_pool);
+    pthread_mutex_lock(&db->mu);
+}
+
 void *
 lsm_db_flush_main(void *arg)
 {
     lsm_db *db = arg;
+    db_idle idle = {0, 0, false};
 
     pthread_setname_np(pthread_self(), "lsm-flush"); /* for top -H and perf */
     lsm_db_background_priority(db);
 
     pthread_mutex_lock(&db->mu);
+    idle.seq = atomic_load(&db->last_seq);
+    idle.since_ns = om_clock_mono_ns();
     while (!db->shutting_down) {
         lsm_memtable *m;
         uint64_t next_log, last, id, bytes = 0, log;
@@ -627,7 +717,7 @@ lsm_db_flush_main(void *arg)
         om_status st;
 
         if (db->nimm == 0 || db->bg_error != OM_OK) {
-            pthread_cond_wait(&db->flush_cv, &db->mu);
+            db_flush_idle_wait(db, &idle);
             continue;
         }
         m = db->imm[0];

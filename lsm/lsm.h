@@ -112,6 +112,16 @@ typedef struct lsm_opts {
      */
     uint32_t idle_l0_compaction_ms;
     /*
+     * When no write has arrived for this many milliseconds, hand memory back:
+     * the active memtable is flushed if it holds a quarter of
+     * write_buffer_size or more, and the memtable pool frees its blocks
+     * beyond the prefault reserve. A quiet database then holds neither a
+     * large memtable nor the blocks of the last dead one (up to one write
+     * buffer each), and a restart has little log to replay. Default 10000;
+     * 0 disables.
+     */
+    uint32_t idle_flush_ms;
+    /*
      * Row cache: bytes of entries that point lookups found in tables, keyed by
      * (table file number, user key). A repeated lsm_get of a key that lives
      * in a table then skips the index and data block search. Tables never
@@ -159,16 +169,21 @@ void lsm_opts_init(lsm_opts *o);
 
 /*
  * lsm_opts_set_memory_budget -- size the engine's memory from one figure:
- * the memtables (write_buffer_size = budget / 16, max_immutable_memtables =
- * 2; with the memtable block pool, which recycles up to two write buffers
- * of dead memtables' blocks, at most 5/16 of the budget, typically 3/16),
- * the block cache (6/16) and the row cache (2/16). The remaining 3/16 is
- * left for what is not budgeted here: index and filter blocks of open
- * tables (about 1.2 bytes per key for 10-bit filters plus ~40 bytes per
- * 4 KiB data block), compaction and read buffers, and the caller's own
- * (a server's connections). Budgets under LSM_MIN_MEMORY_BUDGET are taken
- * as that minimum. Other options are left as they were; set any of the
- * four after this call to override its share.
+ * the memtables (write_buffer_size = 3/16 of the budget,
+ * max_immutable_memtables = 2; blocks in use and recycled in the memtable
+ * pool stay within three write buffers plus the prefault reserve of a
+ * quarter of one, at most 39/64 of the budget, typically 6/16 under writes
+ * and far less once idle_flush_ms has passed), the block cache (3/16) and
+ * the row cache (1/16). The remaining ~9/64 is left for what is not
+ * budgeted here: index and filter blocks of open tables (about 1.2 bytes
+ * per key for 10-bit filters plus ~40 bytes per 4 KiB data block),
+ * compaction and read buffers, and the caller's own (a server's
+ * connections). Large write buffers are what keeps compaction cheap: an
+ * L0->L1 compaction rewrites the L1 tables that the L0 tables overlap --
+ * with uniform keys, all of L1 -- so its cost per byte written falls as L0
+ * brings more at a time. Budgets under LSM_MIN_MEMORY_BUDGET are taken as
+ * that minimum. Other options are left as they were; set any of the four
+ * after this call to override its share.
  */
 #define LSM_MIN_MEMORY_BUDGET (16u << 20)
 void lsm_opts_set_memory_budget(lsm_opts *o, uint64_t budget);
@@ -418,7 +433,7 @@ typedef struct lsm_stats {
      * Memtable memory recycling: arena blocks a new memtable took from the
      * pool of dead memtables' blocks, blocks it had to get from malloc (the
      * pool was empty), and the bytes of free blocks the pool holds now (at
-     * most 2 x write_buffer_size).
+     * most one write_buffer_size).
      */
     uint64_t mem_pool_reused, mem_pool_allocated, mem_pool_bytes;
 } lsm_stats;

@@ -169,6 +169,12 @@ lsm_mem_pool_filler_stop(lsm_mem_pool *p)
     om_arena_pool_filler_stop(p->blocks);
 }
 
+size_t
+lsm_mem_pool_trim(lsm_mem_pool *p)
+{
+    return om_arena_pool_trim(p->blocks);
+}
+
 void
 lsm_mem_pool_stats(lsm_mem_pool *p, om_arena_pool_stats *out)
 {

@@ -62,6 +62,8 @@ size_t lsm_mem_pool_fill(lsm_mem_pool *p, size_t target_bytes);
 void lsm_mem_pool_set_reserve(lsm_mem_pool *p, size_t reserve_bytes);
 void lsm_mem_pool_filler(lsm_mem_pool *p);
 void lsm_mem_pool_filler_stop(lsm_mem_pool *p);
+/* Free the pool's blocks beyond its reserve (om_arena_pool_trim); returns the number freed. */
+size_t lsm_mem_pool_trim(lsm_mem_pool *p);
 /* Block counters of the pool (see om_arena_pool_stats). */
 void lsm_mem_pool_stats(lsm_mem_pool *p, om_arena_pool_stats *out);
 

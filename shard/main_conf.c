@@ -31,12 +31,16 @@ static const om_conf_item shard_items[] = {
     {"sync-period", OM_CONF_DURATION, "100ms", 1, 60000, NULL, F(sync_period),
      "WAL sync interval for sync-mode=periodic"},
     {"memory-budget", OM_CONF_SIZE, "256M", 16LL << 20, 1LL << 42, NULL, F(memory_budget),
-     "memory for the storage engine: memtables 1/16 each (up to 5/16 with two immutable and the "
-     "recycled blocks), block cache 6/16, row cache 2/16, 3/16 left for index and filter blocks, "
-     "compaction and connection buffers; write-buffer, block-cache and row-cache-size override "
-     "their share"},
+     "memory for the storage engine: memtables 3/16 each (up to 39/64 with two immutable, the "
+     "recycled blocks and the prefault reserve; about 6/16 under writes), block cache 3/16, row "
+     "cache 1/16, the rest for index and filter blocks, compaction and connection buffers; "
+     "write-buffer, block-cache and row-cache-size override their share"},
     {"write-buffer", OM_CONF_SIZE, "0", 0, 4LL << 30, NULL, F(write_buffer),
-     "memtable size before a flush (0 = memory-budget / 16; at least 64K otherwise)"},
+     "memtable size before a flush (0 = 3/16 of memory-budget; at least 64K otherwise); larger "
+     "memtables make compaction cheaper"},
+    {"idle-flush", OM_CONF_DURATION, "10s", 0, 3600000, NULL, F(idle_flush),
+     "after this long without writes, flush a memtable holding a quarter of write-buffer or more "
+     "and free the recycled memtable blocks (0 = never)"},
     {"wal-preallocate", OM_CONF_SIZE, "1M", 0, 1LL << 30, NULL, F(wal_preallocate),
      "with sync-mode=always: keep the WAL zero-filled this far ahead of its end so each fsync "
      "only flushes data (no file-size change to journal); 0 = off"},
@@ -44,11 +48,11 @@ static const om_conf_item shard_items[] = {
      "lower the LSM flush and compaction threads' CPU priority by this nice value, so requests "
      "go first when cores are short (0 = same priority)"},
     {"block-cache", OM_CONF_SIZE, "0", 0, 1LL << 40, NULL, F(block_cache),
-     "bytes of decompressed SSTable blocks to cache (0 = 6/16 of memory-budget); blocks stored "
+     "bytes of decompressed SSTable blocks to cache (0 = 3/16 of memory-budget); blocks stored "
      "raw are read in place from the mapped tables and never cached"},
     {"row-cache-size", OM_CONF_SIZE, "0", 0, 1LL << 40, NULL, F(row_cache),
      "bytes of entries found in SSTables cached per key, so lookups skip the block search (0 = "
-     "2/16 of memory-budget)"},
+     "1/16 of memory-budget)"},
     {"max-object-size", OM_CONF_SIZE, "4M", 0, 64LL << 20, NULL, F(max_object_size),
      "largest object data accepted"},
     {"max-metadata-size", OM_CONF_SIZE, "64K", 2, 16LL << 20, NULL, F(max_metadata_size),
@@ -126,6 +130,7 @@ shard_conf_shard_opts(const shard_conf *c, shard_opts *so)
     if (c->row_cache)
         so->lsm.row_cache_size = (size_t)c->row_cache;
     so->lsm.wal_preallocate = (size_t)c->wal_preallocate;
+    so->lsm.idle_flush_ms = (uint32_t)c->idle_flush;
     so->lsm.background_nice = (int)c->background_nice;
     so->max_object_size = (size_t)c->max_object_size;
     so->max_metadata_size = (size_t)c->max_metadata_size;

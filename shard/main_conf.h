@@ -27,7 +27,7 @@ typedef struct shard_conf {
     int replica_role;
     int64_t replica_term, replica_timeout, replica_lease_ttl, replica_catch_up_rate;
     int64_t sync_period, write_buffer, block_cache, max_object_size, max_metadata_size;
-    int64_t row_cache, wal_preallocate, background_nice, memory_budget;
+    int64_t row_cache, wal_preallocate, background_nice, memory_budget, idle_flush;
     int64_t max_frame, max_connections, idle_timeout, request_timeout, workers;
     int64_t cleanup_compact_rate, loops;
     bool inline_reads;

@@ -18,6 +18,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "util/clock.h"
 
@@ -41,7 +44,7 @@ struct om_arena_pool {
     bool stop;             /* under mu: om_arena_pool_filler_stop was called */
     arena_block *free;     /* under mu */
     size_t nfree;          /* under mu */
-    uint64_t reused, allocated, returned, dropped, filled; /* under mu */
+    uint64_t reused, allocated, returned, dropped, filled, trimmed; /* under mu */
 };
 
 struct om_arena {
@@ -204,6 +207,43 @@ om_arena_pool_set_reserve(om_arena_pool *p, size_t reserve_bytes)
     pthread_mutex_unlock(&p->mu);
 }
 
+size_t
+om_arena_pool_trim(om_arena_pool *p)
+{
+    arena_block *excess = NULL;
+    size_t n = 0;
+
+    pthread_mutex_lock(&p->mu);
+    while (p->nfree > p->reserve_blocks) {
+        arena_block *b = p->free;
+
+        p->free = b->next;
+        p->nfree--;
+        b->next = excess;
+        excess = b;
+        n++;
+    }
+    p->trimmed += n;
+    pthread_mutex_unlock(&p->mu);
+    while (excess != NULL) {
+        arena_block *b = excess;
+
+        excess = b->next;
+        free(b);
+    }
+#ifdef __GLIBC__
+    /*
+     * Blocks above the mmap threshold were mapped and are unmapped by free;
+     * but glibc raises that threshold to the size of a mapped chunk freed, so
+     * most blocks come from its heaps, whose free chunks it keeps unless
+     * asked: hand their pages back.
+     */
+    if (n > 0)
+        malloc_trim(0);
+#endif
+    return n;
+}
+
 void
 om_arena_pool_filler(om_arena_pool *p)
 {
@@ -248,6 +288,7 @@ om_arena_pool_stats_get(om_arena_pool *p, om_arena_pool_stats *out)
     out->returned = p->returned;
     out->dropped = p->dropped;
     out->filled = p->filled;
+    out->trimmed = p->trimmed;
     out->free_blocks = p->nfree;
     out->free_bytes = p->nfree * p->block_size;
     pthread_mutex_unlock(&p->mu);

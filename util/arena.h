@@ -80,6 +80,13 @@ size_t om_arena_pool_fill(om_arena_pool *p, size_t target_bytes);
  * fill in progress stops after its current block); it is final.
  */
 void om_arena_pool_set_reserve(om_arena_pool *p, size_t reserve_bytes);
+/*
+ * om_arena_pool_trim -- free the pool's free blocks beyond its reserve (all
+ * of them without one): for an owner that is idle, so that the memory of
+ * dead arenas goes back to the system instead of waiting for arenas that may
+ * not come. Returns the number of blocks freed.
+ */
+size_t om_arena_pool_trim(om_arena_pool *p);
 void om_arena_pool_filler(om_arena_pool *p);
 void om_arena_pool_filler_stop(om_arena_pool *p);
 
@@ -89,6 +96,7 @@ typedef struct om_arena_pool_stats {
     uint64_t returned;  /* blocks taken back from freed arenas */
     uint64_t dropped;   /* blocks freed because the pool was at its cap */
     uint64_t filled;    /* blocks added by om_arena_pool_fill and the filler */
+    uint64_t trimmed;   /* blocks freed by om_arena_pool_trim */
     size_t free_blocks; /* blocks in the pool now */
     size_t free_bytes;  /* their bytes (block_size each) */
 } om_arena_pool_stats;

@@ -3,9 +3,11 @@
  * lsm_mem_pool): a pooled memtable reuses the arena blocks and the zeroed
  * hash buckets of a dead one and answers only for its own keys; a database
  * under a write load takes most blocks of new memtables from the pool (the
- * lsm_stats counters), the pool stays within 2 x write_buffer_size, and the
+ * lsm_stats counters), the pool stays within one write_buffer_size, and the
  * data survives close and reopen (whose recovery memtables are pooled too);
- * with memtable_prefault a reserve of blocks appears in the pool after open.
+ * with memtable_prefault a reserve of blocks appears in the pool after open;
+ * once writes stop for idle_flush_ms, a memtable of a quarter of the write
+ * buffer or more is flushed and the pool trimmed to that reserve.
  * Randomized keys print their seed (TU_SEED replays).
  */
 #include <stdio.h>
@@ -81,18 +83,25 @@ START_TEST(mem_pool_recycles_blocks_and_buckets)
 END_TEST
 
 static lsm_db *
-open_db_opts(const char *dir, size_t wb, bool prefault)
+open_db_idle(const char *dir, size_t wb, bool prefault, uint32_t idle_flush_ms)
 {
     lsm_opts o;
     lsm_db *db = NULL;
 
     lsm_opts_init(&o);
+    o.idle_flush_ms = idle_flush_ms;
     o.memtable_prefault = prefault;
     o.sync_mode = LSM_SYNC_NONE;
     o.write_buffer_size = wb;
     o.block_cache_size = 256 * 1024;
     ck_assert_int_eq(lsm_open(dir, &o, &db), OM_OK);
     return db;
+}
+
+static lsm_db *
+open_db_opts(const char *dir, size_t wb, bool prefault)
+{
+    return open_db_idle(dir, wb, prefault, 0);
 }
 
 static lsm_db *
@@ -162,7 +171,7 @@ START_TEST(mem_pool_db_reuses_across_memtables_and_reopen)
     for (int r = 0; r < 4; r++) {
         write_round(db, r, &rnd); /* ~700 KB a round: several memtable switches */
         lsm_stats_get(db, &st);
-        ck_assert_uint_le(st.mem_pool_bytes, 2 * wb);
+        ck_assert_uint_le(st.mem_pool_bytes, wb);
     }
     ck_assert_int_eq(lsm_flush(db), OM_OK);
     lsm_stats_get(db, &st);
@@ -171,7 +180,7 @@ START_TEST(mem_pool_db_reuses_across_memtables_and_reopen)
     ck_assert_msg(st.mem_pool_reused > st.mem_pool_allocated, "reused %llu allocated %llu",
                   (unsigned long long)st.mem_pool_reused,
                   (unsigned long long)st.mem_pool_allocated);
-    ck_assert_uint_le(st.mem_pool_bytes, 2 * wb);
+    ck_assert_uint_le(st.mem_pool_bytes, wb);
     check_all(db, 3);
     ck_assert_int_eq(lsm_close(db), OM_OK);
 
@@ -185,7 +194,7 @@ START_TEST(mem_pool_db_reuses_across_memtables_and_reopen)
     write_round(db, 5, &rnd);
     lsm_stats_get(db, &st);
     ck_assert_uint_gt(st.mem_pool_reused, 0);
-    ck_assert_uint_le(st.mem_pool_bytes, 2 * wb);
+    ck_assert_uint_le(st.mem_pool_bytes, wb);
     check_all(db, 5);
     ck_assert_int_eq(lsm_close(db), OM_OK);
 }
@@ -211,7 +220,7 @@ START_TEST(mem_pool_prefault_reserve)
     write_round(db, 0, &rnd);
     write_round(db, 1, &rnd);
     lsm_stats_get(db, &st);
-    ck_assert_uint_le(st.mem_pool_bytes, 2 * wb);
+    ck_assert_uint_le(st.mem_pool_bytes, wb);
     check_all(db, 1);
     ck_assert_int_eq(lsm_close(db), OM_OK);
 
@@ -221,6 +230,87 @@ START_TEST(mem_pool_prefault_reserve)
     write_round(db, 0, &rnd);
     check_all(db, 0);
     ck_assert_int_eq(lsm_close(db), OM_OK);
+}
+END_TEST
+
+/* Poll (with a deadline) until the pool holds at most `bytes` and the memtables less than `mem`. */
+static void
+wait_pool_and_mem(lsm_db *db, uint64_t bytes, uint64_t mem, lsm_stats *st)
+{
+    uint64_t deadline = tu_now_ms() + 20000;
+
+    for (;;) {
+        lsm_stats_get(db, st);
+        if (st->mem_pool_bytes <= bytes && st->memtable_bytes < mem)
+            return;
+        ck_assert_msg(tu_now_ms() < deadline,
+                      "not handed back: pool %llu bytes (want <= %llu), memtables %llu (< %llu)",
+                      (unsigned long long)st->mem_pool_bytes, (unsigned long long)bytes,
+                      (unsigned long long)st->memtable_bytes, (unsigned long long)mem);
+        usleep(2000);
+    }
+}
+
+/*
+ * idle_flush_ms: once writes stop, a memtable holding a quarter of the write
+ * buffer or more is flushed and the pool is trimmed to the prefault reserve;
+ * a smaller memtable stays (no tiny table) while the pool is still trimmed.
+ * Nothing is lost, before or after a reopen.
+ */
+START_TEST(mem_pool_idle_flush_hands_memory_back)
+{
+    const char *dir = tu_tmpdir();
+    const size_t wb = 256 * 1024;
+    uint64_t rnd = tu_seed("mem_pool_idle_flush_hands_memory_back"), flushes;
+    lsm_db *db = open_db_idle(dir, wb, true, 100);
+    char key[32], val[200];
+    om_buf v = OM_BUF_INIT;
+    lsm_stats st;
+
+    /* Several switches leave dead memtables' blocks in the pool; then half a memtable more. */
+    write_round(db, 0, &rnd);
+    ck_assert_int_eq(lsm_flush(db), OM_OK);
+    for (uint32_t k = 0; k < 640; k++) { /* ~128 KB: over a quarter, under the whole */
+        mkkey(k, key);
+        ck_assert_int_eq(lsm_put(db, S(key), om_slice_make(val, mkval(k, 1, val, sizeof(val)))),
+                         OM_OK);
+    }
+    lsm_stats_get(db, &st);
+    flushes = st.flushes;
+    ck_assert_uint_ge(st.memtable_bytes, wb / 4);
+    /* The reserve (wb / 4) stays; the memtable goes, leaving its empty successor. */
+    wait_pool_and_mem(db, wb / 4, wb / 4, &st);
+    ck_assert_uint_eq(st.flushes, flushes + 1);
+    for (uint32_t k = 0; k < NKEYS; k++) {
+        mkkey(k, key);
+        ck_assert_int_eq(lsm_get(db, NULL, S(key), &v), OM_OK);
+        ck_assert(v.n == mkval(k, k < 640 ? 1 : 0, val, sizeof(val)) && memcmp(v.p, val, v.n) == 0);
+    }
+
+    /* Again with a small memtable: only the pool is trimmed. */
+    write_round(db, 2, &rnd);
+    ck_assert_int_eq(lsm_flush(db), OM_OK);
+    for (uint32_t k = 0; k < 20; k++) {
+        mkkey(k, key);
+        ck_assert_int_eq(lsm_put(db, S(key), om_slice_make(val, mkval(k, 3, val, sizeof(val)))),
+                         OM_OK);
+    }
+    lsm_stats_get(db, &st);
+    flushes = st.flushes;
+    ck_assert_uint_gt(st.mem_pool_bytes, wb / 4); /* the flushed memtable's blocks */
+    wait_pool_and_mem(db, wb / 4, wb / 4, &st);
+    ck_assert_uint_eq(st.flushes, flushes);
+    ck_assert_uint_gt(st.memtable_bytes, 0);
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+
+    db = open_db(dir, wb);
+    for (uint32_t k = 0; k < NKEYS; k++) {
+        mkkey(k, key);
+        ck_assert_int_eq(lsm_get(db, NULL, S(key), &v), OM_OK);
+        ck_assert(v.n == mkval(k, k < 20 ? 3 : 2, val, sizeof(val)) && memcmp(v.p, val, v.n) == 0);
+    }
+    ck_assert_int_eq(lsm_close(db), OM_OK);
+    om_buf_free(&v);
 }
 END_TEST
 
@@ -234,6 +324,7 @@ mem_pool_suite(void)
     tcase_add_test(tc, mem_pool_recycles_blocks_and_buckets);
     tcase_add_test(tc, mem_pool_db_reuses_across_memtables_and_reopen);
     tcase_add_test(tc, mem_pool_prefault_reserve);
+    tcase_add_test(tc, mem_pool_idle_flush_hands_memory_back);
     suite_add_tcase(s, tc);
     return s;
 }

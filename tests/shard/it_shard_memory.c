@@ -6,10 +6,13 @@
  * flushes and compactions) and reads from its tables stays under 100 MiB of
  * anonymous memory once idle (mapped table pages, which the kernel reclaims,
  * are reported but not counted): memtables,
- * caches and buffers are sized by the budget, and cached blocks and rows of
+ * caches and buffers are sized by the budget, cached blocks and rows of
  * tables that compaction replaced are dropped with their tables instead of
- * filling the caches to capacity. Under the old defaults (64 MiB memtables,
- * 256 MiB block cache) the same run ended near 200 MiB.
+ * filling the caches to capacity, and after idle-flush (10 s without writes)
+ * a memtable of a quarter of the write buffer or more is flushed and the
+ * recycled memtable blocks beyond the prefault reserve are freed. Under the
+ * old defaults (64 MiB memtables kept while idle, 256 MiB block cache) the
+ * same run ended near 200 MiB.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,6 +128,22 @@ START_TEST(idle_shard_with_little_data_stays_under_100_mib)
             ck_assert_uint_eq(data.n, VALUE);
             omc_info_free(&info);
         }
+    /*
+     * Idle: 10 s after the last write (idle-flush) the memtable goes to a
+     * table if it holds a quarter of the 48 MiB write buffer (3/16 of the
+     * budget) or more, and the memtable pool keeps only its prefault reserve
+     * (a quarter of a write buffer).
+     */
+    deadline = tu_now_ms() + 60000;
+    while ((stat_value(c, "lsm.memtable_bytes") >= (12u << 20) ||
+            stat_value(c, "lsm.mem_pool_bytes") > (12u << 20)) &&
+           tu_now_ms() < deadline) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+
+        nanosleep(&ts, NULL); /* polling a server-side state with a deadline */
+    }
+    ck_assert_uint_lt(stat_value(c, "lsm.memtable_bytes"), 12u << 20);
+    ck_assert_uint_le(stat_value(c, "lsm.mem_pool_bytes"), 12u << 20);
     rss = status_kib(tu_proc_pid(p), "VmRSS");
     printf("idle shard: %d objects of %d bytes stored %d times, read twice: VmRSS %ld KiB "
            "(anonymous %ld, files %ld)\n",

@@ -541,6 +541,44 @@ START_TEST(arena_pool_filler_keeps_reserve)
 }
 END_TEST
 
+/* Trim frees the free blocks beyond the reserve (all without one) and counts them. */
+START_TEST(arena_pool_trim_keeps_only_the_reserve)
+{
+    om_arena_pool *p;
+    om_arena *a;
+    om_arena_pool_stats ps;
+    size_t n;
+
+    ck_assert_int_eq(om_arena_pool_new(4096, 16 * 4096, &p), OM_OK);
+    ck_assert_uint_eq(om_arena_pool_trim(p), 0); /* empty: nothing to free */
+    ck_assert_uint_eq(om_arena_pool_fill(p, 10 * 4096), 10);
+    om_arena_pool_set_reserve(p, 4 * 4096);
+    ck_assert_uint_eq(om_arena_pool_trim(p), 6);
+    om_arena_pool_stats_get(p, &ps);
+    ck_assert_uint_eq(ps.free_blocks, 4);
+    ck_assert_uint_eq(ps.trimmed, 6);
+    ck_assert_uint_eq(om_arena_pool_trim(p), 0); /* at the reserve already */
+
+    /* Blocks an arena gives back are trimmed the same way; the pool still serves arenas. */
+    ck_assert_int_eq(om_arena_new_pooled(p, &a), OM_OK);
+    for (int i = 0; i < 40; i++)
+        memset(om_arena_alloc(a, 1000), 7, 1000); /* ~10 standard blocks */
+    om_arena_free(a);
+    om_arena_pool_stats_get(p, &ps);
+    ck_assert_uint_ge(ps.free_blocks, 9);
+    n = ps.free_blocks;
+    om_arena_pool_set_reserve(p, 0);
+    ck_assert_uint_eq(om_arena_pool_trim(p), n);
+    om_arena_pool_stats_get(p, &ps);
+    ck_assert_uint_eq(ps.free_blocks, 0);
+    ck_assert_uint_eq(ps.trimmed, 6 + n);
+    ck_assert_int_eq(om_arena_new_pooled(p, &a), OM_OK);
+    memset(om_arena_alloc(a, 100), 1, 100);
+    om_arena_free(a);
+    om_arena_pool_unref(p);
+}
+END_TEST
+
 static char captured[8192];
 
 static void
@@ -1061,6 +1099,7 @@ util_suite(void)
     tcase_add_test(tc, arena_pool_bounded_and_fill);
     tcase_add_test(tc, arena_pool_threads);
     tcase_add_test(tc, arena_pool_filler_keeps_reserve);
+    tcase_add_test(tc, arena_pool_trim_keeps_only_the_reserve);
     tcase_add_test(tc, log_levels_and_format);
     tcase_add_test(tc, log_json_format);
     tcase_add_test(tc, log_request_id);
