@@ -8,10 +8,15 @@
  * fixture) and drives the client's loop until a result arrives or a
  * deadline passes. Skipped (exit 77) when etcd is not installed.
  */
+#include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "etcd/etcd.h"
 #include "util/log.h"
@@ -759,6 +764,60 @@ START_TEST(election_steps_down_without_etcd)
 }
 END_TEST
 
+/*
+ * The harness's tu_free_port claims each port it gives (and port + 1000)
+ * for as long as the test process lives: another process -- another test
+ * drawing ports while this one's server is down for a restart -- cannot
+ * take the claim (its lock attempt would block), and once this process is
+ * gone the claim is free again.
+ */
+START_TEST(free_ports_are_claimed_across_processes)
+{
+    int port = tu_free_port(), status = 0;
+    pid_t pid;
+
+    for (int k = 0; k < 2; k++) {
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            char path[64];
+            int fd;
+
+            /* the harness's claim file (tu_etcd.c, TU_PORT_DIR) */
+            snprintf(path, sizeof(path), "/tmp/objmeta-tu-ports/%d", port + 1000 * k);
+            fd = open(path, O_RDWR | O_CLOEXEC);
+            _exit(fd < 0 ? 2 : flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK ? 0 : 1);
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                      "port %d: another process could claim it (exit %d)", port + 1000 * k,
+                      WEXITSTATUS(status));
+    }
+    /* A process that claimed a port and ended leaves it free to claim. */
+    int fds[2], theirs = 0, fd;
+    char path[64];
+
+    ck_assert_int_eq(pipe(fds), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int p = tu_free_port();
+
+        _exit(write(fds[1], &p, sizeof(p)) == (ssize_t)sizeof(p) ? 0 : 1);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_int_eq(read(fds[0], &theirs, sizeof(theirs)), (ssize_t)sizeof(theirs));
+    close(fds[0]);
+    close(fds[1]);
+    snprintf(path, sizeof(path), "/tmp/objmeta-tu-ports/%d", theirs);
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    ck_assert_msg(fd >= 0, "no claim file for port %d", theirs);
+    ck_assert_msg(flock(fd, LOCK_EX | LOCK_NB) == 0, "port %d still claimed", theirs);
+    close(fd);
+}
+END_TEST
+
 static Suite *
 etcd_suite(void)
 {
@@ -777,6 +836,7 @@ etcd_suite(void)
     tcase_add_test(tc, election_one_leader_and_takeover);
     tcase_add_test(tc, election_lost_lease_steps_down);
     tcase_add_test(tc, election_steps_down_without_etcd);
+    tcase_add_test(tc, free_ports_are_claimed_across_processes);
     suite_add_tcase(s, tc);
     tc = tcase_create("etcd-3-members");
     tcase_set_timeout(tc, 120);

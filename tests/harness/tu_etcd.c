@@ -8,11 +8,15 @@
 #include "tu_etcd.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -86,11 +90,43 @@ port_bindable(int port)
  * A port for a process that cannot take port 0 and report it (etcd, a shard
  * restarted on its old address). It is taken below the ephemeral range: a
  * port released there is soon handed to some outgoing connection of another
- * test, and the process then fails with "address already in use". Ports are
- * drawn at random, so concurrent tests rarely pick the same one. port + 1000
- * (a server's automatic HTTP port, rpc_conf_http_addr) is free and below the
- * range too.
+ * test, and the process then fails with "address already in use". port +
+ * 1000 (a server's automatic HTTP port, rpc_conf_http_addr) is free and below
+ * the range too. Ports are drawn at random and claimed across the test
+ * processes (port_claim): a port whose server is down for a restart passes
+ * the bind check, and a concurrent test that drew it took it once (a shard's
+ * restart then failed with "address already in use" on its HTTP port).
  */
+#define TU_PORT_DIR "/tmp/objmeta-tu-ports"
+
+/*
+ * Claim port for this test process: an exclusive flock on TU_PORT_DIR/<port>,
+ * held by a descriptor left open, so it ends with the process (a killed one
+ * included) and no stale claim outlives it. False when another live process
+ * holds it; true also when claims cannot be made at all (the bind check
+ * still applies).
+ */
+static bool
+port_claim(int port)
+{
+    char path[64];
+    int fd;
+
+    if (mkdir(TU_PORT_DIR, 0777) == 0)
+        chmod(TU_PORT_DIR, 01777); /* any user's tests claim here */
+    snprintf(path, sizeof(path), TU_PORT_DIR "/%d", port);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return true;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+
+        close(fd);
+        return e != EWOULDBLOCK;
+    }
+    return true; /* fd stays open: the claim lasts as long as this process */
+}
+
 /* Whether this process handed out port (or took it as another's port + 1000) already. */
 static bool
 port_given(const int *given, int n, int port)
@@ -117,8 +153,8 @@ tu_free_port(void)
             x ^= x >> 7;
             x ^= x << 17;
             int port = 10000 + (int)(x % (uint64_t)(lo - 11000));
-            if (!port_given(given, ngiven, port) && port_bindable(port) &&
-                port_bindable(port + 1000)) {
+            if (!port_given(given, ngiven, port) && port_claim(port) && port_claim(port + 1000) &&
+                port_bindable(port) && port_bindable(port + 1000)) {
                 if (ngiven < (int)(sizeof(given) / sizeof(given[0])))
                     given[ngiven++] = port;
                 return port;

@@ -41,7 +41,8 @@ void tu_etcd_stop(tu_etcd *e);
 /* A free TCP port on 127.0.0.1 for a process that cannot bind port 0 (drawn at random
  * below the kernel's ephemeral range; it and port + 1000 checked bindable, released;
  * never one this process was given before, nor 1000 above or below one: a port picked
- * and not yet bound still passes the check). Test thread only. */
+ * and not yet bound still passes the check; nor one another test process claimed:
+ * a claim lasts as long as the process that made it). Test thread only. */
 int tu_free_port(void);
 
 #endif /* OM_TESTS_TU_ETCD_H */
