@@ -9,6 +9,14 @@
 
 #include "util/coding.h"
 
+/*
+ * lsm_batch_apply_sorted loads the skiplist search paths of this many keys
+ * at a time before inserting them (lsm_mem_warm), once the memtable holds
+ * BATCH_WARM_MIN_ENTRIES: below that its nodes fit in the CPU caches anyway.
+ */
+#define BATCH_WARM_CHUNK 64
+#define BATCH_WARM_MIN_ENTRIES 16384
+
 static om_status
 batch_reset(lsm_batch *b)
 {
@@ -335,11 +343,22 @@ lsm_batch_apply_sorted(const om_slice *reps, int n, lsm_memtable *m, void **scra
         sk[i].i = (uint32_t)i;
     }
     batch_sk_sort(sk, c.n, c.ops);
-    for (size_t i = 0; i < c.n; i++) {
-        const batch_op *o = &c.ops[sk[i].i];
+    for (size_t i = 0; i < c.n; i += BATCH_WARM_CHUNK) {
+        size_t end = c.n - i < BATCH_WARM_CHUNK ? c.n : i + BATCH_WARM_CHUNK;
 
-        OM_TRY(lsm_mem_add(m, o->seq, o->type, om_slice_make(o->k, o->kn),
-                           om_slice_make(o->v, o->vn)));
+        if (lsm_mem_entries(m) >= BATCH_WARM_MIN_ENTRIES) {
+            om_slice keys[BATCH_WARM_CHUNK];
+
+            for (size_t j = i; j < end; j++)
+                keys[j - i] = om_slice_make(c.ops[sk[j].i].k, c.ops[sk[j].i].kn);
+            lsm_mem_warm(m, keys, end - i);
+        }
+        for (size_t j = i; j < end; j++) {
+            const batch_op *o = &c.ops[sk[j].i];
+
+            OM_TRY(lsm_mem_add(m, o->seq, o->type, om_slice_make(o->k, o->kn),
+                               om_slice_make(o->v, o->vn)));
+        }
     }
     return OM_OK;
 }

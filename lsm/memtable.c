@@ -414,6 +414,12 @@ lsm_mem_add(lsm_memtable *m, uint64_t seq, lsm_vtype type, om_slice key, om_slic
 }
 
 void
+lsm_mem_warm(const lsm_memtable *m, const om_slice *keys, size_t n)
+{
+    lsm_skl_warm(m->sl, keys, n);
+}
+
+void
 lsm_mem_prefetch_values(const lsm_memtable *m, const om_slice *keys, size_t n)
 {
     for (size_t i = 0; i < n; i++) {

@@ -107,6 +107,12 @@ void lsm_mem_prefetch_gets(const lsm_memtable *m, const om_slice *keys, size_t n
  */
 void lsm_mem_prefetch_values(const lsm_memtable *m, const om_slice *keys, size_t n);
 /*
+ * lsm_mem_warm -- for the writer, before it adds keys[0..n) (user keys, best
+ * in ascending order): load their skiplist search paths with the misses
+ * overlapped (lsm_skl_warm). Only a hint: no effect on results.
+ */
+void lsm_mem_warm(const lsm_memtable *m, const om_slice *keys, size_t n);
+/*
  * lsm_mem_prefetch_find -- for a batch about to be read at once: three rounds
  * over the keys whose found[i] is false -- buckets, chain heads, then (once
  * the heads are there) the value when the head is the key's newest version,

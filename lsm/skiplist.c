@@ -266,6 +266,71 @@ lsm_skl_insert(lsm_skiplist *sl, om_slice key, uint64_t trailer, om_slice value,
     return lsm_skl_insert_before(sl, key, trailer, value, NULL, node);
 }
 
+/* Start loading the lines of node n that a search at `level` reads (its link, lengths, key). */
+static inline void
+skl_prefetch_node(const lsm_skl_node *n, int level)
+{
+    __builtin_prefetch(n, 0, 3);
+    __builtin_prefetch(n->key + 32, 0, 3);
+    if (level > 0)
+        __builtin_prefetch(skl_link_at(n, level), 0, 3);
+}
+
+void
+lsm_skl_warm(const lsm_skiplist *sl, const om_slice *keys, size_t n)
+{
+    struct {
+        const lsm_skl_node *x, *next; /* at x on `level`; next: its successor, loading */
+        int level;
+        size_t i; /* the key; n when the lane is idle */
+    } lane[LSM_SKL_WARM_LANES];
+    int top = atomic_load_explicit(&((lsm_skiplist *)sl)->height, memory_order_relaxed) - 1;
+    size_t taken = 0;
+    int busy = 0;
+
+    for (int l = 0; l < LSM_SKL_WARM_LANES; l++) {
+        lane[l].i = n;
+        if (taken < n) {
+            lane[l].i = taken++;
+            lane[l].x = sl->head;
+            lane[l].level = top;
+            lane[l].next = skl_next(sl->head, top);
+            busy++;
+        }
+    }
+    /*
+     * Round robin: each lane compares the successor it asked for a round
+     * ago (loaded meanwhile, while the other lanes worked), then steps right
+     * or down and asks for the next one. LSM_SKL_WARM_LANES misses are in
+     * flight at once instead of one.
+     */
+    while (busy > 0) {
+        for (int l = 0; l < LSM_SKL_WARM_LANES; l++) {
+            const om_slice *k;
+
+            if (lane[l].i == n)
+                continue;
+            k = &keys[lane[l].i];
+            if (lane[l].next != NULL && skl_cmp(lane[l].next, k->p, k->n, UINT64_MAX) < 0) {
+                lane[l].x = lane[l].next;
+            } else if (lane[l].level > 0) {
+                lane[l].level--;
+            } else if (taken < n) { /* this key's path is loaded: the next key from the top */
+                lane[l].i = taken++;
+                lane[l].x = sl->head;
+                lane[l].level = top;
+            } else {
+                lane[l].i = n;
+                busy--;
+                continue;
+            }
+            lane[l].next = skl_next(lane[l].x, lane[l].level);
+            if (lane[l].next != NULL)
+                skl_prefetch_node(lane[l].next, lane[l].level);
+        }
+    }
+}
+
 bool
 lsm_skl_contains(const lsm_skiplist *sl, om_slice key, uint64_t trailer)
 {

@@ -136,6 +136,18 @@ lsm_skl_node_next(const lsm_skl_node *n)
 }
 
 /* True if an entry with exactly (user_key, trailer) is in the list. */
+/*
+ * lsm_skl_warm -- load into the CPU caches the search paths of n keys (user
+ * keys, the position of their newest version), read-only and interleaved:
+ * LSM_SKL_WARM_LANES searches advance in turn, each asking for the next
+ * node a round before it reads it, so their cache misses overlap instead of
+ * coming one after another. The writer calls it before inserting the keys
+ * (the inserts' own searches then find their nodes loaded); it changes
+ * nothing and is safe beside readers. Keys in ascending order keep the
+ * paths close, but any order is correct.
+ */
+#define LSM_SKL_WARM_LANES 8
+void lsm_skl_warm(const lsm_skiplist *sl, const om_slice *keys, size_t n);
 bool lsm_skl_contains(const lsm_skiplist *sl, om_slice user_key, uint64_t trailer);
 
 /*

@@ -905,6 +905,56 @@ START_TEST(skiplist_finger_groups)
 }
 END_TEST
 
+/*
+ * lsm_skl_warm changes nothing: on an empty list, and on a large one with
+ * key sets of every size around the lane count -- present, absent, before
+ * and after every key, unsorted, repeated -- the list stays valid and whole.
+ */
+START_TEST(skiplist_warm_changes_nothing)
+{
+    uint64_t seed = tu_seed("skiplist_warm_changes_nothing"), rnd = seed;
+    enum { N = 30000, K = 200 };
+    uint8_t kb[K][8];
+    om_slice keys[K];
+    om_arena *a;
+    lsm_skiplist *sl;
+    lsm_skl_iter it;
+    size_t seen = 0;
+
+    ck_assert_int_eq(om_arena_new(0, &a), OM_OK);
+    ck_assert_int_eq(lsm_skl_new(a, a, seed, &sl), OM_OK);
+    for (int i = 0; i < K; i++) {
+        om_put_be64(kb[i], tu_rand(&rnd));
+        keys[i] = om_slice_make(kb[i], 8);
+    }
+    lsm_skl_warm(sl, keys, K); /* empty list */
+    lsm_skl_warm(sl, keys, 0);
+    for (uint64_t i = 0; i < N; i++)
+        ck_assert_int_eq(u64_insert(sl, (i * 2654435761u) % (4 * N) * 2 + 2), OM_OK);
+    for (size_t n = 0; n <= K; n = n < 20 ? n + 1 : n * 2) {
+        for (size_t i = 0; i < n; i++) {
+            uint64_t r = tu_rand(&rnd);
+            /* present (even), absent (odd), 0 before all, the maximum after all */
+            uint64_t v = r % 4 == 0 ? 0 : r % 4 == 1 ? UINT64_MAX : r % 8 * N;
+
+            om_put_be64(kb[i], r % 2 ? v : ((r >> 8) % N * 2654435761u) % (4 * N) * 2 + 2);
+            keys[i] = om_slice_make(kb[i], i % 5 == 4 ? (size_t)(r >> 40) % 9 : 8);
+        }
+        lsm_skl_warm(sl, keys, n);
+        if (n >= 2) {
+            keys[1] = keys[0]; /* repeated */
+            lsm_skl_warm(sl, keys, n);
+        }
+    }
+    ck_assert(lsm_skl_check(sl));
+    lsm_skl_iter_init(&it, sl);
+    for (lsm_skl_iter_seek_first(&it); lsm_skl_iter_valid(&it); lsm_skl_iter_next(&it))
+        seen++;
+    ck_assert_uint_eq(seen, N);
+    om_arena_free(a);
+}
+END_TEST
+
 static Suite *
 skiplist_suite(void)
 {
@@ -921,6 +971,7 @@ skiplist_suite(void)
     tcase_add_test(tc, memtable_hash_index_concurrent_reader);
     tcase_add_test(tc, batch_encode_decode);
     tcase_add_test(tc, skiplist_finger_groups);
+    tcase_add_test(tc, skiplist_warm_changes_nothing);
     tcase_add_test(tc, memtable_sorted_batches_match_model);
     suite_add_tcase(s, tc);
     return s;
