@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "util/assert.h"
+
 struct lsm_skiplist {
     om_arena *arena, *varena;
     uint64_t rnd; /* writer only */
@@ -288,6 +290,7 @@ lsm_skl_warm(const lsm_skiplist *sl, const om_slice *keys, size_t n)
     size_t taken = 0;
     int busy = 0;
 
+    OM_ASSERT(top >= 0); /* a list is never lower than 1 (lsm_skl_new): skl_next(head, top) */
     for (int l = 0; l < LSM_SKL_WARM_LANES; l++) {
         lane[l].i = n;
         if (taken < n) {
