@@ -591,6 +591,7 @@ lsm_db_write_level0(lsm_db *db, lsm_memtable *m, lsm_edit *e, uint64_t *bytes)
 typedef struct flush_install {
     lsm_db *db;
     uint64_t id;
+    uint64_t bytes; /* the table's */
 } flush_install;
 
 /* Called by log_and_apply with mu held, right after the new version is current. */
@@ -605,6 +606,9 @@ db_flush_installed(void *arg)
     db->nimm--;
     db->imm[db->nimm] = NULL;
     db->flushed_id = fi->id;
+    /* Counted here, with flushed_id: a caller that lsm_flush released sees its flush counted. */
+    atomic_fetch_add(&db->st_flushes, 1);
+    atomic_fetch_add(&db->st_flush_bytes, fi->bytes);
     if (lsm_db_install_sv(db) != OM_OK)
         lsm_db_set_bg_error(db, OM_E_NOMEM);
     lsm_mem_unref(m);
@@ -735,6 +739,7 @@ lsm_db_flush_main(void *arg)
             lsm_edit_set_last_seq(&e, last);
             fi.db = db;
             fi.id = id;
+            fi.bytes = bytes;
             pthread_mutex_lock(&db->manifest_mu);
             st = lsm_vset_log_and_apply(db->vs, &e, db_flush_installed, &fi);
             pthread_mutex_unlock(&db->manifest_mu);
@@ -756,8 +761,6 @@ lsm_db_flush_main(void *arg)
         pthread_mutex_lock(&db->mu);
         db->flush_running = false;
         if (st == OM_OK) {
-            atomic_fetch_add(&db->st_flushes, 1);
-            atomic_fetch_add(&db->st_flush_bytes, bytes);
             pthread_cond_broadcast(&db->compact_cv);
         } else {
             lsm_logf(&db->opts, OM_LOG_ERROR, "memtable flush failed status=%s", om_status_str(st));
