@@ -412,12 +412,6 @@ typedef struct comp_out {
 #define PACE_CHUNK (64u << 10)
 #define PACE_BURST_NS (50u * 1000000u)
 
-void
-lsm_db_compact_wait_ns(lsm_db *db, uint64_t wait_ns)
-{
-    om_clock_cond_wait_ns(&db->compact_cv, &db->mu, wait_ns);
-}
-
 /* Sleep until the monotonic time until_ns, or less (close, L0 backlog). Requires: mu not held. */
 static void
 comp_pace_sleep(lsm_db *db, uint64_t until_ns)
@@ -430,7 +424,7 @@ comp_pace_sleep(lsm_db *db, uint64_t until_ns)
             db->vs->current->nfiles[0] >= db->opts.l0_slowdown_trigger)
             break;
         wait_ns = until_ns - now;
-        lsm_db_compact_wait_ns(db, wait_ns);
+        om_clock_cond_wait_ns(&db->compact_cv, &db->mu, wait_ns);
     }
     pthread_mutex_unlock(&db->mu);
 }

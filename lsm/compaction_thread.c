@@ -31,12 +31,8 @@ comp_newest_snapshot(lsm_db *db)
  * every read go through each of them for good. When no write has arrived for
  * idle_l0_compaction_ms and L0 holds at least two tables, they are compacted
  * into L1 like any L0 compaction. The thread tracks the last sequence it saw
- * and since when. Requires: mu held.
+ * and since when (lsm_db_idle). Requires: mu held.
  */
-typedef struct comp_idle {
-    uint64_t seq;      /* last_seq when last looked at */
-    uint64_t since_ns; /* when last_seq last changed (as far as seen) */
-} comp_idle;
 
 /* Whether the idle rule applies to v at all (then the thread waits with a timeout). */
 static bool
@@ -47,16 +43,12 @@ comp_idle_applies(const lsm_db *db, const lsm_version *v)
 
 /* Whether the database has been idle long enough; updates the tracking. */
 static bool
-comp_idle_due(lsm_db *db, comp_idle *idle)
+comp_idle_due(lsm_db *db, lsm_db_idle *idle)
 {
-    uint64_t seq = atomic_load_explicit(&db->last_seq, memory_order_acquire);
     uint64_t now = om_clock_mono_ns();
 
-    if (seq != idle->seq) {
-        idle->seq = seq;
-        idle->since_ns = now;
+    if (lsm_db_idle_moved(db, idle, now))
         return false;
-    }
     return now - idle->since_ns >= (uint64_t)db->opts.idle_l0_compaction_ms * 1000000u;
 }
 
@@ -65,7 +57,7 @@ comp_idle_due(lsm_db *db, comp_idle *idle)
  * Requires: mu held.
  */
 static void
-comp_wait(lsm_db *db, bool timed, const comp_idle *idle)
+comp_wait(lsm_db *db, bool timed, const lsm_db_idle *idle)
 {
     uint64_t wait_ns, due;
 
@@ -78,7 +70,7 @@ comp_wait(lsm_db *db, bool timed, const comp_idle *idle)
     /* At least 1 ms: last_seq may have moved, which restarts the idle period. */
     if (wait_ns < 1000000u)
         wait_ns = 1000000u;
-    lsm_db_compact_wait_ns(db, wait_ns);
+    om_clock_cond_wait_ns(&db->compact_cv, &db->mu, wait_ns);
 }
 
 /*
@@ -163,7 +155,7 @@ comp_pick_beside(lsm_db *db, lsm_version *v, lsm_compaction *other, lsm_compacti
 static void *
 comp_main(lsm_db *db, bool urgent)
 {
-    comp_idle idle = {0, 0};
+    lsm_db_idle idle = {0, 0};
 
     pthread_setname_np(pthread_self(), urgent ? "lsm-compact-hi" : "lsm-compact");
     if (!urgent)

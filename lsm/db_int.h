@@ -180,6 +180,18 @@ struct lsm_db {
 om_status lsm_db_install_sv(lsm_db *db);
 /* Lower the calling (background) thread's priority by opts.background_nice. */
 void lsm_db_background_priority(lsm_db *db);
+/*
+ * How long writes have stopped, as one background thread sees it (the
+ * compaction thread's idle L0 rule, the flush thread's idle flush): the last
+ * sequence it saw and since when. lsm_db_idle_moved looks at last_seq at
+ * `now` and restarts the period if it moved (returns whether it did).
+ * Requires: the owning thread only.
+ */
+typedef struct lsm_db_idle {
+    uint64_t seq;      /* last_seq when last looked at */
+    uint64_t since_ns; /* when last_seq last changed (as far as seen) */
+} lsm_db_idle;
+bool lsm_db_idle_moved(lsm_db *db, lsm_db_idle *idle, uint64_t now);
 /* Create log `number` in db's directory, preallocated per the options. */
 om_status lsm_db_wal_open(lsm_db *db, uint64_t number, lsm_wal_writer **out);
 /* Reference the read view and read last_seq consistently. */
@@ -215,9 +227,6 @@ struct lsm_compaction;
  */
 om_status lsm_compaction_do(lsm_db *db, struct lsm_compaction *c, uint64_t smallest,
                             uint64_t newest, const db_manual *m);
-
-/* Wait on compact_cv for at most wait_ns. Requires: mu held. */
-void lsm_db_compact_wait_ns(lsm_db *db, uint64_t wait_ns);
 
 /* ---- compaction_thread.c ---- */
 

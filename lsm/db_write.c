@@ -152,6 +152,18 @@ db_stall_add(lsm_db *db, uint64_t t0_ns)
     atomic_fetch_add(&db->st_stall_us, (om_clock_mono_ns() - t0_ns) / 1000);
 }
 
+bool
+lsm_db_idle_moved(lsm_db *db, lsm_db_idle *idle, uint64_t now)
+{
+    uint64_t seq = atomic_load_explicit(&db->last_seq, memory_order_acquire);
+
+    if (seq == idle->seq)
+        return false;
+    idle->seq = seq;
+    idle->since_ns = now;
+    return true;
+}
+
 void
 lsm_db_background_priority(lsm_db *db)
 {
@@ -626,9 +638,8 @@ db_flush_installed(void *arg)
  * little memory.
  */
 typedef struct db_idle {
-    uint64_t seq;      /* last_seq when last looked at */
-    uint64_t since_ns; /* when last_seq last changed (as far as seen) */
-    bool done;         /* this idle period's work is done */
+    lsm_db_idle t;
+    bool done; /* this idle period's work is done */
 } db_idle;
 
 /*
@@ -669,22 +680,18 @@ db_idle_switch(lsm_db *db)
 static void
 db_flush_idle_wait(lsm_db *db, db_idle *idle)
 {
-    uint64_t seq = atomic_load_explicit(&db->last_seq, memory_order_acquire);
     uint64_t now = om_clock_mono_ns(), period = (uint64_t)db->opts.idle_flush_ms * 1000000u;
 
     if (db->opts.idle_flush_ms == 0 || db->bg_error != OM_OK) {
         pthread_cond_wait(&db->flush_cv, &db->mu);
         return;
     }
-    if (seq != idle->seq) {
-        idle->seq = seq;
-        idle->since_ns = now;
+    if (lsm_db_idle_moved(db, &idle->t, now))
         idle->done = false;
-    }
-    if (idle->done || now - idle->since_ns < period) {
+    if (idle->done || now - idle->t.since_ns < period) {
         /* Writes move last_seq without waking this thread: look again a period on at most. */
         om_clock_cond_wait_ns(&db->flush_cv, &db->mu,
-                              idle->done ? period : idle->since_ns + period - now);
+                              idle->done ? period : idle->t.since_ns + period - now);
         return;
     }
     if (lsm_mem_usage(db->mem) >= db->opts.write_buffer_size / 4 && lsm_mem_entries(db->mem) > 0) {
@@ -692,7 +699,7 @@ db_flush_idle_wait(lsm_db *db, db_idle *idle)
             db_idle_switch(db))
             return; /* the flush runs, then (still idle, the memtable empty) the trim */
         /* A writer is at work after all, or the switch failed: try a period later. */
-        idle->since_ns = om_clock_mono_ns();
+        idle->t.since_ns = om_clock_mono_ns();
         return;
     }
     idle->done = true;
@@ -705,14 +712,14 @@ void *
 lsm_db_flush_main(void *arg)
 {
     lsm_db *db = arg;
-    db_idle idle = {0, 0, false};
+    db_idle idle = {{0, 0}, false};
 
     pthread_setname_np(pthread_self(), "lsm-flush"); /* for top -H and perf */
     lsm_db_background_priority(db);
 
     pthread_mutex_lock(&db->mu);
-    idle.seq = atomic_load(&db->last_seq);
-    idle.since_ns = om_clock_mono_ns();
+    idle.t.seq = atomic_load(&db->last_seq);
+    idle.t.since_ns = om_clock_mono_ns();
     while (!db->shutting_down) {
         lsm_memtable *m;
         uint64_t next_log, last, id, bytes = 0, log;

@@ -135,7 +135,6 @@ lsm_skl_node_next(const lsm_skl_node *n)
     return atomic_load_explicit(&((lsm_skl_node *)n)->next0, memory_order_acquire);
 }
 
-/* True if an entry with exactly (user_key, trailer) is in the list. */
 /*
  * lsm_skl_warm -- load into the CPU caches the search paths of n keys (user
  * keys, the position of their newest version), read-only and interleaved:
@@ -148,6 +147,7 @@ lsm_skl_node_next(const lsm_skl_node *n)
  */
 #define LSM_SKL_WARM_LANES 8
 void lsm_skl_warm(const lsm_skiplist *sl, const om_slice *keys, size_t n);
+/* True if an entry with exactly (user_key, trailer) is in the list. */
 bool lsm_skl_contains(const lsm_skiplist *sl, om_slice user_key, uint64_t trailer);
 
 /*
